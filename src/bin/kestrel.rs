@@ -1,0 +1,435 @@
+//! The `kestrel` command line: info, classify, segment, parity, export-onnx, convert.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use kestrel::error::{Error, Result};
+use kestrel::graph::shape;
+use kestrel::imageio::{self, Preprocess};
+use kestrel::parity::{compare, topk, Tolerance};
+use kestrel::{load_model, LoadOptions, LoadedModel, Options, Session, Task, Tensor};
+
+#[derive(Parser)]
+#[command(name = "kestrel", version, about = "A pure-Rust inference engine for convolutional networks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// A .onnx file, a .safetensors file, or a built-in name (resnet18 … resnet152, unet, unet-bilinear).
+    model: String,
+    /// JSON model config for a .safetensors file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed of a built-in model's synthetic weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Concrete input shape N,C,H,W for ONNX models with symbolic dims.
+    #[arg(long, value_delimiter = ',')]
+    input_shape: Option<Vec<usize>>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<LoadedModel> {
+        load_model(
+            &self.model,
+            &LoadOptions { seed: self.seed, config: self.config.clone(), input_shape: self.input_shape.clone() },
+        )
+    }
+    fn session(&self, m: &LoadedModel) -> Result<Session> {
+        Session::new(m.graph.clone(), &Options { threads: self.threads, optimize: true })
+    }
+}
+
+#[derive(Args, Clone)]
+struct PreArgs {
+    /// Resize the shorter side to this (0: keep).
+    #[arg(long, default_value_t = 256)]
+    resize: usize,
+    /// Center-crop to this square (0: none).
+    #[arg(long, default_value_t = 224)]
+    crop: usize,
+    /// Per-channel mean, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
+    mean: Vec<f32>,
+    /// Per-channel std, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
+    std: Vec<f32>,
+}
+
+impl PreArgs {
+    fn get(&self) -> Result<Preprocess> {
+        let three = |v: &[f32], what: &str| -> Result<[f32; 3]> {
+            v.try_into().map_err(|_| Error::Invalid(format!("--{what} takes 3 comma-separated values")))
+        };
+        let std = three(&self.std, "std")?;
+        if std.contains(&0.0) {
+            return Err(Error::Invalid("--std values must be non-zero".into()));
+        }
+        Ok(Preprocess { resize: self.resize, crop: self.crop, mean: three(&self.mean, "mean")?, std })
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Layers, output shapes, parameters, MACs and weight bytes.
+    Info {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// Batch size for shapes and MACs.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Classify images (PNG or JPEG), batched.
+    Classify {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One label per line.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Images per batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[command(flatten)]
+        pre: PreArgs,
+    },
+    /// Segment an image into a mask PNG.
+    Segment {
+        #[command(flatten)]
+        m: ModelArgs,
+        image: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Probability threshold; negative writes the probability map instead.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
+        mean: Vec<f32>,
+        #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
+        std: Vec<f32>,
+    },
+    /// Compare kestrel with ONNX Runtime on the same inputs.
+    Parity(ParityArgs),
+    /// Write the model as ONNX (opset 17, IR 8).
+    ExportOnnx {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Convert between formats: .safetensors (state dict + config) or .onnx.
+    Convert {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ParityArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Input as .npy (f32, NCHW) or an image (preprocessed like classify).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Use seeded random normal inputs (the default when no --input is given).
+    #[arg(long)]
+    random: bool,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 1)]
+    input_seed: u64,
+    /// Batch of random inputs.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Compare every layer and name the first that leaves tolerance.
+    #[arg(long)]
+    per_layer: bool,
+    /// Maximum relative L2 error.
+    #[arg(long, default_value_t = 1e-4)]
+    rel_l2: f64,
+    /// Minimum cosine similarity.
+    #[arg(long, default_value_t = 0.9999)]
+    cosine: f64,
+    /// Maximum absolute error (off by default).
+    #[arg(long)]
+    max_abs: Option<f64>,
+    /// Minimum top-1 agreement for classifiers.
+    #[arg(long, default_value_t = 1.0)]
+    top1: f64,
+    /// Also time both engines over this many runs and print median latencies.
+    #[arg(long, default_value_t = 0)]
+    time: usize,
+    /// Write the metrics as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kestrel: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Info { m, batch } => info(&m, batch),
+        Cmd::Classify { m, images, labels, top, batch, pre } => classify(&m, &images, labels.as_deref(), top, batch, &pre.get()?),
+        Cmd::Segment { m, image, output, threshold, mean, std } => {
+            let pre = PreArgs { resize: 0, crop: 0, mean, std }.get()?;
+            segment(&m, &image, &output, threshold, &pre)
+        }
+        Cmd::Parity(p) => parity(p),
+        Cmd::ExportOnnx { m, output } => {
+            let model = m.load()?;
+            kestrel::onnx::save(&model.graph, &output)?;
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Convert { m, output } => {
+            let model = m.load()?;
+            match output.extension().and_then(|e| e.to_str()) {
+                Some("onnx") => kestrel::onnx::save(&model.graph, &output)?,
+                Some("safetensors") => kestrel::convert::write_safetensors(&model.graph, model.config.as_ref(), &output)?,
+                _ => return Err(Error::Invalid(format!("{}: output must end in .onnx or .safetensors", output.display()))),
+            }
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn info(m: &ModelArgs, batch: usize) -> Result<ExitCode> {
+    let model = m.load()?;
+    let g = &model.graph;
+    let input = g.input_shape(batch.max(1))?;
+    let shapes = shape::infer(g, std::slice::from_ref(&input))?;
+    println!("model {}  task {:?}  input {:?}", model.name, model.task, input);
+    println!("{:<40} {:<20} {:<22} {:>10}", "layer", "op", "output", "params");
+    for n in &g.nodes {
+        println!("{:<40} {:<20} {:<22} {:>10}", n.name, n.op.kind(), format!("{:?}", shapes[n.output]), n.op.param_count());
+    }
+    let params = g.param_count();
+    let macs = g.macs(&input)?;
+    println!("layers {}  parameters {}  weight bytes {} (f32)  MACs {:.3} G", g.nodes.len(), params, params * 4, macs as f64 / 1e9);
+    for &o in &g.outputs {
+        println!("output {} {:?}", g.values[o], shapes[o]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize, batch: usize, pre: &Preprocess) -> Result<ExitCode> {
+    let model = m.load()?;
+    let session = m.session(&model)?;
+    let labels: Option<Vec<String>> = match labels {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?.lines().map(str::to_string).collect()),
+        None => None,
+    };
+    for chunk in images.chunks(batch.max(1)) {
+        let tensors = chunk.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
+        let x = Tensor::concat_batch(&tensors)?;
+        let out = session.run(&[x])?.remove(0);
+        let classes = out.shape().get(1).copied().unwrap_or(0);
+        if out.shape().len() != 2 || classes == 0 {
+            return Err(Error::Invalid(format!("model output {:?} is not [N, classes]", out.shape())));
+        }
+        for (path, row) in chunk.iter().zip(out.data().chunks(classes)) {
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let z: f32 = row.iter().map(|v| (v - m).exp()).sum();
+            let best: Vec<String> = topk(row, top.min(classes))
+                .into_iter()
+                .map(|i| {
+                    let name = labels.as_ref().and_then(|l| l.get(i)).cloned().unwrap_or_else(|| format!("class {i}"));
+                    format!("{name} ({:.3})", (row[i] - m).exp() / z)
+                })
+                .collect();
+            println!("{}: {}", path.display(), best.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn segment(m: &ModelArgs, image: &Path, output: &Path, threshold: f32, pre: &Preprocess) -> Result<ExitCode> {
+    let model = m.load()?;
+    let session = m.session(&model)?;
+    let img = imageio::decode(image)?;
+    let x = imageio::to_tensor(&img, pre);
+    let (h, w) = (x.shape()[2], x.shape()[3]);
+    let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
+    let (ph, pw) = (h.div_ceil(mult) * mult, w.div_ceil(mult) * mult);
+    let x = pad_to(&x, ph, pw);
+    let out = session.run(&[x])?.remove(0);
+    let s = out.shape().to_vec();
+    if s.len() != 4 || s[2] != ph || s[3] != pw {
+        return Err(Error::Invalid(format!("model output {s:?} is not a [1, C, {ph}, {pw}] map")));
+    }
+    let labels = kestrel::parity::mask_labels(out.data(), &s);
+    let mut vals = Vec::with_capacity(h * w);
+    for y in 0..h {
+        for xx in 0..w {
+            let v = if s[1] == 1 {
+                let p = 1.0 / (1.0 + (-out.data()[y * pw + xx]).exp());
+                if threshold < 0.0 { p } else { f32::from(u8::from(p > threshold)) }
+            } else {
+                labels[y * pw + xx] as f32 / (s[1] - 1) as f32
+            };
+            vals.push(v);
+        }
+    }
+    imageio::write_gray(output, &vals, h, w)?;
+    println!("wrote {} ({h}x{w})", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Zero-pads `[1, C, H, W]` on the bottom and right to `[1, C, ph, pw]`.
+fn pad_to(x: &Tensor, ph: usize, pw: usize) -> Tensor {
+    let s = x.shape();
+    let (c, h, w) = (s[1], s[2], s[3]);
+    if (h, w) == (ph, pw) {
+        return x.clone();
+    }
+    let mut out = Tensor::zeros(vec![1, c, ph, pw]);
+    for ch in 0..c {
+        for y in 0..h {
+            out.data_mut()[(ch * ph + y) * pw..(ch * ph + y) * pw + w].copy_from_slice(&x.data()[(ch * h + y) * w..(ch * h + y + 1) * w]);
+        }
+    }
+    out
+}
+
+fn parity(p: ParityArgs) -> Result<ExitCode> {
+    #[cfg(not(feature = "ort"))]
+    {
+        let _ = (&p.m, p.random, compare as fn(&Tensor, &Tensor) -> kestrel::parity::Metrics, Instant::now, Task::Other);
+        Err(Error::FeatureDisabled { feature: "ort", what: "parity".into() })
+    }
+    #[cfg(feature = "ort")]
+    parity_ort(p)
+}
+
+#[cfg(feature = "ort")]
+fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
+    use kestrel::ort_ref::OrtModel;
+    let model = p.m.load()?;
+    let tol = Tolerance { rel_l2: p.rel_l2, min_cosine: p.cosine, max_abs: p.max_abs, min_top1: p.top1 };
+    // ORT runs the very bytes kestrel imported, or our own export of a native model.
+    let (bytes, proto) = match &model.path {
+        Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
+            let b = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let m = kestrel::onnx::proto::decode(path, &b)?;
+            (b, m)
+        }
+        _ => {
+            let m = kestrel::onnx::export::to_model(&model.graph)?;
+            (prost_encode(&m), m)
+        }
+    };
+    let x = match &p.input {
+        Some(path) if path.extension().is_some_and(|e| e == "npy") => imageio::read_npy(path)?,
+        Some(path) => imageio::preprocess(&imageio::decode(path)?, &Preprocess::default()),
+        None => {
+            let _ = p.random;
+            Tensor::randn(model.graph.input_shape(p.batch.max(1))?, 1.0, p.input_seed)
+        }
+    };
+    let threads = if p.m.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { p.m.threads };
+    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true })?;
+    let mut ort = OrtModel::from_bytes(&bytes, threads)?;
+    let ours = session.run(std::slice::from_ref(&x))?;
+    let theirs = ort.run(&x)?;
+    println!("parity {}  input {:?}  threads {}  ORT {}", model.name, x.shape(), threads, kestrel::ort_ref::version()?);
+    let mut failed = false;
+    let mut report = Vec::new();
+    for (o, (name, r)) in ours.iter().zip(&theirs) {
+        let m = compare(r, o);
+        println!(
+            "  output {name}: max abs {:.3e}  max rel {:.3e}  rel L2 {:.3e}  cosine {:.8}{}{}{}{}",
+            m.max_abs,
+            m.max_rel,
+            m.rel_l2,
+            m.cosine,
+            m.top1.map_or(String::new(), |t| format!("  top-1 {:.4}", t)),
+            m.top5.map_or(String::new(), |t| format!("  top-5 {:.4}", t)),
+            m.mask_agreement.map_or(String::new(), |t| format!("  mask agreement {:.6}", t)),
+            m.iou.map_or(String::new(), |t| format!("  IoU {:.6}", t)),
+        );
+        if let Some(v) = tol.violation(&m) {
+            println!("  FAIL: {v}");
+            failed = true;
+        }
+        report.push(serde_json::json!({"output": name, "metrics": m}));
+    }
+    if p.per_layer {
+        let graph = match &model.path {
+            Some(path) if path.extension().is_some_and(|e| e == "onnx") => model.graph.clone(),
+            _ => kestrel::onnx::import::import(&proto, &Default::default())?,
+        };
+        let layers = kestrel::parity::per_layer(&proto, &graph, &x, &tol, threads)?;
+        let first = layers.iter().find(|l| !l.within);
+        println!("  per-layer: {} layers compared", layers.len());
+        for l in &layers {
+            println!(
+                "    {:<40} {:<18} rel L2 {:.3e}  max abs {:.3e}{}",
+                l.node,
+                l.op,
+                l.metrics.rel_l2,
+                l.metrics.max_abs,
+                if l.within { "" } else { "  <-- out of tolerance" }
+            );
+        }
+        match first {
+            Some(l) => {
+                println!("  first diverging layer: {} ({}), output '{}'", l.node, l.op, l.value);
+                failed = true;
+            }
+            None => println!("  every layer within tolerance"),
+        }
+    }
+    if p.time > 0 {
+        let mut t_ours = Vec::new();
+        let mut t_ort = Vec::new();
+        session.run(std::slice::from_ref(&x))?;
+        ort.run(&x)?;
+        for _ in 0..p.time {
+            let t = Instant::now();
+            session.run(std::slice::from_ref(&x))?;
+            t_ours.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            ort.run(&x)?;
+            t_ort.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (a, b) = (med(&mut t_ours), med(&mut t_ort));
+        println!("  latency (median of {}, alternating): kestrel {a:.2} ms  ORT {b:.2} ms  kestrel/ORT {:.2}x", p.time, a / b);
+    }
+    if let Some(j) = &p.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(j, text).map_err(|e| Error::io(j, e))?;
+    }
+    let _ = Task::Other;
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[cfg(feature = "ort")]
+fn prost_encode(m: &kestrel::onnx::pb::ModelProto) -> Vec<u8> {
+    kestrel::onnx::export::to_bytes_model(m)
+}

@@ -1,0 +1,138 @@
+//! Elementwise and channel-wise ops over NCHW: broadcast Add/Mul, activations, BatchNorm as
+//! a per-channel affine, Softmax and Concat.
+
+use rayon::prelude::*;
+
+use crate::graph::Activation;
+
+const CHUNK: usize = 16 * 1024;
+
+/// Binary op kinds with numpy broadcasting.
+#[derive(Clone, Copy, Debug)]
+pub enum Binary {
+    Add,
+    Mul,
+}
+
+impl Binary {
+    #[inline(always)]
+    fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Mul => a * b,
+        }
+    }
+}
+
+/// Row-major strides of `shape` padded on the left to `rank`, zero where the dim broadcasts.
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let pad = out.len() - shape.len();
+    let mut strides = vec![0; out.len()];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        strides[i + pad] = if shape[i] == 1 && out[i + pad] != 1 { 0 } else { acc };
+        acc *= shape[i];
+    }
+    strides
+}
+
+/// `out = a ∘ b` with numpy broadcasting to `os`.
+pub fn binary(op: Binary, a: &[f32], as_: &[usize], b: &[f32], bs: &[usize], out: &mut [f32], os: &[usize]) {
+    if as_ == os && bs == os {
+        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+            for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+                *o = op.apply(*a, *b);
+            }
+        });
+        return;
+    }
+    // Per-channel operand: `[N, C, H, W] ∘ [C, 1, 1]` and the like.
+    if as_ == os && os.len() == 4 && bs.iter().product::<usize>() == os[1] && bs.len() >= 3 && bs[bs.len() - 2..] == [1, 1] {
+        let hw = os[2] * os[3];
+        out.par_chunks_mut(hw).zip(a.par_chunks(hw)).enumerate().for_each(|(i, (o, a))| {
+            let s = b[i % os[1]];
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = op.apply(*a, s);
+            }
+        });
+        return;
+    }
+    binary_general(op, a, as_, b, bs, out, os);
+}
+
+/// The plain broadcasting loop, used for odd shapes and as the reference twin.
+pub fn binary_general(op: Binary, a: &[f32], as_: &[usize], b: &[f32], bs: &[usize], out: &mut [f32], os: &[usize]) {
+    let sa = broadcast_strides(as_, os);
+    let sb = broadcast_strides(bs, os);
+    let mut idx = vec![0usize; os.len()];
+    for o in out.iter_mut() {
+        let (mut ia, mut ib) = (0, 0);
+        for d in 0..os.len() {
+            ia += idx[d] * sa[d];
+            ib += idx[d] * sb[d];
+        }
+        *o = op.apply(a[ia], b[ib]);
+        for d in (0..os.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < os[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `out = act(x)`.
+pub fn activation(act: Activation, x: &[f32], out: &mut [f32]) {
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = act.apply(*x);
+        }
+    });
+}
+
+/// `out[n, c, ..] = x[n, c, ..] * scale[c] + shift[c]` with `inner` elements per (n, c).
+pub fn channel_affine(x: &[f32], channels: usize, inner: usize, scale: &[f32], shift: &[f32], out: &mut [f32]) {
+    let inner = inner.max(1);
+    out.par_chunks_mut(inner).zip(x.par_chunks(inner)).enumerate().for_each(|(i, (o, x))| {
+        let c = i % channels;
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = x * scale[c] + shift[c];
+        }
+    });
+}
+
+/// Softmax along `axis` of `shape`.
+pub fn softmax(x: &[f32], shape: &[usize], axis: usize, out: &mut [f32]) {
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| o * len * inner + k * inner + i;
+            let m = (0..len).map(|k| x[at(k)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for k in 0..len {
+                let e = (x[at(k)] - m).exp();
+                out[at(k)] = e;
+                sum += e;
+            }
+            for k in 0..len {
+                out[at(k)] /= sum;
+            }
+        }
+    }
+}
+
+/// Concatenates `parts` (each with its shape) along `axis` into `out`.
+pub fn concat(parts: &[(&[f32], &[usize])], axis: usize, out: &mut [f32]) {
+    let outer: usize = parts[0].1[..axis].iter().product();
+    let mut off = 0;
+    for o in 0..outer {
+        for (data, shape) in parts {
+            let block: usize = shape[axis..].iter().product();
+            out[off..off + block].copy_from_slice(&data[o * block..(o + 1) * block]);
+            off += block;
+        }
+    }
+}

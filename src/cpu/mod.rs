@@ -1,0 +1,75 @@
+//! CPU FP32 kernels. Activations are NCHW f32. Each fast kernel here has a plain twin in
+//! [`reference`] with the same contract, always compiled, that tests compare against.
+
+pub mod conv;
+pub mod conv_transpose;
+pub mod elementwise;
+pub mod linear;
+pub mod pool;
+pub mod reference;
+pub mod resize;
+
+/// Runs `gemm` (`dst = alpha·dst + beta·lhs·rhs`) for f32 matrices given by raw strides.
+///
+/// `lhs` is `[m, k]`, `rhs` is `[k, n]`, `dst` is `[m, n]`, each addressed as
+/// `base + row * rs + col * cs`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last(dst_rs, 1, m, n) < dst.len(), "sgemm: dst too small");
+    assert!(last(lhs_rs, lhs_cs, m, k) < lhs.len(), "sgemm: lhs too small");
+    assert!(last(rhs_rs, rhs_cs, k, n) < rhs.len(), "sgemm: rhs too small");
+    let par = if threads > 1 && m * n * k >= 32 * 1024 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above prove that every element addressed by (rows, cols, strides)
+    // lies inside its slice; `dst` is borrowed mutably so nothing else aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}

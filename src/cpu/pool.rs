@@ -1,0 +1,73 @@
+//! Max and average pooling over NCHW, one plane per task, with the window taps of each
+//! output row and column computed once per call.
+
+use rayon::prelude::*;
+
+use crate::graph::Pool2d;
+
+/// Valid input taps along one axis for every output index, and the padded-window size.
+fn taps(out: usize, input: usize, k: usize, s: usize, pad: (usize, usize), d: usize) -> Vec<(Vec<usize>, usize)> {
+    (0..out)
+        .map(|o| {
+            let start = (o * s) as isize - pad.0 as isize;
+            let mut valid = Vec::with_capacity(k);
+            let mut padded = 0;
+            for t in 0..k {
+                let i = start + (t * d) as isize;
+                if i >= 0 && (i as usize) < input {
+                    valid.push(i as usize);
+                }
+                if i < (input + pad.1) as isize {
+                    padded += 1;
+                }
+            }
+            (valid, padded)
+        })
+        .collect()
+}
+
+/// Max (`is_max`) or average pooling of `x: [N, C, H, W]` into `out: [N, C, OH, OW]`.
+pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
+    let [_, _, h, w] = xs;
+    let [_, _, oh, ow] = os;
+    let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
+    let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+        for (oy, (ys, py)) in ty.iter().enumerate() {
+            for (ox, (xs_, px)) in tx.iter().enumerate() {
+                let v = if is_max {
+                    let mut m = f32::NEG_INFINITY;
+                    for &iy in ys {
+                        let row = &plane[iy * w..];
+                        for &ix in xs_ {
+                            m = m.max(row[ix]);
+                        }
+                    }
+                    m
+                } else {
+                    let mut s = 0.0;
+                    for &iy in ys {
+                        let row = &plane[iy * w..];
+                        for &ix in xs_ {
+                            s += row[ix];
+                        }
+                    }
+                    let count = if p.count_include_pad { py * px } else { ys.len() * xs_.len() };
+                    if count == 0 {
+                        0.0
+                    } else {
+                        s / count as f32
+                    }
+                };
+                o[oy * ow + ox] = v;
+            }
+        }
+    });
+}
+
+/// Mean over H·W of each plane: `[N, C, H, W] → [N, C, 1, 1]`.
+pub fn global_avg_pool(x: &[f32], hw: usize, out: &mut [f32]) {
+    out.par_iter_mut().zip(x.par_chunks(hw.max(1))).for_each(|(o, plane)| {
+        *o = plane.iter().sum::<f32>() / hw as f32;
+    });
+}

@@ -1,0 +1,174 @@
+//! Execution of a [`Graph`] on the CPU.
+//!
+//! A [`Session`] owns the optimised graph and a thread pool. For each distinct input shape it
+//! builds a [`plan::Plan`] once: shapes of every value, and a buffer slot for each value so
+//! that buffers are reused as soon as their last reader has run. Steady-state inference
+//! allocates only the returned output tensors.
+
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, resize};
+use crate::error::{Error, Result};
+use crate::graph::{passes, shape, Graph, Node, Op};
+use crate::tensor::Tensor;
+
+pub use plan::Plan;
+
+/// How a [`Session`] is built.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Run the graph passes (fold BatchNorm, fuse epilogues, drop Identity).
+    pub optimize: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threads: 0, optimize: true }
+    }
+}
+
+/// A graph prepared for repeated inference.
+pub struct Session {
+    graph: Graph,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    plans: Mutex<HashMap<Vec<Vec<usize>>, Plan>>,
+}
+
+impl Session {
+    /// Validates and (optionally) optimises `graph`, and starts the thread pool.
+    pub fn new(mut graph: Graph, opts: &Options) -> Result<Self> {
+        graph.validate()?;
+        if opts.optimize {
+            passes::optimize(&mut graph);
+        }
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            opts.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+        Ok(Session { graph, pool, threads, plans: Mutex::new(HashMap::new()) })
+    }
+
+    /// The graph as executed (after passes).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs the graph and returns its outputs.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let mut plans = self.plans.lock().map_err(|_| Error::Invalid("session poisoned by an earlier panic".into()))?;
+        if !plans.contains_key(&key) {
+            let plan = Plan::new(&self.graph, &key)?;
+            plans.insert(key.clone(), plan);
+        }
+        let plan = plans.get_mut(&key).ok_or_else(|| Error::Invalid("plan cache".into()))?;
+        let threads = self.threads;
+        self.pool.install(|| plan.execute(&self.graph, inputs, threads))
+    }
+
+    /// Runs the graph keeping every intermediate value (for per-layer comparisons).
+    /// Entry `i` is the value with id `i`, or `None` for values never computed.
+    pub fn run_all(&self, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+        let threads = self.threads;
+        self.pool.install(|| interpret(&self.graph, inputs, threads))
+    }
+
+    /// The planner's estimate of bytes held by activations, scratch and weights at this input.
+    pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
+        let plan = Plan::new(&self.graph, &[input_shape.to_vec()])?;
+        Ok(plan.activation_bytes() + self.graph.param_count() * 4)
+    }
+}
+
+/// Evaluates the graph node by node, keeping every value.
+pub fn interpret(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Option<Tensor>>> {
+    let shapes_in: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    shape::infer(g, &shapes_in)?;
+    let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
+    for (i, t) in g.inputs.iter().zip(inputs) {
+        values[i.id] = Some(t.clone());
+    }
+    for (&id, t) in &g.constants {
+        values[id] = Some(t.clone());
+    }
+    let mut scratch = Vec::new();
+    for n in &g.nodes {
+        let t = run_node(n, &values, &mut scratch, threads)?;
+        values[n.output] = Some(t);
+    }
+    Ok(values)
+}
+
+/// Runs one node on already computed values, allocating its output.
+pub fn run_node(n: &Node, values: &[Option<Tensor>], scratch: &mut Vec<f32>, threads: usize) -> Result<Tensor> {
+    let mut shapes = vec![Vec::new(); values.len()];
+    let mut ins = Vec::with_capacity(n.inputs.len());
+    for &i in &n.inputs {
+        let t = values[i].as_ref().ok_or_else(|| Error::Shape {
+            node: n.name.clone(),
+            op: n.op.kind(),
+            reason: format!("input #{i} was not computed"),
+        })?;
+        shapes[i] = t.shape().to_vec();
+        ins.push((t.data(), t.shape()));
+    }
+    let os = shape::node_output_shape(n, &shapes)?;
+    let mut out = vec![0.0; os.iter().product()];
+    exec_node(n, &ins, &mut out, &os, scratch, threads);
+    Tensor::new(os, out)
+}
+
+fn dims4(s: &[usize]) -> [usize; 4] {
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// Executes one node. Shapes have been checked by shape inference.
+pub(crate) fn exec_node(
+    n: &Node,
+    ins: &[(&[f32], &[usize])],
+    out: &mut [f32],
+    os: &[usize],
+    scratch: &mut Vec<f32>,
+    threads: usize,
+) {
+    let (x, xs) = ins[0];
+    match &n.op {
+        Op::Conv(c) => {
+            let residual = if c.residual { Some(ins[1].0) } else { None };
+            conv::conv2d(c, x, dims4(xs), residual, out, dims4(os), scratch, threads);
+        }
+        Op::ConvTranspose(c) => conv_transpose::conv_transpose2d(c, x, dims4(xs), out, dims4(os), scratch, threads),
+        Op::BatchNorm(b) => {
+            let (scale, shift) = b.affine();
+            let inner = xs[2..].iter().product();
+            elementwise::channel_affine(x, xs[1], inner, &scale, &shift, out);
+        }
+        Op::Act(a) => elementwise::activation(*a, x, out),
+        Op::Add => elementwise::binary(elementwise::Binary::Add, x, xs, ins[1].0, ins[1].1, out, os),
+        Op::Mul => elementwise::binary(elementwise::Binary::Mul, x, xs, ins[1].0, ins[1].1, out, os),
+        Op::MaxPool(p) => pool::pool2d(p, true, x, dims4(xs), out, dims4(os)),
+        Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
+        Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
+        Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
+        Op::Concat { axis } => elementwise::concat(ins, *axis, out),
+        Op::Resize(r) => resize::resize(r, x, dims4(xs), out, dims4(os)),
+        Op::Softmax { axis } => elementwise::softmax(x, xs, *axis, out),
+    }
+}

@@ -1,0 +1,184 @@
+//! The graph IR: values (named tensors), nodes in topological order, constant values and
+//! graph inputs with a free batch dimension.
+//!
+//! Every node has exactly one output value. Constant values (from ONNX initializers or
+//! `Constant` nodes) may feed `Add`, `Mul` and `Concat`; weighted ops own their weights.
+
+pub mod op;
+pub mod passes;
+pub mod shape;
+
+use std::collections::BTreeMap;
+
+pub use op::*;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Index of a value in [`Graph::values`].
+pub type ValueId = usize;
+
+/// A graph input: its value and its shape with dimension 0 (batch) free.
+#[derive(Clone, Debug)]
+pub struct GraphInput {
+    pub id: ValueId,
+    /// The full declared shape; `shape[0]` is the default batch.
+    pub shape: Vec<usize>,
+}
+
+/// One op applied to its inputs, producing one value.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+    pub output: ValueId,
+}
+
+/// A model graph. Nodes are kept in topological order.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// Value names, indexed by [`ValueId`].
+    pub values: Vec<String>,
+    pub nodes: Vec<Node>,
+    pub inputs: Vec<GraphInput>,
+    pub outputs: Vec<ValueId>,
+    pub constants: BTreeMap<ValueId, Tensor>,
+    /// When set, input H and W must be multiples of this (UNet: 2^depth).
+    pub spatial_multiple: Option<usize>,
+}
+
+impl Graph {
+    /// Adds a named value and returns its id.
+    pub fn add_value(&mut self, name: impl Into<String>) -> ValueId {
+        self.values.push(name.into());
+        self.values.len() - 1
+    }
+
+    /// Declares a graph input of `shape` (batch first).
+    pub fn add_input(&mut self, name: impl Into<String>, shape: Vec<usize>) -> ValueId {
+        let id = self.add_value(name);
+        self.inputs.push(GraphInput { id, shape });
+        id
+    }
+
+    /// Adds a constant value.
+    pub fn add_constant(&mut self, name: impl Into<String>, t: Tensor) -> ValueId {
+        let id = self.add_value(name);
+        self.constants.insert(id, t);
+        id
+    }
+
+    /// Appends a node whose output value is named after the node; returns the output id.
+    pub fn push(&mut self, name: impl Into<String>, op: Op, inputs: Vec<ValueId>) -> ValueId {
+        let name = name.into();
+        let output = self.add_value(name.clone());
+        self.nodes.push(Node { name, op, inputs, output });
+        output
+    }
+
+    /// The node producing each value, if any.
+    pub fn producers(&self) -> Vec<Option<usize>> {
+        let mut p = vec![None; self.values.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            p[n.output] = Some(i);
+        }
+        p
+    }
+
+    /// How many times each value is read (node inputs plus graph outputs).
+    pub fn use_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.values.len()];
+        for n in &self.nodes {
+            for &i in &n.inputs {
+                c[i] += 1;
+            }
+        }
+        for &o in &self.outputs {
+            c[o] += 1;
+        }
+        c
+    }
+
+    /// Total weight parameters.
+    pub fn param_count(&self) -> usize {
+        self.nodes.iter().map(|n| n.op.param_count()).sum::<usize>()
+            + self.constants.values().map(Tensor::numel).sum::<usize>()
+    }
+
+    /// Checks that every node reads only values defined before it and that arities match.
+    pub fn validate(&self) -> Result<()> {
+        let mut defined = vec![false; self.values.len()];
+        for i in &self.inputs {
+            defined[i.id] = true;
+        }
+        for &c in self.constants.keys() {
+            defined[c] = true;
+        }
+        for n in &self.nodes {
+            let arity_ok = match &n.op {
+                Op::Add | Op::Mul => n.inputs.len() == 2,
+                Op::Concat { .. } => !n.inputs.is_empty(),
+                Op::Conv(c) => n.inputs.len() == 1 + usize::from(c.residual),
+                _ => n.inputs.len() == 1,
+            };
+            if !arity_ok {
+                return Err(Error::Shape {
+                    node: n.name.clone(),
+                    op: n.op.kind(),
+                    reason: format!("wrong number of inputs ({})", n.inputs.len()),
+                });
+            }
+            for &i in &n.inputs {
+                if i >= defined.len() || !defined[i] {
+                    return Err(Error::Shape {
+                        node: n.name.clone(),
+                        op: n.op.kind(),
+                        reason: format!("reads value #{i} before it is defined"),
+                    });
+                }
+            }
+            defined[n.output] = true;
+        }
+        for &o in &self.outputs {
+            if !defined[o] {
+                return Err(Error::Config(format!("graph output '{}' is never produced", self.values[o])));
+            }
+        }
+        Ok(())
+    }
+
+    /// Input shape for a given batch size.
+    pub fn input_shape(&self, batch: usize) -> Result<Vec<usize>> {
+        let i = self.inputs.first().ok_or_else(|| Error::Config("graph has no input".into()))?;
+        let mut s = i.shape.clone();
+        if let Some(b) = s.first_mut() {
+            *b = batch;
+        }
+        Ok(s)
+    }
+
+    /// Multiply-accumulate count for one run at `input_shape`.
+    pub fn macs(&self, input_shape: &[usize]) -> Result<u64> {
+        let shapes = shape::infer(self, &[input_shape.to_vec()])?;
+        let mut macs = 0u64;
+        for n in &self.nodes {
+            let out = &shapes[n.output];
+            let out_elems = out.iter().product::<usize>() as u64;
+            macs += match &n.op {
+                Op::Conv(c) => {
+                    let w = c.weight.shape();
+                    out_elems * (w[1] * w[2] * w[3]) as u64
+                }
+                Op::ConvTranspose(c) => {
+                    let w = c.weight.shape();
+                    let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
+                    inp * (w[1] * w[2] * w[3]) as u64
+                }
+                Op::Linear(l) => out_elems * l.weight.shape()[1] as u64,
+                _ => 0,
+            };
+        }
+        Ok(macs)
+    }
+}

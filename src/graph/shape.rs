@@ -1,0 +1,234 @@
+//! Shape inference for concrete input shapes. Returns one shape per value; values that are
+//! never defined get an empty shape.
+
+use super::{Graph, Node, Op, Pool2d, ResizeTarget};
+use crate::error::{Error, Result};
+
+/// Output size of a convolution or pooling window along one axis, or `None` when empty.
+pub fn window_out(input: usize, k: usize, stride: usize, pad: (usize, usize), dil: usize, ceil: bool) -> Option<usize> {
+    let eff = dil.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    let span = (input + pad.0 + pad.1).checked_sub(eff)?;
+    let stride = stride.max(1);
+    let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    // A ceil-mode window must start inside the input or the left padding (PyTorch and ONNX).
+    if ceil && (out - 1) * stride >= input + pad.0 {
+        out -= 1;
+    }
+    Some(out)
+}
+
+/// Output H and W of a pooling op on an `[N, C, H, W]` input.
+pub fn pool_out(p: &Pool2d, h: usize, w: usize) -> Option<[usize; 2]> {
+    Some([
+        window_out(h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0], p.ceil_mode)?,
+        window_out(w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1], p.ceil_mode)?,
+    ])
+}
+
+/// Numpy broadcast of two shapes.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return None;
+        };
+    }
+    Some(out)
+}
+
+/// Output H and W of a resize.
+pub fn resize_out(target: &ResizeTarget, h: usize, w: usize) -> [usize; 2] {
+    match *target {
+        ResizeTarget::Sizes(s) => s,
+        ResizeTarget::Scales([sh, sw]) => [(h as f32 * sh).floor() as usize, (w as f32 * sw).floor() as usize],
+    }
+}
+
+/// Infers every value's shape from the shapes of the graph inputs.
+pub fn infer(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+    if input_shapes.len() != g.inputs.len() {
+        return Err(Error::Invalid(format!(
+            "model takes {} input(s), {} given",
+            g.inputs.len(),
+            input_shapes.len()
+        )));
+    }
+    let mut shapes = vec![Vec::new(); g.values.len()];
+    for (inp, s) in g.inputs.iter().zip(input_shapes) {
+        let want = &inp.shape;
+        // Fully convolutional models take any H and W: only rank and channels are fixed.
+        let fixed = if want.len() == 4 { 2 } else { want.len() };
+        let ok = s.len() == want.len() && !s.is_empty() && s[0] > 0 && s[1..fixed] == want[1..fixed];
+        if !ok {
+            return Err(Error::InputShape {
+                name: g.values[inp.id].clone(),
+                expected: format!("[N, {}]", want[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                got: s.clone(),
+            });
+        }
+        if let (Some(m), 4) = (g.spatial_multiple, s.len()) {
+            if s[2] % m != 0 || s[3] % m != 0 || s[2] == 0 || s[3] == 0 {
+                return Err(Error::InputShape {
+                    name: g.values[inp.id].clone(),
+                    expected: format!("H and W non-zero multiples of {m} (pad or resize the image)"),
+                    got: s.clone(),
+                });
+            }
+        }
+        shapes[inp.id] = s.clone();
+    }
+    for (&id, t) in &g.constants {
+        shapes[id] = t.shape().to_vec();
+    }
+    for n in &g.nodes {
+        shapes[n.output] = node_output_shape(n, &shapes)?;
+    }
+    Ok(shapes)
+}
+
+/// The output shape of one node given the shapes of all values defined before it.
+pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+    let err = |reason: String| Error::Shape { node: n.name.clone(), op: n.op.kind(), reason };
+    let x = &shapes[n.inputs[0]];
+    let need4 = |x: &Vec<usize>| -> Result<()> {
+        if x.len() == 4 {
+            Ok(())
+        } else {
+            Err(err(format!("expects a 4-D NCHW input, got {x:?}")))
+        }
+    };
+    let out = match &n.op {
+        Op::Conv(c) => {
+            need4(x)?;
+            if x[1] != c.in_channels() {
+                return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
+            }
+            let [kh, kw] = c.kernel();
+            let oh = window_out(x[2], kh, c.stride[0], (c.pads[0], c.pads[2]), c.dilation[0], false);
+            let ow = window_out(x[3], kw, c.stride[1], (c.pads[1], c.pads[3]), c.dilation[1], false);
+            let (Some(oh), Some(ow)) = (oh, ow) else {
+                return Err(err(format!("kernel {kh}x{kw} does not fit input {x:?}")));
+            };
+            let out = vec![x[0], c.out_channels(), oh, ow];
+            if c.residual && shapes[n.inputs[1]] != out {
+                return Err(err(format!("residual {:?} differs from output {out:?}", shapes[n.inputs[1]])));
+            }
+            out
+        }
+        Op::ConvTranspose(c) => {
+            need4(x)?;
+            if x[1] != c.in_channels() {
+                return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
+            }
+            let [kh, kw] = c.kernel();
+            let dim = |i: usize, k: usize, s: usize, d: usize, op: usize, pb: usize, pe: usize| {
+                (s * (i.max(1) - 1) + op + (k - 1) * d + 1).checked_sub(pb + pe)
+            };
+            let oh = dim(x[2], kh, c.stride[0], c.dilation[0], c.output_padding[0], c.pads[0], c.pads[2]);
+            let ow = dim(x[3], kw, c.stride[1], c.dilation[1], c.output_padding[1], c.pads[1], c.pads[3]);
+            match (oh, ow) {
+                (Some(oh), Some(ow)) if oh > 0 && ow > 0 => vec![x[0], c.out_channels(), oh, ow],
+                _ => return Err(err(format!("pads leave no output for input {x:?}"))),
+            }
+        }
+        Op::BatchNorm(b) => {
+            if x.len() < 2 || x[1] != b.gamma.len() {
+                return Err(err(format!("expects {} channels, got {x:?}", b.gamma.len())));
+            }
+            x.clone()
+        }
+        Op::Act(_) | Op::Identity => x.clone(),
+        Op::Softmax { axis } => {
+            if *axis >= x.len() {
+                return Err(err(format!("axis {axis} out of range for {x:?}")));
+            }
+            x.clone()
+        }
+        Op::Add | Op::Mul => {
+            let y = &shapes[n.inputs[1]];
+            broadcast(x, y).ok_or_else(|| err(format!("cannot broadcast {x:?} with {y:?}")))?
+        }
+        Op::MaxPool(p) | Op::AveragePool(p) => {
+            need4(x)?;
+            let [oh, ow] = pool_out(p, x[2], x[3]).ok_or_else(|| err(format!("window does not fit input {x:?}")))?;
+            vec![x[0], x[1], oh, ow]
+        }
+        Op::GlobalAveragePool => {
+            need4(x)?;
+            vec![x[0], x[1], 1, 1]
+        }
+        Op::Flatten { axis } => {
+            if *axis > x.len() {
+                return Err(err(format!("axis {axis} out of range for {x:?}")));
+            }
+            vec![x[..*axis].iter().product(), x[*axis..].iter().product()]
+        }
+        Op::Reshape { shape } => reshape_out(x, shape).map_err(err)?,
+        Op::Linear(l) => {
+            let [o, i] = [l.weight.shape()[0], l.weight.shape()[1]];
+            if x.len() != 2 || x[1] != i {
+                return Err(err(format!("expects [N, {i}], got {x:?}")));
+            }
+            vec![x[0], o]
+        }
+        Op::Concat { axis } => {
+            let mut out = x.clone();
+            if *axis >= out.len() {
+                return Err(err(format!("axis {axis} out of range for {x:?}")));
+            }
+            for &i in &n.inputs[1..] {
+                let y = &shapes[i];
+                let same = y.len() == x.len() && y.iter().zip(x).enumerate().all(|(d, (a, b))| d == *axis || a == b);
+                if !same {
+                    return Err(err(format!("inputs {x:?} and {y:?} differ off axis {axis}")));
+                }
+                out[*axis] += y[*axis];
+            }
+            out
+        }
+        Op::Resize(r) => {
+            need4(x)?;
+            let [oh, ow] = resize_out(&r.target, x[2], x[3]);
+            if oh == 0 || ow == 0 {
+                return Err(err(format!("resize of {x:?} gives an empty output")));
+            }
+            vec![x[0], x[1], oh, ow]
+        }
+    };
+    Ok(out)
+}
+
+/// ONNX Reshape semantics (`allowzero = 0`).
+pub fn reshape_out(x: &[usize], spec: &[i64]) -> std::result::Result<Vec<usize>, String> {
+    let total: usize = x.iter().product();
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    for (i, &d) in spec.iter().enumerate() {
+        match d {
+            0 => out.push(*x.get(i).ok_or_else(|| format!("dim 0 at {i} has no input dim in {x:?}"))?),
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            d if d > 0 => out.push(d as usize),
+            _ => return Err(format!("invalid target shape {spec:?}")),
+        }
+    }
+    let known: usize = out.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || total % known != 0 {
+            return Err(format!("cannot reshape {x:?} to {spec:?}"));
+        }
+        out[i] = total / known;
+    } else if known != total {
+        return Err(format!("cannot reshape {x:?} to {spec:?}"));
+    }
+    Ok(out)
+}

@@ -1,0 +1,127 @@
+//! Images and arrays in and out: decoding PNG/JPEG into normalised NCHW tensors
+//! (resize, center-crop, mean/std), writing masks as PNG, and reading/writing `.npy` f32.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::tensor::{checked_numel, Tensor};
+
+/// How an image becomes a model input.
+#[derive(Clone, Debug)]
+pub struct Preprocess {
+    /// Resize the shorter side to this (0: no resize).
+    pub resize: usize,
+    /// Center-crop to this square (0: no crop).
+    pub crop: usize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Preprocess {
+    /// torchvision's ImageNet preprocessing: resize 256, crop 224, ImageNet mean and std.
+    fn default() -> Self {
+        Preprocess { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+    }
+}
+
+/// Decodes an image file as RGB8.
+pub fn decode(path: &Path) -> Result<image::RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })?;
+    Ok(img.to_rgb8())
+}
+
+/// Resizes, crops and normalises an RGB image into `[1, 3, H, W]`.
+pub fn preprocess(img: &image::RgbImage, p: &Preprocess) -> Tensor {
+    let mut img = img.clone();
+    if p.resize > 0 {
+        let (w, h) = img.dimensions();
+        let s = p.resize as f32 / w.min(h).max(1) as f32;
+        let (nw, nh) = (((w as f32 * s).round() as u32).max(1), ((h as f32 * s).round() as u32).max(1));
+        img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+    }
+    if p.crop > 0 {
+        let (w, h) = img.dimensions();
+        let c = (p.crop as u32).min(w).min(h);
+        img = image::imageops::crop_imm(&img, (w - c) / 2, (h - c) / 2, c, c).to_image();
+    }
+    to_tensor(&img, p)
+}
+
+/// Normalises an RGB image into `[1, 3, H, W]` without resizing.
+pub fn to_tensor(img: &image::RgbImage, p: &Preprocess) -> Tensor {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = vec![0.0; 3 * h * w];
+    for (x, y, px) in img.enumerate_pixels() {
+        for c in 0..3 {
+            data[c * h * w + y as usize * w + x as usize] = (f32::from(px[c]) / 255.0 - p.mean[c]) / p.std[c];
+        }
+    }
+    Tensor::new(vec![1, 3, h, w], data).unwrap_or_else(|_| Tensor::zeros(vec![1, 3, h, w]))
+}
+
+/// Writes an 8-bit grayscale PNG from `[H, W]` values in [0, 1].
+pub fn write_gray(path: &Path, values: &[f32], h: usize, w: usize) -> Result<()> {
+    let buf: Vec<u8> = values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    let img = image::GrayImage::from_raw(w as u32, h as u32, buf)
+        .ok_or_else(|| Error::Invalid(format!("mask of {h}x{w} has {} values", values.len())))?;
+    img.save(path).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Reads a little-endian f32 (`<f4`) C-order `.npy` file.
+pub fn read_npy(path: &Path) -> Result<Tensor> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |r: &str| Error::BadTensor { name: path.display().to_string(), reason: r.to_string() };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (hlen, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        if bytes.len() < 12 {
+            return Err(bad("truncated header"));
+        }
+        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    };
+    let header = bytes.get(start..start + hlen).ok_or_else(|| bad("truncated header"))?;
+    let header = String::from_utf8_lossy(header);
+    if !header.contains("'descr': '<f4'") {
+        return Err(bad("only little-endian float32 ('<f4') arrays are supported"));
+    }
+    if header.contains("'fortran_order': True") {
+        return Err(bad("Fortran-order arrays are not supported"));
+    }
+    let shape_str = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape in header"))?;
+    let shape: Vec<usize> = shape_str
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| bad("bad shape")))
+        .collect::<Result<_>>()?;
+    let n = checked_numel(&shape).ok_or_else(|| bad("shape overflows"))?;
+    let body = &bytes[start + hlen..];
+    if body.len() != n * 4 {
+        return Err(bad(&format!("shape {shape:?} needs {} bytes, file has {}", n * 4, body.len())));
+    }
+    let data = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Tensor::new(shape, data)
+}
+
+/// Writes a tensor as a little-endian f32 `.npy` file.
+pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
+    let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + t.numel() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in t.data() {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,28 @@
+//! kestrel: a pure-Rust inference engine for convolutional networks.
+//!
+//! - [`graph`]: the IR (a closed [`graph::Op`] enum), shape inference and passes;
+//! - [`models`]: native ResNet and UNet builders over safetensors or seeded weights;
+//! - [`onnx`]: ONNX import and export (feature `onnx`);
+//! - [`exec`]: the planner and executor, over the kernels in [`cpu`];
+//! - [`parity`]: error metrics and the comparison against ONNX Runtime (feature `ort`).
+
+pub mod convert;
+pub mod cpu;
+pub mod error;
+pub mod exec;
+pub mod graph;
+pub mod imageio;
+pub mod load;
+pub mod models;
+pub mod onnx;
+pub mod parity;
+pub mod rng;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use exec::{Options, Session};
+pub use graph::Graph;
+pub use load::{load_model, LoadOptions, LoadedModel, Task};
+pub use tensor::Tensor;
+#[cfg(feature = "ort")]
+pub mod ort_ref;

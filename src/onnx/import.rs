@@ -1,0 +1,929 @@
+//! ONNX → [`Graph`]. Runtime tensors become graph values; initializers and `Constant`s stay
+//! host constants; `Shape` of a runtime tensor becomes a symbolic dim list (batch stays
+//! symbolic) so that the Shape/Gather/Unsqueeze/Concat chains `torch.onnx.export` writes
+//! for `flatten` fold into a constant-spec Reshape.
+
+use std::collections::HashMap;
+
+use super::pb;
+use super::proto::{tensor_data, Data};
+use super::ImportOptions;
+use crate::error::{Error, Result};
+use crate::graph::shape::node_output_shape;
+use crate::graph::*;
+use crate::tensor::Tensor;
+
+/// One dim of a symbolic shape: the free batch or a known size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dim {
+    Batch,
+    Known(i64),
+}
+
+/// What an ONNX tensor name stands for during import.
+#[derive(Clone, Debug)]
+enum Sym {
+    Runtime(ValueId),
+    F32(Vec<usize>, Vec<f32>),
+    I64(Vec<usize>, Vec<i64>),
+    Dims(Vec<Dim>, bool),
+}
+
+struct Importer<'a> {
+    g: Graph,
+    syms: HashMap<String, Sym>,
+    /// Static shape (batch as declared) of every runtime value, for Shape and auto_pad.
+    shapes: Vec<Vec<usize>>,
+    node: &'a pb::NodeProto,
+    opset: i64,
+}
+
+/// Converts a decoded ModelProto into a graph.
+pub fn import(m: &pb::ModelProto, opts: &ImportOptions) -> Result<Graph> {
+    let gp = m.graph.as_ref().ok_or_else(|| Error::Config("ONNX model has no graph".into()))?;
+    let opset = m.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(13, |o| o.version);
+    let empty = pb::NodeProto::default();
+    let mut im = Importer { g: Graph::default(), syms: HashMap::new(), shapes: Vec::new(), node: &empty, opset };
+    for t in &gp.initializer {
+        let (shape, data) = tensor_data(t)?;
+        im.syms.insert(t.name.clone(), from_data(shape, data));
+    }
+    for vi in &gp.input {
+        if im.syms.contains_key(&vi.name) {
+            continue; // an initializer listed as an input (IR < 4)
+        }
+        let shape = input_shape(vi, opts)?;
+        let id = im.g.add_input(vi.name.clone(), shape.clone());
+        im.set_shape(id, shape);
+        im.syms.insert(vi.name.clone(), Sym::Runtime(id));
+    }
+    if im.g.inputs.len() != 1 {
+        return Err(Error::Config(format!("kestrel runs single-input models; this one has {} inputs", im.g.inputs.len())));
+    }
+    for node in &gp.node {
+        im.node = node;
+        im.node(node)?;
+    }
+    for vo in &gp.output {
+        match im.syms.get(&vo.name) {
+            Some(Sym::Runtime(id)) => im.g.outputs.push(*id),
+            Some(Sym::F32(s, d)) => {
+                let t = Tensor::new(s.clone(), d.clone())?;
+                let id = im.g.add_constant(vo.name.clone(), t);
+                im.g.outputs.push(id);
+            }
+            _ => return Err(Error::Config(format!("graph output '{}' is not an f32 tensor kestrel computes", vo.name))),
+        }
+    }
+    im.g.validate()?;
+    Ok(im.g)
+}
+
+fn from_data(shape: Vec<usize>, data: Data) -> Sym {
+    match data {
+        Data::F32(v) => Sym::F32(shape, v),
+        Data::I64(v) => Sym::I64(shape, v),
+    }
+}
+
+fn input_shape(vi: &pb::ValueInfoProto, opts: &ImportOptions) -> Result<Vec<usize>> {
+    let bad = |reason: String| Error::InputShape { name: vi.name.clone(), expected: "a float tensor".into(), got: vec![] }.with(reason);
+    let Some(pb::type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(bad("is not a tensor".into()));
+    };
+    if tt.elem_type != pb::tensor_proto::DataType::Float as i32 {
+        return Err(bad(format!("has element type {}, kestrel takes float32 inputs", tt.elem_type)));
+    }
+    let dims: Vec<Option<usize>> = tt
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => Some(v as usize),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(s) = &opts.input_shape {
+        if s.len() != dims.len() || s.iter().zip(&dims).any(|(a, b)| b.is_some_and(|b| b != *a) && s[0] != *a) {
+            return Err(bad(format!("declared {dims:?} does not accept {s:?}")));
+        }
+        return Ok(s.clone());
+    }
+    let mut out = Vec::with_capacity(dims.len());
+    for (i, d) in dims.iter().enumerate() {
+        match d {
+            Some(v) => out.push(*v),
+            None if i == 0 => out.push(1),
+            None => return Err(bad(format!("dim {i} is symbolic; give a concrete input shape"))),
+        }
+    }
+    Ok(out)
+}
+
+trait With {
+    fn with(self, reason: String) -> Error;
+}
+impl With for Error {
+    fn with(self, reason: String) -> Error {
+        match self {
+            Error::InputShape { name, .. } => Error::Config(format!("ONNX input '{name}' {reason}")),
+            e => e,
+        }
+    }
+}
+
+fn attr<'n>(node: &'n pb::NodeProto, name: &str) -> Option<&'n pb::AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+impl Importer<'_> {
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::OnnxUnsupported { node: self.node.name.clone(), op: self.node.op_type.clone(), reason: reason.into() }
+    }
+
+    fn set_shape(&mut self, id: ValueId, s: Vec<usize>) {
+        if self.shapes.len() <= id {
+            self.shapes.resize(id + 1, Vec::new());
+        }
+        self.shapes[id] = s;
+    }
+
+    fn int(&self, name: &str, default: i64) -> i64 {
+        attr(self.node, name).map_or(default, |a| a.i)
+    }
+    fn float(&self, name: &str, default: f32) -> f32 {
+        attr(self.node, name).map_or(default, |a| a.f)
+    }
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        attr(self.node, name).map(|a| a.ints.clone())
+    }
+    fn string(&self, name: &str, default: &str) -> String {
+        attr(self.node, name).map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into_owned())
+    }
+
+    /// Refuses attributes this importer does not know for the current op.
+    fn only_attrs(&self, known: &[&str]) -> Result<()> {
+        for a in &self.node.attribute {
+            if !known.contains(&a.name.as_str()) {
+                return Err(self.err(format!("attribute '{}' is not supported", a.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn input(&self, i: usize) -> Option<&Sym> {
+        let name = self.node.input.get(i)?;
+        if name.is_empty() {
+            return None;
+        }
+        self.syms.get(name)
+    }
+
+    fn need(&self, i: usize) -> Result<&Sym> {
+        let name = self.node.input.get(i).ok_or_else(|| self.err(format!("missing input {i}")))?;
+        self.syms.get(name).ok_or_else(|| self.err(format!("input '{name}' is not defined")))
+    }
+
+    fn runtime(&self, i: usize) -> Result<ValueId> {
+        match self.need(i)? {
+            Sym::Runtime(id) => Ok(*id),
+            _ => Err(self.err(format!("input {i} must be a runtime tensor, not a constant"))),
+        }
+    }
+
+    fn const_f32(&self, i: usize) -> Result<(Vec<usize>, Vec<f32>)> {
+        match self.need(i)? {
+            Sym::F32(s, d) => Ok((s.clone(), d.clone())),
+            Sym::I64(s, d) => Ok((s.clone(), d.iter().map(|&v| v as f32).collect())),
+            _ => Err(self.err(format!("input {i} must be a constant (initializer)"))),
+        }
+    }
+
+    fn const_i64(&self, i: usize) -> Result<Vec<i64>> {
+        match self.need(i)? {
+            Sym::I64(_, d) => Ok(d.clone()),
+            Sym::Dims(d, _) if d.iter().all(|x| matches!(x, Dim::Known(_))) => {
+                Ok(d.iter().map(|x| if let Dim::Known(v) = x { *v } else { 0 }).collect())
+            }
+            _ => Err(self.err(format!("input {i} must be a constant integer tensor"))),
+        }
+    }
+
+    /// Appends a kestrel node named after the ONNX node; its value takes `out_name`.
+    fn emit(&mut self, op: Op, inputs: Vec<ValueId>, out_name: &str) -> Result<ValueId> {
+        let name = if self.node.name.is_empty() { out_name.to_string() } else { self.node.name.clone() };
+        let id = self.g.push(name, op, inputs);
+        self.g.values[id] = out_name.to_string();
+        let shapes = &self.shapes;
+        let s = node_output_shape(&self.g.nodes[self.g.nodes.len() - 1], shapes)?;
+        self.set_shape(id, s);
+        Ok(id)
+    }
+
+    fn bind(&mut self, id: ValueId) {
+        if let Some(o) = self.node.output.first() {
+            self.syms.insert(o.clone(), Sym::Runtime(id));
+        }
+    }
+
+    fn out0(&self) -> Result<String> {
+        self.node.output.first().cloned().ok_or_else(|| self.err("has no output"))
+    }
+
+    fn emit1(&mut self, op: Op, inputs: Vec<ValueId>) -> Result<()> {
+        let out = self.out0()?;
+        let id = self.emit(op, inputs, &out)?;
+        self.bind(id);
+        Ok(())
+    }
+
+    /// Extra outputs (MaxPool indices, BatchNorm running stats) must be unused by the graph.
+    fn single_output(&self) -> Result<()> {
+        if self.node.output.iter().skip(1).any(|o| !o.is_empty()) && self.node.op_type != "Dropout" {
+            return Err(self.err("only the first output is supported"));
+        }
+        Ok(())
+    }
+
+    fn spatial(&self, name: &str, default: [usize; 2]) -> Result<[usize; 2]> {
+        match self.ints(name) {
+            None => Ok(default),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 0) => Ok([v[0] as usize, v[1] as usize]),
+            Some(v) => Err(self.err(format!("{name} {v:?}: only 2-D (NCHW) is supported"))),
+        }
+    }
+
+    /// Resolved `[top, left, bottom, right]` pads, honouring `auto_pad`.
+    fn pads(&self, x: ValueId, kernel: [usize; 2], stride: [usize; 2], dil: [usize; 2]) -> Result<[usize; 4]> {
+        let auto = self.string("auto_pad", "NOTSET");
+        match auto.as_str() {
+            "NOTSET" => match self.ints("pads") {
+                None => Ok([0; 4]),
+                Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]),
+                Some(p) => Err(self.err(format!("pads {p:?}: expected 4 non-negative values"))),
+            },
+            "VALID" => Ok([0; 4]),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let s = &self.shapes[x];
+                let mut pads = [0; 4];
+                for a in 0..2 {
+                    let inp = s[2 + a];
+                    let out = inp.div_ceil(stride[a].max(1));
+                    let eff = (kernel[a] - 1) * dil[a] + 1;
+                    let total = ((out - 1) * stride[a] + eff).saturating_sub(inp);
+                    let (small, big) = (total / 2, total - total / 2);
+                    let (b, e) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+                    pads[a] = b;
+                    pads[a + 2] = e;
+                }
+                Ok(pads)
+            }
+            other => Err(self.err(format!("auto_pad '{other}' is not supported"))),
+        }
+    }
+
+    fn node(&mut self, node: &pb::NodeProto) -> Result<()> {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return Err(self.err(format!("domain '{}' is not supported", node.domain)));
+        }
+        match node.op_type.as_str() {
+            "Conv" => self.conv(),
+            "ConvTranspose" => self.conv_transpose(),
+            "BatchNormalization" => self.batchnorm(),
+            "Relu" => self.act(Activation::Relu, &[]),
+            "Sigmoid" => self.act(Activation::Sigmoid, &[]),
+            "LeakyRelu" => self.act(Activation::LeakyRelu(self.float("alpha", 0.01)), &["alpha"]),
+            "Clip" => self.clip(),
+            "Add" | "Mul" => self.binary(),
+            "MaxPool" | "AveragePool" => self.pool(),
+            "GlobalAveragePool" => {
+                let x = self.runtime(0)?;
+                self.emit1(Op::GlobalAveragePool, vec![x])
+            }
+            "ReduceMean" => self.reduce_mean(),
+            "Flatten" => self.flatten(),
+            "Reshape" => self.reshape(),
+            "Gemm" => self.gemm(),
+            "MatMul" => self.matmul(),
+            "Concat" => self.concat(),
+            "Resize" | "Upsample" => self.resize(),
+            "Softmax" => self.softmax(),
+            "Identity" | "Dropout" => self.identity(),
+            "Constant" => self.constant(),
+            "Shape" => self.shape_op(),
+            "Gather" => self.gather(),
+            "Unsqueeze" => self.unsqueeze(),
+            "Squeeze" => self.squeeze(),
+            "Cast" => self.cast(),
+            other => Err(self.err(format!("op '{other}' is not supported"))),
+        }
+    }
+
+    fn conv(&mut self) -> Result<()> {
+        self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"])?;
+        let x = self.runtime(0)?;
+        let (ws, w) = self.const_f32(1)?;
+        if ws.len() != 4 {
+            return Err(self.err(format!("weight shape {ws:?}: only 2-D convolution is supported")));
+        }
+        let groups = self.int("group", 1);
+        if groups < 1 || ws[0] % groups as usize != 0 {
+            return Err(self.err(format!("group {groups} does not divide {} output channels", ws[0])));
+        }
+        let kernel = self.spatial("kernel_shape", [ws[2], ws[3]])?;
+        if kernel != [ws[2], ws[3]] {
+            return Err(self.err(format!("kernel_shape {kernel:?} disagrees with weight {ws:?}")));
+        }
+        let stride = self.spatial("strides", [1, 1])?;
+        let dilation = self.spatial("dilations", [1, 1])?;
+        if stride.contains(&0) || dilation.contains(&0) {
+            return Err(self.err("strides and dilations must be positive"));
+        }
+        let pads = self.pads(x, kernel, stride, dilation)?;
+        let bias = match self.input(2) {
+            None => None,
+            Some(_) => Some(self.const_f32(2)?.1),
+        };
+        if bias.as_ref().is_some_and(|b| b.len() != ws[0]) {
+            return Err(self.err(format!("bias length differs from {} output channels", ws[0])));
+        }
+        let weight = Tensor::new(ws, w)?;
+        let c = Conv2d { weight, bias, stride, pads, dilation, groups: groups as usize, act: None, residual: false };
+        self.emit1(Op::Conv(c), vec![x])
+    }
+
+    fn conv_transpose(&mut self) -> Result<()> {
+        self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "group", "output_padding", "auto_pad"])?;
+        let x = self.runtime(0)?;
+        let (ws, w) = self.const_f32(1)?;
+        if ws.len() != 4 {
+            return Err(self.err(format!("weight shape {ws:?}: only 2-D is supported")));
+        }
+        let groups = self.int("group", 1);
+        if groups < 1 || ws[0] % groups as usize != 0 {
+            return Err(self.err(format!("group {groups} does not divide {} input channels", ws[0])));
+        }
+        let stride = self.spatial("strides", [1, 1])?;
+        let dilation = self.spatial("dilations", [1, 1])?;
+        let output_padding = self.spatial("output_padding", [0, 0])?;
+        if self.string("auto_pad", "NOTSET") != "NOTSET" {
+            return Err(self.err("auto_pad is not supported for ConvTranspose"));
+        }
+        let pads = self.pads(x, [ws[2], ws[3]], stride, dilation)?;
+        let bias = match self.input(2) {
+            None => None,
+            Some(_) => Some(self.const_f32(2)?.1),
+        };
+        let weight = Tensor::new(ws, w)?;
+        let c = ConvTranspose2d { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize };
+        self.emit1(Op::ConvTranspose(c), vec![x])
+    }
+
+    fn batchnorm(&mut self) -> Result<()> {
+        self.only_attrs(&["epsilon", "momentum", "training_mode", "spatial"])?;
+        if self.int("training_mode", 0) != 0 {
+            return Err(self.err("training_mode = 1 is not supported"));
+        }
+        self.single_output()?;
+        let x = self.runtime(0)?;
+        let bn = BatchNorm {
+            gamma: self.const_f32(1)?.1,
+            beta: self.const_f32(2)?.1,
+            mean: self.const_f32(3)?.1,
+            var: self.const_f32(4)?.1,
+            eps: self.float("epsilon", 1e-5),
+        };
+        let c = bn.gamma.len();
+        if [bn.beta.len(), bn.mean.len(), bn.var.len()].iter().any(|&l| l != c) {
+            return Err(self.err("scale, bias, mean and var lengths differ"));
+        }
+        self.emit1(Op::BatchNorm(bn), vec![x])
+    }
+
+    fn act(&mut self, a: Activation, attrs: &[&str]) -> Result<()> {
+        self.only_attrs(attrs)?;
+        let x = self.runtime(0)?;
+        self.emit1(Op::Act(a), vec![x])
+    }
+
+    fn clip(&mut self) -> Result<()> {
+        let (lo, hi) = if self.opset < 11 {
+            (self.float("min", f32::MIN), self.float("max", f32::MAX))
+        } else {
+            self.only_attrs(&[])?;
+            let get = |s: &Self, i: usize, d: f32| -> Result<f32> {
+                match s.input(i) {
+                    None => Ok(d),
+                    Some(_) => s.const_f32(i)?.1.first().copied().ok_or_else(|| s.err("empty min/max")),
+                }
+            };
+            (get(self, 1, f32::MIN)?, get(self, 2, f32::MAX)?)
+        };
+        let x = self.runtime(0)?;
+        self.emit1(Op::Act(Activation::Clip(lo, hi)), vec![x])
+    }
+
+    fn binary(&mut self) -> Result<()> {
+        self.only_attrs(&[])?;
+        let op = if self.node.op_type == "Add" { Op::Add } else { Op::Mul };
+        let mut ids = Vec::new();
+        for i in 0..2 {
+            let id = match self.need(i)?.clone() {
+                Sym::Runtime(id) => id,
+                Sym::F32(s, d) => {
+                    let name = self.node.input[i].clone();
+                    let id = self.g.add_constant(name, Tensor::new(s.clone(), d)?);
+                    self.set_shape(id, s);
+                    id
+                }
+                Sym::I64(..) | Sym::Dims(..) => return self.fold_int_binary(),
+            };
+            ids.push(id);
+        }
+        if ids.iter().all(|id| self.g.constants.contains_key(id)) {
+            return Err(self.err("both operands are constants"));
+        }
+        self.emit1(op, ids)
+    }
+
+    /// Integer arithmetic on shapes (rare in CNN exports): fold when fully known.
+    fn fold_int_binary(&mut self) -> Result<()> {
+        let (a, b) = (self.const_i64(0)?, self.const_i64(1)?);
+        if a.len() != b.len() && a.len() != 1 && b.len() != 1 {
+            return Err(self.err("integer operands of different lengths"));
+        }
+        let n = a.len().max(b.len());
+        let at = |v: &Vec<i64>, i: usize| v[if v.len() == 1 { 0 } else { i }];
+        let add = self.node.op_type == "Add";
+        let out: Vec<i64> = (0..n).map(|i| if add { at(&a, i) + at(&b, i) } else { at(&a, i) * at(&b, i) }).collect();
+        let o = self.out0()?;
+        self.syms.insert(o, Sym::I64(vec![n], out));
+        Ok(())
+    }
+
+    fn pool(&mut self) -> Result<()> {
+        let is_max = self.node.op_type == "MaxPool";
+        self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "ceil_mode", "count_include_pad", "auto_pad", "storage_order"])?;
+        self.single_output()?;
+        if self.int("storage_order", 0) != 0 {
+            return Err(self.err("storage_order = 1 is not supported"));
+        }
+        let x = self.runtime(0)?;
+        let kernel = self.spatial("kernel_shape", [0, 0])?;
+        if kernel.contains(&0) {
+            return Err(self.err("kernel_shape must be given and positive"));
+        }
+        let stride = self.spatial("strides", [1, 1])?;
+        let dilation = self.spatial("dilations", [1, 1])?;
+        if stride.contains(&0) || dilation.contains(&0) {
+            return Err(self.err("strides and dilations must be positive"));
+        }
+        let pads = self.pads(x, kernel, stride, dilation)?;
+        let p = Pool2d {
+            kernel,
+            stride,
+            pads,
+            dilation,
+            ceil_mode: self.int("ceil_mode", 0) != 0,
+            count_include_pad: self.int("count_include_pad", 0) != 0,
+        };
+        self.emit1(if is_max { Op::MaxPool(p) } else { Op::AveragePool(p) }, vec![x])
+    }
+
+    fn reduce_mean(&mut self) -> Result<()> {
+        self.only_attrs(&["axes", "keepdims", "noop_with_empty_axes"])?;
+        let x = self.runtime(0)?;
+        let mut axes = match self.ints("axes") {
+            Some(a) => a,
+            None if self.input(1).is_some() => self.const_i64(1)?,
+            None => return Err(self.err("ReduceMean over all axes is not supported")),
+        };
+        let rank = self.shapes[x].len() as i64;
+        axes.iter_mut().for_each(|a| *a = if *a < 0 { *a + rank } else { *a });
+        axes.sort_unstable();
+        if axes != [2, 3] || rank != 4 {
+            return Err(self.err(format!("only the spatial mean (axes [2, 3] of NCHW) is supported, got {axes:?}")));
+        }
+        let out = self.out0()?;
+        if self.int("keepdims", 1) != 0 {
+            let id = self.emit(Op::GlobalAveragePool, vec![x], &out)?;
+            self.bind(id);
+        } else {
+            let pooled = self.emit(Op::GlobalAveragePool, vec![x], &format!("{out}.pooled"))?;
+            let id = self.emit(Op::Flatten { axis: 1 }, vec![pooled], &out)?;
+            self.bind(id);
+        }
+        Ok(())
+    }
+
+    fn flatten(&mut self) -> Result<()> {
+        self.only_attrs(&["axis"])?;
+        let x = self.runtime(0)?;
+        let rank = self.shapes[x].len() as i64;
+        let mut axis = self.int("axis", 1);
+        if axis < 0 {
+            axis += rank;
+        }
+        if !(0..=rank).contains(&axis) {
+            return Err(self.err(format!("axis {axis} out of range for rank {rank}")));
+        }
+        self.emit1(Op::Flatten { axis: axis as usize }, vec![x])
+    }
+
+    fn reshape(&mut self) -> Result<()> {
+        self.only_attrs(&["allowzero"])?;
+        if self.int("allowzero", 0) != 0 {
+            return Err(self.err("allowzero = 1 is not supported"));
+        }
+        let spec: Vec<i64> = match self.need(1)?.clone() {
+            Sym::I64(_, v) => v,
+            Sym::Dims(d, _) => d
+                .iter()
+                .enumerate()
+                .map(|(i, x)| match x {
+                    Dim::Batch if i == 0 => Ok(0),
+                    Dim::Batch => Err(self.err("the batch dim may only stay at position 0")),
+                    Dim::Known(v) => Ok(*v),
+                })
+                .collect::<Result<_>>()?,
+            _ => return Err(self.err("the target shape must be constant or derived from input shapes")),
+        };
+        match self.need(0)?.clone() {
+            Sym::Runtime(x) => {
+                // A target that fixes the batch dim to the declared batch is rewritten to copy it.
+                let mut spec = spec;
+                if spec.first() == Some(&(self.shapes[x][0] as i64)) && self.shapes[x][0] == 1 && spec.len() > 1 && !spec.contains(&-1) {
+                    spec[0] = 0;
+                }
+                self.emit1(Op::Reshape { shape: spec }, vec![x])
+            }
+            Sym::F32(s, d) => {
+                let s = shape::reshape_out(&s, &spec).map_err(|e| self.err(e))?;
+                let o = self.out0()?;
+                self.syms.insert(o, Sym::F32(s, d));
+                Ok(())
+            }
+            _ => Err(self.err("reshaping integer tensors is not supported")),
+        }
+    }
+
+    fn gemm(&mut self) -> Result<()> {
+        self.only_attrs(&["alpha", "beta", "transA", "transB"])?;
+        if self.int("transA", 0) != 0 {
+            return Err(self.err("transA = 1 is not supported"));
+        }
+        let x = self.runtime(0)?;
+        let (ws, w) = self.const_f32(1)?;
+        if ws.len() != 2 {
+            return Err(self.err(format!("B must be 2-D, got {ws:?}")));
+        }
+        let (alpha, beta) = (self.float("alpha", 1.0), self.float("beta", 1.0));
+        let trans_b = self.int("transB", 0) != 0;
+        let (out_f, in_f) = if trans_b { (ws[0], ws[1]) } else { (ws[1], ws[0]) };
+        let mut wt = if trans_b {
+            w
+        } else {
+            let mut t = vec![0.0; w.len()];
+            for k in 0..in_f {
+                for o in 0..out_f {
+                    t[o * in_f + k] = w[k * out_f + o];
+                }
+            }
+            t
+        };
+        if alpha != 1.0 {
+            wt.iter_mut().for_each(|v| *v *= alpha);
+        }
+        let bias = match self.input(2) {
+            None => None,
+            Some(_) => {
+                let (cs, c) = self.const_f32(2)?;
+                let n: usize = cs.iter().product();
+                let b: Vec<f32> = if n == out_f {
+                    c
+                } else if n == 1 {
+                    vec![c[0]; out_f]
+                } else {
+                    return Err(self.err(format!("C of shape {cs:?} is not a per-output bias")));
+                };
+                Some(b.into_iter().map(|v| v * beta).collect())
+            }
+        };
+        let l = Linear { weight: Tensor::new(vec![out_f, in_f], wt)?, bias };
+        self.emit1(Op::Linear(l), vec![x])
+    }
+
+    fn matmul(&mut self) -> Result<()> {
+        let x = self.runtime(0)?;
+        let (ws, w) = self.const_f32(1)?;
+        if ws.len() != 2 || self.shapes[x].len() != 2 {
+            return Err(self.err("only [N, K] × constant [K, M] is supported"));
+        }
+        let (k, m) = (ws[0], ws[1]);
+        let mut t = vec![0.0; w.len()];
+        for i in 0..k {
+            for o in 0..m {
+                t[o * k + i] = w[i * m + o];
+            }
+        }
+        let l = Linear { weight: Tensor::new(vec![m, k], t)?, bias: None };
+        self.emit1(Op::Linear(l), vec![x])
+    }
+
+    fn concat(&mut self) -> Result<()> {
+        self.only_attrs(&["axis"])?;
+        let axis = self.int("axis", 0);
+        let n = self.node.input.len();
+        let syms: Vec<Sym> = (0..n).map(|i| self.need(i).cloned()).collect::<Result<_>>()?;
+        if syms.iter().any(|s| matches!(s, Sym::Dims(..) | Sym::I64(..))) {
+            let mut dims = Vec::new();
+            for s in syms {
+                match s {
+                    Sym::Dims(d, _) => dims.extend(d),
+                    Sym::I64(_, v) => dims.extend(v.into_iter().map(Dim::Known)),
+                    _ => return Err(self.err("cannot concatenate shape values with float tensors")),
+                }
+            }
+            let o = self.out0()?;
+            self.syms.insert(o, Sym::Dims(dims, false));
+            return Ok(());
+        }
+        let mut ids = Vec::new();
+        for (i, s) in syms.into_iter().enumerate() {
+            match s {
+                Sym::Runtime(id) => ids.push(id),
+                Sym::F32(s, d) => {
+                    let id = self.g.add_constant(self.node.input[i].clone(), Tensor::new(s.clone(), d)?);
+                    self.set_shape(id, s);
+                    ids.push(id)
+                }
+                _ => unreachable_sym()?,
+            }
+        }
+        let rank = self.shapes[ids[0]].len() as i64;
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&axis) {
+            return Err(self.err(format!("axis {axis} out of range")));
+        }
+        self.emit1(Op::Concat { axis: axis as usize }, ids)
+    }
+
+    fn resize(&mut self) -> Result<()> {
+        let upsample = self.node.op_type == "Upsample";
+        let x = self.runtime(0)?;
+        let mode = self.string("mode", "nearest");
+        let (coord, nearest) = if upsample || self.opset < 11 {
+            self.only_attrs(&["mode", "scales"])?;
+            ("asymmetric".to_string(), "floor".to_string())
+        } else {
+            self.only_attrs(&[
+                "mode",
+                "coordinate_transformation_mode",
+                "nearest_mode",
+                "cubic_coeff_a",
+                "exclude_outside",
+                "extrapolation_value",
+                "antialias",
+                "keep_aspect_ratio_policy",
+                "axes",
+            ])?;
+            if self.int("exclude_outside", 0) != 0 || self.int("antialias", 0) != 0 {
+                return Err(self.err("exclude_outside and antialias are not supported"));
+            }
+            if self.string("keep_aspect_ratio_policy", "stretch") != "stretch" {
+                return Err(self.err("keep_aspect_ratio_policy other than 'stretch' is not supported"));
+            }
+            if let Some(axes) = self.ints("axes") {
+                if axes != [2, 3] && axes != [0, 1, 2, 3] && axes != [-2, -1] {
+                    return Err(self.err(format!("axes {axes:?} are not supported")));
+                }
+            }
+            (self.string("coordinate_transformation_mode", "half_pixel"), self.string("nearest_mode", "round_prefer_floor"))
+        };
+        let coord = match coord.as_str() {
+            "half_pixel" => CoordMode::HalfPixel,
+            "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
+            "align_corners" => CoordMode::AlignCorners,
+            "asymmetric" => CoordMode::Asymmetric,
+            other => return Err(self.err(format!("coordinate_transformation_mode '{other}' is not supported"))),
+        };
+        let mode = match mode.as_str() {
+            "nearest" => ResizeMode::Nearest(match nearest.as_str() {
+                "round_prefer_floor" => NearestMode::RoundPreferFloor,
+                "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+                "floor" => NearestMode::Floor,
+                "ceil" => NearestMode::Ceil,
+                other => return Err(self.err(format!("nearest_mode '{other}' is not supported"))),
+            }),
+            "linear" | "bilinear" => ResizeMode::Linear,
+            other => return Err(self.err(format!("mode '{other}' is not supported"))),
+        };
+        // Scales: attribute (Upsample-7), input 1 (Upsample-9, Resize-10) or input 2; sizes: input 3.
+        let (scales_in, sizes_in) = if upsample || self.opset < 11 { (1, usize::MAX) } else { (2, 3) };
+        let scales: Option<Vec<f32>> = if let Some(a) = attr(self.node, "scales") {
+            Some(a.floats.clone())
+        } else if self.input(scales_in).is_some() {
+            let s = self.const_f32(scales_in)?.1;
+            if s.is_empty() { None } else { Some(s) }
+        } else {
+            None
+        };
+        let xs = self.shapes[x].clone();
+        let target = if let Some(s) = scales {
+            let s = if s.len() == 2 { vec![1.0, 1.0, s[0], s[1]] } else { s };
+            if s.len() != 4 || s[0] != 1.0 || s[1] != 1.0 {
+                return Err(self.err(format!("scales {s:?}: only spatial scaling of NCHW is supported")));
+            }
+            ResizeTarget::Scales([s[2], s[3]])
+        } else if self.input(sizes_in).is_some() {
+            let s: Vec<i64> = match self.need(sizes_in)?.clone() {
+                Sym::Dims(d, _) => d.iter().map(|x| if let Dim::Known(v) = x { *v } else { xs[0] as i64 }).collect(),
+                _ => self.const_i64(sizes_in)?,
+            };
+            let s = if s.len() == 2 { vec![xs[0] as i64, xs[1] as i64, s[0], s[1]] } else { s };
+            if s.len() != 4 || s[1] != xs[1] as i64 || s[2] <= 0 || s[3] <= 0 {
+                return Err(self.err(format!("sizes {s:?}: only spatial resizing of NCHW is supported")));
+            }
+            ResizeTarget::Sizes([s[2] as usize, s[3] as usize])
+        } else {
+            return Err(self.err("neither scales nor sizes is given"));
+        };
+        self.emit1(Op::Resize(Resize { mode, coord, target }), vec![x])
+    }
+
+    fn softmax(&mut self) -> Result<()> {
+        self.only_attrs(&["axis"])?;
+        let x = self.runtime(0)?;
+        let rank = self.shapes[x].len() as i64;
+        let default = if self.opset < 13 { 1 } else { -1 };
+        let mut axis = self.int("axis", default);
+        if axis < 0 {
+            axis += rank;
+        }
+        if self.opset < 13 && axis != rank - 1 {
+            return Err(self.err("opset < 13 Softmax over a non-final axis flattens; not supported"));
+        }
+        if !(0..rank).contains(&axis) {
+            return Err(self.err(format!("axis {axis} out of range")));
+        }
+        self.emit1(Op::Softmax { axis: axis as usize }, vec![x])
+    }
+
+    fn identity(&mut self) -> Result<()> {
+        let s = self.need(0)?.clone();
+        let o = self.out0()?;
+        match s {
+            Sym::Runtime(x) => self.emit1(Op::Identity, vec![x]),
+            other => {
+                self.syms.insert(o, other);
+                Ok(())
+            }
+        }
+    }
+
+    fn constant(&mut self) -> Result<()> {
+        let a = self.node.attribute.first().ok_or_else(|| self.err("Constant without a value"))?;
+        let sym = match a.name.as_str() {
+            "value" => {
+                let t = a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?;
+                let (s, d) = tensor_data(t)?;
+                from_data(s, d)
+            }
+            "value_float" => Sym::F32(vec![], vec![a.f]),
+            "value_floats" => Sym::F32(vec![a.floats.len()], a.floats.clone()),
+            "value_int" => Sym::I64(vec![], vec![a.i]),
+            "value_ints" => Sym::I64(vec![a.ints.len()], a.ints.clone()),
+            other => return Err(self.err(format!("attribute '{other}' is not supported"))),
+        };
+        let o = self.out0()?;
+        self.syms.insert(o, sym);
+        Ok(())
+    }
+
+    fn shape_op(&mut self) -> Result<()> {
+        self.only_attrs(&["start", "end"])?;
+        let dims: Vec<Dim> = match self.need(0)?.clone() {
+            Sym::Runtime(x) => {
+                self.shapes[x].iter().enumerate().map(|(i, &d)| if i == 0 { Dim::Batch } else { Dim::Known(d as i64) }).collect()
+            }
+            Sym::F32(s, _) | Sym::I64(s, _) => s.iter().map(|&d| Dim::Known(d as i64)).collect(),
+            Sym::Dims(d, scalar) => vec![Dim::Known(if scalar { 0 } else { d.len() as i64 })],
+        };
+        let r = dims.len() as i64;
+        let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+        let (s, e) = (clampi(self.int("start", 0)), clampi(self.int("end", r)));
+        let o = self.out0()?;
+        self.syms.insert(o, Sym::Dims(dims[s.min(e)..e].to_vec(), false));
+        Ok(())
+    }
+
+    fn gather(&mut self) -> Result<()> {
+        self.only_attrs(&["axis"])?;
+        let (data, _) = match self.need(0)?.clone() {
+            Sym::Dims(d, s) => (d, s),
+            Sym::I64(_, v) => (v.into_iter().map(Dim::Known).collect(), false),
+            _ => return Err(self.err("Gather is supported only on shape values")),
+        };
+        let (idx_shape, idx) = match self.need(1)?.clone() {
+            Sym::I64(s, v) => (s, v),
+            _ => return Err(self.err("Gather indices must be constant")),
+        };
+        let n = data.len() as i64;
+        let mut out = Vec::new();
+        for i in idx {
+            let i = if i < 0 { i + n } else { i };
+            out.push(*data.get(i as usize).ok_or_else(|| self.err(format!("index {i} out of range")))?);
+        }
+        let o = self.out0()?;
+        self.syms.insert(o, Sym::Dims(out, idx_shape.is_empty()));
+        Ok(())
+    }
+
+    fn unsqueeze(&mut self) -> Result<()> {
+        let o = self.out0()?;
+        match self.need(0)?.clone() {
+            Sym::Dims(d, _) => {
+                self.syms.insert(o, Sym::Dims(d, false));
+                Ok(())
+            }
+            Sym::I64(s, v) => {
+                let mut s = s;
+                s.insert(0, 1);
+                self.syms.insert(o, Sym::I64(s, v));
+                Ok(())
+            }
+            Sym::Runtime(x) => {
+                let axes = match self.ints("axes") {
+                    Some(a) => a,
+                    None => self.const_i64(1)?,
+                };
+                let mut shape: Vec<i64> = self.shapes[x].iter().map(|&d| d as i64).collect();
+                let rank = (shape.len() + axes.len()) as i64;
+                let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
+                axes.sort_unstable();
+                for a in axes {
+                    shape.insert(a.clamp(0, shape.len() as i64) as usize, 1);
+                }
+                if shape.first() == Some(&(self.shapes[x][0] as i64)) {
+                    shape[0] = 0;
+                }
+                self.emit1(Op::Reshape { shape }, vec![x])
+            }
+            Sym::F32(s, d) => {
+                let mut s = s;
+                s.insert(0, 1);
+                self.syms.insert(o, Sym::F32(s, d));
+                Ok(())
+            }
+        }
+    }
+
+    fn squeeze(&mut self) -> Result<()> {
+        let x = self.runtime(0)?;
+        let s = &self.shapes[x];
+        let axes: Vec<i64> = match self.ints("axes") {
+            Some(a) => a,
+            None if self.input(1).is_some() => self.const_i64(1)?,
+            None => (0..s.len() as i64).filter(|&i| s[i as usize] == 1 && i != 0).collect(),
+        };
+        let rank = s.len() as i64;
+        let axes: Vec<usize> = axes.iter().map(|&a| (if a < 0 { a + rank } else { a }) as usize).collect();
+        let spec: Vec<i64> = s
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(i, &d)| if i == 0 { 0 } else { d as i64 })
+            .collect();
+        self.emit1(Op::Reshape { shape: spec }, vec![x])
+    }
+
+    fn cast(&mut self) -> Result<()> {
+        let s = self.need(0)?.clone();
+        let to = self.int("to", 1);
+        let o = self.out0()?;
+        match s {
+            Sym::Runtime(x) if to == pb::tensor_proto::DataType::Float as i64 => self.emit1(Op::Identity, vec![x]),
+            Sym::Dims(..) | Sym::I64(..) if to == pb::tensor_proto::DataType::Int64 as i64 => {
+                self.syms.insert(o, s);
+                Ok(())
+            }
+            Sym::I64(sh, v) if to == pb::tensor_proto::DataType::Float as i64 => {
+                self.syms.insert(o, Sym::F32(sh, v.iter().map(|&x| x as f32).collect()));
+                Ok(())
+            }
+            Sym::F32(..) if to == pb::tensor_proto::DataType::Float as i64 => {
+                self.syms.insert(o, s);
+                Ok(())
+            }
+            _ => Err(self.err(format!("cast to data type {to} is not supported"))),
+        }
+    }
+}
+
+fn unreachable_sym() -> Result<()> {
+    Err(Error::Config("internal: unexpected symbolic value in Concat".into()))
+}

@@ -1,0 +1,94 @@
+//! ONNX Runtime as the reference engine (feature `ort`), loaded at run time from
+//! `ORT_DYLIB_PATH` (the `libonnxruntime.so.1.31.1` of pip `onnxruntime==1.31.1`).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session as OrtSession;
+use ort::value::TensorRef;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+static ENV: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+
+fn env() -> Result<&'static ort::environment::Environment> {
+    ENV.get_or_init(|| {
+        let path = std::env::var("ORT_DYLIB_PATH")
+            .map_err(|_| "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so.1.31.1 (see README)".to_string())?;
+        if !Path::new(&path).exists() {
+            return Err(format!("ORT_DYLIB_PATH={path} does not exist"));
+        }
+        ort::init_from(&path).map_err(|e| format!("loading {path}: {e}"))?.build().map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::Ort(e.clone()))
+}
+
+/// Whether ONNX Runtime can be loaded in this process.
+pub fn available() -> Result<()> {
+    env().map(|_| ())
+}
+
+/// The loaded ONNX Runtime version string.
+pub fn version() -> Result<String> {
+    env()?;
+    Ok(ort::info().to_string())
+}
+
+/// One ORT session over an ONNX model.
+pub struct OrtModel {
+    session: OrtSession,
+    input: String,
+    outputs: Vec<String>,
+}
+
+fn oe<E: std::fmt::Display>(e: E) -> Error {
+    Error::Ort(e.to_string())
+}
+
+impl OrtModel {
+    /// A session over `bytes` with `threads` intra-op threads (0: ORT's default).
+    pub fn from_bytes(bytes: &[u8], threads: usize) -> Result<Self> {
+        let env = env()?;
+        let mut b = OrtSession::builder(env)
+            .map_err(oe)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(oe)?
+            .with_inter_threads(1)
+            .map_err(oe)?;
+        if threads > 0 {
+            b = b.with_intra_threads(threads).map_err(oe)?;
+        }
+        let session = b.commit_from_memory(bytes).map_err(oe)?;
+        let input = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| Error::Ort("model has no input".into()))?;
+        let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        Ok(OrtModel { session, input, outputs })
+    }
+
+    /// A session over an ONNX file.
+    pub fn from_file(path: &Path, threads: usize) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, threads)
+    }
+
+    /// Output names, in graph order.
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// Runs on one f32 input and returns every output by name.
+    pub fn run(&mut self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let shape: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
+        let input = TensorRef::from_array_view((shape, x.data())).map_err(oe)?;
+        let outs = self.session.run(ort::inputs![self.input.as_str() => input]).map_err(oe)?;
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for name in &self.outputs {
+            let (shape, data) = outs[name.as_str()].try_extract_tensor::<f32>().map_err(oe)?;
+            let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+            result.push((name.clone(), Tensor::new(shape, data.to_vec())?));
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,228 @@
+//! Numeric parity: error metrics between a reference output and ours, tolerances, and (with
+//! the `ort` feature) the comparison against ONNX Runtime down to the first diverging layer.
+//!
+//! Definitions, with `r` the reference and `o` ours:
+//! - max abs error `max |o − r|`;
+//! - max rel error `max |o − r| / max(|r|, 1e-3 · rms(r))` (the floor keeps near-zero
+//!   reference values from dominating);
+//! - relative L2 error `‖o − r‖₂ / ‖r‖₂`;
+//! - cosine similarity `⟨o, r⟩ / (‖o‖₂ ‖r‖₂)`;
+//! - classifiers (`[N, K]`): top-1 agreement (same argmax) and top-5 agreement (same top-5 set);
+//! - segmenters (`[N, C, H, W]`): mask agreement (fraction of equal pixels, mask = logit > 0
+//!   for one channel, argmax otherwise) and foreground IoU (mean over classes for C > 1).
+
+use serde::Serialize;
+
+use crate::tensor::Tensor;
+
+/// Error metrics of one tensor against its reference.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Metrics {
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub rel_l2: f64,
+    pub cosine: f64,
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+    pub mask_agreement: Option<f64>,
+    pub iou: Option<f64>,
+}
+
+/// Limits a comparison must stay within.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tolerance {
+    pub rel_l2: f64,
+    pub min_cosine: f64,
+    /// Optional bound on max abs error.
+    pub max_abs: Option<f64>,
+    /// Minimum top-1 agreement for classifiers.
+    pub min_top1: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { rel_l2: 1e-4, min_cosine: 0.9999, max_abs: None, min_top1: 1.0 }
+    }
+}
+
+impl Tolerance {
+    /// The first limit `m` breaks, described, or `None`.
+    pub fn violation(&self, m: &Metrics) -> Option<String> {
+        if !(m.rel_l2 <= self.rel_l2) {
+            return Some(format!("relative L2 error {:.3e} > {:.1e}", m.rel_l2, self.rel_l2));
+        }
+        if !(m.cosine >= self.min_cosine) {
+            return Some(format!("cosine {:.6} < {}", m.cosine, self.min_cosine));
+        }
+        if let Some(a) = self.max_abs {
+            if !(m.max_abs <= a) {
+                return Some(format!("max abs error {:.3e} > {a:.1e}", m.max_abs));
+            }
+        }
+        if let Some(t) = m.top1 {
+            if t < self.min_top1 {
+                return Some(format!("top-1 agreement {:.4} < {}", t, self.min_top1));
+            }
+        }
+        None
+    }
+}
+
+/// Compares `ours` against `reference` (same shape expected).
+pub fn compare(reference: &Tensor, ours: &Tensor) -> Metrics {
+    let (r, o) = (reference.data(), ours.data());
+    if r.len() != o.len() || reference.shape() != ours.shape() {
+        return Metrics { max_abs: f64::INFINITY, max_rel: f64::INFINITY, rel_l2: f64::INFINITY, ..Default::default() };
+    }
+    let n = r.len().max(1) as f64;
+    let (mut dd, mut rr, mut oo, mut ro, mut max_abs) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for (&a, &b) in r.iter().zip(o) {
+        let (a, b) = (f64::from(a), f64::from(b));
+        let d = (b - a).abs();
+        max_abs = if d.is_nan() { f64::INFINITY } else { max_abs.max(d) };
+        dd += d * d;
+        rr += a * a;
+        oo += b * b;
+        ro += a * b;
+    }
+    let floor = 1e-3 * (rr / n).sqrt();
+    let max_rel = r
+        .iter()
+        .zip(o)
+        .map(|(&a, &b)| (f64::from(b) - f64::from(a)).abs() / f64::from(a).abs().max(floor).max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
+    let rel_l2 = if rr > 0.0 { (dd / rr).sqrt() } else { dd.sqrt() };
+    let cosine = if rr > 0.0 && oo > 0.0 { ro / (rr.sqrt() * oo.sqrt()) } else if rr == oo { 1.0 } else { 0.0 };
+    let mut m = Metrics { max_abs, max_rel, rel_l2, cosine, ..Default::default() };
+    let s = reference.shape();
+    if s.len() == 2 && s[1] > 1 {
+        m.top1 = Some(topk_agreement(r, o, s[1], 1));
+        if s[1] >= 5 {
+            m.top5 = Some(topk_agreement(r, o, s[1], 5));
+        }
+    } else if s.len() == 4 {
+        let (agree, iou) = mask_metrics(r, o, s);
+        m.mask_agreement = Some(agree);
+        m.iou = Some(iou);
+    }
+    m
+}
+
+/// Indices of the `k` largest values, sorted.
+pub fn topk(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+fn topk_agreement(r: &[f32], o: &[f32], classes: usize, k: usize) -> f64 {
+    let rows = r.len() / classes;
+    let same = r
+        .chunks(classes)
+        .zip(o.chunks(classes))
+        .filter(|(a, b)| {
+            let (mut x, mut y) = (topk(a, k), topk(b, k));
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        })
+        .count();
+    same as f64 / rows.max(1) as f64
+}
+
+/// Per-pixel class labels of an `[N, C, H, W]` logit tensor.
+pub fn mask_labels(x: &[f32], s: &[usize]) -> Vec<usize> {
+    let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
+    let mut out = Vec::with_capacity(n * hw);
+    for b in 0..n {
+        for p in 0..hw {
+            let at = |ch: usize| x[(b * c + ch) * hw + p];
+            out.push(if c == 1 {
+                usize::from(at(0) > 0.0)
+            } else {
+                (0..c).max_by(|&i, &j| at(i).total_cmp(&at(j)).then(j.cmp(&i))).unwrap_or(0)
+            });
+        }
+    }
+    out
+}
+
+fn mask_metrics(r: &[f32], o: &[f32], s: &[usize]) -> (f64, f64) {
+    let (a, b) = (mask_labels(r, s), mask_labels(o, s));
+    let agree = a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64;
+    let classes = if s[1] == 1 { vec![1] } else { (0..s[1]).collect() };
+    let mut ious = Vec::new();
+    for c in classes {
+        let inter = a.iter().zip(&b).filter(|(x, y)| **x == c && **y == c).count();
+        let union = a.iter().zip(&b).filter(|(x, y)| **x == c || **y == c).count();
+        if union > 0 {
+            ious.push(inter as f64 / union as f64);
+        }
+    }
+    let iou = if ious.is_empty() { 1.0 } else { ious.iter().sum::<f64>() / ious.len() as f64 };
+    (agree, iou)
+}
+
+#[cfg(feature = "ort")]
+pub use with_ort::*;
+
+#[cfg(feature = "ort")]
+mod with_ort {
+    use super::*;
+    use crate::error::{Error, Result};
+    use crate::exec::{Options, Session};
+    use crate::graph::Graph;
+    use crate::onnx::{export, pb};
+    use crate::ort_ref::OrtModel;
+    use prost::Message;
+
+    /// One layer's comparison in a per-layer run.
+    #[derive(Clone, Debug, Serialize)]
+    pub struct LayerReport {
+        pub node: String,
+        pub op: &'static str,
+        pub value: String,
+        pub metrics: Metrics,
+        pub within: bool,
+    }
+
+    /// Adds every node output of `model` as a graph output, so ORT returns intermediates.
+    pub fn expose_intermediates(model: &pb::ModelProto) -> pb::ModelProto {
+        let mut m = model.clone();
+        if let Some(g) = m.graph.as_mut() {
+            let have: std::collections::HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+            let extra: Vec<String> =
+                g.node.iter().flat_map(|n| n.output.iter().take(1).cloned()).filter(|o| !o.is_empty() && !have.contains(o)).collect();
+            for o in extra {
+                g.output.push(export::value_info(&o, None));
+            }
+        }
+        m
+    }
+
+    /// Compares kestrel's unfused graph with ORT layer by layer on `input`. `graph` must be
+    /// the import of `model` (so value names are ONNX tensor names). Layers whose outputs ORT
+    /// does not expose (e.g. non-float shape arithmetic) are skipped.
+    pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &Tolerance, threads: usize) -> Result<Vec<LayerReport>> {
+        let exposed = expose_intermediates(model);
+        let mut ort = OrtModel::from_bytes(&exposed.encode_to_vec(), threads)?;
+        let theirs: std::collections::HashMap<String, Tensor> = ort.run(input)?.into_iter().collect();
+        let session = Session::new(graph.clone(), &Options { threads, optimize: false })?;
+        let ours = session.run_all(std::slice::from_ref(input))?;
+        let g = session.graph();
+        let mut out = Vec::new();
+        for n in &g.nodes {
+            let name = &g.values[n.output];
+            let (Some(r), Some(Some(o))) = (theirs.get(name), ours.get(n.output)) else { continue };
+            let metrics = compare(r, o);
+            let layer_tol = Tolerance { min_top1: 0.0, ..tol.clone() };
+            let within = layer_tol.violation(&metrics).is_none();
+            out.push(LayerReport { node: n.name.clone(), op: n.op.kind(), value: name.clone(), metrics, within });
+        }
+        if out.is_empty() {
+            return Err(Error::Invalid("no layer outputs could be matched between kestrel and ORT".into()));
+        }
+        Ok(out)
+    }
+}
