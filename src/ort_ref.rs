@@ -31,10 +31,11 @@ pub fn available() -> Result<()> {
     env().map(|_| ())
 }
 
-/// The loaded ONNX Runtime version string.
+/// The loaded ONNX Runtime version, read from the library's file name (`…so.1.31.1`).
 pub fn version() -> Result<String> {
     env()?;
-    Ok(ort::info().to_string())
+    let path = std::env::var("ORT_DYLIB_PATH").unwrap_or_default();
+    Ok(path.rsplit_once(".so.").map_or_else(|| "unknown".to_string(), |(_, v)| v.to_string()))
 }
 
 /// One ORT session over an ONNX model.

@@ -319,6 +319,7 @@ impl Importer<'_> {
             "Unsqueeze" => self.unsqueeze(),
             "Squeeze" => self.squeeze(),
             "Cast" => self.cast(),
+            "Slice" => self.slice(),
             other => Err(self.err(format!("op '{other}' is not supported"))),
         }
     }
@@ -899,6 +900,31 @@ impl Importer<'_> {
             .map(|(i, &d)| if i == 0 { 0 } else { d as i64 })
             .collect();
         self.emit1(Op::Reshape { shape: spec }, vec![x])
+    }
+
+    /// Slice of a 1-D shape value with constant starts and ends (axis 0, step 1).
+    fn slice(&mut self) -> Result<()> {
+        let dims: Vec<Dim> = match self.need(0)?.clone() {
+            Sym::Dims(d, _) => d,
+            Sym::I64(s, v) if s.len() <= 1 => v.into_iter().map(Dim::Known).collect(),
+            _ => return Err(self.err("Slice is supported only on shape values")),
+        };
+        let (starts, ends) = if self.opset < 10 {
+            (self.ints("starts").unwrap_or_default(), self.ints("ends").unwrap_or_default())
+        } else {
+            (self.const_i64(1)?, self.const_i64(2)?)
+        };
+        let steps_ok = self.input(4).is_none() || self.const_i64(4)? == [1];
+        let axes_ok = self.input(3).is_none() || self.const_i64(3)? == [0];
+        if starts.len() != 1 || ends.len() != 1 || !steps_ok || !axes_ok {
+            return Err(self.err("only a 1-D slice with step 1 is supported"));
+        }
+        let n = dims.len() as i64;
+        let clampi = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+        let (a, b) = (clampi(starts[0]), clampi(ends[0]));
+        let o = self.out0()?;
+        self.syms.insert(o, Sym::Dims(dims[a.min(b)..b].to_vec(), false));
+        Ok(())
     }
 
     fn cast(&mut self) -> Result<()> {

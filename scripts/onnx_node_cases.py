@@ -1,0 +1,64 @@
+"""Writes the ONNX conformance node test cases for the ops kestrel imports.
+
+For each case from onnx.backend.test.case.node.collect_testcases() whose single node is one
+of our ops, and whose first input and first output are float32, writes
+OUTDIR/<case>/{model.onnx,input.npy,output.npy}. Inputs after the first become initializers
+(kestrel's scope: one runtime input, constant weights). tests/onnx_conformance.rs runs them.
+"""
+import os
+import sys
+import warnings
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+warnings.filterwarnings("ignore")
+from onnx.backend.test.case.node import collect_testcases  # noqa: E402
+
+OPS = {
+    "Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Clip",
+    "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Gemm", "MatMul",
+    "Concat", "Resize", "Upsample", "Softmax", "Identity", "Dropout", "Reshape", "ReduceMean",
+}
+
+
+def main(out):
+    os.makedirs(out, exist_ok=True)
+    written = 0
+    for case in collect_testcases():
+        model = case.model
+        if model is None or len(model.graph.node) != 1 or not case.data_sets:
+            continue
+        node = model.graph.node[0]
+        if node.op_type not in OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        inputs, outputs = case.data_sets[0]
+        if not inputs or not outputs:
+            continue
+        x, y = inputs[0], outputs[0]
+        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+            continue
+        if x.dtype != np.float32 or y.dtype != np.float32:
+            continue
+        g = model.graph
+        inits = list(g.initializer)
+        for vi, val in zip(g.input[1:], inputs[1:]):
+            if not isinstance(val, np.ndarray):
+                break
+            inits.append(numpy_helper.from_array(val, vi.name))
+        else:
+            graph = helper.make_graph(list(g.node), g.name, [g.input[0]], [g.output[0]], inits)
+            m = helper.make_model(graph, opset_imports=model.opset_import)
+            m.ir_version = model.ir_version
+            d = os.path.join(out, case.name)
+            os.makedirs(d, exist_ok=True)
+            onnx.save(m, os.path.join(d, "model.onnx"))
+            np.save(os.path.join(d, "input.npy"), np.ascontiguousarray(x))
+            np.save(os.path.join(d, "output.npy"), np.ascontiguousarray(y))
+            written += 1
+    print(f"wrote {written} node cases to {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

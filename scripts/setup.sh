@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what kestrel's build and its ONNX Runtime reference need, idempotently:
+# protoc (for candle-onnx) from apt, and a local venv with onnxruntime==1.31.1, onnx, numpy.
+# Source it (`. scripts/setup.sh`) to get ORT_DYLIB_PATH exported.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if ! command -v protoc >/dev/null 2>&1; then
+  sudo_="" ; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq protobuf-compiler >/dev/null
+fi
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnxruntime, onnx, numpy; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "onnxruntime==1.31.1" "onnx==1.23.2" "numpy>=1.26"
+fi
+ORT_DYLIB_PATH="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 | head -n 1)"
+export ORT_DYLIB_PATH
+export KESTREL_PYTHON="$venv/bin/python"

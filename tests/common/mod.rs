@@ -1,0 +1,42 @@
+//! Shared test helpers: one float tolerance type, seeded data, fixture paths.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use kestrel::rng::Rng;
+
+/// Float comparison: `|a − b| ≤ abs + rel · |b|` elementwise.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub abs: f32,
+    pub rel: f32,
+}
+
+impl Tolerance {
+    pub const KERNEL: Tolerance = Tolerance { abs: 1e-4, rel: 1e-4 };
+
+    /// Panics with the first few mismatches and the case description.
+    pub fn check(&self, what: &str, got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let bad: Vec<String> = got
+            .iter()
+            .zip(want)
+            .enumerate()
+            .filter(|(_, (g, w))| !((*g - *w).abs() <= self.abs + self.rel * w.abs()) && !(g.is_infinite() && g == w))
+            .take(5)
+            .map(|(i, (g, w))| format!("[{i}] got {g} want {w}"))
+            .collect();
+        assert!(bad.is_empty(), "{what}: {} mismatches, first: {}", bad.len(), bad.join("; "));
+    }
+}
+
+/// Seeded non-zero data in [-1, 1).
+pub fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n).map(|_| r.range(-1.0, 1.0)).collect()
+}
+
+/// Where scripts/test.sh writes generated fixtures.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures")
+}

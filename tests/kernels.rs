@@ -1,0 +1,253 @@
+//! Fast FP32 kernels against their reference twins: deterministic sweeps over tails,
+//! strides, pads, dilations and groups, then proptest.
+
+mod common;
+
+use common::{data, Tolerance};
+use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize};
+use kestrel::graph::shape::{pool_out, resize_out, window_out};
+use kestrel::graph::*;
+use kestrel::Tensor;
+use proptest::prelude::*;
+
+#[allow(clippy::too_many_arguments)]
+fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], stride: usize, pad: [usize; 4], dil: usize, groups: usize, act: Option<Activation>, residual: bool, seed: u64) {
+    let w = Tensor::new(vec![cout, cin / groups, k[0], k[1]], data(cout * cin / groups * k[0] * k[1], seed)).unwrap();
+    let c = Conv2d {
+        weight: w,
+        bias: Some(data(cout, seed + 1)),
+        stride: [stride, stride],
+        pads: pad,
+        dilation: [dil, dil],
+        groups,
+        act,
+        residual,
+    };
+    let (Some(oh), Some(ow)) = (
+        window_out(hw[0], k[0], stride, (pad[0], pad[2]), dil, false),
+        window_out(hw[1], k[1], stride, (pad[1], pad[3]), dil, false),
+    ) else {
+        return;
+    };
+    let xs = [n, cin, hw[0], hw[1]];
+    let os = [n, cout, oh, ow];
+    let x = data(xs.iter().product(), seed + 2);
+    let r = data(os.iter().product(), seed + 3);
+    let res = residual.then_some(r.as_slice());
+    let mut want = vec![f32::NAN; os.iter().product()];
+    reference::conv2d_ref(&c, &x, xs, res, &mut want, os);
+    let mut got = vec![f32::NAN; want.len()]; // garbage prefill catches unwritten outputs
+    let mut scratch = Vec::new();
+    conv::conv2d(&c, &x, xs, res, &mut got, os, &mut scratch, 2);
+    let what = format!("conv n{n} cin{cin} cout{cout} hw{hw:?} k{k:?} s{stride} p{pad:?} d{dil} g{groups} {act:?} res{residual}");
+    Tolerance { abs: 1e-4, rel: 1e-4 }.check(&what, &got, &want);
+}
+
+#[test]
+fn conv_sweep_tails_strides_pads() {
+    let mut seed = 1;
+    for &hw in &[1usize, 3, 7, 15, 17] {
+        for &(k, pad) in &[(1, 0), (3, 1), (3, 0), (5, 2), (7, 3)] {
+            for &stride in &[1, 2, 3] {
+                for &(cin, cout) in &[(1, 1), (3, 7), (17, 15)] {
+                    seed += 1;
+                    check_conv(1, cin, cout, [hw, hw + 2], [k, k], stride, [pad; 4], 1, 1, None, false, seed);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_dilation_groups_epilogue_batch() {
+    let acts = [None, Some(Activation::Relu), Some(Activation::LeakyRelu(0.1)), Some(Activation::Sigmoid), Some(Activation::Clip(0.0, 6.0))];
+    let mut seed = 100;
+    for &dil in &[1, 2, 3] {
+        for &groups in &[1, 2, 4] {
+            for (i, act) in acts.iter().enumerate() {
+                seed += 1;
+                check_conv(2, 8, 12, [9, 11], [3, 3], 1 + i % 2, [2, 1, 0, 2], dil, groups, *act, i % 2 == 0, seed);
+            }
+        }
+    }
+    // Depthwise and a 65-channel pointwise tail.
+    check_conv(1, 16, 16, [10, 10], [3, 3], 1, [1; 4], 1, 16, Some(Activation::Relu), false, 7);
+    check_conv(2, 65, 63, [5, 7], [1, 1], 1, [0; 4], 1, 1, None, true, 8);
+    check_conv(1, 3, 5, [8, 8], [1, 3], 2, [0, 1, 0, 1], 1, 1, None, false, 9);
+}
+
+fn check_conv_transpose(cin: usize, cout: usize, hw: [usize; 2], k: usize, stride: usize, pad: [usize; 4], opad: usize, dil: usize, groups: usize, seed: u64) {
+    let c = ConvTranspose2d {
+        weight: Tensor::new(vec![cin, cout / groups, k, k], data(cin * cout / groups * k * k, seed)).unwrap(),
+        bias: Some(data(cout, seed + 1)),
+        stride: [stride; 2],
+        pads: pad,
+        output_padding: [opad; 2],
+        dilation: [dil; 2],
+        groups,
+    };
+    let dim = |i: usize, pb: usize, pe: usize| (stride * (i - 1) + opad + (k - 1) * dil + 1).checked_sub(pb + pe);
+    let (Some(oh), Some(ow)) = (dim(hw[0], pad[0], pad[2]), dim(hw[1], pad[1], pad[3])) else { return };
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let xs = [2, cin, hw[0], hw[1]];
+    let os = [2, cout, oh, ow];
+    let x = data(xs.iter().product(), seed + 2);
+    let mut want = vec![f32::NAN; os.iter().product()];
+    reference::conv_transpose2d_ref(&c, &x, xs, &mut want, os);
+    let mut got = vec![f32::NAN; want.len()];
+    conv_transpose::conv_transpose2d(&c, &x, xs, &mut got, os, &mut Vec::new(), 2);
+    Tolerance::KERNEL.check(&format!("convT cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad:?} op{opad} d{dil} g{groups}"), &got, &want);
+}
+
+#[test]
+fn conv_transpose_sweep() {
+    let mut seed = 500;
+    for &hw in &[1usize, 3, 7, 8] {
+        for &(k, stride) in &[(2, 2), (3, 1), (3, 2), (4, 2)] {
+            for &pad in &[0usize, 1] {
+                for &groups in &[1, 2] {
+                    seed += 1;
+                    check_conv_transpose(4, 6, [hw, hw + 1], k, stride, [pad, pad, pad + 1, pad], usize::from(stride > 1 && pad > 0), 1, groups, seed);
+                }
+            }
+        }
+    }
+    check_conv_transpose(3, 5, [5, 5], 3, 2, [1; 4], 1, 2, 1, 42);
+}
+
+fn check_pool(p: &Pool2d, is_max: bool, hw: [usize; 2], seed: u64) {
+    let Some([oh, ow]) = pool_out(p, hw[0], hw[1]) else { return };
+    let xs = [2, 3, hw[0], hw[1]];
+    let os = [2, 3, oh, ow];
+    let x = data(xs.iter().product(), seed);
+    let mut want = vec![f32::NAN; os.iter().product()];
+    reference::pool2d_ref(p, is_max, &x, xs, &mut want, os);
+    let mut got = vec![f32::NAN; want.len()];
+    pool::pool2d(p, is_max, &x, xs, &mut got, os);
+    Tolerance::KERNEL.check(&format!("pool max={is_max} {p:?} hw{hw:?}"), &got, &want);
+}
+
+#[test]
+fn pool_sweep() {
+    let mut seed = 900;
+    for &hw in &[1usize, 3, 7, 15, 17] {
+        for &(k, s, pad) in &[(1, 1, 0), (2, 2, 0), (3, 2, 1), (3, 1, 1), (5, 3, 2)] {
+            for &ceil in &[false, true] {
+                for &cip in &[false, true] {
+                    for &dil in &[1, 2] {
+                        seed += 1;
+                        let p = Pool2d { kernel: [k, k], stride: [s, s], pads: [pad; 4], dilation: [dil, dil], ceil_mode: ceil, count_include_pad: cip };
+                        check_pool(&p, true, [hw, hw + 1], seed);
+                        check_pool(&p, false, [hw, hw + 1], seed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn global_avg_pool_matches_mean() {
+    let x = data(2 * 3 * 7 * 5, 3);
+    let mut got = vec![0.0; 6];
+    pool::global_avg_pool(&x, 35, &mut got);
+    let want: Vec<f32> = x.chunks(35).map(|c| c.iter().sum::<f32>() / 35.0).collect();
+    Tolerance::KERNEL.check("gap", &got, &want);
+}
+
+fn check_resize(r: &Resize, hw: [usize; 2], seed: u64) {
+    let [oh, ow] = resize_out(&r.target, hw[0], hw[1]);
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let xs = [1, 2, hw[0], hw[1]];
+    let os = [1, 2, oh, ow];
+    let x = data(xs.iter().product(), seed);
+    let mut want = vec![f32::NAN; os.iter().product()];
+    reference::resize_ref(r, &x, xs, &mut want, os);
+    let mut got = vec![f32::NAN; want.len()];
+    resize::resize(r, &x, xs, &mut got, os);
+    Tolerance { abs: 1e-5, rel: 1e-5 }.check(&format!("resize {r:?} hw{hw:?}"), &got, &want);
+}
+
+#[test]
+fn resize_sweep() {
+    let modes = [
+        ResizeMode::Linear,
+        ResizeMode::Nearest(NearestMode::RoundPreferFloor),
+        ResizeMode::Nearest(NearestMode::RoundPreferCeil),
+        ResizeMode::Nearest(NearestMode::Floor),
+        ResizeMode::Nearest(NearestMode::Ceil),
+    ];
+    let coords = [CoordMode::HalfPixel, CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric];
+    let targets = [ResizeTarget::Scales([2.0, 2.0]), ResizeTarget::Scales([0.5, 1.5]), ResizeTarget::Sizes([7, 3]), ResizeTarget::Sizes([1, 17])];
+    let mut seed = 1300;
+    for mode in modes {
+        for coord in coords {
+            for target in targets {
+                for &hw in &[1usize, 3, 8] {
+                    seed += 1;
+                    check_resize(&Resize { mode, coord, target }, [hw, hw + 2], seed);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_matches_reference() {
+    for &(n, i, o) in &[(1, 1, 1), (3, 17, 15), (8, 65, 63), (2, 512, 10)] {
+        let l = Linear { weight: Tensor::new(vec![o, i], data(o * i, 7)).unwrap(), bias: Some(data(o, 8)) };
+        let x = data(n * i, 9);
+        let mut want = vec![f32::NAN; n * o];
+        reference::linear_ref(&l, &x, n, &mut want);
+        let mut got = vec![f32::NAN; n * o];
+        linear::linear(&l, &x, n, &mut got, 2);
+        Tolerance::KERNEL.check(&format!("linear {n}x{i}->{o}"), &got, &want);
+    }
+}
+
+#[test]
+fn broadcast_fast_paths_match_general() {
+    let cases: &[(&[usize], &[usize])] = &[(&[2, 3, 4, 5], &[2, 3, 4, 5]), (&[2, 3, 4, 5], &[3, 1, 1]), (&[2, 3, 4, 5], &[1, 3, 1, 1]), (&[2, 3, 4, 5], &[5]), (&[2, 1, 4, 1], &[3, 1, 5])];
+    for (i, (a, b)) in cases.iter().enumerate() {
+        let os = kestrel::graph::shape::broadcast(a, b).unwrap();
+        let (x, y) = (data(a.iter().product(), i as u64), data(b.iter().product(), 50 + i as u64));
+        for op in [elementwise::Binary::Add, elementwise::Binary::Mul] {
+            let mut want = vec![f32::NAN; os.iter().product()];
+            elementwise::binary_general(op, &x, a, &y, b, &mut want, &os);
+            let mut got = vec![f32::NAN; want.len()];
+            elementwise::binary(op, &x, a, &y, b, &mut got, &os);
+            assert_eq!(got, want, "{op:?} {a:?} with {b:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_proptest(
+        n in 1usize..3, cg in 1usize..5, og in 1usize..5, groups in 1usize..4,
+        h in 1usize..12, w in 1usize..12, kh in 1usize..4, kw in 1usize..4,
+        stride in 1usize..4, pad in 0usize..3, dil in 1usize..3, residual in any::<bool>(), seed in 0u64..1000,
+    ) {
+        check_conv(n, cg * groups, og * groups, [h, w], [kh, kw], stride, [pad, pad, pad, pad], dil, groups, Some(Activation::Relu), residual, seed);
+    }
+
+    #[test]
+    fn pool_proptest(h in 1usize..14, w in 1usize..14, k in 1usize..5, s in 1usize..4, pad in 0usize..3, ceil in any::<bool>(), cip in any::<bool>(), is_max in any::<bool>(), seed in 0u64..1000) {
+        let pad = pad.min(k / 2);
+        let p = Pool2d { kernel: [k, k], stride: [s, s], pads: [pad; 4], dilation: [1, 1], ceil_mode: ceil, count_include_pad: cip };
+        check_pool(&p, is_max, [h, w], seed);
+    }
+
+    #[test]
+    fn resize_proptest(h in 1usize..10, w in 1usize..10, oh in 1usize..20, ow in 1usize..20, linear in any::<bool>(), coord in 0usize..4, seed in 0u64..1000) {
+        let coord = [CoordMode::HalfPixel, CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric][coord];
+        let mode = if linear { ResizeMode::Linear } else { ResizeMode::Nearest(NearestMode::RoundPreferFloor) };
+        check_resize(&Resize { mode, coord, target: ResizeTarget::Sizes([oh, ow]) }, [h, w], seed);
+    }
+}
