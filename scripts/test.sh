@@ -7,4 +7,5 @@ cd "$root"
 mkdir -p target/fixtures
 "$KESTREL_PYTHON" scripts/onnx_node_cases.py target/fixtures/node_cases
 "$KESTREL_PYTHON" scripts/torch_like_fixtures.py target/fixtures/torch_like
+export KESTREL_REQUIRE_FIXTURES=1
 cargo test --release --features ort -- --test-threads=1 "$@"

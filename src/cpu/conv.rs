@@ -11,15 +11,39 @@ use rayon::prelude::*;
 use super::sgemm;
 use crate::graph::Conv2d;
 
-/// Scratch elements needed for `col` by [`conv2d`] at this input shape.
-pub fn scratch_len(c: &Conv2d, out_hw: [usize; 2]) -> usize {
-    if is_pointwise(c) {
-        0
-    } else {
-        let [kh, kw] = c.kernel();
-        c.weight.shape()[1] * kh * kw * out_hw[0] * out_hw[1]
+/// Largest `col` matrix (in f32 elements) formed in one piece; larger ones are blocked.
+pub const COL_BUDGET: usize = 256 * 1024;
+/// Target size of one `col` block in the blocked path.
+const BLOCK_TARGET: usize = 64 * 1024;
+
+/// Output rows per block for the blocked path, or `None` when the whole `col` fits.
+fn rows_per_block(c: &Conv2d, [oh, ow]: [usize; 2]) -> Option<usize> {
+    let [kh, kw] = c.kernel();
+    let kdim = c.weight.shape()[1] * kh * kw;
+    if is_pointwise(c) || kdim * oh * ow <= COL_BUDGET {
+        return None;
+    }
+    Some((BLOCK_TARGET / (kdim * ow).max(1)).clamp(1, oh))
+}
+
+/// Scratch elements needed by [`conv2d`] at this output size with `threads` workers.
+pub fn scratch_len(c: &Conv2d, out_hw: [usize; 2], threads: usize) -> usize {
+    let [kh, kw] = c.kernel();
+    let kdim = c.weight.shape()[1] * kh * kw;
+    match rows_per_block(c, out_hw) {
+        _ if is_pointwise(c) => 0,
+        None => kdim * out_hw[0] * out_hw[1],
+        Some(rows) => kdim * rows * out_hw[1] * threads.max(1),
     }
 }
+
+/// A raw output pointer shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks holding an OutPtr write pairwise-disjoint element sets (distinct images,
+// groups or column blocks), and the owning slice outlives the parallel scope.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
 
 fn is_pointwise(c: &Conv2d) -> bool {
     c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]
@@ -45,9 +69,19 @@ pub fn conv2d(
     let kdim = cin_g * kh * kw;
     let npix = oh * ow;
     let wdata = c.weight.data();
-    let need = scratch_len(c, [oh, ow]);
+    let need = scratch_len(c, [oh, ow], threads);
     if scratch.len() < need {
         scratch.resize(need, 0.0);
+    }
+    if let Some(rows) = rows_per_block(c, [oh, ow]) {
+        if let Some(r) = residual {
+            out.copy_from_slice(&r[..out.len()]);
+        }
+        conv2d_blocked(c, x, xs, residual.is_some(), out, os, rows, &mut scratch[..need], threads);
+        for ob in out.chunks_mut(cout * npix) {
+            epilogue(c, ob, npix);
+        }
+        return;
     }
     for b in 0..n {
         let xb = &x[b * cin * h * w..(b + 1) * cin * h * w];
@@ -68,6 +102,90 @@ pub fn conv2d(
             sgemm(cout_g, npix, kdim, og, npix, residual.is_some(), wg, (kdim, 1), col, (npix, 1), threads);
         }
         epilogue(c, ob, npix);
+    }
+}
+
+/// The blocked path: tasks over (image, group, row block), each with its own `col` block.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_blocked(c: &Conv2d, x: &[f32], xs: [usize; 4], accumulate: bool, out: &mut [f32], os: [usize; 4], rows: usize, scratch: &mut [f32], threads: usize) {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let g = c.groups;
+    let (cin_g, cout_g) = (cin / g, cout / g);
+    let [kh, kw] = c.kernel();
+    let kdim = cin_g * kh * kw;
+    let npix = oh * ow;
+    let nblocks = oh.div_ceil(rows);
+    let tasks = n * g * nblocks;
+    let workers = threads.max(1).min(tasks);
+    let per_worker = kdim * rows * ow;
+    let dst = OutPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    let wdata = c.weight.data();
+    scratch.par_chunks_mut(per_worker).take(workers).enumerate().for_each(|(wi, col)| {
+        let dst = dst;
+        let mut t = wi;
+        while t < tasks {
+            let (b, rest) = (t / (g * nblocks), t % (g * nblocks));
+            let (gi, blk) = (rest / nblocks, rest % nblocks);
+            let (r0, r1) = (blk * rows, ((blk + 1) * rows).min(oh));
+            let cols = (r1 - r0) * ow;
+            let xg = &x[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
+            im2col_rows(c, xg, [h, w], [r0, r1], ow, &mut col[..kdim * cols]);
+            let wg = &wdata[gi * cout_g * kdim..(gi + 1) * cout_g * kdim];
+            let base = (b * cout + gi * cout_g) * npix + r0 * ow;
+            // The block's output: cout_g rows of `cols` elements, row stride npix.
+            let span = (cout_g - 1) * npix + cols;
+            debug_assert!(base + span <= out_len);
+            // SAFETY: [base, base + span) lies inside `out` (checked by shape inference and
+            // the debug assert); tasks own distinct (image, group, row block) triples, so the
+            // elements each writes (rows of this group, columns r0·ow..r1·ow) are disjoint
+            // from every other task's, and `out` outlives this parallel scope.
+            let block = unsafe { std::slice::from_raw_parts_mut(dst.0.add(base), span) };
+            sgemm(cout_g, cols, kdim, block, npix, accumulate, wg, (kdim, 1), &col[..kdim * cols], (cols, 1), 1);
+            t += workers;
+        }
+    });
+}
+
+/// Fills `col: [Cin_g·kh·kw, (r1−r0)·OW]` for output rows `r0..r1`.
+fn im2col_rows(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [r0, r1]: [usize; 2], ow: usize, col: &mut [f32]) {
+    let [kh, kw] = c.kernel();
+    let [sh, sw] = c.stride;
+    let [dh, dw] = c.dilation;
+    let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
+    let cols = (r1 - r0) * ow;
+    for (row, dst) in col.chunks_mut(cols).enumerate() {
+        let ci = row / (kh * kw);
+        let ky = (row / kw) % kh;
+        let kx = row % kw;
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        for (i, oy) in (r0..r1).enumerate() {
+            fill_row(plane, w, h, (oy * sh) as isize - pt + (ky * dh) as isize, kx as isize * dw as isize - pl, sw, &mut dst[i * ow..(i + 1) * ow]);
+        }
+    }
+}
+
+/// One output row of one `col` row: input row `iy`, starting column `x0`, column stride `sw`.
+#[inline]
+fn fill_row(plane: &[f32], w: usize, h: usize, iy: isize, x0: isize, sw: usize, drow: &mut [f32]) {
+    let ow = drow.len();
+    if iy < 0 || iy >= h as isize {
+        drow.fill(0.0);
+        return;
+    }
+    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+    if sw == 1 {
+        let lo = (-x0).clamp(0, ow as isize) as usize;
+        let hi = (w as isize - x0).clamp(lo as isize, ow as isize) as usize;
+        drow[..lo].fill(0.0);
+        drow[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
+        drow[hi..].fill(0.0);
+    } else {
+        for (ox, d) in drow.iter_mut().enumerate() {
+            let ix = (ox * sw) as isize + x0;
+            *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
+        }
     }
 }
 
@@ -98,26 +216,7 @@ fn im2col(c: &Conv2d, x: &[f32], [_, h, w]: [usize; 3], [oh, ow]: [usize; 2], co
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         for oy in 0..oh {
             let iy = (oy * sh) as isize - pt + (ky * dh) as isize;
-            let drow = &mut dst[oy * ow..(oy + 1) * ow];
-            if iy < 0 || iy >= h as isize {
-                drow.fill(0.0);
-                continue;
-            }
-            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-            let x0 = kx as isize * dw as isize - pl;
-            if sw == 1 {
-                // Contiguous run: zeros left, copy, zeros right.
-                let lo = (-x0).clamp(0, ow as isize) as usize;
-                let hi = (w as isize - x0).clamp(lo as isize, ow as isize) as usize;
-                drow[..lo].fill(0.0);
-                drow[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
-                drow[hi..].fill(0.0);
-            } else {
-                for (ox, d) in drow.iter_mut().enumerate() {
-                    let ix = (ox * sw) as isize + x0;
-                    *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
-                }
-            }
+            fill_row(plane, w, h, iy, kx as isize * dw as isize - pl, sw, &mut dst[oy * ow..(oy + 1) * ow]);
         }
     });
 }

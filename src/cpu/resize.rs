@@ -6,6 +6,8 @@ use rayon::prelude::*;
 use crate::graph::{CoordMode, NearestMode, Resize, ResizeMode, ResizeTarget};
 
 /// Maps output coordinate `o` to the input axis (ONNX `coordinate_transformation_mode`).
+/// For `align_corners` ONNX divides by the unrounded resized length `in · scale` − 1, which
+/// differs from `out_len − 1` when the scale is given and `in · scale` is fractional.
 pub fn source_coord(coord: CoordMode, o: usize, scale: f32, in_len: usize, out_len: usize) -> f32 {
     let o = o as f32;
     match coord {
@@ -19,7 +21,7 @@ pub fn source_coord(coord: CoordMode, o: usize, scale: f32, in_len: usize, out_l
         }
         CoordMode::AlignCorners => {
             if out_len > 1 {
-                o * (in_len as f32 - 1.0) / (out_len as f32 - 1.0)
+                o * (in_len as f32 - 1.0) / (in_len as f32 * scale - 1.0)
             } else {
                 0.0
             }

@@ -74,7 +74,7 @@ impl Session {
         let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let mut plans = self.plans.lock().map_err(|_| Error::Invalid("session poisoned by an earlier panic".into()))?;
         if !plans.contains_key(&key) {
-            let plan = Plan::new(&self.graph, &key)?;
+            let plan = Plan::new(&self.graph, &key, self.threads)?;
             plans.insert(key.clone(), plan);
         }
         let plan = plans.get_mut(&key).ok_or_else(|| Error::Invalid("plan cache".into()))?;
@@ -91,7 +91,7 @@ impl Session {
 
     /// The planner's estimate of bytes held by activations, scratch and weights at this input.
     pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
-        let plan = Plan::new(&self.graph, &[input_shape.to_vec()])?;
+        let plan = Plan::new(&self.graph, &[input_shape.to_vec()], self.threads)?;
         Ok(plan.activation_bytes() + self.graph.param_count() * 4)
     }
 }

@@ -16,7 +16,7 @@ pub struct Plan {
 
 impl Plan {
     /// Infers shapes and assigns slots. Buffers are allocated here, once.
-    pub fn new(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Self> {
+    pub fn new(g: &Graph, input_shapes: &[Vec<usize>], threads: usize) -> Result<Self> {
         let shapes = shape::infer(g, input_shapes)?;
         let numel = |v: ValueId| shapes[v].iter().product::<usize>();
         let mut last_use = vec![0usize; g.values.len()];
@@ -64,7 +64,7 @@ impl Plan {
             }
             let os = &shapes[n.output];
             scratch = scratch.max(match &n.op {
-                Op::Conv(c) => conv::scratch_len(c, [os[2], os[3]]),
+                Op::Conv(c) => conv::scratch_len(c, [os[2], os[3]], threads),
                 Op::ConvTranspose(c) => {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])

@@ -40,3 +40,27 @@ pub fn data(n: usize, seed: u64) -> Vec<f32> {
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures")
 }
+
+/// Whether ORT can be used; prints why not. Under scripts/test.sh a missing ORT fails.
+#[cfg(feature = "ort")]
+pub fn ort_ready(test: &str) -> bool {
+    match kestrel::ort_ref::available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(std::env::var("KESTREL_REQUIRE_FIXTURES").is_err(), "{test}: ONNX Runtime required: {e}");
+            eprintln!("SKIP {test}: {e}");
+            false
+        }
+    }
+}
+
+/// A generated fixture directory or file; `None` (with a message) when absent outside test.sh.
+pub fn fixture(rel: &str, test: &str) -> Option<PathBuf> {
+    let p = fixtures().join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(std::env::var("KESTREL_REQUIRE_FIXTURES").is_err(), "{test}: fixture {} missing", p.display());
+    eprintln!("SKIP {test}: {} missing (run scripts/test.sh)", p.display());
+    None
+}

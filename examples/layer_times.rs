@@ -1,0 +1,45 @@
+//! Per-layer wall time of a built-in model, for kernel tuning:
+//! `cargo run --release --example layer_times -- resnet50 [batch] [threads]`.
+
+use std::time::Instant;
+
+use kestrel::exec::run_node;
+use kestrel::{models, Options, Session, Tensor};
+
+fn main() -> kestrel::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.get(1).map_or("resnet50", String::as_str);
+    let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let g = models::builtin(name, 0)?;
+    let s = Session::new(g, &Options { threads, optimize: true })?;
+    let g = s.graph();
+    let x = Tensor::randn(g.input_shape(batch)?, 1.0, 1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| kestrel::Error::Invalid(e.to_string()))?;
+    let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
+    values[g.inputs[0].id] = Some(x.clone());
+    let mut scratch = Vec::new();
+    let mut rows = Vec::new();
+    for n in &g.nodes {
+        let mut best = f64::MAX;
+        let mut out = None;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let o = pool.install(|| run_node(n, &values, &mut scratch, threads))?;
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            out = Some(o);
+        }
+        values[n.output] = out;
+        rows.push((n.name.clone(), n.op.kind(), best));
+    }
+    let total: f64 = rows.iter().map(|r| r.2).sum();
+    for (name, op, t) in &rows {
+        println!("{name:<32} {op:<18} {t:8.3} ms");
+    }
+    let t = Instant::now();
+    for _ in 0..10 {
+        s.run(std::slice::from_ref(&x))?;
+    }
+    println!("sum of layers {total:.2} ms; session run {:.2} ms", t.elapsed().as_secs_f64() * 1e2);
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Bad input never panics: each case gets an error that names the thing at fault.
+
+use std::path::Path;
+
+use kestrel::error::Error;
+use kestrel::models::*;
+use kestrel::{load_model, LoadOptions, Options, Session, Tensor};
+
+fn load_err(spec: &str) -> String {
+    match load_model(spec, &LoadOptions::default()) {
+        Ok(_) => panic!("{spec} loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn small_resnet() -> kestrel::Graph {
+    ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64 })
+        .build(&mut SeededWeights { seed: 1 })
+        .unwrap()
+}
+
+#[test]
+fn missing_files() {
+    for p in ["/nonexistent/model.onnx", "/nonexistent/model.safetensors", "nope/x.bin"] {
+        let e = load_err(p);
+        assert!(e.contains("/nonexistent") || e.contains("nope"), "{e}");
+    }
+    assert!(load_err("resnet19").contains("unknown built-in model 'resnet19'"));
+    let e = kestrel::imageio::decode(Path::new("/nonexistent/cat.png")).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/cat.png"), "{e}");
+}
+
+#[test]
+fn truncated_and_corrupt_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = small_resnet();
+    let good = dir.path().join("good.safetensors");
+    kestrel::convert::write_safetensors(&g, None, &good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    for (name, data) in [
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("header-only", bytes[..20].to_vec()),
+        ("empty", vec![]),
+        ("garbage", (0..4096u32).map(|i| (i * 2654435761u32 >> 13) as u8).collect()),
+        ("huge-header-len", {
+            let mut b = bytes.clone();
+            b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b
+        }),
+    ] {
+        let p = dir.path().join(format!("{name}.safetensors"));
+        std::fs::write(&p, data).unwrap();
+        let e = load_err(p.to_str().unwrap());
+        assert!(e.contains(&format!("{name}.safetensors")), "{name}: {e}");
+    }
+}
+
+#[test]
+fn safetensors_wrong_shape_and_missing_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = small_resnet();
+    let mut dict = kestrel::convert::state_dict(&g);
+    // fc.weight with the wrong shape, conv1.weight missing.
+    for (n, s, _) in dict.iter_mut() {
+        if n == "fc.weight" {
+            *s = vec![s[1], s[0]];
+        }
+    }
+    dict.retain(|(n, _, _)| n != "layer1.0.conv1.weight");
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = dict.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+    let views: Vec<_> = bytes.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
+    let p = dir.path().join("bad.safetensors");
+    safetensors::serialize_to_file(views, None, &p).unwrap();
+    let cfg = dir.path().join("bad.json");
+    std::fs::write(&cfg, r#"{"arch":"resnet","depth":18,"num_classes":10,"base_width":8,"image_size":64}"#).unwrap();
+    let e = load_err(p.to_str().unwrap());
+    assert!(e.contains("layer1.0.conv1.weight") && e.contains("missing"), "{e}");
+    let mut w = SafetensorsWeights::load(&p).unwrap();
+    let e = w.get("fc.weight", &[10, 512], Param::BnBeta).unwrap_err().to_string();
+    assert!(e.contains("fc.weight") && e.contains("expected shape"), "{e}");
+}
+
+#[test]
+fn wrong_input_shapes() {
+    let s = Session::new(small_resnet(), &Options::default()).unwrap();
+    for shape in [vec![1, 4, 64, 64], vec![1, 3, 64], vec![0, 3, 64, 64], vec![1, 3, 50, 64]] {
+        let e = s.run(&[Tensor::zeros(shape.clone())]).unwrap_err();
+        assert!(matches!(e, Error::InputShape { .. }), "{shape:?}: {e}");
+        assert!(e.to_string().contains("input"), "{e}");
+    }
+    let e = s.run(&[]).unwrap_err().to_string();
+    assert!(e.contains("1 input"), "{e}");
+}
+
+#[test]
+fn undecodable_image_and_bad_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("broken.png");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R', 1, 2]);
+    std::fs::write(&p, png).unwrap();
+    let e = kestrel::imageio::decode(&p).unwrap_err().to_string();
+    assert!(e.contains("broken.png") && e.contains("cannot decode"), "{e}");
+    let n = dir.path().join("x.npy");
+    kestrel::imageio::write_npy(&n, &Tensor::new(vec![2, 3], vec![1.0; 6]).unwrap()).unwrap();
+    assert_eq!(kestrel::imageio::read_npy(&n).unwrap().shape(), &[2, 3]);
+    let mut b = std::fs::read(&n).unwrap();
+    b.truncate(b.len() - 4);
+    std::fs::write(&n, b).unwrap();
+    let e = kestrel::imageio::read_npy(&n).unwrap_err().to_string();
+    assert!(e.contains("x.npy") && e.contains("needs 24 bytes"), "{e}");
+}
+
+#[cfg(feature = "onnx")]
+mod onnx {
+    use super::*;
+    use kestrel::onnx::{export, pb};
+    use prost::Message;
+
+    fn model_bytes() -> Vec<u8> {
+        export::to_bytes(&small_resnet()).unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, b: &[u8]) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, b).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn truncated_and_corrupt_onnx() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = model_bytes();
+        for (name, data) in [("trunc.onnx", b[..b.len() / 3].to_vec()), ("junk.onnx", vec![0xff; 100]), ("empty.onnx", vec![])] {
+            let e = load_err(&write(dir.path(), name, &data));
+            assert!(e.contains(name), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn tensor_size_mismatch_is_refused_before_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        let name = m.graph.as_ref().unwrap().initializer[0].name.clone();
+        m.graph.as_mut().unwrap().initializer[0].dims = vec![1 << 40, 1 << 30];
+        let e = load_err(&write(dir.path(), "lie.onnx", &m.encode_to_vec()));
+        assert!(e.contains(&name) && (e.contains("declare") || e.contains("overflow")), "{e}");
+        m.graph.as_mut().unwrap().initializer[0].dims = vec![3];
+        let e = load_err(&write(dir.path(), "lie2.onnx", &m.encode_to_vec()));
+        assert!(e.contains("declare 3 values"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_op_and_attribute_name_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let relu = g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
+        relu.op_type = "Gelu".into();
+        let name = relu.name.clone();
+        let e = load_err(&write(dir.path(), "op.onnx", &m.encode_to_vec()));
+        assert!(e.contains(&name) && e.contains("Gelu"), "{e}");
+
+        let mut m = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+        conv.attribute.push(pb::AttributeProto { name: "frobnicate".into(), r#type: 2, i: 1, ..Default::default() });
+        let name = conv.name.clone();
+        let e = load_err(&write(dir.path(), "attr.onnx", &m.encode_to_vec()));
+        assert!(e.contains(&name) && e.contains("frobnicate") && e.contains("Conv"), "{e}");
+    }
+}
