@@ -227,7 +227,7 @@ fn info(m: &ModelArgs, batch: usize) -> Result<ExitCode> {
     }
     let params = g.param_count();
     let macs = g.macs(&input)?;
-    println!("layers {}  parameters {}  weight bytes {} (f32)  MACs {:.3} G", g.nodes.len(), params, params * 4, macs as f64 / 1e9);
+    println!("layers {}  parameters {}  weight bytes {} (f32)  MACs {:.3} G", g.nodes.len(), params, g.weight_bytes(), macs as f64 / 1e9);
     for &o in &g.outputs {
         println!("output {} {:?}", g.values[o], shapes[o]);
     }

@@ -92,7 +92,7 @@ impl Session {
     /// The planner's estimate of bytes held by activations, scratch and weights at this input.
     pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
         let plan = Plan::new(&self.graph, &[input_shape.to_vec()], self.threads)?;
-        Ok(plan.activation_bytes() + self.graph.param_count() * 4)
+        Ok(plan.activation_bytes() + self.graph.weight_bytes())
     }
 }
 

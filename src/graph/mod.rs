@@ -158,6 +158,11 @@ impl Graph {
         Ok(s)
     }
 
+    /// Bytes of f32 weights, buffers and constants.
+    pub fn weight_bytes(&self) -> usize {
+        self.nodes.iter().map(|n| n.op.weight_bytes()).sum::<usize>() + 4 * self.constants.values().map(Tensor::numel).sum::<usize>()
+    }
+
     /// Multiply-accumulate count for one run at `input_shape`.
     pub fn macs(&self, input_shape: &[usize]) -> Result<u64> {
         let shapes = shape::infer(self, &[input_shape.to_vec()])?;

@@ -247,14 +247,21 @@ impl Op {
         }
     }
 
-    /// Number of weight parameters the op owns.
+    /// Number of learnable parameters the op owns (PyTorch's count: BatchNorm's running
+    /// statistics are buffers, not parameters).
     pub fn param_count(&self) -> usize {
         match self {
             Op::Conv(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
             Op::ConvTranspose(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
-            Op::BatchNorm(b) => 4 * b.gamma.len(),
+            Op::BatchNorm(b) => 2 * b.gamma.len(),
             Op::Linear(l) => l.weight.numel() + l.bias.as_ref().map_or(0, Vec::len),
             _ => 0,
         }
+    }
+
+    /// Bytes of f32 data the op holds: parameters plus buffers such as running statistics.
+    pub fn weight_bytes(&self) -> usize {
+        let buffers = if let Op::BatchNorm(b) = self { 2 * b.gamma.len() } else { 0 };
+        4 * (self.param_count() + buffers)
     }
 }
