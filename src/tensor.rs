@@ -112,12 +112,14 @@ impl Tensor {
     }
 
     /// Converts to a candle tensor on the CPU.
+    #[cfg(feature = "candle")]
     pub fn to_candle(&self) -> Result<candle_core::Tensor> {
         candle_core::Tensor::from_slice(&self.data, self.shape.as_slice(), &candle_core::Device::Cpu)
             .map_err(|e| Error::BadTensor { name: "<tensor>".into(), reason: e.to_string() })
     }
 
     /// Converts from any candle tensor (any float dtype, any device).
+    #[cfg(feature = "candle")]
     pub fn from_candle(t: &candle_core::Tensor) -> Result<Self> {
         let bad = |e: candle_core::Error| Error::BadTensor { name: "<candle>".into(), reason: e.to_string() };
         let shape = t.dims().to_vec();

@@ -141,3 +141,12 @@ fn f16_and_bf16_safetensors_convert_on_load() {
         assert!(m.rel_l2 < tol, "{name}: rel L2 {} ≥ {tol}", m.rel_l2);
     }
 }
+
+#[cfg(feature = "candle")]
+#[test]
+fn candle_interop_round_trips() {
+    let t = Tensor::randn(vec![2, 3, 4], 1.0, 5);
+    let c = t.to_candle().unwrap();
+    assert_eq!(c.dims(), &[2, 3, 4]);
+    assert_eq!(Tensor::from_candle(&c).unwrap(), t);
+}

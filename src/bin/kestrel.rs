@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use kestrel::error::{Error, Result};
 use kestrel::graph::shape;
 use kestrel::imageio::{self, Preprocess};
-use kestrel::parity::{compare, topk, Tolerance};
+use kestrel::parity::{compare, topk};
 use kestrel::{load_model, LoadOptions, LoadedModel, Options, Session, Task, Tensor};
 
 #[derive(Parser)]
@@ -326,6 +326,7 @@ fn parity(p: ParityArgs) -> Result<ExitCode> {
 #[cfg(feature = "ort")]
 fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
     use kestrel::ort_ref::OrtModel;
+    use kestrel::parity::Tolerance;
     let model = p.m.load()?;
     let tol = Tolerance { rel_l2: p.rel_l2, min_cosine: p.cosine, max_abs: p.max_abs, min_top1: p.top1 };
     // ORT runs the very bytes kestrel imported, or our own export of a native model.

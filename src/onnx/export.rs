@@ -137,6 +137,7 @@ fn pool_attrs(p: &Pool2d, avg: bool) -> Vec<pb::AttributeProto> {
 /// Builds the ModelProto.
 pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
     g.validate()?;
+    let shapes = crate::graph::shape::infer(g, &[g.input_shape(1)?])?;
     let mut w = Writer { nodes: Vec::new(), inits: Vec::new() };
     let vname = |v: ValueId| g.values[v].clone();
     for (&id, t) in &g.constants {
@@ -272,7 +273,17 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
         node: w.nodes,
         initializer: w.inits,
         input: input.collect(),
-        output: g.outputs.iter().map(|&o| value_info(&g.values[o], None)).collect(),
+        output: g
+            .outputs
+            .iter()
+            .map(|&o| {
+                let mut s = shapes[o].clone();
+                if let Some(b) = s.first_mut() {
+                    *b = 0;
+                }
+                value_info(&g.values[o], Some(&s))
+            })
+            .collect(),
         ..Default::default()
     };
     Ok(pb::ModelProto {
