@@ -48,7 +48,7 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let (graph, config, file) = match ext.as_str() {
         "onnx" => {
-            let g = crate::onnx::load(path, &ImportOptions { input_shape: opts.input_shape.clone() })?;
+            let g = crate::onnx::load(path, &ImportOptions { input_shape: opts.input_shape.clone(), base_dir: None })?;
             (g, None, Some(path.to_path_buf()))
         }
         "safetensors" => {

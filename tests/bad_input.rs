@@ -150,6 +150,45 @@ mod onnx {
         assert!(e.contains("declare 3 values"), "{e}");
     }
 
+    /// Moves every initializer into `data`, as torch's exporter does for large models.
+    fn externalise(m: &mut pb::ModelProto, data: &str) -> Vec<u8> {
+        let mut blob = Vec::new();
+        for t in &mut m.graph.as_mut().unwrap().initializer {
+            let kv = |k: &str, v: String| pb::StringStringEntryProto { key: k.into(), value: v };
+            t.external_data = vec![kv("location", data.into()), kv("offset", blob.len().to_string()), kv("length", t.raw_data.len().to_string())];
+            blob.append(&mut t.raw_data);
+            t.data_location = 1;
+        }
+        blob
+    }
+
+    #[test]
+    fn external_data_loads_and_hostile_locations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = small_resnet();
+        let x = kestrel::models::init::synthetic_images(1, 3, 64, 64, 1);
+        let want = Session::new(g.clone(), &Options::default()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+        let mut m = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        let blob = externalise(&mut m, "w.bin");
+        std::fs::write(dir.path().join("w.bin"), &blob).unwrap();
+        let p = write(dir.path(), "ext.onnx", &m.encode_to_vec());
+        let got = load_model(&p, &LoadOptions::default()).unwrap();
+        assert_eq!(Session::new(got.graph, &Options::default()).unwrap().run(&[x]).unwrap(), want);
+        // Truncated data file: refused before reading.
+        std::fs::write(dir.path().join("w.bin"), &blob[..blob.len() - 8]).unwrap();
+        let e = load_err(&p);
+        assert!(e.contains("runs past the end"), "{e}");
+        // Escaping the model's directory.
+        let mut m2 = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        externalise(&mut m2, "../w.bin");
+        let e = load_err(&write(dir.path(), "escape.onnx", &m2.encode_to_vec()));
+        assert!(e.contains("plain relative path"), "{e}");
+        let mut m3 = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        externalise(&mut m3, "missing.bin");
+        let e = load_err(&write(dir.path(), "missing.onnx", &m3.encode_to_vec()));
+        assert!(e.contains("missing.bin"), "{e}");
+    }
+
     #[test]
     fn unsupported_op_and_attribute_name_the_node() {
         let dir = tempfile::tempdir().unwrap();

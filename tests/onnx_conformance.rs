@@ -20,7 +20,7 @@ fn node_cases_pass_or_are_refused() {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let x = read_npy(&case.join("input.npy")).unwrap();
         let want = read_npy(&case.join("output.npy")).unwrap();
-        let opts = ImportOptions { input_shape: Some(x.shape().to_vec()) };
+        let opts = ImportOptions { input_shape: Some(x.shape().to_vec()), base_dir: None };
         let result = load(&case.join("model.onnx"), &opts).and_then(|g| {
             let s = Session::new(g, &Options { threads: 1, optimize: true })?;
             s.run(std::slice::from_ref(&x))

@@ -333,8 +333,15 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
     let (bytes, proto) = match &model.path {
         Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
             let b = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let m = kestrel::onnx::proto::decode(path, &b)?;
-            (b, m)
+            let mut m = kestrel::onnx::proto::decode(path, &b)?;
+            let has_external = m.graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| t.data_location == 1));
+            if has_external {
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                kestrel::onnx::proto::inline_external(&mut m, dir)?;
+                (prost_encode(&m), m)
+            } else {
+                (b, m)
+            }
         }
         _ => {
             let m = kestrel::onnx::export::to_model(&model.graph)?;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::pb;
-use super::proto::{tensor_data, Data};
+use super::proto::{tensor_data, tensor_data_in, Data};
 use super::ImportOptions;
 use crate::error::{Error, Result};
 use crate::graph::shape::node_output_shape;
@@ -45,7 +45,7 @@ pub fn import(m: &pb::ModelProto, opts: &ImportOptions) -> Result<Graph> {
     let empty = pb::NodeProto::default();
     let mut im = Importer { g: Graph::default(), syms: HashMap::new(), shapes: Vec::new(), node: &empty, opset };
     for t in &gp.initializer {
-        let (shape, data) = tensor_data(t)?;
+        let (shape, data) = tensor_data_in(t, opts.base_dir.as_deref())?;
         im.syms.insert(t.name.clone(), from_data(shape, data));
     }
     for vi in &gp.input {
@@ -537,9 +537,7 @@ impl Importer<'_> {
 
     fn reshape(&mut self) -> Result<()> {
         self.only_attrs(&["allowzero"])?;
-        if self.int("allowzero", 0) != 0 {
-            return Err(self.err("allowzero = 1 is not supported"));
-        }
+        let allowzero = self.int("allowzero", 0) != 0;
         let spec: Vec<i64> = match self.need(1)?.clone() {
             Sym::I64(_, v) => v,
             Sym::Dims(d, _) => d
@@ -553,6 +551,10 @@ impl Importer<'_> {
                 .collect::<Result<_>>()?,
             _ => return Err(self.err("the target shape must be constant or derived from input shapes")),
         };
+        // allowzero only changes the meaning of 0 entries (a zero-sized dim instead of a copy).
+        if allowzero && spec.contains(&0) {
+            return Err(self.err("allowzero = 1 with a 0 in the target shape is not supported"));
+        }
         match self.need(0)?.clone() {
             Sym::Runtime(x) => {
                 // A target that fixes the batch dim to the declared batch is rewritten to copy it.

@@ -26,6 +26,8 @@ use crate::graph::Graph;
 pub struct ImportOptions {
     /// Concrete input shape for models whose spatial dims are symbolic.
     pub input_shape: Option<Vec<usize>>,
+    /// Directory that external tensor data is read from (the model file's directory).
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 /// Reads an ONNX file into a graph.
@@ -33,7 +35,11 @@ pub fn load(path: &Path, opts: &ImportOptions) -> Result<Graph> {
     #[cfg(feature = "onnx")]
     {
         let model = proto::read(path)?;
-        import::import(&model, opts)
+        let mut opts = opts.clone();
+        if opts.base_dir.is_none() {
+            opts.base_dir = Some(path.parent().map_or_else(|| ".".into(), |p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() }));
+        }
+        import::import(&model, &opts)
     }
     #[cfg(not(feature = "onnx"))]
     {

@@ -32,12 +32,68 @@ pub enum Data {
     I64(Vec<i64>),
 }
 
-/// Shape and values of a TensorProto.
-pub fn tensor_data(t: &pb::TensorProto) -> Result<(Vec<usize>, Data)> {
+/// Reads the bytes of a tensor stored outside the model (`data_location = EXTERNAL`): the
+/// `location` is resolved inside `base_dir` (absolute paths and `..` are refused), and
+/// `offset`/`length` are checked against the file's size before anything is allocated.
+fn external_bytes(t: &pb::TensorProto, base_dir: Option<&Path>, expect: usize) -> Result<Vec<u8>> {
     let bad = |reason: String| Error::BadTensor { name: t.name.clone(), reason };
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        return Err(bad("external data is not supported; save the model with its weights inside".into()));
+    let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.as_str());
+    let loc = get("location").ok_or_else(|| bad("external data without a location".into()))?;
+    let rel = Path::new(loc);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(bad(format!("external data location '{loc}' must be a plain relative path")));
     }
+    let base = base_dir.ok_or_else(|| bad("external data needs the model's directory (load it from a file)".into()))?;
+    let path = base.join(rel);
+    let num = |k: &str| -> Result<Option<u64>> {
+        get(k).map(|v| v.parse::<u64>().map_err(|_| bad(format!("external data {k} '{v}' is not a number")))).transpose()
+    };
+    let offset = num("offset")?.unwrap_or(0);
+    let file_len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+    let length = num("length")?.unwrap_or(file_len.saturating_sub(offset));
+    if length != expect as u64 {
+        return Err(bad(format!("external data length {length} differs from the {expect} bytes its dims declare")));
+    }
+    if offset.checked_add(length).is_none_or(|end| end > file_len) {
+        return Err(bad(format!("external data [{offset}, +{length}) runs past the end of {} ({file_len} bytes)", path.display())));
+    }
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&path, e))?;
+    let mut buf = vec![0u8; expect];
+    f.read_exact(&mut buf).map_err(|e| Error::io(&path, e))?;
+    Ok(buf)
+}
+
+/// Moves every externally stored initializer's bytes into the model (for tools that get the
+/// model as bytes, such as ORT sessions built from memory).
+pub fn inline_external(m: &mut pb::ModelProto, base_dir: &Path) -> Result<()> {
+    let Some(g) = m.graph.as_mut() else { return Ok(()) };
+    for t in g.initializer.iter_mut().filter(|t| t.data_location == 1) {
+        let n = t.dims.iter().try_fold(1usize, |a, &d| usize::try_from(d).ok().and_then(|d| a.checked_mul(d)));
+        let width = match pb::tensor_proto::DataType::try_from(t.data_type) {
+            Ok(pb::tensor_proto::DataType::Double | pb::tensor_proto::DataType::Int64 | pb::tensor_proto::DataType::Uint64) => 8,
+            Ok(pb::tensor_proto::DataType::Float | pb::tensor_proto::DataType::Int32 | pb::tensor_proto::DataType::Uint32) => 4,
+            Ok(pb::tensor_proto::DataType::Float16 | pb::tensor_proto::DataType::Bfloat16 | pb::tensor_proto::DataType::Int16 | pb::tensor_proto::DataType::Uint16) => 2,
+            _ => 1,
+        };
+        let expect = n.and_then(|n| n.checked_mul(width)).ok_or_else(|| Error::BadTensor { name: t.name.clone(), reason: format!("dims {:?} overflow", t.dims) })?;
+        t.raw_data = external_bytes(t, Some(base_dir), expect)?;
+        t.data_location = 0;
+        t.external_data.clear();
+    }
+    Ok(())
+}
+
+/// Shape and values of a TensorProto whose data is inline.
+pub fn tensor_data(t: &pb::TensorProto) -> Result<(Vec<usize>, Data)> {
+    tensor_data_in(t, None)
+}
+
+/// Shape and values of a TensorProto; external data is read from `base_dir`.
+pub fn tensor_data_in(t: &pb::TensorProto, base_dir: Option<&Path>) -> Result<(Vec<usize>, Data)> {
+    let bad = |reason: String| Error::BadTensor { name: t.name.clone(), reason };
+    let external = t.data_location == 1;
     let mut shape = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
         shape.push(usize::try_from(d).map_err(|_| bad(format!("negative dim in {:?}", t.dims)))?);
@@ -45,13 +101,20 @@ pub fn tensor_data(t: &pb::TensorProto) -> Result<(Vec<usize>, Data)> {
     let n = checked_numel(&shape).ok_or_else(|| bad(format!("dims {:?} overflow", t.dims)))?;
     use pb::tensor_proto::DataType as D;
     let dt = D::try_from(t.data_type).map_err(|_| bad(format!("unknown data type {}", t.data_type)))?;
-    let raw = &t.raw_data;
     let width = match dt {
         D::Float | D::Int32 | D::Uint32 => 4,
         D::Double | D::Int64 | D::Uint64 => 8,
         D::Float16 | D::Bfloat16 | D::Int16 | D::Uint16 => 2,
         D::Int8 | D::Uint8 | D::Bool => 1,
         other => return Err(bad(format!("data type {} is not supported", other.as_str_name()))),
+    };
+    let ext;
+    let raw: &Vec<u8> = if external {
+        let expect = n.checked_mul(width).ok_or_else(|| bad(format!("dims {:?} overflow", t.dims)))?;
+        ext = external_bytes(t, base_dir, expect)?;
+        &ext
+    } else {
+        &t.raw_data
     };
     let have = if !raw.is_empty() {
         raw.len() / width
