@@ -3,9 +3,11 @@
 
 pub mod conv;
 pub mod conv_transpose;
+pub mod detect;
 pub mod elementwise;
 pub mod linear;
 pub mod pool;
+pub mod qgemm;
 pub mod reference;
 pub mod resize;
 

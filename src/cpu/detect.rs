@@ -1,0 +1,109 @@
+//! Run-time ISA selection. The CPU is probed once; `KESTREL_ISA=scalar|avx2|avx512vnni` forces
+//! a path (an unsupported forced path is an error, never a silent fallback). Kernels that need
+//! an ISA take a token that can only be built when the CPU has it.
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// An instruction-set path for the integer kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The name `KESTREL_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Parses a `KESTREL_ISA` value.
+    pub fn parse(s: &str) -> Result<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Isa::Scalar),
+            "avx2" => Ok(Isa::Avx2),
+            "avx512vnni" | "avx512" | "vnni" => Ok(Isa::Avx512Vnni),
+            other => Err(Error::Invalid(format!("KESTREL_ISA={other}: use scalar, avx2 or avx512vnni"))),
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => Avx2::new().is_some(),
+            Isa::Avx512Vnni => Avx512Vnni::new().is_some(),
+        }
+    }
+}
+
+/// Every path this CPU supports, scalar first.
+pub fn supported() -> Vec<Isa> {
+    [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()).collect()
+}
+
+/// The richest supported path.
+pub fn best() -> Isa {
+    supported().into_iter().max().unwrap_or(Isa::Scalar)
+}
+
+static SELECTED: OnceLock<std::result::Result<Isa, String>> = OnceLock::new();
+
+/// The path in use: `KESTREL_ISA` if set (and supported), else [`best`].
+pub fn selected() -> Result<Isa> {
+    SELECTED
+        .get_or_init(|| match std::env::var("KESTREL_ISA") {
+            Ok(v) if !v.is_empty() => {
+                let isa = Isa::parse(&v).map_err(|e| e.to_string())?;
+                if isa.supported() {
+                    Ok(isa)
+                } else {
+                    Err(format!("KESTREL_ISA={v}: this CPU does not support {}", isa.name()))
+                }
+            }
+            _ => Ok(best()),
+        })
+        .clone()
+        .map_err(Error::Invalid)
+}
+
+/// Proof that the CPU has AVX2 (and FMA).
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2(());
+
+impl Avx2 {
+    /// `Some` only on CPUs with AVX2.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Some(Avx2(()));
+        }
+        None
+    }
+}
+
+/// Proof that the CPU has AVX-512 F/BW and VNNI.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Vnni(());
+
+impl Avx512Vnni {
+    /// `Some` only on CPUs with AVX-512F, AVX-512BW and AVX-512 VNNI.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+        {
+            return Some(Avx512Vnni(()));
+        }
+        None
+    }
+}

@@ -1,0 +1,70 @@
+//! AVX-512 VNNI kernel: 8 channels × 32 pixels per tile, `vpdpbusd` on 4-k groups.
+//! Each step loads two 64-byte activation vectors (16 pixels × 4 k each) and broadcasts one
+//! 4-byte weight group per channel.
+
+use super::{check_args, PackedWeights, BLOCK, MR};
+
+/// `acc[c][p]`; the caller holds an [`Avx512Vnni`](crate::cpu::detect::Avx512Vnni) token.
+pub fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    check_args(w, panel, nblocks, out, out_rs);
+    assert!(crate::cpu::detect::Avx512Vnni::new().is_some(), "AVX-512 VNNI kernel on a CPU without it");
+    // SAFETY: the CPU supports AVX-512F/BW/VNNI (asserted above) and check_args proved every
+    // slice large enough for the loads and stores the kernel performs.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        imp::kernel(w, panel, nblocks, out, out_rs)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    super::scalar::qgemm_u8s8_scalar(w, panel, nblocks, out, out_rs)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    #[inline(always)]
+    unsafe fn bcast(row: *const i8, k4: usize) -> __m512i {
+        _mm512_set1_epi32(std::ptr::read_unaligned(row.add(k4 * 4) as *const i32))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn kernel(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+        let k4n = w.kpad / 4;
+        let pstride = k4n * 4 * BLOCK;
+        let pp = panel.as_ptr();
+        let op = out.as_mut_ptr();
+        let mut c0 = 0;
+        while c0 < w.m {
+            let rows = (w.m - c0).min(MR);
+            let wr: [*const i8; MR] = std::array::from_fn(|r| w.s8.as_ptr().add((c0 + r) * w.kpad));
+            let mut b = 0;
+            while b < nblocks {
+                let two = b + 1 < nblocks;
+                let mut acc0 = [_mm512_setzero_si512(); MR];
+                let mut acc1 = [_mm512_setzero_si512(); MR];
+                let p0 = pp.add(b * pstride);
+                let p1 = if two { pp.add((b + 1) * pstride) } else { p0 };
+                for k4 in 0..k4n {
+                    let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
+                    let a1 = _mm512_loadu_si512(p1.add(k4 * 64) as *const _);
+                    for r in 0..MR {
+                        let wb = bcast(wr[r], k4);
+                        acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, wb);
+                        acc1[r] = _mm512_dpbusd_epi32(acc1[r], a1, wb);
+                    }
+                }
+                for r in 0..rows {
+                    let dst = op.add((c0 + r) * out_rs + b * BLOCK);
+                    _mm512_storeu_si512(dst as *mut _, acc0[r]);
+                    if two {
+                        _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
+                    }
+                }
+                b += 2;
+            }
+            c0 += MR;
+        }
+    }
+}

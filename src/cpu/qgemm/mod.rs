@@ -1,0 +1,121 @@
+//! INT8 GEMM: u8 activations (with a zero point) times s8 weights (symmetric per output
+//! channel), accumulated exactly in i32.
+//!
+//! Layouts (shared by every ISA; only the kernel function changes):
+//! - weights, packed once: `s8: [Mpad][Kpad]` row-major, `Kpad = K` rounded up to 4 and
+//!   `Mpad = M` rounded up to [`MR`], zero-filled; `s16` the same widened to i16 (AVX2 path);
+//!   `row_sums[c] = Σ_k w[c][k]` for the zero-point correction;
+//! - activations, packed per call into panels: `[nblocks][Kpad/4][16 pixels][4 k]` u8, i.e. the
+//!   four consecutive k of one pixel are adjacent, as `vpdpbusd` wants them;
+//! - output: `acc[c][p] = Σ_k a[k][p] · w[c][k]` as i32, row `c` at `c · out_rs`.
+//!
+//! The caller applies `acc − za · row_sums[c]` and the scales. How the s8×s8-free contract maps
+//! onto each ISA:
+//! - VNNI: `vpdpbusd` multiplies 4 u8 × 4 s8 and adds into i32 lanes; it cannot saturate.
+//! - AVX2: `vpmaddubsw` would saturate in i16 (255·127·2 > 32767), so the AVX2 kernel widens
+//!   activations with `vpmovzxbw` and uses pre-widened i16 weights with `vpmaddwd`, whose pair
+//!   sums (at most 2·255·128) fit i32: exact for every input, at half VNNI's width.
+//! - i32 accumulation is exact for `K ≤ 65 793` (255 · 128 · K < 2³¹); [`PackedWeights::new`]
+//!   refuses larger K.
+
+pub mod avx2;
+pub mod avx512vnni;
+pub mod scalar;
+
+use crate::cpu::detect::{self, Isa};
+use crate::error::{Error, Result};
+
+/// Pixels per panel block (one 512-bit register of i32 accumulators).
+pub const BLOCK: usize = 16;
+/// Weight rows are padded to a multiple of this.
+pub const MR: usize = 8;
+/// Largest K for which i32 accumulation cannot overflow.
+pub const MAX_K: usize = 65_793;
+
+/// s8 weights packed once for every kernel.
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    pub m: usize,
+    pub k: usize,
+    pub kpad: usize,
+    pub mpad: usize,
+    pub s8: Vec<i8>,
+    pub s16: Vec<i16>,
+    pub row_sums: Vec<i32>,
+}
+
+impl PackedWeights {
+    /// Packs `w: [m][k]` row-major.
+    pub fn new(w: &[i8], m: usize, k: usize) -> Result<Self> {
+        if k == 0 || m == 0 || w.len() != m * k {
+            return Err(Error::Invalid(format!("qgemm weights: {} values for {m}x{k}", w.len())));
+        }
+        if k > MAX_K {
+            return Err(Error::Invalid(format!("qgemm: K = {k} exceeds {MAX_K}, where i32 accumulation could overflow")));
+        }
+        let kpad = k.div_ceil(4) * 4;
+        let mpad = m.div_ceil(MR) * MR;
+        let mut s8 = vec![0i8; mpad * kpad];
+        for c in 0..m {
+            s8[c * kpad..c * kpad + k].copy_from_slice(&w[c * k..(c + 1) * k]);
+        }
+        let s16 = s8.iter().map(|&v| i16::from(v)).collect();
+        let row_sums = (0..m).map(|c| w[c * k..(c + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
+        Ok(PackedWeights { m, k, kpad, mpad, s8, s16, row_sums })
+    }
+}
+
+/// Bytes of a panel of `nblocks` blocks for `kpad`.
+pub fn panel_len(kpad: usize, nblocks: usize) -> usize {
+    nblocks * kpad * BLOCK
+}
+
+/// Index of activation `(k, p)` (p within the panel) in a packed panel.
+#[inline(always)]
+pub fn panel_index(kpad: usize, k: usize, p: usize) -> usize {
+    let (b, pp) = (p / BLOCK, p % BLOCK);
+    b * kpad * BLOCK + (k / 4) * 4 * BLOCK + pp * 4 + (k % 4)
+}
+
+/// Packs `a: [k][n]` u8 (row stride `rs`) into a panel, padding pixels and K with `fill`.
+pub fn pack_rows(a: &[u8], k: usize, n: usize, rs: usize, kpad: usize, fill: u8, panel: &mut [u8]) {
+    let nblocks = n.div_ceil(BLOCK);
+    panel[..panel_len(kpad, nblocks)].fill(fill);
+    for kk in 0..k {
+        for p in 0..n {
+            panel[panel_index(kpad, kk, p)] = a[kk * rs + p];
+        }
+    }
+}
+
+/// One kernel: `acc[c][p]` for all `c < m`, all `16 · nblocks` pixels of `panel`.
+pub type Kernel = fn(&PackedWeights, &[u8], usize, &mut [i32], usize);
+
+/// The kernel of `isa`, or an error if the CPU lacks it.
+pub fn kernel(isa: Isa) -> Result<Kernel> {
+    let k: Option<Kernel> = match isa {
+        Isa::Scalar => Some(scalar::qgemm_u8s8_scalar),
+        Isa::Avx2 => detect::Avx2::new().map(|_| avx2::qgemm_u8s8_avx2_2x16 as Kernel),
+        Isa::Avx512Vnni => detect::Avx512Vnni::new().map(|_| avx512vnni::qgemm_u8s8_avx512vnni_8x32 as Kernel),
+    };
+    k.ok_or_else(|| Error::Invalid(format!("this CPU does not support {}", isa.name())))
+}
+
+/// Checks the slice sizes every kernel relies on.
+pub(crate) fn check_args(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &[i32], out_rs: usize) {
+    assert!(panel.len() >= panel_len(w.kpad, nblocks), "qgemm: panel too small");
+    assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
+    assert!(w.m == 0 || out.len() >= (w.m - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
+    assert!(w.s8.len() == w.mpad * w.kpad && w.s16.len() == w.s8.len(), "qgemm: weights not packed");
+}
+
+/// Plain reference: `acc[c][p] = Σ_k a[k][p] · w[c][k]` over unpacked `a: [k][n]`, `w: [m][k]`.
+pub fn qgemm_reference(a: &[u8], w: &[i8], m: usize, k: usize, n: usize) -> Vec<i32> {
+    let mut out = vec![0i32; m * n];
+    for c in 0..m {
+        for p in 0..n {
+            out[c * n + p] = (0..k).map(|kk| i32::from(a[kk * n + p]) * i32::from(w[c * k + kk])).sum();
+        }
+    }
+    out
+}
