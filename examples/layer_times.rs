@@ -18,7 +18,7 @@ fn main() -> kestrel::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| kestrel::Error::Invalid(e.to_string()))?;
     let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
     values[g.inputs[0].id] = Some(x.clone());
-    let mut scratch = Vec::new();
+    let mut scratch = kestrel::exec::Scratch::default();
     let mut rows = Vec::new();
     for n in &g.nodes {
         let mut best = f64::MAX;

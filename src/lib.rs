@@ -16,6 +16,7 @@ pub mod load;
 pub mod models;
 pub mod onnx;
 pub mod parity;
+pub mod quant;
 pub mod rng;
 pub mod tensor;
 

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod elementwise;
 pub mod linear;
 pub mod pool;
+pub mod qconv;
 pub mod qgemm;
 pub mod reference;
 pub mod resize;

@@ -165,3 +165,46 @@ pub fn linear_ref(l: &Linear, x: &[f32], n: usize, out: &mut [f32]) {
         }
     }
 }
+
+/// Direct INT8 convolution, the twin of [`super::qconv::qconv2d`]: the same quantized input,
+/// `acc = Σ (q − za)·w` over taps inside the image (padding is the zero point, so it adds
+/// nothing), then the same f32 epilogue.
+pub fn qconv2d_ref(q: &crate::graph::QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
+    let c = &q.conv;
+    let pa = super::qconv::input_params(q.input, x);
+    let xq: Vec<i32> = x.iter().map(|&v| i32::from(pa.quantize(v)) - i32::from(pa.zero_point)).collect();
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let [kh, kw] = c.kernel();
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let wq = &q.weights.q;
+    for b in 0..n {
+        for co in 0..cout {
+            let g = co / cout_g;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0i32;
+                    for ci in 0..cin_g {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let xv = xq[((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize];
+                                acc += xv * i32::from(wq[((co * cin_g + ci) * kh + ky) * kw + kx]);
+                            }
+                        }
+                    }
+                    let o = ((b * cout + co) * oh + oy) * ow + ox;
+                    let mut v = acc as f32 * (pa.scale * q.weights.scales[co]) + c.bias.as_ref().map_or(0.0, |bb| bb[co]);
+                    if let Some(r) = residual {
+                        v += r[o];
+                    }
+                    out[o] = c.act.map_or(v, |a| a.apply(v));
+                }
+            }
+        }
+    }
+}

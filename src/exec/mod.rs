@@ -10,12 +10,19 @@ pub mod plan;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, resize};
+use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, qconv, resize};
 use crate::error::{Error, Result};
 use crate::graph::{passes, shape, Graph, Node, Op};
 use crate::tensor::Tensor;
 
 pub use plan::Plan;
+
+/// Reusable buffers of the kernels: f32 (im2col, col2im) and u8/i32 (INT8 layers).
+#[derive(Default, Debug)]
+pub struct Scratch {
+    pub f32: Vec<f32>,
+    pub q: qconv::QScratch,
+}
 
 /// How a [`Session`] is built.
 #[derive(Clone, Debug)]
@@ -44,6 +51,10 @@ impl Session {
     /// Validates and (optionally) optimises `graph`, and starts the thread pool.
     pub fn new(mut graph: Graph, opts: &Options) -> Result<Self> {
         graph.validate()?;
+        if graph.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_))) {
+            // Surface a bad KESTREL_ISA now rather than at the first INT8 layer.
+            crate::cpu::detect::selected()?;
+        }
         if opts.optimize {
             passes::optimize(&mut graph);
         }
@@ -107,7 +118,7 @@ pub fn interpret(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Opt
     for (&id, t) in &g.constants {
         values[id] = Some(t.clone());
     }
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     for n in &g.nodes {
         let t = run_node(n, &values, &mut scratch, threads)?;
         values[n.output] = Some(t);
@@ -116,7 +127,7 @@ pub fn interpret(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Opt
 }
 
 /// Runs one node on already computed values, allocating its output.
-pub fn run_node(n: &Node, values: &[Option<Tensor>], scratch: &mut Vec<f32>, threads: usize) -> Result<Tensor> {
+pub fn run_node(n: &Node, values: &[Option<Tensor>], scratch: &mut Scratch, threads: usize) -> Result<Tensor> {
     let mut shapes = vec![Vec::new(); values.len()];
     let mut ins = Vec::with_capacity(n.inputs.len());
     for &i in &n.inputs {
@@ -144,16 +155,16 @@ pub(crate) fn exec_node(
     ins: &[(&[f32], &[usize])],
     out: &mut [f32],
     os: &[usize],
-    scratch: &mut Vec<f32>,
+    scratch: &mut Scratch,
     threads: usize,
 ) {
     let (x, xs) = ins[0];
     match &n.op {
         Op::Conv(c) => {
             let residual = if c.residual { Some(ins[1].0) } else { None };
-            conv::conv2d(c, x, dims4(xs), residual, out, dims4(os), scratch, threads);
+            conv::conv2d(c, x, dims4(xs), residual, out, dims4(os), &mut scratch.f32, threads);
         }
-        Op::ConvTranspose(c) => conv_transpose::conv_transpose2d(c, x, dims4(xs), out, dims4(os), scratch, threads),
+        Op::ConvTranspose(c) => conv_transpose::conv_transpose2d(c, x, dims4(xs), out, dims4(os), &mut scratch.f32, threads),
         Op::BatchNorm(b) => {
             let (scale, shift) = b.affine();
             let inner = xs[2..].iter().product();
@@ -170,5 +181,14 @@ pub(crate) fn exec_node(
         Op::Concat { axis } => elementwise::concat(ins, *axis, out),
         Op::Resize(r) => resize::resize(r, x, dims4(xs), out, dims4(os)),
         Op::Softmax { axis } => elementwise::softmax(x, xs, *axis, out),
+        Op::QConv(q) => {
+            let residual = if q.conv.residual { Some(ins[1].0) } else { None };
+            qconv::qconv2d(q, x, dims4(xs), residual, out, dims4(os), &mut scratch.q, threads);
+        }
+        Op::QLinear(q) => qconv::qlinear(q, x, xs[0], out, &mut scratch.q),
+        Op::FakeQuant(p) => {
+            let p = *p;
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = p.fake(v));
+        }
     }
 }

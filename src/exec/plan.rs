@@ -11,7 +11,7 @@ pub struct Plan {
     shapes: Vec<Vec<usize>>,
     slot_of: Vec<Option<usize>>,
     slots: Vec<Vec<f32>>,
-    scratch: Vec<f32>,
+    scratch: super::Scratch,
 }
 
 impl Plan {
@@ -73,12 +73,12 @@ impl Plan {
             });
         }
         let slots = sizes.iter().map(|&s| vec![0.0; s]).collect();
-        Ok(Plan { shapes, slot_of, slots, scratch: vec![0.0; scratch] })
+        Ok(Plan { shapes, slot_of, slots, scratch: super::Scratch { f32: vec![0.0; scratch], ..Default::default() } })
     }
 
     /// Bytes held by activation slots and scratch.
     pub fn activation_bytes(&self) -> usize {
-        (self.slots.iter().map(Vec::len).sum::<usize>() + self.scratch.len()) * 4
+        (self.slots.iter().map(Vec::len).sum::<usize>() + self.scratch.f32.len()) * 4 + self.scratch.q.u8.len() + self.scratch.q.i32.len() * 4
     }
 
     /// The inferred shape of every value.

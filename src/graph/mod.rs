@@ -119,7 +119,7 @@ impl Graph {
             let arity_ok = match &n.op {
                 Op::Add | Op::Mul => n.inputs.len() == 2,
                 Op::Concat { .. } => !n.inputs.is_empty(),
-                Op::Conv(c) => n.inputs.len() == 1 + usize::from(c.residual),
+                Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => n.inputs.len() == 1 + usize::from(c.residual),
                 _ => n.inputs.len() == 1,
             };
             if !arity_ok {
@@ -171,7 +171,7 @@ impl Graph {
             let out = &shapes[n.output];
             let out_elems = out.iter().product::<usize>() as u64;
             macs += match &n.op {
-                Op::Conv(c) => {
+                Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => {
                     let w = c.weight.shape();
                     out_elems * (w[1] * w[2] * w[3]) as u64
                 }
@@ -180,7 +180,7 @@ impl Graph {
                     let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
                     inp * (w[1] * w[2] * w[3]) as u64
                 }
-                Op::Linear(l) => out_elems * l.weight.shape()[1] as u64,
+                Op::Linear(l) | Op::QLinear(QLinear { linear: l, .. }) => out_elems * l.weight.shape()[1] as u64,
                 _ => 0,
             };
         }

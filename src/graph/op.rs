@@ -6,6 +6,9 @@
 //!
 //! Pads are `[top, left, bottom, right]`.
 
+use crate::cpu::qgemm::PackedWeights;
+use crate::error::Result;
+use crate::quant::params::{quantize_per_channel, quantize_symmetric, QParams};
 use crate::tensor::Tensor;
 
 /// A pointwise activation, standalone or fused into a conv epilogue.
@@ -196,6 +199,105 @@ pub struct Resize {
     pub target: ResizeTarget,
 }
 
+/// Where a quantized op gets its input's u8 parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActQuant {
+    /// Fixed by calibration (static quantization) or by a QDQ model.
+    Static(QParams),
+    /// Computed from each input's min and max at run time (dynamic quantization).
+    Dynamic,
+}
+
+/// s8 weights of a quantized layer, symmetric per output channel (or one scale for all).
+#[derive(Clone, Debug)]
+pub struct QWeights {
+    /// `[rows][k]`.
+    pub q: Vec<i8>,
+    /// `[rows]` (all equal when per-tensor).
+    pub scales: Vec<f32>,
+    pub per_channel: bool,
+}
+
+impl QWeights {
+    /// Quantizes `w: [rows][k]`.
+    pub fn quantize(w: &[f32], rows: usize, per_channel: bool) -> QWeights {
+        if per_channel {
+            let (scales, q) = quantize_per_channel(w, rows);
+            QWeights { q, scales, per_channel }
+        } else {
+            let (s, q) = quantize_symmetric(w);
+            QWeights { q, scales: vec![s; rows], per_channel }
+        }
+    }
+
+    /// The dequantized weights, `[rows][k]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let per = self.q.len() / self.scales.len().max(1);
+        self.q.iter().enumerate().map(|(i, &v)| f32::from(v) * self.scales[i / per.max(1)]).collect()
+    }
+}
+
+/// An INT8 convolution: u8 input × s8 weights in i32, then the f32 epilogue of `conv`
+/// (`(acc − za·Σw)·sa·sw + bias`, residual, activation). `conv.weight` holds the dequantized
+/// weights, so the layer's float meaning is explicit.
+#[derive(Clone, Debug)]
+pub struct QConv2d {
+    pub conv: Conv2d,
+    pub weights: QWeights,
+    /// One packed weight matrix per group: `[Cout/g][Cin/g·kh·kw]`.
+    pub packed: Vec<PackedWeights>,
+    pub input: ActQuant,
+}
+
+impl QConv2d {
+    /// Quantizes a float conv's weights and packs them.
+    pub fn new(mut conv: Conv2d, input: ActQuant, per_channel: bool) -> Result<Self> {
+        let cout = conv.out_channels();
+        let weights = QWeights::quantize(conv.weight.data(), cout, per_channel);
+        conv.weight = Tensor::new(conv.weight.shape().to_vec(), weights.dequantize())?;
+        Self::from_quantized(conv, weights, input)
+    }
+
+    /// Packs already quantized weights (from a QDQ model); `conv.weight` must be their dequantization.
+    pub fn from_quantized(conv: Conv2d, weights: QWeights, input: ActQuant) -> Result<Self> {
+        let cout = conv.out_channels();
+        let g = conv.groups;
+        let k = weights.q.len() / cout.max(1);
+        let cg = cout / g;
+        let packed = (0..g)
+            .map(|gi| PackedWeights::new(&weights.q[gi * cg * k..(gi + 1) * cg * k], cg, k))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(QConv2d { conv, weights, packed, input })
+    }
+}
+
+/// An INT8 fully connected layer (`linear.weight` holds the dequantized weights).
+#[derive(Clone, Debug)]
+pub struct QLinear {
+    pub linear: Linear,
+    pub weights: QWeights,
+    pub packed: PackedWeights,
+    pub input: ActQuant,
+}
+
+impl QLinear {
+    /// Quantizes a float layer's weights and packs them.
+    pub fn new(mut linear: Linear, input: ActQuant, per_channel: bool) -> Result<Self> {
+        let (o, i) = (linear.weight.shape()[0], linear.weight.shape()[1]);
+        let weights = QWeights::quantize(linear.weight.data(), o, per_channel);
+        linear.weight = Tensor::new(vec![o, i], weights.dequantize())?;
+        let packed = PackedWeights::new(&weights.q, o, i)?;
+        Ok(QLinear { linear, weights, packed, input })
+    }
+
+    /// Packs already quantized weights.
+    pub fn from_quantized(linear: Linear, weights: QWeights, input: ActQuant) -> Result<Self> {
+        let (o, i) = (linear.weight.shape()[0], linear.weight.shape()[1]);
+        let packed = PackedWeights::new(&weights.q, o, i)?;
+        Ok(QLinear { linear, weights, packed, input })
+    }
+}
+
 /// The closed set of ops. Each node has one output.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -219,6 +321,12 @@ pub enum Op {
     Resize(Resize),
     Softmax { axis: usize },
     Identity,
+    /// INT8 convolution.
+    QConv(QConv2d),
+    /// INT8 fully connected layer.
+    QLinear(QLinear),
+    /// A QuantizeLinear → DequantizeLinear pair: `x ↦ dequantize(quantize(x))`.
+    FakeQuant(QParams),
 }
 
 impl Op {
@@ -244,6 +352,9 @@ impl Op {
             Op::Resize(_) => "Resize",
             Op::Softmax { .. } => "Softmax",
             Op::Identity => "Identity",
+            Op::QConv(_) => "QConv",
+            Op::QLinear(_) => "QGemm",
+            Op::FakeQuant(_) => "QuantizeDequantize",
         }
     }
 
@@ -255,13 +366,21 @@ impl Op {
             Op::ConvTranspose(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
             Op::BatchNorm(b) => 2 * b.gamma.len(),
             Op::Linear(l) => l.weight.numel() + l.bias.as_ref().map_or(0, Vec::len),
+            Op::QConv(q) => q.weights.q.len() + q.conv.bias.as_ref().map_or(0, Vec::len),
+            Op::QLinear(q) => q.weights.q.len() + q.linear.bias.as_ref().map_or(0, Vec::len),
             _ => 0,
         }
     }
 
-    /// Bytes of f32 data the op holds: parameters plus buffers such as running statistics.
+    /// Bytes of weight data as stored: f32 parameters and buffers (such as running
+    /// statistics), or s8 weights plus f32 scales and bias for quantized layers.
     pub fn weight_bytes(&self) -> usize {
-        let buffers = if let Op::BatchNorm(b) = self { 2 * b.gamma.len() } else { 0 };
-        4 * (self.param_count() + buffers)
+        let f32_bias = |b: &Option<Vec<f32>>| 4 * b.as_ref().map_or(0, Vec::len);
+        match self {
+            Op::QConv(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.conv.bias),
+            Op::QLinear(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.linear.bias),
+            Op::BatchNorm(b) => 4 * (self.param_count() + 2 * b.gamma.len()),
+            _ => 4 * self.param_count(),
+        }
     }
 }

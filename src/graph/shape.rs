@@ -1,7 +1,7 @@
 //! Shape inference for concrete input shapes. Returns one shape per value; values that are
 //! never defined get an empty shape.
 
-use super::{Graph, Node, Op, Pool2d, ResizeTarget};
+use super::{Graph, Node, Op, Pool2d, QConv2d, QLinear, ResizeTarget};
 use crate::error::{Error, Result};
 
 /// Output size of a convolution or pooling window along one axis, or `None` when empty.
@@ -105,7 +105,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
         }
     };
     let out = match &n.op {
-        Op::Conv(c) => {
+        Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => {
             need4(x)?;
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
@@ -144,7 +144,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             x.clone()
         }
-        Op::Act(_) | Op::Identity => x.clone(),
+        Op::Act(_) | Op::Identity | Op::FakeQuant(_) => x.clone(),
         Op::Softmax { axis } => {
             if *axis >= x.len() {
                 return Err(err(format!("axis {axis} out of range for {x:?}")));
@@ -171,7 +171,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             vec![x[..*axis].iter().product(), x[*axis..].iter().product()]
         }
         Op::Reshape { shape } => reshape_out(x, shape).map_err(err)?,
-        Op::Linear(l) => {
+        Op::Linear(l) | Op::QLinear(QLinear { linear: l, .. }) => {
             let [o, i] = [l.weight.shape()[0], l.weight.shape()[1]];
             if x.len() != 2 || x[1] != i {
                 return Err(err(format!("expects [N, {i}], got {x:?}")));

@@ -120,6 +120,91 @@ impl Writer {
     }
 }
 
+fn tensor_bytes(name: &str, dims: &[usize], dt: pb::tensor_proto::DataType, raw: Vec<u8>) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: dt as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
+impl Writer {
+    /// `x → QuantizeLinear → DequantizeLinear` (static) or `x → DynamicQuantizeLinear →
+    /// DequantizeLinear` (dynamic); returns the dequantized name.
+    fn qdq(&mut self, name: &str, x: String, q: ActQuant) -> String {
+        let out = format!("{name}.dq");
+        match q {
+            ActQuant::Static(p) => {
+                let s = self.init(format!("{name}.scale"), &[], &[p.scale]);
+                let z = format!("{name}.zero_point");
+                self.inits.push(tensor_bytes(&z, &[], pb::tensor_proto::DataType::Uint8, vec![p.zero_point]));
+                let qv = format!("{name}.q");
+                self.node("QuantizeLinear", &format!("{name}.quantize"), vec![x, s.clone(), z.clone()], &qv, vec![]);
+                self.node("DequantizeLinear", &format!("{name}.dequantize"), vec![qv, s, z], &out, vec![]);
+            }
+            ActQuant::Dynamic => {
+                let (qv, s, z) = (format!("{name}.q"), format!("{name}.scale"), format!("{name}.zero_point"));
+                self.nodes.push(pb::NodeProto {
+                    op_type: "DynamicQuantizeLinear".into(),
+                    name: format!("{name}.quantize"),
+                    input: vec![x],
+                    output: vec![qv.clone(), s.clone(), z.clone()],
+                    ..Default::default()
+                });
+                self.node("DequantizeLinear", &format!("{name}.dequantize"), vec![qv, s, z], &out, vec![]);
+            }
+        }
+        out
+    }
+
+    /// s8 weights as an initializer behind a per-channel (axis 0) or per-tensor DequantizeLinear.
+    fn dq_weights(&mut self, name: &str, dims: &[usize], w: &QWeights) -> String {
+        let q = format!("{name}.weight_quantized");
+        self.inits.push(tensor_bytes(&q, dims, pb::tensor_proto::DataType::Int8, w.q.iter().map(|&v| v as u8).collect()));
+        let out = format!("{name}.weight");
+        let (s, z) = (format!("{name}.weight_scale"), format!("{name}.weight_zero_point"));
+        if w.per_channel {
+            self.init(s.clone(), &[w.scales.len()], &w.scales);
+            self.inits.push(tensor_bytes(&z, &[w.scales.len()], pb::tensor_proto::DataType::Int8, vec![0; w.scales.len()]));
+            self.node("DequantizeLinear", &format!("{name}.weight_dequantize"), vec![q, s, z], &out, vec![a_int("axis", 0)]);
+        } else {
+            self.init(s.clone(), &[], &w.scales[..1]);
+            self.inits.push(tensor_bytes(&z, &[], pb::tensor_proto::DataType::Int8, vec![0]));
+            self.node("DequantizeLinear", &format!("{name}.weight_dequantize"), vec![q, s, z], &out, vec![]);
+        }
+        out
+    }
+
+    /// Conv (float, on given input and weight names) plus its fused epilogue as nodes.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_nodes(&mut self, nm: &str, c: &Conv2d, x: String, wt: String, residual: Option<String>, out: &str) {
+        let mut ins = vec![x, wt];
+        if let Some(b) = &c.bias {
+            ins.push(self.init(format!("{nm}.bias"), &[b.len()], b));
+        }
+        let attrs = vec![
+            a_ints("kernel_shape", &c.kernel()),
+            a_ints("strides", &c.stride),
+            a_ints("pads", &c.pads),
+            a_ints("dilations", &c.dilation),
+            a_int("group", c.groups as i64),
+        ];
+        let conv_out = if c.residual || c.act.is_some() { format!("{out}.conv") } else { out.to_string() };
+        self.node("Conv", nm, ins, &conv_out, attrs);
+        let mut cur = conv_out;
+        if let Some(r) = residual {
+            let add_out = if c.act.is_some() { format!("{out}.add") } else { out.to_string() };
+            self.node("Add", &format!("{nm}.add"), vec![cur, r], &add_out, vec![]);
+            cur = add_out;
+        }
+        if let Some(a) = c.act {
+            self.act(a, &format!("{nm}.act"), cur, out);
+        }
+    }
+}
+
 fn pool_attrs(p: &Pool2d, avg: bool) -> Vec<pb::AttributeProto> {
     let mut a = vec![a_ints("kernel_shape", &p.kernel), a_ints("strides", &p.stride), a_ints("pads", &p.pads)];
     if p.dilation != [1, 1] {
@@ -150,28 +235,26 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
         match &n.op {
             Op::Conv(c) => {
                 let wt = w.init(format!("{nm}.weight"), c.weight.shape(), c.weight.data());
-                let mut ins = vec![x, wt];
-                if let Some(b) = &c.bias {
+                let residual = c.residual.then(|| vname(n.inputs[1]));
+                w.conv_nodes(nm, c, x, wt, residual, &out);
+            }
+            Op::QConv(q) => {
+                let xin = w.qdq(&format!("{nm}.input"), x, q.input);
+                let wt = w.dq_weights(nm, q.conv.weight.shape(), &q.weights);
+                let residual = q.conv.residual.then(|| vname(n.inputs[1]));
+                w.conv_nodes(nm, &q.conv, xin, wt, residual, &out);
+            }
+            Op::QLinear(q) => {
+                let xin = w.qdq(&format!("{nm}.input"), x, q.input);
+                let mut ins = vec![xin, w.dq_weights(nm, q.linear.weight.shape(), &q.weights)];
+                if let Some(b) = &q.linear.bias {
                     ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
                 }
-                let attrs = vec![
-                    a_ints("kernel_shape", &c.kernel()),
-                    a_ints("strides", &c.stride),
-                    a_ints("pads", &c.pads),
-                    a_ints("dilations", &c.dilation),
-                    a_int("group", c.groups as i64),
-                ];
-                let conv_out = if c.residual || c.act.is_some() { format!("{out}.conv") } else { out.clone() };
-                w.node("Conv", nm, ins, &conv_out, attrs);
-                let mut cur = conv_out;
-                if c.residual {
-                    let add_out = if c.act.is_some() { format!("{out}.add") } else { out.clone() };
-                    w.node("Add", &format!("{nm}.add"), vec![cur, vname(n.inputs[1])], &add_out, vec![]);
-                    cur = add_out;
-                }
-                if let Some(a) = c.act {
-                    w.act(a, &format!("{nm}.act"), cur, &out);
-                }
+                w.node("Gemm", nm, ins, &out, vec![a_int("transB", 1)]);
+            }
+            Op::FakeQuant(p) => {
+                let dq = w.qdq(nm, x, ActQuant::Static(*p));
+                w.node("Identity", &format!("{nm}.out"), vec![dq], &out, vec![]);
             }
             Op::ConvTranspose(c) => {
                 let wt = w.init(format!("{nm}.weight"), c.weight.shape(), c.weight.data());

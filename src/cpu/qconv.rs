@@ -1,0 +1,220 @@
+//! INT8 convolution and fully connected layers over NCHW f32 tensors.
+//!
+//! Per call: the input is quantized once to u8 (`[N, Cin, H, W]`, static or dynamic
+//! parameters); output pixels are split into panels of whole [`BLOCK`]s; each worker packs its
+//! panel straight from the u8 input (im2col with zero-point padding, in the qgemm panel
+//! layout), runs the selected qgemm kernel into an i32 tile, and applies the epilogue
+//! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32.
+
+use rayon::prelude::*;
+
+use crate::cpu::detect;
+use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK};
+use crate::graph::{ActQuant, QConv2d, QLinear};
+use crate::quant::params::{min_max, QParams};
+
+/// Target panel size in bytes (keeps a worker's panel and tile in L2).
+const PANEL_TARGET: usize = 192 * 1024;
+
+/// Reusable byte and i32 buffers for the INT8 layers.
+#[derive(Default, Debug)]
+pub struct QScratch {
+    pub u8: Vec<u8>,
+    pub i32: Vec<i32>,
+}
+
+/// The kernel of the selected ISA (the session checked `KESTREL_ISA` when it was built).
+fn kernel() -> qgemm::Kernel {
+    detect::selected().and_then(qgemm::kernel).unwrap_or(qgemm::scalar::qgemm_u8s8_scalar)
+}
+
+/// The input parameters for this call.
+pub fn input_params(q: ActQuant, x: &[f32]) -> QParams {
+    match q {
+        ActQuant::Static(p) => p,
+        ActQuant::Dynamic => {
+            let (lo, hi) = min_max(x);
+            QParams::from_range(lo, hi)
+        }
+    }
+}
+
+/// Quantizes `x` into `out` in parallel chunks.
+fn quantize_par(p: QParams, x: &[f32], out: &mut [u8]) {
+    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = p.quantize(v);
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: workers write pairwise-disjoint output elements (distinct image, group or pixel
+// range), and the output slice outlives the parallel scope.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]`.
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], s: &mut QScratch, threads: usize) {
+    let c = &q.conv;
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let g = c.groups;
+    let (cin_g, cout_g) = (cin / g, cout / g);
+    let npix = oh * ow;
+    let pa = input_params(q.input, x);
+    let pw0 = &q.packed[0];
+    let nb = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, npix.div_ceil(BLOCK));
+    let chunks = npix.div_ceil(nb * BLOCK);
+    let tasks = n * g * chunks;
+    let workers = threads.max(1).min(tasks);
+    let plen = panel_len(pw0.kpad, nb);
+    let tile = pw0.mpad * nb * BLOCK;
+    let need_u8 = x.len() + workers * plen;
+    if s.u8.len() < need_u8 {
+        s.u8.resize(need_u8, 0);
+    }
+    if s.i32.len() < workers * tile {
+        s.i32.resize(workers * tile, 0);
+    }
+    let (xq, panels) = s.u8.split_at_mut(x.len());
+    quantize_par(pa, x, xq);
+    let xq: &[u8] = xq;
+    let kern = kernel();
+    let dst = OutPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (panel, acc))| {
+        let dst = dst;
+        let mut t = wi;
+        while t < tasks {
+            let (b, rest) = (t / (g * chunks), t % (g * chunks));
+            let (gi, ch) = (rest / chunks, rest % chunks);
+            let p0 = ch * nb * BLOCK;
+            let cnt = (npix - p0).min(nb * BLOCK);
+            let blocks = cnt.div_ceil(BLOCK);
+            let pw = &q.packed[gi];
+            let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
+            pack_conv_panel(q, xg, [h, w], ow, p0, cnt, pw.kpad, pa.zero_point, panel);
+            let rs = blocks * BLOCK;
+            kern(pw, panel, blocks, acc, rs);
+            let obase = (b * cout + gi * cout_g) * npix + p0;
+            debug_assert!(obase + (cout_g - 1) * npix + cnt <= out_len);
+            for co in 0..cout_g {
+                let oc = gi * cout_g + co;
+                // SAFETY: row `co` of this task covers output elements [obase + co·npix, +cnt),
+                // inside `out` and disjoint from every other task's (distinct image, group or
+                // pixel range); `out` outlives the parallel scope.
+                let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(obase + co * npix), cnt) };
+                let res = residual.map(|r| &r[obase + co * npix..obase + co * npix + cnt]);
+                epilogue_row(q, pw, co, oc, pa, &acc[co * rs..co * rs + cnt], res, orow);
+            }
+            t += workers;
+        }
+    });
+}
+
+/// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output row.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn epilogue_row(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, acc: &[i32], res: Option<&[f32]>, out: &mut [f32]) {
+    let corr = i32::from(pa.zero_point) * pw.row_sums[co];
+    let mult = pa.scale * q.weights.scales[oc];
+    let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
+    match res {
+        Some(r) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = (a - corr) as f32 * mult + bias + rv;
+            }
+        }
+        None => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = (a - corr) as f32 * mult + bias;
+            }
+        }
+    }
+    if let Some(act) = q.conv.act {
+        out.iter_mut().for_each(|v| *v = act.apply(*v));
+    }
+}
+
+/// im2col of pixels `p0..p0+cnt` of one group's u8 input into a qgemm panel; taps outside
+/// the image read the zero point (the quantized 0.0).
+#[allow(clippy::too_many_arguments)]
+fn pack_conv_panel(q: &QConv2d, xq: &[u8], [h, w]: [usize; 2], ow: usize, p0: usize, cnt: usize, kpad: usize, zp: u8, panel: &mut [u8]) {
+    let c = &q.conv;
+    let [kh, kw] = c.kernel();
+    let kdim = c.weight.shape()[1] * kh * kw;
+    let mut iy0 = [0isize; 256];
+    let mut ix0 = [0isize; 256];
+    let pointwise = [kh, kw] == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    // Panel blocks are written 256 pixels (16 blocks) at a time so the origin tables stay small.
+    for start in (0..cnt).step_by(256) {
+        let len = (cnt - start).min(256);
+        for i in 0..len {
+            let p = p0 + start + i;
+            iy0[i] = (p / ow * c.stride[0]) as isize - c.pads[0] as isize;
+            ix0[i] = (p % ow * c.stride[1]) as isize - c.pads[1] as isize;
+        }
+        let boff = start / BLOCK * kpad * BLOCK;
+        for k in 0..kdim {
+            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+            let plane = &xq[ci * h * w..(ci + 1) * h * w];
+            let kbase = boff + (k / 4) * 4 * BLOCK + k % 4;
+            if pointwise {
+                let src = &plane[p0 + start..p0 + start + len];
+                for (i, &v) in src.iter().enumerate() {
+                    panel[kbase + (i / BLOCK) * kpad * BLOCK + (i % BLOCK) * 4] = v;
+                }
+                continue;
+            }
+            let (dy, dx) = ((ky * c.dilation[0]) as isize, (kx * c.dilation[1]) as isize);
+            for i in 0..len {
+                let (iy, ix) = (iy0[i] + dy, ix0[i] + dx);
+                let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w { plane[iy as usize * w + ix as usize] } else { zp };
+                panel[kbase + (i / BLOCK) * kpad * BLOCK + (i % BLOCK) * 4] = v;
+            }
+        }
+        // Zero the K padding rows so stale bytes never meet (zero) padded weights as NaN-like garbage.
+        for k in kdim..kpad {
+            let kbase = boff + (k / 4) * 4 * BLOCK + k % 4;
+            for i in 0..len {
+                panel[kbase + (i / BLOCK) * kpad * BLOCK + (i % BLOCK) * 4] = 0;
+            }
+        }
+    }
+}
+
+/// `out[N, O]` from `x[N, I]`.
+pub fn qlinear(q: &QLinear, x: &[f32], n: usize, out: &mut [f32], s: &mut QScratch) {
+    let pw = &q.packed;
+    let (o, i) = (pw.m, pw.k);
+    let pa = input_params(q.input, x);
+    let blocks = n.div_ceil(BLOCK);
+    let plen = panel_len(pw.kpad, blocks);
+    if s.u8.len() < x.len() + plen {
+        s.u8.resize(x.len() + plen, 0);
+    }
+    let rs = blocks * BLOCK;
+    if s.i32.len() < pw.mpad * rs {
+        s.i32.resize(pw.mpad * rs, 0);
+    }
+    let (xq, panel) = s.u8.split_at_mut(x.len());
+    quantize_par(pa, x, xq);
+    panel[..plen].fill(0);
+    for p in 0..n {
+        for k in 0..i {
+            panel[qgemm::panel_index(pw.kpad, k, p)] = xq[p * i + k];
+        }
+    }
+    kernel()(pw, panel, blocks, &mut s.i32, rs);
+    for c in 0..o {
+        let corr = i32::from(pa.zero_point) * pw.row_sums[c];
+        let mult = pa.scale * q.weights.scales[c];
+        let bias = q.linear.bias.as_ref().map_or(0.0, |b| b[c]);
+        for p in 0..n {
+            out[p * o + c] = (s.i32[c * rs + p] - corr) as f32 * mult + bias;
+        }
+    }
+}

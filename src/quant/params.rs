@@ -1,0 +1,88 @@
+//! Quantization parameters and rounding, exactly as ONNX defines them:
+//! `QuantizeLinear: q = saturate(round_half_even(x / scale) + zero_point)`,
+//! `DequantizeLinear: x = (q − zero_point) · scale`.
+//!
+//! Activations are u8 asymmetric per tensor, with the range widened to include 0 (so that
+//! zero padding is exact). Weights are s8 symmetric in [−127, 127], per output channel or
+//! per tensor, as onnxruntime's quantizer makes them.
+
+/// u8 affine parameters of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+impl QParams {
+    /// Parameters covering `[min, max]` widened to include 0 (onnxruntime's `compute_scale_zp`,
+    /// and ONNX `DynamicQuantizeLinear`). A degenerate range gets scale 1, zero point 0.
+    pub fn from_range(min: f32, max: f32) -> QParams {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        let scale = (hi - lo) / 255.0;
+        if !(scale >= f32::MIN_POSITIVE) || !scale.is_finite() {
+            return QParams { scale: 1.0, zero_point: 0 };
+        }
+        let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+        QParams { scale, zero_point: zp }
+    }
+
+    /// Quantizes one value.
+    #[inline(always)]
+    pub fn quantize(self, x: f32) -> u8 {
+        // NaN clamps to 0 through the saturating cast.
+        ((x / self.scale).round_ties_even() + f32::from(self.zero_point)).clamp(0.0, 255.0) as u8
+    }
+
+    /// Dequantizes one value.
+    #[inline(always)]
+    pub fn dequantize(self, q: u8) -> f32 {
+        (i32::from(q) - i32::from(self.zero_point)) as f32 * self.scale
+    }
+
+    /// `quantize` then `dequantize`: the value a QDQ pair passes on.
+    #[inline(always)]
+    pub fn fake(self, x: f32) -> f32 {
+        self.dequantize(self.quantize(x))
+    }
+}
+
+/// Quantizes a slice into u8.
+pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = q.quantize(v);
+    }
+}
+
+/// Minimum and maximum of a slice (NaNs ignored; empty gives (0, 0)).
+pub fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in x {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        (0.0, 0.0)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// Symmetric s8 quantization of `w` in [−127, 127] with `scale = max|w| / 127` (1 if all zero).
+pub fn quantize_symmetric(w: &[f32]) -> (f32, Vec<i8>) {
+    let amax = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
+    (scale, w.iter().map(|&v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8).collect())
+}
+
+/// Per-output-channel symmetric quantization of `[rows][per_row]` weights.
+pub fn quantize_per_channel(w: &[f32], rows: usize) -> (Vec<f32>, Vec<i8>) {
+    let per = w.len() / rows.max(1);
+    let mut scales = Vec::with_capacity(rows);
+    let mut q = Vec::with_capacity(w.len());
+    for r in w.chunks(per.max(1)) {
+        let (s, v) = quantize_symmetric(r);
+        scales.push(s);
+        q.extend(v);
+    }
+    (scales, q)
+}

@@ -1,0 +1,184 @@
+//! The quantization rewrite. The float graph is optimised first (BatchNorm folded, epilogues
+//! fused), then each Conv and Gemm that is not excluded becomes a [`QConv2d`] or
+//! [`QLinear`] with per-channel (or per-tensor) s8 weights and u8 input parameters that are
+//! calibrated (static) or computed per run (dynamic). Pooling, concat, resize and the fused
+//! residual add stay in f32 on the dequantized values.
+
+use std::collections::HashMap;
+
+use super::observe::{Method, Observer};
+use super::params::QParams;
+use crate::error::{Error, Result};
+use crate::exec::interpret;
+use crate::graph::{passes, ActQuant, Graph, Op, QConv2d, QLinear, ValueId};
+use crate::parity::compare;
+use crate::tensor::Tensor;
+
+/// Static (calibrated) or dynamic activation ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Static,
+    Dynamic,
+}
+
+/// How to quantize.
+#[derive(Clone, Debug)]
+pub struct QuantizeOptions {
+    pub mode: Mode,
+    pub method: Method,
+    /// Per-output-channel weight scales (else one per tensor).
+    pub per_channel: bool,
+    /// Node names kept in f32; a trailing `*` matches a prefix.
+    pub exclude: Vec<String>,
+    /// When set, only these nodes are quantized (sensitivity analysis).
+    pub only: Option<Vec<String>>,
+    pub threads: usize,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        QuantizeOptions { mode: Mode::Static, method: Method::MinMax, per_channel: true, exclude: vec![], only: None, threads: 0 }
+    }
+}
+
+fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// The float graph the rewrite starts from: passes applied.
+pub fn prepare(graph: &Graph) -> Graph {
+    let mut g = graph.clone();
+    passes::optimize(&mut g);
+    g
+}
+
+/// Indices of the nodes `opts` quantizes in a prepared graph.
+pub fn targets(g: &Graph, opts: &QuantizeOptions) -> Vec<usize> {
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op, Op::Conv(_) | Op::Linear(_)))
+        .filter(|(_, n)| !opts.exclude.iter().any(|p| matches(p, &n.name)))
+        .filter(|(_, n)| opts.only.as_ref().is_none_or(|o| o.iter().any(|p| matches(p, &n.name))))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Observes the inputs of `nodes` over the calibration batches and returns their parameters.
+pub fn calibrate(
+    g: &Graph,
+    nodes: &[usize],
+    calib: &[Tensor],
+    method: Method,
+    threads: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<HashMap<ValueId, QParams>> {
+    if calib.is_empty() {
+        return Err(Error::Invalid("static quantization needs at least one calibration input".into()));
+    }
+    let watch: Vec<ValueId> = nodes.iter().map(|&i| g.nodes[i].inputs[0]).collect();
+    let mut obs: HashMap<ValueId, Observer> = watch.iter().map(|&v| (v, Observer::default())).collect();
+    let passes = if method.needs_histogram() { 2 } else { 1 };
+    let total = passes * calib.len();
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    for pass in 0..passes {
+        for (i, x) in calib.iter().enumerate() {
+            let values = interpret(g, std::slice::from_ref(x), threads)?;
+            for (&v, o) in obs.iter_mut() {
+                if let Some(t) = &values[v] {
+                    if pass == 0 {
+                        o.see_range(t.data());
+                    } else {
+                        o.see_histogram(t.data());
+                    }
+                }
+            }
+            progress(pass * calib.len() + i + 1, total);
+        }
+    }
+    Ok(obs.into_iter().map(|(v, o)| (v, o.params(method))).collect())
+}
+
+/// Quantizes `graph`. `calib` feeds static calibration (ignored in dynamic mode).
+pub fn quantize(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progress: &mut dyn FnMut(usize, usize)) -> Result<Graph> {
+    let mut g = prepare(graph);
+    let nodes = targets(&g, opts);
+    let params = match opts.mode {
+        Mode::Static => calibrate(&g, &nodes, calib, opts.method, opts.threads, progress)?,
+        Mode::Dynamic => HashMap::new(),
+    };
+    for i in nodes {
+        let input = match opts.mode {
+            Mode::Dynamic => ActQuant::Dynamic,
+            Mode::Static => ActQuant::Static(params.get(&g.nodes[i].inputs[0]).copied().unwrap_or(QParams::from_range(0.0, 0.0))),
+        };
+        let op = std::mem::replace(&mut g.nodes[i].op, Op::Identity);
+        g.nodes[i].op = match op {
+            Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
+            Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
+            other => other,
+        };
+    }
+    Ok(g)
+}
+
+/// One layer's sensitivity: the model output's error when only that layer is quantized.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sensitivity {
+    pub node: String,
+    pub rel_l2: f64,
+    pub cosine: f64,
+}
+
+/// Quantizes each target layer alone and measures the output error against f32 over `calib`.
+/// Sorted worst first.
+pub fn sensitivity(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Sensitivity>> {
+    let g = prepare(graph);
+    let names: Vec<String> = targets(&g, opts).into_iter().map(|i| g.nodes[i].name.clone()).collect();
+    let threads = opts.threads;
+    let run = |g: &Graph| -> Result<Vec<Tensor>> {
+        calib
+            .iter()
+            .map(|x| interpret(g, std::slice::from_ref(x), threads.max(1)).map(|v| v[g.outputs[0]].clone().unwrap_or_else(|| Tensor::zeros(vec![0]))))
+            .collect()
+    };
+    let reference = run(&g)?;
+    // Calibrate every layer once, then quantize one layer at a time with those parameters.
+    let all = targets(&g, opts);
+    let params = match opts.mode {
+        Mode::Static => calibrate(&g, &all, calib, opts.method, threads, &mut |_, _| {})?,
+        Mode::Dynamic => HashMap::new(),
+    };
+    let mut out = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let mut q = g.clone();
+        let Some(i) = q.nodes.iter().position(|n| &n.name == name) else { continue };
+        let input = match opts.mode {
+            Mode::Dynamic => ActQuant::Dynamic,
+            Mode::Static => ActQuant::Static(params.get(&q.nodes[i].inputs[0]).copied().unwrap_or(QParams::from_range(0.0, 0.0))),
+        };
+        let op = std::mem::replace(&mut q.nodes[i].op, Op::Identity);
+        q.nodes[i].op = match op {
+            Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
+            Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
+            other => other,
+        };
+        let got = run(&q)?;
+        let (mut num, mut den, mut cos) = (0.0, 0.0, 0.0);
+        for (r, o) in reference.iter().zip(&got) {
+            let m = compare(r, o);
+            let n2: f64 = r.data().iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            num += m.rel_l2 * m.rel_l2 * n2;
+            den += n2;
+            cos += m.cosine;
+        }
+        out.push(Sensitivity { node: name.clone(), rel_l2: (num / den.max(f64::MIN_POSITIVE)).sqrt(), cosine: cos / got.len().max(1) as f64 });
+        progress(k + 1, names.len());
+    }
+    out.sort_by(|a, b| b.rel_l2.total_cmp(&a.rel_l2));
+    Ok(out)
+}
