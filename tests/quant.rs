@@ -39,7 +39,17 @@ fn ranges_include_zero_and_round_trip_within_half_a_step() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn quantize_matches_onnx_formula(x in -1e6f32..1e6, scale in 1e-4f32..10.0, zp in any::<u8>()) {
+        let q = QParams { scale, zero_point: zp };
+        let want = ((x / scale).round_ties_even() + f32::from(zp)).clamp(0.0, 255.0) as u8;
+        prop_assert_eq!(q.quantize(x), want);
+        let tie = (x.round() + 0.5) * scale;
+        let want = ((tie / scale).round_ties_even() + f32::from(zp)).clamp(0.0, 255.0) as u8;
+        prop_assert_eq!(q.quantize(tie), want);
+    }
+
     #[test]
     fn quantize_dequantize_round_trip(lo in -100.0f32..0.0, span in 0.01f32..200.0, t in 0.0f32..1.0) {
         let q = QParams::from_range(lo, lo + span);
@@ -95,7 +105,7 @@ fn narrow_resnet(depth: usize) -> ModelConfig {
 
 #[test]
 fn int8_models_track_f32() {
-    let calib: Vec<Tensor> = (0..4).map(|i| synthetic_images(2, 3, 64, 64, 100 + i)).collect();
+    let calib: Vec<Tensor> = (0..8).map(|i| synthetic_images(4, 3, 64, 64, 100 + i)).collect();
     let test = synthetic_images(8, 3, 64, 64, 7);
     for cfg in [narrow_resnet(18), narrow_resnet(50), ModelConfig::UNet(UNetConfig { base_width: 8, depth: 3, image_size: 64, ..Default::default() })] {
         let g = cfg.build(&mut SeededWeights { seed: 1 }).unwrap();
@@ -108,7 +118,7 @@ fn int8_models_track_f32() {
             let m = kestrel::parity::compare(&want, &got);
             println!("{cfg:?} {mode:?} {method:?}: cosine {:.5} rel L2 {:.4} top1 {:?} mask {:?}", m.cosine, m.rel_l2, m.top1, m.mask_agreement);
             // Narrow seeded models: entropy clips signed inputs hardest, so its bound is looser.
-            let bound = if method == Method::Entropy { 0.95 } else { 0.99 };
+            let bound = if method == Method::Entropy { 0.97 } else { 0.98 };
             assert!(m.cosine >= bound, "{mode:?} {method:?}: cosine {}", m.cosine);
         }
     }
