@@ -72,7 +72,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let workers = threads.max(1).min(tasks);
     let plen = panel_len(pw0.kpad, nb);
     let tile = pw0.mpad * nb * BLOCK;
-    let need_u8 = x.len() + workers * plen;
+    // Per worker: the panel, then the row-major im2col it is interleaved from.
+    let need_u8 = x.len() + workers * 2 * plen;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
@@ -85,7 +86,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let kern = kernel();
     let dst = OutPtr(out.as_mut_ptr());
     let out_len = out.len();
-    panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (panel, acc))| {
+    panels.par_chunks_mut(2 * plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (buf, acc))| {
+        let (panel, col) = buf.split_at_mut(plen);
         let dst = dst;
         let mut t = wi;
         while t < tasks {
@@ -96,7 +98,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
             let blocks = cnt.div_ceil(BLOCK);
             let pw = &q.packed[gi];
             let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
-            pack_conv_panel(q, xg, [h, w], ow, p0, cnt, pw.kpad, pa.zero_point, panel);
+            pack_conv_panel(q, xg, [h, w], ow, p0, cnt, pw.kpad, pa.zero_point, col, panel);
             let rs = blocks * BLOCK;
             kern(pw, panel, blocks, acc, rs);
             let obase = (b * cout + gi * cout_g) * npix + p0;
@@ -140,48 +142,94 @@ fn epilogue_row(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QPara
 }
 
 /// im2col of pixels `p0..p0+cnt` of one group's u8 input into a qgemm panel; taps outside
-/// the image read the zero point (the quantized 0.0).
+/// the image read the zero point (the quantized 0.0). Two steps: row-major im2col into `col`
+/// (`[Kpad][blocks·16]`, contiguous runs copied whole), then a 4×16 byte interleave per
+/// (block, k-group) into the panel layout.
 #[allow(clippy::too_many_arguments)]
-fn pack_conv_panel(q: &QConv2d, xq: &[u8], [h, w]: [usize; 2], ow: usize, p0: usize, cnt: usize, kpad: usize, zp: u8, panel: &mut [u8]) {
+fn pack_conv_panel(q: &QConv2d, xq: &[u8], [h, w]: [usize; 2], ow: usize, p0: usize, cnt: usize, kpad: usize, zp: u8, col: &mut [u8], panel: &mut [u8]) {
     let c = &q.conv;
     let [kh, kw] = c.kernel();
     let kdim = c.weight.shape()[1] * kh * kw;
-    let mut iy0 = [0isize; 256];
-    let mut ix0 = [0isize; 256];
-    let pointwise = [kh, kw] == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
-    // Panel blocks are written 256 pixels (16 blocks) at a time so the origin tables stay small.
-    for start in (0..cnt).step_by(256) {
-        let len = (cnt - start).min(256);
-        for i in 0..len {
-            let p = p0 + start + i;
-            iy0[i] = (p / ow * c.stride[0]) as isize - c.pads[0] as isize;
-            ix0[i] = (p % ow * c.stride[1]) as isize - c.pads[1] as isize;
+    let blocks = cnt.div_ceil(BLOCK);
+    let cs = blocks * BLOCK;
+    let col = &mut col[..kpad * cs];
+    let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
+    for (k, dst) in col.chunks_mut(cs).enumerate() {
+        if k >= kdim {
+            dst.fill(0);
+            continue;
         }
-        let boff = start / BLOCK * kpad * BLOCK;
-        for k in 0..kdim {
-            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-            let plane = &xq[ci * h * w..(ci + 1) * h * w];
-            let kbase = boff + (k / 4) * 4 * BLOCK + k % 4;
-            if pointwise {
-                let src = &plane[p0 + start..p0 + start + len];
-                for (i, &v) in src.iter().enumerate() {
-                    panel[kbase + (i / BLOCK) * kpad * BLOCK + (i % BLOCK) * 4] = v;
-                }
-                continue;
-            }
-            let (dy, dx) = ((ky * c.dilation[0]) as isize, (kx * c.dilation[1]) as isize);
-            for i in 0..len {
-                let (iy, ix) = (iy0[i] + dy, ix0[i] + dx);
-                let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w { plane[iy as usize * w + ix as usize] } else { zp };
-                panel[kbase + (i / BLOCK) * kpad * BLOCK + (i % BLOCK) * 4] = v;
-            }
+        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+        let plane = &xq[ci * h * w..(ci + 1) * h * w];
+        // Walk the output rows the pixel range touches.
+        let mut p = p0;
+        while p < p0 + cnt {
+            let (oy, oxa) = (p / ow, p % ow);
+            let oxb = ow.min(oxa + (p0 + cnt - p));
+            let run = &mut dst[p - p0..p - p0 + (oxb - oxa)];
+            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - pt;
+            let x0 = (oxa * c.stride[1] + kx * c.dilation[1]) as isize - pl;
+            fill_run(plane, w, h, iy, x0, c.stride[1], zp, run);
+            p += oxb - oxa;
         }
-        // Zero the K padding rows so stale bytes never meet (zero) padded weights as NaN-like garbage.
-        for k in kdim..kpad {
-            let kbase = boff + (k / 4) * 4 * BLOCK + k % 4;
-            for i in 0..len {
-                panel[kbase + (i / BLOCK) * kpad * BLOCK + (i % BLOCK) * 4] = 0;
-            }
+    }
+    for b in 0..blocks {
+        for k4 in 0..kpad / 4 {
+            let src = |j: usize| &col[(k4 * 4 + j) * cs + b * BLOCK..(k4 * 4 + j) * cs + (b + 1) * BLOCK];
+            let dst = &mut panel[b * kpad * BLOCK + k4 * 4 * BLOCK..b * kpad * BLOCK + (k4 + 1) * 4 * BLOCK];
+            interleave4x16([src(0), src(1), src(2), src(3)], dst);
+        }
+    }
+}
+
+/// `dst[p·4 + j] = rows[j][p]` for 16 pixels and 4 rows.
+#[inline(always)]
+fn interleave4x16(rows: [&[u8]; 4], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        assert!(rows.iter().all(|r| r.len() >= 16) && dst.len() >= 64);
+        // SAFETY: SSE2 is part of the x86-64 baseline; the assert above proves the four
+        // 16-byte loads and the four 16-byte stores are in bounds.
+        unsafe {
+            let [a, b, c, d] = rows.map(|r| _mm_loadu_si128(r.as_ptr() as *const __m128i));
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let o = dst.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for p in 0..16 {
+        for j in 0..4 {
+            dst[p * 4 + j] = rows[j][p];
+        }
+    }
+}
+
+/// One run of output pixels of one `col` row: input row `iy`, first column `x0`, stride `sw`.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn fill_run(plane: &[u8], w: usize, h: usize, iy: isize, x0: isize, sw: usize, zp: u8, run: &mut [u8]) {
+    let n = run.len();
+    if iy < 0 || iy >= h as isize {
+        run.fill(zp);
+        return;
+    }
+    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+    if sw == 1 {
+        let lo = (-x0).clamp(0, n as isize) as usize;
+        let hi = (w as isize - x0).clamp(lo as isize, n as isize) as usize;
+        run[..lo].fill(zp);
+        run[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
+        run[hi..].fill(zp);
+    } else {
+        for (i, d) in run.iter_mut().enumerate() {
+            let ix = (i * sw) as isize + x0;
+            *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { zp };
         }
     }
 }
