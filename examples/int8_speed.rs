@@ -18,7 +18,7 @@ fn main() -> kestrel::Result<()> {
     let time = |s: &Session| -> kestrel::Result<f64> {
         s.run(std::slice::from_ref(&x))?;
         let mut v = Vec::new();
-        for _ in 0..15 {
+        for _ in 0..(if std::env::var("ONLY_STATIC").is_ok() { 200 } else { 15 }) {
             let t = Instant::now();
             s.run(std::slice::from_ref(&x))?;
             v.push(t.elapsed().as_secs_f64() * 1e3);
@@ -29,7 +29,8 @@ fn main() -> kestrel::Result<()> {
     let f = Session::new(g.clone(), &Options { threads, optimize: true })?;
     let want = f.run(std::slice::from_ref(&x))?.remove(0);
     println!("{name} f32: {:.2} ms", time(&f)?);
-    for mode in [Mode::Static, Mode::Dynamic] {
+    let modes = if std::env::var("ONLY_STATIC").is_ok() { vec![Mode::Static] } else { vec![Mode::Static, Mode::Dynamic] };
+    for mode in modes {
         let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
         let s = Session::new(q, &Options { threads, optimize: true })?;
         let got = s.run(std::slice::from_ref(&x))?.remove(0);

@@ -1,5 +1,6 @@
 //! Per-layer wall time of a built-in model, for kernel tuning:
-//! `cargo run --release --example layer_times -- resnet50 [batch] [threads]`.
+//! `cargo run --release --example layer_times -- resnet50 [batch] [threads]`; `INT8=static|dynamic`
+//! quantizes first.
 
 use std::time::Instant;
 
@@ -11,7 +12,14 @@ fn main() -> kestrel::Result<()> {
     let name = args.get(1).map_or("resnet50", String::as_str);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let g = models::builtin(name, 0)?;
+    let mut g = models::builtin(name, 0)?;
+    if let Ok(mode) = std::env::var("INT8") {
+        use kestrel::quant::{quantize, Mode, QuantizeOptions};
+        let mode = if mode == "dynamic" { Mode::Dynamic } else { Mode::Static };
+        let s = g.input_shape(1)?;
+        let calib = vec![kestrel::models::init::synthetic_images(1, s[1], s[2], s[3], 9)];
+        g = quantize(&g, &QuantizeOptions { mode, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
+    }
     let s = Session::new(g, &Options { threads, optimize: true })?;
     let g = s.graph();
     let x = Tensor::randn(g.input_shape(batch)?, 1.0, 1);

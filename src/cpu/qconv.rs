@@ -66,7 +66,13 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let npix = oh * ow;
     let pa = input_params(q.input, x);
     let pw0 = &q.packed[0];
-    let nb = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, npix.div_ceil(BLOCK));
+    // Blocks per panel: at most what fits PANEL_TARGET, and few enough that every worker
+    // gets the same number of panels when there are only a handful.
+    let total_blocks = npix.div_ceil(BLOCK);
+    let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
+    let per_round = threads.max(1).div_ceil(n * g).max(1);
+    let rounds = total_blocks.div_ceil(nb_max * per_round).max(1);
+    let nb = total_blocks.div_ceil(rounds * per_round).clamp(1, nb_max);
     let chunks = npix.div_ceil(nb * BLOCK);
     let tasks = n * g * chunks;
     let workers = threads.max(1).min(tasks);

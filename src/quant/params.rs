@@ -58,13 +58,28 @@ pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Minimum and maximum of a slice (NaNs ignored; empty gives (0, 0)).
+/// Minimum and maximum of a slice (NaNs ignored; empty gives (0, 0)). Runs in parallel
+/// chunks with 16 independent lanes each, so the compare loop vectorises.
 pub fn min_max(x: &[f32]) -> (f32, f32) {
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in x {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
+    use rayon::prelude::*;
+    let (lo, hi) = x
+        .par_chunks(64 * 1024)
+        .map(|c| {
+            let (mut lo, mut hi) = ([f32::INFINITY; 16], [f32::NEG_INFINITY; 16]);
+            let mut it = c.chunks_exact(16);
+            for v in &mut it {
+                for j in 0..16 {
+                    lo[j] = if v[j] < lo[j] { v[j] } else { lo[j] };
+                    hi[j] = if v[j] > hi[j] { v[j] } else { hi[j] };
+                }
+            }
+            for &v in it.remainder() {
+                lo[0] = if v < lo[0] { v } else { lo[0] };
+                hi[0] = if v > hi[0] { v } else { hi[0] };
+            }
+            (lo.iter().copied().fold(f32::INFINITY, f32::min), hi.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+        })
+        .reduce(|| (f32::INFINITY, f32::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     if lo > hi {
         (0.0, 0.0)
     } else {
