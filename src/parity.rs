@@ -26,6 +26,8 @@ pub struct Metrics {
     pub top5: Option<f64>,
     pub mask_agreement: Option<f64>,
     pub iou: Option<f64>,
+    /// `(max − min) / 255` of the reference: one u8 quantization step of the output.
+    pub quant_step: Option<f64>,
 }
 
 /// Limits a comparison must stay within.
@@ -35,13 +37,16 @@ pub struct Tolerance {
     pub min_cosine: f64,
     /// Optional bound on max abs error.
     pub max_abs: Option<f64>,
+    /// Optional bound on max abs error in output quantization steps: `(max − min) / 255` of
+    /// the reference output (the u8 step an output tensor of that range would have).
+    pub max_steps: Option<f64>,
     /// Minimum top-1 agreement for classifiers.
     pub min_top1: f64,
 }
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { rel_l2: 1e-4, min_cosine: 0.9999, max_abs: None, min_top1: 1.0 }
+        Tolerance { rel_l2: 1e-4, min_cosine: 0.9999, max_abs: None, max_steps: None, min_top1: 1.0 }
     }
 }
 
@@ -57,6 +62,11 @@ impl Tolerance {
         if let Some(a) = self.max_abs {
             if !(m.max_abs <= a) {
                 return Some(format!("max abs error {:.3e} > {a:.1e}", m.max_abs));
+            }
+        }
+        if let (Some(k), Some(step)) = (self.max_steps, m.quant_step) {
+            if !(m.max_abs <= k * step) {
+                return Some(format!("max abs error {:.3e} > {k} output quantization step(s) of {step:.3e}", m.max_abs));
             }
         }
         if let Some(t) = m.top1 {
@@ -93,7 +103,9 @@ pub fn compare(reference: &Tensor, ours: &Tensor) -> Metrics {
         .fold(0.0, f64::max);
     let rel_l2 = if rr > 0.0 { (dd / rr).sqrt() } else { dd.sqrt() };
     let cosine = if rr > 0.0 && oo > 0.0 { ro / (rr.sqrt() * oo.sqrt()) } else if rr == oo { 1.0 } else { 0.0 };
-    let mut m = Metrics { max_abs, max_rel, rel_l2, cosine, ..Default::default() };
+    let (lo, hi) = crate::quant::params::min_max(r);
+    let quant_step = Some(f64::from(hi - lo) / 255.0);
+    let mut m = Metrics { max_abs, max_rel, rel_l2, cosine, quant_step, ..Default::default() };
     let s = reference.shape();
     if s.len() == 2 && s[1] > 1 {
         m.top1 = Some(topk_agreement(r, o, s[1], 1));
@@ -187,13 +199,18 @@ mod with_ort {
         pub within: bool,
     }
 
-    /// Adds every node output of `model` as a graph output, so ORT returns intermediates.
-    pub fn expose_intermediates(model: &pb::ModelProto) -> pb::ModelProto {
+    /// Adds the node outputs named in `keep` (float tensors kestrel also computes) as graph
+    /// outputs, so ORT returns those intermediates.
+    pub fn expose_intermediates(model: &pb::ModelProto, keep: &std::collections::HashSet<&str>) -> pb::ModelProto {
         let mut m = model.clone();
         if let Some(g) = m.graph.as_mut() {
             let have: std::collections::HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
-            let extra: Vec<String> =
-                g.node.iter().flat_map(|n| n.output.iter().take(1).cloned()).filter(|o| !o.is_empty() && !have.contains(o)).collect();
+            let extra: Vec<String> = g
+                .node
+                .iter()
+                .flat_map(|n| n.output.iter().take(1).cloned())
+                .filter(|o| !o.is_empty() && !have.contains(o) && keep.contains(o.as_str()))
+                .collect();
             for o in extra {
                 g.output.push(export::value_info(&o, None));
             }
@@ -205,7 +222,8 @@ mod with_ort {
     /// the import of `model` (so value names are ONNX tensor names). Layers whose outputs ORT
     /// does not expose (e.g. non-float shape arithmetic) are skipped.
     pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &Tolerance, threads: usize) -> Result<Vec<LayerReport>> {
-        let exposed = expose_intermediates(model);
+        let keep: std::collections::HashSet<&str> = graph.nodes.iter().map(|n| graph.values[n.output].as_str()).collect();
+        let exposed = expose_intermediates(model, &keep);
         let mut ort = OrtModel::from_bytes(&exposed.encode_to_vec(), threads)?;
         let theirs: std::collections::HashMap<String, Tensor> = ort.run(input)?.into_iter().collect();
         let session = Session::new(graph.clone(), &Options { threads, optimize: false })?;
@@ -216,7 +234,9 @@ mod with_ort {
             let name = &g.values[n.output];
             let (Some(r), Some(Some(o))) = (theirs.get(name), ours.get(n.output)) else { continue };
             let metrics = compare(r, o);
-            let layer_tol = Tolerance { min_top1: 0.0, ..tol.clone() };
+            // Inside a quantized model one rounding flip at a layer's input moves its output by
+            // about a step; allow two before calling the layer divergent.
+            let layer_tol = Tolerance { min_top1: 0.0, max_steps: tol.max_steps.map(|k| 2.0 * k), ..tol.clone() };
             let within = layer_tol.violation(&metrics).is_none();
             out.push(LayerReport { node: n.name.clone(), op: n.op.kind(), value: name.clone(), metrics, within });
         }

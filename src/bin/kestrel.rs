@@ -128,6 +128,8 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Quantize to INT8 and write a QDQ ONNX file (s8 weights, u8 activations).
+    Quantize(QuantizeArgs),
     /// Convert between formats: .safetensors (state dict + config) or .onnx.
     Convert {
         #[command(flatten)]
@@ -135,6 +137,39 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+#[derive(Args)]
+struct QuantizeArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// static (calibrated ranges) or dynamic (ranges per input at run time).
+    #[arg(long, default_value = "static")]
+    mode: String,
+    /// Calibration data: a folder of images (PNG/JPEG) or .npy inputs.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Seeded synthetic image-like calibration inputs when no --calib is given.
+    #[arg(long, default_value_t = 16)]
+    calib_samples: usize,
+    /// minmax, percentile, entropy or mse.
+    #[arg(long, default_value = "minmax")]
+    method: String,
+    /// Percentile kept by --method percentile.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Layers kept in f32 (node names; a trailing * matches a prefix).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// One weight scale per tensor instead of per output channel.
+    #[arg(long)]
+    per_tensor: bool,
+    /// Report each layer's output error when only it is quantized, and suggest exclusions.
+    #[arg(long)]
+    sensitivity: bool,
+    /// Output .onnx (QDQ); not needed with --sensitivity.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -156,15 +191,19 @@ struct ParityArgs {
     /// Compare every layer and name the first that leaves tolerance.
     #[arg(long)]
     per_layer: bool,
-    /// Maximum relative L2 error.
-    #[arg(long, default_value_t = 1e-4)]
-    rel_l2: f64,
-    /// Minimum cosine similarity.
-    #[arg(long, default_value_t = 0.9999)]
-    cosine: f64,
+    /// Maximum relative L2 error (default 1e-4; 1 for quantized models).
+    #[arg(long)]
+    rel_l2: Option<f64>,
+    /// Minimum cosine similarity (default 0.9999; 0.999 for quantized models).
+    #[arg(long)]
+    cosine: Option<f64>,
     /// Maximum absolute error (off by default).
     #[arg(long)]
     max_abs: Option<f64>,
+    /// Maximum absolute error in output quantization steps, (max − min)/255 of ORT's output
+    /// (default 1 for quantized models, off otherwise).
+    #[arg(long)]
+    max_steps: Option<f64>,
     /// Minimum top-1 agreement for classifiers.
     #[arg(long, default_value_t = 1.0)]
     top1: f64,
@@ -196,6 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             segment(&m, &image, &output, threshold, &pre)
         }
         Cmd::Parity(p) => parity(p),
+        Cmd::Quantize(q) => quantize_cmd(q),
         Cmd::ExportOnnx { m, output } => {
             let model = m.load()?;
             kestrel::onnx::save(&model.graph, &output)?;
@@ -213,6 +253,93 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Calibration inputs: every image or .npy file of `dir` (sorted), or seeded synthetic images.
+fn calibration(dir: Option<&Path>, samples: usize, shape: &[usize]) -> Result<Vec<Tensor>> {
+    let Some(dir) = dir else {
+        return Ok((0..samples.max(1)).map(|i| kestrel::models::init::synthetic_images(1, shape[1], shape[2], shape[3], 7000 + i as u64)).collect());
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg", "npy"].contains(&e.to_ascii_lowercase().as_str())))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Invalid(format!("{}: no .png, .jpg or .npy calibration files", dir.display())));
+    }
+    let pre = Preprocess { resize: shape[2].min(shape[3]), crop: shape[2].min(shape[3]), ..Preprocess::default() };
+    files
+        .iter()
+        .map(|p| if p.extension().is_some_and(|e| e == "npy") { imageio::read_npy(p) } else { imageio::decode(p).map(|i| imageio::preprocess(&i, &pre)) })
+        .collect()
+}
+
+fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
+    use kestrel::quant::{quantize::sensitivity, Method, Mode, QuantizeOptions};
+    let model = q.m.load()?;
+    let mode = match q.mode.as_str() {
+        "static" => Mode::Static,
+        "dynamic" => Mode::Dynamic,
+        other => return Err(Error::Invalid(format!("--mode {other}: use static or dynamic"))),
+    };
+    let method = Method::parse(&q.method, q.percentile).ok_or_else(|| Error::Invalid(format!("--method {}: use minmax, percentile, entropy or mse", q.method)))?;
+    let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, exclude: q.exclude.clone(), only: None, threads: q.m.threads };
+    let shape = model.graph.input_shape(1)?;
+    let calib = if mode == Mode::Static || q.sensitivity { calibration(q.calib.as_deref(), q.calib_samples, &shape)? } else { vec![] };
+    if q.sensitivity {
+        let pb = progress_bar(0, "sensitivity");
+        let rows = sensitivity(&model.graph, &opts, &calib, &mut |i, n| {
+            pb.set_length(n as u64);
+            pb.set_position(i as u64);
+        })?;
+        pb.finish_and_clear();
+        println!("{:<40} {:>12} {:>12}", "layer (quantized alone)", "rel L2", "cosine");
+        for r in &rows {
+            println!("{:<40} {:>12.3e} {:>12.6}", r.node, r.rel_l2, r.cosine);
+        }
+        let median = rows.get(rows.len() / 2).map_or(0.0, |r| r.rel_l2);
+        let suggest: Vec<&str> = rows.iter().filter(|r| r.rel_l2 > 4.0 * median && r.rel_l2 > 1e-3).map(|r| r.node.as_str()).collect();
+        if suggest.is_empty() {
+            println!("no layer stands out (none above 4x the median error {median:.2e})");
+        } else {
+            println!("suggested: --exclude {}", suggest.join(","));
+        }
+        if q.output.is_none() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let out = q.output.as_ref().ok_or_else(|| Error::Invalid("quantize needs -o OUT.onnx".into()))?;
+    let pb = progress_bar(0, "calibrating");
+    let g = kestrel::quant::quantize(&model.graph, &opts, &calib, &mut |i, n| {
+        pb.set_length(n as u64);
+        pb.set_position(i as u64);
+    })?;
+    pb.finish_and_clear();
+    kestrel::onnx::save(&g, out)?;
+    let qn = g.nodes.iter().filter(|n| matches!(n.op, kestrel::graph::Op::QConv(_) | kestrel::graph::Op::QLinear(_))).count();
+    let before = model.graph.weight_bytes();
+    let after = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
+    println!(
+        "wrote {} ({qn} INT8 layers, {:?} {:?}; weights {:.1} MB f32 -> file {:.1} MB, {:.1}x smaller)",
+        out.display(),
+        mode,
+        method,
+        before as f64 / 1e6,
+        after as f64 / 1e6,
+        before as f64 / after as f64
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn info(m: &ModelArgs, batch: usize) -> Result<ExitCode> {
@@ -328,7 +455,15 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
     use kestrel::ort_ref::OrtModel;
     use kestrel::parity::Tolerance;
     let model = p.m.load()?;
-    let tol = Tolerance { rel_l2: p.rel_l2, min_cosine: p.cosine, max_abs: p.max_abs, min_top1: p.top1 };
+    // INT8 models are held to one output quantization step instead of float tolerances.
+    let quantized = model.graph.nodes.iter().any(|n| matches!(n.op, kestrel::graph::Op::QConv(_) | kestrel::graph::Op::QLinear(_) | kestrel::graph::Op::FakeQuant(_)));
+    let tol = Tolerance {
+        rel_l2: p.rel_l2.unwrap_or(if quantized { 1.0 } else { 1e-4 }),
+        min_cosine: p.cosine.unwrap_or(if quantized { 0.999 } else { 0.9999 }),
+        max_abs: p.max_abs,
+        max_steps: p.max_steps.or(quantized.then_some(1.0)),
+        min_top1: p.top1,
+    };
     // ORT runs the very bytes kestrel imported, or our own export of a native model.
     let (bytes, proto) = match &model.path {
         Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
@@ -367,8 +502,9 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
     for (o, (name, r)) in ours.iter().zip(&theirs) {
         let m = compare(r, o);
         println!(
-            "  output {name}: max abs {:.3e}  max rel {:.3e}  rel L2 {:.3e}  cosine {:.8}{}{}{}{}",
+            "  output {name}: max abs {:.3e}{}  max rel {:.3e}  rel L2 {:.3e}  cosine {:.8}{}{}{}{}",
             m.max_abs,
+            if quantized { m.quant_step.map_or(String::new(), |s| format!(" ({:.2} output steps)", m.max_abs / s.max(f64::MIN_POSITIVE))) } else { String::new() },
             m.max_rel,
             m.rel_l2,
             m.cosine,

@@ -186,8 +186,8 @@ pub(crate) fn exec_node(
             qconv::qconv2d(q, x, dims4(xs), residual, out, dims4(os), &mut scratch.q, threads);
         }
         Op::QLinear(q) => qconv::qlinear(q, x, xs[0], out, &mut scratch.q),
-        Op::FakeQuant(p) => {
-            let p = *p;
+        Op::FakeQuant(q) => {
+            let p = qconv::input_params(*q, x);
             out.iter_mut().zip(x).for_each(|(o, &v)| *o = p.fake(v));
         }
     }

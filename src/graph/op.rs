@@ -58,6 +58,24 @@ pub struct Conv2d {
     pub residual: bool,
 }
 
+impl Op {
+    /// The float conv (geometry and epilogue) of a Conv or QConv.
+    pub fn conv(&self) -> Option<&Conv2d> {
+        match self {
+            Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Mutable [`Op::conv`].
+    pub fn conv_mut(&mut self) -> Option<&mut Conv2d> {
+        match self {
+            Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 impl Conv2d {
     /// A plain conv with no bias or epilogue.
     pub fn new(weight: Tensor, stride: usize, pad: usize, groups: usize) -> Self {
@@ -325,8 +343,9 @@ pub enum Op {
     QConv(QConv2d),
     /// INT8 fully connected layer.
     QLinear(QLinear),
-    /// A QuantizeLinear → DequantizeLinear pair: `x ↦ dequantize(quantize(x))`.
-    FakeQuant(QParams),
+    /// A QuantizeLinear → DequantizeLinear pair: `x ↦ dequantize(quantize(x))`, with static
+    /// parameters or (DynamicQuantizeLinear) parameters from each input's range.
+    FakeQuant(ActQuant),
 }
 
 impl Op {

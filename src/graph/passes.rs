@@ -1,8 +1,8 @@
 //! Graph rewrites applied once when a session is built:
 //! 1. drop Identity (and Dropout, imported as Identity);
 //! 2. fold an inference BatchNorm into the Conv that feeds it;
-//! 3. fuse a residual Add into the Conv epilogue;
-//! 4. fuse a following activation into the Conv epilogue;
+//! 3. fuse a residual Add into the Conv (or INT8 QConv) epilogue;
+//! 4. fuse a following activation into the Conv (or QConv) epilogue;
 //! 5. remove nodes whose output nobody reads.
 //!
 //! Each rewrite only fires when the intermediate value has exactly one reader and is not a
@@ -98,7 +98,7 @@ pub fn fuse_residual_add(g: &mut Graph) {
                     break;
                 }
                 let Some(p) = producers[conv_v] else { continue };
-                let ok = matches!(&g.nodes.get(p).map(|n| &n.op), Some(Op::Conv(c)) if c.act.is_none() && !c.residual)
+                let ok = g.nodes.get(p).and_then(|n| n.op.conv()).is_some_and(|c| c.act.is_none() && !c.residual)
                     && g.nodes[p].output == conv_v
                     && sole_reader(g, conv_v) == Some(i)
                     // The residual must be computed before the conv runs.
@@ -111,7 +111,7 @@ pub fn fuse_residual_add(g: &mut Graph) {
         }
         if let Some((p, other)) = fused {
             let add_out = g.nodes[i].output;
-            if let Op::Conv(c) = &mut g.nodes[p].op {
+            if let Some(c) = g.nodes[p].op.conv_mut() {
                 c.residual = true;
             }
             g.nodes[p].inputs.push(other);
@@ -127,8 +127,8 @@ pub fn fuse_residual_add(g: &mut Graph) {
 pub fn fuse_activation(g: &mut Graph) {
     let mut i = 0;
     while i < g.nodes.len() {
-        let fused = match (&g.nodes[i].op, sole_reader(g, g.nodes[i].output)) {
-            (Op::Conv(c), Some(j)) if c.act.is_none() => match g.nodes[j].op {
+        let fused = match (g.nodes[i].op.conv(), sole_reader(g, g.nodes[i].output)) {
+            (Some(c), Some(j)) if c.act.is_none() => match g.nodes[j].op {
                 Op::Act(a) => Some((j, a)),
                 _ => None,
             },
@@ -136,7 +136,7 @@ pub fn fuse_activation(g: &mut Graph) {
         };
         if let Some((j, a)) = fused {
             let out = g.nodes[j].output;
-            if let Op::Conv(c) = &mut g.nodes[i].op {
+            if let Some(c) = g.nodes[i].op.conv_mut() {
                 c.act = Some(a);
             }
             g.nodes[i].output = out;

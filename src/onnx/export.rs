@@ -252,8 +252,8 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 }
                 w.node("Gemm", nm, ins, &out, vec![a_int("transB", 1)]);
             }
-            Op::FakeQuant(p) => {
-                let dq = w.qdq(nm, x, ActQuant::Static(*p));
+            Op::FakeQuant(q) => {
+                let dq = w.qdq(nm, x, *q);
                 w.node("Identity", &format!("{nm}.out"), vec![dq], &out, vec![]);
             }
             Op::ConvTranspose(c) => {

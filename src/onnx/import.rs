@@ -11,6 +11,7 @@ use super::ImportOptions;
 use crate::error::{Error, Result};
 use crate::graph::shape::node_output_shape;
 use crate::graph::*;
+use crate::quant::params::QParams;
 use crate::tensor::Tensor;
 
 /// One dim of a symbolic shape: the free batch or a known size.
@@ -27,6 +28,10 @@ enum Sym {
     F32(Vec<usize>, Vec<f32>),
     I64(Vec<usize>, Vec<i64>),
     Dims(Vec<Dim>, bool),
+    /// The u8 output of QuantizeLinear / DynamicQuantizeLinear on a runtime value.
+    Quant(ValueId, ActQuant),
+    /// The scale or zero point output of DynamicQuantizeLinear.
+    DynParam,
 }
 
 struct Importer<'a> {
@@ -36,6 +41,12 @@ struct Importer<'a> {
     shapes: Vec<Vec<usize>>,
     node: &'a pb::NodeProto,
     opset: i64,
+    /// ONNX data type of integer constants, by name.
+    int_dtype: HashMap<String, i32>,
+    /// s8 weights behind a DequantizeLinear, by the DequantizeLinear's output name.
+    qweights: HashMap<String, QWeights>,
+    /// FakeQuant outputs: their source value and parameters.
+    fake_of: HashMap<ValueId, (ValueId, ActQuant)>,
 }
 
 /// Converts a decoded ModelProto into a graph.
@@ -43,8 +54,18 @@ pub fn import(m: &pb::ModelProto, opts: &ImportOptions) -> Result<Graph> {
     let gp = m.graph.as_ref().ok_or_else(|| Error::Config("ONNX model has no graph".into()))?;
     let opset = m.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(13, |o| o.version);
     let empty = pb::NodeProto::default();
-    let mut im = Importer { g: Graph::default(), syms: HashMap::new(), shapes: Vec::new(), node: &empty, opset };
+    let mut im = Importer {
+        g: Graph::default(),
+        syms: HashMap::new(),
+        shapes: Vec::new(),
+        node: &empty,
+        opset,
+        int_dtype: HashMap::new(),
+        qweights: HashMap::new(),
+        fake_of: HashMap::new(),
+    };
     for t in &gp.initializer {
+        im.int_dtype.insert(t.name.clone(), t.data_type);
         let (shape, data) = tensor_data_in(t, opts.base_dir.as_deref())?;
         im.syms.insert(t.name.clone(), from_data(shape, data));
     }
@@ -320,6 +341,9 @@ impl Importer<'_> {
             "Squeeze" => self.squeeze(),
             "Cast" => self.cast(),
             "Slice" => self.slice(),
+            "QuantizeLinear" => self.quantize_linear(),
+            "DynamicQuantizeLinear" => self.dynamic_quantize_linear(),
+            "DequantizeLinear" => self.dequantize_linear(),
             other => Err(self.err(format!("op '{other}' is not supported"))),
         }
     }
@@ -354,7 +378,10 @@ impl Importer<'_> {
         }
         let weight = Tensor::new(ws, w)?;
         let c = Conv2d { weight, bias, stride, pads, dilation, groups: groups as usize, act: None, residual: false };
-        self.emit1(Op::Conv(c), vec![x])
+        match (self.fake_of.get(&x).copied(), self.qweights.get(&self.node.input[1]).cloned()) {
+            (Some((src, aq)), Some(qw)) => self.emit1(Op::QConv(QConv2d::from_quantized(c, qw, aq)?), vec![src]),
+            _ => self.emit1(Op::Conv(c), vec![x]),
+        }
     }
 
     fn conv_transpose(&mut self) -> Result<()> {
@@ -442,6 +469,7 @@ impl Importer<'_> {
                     id
                 }
                 Sym::I64(..) | Sym::Dims(..) => return self.fold_int_binary(),
+                Sym::Quant(..) | Sym::DynParam => return Err(self.err("quantized values must pass through DequantizeLinear first")),
             };
             ids.push(id);
         }
@@ -617,7 +645,24 @@ impl Importer<'_> {
             }
         };
         let l = Linear { weight: Tensor::new(vec![out_f, in_f], wt)?, bias };
-        self.emit1(Op::Linear(l), vec![x])
+        let qw = self.qweights.get(&self.node.input[1]).cloned().filter(|q| alpha == 1.0 && (trans_b || !q.per_channel));
+        match (self.fake_of.get(&x).copied(), qw) {
+            (Some((src, aq)), Some(mut qw)) => {
+                if !trans_b {
+                    // Per-tensor weights: transpose the codes to [out, in] like the floats.
+                    let mut t = vec![0i8; qw.q.len()];
+                    for k in 0..in_f {
+                        for o in 0..out_f {
+                            t[o * in_f + k] = qw.q[k * out_f + o];
+                        }
+                    }
+                    qw.q = t;
+                    qw.scales = vec![qw.scales[0]; out_f];
+                }
+                self.emit1(Op::QLinear(QLinear::from_quantized(l, qw, aq)?), vec![src])
+            }
+            _ => self.emit1(Op::Linear(l), vec![x]),
+        }
     }
 
     fn matmul(&mut self) -> Result<()> {
@@ -793,6 +838,9 @@ impl Importer<'_> {
         let sym = match a.name.as_str() {
             "value" => {
                 let t = a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?;
+                if let Some(o) = self.node.output.first() {
+                    self.int_dtype.insert(o.clone(), t.data_type);
+                }
                 let (s, d) = tensor_data(t)?;
                 from_data(s, d)
             }
@@ -815,6 +863,8 @@ impl Importer<'_> {
             }
             Sym::F32(s, _) | Sym::I64(s, _) => s.iter().map(|&d| Dim::Known(d as i64)).collect(),
             Sym::Dims(d, scalar) => vec![Dim::Known(if scalar { 0 } else { d.len() as i64 })],
+            Sym::Quant(x, _) => self.shapes[x].iter().enumerate().map(|(i, &d)| if i == 0 { Dim::Batch } else { Dim::Known(d as i64) }).collect(),
+            Sym::DynParam => vec![],
         };
         let r = dims.len() as i64;
         let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
@@ -882,6 +932,7 @@ impl Importer<'_> {
                 self.syms.insert(o, Sym::F32(s, d));
                 Ok(())
             }
+            Sym::Quant(..) | Sym::DynParam => Err(self.err("quantized values must pass through DequantizeLinear first")),
         }
     }
 
@@ -926,6 +977,117 @@ impl Importer<'_> {
         let (a, b) = (clampi(starts[0]), clampi(ends[0]));
         let o = self.out0()?;
         self.syms.insert(o, Sym::Dims(dims[a.min(b)..b].to_vec(), false));
+        Ok(())
+    }
+
+    /// A scalar f32 scale and an optional scalar u8 zero point (inputs 1 and 2).
+    fn act_params(&self) -> Result<QParams> {
+        let (ss, scale) = self.const_f32(1)?;
+        if scale.len() != 1 {
+            return Err(self.err(format!("per-axis activation scales {ss:?} are not supported")));
+        }
+        let zp = match self.input(2) {
+            None => 0,
+            Some(_) => {
+                let dt = self.int_dtype.get(&self.node.input[2]).copied().unwrap_or(0);
+                if dt != pb::tensor_proto::DataType::Uint8 as i32 {
+                    return Err(self.err("only uint8 activations are supported (zero point must be uint8)"));
+                }
+                let z = self.const_i64(2)?;
+                *z.first().ok_or_else(|| self.err("empty zero point"))? as u8
+            }
+        };
+        if !(scale[0] > 0.0 && scale[0].is_finite()) {
+            return Err(self.err(format!("scale {} must be positive", scale[0])));
+        }
+        Ok(QParams { scale: scale[0], zero_point: zp })
+    }
+
+    fn quantize_linear(&mut self) -> Result<()> {
+        self.only_attrs(&["axis", "saturate"])?;
+        let x = self.runtime(0)?;
+        let p = self.act_params()?;
+        let o = self.out0()?;
+        self.syms.insert(o, Sym::Quant(x, ActQuant::Static(p)));
+        Ok(())
+    }
+
+    fn dynamic_quantize_linear(&mut self) -> Result<()> {
+        self.only_attrs(&[])?;
+        let x = self.runtime(0)?;
+        let outs = self.node.output.clone();
+        if let Some(o) = outs.first() {
+            self.syms.insert(o.clone(), Sym::Quant(x, ActQuant::Dynamic));
+        }
+        for o in outs.iter().skip(1) {
+            self.syms.insert(o.clone(), Sym::DynParam);
+        }
+        Ok(())
+    }
+
+    fn dequantize_linear(&mut self) -> Result<()> {
+        self.only_attrs(&["axis", "block_size"])?;
+        if self.int("block_size", 0) != 0 {
+            return Err(self.err("blocked quantization is not supported"));
+        }
+        match self.need(0)?.clone() {
+            Sym::Quant(src, aq) => {
+                if let ActQuant::Static(p) = aq {
+                    if self.act_params()? != p {
+                        return Err(self.err("DequantizeLinear parameters differ from the QuantizeLinear's"));
+                    }
+                }
+                let out = self.out0()?;
+                let id = self.emit(Op::FakeQuant(aq), vec![src], &out)?;
+                self.fake_of.insert(id, (src, aq));
+                self.bind(id);
+                Ok(())
+            }
+            Sym::I64(shape, q) => self.dequantize_constant(shape, q),
+            _ => Err(self.err("input must be quantized: a QuantizeLinear output or an integer initializer")),
+        }
+    }
+
+    /// DequantizeLinear of integer weights: the floats, plus the s8 codes for QConv/QLinear.
+    fn dequantize_constant(&mut self, shape: Vec<usize>, q: Vec<i64>) -> Result<()> {
+        use pb::tensor_proto::DataType as D;
+        let dt = self.int_dtype.get(&self.node.input[0]).copied().unwrap_or(0);
+        let (_, scales) = self.const_f32(1)?;
+        let zps: Vec<i64> = if self.input(2).is_some() { self.const_i64(2)? } else { vec![0] };
+        let rank = shape.len() as i64;
+        let mut axis = self.int("axis", 1);
+        if axis < 0 {
+            axis += rank;
+        }
+        let per_axis = scales.len() > 1;
+        let (outer, len, inner) = if per_axis {
+            if !(0..rank).contains(&axis) || shape[axis as usize] != scales.len() || (zps.len() != 1 && zps.len() != scales.len()) {
+                return Err(self.err(format!("per-axis scales of length {} do not fit {shape:?} on axis {axis}", scales.len())));
+            }
+            let a = axis as usize;
+            (shape[..a].iter().product::<usize>(), shape[a], shape[a + 1..].iter().product::<usize>())
+        } else {
+            (1, 1, q.len())
+        };
+        let mut f = vec![0.0f32; q.len()];
+        for o in 0..outer {
+            for c in 0..len {
+                let (s, z) = (scales[if per_axis { c } else { 0 }], zps[if zps.len() > 1 { c } else { 0 }]);
+                for i in 0..inner {
+                    let idx = (o * len + c) * inner + i;
+                    f[idx] = (q[idx] - z) as f32 * s;
+                }
+            }
+        }
+        let out = self.out0()?;
+        let symmetric_s8 = dt == D::Int8 as i32 && zps.iter().all(|&z| z == 0);
+        if symmetric_s8 && (!per_axis || axis == 0) && !shape.is_empty() {
+            let rows = shape[0];
+            let row_scales = if per_axis { scales.clone() } else { vec![scales[0]; rows] };
+            let codes = q.iter().map(|&v| v.clamp(-128, 127) as i8).collect();
+            self.qweights.insert(out.clone(), QWeights { q: codes, scales: row_scales, per_channel: per_axis });
+        }
+        self.syms.insert(out, Sym::F32(shape, f));
         Ok(())
     }
 
