@@ -9,6 +9,7 @@ cargo build --release
 mkdir -p target/fixtures
 "$KESTREL_PYTHON" scripts/onnx_node_cases.py target/fixtures/node_cases
 "$KESTREL_PYTHON" scripts/torch_like_fixtures.py target/fixtures/torch_like
+"$KESTREL_PYTHON" scripts/ort_qdq_fixtures.py target/fixtures 2>/dev/null
 export KESTREL_REQUIRE_FIXTURES=1
 log="$(mktemp)"
 set +e

@@ -529,11 +529,12 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
         println!("  per-layer: {} layers compared", layers.len());
         for l in &layers {
             println!(
-                "    {:<40} {:<18} rel L2 {:.3e}  max abs {:.3e}{}",
+                "    {:<40} {:<18} alone: rel L2 {:.3e} max abs {:.3e} | cumulative: rel L2 {:.3e}{}",
                 l.node,
                 l.op,
+                l.isolated.rel_l2,
+                l.isolated.max_abs,
                 l.metrics.rel_l2,
-                l.metrics.max_abs,
                 if l.within { "" } else { "  <-- out of tolerance" }
             );
         }
