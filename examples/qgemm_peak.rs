@@ -1,9 +1,41 @@
-//! Single-thread throughput of each qgemm kernel on one panel: `cargo run --release --example qgemm_peak`.
+//! INT8 peak and kernel throughput on this machine:
+//! `cargo run --release --example qgemm_peak`.
+//!
+//! The peak is measured with 16 independent `vpdpbusd zmm` accumulators in registers (no
+//! memory traffic), one thread, so it is the core's sustained VNNI issue rate.
 use std::time::Instant;
 
 use kestrel::cpu::{detect, qgemm};
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_peak(iters: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_epi8(3);
+    let b = _mm512_set1_epi8(-2);
+    let mut acc = [_mm512_setzero_si512(); 16];
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_dpbusd_epi32(*r, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for r in acc {
+        s = _mm512_add_epi32(s, r);
+    }
+    _mm512_reduce_add_epi32(s)
+}
+
 fn main() {
+    #[cfg(target_arch = "x86_64")]
+    if detect::Avx512Vnni::new().is_some() {
+        let iters = 20_000_000;
+        let t = Instant::now();
+        // SAFETY: the CPU has AVX-512 VNNI (checked just above).
+        let r = unsafe { vnni_peak(iters) };
+        let s = t.elapsed().as_secs_f64();
+        println!("VNNI peak, 1 thread: {:.1} GMAC/s ({:.2} G vpdpbusd/s, checksum {r})", (iters * 16 * 64) as f64 / s / 1e9, (iters * 16) as f64 / s / 1e9);
+    }
     for &(m, k, nb) in &[(256usize, 2304usize, 5usize), (64, 576, 21), (512, 4608, 2), (2048, 512, 16)] {
         let w: Vec<i8> = (0..m * k).map(|i| ((i * 7919) % 255) as i8).collect();
         let pw = qgemm::PackedWeights::new(&w, m, k).unwrap();

@@ -1,0 +1,96 @@
+//! Kernel throughput on ResNet-50's layer shapes, as GEMMs (M = Cout, K = Cin·kh·kw,
+//! N = OH·OW), MACs as the throughput unit:
+//! - `qgemm/<isa>`: the INT8 micro-kernels on pre-packed panels, one thread;
+//! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
+//! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`.
+//!
+//! `cargo bench --bench kernels`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kestrel::cpu::{conv, detect, qconv, qgemm};
+use kestrel::graph::{ActQuant, Conv2d, QConv2d};
+use kestrel::quant::params::QParams;
+use kestrel::rng::Rng;
+use kestrel::Tensor;
+
+/// (name, M, K, N) of ResNet-50 convs at 224².
+const SHAPES: &[(&str, usize, usize, usize)] = &[
+    ("conv1_7x7s2", 64, 147, 12544),
+    ("l1_3x3", 64, 576, 3136),
+    ("l1_1x1_expand", 256, 64, 3136),
+    ("l2_3x3", 128, 1152, 784),
+    ("l3_3x3", 256, 2304, 196),
+    ("l3_1x1_reduce", 256, 1024, 196),
+    ("l4_3x3", 512, 4608, 49),
+    ("l4_1x1_expand", 2048, 512, 49),
+];
+
+fn threads() -> usize {
+    std::env::var("KESTREL_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn gemms(c: &mut Criterion) {
+    let mut group = c.benchmark_group("qgemm");
+    group.sample_size(10);
+    let mut rng = Rng::new(1);
+    for &(name, m, k, n) in SHAPES {
+        let w: Vec<i8> = (0..m * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
+        let pw = qgemm::PackedWeights::new(&w, m, k).unwrap();
+        let blocks = n.div_ceil(qgemm::BLOCK);
+        let panel: Vec<u8> = (0..qgemm::panel_len(pw.kpad, blocks)).map(|_| rng.below(256) as u8).collect();
+        let mut out = vec![0i32; pw.mpad * blocks * qgemm::BLOCK];
+        group.throughput(Throughput::Elements((m * k * n) as u64));
+        for isa in detect::supported().into_iter().filter(|i| *i != detect::Isa::Scalar || m * k * n < 20_000_000) {
+            let kern = qgemm::kernel(isa).unwrap();
+            let id = BenchmarkId::new(format!("u8s8-{}", isa.name()), format!("{name}_{m}x{k}x{n}"));
+            group.bench_function(id, |b| b.iter(|| kern(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
+        }
+        let wf: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+        let xf: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+        let mut of = vec![0f32; m * n];
+        group.bench_function(BenchmarkId::new("f32-gemm", format!("{name}_{m}x{k}x{n}")), |b| {
+            b.iter(|| {
+                // SAFETY: row-major [m,k]·[k,n] → [m,n], all slices sized exactly for these strides.
+                unsafe {
+                    gemm::gemm(m, n, k, of.as_mut_ptr(), 1, n as isize, false, wf.as_ptr(), 1, k as isize, xf.as_ptr(), 1, n as isize, 1.0, 1.0, false, false, false, gemm::Parallelism::None)
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn convs(c: &mut Criterion) {
+    let threads = threads();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let mut group = c.benchmark_group("conv");
+    group.sample_size(10);
+    // (name, cin, cout, hw, k, stride)
+    for &(name, cin, cout, hw, k, stride) in &[("l1_3x3", 64usize, 64usize, 56usize, 3usize, 1usize), ("l3_3x3", 256, 256, 14, 3, 1), ("l3_1x1_reduce", 1024, 256, 14, 1, 1), ("conv1_7x7s2", 3, 64, 224, 7, 2)] {
+        let pad = k / 2;
+        let w = Tensor::randn(vec![cout, cin, k, k], (2.0 / (cin * k * k) as f32).sqrt(), 3);
+        let mut f = Conv2d::new(w, stride, pad, 1);
+        f.bias = Some(vec![0.1; cout]);
+        f.act = Some(kestrel::graph::Activation::Relu);
+        let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
+        let o = (hw + 2 * pad - k) / stride + 1;
+        let (xs, os) = ([1, cin, hw, hw], [1, cout, o, o]);
+        let mut out = vec![0f32; cout * o * o];
+        group.throughput(Throughput::Elements((cout * cin * k * k * o * o) as u64));
+        let label = format!("{name}/t{threads}");
+        let mut scratch = Vec::new();
+        group.bench_function(BenchmarkId::new("f32", &label), |b| b.iter(|| pool.install(|| conv::conv2d(&f, x.data(), xs, None, &mut out, os, &mut scratch, threads))));
+        let (lo, hi) = kestrel::quant::params::min_max(x.data());
+        for (mode, input) in [("int8-static", ActQuant::Static(QParams::from_range(lo, hi))), ("int8-dynamic", ActQuant::Dynamic)] {
+            let q = QConv2d::new(f.clone(), input, true).unwrap();
+            let mut qs = qconv::QScratch::default();
+            group.bench_function(BenchmarkId::new(format!("{mode}-{}", detect::selected().unwrap().name()), &label), |b| {
+                b.iter(|| pool.install(|| qconv::qconv2d(&q, x.data(), xs, None, &mut out, os, &mut qs, threads)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemms, convs);
+criterion_main!(benches);
