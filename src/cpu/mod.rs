@@ -11,6 +11,8 @@ pub mod qconv;
 pub mod qgemm;
 pub mod reference;
 pub mod resize;
+#[macro_use]
+pub mod simd;
 
 /// Runs `gemm` (`dst = alpha·dst + beta·lhs·rhs`) for f32 matrices given by raw strides.
 ///

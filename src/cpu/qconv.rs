@@ -41,11 +41,44 @@ pub fn input_params(q: ActQuant, x: &[f32]) -> QParams {
 
 /// Quantizes `x` into `out` in parallel chunks.
 fn quantize_par(p: QParams, x: &[f32], out: &mut [u8]) {
-    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| {
-        for (o, &v) in o.iter_mut().zip(x) {
+    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| quantize_chunk(p, x, o));
+}
+
+crate::cpu::simd::multiversion! {
+    /// `out[i] = quantize(x[i])`.
+    fn quantize_chunk(p: QParams, x: &[f32], out: &mut [u8]) {
+        for (o, &v) in out.iter_mut().zip(x) {
             *o = p.quantize(v);
         }
-    });
+    }
+}
+
+crate::cpu::simd::multiversion! {
+    /// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
+    fn dequant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+        match (res, relu) {
+            (Some(r), true) => {
+                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                    *o = ((a - corr) as f32 * mult + bias + rv).max(0.0);
+                }
+            }
+            (Some(r), false) => {
+                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                    *o = (a - corr) as f32 * mult + bias + rv;
+                }
+            }
+            (None, true) => {
+                for (o, &a) in out.iter_mut().zip(acc) {
+                    *o = ((a - corr) as f32 * mult + bias).max(0.0);
+                }
+            }
+            (None, false) => {
+                for (o, &a) in out.iter_mut().zip(acc) {
+                    *o = (a - corr) as f32 * mult + bias;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -130,20 +163,11 @@ fn epilogue_row(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QPara
     let corr = i32::from(pa.zero_point) * pw.row_sums[co];
     let mult = pa.scale * q.weights.scales[oc];
     let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
-    match res {
-        Some(r) => {
-            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = (a - corr) as f32 * mult + bias + rv;
-            }
-        }
-        None => {
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = (a - corr) as f32 * mult + bias;
-            }
-        }
-    }
-    if let Some(act) = q.conv.act {
-        out.iter_mut().for_each(|v| *v = act.apply(*v));
+    let relu = q.conv.act == Some(crate::graph::Activation::Relu);
+    dequant_row(acc, corr, mult, bias, res, relu, out);
+    match q.conv.act {
+        Some(act) if !relu => out.iter_mut().for_each(|v| *v = act.apply(*v)),
+        _ => {}
     }
 }
 
