@@ -1,0 +1,59 @@
+//! INT8 accuracy against f32 for kestrel and for ORT, on the same model, calibration data and
+//! test inputs: `. scripts/setup.sh && cargo run --release --features ort --example int8_accuracy`.
+//!
+//! Calibration: 16 seeded image-like inputs (kestrel MinMax static; ORT quantize_static MinMax
+//! on the same 16 via scripts/ort_quantize.py). Test: 32 other seeded image-like inputs.
+
+use kestrel::models::init::synthetic_images;
+use kestrel::ort_ref::OrtModel;
+use kestrel::parity::compare;
+use kestrel::quant::{quantize, Method, Mode, QuantizeOptions};
+use kestrel::{models, Options, Session, Tensor};
+
+fn main() -> kestrel::Result<()> {
+    let threads = 2;
+    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Invalid("source scripts/setup.sh first".into()))?;
+    let dir = std::env::temp_dir().join("kestrel-int8-accuracy");
+    std::fs::create_dir_all(&dir).map_err(|e| kestrel::Error::io(&dir, e))?;
+    println!("| model | variant | cosine vs f32 | rel L2 vs f32 | top-1 agreement / mask IoU vs f32 |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    for name in ["resnet18", "resnet50", "unet"] {
+        let g = models::builtin(name, 0)?;
+        let s = g.input_shape(1)?;
+        let calib: Vec<Tensor> = (0..16).map(|i| synthetic_images(1, s[1], s[2], s[3], 9000 + i)).collect();
+        let test: Vec<Tensor> = (0..32).map(|i| synthetic_images(1, s[1], s[2], s[3], 100 + i)).collect();
+        let test = Tensor::concat_batch(&test)?;
+        let f32s = Session::new(g.clone(), &Options { threads, optimize: true })?;
+        let want = f32s.run(std::slice::from_ref(&test))?.remove(0);
+        let row = |variant: &str, got: &Tensor, want: &Tensor| {
+            let m = compare(want, got);
+            let agree = m.top1.map(|t| format!("top-1 {t:.3}")).or(m.iou.map(|i| format!("IoU {i:.4}"))).unwrap_or_default();
+            println!("| {name} | {variant} | {:.5} | {:.4} | {agree} |", m.cosine, m.rel_l2);
+        };
+        for (label, mode) in [("kestrel int8 static", Mode::Static), ("kestrel int8 dynamic", Mode::Dynamic)] {
+            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
+            let got = Session::new(q, &Options { threads, optimize: true })?.run(std::slice::from_ref(&test))?.remove(0);
+            row(label, &got, &want);
+        }
+        // ORT: its f32 run of our export is the reference for its int8 drift.
+        let (f, q, c) = (dir.join(format!("{name}.onnx")), dir.join(format!("{name}_qdq.onnx")), dir.join(format!("{name}_calib.npy")));
+        kestrel::onnx::save(&g, &f)?;
+        kestrel::imageio::write_npy(&c, &Tensor::concat_batch(&calib)?)?;
+        let shape = s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+        let st = std::process::Command::new(&python)
+            .args([concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_quantize.py")])
+            .arg(&f)
+            .arg(&q)
+            .arg(shape)
+            .arg(&c)
+            .status()
+            .map_err(|e| kestrel::Error::Invalid(e.to_string()))?;
+        if !st.success() {
+            return Err(kestrel::Error::Invalid("ort_quantize.py failed".into()));
+        }
+        let ort_f32 = OrtModel::from_file(&f, threads)?.run(&test)?.remove(0).1;
+        let ort_q = OrtModel::from_file(&q, threads)?.run(&test)?.remove(0).1;
+        row("ORT int8 (quantize_static QDQ) vs ORT f32", &ort_q, &ort_f32);
+    }
+    Ok(())
+}
