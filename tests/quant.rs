@@ -123,3 +123,30 @@ fn int8_models_track_f32() {
         }
     }
 }
+
+#[test]
+fn u8_handoff_between_int8_convs_changes_nothing() {
+    let calib: Vec<Tensor> = (0..2).map(|i| synthetic_images(2, 3, 64, 64, 300 + i)).collect();
+    let x = synthetic_images(2, 3, 64, 64, 5);
+    for cfg in [narrow_resnet(50), ModelConfig::UNet(UNetConfig { base_width: 8, depth: 3, image_size: 64, batch_norm: false, ..Default::default() })] {
+        let g = cfg.build(&mut SeededWeights { seed: 2 }).unwrap();
+        let q = quantize(&g, &QuantizeOptions::default(), &calib, &mut |_, _| {}).unwrap();
+        let s = Session::new(q.clone(), &Options::default()).unwrap();
+        let handoffs = s.graph().nodes.iter().filter(|n| matches!(&n.op, Op::QConv(c) if c.out_q.is_some())).count();
+        assert!(handoffs > 0, "no u8 hand-off formed in {cfg:?}");
+        let got = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
+        // The same INT8 graph without the hand-off (passes off, node by node).
+        let want = kestrel::exec::interpret(&q, std::slice::from_ref(&x), 2).unwrap()[q.outputs[0]].clone().unwrap();
+        let mut fused_only = q.clone();
+        kestrel::graph::passes::optimize(&mut fused_only);
+        for n in &mut fused_only.nodes {
+            if let Op::QConv(c) = &mut n.op {
+                c.out_q = None;
+                c.in_u8 = false;
+            }
+        }
+        let no_handoff = Session::new(fused_only, &Options { optimize: false, ..Default::default() }).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
+        assert_eq!(got, no_handoff, "u8 hand-off changed outputs ({handoffs} hand-offs)");
+        common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("fused vs node-by-node", got.data(), want.data());
+    }
+}

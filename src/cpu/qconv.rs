@@ -112,17 +112,24 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let plen = panel_len(pw0.kpad, nb);
     let tile = pw0.mpad * nb * BLOCK;
     // Per worker: the panel, then the row-major im2col it is interleaved from.
-    let need_u8 = x.len() + workers * 2 * plen;
+    let own = if q.in_u8 { 0 } else { x.len() };
+    let need_u8 = own + workers * 2 * plen;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
     if s.i32.len() < workers * tile {
         s.i32.resize(workers * tile, 0);
     }
-    let (xq, panels) = s.u8.split_at_mut(x.len());
-    quantize_par(pa, x, xq);
-    let xq: &[u8] = xq;
+    let (xq, panels) = s.u8.split_at_mut(own);
+    let xq: &[u8] = if q.in_u8 {
+        // The producer wrote u8 codes into the first x.len() bytes of this f32 buffer.
+        &bytemuck::cast_slice::<f32, u8>(x)[..x.len()]
+    } else {
+        quantize_par(pa, x, xq);
+        xq
+    };
     let kern = kernel();
+    let out_q = q.out_q;
     let dst = OutPtr(out.as_mut_ptr());
     let out_len = out.len();
     panels.par_chunks_mut(2 * plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (buf, acc))| {
@@ -144,12 +151,31 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
             debug_assert!(obase + (cout_g - 1) * npix + cnt <= out_len);
             for co in 0..cout_g {
                 let oc = gi * cout_g + co;
-                // SAFETY: row `co` of this task covers output elements [obase + co·npix, +cnt),
-                // inside `out` and disjoint from every other task's (distinct image, group or
-                // pixel range); `out` outlives the parallel scope.
-                let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(obase + co * npix), cnt) };
                 let res = residual.map(|r| &r[obase + co * npix..obase + co * npix + cnt]);
-                epilogue_row(q, pw, co, oc, pa, &acc[co * rs..co * rs + cnt], res, orow);
+                match out_q {
+                    None => {
+                        // SAFETY: row `co` of this task covers output elements
+                        // [obase + co·npix, +cnt), inside `out` and disjoint from every other
+                        // task's (distinct image, group or pixel range); `out` outlives the scope.
+                        let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(obase + co * npix), cnt) };
+                        epilogue_row(q, pw, co, oc, pa, &acc[co * rs..co * rs + cnt], res, orow);
+                    }
+                    Some(oq) => {
+                        // u8 codes go to byte offsets equal to the element indices, which lie in
+                        // the first out_len bytes of the buffer; tasks' byte ranges are disjoint
+                        // for the same reason as above.
+                        let mut row = [0f32; 256];
+                        for start in (0..cnt).step_by(256) {
+                            let len = (cnt - start).min(256);
+                            let r2 = res.map(|r| &r[start..start + len]);
+                            epilogue_row(q, pw, co, oc, pa, &acc[co * rs + start..co * rs + start + len], r2, &mut row[..len]);
+                            // SAFETY: [obase + co·npix + start, +len) bytes lie within the first
+                            // out_len bytes of `out` (4·out_len bytes long) and belong to this task only.
+                            let bytes = unsafe { std::slice::from_raw_parts_mut((dst.0 as *mut u8).add(obase + co * npix + start), len) };
+                            quantize_chunk(oq, &row[..len], bytes);
+                        }
+                    }
+                }
             }
             t += workers;
         }

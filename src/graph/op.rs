@@ -265,6 +265,12 @@ pub struct QConv2d {
     /// One packed weight matrix per group: `[Cout/g][Cin/g·kh·kw]`.
     pub packed: Vec<PackedWeights>,
     pub input: ActQuant,
+    /// Set by the `fuse_requantize` pass: the output is written as u8 codes with these
+    /// parameters (the next INT8 layers' input parameters) instead of f32.
+    pub out_q: Option<QParams>,
+    /// Set by the same pass: the input value holds u8 codes already quantized with
+    /// `input`'s parameters.
+    pub in_u8: bool,
 }
 
 impl QConv2d {
@@ -285,7 +291,7 @@ impl QConv2d {
         let packed = (0..g)
             .map(|gi| PackedWeights::new(&weights.q[gi * cg * k..(gi + 1) * cg * k], cg, k))
             .collect::<Result<Vec<_>>>()?;
-        Ok(QConv2d { conv, weights, packed, input })
+        Ok(QConv2d { conv, weights, packed, input, out_q: None, in_u8: false })
     }
 }
 

@@ -3,12 +3,13 @@
 //! 2. fold an inference BatchNorm into the Conv that feeds it;
 //! 3. fuse a residual Add into the Conv (or INT8 QConv) epilogue;
 //! 4. fuse a following activation into the Conv (or QConv) epilogue;
-//! 5. remove nodes whose output nobody reads.
+//! 5. remove nodes whose output nobody reads;
+//! 6. pass u8 codes between INT8 convs instead of f32 where every reader agrees.
 //!
 //! Each rewrite only fires when the intermediate value has exactly one reader and is not a
 //! graph output, so no observable value changes.
 
-use super::{Graph, Op, ValueId};
+use super::{ActQuant, Graph, Op, ValueId};
 
 /// Runs every pass to a fixed point.
 pub fn optimize(g: &mut Graph) {
@@ -17,6 +18,46 @@ pub fn optimize(g: &mut Graph) {
     fuse_residual_add(g);
     fuse_activation(g);
     remove_dead(g);
+    fuse_requantize(g);
+}
+
+/// Lets an INT8 conv hand its output to INT8 convs as u8 codes: when every reader of a
+/// QConv's output is a QConv taking it as its main input with the same static parameters
+/// (and the value is no graph output), the producer quantizes in its epilogue and the readers
+/// skip their quantize pass. The codes are exactly those the readers would have computed.
+///
+/// A value flagged this way holds u8 codes in its f32 buffer; only the flagged readers see it.
+pub fn fuse_requantize(g: &mut Graph) {
+    let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); g.values.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        for (slot, &v) in n.inputs.iter().enumerate() {
+            readers[v].push((i, slot));
+        }
+    }
+    for p in 0..g.nodes.len() {
+        let Op::QConv(_) = &g.nodes[p].op else { continue };
+        let v = g.nodes[p].output;
+        if g.outputs.contains(&v) || readers[v].is_empty() {
+            continue;
+        }
+        let mut params = None;
+        let ok = readers[v].iter().all(|&(r, slot)| match &g.nodes[r].op {
+            Op::QConv(q) if slot == 0 && !q.in_u8 => match q.input {
+                ActQuant::Static(pq) => *params.get_or_insert(pq) == pq,
+                ActQuant::Dynamic => false,
+            },
+            _ => false,
+        });
+        let Some(pq) = params.filter(|_| ok) else { continue };
+        if let Op::QConv(q) = &mut g.nodes[p].op {
+            q.out_q = Some(pq);
+        }
+        for &(r, _) in &readers[v] {
+            if let Op::QConv(q) = &mut g.nodes[r].op {
+                q.in_u8 = true;
+            }
+        }
+    }
 }
 
 /// Replaces every read of an Identity's output by its input.
