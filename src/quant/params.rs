@@ -31,11 +31,13 @@ impl QParams {
     pub fn quantize(self, x: f32) -> u8 {
         // Clamping first keeps |v| far below 2²², where adding and removing 1.5·2²³ rounds
         // to the nearest integer, ties to even, in the default FP mode: exactly
-        // `round_ties_even`, but inline and vectorisable (no libm `rintf` call without SSE4.1).
-        // NaN stays NaN and saturates to 0 in the final cast.
+        // `round_ties_even`, but inline and vectorisable. The saturated result y ∈ [0, 255] is
+        // read back from the low mantissa byte of y + 1.5·2²³, which avoids a per-lane
+        // saturating float→int conversion. NaN saturates to 0 (`max` drops NaN).
         const MAGIC: f32 = 12_582_912.0;
         let v = (x / self.scale).clamp(-1024.0, 1024.0);
-        (((v + MAGIC) - MAGIC) + f32::from(self.zero_point)).clamp(0.0, 255.0) as u8
+        let y = (((v + MAGIC) - MAGIC) + f32::from(self.zero_point)).max(0.0).min(255.0);
+        (y + MAGIC).to_bits() as u8
     }
 
     /// Dequantizes one value.
