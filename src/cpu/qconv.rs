@@ -208,6 +208,10 @@ fn pack_conv_panel(q: &QConv2d, xq: &[u8], [h, w]: [usize; 2], ow: usize, p0: us
     let kdim = c.weight.shape()[1] * kh * kw;
     let blocks = cnt.div_ceil(BLOCK);
     let cs = blocks * BLOCK;
+    if [kh, kw] == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] {
+        pack_pointwise(xq, h * w, kdim, p0, cnt, kpad, panel);
+        return;
+    }
     let col = &mut col[..kpad * cs];
     let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
     for (k, dst) in col.chunks_mut(cs).enumerate() {
@@ -234,6 +238,36 @@ fn pack_conv_panel(q: &QConv2d, xq: &[u8], [h, w]: [usize; 2], ow: usize, p0: us
             let src = |j: usize| &col[(k4 * 4 + j) * cs + b * BLOCK..(k4 * 4 + j) * cs + (b + 1) * BLOCK];
             let dst = &mut panel[b * kpad * BLOCK + k4 * 4 * BLOCK..b * kpad * BLOCK + (k4 + 1) * 4 * BLOCK];
             interleave4x16([src(0), src(1), src(2), src(3)], dst);
+        }
+    }
+}
+
+/// 1×1 stride-1 convs: the u8 input planes already are the `col` rows, so full blocks are
+/// interleaved straight from them; only a partial last block goes through a padded copy.
+fn pack_pointwise(xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt: usize, kpad: usize, panel: &mut [u8]) {
+    const ZERO: [u8; BLOCK] = [0; BLOCK];
+    let full = cnt / BLOCK;
+    let mut tail = [[0u8; BLOCK]; 4];
+    for k4 in 0..kpad / 4 {
+        let row = |j: usize| -> Option<&[u8]> {
+            let k = k4 * 4 + j;
+            (k < kdim).then(|| &xq[k * npix + p0..k * npix + p0 + cnt])
+        };
+        let rows = [row(0), row(1), row(2), row(3)];
+        for b in 0..full {
+            let src = rows.map(|r| r.map_or(&ZERO[..], |r| &r[b * BLOCK..(b + 1) * BLOCK]));
+            let at = b * kpad * BLOCK + k4 * 4 * BLOCK;
+            interleave4x16(src, &mut panel[at..at + 4 * BLOCK]);
+        }
+        if cnt % BLOCK != 0 {
+            for (t, r) in tail.iter_mut().zip(&rows) {
+                t.fill(0);
+                if let Some(r) = r {
+                    t[..cnt % BLOCK].copy_from_slice(&r[full * BLOCK..]);
+                }
+            }
+            let at = full * kpad * BLOCK + k4 * 4 * BLOCK;
+            interleave4x16([&tail[0][..], &tail[1][..], &tail[2][..], &tail[3][..]], &mut panel[at..at + 4 * BLOCK]);
         }
     }
 }
