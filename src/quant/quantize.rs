@@ -103,6 +103,22 @@ pub fn calibrate(
     Ok(obs.into_iter().map(|(v, o)| (v, o.params(method))).collect())
 }
 
+/// Replaces node `i` (a Conv or Linear) by its INT8 version, with calibrated input
+/// parameters from `params` (static) or run-time ranges (dynamic).
+fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashMap<ValueId, QParams>) -> Result<()> {
+    let input = match opts.mode {
+        Mode::Dynamic => ActQuant::Dynamic,
+        Mode::Static => ActQuant::Static(params.get(&g.nodes[i].inputs[0]).copied().unwrap_or(QParams::from_range(0.0, 0.0))),
+    };
+    let op = std::mem::replace(&mut g.nodes[i].op, Op::Identity);
+    g.nodes[i].op = match op {
+        Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
+        Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
+        other => other,
+    };
+    Ok(())
+}
+
 /// Quantizes `graph`. `calib` feeds static calibration (ignored in dynamic mode).
 pub fn quantize(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progress: &mut dyn FnMut(usize, usize)) -> Result<Graph> {
     let mut g = prepare(graph);
@@ -112,16 +128,7 @@ pub fn quantize(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progres
         Mode::Dynamic => HashMap::new(),
     };
     for i in nodes {
-        let input = match opts.mode {
-            Mode::Dynamic => ActQuant::Dynamic,
-            Mode::Static => ActQuant::Static(params.get(&g.nodes[i].inputs[0]).copied().unwrap_or(QParams::from_range(0.0, 0.0))),
-        };
-        let op = std::mem::replace(&mut g.nodes[i].op, Op::Identity);
-        g.nodes[i].op = match op {
-            Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
-            Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
-            other => other,
-        };
+        quantize_node(&mut g, i, opts, &params)?;
     }
     Ok(g)
 }
@@ -157,16 +164,7 @@ pub fn sensitivity(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], prog
     for (k, name) in names.iter().enumerate() {
         let mut q = g.clone();
         let Some(i) = q.nodes.iter().position(|n| &n.name == name) else { continue };
-        let input = match opts.mode {
-            Mode::Dynamic => ActQuant::Dynamic,
-            Mode::Static => ActQuant::Static(params.get(&q.nodes[i].inputs[0]).copied().unwrap_or(QParams::from_range(0.0, 0.0))),
-        };
-        let op = std::mem::replace(&mut q.nodes[i].op, Op::Identity);
-        q.nodes[i].op = match op {
-            Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
-            Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
-            other => other,
-        };
+        quantize_node(&mut q, i, opts, &params)?;
         let got = run(&q)?;
         let (mut num, mut den, mut cos) = (0.0, 0.0, 0.0);
         for (r, o) in reference.iter().zip(&got) {
