@@ -150,3 +150,34 @@ fn u8_handoff_between_int8_convs_changes_nothing() {
         common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("fused vs node-by-node", got.data(), want.data());
     }
 }
+
+#[test]
+fn qconv_transpose_matches_float_on_dequantized_values() {
+    let mut seed = 700;
+    for &(cin, cout, hw, k, stride, pad) in &[(3usize, 5usize, [1usize, 1usize], 2usize, 2usize, 0usize), (4, 6, [7, 5], 2, 2, 0), (8, 3, [9, 9], 3, 2, 1), (17, 15, [6, 7], 4, 2, 1), (5, 7, [20, 21], 3, 1, 1)] {
+        for (per_channel, input) in [(true, ActQuant::Dynamic), (false, ActQuant::Static(QParams { scale: 0.03, zero_point: 100 }))] {
+            seed += 1;
+            let c = ConvTranspose2d {
+                weight: Tensor::new(vec![cin, cout, k, k], data(cin * cout * k * k, seed)).unwrap(),
+                bias: Some(data(cout, seed + 1)),
+                stride: [stride; 2],
+                pads: [pad; 4],
+                output_padding: [0; 2],
+                dilation: [1; 2],
+                groups: 1,
+            };
+            let q = QConvTranspose2d::new(c, input, per_channel).unwrap();
+            let (oh, ow) = (stride * (hw[0] - 1) + k - 2 * pad, stride * (hw[1] - 1) + k - 2 * pad);
+            let (xs, os) = ([2, cin, hw[0], hw[1]], [2, cout, oh, ow]);
+            let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 2.0).collect();
+            let pa = qconv::input_params(q.input, &x);
+            let xdq: Vec<f32> = x.iter().map(|&v| pa.fake(v)).collect();
+            let mut want = vec![f32::NAN; os.iter().product()];
+            reference::conv_transpose2d_ref(&q.convt, &xdq, xs, &mut want, os);
+            let mut got = vec![f32::NAN; want.len()];
+            let mut col = Vec::new();
+            qconv::qconv_transpose2d(&q, &x, xs, &mut got, os, &mut Default::default(), &mut col, 2);
+            common::Tolerance { abs: 1e-4, rel: 1e-4 }.check(&format!("qconvT cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} pc{per_channel}"), &got, &want);
+        }
+    }
+}

@@ -55,7 +55,7 @@ pub fn conv_transpose2d(
 }
 
 /// Scatters the `[kh·kw, H·W]` column block of one output channel into its plane.
-fn col2im_plane(c: &ConvTranspose2d, col: &[f32], [h, w]: [usize; 2], plane: &mut [f32], [oh, ow]: [usize; 2]) {
+pub(crate) fn col2im_plane(c: &ConvTranspose2d, col: &[f32], [h, w]: [usize; 2], plane: &mut [f32], [oh, ow]: [usize; 2]) {
     let [kh, kw] = c.kernel();
     let [sh, sw] = c.stride;
     let [dh, dw] = c.dilation;

@@ -51,7 +51,7 @@ impl Session {
     /// Validates and (optionally) optimises `graph`, and starts the thread pool.
     pub fn new(mut graph: Graph, opts: &Options) -> Result<Self> {
         graph.validate()?;
-        if graph.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_))) {
+        if graph.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_))) {
             // Surface a bad KESTREL_ISA now rather than at the first INT8 layer.
             crate::cpu::detect::selected()?;
         }
@@ -186,6 +186,7 @@ pub(crate) fn exec_node(
             qconv::qconv2d(q, x, dims4(xs), residual, out, dims4(os), &mut scratch.q, threads);
         }
         Op::QLinear(q) => qconv::qlinear(q, x, xs[0], out, &mut scratch.q),
+        Op::QConvTranspose(q) => qconv::qconv_transpose2d(q, x, dims4(xs), out, dims4(os), &mut scratch.q, &mut scratch.f32, threads),
         Op::FakeQuant(q) => {
             let p = qconv::input_params(*q, x);
             out.iter_mut().zip(x).for_each(|(o, &v)| *o = p.fake(v));

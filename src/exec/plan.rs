@@ -65,7 +65,7 @@ impl Plan {
             let os = &shapes[n.output];
             scratch = scratch.max(match &n.op {
                 Op::Conv(c) => conv::scratch_len(c, [os[2], os[3]], threads),
-                Op::ConvTranspose(c) => {
+                Op::ConvTranspose(c) | Op::QConvTranspose(crate::graph::QConvTranspose2d { convt: c, .. }) => {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])
                 }

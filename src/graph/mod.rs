@@ -175,7 +175,7 @@ impl Graph {
                     let w = c.weight.shape();
                     out_elems * (w[1] * w[2] * w[3]) as u64
                 }
-                Op::ConvTranspose(c) => {
+                Op::ConvTranspose(c) | Op::QConvTranspose(QConvTranspose2d { convt: c, .. }) => {
                     let w = c.weight.shape();
                     let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
                     inp * (w[1] * w[2] * w[3]) as u64

@@ -295,6 +295,59 @@ impl QConv2d {
     }
 }
 
+/// An INT8 transposed convolution (groups = 1): `col = Wᵀ·x` in INT8 with `Wᵀ` packed as
+/// `[Cout·kh·kw][Cin]`, dequantized per output channel, then col2im in f32 plus bias.
+/// `convt.weight` holds the dequantized weights; `weights.q` keeps the `[Cin, Cout, kh, kw]`
+/// codes and `weights.scales` one scale per output channel (axis 1).
+#[derive(Clone, Debug)]
+pub struct QConvTranspose2d {
+    pub convt: ConvTranspose2d,
+    pub weights: QWeights,
+    pub packed: PackedWeights,
+    pub input: ActQuant,
+}
+
+impl QConvTranspose2d {
+    /// Quantizes a float transposed conv (groups must be 1).
+    pub fn new(mut convt: ConvTranspose2d, input: ActQuant, per_channel: bool) -> Result<Self> {
+        let [cin, cout] = [convt.in_channels(), convt.out_channels()];
+        let [kh, kw] = convt.kernel();
+        let w = convt.weight.data();
+        let per = kh * kw;
+        // Per output channel (axis 1): gather each channel's values across Cin.
+        let amax = |co: usize| (0..cin).flat_map(|ci| w[(ci * cout + co) * per..(ci * cout + co + 1) * per].iter()).fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale_of = |a: f32| if a > 0.0 && a.is_finite() { a / 127.0 } else { 1.0 };
+        let scales: Vec<f32> = if per_channel {
+            (0..cout).map(|co| scale_of(amax(co))).collect()
+        } else {
+            vec![scale_of((0..cout).map(amax).fold(0.0, f32::max)); cout]
+        };
+        let q: Vec<i8> = w.iter().enumerate().map(|(i, &v)| (v / scales[(i / per) % cout]).round_ties_even().clamp(-127.0, 127.0) as i8).collect();
+        let weights = QWeights { q, scales, per_channel };
+        let deq: Vec<f32> = weights.q.iter().enumerate().map(|(i, &v)| f32::from(v) * weights.scales[(i / per) % cout]).collect();
+        convt.weight = Tensor::new(convt.weight.shape().to_vec(), deq)?;
+        Self::from_quantized(convt, weights, input)
+    }
+
+    /// Packs already quantized `[Cin, Cout, kh, kw]` codes (from a QDQ model).
+    pub fn from_quantized(convt: ConvTranspose2d, weights: QWeights, input: ActQuant) -> Result<Self> {
+        if convt.groups != 1 {
+            return Err(crate::error::Error::Invalid("INT8 ConvTranspose supports groups = 1 only".into()));
+        }
+        let [cin, cout] = [convt.in_channels(), convt.out_channels()];
+        let [kh, kw] = convt.kernel();
+        let rows = cout * kh * kw;
+        let mut wt = vec![0i8; rows * cin];
+        for ci in 0..cin {
+            for r in 0..rows {
+                wt[r * cin + ci] = weights.q[ci * rows + r];
+            }
+        }
+        let packed = PackedWeights::new(&wt, rows, cin)?;
+        Ok(QConvTranspose2d { convt, weights, packed, input })
+    }
+}
+
 /// An INT8 fully connected layer (`linear.weight` holds the dequantized weights).
 #[derive(Clone, Debug)]
 pub struct QLinear {
@@ -349,6 +402,8 @@ pub enum Op {
     QConv(QConv2d),
     /// INT8 fully connected layer.
     QLinear(QLinear),
+    /// INT8 transposed convolution.
+    QConvTranspose(QConvTranspose2d),
     /// A QuantizeLinear → DequantizeLinear pair: `x ↦ dequantize(quantize(x))`, with static
     /// parameters or (DynamicQuantizeLinear) parameters from each input's range.
     FakeQuant(ActQuant),
@@ -379,6 +434,7 @@ impl Op {
             Op::Identity => "Identity",
             Op::QConv(_) => "QConv",
             Op::QLinear(_) => "QGemm",
+            Op::QConvTranspose(_) => "QConvTranspose",
             Op::FakeQuant(_) => "QuantizeDequantize",
         }
     }
@@ -393,6 +449,7 @@ impl Op {
             Op::Linear(l) => l.weight.numel() + l.bias.as_ref().map_or(0, Vec::len),
             Op::QConv(q) => q.weights.q.len() + q.conv.bias.as_ref().map_or(0, Vec::len),
             Op::QLinear(q) => q.weights.q.len() + q.linear.bias.as_ref().map_or(0, Vec::len),
+            Op::QConvTranspose(q) => q.weights.q.len() + q.convt.bias.as_ref().map_or(0, Vec::len),
             _ => 0,
         }
     }
@@ -404,6 +461,7 @@ impl Op {
         match self {
             Op::QConv(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.conv.bias),
             Op::QLinear(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.linear.bias),
+            Op::QConvTranspose(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.convt.bias),
             Op::BatchNorm(b) => 4 * (self.param_count() + 2 * b.gamma.len()),
             _ => 4 * self.param_count(),
         }

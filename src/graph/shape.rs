@@ -1,7 +1,7 @@
 //! Shape inference for concrete input shapes. Returns one shape per value; values that are
 //! never defined get an empty shape.
 
-use super::{Graph, Node, Op, Pool2d, QConv2d, QLinear, ResizeTarget};
+use super::{Graph, Node, Op, Pool2d, QConv2d, QConvTranspose2d, QLinear, ResizeTarget};
 use crate::error::{Error, Result};
 
 /// Output size of a convolution or pooling window along one axis, or `None` when empty.
@@ -122,7 +122,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             out
         }
-        Op::ConvTranspose(c) => {
+        Op::ConvTranspose(c) | Op::QConvTranspose(QConvTranspose2d { convt: c, .. }) => {
             need4(x)?;
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));

@@ -244,6 +244,32 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 let residual = q.conv.residual.then(|| vname(n.inputs[1]));
                 w.conv_nodes(nm, &q.conv, xin, wt, residual, &out);
             }
+            Op::QConvTranspose(q) => {
+                let xin = w.qdq(&format!("{nm}.input"), x, q.input);
+                let c = &q.convt;
+                let wq = format!("{nm}.weight_quantized");
+                w.inits.push(tensor_bytes(&wq, c.weight.shape(), pb::tensor_proto::DataType::Int8, q.weights.q.iter().map(|&v| v as u8).collect()));
+                let (sc, zp, wt) = (format!("{nm}.weight_scale"), format!("{nm}.weight_zero_point"), format!("{nm}.weight"));
+                let n_s = if q.weights.per_channel { q.weights.scales.len() } else { 1 };
+                let dims: &[usize] = if q.weights.per_channel { &[n_s] } else { &[] };
+                w.init(sc.clone(), dims, &q.weights.scales[..n_s]);
+                w.inits.push(tensor_bytes(&zp, dims, pb::tensor_proto::DataType::Int8, vec![0; n_s]));
+                let axis = if q.weights.per_channel { vec![a_int("axis", 1)] } else { vec![] };
+                w.node("DequantizeLinear", &format!("{nm}.weight_dequantize"), vec![wq, sc, zp], &wt, axis);
+                let mut ins = vec![xin, wt];
+                if let Some(b) = &c.bias {
+                    ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
+                }
+                let attrs = vec![
+                    a_ints("kernel_shape", &c.kernel()),
+                    a_ints("strides", &c.stride),
+                    a_ints("pads", &c.pads),
+                    a_ints("dilations", &c.dilation),
+                    a_ints("output_padding", &c.output_padding),
+                    a_int("group", c.groups as i64),
+                ];
+                w.node("ConvTranspose", nm, ins, &out, attrs);
+            }
             Op::QLinear(q) => {
                 let xin = w.qdq(&format!("{nm}.input"), x, q.input);
                 let mut ins = vec![xin, w.dq_weights(nm, q.linear.weight.shape(), &q.weights)];

@@ -45,6 +45,9 @@ struct Importer<'a> {
     int_dtype: HashMap<String, i32>,
     /// s8 weights behind a DequantizeLinear, by the DequantizeLinear's output name.
     qweights: HashMap<String, QWeights>,
+    /// The same for rank-4 weights quantized along axis 1 (ConvTranspose's output channels);
+    /// `scales` has one entry per axis-1 index.
+    qweights_axis1: HashMap<String, QWeights>,
     /// FakeQuant outputs: their source value and parameters.
     fake_of: HashMap<ValueId, (ValueId, ActQuant)>,
 }
@@ -62,6 +65,7 @@ pub fn import(m: &pb::ModelProto, opts: &ImportOptions) -> Result<Graph> {
         opset,
         int_dtype: HashMap::new(),
         qweights: HashMap::new(),
+        qweights_axis1: HashMap::new(),
         fake_of: HashMap::new(),
     };
     for t in &gp.initializer {
@@ -408,7 +412,10 @@ impl Importer<'_> {
         };
         let weight = Tensor::new(ws, w)?;
         let c = ConvTranspose2d { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize };
-        self.emit1(Op::ConvTranspose(c), vec![x])
+        match (self.fake_of.get(&x).copied(), self.qweights_axis1.get(&self.node.input[1]).cloned()) {
+            (Some((src, aq)), Some(qw)) if c.groups == 1 => self.emit1(Op::QConvTranspose(QConvTranspose2d::from_quantized(c, qw, aq)?), vec![src]),
+            _ => self.emit1(Op::ConvTranspose(c), vec![x]),
+        }
     }
 
     fn batchnorm(&mut self) -> Result<()> {
@@ -1081,6 +1088,12 @@ impl Importer<'_> {
         }
         let out = self.out0()?;
         let symmetric_s8 = dt == D::Int8 as i32 && zps.iter().all(|&z| z == 0);
+        if symmetric_s8 && shape.len() == 4 && (!per_axis || axis == 1) {
+            let cols = shape[1];
+            let scales1 = if per_axis { scales.clone() } else { vec![scales[0]; cols] };
+            let codes = q.iter().map(|&v| v.clamp(-128, 127) as i8).collect();
+            self.qweights_axis1.insert(out.clone(), QWeights { q: codes, scales: scales1, per_channel: per_axis });
+        }
         if symmetric_s8 && (!per_axis || axis == 0) && !shape.is_empty() {
             let rows = shape[0];
             let row_scales = if per_axis { scales.clone() } else { vec![scales[0]; rows] };

@@ -1,6 +1,6 @@
 //! The quantization rewrite. The float graph is optimised first (BatchNorm folded, epilogues
 //! fused), then each Conv and Gemm that is not excluded becomes a [`QConv2d`] or
-//! [`QLinear`] with per-channel (or per-tensor) s8 weights and u8 input parameters that are
+//! [`QLinear`] (and each ConvTranspose with groups = 1 a [`QConvTranspose2d`]) with per-channel (or per-tensor) s8 weights and u8 input parameters that are
 //! calibrated (static) or computed per run (dynamic). Pooling, concat, resize and the fused
 //! residual add stay in f32 on the dequantized values.
 
@@ -10,7 +10,7 @@ use super::observe::{Method, Observer};
 use super::params::QParams;
 use crate::error::{Error, Result};
 use crate::exec::interpret;
-use crate::graph::{passes, ActQuant, Graph, Op, QConv2d, QLinear, ValueId};
+use crate::graph::{passes, ActQuant, Graph, Op, QConv2d, QConvTranspose2d, QLinear, ValueId};
 use crate::parity::compare;
 use crate::tensor::Tensor;
 
@@ -61,7 +61,11 @@ pub fn targets(g: &Graph, opts: &QuantizeOptions) -> Vec<usize> {
     g.nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| matches!(n.op, Op::Conv(_) | Op::Linear(_)))
+        .filter(|(_, n)| match &n.op {
+            Op::Conv(_) | Op::Linear(_) => true,
+            Op::ConvTranspose(c) => c.groups == 1,
+            _ => false,
+        })
         .filter(|(_, n)| !opts.exclude.iter().any(|p| matches(p, &n.name)))
         .filter(|(_, n)| opts.only.as_ref().is_none_or(|o| o.iter().any(|p| matches(p, &n.name))))
         .map(|(i, _)| i)
@@ -114,6 +118,7 @@ fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashM
     g.nodes[i].op = match op {
         Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
         Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
+        Op::ConvTranspose(c) => Op::QConvTranspose(QConvTranspose2d::new(c, input, opts.per_channel)?),
         other => other,
     };
     Ok(())
