@@ -205,6 +205,17 @@ impl Writer {
     }
 }
 
+fn convt_attrs(c: &ConvTranspose2d) -> Vec<pb::AttributeProto> {
+    vec![
+        a_ints("kernel_shape", &c.kernel()),
+        a_ints("strides", &c.stride),
+        a_ints("pads", &c.pads),
+        a_ints("dilations", &c.dilation),
+        a_ints("output_padding", &c.output_padding),
+        a_int("group", c.groups as i64),
+    ]
+}
+
 fn pool_attrs(p: &Pool2d, avg: bool) -> Vec<pb::AttributeProto> {
     let mut a = vec![a_ints("kernel_shape", &p.kernel), a_ints("strides", &p.stride), a_ints("pads", &p.pads)];
     if p.dilation != [1, 1] {
@@ -260,14 +271,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 if let Some(b) = &c.bias {
                     ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
                 }
-                let attrs = vec![
-                    a_ints("kernel_shape", &c.kernel()),
-                    a_ints("strides", &c.stride),
-                    a_ints("pads", &c.pads),
-                    a_ints("dilations", &c.dilation),
-                    a_ints("output_padding", &c.output_padding),
-                    a_int("group", c.groups as i64),
-                ];
+                let attrs = convt_attrs(c);
                 w.node("ConvTranspose", nm, ins, &out, attrs);
             }
             Op::QLinear(q) => {
@@ -288,14 +292,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 if let Some(b) = &c.bias {
                     ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
                 }
-                let attrs = vec![
-                    a_ints("kernel_shape", &c.kernel()),
-                    a_ints("strides", &c.stride),
-                    a_ints("pads", &c.pads),
-                    a_ints("dilations", &c.dilation),
-                    a_ints("output_padding", &c.output_padding),
-                    a_int("group", c.groups as i64),
-                ];
+                let attrs = convt_attrs(c);
                 w.node("ConvTranspose", nm, ins, &out, attrs);
             }
             Op::BatchNorm(b) => {
