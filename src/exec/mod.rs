@@ -94,7 +94,9 @@ impl Session {
     }
 
     /// Runs the graph keeping every intermediate value (for per-layer comparisons).
-    /// Entry `i` is the value with id `i`, or `None` for values never computed.
+    /// Entry `i` is the value with id `i`, or `None` for values never computed. In a session
+    /// built with `optimize`, values that INT8 convs hand to each other as u8 codes
+    /// (`QConv2d::out_q`) hold those codes, not floats; per-layer tools use unoptimised sessions.
     pub fn run_all(&self, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
         let threads = self.threads;
         self.pool.install(|| interpret(&self.graph, inputs, threads))
