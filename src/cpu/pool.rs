@@ -80,6 +80,28 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
     });
 }
 
+/// Max pooling of u8 codes `x: [N, C, H, W]` into `out: [N, C, OH, OW]` (padding taps are
+/// skipped, as in [`pool2d`]; a window with no valid tap yields 0).
+pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [usize; 4]) {
+    let [_, _, h, w] = xs;
+    let [_, _, oh, ow] = os;
+    let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
+    let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+        for (oy, (ys, _)) in ty.iter().enumerate() {
+            for (ox, (xs_, _)) in tx.iter().enumerate() {
+                let mut m = 0u8;
+                for &iy in ys {
+                    for &ix in xs_ {
+                        m = m.max(plane[iy * w + ix]);
+                    }
+                }
+                o[oy * ow + ox] = m;
+            }
+        }
+    });
+}
+
 /// Mean over H·W of each plane: `[N, C, H, W] → [N, C, 1, 1]`.
 pub fn global_avg_pool(x: &[f32], hw: usize, out: &mut [f32]) {
     out.par_iter_mut().zip(x.par_chunks(hw.max(1))).for_each(|(o, plane)| {

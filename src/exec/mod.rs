@@ -176,6 +176,12 @@ pub(crate) fn exec_node(
         Op::Add => elementwise::binary(elementwise::Binary::Add, x, xs, ins[1].0, ins[1].1, out, os),
         Op::Mul => elementwise::binary(elementwise::Binary::Mul, x, xs, ins[1].0, ins[1].1, out, os),
         Op::MaxPool(p) => pool::pool2d(p, true, x, dims4(xs), out, dims4(os)),
+        Op::MaxPoolU8(p) => {
+            let (n_in, n_out) = (x.len(), out.len());
+            let xb = &bytemuck::cast_slice::<f32, u8>(x)[..n_in];
+            let ob = &mut bytemuck::cast_slice_mut::<f32, u8>(out)[..n_out];
+            pool::max_pool2d_u8(p, xb, dims4(xs), ob, dims4(os));
+        }
         Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
         Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),

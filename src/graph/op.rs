@@ -404,6 +404,10 @@ pub enum Op {
     QLinear(QLinear),
     /// INT8 transposed convolution.
     QConvTranspose(QConvTranspose2d),
+    /// Max pooling over u8 codes held in f32 buffers, between an INT8 conv that hands out u8
+    /// and INT8 convs that read u8 (set by `fuse_requantize`; exact, since quantization is
+    /// monotone).
+    MaxPoolU8(Pool2d),
     /// A QuantizeLinear → DequantizeLinear pair: `x ↦ dequantize(quantize(x))`, with static
     /// parameters or (DynamicQuantizeLinear) parameters from each input's range.
     FakeQuant(ActQuant),
@@ -422,7 +426,7 @@ impl Op {
             Op::Act(Activation::Clip(..)) => "Clip",
             Op::Add => "Add",
             Op::Mul => "Mul",
-            Op::MaxPool(_) => "MaxPool",
+            Op::MaxPool(_) | Op::MaxPoolU8(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
             Op::Flatten { .. } => "Flatten",

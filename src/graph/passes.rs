@@ -34,9 +34,19 @@ pub fn fuse_requantize(g: &mut Graph) {
             readers[v].push((i, slot));
         }
     }
+    // An INT8 conv whose only reader is a MaxPool: the pool can run on u8 codes if its own
+    // readers qualify (max commutes with the monotone quantization, so the codes are exact).
+    let through_pool = |g: &Graph, p: usize| -> Option<usize> {
+        let v = g.nodes[p].output;
+        match readers[v].as_slice() {
+            [(m, 0)] if matches!(g.nodes[*m].op, Op::MaxPool(_)) && !g.outputs.contains(&v) => Some(*m),
+            _ => None,
+        }
+    };
     for p in 0..g.nodes.len() {
         let Op::QConv(_) = &g.nodes[p].op else { continue };
-        let v = g.nodes[p].output;
+        let pool = through_pool(g, p);
+        let v = g.nodes[pool.unwrap_or(p)].output;
         if g.outputs.contains(&v) || readers[v].is_empty() {
             continue;
         }
@@ -51,6 +61,11 @@ pub fn fuse_requantize(g: &mut Graph) {
         let Some(pq) = params.filter(|_| ok) else { continue };
         if let Op::QConv(q) = &mut g.nodes[p].op {
             q.out_q = Some(pq);
+        }
+        if let Some(m) = pool {
+            if let Op::MaxPool(pp) = &g.nodes[m].op {
+                g.nodes[m].op = Op::MaxPoolU8(pp.clone());
+            }
         }
         for &(r, _) in &readers[v] {
             if let Op::QConv(q) = &mut g.nodes[r].op {

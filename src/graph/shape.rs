@@ -155,7 +155,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             let y = &shapes[n.inputs[1]];
             broadcast(x, y).ok_or_else(|| err(format!("cannot broadcast {x:?} with {y:?}")))?
         }
-        Op::MaxPool(p) | Op::AveragePool(p) => {
+        Op::MaxPool(p) | Op::AveragePool(p) | Op::MaxPoolU8(p) => {
             need4(x)?;
             let [oh, ow] = pool_out(p, x[2], x[3]).ok_or_else(|| err(format!("window does not fit input {x:?}")))?;
             vec![x[0], x[1], oh, ow]

@@ -308,7 +308,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
             Op::Add | Op::Mul => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
-            Op::MaxPool(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
+            Op::MaxPool(p) | Op::MaxPoolU8(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
             Op::AveragePool(p) => w.node("AveragePool", nm, vec![x], &out, pool_attrs(p, true)),
             Op::GlobalAveragePool => w.node("GlobalAveragePool", nm, vec![x], &out, vec![]),
             Op::Flatten { axis } => w.node("Flatten", nm, vec![x], &out, vec![a_int("axis", *axis as i64)]),
