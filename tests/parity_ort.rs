@@ -5,7 +5,7 @@
 mod common;
 
 use kestrel::models::*;
-use kestrel::onnx::{export, import, proto, ImportOptions};
+use kestrel::onnx::{export, import, ImportOptions};
 use kestrel::ort_ref::OrtModel;
 use kestrel::parity::{compare, per_layer, Tolerance};
 use kestrel::{Graph, Options, Session, Tensor};
@@ -28,16 +28,11 @@ fn torch_like_exports_match_ort() {
         return;
     }
     let Some(dir) = common::fixture("torch_like", "torch_like_exports_match_ort") else { return };
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        let bytes = std::fs::read(&p).unwrap();
-        let m = proto::decode(&p, &bytes).unwrap();
-        let g = import::import(&m, &ImportOptions::default()).unwrap();
-        check(&p.display().to_string(), g, &bytes, 32);
-        n += 1;
+    let models = common::onnx_fixtures(&dir);
+    for (p, bytes, _, g) in &models {
+        check(&p.display().to_string(), g.clone(), bytes, 32);
     }
-    assert_eq!(n, 5, "expected the five torch-like fixtures");
+    assert_eq!(models.len(), 5, "expected the five torch-like fixtures");
 }
 
 #[test]

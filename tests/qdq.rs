@@ -66,24 +66,19 @@ fn ort_quantize_static_models_run_on_int8_kernels() {
         return;
     }
     let Some(dir) = common::fixture("ort_qdq", "ort_quantize_static_models_run_on_int8_kernels") else { return };
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        let bytes = std::fs::read(&p).unwrap();
-        let m = proto::decode(&p, &bytes).unwrap();
-        let g = import::import(&m, &ImportOptions::default()).unwrap();
-        assert!(int8_layers(&g) >= 10, "{}: only {} INT8 layers", p.display(), int8_layers(&g));
+    let models = common::onnx_fixtures(&dir);
+    for (p, bytes, m, g) in &models {
+        assert!(int8_layers(g) >= 10, "{}: only {} INT8 layers", p.display(), int8_layers(g));
         let x = Tensor::randn(g.input_shape(8).unwrap(), 1.0, 9);
         let got = Session::new(g.clone(), &Options::default()).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
-        let theirs = OrtModel::from_bytes(&bytes, 2).unwrap().run(&x).unwrap().remove(0).1;
+        let theirs = OrtModel::from_bytes(bytes, 2).unwrap().run(&x).unwrap().remove(0).1;
         let metrics = compare(&theirs, &got);
         println!("{}: {:.2} output steps, cosine {:.6}, top1 {:?}, mask {:?}", p.display(), metrics.max_abs / metrics.quant_step.unwrap(), metrics.cosine, metrics.top1, metrics.mask_agreement);
         // ORT's integer requantization rounds differently from the QDQ float semantics we run,
         // so steps accumulate over depth; each layer alone stays within one step.
         assert!(metrics.cosine >= 0.999, "cosine {}", metrics.cosine);
-        let layers = per_layer(&m, &g, &x.split_batch()[0], &one_step(), 2).unwrap();
+        let layers = per_layer(m, g, &x.split_batch()[0], &one_step(), 2).unwrap();
         assert!(layers.iter().all(|l| l.within), "layer out of tolerance: {:?}", layers.iter().find(|l| !l.within).map(|l| &l.node));
-        n += 1;
     }
-    assert_eq!(n, 2);
+    assert_eq!(models.len(), 2);
 }

@@ -64,3 +64,19 @@ pub fn fixture(rel: &str, test: &str) -> Option<PathBuf> {
     eprintln!("SKIP {test}: {} missing (run scripts/test.sh)", p.display());
     None
 }
+
+/// Every ONNX file of a generated fixture directory: path, bytes, decoded model, imported graph.
+#[cfg(feature = "onnx")]
+pub fn onnx_fixtures(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>, kestrel::onnx::pb::ModelProto, kestrel::Graph)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let m = kestrel::onnx::proto::decode(&p, &bytes).unwrap();
+            let g = kestrel::onnx::import::import(&m, &Default::default()).unwrap();
+            (p, bytes, m, g)
+        })
+        .collect()
+}
