@@ -31,6 +31,13 @@ pub fn decode(path: &Path) -> Result<image::RgbImage> {
     Ok(img.to_rgb8())
 }
 
+/// Decodes an image file as 8-bit grayscale (masks).
+pub fn decode_gray(path: &Path) -> Result<image::GrayImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })?;
+    Ok(img.to_luma8())
+}
+
 /// Resizes, crops and normalises an RGB image into `[1, 3, H, W]`.
 pub fn preprocess(img: &image::RgbImage, p: &Preprocess) -> Tensor {
     let mut img = img.clone();

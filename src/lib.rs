@@ -6,19 +6,27 @@
 //! - [`exec`]: the planner and executor, over the kernels in [`cpu`];
 //! - [`parity`]: error metrics and the comparison against ONNX Runtime (feature `ort`).
 
+pub mod bench;
 pub mod convert;
+pub mod dataset;
 pub mod cpu;
 pub mod error;
+pub mod eval;
 pub mod exec;
 pub mod graph;
+pub mod metrics;
 pub mod imageio;
 pub mod load;
 pub mod models;
 pub mod onnx;
 pub mod parity;
 pub mod quant;
+pub mod reference;
+pub mod report;
 pub mod rng;
+pub mod stats;
 pub mod tensor;
+pub mod tile;
 
 pub use error::{Error, Result};
 pub use exec::{Options, Session};

@@ -1,4 +1,5 @@
-//! The `kestrel` command line: info, classify, segment, parity, export-onnx, convert.
+//! The `kestrel` command line: info, classify, segment (whole or tiled), parity, quantize,
+//! export-onnx, convert, bench, eval, report and synth.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use kestrel::error::{Error, Result};
 use kestrel::graph::shape;
 use kestrel::imageio::{self, Preprocess};
 use kestrel::parity::{compare, topk};
+use kestrel::dataset::Shard;
 use kestrel::{load_model, LoadOptions, LoadedModel, Options, Session, Task, Tensor};
 
 #[derive(Parser)]
@@ -103,11 +105,16 @@ enum Cmd {
         batch: usize,
         #[command(flatten)]
         pre: PreArgs,
+        /// Process only part I of N of the (sorted) inputs: items k with k mod N = I.
+        #[arg(long)]
+        shard: Option<Shard>,
     },
-    /// Segment an image into a mask PNG.
+    /// Segment an image (or every image of a directory) into a mask PNG; `--tile` streams
+    /// large images through the model in blended tiles.
     Segment {
         #[command(flatten)]
         m: ModelArgs,
+        /// An image, or a directory of images (then -o is a directory).
         image: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
@@ -118,6 +125,18 @@ enum Cmd {
         mean: Vec<f32>,
         #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
         std: Vec<f32>,
+        /// Tile side: stream the image through the model in tiles (PNG input is read row by row).
+        #[arg(long)]
+        tile: Option<usize>,
+        /// Overlap between tiles, blended without seams.
+        #[arg(long, default_value_t = 64)]
+        overlap: usize,
+        /// Tiles per forward pass.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Process only part I of N of a directory's (sorted) images.
+        #[arg(long)]
+        shard: Option<Shard>,
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
@@ -137,6 +156,104 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Time a model: stage timings, percentiles, cold start, batch sweep, variants side by side.
+    Bench(BenchArgs),
+    /// Accuracy on labelled data (ImageFolder, or images/ + masks/), per variant.
+    Eval(EvalArgs),
+    /// Bench and eval of the built-in and trained models over every variant; writes a report folder.
+    Report {
+        /// Output folder.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        /// Folder of the trained models (default: ./models, or the repository's models/).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Built-in models to bench (seeded weights).
+        #[arg(long, value_delimiter = ',', default_values_t = ["resnet18".to_string(), "resnet50".to_string(), "unet".to_string()])]
+        builtins: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
+    /// Write a synthetic dataset: `shapes` (ImageFolder, 10 classes), `blobs` (images/ + masks/),
+    /// or `big-blobs` (one large PNG, streamed).
+    Synth {
+        /// shapes, blobs or big-blobs.
+        kind: String,
+        /// Output folder (or .png file for big-blobs).
+        output: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 1001)]
+        seed: u64,
+        /// Image side.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Comma-separated: f32, int8-static, int8-dynamic, ort-f32, ort-int8 (ratios are to the first).
+    #[arg(long, default_value = "f32")]
+    variants: String,
+    /// Batch sizes, comma separated, or `auto` (1, 2, 4, … up to --max-batch).
+    #[arg(long, default_value = "1")]
+    batch: String,
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed iterations per variant and batch.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Run each variant and batch for at least this many seconds (overrides --iters as a minimum).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Stop the sweep before a batch whose planner memory estimate exceeds this (e.g. 2G, 512M, 1000000).
+    #[arg(long)]
+    memory_limit: Option<String>,
+    /// Also report the best batch whose p99 latency fits this many ms.
+    #[arg(long)]
+    p99_budget: Option<f64>,
+    /// Time every layer of the kestrel variants.
+    #[arg(long)]
+    per_layer: bool,
+    /// Folder for bench.json, bench.csv, bench.md and the SVG plots.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// ImageFolder (ROOT/CLASS/*.png) or segmentation folder (ROOT/images, ROOT/masks).
+    data: PathBuf,
+    /// Comma-separated variants (deltas and speedups are against the first).
+    #[arg(long, default_value = "f32")]
+    variants: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Process only part I of N of the (sorted) items; merge shards' JSON afterwards.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Calibration images for static INT8 (a folder of images or .npy); default: the first
+    /// --calib-samples items of DATA's shard.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    calib_samples: usize,
+    /// Write eval.json and eval.md here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -229,10 +346,36 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Info { m, batch } => info(&m, batch),
-        Cmd::Classify { m, images, labels, top, batch, pre } => classify(&m, &images, labels.as_deref(), top, batch, &pre.get()?),
-        Cmd::Segment { m, image, output, threshold, mean, std } => {
+        Cmd::Classify { m, images, labels, top, batch, pre, shard } => {
+            let mut images = images;
+            if let Some(s) = shard {
+                images.sort();
+                images = s.select(images);
+            }
+            classify(&m, &images, labels.as_deref(), top, batch, &pre.get()?)
+        }
+        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard } => {
             let pre = PreArgs { resize: 0, crop: 0, mean, std }.get()?;
-            segment(&m, &image, &output, threshold, &pre)
+            let tiling = tile.map(|tile| kestrel::tile::TileOptions { tile, overlap, batch, threshold, pre: pre.clone() });
+            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default())
+        }
+        Cmd::Bench(b) => bench_cmd(b),
+        Cmd::Eval(e) => eval_cmd(e),
+        Cmd::Report { out, models, builtins, threads, iters, warmup } => {
+            let opts = kestrel::report::ReportOptions { out, models, builtins, threads, iters, warmup };
+            let summary = kestrel::report::run(&opts, &mut |line| eprintln!("report: {line}"))?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Synth { kind, output, count, seed, size } => {
+            match kind.as_str() {
+                "shapes" => kestrel::dataset::synth::write_shapes(&output, seed, count, size)?,
+                "blobs" => kestrel::dataset::synth::write_blobs(&output, seed, count, size)?,
+                "big-blobs" => kestrel::dataset::synth::write_big_blobs(&output, seed, size)?,
+                other => return Err(Error::Invalid(format!("synth {other}: use shapes, blobs or big-blobs"))),
+            }
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Parity(p) => parity(p),
         Cmd::Quantize(q) => quantize_cmd(q),
@@ -392,9 +535,84 @@ fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize
     Ok(ExitCode::SUCCESS)
 }
 
-fn segment(m: &ModelArgs, image: &Path, output: &Path, threshold: f32, pre: &Preprocess) -> Result<ExitCode> {
+fn segment_cmd(
+    m: &ModelArgs,
+    input: &Path,
+    output: &Path,
+    threshold: f32,
+    pre: &Preprocess,
+    tiling: Option<&kestrel::tile::TileOptions>,
+    shard: Shard,
+) -> Result<ExitCode> {
     let model = m.load()?;
     let session = m.session(&model)?;
+    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
+        std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+        let files = shard.select(kestrel::dataset::folder::images_in(input)?);
+        files.into_iter().map(|f| {
+            let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (f, output.join(format!("{name}.png")))
+        }).collect()
+    } else {
+        vec![(input.to_path_buf(), output.to_path_buf())]
+    };
+    let pb = (jobs.len() > 1).then(|| progress_bar(jobs.len(), "segmenting"));
+    for (src, dst) in &jobs {
+        match tiling {
+            Some(t) => segment_tiled(&model, &session, src, dst, t)?,
+            None => segment_one(&model, &session, src, dst, threshold, pre)?,
+        }
+        if let Some(pb) = &pb {
+            pb.inc(1);
+        }
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+        println!("segmented {} images into {}", jobs.len(), output.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions) -> Result<()> {
+    use kestrel::tile::{ImageRows, PngRows, PngSink, RowSource};
+    let t0 = Instant::now();
+    let is_png = image.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    // PNG streams row by row; other formats are decoded whole first.
+    let decoded;
+    let mut png_src;
+    let mut img_src;
+    let src: &mut dyn RowSource = if is_png {
+        png_src = PngRows::open(image)?;
+        &mut png_src
+    } else {
+        decoded = imageio::decode(image)?;
+        img_src = ImageRows::new(&decoded);
+        &mut img_src
+    };
+    let (w, h) = (src.width(), src.height());
+    let mut sink = PngSink::create(output, w, h)?;
+    let pb = progress_bar(h, "rows");
+    let mut run = |x: &Tensor| session.run(std::slice::from_ref(x)).map(|mut o| o.remove(0));
+    let mult = model.graph.spatial_multiple.unwrap_or(1);
+    let stats = kestrel::tile::segment_tiled(&mut run, src, &mut sink, t, mult, &mut |done, _| pb.set_position(done as u64))?;
+    sink.finish()?;
+    pb.finish_and_clear();
+    println!(
+        "wrote {} ({}x{}, {} tiles of {}x{}, overlap {}, {:.1} s, peak RSS {:.0} MB)",
+        output.display(),
+        stats.width,
+        stats.height,
+        stats.tiles,
+        stats.tile_w,
+        stats.tile_h,
+        t.overlap,
+        t0.elapsed().as_secs_f64(),
+        kestrel::bench::machine::peak_rss_bytes().unwrap_or(0) as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Path, threshold: f32, pre: &Preprocess) -> Result<()> {
     let img = imageio::decode(image)?;
     let x = imageio::to_tensor(&img, pre);
     let (h, w) = (x.shape()[2], x.shape()[3]);
@@ -421,7 +639,7 @@ fn segment(m: &ModelArgs, image: &Path, output: &Path, threshold: f32, pre: &Pre
     }
     imageio::write_gray(output, &vals, h, w)?;
     println!("wrote {} ({h}x{w})", output.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Zero-pads `[1, C, H, W]` on the bottom and right to `[1, C, ph, pw]`.
@@ -581,4 +799,113 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
 #[cfg(feature = "ort")]
 fn prost_encode(m: &kestrel::onnx::pb::ModelProto) -> Vec<u8> {
     kestrel::onnx::export::to_bytes_model(m)
+}
+
+/// Parses a byte count with an optional K/M/G suffix (powers of 1024).
+fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| Error::Invalid(format!("--memory-limit {s}: expected bytes, e.g. 2G, 512M or 1000000")))?;
+    if !(v > 0.0) {
+        return Err(Error::Invalid(format!("--memory-limit {s} must be positive")));
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
+    use kestrel::bench::{self, BenchOptions, Kind};
+    let variants = Kind::parse_list(&b.variants)?;
+    let batches = if b.batch.trim() == "auto" {
+        bench::batch::auto_batches(b.max_batch)
+    } else {
+        let mut v: Vec<usize> = b
+            .batch
+            .split(',')
+            .map(|x| x.trim().parse().map_err(|_| Error::Invalid(format!("--batch {}: expected sizes like 1,2,4 or auto", b.batch))))
+            .collect::<Result<_>>()?;
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let memory_limit = b.memory_limit.as_deref().map(parse_bytes).transpose()?;
+    let t = Instant::now();
+    let model = b.m.load()?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let opts = BenchOptions {
+        variants,
+        batches,
+        threads: b.m.threads,
+        warmup: b.warmup,
+        iters: b.iters.max(1),
+        seconds: b.seconds,
+        memory_limit,
+        p99_budget_ms: b.p99_budget,
+        per_layer: b.per_layer,
+        ..BenchOptions::default()
+    };
+    let pb = progress_bar(0, "bench");
+    let report = bench::run(&model, load_ms, &opts, &mut |done: u64, total: u64, msg: &str| {
+        pb.set_length(total);
+        pb.set_position(done);
+        pb.set_message(msg.to_string());
+    })?;
+    pb.finish_and_clear();
+    print!("{}", bench::output::table(&report));
+    if let Some(dir) = &b.out {
+        bench::output::write(&dir.join("bench.json"), &bench::output::json(&report)?)?;
+        bench::output::write(&dir.join("bench.csv"), &bench::output::csv(&report))?;
+        bench::output::write(&dir.join("bench.md"), &bench::output::markdown(&report))?;
+        let plots = bench::plot::write_all(&report, dir, "")?;
+        println!("wrote bench.json, bench.csv, bench.md and {} plots in {}", plots.len(), dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_cmd(e: EvalArgs) -> Result<ExitCode> {
+    use kestrel::bench::Kind;
+    let variants = Kind::parse_list(&e.variants)?;
+    let model = e.m.load()?;
+    let shard = e.shard.unwrap_or_default();
+    let shape = model.graph.input_shape(1)?;
+    let needs_calib = variants.iter().any(|k| matches!(k, Kind::Int8Static | Kind::OrtInt8));
+    let calib = if !needs_calib {
+        Vec::new()
+    } else if let Some(dir) = &e.calib {
+        calibration(Some(dir), e.calib_samples, &shape)?
+    } else {
+        // The first items of the data (this shard), preprocessed like the evaluation itself.
+        let side = shape[2].min(shape[3]);
+        let files: Vec<PathBuf> = if kestrel::dataset::SegPairs::detect(&e.data) {
+            kestrel::dataset::SegPairs::open(&e.data)?.items.into_iter().map(|p| p.0).collect()
+        } else {
+            kestrel::dataset::ImageFolder::open(&e.data)?.items.into_iter().map(|p| p.0).collect()
+        };
+        let files = shard.select(files);
+        let pre = Preprocess { resize: side, crop: side, ..Preprocess::default() };
+        // Spread over the folder so every class is seen.
+        let stride = (files.len() / e.calib_samples.max(1)).max(1);
+        files.iter().step_by(stride).take(e.calib_samples.max(1)).map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, &pre))).collect::<Result<_>>()?
+    };
+    let pb = progress_bar(0, "eval");
+    let opts = kestrel::eval::EvalOptions { variants: &variants, threads: e.m.threads, batch: e.batch, threshold: e.threshold, shard, calib: &calib };
+    let report = kestrel::eval::run_variants(&model, &e.data, &opts, &mut |done, total, name| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+        pb.set_message(name.to_string());
+    })?;
+    pb.finish_and_clear();
+    let md = kestrel::eval::markdown(&report);
+    println!("{md}");
+    if let Some(dir) = &e.out {
+        kestrel::bench::output::write(&dir.join("eval.md"), &md)?;
+        let json = serde_json::to_string_pretty(&report).map_err(|err| Error::Invalid(err.to_string()))?;
+        kestrel::bench::output::write(&dir.join("eval.json"), &json)?;
+        println!("wrote eval.json and eval.md in {}", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,10 @@ impl Session {
 
     /// Runs the graph and returns its outputs.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run_planned(inputs, None)
+    }
+
+    fn run_planned(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let mut plans = self.plans.lock().map_err(|_| Error::Invalid("session poisoned by an earlier panic".into()))?;
         if !plans.contains_key(&key) {
@@ -90,7 +94,14 @@ impl Session {
         }
         let plan = plans.get_mut(&key).ok_or_else(|| Error::Invalid("plan cache".into()))?;
         let threads = self.threads;
-        self.pool.install(|| plan.execute(&self.graph, inputs, threads))
+        self.pool.install(|| plan.execute_timed(&self.graph, inputs, threads, node_seconds))
+    }
+
+    /// Runs the graph as [`Session::run`] does, adding each node's wall time in seconds to
+    /// `node_seconds` (indexed like `self.graph().nodes`; resized to fit).
+    pub fn run_profiled(&self, inputs: &[Tensor], node_seconds: &mut Vec<f64>) -> Result<Vec<Tensor>> {
+        node_seconds.resize(self.graph.nodes.len(), 0.0);
+        self.run_planned(inputs, Some(node_seconds))
     }
 
     /// Runs the graph keeping every intermediate value (for per-layer comparisons).

@@ -88,12 +88,18 @@ impl Plan {
 
     /// Runs the graph with this plan's buffers.
     pub fn execute(&mut self, g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
+        self.execute_timed(g, inputs, threads, None)
+    }
+
+    /// [`Plan::execute`], adding each node's wall time in seconds to `node_seconds[i]`.
+    pub fn execute_timed(&mut self, g: &Graph, inputs: &[Tensor], threads: usize, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         let slot = |v: ValueId| self.slot_of[v].ok_or_else(|| Error::Invalid(format!("value '{}' has no buffer", g.values[v])));
         for (i, t) in g.inputs.iter().zip(inputs) {
             let s = slot(i.id)?;
             self.slots[s][..t.numel()].copy_from_slice(t.data());
         }
-        for n in &g.nodes {
+        for (k, n) in g.nodes.iter().enumerate() {
+            let t0 = node_seconds.as_ref().map(|_| std::time::Instant::now());
             let o = slot(n.output)?;
             let mut out = std::mem::take(&mut self.slots[o]);
             let on = self.shapes[n.output].iter().product::<usize>();
@@ -110,6 +116,11 @@ impl Plan {
             }
             super::exec_node(n, &ins, &mut out[..on], &self.shapes[n.output], &mut self.scratch, threads);
             self.slots[o] = out;
+            if let (Some(t0), Some(acc)) = (t0, node_seconds.as_deref_mut()) {
+                if let Some(a) = acc.get_mut(k) {
+                    *a += t0.elapsed().as_secs_f64();
+                }
+            }
         }
         g.outputs
             .iter()

@@ -1,0 +1,401 @@
+//! `kestrel bench`: timing a model the way trtexec and onnxruntime_perf_test do.
+//!
+//! For each batch size of the sweep, every variant runs the same pipeline on the same bytes:
+//! decode `B` in-memory PNGs (synthetic images of the model's task at its input size),
+//! preprocess them into `[B, C, H, W]`, forward, and postprocess (softmax + top-5 per row for
+//! classifiers, a thresholded mask per image for segmenters). Variants alternate iteration by
+//! iteration so that drift in machine speed hits them alike. Each stage keeps its raw
+//! per-iteration milliseconds; [`crate::stats::Summary`] condenses them.
+//!
+//! Cold start is measured per variant: model load (shared), preparation (quantization, weight
+//! packing, export, session creation) and the first inference.
+
+pub mod batch;
+pub mod machine;
+pub mod output;
+pub mod plot;
+pub mod variant;
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::imageio::{self, Preprocess};
+use crate::load::{LoadedModel, Task};
+use crate::stats::Summary;
+use crate::tensor::Tensor;
+pub use batch::{BatchChoice, BatchPoint};
+pub use machine::Fingerprint;
+pub use variant::{Kind, Variant};
+
+/// How to bench.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchOptions {
+    pub variants: Vec<Kind>,
+    /// Batch sizes in ascending order.
+    pub batches: Vec<usize>,
+    pub threads: usize,
+    pub warmup: usize,
+    /// Timed iterations per variant and batch (the minimum when `seconds` is set).
+    pub iters: usize,
+    /// Keep iterating until this many seconds per variant and batch have passed.
+    pub seconds: Option<f64>,
+    /// Stop the sweep before a batch whose planner estimate exceeds this many bytes.
+    pub memory_limit: Option<u64>,
+    pub p99_budget_ms: Option<f64>,
+    /// Profile every layer of the kestrel variants at the first batch.
+    pub per_layer: bool,
+    /// Seeded calibration images for the static INT8 variants.
+    pub calib_samples: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            variants: vec![Kind::F32],
+            batches: vec![1],
+            threads: 0,
+            warmup: 3,
+            iters: 20,
+            seconds: None,
+            memory_limit: None,
+            p99_budget_ms: None,
+            per_layer: false,
+            calib_samples: 16,
+        }
+    }
+}
+
+/// The pipeline stages, in order.
+pub const STAGES: [&str; 5] = ["decode", "preprocess", "forward", "postprocess", "total"];
+
+/// One stage's statistics and raw samples (ms per batch).
+#[derive(Clone, Debug, Serialize)]
+pub struct Stage {
+    pub name: &'static str,
+    pub summary: Summary,
+    /// Images per second at the mean.
+    pub throughput: f64,
+    pub raw_ms: Vec<f64>,
+}
+
+/// A variant at one batch size.
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchResult {
+    pub batch: usize,
+    /// The kestrel planner's estimate of bytes held (activations, scratch, weights).
+    pub memory_estimate: Option<u64>,
+    pub stages: Vec<Stage>,
+    /// Forward-stage mean latency per image, ms.
+    pub latency_per_image_ms: f64,
+    /// Forward-stage mean latency of the batch over that of the first variant.
+    pub ratio_to_first: Option<f64>,
+}
+
+impl BatchResult {
+    /// The stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// Cold-start costs of a variant, ms.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cold {
+    pub load_ms: f64,
+    pub prepare_ms: f64,
+    pub first_inference_ms: f64,
+}
+
+/// One layer's share of a forward pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerTime {
+    pub node: String,
+    pub op: &'static str,
+    /// Mean ms per forward.
+    pub ms: f64,
+}
+
+/// Everything measured for one variant.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantResult {
+    pub name: String,
+    pub engine: String,
+    pub cold: Cold,
+    pub batches: Vec<BatchResult>,
+    pub choice: BatchChoice,
+    pub per_layer: Option<Vec<LayerTime>>,
+}
+
+/// A full bench run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub fingerprint: Fingerprint,
+    pub model: String,
+    pub task: Task,
+    pub input_shape: Vec<usize>,
+    pub options: BenchOptions,
+    pub variants: Vec<VariantResult>,
+    /// Variants asked for that cannot run here, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Batches dropped from the sweep by `--memory-limit` (batch, estimated bytes).
+    pub memory_refused: Option<(usize, u64)>,
+    pub rss_after_load_bytes: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+    pub warnings: Vec<String>,
+}
+
+/// `n` synthetic images of the model's task, PNG-encoded, at `h`×`w`.
+fn synthetic_pngs(task: Task, n: usize, h: usize, w: usize) -> Result<Vec<Vec<u8>>> {
+    (0..n)
+        .map(|i| {
+            let img = match task {
+                Task::Segment => crate::dataset::synth::blob_sample(77, i as u64, h.max(w)).0,
+                _ => crate::dataset::synth::shape_sample(77, i as u64, h.max(w)).0,
+            };
+            let img = image::imageops::crop_imm(&img, 0, 0, w as u32, h as u32).to_image();
+            let mut bytes = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+                .map_err(|e| Error::Invalid(format!("encoding a synthetic PNG: {e}")))?;
+            Ok(bytes)
+        })
+        .collect()
+}
+
+/// The postprocess stage: top-5 of the softmax per row, or a mask per image.
+fn postprocess(task: Task, out: &Tensor) -> Result<usize> {
+    match task {
+        Task::Classify => {
+            let rows = crate::eval::softmax_rows(out)?;
+            Ok(rows.iter().map(|r| crate::parity::topk(r, 5.min(r.len()))[0]).sum())
+        }
+        Task::Segment => {
+            let s = out.shape();
+            let mut fg = 0;
+            for img in out.split_batch() {
+                fg += crate::eval::foreground(&img, s[2], s[3], 0.5)?.iter().filter(|&&b| b).count();
+            }
+            Ok(fg)
+        }
+        Task::Other => Ok(out.numel()),
+    }
+}
+
+struct Pipeline<'a> {
+    task: Task,
+    pre: &'a Preprocess,
+    pngs: &'a [Vec<u8>],
+}
+
+impl Pipeline<'_> {
+    /// Runs every stage once; returns ms per stage (decode, preprocess, forward, postprocess).
+    fn run(&self, v: &mut Variant, profile: Option<&mut Vec<f64>>) -> Result<[f64; 4]> {
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let imgs = self
+            .pngs
+            .iter()
+            .map(|b| image::load_from_memory(b).map(|i| i.to_rgb8()).map_err(|e| Error::Invalid(format!("decoding a synthetic PNG: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let decode = ms(t);
+        let t = Instant::now();
+        let x = Tensor::concat_batch(&imgs.iter().map(|i| imageio::preprocess(i, self.pre)).collect::<Vec<_>>())?;
+        let preprocess = ms(t);
+        let t = Instant::now();
+        let out = match (profile, v.session()) {
+            (Some(acc), Some(s)) => s.run_profiled(std::slice::from_ref(&x), acc)?.into_iter().next().ok_or_else(|| Error::Invalid("no output".into()))?,
+            _ => v.run(&x)?,
+        };
+        let forward = ms(t);
+        let t = Instant::now();
+        std::hint::black_box(postprocess(self.task, &out)?);
+        Ok([decode, preprocess, forward, ms(t)])
+    }
+}
+
+/// Progress callbacks of a bench run: `(done, total)` iterations and a status message.
+pub trait Progress {
+    fn set(&mut self, done: u64, total: u64, msg: &str);
+}
+
+impl<F: FnMut(u64, u64, &str)> Progress for F {
+    fn set(&mut self, done: u64, total: u64, msg: &str) {
+        self(done, total, msg)
+    }
+}
+
+/// Runs the bench of `model` (loaded in `load_ms`).
+pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mut dyn Progress) -> Result<BenchReport> {
+    if opts.batches.is_empty() || opts.batches.contains(&0) {
+        return Err(Error::Invalid("--batch needs sizes ≥ 1".into()));
+    }
+    if opts.variants.is_empty() {
+        return Err(Error::Invalid("--variants is empty".into()));
+    }
+    let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+    let input1 = model.graph.input_shape(1)?;
+    if input1.len() != 4 || input1[1] != 3 {
+        return Err(Error::InputShape { name: "input".into(), expected: "[N, 3, H, W] images".into(), got: input1 });
+    }
+    let (h, w) = (input1[2], input1[3]);
+    let pre = Preprocess { resize: h.min(w), crop: if h == w { h } else { 0 }, ..Preprocess::default() };
+    let calib: Vec<Tensor> = if opts.variants.iter().any(|k| matches!(k, Kind::Int8Static | Kind::OrtInt8)) {
+        (0..opts.calib_samples.max(1)).map(|i| crate::models::init::synthetic_images(1, 3, h, w, 7000 + i as u64)).collect()
+    } else {
+        Vec::new()
+    };
+    let ctx = variant::Context { model, threads, calib: &calib };
+    let mut variants = Vec::new();
+    let mut skipped = Vec::new();
+    for &k in &opts.variants {
+        progress.set(0, 0, &format!("preparing {}", k.name()));
+        match Variant::build(k, &ctx) {
+            Ok(v) => variants.push(v),
+            Err(e) => skipped.push((k.name().to_string(), e.to_string())),
+        }
+    }
+    if variants.is_empty() {
+        return Err(Error::Invalid(format!("no variant can run: {skipped:?}")));
+    }
+    let rss_after_load_bytes = machine::rss_bytes();
+
+    // The sweep stops before the first batch the planner says would exceed the limit.
+    let estimator = crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads, optimize: true })?;
+    let mut est = |b: usize| -> Result<u64> {
+        let mut bytes = estimator.memory_estimate(&model.graph.input_shape(b)?)? as u64;
+        for v in &variants {
+            if let Some(s) = v.session() {
+                bytes = bytes.max(s.memory_estimate(&model.graph.input_shape(b)?)? as u64);
+            }
+        }
+        Ok(bytes)
+    };
+    let (batches, memory_refused) = batch::within_memory(&opts.batches, opts.memory_limit, &mut est)?;
+    if batches.is_empty() {
+        return Err(Error::Invalid(format!(
+            "--memory-limit {}: batch {} already needs an estimated {} bytes",
+            opts.memory_limit.unwrap_or(0),
+            opts.batches[0],
+            memory_refused.map_or(0, |r| r.1)
+        )));
+    }
+
+    let mut results: Vec<VariantResult> = variants
+        .iter()
+        .map(|v| VariantResult {
+            name: v.name().to_string(),
+            engine: v.engine.clone(),
+            cold: Cold { load_ms, prepare_ms: v.prepare_s * 1e3, first_inference_ms: 0.0 },
+            batches: Vec::new(),
+            choice: BatchChoice::default(),
+            per_layer: None,
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let total_iters = (batches.len() * (opts.warmup + opts.iters) * variants.len()) as u64;
+    let mut done = 0u64;
+    for (bi, &(b, mem)) in batches.iter().enumerate() {
+        let pngs = synthetic_pngs(model.task, b, h, w)?;
+        let pipe = Pipeline { task: model.task, pre: &pre, pngs: &pngs };
+        if bi == 0 {
+            for (v, r) in variants.iter_mut().zip(&mut results) {
+                let t = Instant::now();
+                pipe.run(v, None)?;
+                r.cold.first_inference_ms = t.elapsed().as_secs_f64() * 1e3;
+            }
+        }
+        for _ in 0..opts.warmup {
+            for v in variants.iter_mut() {
+                pipe.run(v, None)?;
+                done += 1;
+                progress.set(done, total_iters, &format!("batch {b} warm-up"));
+            }
+        }
+        let mut raw: Vec<[Vec<f64>; 4]> = variants.iter().map(|_| Default::default()).collect();
+        let t0 = Instant::now();
+        let mut it = 0;
+        while it < opts.iters || opts.seconds.is_some_and(|s| t0.elapsed().as_secs_f64() < s * variants.len() as f64) {
+            for (v, r) in variants.iter_mut().zip(&mut raw) {
+                let t = pipe.run(v, None)?;
+                for k in 0..4 {
+                    r[k].push(t[k]);
+                }
+            }
+            it += 1;
+            done = (done + variants.len() as u64).min(total_iters);
+            progress.set(done, total_iters, &format!("batch {b}"));
+        }
+        for ((v, r), res) in variants.iter().zip(raw).zip(&mut results) {
+            let totals: Vec<f64> = (0..r[0].len()).map(|i| r.iter().map(|s| s[i]).sum()).collect();
+            let stages: Vec<Stage> = STAGES
+                .iter()
+                .enumerate()
+                .map(|(k, &name)| {
+                    let raw_ms = if k < 4 { r[k].clone() } else { totals.clone() };
+                    let summary = Summary::of(&raw_ms);
+                    let throughput = if summary.mean > 0.0 { b as f64 * 1e3 / summary.mean } else { 0.0 };
+                    Stage { name, summary, throughput, raw_ms }
+                })
+                .collect();
+            let fwd = &stages[2].summary;
+            if fwd.cv() > 0.05 {
+                warnings.push(format!(
+                    "{} batch {b}: forward latency varies widely (CV {:.1}% > 5%); the machine may be busy or throttling",
+                    v.name(),
+                    fwd.cv() * 100.0
+                ));
+            }
+            let memory_estimate = v.session().and_then(|s| model.graph.input_shape(b).ok().and_then(|sh| s.memory_estimate(&sh).ok())).map(|m| m as u64);
+            res.batches.push(BatchResult {
+                batch: b,
+                memory_estimate: memory_estimate.or(if v.kind.is_ort() { None } else { Some(mem) }),
+                latency_per_image_ms: fwd.mean / b as f64,
+                stages,
+                ratio_to_first: None,
+            });
+        }
+        if bi == 0 && opts.per_layer {
+            for (v, res) in variants.iter_mut().zip(&mut results) {
+                if v.session().is_none() {
+                    continue;
+                }
+                let mut acc = Vec::new();
+                let n = opts.iters.max(1);
+                for _ in 0..n {
+                    pipe.run(v, Some(&mut acc))?;
+                }
+                if let Some(s) = v.session() {
+                    let layers = s.graph().nodes.iter().zip(&acc);
+                    res.per_layer = Some(layers.map(|(node, &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), ms: sec * 1e3 / n as f64 }).collect());
+                }
+            }
+        }
+    }
+    // Ratios to the first variant, and the batch choice per variant.
+    let first: Vec<f64> = results[0].batches.iter().map(|b| b.stages[2].summary.mean).collect();
+    for r in &mut results {
+        for (b, f) in r.batches.iter_mut().zip(&first) {
+            b.ratio_to_first = (*f > 0.0).then(|| b.stages[2].summary.mean / f);
+        }
+        let pts: Vec<BatchPoint> = r
+            .batches
+            .iter()
+            .map(|b| BatchPoint { batch: b.batch, throughput: b.stages[2].throughput, p99_ms: b.stages[2].summary.p99 })
+            .collect();
+        r.choice = batch::choose(&pts, opts.p99_budget_ms);
+    }
+    Ok(BenchReport {
+        fingerprint: Fingerprint::collect(threads),
+        model: model.name.clone(),
+        task: model.task,
+        input_shape: input1,
+        options: opts.clone(),
+        variants: results,
+        skipped,
+        memory_refused,
+        rss_after_load_bytes,
+        peak_rss_bytes: machine::peak_rss_bytes(),
+        warnings,
+    })
+}

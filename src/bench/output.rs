@@ -1,0 +1,209 @@
+//! Writing a [`BenchReport`]: terminal table, JSON (with raw per-iteration times), CSV (one
+//! row per variant, batch and stage) and Markdown.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::BenchReport;
+use crate::error::{Error, Result};
+
+fn mb(b: Option<u64>) -> String {
+    b.map_or_else(|| "-".into(), |b| format!("{:.1} MB", b as f64 / 1e6))
+}
+
+/// The fingerprint as one line.
+pub fn fingerprint_line(r: &BenchReport) -> String {
+    let f = &r.fingerprint;
+    format!(
+        "{} ({} logical CPUs), INT8 path {}, {} threads, kestrel {} ({}), ORT {}, {}, {}",
+        f.cpu,
+        f.logical_cpus,
+        f.isa,
+        f.threads,
+        f.kestrel_version,
+        f.kestrel_commit,
+        f.ort_version.as_deref().unwrap_or("not loaded"),
+        f.os,
+        f.date_utc
+    )
+}
+
+/// The terminal summary.
+pub fn table(r: &BenchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "bench {}  input {:?}  task {:?}", r.model, r.input_shape, r.task);
+    let _ = writeln!(s, "machine: {}", fingerprint_line(r));
+    let _ = writeln!(
+        s,
+        "{:<14} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
+        "variant", "batch", "fwd mean", "p50", "p99", "e2e mean", "ms/img", "img/s", "ratio", "memory"
+    );
+    for v in &r.variants {
+        for b in &v.batches {
+            let (f, t) = (&b.stages[2], &b.stages[4]);
+            let _ = writeln!(
+                s,
+                "{:<14} {:>5} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.1} {:>8} {:>9}",
+                v.name,
+                b.batch,
+                f.summary.mean,
+                f.summary.p50,
+                f.summary.p99,
+                t.summary.mean,
+                b.latency_per_image_ms,
+                f.throughput,
+                b.ratio_to_first.map_or("-".into(), |x| format!("{x:.2}x")),
+                mb(b.memory_estimate)
+            );
+        }
+    }
+    let _ = writeln!(s, "cold start (ms): {}", r.variants.iter().map(|v| format!("{} load {:.0} + prepare {:.0} + first {:.1}", v.name, v.cold.load_ms, v.cold.prepare_ms, v.cold.first_inference_ms)).collect::<Vec<_>>().join("; "));
+    for v in &r.variants {
+        if r.variants[0].batches.len() > 1 || r.options.p99_budget_ms.is_some() {
+            let _ = writeln!(
+                s,
+                "{}: best throughput at batch {}{}",
+                v.name,
+                v.choice.best_throughput.map_or("-".into(), |b| b.to_string()),
+                r.options.p99_budget_ms.map_or(String::new(), |bud| format!(
+                    "; best with p99 ≤ {bud} ms: {}",
+                    v.choice.best_within_p99.map_or("none fits".into(), |b| format!("batch {b}"))
+                ))
+            );
+        }
+    }
+    if let Some((b, bytes)) = r.memory_refused {
+        let _ = writeln!(s, "sweep stopped before batch {b}: planner estimate {} exceeds --memory-limit", mb(Some(bytes)));
+    }
+    let _ = writeln!(s, "peak RSS {} (after loading variants {})", mb(r.peak_rss_bytes), mb(r.rss_after_load_bytes));
+    for (n, why) in &r.skipped {
+        let _ = writeln!(s, "skipped {n}: {why}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+/// CSV: one row per variant, batch and stage.
+pub fn csv(r: &BenchReport) -> String {
+    let mut s = String::from("model,variant,engine,batch,stage,count,mean_ms,median_ms,p50_ms,p90_ms,p95_ms,p99_ms,min_ms,max_ms,stddev_ms,images_per_s,ratio_to_first,memory_estimate_bytes\n");
+    for v in &r.variants {
+        for b in &v.batches {
+            for st in &b.stages {
+                let m = &st.summary;
+                let _ = writeln!(
+                    s,
+                    "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{},{}",
+                    r.model,
+                    v.name,
+                    v.engine,
+                    b.batch,
+                    st.name,
+                    m.count,
+                    m.mean,
+                    m.median,
+                    m.p50,
+                    m.p90,
+                    m.p95,
+                    m.p99,
+                    m.min,
+                    m.max,
+                    m.stddev,
+                    st.throughput,
+                    if st.name == "forward" { b.ratio_to_first.map_or(String::new(), |x| format!("{x:.4}")) } else { String::new() },
+                    b.memory_estimate.map_or(String::new(), |m| m.to_string())
+                );
+            }
+        }
+    }
+    s
+}
+
+/// Markdown: fingerprint, forward table, stage breakdown, cold start, choices, warnings.
+pub fn markdown(r: &BenchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### {} — input {:?}\n", r.model, r.input_shape);
+    let _ = writeln!(s, "Machine: {}\n", fingerprint_line(r));
+    let _ = writeln!(s, "| variant | engine | batch | forward mean ms | p50 | p90 | p99 | stddev | ms/image | images/s | vs {} | memory (planner) |", r.variants[0].name);
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for v in &r.variants {
+        for b in &v.batches {
+            let f = &b.stages[2];
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} |",
+                v.name,
+                v.engine,
+                b.batch,
+                f.summary.mean,
+                f.summary.p50,
+                f.summary.p90,
+                f.summary.p99,
+                f.summary.stddev,
+                b.latency_per_image_ms,
+                f.throughput,
+                b.ratio_to_first.map_or("-".into(), |x| format!("{x:.2}x")),
+                mb(b.memory_estimate)
+            );
+        }
+    }
+    let _ = writeln!(s, "\nStage means (ms per batch) at batch {}:\n", r.variants[0].batches.first().map_or(0, |b| b.batch));
+    let _ = writeln!(s, "| variant | decode | preprocess | forward | postprocess | total | cold: load | prepare | first inference |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for v in &r.variants {
+        if let Some(b) = v.batches.first() {
+            let m: Vec<String> = b.stages.iter().map(|st| format!("{:.3}", st.summary.mean)).collect();
+            let _ = writeln!(s, "| {} | {} | {:.0} | {:.0} | {:.1} |", v.name, m.join(" | "), v.cold.load_ms, v.cold.prepare_ms, v.cold.first_inference_ms);
+        }
+    }
+    let _ = writeln!(s);
+    for v in &r.variants {
+        if v.batches.len() > 1 || r.options.p99_budget_ms.is_some() {
+            let _ = writeln!(
+                s,
+                "- {}: best throughput at batch {}{}",
+                v.name,
+                v.choice.best_throughput.map_or("-".into(), |b| b.to_string()),
+                r.options.p99_budget_ms.map_or(String::new(), |bud| format!(
+                    "; best with p99 ≤ {bud} ms: {}",
+                    v.choice.best_within_p99.map_or("none fits".into(), |b| format!("batch {b}"))
+                ))
+            );
+        }
+    }
+    if let Some((b, bytes)) = r.memory_refused {
+        let _ = writeln!(s, "- sweep stopped before batch {b}: planner estimate {} exceeds the memory limit", mb(Some(bytes)));
+    }
+    let _ = writeln!(s, "- peak RSS {}", mb(r.peak_rss_bytes));
+    for (n, why) in &r.skipped {
+        let _ = writeln!(s, "- skipped {n}: {why}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "- warning: {w}");
+    }
+    for v in &r.variants {
+        if let Some(layers) = &v.per_layer {
+            let mut sorted: Vec<_> = layers.iter().collect();
+            sorted.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+            let _ = writeln!(s, "\nSlowest layers of {} (mean ms per forward):\n\n| layer | op | ms |\n|---|---|---:|", v.name);
+            for l in sorted.iter().take(15) {
+                let _ = writeln!(s, "| {} | {} | {:.3} |", l.node, l.op, l.ms);
+            }
+        }
+    }
+    s
+}
+
+/// Writes `text` to `path`.
+pub fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(p) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// The report as pretty JSON (raw samples included).
+pub fn json(r: &BenchReport) -> Result<String> {
+    serde_json::to_string_pretty(r).map_err(|e| Error::Invalid(format!("serialising the report: {e}")))
+}

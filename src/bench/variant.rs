@@ -1,0 +1,168 @@
+//! The variants `bench`, `eval` and `report` run side by side: one model as kestrel f32,
+//! kestrel INT8 (static or dynamic), and ONNX Runtime on the same graph (f32) or on the QDQ
+//! file of kestrel's static quantization (ORT's own INT8 kernels on the very same scales).
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::exec::{Options, Session};
+use crate::graph::{Graph, Op};
+use crate::load::LoadedModel;
+use crate::tensor::Tensor;
+
+/// Which engine and precision a variant runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    F32,
+    Int8Static,
+    Int8Dynamic,
+    OrtF32,
+    OrtInt8,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 5] = [Kind::F32, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::F32 => "f32",
+            Kind::Int8Static => "int8-static",
+            Kind::Int8Dynamic => "int8-dynamic",
+            Kind::OrtF32 => "ort-f32",
+            Kind::OrtInt8 => "ort-int8",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Result<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s.trim()).ok_or_else(|| {
+            Error::Invalid(format!("unknown variant '{s}' (use {})", Kind::ALL.map(Kind::name).join(", ")))
+        })
+    }
+
+    /// Parses a comma-separated list.
+    pub fn parse_list(s: &str) -> Result<Vec<Kind>> {
+        s.split(',').filter(|p| !p.trim().is_empty()).map(Kind::parse).collect()
+    }
+
+    /// Whether the variant runs on ONNX Runtime.
+    pub fn is_ort(self) -> bool {
+        matches!(self, Kind::OrtF32 | Kind::OrtInt8)
+    }
+}
+
+enum Engine {
+    Kestrel(Session),
+    #[cfg(feature = "ort")]
+    Ort(crate::ort_ref::OrtModel),
+}
+
+/// A variant ready to run.
+pub struct Variant {
+    pub kind: Kind,
+    /// Engine and code path, e.g. `kestrel avx512vnni` or `onnxruntime 1.31.1`.
+    pub engine: String,
+    /// Seconds spent preparing it from the loaded model: quantization and weight packing,
+    /// export, session creation.
+    pub prepare_s: f64,
+    /// The kestrel session, for the planner's memory estimate and per-layer profiles.
+    engine_impl: Engine,
+}
+
+/// What building a variant needs.
+pub struct Context<'a> {
+    pub model: &'a LoadedModel,
+    pub threads: usize,
+    /// Calibration inputs for static INT8.
+    pub calib: &'a [Tensor],
+}
+
+fn is_quantized(g: &Graph) -> bool {
+    g.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_) | Op::FakeQuant(_)))
+}
+
+fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
+    if is_quantized(&ctx.model.graph) {
+        return Err(Error::Invalid(format!("{} is already quantized", ctx.model.name)));
+    }
+    let opts = crate::quant::QuantizeOptions { mode, threads: ctx.threads, ..Default::default() };
+    crate::quant::quantize(&ctx.model.graph, &opts, ctx.calib, &mut |_, _| {})
+}
+
+fn kestrel_session(g: Graph, threads: usize) -> Result<(Engine, String)> {
+    let quant = is_quantized(&g);
+    let s = Session::new(g, &Options { threads, optimize: true })?;
+    let isa = if quant { crate::cpu::detect::selected()?.name() } else { "f32" };
+    Ok((Engine::Kestrel(s), format!("kestrel {isa}")))
+}
+
+#[cfg(feature = "ort")]
+fn ort_session(bytes: &[u8], threads: usize) -> Result<(Engine, String)> {
+    let m = crate::ort_ref::OrtModel::from_bytes(bytes, threads)?;
+    Ok((Engine::Ort(m), format!("onnxruntime {}", crate::ort_ref::version()?)))
+}
+
+#[cfg(feature = "ort")]
+fn onnx_bytes(model: &LoadedModel, g: &Graph) -> Result<Vec<u8>> {
+    // A model that came from an ONNX file runs in ORT from its own bytes.
+    match &model.path {
+        Some(p) if p.extension().is_some_and(|e| e == "onnx") && std::ptr::eq(g, &model.graph) => {
+            let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+            let mut m = crate::onnx::proto::decode(p, &b)?;
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            crate::onnx::proto::inline_external(&mut m, dir)?;
+            Ok(crate::onnx::export::to_bytes_model(&m))
+        }
+        _ => crate::onnx::export::to_bytes(g),
+    }
+}
+
+impl Variant {
+    /// Builds `kind` for `ctx.model`; an error says why the variant cannot exist here.
+    pub fn build(kind: Kind, ctx: &Context<'_>) -> Result<Variant> {
+        let t = Instant::now();
+        let (engine_impl, engine) = match kind {
+            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads)?,
+            Kind::Int8Static => kestrel_session(quantized(ctx, crate::quant::Mode::Static)?, ctx.threads)?,
+            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads)?,
+            #[cfg(feature = "ort")]
+            Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads)?,
+            #[cfg(feature = "ort")]
+            Kind::OrtInt8 => {
+                let g = quantized(ctx, crate::quant::Mode::Static)?;
+                ort_session(&onnx_bytes(ctx.model, &g)?, ctx.threads)?
+            }
+            #[cfg(not(feature = "ort"))]
+            Kind::OrtF32 | Kind::OrtInt8 => {
+                return Err(Error::FeatureDisabled { feature: "ort", what: format!("variant {}", kind.name()) })
+            }
+        };
+        Ok(Variant { kind, engine, prepare_s: t.elapsed().as_secs_f64(), engine_impl })
+    }
+
+    /// The command-line name of the variant.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// Runs one batch and returns the first output.
+    pub fn run(&mut self, x: &Tensor) -> Result<Tensor> {
+        match &mut self.engine_impl {
+            Engine::Kestrel(s) => s.run(std::slice::from_ref(x))?.into_iter().next().ok_or_else(|| Error::Invalid("model has no output".into())),
+            #[cfg(feature = "ort")]
+            Engine::Ort(m) => m.run(x)?.into_iter().next().map(|(_, t)| t).ok_or_else(|| Error::Invalid("model has no output".into())),
+        }
+    }
+
+    /// The kestrel session, if this variant runs on kestrel.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.engine_impl {
+            Engine::Kestrel(s) => Some(s),
+            #[cfg(feature = "ort")]
+            Engine::Ort(_) => None,
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Tiled, streaming segmentation of images larger than memory allows.
+//!
+//! The image is cut into `tile`×`tile` windows whose origins step by `tile - overlap`
+//! (the last one clamped to the image edge). Tiles are batched `batch` at a time through the
+//! model; their probabilities (sigmoid for one channel, softmax for several) are blended with
+//! a separable window that ramps linearly over the overlap on every side that has a
+//! neighbouring tile, and normalised by the summed weights. The weights are continuous, so
+//! there are no seams; a side on the image border keeps weight 1.
+//!
+//! Memory is bounded by one band of tiles: `tile` input rows (u8 RGB), `tile` accumulator
+//! rows (`W·(C + 1)` f32) and `batch` tiles in flight, never by the image. Rows are read from
+//! a [`RowSource`] (PNG decoded row by row) and written to a [`RowSink`] (PNG encoded row by
+//! row) as soon as no later tile can touch them.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::imageio::Preprocess;
+use crate::tensor::Tensor;
+
+/// How to tile.
+#[derive(Clone, Debug)]
+pub struct TileOptions {
+    /// Tile side in pixels (a multiple of the model's spatial multiple).
+    pub tile: usize,
+    /// Overlap between neighbouring tiles, `< tile`.
+    pub overlap: usize,
+    /// Tiles per forward pass.
+    pub batch: usize,
+    /// Foreground threshold on the probability; negative writes the probability map.
+    pub threshold: f32,
+    pub pre: Preprocess,
+}
+
+/// Rows of an RGB image, top to bottom.
+pub trait RowSource {
+    fn width(&self) -> usize;
+    fn height(&self) -> usize;
+    /// Fills `rgb` (`3·width` bytes) with the next row.
+    fn next_row(&mut self, rgb: &mut [u8]) -> Result<()>;
+}
+
+/// Receives output rows, top to bottom: values in [0, 1] (probability, 0/1 mask, or
+/// `label / (C - 1)` for multi-class models).
+pub trait RowSink {
+    fn write_row(&mut self, values: &[f32]) -> Result<()>;
+}
+
+/// An in-memory image as a row source.
+pub struct ImageRows<'a> {
+    img: &'a image::RgbImage,
+    y: usize,
+}
+
+impl<'a> ImageRows<'a> {
+    pub fn new(img: &'a image::RgbImage) -> Self {
+        ImageRows { img, y: 0 }
+    }
+}
+
+impl RowSource for ImageRows<'_> {
+    fn width(&self) -> usize {
+        self.img.width() as usize
+    }
+    fn height(&self) -> usize {
+        self.img.height() as usize
+    }
+    fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
+        let w = self.width() * 3;
+        let row = self.img.as_raw().get(self.y * w..(self.y + 1) * w).ok_or_else(|| Error::Invalid("read past the last row".into()))?;
+        rgb.copy_from_slice(row);
+        self.y += 1;
+        Ok(())
+    }
+}
+
+/// A PNG file decoded row by row (non-interlaced; 8 or 16 bit; gray, gray+alpha, RGB, RGBA or palette).
+pub struct PngRows {
+    reader: png::Reader<BufReader<File>>,
+    path: PathBuf,
+    channels: usize,
+    width: usize,
+    height: usize,
+}
+
+/// Largest row the streaming decoder accepts, in bytes (a hostile header cannot make it allocate more).
+const MAX_ROW_BYTES: usize = 256 << 20;
+
+impl PngRows {
+    /// Opens `path`; interlaced PNGs are refused (they cannot be streamed by rows).
+    pub fn open(path: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut dec = png::Decoder::new_with_limits(BufReader::new(f), png::Limits { bytes: MAX_ROW_BYTES });
+        dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let reader = dec.read_info().map_err(|e| bad(e.to_string()))?;
+        let info = reader.info();
+        if info.interlaced {
+            return Err(bad("interlaced PNG cannot be streamed row by row; re-encode it without interlacing".into()));
+        }
+        let (width, height) = (info.width as usize, info.height as usize);
+        let channels = match reader.output_color_type().0 {
+            png::ColorType::Grayscale => 1,
+            png::ColorType::GrayscaleAlpha => 2,
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            png::ColorType::Indexed => return Err(bad("palette was not expanded".into())),
+        };
+        if width.checked_mul(channels).is_none_or(|b| b > MAX_ROW_BYTES) || width == 0 || height == 0 {
+            return Err(bad(format!("unsupported size {width}x{height}")));
+        }
+        Ok(PngRows { reader, path: path.to_path_buf(), channels, width, height })
+    }
+}
+
+impl RowSource for PngRows {
+    fn width(&self) -> usize {
+        self.width
+    }
+    fn height(&self) -> usize {
+        self.height
+    }
+    fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
+        let row = self
+            .reader
+            .next_row()
+            .map_err(|e| Error::Image { path: self.path.clone(), reason: e.to_string() })?
+            .ok_or_else(|| Error::Image { path: self.path.clone(), reason: "truncated: fewer rows than the header declares".into() })?;
+        let data = row.data();
+        let c = self.channels;
+        if data.len() < self.width * c {
+            return Err(Error::Image { path: self.path.clone(), reason: "short row".into() });
+        }
+        for (x, px) in rgb.chunks_exact_mut(3).enumerate() {
+            let p = &data[x * c..];
+            match c {
+                1 | 2 => px.copy_from_slice(&[p[0], p[0], p[0]]),
+                _ => px.copy_from_slice(&p[..3]),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An 8-bit grayscale PNG written row by row.
+pub struct PngSink {
+    writer: png::StreamWriter<'static, BufWriter<File>>,
+    path: PathBuf,
+    row: Vec<u8>,
+}
+
+impl PngSink {
+    pub fn create(path: &Path, width: usize, height: usize) -> Result<Self> {
+        let bad = |e: png::EncodingError| Error::Image { path: path.to_path_buf(), reason: e.to_string() };
+        let f = File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut enc = png::Encoder::new(BufWriter::new(f), width as u32, height as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let writer = enc.write_header().map_err(bad)?.into_stream_writer().map_err(bad)?;
+        Ok(PngSink { writer, path: path.to_path_buf(), row: vec![0; width] })
+    }
+
+    /// Flushes the image end.
+    pub fn finish(self) -> Result<()> {
+        let path = self.path.clone();
+        self.writer.finish().map_err(|e| Error::Image { path, reason: e.to_string() })
+    }
+}
+
+impl RowSink for PngSink {
+    fn write_row(&mut self, values: &[f32]) -> Result<()> {
+        use std::io::Write;
+        for (o, v) in self.row.iter_mut().zip(values) {
+            *o = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+        self.writer.write_all(&self.row).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Collects output rows in memory (tests, small images).
+#[derive(Default)]
+pub struct VecSink {
+    pub values: Vec<f32>,
+}
+
+impl RowSink for VecSink {
+    fn write_row(&mut self, values: &[f32]) -> Result<()> {
+        self.values.extend_from_slice(values);
+        Ok(())
+    }
+}
+
+/// Tile origins along an axis whose length, padded to the model's multiple, is `len`, for
+/// tiles of `t` stepping by `step`: `0, step, 2·step, …`, the last clamped to end at `len`.
+/// With `t`, `step` and `len` multiples of the model's multiple, every origin is too, so
+/// pooling windows line up with a whole-image run; and no tile reaches past the padded
+/// extent, where a whole-image run would see the convolutions' own zero padding.
+pub fn origins(len: usize, t: usize, step: usize) -> Vec<usize> {
+    if len <= t {
+        return vec![0];
+    }
+    let mut out = vec![0];
+    let mut o = 0;
+    while o + t < len {
+        o = (o + step.max(1)).min(len - t);
+        out.push(o);
+    }
+    out
+}
+
+/// Blending weight of position `i` in a tile of `t` at `origin` on an axis of `len`, for
+/// neighbouring tiles overlapping by `overlap`. On a side with a neighbour the weight is
+/// (almost) zero within `overlap / 4` of the edge, where the zero padding the tile sees
+/// differs most from the true context, then rises linearly to 1 at `3·overlap / 4`. In every
+/// overlap one tile is past its ramp where the other is still inside its margin, so the
+/// weights never sum to zero, and they are continuous, so the blend has no seams.
+pub fn window(i: usize, t: usize, origin: usize, len: usize, overlap: usize) -> f32 {
+    if overlap == 0 {
+        return 1.0;
+    }
+    let o = overlap as f32;
+    let ramp = |d: f32| ((d + 0.5 - o / 4.0) / (o / 2.0)).clamp(1e-3, 1.0);
+    let mut w = 1.0f32;
+    if origin > 0 {
+        w = w.min(ramp(i as f32));
+    }
+    if origin + t < len {
+        w = w.min(ramp((t - 1 - i) as f32));
+    }
+    w
+}
+
+/// Figures of a tiled run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TileStats {
+    pub width: usize,
+    pub height: usize,
+    pub tiles: usize,
+    pub tile_h: usize,
+    pub tile_w: usize,
+    pub channels: usize,
+}
+
+/// Segments `src` into `sink` through `run` (`[B, 3, th, tw]` → `[B, C, th, tw]` logits).
+/// `multiple` is the model's spatial multiple; `progress(done_rows, height)`.
+pub fn segment_tiled(
+    run: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    src: &mut dyn RowSource,
+    sink: &mut dyn RowSink,
+    opts: &TileOptions,
+    multiple: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TileStats> {
+    let (w, h) = (src.width(), src.height());
+    let m = multiple.max(1);
+    if opts.tile == 0 || opts.tile % m != 0 {
+        return Err(Error::Invalid(format!("--tile {} must be a positive multiple of the model's spatial multiple {m}", opts.tile)));
+    }
+    if opts.overlap >= opts.tile {
+        return Err(Error::Invalid(format!("--overlap {} must be smaller than --tile {}", opts.overlap, opts.tile)));
+    }
+    // A side shorter than the tile gets one tile padded up to the multiple.
+    let th = if h >= opts.tile { opts.tile } else { h.div_ceil(m) * m };
+    let tw = if w >= opts.tile { opts.tile } else { w.div_ceil(m) * m };
+    // Origins stay on the model's grid (multiples of `m`) so pooling windows line up with a
+    // whole-image run.
+    let step = ((opts.tile - opts.overlap) / m * m).max(m);
+    let ramp = opts.tile - step;
+    let (hp, wp) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
+    let (ys, xs) = (origins(hp, th, step), origins(wp, tw, step));
+    let wx: Vec<Vec<f32>> = xs.iter().map(|&x0| (0..tw).map(|i| window(i, tw, x0, wp, ramp)).collect()).collect();
+    let pre = &opts.pre;
+    let scale: [f32; 3] = [1.0 / (255.0 * pre.std[0]), 1.0 / (255.0 * pre.std[1]), 1.0 / (255.0 * pre.std[2])];
+    let shift: [f32; 3] = [-pre.mean[0] / pre.std[0], -pre.mean[1] / pre.std[1], -pre.mean[2] / pre.std[2]];
+
+    let mut rows: VecDeque<Vec<u8>> = VecDeque::new(); // input rows [in_first, in_first + len)
+    let mut in_first = 0usize;
+    let mut read = 0usize;
+    let mut acc: VecDeque<(Vec<f32>, Vec<f32>)> = VecDeque::new(); // (probs W·C, weights W) for rows [acc_first, …)
+    let mut acc_first = 0usize;
+    let mut channels = 0usize;
+    let mut emitted = 0usize;
+    let mut out_row = vec![0.0f32; w];
+    let mut tiles = 0usize;
+
+    for (bi, &y0) in ys.iter().enumerate() {
+        let y_end = (y0 + th).min(h);
+        while read < y_end {
+            let mut r = vec![0u8; w * 3];
+            src.next_row(&mut r)?;
+            rows.push_back(r);
+            read += 1;
+        }
+        while in_first < y0 {
+            rows.pop_front();
+            in_first += 1;
+        }
+        let wy: Vec<f32> = (0..th).map(|i| window(i, th, y0, hp, ramp)).collect();
+        for chunk in xs.iter().enumerate().collect::<Vec<_>>().chunks(opts.batch.max(1)) {
+            let b = chunk.len();
+            let mut data = vec![0.0f32; b * 3 * th * tw];
+            for (k, &(_, &x0)) in chunk.iter().enumerate() {
+                let x_end = (x0 + tw).min(w);
+                for yy in 0..(y_end - y0) {
+                    let row = &rows[y0 + yy - in_first];
+                    for c in 0..3 {
+                        let dst = &mut data[((k * 3 + c) * th + yy) * tw..][..x_end - x0];
+                        for (d, px) in dst.iter_mut().zip(row[x0 * 3..x_end * 3].chunks_exact(3)) {
+                            *d = f32::from(px[c]) * scale[c] + shift[c];
+                        }
+                    }
+                }
+            }
+            let out = run(&Tensor::new(vec![b, 3, th, tw], data)?)?;
+            let s = out.shape();
+            if s.len() != 4 || s[0] != b || s[2] != th || s[3] != tw || s[1] == 0 {
+                return Err(Error::Invalid(format!("model output {s:?} is not a [{b}, C, {th}, {tw}] map")));
+            }
+            let c = s[1];
+            if channels == 0 {
+                channels = c;
+            }
+            while acc_first + acc.len() < y_end {
+                acc.push_back((vec![0.0; w * c], vec![0.0; w]));
+            }
+            let od = out.data();
+            for (k, &(xi, &x0)) in chunk.iter().enumerate() {
+                let x_end = (x0 + tw).min(w);
+                for yy in 0..(y_end - y0) {
+                    let (probs, weights) = &mut acc[y0 + yy - acc_first];
+                    for xx in 0..(x_end - x0) {
+                        let wt = wy[yy] * wx[xi][xx];
+                        let at = |ch: usize| od[((k * c + ch) * th + yy) * tw + xx];
+                        let x = x0 + xx;
+                        if c == 1 {
+                            probs[x] += wt / (1.0 + (-at(0)).exp());
+                        } else {
+                            let mx = (0..c).map(at).fold(f32::NEG_INFINITY, f32::max);
+                            let z: f32 = (0..c).map(|ch| (at(ch) - mx).exp()).sum();
+                            for ch in 0..c {
+                                probs[x * c + ch] += wt * (at(ch) - mx).exp() / z;
+                            }
+                        }
+                        weights[x] += wt;
+                    }
+                }
+            }
+            tiles += b;
+        }
+        // Rows above the next band's origin are final.
+        let done_to = ys.get(bi + 1).copied().unwrap_or(h);
+        while emitted < done_to {
+            let (probs, weights) = acc.pop_front().ok_or_else(|| Error::Invalid("tile accumulator underflow".into()))?;
+            acc_first += 1;
+            for x in 0..w {
+                let wsum = weights[x].max(f32::MIN_POSITIVE);
+                out_row[x] = if channels == 1 {
+                    let p = probs[x] / wsum;
+                    if opts.threshold < 0.0 { p } else { f32::from(u8::from(p > opts.threshold)) }
+                } else {
+                    let best = (0..channels).fold(0, |b, ch| if probs[x * channels + ch] > probs[x * channels + b] { ch } else { b });
+                    best as f32 / (channels - 1) as f32
+                };
+            }
+            sink.write_row(&out_row)?;
+            emitted += 1;
+        }
+        progress(emitted, h);
+    }
+    Ok(TileStats { width: w, height: h, tiles, tile_h: th, tile_w: tw, channels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_cover_the_axis() {
+        assert_eq!(origins(100, 128, 96), vec![0]);
+        assert_eq!(origins(128, 128, 96), vec![0]);
+        assert_eq!(origins(304, 128, 96), vec![0, 96, 176]);
+        for len in [136, 264, 1000, 1032] {
+            let o = origins(len, 128, 96);
+            assert_eq!(*o.last().unwrap() + 128, len);
+            assert!(o.iter().all(|x| x % 8 == 0), "{o:?}");
+            assert!(o.windows(2).all(|p| p[1] > p[0] && p[1] - p[0] <= 96));
+        }
+    }
+
+    #[test]
+    fn window_is_positive_and_flat_at_borders() {
+        for i in 0..64 {
+            assert!(window(i, 64, 32, 200, 16) > 0.0);
+            assert_eq!(window(i, 64, 0, 64, 16), 1.0);
+        }
+        assert_eq!(window(0, 64, 0, 200, 16), 1.0);
+        assert!(window(63, 64, 0, 200, 16) < 0.01);
+        // Across an overlap, one of two neighbours always has full weight or the sum is positive.
+        for i in 0..16 {
+            let (a, b) = (window(48 + i, 64, 0, 200, 16), window(i, 64, 48, 200, 16));
+            assert!(a + b > 0.5, "{i}: {a} + {b}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Issue 4 end to end: the trained reference models reach their manifest's figures, `bench`
+//! and `eval` write their reports, `--shard` splits a folder, and tiled segmentation matches
+//! whole-image segmentation and keeps a large image within a memory bound.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kestrel::imageio::Preprocess;
+use kestrel::tile::{segment_tiled, ImageRows, TileOptions, VecSink};
+use kestrel::{load_model, LoadOptions, Options, Session, Tensor};
+
+fn kestrel(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args).output().expect("run kestrel");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(models_dir().join("manifest.json")).expect("models/manifest.json");
+    serde_json::from_str(&text).expect("manifest JSON")
+}
+
+#[test]
+fn reference_models_match_their_manifest() {
+    let m = manifest();
+    let entries = m["models"].as_array().expect("models array");
+    assert_eq!(entries.len(), kestrel::reference::reference_models().len());
+    let mut total = 0;
+    for r in kestrel::reference::reference_models() {
+        let e = entries.iter().find(|e| e["name"] == r.name).unwrap_or_else(|| panic!("{} missing from the manifest", r.name));
+        let path = models_dir().join(format!("{}.safetensors", r.name));
+        total += std::fs::metadata(&path).unwrap().len();
+        assert_eq!(kestrel::reference::sha256_file(&path).unwrap(), e["sha256"].as_str().unwrap(), "{}: sha256", r.name);
+        let got = r.evaluate(&path, 2).unwrap();
+        for (k, want) in e["metrics"].as_object().unwrap() {
+            let (Some(g), Some(w)) = (got[k].as_f64(), want.as_f64()) else { continue };
+            // Thread count can flip a borderline prediction; 0.5 % absorbs that, nothing more.
+            assert!((g - w).abs() <= 0.005, "{} {k}: got {g}, manifest says {w}", r.name);
+            println!("{} {k} = {g:.4} (manifest {w:.4})", r.name);
+        }
+        // Far above chance: 10 classes → 0.1; blobs → Dice of an all-foreground guess ≈ fg fraction.
+        match r.dataset {
+            "shapes" => assert!(got["accuracy"].as_f64().unwrap() > 0.9, "{got}"),
+            _ => assert!(got["dice"].as_f64().unwrap() > 0.8, "{got}"),
+        }
+    }
+    assert!(total < 10_000_000, "models/ holds {total} bytes (limit 10 MB)");
+}
+
+#[test]
+fn eval_and_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shapes");
+    kestrel::dataset::synth::write_shapes(&data, 4242, 60, 32).unwrap();
+    let model = models_dir().join("shapes-resnet18.safetensors");
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let out = dir.path().join("eval");
+    let (code, stdout, err) = kestrel(&["eval", m, d, "--variants", "f32,int8-dynamic", "--threads", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("Confusion matrix"), "{stdout}");
+    let rep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(rep["items"], 60);
+    let acc = rep["variants"][0]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "accuracy {acc}");
+    assert_eq!(rep["variants"][1]["variant"], "int8-dynamic");
+    // Shards are disjoint and cover the folder: item counts add up.
+    let mut n = 0;
+    for i in 0..3 {
+        let o = dir.path().join(format!("s{i}"));
+        let (code, _, err) = kestrel(&["eval", m, d, "--shard", &format!("{i}/3"), "--threads", "2", "--out", o.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(o.join("eval.json")).unwrap()).unwrap();
+        assert_eq!(r["shard"], format!("{i}/3"));
+        n += r["items"].as_u64().unwrap();
+    }
+    assert_eq!(n, 60);
+    let (code, _, err) = kestrel(&["eval", m, d, "--shard", "3/3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--shard 3/3"), "{err}");
+}
+
+#[test]
+fn bench_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = models_dir().join("shapes-resnet18.safetensors");
+    let out = dir.path().join("bench");
+    let (code, stdout, err) = kestrel(&[
+        "bench", model.to_str().unwrap(), "--variants", "f32,int8-dynamic", "--batch", "1,2,4", "--iters", "5", "--warmup", "1",
+        "--threads", "2", "--p99-budget", "1000", "--per-layer", "--out", out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("INT8 path"), "{stdout}");
+    for f in ["bench.json", "bench.csv", "bench.md", "throughput.svg", "latency.svg", "stages.svg"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let v0 = &r["variants"][0];
+    assert_eq!(v0["batches"].as_array().unwrap().len(), 3);
+    let fwd = &v0["batches"][0]["stages"][2];
+    assert_eq!(fwd["name"], "forward");
+    assert_eq!(fwd["raw_ms"].as_array().unwrap().len(), 5);
+    assert!(v0["per_layer"].as_array().is_some_and(|l| !l.is_empty()));
+    assert!(r["fingerprint"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));
+    let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3 * 5, "{csv}");
+    assert!(std::fs::read_to_string(out.join("throughput.svg")).unwrap().starts_with("<svg"));
+
+    // A memory limit between the batch-1 and batch-4 estimates stops the sweep early.
+    let est = |b: usize| {
+        let m = load_model(model.to_str().unwrap(), &LoadOptions::default()).unwrap();
+        let s = Session::new(m.graph.clone(), &Options { threads: 2, optimize: true }).unwrap();
+        s.memory_estimate(&m.graph.input_shape(b).unwrap()).unwrap()
+    };
+    let limit = (est(1) + est(4)) / 2;
+    let (code, stdout, err) = kestrel(&["bench", model.to_str().unwrap(), "--batch", "1,4,16", "--iters", "2", "--warmup", "0", "--memory-limit", &limit.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("sweep stopped before batch 4"), "{stdout}");
+}
+
+fn probs_whole(session: &Session, img: &image::RgbImage, mult: usize) -> Vec<f32> {
+    let x = kestrel::imageio::to_tensor(img, &Preprocess::default());
+    let x = kestrel::eval::pad_to_multiple(&x, mult).unwrap();
+    let out = session.run(&[x]).unwrap().remove(0);
+    let (h, w, pw) = (img.height() as usize, img.width() as usize, out.shape()[3]);
+    let mut v = Vec::with_capacity(h * w);
+    for y in 0..h {
+        for x in 0..w {
+            v.push(1.0 / (1.0 + (-out.data()[y * pw + x]).exp()));
+        }
+    }
+    v
+}
+
+#[test]
+fn tiled_equals_whole_image_with_enough_overlap() {
+    let model = load_model(models_dir().join("blobs-unet.safetensors").to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let session = Session::new(model.graph.clone(), &Options { threads: 2, optimize: true }).unwrap();
+    let mult = model.graph.spatial_multiple.unwrap();
+    // Not a multiple of the tile, nor of the model's multiple.
+    let (img, _) = kestrel::dataset::synth::blob_sample(99, 3, 200);
+    let img = image::imageops::crop_imm(&img, 0, 0, 197, 171).to_image();
+    let whole = probs_whole(&session, &img, mult);
+    let mut run = |x: &Tensor| session.run(std::slice::from_ref(x)).map(|mut o| o.remove(0));
+    // One tile covering the padded image matches up to float rounding of the normalisation; overlapping tiles are within the stated tolerance.
+    for (tile, overlap, tol_max, tol_mean, min_agree) in [
+        (200, 0, 1e-5, 1e-6, 1.0),
+        (96, 48, TILE_MAX_ABS, TILE_MEAN_ABS, TILE_MASK_AGREEMENT),
+        (128, 64, TILE_MAX_ABS, TILE_MEAN_ABS, TILE_MASK_AGREEMENT),
+        (128, 96, TILE_MAX_ABS, TILE_MEAN_ABS, TILE_MASK_AGREEMENT),
+    ] {
+        let opts = TileOptions { tile, overlap, batch: 3, threshold: -1.0, pre: Preprocess::default() };
+        let mut sink = VecSink::default();
+        let stats = segment_tiled(&mut run, &mut ImageRows::new(&img), &mut sink, &opts, mult, &mut |_, _| {}).unwrap();
+        assert_eq!(sink.values.len(), whole.len());
+        assert!(stats.tiles >= 1);
+        let diffs: Vec<f32> = sink.values.iter().zip(&whole).map(|(a, b)| (a - b).abs()).collect();
+        let max = diffs.iter().copied().fold(0.0, f32::max);
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+        let agree = sink.values.iter().zip(&whole).filter(|(a, b)| (**a > 0.5) == (**b > 0.5)).count() as f64 / whole.len() as f64;
+        println!("tile {tile} overlap {overlap}: {} tiles, max |Δp| {max:.4}, mean {mean:.5}, mask agreement {agree:.5}", stats.tiles);
+        assert!(max <= tol_max && mean <= tol_mean && agree >= min_agree, "tile {tile}/{overlap}: max {max} mean {mean} agreement {agree}");
+    }
+}
+
+/// Stated tolerances of tiled against whole-image probabilities, for tiles ≥ 96 px overlapping
+/// by ≥ half a tile (measured: max 0.037, mean 6e-4, agreement 0.99997 at worst).
+const TILE_MAX_ABS: f32 = 0.05;
+const TILE_MEAN_ABS: f32 = 1e-3;
+const TILE_MASK_AGREEMENT: f64 = 0.9999;
+
+/// Stated bound for a 6000×6000 image in 256-pixel tiles, batch 4: the whole image as f32 RGB
+/// would be 432 MB; the streaming run must stay under this peak RSS.
+const BIG_IMAGE_PEAK_RSS_MB: f64 = 200.0;
+
+#[test]
+fn tiled_large_image_stays_within_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.png");
+    let (code, _, err) = kestrel(&["synth", "big-blobs", big.to_str().unwrap(), "--size", "6000", "--seed", "5"]);
+    assert_eq!(code, 0, "{err}");
+    let mask = dir.path().join("mask.png");
+    let model = models_dir().join("blobs-unet.safetensors");
+    let (code, out, err) = kestrel(&[
+        "segment", model.to_str().unwrap(), big.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", "256", "--overlap", "32",
+        "--batch", "4", "--threads", "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    println!("{out}");
+    let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
+    assert!(peak < BIG_IMAGE_PEAK_RSS_MB, "peak RSS {peak} MB exceeds the stated {BIG_IMAGE_PEAK_RSS_MB} MB");
+    let m = image::open(&mask).unwrap().to_luma8();
+    assert_eq!(m.dimensions(), (6000, 6000));
+    let fg = m.pixels().filter(|p| p[0] > 0).count() as f64 / 36e6;
+    assert!(fg > 0.02 && fg < 0.9, "foreground fraction {fg}");
+}
