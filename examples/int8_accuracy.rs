@@ -1,8 +1,10 @@
 //! INT8 accuracy against f32 for kestrel and for ORT, on the same model, calibration data and
 //! test inputs: `. scripts/setup.sh && cargo run --release --features ort --example int8_accuracy`.
 //!
-//! Calibration: 16 seeded image-like inputs (kestrel MinMax static; ORT quantize_static MinMax
-//! on the same 16 via scripts/ort_quantize.py). Test: 32 other seeded image-like inputs.
+//! Built-in models (seeded weights): calibration on 16 seeded image-like inputs (kestrel MinMax
+//! static; ORT quantize_static MinMax on the same 16 via scripts/ort_quantize.py), test on 32
+//! others. Trained reference models (models/): calibration on 32 images of their training
+//! distribution, test on the first 256 (shapes) or 64 (blobs) images of their held-out set.
 
 use kestrel::models::init::synthetic_images;
 use kestrel::ort_ref::OrtModel;
@@ -17,11 +19,30 @@ fn main() -> kestrel::Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| kestrel::Error::io(&dir, e))?;
     println!("| model | variant | cosine vs f32 | rel L2 vs f32 | top-1 agreement / mask IoU vs f32 |");
     println!("| --- | --- | ---: | ---: | ---: |");
+    let mut cases: Vec<(String, kestrel::Graph, Vec<Tensor>, Vec<Tensor>)> = Vec::new();
     for name in ["resnet18", "resnet50", "unet"] {
         let g = models::builtin(name, 0)?;
         let s = g.input_shape(1)?;
         let calib: Vec<Tensor> = (0..16).map(|i| synthetic_images(1, s[1], s[2], s[3], 9000 + i)).collect();
         let test: Vec<Tensor> = (0..32).map(|i| synthetic_images(1, s[1], s[2], s[3], 100 + i)).collect();
+        cases.push((name.to_string(), g, calib, test));
+    }
+    for r in kestrel::reference::reference_models() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(format!("{}.safetensors", r.name));
+        let g = kestrel::load_model(&path.to_string_lossy(), &kestrel::LoadOptions::default())?.graph;
+        let sample = |seed: u64, i: u64| match r.dataset {
+            "shapes" => kestrel::dataset::synth::shape_sample(seed, i, r.size).0,
+            _ => kestrel::dataset::synth::blob_sample(seed, i, r.size).0,
+        };
+        let pre = r.preprocess();
+        let calib = (0..32).map(|i| kestrel::imageio::preprocess(&sample(r.train_seed, 1_000_000 + i), &pre)).collect();
+        let n = if r.dataset == "shapes" { 256 } else { 64 };
+        let test = (0..n).map(|i| kestrel::imageio::preprocess(&sample(r.test_seed, i), &pre)).collect();
+        cases.push((r.name.to_string(), g, calib, test));
+    }
+    for (name, g, calib, test) in cases {
+        let name = name.as_str();
+        let s = g.input_shape(1)?;
         let test = Tensor::concat_batch(&test)?;
         let f32s = Session::new(g.clone(), &Options { threads, optimize: true })?;
         let want = f32s.run(std::slice::from_ref(&test))?.remove(0);

@@ -52,12 +52,21 @@ fn oe<E: std::fmt::Display>(e: E) -> Error {
 impl OrtModel {
     /// A session over `bytes` with `threads` intra-op threads (0: ORT's default).
     pub fn from_bytes(bytes: &[u8], threads: usize) -> Result<Self> {
+        Self::from_bytes_spinning(bytes, threads, true)
+    }
+
+    /// [`OrtModel::from_bytes`] choosing whether idle intra-op threads spin. Benches that
+    /// alternate engines turn spinning off: ORT's workers otherwise keep the cores busy for a
+    /// while after each run and slow down whichever engine runs next.
+    pub fn from_bytes_spinning(bytes: &[u8], threads: usize, spinning: bool) -> Result<Self> {
         let env = env()?;
         let mut b = OrtSession::builder(env)
             .map_err(oe)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(oe)?
             .with_inter_threads(1)
+            .map_err(oe)?
+            .with_intra_op_spinning(spinning)
             .map_err(oe)?;
         if threads > 0 {
             b = b.with_intra_threads(threads).map_err(oe)?;

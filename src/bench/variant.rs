@@ -100,9 +100,10 @@ fn kestrel_session(g: Graph, threads: usize) -> Result<(Engine, String)> {
 }
 
 #[cfg(feature = "ort")]
-fn ort_session(bytes: &[u8], threads: usize) -> Result<(Engine, String)> {
-    let m = crate::ort_ref::OrtModel::from_bytes(bytes, threads)?;
-    Ok((Engine::Ort(m), format!("onnxruntime {}", crate::ort_ref::version()?)))
+fn ort_session(bytes: &[u8], threads: usize, what: &str) -> Result<(Engine, String)> {
+    // Variants alternate run by run, so ORT's idle workers must not spin into kestrel's turn.
+    let m = crate::ort_ref::OrtModel::from_bytes_spinning(bytes, threads, false)?;
+    Ok((Engine::Ort(m), format!("onnxruntime {}{what}", crate::ort_ref::version()?)))
 }
 
 #[cfg(feature = "ort")]
@@ -129,11 +130,11 @@ impl Variant {
             Kind::Int8Static => kestrel_session(quantized(ctx, crate::quant::Mode::Static)?, ctx.threads)?,
             Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads)?,
             #[cfg(feature = "ort")]
-            Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads)?,
+            Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads, "")?,
             #[cfg(feature = "ort")]
             Kind::OrtInt8 => {
                 let g = quantized(ctx, crate::quant::Mode::Static)?;
-                ort_session(&onnx_bytes(ctx.model, &g)?, ctx.threads)?
+                ort_session(&onnx_bytes(ctx.model, &g)?, ctx.threads, " on kestrel's QDQ file")?
             }
             #[cfg(not(feature = "ort"))]
             Kind::OrtF32 | Kind::OrtInt8 => {
