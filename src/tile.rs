@@ -35,6 +35,20 @@ pub struct TileOptions {
     pub pre: Preprocess,
 }
 
+impl TileOptions {
+    /// Checks the options against a model whose spatial dims must be multiples of `multiple`.
+    pub fn check(&self, multiple: usize) -> Result<()> {
+        let m = multiple.max(1);
+        if self.tile == 0 || self.tile % m != 0 {
+            return Err(Error::Invalid(format!("--tile {} must be a positive multiple of the model's spatial multiple {m}", self.tile)));
+        }
+        if self.overlap >= self.tile {
+            return Err(Error::Invalid(format!("--overlap {} must be smaller than --tile {}", self.overlap, self.tile)));
+        }
+        Ok(())
+    }
+}
+
 /// Rows of an RGB image, top to bottom.
 pub trait RowSource {
     fn width(&self) -> usize;
@@ -256,12 +270,7 @@ pub fn segment_tiled(
 ) -> Result<TileStats> {
     let (w, h) = (src.width(), src.height());
     let m = multiple.max(1);
-    if opts.tile == 0 || opts.tile % m != 0 {
-        return Err(Error::Invalid(format!("--tile {} must be a positive multiple of the model's spatial multiple {m}", opts.tile)));
-    }
-    if opts.overlap >= opts.tile {
-        return Err(Error::Invalid(format!("--overlap {} must be smaller than --tile {}", opts.overlap, opts.tile)));
-    }
+    opts.check(m)?;
     // A side shorter than the tile gets one tile padded up to the multiple.
     let th = if h >= opts.tile { opts.tile } else { h.div_ceil(m) * m };
     let tw = if w >= opts.tile { opts.tile } else { w.div_ceil(m) * m };

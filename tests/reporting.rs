@@ -196,3 +196,49 @@ fn tiled_large_image_stays_within_memory_bound() {
     let fg = m.pixels().filter(|p| p[0] > 0).count() as f64 / 36e6;
     assert!(fg > 0.02 && fg < 0.9, "foreground fraction {fg}");
 }
+
+#[test]
+fn bad_inputs_get_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = models_dir().join("blobs-unet.safetensors");
+    let m = model.to_str().unwrap();
+    // A PNG cut in half, and a file that is not an image at all.
+    let png = dir.path().join("cut.png");
+    let (img, _) = kestrel::dataset::synth::blob_sample(1, 1, 128);
+    img.save(&png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    std::fs::write(&png, &bytes[..bytes.len() / 2]).unwrap();
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"not a png at all").unwrap();
+    let out = dir.path().join("o.png");
+    let o = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["segment", m, png.to_str().unwrap(), "-o", o, "--tile", "64", "--overlap", "16"], "cut.png"),
+        (vec!["segment", m, junk.to_str().unwrap(), "-o", o, "--tile", "64"], "junk.png"),
+        (vec!["segment", m, junk.to_str().unwrap(), "-o", o, "--tile", "60"], "--tile 60"),
+        (vec!["segment", m, junk.to_str().unwrap(), "-o", o, "--tile", "64", "--overlap", "64"], "--overlap 64"),
+        (vec!["bench", m, "--variants", "f32,fp8"], "unknown variant 'fp8'"),
+        (vec!["bench", m, "--batch", "1,x"], "--batch"),
+        (vec!["bench", m, "--memory-limit", "lots"], "--memory-limit"),
+        (vec!["bench", m, "--memory-limit", "1K"], "--memory-limit"),
+        (vec!["eval", m, "/nonexistent/data"], "/nonexistent/data"),
+        (vec!["eval", m, dir.path().to_str().unwrap(), "--shard", "2/2"], "--shard 2/2"),
+        (vec!["synth", "clouds", o], "synth clouds"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = kestrel(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // An ImageFolder whose class count differs from the model's.
+    let data = dir.path().join("three");
+    for c in ["a", "b", "c"] {
+        std::fs::create_dir_all(data.join(c)).unwrap();
+        img.save(data.join(c).join("x.png")).unwrap();
+    }
+    let cls = models_dir().join("shapes-resnet18.safetensors");
+    let (code, _, err) = kestrel(&["eval", cls.to_str().unwrap(), data.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("10 classes") && err.contains("3"), "{err}");
+}

@@ -28,6 +28,23 @@ pub fn fingerprint_line(r: &BenchReport) -> String {
     )
 }
 
+/// Per variant, the best-throughput batch and the best within the p99 budget (when a sweep
+/// or a budget makes that a question).
+fn choice_lines(r: &BenchReport) -> Vec<String> {
+    if r.variants.first().is_none_or(|v| v.batches.len() < 2) && r.options.p99_budget_ms.is_none() {
+        return Vec::new();
+    }
+    r.variants
+        .iter()
+        .map(|v| {
+            let budget = r.options.p99_budget_ms.map_or(String::new(), |bud| {
+                format!("; best with p99 ≤ {bud} ms: {}", v.choice.best_within_p99.map_or("none fits".into(), |b| format!("batch {b}")))
+            });
+            format!("{}: best throughput at batch {}{budget}", v.name, v.choice.best_throughput.map_or("-".into(), |b| b.to_string()))
+        })
+        .collect()
+}
+
 /// The terminal summary.
 pub fn table(r: &BenchReport) -> String {
     let mut s = String::new();
@@ -58,19 +75,8 @@ pub fn table(r: &BenchReport) -> String {
         }
     }
     let _ = writeln!(s, "cold start (ms): {}", r.variants.iter().map(|v| format!("{} load {:.0} + prepare {:.0} + first {:.1}", v.name, v.cold.load_ms, v.cold.prepare_ms, v.cold.first_inference_ms)).collect::<Vec<_>>().join("; "));
-    for v in &r.variants {
-        if r.variants[0].batches.len() > 1 || r.options.p99_budget_ms.is_some() {
-            let _ = writeln!(
-                s,
-                "{}: best throughput at batch {}{}",
-                v.name,
-                v.choice.best_throughput.map_or("-".into(), |b| b.to_string()),
-                r.options.p99_budget_ms.map_or(String::new(), |bud| format!(
-                    "; best with p99 ≤ {bud} ms: {}",
-                    v.choice.best_within_p99.map_or("none fits".into(), |b| format!("batch {b}"))
-                ))
-            );
-        }
+    for line in choice_lines(r) {
+        let _ = writeln!(s, "{line}");
     }
     if let Some((b, bytes)) = r.memory_refused {
         let _ = writeln!(s, "sweep stopped before batch {b}: planner estimate {} exceeds --memory-limit", mb(Some(bytes)));
@@ -158,19 +164,8 @@ pub fn markdown(r: &BenchReport) -> String {
         }
     }
     let _ = writeln!(s);
-    for v in &r.variants {
-        if v.batches.len() > 1 || r.options.p99_budget_ms.is_some() {
-            let _ = writeln!(
-                s,
-                "- {}: best throughput at batch {}{}",
-                v.name,
-                v.choice.best_throughput.map_or("-".into(), |b| b.to_string()),
-                r.options.p99_budget_ms.map_or(String::new(), |bud| format!(
-                    "; best with p99 ≤ {bud} ms: {}",
-                    v.choice.best_within_p99.map_or("none fits".into(), |b| format!("batch {b}"))
-                ))
-            );
-        }
+    for line in choice_lines(r) {
+        let _ = writeln!(s, "- {line}");
     }
     if let Some((b, bytes)) = r.memory_refused {
         let _ = writeln!(s, "- sweep stopped before batch {b}: planner estimate {} exceeds the memory limit", mb(Some(bytes)));

@@ -19,6 +19,16 @@ fn pe<E: std::fmt::Display>(e: E) -> Error {
     Error::Invalid(format!("plotting: {e}"))
 }
 
+/// Axis label of a categorical axis drawn on f64: the name at each whole index, else nothing.
+fn category(names: &[String], v: f64) -> String {
+    let i = v.round();
+    if (v - i).abs() < 1e-6 && i >= 0.0 {
+        names.get(i as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 fn save(path: &Path, svg: String) -> Result<()> {
     super::output::write(path, &svg)
 }
@@ -85,10 +95,7 @@ pub fn latency_svg(r: &BenchReport) -> Result<String> {
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n.max(2))
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
-            })
+            .x_label_formatter(&|x| category(&names, *x))
             .y_desc("ms per batch")
             .draw()
             .map_err(pe)?;
@@ -149,10 +156,7 @@ pub fn stages_svg(r: &BenchReport) -> Result<String> {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n.max(2))
-            .y_label_formatter(&|y| {
-                let i = y.round();
-                if (y - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
-            })
+            .y_label_formatter(&|y| category(&names, *y))
             .x_desc("ms per batch")
             .draw()
             .map_err(pe)?;

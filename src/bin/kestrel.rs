@@ -128,9 +128,9 @@ enum Cmd {
         /// Tile side: stream the image through the model in tiles (PNG input is read row by row).
         #[arg(long)]
         tile: Option<usize>,
-        /// Overlap between tiles, blended without seams.
-        #[arg(long, default_value_t = 64)]
-        overlap: usize,
+        /// Overlap between tiles, blended without seams (default: 64, at most half the tile).
+        #[arg(long)]
+        overlap: Option<usize>,
         /// Tiles per forward pass.
         #[arg(long, default_value_t = 4)]
         batch: usize,
@@ -333,7 +333,24 @@ struct ParityArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // Usage errors, like every other error, are one line.
+            let text = e.to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("kestrel: error: {} (see kestrel --help)", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -356,7 +373,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard } => {
             let pre = PreArgs { resize: 0, crop: 0, mean, std }.get()?;
-            let tiling = tile.map(|tile| kestrel::tile::TileOptions { tile, overlap, batch, threshold, pre: pre.clone() });
+            let tiling = tile.map(|tile| kestrel::tile::TileOptions { tile, overlap: overlap.unwrap_or(64.min(tile / 2)), batch, threshold, pre: pre.clone() });
             segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default())
         }
         Cmd::Bench(b) => bench_cmd(b),
@@ -545,6 +562,9 @@ fn segment_cmd(
     shard: Shard,
 ) -> Result<ExitCode> {
     let model = m.load()?;
+    if let Some(t) = tiling {
+        t.check(model.graph.spatial_multiple.unwrap_or(1))?;
+    }
     let session = m.session(&model)?;
     let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
         std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
