@@ -131,6 +131,20 @@ fn check_pool(p: &Pool2d, is_max: bool, hw: [usize; 2], seed: u64) {
     let mut got = vec![f32::NAN; want.len()];
     pool::pool2d(p, is_max, &x, xs, &mut got, os);
     Tolerance::KERNEL.check(&format!("pool max={is_max} {p:?} hw{hw:?}"), &got, &want);
+    if is_max {
+        // The u8 max-pool (INT8 models' codes) against the reference on the same codes as f32: exact.
+        let codes: Vec<u8> = x.iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+        let codes_f: Vec<f32> = codes.iter().map(|&c| f32::from(c)).collect();
+        let mut want = vec![f32::NAN; os.iter().product()];
+        reference::pool2d_ref(p, true, &codes_f, xs, &mut want, os);
+        let mut got = vec![0xAAu8; want.len()];
+        pool::max_pool2d_u8(p, &codes, xs, &mut got, os);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            if w.is_finite() {
+                assert_eq!(f32::from(*g), *w, "u8 max-pool {p:?} hw{hw:?} at {i}");
+            }
+        }
+    }
 }
 
 #[test]

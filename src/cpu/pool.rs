@@ -87,19 +87,24 @@ pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [
     let [_, _, oh, ow] = os;
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
     let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
-        for (oy, (ys, _)) in ty.iter().enumerate() {
-            for (ox, (xs_, _)) in tx.iter().enumerate() {
-                let mut m = 0u8;
+    // Separable: the maximum over the window's rows first (an elementwise u8 max over whole
+    // rows, which vectorises), then over its columns. Padding taps are skipped, not read.
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
+        || vec![0u8; w],
+        |rowmax, (o, plane)| {
+            for (oy, (ys, _)) in ty.iter().enumerate() {
+                rowmax.fill(0);
                 for &iy in ys {
-                    for &ix in xs_ {
-                        m = m.max(plane[iy * w + ix]);
+                    for (m, &v) in rowmax.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
+                        *m = (*m).max(v);
                     }
                 }
-                o[oy * ow + ox] = m;
+                for (dst, (xs_, _)) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
+                    *dst = xs_.iter().fold(0u8, |m, &ix| m.max(rowmax[ix]));
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Mean over H·W of each plane: `[N, C, H, W] → [N, C, 1, 1]`.
