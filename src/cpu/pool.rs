@@ -32,23 +32,30 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
     let [_, _, oh, ow] = os;
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
     let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
-    // Without dilation the valid taps of a window are one contiguous range.
-    let contiguous = p.dilation == [1, 1];
-    let range = |t: &Vec<usize>| t.first().map_or((0, 0), |&a| (a, a + t.len()));
-    let rx: Vec<(usize, usize)> = tx.iter().map(|(t, _)| range(t)).collect();
+    if is_max {
+        // Separable: the elementwise maximum over the window's rows (vectorises), then over
+        // its columns. Padding taps are skipped, not read.
+        out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
+            || vec![0.0f32; w],
+            |rowmax, (o, plane)| {
+                for (oy, (ys, _)) in ty.iter().enumerate() {
+                    rowmax.fill(f32::NEG_INFINITY);
+                    for &iy in ys {
+                        for (m, &v) in rowmax.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
+                            *m = m.max(v);
+                        }
+                    }
+                    for (dst, (xs_, _)) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
+                        *dst = xs_.iter().fold(f32::NEG_INFINITY, |m, &ix| m.max(rowmax[ix]));
+                    }
+                }
+            },
+        );
+        return;
+    }
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
         for (oy, (ys, py)) in ty.iter().enumerate() {
             let orow = &mut o[oy * ow..(oy + 1) * ow];
-            if contiguous && is_max {
-                orow.fill(f32::NEG_INFINITY);
-                for &iy in ys {
-                    let row = &plane[iy * w..(iy + 1) * w];
-                    for (v, &(a, b)) in orow.iter_mut().zip(&rx) {
-                        *v = row[a..b].iter().fold(*v, |m, &x| m.max(x));
-                    }
-                }
-                continue;
-            }
             for (ox, (xs_, px)) in tx.iter().enumerate() {
                 let v = if is_max {
                     let mut m = f32::NEG_INFINITY;
