@@ -245,8 +245,8 @@ struct EvalArgs {
     /// Process only part I of N of the (sorted) items; merge shards' JSON afterwards.
     #[arg(long)]
     shard: Option<Shard>,
-    /// Calibration images for static INT8 (a folder of images or .npy); default: the first
-    /// --calib-samples items of DATA's shard.
+    /// Calibration images for static INT8 (a folder of images or .npy); default:
+    /// --calib-samples items spread over DATA (this shard).
     #[arg(long)]
     calib: Option<PathBuf>,
     #[arg(long, default_value_t = 32)]
