@@ -4,10 +4,15 @@
 # Source it (`. scripts/setup.sh`) to get ORT_DYLIB_PATH exported.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if ! command -v protoc >/dev/null 2>&1; then
+# Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is installed.
+apt_pkgs=()
+command -v protoc >/dev/null 2>&1 || apt_pkgs+=(protobuf-compiler)
+command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
+{ command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || apt_pkgs+=(python3-venv)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo_="" ; [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq protobuf-compiler >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
 fi
 venv="$root/.venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnxruntime, onnx, numpy; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
