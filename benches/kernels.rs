@@ -43,7 +43,7 @@ fn gemms(c: &mut Criterion) {
         for isa in detect::supported().into_iter().filter(|i| *i != detect::Isa::Scalar || m * k * n < 20_000_000) {
             let kern = qgemm::kernel(isa).unwrap();
             let id = BenchmarkId::new(format!("u8s8-{}", isa.name()), format!("{name}_{m}x{k}x{n}"));
-            group.bench_function(id, |b| b.iter(|| kern(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
+            group.bench_function(id, |b| b.iter(|| kern.run(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
         }
         let wf: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
         let xf: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();

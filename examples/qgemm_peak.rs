@@ -45,10 +45,10 @@ fn main() {
         for isa in detect::supported() {
             let kern = qgemm::kernel(isa).unwrap();
             let iters = if isa == detect::Isa::Scalar { 2 } else { 200 };
-            kern(&pw, &panel, nb, &mut out, rs);
+            kern.run(&pw, &panel, nb, &mut out, rs);
             let t = Instant::now();
             for _ in 0..iters {
-                kern(&pw, &panel, nb, &mut out, rs);
+                kern.run(&pw, &panel, nb, &mut out, rs);
             }
             let s = t.elapsed().as_secs_f64() / iters as f64;
             println!("m{m} k{k} n{}: {:<11} {:7.1} GMAC/s", nb * 16, isa.name(), (m * k * nb * 16) as f64 / s / 1e9);

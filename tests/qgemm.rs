@@ -24,7 +24,7 @@ fn run(isa: Isa, a: &[u8], w: &[i8], m: usize, k: usize, n: usize, fill: u8) -> 
     pack_rows(a, k, n, n, pw.kpad, fill, &mut panel);
     let rs = nb * BLOCK + 3;
     let mut out = vec![i32::MIN; m * rs];
-    qgemm::kernel(isa).unwrap()(&pw, &panel, nb, &mut out, rs);
+    qgemm::kernel(isa).unwrap().run(&pw, &panel, nb, &mut out, rs);
     let mut got = vec![0; m * n];
     for c in 0..m {
         got[c * n..(c + 1) * n].copy_from_slice(&out[c * rs..c * rs + n]);

@@ -25,7 +25,7 @@ pub struct QScratch {
 
 /// The kernel of the selected ISA (the session checked `KESTREL_ISA` when it was built).
 fn kernel() -> qgemm::Kernel {
-    detect::selected().and_then(qgemm::kernel).unwrap_or(qgemm::scalar::qgemm_u8s8_scalar)
+    detect::selected().and_then(qgemm::kernel).unwrap_or(qgemm::Kernel::Scalar)
 }
 
 /// The input parameters for this call.
@@ -146,7 +146,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
             let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
             pack_conv_panel(q, xg, [h, w], ow, p0, cnt, pw.kpad, pa.zero_point, col, panel);
             let rs = blocks * BLOCK;
-            kern(pw, panel, blocks, acc, rs);
+            kern.run(pw, panel, blocks, acc, rs);
             let obase = (b * cout + gi * cout_g) * npix + p0;
             debug_assert!(obase + (cout_g - 1) * npix + cnt <= out_len);
             for co in 0..cout_g {
@@ -371,7 +371,7 @@ pub fn qconv_transpose2d(q: &QConvTranspose2d, x: &[f32], xs: [usize; 4], out: &
                 let blocks = cnt.div_ceil(BLOCK);
                 pack_pointwise(xb, npix, cin, p0, cnt, pw.kpad, panel);
                 let rs = blocks * BLOCK;
-                kern(pw, panel, blocks, acc, rs);
+                kern.run(pw, panel, blocks, acc, rs);
                 for r in 0..rows {
                     let co = r / (kh * kw);
                     let corr = i32::from(pa.zero_point) * pw.row_sums[r];
@@ -416,7 +416,7 @@ pub fn qlinear(q: &QLinear, x: &[f32], n: usize, out: &mut [f32], s: &mut QScrat
             panel[qgemm::panel_index(pw.kpad, k, p)] = xq[p * i + k];
         }
     }
-    kernel()(pw, panel, blocks, &mut s.i32, rs);
+    kernel().run(pw, panel, blocks, &mut s.i32, rs);
     for c in 0..o {
         let corr = i32::from(pa.zero_point) * pw.row_sums[c];
         let mult = pa.scale * q.weights.scales[c];

@@ -3,13 +3,14 @@
 //! can saturate (see the module docs of `qgemm`). Accumulators hold per-pixel pair sums
 //! `(k0·w0 + k1·w1, k2·w2 + k3·w3)` that are added once at the end of K.
 
+use crate::cpu::detect::Avx2;
+
 use super::{check_args, PackedWeights, BLOCK};
 
-/// `acc[c][p]`; the caller holds an [`Avx2`](crate::cpu::detect::Avx2) token.
-pub fn qgemm_u8s8_avx2_2x16(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+/// `acc[c][p]`; the [`Avx2`] token proves the CPU can run it.
+pub fn qgemm_u8s8_avx2_2x16(_isa: Avx2, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     check_args(w, panel, nblocks, out, out_rs);
-    assert!(crate::cpu::detect::Avx2::new().is_some(), "AVX2 kernel on a CPU without it");
-    // SAFETY: the CPU supports AVX2 (asserted above) and check_args proved every slice large
+    // SAFETY: the CPU supports AVX2 (the token proves it) and check_args proved every slice large
     // enough for the loads and stores the kernel performs (weights padded to Mpad rows).
     #[cfg(target_arch = "x86_64")]
     unsafe {

@@ -2,13 +2,14 @@
 //! Each step loads two 64-byte activation vectors (16 pixels × 4 k each) and broadcasts one
 //! 4-byte weight group per channel.
 
+use crate::cpu::detect::Avx512Vnni;
+
 use super::{check_args, PackedWeights, BLOCK, MR};
 
-/// `acc[c][p]`; the caller holds an [`Avx512Vnni`](crate::cpu::detect::Avx512Vnni) token.
-pub fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+/// `acc[c][p]`; the [`Avx512Vnni`] token proves the CPU can run it.
+pub fn qgemm_u8s8_avx512vnni_8x32(_isa: Avx512Vnni, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     check_args(w, panel, nblocks, out, out_rs);
-    assert!(crate::cpu::detect::Avx512Vnni::new().is_some(), "AVX-512 VNNI kernel on a CPU without it");
-    // SAFETY: the CPU supports AVX-512F/BW/VNNI (asserted above) and check_args proved every
+    // SAFETY: the CPU supports AVX-512F/BW/VNNI (the token proves it) and check_args proved every
     // slice large enough for the loads and stores the kernel performs.
     #[cfg(target_arch = "x86_64")]
     unsafe {

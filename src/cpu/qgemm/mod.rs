@@ -88,15 +88,33 @@ pub fn pack_rows(a: &[u8], k: usize, n: usize, rs: usize, kpad: usize, fill: u8,
     }
 }
 
-/// One kernel: `acc[c][p]` for all `c < m`, all `16 · nblocks` pixels of `panel`.
-pub type Kernel = fn(&PackedWeights, &[u8], usize, &mut [i32], usize);
+/// One kernel, holding the ISA token that proves the CPU can run it (checked once, when the
+/// kernel is chosen, not on every call).
+#[derive(Clone, Copy, Debug)]
+pub enum Kernel {
+    Scalar,
+    Avx2(detect::Avx2),
+    Avx512Vnni(detect::Avx512Vnni),
+}
+
+impl Kernel {
+    /// `acc[c][p]` for all `c < m`, all `16 · nblocks` pixels of `panel`, row stride `out_rs`.
+    #[inline]
+    pub fn run(self, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+        match self {
+            Kernel::Scalar => scalar::qgemm_u8s8_scalar(w, panel, nblocks, out, out_rs),
+            Kernel::Avx2(t) => avx2::qgemm_u8s8_avx2_2x16(t, w, panel, nblocks, out, out_rs),
+            Kernel::Avx512Vnni(t) => avx512vnni::qgemm_u8s8_avx512vnni_8x32(t, w, panel, nblocks, out, out_rs),
+        }
+    }
+}
 
 /// The kernel of `isa`, or an error if the CPU lacks it.
 pub fn kernel(isa: Isa) -> Result<Kernel> {
-    let k: Option<Kernel> = match isa {
-        Isa::Scalar => Some(scalar::qgemm_u8s8_scalar),
-        Isa::Avx2 => detect::Avx2::new().map(|_| avx2::qgemm_u8s8_avx2_2x16 as Kernel),
-        Isa::Avx512Vnni => detect::Avx512Vnni::new().map(|_| avx512vnni::qgemm_u8s8_avx512vnni_8x32 as Kernel),
+    let k = match isa {
+        Isa::Scalar => Some(Kernel::Scalar),
+        Isa::Avx2 => detect::Avx2::new().map(Kernel::Avx2),
+        Isa::Avx512Vnni => detect::Avx512Vnni::new().map(Kernel::Avx512Vnni),
     };
     k.ok_or_else(|| Error::Invalid(format!("this CPU does not support {}", isa.name())))
 }
