@@ -6,19 +6,26 @@ use crate::graph::{Conv2d, ConvTranspose2d, Linear, Pool2d, Resize, ResizeMode};
 
 use super::resize::{nearest_index, scales, source_coord};
 
-/// Direct convolution with the same epilogue as [`super::conv::conv2d`].
-pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
+/// The direct-convolution loop both conv twins share: for output `o` (NCHW index) of channel
+/// `co`, the sum of `tap(x index, weight index)` over the kernel taps that fall inside the
+/// image (padding contributes nothing), handed to `store(o, co, sum)`.
+fn direct_conv<A: Copy + Default + std::ops::AddAssign>(
+    c: &Conv2d,
+    xs: [usize; 4],
+    os: [usize; 4],
+    tap: impl Fn(usize, usize) -> A,
+    mut store: impl FnMut(usize, usize, A),
+) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let [kh, kw] = c.kernel();
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
-    let wt = c.weight.data();
     for b in 0..n {
         for co in 0..cout {
             let g = co / cout_g;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = 0.0f64;
+                    let mut acc = A::default();
                     for ci in 0..cin_g {
                         for ky in 0..kh {
                             for kx in 0..kw {
@@ -27,22 +34,33 @@ pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     continue;
                                 }
-                                let xv = x[((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize];
-                                let wv = wt[((co * cin_g + ci) * kh + ky) * kw + kx];
-                                acc += f64::from(xv) * f64::from(wv);
+                                let xi = ((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize;
+                                acc += tap(xi, ((co * cin_g + ci) * kh + ky) * kw + kx);
                             }
                         }
                     }
-                    let o = ((b * cout + co) * oh + oy) * ow + ox;
-                    let mut v = acc as f32 + c.bias.as_ref().map_or(0.0, |bb| bb[co]);
-                    if let Some(r) = residual {
-                        v += r[o];
-                    }
-                    out[o] = c.act.map_or(v, |a| a.apply(v));
+                    store(((b * cout + co) * oh + oy) * ow + ox, co, acc);
                 }
             }
         }
     }
+}
+
+/// The conv epilogue: `act(v + bias[co] + residual[o])`.
+fn conv_epilogue(c: &Conv2d, co: usize, o: usize, v: f32, residual: Option<&[f32]>) -> f32 {
+    let mut v = v + c.bias.as_ref().map_or(0.0, |bb| bb[co]);
+    if let Some(r) = residual {
+        v += r[o];
+    }
+    c.act.map_or(v, |a| a.apply(v))
+}
+
+/// Direct convolution with the same epilogue as [`super::conv::conv2d`].
+pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
+    let wt = c.weight.data();
+    direct_conv(c, xs, os, |xi, wi| f64::from(x[xi]) * f64::from(wt[wi]), |o, co, acc: f64| {
+        out[o] = conv_epilogue(c, co, o, acc as f32, residual);
+    });
 }
 
 /// Direct transposed convolution: every input pixel scatters its kernel into the output.
@@ -173,38 +191,8 @@ pub fn qconv2d_ref(q: &crate::graph::QConv2d, x: &[f32], xs: [usize; 4], residua
     let c = &q.conv;
     let pa = super::qconv::input_params(q.input, x);
     let xq: Vec<i32> = x.iter().map(|&v| i32::from(pa.quantize(v)) - i32::from(pa.zero_point)).collect();
-    let [n, cin, h, w] = xs;
-    let [_, cout, oh, ow] = os;
-    let [kh, kw] = c.kernel();
-    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let wq = &q.weights.q;
-    for b in 0..n {
-        for co in 0..cout {
-            let g = co / cout_g;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = 0i32;
-                    for ci in 0..cin_g {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
-                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                    continue;
-                                }
-                                let xv = xq[((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize];
-                                acc += xv * i32::from(wq[((co * cin_g + ci) * kh + ky) * kw + kx]);
-                            }
-                        }
-                    }
-                    let o = ((b * cout + co) * oh + oy) * ow + ox;
-                    let mut v = acc as f32 * (pa.scale * q.weights.scales[co]) + c.bias.as_ref().map_or(0.0, |bb| bb[co]);
-                    if let Some(r) = residual {
-                        v += r[o];
-                    }
-                    out[o] = c.act.map_or(v, |a| a.apply(v));
-                }
-            }
-        }
-    }
+    direct_conv(c, xs, os, |xi, wi| xq[xi] * i32::from(wq[wi]), |o, co, acc: i32| {
+        out[o] = conv_epilogue(c, co, o, acc as f32 * (pa.scale * q.weights.scales[co]), residual);
+    });
 }
