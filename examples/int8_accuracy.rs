@@ -30,14 +30,10 @@ fn main() -> kestrel::Result<()> {
     for r in kestrel::reference::reference_models() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(format!("{}.safetensors", r.name));
         let g = kestrel::load_model(&path.to_string_lossy(), &kestrel::LoadOptions::default())?.graph;
-        let sample = |seed: u64, i: u64| match r.dataset {
-            "shapes" => kestrel::dataset::synth::shape_sample(seed, i, r.size).0,
-            _ => kestrel::dataset::synth::blob_sample(seed, i, r.size).0,
-        };
         let pre = r.preprocess();
-        let calib = (0..32).map(|i| kestrel::imageio::preprocess(&sample(r.train_seed, 1_000_000 + i), &pre)).collect();
+        let calib = (0..32).map(|i| kestrel::imageio::preprocess(&r.sample(r.train_seed, 1_000_000 + i), &pre)).collect();
         let n = if r.dataset == "shapes" { 256 } else { 64 };
-        let test = (0..n).map(|i| kestrel::imageio::preprocess(&sample(r.test_seed, i), &pre)).collect();
+        let test = (0..n).map(|i| kestrel::imageio::preprocess(&r.sample(r.test_seed, i), &pre)).collect();
         cases.push((r.name.to_string(), g, calib, test));
     }
     for (name, g, calib, test) in cases {

@@ -239,7 +239,7 @@ pub fn run_variants(
         Data::Seg(p) => p.items.len(),
     };
     let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
-    let ctx = Context { model, threads, calib: opts.calib };
+    let ctx = Context::new(model, threads, opts.calib);
     let mut out = EvalReport {
         model: model.name.clone(),
         data: data.display().to_string(),

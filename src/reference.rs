@@ -68,6 +68,14 @@ impl Reference {
         }
     }
 
+    /// Sample `index` of this model's dataset for `seed` (the image only).
+    pub fn sample(&self, seed: u64, index: u64) -> image::RgbImage {
+        match self.dataset {
+            "shapes" => synth::shape_sample(seed, index, self.size).0,
+            _ => synth::blob_sample(seed, index, self.size).0,
+        }
+    }
+
     /// The preprocessing the model is trained with (ImageNet mean/std, no resize at its size).
     pub fn preprocess(&self) -> Preprocess {
         Preprocess { resize: self.size, crop: self.size, ..Preprocess::default() }

@@ -58,15 +58,7 @@ pub fn available_variants() -> (Vec<Kind>, Vec<(String, String)>) {
 
 fn calibration_for(r: &Reference, n: usize) -> Vec<Tensor> {
     let pre = r.preprocess();
-    (0..n as u64)
-        .map(|i| {
-            let img = match r.dataset {
-                "shapes" => crate::dataset::synth::shape_sample(r.train_seed, 1_000_000 + i, r.size).0,
-                _ => crate::dataset::synth::blob_sample(r.train_seed, 1_000_000 + i, r.size).0,
-            };
-            crate::imageio::preprocess(&img, &pre)
-        })
-        .collect()
+    (0..n as u64).map(|i| crate::imageio::preprocess(&r.sample(r.train_seed, 1_000_000 + i), &pre)).collect()
 }
 
 fn write_bench(b: &BenchReport, dir: &Path) -> Result<()> {

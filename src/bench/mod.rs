@@ -245,7 +245,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     } else {
         Vec::new()
     };
-    let ctx = variant::Context { model, threads, calib: &calib };
+    let ctx = variant::Context::new(model, threads, &calib);
     let mut variants = Vec::new();
     let mut skipped = Vec::new();
     for &k in &opts.variants {
@@ -260,14 +260,18 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     }
     let rss_after_load_bytes = machine::rss_bytes();
 
-    // The sweep stops before the first batch the planner says would exceed the limit.
-    let estimator = crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads, optimize: true })?;
+    // The sweep stops before the first batch the planner says would exceed the limit: the
+    // largest estimate of the kestrel variants, or of an f32 session when all run on ORT.
+    let estimator = if variants.iter().any(|v| v.session().is_some()) {
+        None
+    } else {
+        Some(crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads, optimize: true })?)
+    };
     let mut est = |b: usize| -> Result<u64> {
-        let mut bytes = estimator.memory_estimate(&model.graph.input_shape(b)?)? as u64;
-        for v in &variants {
-            if let Some(s) = v.session() {
-                bytes = bytes.max(s.memory_estimate(&model.graph.input_shape(b)?)? as u64);
-            }
+        let shape = model.graph.input_shape(b)?;
+        let mut bytes = 0u64;
+        for s in variants.iter().filter_map(Variant::session).chain(estimator.as_ref()) {
+            bytes = bytes.max(s.memory_estimate(&shape)? as u64);
         }
         Ok(bytes)
     };

@@ -78,6 +78,22 @@ pub struct Context<'a> {
     pub threads: usize,
     /// Calibration inputs for static INT8.
     pub calib: &'a [Tensor],
+    /// The static INT8 graph, calibrated once for `int8-static` and `ort-int8` alike.
+    static_graph: std::cell::OnceCell<Graph>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(model: &'a LoadedModel, threads: usize, calib: &'a [Tensor]) -> Self {
+        Context { model, threads, calib, static_graph: std::cell::OnceCell::new() }
+    }
+
+    fn static_int8(&self) -> Result<Graph> {
+        if let Some(g) = self.static_graph.get() {
+            return Ok(g.clone());
+        }
+        let g = quantized(self, crate::quant::Mode::Static)?;
+        Ok(self.static_graph.get_or_init(|| g).clone())
+    }
 }
 
 fn is_quantized(g: &Graph) -> bool {
@@ -127,14 +143,13 @@ impl Variant {
         let t = Instant::now();
         let (engine_impl, engine) = match kind {
             Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads)?,
-            Kind::Int8Static => kestrel_session(quantized(ctx, crate::quant::Mode::Static)?, ctx.threads)?,
+            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads)?,
             Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads)?,
             #[cfg(feature = "ort")]
             Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads, "")?,
             #[cfg(feature = "ort")]
             Kind::OrtInt8 => {
-                let g = quantized(ctx, crate::quant::Mode::Static)?;
-                ort_session(&onnx_bytes(ctx.model, &g)?, ctx.threads, " on kestrel's QDQ file")?
+                ort_session(&onnx_bytes(ctx.model, &ctx.static_int8()?)?, ctx.threads, " on kestrel's QDQ file")?
             }
             #[cfg(not(feature = "ort"))]
             Kind::OrtF32 | Kind::OrtInt8 => {

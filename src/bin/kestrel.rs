@@ -532,18 +532,14 @@ fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize
         let tensors = chunk.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
         let x = Tensor::concat_batch(&tensors)?;
         let out = session.run(&[x])?.remove(0);
-        let classes = out.shape().get(1).copied().unwrap_or(0);
-        if out.shape().len() != 2 || classes == 0 {
-            return Err(Error::Invalid(format!("model output {:?} is not [N, classes]", out.shape())));
-        }
-        for (path, row) in chunk.iter().zip(out.data().chunks(classes)) {
-            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let z: f32 = row.iter().map(|v| (v - m).exp()).sum();
+        let probs = kestrel::eval::softmax_rows(&out)?;
+        let classes = out.shape()[1];
+        for ((path, row), p) in chunk.iter().zip(out.data().chunks(classes)).zip(&probs) {
             let best: Vec<String> = topk(row, top.min(classes))
                 .into_iter()
                 .map(|i| {
                     let name = labels.as_ref().and_then(|l| l.get(i)).cloned().unwrap_or_else(|| format!("class {i}"));
-                    format!("{name} ({:.3})", (row[i] - m).exp() / z)
+                    format!("{name} ({:.3})", p[i])
                 })
                 .collect();
             println!("{}: {}", path.display(), best.join(", "));
@@ -638,7 +634,7 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
     let (h, w) = (x.shape()[2], x.shape()[3]);
     let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
     let (ph, pw) = (h.div_ceil(mult) * mult, w.div_ceil(mult) * mult);
-    let x = pad_to(&x, ph, pw);
+    let x = kestrel::eval::pad_to_multiple(&x, mult)?;
     let out = session.run(&[x])?.remove(0);
     let s = out.shape().to_vec();
     if s.len() != 4 || s[2] != ph || s[3] != pw {
@@ -660,22 +656,6 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
     imageio::write_gray(output, &vals, h, w)?;
     println!("wrote {} ({h}x{w})", output.display());
     Ok(())
-}
-
-/// Zero-pads `[1, C, H, W]` on the bottom and right to `[1, C, ph, pw]`.
-fn pad_to(x: &Tensor, ph: usize, pw: usize) -> Tensor {
-    let s = x.shape();
-    let (c, h, w) = (s[1], s[2], s[3]);
-    if (h, w) == (ph, pw) {
-        return x.clone();
-    }
-    let mut out = Tensor::zeros(vec![1, c, ph, pw]);
-    for ch in 0..c {
-        for y in 0..h {
-            out.data_mut()[(ch * ph + y) * pw..(ch * ph + y) * pw + w].copy_from_slice(&x.data()[(ch * h + y) * w..(ch * h + y + 1) * w]);
-        }
-    }
-    out
 }
 
 fn parity(p: ParityArgs) -> Result<ExitCode> {
