@@ -65,8 +65,18 @@ fn check_qconv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: usize, stri
     c.bias = Some(data(cout, seed + 1));
     c.act = Some(Activation::Relu);
     c.residual = residual;
+    check_qconv_with(c, n, cin, hw, input, seed);
+}
+
+/// Any conv geometry (strides, pads and dilations per axis) against the twin.
+fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQuant, seed: u64) {
+    let [kh, kw] = c.kernel();
+    let cout = c.out_channels();
+    let oh = window_out(hw[0], kh, c.stride[0], (c.pads[0], c.pads[2]), c.dilation[0], false);
+    let ow = window_out(hw[1], kw, c.stride[1], (c.pads[1], c.pads[3]), c.dilation[1], false);
+    let residual = c.residual;
     let q = QConv2d::new(c, input, true).unwrap();
-    let (Some(oh), Some(ow)) = (window_out(hw[0], k, stride, (pad, pad), 1, false), window_out(hw[1], k, stride, (pad, pad), 1, false)) else { return };
+    let (Some(oh), Some(ow)) = (oh, ow) else { return };
     let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, oh, ow]);
     let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 3.0 + 0.5).collect();
     let r = data(os.iter().product(), seed + 3);
@@ -75,7 +85,8 @@ fn check_qconv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: usize, stri
     reference::qconv2d_ref(&q, &x, xs, res, &mut want, os);
     let mut got = vec![f32::NAN; want.len()];
     qconv::qconv2d(&q, &x, xs, res, &mut got, os, &mut Default::default(), 2);
-    assert_eq!(got, want, "qconv n{n} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} g{groups} {input:?} res{residual} isa {:?}", detect::selected());
+    let c = &q.conv;
+    assert_eq!(got, want, "qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} isa {:?}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, detect::selected());
 }
 
 #[test]
@@ -97,6 +108,33 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(1, 8, 12, [9, 9], 3, 1, 1, 4, ActQuant::Dynamic, true, 99);
     check_qconv(1, 65, 63, [40, 41], 3, 1, 1, 1, ActQuant::Dynamic, false, 98);
     check_qconv(1, 3, 16, [65, 67], 7, 2, 3, 1, ActQuant::Dynamic, false, 97);
+    // Per-axis strides, asymmetric pads and dilations: every phase-plane offset and the
+    // discarded virtual columns.
+    for (i, &(k, stride, pads, dil)) in [
+        ([3, 3], [2, 1], [0, 1, 1, 0], [1, 1]),
+        ([3, 1], [1, 2], [1, 0, 0, 0], [1, 1]),
+        ([3, 3], [1, 1], [2, 2, 2, 2], [2, 2]),
+        ([3, 3], [2, 2], [2, 1, 2, 3], [2, 3]),
+        ([5, 3], [3, 2], [2, 1, 0, 1], [1, 2]),
+        ([1, 1], [2, 2], [0, 0, 0, 0], [1, 1]),
+        ([1, 1], [1, 1], [1, 0, 1, 0], [1, 1]),
+        ([2, 2], [2, 2], [0, 0, 1, 1], [1, 1]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for &hw in &[[1, 1], [4, 3], [9, 16], [17, 15]] {
+            let seed = 200 + i as u64 * 10 + hw[0] as u64;
+            let w = Tensor::new(vec![9, 6, k[0], k[1]], data(9 * 6 * k[0] * k[1], seed)).unwrap();
+            let mut c = Conv2d::new(w, 1, 0, 1);
+            (c.stride, c.pads, c.dilation) = (stride, pads, dil);
+            c.bias = Some(data(9, seed + 1));
+            c.act = Some(Activation::Relu);
+            c.residual = i % 2 == 0;
+            let input = if i % 3 == 0 { ActQuant::Dynamic } else { ActQuant::Static(QParams { scale: 0.03, zero_point: 37 }) };
+            check_qconv_with(c, 1 + i % 2, 6, hw, input, seed);
+        }
+    }
 }
 
 fn narrow_resnet(depth: usize) -> ModelConfig {

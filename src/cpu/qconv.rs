@@ -81,6 +81,35 @@ crate::cpu::simd::multiversion! {
     }
 }
 
+crate::cpu::simd::multiversion! {
+    /// `out = quantize_oq((acc − corr)·mult + bias (+ res))`, with ReLU before quantizing
+    /// when `relu`: the values of [`dequant_row`] then [`quantize_chunk`], in one pass.
+    fn requant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+        match (res, relu) {
+            (Some(r), true) => {
+                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                    *o = oq.quantize(((a - corr) as f32 * mult + bias + rv).max(0.0));
+                }
+            }
+            (Some(r), false) => {
+                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                    *o = oq.quantize((a - corr) as f32 * mult + bias + rv);
+                }
+            }
+            (None, true) => {
+                for (o, &a) in out.iter_mut().zip(acc) {
+                    *o = oq.quantize(((a - corr) as f32 * mult + bias).max(0.0));
+                }
+            }
+            (None, false) => {
+                for (o, &a) in out.iter_mut().zip(acc) {
+                    *o = oq.quantize((a - corr) as f32 * mult + bias);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: workers write pairwise-disjoint output elements (distinct image, group or pixel
@@ -99,28 +128,29 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let npix = oh * ow;
     let pa = input_params(q.input, x);
     let pw0 = &q.packed[0];
-    // Blocks per panel: at most what fits PANEL_TARGET, and few enough that every worker
-    // gets the same number of panels when there are only a handful.
-    let total_blocks = npix.div_ceil(BLOCK);
+    let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
+    // Output pixels as the GEMM sees them: for tap convs, rows of the phase planes' width.
+    let (nv, row_w) = geo.as_ref().map_or((npix, npix.max(1)), |p| (p.virtual_pixels, p.wph));
+    let total_blocks = nv.div_ceil(BLOCK);
     let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
-    let per_round = threads.max(1).div_ceil(n * g).max(1);
-    let rounds = total_blocks.div_ceil(nb_max * per_round).max(1);
-    let nb = total_blocks.div_ceil(rounds * per_round).clamp(1, nb_max);
-    let chunks = npix.div_ceil(nb * BLOCK);
+    let chunks = chunk_count(total_blocks, nb_max, n * g, threads);
+    let nb = total_blocks.div_ceil(chunks);
     let tasks = n * g * chunks;
     let workers = threads.max(1).min(tasks);
     let plen = panel_len(pw0.kpad, nb);
     let tile = pw0.mpad * nb * BLOCK;
-    // Per worker: the panel, then the row-major im2col it is interleaved from.
     let own = if q.in_u8 { 0 } else { x.len() };
-    let need_u8 = own + workers * 2 * plen;
+    let phase_len = geo.as_ref().map_or(0, |p| n * p.image_len + p.slack);
+    let need_u8 = own + phase_len + workers * plen;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
     if s.i32.len() < workers * tile {
         s.i32.resize(workers * tile, 0);
     }
-    let (xq, panels) = s.u8.split_at_mut(own);
+    let (xq, rest) = s.u8.split_at_mut(own);
+    let (phases, panels) = rest.split_at_mut(phase_len);
     let xq: &[u8] = if q.in_u8 {
         // The producer wrote u8 codes into the first x.len() bytes of this f32 buffer.
         &bytemuck::cast_slice::<f32, u8>(x)[..x.len()]
@@ -128,58 +158,104 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
         quantize_par(pa, x, xq);
         xq
     };
+    let koff = geo.as_ref().map(|p| {
+        p.build(xq, n, cin, [h, w], c.pads, pa.zero_point, phases);
+        p.tap_offsets(c, cin, pw0.kpad)
+    });
+    let phases: &[u8] = phases;
     let kern = kernel();
     let out_q = q.out_q;
     let dst = OutPtr(out.as_mut_ptr());
     let out_len = out.len();
-    panels.par_chunks_mut(2 * plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (buf, acc))| {
-        let (panel, col) = buf.split_at_mut(plen);
+    panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (panel, acc))| {
         let dst = dst;
         let mut t = wi;
         while t < tasks {
             let (b, rest) = (t / (g * chunks), t % (g * chunks));
             let (gi, ch) = (rest / chunks, rest % chunks);
-            let p0 = ch * nb * BLOCK;
-            let cnt = (npix - p0).min(nb * BLOCK);
-            let blocks = cnt.div_ceil(BLOCK);
+            let (blk0, blk1) = (ch * total_blocks / chunks, (ch + 1) * total_blocks / chunks);
+            let v0 = blk0 * BLOCK;
+            let cnt = (nv - v0).min((blk1 - blk0) * BLOCK);
+            let blocks = blk1 - blk0;
             let pw = &q.packed[gi];
-            let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
-            pack_conv_panel(q, xg, [h, w], ow, p0, cnt, pw.kpad, pa.zero_point, col, panel);
+            match (&geo, &koff) {
+                (Some(p), Some(koff)) => {
+                    let base = b * p.image_len + gi * cin_g * p.plane + v0;
+                    pack_taps(phases, base, koff, blocks, pw.kpad, panel);
+                }
+                _ => {
+                    let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
+                    pack_pointwise(xg, h * w, pw.k, v0, cnt, pw.kpad, panel);
+                }
+            }
             let rs = blocks * BLOCK;
             kern.run(pw, panel, blocks, acc, rs);
-            let obase = (b * cout + gi * cout_g) * npix + p0;
-            debug_assert!(obase + (cout_g - 1) * npix + cnt <= out_len);
-            for co in 0..cout_g {
-                let oc = gi * cout_g + co;
-                let res = residual.map(|r| &r[obase + co * npix..obase + co * npix + cnt]);
-                match out_q {
-                    None => {
-                        // SAFETY: row `co` of this task covers output elements
-                        // [obase + co·npix, +cnt), inside `out` and disjoint from every other
-                        // task's (distinct image, group or pixel range); `out` outlives the scope.
-                        let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(obase + co * npix), cnt) };
-                        epilogue_row(q, pw, co, oc, pa, &acc[co * rs..co * rs + cnt], res, orow);
-                    }
-                    Some(oq) => {
-                        // u8 codes go to byte offsets equal to the element indices, which lie in
-                        // the first out_len bytes of the buffer; tasks' byte ranges are disjoint
-                        // for the same reason as above.
-                        let mut row = [0f32; 256];
-                        for start in (0..cnt).step_by(256) {
-                            let len = (cnt - start).min(256);
-                            let r2 = res.map(|r| &r[start..start + len]);
-                            epilogue_row(q, pw, co, oc, pa, &acc[co * rs + start..co * rs + start + len], r2, &mut row[..len]);
-                            // SAFETY: [obase + co·npix + start, +len) bytes lie within the first
-                            // out_len bytes of `out` (4·out_len bytes long) and belong to this task only.
-                            let bytes = unsafe { std::slice::from_raw_parts_mut((dst.0 as *mut u8).add(obase + co * npix + start), len) };
-                            quantize_chunk(oq, &row[..len], bytes);
+            let obase = (b * cout + gi * cout_g) * npix;
+            // Virtual pixels v0..v0+cnt cover parts of output rows; columns ≥ OW are discarded.
+            let width = if geo.is_some() { ow } else { row_w };
+            let end = v0 + cnt;
+            let mut v = v0;
+            while v < end {
+                let (oy, ox) = (v / row_w, v % row_w);
+                if ox >= width {
+                    v = (oy + 1) * row_w;
+                    continue;
+                }
+                let seg_end = end.min(oy * row_w + width);
+                let len = seg_end - v;
+                let o0 = obase + oy * width + ox;
+                let a0 = v - v0;
+                debug_assert!(o0 + (cout_g - 1) * npix + len <= out_len);
+                for co in 0..cout_g {
+                    let oc = gi * cout_g + co;
+                    let at = o0 + co * npix;
+                    let res = residual.map(|r| &r[at..at + len]);
+                    let accs = &acc[co * rs + a0..co * rs + a0 + len];
+                    match out_q {
+                        None => {
+                            // SAFETY: output elements [at, at + len) lie inside `out` (row oy,
+                            // columns ox.. of channel oc, image b) and belong to this task
+                            // only: tasks cover distinct images, groups or pixel ranges, and
+                            // `out` outlives the parallel scope.
+                            let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(at), len) };
+                            epilogue_row(q, pw, co, oc, pa, accs, res, orow);
+                        }
+                        Some(oq) => {
+                            // SAFETY: u8 codes go to byte offsets equal to the element indices,
+                            // [at, at + len), which lie in the first out_len bytes of `out`
+                            // (4·out_len bytes long) and belong to this task only, as above.
+                            let bytes = unsafe { std::slice::from_raw_parts_mut((dst.0 as *mut u8).add(at), len) };
+                            requant_epilogue(q, pw, co, oc, pa, oq, accs, res, bytes);
                         }
                     }
                 }
+                v = seg_end;
             }
             t += workers;
         }
     });
+}
+
+/// [`epilogue_row`] then quantization with the next layer's `oq`, into u8 codes: one pass
+/// for ReLU or no activation, through an f32 row for the others (same values either way).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn requant_epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], res: Option<&[f32]>, out: &mut [u8]) {
+    let relu = q.conv.act == Some(crate::graph::Activation::Relu);
+    if q.conv.act.is_none() || relu {
+        let corr = i32::from(pa.zero_point) * pw.row_sums[co];
+        let mult = pa.scale * q.weights.scales[oc];
+        let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
+        requant_row(acc, corr, mult, bias, res, relu, oq, out);
+        return;
+    }
+    let mut row = [0f32; 256];
+    for start in (0..acc.len()).step_by(256) {
+        let l = (acc.len() - start).min(256);
+        let r2 = res.map(|r| &r[start..start + l]);
+        epilogue_row(q, pw, co, oc, pa, &acc[start..start + l], r2, &mut row[..l]);
+        quantize_chunk(oq, &row[..l], &mut out[start..start + l]);
+    }
 }
 
 /// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output row.
@@ -197,47 +273,126 @@ fn epilogue_row(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QPara
     }
 }
 
-/// im2col of pixels `p0..p0+cnt` of one group's u8 input into a qgemm panel; taps outside
-/// the image read the zero point (the quantized 0.0). Two steps: row-major im2col into `col`
-/// (`[Kpad][blocks·16]`, contiguous runs copied whole), then a 4×16 byte interleave per
-/// (block, k-group) into the panel layout.
-#[allow(clippy::too_many_arguments)]
-fn pack_conv_panel(q: &QConv2d, xq: &[u8], [h, w]: [usize; 2], ow: usize, p0: usize, cnt: usize, kpad: usize, zp: u8, col: &mut [u8], panel: &mut [u8]) {
-    let c = &q.conv;
-    let [kh, kw] = c.kernel();
-    let kdim = c.weight.shape()[1] * kh * kw;
-    let blocks = cnt.div_ceil(BLOCK);
-    let cs = blocks * BLOCK;
-    if [kh, kw] == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] {
-        pack_pointwise(xq, h * w, kdim, p0, cnt, kpad, panel);
-        return;
+/// Pixel chunks per (image, group): enough that each fits [`PANEL_TARGET`], at least one per
+/// worker, and, while there are only a few, a count that gives every worker the same number
+/// of tasks. Chunks then take `total_blocks / chunks` blocks each, give or take one.
+fn chunk_count(total_blocks: usize, nb_max: usize, per_image: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    let mut chunks = total_blocks.div_ceil(nb_max).max(threads.div_ceil(per_image)).min(total_blocks).max(1);
+    while (per_image * chunks) % threads != 0 && per_image * chunks < 8 * threads && chunks < total_blocks {
+        chunks += 1;
     }
-    let col = &mut col[..kpad * cs];
-    let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
-    for (k, dst) in col.chunks_mut(cs).enumerate() {
-        if k >= kdim {
-            dst.fill(0);
-            continue;
+    chunks
+}
+
+/// The u8 input of a conv rearranged so that every im2col row is one contiguous run.
+///
+/// The zero-point padded input `[Cin, Hp, Wp]` is split by stride into `sy·sx` phase planes
+/// per channel, phase `(py, px)` holding padded pixels `(r·sy + py, j·sx + px)`:
+/// `[N][sy·sx][Cin][hph][wph]`, `hph = ⌈Hp/sy⌉`, `wph = ⌈Wp/sx⌉`. Output pixel `(oy, ox)` is
+/// *virtual* pixel `v = oy·wph + ox`; tap `(ky, kx)` of channel `ci` reads phase
+/// `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph + ⌊kx·dx/sx⌋`. Virtual columns
+/// `ox ≥ OW` are computed and discarded (`wph − OW` per row), and a slack after the last
+/// plane keeps their reads in bounds.
+struct Phases {
+    sy: usize,
+    sx: usize,
+    wph: usize,
+    plane: usize,
+    image_len: usize,
+    slack: usize,
+    virtual_pixels: usize,
+    /// Which phases some tap reads (a 1×1 stride-2 conv reads only phase (0, 0)).
+    used: Vec<bool>,
+}
+
+impl Phases {
+    fn new(c: &crate::graph::Conv2d, cin: usize, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Phases {
+        let [sy, sx] = c.stride;
+        let [kh, kw] = c.kernel();
+        let [dy, dx] = c.dilation;
+        let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
+        let (hph, wph) = (hp.div_ceil(sy), wp.div_ceil(sx));
+        let plane = hph * wph;
+        let image_len = sy * sx * cin * plane;
+        let virtual_pixels = (oh.max(1) - 1) * wph + ow;
+        let mut used = vec![false; sy * sx];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                used[(ky * dy % sy) * sx + kx * dx % sx] = true;
+            }
         }
-        let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-        let plane = &xq[ci * h * w..(ci + 1) * h * w];
-        // Walk the output rows the pixel range touches.
-        let mut p = p0;
-        while p < p0 + cnt {
-            let (oy, oxa) = (p / ow, p % ow);
-            let oxb = ow.min(oxa + (p0 + cnt - p));
-            let run = &mut dst[p - p0..p - p0 + (oxb - oxa)];
-            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - pt;
-            let x0 = (oxa * c.stride[1] + kx * c.dilation[1]) as isize - pl;
-            fill_run(plane, w, h, iy, x0, c.stride[1], zp, run);
-            p += oxb - oxa;
-        }
+        // Largest tap offset within an image, plus the padded last panel block.
+        let max_off = image_len - plane + ((kh - 1) * dy / sy) * wph + (kw - 1) * dx / sx;
+        let reach = max_off + virtual_pixels.div_ceil(BLOCK) * BLOCK;
+        Phases { sy, sx, wph, plane, image_len, slack: reach.saturating_sub(image_len), virtual_pixels, used }
     }
-    for b in 0..blocks {
-        for k4 in 0..kpad / 4 {
-            let src = |j: usize| &col[(k4 * 4 + j) * cs + b * BLOCK..(k4 * 4 + j) * cs + (b + 1) * BLOCK];
-            let dst = &mut panel[b * kpad * BLOCK + k4 * 4 * BLOCK..b * kpad * BLOCK + (k4 + 1) * 4 * BLOCK];
-            interleave4x16([src(0), src(1), src(2), src(3)], dst);
+
+    /// Writes the phase planes of all `n` images of `xq: [N, Cin, H, W]` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn build(&self, xq: &[u8], n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+        let (pt, pl) = (pads[0], pads[1]);
+        let (sy, sx, wph) = (self.sy, self.sx, self.wph);
+        let (planes, slack) = out.split_at_mut(n * self.image_len);
+        slack.fill(zp);
+        planes.par_chunks_mut(self.plane).enumerate().for_each(|(i, dst)| {
+            let (b, ph, ci) = (i / (sy * sx * cin), (i / cin) % (sy * sx), i % cin);
+            if !self.used[ph] {
+                return;
+            }
+            let (py, px) = (ph / sx, ph % sx);
+            let src = &xq[(b * cin + ci) * h * w..(b * cin + ci + 1) * h * w];
+            // Phase columns j with an input column: j·sx + px − pl ∈ [0, w).
+            let jlo = pl.saturating_sub(px).div_ceil(sx).min(wph);
+            let jhi = (w + pl).saturating_sub(px).div_ceil(sx).clamp(jlo, wph);
+            for (r, row) in dst.chunks_mut(wph).enumerate() {
+                let iy = (r * sy + py).wrapping_sub(pt);
+                if iy >= h {
+                    row.fill(zp);
+                    continue;
+                }
+                row[..jlo].fill(zp);
+                row[jhi..].fill(zp);
+                let x0 = jlo * sx + px - pl;
+                let srow = &src[iy * w..(iy + 1) * w];
+                if sx == 1 {
+                    row[jlo..jhi].copy_from_slice(&srow[x0..x0 + jhi - jlo]);
+                } else {
+                    for (d, &v) in row[jlo..jhi].iter_mut().zip(srow[x0..].iter().step_by(sx)) {
+                        *d = v;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Offset of each of the `kpad` im2col rows of group 0 in an image's phase planes
+    /// (`k = ci·kh·kw + ky·kw + kx`); the padding rows meet zero weights and read offset 0.
+    fn tap_offsets(&self, c: &crate::graph::Conv2d, cin: usize, kpad: usize) -> Vec<usize> {
+        let [kh, kw] = c.kernel();
+        let [dy, dx] = c.dilation;
+        let kdim = c.weight.shape()[1] * kh * kw;
+        (0..kpad)
+            .map(|k| {
+                if k >= kdim {
+                    return 0;
+                }
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                let ph = (ky * dy % self.sy) * self.sx + kx * dx % self.sx;
+                (ph * cin + ci) * self.plane + (ky * dy / self.sy) * self.wph + kx * dx / self.sx
+            })
+            .collect()
+    }
+}
+
+/// Packs `blocks` blocks of virtual pixels starting at `phases[base..]` into a qgemm panel:
+/// row `k` of the im2col is the run at `base + koff[k]`.
+fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usize, kpad: usize, panel: &mut [u8]) {
+    for (k4, offs) in koff.chunks_exact(4).enumerate().take(kpad / 4) {
+        let rows: [&[u8]; 4] = std::array::from_fn(|j| &phases[base + offs[j]..base + offs[j] + blocks * BLOCK]);
+        for b in 0..blocks {
+            let at = b * kpad * BLOCK + k4 * 4 * BLOCK;
+            interleave4x16(rows.map(|r| &r[b * BLOCK..(b + 1) * BLOCK]), &mut panel[at..at + 4 * BLOCK]);
         }
     }
 }
@@ -296,30 +451,6 @@ fn interleave4x16(rows: [&[u8]; 4], dst: &mut [u8]) {
     for p in 0..16 {
         for j in 0..4 {
             dst[p * 4 + j] = rows[j][p];
-        }
-    }
-}
-
-/// One run of output pixels of one `col` row: input row `iy`, first column `x0`, stride `sw`.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn fill_run(plane: &[u8], w: usize, h: usize, iy: isize, x0: isize, sw: usize, zp: u8, run: &mut [u8]) {
-    let n = run.len();
-    if iy < 0 || iy >= h as isize {
-        run.fill(zp);
-        return;
-    }
-    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-    if sw == 1 {
-        let lo = (-x0).clamp(0, n as isize) as usize;
-        let hi = (w as isize - x0).clamp(lo as isize, n as isize) as usize;
-        run[..lo].fill(zp);
-        run[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
-        run[hi..].fill(zp);
-    } else {
-        for (i, d) in run.iter_mut().enumerate() {
-            let ix = (i * sw) as isize + x0;
-            *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { zp };
         }
     }
 }
