@@ -197,6 +197,26 @@ fn u8_handoff_between_int8_convs_changes_nothing() {
 }
 
 #[test]
+fn dynamic_ranges_recorded_by_producers_change_nothing() {
+    let x = synthetic_images(2, 3, 64, 64, 6);
+    for cfg in [narrow_resnet(18), ModelConfig::UNet(UNetConfig { base_width: 8, depth: 3, image_size: 64, ..Default::default() })] {
+        let g = cfg.build(&mut SeededWeights { seed: 4 }).unwrap();
+        let q = quantize(&g, &QuantizeOptions { mode: Mode::Dynamic, ..Default::default() }, &[], &mut |_, _| {}).unwrap();
+        let s = Session::new(q, &Options::default()).unwrap();
+        // Planned runs hand each dynamic conv its input's range from the producer's epilogue;
+        // node-by-node runs scan the input instead. Twice, so a stale range would show.
+        let got = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
+        let x2 = synthetic_images(2, 3, 64, 64, 8);
+        let got2 = s.run(std::slice::from_ref(&x2)).unwrap().remove(0);
+        let g = s.graph();
+        for (input, out) in [(&x, got), (&x2, got2)] {
+            let want = kestrel::exec::interpret(g, std::slice::from_ref(input), 2).unwrap()[g.outputs[0]].clone().unwrap();
+            assert_eq!(out, want, "{cfg:?}: recorded ranges changed the dynamic output");
+        }
+    }
+}
+
+#[test]
 fn qconv_transpose_matches_float_on_dequantized_values() {
     let mut seed = 700;
     for &(cin, cout, hw, k, stride, pad) in &[(3usize, 5usize, [1usize, 1usize], 2usize, 2usize, 0usize), (4, 6, [7, 5], 2, 2, 0), (8, 3, [9, 9], 3, 2, 1), (17, 15, [6, 7], 4, 2, 1), (5, 7, [20, 21], 3, 1, 1)] {

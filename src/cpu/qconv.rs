@@ -11,16 +11,23 @@ use rayon::prelude::*;
 use crate::cpu::detect;
 use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK};
 use crate::graph::{ActQuant, QConv2d, QConvTranspose2d, QLinear};
-use crate::quant::params::{min_max, QParams};
+use crate::quant::params::{min_max, Lanes, QParams};
 
 /// Target panel size in bytes (keeps a worker's panel and tile in L2).
 const PANEL_TARGET: usize = 192 * 1024;
 
-/// Reusable byte and i32 buffers for the INT8 layers.
+/// Reusable byte and i32 buffers for the INT8 layers, and the value ranges the executor
+/// hands between a conv writing f32 and a dynamic INT8 conv reading it.
 #[derive(Default, Debug)]
 pub struct QScratch {
     pub u8: Vec<u8>,
     pub i32: Vec<i32>,
+    /// `(min, max)` of the next conv's input, recorded by its producer (NaNs ignored); a
+    /// dynamic conv uses it instead of a pass over the input. Taken by the call.
+    pub in_range: Option<(f32, f32)>,
+    /// Ask the next conv to record its f32 output's range in `out_range`. Taken by the call.
+    pub want_range: bool,
+    pub out_range: Option<(f32, f32)>,
 }
 
 /// The kernel of the selected ISA (the session checked `KESTREL_ISA` when it was built).
@@ -30,14 +37,25 @@ fn kernel() -> qgemm::Kernel {
 
 /// The input parameters for this call.
 pub fn input_params(q: ActQuant, x: &[f32]) -> QParams {
+    input_params_with(q, x, None)
+}
+
+/// [`input_params`], with the input's `(min, max)` when its producer recorded it.
+fn input_params_with(q: ActQuant, x: &[f32], range: Option<(f32, f32)>) -> QParams {
     match q {
         ActQuant::Static(p) => p,
         ActQuant::Dynamic => {
-            let (lo, hi) = min_max(x);
+            let (lo, hi) = match range {
+                Some((lo, hi)) if lo <= hi => (lo, hi),
+                Some(_) => (0.0, 0.0),
+                None => min_max(x),
+            };
             QParams::from_range(lo, hi)
         }
     }
 }
+
+
 
 /// Quantizes `x` into `out` in parallel chunks.
 fn quantize_par(p: QParams, x: &[f32], out: &mut [u8]) {
@@ -126,7 +144,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let g = c.groups;
     let (cin_g, cout_g) = (cin / g, cout / g);
     let npix = oh * ow;
-    let pa = input_params(q.input, x);
+    let pa = input_params_with(q.input, x, s.in_range.take());
+    let record = std::mem::take(&mut s.want_range) && q.out_q.is_none();
     let pw0 = &q.packed[0];
     let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
     let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
@@ -167,8 +186,9 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let out_q = q.out_q;
     let dst = OutPtr(out.as_mut_ptr());
     let out_len = out.len();
-    panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().for_each(|(wi, (panel, acc))| {
+    let range = panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().map(|(wi, (panel, acc))| {
         let dst = dst;
+        let mut range = Lanes::default();
         let mut t = wi;
         while t < tasks {
             let (b, rest) = (t / (g * chunks), t % (g * chunks));
@@ -219,6 +239,9 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                             // `out` outlives the parallel scope.
                             let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(at), len) };
                             epilogue_row(q, pw, co, oc, pa, accs, res, orow);
+                            if record {
+                                range.add(orow);
+                            }
                         }
                         Some(oq) => {
                             // SAFETY: u8 codes go to byte offsets equal to the element indices,
@@ -233,7 +256,10 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
             }
             t += workers;
         }
+        range
     });
+    let range = range.reduce(Lanes::default, Lanes::merge);
+    s.out_range = record.then(|| range.range());
 }
 
 /// [`epilogue_row`] then quantization with the next layer's `oq`, into u8 codes: one pass

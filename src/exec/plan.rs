@@ -12,6 +12,10 @@ pub struct Plan {
     slot_of: Vec<Option<usize>>,
     slots: Vec<Vec<f32>>,
     scratch: super::Scratch,
+    /// Values read by a dynamic INT8 conv: their producer records the output's range.
+    wants_range: Vec<bool>,
+    /// The range recorded for each value during the current run.
+    ranges: Vec<Option<(f32, f32)>>,
 }
 
 impl Plan {
@@ -73,7 +77,16 @@ impl Plan {
             });
         }
         let slots = sizes.iter().map(|&s| vec![0.0; s]).collect();
-        Ok(Plan { shapes, slot_of, slots, scratch: super::Scratch { f32: vec![0.0; scratch], ..Default::default() } })
+        let mut wants_range = vec![false; g.values.len()];
+        for n in &g.nodes {
+            if let Op::QConv(q) = &n.op {
+                if q.input == crate::graph::ActQuant::Dynamic {
+                    wants_range[n.inputs[0]] = true;
+                }
+            }
+        }
+        let ranges = vec![None; g.values.len()];
+        Ok(Plan { shapes, slot_of, slots, scratch: super::Scratch { f32: vec![0.0; scratch], ..Default::default() }, wants_range, ranges })
     }
 
     /// Bytes held by activation slots and scratch.
@@ -94,6 +107,7 @@ impl Plan {
     /// [`Plan::execute`], adding each node's wall time in seconds to `node_seconds[i]`.
     pub fn execute_timed(&mut self, g: &Graph, inputs: &[Tensor], threads: usize, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         let slot = |v: ValueId| self.slot_of[v].ok_or_else(|| Error::Invalid(format!("value '{}' has no buffer", g.values[v])));
+        self.ranges.fill(None);
         for (i, t) in g.inputs.iter().zip(inputs) {
             let s = slot(i.id)?;
             self.slots[s][..t.numel()].copy_from_slice(t.data());
@@ -114,7 +128,11 @@ impl Plan {
                 };
                 ins.push((data, &self.shapes[v]));
             }
+            // A dynamic INT8 conv reads its input's range if the producer recorded it this run.
+            self.scratch.q.in_range = self.ranges[n.inputs[0]];
+            self.scratch.q.want_range = self.wants_range[n.output];
             super::exec_node(n, &ins, &mut out[..on], &self.shapes[n.output], &mut self.scratch, threads);
+            self.ranges[n.output] = self.scratch.q.out_range.take();
             self.slots[o] = out;
             if let (Some(t0), Some(acc)) = (t0, node_seconds.as_deref_mut()) {
                 if let Some(a) = acc.get_mut(k) {

@@ -67,25 +67,77 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
     let (lo, hi) = x
         .par_chunks(64 * 1024)
         .map(|c| {
-            let (mut lo, mut hi) = ([f32::INFINITY; 16], [f32::NEG_INFINITY; 16]);
-            let mut it = c.chunks_exact(16);
-            for v in &mut it {
-                for j in 0..16 {
-                    lo[j] = if v[j] < lo[j] { v[j] } else { lo[j] };
-                    hi[j] = if v[j] > hi[j] { v[j] } else { hi[j] };
-                }
-            }
-            for &v in it.remainder() {
-                lo[0] = if v < lo[0] { v } else { lo[0] };
-                hi[0] = if v > hi[0] { v } else { hi[0] };
-            }
-            (lo.iter().copied().fold(f32::INFINITY, f32::min), hi.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            let mut r = (f32::INFINITY, f32::NEG_INFINITY);
+            min_max_chunk(c, &mut r);
+            r
         })
         .reduce(|| (f32::INFINITY, f32::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     if lo > hi {
         (0.0, 0.0)
     } else {
         (lo, hi)
+    }
+}
+
+/// Running `(min, max)` kept as 16 lanes each, so that widening it by a short slice costs no
+/// horizontal fold; [`Lanes::range`] folds once at the end. NaNs are ignored.
+#[derive(Clone, Copy, Debug)]
+pub struct Lanes {
+    lo: [f32; 16],
+    hi: [f32; 16],
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes { lo: [f32::INFINITY; 16], hi: [f32::NEG_INFINITY; 16] }
+    }
+}
+
+impl Lanes {
+    /// Widens the lanes to cover `c`.
+    #[inline]
+    pub fn add(&mut self, c: &[f32]) {
+        lanes_add(c, self);
+    }
+
+    /// Merges another set of lanes.
+    pub fn merge(mut self, o: Lanes) -> Lanes {
+        for j in 0..16 {
+            self.lo[j] = self.lo[j].min(o.lo[j]);
+            self.hi[j] = self.hi[j].max(o.hi[j]);
+        }
+        self
+    }
+
+    /// `(min, max)`; `(+∞, −∞)` when nothing (or only NaN) was added.
+    pub fn range(&self) -> (f32, f32) {
+        (self.lo.iter().copied().fold(f32::INFINITY, f32::min), self.hi.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+    }
+}
+
+/// `(min, max)` of one chunk.
+fn min_max_chunk(c: &[f32], range: &mut (f32, f32)) {
+    let mut l = Lanes::default();
+    l.add(c);
+    *range = l.range();
+}
+
+crate::cpu::simd::multiversion! {
+    /// Widens `l` to cover `c` (NaNs ignored).
+    fn lanes_add(c: &[f32], l: &mut Lanes) {
+        let (mut lo, mut hi) = (l.lo, l.hi);
+        let mut it = c.chunks_exact(16);
+        for v in &mut it {
+            for j in 0..16 {
+                lo[j] = if v[j] < lo[j] { v[j] } else { lo[j] };
+                hi[j] = if v[j] > hi[j] { v[j] } else { hi[j] };
+            }
+        }
+        for (j, &v) in it.remainder().iter().enumerate() {
+            lo[j] = if v < lo[j] { v } else { lo[j] };
+            hi[j] = if v > hi[j] { v } else { hi[j] };
+        }
+        (l.lo, l.hi) = (lo, hi);
     }
 }
 
