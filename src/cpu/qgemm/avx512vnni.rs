@@ -41,12 +41,11 @@ mod imp {
             let rows = (w.m - c0).min(MR);
             let wr: [*const i8; MR] = std::array::from_fn(|r| w.s8.as_ptr().add((c0 + r) * w.kpad));
             let mut b = 0;
-            while b < nblocks {
-                let two = b + 1 < nblocks;
+            while b + 1 < nblocks {
                 let mut acc0 = [_mm512_setzero_si512(); MR];
                 let mut acc1 = [_mm512_setzero_si512(); MR];
                 let p0 = pp.add(b * pstride);
-                let p1 = if two { pp.add((b + 1) * pstride) } else { p0 };
+                let p1 = p0.add(pstride);
                 for k4 in 0..k4n {
                     let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
                     let a1 = _mm512_loadu_si512(p1.add(k4 * 64) as *const _);
@@ -59,11 +58,23 @@ mod imp {
                 for r in 0..rows {
                     let dst = op.add((c0 + r) * out_rs + b * BLOCK);
                     _mm512_storeu_si512(dst as *mut _, acc0[r]);
-                    if two {
-                        _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
-                    }
+                    _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
                 }
                 b += 2;
+            }
+            if b < nblocks {
+                // The odd last block alone: half the work of a pair, not a pair's.
+                let mut acc0 = [_mm512_setzero_si512(); MR];
+                let p0 = pp.add(b * pstride);
+                for k4 in 0..k4n {
+                    let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
+                    for r in 0..MR {
+                        acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
+                    }
+                }
+                for r in 0..rows {
+                    _mm512_storeu_si512(op.add((c0 + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+                }
             }
             c0 += MR;
         }
