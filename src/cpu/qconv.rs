@@ -9,12 +9,16 @@
 use rayon::prelude::*;
 
 use crate::cpu::detect;
-use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK};
+use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK, MR};
 use crate::graph::{ActQuant, QConv2d, QConvTranspose2d, QLinear};
 use crate::quant::params::{min_max, Lanes, QParams};
 
 /// Target panel size in bytes (keeps a worker's panel and tile in L2).
 const PANEL_TARGET: usize = 192 * 1024;
+/// Output channels per kernel call: the epilogue reads their i32 tile (at most
+/// `ROWS_PER_CALL · 16 · blocks` values) while it is still in cache. A multiple of `MR`.
+const ROWS_PER_CALL: usize = 32;
+const _: () = assert!(ROWS_PER_CALL % MR == 0);
 
 /// Reusable byte and i32 buffers for the INT8 layers, and the value ranges the executor
 /// hands between a conv writing f32 and a dynamic INT8 conv reading it.
@@ -71,59 +75,94 @@ crate::cpu::simd::multiversion! {
     }
 }
 
-crate::cpu::simd::multiversion! {
-    /// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
-    fn dequant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
-        match (res, relu) {
-            (Some(r), true) => {
-                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                    *o = ((a - corr) as f32 * mult + bias + rv).max(0.0);
-                }
+/// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
+#[inline(always)]
+fn dequant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+    match (res, relu) {
+        (Some(r), true) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = ((a - corr) as f32 * mult + bias + rv).max(0.0);
             }
-            (Some(r), false) => {
-                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                    *o = (a - corr) as f32 * mult + bias + rv;
-                }
+        }
+        (Some(r), false) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = (a - corr) as f32 * mult + bias + rv;
             }
-            (None, true) => {
-                for (o, &a) in out.iter_mut().zip(acc) {
-                    *o = ((a - corr) as f32 * mult + bias).max(0.0);
-                }
+        }
+        (None, true) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = ((a - corr) as f32 * mult + bias).max(0.0);
             }
-            (None, false) => {
-                for (o, &a) in out.iter_mut().zip(acc) {
-                    *o = (a - corr) as f32 * mult + bias;
-                }
+        }
+        (None, false) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = (a - corr) as f32 * mult + bias;
+            }
+        }
+    }
+}
+
+/// `out = quantize_oq((acc − corr)·mult + bias (+ res))`, with ReLU before quantizing when
+/// `relu`: the values of [`dequant_run`] then [`QParams::quantize`], in one pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn requant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+    match (res, relu) {
+        (Some(r), true) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = oq.quantize(((a - corr) as f32 * mult + bias + rv).max(0.0));
+            }
+        }
+        (Some(r), false) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = oq.quantize((a - corr) as f32 * mult + bias + rv);
+            }
+        }
+        (None, true) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = oq.quantize(((a - corr) as f32 * mult + bias).max(0.0));
+            }
+        }
+        (None, false) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = oq.quantize((a - corr) as f32 * mult + bias);
             }
         }
     }
 }
 
 crate::cpu::simd::multiversion! {
-    /// `out = quantize_oq((acc − corr)·mult + bias (+ res))`, with ReLU before quantizing
-    /// when `relu`: the values of [`dequant_row`] then [`quantize_chunk`], in one pass.
-    fn requant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
-        match (res, relu) {
-            (Some(r), true) => {
-                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                    *o = oq.quantize(((a - corr) as f32 * mult + bias + rv).max(0.0));
-                }
-            }
-            (Some(r), false) => {
-                for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                    *o = oq.quantize((a - corr) as f32 * mult + bias + rv);
-                }
-            }
-            (None, true) => {
-                for (o, &a) in out.iter_mut().zip(acc) {
-                    *o = oq.quantize(((a - corr) as f32 * mult + bias).max(0.0));
-                }
-            }
-            (None, false) => {
-                for (o, &a) in out.iter_mut().zip(acc) {
-                    *o = oq.quantize((a - corr) as f32 * mult + bias);
-                }
-            }
+    /// [`dequant_run`] over one row.
+    fn dequant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+        dequant_run(acc, corr, mult, bias, res, relu, out);
+    }
+}
+
+/// A run of valid output pixels of one task: i32 tile columns `acc..acc + len` go to elements
+/// `out..out + len` of the task's output region (and its residual).
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    acc: usize,
+    out: usize,
+    len: usize,
+}
+
+crate::cpu::simd::multiversion! {
+    /// [`dequant_run`] over every segment of one channel.
+    fn dequant_segs(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+        for sg in segs {
+            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
+            dequant_run(&acc[sg.acc..sg.acc + sg.len], corr, mult, bias, r, relu, &mut out[sg.out..sg.out + sg.len]);
+        }
+    }
+}
+
+crate::cpu::simd::multiversion! {
+    /// [`requant_run`] over every segment of one channel.
+    fn requant_segs(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+        for sg in segs {
+            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
+            requant_run(&acc[sg.acc..sg.acc + sg.len], corr, mult, bias, r, relu, oq, &mut out[sg.out..sg.out + sg.len]);
         }
     }
 }
@@ -149,8 +188,12 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let pw0 = &q.packed[0];
     let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
     let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
-    // Output pixels as the GEMM sees them: for tap convs, rows of the phase planes' width.
-    let (nv, row_w) = geo.as_ref().map_or((npix, npix.max(1)), |p| (p.virtual_pixels, p.wph));
+    // Output pixels as the GEMM sees them: rows of the phase planes' width when that exceeds
+    // OW, else the plain pixel range (one row of width `npix`).
+    let (nv, row_w, width) = match &geo {
+        Some(p) if p.wph != ow => (p.virtual_pixels, p.wph, ow),
+        _ => (npix, npix.max(1), npix.max(1)),
+    };
     let total_blocks = nv.div_ceil(BLOCK);
     let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
     let chunks = chunk_count(total_blocks, nb_max, n * g, threads);
@@ -158,7 +201,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let tasks = n * g * chunks;
     let workers = threads.max(1).min(tasks);
     let plen = panel_len(pw0.kpad, nb);
-    let tile = pw0.mpad * nb * BLOCK;
+    let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
     let own = if q.in_u8 { 0 } else { x.len() };
     let phase_len = geo.as_ref().map_or(0, |p| n * p.image_len + p.slack);
     let need_u8 = own + phase_len + workers * plen;
@@ -189,6 +232,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let range = panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().map(|(wi, (panel, acc))| {
         let dst = dst;
         let mut range = Lanes::default();
+        let mut segs = Vec::new();
         let mut t = wi;
         while t < tasks {
             let (b, rest) = (t / (g * chunks), t % (g * chunks));
@@ -209,11 +253,12 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                 }
             }
             let rs = blocks * BLOCK;
-            kern.run(pw, panel, blocks, acc, rs);
             let obase = (b * cout + gi * cout_g) * npix;
-            // Virtual pixels v0..v0+cnt cover parts of output rows; columns ≥ OW are discarded.
-            let width = if geo.is_some() { ow } else { row_w };
+            // Virtual pixels v0..v0+cnt cover parts of output rows; columns ≥ OW are
+            // discarded. The valid ones are contiguous in each output plane, from `first`.
             let end = v0 + cnt;
+            segs.clear();
+            let (mut first, mut region) = (None, 0);
             let mut v = v0;
             while v < end {
                 let (oy, ox) = (v / row_w, v % row_w);
@@ -222,37 +267,43 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                     continue;
                 }
                 let seg_end = end.min(oy * row_w + width);
-                let len = seg_end - v;
-                let o0 = obase + oy * width + ox;
-                let a0 = v - v0;
-                debug_assert!(o0 + (cout_g - 1) * npix + len <= out_len);
-                for co in 0..cout_g {
+                first.get_or_insert(oy * width + ox);
+                segs.push(Seg { acc: v - v0, out: region, len: seg_end - v });
+                region += seg_end - v;
+                v = seg_end;
+            }
+            let first = first.unwrap_or(0);
+            for c0 in (0..cout_g).step_by(ROWS_PER_CALL) {
+                let c1 = (c0 + ROWS_PER_CALL).min(cout_g);
+                kern.run_rows(pw, c0..c1, panel, blocks, acc, rs);
+                for co in c0..c1 {
                     let oc = gi * cout_g + co;
-                    let at = o0 + co * npix;
-                    let res = residual.map(|r| &r[at..at + len]);
-                    let accs = &acc[co * rs + a0..co * rs + a0 + len];
+                    let at = obase + co * npix + first;
+                    debug_assert!(at + region <= out_len);
+                    let res = residual.map(|r| &r[at..at + region]);
+                    let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
                     match out_q {
                         None => {
-                            // SAFETY: output elements [at, at + len) lie inside `out` (row oy,
-                            // columns ox.. of channel oc, image b) and belong to this task
-                            // only: tasks cover distinct images, groups or pixel ranges, and
-                            // `out` outlives the parallel scope.
-                            let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(at), len) };
-                            epilogue_row(q, pw, co, oc, pa, accs, res, orow);
+                            // SAFETY: output elements [at, at + region) lie inside `out`
+                            // (channel oc of image b, the pixels of this task) and belong to
+                            // this task only: tasks cover distinct images, groups or pixel
+                            // ranges, and `out` outlives the parallel scope.
+                            let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(at), region) };
+                            epilogue(q, pw, co, oc, pa, accs, &segs, res, orow);
                             if record {
                                 range.add(orow);
                             }
                         }
                         Some(oq) => {
-                            // SAFETY: u8 codes go to byte offsets equal to the element indices,
-                            // [at, at + len), which lie in the first out_len bytes of `out`
-                            // (4·out_len bytes long) and belong to this task only, as above.
-                            let bytes = unsafe { std::slice::from_raw_parts_mut((dst.0 as *mut u8).add(at), len) };
-                            requant_epilogue(q, pw, co, oc, pa, oq, accs, res, bytes);
+                            // SAFETY: u8 codes go to byte offsets equal to the element
+                            // indices, [at, at + region), which lie in the first out_len bytes
+                            // of `out` (4·out_len bytes long) and belong to this task only, as
+                            // above.
+                            let bytes = unsafe { std::slice::from_raw_parts_mut((dst.0 as *mut u8).add(at), region) };
+                            requant_epilogue(q, pw, co, oc, pa, oq, accs, &segs, res, bytes);
                         }
                     }
                 }
-                v = seg_end;
             }
             t += workers;
         }
@@ -262,37 +313,41 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     s.out_range = record.then(|| range.range());
 }
 
-/// [`epilogue_row`] then quantization with the next layer's `oq`, into u8 codes: one pass
-/// for ReLU or no activation, through an f32 row for the others (same values either way).
+/// [`epilogue`] then quantization with the next layer's `oq`, into u8 codes: one pass for
+/// ReLU or no activation, through an f32 row for the others (same values either way).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn requant_epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], res: Option<&[f32]>, out: &mut [u8]) {
+fn requant_epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [u8]) {
     let relu = q.conv.act == Some(crate::graph::Activation::Relu);
+    let corr = i32::from(pa.zero_point) * pw.row_sums[co];
+    let mult = pa.scale * q.weights.scales[oc];
+    let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
     if q.conv.act.is_none() || relu {
-        let corr = i32::from(pa.zero_point) * pw.row_sums[co];
-        let mult = pa.scale * q.weights.scales[oc];
-        let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
-        requant_row(acc, corr, mult, bias, res, relu, oq, out);
+        requant_segs(acc, segs, corr, mult, bias, res, relu, oq, out);
         return;
     }
     let mut row = [0f32; 256];
-    for start in (0..acc.len()).step_by(256) {
-        let l = (acc.len() - start).min(256);
-        let r2 = res.map(|r| &r[start..start + l]);
-        epilogue_row(q, pw, co, oc, pa, &acc[start..start + l], r2, &mut row[..l]);
-        quantize_chunk(oq, &row[..l], &mut out[start..start + l]);
+    for sg in segs {
+        for start in (0..sg.len).step_by(256) {
+            let l = (sg.len - start).min(256);
+            let (a, o) = (sg.acc + start, sg.out + start);
+            let one = [Seg { acc: 0, out: 0, len: l }];
+            epilogue(q, pw, co, oc, pa, &acc[a..a + l], &one, res.map(|r| &r[o..o + l]), &mut row[..l]);
+            quantize_chunk(oq, &row[..l], &mut out[o..o + l]);
+        }
     }
 }
 
-/// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output row.
+/// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output channel's
+/// segments.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn epilogue_row(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, acc: &[i32], res: Option<&[f32]>, out: &mut [f32]) {
+fn epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [f32]) {
     let corr = i32::from(pa.zero_point) * pw.row_sums[co];
     let mult = pa.scale * q.weights.scales[oc];
     let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
     let relu = q.conv.act == Some(crate::graph::Activation::Relu);
-    dequant_row(acc, corr, mult, bias, res, relu, out);
+    dequant_segs(acc, segs, corr, mult, bias, res, relu, out);
     match q.conv.act {
         Some(act) if !relu => out.iter_mut().for_each(|v| *v = act.apply(*v)),
         _ => {}
@@ -383,6 +438,8 @@ impl Phases {
                 let srow = &src[iy * w..(iy + 1) * w];
                 if sx == 1 {
                     row[jlo..jhi].copy_from_slice(&srow[x0..x0 + jhi - jlo]);
+                } else if sx == 2 {
+                    gather_stride2(&src[iy * w + x0..], &mut row[jlo..jhi]);
                 } else {
                     for (d, &v) in row[jlo..jhi].iter_mut().zip(srow[x0..].iter().step_by(sx)) {
                         *d = v;
@@ -408,6 +465,33 @@ impl Phases {
                 (ph * cin + ci) * self.plane + (ky * dy / self.sy) * self.wph + kx * dx / self.sx
             })
             .collect()
+    }
+}
+
+/// `dst[i] = src[2·i]` (`src` holds at least `2·dst.len() − 1` bytes; bytes past those may
+/// be read, never used, so a row can be passed with the rest of its plane behind it).
+fn gather_stride2(src: &[u8], dst: &mut [u8]) {
+    let n = dst.len();
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        while i < n && 2 * i + 32 <= src.len() {
+            // SAFETY: SSE2 is part of the x86-64 baseline; the loop condition keeps the two
+            // 16-byte loads within src; the store goes to a local buffer.
+            let v: [u8; 16] = unsafe {
+                let mask = _mm_set1_epi16(0x00ff);
+                let a = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i), mask);
+                let b = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * i + 16) as *const __m128i), mask);
+                std::mem::transmute(_mm_packus_epi16(a, b))
+            };
+            let m = (n - i).min(16);
+            dst[i..i + m].copy_from_slice(&v[..m]);
+            i += m;
+        }
+    }
+    for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
+        *d = v;
     }
 }
 

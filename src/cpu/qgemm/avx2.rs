@@ -5,19 +5,21 @@
 
 use crate::cpu::detect::Avx2;
 
+use std::ops::Range;
+
 use super::{check_args, PackedWeights, BLOCK};
 
-/// `acc[c][p]`; the [`Avx2`] token proves the CPU can run it.
-pub fn qgemm_u8s8_avx2_2x16(_isa: Avx2, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
-    check_args(w, panel, nblocks, out, out_rs);
+/// `acc[c − rows.start][p]`; the [`Avx2`] token proves the CPU can run it.
+pub fn qgemm_u8s8_avx2_2x16(_isa: Avx2, w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    check_args(w, &rows, panel, nblocks, out, out_rs);
     // SAFETY: the CPU supports AVX2 (the token proves it) and check_args proved every slice large
     // enough for the loads and stores the kernel performs (weights padded to Mpad rows).
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        imp::kernel(w, panel, nblocks, out, out_rs)
+        imp::kernel(w, rows, panel, nblocks, out, out_rs)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    super::scalar::qgemm_u8s8_scalar(w, panel, nblocks, out, out_rs)
+    super::scalar::qgemm_u8s8_scalar(w, rows, panel, nblocks, out, out_rs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -29,12 +31,12 @@ mod imp {
     const MR: usize = 2;
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn kernel(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    pub(super) unsafe fn kernel(w: &PackedWeights, range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
         let k4n = w.kpad / 4;
         let pstride = k4n * 4 * BLOCK;
-        let mut c0 = 0;
-        while c0 < w.m {
-            let rows = (w.m - c0).min(MR);
+        let mut c0 = range.start;
+        while c0 < range.end {
+            let rows = (range.end - c0).min(MR);
             let wr: [*const i16; MR] = std::array::from_fn(|r| w.s16.as_ptr().add((c0 + r) * w.kpad));
             for b in 0..nblocks {
                 let p = panel.as_ptr().add(b * pstride);
@@ -50,7 +52,8 @@ mod imp {
                     }
                 }
                 for (r, accr) in acc.iter().enumerate().take(rows) {
-                    let dst = &mut out[(c0 + r) * out_rs + b * BLOCK..(c0 + r) * out_rs + (b + 1) * BLOCK];
+                    let o = (c0 - range.start + r) * out_rs + b * BLOCK;
+                    let dst = &mut out[o..o + BLOCK];
                     for (q, a) in accr.iter().enumerate() {
                         let mut lanes = [0i32; 8];
                         _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, *a);

@@ -4,19 +4,21 @@
 
 use crate::cpu::detect::Avx512Vnni;
 
+use std::ops::Range;
+
 use super::{check_args, PackedWeights, BLOCK, MR};
 
-/// `acc[c][p]`; the [`Avx512Vnni`] token proves the CPU can run it.
-pub fn qgemm_u8s8_avx512vnni_8x32(_isa: Avx512Vnni, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
-    check_args(w, panel, nblocks, out, out_rs);
+/// `acc[c − rows.start][p]`; the [`Avx512Vnni`] token proves the CPU can run it.
+pub fn qgemm_u8s8_avx512vnni_8x32(_isa: Avx512Vnni, w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    check_args(w, &rows, panel, nblocks, out, out_rs);
     // SAFETY: the CPU supports AVX-512F/BW/VNNI (the token proves it) and check_args proved every
     // slice large enough for the loads and stores the kernel performs.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        imp::kernel(w, panel, nblocks, out, out_rs)
+        imp::kernel(w, rows, panel, nblocks, out, out_rs)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    super::scalar::qgemm_u8s8_scalar(w, panel, nblocks, out, out_rs)
+    super::scalar::qgemm_u8s8_scalar(w, rows, panel, nblocks, out, out_rs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -31,14 +33,14 @@ mod imp {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn kernel(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    pub(super) unsafe fn kernel(w: &PackedWeights, range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
         let k4n = w.kpad / 4;
         let pstride = k4n * 4 * BLOCK;
         let pp = panel.as_ptr();
         let op = out.as_mut_ptr();
-        let mut c0 = 0;
-        while c0 < w.m {
-            let rows = (w.m - c0).min(MR);
+        let mut c0 = range.start;
+        while c0 < range.end {
+            let rows = (range.end - c0).min(MR);
             let wr: [*const i8; MR] = std::array::from_fn(|r| w.s8.as_ptr().add((c0 + r) * w.kpad));
             let mut b = 0;
             while b + 1 < nblocks {
@@ -56,7 +58,7 @@ mod imp {
                     }
                 }
                 for r in 0..rows {
-                    let dst = op.add((c0 + r) * out_rs + b * BLOCK);
+                    let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
                     _mm512_storeu_si512(dst as *mut _, acc0[r]);
                     _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
                 }
@@ -73,7 +75,7 @@ mod imp {
                     }
                 }
                 for r in 0..rows {
-                    _mm512_storeu_si512(op.add((c0 + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+                    _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
                 }
             }
             c0 += MR;

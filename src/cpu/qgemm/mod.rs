@@ -22,6 +22,8 @@ pub mod avx2;
 pub mod avx512vnni;
 pub mod scalar;
 
+use std::ops::Range;
+
 use crate::cpu::detect::{self, Isa};
 use crate::error::{Error, Result};
 
@@ -101,10 +103,18 @@ impl Kernel {
     /// `acc[c][p]` for all `c < m`, all `16 · nblocks` pixels of `panel`, row stride `out_rs`.
     #[inline]
     pub fn run(self, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+        self.run_rows(w, 0..w.m, panel, nblocks, out, out_rs);
+    }
+
+    /// [`Kernel::run`] for weight rows `rows` only (`rows.start` a multiple of [`MR`]); row
+    /// `c` goes to output row `c − rows.start`. Lets callers consume the i32 tile a few
+    /// channels at a time, while it is still in cache.
+    #[inline]
+    pub fn run_rows(self, w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
         match self {
-            Kernel::Scalar => scalar::qgemm_u8s8_scalar(w, panel, nblocks, out, out_rs),
-            Kernel::Avx2(t) => avx2::qgemm_u8s8_avx2_2x16(t, w, panel, nblocks, out, out_rs),
-            Kernel::Avx512Vnni(t) => avx512vnni::qgemm_u8s8_avx512vnni_8x32(t, w, panel, nblocks, out, out_rs),
+            Kernel::Scalar => scalar::qgemm_u8s8_scalar(w, rows, panel, nblocks, out, out_rs),
+            Kernel::Avx2(t) => avx2::qgemm_u8s8_avx2_2x16(t, w, rows, panel, nblocks, out, out_rs),
+            Kernel::Avx512Vnni(t) => avx512vnni::qgemm_u8s8_avx512vnni_8x32(t, w, rows, panel, nblocks, out, out_rs),
         }
     }
 }
@@ -119,11 +129,12 @@ pub fn kernel(isa: Isa) -> Result<Kernel> {
     k.ok_or_else(|| Error::Invalid(format!("this CPU does not support {}", isa.name())))
 }
 
-/// Checks the slice sizes every kernel relies on.
-pub(crate) fn check_args(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &[i32], out_rs: usize) {
+/// Checks the slice sizes and the row range every kernel relies on.
+pub(crate) fn check_args(w: &PackedWeights, rows: &Range<usize>, panel: &[u8], nblocks: usize, out: &[i32], out_rs: usize) {
+    assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
     assert!(panel.len() >= panel_len(w.kpad, nblocks), "qgemm: panel too small");
     assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
-    assert!(w.m == 0 || out.len() >= (w.m - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
+    assert!(rows.is_empty() || out.len() >= (rows.len() - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
     assert!(w.s8.len() == w.mpad * w.kpad && w.s16.len() == w.s8.len(), "qgemm: weights not packed");
 }
 

@@ -1,12 +1,15 @@
 //! The scalar twin of the INT8 kernels: the same packed layouts, plain loops.
 
+use std::ops::Range;
+
 use super::{check_args, PackedWeights, BLOCK};
 
-/// `acc[c][p]` for every channel and every pixel of the panel.
-pub fn qgemm_u8s8_scalar(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
-    check_args(w, panel, nblocks, out, out_rs);
+/// `acc[c − rows.start][p]` for every channel in `rows` and every pixel of the panel.
+pub fn qgemm_u8s8_scalar(w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    check_args(w, &rows, panel, nblocks, out, out_rs);
     let k4n = w.kpad / 4;
-    for c in 0..w.m {
+    let r0 = rows.start;
+    for c in rows {
         let row = &w.s8[c * w.kpad..(c + 1) * w.kpad];
         for b in 0..nblocks {
             let blk = &panel[b * k4n * 4 * BLOCK..(b + 1) * k4n * 4 * BLOCK];
@@ -17,7 +20,7 @@ pub fn qgemm_u8s8_scalar(w: &PackedWeights, panel: &[u8], nblocks: usize, out: &
                         acc += i32::from(blk[k4 * 4 * BLOCK + p * 4 + j]) * i32::from(row[k4 * 4 + j]);
                     }
                 }
-                out[c * out_rs + b * BLOCK + p] = acc;
+                out[(c - r0) * out_rs + b * BLOCK + p] = acc;
             }
         }
     }
