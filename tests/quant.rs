@@ -108,6 +108,10 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(1, 8, 12, [9, 9], 3, 1, 1, 4, ActQuant::Dynamic, true, 99);
     check_qconv(1, 65, 63, [40, 41], 3, 1, 1, 1, ActQuant::Dynamic, false, 98);
     check_qconv(1, 3, 16, [65, 67], 7, 2, 3, 1, ActQuant::Dynamic, false, 97);
+    // Few pixel blocks, many channels: the workers split the output channels instead.
+    check_qconv(1, 16, 72, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 96);
+    check_qconv(1, 24, 40, [3, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 95);
+    check_qconv(1, 24, 64, [7, 7], 1, 2, 0, 1, ActQuant::Static(statics[2]), false, 94);
     // Per-axis strides, asymmetric pads and dilations: every phase-plane offset and the
     // discarded virtual columns.
     for (i, &(k, stride, pads, dil)) in [

@@ -196,9 +196,16 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     };
     let total_blocks = nv.div_ceil(BLOCK);
     let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
-    let chunks = chunk_count(total_blocks, nb_max, n * g, threads);
+    let mut chunks = chunk_count(total_blocks, nb_max, n * g, threads);
+    // Few pixel blocks and many channels (ResNet's 7×7 stage): workers split the output
+    // channels instead, so each streams only its share of the weights and reuses every
+    // weight row across all the blocks.
+    let row_chunks = if n * g * total_blocks <= 4 * threads && cout_g >= 16 * threads && total_blocks <= nb_max { threads } else { 1 };
+    if row_chunks > 1 {
+        chunks = 1;
+    }
     let nb = total_blocks.div_ceil(chunks);
-    let tasks = n * g * chunks;
+    let tasks = n * g * chunks * row_chunks;
     let workers = threads.max(1).min(tasks);
     let plen = panel_len(pw0.kpad, nb);
     let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
@@ -235,8 +242,12 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
         let mut segs = Vec::new();
         let mut t = wi;
         while t < tasks {
-            let (b, rest) = (t / (g * chunks), t % (g * chunks));
-            let (gi, ch) = (rest / chunks, rest % chunks);
+            let (b, rest) = (t / (g * chunks * row_chunks), t % (g * chunks * row_chunks));
+            let (gi, rest) = (rest / (chunks * row_chunks), rest % (chunks * row_chunks));
+            let (ch, rc) = (rest / row_chunks, rest % row_chunks);
+            // This task's output channels: a share of cout_g, cut at multiples of MR.
+            let cut = |i: usize| if i == row_chunks { cout_g } else { (i * cout_g / row_chunks) / MR * MR };
+            let (m0, m1) = (cut(rc), cut(rc + 1));
             let (blk0, blk1) = (ch * total_blocks / chunks, (ch + 1) * total_blocks / chunks);
             let v0 = blk0 * BLOCK;
             let cnt = (nv - v0).min((blk1 - blk0) * BLOCK);
@@ -273,8 +284,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                 v = seg_end;
             }
             let first = first.unwrap_or(0);
-            for c0 in (0..cout_g).step_by(ROWS_PER_CALL) {
-                let c1 = (c0 + ROWS_PER_CALL).min(cout_g);
+            for c0 in (m0..m1).step_by(ROWS_PER_CALL) {
+                let c1 = (c0 + ROWS_PER_CALL).min(m1);
                 kern.run_rows(pw, c0..c1, panel, blocks, acc, rs);
                 for co in c0..c1 {
                     let oc = gi * cout_g + co;
