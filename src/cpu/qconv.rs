@@ -1,10 +1,14 @@
 //! INT8 convolution and fully connected layers over NCHW f32 tensors.
 //!
 //! Per call: the input is quantized once to u8 (`[N, Cin, H, W]`, static or dynamic
-//! parameters); output pixels are split into panels of whole [`BLOCK`]s; each worker packs its
-//! panel straight from the u8 input (im2col with zero-point padding, in the qgemm panel
-//! layout), runs the selected qgemm kernel into an i32 tile, and applies the epilogue
-//! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32.
+//! parameters; or it arrives as u8 codes from the previous INT8 conv). Convs other than 1×1
+//! stride 1 first rearrange it into zero-point-padded stride-phase planes (`Phases`), where
+//! each im2col row is one contiguous run, so no im2col is materialised. Output pixels are split
+//! into tasks of whole [`BLOCK`]s (or, on small images with many channels, output channels are
+//! split instead); each worker interleaves its panel straight from the runs (1×1: from the u8
+//! planes), runs the selected qgemm kernel `ROWS_PER_CALL` channels at a time into an i32
+//! tile, and applies the epilogue `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then
+//! the activation, writing f32, or u8 codes for the next INT8 conv.
 
 use rayon::prelude::*;
 
@@ -19,6 +23,9 @@ const PANEL_TARGET: usize = 192 * 1024;
 /// `ROWS_PER_CALL · 16 · blocks` values) while it is still in cache. A multiple of `MR`.
 const ROWS_PER_CALL: usize = 32;
 const _: () = assert!(ROWS_PER_CALL % MR == 0);
+/// Below this many output bytes, input quantization and phase planes are built on the calling
+/// thread: cheaper than waking the pool.
+const SERIAL_BYTES: usize = 64 * 1024;
 
 /// Reusable byte and i32 buffers for the INT8 layers, and the value ranges the executor
 /// hands between a conv writing f32 and a dynamic INT8 conv reading it.
@@ -63,6 +70,10 @@ fn input_params_with(q: ActQuant, x: &[f32], range: Option<(f32, f32)>) -> QPara
 
 /// Quantizes `x` into `out` in parallel chunks.
 fn quantize_par(p: QParams, x: &[f32], out: &mut [u8]) {
+    if out.len() < SERIAL_BYTES {
+        quantize_chunk(p, x, out);
+        return;
+    }
     out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| quantize_chunk(p, x, o));
 }
 
@@ -169,8 +180,8 @@ crate::cpu::simd::multiversion! {
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: workers write pairwise-disjoint output elements (distinct image, group or pixel
-// range), and the output slice outlives the parallel scope.
+// SAFETY: workers write pairwise-disjoint output elements (distinct image, group, pixel range
+// or channel range), and the output slice outlives the parallel scope.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
@@ -297,8 +308,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                         None => {
                             // SAFETY: output elements [at, at + region) lie inside `out`
                             // (channel oc of image b, the pixels of this task) and belong to
-                            // this task only: tasks cover distinct images, groups or pixel
-                            // ranges, and `out` outlives the parallel scope.
+                            // this task only: tasks cover distinct images, groups, pixel ranges
+                            // or channel ranges, and `out` outlives the parallel scope.
                             let orow = unsafe { std::slice::from_raw_parts_mut(dst.0.add(at), region) };
                             epilogue(q, pw, co, oc, pa, accs, &segs, res, orow);
                             if record {
@@ -427,7 +438,7 @@ impl Phases {
         let (sy, sx, wph) = (self.sy, self.sx, self.wph);
         let (planes, slack) = out.split_at_mut(n * self.image_len);
         slack.fill(zp);
-        planes.par_chunks_mut(self.plane).enumerate().for_each(|(i, dst)| {
+        let plane_of = |(i, dst): (usize, &mut [u8])| {
             let (b, ph, ci) = (i / (sy * sx * cin), (i / cin) % (sy * sx), i % cin);
             if !self.used[ph] {
                 return;
@@ -457,7 +468,13 @@ impl Phases {
                     }
                 }
             }
-        });
+        };
+        // Small inputs (the 14² and 7² stages) cost less than a fork-join of the pool.
+        if planes.len() < SERIAL_BYTES {
+            planes.chunks_mut(self.plane).enumerate().for_each(plane_of);
+        } else {
+            planes.par_chunks_mut(self.plane).enumerate().for_each(plane_of);
+        }
     }
 
     /// Offset of each of the `kpad` im2col rows of group 0 in an image's phase planes

@@ -129,7 +129,7 @@ impl Plan {
                 ins.push((data, &self.shapes[v]));
             }
             // A dynamic INT8 conv reads its input's range if the producer recorded it this run.
-            self.scratch.q.in_range = self.ranges[n.inputs[0]];
+            self.scratch.q.in_range = n.inputs.first().and_then(|&v| self.ranges[v]);
             self.scratch.q.want_range = self.wants_range[n.output];
             super::exec_node(n, &ins, &mut out[..on], &self.shapes[n.output], &mut self.scratch, threads);
             self.ranges[n.output] = self.scratch.q.out_range.take();
