@@ -454,8 +454,8 @@ impl Phases {
                     row.fill(zp);
                     continue;
                 }
-                row[..jlo].fill(zp);
-                row[jhi..].fill(zp);
+                fill_pad(&mut row[..jlo], zp);
+                fill_pad(&mut row[jhi..], zp);
                 let x0 = jlo * sx + px - pl;
                 let srow = &src[iy * w..(iy + 1) * w];
                 if sx == 1 {
@@ -496,6 +496,19 @@ impl Phases {
     }
 }
 
+/// `row.fill(zp)` for the few padding bytes at a row's ends, without a `memset` call per row
+/// (that call dominated building the planes of the small 14² and 7² stages).
+#[inline(always)]
+fn fill_pad(row: &mut [u8], zp: u8) {
+    match row {
+        [] => {}
+        [a] => *a = zp,
+        [a, b] => (*a, *b) = (zp, zp),
+        [a, b, c] => (*a, *b, *c) = (zp, zp, zp),
+        _ => row.fill(zp),
+    }
+}
+
 /// `dst[i] = src[2·i]` (`src` holds at least `2·dst.len() − 1` bytes; bytes past those may
 /// be read, never used, so a row can be passed with the rest of its plane behind it).
 fn gather_stride2(src: &[u8], dst: &mut [u8]) {
@@ -504,18 +517,22 @@ fn gather_stride2(src: &[u8], dst: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        while i < n && 2 * i + 32 <= src.len() {
-            // SAFETY: SSE2 is part of the x86-64 baseline; the loop condition keeps the two
-            // 16-byte loads within src; the store goes to a local buffer.
-            let v: [u8; 16] = unsafe {
-                let mask = _mm_set1_epi16(0x00ff);
-                let a = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i), mask);
-                let b = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * i + 16) as *const __m128i), mask);
-                std::mem::transmute(_mm_packus_epi16(a, b))
-            };
-            let m = (n - i).min(16);
-            dst[i..i + m].copy_from_slice(&v[..m]);
-            i += m;
+        // SAFETY (both uses): SSE2 is part of the x86-64 baseline; callers check that the two
+        // 16-byte loads at 2·at lie within src and the 16-byte store at `at` within dst.
+        let step = |at: usize, dst: &mut [u8]| unsafe {
+            let mask = _mm_set1_epi16(0x00ff);
+            let a = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * at) as *const __m128i), mask);
+            let b = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * at + 16) as *const __m128i), mask);
+            _mm_storeu_si128(dst.as_mut_ptr().add(at) as *mut __m128i, _mm_packus_epi16(a, b));
+        };
+        while i + 16 <= n && 2 * i + 32 <= src.len() {
+            step(i, dst);
+            i += 16;
+        }
+        // The tail as one more (overlapping) vector when the source reaches that far.
+        if i < n && n >= 16 && 2 * (n - 16) + 32 <= src.len() {
+            step(n - 16, dst);
+            i = n;
         }
     }
     for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
