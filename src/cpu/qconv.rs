@@ -86,60 +86,46 @@ crate::cpu::simd::multiversion! {
     }
 }
 
-/// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
+/// `out = store((acc − corr)·mult + bias (+ res))`, with ReLU before `store` when `relu`:
+/// the shared body of [`dequant_run`] and [`requant_run`], one branch-free loop per case.
 #[inline(always)]
-fn dequant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn epilogue_run<T>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [T], store: impl Fn(f32) -> T) {
     match (res, relu) {
         (Some(r), true) => {
             for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = ((a - corr) as f32 * mult + bias + rv).max(0.0);
+                *o = store(((a - corr) as f32 * mult + bias + rv).max(0.0));
             }
         }
         (Some(r), false) => {
             for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = (a - corr) as f32 * mult + bias + rv;
+                *o = store((a - corr) as f32 * mult + bias + rv);
             }
         }
         (None, true) => {
             for (o, &a) in out.iter_mut().zip(acc) {
-                *o = ((a - corr) as f32 * mult + bias).max(0.0);
+                *o = store(((a - corr) as f32 * mult + bias).max(0.0));
             }
         }
         (None, false) => {
             for (o, &a) in out.iter_mut().zip(acc) {
-                *o = (a - corr) as f32 * mult + bias;
+                *o = store((a - corr) as f32 * mult + bias);
             }
         }
     }
 }
 
-/// `out = quantize_oq((acc − corr)·mult + bias (+ res))`, with ReLU before quantizing when
-/// `relu`: the values of [`dequant_run`] then [`QParams::quantize`], in one pass.
+/// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
+#[inline(always)]
+fn dequant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+    epilogue_run(acc, corr, mult, bias, res, relu, out, |y| y);
+}
+
+/// The values of [`dequant_run`] quantized with `oq` ([`QParams::quantize`]), in one pass.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn requant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
-    match (res, relu) {
-        (Some(r), true) => {
-            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = oq.quantize(((a - corr) as f32 * mult + bias + rv).max(0.0));
-            }
-        }
-        (Some(r), false) => {
-            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = oq.quantize((a - corr) as f32 * mult + bias + rv);
-            }
-        }
-        (None, true) => {
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = oq.quantize(((a - corr) as f32 * mult + bias).max(0.0));
-            }
-        }
-        (None, false) => {
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = oq.quantize((a - corr) as f32 * mult + bias);
-            }
-        }
-    }
+    epilogue_run(acc, corr, mult, bias, res, relu, out, |y| oq.quantize(y));
 }
 
 crate::cpu::simd::multiversion! {
