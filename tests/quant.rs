@@ -112,6 +112,14 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(1, 16, 72, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 96);
     check_qconv(1, 24, 40, [3, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 95);
     check_qconv(1, 24, 64, [7, 7], 1, 2, 0, 1, ActQuant::Static(statics[2]), false, 94);
+    // Wide f32 inputs of convs that skip phases: quantized while the planes are built.
+    check_qconv(2, 6, 9, [9, 60], 1, 2, 0, 1, ActQuant::Dynamic, true, 93);
+    check_qconv(1, 6, 9, [5, 75], 1, 3, 0, 1, ActQuant::Static(statics[4]), false, 92);
+    let w = Tensor::new(vec![8, 5, 3, 1], data(8 * 5 * 3, 91)).unwrap();
+    let mut c = Conv2d::new(w, 1, 0, 1);
+    (c.stride, c.pads) = ([1, 2], [1, 0, 1, 0]);
+    c.act = Some(Activation::Relu);
+    check_qconv_with(c, 1, 5, [6, 70], ActQuant::Static(statics[1]), 91);
     // Per-axis strides, asymmetric pads and dilations: every phase-plane offset and the
     // discarded virtual columns.
     for (i, &(k, stride, pads, dil)) in [

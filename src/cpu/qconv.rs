@@ -206,7 +206,11 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     let workers = threads.max(1).min(tasks);
     let plen = panel_len(pw0.kpad, nb);
     let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
-    let own = if q.in_u8 { 0 } else { x.len() };
+    // f32 inputs of convs that skip some phases (a 1×1 stride-2 downsample reads a quarter of
+    // its input) are quantized while their planes are built, when plane rows are long enough
+    // to amortise a quantize call each; the others quantize it all first, in parallel.
+    let fused = !q.in_u8 && geo.as_ref().is_some_and(|p| p.used.contains(&false) && p.wph >= 24);
+    let own = if q.in_u8 || fused { 0 } else { x.len() };
     let phase_len = geo.as_ref().map_or(0, |p| n * p.image_len + p.slack);
     let need_u8 = own + phase_len + workers * plen;
     if s.u8.len() < need_u8 {
@@ -217,17 +221,23 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     }
     let (xq, rest) = s.u8.split_at_mut(own);
     let (phases, panels) = rest.split_at_mut(phase_len);
-    let xq: &[u8] = if q.in_u8 {
+    let src = if q.in_u8 {
         // The producer wrote u8 codes into the first x.len() bytes of this f32 buffer.
-        &bytemuck::cast_slice::<f32, u8>(x)[..x.len()]
+        Source::U8(&bytemuck::cast_slice::<f32, u8>(x)[..x.len()])
+    } else if fused {
+        Source::F32(x, pa)
     } else {
         quantize_par(pa, x, xq);
-        xq
+        Source::U8(xq)
     };
     let koff = geo.as_ref().map(|p| {
-        p.build(xq, n, cin, [h, w], c.pads, pa.zero_point, phases);
+        p.build(src, n, cin, [h, w], c.pads, pa.zero_point, phases);
         p.tap_offsets(c, cin, pw0.kpad)
     });
+    let xq: &[u8] = match src {
+        Source::U8(xq) => xq,
+        Source::F32(..) => &[],
+    };
     let phases: &[u8] = phases;
     let kern = kernel();
     let out_q = q.out_q;
@@ -374,6 +384,13 @@ fn chunk_count(total_blocks: usize, nb_max: usize, per_image: usize, threads: us
     chunks
 }
 
+/// What the phase planes are built from: u8 codes, or f32 values quantized on the way.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    U8(&'a [u8]),
+    F32(&'a [f32], QParams),
+}
+
 /// The u8 input of a conv rearranged so that every im2col row is one contiguous run.
 ///
 /// The zero-point padded input `[Cin, Hp, Wp]` is split by stride into `sy·sx` phase planes
@@ -417,20 +434,17 @@ impl Phases {
         Phases { sy, sx, wph, plane, image_len, slack: reach.saturating_sub(image_len), virtual_pixels, used }
     }
 
-    /// Writes the phase planes of all `n` images of `xq: [N, Cin, H, W]` into `out`.
+    /// Writes the phase planes of all `n` images of `src: [N, Cin, H, W]` into `out`.
     #[allow(clippy::too_many_arguments)]
-    fn build(&self, xq: &[u8], n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+    fn build(&self, src: Source, n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
         let (pt, pl) = (pads[0], pads[1]);
         let (sy, sx, wph) = (self.sy, self.sx, self.wph);
         let (planes, slack) = out.split_at_mut(n * self.image_len);
         slack.fill(zp);
         let plane_of = |(i, dst): (usize, &mut [u8])| {
             let (b, ph, ci) = (i / (sy * sx * cin), (i / cin) % (sy * sx), i % cin);
-            if !self.used[ph] {
-                return;
-            }
             let (py, px) = (ph / sx, ph % sx);
-            let src = &xq[(b * cin + ci) * h * w..(b * cin + ci + 1) * h * w];
+            let plane = (b * cin + ci) * h * w..(b * cin + ci + 1) * h * w;
             // Phase columns j with an input column: j·sx + px − pl ∈ [0, w).
             let jlo = pl.saturating_sub(px).div_ceil(sx).min(wph);
             let jhi = (w + pl).saturating_sub(px).div_ceil(sx).clamp(jlo, wph);
@@ -443,23 +457,47 @@ impl Phases {
                 fill_pad(&mut row[..jlo], zp);
                 fill_pad(&mut row[jhi..], zp);
                 let x0 = jlo * sx + px - pl;
-                let srow = &src[iy * w..(iy + 1) * w];
-                if sx == 1 {
-                    row[jlo..jhi].copy_from_slice(&srow[x0..x0 + jhi - jlo]);
-                } else if sx == 2 {
-                    gather_stride2(&src[iy * w + x0..], &mut row[jlo..jhi]);
-                } else {
-                    for (d, &v) in row[jlo..jhi].iter_mut().zip(srow[x0..].iter().step_by(sx)) {
-                        *d = v;
+                let dst = &mut row[jlo..jhi];
+                match src {
+                    Source::U8(xq) => {
+                        let src = &xq[plane.clone()];
+                        if sx == 1 {
+                            dst.copy_from_slice(&src[iy * w + x0..iy * w + x0 + dst.len()]);
+                        } else if sx == 2 {
+                            gather_stride2(&src[iy * w + x0..], dst);
+                        } else {
+                            for (d, &v) in dst.iter_mut().zip(src[iy * w + x0..(iy + 1) * w].iter().step_by(sx)) {
+                                *d = v;
+                            }
+                        }
+                    }
+                    Source::F32(x, p) => {
+                        let srow = &x[plane.clone()][iy * w..(iy + 1) * w];
+                        if sx == 1 {
+                            quantize_chunk(p, &srow[x0..x0 + dst.len()], dst);
+                        } else {
+                            // Strided values gathered into a small buffer, then quantized
+                            // vectorised.
+                            let mut buf = [0f32; 64];
+                            let mut vals = srow[x0..].iter().step_by(sx);
+                            for d in dst.chunks_mut(64) {
+                                for (b, &v) in buf.iter_mut().zip(vals.by_ref()) {
+                                    *b = v;
+                                }
+                                quantize_chunk(p, &buf[..d.len()], d);
+                            }
+                        }
                     }
                 }
             }
         };
-        // Small inputs (the 14² and 7² stages) cost less than a fork-join of the pool.
-        if planes.len() < SERIAL_BYTES {
-            planes.chunks_mut(self.plane).enumerate().for_each(plane_of);
+        // Only the phases some tap reads, spread evenly over the workers; small inputs (the 14²
+        // and 7² stages) cost less than a fork-join of the pool.
+        let used: Vec<(usize, &mut [u8])> = planes.chunks_mut(self.plane).enumerate().filter(|(i, _)| self.used[(i / cin) % (sy * sx)]).collect();
+        if used.len() * self.plane < SERIAL_BYTES {
+            used.into_iter().for_each(plane_of);
         } else {
-            planes.par_chunks_mut(self.plane).enumerate().for_each(plane_of);
+            used.into_par_iter().for_each(plane_of);
         }
     }
 
