@@ -3,7 +3,8 @@
 //! A [`Session`] owns the optimised graph and a thread pool. For each distinct input shape it
 //! builds a [`plan::Plan`] once: shapes of every value, and a buffer slot for each value so
 //! that buffers are reused as soon as their last reader has run. Steady-state inference
-//! allocates only the returned output tensors.
+//! allocates only the returned output tensors, plus a few small index tables per INT8 conv
+//! (tap offsets, row segments; at most a few KB).
 
 pub mod plan;
 
