@@ -193,14 +193,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
     };
     let total_blocks = nv.div_ceil(BLOCK);
     let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
-    let mut chunks = chunk_count(total_blocks, nb_max, n * g, threads);
-    // Few pixel blocks and many channels (ResNet's 7×7 stage): workers split the output
-    // channels instead, so each streams only its share of the weights and reuses every
-    // weight row across all the blocks.
-    let row_chunks = if n * g * total_blocks <= 4 * threads && cout_g >= 16 * threads && total_blocks <= nb_max { threads } else { 1 };
-    if row_chunks > 1 {
-        chunks = 1;
-    }
+    let (chunks, row_chunks) = work_split(total_blocks, nb_max, n * g, cout_g, threads);
     let nb = total_blocks.div_ceil(chunks);
     let tasks = n * g * chunks * row_chunks;
     let workers = threads.max(1).min(tasks);
@@ -337,10 +330,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
 #[inline]
 fn requant_epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [u8]) {
     let relu = q.conv.act == Some(crate::graph::Activation::Relu);
-    let corr = i32::from(pa.zero_point) * pw.row_sums[co];
-    let mult = pa.scale * q.weights.scales[oc];
-    let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
     if q.conv.act.is_none() || relu {
+        let (corr, mult, bias) = affine(q, pw, co, oc, pa);
         requant_segs(acc, segs, corr, mult, bias, res, relu, oq, out);
         return;
     }
@@ -356,14 +347,20 @@ fn requant_epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: Q
     }
 }
 
+/// Channel `oc`'s epilogue constants: the zero-point correction `za·Σw` (row `co` of its
+/// group's weights), the scale `sa·sw` and the bias.
+#[inline]
+fn affine(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams) -> (i32, f32, f32) {
+    let corr = i32::from(pa.zero_point) * pw.row_sums[co];
+    (corr, pa.scale * q.weights.scales[oc], q.conv.bias.as_ref().map_or(0.0, |b| b[oc]))
+}
+
 /// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output channel's
 /// segments.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [f32]) {
-    let corr = i32::from(pa.zero_point) * pw.row_sums[co];
-    let mult = pa.scale * q.weights.scales[oc];
-    let bias = q.conv.bias.as_ref().map_or(0.0, |b| b[oc]);
+    let (corr, mult, bias) = affine(q, pw, co, oc, pa);
     let relu = q.conv.act == Some(crate::graph::Activation::Relu);
     dequant_segs(acc, segs, corr, mult, bias, res, relu, out);
     match q.conv.act {
@@ -372,16 +369,23 @@ fn epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, 
     }
 }
 
-/// Pixel chunks per (image, group): enough that each fits [`PANEL_TARGET`], at least one per
-/// worker, and, while there are only a few, a count that gives every worker the same number
-/// of tasks. Chunks then take `total_blocks / chunks` blocks each, give or take one.
-fn chunk_count(total_blocks: usize, nb_max: usize, per_image: usize, threads: usize) -> usize {
+/// How each (image, group) is cut into tasks: `(pixel chunks, channel chunks)`.
+///
+/// Normally by pixels: enough chunks that each fits [`PANEL_TARGET`], at least one per worker,
+/// and, while there are only a few, a count that gives every worker the same number of tasks
+/// (chunks then take `total_blocks / chunks` blocks each, give or take one). With few pixel
+/// blocks and many channels (ResNet's 7×7 stage) the workers split output channels instead, so
+/// each streams only its share of the weights and reuses every weight row across all blocks.
+fn work_split(total_blocks: usize, nb_max: usize, per_image: usize, cout_g: usize, threads: usize) -> (usize, usize) {
     let threads = threads.max(1);
+    if per_image * total_blocks <= 4 * threads && cout_g >= 16 * threads && total_blocks <= nb_max {
+        return (1, threads);
+    }
     let mut chunks = total_blocks.div_ceil(nb_max).max(threads.div_ceil(per_image)).min(total_blocks).max(1);
     while (per_image * chunks) % threads != 0 && per_image * chunks < 8 * threads && chunks < total_blocks {
         chunks += 1;
     }
-    chunks
+    (chunks, 1)
 }
 
 /// What the phase planes are built from: u8 codes, or f32 values quantized on the way.

@@ -2,83 +2,66 @@
 //! Each step loads two 64-byte activation vectors (16 pixels × 4 k each) and broadcasts one
 //! 4-byte weight group per channel.
 
-use crate::cpu::detect::Avx512Vnni;
-
+use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{check_args, PackedWeights, BLOCK, MR};
+use super::{PackedWeights, BLOCK, MR};
 
-/// `acc[c − rows.start][p]`; the [`Avx512Vnni`] token proves the CPU can run it.
-pub fn qgemm_u8s8_avx512vnni_8x32(_isa: Avx512Vnni, w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
-    check_args(w, &rows, panel, nblocks, out, out_rs);
-    // SAFETY: the CPU supports AVX-512F/BW/VNNI (the token proves it) and check_args proved every
-    // slice large enough for the loads and stores the kernel performs.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        imp::kernel(w, rows, panel, nblocks, out, out_rs)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    super::scalar::qgemm_u8s8_scalar(w, rows, panel, nblocks, out, out_rs)
+#[inline(always)]
+unsafe fn bcast(row: *const i8, k4: usize) -> __m512i {
+    _mm512_set1_epi32(std::ptr::read_unaligned(row.add(k4 * 4) as *const i32))
 }
 
-#[cfg(target_arch = "x86_64")]
-mod imp {
-    use std::arch::x86_64::*;
-
-    use super::*;
-
-    #[inline(always)]
-    unsafe fn bcast(row: *const i8, k4: usize) -> __m512i {
-        _mm512_set1_epi32(std::ptr::read_unaligned(row.add(k4 * 4) as *const i32))
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn kernel(w: &PackedWeights, range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
-        let k4n = w.kpad / 4;
-        let pstride = k4n * 4 * BLOCK;
-        let pp = panel.as_ptr();
-        let op = out.as_mut_ptr();
-        let mut c0 = range.start;
-        while c0 < range.end {
-            let rows = (range.end - c0).min(MR);
-            let wr: [*const i8; MR] = std::array::from_fn(|r| w.s8.as_ptr().add((c0 + r) * w.kpad));
-            let mut b = 0;
-            while b + 1 < nblocks {
-                let mut acc0 = [_mm512_setzero_si512(); MR];
-                let mut acc1 = [_mm512_setzero_si512(); MR];
-                let p0 = pp.add(b * pstride);
-                let p1 = p0.add(pstride);
-                for k4 in 0..k4n {
-                    let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
-                    let a1 = _mm512_loadu_si512(p1.add(k4 * 64) as *const _);
-                    for r in 0..MR {
-                        let wb = bcast(wr[r], k4);
-                        acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, wb);
-                        acc1[r] = _mm512_dpbusd_epi32(acc1[r], a1, wb);
-                    }
-                }
-                for r in 0..rows {
-                    let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
-                    _mm512_storeu_si512(dst as *mut _, acc0[r]);
-                    _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
-                }
-                b += 2;
-            }
-            if b < nblocks {
-                // The odd last block alone: half the work of a pair, not a pair's.
-                let mut acc0 = [_mm512_setzero_si512(); MR];
-                let p0 = pp.add(b * pstride);
-                for k4 in 0..k4n {
-                    let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
-                    for r in 0..MR {
-                        acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
-                    }
-                }
-                for r in 0..rows {
-                    _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+/// `acc[c − rows.start][p]` for the channels in `rows` and every pixel of the panel.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy `qgemm::check_args`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    let k4n = w.kpad / 4;
+    let pstride = k4n * 4 * BLOCK;
+    let pp = panel.as_ptr();
+    let op = out.as_mut_ptr();
+    let mut c0 = range.start;
+    while c0 < range.end {
+        let rows = (range.end - c0).min(MR);
+        let wr: [*const i8; MR] = std::array::from_fn(|r| w.s8.as_ptr().add((c0 + r) * w.kpad));
+        let mut b = 0;
+        while b + 1 < nblocks {
+            let mut acc0 = [_mm512_setzero_si512(); MR];
+            let mut acc1 = [_mm512_setzero_si512(); MR];
+            let p0 = pp.add(b * pstride);
+            let p1 = p0.add(pstride);
+            for k4 in 0..k4n {
+                let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
+                let a1 = _mm512_loadu_si512(p1.add(k4 * 64) as *const _);
+                for r in 0..MR {
+                    let wb = bcast(wr[r], k4);
+                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, wb);
+                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], a1, wb);
                 }
             }
-            c0 += MR;
+            for r in 0..rows {
+                let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
+                _mm512_storeu_si512(dst as *mut _, acc0[r]);
+                _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
+            }
+            b += 2;
         }
+        if b < nblocks {
+            // The odd last block alone: half the work of a pair, not a pair's.
+            let mut acc0 = [_mm512_setzero_si512(); MR];
+            let p0 = pp.add(b * pstride);
+            for k4 in 0..k4n {
+                let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
+                for r in 0..MR {
+                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
+                }
+            }
+            for r in 0..rows {
+                _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+            }
+        }
+        c0 += MR;
     }
 }

@@ -18,8 +18,10 @@
 //! - i32 accumulation is exact for `K ≤ 65 793` (255 · 128 · K < 2³¹); [`PackedWeights::new`]
 //!   refuses larger K.
 
-pub mod avx2;
-pub mod avx512vnni;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512vnni;
 pub mod scalar;
 
 use std::ops::Range;
@@ -111,10 +113,18 @@ impl Kernel {
     /// channels at a time, while it is still in cache.
     #[inline]
     pub fn run_rows(self, w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+        check_args(w, &rows, panel, nblocks, out, out_rs);
         match self {
             Kernel::Scalar => scalar::qgemm_u8s8_scalar(w, rows, panel, nblocks, out, out_rs),
-            Kernel::Avx2(t) => avx2::qgemm_u8s8_avx2_2x16(t, w, rows, panel, nblocks, out, out_rs),
-            Kernel::Avx512Vnni(t) => avx512vnni::qgemm_u8s8_avx512vnni_8x32(t, w, rows, panel, nblocks, out, out_rs),
+            // SAFETY: the token proves the CPU supports AVX2, and check_args above proved every
+            // slice large enough for the kernel's loads and stores (weights padded to Mpad rows).
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => unsafe { avx2::qgemm_u8s8_avx2_2x16(w, rows, panel, nblocks, out, out_rs) },
+            // SAFETY: as above, for AVX-512F/BW/VNNI.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni(_) => unsafe { avx512vnni::qgemm_u8s8_avx512vnni_8x32(w, rows, panel, nblocks, out, out_rs) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2(_) | Kernel::Avx512Vnni(_) => scalar::qgemm_u8s8_scalar(w, rows, panel, nblocks, out, out_rs),
         }
     }
 }
@@ -129,7 +139,8 @@ pub fn kernel(isa: Isa) -> Result<Kernel> {
     k.ok_or_else(|| Error::Invalid(format!("this CPU does not support {}", isa.name())))
 }
 
-/// Checks the slice sizes and the row range every kernel relies on.
+/// Checks the slice sizes and the row range every kernel relies on ([`Kernel::run_rows`]
+/// calls it once, before any kernel).
 pub(crate) fn check_args(w: &PackedWeights, rows: &Range<usize>, panel: &[u8], nblocks: usize, out: &[i32], out_rs: usize) {
     assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
     assert!(panel.len() >= panel_len(w.kpad, nblocks), "qgemm: panel too small");
