@@ -47,8 +47,8 @@ fn main() -> kestrel::Result<()> {
             let agree = m.top1.map(|t| format!("top-1 {t:.3}")).or(m.iou.map(|i| format!("IoU {i:.4}"))).unwrap_or_default();
             println!("| {name} | {variant} | {:.5} | {:.4} | {agree} |", m.cosine, m.rel_l2);
         };
-        for (label, mode) in [("kestrel int8 static", Mode::Static), ("kestrel int8 dynamic", Mode::Dynamic)] {
-            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
+        for (label, mode, f32_residual) in [("kestrel int8 static", Mode::Static, false), ("kestrel int8 static, f32 residual", Mode::Static, true), ("kestrel int8 dynamic", Mode::Dynamic, false)] {
+            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, f32_residual, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
             let got = Session::new(q, &Options { threads, optimize: true })?.run(std::slice::from_ref(&test))?.remove(0);
             row(label, &got, &want);
         }

@@ -15,6 +15,18 @@ log="$(mktemp)"
 set +e
 cargo test --release --features ort -- --test-threads=1 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+# The main run used the best ISA; the INT8 twin tests (conv, linear, epilogues) once more on
+# every other one this CPU has, forced with KESTREL_ISA.
+isas="scalar"
+grep -qw avx2 /proc/cpuinfo 2>/dev/null && isas="$isas avx2"
+if [ "$#" -eq 0 ]; then
+    for isa in $isas; do
+        echo "== INT8 twin tests with KESTREL_ISA=$isa"
+        KESTREL_ISA=$isa cargo test --release --features ort --test quant -- --test-threads=1 twin 2>&1 | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || rc=$r
+    done
+fi
 set -e
 # One closing line over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "kestrel tests: %d passed, %d failed\n", p, f }' "$log"

@@ -150,7 +150,8 @@ fn check_pool(p: &Pool2d, is_max: bool, hw: [usize; 2], seed: u64) {
 #[test]
 fn pool_sweep() {
     let mut seed = 900;
-    for &hw in &[1usize, 3, 7, 15, 17] {
+    // 40 and 67: rows long enough for the u8 pool's vector stride-2 path, with a tail.
+    for &hw in &[1usize, 3, 7, 15, 17, 40, 67] {
         for &(k, s, pad) in &[(1, 1, 0), (2, 2, 0), (3, 2, 1), (3, 1, 1), (5, 3, 2)] {
             for &ceil in &[false, true] {
                 for &cip in &[false, true] {

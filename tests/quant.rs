@@ -79,14 +79,43 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
     let (Some(oh), Some(ow)) = (oh, ow) else { return };
     let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, oh, ow]);
     let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 3.0 + 0.5).collect();
-    let r = data(os.iter().product(), seed + 3);
-    let res = residual.then_some(r.as_slice());
-    let mut want = vec![f32::NAN; os.iter().product()];
-    reference::qconv2d_ref(&q, &x, xs, res, &mut want, os);
-    let mut got = vec![f32::NAN; want.len()];
-    qconv::qconv2d(&q, &x, xs, res, &mut got, os, &mut Default::default(), 2);
+    let mut r = data(os.iter().product(), seed + 3);
+    // Non-finite and huge residuals: the epilogues must saturate them exactly as the twin.
+    let len = r.len();
+    for (i, v) in [(0, f32::NAN), (len / 2, f32::INFINITY), (len - 1, f32::NEG_INFINITY), (len / 3, 3e38), (len / 5, -3e38)] {
+        if len > 8 {
+            r[i] = v;
+        }
+    }
+    // A residual as u8 codes (an INT8 producer's output): the twin adds their dequantization.
+    let rp = QParams { scale: 0.021, zero_point: (seed * 31 % 256) as u8 };
+    let r_codes: Vec<u8> = r.iter().map(|&v| rp.quantize(v)).collect();
+    let r_deq: Vec<f32> = r_codes.iter().map(|&c| rp.dequantize(c)).collect();
+    let cases: Vec<(Option<qconv::Residual>, Option<&[f32]>)> = if residual {
+        vec![(Some(qconv::Residual::F32(&r)), Some(&r)), (Some(qconv::Residual::U8(&r_codes, rp)), Some(&r_deq))]
+    } else {
+        vec![(None, None)]
+    };
     let c = &q.conv;
-    assert_eq!(got, want, "qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} isa {:?}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, detect::selected());
+    let what = format!("qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} isa {:?}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, detect::selected());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (res, res_ref) in cases {
+        let what = format!("{what} residual {:?}", res.map(|r| matches!(r, qconv::Residual::U8(..))));
+        let mut want = vec![f32::NAN; os.iter().product()];
+        reference::qconv2d_ref(&q, &x, xs, res_ref, &mut want, os);
+        let mut got = vec![f32::NAN; want.len()];
+        qconv::qconv2d(&q, &x, xs, res, &mut got, os, &mut Default::default(), 2);
+        assert_eq!(bits(&got), bits(&want), "{what}");
+        // u8 codes for the next INT8 layer (the requantizing epilogue): the twin's floats quantized.
+        let mut q8 = q.clone();
+        let oq = QParams { scale: 0.037, zero_point: (seed * 59 % 256) as u8 };
+        q8.out_q = Some(oq);
+        let mut got8 = vec![f32::NAN; want.len()];
+        qconv::qconv2d(&q8, &x, xs, res, &mut got8, os, &mut Default::default(), 2);
+        let codes = &bytemuck::cast_slice::<f32, u8>(&got8)[..want.len()];
+        let want8: Vec<u8> = want.iter().map(|&v| oq.quantize(v)).collect();
+        assert_eq!(codes, &want8[..], "{what} u8 out {oq:?}");
+    }
 }
 
 #[test]
@@ -141,10 +170,31 @@ fn qconv_matches_its_twin_exactly() {
             let mut c = Conv2d::new(w, 1, 0, 1);
             (c.stride, c.pads, c.dilation) = (stride, pads, dil);
             c.bias = Some(data(9, seed + 1));
-            c.act = Some(Activation::Relu);
+            c.act = (i % 4 != 2).then_some(Activation::Relu);
             c.residual = i % 2 == 0;
             let input = if i % 3 == 0 { ActQuant::Dynamic } else { ActQuant::Static(QParams { scale: 0.03, zero_point: 37 }) };
             check_qconv_with(c, 1 + i % 2, 6, hw, input, seed);
+        }
+    }
+}
+
+#[test]
+fn qlinear_matches_its_twin_exactly() {
+    println!("qlinear ISA: {}", detect::selected().unwrap().name());
+    let mut seed = 700;
+    for &(n, o, i) in &[(1usize, 1usize, 1usize), (1, 7, 3), (3, 9, 17), (1, 65, 63), (17, 16, 64), (2, 1000, 130)] {
+        for &threads in &[1, 2, 3] {
+            seed += 1;
+            let l = Linear { weight: Tensor::new(vec![o, i], data(o * i, seed)).unwrap(), bias: Some(data(o, seed + 1)) };
+            let input = if seed % 2 == 0 { ActQuant::Dynamic } else { ActQuant::Static(QParams { scale: 0.02, zero_point: (seed * 37 % 256) as u8 }) };
+            let q = QLinear::new(l, input, seed % 3 != 0).unwrap();
+            let x: Vec<f32> = data(n * i, seed + 2).iter().map(|v| v * 2.0 + 0.3).collect();
+            let mut want = vec![f32::NAN; n * o];
+            reference::qlinear_ref(&q, &x, n, &mut want);
+            let mut got = vec![f32::NAN; n * o];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| qconv::qlinear(&q, &x, n, &mut got, &mut Default::default(), threads));
+            assert_eq!(got, want, "qlinear n{n} o{o} i{i} threads {threads} {input:?}");
         }
     }
 }
@@ -190,20 +240,23 @@ fn u8_handoff_between_int8_convs_changes_nothing() {
         let got = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
         // The same INT8 graph without the hand-off (passes off, node by node).
         let want = kestrel::exec::interpret(&q, std::slice::from_ref(&x), 2).unwrap()[q.outputs[0]].clone().unwrap();
+        let residual_handoffs = s.graph().nodes.iter().filter(|n| matches!(&n.op, Op::QConv(c) if c.res_q.is_some())).count();
+        if matches!(cfg, ModelConfig::ResNet(_)) {
+            assert!(residual_handoffs > 0, "no residual taken as u8 codes in {cfg:?}");
+            assert!(!s.graph().nodes.iter().any(|n| matches!(n.op, Op::FakeQuant(_))), "a residual QuantizeDequantize was left in f32");
+        }
+        // Every pass but the hand-off, so the residual QuantizeDequantize nodes run in f32.
         let mut fused_only = q.clone();
-        kestrel::graph::passes::optimize(&mut fused_only);
-        for n in &mut fused_only.nodes {
-            match &mut n.op {
-                Op::QConv(c) => {
-                    c.out_q = None;
-                    c.in_u8 = false;
-                }
-                Op::MaxPoolU8(p) => n.op = Op::MaxPool(p.clone()),
-                _ => {}
-            }
+        {
+            use kestrel::graph::passes::*;
+            drop_identity(&mut fused_only);
+            fold_batchnorm(&mut fused_only);
+            fuse_residual_add(&mut fused_only);
+            fuse_activation(&mut fused_only);
+            remove_dead(&mut fused_only);
         }
         let no_handoff = Session::new(fused_only, &Options { optimize: false, ..Default::default() }).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
-        assert_eq!(got, no_handoff, "u8 hand-off changed outputs ({handoffs} hand-offs)");
+        assert_eq!(got, no_handoff, "u8 hand-off changed outputs ({handoffs} hand-offs, {residual_handoffs} into residuals)");
         common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("fused vs node-by-node", got.data(), want.data());
     }
 }

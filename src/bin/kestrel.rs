@@ -281,6 +281,10 @@ struct QuantizeArgs {
     /// One weight scale per tensor instead of per output channel.
     #[arg(long)]
     per_tensor: bool,
+    /// Static mode: keep the residual inputs of fused Adds in f32 instead of quantizing them
+    /// with their own calibrated parameters.
+    #[arg(long)]
+    f32_residual: bool,
     /// Report each layer's output error when only it is quantized, and suggest exclusions.
     #[arg(long)]
     sensitivity: bool,
@@ -454,7 +458,7 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
         other => return Err(Error::Invalid(format!("--mode {other}: use static or dynamic"))),
     };
     let method = Method::parse(&q.method, q.percentile).ok_or_else(|| Error::Invalid(format!("--method {}: use minmax, percentile, entropy or mse", q.method)))?;
-    let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, exclude: q.exclude.clone(), only: None, threads: q.m.threads };
+    let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, exclude: q.exclude.clone(), only: None, f32_residual: q.f32_residual, threads: q.m.threads };
     let shape = model.graph.input_shape(1)?;
     let calib = if mode == Mode::Static || q.sensitivity { calibration(q.calib.as_deref(), q.calib_samples, &shape)? } else { vec![] };
     if q.sensitivity {

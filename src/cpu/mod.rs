@@ -5,6 +5,7 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod detect;
 pub mod elementwise;
+pub(crate) mod epilogue;
 pub mod linear;
 pub mod pool;
 pub mod qconv;

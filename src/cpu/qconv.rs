@@ -13,6 +13,8 @@
 use rayon::prelude::*;
 
 use crate::cpu::detect;
+use crate::cpu::epilogue::{dequant_row, dequant_segs, requant_segs, Seg};
+use crate::cpu::simd::gather_stride2;
 use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK, MR};
 use crate::graph::{ActQuant, QConv2d, QConvTranspose2d, QLinear};
 use crate::quant::params::{min_max, Lanes, QParams};
@@ -86,84 +88,6 @@ crate::cpu::simd::multiversion! {
     }
 }
 
-/// `out = store((acc − corr)·mult + bias (+ res))`, with ReLU before `store` when `relu`:
-/// the shared body of [`dequant_run`] and [`requant_run`], one branch-free loop per case.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn epilogue_run<T>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [T], store: impl Fn(f32) -> T) {
-    match (res, relu) {
-        (Some(r), true) => {
-            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = store(((a - corr) as f32 * mult + bias + rv).max(0.0));
-            }
-        }
-        (Some(r), false) => {
-            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
-                *o = store((a - corr) as f32 * mult + bias + rv);
-            }
-        }
-        (None, true) => {
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = store(((a - corr) as f32 * mult + bias).max(0.0));
-            }
-        }
-        (None, false) => {
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = store((a - corr) as f32 * mult + bias);
-            }
-        }
-    }
-}
-
-/// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
-#[inline(always)]
-fn dequant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
-    epilogue_run(acc, corr, mult, bias, res, relu, out, |y| y);
-}
-
-/// The values of [`dequant_run`] quantized with `oq` ([`QParams::quantize`]), in one pass.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn requant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
-    epilogue_run(acc, corr, mult, bias, res, relu, out, |y| oq.quantize(y));
-}
-
-crate::cpu::simd::multiversion! {
-    /// [`dequant_run`] over one row.
-    fn dequant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
-        dequant_run(acc, corr, mult, bias, res, relu, out);
-    }
-}
-
-/// A run of valid output pixels of one task: i32 tile columns `acc..acc + len` go to elements
-/// `out..out + len` of the task's output region (and its residual).
-#[derive(Clone, Copy, Debug)]
-struct Seg {
-    acc: usize,
-    out: usize,
-    len: usize,
-}
-
-crate::cpu::simd::multiversion! {
-    /// [`dequant_run`] over every segment of one channel.
-    fn dequant_segs(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
-        for sg in segs {
-            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
-            dequant_run(&acc[sg.acc..sg.acc + sg.len], corr, mult, bias, r, relu, &mut out[sg.out..sg.out + sg.len]);
-        }
-    }
-}
-
-crate::cpu::simd::multiversion! {
-    /// [`requant_run`] over every segment of one channel.
-    fn requant_segs(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
-        for sg in segs {
-            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
-            requant_run(&acc[sg.acc..sg.acc + sg.len], corr, mult, bias, r, relu, oq, &mut out[sg.out..sg.out + sg.len]);
-        }
-    }
-}
-
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: workers write pairwise-disjoint output elements (distinct image, group, pixel range
@@ -171,9 +95,26 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+/// The residual input of an INT8 conv, `[N, Cout, OH, OW]`: floats, or u8 codes that the
+/// epilogue dequantizes with their parameters ([`QConv2d::res_q`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Residual<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8], QParams),
+}
+
+crate::cpu::simd::multiversion! {
+    /// `out[i] = p.dequantize(codes[i])`.
+    fn dequantize_chunk(p: QParams, codes: &[u8], out: &mut [f32]) {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = p.dequantize(c);
+        }
+    }
+}
+
 /// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]`.
 #[allow(clippy::too_many_arguments)]
-pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], s: &mut QScratch, threads: usize) {
+pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<Residual>, out: &mut [f32], os: [usize; 4], s: &mut QScratch, threads: usize) {
     let c = &q.conv;
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
@@ -240,6 +181,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
         let dst = dst;
         let mut range = Lanes::default();
         let mut segs = Vec::new();
+        let mut res_f32 = Vec::new();
         let mut t = wi;
         while t < tasks {
             let (b, rest) = (t / (g * chunks * row_chunks), t % (g * chunks * row_chunks));
@@ -291,7 +233,15 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                     let oc = gi * cout_g + co;
                     let at = obase + co * npix + first;
                     debug_assert!(at + region <= out_len);
-                    let res = residual.map(|r| &r[at..at + region]);
+                    let res = match residual {
+                        None => None,
+                        Some(Residual::F32(r)) => Some(&r[at..at + region]),
+                        Some(Residual::U8(r, p)) => {
+                            res_f32.resize(region, 0.0);
+                            dequantize_chunk(p, &r[at..at + region], &mut res_f32);
+                            Some(&res_f32[..])
+                        }
+                    };
                     let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
                     match out_q {
                         None => {
@@ -311,7 +261,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
                             // of `out` (4·out_len bytes long) and belong to this task only, as
                             // above.
                             let bytes = unsafe { std::slice::from_raw_parts_mut((dst.0 as *mut u8).add(at), region) };
-                            requant_epilogue(q, pw, co, oc, pa, oq, accs, &segs, res, bytes);
+                            requant_epilogue(kern.avx512vnni(), q, pw, co, oc, pa, oq, accs, &segs, res, bytes);
                         }
                     }
                 }
@@ -328,11 +278,11 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>,
 /// ReLU or no activation, through an f32 row for the others (same values either way).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn requant_epilogue(q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [u8]) {
+fn requant_epilogue(vnni: Option<detect::Avx512Vnni>, q: &QConv2d, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [u8]) {
     let relu = q.conv.act == Some(crate::graph::Activation::Relu);
     if q.conv.act.is_none() || relu {
         let (corr, mult, bias) = affine(q, pw, co, oc, pa);
-        requant_segs(acc, segs, corr, mult, bias, res, relu, oq, out);
+        requant_segs(vnni, acc, segs, corr, mult, bias, res, relu, oq, out);
         return;
     }
     let mut row = [0f32; 256];
@@ -537,37 +487,6 @@ fn fill_pad(row: &mut [u8], zp: u8) {
     }
 }
 
-/// `dst[i] = src[2·i]` (`src` holds at least `2·dst.len() − 1` bytes; bytes past those may
-/// be read, never used, so a row can be passed with the rest of its plane behind it).
-fn gather_stride2(src: &[u8], dst: &mut [u8]) {
-    let n = dst.len();
-    let mut i = 0;
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY (both uses): SSE2 is part of the x86-64 baseline; callers check that the two
-        // 16-byte loads at 2·at lie within src and the 16-byte store at `at` within dst.
-        let step = |at: usize, dst: &mut [u8]| unsafe {
-            let mask = _mm_set1_epi16(0x00ff);
-            let a = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * at) as *const __m128i), mask);
-            let b = _mm_and_si128(_mm_loadu_si128(src.as_ptr().add(2 * at + 16) as *const __m128i), mask);
-            _mm_storeu_si128(dst.as_mut_ptr().add(at) as *mut __m128i, _mm_packus_epi16(a, b));
-        };
-        while i + 16 <= n && 2 * i + 32 <= src.len() {
-            step(i, dst);
-            i += 16;
-        }
-        // The tail as one more (overlapping) vector when the source reaches that far.
-        if i < n && n >= 16 && 2 * (n - 16) + 32 <= src.len() {
-            step(n - 16, dst);
-            i = n;
-        }
-    }
-    for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
-        *d = v;
-    }
-}
-
 /// Packs `blocks` blocks of virtual pixels starting at `phases[base..]` into a qgemm panel:
 /// row `k` of the im2col is the run at `base + koff[k]`.
 fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usize, kpad: usize, panel: &mut [u8]) {
@@ -708,8 +627,9 @@ pub fn qconv_transpose2d(q: &QConvTranspose2d, x: &[f32], xs: [usize; 4], out: &
     }
 }
 
-/// `out[N, O]` from `x[N, I]`.
-pub fn qlinear(q: &QLinear, x: &[f32], n: usize, out: &mut [f32], s: &mut QScratch) {
+/// `out[N, O]` from `x[N, I]`; the workers split the output rows (each streams its share of
+/// the weights, which dominate at small N).
+pub fn qlinear(q: &QLinear, x: &[f32], n: usize, out: &mut [f32], s: &mut QScratch, threads: usize) {
     let pw = &q.packed;
     let (o, i) = (pw.m, pw.k);
     let pa = input_params(q.input, x);
@@ -730,7 +650,13 @@ pub fn qlinear(q: &QLinear, x: &[f32], n: usize, out: &mut [f32], s: &mut QScrat
             panel[qgemm::panel_index(pw.kpad, k, p)] = xq[p * i + k];
         }
     }
-    kernel().run(pw, panel, blocks, &mut s.i32, rs);
+    let per = o.div_ceil(threads.max(1)).next_multiple_of(MR).max(MR);
+    let kern = kernel();
+    let panel: &[u8] = panel;
+    s.i32[..o * rs].par_chunks_mut(per * rs).enumerate().for_each(|(i, acc)| {
+        let c0 = i * per;
+        kern.run_rows(pw, c0..(c0 + per).min(o), panel, blocks, acc, rs);
+    });
     for c in 0..o {
         let corr = i32::from(pa.zero_point) * pw.row_sums[c];
         let mult = pa.scale * q.weights.scales[c];

@@ -196,3 +196,17 @@ pub fn qconv2d_ref(q: &crate::graph::QConv2d, x: &[f32], xs: [usize; 4], residua
         out[o] = conv_epilogue(c, co, o, acc as f32 * (pa.scale * q.weights.scales[co]), residual);
     });
 }
+
+/// Direct INT8 fully connected layer, the twin of [`super::qconv::qlinear`]:
+/// `acc = Σ (q − za)·w`, then `acc·sa·sw + bias`.
+pub fn qlinear_ref(q: &crate::graph::QLinear, x: &[f32], n: usize, out: &mut [f32]) {
+    let (o, i) = (q.linear.weight.shape()[0], q.linear.weight.shape()[1]);
+    let pa = super::qconv::input_params(q.input, x);
+    let xq: Vec<i32> = x.iter().map(|&v| i32::from(pa.quantize(v)) - i32::from(pa.zero_point)).collect();
+    for b in 0..n {
+        for j in 0..o {
+            let acc: i32 = (0..i).map(|k| xq[b * i + k] * i32::from(q.weights.q[j * i + k])).sum();
+            out[b * o + j] = acc as f32 * (pa.scale * q.weights.scales[j]) + q.linear.bias.as_ref().map_or(0.0, |bb| bb[j]);
+        }
+    }
+}

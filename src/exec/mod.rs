@@ -202,10 +202,15 @@ pub(crate) fn exec_node(
         Op::Resize(r) => resize::resize(r, x, dims4(xs), out, dims4(os)),
         Op::Softmax { axis } => elementwise::softmax(x, xs, *axis, out),
         Op::QConv(q) => {
-            let residual = if q.conv.residual { Some(ins[1].0) } else { None };
+            let residual = match (q.conv.residual, q.res_q) {
+                (false, _) => None,
+                (true, None) => Some(qconv::Residual::F32(ins[1].0)),
+                // The producer wrote u8 codes into the first len() bytes of this f32 buffer.
+                (true, Some(p)) => Some(qconv::Residual::U8(&bytemuck::cast_slice::<f32, u8>(ins[1].0)[..ins[1].0.len()], p)),
+            };
             qconv::qconv2d(q, x, dims4(xs), residual, out, dims4(os), &mut scratch.q, threads);
         }
-        Op::QLinear(q) => qconv::qlinear(q, x, xs[0], out, &mut scratch.q),
+        Op::QLinear(q) => qconv::qlinear(q, x, xs[0], out, &mut scratch.q, threads),
         Op::QConvTranspose(q) => qconv::qconv_transpose2d(q, x, dims4(xs), out, dims4(os), &mut scratch.q, &mut scratch.f32, threads),
         Op::FakeQuant(q) => {
             let p = qconv::input_params(*q, x);

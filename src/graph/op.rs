@@ -271,6 +271,10 @@ pub struct QConv2d {
     /// Set by the same pass: the input value holds u8 codes already quantized with
     /// `input`'s parameters.
     pub in_u8: bool,
+    /// Set by the same pass when the residual input was a QuantizeDequantize of an INT8
+    /// conv's output: the residual value holds those u8 codes, and the epilogue adds their
+    /// dequantization `(code − zp)·scale` (the value the removed QuantizeDequantize passed on).
+    pub res_q: Option<QParams>,
 }
 
 impl QConv2d {
@@ -291,7 +295,7 @@ impl QConv2d {
         let packed = (0..g)
             .map(|gi| PackedWeights::new(&weights.q[gi * cg * k..(gi + 1) * cg * k], cg, k))
             .collect::<Result<Vec<_>>>()?;
-        Ok(QConv2d { conv, weights, packed, input, out_q: None, in_u8: false })
+        Ok(QConv2d { conv, weights, packed, input, out_q: None, in_u8: false, res_q: None })
     }
 }
 

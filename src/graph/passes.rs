@@ -4,12 +4,14 @@
 //! 3. fuse a residual Add into the Conv (or INT8 QConv) epilogue;
 //! 4. fuse a following activation into the Conv (or QConv) epilogue;
 //! 5. remove nodes whose output nobody reads;
-//! 6. pass u8 codes between INT8 convs instead of f32 where every reader agrees.
+//! 6. pass u8 codes between INT8 convs instead of f32 where every reader agrees (also into
+//!    residual inputs, in place of a QuantizeDequantize).
 //!
 //! Each rewrite only fires when the intermediate value has exactly one reader and is not a
 //! graph output, so no observable value changes.
 
 use super::{ActQuant, Graph, Op, ValueId};
+use crate::quant::params::QParams;
 
 /// Runs every pass to a fixed point.
 pub fn optimize(g: &mut Graph) {
@@ -21,12 +23,16 @@ pub fn optimize(g: &mut Graph) {
     fuse_requantize(g);
 }
 
-/// Lets an INT8 conv hand its output to INT8 convs as u8 codes: when every reader of a
-/// QConv's output is a QConv taking it as its main input with the same static parameters
-/// (and the value is no graph output), the producer quantizes in its epilogue and the readers
-/// skip their quantize pass. The codes are exactly those the readers would have computed.
+/// Lets an INT8 conv hand its output to INT8 convs as u8 codes. When every reader of a
+/// QConv's output (the value is no graph output) agrees on one set of static parameters, the
+/// producer quantizes in its epilogue and
+/// - a QConv reading it as its main input skips its quantize pass (`in_u8`);
+/// - a QuantizeDequantize whose only readers are QConvs taking it as their residual is
+///   removed, and those QConvs read the codes and dequantize them in their epilogue (`res_q`).
 ///
-/// A value flagged this way holds u8 codes in its f32 buffer; only the flagged readers see it.
+/// The codes are exactly those the readers would have computed, and the residual values
+/// exactly those the QuantizeDequantize passed on. A value flagged this way holds u8 codes in
+/// its f32 buffer; only the flagged readers see it.
 pub fn fuse_requantize(g: &mut Graph) {
     let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); g.values.len()];
     for (i, n) in g.nodes.iter().enumerate() {
@@ -43,6 +49,16 @@ pub fn fuse_requantize(g: &mut Graph) {
             _ => None,
         }
     };
+    // A QuantizeDequantize that only residual inputs of QConvs read.
+    let residual_qdq = |g: &Graph, r: usize| -> Option<QParams> {
+        let Op::FakeQuant(ActQuant::Static(pq)) = g.nodes[r].op else { return None };
+        let f = g.nodes[r].output;
+        let ok = !g.outputs.contains(&f)
+            && !readers[f].is_empty()
+            && readers[f].iter().all(|&(c, slot)| slot == 1 && matches!(&g.nodes[c].op, Op::QConv(q) if q.conv.residual && q.res_q.is_none()));
+        ok.then_some(pq)
+    };
+    let mut removed = vec![false; g.nodes.len()];
     for p in 0..g.nodes.len() {
         let Op::QConv(_) = &g.nodes[p].op else { continue };
         let pool = through_pool(g, p);
@@ -51,12 +67,19 @@ pub fn fuse_requantize(g: &mut Graph) {
             continue;
         }
         let mut params = None;
-        let ok = readers[v].iter().all(|&(r, slot)| match &g.nodes[r].op {
-            Op::QConv(q) if slot == 0 && !q.in_u8 => match q.input {
-                ActQuant::Static(pq) => *params.get_or_insert(pq) == pq,
-                ActQuant::Dynamic => false,
-            },
-            _ => false,
+        let ok = readers[v].iter().all(|&(r, slot)| {
+            let pq = match &g.nodes[r].op {
+                Op::QConv(q) if slot == 0 && !q.in_u8 => match q.input {
+                    ActQuant::Static(pq) => pq,
+                    ActQuant::Dynamic => return false,
+                },
+                Op::FakeQuant(_) if pool.is_none() => match residual_qdq(g, r) {
+                    Some(pq) => pq,
+                    None => return false,
+                },
+                _ => return false,
+            };
+            *params.get_or_insert(pq) == pq
         });
         let Some(pq) = params.filter(|_| ok) else { continue };
         if let Op::QConv(q) = &mut g.nodes[p].op {
@@ -68,11 +91,26 @@ pub fn fuse_requantize(g: &mut Graph) {
             }
         }
         for &(r, _) in &readers[v] {
-            if let Op::QConv(q) = &mut g.nodes[r].op {
-                q.in_u8 = true;
+            match &mut g.nodes[r].op {
+                Op::QConv(q) => q.in_u8 = true,
+                Op::FakeQuant(_) => {
+                    removed[r] = true;
+                    for &(c, _) in &readers[g.nodes[r].output] {
+                        g.nodes[c].inputs[1] = v;
+                        if let Op::QConv(q) = &mut g.nodes[c].op {
+                            q.res_q = Some(pq);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
+    let mut i = 0;
+    g.nodes.retain(|_| {
+        i += 1;
+        !removed[i - 1]
+    });
 }
 
 /// Replaces every read of an Identity's output by its input.

@@ -1,8 +1,10 @@
 //! The quantization rewrite. The float graph is optimised first (BatchNorm folded, epilogues
 //! fused), then each Conv and Gemm that is not excluded becomes a [`QConv2d`] or
 //! [`QLinear`] (and each ConvTranspose with groups = 1 a [`QConvTranspose2d`]) with per-channel (or per-tensor) s8 weights and u8 input parameters that are
-//! calibrated (static) or computed per run (dynamic). Pooling, concat, resize and the fused
-//! residual add stay in f32 on the dequantized values.
+//! calibrated (static) or computed per run (dynamic). In static mode the residual input of a
+//! quantized conv with a fused Add also gets a QuantizeDequantize with its calibrated
+//! parameters (unless `f32_residual`), which lets INT8 producers hand it over as u8 codes.
+//! Pooling, concat, resize and the Add itself stay in f32 on the dequantized values.
 
 use std::collections::HashMap;
 
@@ -10,7 +12,7 @@ use super::observe::{Method, Observer};
 use super::params::QParams;
 use crate::error::{Error, Result};
 use crate::exec::interpret;
-use crate::graph::{passes, ActQuant, Graph, Op, QConv2d, QConvTranspose2d, QLinear, ValueId};
+use crate::graph::{passes, ActQuant, Graph, Node, Op, QConv2d, QConvTranspose2d, QLinear, ValueId};
 use crate::parity::compare;
 use crate::tensor::Tensor;
 
@@ -33,12 +35,16 @@ pub struct QuantizeOptions {
     pub exclude: Vec<String>,
     /// When set, only these nodes are quantized (sensitivity analysis).
     pub only: Option<Vec<String>>,
+    /// Static mode: keep the residual input of quantized convs in f32. By default it is
+    /// quantized with its own calibrated parameters (a QuantizeDequantize before the fused
+    /// Add, as in ONNX Runtime's QDQ models), so INT8 producers hand it over as u8 codes.
+    pub f32_residual: bool,
     pub threads: usize,
 }
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        QuantizeOptions { mode: Mode::Static, method: Method::MinMax, per_channel: true, exclude: vec![], only: None, threads: 0 }
+        QuantizeOptions { mode: Mode::Static, method: Method::MinMax, per_channel: true, exclude: vec![], only: None, f32_residual: false, threads: 0 }
     }
 }
 
@@ -72,7 +78,8 @@ pub fn targets(g: &Graph, opts: &QuantizeOptions) -> Vec<usize> {
         .collect()
 }
 
-/// Observes the inputs of `nodes` over the calibration batches and returns their parameters.
+/// Observes the inputs of `nodes` (the main input, and the residual of a conv with a fused
+/// Add) over the calibration batches and returns their parameters.
 pub fn calibrate(
     g: &Graph,
     nodes: &[usize],
@@ -84,7 +91,8 @@ pub fn calibrate(
     if calib.is_empty() {
         return Err(Error::Invalid("static quantization needs at least one calibration input".into()));
     }
-    let watch: Vec<ValueId> = nodes.iter().map(|&i| g.nodes[i].inputs[0]).collect();
+    let residual = |n: &crate::graph::Node| n.op.conv().is_some_and(|c| c.residual).then(|| n.inputs.get(1).copied()).flatten();
+    let watch: Vec<ValueId> = nodes.iter().flat_map(|&i| std::iter::once(g.nodes[i].inputs[0]).chain(residual(&g.nodes[i]))).collect();
     let mut obs: HashMap<ValueId, Observer> = watch.iter().map(|&v| (v, Observer::default())).collect();
     let passes = if method.needs_histogram() { 2 } else { 1 };
     let total = passes * calib.len();
@@ -124,6 +132,20 @@ fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashM
     Ok(())
 }
 
+/// Static mode: puts a QuantizeDequantize with the calibrated parameters of the residual
+/// input of QConv node `i` (if it has one) between that value and the conv. Returns whether a
+/// node was inserted (before `i`, which moves to `i + 1`).
+fn quantize_residual(g: &mut Graph, i: usize, params: &HashMap<ValueId, QParams>) -> bool {
+    let n = &g.nodes[i];
+    let (Op::QConv(q), Some(&r)) = (&n.op, n.inputs.get(1)) else { return false };
+    let Some(&p) = params.get(&r).filter(|_| q.conv.residual) else { return false };
+    let name = format!("{}.residual_quantize", n.name);
+    let f = g.add_value(name.clone());
+    g.nodes.insert(i, Node { name, op: Op::FakeQuant(ActQuant::Static(p)), inputs: vec![r], output: f });
+    g.nodes[i + 1].inputs[1] = f;
+    true
+}
+
 /// Quantizes `graph`. `calib` feeds static calibration (ignored in dynamic mode).
 pub fn quantize(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progress: &mut dyn FnMut(usize, usize)) -> Result<Graph> {
     let mut g = prepare(graph);
@@ -132,8 +154,14 @@ pub fn quantize(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progres
         Mode::Static => calibrate(&g, &nodes, calib, opts.method, opts.threads, progress)?,
         Mode::Dynamic => HashMap::new(),
     };
-    for i in nodes {
+    for &i in &nodes {
         quantize_node(&mut g, i, opts, &params)?;
+    }
+    if opts.mode == Mode::Static && !opts.f32_residual {
+        // From the back, so the indices of the nodes still to visit do not move.
+        for &i in nodes.iter().rev() {
+            quantize_residual(&mut g, i, &params);
+        }
     }
     Ok(g)
 }
@@ -170,6 +198,9 @@ pub fn sensitivity(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], prog
         let mut q = g.clone();
         let Some(i) = q.nodes.iter().position(|n| &n.name == name) else { continue };
         quantize_node(&mut q, i, opts, &params)?;
+        if opts.mode == Mode::Static && !opts.f32_residual {
+            quantize_residual(&mut q, i, &params);
+        }
         let got = run(&q)?;
         let (mut num, mut den, mut cos) = (0.0, 0.0, 0.0);
         for (r, o) in reference.iter().zip(&got) {

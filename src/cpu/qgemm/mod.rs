@@ -102,6 +102,15 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// The AVX-512 VNNI token when this is that kernel (other AVX-512 code, such as the u8
+    /// epilogue, follows the kernel's selection).
+    pub fn avx512vnni(self) -> Option<detect::Avx512Vnni> {
+        match self {
+            Kernel::Avx512Vnni(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// `acc[c][p]` for all `c < m`, all `16 · nblocks` pixels of `panel`, row stride `out_rs`.
     #[inline]
     pub fn run(self, w: &PackedWeights, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {

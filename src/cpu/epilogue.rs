@@ -1,0 +1,167 @@
+//! The INT8 conv epilogue over one output channel's i32 tile row:
+//! `y = (acc − corr)·mult + bias (+ residual)`, ReLU when asked, stored as f32 or quantized
+//! to u8 codes with the next layer's parameters ([`QParams::quantize`]: divide, round half
+//! to even, add the zero point, saturate).
+//!
+//! A task's valid output pixels are a few contiguous runs ([`Seg`]) of its tile row. The
+//! plain bodies are compiled per CPU by `multiversion!`; the u8 one also has an AVX-512 twin
+//! (selected with the AVX-512 VNNI qgemm kernel) whose codes are bit-identical: the same
+//! float operations in the same order, with the rounding and saturation done by
+//! `vcvtps2dq` (round to nearest even) and `vpmovusdb`.
+
+use crate::cpu::detect;
+use crate::quant::params::QParams;
+
+/// `out = store((acc − corr)·mult + bias (+ res))`, with ReLU before `store` when `relu`:
+/// the shared body of [`dequant_run`] and [`requant_run`], one branch-free loop per case.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn epilogue_run<T>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [T], store: impl Fn(f32) -> T) {
+    match (res, relu) {
+        (Some(r), true) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = store(((a - corr) as f32 * mult + bias + rv).max(0.0));
+            }
+        }
+        (Some(r), false) => {
+            for ((o, &a), &rv) in out.iter_mut().zip(acc).zip(r) {
+                *o = store((a - corr) as f32 * mult + bias + rv);
+            }
+        }
+        (None, true) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = store(((a - corr) as f32 * mult + bias).max(0.0));
+            }
+        }
+        (None, false) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = store((a - corr) as f32 * mult + bias);
+            }
+        }
+    }
+}
+
+/// `out = (acc − corr)·mult + bias (+ res)`, then ReLU when `relu`.
+#[inline(always)]
+fn dequant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+    epilogue_run(acc, corr, mult, bias, res, relu, out, |y| y);
+}
+
+/// The values of [`dequant_run`] quantized with `oq` ([`QParams::quantize`]), in one pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn requant_run(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+    epilogue_run(acc, corr, mult, bias, res, relu, out, |y| oq.quantize(y));
+}
+
+crate::cpu::simd::multiversion! {
+    /// [`dequant_run`] over one row.
+    pub(crate) fn dequant_row(acc: &[i32], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+        dequant_run(acc, corr, mult, bias, res, relu, out);
+    }
+}
+
+/// A run of valid output pixels of one task: i32 tile columns `acc..acc + len` go to elements
+/// `out..out + len` of the task's output region (and its residual).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seg {
+    pub acc: usize,
+    pub out: usize,
+    pub len: usize,
+}
+
+crate::cpu::simd::multiversion! {
+    /// [`dequant_run`] over every segment of one channel.
+    pub(crate) fn dequant_segs(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+        for sg in segs {
+            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
+            dequant_run(&acc[sg.acc..sg.acc + sg.len], corr, mult, bias, r, relu, &mut out[sg.out..sg.out + sg.len]);
+        }
+    }
+}
+
+crate::cpu::simd::multiversion! {
+    /// [`requant_run`] over every segment of one channel.
+    fn requant_segs_plain(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+        for sg in segs {
+            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
+            requant_run(&acc[sg.acc..sg.acc + sg.len], corr, mult, bias, r, relu, oq, &mut out[sg.out..sg.out + sg.len]);
+        }
+    }
+}
+
+/// [`requant_run`] over every segment of one channel; `vnni` (the selected qgemm kernel's
+/// token) picks the AVX-512 version.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn requant_segs(vnni: Option<detect::Avx512Vnni>, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if vnni.is_some() {
+        for sg in segs {
+            let (a, o) = (&acc[sg.acc..sg.acc + sg.len], &mut out[sg.out..sg.out + sg.len]);
+            let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
+            // SAFETY: the token proves AVX-512F/BW; `a`, `o` and `r` have the same length.
+            unsafe {
+                match (r, relu) {
+                    (Some(r), true) => avx512::requant::<true, true>(a, corr, mult, bias, r, oq, o),
+                    (Some(r), false) => avx512::requant::<true, false>(a, corr, mult, bias, r, oq, o),
+                    (None, true) => avx512::requant::<false, true>(a, corr, mult, bias, &[], oq, o),
+                    (None, false) => avx512::requant::<false, false>(a, corr, mult, bias, &[], oq, o),
+                }
+            }
+        }
+        return;
+    }
+    let _ = vnni;
+    requant_segs_plain(acc, segs, corr, mult, bias, res, relu, oq, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use crate::quant::params::QParams;
+
+    /// `out[i] = oq.quantize(relu?((acc[i] − corr)·mult + bias (+ res[i])))`, 16 lanes at a
+    /// time, the tail under a mask. NaN and −∞ convert to `i32::MIN` and saturate to 0, +∞
+    /// is first clamped to 1024 (then 255), exactly as [`QParams::quantize`] does.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F/BW; `acc`, `out` (and `res` when `RES`) have equal lengths.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn requant<const RES: bool, const RELU: bool>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: &[f32], oq: QParams, out: &mut [u8]) {
+        let n = out.len();
+        debug_assert!(acc.len() == n && (!RES || res.len() == n));
+        let (vc, vm, vb, vs) = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias), _mm512_set1_ps(oq.scale));
+        let (lim, zp) = (_mm512_set1_ps(1024.0), _mm512_set1_epi32(i32::from(oq.zero_point)));
+        let mut i = 0;
+        while i < n {
+            let m: __mmask16 = if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as u16 };
+            // SAFETY: lanes past `n − i` are masked off, so loads and stores stay inside the
+            // slices (masked-off lanes never fault).
+            let a = unsafe { _mm512_maskz_loadu_epi32(m, acc.as_ptr().add(i)) };
+            // Multiply then add, unfused, as the plain loop does.
+            let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vc)), vm), vb);
+            if RES {
+                // SAFETY: as above.
+                y = _mm512_add_ps(y, unsafe { _mm512_maskz_loadu_ps(m, res.as_ptr().add(i)) });
+            }
+            if RELU {
+                // `max` returns its second operand for a NaN lane: 0, as `f32::max` does.
+                y = _mm512_max_ps(y, _mm512_setzero_ps());
+            }
+            // `min` returns its second operand for a NaN lane, so NaN stays NaN.
+            let v = _mm512_min_ps(lim, _mm512_div_ps(y, vs));
+            let q = _mm512_add_epi32(_mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v), zp);
+            let q = _mm512_max_epi32(q, _mm512_setzero_si512());
+            if m == 0xffff {
+                // SAFETY: all 16 lanes lie inside `out` (i + 16 ≤ n).
+                unsafe { _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtusepi32_epi8(q)) };
+            } else {
+                // SAFETY: as above (masked store).
+                unsafe { _mm512_mask_cvtusepi32_storeu_epi8(out.as_mut_ptr().add(i) as *mut i8, m, q) };
+            }
+            i += 16;
+        }
+    }
+}
