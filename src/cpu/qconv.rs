@@ -41,6 +41,8 @@ pub struct QScratch {
     /// Ask the next conv to record its f32 output's range in `out_range`. Taken by the call.
     pub want_range: bool,
     pub out_range: Option<(f32, f32)>,
+    /// A u8 residual dequantized one channel row at a time, one row per worker.
+    pub res: Vec<f32>,
 }
 
 /// The kernel of the selected ISA (the session checked `KESTREL_ISA` when it was built).
@@ -153,6 +155,11 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<Residual
     if s.i32.len() < workers * tile {
         s.i32.resize(workers * tile, 0);
     }
+    // Each worker dequantizes one channel's share of a u8 residual at a time (≤ nb blocks).
+    let res_row = if matches!(residual, Some(Residual::U8(..))) { nb * BLOCK } else { 1 };
+    if s.res.len() < workers * res_row {
+        s.res.resize(workers * res_row, 0.0);
+    }
     let (xq, rest) = s.u8.split_at_mut(own);
     let (phases, panels) = rest.split_at_mut(phase_len);
     let src = if q.in_u8 {
@@ -177,11 +184,11 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<Residual
     let out_q = q.out_q;
     let dst = OutPtr(out.as_mut_ptr());
     let out_len = out.len();
-    let range = panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).take(workers).enumerate().map(|(wi, (panel, acc))| {
+    let per_worker = panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).zip(s.res.par_chunks_mut(res_row));
+    let range = per_worker.take(workers).enumerate().map(|(wi, ((panel, acc), res_buf))| {
         let dst = dst;
         let mut range = Lanes::default();
         let mut segs = Vec::new();
-        let mut res_f32 = Vec::new();
         let mut t = wi;
         while t < tasks {
             let (b, rest) = (t / (g * chunks * row_chunks), t % (g * chunks * row_chunks));
@@ -237,9 +244,8 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<Residual
                         None => None,
                         Some(Residual::F32(r)) => Some(&r[at..at + region]),
                         Some(Residual::U8(r, p)) => {
-                            res_f32.resize(region, 0.0);
-                            dequantize_chunk(p, &r[at..at + region], &mut res_f32);
-                            Some(&res_f32[..])
+                            dequantize_chunk(p, &r[at..at + region], &mut res_buf[..region]);
+                            Some(&res_buf[..region])
                         }
                     };
                     let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
