@@ -127,11 +127,11 @@ mod avx512 {
     /// is first clamped to 1024 (then 255), exactly as [`QParams::quantize`] does.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F/BW; `acc`, `out` (and `res` when `RES`) have equal lengths.
+    /// The CPU must support AVX-512F/BW (lengths are checked).
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn requant<const RES: bool, const RELU: bool>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: &[f32], oq: QParams, out: &mut [u8]) {
         let n = out.len();
-        debug_assert!(acc.len() == n && (!RES || res.len() == n));
+        assert!(acc.len() == n && (!RES || res.len() == n), "requant: slice lengths differ");
         let (vc, vm, vb, vs) = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias), _mm512_set1_ps(oq.scale));
         let (lim, zp) = (_mm512_set1_ps(1024.0), _mm512_set1_epi32(i32::from(oq.zero_point)));
         let mut i = 0;

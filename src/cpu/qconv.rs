@@ -8,7 +8,9 @@
 //! split instead); each worker interleaves its panel straight from the runs (1×1: from the u8
 //! planes), runs the selected qgemm kernel `ROWS_PER_CALL` channels at a time into an i32
 //! tile, and applies the epilogue `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then
-//! the activation, writing f32, or u8 codes for the next INT8 conv.
+//! the activation, writing f32, or u8 codes for the next INT8 conv (`cpu::epilogue`).
+//! A residual arrives as f32 or as an INT8 producer's u8 codes ([`Residual`]), which each
+//! worker dequantizes one channel row at a time into `QScratch::res`.
 
 use rayon::prelude::*;
 
