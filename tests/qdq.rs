@@ -33,19 +33,23 @@ fn kestrel_qdq_round_trip_and_ort_parity() {
     let ort_ok = common::ort_ready("kestrel_qdq_round_trip_and_ort_parity");
     for cfg in cfgs {
         let g = cfg.build(&mut SeededWeights { seed: 6 }).unwrap();
-        for (mode, per_channel) in [(Mode::Static, true), (Mode::Static, false), (Mode::Dynamic, true)] {
-            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, per_channel, ..Default::default() }, &calib, &mut |_, _| {}).unwrap();
+        // Static with and without the residual inputs quantized (a Q/DQ pair before each Add).
+        for (mode, per_channel, f32_residual) in [(Mode::Static, true, false), (Mode::Static, true, true), (Mode::Static, false, false), (Mode::Dynamic, true, false)] {
+            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, per_channel, f32_residual, ..Default::default() }, &calib, &mut |_, _| {}).unwrap();
+            let residual_qdq = q.nodes.iter().filter(|n| matches!(n.op, Op::FakeQuant(_))).count();
+            let expect_qdq = mode == Mode::Static && !f32_residual && matches!(cfg, ModelConfig::ResNet(_));
+            assert_eq!(residual_qdq > 0, expect_qdq, "{cfg:?} {mode:?} f32_residual={f32_residual}: {residual_qdq} residual QuantizeDequantize nodes");
             let want = Session::new(q.clone(), &Options::default()).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
             let bytes = export::to_bytes(&q).unwrap();
             let m = proto::decode(std::path::Path::new("q.onnx"), &bytes).unwrap();
             let back = import::import(&m, &ImportOptions::default()).unwrap();
             assert_eq!(int8_layers(&back), int8_layers(&q), "{mode:?}: INT8 layers lost in the round trip");
             let got = Session::new(back.clone(), &Options::default()).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
-            assert_eq!(got, want, "{cfg:?} {mode:?} per_channel={per_channel}: QDQ round trip changed outputs");
+            assert_eq!(got, want, "{cfg:?} {mode:?} per_channel={per_channel} f32_residual={f32_residual}: QDQ round trip changed outputs");
             if ort_ok {
                 let theirs = OrtModel::from_bytes(&bytes, 2).unwrap().run(&x).unwrap().remove(0).1;
                 let metrics = compare(&theirs, &got);
-                println!("{mode:?} per_channel={per_channel}: {:.2} output steps, cosine {:.6}", metrics.max_abs / metrics.quant_step.unwrap(), metrics.cosine);
+                println!("{mode:?} per_channel={per_channel} f32_residual={f32_residual}: {:.2} output steps, cosine {:.6}", metrics.max_abs / metrics.quant_step.unwrap(), metrics.cosine);
                 // Each layer alone is within one output step of ORT (checked below). Through the
                 // depth, ORT's float summation order flips roundings that our exact integer sums
                 // do not, and the flips compound (seen here: 1.8 to 11 steps at the worst
