@@ -137,6 +137,8 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(1, 8, 12, [9, 9], 3, 1, 1, 4, ActQuant::Dynamic, true, 99);
     check_qconv(1, 65, 63, [40, 41], 3, 1, 1, 1, ActQuant::Dynamic, false, 98);
     check_qconv(1, 3, 16, [65, 67], 7, 2, 3, 1, ActQuant::Dynamic, false, 97);
+    // K = 2304 over 105 pixel blocks: several panel-sized tasks per worker.
+    check_qconv(1, 256, 16, [40, 40], 3, 1, 1, 1, ActQuant::Static(statics[2]), true, 90);
     // Few pixel blocks, many channels: the workers split the output channels instead.
     check_qconv(1, 16, 72, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 96);
     check_qconv(1, 24, 40, [3, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 95);
