@@ -74,6 +74,9 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(2, 16, 8, [64, 70], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 11);
     check_conv(1, 32, 12, [67, 65], [3, 3], 2, [1, 0, 2, 1], 1, 2, None, false, 12);
     check_conv(1, 3, 17, [130, 131], [7, 7], 2, [3; 4], 1, 1, Some(Activation::Relu), false, 13);
+    // Every tap but one in the padding, on a 1×1 image (found by conv_proptest).
+    check_conv(1, 1, 1, [1, 1], [1, 3], 1, [2; 4], 2, 1, Some(Activation::Relu), false, 0);
+    check_conv(1, 2, 3, [1, 2], [3, 3], 1, [2; 4], 2, 1, None, true, 14);
     // Depthwise and a 65-channel pointwise tail.
     check_conv(1, 16, 16, [10, 10], [3, 3], 1, [1; 4], 1, 16, Some(Activation::Relu), false, 7);
     check_conv(2, 65, 63, [5, 7], [1, 1], 1, [0; 4], 1, 1, None, true, 8);

@@ -179,7 +179,10 @@ fn fill_row(plane: &[f32], w: usize, h: usize, iy: isize, x0: isize, sw: usize, 
         let lo = (-x0).clamp(0, ow as isize) as usize;
         let hi = (w as isize - x0).clamp(lo as isize, ow as isize) as usize;
         drow[..lo].fill(0.0);
-        drow[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
+        // A tap entirely in the padding leaves lo == hi, where `lo + x0` may lie outside src.
+        if lo < hi {
+            drow[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
+        }
         drow[hi..].fill(0.0);
     } else {
         for (ox, d) in drow.iter_mut().enumerate() {
