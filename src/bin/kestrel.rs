@@ -491,11 +491,14 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     })?;
     pb.finish_and_clear();
     kestrel::onnx::save(&g, out)?;
-    let qn = g.nodes.iter().filter(|n| matches!(n.op, kestrel::graph::Op::QConv(_) | kestrel::graph::Op::QLinear(_))).count();
+    use kestrel::graph::Op;
+    let qn = g.nodes.iter().filter(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_))).count();
+    let residuals = g.nodes.iter().filter(|n| matches!(n.op, Op::FakeQuant(_)) && n.name.ends_with(kestrel::quant::quantize::RESIDUAL_QDQ_SUFFIX)).count();
+    let residuals = if residuals > 0 { format!(", {residuals} residual inputs quantized") } else { String::new() };
     let before = model.graph.weight_bytes();
     let after = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
     println!(
-        "wrote {} ({qn} INT8 layers, {:?} {:?}; weights {:.1} MB f32 -> file {:.1} MB, {:.1}x smaller)",
+        "wrote {} ({qn} INT8 layers{residuals}, {:?} {:?}; weights {:.1} MB f32 -> file {:.1} MB, {:.1}x smaller)",
         out.display(),
         mode,
         method,

@@ -132,6 +132,9 @@ fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashM
     Ok(())
 }
 
+/// Name suffix of the QuantizeDequantize nodes [`quantize`] puts before residual inputs.
+pub const RESIDUAL_QDQ_SUFFIX: &str = ".residual_quantize";
+
 /// Static mode: puts a QuantizeDequantize with the calibrated parameters of the residual
 /// input of QConv node `i` (if it has one) between that value and the conv. Returns whether a
 /// node was inserted (before `i`, which moves to `i + 1`).
@@ -139,7 +142,7 @@ fn quantize_residual(g: &mut Graph, i: usize, params: &HashMap<ValueId, QParams>
     let n = &g.nodes[i];
     let (Op::QConv(q), Some(&r)) = (&n.op, n.inputs.get(1)) else { return false };
     let Some(&p) = params.get(&r).filter(|_| q.conv.residual) else { return false };
-    let name = format!("{}.residual_quantize", n.name);
+    let name = format!("{}{RESIDUAL_QDQ_SUFFIX}", n.name);
     let f = g.add_value(name.clone());
     g.nodes.insert(i, Node { name, op: Op::FakeQuant(ActQuant::Static(p)), inputs: vec![r], output: f });
     g.nodes[i + 1].inputs[1] = f;
