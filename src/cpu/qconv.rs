@@ -16,10 +16,10 @@ use rayon::prelude::*;
 
 use crate::cpu::detect;
 use crate::cpu::epilogue::{dequant_row, dequant_segs, requant_segs, Seg};
-use crate::cpu::simd::gather_stride2;
 use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK, MR};
+use crate::cpu::simd::gather_stride2;
 use crate::graph::{ActQuant, QConv2d, QConvTranspose2d, QLinear};
-use crate::quant::params::{min_max, Lanes, QParams};
+use crate::quant::params::{dequantize_slice, min_max, quantize_slice, Lanes, QParams};
 
 /// Target panel size in bytes: a worker's panel and i32 tile stay within a 1 MB L2. Fewer,
 /// larger tasks also mean fewer passes over the weights per worker; on the reference Zen 4
@@ -81,19 +81,10 @@ fn input_params_with(q: ActQuant, x: &[f32], range: Option<(f32, f32)>) -> QPara
 /// Quantizes `x` into `out` in parallel chunks.
 fn quantize_par(p: QParams, x: &[f32], out: &mut [u8]) {
     if out.len() < SERIAL_BYTES {
-        quantize_chunk(p, x, out);
+        quantize_slice(p, x, out);
         return;
     }
-    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| quantize_chunk(p, x, o));
-}
-
-crate::cpu::simd::multiversion! {
-    /// `out[i] = quantize(x[i])`.
-    fn quantize_chunk(p: QParams, x: &[f32], out: &mut [u8]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = p.quantize(v);
-        }
-    }
+    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| quantize_slice(p, x, o));
 }
 
 #[derive(Clone, Copy)]
@@ -109,15 +100,6 @@ unsafe impl Sync for OutPtr {}
 pub enum Residual<'a> {
     F32(&'a [f32]),
     U8(&'a [u8], QParams),
-}
-
-crate::cpu::simd::multiversion! {
-    /// `out[i] = p.dequantize(codes[i])`.
-    fn dequantize_chunk(p: QParams, codes: &[u8], out: &mut [f32]) {
-        for (o, &c) in out.iter_mut().zip(codes) {
-            *o = p.dequantize(c);
-        }
-    }
 }
 
 /// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]`.
@@ -250,7 +232,7 @@ pub fn qconv2d(q: &QConv2d, x: &[f32], xs: [usize; 4], residual: Option<Residual
                         None => None,
                         Some(Residual::F32(r)) => Some(&r[at..at + region]),
                         Some(Residual::U8(r, p)) => {
-                            dequantize_chunk(p, &r[at..at + region], &mut res_buf[..region]);
+                            dequantize_slice(p, &r[at..at + region], &mut res_buf[..region]);
                             Some(&res_buf[..region])
                         }
                     };
@@ -304,7 +286,7 @@ fn requant_epilogue(vnni: Option<detect::Avx512Vnni>, q: &QConv2d, pw: &PackedWe
             let (a, o) = (sg.acc + start, sg.out + start);
             let one = [Seg { acc: 0, out: 0, len: l }];
             epilogue(q, pw, co, oc, pa, &acc[a..a + l], &one, res.map(|r| &r[o..o + l]), &mut row[..l]);
-            quantize_chunk(oq, &row[..l], &mut out[o..o + l]);
+            quantize_slice(oq, &row[..l], &mut out[o..o + l]);
         }
     }
 }
@@ -440,7 +422,7 @@ impl Phases {
                     Source::F32(x, p) => {
                         let srow = &x[plane.clone()][iy * w..(iy + 1) * w];
                         if sx == 1 {
-                            quantize_chunk(p, &srow[x0..x0 + dst.len()], dst);
+                            quantize_slice(p, &srow[x0..x0 + dst.len()], dst);
                         } else {
                             // Strided values gathered into a small buffer, then quantized
                             // vectorised.
@@ -450,7 +432,7 @@ impl Phases {
                                 for (b, &v) in buf.iter_mut().zip(vals.by_ref()) {
                                     *b = v;
                                 }
-                                quantize_chunk(p, &buf[..d.len()], d);
+                                quantize_slice(p, &buf[..d.len()], d);
                             }
                         }
                     }

@@ -53,10 +53,21 @@ impl QParams {
     }
 }
 
-/// Quantizes a slice into u8.
-pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = q.quantize(v);
+crate::cpu::simd::multiversion! {
+    /// `out[i] = q.quantize(x[i])` ([`QParams::quantize`]).
+    pub fn quantize_slice(q: QParams, x: &[f32], out: &mut [u8]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = q.quantize(v);
+        }
+    }
+}
+
+crate::cpu::simd::multiversion! {
+    /// `out[i] = q.dequantize(codes[i])` ([`QParams::dequantize`]).
+    pub fn dequantize_slice(q: QParams, codes: &[u8], out: &mut [f32]) {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = q.dequantize(c);
+        }
     }
 }
 
