@@ -1,5 +1,6 @@
 //! Max and average pooling over NCHW, one plane per task, with the window taps of each
-//! output row and column computed once per call.
+//! output row and column computed once per call. Max pooling (f32, and u8 codes of INT8
+//! models) is separable: row maxima first, then a strided pass over a padded row.
 
 use rayon::prelude::*;
 
@@ -31,29 +32,12 @@ fn taps(out: usize, input: usize, k: usize, s: usize, pad: (usize, usize), d: us
 pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
     let [_, _, h, w] = xs;
     let [_, _, oh, ow] = os;
-    let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
-    let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
     if is_max {
-        // Separable: the elementwise maximum over the window's rows (vectorises), then over
-        // its columns. Padding taps are skipped, not read.
-        out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
-            || vec![0.0f32; w],
-            |rowmax, (o, plane)| {
-                for (oy, (ys, _)) in ty.iter().enumerate() {
-                    rowmax.fill(f32::NEG_INFINITY);
-                    for &iy in ys {
-                        for (m, &v) in rowmax.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
-                            *m = m.max(v);
-                        }
-                    }
-                    for (dst, (xs_, _)) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
-                        *dst = xs_.iter().fold(f32::NEG_INFINITY, |m, &ix| m.max(rowmax[ix]));
-                    }
-                }
-            },
-        );
+        max_pool_separable(p, x, xs, out, os, f32::NEG_INFINITY, f32::max, None);
         return;
     }
+    let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
+    let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
         for (oy, (ys, py)) in ty.iter().enumerate() {
             let orow = &mut o[oy * ow..(oy + 1) * ow];
@@ -90,37 +74,52 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
 
 /// Max pooling of u8 codes `x: [N, C, H, W]` into `out: [N, C, OH, OW]` (padding taps are
 /// skipped, as in [`pool2d`]; a window with no valid tap yields 0).
-///
-/// Separable: the elementwise maximum over each window's rows, written into a zero-padded row
-/// (0 is the smallest code, so padding taps never win), then over its columns: for each tap,
-/// the row read at the output stride (SSE2 for stride 2) and maxed into the output row.
 pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [usize; 4]) {
+    max_pool_separable(p, x, xs, out, os, 0, u8::max, Some(gather_stride2));
+}
+
+/// Max pooling, separable: the elementwise maximum over each window's rows, written into a row
+/// padded with `lowest` (so padding taps never win, and a window with no valid tap yields
+/// `lowest`), then over its columns: for each tap, the padded row read at the output stride
+/// (`stride2` when given and the stride is 2) and maxed into the output row.
+#[allow(clippy::too_many_arguments)]
+fn max_pool_separable<T: Copy + Send + Sync>(
+    p: &Pool2d,
+    x: &[T],
+    xs: [usize; 4],
+    out: &mut [T],
+    os: [usize; 4],
+    lowest: T,
+    max: impl Fn(T, T) -> T + Sync,
+    stride2: Option<fn(&[T], &mut [T])>,
+) {
     let [_, _, h, w] = xs;
     let [_, _, oh, ow] = os;
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
     let (kx, sx, dx, left) = (p.kernel[1], p.stride[1], p.dilation[1], p.pads[1]);
-    // Padded row: `left` zeros, the row maxima, then zeros up to the last tap of the last output.
+    // Padded row: `left` pads, the row maxima, then pads up to the last tap of the last output
+    // (and 32 more, so a vector gather may read past its last element).
     let last = (ow.max(1) - 1) * sx + (kx.max(1) - 1) * dx + 1;
     let plen = last.max(left + w) + 32;
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
-        || (vec![0u8; plen], vec![0u8; ow]),
+        || (vec![lowest; plen], vec![lowest; ow]),
         |(padded, strided), (o, plane)| {
             for (oy, (ys, _)) in ty.iter().enumerate() {
                 let rowmax = &mut padded[left..left + w];
-                rowmax.fill(0);
+                rowmax.fill(lowest);
                 for &iy in ys {
                     for (m, &v) in rowmax.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
-                        *m = (*m).max(v);
+                        *m = max(*m, v);
                     }
                 }
                 let orow = &mut o[oy * ow..(oy + 1) * ow];
-                orow.fill(0);
+                orow.fill(lowest);
                 for t in 0..kx {
                     let src = &padded[t * dx..];
-                    let taps: &[u8] = match sx {
-                        1 => &src[..ow],
-                        2 => {
-                            gather_stride2(src, strided);
+                    let taps: &[T] = match (sx, stride2) {
+                        (1, _) => &src[..ow],
+                        (2, Some(gather)) => {
+                            gather(src, strided);
                             strided
                         }
                         _ => {
@@ -129,7 +128,7 @@ pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [
                         }
                     };
                     for (d, &v) in orow.iter_mut().zip(taps) {
-                        *d = (*d).max(v);
+                        *d = max(*d, v);
                     }
                 }
             }
