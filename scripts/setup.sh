@@ -9,6 +9,11 @@ apt_pkgs=()
 command -v protoc >/dev/null 2>&1 || apt_pkgs+=(protobuf-compiler)
 command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
 { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || apt_pkgs+=(python3-venv)
+# On AVX-512 hosts the tests also run ORT's and kestrel's AVX2 paths on an emulated AVX2-only
+# CPU (qemu user mode); see scripts/test.sh.
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null && ! command -v qemu-x86_64 >/dev/null 2>&1; then
+  apt_pkgs+=(qemu-user)
+fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo_="" ; [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq

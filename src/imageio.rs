@@ -116,6 +116,40 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
 
 /// Writes a tensor as a little-endian f32 `.npy` file.
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
+    std::fs::write(path, npy_bytes(t)).map_err(|e| Error::io(path, e))
+}
+
+/// Writes named tensors as a `.npz` file (a ZIP of stored `.npy` entries, as `numpy.savez`
+/// writes). Names become entry names: characters other than ASCII letters, digits, `_`, `-`
+/// and `.` are replaced by `_`, and a repeated name gets `_2`, `_3`, … Returns the keys
+/// `numpy.load` will list, in order.
+pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<Vec<String>> {
+    use std::io::Write;
+    let io = |e: std::io::Error| Error::io(path, e);
+    let zerr = |e: zip::result::ZipError| Error::io(path, std::io::Error::other(e.to_string()));
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut z = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true);
+    let mut keys: Vec<String> = Vec::with_capacity(arrays.len());
+    for (name, t) in arrays {
+        let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect();
+        let base = if clean.trim_matches('_').is_empty() { "output".to_string() } else { clean };
+        let mut key = base.clone();
+        let mut k = 2;
+        while keys.contains(&key) {
+            key = format!("{base}_{k}");
+            k += 1;
+        }
+        z.start_file(format!("{key}.npy"), opts).map_err(zerr)?;
+        z.write_all(&npy_bytes(t)).map_err(io)?;
+        keys.push(key);
+    }
+    z.finish().map_err(zerr)?.flush().map_err(io)?;
+    Ok(keys)
+}
+
+/// A tensor as the bytes of a version 1.0 little-endian f32 `.npy` file.
+fn npy_bytes(t: &Tensor) -> Vec<u8> {
     let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
     let shape = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
@@ -130,5 +164,5 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
     for v in t.data() {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    out
 }

@@ -33,5 +33,4 @@ pub use exec::{Options, Session};
 pub use graph::Graph;
 pub use load::{load_model, LoadOptions, LoadedModel, Task};
 pub use tensor::Tensor;
-#[cfg(feature = "ort")]
 pub mod ort_ref;

@@ -31,6 +31,23 @@ pub struct LoadedModel {
     pub path: Option<PathBuf>,
 }
 
+impl LoadedModel {
+    /// The model as ONNX, as a reference engine should run it: the very file kestrel imported
+    /// (external data inlined), or kestrel's own export of a native model.
+    #[cfg(feature = "onnx")]
+    pub fn onnx_model(&self) -> Result<crate::onnx::pb::ModelProto> {
+        match &self.path {
+            Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) => {
+                let mut m = crate::onnx::proto::read(p)?;
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                crate::onnx::proto::inline_external(&mut m, dir)?;
+                Ok(m)
+            }
+            _ => crate::onnx::export::to_model(&self.graph),
+        }
+    }
+}
+
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {

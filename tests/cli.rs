@@ -48,3 +48,125 @@ fn info_classify_segment_convert() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("parameters 11689512"), "{out}");
 }
+
+/// `kestrel run` writes the raw outputs: .npy bit-identical to a session run on the same input,
+/// .npz with one entry per output; bad output names and mixed inputs are one-line errors.
+#[test]
+fn run_writes_raw_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = kestrel::load_model("resnet18", &Default::default()).unwrap();
+    let x = kestrel::Tensor::randn(model.graph.input_shape(2).unwrap(), 1.0, 4);
+    let xin = dir.path().join("x.npy");
+    kestrel::imageio::write_npy(&xin, &x).unwrap();
+    let want = kestrel::Session::new(model.graph.clone(), &Default::default()).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
+    let out = dir.path().join("y.npy");
+    let (code, stdout, err) = kestrel(&["run", "resnet18", "--input", xin.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("[2, 1000]"), "{stdout}");
+    assert_eq!(kestrel::imageio::read_npy(&out).unwrap(), want);
+    let npz = dir.path().join("y.npz");
+    let (code, stdout, err) = kestrel(&["run", "resnet18", "--input", xin.to_str().unwrap(), "-o", npz.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("fc: output fc [2, 1000]"), "{stdout}");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&npz).unwrap()).unwrap();
+    assert_eq!(zip.len(), 1);
+    let entry = dir.path().join("fc.npy");
+    std::io::copy(&mut zip.by_name("fc.npy").unwrap(), &mut std::fs::File::create(&entry).unwrap()).unwrap();
+    assert_eq!(kestrel::imageio::read_npy(&entry).unwrap(), want);
+    // Images: batched, preprocessed like classify.
+    let img = dir.path().join("img.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, (x ^ y) as u8])).save(&img).unwrap();
+    let (code, stdout, err) = kestrel(&["run", "resnet18", "--input", img.to_str().unwrap(), img.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("input [2, 3, 224, 224]"), "{stdout}");
+    for args in [
+        vec!["run", "resnet18", "-o", "y.txt"],
+        vec!["run", "resnet18", "--input", xin.to_str().unwrap(), img.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        vec!["run", "resnet18", "--input", "/nonexistent/x.npy", "-o", out.to_str().unwrap()],
+    ] {
+        let (code, _, err) = kestrel(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("kestrel: error: ") && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+}
+
+#[cfg(feature = "ort")]
+mod common;
+
+/// `kestrel run` on the ONNX fixtures agrees with ONNX Runtime within parity's tolerance:
+/// float models against ORT, quantized ones against their exact QDQ semantics.
+#[cfg(feature = "ort")]
+#[test]
+fn run_matches_ort_on_the_onnx_fixtures() {
+    use kestrel::ort_ref::{OrtModel, OrtOptimization, OrtOptions};
+    use kestrel::parity::{compare, Tolerance};
+    if !common::ort_ready("run_matches_ort_on_the_onnx_fixtures") {
+        return;
+    }
+    let (Some(float), Some(qdq)) = (common::fixture("torch_like", "run_matches_ort"), common::fixture("ort_qdq", "run_matches_ort")) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for (p, bytes, _, g) in common::onnx_fixtures(&float).into_iter().chain(common::onnx_fixtures(&qdq)) {
+        let x = kestrel::Tensor::randn(g.input_shape(2).unwrap(), 1.0, 21);
+        let (xin, out) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+        kestrel::imageio::write_npy(&xin, &x).unwrap();
+        let (code, _, err) = kestrel(&["run", p.to_str().unwrap(), "--input", xin.to_str().unwrap(), "-o", out.to_str().unwrap(), "--threads", "2"]);
+        assert_eq!(code, 0, "{}: {err}", p.display());
+        let got = kestrel::imageio::read_npy(&out).unwrap();
+        let quantized = g.is_quantized();
+        let level = if quantized { OrtOptimization::Disabled } else { OrtOptimization::All };
+        let theirs = OrtModel::with_options(&bytes, &OrtOptions { optimization: level, ..OrtOptions::threads(2) }).unwrap().run(&x).unwrap().remove(0).1;
+        let m = compare(&theirs, &got);
+        let tol = Tolerance::for_model(quantized);
+        println!("{}: rel L2 {:.2e} against ORT ({level})", p.display(), m.rel_l2);
+        assert!(tol.violation(&m).is_none(), "{}: {:?}", p.display(), tol.violation(&m));
+        seen += 1;
+    }
+    assert_eq!(seen, 7);
+}
+
+/// `kestrel parity` on an ORT-quantized model prints and writes the three distances, judges
+/// against the exact semantics, and reports ORT's own drift in one line when it leaves the
+/// tolerance (forced here on any host with a tolerance tighter than ORT's distance).
+#[cfg(feature = "ort")]
+#[test]
+fn parity_reports_three_distances_for_quantized_models() {
+    if !common::ort_ready("parity_reports_three_distances") {
+        return;
+    }
+    let Some(dir) = common::fixture("ort_qdq", "parity_reports_three_distances") else { return };
+    let model = dir.join("unet_b8_transpose_qdq.onnx");
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("p.json");
+    let (code, out, err) = kestrel(&["parity", model.to_str().unwrap(), "--batch", "2", "--threads", "2", "--per-layer", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in ["kestrel vs ORT (all)", "kestrel vs exact QDQ", "ORT (all) vs exact QDQ", "PASS against the exact QDQ semantics", "per-layer (against the exact QDQ semantics)"] {
+        assert!(out.contains(want), "missing '{want}' in\n{out}");
+    }
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let o = &j["outputs"][0];
+    for key in ["kestrel_vs_ort", "kestrel_vs_exact", "ort_vs_exact"] {
+        assert!(o[key]["rel_l2"].is_number(), "{key} missing from {o}");
+    }
+    assert_eq!(j["passed"], true);
+    assert_eq!(j["optimization"], "all");
+    // ORT with its optimisations is some distance from the exact semantics on every CPU;
+    // a tolerance below it fails the verdict (kestrel is no closer than that here) and
+    // brings the drift line.
+    let ort_rel = o["ort_vs_exact"]["rel_l2"].as_f64().unwrap();
+    assert!(ort_rel > 0.0, "{o}");
+    let tight = format!("{:e}", ort_rel / 2.0);
+    let (code, out, err) = kestrel(&["parity", model.to_str().unwrap(), "--batch", "2", "--threads", "2", "--rel-l2", &tight]);
+    let drift: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("note: ONNX Runtime (all optimisations) itself drifts")).collect();
+    assert_eq!(drift.len(), 1, "{out}{err}");
+    assert!(drift[0].contains(j["host_isa"].as_str().unwrap()), "{}", drift[0]);
+    let kestrel_rel = o["kestrel_vs_exact"]["rel_l2"].as_f64().unwrap();
+    assert_eq!(code, if kestrel_rel <= ort_rel / 2.0 { 0 } else { 1 }, "{out}{err}");
+    // With optimisations disabled ORT is the exact semantics: no drift, same verdict basis.
+    let (code, out, err) = kestrel(&["parity", model.to_str().unwrap(), "--batch", "2", "--threads", "2", "--ort-optimization", "disabled"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ORT (disabled) vs exact QDQ") && !out.contains("note: ONNX Runtime"), "{out}");
+    let (code, _, err) = kestrel(&["parity", model.to_str().unwrap(), "--ort-optimization", "fast"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("kestrel: error: ") && err.trim().lines().count() == 1, "{err}");
+}

@@ -6,7 +6,7 @@ mod common;
 
 use kestrel::models::*;
 use kestrel::onnx::{export, import, ImportOptions};
-use kestrel::ort_ref::OrtModel;
+use kestrel::ort_ref::{OrtModel, OrtOptions};
 use kestrel::parity::{compare, per_layer, Tolerance};
 use kestrel::{Graph, Options, Session, Tensor};
 
@@ -62,7 +62,7 @@ fn per_layer_names_the_first_diverging_layer() {
     let g = cfg.build(&mut SeededWeights { seed: 2 }).unwrap();
     let model = export::to_model(&g).unwrap();
     let x = Tensor::randn(g.input_shape(2).unwrap(), 1.0, 5);
-    let clean = per_layer(&model, &import::import(&model, &ImportOptions::default()).unwrap(), &x, &Tolerance::default(), 2).unwrap();
+    let clean = per_layer(&model, &import::import(&model, &ImportOptions::default()).unwrap(), &x, &Tolerance::default(), &OrtOptions::threads(2)).unwrap();
     assert!(clean.iter().all(|l| l.within), "clean model diverges");
     assert!(clean.len() > 30);
     // Perturb one weight of layer2.0.conv2 on kestrel's side only.
@@ -71,7 +71,7 @@ fn per_layer_names_the_first_diverging_layer() {
     if let kestrel::graph::Op::Conv(c) = &mut node.op {
         c.weight.data_mut()[0] += 0.5;
     }
-    let layers = per_layer(&model, &bad, &x, &Tolerance::default(), 2).unwrap();
+    let layers = per_layer(&model, &bad, &x, &Tolerance::default(), &OrtOptions::threads(2)).unwrap();
     let first = layers.iter().find(|l| !l.within).unwrap();
     assert_eq!(first.node, "layer2.0.conv2");
 }

@@ -1,6 +1,8 @@
 //! QDQ interop: kestrel's quantized models export as QDQ ONNX that re-imports onto the INT8
-//! kernels bit-identically and agrees with ORT within one output quantization step; QDQ models
-//! written by onnxruntime.quantization.quantize_static import onto the INT8 kernels too.
+//! kernels bit-identically; QDQ models written by onnxruntime.quantization.quantize_static
+//! import onto the INT8 kernels too. Parity is judged against the exact QDQ semantics (ORT
+//! with graph optimisations disabled), never against ORT's fast INT8 path, which saturates
+//! on AVX2 CPUs without VNNI; when that path drifts beyond tolerance the report says so.
 #![cfg(feature = "ort")]
 
 mod common;
@@ -9,17 +11,76 @@ use kestrel::graph::Op;
 use kestrel::models::init::synthetic_images;
 use kestrel::models::*;
 use kestrel::onnx::{export, import, proto, ImportOptions};
-use kestrel::ort_ref::OrtModel;
-use kestrel::parity::{compare, per_layer, Tolerance};
+use kestrel::ort_ref::OrtOptimization;
+use kestrel::parity::{check, ort_drift, ParityOptions, ParityReport};
 use kestrel::quant::{quantize, Method, Mode, QuantizeOptions};
-use kestrel::{Graph, Options, Session, Tensor};
+use kestrel::{Graph, LoadedModel, Options, Session, Tensor};
 
 fn int8_layers(g: &Graph) -> usize {
     g.nodes.iter().filter(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_))).count()
 }
 
-fn one_step() -> Tolerance {
-    Tolerance { rel_l2: 1.0, min_cosine: 0.999, max_abs: None, max_steps: Some(1.0), min_top1: 0.0 }
+/// The report's three distances, one line, for the test log.
+fn summary(what: &str, r: &ParityReport) -> String {
+    let o = &r.outputs[0];
+    let steps = |m: &kestrel::parity::Metrics| m.max_abs / m.quant_step.unwrap_or(1.0).max(f64::MIN_POSITIVE);
+    let (k, e) = (o.kestrel_vs_exact.as_ref().unwrap(), o.ort_vs_exact.as_ref().unwrap());
+    format!(
+        "{what} [kestrel {}, host {}, ORT {}]: kestrel vs exact {:.2} steps rel L2 {:.2e} | ORT vs exact {:.2} steps rel L2 {:.2e} | kestrel vs ORT rel L2 {:.2e}",
+        r.kestrel_isa,
+        r.host_isa,
+        r.optimization,
+        steps(k),
+        k.rel_l2,
+        steps(e),
+        e.rel_l2,
+        o.kestrel_vs_ort.rel_l2
+    )
+}
+
+/// What must hold of every report of a quantized model, whatever the host: the verdict is
+/// against the exact semantics and passes (whole outputs and every layer alone); ORT's own
+/// drift is reported exactly when it leaves the tolerance.
+fn assert_verdict(what: &str, r: &ParityReport) {
+    println!("{}", summary(what, r));
+    assert!(r.quantized, "{what}: not seen as quantized");
+    for o in &r.outputs {
+        let k = o.kestrel_vs_exact.as_ref().expect("kestrel vs exact");
+        assert!(o.violation.is_none(), "{what}: {} against the exact QDQ semantics: {:?}", o.output, o.violation);
+        assert_eq!(o.violation, r.tolerance.violation(k), "{what}: the verdict is not the exact comparison");
+        let ort_out = ort_drift(&r.tolerance, o.ort_vs_exact.as_ref().expect("ORT vs exact"), k);
+        assert_eq!(o.ort_violation, ort_out, "{what}: ORT's drift misjudged");
+    }
+    let drifts = r.outputs.iter().any(|o| o.ort_violation.is_some());
+    assert_eq!(r.ort_drift.is_some(), drifts && r.optimization != OrtOptimization::Disabled, "{what}: drift line {:?}", r.ort_drift);
+    if let Some(d) = &r.ort_drift {
+        println!("  {d}");
+        assert!(!d.contains('\n') && d.contains(&r.host_isa) && d.contains("exact QDQ semantics"), "{what}: drift line {d:?}");
+    }
+    assert!(!r.layers.is_empty(), "{what}: no layers compared");
+    assert!(r.layers.iter().all(|l| l.within), "{what}: layer out of tolerance: {:?}", r.layers.iter().find(|l| !l.within).map(|l| &l.node));
+    assert!(r.first_diverging_layer.is_none() && r.passed, "{what}: verdict failed");
+}
+
+/// Parity of the ONNX bytes (written to a file and loaded as a user would) at every ORT level
+/// that matters: `all` (ORT's fused INT8 kernels) and `disabled` (the exact semantics itself).
+/// The first report is `all`'s.
+fn check_file(what: &str, bytes: &[u8], x: &Tensor) -> Vec<ParityReport> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    let model = kestrel::load_model(path.to_str().unwrap(), &Default::default()).unwrap();
+    [OrtOptimization::All, OrtOptimization::Disabled]
+        .into_iter()
+        .map(|level| {
+            let mut opts = ParityOptions::for_model(&model.graph, 2);
+            opts.optimization = level;
+            opts.per_layer = true;
+            let r = check(&model, x, &opts).unwrap();
+            assert_verdict(what, &r);
+            r
+        })
+        .collect()
 }
 
 #[test]
@@ -47,18 +108,8 @@ fn kestrel_qdq_round_trip_and_ort_parity() {
             let got = Session::new(back.clone(), &Options::default()).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
             assert_eq!(got, want, "{cfg:?} {mode:?} per_channel={per_channel} f32_residual={f32_residual}: QDQ round trip changed outputs");
             if ort_ok {
-                let theirs = OrtModel::from_bytes(&bytes, 2).unwrap().run(&x).unwrap().remove(0).1;
-                let metrics = compare(&theirs, &got);
-                println!("{mode:?} per_channel={per_channel} f32_residual={f32_residual}: {:.2} output steps, cosine {:.6}", metrics.max_abs / metrics.quant_step.unwrap(), metrics.cosine);
-                // Each layer alone is within one output step of ORT (checked below). Through the
-                // depth, ORT's float summation order flips roundings that our exact integer sums
-                // do not, and the flips compound (seen here: 1.8 to 11 steps at the worst
-                // element of narrow models, 0.6 on full ResNet-50), so the whole model is held
-                // to cosine 0.998.
-                let model_tol = Tolerance { max_steps: None, min_cosine: 0.998, ..one_step() };
-                assert!(model_tol.violation(&metrics).is_none(), "{:?}", model_tol.violation(&metrics));
-                let layers = per_layer(&m, &back, &x.split_batch()[0], &one_step(), 2).unwrap();
-                assert!(layers.iter().all(|l| l.within), "layer out of tolerance: {:?}", layers.iter().find(|l| !l.within).map(|l| &l.node));
+                let what = format!("{} {mode:?} per_channel={per_channel} f32_residual={f32_residual}", if matches!(cfg, ModelConfig::ResNet(_)) { "resnet18" } else { "unet" });
+                check_file(&what, &bytes, &x);
             }
         }
     }
@@ -71,18 +122,51 @@ fn ort_quantize_static_models_run_on_int8_kernels() {
     }
     let Some(dir) = common::fixture("ort_qdq", "ort_quantize_static_models_run_on_int8_kernels") else { return };
     let models = common::onnx_fixtures(&dir);
-    for (p, bytes, m, g) in &models {
+    for (p, bytes, _, g) in &models {
         assert!(int8_layers(g) >= 10, "{}: only {} INT8 layers", p.display(), int8_layers(g));
         let x = Tensor::randn(g.input_shape(8).unwrap(), 1.0, 9);
-        let got = Session::new(g.clone(), &Options::default()).unwrap().run(std::slice::from_ref(&x)).unwrap().remove(0);
-        let theirs = OrtModel::from_bytes(bytes, 2).unwrap().run(&x).unwrap().remove(0).1;
-        let metrics = compare(&theirs, &got);
-        println!("{}: {:.2} output steps, cosine {:.6}, top1 {:?}, mask {:?}", p.display(), metrics.max_abs / metrics.quant_step.unwrap(), metrics.cosine, metrics.top1, metrics.mask_agreement);
-        // ORT's integer requantization rounds differently from the QDQ float semantics we run,
-        // so steps accumulate over depth; each layer alone stays within one step.
-        assert!(metrics.cosine >= 0.999, "cosine {}", metrics.cosine);
-        let layers = per_layer(m, g, &x.split_batch()[0], &one_step(), 2).unwrap();
-        assert!(layers.iter().all(|l| l.within), "layer out of tolerance: {:?}", layers.iter().find(|l| !l.within).map(|l| &l.node));
+        let reports = check_file(&p.display().to_string(), bytes, &x);
+        // On AVX2 without VNNI, ORT's saturating kernel takes these models 3-10x further from
+        // the exact semantics than kestrel (measured under qemu's EPYC-Milan model and on Zen 3
+        // hosts): the report must say so.
+        if reports[0].host_isa == "avx2" {
+            assert!(reports[0].ort_drift.is_some(), "{}: no drift line on an AVX2 host", p.display());
+        }
     }
     assert_eq!(models.len(), 2);
+}
+
+/// The drift line is driven by ORT's own distance to the exact semantics, on every host: with
+/// a tolerance tighter than that distance the line appears and names the host's ISA, with
+/// optimisations disabled (ORT is then the exact semantics) it never does.
+#[test]
+fn drift_is_reported_when_ort_leaves_the_tolerance() {
+    if !common::ort_ready("drift_is_reported_when_ort_leaves_the_tolerance") {
+        return;
+    }
+    let Some(dir) = common::fixture("ort_qdq", "drift_is_reported_when_ort_leaves_the_tolerance") else { return };
+    let path = dir.join("resnet50_w8_opset17_qdq.onnx");
+    let model: LoadedModel = kestrel::load_model(path.to_str().unwrap(), &Default::default()).unwrap();
+    let x = Tensor::randn(model.graph.input_shape(8).unwrap(), 1.0, 9);
+    let mut opts = ParityOptions::for_model(&model.graph, 2);
+    let r = check(&model, &x, &opts).unwrap();
+    let ort = r.outputs[0].ort_vs_exact.clone().unwrap();
+    let kestrel = r.outputs[0].kestrel_vs_exact.clone().unwrap();
+    println!("{}", summary("resnet50 qdq", &r));
+    // ORT's fused INT8 path and the literal float QDQ graph round differently, on every CPU.
+    assert!(ort.rel_l2 > 0.0, "ORT optimised equals the exact semantics bit for bit");
+    // Half ORT's distance: ORT now drifts; kestrel's verdict follows its own distance.
+    opts.tolerance.rel_l2 = ort.rel_l2 / 2.0;
+    let tight = check(&model, &x, &opts).unwrap();
+    let line = tight.ort_drift.as_deref().expect("no drift line although ORT left the tolerance");
+    println!("  {line}");
+    assert!(line.contains(&tight.host_isa) && line.contains("relative L2") && !line.contains('\n'), "{line}");
+    assert_eq!(tight.passed, kestrel.rel_l2 <= ort.rel_l2 / 2.0);
+    // Disabled: ORT is the reference itself, so there is nothing to report.
+    opts.optimization = OrtOptimization::Disabled;
+    let exact = check(&model, &x, &opts).unwrap();
+    assert!(exact.ort_drift.is_none());
+    let o = &exact.outputs[0];
+    assert_eq!(o.ort_vs_exact.as_ref().unwrap().rel_l2, 0.0);
+    assert_eq!(o.kestrel_vs_exact.as_ref().unwrap().rel_l2, o.kestrel_vs_ort.rel_l2);
 }

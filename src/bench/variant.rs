@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::exec::{Options, Session};
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
 use crate::load::LoadedModel;
 use crate::tensor::Tensor;
 
@@ -96,12 +96,8 @@ impl<'a> Context<'a> {
     }
 }
 
-fn is_quantized(g: &Graph) -> bool {
-    g.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_) | Op::FakeQuant(_)))
-}
-
 fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
-    if is_quantized(&ctx.model.graph) {
+    if ctx.model.graph.is_quantized() {
         return Err(Error::Invalid(format!("{} is already quantized", ctx.model.name)));
     }
     let opts = crate::quant::QuantizeOptions { mode, threads: ctx.threads, ..Default::default() };
@@ -109,7 +105,7 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
 }
 
 fn kestrel_session(g: Graph, threads: usize) -> Result<(Engine, String)> {
-    let quant = is_quantized(&g);
+    let quant = g.is_quantized();
     let s = Session::new(g, &Options { threads, optimize: true })?;
     let isa = if quant { crate::cpu::detect::selected()?.name() } else { "f32" };
     Ok((Engine::Kestrel(s), format!("kestrel {isa}")))
@@ -118,22 +114,16 @@ fn kestrel_session(g: Graph, threads: usize) -> Result<(Engine, String)> {
 #[cfg(feature = "ort")]
 fn ort_session(bytes: &[u8], threads: usize, what: &str) -> Result<(Engine, String)> {
     // Variants alternate run by run, so ORT's idle workers must not spin into kestrel's turn.
-    let m = crate::ort_ref::OrtModel::from_bytes_spinning(bytes, threads, false)?;
+    let m = crate::ort_ref::OrtModel::with_options(bytes, &crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) })?;
     Ok((Engine::Ort(m), format!("onnxruntime {}{what}", crate::ort_ref::version()?)))
 }
 
 #[cfg(feature = "ort")]
 fn onnx_bytes(model: &LoadedModel, g: &Graph) -> Result<Vec<u8>> {
-    // A model that came from an ONNX file runs in ORT from its own bytes.
-    match &model.path {
-        Some(p) if p.extension().is_some_and(|e| e == "onnx") && std::ptr::eq(g, &model.graph) => {
-            let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-            let mut m = crate::onnx::proto::decode(p, &b)?;
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            crate::onnx::proto::inline_external(&mut m, dir)?;
-            Ok(crate::onnx::export::to_bytes_model(&m))
-        }
-        _ => crate::onnx::export::to_bytes(g),
+    if std::ptr::eq(g, &model.graph) {
+        Ok(crate::onnx::export::to_bytes_model(&model.onnx_model()?))
+    } else {
+        crate::onnx::export::to_bytes(g)
     }
 }
 

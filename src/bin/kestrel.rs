@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use kestrel::error::{Error, Result};
 use kestrel::graph::shape;
 use kestrel::imageio::{self, Preprocess};
-use kestrel::parity::{compare, topk};
+use kestrel::parity::topk;
 use kestrel::dataset::Shard;
 use kestrel::{load_model, LoadOptions, LoadedModel, Options, Session, Task, Tensor};
 
@@ -52,12 +52,12 @@ impl ModelArgs {
 
 #[derive(Args, Clone)]
 struct PreArgs {
-    /// Resize the shorter side to this (0: keep).
-    #[arg(long, default_value_t = 256)]
-    resize: usize,
-    /// Center-crop to this square (0: none).
-    #[arg(long, default_value_t = 224)]
-    crop: usize,
+    /// Resize the shorter side to this (0: keep; default 256 for classifiers, else 0).
+    #[arg(long)]
+    resize: Option<usize>,
+    /// Center-crop to this square (0: none; default 224 for classifiers, else 0).
+    #[arg(long)]
+    crop: Option<usize>,
     /// Per-channel mean, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
     mean: Vec<f32>,
@@ -67,7 +67,10 @@ struct PreArgs {
 }
 
 impl PreArgs {
-    fn get(&self) -> Result<Preprocess> {
+    /// The preprocessing for a model of `task`: ImageNet's resize and crop for classifiers,
+    /// none for others (segmenters take the image at its size).
+    fn get(&self, task: Task) -> Result<Preprocess> {
+        let classifier = task == Task::Classify;
         let three = |v: &[f32], what: &str| -> Result<[f32; 3]> {
             v.try_into().map_err(|_| Error::Invalid(format!("--{what} takes 3 comma-separated values")))
         };
@@ -75,7 +78,12 @@ impl PreArgs {
         if std.contains(&0.0) {
             return Err(Error::Invalid("--std values must be non-zero".into()));
         }
-        Ok(Preprocess { resize: self.resize, crop: self.crop, mean: three(&self.mean, "mean")?, std })
+        Ok(Preprocess {
+            resize: self.resize.unwrap_or(if classifier { 256 } else { 0 }),
+            crop: self.crop.unwrap_or(if classifier { 224 } else { 0 }),
+            mean: three(&self.mean, "mean")?,
+            std,
+        })
     }
 }
 
@@ -140,6 +148,9 @@ enum Cmd {
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
+    /// Run a model and write its raw outputs: .npy for one output, .npz (one array per
+    /// output) for several.
+    Run(RunArgs),
     /// Write the model as ONNX (opset 17, IR 8).
     ExportOnnx {
         #[command(flatten)]
@@ -294,14 +305,37 @@ struct QuantizeArgs {
 }
 
 #[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// One .npy input (f32, NCHW), or images batched together (preprocessed like classify for
+    /// classifiers; normalised and zero-padded to the model's multiple for others). Default:
+    /// seeded random normal values.
+    #[arg(long, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Seed of the random input.
+    #[arg(long, default_value_t = 1)]
+    input_seed: u64,
+    /// Batch of the random input.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[command(flatten)]
+    pre: PreArgs,
+    /// OUT.npy (a model with one output) or OUT.npz.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+#[derive(Args)]
 struct ParityArgs {
     #[command(flatten)]
     m: ModelArgs,
-    /// Input as .npy (f32, NCHW) or an image (preprocessed like classify).
+    /// Input as .npy (f32, NCHW) or an image (preprocessed like classify for classifiers,
+    /// normalised and zero-padded for others); default: seeded random normal values.
     #[arg(long)]
     input: Option<PathBuf>,
     /// Use seeded random normal inputs (the default when no --input is given).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "input")]
     random: bool,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 1)]
@@ -309,29 +343,34 @@ struct ParityArgs {
     /// Batch of random inputs.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Compare every layer and name the first that leaves tolerance.
+    /// ONNX Runtime's graph optimisations: disabled, basic, extended or all. A quantized model
+    /// is also run with them disabled, its exact QDQ semantics, and judged against that.
+    #[arg(long, default_value = "all")]
+    ort_optimization: kestrel::ort_ref::OrtOptimization,
+    /// Print every layer's comparison and name the first that leaves tolerance (quantized
+    /// models are always checked layer by layer; this prints the table).
     #[arg(long)]
     per_layer: bool,
-    /// Maximum relative L2 error (default 1e-4; 1 for quantized models).
+    /// Maximum relative L2 error (default 1e-4; 0.15 for quantized models' whole outputs).
     #[arg(long)]
     rel_l2: Option<f64>,
-    /// Minimum cosine similarity (default 0.9999; 0.999 for quantized models).
+    /// Minimum cosine similarity (default 0.9999; 0.99 for quantized models' whole outputs).
     #[arg(long)]
     cosine: Option<f64>,
     /// Maximum absolute error (off by default).
     #[arg(long)]
     max_abs: Option<f64>,
-    /// Maximum absolute error in output quantization steps, (max − min)/255 of ORT's output
-    /// (default 1 for quantized models, off otherwise).
+    /// Maximum absolute error in output quantization steps, (max − min)/255 of the reference
+    /// output (off for whole outputs; 1 for each INT8 layer with --per-layer).
     #[arg(long)]
     max_steps: Option<f64>,
-    /// Minimum top-1 agreement for classifiers.
-    #[arg(long, default_value_t = 1.0)]
-    top1: f64,
+    /// Minimum top-1 agreement for classifiers (default 1; not judged for quantized models).
+    #[arg(long)]
+    top1: Option<f64>,
     /// Also time both engines over this many runs and print median latencies.
     #[arg(long, default_value_t = 0)]
     time: usize,
-    /// Write the metrics as JSON here.
+    /// Write the report (all three distances for quantized models) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -373,10 +412,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 images.sort();
                 images = s.select(images);
             }
-            classify(&m, &images, labels.as_deref(), top, batch, &pre.get()?)
+            classify(&m, &images, labels.as_deref(), top, batch, &pre.get(Task::Classify)?)
         }
         Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard } => {
-            let pre = PreArgs { resize: 0, crop: 0, mean, std }.get()?;
+            let pre = PreArgs { resize: Some(0), crop: Some(0), mean, std }.get(Task::Segment)?;
             let tiling = tile.map(|tile| kestrel::tile::TileOptions { tile, overlap: overlap.unwrap_or(64.min(tile / 2)), batch, threshold, pre: pre.clone() });
             segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default())
         }
@@ -399,6 +438,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Parity(p) => parity(p),
+        Cmd::Run(r) => run_cmd(r),
         Cmd::Quantize(q) => quantize_cmd(q),
         Cmd::ExportOnnx { m, output } => {
             let model = m.load()?;
@@ -668,94 +708,130 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
 fn parity(p: ParityArgs) -> Result<ExitCode> {
     #[cfg(not(feature = "ort"))]
     {
-        let _ = (&p.m, p.random, compare as fn(&Tensor, &Tensor) -> kestrel::parity::Metrics, Instant::now, Task::Other);
+        let _ = (&p.m, p.input_seed, p.ort_optimization);
         Err(Error::FeatureDisabled { feature: "ort", what: "parity".into() })
     }
     #[cfg(feature = "ort")]
     parity_ort(p)
 }
 
-#[cfg(feature = "ort")]
-fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
-    use kestrel::ort_ref::OrtModel;
-    use kestrel::parity::Tolerance;
-    let model = p.m.load()?;
-    // INT8 models are held to one output quantization step instead of float tolerances.
-    let quantized = model.graph.nodes.iter().any(|n| matches!(n.op, kestrel::graph::Op::QConv(_) | kestrel::graph::Op::QLinear(_) | kestrel::graph::Op::FakeQuant(_)));
-    let tol = Tolerance {
-        rel_l2: p.rel_l2.unwrap_or(if quantized { 1.0 } else { 1e-4 }),
-        min_cosine: p.cosine.unwrap_or(if quantized { 0.999 } else { 0.9999 }),
-        max_abs: p.max_abs,
-        max_steps: p.max_steps.or(quantized.then_some(1.0)),
-        min_top1: p.top1,
-    };
-    // ORT runs the very bytes kestrel imported, or our own export of a native model.
-    let (bytes, proto) = match &model.path {
-        Some(path) if path.extension().is_some_and(|e| e == "onnx") => {
-            let b = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let mut m = kestrel::onnx::proto::decode(path, &b)?;
-            let has_external = m.graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| t.data_location == 1));
-            if has_external {
-                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                kestrel::onnx::proto::inline_external(&mut m, dir)?;
-                (prost_encode(&m), m)
+/// The input of `parity` and `run`: a .npy file as is, images preprocessed like `classify`
+/// (batched), or seeded random normal values of the model's input shape.
+fn model_input(model: &LoadedModel, inputs: &[PathBuf], pre: &Preprocess, batch: usize, seed: u64) -> Result<Tensor> {
+    match inputs {
+        [] => Ok(Tensor::randn(model.graph.input_shape(batch.max(1))?, 1.0, seed)),
+        [one] if is_npy(one) => imageio::read_npy(one),
+        many => {
+            if let Some(npy) = many.iter().find(|p| is_npy(p)) {
+                return Err(Error::Invalid(format!("{}: give one .npy input, or images only", npy.display())));
+            }
+            let tensors = many.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
+            let x = Tensor::concat_batch(&tensors)?;
+            let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
+            if mult > 1 {
+                kestrel::eval::pad_to_multiple(&x, mult)
             } else {
-                (b, m)
+                Ok(x)
             }
         }
-        _ => {
-            let m = kestrel::onnx::export::to_model(&model.graph)?;
-            (prost_encode(&m), m)
-        }
+    }
+}
+
+fn run_cmd(r: RunArgs) -> Result<ExitCode> {
+    let npz = match r.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("npz") => true,
+        Some("npy") => false,
+        _ => return Err(Error::Invalid(format!("{}: output must end in .npy or .npz", r.output.display()))),
     };
-    let x = match &p.input {
-        Some(path) if path.extension().is_some_and(|e| e == "npy") => imageio::read_npy(path)?,
-        Some(path) => imageio::preprocess(&imageio::decode(path)?, &Preprocess::default()),
-        None => {
-            let _ = p.random;
-            Tensor::randn(model.graph.input_shape(p.batch.max(1))?, 1.0, p.input_seed)
+    let model = r.m.load()?;
+    if !npz && model.graph.outputs.len() != 1 {
+        return Err(Error::Invalid(format!("{} has {} outputs: write them to a .npz file", model.name, model.graph.outputs.len())));
+    }
+    let x = model_input(&model, &r.input, &r.pre.get(model.task)?, r.batch, r.input_seed)?;
+    let session = r.m.session(&model)?;
+    let outputs = session.run(std::slice::from_ref(&x))?;
+    let names: Vec<String> = model.graph.outputs.iter().map(|&o| model.graph.values[o].clone()).collect();
+    if npz {
+        let keys = imageio::write_npz(&r.output, &names.iter().cloned().zip(outputs.iter().cloned()).collect::<Vec<_>>())?;
+        println!("wrote {} (input {:?})", r.output.display(), x.shape());
+        for ((name, key), t) in names.iter().zip(&keys).zip(&outputs) {
+            println!("  {key}: output {} {:?}", name.escape_debug(), t.shape());
         }
-    };
-    let threads = if p.m.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { p.m.threads };
-    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true })?;
-    let mut ort = OrtModel::from_bytes(&bytes, threads)?;
-    let ours = session.run(std::slice::from_ref(&x))?;
-    let theirs = ort.run(&x)?;
-    println!("parity {}  input {:?}  threads {}  ORT {}", model.name, x.shape(), threads, kestrel::ort_ref::version()?);
-    let mut failed = false;
-    let mut report = Vec::new();
-    for (o, (name, r)) in ours.iter().zip(&theirs) {
-        let m = compare(r, o);
+    } else {
+        imageio::write_npy(&r.output, &outputs[0])?;
+        println!("wrote {} (input {:?}, output {} {:?})", r.output.display(), x.shape(), names[0].escape_debug(), outputs[0].shape());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_npy(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+}
+
+#[cfg(feature = "ort")]
+fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
+    use kestrel::parity::ParityOptions;
+    let model = p.m.load()?;
+    let mut opts = ParityOptions::for_model(&model.graph, p.m.threads);
+    opts.optimization = p.ort_optimization;
+    opts.per_layer = p.per_layer;
+    let t = &mut opts.tolerance;
+    t.rel_l2 = p.rel_l2.unwrap_or(t.rel_l2);
+    t.min_cosine = p.cosine.unwrap_or(t.min_cosine);
+    t.max_abs = p.max_abs.or(t.max_abs);
+    t.max_steps = p.max_steps.or(t.max_steps);
+    t.min_top1 = p.top1.unwrap_or(t.min_top1);
+    if model.graph.is_quantized() {
+        opts.layer_tolerance.max_steps = p.max_steps.or(opts.layer_tolerance.max_steps);
+    } else {
+        opts.layer_tolerance = opts.tolerance.clone();
+    }
+    let inputs: Vec<PathBuf> = p.input.iter().cloned().collect();
+    let pre = PreArgs { resize: None, crop: None, mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }.get(model.task)?;
+    let x = model_input(&model, &inputs, &pre, p.batch, p.input_seed)?;
+    let r = kestrel::parity::check(&model, &x, &opts)?;
+    println!(
+        "parity {}  input {:?}  threads {}  ORT {} ({} optimisations)  host {}  kestrel {}",
+        r.model, r.input_shape, r.threads, r.ort_version, r.optimization, r.host_isa, r.kestrel_isa
+    );
+    let ort_label = format!("ORT ({})", r.optimization);
+    let line = |what: &str, m: &kestrel::parity::Metrics| {
         println!(
-            "  output {name}: max abs {:.3e}{}  max rel {:.3e}  rel L2 {:.3e}  cosine {:.8}{}{}{}{}",
+            "    {what:<24} max abs {:.3e}{}  max rel {:.3e}  rel L2 {:.3e}  cosine {:.8}{}{}{}{}",
             m.max_abs,
-            if quantized { m.quant_step.map_or(String::new(), |s| format!(" ({:.2} output steps)", m.max_abs / s.max(f64::MIN_POSITIVE))) } else { String::new() },
+            if r.quantized { m.quant_step.map_or(String::new(), |s| format!(" ({:.2} output steps)", m.max_abs / s.max(f64::MIN_POSITIVE))) } else { String::new() },
             m.max_rel,
             m.rel_l2,
             m.cosine,
-            m.top1.map_or(String::new(), |t| format!("  top-1 {:.4}", t)),
-            m.top5.map_or(String::new(), |t| format!("  top-5 {:.4}", t)),
-            m.mask_agreement.map_or(String::new(), |t| format!("  mask agreement {:.6}", t)),
-            m.iou.map_or(String::new(), |t| format!("  IoU {:.6}", t)),
+            m.top1.map_or(String::new(), |t| format!("  top-1 {t:.4}")),
+            m.top5.map_or(String::new(), |t| format!("  top-5 {t:.4}")),
+            m.mask_agreement.map_or(String::new(), |t| format!("  mask agreement {t:.6}")),
+            m.iou.map_or(String::new(), |t| format!("  IoU {t:.6}")),
         );
-        if let Some(v) = tol.violation(&m) {
-            println!("  FAIL: {v}");
-            failed = true;
+    };
+    for o in &r.outputs {
+        println!("  output {}:", o.output);
+        line(&format!("kestrel vs {ort_label}"), &o.kestrel_vs_ort);
+        if let (Some(k), Some(e)) = (&o.kestrel_vs_exact, &o.ort_vs_exact) {
+            line("kestrel vs exact QDQ", k);
+            line(&format!("{ort_label} vs exact QDQ"), e);
         }
-        report.push(serde_json::json!({"output": name, "metrics": m}));
+        let against = if r.quantized { "the exact QDQ semantics" } else { ort_label.as_str() };
+        match &o.violation {
+            Some(v) => println!("  FAIL against {against}: {v}"),
+            None => println!("  PASS against {against}"),
+        }
     }
+    if let Some(d) = &r.ort_drift {
+        println!("  {d}");
+    }
+    let against = if r.quantized { "against the exact QDQ semantics" } else { "against ORT" };
     if p.per_layer {
-        let graph = match &model.path {
-            Some(path) if path.extension().is_some_and(|e| e == "onnx") => model.graph.clone(),
-            _ => kestrel::onnx::import::import(&proto, &Default::default())?,
-        };
-        let layers = kestrel::parity::per_layer(&proto, &graph, &x, &tol, threads)?;
-        let first = layers.iter().find(|l| !l.within);
-        println!("  per-layer: {} layers compared", layers.len());
-        for l in &layers {
+        println!("  per-layer ({against}): {} layers compared", r.layers.len());
+        for l in &r.layers {
             println!(
                 "    {:<40} {:<18} alone: rel L2 {:.3e} max abs {:.3e} | cumulative: rel L2 {:.3e}{}",
-                l.node,
+                l.node.escape_debug().to_string(),
                 l.op,
                 l.isolated.rel_l2,
                 l.isolated.max_abs,
@@ -763,49 +839,24 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
                 if l.within { "" } else { "  <-- out of tolerance" }
             );
         }
-        match first {
-            Some(l) => {
-                println!("  first diverging layer: {} ({}), output '{}'", l.node, l.op, l.value);
-                failed = true;
-            }
-            None => println!("  every layer within tolerance"),
+    }
+    if !r.layers.is_empty() {
+        match r.layers.iter().find(|l| !l.within) {
+            Some(l) => println!("  first diverging layer ({against}): {} ({}), output {:?}", l.node.escape_debug(), l.op, l.value),
+            None if r.quantized => println!("  every layer alone within {} output step(s) of the exact QDQ semantics ({} layers)", r.layer_tolerance.max_steps.unwrap_or(1.0), r.layers.len()),
+            None => println!("  every layer within tolerance ({} layers)", r.layers.len()),
         }
     }
+    println!("  verdict ({against}): {}", if r.passed { "PASS" } else { "FAIL" });
     if p.time > 0 {
-        let mut t_ours = Vec::new();
-        let mut t_ort = Vec::new();
-        session.run(std::slice::from_ref(&x))?;
-        ort.run(&x)?;
-        // Blocks, not strict alternation: ORT's pool spins after a run and would steal the
-        // cores from the next kestrel run (and rayon's from ORT's).
-        for _ in 0..p.time {
-            let t = Instant::now();
-            session.run(std::slice::from_ref(&x))?;
-            t_ours.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        for _ in 0..p.time {
-            let t = Instant::now();
-            ort.run(&x)?;
-            t_ort.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let med = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (a, b) = (med(&mut t_ours), med(&mut t_ort));
-        println!("  latency (median of {} each, same input and threads): kestrel {a:.2} ms  ORT {b:.2} ms  kestrel/ORT {:.2}x", p.time, a / b);
+        let (a, b) = kestrel::parity::time_engines(&model, &x, r.threads, r.optimization, p.time)?;
+        println!("  latency (median of {} each, same input and threads): kestrel {a:.2} ms  {ort_label} {b:.2} ms  kestrel/ORT {:.2}x", p.time, a / b);
     }
     if let Some(j) = &p.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Invalid(e.to_string()))?;
         std::fs::write(j, text).map_err(|e| Error::io(j, e))?;
     }
-    let _ = Task::Other;
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-#[cfg(feature = "ort")]
-fn prost_encode(m: &kestrel::onnx::pb::ModelProto) -> Vec<u8> {
-    kestrel::onnx::export::to_bytes_model(m)
+    Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Parses a byte count with an optional K/M/G suffix (powers of 1024).

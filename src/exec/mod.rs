@@ -52,7 +52,7 @@ impl Session {
     /// Validates and (optionally) optimises `graph`, and starts the thread pool.
     pub fn new(mut graph: Graph, opts: &Options) -> Result<Self> {
         graph.validate()?;
-        if graph.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_))) {
+        if graph.is_quantized() {
             // Surface a bad KESTREL_ISA now rather than at the first INT8 layer.
             crate::cpu::detect::selected()?;
         }

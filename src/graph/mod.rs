@@ -100,6 +100,13 @@ impl Graph {
         c
     }
 
+    /// Whether any node computes in INT8 or quantizes its input (QConv, QGemm,
+    /// QConvTranspose, QuantizeDequantize): such a graph has QDQ semantics, and parity judges
+    /// it in output quantization steps against ORT running the Q/DQ nodes literally.
+    pub fn is_quantized(&self) -> bool {
+        self.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_) | Op::FakeQuant(_)))
+    }
+
     /// Total weight parameters.
     pub fn param_count(&self) -> usize {
         self.nodes.iter().map(|n| n.op.param_count()).sum::<usize>()

@@ -1,5 +1,4 @@
-//! ONNX Runtime as the reference engine (feature `ort`), loaded at run time from
-//! `ORT_DYLIB_PATH` (the `libonnxruntime.so.1.31.1` of pip `onnxruntime==1.31.1`).
+//! ONNX Runtime sessions: the library loaded once per process, one session per model.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -8,6 +7,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session as OrtSession;
 use ort::value::TensorRef;
 
+use super::OrtOptimization;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -38,6 +38,36 @@ pub fn version() -> Result<String> {
     Ok(path.rsplit_once(".so.").map_or_else(|| "unknown".to_string(), |(_, v)| v.to_string()))
 }
 
+/// How an [`OrtModel`] session is built.
+#[derive(Clone, Copy, Debug)]
+pub struct OrtOptions {
+    /// Intra-op threads (0: ORT's default).
+    pub threads: usize,
+    pub optimization: OrtOptimization,
+    /// Whether idle intra-op threads spin. Benches that alternate engines turn spinning off:
+    /// ORT's workers otherwise keep the cores busy for a while after each run and slow down
+    /// whichever engine runs next.
+    pub spinning: bool,
+}
+
+impl OrtOptions {
+    /// `threads` threads, every optimisation, spinning workers (ORT's own defaults).
+    pub fn threads(threads: usize) -> Self {
+        OrtOptions { threads, optimization: OrtOptimization::All, spinning: true }
+    }
+}
+
+impl From<OrtOptimization> for GraphOptimizationLevel {
+    fn from(l: OrtOptimization) -> Self {
+        match l {
+            OrtOptimization::Disabled => GraphOptimizationLevel::Disable,
+            OrtOptimization::Basic => GraphOptimizationLevel::Level1,
+            OrtOptimization::Extended => GraphOptimizationLevel::Level2,
+            OrtOptimization::All => GraphOptimizationLevel::All,
+        }
+    }
+}
+
 /// One ORT session over an ONNX model.
 pub struct OrtModel {
     session: OrtSession,
@@ -50,26 +80,25 @@ fn oe<E: std::fmt::Display>(e: E) -> Error {
 }
 
 impl OrtModel {
-    /// A session over `bytes` with `threads` intra-op threads (0: ORT's default).
+    /// A session over `bytes` with `threads` intra-op threads (0: ORT's default) and every
+    /// graph optimisation.
     pub fn from_bytes(bytes: &[u8], threads: usize) -> Result<Self> {
-        Self::from_bytes_spinning(bytes, threads, true)
+        Self::with_options(bytes, &OrtOptions::threads(threads))
     }
 
-    /// [`OrtModel::from_bytes`] choosing whether idle intra-op threads spin. Benches that
-    /// alternate engines turn spinning off: ORT's workers otherwise keep the cores busy for a
-    /// while after each run and slow down whichever engine runs next.
-    pub fn from_bytes_spinning(bytes: &[u8], threads: usize, spinning: bool) -> Result<Self> {
+    /// A session over `bytes` built as `opts` says.
+    pub fn with_options(bytes: &[u8], opts: &OrtOptions) -> Result<Self> {
         let env = env()?;
         let mut b = OrtSession::builder(env)
             .map_err(oe)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(opts.optimization.into())
             .map_err(oe)?
             .with_inter_threads(1)
             .map_err(oe)?
-            .with_intra_op_spinning(spinning)
+            .with_intra_op_spinning(opts.spinning)
             .map_err(oe)?;
-        if threads > 0 {
-            b = b.with_intra_threads(threads).map_err(oe)?;
+        if opts.threads > 0 {
+            b = b.with_intra_threads(opts.threads).map_err(oe)?;
         }
         let session = b.commit_from_memory(bytes).map_err(oe)?;
         let input = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| Error::Ort("model has no input".into()))?;
