@@ -9,7 +9,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kestrel::cpu::{conv, detect, qconv, qgemm};
 use kestrel::graph::{ActQuant, Conv2d, QConv2d};
-use kestrel::quant::params::QParams;
+use kestrel::qparams::QParams;
 use kestrel::rng::Rng;
 use kestrel::Tensor;
 
@@ -80,7 +80,7 @@ fn convs(c: &mut Criterion) {
         let label = format!("{name}/t{threads}");
         let mut scratch = Vec::new();
         group.bench_function(BenchmarkId::new("f32", &label), |b| b.iter(|| pool.install(|| conv::conv2d(&f, x.data(), xs, None, &mut out, os, &mut scratch, threads))));
-        let (lo, hi) = kestrel::quant::params::min_max(x.data());
+        let (lo, hi) = kestrel::cpu::codec::min_max(x.data());
         for (mode, input) in [("int8-static", ActQuant::Static(QParams::from_range(lo, hi))), ("int8-dynamic", ActQuant::Dynamic)] {
             let q = QConv2d::new(f.clone(), input, true).unwrap();
             let mut qs = qconv::QScratch::default();

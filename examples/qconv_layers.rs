@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use kestrel::cpu::{detect, qconv, qgemm};
 use kestrel::graph::{ActQuant, Activation, Conv2d, QConv2d};
-use kestrel::quant::params::QParams;
+use kestrel::qparams::QParams;
 use kestrel::Tensor;
 
 /// (name, Cin, Cout, H = W, kernel, stride) of ResNet-50 convs at 224².

@@ -34,12 +34,21 @@ pub enum Error {
     /// A model input has the wrong rank, channel count or spatial size.
     #[error("input '{name}': expected {expected}, got shape {got:?}")]
     InputShape { name: String, expected: String, got: Vec<usize> },
+    /// A model's output does not have the shape a task needs (classifier logits, a mask).
+    #[error("model output: expected {expected}, got shape {got:?}")]
+    OutputShape { expected: String, got: Vec<usize> },
+    /// A model has no output (a graph whose output list is empty).
+    #[error("the model has no output")]
+    NoOutput,
     /// Shape inference failed at a node.
     #[error("node '{node}' ({op}): {reason}")]
     Shape { node: String, op: &'static str, reason: String },
     /// An image file could not be decoded.
     #[error("{}: cannot decode image: {reason}", path.display())]
     Image { path: PathBuf, reason: String },
+    /// A data file or folder (calibration inputs, a dataset, an input array) is unusable.
+    #[error("{}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
     /// A model configuration is invalid.
     #[error("invalid model config: {0}")]
     Config(String),

@@ -14,28 +14,11 @@ use crate::dataset::SegPairs;
 use crate::error::{Error, Result};
 use crate::imageio::{self, Preprocess};
 use crate::metrics::{Classification, Segmentation};
+use crate::postprocess::{foreground, pad_to_multiple, softmax_rows};
 use crate::tensor::Tensor;
 
 /// A model under evaluation: one batch in, logits out.
 pub type RunFn<'a> = dyn FnMut(&Tensor) -> Result<Tensor> + 'a;
-
-/// Softmax of each row of `[N, K]` logits.
-pub fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let s = logits.shape();
-    if s.len() != 2 || s[1] == 0 {
-        return Err(Error::Invalid(format!("classifier output {s:?} is not [N, classes]")));
-    }
-    Ok(logits
-        .data()
-        .chunks(s[1])
-        .map(|row| {
-            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
-            let z: f32 = e.iter().sum();
-            e.into_iter().map(|v| v / z).collect()
-        })
-        .collect())
-}
 
 /// Classification metrics of `run` over `items` (path, label) of `folder`.
 pub fn classification(
@@ -64,47 +47,6 @@ pub fn classification(
         progress(chunk.len());
     }
     Ok(Classification::compute(classes, &labels, &scores))
-}
-
-/// The foreground mask of `[1, C, H, W]` logits cropped to `h`×`w`.
-pub fn foreground(logits: &Tensor, h: usize, w: usize, threshold: f32) -> Result<Vec<bool>> {
-    let s = logits.shape();
-    if s.len() != 4 || s[0] != 1 || s[2] < h || s[3] < w || s[1] == 0 {
-        return Err(Error::Invalid(format!("segmenter output {s:?} is not a [1, C, ≥{h}, ≥{w}] map")));
-    }
-    let (c, ph, pw) = (s[1], s[2], s[3]);
-    let d = logits.data();
-    let mut out = Vec::with_capacity(h * w);
-    for y in 0..h {
-        for x in 0..w {
-            let at = |k: usize| d[k * ph * pw + y * pw + x];
-            out.push(if c == 1 {
-                1.0 / (1.0 + (-at(0)).exp()) > threshold
-            } else {
-                (0..c).fold(0, |b, k| if at(k) > at(b) { k } else { b }) > 0
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Zero-pads `[1, C, H, W]` on the bottom and right to a multiple of `mult`.
-pub fn pad_to_multiple(x: &Tensor, mult: usize) -> Result<Tensor> {
-    let s = x.shape();
-    let (c, h, w) = (s[1], s[2], s[3]);
-    let m = mult.max(1);
-    let (ph, pw) = (h.div_ceil(m) * m, w.div_ceil(m) * m);
-    if (ph, pw) == (h, w) {
-        return Ok(x.clone());
-    }
-    let mut data = vec![0.0; c * ph * pw];
-    for ch in 0..c {
-        for y in 0..h {
-            let src = &x.data()[(ch * h + y) * w..][..w];
-            data[(ch * ph + y) * pw..][..w].copy_from_slice(src);
-        }
-    }
-    Tensor::new(vec![1, c, ph, pw], data)
 }
 
 /// Binary segmentation metrics of `run` over `pairs`.
@@ -200,7 +142,7 @@ pub struct EvalReport {
 
 /// What `eval` runs.
 pub struct EvalOptions<'a> {
-    pub variants: &'a [crate::bench::Kind],
+    pub variants: &'a [crate::engine::Kind],
     pub threads: usize,
     pub batch: usize,
     pub threshold: f32,
@@ -216,7 +158,7 @@ pub fn run_variants(
     opts: &EvalOptions<'_>,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<EvalReport> {
-    use crate::bench::variant::{Context, Variant};
+    use crate::engine::{Context, Variant};
     let input = model.graph.input_shape(1)?;
     let side = input.get(2).copied().unwrap_or(0).min(input.get(3).copied().unwrap_or(0));
     let pre_cls = Preprocess { resize: side, crop: side, ..Preprocess::default() };

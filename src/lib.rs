@@ -7,9 +7,11 @@
 //! - [`parity`]: error metrics and the comparison against ONNX Runtime (feature `ort`).
 
 pub mod bench;
+pub mod compare;
 pub mod convert;
 pub mod dataset;
 pub mod cpu;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod exec;
@@ -20,6 +22,8 @@ pub mod load;
 pub mod models;
 pub mod onnx;
 pub mod parity;
+pub mod postprocess;
+pub mod qparams;
 pub mod quant;
 pub mod reference;
 pub mod report;

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bench::{self, BenchOptions, BenchReport, Kind};
+use crate::bench::{self, BenchOptions, BenchReport};
+use crate::engine::Kind;
 use crate::dataset::Shard;
 use crate::error::{Error, Result};
 use crate::eval::{EvalOptions, EvalReport};

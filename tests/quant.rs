@@ -9,7 +9,7 @@ use kestrel::graph::shape::window_out;
 use kestrel::graph::*;
 use kestrel::models::init::synthetic_images;
 use kestrel::models::*;
-use kestrel::quant::params::{quantize_symmetric, QParams};
+use kestrel::qparams::{quantize_symmetric, QParams};
 use kestrel::quant::{quantize, Method, Mode, QuantizeOptions};
 use kestrel::{Options, Session, Tensor};
 use proptest::prelude::*;

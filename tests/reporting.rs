@@ -122,7 +122,7 @@ fn bench_writes_every_output() {
 
 fn probs_whole(session: &Session, img: &image::RgbImage, mult: usize) -> Vec<f32> {
     let x = kestrel::imageio::to_tensor(img, &Preprocess::default());
-    let x = kestrel::eval::pad_to_multiple(&x, mult).unwrap();
+    let x = kestrel::postprocess::pad_to_multiple(&x, mult).unwrap();
     let out = session.run(&[x]).unwrap().remove(0);
     let (h, w, pw) = (img.height() as usize, img.width() as usize, out.shape()[3]);
     let mut v = Vec::with_capacity(h * w);

@@ -14,7 +14,6 @@ pub mod batch;
 pub mod machine;
 pub mod output;
 pub mod plot;
-pub mod variant;
 
 use std::time::Instant;
 
@@ -27,7 +26,7 @@ use crate::stats::Summary;
 use crate::tensor::Tensor;
 pub use batch::{BatchChoice, BatchPoint};
 pub use machine::Fingerprint;
-pub use variant::{Kind, Variant};
+pub use crate::engine::{Kind, Variant};
 
 /// How to bench.
 #[derive(Clone, Debug, Serialize)]
@@ -167,14 +166,14 @@ fn synthetic_pngs(task: Task, n: usize, h: usize, w: usize) -> Result<Vec<Vec<u8
 fn postprocess(task: Task, out: &Tensor) -> Result<usize> {
     match task {
         Task::Classify => {
-            let rows = crate::eval::softmax_rows(out)?;
-            Ok(rows.iter().map(|r| crate::parity::topk(r, 5.min(r.len()))[0]).sum())
+            let rows = crate::postprocess::softmax_rows(out)?;
+            Ok(rows.iter().map(|r| crate::postprocess::topk(r, 5.min(r.len()))[0]).sum())
         }
         Task::Segment => {
             let s = out.shape();
             let mut fg = 0;
             for img in out.split_batch() {
-                fg += crate::eval::foreground(&img, s[2], s[3], 0.5)?.iter().filter(|&&b| b).count();
+                fg += crate::postprocess::foreground(&img, s[2], s[3], 0.5)?.iter().filter(|&&b| b).count();
             }
             Ok(fg)
         }
@@ -241,11 +240,11 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     let (h, w) = (input1[2], input1[3]);
     let pre = Preprocess { resize: h.min(w), crop: if h == w { h } else { 0 }, ..Preprocess::default() };
     let calib: Vec<Tensor> = if opts.variants.iter().any(|k| matches!(k, Kind::Int8Static | Kind::OrtInt8)) {
-        (0..opts.calib_samples.max(1)).map(|i| crate::models::init::synthetic_images(1, 3, h, w, 7000 + i as u64)).collect()
+        crate::dataset::calib::synthetic(opts.calib_samples, &input1)?
     } else {
         Vec::new()
     };
-    let ctx = variant::Context::new(model, threads, &calib);
+    let ctx = crate::engine::Context::new(model, threads, &calib);
     let mut variants = Vec::new();
     let mut skipped = Vec::new();
     for &k in &opts.variants {

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use kestrel::error::{Error, Result};
 use kestrel::graph::shape;
 use kestrel::imageio::{self, Preprocess};
-use kestrel::parity::topk;
+use kestrel::postprocess::topk;
 use kestrel::dataset::Shard;
 use kestrel::{load_model, LoadOptions, LoadedModel, Options, Session, Task, Tensor};
 
@@ -468,27 +468,6 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
-/// Calibration inputs: every image or .npy file of `dir` (sorted), or seeded synthetic images.
-fn calibration(dir: Option<&Path>, samples: usize, shape: &[usize]) -> Result<Vec<Tensor>> {
-    let Some(dir) = dir else {
-        return Ok((0..samples.max(1)).map(|i| kestrel::models::init::synthetic_images(1, shape[1], shape[2], shape[3], 7000 + i as u64)).collect());
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg", "npy"].contains(&e.to_ascii_lowercase().as_str())))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::Invalid(format!("{}: no .png, .jpg or .npy calibration files", dir.display())));
-    }
-    let pre = Preprocess { resize: shape[2].min(shape[3]), crop: shape[2].min(shape[3]), ..Preprocess::default() };
-    files
-        .iter()
-        .map(|p| if p.extension().is_some_and(|e| e == "npy") { imageio::read_npy(p) } else { imageio::decode(p).map(|i| imageio::preprocess(&i, &pre)) })
-        .collect()
-}
-
 fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     use kestrel::quant::{quantize::sensitivity, Method, Mode, QuantizeOptions};
     let model = q.m.load()?;
@@ -500,7 +479,7 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     let method = Method::parse(&q.method, q.percentile).ok_or_else(|| Error::Invalid(format!("--method {}: use minmax, percentile, entropy or mse", q.method)))?;
     let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, exclude: q.exclude.clone(), only: None, f32_residual: q.f32_residual, threads: q.m.threads };
     let shape = model.graph.input_shape(1)?;
-    let calib = if mode == Mode::Static || q.sensitivity { calibration(q.calib.as_deref(), q.calib_samples, &shape)? } else { vec![] };
+    let calib = if mode == Mode::Static || q.sensitivity { kestrel::dataset::calib::from_folder_or_synthetic(q.calib.as_deref(), q.calib_samples, &shape)? } else { vec![] };
     if q.sensitivity {
         let pb = progress_bar(0, "sensitivity");
         let rows = sensitivity(&model.graph, &opts, &calib, &mut |i, n| {
@@ -579,7 +558,7 @@ fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize
         let tensors = chunk.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
         let x = Tensor::concat_batch(&tensors)?;
         let out = session.run(&[x])?.remove(0);
-        let probs = kestrel::eval::softmax_rows(&out)?;
+        let probs = kestrel::postprocess::softmax_rows(&out)?;
         let classes = out.shape()[1];
         for ((path, row), p) in chunk.iter().zip(out.data().chunks(classes)).zip(&probs) {
             let best: Vec<String> = topk(row, top.min(classes))
@@ -681,25 +660,13 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
     let (h, w) = (x.shape()[2], x.shape()[3]);
     let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
     let (ph, pw) = (h.div_ceil(mult) * mult, w.div_ceil(mult) * mult);
-    let x = kestrel::eval::pad_to_multiple(&x, mult)?;
+    let x = kestrel::postprocess::pad_to_multiple(&x, mult)?;
     let out = session.run(&[x])?.remove(0);
     let s = out.shape().to_vec();
     if s.len() != 4 || s[2] != ph || s[3] != pw {
-        return Err(Error::Invalid(format!("model output {s:?} is not a [1, C, {ph}, {pw}] map")));
+        return Err(Error::OutputShape { expected: format!("a [1, C, {ph}, {pw}] map"), got: s });
     }
-    let labels = kestrel::parity::mask_labels(out.data(), &s);
-    let mut vals = Vec::with_capacity(h * w);
-    for y in 0..h {
-        for xx in 0..w {
-            let v = if s[1] == 1 {
-                let p = 1.0 / (1.0 + (-out.data()[y * pw + xx]).exp());
-                if threshold < 0.0 { p } else { f32::from(u8::from(p > threshold)) }
-            } else {
-                labels[y * pw + xx] as f32 / (s[1] - 1) as f32
-            };
-            vals.push(v);
-        }
-    }
+    let vals = kestrel::postprocess::mask_image(&out, h, w, threshold)?;
     imageio::write_gray(output, &vals, h, w)?;
     println!("wrote {} ({h}x{w})", output.display());
     Ok(())
@@ -729,7 +696,7 @@ fn model_input(model: &LoadedModel, inputs: &[PathBuf], pre: &Preprocess, batch:
             let x = Tensor::concat_batch(&tensors)?;
             let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
             if mult > 1 {
-                kestrel::eval::pad_to_multiple(&x, mult)
+                kestrel::postprocess::pad_to_multiple(&x, mult)
             } else {
                 Ok(x)
             }
@@ -925,7 +892,7 @@ fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
 }
 
 fn eval_cmd(e: EvalArgs) -> Result<ExitCode> {
-    use kestrel::bench::Kind;
+    use kestrel::engine::Kind;
     let variants = Kind::parse_list(&e.variants)?;
     let model = e.m.load()?;
     let shard = e.shard.unwrap_or_default();
@@ -934,20 +901,10 @@ fn eval_cmd(e: EvalArgs) -> Result<ExitCode> {
     let calib = if !needs_calib {
         Vec::new()
     } else if let Some(dir) = &e.calib {
-        calibration(Some(dir), e.calib_samples, &shape)?
+        kestrel::dataset::calib::from_folder(dir, &shape)?
     } else {
-        // The first items of the data (this shard), preprocessed like the evaluation itself.
-        let side = shape[2].min(shape[3]);
-        let files: Vec<PathBuf> = if kestrel::dataset::SegPairs::detect(&e.data) {
-            kestrel::dataset::SegPairs::open(&e.data)?.items.into_iter().map(|p| p.0).collect()
-        } else {
-            kestrel::dataset::ImageFolder::open(&e.data)?.items.into_iter().map(|p| p.0).collect()
-        };
-        let files = shard.select(files);
-        let pre = Preprocess { resize: side, crop: side, ..Preprocess::default() };
-        // Spread over the folder so every class is seen.
-        let stride = (files.len() / e.calib_samples.max(1)).max(1);
-        files.iter().step_by(stride).take(e.calib_samples.max(1)).map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, &pre))).collect::<Result<_>>()?
+        // Items of the data (this shard), preprocessed like the evaluation itself.
+        kestrel::dataset::calib::from_dataset(&e.data, shard, e.calib_samples, &shape)?
     };
     let pb = progress_bar(0, "eval");
     let opts = kestrel::eval::EvalOptions { variants: &variants, threads: e.m.threads, batch: e.batch, threshold: e.threshold, shard, calib: &calib };

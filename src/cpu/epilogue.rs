@@ -10,7 +10,7 @@
 //! `vcvtps2dq` (round to nearest even) and `vpmovusdb`.
 
 use crate::cpu::detect;
-use crate::quant::params::QParams;
+use crate::qparams::QParams;
 
 /// `out = store((acc − corr)·mult + bias (+ res))`, with ReLU before `store` when `relu`:
 /// the shared body of [`dequant_run`] and [`requant_run`], one branch-free loop per case.
@@ -120,7 +120,7 @@ pub(crate) fn requant_segs(vnni: Option<detect::Avx512Vnni>, acc: &[i32], segs: 
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use crate::quant::params::QParams;
+    use crate::qparams::QParams;
 
     /// `out[i] = oq.quantize(relu?((acc[i] − corr)·mult + bias (+ res[i])))`, 16 lanes at a
     /// time, the tail under a mask. NaN and −∞ convert to `i32::MIN` and saturate to 0, +∞

@@ -19,7 +19,8 @@ use crate::cpu::epilogue::{dequant_row, dequant_segs, requant_segs, Seg};
 use crate::cpu::qgemm::{self, panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::gather_stride2;
 use crate::graph::{ActQuant, QConv2d, QConvTranspose2d, QLinear};
-use crate::quant::params::{dequantize_slice, min_max, quantize_slice, Lanes, QParams};
+use crate::cpu::codec::{dequantize_slice, min_max, quantize_slice, Lanes};
+use crate::qparams::QParams;
 
 /// Target panel size in bytes: a worker's panel and i32 tile stay within a 1 MB L2. Fewer,
 /// larger tasks also mean fewer passes over the weights per worker; on the reference Zen 4

@@ -8,7 +8,7 @@
 
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::Result;
-use crate::quant::params::{quantize_per_channel, quantize_symmetric, QParams};
+use crate::qparams::{quantize_per_channel, quantize_symmetric, QParams};
 use crate::tensor::Tensor;
 
 /// A pointwise activation, standalone or fused into a conv epilogue.

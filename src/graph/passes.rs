@@ -11,7 +11,7 @@
 //! graph output, so no observable value changes.
 
 use super::{ActQuant, Graph, Op, ValueId};
-use crate::quant::params::QParams;
+use crate::qparams::QParams;
 
 /// Runs every pass to a fixed point.
 pub fn optimize(g: &mut Graph) {

@@ -11,7 +11,7 @@ use super::ImportOptions;
 use crate::error::{Error, Result};
 use crate::graph::shape::node_output_shape;
 use crate::graph::*;
-use crate::quant::params::QParams;
+use crate::qparams::QParams;
 use crate::tensor::Tensor;
 
 /// One dim of a symbolic shape: the free batch or a known size.

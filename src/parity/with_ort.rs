@@ -28,6 +28,7 @@ use prost::Message;
 use serde::Serialize;
 
 use super::{compare, Metrics, Tolerance};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::exec::{Options, Session};
 use crate::graph::Graph;
@@ -309,20 +310,18 @@ fn resolve_threads(threads: usize) -> usize {
 /// after a run and would steal the cores from the next kestrel run (and rayon's from ORT's).
 pub fn time_engines(model: &LoadedModel, input: &Tensor, threads: usize, optimization: OrtOptimization, runs: usize) -> Result<(f64, f64)> {
     let threads = resolve_threads(threads);
-    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true })?;
-    let mut ort = OrtModel::with_options(&export::to_bytes_model(&model.onnx_model()?), &OrtOptions { threads, optimization, spinning: true })?;
+    let kestrel = Engine::Kestrel(Session::new(model.graph.clone(), &Options { threads, optimize: true })?);
+    let ort = Engine::Ort(OrtModel::with_options(&export::to_bytes_model(&model.onnx_model()?), &OrtOptions { threads, optimization, spinning: true })?);
     let runs = runs.max(1);
-    let median = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        f()?;
+    let median = |mut e: Engine| -> Result<f64> {
+        e.run(input)?;
         let mut t = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t0 = std::time::Instant::now();
-            f()?;
+            e.run(input)?;
             t.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         Ok(crate::stats::Summary::of(&t).median)
     };
-    let ours = median(&mut || session.run(std::slice::from_ref(input)).map(|_| ()))?;
-    let theirs = median(&mut || ort.run(input).map(|_| ()))?;
-    Ok((ours, theirs))
+    Ok((median(kestrel)?, median(ort)?))
 }

@@ -8,7 +8,7 @@
 //! - Mse: the scaling of the observed range that minimises the mean squared error of
 //!   quantize–dequantize over the histogram.
 
-use super::params::QParams;
+use crate::qparams::QParams;
 
 /// Number of histogram bins.
 pub const BINS: usize = 2048;
@@ -59,7 +59,7 @@ impl Default for Observer {
 impl Observer {
     /// Pass 1: widen the range.
     pub fn see_range(&mut self, x: &[f32]) {
-        let (lo, hi) = super::params::min_max(x);
+        let (lo, hi) = crate::cpu::codec::min_max(x);
         self.min = self.min.min(lo);
         self.max = self.max.max(hi);
     }

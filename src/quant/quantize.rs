@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 
 use super::observe::{Method, Observer};
-use super::params::QParams;
+use crate::qparams::QParams;
 use crate::error::{Error, Result};
 use crate::exec::interpret;
 use crate::graph::{passes, ActQuant, Graph, Node, Op, QConv2d, QConvTranspose2d, QLinear, ValueId};
-use crate::parity::compare;
+use crate::compare::compare;
 use crate::tensor::Tensor;
 
 /// Static (calibrated) or dynamic activation ranges.

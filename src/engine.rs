@@ -1,6 +1,10 @@
-//! The variants `bench`, `eval` and `report` run side by side: one model as kestrel f32,
-//! kestrel INT8 (static or dynamic), and ONNX Runtime on the same graph (f32) or on the QDQ
-//! file of kestrel's static quantization (ORT's own INT8 kernels on the very same scales).
+//! The engines the tools run side by side, behind one type: an [`Engine`] is a kestrel CPU
+//! session or an ONNX Runtime session, run the same way on the same inputs.
+//!
+//! A [`Variant`] is one model prepared on one engine at one precision, as `bench`, `eval` and
+//! `report` name them ([`Kind`]): kestrel f32, kestrel INT8 (static or dynamic), and ONNX
+//! Runtime on the same graph (f32) or on the QDQ file of kestrel's static quantization (ORT's
+//! own INT8 kernels on the very same scales).
 
 use std::time::Instant;
 
@@ -54,10 +58,38 @@ impl Kind {
     }
 }
 
-enum Engine {
+/// A model ready to run on one engine.
+pub enum Engine {
+    /// kestrel's CPU executor (f32 or INT8, by the graph's precision).
     Kestrel(Session),
+    /// ONNX Runtime (feature `ort`).
     #[cfg(feature = "ort")]
     Ort(crate::ort_ref::OrtModel),
+}
+
+impl Engine {
+    /// Runs one batch and returns every output.
+    pub fn run(&mut self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Engine::Kestrel(s) => s.run(std::slice::from_ref(x)),
+            #[cfg(feature = "ort")]
+            Engine::Ort(m) => Ok(m.run(x)?.into_iter().map(|(_, t)| t).collect()),
+        }
+    }
+
+    /// Runs one batch and returns the first output.
+    pub fn run_first(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.run(x)?.into_iter().next().ok_or(Error::NoOutput)
+    }
+
+    /// The kestrel session, if this engine is kestrel's.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Engine::Kestrel(s) => Some(s),
+            #[cfg(feature = "ort")]
+            Engine::Ort(_) => None,
+        }
+    }
 }
 
 /// A variant ready to run.
@@ -68,8 +100,9 @@ pub struct Variant {
     /// Seconds spent preparing it from the loaded model: quantization and weight packing,
     /// export, session creation.
     pub prepare_s: f64,
-    /// The kestrel session, for the planner's memory estimate and per-layer profiles.
-    engine_impl: Engine,
+    /// The engine, whose kestrel session serves the planner's memory estimate and per-layer
+    /// profiles.
+    pub engine_impl: Engine,
 }
 
 /// What building a variant needs.
@@ -156,19 +189,11 @@ impl Variant {
 
     /// Runs one batch and returns the first output.
     pub fn run(&mut self, x: &Tensor) -> Result<Tensor> {
-        match &mut self.engine_impl {
-            Engine::Kestrel(s) => s.run(std::slice::from_ref(x))?.into_iter().next().ok_or_else(|| Error::Invalid("model has no output".into())),
-            #[cfg(feature = "ort")]
-            Engine::Ort(m) => m.run(x)?.into_iter().next().map(|(_, t)| t).ok_or_else(|| Error::Invalid("model has no output".into())),
-        }
+        self.engine_impl.run_first(x)
     }
 
     /// The kestrel session, if this variant runs on kestrel.
     pub fn session(&self) -> Option<&Session> {
-        match &self.engine_impl {
-            Engine::Kestrel(s) => Some(s),
-            #[cfg(feature = "ort")]
-            Engine::Ort(_) => None,
-        }
+        self.engine_impl.session()
     }
 }
