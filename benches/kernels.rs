@@ -7,8 +7,9 @@
 //! `cargo bench --bench kernels`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kestrel::cpu::kernels::Kernels;
 use kestrel::cpu::{conv, detect, qconv, qgemm};
-use kestrel::graph::{ActQuant, Conv2d, QConv2d};
+use kestrel::graph::{ActQuant, Conv2d};
 use kestrel::qparams::QParams;
 use kestrel::rng::Rng;
 use kestrel::Tensor;
@@ -35,13 +36,14 @@ fn gemms(c: &mut Criterion) {
     let mut rng = Rng::new(1);
     for &(name, m, k, n) in SHAPES {
         let w: Vec<i8> = (0..m * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
-        let pw = qgemm::PackedWeights::new(&w, m, k).unwrap();
         let blocks = n.div_ceil(qgemm::BLOCK);
-        let panel: Vec<u8> = (0..qgemm::panel_len(pw.kpad, blocks)).map(|_| rng.below(256) as u8).collect();
-        let mut out = vec![0i32; pw.mpad * blocks * qgemm::BLOCK];
+        let kpad = k.div_ceil(4) * 4;
+        let panel: Vec<u8> = (0..qgemm::panel_len(kpad, blocks)).map(|_| rng.below(256) as u8).collect();
+        let mut out = vec![0i32; m.next_multiple_of(qgemm::MR) * blocks * qgemm::BLOCK];
         group.throughput(Throughput::Elements((m * k * n) as u64));
         for isa in detect::supported().into_iter().filter(|i| *i != detect::Isa::Scalar || m * k * n < 20_000_000) {
             let kern = qgemm::kernel(isa).unwrap();
+            let pw = qgemm::PackedWeights::new(&w, m, k, kern.packing()).unwrap();
             let id = BenchmarkId::new(format!("u8s8-{}", isa.name()), format!("{name}_{m}x{k}x{n}"));
             group.bench_function(id, |b| b.iter(|| kern.run(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
         }
@@ -80,12 +82,19 @@ fn convs(c: &mut Criterion) {
         let label = format!("{name}/t{threads}");
         let mut scratch = Vec::new();
         group.bench_function(BenchmarkId::new("f32", &label), |b| b.iter(|| pool.install(|| conv::conv2d(&f, x.data(), xs, None, &mut out, os, &mut scratch, threads))));
-        let (lo, hi) = kestrel::cpu::codec::min_max(x.data());
+        let kernels = Kernels::select().unwrap();
+        let (lo, hi) = kestrel::cpu::codec::min_max(kernels.simd, x.data());
         for (mode, input) in [("int8-static", ActQuant::Static(QParams::from_range(lo, hi))), ("int8-dynamic", ActQuant::Dynamic)] {
-            let q = QConv2d::new(f.clone(), input, true).unwrap();
+            let qc = f.clone().quantized(input, true).unwrap();
+            let q = qc.precision.int8().unwrap();
+            let packed = qconv::pack_conv(&kernels, &qc, q).unwrap();
             let mut qs = qconv::QScratch::default();
-            group.bench_function(BenchmarkId::new(format!("{mode}-{}", detect::selected().unwrap().name()), &label), |b| {
-                b.iter(|| pool.install(|| qconv::qconv2d(&q, x.data(), xs, None, &mut out, os, &mut qs, threads)))
+            group.bench_function(BenchmarkId::new(format!("{mode}-{}", kernels.isa.name()), &label), |b| {
+                b.iter(|| {
+                    pool.install(|| {
+                        qconv::qconv2d(&kernels, &qc, q, &packed, qconv::QIn::F32(x.data()), xs, None, qconv::QOut::F32(&mut out), os, qconv::Ranges::default(), &mut qs, threads)
+                    })
+                })
             });
         }
     }

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use kestrel::exec::run_node;
 use kestrel::{models, Options, Session, Tensor};
 
 fn main() -> kestrel::Result<()> {
@@ -23,17 +22,15 @@ fn main() -> kestrel::Result<()> {
     let s = Session::new(g, &Options { threads, optimize: true })?;
     let g = s.graph();
     let x = Tensor::randn(g.input_shape(batch)?, 1.0, 1);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| kestrel::Error::Invalid(e.to_string()))?;
     let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
     values[g.inputs[0].id] = Some(x.clone());
-    let mut scratch = kestrel::exec::Scratch::default();
     let mut rows = Vec::new();
-    for n in &g.nodes {
+    for (index, n) in g.nodes.iter().enumerate() {
         let mut best = f64::MAX;
         let mut out = None;
         for _ in 0..5 {
             let t = Instant::now();
-            let o = pool.install(|| run_node(n, &values, &mut scratch, threads))?;
+            let o = s.run_node(index, &values)?;
             best = best.min(t.elapsed().as_secs_f64() * 1e3);
             out = Some(o);
         }

@@ -5,7 +5,7 @@ fn main() {
     for n in [10_000usize, 1_000_000] {
         let x: Vec<f32> = (0..n).map(|_| r.normal().max(0.0)).collect();
         let mut o = Observer::default();
-        o.see_range(&x);
+        o.see_range(kestrel::cpu::simd::Simd::best(), &x);
         o.see_histogram(&x);
         for m in [Method::MinMax, Method::Percentile(99.99), Method::Entropy, Method::Mse] {
             let p = o.params(m);

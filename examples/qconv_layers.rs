@@ -9,8 +9,10 @@
 
 use std::time::Instant;
 
-use kestrel::cpu::{detect, qconv, qgemm};
-use kestrel::graph::{ActQuant, Activation, Conv2d, QConv2d};
+use kestrel::cpu::kernels::Kernels;
+use kestrel::cpu::qconv::{self, QIn, QOut, Ranges};
+use kestrel::cpu::qgemm;
+use kestrel::graph::{ActQuant, Activation, Conv2d};
 use kestrel::qparams::QParams;
 use kestrel::Tensor;
 
@@ -45,8 +47,9 @@ fn main() -> kestrel::Result<()> {
     let only = std::env::args().nth(1);
     let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| kestrel::Error::Invalid(e.to_string()));
     let (p1, p2) = (pool(1)?, pool(2)?);
-    let kern = qgemm::kernel(detect::selected()?)?;
-    println!("ISA {}", detect::selected()?.name());
+    let kernels = Kernels::select()?;
+    let kern = kernels.qgemm;
+    println!("ISA {}", kernels.isa.name());
     println!("{:<14} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "layer", "MMAC", "kernel 1t", "f32io 1t", "f32io 2t", "u8io 1t", "u8io 2t", "ideal 2t");
     for &(name, cin, cout, hw, k, stride) in LAYERS {
         if only.as_deref().is_some_and(|o| o != name) {
@@ -57,25 +60,27 @@ fn main() -> kestrel::Result<()> {
         let mut f = Conv2d::new(w, stride, pad, 1);
         f.bias = Some(vec![0.1; cout]);
         f.act = Some(Activation::Relu);
-        let mut q = QConv2d::new(f, ActQuant::Static(QParams { scale: 0.02, zero_point: 100 }), true)?;
+        let qc = f.quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 100 }), true)?;
+        let q = qc.precision.int8().ok_or_else(|| kestrel::Error::Internal("not INT8".into()))?;
+        let packed = qconv::pack_conv(&kernels, &qc, q)?;
         let o = (hw + 2 * pad - k) / stride + 1;
         let (xs, os) = ([1, cin, hw, hw], [1, cout, o, o]);
         let x = Tensor::randn(xs.to_vec(), 1.0, 4);
         let mut out = vec![0f32; cout * o * o];
         let macs = (cout * cin * k * k * o * o) as f64;
         let mut s = qconv::QScratch::default();
-        let f1 = p1.install(|| best(|| qconv::qconv2d(&q, x.data(), xs, None, &mut out, os, &mut s, 1)));
-        let f2 = p2.install(|| best(|| qconv::qconv2d(&q, x.data(), xs, None, &mut out, os, &mut s, 2)));
-        // u8 codes in the first bytes of an f32 buffer, as the hand-off writes them.
-        q.out_q = Some(QParams { scale: 0.05, zero_point: 3 });
-        q.in_u8 = true;
-        let mut xu = x.data().to_vec();
-        for (i, v) in bytemuck::cast_slice_mut::<f32, u8>(&mut xu).iter_mut().enumerate() {
-            *v = (i * 7 % 251) as u8;
-        }
-        let u1 = p1.install(|| best(|| qconv::qconv2d(&q, &xu, xs, None, &mut out, os, &mut s, 1)));
-        let u2 = p2.install(|| best(|| qconv::qconv2d(&q, &xu, xs, None, &mut out, os, &mut s, 2)));
-        let pw = &q.packed[0];
+        let mut run = |x: QIn, out: QOut, t: usize| {
+            qconv::qconv2d(&kernels, &qc, q, &packed, x, xs, None, out, os, Ranges::default(), &mut s, t);
+        };
+        let f1 = p1.install(|| best(|| run(QIn::F32(x.data()), QOut::F32(&mut out), 1)));
+        let f2 = p2.install(|| best(|| run(QIn::F32(x.data()), QOut::F32(&mut out), 2)));
+        // u8 codes in and out, as INT8 convs hand them to each other.
+        let xu: Vec<u8> = (0..x.numel()).map(|i| (i * 7 % 251) as u8).collect();
+        let mut out_u8 = vec![0u8; out.len()];
+        let oq = QParams { scale: 0.05, zero_point: 3 };
+        let u1 = p1.install(|| best(|| run(QIn::U8(&xu), QOut::U8(&mut out_u8, oq), 1)));
+        let u2 = p2.install(|| best(|| run(QIn::U8(&xu), QOut::U8(&mut out_u8, oq), 2)));
+        let pw = &packed[0];
         let blocks = (o * o).div_ceil(qgemm::BLOCK);
         let panel: Vec<u8> = (0..qgemm::panel_len(pw.kpad, blocks)).map(|i| (i * 13 % 256) as u8).collect();
         let mut acc = vec![0i32; pw.mpad * blocks * qgemm::BLOCK];

@@ -38,12 +38,12 @@ fn main() {
     }
     for &(m, k, nb) in &[(256usize, 2304usize, 5usize), (64, 576, 21), (512, 4608, 2), (2048, 512, 16)] {
         let w: Vec<i8> = (0..m * k).map(|i| ((i * 7919) % 255) as i8).collect();
-        let pw = qgemm::PackedWeights::new(&w, m, k).unwrap();
-        let panel: Vec<u8> = (0..qgemm::panel_len(pw.kpad, nb)).map(|i| (i * 31 % 251) as u8).collect();
+        let panel: Vec<u8> = (0..qgemm::panel_len(k.div_ceil(4) * 4, nb)).map(|i| (i * 31 % 251) as u8).collect();
         let rs = nb * 16;
-        let mut out = vec![0i32; pw.mpad * rs];
+        let mut out = vec![0i32; m.next_multiple_of(qgemm::MR) * rs];
         for isa in detect::supported() {
             let kern = qgemm::kernel(isa).unwrap();
+            let pw = qgemm::PackedWeights::new(&w, m, k, kern.packing()).unwrap();
             let iters = if isa == detect::Isa::Scalar { 2 } else { 200 };
             kern.run(&pw, &panel, nb, &mut out, rs);
             let t = Instant::now();

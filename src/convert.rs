@@ -47,8 +47,16 @@ pub fn state_dict(g: &Graph) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     out
 }
 
-/// Writes `g`'s weights as f32 safetensors, with `config` in the metadata when given.
+/// Writes `g`'s weights as f32 safetensors, with `config` in the metadata when given. A
+/// quantized graph is refused: its INT8 layers' meaning (codes, scales, input parameters)
+/// has no place in a float state dict.
 pub fn write_safetensors(g: &Graph, config: Option<&ModelConfig>, path: &Path) -> Result<()> {
+    if let Some(n) = g.nodes.iter().find(|n| n.op.int8().is_some() || matches!(n.op, Op::FakeQuant(_))) {
+        return Err(Error::Unsupported {
+            what: format!("writing quantized layer '{}' ({}) to safetensors", n.name.escape_debug(), n.op.kind()),
+            hint: "write a quantized model as .onnx (QDQ)".into(),
+        });
+    }
     let dict = state_dict(g);
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
         dict.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();

@@ -55,9 +55,18 @@ pub enum Error {
     /// ONNX Runtime failed (loading the library, building a session or running it).
     #[error("ONNX Runtime: {0}")]
     Ort(String),
+    /// A valid request this build or backend cannot carry out.
+    #[error("{what} is not supported: {hint}")]
+    Unsupported { what: String, hint: String },
     /// The operation needs a cargo feature this build was compiled without.
     #[error("{what} needs kestrel built with the '{feature}' feature")]
     FeatureDisabled { feature: &'static str, what: String },
+    /// The system refused a resource (threads, memory).
+    #[error("{0}")]
+    System(String),
+    /// An internal invariant broke: a bug in kestrel, not in the input.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
     /// A user-facing argument is invalid (CLI flags, tolerances, ...).
     #[error("{0}")]
     Invalid(String),

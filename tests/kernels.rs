@@ -22,6 +22,7 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
         groups,
         act,
         residual,
+        precision: Precision::F32,
     };
     let (Some(oh), Some(ow)) = (
         window_out(hw[0], k[0], stride, (pad[0], pad[2]), dil, false),
@@ -92,6 +93,7 @@ fn check_conv_transpose(cin: usize, cout: usize, hw: [usize; 2], k: usize, strid
         output_padding: [opad; 2],
         dilation: [dil; 2],
         groups,
+        precision: Precision::F32,
     };
     let dim = |i: usize, pb: usize, pe: usize| (stride * (i - 1) + opad + (k - 1) * dil + 1).checked_sub(pb + pe);
     let (Some(oh), Some(ow)) = (dim(hw[0], pad[0], pad[2]), dim(hw[1], pad[1], pad[3])) else { return };
@@ -221,7 +223,7 @@ fn resize_sweep() {
 #[test]
 fn linear_matches_reference() {
     for &(n, i, o) in &[(1, 1, 1), (3, 17, 15), (8, 65, 63), (2, 512, 10)] {
-        let l = Linear { weight: Tensor::new(vec![o, i], data(o * i, 7)).unwrap(), bias: Some(data(o, 8)) };
+        let l = Linear::new(Tensor::new(vec![o, i], data(o * i, 7)).unwrap(), Some(data(o, 8)));
         let x = data(n * i, 9);
         let mut want = vec![f32::NAN; n * o];
         reference::linear_ref(&l, &x, n, &mut want);

@@ -17,7 +17,7 @@ use kestrel::quant::{quantize, Method, Mode, QuantizeOptions};
 use kestrel::{Graph, LoadedModel, Options, Session, Tensor};
 
 fn int8_layers(g: &Graph) -> usize {
-    g.nodes.iter().filter(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_))).count()
+    g.nodes.iter().filter(|n| n.op.int8().is_some() && matches!(n.op, Op::Conv(_) | Op::Linear(_))).count()
 }
 
 /// The report's three distances, one line, for the test log.

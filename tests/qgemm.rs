@@ -18,13 +18,14 @@ fn isas() -> Vec<Isa> {
 
 /// Runs `isa` on unpacked `a: [k][n]`, `w: [m][k]`, with garbage prefill of the output.
 fn run(isa: Isa, a: &[u8], w: &[i8], m: usize, k: usize, n: usize, fill: u8) -> Vec<i32> {
-    let pw = PackedWeights::new(w, m, k).unwrap();
+    let kernel = qgemm::kernel(isa).unwrap();
+    let pw = PackedWeights::new(w, m, k, kernel.packing()).unwrap();
     let nb = n.div_ceil(BLOCK);
     let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
     pack_rows(a, k, n, n, pw.kpad, fill, &mut panel);
     let rs = nb * BLOCK + 3;
     let mut out = vec![i32::MIN; m * rs];
-    qgemm::kernel(isa).unwrap().run(&pw, &panel, nb, &mut out, rs);
+    kernel.run(&pw, &panel, nb, &mut out, rs);
     let mut got = vec![0; m * n];
     for c in 0..m {
         got[c * n..(c + 1) * n].copy_from_slice(&out[c * rs..c * rs + n]);
@@ -93,7 +94,29 @@ fn extremes_never_saturate() {
 
 #[test]
 fn refuses_k_that_could_overflow() {
-    assert!(PackedWeights::new(&vec![1i8; 70_000], 1, 70_000).is_err());
+    for packing in [qgemm::Packing::S8, qgemm::Packing::S16] {
+        assert!(PackedWeights::new(&vec![1i8; 70_000], 1, 70_000, packing).is_err());
+    }
+}
+
+/// Weights are packed for the kernel that runs them: handing a kernel the other layout is a
+/// bug the kernel refuses loudly, never a silent fallback.
+#[test]
+fn weights_packed_for_another_kernel_are_refused() {
+    let (a, w) = data(8, 16, 16, 3, 9);
+    let mut panel = vec![0u8; panel_len(16, 1)];
+    pack_rows(&a, 16, 16, 16, 16, 0, &mut panel);
+    for isa in isas() {
+        let kernel = qgemm::kernel(isa).unwrap();
+        let other = match kernel.packing() {
+            qgemm::Packing::S8 => qgemm::Packing::S16,
+            qgemm::Packing::S16 => qgemm::Packing::S8,
+        };
+        let pw = PackedWeights::new(&w, 8, 16, other).unwrap();
+        let mut out = vec![0i32; 8 * 16];
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kernel.run(&pw, &panel, 1, &mut out, 16)));
+        assert!(r.is_err(), "{} ran weights packed as {other:?}", isa.name());
+    }
 }
 
 proptest! {

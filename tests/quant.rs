@@ -4,7 +4,9 @@
 mod common;
 
 use common::data;
-use kestrel::cpu::{detect, qconv, reference};
+use kestrel::cpu::kernels::Kernels;
+use kestrel::cpu::qconv::{self, QIn, QOut, Ranges};
+use kestrel::cpu::reference;
 use kestrel::graph::shape::window_out;
 use kestrel::graph::*;
 use kestrel::models::init::synthetic_images;
@@ -75,7 +77,10 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
     let oh = window_out(hw[0], kh, c.stride[0], (c.pads[0], c.pads[2]), c.dilation[0], false);
     let ow = window_out(hw[1], kw, c.stride[1], (c.pads[1], c.pads[3]), c.dilation[1], false);
     let residual = c.residual;
-    let q = QConv2d::new(c, input, true).unwrap();
+    let qc = c.quantized(input, true).unwrap();
+    let q = qc.precision.int8().unwrap();
+    let kernels = Kernels::select().unwrap();
+    let packed = qconv::pack_conv(&kernels, &qc, q).unwrap();
     let (Some(oh), Some(ow)) = (oh, ow) else { return };
     let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, oh, ow]);
     let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 3.0 + 0.5).collect();
@@ -96,31 +101,48 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
     } else {
         vec![(None, None)]
     };
-    let c = &q.conv;
-    let what = format!("qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} isa {:?}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, detect::selected());
+    let c = &qc;
+    let what = format!("qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} isa {}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, kernels.isa.name());
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let run = |x: QIn, res, out: QOut, ranges: Ranges| qconv::qconv2d(&kernels, &qc, q, &packed, x, xs, res, out, os, ranges, &mut Default::default(), 2);
     for (res, res_ref) in cases {
         let what = format!("{what} residual {:?}", res.map(|r| matches!(r, qconv::Residual::U8(..))));
         let mut want = vec![f32::NAN; os.iter().product()];
-        reference::qconv2d_ref(&q, &x, xs, res_ref, &mut want, os);
+        reference::qconv2d_ref(&qc, q, &x, xs, res_ref, &mut want, os);
         let mut got = vec![f32::NAN; want.len()];
-        qconv::qconv2d(&q, &x, xs, res, &mut got, os, &mut Default::default(), 2);
+        // The f32 output's range, recorded for a dynamic reader, is the output's own.
+        let recorded = run(QIn::F32(&x), res, QOut::F32(&mut got), Ranges { input: None, record_output: true });
         assert_eq!(bits(&got), bits(&want), "{what}");
+        let finite = want.iter().filter(|v| !v.is_nan()).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        assert_eq!(recorded, Some(finite), "{what}: recorded range");
         // u8 codes for the next INT8 layer (the requantizing epilogue): the twin's floats quantized.
-        let mut q8 = q.clone();
         let oq = QParams { scale: 0.037, zero_point: (seed * 59 % 256) as u8 };
-        q8.out_q = Some(oq);
-        let mut got8 = vec![f32::NAN; want.len()];
-        qconv::qconv2d(&q8, &x, xs, res, &mut got8, os, &mut Default::default(), 2);
-        let codes = &bytemuck::cast_slice::<f32, u8>(&got8)[..want.len()];
+        let mut codes = vec![0u8; want.len()];
+        assert_eq!(run(QIn::F32(&x), res, QOut::U8(&mut codes, oq), Ranges { input: None, record_output: true }), None, "{what}: a u8 output records no range");
         let want8: Vec<u8> = want.iter().map(|&v| oq.quantize(v)).collect();
-        assert_eq!(codes, &want8[..], "{what} u8 out {oq:?}");
+        assert_eq!(codes, want8, "{what} u8 out {oq:?}");
+        match q.input {
+            // Input codes from the previous INT8 layer: the same as quantizing here.
+            ActQuant::Static(pa) => {
+                let xq: Vec<u8> = x.iter().map(|&v| pa.quantize(v)).collect();
+                let mut got_u8 = vec![f32::NAN; want.len()];
+                run(QIn::U8(&xq), res, QOut::F32(&mut got_u8), Ranges::default());
+                assert_eq!(bits(&got_u8), bits(&want), "{what}: u8 input");
+            }
+            // The input's range handed over by its producer: the same as measuring it.
+            ActQuant::Dynamic => {
+                let xr = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                let mut got_r = vec![f32::NAN; want.len()];
+                run(QIn::F32(&x), res, QOut::F32(&mut got_r), Ranges { input: Some(xr), record_output: false });
+                assert_eq!(bits(&got_r), bits(&want), "{what}: handed range");
+            }
+        }
     }
 }
 
 #[test]
 fn qconv_matches_its_twin_exactly() {
-    println!("qconv ISA: {}", detect::selected().unwrap().name());
+    println!("qconv ISA: {}", Kernels::select().unwrap().isa.name());
     let statics = [QParams { scale: 0.02, zero_point: 0 }, QParams { scale: 0.03, zero_point: 1 }, QParams { scale: 0.05, zero_point: 127 }, QParams { scale: 0.04, zero_point: 128 }, QParams { scale: 0.01, zero_point: 255 }];
     let mut seed = 0;
     for &hw in &[1usize, 3, 7, 15, 17] {
@@ -182,20 +204,23 @@ fn qconv_matches_its_twin_exactly() {
 
 #[test]
 fn qlinear_matches_its_twin_exactly() {
-    println!("qlinear ISA: {}", detect::selected().unwrap().name());
+    let kernels = Kernels::select().unwrap();
+    println!("qlinear ISA: {}", kernels.isa.name());
     let mut seed = 700;
     for &(n, o, i) in &[(1usize, 1usize, 1usize), (1, 7, 3), (3, 9, 17), (1, 65, 63), (17, 16, 64), (2, 1000, 130)] {
         for &threads in &[1, 2, 3] {
             seed += 1;
-            let l = Linear { weight: Tensor::new(vec![o, i], data(o * i, seed)).unwrap(), bias: Some(data(o, seed + 1)) };
+            let l = Linear::new(Tensor::new(vec![o, i], data(o * i, seed)).unwrap(), Some(data(o, seed + 1)));
             let input = if seed % 2 == 0 { ActQuant::Dynamic } else { ActQuant::Static(QParams { scale: 0.02, zero_point: (seed * 37 % 256) as u8 }) };
-            let q = QLinear::new(l, input, seed % 3 != 0).unwrap();
+            let ql = l.quantized(input, seed % 3 != 0).unwrap();
+            let q = ql.precision.int8().unwrap();
+            let packed = qconv::pack_linear(&kernels, &ql, q).unwrap();
             let x: Vec<f32> = data(n * i, seed + 2).iter().map(|v| v * 2.0 + 0.3).collect();
             let mut want = vec![f32::NAN; n * o];
-            reference::qlinear_ref(&q, &x, n, &mut want);
+            reference::qlinear_ref(&ql, q, &x, n, &mut want);
             let mut got = vec![f32::NAN; n * o];
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| qconv::qlinear(&q, &x, n, &mut got, &mut Default::default(), threads));
+            pool.install(|| qconv::qlinear(&kernels, &ql, q, &packed, &x, n, &mut got, &mut Default::default(), threads));
             assert_eq!(got, want, "qlinear n{n} o{o} i{i} threads {threads} {input:?}");
         }
     }
@@ -215,7 +240,7 @@ fn int8_models_track_f32() {
         for (mode, method) in [(Mode::Static, Method::MinMax), (Mode::Static, Method::Percentile(99.99)), (Mode::Static, Method::Entropy), (Mode::Static, Method::Mse), (Mode::Dynamic, Method::MinMax)] {
             let opts = QuantizeOptions { mode, method, ..Default::default() };
             let q = quantize(&g, &opts, &calib, &mut |_, _| {}).unwrap();
-            assert!(q.nodes.iter().any(|n| matches!(n.op, Op::QConv(_))));
+            assert!(q.nodes.iter().any(|n| n.op.conv().is_some_and(|c| c.precision.int8().is_some())));
             let got = Session::new(q, &Options::default()).unwrap().run(std::slice::from_ref(&test)).unwrap().remove(0);
             let m = kestrel::parity::compare(&want, &got);
             println!("{cfg:?} {mode:?} {method:?}: cosine {:.5} rel L2 {:.4} top1 {:?} mask {:?}", m.cosine, m.rel_l2, m.top1, m.mask_agreement);
@@ -234,15 +259,17 @@ fn u8_handoff_between_int8_convs_changes_nothing() {
         let g = cfg.build(&mut SeededWeights { seed: 2 }).unwrap();
         let q = quantize(&g, &QuantizeOptions::default(), &calib, &mut |_, _| {}).unwrap();
         let s = Session::new(q.clone(), &Options::default()).unwrap();
-        let handoffs = s.graph().nodes.iter().filter(|n| matches!(&n.op, Op::QConv(c) if c.out_q.is_some())).count();
+        let p = s.prepared();
+        let u8_values = |n: &Node| matches!(p.dtypes[n.output], kestrel::exec::DType::U8(_));
+        let handoffs = s.graph().nodes.iter().filter(|n| n.op.int8().is_some() && u8_values(n)).count();
         assert!(handoffs > 0, "no u8 hand-off formed in {cfg:?}");
         if matches!(cfg, ModelConfig::ResNet(_)) {
-            assert!(s.graph().nodes.iter().any(|n| matches!(n.op, Op::MaxPoolU8(_))), "stem max-pool not run on u8 codes");
+            assert!(p.steps.iter().any(|st| matches!(st, kestrel::exec::Step::MaxPoolU8)), "stem max-pool not run on u8 codes");
         }
         let got = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
         // The same INT8 graph without the hand-off (passes off, node by node).
         let want = kestrel::exec::interpret(&q, std::slice::from_ref(&x), 2).unwrap()[q.outputs[0]].clone().unwrap();
-        let residual_handoffs = s.graph().nodes.iter().filter(|n| matches!(&n.op, Op::QConv(c) if c.res_q.is_some())).count();
+        let residual_handoffs = s.graph().nodes.iter().filter(|n| n.op.conv().is_some_and(|c| c.residual) && matches!(p.dtypes[n.inputs[1]], kestrel::exec::DType::U8(_))).count();
         if matches!(cfg, ModelConfig::ResNet(_)) {
             assert!(residual_handoffs > 0, "no residual taken as u8 codes in {cfg:?}");
             assert!(!s.graph().nodes.iter().any(|n| matches!(n.op, Op::FakeQuant(_))), "a residual QuantizeDequantize was left in f32");
@@ -297,18 +324,22 @@ fn qconv_transpose_matches_float_on_dequantized_values() {
                 output_padding: [0; 2],
                 dilation: [1; 2],
                 groups: 1,
+                precision: Precision::F32,
             };
-            let q = QConvTranspose2d::new(c, input, per_channel).unwrap();
+            let kernels = Kernels::select().unwrap();
+            let qc = c.quantized(input, per_channel).unwrap();
+            let q = qc.precision.int8().unwrap();
+            let packed = qconv::pack_conv_transpose(&kernels, &qc, q).unwrap();
             let (oh, ow) = (stride * (hw[0] - 1) + k - 2 * pad, stride * (hw[1] - 1) + k - 2 * pad);
             let (xs, os) = ([2, cin, hw[0], hw[1]], [2, cout, oh, ow]);
             let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 2.0).collect();
-            let pa = qconv::input_params(q.input, &x);
+            let pa = qconv::input_params(kernels.simd, q.input, &x);
             let xdq: Vec<f32> = x.iter().map(|&v| pa.fake(v)).collect();
             let mut want = vec![f32::NAN; os.iter().product()];
-            reference::conv_transpose2d_ref(&q.convt, &xdq, xs, &mut want, os);
+            reference::conv_transpose2d_ref(&qc, &xdq, xs, &mut want, os);
             let mut got = vec![f32::NAN; want.len()];
             let mut col = Vec::new();
-            qconv::qconv_transpose2d(&q, &x, xs, &mut got, os, &mut Default::default(), &mut col, 2);
+            qconv::qconv_transpose2d(&kernels, &qc, q, &packed, &x, xs, &mut got, os, &mut Default::default(), &mut col, 2);
             common::Tolerance { abs: 1e-4, rel: 1e-4 }.check(&format!("qconvT cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} pc{per_channel}"), &got, &want);
         }
     }

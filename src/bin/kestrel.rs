@@ -511,7 +511,7 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
     kestrel::onnx::save(&g, out)?;
     use kestrel::graph::Op;
-    let qn = g.nodes.iter().filter(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_))).count();
+    let qn = g.nodes.iter().filter(|n| n.op.int8().is_some()).count();
     let residuals = g.nodes.iter().filter(|n| matches!(n.op, Op::FakeQuant(_)) && n.name.ends_with(kestrel::quant::quantize::RESIDUAL_QDQ_SUFFIX)).count();
     let residuals = if residuals > 0 { format!(", {residuals} residual inputs quantized") } else { String::new() };
     let before = model.graph.weight_bytes();

@@ -1,8 +1,9 @@
 //! Quantization codecs over slices, vectorised: f32 → u8 codes ([`quantize_slice`]), codes →
 //! f32 ([`dequantize_slice`]), and the `(min, max)` of a tensor for dynamic ranges
 //! ([`min_max`], [`Lanes`]). Each element is exactly [`QParams::quantize`] /
-//! [`QParams::dequantize`] of it.
+//! [`QParams::dequantize`] of it. Each takes the session's [`Simd`] level first.
 
+use crate::cpu::simd::Simd;
 use crate::qparams::QParams;
 
 crate::cpu::simd::multiversion! {
@@ -25,14 +26,14 @@ crate::cpu::simd::multiversion! {
 
 /// Minimum and maximum of a slice (NaNs ignored; empty gives (0, 0)). Runs in parallel
 /// chunks with 16 independent lanes each, so the compare loop vectorises.
-pub fn min_max(x: &[f32]) -> (f32, f32) {
+pub fn min_max(simd: Simd, x: &[f32]) -> (f32, f32) {
     use rayon::prelude::*;
     let (lo, hi) = x
         .par_chunks(64 * 1024)
         .map(|c| {
-            let mut r = (f32::INFINITY, f32::NEG_INFINITY);
-            min_max_chunk(c, &mut r);
-            r
+            let mut l = Lanes::default();
+            l.add(simd, c);
+            l.range()
         })
         .reduce(|| (f32::INFINITY, f32::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     if lo > hi {
@@ -59,8 +60,8 @@ impl Default for Lanes {
 impl Lanes {
     /// Widens the lanes to cover `c`.
     #[inline]
-    pub fn add(&mut self, c: &[f32]) {
-        lanes_add(c, self);
+    pub fn add(&mut self, simd: Simd, c: &[f32]) {
+        lanes_add(simd, c, self);
     }
 
     /// Merges another set of lanes.
@@ -76,13 +77,6 @@ impl Lanes {
     pub fn range(&self) -> (f32, f32) {
         (self.lo.iter().copied().fold(f32::INFINITY, f32::min), self.hi.iter().copied().fold(f32::NEG_INFINITY, f32::max))
     }
-}
-
-/// `(min, max)` of one chunk.
-fn min_max_chunk(c: &[f32], range: &mut (f32, f32)) {
-    let mut l = Lanes::default();
-    l.add(c);
-    *range = l.range();
 }
 
 crate::cpu::simd::multiversion! {

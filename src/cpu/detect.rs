@@ -45,6 +45,11 @@ impl Isa {
     }
 }
 
+/// The error for a path this CPU lacks.
+pub fn unsupported(isa: Isa) -> Error {
+    Error::Unsupported { what: format!("the {} kernels", isa.name()), hint: format!("this CPU lacks {}; it supports {}", isa.name(), supported().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")) }
+}
+
 /// Every path this CPU supports, scalar first.
 pub fn supported() -> Vec<Isa> {
     [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()).collect()

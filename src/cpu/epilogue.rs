@@ -4,12 +4,12 @@
 //! to even, add the zero point, saturate).
 //!
 //! A task's valid output pixels are a few contiguous runs ([`Seg`]) of its tile row. The
-//! plain bodies are compiled per CPU by `multiversion!`; the u8 one also has an AVX-512 twin
-//! (selected with the AVX-512 VNNI qgemm kernel) whose codes are bit-identical: the same
-//! float operations in the same order, with the rounding and saturation done by
-//! `vcvtps2dq` (round to nearest even) and `vpmovusdb`.
+//! plain bodies are compiled per level by `multiversion!`; the u8 one also has an AVX-512
+//! twin (run at the [`Simd::Avx512`] level) whose codes are bit-identical: the same float
+//! operations in the same order, with the rounding and saturation done by `vcvtps2dq` (round
+//! to nearest even) and `vpmovusdb`.
 
-use crate::cpu::detect;
+use crate::cpu::simd::Simd;
 use crate::qparams::QParams;
 
 /// `out = store((acc − corr)·mult + bias (+ res))`, with ReLU before `store` when `relu`:
@@ -90,17 +90,18 @@ crate::cpu::simd::multiversion! {
     }
 }
 
-/// [`requant_run`] over every segment of one channel; `vnni` (the selected qgemm kernel's
-/// token) picks the AVX-512 version.
+/// [`requant_run`] over every segment of one channel; the [`Simd::Avx512`] level runs the
+/// AVX-512 version.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) fn requant_segs(vnni: Option<detect::Avx512Vnni>, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
+pub(crate) fn requant_segs(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if vnni.is_some() {
+    if let Simd::Avx512(_) = simd {
         for sg in segs {
             let (a, o) = (&acc[sg.acc..sg.acc + sg.len], &mut out[sg.out..sg.out + sg.len]);
             let r = res.map(|r| &r[sg.out..sg.out + sg.len]);
-            // SAFETY: the token proves AVX-512F/BW; `a`, `o` and `r` have the same length.
+            // SAFETY: the level's token proves AVX-512F/BW; `a`, `o` and `r` have the same
+            // length (`requant` asserts it).
             unsafe {
                 match (r, relu) {
                     (Some(r), true) => avx512::requant::<true, true>(a, corr, mult, bias, r, oq, o),
@@ -112,8 +113,7 @@ pub(crate) fn requant_segs(vnni: Option<detect::Avx512Vnni>, acc: &[i32], segs: 
         }
         return;
     }
-    let _ = vnni;
-    requant_segs_plain(acc, segs, corr, mult, bias, res, relu, oq, out);
+    requant_segs_plain(simd, acc, segs, corr, mult, bias, res, relu, oq, out);
 }
 
 #[cfg(target_arch = "x86_64")]

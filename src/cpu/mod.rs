@@ -7,6 +7,7 @@ pub mod conv_transpose;
 pub mod detect;
 pub mod elementwise;
 pub(crate) mod epilogue;
+pub mod kernels;
 pub mod linear;
 pub mod pool;
 pub mod qconv;

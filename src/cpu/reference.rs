@@ -2,7 +2,8 @@
 //! definitions, with no tables, no GEMM and no threads. Tests compare the fast kernels
 //! against these; they are also small enough to read as the specification.
 
-use crate::graph::{Conv2d, ConvTranspose2d, Linear, Pool2d, Resize, ResizeMode};
+use crate::cpu::simd::Simd;
+use crate::graph::{Conv2d, ConvTranspose2d, Int8, Linear, Pool2d, Resize, ResizeMode};
 
 use super::resize::{nearest_index, scales, source_coord};
 
@@ -187,9 +188,8 @@ pub fn linear_ref(l: &Linear, x: &[f32], n: usize, out: &mut [f32]) {
 /// Direct INT8 convolution, the twin of [`super::qconv::qconv2d`]: the same quantized input,
 /// `acc = Σ (q − za)·w` over taps inside the image (padding is the zero point, so it adds
 /// nothing), then the same f32 epilogue.
-pub fn qconv2d_ref(q: &crate::graph::QConv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
-    let c = &q.conv;
-    let pa = super::qconv::input_params(q.input, x);
+pub fn qconv2d_ref(c: &Conv2d, q: &Int8, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
+    let pa = super::qconv::input_params(Simd::Baseline, q.input, x);
     let xq: Vec<i32> = x.iter().map(|&v| i32::from(pa.quantize(v)) - i32::from(pa.zero_point)).collect();
     let wq = &q.weights.q;
     direct_conv(c, xs, os, |xi, wi| xq[xi] * i32::from(wq[wi]), |o, co, acc: i32| {
@@ -199,14 +199,14 @@ pub fn qconv2d_ref(q: &crate::graph::QConv2d, x: &[f32], xs: [usize; 4], residua
 
 /// Direct INT8 fully connected layer, the twin of [`super::qconv::qlinear`]:
 /// `acc = Σ (q − za)·w`, then `acc·sa·sw + bias`.
-pub fn qlinear_ref(q: &crate::graph::QLinear, x: &[f32], n: usize, out: &mut [f32]) {
-    let (o, i) = (q.linear.weight.shape()[0], q.linear.weight.shape()[1]);
-    let pa = super::qconv::input_params(q.input, x);
+pub fn qlinear_ref(l: &Linear, q: &Int8, x: &[f32], n: usize, out: &mut [f32]) {
+    let (o, i) = (l.weight.shape()[0], l.weight.shape()[1]);
+    let pa = super::qconv::input_params(Simd::Baseline, q.input, x);
     let xq: Vec<i32> = x.iter().map(|&v| i32::from(pa.quantize(v)) - i32::from(pa.zero_point)).collect();
     for b in 0..n {
         for j in 0..o {
             let acc: i32 = (0..i).map(|k| xq[b * i + k] * i32::from(q.weights.q[j * i + k])).sum();
-            out[b * o + j] = acc as f32 * (pa.scale * q.weights.scales[j]) + q.linear.bias.as_ref().map_or(0.0, |bb| bb[j]);
+            out[b * o + j] = acc as f32 * (pa.scale * q.weights.scales[j]) + l.bias.as_ref().map_or(0.0, |bb| bb[j]);
         }
     }
 }

@@ -1,15 +1,47 @@
-//! Plain element loops compiled for wider vectors, chosen at run time. kestrel is built for
-//! baseline x86-64 (no `target-cpu=native`), so auto-vectorised loops would otherwise stay
-//! SSE2. [`multiversion!`] compiles one body three times (baseline, AVX2, AVX-512F/BW) and
-//! dispatches per call on the CPU's features. The bodies use no FMA and the same operations
-//! in every version, so results are bit-identical across versions. Also small SSE2 helpers
-//! that the baseline always has ([`gather_stride2`]).
+//! Plain element loops compiled for wider vectors. kestrel is built for baseline x86-64 (no
+//! `target-cpu=native`), so auto-vectorised loops would otherwise stay SSE2.
+//! [`multiversion!`] compiles one body three times (baseline, AVX2, AVX-512F/BW); the
+//! function it defines takes a [`Simd`] level first and runs that version. A session chooses
+//! the level once, with its kernels (`cpu::kernels`), so `KESTREL_ISA` decides it like every
+//! other kernel and nothing is looked up per call. The bodies use no FMA and the same
+//! operations in every version, so results are bit-identical across levels. Also small SSE2
+//! helpers that the baseline always has ([`gather_stride2`]).
 
-/// Defines `pub fn $name(args)` whose body is compiled for baseline, AVX2 and AVX-512.
+use crate::cpu::detect::{Avx2, Avx512Vnni, Isa};
+
+/// Which compiled version of a [`multiversion!`] loop runs. Holding an `Avx2` or `Avx512`
+/// level proves the CPU has those features.
+#[derive(Clone, Copy, Debug)]
+pub enum Simd {
+    /// Baseline x86-64 (SSE2), or plain code on other targets.
+    Baseline,
+    Avx2(Avx2),
+    /// AVX-512F/BW (proved by the AVX-512 VNNI token, which requires both).
+    Avx512(Avx512Vnni),
+}
+
+impl Simd {
+    /// The level of an INT8 kernel path: scalar runs the baseline loops.
+    pub fn for_isa(isa: Isa) -> Option<Simd> {
+        match isa {
+            Isa::Scalar => Some(Simd::Baseline),
+            Isa::Avx2 => Avx2::new().map(Simd::Avx2),
+            Isa::Avx512Vnni => Avx512Vnni::new().map(Simd::Avx512),
+        }
+    }
+
+    /// The richest level this CPU has.
+    pub fn best() -> Simd {
+        Avx512Vnni::new().map(Simd::Avx512).or_else(|| Avx2::new().map(Simd::Avx2)).unwrap_or(Simd::Baseline)
+    }
+}
+
+/// Defines `pub fn $name(simd: Simd, args)` whose body is compiled for baseline, AVX2 and
+/// AVX-512, running the version `simd` names.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name(simd: $crate::cpu::simd::Simd, $($arg: $ty),*) {
             #[inline(always)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -18,15 +50,15 @@ macro_rules! multiversion {
                 unsafe fn v512($($arg: $ty),*) { body($($arg),*) }
                 #[target_feature(enable = "avx2")]
                 unsafe fn v256($($arg: $ty),*) { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
-                    // SAFETY: the CPU supports AVX-512F/BW (checked on this line).
-                    return unsafe { v512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked on this line).
-                    return unsafe { v256($($arg),*) };
+                match simd {
+                    // SAFETY: the level's token proves the CPU supports AVX-512F/BW.
+                    $crate::cpu::simd::Simd::Avx512(_) => return unsafe { v512($($arg),*) },
+                    // SAFETY: the level's token proves the CPU supports AVX2.
+                    $crate::cpu::simd::Simd::Avx2(_) => return unsafe { v256($($arg),*) },
+                    $crate::cpu::simd::Simd::Baseline => {}
                 }
             }
+            let _ = simd;
             body($($arg),*)
         }
     };

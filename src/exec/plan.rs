@@ -1,28 +1,31 @@
-//! The buffer planner: one slot per live value, reused once the value's last reader ran.
-//! Slots are sized for the largest value they ever hold and persist across runs.
+//! The buffer planner: for one set of input shapes, every value's shape and a slot for each
+//! value, reused once the value's last reader ran. Slots are sized in bytes for the largest
+//! value they ever hold, at that value's [`DType`] (a u8 value takes one byte an element). A
+//! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
-use crate::cpu::{conv, conv_transpose};
-use crate::error::{Error, Result};
-use crate::graph::{shape, Graph, Op, ValueId};
-use crate::tensor::Tensor;
+use super::prepare::{Prepared, Step};
+use crate::cpu::{conv, conv_transpose, qconv::QScratch};
+use crate::error::Result;
+use crate::graph::{shape, Op, ValueId};
 
-/// Shapes and buffer assignment for one set of input shapes.
+/// Shapes and slot assignment for one set of input shapes.
+#[derive(Debug)]
 pub struct Plan {
-    shapes: Vec<Vec<usize>>,
-    slot_of: Vec<Option<usize>>,
-    slots: Vec<Vec<f32>>,
-    scratch: super::Scratch,
-    /// Values read by a dynamic INT8 conv: their producer records the output's range.
-    wants_range: Vec<bool>,
-    /// The range recorded for each value during the current run.
-    ranges: Vec<Option<(f32, f32)>>,
+    pub shapes: Vec<Vec<usize>>,
+    /// The slot of every value computed at run time (inputs and node outputs).
+    pub slot_of: Vec<Option<usize>>,
+    /// Bytes of each slot.
+    pub slot_bytes: Vec<usize>,
+    /// f32 scratch elements of the f32 conv kernels (im2col, col2im).
+    pub scratch_f32: usize,
 }
 
 impl Plan {
-    /// Infers shapes and assigns slots. Buffers are allocated here, once.
-    pub fn new(g: &Graph, input_shapes: &[Vec<usize>], threads: usize) -> Result<Self> {
+    /// Infers shapes and assigns slots.
+    pub fn new(p: &Prepared, input_shapes: &[Vec<usize>], threads: usize) -> Result<Self> {
+        let g = &p.graph;
         let shapes = shape::infer(g, input_shapes)?;
-        let numel = |v: ValueId| shapes[v].iter().product::<usize>();
+        let bytes = |v: ValueId| shapes[v].iter().product::<usize>() * p.dtypes[v].size();
         let mut last_use = vec![0usize; g.values.len()];
         for (i, n) in g.nodes.iter().enumerate() {
             for &v in &n.inputs {
@@ -52,11 +55,13 @@ impl Plan {
             }
         };
         for i in &g.inputs {
-            slot_of[i.id] = Some(take(numel(i.id), &mut sizes, &mut free));
+            slot_of[i.id] = Some(take(bytes(i.id), &mut sizes, &mut free));
         }
         let mut scratch = 0;
         for (idx, n) in g.nodes.iter().enumerate() {
-            slot_of[n.output] = Some(take(numel(n.output), &mut sizes, &mut free));
+            // The output takes its slot before the inputs' slots are freed: a node never
+            // writes over what it reads.
+            slot_of[n.output] = Some(take(bytes(n.output), &mut sizes, &mut free));
             for &v in &n.inputs {
                 if last_use[v] == idx && !g.constants.contains_key(&v) {
                     if let Some(s) = slot_of[v] {
@@ -67,88 +72,83 @@ impl Plan {
                 }
             }
             let os = &shapes[n.output];
-            scratch = scratch.max(match &n.op {
-                Op::Conv(c) => conv::scratch_len(c, [os[2], os[3]], threads),
-                Op::ConvTranspose(c) | Op::QConvTranspose(crate::graph::QConvTranspose2d { convt: c, .. }) => {
+            scratch = scratch.max(match (&n.op, &p.steps[idx]) {
+                (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
+                (Op::ConvTranspose(c), Step::F32 | Step::QConvTranspose(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])
                 }
                 _ => 0,
             });
         }
-        let slots = sizes.iter().map(|&s| vec![0.0; s]).collect();
-        let mut wants_range = vec![false; g.values.len()];
-        for n in &g.nodes {
-            if let Op::QConv(q) = &n.op {
-                if q.input == crate::graph::ActQuant::Dynamic {
-                    wants_range[n.inputs[0]] = true;
-                }
-            }
-        }
-        let ranges = vec![None; g.values.len()];
-        Ok(Plan { shapes, slot_of, slots, scratch: super::Scratch { f32: vec![0.0; scratch], ..Default::default() }, wants_range, ranges })
+        Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch })
     }
 
-    /// Bytes held by activation slots and scratch.
+    /// Bytes the plan's buffers hold: slots and the f32 scratch (the INT8 scratch grows on
+    /// first use and is not counted).
     pub fn activation_bytes(&self) -> usize {
-        (self.slots.iter().map(Vec::len).sum::<usize>() + self.scratch.f32.len()) * 4 + self.scratch.q.u8.len() + self.scratch.q.i32.len() * 4
+        self.slot_bytes.iter().sum::<usize>() + 4 * self.scratch_f32
     }
 
-    /// The inferred shape of every value.
-    pub fn shapes(&self) -> &[Vec<usize>] {
-        &self.shapes
+    /// Elements of value `v`.
+    pub fn numel(&self, v: ValueId) -> usize {
+        self.shapes[v].iter().product()
+    }
+}
+
+/// One slot: a byte arena, 4-byte aligned, viewed as the type of the value it holds now.
+#[derive(Debug, Default)]
+pub struct Slot(Vec<u32>);
+
+impl Slot {
+    fn with_bytes(bytes: usize) -> Slot {
+        Slot(vec![0; bytes.div_ceil(4)])
     }
 
-    /// Runs the graph with this plan's buffers.
-    pub fn execute(&mut self, g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>> {
-        self.execute_timed(g, inputs, threads, None)
+    /// The first `n` f32 elements.
+    pub fn f32(&self, n: usize) -> &[f32] {
+        &bytemuck::cast_slice(&self.0)[..n]
     }
 
-    /// [`Plan::execute`], adding each node's wall time in seconds to `node_seconds[i]`.
-    pub fn execute_timed(&mut self, g: &Graph, inputs: &[Tensor], threads: usize, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
-        let slot = |v: ValueId| self.slot_of[v].ok_or_else(|| Error::Invalid(format!("value '{}' has no buffer", g.values[v])));
-        self.ranges.fill(None);
-        for (i, t) in g.inputs.iter().zip(inputs) {
-            let s = slot(i.id)?;
-            self.slots[s][..t.numel()].copy_from_slice(t.data());
+    /// The first `n` f32 elements, writable.
+    pub fn f32_mut(&mut self, n: usize) -> &mut [f32] {
+        &mut bytemuck::cast_slice_mut(&mut self.0)[..n]
+    }
+
+    /// The first `n` bytes.
+    pub fn u8(&self, n: usize) -> &[u8] {
+        &bytemuck::cast_slice(&self.0)[..n]
+    }
+
+    /// The first `n` bytes, writable.
+    pub fn u8_mut(&mut self, n: usize) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.0)[..n]
+    }
+}
+
+/// Reusable buffers of the f32 and INT8 kernels.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    pub f32: Vec<f32>,
+    pub q: QScratch,
+}
+
+/// Everything one call writes: the slots, the kernels' scratch, and the `(min, max)` each
+/// value's producer recorded this call.
+#[derive(Debug)]
+pub struct Buffers {
+    pub slots: Vec<Slot>,
+    pub scratch: Scratch,
+    pub ranges: Vec<Option<(f32, f32)>>,
+}
+
+impl Buffers {
+    /// Buffers sized for `plan` (values of a graph with `values` values).
+    pub fn new(plan: &Plan, values: usize) -> Buffers {
+        Buffers {
+            slots: plan.slot_bytes.iter().map(|&b| Slot::with_bytes(b)).collect(),
+            scratch: Scratch { f32: vec![0.0; plan.scratch_f32], ..Default::default() },
+            ranges: vec![None; values],
         }
-        for (k, n) in g.nodes.iter().enumerate() {
-            let t0 = node_seconds.as_ref().map(|_| std::time::Instant::now());
-            let o = slot(n.output)?;
-            let mut out = std::mem::take(&mut self.slots[o]);
-            let on = self.shapes[n.output].iter().product::<usize>();
-            let mut ins: Vec<(&[f32], &[usize])> = Vec::with_capacity(n.inputs.len());
-            for &v in &n.inputs {
-                let data: &[f32] = match g.constants.get(&v) {
-                    Some(t) => t.data(),
-                    None => {
-                        let s = slot(v)?;
-                        &self.slots[s][..self.shapes[v].iter().product::<usize>()]
-                    }
-                };
-                ins.push((data, &self.shapes[v]));
-            }
-            // A dynamic INT8 conv reads its input's range if the producer recorded it this run.
-            self.scratch.q.in_range = n.inputs.first().and_then(|&v| self.ranges[v]);
-            self.scratch.q.want_range = self.wants_range[n.output];
-            super::exec_node(n, &ins, &mut out[..on], &self.shapes[n.output], &mut self.scratch, threads);
-            self.ranges[n.output] = self.scratch.q.out_range.take();
-            self.slots[o] = out;
-            if let (Some(t0), Some(acc)) = (t0, node_seconds.as_deref_mut()) {
-                if let Some(a) = acc.get_mut(k) {
-                    *a += t0.elapsed().as_secs_f64();
-                }
-            }
-        }
-        g.outputs
-            .iter()
-            .map(|&v| {
-                let data = match g.constants.get(&v) {
-                    Some(t) => t.data().to_vec(),
-                    None => self.slots[slot(v)?][..self.shapes[v].iter().product::<usize>()].to_vec(),
-                };
-                Tensor::new(self.shapes[v].clone(), data)
-            })
-            .collect()
     }
 }

@@ -100,11 +100,11 @@ impl Graph {
         c
     }
 
-    /// Whether any node computes in INT8 or quantizes its input (QConv, QGemm,
-    /// QConvTranspose, QuantizeDequantize): such a graph has QDQ semantics, and parity judges
+    /// Whether any node computes in INT8 or quantizes its input (an op at INT8
+    /// [`Precision`], or a QuantizeDequantize): such a graph has QDQ semantics, and parity judges
     /// it in output quantization steps against ORT running the Q/DQ nodes literally.
     pub fn is_quantized(&self) -> bool {
-        self.nodes.iter().any(|n| matches!(n.op, Op::QConv(_) | Op::QLinear(_) | Op::QConvTranspose(_) | Op::FakeQuant(_)))
+        self.nodes.iter().any(|n| n.op.int8().is_some() || matches!(n.op, Op::FakeQuant(_)))
     }
 
     /// Total weight parameters.
@@ -126,7 +126,7 @@ impl Graph {
             let arity_ok = match &n.op {
                 Op::Add | Op::Mul => n.inputs.len() == 2,
                 Op::Concat { .. } => !n.inputs.is_empty(),
-                Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => n.inputs.len() == 1 + usize::from(c.residual),
+                Op::Conv(c) => n.inputs.len() == 1 + usize::from(c.residual),
                 _ => n.inputs.len() == 1,
             };
             if !arity_ok {
@@ -178,16 +178,16 @@ impl Graph {
             let out = &shapes[n.output];
             let out_elems = out.iter().product::<usize>() as u64;
             macs += match &n.op {
-                Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => {
+                Op::Conv(c) => {
                     let w = c.weight.shape();
                     out_elems * (w[1] * w[2] * w[3]) as u64
                 }
-                Op::ConvTranspose(c) | Op::QConvTranspose(QConvTranspose2d { convt: c, .. }) => {
+                Op::ConvTranspose(c) => {
                     let w = c.weight.shape();
                     let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
                     inp * (w[1] * w[2] * w[3]) as u64
                 }
-                Op::Linear(l) | Op::QLinear(QLinear { linear: l, .. }) => out_elems * l.weight.shape()[1] as u64,
+                Op::Linear(l) => out_elems * l.weight.shape()[1] as u64,
                 _ => 0,
             };
         }

@@ -1,13 +1,18 @@
-//! The closed set of ops kestrel executes. Weighted ops own their weights, in the layouts
-//! PyTorch and ONNX use:
+//! The closed set of ops a model computes, independent of any backend. Weighted ops own their
+//! weights, in the layouts PyTorch and ONNX use:
 //! - Conv weight `[Cout, Cin/groups, kh, kw]`;
 //! - ConvTranspose weight `[Cin, Cout/groups, kh, kw]`;
 //! - Linear (Gemm) weight `[out, in]`.
 //!
 //! Pads are `[top, left, bottom, right]`.
+//!
+//! A weighted op computes at a [`Precision`]: f32, or INT8 with its s8 weight codes, their
+//! scales and its input's u8 parameters as data ([`Int8`]). The float `weight` of an INT8 op
+//! holds the dequantized codes, so the layer's meaning is explicit. How a backend runs an op
+//! (packed panels, kernel choice, u8 hand-offs between layers) is decided when a session is
+//! prepared (`exec::prepare`), never stored here.
 
-use crate::cpu::qgemm::PackedWeights;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::qparams::{quantize_per_channel, quantize_symmetric, QParams};
 use crate::tensor::Tensor;
 
@@ -40,6 +45,39 @@ impl Activation {
     }
 }
 
+/// The arithmetic a weighted op (Conv, ConvTranspose, Linear) computes in.
+#[derive(Clone, Debug, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// u8 input codes × s8 weight codes, accumulated exactly, then the op's f32 epilogue on
+    /// `acc · s_in · s_w`.
+    Int8(Int8),
+}
+
+/// The quantization data of an INT8 op: its weight codes and scales, and where its input's
+/// u8 parameters come from.
+#[derive(Clone, Debug)]
+pub struct Int8 {
+    pub weights: QWeights,
+    pub input: ActQuant,
+}
+
+impl Precision {
+    /// The INT8 data, when the op is INT8.
+    pub fn int8(&self) -> Option<&Int8> {
+        match self {
+            Precision::Int8(q) => Some(q),
+            Precision::F32 => None,
+        }
+    }
+
+    /// Whether the op computes in f32.
+    pub fn is_f32(&self) -> bool {
+        matches!(self, Precision::F32)
+    }
+}
+
 /// 2-D convolution with an optional fused epilogue:
 /// `y = act(conv(x) + bias + residual)`.
 #[derive(Clone, Debug)]
@@ -56,13 +94,14 @@ pub struct Conv2d {
     pub act: Option<Activation>,
     /// When true the node has a second input of the output's shape, added before `act`.
     pub residual: bool,
+    pub precision: Precision,
 }
 
 impl Op {
-    /// The float conv (geometry and epilogue) of a Conv or QConv.
+    /// The conv of a Conv node (any precision).
     pub fn conv(&self) -> Option<&Conv2d> {
         match self {
-            Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => Some(c),
+            Op::Conv(c) => Some(c),
             _ => None,
         }
     }
@@ -70,9 +109,31 @@ impl Op {
     /// Mutable [`Op::conv`].
     pub fn conv_mut(&mut self) -> Option<&mut Conv2d> {
         match self {
-            Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => Some(c),
+            Op::Conv(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// The precision of a weighted op; `None` for the others.
+    pub fn precision(&self) -> Option<&Precision> {
+        match self {
+            Op::Conv(c) => Some(&c.precision),
+            Op::ConvTranspose(c) => Some(&c.precision),
+            Op::Linear(l) => Some(&l.precision),
+            _ => None,
+        }
+    }
+
+    /// The INT8 data of an INT8 weighted op.
+    pub fn int8(&self) -> Option<&Int8> {
+        self.precision().and_then(Precision::int8)
+    }
+}
+
+fn codes_mismatch(what: &str, codes: usize, weights: usize, scales: usize, rows: usize) -> Error {
+    Error::BadTensor {
+        name: format!("{what} weights"),
+        reason: format!("{codes} s8 codes and {scales} scales for {weights} weights in {rows} channels"),
     }
 }
 
@@ -88,7 +149,28 @@ impl Conv2d {
             groups,
             act: None,
             residual: false,
+            precision: Precision::F32,
         }
+    }
+
+    /// The INT8 version of this f32 conv: s8 weights, symmetric per output channel (or per
+    /// tensor), `weight` replaced by their dequantization.
+    pub fn quantized(mut self, input: ActQuant, per_channel: bool) -> Result<Self> {
+        let cout = self.out_channels();
+        let weights = QWeights::quantize(self.weight.data(), cout, per_channel);
+        self.weight = Tensor::new(self.weight.shape().to_vec(), weights.dequantize())?;
+        self.with_int8(weights, input)
+    }
+
+    /// This conv at INT8 precision with already quantized weights (from a QDQ model);
+    /// `weight` must hold their dequantization.
+    pub fn with_int8(mut self, weights: QWeights, input: ActQuant) -> Result<Self> {
+        let cout = self.out_channels();
+        if weights.q.len() != self.weight.numel() || weights.scales.len() != cout {
+            return Err(codes_mismatch("conv", weights.q.len(), self.weight.numel(), weights.scales.len(), cout));
+        }
+        self.precision = Precision::Int8(Int8 { weights, input });
+        Ok(self)
     }
     /// Output channels.
     pub fn out_channels(&self) -> usize {
@@ -116,9 +198,47 @@ pub struct ConvTranspose2d {
     pub output_padding: [usize; 2],
     pub dilation: [usize; 2],
     pub groups: usize,
+    pub precision: Precision,
 }
 
 impl ConvTranspose2d {
+    /// The INT8 version of this f32 transposed conv: s8 weights, symmetric per output channel
+    /// (axis 1 of the weight) or per tensor, `weight` replaced by their dequantization.
+    pub fn quantized(mut self, input: ActQuant, per_channel: bool) -> Result<Self> {
+        let [cin, cout] = [self.in_channels(), self.out_channels()];
+        let [kh, kw] = self.kernel();
+        let w = self.weight.data();
+        let per = kh * kw;
+        let cout_g = cout / self.groups.max(1);
+        // Output channel of weight element i: group of its input channel, then axis 1.
+        let chan = |i: usize| (i / (cout_g * per)) / (cin / self.groups.max(1)) * cout_g + (i / per) % cout_g;
+        let mut amax = vec![0.0f32; cout];
+        for (i, v) in w.iter().enumerate() {
+            amax[chan(i)] = amax[chan(i)].max(v.abs());
+        }
+        let scale_of = |a: f32| if a > 0.0 && a.is_finite() { a / 127.0 } else { 1.0 };
+        let scales: Vec<f32> = if per_channel {
+            amax.iter().map(|&a| scale_of(a)).collect()
+        } else {
+            vec![scale_of(amax.iter().copied().fold(0.0, f32::max)); cout]
+        };
+        let q: Vec<i8> = w.iter().enumerate().map(|(i, &v)| (v / scales[chan(i)]).round_ties_even().clamp(-127.0, 127.0) as i8).collect();
+        let deq: Vec<f32> = q.iter().enumerate().map(|(i, &v)| f32::from(v) * scales[chan(i)]).collect();
+        self.weight = Tensor::new(self.weight.shape().to_vec(), deq)?;
+        self.with_int8(QWeights { q, scales, per_channel }, input)
+    }
+
+    /// This transposed conv at INT8 precision with already quantized `[Cin, Cout/g, kh, kw]`
+    /// codes and one scale per output channel (from a QDQ model).
+    pub fn with_int8(mut self, weights: QWeights, input: ActQuant) -> Result<Self> {
+        let cout = self.out_channels();
+        if weights.q.len() != self.weight.numel() || weights.scales.len() != cout {
+            return Err(codes_mismatch("ConvTranspose", weights.q.len(), self.weight.numel(), weights.scales.len(), cout));
+        }
+        self.precision = Precision::Int8(Int8 { weights, input });
+        Ok(self)
+    }
+
     /// Output channels.
     pub fn out_channels(&self) -> usize {
         self.weight.shape()[1] * self.groups
@@ -172,6 +292,33 @@ pub struct Linear {
     pub weight: Tensor,
     /// `[out]`.
     pub bias: Option<Vec<f32>>,
+    pub precision: Precision,
+}
+
+impl Linear {
+    /// An f32 layer.
+    pub fn new(weight: Tensor, bias: Option<Vec<f32>>) -> Self {
+        Linear { weight, bias, precision: Precision::F32 }
+    }
+
+    /// The INT8 version of this f32 layer: s8 weights per output row (or per tensor), `weight`
+    /// replaced by their dequantization.
+    pub fn quantized(mut self, input: ActQuant, per_channel: bool) -> Result<Self> {
+        let (o, i) = (self.weight.shape()[0], self.weight.shape()[1]);
+        let weights = QWeights::quantize(self.weight.data(), o, per_channel);
+        self.weight = Tensor::new(vec![o, i], weights.dequantize())?;
+        self.with_int8(weights, input)
+    }
+
+    /// This layer at INT8 precision with already quantized `[out, in]` codes.
+    pub fn with_int8(mut self, weights: QWeights, input: ActQuant) -> Result<Self> {
+        let o = self.weight.shape()[0];
+        if weights.q.len() != self.weight.numel() || weights.scales.len() != o {
+            return Err(codes_mismatch("Gemm", weights.q.len(), self.weight.numel(), weights.scales.len(), o));
+        }
+        self.precision = Precision::Int8(Int8 { weights, input });
+        Ok(self)
+    }
 }
 
 /// How Resize maps an output coordinate back to the input (ONNX `coordinate_transformation_mode`).
@@ -255,130 +402,6 @@ impl QWeights {
     }
 }
 
-/// An INT8 convolution: u8 input × s8 weights in i32, then the f32 epilogue of `conv`
-/// (`(acc − za·Σw)·sa·sw + bias`, residual, activation). `conv.weight` holds the dequantized
-/// weights, so the layer's float meaning is explicit.
-#[derive(Clone, Debug)]
-pub struct QConv2d {
-    pub conv: Conv2d,
-    pub weights: QWeights,
-    /// One packed weight matrix per group: `[Cout/g][Cin/g·kh·kw]`.
-    pub packed: Vec<PackedWeights>,
-    pub input: ActQuant,
-    /// Set by the `fuse_requantize` pass: the output is written as u8 codes with these
-    /// parameters (the next INT8 layers' input parameters) instead of f32.
-    pub out_q: Option<QParams>,
-    /// Set by the same pass: the input value holds u8 codes already quantized with
-    /// `input`'s parameters.
-    pub in_u8: bool,
-    /// Set by the same pass when the residual input was a QuantizeDequantize of an INT8
-    /// conv's output: the residual value holds those u8 codes, and the epilogue adds their
-    /// dequantization `(code − zp)·scale` (the value the removed QuantizeDequantize passed on).
-    pub res_q: Option<QParams>,
-}
-
-impl QConv2d {
-    /// Quantizes a float conv's weights and packs them.
-    pub fn new(mut conv: Conv2d, input: ActQuant, per_channel: bool) -> Result<Self> {
-        let cout = conv.out_channels();
-        let weights = QWeights::quantize(conv.weight.data(), cout, per_channel);
-        conv.weight = Tensor::new(conv.weight.shape().to_vec(), weights.dequantize())?;
-        Self::from_quantized(conv, weights, input)
-    }
-
-    /// Packs already quantized weights (from a QDQ model); `conv.weight` must be their dequantization.
-    pub fn from_quantized(conv: Conv2d, weights: QWeights, input: ActQuant) -> Result<Self> {
-        let cout = conv.out_channels();
-        let g = conv.groups;
-        let k = weights.q.len() / cout.max(1);
-        let cg = cout / g;
-        let packed = (0..g)
-            .map(|gi| PackedWeights::new(&weights.q[gi * cg * k..(gi + 1) * cg * k], cg, k))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(QConv2d { conv, weights, packed, input, out_q: None, in_u8: false, res_q: None })
-    }
-}
-
-/// An INT8 transposed convolution (groups = 1): `col = Wᵀ·x` in INT8 with `Wᵀ` packed as
-/// `[Cout·kh·kw][Cin]`, dequantized per output channel, then col2im in f32 plus bias.
-/// `convt.weight` holds the dequantized weights; `weights.q` keeps the `[Cin, Cout, kh, kw]`
-/// codes and `weights.scales` one scale per output channel (axis 1).
-#[derive(Clone, Debug)]
-pub struct QConvTranspose2d {
-    pub convt: ConvTranspose2d,
-    pub weights: QWeights,
-    pub packed: PackedWeights,
-    pub input: ActQuant,
-}
-
-impl QConvTranspose2d {
-    /// Quantizes a float transposed conv (groups must be 1).
-    pub fn new(mut convt: ConvTranspose2d, input: ActQuant, per_channel: bool) -> Result<Self> {
-        let [cin, cout] = [convt.in_channels(), convt.out_channels()];
-        let [kh, kw] = convt.kernel();
-        let w = convt.weight.data();
-        let per = kh * kw;
-        // Per output channel (axis 1): gather each channel's values across Cin.
-        let amax = |co: usize| (0..cin).flat_map(|ci| w[(ci * cout + co) * per..(ci * cout + co + 1) * per].iter()).fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale_of = |a: f32| if a > 0.0 && a.is_finite() { a / 127.0 } else { 1.0 };
-        let scales: Vec<f32> = if per_channel {
-            (0..cout).map(|co| scale_of(amax(co))).collect()
-        } else {
-            vec![scale_of((0..cout).map(amax).fold(0.0, f32::max)); cout]
-        };
-        let q: Vec<i8> = w.iter().enumerate().map(|(i, &v)| (v / scales[(i / per) % cout]).round_ties_even().clamp(-127.0, 127.0) as i8).collect();
-        let weights = QWeights { q, scales, per_channel };
-        let deq: Vec<f32> = weights.q.iter().enumerate().map(|(i, &v)| f32::from(v) * weights.scales[(i / per) % cout]).collect();
-        convt.weight = Tensor::new(convt.weight.shape().to_vec(), deq)?;
-        Self::from_quantized(convt, weights, input)
-    }
-
-    /// Packs already quantized `[Cin, Cout, kh, kw]` codes (from a QDQ model).
-    pub fn from_quantized(convt: ConvTranspose2d, weights: QWeights, input: ActQuant) -> Result<Self> {
-        if convt.groups != 1 {
-            return Err(crate::error::Error::Invalid("INT8 ConvTranspose supports groups = 1 only".into()));
-        }
-        let [cin, cout] = [convt.in_channels(), convt.out_channels()];
-        let [kh, kw] = convt.kernel();
-        let rows = cout * kh * kw;
-        let mut wt = vec![0i8; rows * cin];
-        for ci in 0..cin {
-            for r in 0..rows {
-                wt[r * cin + ci] = weights.q[ci * rows + r];
-            }
-        }
-        let packed = PackedWeights::new(&wt, rows, cin)?;
-        Ok(QConvTranspose2d { convt, weights, packed, input })
-    }
-}
-
-/// An INT8 fully connected layer (`linear.weight` holds the dequantized weights).
-#[derive(Clone, Debug)]
-pub struct QLinear {
-    pub linear: Linear,
-    pub weights: QWeights,
-    pub packed: PackedWeights,
-    pub input: ActQuant,
-}
-
-impl QLinear {
-    /// Quantizes a float layer's weights and packs them.
-    pub fn new(mut linear: Linear, input: ActQuant, per_channel: bool) -> Result<Self> {
-        let (o, i) = (linear.weight.shape()[0], linear.weight.shape()[1]);
-        let weights = QWeights::quantize(linear.weight.data(), o, per_channel);
-        linear.weight = Tensor::new(vec![o, i], weights.dequantize())?;
-        let packed = PackedWeights::new(&weights.q, o, i)?;
-        Ok(QLinear { linear, weights, packed, input })
-    }
-
-    /// Packs already quantized weights.
-    pub fn from_quantized(linear: Linear, weights: QWeights, input: ActQuant) -> Result<Self> {
-        let (o, i) = (linear.weight.shape()[0], linear.weight.shape()[1]);
-        let packed = PackedWeights::new(&weights.q, o, i)?;
-        Ok(QLinear { linear, weights, packed, input })
-    }
-}
-
 /// The closed set of ops. Each node has one output.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -402,16 +425,6 @@ pub enum Op {
     Resize(Resize),
     Softmax { axis: usize },
     Identity,
-    /// INT8 convolution.
-    QConv(QConv2d),
-    /// INT8 fully connected layer.
-    QLinear(QLinear),
-    /// INT8 transposed convolution.
-    QConvTranspose(QConvTranspose2d),
-    /// Max pooling over u8 codes held in f32 buffers, between an INT8 conv that hands out u8
-    /// and INT8 convs that read u8 (set by `fuse_requantize`; exact, since quantization is
-    /// monotone).
-    MaxPoolU8(Pool2d),
     /// A QuantizeLinear → DequantizeLinear pair: `x ↦ dequantize(quantize(x))`, with static
     /// parameters or (DynamicQuantizeLinear) parameters from each input's range.
     FakeQuant(ActQuant),
@@ -421,7 +434,9 @@ impl Op {
     /// A short op name for messages and reports.
     pub fn kind(&self) -> &'static str {
         match self {
+            Op::Conv(c) if !c.precision.is_f32() => "QConv",
             Op::Conv(_) => "Conv",
+            Op::ConvTranspose(c) if !c.precision.is_f32() => "QConvTranspose",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::BatchNorm(_) => "BatchNormalization",
             Op::Act(Activation::Relu) => "Relu",
@@ -430,19 +445,17 @@ impl Op {
             Op::Act(Activation::Clip(..)) => "Clip",
             Op::Add => "Add",
             Op::Mul => "Mul",
-            Op::MaxPool(_) | Op::MaxPoolU8(_) => "MaxPool",
+            Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
             Op::Flatten { .. } => "Flatten",
             Op::Reshape { .. } => "Reshape",
+            Op::Linear(l) if !l.precision.is_f32() => "QGemm",
             Op::Linear(_) => "Gemm",
             Op::Concat { .. } => "Concat",
             Op::Resize(_) => "Resize",
             Op::Softmax { .. } => "Softmax",
             Op::Identity => "Identity",
-            Op::QConv(_) => "QConv",
-            Op::QLinear(_) => "QGemm",
-            Op::QConvTranspose(_) => "QConvTranspose",
             Op::FakeQuant(_) => "QuantizeDequantize",
         }
     }
@@ -455,9 +468,6 @@ impl Op {
             Op::ConvTranspose(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
             Op::BatchNorm(b) => 2 * b.gamma.len(),
             Op::Linear(l) => l.weight.numel() + l.bias.as_ref().map_or(0, Vec::len),
-            Op::QConv(q) => q.weights.q.len() + q.conv.bias.as_ref().map_or(0, Vec::len),
-            Op::QLinear(q) => q.weights.q.len() + q.linear.bias.as_ref().map_or(0, Vec::len),
-            Op::QConvTranspose(q) => q.weights.q.len() + q.convt.bias.as_ref().map_or(0, Vec::len),
             _ => 0,
         }
     }
@@ -466,12 +476,16 @@ impl Op {
     /// statistics), or s8 weights plus f32 scales and bias for quantized layers.
     pub fn weight_bytes(&self) -> usize {
         let f32_bias = |b: &Option<Vec<f32>>| 4 * b.as_ref().map_or(0, Vec::len);
-        match self {
-            Op::QConv(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.conv.bias),
-            Op::QLinear(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.linear.bias),
-            Op::QConvTranspose(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(&q.convt.bias),
-            Op::BatchNorm(b) => 4 * (self.param_count() + 2 * b.gamma.len()),
-            _ => 4 * self.param_count(),
+        let bias = match self {
+            Op::Conv(c) => &c.bias,
+            Op::ConvTranspose(c) => &c.bias,
+            Op::Linear(l) => &l.bias,
+            Op::BatchNorm(b) => return 4 * (self.param_count() + 2 * b.gamma.len()),
+            _ => return 4 * self.param_count(),
+        };
+        match self.int8() {
+            Some(q) => q.weights.q.len() + 4 * q.weights.scales.len() + f32_bias(bias),
+            None => 4 * self.param_count(),
         }
     }
 }

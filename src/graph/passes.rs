@@ -1,17 +1,15 @@
-//! Graph rewrites applied once when a session is built:
+//! Value-preserving graph rewrites, for every backend, applied once when a session is built:
 //! 1. drop Identity (and Dropout, imported as Identity);
-//! 2. fold an inference BatchNorm into the Conv that feeds it;
-//! 3. fuse a residual Add into the Conv (or INT8 QConv) epilogue;
-//! 4. fuse a following activation into the Conv (or QConv) epilogue;
-//! 5. remove nodes whose output nobody reads;
-//! 6. pass u8 codes between INT8 convs instead of f32 where every reader agrees (also into
-//!    residual inputs, in place of a QuantizeDequantize).
+//! 2. fold an inference BatchNorm into the f32 Conv that feeds it;
+//! 3. fuse a residual Add into the Conv epilogue (any precision);
+//! 4. fuse a following activation into the Conv epilogue;
+//! 5. remove nodes whose output nobody reads.
 //!
 //! Each rewrite only fires when the intermediate value has exactly one reader and is not a
-//! graph output, so no observable value changes.
+//! graph output, so no observable value changes. Lowering decisions (kernels, u8 hand-offs
+//! between INT8 layers) belong to a backend's prepare stage, not here.
 
-use super::{ActQuant, Graph, Op, ValueId};
-use crate::qparams::QParams;
+use super::{Graph, Op, Precision, ValueId};
 
 /// Runs every pass to a fixed point.
 pub fn optimize(g: &mut Graph) {
@@ -20,97 +18,6 @@ pub fn optimize(g: &mut Graph) {
     fuse_residual_add(g);
     fuse_activation(g);
     remove_dead(g);
-    fuse_requantize(g);
-}
-
-/// Lets an INT8 conv hand its output to INT8 convs as u8 codes. When every reader of a
-/// QConv's output (the value is no graph output) agrees on one set of static parameters, the
-/// producer quantizes in its epilogue and
-/// - a QConv reading it as its main input skips its quantize pass (`in_u8`);
-/// - a QuantizeDequantize whose only readers are QConvs taking it as their residual is
-///   removed, and those QConvs read the codes and dequantize them in their epilogue (`res_q`).
-///
-/// The codes are exactly those the readers would have computed, and the residual values
-/// exactly those the QuantizeDequantize passed on. A value flagged this way holds u8 codes in
-/// its f32 buffer; only the flagged readers see it.
-pub fn fuse_requantize(g: &mut Graph) {
-    let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); g.values.len()];
-    for (i, n) in g.nodes.iter().enumerate() {
-        for (slot, &v) in n.inputs.iter().enumerate() {
-            readers[v].push((i, slot));
-        }
-    }
-    // An INT8 conv whose only reader is a MaxPool: the pool can run on u8 codes if its own
-    // readers qualify (max commutes with the monotone quantization, so the codes are exact).
-    let through_pool = |g: &Graph, p: usize| -> Option<usize> {
-        let v = g.nodes[p].output;
-        match readers[v].as_slice() {
-            [(m, 0)] if matches!(g.nodes[*m].op, Op::MaxPool(_)) && !g.outputs.contains(&v) => Some(*m),
-            _ => None,
-        }
-    };
-    // A QuantizeDequantize that only residual inputs of QConvs read.
-    let residual_qdq = |g: &Graph, r: usize| -> Option<QParams> {
-        let Op::FakeQuant(ActQuant::Static(pq)) = g.nodes[r].op else { return None };
-        let f = g.nodes[r].output;
-        let ok = !g.outputs.contains(&f)
-            && !readers[f].is_empty()
-            && readers[f].iter().all(|&(c, slot)| slot == 1 && matches!(&g.nodes[c].op, Op::QConv(q) if q.conv.residual && q.res_q.is_none()));
-        ok.then_some(pq)
-    };
-    let mut removed = vec![false; g.nodes.len()];
-    for p in 0..g.nodes.len() {
-        let Op::QConv(_) = &g.nodes[p].op else { continue };
-        let pool = through_pool(g, p);
-        let v = g.nodes[pool.unwrap_or(p)].output;
-        if g.outputs.contains(&v) || readers[v].is_empty() {
-            continue;
-        }
-        let mut params = None;
-        let ok = readers[v].iter().all(|&(r, slot)| {
-            let pq = match &g.nodes[r].op {
-                Op::QConv(q) if slot == 0 && !q.in_u8 => match q.input {
-                    ActQuant::Static(pq) => pq,
-                    ActQuant::Dynamic => return false,
-                },
-                Op::FakeQuant(_) if pool.is_none() => match residual_qdq(g, r) {
-                    Some(pq) => pq,
-                    None => return false,
-                },
-                _ => return false,
-            };
-            *params.get_or_insert(pq) == pq
-        });
-        let Some(pq) = params.filter(|_| ok) else { continue };
-        if let Op::QConv(q) = &mut g.nodes[p].op {
-            q.out_q = Some(pq);
-        }
-        if let Some(m) = pool {
-            if let Op::MaxPool(pp) = &g.nodes[m].op {
-                g.nodes[m].op = Op::MaxPoolU8(pp.clone());
-            }
-        }
-        for &(r, _) in &readers[v] {
-            match &mut g.nodes[r].op {
-                Op::QConv(q) => q.in_u8 = true,
-                Op::FakeQuant(_) => {
-                    removed[r] = true;
-                    for &(c, _) in &readers[g.nodes[r].output] {
-                        g.nodes[c].inputs[1] = v;
-                        if let Op::QConv(q) = &mut g.nodes[c].op {
-                            q.res_q = Some(pq);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut i = 0;
-    g.nodes.retain(|_| {
-        i += 1;
-        !removed[i - 1]
-    });
 }
 
 /// Replaces every read of an Identity's output by its input.
@@ -148,12 +55,13 @@ fn sole_reader(g: &Graph, v: ValueId) -> Option<usize> {
     found
 }
 
-/// Folds `BatchNorm(Conv(x))` into the conv's weight and bias.
+/// Folds `BatchNorm(Conv(x))` into an f32 conv's weight and bias (an INT8 conv's weights
+/// are its codes, which folding would change).
 pub fn fold_batchnorm(g: &mut Graph) {
     let mut i = 0;
     while i < g.nodes.len() {
         let folded = match (&g.nodes[i].op, sole_reader(g, g.nodes[i].output)) {
-            (Op::Conv(c), Some(j)) if c.act.is_none() && !c.residual => match &g.nodes[j].op {
+            (Op::Conv(c), Some(j)) if c.act.is_none() && !c.residual && matches!(c.precision, Precision::F32) => match &g.nodes[j].op {
                 Op::BatchNorm(bn) => Some((j, bn.affine())),
                 _ => None,
             },

@@ -1,7 +1,7 @@
 //! Shape inference for concrete input shapes. Returns one shape per value; values that are
 //! never defined get an empty shape.
 
-use super::{Graph, Node, Op, Pool2d, QConv2d, QConvTranspose2d, QLinear, ResizeTarget};
+use super::{Graph, Node, Op, Pool2d, ResizeTarget};
 use crate::error::{Error, Result};
 
 /// Output size of a convolution or pooling window along one axis, or `None` when empty.
@@ -105,7 +105,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
         }
     };
     let out = match &n.op {
-        Op::Conv(c) | Op::QConv(QConv2d { conv: c, .. }) => {
+        Op::Conv(c) => {
             need4(x)?;
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
@@ -122,7 +122,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             out
         }
-        Op::ConvTranspose(c) | Op::QConvTranspose(QConvTranspose2d { convt: c, .. }) => {
+        Op::ConvTranspose(c) => {
             need4(x)?;
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
@@ -155,7 +155,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             let y = &shapes[n.inputs[1]];
             broadcast(x, y).ok_or_else(|| err(format!("cannot broadcast {x:?} with {y:?}")))?
         }
-        Op::MaxPool(p) | Op::AveragePool(p) | Op::MaxPoolU8(p) => {
+        Op::MaxPool(p) | Op::AveragePool(p) => {
             need4(x)?;
             let [oh, ow] = pool_out(p, x[2], x[3]).ok_or_else(|| err(format!("window does not fit input {x:?}")))?;
             vec![x[0], x[1], oh, ow]
@@ -171,7 +171,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             vec![x[..*axis].iter().product(), x[*axis..].iter().product()]
         }
         Op::Reshape { shape } => reshape_out(x, shape).map_err(err)?,
-        Op::Linear(l) | Op::QLinear(QLinear { linear: l, .. }) => {
+        Op::Linear(l) => {
             let [o, i] = [l.weight.shape()[0], l.weight.shape()[1]];
             if x.len() != 2 || x[1] != i {
                 return Err(err(format!("expects [N, {i}], got {x:?}")));

@@ -41,6 +41,7 @@ impl<'a> Builder<'a> {
             output_padding: [0, 0],
             dilation: [1, 1],
             groups: 1,
+            precision: Precision::F32,
         };
         Ok(self.g.push(name, Op::ConvTranspose(c), vec![x]))
     }
@@ -62,7 +63,7 @@ impl<'a> Builder<'a> {
     pub fn linear(&mut self, name: &str, x: ValueId, cin: usize, cout: usize) -> Result<ValueId> {
         let weight = self.src.get(&format!("{name}.weight"), &[cout, cin], Param::Weight { fan_in: cin })?;
         let bias = self.src.get(&format!("{name}.bias"), &[cout], Param::Bias { fan_in: cin })?.into_data();
-        Ok(self.g.push(name, Op::Linear(Linear { weight, bias: Some(bias) }), vec![x]))
+        Ok(self.g.push(name, Op::Linear(Linear::new(weight, Some(bias))), vec![x]))
     }
 
     /// A ReLU.

@@ -61,7 +61,6 @@ pub fn calibrate_batchnorm(g: &mut Graph, seed: u64) -> Result<()> {
         values[id] = Some(t.clone());
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut scratch = crate::exec::Scratch::default();
     for i in 0..g.nodes.len() {
         let x_id = g.nodes[i].inputs[0];
         if let Op::BatchNorm(bn) = &mut g.nodes[i].op {
@@ -84,7 +83,7 @@ pub fn calibrate_batchnorm(g: &mut Graph, seed: u64) -> Result<()> {
                 }
             }
         }
-        let t = run_node(&g.nodes[i], &values, &mut scratch, threads)?;
+        let t = run_node(&g.nodes[i], &values, threads)?;
         let out = g.nodes[i].output;
         values[out] = Some(t);
     }

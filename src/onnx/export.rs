@@ -245,28 +245,30 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
         let nm = n.name.as_str();
         match &n.op {
             Op::Conv(c) => {
-                let wt = w.init(format!("{nm}.weight"), c.weight.shape(), c.weight.data());
+                let (xin, wt) = match c.precision.int8() {
+                    Some(q) => (w.qdq(&format!("{nm}.input"), x, q.input), w.dq_weights(nm, c.weight.shape(), &q.weights)),
+                    None => (x, w.init(format!("{nm}.weight"), c.weight.shape(), c.weight.data())),
+                };
                 let residual = c.residual.then(|| vname(n.inputs[1]));
-                w.conv_nodes(nm, c, x, wt, residual, &out);
+                w.conv_nodes(nm, c, xin, wt, residual, &out);
             }
-            Op::QConv(q) => {
-                let xin = w.qdq(&format!("{nm}.input"), x, q.input);
-                let wt = w.dq_weights(nm, q.conv.weight.shape(), &q.weights);
-                let residual = q.conv.residual.then(|| vname(n.inputs[1]));
-                w.conv_nodes(nm, &q.conv, xin, wt, residual, &out);
-            }
-            Op::QConvTranspose(q) => {
-                let xin = w.qdq(&format!("{nm}.input"), x, q.input);
-                let c = &q.convt;
-                let wq = format!("{nm}.weight_quantized");
-                w.inits.push(tensor_bytes(&wq, c.weight.shape(), pb::tensor_proto::DataType::Int8, q.weights.q.iter().map(|&v| v as u8).collect()));
-                let (sc, zp, wt) = (format!("{nm}.weight_scale"), format!("{nm}.weight_zero_point"), format!("{nm}.weight"));
-                let n_s = if q.weights.per_channel { q.weights.scales.len() } else { 1 };
-                let dims: &[usize] = if q.weights.per_channel { &[n_s] } else { &[] };
-                w.init(sc.clone(), dims, &q.weights.scales[..n_s]);
-                w.inits.push(tensor_bytes(&zp, dims, pb::tensor_proto::DataType::Int8, vec![0; n_s]));
-                let axis = if q.weights.per_channel { vec![a_int("axis", 1)] } else { vec![] };
-                w.node("DequantizeLinear", &format!("{nm}.weight_dequantize"), vec![wq, sc, zp], &wt, axis);
+            Op::ConvTranspose(c) => {
+                let (xin, wt) = match c.precision.int8() {
+                    Some(q) => {
+                        let xin = w.qdq(&format!("{nm}.input"), x, q.input);
+                        let wq = format!("{nm}.weight_quantized");
+                        w.inits.push(tensor_bytes(&wq, c.weight.shape(), pb::tensor_proto::DataType::Int8, q.weights.q.iter().map(|&v| v as u8).collect()));
+                        let (sc, zp, wt) = (format!("{nm}.weight_scale"), format!("{nm}.weight_zero_point"), format!("{nm}.weight"));
+                        let n_s = if q.weights.per_channel { q.weights.scales.len() } else { 1 };
+                        let dims: &[usize] = if q.weights.per_channel { &[n_s] } else { &[] };
+                        w.init(sc.clone(), dims, &q.weights.scales[..n_s]);
+                        w.inits.push(tensor_bytes(&zp, dims, pb::tensor_proto::DataType::Int8, vec![0; n_s]));
+                        let axis = if q.weights.per_channel { vec![a_int("axis", 1)] } else { vec![] };
+                        w.node("DequantizeLinear", &format!("{nm}.weight_dequantize"), vec![wq, sc, zp], &wt, axis);
+                        (xin, wt)
+                    }
+                    None => (x, w.init(format!("{nm}.weight"), c.weight.shape(), c.weight.data())),
+                };
                 let mut ins = vec![xin, wt];
                 if let Some(b) = &c.bias {
                     ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
@@ -274,26 +276,9 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 let attrs = convt_attrs(c);
                 w.node("ConvTranspose", nm, ins, &out, attrs);
             }
-            Op::QLinear(q) => {
-                let xin = w.qdq(&format!("{nm}.input"), x, q.input);
-                let mut ins = vec![xin, w.dq_weights(nm, q.linear.weight.shape(), &q.weights)];
-                if let Some(b) = &q.linear.bias {
-                    ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
-                }
-                w.node("Gemm", nm, ins, &out, vec![a_int("transB", 1)]);
-            }
             Op::FakeQuant(q) => {
                 let dq = w.qdq(nm, x, *q);
                 w.node("Identity", &format!("{nm}.out"), vec![dq], &out, vec![]);
-            }
-            Op::ConvTranspose(c) => {
-                let wt = w.init(format!("{nm}.weight"), c.weight.shape(), c.weight.data());
-                let mut ins = vec![x, wt];
-                if let Some(b) = &c.bias {
-                    ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
-                }
-                let attrs = convt_attrs(c);
-                w.node("ConvTranspose", nm, ins, &out, attrs);
             }
             Op::BatchNorm(b) => {
                 let c = b.gamma.len();
@@ -308,7 +293,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
             Op::Add | Op::Mul => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
-            Op::MaxPool(p) | Op::MaxPoolU8(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
+            Op::MaxPool(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
             Op::AveragePool(p) => w.node("AveragePool", nm, vec![x], &out, pool_attrs(p, true)),
             Op::GlobalAveragePool => w.node("GlobalAveragePool", nm, vec![x], &out, vec![]),
             Op::Flatten { axis } => w.node("Flatten", nm, vec![x], &out, vec![a_int("axis", *axis as i64)]),
@@ -318,7 +303,10 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 w.node("Reshape", nm, vec![x, s], &out, vec![]);
             }
             Op::Linear(l) => {
-                let mut ins = vec![x, w.init(format!("{nm}.weight"), l.weight.shape(), l.weight.data())];
+                let mut ins = match l.precision.int8() {
+                    Some(q) => vec![w.qdq(&format!("{nm}.input"), x, q.input), w.dq_weights(nm, l.weight.shape(), &q.weights)],
+                    None => vec![x, w.init(format!("{nm}.weight"), l.weight.shape(), l.weight.data())],
+                };
                 if let Some(b) = &l.bias {
                     ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
                 }

@@ -381,9 +381,9 @@ impl Importer<'_> {
             return Err(self.err(format!("bias length differs from {} output channels", ws[0])));
         }
         let weight = Tensor::new(ws, w)?;
-        let c = Conv2d { weight, bias, stride, pads, dilation, groups: groups as usize, act: None, residual: false };
+        let c = Conv2d { weight, bias, stride, pads, dilation, groups: groups as usize, act: None, residual: false, precision: Precision::F32 };
         match (self.fake_of.get(&x).copied(), self.qweights.get(&self.node.input[1]).cloned()) {
-            (Some((src, aq)), Some(qw)) => self.emit1(Op::QConv(QConv2d::from_quantized(c, qw, aq)?), vec![src]),
+            (Some((src, aq)), Some(qw)) => self.emit1(Op::Conv(c.with_int8(qw, aq)?), vec![src]),
             _ => self.emit1(Op::Conv(c), vec![x]),
         }
     }
@@ -411,9 +411,9 @@ impl Importer<'_> {
             Some(_) => Some(self.const_f32(2)?.1),
         };
         let weight = Tensor::new(ws, w)?;
-        let c = ConvTranspose2d { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize };
+        let c = ConvTranspose2d { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize, precision: Precision::F32 };
         match (self.fake_of.get(&x).copied(), self.qweights_axis1.get(&self.node.input[1]).cloned()) {
-            (Some((src, aq)), Some(qw)) if c.groups == 1 => self.emit1(Op::QConvTranspose(QConvTranspose2d::from_quantized(c, qw, aq)?), vec![src]),
+            (Some((src, aq)), Some(qw)) if c.groups == 1 => self.emit1(Op::ConvTranspose(c.with_int8(qw, aq)?), vec![src]),
             _ => self.emit1(Op::ConvTranspose(c), vec![x]),
         }
     }
@@ -651,7 +651,7 @@ impl Importer<'_> {
                 Some(b.into_iter().map(|v| v * beta).collect())
             }
         };
-        let l = Linear { weight: Tensor::new(vec![out_f, in_f], wt)?, bias };
+        let l = Linear::new(Tensor::new(vec![out_f, in_f], wt)?, bias);
         let qw = self.qweights.get(&self.node.input[1]).cloned().filter(|q| alpha == 1.0 && (trans_b || !q.per_channel));
         match (self.fake_of.get(&x).copied(), qw) {
             (Some((src, aq)), Some(mut qw)) => {
@@ -666,7 +666,7 @@ impl Importer<'_> {
                     qw.q = t;
                     qw.scales = vec![qw.scales[0]; out_f];
                 }
-                self.emit1(Op::QLinear(QLinear::from_quantized(l, qw, aq)?), vec![src])
+                self.emit1(Op::Linear(l.with_int8(qw, aq)?), vec![src])
             }
             _ => self.emit1(Op::Linear(l), vec![x]),
         }
@@ -685,7 +685,7 @@ impl Importer<'_> {
                 t[o * k + i] = w[i * m + o];
             }
         }
-        let l = Linear { weight: Tensor::new(vec![m, k], t)?, bias: None };
+        let l = Linear::new(Tensor::new(vec![m, k], t)?, None);
         self.emit1(Op::Linear(l), vec![x])
     }
 
@@ -1055,7 +1055,8 @@ impl Importer<'_> {
         }
     }
 
-    /// DequantizeLinear of integer weights: the floats, plus the s8 codes for QConv/QLinear.
+    /// DequantizeLinear of integer weights: the floats, plus the s8 codes for INT8 Conv,
+    /// ConvTranspose and Gemm.
     fn dequantize_constant(&mut self, shape: Vec<usize>, q: Vec<i64>) -> Result<()> {
         use pb::tensor_proto::DataType as D;
         let dt = self.int_dtype.get(&self.node.input[0]).copied().unwrap_or(0);

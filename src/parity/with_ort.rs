@@ -84,9 +84,8 @@ pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &To
     let g = session.graph();
     // Isolated: each layer runs on ORT's values of its inputs (ours where ORT has none), so a
     // layer is judged by its own error, not by what earlier layers passed on.
-    let mut scratch = crate::exec::Scratch::default();
     let mut out = Vec::new();
-    for n in &g.nodes {
+    for (index, n) in g.nodes.iter().enumerate() {
         let name = &g.values[n.output];
         let (Some(r), Some(Some(o))) = (theirs.get(name), ours.get(n.output)) else { continue };
         let metrics = compare(r, o);
@@ -94,7 +93,7 @@ pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &To
         for &i in &n.inputs {
             fed[i] = theirs.get(&g.values[i]).cloned().or_else(|| ours[i].clone());
         }
-        let isolated = crate::exec::run_node(n, &fed, &mut scratch, threads).map(|t| compare(r, &t))?;
+        let isolated = session.run_node(index, &fed).map(|t| compare(r, &t))?;
         let within = tol.violation(&Tolerance::layer_metrics(&isolated)).is_none();
         out.push(LayerReport { node: n.name.clone(), op: n.op.kind(), value: name.clone(), metrics, isolated, within });
     }

@@ -57,9 +57,9 @@ impl Default for Observer {
 }
 
 impl Observer {
-    /// Pass 1: widen the range.
-    pub fn see_range(&mut self, x: &[f32]) {
-        let (lo, hi) = crate::cpu::codec::min_max(x);
+    /// Pass 1: widen the range (`simd`: the vector level of the min/max pass).
+    pub fn see_range(&mut self, simd: crate::cpu::simd::Simd, x: &[f32]) {
+        let (lo, hi) = crate::cpu::codec::min_max(simd, x);
         self.min = self.min.min(lo);
         self.max = self.max.max(hi);
     }

@@ -1,6 +1,7 @@
 //! The quantization rewrite. The float graph is optimised first (BatchNorm folded, epilogues
-//! fused), then each Conv and Gemm that is not excluded becomes a [`QConv2d`] or
-//! [`QLinear`] (and each ConvTranspose with groups = 1 a [`QConvTranspose2d`]) with per-channel (or per-tensor) s8 weights and u8 input parameters that are
+//! fused), then each Conv and Gemm that is not excluded (and each ConvTranspose with
+//! groups = 1) becomes INT8 ([`crate::graph::Precision::Int8`]) with per-channel (or
+//! per-tensor) s8 weights and u8 input parameters that are
 //! calibrated (static) or computed per run (dynamic). In static mode the residual input of a
 //! quantized conv with a fused Add also gets a QuantizeDequantize with its calibrated
 //! parameters (unless `f32_residual`), which lets INT8 producers hand it over as u8 codes.
@@ -12,7 +13,7 @@ use super::observe::{Method, Observer};
 use crate::qparams::QParams;
 use crate::error::{Error, Result};
 use crate::exec::interpret;
-use crate::graph::{passes, ActQuant, Graph, Node, Op, QConv2d, QConvTranspose2d, QLinear, ValueId};
+use crate::graph::{passes, ActQuant, Graph, Node, Op, ValueId};
 use crate::compare::compare;
 use crate::tensor::Tensor;
 
@@ -68,8 +69,9 @@ pub fn targets(g: &Graph, opts: &QuantizeOptions) -> Vec<usize> {
         .iter()
         .enumerate()
         .filter(|(_, n)| match &n.op {
-            Op::Conv(_) | Op::Linear(_) => true,
-            Op::ConvTranspose(c) => c.groups == 1,
+            Op::Conv(c) => c.precision.is_f32(),
+            Op::Linear(l) => l.precision.is_f32(),
+            Op::ConvTranspose(c) => c.groups == 1 && c.precision.is_f32(),
             _ => false,
         })
         .filter(|(_, n)| !opts.exclude.iter().any(|p| matches(p, &n.name)))
@@ -97,13 +99,14 @@ pub fn calibrate(
     let passes = if method.needs_histogram() { 2 } else { 1 };
     let total = passes * calib.len();
     let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let simd = crate::cpu::kernels::Kernels::select()?.simd;
     for pass in 0..passes {
         for (i, x) in calib.iter().enumerate() {
             let values = interpret(g, std::slice::from_ref(x), threads)?;
             for (&v, o) in obs.iter_mut() {
                 if let Some(t) = &values[v] {
                     if pass == 0 {
-                        o.see_range(t.data());
+                        o.see_range(simd, t.data());
                     } else {
                         o.see_histogram(t.data());
                     }
@@ -124,9 +127,9 @@ fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashM
     };
     let op = std::mem::replace(&mut g.nodes[i].op, Op::Identity);
     g.nodes[i].op = match op {
-        Op::Conv(c) => Op::QConv(QConv2d::new(c, input, opts.per_channel)?),
-        Op::Linear(l) => Op::QLinear(QLinear::new(l, input, opts.per_channel)?),
-        Op::ConvTranspose(c) => Op::QConvTranspose(QConvTranspose2d::new(c, input, opts.per_channel)?),
+        Op::Conv(c) => Op::Conv(c.quantized(input, opts.per_channel)?),
+        Op::Linear(l) => Op::Linear(l.quantized(input, opts.per_channel)?),
+        Op::ConvTranspose(c) => Op::ConvTranspose(c.quantized(input, opts.per_channel)?),
         other => other,
     };
     Ok(())
@@ -136,12 +139,12 @@ fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashM
 pub const RESIDUAL_QDQ_SUFFIX: &str = ".residual_quantize";
 
 /// Static mode: puts a QuantizeDequantize with the calibrated parameters of the residual
-/// input of QConv node `i` (if it has one) between that value and the conv. Returns whether a
+/// input of INT8 conv node `i` (if it has one) between that value and the conv. Returns whether a
 /// node was inserted (before `i`, which moves to `i + 1`).
 fn quantize_residual(g: &mut Graph, i: usize, params: &HashMap<ValueId, QParams>) -> bool {
     let n = &g.nodes[i];
-    let (Op::QConv(q), Some(&r)) = (&n.op, n.inputs.get(1)) else { return false };
-    let Some(&p) = params.get(&r).filter(|_| q.conv.residual) else { return false };
+    let (Op::Conv(c), Some(&r)) = (&n.op, n.inputs.get(1)) else { return false };
+    let Some(&p) = params.get(&r).filter(|_| c.residual && !c.precision.is_f32()) else { return false };
     let name = format!("{}{RESIDUAL_QDQ_SUFFIX}", n.name);
     let f = g.add_value(name.clone());
     g.nodes.insert(i, Node { name, op: Op::FakeQuant(ActQuant::Static(p)), inputs: vec![r], output: f });

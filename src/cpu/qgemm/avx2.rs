@@ -15,13 +15,13 @@ const MR: usize = 2;
 /// # Safety
 /// The CPU must support AVX2, and the arguments must satisfy `qgemm::check_args`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn qgemm_u8s8_avx2_2x16(w: &PackedWeights, range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+pub(super) unsafe fn qgemm_u8s8_avx2_2x16(w: &PackedWeights, s16: &[i16], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     let k4n = w.kpad / 4;
     let pstride = k4n * 4 * BLOCK;
     let mut c0 = range.start;
     while c0 < range.end {
         let rows = (range.end - c0).min(MR);
-        let wr: [*const i16; MR] = std::array::from_fn(|r| w.s16.as_ptr().add((c0 + r) * w.kpad));
+        let wr: [*const i16; MR] = std::array::from_fn(|r| s16.as_ptr().add((c0 + r) * w.kpad));
         for b in 0..nblocks {
             let p = panel.as_ptr().add(b * pstride);
             let mut acc = [[_mm256_setzero_si256(); 4]; MR];

@@ -17,7 +17,7 @@ unsafe fn bcast(row: *const i8, k4: usize) -> __m512i {
 /// # Safety
 /// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy `qgemm::check_args`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, s8: &[i8], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     let k4n = w.kpad / 4;
     let pstride = k4n * 4 * BLOCK;
     let pp = panel.as_ptr();
@@ -25,7 +25,7 @@ pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, range: Range<
     let mut c0 = range.start;
     while c0 < range.end {
         let rows = (range.end - c0).min(MR);
-        let wr: [*const i8; MR] = std::array::from_fn(|r| w.s8.as_ptr().add((c0 + r) * w.kpad));
+        let wr: [*const i8; MR] = std::array::from_fn(|r| s8.as_ptr().add((c0 + r) * w.kpad));
         let mut b = 0;
         while b + 1 < nblocks {
             let mut acc0 = [_mm512_setzero_si512(); MR];

@@ -6,11 +6,11 @@ use super::{PackedWeights, BLOCK};
 
 /// `acc[c − rows.start][p]` for every channel in `rows` and every pixel of the panel (plain
 /// indexing: bad sizes panic on a bounds check rather than corrupt memory).
-pub fn qgemm_u8s8_scalar(w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+pub fn qgemm_u8s8_scalar(w: &PackedWeights, s8: &[i8], rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     let k4n = w.kpad / 4;
     let r0 = rows.start;
     for c in rows {
-        let row = &w.s8[c * w.kpad..(c + 1) * w.kpad];
+        let row = &s8[c * w.kpad..(c + 1) * w.kpad];
         for b in 0..nblocks {
             let blk = &panel[b * k4n * 4 * BLOCK..(b + 1) * k4n * 4 * BLOCK];
             for p in 0..BLOCK {

@@ -1,0 +1,35 @@
+//! The kernels one session runs, chosen once: the dispatch table. `KESTREL_ISA` (or the
+//! richest path this CPU has) names an ISA; [`Kernels::new`] builds the qgemm kernel and the
+//! SIMD level of every multiversioned loop (epilogues, codecs) for it, or fails when the CPU
+//! lacks it. Nothing falls back silently, and nothing is looked up again per call: the
+//! session's prepare stage packs weights for [`Kernels::qgemm`] and hands the table to every
+//! kernel call.
+
+use crate::cpu::detect::{self, Isa};
+use crate::cpu::qgemm;
+use crate::cpu::simd::Simd;
+use crate::error::Result;
+
+/// One ISA's kernels. Holding one proves the CPU runs them.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub isa: Isa,
+    /// The u8×s8 GEMM micro-kernel (and so the packing of INT8 weights).
+    pub qgemm: qgemm::Kernel,
+    /// The vector level of the epilogues and codecs.
+    pub simd: Simd,
+}
+
+impl Kernels {
+    /// The kernels of `isa`, or an error naming the missing ISA.
+    pub fn new(isa: Isa) -> Result<Kernels> {
+        let qgemm = qgemm::kernel(isa)?;
+        let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
+        Ok(Kernels { isa, qgemm, simd })
+    }
+
+    /// The kernels `KESTREL_ISA` names, or this CPU's richest.
+    pub fn select() -> Result<Kernels> {
+        Kernels::new(detect::selected()?)
+    }
+}

@@ -1,0 +1,292 @@
+//! The INT8 convolution. The input is quantized once to u8 (`[N, Cin, H, W]`, static or
+//! dynamic parameters; or it arrives as u8 codes from the previous INT8 conv). Convs other
+//! than 1×1 stride 1 first rearrange it into zero-point-padded stride-phase planes
+//! ([`Phases`]), where each im2col row is one contiguous run, so no im2col is materialised.
+//! Output pixels are split into tasks of whole [`BLOCK`]s (or, on small images with many
+//! channels, output channels are split instead); each worker interleaves its panel straight
+//! from the runs (1×1: from the u8 planes), runs the session's qgemm kernel `ROWS_PER_CALL`
+//! channels at a time into an i32 tile, and applies the epilogue
+//! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32,
+//! or u8 codes for the next INT8 conv (`cpu::epilogue`). A u8 residual is dequantized one
+//! channel row at a time into `QScratch::res`.
+
+use rayon::prelude::*;
+
+use super::phases::{pack_pointwise, pack_taps, Phases, Source};
+use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL};
+use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
+use crate::cpu::epilogue::{dequant_segs, requant_segs, Seg};
+use crate::cpu::kernels::Kernels;
+use crate::cpu::qgemm::{panel_len, PackedWeights, BLOCK, MR};
+use crate::cpu::simd::Simd;
+use crate::error::Result;
+use crate::graph::{ActQuant, Activation, Conv2d, Int8};
+use crate::qparams::QParams;
+
+/// Packs an INT8 conv's s8 weights for `kernels`: one `[Cout/g][Cin/g·kh·kw]` matrix per group.
+pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWeights>> {
+    let cout = c.out_channels();
+    let g = c.groups.max(1);
+    let k = q.weights.q.len() / cout.max(1);
+    let cg = cout / g;
+    (0..g).map(|gi| PackedWeights::new(&q.weights.q[gi * cg * k..(gi + 1) * cg * k], cg, k, kernels.qgemm.packing())).collect()
+}
+
+/// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]` for the INT8 conv `c` (its INT8 data `q`,
+/// its weights packed by [`pack_conv`] for `kernels`). Returns the f32 output's `(min, max)`
+/// when `ranges.record_output` asks for it.
+///
+/// # Panics
+/// When `x` is u8 codes but the conv's input parameters are dynamic (the prepare stage never
+/// hands codes to a dynamic layer), or when slice lengths disagree with the shapes.
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d(
+    kernels: &Kernels,
+    c: &Conv2d,
+    q: &Int8,
+    packed: &[PackedWeights],
+    x: QIn,
+    xs: [usize; 4],
+    residual: Option<Residual>,
+    out: QOut,
+    os: [usize; 4],
+    ranges: Ranges,
+    s: &mut QScratch,
+    threads: usize,
+) -> Option<(f32, f32)> {
+    let simd = kernels.simd;
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let g = c.groups;
+    let (cin_g, cout_g) = (cin / g, cout / g);
+    let npix = oh * ow;
+    let in_len = n * cin * h * w;
+    let pa = match (x, q.input) {
+        (QIn::U8(_), ActQuant::Static(p)) => p,
+        (QIn::U8(_), ActQuant::Dynamic) => panic!("qconv2d: u8 codes handed to a dynamic INT8 conv"),
+        (QIn::F32(x), aq) => input_params_with(simd, aq, &x[..in_len], ranges.input),
+    };
+    let (out_len, out_q) = match &out {
+        QOut::F32(o) => (o.len(), None),
+        QOut::U8(o, p) => (o.len(), Some(*p)),
+    };
+    assert_eq!(out_len, n * cout * npix, "qconv2d: output length");
+    let record = ranges.record_output && out_q.is_none();
+    let pw0 = &packed[0];
+    let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
+    // Output pixels as the GEMM sees them: rows of the phase planes' width when that exceeds
+    // OW, else the plain pixel range (one row of width `npix`).
+    let (nv, row_w, width) = match &geo {
+        Some(p) if p.wph != ow => (p.virtual_pixels, p.wph, ow),
+        _ => (npix, npix.max(1), npix.max(1)),
+    };
+    let total_blocks = nv.div_ceil(BLOCK);
+    let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
+    let (chunks, row_chunks) = work_split(total_blocks, nb_max, n * g, cout_g, threads);
+    let nb = total_blocks.div_ceil(chunks);
+    let tasks = n * g * chunks * row_chunks;
+    let workers = threads.max(1).min(tasks);
+    let plen = panel_len(pw0.kpad, nb);
+    let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
+    // f32 inputs of convs that skip some phases (a 1×1 stride-2 downsample reads a quarter of
+    // its input) are quantized while their planes are built, when plane rows are long enough
+    // to amortise a quantize call each; the others quantize it all first, in parallel.
+    let in_u8 = matches!(x, QIn::U8(_));
+    let fused = !in_u8 && geo.as_ref().is_some_and(|p| p.used.contains(&false) && p.wph >= 24);
+    let own = if in_u8 || fused { 0 } else { in_len };
+    let phase_len = geo.as_ref().map_or(0, |p| n * p.image_len + p.slack);
+    let need_u8 = own + phase_len + workers * plen;
+    if s.u8.len() < need_u8 {
+        s.u8.resize(need_u8, 0);
+    }
+    if s.i32.len() < workers * tile {
+        s.i32.resize(workers * tile, 0);
+    }
+    // Each worker dequantizes one channel's share of a u8 residual at a time (≤ nb blocks).
+    let res_row = if matches!(residual, Some(Residual::U8(..))) { nb * BLOCK } else { 1 };
+    if s.res.len() < workers * res_row {
+        s.res.resize(workers * res_row, 0.0);
+    }
+    let (xq, rest) = s.u8.split_at_mut(own);
+    let (phases, panels) = rest.split_at_mut(phase_len);
+    let src = match x {
+        QIn::U8(codes) => Source::U8(&codes[..in_len]),
+        QIn::F32(x) if fused => Source::F32(&x[..in_len], pa),
+        QIn::F32(x) => {
+            quantize_par(simd, pa, &x[..in_len], xq);
+            Source::U8(xq)
+        }
+    };
+    let koff = geo.as_ref().map(|p| {
+        p.build(simd, src, n, cin, [h, w], c.pads, pa.zero_point, phases);
+        p.tap_offsets(c, cin, pw0.kpad)
+    });
+    let xq: &[u8] = match src {
+        Source::U8(xq) => xq,
+        Source::F32(..) => &[],
+    };
+    let phases: &[u8] = phases;
+    let kern = kernels.qgemm;
+    let (dst_f32, dst_u8) = match out {
+        QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
+        QOut::U8(o, _) => (OutPtr(std::ptr::null_mut()), OutPtr(o.as_mut_ptr())),
+    };
+    let per_worker = panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).zip(s.res.par_chunks_mut(res_row));
+    let range = per_worker.take(workers).enumerate().map(|(wi, ((panel, acc), res_buf))| {
+        let (dst_f32, dst_u8) = (dst_f32, dst_u8);
+        let mut range = Lanes::default();
+        let mut segs = Vec::new();
+        let mut t = wi;
+        while t < tasks {
+            let (b, rest) = (t / (g * chunks * row_chunks), t % (g * chunks * row_chunks));
+            let (gi, rest) = (rest / (chunks * row_chunks), rest % (chunks * row_chunks));
+            let (ch, rc) = (rest / row_chunks, rest % row_chunks);
+            // This task's output channels: a share of cout_g, cut at multiples of MR.
+            let cut = |i: usize| if i == row_chunks { cout_g } else { (i * cout_g / row_chunks) / MR * MR };
+            let (m0, m1) = (cut(rc), cut(rc + 1));
+            let (blk0, blk1) = (ch * total_blocks / chunks, (ch + 1) * total_blocks / chunks);
+            let v0 = blk0 * BLOCK;
+            let cnt = (nv - v0).min((blk1 - blk0) * BLOCK);
+            let blocks = blk1 - blk0;
+            let pw = &packed[gi];
+            match (&geo, &koff) {
+                (Some(p), Some(koff)) => {
+                    let base = b * p.image_len + gi * cin_g * p.plane + v0;
+                    pack_taps(phases, base, koff, blocks, pw.kpad, panel);
+                }
+                _ => {
+                    let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
+                    pack_pointwise(xg, h * w, pw.k, v0, cnt, pw.kpad, panel);
+                }
+            }
+            let rs = blocks * BLOCK;
+            let obase = (b * cout + gi * cout_g) * npix;
+            // Virtual pixels v0..v0+cnt cover parts of output rows; columns ≥ OW are
+            // discarded. The valid ones are contiguous in each output plane, from `first`.
+            let end = v0 + cnt;
+            segs.clear();
+            let (mut first, mut region) = (None, 0);
+            let mut v = v0;
+            while v < end {
+                let (oy, ox) = (v / row_w, v % row_w);
+                if ox >= width {
+                    v = (oy + 1) * row_w;
+                    continue;
+                }
+                let seg_end = end.min(oy * row_w + width);
+                first.get_or_insert(oy * width + ox);
+                segs.push(Seg { acc: v - v0, out: region, len: seg_end - v });
+                region += seg_end - v;
+                v = seg_end;
+            }
+            let first = first.unwrap_or(0);
+            for c0 in (m0..m1).step_by(ROWS_PER_CALL) {
+                let c1 = (c0 + ROWS_PER_CALL).min(m1);
+                kern.run_rows(pw, c0..c1, panel, blocks, acc, rs);
+                for co in c0..c1 {
+                    let oc = gi * cout_g + co;
+                    let at = obase + co * npix + first;
+                    debug_assert!(at + region <= out_len);
+                    let res = match residual {
+                        None => None,
+                        Some(Residual::F32(r)) => Some(&r[at..at + region]),
+                        Some(Residual::U8(r, p)) => {
+                            dequantize_slice(simd, p, &r[at..at + region], &mut res_buf[..region]);
+                            Some(&res_buf[..region])
+                        }
+                    };
+                    let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
+                    match out_q {
+                        None => {
+                            // SAFETY: output elements [at, at + region) lie inside `out`
+                            // (channel oc of image b, the pixels of this task; out_len was
+                            // checked against the shape) and belong to this task only: tasks
+                            // cover distinct images, groups, pixel ranges or channel ranges,
+                            // and `out` outlives the parallel scope.
+                            let orow = unsafe { std::slice::from_raw_parts_mut(dst_f32.0.add(at), region) };
+                            epilogue(simd, c, q, pw, co, oc, pa, accs, &segs, res, orow);
+                            if record {
+                                range.add(simd, orow);
+                            }
+                        }
+                        Some(oq) => {
+                            // SAFETY: as above, for the u8 output.
+                            let bytes = unsafe { std::slice::from_raw_parts_mut(dst_u8.0.add(at), region) };
+                            requant_epilogue(simd, c, q, pw, co, oc, pa, oq, accs, &segs, res, bytes);
+                        }
+                    }
+                }
+            }
+            t += workers;
+        }
+        range
+    });
+    let range = range.reduce(Lanes::default, Lanes::merge);
+    record.then(|| range.range())
+}
+
+/// [`epilogue`] then quantization with the next layer's `oq`, into u8 codes: one pass for
+/// ReLU or no activation, through an f32 row for the others (same values either way).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn requant_epilogue(simd: Simd, c: &Conv2d, q: &Int8, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, oq: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [u8]) {
+    let relu = c.act == Some(Activation::Relu);
+    if c.act.is_none() || relu {
+        let (corr, mult, bias) = affine(c, q, pw, co, oc, pa);
+        requant_segs(simd, acc, segs, corr, mult, bias, res, relu, oq, out);
+        return;
+    }
+    let mut row = [0f32; 256];
+    for sg in segs {
+        for start in (0..sg.len).step_by(256) {
+            let l = (sg.len - start).min(256);
+            let (a, o) = (sg.acc + start, sg.out + start);
+            let one = [Seg { acc: 0, out: 0, len: l }];
+            epilogue(simd, c, q, pw, co, oc, pa, &acc[a..a + l], &one, res.map(|r| &r[o..o + l]), &mut row[..l]);
+            quantize_slice(simd, oq, &row[..l], &mut out[o..o + l]);
+        }
+    }
+}
+
+/// Channel `oc`'s epilogue constants: the zero-point correction `za·Σw` (row `co` of its
+/// group's weights), the scale `sa·sw` and the bias.
+#[inline]
+fn affine(c: &Conv2d, q: &Int8, pw: &PackedWeights, co: usize, oc: usize, pa: QParams) -> (i32, f32, f32) {
+    let corr = i32::from(pa.zero_point) * pw.row_sums[co];
+    (corr, pa.scale * q.weights.scales[oc], c.bias.as_ref().map_or(0.0, |b| b[oc]))
+}
+
+/// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output channel's
+/// segments.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn epilogue(simd: Simd, c: &Conv2d, q: &Int8, pw: &PackedWeights, co: usize, oc: usize, pa: QParams, acc: &[i32], segs: &[Seg], res: Option<&[f32]>, out: &mut [f32]) {
+    let (corr, mult, bias) = affine(c, q, pw, co, oc, pa);
+    let relu = c.act == Some(Activation::Relu);
+    dequant_segs(simd, acc, segs, corr, mult, bias, res, relu, out);
+    match c.act {
+        Some(act) if !relu => out.iter_mut().for_each(|v| *v = act.apply(*v)),
+        _ => {}
+    }
+}
+
+/// How each (image, group) is cut into tasks: `(pixel chunks, channel chunks)`.
+///
+/// Normally by pixels: enough chunks that each fits [`PANEL_TARGET`], at least one per worker,
+/// and, while there are only a few, a count that gives every worker the same number of tasks
+/// (chunks then take `total_blocks / chunks` blocks each, give or take one). With few pixel
+/// blocks and many channels (ResNet's 7×7 stage) the workers split output channels instead, so
+/// each streams only its share of the weights and reuses every weight row across all blocks.
+fn work_split(total_blocks: usize, nb_max: usize, per_image: usize, cout_g: usize, threads: usize) -> (usize, usize) {
+    let threads = threads.max(1);
+    if per_image * total_blocks <= 4 * threads && cout_g >= 16 * threads && total_blocks <= nb_max {
+        return (1, threads);
+    }
+    let mut chunks = total_blocks.div_ceil(nb_max).max(threads.div_ceil(per_image)).min(total_blocks).max(1);
+    while (per_image * chunks) % threads != 0 && per_image * chunks < 8 * threads && chunks < total_blocks {
+        chunks += 1;
+    }
+    (chunks, 1)
+}
+

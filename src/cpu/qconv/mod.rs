@@ -1,0 +1,121 @@
+//! INT8 convolution, transposed convolution and fully connected layers over NCHW tensors,
+//! run on the qgemm kernels ([`conv`], [`transpose`], [`linear`]), with the input's
+//! rearrangement into stride-phase planes in [`phases`].
+//!
+//! Each layer is a graph op at INT8 precision (its [`Int8`] data: weight codes and scales,
+//! input parameters) plus its s8 weights packed once, when a session is prepared, for the
+//! kernel the session chose (`pack_*`). Values arrive and leave typed: the input as f32 or as
+//! the previous INT8 layer's u8 codes ([`QIn`]), the output as f32 or as u8 codes for the next
+//! ([`QOut`]), a residual as f32 or codes ([`Residual`]). A dynamic layer takes its input's
+//! range from its producer when that recorded it, and records its own f32 output's range for
+//! a dynamic reader ([`Ranges`]): arguments and return values, never shared state.
+
+pub mod conv;
+pub mod linear;
+pub(crate) mod phases;
+pub mod transpose;
+
+use rayon::prelude::*;
+
+use crate::cpu::codec::{min_max, quantize_slice};
+use crate::cpu::qgemm::MR;
+use crate::cpu::simd::Simd;
+use crate::graph::ActQuant;
+use crate::qparams::QParams;
+
+pub use conv::{pack_conv, qconv2d};
+pub use linear::{pack_linear, qlinear};
+pub use transpose::{pack_conv_transpose, qconv_transpose2d};
+
+/// Target panel size in bytes: a worker's panel and i32 tile stay within a 1 MB L2. Fewer,
+/// larger tasks also mean fewer passes over the weights per worker; on the reference Zen 4
+/// this took ResNet-50's 14² 3×3 convs from 0.47 to 0.39 ms (2 threads) against 192 KB.
+const PANEL_TARGET: usize = 512 * 1024;
+/// The same for ConvTranspose, whose i32 tile holds all `Cout·kh·kw` rows at once.
+const CONVT_PANEL_TARGET: usize = 192 * 1024;
+/// Output channels per kernel call: the epilogue reads their i32 tile (at most
+/// `ROWS_PER_CALL · 16 · blocks` values) while it is still in cache. A multiple of `MR`.
+const ROWS_PER_CALL: usize = 32;
+const _: () = assert!(ROWS_PER_CALL % MR == 0);
+/// Below this many output bytes, input quantization and phase planes are built on the calling
+/// thread: cheaper than waking the pool.
+const SERIAL_BYTES: usize = 64 * 1024;
+
+/// Reusable byte, i32 and f32 buffers of the INT8 layers, owned by one call's buffers.
+#[derive(Default, Debug)]
+pub struct QScratch {
+    pub u8: Vec<u8>,
+    pub i32: Vec<i32>,
+    /// A u8 residual dequantized one channel row at a time, one row per worker.
+    pub res: Vec<f32>,
+}
+
+/// The input of an INT8 layer, `[N, Cin, H, W]`: floats to quantize, or u8 codes already
+/// quantized with the layer's (static) input parameters by the previous INT8 layer.
+#[derive(Clone, Copy, Debug)]
+pub enum QIn<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8]),
+}
+
+/// The output of an INT8 layer: floats, or u8 codes with the next INT8 layers' parameters.
+#[derive(Debug)]
+pub enum QOut<'a> {
+    F32(&'a mut [f32]),
+    U8(&'a mut [u8], QParams),
+}
+
+/// The residual input of an INT8 conv, `[N, Cout, OH, OW]`: floats, or u8 codes that the
+/// epilogue dequantizes with their parameters.
+#[derive(Clone, Copy, Debug)]
+pub enum Residual<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8], QParams),
+}
+
+/// The dynamic-range hand-off of one call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ranges {
+    /// `(min, max)` of the f32 input, when its producer recorded it (NaNs ignored); a dynamic
+    /// layer uses it instead of a pass over the input.
+    pub input: Option<(f32, f32)>,
+    /// Record the f32 output's `(min, max)` (a dynamic INT8 layer reads it next).
+    pub record_output: bool,
+}
+
+/// The input parameters of a layer for this input: the static ones, or those of its range.
+pub fn input_params(simd: Simd, q: ActQuant, x: &[f32]) -> QParams {
+    input_params_with(simd, q, x, None)
+}
+
+/// [`input_params`], with the input's `(min, max)` when its producer recorded it.
+pub(crate) fn input_params_with(simd: Simd, q: ActQuant, x: &[f32], range: Option<(f32, f32)>) -> QParams {
+    match q {
+        ActQuant::Static(p) => p,
+        ActQuant::Dynamic => {
+            let (lo, hi) = match range {
+                Some((lo, hi)) if lo <= hi => (lo, hi),
+                Some(_) => (0.0, 0.0),
+                None => min_max(simd, x),
+            };
+            QParams::from_range(lo, hi)
+        }
+    }
+}
+
+/// Quantizes `x` into `out` in parallel chunks.
+pub(crate) fn quantize_par(simd: Simd, p: QParams, x: &[f32], out: &mut [u8]) {
+    if out.len() < SERIAL_BYTES {
+        quantize_slice(simd, p, x, out);
+        return;
+    }
+    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| quantize_slice(simd, p, x, o));
+}
+
+/// A raw output pointer shared by workers that write pairwise-disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr<T>(pub *mut T);
+// SAFETY: workers write pairwise-disjoint output elements (distinct image, group, pixel range
+// or channel range), and the output slice outlives the parallel scope.
+unsafe impl<T> Send for OutPtr<T> {}
+unsafe impl<T> Sync for OutPtr<T> {}

@@ -1,0 +1,232 @@
+//! The u8 input of an INT8 conv rearranged into zero-point-padded stride-phase planes, so
+//! that every im2col row is one contiguous run, and the packing of qgemm panels from those
+//! runs (or, for 1×1 stride-1 convs and transposed convs, straight from the u8 planes).
+
+use rayon::prelude::*;
+
+use super::SERIAL_BYTES;
+use crate::cpu::codec::quantize_slice;
+use crate::cpu::qgemm::BLOCK;
+use crate::cpu::simd::{gather_stride2, Simd};
+use crate::graph::Conv2d;
+use crate::qparams::QParams;
+
+/// What the phase planes are built from: u8 codes, or f32 values quantized on the way.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    U8(&'a [u8]),
+    F32(&'a [f32], QParams),
+}
+
+/// The u8 input of a conv rearranged so that every im2col row is one contiguous run.
+///
+/// The zero-point padded input `[Cin, Hp, Wp]` is split by stride into `sy·sx` phase planes
+/// per channel, phase `(py, px)` holding padded pixels `(r·sy + py, j·sx + px)`:
+/// `[N][sy·sx][Cin][hph][wph]`, `hph = ⌈Hp/sy⌉`, `wph = ⌈Wp/sx⌉`. Output pixel `(oy, ox)` is
+/// *virtual* pixel `v = oy·wph + ox`; tap `(ky, kx)` of channel `ci` reads phase
+/// `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph + ⌊kx·dx/sx⌋`. Virtual columns
+/// `ox ≥ OW` are computed and discarded (`wph − OW` per row), and a slack after the last
+/// plane keeps their reads in bounds.
+pub(crate) struct Phases {
+    sy: usize,
+    sx: usize,
+    pub wph: usize,
+    pub plane: usize,
+    pub image_len: usize,
+    pub slack: usize,
+    pub virtual_pixels: usize,
+    /// Which phases some tap reads (a 1×1 stride-2 conv reads only phase (0, 0)).
+    pub used: Vec<bool>,
+}
+
+impl Phases {
+    pub fn new(c: &Conv2d, cin: usize, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Phases {
+        let [sy, sx] = c.stride;
+        let [kh, kw] = c.kernel();
+        let [dy, dx] = c.dilation;
+        let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
+        let (hph, wph) = (hp.div_ceil(sy), wp.div_ceil(sx));
+        let plane = hph * wph;
+        let image_len = sy * sx * cin * plane;
+        let virtual_pixels = (oh.max(1) - 1) * wph + ow;
+        let mut used = vec![false; sy * sx];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                used[(ky * dy % sy) * sx + kx * dx % sx] = true;
+            }
+        }
+        // Largest tap offset within an image, plus the padded last panel block.
+        let max_off = image_len - plane + ((kh - 1) * dy / sy) * wph + (kw - 1) * dx / sx;
+        let reach = max_off + virtual_pixels.div_ceil(BLOCK) * BLOCK;
+        Phases { sy, sx, wph, plane, image_len, slack: reach.saturating_sub(image_len), virtual_pixels, used }
+    }
+
+    /// Writes the phase planes of all `n` images of `src: [N, Cin, H, W]` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(&self, simd: Simd, src: Source, n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+        let (pt, pl) = (pads[0], pads[1]);
+        let (sy, sx, wph) = (self.sy, self.sx, self.wph);
+        let (planes, slack) = out.split_at_mut(n * self.image_len);
+        slack.fill(zp);
+        let plane_of = |(i, dst): (usize, &mut [u8])| {
+            let (b, ph, ci) = (i / (sy * sx * cin), (i / cin) % (sy * sx), i % cin);
+            let (py, px) = (ph / sx, ph % sx);
+            let plane = (b * cin + ci) * h * w..(b * cin + ci + 1) * h * w;
+            // Phase columns j with an input column: j·sx + px − pl ∈ [0, w).
+            let jlo = pl.saturating_sub(px).div_ceil(sx).min(wph);
+            let jhi = (w + pl).saturating_sub(px).div_ceil(sx).clamp(jlo, wph);
+            for (r, row) in dst.chunks_mut(wph).enumerate() {
+                let iy = (r * sy + py).wrapping_sub(pt);
+                if iy >= h {
+                    row.fill(zp);
+                    continue;
+                }
+                fill_pad(&mut row[..jlo], zp);
+                fill_pad(&mut row[jhi..], zp);
+                let x0 = jlo * sx + px - pl;
+                let dst = &mut row[jlo..jhi];
+                match src {
+                    Source::U8(xq) => {
+                        let src = &xq[plane.clone()];
+                        if sx == 1 {
+                            dst.copy_from_slice(&src[iy * w + x0..iy * w + x0 + dst.len()]);
+                        } else if sx == 2 {
+                            gather_stride2(&src[iy * w + x0..], dst);
+                        } else {
+                            for (d, &v) in dst.iter_mut().zip(src[iy * w + x0..(iy + 1) * w].iter().step_by(sx)) {
+                                *d = v;
+                            }
+                        }
+                    }
+                    Source::F32(x, p) => {
+                        let srow = &x[plane.clone()][iy * w..(iy + 1) * w];
+                        if sx == 1 {
+                            quantize_slice(simd, p, &srow[x0..x0 + dst.len()], dst);
+                        } else {
+                            // Strided values gathered into a small buffer, then quantized
+                            // vectorised.
+                            let mut buf = [0f32; 64];
+                            let mut vals = srow[x0..].iter().step_by(sx);
+                            for d in dst.chunks_mut(64) {
+                                for (b, &v) in buf.iter_mut().zip(vals.by_ref()) {
+                                    *b = v;
+                                }
+                                quantize_slice(simd, p, &buf[..d.len()], d);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        // Only the phases some tap reads, spread evenly over the workers; small inputs (the 14²
+        // and 7² stages) cost less than a fork-join of the pool.
+        let used: Vec<(usize, &mut [u8])> = planes.chunks_mut(self.plane).enumerate().filter(|(i, _)| self.used[(i / cin) % (sy * sx)]).collect();
+        if used.len() * self.plane < SERIAL_BYTES {
+            used.into_iter().for_each(plane_of);
+        } else {
+            used.into_par_iter().for_each(plane_of);
+        }
+    }
+
+    /// Offset of each of the `kpad` im2col rows of group 0 in an image's phase planes
+    /// (`k = ci·kh·kw + ky·kw + kx`); the padding rows meet zero weights and read offset 0.
+    pub fn tap_offsets(&self, c: &Conv2d, cin: usize, kpad: usize) -> Vec<usize> {
+        let [kh, kw] = c.kernel();
+        let [dy, dx] = c.dilation;
+        let kdim = c.weight.shape()[1] * kh * kw;
+        (0..kpad)
+            .map(|k| {
+                if k >= kdim {
+                    return 0;
+                }
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                let ph = (ky * dy % self.sy) * self.sx + kx * dx % self.sx;
+                (ph * cin + ci) * self.plane + (ky * dy / self.sy) * self.wph + kx * dx / self.sx
+            })
+            .collect()
+    }
+}
+
+/// `row.fill(zp)` for the few padding bytes at a row's ends, without a `memset` call per row
+/// (that call dominated building the planes of the small 14² and 7² stages).
+#[inline(always)]
+fn fill_pad(row: &mut [u8], zp: u8) {
+    match row {
+        [] => {}
+        [a] => *a = zp,
+        [a, b] => (*a, *b) = (zp, zp),
+        [a, b, c] => (*a, *b, *c) = (zp, zp, zp),
+        _ => row.fill(zp),
+    }
+}
+
+/// Packs `blocks` blocks of virtual pixels starting at `phases[base..]` into a qgemm panel:
+/// row `k` of the im2col is the run at `base + koff[k]`.
+pub(crate) fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usize, kpad: usize, panel: &mut [u8]) {
+    for (k4, offs) in koff.chunks_exact(4).enumerate().take(kpad / 4) {
+        let rows: [&[u8]; 4] = std::array::from_fn(|j| &phases[base + offs[j]..base + offs[j] + blocks * BLOCK]);
+        for b in 0..blocks {
+            let at = b * kpad * BLOCK + k4 * 4 * BLOCK;
+            interleave4x16(rows.map(|r| &r[b * BLOCK..(b + 1) * BLOCK]), &mut panel[at..at + 4 * BLOCK]);
+        }
+    }
+}
+
+/// 1×1 stride-1 convs: the u8 input planes already are the `col` rows, so full blocks are
+/// interleaved straight from them; only a partial last block goes through a padded copy.
+pub(crate) fn pack_pointwise(xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt: usize, kpad: usize, panel: &mut [u8]) {
+    const ZERO: [u8; BLOCK] = [0; BLOCK];
+    let full = cnt / BLOCK;
+    let mut tail = [[0u8; BLOCK]; 4];
+    for k4 in 0..kpad / 4 {
+        let row = |j: usize| -> Option<&[u8]> {
+            let k = k4 * 4 + j;
+            (k < kdim).then(|| &xq[k * npix + p0..k * npix + p0 + cnt])
+        };
+        let rows = [row(0), row(1), row(2), row(3)];
+        for b in 0..full {
+            let src = rows.map(|r| r.map_or(&ZERO[..], |r| &r[b * BLOCK..(b + 1) * BLOCK]));
+            let at = b * kpad * BLOCK + k4 * 4 * BLOCK;
+            interleave4x16(src, &mut panel[at..at + 4 * BLOCK]);
+        }
+        if cnt % BLOCK != 0 {
+            for (t, r) in tail.iter_mut().zip(&rows) {
+                t.fill(0);
+                if let Some(r) = r {
+                    t[..cnt % BLOCK].copy_from_slice(&r[full * BLOCK..]);
+                }
+            }
+            let at = full * kpad * BLOCK + k4 * 4 * BLOCK;
+            interleave4x16([&tail[0][..], &tail[1][..], &tail[2][..], &tail[3][..]], &mut panel[at..at + 4 * BLOCK]);
+        }
+    }
+}
+
+/// `dst[p·4 + j] = rows[j][p]` for 16 pixels and 4 rows.
+#[inline(always)]
+fn interleave4x16(rows: [&[u8]; 4], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        assert!(rows.iter().all(|r| r.len() >= 16) && dst.len() >= 64);
+        // SAFETY: SSE2 is part of the x86-64 baseline; the assert above proves the four
+        // 16-byte loads and the four 16-byte stores are in bounds.
+        unsafe {
+            let [a, b, c, d] = rows.map(|r| _mm_loadu_si128(r.as_ptr() as *const __m128i));
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let o = dst.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for p in 0..16 {
+        for j in 0..4 {
+            dst[p * 4 + j] = rows[j][p];
+        }
+    }
+}
+

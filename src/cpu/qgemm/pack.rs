@@ -1,0 +1,126 @@
+//! Packing for the INT8 GEMM: weights once, when a session is prepared, for the kernel it
+//! chose ([`PackedWeights`]); activations per call into panels ([`pack_rows`],
+//! [`panel_index`]). Layouts are in the parent module's docs.
+
+use super::{BLOCK, MAX_K, MR};
+use crate::error::{Error, Result};
+
+/// The integer width packed weights are stored at: what the kernel loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// s8, as `vpdpbusd` and the scalar kernel read them.
+    S8,
+    /// s8 widened to i16, as the AVX2 kernel's `vpmaddwd` reads them.
+    S16,
+}
+
+#[derive(Clone, Debug)]
+enum Data {
+    S8(Vec<i8>),
+    S16(Vec<i16>),
+}
+
+/// s8 weights packed once for one kernel: `[Mpad][Kpad]` row-major, zero-filled, plus the
+/// row sums for the zero-point correction.
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    pub m: usize,
+    pub k: usize,
+    pub kpad: usize,
+    pub mpad: usize,
+    data: Data,
+    pub row_sums: Vec<i32>,
+}
+
+impl PackedWeights {
+    /// Packs `w: [m][k]` row-major at `packing`.
+    pub fn new(w: &[i8], m: usize, k: usize, packing: Packing) -> Result<Self> {
+        if k == 0 || m == 0 || w.len() != m * k {
+            return Err(Error::BadTensor { name: "INT8 weights".into(), reason: format!("{} values for {m}x{k}", w.len()) });
+        }
+        if k > MAX_K {
+            return Err(Error::Unsupported { what: format!("an INT8 layer with K = {k}"), hint: format!("i32 accumulation could overflow above K = {MAX_K}; exclude the layer from quantization") });
+        }
+        let kpad = k.div_ceil(4) * 4;
+        let mpad = m.div_ceil(MR) * MR;
+        let mut s8 = vec![0i8; mpad * kpad];
+        for c in 0..m {
+            s8[c * kpad..c * kpad + k].copy_from_slice(&w[c * k..(c + 1) * k]);
+        }
+        let row_sums = (0..m).map(|c| w[c * k..(c + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
+        let data = match packing {
+            Packing::S8 => Data::S8(s8),
+            Packing::S16 => Data::S16(s8.iter().map(|&v| i16::from(v)).collect()),
+        };
+        Ok(PackedWeights { m, k, kpad, mpad, data, row_sums })
+    }
+
+    /// The layout the weights are stored at.
+    pub fn packing(&self) -> Packing {
+        match self.data {
+            Data::S8(_) => Packing::S8,
+            Data::S16(_) => Packing::S16,
+        }
+    }
+
+    /// Stored weight values (`Mpad · Kpad`).
+    pub fn len(&self) -> usize {
+        match &self.data {
+            Data::S8(v) => v.len(),
+            Data::S16(v) => v.len(),
+        }
+    }
+
+    /// Whether nothing is stored (never, for weights `new` accepted).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        let weights = match &self.data {
+            Data::S8(v) => v.len(),
+            Data::S16(v) => 2 * v.len(),
+        };
+        weights + 4 * self.row_sums.len()
+    }
+
+    /// The s8 weights, when packed so.
+    pub fn s8(&self) -> Option<&[i8]> {
+        match &self.data {
+            Data::S8(v) => Some(v),
+            Data::S16(_) => None,
+        }
+    }
+
+    /// The i16 weights, when packed so.
+    pub fn s16(&self) -> Option<&[i16]> {
+        match &self.data {
+            Data::S16(v) => Some(v),
+            Data::S8(_) => None,
+        }
+    }
+}
+
+/// Bytes of a panel of `nblocks` blocks for `kpad`.
+pub fn panel_len(kpad: usize, nblocks: usize) -> usize {
+    nblocks * kpad * BLOCK
+}
+
+/// Index of activation `(k, p)` (p within the panel) in a packed panel.
+#[inline(always)]
+pub fn panel_index(kpad: usize, k: usize, p: usize) -> usize {
+    let (b, pp) = (p / BLOCK, p % BLOCK);
+    b * kpad * BLOCK + (k / 4) * 4 * BLOCK + pp * 4 + (k % 4)
+}
+
+/// Packs `a: [k][n]` u8 (row stride `rs`) into a panel, padding pixels and K with `fill`.
+pub fn pack_rows(a: &[u8], k: usize, n: usize, rs: usize, kpad: usize, fill: u8, panel: &mut [u8]) {
+    let nblocks = n.div_ceil(BLOCK);
+    panel[..panel_len(kpad, nblocks)].fill(fill);
+    for kk in 0..k {
+        for p in 0..n {
+            panel[panel_index(kpad, kk, p)] = a[kk * rs + p];
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Running one node: its step's kernel on typed values. Inputs and outputs are f32 slices or
+//! u8 code slices as the prepare stage typed them; an f32 kernel never sees codes, and codes
+//! never travel through an f32 slice.
+
+use super::plan::Scratch;
+use super::prepare::Step;
+use crate::cpu::kernels::Kernels;
+use crate::cpu::qconv::{self, QIn, QOut, Ranges, Residual};
+use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, resize};
+use crate::error::{Error, Result};
+use crate::graph::{Node, Op};
+use crate::qparams::QParams;
+
+/// A value a node reads.
+#[derive(Clone, Copy, Debug)]
+pub enum ValueRef<'a> {
+    F32(&'a [f32]),
+    /// u8 codes and the parameters that dequantize them.
+    U8(&'a [u8], QParams),
+}
+
+/// The value a node writes.
+#[derive(Debug)]
+pub enum ValueMut<'a> {
+    F32(&'a mut [f32]),
+    /// u8 codes to write with these parameters.
+    U8(&'a mut [u8], QParams),
+}
+
+fn dims4(s: &[usize]) -> [usize; 4] {
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// An internal error: the prepare stage typed a value differently from what a kernel reads.
+fn mistyped(n: &Node, what: &str) -> Error {
+    Error::Internal(format!("node '{}' ({}): {what} has the wrong storage type", n.name.escape_debug(), n.op.kind()))
+}
+
+/// Runs `n` as `step` on `ins` (values with their shapes) into `out` of shape `os`. `range`
+/// is the input's recorded `(min, max)` and whether to record the output's; returns the
+/// recorded range.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    kernels: &Kernels,
+    n: &Node,
+    step: &Step,
+    ins: &[(ValueRef, &[usize])],
+    out: ValueMut,
+    os: &[usize],
+    range: Ranges,
+    scratch: &mut Scratch,
+    threads: usize,
+) -> Result<Option<(f32, f32)>> {
+    let f32_in = |i: usize| match ins.get(i) {
+        Some((ValueRef::F32(x), s)) => Ok((*x, *s)),
+        _ => Err(mistyped(n, &format!("input {i}"))),
+    };
+    match (step, &n.op) {
+        (Step::QConv(packed), Op::Conv(c)) => {
+            let q = c.precision.int8().ok_or_else(|| mistyped(n, "the INT8 weights"))?;
+            let (x, xs) = match ins[0] {
+                (ValueRef::F32(x), s) => (QIn::F32(x), s),
+                (ValueRef::U8(x, _), s) => (QIn::U8(x), s),
+            };
+            let residual = match (c.residual, ins.get(1)) {
+                (false, _) => None,
+                (true, Some((ValueRef::F32(r), _))) => Some(Residual::F32(r)),
+                (true, Some((ValueRef::U8(r, p), _))) => Some(Residual::U8(r, *p)),
+                (true, None) => return Err(mistyped(n, "the residual")),
+            };
+            let out = match out {
+                ValueMut::F32(o) => QOut::F32(o),
+                ValueMut::U8(o, p) => QOut::U8(o, p),
+            };
+            Ok(qconv::qconv2d(kernels, c, q, packed, x, dims4(xs), residual, out, dims4(os), range, &mut scratch.q, threads))
+        }
+        (Step::QConvTranspose(packed), Op::ConvTranspose(c)) => {
+            let q = c.precision.int8().ok_or_else(|| mistyped(n, "the INT8 weights"))?;
+            let (x, xs) = f32_in(0)?;
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            qconv::qconv_transpose2d(kernels, c, q, packed, x, dims4(xs), out, dims4(os), &mut scratch.q, &mut scratch.f32, threads);
+            Ok(None)
+        }
+        (Step::QLinear(packed), Op::Linear(l)) => {
+            let q = l.precision.int8().ok_or_else(|| mistyped(n, "the INT8 weights"))?;
+            let (x, xs) = f32_in(0)?;
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            qconv::qlinear(kernels, l, q, packed, x, xs[0], out, &mut scratch.q, threads);
+            Ok(None)
+        }
+        (Step::MaxPoolU8, Op::MaxPool(p)) => {
+            let ((ValueRef::U8(x, _), xs), ValueMut::U8(out, _)) = (ins[0], out) else { return Err(mistyped(n, "the u8 max-pool")) };
+            pool::max_pool2d_u8(p, x, dims4(xs), out, dims4(os));
+            Ok(None)
+        }
+        (Step::F32, op) => {
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            let (x, xs) = f32_in(0)?;
+            match op {
+                Op::Conv(c) => {
+                    let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
+                    conv::conv2d(c, x, dims4(xs), residual, out, dims4(os), &mut scratch.f32, threads);
+                }
+                Op::ConvTranspose(c) => conv_transpose::conv_transpose2d(c, x, dims4(xs), out, dims4(os), &mut scratch.f32, threads),
+                Op::BatchNorm(b) => {
+                    let (scale, shift) = b.affine();
+                    let inner = xs[2..].iter().product();
+                    elementwise::channel_affine(x, xs[1], inner, &scale, &shift, out);
+                }
+                Op::Act(a) => elementwise::activation(*a, x, out),
+                Op::Add | Op::Mul => {
+                    let op = if matches!(op, Op::Add) { elementwise::Binary::Add } else { elementwise::Binary::Mul };
+                    let (y, ys) = f32_in(1)?;
+                    elementwise::binary(op, x, xs, y, ys, out, os);
+                }
+                Op::MaxPool(p) => pool::pool2d(p, true, x, dims4(xs), out, dims4(os)),
+                Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
+                Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
+                Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
+                Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
+                Op::Concat { axis } => {
+                    let parts = (0..ins.len()).map(f32_in).collect::<Result<Vec<_>>>()?;
+                    elementwise::concat(&parts, *axis, out);
+                }
+                Op::Resize(r) => resize::resize(r, x, dims4(xs), out, dims4(os)),
+                Op::Softmax { axis } => elementwise::softmax(x, xs, *axis, out),
+                Op::FakeQuant(q) => {
+                    let p = qconv::input_params(kernels.simd, *q, x);
+                    out.iter_mut().zip(x).for_each(|(o, &v)| *o = p.fake(v));
+                }
+            }
+            Ok(None)
+        }
+        _ => Err(Error::Internal(format!("node '{}' ({}): the {} step does not fit the op", n.name.escape_debug(), n.op.kind(), step.name()))),
+    }
+}

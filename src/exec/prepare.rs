@@ -1,0 +1,240 @@
+//! The prepare stage: a graph lowered for the CPU backend, once per session.
+//!
+//! 1. The value-preserving passes run on the session's copy of the graph (`graph::passes`).
+//! 2. One dispatch table is chosen ([`Kernels::select`]: `KESTREL_ISA` or the CPU's richest
+//!    path; a forced path the CPU lacks is an error).
+//! 3. Each value gets its storage type ([`DType`]). Where every reader of an INT8 conv's
+//!    output is an INT8 conv with the same static input parameters (or a QuantizeDequantize
+//!    with those parameters that only residual inputs of INT8 convs read), the producer writes
+//!    u8 codes and the readers take them as they are: the codes are exactly those the readers
+//!    would have computed, and a removed QuantizeDequantize's readers dequantize exactly the
+//!    values it passed on. A MaxPool between such convs runs on the codes (max commutes with
+//!    the monotone quantization).
+//! 4. Each node gets its [`Step`]: its kernel, with INT8 weights packed for the chosen qgemm
+//!    kernel only.
+//!
+//! A session prepared without `optimize` keeps the graph as given and every value f32, so
+//! each node's output can be read and compared (per-layer tools).
+
+use super::Options;
+use crate::cpu::kernels::Kernels;
+use crate::cpu::qconv;
+use crate::cpu::qgemm::PackedWeights;
+use crate::error::{Error, Result};
+use crate::graph::{passes, ActQuant, Graph, Node, Op};
+use crate::qparams::QParams;
+
+/// How a value is stored while a graph runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DType {
+    /// One f32 per element.
+    F32,
+    /// One u8 code per element, with the parameters that dequantize it.
+    U8(QParams),
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::U8(_) => 1,
+        }
+    }
+}
+
+/// How one node runs on the CPU.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// The op's f32 kernel.
+    F32,
+    /// An INT8 conv, its weights packed per group.
+    QConv(Vec<PackedWeights>),
+    /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
+    QConvTranspose(PackedWeights),
+    /// An INT8 fully connected layer.
+    QLinear(PackedWeights),
+    /// Max pooling over u8 codes.
+    MaxPoolU8,
+}
+
+impl Step {
+    /// The kernel's name, for messages and profiles.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::F32 => "f32",
+            Step::QConv(_) => "INT8 conv",
+            Step::QConvTranspose(_) => "INT8 ConvTranspose",
+            Step::QLinear(_) => "INT8 Gemm",
+            Step::MaxPoolU8 => "u8 max-pool",
+        }
+    }
+
+    /// Bytes of packed weights the step holds.
+    pub fn packed_bytes(&self) -> usize {
+        match self {
+            Step::QConv(p) => p.iter().map(PackedWeights::bytes).sum(),
+            Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
+            Step::F32 | Step::MaxPoolU8 => 0,
+        }
+    }
+}
+
+/// A graph lowered for the CPU: immutable once built, shared by every call of a session.
+#[derive(Debug)]
+pub struct Prepared {
+    pub graph: Graph,
+    pub kernels: Kernels,
+    /// One per node of `graph`.
+    pub steps: Vec<Step>,
+    /// One per value of `graph`.
+    pub dtypes: Vec<DType>,
+    /// Values whose producer (an INT8 conv writing f32) records their `(min, max)` for a
+    /// dynamic INT8 conv that reads them.
+    pub record_range: Vec<bool>,
+}
+
+impl Prepared {
+    /// Lowers `graph` (see the module docs).
+    pub fn new(mut graph: Graph, opts: &Options) -> Result<Self> {
+        graph.validate()?;
+        let kernels = Kernels::select()?;
+        if opts.optimize {
+            passes::optimize(&mut graph);
+        }
+        let mut dtypes = vec![DType::F32; graph.values.len()];
+        let mut pool_u8 = vec![false; graph.nodes.len()];
+        if opts.optimize {
+            hand_off_u8(&mut graph, &mut dtypes, &mut pool_u8);
+        }
+        let steps = graph.nodes.iter().zip(&pool_u8).map(|(n, &u8_pool)| if u8_pool { Ok(Step::MaxPoolU8) } else { step(&kernels, n) }).collect::<Result<Vec<_>>>()?;
+        let mut record_range = vec![false; graph.values.len()];
+        let producers = graph.producers();
+        for n in &graph.nodes {
+            if n.op.conv().and_then(|c| c.precision.int8()).is_some_and(|q| q.input == ActQuant::Dynamic) {
+                let v = n.inputs[0];
+                let by_qconv = producers[v].is_some_and(|p| matches!(steps[p], Step::QConv(_)));
+                record_range[v] = by_qconv && dtypes[v] == DType::F32;
+            }
+        }
+        Ok(Prepared { graph, kernels, steps, dtypes, record_range })
+    }
+
+    /// Bytes of weights packed for the kernels.
+    pub fn packed_bytes(&self) -> usize {
+        self.steps.iter().map(Step::packed_bytes).sum()
+    }
+}
+
+/// The step of one node: its kernel, INT8 weights packed for `kernels`.
+pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
+    let named = |e: Error| match e {
+        Error::Unsupported { what, hint } => Error::Unsupported { what: format!("node '{}': {what}", n.name.escape_debug()), hint },
+        other => other,
+    };
+    Ok(match &n.op {
+        Op::Conv(c) => match c.precision.int8() {
+            Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
+            None => Step::F32,
+        },
+        Op::ConvTranspose(c) => match c.precision.int8() {
+            Some(q) => Step::QConvTranspose(qconv::pack_conv_transpose(kernels, c, q).map_err(named)?),
+            None => Step::F32,
+        },
+        Op::Linear(l) => match l.precision.int8() {
+            Some(q) => Step::QLinear(qconv::pack_linear(kernels, l, q).map_err(named)?),
+            None => Step::F32,
+        },
+        _ => Step::F32,
+    })
+}
+
+/// The static input parameters of an INT8 conv, if it has them.
+fn static_input(op: &Op) -> Option<QParams> {
+    match op.conv().and_then(|c| c.precision.int8()).map(|q| q.input) {
+        Some(ActQuant::Static(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// Step 3 of the module docs: sets `dtypes` of the values INT8 convs hand to each other as u8
+/// codes, marks the max-pools that run on codes, and removes the QuantizeDequantize nodes
+/// whose readers now take codes as their residual.
+fn hand_off_u8(g: &mut Graph, dtypes: &mut [DType], pool_u8: &mut Vec<bool>) {
+    let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); g.values.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        for (slot, &v) in n.inputs.iter().enumerate() {
+            readers[v].push((i, slot));
+        }
+    }
+    let is_int8_conv = |n: &Node| n.op.conv().is_some_and(|c| !c.precision.is_f32());
+    // An INT8 conv whose only reader is a MaxPool: the pool can run on u8 codes if its own
+    // readers qualify.
+    let through_pool = |g: &Graph, p: usize| -> Option<usize> {
+        let v = g.nodes[p].output;
+        match readers[v].as_slice() {
+            [(m, 0)] if matches!(g.nodes[*m].op, Op::MaxPool(_)) && !g.outputs.contains(&v) => Some(*m),
+            _ => None,
+        }
+    };
+    // A QuantizeDequantize with static parameters that only residual inputs of INT8 convs read.
+    let residual_qdq = |g: &Graph, r: usize| -> Option<QParams> {
+        let Op::FakeQuant(ActQuant::Static(pq)) = g.nodes[r].op else { return None };
+        let f = g.nodes[r].output;
+        let ok = !g.outputs.contains(&f)
+            && !readers[f].is_empty()
+            && readers[f].iter().all(|&(c, slot)| slot == 1 && is_int8_conv(&g.nodes[c]) && g.nodes[c].op.conv().is_some_and(|c| c.residual));
+        ok.then_some(pq)
+    };
+    let mut removed = vec![false; g.nodes.len()];
+    pool_u8.resize(g.nodes.len(), false);
+    for p in 0..g.nodes.len() {
+        if !is_int8_conv(&g.nodes[p]) {
+            continue;
+        }
+        let pool = through_pool(g, p);
+        let v = g.nodes[pool.unwrap_or(p)].output;
+        if g.outputs.contains(&v) || readers[v].is_empty() {
+            continue;
+        }
+        let mut params = None;
+        let ok = readers[v].iter().all(|&(r, slot)| {
+            let pq = match &g.nodes[r].op {
+                op if slot == 0 && is_int8_conv(&g.nodes[r]) => match static_input(op) {
+                    Some(pq) => pq,
+                    None => return false,
+                },
+                Op::FakeQuant(_) if pool.is_none() => match residual_qdq(g, r) {
+                    Some(pq) => pq,
+                    None => return false,
+                },
+                _ => return false,
+            };
+            *params.get_or_insert(pq) == pq
+        });
+        let Some(pq) = params.filter(|_| ok) else { continue };
+        dtypes[g.nodes[p].output] = DType::U8(pq);
+        if let Some(m) = pool {
+            dtypes[g.nodes[m].output] = DType::U8(pq);
+            pool_u8[m] = true;
+        }
+        for &(r, _) in &readers[v] {
+            if matches!(g.nodes[r].op, Op::FakeQuant(_)) {
+                removed[r] = true;
+                for &(c, _) in &readers[g.nodes[r].output] {
+                    g.nodes[c].inputs[1] = v;
+                }
+            }
+        }
+    }
+    let mut i = 0;
+    g.nodes.retain(|_| {
+        i += 1;
+        !removed[i - 1]
+    });
+    let mut i = 0;
+    pool_u8.retain(|_| {
+        i += 1;
+        !removed[i - 1]
+    });
+}

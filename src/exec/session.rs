@@ -1,0 +1,314 @@
+//! [`Session`]: a prepared graph that many threads can run at once.
+//!
+//! The prepared graph and every plan are immutable once built. A call finds (or builds, once)
+//! the plan for its input shapes, takes a set of [`Buffers`] from that plan's pool (or sizes a
+//! new one), runs on a worker pool of its own, and gives both back. Concurrent calls
+//! therefore never wait for each other, and each computes exactly what it would alone:
+//! kernels split work by the session's thread count, not by who else is running.
+//!
+//! **Threads.** A session built with `threads = T` runs each call on `T` workers. Calls in
+//! flight at the same time each get their own `T` workers (rayon pools kept and reused, one
+//! per concurrent call), so `N` concurrent callers use `N · T` threads. Choose:
+//! - one caller at a time wanting the lowest latency: `T` = the cores;
+//! - `N` concurrent callers wanting throughput (a server, a batch pipeline): `T` = cores / `N`,
+//!   usually 1. Single-thread calls avoid the fork-join overhead of small layers and scale
+//!   with the callers up to the cores.
+//!
+//! Mixing (`T` = cores with several callers) oversubscribes the cores: calls still proceed
+//! concurrently, a small call is not queued behind a big one, but they share the cores.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::node::{self, ValueMut, ValueRef};
+use super::plan::{Buffers, Plan};
+use super::prepare::{DType, Prepared, Step};
+use super::Options;
+use crate::cpu::codec::dequantize_slice;
+use crate::cpu::kernels::Kernels;
+use crate::cpu::qconv::Ranges;
+use crate::error::{Error, Result};
+use crate::graph::{shape, Graph, Node};
+use crate::tensor::Tensor;
+
+/// A plan and the idle buffers sized for it.
+#[derive(Debug)]
+struct Planned {
+    plan: Plan,
+    idle: Mutex<Vec<Buffers>>,
+}
+
+/// A graph prepared for repeated inference, shared by any number of threads.
+pub struct Session {
+    prepared: Prepared,
+    threads: usize,
+    plans: RwLock<HashMap<Vec<Vec<usize>>, Arc<Planned>>>,
+    pools: Mutex<Vec<rayon::ThreadPool>>,
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Session>();
+};
+
+/// Locks `m`, recovering the data if a panicking call poisoned it: the pools and idle lists
+/// hold nothing a panic could leave half-written.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    /// Prepares `graph` for the CPU ([`Prepared::new`]).
+    pub fn new(graph: Graph, opts: &Options) -> Result<Self> {
+        let prepared = Prepared::new(graph, opts)?;
+        let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+        Ok(Session { prepared, threads, plans: RwLock::new(HashMap::new()), pools: Mutex::new(Vec::new()) })
+    }
+
+    /// The graph as executed (after the passes and the prepare stage's hand-offs).
+    pub fn graph(&self) -> &Graph {
+        &self.prepared.graph
+    }
+
+    /// The lowered graph: kernels, steps and value types.
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    /// Worker threads of each call.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs the graph and returns its outputs. Safe to call from many threads at once.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run_planned(inputs, None)
+    }
+
+    /// Runs the graph as [`Session::run`] does, adding each node's wall time in seconds to
+    /// `node_seconds` (indexed like `self.graph().nodes`; resized to fit).
+    pub fn run_profiled(&self, inputs: &[Tensor], node_seconds: &mut Vec<f64>) -> Result<Vec<Tensor>> {
+        node_seconds.resize(self.prepared.graph.nodes.len(), 0.0);
+        self.run_planned(inputs, Some(node_seconds))
+    }
+
+    /// The plan for these input shapes, built once.
+    fn planned(&self, inputs: &[Tensor]) -> Result<Arc<Planned>> {
+        let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        if let Some(p) = self.plans.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let plan = Plan::new(&self.prepared, &key, self.threads)?;
+        let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
+        Ok(Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(Planned { plan, idle: Mutex::new(Vec::new()) }))))
+    }
+
+    /// A worker pool of `threads` workers no other call is using.
+    fn take_pool(&self) -> Result<rayon::ThreadPool> {
+        if let Some(p) = lock(&self.pools).pop() {
+            return Ok(p);
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .thread_name(|i| format!("kestrel-{i}"))
+            .build()
+            .map_err(|e| Error::System(format!("cannot start {} worker threads: {e}", self.threads)))
+    }
+
+    fn run_planned(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+        self.check_inputs(inputs)?;
+        let planned = self.planned(inputs)?;
+        let taken = lock(&planned.idle).pop();
+        let mut bufs = taken.unwrap_or_else(|| Buffers::new(&planned.plan, self.prepared.graph.values.len()));
+        let pool = self.take_pool()?;
+        let threads = self.threads;
+        let out = pool.install(|| execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds));
+        lock(&self.pools).push(pool);
+        lock(&planned.idle).push(bufs);
+        out
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
+        let g = &self.prepared.graph;
+        if inputs.len() != g.inputs.len() {
+            return Err(Error::InputShape { name: "inputs".into(), expected: format!("{} input tensor(s)", g.inputs.len()), got: vec![inputs.len()] });
+        }
+        Ok(())
+    }
+
+    /// Runs the graph keeping every intermediate value (for per-layer comparisons). Entry `i`
+    /// is the value with id `i`, or `None` for values never computed. Values the prepare stage
+    /// stores as u8 codes come back dequantized. Each node allocates its output.
+    pub fn run_all(&self, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+        self.check_inputs(inputs)?;
+        let pool = self.take_pool()?;
+        let out = pool.install(|| interpret_prepared(&self.prepared, inputs, self.threads));
+        lock(&self.pools).push(pool);
+        out
+    }
+
+    /// Runs node `index` of [`Session::graph`] alone on `values` (f32 tensors indexed by
+    /// value id; the node's inputs must be present) and returns its output as f32.
+    pub fn run_node(&self, index: usize, values: &[Option<Tensor>]) -> Result<Tensor> {
+        let g = &self.prepared.graph;
+        let n = g.nodes.get(index).ok_or_else(|| Error::Internal(format!("node index {index} out of range")))?;
+        let step = match &self.prepared.steps[index] {
+            // Codes in, codes out: alone, the pool runs on the floats (the same maxima).
+            Step::MaxPoolU8 => &Step::F32,
+            s => s,
+        };
+        let pool = self.take_pool()?;
+        let out = pool.install(|| run_node_step(&self.prepared.kernels, n, step, values, self.threads));
+        lock(&self.pools).push(pool);
+        out
+    }
+
+    /// The planner's estimate of bytes held by activations, scratch and weights (as the graph
+    /// stores them) for one call at this input shape.
+    pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
+        let plan = Plan::new(&self.prepared, &[input_shape.to_vec()], self.threads)?;
+        Ok(plan.activation_bytes() + self.prepared.graph.weight_bytes())
+    }
+}
+
+/// One call on `plan`'s buffers.
+fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], threads: usize, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+    let g = &p.graph;
+    let slot = |v: usize| plan.slot_of[v].ok_or_else(|| Error::Internal(format!("value '{}' has no buffer", g.values[v].escape_debug())));
+    let Buffers { slots, scratch, ranges } = bufs;
+    ranges.fill(None);
+    for (i, t) in g.inputs.iter().zip(inputs) {
+        let s = slot(i.id)?;
+        slots[s].f32_mut(t.numel()).copy_from_slice(t.data());
+    }
+    for (k, n) in g.nodes.iter().enumerate() {
+        let t0 = node_seconds.as_ref().map(|_| std::time::Instant::now());
+        let o = slot(n.output)?;
+        let mut out_slot = std::mem::take(&mut slots[o]);
+        let mut ins: Vec<(ValueRef, &[usize])> = Vec::with_capacity(n.inputs.len());
+        for &v in &n.inputs {
+            let value = match g.constants.get(&v) {
+                Some(t) => ValueRef::F32(t.data()),
+                None => {
+                    let s = &slots[slot(v)?];
+                    match p.dtypes[v] {
+                        DType::F32 => ValueRef::F32(s.f32(plan.numel(v))),
+                        DType::U8(q) => ValueRef::U8(s.u8(plan.numel(v)), q),
+                    }
+                }
+            };
+            ins.push((value, &plan.shapes[v]));
+        }
+        let on = plan.numel(n.output);
+        let out = match p.dtypes[n.output] {
+            DType::F32 => ValueMut::F32(out_slot.f32_mut(on)),
+            DType::U8(q) => ValueMut::U8(out_slot.u8_mut(on), q),
+        };
+        let range = Ranges { input: n.inputs.first().and_then(|&v| ranges[v]), record_output: p.record_range[n.output] };
+        let recorded = node::run(&p.kernels, n, &p.steps[k], &ins, out, &plan.shapes[n.output], range, scratch, threads);
+        drop(ins);
+        slots[o] = out_slot;
+        ranges[n.output] = recorded?;
+        if let (Some(t0), Some(acc)) = (t0, node_seconds.as_deref_mut()) {
+            if let Some(a) = acc.get_mut(k) {
+                *a += t0.elapsed().as_secs_f64();
+            }
+        }
+    }
+    g.outputs
+        .iter()
+        .map(|&v| {
+            let data = match g.constants.get(&v) {
+                Some(t) => t.data().to_vec(),
+                None => {
+                    let s = &slots[slot(v)?];
+                    match p.dtypes[v] {
+                        DType::F32 => s.f32(plan.numel(v)).to_vec(),
+                        DType::U8(q) => {
+                            let mut f = vec![0.0; plan.numel(v)];
+                            dequantize_slice(p.kernels.simd, q, s.u8(plan.numel(v)), &mut f);
+                            f
+                        }
+                    }
+                }
+            };
+            Tensor::new(plan.shapes[v].clone(), data)
+        })
+        .collect()
+}
+
+/// A value held by node-by-node evaluation.
+enum Owned {
+    F32(Vec<f32>),
+    U8(Vec<u8>, crate::qparams::QParams),
+}
+
+/// Evaluates `p` node by node, keeping every value; u8 values come back dequantized.
+fn interpret_prepared(p: &Prepared, inputs: &[Tensor], threads: usize) -> Result<Vec<Option<Tensor>>> {
+    let g = &p.graph;
+    let shapes_in: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let shapes = shape::infer(g, &shapes_in)?;
+    let mut values: Vec<Option<Owned>> = (0..g.values.len()).map(|_| None).collect();
+    for (i, t) in g.inputs.iter().zip(inputs) {
+        values[i.id] = Some(Owned::F32(t.data().to_vec()));
+    }
+    for (&id, t) in &g.constants {
+        values[id] = Some(Owned::F32(t.data().to_vec()));
+    }
+    let mut scratch = super::plan::Scratch::default();
+    for (k, n) in g.nodes.iter().enumerate() {
+        let ins = n
+            .inputs
+            .iter()
+            .map(|&v| match &values[v] {
+                Some(Owned::F32(x)) => Ok((ValueRef::F32(x), shapes[v].as_slice())),
+                Some(Owned::U8(x, q)) => Ok((ValueRef::U8(x, *q), shapes[v].as_slice())),
+                None => Err(Error::Internal(format!("node '{}' reads value #{v} before it is computed", n.name.escape_debug()))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let on: usize = shapes[n.output].iter().product();
+        let out = match p.dtypes[n.output] {
+            DType::F32 => {
+                let mut o = vec![0.0; on];
+                node::run(&p.kernels, n, &p.steps[k], &ins, ValueMut::F32(&mut o), &shapes[n.output], Ranges::default(), &mut scratch, threads)?;
+                Owned::F32(o)
+            }
+            DType::U8(q) => {
+                let mut o = vec![0u8; on];
+                node::run(&p.kernels, n, &p.steps[k], &ins, ValueMut::U8(&mut o, q), &shapes[n.output], Ranges::default(), &mut scratch, threads)?;
+                Owned::U8(o, q)
+            }
+        };
+        values[n.output] = Some(out);
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(v, o)| {
+            o.map(|o| {
+                let data = match o {
+                    Owned::F32(x) => x,
+                    Owned::U8(x, q) => x.iter().map(|&c| q.dequantize(c)).collect(),
+                };
+                Tensor::new(shapes[v].clone(), data)
+            })
+            .transpose()
+        })
+        .collect()
+}
+
+/// Runs one node as `step` on f32 `values`, allocating its f32 output.
+pub(crate) fn run_node_step(kernels: &Kernels, n: &Node, step: &Step, values: &[Option<Tensor>], threads: usize) -> Result<Tensor> {
+    let mut shapes = vec![Vec::new(); values.len()];
+    let mut ins = Vec::with_capacity(n.inputs.len());
+    for &i in &n.inputs {
+        let t = values.get(i).and_then(Option::as_ref).ok_or_else(|| Error::Shape { node: n.name.clone(), op: n.op.kind(), reason: format!("input #{i} was not computed") })?;
+        shapes[i] = t.shape().to_vec();
+        ins.push(t);
+    }
+    let os = shape::node_output_shape(n, &shapes)?;
+    let refs: Vec<(ValueRef, &[usize])> = ins.iter().map(|t| (ValueRef::F32(t.data()), t.shape())).collect();
+    let mut out = vec![0.0; os.iter().product()];
+    node::run(kernels, n, step, &refs, ValueMut::F32(&mut out), &os, Ranges::default(), &mut super::plan::Scratch::default(), threads)?;
+    Tensor::new(os, out)
+}
