@@ -23,24 +23,8 @@ use crate::graph::{Graph, Node};
 use crate::tensor::Tensor;
 
 pub use plan::Plan;
-pub use prepare::{DType, Prepared, Step};
+pub use prepare::{DType, Options, Prepared, Step};
 pub use session::Session;
-
-/// How a [`Session`] is built.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Worker threads of each call; 0 means one per core.
-    pub threads: usize,
-    /// Run the graph passes (fold BatchNorm, fuse epilogues, drop Identity) and hand u8
-    /// codes between INT8 layers. Without it every node's output is kept as computed, in f32.
-    pub optimize: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { threads: 0, optimize: true }
-    }
-}
 
 /// Evaluates `g` as given (no passes, every value f32) node by node, keeping every value.
 pub fn interpret(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Option<Tensor>>> {

@@ -16,13 +16,28 @@
 //! A session prepared without `optimize` keeps the graph as given and every value f32, so
 //! each node's output can be read and compared (per-layer tools).
 
-use super::Options;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv;
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Graph, Node, Op};
 use crate::qparams::QParams;
+
+/// How a [`super::Session`] is built.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Worker threads of each call; 0 means one per core.
+    pub threads: usize,
+    /// Run the graph passes (fold BatchNorm, fuse epilogues, drop Identity) and hand u8
+    /// codes between INT8 layers. Without it every node's output is kept as computed, in f32.
+    pub optimize: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threads: 0, optimize: true }
+    }
+}
 
 /// How a value is stored while a graph runs.
 #[derive(Clone, Copy, Debug, PartialEq)]

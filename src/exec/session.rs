@@ -22,8 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::node::{self, ValueMut, ValueRef};
 use super::plan::{Buffers, Plan};
-use super::prepare::{DType, Prepared, Step};
-use super::Options;
+use super::prepare::{DType, Options, Prepared, Step};
 use crate::cpu::codec::dequantize_slice;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::Ranges;
