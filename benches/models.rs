@@ -77,16 +77,16 @@ fn bench_model(c: &mut Criterion, name: &str, batches: &[usize]) {
 /// ORT's `quantize_static` QDQ model of our f32 export.
 #[cfg(feature = "ort")]
 fn ort_qdq(graph: &kestrel::Graph, shape: &[usize], threads: usize) -> kestrel::Result<kestrel::ort_ref::OrtModel> {
-    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Invalid("KESTREL_PYTHON unset (source scripts/setup.sh)".into()))?;
+    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Argument("KESTREL_PYTHON unset (source scripts/setup.sh)".into()))?;
     let dir = std::env::temp_dir().join(format!("kestrel-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| kestrel::Error::io(&dir, e))?;
     let (f, q) = (dir.join("f32.onnx"), dir.join("qdq.onnx"));
     kestrel::onnx::save(graph, &f)?;
     let shape = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_quantize.py");
-    let st = std::process::Command::new(python).arg(script).arg(&f).arg(&q).arg(shape).status().map_err(|e| kestrel::Error::Invalid(e.to_string()))?;
+    let st = std::process::Command::new(python).arg(script).arg(&f).arg(&q).arg(shape).status().map_err(|e| kestrel::Error::Argument(e.to_string()))?;
     if !st.success() {
-        return Err(kestrel::Error::Invalid("ort_quantize.py failed".into()));
+        return Err(kestrel::Error::Argument("ort_quantize.py failed".into()));
     }
     kestrel::ort_ref::OrtModel::from_file(&q, threads)
 }

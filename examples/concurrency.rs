@@ -89,7 +89,7 @@ fn main() -> kestrel::Result<()> {
             let calib: Vec<Tensor> = (0..8).map(|i| synthetic_images(1, s[1], s[2], s[3], 500 + i)).collect();
             quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, ..Default::default() }, &calib, &mut |_, _| {})?
         }
-        other => return Err(kestrel::Error::Invalid(format!("variant {other}: use f32, int8-static or int8-dynamic"))),
+        other => return Err(kestrel::Error::Argument(format!("variant {other}: use f32, int8-static or int8-dynamic"))),
     };
     let x1 = Tensor::randn(s.clone(), 1.0, 42);
     let x16 = Tensor::randn(g_shape(&s, 16), 1.0, 43);
@@ -140,7 +140,7 @@ fn main() -> kestrel::Result<()> {
             t1.push(t.elapsed().as_secs_f64() * 1e3);
         }
         stop.store(true, Ordering::Relaxed);
-        let t16 = bg.join().map_err(|_| kestrel::Error::Invalid("batch-16 thread panicked".into()))??;
+        let t16 = bg.join().map_err(|_| kestrel::Error::Argument("batch-16 thread panicked".into()))??;
         Ok((t16, t1))
     })?;
     let (a, b, c) = (median(&mut alone), median(&mut big), median(&mut small));

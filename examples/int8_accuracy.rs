@@ -14,7 +14,7 @@ use kestrel::{models, Options, Session, Tensor};
 
 fn main() -> kestrel::Result<()> {
     let threads = 2;
-    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Invalid("source scripts/setup.sh first".into()))?;
+    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Argument("source scripts/setup.sh first".into()))?;
     let dir = std::env::temp_dir().join("kestrel-int8-accuracy");
     std::fs::create_dir_all(&dir).map_err(|e| kestrel::Error::io(&dir, e))?;
     println!("| model | variant | cosine vs f32 | rel L2 vs f32 | top-1 agreement / mask IoU vs f32 |");
@@ -64,9 +64,9 @@ fn main() -> kestrel::Result<()> {
             .arg(shape)
             .arg(&c)
             .status()
-            .map_err(|e| kestrel::Error::Invalid(e.to_string()))?;
+            .map_err(|e| kestrel::Error::Argument(e.to_string()))?;
         if !st.success() {
-            return Err(kestrel::Error::Invalid("ort_quantize.py failed".into()));
+            return Err(kestrel::Error::Argument("ort_quantize.py failed".into()));
         }
         let ort_f32 = OrtModel::from_file(&f, threads)?.run(&test)?.remove(0).1;
         let ort_q = OrtModel::from_file(&q, threads)?.run(&test)?.remove(0).1;

@@ -23,11 +23,11 @@ fn main() -> kestrel::Result<()> {
     let (f, q, c) = (dir.join("f32.onnx"), dir.join("qdq.onnx"), dir.join("calib.npy"));
     kestrel::onnx::save(&g, &f)?;
     kestrel::imageio::write_npy(&c, &Tensor::concat_batch(&calib)?)?;
-    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Invalid("source scripts/setup.sh".into()))?;
+    let python = std::env::var("KESTREL_PYTHON").map_err(|_| kestrel::Error::Argument("source scripts/setup.sh".into()))?;
     let shape = s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
     let st = std::process::Command::new(python).arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_quantize.py")).arg(&f).arg(&q).arg(shape).arg(&c).status();
     if !st.is_ok_and(|s| s.success()) {
-        return Err(kestrel::Error::Invalid("ort_quantize.py failed".into()));
+        return Err(kestrel::Error::Argument("ort_quantize.py failed".into()));
     }
     let mut variants: Vec<(String, Box<dyn FnMut() -> kestrel::Result<()>>)> = Vec::new();
     for mode in [Mode::Static, Mode::Dynamic] {

@@ -45,7 +45,7 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
 
 fn main() -> kestrel::Result<()> {
     let only = std::env::args().nth(1);
-    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| kestrel::Error::Invalid(e.to_string()));
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| kestrel::Error::Argument(e.to_string()));
     let (p1, p2) = (pool(1)?, pool(2)?);
     let kernels = Kernels::select()?;
     let kern = kernels.qgemm;

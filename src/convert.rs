@@ -65,12 +65,12 @@ pub fn write_safetensors(g: &Graph, config: Option<&ModelConfig>, path: &Path) -
         .map(|(n, s, b)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Invalid(format!("tensor '{n}': {e}")))
+                .map_err(|e| Error::Internal(format!("safetensors view of tensor '{n}': {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let meta = match config {
         Some(c) => {
-            let json = serde_json::to_string(c).map_err(|e| Error::Invalid(e.to_string()))?;
+            let json = serde_json::to_string(c).map_err(|e| Error::Internal(format!("serialising the model config: {e}")))?;
             Some(HashMap::from([("kestrel_config".to_string(), json)]))
         }
         None => None,

@@ -43,7 +43,7 @@ impl Kind {
     /// Parses a command-line name.
     pub fn parse(s: &str) -> Result<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == s.trim()).ok_or_else(|| {
-            Error::Invalid(format!("unknown variant '{s}' (use {})", Kind::ALL.map(Kind::name).join(", ")))
+            Error::Argument(format!("unknown variant '{s}' (use {})", Kind::ALL.map(Kind::name).join(", ")))
         })
     }
 
@@ -131,7 +131,7 @@ impl<'a> Context<'a> {
 
 fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
     if ctx.model.graph.is_quantized() {
-        return Err(Error::Invalid(format!("{} is already quantized", ctx.model.name)));
+        return Err(Error::Argument(format!("{} is already quantized: INT8 variants start from a float model", ctx.model.name)));
     }
     let opts = crate::quant::QuantizeOptions { mode, threads: ctx.threads, ..Default::default() };
     crate::quant::quantize(&ctx.model.graph, &opts, ctx.calib, &mut |_, _| {})

@@ -1,5 +1,9 @@
 //! The one error type of the crate. Every variant names the file, node, op, tensor or
 //! shape at fault, so that the CLI can print it as a single readable line.
+//!
+//! User-facing errors (a bad file, argument, shape or an unsupported request) are distinct
+//! from [`Error::Internal`], an invariant of kestrel's own that broke (a bug to report), and
+//! from [`Error::System`], a resource the system refused.
 
 use std::path::PathBuf;
 
@@ -67,9 +71,10 @@ pub enum Error {
     /// An internal invariant broke: a bug in kestrel, not in the input.
     #[error("internal error (please report): {0}")]
     Internal(String),
-    /// A user-facing argument is invalid (CLI flags, tolerances, ...).
+    /// A user-facing argument or option is invalid (CLI flags, variant names, tolerances,
+    /// `KESTREL_ISA`).
     #[error("{0}")]
-    Invalid(String),
+    Argument(String),
 }
 
 /// `Result` with [`Error`].

@@ -35,11 +35,11 @@ pub fn classification(
         let xs = chunk.iter().map(|(p, _)| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
         let probs = softmax_rows(&run(&Tensor::concat_batch(&xs)?)?)?;
         if probs.len() != chunk.len() {
-            return Err(Error::Invalid(format!("model returned {} rows for a batch of {}", probs.len(), chunk.len())));
+            return Err(Error::OutputShape { expected: format!("{} rows, one per image of the batch", chunk.len()), got: vec![probs.len()] });
         }
         if let Some(p) = probs.first() {
             if p.len() != classes.len() {
-                return Err(Error::Invalid(format!("model has {} classes, the data folder {}", p.len(), classes.len())));
+                return Err(Error::OutputShape { expected: format!("{} classes, as the data folder has", classes.len()), got: vec![chunk.len(), p.len()] });
             }
         }
         labels.extend(chunk.iter().map(|(_, l)| *l));
@@ -63,13 +63,7 @@ pub fn segmentation(
         let img = imageio::decode(img_path)?;
         let truth = imageio::decode_gray(mask_path)?;
         if truth.dimensions() != img.dimensions() {
-            return Err(Error::Invalid(format!(
-                "{}: mask is {:?}, image {} is {:?}",
-                mask_path.display(),
-                truth.dimensions(),
-                img_path.display(),
-                img.dimensions()
-            )));
+            return Err(Error::Data { path: mask_path.clone(), reason: format!("mask is {:?}, image {} is {:?}", truth.dimensions(), img_path.display(), img.dimensions()) });
         }
         let (w, h) = (img.width() as usize, img.height() as usize);
         let x = pad_to_multiple(&imageio::to_tensor(&img, pre), multiple)?;

@@ -71,7 +71,7 @@ pub fn to_tensor(img: &image::RgbImage, p: &Preprocess) -> Tensor {
 pub fn write_gray(path: &Path, values: &[f32], h: usize, w: usize) -> Result<()> {
     let buf: Vec<u8> = values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
     let img = image::GrayImage::from_raw(w as u32, h as u32, buf)
-        .ok_or_else(|| Error::Invalid(format!("mask of {h}x{w} has {} values", values.len())))?;
+        .ok_or_else(|| Error::Internal(format!("mask of {h}x{w} has {} values", values.len())))?;
     img.save(path).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })
 }
 

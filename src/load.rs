@@ -74,7 +74,7 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             (cfg.build(&mut w)?, Some(cfg), Some(path.to_path_buf()))
         }
         _ if path.exists() => {
-            return Err(Error::Invalid(format!("{spec}: unknown model format (expected .onnx or .safetensors)")));
+            return Err(Error::Data { path: path.to_path_buf(), reason: "unknown model format (expected .onnx or .safetensors)".into() });
         }
         _ if spec.contains('/') || spec.contains('.') => {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));

@@ -151,6 +151,6 @@ pub fn update_manifest(manifest: &Path, entries: Vec<serde_json::Value>) -> Resu
         "generator": "cargo run --release --features train --example train -- all",
         "models": all,
     });
-    let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
     std::fs::write(manifest, text + "\n").map_err(|e| Error::io(manifest, e))
 }

@@ -129,7 +129,7 @@ pub fn run(opts: &ReportOptions, log: &mut dyn FnMut(&str)) -> Result<String> {
                 bench::output::write(&opts.out.join(format!("eval-{}.md", r.name)), &crate::eval::markdown(&e))?;
                 bench::output::write(
                     &opts.out.join(format!("eval-{}.json", r.name)),
-                    &serde_json::to_string_pretty(&e).map_err(|err| Error::Invalid(err.to_string()))?,
+                    &serde_json::to_string_pretty(&e).map_err(|err| Error::Internal(format!("serialising the evaluation: {err}")))?,
                 )?;
                 evals.push(e);
             }
@@ -161,7 +161,7 @@ pub fn run(opts: &ReportOptions, log: &mut dyn FnMut(&str)) -> Result<String> {
     }
     bench::output::write(&opts.out.join("report.md"), &md)?;
     let json = serde_json::json!({"bench": benches, "eval": evals, "notes": notes, "seconds": t0.elapsed().as_secs_f64()});
-    bench::output::write(&opts.out.join("report.json"), &serde_json::to_string_pretty(&json).map_err(|e| Error::Invalid(e.to_string()))?)?;
+    bench::output::write(&opts.out.join("report.json"), &serde_json::to_string_pretty(&json).map_err(|e| Error::Internal(format!("serialising the report: {e}")))?)?;
     Ok(format!("{summary}\n{}\nwrote {} in {:.0} s", notes.iter().map(|n| format!("note: {n}")).collect::<Vec<_>>().join("\n"), opts.out.join("report.md").display(), t0.elapsed().as_secs_f64()))
 }
 

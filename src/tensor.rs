@@ -92,7 +92,7 @@ impl Tensor {
 
     /// Stacks `[1, ...]` (or equal-shaped `[n, ...]`) tensors along the batch axis.
     pub fn concat_batch(parts: &[Tensor]) -> Result<Tensor> {
-        let first = parts.first().ok_or_else(|| Error::Invalid("empty batch".into()))?;
+        let first = parts.first().ok_or_else(|| Error::Internal("concat_batch of no tensors".into()))?;
         let mut shape = first.shape.clone();
         let mut data = Vec::with_capacity(first.numel() * parts.len());
         let mut n = 0;

@@ -40,10 +40,10 @@ impl TileOptions {
     pub fn check(&self, multiple: usize) -> Result<()> {
         let m = multiple.max(1);
         if self.tile == 0 || self.tile % m != 0 {
-            return Err(Error::Invalid(format!("--tile {} must be a positive multiple of the model's spatial multiple {m}", self.tile)));
+            return Err(Error::Argument(format!("--tile {} must be a positive multiple of the model's spatial multiple {m}", self.tile)));
         }
         if self.overlap >= self.tile {
-            return Err(Error::Invalid(format!("--overlap {} must be smaller than --tile {}", self.overlap, self.tile)));
+            return Err(Error::Argument(format!("--overlap {} must be smaller than --tile {}", self.overlap, self.tile)));
         }
         Ok(())
     }
@@ -84,7 +84,7 @@ impl RowSource for ImageRows<'_> {
     }
     fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
         let w = self.width() * 3;
-        let row = self.img.as_raw().get(self.y * w..(self.y + 1) * w).ok_or_else(|| Error::Invalid("read past the last row".into()))?;
+        let row = self.img.as_raw().get(self.y * w..(self.y + 1) * w).ok_or_else(|| Error::Internal("image rows: read past the last row".into()))?;
         rgb.copy_from_slice(row);
         self.y += 1;
         Ok(())
@@ -326,7 +326,7 @@ pub fn segment_tiled(
             let out = run(&Tensor::new(vec![b, 3, th, tw], data)?)?;
             let s = out.shape();
             if s.len() != 4 || s[0] != b || s[2] != th || s[3] != tw || s[1] == 0 {
-                return Err(Error::Invalid(format!("model output {s:?} is not a [{b}, C, {th}, {tw}] map")));
+                return Err(Error::OutputShape { expected: format!("a [{b}, C, {th}, {tw}] map"), got: s.to_vec() });
             }
             let c = s[1];
             if channels == 0 {
@@ -362,7 +362,7 @@ pub fn segment_tiled(
         // Rows above the next band's origin are final.
         let done_to = ys.get(bi + 1).copied().unwrap_or(h);
         while emitted < done_to {
-            let (probs, weights) = acc.pop_front().ok_or_else(|| Error::Invalid("tile accumulator underflow".into()))?;
+            let (probs, weights) = acc.pop_front().ok_or_else(|| Error::Internal("tile accumulator underflow".into()))?;
             acc_first += 1;
             for x in 0..w {
                 let wsum = weights[x].max(f32::MIN_POSITIVE);

@@ -156,7 +156,7 @@ fn synthetic_pngs(task: Task, n: usize, h: usize, w: usize) -> Result<Vec<Vec<u8
             let img = image::imageops::crop_imm(&img, 0, 0, w as u32, h as u32).to_image();
             let mut bytes = Vec::new();
             img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-                .map_err(|e| Error::Invalid(format!("encoding a synthetic PNG: {e}")))?;
+                .map_err(|e| Error::Internal(format!("encoding a synthetic PNG: {e}")))?;
             Ok(bytes)
         })
         .collect()
@@ -195,7 +195,7 @@ impl Pipeline<'_> {
         let imgs = self
             .pngs
             .iter()
-            .map(|b| image::load_from_memory(b).map(|i| i.to_rgb8()).map_err(|e| Error::Invalid(format!("decoding a synthetic PNG: {e}"))))
+            .map(|b| image::load_from_memory(b).map(|i| i.to_rgb8()).map_err(|e| Error::Internal(format!("decoding a synthetic PNG: {e}"))))
             .collect::<Result<Vec<_>>>()?;
         let decode = ms(t);
         let t = Instant::now();
@@ -203,7 +203,7 @@ impl Pipeline<'_> {
         let preprocess = ms(t);
         let t = Instant::now();
         let out = match (profile, v.session()) {
-            (Some(acc), Some(s)) => s.run_profiled(std::slice::from_ref(&x), acc)?.into_iter().next().ok_or_else(|| Error::Invalid("no output".into()))?,
+            (Some(acc), Some(s)) => s.run_profiled(std::slice::from_ref(&x), acc)?.into_iter().next().ok_or(Error::NoOutput)?,
             _ => v.run(&x)?,
         };
         let forward = ms(t);
@@ -227,10 +227,10 @@ impl<F: FnMut(u64, u64, &str)> Progress for F {
 /// Runs the bench of `model` (loaded in `load_ms`).
 pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mut dyn Progress) -> Result<BenchReport> {
     if opts.batches.is_empty() || opts.batches.contains(&0) {
-        return Err(Error::Invalid("--batch needs sizes ≥ 1".into()));
+        return Err(Error::Argument("--batch needs sizes ≥ 1".into()));
     }
     if opts.variants.is_empty() {
-        return Err(Error::Invalid("--variants is empty".into()));
+        return Err(Error::Argument("--variants is empty".into()));
     }
     let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
     let input1 = model.graph.input_shape(1)?;
@@ -255,7 +255,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         }
     }
     if variants.is_empty() {
-        return Err(Error::Invalid(format!("no variant can run: {skipped:?}")));
+        return Err(Error::Unsupported { what: "every variant asked for".into(), hint: skipped.iter().map(|(k, why)| format!("{k}: {why}")).collect::<Vec<_>>().join("; ") });
     }
     let rss_after_load_bytes = machine::rss_bytes();
 
@@ -276,7 +276,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     };
     let (batches, memory_refused) = batch::within_memory(&opts.batches, opts.memory_limit, &mut est)?;
     if batches.is_empty() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Argument(format!(
             "--memory-limit {}: batch {} already needs an estimated {} bytes",
             opts.memory_limit.unwrap_or(0),
             opts.batches[0],

@@ -200,5 +200,5 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
 
 /// The report as pretty JSON (raw samples included).
 pub fn json(r: &BenchReport) -> Result<String> {
-    serde_json::to_string_pretty(r).map_err(|e| Error::Invalid(format!("serialising the report: {e}")))
+    serde_json::to_string_pretty(r).map_err(|e| Error::Internal(format!("serialising the report: {e}")))
 }

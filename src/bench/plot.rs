@@ -16,7 +16,7 @@ use crate::stats::percentile;
 const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
 
 fn pe<E: std::fmt::Display>(e: E) -> Error {
-    Error::Invalid(format!("plotting: {e}"))
+    Error::System(format!("plotting: {e}"))
 }
 
 /// Axis label of a categorical axis drawn on f64: the name at each whole index, else nothing.

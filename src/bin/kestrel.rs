@@ -72,11 +72,11 @@ impl PreArgs {
     fn get(&self, task: Task) -> Result<Preprocess> {
         let classifier = task == Task::Classify;
         let three = |v: &[f32], what: &str| -> Result<[f32; 3]> {
-            v.try_into().map_err(|_| Error::Invalid(format!("--{what} takes 3 comma-separated values")))
+            v.try_into().map_err(|_| Error::Argument(format!("--{what} takes 3 comma-separated values")))
         };
         let std = three(&self.std, "std")?;
         if std.contains(&0.0) {
-            return Err(Error::Invalid("--std values must be non-zero".into()));
+            return Err(Error::Argument("--std values must be non-zero".into()));
         }
         Ok(Preprocess {
             resize: self.resize.unwrap_or(if classifier { 256 } else { 0 }),
@@ -432,7 +432,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "shapes" => kestrel::dataset::synth::write_shapes(&output, seed, count, size)?,
                 "blobs" => kestrel::dataset::synth::write_blobs(&output, seed, count, size)?,
                 "big-blobs" => kestrel::dataset::synth::write_big_blobs(&output, seed, size)?,
-                other => return Err(Error::Invalid(format!("synth {other}: use shapes, blobs or big-blobs"))),
+                other => return Err(Error::Argument(format!("synth {other}: use shapes, blobs or big-blobs"))),
             }
             println!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)
@@ -451,7 +451,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match output.extension().and_then(|e| e.to_str()) {
                 Some("onnx") => kestrel::onnx::save(&model.graph, &output)?,
                 Some("safetensors") => kestrel::convert::write_safetensors(&model.graph, model.config.as_ref(), &output)?,
-                _ => return Err(Error::Invalid(format!("{}: output must end in .onnx or .safetensors", output.display()))),
+                _ => return Err(Error::Argument(format!("{}: output must end in .onnx or .safetensors", output.display()))),
             }
             println!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)
@@ -474,9 +474,9 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     let mode = match q.mode.as_str() {
         "static" => Mode::Static,
         "dynamic" => Mode::Dynamic,
-        other => return Err(Error::Invalid(format!("--mode {other}: use static or dynamic"))),
+        other => return Err(Error::Argument(format!("--mode {other}: use static or dynamic"))),
     };
-    let method = Method::parse(&q.method, q.percentile).ok_or_else(|| Error::Invalid(format!("--method {}: use minmax, percentile, entropy or mse", q.method)))?;
+    let method = Method::parse(&q.method, q.percentile).ok_or_else(|| Error::Argument(format!("--method {}: use minmax, percentile, entropy or mse", q.method)))?;
     let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, exclude: q.exclude.clone(), only: None, f32_residual: q.f32_residual, threads: q.m.threads };
     let shape = model.graph.input_shape(1)?;
     let calib = if mode == Mode::Static || q.sensitivity { kestrel::dataset::calib::from_folder_or_synthetic(q.calib.as_deref(), q.calib_samples, &shape)? } else { vec![] };
@@ -502,7 +502,7 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let out = q.output.as_ref().ok_or_else(|| Error::Invalid("quantize needs -o OUT.onnx".into()))?;
+    let out = q.output.as_ref().ok_or_else(|| Error::Argument("quantize needs -o OUT.onnx".into()))?;
     let pb = progress_bar(0, "calibrating");
     let g = kestrel::quant::quantize(&model.graph, &opts, &calib, &mut |i, n| {
         pb.set_length(n as u64);
@@ -690,7 +690,7 @@ fn model_input(model: &LoadedModel, inputs: &[PathBuf], pre: &Preprocess, batch:
         [one] if is_npy(one) => imageio::read_npy(one),
         many => {
             if let Some(npy) = many.iter().find(|p| is_npy(p)) {
-                return Err(Error::Invalid(format!("{}: give one .npy input, or images only", npy.display())));
+                return Err(Error::Argument(format!("{}: give one .npy input, or images only", npy.display())));
             }
             let tensors = many.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
             let x = Tensor::concat_batch(&tensors)?;
@@ -708,11 +708,11 @@ fn run_cmd(r: RunArgs) -> Result<ExitCode> {
     let npz = match r.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npz") => true,
         Some("npy") => false,
-        _ => return Err(Error::Invalid(format!("{}: output must end in .npy or .npz", r.output.display()))),
+        _ => return Err(Error::Argument(format!("{}: output must end in .npy or .npz", r.output.display()))),
     };
     let model = r.m.load()?;
     if !npz && model.graph.outputs.len() != 1 {
-        return Err(Error::Invalid(format!("{} has {} outputs: write them to a .npz file", model.name, model.graph.outputs.len())));
+        return Err(Error::Argument(format!("{} has {} outputs: write them to a .npz file", model.name, model.graph.outputs.len())));
     }
     let x = model_input(&model, &r.input, &r.pre.get(model.task)?, r.batch, r.input_seed)?;
     let session = r.m.session(&model)?;
@@ -820,7 +820,7 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
         println!("  latency (median of {} each, same input and threads): kestrel {a:.2} ms  {ort_label} {b:.2} ms  kestrel/ORT {:.2}x", p.time, a / b);
     }
     if let Some(j) = &p.json {
-        let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Internal(format!("serialising the report: {e}")))?;
         std::fs::write(j, text).map_err(|e| Error::io(j, e))?;
     }
     Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -835,9 +835,9 @@ fn parse_bytes(s: &str) -> Result<u64> {
         Some('G') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let v: f64 = num.trim().parse().map_err(|_| Error::Invalid(format!("--memory-limit {s}: expected bytes, e.g. 2G, 512M or 1000000")))?;
+    let v: f64 = num.trim().parse().map_err(|_| Error::Argument(format!("--memory-limit {s}: expected bytes, e.g. 2G, 512M or 1000000")))?;
     if !(v > 0.0) {
-        return Err(Error::Invalid(format!("--memory-limit {s} must be positive")));
+        return Err(Error::Argument(format!("--memory-limit {s} must be positive")));
     }
     Ok((v * mult as f64) as u64)
 }
@@ -851,7 +851,7 @@ fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
         let mut v: Vec<usize> = b
             .batch
             .split(',')
-            .map(|x| x.trim().parse().map_err(|_| Error::Invalid(format!("--batch {}: expected sizes like 1,2,4 or auto", b.batch))))
+            .map(|x| x.trim().parse().map_err(|_| Error::Argument(format!("--batch {}: expected sizes like 1,2,4 or auto", b.batch))))
             .collect::<Result<_>>()?;
         v.sort_unstable();
         v.dedup();
@@ -918,7 +918,7 @@ fn eval_cmd(e: EvalArgs) -> Result<ExitCode> {
     println!("{md}");
     if let Some(dir) = &e.out {
         kestrel::bench::output::write(&dir.join("eval.md"), &md)?;
-        let json = serde_json::to_string_pretty(&report).map_err(|err| Error::Invalid(err.to_string()))?;
+        let json = serde_json::to_string_pretty(&report).map_err(|err| Error::Internal(format!("serialising the report: {err}")))?;
         kestrel::bench::output::write(&dir.join("eval.json"), &json)?;
         println!("wrote eval.json and eval.md in {}", dir.display());
     }

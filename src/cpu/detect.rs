@@ -31,7 +31,7 @@ impl Isa {
             "scalar" => Ok(Isa::Scalar),
             "avx2" => Ok(Isa::Avx2),
             "avx512vnni" | "avx512" | "vnni" => Ok(Isa::Avx512Vnni),
-            other => Err(Error::Invalid(format!("KESTREL_ISA={other}: use scalar, avx2 or avx512vnni"))),
+            other => Err(Error::Argument(format!("KESTREL_ISA={other}: use scalar, avx2 or avx512vnni"))),
         }
     }
 
@@ -77,7 +77,7 @@ pub fn selected() -> Result<Isa> {
             _ => Ok(best()),
         })
         .clone()
-        .map_err(Error::Invalid)
+        .map_err(Error::Argument)
 }
 
 /// Proof that the CPU has AVX2 (and FMA).

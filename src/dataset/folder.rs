@@ -47,7 +47,7 @@ impl std::str::FromStr for Shard {
     type Err = Error;
     /// Parses `I/N` with `0 <= I < N`.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::Invalid(format!("--shard {s}: expected I/N with 0 <= I < N (e.g. 0/4)"));
+        let bad = || Error::Argument(format!("--shard {s}: expected I/N with 0 <= I < N (e.g. 0/4)"));
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
         if count == 0 || index >= count {
@@ -83,7 +83,7 @@ impl ImageFolder {
     pub fn open(root: &Path) -> Result<Self> {
         let dirs: Vec<PathBuf> = read_dir_sorted(root)?.into_iter().filter(|p| p.is_dir()).collect();
         if dirs.is_empty() {
-            return Err(Error::Invalid(format!("{}: no class subdirectories (expected ROOT/CLASS/IMAGE.png)", root.display())));
+            return Err(Error::Data { path: root.to_path_buf(), reason: "no class subdirectories (expected ROOT/CLASS/IMAGE.png)".into() });
         }
         let mut classes = Vec::new();
         let mut items = Vec::new();
@@ -92,7 +92,7 @@ impl ImageFolder {
             items.extend(images_in(d)?.into_iter().map(|p| (p, label)));
         }
         if items.is_empty() {
-            return Err(Error::Invalid(format!("{}: no images in its class subdirectories", root.display())));
+            return Err(Error::Data { path: root.to_path_buf(), reason: "no images in its class subdirectories".into() });
         }
         Ok(ImageFolder { classes, items })
     }
@@ -117,11 +117,11 @@ impl SegPairs {
                 .iter()
                 .map(|e| masks.join(format!("{stem}.{e}")))
                 .find(|p| p.is_file())
-                .ok_or_else(|| Error::Invalid(format!("{}: no mask {}/{stem}.png", img.display(), masks.display())))?;
+                .ok_or_else(|| Error::Data { path: img.clone(), reason: format!("no mask {}/{stem}.png", masks.display()) })?;
             items.push((img, mask));
         }
         if items.is_empty() {
-            return Err(Error::Invalid(format!("{}: no images in images/", root.display())));
+            return Err(Error::Data { path: root.to_path_buf(), reason: "no images in images/".into() });
         }
         Ok(SegPairs { items })
     }

@@ -170,7 +170,7 @@ pub fn write_big_blobs(path: &Path, seed: u64, side: usize) -> Result<()> {
     use std::io::Write;
     const BLOCK: usize = 256;
     if side == 0 || side > 1 << 20 {
-        return Err(Error::Invalid(format!("big-blobs side {side} must be in 1..=1048576")));
+        return Err(Error::Argument(format!("big-blobs side {side} must be in 1..=1048576")));
     }
     let bad = |e: png::EncodingError| Error::Image { path: path.to_path_buf(), reason: e.to_string() };
     let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;

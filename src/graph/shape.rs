@@ -54,11 +54,7 @@ pub fn resize_out(target: &ResizeTarget, h: usize, w: usize) -> [usize; 2] {
 /// Infers every value's shape from the shapes of the graph inputs.
 pub fn infer(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
     if input_shapes.len() != g.inputs.len() {
-        return Err(Error::Invalid(format!(
-            "model takes {} input(s), {} given",
-            g.inputs.len(),
-            input_shapes.len()
-        )));
+        return Err(Error::InputShape { name: "inputs".into(), expected: format!("{} input tensor(s)", g.inputs.len()), got: vec![input_shapes.len()] });
     }
     let mut shapes = vec![Vec::new(); g.values.len()];
     for (inp, s) in g.inputs.iter().zip(input_shapes) {

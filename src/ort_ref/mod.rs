@@ -41,7 +41,7 @@ impl OrtOptimization {
         Self::ALL
             .into_iter()
             .find(|l| l.name() == s.trim())
-            .ok_or_else(|| Error::Invalid(format!("--ort-optimization {s}: use disabled, basic, extended or all")))
+            .ok_or_else(|| Error::Argument(format!("--ort-optimization {s}: use disabled, basic, extended or all")))
     }
 }
 

@@ -98,7 +98,7 @@ pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &To
         out.push(LayerReport { node: n.name.clone(), op: n.op.kind(), value: name.clone(), metrics, isolated, within });
     }
     if out.is_empty() {
-        return Err(Error::Invalid("no layer outputs could be matched between kestrel and ORT".into()));
+        return Err(Error::Unsupported { what: "a per-layer comparison of this model".into(), hint: "none of kestrel's layer outputs is a tensor ONNX Runtime exposes".into() });
     }
     Ok(out)
 }
@@ -214,7 +214,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
         (true, _) => Some(OrtModel::with_options(&bytes, &OrtOptions { optimization: OrtOptimization::Disabled, ..ort_opts })?.run(input)?),
     };
     if ours.len() != theirs.len() {
-        return Err(Error::Invalid(format!("kestrel computes {} outputs, ONNX Runtime {}", ours.len(), theirs.len())));
+        return Err(Error::Internal(format!("kestrel computes {} outputs, ONNX Runtime {}", ours.len(), theirs.len())));
     }
     let mut outputs = Vec::with_capacity(ours.len());
     for (i, (o, (name, r))) in ours.iter().zip(&theirs).enumerate() {

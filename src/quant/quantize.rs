@@ -91,7 +91,7 @@ pub fn calibrate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<HashMap<ValueId, QParams>> {
     if calib.is_empty() {
-        return Err(Error::Invalid("static quantization needs at least one calibration input".into()));
+        return Err(Error::Argument("static quantization needs at least one calibration input".into()));
     }
     let residual = |n: &crate::graph::Node| n.op.conv().is_some_and(|c| c.residual).then(|| n.inputs.get(1).copied()).flatten();
     let watch: Vec<ValueId> = nodes.iter().flat_map(|&i| std::iter::once(g.nodes[i].inputs[0]).chain(residual(&g.nodes[i]))).collect();
