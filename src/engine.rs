@@ -140,7 +140,7 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
 fn kestrel_session(g: Graph, threads: usize) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
     let s = Session::new(g, &Options { threads, optimize: true })?;
-    let isa = if quant { crate::cpu::detect::selected()?.name() } else { "f32" };
+    let isa = if quant { s.prepared().kernels.isa.name() } else { "f32" };
     Ok((Engine::Kestrel(s), format!("kestrel {isa}")))
 }
 

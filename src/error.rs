@@ -41,6 +41,9 @@ pub enum Error {
     /// A model's output does not have the shape a task needs (classifier logits, a mask).
     #[error("model output: expected {expected}, got shape {got:?}")]
     OutputShape { expected: String, got: Vec<usize> },
+    /// A classifier scores a different number of classes than the labelled data has.
+    #[error("the model scores {model} classes, the data has {data}")]
+    ClassCount { model: usize, data: usize },
     /// A model has no output (a graph whose output list is empty).
     #[error("the model has no output")]
     NoOutput,

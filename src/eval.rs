@@ -39,7 +39,7 @@ pub fn classification(
         }
         if let Some(p) = probs.first() {
             if p.len() != classes.len() {
-                return Err(Error::OutputShape { expected: format!("{} classes, as the data folder has", classes.len()), got: vec![chunk.len(), p.len()] });
+                return Err(Error::ClassCount { model: p.len(), data: classes.len() });
             }
         }
         labels.extend(chunk.iter().map(|(_, l)| *l));

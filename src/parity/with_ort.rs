@@ -253,7 +253,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
         optimization: opts.optimization,
         quantized,
         host_isa: host_isa.name().to_string(),
-        kestrel_isa: if quantized { crate::cpu::detect::selected()?.name().to_string() } else { "f32".to_string() },
+        kestrel_isa: if quantized { session.prepared().kernels.isa.name().to_string() } else { "f32".to_string() },
         tolerance: opts.tolerance.clone(),
         layer_tolerance: opts.layer_tolerance.clone(),
         outputs,

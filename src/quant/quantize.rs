@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use super::observe::{Method, Observer};
 use crate::qparams::QParams;
 use crate::error::{Error, Result};
-use crate::exec::interpret;
+use crate::exec::{Options, Session};
 use crate::graph::{passes, ActQuant, Graph, Node, Op, ValueId};
 use crate::compare::compare;
 use crate::tensor::Tensor;
@@ -99,10 +99,11 @@ pub fn calibrate(
     let passes = if method.needs_histogram() { 2 } else { 1 };
     let total = passes * calib.len();
     let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    let simd = crate::cpu::kernels::Kernels::select()?.simd;
+    let session = Session::new(g.clone(), &Options { threads, optimize: false })?;
+    let simd = session.prepared().kernels.simd;
     for pass in 0..passes {
         for (i, x) in calib.iter().enumerate() {
-            let values = interpret(g, std::slice::from_ref(x), threads)?;
+            let values = session.run_all(std::slice::from_ref(x))?;
             for (&v, o) in obs.iter_mut() {
                 if let Some(t) = &values[v] {
                     if pass == 0 {
@@ -187,10 +188,8 @@ pub fn sensitivity(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], prog
     let names: Vec<String> = targets(&g, opts).into_iter().map(|i| g.nodes[i].name.clone()).collect();
     let threads = opts.threads;
     let run = |g: &Graph| -> Result<Vec<Tensor>> {
-        calib
-            .iter()
-            .map(|x| interpret(g, std::slice::from_ref(x), threads.max(1)).map(|v| v[g.outputs[0]].clone().unwrap_or_else(|| Tensor::zeros(vec![0]))))
-            .collect()
+        let session = Session::new(g.clone(), &Options { threads, optimize: false })?;
+        calib.iter().map(|x| session.run(std::slice::from_ref(x))?.into_iter().next().ok_or(Error::NoOutput)).collect()
     };
     let reference = run(&g)?;
     // Calibrate every layer once, then quantize one layer at a time with those parameters.
