@@ -276,7 +276,7 @@ struct Plan {
 fn train_shapes(out: &Path, plan: &Plan) -> R<serde_json::Value> {
     let dev = Device::Cpu;
     let size = 32;
-    let cfg = ResNetConfig { depth: 18, num_classes: synth::SHAPE_CLASSES.len(), in_channels: 3, base_width: 16, image_size: size };
+    let cfg = ResNetConfig { depth: 18, num_classes: synth::SHAPE_CLASSES.len(), in_channels: 3, base_width: 16, image_size: size, ..Default::default() };
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let model = ResNet::new(&cfg, vb)?;
@@ -305,7 +305,7 @@ fn train_shapes(out: &Path, plan: &Plan) -> R<serde_json::Value> {
 fn train_blobs(out: &Path, plan: &Plan) -> R<serde_json::Value> {
     let dev = Device::Cpu;
     let size = 64;
-    let cfg = UNetConfig { in_channels: 3, out_channels: 1, base_width: 8, depth: 3, batch_norm: true, up: UpMode::Transpose, image_size: size };
+    let cfg = UNetConfig { in_channels: 3, out_channels: 1, base_width: 8, depth: 3, batch_norm: true, up: UpMode::Transpose, image_size: size, ..Default::default() };
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let model = UNet::new(&cfg, vb)?;

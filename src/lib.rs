@@ -23,6 +23,7 @@ pub mod models;
 pub mod onnx;
 pub mod parity;
 pub mod postprocess;
+pub mod prune;
 pub mod qparams;
 pub mod quant;
 pub mod reference;

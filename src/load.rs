@@ -161,6 +161,7 @@ pub fn recognise(w: &SafetensorsWeights) -> Option<ModelConfig> {
             out_channels: dim("outc.conv.weight", 0)?,
             base_width: dim("inc.double_conv.0.weight", 0)?,
             image_size: (256usize).div_ceil(1 << depth) * (1 << depth),
+            ..UNetConfig::default()
         }));
     }
     None

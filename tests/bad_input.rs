@@ -14,7 +14,7 @@ fn load_err(spec: &str) -> String {
 }
 
 fn small_resnet() -> kestrel::Graph {
-    ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64 })
+    ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64, ..Default::default() })
         .build(&mut SeededWeights { seed: 1 })
         .unwrap()
 }

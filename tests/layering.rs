@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["load", "convert", "dataset"],
     &["quant"],
     &["engine"],
+    &["prune"],
     &["parity", "eval", "bench", "tile"],
     &["reference"],
     &["report"],

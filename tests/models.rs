@@ -10,11 +10,11 @@ use kestrel::models::*;
 use kestrel::{load_model, LoadOptions, Options, Session, Tensor};
 
 fn narrow_resnet(depth: usize) -> ModelConfig {
-    ModelConfig::ResNet(ResNetConfig { depth, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64 })
+    ModelConfig::ResNet(ResNetConfig { depth, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64, ..Default::default() })
 }
 
 fn narrow_unet(up: UpMode, batch_norm: bool) -> ModelConfig {
-    ModelConfig::UNet(UNetConfig { in_channels: 3, out_channels: 2, base_width: 8, depth: 3, batch_norm, up, image_size: 32 })
+    ModelConfig::UNet(UNetConfig { in_channels: 3, out_channels: 2, base_width: 8, depth: 3, batch_norm, up, image_size: 32, ..Default::default() })
 }
 
 fn run(cfg: &ModelConfig, x: &Tensor) -> Tensor {

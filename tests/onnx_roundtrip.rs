@@ -9,8 +9,8 @@ use kestrel::{Options, Session};
 #[test]
 fn export_import_is_bit_identical() {
     let cfgs = [
-        ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64 }),
-        ModelConfig::ResNet(ResNetConfig { depth: 50, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64 }),
+        ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64, ..Default::default() }),
+        ModelConfig::ResNet(ResNetConfig { depth: 50, num_classes: 10, in_channels: 3, base_width: 8, image_size: 64, ..Default::default() }),
         ModelConfig::UNet(UNetConfig { base_width: 8, depth: 3, image_size: 32, ..UNetConfig::default() }),
         ModelConfig::UNet(UNetConfig { base_width: 8, depth: 3, image_size: 32, up: UpMode::Bilinear, batch_norm: false, ..UNetConfig::default() }),
     ];

@@ -227,7 +227,7 @@ fn qlinear_matches_its_twin_exactly() {
 }
 
 fn narrow_resnet(depth: usize) -> ModelConfig {
-    ModelConfig::ResNet(ResNetConfig { depth, num_classes: 10, in_channels: 3, base_width: 16, image_size: 64 })
+    ModelConfig::ResNet(ResNetConfig { depth, num_classes: 10, in_channels: 3, base_width: 16, image_size: 64, ..Default::default() })
 }
 
 #[test]

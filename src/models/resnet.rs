@@ -2,6 +2,8 @@
 //! on the 3×3 conv, and a 1×1 conv + BN downsample. Input `[N, 3, H, W]` with H and W
 //! multiples of 32; output logits `[N, num_classes]`.
 
+use std::collections::BTreeMap;
+
 use super::builder::Builder;
 use super::weights::WeightSource;
 use crate::error::{Error, Result};
@@ -19,11 +21,15 @@ pub struct ResNetConfig {
     pub base_width: usize,
     /// Default input side, a multiple of 32.
     pub image_size: usize,
+    /// Output channels of individual convs by layer name, where they differ from the
+    /// architecture's (a pruned model's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub widths: BTreeMap<String, usize>,
 }
 
 impl Default for ResNetConfig {
     fn default() -> Self {
-        ResNetConfig { depth: 50, num_classes: 1000, in_channels: 3, base_width: 64, image_size: 224 }
+        ResNetConfig { depth: 50, num_classes: 1000, in_channels: 3, base_width: 64, image_size: 224, widths: BTreeMap::new() }
     }
 }
 
@@ -51,8 +57,8 @@ impl ResNetConfig {
         }
         let expansion = if bottleneck { 4 } else { 1 };
         let w = self.base_width;
-        let mut b = Builder::new(src);
-        let x = b.g.add_input("input", vec![1, self.in_channels, self.image_size, self.image_size]);
+        let mut b = Builder::new(src, &self.widths);
+        let x = b.input("input", self.in_channels, self.image_size);
         let mut h = b.conv("conv1", x, self.in_channels, w, 7, 2, 3, false)?;
         h = b.bn("bn1", h, w, false)?;
         h = b.relu("relu", h);
@@ -67,8 +73,8 @@ impl ResNetConfig {
                 cin = planes * expansion;
             }
         }
-        h = b.g.push("avgpool", Op::GlobalAveragePool, vec![h]);
-        h = b.g.push("flatten", Op::Flatten { axis: 1 }, vec![h]);
+        h = b.push("avgpool", Op::GlobalAveragePool, vec![h]);
+        h = b.push("flatten", Op::Flatten { axis: 1 }, vec![h]);
         h = b.linear("fc", h, cin, self.num_classes)?;
         b.g.outputs.push(h);
         b.g.spatial_multiple = Some(32);
@@ -102,6 +108,6 @@ fn block(b: &mut Builder, name: &str, x: ValueId, cin: usize, planes: usize, str
         h = b.conv(&format!("{name}.conv2"), h, planes, planes, 3, 1, 1, false)?;
         h = b.bn(&format!("{name}.bn2"), h, planes, true)?;
     }
-    let s = b.g.push(format!("{name}.add"), Op::Add, vec![h, identity]);
+    let s = b.push(format!("{name}.add"), Op::Add, vec![h, identity]);
     Ok(b.relu(&format!("{name}.relu"), s))
 }

@@ -3,6 +3,8 @@
 //! `double_conv` Sequential. Level `i` has `base · 2^i` channels. Input `[N, Cin, H, W]` with
 //! H and W multiples of `2^depth`; output logits `[N, Cout, H, W]`.
 
+use std::collections::BTreeMap;
+
 use super::builder::Builder;
 use super::weights::WeightSource;
 use crate::error::{Error, Result};
@@ -31,6 +33,10 @@ pub struct UNetConfig {
     pub up: UpMode,
     /// Default input side, a multiple of `2^depth`.
     pub image_size: usize,
+    /// Output channels of individual convs by layer name, where they differ from the
+    /// architecture's (a pruned model's).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub widths: BTreeMap<String, usize>,
 }
 
 impl Default for UNetConfig {
@@ -43,6 +49,7 @@ impl Default for UNetConfig {
             batch_norm: true,
             up: UpMode::Transpose,
             image_size: 256,
+            widths: BTreeMap::new(),
         }
     }
 }
@@ -64,8 +71,8 @@ impl UNetConfig {
             )));
         }
         let ch = |i: usize| self.base_width << i;
-        let mut b = Builder::new(src);
-        let x = b.g.add_input("input", vec![1, self.in_channels, self.image_size, self.image_size]);
+        let mut b = Builder::new(src, &self.widths);
+        let x = b.input("input", self.in_channels, self.image_size);
         let mut skips = vec![self.double_conv(&mut b, "inc", x, self.in_channels, ch(0))?];
         for i in 1..=self.depth {
             let p = b.maxpool(&format!("down{i}.maxpool_conv.0"), skips[i - 1], 2, 2, 0);
@@ -83,10 +90,10 @@ impl UNetConfig {
                         coord: CoordMode::AlignCorners,
                         target: ResizeTarget::Scales([2.0, 2.0]),
                     };
-                    (b.g.push(format!("up{j}.up"), Op::Resize(r), vec![h]), ch(level + 1))
+                    (b.push(format!("up{j}.up"), Op::Resize(r), vec![h]), ch(level + 1))
                 }
             };
-            let cat = b.g.push(format!("up{j}.cat"), Op::Concat { axis: 1 }, vec![skips[level], up]);
+            let cat = b.push(format!("up{j}.cat"), Op::Concat { axis: 1 }, vec![skips[level], up]);
             h = self.double_conv(&mut b, &format!("up{j}.conv"), cat, ch(level) + up_ch, ch(level))?;
         }
         let out = b.conv("outc.conv", h, ch(0), self.out_channels, 1, 1, 0, true)?;

@@ -1,0 +1,345 @@
+//! Structured channel pruning of float graphs: whole channels removed from every layer they
+//! couple, so the result is a physically smaller model of the same ops that every command
+//! runs, quantizes and exports.
+//!
+//! - [`groups`]: the channel dependency groups (residual streams, Concat skips, depthwise
+//!   convs, Gemm after Flatten) and what may not be pruned;
+//! - [`score`]: channel importance (magnitude, BatchNorm γ, activation, reconstruction,
+//!   random), normalised per group;
+//! - this module: how many channels each group keeps (a uniform ratio, a global ranking, a
+//!   MAC, parameter or latency target; widths rounded to what the kernels run in whole
+//!   blocks) and the driver, [`prune`];
+//! - [`apply`]: slicing weights, biases, BatchNorms and constants;
+//! - [`recover`]: bias folding, least-squares refits and BatchNorm re-estimation on
+//!   calibration inputs.
+//!
+//! Pruning is not a `graph::passes` pass: it changes values. Prune the float model, then
+//! prepare, quantize or export the pruned one.
+
+pub mod apply;
+pub mod groups;
+pub mod recover;
+pub mod score;
+pub mod width;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op};
+use crate::tensor::Tensor;
+pub use groups::Groups;
+pub use recover::{Recovery, RecoveryReport};
+pub use score::{Importance, Reduce};
+pub use width::RoundTo;
+
+/// How many channels to remove.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// Remove this fraction of each group's channels (uniform) or of all prunable channels
+    /// (global).
+    Ratio(f64),
+    /// Keep at most this fraction of the model's MACs.
+    Macs(f64),
+    /// Keep at most this fraction of the model's parameters.
+    Params(f64),
+}
+
+/// What [`prune`] does.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub target: Target,
+    /// Rank every prunable channel together (else each group loses its own share).
+    pub global: bool,
+    /// Global ranking: the largest fraction of any one group removed.
+    pub max_layer_ratio: f64,
+    /// Node names kept whole (a trailing `*` matches a prefix).
+    pub exclude: Vec<String>,
+    pub importance: Importance,
+    pub round_to: RoundTo,
+    /// Recovery steps (they need calibration inputs).
+    pub recovery: Recovery,
+    pub threads: usize,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            target: Target::Ratio(0.0),
+            global: false,
+            max_layer_ratio: 0.9,
+            exclude: Vec::new(),
+            importance: Importance::L2(Reduce::Mean),
+            round_to: RoundTo::Multiple(1),
+            recovery: Recovery::ALL,
+            threads: 0,
+        }
+    }
+}
+
+/// One layer before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerChange {
+    pub node: String,
+    pub op: &'static str,
+    pub in_before: usize,
+    pub in_after: usize,
+    pub out_before: usize,
+    pub out_after: usize,
+    pub params_before: usize,
+    pub params_after: usize,
+    pub macs_before: u64,
+    pub macs_after: u64,
+}
+
+/// A pruned graph and what changed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pruned {
+    #[serde(skip)]
+    pub graph: Graph,
+    /// Kept channels of each group.
+    pub kept: Vec<Vec<usize>>,
+    /// Group widths before.
+    pub widths: Vec<usize>,
+    pub prunable_groups: usize,
+    pub params_before: usize,
+    pub params_after: usize,
+    pub macs_before: u64,
+    pub macs_after: u64,
+    pub layers: Vec<LayerChange>,
+    pub recovery: RecoveryReport,
+    /// The global ratio a MAC or parameter target settled on.
+    pub ratio_used: f64,
+}
+
+/// Channels of each group kept for removal ratio `ratio`, from `scores`.
+fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize) -> Vec<Vec<usize>> {
+    let full = |w: usize| (0..w).collect::<Vec<_>>();
+    let keep_top = |s: &[f64], n: usize| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..s.len()).collect();
+        idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+        let mut k: Vec<usize> = idx.into_iter().take(n).collect();
+        k.sort_unstable();
+        k
+    };
+    if !opts.global {
+        return groups
+            .groups
+            .iter()
+            .zip(scores)
+            .map(|(gr, s)| {
+                if !gr.prunable() {
+                    return full(gr.width);
+                }
+                let remove = (ratio * gr.width as f64).floor() as usize;
+                let keep = round((gr.width - remove.min(gr.width - 1)).max(1)).min(gr.width);
+                keep_top(s, keep)
+            })
+            .collect();
+    }
+    // Global: the lowest normalised scores over every prunable channel, within each group's cap.
+    let mut all: Vec<(f64, usize, usize)> = Vec::new();
+    let mut total = 0usize;
+    for (gi, (gr, s)) in groups.groups.iter().zip(scores).enumerate() {
+        if gr.prunable() {
+            total += gr.width;
+            all.extend(s.iter().enumerate().map(|(c, &v)| (v, gi, c)));
+        }
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let want = (ratio * total as f64).floor() as usize;
+    let mut removed = vec![0usize; groups.groups.len()];
+    let mut gone = vec![Vec::new(); groups.groups.len()];
+    let mut n = 0;
+    for (_, gi, c) in all {
+        if n >= want {
+            break;
+        }
+        let w = groups.groups[gi].width;
+        let cap = ((opts.max_layer_ratio * w as f64).floor() as usize).min(w - 1);
+        if removed[gi] < cap {
+            removed[gi] += 1;
+            gone[gi].push(c);
+            n += 1;
+        }
+    }
+    groups
+        .groups
+        .iter()
+        .zip(scores)
+        .enumerate()
+        .map(|(gi, (gr, s))| {
+            if !gr.prunable() || removed[gi] == 0 {
+                return full(gr.width);
+            }
+            let keep = round(gr.width - removed[gi]).min(gr.width);
+            keep_top(s, keep)
+        })
+        .collect()
+}
+
+/// Per-layer channels, params and MACs of `before` and `after` (same node names).
+fn changes(before: &Graph, after: &Graph) -> Result<(Vec<LayerChange>, u64, u64)> {
+    let sb = crate::graph::shape::infer(before, &[before.input_shape(1)?])?;
+    let sa = crate::graph::shape::infer(after, &[after.input_shape(1)?])?;
+    let macs = |g: &Graph, s: &[Vec<usize>], i: usize| -> u64 {
+        let n = &g.nodes[i];
+        let out: u64 = s[n.output].iter().product::<usize>() as u64;
+        match &n.op {
+            Op::Conv(c) => {
+                let w = c.weight.shape();
+                out * (w[1] * w[2] * w[3]) as u64
+            }
+            Op::ConvTranspose(c) => {
+                let w = c.weight.shape();
+                s[n.inputs[0]].iter().product::<usize>() as u64 * (w[1] * w[2] * w[3]) as u64
+            }
+            Op::Linear(l) => out * l.weight.shape()[1] as u64,
+            _ => 0,
+        }
+    };
+    let mut rows = Vec::new();
+    let (mut mb, mut ma) = (0, 0);
+    for (i, (nb, na)) in before.nodes.iter().zip(&after.nodes).enumerate() {
+        let (b, a) = (macs(before, &sb, i), macs(after, &sa, i));
+        mb += b;
+        ma += a;
+        if matches!(nb.op, Op::Conv(_) | Op::ConvTranspose(_) | Op::Linear(_)) {
+            let ch = |s: &[Vec<usize>], v: usize| s[v].get(1).copied().unwrap_or(0);
+            rows.push(LayerChange {
+                node: nb.name.clone(),
+                op: nb.op.kind(),
+                in_before: ch(&sb, nb.inputs[0]),
+                in_after: ch(&sa, na.inputs[0]),
+                out_before: ch(&sb, nb.output),
+                out_after: ch(&sa, na.output),
+                params_before: nb.op.param_count(),
+                params_after: na.op.param_count(),
+                macs_before: b,
+                macs_after: a,
+            });
+        }
+    }
+    Ok((rows, mb, ma))
+}
+
+/// Prunes `g` (a float graph) as `opts` says, recovering on `calib` when given.
+pub fn prune(g: &Graph, opts: &PruneOptions, calib: &[Tensor]) -> Result<Pruned> {
+    if g.is_quantized() {
+        return Err(Error::Unsupported { what: "pruning a quantized model".into(), hint: "prune the float model, then quantize the pruned one".into() });
+    }
+    let check = |v: f64, what: &str| -> Result<()> {
+        if (0.0..1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(Error::Argument(format!("{what} {v}: must be in [0, 1)")))
+        }
+    };
+    match opts.target {
+        Target::Ratio(r) => check(r, "--ratio")?,
+        Target::Macs(f) | Target::Params(f) if !(f > 0.0 && f <= 1.0) => return Err(Error::Argument(format!("target {f}: a fraction of the model in (0, 1]"))),
+        _ => {}
+    }
+    if !(opts.max_layer_ratio > 0.0 && opts.max_layer_ratio < 1.0) {
+        return Err(Error::Argument(format!("--max-layer-ratio {}: must be in (0, 1)", opts.max_layer_ratio)));
+    }
+    if opts.importance.needs_data() && calib.is_empty() {
+        return Err(Error::Argument("data-driven importance (activation, reconstruction) needs --calib DIR or --calib-samples N".into()));
+    }
+    let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+    let groups = Groups::new(g, &opts.exclude)?;
+    let prunable = groups.groups.iter().filter(|gr| gr.prunable()).count();
+    let stats = if opts.importance.needs_data() || (opts.recovery.bias_fold && !calib.is_empty()) {
+        score::value_stats(g, &score::read_values(g, &groups), calib, threads)?
+    } else {
+        HashMap::new()
+    };
+    let scores = score::scores(g, &groups, opts.importance, &stats, calib, threads)?;
+    let kernels_isa = crate::cpu::detect::selected()?;
+    let round = |w: usize| opts.round_to.round(w, kernels_isa);
+    let params_before = g.param_count();
+    let (_, macs_before, _) = changes(g, g)?;
+    let build = |ratio: f64| -> Result<(Vec<Vec<usize>>, Graph)> {
+        let kept = select(&groups, &scores, ratio, opts, &round);
+        let pg = apply::apply(g, &groups, &kept)?;
+        Ok((kept, pg))
+    };
+    let (ratio, (kept, mut pg)) = match opts.target {
+        Target::Ratio(r) => (r, build(r)?),
+        Target::Macs(f) | Target::Params(f) => {
+            let measure = |pg: &Graph| -> Result<f64> {
+                Ok(match opts.target {
+                    Target::Macs(_) => changes(g, pg)?.2 as f64 / macs_before.max(1) as f64,
+                    _ => pg.param_count() as f64 / params_before.max(1) as f64,
+                })
+            };
+            let hi_r = if opts.global { 0.999 } else { 0.99 };
+            let hi = build(hi_r)?;
+            let best = measure(&hi.1)?;
+            if best > f {
+                return Err(Error::Argument(format!(
+                    "the target of {:.1}% cannot be met: removing every prunable channel it may ({} of {} groups prunable{}) leaves {:.1}%",
+                    100.0 * f,
+                    prunable,
+                    groups.groups.len(),
+                    if opts.global { format!(", --max-layer-ratio {}", opts.max_layer_ratio) } else { String::new() },
+                    100.0 * best
+                )));
+            }
+            // The smallest ratio that meets the target (the measure falls as the ratio grows).
+            let (mut lo, mut hi_ratio, mut found) = (0.0f64, hi_r, hi);
+            for _ in 0..20 {
+                let mid = 0.5 * (lo + hi_ratio);
+                let cand = build(mid)?;
+                if measure(&cand.1)? <= f {
+                    hi_ratio = mid;
+                    found = cand;
+                } else {
+                    lo = mid;
+                }
+            }
+            (hi_ratio, found)
+        }
+    };
+    let mut recovery = RecoveryReport::default();
+    if !calib.is_empty() && opts.recovery.any() {
+        if opts.recovery.bias_fold {
+            recover::fold_biases(g, &mut pg, &groups, &kept, &stats, &mut recovery)?;
+        }
+        if opts.recovery.least_squares {
+            recover::least_squares(g, &mut pg, &groups, &kept, calib, threads, &mut recovery)?;
+        }
+        if opts.recovery.bn_recalibration {
+            recovery.batchnorms_reestimated = recover::reestimate_batchnorm(&mut pg, calib, threads)?;
+        }
+    }
+    let (layers, _, macs_after) = changes(g, &pg)?;
+    Ok(Pruned {
+        params_before,
+        params_after: pg.param_count(),
+        macs_before,
+        macs_after,
+        layers,
+        widths: groups.groups.iter().map(|gr| gr.width).collect(),
+        prunable_groups: prunable,
+        kept,
+        recovery,
+        ratio_used: ratio,
+        graph: pg,
+    })
+}
+
+/// Each Conv, ConvTranspose and Gemm node's output channels: the per-layer widths a pruned
+/// native model's config records so that its safetensors loads back.
+pub fn layer_widths(g: &Graph) -> std::collections::BTreeMap<String, usize> {
+    g.nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Conv(c) => Some((n.name.clone(), c.out_channels())),
+            Op::ConvTranspose(c) => Some((n.name.clone(), c.out_channels())),
+            _ => None,
+        })
+        .collect()
+}
