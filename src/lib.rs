@@ -24,6 +24,7 @@ pub mod onnx;
 pub mod parity;
 pub mod postprocess;
 pub mod prune;
+pub mod prune_report;
 pub mod qparams;
 pub mod quant;
 pub mod reference;

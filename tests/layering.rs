@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["prune"],
     &["parity", "eval", "bench", "tile"],
+    &["prune_report"],
     &["reference"],
     &["report"],
     &["bin"],

@@ -96,6 +96,9 @@ enum Cmd {
         /// Batch size for shapes and MACs.
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Also each layer's fraction of zero weights and of near-zero output channels.
+        #[arg(long)]
+        sparsity: bool,
     },
     /// Classify images (PNG or JPEG), batched.
     Classify {
@@ -160,6 +163,8 @@ enum Cmd {
     },
     /// Quantize to INT8 and write a QDQ ONNX file (s8 weights, u8 activations).
     Quantize(QuantizeArgs),
+    /// Structured channel pruning: a physically smaller model, recovered without training.
+    Prune(PruneArgs),
     /// Convert between formats: .safetensors (state dict + config) or .onnx.
     Convert {
         #[command(flatten)]
@@ -305,6 +310,85 @@ struct QuantizeArgs {
 }
 
 #[derive(Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    m: ModelArgs,
+    /// Fraction of channels to remove: of each group, or of all prunable channels with --global.
+    #[arg(long)]
+    ratio: Option<f64>,
+    /// Keep at most this fraction of the model's MACs (a global or uniform ratio searched for).
+    #[arg(long)]
+    target_macs: Option<f64>,
+    /// Keep at most this fraction of the model's parameters.
+    #[arg(long)]
+    target_params: Option<f64>,
+    /// Run in at most this many ms (batch 1, this machine, kestrel at --precision).
+    #[arg(long)]
+    target_latency: Option<f64>,
+    /// Precision --target-latency measures: f32 or int8.
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Rank every prunable channel together instead of removing the same share of each group.
+    #[arg(long)]
+    global: bool,
+    /// With --global: the largest share of any one group removed.
+    #[arg(long, default_value_t = 0.9)]
+    max_layer_ratio: f64,
+    /// Layers kept whole (node names; a trailing * matches a prefix).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// l1, l1-max, l2, l2-max, bn, activation, reconstruction or random.
+    #[arg(long, default_value = "l2")]
+    importance: String,
+    /// Seed of --importance random.
+    #[arg(long, default_value_t = 1)]
+    importance_seed: u64,
+    /// Round kept channels up to a multiple of N, or `auto` (the step of this CPU's kernels).
+    #[arg(long, default_value = "1")]
+    round_to: String,
+    /// Calibration images (a folder, subfolders too) or .npy inputs; enables recovery.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Seeded synthetic calibration inputs when no --calib is given (enables recovery).
+    #[arg(long)]
+    calib_samples: Option<usize>,
+    /// Recovery: skip folding removed channels' means into biases.
+    #[arg(long)]
+    no_bias_fold: bool,
+    /// Recovery: skip the least-squares refits.
+    #[arg(long)]
+    no_least_squares: bool,
+    /// Recovery: skip re-estimating BatchNorm statistics.
+    #[arg(long)]
+    no_bn_recalibration: bool,
+    /// List the dependency groups, their members and why a group is kept whole.
+    #[arg(long)]
+    explain: bool,
+    /// Labelled data (ImageFolder, or images/ + masks/) to score before and after.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Prune at each of these ratios (with and without recovery) and plot accuracy against
+    /// MACs and latency; needs --eval and --out.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<f64>,
+    /// Zero the smallest-magnitude weights instead (no speed-up: kernels are dense).
+    #[arg(long)]
+    unstructured: bool,
+    /// Runs per latency measurement (median).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Skip the latency measurements of the report.
+    #[arg(long)]
+    no_measure: bool,
+    /// Folder for report.md and report.json (or the sweep's tables and plots).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// OUT.onnx, or OUT.safetensors for native models (per-layer widths in its config).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
     m: ModelArgs,
@@ -405,7 +489,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Info { m, batch } => info(&m, batch),
+        Cmd::Info { m, batch, sparsity } => info(&m, batch, sparsity),
         Cmd::Classify { m, images, labels, top, batch, pre, shard } => {
             let mut images = images;
             if let Some(s) = shard {
@@ -439,6 +523,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Parity(p) => parity(p),
         Cmd::Run(r) => run_cmd(r),
+        Cmd::Prune(p) => prune_cmd(p),
         Cmd::Quantize(q) => quantize_cmd(q),
         Cmd::ExportOnnx { m, output } => {
             let model = m.load()?;
@@ -528,7 +613,7 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn info(m: &ModelArgs, batch: usize) -> Result<ExitCode> {
+fn info(m: &ModelArgs, batch: usize, sparsity: bool) -> Result<ExitCode> {
     let model = m.load()?;
     let g = &model.graph;
     let input = g.input_shape(batch.max(1))?;
@@ -544,7 +629,20 @@ fn info(m: &ModelArgs, batch: usize) -> Result<ExitCode> {
     for &o in &g.outputs {
         println!("output {} {:?}", g.values[o], shapes[o]);
     }
+    if sparsity {
+        print_sparsity(g);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_sparsity(g: &kestrel::Graph) {
+    let rows = kestrel::prune::sparse::sparsity(g);
+    println!("{:<40} {:<16} {:>10} {:>10} {:>18}", "layer", "op", "weights", "zero", "near-zero channels");
+    for r in &rows {
+        println!("{:<40} {:<16} {:>10} {:>9.1}% {:>11} of {:<5}", r.node.escape_debug().to_string(), r.op, r.weights, 100.0 * r.zero_fraction, r.near_zero_channels, r.channels);
+    }
+    let (w, z) = rows.iter().fold((0usize, 0.0f64), |(w, z), r| (w + r.weights, z + r.zero_fraction * r.weights as f64));
+    println!("zero weights overall: {:.1}% of {w}. {}", 100.0 * z / w.max(1) as f64, kestrel::prune::sparse::NO_SPEEDUP);
 }
 
 fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize, batch: usize, pre: &Preprocess) -> Result<ExitCode> {
@@ -727,6 +825,121 @@ fn run_cmd(r: RunArgs) -> Result<ExitCode> {
     } else {
         imageio::write_npy(&r.output, &outputs[0])?;
         println!("wrote {} (input {:?}, output {} {:?})", r.output.display(), x.shape(), names[0].escape_debug(), outputs[0].shape());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
+    use kestrel::prune::{self, Importance, PruneOptions, Recovery, RoundTo, Target};
+    let model = a.m.load()?;
+    let g = &model.graph;
+    let threads = if a.m.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.m.threads };
+    if a.explain {
+        print!("{}", prune::Groups::new(g, &a.exclude)?.explain(g));
+        if a.output.is_none() && a.sweep.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let shape = g.input_shape(1)?;
+    let calib = match (&a.calib, a.calib_samples) {
+        (Some(d), _) => kestrel::dataset::calib::from_folder(d, &shape)?,
+        (None, Some(n)) => kestrel::dataset::calib::synthetic(n, &shape)?,
+        (None, None) => Vec::new(),
+    };
+    let write = |graph: &kestrel::Graph, out: &Path| -> Result<()> {
+        match out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("onnx") => kestrel::onnx::save(graph, out),
+            Some("safetensors") => {
+                let mut cfg = model.config.clone().ok_or_else(|| Error::Unsupported {
+                    what: format!("writing {} as safetensors", model.name),
+                    hint: "only native models (built-ins, safetensors) have a config to carry the widths; write .onnx".into(),
+                })?;
+                let widths = prune::layer_widths(graph);
+                match &mut cfg {
+                    kestrel::models::ModelConfig::ResNet(c) => c.widths = widths,
+                    kestrel::models::ModelConfig::UNet(c) => c.widths = widths,
+                }
+                kestrel::convert::write_safetensors(graph, Some(&cfg), out)
+            }
+            _ => Err(Error::Argument(format!("{}: output must end in .onnx or .safetensors", out.display()))),
+        }
+    };
+    if a.unstructured {
+        let ratio = a.ratio.ok_or_else(|| Error::Argument("--unstructured needs --ratio".into()))?;
+        let z = prune::sparse::zero_smallest(g, ratio)?;
+        print_sparsity(&z);
+        if let Some(out) = &a.output {
+            write(&z, out)?;
+            println!("wrote {}", out.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let targets = [a.ratio.map(Target::Ratio), a.target_macs.map(Target::Macs), a.target_params.map(Target::Params), a.target_latency.map(Target::Latency)];
+    let given: Vec<Target> = targets.into_iter().flatten().collect();
+    let target = match given.as_slice() {
+        [t] => *t,
+        [] if !a.sweep.is_empty() => Target::Ratio(0.0),
+        [] => return Err(Error::Argument("give one of --ratio, --target-macs, --target-params or --target-latency".into())),
+        _ => return Err(Error::Argument("give only one of --ratio, --target-macs, --target-params and --target-latency".into())),
+    };
+    let recovery = Recovery { bias_fold: !a.no_bias_fold, least_squares: !a.no_least_squares, bn_recalibration: !a.no_bn_recalibration };
+    let opts = PruneOptions {
+        target,
+        global: a.global,
+        max_layer_ratio: a.max_layer_ratio,
+        exclude: a.exclude.clone(),
+        importance: Importance::parse(&a.importance, a.importance_seed)?,
+        round_to: RoundTo::parse(&a.round_to)?,
+        recovery,
+        threads,
+    };
+    if !a.sweep.is_empty() {
+        let data = a.eval.as_ref().ok_or_else(|| Error::Argument("--sweep needs --eval DATA".into()))?;
+        let out = a.out.as_ref().ok_or_else(|| Error::Argument("--sweep needs --out DIR".into()))?;
+        let pb = progress_bar(0, "sweep");
+        let points = kestrel::prune_report::sweep(&model.name, g, &a.sweep, &opts, &calib, data, threads, a.runs, &mut |m| pb.set_message(m.to_string()))?;
+        pb.finish_and_clear();
+        let md = kestrel::prune_report::sweep_markdown(&points);
+        print!("{md}");
+        kestrel::bench::output::write(&out.join("sweep.md"), &md)?;
+        let json = serde_json::to_string_pretty(&points).map_err(|e| Error::Internal(format!("serialising the sweep: {e}")))?;
+        kestrel::bench::output::write(&out.join("sweep.json"), &json)?;
+        let plots = kestrel::prune_report::sweep_svgs(&points, out)?;
+        println!("wrote sweep.md, sweep.json and {} plots in {}", plots.len(), out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let int8_latency = match a.precision.as_str() {
+        "f32" => false,
+        "int8" => true,
+        other => return Err(Error::Argument(format!("--precision {other}: use f32 or int8"))),
+    };
+    let mut measure = |pg: &kestrel::Graph| kestrel::prune_report::kestrel_ms(pg, &calib, threads, a.runs, int8_latency);
+    let pruned = prune::prune_measured(g, &opts, &calib, Some(&mut measure))?;
+    if let Some(out) = &a.output {
+        write(&pruned.graph, out)?;
+        println!("wrote {}", out.display());
+    }
+    if a.no_measure && a.eval.is_none() {
+        println!(
+            "params {} -> {}  MACs {:.3} G -> {:.3} G  ({} of {} groups prunable)",
+            pruned.params_before,
+            pruned.params_after,
+            pruned.macs_before as f64 / 1e9,
+            pruned.macs_after as f64 / 1e9,
+            pruned.prunable_groups,
+            pruned.widths.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runs = if a.no_measure { 1 } else { a.runs };
+    let report = kestrel::prune_report::report(&model.name, g, pruned, &calib, a.eval.as_deref(), threads, runs)?;
+    let md = kestrel::prune_report::markdown(&report);
+    print!("{md}");
+    if let Some(dir) = &a.out {
+        kestrel::bench::output::write(&dir.join("report.md"), &md)?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(format!("serialising the report: {e}")))?;
+        kestrel::bench::output::write(&dir.join("report.json"), &json)?;
+        println!("wrote report.md and report.json in {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

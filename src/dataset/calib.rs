@@ -30,14 +30,28 @@ pub fn synthetic(samples: usize, shape: &[usize]) -> Result<Vec<Tensor>> {
     Ok((0..samples.max(1)).map(|i| crate::models::init::synthetic_images(1, shape[1], shape[2], shape[3], 7000 + i as u64)).collect())
 }
 
-/// Every image (PNG, JPEG) or `.npy` file of `dir`, sorted by name.
+/// Image and `.npy` files under `dir`, recursively (at most 4 levels).
+fn files_under(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        if p.is_dir() {
+            if depth < 4 {
+                files_under(&p, depth + 1, out)?;
+            }
+        } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg", "npy"].contains(&e.to_ascii_lowercase().as_str())) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Every image (PNG, JPEG) or `.npy` file of `dir` and its subfolders (an ImageFolder's
+/// classes; of a segmentation folder, `images/` only), sorted by path.
 pub fn from_folder(dir: &Path, shape: &[usize]) -> Result<Vec<Tensor>> {
     check_shape(shape)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg", "npy"].contains(&e.to_ascii_lowercase().as_str())))
-        .collect();
+    let root = if SegPairs::detect(dir) { dir.join("images") } else { dir.to_path_buf() };
+    let mut files = Vec::new();
+    files_under(&root, 0, &mut files)?;
     files.sort();
     if files.is_empty() {
         return Err(Error::Data { path: dir.to_path_buf(), reason: "no .png, .jpg or .npy calibration files".into() });

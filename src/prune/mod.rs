@@ -20,6 +20,7 @@ pub mod apply;
 pub mod groups;
 pub mod recover;
 pub mod score;
+pub mod sparse;
 pub mod width;
 
 use std::collections::HashMap;
@@ -45,6 +46,9 @@ pub enum Target {
     Macs(f64),
     /// Keep at most this fraction of the model's parameters.
     Params(f64),
+    /// Run in at most this many milliseconds, as the latency callback of [`prune_measured`]
+    /// measures it (our own engine at the chosen precision, on this machine).
+    Latency(f64),
 }
 
 /// What [`prune`] does.
@@ -180,6 +184,17 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
         .collect()
 }
 
+/// Calibration inputs regrouped into batches of up to `n` images (inputs of one shape), so the
+/// calibration passes run batched.
+fn batches(calib: &[Tensor], n: usize) -> Result<Vec<Tensor>> {
+    let same = calib.windows(2).all(|w| w[0].shape()[1..] == w[1].shape()[1..]);
+    if !same || calib.iter().all(|t| t.shape()[0] >= n) {
+        return Ok(calib.to_vec());
+    }
+    let images: Vec<Tensor> = calib.iter().flat_map(Tensor::split_batch).collect();
+    images.chunks(n).map(Tensor::concat_batch).collect()
+}
+
 /// Per-layer channels, params and MACs of `before` and `after` (same node names).
 fn changes(before: &Graph, after: &Graph) -> Result<(Vec<LayerChange>, u64, u64)> {
     let sb = crate::graph::shape::infer(before, &[before.input_shape(1)?])?;
@@ -225,8 +240,14 @@ fn changes(before: &Graph, after: &Graph) -> Result<(Vec<LayerChange>, u64, u64)
     Ok((rows, mb, ma))
 }
 
-/// Prunes `g` (a float graph) as `opts` says, recovering on `calib` when given.
+/// Prunes `g` (a float graph) as `opts` says, recovering on `calib` when given. A latency
+/// target needs [`prune_measured`].
 pub fn prune(g: &Graph, opts: &PruneOptions, calib: &[Tensor]) -> Result<Pruned> {
+    prune_measured(g, opts, calib, None)
+}
+
+/// [`prune`], with `latency` measuring a candidate graph in ms for [`Target::Latency`].
+pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut latency: Option<&mut dyn FnMut(&Graph) -> Result<f64>>) -> Result<Pruned> {
     if g.is_quantized() {
         return Err(Error::Unsupported { what: "pruning a quantized model".into(), hint: "prune the float model, then quantize the pruned one".into() });
     }
@@ -240,6 +261,8 @@ pub fn prune(g: &Graph, opts: &PruneOptions, calib: &[Tensor]) -> Result<Pruned>
     match opts.target {
         Target::Ratio(r) => check(r, "--ratio")?,
         Target::Macs(f) | Target::Params(f) if !(f > 0.0 && f <= 1.0) => return Err(Error::Argument(format!("target {f}: a fraction of the model in (0, 1]"))),
+        Target::Latency(ms) if !(ms > 0.0 && ms.is_finite()) => return Err(Error::Argument(format!("--target-latency {ms}: a positive number of milliseconds"))),
+        Target::Latency(_) if latency.is_none() => return Err(Error::Argument("a latency target needs a latency measurement (kestrel prune --target-latency)".into())),
         _ => {}
     }
     if !(opts.max_layer_ratio > 0.0 && opts.max_layer_ratio < 1.0) {
@@ -249,6 +272,8 @@ pub fn prune(g: &Graph, opts: &PruneOptions, calib: &[Tensor]) -> Result<Pruned>
         return Err(Error::Argument("data-driven importance (activation, reconstruction) needs --calib DIR or --calib-samples N".into()));
     }
     let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+    let batched = batches(calib, 32)?;
+    let calib = batched.as_slice();
     let groups = Groups::new(g, &opts.exclude)?;
     let prunable = groups.groups.iter().filter(|gr| gr.prunable()).count();
     let stats = if opts.importance.needs_data() || (opts.recovery.bias_fold && !calib.is_empty()) {
@@ -268,29 +293,39 @@ pub fn prune(g: &Graph, opts: &PruneOptions, calib: &[Tensor]) -> Result<Pruned>
     };
     let (ratio, (kept, mut pg)) = match opts.target {
         Target::Ratio(r) => (r, build(r)?),
-        Target::Macs(f) | Target::Params(f) => {
-            let measure = |pg: &Graph| -> Result<f64> {
+        Target::Macs(_) | Target::Params(_) | Target::Latency(_) => {
+            let (f, steps) = match opts.target {
+                Target::Macs(f) | Target::Params(f) => (f, 20),
+                Target::Latency(ms) | Target::Ratio(ms) => (ms, 8),
+            };
+            let mut measure = |pg: &Graph| -> Result<f64> {
                 Ok(match opts.target {
                     Target::Macs(_) => changes(g, pg)?.2 as f64 / macs_before.max(1) as f64,
-                    _ => pg.param_count() as f64 / params_before.max(1) as f64,
+                    Target::Params(_) => pg.param_count() as f64 / params_before.max(1) as f64,
+                    _ => match latency.as_mut() {
+                        Some(l) => l(pg)?,
+                        None => return Err(Error::Internal("latency target without a measurement".into())),
+                    },
                 })
             };
             let hi_r = if opts.global { 0.999 } else { 0.99 };
             let hi = build(hi_r)?;
             let best = measure(&hi.1)?;
             if best > f {
+                let (want, got) = match opts.target {
+                    Target::Latency(_) => (format!("{f:.2} ms"), format!("{best:.2} ms")),
+                    _ => (format!("{:.1}%", 100.0 * f), format!("{:.1}%", 100.0 * best)),
+                };
                 return Err(Error::Argument(format!(
-                    "the target of {:.1}% cannot be met: removing every prunable channel it may ({} of {} groups prunable{}) leaves {:.1}%",
-                    100.0 * f,
+                    "the target of {want} cannot be met: removing every prunable channel it may ({} of {} groups prunable{}) leaves {got}",
                     prunable,
                     groups.groups.len(),
                     if opts.global { format!(", --max-layer-ratio {}", opts.max_layer_ratio) } else { String::new() },
-                    100.0 * best
                 )));
             }
             // The smallest ratio that meets the target (the measure falls as the ratio grows).
             let (mut lo, mut hi_ratio, mut found) = (0.0f64, hi_r, hi);
-            for _ in 0..20 {
+            for _ in 0..steps {
                 let mid = 0.5 * (lo + hi_ratio);
                 let cand = build(mid)?;
                 if measure(&cand.1)? <= f {
@@ -312,7 +347,8 @@ pub fn prune(g: &Graph, opts: &PruneOptions, calib: &[Tensor]) -> Result<Pruned>
             recover::least_squares(g, &mut pg, &groups, &kept, calib, threads, &mut recovery)?;
         }
         if opts.recovery.bn_recalibration {
-            recovery.batchnorms_reestimated = recover::reestimate_batchnorm(&mut pg, calib, threads)?;
+            let which = recover::batchnorms_to_reestimate(g, &groups, &kept, &recovery.refitted);
+            recovery.batchnorms_reestimated = recover::reestimate_batchnorm(&mut pg, calib, Some(&which), threads)?;
         }
     }
     let (layers, _, macs_after) = changes(g, &pg)?;

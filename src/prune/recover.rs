@@ -8,13 +8,17 @@
 //!    padding; with padding the fold is exact on average over the map, not at every border
 //!    pixel. A ConvTranspose consumer gets the mean over its taps per output pixel.
 //! 2. **Least squares**: each Conv (groups 1) or Gemm whose inputs lost channels is refitted
-//!    on the kept ones: `[W′ b′] = argmin ‖X′·W′ᵀ + b′ − Y‖² + λ‖W′‖²` with `X′` the original
-//!    network's inputs on the kept channels (im2col rows of sampled output pixels) and `Y` the
-//!    original layer's outputs, in f64 through the normal equations and a Cholesky solve.
-//!    λ is 1e-4 of the mean diagonal of `X′ᵀX′`. Layers with fewer sampled rows than twice
-//!    their unknowns are left to bias folding.
-//! 3. **BatchNorm re-estimation**: each BatchNorm's running mean and variance become the
-//!    statistics of its input in the pruned network on the calibration inputs, layer by layer.
+//!    on the kept ones, in graph order: `[W′ b′] = argmin ‖X′·W′ᵀ + b′ − Y‖² + λ‖W′‖²` with
+//!    `X′` the pruned network's inputs to the layer (earlier refits included; im2col rows of
+//!    sampled output pixels) and `Y` the original layer's outputs, in f64 through the normal
+//!    equations and a Cholesky solve. λ is 1e-4 of the mean diagonal of `X′ᵀX′`. Layers with
+//!    fewer sampled rows than twice their unknowns are left to bias folding, and so are
+//!    ConvTransposes: refitting a UNet's 2×2 up-convs tap by tap lowered the training error
+//!    but cost Dice on the held-out set (BENCHMARKS.md), so they keep bias folding only.
+//! 3. **BatchNorm re-estimation**: the BatchNorms after layers whose outputs pruning changed
+//!    and least squares did not restore (layers left to bias folding) take the statistics of
+//!    their input in the pruned network on the calibration inputs, layer by layer. A refitted
+//!    layer reproduces its original outputs, so its BatchNorm keeps its trained statistics.
 //!
 //! The solve is a plain Cholesky (`cholesky_solve`) rather than a linear-algebra crate: the
 //! systems are small (at most a few thousand unknowns), symmetric positive definite by
@@ -58,6 +62,9 @@ pub struct RecoveryReport {
     /// Layers left to bias folding, with the reason.
     pub layers_not_refitted: Vec<(String, String)>,
     pub batchnorms_reestimated: usize,
+    /// Node indices of the refitted layers.
+    #[serde(skip)]
+    pub refitted: Vec<usize>,
 }
 
 /// The consumers of prunable groups that lost input channels, with their input layout's
@@ -208,29 +215,46 @@ fn gram_add(a: &[f64], b: &[f64], r: usize, p: usize, q: usize, out: &mut [f64],
 /// Unknowns per output at most for which least squares runs.
 const MAX_UNKNOWNS: usize = 6000;
 /// Rows sampled per unknown (over all calibration inputs), at least.
-const ROWS_PER_UNKNOWN: usize = 16;
+const ROWS_PER_UNKNOWN: usize = 64;
 
-/// Step 2: refits each lossy Conv (groups 1) and Gemm of `pruned` on the kept inputs.
+/// Step 2: refits each lossy Conv (groups 1) and Gemm of `pruned`, in graph order, on the
+/// kept inputs. The inputs are the pruned network's own (earlier refits included), so each
+/// layer also absorbs the error its inputs carry; the targets are the original layer's
+/// outputs. A conv's taps that never read inside the image at the model's input size (a 3×3
+/// conv on a 1×1 map) keep their weights and are left out of the fit.
 pub fn least_squares(orig: &Graph, pruned: &mut Graph, groups: &Groups, kept: &[Vec<usize>], calib: &[Tensor], threads: usize, report: &mut RecoveryReport) -> Result<()> {
     let targets = lossy_consumers(orig, groups, kept);
     if targets.is_empty() || calib.is_empty() {
         return Ok(());
     }
-    let session = Session::new(orig.clone(), &Options { threads, optimize: false })?;
-    let threads = session.threads();
+    let original = Session::new(orig.clone(), &Options { threads, optimize: false })?;
+    let threads = original.threads();
     let images: usize = calib.iter().map(|t| t.shape()[0]).sum();
-    // One consumer at a time keeps one Gram matrix alive; the network runs once per consumer.
+    // The original layers' outputs: computed once, kept only for the layers refitted.
+    let mut want: HashMap<usize, Vec<Tensor>> = HashMap::new();
+    for x in calib {
+        let all = original.run_all(std::slice::from_ref(x))?;
+        for (n, _) in &targets {
+            if let Some(t) = &all[orig.nodes[*n].output] {
+                want.entry(*n).or_default().push(t.clone());
+            }
+        }
+    }
     for (n, kin) in targets {
         let node = &orig.nodes[n];
-        let kout: Vec<usize> = groups.layouts[node.output].as_ref().map_or_else(|| Vec::new(), |l| groups.kept_indices(l, kept));
-        let (unknowns, rows_per_image) = match &node.op {
-            Op::Conv(c) if c.groups == 1 => (kin.len() * c.kernel()[0] * c.kernel()[1] + 1, None),
-            Op::Linear(_) => (kin.len() + 1, Some(1)),
+        let kout: Vec<usize> = groups.layouts[node.output].as_ref().map_or_else(Vec::new, |l| groups.kept_indices(l, kept));
+        let (taps, rows_per_image): (Vec<usize>, Option<usize>) = match &node.op {
+            Op::Conv(c) if c.groups == 1 => {
+                let cov = tap_coverage(c, &groups.shapes[node.inputs[0]], &groups.shapes[node.output]);
+                ((0..cov.len()).filter(|&t| cov[t] > 0.0).collect(), None)
+            }
+            Op::Linear(_) => (vec![0], Some(1)),
             _ => {
                 report.layers_not_refitted.push((node.name.clone(), format!("{} is refitted by bias folding only", node.op.kind())));
                 continue;
             }
         };
+        let unknowns = kin.len() * taps.len() + 1;
         if unknowns > MAX_UNKNOWNS {
             report.layers_not_refitted.push((node.name.clone(), format!("{unknowns} unknowns per output exceed {MAX_UNKNOWNS}")));
             continue;
@@ -239,20 +263,24 @@ pub fn least_squares(orig: &Graph, pruned: &mut Graph, groups: &Groups, kept: &[
             report.layers_not_refitted.push((node.name.clone(), format!("{images} calibration rows for {unknowns} unknowns")));
             continue;
         }
+        // The pruned network as refitted so far, run to this layer's input.
+        let current = Session::new(pruned.clone(), &Options { threads, optimize: false })?;
         let m = kout.len();
         let mut gram = vec![0.0f64; unknowns * unknowns];
         let mut rhs = vec![0.0f64; unknowns * m];
         let mut rows_total = 0usize;
-        for x in calib {
-            let all = session.run_all(std::slice::from_ref(x))?;
-            let (Some(xv), Some(yv)) = (&all[node.inputs[0]], &all[node.output]) else {
+        for (i, x) in calib.iter().enumerate() {
+            let all = current.run_all(std::slice::from_ref(x))?;
+            let pn = &pruned.nodes[n];
+            let (Some(xv), Some(yv)) = (&all[pn.inputs[0]], want.get(&n).and_then(|w| w.get(i))) else {
                 return Err(Error::Internal(format!("prune: values of '{}' missing in calibration", node.name)));
             };
             let residual = match &node.op {
-                Op::Conv(c) if c.residual => all[node.inputs[1]].as_ref(),
+                Op::Conv(c) if c.residual => all[pn.inputs[1]].as_ref(),
                 _ => None,
             };
-            let (xrows, yrows, r) = rows(&node.op, xv, yv, residual, &kin, &kout, ROWS_PER_UNKNOWN * unknowns / calib.len().max(1) + 1)?;
+            let all_in: Vec<usize> = (0..xv.shape()[1]).collect();
+            let (xrows, yrows, r) = rows(&node.op, xv, yv, residual, &all_in, &taps, &kout, ROWS_PER_UNKNOWN * unknowns / calib.len().max(1) + 1)?;
             gram_add(&xrows, &xrows, r, unknowns, unknowns, &mut gram, threads);
             gram_add(&xrows, &yrows, r, unknowns, m, &mut rhs, threads);
             rows_total += r;
@@ -271,49 +299,64 @@ pub fn least_squares(orig: &Graph, pruned: &mut Graph, groups: &Groups, kept: &[
             report.layers_not_refitted.push((node.name.clone(), "the normal equations are not positive definite".into()));
             continue;
         };
-        // sol: [unknowns][m], rows = kept input features (× taps) then the bias.
+        // sol: [unknowns][m], rows = kept inputs × active taps, then the bias.
         let k = unknowns - 1;
-        let w: Vec<f32> = (0..m).flat_map(|o| (0..k).map(move |f| (o, f))).map(|(o, f)| sol[f * m + o] as f32).collect();
         let b: Vec<f32> = (0..m).map(|o| sol[k * m + o] as f32).collect();
         match &mut pruned.nodes[n].op {
             Op::Conv(c) => {
-                c.weight = Tensor::new(c.weight.shape().to_vec(), w)?;
+                let s = c.weight.shape().to_vec();
+                let (cin, kk) = (s[1], s[2] * s[3]);
+                let w = c.weight.data_mut();
+                for o in 0..m {
+                    for ci in 0..cin {
+                        for (ti, &t) in taps.iter().enumerate() {
+                            w[(o * cin + ci) * kk + t] = sol[(ci * taps.len() + ti) * m + o] as f32;
+                        }
+                    }
+                }
                 c.bias = Some(b);
             }
             Op::Linear(l) => {
-                l.weight = Tensor::new(l.weight.shape().to_vec(), w)?;
+                let i = l.weight.shape()[1];
+                let w = l.weight.data_mut();
+                for o in 0..m {
+                    for f in 0..i {
+                        w[o * i + f] = sol[f * m + o] as f32;
+                    }
+                }
                 l.bias = Some(b);
             }
             _ => {}
         }
         report.layers_refitted += 1;
+        report.refitted.push(n);
     }
     Ok(())
 }
 
-/// Sampled rows of one calibration batch: inputs `[r][unknowns]` (kept features, then 1)
-/// and targets `[r][kout]`.
-fn rows(op: &Op, x: &Tensor, y: &Tensor, residual: Option<&Tensor>, kin: &[usize], kout: &[usize], want: usize) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+/// Sampled rows of one calibration batch: inputs `[r][unknowns]` (the channels `kin` of `x`
+/// at the taps `taps`, then 1) and targets `[r][kout]` of `y` (minus the residual).
+#[allow(clippy::too_many_arguments)]
+fn rows(op: &Op, x: &Tensor, y: &Tensor, residual: Option<&Tensor>, kin: &[usize], taps: &[usize], kout: &[usize], want: usize) -> Result<(Vec<f64>, Vec<f64>, usize)> {
     let (xs, ys) = (x.shape(), y.shape());
     let (mut xr, mut yr) = (Vec::new(), Vec::new());
     match op {
         Op::Conv(c) => {
             let (n, cin, h, w) = (xs[0], xs[1], xs[2], xs[3]);
             let (cout, oh, ow) = (ys[1], ys[2], ys[3]);
-            let [kh, kw] = c.kernel();
+            let kw = c.kernel()[1];
             let total = n * oh * ow;
             let step = total.div_ceil(want.max(1)).max(1);
             let mut r = 0;
             for p in (0..total).step_by(step) {
                 let (b, oy, ox) = (p / (oh * ow), (p / ow) % oh, p % ow);
                 for &ci in kin {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
-                            let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
-                            let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w { x.data()[((b * cin + ci) * h + iy as usize) * w + ix as usize] } else { 0.0 };
-                            xr.push(f64::from(v));
-                        }
+                    for &t in taps {
+                        let (ky, kx) = (t / kw, t % kw);
+                        let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                        let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                        let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w { x.data()[((b * cin + ci) * h + iy as usize) * w + ix as usize] } else { 0.0 };
+                        xr.push(f64::from(v));
                     }
                 }
                 xr.push(1.0);
@@ -339,9 +382,17 @@ fn rows(op: &Op, x: &Tensor, y: &Tensor, residual: Option<&Tensor>, kin: &[usize
     }
 }
 
-/// Step 3: sets every BatchNorm's statistics from its input in `g` on `calib`, in graph
-/// order (each BN sees the statistics already set before it). Returns how many BNs.
-pub fn reestimate_batchnorm(g: &mut Graph, calib: &[Tensor], threads: usize) -> Result<usize> {
+/// The BatchNorms step 3 re-estimates in `pruned`: those reading the output of a layer that
+/// lost input channels and was not refitted.
+pub fn batchnorms_to_reestimate(orig: &Graph, groups: &Groups, kept: &[Vec<usize>], refitted: &[usize]) -> Vec<usize> {
+    let changed: std::collections::HashSet<ValueId> = lossy_consumers(orig, groups, kept).into_iter().filter(|(n, _)| !refitted.contains(n)).map(|(n, _)| orig.nodes[n].output).collect();
+    orig.nodes.iter().enumerate().filter(|(_, n)| matches!(n.op, Op::BatchNorm(_)) && changed.contains(&n.inputs[0])).map(|(i, _)| i).collect()
+}
+
+/// Step 3: sets the statistics of the BatchNorm nodes `which` (every BatchNorm when `None`)
+/// from their input in `g` on `calib`, in graph order (each sees the statistics already set
+/// before it). Returns how many.
+pub fn reestimate_batchnorm(g: &mut Graph, calib: &[Tensor], which: Option<&[usize]>, threads: usize) -> Result<usize> {
     if calib.is_empty() || !g.nodes.iter().any(|n| matches!(n.op, Op::BatchNorm(_))) {
         return Ok(0);
     }
@@ -360,7 +411,8 @@ pub fn reestimate_batchnorm(g: &mut Graph, calib: &[Tensor], threads: usize) -> 
     let mut count = 0;
     for i in 0..g.nodes.len() {
         let x_id = g.nodes[i].inputs[0];
-        if let (Op::BatchNorm(bn), Some(x)) = (&mut g.nodes[i].op, &values[x_id]) {
+        let chosen = which.is_none_or(|w| w.contains(&i));
+        if let (Op::BatchNorm(bn), Some(x), true) = (&mut g.nodes[i].op, &values[x_id], chosen) {
             let s = x.shape();
             let (c, inner) = (s[1], s[2..].iter().product::<usize>());
             let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);

@@ -1,0 +1,359 @@
+//! The measured side of `kestrel prune`: latency of the original and pruned models on this
+//! machine (kestrel f32 and INT8, per layer and whole; ONNX Runtime f32 whole, when built
+//! with `ort`), accuracy on the model's task when labelled data is given, and sweeps over
+//! pruning ratios with and without recovery, written as tables and SVG plots with the Pareto
+//! front marked.
+//!
+//! Every latency is the median of `runs` batch-1 runs after two warm-up runs, engines one
+//! after the other on the same input and threads.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::engine::Kind;
+use crate::error::{Error, Result};
+use crate::exec::{Options, Session};
+use crate::graph::Graph;
+use crate::load::{infer_task, LoadedModel};
+use crate::prune::{LayerChange, PruneOptions, Pruned};
+use crate::tensor::Tensor;
+
+/// Whole-model latencies in ms (batch 1).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub kestrel_f32: f64,
+    pub kestrel_int8: Option<f64>,
+    pub ort_f32: Option<f64>,
+}
+
+fn median_ms(runs: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    f()?;
+    let mut t = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        t.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(crate::stats::Summary::of(&t).median)
+}
+
+/// The static INT8 version of `g`, calibrated on `calib` (seeded synthetic images if empty).
+pub fn int8(g: &Graph, calib: &[Tensor], threads: usize) -> Result<Graph> {
+    let synthetic;
+    let calib = if calib.is_empty() {
+        synthetic = crate::dataset::calib::synthetic(8, &g.input_shape(1)?)?;
+        &synthetic
+    } else {
+        calib
+    };
+    crate::quant::quantize(g, &crate::quant::QuantizeOptions { threads, ..Default::default() }, calib, &mut |_, _| {})
+}
+
+/// Median batch-1 latency of `g` in kestrel at f32 or INT8.
+pub fn kestrel_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<f64> {
+    let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
+    let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
+    let s = Session::new(g, &Options { threads, optimize: true })?;
+    median_ms(runs, &mut || s.run(std::slice::from_ref(&x)).map(|_| ()))
+}
+
+/// Median per-layer times in ms of `g` in kestrel (f32, or INT8), by node name.
+pub fn layer_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<HashMap<String, f64>> {
+    let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
+    let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
+    let s = Session::new(g, &Options { threads, optimize: true })?;
+    s.run(std::slice::from_ref(&x))?;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); s.graph().nodes.len()];
+    for _ in 0..runs.max(1) {
+        let mut t = Vec::new();
+        s.run_profiled(std::slice::from_ref(&x), &mut t)?;
+        for (acc, v) in samples.iter_mut().zip(t) {
+            acc.push(v * 1e3);
+        }
+    }
+    Ok(s.graph().nodes.iter().zip(samples).map(|(n, v)| (n.name.clone(), crate::stats::Summary::of(&v).median)).collect())
+}
+
+/// Whole-model latencies of `g`.
+pub fn latency(g: &Graph, calib: &[Tensor], threads: usize, runs: usize) -> Result<Latency> {
+    let kestrel_f32 = kestrel_ms(g, calib, threads, runs, false)?;
+    let kestrel_int8 = Some(kestrel_ms(g, calib, threads, runs, true)?);
+    #[cfg(feature = "ort")]
+    let ort_f32 = {
+        let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
+        match crate::onnx::export::to_bytes(g).and_then(|b| crate::ort_ref::OrtModel::with_options(&b, &crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) })) {
+            Ok(mut m) => Some(median_ms(runs, &mut || m.run(&x).map(|_| ()))?),
+            Err(_) => None,
+        }
+    };
+    #[cfg(not(feature = "ort"))]
+    let ort_f32 = None;
+    Ok(Latency { kestrel_f32, kestrel_int8, ort_f32 })
+}
+
+/// Accuracy (or Dice) of `g` at f32 and INT8 on labelled `data`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accuracy {
+    pub metric: &'static str,
+    pub f32: f64,
+    pub int8: Option<f64>,
+}
+
+/// Scores `g` on `data` (an ImageFolder, or images/ + masks/) as `kestrel eval` does.
+pub fn accuracy(name: &str, g: &Graph, data: &Path, calib: &[Tensor], threads: usize) -> Result<Accuracy> {
+    let model = LoadedModel { name: name.to_string(), graph: g.clone(), task: infer_task(g), config: None, path: None };
+    let synthetic;
+    let calib = if calib.is_empty() {
+        synthetic = crate::dataset::calib::synthetic(8, &g.input_shape(1)?)?;
+        &synthetic
+    } else {
+        calib
+    };
+    let variants = [Kind::F32, Kind::Int8Static];
+    let opts = crate::eval::EvalOptions { variants: &variants, threads, batch: 32, threshold: 0.5, shard: Default::default(), calib };
+    let r = crate::eval::run_variants(&model, data, &opts, &mut |_, _, _| {})?;
+    let score = |k: Kind| r.variants.iter().find(|v| v.variant == k.name()).map(|v| v.metrics.headline());
+    let (metric, f32) = score(Kind::F32).ok_or_else(|| Error::Internal("no f32 evaluation".into()))?;
+    Ok(Accuracy { metric, f32, int8: score(Kind::Int8Static).map(|s| s.1) })
+}
+
+/// One layer of the report: channels, params and MACs before and after, and kestrel's
+/// measured time of the layer (f32 and INT8) before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerRow {
+    #[serde(flatten)]
+    pub change: LayerChange,
+    pub f32_ms: (Option<f64>, Option<f64>),
+    pub int8_ms: (Option<f64>, Option<f64>),
+}
+
+/// What `kestrel prune` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct PruneReport {
+    pub model: String,
+    pub machine: crate::bench::Fingerprint,
+    pub pruned: Pruned,
+    pub layers: Vec<LayerRow>,
+    pub latency_before: Latency,
+    pub latency_after: Latency,
+    pub accuracy_before: Option<Accuracy>,
+    pub accuracy_after: Option<Accuracy>,
+}
+
+/// Measures `before` and `pruned` (and scores them on `eval` when given).
+pub fn report(name: &str, before: &Graph, pruned: Pruned, calib: &[Tensor], eval: Option<&Path>, threads: usize, runs: usize) -> Result<PruneReport> {
+    let after = &pruned.graph;
+    let (fb, fa) = (layer_ms(before, calib, threads, runs, false)?, layer_ms(after, calib, threads, runs, false)?);
+    let (ib, ia) = (layer_ms(before, calib, threads, runs, true)?, layer_ms(after, calib, threads, runs, true)?);
+    let layers = pruned
+        .layers
+        .iter()
+        .map(|l| LayerRow { change: l.clone(), f32_ms: (fb.get(&l.node).copied(), fa.get(&l.node).copied()), int8_ms: (ib.get(&l.node).copied(), ia.get(&l.node).copied()) })
+        .collect();
+    let latency_before = latency(before, calib, threads, runs)?;
+    let latency_after = latency(after, calib, threads, runs)?;
+    let (accuracy_before, accuracy_after) = match eval {
+        Some(d) => (Some(accuracy(name, before, d, calib, threads)?), Some(accuracy(name, after, d, calib, threads)?)),
+        None => (None, None),
+    };
+    Ok(PruneReport { model: name.to_string(), machine: crate::bench::Fingerprint::collect(threads), pruned, layers, latency_before, latency_after, accuracy_before, accuracy_after })
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+/// The report as Markdown (also what the terminal shows).
+pub fn markdown(r: &PruneReport) -> String {
+    use std::fmt::Write as _;
+    let p = &r.pruned;
+    let mut s = String::new();
+    let pct = |a: f64, b: f64| 100.0 * a / b.max(f64::MIN_POSITIVE);
+    let _ = writeln!(s, "### Pruned {}\n", r.model);
+    let _ = writeln!(
+        s,
+        "{} of {} groups prunable; params {} → {} ({:.1}%), MACs {:.2} M → {:.2} M ({:.1}%); machine: {}, INT8 path {}, {} threads\n",
+        p.prunable_groups,
+        p.widths.len(),
+        p.params_before,
+        p.params_after,
+        pct(p.params_after as f64, p.params_before as f64),
+        p.macs_before as f64 / 1e6,
+        p.macs_after as f64 / 1e6,
+        pct(p.macs_after as f64, p.macs_before as f64),
+        r.machine.cpu,
+        r.machine.isa,
+        r.machine.threads,
+    );
+    let _ = writeln!(s, "| latency (batch 1, median) | before ms | after ms | after / before |\n|---|---:|---:|---:|");
+    let row = |s: &mut String, what: &str, b: Option<f64>, a: Option<f64>| {
+        let ratio = match (b, a) {
+            (Some(b), Some(a)) => format!("{:.2}x", a / b),
+            _ => "-".into(),
+        };
+        let _ = writeln!(s, "| {what} | {} | {} | {ratio} |", ms(b), ms(a));
+    };
+    row(&mut s, "kestrel f32", Some(r.latency_before.kestrel_f32), Some(r.latency_after.kestrel_f32));
+    row(&mut s, "kestrel INT8 (static)", r.latency_before.kestrel_int8, r.latency_after.kestrel_int8);
+    row(&mut s, "ONNX Runtime f32", r.latency_before.ort_f32, r.latency_after.ort_f32);
+    if let (Some(b), Some(a)) = (&r.accuracy_before, &r.accuracy_after) {
+        let _ = writeln!(s, "\n| {} | before | after | change |\n|---|---:|---:|---:|", b.metric);
+        let _ = writeln!(s, "| f32 | {:.4} | {:.4} | {:+.4} |", b.f32, a.f32, a.f32 - b.f32);
+        if let (Some(bi), Some(ai)) = (b.int8, a.int8) {
+            let _ = writeln!(s, "| INT8 | {bi:.4} | {ai:.4} | {:+.4} |", ai - bi);
+        }
+    }
+    let rec = &p.recovery;
+    let _ = writeln!(s, "\nrecovery: {} biases folded, {} layers refitted, {} BatchNorms re-estimated", rec.biases_folded, rec.layers_refitted, rec.batchnorms_reestimated);
+    for (n, why) in &rec.layers_not_refitted {
+        let _ = writeln!(s, "- not refitted: {n}: {why}");
+    }
+    let _ = writeln!(s, "\n| layer | op | in | out | params | MMACs | f32 ms | INT8 ms |\n|---|---|---:|---:|---:|---:|---:|---:|");
+    for l in &r.layers {
+        let c = &l.change;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} → {} | {} → {} | {} → {} | {:.2} → {:.2} | {} → {} | {} → {} |",
+            c.node,
+            c.op,
+            c.in_before,
+            c.in_after,
+            c.out_before,
+            c.out_after,
+            c.params_before,
+            c.params_after,
+            c.macs_before as f64 / 1e6,
+            c.macs_after as f64 / 1e6,
+            ms(l.f32_ms.0),
+            ms(l.f32_ms.1),
+            ms(l.int8_ms.0),
+            ms(l.int8_ms.1)
+        );
+    }
+    s
+}
+
+/// One point of a sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepPoint {
+    pub ratio: f64,
+    pub recovery: bool,
+    pub macs: u64,
+    pub params: usize,
+    pub f32_ms: f64,
+    pub int8_ms: f64,
+    pub accuracy: Accuracy,
+    /// On the Pareto front of accuracy against MACs (no other point is both cheaper and
+    /// more accurate).
+    pub pareto_macs: bool,
+}
+
+/// Prunes at every ratio of `ratios`, without and (when `calib` is given) with recovery,
+/// measuring and scoring each; the unpruned model is the ratio-0 point.
+pub fn sweep(name: &str, g: &Graph, ratios: &[f64], base: &PruneOptions, calib: &[Tensor], data: &Path, threads: usize, runs: usize, progress: &mut dyn FnMut(&str)) -> Result<Vec<SweepPoint>> {
+    let mut points = Vec::new();
+    let mut push = |pg: &Graph, ratio: f64, recovery: bool, macs: u64, progress: &mut dyn FnMut(&str)| -> Result<()> {
+        progress(&format!("ratio {ratio}{}", if recovery { " with recovery" } else { "" }));
+        points.push(SweepPoint {
+            ratio,
+            recovery,
+            macs,
+            params: pg.param_count(),
+            f32_ms: kestrel_ms(pg, calib, threads, runs, false)?,
+            int8_ms: kestrel_ms(pg, calib, threads, runs, true)?,
+            accuracy: accuracy(name, pg, data, calib, threads)?,
+            pareto_macs: false,
+        });
+        Ok(())
+    };
+    let macs0 = g.macs(&g.input_shape(1)?)?;
+    push(g, 0.0, false, macs0, progress)?;
+    let recoveries: &[bool] = if calib.is_empty() { &[false] } else { &[false, true] };
+    for &r in ratios {
+        for &rec in recoveries {
+            let opts = PruneOptions { target: crate::prune::Target::Ratio(r), recovery: if rec { base.recovery } else { crate::prune::Recovery::NONE }, ..base.clone() };
+            let p = crate::prune::prune(g, &opts, calib)?;
+            push(&p.graph, r, rec, p.macs_after, progress)?;
+        }
+    }
+    for i in 0..points.len() {
+        let (m, a) = (points[i].macs, points[i].accuracy.f32);
+        points[i].pareto_macs = !points.iter().any(|q| (q.macs < m && q.accuracy.f32 >= a) || (q.macs <= m && q.accuracy.f32 > a));
+    }
+    Ok(points)
+}
+
+/// The sweep as a Markdown table.
+pub fn sweep_markdown(points: &[SweepPoint]) -> String {
+    use std::fmt::Write as _;
+    let metric = points.first().map_or("accuracy", |p| p.accuracy.metric);
+    let mut s = format!("| ratio | recovery | MMACs | params | f32 ms | INT8 ms | {metric} f32 | {metric} INT8 | Pareto (MACs) |\n|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
+    for p in points {
+        let _ = writeln!(
+            s,
+            "| {:.2} | {} | {:.2} | {} | {:.3} | {:.3} | {:.4} | {} | {} |",
+            p.ratio,
+            if p.recovery { "yes" } else { "no" },
+            p.macs as f64 / 1e6,
+            p.params,
+            p.f32_ms,
+            p.int8_ms,
+            p.accuracy.f32,
+            p.accuracy.int8.map_or("-".into(), |v| format!("{v:.4}")),
+            if p.pareto_macs { "●" } else { "" }
+        );
+    }
+    s
+}
+
+/// SVG plots of a sweep: accuracy against MACs, and against f32 and INT8 latency, one series
+/// per recovery setting, Pareto points circled.
+pub fn sweep_svgs(points: &[SweepPoint], dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    use plotters::prelude::*;
+    let pe = |e: &dyn std::fmt::Display| Error::System(format!("plotting: {e}"));
+    let metric = points.first().map_or("accuracy", |p| p.accuracy.metric);
+    let mut written = Vec::new();
+    let axes: [(&str, &str, fn(&SweepPoint) -> f64); 3] = [("accuracy_vs_macs.svg", "MMACs", |p| p.macs as f64 / 1e6), ("accuracy_vs_f32_latency.svg", "kestrel f32 ms (batch 1)", |p| p.f32_ms), ("accuracy_vs_int8_latency.svg", "kestrel INT8 ms (batch 1)", |p| p.int8_ms)];
+    for (file, xlabel, xf) in axes {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (760, 440)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| pe(&e))?;
+            let xmax = points.iter().map(xf).fold(0.0, f64::max) * 1.1 + 1e-9;
+            let (ymin, ymax) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.accuracy.f32), h.max(p.accuracy.f32)));
+            let pad = ((ymax - ymin) * 0.1).max(0.01);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("{metric} against {xlabel}"), ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0f64..xmax, (ymin - pad)..(ymax + pad))
+                .map_err(|e| pe(&e))?;
+            chart.configure_mesh().x_desc(xlabel).y_desc(format!("{metric} (f32)")).draw().map_err(|e| pe(&e))?;
+            for (rec, color, label) in [(false, RGBColor(214, 39, 40), "no recovery"), (true, RGBColor(31, 119, 180), "with recovery")] {
+                let mut pts: Vec<(f64, f64)> = points.iter().filter(|p| p.recovery == rec || p.ratio == 0.0).map(|p| (xf(p), p.accuracy.f32)).collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if pts.len() < 2 {
+                    continue;
+                }
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(|e| pe(&e))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|e| pe(&e))?;
+            }
+            chart.draw_series(points.iter().filter(|p| p.pareto_macs).map(|p| Circle::new((xf(p), p.accuracy.f32), 8, BLACK.stroke_width(1)))).map_err(|e| pe(&e))?;
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| pe(&e))?;
+            root.present().map_err(|e| pe(&e))?;
+        }
+        let path = dir.join(file);
+        crate::bench::output::write(&path, &svg)?;
+        written.push(path);
+    }
+    Ok(written)
+}
