@@ -170,3 +170,47 @@ fn parity_reports_three_distances_for_quantized_models() {
     assert_eq!(code, 2, "{err}");
     assert!(err.starts_with("kestrel: error: ") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// `kestrel prune`: a smaller model every command loads (safetensors carries the per-layer
+/// widths), groups explained, unstructured zeros reported without speed claims, and one-line
+/// errors for bad options.
+#[test]
+fn prune_writes_models_every_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("p.safetensors");
+    let (code, out, err) = kestrel(&["prune", "resnet18", "--ratio", "0.4", "--round-to", "8", "--no-measure", "-o", st.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("params 11689512 ->"), "{out}");
+    let (code, out, err) = kestrel(&["info", st.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let params: usize = out.split("parameters ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap();
+    assert!(params < 11689512 / 2, "{params}");
+    // Loaded back from its own config: the same graph as the one pruned in memory.
+    let model = kestrel::load_model(st.to_str().unwrap(), &Default::default()).unwrap();
+    let orig = kestrel::load_model("resnet18", &Default::default()).unwrap();
+    let p = kestrel::prune::prune(&orig.graph, &kestrel::prune::PruneOptions { target: kestrel::prune::Target::Ratio(0.4), round_to: kestrel::prune::RoundTo::Multiple(8), ..Default::default() }, &[]).unwrap();
+    let x = kestrel::Tensor::randn(model.graph.input_shape(1).unwrap(), 1.0, 3);
+    let run = |g: &kestrel::Graph| kestrel::Session::new(g.clone(), &Default::default()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(run(&model.graph), run(&p.graph));
+    let (code, out, err) = kestrel(&["prune", "resnet18", "--explain", "--exclude", "layer4*"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kept whole: --exclude layer4* keeps") && out.contains("the model's input channels"), "{out}");
+    let (code, out, err) = kestrel(&["prune", "resnet18", "--unstructured", "--ratio", "0.5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no speed-up") && out.contains("zero weights overall: 50.0%"), "{out}");
+    let (code, out, err) = kestrel(&["info", "resnet18", "--sparsity"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("near-zero channels") && out.contains("zero weights overall: 0.0%"), "{out}");
+    for (args, needle) in [
+        (vec!["prune", "resnet18", "--ratio", "1.5"], "--ratio 1.5"),
+        (vec!["prune", "resnet18", "--ratio", "0.3", "--exclude", "nothing*"], "--exclude nothing*"),
+        (vec!["prune", "resnet18", "--target-macs", "0.01", "--global", "--max-layer-ratio", "0.3", "--no-measure"], "cannot be met"),
+        (vec!["prune", "resnet18"], "give one of --ratio"),
+        (vec!["prune", "resnet18", "--ratio", "0.2", "--importance", "activation"], "needs --calib"),
+        (vec!["prune", "resnet18", "--ratio", "0.2", "--round-to", "zero"], "--round-to zero"),
+    ] {
+        let (code, _, err) = kestrel(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("kestrel: error: ") && err.trim().lines().count() == 1 && err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -260,3 +260,34 @@ fn targets_are_met_or_refused() {
     assert_eq!((l.in_after, l.out_after), (l.in_before, l.out_before));
 }
 
+
+/// Pruned models export to ONNX that ONNX Runtime runs at parity with kestrel: our own ResNet
+/// and UNets (with recovery) and the torch-style fixtures (Reshape-as-flatten, Resize by
+/// scales and by sizes, ConvTranspose).
+#[cfg(feature = "ort")]
+#[test]
+fn pruned_models_run_in_ort_at_parity() {
+    use kestrel::ort_ref::OrtModel;
+    if !common::ort_ready("pruned_models_run_in_ort_at_parity") {
+        return;
+    }
+    let mut models: Vec<(String, Graph)> = vec![("resnet18".into(), resnet(18, 16)), ("resnet50".into(), resnet(50, 8)), ("unet".into(), unet(UpMode::Transpose)), ("unet-bilinear".into(), unet(UpMode::Bilinear))];
+    if let Some(dir) = common::fixture("torch_like", "pruned_models_run_in_ort_at_parity") {
+        for (p, _, _, g) in common::onnx_fixtures(&dir) {
+            models.push((p.display().to_string(), g));
+        }
+        assert_eq!(models.len(), 9);
+    }
+    for (name, g) in models {
+        let s = g.input_shape(1).unwrap();
+        let calib: Vec<Tensor> = (0..2).map(|i| synthetic_images(4, s[1], s[2], s[3], 60 + i)).collect();
+        let p = prune(&g, &PruneOptions { target: Target::Ratio(0.3), round_to: RoundTo::Multiple(2), ..Default::default() }, &calib).unwrap();
+        assert!(p.params_after < p.params_before);
+        let bytes = kestrel::onnx::export::to_bytes(&p.graph).unwrap();
+        let x = Tensor::randn(g.input_shape(4).unwrap(), 1.0, 70);
+        let theirs = OrtModel::from_bytes(&bytes, 2).unwrap().run(&x).unwrap().remove(0).1;
+        let m = kestrel::compare::compare(&theirs, &run(&p.graph, &x));
+        println!("{name}: pruned {} -> {} params, ORT rel L2 {:.2e}", p.params_before, p.params_after, m.rel_l2);
+        assert!(m.rel_l2 <= 1e-4, "{name}: rel L2 {}", m.rel_l2);
+    }
+}

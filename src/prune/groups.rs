@@ -282,7 +282,13 @@ impl Analysis<'_> {
                 self.block_layout(&xl, &why);
                 self.opaque(n, &why)
             }
-            Op::Flatten { axis: 1 } => {
+            // A Reshape to [N, C·H·W] (what exporters write for `flatten`) is a Flatten.
+            op @ (Op::Flatten { axis: 1 } | Op::Reshape { .. })
+                if matches!(op, Op::Flatten { .. }) || {
+                    let (xs, os) = (&self.shapes[x], &self.shapes[node.output]);
+                    os.len() == 2 && xs.len() >= 2 && os[0] == xs[0] && os[1] == xs[1..].iter().product::<usize>()
+                } =>
+            {
                 let xs = &self.shapes[x];
                 let inner = xs.get(2..).map_or(1, |s| s.iter().product::<usize>()) * xl.inner;
                 Layout { segs: xl.segs.clone(), inner }
