@@ -4,7 +4,9 @@ common UNets, with seeded random weights, for the parity tests:
 - BatchNorm already folded into Conv (eval-mode export), nodes named like /layer1/layer1.0/conv1/Conv;
 - flatten as the Shape/Gather/Unsqueeze/Concat/Reshape chain (opset 11) or as Flatten (opset 17);
 - Gemm with transB=1; MaxPool with pads; Constant nodes; Identity and Dropout;
-- UNet: ConvTranspose decoder, or Resize (bilinear, align_corners) by scales or by sizes.
+- UNet: ConvTranspose decoder, or Resize (bilinear, align_corners) by scales or by sizes;
+- a segmentation_models_pytorch-style Unet: ResNet-18 encoder, nearest ×2 Resize decoder
+  blocks concatenating the encoder's skips, a 3×3 segmentation head.
 
 Narrow widths keep the files small. Usage: torch_like_fixtures.py OUTDIR
 """
@@ -135,6 +137,43 @@ def unet(base, depth, up, opset):
     return b.model("input", [1, 3, 64, 64], out, 4)
 
 
+def smp_unet(width, decoder, classes, opset):
+    """smp.Unet(encoder_name="resnet18"): encoder features at 1/2 (stem), 1/4 … 1/32; each
+    decoder block upsamples ×2 (nearest), concatenates the skip of that resolution (none for
+    the last) and applies two conv3×3 + ReLU (BatchNorm folded by the export)."""
+    b = B(opset)
+    x = "input"
+    stem = b.node("Relu", "/encoder/relu/Relu", [b.conv("/encoder/conv1/Conv", x, 3, width, 7, 2, 3)])
+    h = b.node("MaxPool", "/encoder/maxpool/MaxPool", [stem], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=0)
+    feats, cin = [stem], width
+    for s in range(4):
+        planes = width << s
+        for i in range(2):
+            st = 2 if s > 0 and i == 0 else 1
+            p = f"/encoder/layer{s+1}/layer{s+1}.{i}"
+            y = b.node("Relu", f"{p}/relu/Relu", [b.conv(f"{p}/conv1/Conv", h, cin, planes, 3, st, 1)])
+            y = b.conv(f"{p}/conv2/Conv", y, planes, planes, 3, 1, 1)
+            idn = h if st == 1 and cin == planes else b.conv(f"{p}/downsample/downsample.0/Conv", h, cin, planes, 1, st, 0)
+            h = b.node("Relu", f"{p}/relu_1/Relu", [b.node("Add", f"{p}/Add", [y, idn])])
+            cin = planes
+        feats.append(h)
+    skips = [feats[3], feats[2], feats[1], feats[0], None]
+    for j, (d, skip) in enumerate(zip(decoder, skips)):
+        p = f"/decoder/blocks.{j}"
+        sc = b.const(f"{p}/Constant", np.array([1, 1, 2, 2], dtype=np.float32))
+        h = b.node("Resize", f"{p}/Resize", [h, "", sc], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        c_in = cin
+        if skip is not None:
+            skip_c = {0: width << 2, 1: width << 1, 2: width, 3: width}[j]
+            h = b.node("Concat", f"{p}/Concat", [h, skip], axis=1)
+            c_in += skip_c
+        h = b.node("Relu", f"{p}/conv1/conv1.2/Relu", [b.conv(f"{p}/conv1/conv1.0/Conv", h, c_in, d, 3, 1, 1)])
+        h = b.node("Relu", f"{p}/conv2/conv2.2/Relu", [b.conv(f"{p}/conv2/conv2.0/Conv", h, d, d, 3, 1, 1)])
+        cin = d
+    out = b.conv("/segmentation_head/segmentation_head.0/Conv", h, cin, classes, 3, 1, 1)
+    return b.model("input", [1, 3, 64, 64], out, 4)
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     models = {
@@ -143,6 +182,7 @@ def main(out):
         "unet_b8_transpose": unet(8, 3, "transpose", 17),
         "unet_b8_resize_scales": unet(8, 3, "scales", 13),
         "unet_b8_resize_sizes": unet(8, 3, "sizes", 17),
+        "unet_smp_resnet18_nearest": smp_unet(8, [32, 16, 16, 8, 8], 2, 17),
     }
     for name, m in models.items():
         onnx.save(m, os.path.join(out, f"{name}.onnx"))

@@ -32,7 +32,7 @@ fn torch_like_exports_match_ort() {
     for (p, bytes, _, g) in &models {
         check(&p.display().to_string(), g.clone(), bytes, 32);
     }
-    assert_eq!(models.len(), 5, "expected the five torch-like fixtures");
+    assert_eq!(models.len(), 6, "expected the six torch-like fixtures");
 }
 
 #[test]

@@ -276,7 +276,7 @@ fn pruned_models_run_in_ort_at_parity() {
         for (p, _, _, g) in common::onnx_fixtures(&dir) {
             models.push((p.display().to_string(), g));
         }
-        assert_eq!(models.len(), 9);
+        assert_eq!(models.len(), 10);
     }
     for (name, g) in models {
         let s = g.input_shape(1).unwrap();
@@ -290,4 +290,27 @@ fn pruned_models_run_in_ort_at_parity() {
         println!("{name}: pruned {} -> {} params, ORT rel L2 {:.2e}", p.params_before, p.params_after, m.rel_l2);
         assert!(m.rel_l2 <= 1e-4, "{name}: rel L2 {}", m.rel_l2);
     }
+}
+
+/// The least-squares solve: a random SPD system solved to f64 precision, and a non-SPD one
+/// refused.
+#[test]
+fn cholesky_solves_spd_systems() {
+    use kestrel::prune::recover::cholesky_solve;
+    let n = 37;
+    let mut r = kestrel::rng::Rng::new(5);
+    let a0: Vec<f64> = (0..n * n).map(|_| f64::from(r.normal())).collect();
+    // A = A0ᵀA0 + I is symmetric positive definite.
+    let mut a = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            a[i * n + j] = (0..n).map(|k| a0[k * n + i] * a0[k * n + j]).sum::<f64>() + if i == j { 1.0 } else { 0.0 };
+        }
+    }
+    let x: Vec<f64> = (0..n * 2).map(|_| f64::from(r.normal())).collect();
+    let b: Vec<f64> = (0..n).flat_map(|i| (0..2).map(move |c| (i, c))).map(|(i, c)| (0..n).map(|k| a[i * n + k] * x[k * 2 + c]).sum()).collect();
+    let got = cholesky_solve(&a, n, &b, 2).unwrap();
+    let err = got.iter().zip(&x).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-9, "max error {err}");
+    assert!(cholesky_solve(&[1.0, 2.0, 2.0, 1.0], 2, &[1.0, 1.0], 1).is_none());
 }

@@ -45,10 +45,15 @@ impl RoundTo {
 }
 
 /// The channel step at which both the f32 and the INT8 convs of `isa` run whole blocks.
+///
+/// Measured on an AVX-512 VNNI host (BENCHMARKS.md): the INT8 VNNI conv's time steps every 8
+/// output channels (its 8-row micro-kernel), the f32 conv's (the `gemm` crate's AVX-512
+/// kernels) every 6; 24 is the smallest width step that is whole for both. The AVX2 and scalar
+/// INT8 kernels step every 2 and every channel, but weights are packed in blocks of 8 rows, so
+/// 8 there; the f32 step of the `gemm` crate on an AVX2-only CPU was not measured here.
 pub fn auto_multiple(isa: Isa) -> usize {
     match isa {
-        Isa::Avx512Vnni => 16,
-        Isa::Avx2 => 8,
-        Isa::Scalar => 8,
+        Isa::Avx512Vnni => 24,
+        Isa::Avx2 | Isa::Scalar => 8,
     }
 }

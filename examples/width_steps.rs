@@ -1,0 +1,59 @@
+//! Latency of one conv against its output width, to find the channel counts the kernels run in
+//! whole blocks (`kestrel prune --round-to auto`, `src/prune/width.rs`). A 3×3 conv, 64 input
+//! channels at 28×28, output width 8..=96, one thread, best of 40 runs; f32 (the `gemm` crate,
+//! its own dispatch) and INT8 on every INT8 path this CPU has. Prints one row per width with
+//! each time relative to the time at the next multiple of 16.
+//! `cargo run --release --example width_steps`
+
+use std::time::Instant;
+
+use kestrel::cpu::kernels::Kernels;
+use kestrel::cpu::qconv::{self, QIn, QOut, Ranges};
+use kestrel::cpu::{conv, detect};
+use kestrel::graph::{ActQuant, Conv2d};
+use kestrel::qparams::QParams;
+use kestrel::Tensor;
+
+fn best(f: &mut dyn FnMut()) -> f64 {
+    f();
+    (0..40)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn main() -> kestrel::Result<()> {
+    let (cin, hw) = (64, 28);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| kestrel::Error::System(e.to_string()))?;
+    let isas = detect::supported();
+    print!("{:>5} {:>10}", "width", "f32 us");
+    for isa in &isas {
+        print!(" {:>14}", format!("int8 {} us", isa.name()));
+    }
+    println!();
+    let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
+    for cout in 8..=96 {
+        let mut f = Conv2d::new(Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3), 1, 1, 1);
+        f.bias = Some(vec![0.1; cout]);
+        let mut out = vec![0f32; cout * hw * hw];
+        let mut scratch = Vec::new();
+        let t32 = pool.install(|| best(&mut || conv::conv2d(&f, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, 1)));
+        print!("{cout:>5} {t32:>10.1}");
+        for &isa in &isas {
+            let k = Kernels::new(isa)?;
+            let qc = f.clone().quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 128 }), true)?;
+            let q = qc.precision.int8().ok_or_else(|| kestrel::Error::Internal("not INT8".into()))?;
+            let packed = qconv::pack_conv(&k, &qc, q)?;
+            let mut s = qconv::QScratch::default();
+            let t8 = pool.install(|| best(&mut || {
+                qconv::qconv2d(&k, &qc, q, &packed, QIn::F32(x.data()), [1, cin, hw, hw], None, QOut::F32(&mut out), [1, cout, hw, hw], Ranges::default(), &mut s, 1);
+            }));
+            print!(" {t8:>14.1}");
+        }
+        println!();
+    }
+    Ok(())
+}
