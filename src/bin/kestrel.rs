@@ -337,8 +337,9 @@ struct PruneArgs {
     /// Layers kept whole (node names; a trailing * matches a prefix).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
-    /// l1, l1-max, l2, l2-max, bn, activation, reconstruction or random.
-    #[arg(long, default_value = "l2")]
+    /// bn (BatchNorm |γ|, L2 magnitude where a group has no BatchNorm), l1, l1-max, l2,
+    /// l2-max, activation, reconstruction or random.
+    #[arg(long, default_value = "bn")]
     importance: String,
     /// Seed of --importance random.
     #[arg(long, default_value_t = 1)]

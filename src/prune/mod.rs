@@ -75,7 +75,7 @@ impl Default for PruneOptions {
             global: false,
             max_layer_ratio: 0.9,
             exclude: Vec::new(),
-            importance: Importance::L2(Reduce::Mean),
+            importance: Importance::BnGamma,
             round_to: RoundTo::Multiple(1),
             recovery: Recovery::ALL,
             threads: 0,
