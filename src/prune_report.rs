@@ -41,16 +41,14 @@ fn median_ms(runs: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
     Ok(crate::stats::Summary::of(&t).median)
 }
 
+/// `calib`, or 8 seeded synthetic images of `g`'s input when it is empty.
+fn calib_or_synthetic<'a>(g: &Graph, calib: &'a [Tensor]) -> Result<std::borrow::Cow<'a, [Tensor]>> {
+    Ok(if calib.is_empty() { std::borrow::Cow::Owned(crate::dataset::calib::synthetic(8, &g.input_shape(1)?)?) } else { std::borrow::Cow::Borrowed(calib) })
+}
+
 /// The static INT8 version of `g`, calibrated on `calib` (seeded synthetic images if empty).
 pub fn int8(g: &Graph, calib: &[Tensor], threads: usize) -> Result<Graph> {
-    let synthetic;
-    let calib = if calib.is_empty() {
-        synthetic = crate::dataset::calib::synthetic(8, &g.input_shape(1)?)?;
-        &synthetic
-    } else {
-        calib
-    };
-    crate::quant::quantize(g, &crate::quant::QuantizeOptions { threads, ..Default::default() }, calib, &mut |_, _| {})
+    crate::quant::quantize(g, &crate::quant::QuantizeOptions { threads, ..Default::default() }, &calib_or_synthetic(g, calib)?, &mut |_, _| {})
 }
 
 /// Median batch-1 latency of `g` in kestrel at f32 or INT8.
@@ -106,15 +104,9 @@ pub struct Accuracy {
 /// Scores `g` on `data` (an ImageFolder, or images/ + masks/) as `kestrel eval` does.
 pub fn accuracy(name: &str, g: &Graph, data: &Path, calib: &[Tensor], threads: usize) -> Result<Accuracy> {
     let model = LoadedModel { name: name.to_string(), graph: g.clone(), task: infer_task(g), config: None, path: None };
-    let synthetic;
-    let calib = if calib.is_empty() {
-        synthetic = crate::dataset::calib::synthetic(8, &g.input_shape(1)?)?;
-        &synthetic
-    } else {
-        calib
-    };
+    let calib = calib_or_synthetic(g, calib)?;
     let variants = [Kind::F32, Kind::Int8Static];
-    let opts = crate::eval::EvalOptions { variants: &variants, threads, batch: 32, threshold: 0.5, shard: Default::default(), calib };
+    let opts = crate::eval::EvalOptions { variants: &variants, threads, batch: 32, threshold: 0.5, shard: Default::default(), calib: &calib };
     let r = crate::eval::run_variants(&model, data, &opts, &mut |_, _, _| {})?;
     let score = |k: Kind| r.variants.iter().find(|v| v.variant == k.name()).map(|v| v.metrics.headline());
     let (metric, f32) = score(Kind::F32).ok_or_else(|| Error::Internal("no f32 evaluation".into()))?;

@@ -55,37 +55,59 @@ pub fn calibrate_batchnorm(g: &mut Graph, seed: u64) -> Result<()> {
     shape[2] = side(shape[2]);
     shape[3] = side(shape[3]);
     let input = synthetic_images(shape[0], shape[1], shape[2], shape[3], seed);
+    set_batchnorm_statistics(g, input, None, 1e-4)?;
+    Ok(())
+}
+
+/// Runs `g` node by node on `input` and sets the running mean and variance of the BatchNorm
+/// nodes `which` (every BatchNorm when `None`) to the batch statistics of their input, the
+/// variance at least `var_floor`. Each BatchNorm sees the statistics already set before it.
+/// Values are dropped after their last reader. Returns how many BatchNorms were set.
+pub fn set_batchnorm_statistics(g: &mut Graph, input: Tensor, which: Option<&[usize]>, var_floor: f32) -> Result<usize> {
+    let mut last_use = vec![0usize; g.values.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        for &v in &n.inputs {
+            last_use[v] = i;
+        }
+    }
     let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    values[g.inputs[0].id] = Some(input);
+    if let Some(i) = g.inputs.first() {
+        values[i.id] = Some(input);
+    }
     for (&id, t) in &g.constants {
         values[id] = Some(t.clone());
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut count = 0;
     for i in 0..g.nodes.len() {
         let x_id = g.nodes[i].inputs[0];
-        if let Op::BatchNorm(bn) = &mut g.nodes[i].op {
-            if let Some(x) = &values[x_id] {
-                let s = x.shape();
-                let (c, inner) = (s[1], s[2..].iter().product::<usize>());
-                let mut sum = vec![0.0f64; c];
-                let mut sq = vec![0.0f64; c];
-                for (k, chunk) in x.data().chunks(inner.max(1)).enumerate() {
-                    for &v in chunk {
-                        sum[k % c] += f64::from(v);
-                        sq[k % c] += f64::from(v) * f64::from(v);
-                    }
-                }
-                let count = (x.numel() / c.max(1)).max(1) as f64;
-                for ch in 0..c {
-                    let mean = sum[ch] / count;
-                    bn.mean[ch] = mean as f32;
-                    bn.var[ch] = (sq[ch] / count - mean * mean).max(1e-4) as f32;
+        let chosen = which.is_none_or(|w| w.contains(&i));
+        if let (Op::BatchNorm(bn), Some(x), true) = (&mut g.nodes[i].op, &values[x_id], chosen) {
+            let s = x.shape();
+            let (c, inner) = (s[1], s[2..].iter().product::<usize>());
+            let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
+            for (k, chunk) in x.data().chunks(inner.max(1)).enumerate() {
+                for &v in chunk {
+                    sum[k % c] += f64::from(v);
+                    sq[k % c] += f64::from(v) * f64::from(v);
                 }
             }
+            let per = (x.numel() / c.max(1)).max(1) as f64;
+            for ch in 0..c {
+                let mean = sum[ch] / per;
+                bn.mean[ch] = mean as f32;
+                bn.var[ch] = ((sq[ch] / per - mean * mean) as f32).max(var_floor);
+            }
+            count += 1;
         }
         let t = run_node(&g.nodes[i], &values, threads)?;
         let out = g.nodes[i].output;
         values[out] = Some(t);
+        for &v in &g.nodes[i].inputs {
+            if last_use[v] == i && !g.constants.contains_key(&v) && !g.outputs.contains(&v) {
+                values[v] = None;
+            }
+        }
     }
-    Ok(())
+    Ok(count)
 }

@@ -348,7 +348,7 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
         }
         if opts.recovery.bn_recalibration {
             let which = recover::batchnorms_to_reestimate(g, &groups, &kept, &recovery.refitted);
-            recovery.batchnorms_reestimated = recover::reestimate_batchnorm(&mut pg, calib, Some(&which), threads)?;
+            recovery.batchnorms_reestimated = recover::reestimate_batchnorm(&mut pg, calib, Some(&which))?;
         }
     }
     let (layers, _, macs_after) = changes(g, &pg)?;

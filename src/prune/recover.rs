@@ -392,52 +392,9 @@ pub fn batchnorms_to_reestimate(orig: &Graph, groups: &Groups, kept: &[Vec<usize
 /// Step 3: sets the statistics of the BatchNorm nodes `which` (every BatchNorm when `None`)
 /// from their input in `g` on `calib`, in graph order (each sees the statistics already set
 /// before it). Returns how many.
-pub fn reestimate_batchnorm(g: &mut Graph, calib: &[Tensor], which: Option<&[usize]>, threads: usize) -> Result<usize> {
-    if calib.is_empty() || !g.nodes.iter().any(|n| matches!(n.op, Op::BatchNorm(_))) {
+pub fn reestimate_batchnorm(g: &mut Graph, calib: &[Tensor], which: Option<&[usize]>) -> Result<usize> {
+    if calib.is_empty() || !g.nodes.iter().any(|n| matches!(n.op, Op::BatchNorm(_))) || which.is_some_and(|w| w.is_empty()) {
         return Ok(0);
     }
-    let x = Tensor::concat_batch(calib)?;
-    let mut last_use = vec![0usize; g.values.len()];
-    for (i, n) in g.nodes.iter().enumerate() {
-        for &v in &n.inputs {
-            last_use[v] = i;
-        }
-    }
-    let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];
-    values[g.inputs[0].id] = Some(x);
-    for (&id, t) in &g.constants {
-        values[id] = Some(t.clone());
-    }
-    let mut count = 0;
-    for i in 0..g.nodes.len() {
-        let x_id = g.nodes[i].inputs[0];
-        let chosen = which.is_none_or(|w| w.contains(&i));
-        if let (Op::BatchNorm(bn), Some(x), true) = (&mut g.nodes[i].op, &values[x_id], chosen) {
-            let s = x.shape();
-            let (c, inner) = (s[1], s[2..].iter().product::<usize>());
-            let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
-            for (k, chunk) in x.data().chunks(inner.max(1)).enumerate() {
-                for &v in chunk {
-                    sum[k % c] += f64::from(v);
-                    sq[k % c] += f64::from(v) * f64::from(v);
-                }
-            }
-            let count_per = (x.numel() / c.max(1)).max(1) as f64;
-            for ch in 0..c {
-                let mean = sum[ch] / count_per;
-                bn.mean[ch] = mean as f32;
-                bn.var[ch] = (sq[ch] / count_per - mean * mean).max(0.0) as f32;
-            }
-            count += 1;
-        }
-        let t = crate::exec::run_node(&g.nodes[i], &values, threads)?;
-        let out = g.nodes[i].output;
-        values[out] = Some(t);
-        for &v in &g.nodes[i].inputs {
-            if last_use[v] == i && !g.constants.contains_key(&v) && !g.outputs.contains(&v) {
-                values[v] = None;
-            }
-        }
-    }
-    Ok(count)
+    crate::models::init::set_batchnorm_statistics(g, Tensor::concat_batch(calib)?, which, 0.0)
 }
