@@ -127,10 +127,7 @@ pub fn run(opts: &ReportOptions, log: &mut dyn FnMut(&str)) -> Result<String> {
                 let eo = EvalOptions { variants: &variants, threads: opts.threads, batch: 32, threshold: 0.5, shard: Shard::default(), calib: &calib };
                 let e = crate::eval::run_variants(&model, &data, &eo, &mut |_, _, _| {})?;
                 bench::output::write(&opts.out.join(format!("eval-{}.md", r.name)), &crate::eval::markdown(&e))?;
-                bench::output::write(
-                    &opts.out.join(format!("eval-{}.json", r.name)),
-                    &serde_json::to_string_pretty(&e).map_err(|err| Error::Internal(format!("serialising the evaluation: {err}")))?,
-                )?;
+                bench::output::write(&opts.out.join(format!("eval-{}.json", r.name)), &bench::output::json(&e)?)?;
                 evals.push(e);
             }
         }
@@ -161,7 +158,7 @@ pub fn run(opts: &ReportOptions, log: &mut dyn FnMut(&str)) -> Result<String> {
     }
     bench::output::write(&opts.out.join("report.md"), &md)?;
     let json = serde_json::json!({"bench": benches, "eval": evals, "notes": notes, "seconds": t0.elapsed().as_secs_f64()});
-    bench::output::write(&opts.out.join("report.json"), &serde_json::to_string_pretty(&json).map_err(|e| Error::Internal(format!("serialising the report: {e}")))?)?;
+    bench::output::write(&opts.out.join("report.json"), &bench::output::json(&json)?)?;
     Ok(format!("{summary}\n{}\nwrote {} in {:.0} s", notes.iter().map(|n| format!("note: {n}")).collect::<Vec<_>>().join("\n"), opts.out.join("report.md").display(), t0.elapsed().as_secs_f64()))
 }
 

@@ -198,7 +198,7 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-/// The report as pretty JSON (raw samples included).
-pub fn json(r: &BenchReport) -> Result<String> {
+/// A report as pretty JSON (a bench report with its raw samples included).
+pub fn json<T: serde::Serialize + ?Sized>(r: &T) -> Result<String> {
     serde_json::to_string_pretty(r).map_err(|e| Error::Internal(format!("serialising the report: {e}")))
 }

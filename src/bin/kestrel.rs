@@ -903,8 +903,7 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
         let md = kestrel::prune_report::sweep_markdown(&points);
         print!("{md}");
         kestrel::bench::output::write(&out.join("sweep.md"), &md)?;
-        let json = serde_json::to_string_pretty(&points).map_err(|e| Error::Internal(format!("serialising the sweep: {e}")))?;
-        kestrel::bench::output::write(&out.join("sweep.json"), &json)?;
+        kestrel::bench::output::write(&out.join("sweep.json"), &kestrel::bench::output::json(&points)?)?;
         let plots = kestrel::prune_report::sweep_svgs(&points, out)?;
         println!("wrote sweep.md, sweep.json and {} plots in {}", plots.len(), out.display());
         return Ok(ExitCode::SUCCESS);
@@ -938,8 +937,7 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
     print!("{md}");
     if let Some(dir) = &a.out {
         kestrel::bench::output::write(&dir.join("report.md"), &md)?;
-        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(format!("serialising the report: {e}")))?;
-        kestrel::bench::output::write(&dir.join("report.json"), &json)?;
+        kestrel::bench::output::write(&dir.join("report.json"), &kestrel::bench::output::json(&report)?)?;
         println!("wrote report.md and report.json in {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -1034,8 +1032,7 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
         println!("  latency (median of {} each, same input and threads): kestrel {a:.2} ms  {ort_label} {b:.2} ms  kestrel/ORT {:.2}x", p.time, a / b);
     }
     if let Some(j) = &p.json {
-        let text = serde_json::to_string_pretty(&r).map_err(|e| Error::Internal(format!("serialising the report: {e}")))?;
-        std::fs::write(j, text).map_err(|e| Error::io(j, e))?;
+        kestrel::bench::output::write(j, &kestrel::bench::output::json(&r)?)?;
     }
     Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -1132,8 +1129,7 @@ fn eval_cmd(e: EvalArgs) -> Result<ExitCode> {
     println!("{md}");
     if let Some(dir) = &e.out {
         kestrel::bench::output::write(&dir.join("eval.md"), &md)?;
-        let json = serde_json::to_string_pretty(&report).map_err(|err| Error::Internal(format!("serialising the report: {err}")))?;
-        kestrel::bench::output::write(&dir.join("eval.json"), &json)?;
+        kestrel::bench::output::write(&dir.join("eval.json"), &kestrel::bench::output::json(&report)?)?;
         println!("wrote eval.json and eval.md in {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)

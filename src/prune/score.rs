@@ -237,6 +237,11 @@ fn consumer_reads<'a>(g: &'a Graph, gr: &'a super::groups::Group) -> impl Iterat
     })
 }
 
+/// Channel `ch` of an `[n, c, hw]` tensor, every batch item's plane in turn, minus `mean`.
+fn centred_channel(x: &[f32], [n, c, hw]: [usize; 3], ch: usize, mean: f64) -> Vec<f32> {
+    (0..n).flat_map(|b| x[(b * c + ch) * hw..(b * c + ch + 1) * hw].iter().map(move |&v| v - mean as f32)).collect()
+}
+
 /// For every consumer of a prunable group, the energy each of its input channels adds to
 /// its output with the channel's mean removed: `Σ_samples ‖op_c(x_c − μ_c)‖²`.
 fn reconstruction_energy(g: &Graph, groups: &Groups, stats: &HashMap<ValueId, ValueStats>, calib: &[Tensor], threads: usize) -> Result<HashMap<usize, Vec<f64>>> {
@@ -248,6 +253,7 @@ fn reconstruction_energy(g: &Graph, groups: &Groups, stats: &HashMap<ValueId, Va
     let mut scratch = Vec::new();
     for x in calib {
         let all = session.run_all(std::slice::from_ref(x))?;
+        let shapes: Vec<Vec<usize>> = all.iter().map(|t| t.as_ref().map_or(Vec::new(), |t| t.shape().to_vec())).collect();
         for &n in &consumers {
             let node = &g.nodes[n];
             let Some(xv) = &all[node.inputs[0]] else { continue };
@@ -261,13 +267,10 @@ fn reconstruction_energy(g: &Graph, groups: &Groups, stats: &HashMap<ValueId, Va
                     e.resize(cin, 0.0);
                     let (nb, h, w) = (xs[0], xs[2], xs[3]);
                     let [kh, kw] = c.kernel();
-                    let oshape = crate::graph::shape::node_output_shape(node, &all.iter().map(|t| t.as_ref().map_or(Vec::new(), |t| t.shape().to_vec())).collect::<Vec<_>>())?;
+                    let oshape = crate::graph::shape::node_output_shape(node, &shapes)?;
                     let (oh, ow) = (oshape[2], oshape[3]);
                     for ch in 0..cin {
-                        let mut xc = Vec::with_capacity(nb * h * w);
-                        for b in 0..nb {
-                            xc.extend(xv.data()[(b * cin + ch) * h * w..(b * cin + ch + 1) * h * w].iter().map(|&v| v - mean[ch] as f32));
-                        }
+                        let xc = centred_channel(xv.data(), [nb, cin, h * w], ch, mean[ch]);
                         let wc: Vec<f32> = (0..c.out_channels()).flat_map(|o| c.weight.data()[(o * cin + ch) * kh * kw..(o * cin + ch + 1) * kh * kw].iter().copied()).collect();
                         let one = Conv2d { weight: Tensor::new(vec![c.out_channels(), 1, kh, kw], wc)?, bias: None, act: None, residual: false, groups: 1, precision: Precision::F32, ..c.clone() };
                         let mut y = vec![0.0; nb * c.out_channels() * oh * ow];
@@ -280,13 +283,10 @@ fn reconstruction_energy(g: &Graph, groups: &Groups, stats: &HashMap<ValueId, Va
                     e.resize(cin, 0.0);
                     let (nb, h, w) = (xs[0], xs[2], xs[3]);
                     let per = c.weight.numel() / cin;
-                    let oshape = crate::graph::shape::node_output_shape(node, &all.iter().map(|t| t.as_ref().map_or(Vec::new(), |t| t.shape().to_vec())).collect::<Vec<_>>())?;
+                    let oshape = crate::graph::shape::node_output_shape(node, &shapes)?;
                     let (oh, ow) = (oshape[2], oshape[3]);
                     for ch in 0..cin {
-                        let mut xc = Vec::with_capacity(nb * h * w);
-                        for b in 0..nb {
-                            xc.extend(xv.data()[(b * cin + ch) * h * w..(b * cin + ch + 1) * h * w].iter().map(|&v| v - mean[ch] as f32));
-                        }
+                        let xc = centred_channel(xv.data(), [nb, cin, h * w], ch, mean[ch]);
                         let ws = c.weight.shape();
                         let one = ConvTranspose2d { weight: Tensor::new(vec![1, ws[1], ws[2], ws[3]], c.weight.data()[ch * per..(ch + 1) * per].to_vec())?, bias: None, ..c.clone() };
                         let mut y = vec![0.0; nb * c.out_channels() * oh * ow];
