@@ -2,13 +2,16 @@
 //! N = OH·OW), MACs as the throughput unit:
 //! - `qgemm/<isa>`: the INT8 micro-kernels on pre-packed panels, one thread;
 //! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
-//! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`.
+//! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
+//!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
+//!   packed once (`cpu::sconv`), on every ResNet-50 layer shape. The hosts' FMA peaks, for
+//!   the efficiency column: `cargo run --release --example sgemm_peak`.
 //!
 //! `cargo bench --bench kernels`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kestrel::cpu::kernels::Kernels;
-use kestrel::cpu::{conv, detect, qconv, qgemm};
+use kestrel::cpu::{conv, detect, qconv, qgemm, sconv, sgemm};
 use kestrel::graph::{ActQuant, Conv2d};
 use kestrel::qparams::QParams;
 use kestrel::rng::Rng;
@@ -68,7 +71,19 @@ fn convs(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
     // (name, cin, cout, hw, k, stride)
-    for &(name, cin, cout, hw, k, stride) in &[("l1_3x3", 64usize, 64usize, 56usize, 3usize, 1usize), ("l3_3x3", 256, 256, 14, 3, 1), ("l3_1x1_reduce", 1024, 256, 14, 1, 1), ("conv1_7x7s2", 3, 64, 224, 7, 2)] {
+    let convs: &[(&str, usize, usize, usize, usize, usize)] = &[
+        ("conv1_7x7s2", 3, 64, 224, 7, 2),
+        ("l1_1x1_reduce", 64, 64, 56, 1, 1),
+        ("l1_3x3", 64, 64, 56, 3, 1),
+        ("l1_1x1_expand", 64, 256, 56, 1, 1),
+        ("l2_3x3", 128, 128, 28, 3, 1),
+        ("l2_1x1_reduce", 512, 128, 28, 1, 1),
+        ("l3_3x3", 256, 256, 14, 3, 1),
+        ("l3_1x1_reduce", 1024, 256, 14, 1, 1),
+        ("l4_3x3", 512, 512, 7, 3, 1),
+        ("l4_1x1_expand", 512, 2048, 7, 1, 1),
+    ];
+    for &(name, cin, cout, hw, k, stride) in convs {
         let pad = k / 2;
         let w = Tensor::randn(vec![cout, cin, k, k], (2.0 / (cin * k * k) as f32).sqrt(), 3);
         let mut f = Conv2d::new(w, stride, pad, 1);
@@ -82,6 +97,12 @@ fn convs(c: &mut Criterion) {
         let label = format!("{name}/t{threads}");
         let mut scratch = Vec::new();
         group.bench_function(BenchmarkId::new("f32", &label), |b| b.iter(|| pool.install(|| conv::conv2d(&f, x.data(), xs, None, &mut out, os, &mut scratch, threads))));
+        for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
+            let packed = sconv::pack(kernel, &f);
+            group.bench_function(BenchmarkId::new(format!("f32-{}", kernel.name().replace(' ', "-")), &label), |b| {
+                b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+            });
+        }
         let kernels = Kernels::select().unwrap();
         let (lo, hi) = kestrel::cpu::codec::min_max(kernels.simd, x.data());
         for (mode, input) in [("int8-static", ActQuant::Static(QParams::from_range(lo, hi))), ("int8-dynamic", ActQuant::Dynamic)] {

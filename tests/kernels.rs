@@ -4,7 +4,7 @@
 mod common;
 
 use common::{data, Tolerance};
-use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize};
+use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, sconv};
 use kestrel::graph::shape::{pool_out, resize_out, window_out};
 use kestrel::graph::*;
 use kestrel::Tensor;
@@ -42,6 +42,22 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
     conv::conv2d(&c, &x, xs, res, &mut got, os, &mut scratch, 2);
     let what = format!("conv n{n} cin{cin} cout{cout} hw{hw:?} k{k:?} s{stride} p{pad:?} d{dil} g{groups} {act:?} res{residual}");
     Tolerance { abs: 1e-4, rel: 1e-4 }.check(&what, &got, &want);
+    // kestrel's own FP32 conv, on every kernel this CPU has: within the tolerance of the f64
+    // reference, and equal to its fused-multiply-add twin value for value.
+    let mut fma = vec![f32::NAN; want.len()];
+    reference::conv2d_fma_ref(&c, &x, xs, res, &mut fma, os);
+    for kernel in common::sgemm_kernels() {
+        let packed = sconv::pack(kernel, &c);
+        for threads in [1, 2] {
+            let mut got = vec![f32::NAN; want.len()];
+            sconv::conv2d(kernel, &c, &packed, &x, xs, res, &mut got, os, &mut scratch, threads);
+            let what = format!("{what} sconv {} t{threads}", kernel.name());
+            Tolerance { abs: 1e-4, rel: 1e-4 }.check(&what, &got, &want);
+            if let Some(i) = (0..got.len()).find(|&i| got[i] != fma[i]) {
+                panic!("{what}: element {i} is {} but the fma twin gives {}", got[i], fma[i]);
+            }
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! kernel call.
 
 use crate::cpu::detect::{self, Isa};
-use crate::cpu::qgemm;
+use crate::cpu::{qgemm, sgemm};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
 
@@ -18,6 +18,9 @@ pub struct Kernels {
     pub qgemm: qgemm::Kernel,
     /// The vector level of the epilogues and codecs.
     pub simd: Simd,
+    /// kestrel's own FP32 GEMM kernel (and so the packing of FP32 conv weights); `None` runs
+    /// FP32 convs on the `gemm` crate (the scalar path, or AVX2 without FMA).
+    pub sgemm: Option<sgemm::Kernel>,
 }
 
 impl Kernels {
@@ -25,7 +28,7 @@ impl Kernels {
     pub fn new(isa: Isa) -> Result<Kernels> {
         let qgemm = qgemm::kernel(isa)?;
         let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
-        Ok(Kernels { isa, qgemm, simd })
+        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa) })
     }
 
     /// The kernels `KESTREL_ISA` names, or this CPU's richest.

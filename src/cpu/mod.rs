@@ -14,6 +14,8 @@ pub mod qconv;
 pub mod qgemm;
 pub mod reference;
 pub mod resize;
+pub mod sconv;
+pub mod sgemm;
 #[macro_use]
 pub mod simd;
 

@@ -64,6 +64,46 @@ pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]
     });
 }
 
+/// Direct convolution in the operation order of kestrel's own FP32 conv
+/// ([`super::sconv::conv2d`]): `acc = residual (or 0)`, then one fused multiply-add per tap in
+/// `(ci, ky, kx)` order, then `+ bias`, then the activation. Taps in the padding are skipped:
+/// adding `w · 0` to a sum that started at `+0` or a residual changes no value.
+pub fn conv2d_fma_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let [kh, kw] = c.kernel();
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let wt = c.weight.data();
+    for b in 0..n {
+        for co in 0..cout {
+            let g = co / cout_g;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = ((b * cout + co) * oh + oy) * ow + ox;
+                    let mut acc = residual.map_or(0.0, |r| r[o]);
+                    for ci in 0..cin_g {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let xi = ((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize;
+                                acc = wt[((co * cin_g + ci) * kh + ky) * kw + kx].mul_add(x[xi], acc);
+                            }
+                        }
+                    }
+                    if let Some(bias) = &c.bias {
+                        acc += bias[co];
+                    }
+                    out[o] = c.act.map_or(acc, |a| a.apply(acc));
+                }
+            }
+        }
+    }
+}
+
 /// Direct transposed convolution: every input pixel scatters its kernel into the output.
 pub fn conv_transpose2d_ref(c: &ConvTranspose2d, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
     let [n, cin, h, w] = xs;

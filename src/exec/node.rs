@@ -6,7 +6,7 @@ use super::plan::Scratch;
 use super::prepare::Step;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::{self, QIn, QOut, Ranges, Residual};
-use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, resize};
+use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, resize, sconv};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Op};
 use crate::qparams::QParams;
@@ -86,6 +86,14 @@ pub(crate) fn run(
             let (x, xs) = f32_in(0)?;
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             qconv::qlinear(kernels, l, q, packed, x, xs[0], out, &mut scratch.q, threads);
+            Ok(None)
+        }
+        (Step::SConv(packed), Op::Conv(c)) => {
+            let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
+            let (x, xs) = f32_in(0)?;
+            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            sconv::conv2d(kernel, c, packed, x, dims4(xs), residual, out, dims4(os), &mut scratch.f32, threads);
             Ok(None)
         }
         (Step::MaxPoolU8, Op::MaxPool(p)) => {

@@ -4,7 +4,7 @@
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
 use super::prepare::{Prepared, Step};
-use crate::cpu::{conv, conv_transpose, qconv::QScratch};
+use crate::cpu::{conv, conv_transpose, qconv::QScratch, sconv};
 use crate::error::Result;
 use crate::graph::{shape, Op, ValueId};
 
@@ -74,6 +74,7 @@ impl Plan {
             let os = &shapes[n.output];
             scratch = scratch.max(match (&n.op, &p.steps[idx]) {
                 (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
+                (Op::Conv(_), Step::SConv(_)) => p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, threads)),
                 (Op::ConvTranspose(c), Step::F32 | Step::QConvTranspose(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])

@@ -17,7 +17,8 @@
 //! each node's output can be read and compared (per-layer tools).
 
 use crate::cpu::kernels::Kernels;
-use crate::cpu::qconv;
+use crate::cpu::sgemm::PackedA;
+use crate::cpu::{qconv, sconv};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Graph, Node, Op};
@@ -63,6 +64,8 @@ impl DType {
 pub enum Step {
     /// The op's f32 kernel.
     F32,
+    /// An FP32 conv on kestrel's own GEMM kernel, its weights packed per group.
+    SConv(Vec<PackedA>),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
     /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
@@ -78,6 +81,7 @@ impl Step {
     pub fn name(&self) -> &'static str {
         match self {
             Step::F32 => "f32",
+            Step::SConv(_) => "f32 conv (packed)",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
@@ -89,6 +93,7 @@ impl Step {
     pub fn packed_bytes(&self) -> usize {
         match self {
             Step::QConv(p) => p.iter().map(PackedWeights::bytes).sum(),
+            Step::SConv(p) => p.iter().map(PackedA::bytes).sum(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
@@ -150,7 +155,10 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
     Ok(match &n.op {
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
-            None => Step::F32,
+            None => match kernels.sgemm {
+                Some(k) => Step::SConv(sconv::pack(k, c)),
+                None => Step::F32,
+            },
         },
         Op::ConvTranspose(c) => match c.precision.int8() {
             Some(q) => Step::QConvTranspose(qconv::pack_conv_transpose(kernels, c, q).map_err(named)?),

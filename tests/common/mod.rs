@@ -80,3 +80,24 @@ pub fn onnx_fixtures(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>, kestrel::o
         })
         .collect()
 }
+
+/// kestrel's own FP32 GEMM kernels on every ISA this CPU has (printed, so a log shows which
+/// ran); an AVX-512 host must offer the AVX-512 kernel and an AVX2+FMA host the AVX2 one.
+#[allow(dead_code)]
+pub fn sgemm_kernels() -> Vec<kestrel::cpu::sgemm::Kernel> {
+    use kestrel::cpu::detect::{self, Isa};
+    let ks: Vec<_> = detect::supported().into_iter().filter_map(kestrel::cpu::sgemm::Kernel::for_isa).collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let names: Vec<_> = ks.iter().map(|k| k.name()).collect();
+        if detect::supported().contains(&Isa::Avx512Vnni) {
+            assert!(names.iter().any(|n| n.starts_with("avx512")), "AVX-512 host without the AVX-512 FP32 kernel");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            assert!(names.iter().any(|n| n.starts_with("avx2")), "AVX2+FMA host without the AVX2 FP32 kernel");
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| eprintln!("FP32 kernels under test: {}", names.join(", ")));
+    }
+    ks
+}

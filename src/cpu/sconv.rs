@@ -1,0 +1,239 @@
+//! FP32 convolution on kestrel's own GEMM kernels ([`crate::cpu::sgemm`]), weights packed once.
+//!
+//! Per image and group: `out[Cout_g, OH·OW] = W[Cout_g, Cin_g·kh·kw] × col[Cin_g·kh·kw, OH·OW]`.
+//! `col` never exists whole: each tile's B panel (`[kc][nv·LANES]`, a K block of a few output
+//! pixels) is filled straight from the NCHW input (im2col of just those pixels; a plain copy
+//! for 1×1 stride-1 unpadded convs), stays in L1 while every weight panel of the K block
+//! streams past it, and the tile's epilogue (residual, bias, activation) runs on the
+//! accumulators before the one store of the last K block.
+//!
+//! Work: the `(image, group)` GEMMs, each split into column ranges (or, when it has too few
+//! columns, into output-channel ranges) so that every worker gets a share; layers under
+//! [`PAR_MIN_MACS`] run on the calling thread, without a rayon hand-off.
+
+use rayon::prelude::*;
+
+use super::conv::fill_row;
+use super::sgemm::{Epilogue, Init, Kernel, PackedA, Tile};
+use crate::graph::Conv2d;
+
+/// Layers with fewer multiply-adds than this run on the calling thread: below it, handing
+/// work to a second worker costs about what it saves.
+pub const PAR_MIN_MACS: usize = 1 << 19;
+
+/// The conv's weights packed per group for `kernel`.
+pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
+    let s = c.weight.shape();
+    let (cout, kdim) = (s[0], s[1] * s[2] * s[3]);
+    let cout_g = cout / c.groups.max(1);
+    let mr = kernel.geometry().mr;
+    let w = c.weight.data();
+    (0..c.groups).map(|g| PackedA::new(&w[g * cout_g * kdim..(g + 1) * cout_g * kdim], cout_g, kdim, mr)).collect()
+}
+
+/// Scratch elements [`conv2d`] needs with `threads` workers: one packed B block each.
+pub fn scratch_len(kernel: Kernel, threads: usize) -> usize {
+    let g = kernel.geometry();
+    g.kc * g.nc * threads.max(1)
+}
+
+/// A raw output pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks holding an OutPtr write pairwise-disjoint element sets (distinct images,
+// groups, channel ranges or column ranges), and the owning slice outlives the parallel scope.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// One task: output channels (in panels) and columns (in vectors) of one image and group.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    image: usize,
+    group: usize,
+    panels: (usize, usize),
+    vectors: (usize, usize),
+}
+
+/// `y = act(conv(x) + bias + residual)` for `x: [N, Cin, H, W]` into `out: [N, Cout, OH, OW]`,
+/// with `packed` from [`pack`] for the same `kernel`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    kernel: Kernel,
+    c: &Conv2d,
+    packed: &[PackedA],
+    x: &[f32],
+    xs: [usize; 4],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    os: [usize; 4],
+    scratch: &mut Vec<f32>,
+    threads: usize,
+) {
+    let [n, cin, _, _] = xs;
+    let [_, cout, oh, ow] = os;
+    let groups = c.groups;
+    let (cout_g, kdim) = (cout / groups, cin / groups * c.kernel()[0] * c.kernel()[1]);
+    let npix = oh * ow;
+    let geo = kernel.geometry();
+    let (panels, vectors) = (cout_g.div_ceil(geo.mr), npix.div_ceil(geo.lanes));
+    assert!(packed.len() == groups && packed.iter().all(|p| p.m == cout_g && p.k == kdim && p.mr == geo.mr), "sconv: weights not packed for this conv and kernel");
+    assert!(out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= out.len()), "sconv: output or residual too small");
+    if n == 0 || cout_g == 0 || npix == 0 {
+        return;
+    }
+    let macs = n * cout * npix * kdim;
+    let workers = if threads <= 1 || macs < PAR_MIN_MACS { 1 } else { threads };
+    // Split each GEMM only as much as it takes to give every worker a share.
+    let splits = workers.div_ceil(n * groups);
+    let parts: Vec<Part> = (0..n * groups)
+        .flat_map(|ig| {
+            let (image, group) = (ig / groups, ig % groups);
+            // Wide GEMMs split by columns; narrow ones (14², 7² maps) by output channels, so
+            // that each worker reads only its share of the weights.
+            let by_columns = vectors >= splits * 8 * geo.nv || panels < 2 * splits;
+            (0..splits).filter_map(move |s| {
+                let total = if by_columns { vectors } else { panels };
+                let range = (s * total / splits, (s + 1) * total / splits);
+                (range.0 < range.1).then_some(if by_columns {
+                    Part { image, group, panels: (0, panels), vectors: range }
+                } else {
+                    Part { image, group, panels: range, vectors: (0, vectors) }
+                })
+            })
+        })
+        .collect();
+    let per = geo.kc * geo.nc;
+    let need = per * workers;
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let dst = OutPtr(out.as_mut_ptr());
+    let run = |w: usize, panel: &mut [f32]| {
+        let dst = dst;
+        for part in parts.iter().skip(w).step_by(workers) {
+            run_part(kernel, c, &packed[part.group], x, xs, residual, dst, os, *part, panel);
+        }
+    };
+    if workers == 1 {
+        run(0, &mut scratch[..per]);
+    } else {
+        scratch[..need].par_chunks_mut(per).enumerate().for_each(|(w, panel)| run(w, panel));
+    }
+}
+
+/// One part's tiles, the BLIS way: for each block of at most `NC` columns and each K block,
+/// every B panel of the block is packed once (the block stays in L2), then each weight panel
+/// (in L1) runs against all of them.
+#[allow(clippy::too_many_arguments)]
+fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, dst: OutPtr, os: [usize; 4], part: Part, scratch: &mut [f32]) {
+    let [_, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let geo = kernel.geometry();
+    let npix = oh * ow;
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let xg = &x[(part.image * cin + part.group * cin_g) * h * w..][..cin_g * h * w];
+    let base = (part.image * cout + part.group * cout_g) * npix;
+    let (act, post) = Epilogue::split(c.act);
+    let bias = c.bias.as_ref().map(|b| &b[part.group * cout_g..(part.group + 1) * cout_g]);
+    let kdim = a.k;
+    let block_vectors = geo.nc / geo.lanes;
+    let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    let mut vb = part.vectors.0;
+    while vb < part.vectors.1 {
+        let ve = (vb + block_vectors).min(part.vectors.1);
+        // The block's panels: (first vector, vectors, real columns). The fewest panels that
+        // cover the block, with their widths as even as they go (a 4-vector block runs as two
+        // 2-vector tiles, not a full one and a 1-vector one that is mostly loads).
+        let count = (ve - vb).div_ceil(geo.nv);
+        let panels: Vec<(usize, usize, usize)> = (0..count)
+            .map(|i| {
+                let (v0, v1) = (vb + i * (ve - vb) / count, vb + (i + 1) * (ve - vb) / count);
+                (v0, v1 - v0, ((v1 - v0) * geo.lanes).min(npix - v0 * geo.lanes))
+            })
+            .collect();
+        let mut k0 = 0;
+        while k0 < kdim {
+            let kc = geo.kc.min(kdim - k0);
+            let last = k0 + kc == kdim;
+            // A 1×1 stride-1 unpadded conv reads its input in place: row k of B is input
+            // channel k. Others pack the block's panels.
+            if !pointwise {
+                let mut off = 0;
+                for &(v0, nv, cols) in &panels {
+                    let len = geo.panel_len(kc, nv);
+                    pack_panel(c, xg, [h, w], ow, k0, kc, v0 * geo.lanes, cols, nv * geo.lanes, &mut scratch[off..off + len]);
+                    off += len;
+                }
+            }
+            for p in part.panels.0..part.panels.1 {
+                let rows = geo.mr.min(cout_g - p * geo.mr);
+                let ap = a.panel_from(p, k0).as_ptr();
+                let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
+                let mut boff = 0;
+                for &(v0, nv, cols) in &panels {
+                    let o = base + p * geo.mr * npix + v0 * geo.lanes;
+                    let init = match (k0, residual) {
+                        (0, Some(r)) => Init::Residual(r[o..].as_ptr()),
+                        (0, None) => Init::Zero,
+                        _ => Init::Output,
+                    };
+                    let (bp, ldb) = if pointwise { (xg[k0 * npix + v0 * geo.lanes..].as_ptr(), npix) } else { (scratch[boff..].as_ptr(), nv * geo.lanes) };
+                    let t = Tile { kc, rows, cols, nv, ldb, ldc: npix };
+                    // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of them
+                    // read); B (the panel at `boff`, kc · nv · LANES floats, or the input in
+                    // place: rows k0..k0 + kc of `cols` floats at stride npix) is in bounds; rows < `rows` and
+                    // columns < `cols` of the tile lie inside this image and group's output
+                    // (and residual), which `conv2d` checked against the shapes; no other part
+                    // writes them (parts are disjoint in image, group, channel panels or
+                    // columns) and nothing else borrows `out` meanwhile; the bias slice holds
+                    // `rows` values.
+                    unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
+                    boff += geo.panel_len(kc, nv);
+                    if last && post {
+                        if let Some(f) = c.act {
+                            for r in 0..rows {
+                                // SAFETY: as above, row r of the tile this part just wrote.
+                                let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * npix), cols) };
+                                row.iter_mut().for_each(|v| *v = f.apply(*v));
+                            }
+                        }
+                    }
+                }
+            }
+            k0 += kc;
+        }
+        vb = ve;
+    }
+}
+
+/// Fills one B panel, `dst: [kc][width]`, with rows `k0..k0 + kc` of `col` for output pixels
+/// `col0..col0 + cols` (zeros past `cols`), reading the group's input `x: [Cin_g, H, W]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_panel(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], ow: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dst: &mut [f32]) {
+    let [kh, kw] = c.kernel();
+    let [sh, sw] = c.stride;
+    let [dh, dw] = c.dilation;
+    let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
+    let pointwise = kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4];
+    for (kk, drow) in dst.chunks_exact_mut(width).take(kc).enumerate() {
+        let k = k0 + kk;
+        let ci = k / (kh * kw);
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        if pointwise {
+            drow[..cols].copy_from_slice(&plane[col0..col0 + cols]);
+        } else {
+            let (ky, kx) = ((k / kw) % kh, k % kw);
+            let mut j = 0;
+            while j < cols {
+                let p = col0 + j;
+                let (oy, ox) = (p / ow, p % ow);
+                let len = (ow - ox).min(cols - j);
+                let iy = (oy * sh) as isize - pt + (ky * dh) as isize;
+                let x0 = (ox * sw) as isize + (kx * dw) as isize - pl;
+                fill_row(plane, w, h, iy, x0, sw, &mut drow[j..j + len]);
+                j += len;
+            }
+        }
+        drow[cols..].fill(0.0);
+    }
+}

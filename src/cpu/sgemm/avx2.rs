@@ -1,0 +1,96 @@
+//! AVX2 + FMA kernel: 6 channels × 16 pixels (2 ymm) per tile: 12 accumulators, 2 B loads
+//! and 6 broadcasts per k, 15 of the 16 ymm registers (a 4 × 24 tile needs all 16, and
+//! LLVM then spills an accumulator inside the K loop).
+
+use std::arch::x86_64::*;
+
+use super::{Act, Epilogue, Geometry, Init, Tile};
+
+pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 8, nv: 2, kc: 256, nc: 384 };
+const MR: usize = 6;
+
+/// # Safety
+/// The CPU must support AVX2 and FMA, and the arguments satisfy [`super::Kernel::tile`]'s
+/// contract.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn tile(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match t.nv {
+            1 => tile_n::<1>(a, b, c, t, init, epi),
+            _ => tile_n::<2>(a, b, c, t, init, epi),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn act(y: __m256, a: Act) -> __m256 {
+    let zero = _mm256_setzero_ps();
+    match a {
+        Act::None => y,
+        Act::Leaky(s) => _mm256_add_ps(_mm256_max_ps(y, zero), _mm256_mul_ps(_mm256_set1_ps(s), _mm256_min_ps(y, zero))),
+        Act::Clip(lo, hi) => _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(lo)), _mm256_set1_ps(hi)),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut masks = [_mm256_setzero_si256(); NV];
+    for (v, m) in masks.iter_mut().enumerate() {
+        let valid = t.cols.saturating_sub(v * 8).min(8) as i32;
+        *m = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane);
+    }
+    let partial = t.cols < NV * 8;
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    let src = match init {
+        Init::Zero => std::ptr::null(),
+        Init::Output => c as *const f32,
+        Init::Residual(r) => r,
+    };
+    // SAFETY (whole body): the caller guarantees rows < t.rows and the masked columns < t.cols
+    // of `src` and `c` are valid; `vmaskmovps` neither reads nor writes masked-off lanes and
+    // suppresses their faults; `a` and `b` hold kc · MR and kc · NV · 8 floats.
+    unsafe {
+        if !src.is_null() {
+            for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+                for v in 0..NV {
+                    row[v] = _mm256_maskload_ps(src.add(r * t.ldc + v * 8), masks[v]);
+                }
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..t.kc {
+            let mut bv = [_mm256_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                // Only the last vector of a partial tile is masked: a B read in place
+                // ends at `cols`.
+                *x = if v + 1 == NV && partial { _mm256_maskload_ps(bp.add(v * 8), masks[v]) } else { _mm256_loadu_ps(bp.add(v * 8)) };
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(r));
+                for v in 0..NV {
+                    row[v] = _mm256_fmadd_ps(av, bv[v], row[v]);
+                }
+            }
+            ap = ap.add(MR);
+            bp = bp.add(t.ldb);
+        }
+        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+            if let Some(e) = epi {
+                let bias = e.bias.map(|b| _mm256_set1_ps(b[r]));
+                for y in row.iter_mut() {
+                    if let Some(bb) = bias {
+                        *y = _mm256_add_ps(*y, bb);
+                    }
+                    *y = act(*y, e.act);
+                }
+            }
+            for v in 0..NV {
+                _mm256_maskstore_ps(c.add(r * t.ldc + v * 8), masks[v], row[v]);
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! AVX-512F kernel: 8 channels × 48 pixels (3 zmm) per tile, one `vfmadd231ps` per channel and
+//! vector for each k: 24 accumulators, 3 B loads and 8 broadcasts per k.
+
+use std::arch::x86_64::*;
+
+use super::{Act, Epilogue, Geometry, Init, Tile};
+
+pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 16, nv: 3, kc: 256, nc: 480 };
+const MR: usize = 8;
+
+/// # Safety
+/// The CPU must support AVX-512F, and the arguments satisfy [`super::Kernel::tile`]'s contract.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn tile(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match t.nv {
+            1 => tile_n::<1>(a, b, c, t, init, epi),
+            2 => tile_n::<2>(a, b, c, t, init, epi),
+            _ => tile_n::<3>(a, b, c, t, init, epi),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn act(y: __m512, a: Act) -> __m512 {
+    let zero = _mm512_setzero_ps();
+    match a {
+        Act::None => y,
+        Act::Leaky(s) => _mm512_add_ps(_mm512_max_ps(y, zero), _mm512_mul_ps(_mm512_set1_ps(s), _mm512_min_ps(y, zero))),
+        Act::Clip(lo, hi) => _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)),
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+    let mut masks = [0u16; NV];
+    for (v, m) in masks.iter_mut().enumerate() {
+        let valid = t.cols.saturating_sub(v * 16).min(16);
+        *m = ((1u32 << valid) - 1) as u16;
+    }
+    let partial = t.cols < NV * 16;
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let src = match init {
+        Init::Zero => std::ptr::null(),
+        Init::Output => c as *const f32,
+        Init::Residual(r) => r,
+    };
+    // SAFETY (whole body): the caller guarantees rows < t.rows and the masked columns < t.cols
+    // of `src` and `c` are valid; masked-off lanes are neither read nor written (AVX-512
+    // masked loads and stores suppress faults there); `a` and `b` hold kc · MR and
+    // kc · NV · 16 floats.
+    unsafe {
+        if !src.is_null() {
+            for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+                for v in 0..NV {
+                    row[v] = _mm512_maskz_loadu_ps(masks[v], src.add(r * t.ldc + v * 16));
+                }
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..t.kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                // Only the last vector of a partial tile is masked: a B read in place
+                // ends at `cols`.
+                *x = if v + 1 == NV && partial { _mm512_maskz_loadu_ps(masks[v], bp.add(v * 16)) } else { _mm512_loadu_ps(bp.add(v * 16)) };
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(r));
+                for v in 0..NV {
+                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
+                }
+            }
+            ap = ap.add(MR);
+            bp = bp.add(t.ldb);
+        }
+        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+            if let Some(e) = epi {
+                let bias = e.bias.map(|b| _mm512_set1_ps(b[r]));
+                for y in row.iter_mut() {
+                    if let Some(bb) = bias {
+                        *y = _mm512_add_ps(*y, bb);
+                    }
+                    *y = act(*y, e.act);
+                }
+            }
+            for v in 0..NV {
+                _mm512_mask_storeu_ps(c.add(r * t.ldc + v * 16), masks[v], row[v]);
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! FP32 GEMM on weights packed once at prepare time: the conv path's own kernels.
+//!
+//! `C[m][n] = init[m][n] + Σ_k A[m][k] · B[k][n]`, then the epilogue (bias, activation) on the
+//! last K block. A is the layer's weights, B the activations, C the NCHW output (row `m` is an
+//! output channel, column `n` a pixel).
+//!
+//! Layouts (one geometry per kernel, [`Geometry`]):
+//! - A, packed once ([`PackedA`]): `[Mpad/MR][K][MR]`, rows zero-padded to `Mpad`;
+//! - B, packed per call by the caller into one panel per tile ([`Geometry::panel_len`]):
+//!   `[kc][nv · LANES]`, columns past the real ones zero-filled;
+//! - C: row `r` at `c + r · ldc`; only the tile's real rows and columns are read or written.
+//!
+//! Every kernel computes each element as `acc = init; for k in order: acc = fma(a, b, acc)`,
+//! then `acc + bias`, then the activation: the [`scalar`] twin does the same operations one
+//! element at a time with `f32::mul_add`, so every path is bit-identical to it.
+//!
+//! | kernel | MR × NR (vectors) | KC | NC |
+//! | --- | --- | --- | --- |
+//! | scalar twin | that of the kernel it checks | — | — |
+//! | AVX2 + FMA | 6 × 16 (2 ymm) | 256 | 384 |
+//! | AVX-512F | 8 × 48 (3 zmm) | 256 | 480 |
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+pub mod pack;
+pub mod scalar;
+
+use crate::cpu::detect::{self, Isa};
+use crate::graph::Activation;
+pub use pack::PackedA;
+
+/// Tile shape of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Rows (output channels) per tile.
+    pub mr: usize,
+    /// f32 lanes per vector.
+    pub lanes: usize,
+    /// Most vectors per tile row.
+    pub nv: usize,
+    /// K block: a weight panel's `kc · MR` floats stay in L1 while it runs against every
+    /// B panel of a column block.
+    pub kc: usize,
+    /// Columns per block (a multiple of `lanes · nv`): one block's B panels, `kc · nc`
+    /// floats, stay in L2.
+    pub nc: usize,
+}
+
+impl Geometry {
+    /// Columns of a full tile.
+    pub fn nr(self) -> usize {
+        self.lanes * self.nv
+    }
+
+    /// Elements of one B panel of `kc` rows and `nv` vectors.
+    pub fn panel_len(self, kc: usize, nv: usize) -> usize {
+        kc * nv * self.lanes
+    }
+}
+
+/// The activation the kernels apply in their epilogue. Sigmoid is not among them: callers
+/// apply it to the stored tile ([`Epilogue::post`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    None,
+    /// `max(y, 0) + slope · min(y, 0)`: ReLU (slope 0) and LeakyReLU.
+    Leaky(f32),
+    /// `min(max(y, lo), hi)`.
+    Clip(f32, f32),
+}
+
+/// What the last K block does before storing.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// `[rows of the tile]`, added to each row.
+    pub bias: Option<&'a [f32]>,
+    pub act: Act,
+}
+
+impl Epilogue<'_> {
+    /// The in-kernel activation for a graph activation, and whether the caller must apply the
+    /// graph's activation to the stored values afterwards.
+    pub fn split(act: Option<Activation>) -> (Act, bool) {
+        match act {
+            None => (Act::None, false),
+            Some(Activation::Relu) => (Act::Leaky(0.0), false),
+            Some(Activation::LeakyRelu(a)) => (Act::Leaky(a), false),
+            Some(Activation::Clip(lo, hi)) => (Act::Clip(lo, hi), false),
+            Some(Activation::Sigmoid) => (Act::None, true),
+        }
+    }
+
+    /// Whether a post pass is needed for `act` (see [`Epilogue::split`]).
+    pub fn post(act: Option<Activation>) -> bool {
+        Self::split(act).1
+    }
+}
+
+/// One tile's arguments. `a` is the A panel from the block's first k (`[kc][MR]`), `b` the
+/// B panel (`kc` rows of `nv · LANES` at stride `ldb`), `c` the tile's first output element.
+#[derive(Clone, Copy, Debug)]
+pub struct Tile {
+    pub kc: usize,
+    /// Real rows (≤ MR) and columns (≤ nv · LANES) of the tile.
+    pub rows: usize,
+    pub cols: usize,
+    /// Vectors per B panel row.
+    pub nv: usize,
+    /// Row stride of B: `nv · LANES` for a packed panel, or a 1×1 conv's input row when the
+    /// kernel reads the input in place (then columns past `cols` are never read).
+    pub ldb: usize,
+    pub ldc: usize,
+}
+
+/// Where a tile's accumulators start.
+#[derive(Clone, Copy, Debug)]
+pub enum Init {
+    Zero,
+    /// From C itself (a K block after the first).
+    Output,
+    /// From a residual laid out like C (same `ldc`).
+    Residual(*const f32),
+}
+
+/// One FP32 kernel, holding the ISA token that proves the CPU runs it.
+#[derive(Clone, Copy, Debug)]
+pub enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma(detect::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(detect::Avx512Vnni),
+}
+
+/// AVX2 kernels need FMA too; every AVX2 CPU we know of has it, but it is a separate flag.
+#[cfg(target_arch = "x86_64")]
+fn has_fma() -> bool {
+    std::arch::is_x86_feature_detected!("fma")
+}
+
+impl Kernel {
+    /// The kernel of `isa`, or `None` where kestrel has no FP32 kernel of its own for it (the
+    /// scalar path, or AVX2 without FMA), where convs run on the `gemm` crate.
+    pub fn for_isa(isa: Isa) -> Option<Kernel> {
+        match isa {
+            Isa::Scalar => None,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => detect::Avx2::new().filter(|_| has_fma()).map(Kernel::Avx2Fma),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => detect::Avx512Vnni::new().map(Kernel::Avx512),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => "avx2-fma 6x16",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => "avx512f 8x48",
+        }
+    }
+
+    pub fn geometry(self) -> Geometry {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => avx2::GEOMETRY,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => avx512::GEOMETRY,
+        }
+    }
+
+    /// Runs one tile.
+    ///
+    /// # Safety
+    /// `a` must hold `kc · MR` floats, `b` rows `0..kc` of `t.cols` floats at stride `t.ldb`
+    /// (a full `nv · LANES` when `t.cols` is a whole number of vectors); `c` (and a residual in `init`)
+    /// must be valid for rows `0..t.rows` of `t.cols` elements at stride `t.ldc`, with no other
+    /// reference to those elements alive; `epi.bias`, when given, holds `t.rows` values.
+    #[inline]
+    pub unsafe fn tile(self, a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+        let g = self.geometry();
+        debug_assert!(t.rows >= 1 && t.rows <= g.mr && t.nv >= 1 && t.nv <= g.nv);
+        debug_assert!(t.cols >= 1 && t.cols <= t.nv * g.lanes && t.cols > (t.nv - 1) * g.lanes);
+        match self {
+            // SAFETY: the token proves AVX2 and FMA; the caller's contract covers the pointers.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => unsafe { avx2::tile(a, b, c, t, init, epi) },
+            // SAFETY: the token proves AVX-512F; the caller's contract covers the pointers.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => unsafe { avx512::tile(a, b, c, t, init, epi) },
+        }
+    }
+}
+
+/// The epilogue of one value, shared by the scalar twin and the kernels' documentation:
+/// `y = acc (+ bias)`, then the activation.
+#[inline(always)]
+pub fn finish(acc: f32, bias: Option<f32>, act: Act) -> f32 {
+    let y = match bias {
+        Some(b) => acc + b,
+        None => acc,
+    };
+    match act {
+        Act::None => y,
+        Act::Leaky(s) => y.max(0.0) + s * y.min(0.0),
+        Act::Clip(lo, hi) => y.max(lo).min(hi),
+    }
+}

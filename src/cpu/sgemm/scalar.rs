@@ -1,0 +1,32 @@
+//! The scalar twin of every FP32 kernel: the same tile contract, one element at a time, in the
+//! same operation order (`f32::mul_add` is the fused multiply-add the vector kernels use), so
+//! the vector kernels must match it bit for bit.
+
+use super::{finish, Epilogue, Geometry, Init, Tile};
+
+/// One tile of geometry `g`, as [`super::Kernel::tile`] computes it.
+///
+/// # Safety
+/// As for [`super::Kernel::tile`], for geometry `g`.
+pub unsafe fn tile(g: Geometry, a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+    for r in 0..t.rows {
+        for j in 0..t.cols {
+            // SAFETY: r < t.rows and j < t.cols address the tile, which the caller guarantees
+            // valid; a holds kc · MR floats and b rows of t.cols at stride t.ldb.
+            unsafe {
+                let mut acc = match init {
+                    Init::Zero => 0.0,
+                    Init::Output => *c.add(r * t.ldc + j),
+                    Init::Residual(res) => *res.add(r * t.ldc + j),
+                };
+                for k in 0..t.kc {
+                    acc = (*a.add(k * g.mr + r)).mul_add(*b.add(k * t.ldb + j), acc);
+                }
+                *c.add(r * t.ldc + j) = match epi {
+                    Some(e) => finish(acc, e.bias.map(|b| b[r]), e.act),
+                    None => acc,
+                };
+            }
+        }
+    }
+}

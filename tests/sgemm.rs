@@ -1,0 +1,97 @@
+//! kestrel's FP32 GEMM tiles: every kernel this CPU has against the scalar twin of the same
+//! geometry, value for value, over every tile shape (rows 1..=MR, columns across each vector
+//! tail), K lengths 1 to past one block, the three starts (zero, output, residual) and every
+//! epilogue; also that a tile writes nothing outside itself. Then proptest.
+
+mod common;
+
+use kestrel::cpu::sgemm::{scalar, Act, Epilogue, Init, Kernel, Tile};
+use proptest::prelude::*;
+
+const LDC: usize = 101;
+
+/// Runs `kernel` and the twin on the same random data; returns (kernel, twin) outputs.
+fn run_both(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let g = kernel.geometry();
+    let a = common::data(t.kc * g.mr, seed);
+    let b = common::data((t.kc - 1) * t.ldb + t.cols.max(t.nv * g.lanes), seed + 1);
+    let res = common::data(g.mr * LDC, seed + 2);
+    let start = common::data(g.mr * LDC, seed + 3);
+    let bias = common::data(t.rows, seed + 4);
+    let e = epi.map(|(with_bias, act)| Epilogue { bias: with_bias.then_some(&bias[..]), act });
+    let mut outs = Vec::new();
+    for twin in [false, true] {
+        let mut c = start.clone();
+        let init = match init {
+            0 => Init::Zero,
+            1 => Init::Output,
+            _ => Init::Residual(res.as_ptr()),
+        };
+        // SAFETY: a, b hold kc·MR and kc·nv·LANES floats; c and res hold MR rows of LDC ≥ cols.
+        unsafe {
+            if twin {
+                scalar::tile(g, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), t, init, e.as_ref());
+            } else {
+                kernel.tile(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), t, init, e.as_ref());
+            }
+        }
+        for (i, (&v, &s)) in c.iter().zip(&start).enumerate() {
+            let (r, j) = (i / LDC, i % LDC);
+            if r >= t.rows || j >= t.cols {
+                assert_eq!(v.to_bits(), s.to_bits(), "{} wrote outside its tile at row {r} column {j} ({t:?})", kernel.name());
+            }
+        }
+        outs.push(c);
+    }
+    let twin = outs.pop().unwrap_or_default();
+    (outs.pop().unwrap_or_default(), twin)
+}
+
+fn check(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) {
+    let (got, want) = run_both(kernel, t, init, epi, seed);
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!("{} {t:?} init {init} epi {epi:?}: element {i} is {} but the twin gives {}", kernel.name(), got[i], want[i]);
+    }
+}
+
+#[test]
+fn tiles_match_the_scalar_twin() {
+    let acts = [Act::None, Act::Leaky(0.0), Act::Leaky(0.1), Act::Clip(-0.5, 0.7)];
+    let mut seed = 1;
+    for kernel in common::sgemm_kernels() {
+        let g = kernel.geometry();
+        for nv in 1..=g.nv {
+            let lanes = g.lanes;
+            for cols in [(nv - 1) * lanes + 1, (nv - 1) * lanes + lanes / 2 + 1, nv * lanes - 1, nv * lanes] {
+                for rows in 1..=g.mr {
+                    for kc in [1, 3, 17, g.kc] {
+                        for init in 0..3u8 {
+                            let epi = match seed % 6 {
+                                0 => None,
+                                s => Some((s % 2 == 0, acts[s as usize % acts.len()])),
+                            };
+                            seed += 1;
+                            // B packed (ldb = the panel width) or read in place (a wider row).
+                            let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
+                            check(kernel, Tile { kc, rows, cols, nv, ldb, ldc: LDC }, init, epi, seed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn tile_proptest(rows in 1usize..=8, nv in 1usize..=3, col_frac in 0.0f64..1.0, kc in 1usize..300, init in 0u8..3, act in 0usize..5, bias in any::<bool>(), extra in 0usize..100, seed in 0u64..1000) {
+        for kernel in common::sgemm_kernels() {
+            let g = kernel.geometry();
+            let nv = nv.min(g.nv);
+            let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
+            let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
+            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, ldc: LDC }, init, epi, seed);
+        }
+    }
+}
