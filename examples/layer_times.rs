@@ -1,6 +1,6 @@
 //! Per-layer wall time of a built-in model, for kernel tuning:
 //! `cargo run --release --example layer_times -- resnet50 [batch] [threads]`; `INT8=static|dynamic`
-//! quantizes first.
+//! quantizes first. A .safetensors or .onnx path works in place of the built-in name.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ fn main() -> kestrel::Result<()> {
     let name = args.get(1).map_or("resnet50", String::as_str);
     let batch: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let threads: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let mut g = models::builtin(name, 0)?;
+    let mut g = if name.ends_with(".safetensors") || name.ends_with(".onnx") { kestrel::load::load_model(name, &Default::default())?.graph } else { models::builtin(name, 0)? };
     if let Ok(mode) = std::env::var("INT8") {
         use kestrel::quant::{quantize, Mode, QuantizeOptions};
         let mode = if mode == "dynamic" { Mode::Dynamic } else { Mode::Static };

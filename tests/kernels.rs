@@ -68,7 +68,8 @@ fn conv_sweep_tails_strides_pads() {
             for &stride in &[1, 2, 3] {
                 for &(cin, cout) in &[(1, 1), (3, 7), (17, 15)] {
                     seed += 1;
-                    check_conv(1, cin, cout, [hw, hw + 2], [k, k], stride, [pad; 4], 1, 1, None, false, seed);
+                    // Batches of 1 and 3: small maps of a batch run as one GEMM across images.
+                    check_conv(1 + 2 * (seed as usize % 2), cin, cout, [hw, hw + 2], [k, k], stride, [pad; 4], 1, 1, None, false, seed);
                 }
             }
         }
@@ -91,6 +92,11 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(2, 16, 8, [64, 70], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 11);
     check_conv(1, 32, 12, [67, 65], [3, 3], 2, [1, 0, 2, 1], 1, 2, None, false, 12);
     check_conv(1, 3, 17, [130, 131], [7, 7], 2, [3; 4], 1, 1, Some(Activation::Relu), false, 13);
+    // Columns across images, with K past one block (two K blocks through the tile buffer),
+    // sigmoid after the scatter, and a map just under the batching threshold.
+    check_conv(5, 300, 20, [3, 3], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Sigmoid), true, 14);
+    check_conv(3, 40, 18, [7, 7], [3, 3], 1, [1; 4], 1, 2, Some(Activation::Relu), true, 15);
+    check_conv(2, 8, 9, [15, 17], [3, 3], 1, [1; 4], 1, 1, None, false, 16);
     // Every tap but one in the padding, on a 1×1 image (found by conv_proptest).
     check_conv(1, 1, 1, [1, 1], [1, 3], 1, [2; 4], 2, 1, Some(Activation::Relu), false, 0);
     check_conv(1, 2, 3, [1, 2], [3, 3], 1, [2; 4], 2, 1, None, true, 14);
@@ -270,7 +276,7 @@ proptest! {
 
     #[test]
     fn conv_proptest(
-        n in 1usize..3, cg in 1usize..5, og in 1usize..5, groups in 1usize..4,
+        n in 1usize..5, cg in 1usize..5, og in 1usize..5, groups in 1usize..4,
         h in 1usize..12, w in 1usize..12, kh in 1usize..4, kw in 1usize..4,
         stride in 1usize..4, pad in 0usize..3, dil in 1usize..3, residual in any::<bool>(), seed in 0u64..1000,
     ) {
