@@ -34,6 +34,10 @@ pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
     (0..c.groups).map(|g| PackedA::new(&w[g * cout_g * kdim..(g + 1) * cout_g * kdim], cout_g, kdim, mr)).collect()
 }
 
+/// Bytes of weight panels one M block holds: they stay in L2 while each B panel of the
+/// column block passes through L1 once per M block.
+const A_BLOCK_BYTES: usize = 256 * 1024;
+
 /// Whether a batch of `npix`-pixel maps runs as one GEMM per group, columns across images:
 /// when one image's columns fill less than 85 % of their vectors (7² = 49 columns use 49 of
 /// 64 lanes) or fewer vectors than one full tile. Otherwise each image is its own GEMM,
@@ -142,8 +146,8 @@ pub fn conv2d(
 }
 
 /// One part's tiles, the BLIS way: for each block of at most `NC` columns and each K block,
-/// every B panel of the block is packed once (the block stays in L2), then each weight panel
-/// (in L1) runs against all of them. When `batched`, the part's columns run across the
+/// every B panel of the block is packed once (the block stays in L2); then, per M block of
+/// weight panels (in L2), each B panel (in L1) runs against every weight panel of the block. When `batched`, the part's columns run across the
 /// batch (column `j` is pixel `j % OH·OW` of image `j / OH·OW`), and each tile goes through a
 /// buffer that is gathered from and scattered to the images' outputs.
 #[allow(clippy::too_many_arguments)]
@@ -196,82 +200,90 @@ fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], 
                     off += panel.len();
                 }
             }
-            for p in part.panels.0..part.panels.1 {
-                let rows = geo.mr.min(cout_g - p * geo.mr);
-                let ap = a.panel_from(p, k0).as_ptr();
-                let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
+            // Each B panel (kc · NR floats) stays in L1 while the weight panels of an
+            // M block (at most A_BLOCK_BYTES, in L2) stream past it.
+            let mc = (A_BLOCK_BYTES / (kc * geo.mr * 4)).max(1);
+            let mut m0 = part.panels.0;
+            while m0 < part.panels.1 {
+                let m1 = (m0 + mc).min(part.panels.1);
                 let mut boff = 0;
                 for &(v0, nv, cols) in &panels {
-                    let width = nv * geo.lanes;
-                    let (bp, ldb) = if pointwise { (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix) } else { (bblock[boff..].as_ptr(), width) };
-                    boff += geo.panel_len(kc, nv);
-                    if batched {
-                        // Through the tile buffer: gather the running sums (or the residual),
-                        // run, scatter.
-                        let buf = &mut tile_buf[..geo.mr * width];
-                        let src: Option<*const f32> = match (k0, residual) {
-                            (0, Some(r)) => Some(r.as_ptr()),
-                            (0, None) => None,
-                            _ => Some(dst.0 as *const f32),
-                        };
-                        if let Some(src) = src {
-                            for (b, p0, len, dcol) in pieces(true, 0, npix, v0 * geo.lanes, cols) {
-                                for r in 0..rows {
-                                    // SAFETY: out_at(b, p·MR + r, p0..p0 + len) lies inside the
-                                    // output (and residual, of the same shape), checked by
-                                    // `conv2d`; this part alone writes those elements.
-                                    let from = unsafe { std::slice::from_raw_parts(src.add(out_at(b, p * geo.mr + r, p0)), len) };
-                                    buf[r * width + dcol..r * width + dcol + len].copy_from_slice(from);
+                        let width = nv * geo.lanes;
+                        let (bp, ldb) = if pointwise { (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix) } else { (bblock[boff..].as_ptr(), width) };
+                        boff += geo.panel_len(kc, nv);
+                    for p in m0..m1 {
+                        let rows = geo.mr.min(cout_g - p * geo.mr);
+                        let ap = a.panel_from(p, k0).as_ptr();
+                        let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
+                        if batched {
+                            // Through the tile buffer: gather the running sums (or the residual),
+                            // run, scatter.
+                            let buf = &mut tile_buf[..geo.mr * width];
+                            let src: Option<*const f32> = match (k0, residual) {
+                                (0, Some(r)) => Some(r.as_ptr()),
+                                (0, None) => None,
+                                _ => Some(dst.0 as *const f32),
+                            };
+                            if let Some(src) = src {
+                                for (b, p0, len, dcol) in pieces(true, 0, npix, v0 * geo.lanes, cols) {
+                                    for r in 0..rows {
+                                        // SAFETY: out_at(b, p·MR + r, p0..p0 + len) lies inside the
+                                        // output (and residual, of the same shape), checked by
+                                        // `conv2d`; this part alone writes those elements.
+                                        let from = unsafe { std::slice::from_raw_parts(src.add(out_at(b, p * geo.mr + r, p0)), len) };
+                                        buf[r * width + dcol..r * width + dcol + len].copy_from_slice(from);
+                                    }
                                 }
                             }
+                            let init = if src.is_some() { Init::Output } else { Init::Zero };
+                            let t = Tile { kc, rows, cols, nv, ldb, ldc: width };
+                            // SAFETY: the weight panel holds kc · MR floats from k0 on; the B panel
+                            // kc · width; `buf` holds MR rows of `width`; the bias slice `rows`.
+                            unsafe { kernel.tile(ap, bp, buf.as_mut_ptr(), t, init, last.then_some(&epi)) };
+                            if last && post {
+                                if let Some(f) = c.act {
+                                    for r in 0..rows {
+                                        buf[r * width..r * width + cols].iter_mut().for_each(|v| *v = f.apply(*v));
+                                    }
+                                }
+                            }
+                            for (b, p0, len, dcol) in pieces(true, 0, npix, v0 * geo.lanes, cols) {
+                                for r in 0..rows {
+                                    // SAFETY: as for the gather above.
+                                    let to = unsafe { std::slice::from_raw_parts_mut(dst.0.add(out_at(b, p * geo.mr + r, p0)), len) };
+                                    to.copy_from_slice(&buf[r * width + dcol..r * width + dcol + len]);
+                                }
+                            }
+                            continue;
                         }
-                        let init = if src.is_some() { Init::Output } else { Init::Zero };
-                        let t = Tile { kc, rows, cols, nv, ldb, ldc: width };
-                        // SAFETY: the weight panel holds kc · MR floats from k0 on; the B panel
-                        // kc · width; `buf` holds MR rows of `width`; the bias slice `rows`.
-                        unsafe { kernel.tile(ap, bp, buf.as_mut_ptr(), t, init, last.then_some(&epi)) };
+                        let o = out_at(part.image, p * geo.mr, v0 * geo.lanes);
+                        let init = match (k0, residual) {
+                            (0, Some(r)) => Init::Residual(r[o..].as_ptr()),
+                            (0, None) => Init::Zero,
+                            _ => Init::Output,
+                        };
+                        let t = Tile { kc, rows, cols, nv, ldb, ldc: npix };
+                        // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of them
+                        // read); B (the panel at `boff`, kc · nv · LANES floats, or the input in
+                        // place: rows k0..k0 + kc of `cols` floats at stride npix) is in bounds;
+                        // rows < `rows` and columns < `cols` of the tile lie inside this image and
+                        // group's output (and residual), which `conv2d` checked against the
+                        // shapes; no other part writes them (parts are disjoint in image, group,
+                        // channel panels or columns) and nothing else borrows `out` meanwhile; the
+                        // bias slice holds `rows` values.
+                        unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
                         if last && post {
                             if let Some(f) = c.act {
                                 for r in 0..rows {
-                                    buf[r * width..r * width + cols].iter_mut().for_each(|v| *v = f.apply(*v));
+                                    // SAFETY: as above, row r of the tile this part just wrote.
+                                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * npix), cols) };
+                                    row.iter_mut().for_each(|v| *v = f.apply(*v));
                                 }
-                            }
-                        }
-                        for (b, p0, len, dcol) in pieces(true, 0, npix, v0 * geo.lanes, cols) {
-                            for r in 0..rows {
-                                // SAFETY: as for the gather above.
-                                let to = unsafe { std::slice::from_raw_parts_mut(dst.0.add(out_at(b, p * geo.mr + r, p0)), len) };
-                                to.copy_from_slice(&buf[r * width + dcol..r * width + dcol + len]);
-                            }
-                        }
-                        continue;
-                    }
-                    let o = out_at(part.image, p * geo.mr, v0 * geo.lanes);
-                    let init = match (k0, residual) {
-                        (0, Some(r)) => Init::Residual(r[o..].as_ptr()),
-                        (0, None) => Init::Zero,
-                        _ => Init::Output,
-                    };
-                    let t = Tile { kc, rows, cols, nv, ldb, ldc: npix };
-                    // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of them
-                    // read); B (the panel at `boff`, kc · nv · LANES floats, or the input in
-                    // place: rows k0..k0 + kc of `cols` floats at stride npix) is in bounds;
-                    // rows < `rows` and columns < `cols` of the tile lie inside this image and
-                    // group's output (and residual), which `conv2d` checked against the
-                    // shapes; no other part writes them (parts are disjoint in image, group,
-                    // channel panels or columns) and nothing else borrows `out` meanwhile; the
-                    // bias slice holds `rows` values.
-                    unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
-                    if last && post {
-                        if let Some(f) = c.act {
-                            for r in 0..rows {
-                                // SAFETY: as above, row r of the tile this part just wrote.
-                                let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * npix), cols) };
-                                row.iter_mut().for_each(|v| *v = f.apply(*v));
                             }
                         }
                     }
                 }
+                m0 = m1;
             }
             k0 += kc;
         }

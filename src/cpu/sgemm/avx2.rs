@@ -61,22 +61,11 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
                 }
             }
         }
-        let (mut ap, mut bp) = (a, b);
-        for _ in 0..t.kc {
-            let mut bv = [_mm256_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                // Only the last vector of a partial tile is masked: a B read in place
-                // ends at `cols`.
-                *x = if v + 1 == NV && partial { _mm256_maskload_ps(bp.add(v * 8), masks[v]) } else { _mm256_loadu_ps(bp.add(v * 8)) };
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(r));
-                for v in 0..NV {
-                    row[v] = _mm256_fmadd_ps(av, bv[v], row[v]);
-                }
-            }
-            ap = ap.add(MR);
-            bp = bp.add(t.ldb);
+        // The loop is unswitched: only a partial tile masks its last B vector.
+        if partial {
+            k_loop::<NV, true>(&mut acc, a, b, t, &masks);
+        } else {
+            k_loop::<NV, false>(&mut acc, a, b, t, &masks);
         }
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             if let Some(e) = epi {
@@ -91,6 +80,32 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
             for v in 0..NV {
                 _mm256_maskstore_ps(c.add(r * t.ldc + v * 8), masks[v], row[v]);
             }
+        }
+    }
+}
+
+/// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
+/// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn k_loop<const NV: usize, const MASKED: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
+    let (mut ap, mut bp) = (a, b);
+    // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows at stride ldb of
+    // which the masked lanes lie in bounds.
+    unsafe {
+        for _ in 0..t.kc {
+            let mut bv = [_mm256_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = if MASKED && v + 1 == NV { _mm256_maskload_ps(bp.add(v * 8), masks[v]) } else { _mm256_loadu_ps(bp.add(v * 8)) };
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(r));
+                for v in 0..NV {
+                    row[v] = _mm256_fmadd_ps(av, bv[v], row[v]);
+                }
+            }
+            ap = ap.add(MR);
+            bp = bp.add(t.ldb);
         }
     }
 }

@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::{Act, Epilogue, Geometry, Init, Tile};
 
-pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 16, nv: 3, kc: 256, nc: 480 };
+pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 16, nv: 3, kc: 128, nc: 960 };
 const MR: usize = 8;
 
 /// # Safety
@@ -36,7 +36,7 @@ unsafe fn act(y: __m512, a: Act) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
-    let mut masks = [0u16; NV];
+    let mut masks: [__mmask16; NV] = [0; NV];
     for (v, m) in masks.iter_mut().enumerate() {
         let valid = t.cols.saturating_sub(v * 16).min(16);
         *m = ((1u32 << valid) - 1) as u16;
@@ -60,22 +60,11 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
                 }
             }
         }
-        let (mut ap, mut bp) = (a, b);
-        for _ in 0..t.kc {
-            let mut bv = [_mm512_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                // Only the last vector of a partial tile is masked: a B read in place
-                // ends at `cols`.
-                *x = if v + 1 == NV && partial { _mm512_maskz_loadu_ps(masks[v], bp.add(v * 16)) } else { _mm512_loadu_ps(bp.add(v * 16)) };
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*ap.add(r));
-                for v in 0..NV {
-                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
-                }
-            }
-            ap = ap.add(MR);
-            bp = bp.add(t.ldb);
+        // The loop is unswitched: only a partial tile masks its last B vector.
+        if partial {
+            k_loop::<NV, true>(&mut acc, a, b, t, &masks);
+        } else {
+            k_loop::<NV, false>(&mut acc, a, b, t, &masks);
         }
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             if let Some(e) = epi {
@@ -90,6 +79,32 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
             for v in 0..NV {
                 _mm512_mask_storeu_ps(c.add(r * t.ldc + v * 16), masks[v], row[v]);
             }
+        }
+    }
+}
+
+/// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
+/// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn k_loop<const NV: usize, const MASKED: bool>(acc: &mut [[__m512; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__mmask16; NV]) {
+    let (mut ap, mut bp) = (a, b);
+    // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows at stride ldb of
+    // which the masked lanes lie in bounds.
+    unsafe {
+        for _ in 0..t.kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = if MASKED && v + 1 == NV { _mm512_maskz_loadu_ps(masks[v], bp.add(v * 16)) } else { _mm512_loadu_ps(bp.add(v * 16)) };
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(r));
+                for v in 0..NV {
+                    row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
+                }
+            }
+            ap = ap.add(MR);
+            bp = bp.add(t.ldb);
         }
     }
 }

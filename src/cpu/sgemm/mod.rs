@@ -18,7 +18,7 @@
 //! | --- | --- | --- | --- |
 //! | scalar twin | that of the kernel it checks | — | — |
 //! | AVX2 + FMA | 6 × 16 (2 ymm) | 256 | 384 |
-//! | AVX-512F | 8 × 48 (3 zmm) | 256 | 480 |
+//! | AVX-512F | 8 × 48 (3 zmm) | 128 | 960 |
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
