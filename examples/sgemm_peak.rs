@@ -1,7 +1,8 @@
 //! FP32 peak and kernel throughput on this machine: `cargo run --release --example sgemm_peak`.
 //!
 //! The peaks are measured with independent FMA accumulators in registers (no memory traffic),
-//! one thread: the core's sustained `vfmadd231ps` rate at 256 and 512 bits. Then each of
+//! one thread: the core's sustained `vfmadd231ps` rate at 256 and 512 bits, and `vdpbf16ps`
+//! where the CPU has AVX512_BF16. Then each of
 //! kestrel's FP32 tile kernels on one hot tile (A and B panels in L1), one thread, and the
 //! whole packed conv on ResNet-50 layer shapes at 1 and 2 threads.
 use std::time::Instant;
@@ -41,6 +42,22 @@ unsafe fn peak512(iters: usize) -> f32 {
     _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |x, &y| _mm512_add_ps(x, y)))
 }
 
+/// `vdpbf16ps` (two bf16 products per f32 lane) with 24 independent accumulators.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn peak_bf16(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: __m512bh and __m512i are both 512-bit vectors; 0x3f80 is bf16 1.0.
+    let one: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi16(0x3f80)) };
+    let mut acc = [_mm512_setzero_ps(); 24];
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_dpbf16_ps(*r, one, one);
+        }
+    }
+    _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |x, &y| _mm512_add_ps(x, y)))
+}
+
 fn main() {
     #[cfg(target_arch = "x86_64")]
     {
@@ -57,6 +74,12 @@ fn main() {
             let r = unsafe { peak512(iters) };
             println!("FMA peak, 512-bit, 1 thread: {:.1} GMAC/s (checksum {r:.0})", (iters * 24 * 16) as f64 / t.elapsed().as_secs_f64() / 1e9);
         }
+        if detect::Avx512Vnni::new().is_some() && std::arch::is_x86_feature_detected!("avx512bf16") {
+            let t = Instant::now();
+            // SAFETY: AVX-512F and AVX512_BF16 checked just above.
+            let r = unsafe { peak_bf16(iters) };
+            println!("BF16 dot peak (vdpbf16ps zmm), 1 thread: {:.1} GMAC/s (checksum {r:.0})", (iters * 24 * 32) as f64 / t.elapsed().as_secs_f64() / 1e9);
+        }
     }
     let kernels: Vec<Kernel> = detect::supported().into_iter().filter_map(Kernel::for_isa).collect();
     for &k in &kernels {
@@ -64,7 +87,7 @@ fn main() {
         let a: Vec<f32> = (0..g.kc * g.mr).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..g.panel_len(g.kc, g.nv)).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; g.mr * g.nr()];
-        let t = Tile { kc: g.kc, rows: g.mr, cols: g.nr(), nv: g.nv, ldb: g.nr(), ldc: g.nr() };
+        let t = Tile { kc: g.kc, rows: g.mr, cols: g.nr(), nv: g.nv, ldb: g.nr(), ldc: g.nr(), a_next: 0 };
         let iters = 200_000;
         let start = Instant::now();
         for _ in 0..iters {

@@ -73,7 +73,7 @@ fn tiles_match_the_scalar_twin() {
                             seed += 1;
                             // B packed (ldb = the panel width) or read in place (a wider row).
                             let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
-                            check(kernel, Tile { kc, rows, cols, nv, ldb, ldc: LDC }, init, epi, seed);
+                            check(kernel, Tile { kc, rows, cols, nv, ldb, ldc: LDC, a_next: 1 << 40 }, init, epi, seed);
                         }
                     }
                 }
@@ -91,7 +91,7 @@ proptest! {
             let nv = nv.min(g.nv);
             let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
             let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
-            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, ldc: LDC }, init, epi, seed);
+            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, ldc: LDC, a_next: extra * 8 }, init, epi, seed);
         }
     }
 }

@@ -1,18 +1,27 @@
 //! FP32 convolution on kestrel's own GEMM kernels ([`crate::cpu::sgemm`]), weights packed once.
 //!
 //! Per image and group: `out[Cout_g, OH·OW] = W[Cout_g, Cin_g·kh·kw] × col[Cin_g·kh·kw, OH·OW]`.
-//! `col` never exists whole: each tile's B panel (`[kc][nv·LANES]`, a K block of a few output
-//! pixels) is filled straight from the NCHW input (im2col of just those pixels; a plain copy
-//! for 1×1 stride-1 unpadded convs), stays in L1 while every weight panel of the K block
-//! streams past it, and the tile's epilogue (residual, bias, activation) runs on the
-//! accumulators before the one store of the last K block.
+//! `col` never exists whole: each tile's B panel (`[kc][nv·LANES]`, a K block of a few
+//! columns) is filled from the input just before use, stays in L1 while the weight panels of
+//! an M block stream past it, and the tile's epilogue (bias, activation) runs on the
+//! accumulators before the one store of the last K block. How columns map to pixels
+//! ([`Cols`]):
+//! - `Image`: column `j` is pixel `j` of one image. 1×1 stride-1 unpadded convs read the input
+//!   in place (no packing); strided convs pack im2col runs per output row.
+//! - `Padded` (other stride-1 convs): the input is copied once, zero-padded, to
+//!   `[N·Cin][Hp][Wp]`; column `v` is the virtual pixel `(v / Wp, v % Wp)`, so each im2col row
+//!   of a panel is one contiguous run of the padded plane. The `Wp − OW` virtual columns past
+//!   each row are computed into a staging buffer and dropped when it is copied out.
+//! - `Batched` (small maps of a batch, [`batch_columns`]): one GEMM per group whose columns run
+//!   across images, into a staging buffer `[Cout][N·OH·OW]`.
 //!
-//! Small maps of a batch (see [`batch_columns`]) run as one GEMM per group whose columns run
-//! across images; their tiles go through a buffer, gathered and scattered per image.
+//! A residual starts the accumulators (copied into the staging buffer first when there is
+//! one), so every output element is `act(fma(…fma(residual, w, x)…) + bias)`, k in order:
+//! [`crate::cpu::reference::conv2d_fma_ref`] computes the same values.
 //!
-//! Work: the `(image, group)` GEMMs, each split into column ranges (or, when it has too few
-//! columns, into output-channel ranges) so that every worker gets a share; layers under
-//! [`PAR_MIN_MACS`] run on the calling thread, without a rayon hand-off.
+//! Work: the GEMMs, each split into column ranges (or, when it has too few columns, into
+//! output-channel ranges) so that every worker gets a share; layers under [`PAR_MIN_MACS`]
+//! run on the calling thread, without a rayon hand-off.
 
 use rayon::prelude::*;
 
@@ -24,6 +33,10 @@ use crate::graph::Conv2d;
 /// work to a second worker costs about what it saves.
 pub const PAR_MIN_MACS: usize = 1 << 19;
 
+/// Bytes of weight panels one M block holds: they stay in L2 while each B panel of the
+/// column block passes through L1 once per M block.
+const A_BLOCK_BYTES: usize = 256 * 1024;
+
 /// The conv's weights packed per group for `kernel`.
 pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
     let s = c.weight.shape();
@@ -34,31 +47,94 @@ pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
     (0..c.groups).map(|g| PackedA::new(&w[g * cout_g * kdim..(g + 1) * cout_g * kdim], cout_g, kdim, mr)).collect()
 }
 
-/// Bytes of weight panels one M block holds: they stay in L2 while each B panel of the
-/// column block passes through L1 once per M block.
-const A_BLOCK_BYTES: usize = 256 * 1024;
-
 /// Whether a batch of `npix`-pixel maps runs as one GEMM per group, columns across images:
 /// when one image's columns fill less than 85 % of their vectors (7² = 49 columns use 49 of
-/// 64 lanes) or fewer vectors than one full tile. Otherwise each image is its own GEMM,
-/// which needs no gather and scatter through a tile buffer.
+/// 64 lanes) or fewer vectors than one full tile.
 pub fn batch_columns(geo: Geometry, npix: usize) -> bool {
     let vectors = npix.div_ceil(geo.lanes);
     vectors < geo.nv || npix * 100 < 85 * vectors * geo.lanes
 }
 
-/// Scratch elements [`conv2d`] needs with `threads` workers.
-pub fn scratch_len(kernel: Kernel, threads: usize) -> usize {
-    scratch_per_worker(kernel) * threads.max(1)
+/// How a conv's GEMM columns map to output pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cols {
+    Image,
+    Batched,
+    Padded { hp: usize, wp: usize },
 }
 
-/// One packed B block, then one tile for outputs whose columns span images.
-fn scratch_per_worker(kernel: Kernel) -> usize {
-    let g = kernel.geometry();
-    g.kc * g.nc + g.mr * g.nr()
+/// The layout of one conv call: column mapping, columns per GEMM, staging rows.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    cols: Cols,
+    /// Columns of one GEMM.
+    ncols: usize,
+    /// f32 elements of the zero-padded input copy and of the staging buffer.
+    padded: usize,
+    staged: usize,
 }
 
-/// A raw output pointer shared by tasks that write disjoint tiles.
+impl Layout {
+    fn new(geo: Geometry, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> Layout {
+        let [n, cin, h, w] = xs;
+        let [_, cout, oh, ow] = os;
+        let npix = oh * ow;
+        let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+        let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
+        if n > 1 && batch_columns(geo, npix) {
+            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * n * npix }
+        } else if c.stride == [1, 1] && !pointwise && npix > 0 {
+            let ncols = (oh - 1) * wp + ow;
+            Layout { cols: Cols::Padded { hp, wp }, ncols, padded: n * cin * hp * wp, staged: n * cout * ncols }
+        } else {
+            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0 }
+        }
+    }
+
+    /// The staging (or output) row of output channel `oc` of image `b`.
+    fn row(&self, b: usize, oc: usize, cout: usize) -> usize {
+        match self.cols {
+            Cols::Batched => oc,
+            _ => b * cout + oc,
+        }
+    }
+
+    /// The runs of real output pixels among staging row columns `0..ncols`:
+    /// `(image, first pixel, length, column)`, for a row of image `b` (ignored when batched).
+    fn pieces(&self, b: usize, npix: usize, ow: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        let (cols, ncols) = (self.cols, self.ncols);
+        let mut j = 0;
+        std::iter::from_fn(move || loop {
+            if j >= ncols {
+                return None;
+            }
+            let item = match cols {
+                Cols::Image => (b, j, ncols - j, j),
+                Cols::Batched => (j / npix, j % npix, npix - j % npix, j),
+                Cols::Padded { wp, .. } => {
+                    let (oy, ox) = (j / wp, j % wp);
+                    if ox >= ow {
+                        j += wp - ox;
+                        continue;
+                    }
+                    (b, oy * ow + ox, (ow - ox).min(ncols - j), j)
+                }
+            };
+            j += item.2;
+            return Some(item);
+        })
+    }
+}
+
+/// Scratch elements [`conv2d`] needs with `threads` workers for input `xs` and output `os`:
+/// the padded input, the staging buffer, and one packed B block per worker.
+pub fn scratch_len(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
+    let geo = kernel.geometry();
+    let l = Layout::new(geo, c, xs, os);
+    l.padded + l.staged + geo.kc * geo.nc * threads.max(1)
+}
+
+/// A raw pointer shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: tasks holding an OutPtr write pairwise-disjoint element sets (distinct images,
@@ -66,8 +142,8 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// One task: output channels (in panels) and columns (in vectors) of one image and group, or
-/// of one group over the whole batch when columns run across images.
+/// One task: output channels (in panels) and columns (in vectors) of one GEMM (an image and
+/// group, or a group of the whole batch).
 #[derive(Clone, Copy, Debug)]
 struct Part {
     image: usize,
@@ -91,22 +167,23 @@ pub fn conv2d(
     scratch: &mut Vec<f32>,
     threads: usize,
 ) {
-    let [n, cin, _, _] = xs;
+    let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let groups = c.groups;
     let (cout_g, kdim) = (cout / groups, cin / groups * c.kernel()[0] * c.kernel()[1]);
     let npix = oh * ow;
     let geo = kernel.geometry();
-    let (panels, vectors) = (cout_g.div_ceil(geo.mr), npix.div_ceil(geo.lanes));
+    let panels = cout_g.div_ceil(geo.mr);
     assert!(packed.len() == groups && packed.iter().all(|p| p.m == cout_g && p.k == kdim && p.mr == geo.mr), "sconv: weights not packed for this conv and kernel");
-    assert!(out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= out.len()), "sconv: output or residual too small");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "sconv: input, output or residual too small");
     if n == 0 || cout_g == 0 || npix == 0 {
         return;
     }
     let macs = n * cout * npix * kdim;
     let workers = if threads <= 1 || macs < PAR_MIN_MACS { 1 } else { threads };
-    let batched = n > 1 && batch_columns(geo, npix);
-    let (gemms, vectors) = if batched { (groups, (n * npix).div_ceil(geo.lanes)) } else { (n * groups, vectors) };
+    let layout = Layout::new(geo, c, xs, os);
+    let gemms = if layout.cols == Cols::Batched { groups } else { n * groups };
+    let vectors = layout.ncols.div_ceil(geo.lanes);
     // Split each GEMM only as much as it takes to give every worker a share.
     let splits = workers.div_ceil(gemms);
     let parts: Vec<Part> = (0..gemms)
@@ -126,49 +203,102 @@ pub fn conv2d(
             })
         })
         .collect();
-    let per = scratch_per_worker(kernel);
-    let need = per * workers;
+    let per = geo.kc * geo.nc;
+    let need = layout.padded + layout.staged + per * workers;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let dst = OutPtr(out.as_mut_ptr());
-    let run = |w: usize, panel: &mut [f32]| {
+    let (padded, rest) = scratch.split_at_mut(layout.padded);
+    let (staged, blocks) = rest.split_at_mut(layout.staged);
+    if let Cols::Padded { hp, wp } = layout.cols {
+        pad_input(c, &x[..n * cin * h * w], [h, w], [hp, wp], padded, workers);
+    }
+    let src: &[f32] = if layout.padded > 0 { padded } else { x };
+    // A residual starts the accumulators: staged convs copy it into the staging rows first.
+    let staged_rows = |buf: &mut [f32], copy_in: bool, res_or_out: OutPtr| {
+        let body = |(row, srow): (usize, &mut [f32])| {
+            let res_or_out = res_or_out;
+            let (b, oc) = if layout.cols == Cols::Batched { (0, row) } else { (row / cout, row % cout) };
+            for (img, p0, len, j) in layout.pieces(b, npix, ow) {
+                let at = (img * cout + oc) * npix + p0;
+                // SAFETY: `at..at + len` is a run of image img's channel oc, inside the output
+                // (and the residual, of the same shape: both checked above); rows are
+                // disjoint, so concurrent rows touch disjoint runs.
+                unsafe {
+                    if copy_in {
+                        srow[j..j + len].copy_from_slice(std::slice::from_raw_parts(res_or_out.0.add(at), len));
+                    } else {
+                        std::slice::from_raw_parts_mut(res_or_out.0.add(at), len).copy_from_slice(&srow[j..j + len]);
+                    }
+                }
+            }
+        };
+        if workers > 1 {
+            buf.par_chunks_mut(layout.ncols).enumerate().for_each(body);
+        } else {
+            buf.chunks_mut(layout.ncols).enumerate().for_each(body);
+        }
+    };
+    if let (true, Some(r)) = (layout.staged > 0, residual) {
+        // Only read through: the pointer is mutable for the copy-out direction's sake.
+        staged_rows(staged, true, OutPtr(r.as_ptr() as *mut f32));
+    }
+    let (dst, ldc) = if layout.staged > 0 { (OutPtr(staged.as_mut_ptr()), layout.ncols) } else { (OutPtr(out.as_mut_ptr()), npix) };
+    // Unstaged convs read the residual as the tiles' start; staged ones already hold it.
+    let res = if layout.staged > 0 { residual.map(|_| None) } else { residual.map(Some) };
+    let run = |wi: usize, block: &mut [f32]| {
         let dst = dst;
-        for part in parts.iter().skip(w).step_by(workers) {
-            run_part(kernel, c, &packed[part.group], x, xs, residual, dst, os, *part, batched, panel);
+        for part in parts.iter().skip(wi).step_by(workers) {
+            run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, res, dst, ldc, os, *part, block);
         }
     };
     if workers == 1 {
-        run(0, &mut scratch[..per]);
+        run(0, &mut blocks[..per]);
     } else {
-        scratch[..need].par_chunks_mut(per).enumerate().for_each(|(w, panel)| run(w, panel));
+        blocks[..per * workers].par_chunks_mut(per).enumerate().for_each(|(wi, block)| run(wi, block));
+    }
+    if layout.staged > 0 {
+        staged_rows(staged, false, OutPtr(out.as_mut_ptr()));
     }
 }
 
 /// One part's tiles, the BLIS way: for each block of at most `NC` columns and each K block,
 /// every B panel of the block is packed once (the block stays in L2); then, per M block of
-/// weight panels (in L2), each B panel (in L1) runs against every weight panel of the block. When `batched`, the part's columns run across the
-/// batch (column `j` is pixel `j % OH·OW` of image `j / OH·OW`), and each tile goes through a
-/// buffer that is gathered from and scattered to the images' outputs.
+/// weight panels (in L2), each B panel (in L1) runs against every weight panel of the block.
+/// `residual` is `Some(Some(r))` when tiles start from `r` (laid out like `dst`), `Some(None)`
+/// when they start from what `dst` already holds.
 #[allow(clippy::too_many_arguments)]
-fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, dst: OutPtr, os: [usize; 4], part: Part, batched: bool, scratch: &mut [f32]) {
-    let [n, cin, h, w] = xs;
+fn run_part(
+    kernel: Kernel,
+    c: &Conv2d,
+    a: &PackedA,
+    x: &[f32],
+    [cin, h, w]: [usize; 3],
+    layout: &Layout,
+    residual: Option<Option<&[f32]>>,
+    dst: OutPtr,
+    ldc: usize,
+    os: [usize; 4],
+    part: Part,
+    block: &mut [f32],
+) {
     let [_, cout, oh, ow] = os;
     let geo = kernel.geometry();
     let npix = oh * ow;
-    let ncols = if batched { n * npix } else { npix };
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let (act, post) = Epilogue::split(c.act);
     let bias = c.bias.as_ref().map(|b| &b[part.group * cout_g..(part.group + 1) * cout_g]);
     let kdim = a.k;
+    let [kh, kw] = c.kernel();
+    let [dh, dw] = c.dilation;
+    // The input planes of this part's group in image b (padded ones for `Cols::Padded`).
+    let plane = match layout.cols {
+        Cols::Padded { hp, wp } => hp * wp,
+        _ => h * w,
+    };
+    let xg = |b: usize| &x[(b * cin + part.group * cin_g) * plane..][..cin_g * plane];
+    let pointwise = layout.cols == Cols::Image && c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
     let block_vectors = geo.nc / geo.lanes;
-    // A 1×1 stride-1 unpadded conv of one image reads its input in place: row k of B is
-    // input channel k. Others pack the block's panels.
-    let pointwise = !batched && c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
-    let xg = |b: usize| &x[(b * cin + part.group * cin_g) * h * w..][..cin_g * h * w];
-    // Output element of row `r` (of this group) and pixel `p` of image `b`.
-    let out_at = |b: usize, r: usize, p: usize| ((b * cout + part.group * cout_g + r) * npix) + p;
-    let (bblock, tile_buf) = scratch.split_at_mut(geo.kc * geo.nc);
     let mut vb = part.vectors.0;
     while vb < part.vectors.1 {
         let ve = (vb + block_vectors).min(part.vectors.1);
@@ -179,7 +309,7 @@ fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], 
         let panels: Vec<(usize, usize, usize)> = (0..count)
             .map(|i| {
                 let (v0, v1) = (vb + i * (ve - vb) / count, vb + (i + 1) * (ve - vb) / count);
-                (v0, v1 - v0, ((v1 - v0) * geo.lanes).min(ncols - v0 * geo.lanes))
+                (v0, v1 - v0, ((v1 - v0) * geo.lanes).min(layout.ncols - v0 * geo.lanes))
             })
             .collect();
         let mut k0 = 0;
@@ -190,9 +320,30 @@ fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], 
                 let mut off = 0;
                 for &(v0, nv, cols) in &panels {
                     let width = nv * geo.lanes;
-                    let panel = &mut bblock[off..off + geo.panel_len(kc, nv)];
-                    for (b, p0, len, dcol) in pieces(batched, part.image, npix, v0 * geo.lanes, cols) {
-                        pack_panel(c, xg(b), [h, w], ow, k0, kc, p0, len, width, dcol, panel);
+                    let panel = &mut block[off..off + geo.panel_len(kc, nv)];
+                    let col0 = v0 * geo.lanes;
+                    match layout.cols {
+                        Cols::Padded { hp, wp } => {
+                            // Tap (ci, ky, kx) of virtual column v reads padded pixel
+                            // (v / wp + ky·dh, v % wp + kx·dw) of channel ci: one run per row.
+                            let xi = xg(part.image);
+                            for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
+                                let k = k0 + kk;
+                                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                                let from = ci * hp * wp + ky * dh * wp + kx * dw + col0;
+                                row[..cols].copy_from_slice(&xi[from..from + cols]);
+                            }
+                        }
+                        Cols::Batched => {
+                            let mut j = 0;
+                            while j < cols {
+                                let (b, p0) = ((col0 + j) / npix, (col0 + j) % npix);
+                                let len = (npix - p0).min(cols - j);
+                                pack_panel(c, xg(b), [h, w], ow, k0, kc, p0, len, width, j, panel);
+                                j += len;
+                            }
+                        }
+                        Cols::Image => pack_panel(c, xg(part.image), [h, w], ow, k0, kc, col0, cols, width, 0, panel),
                     }
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
@@ -200,83 +351,47 @@ fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], 
                     off += panel.len();
                 }
             }
-            // Each B panel (kc · NR floats) stays in L1 while the weight panels of an
-            // M block (at most A_BLOCK_BYTES, in L2) stream past it.
+            // Each B panel (kc · NR floats) stays in L1 while the weight panels of an M block
+            // (at most A_BLOCK_BYTES, in L2) stream past it.
             let mc = (A_BLOCK_BYTES / (kc * geo.mr * 4)).max(1);
             let mut m0 = part.panels.0;
             while m0 < part.panels.1 {
                 let m1 = (m0 + mc).min(part.panels.1);
                 let mut boff = 0;
                 for &(v0, nv, cols) in &panels {
-                        let width = nv * geo.lanes;
-                        let (bp, ldb) = if pointwise { (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix) } else { (bblock[boff..].as_ptr(), width) };
-                        boff += geo.panel_len(kc, nv);
+                    let width = nv * geo.lanes;
+                    // A 1×1 stride-1 unpadded conv reads its input in place: row k of B is
+                    // input channel k.
+                    let (bp, ldb) = if pointwise { (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix) } else { (block[boff..].as_ptr(), width) };
+                    boff += geo.panel_len(kc, nv);
                     for p in m0..m1 {
                         let rows = geo.mr.min(cout_g - p * geo.mr);
                         let ap = a.panel_from(p, k0).as_ptr();
-                        let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
-                        if batched {
-                            // Through the tile buffer: gather the running sums (or the residual),
-                            // run, scatter.
-                            let buf = &mut tile_buf[..geo.mr * width];
-                            let src: Option<*const f32> = match (k0, residual) {
-                                (0, Some(r)) => Some(r.as_ptr()),
-                                (0, None) => None,
-                                _ => Some(dst.0 as *const f32),
-                            };
-                            if let Some(src) = src {
-                                for (b, p0, len, dcol) in pieces(true, 0, npix, v0 * geo.lanes, cols) {
-                                    for r in 0..rows {
-                                        // SAFETY: out_at(b, p·MR + r, p0..p0 + len) lies inside the
-                                        // output (and residual, of the same shape), checked by
-                                        // `conv2d`; this part alone writes those elements.
-                                        let from = unsafe { std::slice::from_raw_parts(src.add(out_at(b, p * geo.mr + r, p0)), len) };
-                                        buf[r * width + dcol..r * width + dcol + len].copy_from_slice(from);
-                                    }
-                                }
-                            }
-                            let init = if src.is_some() { Init::Output } else { Init::Zero };
-                            let t = Tile { kc, rows, cols, nv, ldb, ldc: width };
-                            // SAFETY: the weight panel holds kc · MR floats from k0 on; the B panel
-                            // kc · width; `buf` holds MR rows of `width`; the bias slice `rows`.
-                            unsafe { kernel.tile(ap, bp, buf.as_mut_ptr(), t, init, last.then_some(&epi)) };
-                            if last && post {
-                                if let Some(f) = c.act {
-                                    for r in 0..rows {
-                                        buf[r * width..r * width + cols].iter_mut().for_each(|v| *v = f.apply(*v));
-                                    }
-                                }
-                            }
-                            for (b, p0, len, dcol) in pieces(true, 0, npix, v0 * geo.lanes, cols) {
-                                for r in 0..rows {
-                                    // SAFETY: as for the gather above.
-                                    let to = unsafe { std::slice::from_raw_parts_mut(dst.0.add(out_at(b, p * geo.mr + r, p0)), len) };
-                                    to.copy_from_slice(&buf[r * width + dcol..r * width + dcol + len]);
-                                }
-                            }
-                            continue;
-                        }
-                        let o = out_at(part.image, p * geo.mr, v0 * geo.lanes);
+                        // Prefetch the next weight panel while this tile runs.
+                        let a_next = if p + 1 < m1 { kdim * geo.mr } else { 0 };
+                        let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + v0 * geo.lanes;
                         let init = match (k0, residual) {
-                            (0, Some(r)) => Init::Residual(r[o..].as_ptr()),
+                            (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
                             (0, None) => Init::Zero,
                             _ => Init::Output,
                         };
-                        let t = Tile { kc, rows, cols, nv, ldb, ldc: npix };
-                        // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of them
-                        // read); B (the panel at `boff`, kc · nv · LANES floats, or the input in
-                        // place: rows k0..k0 + kc of `cols` floats at stride npix) is in bounds;
-                        // rows < `rows` and columns < `cols` of the tile lie inside this image and
-                        // group's output (and residual), which `conv2d` checked against the
-                        // shapes; no other part writes them (parts are disjoint in image, group,
-                        // channel panels or columns) and nothing else borrows `out` meanwhile; the
-                        // bias slice holds `rows` values.
+                        let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
+                        let t = Tile { kc, rows, cols, nv, ldb, ldc, a_next };
+                        // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
+                        // them read); B (the panel at `boff`, kc · nv · LANES floats, or the
+                        // input in place: rows k0..k0 + kc of `cols` floats at stride npix) is
+                        // in bounds; rows < `rows` and columns < `cols` of the tile lie inside
+                        // this GEMM's rows of `dst` (the output, or the staging buffer of
+                        // `layout.staged` floats, both sized by `conv2d`) and of a residual of
+                        // the same layout; no other part writes them (parts are disjoint in
+                        // GEMM, channel panels or columns) and nothing else borrows them
+                        // meanwhile; the bias slice holds `rows` values.
                         unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
                         if last && post {
                             if let Some(f) = c.act {
                                 for r in 0..rows {
                                     // SAFETY: as above, row r of the tile this part just wrote.
-                                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * npix), cols) };
+                                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * ldc), cols) };
                                     row.iter_mut().for_each(|v| *v = f.apply(*v));
                                 }
                             }
@@ -291,21 +406,23 @@ fn run_part(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], xs: [usize; 4], 
     }
 }
 
-/// The runs of columns `col0..col0 + cols` within images: `(image, first pixel, length,
-/// offset in the tile)`. Unbatched columns all belong to `image`.
-fn pieces(batched: bool, image: usize, npix: usize, col0: usize, cols: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    let mut j = 0;
-    std::iter::from_fn(move || {
-        if j >= cols {
-            return None;
+/// Copies `x: [N·Cin][h][w]` into `padded: [N·Cin][hp][wp]` with the conv's zero padding.
+fn pad_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [hp, wp]: [usize; 2], padded: &mut [f32], workers: usize) {
+    let (pt, pl) = (c.pads[0], c.pads[1]);
+    let one = |(plane, src): (&mut [f32], &[f32])| {
+        plane[..pt * wp].fill(0.0);
+        for (r, row) in plane[pt * wp..(pt + h) * wp].chunks_exact_mut(wp).enumerate() {
+            row[..pl].fill(0.0);
+            row[pl..pl + w].copy_from_slice(&src[r * w..(r + 1) * w]);
+            row[pl + w..].fill(0.0);
         }
-        let g = col0 + j;
-        let (b, p) = if batched { (g / npix, g % npix) } else { (image, g) };
-        let len = (npix - p).min(cols - j);
-        let item = (b, p, len, j);
-        j += len;
-        Some(item)
-    })
+        plane[(pt + h) * wp..].fill(0.0);
+    };
+    if workers > 1 {
+        padded.par_chunks_mut(hp * wp).zip(x.par_chunks(h * w)).for_each(one);
+    } else {
+        padded.chunks_mut(hp * wp).zip(x.chunks(h * w)).for_each(one);
+    }
 }
 
 /// Fills columns `dcol..dcol + cols` of one B panel, `dst: [kc][width]`, with rows

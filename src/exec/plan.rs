@@ -74,7 +74,10 @@ impl Plan {
             let os = &shapes[n.output];
             scratch = scratch.max(match (&n.op, &p.steps[idx]) {
                 (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
-                (Op::Conv(_), Step::SConv(_)) => p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, threads)),
+                (Op::Conv(c), Step::SConv(_)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+                }
                 (Op::ConvTranspose(c), Step::F32 | Step::QConvTranspose(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])

@@ -103,6 +103,7 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool>(acc: &mut [[__m512; NV]; M
                     row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
                 }
             }
+            _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(t.a_next) as *const i8);
             ap = ap.add(MR);
             bp = bp.add(t.ldb);
         }

@@ -112,6 +112,9 @@ pub struct Tile {
     /// kernel reads the input in place (then columns past `cols` are never read).
     pub ldb: usize,
     pub ldc: usize,
+    /// Floats from `a` to the weights the next tile will read (the next weight panel at the
+    /// same k), prefetched into L1 one line per k; 0 for none. Never dereferenced.
+    pub a_next: usize,
 }
 
 /// Where a tile's accumulators start.
