@@ -97,6 +97,11 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(5, 300, 20, [3, 3], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Sigmoid), true, 14);
     check_conv(3, 40, 18, [7, 7], [3, 3], 1, [1; 4], 1, 2, Some(Activation::Relu), true, 15);
     check_conv(2, 8, 9, [15, 17], [3, 3], 1, [1; 4], 1, 1, None, false, 16);
+    // Rows wide enough for row-aligned tiles (no virtual columns): stride 1 and a strided stem,
+    // with a masked row tail (OW = 100), a residual and a sigmoid.
+    check_conv(1, 5, 9, [20, 96], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Sigmoid), true, 17);
+    check_conv(1, 3, 17, [30, 96], [7, 7], 2, [3; 4], 1, 1, Some(Activation::Relu), false, 18);
+    check_conv(2, 4, 6, [9, 100], [3, 3], 1, [1; 4], 2, 2, None, true, 19);
     // Every tap but one in the padding, on a 1×1 image (found by conv_proptest).
     check_conv(1, 1, 1, [1, 1], [1, 3], 1, [2; 4], 2, 1, Some(Activation::Relu), false, 0);
     check_conv(1, 2, 3, [1, 2], [3, 3], 1, [2; 4], 2, 1, None, true, 14);

@@ -1,7 +1,8 @@
 //! kestrel's FP32 GEMM tiles: every kernel this CPU has against the scalar twin of the same
 //! geometry, value for value, over every tile shape (rows 1..=MR, columns across each vector
 //! tail), K lengths 1 to past one block, the three starts (zero, output, residual) and every
-//! epilogue; also that a tile writes nothing outside itself. Then proptest.
+//! epilogue, B packed, read in place at a row stride or at irregular row offsets; also that a
+//! tile writes nothing outside itself. Then proptest.
 
 mod common;
 
@@ -14,7 +15,11 @@ const LDC: usize = 101;
 fn run_both(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let g = kernel.geometry();
     let a = common::data(t.kc * g.mr, seed);
-    let b = common::data((t.kc - 1) * t.ldb + t.cols.max(t.nv * g.lanes), seed + 1);
+    let b = common::data((t.kc - 1) * t.ldb + t.cols.max(t.nv * g.lanes) + 64, seed + 1);
+    // B rows at irregular offsets (a padded plane read in place) when asked: row k at
+    // k·ldb + (k·7 mod 5), inside `b` (64 spare floats).
+    let offsets: Vec<usize> = (0..t.kc).map(|k| k * t.ldb + (k * 7) % 5).collect();
+    let t = if t.b_rows.is_null() { t } else { Tile { b_rows: offsets.as_ptr(), ..t } };
     let res = common::data(g.mr * LDC, seed + 2);
     let start = common::data(g.mr * LDC, seed + 3);
     let bias = common::data(t.rows, seed + 4);
@@ -71,9 +76,11 @@ fn tiles_match_the_scalar_twin() {
                                 s => Some((s % 2 == 0, acts[s as usize % acts.len()])),
                             };
                             seed += 1;
-                            // B packed (ldb = the panel width) or read in place (a wider row).
+                            // B packed (ldb = the panel width), read in place (a wider row), or
+                            // at irregular row offsets.
                             let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
-                            check(kernel, Tile { kc, rows, cols, nv, ldb, ldc: LDC, a_next: 1 << 40 }, init, epi, seed);
+                            let b_rows = if seed % 3 == 0 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() };
+                            check(kernel, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40 }, init, epi, seed);
                         }
                     }
                 }
@@ -91,7 +98,7 @@ proptest! {
             let nv = nv.min(g.nv);
             let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
             let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
-            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, ldc: LDC, a_next: extra * 8 }, init, epi, seed);
+            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8 }, init, epi, seed);
         }
     }
 }

@@ -185,9 +185,16 @@ pub(crate) fn fill_row(plane: &[f32], w: usize, h: usize, iy: isize, x0: isize, 
         }
         drow[hi..].fill(0.0);
     } else {
-        for (ox, d) in drow.iter_mut().enumerate() {
-            let ix = (ox * sw) as isize + x0;
-            *d = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
+        // Columns i with 0 ≤ x0 + i·sw < w: lo..hi, zeros around them, no test per element.
+        let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(sw) }.min(ow);
+        let hi = if x0 >= w as isize { lo } else { (((w as isize - 1 - x0) as usize) / sw + 1).clamp(lo, ow) };
+        drow[..lo].fill(0.0);
+        drow[hi..].fill(0.0);
+        if lo < hi {
+            let start = (x0 + (lo * sw) as isize) as usize;
+            for (d, s) in drow[lo..hi].iter_mut().zip(src[start..].iter().step_by(sw)) {
+                *d = *s;
+            }
         }
     }
 }

@@ -8,10 +8,14 @@
 //! ([`Cols`]):
 //! - `Image`: column `j` is pixel `j` of one image. 1×1 stride-1 unpadded convs read the input
 //!   in place (no packing); strided convs pack im2col runs per output row.
-//! - `Padded` (other stride-1 convs): the input is copied once, zero-padded, to
-//!   `[N·Cin][Hp][Wp]`; column `v` is the virtual pixel `(v / Wp, v % Wp)`, so each im2col row
-//!   of a panel is one contiguous run of the padded plane. The `Wp − OW` virtual columns past
-//!   each row are computed into a staging buffer and dropped when it is copied out.
+//! - `Phased` (every other conv): the input is copied once, zero-padded and split by stride
+//!   into phase planes `[N·Cin][sy·sx][hph][wph]` (phase `(py, px)` holds padded pixels
+//!   `(r·sy + py, j·sx + px)`, as the INT8 path's `Phases`); column `v` is the virtual pixel
+//!   `(v / wph, v % wph)`, and tap `(ky, kx)` of channel `ci` reads phase
+//!   `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph + ⌊kx·dx/sx⌋`: each im2col row is one
+//!   contiguous run, which the kernel reads in place (no packing). The `wph − OW` virtual
+//!   columns past each row are computed into a staging buffer and dropped when it is copied
+//!   out.
 //! - `Batched` (small maps of a batch, [`batch_columns`]): one GEMM per group whose columns run
 //!   across images, into a staging buffer `[Cout][N·OH·OW]`.
 //!
@@ -60,7 +64,7 @@ pub fn batch_columns(geo: Geometry, npix: usize) -> bool {
 enum Cols {
     Image,
     Batched,
-    Padded { hp: usize, wp: usize },
+    Phased { sy: usize, sx: usize, hph: usize, wph: usize },
 }
 
 /// The layout of one conv call: column mapping, columns per GEMM, staging rows.
@@ -72,6 +76,10 @@ struct Layout {
     /// f32 elements of the zero-padded input copy and of the staging buffer.
     padded: usize,
     staged: usize,
+    /// `Cols::Phased` with tiles aligned to output rows: vectors per output row (the row's
+    /// columns rounded up to whole vectors, the rest masked), so that every tile writes one
+    /// output row directly and no virtual column is computed; 0 otherwise.
+    row_vectors: usize,
 }
 
 impl Layout {
@@ -82,12 +90,25 @@ impl Layout {
         let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
         let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
         if n > 1 && batch_columns(geo, npix) {
-            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * n * npix }
-        } else if c.stride == [1, 1] && !pointwise && npix > 0 {
-            let ncols = (oh - 1) * wp + ow;
-            Layout { cols: Cols::Padded { hp, wp }, ncols, padded: n * cin * hp * wp, staged: n * cout * ncols }
+            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * n * npix, row_vectors: 0 }
+        } else if !pointwise && npix > 0 {
+            let [sy, sx] = c.stride;
+            let (hph, wph) = (hp.div_ceil(sy), wp.div_ceil(sx));
+            let cols = Cols::Phased { sy, sx, hph, wph };
+            let padded = n * cin * sy * sx * hph * wph;
+            // Wide rows whose last vector is mostly full (224², 112², 256²…) run as row-aligned
+            // tiles: no virtual columns, no staging. Others compute the virtual columns and
+            // drop them on the way out, unless there are none (wph = OW: a 1×1 strided conv
+            // without padding), where tiles write the output directly.
+            let vr = ow.div_ceil(geo.lanes);
+            if (vr * geo.lanes - ow) * 8 <= ow && vr >= geo.nv {
+                return Layout { cols, ncols: oh * vr * geo.lanes, padded, staged: 0, row_vectors: vr };
+            }
+            let ncols = (oh - 1) * wph + ow;
+            let staged = if wph == ow { 0 } else { n * cout * ncols };
+            Layout { cols, ncols, padded, staged, row_vectors: 0 }
         } else {
-            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0 }
+            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0, row_vectors: 0 }
         }
     }
 
@@ -111,7 +132,7 @@ impl Layout {
             let item = match cols {
                 Cols::Image => (b, j, ncols - j, j),
                 Cols::Batched => (j / npix, j % npix, npix - j % npix, j),
-                Cols::Padded { wp, .. } => {
+                Cols::Phased { wph: wp, .. } => {
                     let (oy, ox) = (j / wp, j % wp);
                     if ox >= ow {
                         j += wp - ox;
@@ -210,10 +231,25 @@ pub fn conv2d(
     }
     let (padded, rest) = scratch.split_at_mut(layout.padded);
     let (staged, blocks) = rest.split_at_mut(layout.staged);
-    if let Cols::Padded { hp, wp } = layout.cols {
-        pad_input(c, &x[..n * cin * h * w], [h, w], [hp, wp], padded, workers);
+    if let Cols::Phased { sy, sx, hph, wph } = layout.cols {
+        phase_input(c, &x[..n * cin * h * w], [h, w], [sy, sx], [hph, wph], padded, workers);
     }
     let src: &[f32] = if layout.padded > 0 { padded } else { x };
+    // Where each B row starts: phase-plane offsets of the im2col rows (`Cols::Phased`), or,
+    // for batched small maps, each tap's input pixel per output pixel (−1 in the padding).
+    let [kh, kw] = c.kernel();
+    let [dh, dw] = c.dilation;
+    let row_offsets: Vec<usize> = match layout.cols {
+        Cols::Phased { sy, sx, hph, wph } => (0..kdim)
+            .map(|k| {
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                let phase = (ky * dh % sy) * sx + kx * dw % sx;
+                ((ci * sy * sx + phase) * hph + ky * dh / sy) * wph + kx * dw / sx
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let taps: Vec<i32> = if layout.cols == Cols::Batched { tap_table(c, [h, w], [oh, ow]) } else { Vec::new() };
     // A residual starts the accumulators: staged convs copy it into the staging rows first.
     let staged_rows = |buf: &mut [f32], copy_in: bool, res_or_out: OutPtr| {
         let body = |(row, srow): (usize, &mut [f32])| {
@@ -249,7 +285,8 @@ pub fn conv2d(
     let run = |wi: usize, block: &mut [f32]| {
         let dst = dst;
         for part in parts.iter().skip(wi).step_by(workers) {
-            run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, res, dst, ldc, os, *part, block);
+            let rows = Rows { offsets: &row_offsets, taps: &taps };
+            run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
         }
     };
     if workers == 1 {
@@ -275,6 +312,7 @@ fn run_part(
     x: &[f32],
     [cin, h, w]: [usize; 3],
     layout: &Layout,
+    rows_of: Rows,
     residual: Option<Option<&[f32]>>,
     dst: OutPtr,
     ldc: usize,
@@ -289,15 +327,15 @@ fn run_part(
     let (act, post) = Epilogue::split(c.act);
     let bias = c.bias.as_ref().map(|b| &b[part.group * cout_g..(part.group + 1) * cout_g]);
     let kdim = a.k;
-    let [kh, kw] = c.kernel();
-    let [dh, dw] = c.dilation;
-    // The input planes of this part's group in image b (padded ones for `Cols::Padded`).
+    // The input planes of this part's group in image b (all phases of one channel for `Cols::Phased`).
     let plane = match layout.cols {
-        Cols::Padded { hp, wp } => hp * wp,
+        Cols::Phased { sy, sx, hph, wph } => sy * sx * hph * wph,
         _ => h * w,
     };
     let xg = |b: usize| &x[(b * cin + part.group * cin_g) * plane..][..cin_g * plane];
     let pointwise = layout.cols == Cols::Image && c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    // Both read B in place: 1×1 convs at stride npix, padded ones at the row offsets.
+    let in_place = pointwise || matches!(layout.cols, Cols::Phased { .. });
     let block_vectors = geo.nc / geo.lanes;
     let mut vb = part.vectors.0;
     while vb < part.vectors.1 {
@@ -305,45 +343,43 @@ fn run_part(
         // The block's panels: (first vector, vectors, real columns). The fewest panels that
         // cover the block, with their widths as even as they go (a 4-vector block runs as two
         // 2-vector tiles, not a full one and a 1-vector one that is mostly loads).
-        let count = (ve - vb).div_ceil(geo.nv);
-        let panels: Vec<(usize, usize, usize)> = (0..count)
-            .map(|i| {
-                let (v0, v1) = (vb + i * (ve - vb) / count, vb + (i + 1) * (ve - vb) / count);
-                (v0, v1 - v0, ((v1 - v0) * geo.lanes).min(layout.ncols - v0 * geo.lanes))
-            })
-            .collect();
+        // Row-aligned tiles split the block at output rows first.
+        let mut panels: Vec<(usize, usize, usize)> = Vec::new();
+        let mut s0 = vb;
+        while s0 < ve {
+            let s1 = if layout.row_vectors > 0 { ((s0 / layout.row_vectors + 1) * layout.row_vectors).min(ve) } else { ve };
+            let count = (s1 - s0).div_ceil(geo.nv);
+            panels.extend((0..count).map(|i| {
+                let (v0, v1) = (s0 + i * (s1 - s0) / count, s0 + (i + 1) * (s1 - s0) / count);
+                let cols = match layout.row_vectors {
+                    0 => ((v1 - v0) * geo.lanes).min(layout.ncols - v0 * geo.lanes),
+                    vr => ((v1 - v0) * geo.lanes).min(ow - (v0 % vr) * geo.lanes),
+                };
+                (v0, v1 - v0, cols)
+            }));
+            s0 = s1;
+        }
+        // Where panel column v0 starts in B (from the group's input base) and in its output row.
+        let at = |v0: usize| match (layout.cols, layout.row_vectors) {
+            (Cols::Phased { wph, .. }, vr) if vr > 0 => {
+                let (oy, ox) = (v0 / vr, (v0 % vr) * geo.lanes);
+                (oy * wph + ox, oy * ow + ox)
+            }
+            _ => (v0 * geo.lanes, v0 * geo.lanes),
+        };
         let mut k0 = 0;
         while k0 < kdim {
             let kc = geo.kc.min(kdim - k0);
             let last = k0 + kc == kdim;
-            if !pointwise {
+            if !in_place {
                 let mut off = 0;
                 for &(v0, nv, cols) in &panels {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
                     let col0 = v0 * geo.lanes;
                     match layout.cols {
-                        Cols::Padded { hp, wp } => {
-                            // Tap (ci, ky, kx) of virtual column v reads padded pixel
-                            // (v / wp + ky·dh, v % wp + kx·dw) of channel ci: one run per row.
-                            let xi = xg(part.image);
-                            for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
-                                let k = k0 + kk;
-                                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-                                let from = ci * hp * wp + ky * dh * wp + kx * dw + col0;
-                                row[..cols].copy_from_slice(&xi[from..from + cols]);
-                            }
-                        }
-                        Cols::Batched => {
-                            let mut j = 0;
-                            while j < cols {
-                                let (b, p0) = ((col0 + j) / npix, (col0 + j) % npix);
-                                let len = (npix - p0).min(cols - j);
-                                pack_panel(c, xg(b), [h, w], ow, k0, kc, p0, len, width, j, panel);
-                                j += len;
-                            }
-                        }
-                        Cols::Image => pack_panel(c, xg(part.image), [h, w], ow, k0, kc, col0, cols, width, 0, panel),
+                        Cols::Batched => pack_batched(c, x, [cin, h, w], npix, rows_of.taps, part.group, k0, kc, col0, cols, width, panel),
+                        _ => pack_panel(c, xg(part.image), [h, w], ow, k0, kc, col0, cols, width, 0, panel),
                     }
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
@@ -360,27 +396,33 @@ fn run_part(
                 let mut boff = 0;
                 for &(v0, nv, cols) in &panels {
                     let width = nv * geo.lanes;
-                    // A 1×1 stride-1 unpadded conv reads its input in place: row k of B is
-                    // input channel k.
-                    let (bp, ldb) = if pointwise { (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix) } else { (block[boff..].as_ptr(), width) };
+                    // A 1×1 stride-1 unpadded conv reads its input in place (row k of B is input
+                    // channel k), a padded one its padded input at the row offsets.
+                    let (bp, ldb, b_rows) = match layout.cols {
+                        _ if pointwise => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
+                        Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
+                        _ => (block[boff..].as_ptr(), width, std::ptr::null()),
+                    };
                     boff += geo.panel_len(kc, nv);
                     for p in m0..m1 {
                         let rows = geo.mr.min(cout_g - p * geo.mr);
                         let ap = a.panel_from(p, k0).as_ptr();
                         // Prefetch the next weight panel while this tile runs.
                         let a_next = if p + 1 < m1 { kdim * geo.mr } else { 0 };
-                        let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + v0 * geo.lanes;
+                        let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + at(v0).1;
                         let init = match (k0, residual) {
                             (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
                             (0, None) => Init::Zero,
                             _ => Init::Output,
                         };
                         let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
-                        let t = Tile { kc, rows, cols, nv, ldb, ldc, a_next };
+                        let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next };
                         // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
                         // them read); B (the panel at `boff`, kc · nv · LANES floats, or the
-                        // input in place: rows k0..k0 + kc of `cols` floats at stride npix) is
-                        // in bounds; rows < `rows` and columns < `cols` of the tile lie inside
+                        // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
+                        // runs of `cols` floats at the padded plane's row offsets, which end
+                        // inside the group's planes: the largest virtual column plus the
+                        // largest tap offset is the plane's last pixel) is in bounds; rows < `rows` and columns < `cols` of the tile lie inside
                         // this GEMM's rows of `dst` (the output, or the staging buffer of
                         // `layout.staged` floats, both sized by `conv2d`) and of a residual of
                         // the same layout; no other part writes them (parts are disjoint in
@@ -406,22 +448,108 @@ fn run_part(
     }
 }
 
-/// Copies `x: [N·Cin][h][w]` into `padded: [N·Cin][hp][wp]` with the conv's zero padding.
-fn pad_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [hp, wp]: [usize; 2], padded: &mut [f32], workers: usize) {
-    let (pt, pl) = (c.pads[0], c.pads[1]);
-    let one = |(plane, src): (&mut [f32], &[f32])| {
-        plane[..pt * wp].fill(0.0);
-        for (r, row) in plane[pt * wp..(pt + h) * wp].chunks_exact_mut(wp).enumerate() {
-            row[..pl].fill(0.0);
-            row[pl..pl + w].copy_from_slice(&src[r * w..(r + 1) * w]);
-            row[pl + w..].fill(0.0);
+/// Where B rows start, per conv call (see `conv2d`).
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    offsets: &'a [usize],
+    taps: &'a [i32],
+}
+
+/// For each tap `(ky, kx)` and output pixel `p`, the input pixel it reads (`iy·W + ix`), or −1
+/// in the padding: `[kh·kw][OH·OW]`.
+fn tap_table(c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<i32> {
+    let [kh, kw] = c.kernel();
+    let mut t = Vec::with_capacity(kh * kw * oh * ow);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                    let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                    let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
+                    t.push(if inside { (iy as usize * w + ix as usize) as i32 } else { -1 });
+                }
+            }
         }
-        plane[(pt + h) * wp..].fill(0.0);
+    }
+    t
+}
+
+/// Fills columns `0..cols` of one B panel, `dst: [kc][width]`, for batched columns
+/// `col0..col0 + cols` (pixel `j % npix` of image `j / npix`), rows `k0..k0 + kc`, through the
+/// tap table: one load per element, no per-row set-up (small maps have rows of a few pixels).
+#[allow(clippy::too_many_arguments)]
+fn pack_batched(c: &Conv2d, x: &[f32], [cin, h, w]: [usize; 3], npix: usize, taps: &[i32], group: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dst: &mut [f32]) {
+    let [kh, kw] = c.kernel();
+    let cin_g = cin / c.groups;
+    for (kk, row) in dst.chunks_exact_mut(width).take(kc).enumerate() {
+        let k = k0 + kk;
+        let (ci, tap) = (group * cin_g + k / (kh * kw), k % (kh * kw));
+        let table = &taps[tap * npix..(tap + 1) * npix];
+        let (mut b, mut p) = (col0 / npix, col0 % npix);
+        let mut j = 0;
+        while j < cols {
+            let plane = &x[(b * cin + ci) * h * w..(b * cin + ci + 1) * h * w];
+            let len = (npix - p).min(cols - j);
+            for (d, &t) in row[j..j + len].iter_mut().zip(&table[p..p + len]) {
+                *d = if t >= 0 { plane[t as usize] } else { 0.0 };
+            }
+            j += len;
+            b += 1;
+            p = 0;
+        }
+    }
+}
+
+/// Copies `x: [N·Cin][h][w]` into its zero-padded stride-phase planes
+/// `[N·Cin][sy·sx][hph][wph]` (see [`Cols`]); rows and columns past the padded image are 0.
+/// Only the phases some tap reads are written.
+fn phase_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], [hph, wph]: [usize; 2], out: &mut [f32], workers: usize) {
+    let (pt, pl) = (c.pads[0], c.pads[1]);
+    // Phases no tap reads (three of a 1×1 stride-2 conv's four) are left unwritten.
+    let [kh, kw] = c.kernel();
+    let [dy, dx] = c.dilation;
+    let mut used = vec![false; sy * sx];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            used[(ky * dy % sy) * sx + kx * dx % sx] = true;
+        }
+    }
+    let one = |(planes, src): (&mut [f32], &[f32])| {
+        for (phase, plane) in planes.chunks_exact_mut(hph * wph).enumerate().filter(|(p, _)| used[*p]) {
+            let (py, px) = (phase / sx, phase % sx);
+            for (r, row) in plane.chunks_exact_mut(wph).enumerate() {
+                // Padded row r·sy + py is input row r·sy + py − pt.
+                let iy = (r * sy + py) as isize - pt as isize;
+                if iy < 0 || iy >= h as isize {
+                    row.fill(0.0);
+                    continue;
+                }
+                let srow = &src[iy as usize * w..(iy as usize + 1) * w];
+                // Column j reads input column j·sx + px − pl: j in lo..hi are inside.
+                let x0 = px as isize - pl as isize;
+                let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(sx) }.min(wph);
+                let hi = if x0 >= w as isize { lo } else { (((w as isize - 1 - x0) as usize) / sx + 1).clamp(lo, wph) };
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if lo < hi {
+                    let start = (x0 + (lo * sx) as isize) as usize;
+                    if sx == 1 {
+                        row[lo..hi].copy_from_slice(&srow[start..start + hi - lo]);
+                    } else {
+                        for (d, s) in row[lo..hi].iter_mut().zip(srow[start..].iter().step_by(sx)) {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
     };
+    let image = sy * sx * hph * wph;
     if workers > 1 {
-        padded.par_chunks_mut(hp * wp).zip(x.par_chunks(h * w)).for_each(one);
+        out.par_chunks_mut(image).zip(x.par_chunks(h * w)).for_each(one);
     } else {
-        padded.chunks_mut(hp * wp).zip(x.chunks(h * w)).for_each(one);
+        out.chunks_mut(image).zip(x.chunks(h * w)).for_each(one);
     }
 }
 

@@ -62,10 +62,11 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
             }
         }
         // The loop is unswitched: only a partial tile masks its last B vector.
-        if partial {
-            k_loop::<NV, true>(&mut acc, a, b, t, &masks);
-        } else {
-            k_loop::<NV, false>(&mut acc, a, b, t, &masks);
+        match (partial, t.b_rows.is_null()) {
+            (true, true) => k_loop::<NV, true, false>(&mut acc, a, b, t, &masks),
+            (false, true) => k_loop::<NV, false, false>(&mut acc, a, b, t, &masks),
+            (true, false) => k_loop::<NV, true, true>(&mut acc, a, b, t, &masks),
+            (false, false) => k_loop::<NV, false, true>(&mut acc, a, b, t, &masks),
         }
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             if let Some(e) = epi {
@@ -85,15 +86,19 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
 }
 
 /// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
-/// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`).
+/// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`); with
+/// `ROWS`, B row k starts at `b + t.b_rows[k]`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn k_loop<const NV: usize, const MASKED: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
+unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
     let (mut ap, mut bp) = (a, b);
-    // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows at stride ldb of
-    // which the masked lanes lie in bounds.
+    // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows (at stride ldb, or
+    // at the kc offsets of b_rows) whose unmasked lanes lie in bounds.
     unsafe {
-        for _ in 0..t.kc {
+        for k in 0..t.kc {
+            if ROWS {
+                bp = b.add(*t.b_rows.add(k));
+            }
             let mut bv = [_mm256_setzero_ps(); NV];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = if MASKED && v + 1 == NV { _mm256_maskload_ps(bp.add(v * 8), masks[v]) } else { _mm256_loadu_ps(bp.add(v * 8)) };
@@ -106,7 +111,9 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool>(acc: &mut [[__m256; NV]; M
             }
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(t.a_next) as *const i8);
             ap = ap.add(MR);
-            bp = bp.add(t.ldb);
+            if !ROWS {
+                bp = bp.add(t.ldb);
+            }
         }
     }
 }

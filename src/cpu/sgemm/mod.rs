@@ -111,6 +111,9 @@ pub struct Tile {
     /// Row stride of B: `nv · LANES` for a packed panel, or a 1×1 conv's input row when the
     /// kernel reads the input in place (then columns past `cols` are never read).
     pub ldb: usize,
+    /// When not null, B row `k` starts at `b + b_rows[k]` instead (`kc` offsets): a
+    /// stride-1 conv reads its zero-padded input in place, one run per im2col row.
+    pub b_rows: *const usize,
     pub ldc: usize,
     /// Floats from `a` to the weights the next tile will read (the next weight panel at the
     /// same k), prefetched into L1 one line per k; 0 for none. Never dereferenced.
@@ -180,7 +183,8 @@ impl Kernel {
     ///
     /// # Safety
     /// `a` must hold `kc · MR` floats, `b` rows `0..kc` of `t.cols` floats at stride `t.ldb`
-    /// (a full `nv · LANES` when `t.cols` is a whole number of vectors); `c` (and a residual in `init`)
+    /// or at the offsets `t.b_rows` (which then holds `kc` of them), each row a full
+    /// `nv · LANES` floats when `t.cols` is a whole number of vectors; `c` (and a residual in `init`)
     /// must be valid for rows `0..t.rows` of `t.cols` elements at stride `t.ldc`, with no other
     /// reference to those elements alive; `epi.bias`, when given, holds `t.rows` values.
     #[inline]

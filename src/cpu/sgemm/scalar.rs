@@ -20,7 +20,7 @@ pub unsafe fn tile(g: Geometry, a: *const f32, b: *const f32, c: *mut f32, t: Ti
                     Init::Residual(res) => *res.add(r * t.ldc + j),
                 };
                 for k in 0..t.kc {
-                    acc = (*a.add(k * g.mr + r)).mul_add(*b.add(k * t.ldb + j), acc);
+                    acc = (*a.add(k * g.mr + r)).mul_add(*b.add(if t.b_rows.is_null() { k * t.ldb } else { *t.b_rows.add(k) } + j), acc);
                 }
                 *c.add(r * t.ldc + j) = match epi {
                     Some(e) => finish(acc, e.bias.map(|b| b[r]), e.act),
