@@ -240,13 +240,19 @@ pub fn conv2d(
     let [kh, kw] = c.kernel();
     let [dh, dw] = c.dilation;
     let row_offsets: Vec<usize> = match layout.cols {
-        Cols::Phased { sy, sx, hph, wph } => (0..kdim)
-            .map(|k| {
-                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-                let phase = (ky * dh % sy) * sx + kx * dw % sx;
-                ((ci * sy * sx + phase) * hph + ky * dh / sy) * wph + kx * dw / sx
-            })
-            .collect(),
+        Cols::Phased { sy, sx, hph, wph } => {
+            // k = (ci·kh + ky)·kw + kx, in order (no divisions: this runs on every call).
+            let mut offs = Vec::with_capacity(kdim);
+            for ci in 0..kdim / (kh * kw) {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let phase = (ky * dh % sy) * sx + kx * dw % sx;
+                        offs.push(((ci * sy * sx + phase) * hph + ky * dh / sy) * wph + kx * dw / sx);
+                    }
+                }
+            }
+            offs
+        }
         _ => Vec::new(),
     };
     let taps: Vec<i32> = if layout.cols == Cols::Batched { tap_table(c, [h, w], [oh, ow]) } else { Vec::new() };
