@@ -58,6 +58,11 @@ pub fn write_safetensors(g: &Graph, config: Option<&ModelConfig>, path: &Path) -
         });
     }
     let dict = state_dict(g);
+    // Tensor names come from node names, which a file may repeat.
+    let mut seen = std::collections::HashSet::new();
+    if let Some((n, _, _)) = dict.iter().find(|(n, _, _)| !seen.insert(n.clone())) {
+        return Err(Error::Unsupported { what: format!("two tensors named '{}' (nodes with the same name)", n.escape_debug()), hint: "rename the nodes, or write the model as .onnx".into() });
+    }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
         dict.into_iter().map(|(n, s, d)| (n, s, d.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
     let views = bytes

@@ -208,4 +208,52 @@ mod onnx {
         let e = load_err(&write(dir.path(), "attr.onnx", &m.encode_to_vec()));
         assert!(e.contains(&name) && e.contains("frobnicate") && e.contains("Conv"), "{e}");
     }
+
+    /// The classes a CLI mutation campaign found (issue "The front door"), one case each: every
+    /// one was a panic or an unbounded allocation before.
+    #[test]
+    fn hostile_graph_classes_are_errors() {
+        let load = |m: &pb::ModelProto| kestrel::onnx::import::import(m, &Default::default());
+        let base = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        // A Concat with no inputs (the native model has none: add one).
+        let mut m = base.clone();
+        let g = m.graph.as_mut().unwrap();
+        let out = g.node.last().unwrap().output[0].clone();
+        g.node.push(pb::NodeProto { name: "cat".into(), op_type: "Concat".into(), output: vec!["c".into()], attribute: vec![pb::AttributeProto { name: "axis".into(), r#type: 2, i: 1, ..Default::default() }], ..Default::default() });
+        let e = load(&m).unwrap_err().to_string();
+        assert!(e.contains("cat") && e.contains("no inputs"), "{e}");
+        let _ = out;
+        // Pads and strides far past any image.
+        for (attr, v) in [("pads", vec![1i64 << 40; 4]), ("strides", vec![1i64 << 40; 2])] {
+            let mut m = base.clone();
+            let conv = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+            let name = conv.name.clone();
+            match conv.attribute.iter_mut().find(|a| a.name == attr) {
+                Some(a) => a.ints = v.clone(),
+                None => conv.attribute.push(pb::AttributeProto { name: attr.into(), r#type: 7, ints: v.clone(), ..Default::default() }),
+            }
+            let r = load(&m).and_then(|g| {
+                let s = g.input_shape(1)?;
+                Session::new(g, &Options::default())?.run(&[Tensor::randn(s, 1.0, 1)])
+            });
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(&name) && (e.contains("2^40") || e.contains("strides")), "{attr}: {e}");
+        }
+        // A graph without outputs: refused when the session is built.
+        let mut m = base.clone();
+        m.graph.as_mut().unwrap().output.clear();
+        let e = load(&m).and_then(|g| Session::new(g, &Options::default()).map(|_| ())).unwrap_err();
+        assert!(matches!(e, Error::NoOutput), "{e}");
+    }
+
+    #[test]
+    fn duplicate_node_names_are_refused_by_convert() {
+        let mut g = small_resnet();
+        let first = g.nodes.iter().position(|n| n.op.conv().is_some()).unwrap();
+        let second = g.nodes.iter().rposition(|n| n.op.conv().is_some()).unwrap();
+        g.nodes[second].name = g.nodes[first].name.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let e = kestrel::convert::write_safetensors(&g, None, &dir.path().join("x.safetensors")).unwrap_err().to_string();
+        assert!(e.contains("two tensors named"), "{e}");
+    }
 }

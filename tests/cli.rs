@@ -214,3 +214,32 @@ fn prune_writes_models_every_command_runs() {
         assert!(err.starts_with("kestrel: error: ") && err.trim().lines().count() == 1 && err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// Plans above the memory limit are refused with the figure, before anything is allocated;
+/// a closed pipe ends a listing quietly instead of panicking.
+#[test]
+fn memory_limit_and_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img.png");
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7])).save(&img).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).env("KESTREL_MEMORY_LIMIT", "1M").args(["classify", "resnet18", img.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("kestrel: error: ") && err.contains("memory limit of 1.0 MiB") && err.trim().lines().count() == 1, "{err}");
+    #[cfg(unix)]
+    {
+        use std::io::Read;
+        use std::process::Stdio;
+        // More than a 64 KiB pipe buffer of output, so that the write after the close fails.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(["info", "resnet152", "--sparsity"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut first = [0u8; 16];
+        let mut stdout = child.stdout.take().unwrap();
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(status.success() || status.code().is_none(), "{status:?} {err}");
+    }
+}

@@ -461,6 +461,14 @@ struct ParityArgs {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns every print into a panic once a reader such as
+    // `head` has gone; a command-line tool should end quietly instead, as cat and ls do.
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before any other thread
+    // exists, has no memory-safety effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {

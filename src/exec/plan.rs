@@ -5,7 +5,7 @@
 
 use super::prepare::{Prepared, Step};
 use crate::cpu::{conv, conv_transpose, qconv::QScratch, sconv};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{shape, Op, ValueId};
 
 /// Shapes and slot assignment for one set of input shapes.
@@ -85,7 +85,18 @@ impl Plan {
                 _ => 0,
             });
         }
-        Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch })
+        let need = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)).and_then(|s| s.checked_add(scratch.checked_mul(4)?));
+        let limit = memory_limit();
+        match need {
+            Some(b) if b <= limit => Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch }),
+            _ => Err(Error::System(format!(
+                "input shape{} {:?} need {} of activation buffers, above the memory limit of {} (KESTREL_MEMORY_LIMIT sets it)",
+                if input_shapes.len() == 1 { "" } else { "s" },
+                input_shapes,
+                need.map_or_else(|| "more than 2^64 bytes".to_string(), gib),
+                gib(limit)
+            ))),
+        }
     }
 
     /// Bytes the plan's buffers hold: slots and the f32 scratch (the INT8 scratch grows on
@@ -154,5 +165,38 @@ impl Buffers {
             scratch: Scratch { f32: vec![0.0; plan.scratch_f32], ..Default::default() },
             ranges: vec![None; values],
         }
+    }
+}
+
+/// Bytes a plan's buffers may take: `KESTREL_MEMORY_LIMIT` (bytes, or with a K/M/G/T suffix,
+/// powers of 1024), else this machine's physical memory, else 64 GiB. Plans above it are
+/// refused before anything is allocated.
+pub fn memory_limit() -> usize {
+    if let Some(v) = std::env::var("KESTREL_MEMORY_LIMIT").ok().and_then(|s| parse_bytes(&s)) {
+        return v;
+    }
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())));
+    total_kib.and_then(|k| k.checked_mul(1024)).unwrap_or(64 << 30)
+}
+
+fn parse_bytes(s: &str) -> Option<usize> {
+    let t = s.trim();
+    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    num.trim().parse::<usize>().ok().and_then(|v| v.checked_mul(1 << shift))
+}
+
+fn gib(b: usize) -> String {
+    if b >= 1 << 30 {
+        format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
     }
 }

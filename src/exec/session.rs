@@ -59,6 +59,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Session {
     /// Prepares `graph` for the CPU ([`Prepared::new`]).
     pub fn new(graph: Graph, opts: &Options) -> Result<Self> {
+        if graph.outputs.is_empty() {
+            return Err(Error::NoOutput);
+        }
         let prepared = Prepared::new(graph, opts)?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
         Ok(Session { prepared, threads, plans: RwLock::new(HashMap::new()), pools: Mutex::new(Vec::new()) })

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// Output size of a convolution or pooling window along one axis, or `None` when empty.
 pub fn window_out(input: usize, k: usize, stride: usize, pad: (usize, usize), dil: usize, ceil: bool) -> Option<usize> {
     let eff = dil.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
-    let span = (input + pad.0 + pad.1).checked_sub(eff)?;
+    let span = input.checked_add(pad.0)?.checked_add(pad.1)?.checked_sub(eff)?;
     let stride = stride.max(1);
     let mut out = if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 };
     // A ceil-mode window must start inside the input or the left padding (PyTorch and ONNX).
@@ -84,10 +84,22 @@ pub fn infer(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> 
         shapes[id] = t.shape().to_vec();
     }
     for n in &g.nodes {
-        shapes[n.output] = node_output_shape(n, &shapes)?;
+        let s = node_output_shape(n, &shapes)?;
+        // Attributes from a file can imply any size: refuse what no buffer could hold before
+        // anything multiplies the dimensions out.
+        if s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|e| e > MAX_ELEMENTS) {
+            return Err(Error::Shape { node: n.name.clone(), op: n.op.kind(), reason: format!("output shape {s:?} has more than 2^40 elements") });
+        }
+        shapes[n.output] = s;
     }
     Ok(shapes)
 }
+
+/// The most elements any value may have (a terabyte of u8 codes, 4 TB of f32).
+pub const MAX_ELEMENTS: usize = 1 << 40;
+
+/// The largest stride or dilation of a conv or pooling window.
+pub const MAX_STEP: usize = 256;
 
 /// The output shape of one node given the shapes of all values defined before it.
 pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
@@ -100,9 +112,23 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             Err(err(format!("expects a 4-D NCHW input, got {x:?}")))
         }
     };
+    // Window attributes from a file: strides and dilations up to MAX_STEP, kernels of at least
+    // one tap, and a padded input that could exist (the kernels build padded copies of it).
+    let window = |x: &Vec<usize>, kernel: [usize; 2], stride: [usize; 2], dil: [usize; 2], pads: [usize; 4]| -> Result<()> {
+        if kernel.contains(&0) || !stride.iter().chain(&dil).all(|&v| (1..=MAX_STEP).contains(&v)) {
+            return Err(err(format!("kernel {kernel:?}, strides {stride:?} and dilations {dil:?} must be ≥ 1 (strides and dilations ≤ {MAX_STEP})")));
+        }
+        let padded = x[2].checked_add(pads[0]).and_then(|h| h.checked_add(pads[2])).zip(x[3].checked_add(pads[1]).and_then(|w| w.checked_add(pads[3])));
+        let elems = padded.and_then(|(h, w)| x[0].checked_mul(x[1])?.checked_mul(h)?.checked_mul(w));
+        if elems.is_none_or(|e| e > MAX_ELEMENTS) {
+            return Err(err(format!("pads {pads:?} on input {x:?} make a padded input of more than 2^40 elements")));
+        }
+        Ok(())
+    };
     let out = match &n.op {
         Op::Conv(c) => {
             need4(x)?;
+            window(x, c.kernel(), c.stride, c.dilation, c.pads)?;
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
             }
@@ -120,12 +146,13 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
         }
         Op::ConvTranspose(c) => {
             need4(x)?;
+            window(x, c.kernel(), c.stride, c.dilation, [0; 4])?;
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
             }
             let [kh, kw] = c.kernel();
             let dim = |i: usize, k: usize, s: usize, d: usize, op: usize, pb: usize, pe: usize| {
-                (s * (i.max(1) - 1) + op + (k - 1) * d + 1).checked_sub(pb + pe)
+                s.checked_mul(i.max(1) - 1)?.checked_add(op)?.checked_add(k.checked_sub(1)?.checked_mul(d)?)?.checked_add(1)?.checked_sub(pb.checked_add(pe)?)
             };
             let oh = dim(x[2], kh, c.stride[0], c.dilation[0], c.output_padding[0], c.pads[0], c.pads[2]);
             let ow = dim(x[3], kw, c.stride[1], c.dilation[1], c.output_padding[1], c.pads[1], c.pads[3]);
@@ -153,6 +180,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
         }
         Op::MaxPool(p) | Op::AveragePool(p) => {
             need4(x)?;
+            window(x, p.kernel, p.stride, p.dilation, p.pads)?;
             let [oh, ow] = pool_out(p, x[2], x[3]).ok_or_else(|| err(format!("window does not fit input {x:?}")))?;
             vec![x[0], x[1], oh, ow]
         }

@@ -489,13 +489,16 @@ impl Importer<'_> {
     /// Integer arithmetic on shapes (rare in CNN exports): fold when fully known.
     fn fold_int_binary(&mut self) -> Result<()> {
         let (a, b) = (self.const_i64(0)?, self.const_i64(1)?);
-        if a.len() != b.len() && a.len() != 1 && b.len() != 1 {
-            return Err(self.err("integer operands of different lengths"));
+        if a.is_empty() || b.is_empty() || (a.len() != b.len() && a.len() != 1 && b.len() != 1) {
+            return Err(self.err("integer operands are empty or of different lengths"));
         }
         let n = a.len().max(b.len());
         let at = |v: &Vec<i64>, i: usize| v[if v.len() == 1 { 0 } else { i }];
         let add = self.node.op_type == "Add";
-        let out: Vec<i64> = (0..n).map(|i| if add { at(&a, i) + at(&b, i) } else { at(&a, i) * at(&b, i) }).collect();
+        let out = (0..n)
+            .map(|i| if add { at(&a, i).checked_add(at(&b, i)) } else { at(&a, i).checked_mul(at(&b, i)) })
+            .collect::<Option<Vec<i64>>>()
+            .ok_or_else(|| self.err("integer arithmetic overflows"))?;
         let o = self.out0()?;
         self.syms.insert(o, Sym::I64(vec![n], out));
         Ok(())
@@ -719,7 +722,8 @@ impl Importer<'_> {
                 _ => unreachable_sym()?,
             }
         }
-        let rank = self.shapes[ids[0]].len() as i64;
+        let Some(&first) = ids.first() else { return Err(self.err("Concat has no inputs")) };
+        let rank = self.shapes[first].len() as i64;
         let axis = if axis < 0 { axis + rank } else { axis };
         if !(0..rank).contains(&axis) {
             return Err(self.err(format!("axis {axis} out of range")));
@@ -1062,6 +1066,9 @@ impl Importer<'_> {
         let dt = self.int_dtype.get(&self.node.input[0]).copied().unwrap_or(0);
         let (_, scales) = self.const_f32(1)?;
         let zps: Vec<i64> = if self.input(2).is_some() { self.const_i64(2)? } else { vec![0] };
+        if scales.is_empty() || zps.is_empty() {
+            return Err(self.err("DequantizeLinear has an empty scale or zero point"));
+        }
         let rank = shape.len() as i64;
         let mut axis = self.int("axis", 1);
         if axis < 0 {
