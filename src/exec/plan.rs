@@ -89,13 +89,14 @@ impl Plan {
         let limit = memory_limit();
         match need {
             Some(b) if b <= limit => Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch }),
-            _ => Err(Error::System(format!(
-                "input shape{} {:?} need {} of activation buffers, above the memory limit of {} (KESTREL_MEMORY_LIMIT sets it)",
-                if input_shapes.len() == 1 { "" } else { "s" },
-                input_shapes,
-                need.map_or_else(|| "more than 2^64 bytes".to_string(), gib),
-                gib(limit)
-            ))),
+            _ => {
+                let what = match input_shapes {
+                    [one] => format!("input shape {one:?} needs"),
+                    all => format!("input shapes {all:?} need"),
+                };
+                let need = need.map_or_else(|| "more than 2^64 bytes".to_string(), gib);
+                Err(Error::System(format!("{what} {need} of activation buffers, above the memory limit of {} (KESTREL_MEMORY_LIMIT sets it)", gib(limit))))
+            }
         }
     }
 
