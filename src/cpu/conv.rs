@@ -168,7 +168,7 @@ fn im2col_rows(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [r0, r1]: [usize; 2], 
 
 /// One output row of one `col` row: input row `iy`, starting column `x0`, column stride `sw`.
 #[inline]
-pub(crate) fn fill_row(plane: &[f32], w: usize, h: usize, iy: isize, x0: isize, sw: usize, drow: &mut [f32]) {
+fn fill_row(plane: &[f32], w: usize, h: usize, iy: isize, x0: isize, sw: usize, drow: &mut [f32]) {
     let ow = drow.len();
     if iy < 0 || iy >= h as isize {
         drow.fill(0.0);

@@ -1,13 +1,13 @@
 //! FP32 convolution on kestrel's own GEMM kernels ([`crate::cpu::sgemm`]), weights packed once.
 //!
 //! Per image and group: `out[Cout_g, OH·OW] = W[Cout_g, Cin_g·kh·kw] × col[Cin_g·kh·kw, OH·OW]`.
-//! `col` never exists whole: each tile's B panel (`[kc][nv·LANES]`, a K block of a few
-//! columns) is filled from the input just before use, stays in L1 while the weight panels of
-//! an M block stream past it, and the tile's epilogue (bias, activation) runs on the
+//! `col` never exists: each tile reads its B panel (`kc` im2col rows of a few columns) from
+//! the input in place (or, for batched small maps, from a panel gathered just before use); it
+//! stays in L1 while the weight panels of an M block stream past it, and the tile's epilogue (bias, activation) runs on the
 //! accumulators before the one store of the last K block. How columns map to pixels
 //! ([`Cols`]):
-//! - `Image`: column `j` is pixel `j` of one image. 1×1 stride-1 unpadded convs read the input
-//!   in place (no packing); strided convs pack im2col runs per output row.
+//! - `Image` (1×1 stride-1 unpadded convs): column `j` is pixel `j` of one image, and row `k` of
+//!   B is input channel `k`, read in place (no packing).
 //! - `Phased` (every other conv): the input is copied once, zero-padded and split by stride
 //!   into phase planes `[N·Cin][sy·sx][hph][wph]` (phase `(py, px)` holds padded pixels
 //!   `(r·sy + py, j·sx + px)`, as the INT8 path's `Phases`); column `v` is the virtual pixel
@@ -29,7 +29,6 @@
 
 use rayon::prelude::*;
 
-use super::conv::fill_row;
 use super::sgemm::{Epilogue, Geometry, Init, Kernel, PackedA, Tile};
 use crate::graph::Conv2d;
 
@@ -339,9 +338,9 @@ fn run_part(
         _ => h * w,
     };
     let xg = |b: usize| &x[(b * cin + part.group * cin_g) * plane..][..cin_g * plane];
-    let pointwise = layout.cols == Cols::Image && c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
-    // Both read B in place: 1×1 convs at stride npix, padded ones at the row offsets.
-    let in_place = pointwise || matches!(layout.cols, Cols::Phased { .. });
+    // Only batched columns are packed: `Image` (1×1 stride-1 convs) reads the input in place at
+    // stride npix, `Phased` its phase planes at the row offsets.
+    let packed = layout.cols == Cols::Batched;
     let block_vectors = geo.nc / geo.lanes;
     let mut vb = part.vectors.0;
     while vb < part.vectors.1 {
@@ -377,16 +376,12 @@ fn run_part(
         while k0 < kdim {
             let kc = geo.kc.min(kdim - k0);
             let last = k0 + kc == kdim;
-            if !in_place {
+            if packed {
                 let mut off = 0;
                 for &(v0, nv, cols) in &panels {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
-                    let col0 = v0 * geo.lanes;
-                    match layout.cols {
-                        Cols::Batched => pack_batched(c, x, [cin, h, w], npix, rows_of.taps, part.group, k0, kc, col0, cols, width, panel),
-                        _ => pack_panel(c, xg(part.image), [h, w], ow, k0, kc, col0, cols, width, 0, panel),
-                    }
+                    pack_batched(c, x, [cin, h, w], npix, rows_of.taps, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
                     }
@@ -402,12 +397,10 @@ fn run_part(
                 let mut boff = 0;
                 for &(v0, nv, cols) in &panels {
                     let width = nv * geo.lanes;
-                    // A 1×1 stride-1 unpadded conv reads its input in place (row k of B is input
-                    // channel k), a padded one its padded input at the row offsets.
                     let (bp, ldb, b_rows) = match layout.cols {
-                        _ if pointwise => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
+                        Cols::Image => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
                         Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
-                        _ => (block[boff..].as_ptr(), width, std::ptr::null()),
+                        Cols::Batched => (block[boff..].as_ptr(), width, std::ptr::null()),
                     };
                     boff += geo.panel_len(kc, nv);
                     for p in m0..m1 {
@@ -556,38 +549,5 @@ fn phase_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], 
         out.par_chunks_mut(image).zip(x.par_chunks(h * w)).for_each(one);
     } else {
         out.chunks_mut(image).zip(x.chunks(h * w)).for_each(one);
-    }
-}
-
-/// Fills columns `dcol..dcol + cols` of one B panel, `dst: [kc][width]`, with rows
-/// `k0..k0 + kc` of `col` for output pixels `col0..col0 + cols`, reading the group's input
-/// `x: [Cin_g, H, W]` of one image.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_panel(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], ow: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dcol: usize, dst: &mut [f32]) {
-    let [kh, kw] = c.kernel();
-    let [sh, sw] = c.stride;
-    let [dh, dw] = c.dilation;
-    let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
-    let pointwise = kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4];
-    for (kk, drow) in dst.chunks_exact_mut(width).take(kc).enumerate() {
-        let drow = &mut drow[dcol..dcol + cols];
-        let k = k0 + kk;
-        let ci = k / (kh * kw);
-        let plane = &x[ci * h * w..(ci + 1) * h * w];
-        if pointwise {
-            drow.copy_from_slice(&plane[col0..col0 + cols]);
-        } else {
-            let (ky, kx) = ((k / kw) % kh, k % kw);
-            let mut j = 0;
-            while j < cols {
-                let p = col0 + j;
-                let (oy, ox) = (p / ow, p % ow);
-                let len = (ow - ox).min(cols - j);
-                let iy = (oy * sh) as isize - pt + (ky * dh) as isize;
-                let x0 = (ox * sw) as isize + (kx * dw) as isize - pl;
-                fill_row(plane, w, h, iy, x0, sw, &mut drow[j..j + len]);
-                j += len;
-            }
-        }
     }
 }

@@ -52,7 +52,8 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
     };
     // SAFETY (whole body): the caller guarantees rows < t.rows and the masked columns < t.cols
     // of `src` and `c` are valid; `vmaskmovps` neither reads nor writes masked-off lanes and
-    // suppresses their faults; `a` and `b` hold kc · MR and kc · NV · 8 floats.
+    // suppresses their faults; `a` holds kc · MR floats and `b` the kc rows `Kernel::tile`
+    // describes.
     unsafe {
         if !src.is_null() {
             for (r, row) in acc.iter_mut().enumerate().take(t.rows) {

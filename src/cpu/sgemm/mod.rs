@@ -6,8 +6,9 @@
 //!
 //! Layouts (one geometry per kernel, [`Geometry`]):
 //! - A, packed once ([`PackedA`]): `[Mpad/MR][K][MR]`, rows zero-padded to `Mpad`;
-//! - B, packed per call by the caller into one panel per tile ([`Geometry::panel_len`]):
-//!   `[kc][nv · LANES]`, columns past the real ones zero-filled;
+//! - B, `kc` rows of `nv · LANES` floats: a panel the caller packed ([`Geometry::panel_len`],
+//!   columns past the real ones zero-filled), or the input read in place, at a row stride
+//!   (1×1 convs) or at per-row offsets (padded phase planes), the last vector then masked;
 //! - C: row `r` at `c + r · ldc`; only the tile's real rows and columns are read or written.
 //!
 //! Every kernel computes each element as `acc = init; for k in order: acc = fma(a, b, acc)`,

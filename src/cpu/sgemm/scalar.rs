@@ -12,7 +12,8 @@ pub unsafe fn tile(g: Geometry, a: *const f32, b: *const f32, c: *mut f32, t: Ti
     for r in 0..t.rows {
         for j in 0..t.cols {
             // SAFETY: r < t.rows and j < t.cols address the tile, which the caller guarantees
-            // valid; a holds kc · MR floats and b rows of t.cols at stride t.ldb.
+            // valid; a holds kc · MR floats and b rows of t.cols at stride t.ldb or at the
+            // offsets t.b_rows.
             unsafe {
                 let mut acc = match init {
                     Init::Zero => 0.0,
