@@ -24,18 +24,43 @@ impl Default for Preprocess {
     }
 }
 
+/// Images with more pixels than this are refused before they are decoded (`kestrel segment
+/// --tile` streams larger PNGs); `KESTREL_MAX_PIXELS` changes it.
+pub const MAX_PIXELS: u64 = 1 << 28;
+
+/// The pixel limit in force: `KESTREL_MAX_PIXELS`, else [`MAX_PIXELS`].
+pub fn max_pixels() -> u64 {
+    std::env::var("KESTREL_MAX_PIXELS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(MAX_PIXELS)
+}
+
+/// Decodes an image file, checking the dimensions its header declares against
+/// [`max_pixels`] first, and bounding the decoder's allocations (the image crate's `Limits`)
+/// to what those dimensions need.
+fn decode_any(path: &Path) -> Result<image::DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
+    let reader = || image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
+    let (w, h) = reader()?.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    let (pixels, limit) = (u64::from(w) * u64::from(h), max_pixels());
+    if pixels > limit {
+        return Err(bad(format!("{w}×{h} is {pixels} pixels, above the limit of {limit} (KESTREL_MAX_PIXELS; `kestrel segment --tile` streams large PNGs)")));
+    }
+    let mut r = reader()?;
+    let mut limits = image::Limits::default();
+    // Up to 16-bit RGBA, plus the decoder's own buffers.
+    limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    r.limits(limits);
+    r.decode().map_err(|e| bad(e.to_string()))
+}
+
 /// Decodes an image file as RGB8.
 pub fn decode(path: &Path) -> Result<image::RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })?;
-    Ok(img.to_rgb8())
+    Ok(decode_any(path)?.to_rgb8())
 }
 
 /// Decodes an image file as 8-bit grayscale (masks).
 pub fn decode_gray(path: &Path) -> Result<image::GrayImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })?;
-    Ok(img.to_luma8())
+    Ok(decode_any(path)?.to_luma8())
 }
 
 /// Resizes, crops and normalises an RGB image into `[1, 3, H, W]`.
@@ -44,6 +69,14 @@ pub fn preprocess(img: &image::RgbImage, p: &Preprocess) -> Tensor {
     if p.resize > 0 {
         let (w, h) = img.dimensions();
         let s = p.resize as f32 / w.min(h).max(1) as f32;
+        if p.crop > 0 && (w.max(h) as f32 * s) > (4 * p.resize) as f32 {
+            // An elongated image (100000×1 would resize to 25.6 M × 256 pixels): keep only the
+            // centre the crop will see, plus a margin for the filter, before resizing.
+            let keep = (p.crop as f32 / s).ceil() as u32 + 4;
+            let (cw, ch) = (keep.min(w), keep.min(h));
+            img = image::imageops::crop_imm(&img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+        }
+        let (w, h) = img.dimensions();
         let (nw, nh) = (((w as f32 * s).round() as u32).max(1), ((h as f32 * s).round() as u32).max(1));
         img = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
     }

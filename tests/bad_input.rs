@@ -111,6 +111,49 @@ fn undecodable_image_and_bad_npy() {
     assert!(e.contains("x.npy") && e.contains("needs 24 bytes"), "{e}");
 }
 
+/// Image headers are checked against the pixel limit before decoding; an elongated image is
+/// cropped before it is resized, so a 100000×1 PNG classifies in little memory.
+#[test]
+fn huge_and_elongated_images() {
+    let dir = tempfile::tempdir().unwrap();
+    // A valid PNG header declaring 100000×100000 RGB pixels, one small IDAT chunk, then the
+    // file ends (decoders read up to the first IDAT).
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        let body = [kind, data].concat();
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+        out
+    };
+    let mut ihdr = 100_000u32.to_be_bytes().to_vec();
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let file = [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &ihdr), &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00])].concat();
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, file).unwrap();
+    let t = std::time::Instant::now();
+    let e = kestrel::imageio::decode(&huge).unwrap_err().to_string();
+    assert!(e.contains("huge.png") && e.contains("100000×100000") && e.contains("above the limit"), "{e}");
+    assert!(t.elapsed().as_secs_f64() < 1.0);
+    // 100000×1: decoded (1e5 pixels), then preprocessed to 224×224 without a 25.6 M-pixel resize.
+    let long = dir.path().join("long.png");
+    image::RgbImage::from_fn(100_000, 1, |x, _| image::Rgb([(x % 251) as u8, 9, 200])).save(&long).unwrap();
+    let img = kestrel::imageio::decode(&long).unwrap();
+    let x = kestrel::imageio::preprocess(&img, &Default::default());
+    assert_eq!(x.shape(), &[1, 3, 224, 224][..]);
+    assert!(x.data().iter().all(|v| v.is_finite()));
+}
+
 #[cfg(feature = "onnx")]
 mod onnx {
     use super::*;
