@@ -85,7 +85,7 @@ impl Reference {
     pub fn evaluate(&self, path: &Path, threads: usize) -> Result<serde_json::Value> {
         let model = load_model(&path.to_string_lossy(), &LoadOptions::default())?;
         let session = Session::new(model.graph.clone(), &Options { threads, optimize: true })?;
-        let mut run = |x: &crate::Tensor| session.run(std::slice::from_ref(x)).map(|mut o| o.remove(0));
+        let mut run = |x: &crate::Tensor| session.run(std::slice::from_ref(x)).and_then(|o| o.into_iter().next().ok_or(crate::error::Error::NoOutput));
         let dir = std::env::temp_dir().join(format!("kestrel-{}-test-{}", self.name, std::process::id()));
         self.write_test_set(&dir)?;
         let result = match self.dataset {

@@ -226,6 +226,12 @@ fn memory_limit_and_closed_pipe() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.starts_with("kestrel: error: ") && err.contains("memory limit of 1.0 MiB") && err.trim().lines().count() == 1, "{err}");
+    // A whole image too large for the limit: segment says how to stream it.
+    let mask = dir.path().join("m.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).env("KESTREL_MEMORY_LIMIT", "1M").args(["segment", "unet", img.to_str().unwrap(), "-o", mask.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("img.png") && err.contains("--tile 512") && err.trim().lines().count() == 1, "{err}");
     #[cfg(unix)]
     {
         use std::io::Read;

@@ -664,7 +664,7 @@ fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize
     for chunk in images.chunks(batch.max(1)) {
         let tensors = chunk.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
         let x = Tensor::concat_batch(&tensors)?;
-        let out = session.run(&[x])?.remove(0);
+        let out = session.run(&[x])?.into_iter().next().ok_or(Error::NoOutput)?;
         let probs = kestrel::postprocess::softmax_rows(&out)?;
         let classes = out.shape()[1];
         for ((path, row), p) in chunk.iter().zip(out.data().chunks(classes)).zip(&probs) {
@@ -741,7 +741,7 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
     let (w, h) = (src.width(), src.height());
     let mut sink = PngSink::create(output, w, h)?;
     let pb = progress_bar(h, "rows");
-    let mut run = |x: &Tensor| session.run(std::slice::from_ref(x)).map(|mut o| o.remove(0));
+    let mut run = |x: &Tensor| session.run(std::slice::from_ref(x)).and_then(|o| o.into_iter().next().ok_or(Error::NoOutput));
     let mult = model.graph.spatial_multiple.unwrap_or(1);
     let stats = kestrel::tile::segment_tiled(&mut run, src, &mut sink, t, mult, &mut |done, _| pb.set_position(done as u64))?;
     sink.finish()?;
@@ -768,7 +768,13 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
     let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
     let (ph, pw) = (h.div_ceil(mult) * mult, w.div_ceil(mult) * mult);
     let x = kestrel::postprocess::pad_to_multiple(&x, mult)?;
-    let out = session.run(&[x])?.remove(0);
+    let out = match session.run(&[x]) {
+        // A whole slide does not fit: say how to stream it.
+        Err(Error::System(m)) if m.contains("memory limit") => {
+            return Err(Error::System(format!("{}: {m}; `--tile 512` streams the image in tiles", image.display())));
+        }
+        r => r?.into_iter().next().ok_or(Error::NoOutput)?,
+    };
     let s = out.shape().to_vec();
     if s.len() != 4 || s[2] != ph || s[3] != pw {
         return Err(Error::OutputShape { expected: format!("a [1, C, {ph}, {pw}] map"), got: s });
