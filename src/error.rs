@@ -68,6 +68,9 @@ pub enum Error {
     /// The operation needs a cargo feature this build was compiled without.
     #[error("{what} needs kestrel built with the '{feature}' feature")]
     FeatureDisabled { feature: &'static str, what: String },
+    /// A plan's buffers would exceed the memory limit (`exec::plan::memory_limit`).
+    #[error("{what} {need} of activation buffers, above the memory limit of {limit} (KESTREL_MEMORY_LIMIT sets it)")]
+    MemoryLimit { what: String, need: String, limit: String },
     /// The system refused a resource (threads, memory).
     #[error("{0}")]
     System(String),

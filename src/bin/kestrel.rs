@@ -770,8 +770,8 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
     let x = kestrel::postprocess::pad_to_multiple(&x, mult)?;
     let out = match session.run(&[x]) {
         // A whole slide does not fit: say how to stream it.
-        Err(Error::System(m)) if m.contains("memory limit") => {
-            return Err(Error::System(format!("{}: {m}; `--tile 512` streams the image in tiles", image.display())));
+        Err(e @ Error::MemoryLimit { .. }) => {
+            return Err(Error::System(format!("{}: {e}; `--tile 512` streams the image in tiles", image.display())));
         }
         r => r?.into_iter().next().ok_or(Error::NoOutput)?,
     };

@@ -7,16 +7,11 @@ use crate::graph::{Conv2d, ConvTranspose2d, Int8, Linear, Pool2d, Resize, Resize
 
 use super::resize::{nearest_index, scales, source_coord};
 
-/// The direct-convolution loop both conv twins share: for output `o` (NCHW index) of channel
-/// `co`, the sum of `tap(x index, weight index)` over the kernel taps that fall inside the
-/// image (padding contributes nothing), handed to `store(o, co, sum)`.
-fn direct_conv<A: Copy + Default + std::ops::AddAssign>(
-    c: &Conv2d,
-    xs: [usize; 4],
-    os: [usize; 4],
-    tap: impl Fn(usize, usize) -> A,
-    mut store: impl FnMut(usize, usize, A),
-) {
+/// The direct-convolution loop the conv twins share: for output `o` (NCHW index) of channel
+/// `co`, `acc = start(o)`, then `acc = step(acc, x index, weight index)` for each kernel tap
+/// that falls inside the image, in `(ci, ky, kx)` order (padding contributes nothing), handed
+/// to `store(o, co, acc)`.
+fn direct_conv<A: Copy>(c: &Conv2d, xs: [usize; 4], os: [usize; 4], start: impl Fn(usize) -> A, step: impl Fn(A, usize, usize) -> A, mut store: impl FnMut(usize, usize, A)) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let [kh, kw] = c.kernel();
@@ -26,7 +21,8 @@ fn direct_conv<A: Copy + Default + std::ops::AddAssign>(
             let g = co / cout_g;
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = A::default();
+                    let o = ((b * cout + co) * oh + oy) * ow + ox;
+                    let mut acc = start(o);
                     for ci in 0..cin_g {
                         for ky in 0..kh {
                             for kx in 0..kw {
@@ -36,11 +32,11 @@ fn direct_conv<A: Copy + Default + std::ops::AddAssign>(
                                     continue;
                                 }
                                 let xi = ((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize;
-                                acc += tap(xi, ((co * cin_g + ci) * kh + ky) * kw + kx);
+                                acc = step(acc, xi, ((co * cin_g + ci) * kh + ky) * kw + kx);
                             }
                         }
                     }
-                    store(((b * cout + co) * oh + oy) * ow + ox, co, acc);
+                    store(o, co, acc);
                 }
             }
         }
@@ -59,7 +55,7 @@ fn conv_epilogue(c: &Conv2d, co: usize, o: usize, v: f32, residual: Option<&[f32
 /// Direct convolution with the same epilogue as [`super::conv::conv2d`].
 pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
     let wt = c.weight.data();
-    direct_conv(c, xs, os, |xi, wi| f64::from(x[xi]) * f64::from(wt[wi]), |o, co, acc: f64| {
+    direct_conv(c, xs, os, |_| 0.0f64, |acc, xi, wi| acc + f64::from(x[xi]) * f64::from(wt[wi]), |o, co, acc| {
         out[o] = conv_epilogue(c, co, o, acc as f32, residual);
     });
 }
@@ -69,39 +65,13 @@ pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]
 /// `(ci, ky, kx)` order, then `+ bias`, then the activation. Taps in the padding are skipped:
 /// adding `w · 0` to a sum that started at `+0` or a residual changes no value.
 pub fn conv2d_fma_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
-    let [n, cin, h, w] = xs;
-    let [_, cout, oh, ow] = os;
-    let [kh, kw] = c.kernel();
-    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let wt = c.weight.data();
-    for b in 0..n {
-        for co in 0..cout {
-            let g = co / cout_g;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let o = ((b * cout + co) * oh + oy) * ow + ox;
-                    let mut acc = residual.map_or(0.0, |r| r[o]);
-                    for ci in 0..cin_g {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
-                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                    continue;
-                                }
-                                let xi = ((b * cin + g * cin_g + ci) * h + iy as usize) * w + ix as usize;
-                                acc = wt[((co * cin_g + ci) * kh + ky) * kw + kx].mul_add(x[xi], acc);
-                            }
-                        }
-                    }
-                    if let Some(bias) = &c.bias {
-                        acc += bias[co];
-                    }
-                    out[o] = c.act.map_or(acc, |a| a.apply(acc));
-                }
-            }
+    direct_conv(c, xs, os, |o| residual.map_or(0.0, |r| r[o]), |acc: f32, xi, wi| wt[wi].mul_add(x[xi], acc), |o, co, mut acc| {
+        if let Some(bias) = &c.bias {
+            acc += bias[co];
         }
-    }
+        out[o] = c.act.map_or(acc, |a| a.apply(acc));
+    });
 }
 
 /// Direct transposed convolution: every input pixel scatters its kernel into the output.
@@ -232,7 +202,7 @@ pub fn qconv2d_ref(c: &Conv2d, q: &Int8, x: &[f32], xs: [usize; 4], residual: Op
     let pa = super::qconv::input_params(Simd::Baseline, q.input, x);
     let xq: Vec<i32> = x.iter().map(|&v| i32::from(pa.quantize(v)) - i32::from(pa.zero_point)).collect();
     let wq = &q.weights.q;
-    direct_conv(c, xs, os, |xi, wi| xq[xi] * i32::from(wq[wi]), |o, co, acc: i32| {
+    direct_conv(c, xs, os, |_| 0i32, |acc, xi, wi| acc + xq[xi] * i32::from(wq[wi]), |o, co, acc| {
         out[o] = conv_epilogue(c, co, o, acc as f32 * (pa.scale * q.weights.scales[co]), residual);
     });
 }

@@ -95,7 +95,7 @@ impl Plan {
                     all => format!("input shapes {all:?} need"),
                 };
                 let need = need.map_or_else(|| "more than 2^64 bytes".to_string(), gib);
-                Err(Error::System(format!("{what} {need} of activation buffers, above the memory limit of {} (KESTREL_MEMORY_LIMIT sets it)", gib(limit))))
+                Err(Error::MemoryLimit { what, need, limit: gib(limit) })
             }
         }
     }

@@ -62,7 +62,7 @@ impl Geometry {
 }
 
 /// The activation the kernels apply in their epilogue. Sigmoid is not among them: callers
-/// apply it to the stored tile ([`Epilogue::post`]).
+/// apply it to the stored tile (see [`Epilogue::split`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
     None,
@@ -91,11 +91,6 @@ impl Epilogue<'_> {
             Some(Activation::Clip(lo, hi)) => (Act::Clip(lo, hi), false),
             Some(Activation::Sigmoid) => (Act::None, true),
         }
-    }
-
-    /// Whether a post pass is needed for `act` (see [`Epilogue::split`]).
-    pub fn post(act: Option<Activation>) -> bool {
-        Self::split(act).1
     }
 }
 

@@ -27,11 +27,6 @@ impl PackedA {
         PackedA { m, k, mr, data }
     }
 
-    /// Panels of `mr` rows.
-    pub fn panels(&self) -> usize {
-        self.m.div_ceil(self.mr)
-    }
-
     /// Panel `p` from its k-th row group: `[k_len][MR]`.
     pub fn panel_from(&self, p: usize, k: usize) -> &[f32] {
         &self.data[(p * self.k + k) * self.mr..(p + 1) * self.k * self.mr]
