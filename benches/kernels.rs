@@ -44,11 +44,21 @@ fn gemms(c: &mut Criterion) {
         let panel: Vec<u8> = (0..qgemm::panel_len(kpad, blocks)).map(|_| rng.below(256) as u8).collect();
         let mut out = vec![0i32; m.next_multiple_of(qgemm::MR) * blocks * qgemm::BLOCK];
         group.throughput(Throughput::Elements((m * k * n) as u64));
+        // 7-bit weights ([-64, 64]) take AVX2's vpmaddubsw kernel; 8-bit ones its widening one.
+        let w7: Vec<i8> = w.iter().map(|&v| (v / 2).max(-64)).collect();
         for isa in detect::supported().into_iter().filter(|i| *i != detect::Isa::Scalar || m * k * n < 20_000_000) {
             let kern = qgemm::kernel(isa).unwrap();
-            let pw = qgemm::PackedWeights::new(&w, m, k, kern.packing()).unwrap();
-            let id = BenchmarkId::new(format!("u8s8-{}", isa.name()), format!("{name}_{m}x{k}x{n}"));
-            group.bench_function(id, |b| b.iter(|| kern.run(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
+            let mut paths = Vec::new();
+            for wv in [&w, &w7] {
+                let packing = kern.packing_for(wv, m, k);
+                if paths.contains(&kern.path(packing)) {
+                    continue;
+                }
+                paths.push(kern.path(packing));
+                let pw = qgemm::PackedWeights::new(wv, m, k, packing).unwrap();
+                let id = BenchmarkId::new(format!("u8s8-{}", kern.path(packing).replace(' ', "-")), format!("{name}_{m}x{k}x{n}"));
+                group.bench_function(id, |b| b.iter(|| kern.run(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
+            }
         }
         let wf: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
         let xf: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
@@ -110,7 +120,7 @@ fn convs(c: &mut Criterion) {
         let kernels = Kernels::select().unwrap();
         let (lo, hi) = kestrel::cpu::codec::min_max(kernels.simd, x.data());
         for (mode, input) in [("int8-static", ActQuant::Static(QParams::from_range(lo, hi))), ("int8-dynamic", ActQuant::Dynamic)] {
-            let qc = f.clone().quantized(input, true).unwrap();
+            let qc = f.clone().quantized(input, true, kestrel::quant::auto_weight_bits()).unwrap();
             let q = qc.precision.int8().unwrap();
             let packed = qconv::pack_conv(&kernels, &qc, q).unwrap();
             let mut qs = qconv::QScratch::default();

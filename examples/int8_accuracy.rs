@@ -5,10 +5,13 @@
 //! static; ORT quantize_static MinMax on the same 16 via scripts/ort_quantize.py), test on 32
 //! others. Trained reference models (models/): calibration on 32 images of their training
 //! distribution, test on the first 256 (shapes) or 64 (blobs) images of their held-out set.
+//! kestrel's rows name their weight bits (8: [-127, 127]; 7: [-64, 64], what AVX2's
+//! vpmaddubsw kernel runs exactly); ORT's model has 8-bit weights.
 
 use kestrel::models::init::synthetic_images;
 use kestrel::ort_ref::OrtModel;
 use kestrel::parity::compare;
+use kestrel::qparams::WeightBits;
 use kestrel::quant::{quantize, Method, Mode, QuantizeOptions};
 use kestrel::{models, Options, Session, Tensor};
 
@@ -47,8 +50,15 @@ fn main() -> kestrel::Result<()> {
             let agree = m.top1.map(|t| format!("top-1 {t:.3}")).or(m.iou.map(|i| format!("IoU {i:.4}"))).unwrap_or_default();
             println!("| {name} | {variant} | {:.5} | {:.4} | {agree} |", m.cosine, m.rel_l2);
         };
-        for (label, mode, f32_residual) in [("kestrel int8 static", Mode::Static, false), ("kestrel int8 static, f32 residual", Mode::Static, true), ("kestrel int8 dynamic", Mode::Dynamic, false)] {
-            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, f32_residual, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
+        let (w8, w7) = (Some(WeightBits::Eight), Some(WeightBits::Seven));
+        for (label, mode, f32_residual, weight_bits) in [
+            ("kestrel int8 static", Mode::Static, false, w8),
+            ("kestrel int8 static, 7-bit weights", Mode::Static, false, w7),
+            ("kestrel int8 static, f32 residual", Mode::Static, true, w8),
+            ("kestrel int8 dynamic", Mode::Dynamic, false, w8),
+            ("kestrel int8 dynamic, 7-bit weights", Mode::Dynamic, false, w7),
+        ] {
+            let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, f32_residual, weight_bits, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
             let got = Session::new(q, &Options { threads, optimize: true })?.run(std::slice::from_ref(&test))?.remove(0);
             row(label, &got, &want);
         }

@@ -60,7 +60,7 @@ fn main() -> kestrel::Result<()> {
         let mut f = Conv2d::new(w, stride, pad, 1);
         f.bias = Some(vec![0.1; cout]);
         f.act = Some(Activation::Relu);
-        let qc = f.quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 100 }), true)?;
+        let qc = f.quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 100 }), true, kestrel::quant::auto_weight_bits())?;
         let q = qc.precision.int8().ok_or_else(|| kestrel::Error::Internal("not INT8".into()))?;
         let packed = qconv::pack_conv(&kernels, &qc, q)?;
         let o = (hw + 2 * pad - k) / stride + 1;

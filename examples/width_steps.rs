@@ -11,7 +11,7 @@ use kestrel::cpu::kernels::Kernels;
 use kestrel::cpu::qconv::{self, QIn, QOut, Ranges};
 use kestrel::cpu::{conv, detect};
 use kestrel::graph::{ActQuant, Conv2d};
-use kestrel::qparams::QParams;
+use kestrel::qparams::{QParams, WeightBits};
 use kestrel::Tensor;
 
 fn best(f: &mut dyn FnMut()) -> f64 {
@@ -44,7 +44,7 @@ fn main() -> kestrel::Result<()> {
         print!("{cout:>5} {t32:>10.1}");
         for &isa in &isas {
             let k = Kernels::new(isa)?;
-            let qc = f.clone().quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 128 }), true)?;
+            let qc = f.clone().quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 128 }), true, WeightBits::Eight)?;
             let q = qc.precision.int8().ok_or_else(|| kestrel::Error::Internal("not INT8".into()))?;
             let packed = qconv::pack_conv(&k, &qc, q)?;
             let mut s = qconv::QScratch::default();

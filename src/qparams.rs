@@ -3,8 +3,9 @@
 //! `DequantizeLinear: x = (q − zero_point) · scale`.
 //!
 //! Activations are u8 asymmetric per tensor, with the range widened to include 0 (so that
-//! zero padding is exact). Weights are s8 symmetric in [−127, 127], per output channel or
-//! per tensor, as onnxruntime's quantizer makes them.
+//! zero padding is exact). Weights are s8 symmetric in [−127, 127] (8 bits) or [−64, 64]
+//! (7 bits, onnxruntime's `reduce_range`), per output channel or per tensor, as
+//! onnxruntime's quantizer makes them.
 //!
 //! A leaf: the IR, the kernels and the quantizer all use these types. The vectorised slice
 //! codecs live with the kernels (`cpu::codec`).
@@ -56,20 +57,52 @@ impl QParams {
     }
 }
 
-/// Symmetric s8 quantization of `w` in [−127, 127] with `scale = max|w| / 127` (1 if all zero).
-pub fn quantize_symmetric(w: &[f32]) -> (f32, Vec<i8>) {
+/// The code range of quantized weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightBits {
+    /// [−127, 127].
+    #[default]
+    Eight,
+    /// [−64, 64], onnxruntime's `reduce_range`: no same-signed pair of weights exceeds 128 in
+    /// magnitude, so AVX2's `vpmaddubsw` kernel runs every layer exactly.
+    Seven,
+}
+
+impl WeightBits {
+    /// The largest code magnitude.
+    pub fn qmax(self) -> f32 {
+        match self {
+            WeightBits::Eight => 127.0,
+            WeightBits::Seven => 64.0,
+        }
+    }
+
+    /// 7 or 8.
+    pub fn bits(self) -> u32 {
+        match self {
+            WeightBits::Eight => 8,
+            WeightBits::Seven => 7,
+        }
+    }
+}
+
+/// Symmetric s8 quantization of `w` in `[−qmax, qmax]` with `scale = max|w| / qmax` (1 if
+/// all zero).
+pub fn quantize_symmetric(w: &[f32], bits: WeightBits) -> (f32, Vec<i8>) {
+    let qmax = bits.qmax();
     let amax = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let scale = if amax > 0.0 && amax.is_finite() { amax / 127.0 } else { 1.0 };
-    (scale, w.iter().map(|&v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8).collect())
+    let scale = if amax > 0.0 && amax.is_finite() { amax / qmax } else { 1.0 };
+    (scale, w.iter().map(|&v| (v / scale).round_ties_even().clamp(-qmax, qmax) as i8).collect())
 }
 
 /// Per-output-channel symmetric quantization of `[rows][per_row]` weights.
-pub fn quantize_per_channel(w: &[f32], rows: usize) -> (Vec<f32>, Vec<i8>) {
+pub fn quantize_per_channel(w: &[f32], rows: usize, bits: WeightBits) -> (Vec<f32>, Vec<i8>) {
     let per = w.len() / rows.max(1);
     let mut scales = Vec::with_capacity(rows);
     let mut q = Vec::with_capacity(w.len());
     for r in w.chunks(per.max(1)) {
-        let (s, v) = quantize_symmetric(r);
+        let (s, v) = quantize_symmetric(r, bits);
         scales.push(s);
         q.extend(v);
     }

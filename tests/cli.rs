@@ -249,3 +249,37 @@ fn memory_limit_and_closed_pipe() {
         assert!(status.success() || status.code().is_none(), "{status:?} {err}");
     }
 }
+
+/// `quantize --weight-bits 7` writes weights in [-64, 64]; on AVX2 every INT8 layer of it then
+/// takes the vpmaddubsw kernel and `bench --per-layer` says so, while 8-bit weights take the
+/// widening kernel. A bad value is a one-line error.
+#[test]
+fn seven_bit_weights_run_on_the_avx2_byte_kernel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = kestrel(&["quantize", "resnet18", "--weight-bits", "9", "-o", tmp.path().join("x.onnx").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("kestrel: error: --weight-bits 9") && err.trim().lines().count() == 1, "{err}");
+    for bits in ["7", "8"] {
+        let out = tmp.path().join(format!("r18w{bits}.onnx"));
+        let (code, stdout, err) = kestrel(&["quantize", "resnet18", "--weight-bits", bits, "--calib-samples", "2", "--threads", "2", "-o", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(stdout.contains(&format!("{bits}-bit weights")), "{stdout}");
+        let g = kestrel::onnx::load(&out, &Default::default()).unwrap();
+        let amax = g.nodes.iter().filter_map(|n| n.op.int8()).flat_map(|q| q.weights.q.iter()).map(|&v| i32::from(v).abs()).max().unwrap();
+        assert_eq!(amax, if bits == "7" { 64 } else { 127 }, "{bits}-bit weights");
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            continue;
+        }
+        let run = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .args(["bench", out.to_str().unwrap(), "--iters", "1", "--warmup", "0", "--threads", "2", "--per-layer"])
+            .env("KESTREL_ISA", "avx2")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+        let convs: Vec<&str> = stdout.lines().filter(|l| l.contains("INT8 conv")).collect();
+        assert!(!convs.is_empty(), "{stdout}");
+        let want = if bits == "7" { "avx2 vpmaddubsw" } else { "avx2 vpmaddwd (widened)" };
+        assert!(convs.iter().all(|l| l.contains(want)), "{bits}-bit: {stdout}");
+    }
+}

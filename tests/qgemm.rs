@@ -1,9 +1,11 @@
 //! INT8 GEMM kernels: every ISA this CPU supports matches the scalar twin and the plain
 //! reference exactly (`assert_eq!`), over tail sizes, extreme values and zero-point-shifted
-//! data, then proptest. Prints which ISA ran; the VNNI path is never skipped on a VNNI host.
+//! data, then proptest, with 8-bit and 7-bit weights (AVX2 runs the latter on its
+//! `vpmaddubsw` kernel, the former mostly on its widening one). Prints which paths ran; the
+//! VNNI path is never skipped on a VNNI host.
 
 use kestrel::cpu::detect::{self, Isa};
-use kestrel::cpu::qgemm::{self, pack_rows, panel_len, qgemm_reference, PackedWeights, BLOCK};
+use kestrel::cpu::qgemm::{self, pack_rows, panel_len, qgemm_reference, PackedWeights, Packing, BLOCK};
 use kestrel::rng::Rng;
 use proptest::prelude::*;
 
@@ -19,7 +21,7 @@ fn isas() -> Vec<Isa> {
 /// Runs `isa` on unpacked `a: [k][n]`, `w: [m][k]`, with garbage prefill of the output.
 fn run(isa: Isa, a: &[u8], w: &[i8], m: usize, k: usize, n: usize, fill: u8) -> Vec<i32> {
     let kernel = qgemm::kernel(isa).unwrap();
-    let pw = PackedWeights::new(w, m, k, kernel.packing()).unwrap();
+    let pw = PackedWeights::new(w, m, k, kernel.packing_for(w, m, k)).unwrap();
     let nb = n.div_ceil(BLOCK);
     let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
     pack_rows(a, k, n, n, pw.kpad, fill, &mut panel);
@@ -44,11 +46,25 @@ fn check(a: &[u8], w: &[i8], m: usize, k: usize, n: usize, what: &str) {
 }
 
 fn data(m: usize, k: usize, n: usize, zp: u8, seed: u64) -> (Vec<u8>, Vec<i8>) {
+    data_bits(m, k, n, zp, seed, 8)
+}
+
+/// Weights uniform in `[-127, 127]` (8 bits) or `[-64, 64]` (7 bits).
+fn data_bits(m: usize, k: usize, n: usize, zp: u8, seed: u64, bits: u32) -> (Vec<u8>, Vec<i8>) {
     let mut r = Rng::new(seed);
     // Activations cluster around the zero point, as quantized post-ReLU data does.
     let a = (0..k * n).map(|_| (i32::from(zp) + (r.normal() * 40.0) as i32).clamp(0, 255) as u8).collect();
-    let w = (0..m * k).map(|_| (r.below(255) as i32 - 127) as i8).collect();
+    let q = if bits == 7 { 64 } else { 127 };
+    let w = (0..m * k).map(|_| (r.below(2 * q + 1) as i32 - q as i32) as i8).collect();
     (a, w)
+}
+
+/// The path each supported kernel takes for `w`.
+fn paths(w: &[i8], m: usize, k: usize) -> Vec<&'static str> {
+    isas().into_iter().map(|isa| {
+        let kern = qgemm::kernel(isa).unwrap();
+        kern.path(kern.packing_for(w, m, k))
+    }).collect()
 }
 
 #[test]
@@ -71,8 +87,10 @@ fn tails_and_zero_points() {
                     if seed % 3 != 0 && !(m == 65 || k == 65) {
                         continue; // a deterministic third of the grid, plus every 65 edge
                     }
-                    let (a, w) = data(m, k, n, zp, seed);
-                    check(&a, &w, m, k, n, &format!("zp{zp}"));
+                    for bits in [8, 7] {
+                        let (a, w) = data_bits(m, k, n, zp, seed, bits);
+                        check(&a, &w, m, k, n, &format!("zp{zp} {bits}-bit"));
+                    }
                 }
             }
         }
@@ -94,13 +112,13 @@ fn extremes_never_saturate() {
 
 #[test]
 fn refuses_k_that_could_overflow() {
-    for packing in [qgemm::Packing::S8, qgemm::Packing::S16] {
+    for packing in [Packing::S8, Packing::S8Paired, Packing::S16] {
         assert!(PackedWeights::new(&vec![1i8; 70_000], 1, 70_000, packing).is_err());
     }
 }
 
-/// Weights are packed for the kernel that runs them: handing a kernel the other layout is a
-/// bug the kernel refuses loudly, never a silent fallback.
+/// Weights are packed for the kernel that runs them: handing a kernel a layout it does not
+/// read is a bug the kernel refuses loudly, never a silent fallback.
 #[test]
 fn weights_packed_for_another_kernel_are_refused() {
     let (a, w) = data(8, 16, 16, 3, 9);
@@ -108,22 +126,56 @@ fn weights_packed_for_another_kernel_are_refused() {
     pack_rows(&a, 16, 16, 16, 16, 0, &mut panel);
     for isa in isas() {
         let kernel = qgemm::kernel(isa).unwrap();
-        let other = match kernel.packing() {
-            qgemm::Packing::S8 => qgemm::Packing::S16,
-            qgemm::Packing::S16 => qgemm::Packing::S8,
-        };
-        let pw = PackedWeights::new(&w, 8, 16, other).unwrap();
+        let other = [Packing::S8, Packing::S8Paired, Packing::S16].into_iter().find(|p| !kernel.reads(*p)).unwrap();
+        let w7: Vec<i8> = w.iter().map(|&v| v / 2).collect();
+        let pw = PackedWeights::new(&w7, 8, 16, other).unwrap();
         let mut out = vec![0i32; 8 * 16];
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kernel.run(&pw, &panel, 1, &mut out, 16)));
         assert!(r.is_err(), "{} ran weights packed as {other:?}", isa.name());
     }
 }
 
+/// Same-signed pairs at `|w1| + |w2| = 128` with activations of 255 reach 32 640, the most
+/// an i16 pair sum may hold here: the byte kernel takes them and stays exact. One more in
+/// any pair and the layer must take the widening kernel, exactly, and packing it for the
+/// byte kernel is refused.
+#[test]
+fn saturation_proof_choice_of_the_avx2_kernel() {
+    let (m, k, n) = (9, 66, 33);
+    let edge: [(i8, i8); 8] = [(64, 64), (-64, -64), (127, 1), (1, 127), (-128, 0), (0, -128), (-127, -1), (127, -128)];
+    let fit: Vec<i8> = (0..m * k / 2).flat_map(|i| { let (x, y) = edge[i % edge.len()]; [x, y] }).collect();
+    for av in [255u8, 254, 0] {
+        let a = vec![av; k * n];
+        check(&a, &fit, m, k, n, &format!("boundary pairs, a={av}"));
+    }
+    assert!(qgemm::pairs_fit(&fit, m, k));
+    for bad in [(127i8, 2i8), (-128, -1), (100, 29), (-65, -64), (65, 64)] {
+        for at in [0, 31, m * k / 2 - 1] {
+            let mut w = fit.clone();
+            (w[2 * at], w[2 * at + 1]) = bad;
+            assert!(!qgemm::pairs_fit(&w, m, k), "{bad:?} at pair {at}");
+            assert!(PackedWeights::new(&w, m, k, Packing::S8Paired).is_err());
+            let a = vec![255u8; k * n];
+            check(&a, &w, m, k, n, &format!("saturating pair {bad:?} at {at}"));
+            if let Some(isa) = isas().into_iter().find(|i| *i == Isa::Avx2) {
+                let kern = qgemm::kernel(isa).unwrap();
+                assert_eq!(kern.packing_for(&w, m, k), Packing::S16);
+                assert_eq!(kern.packing_for(&fit, m, k), Packing::S8Paired);
+            }
+        }
+    }
+    // An odd K pairs its last weight with the zero padding.
+    let odd: Vec<i8> = vec![-128; 3 * 5];
+    assert!(!qgemm::pairs_fit(&odd, 3, 5));
+    assert!(qgemm::pairs_fit(&[64, 64, -128], 1, 3));
+    println!("qgemm paths for 7-bit weights: {:?}; for 8-bit: {:?}", paths(&fit, m, k), paths(&data(m, k, n, 0, 1).1, m, k));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn qgemm_proptest(m in 1usize..40, k in 1usize..80, n in 1usize..70, zp in any::<u8>(), seed in any::<u64>()) {
-        let (a, w) = data(m, k, n, zp, seed);
+    fn qgemm_proptest(m in 1usize..40, k in 1usize..80, n in 1usize..70, zp in any::<u8>(), seed in any::<u64>(), seven in any::<bool>()) {
+        let (a, w) = data_bits(m, k, n, zp, seed, if seven { 7 } else { 8 });
         check(&a, &w, m, k, n, "proptest");
     }
 }

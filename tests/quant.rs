@@ -11,7 +11,7 @@ use kestrel::graph::shape::window_out;
 use kestrel::graph::*;
 use kestrel::models::init::synthetic_images;
 use kestrel::models::*;
-use kestrel::qparams::{quantize_symmetric, QParams};
+use kestrel::qparams::{quantize_symmetric, QParams, WeightBits};
 use kestrel::quant::{quantize, Method, Mode, QuantizeOptions};
 use kestrel::{Options, Session, Tensor};
 use proptest::prelude::*;
@@ -23,9 +23,12 @@ fn rounding_is_half_to_even_then_saturate() {
     let q = QParams { scale: 0.5, zero_point: 128 };
     assert_eq!([0.25, 0.75, -0.25, -0.75, -64.0, -64.5, 63.5, 64.0].map(|v| q.quantize(v)), [128, 130, 128, 126, 0, 0, 255, 255]);
     assert_eq!(q.quantize(f32::NAN), 0);
-    let (s, w) = quantize_symmetric(&[1.0, -1.0, 0.5 / 127.0, 1.5 / 127.0, -2.5 / 127.0]);
+    let (s, w) = quantize_symmetric(&[1.0, -1.0, 0.5 / 127.0, 1.5 / 127.0, -2.5 / 127.0], WeightBits::Eight);
     assert_eq!(s, 1.0 / 127.0);
     assert_eq!(w, vec![127, -127, 0, 2, -2]);
+    let (s, w) = quantize_symmetric(&[-2.0, 1.0, 0.5 / 32.0, 1.5 / 32.0, -2.5 / 32.0], WeightBits::Seven);
+    assert_eq!(s, 2.0 / 64.0);
+    assert_eq!(w, vec![-64, 32, 0, 2, -2]);
 }
 
 #[test]
@@ -77,7 +80,9 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
     let oh = window_out(hw[0], kh, c.stride[0], (c.pads[0], c.pads[2]), c.dilation[0], false);
     let ow = window_out(hw[1], kw, c.stride[1], (c.pads[1], c.pads[3]), c.dilation[1], false);
     let residual = c.residual;
-    let qc = c.quantized(input, true).unwrap();
+    // Half the cases with 7-bit weights: AVX2 runs those on its vpmaddubsw kernel.
+    let wbits = if seed % 2 == 0 { WeightBits::Seven } else { WeightBits::Eight };
+    let qc = c.quantized(input, true, wbits).unwrap();
     let q = qc.precision.int8().unwrap();
     let kernels = Kernels::select().unwrap();
     let packed = qconv::pack_conv(&kernels, &qc, q).unwrap();
@@ -102,7 +107,7 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
         vec![(None, None)]
     };
     let c = &qc;
-    let what = format!("qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} isa {}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, kernels.isa.name());
+    let what = format!("qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} {}-bit {}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, wbits.bits(), kernels.qgemm.path(packed[0].packing()));
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let run = |x: QIn, res, out: QOut, ranges: Ranges| qconv::qconv2d(&kernels, &qc, q, &packed, x, xs, res, out, os, ranges, &mut Default::default(), 2);
     for (res, res_ref) in cases {
@@ -212,7 +217,8 @@ fn qlinear_matches_its_twin_exactly() {
             seed += 1;
             let l = Linear::new(Tensor::new(vec![o, i], data(o * i, seed)).unwrap(), Some(data(o, seed + 1)));
             let input = if seed % 2 == 0 { ActQuant::Dynamic } else { ActQuant::Static(QParams { scale: 0.02, zero_point: (seed * 37 % 256) as u8 }) };
-            let ql = l.quantized(input, seed % 3 != 0).unwrap();
+            let wbits = if seed % 4 < 2 { WeightBits::Seven } else { WeightBits::Eight };
+            let ql = l.quantized(input, seed % 3 != 0, wbits).unwrap();
             let q = ql.precision.int8().unwrap();
             let packed = qconv::pack_linear(&kernels, &ql, q).unwrap();
             let x: Vec<f32> = data(n * i, seed + 2).iter().map(|v| v * 2.0 + 0.3).collect();
@@ -221,7 +227,7 @@ fn qlinear_matches_its_twin_exactly() {
             let mut got = vec![f32::NAN; n * o];
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| qconv::qlinear(&kernels, &ql, q, &packed, &x, n, &mut got, &mut Default::default(), threads));
-            assert_eq!(got, want, "qlinear n{n} o{o} i{i} threads {threads} {input:?}");
+            assert_eq!(got, want, "qlinear n{n} o{o} i{i} threads {threads} {input:?} {}", kernels.qgemm.path(packed.packing()));
         }
     }
 }
@@ -327,7 +333,8 @@ fn qconv_transpose_matches_float_on_dequantized_values() {
                 precision: Precision::F32,
             };
             let kernels = Kernels::select().unwrap();
-            let qc = c.quantized(input, per_channel).unwrap();
+            let wbits = if seed % 2 == 0 { WeightBits::Seven } else { WeightBits::Eight };
+            let qc = c.quantized(input, per_channel, wbits).unwrap();
             let q = qc.precision.int8().unwrap();
             let packed = qconv::pack_conv_transpose(&kernels, &qc, q).unwrap();
             let (oh, ow) = (stride * (hw[0] - 1) + k - 2 * pad, stride * (hw[1] - 1) + k - 2 * pad);

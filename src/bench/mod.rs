@@ -112,6 +112,8 @@ pub struct Cold {
 pub struct LayerTime {
     pub node: String,
     pub op: &'static str,
+    /// The kernel and instruction path the layer ran (`exec::Step::kernel`).
+    pub kernel: String,
     /// Mean ms per forward.
     pub ms: f64,
 }
@@ -369,8 +371,9 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
                     pipe.run(v, Some(&mut acc))?;
                 }
                 if let Some(s) = v.session() {
-                    let layers = s.graph().nodes.iter().zip(&acc);
-                    res.per_layer = Some(layers.map(|(node, &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), ms: sec * 1e3 / n as f64 }).collect());
+                    let p = s.prepared();
+                    let layers = p.graph.nodes.iter().zip(&p.steps).zip(&acc);
+                    res.per_layer = Some(layers.map(|((node, step), &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), kernel: step.kernel(&p.kernels), ms: sec * 1e3 / n as f64 }).collect());
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::BenchReport;
+use super::{BenchReport, LayerTime};
 use crate::error::{Error, Result};
 
 fn mb(b: Option<u64>) -> String {
@@ -87,6 +87,15 @@ pub fn table(r: &BenchReport) -> String {
     }
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");
+    }
+    for v in &r.variants {
+        if let Some(layers) = &v.per_layer {
+            let _ = writeln!(s, "slowest layers of {} (mean ms per forward; all of them in bench.json with --out):", v.name);
+            let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8}", "layer", "op", "kernel", "ms");
+            for l in slowest(layers) {
+                let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8.3}", l.node.escape_debug().to_string(), l.op, l.kernel, l.ms);
+            }
+        }
     }
     s
 }
@@ -179,15 +188,21 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     for v in &r.variants {
         if let Some(layers) = &v.per_layer {
-            let mut sorted: Vec<_> = layers.iter().collect();
-            sorted.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-            let _ = writeln!(s, "\nSlowest layers of {} (mean ms per forward):\n\n| layer | op | ms |\n|---|---|---:|", v.name);
-            for l in sorted.iter().take(15) {
-                let _ = writeln!(s, "| {} | {} | {:.3} |", l.node, l.op, l.ms);
+            let _ = writeln!(s, "\nSlowest layers of {} (mean ms per forward):\n\n| layer | op | kernel | ms |\n|---|---|---|---:|", v.name);
+            for l in slowest(layers) {
+                let _ = writeln!(s, "| {} | {} | {} | {:.3} |", l.node, l.op, l.kernel, l.ms);
             }
         }
     }
     s
+}
+
+/// The 15 slowest layers, slowest first.
+fn slowest(layers: &[LayerTime]) -> Vec<&LayerTime> {
+    let mut sorted: Vec<_> = layers.iter().collect();
+    sorted.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    sorted.truncate(15);
+    sorted
 }
 
 /// Writes `text` to `path`.

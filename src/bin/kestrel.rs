@@ -297,6 +297,11 @@ struct QuantizeArgs {
     /// One weight scale per tensor instead of per output channel.
     #[arg(long)]
     per_tensor: bool,
+    /// Weight codes in [-127, 127] (8) or [-64, 64] (7, onnxruntime's reduce_range), which
+    /// AVX2's vpmaddubsw kernel runs exactly; auto picks 7 where this host's INT8 kernel is
+    /// AVX2 (KESTREL_ISA counts), else 8.
+    #[arg(long, default_value = "auto")]
+    weight_bits: String,
     /// Static mode: keep the residual inputs of fused Adds in f32 instead of quantizing them
     /// with their own calibrated parameters.
     #[arg(long)]
@@ -563,6 +568,7 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
 }
 
 fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
+    use kestrel::qparams::WeightBits;
     use kestrel::quant::{quantize::sensitivity, Method, Mode, QuantizeOptions};
     let model = q.m.load()?;
     let mode = match q.mode.as_str() {
@@ -571,7 +577,13 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
         other => return Err(Error::Argument(format!("--mode {other}: use static or dynamic"))),
     };
     let method = Method::parse(&q.method, q.percentile).ok_or_else(|| Error::Argument(format!("--method {}: use minmax, percentile, entropy or mse", q.method)))?;
-    let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, exclude: q.exclude.clone(), only: None, f32_residual: q.f32_residual, threads: q.m.threads };
+    let bits = match q.weight_bits.as_str() {
+        "8" => WeightBits::Eight,
+        "7" => WeightBits::Seven,
+        "auto" => kestrel::quant::auto_weight_bits(),
+        other => return Err(Error::Argument(format!("--weight-bits {other}: use 8, 7 or auto"))),
+    };
+    let opts = QuantizeOptions { mode, method, per_channel: !q.per_tensor, weight_bits: Some(bits), exclude: q.exclude.clone(), only: None, f32_residual: q.f32_residual, threads: q.m.threads };
     let shape = model.graph.input_shape(1)?;
     let calib = if mode == Mode::Static || q.sensitivity { kestrel::dataset::calib::from_folder_or_synthetic(q.calib.as_deref(), q.calib_samples, &shape)? } else { vec![] };
     if q.sensitivity {
@@ -611,10 +623,11 @@ fn quantize_cmd(q: QuantizeArgs) -> Result<ExitCode> {
     let before = model.graph.weight_bytes();
     let after = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
     println!(
-        "wrote {} ({qn} INT8 layers{residuals}, {:?} {:?}; weights {:.1} MB f32 -> file {:.1} MB, {:.1}x smaller)",
+        "wrote {} ({qn} INT8 layers{residuals}, {:?} {:?}, {}-bit weights; weights {:.1} MB f32 -> file {:.1} MB, {:.1}x smaller)",
         out.display(),
         mode,
         method,
+        bits.bits(),
         before as f64 / 1e6,
         after as f64 / 1e6,
         before as f64 / after as f64

@@ -89,6 +89,22 @@ impl Step {
         }
     }
 
+    /// The kernel and instruction path the step runs, for per-layer reports: e.g.
+    /// `INT8 conv avx2 vpmaddubsw` (a grouped conv lists each path its groups take).
+    pub fn kernel(&self, kernels: &Kernels) -> String {
+        let q = |p: &PackedWeights| kernels.qgemm.path(p.packing());
+        match self {
+            Step::QConv(p) => {
+                let mut paths: Vec<&str> = p.iter().map(q).collect();
+                paths.dedup();
+                format!("{} {}", self.name(), paths.join(" + "))
+            }
+            Step::QConvTranspose(p) | Step::QLinear(p) => format!("{} {}", self.name(), q(p)),
+            Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
+            Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
+        }
+    }
+
     /// Bytes of packed weights the step holds.
     pub fn packed_bytes(&self) -> usize {
         match self {

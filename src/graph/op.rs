@@ -13,7 +13,7 @@
 //! prepared (`exec::prepare`), never stored here.
 
 use crate::error::{Error, Result};
-use crate::qparams::{quantize_per_channel, quantize_symmetric, QParams};
+use crate::qparams::{quantize_per_channel, quantize_symmetric, QParams, WeightBits};
 use crate::tensor::Tensor;
 
 /// A pointwise activation, standalone or fused into a conv epilogue.
@@ -153,11 +153,11 @@ impl Conv2d {
         }
     }
 
-    /// The INT8 version of this f32 conv: s8 weights, symmetric per output channel (or per
-    /// tensor), `weight` replaced by their dequantization.
-    pub fn quantized(mut self, input: ActQuant, per_channel: bool) -> Result<Self> {
+    /// The INT8 version of this f32 conv: s8 weights of `bits`, symmetric per output channel
+    /// (or per tensor), `weight` replaced by their dequantization.
+    pub fn quantized(mut self, input: ActQuant, per_channel: bool, bits: WeightBits) -> Result<Self> {
         let cout = self.out_channels();
-        let weights = QWeights::quantize(self.weight.data(), cout, per_channel);
+        let weights = QWeights::quantize(self.weight.data(), cout, per_channel, bits);
         self.weight = Tensor::new(self.weight.shape().to_vec(), weights.dequantize())?;
         self.with_int8(weights, input)
     }
@@ -202,9 +202,11 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    /// The INT8 version of this f32 transposed conv: s8 weights, symmetric per output channel
-    /// (axis 1 of the weight) or per tensor, `weight` replaced by their dequantization.
-    pub fn quantized(mut self, input: ActQuant, per_channel: bool) -> Result<Self> {
+    /// The INT8 version of this f32 transposed conv: s8 weights of `bits`, symmetric per
+    /// output channel (axis 1 of the weight) or per tensor, `weight` replaced by their
+    /// dequantization.
+    pub fn quantized(mut self, input: ActQuant, per_channel: bool, bits: WeightBits) -> Result<Self> {
+        let qmax = bits.qmax();
         let [cin, cout] = [self.in_channels(), self.out_channels()];
         let [kh, kw] = self.kernel();
         let w = self.weight.data();
@@ -216,13 +218,13 @@ impl ConvTranspose2d {
         for (i, v) in w.iter().enumerate() {
             amax[chan(i)] = amax[chan(i)].max(v.abs());
         }
-        let scale_of = |a: f32| if a > 0.0 && a.is_finite() { a / 127.0 } else { 1.0 };
+        let scale_of = |a: f32| if a > 0.0 && a.is_finite() { a / qmax } else { 1.0 };
         let scales: Vec<f32> = if per_channel {
             amax.iter().map(|&a| scale_of(a)).collect()
         } else {
             vec![scale_of(amax.iter().copied().fold(0.0, f32::max)); cout]
         };
-        let q: Vec<i8> = w.iter().enumerate().map(|(i, &v)| (v / scales[chan(i)]).round_ties_even().clamp(-127.0, 127.0) as i8).collect();
+        let q: Vec<i8> = w.iter().enumerate().map(|(i, &v)| (v / scales[chan(i)]).round_ties_even().clamp(-qmax, qmax) as i8).collect();
         let deq: Vec<f32> = q.iter().enumerate().map(|(i, &v)| f32::from(v) * scales[chan(i)]).collect();
         self.weight = Tensor::new(self.weight.shape().to_vec(), deq)?;
         self.with_int8(QWeights { q, scales, per_channel }, input)
@@ -301,11 +303,11 @@ impl Linear {
         Linear { weight, bias, precision: Precision::F32 }
     }
 
-    /// The INT8 version of this f32 layer: s8 weights per output row (or per tensor), `weight`
-    /// replaced by their dequantization.
-    pub fn quantized(mut self, input: ActQuant, per_channel: bool) -> Result<Self> {
+    /// The INT8 version of this f32 layer: s8 weights of `bits` per output row (or per
+    /// tensor), `weight` replaced by their dequantization.
+    pub fn quantized(mut self, input: ActQuant, per_channel: bool, bits: WeightBits) -> Result<Self> {
         let (o, i) = (self.weight.shape()[0], self.weight.shape()[1]);
-        let weights = QWeights::quantize(self.weight.data(), o, per_channel);
+        let weights = QWeights::quantize(self.weight.data(), o, per_channel, bits);
         self.weight = Tensor::new(vec![o, i], weights.dequantize())?;
         self.with_int8(weights, input)
     }
@@ -385,12 +387,12 @@ pub struct QWeights {
 
 impl QWeights {
     /// Quantizes `w: [rows][k]`.
-    pub fn quantize(w: &[f32], rows: usize, per_channel: bool) -> QWeights {
+    pub fn quantize(w: &[f32], rows: usize, per_channel: bool, bits: WeightBits) -> QWeights {
         if per_channel {
-            let (scales, q) = quantize_per_channel(w, rows);
+            let (scales, q) = quantize_per_channel(w, rows, bits);
             QWeights { q, scales, per_channel }
         } else {
-            let (s, q) = quantize_symmetric(w);
+            let (s, q) = quantize_symmetric(w, bits);
             QWeights { q, scales: vec![s; rows], per_channel }
         }
     }

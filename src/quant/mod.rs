@@ -6,4 +6,4 @@ pub mod observe;
 pub mod quantize;
 
 pub use observe::Method;
-pub use quantize::{quantize, Mode, QuantizeOptions};
+pub use quantize::{auto_weight_bits, quantize, Mode, QuantizeOptions};

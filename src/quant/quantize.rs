@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::observe::{Method, Observer};
-use crate::qparams::QParams;
+use crate::qparams::{QParams, WeightBits};
 use crate::error::{Error, Result};
 use crate::exec::{Options, Session};
 use crate::graph::{passes, ActQuant, Graph, Node, Op, ValueId};
@@ -32,6 +32,8 @@ pub struct QuantizeOptions {
     pub method: Method,
     /// Per-output-channel weight scales (else one per tensor).
     pub per_channel: bool,
+    /// The weights' code range; `None` chooses for this host ([`auto_weight_bits`]).
+    pub weight_bits: Option<WeightBits>,
     /// Node names kept in f32; a trailing `*` matches a prefix.
     pub exclude: Vec<String>,
     /// When set, only these nodes are quantized (sensitivity analysis).
@@ -45,7 +47,18 @@ pub struct QuantizeOptions {
 
 impl Default for QuantizeOptions {
     fn default() -> Self {
-        QuantizeOptions { mode: Mode::Static, method: Method::MinMax, per_channel: true, exclude: vec![], only: None, f32_residual: false, threads: 0 }
+        QuantizeOptions { mode: Mode::Static, method: Method::MinMax, per_channel: true, weight_bits: None, exclude: vec![], only: None, f32_residual: false, threads: 0 }
+    }
+}
+
+/// The weight bits for this host's INT8 kernel (`KESTREL_ISA` or the richest the CPU has):
+/// 7 where it is AVX2, whose `vpmaddubsw` kernel is exact only on 7-bit weights (8-bit ones
+/// take the widening kernel, at about half its speed), 8 elsewhere. On a host whose ISA
+/// cannot be chosen, 8.
+pub fn auto_weight_bits() -> WeightBits {
+    match crate::cpu::detect::selected() {
+        Ok(crate::cpu::detect::Isa::Avx2) => WeightBits::Seven,
+        _ => WeightBits::Eight,
     }
 }
 
@@ -121,16 +134,16 @@ pub fn calibrate(
 
 /// Replaces node `i` (a Conv or Linear) by its INT8 version, with calibrated input
 /// parameters from `params` (static) or run-time ranges (dynamic).
-fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, params: &HashMap<ValueId, QParams>) -> Result<()> {
+fn quantize_node(g: &mut Graph, i: usize, opts: &QuantizeOptions, bits: WeightBits, params: &HashMap<ValueId, QParams>) -> Result<()> {
     let input = match opts.mode {
         Mode::Dynamic => ActQuant::Dynamic,
         Mode::Static => ActQuant::Static(params.get(&g.nodes[i].inputs[0]).copied().unwrap_or(QParams::from_range(0.0, 0.0))),
     };
     let op = std::mem::replace(&mut g.nodes[i].op, Op::Identity);
     g.nodes[i].op = match op {
-        Op::Conv(c) => Op::Conv(c.quantized(input, opts.per_channel)?),
-        Op::Linear(l) => Op::Linear(l.quantized(input, opts.per_channel)?),
-        Op::ConvTranspose(c) => Op::ConvTranspose(c.quantized(input, opts.per_channel)?),
+        Op::Conv(c) => Op::Conv(c.quantized(input, opts.per_channel, bits)?),
+        Op::Linear(l) => Op::Linear(l.quantized(input, opts.per_channel, bits)?),
+        Op::ConvTranspose(c) => Op::ConvTranspose(c.quantized(input, opts.per_channel, bits)?),
         other => other,
     };
     Ok(())
@@ -161,8 +174,9 @@ pub fn quantize(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], progres
         Mode::Static => calibrate(&g, &nodes, calib, opts.method, opts.threads, progress)?,
         Mode::Dynamic => HashMap::new(),
     };
+    let bits = opts.weight_bits.unwrap_or_else(auto_weight_bits);
     for &i in &nodes {
-        quantize_node(&mut g, i, opts, &params)?;
+        quantize_node(&mut g, i, opts, bits, &params)?;
     }
     if opts.mode == Mode::Static && !opts.f32_residual {
         // From the back, so the indices of the nodes still to visit do not move.
@@ -202,7 +216,7 @@ pub fn sensitivity(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], prog
     for (k, name) in names.iter().enumerate() {
         let mut q = g.clone();
         let Some(i) = q.nodes.iter().position(|n| &n.name == name) else { continue };
-        quantize_node(&mut q, i, opts, &params)?;
+        quantize_node(&mut q, i, opts, opts.weight_bits.unwrap_or_else(auto_weight_bits), &params)?;
         if opts.mode == Mode::Static && !opts.f32_residual {
             quantize_residual(&mut q, i, &params);
         }

@@ -29,7 +29,12 @@ pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWe
     let g = c.groups.max(1);
     let k = q.weights.q.len() / cout.max(1);
     let cg = cout / g;
-    (0..g).map(|gi| PackedWeights::new(&q.weights.q[gi * cg * k..(gi + 1) * cg * k], cg, k, kernels.qgemm.packing())).collect()
+    (0..g)
+        .map(|gi| {
+            let w = &q.weights.q[gi * cg * k..(gi + 1) * cg * k];
+            PackedWeights::new(w, cg, k, kernels.qgemm.packing_for(w, cg, k))
+        })
+        .collect()
 }
 
 /// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]` for the INT8 conv `c` (its INT8 data `q`,

@@ -12,7 +12,7 @@ use crate::graph::{Int8, Linear};
 /// Packs an INT8 layer's `[out, in]` codes for `kernels`.
 pub fn pack_linear(kernels: &Kernels, l: &Linear, q: &Int8) -> Result<PackedWeights> {
     let (o, i) = (l.weight.shape()[0], l.weight.shape()[1]);
-    PackedWeights::new(&q.weights.q, o, i, kernels.qgemm.packing())
+    PackedWeights::new(&q.weights.q, o, i, kernels.qgemm.packing_for(&q.weights.q, o, i))
 }
 
 /// `out[N, O]` from `x[N, I]`; the workers split the output rows (each streams its share of

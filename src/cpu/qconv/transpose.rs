@@ -28,7 +28,7 @@ pub fn pack_conv_transpose(kernels: &Kernels, c: &ConvTranspose2d, q: &Int8) -> 
             wt[r * cin + ci] = q.weights.q[ci * rows + r];
         }
     }
-    PackedWeights::new(&wt, rows, cin, kernels.qgemm.packing())
+    PackedWeights::new(&wt, rows, cin, kernels.qgemm.packing_for(&wt, rows, cin))
 }
 
 /// INT8 transposed convolution: `col[Cout·kh·kw, H·W] = Wᵀ·x` with the qgemm kernel (the

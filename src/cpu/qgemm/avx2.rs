@@ -1,7 +1,12 @@
-//! AVX2 kernel: 2 channels × 16 pixels per tile. Activations are widened u8→i16
-//! (`vpmovzxbw`), weights come pre-widened, and `vpmaddwd` forms i32 pair sums, so nothing
-//! can saturate (see the module docs of `qgemm`). Accumulators hold per-pixel pair sums
-//! `(k0·w0 + k1·w1, k2·w2 + k3·w3)` that are added once at the end of K.
+//! AVX2 kernels (which one a layer takes is decided when its weights are packed; see the
+//! module docs of `qgemm`):
+//! - widening, 2 channels × 16 pixels per tile: activations widened u8→i16 (`vpmovzxbw`),
+//!   weights pre-widened, `vpmaddwd` forms i32 pair sums, so nothing can saturate.
+//!   Accumulators hold per-pixel pair sums `(k0·w0 + k1·w1, k2·w2 + k3·w3)` that are added
+//!   once at the end of K;
+//! - byte, 4 channels × 16 pixels per tile, for weights whose pairs cannot saturate:
+//!   `vpmaddubsw` on the panel's `[pixel][4 k]` bytes gives i16 pair sums, `vpmaddwd` by ones
+//!   adds the two pairs of a pixel into its i32 lane: `vpdpbusd` in three instructions.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -48,5 +53,46 @@ pub(super) unsafe fn qgemm_u8s8_avx2_2x16(w: &PackedWeights, s16: &[i16], range:
             }
         }
         c0 += MR;
+    }
+}
+
+/// The byte kernel: `acc[c − rows.start][p]` for the channels in `rows` and every pixel of
+/// the panel, weights packed as `Packing::S8Paired`.
+///
+/// # Safety
+/// The CPU must support AVX2, and the arguments must satisfy `qgemm::check_args`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn qgemm_u8s8_avx2_maddubs_4x16(w: &PackedWeights, s8: &[i8], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    const TR: usize = 4;
+    let k4n = w.kpad / 4;
+    let pstride = k4n * 4 * BLOCK;
+    let ones = _mm256_set1_epi16(1);
+    let pp = panel.as_ptr();
+    let op = out.as_mut_ptr();
+    let mut c0 = range.start;
+    while c0 < range.end {
+        let rows = (range.end - c0).min(TR);
+        // c0 ≡ 0 or 4 (mod 8) and c0 < Mpad, a multiple of 8: all TR rows exist (zero-filled
+        // past m).
+        let wr: [*const i8; TR] = std::array::from_fn(|r| s8.as_ptr().add((c0 + r) * w.kpad));
+        for b in 0..nblocks {
+            let p = pp.add(b * pstride);
+            let mut acc = [[_mm256_setzero_si256(); 2]; TR];
+            for k4 in 0..k4n {
+                let a0 = _mm256_loadu_si256(p.add(k4 * 64) as *const _);
+                let a1 = _mm256_loadu_si256(p.add(k4 * 64 + 32) as *const _);
+                for r in 0..TR {
+                    let wb = _mm256_set1_epi32(std::ptr::read_unaligned(wr[r].add(k4 * 4) as *const i32));
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a0, wb), ones));
+                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a1, wb), ones));
+                }
+            }
+            for (r, accr) in acc.iter().enumerate().take(rows) {
+                let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
+                _mm256_storeu_si256(dst as *mut _, accr[0]);
+                _mm256_storeu_si256(dst.add(8) as *mut _, accr[1]);
+            }
+        }
+        c0 += TR;
     }
 }

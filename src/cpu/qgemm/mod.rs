@@ -13,9 +13,13 @@
 //! The caller applies `acc − za · row_sums[c]` and the scales. How the s8×s8-free contract maps
 //! onto each ISA:
 //! - VNNI: `vpdpbusd` multiplies 4 u8 × 4 s8 and adds into i32 lanes; it cannot saturate.
-//! - AVX2: `vpmaddubsw` would saturate in i16 (255·127·2 > 32767), so the AVX2 kernel widens
-//!   activations with `vpmovzxbw` and uses pre-widened i16 weights with `vpmaddwd`, whose pair
-//!   sums (at most 2·255·128) fit i32: exact for every input, at half VNNI's width.
+//! - AVX2, per layer, decided when the weights are packed ([`Kernel::packing_for`]):
+//!   - `vpmaddubsw` adds two u8 × s8 products into a saturating i16; it is exact when no
+//!     same-signed weight pair exceeds 128 in magnitude ([`pack::pairs_fit`]; 7-bit weights
+//!     always do). Such layers take the byte kernel, 32 products per instruction;
+//!   - every other layer takes the widening kernel: activations widened with `vpmovzxbw`,
+//!     pre-widened i16 weights, `vpmaddwd`, whose pair sums (at most 2·255·128) fit i32:
+//!     exact for every input, at half the byte kernel's width.
 //! - i32 accumulation is exact for `K ≤ 65 793` (255 · 128 · K < 2³¹); [`PackedWeights::new`]
 //!   refuses larger K.
 
@@ -30,7 +34,7 @@ use std::ops::Range;
 
 use crate::cpu::detect::{self, Isa};
 use crate::error::Result;
-pub use pack::{pack_rows, panel_index, panel_len, PackedWeights, Packing};
+pub use pack::{pack_rows, pairs_fit, panel_index, panel_len, PackedWeights, Packing};
 
 /// Pixels per panel block (one 512-bit register of i32 accumulators).
 pub const BLOCK: usize = 16;
@@ -49,11 +53,32 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The weight layout this kernel reads.
-    pub fn packing(self) -> Packing {
+    /// The layout to pack `w: [m][k]` at for this kernel: s8, except on AVX2, where weights
+    /// whose pairs provably cannot saturate `vpmaddubsw` are s8 for the byte kernel and all
+    /// others are widened to i16.
+    pub fn packing_for(self, w: &[i8], m: usize, k: usize) -> Packing {
         match self {
+            Kernel::Avx2(_) if pack::pairs_fit(w, m, k) => Packing::S8Paired,
             Kernel::Avx2(_) => Packing::S16,
             Kernel::Scalar | Kernel::Avx512Vnni(_) => Packing::S8,
+        }
+    }
+
+    /// Whether the kernel runs weights packed at `p`.
+    pub fn reads(self, p: Packing) -> bool {
+        match self {
+            Kernel::Avx2(_) => matches!(p, Packing::S8Paired | Packing::S16),
+            Kernel::Scalar | Kernel::Avx512Vnni(_) => matches!(p, Packing::S8 | Packing::S8Paired),
+        }
+    }
+
+    /// The instruction path weights packed at `p` take, for per-layer reports.
+    pub fn path(self, p: Packing) -> &'static str {
+        match (self, p) {
+            (Kernel::Scalar, _) => "scalar",
+            (Kernel::Avx2(_), Packing::S8Paired) => "avx2 vpmaddubsw",
+            (Kernel::Avx2(_), _) => "avx2 vpmaddwd (widened)",
+            (Kernel::Avx512Vnni(_), _) => "avx512vnni",
         }
     }
 
@@ -85,6 +110,10 @@ impl Kernel {
             // stored as i16).
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx2(_), _, Some(s16)) => unsafe { avx2::qgemm_u8s8_avx2_2x16(w, s16, rows, panel, nblocks, out, out_rs) },
+            // SAFETY: as above, for s8 weights; check_args proved them packed as S8Paired, which
+            // `PackedWeights::new` only accepts for weights that cannot saturate.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2(_), Some(s8), _) => unsafe { avx2::qgemm_u8s8_avx2_maddubs_4x16(w, s8, rows, panel, nblocks, out, out_rs) },
             // SAFETY: as above, for AVX-512F/BW/VNNI and s8 weights.
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx512Vnni(_), Some(s8), _) => unsafe { avx512vnni::qgemm_u8s8_avx512vnni_8x32(w, s8, rows, panel, nblocks, out, out_rs) },
@@ -111,7 +140,7 @@ pub(crate) fn check_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>,
     assert!(panel.len() >= panel_len(w.kpad, nblocks), "qgemm: panel too small");
     assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
     assert!(rows.is_empty() || out.len() >= (rows.len() - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
-    assert!(w.packing() == kernel.packing() && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} kernel", kernel.isa().name());
+    assert!(kernel.reads(w.packing()) && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} kernel", kernel.isa().name());
 }
 
 /// Plain reference: `acc[c][p] = Σ_k a[k][p] · w[c][k]` over unpacked `a: [k][n]`, `w: [m][k]`.

@@ -10,13 +10,16 @@ use crate::error::{Error, Result};
 pub enum Packing {
     /// s8, as `vpdpbusd` and the scalar kernel read them.
     S8,
+    /// s8 proven not to saturate `vpmaddubsw` ([`pairs_fit`]), as the AVX2 byte kernel reads
+    /// them (the scalar and VNNI kernels read them too).
+    S8Paired,
     /// s8 widened to i16, as the AVX2 kernel's `vpmaddwd` reads them.
     S16,
 }
 
 #[derive(Clone, Debug)]
 enum Data {
-    S8(Vec<i8>),
+    S8(Vec<i8>, Packing),
     S16(Vec<i16>),
 }
 
@@ -33,10 +36,14 @@ pub struct PackedWeights {
 }
 
 impl PackedWeights {
-    /// Packs `w: [m][k]` row-major at `packing`.
+    /// Packs `w: [m][k]` row-major at `packing`; [`Packing::S8Paired`] is refused for weights
+    /// whose pairs could saturate.
     pub fn new(w: &[i8], m: usize, k: usize, packing: Packing) -> Result<Self> {
         if k == 0 || m == 0 || w.len() != m * k {
             return Err(Error::BadTensor { name: "INT8 weights".into(), reason: format!("{} values for {m}x{k}", w.len()) });
+        }
+        if packing == Packing::S8Paired && !pairs_fit(w, m, k) {
+            return Err(Error::Internal("INT8 weights packed for vpmaddubsw have a same-signed pair above 128 in magnitude".into()));
         }
         if k > MAX_K {
             return Err(Error::Unsupported { what: format!("an INT8 layer with K = {k}"), hint: format!("i32 accumulation could overflow above K = {MAX_K}; exclude the layer from quantization") });
@@ -49,7 +56,7 @@ impl PackedWeights {
         }
         let row_sums = (0..m).map(|c| w[c * k..(c + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
         let data = match packing {
-            Packing::S8 => Data::S8(s8),
+            Packing::S8 | Packing::S8Paired => Data::S8(s8, packing),
             Packing::S16 => Data::S16(s8.iter().map(|&v| i16::from(v)).collect()),
         };
         Ok(PackedWeights { m, k, kpad, mpad, data, row_sums })
@@ -58,7 +65,7 @@ impl PackedWeights {
     /// The layout the weights are stored at.
     pub fn packing(&self) -> Packing {
         match self.data {
-            Data::S8(_) => Packing::S8,
+            Data::S8(_, p) => p,
             Data::S16(_) => Packing::S16,
         }
     }
@@ -66,7 +73,7 @@ impl PackedWeights {
     /// Stored weight values (`Mpad · Kpad`).
     pub fn len(&self) -> usize {
         match &self.data {
-            Data::S8(v) => v.len(),
+            Data::S8(v, _) => v.len(),
             Data::S16(v) => v.len(),
         }
     }
@@ -79,7 +86,7 @@ impl PackedWeights {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         let weights = match &self.data {
-            Data::S8(v) => v.len(),
+            Data::S8(v, _) => v.len(),
             Data::S16(v) => 2 * v.len(),
         };
         weights + 4 * self.row_sums.len()
@@ -88,7 +95,7 @@ impl PackedWeights {
     /// The s8 weights, when packed so.
     pub fn s8(&self) -> Option<&[i8]> {
         match &self.data {
-            Data::S8(v) => Some(v),
+            Data::S8(v, _) => Some(v),
             Data::S16(_) => None,
         }
     }
@@ -97,9 +104,24 @@ impl PackedWeights {
     pub fn s16(&self) -> Option<&[i16]> {
         match &self.data {
             Data::S16(v) => Some(v),
-            Data::S8(_) => None,
+            Data::S8(..) => None,
         }
     }
+}
+
+/// Whether `vpmaddubsw` is exact on `w: [m][k]` for every u8 input: it adds the two products
+/// of the k pairs `(2j, 2j + 1)` of a row (the packed layout keeps them adjacent; an odd
+/// last k pairs with a zero) into a saturating i16. Pairs of opposite signs stay within
+/// `255 · 128`; same-signed pairs fit when `|w₁| + |w₂| ≤ 128`, since `255 · 128 ≤ 32 767`.
+/// 7-bit weights (`[−64, 64]`) always fit.
+pub fn pairs_fit(w: &[i8], m: usize, k: usize) -> bool {
+    w.len() == m * k
+        && w.chunks(k.max(1)).all(|row| {
+            row.chunks(2).all(|p| {
+                let (a, b) = (i32::from(p[0]), i32::from(p.get(1).copied().unwrap_or(0)));
+                a.signum() * b.signum() < 0 || a.abs() + b.abs() <= 128
+            })
+        })
 }
 
 /// Bytes of a panel of `nblocks` blocks for `kpad`.
