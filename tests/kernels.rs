@@ -240,7 +240,40 @@ fn resize_sweep() {
             for target in targets {
                 for &hw in &[1usize, 3, 8] {
                     seed += 1;
-                    check_resize(&Resize { mode, coord, target }, [hw, hw + 2], seed);
+                    check_resize(&Resize::new(mode, coord, target), [hw, hw + 2], seed);
+                }
+            }
+        }
+    }
+}
+
+/// The general resize path (f64 coordinates, n-tap windows: bicubic, antialias, …) and the
+/// fast two-tap path agree where both apply: bilinear everywhere, nearest at power-of-two
+/// scales (elsewhere f32 and f64 coordinates may round a tie differently).
+#[test]
+fn general_resize_path_agrees_with_the_fast_one() {
+    let coords = [CoordMode::HalfPixel, CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric];
+    let mut seed = 1700;
+    for coord in coords {
+        for (mode, targets) in [
+            (ResizeMode::Linear, vec![ResizeTarget::Scales([2.0, 2.0]), ResizeTarget::Scales([0.5, 1.5]), ResizeTarget::Sizes([7, 3]), ResizeTarget::Sizes([1, 17])]),
+            (ResizeMode::Nearest(NearestMode::Floor), vec![ResizeTarget::Scales([2.0, 4.0]), ResizeTarget::Scales([0.5, 0.25])]),
+        ] {
+            for target in targets {
+                for &hw in &[1usize, 4, 8] {
+                    seed += 1;
+                    let r = Resize::new(mode, coord, target);
+                    let [oh, ow] = kestrel::graph::shape::resize_out(&target, hw, hw + 2);
+                    if oh == 0 || ow == 0 {
+                        continue;
+                    }
+                    let (xs, os) = ([2, 3, hw, hw + 2], [2, 3, oh, ow]);
+                    let x = data(xs.iter().product(), seed);
+                    let mut fast = vec![f32::NAN; os.iter().product()];
+                    resize::resize(&r, &x, xs, &mut fast, os);
+                    let mut general = vec![f32::NAN; fast.len()];
+                    resize::resize_general(&r, &x, xs, &mut general, os);
+                    Tolerance { abs: 1e-5, rel: 1e-5 }.check(&format!("general vs fast {r:?} hw{hw}"), &general, &fast);
                 }
             }
         }
@@ -299,6 +332,6 @@ proptest! {
     fn resize_proptest(h in 1usize..10, w in 1usize..10, oh in 1usize..20, ow in 1usize..20, linear in any::<bool>(), coord in 0usize..4, seed in 0u64..1000) {
         let coord = [CoordMode::HalfPixel, CoordMode::PytorchHalfPixel, CoordMode::AlignCorners, CoordMode::Asymmetric][coord];
         let mode = if linear { ResizeMode::Linear } else { ResizeMode::Nearest(NearestMode::RoundPreferFloor) };
-        check_resize(&Resize { mode, coord, target: ResizeTarget::Sizes([oh, ow]) }, [h, w], seed);
+        check_resize(&Resize::new(mode, coord, ResizeTarget::Sizes([oh, ow])), [h, w], seed);
     }
 }

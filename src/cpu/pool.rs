@@ -137,6 +137,14 @@ fn max_pool_separable<T: Copy + Send + Sync>(
 }
 
 /// Mean over H·W of each plane: `[N, C, H, W] → [N, C, 1, 1]`.
+/// `out[n·c] = max` over each `hw` plane of `x` (NaN if the plane holds one, as ONNX's
+/// reference `np.max`).
+pub fn global_max_pool(x: &[f32], hw: usize, out: &mut [f32]) {
+    out.par_iter_mut().zip(x.par_chunks(hw.max(1))).for_each(|(o, plane)| {
+        *o = plane.iter().fold(f32::NEG_INFINITY, |m, &v| if m.is_nan() || !(v <= m) { if m.is_nan() { m } else { v } } else { m });
+    });
+}
+
 pub fn global_avg_pool(x: &[f32], hw: usize, out: &mut [f32]) {
     out.par_iter_mut().zip(x.par_chunks(hw.max(1))).for_each(|(o, plane)| {
         *o = plane.iter().sum::<f32>() / hw as f32;

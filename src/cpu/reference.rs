@@ -149,8 +149,14 @@ pub fn pool2d_ref(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut
     }
 }
 
-/// Direct resize: each output element computes its own source coordinates.
+/// Direct resize: each output element computes its own source coordinates. Modes off the
+/// fast path (bicubic, antialias, …) are computed by `resize::resize_general`, which is
+/// itself plain code following the ONNX reference implementation and is checked against the
+/// conformance cases' expected outputs.
 pub fn resize_ref(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
+    if !r.is_simple() {
+        return super::resize::resize_general(r, x, xs, out, os);
+    }
     let [n, c, h, w] = xs;
     let [_, _, oh, ow] = os;
     let [sh, sw] = scales(r, [h, w], [oh, ow]);
@@ -162,7 +168,7 @@ pub fn resize_ref(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [u
                 let fx = source_coord(r.coord, ox, sw, w, ow);
                 let v = match r.mode {
                     ResizeMode::Nearest(m) => at(nearest_index(m, fy, h), nearest_index(m, fx, w)),
-                    ResizeMode::Linear => {
+                    ResizeMode::Linear | ResizeMode::Cubic { .. } => {
                         let fy = fy.clamp(0.0, (h - 1) as f32);
                         let fx = fx.clamp(0.0, (w - 1) as f32);
                         let (y0, x0) = (fy.floor() as usize, fx.floor() as usize);

@@ -1,8 +1,16 @@
-//! Spatial resize of NCHW tensors (ONNX Resize, nearest and bilinear). The source index and
-//! weight of every output row and column are computed once per call.
+//! Spatial resize of NCHW tensors (ONNX Resize). The source indices and weights of every
+//! output row and column are computed once per call. Two paths:
+//! - nearest and bilinear with the common coordinate modes ([`Resize::is_simple`]): both axes
+//!   in one pass, two taps per axis, f32 coordinates as ONNX Runtime computes them;
+//! - everything else (bicubic, antialias, `exclude_outside`, `half_pixel_symmetric`,
+//!   `tf_crop_and_resize`): separable, H then W through an `[N·C][OH][W]` buffer, with the
+//!   coordinates and tap weights of the ONNX reference implementation
+//!   (`onnx.reference.ops.op_resize`) computed in f64: each output takes the `n` input
+//!   positions nearest its source coordinate (edge-clamped), weighted by the mode's filter.
 
 use rayon::prelude::*;
 
+use crate::graph::shape::keep_aspect_scale;
 use crate::graph::{CoordMode, NearestMode, Resize, ResizeMode, ResizeTarget};
 
 /// Maps output coordinate `o` to the input axis (ONNX `coordinate_transformation_mode`).
@@ -27,6 +35,8 @@ pub fn source_coord(coord: CoordMode, o: usize, scale: f32, in_len: usize, out_l
             }
         }
         CoordMode::Asymmetric => o / scale,
+        // Not on this path (`Resize::is_simple`); the general path's `source_coord_f64` has them.
+        CoordMode::HalfPixelSymmetric | CoordMode::TfCropAndResize => (o + 0.5) / scale - 0.5,
     }
 }
 
@@ -58,6 +68,16 @@ pub fn scales(r: &Resize, in_hw: [usize; 2], out_hw: [usize; 2]) -> [f32; 2] {
     match r.target {
         ResizeTarget::Scales(s) => s,
         ResizeTarget::Sizes(_) => [out_hw[0] as f32 / in_hw[0] as f32, out_hw[1] as f32 / in_hw[1] as f32],
+        ResizeTarget::KeepAspect { sizes, policy, unit_axes } => [keep_aspect_scale(sizes, policy, unit_axes, in_hw[0], in_hw[1]) as f32; 2],
+    }
+}
+
+/// [`scales`] in f64, as the general path and the ONNX reference compute them.
+fn scales_f64(r: &Resize, in_hw: [usize; 2], out_hw: [usize; 2]) -> [f64; 2] {
+    match r.target {
+        ResizeTarget::Scales([sh, sw]) => [f64::from(sh), f64::from(sw)],
+        ResizeTarget::Sizes(_) => [out_hw[0] as f64 / in_hw[0] as f64, out_hw[1] as f64 / in_hw[1] as f64],
+        ResizeTarget::KeepAspect { sizes, policy, unit_axes } => [keep_aspect_scale(sizes, policy, unit_axes, in_hw[0], in_hw[1]); 2],
     }
 }
 
@@ -71,7 +91,8 @@ fn axis_table(r: &Resize, scale: f32, in_len: usize, out_len: usize) -> Vec<(usi
                     let i = nearest_index(m, x, in_len);
                     (i, i, 0.0)
                 }
-                ResizeMode::Linear => {
+                // Cubic is not on this path (`Resize::is_simple`).
+                ResizeMode::Linear | ResizeMode::Cubic { .. } => {
                     let x = x.clamp(0.0, in_len as f32 - 1.0);
                     let i0 = x.floor() as usize;
                     let i1 = (i0 + 1).min(in_len - 1);
@@ -84,6 +105,9 @@ fn axis_table(r: &Resize, scale: f32, in_len: usize, out_len: usize) -> Vec<(usi
 
 /// Resizes `x: [N, C, H, W]` into `out: [N, C, OH, OW]`.
 pub fn resize(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
+    if !r.is_simple() {
+        return resize_general(r, x, xs, out, os);
+    }
     let [_, _, h, w] = xs;
     let [_, _, oh, ow] = os;
     let [sh, sw] = scales(r, [h, w], [oh, ow]);
@@ -97,6 +121,170 @@ pub fn resize(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize
                 let top = r0[x0] + (r0[x1] - r0[x0]) * wx;
                 let bot = r1[x0] + (r1[x1] - r1[x0]) * wx;
                 *v = top + (bot - top) * wy;
+            }
+        }
+    });
+}
+
+/// One axis of the general path: for output index `o`, taps `o·n .. o·n + n` of `idx`
+/// (clamped to the input) and `w`; `outside[o]` outputs take the extrapolation value.
+struct Taps {
+    n: usize,
+    idx: Vec<usize>,
+    w: Vec<f32>,
+    outside: Vec<bool>,
+}
+
+/// The source coordinate of output `y` on an axis, as the ONNX reference computes it, and
+/// whether it lies outside the crop (`tf_crop_and_resize` only). `roi` is `[start, end]`.
+fn source_coord_f64(coord: CoordMode, y: f64, scale: f64, in_len: usize, out_len: usize, roi: [f64; 2]) -> (f64, bool) {
+    let (inl, out_f) = (in_len as f64, scale * in_len as f64);
+    match coord {
+        CoordMode::AlignCorners => (if out_f == 1.0 { 0.0 } else { y * (inl - 1.0) / (out_f - 1.0) }, false),
+        CoordMode::Asymmetric => (y / scale, false),
+        CoordMode::TfCropAndResize => {
+            let x = if out_f == 1.0 { (roi[1] - roi[0]) * (inl - 1.0) / 2.0 } else { y * (roi[1] - roi[0]) * (inl - 1.0) / (out_f - 1.0) };
+            let x = x + roi[0] * (inl - 1.0);
+            (x, x < 0.0 || x > inl - 1.0)
+        }
+        // The spec's text (and ONNX Runtime, and the fast path): 0 for a 1-long output. The
+        // reference code tests the unrounded length `in · scale` and returns −0.5; the two
+        // differ only for a fractional `in · scale` below 2, which no conformance case has.
+        CoordMode::PytorchHalfPixel => (if out_len > 1 { (y + 0.5) / scale - 0.5 } else { 0.0 }, false),
+        CoordMode::HalfPixel => ((y + 0.5) / scale - 0.5, false),
+        CoordMode::HalfPixelSymmetric => {
+            let adjustment = out_len as f64 / out_f;
+            let offset = inl / 2.0 * (1.0 - adjustment);
+            (offset + (y + 0.5) / scale - 0.5, false)
+        }
+    }
+}
+
+/// The filter weights for a source coordinate whose distance past the tap on its left is
+/// `ratio` (in (0, 1]; 1 when the coordinate is a whole number).
+fn coeffs(r: &Resize, ratio: f64, scale: f64) -> Vec<f64> {
+    match r.mode {
+        ResizeMode::Nearest(m) => {
+            if ratio == 1.0 {
+                return vec![0.0, 1.0];
+            }
+            let right = match m {
+                NearestMode::RoundPreferFloor => ratio > 0.5,
+                NearestMode::RoundPreferCeil => ratio >= 0.5,
+                NearestMode::Floor => false,
+                NearestMode::Ceil => true,
+            };
+            if right { vec![0.0, 1.0] } else { vec![1.0, 0.0] }
+        }
+        ResizeMode::Linear if r.antialias => {
+            let s = scale.min(1.0);
+            let start = (-1.0 / s).floor() as i64 + 1;
+            let footprint = 2 - 2 * start;
+            normalised((start..start + footprint).map(|i| (1.0 - ((i as f64 - ratio) * s).abs()).clamp(0.0, 1.0)).collect())
+        }
+        ResizeMode::Linear => vec![1.0 - ratio, ratio],
+        ResizeMode::Cubic { a } if r.antialias => {
+            let (a, s) = (f64::from(a), scale.min(1.0));
+            let start = (-2.0 / s).floor() as i64 + 1;
+            normalised((start..2 - start).map(|i| cubic(a, s * (i as f64 - ratio))).collect())
+        }
+        ResizeMode::Cubic { a } => {
+            let a = f64::from(a);
+            vec![cubic(a, ratio + 1.0), cubic(a, ratio), cubic(a, 1.0 - ratio), cubic(a, 2.0 - ratio)]
+        }
+    }
+}
+
+/// Keys' cubic convolution kernel with coefficient `a`.
+fn cubic(a: f64, x: f64) -> f64 {
+    let x = x.abs();
+    if x <= 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
+fn normalised(mut c: Vec<f64>) -> Vec<f64> {
+    let sum: f64 = c.iter().sum();
+    if sum != 0.0 {
+        c.iter_mut().for_each(|v| *v /= sum);
+    }
+    c
+}
+
+/// The taps of one axis (see [`Taps`]); an identity axis (scale 1, same length, whole roi)
+/// copies its input, as the reference skips it.
+fn axis_taps(r: &Resize, scale: f64, in_len: usize, out_len: usize, roi: [f64; 2]) -> Taps {
+    let whole = r.coord != CoordMode::TfCropAndResize || (roi[0].abs() < 1e-9 && (roi[1] - 1.0).abs() < 1e-9);
+    if (scale - 1.0).abs() <= 1e-9 && in_len == out_len && whole {
+        return Taps { n: 1, idx: (0..out_len).collect(), w: vec![1.0; out_len], outside: vec![false; out_len] };
+    }
+    let n = coeffs(r, 0.5, scale).len();
+    let mut t = Taps { n, idx: Vec::with_capacity(out_len * n), w: Vec::with_capacity(out_len * n), outside: Vec::with_capacity(out_len) };
+    let pad = n.div_ceil(2) as f64;
+    for y in 0..out_len {
+        let (x, outside) = source_coord_f64(r.coord, y as f64, scale, in_len, out_len, roi);
+        let ratio = if x == x.floor() { 1.0 } else { x - x.floor() };
+        let mut c = coeffs(r, ratio, scale);
+        // The n positions nearest x, ties to the smaller (the reference's window), in the
+        // edge-padded frame, then back.
+        let xp = x + pad;
+        let (p, frac) = (xp.floor(), xp - xp.floor());
+        let off = if n % 2 == 0 {
+            if frac == 0.0 { -((n / 2) as f64) } else { 1.0 - (n / 2) as f64 }
+        } else {
+            let base = -(((n - 1) / 2) as f64);
+            if frac <= 0.5 { base } else { base + 1.0 }
+        };
+        let first = p + off - pad;
+        if r.exclude_outside {
+            for (k, v) in c.iter_mut().enumerate() {
+                let i = first + k as f64;
+                if i < 0.0 || i >= in_len as f64 {
+                    *v = 0.0;
+                }
+            }
+            c = normalised(c);
+        }
+        for (k, v) in c.iter().enumerate() {
+            t.idx.push((first + k as f64).clamp(0.0, in_len as f64 - 1.0) as usize);
+            t.w.push(*v as f32);
+        }
+        t.outside.push(outside);
+    }
+    t
+}
+
+/// The general path (see the module docs); [`resize`] takes it for every resize that is not
+/// [`Resize::is_simple`].
+pub fn resize_general(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
+    let [_, _, h, w] = xs;
+    let [_, _, oh, ow] = os;
+    let [sh, sw] = scales_f64(r, [h, w], [oh, ow]);
+    let roi = r.roi.map(f64::from);
+    let ty = axis_taps(r, sh, h, oh, [roi[0], roi[2]]);
+    let tx = axis_taps(r, sw, w, ow, [roi[1], roi[3]]);
+    let e = r.extrapolation;
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+        let mut rows = vec![0f32; oh * w];
+        for (oy, row) in rows.chunks_mut(w).enumerate() {
+            if ty.outside[oy] {
+                row.fill(e);
+                continue;
+            }
+            for k in 0..ty.n {
+                let (src, wt) = (&plane[ty.idx[oy * ty.n + k] * w..][..w], ty.w[oy * ty.n + k]);
+                for (v, s) in row.iter_mut().zip(src) {
+                    *v += wt * s;
+                }
+            }
+        }
+        for (orow, row) in o.chunks_mut(ow).zip(rows.chunks(w)) {
+            for (ox, v) in orow.iter_mut().enumerate() {
+                *v = if tx.outside[ox] { e } else { (0..tx.n).map(|k| tx.w[ox * tx.n + k] * row[tx.idx[ox * tx.n + k]]).sum() };
             }
         }
     });

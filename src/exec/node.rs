@@ -124,6 +124,7 @@ pub(crate) fn run(
                 Op::MaxPool(p) => pool::pool2d(p, true, x, dims4(xs), out, dims4(os)),
                 Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
                 Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
+                Op::GlobalMaxPool => pool::global_max_pool(x, xs[2] * xs[3], out),
                 Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
                 Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
                 Op::Concat { axis } => {

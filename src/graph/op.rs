@@ -330,6 +330,10 @@ pub enum CoordMode {
     PytorchHalfPixel,
     AlignCorners,
     Asymmetric,
+    /// `half_pixel` with the input's centre mapped to the output's (opset 18).
+    HalfPixelSymmetric,
+    /// Samples the region [`Resize::roi`] of the input; outside it, [`Resize::extrapolation`].
+    TfCropAndResize,
 }
 
 /// Nearest-neighbour rounding (ONNX `nearest_mode`).
@@ -342,11 +346,23 @@ pub enum NearestMode {
 }
 
 /// Interpolation for Resize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ResizeMode {
     Nearest(NearestMode),
     /// Bilinear over H and W.
     Linear,
+    /// Bicubic over H and W with coefficient `a` (ONNX `cubic_coeff_a`: −0.75 by default, torch
+    /// uses the same, TensorFlow −0.5).
+    Cubic { a: f32 },
+}
+
+/// How `keep_aspect_ratio_policy` fits one scale to the requested sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AspectPolicy {
+    /// The output fits inside the sizes: the smaller of the two ratios.
+    NotLarger,
+    /// The output covers the sizes: the larger of the two ratios.
+    NotSmaller,
 }
 
 /// How the output size of a Resize is given.
@@ -356,6 +372,10 @@ pub enum ResizeTarget {
     Scales([f32; 2]),
     /// Output H and W.
     Sizes([usize; 2]),
+    /// One scale for H and W chosen from the requested sizes by `policy`; the output is
+    /// `round_half_up(in * scale)`. With `unit_axes` the policy also weighs N and C, whose
+    /// ratio is 1 (ONNX's reading of a sizes list that covers every axis).
+    KeepAspect { sizes: [usize; 2], policy: AspectPolicy, unit_axes: bool },
 }
 
 /// Spatial resize of an NCHW tensor.
@@ -364,6 +384,29 @@ pub struct Resize {
     pub mode: ResizeMode,
     pub coord: CoordMode,
     pub target: ResizeTarget,
+    /// Widen the linear or cubic filter by 1/scale when downsampling (ONNX `antialias`).
+    pub antialias: bool,
+    /// Taps outside the input get weight 0, the others renormalised (ONNX `exclude_outside`).
+    pub exclude_outside: bool,
+    /// The value of outputs sampled outside the input, for [`CoordMode::TfCropAndResize`].
+    pub extrapolation: f32,
+    /// `[h_start, w_start, h_end, w_end]`, normalised, for [`CoordMode::TfCropAndResize`].
+    pub roi: [f32; 4],
+}
+
+impl Resize {
+    /// A plain resize: no antialias, no excluded taps, the whole input.
+    pub fn new(mode: ResizeMode, coord: CoordMode, target: ResizeTarget) -> Resize {
+        Resize { mode, coord, target, antialias: false, exclude_outside: false, extrapolation: 0.0, roi: [0.0, 0.0, 1.0, 1.0] }
+    }
+
+    /// Whether the separable nearest/bilinear path computes it (else the general tap path).
+    pub fn is_simple(&self) -> bool {
+        !self.antialias
+            && !self.exclude_outside
+            && matches!(self.mode, ResizeMode::Nearest(_) | ResizeMode::Linear)
+            && matches!(self.coord, CoordMode::HalfPixel | CoordMode::PytorchHalfPixel | CoordMode::AlignCorners | CoordMode::Asymmetric)
+    }
 }
 
 /// Where a quantized op gets its input's u8 parameters.
@@ -418,6 +461,8 @@ pub enum Op {
     MaxPool(Pool2d),
     AveragePool(Pool2d),
     GlobalAveragePool,
+    /// Max over each whole `[H, W]` plane: `[N, C, 1, 1]`.
+    GlobalMaxPool,
     /// Flattens to 2-D `[prod(dims[..axis]), prod(dims[axis..])]`.
     Flatten { axis: usize },
     /// ONNX Reshape with a constant target: `0` copies the input dim, `-1` is inferred.
@@ -450,6 +495,7 @@ impl Op {
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::GlobalMaxPool => "GlobalMaxPool",
             Op::Flatten { .. } => "Flatten",
             Op::Reshape { .. } => "Reshape",
             Op::Linear(l) if !l.precision.is_f32() => "QGemm",

@@ -1,7 +1,7 @@
 //! Shape inference for concrete input shapes. Returns one shape per value; values that are
 //! never defined get an empty shape.
 
-use super::{Graph, Node, Op, Pool2d, ResizeTarget};
+use super::{AspectPolicy, Graph, Node, Op, Pool2d, ResizeTarget};
 use crate::error::{Error, Result};
 
 /// Output size of a convolution or pooling window along one axis, or `None` when empty.
@@ -48,6 +48,26 @@ pub fn resize_out(target: &ResizeTarget, h: usize, w: usize) -> [usize; 2] {
     match *target {
         ResizeTarget::Sizes(s) => s,
         ResizeTarget::Scales([sh, sw]) => [(h as f32 * sh).floor() as usize, (w as f32 * sw).floor() as usize],
+        ResizeTarget::KeepAspect { sizes, policy, unit_axes } => {
+            let s = keep_aspect_scale(sizes, policy, unit_axes, h, w);
+            // ONNX's round_half_up: int(x + 0.5).
+            [(s * h as f64 + 0.5) as usize, (s * w as f64 + 0.5) as usize]
+        }
+    }
+}
+
+/// The one scale `keep_aspect_ratio_policy` takes for both axes: the smaller (not_larger) or
+/// the larger (not_smaller) of `sizes / [h, w]`, and of 1 with `unit_axes` (N and C).
+pub fn keep_aspect_scale(sizes: [usize; 2], policy: AspectPolicy, unit_axes: bool, h: usize, w: usize) -> f64 {
+    let (rh, rw) = (sizes[0] as f64 / h.max(1) as f64, sizes[1] as f64 / w.max(1) as f64);
+    let s = match policy {
+        AspectPolicy::NotLarger => rh.min(rw),
+        AspectPolicy::NotSmaller => rh.max(rw),
+    };
+    match (unit_axes, policy) {
+        (false, _) => s,
+        (true, AspectPolicy::NotLarger) => s.min(1.0),
+        (true, AspectPolicy::NotSmaller) => s.max(1.0),
     }
 }
 
@@ -184,7 +204,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             let [oh, ow] = pool_out(p, x[2], x[3]).ok_or_else(|| err(format!("window does not fit input {x:?}")))?;
             vec![x[0], x[1], oh, ow]
         }
-        Op::GlobalAveragePool => {
+        Op::GlobalAveragePool | Op::GlobalMaxPool => {
             need4(x)?;
             vec![x[0], x[1], 1, 1]
         }

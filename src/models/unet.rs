@@ -85,11 +85,7 @@ impl UNetConfig {
             let (up, up_ch) = match self.up {
                 UpMode::Transpose => (b.conv_transpose(&format!("up{j}.up"), h, ch(level + 1), ch(level), 2)?, ch(level)),
                 UpMode::Bilinear => {
-                    let r = Resize {
-                        mode: ResizeMode::Linear,
-                        coord: CoordMode::AlignCorners,
-                        target: ResizeTarget::Scales([2.0, 2.0]),
-                    };
+                    let r = Resize::new(ResizeMode::Linear, CoordMode::AlignCorners, ResizeTarget::Scales([2.0, 2.0]));
                     (b.push(format!("up{j}.up"), Op::Resize(r), vec![h]), ch(level + 1))
                 }
             };

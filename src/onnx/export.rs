@@ -233,7 +233,16 @@ fn pool_attrs(p: &Pool2d, avg: bool) -> Vec<pb::AttributeProto> {
 /// Builds the ModelProto.
 pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
     g.validate()?;
-    let shapes = crate::graph::shape::infer(g, &[g.input_shape(1)?])?;
+    // Shapes at the declared input shape; the batch (dim 0) is written symbolic only when the
+    // graph also accepts another batch (a Reshape to fixed dims or a Concat with a constant
+    // pins it).
+    let declared = g.inputs.first().map(|i| i.shape.clone()).ok_or_else(|| crate::error::Error::Config("graph has no input".into()))?;
+    let shapes = crate::graph::shape::infer(g, std::slice::from_ref(&declared))?;
+    let batch_free = declared.first().is_some_and(|&b| {
+        let mut other = declared.clone();
+        other[0] = b + 1;
+        crate::graph::shape::infer(g, &[other]).is_ok()
+    });
     let mut w = Writer { nodes: Vec::new(), inits: Vec::new() };
     let vname = |v: ValueId| g.values[v].clone();
     for (&id, t) in &g.constants {
@@ -296,6 +305,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             Op::MaxPool(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
             Op::AveragePool(p) => w.node("AveragePool", nm, vec![x], &out, pool_attrs(p, true)),
             Op::GlobalAveragePool => w.node("GlobalAveragePool", nm, vec![x], &out, vec![]),
+            Op::GlobalMaxPool => w.node("GlobalMaxPool", nm, vec![x], &out, vec![]),
             Op::Flatten { axis } => w.node("Flatten", nm, vec![x], &out, vec![a_int("axis", *axis as i64)]),
             Op::Reshape { shape } => {
                 let s = format!("{nm}.shape");
@@ -319,6 +329,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             Op::Resize(r) => {
                 let (mode, nearest) = match r.mode {
                     ResizeMode::Linear => ("linear", "round_prefer_floor"),
+                    ResizeMode::Cubic { .. } => ("cubic", "round_prefer_floor"),
                     ResizeMode::Nearest(m) => (
                         "nearest",
                         match m {
@@ -334,34 +345,73 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                     CoordMode::PytorchHalfPixel => "pytorch_half_pixel",
                     CoordMode::AlignCorners => "align_corners",
                     CoordMode::Asymmetric => "asymmetric",
+                    CoordMode::HalfPixelSymmetric => "half_pixel_symmetric",
+                    CoordMode::TfCropAndResize => "tf_crop_and_resize",
+                };
+                let roi = if r.coord == CoordMode::TfCropAndResize {
+                    let [h0, w0, h1, w1] = r.roi;
+                    w.init(format!("{nm}.roi"), &[8], &[0.0, 0.0, h0, w0, 1.0, 1.0, h1, w1])
+                } else {
+                    String::new()
+                };
+                let mut attrs = vec![a_str("mode", mode), a_str("coordinate_transformation_mode", coord), a_str("nearest_mode", nearest)];
+                let sizes = |w: &mut Writer, [h, wd]: [usize; 2]| {
+                    // sizes = [N, C] of the input (kept dynamic) ++ [h, w].
+                    let nc = format!("{nm}.nc");
+                    w.node("Shape", &nc, vec![x.clone()], &nc, vec![a_int("start", 0), a_int("end", 2)]);
+                    let hw = format!("{nm}.hw");
+                    w.inits.push(tensor_i64(&hw, &[h as i64, wd as i64]));
+                    let sizes = format!("{nm}.sizes");
+                    w.node("Concat", &sizes, vec![nc, hw], &sizes, vec![a_int("axis", 0)]);
+                    sizes
                 };
                 let ins = match r.target {
                     ResizeTarget::Scales([sh, sw]) => {
-                        vec![x, String::new(), w.init(format!("{nm}.scales"), &[4], &[1.0, 1.0, sh, sw])]
+                        vec![x.clone(), roi, w.init(format!("{nm}.scales"), &[4], &[1.0, 1.0, sh, sw])]
                     }
-                    ResizeTarget::Sizes([h, wd]) => {
-                        // sizes = [N, C] of the input (kept dynamic) ++ [h, w].
-                        let nc = format!("{nm}.nc");
-                        w.node("Shape", &nc, vec![x.clone()], &nc, vec![a_int("start", 0), a_int("end", 2)]);
-                        let hw = format!("{nm}.hw");
-                        w.inits.push(tensor_i64(&hw, &[h as i64, wd as i64]));
-                        let sizes = format!("{nm}.sizes");
-                        w.node("Concat", &sizes, vec![nc, hw], &sizes, vec![a_int("axis", 0)]);
-                        vec![x, String::new(), String::new(), sizes]
+                    ResizeTarget::Sizes(hw) => vec![x.clone(), roi, String::new(), sizes(&mut w, hw)],
+                    ResizeTarget::KeepAspect { sizes: hw, policy, unit_axes } => {
+                        let policy = match policy {
+                            AspectPolicy::NotLarger => "not_larger",
+                            AspectPolicy::NotSmaller => "not_smaller",
+                        };
+                        attrs.push(a_str("keep_aspect_ratio_policy", policy));
+                        if unit_axes {
+                            vec![x.clone(), roi, String::new(), sizes(&mut w, hw)]
+                        } else {
+                            // The policy over H and W only: axes [2, 3], sizes for those two.
+                            attrs.push(a_ints("axes", &[2, 3]));
+                            let hw_name = format!("{nm}.sizes");
+                            w.inits.push(tensor_i64(&hw_name, &[hw[0] as i64, hw[1] as i64]));
+                            vec![x.clone(), roi, String::new(), hw_name]
+                        }
                     }
                 };
-                let attrs = vec![a_str("mode", mode), a_str("coordinate_transformation_mode", coord), a_str("nearest_mode", nearest)];
+                if let ResizeMode::Cubic { a } = r.mode {
+                    attrs.push(a_float("cubic_coeff_a", a));
+                }
+                if r.antialias {
+                    attrs.push(a_int("antialias", 1));
+                }
+                if r.exclude_outside {
+                    attrs.push(a_int("exclude_outside", 1));
+                }
+                if r.coord == CoordMode::TfCropAndResize {
+                    attrs.push(a_float("extrapolation_value", r.extrapolation));
+                }
                 w.node("Resize", nm, ins, &out, attrs);
             }
             Op::Softmax { axis } => w.node("Softmax", nm, vec![x], &out, vec![a_int("axis", *axis as i64)]),
             Op::Identity => w.node("Identity", nm, vec![x], &out, vec![]),
         }
     }
-    let input = g.inputs.iter().map(|i| {
-        let mut s = i.shape.clone();
-        s[0] = 0;
-        value_info(&g.values[i.id], Some(&s))
-    });
+    let symbolic = |mut s: Vec<usize>| {
+        if let Some(b) = s.first_mut().filter(|_| batch_free) {
+            *b = 0;
+        }
+        s
+    };
+    let input = g.inputs.iter().map(|i| value_info(&g.values[i.id], Some(&symbolic(i.shape.clone()))));
     let graph = pb::GraphProto {
         name: "kestrel".into(),
         node: w.nodes,
@@ -370,24 +420,33 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
         output: g
             .outputs
             .iter()
-            .map(|&o| {
-                let mut s = shapes[o].clone();
-                if let Some(b) = s.first_mut() {
-                    *b = 0;
-                }
-                value_info(&g.values[o], Some(&s))
-            })
+            .map(|&o| value_info(&g.values[o], Some(&symbolic(shapes[o].clone()))))
             .collect(),
         ..Default::default()
     };
     Ok(pb::ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset(g) }],
         producer_name: "kestrel".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
         ..Default::default()
     })
+}
+
+/// The opset a graph is written at: [`OPSET`], or the first that has what a node uses:
+/// 18 for Resize's antialias and keep_aspect_ratio_policy, 19 for its half_pixel_symmetric
+/// and for AveragePool's dilations. Opsets 18 and 19 changed none of the other ops this
+/// exporter writes in a way it relies on (Reshape, Shape, Concat, Q/DQ on u8/s8 keep their
+/// meaning).
+fn opset(g: &Graph) -> i64 {
+    let needs = |n: &Node| match &n.op {
+        Op::Resize(r) if r.coord == CoordMode::HalfPixelSymmetric => 19,
+        Op::AveragePool(p) if p.dilation != [1, 1] => 19,
+        Op::Resize(r) if r.antialias || matches!(r.target, ResizeTarget::KeepAspect { .. }) => 18,
+        _ => OPSET,
+    };
+    g.nodes.iter().map(needs).max().unwrap_or(OPSET).max(OPSET)
 }
 
 /// Serialises an existing ModelProto.

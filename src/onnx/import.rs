@@ -9,7 +9,7 @@ use super::pb;
 use super::proto::{tensor_data, tensor_data_in, Data};
 use super::ImportOptions;
 use crate::error::{Error, Result};
-use crate::graph::shape::node_output_shape;
+use crate::graph::shape::{node_output_shape, MAX_ELEMENTS};
 use crate::graph::*;
 use crate::qparams::QParams;
 use crate::tensor::Tensor;
@@ -325,9 +325,11 @@ impl Importer<'_> {
             "Clip" => self.clip(),
             "Add" | "Mul" => self.binary(),
             "MaxPool" | "AveragePool" => self.pool(),
-            "GlobalAveragePool" => {
+            "GlobalAveragePool" | "GlobalMaxPool" => {
+                self.only_attrs(&[])?;
                 let x = self.runtime(0)?;
-                self.emit1(Op::GlobalAveragePool, vec![x])
+                let op = if node.op_type == "GlobalMaxPool" { Op::GlobalMaxPool } else { Op::GlobalAveragePool };
+                self.emit1(op, vec![x])
             }
             "ReduceMean" => self.reduce_mean(),
             "Flatten" => self.flatten(),
@@ -389,7 +391,7 @@ impl Importer<'_> {
     }
 
     fn conv_transpose(&mut self) -> Result<()> {
-        self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "group", "output_padding", "auto_pad"])?;
+        self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "group", "output_padding", "auto_pad", "output_shape"])?;
         let x = self.runtime(0)?;
         let (ws, w) = self.const_f32(1)?;
         if ws.len() != 4 {
@@ -401,11 +403,7 @@ impl Importer<'_> {
         }
         let stride = self.spatial("strides", [1, 1])?;
         let dilation = self.spatial("dilations", [1, 1])?;
-        let output_padding = self.spatial("output_padding", [0, 0])?;
-        if self.string("auto_pad", "NOTSET") != "NOTSET" {
-            return Err(self.err("auto_pad is not supported for ConvTranspose"));
-        }
-        let pads = self.pads(x, [ws[2], ws[3]], stride, dilation)?;
+        let (pads, output_padding) = self.conv_transpose_pads(x, [ws[2], ws[3]], stride, dilation)?;
         let bias = match self.input(2) {
             None => None,
             Some(_) => Some(self.const_f32(2)?.1),
@@ -415,6 +413,63 @@ impl Importer<'_> {
         match (self.fake_of.get(&x).copied(), self.qweights_axis1.get(&self.node.input[1]).cloned()) {
             (Some((src, aq)), Some(qw)) if c.groups == 1 => self.emit1(Op::ConvTranspose(c.with_int8(qw, aq)?), vec![src]),
             _ => self.emit1(Op::ConvTranspose(c), vec![x]),
+        }
+    }
+
+    /// Pads and output padding of a ConvTranspose, as the ONNX reference derives them from
+    /// `pads`, `output_padding`, `output_shape` and `auto_pad`:
+    /// - `auto_pad` SAME_UPPER/SAME_LOWER without `pads`: the output is `output_shape` (default
+    ///   input · stride), and the total padding that leaves is split, the odd one at the end
+    ///   (UPPER) or the start (LOWER);
+    /// - otherwise with `output_shape`: `pads` (or 0) crop the start and the output is cut,
+    ///   or extended with zeros, at the end to `output_shape` (`output_padding` is ignored);
+    /// - otherwise `pads` and `output_padding` as given (VALID: no pads).
+    fn conv_transpose_pads(&self, x: ValueId, kernel: [usize; 2], stride: [usize; 2], dil: [usize; 2]) -> Result<([usize; 4], [usize; 2])> {
+        let auto = self.string("auto_pad", "NOTSET");
+        let xs = &self.shapes[x];
+        let output_shape = match self.ints("output_shape") {
+            None => None,
+            Some(o) if o.len() >= 2 && o.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS as i64) => Some([o[o.len() - 2] as usize, o[o.len() - 1] as usize]),
+            Some(o) => return Err(self.err(format!("output_shape {o:?}: expected the spatial sizes, each in 1..={MAX_ELEMENTS}"))),
+        };
+        let explicit = self.ints("pads").is_some();
+        // Without any padding: stride · (in − 1) + (k − 1) · dil + 1, checked.
+        let full = |a: usize| -> Result<usize> {
+            stride[a]
+                .checked_mul(xs[2 + a].max(1) - 1)
+                .and_then(|v| v.checked_add(kernel[a].checked_sub(1)?.checked_mul(dil[a])?))
+                .and_then(|v| v.checked_add(1))
+                .ok_or_else(|| self.err("the output size overflows"))
+        };
+        match auto.as_str() {
+            "SAME_UPPER" | "SAME_LOWER" if !explicit => {
+                let output_padding = self.spatial("output_padding", [0, 0])?;
+                let mut pads = [0usize; 4];
+                for a in 0..2 {
+                    let out = match output_shape {
+                        Some(o) => o[a],
+                        None => xs[2 + a].checked_mul(stride[a]).ok_or_else(|| self.err("the output size overflows"))?,
+                    };
+                    let total = full(a)? as i64 + output_padding[a] as i64 - out as i64;
+                    if total < 0 {
+                        return Err(self.err(format!("auto_pad {auto} with output size {out} beyond the transposed conv's reach needs negative pads")));
+                    }
+                    let (small, big) = ((total / 2) as usize, (total - total / 2) as usize);
+                    (pads[a], pads[a + 2]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+                }
+                Ok((pads, output_padding))
+            }
+            "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER" => {
+                let pads = if auto == "VALID" { [0; 4] } else { self.pads(x, kernel, stride, dil)? };
+                let Some(o) = output_shape else { return Ok((pads, self.spatial("output_padding", [0, 0])?)) };
+                let (mut pads, mut op) = (pads, [0usize; 2]);
+                for a in 0..2 {
+                    let room = full(a)?.checked_sub(pads[a]).filter(|&r| r > 0).ok_or_else(|| self.err(format!("pads {pads:?} leave no output")))?;
+                    (pads[a + 2], op[a]) = if room >= o[a] { (room - o[a], 0) } else { (0, o[a] - room) };
+                }
+                Ok((pads, op))
+            }
+            other => Err(self.err(format!("auto_pad '{}' is not supported", other.escape_debug()))),
         }
     }
 
@@ -734,8 +789,9 @@ impl Importer<'_> {
     fn resize(&mut self) -> Result<()> {
         let upsample = self.node.op_type == "Upsample";
         let x = self.runtime(0)?;
+        let legacy = upsample || self.opset < 11;
         let mode = self.string("mode", "nearest");
-        let (coord, nearest) = if upsample || self.opset < 11 {
+        let (coord, nearest) = if legacy {
             self.only_attrs(&["mode", "scales"])?;
             ("asymmetric".to_string(), "floor".to_string())
         } else {
@@ -750,17 +806,6 @@ impl Importer<'_> {
                 "keep_aspect_ratio_policy",
                 "axes",
             ])?;
-            if self.int("exclude_outside", 0) != 0 || self.int("antialias", 0) != 0 {
-                return Err(self.err("exclude_outside and antialias are not supported"));
-            }
-            if self.string("keep_aspect_ratio_policy", "stretch") != "stretch" {
-                return Err(self.err("keep_aspect_ratio_policy other than 'stretch' is not supported"));
-            }
-            if let Some(axes) = self.ints("axes") {
-                if axes != [2, 3] && axes != [0, 1, 2, 3] && axes != [-2, -1] {
-                    return Err(self.err(format!("axes {axes:?} are not supported")));
-                }
-            }
             (self.string("coordinate_transformation_mode", "half_pixel"), self.string("nearest_mode", "round_prefer_floor"))
         };
         let coord = match coord.as_str() {
@@ -768,7 +813,9 @@ impl Importer<'_> {
             "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
             "align_corners" => CoordMode::AlignCorners,
             "asymmetric" => CoordMode::Asymmetric,
-            other => return Err(self.err(format!("coordinate_transformation_mode '{other}' is not supported"))),
+            "half_pixel_symmetric" => CoordMode::HalfPixelSymmetric,
+            "tf_crop_and_resize" => CoordMode::TfCropAndResize,
+            other => return Err(self.err(format!("coordinate_transformation_mode '{}' is not supported", other.escape_debug()))),
         };
         let mode = match mode.as_str() {
             "nearest" => ResizeMode::Nearest(match nearest.as_str() {
@@ -776,13 +823,41 @@ impl Importer<'_> {
                 "round_prefer_ceil" => NearestMode::RoundPreferCeil,
                 "floor" => NearestMode::Floor,
                 "ceil" => NearestMode::Ceil,
-                other => return Err(self.err(format!("nearest_mode '{other}' is not supported"))),
+                other => return Err(self.err(format!("nearest_mode '{}' is not supported", other.escape_debug()))),
             }),
             "linear" | "bilinear" => ResizeMode::Linear,
-            other => return Err(self.err(format!("mode '{other}' is not supported"))),
+            "cubic" | "bicubic" => {
+                let a = self.float("cubic_coeff_a", -0.75);
+                if !a.is_finite() {
+                    return Err(self.err(format!("cubic_coeff_a {a} is not finite")));
+                }
+                ResizeMode::Cubic { a }
+            }
+            other => return Err(self.err(format!("mode '{}' is not supported", other.escape_debug()))),
+        };
+        let antialias = self.int("antialias", 0) != 0;
+        if antialias && matches!(mode, ResizeMode::Nearest(_)) {
+            return Err(self.err("antialias is defined for the linear and cubic modes only"));
+        }
+        let xs = self.shapes[x].clone();
+        let rank = xs.len();
+        // The axes the scales, sizes and roi list (all of them by default), normalised.
+        let axes: Vec<usize> = match self.ints("axes") {
+            None => (0..rank).collect(),
+            Some(a) => {
+                let mut out = Vec::with_capacity(a.len());
+                for v in a {
+                    let v = if v < 0 { v + rank as i64 } else { v };
+                    if !(0..rank as i64).contains(&v) || out.contains(&(v as usize)) {
+                        return Err(self.err(format!("axes: {v} is out of range or repeated for rank {rank}")));
+                    }
+                    out.push(v as usize);
+                }
+                out
+            }
         };
         // Scales: attribute (Upsample-7), input 1 (Upsample-9, Resize-10) or input 2; sizes: input 3.
-        let (scales_in, sizes_in) = if upsample || self.opset < 11 { (1, usize::MAX) } else { (2, 3) };
+        let (scales_in, sizes_in) = if legacy { (1, usize::MAX) } else { (2, 3) };
         let scales: Option<Vec<f32>> = if let Some(a) = attr(self.node, "scales") {
             Some(a.floats.clone())
         } else if self.input(scales_in).is_some() {
@@ -791,27 +866,75 @@ impl Importer<'_> {
         } else {
             None
         };
-        let xs = self.shapes[x].clone();
+        // Per-axis values as given for `axes` (legacy scales always cover every axis; a
+        // 2-value list on a 4-D input is the spatial pair, as older exporters wrote it).
+        let per_axis = |vals: usize| -> Result<Vec<usize>> {
+            if vals == axes.len() {
+                Ok(axes.clone())
+            } else if vals == 2 && rank == 4 && axes.len() == 4 {
+                Ok(vec![2, 3])
+            } else {
+                Err(self.err(format!("{vals} values for {} axes", axes.len())))
+            }
+        };
         let target = if let Some(s) = scales {
-            let s = if s.len() == 2 { vec![1.0, 1.0, s[0], s[1]] } else { s };
-            if s.len() != 4 || s[0] != 1.0 || s[1] != 1.0 {
+            let mut full = vec![1.0f32; rank];
+            for (v, a) in s.iter().zip(per_axis(s.len())?) {
+                full[a] = *v;
+            }
+            if rank != 4 || full[0] != 1.0 || full[1] != 1.0 {
                 return Err(self.err(format!("scales {s:?}: only spatial scaling of NCHW is supported")));
             }
-            ResizeTarget::Scales([s[2], s[3]])
+            if !(full[2] > 0.0 && full[3] > 0.0 && full[2].is_finite() && full[3].is_finite()) {
+                return Err(self.err(format!("scales {s:?} must be positive and finite")));
+            }
+            ResizeTarget::Scales([full[2], full[3]])
         } else if self.input(sizes_in).is_some() {
             let s: Vec<i64> = match self.need(sizes_in)?.clone() {
                 Sym::Dims(d, _) => d.iter().map(|x| if let Dim::Known(v) = x { *v } else { xs[0] as i64 }).collect(),
                 _ => self.const_i64(sizes_in)?,
             };
-            let s = if s.len() == 2 { vec![xs[0] as i64, xs[1] as i64, s[0], s[1]] } else { s };
-            if s.len() != 4 || s[1] != xs[1] as i64 || s[2] <= 0 || s[3] <= 0 {
+            let mut full: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
+            for (v, a) in s.iter().zip(per_axis(s.len())?) {
+                full[a] = *v;
+            }
+            if rank != 4 || full[0] != xs[0] as i64 || full[1] != xs[1] as i64 || full[2] <= 0 || full[3] <= 0 {
                 return Err(self.err(format!("sizes {s:?}: only spatial resizing of NCHW is supported")));
             }
-            ResizeTarget::Sizes([s[2] as usize, s[3] as usize])
+            let sizes = [full[2] as usize, full[3] as usize];
+            match self.string("keep_aspect_ratio_policy", "stretch").as_str() {
+                "stretch" => ResizeTarget::Sizes(sizes),
+                // One spatial axis resized: one ratio, so every policy is `stretch`.
+                _ if !(axes.contains(&2) && axes.contains(&3)) => ResizeTarget::Sizes(sizes),
+                "not_larger" => ResizeTarget::KeepAspect { sizes, policy: AspectPolicy::NotLarger, unit_axes: axes.contains(&0) || axes.contains(&1) },
+                "not_smaller" => ResizeTarget::KeepAspect { sizes, policy: AspectPolicy::NotSmaller, unit_axes: axes.contains(&0) || axes.contains(&1) },
+                other => return Err(self.err(format!("keep_aspect_ratio_policy '{}' is not supported", other.escape_debug()))),
+            }
         } else {
             return Err(self.err("neither scales nor sizes is given"));
         };
-        self.emit1(Op::Resize(Resize { mode, coord, target }), vec![x])
+        let mut r = Resize::new(mode, coord, target);
+        r.antialias = antialias;
+        r.exclude_outside = !legacy && self.int("exclude_outside", 0) != 0;
+        r.extrapolation = self.float("extrapolation_value", 0.0);
+        if coord == CoordMode::TfCropAndResize {
+            let roi = match self.input(1) {
+                Some(_) if !legacy => self.const_f32(1)?.1,
+                _ => return Err(self.err("tf_crop_and_resize needs a constant roi input")),
+            };
+            if roi.len() != 2 * axes.len() || roi.iter().any(|v| !v.is_finite()) {
+                return Err(self.err(format!("roi of {} values for {} axes", roi.len(), axes.len())));
+            }
+            let (mut start, mut end) = (vec![0.0f32; rank], vec![1.0f32; rank]);
+            for (i, &a) in axes.iter().enumerate() {
+                (start[a], end[a]) = (roi[i], roi[axes.len() + i]);
+            }
+            if start[0] != 0.0 || start[1] != 0.0 || end[0] != 1.0 || end[1] != 1.0 {
+                return Err(self.err(format!("roi {roi:?}: only spatial crops of NCHW are supported")));
+            }
+            r.roi = [start[2], start[3], end[2], end[3]];
+        }
+        self.emit1(Op::Resize(r), vec![x])
     }
 
     fn softmax(&mut self) -> Result<()> {

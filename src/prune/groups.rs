@@ -275,7 +275,7 @@ impl Analysis<'_> {
                 self.touch(n, &xl, |off, _| Role::PerChannel { offset: off });
                 xl
             }
-            Op::Act(_) | Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::Resize(_) | Op::Identity | Op::FakeQuant(_) => xl,
+            Op::Act(_) | Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Resize(_) | Op::Identity | Op::FakeQuant(_) => xl,
             Op::Softmax { axis } if *axis != 1 => xl,
             Op::Softmax { .. } => {
                 let why = format!("Softmax '{name}' normalises over the channels");
