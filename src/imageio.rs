@@ -38,8 +38,13 @@ pub fn max_pixels() -> u64 {
 /// to what those dimensions need.
 fn decode_any(path: &Path) -> Result<image::DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(path, &bytes)
+}
+
+/// [`decode`] of an image already in memory; `path` names it in errors.
+pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
     let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
-    let reader = || image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
+    let reader = || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
     let (w, h) = reader()?.into_dimensions().map_err(|e| bad(e.to_string()))?;
     let (pixels, limit) = (u64::from(w) * u64::from(h), max_pixels());
     if pixels > limit {
@@ -111,6 +116,11 @@ pub fn write_gray(path: &Path, values: &[f32], h: usize, w: usize) -> Result<()>
 /// Reads a little-endian f32 (`<f4`) C-order `.npy` file.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    npy_from_bytes(path, &bytes)
+}
+
+/// [`read_npy`] of a file already in memory; `path` names it in errors.
+pub fn npy_from_bytes(path: &Path, bytes: &[u8]) -> Result<Tensor> {
     let bad = |r: &str| Error::BadTensor { name: path.display().to_string(), reason: r.to_string() };
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file"));
@@ -138,7 +148,7 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| bad("bad shape")))
         .collect::<Result<_>>()?;
-    let n = checked_numel(&shape).ok_or_else(|| bad("shape overflows"))?;
+    let n = checked_numel(&shape).and_then(|n| n.checked_mul(4)).ok_or_else(|| bad("shape overflows"))? / 4;
     let body = &bytes[start + hlen..];
     if body.len() != n * 4 {
         return Err(bad(&format!("shape {shape:?} needs {} bytes, file has {}", n * 4, body.len())));

@@ -251,7 +251,8 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
 
 /// ONNX Reshape semantics (`allowzero = 0`).
 pub fn reshape_out(x: &[usize], spec: &[i64]) -> std::result::Result<Vec<usize>, String> {
-    let total: usize = x.iter().product();
+    let overflow = || format!("reshape of {x:?} to {spec:?} overflows");
+    let total = x.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
     let mut out = Vec::with_capacity(spec.len());
     let mut infer = None;
     for (i, &d) in spec.iter().enumerate() {
@@ -265,7 +266,7 @@ pub fn reshape_out(x: &[usize], spec: &[i64]) -> std::result::Result<Vec<usize>,
             _ => return Err(format!("invalid target shape {spec:?}")),
         }
     }
-    let known: usize = out.iter().product();
+    let known = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
     if let Some(i) = infer {
         if known == 0 || total % known != 0 {
             return Err(format!("cannot reshape {x:?} to {spec:?}"));

@@ -427,6 +427,9 @@ impl Importer<'_> {
     fn conv_transpose_pads(&self, x: ValueId, kernel: [usize; 2], stride: [usize; 2], dil: [usize; 2]) -> Result<([usize; 4], [usize; 2])> {
         let auto = self.string("auto_pad", "NOTSET");
         let xs = &self.shapes[x];
+        if xs.len() != 4 {
+            return Err(self.err(format!("input of shape {xs:?}: only NCHW is supported")));
+        }
         let output_shape = match self.ints("output_shape") {
             None => None,
             Some(o) if o.len() >= 2 && o.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS as i64) => Some([o[o.len() - 2] as usize, o[o.len() - 1] as usize]),

@@ -1,0 +1,63 @@
+//! Writes the fuzz seed corpus (fuzz/corpus/<target>/): tiny seeded models as ONNX, QDQ ONNX
+//! and safetensors (with and without the config metadata), small images and .npy files.
+//! `cargo run --release --features onnx --example fuzz_seeds -- fuzz/corpus`; README's
+//! "Fuzzing" section lists what else goes in (conformance node models, an ORT-made QDQ model).
+//! Seeds are kept small: AFL mutates every byte, and a 2 KB model runs far more often than a
+//! 2 MB one.
+
+use std::path::{Path, PathBuf};
+
+use kestrel::models::init::synthetic_images;
+use kestrel::models::*;
+use kestrel::qparams::WeightBits;
+use kestrel::quant::{quantize, Mode, QuantizeOptions};
+use kestrel::{Graph, Tensor};
+
+fn configs() -> Vec<(&'static str, ModelConfig)> {
+    let resnet = |depth| ModelConfig::ResNet(ResNetConfig { depth, num_classes: 3, in_channels: 3, base_width: 2, image_size: 32, ..Default::default() });
+    let unet = |up| ModelConfig::UNet(UNetConfig { in_channels: 3, out_channels: 1, base_width: 2, depth: 2, batch_norm: true, up, image_size: 16, ..Default::default() });
+    vec![("resnet18", resnet(18)), ("resnet50", resnet(50)), ("unet_transpose", unet(UpMode::Transpose)), ("unet_bilinear", unet(UpMode::Bilinear))]
+}
+
+fn main() -> kestrel::Result<()> {
+    let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
+    let dir = |t: &str| -> kestrel::Result<PathBuf> {
+        let d = out.join(t);
+        std::fs::create_dir_all(&d).map_err(|e| kestrel::Error::io(&d, e))?;
+        Ok(d)
+    };
+    for (name, cfg) in configs() {
+        let g: Graph = cfg.build(&mut SeededWeights { seed: 1 })?;
+        for t in ["onnx", "session"] {
+            kestrel::onnx::save(&g, &dir(t)?.join(format!("{name}.onnx")))?;
+        }
+        let shape = g.input_shape(1)?;
+        let calib: Vec<Tensor> = (0..2).map(|i| synthetic_images(1, shape[1], shape[2], shape[3], 40 + i)).collect();
+        for (mode, bits) in [(Mode::Static, WeightBits::Eight), (Mode::Dynamic, WeightBits::Seven)] {
+            let q = quantize(&g, &QuantizeOptions { mode, weight_bits: Some(bits), threads: 1, ..Default::default() }, &calib, &mut |_, _| {})?;
+            kestrel::onnx::save(&q, &dir("qdq")?.join(format!("{name}_{mode:?}.onnx").to_lowercase()))?;
+        }
+        let st = dir("safetensors")?;
+        kestrel::convert::write_safetensors(&g, Some(&cfg), &st.join(format!("{name}_config.safetensors")))?;
+        kestrel::convert::write_safetensors(&g, None, &st.join(format!("{name}_names.safetensors")))?;
+    }
+    let img = dir("image")?;
+    let rgb = image::RgbImage::from_fn(12, 9, |x, y| image::Rgb([(x * 20) as u8, (y * 25) as u8, ((x + y) * 9) as u8]));
+    save(&rgb, &img.join("rgb.png"))?;
+    save(&rgb, &img.join("rgb.jpg"))?;
+    save(&image::GrayImage::from_fn(5, 7, |x, y| image::Luma([(x * 40 + y) as u8])), &img.join("gray.png"))?;
+    save(&image::RgbaImage::from_fn(3, 3, |x, y| image::Rgba([x as u8 * 80, y as u8 * 80, 7, 200])), &img.join("rgba.png"))?;
+    let npy = dir("npy")?;
+    kestrel::imageio::write_npy(&npy.join("image.npy"), &synthetic_images(1, 3, 4, 4, 3))?;
+    kestrel::imageio::write_npy(&npy.join("vector.npy"), &Tensor::new(vec![5], vec![1.0, -2.0, 0.5, 3.0, 0.0])?)?;
+    kestrel::imageio::write_npy(&npy.join("scalar.npy"), &Tensor::new(vec![], vec![4.0])?)?;
+    println!("wrote the seed corpus under {}", out.display());
+    Ok(())
+}
+
+fn save<P: image::PixelWithColorType, C: std::ops::Deref<Target = [P::Subpixel]>>(img: &image::ImageBuffer<P, C>, path: &Path) -> kestrel::Result<()>
+where
+    [P::Subpixel]: image::EncodableLayout,
+{
+    img.save(path).map_err(|e| kestrel::Error::Image { path: path.to_path_buf(), reason: e.to_string() })
+}

@@ -1,0 +1,7 @@
+//! cargo-afl target `image` (see fuzz/targets.rs).
+#[path = "../../targets.rs"]
+mod targets;
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| targets::image(data));
+}

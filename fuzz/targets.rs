@@ -1,0 +1,72 @@
+#![allow(dead_code)]
+//! The fuzz targets' bodies: each takes arbitrary bytes and must return without panicking,
+//! hanging or allocating past the limits; an error is the expected outcome for most inputs.
+//! Shared by the cargo-afl binaries (`fuzz/src/bin/*.rs`) and by the corpus replay test
+//! (`tests/fuzz_replay.rs`, in README's test command), which includes this file.
+//!
+//! | target | what the bytes are | what runs |
+//! | --- | --- | --- |
+//! | `onnx` | an ONNX model | protobuf decode, import (graph rewrites, shape inference) |
+//! | `qdq` | a QDQ ONNX model | the same, seeded with quantized models (Q/DQ folding) |
+//! | `session` | an ONNX model | import, `Session::new` (prepare, weight packing), the plan's memory estimate, and a run on a seeded input when the plan is small |
+//! | `safetensors` | a safetensors file | header and offsets, config metadata or name recognition, model build |
+//! | `image` | an image file | format guess, header limits, decode, classify preprocessing |
+//! | `npy` | a .npy file | header parse, shape checks, data |
+
+use std::path::Path;
+
+use kestrel::imageio::{decode_bytes, npy_from_bytes, preprocess, Preprocess};
+use kestrel::models::{ModelConfig, SafetensorsWeights};
+use kestrel::onnx::{import, proto, ImportOptions};
+use kestrel::{Options, Session, Tensor};
+
+/// Every target by name, as the corpus folders are named.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[("onnx", onnx), ("qdq", onnx), ("session", session), ("safetensors", safetensors), ("image", image), ("npy", npy)];
+
+/// Plans above this many bytes, or graphs above this many MACs, are prepared but not run.
+const RUN_LIMIT_BYTES: usize = 16 << 20;
+const RUN_LIMIT_MACS: u64 = 20_000_000;
+
+pub fn onnx(data: &[u8]) {
+    if let Ok(m) = proto::decode(Path::new("fuzz.onnx"), data) {
+        let _ = import::import(&m, &ImportOptions::default());
+    }
+}
+
+pub fn session(data: &[u8]) {
+    let Ok(m) = proto::decode(Path::new("fuzz.onnx"), data) else { return };
+    let Ok(g) = import::import(&m, &ImportOptions::default()) else { return };
+    let Ok(shape) = g.input_shape(1) else { return };
+    let macs = g.macs(&shape);
+    let Ok(s) = Session::new(g, &Options { threads: 1, optimize: true }) else { return };
+    let Ok(bytes) = s.memory_estimate(&shape) else { return };
+    if bytes <= RUN_LIMIT_BYTES && macs.is_ok_and(|m| m <= RUN_LIMIT_MACS) {
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0).collect();
+        if let Ok(x) = Tensor::new(shape, x) {
+            let _ = s.run(&[x]);
+        }
+    }
+}
+
+pub fn safetensors(data: &[u8]) {
+    let path = Path::new("fuzz.safetensors");
+    let Ok(mut w) = SafetensorsWeights::from_bytes(path, data) else { return };
+    let cfg = match &w.config_json {
+        Some(j) => serde_json::from_str::<ModelConfig>(j).ok(),
+        None => kestrel::load::recognise(&w),
+    };
+    if let Some(cfg) = cfg {
+        let _ = cfg.build(&mut w);
+    }
+}
+
+pub fn image(data: &[u8]) {
+    if let Ok(img) = decode_bytes(Path::new("fuzz.img"), data) {
+        let _ = preprocess(&img.to_rgb8(), &Preprocess::default());
+    }
+}
+
+pub fn npy(data: &[u8]) {
+    let _ = npy_from_bytes(Path::new("fuzz.npy"), data);
+}
