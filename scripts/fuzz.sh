@@ -16,6 +16,7 @@ command -v cargo-afl >/dev/null || cargo install cargo-afl
 cargo afl config --build >/dev/null 2>&1 || true
 cd "$root/fuzz"
 cargo afl build --release
+mkdir -p out
 export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1
 # Bound the engine's own allocations the way a user would.
 export KESTREL_MEMORY_LIMIT="${KESTREL_MEMORY_LIMIT:-2147483648}"

@@ -41,6 +41,19 @@ fn decode_any(path: &Path) -> Result<image::DynamicImage> {
     decode_bytes(path, &bytes)
 }
 
+/// Reads only the header of an image file and refuses dimensions above [`max_pixels`], the
+/// check [`decode`] makes first, so a command can refuse a huge image before it loads a model.
+pub fn check_dimensions(path: &Path) -> Result<(u32, u32)> {
+    let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
+    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| bad(e.to_string()))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    let (pixels, limit) = (u64::from(w) * u64::from(h), max_pixels());
+    if pixels > limit {
+        return Err(bad(format!("{w}×{h} is {pixels} pixels, above the limit of {limit} (KESTREL_MAX_PIXELS; `kestrel segment --tile` streams large PNGs)")));
+    }
+    Ok((w, h))
+}
+
 /// [`decode`] of an image already in memory; `path` names it in errors.
 pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
     let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };

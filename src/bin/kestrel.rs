@@ -668,6 +668,10 @@ fn print_sparsity(g: &kestrel::Graph) {
 }
 
 fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize, batch: usize, pre: &Preprocess) -> Result<ExitCode> {
+    // Headers first: a huge or unreadable image is refused before the model is loaded.
+    for p in images {
+        imageio::check_dimensions(p)?;
+    }
     let model = m.load()?;
     let session = m.session(&model)?;
     let labels: Option<Vec<String>> = match labels {
@@ -703,6 +707,10 @@ fn segment_cmd(
     tiling: Option<&kestrel::tile::TileOptions>,
     shard: Shard,
 ) -> Result<ExitCode> {
+    // One image decoded whole: its header is checked before the model is loaded.
+    if tiling.is_none() && input.is_file() {
+        imageio::check_dimensions(input)?;
+    }
     let model = m.load()?;
     if let Some(t) = tiling {
         t.check(model.graph.spatial_multiple.unwrap_or(1))?;
