@@ -296,10 +296,12 @@ impl Importer<'_> {
                 let s = &self.shapes[x];
                 let mut pads = [0; 4];
                 for a in 0..2 {
-                    let inp = s[2 + a];
+                    let Some(&inp) = s.get(2 + a).filter(|_| s.len() == 4) else {
+                        return Err(self.err(format!("auto_pad {auto} on an input of shape {s:?}: only NCHW is supported")));
+                    };
                     let out = inp.div_ceil(stride[a].max(1));
-                    let eff = (kernel[a] - 1) * dil[a] + 1;
-                    let total = ((out - 1) * stride[a] + eff).saturating_sub(inp);
+                    let eff = kernel[a].saturating_sub(1).saturating_mul(dil[a]).saturating_add(1);
+                    let total = out.saturating_sub(1).saturating_mul(stride[a]).saturating_add(eff).saturating_sub(inp);
                     let (small, big) = (total / 2, total - total / 2);
                     let (b, e) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
                     pads[a] = b;
@@ -655,7 +657,7 @@ impl Importer<'_> {
             Sym::Runtime(x) => {
                 // A target that fixes the batch dim to the declared batch is rewritten to copy it.
                 let mut spec = spec;
-                if spec.first() == Some(&(self.shapes[x][0] as i64)) && self.shapes[x][0] == 1 && spec.len() > 1 && !spec.contains(&-1) {
+                if self.shapes[x].first() == Some(&1) && spec.first() == Some(&1) && spec.len() > 1 && !spec.contains(&-1) {
                     spec[0] = 0;
                 }
                 self.emit1(Op::Reshape { shape: spec }, vec![x])
@@ -894,7 +896,7 @@ impl Importer<'_> {
             ResizeTarget::Scales([full[2], full[3]])
         } else if self.input(sizes_in).is_some() {
             let s: Vec<i64> = match self.need(sizes_in)?.clone() {
-                Sym::Dims(d, _) => d.iter().map(|x| if let Dim::Known(v) = x { *v } else { xs[0] as i64 }).collect(),
+                Sym::Dims(d, _) => d.iter().map(|x| if let Dim::Known(v) = x { *v } else { xs.first().map_or(1, |&b| b as i64) }).collect(),
                 _ => self.const_i64(sizes_in)?,
             };
             let mut full: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
@@ -1058,7 +1060,7 @@ impl Importer<'_> {
                 for a in axes {
                     shape.insert(a.clamp(0, shape.len() as i64) as usize, 1);
                 }
-                if shape.first() == Some(&(self.shapes[x][0] as i64)) {
+                if shape.first().is_some_and(|&s0| self.shapes[x].first().is_some_and(|&d0| s0 == d0 as i64)) {
                     shape[0] = 0;
                 }
                 self.emit1(Op::Reshape { shape }, vec![x])
