@@ -252,6 +252,24 @@ mod onnx {
         assert!(e.contains(&name) && e.contains("frobnicate") && e.contains("Conv"), "{e}");
     }
 
+    /// Names from the file are printed escaped: a newline or a terminal escape in a node name
+    /// leaves the CLI's error one line, with nothing obeyed.
+    #[test]
+    fn control_characters_in_names_stay_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = pb::ModelProto::decode(model_bytes().as_slice()).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let relu = g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
+        relu.op_type = "Gelu".into();
+        relu.name = "evil\nkestrel: ok\x1b[31mred".into();
+        let path = write(dir.path(), "names.onnx", &m.encode_to_vec());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kestrel")).args(["info", &path]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("kestrel: error: ") && err.contains("evil\\nkestrel: ok\\u{1b}[31mred") && !err.contains('\x1b'), "{err}");
+    }
+
     /// The classes a CLI mutation campaign found (issue "The front door"), one case each: every
     /// one was a panic or an unbounded allocation before.
     #[test]

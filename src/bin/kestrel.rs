@@ -488,17 +488,23 @@ fn main() -> ExitCode {
             // Usage errors, like every other error, are one line.
             let text = e.to_string();
             let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("kestrel: error: {} (see kestrel --help)", line.trim_start_matches("error: "));
+            eprintln!("kestrel: error: {} (see kestrel --help)", one_line(line.trim_start_matches("error: ")));
             return ExitCode::from(2);
         }
     };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kestrel: error: {e}");
+            eprintln!("kestrel: error: {}", one_line(&e.to_string()));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error message as one printable line: newlines, terminal escapes and other control
+/// characters from files (node names, ORT's messages) are shown escaped, never obeyed.
+fn one_line(s: &str) -> String {
+    s.trim_end().chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -20,7 +20,11 @@ fn env() -> Result<&'static ort::environment::Environment> {
         if !Path::new(&path).exists() {
             return Err(format!("ORT_DYLIB_PATH={path} does not exist"));
         }
-        ort::init_from(&path).map_err(|e| format!("loading {path}: {e}"))?.build().map_err(|e| e.to_string())
+        let env = ort::init_from(&path).map_err(|e| format!("loading {path}: {e}"))?.build().map_err(|e| e.to_string())?;
+        // ORT's own logger writes warnings (coloured, several lines) to stderr; kestrel reports
+        // ORT's failures itself, as one line, from the errors the API returns.
+        env.set_log_level(ort::logging::LogLevel::Fatal);
+        Ok(env)
     })
     .as_ref()
     .map_err(|e| Error::Ort(e.clone()))
