@@ -93,6 +93,9 @@ impl Tensor {
     /// Stacks `[1, ...]` (or equal-shaped `[n, ...]`) tensors along the batch axis.
     pub fn concat_batch(parts: &[Tensor]) -> Result<Tensor> {
         let first = parts.first().ok_or_else(|| Error::Internal("concat_batch of no tensors".into()))?;
+        if let Some(p) = parts.iter().find(|p| p.shape.is_empty()) {
+            return Err(Error::InputShape { name: "batch".into(), expected: "a tensor with a batch axis".into(), got: p.shape.clone() });
+        }
         let mut shape = first.shape.clone();
         let mut data = Vec::with_capacity(first.numel() * parts.len());
         let mut n = 0;

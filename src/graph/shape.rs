@@ -85,7 +85,7 @@ pub fn infer(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> 
         if !ok {
             return Err(Error::InputShape {
                 name: g.values[inp.id].clone(),
-                expected: format!("[N, {}]", want[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                expected: format!("[N, {}]", want.iter().skip(1).map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
                 got: s.clone(),
             });
         }

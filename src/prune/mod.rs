@@ -187,8 +187,8 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
 /// Calibration inputs regrouped into batches of up to `n` images (inputs of one shape), so the
 /// calibration passes run batched.
 fn batches(calib: &[Tensor], n: usize) -> Result<Vec<Tensor>> {
-    let same = calib.windows(2).all(|w| w[0].shape()[1..] == w[1].shape()[1..]);
-    if !same || calib.iter().all(|t| t.shape()[0] >= n) {
+    let same = calib.windows(2).all(|w| w[0].shape().get(1..) == w[1].shape().get(1..));
+    if !same || calib.iter().all(|t| t.shape().first().is_none_or(|&b| b >= n)) {
         return Ok(calib.to_vec());
     }
     let images: Vec<Tensor> = calib.iter().flat_map(Tensor::split_batch).collect();
