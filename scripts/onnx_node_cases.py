@@ -20,6 +20,8 @@ OPS = {
     "Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Clip",
     "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Gemm", "MatMul",
     "Concat", "Resize", "Upsample", "Softmax", "Identity", "Dropout", "Reshape", "ReduceMean",
+    "Sub", "Div", "Neg", "Sqrt", "Pow", "Tanh", "Exp", "HardSigmoid", "HardSwish", "Elu", "Selu",
+    "Mish",
 }
 
 

@@ -280,6 +280,30 @@ fn general_resize_path_agrees_with_the_fast_one() {
     }
 }
 
+/// Every activation fused into a conv epilogue (the FP32 kernels apply the ones their tiles
+/// lack in a pass after the store) equals the conv twin with the activation applied.
+#[test]
+fn every_activation_fuses_into_conv() {
+    let acts = [
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::Sigmoid,
+        Activation::Clip(-0.5, 0.7),
+        Activation::Tanh,
+        Activation::Elu(0.9),
+        Activation::Selu(1.67, 1.05),
+        Activation::HardSigmoid(0.2, 0.5),
+        Activation::HardSwish,
+        Activation::Mish,
+        Activation::Neg,
+        Activation::Exp,
+        Activation::Pow(2.0),
+    ];
+    for (i, act) in acts.into_iter().enumerate() {
+        check_conv(1, 5, 7, [9, 11], [3, 3], 1, [1, 1, 1, 1], 1, 1, Some(act), i % 2 == 0, 900 + i as u64);
+    }
+}
+
 #[test]
 fn linear_matches_reference() {
     for &(n, i, o) in &[(1, 1, 1), (3, 17, 15), (8, 65, 63), (2, 512, 10)] {

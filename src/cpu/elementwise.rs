@@ -1,4 +1,4 @@
-//! Elementwise and channel-wise ops over NCHW: broadcast Add/Mul, activations, BatchNorm as
+//! Elementwise and channel-wise ops over NCHW: broadcast Add/Mul/Sub/Div, activations, BatchNorm as
 //! a per-channel affine, Softmax and Concat.
 
 use rayon::prelude::*;
@@ -12,6 +12,9 @@ const CHUNK: usize = 16 * 1024;
 pub enum Binary {
     Add,
     Mul,
+    Sub,
+    Div,
+    Pow,
 }
 
 impl Binary {
@@ -20,6 +23,9 @@ impl Binary {
         match self {
             Binary::Add => a + b,
             Binary::Mul => a * b,
+            Binary::Sub => a - b,
+            Binary::Div => a / b,
+            Binary::Pow => a.powf(b),
         }
     }
 }

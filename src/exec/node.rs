@@ -116,8 +116,14 @@ pub(crate) fn run(
                     elementwise::channel_affine(x, xs[1], inner, &scale, &shift, out);
                 }
                 Op::Act(a) => elementwise::activation(*a, x, out),
-                Op::Add | Op::Mul => {
-                    let op = if matches!(op, Op::Add) { elementwise::Binary::Add } else { elementwise::Binary::Mul };
+                Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
+                    let op = match op {
+                        Op::Add => elementwise::Binary::Add,
+                        Op::Mul => elementwise::Binary::Mul,
+                        Op::Sub => elementwise::Binary::Sub,
+                        Op::Div => elementwise::Binary::Div,
+                        _ => elementwise::Binary::Pow,
+                    };
                     let (y, ys) = f32_in(1)?;
                     elementwise::binary(op, x, xs, y, ys, out, os);
                 }

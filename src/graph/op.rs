@@ -24,6 +24,22 @@ pub enum Activation {
     Sigmoid,
     /// Clip to `[min, max]`; Relu6 is `Clip(0, 6)`.
     Clip(f32, f32),
+    Tanh,
+    /// `x` for `x ≥ 0`, else `alpha · (eˣ − 1)`.
+    Elu(f32),
+    /// `gamma · x` for `x > 0`, else `gamma · alpha · (eˣ − 1)` (ONNX `alpha`, `gamma`).
+    Selu(f32, f32),
+    /// `clamp(alpha · x + beta, 0, 1)`.
+    HardSigmoid(f32, f32),
+    /// `x · clamp(x / 6 + 1/2, 0, 1)`.
+    HardSwish,
+    /// `x · tanh(ln(1 + eˣ))`.
+    Mish,
+    Neg,
+    Sqrt,
+    Exp,
+    /// `x^p` for a constant exponent `p` (ONNX Pow with a constant scalar exponent).
+    Pow(f32),
 }
 
 impl Activation {
@@ -41,6 +57,29 @@ impl Activation {
             }
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Clip(lo, hi) => x.max(lo).min(hi),
+            Activation::Tanh => x.tanh(),
+            Activation::Elu(a) => {
+                if x < 0.0 {
+                    a * x.exp_m1()
+                } else {
+                    x
+                }
+            }
+            Activation::Selu(a, g) => {
+                if x > 0.0 {
+                    g * x
+                } else {
+                    g * a * x.exp_m1()
+                }
+            }
+            Activation::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            // ln(1 + eˣ) without overflow for large x.
+            Activation::Mish => x * (if x > 20.0 { x } else { x.exp().ln_1p() }).tanh(),
+            Activation::Neg => -x,
+            Activation::Sqrt => x.sqrt(),
+            Activation::Exp => x.exp(),
+            Activation::Pow(p) => x.powf(p),
         }
     }
 }
@@ -458,6 +497,13 @@ pub enum Op {
     Add,
     /// Elementwise multiply with numpy broadcasting (per-channel scale included).
     Mul,
+    /// Elementwise subtract with numpy broadcasting.
+    Sub,
+    /// Elementwise divide with numpy broadcasting.
+    Div,
+    /// Elementwise power with numpy broadcasting (a scalar constant exponent is
+    /// [`Activation::Pow`] instead).
+    Pow,
     MaxPool(Pool2d),
     AveragePool(Pool2d),
     GlobalAveragePool,
@@ -490,8 +536,21 @@ impl Op {
             Op::Act(Activation::LeakyRelu(_)) => "LeakyRelu",
             Op::Act(Activation::Sigmoid) => "Sigmoid",
             Op::Act(Activation::Clip(..)) => "Clip",
+            Op::Act(Activation::Tanh) => "Tanh",
+            Op::Act(Activation::Elu(_)) => "Elu",
+            Op::Act(Activation::Selu(..)) => "Selu",
+            Op::Act(Activation::HardSigmoid(..)) => "HardSigmoid",
+            Op::Act(Activation::HardSwish) => "HardSwish",
+            Op::Act(Activation::Mish) => "Mish",
+            Op::Act(Activation::Neg) => "Neg",
+            Op::Act(Activation::Sqrt) => "Sqrt",
+            Op::Act(Activation::Exp) => "Exp",
+            Op::Act(Activation::Pow(_)) => "Pow",
             Op::Add => "Add",
             Op::Mul => "Mul",
+            Op::Sub => "Sub",
+            Op::Div => "Div",
+            Op::Pow => "Pow",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",

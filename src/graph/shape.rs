@@ -194,7 +194,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             x.clone()
         }
-        Op::Add | Op::Mul => {
+        Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
             let y = &shapes[n.inputs[1]];
             broadcast(x, y).ok_or_else(|| err(format!("cannot broadcast {x:?} with {y:?}")))?
         }

@@ -116,6 +116,19 @@ impl Writer {
                 let hi = self.init(format!("{name}.max"), &[], &[hi]);
                 self.node("Clip", name, vec![x, lo, hi], out, vec![]);
             }
+            Activation::Tanh => self.node("Tanh", name, vec![x], out, vec![]),
+            Activation::Elu(al) => self.node("Elu", name, vec![x], out, vec![a_float("alpha", al)]),
+            Activation::Selu(al, g) => self.node("Selu", name, vec![x], out, vec![a_float("alpha", al), a_float("gamma", g)]),
+            Activation::HardSigmoid(al, b) => self.node("HardSigmoid", name, vec![x], out, vec![a_float("alpha", al), a_float("beta", b)]),
+            Activation::HardSwish => self.node("HardSwish", name, vec![x], out, vec![]),
+            Activation::Mish => self.node("Mish", name, vec![x], out, vec![]),
+            Activation::Neg => self.node("Neg", name, vec![x], out, vec![]),
+            Activation::Sqrt => self.node("Sqrt", name, vec![x], out, vec![]),
+            Activation::Exp => self.node("Exp", name, vec![x], out, vec![]),
+            Activation::Pow(p) => {
+                let p = self.init(format!("{name}.exponent"), &[], &[p]);
+                self.node("Pow", name, vec![x, p], out, vec![]);
+            }
         }
     }
 }
@@ -301,7 +314,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 w.node("BatchNormalization", nm, ins, &out, vec![a_float("epsilon", b.eps)]);
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
-            Op::Add | Op::Mul => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
+            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
             Op::MaxPool(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
             Op::AveragePool(p) => w.node("AveragePool", nm, vec![x], &out, pool_attrs(p, true)),
             Op::GlobalAveragePool => w.node("GlobalAveragePool", nm, vec![x], &out, vec![]),
@@ -435,7 +448,8 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
 }
 
 /// The opset a graph is written at: [`OPSET`], or the first that has what a node uses:
-/// 18 for Resize's antialias and keep_aspect_ratio_policy, 19 for its half_pixel_symmetric
+/// 18 for Resize's antialias and keep_aspect_ratio_policy and for Mish, 19 for Resize's
+/// half_pixel_symmetric
 /// and for AveragePool's dilations. Opsets 18 and 19 changed none of the other ops this
 /// exporter writes in a way it relies on (Reshape, Shape, Concat, Q/DQ on u8/s8 keep their
 /// meaning).
@@ -444,6 +458,8 @@ fn opset(g: &Graph) -> i64 {
         Op::Resize(r) if r.coord == CoordMode::HalfPixelSymmetric => 19,
         Op::AveragePool(p) if p.dilation != [1, 1] => 19,
         Op::Resize(r) if r.antialias || matches!(r.target, ResizeTarget::KeepAspect { .. }) => 18,
+        Op::Act(Activation::Mish) => 18,
+        Op::Conv(c) if c.act == Some(Activation::Mish) => 18,
         _ => OPSET,
     };
     g.nodes.iter().map(needs).max().unwrap_or(OPSET).max(OPSET)

@@ -324,8 +324,18 @@ impl Importer<'_> {
             "Relu" => self.act(Activation::Relu, &[]),
             "Sigmoid" => self.act(Activation::Sigmoid, &[]),
             "LeakyRelu" => self.act(Activation::LeakyRelu(self.float("alpha", 0.01)), &["alpha"]),
+            "Tanh" => self.act(Activation::Tanh, &[]),
+            "Elu" => self.act(Activation::Elu(self.float("alpha", 1.0)), &["alpha"]),
+            "Selu" => self.act(Activation::Selu(self.float("alpha", 1.673_263_2), self.float("gamma", 1.050_701)), &["alpha", "gamma"]),
+            "HardSigmoid" => self.act(Activation::HardSigmoid(self.float("alpha", 0.2), self.float("beta", 0.5)), &["alpha", "beta"]),
+            "HardSwish" => self.act(Activation::HardSwish, &[]),
+            "Mish" => self.act(Activation::Mish, &[]),
+            "Neg" => self.act(Activation::Neg, &[]),
+            "Sqrt" => self.act(Activation::Sqrt, &[]),
+            "Exp" => self.act(Activation::Exp, &[]),
+            "Pow" => self.pow(),
             "Clip" => self.clip(),
-            "Add" | "Mul" => self.binary(),
+            "Add" | "Mul" | "Sub" | "Div" => self.binary(),
             "MaxPool" | "AveragePool" => self.pool(),
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 self.only_attrs(&[])?;
@@ -522,9 +532,30 @@ impl Importer<'_> {
         self.emit1(Op::Act(Activation::Clip(lo, hi)), vec![x])
     }
 
+    /// Pow: with a constant scalar exponent (what torch writes for `x ** 2`) an activation that
+    /// fuses into a conv, else elementwise.
+    fn pow(&mut self) -> Result<()> {
+        self.only_attrs(&[])?;
+        let x = self.runtime(0)?;
+        match self.input(1) {
+            Some(Sym::F32(..) | Sym::I64(..)) if self.const_f32(1)?.1.len() == 1 => {
+                let p = self.const_f32(1)?.1[0];
+                self.emit1(Op::Act(Activation::Pow(p)), vec![x])
+            }
+            // A tensor exponent, constant or computed: elementwise with broadcasting.
+            _ => self.binary(),
+        }
+    }
+
     fn binary(&mut self) -> Result<()> {
         self.only_attrs(&[])?;
-        let op = if self.node.op_type == "Add" { Op::Add } else { Op::Mul };
+        let op = match self.node.op_type.as_str() {
+            "Add" => Op::Add,
+            "Mul" => Op::Mul,
+            "Sub" => Op::Sub,
+            "Pow" => Op::Pow,
+            _ => Op::Div,
+        };
         let mut ids = Vec::new();
         for i in 0..2 {
             let id = match self.need(i)?.clone() {
@@ -532,6 +563,13 @@ impl Importer<'_> {
                 Sym::F32(s, d) => {
                     let name = self.node.input[i].clone();
                     let id = self.g.add_constant(name, Tensor::new(s.clone(), d)?);
+                    self.set_shape(id, s);
+                    id
+                }
+                // An integer exponent of a float base: a float constant.
+                Sym::I64(s, d) if i == 1 && self.node.op_type == "Pow" => {
+                    let name = self.node.input[i].clone();
+                    let id = self.g.add_constant(name, Tensor::new(s.clone(), d.iter().map(|&v| v as f32).collect())?);
                     self.set_shape(id, s);
                     id
                 }
@@ -554,7 +592,11 @@ impl Importer<'_> {
         }
         let n = a.len().max(b.len());
         let at = |v: &Vec<i64>, i: usize| v[if v.len() == 1 { 0 } else { i }];
-        let add = self.node.op_type == "Add";
+        let add = match self.node.op_type.as_str() {
+            "Add" => true,
+            "Mul" => false,
+            other => return Err(self.err(format!("integer {other} on shapes is not supported"))),
+        };
         let out = (0..n)
             .map(|i| if add { at(&a, i).checked_add(at(&b, i)) } else { at(&a, i).checked_mul(at(&b, i)) })
             .collect::<Option<Vec<i64>>>()

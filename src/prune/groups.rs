@@ -298,7 +298,7 @@ impl Analysis<'_> {
                 self.block_layout(&xl, &why);
                 self.opaque(n, &why)
             }
-            Op::Add | Op::Mul => {
+            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
                 let y = node.inputs[1];
                 let (xs, ys) = (self.shapes[x].clone(), self.shapes[y].clone());
                 let x_const = g.constants.contains_key(&x);

@@ -89,7 +89,7 @@ impl Epilogue<'_> {
             Some(Activation::Relu) => (Act::Leaky(0.0), false),
             Some(Activation::LeakyRelu(a)) => (Act::Leaky(a), false),
             Some(Activation::Clip(lo, hi)) => (Act::Clip(lo, hi), false),
-            Some(Activation::Sigmoid) => (Act::None, true),
+            Some(_) => (Act::None, true),
         }
     }
 }
