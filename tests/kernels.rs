@@ -304,6 +304,35 @@ fn every_activation_fuses_into_conv() {
     }
 }
 
+/// Pad beyond the input's length (numpy's values, from `np.pad`) and negative pads (crops).
+#[test]
+fn pad_modes_beyond_the_edge_and_crops() {
+    use kestrel::cpu::pad::pad;
+    use kestrel::graph::{Pad, PadMode};
+    let x = [0.0f32, 1.0, 2.0];
+    for (mode, want) in [
+        (PadMode::Reflect, vec![0.0, 1.0, 2.0, 1.0, 0.0, 1.0, 2.0, 1.0, 0.0, 1.0, 2.0, 1.0]),
+        (PadMode::Wrap, vec![2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0]),
+        (PadMode::Edge, vec![0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]),
+        (PadMode::Constant, vec![7.0, 7.0, 7.0, 7.0, 0.0, 1.0, 2.0, 7.0, 7.0, 7.0, 7.0, 7.0]),
+    ] {
+        let p = Pad { mode, value: 7.0, pads: vec![[4, 5]] };
+        let mut out = vec![f32::NAN; 12];
+        pad(&p, &x, &[3], &mut out, &[12]);
+        assert_eq!(out, want, "{mode:?}");
+    }
+    let y: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let p = Pad { mode: PadMode::Reflect, value: 0.0, pads: vec![[1, 0], [0, 2]] };
+    let mut out = vec![f32::NAN; 24];
+    pad(&p, &y, &[3, 4], &mut out, &[4, 6]);
+    assert_eq!(out, [4.0, 5.0, 6.0, 7.0, 6.0, 5.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0, 4.0, 5.0, 6.0, 7.0, 6.0, 5.0, 8.0, 9.0, 10.0, 11.0, 10.0, 9.0]);
+    // Crop one row at the top and one column each side, pad one constant row at the bottom.
+    let p = Pad { mode: PadMode::Constant, value: -1.0, pads: vec![[-1, 1], [-1, -1]] };
+    let mut out = vec![f32::NAN; 6];
+    pad(&p, &y, &[3, 4], &mut out, &[3, 2]);
+    assert_eq!(out, [5.0, 6.0, 9.0, 10.0, -1.0, -1.0]);
+}
+
 #[test]
 fn linear_matches_reference() {
     for &(n, i, o) in &[(1, 1, 1), (3, 17, 15), (8, 65, 63), (2, 512, 10)] {

@@ -9,6 +9,7 @@ pub mod elementwise;
 pub(crate) mod epilogue;
 pub mod kernels;
 pub mod linear;
+pub mod pad;
 pub mod pool;
 pub mod qconv;
 pub mod qgemm;

@@ -6,7 +6,7 @@ use super::plan::Scratch;
 use super::prepare::Step;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::{self, QIn, QOut, Ranges, Residual};
-use crate::cpu::{conv, conv_transpose, elementwise, linear, pool, resize, sconv};
+use crate::cpu::{conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Op};
 use crate::qparams::QParams;
@@ -131,6 +131,7 @@ pub(crate) fn run(
                 Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
                 Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
                 Op::GlobalMaxPool => pool::global_max_pool(x, xs[2] * xs[3], out),
+                Op::Pad(p) => pad::pad(p, x, xs, out, os),
                 Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
                 Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
                 Op::Concat { axis } => {

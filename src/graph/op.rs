@@ -448,6 +448,28 @@ impl Resize {
     }
 }
 
+/// What ONNX Pad puts outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// [`Pad::value`].
+    Constant,
+    /// The input mirrored about its edge, the edge not repeated (numpy `reflect`).
+    Reflect,
+    /// The edge value repeated.
+    Edge,
+    /// The input repeated periodically (opset 19).
+    Wrap,
+}
+
+/// Padding (or, with negative amounts, cropping) of every axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pad {
+    pub mode: PadMode,
+    pub value: f32,
+    /// `[begin, end]` per axis of the input; negative amounts crop.
+    pub pads: Vec<[i64; 2]>,
+}
+
 /// Where a quantized op gets its input's u8 parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ActQuant {
@@ -501,6 +523,8 @@ pub enum Op {
     Sub,
     /// Elementwise divide with numpy broadcasting.
     Div,
+    /// Pad or crop every axis.
+    Pad(Pad),
     /// Elementwise power with numpy broadcasting (a scalar constant exponent is
     /// [`Activation::Pow`] instead).
     Pow,
@@ -551,6 +575,7 @@ impl Op {
             Op::Sub => "Sub",
             Op::Div => "Div",
             Op::Pow => "Pow",
+            Op::Pad(_) => "Pad",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",

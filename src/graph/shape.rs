@@ -237,6 +237,19 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             out
         }
+        Op::Pad(p) => {
+            if p.pads.len() != x.len() {
+                return Err(err(format!("pads for {} axes on an input of shape {x:?}", p.pads.len())));
+            }
+            let mut out = Vec::with_capacity(x.len());
+            for (&d, &[b, e]) in x.iter().zip(&p.pads) {
+                match (d as i64).checked_add(b).and_then(|v| v.checked_add(e)) {
+                    Some(v) if v > 0 && v as u64 <= MAX_ELEMENTS as u64 => out.push(v as usize),
+                    _ => return Err(err(format!("pads {:?} leave no output (or too large a one) for input {x:?}", p.pads))),
+                }
+            }
+            out
+        }
         Op::Resize(r) => {
             need4(x)?;
             let [oh, ow] = resize_out(&r.target, x[2], x[3]);

@@ -315,6 +315,19 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
             Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
+            Op::Pad(p) => {
+                let raw: Vec<i64> = p.pads.iter().map(|b| b[0]).chain(p.pads.iter().map(|b| b[1])).collect();
+                let pads = format!("{nm}.pads");
+                w.inits.push(tensor_i64(&pads, &raw));
+                let value = w.init(format!("{nm}.value"), &[], &[p.value]);
+                let mode = match p.mode {
+                    PadMode::Constant => "constant",
+                    PadMode::Reflect => "reflect",
+                    PadMode::Edge => "edge",
+                    PadMode::Wrap => "wrap",
+                };
+                w.node("Pad", nm, vec![x, pads, value], &out, vec![a_str("mode", mode)]);
+            }
             Op::MaxPool(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
             Op::AveragePool(p) => w.node("AveragePool", nm, vec![x], &out, pool_attrs(p, true)),
             Op::GlobalAveragePool => w.node("GlobalAveragePool", nm, vec![x], &out, vec![]),
@@ -449,7 +462,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
 
 /// The opset a graph is written at: [`OPSET`], or the first that has what a node uses:
 /// 18 for Resize's antialias and keep_aspect_ratio_policy and for Mish, 19 for Resize's
-/// half_pixel_symmetric
+/// half_pixel_symmetric, Pad's wrap mode
 /// and for AveragePool's dilations. Opsets 18 and 19 changed none of the other ops this
 /// exporter writes in a way it relies on (Reshape, Shape, Concat, Q/DQ on u8/s8 keep their
 /// meaning).
@@ -457,6 +470,7 @@ fn opset(g: &Graph) -> i64 {
     let needs = |n: &Node| match &n.op {
         Op::Resize(r) if r.coord == CoordMode::HalfPixelSymmetric => 19,
         Op::AveragePool(p) if p.dilation != [1, 1] => 19,
+        Op::Pad(p) if p.mode == PadMode::Wrap => 19,
         Op::Resize(r) if r.antialias || matches!(r.target, ResizeTarget::KeepAspect { .. }) => 18,
         Op::Act(Activation::Mish) => 18,
         Op::Conv(c) if c.act == Some(Activation::Mish) => 18,

@@ -334,6 +334,7 @@ impl Importer<'_> {
             "Sqrt" => self.act(Activation::Sqrt, &[]),
             "Exp" => self.act(Activation::Exp, &[]),
             "Pow" => self.pow(),
+            "Pad" => self.pad(),
             "Clip" => self.clip(),
             "Add" | "Mul" | "Sub" | "Div" => self.binary(),
             "MaxPool" | "AveragePool" => self.pool(),
@@ -351,7 +352,8 @@ impl Importer<'_> {
             "Concat" => self.concat(),
             "Resize" | "Upsample" => self.resize(),
             "Softmax" => self.softmax(),
-            "Identity" | "Dropout" => self.identity(),
+            "Identity" => self.identity(),
+            "Dropout" => self.dropout(),
             "Constant" => self.constant(),
             "Shape" => self.shape_op(),
             "Gather" => self.gather(),
@@ -530,6 +532,58 @@ impl Importer<'_> {
         };
         let x = self.runtime(0)?;
         self.emit1(Op::Act(Activation::Clip(lo, hi)), vec![x])
+    }
+
+    /// Pad: `pads` (attribute before opset 11, then input 1), `constant_value` (attribute
+    /// `value`, then input 2), `axes` (input 3, opset 18), `mode`.
+    fn pad(&mut self) -> Result<()> {
+        let legacy = self.opset < 11;
+        self.only_attrs(if legacy { &["mode", "pads", "paddings", "value"] } else { &["mode"] })?;
+        let x = self.runtime(0)?;
+        let rank = self.shapes[x].len();
+        let mode = match self.string("mode", "constant").as_str() {
+            "constant" => PadMode::Constant,
+            "reflect" => PadMode::Reflect,
+            "edge" => PadMode::Edge,
+            "wrap" => PadMode::Wrap,
+            other => return Err(self.err(format!("mode '{}' is not supported", other.escape_debug()))),
+        };
+        let (raw, value) = if legacy {
+            let raw = self.ints("pads").or_else(|| self.ints("paddings")).ok_or_else(|| self.err("no pads"))?;
+            (raw, self.float("value", 0.0))
+        } else {
+            let raw = self.const_i64(1)?;
+            let value = match self.input(2) {
+                Some(_) => *self.const_f32(2)?.1.first().ok_or_else(|| self.err("an empty constant_value"))?,
+                None => 0.0,
+            };
+            (raw, value)
+        };
+        let axes: Vec<usize> = match self.input(3) {
+            None => (0..rank).collect(),
+            Some(_) => {
+                let mut out = Vec::new();
+                for a in self.const_i64(3)? {
+                    let a = if a < 0 { a + rank as i64 } else { a };
+                    if !(0..rank as i64).contains(&a) || out.contains(&(a as usize)) {
+                        return Err(self.err(format!("axis {a} is out of range or repeated for rank {rank}")));
+                    }
+                    out.push(a as usize);
+                }
+                out
+            }
+        };
+        if raw.len() != 2 * axes.len() {
+            return Err(self.err(format!("{} pads for {} axes", raw.len(), axes.len())));
+        }
+        let mut pads = vec![[0i64; 2]; rank];
+        for (i, &a) in axes.iter().enumerate() {
+            pads[a] = [raw[i], raw[axes.len() + i]];
+        }
+        if mode != PadMode::Constant && pads.iter().zip(&self.shapes[x]).any(|(p, &d)| (p[0] > 0 || p[1] > 0) && d == 0) {
+            return Err(self.err("reflect, edge and wrap need a non-empty axis to pad"));
+        }
+        self.emit1(Op::Pad(Pad { mode, value, pads }), vec![x])
     }
 
     /// Pow: with a constant scalar exponent (what torch writes for `x ** 2`) an activation that
@@ -1000,6 +1054,26 @@ impl Importer<'_> {
             return Err(self.err(format!("axis {axis} out of range")));
         }
         self.emit1(Op::Softmax { axis: axis as usize }, vec![x])
+    }
+
+    /// Dropout at inference is the identity; in training mode it is random, which kestrel
+    /// does not compute: refused, as is a training flag only known at run time.
+    fn dropout(&mut self) -> Result<()> {
+        let training = if self.opset >= 12 {
+            match self.input(2) {
+                None => false,
+                Some(Sym::I64(..) | Sym::F32(..)) => self.const_f32(2)?.1.iter().any(|&v| v != 0.0),
+                Some(_) => return Err(self.err("a training_mode known only at run time is not supported")),
+            }
+        } else {
+            self.opset < 7 && self.int("is_test", 0) == 0
+        };
+        // A ratio of 0 drops nothing, in training mode too.
+        let zero_ratio = self.opset >= 12 && matches!(self.input(1), Some(Sym::F32(..) | Sym::I64(..))) && self.const_f32(1)?.1.iter().all(|&r| r == 0.0);
+        if training && !zero_ratio {
+            return Err(self.err("training mode (random dropout) is not supported; export the model in eval mode"));
+        }
+        self.identity()
     }
 
     fn identity(&mut self) -> Result<()> {

@@ -277,6 +277,13 @@ impl Analysis<'_> {
             }
             Op::Act(_) | Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Resize(_) | Op::Identity | Op::FakeQuant(_) => xl,
             Op::Softmax { axis } if *axis != 1 => xl,
+            // Padding that leaves the batch and channel axes alone passes channels through.
+            Op::Pad(p) if p.pads.iter().take(2).all(|b| *b == [0, 0]) => xl,
+            Op::Pad(_) => {
+                let why = format!("Pad '{name}' pads the batch or channel axis");
+                self.block_layout(&xl, &why);
+                self.opaque(n, &why)
+            }
             Op::Softmax { .. } => {
                 let why = format!("Softmax '{name}' normalises over the channels");
                 self.block_layout(&xl, &why);

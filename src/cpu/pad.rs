@@ -1,0 +1,60 @@
+//! ONNX Pad over any rank: `out[o] = x[src(o)]`, where each axis maps an output index `o` to
+//! `o − begin` in the input, and an index outside the input to the constant, the mirror image
+//! (period `2·(n − 1)`, numpy `reflect`), the nearest edge, or the periodic repeat. Negative
+//! amounts crop. Rows of the last axis are filled one at a time, in parallel.
+
+use rayon::prelude::*;
+
+use crate::graph::{Pad, PadMode};
+
+/// The input index output index `o` of an axis of input length `n` reads, or `None` for
+/// the constant.
+fn source(mode: PadMode, o: usize, begin: i64, n: usize) -> Option<usize> {
+    let (i, n) = (o as i64 - begin, n as i64);
+    if (0..n).contains(&i) {
+        return Some(i as usize);
+    }
+    match mode {
+        PadMode::Constant => None,
+        PadMode::Edge => Some(i.clamp(0, n - 1) as usize),
+        PadMode::Wrap => Some(i.rem_euclid(n) as usize),
+        PadMode::Reflect if n == 1 => Some(0),
+        PadMode::Reflect => {
+            let period = 2 * (n - 1);
+            let m = i.rem_euclid(period);
+            Some(if m < n { m } else { period - m } as usize)
+        }
+    }
+}
+
+/// Pads `x` (shape `xs`) into `out` (shape `os`, as shape inference gives it).
+pub fn pad(p: &Pad, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
+    let maps: Vec<Vec<Option<usize>>> = xs.iter().zip(os).zip(&p.pads).map(|((&n, &m), &[b, _])| (0..m).map(|o| source(p.mode, o, b, n)).collect()).collect();
+    let Some((last, outer)) = maps.split_last() else {
+        out.copy_from_slice(x);
+        return;
+    };
+    let inner = os[os.len() - 1];
+    let in_inner = xs[xs.len() - 1];
+    let outer_dims = &os[..os.len() - 1];
+    let in_strides: Vec<usize> = (0..outer_dims.len()).map(|a| xs[a + 1..].iter().product::<usize>() / in_inner.max(1)).collect();
+    out.par_chunks_mut(inner.max(1)).enumerate().for_each(|(r, row)| {
+        // The input row this output row reads, unless some outer axis lands in the constant.
+        let mut rest = r;
+        let mut src_row = Some(0usize);
+        for a in (0..outer_dims.len()).rev() {
+            let o = rest % outer_dims[a];
+            rest /= outer_dims[a];
+            src_row = src_row.and_then(|s| outer[a][o].map(|i| s + i * in_strides[a]));
+        }
+        match src_row {
+            None => row.fill(p.value),
+            Some(s) => {
+                let src = &x[s * in_inner..(s + 1) * in_inner];
+                for (v, m) in row.iter_mut().zip(last) {
+                    *v = m.map_or(p.value, |i| src[i]);
+                }
+            }
+        }
+    });
+}
