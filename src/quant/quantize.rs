@@ -52,9 +52,9 @@ impl Default for QuantizeOptions {
 }
 
 /// The weight bits for this host's INT8 kernel (`KESTREL_ISA` or the richest the CPU has):
-/// 7 where it is AVX2, whose `vpmaddubsw` kernel is exact only on 7-bit weights (8-bit ones
-/// take the widening kernel, at about half its speed), 8 elsewhere. On a host whose ISA
-/// cannot be chosen, 8.
+/// 7 where it is AVX2, whose `vpmaddubsw` kernel is provably exact on 7-bit weights (8-bit
+/// layers mostly take the widening kernel, 1.5–1.7× slower; BENCHMARKS.md), 8 elsewhere. On a
+/// host whose ISA cannot be chosen, 8.
 pub fn auto_weight_bits() -> WeightBits {
     match crate::cpu::detect::selected() {
         Ok(crate::cpu::detect::Isa::Avx2) => WeightBits::Seven,
