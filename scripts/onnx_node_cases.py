@@ -23,7 +23,7 @@ OPS = {
     "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Gemm", "MatMul",
     "Concat", "Resize", "Upsample", "Softmax", "Identity", "Dropout", "Reshape", "ReduceMean",
     "Sub", "Div", "Neg", "Sqrt", "Pow", "Tanh", "Exp", "HardSigmoid", "HardSwish", "Elu", "Selu",
-    "Mish", "Pad",
+    "Mish", "Pad", "ReduceMax",
 }
 
 

@@ -844,7 +844,15 @@ fn model_input(model: &LoadedModel, inputs: &[PathBuf], pre: &Preprocess, batch:
     }
 }
 
-fn run_cmd(r: RunArgs) -> Result<ExitCode> {
+fn run_cmd(mut r: RunArgs) -> Result<ExitCode> {
+    // One .npy input fixes the input shape of an ONNX model with symbolic dims.
+    let npy_input = match r.input.as_slice() {
+        [p] if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) => Some(imageio::read_npy(p)?),
+        _ => None,
+    };
+    if r.m.input_shape.is_none() {
+        r.m.input_shape = npy_input.as_ref().map(|t| t.shape().to_vec());
+    }
     let npz = match r.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npz") => true,
         Some("npy") => false,
@@ -854,7 +862,10 @@ fn run_cmd(r: RunArgs) -> Result<ExitCode> {
     if !npz && model.graph.outputs.len() != 1 {
         return Err(Error::Argument(format!("{} has {} outputs: write them to a .npz file", model.name, model.graph.outputs.len())));
     }
-    let x = model_input(&model, &r.input, &r.pre.get(model.task)?, r.batch, r.input_seed)?;
+    let x = match npy_input {
+        Some(t) => t,
+        None => model_input(&model, &r.input, &r.pre.get(model.task)?, r.batch, r.input_seed)?,
+    };
     let session = r.m.session(&model)?;
     let outputs = session.run(std::slice::from_ref(&x))?;
     let names: Vec<String> = model.graph.outputs.iter().map(|&o| model.graph.values[o].clone()).collect();

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::graph::Activation;
+use crate::graph::{Activation, Reduce, ReduceKind};
 
 const CHUNK: usize = 16 * 1024;
 
@@ -140,5 +140,44 @@ pub fn concat(parts: &[(&[f32], &[usize])], axis: usize, out: &mut [f32]) {
             out[off..off + block].copy_from_slice(&data[o * block..(o + 1) * block]);
             off += block;
         }
+    }
+}
+
+/// `out = reduce(x)` over `r.axes` of `x: xs` (`out` holds the kept axes in order; with or
+/// without the reduced ones as 1). Each output element reads its inputs in row-major order.
+pub fn reduce(r: &Reduce, x: &[f32], xs: &[usize], out: &mut [f32]) {
+    // Output position of input element i: its index with the reduced axes dropped.
+    let kept: Vec<usize> = (0..xs.len()).filter(|a| !r.axes.contains(a)).collect();
+    let mut ostride = vec![0usize; xs.len()];
+    let mut acc = 1;
+    for &a in kept.iter().rev() {
+        ostride[a] = acc;
+        acc *= xs[a];
+    }
+    let count = r.axes.iter().map(|&a| xs[a]).product::<usize>().max(1);
+    let init = match r.kind {
+        ReduceKind::Mean => 0.0,
+        ReduceKind::Max => f32::NEG_INFINITY,
+    };
+    out.fill(init);
+    let mut idx = vec![0usize; xs.len()];
+    for &v in x {
+        let o: usize = idx.iter().zip(&ostride).map(|(i, s)| i * s).sum();
+        let slot = &mut out[o];
+        *slot = match r.kind {
+            ReduceKind::Mean => *slot + v,
+            ReduceKind::Max if slot.is_nan() || v <= *slot => *slot,
+            ReduceKind::Max => v,
+        };
+        for a in (0..xs.len()).rev() {
+            idx[a] += 1;
+            if idx[a] < xs[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    if r.kind == ReduceKind::Mean {
+        out.iter_mut().for_each(|v| *v /= count as f32);
     }
 }

@@ -132,6 +132,7 @@ pub(crate) fn run(
                 Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
                 Op::GlobalMaxPool => pool::global_max_pool(x, xs[2] * xs[3], out),
                 Op::Pad(p) => pad::pad(p, x, xs, out, os),
+                Op::Reduce(r) => elementwise::reduce(r, x, xs, out),
                 Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
                 Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
                 Op::Concat { axis } => {

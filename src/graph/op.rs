@@ -448,6 +448,25 @@ impl Resize {
     }
 }
 
+/// The reduction of [`Reduce`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceKind {
+    Mean,
+    /// NaN if any reduced value is NaN (numpy's `max`).
+    Max,
+}
+
+/// ReduceMean / ReduceMax over any axes (the spatial mean of NCHW is imported as
+/// GlobalAveragePool instead).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduce {
+    pub kind: ReduceKind,
+    /// Sorted, distinct, each below the input's rank.
+    pub axes: Vec<usize>,
+    /// Reduced axes stay as 1 (else they are removed).
+    pub keepdims: bool,
+}
+
 /// What ONNX Pad puts outside the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
@@ -525,6 +544,7 @@ pub enum Op {
     Div,
     /// Pad or crop every axis.
     Pad(Pad),
+    Reduce(Reduce),
     /// Elementwise power with numpy broadcasting (a scalar constant exponent is
     /// [`Activation::Pow`] instead).
     Pow,
@@ -576,6 +596,8 @@ impl Op {
             Op::Div => "Div",
             Op::Pow => "Pow",
             Op::Pad(_) => "Pad",
+            Op::Reduce(Reduce { kind: ReduceKind::Mean, .. }) => "ReduceMean",
+            Op::Reduce(Reduce { kind: ReduceKind::Max, .. }) => "ReduceMax",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",

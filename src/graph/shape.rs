@@ -237,6 +237,12 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             out
         }
+        Op::Reduce(r) => {
+            if r.axes.iter().any(|&a| a >= x.len()) {
+                return Err(err(format!("axes {:?} out of range for {x:?}", r.axes)));
+            }
+            x.iter().enumerate().filter_map(|(a, &d)| if r.axes.contains(&a) { r.keepdims.then_some(1) } else { Some(d) }).collect()
+        }
         Op::Pad(p) => {
             if p.pads.len() != x.len() {
                 return Err(err(format!("pads for {} axes on an input of shape {x:?}", p.pads.len())));

@@ -246,6 +246,7 @@ fn pool_attrs(p: &Pool2d, avg: bool) -> Vec<pb::AttributeProto> {
 /// Builds the ModelProto.
 pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
     g.validate()?;
+    let op_set = opset(g);
     // Shapes at the declared input shape; the batch (dim 0) is written symbolic only when the
     // graph also accepts another batch (a Reshape to fixed dims or a Concat with a constant
     // pins it).
@@ -315,6 +316,19 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
             Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
+            Op::Reduce(r) => {
+                let mut attrs = vec![a_int("keepdims", i64::from(r.keepdims))];
+                let mut ins = vec![x];
+                // Opset 18 moved ReduceMean's and ReduceMax's axes from an attribute to an input.
+                if op_set >= 18 {
+                    let axes = format!("{nm}.axes");
+                    w.inits.push(tensor_i64(&axes, &r.axes.iter().map(|&a| a as i64).collect::<Vec<_>>()));
+                    ins.push(axes);
+                } else {
+                    attrs.push(a_ints("axes", &r.axes));
+                }
+                w.node(n.op.kind(), nm, ins, &out, attrs);
+            }
             Op::Pad(p) => {
                 let raw: Vec<i64> = p.pads.iter().map(|b| b[0]).chain(p.pads.iter().map(|b| b[1])).collect();
                 let pads = format!("{nm}.pads");
@@ -452,7 +466,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
     };
     Ok(pb::ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset(g) }],
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: op_set }],
         producer_name: "kestrel".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
@@ -462,10 +476,9 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
 
 /// The opset a graph is written at: [`OPSET`], or the first that has what a node uses:
 /// 18 for Resize's antialias and keep_aspect_ratio_policy and for Mish, 19 for Resize's
-/// half_pixel_symmetric, Pad's wrap mode
-/// and for AveragePool's dilations. Opsets 18 and 19 changed none of the other ops this
-/// exporter writes in a way it relies on (Reshape, Shape, Concat, Q/DQ on u8/s8 keep their
-/// meaning).
+/// half_pixel_symmetric, Pad's wrap mode and AveragePool's dilations. Of the other ops this
+/// exporter writes, opset 18 changed ReduceMean and ReduceMax (axes become an input, and are
+/// written so); Reshape, Shape, Concat and Q/DQ on u8/s8 keep their meaning.
 fn opset(g: &Graph) -> i64 {
     let needs = |n: &Node| match &n.op {
         Op::Resize(r) if r.coord == CoordMode::HalfPixelSymmetric => 19,

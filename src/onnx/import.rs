@@ -344,7 +344,7 @@ impl Importer<'_> {
                 let op = if node.op_type == "GlobalMaxPool" { Op::GlobalMaxPool } else { Op::GlobalAveragePool };
                 self.emit1(op, vec![x])
             }
-            "ReduceMean" => self.reduce_mean(),
+            "ReduceMean" | "ReduceMax" => self.reduce(),
             "Flatten" => self.flatten(),
             "Reshape" => self.reshape(),
             "Gemm" => self.gemm(),
@@ -689,30 +689,45 @@ impl Importer<'_> {
         self.emit1(if is_max { Op::MaxPool(p) } else { Op::AveragePool(p) }, vec![x])
     }
 
-    fn reduce_mean(&mut self) -> Result<()> {
+    /// ReduceMean and ReduceMax: `axes` an attribute before opset 18 (ReduceMean, ReduceMax),
+    /// then input 1; no axes reduce all of them unless `noop_with_empty_axes`. The spatial
+    /// mean of NCHW becomes GlobalAveragePool (and a Flatten without keepdims).
+    fn reduce(&mut self) -> Result<()> {
         self.only_attrs(&["axes", "keepdims", "noop_with_empty_axes"])?;
         let x = self.runtime(0)?;
-        let mut axes = match self.ints("axes") {
+        let kind = if self.node.op_type == "ReduceMax" { ReduceKind::Max } else { ReduceKind::Mean };
+        let rank = self.shapes[x].len();
+        let given = match self.ints("axes") {
             Some(a) => a,
             None if self.input(1).is_some() => self.const_i64(1)?,
-            None => return Err(self.err("ReduceMean over all axes is not supported")),
+            None => Vec::new(),
         };
-        let rank = self.shapes[x].len() as i64;
-        axes.iter_mut().for_each(|a| *a = if *a < 0 { *a + rank } else { *a });
+        if given.is_empty() && self.int("noop_with_empty_axes", 0) != 0 {
+            return self.identity();
+        }
+        let mut axes = Vec::new();
+        for a in if given.is_empty() { (0..rank as i64).collect() } else { given } {
+            let a = if a < 0 { a + rank as i64 } else { a };
+            if !(0..rank as i64).contains(&a) || axes.contains(&(a as usize)) {
+                return Err(self.err(format!("axis {a} is out of range or repeated for rank {rank}")));
+            }
+            axes.push(a as usize);
+        }
         axes.sort_unstable();
-        if axes != [2, 3] || rank != 4 {
-            return Err(self.err(format!("only the spatial mean (axes [2, 3] of NCHW) is supported, got {axes:?}")));
+        let keepdims = self.int("keepdims", 1) != 0;
+        if kind == ReduceKind::Mean && axes == [2, 3] && rank == 4 {
+            let out = self.out0()?;
+            if keepdims {
+                let id = self.emit(Op::GlobalAveragePool, vec![x], &out)?;
+                self.bind(id);
+            } else {
+                let pooled = self.emit(Op::GlobalAveragePool, vec![x], &format!("{out}.pooled"))?;
+                let id = self.emit(Op::Flatten { axis: 1 }, vec![pooled], &out)?;
+                self.bind(id);
+            }
+            return Ok(());
         }
-        let out = self.out0()?;
-        if self.int("keepdims", 1) != 0 {
-            let id = self.emit(Op::GlobalAveragePool, vec![x], &out)?;
-            self.bind(id);
-        } else {
-            let pooled = self.emit(Op::GlobalAveragePool, vec![x], &format!("{out}.pooled"))?;
-            let id = self.emit(Op::Flatten { axis: 1 }, vec![pooled], &out)?;
-            self.bind(id);
-        }
-        Ok(())
+        self.emit1(Op::Reduce(Reduce { kind, axes, keepdims }), vec![x])
     }
 
     fn flatten(&mut self) -> Result<()> {

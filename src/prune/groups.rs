@@ -279,6 +279,11 @@ impl Analysis<'_> {
             Op::Softmax { axis } if *axis != 1 => xl,
             // Padding that leaves the batch and channel axes alone passes channels through.
             Op::Pad(p) if p.pads.iter().take(2).all(|b| *b == [0, 0]) => xl,
+            Op::Reduce(_) => {
+                let why = format!("'{name}' ({}) reduces over axes", node.op.kind());
+                self.block_layout(&xl, &why);
+                self.opaque(n, &why)
+            }
             Op::Pad(_) => {
                 let why = format!("Pad '{name}' pads the batch or channel axis");
                 self.block_layout(&xl, &why);
