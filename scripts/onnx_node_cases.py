@@ -23,12 +23,12 @@ OPS = {
     "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Gemm", "MatMul",
     "Concat", "Resize", "Upsample", "Softmax", "Identity", "Dropout", "Reshape", "ReduceMean",
     "Sub", "Div", "Neg", "Sqrt", "Pow", "Tanh", "Exp", "HardSigmoid", "HardSwish", "Elu", "Selu",
-    "Mish", "Pad", "ReduceMax",
+    "Mish", "Pad", "ReduceMax", "PRelu", "InstanceNormalization", "Slice",
 }
 
 
 # Ops whose result does not depend on the element type: their int32 cases run as float32.
-DTYPE_FREE = {"Pad"}
+DTYPE_FREE = {"Pad", "Slice"}
 
 
 def main(out):

@@ -15,6 +15,7 @@ pub enum Binary {
     Sub,
     Div,
     Pow,
+    PRelu,
 }
 
 impl Binary {
@@ -26,6 +27,13 @@ impl Binary {
             Binary::Sub => a - b,
             Binary::Div => a / b,
             Binary::Pow => a.powf(b),
+            Binary::PRelu => {
+                if a < 0.0 {
+                    a * b
+                } else {
+                    a
+                }
+            }
         }
     }
 }
@@ -180,4 +188,20 @@ pub fn reduce(r: &Reduce, x: &[f32], xs: &[usize], out: &mut [f32]) {
     if r.kind == ReduceKind::Mean {
         out.iter_mut().for_each(|v| *v /= count as f32);
     }
+}
+
+/// Instance normalization of `x: [N, C, inner…]`: every `(n, c)` plane of `inner` values
+/// minus its mean, over `sqrt(var + eps)` (population variance, accumulated in f64), times
+/// `scale[c]`, plus `bias[c]`.
+pub fn instance_norm(scale: &[f32], bias: &[f32], eps: f32, x: &[f32], channels: usize, inner: usize, out: &mut [f32]) {
+    let inner = inner.max(1);
+    out.par_chunks_mut(inner).zip(x.par_chunks(inner)).enumerate().for_each(|(i, (o, x))| {
+        let c = i % channels.max(1);
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / inner as f64;
+        let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / inner as f64;
+        let k = f64::from(scale[c]) / (var + f64::from(eps)).sqrt();
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = ((f64::from(v) - mean) * k + f64::from(bias[c])) as f32;
+        }
+    });
 }

@@ -1,10 +1,13 @@
-//! ONNX Pad over any rank: `out[o] = x[src(o)]`, where each axis maps an output index `o` to
-//! `o − begin` in the input, and an index outside the input to the constant, the mirror image
-//! (period `2·(n − 1)`, numpy `reflect`), the nearest edge, or the periodic repeat. Negative
-//! amounts crop. Rows of the last axis are filled one at a time, in parallel.
+//! Per-axis gathers over any rank: `out[o] = x[map₀(o₀), map₁(o₁), …]` or a fill value where
+//! some axis maps outside. ONNX Pad maps an output index `o` to `o − begin` in the input, and
+//! an index outside the input to the constant, the mirror image (period `2·(n − 1)`, numpy
+//! `reflect`), the nearest edge, or the periodic repeat (negative amounts crop); ONNX Slice
+//! maps `o` to `first + o · step`. Rows of the last axis are filled one at a time, in
+//! parallel.
 
 use rayon::prelude::*;
 
+use crate::graph::shape::slice_axis;
 use crate::graph::{Pad, PadMode};
 
 /// The input index output index `o` of an axis of input length `n` reads, or `None` for
@@ -30,6 +33,25 @@ fn source(mode: PadMode, o: usize, begin: i64, n: usize) -> Option<usize> {
 /// Pads `x` (shape `xs`) into `out` (shape `os`, as shape inference gives it).
 pub fn pad(p: &Pad, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
     let maps: Vec<Vec<Option<usize>>> = xs.iter().zip(os).zip(&p.pads).map(|((&n, &m), &[b, _])| (0..m).map(|o| source(p.mode, o, b, n)).collect()).collect();
+    gather(&maps, p.value, x, xs, out, os);
+}
+
+/// ONNX Slice of `x` (shape `xs`) by `[start, end, step]` per axis into `out` (shape `os`).
+pub fn slice(spec: &[[i64; 3]], x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
+    let maps: Vec<Vec<Option<usize>>> = xs
+        .iter()
+        .zip(spec)
+        .zip(os)
+        .map(|((&d, &s), &m)| {
+            let (first, _) = slice_axis(d, s);
+            (0..m).map(|o| Some((first as i64 + o as i64 * s[2]) as usize)).collect()
+        })
+        .collect();
+    gather(&maps, 0.0, x, xs, out, os);
+}
+
+/// `out[o] = x[maps[0][o₀], maps[1][o₁], …]`, or `fill` where an axis maps to `None`.
+fn gather(maps: &[Vec<Option<usize>>], fill: f32, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
     let Some((last, outer)) = maps.split_last() else {
         out.copy_from_slice(x);
         return;
@@ -48,11 +70,11 @@ pub fn pad(p: &Pad, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
             src_row = src_row.and_then(|s| outer[a][o].map(|i| s + i * in_strides[a]));
         }
         match src_row {
-            None => row.fill(p.value),
+            None => row.fill(fill),
             Some(s) => {
                 let src = &x[s * in_inner..(s + 1) * in_inner];
                 for (v, m) in row.iter_mut().zip(last) {
-                    *v = m.map_or(p.value, |i| src[i]);
+                    *v = m.map_or(fill, |i| src[i]);
                 }
             }
         }

@@ -116,13 +116,14 @@ pub(crate) fn run(
                     elementwise::channel_affine(x, xs[1], inner, &scale, &shift, out);
                 }
                 Op::Act(a) => elementwise::activation(*a, x, out),
-                Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
+                Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => {
                     let op = match op {
                         Op::Add => elementwise::Binary::Add,
                         Op::Mul => elementwise::Binary::Mul,
                         Op::Sub => elementwise::Binary::Sub,
                         Op::Div => elementwise::Binary::Div,
-                        _ => elementwise::Binary::Pow,
+                        Op::Pow => elementwise::Binary::Pow,
+                        _ => elementwise::Binary::PRelu,
                     };
                     let (y, ys) = f32_in(1)?;
                     elementwise::binary(op, x, xs, y, ys, out, os);
@@ -133,6 +134,8 @@ pub(crate) fn run(
                 Op::GlobalMaxPool => pool::global_max_pool(x, xs[2] * xs[3], out),
                 Op::Pad(p) => pad::pad(p, x, xs, out, os),
                 Op::Reduce(r) => elementwise::reduce(r, x, xs, out),
+                Op::Slice { spec } => pad::slice(spec, x, xs, out, os),
+                Op::InstanceNorm { scale, bias, eps } => elementwise::instance_norm(scale, bias, *eps, x, xs[1], xs[2..].iter().product(), out),
                 Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
                 Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
                 Op::Concat { axis } => {

@@ -124,7 +124,7 @@ impl Graph {
         }
         for n in &self.nodes {
             let arity_ok = match &n.op {
-                Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => n.inputs.len() == 2,
+                Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => n.inputs.len() == 2,
                 Op::Concat { .. } => !n.inputs.is_empty(),
                 Op::Conv(c) => n.inputs.len() == 1 + usize::from(c.residual),
                 _ => n.inputs.len() == 1,

@@ -542,6 +542,14 @@ pub enum Op {
     Sub,
     /// Elementwise divide with numpy broadcasting.
     Div,
+    /// `x` where `x ≥ 0`, else `x · slope`, the slope broadcast numpy-style (ONNX PRelu).
+    PRelu,
+    /// Instance normalization: each `(n, c)` plane of `[N, C, …]` normalised by its own mean
+    /// and variance, then `scale[c]`, `bias[c]`.
+    InstanceNorm { scale: Vec<f32>, bias: Vec<f32>, eps: f32 },
+    /// ONNX Slice of a computed tensor: `[start, end, step]` per axis of the input (ONNX's
+    /// values; clamped against the axis at shape inference).
+    Slice { spec: Vec<[i64; 3]> },
     /// Pad or crop every axis.
     Pad(Pad),
     Reduce(Reduce),
@@ -596,6 +604,9 @@ impl Op {
             Op::Div => "Div",
             Op::Pow => "Pow",
             Op::Pad(_) => "Pad",
+            Op::PRelu => "PRelu",
+            Op::InstanceNorm { .. } => "InstanceNormalization",
+            Op::Slice { .. } => "Slice",
             Op::Reduce(Reduce { kind: ReduceKind::Mean, .. }) => "ReduceMean",
             Op::Reduce(Reduce { kind: ReduceKind::Max, .. }) => "ReduceMax",
             Op::MaxPool(_) => "MaxPool",

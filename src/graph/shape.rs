@@ -194,7 +194,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             x.clone()
         }
-        Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
+        Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => {
             let y = &shapes[n.inputs[1]];
             broadcast(x, y).ok_or_else(|| err(format!("cannot broadcast {x:?} with {y:?}")))?
         }
@@ -237,6 +237,22 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             out
         }
+        Op::InstanceNorm { scale, bias, .. } => {
+            if x.len() < 3 || x[1] != scale.len() || bias.len() != scale.len() {
+                return Err(err(format!("expects [N, {}, …] of rank 3 or more, got {x:?}", scale.len())));
+            }
+            x.clone()
+        }
+        Op::Slice { spec } => {
+            if spec.len() != x.len() {
+                return Err(err(format!("a slice of {} axes on an input of shape {x:?}", spec.len())));
+            }
+            let out: Vec<usize> = x.iter().zip(spec).map(|(&d, &s)| slice_axis(d, s).1).collect();
+            if out.contains(&0) {
+                return Err(err(format!("slice {spec:?} of {x:?} is empty")));
+            }
+            out
+        }
         Op::Reduce(r) => {
             if r.axes.iter().any(|&a| a >= x.len()) {
                 return Err(err(format!("axes {:?} out of range for {x:?}", r.axes)));
@@ -266,6 +282,25 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
         }
     };
     Ok(out)
+}
+
+/// ONNX Slice on one axis of length `d`: `[start, end, step]` → (first index, count), with
+/// negative indices counted from the end and both ends clamped as the spec says. A zero step
+/// selects nothing.
+pub fn slice_axis(d: usize, [start, end, step]: [i64; 3]) -> (usize, usize) {
+    let d = d as i64;
+    let wrap = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    let (s, e) = (wrap(start), wrap(end));
+    let (first, count) = if step > 0 {
+        let (s, e) = (s.clamp(0, d), e.clamp(0, d));
+        (s, if e > s { (e - s - 1) / step + 1 } else { 0 })
+    } else if step < 0 {
+        let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
+        (s, if s > e { (s - e - 1) / step.checked_neg().unwrap_or(i64::MAX) + 1 } else { 0 })
+    } else {
+        (0, 0)
+    };
+    (first.max(0) as usize, count as usize)
 }
 
 /// ONNX Reshape semantics (`allowzero = 0`).

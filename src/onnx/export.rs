@@ -315,7 +315,24 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 w.node("BatchNormalization", nm, ins, &out, vec![a_float("epsilon", b.eps)]);
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
-            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
+            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
+            Op::InstanceNorm { scale, bias, eps } => {
+                let s = w.init(format!("{nm}.scale"), &[scale.len()], scale);
+                let b = w.init(format!("{nm}.bias"), &[bias.len()], bias);
+                w.node("InstanceNormalization", nm, vec![x, s, b], &out, vec![a_float("epsilon", *eps)]);
+            }
+            Op::Slice { spec } => {
+                let mut names = Vec::new();
+                for (k, vals) in [("starts", 0), ("ends", 1), ("axes", 3), ("steps", 2)] {
+                    let v: Vec<i64> = spec.iter().enumerate().map(|(a, s)| if vals == 3 { a as i64 } else { s[vals] }).collect();
+                    let name = format!("{nm}.{k}");
+                    w.inits.push(tensor_i64(&name, &v));
+                    names.push(name);
+                }
+                let mut ins = vec![x];
+                ins.extend(names);
+                w.node("Slice", nm, ins, &out, vec![]);
+            }
             Op::Reduce(r) => {
                 let mut attrs = vec![a_int("keepdims", i64::from(r.keepdims))];
                 let mut ins = vec![x];

@@ -336,7 +336,8 @@ impl Importer<'_> {
             "Pow" => self.pow(),
             "Pad" => self.pad(),
             "Clip" => self.clip(),
-            "Add" | "Mul" | "Sub" | "Div" => self.binary(),
+            "Add" | "Mul" | "Sub" | "Div" | "PRelu" => self.binary(),
+            "InstanceNormalization" => self.instance_norm(),
             "MaxPool" | "AveragePool" => self.pool(),
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 self.only_attrs(&[])?;
@@ -608,6 +609,7 @@ impl Importer<'_> {
             "Mul" => Op::Mul,
             "Sub" => Op::Sub,
             "Pow" => Op::Pow,
+            "PRelu" => Op::PRelu,
             _ => Op::Div,
         };
         let mut ids = Vec::new();
@@ -1226,7 +1228,50 @@ impl Importer<'_> {
     }
 
     /// Slice of a 1-D shape value with constant starts and ends (axis 0, step 1).
+    /// InstanceNormalization: constant `scale` and `B`, `epsilon`.
+    fn instance_norm(&mut self) -> Result<()> {
+        self.only_attrs(&["epsilon"])?;
+        let x = self.runtime(0)?;
+        let (scale, bias) = (self.const_f32(1)?.1, self.const_f32(2)?.1);
+        if scale.len() != bias.len() {
+            return Err(self.err(format!("scale of {} values and B of {}", scale.len(), bias.len())));
+        }
+        self.emit1(Op::InstanceNorm { scale, bias, eps: self.float("epsilon", 1e-5) }, vec![x])
+    }
+
+    /// Slice of a computed tensor: constant starts, ends, axes and steps (attributes before
+    /// opset 10).
+    fn slice_runtime(&mut self, x: ValueId) -> Result<()> {
+        let rank = self.shapes[x].len();
+        let (starts, ends, axes, steps) = if self.opset < 10 {
+            self.only_attrs(&["starts", "ends", "axes"])?;
+            (self.ints("starts").unwrap_or_default(), self.ints("ends").unwrap_or_default(), self.ints("axes"), None)
+        } else {
+            let opt = |s: &Self, i: usize| -> Result<Option<Vec<i64>>> { if s.input(i).is_some() { s.const_i64(i).map(Some) } else { Ok(None) } };
+            (self.const_i64(1)?, self.const_i64(2)?, opt(self, 3)?, opt(self, 4)?)
+        };
+        let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+        if starts.len() != ends.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err(self.err("starts, ends, axes and steps differ in length"));
+        }
+        let mut spec = vec![[0i64, i64::MAX, 1]; rank];
+        let mut seen = Vec::new();
+        for i in 0..starts.len() {
+            let a = if axes[i] < 0 { axes[i] + rank as i64 } else { axes[i] };
+            if !(0..rank as i64).contains(&a) || seen.contains(&a) || steps[i] == 0 {
+                return Err(self.err(format!("axis {} (step {}) is out of range, repeated or zero-stepped for rank {rank}", axes[i], steps[i])));
+            }
+            seen.push(a);
+            spec[a as usize] = [starts[i], ends[i], steps[i]];
+        }
+        self.emit1(Op::Slice { spec }, vec![x])
+    }
+
     fn slice(&mut self) -> Result<()> {
+        if let Sym::Runtime(x) = self.need(0)?.clone() {
+            return self.slice_runtime(x);
+        }
         let dims: Vec<Dim> = match self.need(0)?.clone() {
             Sym::Dims(d, _) => d,
             Sym::I64(s, v) if s.len() <= 1 => v.into_iter().map(Dim::Known).collect(),

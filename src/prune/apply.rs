@@ -56,7 +56,7 @@ pub fn apply(g: &Graph, groups: &Groups, kept: &[Vec<usize>]) -> Result<Graph> {
         let (kin, kout) = (idx(lin), idx(lout));
         let unchanged_in = kin == full(lin);
         let unchanged_out = kout == full(lout);
-        if unchanged_in && unchanged_out && !matches!(node.op, Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow) {
+        if unchanged_in && unchanged_out && !matches!(node.op, Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu) {
             continue;
         }
         let (kin, kout) = (kin.unwrap_or_default(), kout.unwrap_or_default());
@@ -93,7 +93,7 @@ pub fn apply(g: &Graph, groups: &Groups, kept: &[Vec<usize>]) -> Result<Graph> {
                 b.mean = take(&b.mean, &kin);
                 b.var = take(&b.var, &kin);
             }
-            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
+            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => {
                 for (role_node, role) in groups.groups.iter().flat_map(|gr| gr.members.iter()) {
                     if let (true, Role::Constant { axis, .. }) = (*role_node == n, role) {
                         let cv = if g.constants.contains_key(&node.inputs[1]) { node.inputs[1] } else { node.inputs[0] };

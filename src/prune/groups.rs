@@ -279,8 +279,8 @@ impl Analysis<'_> {
             Op::Softmax { axis } if *axis != 1 => xl,
             // Padding that leaves the batch and channel axes alone passes channels through.
             Op::Pad(p) if p.pads.iter().take(2).all(|b| *b == [0, 0]) => xl,
-            Op::Reduce(_) => {
-                let why = format!("'{name}' ({}) reduces over axes", node.op.kind());
+            Op::Reduce(_) | Op::InstanceNorm { .. } | Op::Slice { .. } => {
+                let why = format!("'{name}' ({}) is not followed through by the pruner", node.op.kind());
                 self.block_layout(&xl, &why);
                 self.opaque(n, &why)
             }
@@ -310,7 +310,7 @@ impl Analysis<'_> {
                 self.block_layout(&xl, &why);
                 self.opaque(n, &why)
             }
-            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow => {
+            Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => {
                 let y = node.inputs[1];
                 let (xs, ys) = (self.shapes[x].clone(), self.shapes[y].clone());
                 let x_const = g.constants.contains_key(&x);
