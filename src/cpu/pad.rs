@@ -80,3 +80,28 @@ fn gather(maps: &[Vec<Option<usize>>], fill: f32, x: &[f32], xs: &[usize], out: 
         }
     });
 }
+
+/// ONNX Transpose: `out[o₀, …, o_{r−1}] = x[i]` with `i[perm[a]] = o_a`.
+pub fn transpose(perm: &[usize], x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
+    let rank = xs.len();
+    let mut xstride = vec![1usize; rank];
+    for a in (0..rank.saturating_sub(1)).rev() {
+        xstride[a] = xstride[a + 1] * xs[a + 1];
+    }
+    // Input stride of each output axis.
+    let step: Vec<usize> = perm.iter().map(|&p| xstride[p]).collect();
+    let mut idx = vec![0usize; rank];
+    let mut off = 0usize;
+    for v in out.iter_mut() {
+        *v = x[off];
+        for a in (0..rank).rev() {
+            idx[a] += 1;
+            off += step[a];
+            if idx[a] < os[a] {
+                break;
+            }
+            off -= step[a] * os[a];
+            idx[a] = 0;
+        }
+    }
+}

@@ -135,6 +135,7 @@ pub(crate) fn run(
                 Op::Pad(p) => pad::pad(p, x, xs, out, os),
                 Op::Reduce(r) => elementwise::reduce(r, x, xs, out),
                 Op::Slice { spec } => pad::slice(spec, x, xs, out, os),
+                Op::Transpose { perm } => pad::transpose(perm, x, xs, out, os),
                 Op::InstanceNorm { scale, bias, eps } => elementwise::instance_norm(scale, bias, *eps, x, xs[1], xs[2..].iter().product(), out),
                 Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
                 Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),

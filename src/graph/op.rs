@@ -550,6 +550,8 @@ pub enum Op {
     /// ONNX Slice of a computed tensor: `[start, end, step]` per axis of the input (ONNX's
     /// values; clamped against the axis at shape inference).
     Slice { spec: Vec<[i64; 3]> },
+    /// Axis permutation: output axis `i` is input axis `perm[i]` (ONNX Transpose).
+    Transpose { perm: Vec<usize> },
     /// Pad or crop every axis.
     Pad(Pad),
     Reduce(Reduce),
@@ -607,6 +609,7 @@ impl Op {
             Op::PRelu => "PRelu",
             Op::InstanceNorm { .. } => "InstanceNormalization",
             Op::Slice { .. } => "Slice",
+            Op::Transpose { .. } => "Transpose",
             Op::Reduce(Reduce { kind: ReduceKind::Mean, .. }) => "ReduceMean",
             Op::Reduce(Reduce { kind: ReduceKind::Max, .. }) => "ReduceMax",
             Op::MaxPool(_) => "MaxPool",

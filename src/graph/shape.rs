@@ -243,6 +243,13 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             x.clone()
         }
+        Op::Transpose { perm } => {
+            let mut seen = vec![false; x.len()];
+            if perm.len() != x.len() || perm.iter().any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true)) {
+                return Err(err(format!("perm {perm:?} is not a permutation of {x:?}'s axes")));
+            }
+            perm.iter().map(|&p| x[p]).collect()
+        }
         Op::Slice { spec } => {
             if spec.len() != x.len() {
                 return Err(err(format!("a slice of {} axes on an input of shape {x:?}", spec.len())));

@@ -316,6 +316,7 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             }
             Op::Act(a) => w.act(*a, nm, x, &out),
             Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Pow | Op::PRelu => w.node(n.op.kind(), nm, vec![x, vname(n.inputs[1])], &out, vec![]),
+            Op::Transpose { perm } => w.node("Transpose", nm, vec![x], &out, vec![a_ints("perm", perm)]),
             Op::InstanceNorm { scale, bias, eps } => {
                 let s = w.init(format!("{nm}.scale"), &[scale.len()], scale);
                 let b = w.init(format!("{nm}.bias"), &[bias.len()], bias);

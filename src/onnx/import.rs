@@ -338,6 +338,17 @@ impl Importer<'_> {
             "Clip" => self.clip(),
             "Add" | "Mul" | "Sub" | "Div" | "PRelu" => self.binary(),
             "InstanceNormalization" => self.instance_norm(),
+            "Transpose" => {
+                self.only_attrs(&["perm"])?;
+                let x = self.runtime(0)?;
+                let rank = self.shapes[x].len();
+                let perm = match self.ints("perm") {
+                    Some(p) => p.iter().map(|&a| usize::try_from(a).map_err(|_| self.err(format!("perm {p:?}")))).collect::<Result<Vec<_>>>()?,
+                    None => (0..rank).rev().collect(),
+                };
+                self.emit1(Op::Transpose { perm }, vec![x])
+            }
+            "Split" => self.split(),
             "MaxPool" | "AveragePool" => self.pool(),
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 self.only_attrs(&[])?;
@@ -1228,6 +1239,54 @@ impl Importer<'_> {
     }
 
     /// Slice of a 1-D shape value with constant starts and ends (axis 0, step 1).
+    /// Split into one Slice node per output: sizes from input 1 (opset 13+) or the `split`
+    /// attribute, else `num_outputs` (opset 18) or the number of outputs, in equal parts (the
+    /// last one smaller, as ONNX says).
+    fn split(&mut self) -> Result<()> {
+        self.only_attrs(&["axis", "split", "num_outputs"])?;
+        let x = self.runtime(0)?;
+        let xs = self.shapes[x].clone();
+        let rank = xs.len() as i64;
+        let axis = self.int("axis", 0);
+        let axis = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&axis) {
+            return Err(self.err(format!("axis {axis} out of range for rank {rank}")));
+        }
+        let axis = axis as usize;
+        let outs: Vec<String> = self.node.output.clone();
+        let sizes: Vec<i64> = match (self.ints("split"), self.input(1)) {
+            (Some(s), _) => s,
+            (None, Some(_)) if self.opset >= 13 => self.const_i64(1)?,
+            _ => {
+                let n = self.int("num_outputs", outs.len() as i64);
+                if n < 1 {
+                    return Err(self.err(format!("num_outputs {n}")));
+                }
+                let part = (xs[axis] as i64 + n - 1) / n;
+                (0..n).map(|i| part.min(xs[axis] as i64 - i * part).max(0)).collect()
+            }
+        };
+        if sizes.len() != outs.len() || sizes.iter().any(|&s| s < 0) || sizes.iter().sum::<i64>() != xs[axis] as i64 {
+            return Err(self.err(format!("split sizes {sizes:?} do not cover axis {axis} of {xs:?} in {} outputs", outs.len())));
+        }
+        let mut start = 0i64;
+        for (i, (out, size)) in outs.iter().zip(&sizes).enumerate() {
+            let mut spec = vec![[0i64, i64::MAX, 1]; xs.len()];
+            spec[axis] = [start, start + size, 1];
+            start += size;
+            if out.is_empty() {
+                continue;
+            }
+            let node_name = format!("{}.{i}", if self.node.name.is_empty() { out } else { &self.node.name });
+            let id = self.g.push(node_name, Op::Slice { spec }, vec![x]);
+            self.g.values[id] = out.clone();
+            let s = node_output_shape(&self.g.nodes[self.g.nodes.len() - 1], &self.shapes)?;
+            self.set_shape(id, s);
+            self.syms.insert(out.clone(), Sym::Runtime(id));
+        }
+        Ok(())
+    }
+
     /// InstanceNormalization: constant `scale` and `B`, `epsilon`.
     fn instance_norm(&mut self) -> Result<()> {
         self.only_attrs(&["epsilon"])?;
