@@ -24,12 +24,12 @@ OPS = {
     "Concat", "Resize", "Upsample", "Softmax", "Identity", "Dropout", "Reshape", "ReduceMean",
     "Sub", "Div", "Neg", "Sqrt", "Pow", "Tanh", "Exp", "HardSigmoid", "HardSwish", "Elu", "Selu",
     "Mish", "Pad", "ReduceMax", "PRelu", "InstanceNormalization", "Slice",
-    "Transpose", "Split",
+    "Transpose", "Split", "Squeeze", "Unsqueeze",
 }
 
 
 # Ops whose result does not depend on the element type: their int32 cases run as float32.
-DTYPE_FREE = {"Pad", "Slice", "Transpose", "Split"}
+DTYPE_FREE = {"Pad", "Slice", "Transpose", "Split", "Squeeze", "Unsqueeze"}
 
 
 def main(out):
