@@ -1,5 +1,7 @@
 //! Bad input never panics: each case gets an error that names the thing at fault.
 
+mod common;
+
 use std::path::Path;
 
 use kestrel::error::Error;
@@ -116,29 +118,8 @@ fn undecodable_image_and_bad_npy() {
 #[test]
 fn huge_and_elongated_images() {
     let dir = tempfile::tempdir().unwrap();
-    // A valid PNG header declaring 100000×100000 RGB pixels, one small IDAT chunk, then the
-    // file ends (decoders read up to the first IDAT).
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut c = !0u32;
-        for &b in bytes {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-        }
-        !c
-    }
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        let body = [kind, data].concat();
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-        out
-    };
-    let mut ihdr = 100_000u32.to_be_bytes().to_vec();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let file = [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &ihdr), &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00])].concat();
+    // A valid PNG header declaring 100000×100000 RGB pixels (decoders read up to the first IDAT).
+    let file = common::png_header(100_000, 100_000);
     let huge = dir.path().join("huge.png");
     std::fs::write(&huge, file).unwrap();
     let t = std::time::Instant::now();

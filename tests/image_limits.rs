@@ -5,33 +5,10 @@
 //! the peak RSS of waited children (`getrusage(RUSAGE_CHILDREN)`) covers every child the
 //! process ever ran.
 
+mod common;
+
 use std::process::Command;
 use std::time::Instant;
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-    }
-    !c
-}
-
-fn png_header(w: u32, h: u32) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        let body = [kind, data].concat();
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-        out
-    };
-    let mut ihdr = w.to_be_bytes().to_vec();
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &ihdr), &chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00])].concat()
-}
 
 /// A real 16×16 baseline JPEG whose SOF0 is patched to declare `w`×`h`: all the headers a
 /// decoder reads before the first scan, a few hundred bytes.
@@ -59,7 +36,7 @@ fn children_peak_rss_mb() -> f64 {
 fn huge_headers_are_refused_fast_and_small() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("huge.png");
-    std::fs::write(&png, png_header(100_000, 100_000)).unwrap();
+    std::fs::write(&png, common::png_header(100_000, 100_000)).unwrap();
     let jpg = dir.path().join("huge.jpg");
     std::fs::write(&jpg, jpeg_header(50_000, 50_000)).unwrap();
     for (args, what) in [

@@ -169,34 +169,11 @@ fn im2col_rows(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [r0, r1]: [usize; 2], 
 /// One output row of one `col` row: input row `iy`, starting column `x0`, column stride `sw`.
 #[inline]
 fn fill_row(plane: &[f32], w: usize, h: usize, iy: isize, x0: isize, sw: usize, drow: &mut [f32]) {
-    let ow = drow.len();
     if iy < 0 || iy >= h as isize {
         drow.fill(0.0);
         return;
     }
-    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-    if sw == 1 {
-        let lo = (-x0).clamp(0, ow as isize) as usize;
-        let hi = (w as isize - x0).clamp(lo as isize, ow as isize) as usize;
-        drow[..lo].fill(0.0);
-        // A tap entirely in the padding leaves lo == hi, where `lo + x0` may lie outside src.
-        if lo < hi {
-            drow[lo..hi].copy_from_slice(&src[(lo as isize + x0) as usize..(hi as isize + x0) as usize]);
-        }
-        drow[hi..].fill(0.0);
-    } else {
-        // Columns i with 0 ≤ x0 + i·sw < w: lo..hi, zeros around them, no test per element.
-        let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(sw) }.min(ow);
-        let hi = if x0 >= w as isize { lo } else { (((w as isize - 1 - x0) as usize) / sw + 1).clamp(lo, ow) };
-        drow[..lo].fill(0.0);
-        drow[hi..].fill(0.0);
-        if lo < hi {
-            let start = (x0 + (lo * sw) as isize) as usize;
-            for (d, s) in drow[lo..hi].iter_mut().zip(src[start..].iter().step_by(sw)) {
-                *d = *s;
-            }
-        }
-    }
+    super::strided_row(drow, &plane[iy as usize * w..(iy as usize + 1) * w], x0, sw);
 }
 
 /// Adds bias and applies the activation, one output channel per task.

@@ -20,6 +20,29 @@ pub mod sgemm;
 #[macro_use]
 pub mod simd;
 
+/// `dst[j] = src[x0 + j·step]` where that column lies in `src`, 0 elsewhere: one padded,
+/// strided row of an im2col or stride-phase copy. The in-range columns `lo..hi` are computed
+/// once, so no element is tested.
+#[inline]
+pub(crate) fn strided_row(dst: &mut [f32], src: &[f32], x0: isize, step: usize) {
+    let (n, w) = (dst.len(), src.len());
+    let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(step) }.min(n);
+    let hi = if x0 >= w as isize { lo } else { (((w as isize - 1 - x0) as usize) / step + 1).clamp(lo, n) };
+    dst[..lo].fill(0.0);
+    dst[hi..].fill(0.0);
+    // A tap entirely in the padding leaves lo == hi, where `x0 + lo·step` may lie outside src.
+    if lo < hi {
+        let start = (x0 + (lo * step) as isize) as usize;
+        if step == 1 {
+            dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+        } else {
+            for (d, s) in dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(step)) {
+                *d = *s;
+            }
+        }
+    }
+}
+
 /// Runs `gemm` (`dst = alpha·dst + beta·lhs·rhs`) for f32 matrices given by raw strides.
 ///
 /// `lhs` is `[m, k]`, `rhs` is `[k, n]`, `dst` is `[m, n]`, each addressed as

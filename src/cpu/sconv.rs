@@ -524,23 +524,8 @@ fn phase_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], 
                     row.fill(0.0);
                     continue;
                 }
-                let srow = &src[iy as usize * w..(iy as usize + 1) * w];
-                // Column j reads input column j·sx + px − pl: j in lo..hi are inside.
-                let x0 = px as isize - pl as isize;
-                let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(sx) }.min(wph);
-                let hi = if x0 >= w as isize { lo } else { (((w as isize - 1 - x0) as usize) / sx + 1).clamp(lo, wph) };
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                if lo < hi {
-                    let start = (x0 + (lo * sx) as isize) as usize;
-                    if sx == 1 {
-                        row[lo..hi].copy_from_slice(&srow[start..start + hi - lo]);
-                    } else {
-                        for (d, s) in row[lo..hi].iter_mut().zip(srow[start..].iter().step_by(sx)) {
-                            *d = *s;
-                        }
-                    }
-                }
+                // Column j reads input column j·sx + px − pl.
+                super::strided_row(row, &src[iy as usize * w..(iy as usize + 1) * w], px as isize - pl as isize, sx);
             }
         }
     };
