@@ -80,6 +80,31 @@ fn planned_execution_equals_interpretation() {
 }
 
 #[test]
+fn dead_taps_cropped_on_small_maps_change_nothing() {
+    // A 32² ResNet-18 reaches 1×1 maps in its last stage, where a 3×3 pad-1 conv reads the
+    // input through its centre tap only and the stride-2 one through 2×2 taps. The planned run
+    // crops those convs; node-by-node evaluation runs them whole.
+    let g = narrow_resnet(18).build(&mut SeededWeights { seed: 6 }).unwrap();
+    let x = synthetic_images(2, 3, 32, 32, 7);
+    let calib = synthetic_images(4, 3, 32, 32, 8);
+    let q = kestrel::quant::quantize(&g, &Default::default(), &[calib], &mut |_, _| {}).unwrap();
+    for (what, g) in [("f32", g), ("int8", q)] {
+        let s = Session::new(g, &Options { threads: 2, optimize: true }).unwrap();
+        let labels = s.kernel_labels(&[x.shape().to_vec()]).unwrap();
+        assert_eq!(labels.iter().filter(|l| l.ends_with("taps 1x1 of 3x3")).count(), 3, "{what}: {labels:?}");
+        assert_eq!(labels.iter().filter(|l| l.ends_with("taps 2x2 of 3x3")).count(), 1, "{what}: {labels:?}");
+        let got = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
+        let all = s.run_all(std::slice::from_ref(&x)).unwrap();
+        let want = all[s.graph().outputs[0]].clone().unwrap();
+        // Equal as numbers (an f32 sum may differ in the sign of an exact zero only).
+        assert!(got.data().iter().zip(want.data()).all(|(a, b)| a == b), "{what}: cropped run differs");
+        // At 64² every tap of those convs reads the image: nothing is cropped.
+        let big = synthetic_images(1, 3, 64, 64, 9);
+        assert!(!s.kernel_labels(&[big.shape().to_vec()]).unwrap().iter().any(|l| l.contains("taps")), "{what}");
+    }
+}
+
+#[test]
 fn passes_fold_and_fuse() {
     let g = narrow_resnet(18).build(&mut SeededWeights { seed: 1 }).unwrap();
     let s = Session::new(g.clone(), &Options::default()).unwrap();

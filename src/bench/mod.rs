@@ -371,9 +371,9 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
                     pipe.run(v, Some(&mut acc))?;
                 }
                 if let Some(s) = v.session() {
-                    let p = s.prepared();
-                    let layers = p.graph.nodes.iter().zip(&p.steps).zip(&acc);
-                    res.per_layer = Some(layers.map(|((node, step), &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), kernel: step.kernel(&p.kernels), ms: sec * 1e3 / n as f64 }).collect());
+                    let labels = s.kernel_labels(&[model.graph.input_shape(b)?])?;
+                    let layers = s.graph().nodes.iter().zip(labels).zip(&acc);
+                    res.per_layer = Some(layers.map(|((node, kernel), &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), kernel, ms: sec * 1e3 / n as f64 }).collect());
                 }
             }
         }

@@ -181,7 +181,7 @@ fn epilogue(c: &Conv2d, out: &mut [f32], npix: usize) {
     if c.bias.is_none() && c.act.is_none() {
         return;
     }
-    out.par_chunks_mut(npix).enumerate().for_each(|(ch, row)| {
+    out.par_chunks_mut(npix).enumerate().with_min_len(super::min_items(npix)).for_each(|(ch, row)| {
         let b = c.bias.as_ref().map_or(0.0, |b| b[ch]);
         match c.act {
             Some(a) => row.iter_mut().for_each(|v| *v = a.apply(*v + b)),
@@ -196,7 +196,7 @@ fn im2col(c: &Conv2d, x: &[f32], [_, h, w]: [usize; 3], [oh, ow]: [usize; 2], co
     let [sh, sw] = c.stride;
     let [dh, dw] = c.dilation;
     let (pt, pl) = (c.pads[0] as isize, c.pads[1] as isize);
-    col.par_chunks_mut(oh * ow).enumerate().for_each(|(row, dst)| {
+    col.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(row, dst)| {
         let ci = row / (kh * kw);
         let ky = (row / kw) % kh;
         let kx = row % kw;

@@ -46,7 +46,7 @@ pub fn conv_transpose2d(
             sgemm(rows, h * w, cin_g, col, h * w, false, wg, (1, rows), xg, (h * w, 1), threads);
             let og = &mut ob[gi * cout_g * oh * ow..(gi + 1) * cout_g * oh * ow];
             let col = &*col;
-            og.par_chunks_mut(oh * ow).enumerate().for_each(|(co, plane)| {
+            og.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(co, plane)| {
                 plane.fill(c.bias.as_ref().map_or(0.0, |bias| bias[gi * cout_g + co]));
                 col2im_plane(c, &col[co * kh * kw * h * w..(co + 1) * kh * kw * h * w], [h, w], plane, [oh, ow]);
             });

@@ -63,7 +63,7 @@ pub fn binary(op: Binary, a: &[f32], as_: &[usize], b: &[f32], bs: &[usize], out
     // Per-channel operand: `[N, C, H, W] ∘ [C, 1, 1]` and the like.
     if as_ == os && os.len() == 4 && bs.iter().product::<usize>() == os[1] && bs.len() >= 3 && bs[bs.len() - 2..] == [1, 1] {
         let hw = os[2] * os[3];
-        out.par_chunks_mut(hw).zip(a.par_chunks(hw)).enumerate().for_each(|(i, (o, a))| {
+        out.par_chunks_mut(hw).zip(a.par_chunks(hw)).enumerate().with_min_len(super::min_items(hw)).for_each(|(i, (o, a))| {
             let s = b[i % os[1]];
             for (o, a) in o.iter_mut().zip(a) {
                 *o = op.apply(*a, s);
@@ -108,7 +108,7 @@ pub fn activation(act: Activation, x: &[f32], out: &mut [f32]) {
 /// `out[n, c, ..] = x[n, c, ..] * scale[c] + shift[c]` with `inner` elements per (n, c).
 pub fn channel_affine(x: &[f32], channels: usize, inner: usize, scale: &[f32], shift: &[f32], out: &mut [f32]) {
     let inner = inner.max(1);
-    out.par_chunks_mut(inner).zip(x.par_chunks(inner)).enumerate().for_each(|(i, (o, x))| {
+    out.par_chunks_mut(inner).zip(x.par_chunks(inner)).enumerate().with_min_len(super::min_items(inner)).for_each(|(i, (o, x))| {
         let c = i % channels;
         for (o, x) in o.iter_mut().zip(x) {
             *o = x * scale[c] + shift[c];
@@ -195,7 +195,7 @@ pub fn reduce(r: &Reduce, x: &[f32], xs: &[usize], out: &mut [f32]) {
 /// `scale[c]`, plus `bias[c]`.
 pub fn instance_norm(scale: &[f32], bias: &[f32], eps: f32, x: &[f32], channels: usize, inner: usize, out: &mut [f32]) {
     let inner = inner.max(1);
-    out.par_chunks_mut(inner).zip(x.par_chunks(inner)).enumerate().for_each(|(i, (o, x))| {
+    out.par_chunks_mut(inner).zip(x.par_chunks(inner)).enumerate().with_min_len(super::min_items(inner)).for_each(|(i, (o, x))| {
         let c = i % channels.max(1);
         let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / inner as f64;
         let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / inner as f64;

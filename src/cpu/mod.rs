@@ -20,6 +20,16 @@ pub mod sgemm;
 #[macro_use]
 pub mod simd;
 
+/// Elements below which a memory-bound op (pooling, an elementwise op over planes, a copy)
+/// stays on the calling thread: waking a second worker costs about what it saves, ~10 µs.
+pub const PAR_MIN_ELEMS: usize = 1 << 15;
+
+/// The fewest items of `item_elems` elements each that a parallel iterator hands one worker
+/// (`with_min_len`), so that work under [`PAR_MIN_ELEMS`] is never split.
+pub fn min_items(item_elems: usize) -> usize {
+    (PAR_MIN_ELEMS / item_elems.max(1)).max(1)
+}
+
 /// `dst[j] = src[x0 + j·step]` where that column lies in `src`, 0 elsewhere: one padded,
 /// strided row of an im2col or stride-phase copy. The in-range columns `lo..hi` are computed
 /// once, so no element is tested.

@@ -60,7 +60,7 @@ fn gather(maps: &[Vec<Option<usize>>], fill: f32, x: &[f32], xs: &[usize], out: 
     let in_inner = xs[xs.len() - 1];
     let outer_dims = &os[..os.len() - 1];
     let in_strides: Vec<usize> = (0..outer_dims.len()).map(|a| xs[a + 1..].iter().product::<usize>() / in_inner.max(1)).collect();
-    out.par_chunks_mut(inner.max(1)).enumerate().for_each(|(r, row)| {
+    out.par_chunks_mut(inner.max(1)).enumerate().with_min_len(super::min_items(inner)).for_each(|(r, row)| {
         // The input row this output row reads, unless some outer axis lands in the constant.
         let mut rest = r;
         let mut src_row = Some(0usize);

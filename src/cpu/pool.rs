@@ -38,7 +38,7 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
     }
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
     let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each(|(o, plane)| {
         for (oy, (ys, py)) in ty.iter().enumerate() {
             let orow = &mut o[oy * ow..(oy + 1) * ow];
             for (ox, (xs_, px)) in tx.iter().enumerate() {
@@ -101,7 +101,7 @@ fn max_pool_separable<T: Copy + Send + Sync>(
     // (and 32 more, so a vector gather may read past its last element).
     let last = (ow.max(1) - 1) * sx + (kx.max(1) - 1) * dx + 1;
     let plen = last.max(left + w) + 32;
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each_init(
         || (vec![lowest; plen], vec![lowest; ow]),
         |(padded, strided), (o, plane)| {
             for (oy, (ys, _)) in ty.iter().enumerate() {
@@ -140,13 +140,13 @@ fn max_pool_separable<T: Copy + Send + Sync>(
 /// `out[n·c] = max` over each `hw` plane of `x` (NaN if the plane holds one, as ONNX's
 /// reference `np.max`).
 pub fn global_max_pool(x: &[f32], hw: usize, out: &mut [f32]) {
-    out.par_iter_mut().zip(x.par_chunks(hw.max(1))).for_each(|(o, plane)| {
+    out.par_iter_mut().zip(x.par_chunks(hw.max(1))).with_min_len(super::min_items(hw)).for_each(|(o, plane)| {
         *o = plane.iter().fold(f32::NEG_INFINITY, |m, &v| if m.is_nan() || !(v <= m) { if m.is_nan() { m } else { v } } else { m });
     });
 }
 
 pub fn global_avg_pool(x: &[f32], hw: usize, out: &mut [f32]) {
-    out.par_iter_mut().zip(x.par_chunks(hw.max(1))).for_each(|(o, plane)| {
+    out.par_iter_mut().zip(x.par_chunks(hw.max(1))).with_min_len(super::min_items(hw)).for_each(|(o, plane)| {
         *o = plane.iter().sum::<f32>() / hw as f32;
     });
 }

@@ -113,7 +113,7 @@ pub fn resize(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize
     let [sh, sw] = scales(r, [h, w], [oh, ow]);
     let ty = axis_table(r, sh, h, oh);
     let tx = axis_table(r, sw, w, ow);
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each(|(o, plane)| {
         for (oy, &(y0, y1, wy)) in ty.iter().enumerate() {
             let (r0, r1) = (&plane[y0 * w..(y0 + 1) * w], &plane[y1 * w..(y1 + 1) * w]);
             let orow = &mut o[oy * ow..(oy + 1) * ow];
@@ -268,7 +268,7 @@ pub fn resize_general(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os
     let ty = axis_taps(r, sh, h, oh, [roi[0], roi[2]]);
     let tx = axis_taps(r, sw, w, ow, [roi[1], roi[3]]);
     let e = r.extrapolation;
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each(|(o, plane)| {
         let mut rows = vec![0f32; oh * w];
         for (oy, row) in rows.chunks_mut(w).enumerate() {
             if ty.outside[oy] {

@@ -88,7 +88,8 @@ impl Layout {
         let npix = oh * ow;
         let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
         let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
-        if n > 1 && batch_columns(geo, npix) {
+        // Batched columns gather through i32 indices into the whole batch.
+        if n > 1 && batch_columns(geo, npix) && n * cin * h * w <= i32::MAX as usize {
             Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * n * npix, row_vectors: 0 }
         } else if !pointwise && npix > 0 {
             let [sy, sx] = c.stride;
@@ -254,7 +255,7 @@ pub fn conv2d(
         }
         _ => Vec::new(),
     };
-    let taps: Vec<i32> = if layout.cols == Cols::Batched { tap_table(c, [h, w], [oh, ow]) } else { Vec::new() };
+    let taps: Vec<i32> = if layout.cols == Cols::Batched { tap_table(c, [n, cin, h, w], [oh, ow]) } else { Vec::new() };
     // A residual starts the accumulators: staged convs copy it into the staging rows first.
     let staged_rows = |buf: &mut [f32], copy_in: bool, res_or_out: OutPtr| {
         let body = |(row, srow): (usize, &mut [f32])| {
@@ -381,7 +382,7 @@ fn run_part(
                 for &(v0, nv, cols) in &panels {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
-                    pack_batched(c, x, [cin, h, w], npix, rows_of.taps, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
+                    pack_batched(kernel, c, x, [cin, h, w], rows_of.taps, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
                     }
@@ -454,19 +455,22 @@ struct Rows<'a> {
     taps: &'a [i32],
 }
 
-/// For each tap `(ky, kx)` and output pixel `p`, the input pixel it reads (`iy·W + ix`), or −1
-/// in the padding: `[kh·kw][OH·OW]`.
-fn tap_table(c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<i32> {
+/// For each tap `(ky, kx)` and batched column `j` (pixel `p = j % (OH·OW)` of image
+/// `b = j / (OH·OW)`), the input element it reads from channel 0, `b·Cin·H·W + iy·W + ix`, or
+/// −1 in the padding: `[kh·kw][N·OH·OW]` (the caller keeps `N·Cin·H·W` within i32).
+fn tap_table(c: &Conv2d, [n, cin, h, w]: [usize; 4], [oh, ow]: [usize; 2]) -> Vec<i32> {
     let [kh, kw] = c.kernel();
-    let mut t = Vec::with_capacity(kh * kw * oh * ow);
+    let mut t = Vec::with_capacity(kh * kw * n * oh * ow);
     for ky in 0..kh {
         for kx in 0..kw {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
-                    let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
-                    let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
-                    t.push(if inside { (iy as usize * w + ix as usize) as i32 } else { -1 });
+            for b in 0..n {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                        let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                        let inside = iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize;
+                        t.push(if inside { (b * cin * h * w + iy as usize * w + ix as usize) as i32 } else { -1 });
+                    }
                 }
             }
         }
@@ -475,28 +479,22 @@ fn tap_table(c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<i32> {
 }
 
 /// Fills columns `0..cols` of one B panel, `dst: [kc][width]`, for batched columns
-/// `col0..col0 + cols` (pixel `j % npix` of image `j / npix`), rows `k0..k0 + kc`, through the
-/// tap table: one load per element, no per-row set-up (small maps have rows of a few pixels).
+/// `col0..col0 + cols`, rows `k0..k0 + kc`: each row one vector gather of channel `ci`'s
+/// elements through its tap's indices (small maps have rows of a few pixels, too short to
+/// copy run by run).
 #[allow(clippy::too_many_arguments)]
-fn pack_batched(c: &Conv2d, x: &[f32], [cin, h, w]: [usize; 3], npix: usize, taps: &[i32], group: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dst: &mut [f32]) {
+fn pack_batched(kernel: Kernel, c: &Conv2d, x: &[f32], [cin, h, w]: [usize; 3], taps: &[i32], group: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dst: &mut [f32]) {
     let [kh, kw] = c.kernel();
     let cin_g = cin / c.groups;
+    let columns = taps.len() / (kh * kw);
     for (kk, row) in dst.chunks_exact_mut(width).take(kc).enumerate() {
         let k = k0 + kk;
         let (ci, tap) = (group * cin_g + k / (kh * kw), k % (kh * kw));
-        let table = &taps[tap * npix..(tap + 1) * npix];
-        let (mut b, mut p) = (col0 / npix, col0 % npix);
-        let mut j = 0;
-        while j < cols {
-            let plane = &x[(b * cin + ci) * h * w..(b * cin + ci + 1) * h * w];
-            let len = (npix - p).min(cols - j);
-            for (d, &t) in row[j..j + len].iter_mut().zip(&table[p..p + len]) {
-                *d = if t >= 0 { plane[t as usize] } else { 0.0 };
-            }
-            j += len;
-            b += 1;
-            p = 0;
-        }
+        let idx = &taps[tap * columns + col0..tap * columns + col0 + cols];
+        // SAFETY: a non-negative index is b·Cin·H·W + (a pixel of one plane) for an image
+        // b < N, so from channel ci's plane it lies below N·Cin·H·W ≤ x.len() (checked by
+        // `conv2d`).
+        unsafe { kernel.gather(&mut row[..cols], x[ci * h * w..].as_ptr(), idx) };
     }
 }
 

@@ -3,10 +3,10 @@
 //! value they ever hold, at that value's [`DType`] (a u8 value takes one byte an element). A
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
-use super::prepare::{Prepared, Step};
+use super::prepare::{self, Prepared, Step};
 use crate::cpu::{conv, conv_transpose, qconv::QScratch, sconv};
 use crate::error::{Error, Result};
-use crate::graph::{shape, Op, ValueId};
+use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
 /// Shapes and slot assignment for one set of input shapes.
 #[derive(Debug)]
@@ -18,6 +18,9 @@ pub struct Plan {
     pub slot_bytes: Vec<usize>,
     /// f32 scratch elements of the f32 conv kernels (im2col, col2im).
     pub scratch_f32: usize,
+    /// Per node: the conv cropped to its live taps at these shapes and its step
+    /// ([`live_taps`]), run instead of the prepared node; `None` for every other node.
+    pub cropped: Vec<Option<(Node, Step)>>,
 }
 
 impl Plan {
@@ -58,7 +61,10 @@ impl Plan {
             slot_of[i.id] = Some(take(bytes(i.id), &mut sizes, &mut free));
         }
         let mut scratch = 0;
+        let mut cropped: Vec<Option<(Node, Step)>> = Vec::with_capacity(g.nodes.len());
         for (idx, n) in g.nodes.iter().enumerate() {
+            cropped.push(crop(p, idx, n, &shapes)?);
+            let (n, step) = cropped[idx].as_ref().map_or((n, &p.steps[idx]), |(n, s)| (n, s));
             // The output takes its slot before the inputs' slots are freed: a node never
             // writes over what it reads.
             slot_of[n.output] = Some(take(bytes(n.output), &mut sizes, &mut free));
@@ -72,7 +78,7 @@ impl Plan {
                 }
             }
             let os = &shapes[n.output];
-            scratch = scratch.max(match (&n.op, &p.steps[idx]) {
+            scratch = scratch.max(match (&n.op, step) {
                 (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
                 (Op::Conv(c), Step::SConv(_)) => {
                     let xs = &shapes[n.inputs[0]];
@@ -88,7 +94,7 @@ impl Plan {
         let need = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)).and_then(|s| s.checked_add(scratch.checked_mul(4)?));
         let limit = memory_limit();
         match need {
-            Some(b) if b <= limit => Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch }),
+            Some(b) if b <= limit => Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch, cropped }),
             _ => {
                 let what = match input_shapes {
                     [one] => format!("input shape {one:?} needs"),
@@ -97,6 +103,14 @@ impl Plan {
                 let need = need.map_or_else(|| "more than 2^64 bytes".to_string(), gib);
                 Err(Error::MemoryLimit { what, need, limit: gib(limit) })
             }
+        }
+    }
+
+    /// The node and step that run as node `k` of `p` under this plan.
+    pub fn step<'a>(&'a self, p: &'a Prepared, k: usize) -> (&'a Node, &'a Step) {
+        match &self.cropped[k] {
+            Some((n, s)) => (n, s),
+            None => (&p.graph.nodes[k], &p.steps[k]),
         }
     }
 
@@ -110,6 +124,20 @@ impl Plan {
     pub fn numel(&self, v: ValueId) -> usize {
         self.shapes[v].iter().product()
     }
+}
+
+/// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that
+/// conv's step, when the conv runs on packed weights and some taps only ever read padding.
+fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
+    let (Op::Conv(c), Step::SConv(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
+    let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
+    if xs.len() != 4 || os.len() != 4 {
+        return Ok(None);
+    }
+    let Some(small) = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]) else { return Ok(None) };
+    let node = Node { op: Op::Conv(small), ..n.clone() };
+    let step = prepare::step(&p.kernels, &node)?;
+    Ok(Some((node, step)))
 }
 
 /// One slot: a byte arena, 4-byte aligned, viewed as the type of the value it holds now.

@@ -16,8 +16,17 @@
 //!
 //! Mixing (`T` = cores with several callers) oversubscribes the cores: calls still proceed
 //! concurrently, a small call is not queued behind a big one, but they share the cores.
+//!
+//! The calling thread is one of the `T` workers: a thread in no rayon pool gets a pool of its
+//! own on its first call (`T − 1` more workers, kept for the thread's life) and the call runs
+//! on it with no hand-off, which on a small model costs more than the forward pass (70–90 µs
+//! to wake a sleeping worker and be woken back on a 2-vCPU VM). Rayon work the thread starts
+//! later, outside kestrel, runs on that pool too. A thread already in a rayon pool, or calling
+//! with a different `T` than its pool has, hands the call to a pool the session keeps.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::node::{self, ValueMut, ValueRef};
@@ -27,7 +36,7 @@ use crate::cpu::codec::dequantize_slice;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::Ranges;
 use crate::error::{Error, Result};
-use crate::graph::{shape, Graph, Node};
+use crate::graph::{shape, Graph, Node, Op};
 use crate::tensor::Tensor;
 
 /// A plan and the idle buffers sized for it.
@@ -96,13 +105,36 @@ impl Session {
 
     /// The plan for these input shapes, built once.
     fn planned(&self, inputs: &[Tensor]) -> Result<Arc<Planned>> {
-        let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        self.planned_for(inputs.iter().map(|t| t.shape().to_vec()).collect())
+    }
+
+    fn planned_for(&self, key: Vec<Vec<usize>>) -> Result<Arc<Planned>> {
         if let Some(p) = self.plans.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Arc::clone(p));
         }
         let plan = Plan::new(&self.prepared, &key, self.threads)?;
         let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
         Ok(Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(Planned { plan, idle: Mutex::new(Vec::new()) }))))
+    }
+
+    /// Each node's kernel and instruction path at these input shapes, for per-layer reports
+    /// (a conv cropped to its live taps says so: `… taps 1x1 of 3x3`).
+    pub fn kernel_labels(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<String>> {
+        let planned = self.planned_for(input_shapes.to_vec())?;
+        let p = &self.prepared;
+        Ok((0..p.graph.nodes.len())
+            .map(|k| {
+                let (n, step) = planned.plan.step(p, k);
+                let label = step.kernel(&p.kernels);
+                match (&n.op, &p.graph.nodes[k].op) {
+                    (Op::Conv(small), Op::Conv(full)) if small.kernel() != full.kernel() => {
+                        let ([a, b], [c, d]) = (small.kernel(), full.kernel());
+                        format!("{label}, taps {a}x{b} of {c}x{d}")
+                    }
+                    _ => label,
+                }
+            })
+            .collect())
     }
 
     /// A worker pool of `threads` workers no other call is using.
@@ -117,15 +149,27 @@ impl Session {
             .map_err(|e| Error::System(format!("cannot start {} worker threads: {e}", self.threads)))
     }
 
+    /// Runs `f` on `threads` workers: on this thread's own pool when it has one of that size or
+    /// can build one (the calling thread is then worker 0 and `f` runs on it, with no hand-off
+    /// to another thread: on a small model that hand-off, a sleep and a wake-up, costs more
+    /// than the whole forward pass), else on a pool taken from the session's idle list.
+    fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
+        if let Some(own) = own_pool(self.threads) {
+            return Ok(own.install(f));
+        }
+        let pool = self.take_pool()?;
+        let out = pool.install(f);
+        lock(&self.pools).push(pool);
+        Ok(out)
+    }
+
     fn run_planned(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         self.check_inputs(inputs)?;
         let planned = self.planned(inputs)?;
         let taken = lock(&planned.idle).pop();
         let mut bufs = taken.unwrap_or_else(|| Buffers::new(&planned.plan, self.prepared.graph.values.len()));
-        let pool = self.take_pool()?;
         let threads = self.threads;
-        let out = pool.install(|| execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds));
-        lock(&self.pools).push(pool);
+        let out = self.in_pool(|| execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds))?;
         lock(&planned.idle).push(bufs);
         out
     }
@@ -143,10 +187,7 @@ impl Session {
     /// stores as u8 codes come back dequantized. Each node allocates its output.
     pub fn run_all(&self, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
         self.check_inputs(inputs)?;
-        let pool = self.take_pool()?;
-        let out = pool.install(|| interpret_prepared(&self.prepared, inputs, self.threads));
-        lock(&self.pools).push(pool);
-        out
+        self.in_pool(|| interpret_prepared(&self.prepared, inputs, self.threads))?
     }
 
     /// Runs node `index` of [`Session::graph`] alone on `values` (f32 tensors indexed by
@@ -159,10 +200,7 @@ impl Session {
             Step::MaxPoolU8 => &Step::F32,
             s => s,
         };
-        let pool = self.take_pool()?;
-        let out = pool.install(|| run_node_step(&self.prepared.kernels, n, step, values, self.threads));
-        lock(&self.pools).push(pool);
-        out
+        self.in_pool(|| run_node_step(&self.prepared.kernels, n, step, values, self.threads))?
     }
 
     /// The planner's estimate of bytes held by activations, scratch and weights (as the graph
@@ -171,6 +209,26 @@ impl Session {
         let plan = Plan::new(&self.prepared, &[input_shape.to_vec()], self.threads)?;
         Ok(plan.activation_bytes() + self.prepared.graph.weight_bytes())
     }
+}
+
+thread_local! {
+    /// This thread's own worker pool, the thread itself its worker 0 (see [`own_pool`]).
+    static OWN_POOL: RefCell<Option<Rc<rayon::ThreadPool>>> = const { RefCell::new(None) };
+}
+
+/// The calling thread's own pool of `threads` workers, built on first use, when the thread is
+/// in no rayon pool yet. A thread holds one such pool for life (rayon keeps a thread in one
+/// pool), so a later call with another thread count, or from a thread of another pool, gets
+/// `None`. Side effect: rayon work this thread starts later, outside kestrel, runs on that pool.
+fn own_pool(threads: usize) -> Option<Rc<rayon::ThreadPool>> {
+    OWN_POOL.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() && rayon::current_thread_index().is_none() {
+            let built = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("kestrel-{i}")).use_current_thread().build();
+            *slot = built.ok().map(Rc::new);
+        }
+        slot.as_ref().filter(|p| p.current_num_threads() == threads).cloned()
+    })
 }
 
 /// One call on `plan`'s buffers.
@@ -183,7 +241,8 @@ fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], thr
         let s = slot(i.id)?;
         slots[s].f32_mut(t.numel()).copy_from_slice(t.data());
     }
-    for (k, n) in g.nodes.iter().enumerate() {
+    for k in 0..g.nodes.len() {
+        let (n, step) = plan.step(p, k);
         let t0 = node_seconds.as_ref().map(|_| std::time::Instant::now());
         let o = slot(n.output)?;
         let mut out_slot = std::mem::take(&mut slots[o]);
@@ -207,7 +266,7 @@ fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], thr
             DType::U8(q) => ValueMut::U8(out_slot.u8_mut(on), q),
         };
         let range = Ranges { input: n.inputs.first().and_then(|&v| ranges[v]), record_output: p.record_range[n.output] };
-        let recorded = node::run(&p.kernels, n, &p.steps[k], &ins, out, &plan.shapes[n.output], range, scratch, threads);
+        let recorded = node::run(&p.kernels, n, step, &ins, out, &plan.shapes[n.output], range, scratch, threads);
         drop(ins);
         slots[o] = out_slot;
         ranges[n.output] = recorded?;

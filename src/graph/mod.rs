@@ -4,6 +4,7 @@
 //! Every node has exactly one output value. Constant values (from ONNX initializers or
 //! `Constant` nodes) may feed `Add`, `Mul` and `Concat`; weighted ops own their weights.
 
+pub mod live_taps;
 pub mod op;
 pub mod passes;
 pub mod shape;

@@ -118,3 +118,28 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mu
         }
     }
 }
+
+/// `dst[j] = src[idx[j]]` where `idx[j] ≥ 0`, else 0: 8 lanes per masked `vgatherdps`
+/// (negative indices are masked off, never read), the tail as the scalar twin.
+///
+/// # Safety
+/// The CPU must support AVX2; every non-negative `idx[j]` addresses a readable element of
+/// `src`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn gather(dst: &mut [f32], src: *const f32, idx: &[i32]) {
+    let n = dst.len().min(idx.len());
+    let full = n / 8 * 8;
+    let minus_one = _mm256_set1_epi32(-1);
+    for j in (0..full).step_by(8) {
+        // SAFETY: j + 8 ≤ n; masked-off lanes (negative indices) are not read, the others are
+        // in bounds by the contract.
+        unsafe {
+            let iv = _mm256_loadu_si256(idx.as_ptr().add(j) as *const __m256i);
+            let live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iv, minus_one));
+            let v = _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), src, iv, live);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(j), v);
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { super::scalar::gather(&mut dst[full..n], src, &idx[full..n]) };
+}

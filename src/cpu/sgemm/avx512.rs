@@ -116,3 +116,28 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mu
         }
     }
 }
+
+/// `dst[j] = src[idx[j]]` where `idx[j] ≥ 0`, else 0: 16 lanes per `vgatherdps`, the
+/// negative indices masked off (never read), the tail under a lane mask.
+///
+/// # Safety
+/// The CPU must support AVX-512F; every non-negative `idx[j]` addresses a readable element of
+/// `src`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gather(dst: &mut [f32], src: *const f32, idx: &[i32]) {
+    let n = dst.len().min(idx.len());
+    let zero = _mm512_setzero_ps();
+    let mut j = 0;
+    while j < n {
+        let lanes: __mmask16 = if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 };
+        // SAFETY: lanes past n are masked off for the index load and the store; a lane's
+        // gather reads src only where its index is non-negative, in bounds by the contract.
+        unsafe {
+            let iv = _mm512_maskz_loadu_epi32(lanes, idx.as_ptr().add(j));
+            let live = _mm512_mask_cmpge_epi32_mask(lanes, iv, _mm512_setzero_si512());
+            let v = _mm512_mask_i32gather_ps::<4>(zero, live, iv, src);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), lanes, v);
+        }
+        j += 16;
+    }
+}

@@ -199,6 +199,26 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// `dst[j] = src[idx[j]]` where `idx[j] ≥ 0`, else 0 (for `j < min(dst.len(), idx.len())`):
+    /// the vector gather that packs a batch's small maps into B panels. Twin:
+    /// [`scalar::gather`].
+    ///
+    /// # Safety
+    /// Every non-negative `idx[j]` addresses a readable element of `src`.
+    #[inline]
+    pub unsafe fn gather(self, dst: &mut [f32], src: *const f32, idx: &[i32]) {
+        match self {
+            // SAFETY: the token proves AVX2; the caller's contract covers the indices.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => unsafe { avx2::gather(dst, src, idx) },
+            // SAFETY: the token proves AVX-512F; the caller's contract covers the indices.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => unsafe { avx512::gather(dst, src, idx) },
+        }
+    }
+}
+
 /// The epilogue of one value, shared by the scalar twin and the kernels' documentation:
 /// `y = acc (+ bias)`, then the activation.
 #[inline(always)]

@@ -31,3 +31,14 @@ pub unsafe fn tile(g: Geometry, a: *const f32, b: *const f32, c: *mut f32, t: Ti
         }
     }
 }
+
+/// `dst[j] = src[idx[j]]` where `idx[j] ≥ 0`, else 0, as [`super::Kernel::gather`] computes it.
+///
+/// # Safety
+/// Every non-negative `idx[j]` addresses a readable element of `src`.
+pub unsafe fn gather(dst: &mut [f32], src: *const f32, idx: &[i32]) {
+    for (d, &i) in dst.iter_mut().zip(idx) {
+        // SAFETY: the caller guarantees every non-negative index is in bounds.
+        *d = if i >= 0 { unsafe { *src.add(i as usize) } } else { 0.0 };
+    }
+}
