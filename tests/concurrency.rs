@@ -86,3 +86,29 @@ fn tools_and_calls_share_a_session() {
     // run_all returns the graph's outputs too, dequantized where the plan kept codes.
     assert_eq!(all[session.graph().outputs[0]].as_ref().unwrap(), &want[0]);
 }
+
+/// Every way a call finds its workers gives the same bits: the calling thread as worker 0 of
+/// its own pool (first call), a pool the session keeps (a thread whose own pool has another
+/// size, or a thread of another rayon pool: here the global pool's workers, inside a
+/// `par_iter`), with the other workers spinning or (`KESTREL_SPIN=0`, read per process, not
+/// set here) sleeping.
+#[test]
+fn every_route_to_the_workers_gives_the_same_bits() {
+    use rayon::prelude::*;
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 4 }).unwrap();
+    let one = Session::new(g.clone(), &Options { threads: 1, optimize: true }).unwrap();
+    let two = Session::new(g, &Options { threads: 2, optimize: true }).unwrap();
+    let x = Tensor::randn(two.graph().input_shape(3).unwrap(), 1.0, 6);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // This thread's own pool gets 1 worker; the 2-thread session then hands its
+            // calls to a pool of its own.
+            let a = bits(&one.run(std::slice::from_ref(&x)).unwrap());
+            let b = bits(&two.run(std::slice::from_ref(&x)).unwrap());
+            assert_eq!(a, b, "1 and 2 threads differ");
+            let inside: Vec<Vec<Vec<u32>>> = (0..8).into_par_iter().map(|i| bits(&if i % 2 == 0 { &one } else { &two }.run(std::slice::from_ref(&x)).unwrap())).collect();
+            assert!(inside.iter().all(|r| *r == a), "calls from rayon workers differ");
+        });
+    });
+}

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::node::{self, ValueMut, ValueRef};
 use super::plan::{Buffers, Plan};
 use super::prepare::{DType, Options, Prepared, Step};
+use super::spin::Spinner;
 use crate::cpu::codec::dequantize_slice;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::Ranges;
@@ -169,7 +170,10 @@ impl Session {
         let taken = lock(&planned.idle).pop();
         let mut bufs = taken.unwrap_or_else(|| Buffers::new(&planned.plan, self.prepared.graph.values.len()));
         let threads = self.threads;
-        let out = self.in_pool(|| execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds))?;
+        let out = self.in_pool(|| {
+            let _awake = Spinner::start(threads);
+            execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds)
+        })?;
         lock(&planned.idle).push(bufs);
         out
     }
