@@ -112,3 +112,37 @@ fn every_route_to_the_workers_gives_the_same_bits() {
         });
     });
 }
+
+/// A batch whose activations exceed `BATCH_BYTES` runs in slices of samples: its outputs are
+/// those of each sample run alone, bit for bit (f32 and static INT8), and the memory estimate
+/// is one slice's. Dynamic INT8 takes its ranges from the whole batch, so it is never sliced.
+#[test]
+fn large_batches_run_in_slices_with_the_same_bits() {
+    use kestrel::exec::session::{batch_separable, BATCH_BYTES};
+    let cfg = ModelConfig::UNet(UNetConfig { base_width: 8, depth: 2, image_size: 128, ..Default::default() });
+    for (name, g) in variants(&cfg) {
+        let session = Session::new(g.clone(), &Options { threads: 2, optimize: true }).unwrap();
+        let one = session.memory_estimate(&g.input_shape(1).unwrap()).unwrap();
+        let n = 2 * BATCH_BYTES / one + 3;
+        let x = Tensor::randn(g.input_shape(n).unwrap(), 1.0, 12);
+        let whole = session.run(std::slice::from_ref(&x)).unwrap().remove(0);
+        assert_eq!(whole.shape()[0], n);
+        let per = x.numel() / n;
+        let out_per = whole.numel() / n;
+        for i in [0, n / 2, n - 1] {
+            let mut s = x.shape().to_vec();
+            s[0] = 1;
+            let xi = Tensor::new(s, x.data()[i * per..(i + 1) * per].to_vec()).unwrap();
+            let yi = session.run(&[xi]).unwrap().remove(0);
+            let got: Vec<u32> = whole.data()[i * out_per..(i + 1) * out_per].iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = yi.data().iter().map(|v| v.to_bits()).collect();
+            if name != "int8-dynamic" {
+                assert_eq!(got, want, "{name}: sample {i} of a sliced batch of {n} differs from the sample alone");
+            }
+        }
+        let sliced = batch_separable(session.graph());
+        assert_eq!(sliced, name != "int8-dynamic", "{name}");
+        let estimate = session.memory_estimate(&g.input_shape(n).unwrap()).unwrap();
+        assert_eq!(estimate < n * one / 2, sliced, "{name}: estimate {estimate} for {n} samples of {one}");
+    }
+}
