@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod exec;
 pub mod graph;
 pub mod metrics;

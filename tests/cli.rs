@@ -283,3 +283,42 @@ fn seven_bit_weights_run_on_the_avx2_byte_kernel() {
         assert!(convs.iter().all(|l| l.contains(want)), "{bits}-bit: {stdout}");
     }
 }
+
+/// `kestrel explain` on the trained shapes model: an overlay PNG and a .npy of the input's
+/// size per image, one line each saying how the map was computed; bad requests are one line.
+#[test]
+fn explain_writes_overlays_and_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/shapes-resnet18.safetensors");
+    let data = dir.path().join("shapes");
+    let (code, _, err) = kestrel(&["synth", "shapes", data.to_str().unwrap(), "--count", "3", "--size", "32", "--seed", "1001"]);
+    assert_eq!(code, 0, "{err}");
+    let imgs: Vec<String> = ["00-circle/00000.png", "01-square/00001.png", "02-triangle/00002.png"].iter().map(|p| data.join(p).to_string_lossy().into_owned()).collect();
+    let out = dir.path().join("cam");
+    let mut args = vec!["explain", model, "-o", out.to_str().unwrap()];
+    args.extend(imgs.iter().map(String::as_str));
+    let (code, stdout, err) = kestrel(&args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stdout.lines().all(|l| l.contains("layer layer1.1.conv2 map 8x8") && l.contains("backward pass")), "{stdout}");
+    for stem in ["00000", "00001", "00002"] {
+        assert_eq!(image::open(out.join(format!("{stem}.cam.png"))).unwrap().to_rgb8().dimensions(), (32, 32));
+        let map = kestrel::imageio::read_npy(&out.join(format!("{stem}.cam.npy"))).unwrap();
+        assert_eq!(map.shape(), &[32, 32]);
+        assert!(map.data().iter().any(|&v| v > 0.0), "{stem}: empty map");
+    }
+    // The last conv feeds GlobalAveragePool + Linear: CAM, no backward pass, and it says so.
+    let (code, stdout, err) = kestrel(&["explain", model, "--method", "cam", "--layer", "layer4", "--class", "2", "-o", out.to_str().unwrap(), &imgs[2]]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("class 2") && stdout.contains("no backward pass"), "{stdout}");
+    for bad in [vec!["--method", "lime"], vec!["--class", "ten"], vec!["--method", "cam", "--layer", "layer1"], vec!["--layer", "layer9"]] {
+        let mut a = vec!["explain", model, "-o", out.to_str().unwrap(), &imgs[0]];
+        a.extend(bad.iter().copied());
+        let (code, _, err) = kestrel(&a);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{bad:?}: {err}");
+    }
+    let (code, _, err) = kestrel(&["explain", "unet", "-o", out.to_str().unwrap(), &imgs[0]]);
+    assert_eq!(code, 2);
+    assert!(err.contains("classifier"), "{err}");
+}

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["quant"],
     &["engine"],
     &["prune"],
-    &["parity", "eval", "bench", "tile"],
+    &["parity", "eval", "explain", "bench", "tile"],
     &["prune_report"],
     &["reference"],
     &["report"],

@@ -194,6 +194,29 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
     },
+    /// Class activation maps: where a classifier looked, as a PNG overlay and a .npy per image.
+    Explain {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// cam (the last map's weighted sum; needs GlobalAveragePool then Linear after the
+        /// layer) or gradcam (any layer; a backward pass unless the head is that one).
+        #[arg(long, default_value = "gradcam")]
+        method: String,
+        /// A class index, or `top` (the highest-scoring class of each image).
+        #[arg(long, default_value = "top")]
+        class: String,
+        /// The node whose output map is explained (a name from `kestrel info`, or a prefix
+        /// such as `layer3`: its last node); default the last conv with a map of at least 7×7.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Output folder: IMAGE.cam.png (overlay) and IMAGE.cam.npy (the map at the input's size).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        pre: PreArgs,
+    },
     /// Write a synthetic dataset: `shapes` (ImageFolder, 10 classes), `blobs` (images/ + masks/),
     /// or `big-blobs` (one large PNG, streamed).
     Synth {
@@ -525,6 +548,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Bench(b) => bench_cmd(b),
         Cmd::Eval(e) => eval_cmd(e),
+        Cmd::Explain { m, images, method, class, layer, output, pre } => explain_cmd(&m, &images, &method, &class, layer.as_deref(), &output, &pre),
         Cmd::Report { out, models, builtins, threads, iters, warmup } => {
             let opts = kestrel::report::ReportOptions { out, models, builtins, threads, iters, warmup };
             let summary = kestrel::report::run(&opts, &mut |line| eprintln!("report: {line}"))?;
@@ -700,6 +724,49 @@ fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize
                 .collect();
             println!("{}: {}", path.display(), best.join(", "));
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain_cmd(m: &ModelArgs, images: &[PathBuf], method: &str, class: &str, layer: Option<&str>, out: &Path, pre: &PreArgs) -> Result<ExitCode> {
+    use kestrel::explain::{self, Class, Method};
+    let method = match method {
+        "cam" => Method::Cam,
+        "gradcam" | "grad-cam" => Method::GradCam,
+        other => return Err(Error::Argument(format!("--method {}: choose cam or gradcam", other.escape_debug()))),
+    };
+    let class = match class {
+        "top" => Class::Top,
+        k => Class::Index(k.parse().map_err(|_| Error::Argument(format!("--class {}: a class index or `top`", k.escape_debug())))?),
+    };
+    for p in images {
+        imageio::check_dimensions(p)?;
+    }
+    let model = m.load()?;
+    if model.task != Task::Classify {
+        return Err(Error::Argument(format!("explain needs a classifier; {} is a {:?} model", model.name, model.task)));
+    }
+    let session = m.session(&model)?;
+    // Preprocessed at the model's own input size unless told otherwise.
+    let side = model.graph.input_shape(1)?.get(2).copied().unwrap_or(224);
+    let pre = PreArgs { resize: pre.resize.or(Some(side)), crop: pre.crop.or(Some(side)), ..pre.clone() }.get(Task::Classify)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for path in images {
+        let x = imageio::preprocess(&imageio::decode(path)?, &pre);
+        let e = explain::explain(&session, &x, layer, class, method)?;
+        let [h, w] = [x.shape()[2], x.shape()[3]];
+        let heat = explain::upsample(&e.map, e.map_hw, [h, w]);
+        let rgb: Vec<f32> = x.data().iter().enumerate().map(|(i, v)| v * pre.std[i / (h * w)] + pre.mean[i / (h * w)]).collect();
+        let stem = path.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+        let png = out.join(format!("{stem}.cam.png"));
+        explain::overlay(&rgb, [h, w], &heat).save(&png).map_err(|e| Error::Image { path: png.clone(), reason: e.to_string() })?;
+        imageio::write_npy(&out.join(format!("{stem}.cam.npy")), &Tensor::new(vec![h, w], heat.clone())?)?;
+        let (px, py) = explain::peak_pixel(&e, [h, w]);
+        let how = if e.backward { "backward pass" } else { "GlobalAveragePool+Linear head: CAM and Grad-CAM coincide, one weighted sum, no backward pass" };
+        println!(
+            "{}: class {} (logit {:.3}), layer {} map {}x{}, peak at ({}, {}) of {w}x{h} [{how}] -> {}",
+            path.display(), e.class, e.score, e.layer.escape_debug(), e.map_hw[1], e.map_hw[0], px, py, png.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

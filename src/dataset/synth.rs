@@ -60,8 +60,31 @@ fn inside(class: usize, dx: f32, dy: f32, period: f32) -> bool {
     }
 }
 
-/// Sample `index` of the shape-classification set `seed`: a `size`×`size` RGB image and its class.
-pub fn shape_sample(seed: u64, index: u64, size: usize) -> (image::RgbImage, usize) {
+/// Where sample `index` of the shape set `seed` draws its figure: class, centre and radius in
+/// pixels, texture period in radii.
+#[derive(Clone, Copy, Debug)]
+pub struct ShapeGeometry {
+    pub class: usize,
+    pub cx: f32,
+    pub cy: f32,
+    pub r: f32,
+    pub period: f32,
+}
+
+impl ShapeGeometry {
+    /// Whether pixel `(x, y)` (its centre) is part of the drawn figure.
+    pub fn covers(&self, x: usize, y: usize) -> bool {
+        inside(self.class, (x as f32 + 0.5 - self.cx) / self.r, (y as f32 + 0.5 - self.cy) / self.r, self.period)
+    }
+}
+
+/// The figure of sample `index` (as [`shape_sample`] draws it), without drawing it.
+pub fn shape_geometry(seed: u64, index: u64, size: usize) -> ShapeGeometry {
+    shape_setup(seed, index, size).0
+}
+
+/// The sample's geometry, its colours and noise, and the generator positioned for the pixels.
+fn shape_setup(seed: u64, index: u64, size: usize) -> (ShapeGeometry, [[f32; 3]; 2], f32, Rng) {
     let class = (index % SHAPE_CLASSES.len() as u64) as usize;
     let mut rng = sample_rng(seed, index);
     let (bg, fg) = contrasting(&mut rng, 0.45);
@@ -70,10 +93,16 @@ pub fn shape_sample(seed: u64, index: u64, size: usize) -> (image::RgbImage, usi
     let (cx, cy) = (rng.range(r, s - r), rng.range(r, s - r));
     let period = rng.range(0.3, 0.5);
     let noise = rng.range(0.02, 0.10);
+    (ShapeGeometry { class, cx, cy, r, period }, [bg, fg], noise, rng)
+}
+
+/// Sample `index` of the shape-classification set `seed`: a `size`×`size` RGB image and its class.
+pub fn shape_sample(seed: u64, index: u64, size: usize) -> (image::RgbImage, usize) {
+    let (geo, [bg, fg], noise, mut rng) = shape_setup(seed, index, size);
+    let class = geo.class;
     let mut img = image::RgbImage::new(size as u32, size as u32);
     for (x, y, px) in img.enumerate_pixels_mut() {
-        let (dx, dy) = ((x as f32 + 0.5 - cx) / r, (y as f32 + 0.5 - cy) / r);
-        let c = if inside(class, dx, dy, period) { fg } else { bg };
+        let c = if geo.covers(x as usize, y as usize) { fg } else { bg };
         for k in 0..3 {
             px[k] = to_u8(c[k] + noise * rng.normal());
         }
