@@ -31,6 +31,7 @@ pub mod quant;
 pub mod reference;
 pub mod report;
 pub mod rng;
+pub mod slide;
 pub mod stats;
 pub mod tensor;
 pub mod tile;

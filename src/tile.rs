@@ -194,6 +194,81 @@ impl RowSink for PngSink {
     }
 }
 
+impl RowSource for crate::slide::TiffRows {
+    fn width(&self) -> usize {
+        crate::slide::TiffRows::width(self)
+    }
+    fn height(&self) -> usize {
+        crate::slide::TiffRows::height(self)
+    }
+    fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
+        crate::slide::TiffRows::next_row(self, rgb)
+    }
+}
+
+/// An 8-bit grayscale tiled TIFF (Deflate tiles of [`TIFF_TILE`]²) written row by row: one
+/// band of tiles is held, and written when its last row arrives.
+pub struct TiffSink {
+    writer: crate::slide::TiffWriter,
+    width: usize,
+    height: usize,
+    /// `[TIFF_TILE][across · TIFF_TILE]`.
+    band: Vec<u8>,
+    y: usize,
+}
+
+/// Tile side of the masks [`TiffSink`] writes.
+pub const TIFF_TILE: usize = 256;
+
+impl TiffSink {
+    pub fn create(path: &Path, width: usize, height: usize) -> Result<Self> {
+        let writer = crate::slide::TiffWriter::create(path, &[[width, height]], TIFF_TILE, 1, crate::slide::Compression::Deflate, None)?;
+        let across = width.div_ceil(TIFF_TILE);
+        Ok(TiffSink { writer, width, height, band: vec![0; TIFF_TILE * across * TIFF_TILE], y: 0 })
+    }
+
+    fn flush_band(&mut self) -> Result<()> {
+        let across = self.width.div_ceil(TIFF_TILE);
+        let ty = (self.y - 1) / TIFF_TILE;
+        let stride = across * TIFF_TILE;
+        let mut tile = vec![0u8; TIFF_TILE * TIFF_TILE];
+        for tx in 0..across {
+            for (r, row) in tile.chunks_exact_mut(TIFF_TILE).enumerate() {
+                row.copy_from_slice(&self.band[r * stride + tx * TIFF_TILE..][..TIFF_TILE]);
+            }
+            self.writer.write_tile(0, tx, ty, &tile)?;
+        }
+        self.band.fill(0);
+        Ok(())
+    }
+
+    /// Writes the last band and the file's directory.
+    pub fn finish(mut self) -> Result<()> {
+        if self.y != self.height {
+            return Err(Error::Internal(format!("TIFF mask: {} of {} rows written", self.y, self.height)));
+        }
+        if self.y % TIFF_TILE != 0 {
+            self.flush_band()?;
+        }
+        self.writer.finish()
+    }
+}
+
+impl RowSink for TiffSink {
+    fn write_row(&mut self, values: &[f32]) -> Result<()> {
+        let stride = self.width.div_ceil(TIFF_TILE) * TIFF_TILE;
+        let r = self.y % TIFF_TILE;
+        for (o, v) in self.band[r * stride..r * stride + self.width].iter_mut().zip(values) {
+            *o = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+        self.y += 1;
+        if self.y % TIFF_TILE == 0 {
+            self.flush_band()?;
+        }
+        Ok(())
+    }
+}
+
 /// Collects output rows in memory (tests, small images).
 #[derive(Default)]
 pub struct VecSink {

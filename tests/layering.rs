@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["rng", "stats", "metrics", "qparams"],
     &["tensor"],
-    &["postprocess", "imageio"],
+    &["postprocess", "imageio", "slide"],
     &["graph", "compare"],
     &["cpu"],
     &["exec"],

@@ -148,6 +148,13 @@ enum Cmd {
         /// Process only part I of N of a directory's (sorted) images.
         #[arg(long)]
         shard: Option<Shard>,
+        /// TIFF input: the level (image) of the file to read, 0 the full resolution
+        /// (`kestrel info SLIDE.tif` lists them).
+        #[arg(long)]
+        level: Option<usize>,
+        /// TIFF input: the level closest to this many microns per pixel.
+        #[arg(long)]
+        mpp: Option<f64>,
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
@@ -231,6 +238,15 @@ enum Cmd {
         /// Image side.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// big-blobs: png, or tiff (a tiled pyramidal TIFF; the default for a .tif output).
+        #[arg(long)]
+        format: Option<String>,
+        /// big-blobs TIFF: pyramid levels, each half the previous size.
+        #[arg(long, default_value_t = 3)]
+        levels: usize,
+        /// big-blobs TIFF: tile compression, none, lzw, deflate or jpeg.
+        #[arg(long, default_value = "jpeg")]
+        compression: String,
     },
 }
 
@@ -532,6 +548,7 @@ fn one_line(s: &str) -> String {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Info { m, .. } if kestrel::slide::is_tiff(Path::new(&m.model)) => slide_info(Path::new(&m.model)),
         Cmd::Info { m, batch, sparsity } => info(&m, batch, sparsity),
         Cmd::Classify { m, images, labels, top, batch, pre, shard } => {
             let mut images = images;
@@ -541,10 +558,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             classify(&m, &images, labels.as_deref(), top, batch, &pre.get(Task::Classify)?)
         }
-        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard } => {
+        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp } => {
             let pre = PreArgs { resize: Some(0), crop: Some(0), mean, std }.get(Task::Segment)?;
+            // A slide is always streamed: 512² tiles unless told otherwise.
+            let tile = tile.or_else(|| kestrel::slide::is_tiff(&image).then_some(512));
             let tiling = tile.map(|tile| kestrel::tile::TileOptions { tile, overlap: overlap.unwrap_or(64.min(tile / 2)), batch, threshold, pre: pre.clone() });
-            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default())
+            if (level.is_some() || mpp.is_some()) && !kestrel::slide::is_tiff(&image) {
+                return Err(Error::Argument("--level and --mpp select a level of a TIFF input".into()));
+            }
+            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default(), (level, mpp))
         }
         Cmd::Bench(b) => bench_cmd(b),
         Cmd::Eval(e) => eval_cmd(e),
@@ -555,10 +577,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Synth { kind, output, count, seed, size } => {
+        Cmd::Synth { kind, output, count, seed, size, format, levels, compression } => {
+            let tiff = match format.as_deref() {
+                None => kestrel::slide::is_tiff(&output),
+                Some("tiff") => true,
+                Some("png") => false,
+                Some(other) => return Err(Error::Argument(format!("--format {}: png or tiff", other.escape_debug()))),
+            };
             match kind.as_str() {
                 "shapes" => kestrel::dataset::synth::write_shapes(&output, seed, count, size)?,
                 "blobs" => kestrel::dataset::synth::write_blobs(&output, seed, count, size)?,
+                "big-blobs" if tiff => kestrel::dataset::synth::write_big_blobs_tiff(&output, seed, size, levels, kestrel::slide::Compression::parse(&compression)?)?,
                 "big-blobs" => kestrel::dataset::synth::write_big_blobs(&output, seed, size)?,
                 other => return Err(Error::Argument(format!("synth {other}: use shapes, blobs or big-blobs"))),
             }
@@ -687,6 +716,19 @@ fn info(m: &ModelArgs, batch: usize, sparsity: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kestrel info SLIDE.tif`: the file's levels.
+fn slide_info(path: &Path) -> Result<ExitCode> {
+    let levels = kestrel::slide::levels(path)?;
+    println!("{}: {} level(s)", path.display(), levels.len());
+    println!("{:<6} {:>14} {:>12} {:<12} {:<10} {:>8}", "level", "size", "chunk", "compression", "colour", "µm/px");
+    for l in &levels {
+        let chunk = format!("{} {}x{}", if l.tiled { "tile" } else { "strip" }, l.chunk[0], l.chunk[1]);
+        let mpp = l.mpp.map_or_else(|| "-".to_string(), |m| format!("{m:.3}"));
+        println!("{:<6} {:>14} {:>12} {:<12} {:<10} {:>8}", l.index, format!("{}x{}", l.width, l.height), chunk, l.compression, l.color, mpp);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_sparsity(g: &kestrel::Graph) {
     let rows = kestrel::prune::sparse::sparsity(g);
     println!("{:<40} {:<16} {:>10} {:>10} {:>18}", "layer", "op", "weights", "zero", "near-zero channels");
@@ -779,6 +821,7 @@ fn segment_cmd(
     pre: &Preprocess,
     tiling: Option<&kestrel::tile::TileOptions>,
     shard: Shard,
+    level: (Option<usize>, Option<f64>),
 ) -> Result<ExitCode> {
     // One image decoded whole: its header is checked before the model is loaded.
     if tiling.is_none() && input.is_file() {
@@ -802,7 +845,7 @@ fn segment_cmd(
     let pb = (jobs.len() > 1).then(|| progress_bar(jobs.len(), "segmenting"));
     for (src, dst) in &jobs {
         match tiling {
-            Some(t) => segment_tiled(&model, &session, src, dst, t)?,
+            Some(t) => segment_tiled(&model, &session, src, dst, t, level)?,
             None => segment_one(&model, &session, src, dst, threshold, pre)?,
         }
         if let Some(pb) = &pb {
@@ -816,15 +859,21 @@ fn segment_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions) -> Result<()> {
-    use kestrel::tile::{ImageRows, PngRows, PngSink, RowSource};
+fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions, level: (Option<usize>, Option<f64>)) -> Result<()> {
+    use kestrel::tile::{ImageRows, PngRows, PngSink, RowSink, RowSource, TiffSink};
     let t0 = Instant::now();
     let is_png = image.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    // PNG streams row by row; other formats are decoded whole first.
+    // PNG streams row by row and TIFF band by band; other formats are decoded whole first.
     let decoded;
     let mut png_src;
     let mut img_src;
-    let src: &mut dyn RowSource = if is_png {
+    let mut tiff_src;
+    let src: &mut dyn RowSource = if kestrel::slide::is_tiff(image) {
+        let levels = kestrel::slide::levels(image)?;
+        let l = kestrel::slide::pick_level(image, &levels, level.0, level.1)?;
+        tiff_src = kestrel::slide::TiffRows::open(image, l)?;
+        &mut tiff_src
+    } else if is_png {
         png_src = PngRows::open(image)?;
         &mut png_src
     } else {
@@ -833,12 +882,24 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         &mut img_src
     };
     let (w, h) = (src.width(), src.height());
-    let mut sink = PngSink::create(output, w, h)?;
+    // Masks as tiled TIFF for a .tif output, else PNG; both row by row.
+    enum Sink {
+        Png(PngSink),
+        Tiff(TiffSink),
+    }
+    let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, h)?) } else { Sink::Png(PngSink::create(output, w, h)?) };
     let pb = progress_bar(h, "rows");
     let mut run = |x: &Tensor| session.run(std::slice::from_ref(x)).and_then(|o| o.into_iter().next().ok_or(Error::NoOutput));
     let mult = model.graph.spatial_multiple.unwrap_or(1);
-    let stats = kestrel::tile::segment_tiled(&mut run, src, &mut sink, t, mult, &mut |done, _| pb.set_position(done as u64))?;
-    sink.finish()?;
+    let rows: &mut dyn RowSink = match &mut sink {
+        Sink::Png(p) => p,
+        Sink::Tiff(t) => t,
+    };
+    let stats = kestrel::tile::segment_tiled(&mut run, src, rows, t, mult, &mut |done, _| pb.set_position(done as u64))?;
+    match sink {
+        Sink::Png(p) => p.finish()?,
+        Sink::Tiff(t) => t.finish()?,
+    }
     pb.finish_and_clear();
     println!(
         "wrote {} ({}x{}, {} tiles of {}x{}, overlap {}, {:.1} s, peak RSS {:.0} MB)",

@@ -224,3 +224,91 @@ pub fn write_big_blobs(path: &Path, seed: u64, side: usize) -> Result<()> {
     }
     w.finish().map_err(bad)
 }
+
+/// A tiled pyramidal TIFF of the big-blobs image ([`write_big_blobs`]'s pixels): `levels`
+/// levels, each half the previous one's size (2×2 box filter), in 256² tiles compressed with
+/// `compression`, at 0.5 µm per pixel on level 0. Written band by band: memory holds one band
+/// of tiles per level.
+pub fn write_big_blobs_tiff(path: &Path, seed: u64, side: usize, levels: usize, compression: crate::slide::Compression) -> Result<()> {
+    const BLOCK: usize = 256;
+    if side == 0 || side > 1 << 20 {
+        return Err(Error::Argument(format!("big-blobs side {side} must be in 1..=1048576")));
+    }
+    if levels == 0 || levels > 12 || side >> (levels - 1) == 0 {
+        return Err(Error::Argument(format!("--levels {levels}: 1..=12, and the last level at least 1 pixel wide")));
+    }
+    let sizes: Vec<[usize; 2]> = (0..levels).map(|l| [side.div_ceil(1 << l), side.div_ceil(1 << l)]).collect();
+    let mut w = crate::slide::TiffWriter::create(path, &sizes, BLOCK, 3, compression, Some(0.5))?;
+    // Per level: a band of BLOCK rows (`[BLOCK][width · 3]`) and how many rows it holds.
+    let mut bands: Vec<(Vec<u8>, usize, usize)> = sizes.iter().map(|s| (vec![0u8; BLOCK * s[0] * 3], 0, 0)).collect();
+    let blocks = side.div_ceil(BLOCK);
+    let mut rows = vec![0u8; BLOCK * side * 3];
+    for by in 0..blocks {
+        for bx in 0..blocks {
+            let (img, _) = blob_sample(seed, (by * blocks + bx) as u64, BLOCK);
+            let cols = BLOCK.min(side - bx * BLOCK);
+            for y in 0..BLOCK {
+                rows[(y * side + bx * BLOCK) * 3..][..cols * 3].copy_from_slice(&img.as_raw()[y * BLOCK * 3..][..cols * 3]);
+            }
+        }
+        let n = BLOCK.min(side - by * BLOCK);
+        push_rows(&mut w, &mut bands, &sizes, 0, &rows[..n * side * 3], n, by + 1 == blocks)?;
+    }
+    w.finish()
+}
+
+/// Appends `n` rows to level `l`'s band, writing its tiles whenever it fills (or `last`), and
+/// hands each written band, halved, to level `l + 1`.
+fn push_rows(w: &mut crate::slide::TiffWriter, bands: &mut [(Vec<u8>, usize, usize)], sizes: &[[usize; 2]], l: usize, rows: &[u8], n: usize, last: bool) -> Result<()> {
+    const BLOCK: usize = 256;
+    let width = sizes[l][0];
+    let mut done = 0;
+    while done < n {
+        let (band, filled, ty) = &mut bands[l];
+        let take = (BLOCK - *filled).min(n - done);
+        band[*filled * width * 3..(*filled + take) * width * 3].copy_from_slice(&rows[done * width * 3..(done + take) * width * 3]);
+        *filled += take;
+        done += take;
+        let end = last && done == n;
+        if *filled == BLOCK || end {
+            let (full, t) = (*filled, *ty);
+            let mut tile = vec![0u8; BLOCK * BLOCK * 3];
+            for tx in 0..width.div_ceil(BLOCK) {
+                tile.fill(0);
+                let cols = BLOCK.min(width - tx * BLOCK);
+                for r in 0..full {
+                    tile[r * BLOCK * 3..][..cols * 3].copy_from_slice(&band[(r * width + tx * BLOCK) * 3..][..cols * 3]);
+                }
+                w.write_tile(l, tx, t, &tile)?;
+            }
+            if l + 1 < sizes.len() {
+                let half = halve(&band[..full * width * 3], width, full, sizes[l + 1][0]);
+                let hn = full.div_ceil(2);
+                let (band, _, _) = &mut bands[l];
+                band.fill(0);
+                push_rows(w, bands, sizes, l + 1, &half, hn, end)?;
+            }
+            let (_, filled, ty) = &mut bands[l];
+            *filled = 0;
+            *ty = t + 1;
+        }
+    }
+    Ok(())
+}
+
+/// `rows` (`n` rows of `width` RGB pixels) downsampled 2× by a 2×2 box filter into rows of
+/// `half_w` pixels (an odd last row or column averages with itself).
+fn halve(rows: &[u8], width: usize, n: usize, half_w: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n.div_ceil(2) * half_w * 3];
+    for y in 0..n.div_ceil(2) {
+        let (y0, y1) = (2 * y, (2 * y + 1).min(n - 1));
+        for x in 0..half_w {
+            let (x0, x1) = (2 * x, (2 * x + 1).min(width - 1));
+            for c in 0..3 {
+                let p = |yy: usize, xx: usize| u32::from(rows[(yy * width + xx) * 3 + c]);
+                out[(y * half_w + x) * 3 + c] = ((p(y0, x0) + p(y0, x1) + p(y1, x0) + p(y1, x1) + 2) / 4) as u8;
+            }
+        }
+    }
+    out
+}

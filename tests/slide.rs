@@ -1,0 +1,170 @@
+//! Whole-slide TIFF: pyramidal tiled files kestrel writes (uncompressed, LZW, Deflate, JPEG)
+//! read back band by band with the pixels written; segmented in tiles with the same mask as
+//! the same pixels from PNG; masks written as tiled TIFF; levels listed and chosen; bad files
+//! and options refused in one line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kestrel::dataset::synth::{write_big_blobs, write_big_blobs_tiff};
+use kestrel::slide::{levels, Compression, TiffRows};
+
+fn kestrel(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args).output().expect("run kestrel");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blobs-unet.safetensors")
+}
+
+/// Every row of level `level`, RGB.
+fn read_all(path: &Path, level: usize) -> (usize, usize, Vec<u8>) {
+    let mut r = TiffRows::open(path, level).unwrap();
+    let (w, h) = (r.width(), r.height());
+    let mut all = vec![0u8; w * h * 3];
+    for row in all.chunks_exact_mut(w * 3) {
+        r.next_row(row).unwrap();
+    }
+    (w, h, all)
+}
+
+const SIDE: usize = 700;
+
+#[test]
+fn pyramids_read_back_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("s.png");
+    write_big_blobs(&png, 5, SIDE).unwrap();
+    let want = image::open(&png).unwrap().to_rgb8().into_raw();
+    for c in [Compression::None, Compression::Lzw, Compression::Deflate, Compression::Jpeg] {
+        let tif = dir.path().join(format!("s-{c:?}.tif"));
+        write_big_blobs_tiff(&tif, 5, SIDE, 3, c).unwrap();
+        let ls = levels(&tif).unwrap();
+        assert_eq!(ls.iter().map(|l| [l.width, l.height]).collect::<Vec<_>>(), vec![[700, 700], [350, 350], [175, 175]], "{c:?}");
+        assert!(ls.iter().all(|l| l.tiled && l.chunk == [256, 256]), "{c:?}: {ls:?}");
+        assert_eq!(ls.iter().map(|l| l.mpp.unwrap()).collect::<Vec<_>>(), vec![0.5, 1.0, 2.0]);
+        let (w, h, got) = read_all(&tif, 0);
+        assert_eq!((w, h), (SIDE, SIDE));
+        let mad = got.iter().zip(&want).map(|(a, b)| (i32::from(*a) - i32::from(*b)).unsigned_abs() as f64).sum::<f64>() / want.len() as f64;
+        if c == Compression::Jpeg {
+            // Lossy on noisy pixels, but unbiased in every channel: a wrong colour conversion
+            // would shift the means by tens of levels.
+            let bias: Vec<f64> = (0..3).map(|ch| got.iter().zip(&want).skip(ch).step_by(3).map(|(a, b)| f64::from(*a) - f64::from(*b)).sum::<f64>() / (SIDE * SIDE) as f64).collect();
+            println!("JPEG level 0: mean abs difference {mad:.2}, channel bias {bias:?}");
+            assert!(mad < 8.0 && bias.iter().all(|b| b.abs() < 1.5), "JPEG level 0 mean abs difference {mad}, bias {bias:?}");
+        } else {
+            assert_eq!(got, want, "{c:?}: level 0 differs from the PNG");
+            // Level 1 is the 2×2 box filter of level 0.
+            let (w1, _, l1) = read_all(&tif, 1);
+            for (x, y) in [(0, 0), (127, 128), (349, 349), (200, 17)] {
+                for ch in 0..3 {
+                    let p = |yy: usize, xx: usize| u32::from(want[(yy * SIDE + xx) * 3 + ch]);
+                    let avg = (p(2 * y, 2 * x) + p(2 * y, 2 * x + 1) + p(2 * y + 1, 2 * x) + p(2 * y + 1, 2 * x + 1) + 2) / 4;
+                    assert_eq!(u32::from(l1[(y * w1 + x) * 3 + ch]), avg, "{c:?}: level 1 at ({x}, {y})");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn slides_segment_like_the_same_pixels_from_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    for c in ["lzw", "jpeg", "none"] {
+        let tif = dir.path().join(format!("s-{c}.tif"));
+        let (code, _, err) = kestrel(&["synth", "big-blobs", tif.to_str().unwrap(), "--size", "600", "--seed", "9", "--levels", "2", "--compression", c]);
+        assert_eq!(code, 0, "{err}");
+        // The same pixels as a PNG (JPEG tiles: their decoded pixels).
+        let (w, h, px) = read_all(&tif, 0);
+        let png = dir.path().join(format!("s-{c}.png"));
+        image::RgbImage::from_raw(w as u32, h as u32, px).unwrap().save(&png).unwrap();
+        let (a, b, t) = (dir.path().join(format!("m-{c}-png.png")), dir.path().join(format!("m-{c}-tif.png")), dir.path().join(format!("m-{c}.tif")));
+        for (input, out) in [(&png, &a), (&tif, &b), (&tif, &t)] {
+            let (code, _, err) = kestrel(&["segment", m.to_str().unwrap(), input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--tile", "256", "--overlap", "32", "--threads", "2"]);
+            assert_eq!(code, 0, "{c}: {err}");
+        }
+        let ma = image::open(&a).unwrap().to_luma8();
+        assert_eq!(ma, image::open(&b).unwrap().to_luma8(), "{c}: the TIFF's mask differs from the PNG's");
+        let fg = ma.pixels().filter(|p| p[0] > 0).count() as f64 / (w * h) as f64;
+        assert!(fg > 0.02 && fg < 0.9, "{c}: foreground fraction {fg}");
+        // The mask as a tiled TIFF holds the same values.
+        let (tw, th, tm) = read_all(&t, 0);
+        assert_eq!((tw, th), (w, h));
+        assert!(tm.chunks_exact(3).zip(ma.pixels()).all(|(p, q)| p[0] == q[0]), "{c}: TIFF mask differs");
+    }
+    // A level of the pyramid, by index and by resolution: half the size.
+    let tif = dir.path().join("s-lzw.tif");
+    for sel in [["--level", "1"], ["--mpp", "0.9"]] {
+        let out = dir.path().join("m1.png");
+        let (code, _, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", out.to_str().unwrap(), sel[0], sel[1]]);
+        assert_eq!(code, 0, "{sel:?}: {err}");
+        assert_eq!(image::open(&out).unwrap().to_luma8().dimensions(), (300, 300), "{sel:?}");
+    }
+    let (code, out, err) = kestrel(&["info", tif.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 level(s)") && out.contains("600x600") && out.contains("300x300") && out.contains("LZW"), "{out}");
+}
+
+#[test]
+fn bad_slides_and_options_get_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    let tif = dir.path().join("s.tif");
+    write_big_blobs_tiff(&tif, 3, 300, 2, Compression::Deflate).unwrap();
+    let bytes = std::fs::read(&tif).unwrap();
+    // Cut short: the directories (at the end) are gone.
+    let cut = dir.path().join("cut.tif");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    // A tile's bytes overwritten.
+    let mut damaged = bytes.clone();
+    damaged[200..4000].fill(0xAB);
+    let dmg = dir.path().join("damaged.tif");
+    std::fs::write(&dmg, &damaged).unwrap();
+    // 16-bit grayscale, written by the tiff crate.
+    let deep = dir.path().join("deep.tif");
+    {
+        let f = std::fs::File::create(&deep).unwrap();
+        let mut enc = tiff::encoder::TiffEncoder::new(f).unwrap();
+        enc.write_image::<tiff::encoder::colortype::Gray16>(16, 16, &vec![1000u16; 256]).unwrap();
+    }
+    let out = dir.path().join("o.png");
+    let o = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["segment", m.to_str().unwrap(), cut.to_str().unwrap(), "-o", o], "cut.tif"),
+        (vec!["info", cut.to_str().unwrap()], "cut.tif"),
+        (vec!["segment", m.to_str().unwrap(), dmg.to_str().unwrap(), "-o", o], "damaged.tif"),
+        (vec!["segment", m.to_str().unwrap(), deep.to_str().unwrap(), "-o", o], "Gray(16)"),
+        (vec!["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", o, "--level", "2"], "--level 2"),
+        (vec!["segment", m.to_str().unwrap(), deep.to_str().unwrap(), "-o", o, "--mpp", "0.5"], "resolution"),
+        (vec!["synth", "big-blobs", o, "--format", "tiff", "--compression", "zstd"], "zstd"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = kestrel(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("kestrel: error: ") && err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// A slide streams band by band: stated bound for a 6000² JPEG-tiled pyramid in 256 tiles,
+/// batch 4 (the whole image as f32 RGB would be 432 MB).
+const SLIDE_PEAK_RSS_MB: f64 = 200.0;
+
+#[test]
+fn a_large_slide_streams_within_its_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let tif = dir.path().join("big.tif");
+    let (code, _, err) = kestrel(&["synth", "big-blobs", tif.to_str().unwrap(), "--size", "6000", "--seed", "5", "--levels", "4"]);
+    assert_eq!(code, 0, "{err}");
+    let mask = dir.path().join("mask.tif");
+    let m = model();
+    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", "256", "--overlap", "32", "--batch", "4", "--threads", "2"]);
+    assert_eq!(code, 0, "{err}");
+    println!("{out}");
+    let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
+    assert!(peak < SLIDE_PEAK_RSS_MB, "peak RSS {peak} MB exceeds the stated {SLIDE_PEAK_RSS_MB} MB");
+    let ls = levels(&mask).unwrap();
+    assert_eq!([ls[0].width, ls[0].height], [6000, 6000]);
+}
