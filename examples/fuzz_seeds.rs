@@ -1,5 +1,6 @@
 //! Writes the fuzz seed corpus (fuzz/corpus/<target>/): tiny seeded models as ONNX, QDQ ONNX
-//! and safetensors (with and without the config metadata), small images and .npy files.
+//! and safetensors (with and without the config metadata), small images, TIFF files and .npy
+//! files.
 //! `cargo run --release --features onnx --example fuzz_seeds -- fuzz/corpus`; README's
 //! "Fuzzing" section lists what else goes in (conformance node models, an ORT-made QDQ model).
 //! Seeds are kept small: AFL mutates every byte, and a 2 KB model runs far more often than a
@@ -47,6 +48,34 @@ fn main() -> kestrel::Result<()> {
     save(&rgb, &img.join("rgb.jpg"))?;
     save(&image::GrayImage::from_fn(5, 7, |x, y| image::Luma([(x * 40 + y) as u8])), &img.join("gray.png"))?;
     save(&image::RgbaImage::from_fn(3, 3, |x, y| image::Rgba([x as u8 * 80, y as u8 * 80, 7, 200])), &img.join("rgba.png"))?;
+    // Tiled pyramids from kestrel's writer (every compression, edge tiles), and stripped files
+    // from the tiff crate's encoder (RGB, grayscale, 16-bit).
+    let tif = dir("tiff")?;
+    let px: Vec<u8> = (0..40 * 24 * 3).map(|i| (i * 37 % 251) as u8).collect();
+    for c in [kestrel::slide::Compression::None, kestrel::slide::Compression::Lzw, kestrel::slide::Compression::Deflate, kestrel::slide::Compression::Jpeg] {
+        let path = tif.join(format!("tiled_{c:?}.tif").to_lowercase());
+        let mut w = kestrel::slide::TiffWriter::create(&path, &[[40, 24], [20, 12]], 16, 3, c, Some(0.25))?;
+        for level in 0..2 {
+            let [across, down] = w.grid(level);
+            for ty in 0..down {
+                for tx in 0..across {
+                    let tile: Vec<u8> = (0..16 * 16 * 3).map(|i| px[(i + tx * 48 + ty * 7) % px.len()]).collect();
+                    w.write_tile(level, tx, ty, &tile)?;
+                }
+            }
+        }
+        w.finish()?;
+    }
+    let strip = |name: &str, f: &dyn Fn(&mut tiff::encoder::TiffEncoder<std::fs::File>) -> tiff::TiffResult<()>| -> kestrel::Result<()> {
+        let path = tif.join(name);
+        let file = std::fs::File::create(&path).map_err(|e| kestrel::Error::io(&path, e))?;
+        let bad = |e: tiff::TiffError| kestrel::Error::Image { path: path.clone(), reason: e.to_string() };
+        let mut enc = tiff::encoder::TiffEncoder::new(file).map_err(bad)?;
+        f(&mut enc).map_err(bad)
+    };
+    strip("strips_rgb.tif", &|e| e.write_image::<tiff::encoder::colortype::RGB8>(12, 9, &px[..12 * 9 * 3]))?;
+    strip("strips_gray.tif", &|e| e.write_image::<tiff::encoder::colortype::Gray8>(7, 5, &px[..35]))?;
+    strip("strips_gray16.tif", &|e| e.write_image::<tiff::encoder::colortype::Gray16>(4, 4, &[7u16; 16]))?;
     let npy = dir("npy")?;
     kestrel::imageio::write_npy(&npy.join("image.npy"), &synthetic_images(1, 3, 4, 4, 3))?;
     kestrel::imageio::write_npy(&npy.join("vector.npy"), &Tensor::new(vec![5], vec![1.0, -2.0, 0.5, 3.0, 0.0])?)?;

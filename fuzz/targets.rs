@@ -12,6 +12,7 @@
 //! | `safetensors` | a safetensors file | header and offsets, config metadata or name recognition, model build |
 //! | `image` | an image file | format guess, header limits, decode, classify preprocessing |
 //! | `npy` | a .npy file | header parse, shape checks, data |
+//! | `tiff` | a TIFF file | levels, then every row of level 0 (and of the last level) band by band |
 
 use std::path::Path;
 
@@ -21,7 +22,7 @@ use kestrel::onnx::{import, proto, ImportOptions};
 use kestrel::{Options, Session, Tensor};
 
 /// Every target by name, as the corpus folders are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("onnx", onnx), ("qdq", onnx), ("session", session), ("safetensors", safetensors), ("image", image), ("npy", npy)];
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[("onnx", onnx), ("qdq", onnx), ("session", session), ("safetensors", safetensors), ("image", image), ("npy", npy), ("tiff", tiff)];
 
 /// Plans above this many bytes, or graphs above this many MACs, are prepared but not run.
 const RUN_LIMIT_BYTES: usize = 16 << 20;
@@ -69,4 +70,22 @@ pub fn image(data: &[u8]) {
 
 pub fn npy(data: &[u8]) {
     let _ = npy_from_bytes(Path::new("fuzz.npy"), data);
+}
+
+pub fn tiff(data: &[u8]) {
+    let path = Path::new("fuzz.tif");
+    let Ok(levels) = kestrel::slide::levels_of(std::io::Cursor::new(data), path) else { return };
+    for level in [0, levels.len() - 1] {
+        let Ok(mut rows) = kestrel::slide::TiffRows::from_reader(std::io::Cursor::new(data), path, level) else { continue };
+        // Rows past a few megapixels are skipped: decoding them is work, not new paths.
+        if rows.width().saturating_mul(rows.height()) > 1 << 22 {
+            continue;
+        }
+        let mut row = vec![0u8; rows.width() * 3];
+        for _ in 0..rows.height() {
+            if rows.next_row(&mut row).is_err() {
+                break;
+            }
+        }
+    }
 }

@@ -10,12 +10,18 @@
 //! order. The resolution, when the file states one (XResolution with a centimetre or inch
 //! unit), gives each level's microns per pixel.
 //!
+//! **Tissue** ([`TissueMap`]): most of a slide is glass, bright and unsaturated. On a
+//! thumbnail (a low-resolution level, or the slide box-filtered while streamed), Otsu's
+//! threshold on saturation splits the pixels; a pixel is glass when it is on the unsaturated
+//! side *and* bright (max channel ≥ [`GLASS_BRIGHTNESS`]), so a slide with no glass at all
+//! (Otsu then splits the tissue itself) keeps every tile.
+//!
 //! **Writing** ([`TiffWriter`]) takes whole tiles in any order and writes the IFDs at the end:
 //! one per level, with the tile offsets and byte counts, classic TIFF while the file stays
 //! under 4 GiB and BigTIFF when its raw pixels could pass it.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
@@ -46,12 +52,16 @@ fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Image { path: path.to_path_buf(), reason: e.to_string() }
 }
 
-fn open(path: &Path) -> Result<Decoder<BufReader<File>>> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+fn open(path: &Path) -> Result<BufReader<File>> {
+    Ok(BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?))
+}
+
+/// A decoder over `r` (named `path` in errors) with chunk buffers bounded by [`CHUNK_LIMIT`].
+fn decoder<R: Read + Seek>(r: R, path: &Path) -> Result<Decoder<R>> {
     let mut limits = Limits::default();
     limits.decoding_buffer_size = CHUNK_LIMIT;
     limits.intermediate_buffer_size = CHUNK_LIMIT;
-    Ok(Decoder::new(BufReader::new(f)).map_err(|e| bad(path, e))?.with_limits(limits))
+    Ok(Decoder::new(r).map_err(|e| bad(path, e))?.with_limits(limits))
 }
 
 fn compression_name(c: u16) -> String {
@@ -66,7 +76,7 @@ fn compression_name(c: u16) -> String {
 }
 
 /// The current image's description.
-fn describe(d: &mut Decoder<BufReader<File>>, path: &Path, index: usize) -> Result<Level> {
+fn describe<R: Read + Seek>(d: &mut Decoder<R>, path: &Path, index: usize) -> Result<Level> {
     let (w, h) = d.dimensions().map_err(|e| bad(path, e))?;
     let color = d.colortype().map_or_else(|e| format!("unsupported ({e})"), |c| format!("{c:?}"));
     let tiled = matches!(d.get_chunk_type(), ChunkType::Tile);
@@ -87,7 +97,12 @@ fn describe(d: &mut Decoder<BufReader<File>>, path: &Path, index: usize) -> Resu
 
 /// Every image of the TIFF file at `path`, in file order.
 pub fn levels(path: &Path) -> Result<Vec<Level>> {
-    let mut d = open(path)?;
+    levels_of(open(path)?, path)
+}
+
+/// Every image of the TIFF data `r` (named `path` in errors), in file order.
+pub fn levels_of<R: Read + Seek>(r: R, path: &Path) -> Result<Vec<Level>> {
+    let mut d = decoder(r, path)?;
     let mut out = vec![describe(&mut d, path, 0)?];
     while d.more_images() {
         d.next_image().map_err(|e| bad(path, e))?;
@@ -124,8 +139,8 @@ pub fn pick_level(path: &Path, all: &[Level], level: Option<usize>, mpp: Option<
 }
 
 /// One level of a TIFF file as 8-bit RGB rows, top to bottom, one band of chunks in memory.
-pub struct TiffRows {
-    decoder: Decoder<BufReader<File>>,
+pub struct TiffRows<R: Read + Seek = BufReader<File>> {
+    decoder: Decoder<R>,
     path: PathBuf,
     width: usize,
     height: usize,
@@ -145,7 +160,14 @@ impl TiffRows {
         if level >= count {
             return Err(Error::Argument(format!("--level {level}: {} has {count} level(s), 0..={}", path.display(), count - 1)));
         }
-        let mut d = open(path)?;
+        TiffRows::from_reader(open(path)?, path, level)
+    }
+}
+
+impl<R: Read + Seek> TiffRows<R> {
+    /// Level `level` of the TIFF data `r` (named `path` in errors).
+    pub fn from_reader(r: R, path: &Path, level: usize) -> Result<Self> {
+        let mut d = decoder(r, path)?;
         if level > 0 {
             d.seek_to_image(level).map_err(|e| bad(path, e))?;
         }
@@ -160,7 +182,7 @@ impl TiffRows {
         let (cw, ch) = d.chunk_dimensions();
         let (width, height, chunk) = (w as usize, h as usize, [cw.max(1) as usize, ch.max(1) as usize]);
         let across = width.div_ceil(chunk[0]);
-        let band_len = chunk[1].checked_mul(width).and_then(|v| v.checked_mul(3)).filter(|&b| b <= 4 * CHUNK_LIMIT).ok_or_else(|| bad(path, format!("a band of {}x{} pixels is too large", width, chunk[1])))?;
+        let band_len = chunk[1].checked_mul(width).and_then(|v| v.checked_mul(3)).filter(|&b| b <= CHUNK_LIMIT).ok_or_else(|| bad(path, format!("a band of {}x{} pixels is too large", width, chunk[1])))?;
         Ok(TiffRows { decoder: d, path: path.to_path_buf(), width, height, chunk, across, color, band: vec![0; band_len], band_y: None, y: 0 })
     }
 
@@ -224,6 +246,116 @@ impl TiffRows {
         self.y += 1;
         Ok(())
     }
+}
+
+/// Least brightness (max of R, G, B) of a glass pixel.
+pub const GLASS_BRIGHTNESS: u8 = 200;
+
+/// Otsu's threshold of a 256-bin histogram: the level `t` that maximises the between-class
+/// variance of `[0, t]` and `(t, 255]`.
+pub fn otsu(hist: &[u64; 256]) -> u8 {
+    let total: u64 = hist.iter().sum();
+    let sum: f64 = hist.iter().enumerate().map(|(i, &n)| i as f64 * n as f64).sum();
+    let (mut w0, mut s0, mut best, mut at) = (0u64, 0f64, -1f64, 0u8);
+    for (t, &n) in hist.iter().enumerate() {
+        w0 += n;
+        s0 += t as f64 * n as f64;
+        let w1 = total - w0;
+        if w0 == 0 || w1 == 0 {
+            continue;
+        }
+        let (m0, m1) = (s0 / w0 as f64, (sum - s0) / w1 as f64);
+        let between = w0 as f64 * w1 as f64 * (m0 - m1) * (m0 - m1);
+        if between > best {
+            best = between;
+            at = t as u8;
+        }
+    }
+    at
+}
+
+/// Which parts of a slide hold tissue, on a thumbnail of it.
+#[derive(Clone, Debug)]
+pub struct TissueMap {
+    pub width: usize,
+    pub height: usize,
+    /// `[height][width]`.
+    pub tissue: Vec<bool>,
+    /// Otsu's saturation threshold (0–255).
+    pub threshold: u8,
+}
+
+impl TissueMap {
+    /// The map of an RGB thumbnail `rgb` of `width × height`.
+    pub fn from_rgb(rgb: &[u8], width: usize, height: usize) -> TissueMap {
+        let sat = |p: &[u8]| {
+            let (mx, mn) = (p[0].max(p[1]).max(p[2]), p[0].min(p[1]).min(p[2]));
+            if mx == 0 { 0 } else { ((u32::from(mx - mn) * 255) / u32::from(mx)) as u8 }
+        };
+        let mut hist = [0u64; 256];
+        for p in rgb.chunks_exact(3) {
+            hist[usize::from(sat(p))] += 1;
+        }
+        let threshold = otsu(&hist);
+        let tissue = rgb.chunks_exact(3).map(|p| sat(p) > threshold || p[0].max(p[1]).max(p[2]) < GLASS_BRIGHTNESS).collect();
+        TissueMap { width, height, tissue, threshold }
+    }
+
+    /// Whether the rectangle `[x0, x1) × [y0, y1)` of an image of `[iw, ih]` pixels (the level
+    /// being segmented) holds tissue on the map: at least `min_fraction` of the map pixels it
+    /// covers, and at least one.
+    pub fn covers(&self, [x0, y0, x1, y1]: [usize; 4], [iw, ih]: [usize; 2], min_fraction: f64) -> bool {
+        let sx = |x: usize| (x * self.width / iw.max(1)).min(self.width);
+        let sy = |y: usize| (y * self.height / ih.max(1)).min(self.height);
+        let (mx0, my0) = (sx(x0), sy(y0));
+        let (mx1, my1) = (sx(x1).max(mx0 + 1).min(self.width), sy(y1).max(my0 + 1).min(self.height));
+        let (mut hit, mut all) = (0usize, 0usize);
+        for y in my0..my1 {
+            for x in mx0..mx1 {
+                all += 1;
+                hit += usize::from(self.tissue[y * self.width + x]);
+            }
+        }
+        hit > 0 && hit as f64 >= min_fraction * all as f64
+    }
+
+    /// Fraction of the map that is tissue.
+    pub fn fraction(&self) -> f64 {
+        self.tissue.iter().filter(|&&t| t).count() as f64 / self.tissue.len().max(1) as f64
+    }
+}
+
+/// An RGB thumbnail of level `level` of `path`, at most `max_side` pixels on its longer side:
+/// the smallest level of the file at least half that size when one is (read band by band),
+/// else level `level` itself box-filtered while streamed. Returns `(rgb, width, height)`.
+pub fn thumbnail(path: &Path, level: usize, max_side: usize) -> Result<(Vec<u8>, usize, usize)> {
+    let all = levels(path)?;
+    let base = all.get(level).ok_or_else(|| Error::Argument(format!("--level {level}: {} has {} level(s)", path.display(), all.len())))?;
+    // Levels of the same aspect no larger than the one segmented, smallest first.
+    let small = all
+        .iter()
+        .filter(|l| l.width <= base.width && l.height <= base.height && l.width.max(l.height) >= max_side / 2 && l.width.max(l.height) <= 4 * max_side)
+        .min_by_key(|l| l.width * l.height)
+        .map_or(level, |l| l.index);
+    let mut rows = TiffRows::open(path, small)?;
+    let (w, h) = (rows.width(), rows.height());
+    let f = w.max(h).div_ceil(max_side.max(1)).max(1);
+    let (tw, th) = (w.div_ceil(f), h.div_ceil(f));
+    let mut sums = vec![0u32; tw * th * 3];
+    let mut counts = vec![0u32; tw * th];
+    let mut row = vec![0u8; w * 3];
+    for y in 0..h {
+        rows.next_row(&mut row)?;
+        for x in 0..w {
+            let i = (y / f) * tw + x / f;
+            counts[i] += 1;
+            for c in 0..3 {
+                sums[i * 3 + c] += u32::from(row[x * 3 + c]);
+            }
+        }
+    }
+    let rgb = sums.iter().enumerate().map(|(i, &s)| (s / counts[i / 3].max(1)) as u8).collect();
+    Ok((rgb, tw, th))
 }
 
 /// JFIF's full-range YCbCr to RGB.

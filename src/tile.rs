@@ -194,7 +194,7 @@ impl RowSink for PngSink {
     }
 }
 
-impl RowSource for crate::slide::TiffRows {
+impl<R: std::io::Read + std::io::Seek> RowSource for crate::slide::TiffRows<R> {
     fn width(&self) -> usize {
         crate::slide::TiffRows::width(self)
     }
@@ -331,6 +331,8 @@ pub struct TileStats {
     pub tile_h: usize,
     pub tile_w: usize,
     pub channels: usize,
+    /// Tiles not run: no tissue ([`segment_tiled_skipping`]); their output is background.
+    pub skipped: usize,
 }
 
 /// Segments `src` into `sink` through `run` (`[B, 3, th, tw]` → `[B, C, th, tw]` logits).
@@ -341,6 +343,21 @@ pub fn segment_tiled(
     sink: &mut dyn RowSink,
     opts: &TileOptions,
     multiple: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TileStats> {
+    segment_tiled_skipping(run, src, sink, opts, multiple, None, progress)
+}
+
+/// [`segment_tiled`], not running the tiles for which `skip` holds (given the tile's
+/// `[x0, y0, x1, y1]` in the image): they are background, blended with their neighbours as
+/// a run tile would be (probability 0, or class 0 with probability 1).
+pub fn segment_tiled_skipping(
+    run: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    src: &mut dyn RowSource,
+    sink: &mut dyn RowSink,
+    opts: &TileOptions,
+    multiple: usize,
+    skip: Option<&dyn Fn([usize; 4]) -> bool>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TileStats> {
     let (w, h) = (src.width(), src.height());
@@ -369,6 +386,13 @@ pub fn segment_tiled(
     let mut emitted = 0usize;
     let mut out_row = vec![0.0f32; w];
     let mut tiles = 0usize;
+    let mut skipped = 0usize;
+    if skip.is_some() {
+        // A skipped tile adds background to the accumulators, whose width needs the number of
+        // classes: one blank tile tells it.
+        let out = run(&Tensor::new(vec![1, 3, th, tw], vec![0.0; 3 * th * tw])?)?;
+        channels = out.shape().get(1).copied().filter(|&c| c > 0).ok_or_else(|| Error::OutputShape { expected: format!("a [1, C, {th}, {tw}] map"), got: out.shape().to_vec() })?;
+    }
 
     for (bi, &y0) in ys.iter().enumerate() {
         let y_end = (y0 + th).min(h);
@@ -383,7 +407,29 @@ pub fn segment_tiled(
             in_first += 1;
         }
         let wy: Vec<f32> = (0..th).map(|i| window(i, th, y0, hp, ramp)).collect();
-        for chunk in xs.iter().enumerate().collect::<Vec<_>>().chunks(opts.batch.max(1)) {
+        let mut todo: Vec<(usize, &usize)> = Vec::with_capacity(xs.len());
+        for (xi, x0) in xs.iter().enumerate() {
+            if skip.is_some_and(|f| f([*x0, y0, (*x0 + tw).min(w), y_end])) {
+                let c = channels;
+                while acc_first + acc.len() < y_end {
+                    acc.push_back((vec![0.0; w * c], vec![0.0; w]));
+                }
+                for yy in 0..(y_end - y0) {
+                    let (probs, weights) = &mut acc[y0 + yy - acc_first];
+                    for xx in 0..((*x0 + tw).min(w) - x0) {
+                        let wt = wy[yy] * wx[xi][xx];
+                        if c > 1 {
+                            probs[(x0 + xx) * c] += wt;
+                        }
+                        weights[x0 + xx] += wt;
+                    }
+                }
+                skipped += 1;
+            } else {
+                todo.push((xi, x0));
+            }
+        }
+        for chunk in todo.chunks(opts.batch.max(1)) {
             let b = chunk.len();
             let mut data = vec![0.0f32; b * 3 * th * tw];
             for (k, &(_, &x0)) in chunk.iter().enumerate() {
@@ -406,6 +452,9 @@ pub fn segment_tiled(
             let c = s[1];
             if channels == 0 {
                 channels = c;
+            }
+            if c != channels {
+                return Err(Error::OutputShape { expected: format!("{channels} classes, as the first tile"), got: s.to_vec() });
             }
             while acc_first + acc.len() < y_end {
                 acc.push_back((vec![0.0; w * c], vec![0.0; w]));
@@ -454,7 +503,7 @@ pub fn segment_tiled(
         }
         progress(emitted, h);
     }
-    Ok(TileStats { width: w, height: h, tiles, tile_h: th, tile_w: tw, channels })
+    Ok(TileStats { width: w, height: h, tiles, tile_h: th, tile_w: tw, channels, skipped })
 }
 
 #[cfg(test)]

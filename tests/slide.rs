@@ -39,7 +39,7 @@ fn pyramids_read_back_what_was_written() {
     let want = image::open(&png).unwrap().to_rgb8().into_raw();
     for c in [Compression::None, Compression::Lzw, Compression::Deflate, Compression::Jpeg] {
         let tif = dir.path().join(format!("s-{c:?}.tif"));
-        write_big_blobs_tiff(&tif, 5, SIDE, 3, c).unwrap();
+        write_big_blobs_tiff(&tif, 5, SIDE, 3, c, false).unwrap();
         let ls = levels(&tif).unwrap();
         assert_eq!(ls.iter().map(|l| [l.width, l.height]).collect::<Vec<_>>(), vec![[700, 700], [350, 350], [175, 175]], "{c:?}");
         assert!(ls.iter().all(|l| l.tiled && l.chunk == [256, 256]), "{c:?}: {ls:?}");
@@ -112,7 +112,7 @@ fn bad_slides_and_options_get_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let m = model();
     let tif = dir.path().join("s.tif");
-    write_big_blobs_tiff(&tif, 3, 300, 2, Compression::Deflate).unwrap();
+    write_big_blobs_tiff(&tif, 3, 300, 2, Compression::Deflate, false).unwrap();
     let bytes = std::fs::read(&tif).unwrap();
     // Cut short: the directories (at the end) are gone.
     let cut = dir.path().join("cut.tif");
@@ -139,6 +139,8 @@ fn bad_slides_and_options_get_one_line() {
         (vec!["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", o, "--level", "2"], "--level 2"),
         (vec!["segment", m.to_str().unwrap(), deep.to_str().unwrap(), "-o", o, "--mpp", "0.5"], "resolution"),
         (vec!["synth", "big-blobs", o, "--format", "tiff", "--compression", "zstd"], "zstd"),
+        (vec!["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", o, "--tissue", "magic"], "--tissue magic"),
+        (vec!["segment", m.to_str().unwrap(), o, "-o", o, "--tissue", "otsu"], "TIFF"),
     ];
     for (args, needle) in cases {
         let (code, _, err) = kestrel(&args);
@@ -167,4 +169,45 @@ fn a_large_slide_streams_within_its_memory_bound() {
     assert!(peak < SLIDE_PEAK_RSS_MB, "peak RSS {peak} MB exceeds the stated {SLIDE_PEAK_RSS_MB} MB");
     let ls = levels(&mask).unwrap();
     assert_eq!([ls[0].width, ls[0].height], [6000, 6000]);
+}
+
+/// `--tissue otsu` (the default for slides) skips the glass of a slide with known tissue and
+/// leaves the mask over the tissue unchanged; a slide that is all tissue skips nothing.
+#[test]
+fn glass_is_skipped_and_the_tissue_mask_is_unchanged() {
+    use kestrel::dataset::synth::{in_tissue, slide_tissue};
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    let side = 2000;
+    let tif = dir.path().join("g.tif");
+    let (code, _, err) = kestrel(&["synth", "big-blobs", tif.to_str().unwrap(), "--size", "2000", "--seed", "7", "--levels", "3", "--glass"]);
+    assert_eq!(code, 0, "{err}");
+    let (a, b) = (dir.path().join("otsu.png"), dir.path().join("none.png"));
+    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", a.to_str().unwrap(), "--tile", "256", "--overlap", "32"]);
+    assert_eq!(code, 0, "{err}");
+    println!("{out}");
+    // "…; S of T tiles skipped as glass, …"
+    let counts: Vec<usize> = out.split("; ").nth(1).map(|s| s.split(' ').filter_map(|w| w.parse().ok()).take(2).collect()).expect("skipped tiles in the output");
+    let (skipped, total) = (counts[0], counts[1]);
+    assert!(skipped * 3 > total, "only {skipped} of {total} tiles skipped");
+    let (code, _, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", b.to_str().unwrap(), "--tile", "256", "--overlap", "32", "--tissue", "none"]);
+    assert_eq!(code, 0, "{err}");
+    let (ma, mb) = (image::open(&a).unwrap().to_luma8(), image::open(&b).unwrap().to_luma8());
+    let discs = slide_tissue(7, side);
+    let (mut tissue, mut differ, mut fg) = (0usize, 0usize, 0usize);
+    for (x, y, p) in mb.enumerate_pixels() {
+        if in_tissue(&discs, x as usize, y as usize) {
+            tissue += 1;
+            differ += usize::from(p[0] != ma.get_pixel(x, y)[0]);
+            fg += usize::from(p[0] > 0);
+        }
+    }
+    assert!(tissue > 0 && fg * 50 > tissue, "tissue {tissue} px, foreground {fg}");
+    assert_eq!(differ, 0, "{differ} of {tissue} tissue pixels differ with glass skipped");
+    // All tissue, no glass: nothing is skipped.
+    let full = dir.path().join("full.tif");
+    write_big_blobs_tiff(&full, 7, 1000, 2, Compression::Lzw, false).unwrap();
+    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), full.to_str().unwrap(), "-o", a.to_str().unwrap(), "--tile", "256", "--overlap", "32"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("; 0 of "), "{out}");
 }

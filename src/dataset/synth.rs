@@ -227,9 +227,34 @@ pub fn write_big_blobs(path: &Path, seed: u64, side: usize) -> Result<()> {
 
 /// A tiled pyramidal TIFF of the big-blobs image ([`write_big_blobs`]'s pixels): `levels`
 /// levels, each half the previous one's size (2×2 box filter), in 256² tiles compressed with
-/// `compression`, at 0.5 µm per pixel on level 0. Written band by band: memory holds one band
-/// of tiles per level.
-pub fn write_big_blobs_tiff(path: &Path, seed: u64, side: usize, levels: usize, compression: crate::slide::Compression) -> Result<()> {
+/// `compression`, at 0.5 µm per pixel on level 0. With `glass`, only the discs of
+/// [`slide_tissue`] hold tissue and the rest is glass, as on a real slide. Written band by
+/// band: memory holds one band of tiles per level.
+/// The tissue of a synthetic slide with glass ([`write_big_blobs_tiff`] with `glass`): three
+/// discs at seeded places, `(cx, cy, r)` in level-0 pixels; the rest is glass.
+pub fn slide_tissue(seed: u64, side: usize) -> Vec<(f32, f32, f32)> {
+    let mut rng = sample_rng(seed ^ 0x5EED_61A5, 0);
+    let s = side as f32;
+    (0..3).map(|_| {
+        let r = rng.range(0.12, 0.2) * s;
+        (rng.range(r, s - r), rng.range(r, s - r), r)
+    }).collect()
+}
+
+/// Whether level-0 pixel `(x, y)` lies in one of `discs`.
+pub fn in_tissue(discs: &[(f32, f32, f32)], x: usize, y: usize) -> bool {
+    let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+    discs.iter().any(|&(cx, cy, r)| (px - cx) * (px - cx) + (py - cy) * (py - cy) <= r * r)
+}
+
+/// A glass pixel: light grey with a little deterministic noise.
+fn glass_pixel(x: usize, y: usize) -> [u8; 3] {
+    let h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let n = ((h >> 29) % 7) as u8;
+    [236 + n, 238 + n, 240 + n]
+}
+
+pub fn write_big_blobs_tiff(path: &Path, seed: u64, side: usize, levels: usize, compression: crate::slide::Compression, glass: bool) -> Result<()> {
     const BLOCK: usize = 256;
     if side == 0 || side > 1 << 20 {
         return Err(Error::Argument(format!("big-blobs side {side} must be in 1..=1048576")));
@@ -243,12 +268,25 @@ pub fn write_big_blobs_tiff(path: &Path, seed: u64, side: usize, levels: usize, 
     let mut bands: Vec<(Vec<u8>, usize, usize)> = sizes.iter().map(|s| (vec![0u8; BLOCK * s[0] * 3], 0, 0)).collect();
     let blocks = side.div_ceil(BLOCK);
     let mut rows = vec![0u8; BLOCK * side * 3];
+    let discs = if glass { slide_tissue(seed, side) } else { Vec::new() };
     for by in 0..blocks {
         for bx in 0..blocks {
-            let (img, _) = blob_sample(seed, (by * blocks + bx) as u64, BLOCK);
             let cols = BLOCK.min(side - bx * BLOCK);
-            for y in 0..BLOCK {
-                rows[(y * side + bx * BLOCK) * 3..][..cols * 3].copy_from_slice(&img.as_raw()[y * BLOCK * 3..][..cols * 3]);
+            let (x0, y0) = (bx * BLOCK, by * BLOCK);
+            // A block wholly on glass is not drawn.
+            let near = !glass || discs.iter().any(|&(cx, cy, r)| {
+                let (dx, dy) = ((cx - cx.clamp(x0 as f32, (x0 + BLOCK) as f32)).abs(), (cy - cy.clamp(y0 as f32, (y0 + BLOCK) as f32)).abs());
+                dx * dx + dy * dy <= r * r
+            });
+            let img = near.then(|| blob_sample(seed, (by * blocks + bx) as u64, BLOCK).0);
+            for y in 0..BLOCK.min(side - y0) {
+                for x in 0..cols {
+                    let px = match &img {
+                        Some(img) if !glass || in_tissue(&discs, x0 + x, y0 + y) => img.get_pixel(x as u32, y as u32).0,
+                        _ => glass_pixel(x0 + x, y0 + y),
+                    };
+                    rows[(y * side + x0 + x) * 3..][..3].copy_from_slice(&px);
+                }
             }
         }
         let n = BLOCK.min(side - by * BLOCK);
