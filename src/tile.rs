@@ -206,6 +206,73 @@ impl<R: std::io::Read + std::io::Seek> RowSource for crate::slide::TiffRows<R> {
     }
 }
 
+/// Rows decoded ahead on a thread of their own: the pipeline that overlaps decoding with the
+/// forward passes. Blocks of rows travel through a bounded channel, so at most
+/// [`PREFETCH_BYTES`] (and at least two blocks) are decoded ahead of the reader.
+pub struct Prefetch {
+    rx: std::sync::mpsc::Receiver<Result<Vec<u8>>>,
+    width: usize,
+    height: usize,
+    block: Vec<u8>,
+    /// Next row of `block` to hand out, and the rows it holds.
+    at: usize,
+    rows: usize,
+    read: usize,
+}
+
+/// Bytes of decoded rows the decoding thread may hold ahead of the model.
+pub const PREFETCH_BYTES: usize = 32 << 20;
+
+impl Prefetch {
+    /// Starts decoding `src` on a thread of `scope`.
+    pub fn start<'scope, 'env>(scope: &'scope std::thread::Scope<'scope, 'env>, mut src: Box<dyn RowSource + Send + 'env>) -> Prefetch {
+        let (width, height) = (src.width(), src.height());
+        let row = width * 3;
+        let per_block = (1 << 20) / row.max(1) + 1;
+        let depth = (PREFETCH_BYTES / (per_block * row).max(1)).max(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+        scope.spawn(move || {
+            let mut y = 0;
+            while y < height {
+                let n = per_block.min(height - y);
+                let mut block = vec![0u8; n * row];
+                let res = block.chunks_exact_mut(row).try_for_each(|r| src.next_row(r)).map(|_| block);
+                let failed = res.is_err();
+                // The reader went away (an error downstream): stop decoding.
+                if tx.send(res).is_err() || failed {
+                    return;
+                }
+                y += n;
+            }
+        });
+        Prefetch { rx, width, height, block: Vec::new(), at: 0, rows: 0, read: 0 }
+    }
+}
+
+impl RowSource for Prefetch {
+    fn width(&self) -> usize {
+        self.width
+    }
+    fn height(&self) -> usize {
+        self.height
+    }
+    fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
+        if self.at == self.rows {
+            if self.read >= self.height {
+                return Err(Error::Internal("read past the last row".into()));
+            }
+            self.block = self.rx.recv().map_err(|_| Error::Internal("the decoding thread stopped".into()))??;
+            self.rows = self.block.len() / (self.width * 3).max(1);
+            self.at = 0;
+        }
+        let row = self.width * 3;
+        rgb.copy_from_slice(&self.block[self.at * row..(self.at + 1) * row]);
+        self.at += 1;
+        self.read += 1;
+        Ok(())
+    }
+}
+
 /// An 8-bit grayscale tiled TIFF (Deflate tiles of [`TIFF_TILE`]²) written row by row: one
 /// band of tiles is held, and written when its last row arrives.
 pub struct TiffSink {

@@ -159,6 +159,10 @@ enum Cmd {
         /// saturation of a thumbnail; bright unsaturated pixels are glass) or `none`.
         #[arg(long)]
         tissue: Option<String>,
+        /// `--tile`: decode on the calling thread, between forward passes, instead of on a
+        /// thread of its own ahead of them.
+        #[arg(long)]
+        no_pipeline: bool,
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
@@ -565,7 +569,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             classify(&m, &images, labels.as_deref(), top, batch, &pre.get(Task::Classify)?)
         }
-        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp, tissue } => {
+        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp, tissue, no_pipeline } => {
             let tissue = match tissue.as_deref() {
                 None => kestrel::slide::is_tiff(&image),
                 Some("otsu") => true,
@@ -582,7 +586,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if (level.is_some() || mpp.is_some()) && !kestrel::slide::is_tiff(&image) {
                 return Err(Error::Argument("--level and --mpp select a level of a TIFF input".into()));
             }
-            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default(), (level, mpp), tissue)
+            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default(), (level, mpp), tissue, !no_pipeline)
         }
         Cmd::Bench(b) => bench_cmd(b),
         Cmd::Eval(e) => eval_cmd(e),
@@ -829,6 +833,7 @@ fn explain_cmd(m: &ModelArgs, images: &[PathBuf], method: &str, class: &str, lay
     Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn segment_cmd(
     m: &ModelArgs,
     input: &Path,
@@ -839,6 +844,7 @@ fn segment_cmd(
     shard: Shard,
     level: (Option<usize>, Option<f64>),
     tissue: bool,
+    pipeline: bool,
 ) -> Result<ExitCode> {
     // One image decoded whole: its header is checked before the model is loaded.
     if tiling.is_none() && input.is_file() {
@@ -862,7 +868,7 @@ fn segment_cmd(
     let pb = (jobs.len() > 1).then(|| progress_bar(jobs.len(), "segmenting"));
     for (src, dst) in &jobs {
         match tiling {
-            Some(t) => segment_tiled(&model, &session, src, dst, t, level, tissue)?,
+            Some(t) => segment_tiled(&model, &session, src, dst, t, level, tissue, pipeline)?,
             None => segment_one(&model, &session, src, dst, threshold, pre)?,
         }
         if let Some(pb) = &pb {
@@ -877,32 +883,26 @@ fn segment_cmd(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions, level: (Option<usize>, Option<f64>), tissue: bool) -> Result<()> {
-    use kestrel::tile::{ImageRows, PngRows, PngSink, RowSink, RowSource, TiffSink};
+fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions, level: (Option<usize>, Option<f64>), tissue: bool, pipeline: bool) -> Result<()> {
+    use kestrel::tile::{ImageRows, PngRows, PngSink, Prefetch, RowSink, RowSource, TiffSink};
     let t0 = Instant::now();
     let is_png = image.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
     // PNG streams row by row and TIFF band by band; other formats are decoded whole first.
     let decoded;
-    let mut png_src;
-    let mut img_src;
-    let mut tiff_src;
     let mut map = None;
-    let src: &mut dyn RowSource = if kestrel::slide::is_tiff(image) {
+    let src: Box<dyn RowSource + Send + '_> = if kestrel::slide::is_tiff(image) {
         let levels = kestrel::slide::levels(image)?;
         let l = kestrel::slide::pick_level(image, &levels, level.0, level.1)?;
         if tissue {
             let (rgb, tw, th) = kestrel::slide::thumbnail(image, l, 1024)?;
             map = Some(kestrel::slide::TissueMap::from_rgb(&rgb, tw, th));
         }
-        tiff_src = kestrel::slide::TiffRows::open(image, l)?;
-        &mut tiff_src
+        Box::new(kestrel::slide::TiffRows::open(image, l)?)
     } else if is_png {
-        png_src = PngRows::open(image)?;
-        &mut png_src
+        Box::new(PngRows::open(image)?)
     } else {
         decoded = imageio::decode(image)?;
-        img_src = ImageRows::new(&decoded);
-        &mut img_src
+        Box::new(ImageRows::new(&decoded))
     };
     let (w, h) = (src.width(), src.height());
     // Masks as tiled TIFF for a .tif output, else PNG; both row by row.
@@ -912,11 +912,16 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
     }
     let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, h)?) } else { Sink::Png(PngSink::create(output, w, h)?) };
     let pb = progress_bar(h, "rows");
-    let mut model_s = 0.0;
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows, {elapsed} (ETA {eta})") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    let model_s = std::cell::Cell::new(0.0);
+    let done_tiles = std::cell::Cell::new(0usize);
     let mut run = |x: &Tensor| {
         let t0 = Instant::now();
         let out = session.run(std::slice::from_ref(x)).and_then(|o| o.into_iter().next().ok_or(Error::NoOutput));
-        model_s += t0.elapsed().as_secs_f64();
+        model_s.set(model_s.get() + t0.elapsed().as_secs_f64());
+        done_tiles.set(done_tiles.get() + x.shape()[0]);
         out
     };
     let mult = model.graph.spatial_multiple.unwrap_or(1);
@@ -927,14 +932,28 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
     // A tile runs when at least 1 % of the thumbnail pixels under it are tissue.
     let glass = map.as_ref().map(|m| move |r: [usize; 4]| !m.covers(r, [w, h], 0.01));
     let skip: Option<&dyn Fn([usize; 4]) -> bool> = glass.as_ref().map(|f| f as &dyn Fn([usize; 4]) -> bool);
-    let stats = kestrel::tile::segment_tiled_skipping(&mut run, src, rows, t, mult, skip, &mut |done, _| pb.set_position(done as u64))?;
+    let mut progress = |done: usize, _| {
+        pb.set_position(done as u64);
+        pb.set_message(format!("{:.1} tiles/s", done_tiles.get() as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
+    };
+    // Decoding on a thread of its own, overlapped with the forward passes, unless told not to.
+    let stats = if pipeline {
+        std::thread::scope(|s| {
+            let mut pf = Prefetch::start(s, src);
+            kestrel::tile::segment_tiled_skipping(&mut run, &mut pf, rows, t, mult, skip, &mut progress)
+        })?
+    } else {
+        let mut src = src;
+        kestrel::tile::segment_tiled_skipping(&mut run, &mut *src, rows, t, mult, skip, &mut progress)?
+    };
     match sink {
         Sink::Png(p) => p.finish()?,
         Sink::Tiff(t) => t.finish()?,
     }
     pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
     println!(
-        "wrote {} ({}x{}, {} tiles of {}x{}, overlap {}, {:.1} s, peak RSS {:.0} MB)",
+        "wrote {} ({}x{}, {} tiles of {}x{}, overlap {}, {:.1} s, {:.1} tiles/s, peak RSS {:.0} MB)",
         output.display(),
         stats.width,
         stats.height,
@@ -942,11 +961,12 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         stats.tile_w,
         stats.tile_h,
         t.overlap,
-        t0.elapsed().as_secs_f64(),
+        secs,
+        (stats.tiles + stats.skipped) as f64 / secs.max(1e-9),
         kestrel::bench::machine::peak_rss_bytes().unwrap_or(0) as f64 / 1e6
     );
     if let Some(m) = &map {
-        let per_tile = model_s / stats.tiles.max(1) as f64;
+        let per_tile = model_s.get() / stats.tiles.max(1) as f64;
         println!(
             "tissue (Otsu on saturation, threshold {}): {:.1} % of the thumbnail; {} of {} tiles skipped as glass, about {:.1} s of model time saved ({:.1} s spent)",
             m.threshold,
@@ -954,7 +974,7 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
             stats.skipped,
             stats.skipped + stats.tiles,
             per_tile * stats.skipped as f64,
-            model_s
+            model_s.get()
         );
     }
     Ok(())
