@@ -205,7 +205,7 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<Vec<String>
 }
 
 /// A tensor as the bytes of a version 1.0 little-endian f32 `.npy` file.
-fn npy_bytes(t: &Tensor) -> Vec<u8> {
+pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
     let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
     let shape = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");

@@ -7,6 +7,7 @@
 //! - [`parity`]: error metrics and the comparison against ONNX Runtime (feature `ort`).
 
 pub mod bench;
+pub mod cache;
 pub mod compare;
 pub mod convert;
 pub mod dataset;

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["rng", "stats", "metrics", "qparams"],
     &["tensor"],
-    &["postprocess", "imageio", "slide"],
+    &["postprocess", "imageio", "slide", "cache"],
     &["graph", "compare"],
     &["cpu"],
     &["exec"],

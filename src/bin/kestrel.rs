@@ -87,6 +87,50 @@ impl PreArgs {
     }
 }
 
+/// The result cache of classify, segment and explain (`kestrel::cache`).
+#[derive(Args, Clone)]
+struct CacheArgs {
+    /// Reuse results from this cache folder and store new ones (content-addressed: the input's
+    /// pixels, the model file, the command and its options).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Size bound of the cache's entries (e.g. 1G, 512M); least recently used go first.
+    #[arg(long, default_value = "1G")]
+    cache_size: String,
+}
+
+impl CacheArgs {
+    fn open(&self) -> Result<Option<kestrel::cache::Cache>> {
+        let Some(dir) = &self.cache else { return Ok(None) };
+        let bytes = parse_size(&self.cache_size, "--cache-size")?;
+        Ok(Some(kestrel::cache::Cache::open(dir, bytes)?))
+    }
+}
+
+/// What identifies a model in a cache key: the hash of its file (and config), or a built-in's
+/// name and seed.
+fn model_identity(m: &ModelArgs) -> Result<String> {
+    let p = Path::new(&m.model);
+    let mut id = if p.is_file() {
+        kestrel::cache::sha256_hex(&std::fs::read(p).map_err(|e| Error::io(p, e))?)
+    } else {
+        format!("builtin {} seed {}", m.model, m.seed)
+    };
+    if let Some(c) = &m.config {
+        id.push_str(&kestrel::cache::sha256_hex(&std::fs::read(c).map_err(|e| Error::io(c, e))?));
+    }
+    if let Some(s) = &m.input_shape {
+        id.push_str(&format!(" shape {s:?}"));
+    }
+    Ok(id)
+}
+
+/// The cache key of one image's result: its pixels, the model, the command and its options.
+fn image_key(command: &str, model: &str, img: &image::RgbImage, options: &str) -> String {
+    let dims = [img.width().to_le_bytes(), img.height().to_le_bytes()].concat();
+    kestrel::cache::key(&[command.as_bytes(), model.as_bytes(), &dims, img.as_raw(), options.as_bytes()])
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Layers, output shapes, parameters, MACs and weight bytes.
@@ -119,6 +163,8 @@ enum Cmd {
         /// Process only part I of N of the (sorted) inputs: items k with k mod N = I.
         #[arg(long)]
         shard: Option<Shard>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Segment an image (or every image of a directory) into a mask PNG; `--tile` streams
     /// large images through the model in blended tiles.
@@ -163,6 +209,9 @@ enum Cmd {
         /// thread of its own ahead of them.
         #[arg(long)]
         no_pipeline: bool,
+        /// Whole images only (streamed ones are not cached).
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
@@ -231,6 +280,15 @@ enum Cmd {
         output: PathBuf,
         #[command(flatten)]
         pre: PreArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// The result cache: `stats` (entries, bytes, hits, misses) or `clear`.
+    Cache {
+        /// stats or clear.
+        action: String,
+        /// The cache folder.
+        dir: PathBuf,
     },
     /// Write a synthetic dataset: `shapes` (ImageFolder, 10 classes), `blobs` (images/ + masks/),
     /// or `big-blobs` (one large PNG, streamed).
@@ -561,15 +619,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Info { m, .. } if kestrel::slide::is_tiff(Path::new(&m.model)) => slide_info(Path::new(&m.model)),
         Cmd::Info { m, batch, sparsity } => info(&m, batch, sparsity),
-        Cmd::Classify { m, images, labels, top, batch, pre, shard } => {
+        Cmd::Classify { m, images, labels, top, batch, pre, shard, cache } => {
             let mut images = images;
             if let Some(s) = shard {
                 images.sort();
                 images = s.select(images);
             }
-            classify(&m, &images, labels.as_deref(), top, batch, &pre.get(Task::Classify)?)
+            classify(&m, &images, labels.as_deref(), top, batch, &pre.get(Task::Classify)?, &cache)
         }
-        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp, tissue, no_pipeline } => {
+        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp, tissue, no_pipeline, cache } => {
             let tissue = match tissue.as_deref() {
                 None => kestrel::slide::is_tiff(&image),
                 Some("otsu") => true,
@@ -586,11 +644,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if (level.is_some() || mpp.is_some()) && !kestrel::slide::is_tiff(&image) {
                 return Err(Error::Argument("--level and --mpp select a level of a TIFF input".into()));
             }
-            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default(), (level, mpp), tissue, !no_pipeline)
+            if cache.cache.is_some() && tiling.is_some() {
+                return Err(Error::Argument("--cache keeps whole-image results; a streamed (--tile, or TIFF) segmentation is not cached".into()));
+            }
+            segment_cmd(&m, &image, &output, threshold, &pre, tiling.as_ref(), shard.unwrap_or_default(), (level, mpp), tissue, !no_pipeline, &cache)
         }
         Cmd::Bench(b) => bench_cmd(b),
         Cmd::Eval(e) => eval_cmd(e),
-        Cmd::Explain { m, images, method, class, layer, output, pre } => explain_cmd(&m, &images, &method, &class, layer.as_deref(), &output, &pre),
+        Cmd::Explain { m, images, method, class, layer, output, pre, cache } => explain_cmd(&m, &images, &method, &class, layer.as_deref(), &output, &pre, &cache),
+        Cmd::Cache { action, dir } => {
+            if !dir.is_dir() {
+                return Err(Error::Argument(format!("{}: no such cache folder", dir.display())));
+            }
+            let c = kestrel::cache::Cache::open(&dir, u64::MAX)?;
+            match action.as_str() {
+                "stats" => {
+                    let st = c.stats()?;
+                    println!("{}: {} entries, {} bytes, {} hits, {} misses", dir.display(), st.entries, st.bytes, st.hits, st.misses);
+                }
+                "clear" => {
+                    c.clear()?;
+                    println!("{}: cleared", dir.display());
+                }
+                other => return Err(Error::Argument(format!("cache {}: stats or clear", other.escape_debug()))),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Report { out, models, builtins, threads, iters, warmup } => {
             let opts = kestrel::report::ReportOptions { out, models, builtins, threads, iters, warmup };
             let summary = kestrel::report::run(&opts, &mut |line| eprintln!("report: {line}"))?;
@@ -759,7 +838,8 @@ fn print_sparsity(g: &kestrel::Graph) {
     println!("zero weights overall: {:.1}% of {w}. {}", 100.0 * z / w.max(1) as f64, kestrel::prune::sparse::NO_SPEEDUP);
 }
 
-fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize, batch: usize, pre: &Preprocess) -> Result<ExitCode> {
+#[allow(clippy::too_many_arguments)]
+fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize, batch: usize, pre: &Preprocess, cache: &CacheArgs) -> Result<ExitCode> {
     // Headers first: a huge or unreadable image is refused before the model is loaded.
     for p in images {
         imageio::check_dimensions(p)?;
@@ -770,27 +850,51 @@ fn classify(m: &ModelArgs, images: &[PathBuf], labels: Option<&Path>, top: usize
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?.lines().map(str::to_string).collect()),
         None => None,
     };
+    let store = cache.open()?;
+    let model_id = if store.is_some() { model_identity(m)? } else { String::new() };
+    let options = format!("top {top} labels {:?} {pre:?}", labels.as_ref().map(|l| l.join("\n")));
     for chunk in images.chunks(batch.max(1)) {
-        let tensors = chunk.iter().map(|p| imageio::decode(p).map(|i| imageio::preprocess(&i, pre))).collect::<Result<Vec<_>>>()?;
-        let x = Tensor::concat_batch(&tensors)?;
-        let out = session.run(&[x])?.into_iter().next().ok_or(Error::NoOutput)?;
-        let probs = kestrel::postprocess::softmax_rows(&out)?;
-        let classes = out.shape()[1];
-        for ((path, row), p) in chunk.iter().zip(out.data().chunks(classes)).zip(&probs) {
-            let best: Vec<String> = topk(row, top.min(classes))
-                .into_iter()
-                .map(|i| {
-                    let name = labels.as_ref().and_then(|l| l.get(i)).cloned().unwrap_or_else(|| format!("class {i}"));
-                    format!("{name} ({:.3})", p[i])
-                })
-                .collect();
-            println!("{}: {}", path.display(), best.join(", "));
+        let imgs = chunk.iter().map(|p| imageio::decode(p)).collect::<Result<Vec<_>>>()?;
+        // Each image's line, from the cache or (for the misses, batched) from the model.
+        let keys: Vec<Option<String>> = imgs.iter().map(|i| store.as_ref().map(|_| image_key("classify", &model_id, i, &options))).collect();
+        let mut lines: Vec<Option<String>> = Vec::with_capacity(imgs.len());
+        for k in &keys {
+            lines.push(match (&store, k) {
+                (Some(c), Some(k)) => c.get(k)?.and_then(|b| b.into_iter().find(|(n, _)| n == "line")).map(|(_, d)| String::from_utf8_lossy(&d).into_owned()),
+                _ => None,
+            });
+        }
+        let misses: Vec<usize> = (0..imgs.len()).filter(|&i| lines[i].is_none()).collect();
+        if !misses.is_empty() {
+            let tensors: Vec<Tensor> = misses.iter().map(|&i| imageio::preprocess(&imgs[i], pre)).collect();
+            let x = Tensor::concat_batch(&tensors)?;
+            let out = session.run(&[x])?.into_iter().next().ok_or(Error::NoOutput)?;
+            let probs = kestrel::postprocess::softmax_rows(&out)?;
+            let classes = out.shape()[1];
+            for ((&i, row), p) in misses.iter().zip(out.data().chunks(classes)).zip(&probs) {
+                let best: Vec<String> = topk(row, top.min(classes))
+                    .into_iter()
+                    .map(|i| {
+                        let name = labels.as_ref().and_then(|l| l.get(i)).cloned().unwrap_or_else(|| format!("class {i}"));
+                        format!("{name} ({:.3})", p[i])
+                    })
+                    .collect();
+                let line = best.join(", ");
+                if let (Some(c), Some(k)) = (&store, &keys[i]) {
+                    c.put(k, &[("line", line.as_bytes())])?;
+                }
+                lines[i] = Some(line);
+            }
+        }
+        for (path, line) in chunk.iter().zip(lines) {
+            println!("{}: {}", path.display(), line.unwrap_or_default());
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain_cmd(m: &ModelArgs, images: &[PathBuf], method: &str, class: &str, layer: Option<&str>, out: &Path, pre: &PreArgs) -> Result<ExitCode> {
+#[allow(clippy::too_many_arguments)]
+fn explain_cmd(m: &ModelArgs, images: &[PathBuf], method: &str, class: &str, layer: Option<&str>, out: &Path, pre: &PreArgs, cache: &CacheArgs) -> Result<ExitCode> {
     use kestrel::explain::{self, Class, Method};
     let method = match method {
         "cam" => Method::Cam,
@@ -813,22 +917,45 @@ fn explain_cmd(m: &ModelArgs, images: &[PathBuf], method: &str, class: &str, lay
     let side = model.graph.input_shape(1)?.get(2).copied().unwrap_or(224);
     let pre = PreArgs { resize: pre.resize.or(Some(side)), crop: pre.crop.or(Some(side)), ..pre.clone() }.get(Task::Classify)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let store = cache.open()?;
+    let model_id = if store.is_some() { model_identity(m)? } else { String::new() };
+    let options = format!("{method:?} {class:?} {layer:?} {:?} {:?} {:?} {:?}", pre.resize, pre.crop, pre.mean, pre.std);
     for path in images {
-        let x = imageio::preprocess(&imageio::decode(path)?, &pre);
-        let e = explain::explain(&session, &x, layer, class, method)?;
-        let [h, w] = [x.shape()[2], x.shape()[3]];
-        let heat = explain::upsample(&e.map, e.map_hw, [h, w]);
-        let rgb: Vec<f32> = x.data().iter().enumerate().map(|(i, v)| v * pre.std[i / (h * w)] + pre.mean[i / (h * w)]).collect();
+        let img = imageio::decode(path)?;
         let stem = path.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
-        let png = out.join(format!("{stem}.cam.png"));
-        explain::overlay(&rgb, [h, w], &heat).save(&png).map_err(|e| Error::Image { path: png.clone(), reason: e.to_string() })?;
-        imageio::write_npy(&out.join(format!("{stem}.cam.npy")), &Tensor::new(vec![h, w], heat.clone())?)?;
-        let (px, py) = explain::peak_pixel(&e, [h, w]);
-        let how = if e.backward { "backward pass" } else { "GlobalAveragePool+Linear head: CAM and Grad-CAM coincide, one weighted sum, no backward pass" };
-        println!(
-            "{}: class {} (logit {:.3}), layer {} map {}x{}, peak at ({}, {}) of {w}x{h} [{how}] -> {}",
-            path.display(), e.class, e.score, e.layer.escape_debug(), e.map_hw[1], e.map_hw[0], px, py, png.display()
-        );
+        let (png, npy) = (out.join(format!("{stem}.cam.png")), out.join(format!("{stem}.cam.npy")));
+        let key = store.as_ref().map(|_| image_key("explain", &model_id, &img, &options));
+        let hit = match (&store, &key) {
+            (Some(c), Some(k)) => c.get(k)?,
+            _ => None,
+        };
+        let blobs = match hit {
+            Some(blobs) => blobs,
+            None => {
+                let x = imageio::preprocess(&img, &pre);
+                let e = explain::explain(&session, &x, layer, class, method)?;
+                let [h, w] = [x.shape()[2], x.shape()[3]];
+                let heat = explain::upsample(&e.map, e.map_hw, [h, w]);
+                let rgb: Vec<f32> = x.data().iter().enumerate().map(|(i, v)| v * pre.std[i / (h * w)] + pre.mean[i / (h * w)]).collect();
+                let mut png_bytes = Vec::new();
+                explain::overlay(&rgb, [h, w], &heat)
+                    .write_to(&mut std::io::Cursor::new(&mut png_bytes), image::ImageFormat::Png)
+                    .map_err(|e| Error::Image { path: png.clone(), reason: e.to_string() })?;
+                let npy_bytes = imageio::npy_bytes(&Tensor::new(vec![h, w], heat)?);
+                let (px, py) = explain::peak_pixel(&e, [h, w]);
+                let how = if e.backward { "backward pass" } else { "GlobalAveragePool+Linear head: CAM and Grad-CAM coincide, one weighted sum, no backward pass" };
+                let line = format!("class {} (logit {:.3}), layer {} map {}x{}, peak at ({}, {}) of {w}x{h} [{how}]", e.class, e.score, e.layer.escape_debug(), e.map_hw[1], e.map_hw[0], px, py);
+                let blobs: Vec<(String, Vec<u8>)> = vec![("png".into(), png_bytes), ("npy".into(), npy_bytes), ("line".into(), line.into_bytes())];
+                if let (Some(c), Some(k)) = (&store, &key) {
+                    c.put(k, &blobs.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect::<Vec<_>>())?;
+                }
+                blobs
+            }
+        };
+        let blob = |name: &str| blobs.iter().find(|(n, _)| n == name).map(|(_, d)| d.as_slice()).ok_or_else(|| Error::Internal(format!("cache entry without {name}")));
+        std::fs::write(&png, blob("png")?).map_err(|e| Error::io(&png, e))?;
+        std::fs::write(&npy, blob("npy")?).map_err(|e| Error::io(&npy, e))?;
+        println!("{}: {} -> {}", path.display(), String::from_utf8_lossy(blob("line")?), png.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -845,6 +972,7 @@ fn segment_cmd(
     level: (Option<usize>, Option<f64>),
     tissue: bool,
     pipeline: bool,
+    cache: &CacheArgs,
 ) -> Result<ExitCode> {
     // One image decoded whole: its header is checked before the model is loaded.
     if tiling.is_none() && input.is_file() {
@@ -865,11 +993,13 @@ fn segment_cmd(
     } else {
         vec![(input.to_path_buf(), output.to_path_buf())]
     };
+    let store = cache.open()?;
+    let model_id = if store.is_some() { model_identity(m)? } else { String::new() };
     let pb = (jobs.len() > 1).then(|| progress_bar(jobs.len(), "segmenting"));
     for (src, dst) in &jobs {
         match tiling {
             Some(t) => segment_tiled(&model, &session, src, dst, t, level, tissue, pipeline)?,
-            None => segment_one(&model, &session, src, dst, threshold, pre)?,
+            None => segment_one(&model, &session, src, dst, threshold, pre, store.as_ref().map(|c| (c, model_id.as_str())))?,
         }
         if let Some(pb) = &pb {
             pb.inc(1);
@@ -980,8 +1110,18 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
     Ok(())
 }
 
-fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Path, threshold: f32, pre: &Preprocess) -> Result<()> {
+fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Path, threshold: f32, pre: &Preprocess, cache: Option<(&kestrel::cache::Cache, &str)>) -> Result<()> {
     let img = imageio::decode(image)?;
+    let key = cache.map(|(_, id)| image_key("segment", id, &img, &format!("{threshold} {pre:?}")));
+    if let (Some((c, _)), Some(k)) = (cache, &key) {
+        if let Some(blobs) = c.get(k)? {
+            if let Some((_, png)) = blobs.iter().find(|(n, _)| n == "mask") {
+                std::fs::write(output, png).map_err(|e| Error::io(output, e))?;
+                println!("wrote {} ({}x{})", output.display(), img.height(), img.width());
+                return Ok(());
+            }
+        }
+    }
     let x = imageio::to_tensor(&img, pre);
     let (h, w) = (x.shape()[2], x.shape()[3]);
     let mult = model.graph.spatial_multiple.unwrap_or(1).max(1);
@@ -1000,6 +1140,10 @@ fn segment_one(model: &LoadedModel, session: &Session, image: &Path, output: &Pa
     }
     let vals = kestrel::postprocess::mask_image(&out, h, w, threshold)?;
     imageio::write_gray(output, &vals, h, w)?;
+    if let (Some((c, _)), Some(k)) = (cache, &key) {
+        let png = std::fs::read(output).map_err(|e| Error::io(output, e))?;
+        c.put(k, &[("mask", &png)])?;
+    }
     println!("wrote {} ({h}x{w})", output.display());
     Ok(())
 }
@@ -1282,6 +1426,23 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
 }
 
 /// Parses a byte count with an optional K/M/G suffix (powers of 1024).
+/// A size with an optional K/M/G/T suffix (powers of 1024), for option `what`.
+fn parse_size(s: &str, what: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| Error::Argument(format!("{what} {}: expected bytes, e.g. 1G, 512M or 1000000", s.escape_debug())))?;
+    if !(v > 0.0) || !v.is_finite() {
+        return Err(Error::Argument(format!("{what} {s} must be positive")));
+    }
+    Ok((v * (1u64 << shift) as f64) as u64)
+}
+
 fn parse_bytes(s: &str) -> Result<u64> {
     let t = s.trim();
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
