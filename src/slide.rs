@@ -151,6 +151,8 @@ pub struct TiffRows<R: Read + Seek = BufReader<File>> {
     band: Vec<u8>,
     band_y: Option<usize>,
     y: usize,
+    /// The decoded chunk, reused.
+    chunk_buf: DecodingResult,
 }
 
 impl TiffRows {
@@ -183,7 +185,7 @@ impl<R: Read + Seek> TiffRows<R> {
         let (width, height, chunk) = (w as usize, h as usize, [cw.max(1) as usize, ch.max(1) as usize]);
         let across = width.div_ceil(chunk[0]);
         let band_len = chunk[1].checked_mul(width).and_then(|v| v.checked_mul(3)).filter(|&b| b <= CHUNK_LIMIT).ok_or_else(|| bad(path, format!("a band of {}x{} pixels is too large", width, chunk[1])))?;
-        Ok(TiffRows { decoder: d, path: path.to_path_buf(), width, height, chunk, across, color, band: vec![0; band_len], band_y: None, y: 0 })
+        Ok(TiffRows { decoder: d, path: path.to_path_buf(), width, height, chunk, across, color, band: vec![0; band_len], band_y: None, y: 0, chunk_buf: DecodingResult::U8(Vec::new()) })
     }
 
     pub fn width(&self) -> usize {
@@ -202,23 +204,29 @@ impl<R: Read + Seek> TiffRows<R> {
             let idx = u32::try_from(by * self.across + cx).map_err(|_| bad(&self.path, "chunk index past 2^32"))?;
             let (dw, dh) = self.decoder.chunk_data_dimensions(idx);
             let (dw, dh) = (dw as usize, dh as usize);
-            let data = match self.decoder.read_chunk(idx).map_err(|e| bad(&self.path, format!("chunk {idx}: {e}")))? {
-                DecodingResult::U8(v) => v,
-                _ => return Err(bad(&self.path, format!("chunk {idx} is not 8-bit"))),
-            };
+            // Whole chunk rows (the padding of an edge tile included): the tiff crate reads
+            // them in one piece, where its row-by-row path for cropped edge tiles fails on some
+            // valid LZW streams ("no lzw end code found").
             let spp = match self.color {
                 ColorType::RGBA(_) => 4,
                 ColorType::Gray(_) => 1,
                 ColorType::GrayA(_) => 2,
                 _ => 3,
             };
+            let stride_px = self.chunk[0].max(dw);
+            // The output row stride, in bytes.
+            self.decoder.read_chunk_to_buffer(&mut self.chunk_buf, idx, stride_px * spp).map_err(|e| bad(&self.path, format!("chunk {idx}: {e}")))?;
+            let data = match &self.chunk_buf {
+                DecodingResult::U8(v) => v,
+                _ => return Err(bad(&self.path, format!("chunk {idx} is not 8-bit"))),
+            };
             let x0 = cx * self.chunk[0];
             let cols = dw.min(self.width - x0);
-            if data.len() < dh * dw * spp || dh < rows.min(dh) {
+            if data.len() < (dh.max(1) - 1) * stride_px * spp + dw * spp {
                 return Err(bad(&self.path, format!("chunk {idx} holds {} bytes, not {dw}x{dh}x{spp}", data.len())));
             }
             for r in 0..rows.min(dh) {
-                let src = &data[r * dw * spp..][..cols * spp];
+                let src = &data[r * stride_px * spp..][..cols * spp];
                 let dst = &mut self.band[(r * self.width + x0) * 3..][..cols * 3];
                 for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(spp)) {
                     match self.color {
@@ -230,6 +238,12 @@ impl<R: Read + Seek> TiffRows<R> {
             }
         }
         self.band_y = Some(by * self.chunk[1]);
+        Ok(())
+    }
+
+    /// Skips `n` rows without decoding them (bands are decoded when a row is read).
+    pub fn skip_rows(&mut self, n: usize) -> Result<()> {
+        self.y = self.y.checked_add(n).filter(|&y| y <= self.height).ok_or_else(|| bad(&self.path, "skipped past the last row"))?;
         Ok(())
     }
 

@@ -55,6 +55,12 @@ pub trait RowSource {
     fn height(&self) -> usize;
     /// Fills `rgb` (`3·width` bytes) with the next row.
     fn next_row(&mut self, rgb: &mut [u8]) -> Result<()>;
+    /// Skips the next `n` rows (a shard's rows above its first band); decoding them unless the
+    /// source can seek.
+    fn skip_rows(&mut self, n: usize) -> Result<()> {
+        let mut row = vec![0u8; self.width() * 3];
+        (0..n).try_for_each(|_| self.next_row(&mut row))
+    }
 }
 
 /// Receives output rows, top to bottom: values in [0, 1] (probability, 0/1 mask, or
@@ -204,6 +210,9 @@ impl<R: std::io::Read + std::io::Seek> RowSource for crate::slide::TiffRows<R> {
     fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
         crate::slide::TiffRows::next_row(self, rgb)
     }
+    fn skip_rows(&mut self, n: usize) -> Result<()> {
+        crate::slide::TiffRows::skip_rows(self, n)
+    }
 }
 
 /// Rows decoded ahead on a thread of their own: the pipeline that overlaps decoding with the
@@ -218,21 +227,30 @@ pub struct Prefetch {
     at: usize,
     rows: usize,
     read: usize,
+    /// Rows the decoding thread skipped before its first block, not yet accounted for.
+    skipped: usize,
 }
 
 /// Bytes of decoded rows the decoding thread may hold ahead of the model.
 pub const PREFETCH_BYTES: usize = 32 << 20;
 
 impl Prefetch {
-    /// Starts decoding `src` on a thread of `scope`.
-    pub fn start<'scope, 'env>(scope: &'scope std::thread::Scope<'scope, 'env>, mut src: Box<dyn RowSource + Send + 'env>) -> Prefetch {
+    /// Starts decoding `src` on a thread of `scope`, from row `skip` on (the rows above are
+    /// skipped by the source itself; [`RowSource::skip_rows`] of exactly `skip` rows first is
+    /// then free).
+    pub fn start<'scope, 'env>(scope: &'scope std::thread::Scope<'scope, 'env>, mut src: Box<dyn RowSource + Send + 'env>, skip: usize) -> Prefetch {
         let (width, height) = (src.width(), src.height());
+        let skip = skip.min(height);
         let row = width * 3;
         let per_block = (1 << 20) / row.max(1) + 1;
         let depth = (PREFETCH_BYTES / (per_block * row).max(1)).max(2);
         let (tx, rx) = std::sync::mpsc::sync_channel(depth);
         scope.spawn(move || {
-            let mut y = 0;
+            let mut y = skip;
+            if let Err(e) = src.skip_rows(skip) {
+                let _ = tx.send(Err(e));
+                return;
+            }
             while y < height {
                 let n = per_block.min(height - y);
                 let mut block = vec![0u8; n * row];
@@ -245,7 +263,7 @@ impl Prefetch {
                 y += n;
             }
         });
-        Prefetch { rx, width, height, block: Vec::new(), at: 0, rows: 0, read: 0 }
+        Prefetch { rx, width, height, block: Vec::new(), at: 0, rows: 0, read: 0, skipped: skip }
     }
 }
 
@@ -256,7 +274,19 @@ impl RowSource for Prefetch {
     fn height(&self) -> usize {
         self.height
     }
+    fn skip_rows(&mut self, n: usize) -> Result<()> {
+        if self.read == 0 && n == self.skipped {
+            self.read = n;
+            self.skipped = 0;
+            return Ok(());
+        }
+        let mut row = vec![0u8; self.width * 3];
+        (0..n).try_for_each(|_| self.next_row(&mut row))
+    }
     fn next_row(&mut self, rgb: &mut [u8]) -> Result<()> {
+        if self.skipped > 0 {
+            return Err(Error::Internal("rows read before the skipped ones were accounted for".into()));
+        }
         if self.at == self.rows {
             if self.read >= self.height {
                 return Err(Error::Internal("read past the last row".into()));
@@ -400,6 +430,36 @@ pub struct TileStats {
     pub channels: usize,
     /// Tiles not run: no tissue ([`segment_tiled_skipping`]); their output is background.
     pub skipped: usize,
+    /// The output rows written, `[first, end)`: all of them, or one shard's.
+    pub rows: [usize; 2],
+}
+
+/// The tile-row bands of an image of `height` rows (padded to `multiple`) in tiles of
+/// `opts`: their origins, as [`segment_tiled`] runs them.
+pub fn band_origins(height: usize, opts: &TileOptions, multiple: usize) -> Vec<usize> {
+    let m = multiple.max(1);
+    let th = if height >= opts.tile { opts.tile } else { height.div_ceil(m) * m };
+    let step = ((opts.tile - opts.overlap) / m * m).max(m);
+    origins(height.div_ceil(m) * m, th, step)
+}
+
+/// The first input row a run writing output rows `[rows[0], …)` reads: the origin of the
+/// first band whose tiles reach `rows[0]`.
+pub fn first_row_read(height: usize, opts: &TileOptions, multiple: usize, rows: [usize; 2]) -> usize {
+    let m = multiple.max(1);
+    let th = if height >= opts.tile { opts.tile } else { height.div_ceil(m) * m };
+    band_origins(height, opts, multiple).into_iter().find(|&y0| y0 + th > rows[0]).unwrap_or(height).min(height)
+}
+
+/// The output rows `[first, end)` shard `index` of `count` writes: the rows finished by its
+/// share of the bands (bands `[index·B/count, (index+1)·B/count)`), so that the shards' rows
+/// are disjoint, in order, and cover the image.
+pub fn shard_rows(height: usize, opts: &TileOptions, multiple: usize, index: usize, count: usize) -> [usize; 2] {
+    let ys = band_origins(height, opts, multiple);
+    let b = ys.len();
+    let (lo, hi) = (index * b / count.max(1), (index + 1) * b / count.max(1));
+    let at = |i: usize| if i == 0 { 0 } else if i >= b { height } else { ys[i].min(height) };
+    [at(lo), at(hi)]
 }
 
 /// Segments `src` into `sink` through `run` (`[B, 3, th, tw]` → `[B, C, th, tw]` logits).
@@ -412,12 +472,15 @@ pub fn segment_tiled(
     multiple: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TileStats> {
-    segment_tiled_skipping(run, src, sink, opts, multiple, None, progress)
+    segment_tiled_skipping(run, src, sink, opts, multiple, None, None, progress)
 }
 
 /// [`segment_tiled`], not running the tiles for which `skip` holds (given the tile's
 /// `[x0, y0, x1, y1]` in the image): they are background, blended with their neighbours as
-/// a run tile would be (probability 0, or class 0 with probability 1).
+/// a run tile would be (probability 0, or class 0 with probability 1). With `rows`
+/// (`[first, end)`, from [`shard_rows`]), only those output rows go to `sink`, and only the
+/// bands whose tiles reach them run: each shard's rows are exactly those of a whole run.
+#[allow(clippy::too_many_arguments)]
 pub fn segment_tiled_skipping(
     run: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     src: &mut dyn RowSource,
@@ -425,6 +488,7 @@ pub fn segment_tiled_skipping(
     opts: &TileOptions,
     multiple: usize,
     skip: Option<&dyn Fn([usize; 4]) -> bool>,
+    rows_out: Option<[usize; 2]>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TileStats> {
     let (w, h) = (src.width(), src.height());
@@ -444,13 +508,23 @@ pub fn segment_tiled_skipping(
     let scale: [f32; 3] = [1.0 / (255.0 * pre.std[0]), 1.0 / (255.0 * pre.std[1]), 1.0 / (255.0 * pre.std[2])];
     let shift: [f32; 3] = [-pre.mean[0] / pre.std[0], -pre.mean[1] / pre.std[1], -pre.mean[2] / pre.std[2]];
 
+    let [row_lo, row_hi] = rows_out.unwrap_or([0, h]);
+    if row_lo > row_hi || row_hi > h {
+        return Err(Error::Internal(format!("tile rows {row_lo}..{row_hi} of {h}")));
+    }
+    // The bands whose tiles reach the rows to write; rows above the first are skipped.
+    let first_band = ys.iter().position(|&y0| y0 + th > row_lo).unwrap_or(ys.len());
+    let last_band = ys.iter().rposition(|&y0| y0 < row_hi).map_or(0, |b| b + 1);
+    let start = ys.get(first_band).copied().unwrap_or(h).min(h);
+    debug_assert_eq!(start, first_row_read(h, opts, multiple, [row_lo, row_hi]));
+    src.skip_rows(start)?;
     let mut rows: VecDeque<Vec<u8>> = VecDeque::new(); // input rows [in_first, in_first + len)
-    let mut in_first = 0usize;
-    let mut read = 0usize;
+    let mut in_first = start;
+    let mut read = start;
     let mut acc: VecDeque<(Vec<f32>, Vec<f32>)> = VecDeque::new(); // (probs W·C, weights W) for rows [acc_first, …)
-    let mut acc_first = 0usize;
+    let mut acc_first = start;
     let mut channels = 0usize;
-    let mut emitted = 0usize;
+    let mut emitted = start;
     let mut out_row = vec![0.0f32; w];
     let mut tiles = 0usize;
     let mut skipped = 0usize;
@@ -462,6 +536,9 @@ pub fn segment_tiled_skipping(
     }
 
     for (bi, &y0) in ys.iter().enumerate() {
+        if bi < first_band || bi >= last_band.max(first_band) {
+            continue;
+        }
         let y_end = (y0 + th).min(h);
         while read < y_end {
             let mut r = vec![0u8; w * 3];
@@ -551,7 +628,7 @@ pub fn segment_tiled_skipping(
             tiles += b;
         }
         // Rows above the next band's origin are final.
-        let done_to = ys.get(bi + 1).copied().unwrap_or(h);
+        let done_to = if bi + 1 == last_band { row_hi.max(emitted) } else { ys.get(bi + 1).copied().unwrap_or(h).min(row_hi) };
         while emitted < done_to {
             let (probs, weights) = acc.pop_front().ok_or_else(|| Error::Internal("tile accumulator underflow".into()))?;
             acc_first += 1;
@@ -565,12 +642,14 @@ pub fn segment_tiled_skipping(
                     best as f32 / (channels - 1) as f32
                 };
             }
-            sink.write_row(&out_row)?;
+            if emitted >= row_lo {
+                sink.write_row(&out_row)?;
+            }
             emitted += 1;
         }
         progress(emitted, h);
     }
-    Ok(TileStats { width: w, height: h, tiles, tile_h: th, tile_w: tw, channels, skipped })
+    Ok(TileStats { width: w, height: h, tiles, tile_h: th, tile_w: tw, channels, skipped, rows: [row_lo, row_hi] })
 }
 
 #[cfg(test)]

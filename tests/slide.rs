@@ -211,3 +211,51 @@ fn glass_is_skipped_and_the_tissue_mask_is_unchanged() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("; 0 of "), "{out}");
 }
+
+/// `--shard I/N` on one slide splits it by tile rows; `merge-tiles` joins the shards into the
+/// mask of a whole run, byte for byte (PNG) and value for value (tiled TIFF); a missing or
+/// doubled shard is refused.
+#[test]
+fn shards_merge_into_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    let m = m.to_str().unwrap();
+    let tif = dir.path().join("g.tif");
+    let (code, _, err) = kestrel(&["synth", "big-blobs", tif.to_str().unwrap(), "--size", "1500", "--seed", "4", "--levels", "2", "--glass", "--compression", "lzw"]);
+    assert_eq!(code, 0, "{err}");
+    let t = tif.to_str().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let common = ["--tile", "256", "--overlap", "48"];
+    let run = |out: &str, extra: &[&str]| {
+        let mut a = vec!["segment", m, t, "-o", out];
+        a.extend(common);
+        a.extend(extra);
+        let (code, stdout, err) = kestrel(&a);
+        assert_eq!(code, 0, "{a:?}: {err}");
+        stdout
+    };
+    for ext in ["png", "tif"] {
+        let whole = p(&format!("whole.{ext}"));
+        run(&whole, &[]);
+        let parts: Vec<String> = (0..3).map(|i| p(&format!("part{i}.{ext}"))).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let out = run(part, &["--shard", &format!("{i}/3")]);
+            assert!(out.contains(&format!("shard {i}/3: rows")), "{out}");
+        }
+        let merged = p(&format!("merged.{ext}"));
+        let (code, _, err) = kestrel(&["merge-tiles", &parts[2], &parts[0], &parts[1], "-o", &merged]);
+        assert_eq!(code, 0, "{err}");
+        if ext == "png" {
+            assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&merged).unwrap(), "merged PNG differs from the whole run");
+        } else {
+            assert_eq!(read_all(Path::new(&whole), 0), read_all(Path::new(&merged), 0), "merged TIFF differs from the whole run");
+        }
+        for bad in [vec![&parts[0], &parts[2]], vec![&parts[0], &parts[1], &parts[1], &parts[2]]] {
+            let mut a: Vec<&str> = vec!["merge-tiles", "-o", &merged];
+            a.extend(bad.iter().map(|s| s.as_str()));
+            let (code, _, err) = kestrel(&a);
+            assert_eq!(code, 2, "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    }
+}

@@ -283,6 +283,15 @@ enum Cmd {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Join the outputs of `segment --tile --shard I/N` runs of one image into one mask
+    /// (PNG, or tiled TIFF for a .tif output), checking that they cover it once, in order.
+    MergeTiles {
+        /// The shards' outputs (each with its OUTPUT.shard.json), in any order.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// The result cache: `stats` (entries, bytes, hits, misses) or `clear`.
     Cache {
         /// stats or clear.
@@ -652,6 +661,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Bench(b) => bench_cmd(b),
         Cmd::Eval(e) => eval_cmd(e),
         Cmd::Explain { m, images, method, class, layer, output, pre, cache } => explain_cmd(&m, &images, &method, &class, layer.as_deref(), &output, &pre, &cache),
+        Cmd::MergeTiles { parts, output } => merge_tiles(&parts, &output),
         Cmd::Cache { action, dir } => {
             if !dir.is_dir() {
                 return Err(Error::Argument(format!("{}: no such cache folder", dir.display())));
@@ -983,6 +993,11 @@ fn segment_cmd(
         t.check(model.graph.spatial_multiple.unwrap_or(1))?;
     }
     let session = m.session(&model)?;
+    // A directory's images are sharded by file; one streamed image by tile rows.
+    let slide_shard = (!input.is_dir() && shard.count > 1).then_some(shard);
+    if slide_shard.is_some() && tiling.is_none() {
+        return Err(Error::Argument("--shard on one image splits it by tile rows: add --tile".into()));
+    }
     let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
         std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
         let files = shard.select(kestrel::dataset::folder::images_in(input)?);
@@ -998,7 +1013,7 @@ fn segment_cmd(
     let pb = (jobs.len() > 1).then(|| progress_bar(jobs.len(), "segmenting"));
     for (src, dst) in &jobs {
         match tiling {
-            Some(t) => segment_tiled(&model, &session, src, dst, t, level, tissue, pipeline)?,
+            Some(t) => segment_tiled(&model, &session, src, dst, t, level, tissue, pipeline, slide_shard)?,
             None => segment_one(&model, &session, src, dst, threshold, pre, store.as_ref().map(|c| (c, model_id.as_str())))?,
         }
         if let Some(pb) = &pb {
@@ -1012,8 +1027,73 @@ fn segment_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kestrel merge-tiles`: the shards' rows, in order, streamed into one mask.
+fn merge_tiles(parts: &[PathBuf], output: &Path) -> Result<ExitCode> {
+    use kestrel::tile::{PngRows, PngSink, RowSink, RowSource, TiffSink};
+    let mut shards = Vec::new();
+    for p in parts {
+        let side = shard_sidecar(p);
+        let text = std::fs::read_to_string(&side).map_err(|e| Error::io(&side, e))?;
+        let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Data { path: side.clone(), reason: e.to_string() })?;
+        let field = |k: &str| j.get(k).and_then(serde_json::Value::as_u64).map(|v| v as usize).ok_or_else(|| Error::Data { path: side.clone(), reason: format!("no `{k}`") });
+        let rows = j.get("rows").and_then(|r| r.as_array()).and_then(|r| Some([r.first()?.as_u64()? as usize, r.get(1)?.as_u64()? as usize])).ok_or_else(|| Error::Data { path: side.clone(), reason: "no `rows`".into() })?;
+        shards.push((rows, field("width")?, field("height")?, field("of")?, p.clone()));
+    }
+    shards.sort_by_key(|s| s.0[0]);
+    let (w, h, n) = (shards[0].1, shards[0].2, shards[0].3);
+    let mut next = 0;
+    for (rows, sw, sh, sn, p) in &shards {
+        if (*sw, *sh, *sn) != (w, h, n) {
+            return Err(Error::Argument(format!("{}: a shard of a {sw}x{sh} image in {sn}, not {w}x{h} in {n}", p.display())));
+        }
+        if rows[0] != next {
+            return Err(Error::Argument(format!("{}: rows {}..{}, but the rows before end at {next} (a shard missing or given twice)", p.display(), rows[0], rows[1])));
+        }
+        next = rows[1];
+    }
+    if next != h || shards.len() != n {
+        return Err(Error::Argument(format!("the shards cover rows 0..{next} of {h} in {} of {n} parts", shards.len())));
+    }
+    enum Sink {
+        Png(PngSink),
+        Tiff(TiffSink),
+    }
+    let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, h)?) } else { Sink::Png(PngSink::create(output, w, h)?) };
+    let mut rgb = vec![0u8; w * 3];
+    let mut vals = vec![0f32; w];
+    for (rows, _, _, _, p) in &shards {
+        let mut src: Box<dyn RowSource> = if kestrel::slide::is_tiff(p) { Box::new(kestrel::slide::TiffRows::open(p, 0)?) } else { Box::new(PngRows::open(p)?) };
+        if src.width() != w || src.height() != rows[1] - rows[0] {
+            return Err(Error::Argument(format!("{}: {}x{} pixels, but its record says {w}x{}", p.display(), src.width(), src.height(), rows[1] - rows[0])));
+        }
+        for _ in rows[0]..rows[1] {
+            src.next_row(&mut rgb)?;
+            for (v, px) in vals.iter_mut().zip(rgb.chunks_exact(3)) {
+                *v = f32::from(px[0]) / 255.0;
+            }
+            match &mut sink {
+                Sink::Png(s) => s.write_row(&vals)?,
+                Sink::Tiff(s) => s.write_row(&vals)?,
+            }
+        }
+    }
+    match sink {
+        Sink::Png(s) => s.finish()?,
+        Sink::Tiff(s) => s.finish()?,
+    }
+    println!("wrote {} ({w}x{h}) from {} shards", output.display(), shards.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a shard's output records its rows: `OUTPUT.shard.json`.
+fn shard_sidecar(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".shard.json");
+    PathBuf::from(s)
+}
+
 #[allow(clippy::too_many_arguments)]
-fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions, level: (Option<usize>, Option<f64>), tissue: bool, pipeline: bool) -> Result<()> {
+fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions, level: (Option<usize>, Option<f64>), tissue: bool, pipeline: bool, part: Option<Shard>) -> Result<()> {
     use kestrel::tile::{ImageRows, PngRows, PngSink, Prefetch, RowSink, RowSource, TiffSink};
     let t0 = Instant::now();
     let is_png = image.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
@@ -1035,12 +1115,22 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         Box::new(ImageRows::new(&decoded))
     };
     let (w, h) = (src.width(), src.height());
+    let mult = model.graph.spatial_multiple.unwrap_or(1);
+    // One shard of a slide: the output rows its share of tile-row bands finishes.
+    let out_rows = match part {
+        Some(p) => kestrel::tile::shard_rows(h, t, mult, p.index, p.count),
+        None => [0, h],
+    };
+    let out_h = out_rows[1] - out_rows[0];
+    if out_h == 0 {
+        return Err(Error::Argument(format!("--shard {}: the image has too few tile rows for {} shards", part.map_or_else(String::new, |p| p.to_string()), part.map_or(1, |p| p.count))));
+    }
     // Masks as tiled TIFF for a .tif output, else PNG; both row by row.
     enum Sink {
         Png(PngSink),
         Tiff(TiffSink),
     }
-    let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, h)?) } else { Sink::Png(PngSink::create(output, w, h)?) };
+    let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, out_h)?) } else { Sink::Png(PngSink::create(output, w, out_h)?) };
     let pb = progress_bar(h, "rows");
     if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows, {elapsed} (ETA {eta})") {
         pb.set_style(style.progress_chars("=> "));
@@ -1054,7 +1144,6 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         done_tiles.set(done_tiles.get() + x.shape()[0]);
         out
     };
-    let mult = model.graph.spatial_multiple.unwrap_or(1);
     let rows: &mut dyn RowSink = match &mut sink {
         Sink::Png(p) => p,
         Sink::Tiff(t) => t,
@@ -1067,20 +1156,28 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         pb.set_message(format!("{:.1} tiles/s", done_tiles.get() as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
     };
     // Decoding on a thread of its own, overlapped with the forward passes, unless told not to.
+    let first = kestrel::tile::first_row_read(h, t, mult, out_rows);
     let stats = if pipeline {
         std::thread::scope(|s| {
-            let mut pf = Prefetch::start(s, src);
-            kestrel::tile::segment_tiled_skipping(&mut run, &mut pf, rows, t, mult, skip, &mut progress)
+            let mut pf = Prefetch::start(s, src, first);
+            kestrel::tile::segment_tiled_skipping(&mut run, &mut pf, rows, t, mult, skip, Some(out_rows), &mut progress)
         })?
     } else {
         let mut src = src;
-        kestrel::tile::segment_tiled_skipping(&mut run, &mut *src, rows, t, mult, skip, &mut progress)?
+        kestrel::tile::segment_tiled_skipping(&mut run, &mut *src, rows, t, mult, skip, Some(out_rows), &mut progress)?
     };
     match sink {
         Sink::Png(p) => p.finish()?,
         Sink::Tiff(t) => t.finish()?,
     }
     pb.finish_and_clear();
+    if let Some(p) = part {
+        // The shard's place in the whole, for `kestrel merge-tiles`.
+        let side = shard_sidecar(output);
+        let json = serde_json::json!({ "shard": p.index, "of": p.count, "rows": out_rows, "width": w, "height": h, "image": image.display().to_string() });
+        std::fs::write(&side, serde_json::to_vec_pretty(&json).unwrap_or_default()).map_err(|e| Error::io(&side, e))?;
+        println!("shard {p}: rows {}..{} of {h}", out_rows[0], out_rows[1]);
+    }
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "wrote {} ({}x{}, {} tiles of {}x{}, overlap {}, {:.1} s, {:.1} tiles/s, peak RSS {:.0} MB)",
