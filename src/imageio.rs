@@ -45,8 +45,15 @@ fn decode_any(path: &Path) -> Result<image::DynamicImage> {
 /// check [`decode`] makes first, so a command can refuse a huge image before it loads a model.
 pub fn check_dimensions(path: &Path) -> Result<(u32, u32)> {
     let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
-    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| bad(e.to_string()))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    let (w, h) = if is_tiff_file(path) {
+        // A TIFF's full-resolution level (`kestrel segment` streams slides; this is for
+        // commands that decode an image whole).
+        let l = crate::slide::levels(path)?.swap_remove(0);
+        (u32::try_from(l.width).unwrap_or(u32::MAX), u32::try_from(l.height).unwrap_or(u32::MAX))
+    } else {
+        let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| bad(e.to_string()))?;
+        reader.into_dimensions().map_err(|e| bad(e.to_string()))?
+    };
     let (pixels, limit) = (u64::from(w) * u64::from(h), max_pixels());
     if pixels > limit {
         return Err(bad(format!("{w}×{h} is {pixels} pixels, above the limit of {limit} (KESTREL_MAX_PIXELS; `kestrel segment --tile` streams large PNGs)")));
@@ -54,9 +61,35 @@ pub fn check_dimensions(path: &Path) -> Result<(u32, u32)> {
     Ok((w, h))
 }
 
+/// Whether `path` starts like a TIFF or BigTIFF file.
+fn is_tiff_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && is_tiff_bytes(&head)
+}
+
+fn is_tiff_bytes(b: &[u8]) -> bool {
+    matches!(b.get(..4), Some(b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+"))
+}
+
 /// [`decode`] of an image already in memory; `path` names it in errors.
 pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
     let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
+    if is_tiff_bytes(bytes) {
+        // A TIFF decoded whole: its full-resolution level, band by band, under the same limit.
+        let mut rows = crate::slide::TiffRows::from_reader(std::io::Cursor::new(bytes), path, 0)?;
+        let (w, h) = (rows.width(), rows.height());
+        let (pixels, limit) = ((w as u64).saturating_mul(h as u64), max_pixels());
+        if pixels > limit {
+            return Err(bad(format!("{w}×{h} is {pixels} pixels, above the limit of {limit} (KESTREL_MAX_PIXELS; `kestrel segment` streams TIFF slides)")));
+        }
+        let mut rgb = vec![0u8; w * h * 3];
+        for row in rgb.chunks_exact_mut(w * 3) {
+            rows.next_row(row)?;
+        }
+        let img = image::RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(|| bad("TIFF size".into()))?;
+        return Ok(image::DynamicImage::ImageRgb8(img));
+    }
     let reader = || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
     let (w, h) = reader()?.into_dimensions().map_err(|e| bad(e.to_string()))?;
     let (pixels, limit) = (u64::from(w) * u64::from(h), max_pixels());

@@ -435,6 +435,12 @@ impl TiffWriter {
     /// A file at `path` with levels of `sizes` (`[width, height]`, level 0 first), square
     /// tiles of `tile` pixels (a multiple of 16), `spp` samples per pixel (3 or 1).
     pub fn create(path: &Path, sizes: &[[usize; 2]], tile: usize, spp: usize, compression: Compression, mpp: Option<f64>) -> Result<Self> {
+        Self::create_as(path, sizes, tile, spp, compression, mpp, false)
+    }
+
+    /// [`TiffWriter::create`], BigTIFF even when classic TIFF would do when `bigtiff`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_as(path: &Path, sizes: &[[usize; 2]], tile: usize, spp: usize, compression: Compression, mpp: Option<f64>, bigtiff: bool) -> Result<Self> {
         if tile == 0 || tile % 16 != 0 || !(spp == 1 || spp == 3) || sizes.is_empty() || sizes.iter().any(|s| s[0] == 0 || s[1] == 0 || s[0] > u32::MAX as usize || s[1] > u32::MAX as usize) {
             return Err(Error::Argument(format!("TIFF writer: tile {tile} (a multiple of 16), {spp} samples, sizes {sizes:?}")));
         }
@@ -442,7 +448,7 @@ impl TiffWriter {
             return Err(Error::Argument("TIFF writer: JPEG tiles are RGB".into()));
         }
         let raw: u128 = sizes.iter().map(|s| (s[0].div_ceil(tile) * tile * s[1].div_ceil(tile) * tile * spp) as u128).sum();
-        let big = raw >= 1 << 31;
+        let big = bigtiff || raw >= 1 << 31;
         let f = File::create(path).map_err(|e| Error::io(path, e))?;
         let mut w = TiffWriter {
             file: BufWriter::new(f),

@@ -89,3 +89,29 @@ fn bad_requests_are_refused_by_name() {
     let e = explain::explain(&us, &synthetic_images(1, 3, 32, 32, 1), None, Class::Top, Method::GradCam).unwrap_err().to_string();
     assert!(e.contains("not [1, classes]"), "{e}");
 }
+
+/// On the trained shapes model, Grad-CAM at the default layer (8×8) peaks inside the drawn
+/// figure's square on most held-out images: 81.5 % of these 200 (80.4 % of 1000,
+/// `examples/cam_shapes`), against 45 % for a random pixel.
+#[test]
+fn grad_cam_of_the_trained_model_finds_the_shape() {
+    use kestrel::dataset::synth::{shape_geometry, shape_sample};
+    use kestrel::imageio::{preprocess, Preprocess};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/shapes-resnet18.safetensors");
+    let g = kestrel::load_model(path, &kestrel::LoadOptions::default()).unwrap().graph;
+    let s = Session::new(g, &Options { threads: 1, optimize: true }).unwrap();
+    let pre = Preprocess { resize: 32, crop: 32, ..Preprocess::default() };
+    let n = 200;
+    let inside = (0..n)
+        .filter(|&i| {
+            let (img, _) = shape_sample(1001, i, 32);
+            let geo = shape_geometry(1001, i, 32);
+            let e = explain::explain(&s, &preprocess(&img, &pre), None, Class::Top, Method::GradCam).unwrap();
+            assert_eq!(e.map_hw, [8, 8]);
+            let (x, y) = explain::peak_pixel(&e, [32, 32]);
+            (x as f32 + 0.5 - geo.cx).abs() <= geo.r && (y as f32 + 0.5 - geo.cy).abs() <= geo.r
+        })
+        .count();
+    println!("Grad-CAM peak inside the shape's square: {inside} of {n}");
+    assert!(inside * 100 >= 70 * n as usize, "only {inside} of {n} peaks inside the shape");
+}
