@@ -562,7 +562,7 @@ impl TiffWriter {
         entries.push((277, 3, 1, short(&[self.spp as u16])));
         if let Some(mpp) = self.mpp {
             // Pixels per centimetre of this level, as a rational with a 1000 denominator.
-            let per_cm = (10_000.0 / (mpp * (1u64 << li) as f64) * 1000.0).round().clamp(1.0, u32::MAX as f64) as u32;
+            let per_cm = (10_000.0 / (mpp * (1u64 << li.min(62)) as f64) * 1000.0).round().clamp(1.0, u32::MAX as f64) as u32;
             let rational = [per_cm.to_le_bytes(), 1000u32.to_le_bytes()].concat();
             entries.push((282, 5, 1, rational.clone()));
             entries.push((283, 5, 1, rational));
