@@ -197,9 +197,19 @@ impl Session {
         if !self.separable || n <= 1 || shapes.iter().any(|s| s.first() != Some(&n)) {
             return Ok(None);
         }
-        let one: Vec<Vec<usize>> = shapes.iter().map(|s| [&[1][..], &s[1..]].concat()).collect();
-        let per_sample = self.planned_for(one)?.plan.activation_bytes().max(1);
-        let chunk = (batch_bytes() / per_sample).clamp(1, n);
+        // Bytes per sample, as the plans of 1 and 2 samples differ (scratch sized per worker,
+        // not per sample, is the fixed part).
+        let at = |b: usize| -> Result<usize> {
+            let s: Vec<Vec<usize>> = shapes.iter().map(|s| [&[b][..], &s[1..]].concat()).collect();
+            Ok(self.planned_for(s)?.plan.activation_bytes())
+        };
+        let (one, two) = (at(1)?, at(2)?);
+        let per_sample = two.saturating_sub(one).max(1);
+        let fixed = one.saturating_sub(per_sample);
+        if fixed + n.saturating_mul(per_sample) <= batch_bytes() {
+            return Ok(None);
+        }
+        let chunk = (batch_bytes().saturating_sub(fixed) / per_sample).clamp(1, n);
         Ok((chunk < n).then_some(chunk))
     }
 
