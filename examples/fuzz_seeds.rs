@@ -76,6 +76,11 @@ fn main() -> kestrel::Result<()> {
     strip("strips_rgb.tif", &|e| e.write_image::<tiff::encoder::colortype::RGB8>(12, 9, &px[..12 * 9 * 3]))?;
     strip("strips_gray.tif", &|e| e.write_image::<tiff::encoder::colortype::Gray8>(7, 5, &px[..35]))?;
     strip("strips_gray16.tif", &|e| e.write_image::<tiff::encoder::colortype::Gray16>(4, 4, &[7u16; 16]))?;
+    // The image target decodes TIFF too (a TIFF's level 0, whole): a few of the TIFF seeds.
+    for name in ["tiled_lzw.tif", "strips_gray.tif", "strips_gray16.tif"] {
+        let (from, to) = (tif.join(name), img.join(name));
+        std::fs::copy(&from, &to).map_err(|e| kestrel::Error::io(&to, e))?;
+    }
     let npy = dir("npy")?;
     kestrel::imageio::write_npy(&npy.join("image.npy"), &synthetic_images(1, 3, 4, 4, 3))?;
     kestrel::imageio::write_npy(&npy.join("vector.npy"), &Tensor::new(vec![5], vec![1.0, -2.0, 0.5, 3.0, 0.0])?)?;
