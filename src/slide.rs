@@ -158,10 +158,6 @@ pub struct TiffRows<R: Read + Seek = BufReader<File>> {
 impl TiffRows {
     /// Opens level `level` of `path`.
     pub fn open(path: &Path, level: usize) -> Result<Self> {
-        let count = levels(path)?.len();
-        if level >= count {
-            return Err(Error::Argument(format!("--level {level}: {} has {count} level(s), 0..={}", path.display(), count - 1)));
-        }
         TiffRows::from_reader(open(path)?, path, level)
     }
 }
@@ -170,8 +166,12 @@ impl<R: Read + Seek> TiffRows<R> {
     /// Level `level` of the TIFF data `r` (named `path` in errors).
     pub fn from_reader(r: R, path: &Path, level: usize) -> Result<Self> {
         let mut d = decoder(r, path)?;
-        if level > 0 {
-            d.seek_to_image(level).map_err(|e| bad(path, e))?;
+        if level > 0 && d.seek_to_image(level).is_err() {
+            // Out of range, or a directory that does not read: the levels say which.
+            let inner = d.inner();
+            inner.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+            let count = levels_of(inner, path)?.len();
+            return Err(Error::Argument(format!("--level {level}: {} has {count} level(s), 0..={}", path.display(), count.saturating_sub(1))));
         }
         let (w, h) = d.dimensions().map_err(|e| bad(path, e))?;
         let color = d.colortype().map_err(|e| bad(path, e))?;
@@ -339,11 +339,10 @@ impl TissueMap {
     }
 }
 
-/// An RGB thumbnail of level `level` of `path`, at most `max_side` pixels on its longer side:
+/// An RGB thumbnail of level `level` of `path` (whose levels are `all`), at most `max_side` pixels on its longer side:
 /// the smallest level of the file at least half that size when one is (read band by band),
 /// else level `level` itself box-filtered while streamed. Returns `(rgb, width, height)`.
-pub fn thumbnail(path: &Path, level: usize, max_side: usize) -> Result<(Vec<u8>, usize, usize)> {
-    let all = levels(path)?;
+pub fn thumbnail(path: &Path, all: &[Level], level: usize, max_side: usize) -> Result<(Vec<u8>, usize, usize)> {
     let base = all.get(level).ok_or_else(|| Error::Argument(format!("--level {level}: {} has {} level(s)", path.display(), all.len())))?;
     // Levels of the same aspect no larger than the one segmented, smallest first.
     let small = all

@@ -366,6 +366,36 @@ impl RowSink for TiffSink {
     }
 }
 
+/// A mask written row by row: a tiled TIFF ([`TiffSink`]) for a `.tif`/`.tiff` path, else a
+/// PNG ([`PngSink`]).
+pub enum MaskSink {
+    Png(PngSink),
+    Tiff(TiffSink),
+}
+
+impl MaskSink {
+    pub fn create(path: &Path, width: usize, height: usize) -> Result<Self> {
+        Ok(if crate::slide::is_tiff(path) { MaskSink::Tiff(TiffSink::create(path, width, height)?) } else { MaskSink::Png(PngSink::create(path, width, height)?) })
+    }
+
+    /// Writes what is left and closes the file.
+    pub fn finish(self) -> Result<()> {
+        match self {
+            MaskSink::Png(s) => s.finish(),
+            MaskSink::Tiff(s) => s.finish(),
+        }
+    }
+}
+
+impl RowSink for MaskSink {
+    fn write_row(&mut self, values: &[f32]) -> Result<()> {
+        match self {
+            MaskSink::Png(s) => s.write_row(values),
+            MaskSink::Tiff(s) => s.write_row(values),
+        }
+    }
+}
+
 /// Collects output rows in memory (tests, small images).
 #[derive(Default)]
 pub struct VecSink {

@@ -150,6 +150,24 @@ fn bad_slides_and_options_get_one_line() {
     }
 }
 
+/// Writes a `big-blobs` slide with `synth` arguments `args`, segments it to a tiled TIFF
+/// with `--tile tile --overlap overlap --batch 4 --threads 2`, and returns the mask's path
+/// and the run's peak RSS in MB.
+fn stream_slide(dir: &Path, args: &[&str], tile: &str, overlap: &str) -> (PathBuf, f64) {
+    let tif = dir.join("slide.tif");
+    let mut a = vec!["synth", "big-blobs", tif.to_str().unwrap()];
+    a.extend(args);
+    let (code, _, err) = kestrel(&a);
+    assert_eq!(code, 0, "{err}");
+    let mask = dir.join("mask.tif");
+    let m = model();
+    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", tile, "--overlap", overlap, "--batch", "4", "--threads", "2"]);
+    assert_eq!(code, 0, "{err}");
+    println!("{out}");
+    let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
+    (mask, peak)
+}
+
 /// A slide streams band by band: stated bound for a 6000² JPEG-tiled pyramid in 256 tiles,
 /// batch 4 (the whole image as f32 RGB would be 432 MB).
 const SLIDE_PEAK_RSS_MB: f64 = 200.0;
@@ -157,15 +175,7 @@ const SLIDE_PEAK_RSS_MB: f64 = 200.0;
 #[test]
 fn a_large_slide_streams_within_its_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let tif = dir.path().join("big.tif");
-    let (code, _, err) = kestrel(&["synth", "big-blobs", tif.to_str().unwrap(), "--size", "6000", "--seed", "5", "--levels", "4"]);
-    assert_eq!(code, 0, "{err}");
-    let mask = dir.path().join("mask.tif");
-    let m = model();
-    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", "256", "--overlap", "32", "--batch", "4", "--threads", "2"]);
-    assert_eq!(code, 0, "{err}");
-    println!("{out}");
-    let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
+    let (mask, peak) = stream_slide(dir.path(), &["--size", "6000", "--seed", "5", "--levels", "4"], "256", "32");
     assert!(peak < SLIDE_PEAK_RSS_MB, "peak RSS {peak} MB exceeds the stated {SLIDE_PEAK_RSS_MB} MB");
     let ls = levels(&mask).unwrap();
     assert_eq!([ls[0].width, ls[0].height], [6000, 6000]);
@@ -317,15 +327,7 @@ fn bigtiff_whole_image_decoding_and_unsupported_compression() {
 #[ignore = "7 minutes and 1 GB of disk: run with --ignored"]
 fn a_50000_squared_slide_streams_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let tif = dir.path().join("slide50k.tif");
-    let (code, _, err) = kestrel(&["synth", "big-blobs", tif.to_str().unwrap(), "--size", "50000", "--seed", "11", "--levels", "5", "--glass"]);
-    assert_eq!(code, 0, "{err}");
-    let mask = dir.path().join("mask.tif");
-    let m = model();
-    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", "512", "--overlap", "64", "--batch", "4", "--threads", "2"]);
-    assert_eq!(code, 0, "{err}");
-    println!("{out}");
-    let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap();
+    let (mask, peak) = stream_slide(dir.path(), &["--size", "50000", "--seed", "11", "--levels", "5", "--glass"], "512", "64");
     assert!(peak < 600.0, "peak RSS {peak} MB");
     assert_eq!(levels(&mask).unwrap()[0].width, 50000);
 }

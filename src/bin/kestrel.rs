@@ -1029,7 +1029,7 @@ fn segment_cmd(
 
 /// `kestrel merge-tiles`: the shards' rows, in order, streamed into one mask.
 fn merge_tiles(parts: &[PathBuf], output: &Path) -> Result<ExitCode> {
-    use kestrel::tile::{PngRows, PngSink, RowSink, RowSource, TiffSink};
+    use kestrel::tile::{MaskSink, PngRows, RowSink, RowSource};
     let mut shards = Vec::new();
     for p in parts {
         let side = shard_sidecar(p);
@@ -1054,11 +1054,7 @@ fn merge_tiles(parts: &[PathBuf], output: &Path) -> Result<ExitCode> {
     if next != h || shards.len() != n {
         return Err(Error::Argument(format!("the shards cover rows 0..{next} of {h} in {} of {n} parts", shards.len())));
     }
-    enum Sink {
-        Png(PngSink),
-        Tiff(TiffSink),
-    }
-    let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, h)?) } else { Sink::Png(PngSink::create(output, w, h)?) };
+    let mut sink = MaskSink::create(output, w, h)?;
     let mut rgb = vec![0u8; w * 3];
     let mut vals = vec![0f32; w];
     for (rows, _, _, _, p) in &shards {
@@ -1071,16 +1067,10 @@ fn merge_tiles(parts: &[PathBuf], output: &Path) -> Result<ExitCode> {
             for (v, px) in vals.iter_mut().zip(rgb.chunks_exact(3)) {
                 *v = f32::from(px[0]) / 255.0;
             }
-            match &mut sink {
-                Sink::Png(s) => s.write_row(&vals)?,
-                Sink::Tiff(s) => s.write_row(&vals)?,
-            }
+            sink.write_row(&vals)?;
         }
     }
-    match sink {
-        Sink::Png(s) => s.finish()?,
-        Sink::Tiff(s) => s.finish()?,
-    }
+    sink.finish()?;
     println!("wrote {} ({w}x{h}) from {} shards", output.display(), shards.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -1094,7 +1084,7 @@ fn shard_sidecar(output: &Path) -> PathBuf {
 
 #[allow(clippy::too_many_arguments)]
 fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &Path, t: &kestrel::tile::TileOptions, level: (Option<usize>, Option<f64>), tissue: bool, pipeline: bool, part: Option<Shard>) -> Result<()> {
-    use kestrel::tile::{ImageRows, PngRows, PngSink, Prefetch, RowSink, RowSource, TiffSink};
+    use kestrel::tile::{ImageRows, MaskSink, PngRows, Prefetch, RowSink, RowSource};
     let t0 = Instant::now();
     let is_png = image.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
     // PNG streams row by row and TIFF band by band; other formats are decoded whole first.
@@ -1104,7 +1094,7 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         let levels = kestrel::slide::levels(image)?;
         let l = kestrel::slide::pick_level(image, &levels, level.0, level.1)?;
         if tissue {
-            let (rgb, tw, th) = kestrel::slide::thumbnail(image, l, 1024)?;
+            let (rgb, tw, th) = kestrel::slide::thumbnail(image, &levels, l, 1024)?;
             map = Some(kestrel::slide::TissueMap::from_rgb(&rgb, tw, th));
         }
         Box::new(kestrel::slide::TiffRows::open(image, l)?)
@@ -1126,11 +1116,7 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         return Err(Error::Argument(format!("--shard {}: the image has too few tile rows for {} shards", part.map_or_else(String::new, |p| p.to_string()), part.map_or(1, |p| p.count))));
     }
     // Masks as tiled TIFF for a .tif output, else PNG; both row by row.
-    enum Sink {
-        Png(PngSink),
-        Tiff(TiffSink),
-    }
-    let mut sink = if kestrel::slide::is_tiff(output) { Sink::Tiff(TiffSink::create(output, w, out_h)?) } else { Sink::Png(PngSink::create(output, w, out_h)?) };
+    let mut sink = MaskSink::create(output, w, out_h)?;
     let pb = progress_bar(h, "rows");
     if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows, {elapsed} (ETA {eta})") {
         pb.set_style(style.progress_chars("=> "));
@@ -1144,10 +1130,7 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         done_tiles.set(done_tiles.get() + x.shape()[0]);
         out
     };
-    let rows: &mut dyn RowSink = match &mut sink {
-        Sink::Png(p) => p,
-        Sink::Tiff(t) => t,
-    };
+    let rows: &mut dyn RowSink = &mut sink;
     // A tile runs when at least 1 % of the thumbnail pixels under it are tissue.
     let glass = map.as_ref().map(|m| move |r: [usize; 4]| !m.covers(r, [w, h], 0.01));
     let skip: Option<&dyn Fn([usize; 4]) -> bool> = glass.as_ref().map(|f| f as &dyn Fn([usize; 4]) -> bool);
@@ -1166,10 +1149,7 @@ fn segment_tiled(model: &LoadedModel, session: &Session, image: &Path, output: &
         let mut src = src;
         kestrel::tile::segment_tiled_skipping(&mut run, &mut *src, rows, t, mult, skip, Some(out_rows), &mut progress)?
     };
-    match sink {
-        Sink::Png(p) => p.finish()?,
-        Sink::Tiff(t) => t.finish()?,
-    }
+    sink.finish()?;
     pb.finish_and_clear();
     if let Some(p) = part {
         // The shard's place in the whole, for `kestrel merge-tiles`.
@@ -1522,37 +1502,11 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
     Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Parses a byte count with an optional K/M/G suffix (powers of 1024).
 /// A size with an optional K/M/G/T suffix (powers of 1024), for option `what`.
 fn parse_size(s: &str, what: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 10),
-        Some('M') => (&t[..t.len() - 1], 20),
-        Some('G') => (&t[..t.len() - 1], 30),
-        Some('T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let v: f64 = num.trim().parse().map_err(|_| Error::Argument(format!("{what} {}: expected bytes, e.g. 1G, 512M or 1000000", s.escape_debug())))?;
-    if !(v > 0.0) || !v.is_finite() {
-        return Err(Error::Argument(format!("{what} {s} must be positive")));
-    }
-    Ok((v * (1u64 << shift) as f64) as u64)
-}
-
-fn parse_bytes(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let v: f64 = num.trim().parse().map_err(|_| Error::Argument(format!("--memory-limit {s}: expected bytes, e.g. 2G, 512M or 1000000")))?;
-    if !(v > 0.0) {
-        return Err(Error::Argument(format!("--memory-limit {s} must be positive")));
-    }
-    Ok((v * mult as f64) as u64)
+    kestrel::exec::plan::parse_bytes(s)
+        .map(|b| b as u64)
+        .ok_or_else(|| Error::Argument(format!("{what} {}: expected a positive size in bytes, e.g. 2G, 512M or 1000000", s.escape_debug())))
 }
 
 fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
@@ -1570,7 +1524,7 @@ fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
         v.dedup();
         v
     };
-    let memory_limit = b.memory_limit.as_deref().map(parse_bytes).transpose()?;
+    let memory_limit = b.memory_limit.as_deref().map(|s| parse_size(s, "--memory-limit")).transpose()?;
     let t = Instant::now();
     let model = b.m.load()?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;

@@ -210,7 +210,10 @@ pub fn memory_limit() -> usize {
     total_kib.and_then(|k| k.checked_mul(1024)).unwrap_or(64 << 30)
 }
 
-fn parse_bytes(s: &str) -> Option<usize> {
+/// A size in bytes with an optional K/M/G/T suffix (powers of 1024), e.g. `2G`, `1.5M`,
+/// `1000000`; `None` unless it is a positive finite number. `KESTREL_MEMORY_LIMIT` and the
+/// CLI's size options read sizes this way.
+pub fn parse_bytes(s: &str) -> Option<usize> {
     let t = s.trim();
     let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 10),
@@ -219,7 +222,9 @@ fn parse_bytes(s: &str) -> Option<usize> {
         Some('T') => (&t[..t.len() - 1], 40),
         _ => (t, 0),
     };
-    num.trim().parse::<usize>().ok().and_then(|v| v.checked_mul(1 << shift))
+    let v: f64 = num.trim().parse().ok()?;
+    let bytes = v * (1u64 << shift) as f64;
+    (v > 0.0 && bytes.is_finite() && bytes < usize::MAX as f64).then_some(bytes as usize)
 }
 
 fn gib(b: usize) -> String {
