@@ -1,5 +1,6 @@
-//! A small seeded generator (SplitMix64) for synthetic weights and inputs. Deterministic
-//! across platforms, so that a seed names the same model everywhere.
+//! Seeded generators. [`Rng`] (SplitMix64) makes synthetic weights and inputs, deterministic
+//! across platforms, so that a seed names the same model everywhere. [`Mt19937`] is numpy's
+//! legacy `RandomState`, for the ops whose ONNX reference draws from it (seeded Dropout).
 
 /// SplitMix64 with uniform and normal sampling.
 #[derive(Clone, Debug)]
@@ -60,5 +61,79 @@ impl Rng {
     /// Uniform integer in [0, n).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// The Mersenne Twister MT19937 as numpy's legacy `RandomState(seed)` runs it: seeded by
+/// `init_genrand(seed)`, doubles from two 32-bit draws (`(a >> 5, b >> 6)`, 53 bits), as
+/// `RandomState.uniform(0, 1)` and `random_sample` return them.
+#[derive(Clone)]
+pub struct Mt19937 {
+    state: [u32; 624],
+    pos: usize,
+}
+
+impl Mt19937 {
+    /// The generator `numpy.random.RandomState(seed)` starts from.
+    pub fn new(seed: u32) -> Self {
+        let mut state = [0u32; 624];
+        state[0] = seed;
+        for i in 1..624 {
+            let prev = state[i - 1];
+            state[i] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(i as u32);
+        }
+        Mt19937 { state, pos: 624 }
+    }
+
+    fn twist(&mut self) {
+        const UPPER: u32 = 0x8000_0000;
+        const LOWER: u32 = 0x7fff_ffff;
+        for i in 0..624 {
+            let y = (self.state[i] & UPPER) | (self.state[(i + 1) % 624] & LOWER);
+            let mut v = self.state[(i + 397) % 624] ^ (y >> 1);
+            if y & 1 != 0 {
+                v ^= 0x9908_b0df;
+            }
+            self.state[i] = v;
+        }
+        self.pos = 0;
+    }
+
+    /// Next 32 random bits (tempered).
+    pub fn next_u32(&mut self) -> u32 {
+        if self.pos >= 624 {
+            self.twist();
+        }
+        let mut y = self.state[self.pos];
+        self.pos += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        let a = f64::from(self.next_u32() >> 5);
+        let b = f64::from(self.next_u32() >> 6);
+        (a * 67_108_864.0 + b) / 9_007_199_254_740_992.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mt19937;
+
+    /// Values printed by numpy 2 (`RandomState(0).random_sample(3)`, `RandomState(12345)
+    /// .uniform(0, 1, 1000)[999]`, `RandomState(0).randint(0, 2**32, 2, dtype=uint64)`).
+    #[test]
+    fn mt19937_matches_numpy_random_state() {
+        let mut r = Mt19937::new(0);
+        assert_eq!([r.next_f64(), r.next_f64(), r.next_f64()], [0.5488135039273248, 0.7151893663724195, 0.6027633760716439]);
+        let mut r = Mt19937::new(12345);
+        let last = (0..1000).map(|_| r.next_f64()).last();
+        assert_eq!(last, Some(0.30860519994571));
+        let mut r = Mt19937::new(0);
+        assert_eq!([r.next_u32(), r.next_u32()], [2_357_136_044, 2_546_248_239]);
     }
 }

@@ -245,3 +245,31 @@ fn hostile_graphs_never_panic() {
     eprintln!("hostile graphs: {total} mutants: {} refused at import, {} imported, {} prepared, {} ran; {} panics", reached[0], reached[1], reached[2], reached[3], failures.len());
     assert!(failures.is_empty(), "{} of {total} mutants panicked:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// Pooling windows and pads of 2^36 taps over a 1-pixel input: the average pools answer at
+/// once (windows are computed per output, not per tap), and the max pool's padded row (256
+/// GiB) is refused by the planner's memory limit instead of being allocated.
+#[test]
+fn huge_pooling_windows_are_cheap_or_refused() {
+    use kestrel::error::Error;
+    use kestrel::graph::{Graph, Op, Pool2d, PoolNd};
+    let k = 1usize << 36;
+    let run = |op: Op, shape: Vec<usize>| {
+        let mut g = Graph::default();
+        let x = g.add_input("x", shape.clone());
+        let y = g.push("pool", op, vec![x]);
+        g.outputs.push(y);
+        Session::new(g, &Options { threads: 1, optimize: true }).and_then(|s| s.run(&[Tensor::randn(shape, 1.0, 5)]))
+    };
+    let p2 = Pool2d { kernel: [1, k], stride: [1, 1], pads: [0, 0, 0, k], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
+    let out = run(Op::AveragePool(p2.clone()), vec![1, 1, 1, 1]).unwrap();
+    assert_eq!(out[0].shape(), &[1, 1, 1, 2]);
+    let e = run(Op::MaxPool(p2), vec![1, 1, 1, 1]).unwrap_err();
+    assert!(matches!(e, Error::MemoryLimit { .. }), "{e}");
+    for max in [false, true] {
+        let p = PoolNd { max, kernel: vec![k], stride: vec![1], pads: vec![0, k], dilation: vec![1], ceil_mode: false, count_include_pad: true };
+        let out = run(Op::PoolNd(p), vec![1, 1, 1]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 2]);
+        assert!(out[0].data().iter().all(|v| v.is_finite() || (max && *v == f32::NEG_INFINITY)), "{:?}", out[0].data());
+    }
+}

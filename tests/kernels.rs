@@ -5,7 +5,7 @@ mod common;
 
 use common::{data, Tolerance};
 use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, sconv};
-use kestrel::graph::shape::{pool_out, resize_out, window_out};
+use kestrel::graph::shape::{conv_transpose_nd_out, matmul_out, pool_nd_out, pool_out, resize_out, window_out};
 use kestrel::graph::*;
 use kestrel::Tensor;
 use proptest::prelude::*;
@@ -206,6 +206,197 @@ fn pool_sweep() {
             }
         }
     }
+}
+
+/// Pooling over 1 and 3 spatial axes ([`PoolNd`]) against the 2-D reference on the same data
+/// with a unit axis added: `[N, C, L]` as `[N, C, 1, L]`, and `[N, C, 1, H, W]` as
+/// `[N, C, H, W]`; and over 2 axes directly.
+#[test]
+fn pool_nd_agrees_with_the_2d_reference() {
+    let (mut seed, mut checked) = (1900, 0);
+    for &hw in &[1usize, 3, 7, 15, 17] {
+        for &(k, s, pad) in &[(1, 1, 0), (2, 2, 0), (3, 2, 1), (3, 1, 1), (5, 3, 2)] {
+            for &ceil in &[false, true] {
+                for &cip in &[false, true] {
+                    for &dil in &[1, 2] {
+                        for &max in &[true, false] {
+                            seed += 1;
+                            let p2 = Pool2d { kernel: [k, k], stride: [s, s], pads: [pad, pad, pad + 1, pad], dilation: [dil, dil], ceil_mode: ceil, count_include_pad: cip };
+                            let Some([oh, ow]) = pool_out(&p2, hw, hw + 1) else { continue };
+                            let x = data(2 * 3 * hw * (hw + 1), seed);
+                            let mut want = vec![f32::NAN; 2 * 3 * oh * ow];
+                            reference::pool2d_ref(&p2, max, &x, [2, 3, hw, hw + 1], &mut want, [2, 3, oh, ow]);
+                            let what = format!("pool_nd max={max} {p2:?} hw{hw}");
+                            // 2-D, and 3-D with a leading unit axis.
+                            for lift in [false, true] {
+                                let u = usize::from(lift);
+                                let axis = |v: usize, unit: usize| if lift { vec![unit, v, v] } else { vec![v, v] };
+                                let pads = if lift { vec![0, pad, pad, 0, pad + 1, pad] } else { vec![pad, pad, pad + 1, pad] };
+                                let p = PoolNd { max, kernel: axis(k, 1), stride: axis(s, 1), pads, dilation: axis(dil, 1), ceil_mode: ceil, count_include_pad: cip };
+                                let xs: Vec<usize> = [&[2, 3][..], &vec![1; u], &[hw, hw + 1]].concat();
+                                let os = pool_nd_out(&p, &xs).unwrap();
+                                assert_eq!(os.iter().product::<usize>(), want.len(), "{what}: shape {os:?}");
+                                let mut got = vec![f32::NAN; want.len()];
+                                pool::pool_nd(&p, &x, &xs, &mut got, &os);
+                                Tolerance::KERNEL.check(&format!("{what} lift={lift}"), &got, &want);
+                                checked += 1;
+                            }
+                            // 1-D along W against the 2-D reference with a 1-tap H window.
+                            let p1 = Pool2d { kernel: [1, k], stride: [1, s], pads: [0, pad, 0, pad], ..p2 };
+                            let Some([_, ow1]) = pool_out(&p1, 1, hw) else { continue };
+                            let x1 = data(2 * 3 * hw, seed + 7);
+                            let mut want = vec![f32::NAN; 2 * 3 * ow1];
+                            reference::pool2d_ref(&p1, max, &x1, [2, 3, 1, hw], &mut want, [2, 3, 1, ow1]);
+                            let p = PoolNd { max, kernel: vec![k], stride: vec![s], pads: vec![pad, pad], dilation: vec![dil], ceil_mode: ceil, count_include_pad: cip };
+                            let os = pool_nd_out(&p, &[2, 3, hw]).unwrap();
+                            let mut got = vec![f32::NAN; want.len()];
+                            pool::pool_nd(&p, &x1, &[2, 3, hw], &mut got, &os);
+                            Tolerance::KERNEL.check(&format!("1-D {what}"), &got, &want);
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 500, "only {checked} pooling cases ran");
+}
+
+/// Transposed convolution over 1, 2 and 3 spatial axes ([`ConvTransposeNd`]) against the 2-D
+/// reference, with unit axes added where the rank differs; strides, pads, output padding,
+/// dilations and groups.
+#[test]
+fn conv_transpose_nd_agrees_with_the_2d_reference() {
+    let (mut seed, mut checked) = (2900, 0);
+    for &hw in &[1usize, 3, 7, 8] {
+        for &(k, stride) in &[(1, 1), (2, 2), (3, 1), (3, 2), (4, 3)] {
+            for &pad in &[0usize, 1] {
+                for &(groups, dil) in &[(1, 1), (2, 1), (1, 2)] {
+                    seed += 1;
+                    let (cin, cout) = (4, 6);
+                    let opad = usize::from(stride > 1 && pad > 0);
+                    let w = data(cin * cout / groups * k * k, seed);
+                    let bias = Some(data(cout, seed + 1));
+                    // 2-D, and 3-D as [.., 1, H, W].
+                    let c2 = ConvTranspose2d {
+                        weight: Tensor::new(vec![cin, cout / groups, k, k], w.clone()).unwrap(),
+                        bias: bias.clone(),
+                        stride: [stride; 2],
+                        pads: [pad, pad, pad + 1, pad],
+                        output_padding: [opad; 2],
+                        dilation: [dil; 2],
+                        groups,
+                        precision: Precision::F32,
+                    };
+                    let nd = |lift: bool| {
+                        let axis = |v: usize, unit: usize| if lift { vec![unit, v, v] } else { vec![v, v] };
+                        ConvTransposeNd {
+                            weight: Tensor::new([vec![cin, cout / groups], axis(k, 1)].concat(), w.clone()).unwrap(),
+                            bias: bias.clone(),
+                            stride: axis(stride, 1),
+                            pads: if lift { vec![0, pad, pad, 0, pad + 1, pad] } else { vec![pad, pad, pad + 1, pad] },
+                            output_padding: axis(opad, 0),
+                            dilation: axis(dil, 1),
+                            groups,
+                        }
+                    };
+                    let xs2 = [2, cin, hw, hw + 1];
+                    let Ok(os2) = conv_transpose_nd_out(&nd(false), &xs2) else { continue };
+                    let x = data(xs2.iter().product(), seed + 2);
+                    let mut want = vec![f32::NAN; os2.iter().product()];
+                    reference::conv_transpose2d_ref(&c2, &x, xs2, &mut want, [os2[0], os2[1], os2[2], os2[3]]);
+                    let what = format!("convT nd hw{hw} k{k} s{stride} p{pad} op{opad} d{dil} g{groups}");
+                    for lift in [false, true] {
+                        let c = nd(lift);
+                        let xs: Vec<usize> = if lift { vec![2, cin, 1, hw, hw + 1] } else { xs2.to_vec() };
+                        let os = conv_transpose_nd_out(&c, &xs).unwrap();
+                        let mut got = vec![f32::NAN; want.len()];
+                        conv_transpose::conv_transpose_nd(&c, &x, &xs, &mut got, &os);
+                        Tolerance::KERNEL.check(&format!("{what} lift={lift}"), &got, &want);
+                        checked += 1;
+                    }
+                    // 1-D along W against 2-D with a 1-tap H kernel.
+                    let w1 = data(cin * cout / groups * k, seed + 3);
+                    let c2 = ConvTranspose2d {
+                        weight: Tensor::new(vec![cin, cout / groups, 1, k], w1.clone()).unwrap(),
+                        stride: [1, stride],
+                        pads: [0, pad, 0, pad + 1],
+                        output_padding: [0, opad],
+                        dilation: [1, dil],
+                        ..c2
+                    };
+                    let c1 = ConvTransposeNd {
+                        weight: Tensor::new(vec![cin, cout / groups, k], w1).unwrap(),
+                        bias: bias.clone(),
+                        stride: vec![stride],
+                        pads: vec![pad, pad + 1],
+                        output_padding: vec![opad],
+                        dilation: vec![dil],
+                        groups,
+                    };
+                    let Ok(os1) = conv_transpose_nd_out(&c1, &[2, cin, hw]) else { continue };
+                    let x1 = data(2 * cin * hw, seed + 4);
+                    let mut want = vec![f32::NAN; os1.iter().product()];
+                    reference::conv_transpose2d_ref(&c2, &x1, [2, cin, 1, hw], &mut want, [2, cout, 1, os1[2]]);
+                    let mut got = vec![f32::NAN; want.len()];
+                    conv_transpose::conv_transpose_nd(&c1, &x1, &[2, cin, hw], &mut got, &os1);
+                    Tolerance::KERNEL.check(&format!("1-D {what}"), &got, &want);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 150, "only {checked} transposed-conv cases ran");
+}
+
+/// numpy `matmul` by a constant (1-D operands, batch broadcasting both ways) against a plain
+/// triple loop.
+#[test]
+fn matmul_broadcasts_as_numpy() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[4], &[2, 4, 3]),
+        (&[2, 3, 4], &[4]),
+        (&[7], &[7]),
+        (&[3, 1, 3, 4], &[1, 2, 4, 2]),
+        (&[2, 3, 17], &[2, 17, 15]),
+        (&[1, 65], &[3, 65, 1]),
+        (&[5, 2, 1, 63], &[2, 63, 7]),
+    ];
+    for (i, &(a_s, b_s)) in cases.iter().enumerate() {
+        let os = matmul_out(a_s, b_s).unwrap();
+        let a2: Vec<usize> = if a_s.len() == 1 { vec![1, a_s[0]] } else { a_s.to_vec() };
+        let b2: Vec<usize> = if b_s.len() == 1 { vec![b_s[0], 1] } else { b_s.to_vec() };
+        let (m, k, n) = (a2[a2.len() - 2], a2[a2.len() - 1], b2[b2.len() - 1]);
+        let (a, b) = (data(a_s.iter().product(), 70 + i as u64), data(b_s.iter().product(), 90 + i as u64));
+        let batch: Vec<usize> = os[..os.len() - usize::from(a_s.len() > 1) - usize::from(b_s.len() > 1)].to_vec();
+        // Flat index of a batch index into an operand's batch dims, broadcasting dims of 1.
+        let index = |dims: &[usize], mut bi: usize| {
+            let (mut idx, mut stride) = (0, 1);
+            for d in (0..batch.len()).rev() {
+                let j = bi % batch[d];
+                bi /= batch[d];
+                if let Some(od) = (d + dims.len()).checked_sub(batch.len()) {
+                    idx += if dims[od] == 1 { 0 } else { j * stride };
+                    stride *= dims[od];
+                }
+            }
+            idx
+        };
+        let mut want = vec![0.0f32; os.iter().product()];
+        for bi in 0..batch.iter().product::<usize>() {
+            let (ia, ib) = (index(&a2[..a2.len() - 2], bi), index(&b2[..b2.len() - 2], bi));
+            for r in 0..m {
+                for c in 0..n {
+                    want[(bi * m + r) * n + c] = (0..k).map(|j| a[(ia * m + r) * k + j] * b[(ib * k + j) * n + c]).sum();
+                }
+            }
+        }
+        let mut got = vec![f32::NAN; want.len()];
+        linear::matmul(&a, a_s, &b, b_s, &mut got, 2);
+        Tolerance::KERNEL.check(&format!("matmul {a_s:?} x {b_s:?} -> {os:?}"), &got, &want);
+    }
+    assert_eq!(matmul_out(&[2, 3], &[4, 2]), None);
+    assert_eq!(matmul_out(&[2, 3, 4], &[3, 4, 2]), None);
 }
 
 #[test]

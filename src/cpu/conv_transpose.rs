@@ -3,11 +3,13 @@
 //! For each image and group: `col[Cout_g·kh·kw, H·W] = W_gᵀ × x[Cin_g, H·W]`, with `W_g` the
 //! `[Cin_g, Cout_g·kh·kw]` slice of the `[Cin, Cout/g, kh, kw]` weight, then every column
 //! entry is scattered into the output at `oy = iy·s − pad + ky·d`. The output starts as bias.
+//! Over one, three or more spatial axes ([`conv_transpose_nd`]) the same scatter is a plain
+//! loop.
 
 use rayon::prelude::*;
 
 use super::sgemm;
-use crate::graph::ConvTranspose2d;
+use crate::graph::{ConvTranspose2d, ConvTransposeNd};
 
 /// Scratch elements needed for `col` by [`conv_transpose2d`].
 pub fn scratch_len(c: &ConvTranspose2d, in_hw: [usize; 2]) -> usize {
@@ -79,4 +81,57 @@ pub(crate) fn col2im_plane(c: &ConvTranspose2d, col: &[f32], [h, w]: [usize; 2],
             }
         }
     }
+}
+
+/// `y = conv_transpose(x) + bias` over any number of spatial axes ([`ConvTransposeNd`]):
+/// `x: [N, Cin, D1, …]` into `out: [N, Cout, O1, …]`, each input element scattered through
+/// its kernel taps (the plain loop: 1-D and 3-D transposed convs are rare in CNNs).
+pub fn conv_transpose_nd(c: &ConvTransposeNd, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
+    let ws = c.weight.shape();
+    let k = ws.len() - 2;
+    let (cin, cout) = (xs[1], os[1]);
+    let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
+    let (in_plane, out_plane) = (xs[2..].iter().product::<usize>(), os[2..].iter().product::<usize>());
+    let taps: usize = ws[2..].iter().product();
+    let w = c.weight.data();
+    out.par_chunks_mut(cout * out_plane).zip(x.par_chunks(cin * in_plane)).for_each(|(ob, xb)| {
+        for (co, plane) in ob.chunks_mut(out_plane).enumerate() {
+            plane.fill(c.bias.as_ref().map_or(0.0, |b| b[co]));
+        }
+        let mut at = vec![0usize; k];
+        for i in 0..in_plane {
+            let mut t = vec![0usize; k];
+            for tap in 0..taps {
+                // Output position of input position `at` through tap `t`, if inside the output.
+                let mut o = Some(0usize);
+                for a in 0..k {
+                    let p = (at[a] * c.stride[a] + t[a] * c.dilation[a]).checked_sub(c.pads[a]).filter(|&p| p < os[2 + a]);
+                    o = o.zip(p).map(|(o, p)| o * os[2 + a] + p);
+                }
+                if let Some(o) = o {
+                    for ci in 0..cin {
+                        let g = ci / cin_g;
+                        let v = xb[ci * in_plane + i];
+                        for cg in 0..cout_g {
+                            ob[(g * cout_g + cg) * out_plane + o] += v * w[(ci * cout_g + cg) * taps + tap];
+                        }
+                    }
+                }
+                for a in (0..k).rev() {
+                    t[a] += 1;
+                    if t[a] < ws[2 + a] {
+                        break;
+                    }
+                    t[a] = 0;
+                }
+            }
+            for a in (0..k).rev() {
+                at[a] += 1;
+                if at[a] < xs[2 + a] {
+                    break;
+                }
+                at[a] = 0;
+            }
+        }
+    });
 }

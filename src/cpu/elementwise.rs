@@ -1,5 +1,5 @@
 //! Elementwise and channel-wise ops over NCHW: broadcast Add/Mul/Sub/Div, activations, BatchNorm as
-//! a per-channel affine, Softmax and Concat.
+//! a per-channel affine, Softmax, Concat, reductions, InstanceNorm and seeded Dropout.
 
 use rayon::prelude::*;
 
@@ -162,7 +162,8 @@ pub fn reduce(r: &Reduce, x: &[f32], xs: &[usize], out: &mut [f32]) {
         ostride[a] = acc;
         acc *= xs[a];
     }
-    let count = r.axes.iter().map(|&a| xs[a]).product::<usize>().max(1);
+    // The mean of an empty set is NaN (0 / 0), as numpy and the ONNX reference give it.
+    let count = r.axes.iter().map(|&a| xs[a]).product::<usize>();
     let init = match r.kind {
         ReduceKind::Mean => 0.0,
         ReduceKind::Max => f32::NEG_INFINITY,
@@ -204,4 +205,16 @@ pub fn instance_norm(scale: &[f32], bias: &[f32], eps: f32, x: &[f32], channels:
             *o = ((f64::from(v) - mean) * k + f64::from(bias[c])) as f32;
         }
     });
+}
+
+/// Training-mode Dropout with a fixed seed ([`crate::graph::Op::Dropout`]): `out[i] = mask[i]
+/// · x[i] · 1/(1 − ratio)` with `mask[i] = (u_i ≥ ratio)`, `u_i` the `i`-th double of numpy's
+/// `RandomState(seed)`, in the ONNX reference's order of operations (a dropped NaN stays NaN).
+pub fn dropout(ratio: f32, seed: u32, x: &[f32], out: &mut [f32]) {
+    let mut r = crate::rng::Mt19937::new(seed);
+    let scale = 1.0 / (1.0 - ratio);
+    for (o, &v) in out.iter_mut().zip(x) {
+        let keep = if r.next_f64() >= f64::from(ratio) { 1.0 } else { 0.0 };
+        *o = keep * v * scale;
+    }
 }

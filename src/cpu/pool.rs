@@ -1,29 +1,45 @@
 //! Max and average pooling over NCHW, one plane per task, with the window taps of each
 //! output row and column computed once per call. Max pooling (f32, and u8 codes of INT8
-//! models) is separable: row maxima first, then a strided pass over a padded row.
+//! models) is separable: row maxima first, then a strided pass over a padded row. Pooling over
+//! one or three spatial axes (`[N, C, L]`, `[N, C, D, H, W]`) takes a plain loop over the same
+//! taps ([`pool_nd`]).
 
 use rayon::prelude::*;
 
 use crate::cpu::simd::gather_stride2;
-use crate::graph::Pool2d;
+use crate::graph::{Pool2d, PoolNd};
 
-/// Valid input taps along one axis for every output index, and the padded-window size.
-fn taps(out: usize, input: usize, k: usize, s: usize, pad: (usize, usize), d: usize) -> Vec<(Vec<usize>, usize)> {
+/// One output's window along one axis: `count` valid input indices `first, first + d, …`
+/// (inside the input), and `padded`, the taps inside the input or its padding (the divisor of
+/// `count_include_pad`).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    first: usize,
+    count: usize,
+    padded: usize,
+}
+
+impl Window {
+    fn iter(self, d: usize) -> impl Iterator<Item = usize> {
+        (0..self.count).map(move |j| self.first + j * d)
+    }
+}
+
+/// The window of every output index along one axis, in O(1) per output whatever the kernel
+/// size (a file may declare a window of 2^30 taps over an input of 3).
+fn taps(out: usize, input: usize, k: usize, s: usize, pad: (usize, usize), d: usize) -> Vec<Window> {
+    // Shape inference bounds the padded input by 2^40 and strides and dilations by 256, so
+    // these fit in i64.
+    let (input, k, d) = (input as i64, k as i64, d.max(1) as i64);
     (0..out)
         .map(|o| {
-            let start = (o * s) as isize - pad.0 as isize;
-            let mut valid = Vec::with_capacity(k);
-            let mut padded = 0;
-            for t in 0..k {
-                let i = start + (t * d) as isize;
-                if i >= 0 && (i as usize) < input {
-                    valid.push(i as usize);
-                }
-                if i < (input + pad.1) as isize {
-                    padded += 1;
-                }
-            }
-            (valid, padded)
+            let start = (o * s) as i64 - pad.0 as i64;
+            // Taps t in [0, k) with 0 ≤ start + t·d < input, and with start + t·d < input + pad.1.
+            let lo = if start >= 0 { 0 } else { (-start + d - 1) / d }.min(k);
+            let hi = ((input - 1 - start).div_euclid(d) + 1).clamp(0, k);
+            let padded = ((input + pad.1 as i64 - 1 - start).div_euclid(d) + 1).clamp(0, k);
+            let count = (hi - lo).max(0);
+            Window { first: if count > 0 { (start + lo * d) as usize } else { 0 }, count: count as usize, padded: padded as usize }
         })
         .collect()
 }
@@ -39,27 +55,27 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
     let tx = taps(ow, w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1]);
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each(|(o, plane)| {
-        for (oy, (ys, py)) in ty.iter().enumerate() {
+        for (oy, wy) in ty.iter().enumerate() {
             let orow = &mut o[oy * ow..(oy + 1) * ow];
-            for (ox, (xs_, px)) in tx.iter().enumerate() {
+            for (ox, wx) in tx.iter().enumerate() {
                 let v = if is_max {
                     let mut m = f32::NEG_INFINITY;
-                    for &iy in ys {
+                    for iy in wy.iter(p.dilation[0]) {
                         let row = &plane[iy * w..];
-                        for &ix in xs_ {
+                        for ix in wx.iter(p.dilation[1]) {
                             m = m.max(row[ix]);
                         }
                     }
                     m
                 } else {
                     let mut s = 0.0;
-                    for &iy in ys {
+                    for iy in wy.iter(p.dilation[0]) {
                         let row = &plane[iy * w..];
-                        for &ix in xs_ {
+                        for ix in wx.iter(p.dilation[1]) {
                             s += row[ix];
                         }
                     }
-                    let count = if p.count_include_pad { py * px } else { ys.len() * xs_.len() };
+                    let count = if p.count_include_pad { wy.padded * wx.padded } else { wy.count * wx.count };
                     if count == 0 {
                         0.0
                     } else {
@@ -72,10 +88,67 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
     });
 }
 
+/// Max or average pooling of `x: [N, C, D1, …, Dk]` into `out: [N, C, O1, …, Ok]` over any
+/// number of spatial axes, with [`pool2d`]'s taps: padding never wins a max (a window with no
+/// valid tap gives −∞) and counts in an average only with `count_include_pad`.
+pub fn pool_nd(p: &PoolNd, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize]) {
+    let k = p.kernel.len();
+    let axes: Vec<Vec<Window>> = (0..k).map(|a| taps(os[2 + a], xs[2 + a], p.kernel[a], p.stride[a], (p.pads[a], p.pads[k + a]), p.dilation[a])).collect();
+    let (in_plane, out_plane) = (xs[2..].iter().product::<usize>(), os[2..].iter().product::<usize>());
+    let mut stride = vec![1; k];
+    for a in (0..k.saturating_sub(1)).rev() {
+        stride[a] = stride[a + 1] * xs[a + 3];
+    }
+    out.par_chunks_mut(out_plane.max(1)).zip(x.par_chunks(in_plane.max(1))).with_min_len(super::min_items(in_plane + out_plane)).for_each(|(o, plane)| {
+        let mut at = vec![0usize; k];
+        for v in o.iter_mut() {
+            let win: Vec<Window> = (0..k).map(|a| axes[a][at[a]]).collect();
+            let (mut acc, mut count) = (if p.max { f32::NEG_INFINITY } else { 0.0 }, 0usize);
+            if win.iter().all(|w| w.count > 0) {
+                let mut t = vec![0usize; k];
+                'taps: loop {
+                    let val = plane[(0..k).map(|a| (win[a].first + t[a] * p.dilation[a]) * stride[a]).sum::<usize>()];
+                    acc = if p.max { acc.max(val) } else { acc + val };
+                    count += 1;
+                    for a in (0..k).rev() {
+                        t[a] += 1;
+                        if t[a] < win[a].count {
+                            continue 'taps;
+                        }
+                        t[a] = 0;
+                    }
+                    break;
+                }
+            }
+            if !p.max {
+                let divisor = if p.count_include_pad { win.iter().map(|w| w.padded).product() } else { count };
+                acc = if divisor == 0 { 0.0 } else { acc / divisor as f32 };
+            }
+            *v = acc;
+            for a in (0..k).rev() {
+                at[a] += 1;
+                if at[a] < os[2 + a] {
+                    break;
+                }
+                at[a] = 0;
+            }
+        }
+    });
+}
+
 /// Max pooling of u8 codes `x: [N, C, H, W]` into `out: [N, C, OH, OW]` (padding taps are
 /// skipped, as in [`pool2d`]; a window with no valid tap yields 0).
 pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [usize; 4]) {
     max_pool_separable(p, x, xs, out, os, 0, u8::max, Some(gather_stride2));
+}
+
+/// Bytes the separable max pool allocates for itself per call (a padded row and a strided row
+/// of `elem`-byte values per worker): the planner counts them against the memory limit, since
+/// a file's pads and kernel can make a row of any width up to 2^40.
+pub fn max_pool_row_bytes(p: &Pool2d, w: usize, ow: usize, elem: usize, threads: usize) -> usize {
+    let last = (ow.max(1) - 1).saturating_mul(p.stride[1]).saturating_add((p.kernel[1].max(1) - 1).saturating_mul(p.dilation[1])).saturating_add(1);
+    let plen = last.max(p.pads[1].saturating_add(w)).saturating_add(32);
+    plen.saturating_add(ow).saturating_mul(elem).saturating_mul(threads.max(1))
 }
 
 /// Max pooling, separable: the elementwise maximum over each window's rows, written into a row
@@ -104,10 +177,10 @@ fn max_pool_separable<T: Copy + Send + Sync>(
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each_init(
         || (vec![lowest; plen], vec![lowest; ow]),
         |(padded, strided), (o, plane)| {
-            for (oy, (ys, _)) in ty.iter().enumerate() {
+            for (oy, wy) in ty.iter().enumerate() {
                 let rowmax = &mut padded[left..left + w];
                 rowmax.fill(lowest);
-                for &iy in ys {
+                for iy in wy.iter(p.dilation[0]) {
                     for (m, &v) in rowmax.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
                         *m = max(*m, v);
                     }

@@ -130,6 +130,10 @@ pub(crate) fn run(
                 }
                 Op::MaxPool(p) => pool::pool2d(p, true, x, dims4(xs), out, dims4(os)),
                 Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
+                Op::PoolNd(p) => pool::pool_nd(p, x, xs, out, os),
+                Op::ConvTransposeNd(c) => conv_transpose::conv_transpose_nd(c, x, xs, out, os),
+                Op::MatMul { b } => linear::matmul(x, xs, b.data(), b.shape(), out, threads),
+                Op::Dropout { ratio, seed } => elementwise::dropout(*ratio, *seed, x, out),
                 Op::GlobalAveragePool => pool::global_avg_pool(x, xs[2] * xs[3], out),
                 Op::GlobalMaxPool => pool::global_max_pool(x, xs[2] * xs[3], out),
                 Op::Pad(p) => pad::pad(p, x, xs, out, os),

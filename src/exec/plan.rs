@@ -4,7 +4,7 @@
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
 use super::prepare::{self, Prepared, Step};
-use crate::cpu::{conv, conv_transpose, qconv::QScratch, sconv};
+use crate::cpu::{conv, conv_transpose, pool, qconv::QScratch, sconv};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -61,6 +61,8 @@ impl Plan {
             slot_of[i.id] = Some(take(bytes(i.id), &mut sizes, &mut free));
         }
         let mut scratch = 0;
+        // Bytes kernels allocate for themselves during one node (not held between nodes).
+        let mut transient = 0usize;
         let mut cropped: Vec<Option<(Node, Step)>> = Vec::with_capacity(g.nodes.len());
         for (idx, n) in g.nodes.iter().enumerate() {
             cropped.push(crop(p, idx, n, &shapes)?);
@@ -90,8 +92,15 @@ impl Plan {
                 }
                 _ => 0,
             });
+            transient = transient.max(match (&n.op, step) {
+                (Op::MaxPool(mp), Step::F32 | Step::MaxPoolU8) => {
+                    let elem = if matches!(step, Step::MaxPoolU8) { 1 } else { 4 };
+                    pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], os[3], elem, threads)
+                }
+                _ => 0,
+            });
         }
-        let need = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)).and_then(|s| s.checked_add(scratch.checked_mul(4)?));
+        let need = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)).and_then(|s| s.checked_add(scratch.checked_mul(4)?)).and_then(|s| s.checked_add(transient));
         let limit = memory_limit();
         match need {
             Some(b) if b <= limit => Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch, cropped }),

@@ -315,6 +315,8 @@ fn samples(t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
 pub fn batch_separable(g: &Graph) -> bool {
     let mixes = |n: &Node| match &n.op {
         Op::Softmax { axis } => *axis == 0,
+        // The mask is drawn over the whole tensor, batch included.
+        Op::Dropout { .. } => true,
         Op::FakeQuant(q) => *q == ActQuant::Dynamic,
         op => op.int8().is_some_and(|q| q.input == ActQuant::Dynamic),
     };

@@ -189,6 +189,14 @@ impl Graph {
                     inp * (w[1] * w[2] * w[3]) as u64
                 }
                 Op::Linear(l) => out_elems * l.weight.shape()[1] as u64,
+                Op::ConvTransposeNd(c) => {
+                    let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
+                    inp * c.weight.shape()[1..].iter().product::<usize>() as u64
+                }
+                Op::MatMul { b } => {
+                    let bs = b.shape();
+                    out_elems * bs[bs.len().saturating_sub(2)] as u64
+                }
                 _ => 0,
             };
         }

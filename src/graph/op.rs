@@ -240,6 +240,22 @@ pub struct ConvTranspose2d {
     pub precision: Precision,
 }
 
+/// Transposed convolution over `k` spatial axes for the ranks [`ConvTranspose2d`] does not
+/// cover (1-D, 3-D and beyond), in f32. Per spatial axis `a`: `stride[a]`, `dilation[a]`,
+/// `output_padding[a]`, pads `pads[a]` before and `pads[k + a]` after (ONNX's order).
+#[derive(Clone, Debug)]
+pub struct ConvTransposeNd {
+    /// `[Cin, Cout/groups, k1, …, kk]`.
+    pub weight: Tensor,
+    /// `[Cout]`.
+    pub bias: Option<Vec<f32>>,
+    pub stride: Vec<usize>,
+    pub pads: Vec<usize>,
+    pub output_padding: Vec<usize>,
+    pub dilation: Vec<usize>,
+    pub groups: usize,
+}
+
 impl ConvTranspose2d {
     /// The INT8 version of this f32 transposed conv: s8 weights of `bits`, symmetric per
     /// output channel (axis 1 of the weight) or per tensor, `weight` replaced by their
@@ -323,6 +339,22 @@ pub struct Pool2d {
     pub dilation: [usize; 2],
     pub ceil_mode: bool,
     /// Average pooling only: count padded cells in the divisor.
+    pub count_include_pad: bool,
+}
+
+/// Max or average pooling over the `k` spatial axes of `[N, C, D1, …, Dk]`, for the ranks
+/// [`Pool2d`] does not cover (1-D and 3-D and beyond). Per spatial axis `a`: `kernel[a]`,
+/// `stride[a]`, `dilation[a]`, and pads `pads[a]` before and `pads[k + a]` after (ONNX's
+/// order). Padding taps never win a max and count in an average only with
+/// `count_include_pad`, as for [`Pool2d`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolNd {
+    pub max: bool,
+    pub kernel: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub pads: Vec<usize>,
+    pub dilation: Vec<usize>,
+    pub ceil_mode: bool,
     pub count_include_pad: bool,
 }
 
@@ -532,6 +564,8 @@ impl QWeights {
 pub enum Op {
     Conv(Conv2d),
     ConvTranspose(ConvTranspose2d),
+    /// Transposed convolution over one, three or more spatial axes.
+    ConvTransposeNd(ConvTransposeNd),
     BatchNorm(BatchNorm),
     Act(Activation),
     /// Elementwise add with numpy broadcasting.
@@ -560,14 +594,25 @@ pub enum Op {
     Pow,
     MaxPool(Pool2d),
     AveragePool(Pool2d),
+    /// Pooling over one, three or more spatial axes.
+    PoolNd(PoolNd),
     GlobalAveragePool,
     /// Max over each whole `[H, W]` plane: `[N, C, 1, 1]`.
     GlobalMaxPool,
     /// Flattens to 2-D `[prod(dims[..axis]), prod(dims[axis..])]`.
     Flatten { axis: usize },
-    /// ONNX Reshape with a constant target: `0` copies the input dim, `-1` is inferred.
-    Reshape { shape: Vec<i64> },
+    /// ONNX Reshape with a constant target: `0` copies the input dim (with `allowzero`, it is
+    /// a dim of size 0), `-1` is inferred.
+    Reshape { shape: Vec<i64>, allowzero: bool },
     Linear(Linear),
+    /// numpy `matmul` of the input by a constant `b`: a 1-D operand gains an axis for the
+    /// product and loses it after; the axes before the last two broadcast.
+    MatMul { b: Tensor },
+    /// Training-mode Dropout with a fixed seed, as the ONNX reference computes it: element `i`
+    /// (row-major over the whole tensor, batch included) is kept, times `1 / (1 − ratio)`,
+    /// when the `i`-th draw of numpy's `RandomState(seed).uniform(0, 1)` is at least `ratio`.
+    /// The same elements drop at every run.
+    Dropout { ratio: f32, seed: u32 },
     Concat { axis: usize },
     Resize(Resize),
     Softmax { axis: usize },
@@ -584,7 +629,7 @@ impl Op {
             Op::Conv(c) if !c.precision.is_f32() => "QConv",
             Op::Conv(_) => "Conv",
             Op::ConvTranspose(c) if !c.precision.is_f32() => "QConvTranspose",
-            Op::ConvTranspose(_) => "ConvTranspose",
+            Op::ConvTranspose(_) | Op::ConvTransposeNd(_) => "ConvTranspose",
             Op::BatchNorm(_) => "BatchNormalization",
             Op::Act(Activation::Relu) => "Relu",
             Op::Act(Activation::LeakyRelu(_)) => "LeakyRelu",
@@ -614,12 +659,16 @@ impl Op {
             Op::Reduce(Reduce { kind: ReduceKind::Max, .. }) => "ReduceMax",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
+            Op::PoolNd(p) if p.max => "MaxPool",
+            Op::PoolNd(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
             Op::GlobalMaxPool => "GlobalMaxPool",
             Op::Flatten { .. } => "Flatten",
             Op::Reshape { .. } => "Reshape",
             Op::Linear(l) if !l.precision.is_f32() => "QGemm",
             Op::Linear(_) => "Gemm",
+            Op::MatMul { .. } => "MatMul",
+            Op::Dropout { .. } => "Dropout",
             Op::Concat { .. } => "Concat",
             Op::Resize(_) => "Resize",
             Op::Softmax { .. } => "Softmax",
@@ -634,8 +683,10 @@ impl Op {
         match self {
             Op::Conv(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
             Op::ConvTranspose(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
+            Op::ConvTransposeNd(c) => c.weight.numel() + c.bias.as_ref().map_or(0, Vec::len),
             Op::BatchNorm(b) => 2 * b.gamma.len(),
             Op::Linear(l) => l.weight.numel() + l.bias.as_ref().map_or(0, Vec::len),
+            Op::MatMul { b } => b.numel(),
             _ => 0,
         }
     }

@@ -1,7 +1,7 @@
 //! Shape inference for concrete input shapes. Returns one shape per value; values that are
 //! never defined get an empty shape.
 
-use super::{AspectPolicy, Graph, Node, Op, Pool2d, ResizeTarget};
+use super::{AspectPolicy, ConvTransposeNd, Graph, Node, Op, Pool2d, PoolNd, ResizeTarget};
 use crate::error::{Error, Result};
 
 /// Output size of a convolution or pooling window along one axis, or `None` when empty.
@@ -23,6 +23,78 @@ pub fn pool_out(p: &Pool2d, h: usize, w: usize) -> Option<[usize; 2]> {
         window_out(h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0], p.ceil_mode)?,
         window_out(w, p.kernel[1], p.stride[1], (p.pads[1], p.pads[3]), p.dilation[1], p.ceil_mode)?,
     ])
+}
+
+/// Output shape of [`PoolNd`] on `[N, C, D1, …, Dk]`, or why there is none.
+pub fn pool_nd_out(p: &PoolNd, x: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let k = p.kernel.len();
+    if k == 0 || x.len() != k + 2 || p.stride.len() != k || p.dilation.len() != k || p.pads.len() != 2 * k {
+        return Err(format!("a {k}-D window (strides {:?}, dilations {:?}, pads {:?}) on an input of shape {x:?}", p.stride, p.dilation, p.pads));
+    }
+    if p.kernel.contains(&0) || !p.stride.iter().chain(&p.dilation).all(|&v| (1..=MAX_STEP).contains(&v)) {
+        return Err(format!("kernel {:?}, strides {:?} and dilations {:?} must be ≥ 1 (strides and dilations ≤ {MAX_STEP})", p.kernel, p.stride, p.dilation));
+    }
+    let mut out = vec![x[0], x[1]];
+    let mut padded = x[0].checked_mul(x[1]);
+    for a in 0..k {
+        let (pb, pe) = (p.pads[a], p.pads[k + a]);
+        padded = padded.and_then(|e| e.checked_mul(x[2 + a].checked_add(pb)?.checked_add(pe)?));
+        out.push(window_out(x[2 + a], p.kernel[a], p.stride[a], (pb, pe), p.dilation[a], p.ceil_mode).ok_or_else(|| format!("window {:?} does not fit input {x:?}", p.kernel))?);
+    }
+    if padded.is_none_or(|e| e > MAX_ELEMENTS) {
+        return Err(format!("pads {:?} on input {x:?} make a padded input of more than 2^40 elements", p.pads));
+    }
+    Ok(out)
+}
+
+/// Output shape of [`ConvTransposeNd`] on `[N, Cin, D1, …, Dk]`, or why there is none:
+/// `stride · (in − 1) + output_padding + (kernel − 1) · dilation + 1 − pads` per axis.
+pub fn conv_transpose_nd_out(c: &ConvTransposeNd, x: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let ws = c.weight.shape();
+    let k = ws.len().saturating_sub(2);
+    if k == 0 || x.len() != k + 2 || c.stride.len() != k || c.dilation.len() != k || c.output_padding.len() != k || c.pads.len() != 2 * k {
+        return Err(format!("weight {ws:?} (strides {:?}, pads {:?}) on an input of shape {x:?}", c.stride, c.pads));
+    }
+    if x[1] != ws[0] || c.groups == 0 || ws[0] % c.groups != 0 {
+        return Err(format!("expects {} input channels in {} groups, got {x:?}", ws[0], c.groups));
+    }
+    if !c.stride.iter().chain(&c.dilation).all(|&v| (1..=MAX_STEP).contains(&v)) || ws[2..].contains(&0) {
+        return Err(format!("strides {:?} and dilations {:?} must be in 1..={MAX_STEP}, the kernel non-empty", c.stride, c.dilation));
+    }
+    let mut out = vec![x[0], ws[1] * c.groups];
+    for a in 0..k {
+        let o = c.stride[a]
+            .checked_mul(x[2 + a].max(1) - 1)
+            .and_then(|v| v.checked_add(c.output_padding[a]))
+            .and_then(|v| v.checked_add((ws[2 + a] - 1).checked_mul(c.dilation[a])?))
+            .and_then(|v| v.checked_add(1))
+            .and_then(|v| v.checked_sub(c.pads[a].checked_add(c.pads[k + a])?))
+            .filter(|&o| o > 0)
+            .ok_or_else(|| format!("pads {:?} leave no output for input {x:?}", c.pads))?;
+        out.push(o);
+    }
+    if out.iter().try_fold(1usize, |e, &d| e.checked_mul(d)).is_none_or(|e| e > MAX_ELEMENTS) {
+        return Err(format!("an output of shape {out:?} has more than 2^40 elements"));
+    }
+    Ok(out)
+}
+
+/// numpy `matmul` shapes: a 1-D `a` is a row, a 1-D `b` a column, each axis so added is
+/// dropped from the result; the axes before the last two broadcast.
+pub fn matmul_out(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    if a2.len() < 2 || b2.len() < 2 || a2[a2.len() - 1] != b2[b2.len() - 2] {
+        return None;
+    }
+    let mut out = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
+    if a.len() > 1 {
+        out.push(a2[a2.len() - 2]);
+    }
+    if b.len() > 1 {
+        out.push(b2[b2.len() - 1]);
+    }
+    Some(out)
 }
 
 /// Numpy broadcast of two shapes.
@@ -81,7 +153,8 @@ pub fn infer(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> 
         let want = &inp.shape;
         // Fully convolutional models take any H and W: only rank and channels are fixed.
         let fixed = if want.len() == 4 { 2 } else { want.len() };
-        let ok = s.len() == want.len() && !s.is_empty() && s[0] > 0 && s[1..fixed] == want[1..fixed];
+        // A batch of 0 only where the graph was declared with one (an ONNX input of size 0).
+        let ok = s.len() == want.len() && !s.is_empty() && (s[0] > 0 || want[0] == 0) && s[1..fixed] == want[1..fixed];
         if !ok {
             return Err(Error::InputShape {
                 name: g.values[inp.id].clone(),
@@ -145,6 +218,13 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
         }
         Ok(())
     };
+    // Empty tensors (a dim of 0) pass only through the ops that move no values, so that no
+    // kernel ever sees one.
+    if !matches!(n.op, Op::Identity | Op::Reshape { .. } | Op::Flatten { .. } | Op::Slice { .. } | Op::Reduce(_)) {
+        if let Some(e) = n.inputs.iter().map(|&i| &shapes[i]).find(|s| s.contains(&0)) {
+            return Err(err(format!("an empty tensor {e:?} reaches it (only Reshape, Flatten, Slice, ReduceMean, ReduceMax and Identity take one)")));
+        }
+    }
     let out = match &n.op {
         Op::Conv(c) => {
             need4(x)?;
@@ -204,6 +284,10 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             let [oh, ow] = pool_out(p, x[2], x[3]).ok_or_else(|| err(format!("window does not fit input {x:?}")))?;
             vec![x[0], x[1], oh, ow]
         }
+        Op::PoolNd(p) => pool_nd_out(p, x).map_err(err)?,
+        Op::ConvTransposeNd(c) => conv_transpose_nd_out(c, x).map_err(err)?,
+        Op::MatMul { b } => matmul_out(x, b.shape()).ok_or_else(|| err(format!("cannot multiply {x:?} by {:?}", b.shape())))?,
+        Op::Dropout { .. } => x.clone(),
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
             need4(x)?;
             vec![x[0], x[1], 1, 1]
@@ -214,7 +298,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             }
             vec![x[..*axis].iter().product(), x[*axis..].iter().product()]
         }
-        Op::Reshape { shape } => reshape_out(x, shape).map_err(err)?,
+        Op::Reshape { shape, allowzero } => reshape_out(x, shape, *allowzero).map_err(err)?,
         Op::Linear(l) => {
             let [o, i] = [l.weight.shape()[0], l.weight.shape()[1]];
             if x.len() != 2 || x[1] != i {
@@ -254,11 +338,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             if spec.len() != x.len() {
                 return Err(err(format!("a slice of {} axes on an input of shape {x:?}", spec.len())));
             }
-            let out: Vec<usize> = x.iter().zip(spec).map(|(&d, &s)| slice_axis(d, s).1).collect();
-            if out.contains(&0) {
-                return Err(err(format!("slice {spec:?} of {x:?} is empty")));
-            }
-            out
+            x.iter().zip(spec).map(|(&d, &s)| slice_axis(d, s).1).collect()
         }
         Op::Reduce(r) => {
             if r.axes.iter().any(|&a| a >= x.len()) {
@@ -310,14 +390,16 @@ pub fn slice_axis(d: usize, [start, end, step]: [i64; 3]) -> (usize, usize) {
     (first.max(0) as usize, count as usize)
 }
 
-/// ONNX Reshape semantics (`allowzero = 0`).
-pub fn reshape_out(x: &[usize], spec: &[i64]) -> std::result::Result<Vec<usize>, String> {
+/// ONNX Reshape semantics: a `0` entry copies the input's dim, or with `allowzero` is a dim of
+/// size 0; one `-1` is inferred (never beside a literal 0).
+pub fn reshape_out(x: &[usize], spec: &[i64], allowzero: bool) -> std::result::Result<Vec<usize>, String> {
     let overflow = || format!("reshape of {x:?} to {spec:?} overflows");
     let total = x.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
     let mut out = Vec::with_capacity(spec.len());
     let mut infer = None;
     for (i, &d) in spec.iter().enumerate() {
         match d {
+            0 if allowzero => out.push(0),
             0 => out.push(*x.get(i).ok_or_else(|| format!("dim 0 at {i} has no input dim in {x:?}"))?),
             -1 if infer.is_none() => {
                 infer = Some(i);

@@ -299,6 +299,22 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
                 let attrs = convt_attrs(c);
                 w.node("ConvTranspose", nm, ins, &out, attrs);
             }
+            Op::ConvTransposeNd(c) => {
+                let ws = c.weight.shape();
+                let mut ins = vec![x, w.init(format!("{nm}.weight"), ws, c.weight.data())];
+                if let Some(b) = &c.bias {
+                    ins.push(w.init(format!("{nm}.bias"), &[b.len()], b));
+                }
+                let attrs = vec![
+                    a_ints("kernel_shape", &ws[2..]),
+                    a_ints("strides", &c.stride),
+                    a_ints("pads", &c.pads),
+                    a_ints("dilations", &c.dilation),
+                    a_ints("output_padding", &c.output_padding),
+                    a_int("group", c.groups as i64),
+                ];
+                w.node("ConvTranspose", nm, ins, &out, attrs);
+            }
             Op::FakeQuant(q) => {
                 let dq = w.qdq(nm, x, *q);
                 w.node("Identity", &format!("{nm}.out"), vec![dq], &out, vec![]);
@@ -362,13 +378,36 @@ pub fn to_model(g: &Graph) -> Result<pb::ModelProto> {
             }
             Op::MaxPool(p) => w.node("MaxPool", nm, vec![x], &out, pool_attrs(p, false)),
             Op::AveragePool(p) => w.node("AveragePool", nm, vec![x], &out, pool_attrs(p, true)),
+            Op::PoolNd(p) => {
+                let mut a = vec![a_ints("kernel_shape", &p.kernel), a_ints("strides", &p.stride), a_ints("pads", &p.pads)];
+                if p.dilation.iter().any(|&d| d != 1) {
+                    a.push(a_ints("dilations", &p.dilation));
+                }
+                if p.ceil_mode {
+                    a.push(a_int("ceil_mode", 1));
+                }
+                if !p.max && p.count_include_pad {
+                    a.push(a_int("count_include_pad", 1));
+                }
+                w.node(n.op.kind(), nm, vec![x], &out, a);
+            }
+            Op::MatMul { b } => {
+                let bn = w.init(format!("{nm}.b"), b.shape(), b.data());
+                w.node("MatMul", nm, vec![x, bn], &out, vec![]);
+            }
+            Op::Dropout { ratio, seed } => {
+                let r = w.init(format!("{nm}.ratio"), &[], &[*ratio]);
+                let t = format!("{nm}.training_mode");
+                w.inits.push(tensor_bytes(&t, &[], pb::tensor_proto::DataType::Bool, vec![1]));
+                w.node("Dropout", nm, vec![x, r, t], &out, vec![a_int("seed", i64::from(*seed))]);
+            }
             Op::GlobalAveragePool => w.node("GlobalAveragePool", nm, vec![x], &out, vec![]),
             Op::GlobalMaxPool => w.node("GlobalMaxPool", nm, vec![x], &out, vec![]),
             Op::Flatten { axis } => w.node("Flatten", nm, vec![x], &out, vec![a_int("axis", *axis as i64)]),
-            Op::Reshape { shape } => {
+            Op::Reshape { shape, allowzero } => {
                 let s = format!("{nm}.shape");
                 w.inits.push(tensor_i64(&s, shape));
-                w.node("Reshape", nm, vec![x, s], &out, vec![]);
+                w.node("Reshape", nm, vec![x, s], &out, if *allowzero { vec![a_int("allowzero", 1)] } else { vec![] });
             }
             Op::Linear(l) => {
                 let mut ins = match l.precision.int8() {
@@ -501,6 +540,7 @@ fn opset(g: &Graph) -> i64 {
     let needs = |n: &Node| match &n.op {
         Op::Resize(r) if r.coord == CoordMode::HalfPixelSymmetric => 19,
         Op::AveragePool(p) if p.dilation != [1, 1] => 19,
+        Op::PoolNd(p) if !p.max && p.dilation.iter().any(|&d| d != 1) => 19,
         Op::Pad(p) if p.mode == PadMode::Wrap => 19,
         Op::Resize(r) if r.antialias || matches!(r.target, ResizeTarget::KeepAspect { .. }) => 18,
         Op::Act(Activation::Mish) => 18,

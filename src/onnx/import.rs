@@ -3,7 +3,7 @@
 //! symbolic) so that the Shape/Gather/Unsqueeze/Concat chains `torch.onnx.export` writes
 //! for `flatten` fold into a constant-spec Reshape.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::pb;
 use super::proto::{tensor_data, tensor_data_in, Data};
@@ -50,6 +50,9 @@ struct Importer<'a> {
     qweights_axis1: HashMap<String, QWeights>,
     /// FakeQuant outputs: their source value and parameters.
     fake_of: HashMap<ValueId, (ValueId, ActQuant)>,
+    /// Every name a node or the graph's outputs read: an op's extra outputs (MaxPool indices,
+    /// Dropout's mask, BatchNorm's running statistics) are accepted when nothing reads them.
+    read: HashSet<String>,
 }
 
 /// Converts a decoded ModelProto into a graph.
@@ -67,6 +70,7 @@ pub fn import(m: &pb::ModelProto, opts: &ImportOptions) -> Result<Graph> {
         qweights: HashMap::new(),
         qweights_axis1: HashMap::new(),
         fake_of: HashMap::new(),
+        read: gp.node.iter().flat_map(|n| n.input.iter()).chain(gp.output.iter().map(|o| &o.name)).filter(|n| !n.is_empty()).cloned().collect(),
     };
     for t in &gp.initializer {
         im.int_dtype.insert(t.name.clone(), t.data_type);
@@ -266,12 +270,32 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// Extra outputs (MaxPool indices, BatchNorm running stats) must be unused by the graph.
+    /// Extra outputs (MaxPool indices, BatchNorm running stats, Dropout's mask) must be
+    /// unused by the graph.
     fn single_output(&self) -> Result<()> {
-        if self.node.output.iter().skip(1).any(|o| !o.is_empty()) && self.node.op_type != "Dropout" {
-            return Err(self.err("only the first output is supported"));
+        if let Some(o) = self.node.output.iter().skip(1).find(|o| self.read.contains(*o)) {
+            return Err(self.err(format!("output '{}' is read, and only the first output is supported", o.escape_debug())));
         }
         Ok(())
+    }
+
+    /// Appends a helper node of a multi-node lowering: node and value named after the ONNX
+    /// node's output with `.{suffix}`, so that every node name stays unique.
+    fn emit_aux(&mut self, op: Op, inputs: Vec<ValueId>, suffix: &str) -> Result<ValueId> {
+        let out = format!("{}.{suffix}", self.out0()?);
+        let id = self.g.push(out.clone(), op, inputs);
+        let s = node_output_shape(&self.g.nodes[self.g.nodes.len() - 1], &self.shapes)?;
+        self.set_shape(id, s);
+        Ok(id)
+    }
+
+    /// A constant value of the graph (for Add, Mul and the other binary ops).
+    fn aux_constant(&mut self, suffix: &str, t: Tensor) -> Result<ValueId> {
+        let name = format!("{}.{suffix}", self.out0()?);
+        let s = t.shape().to_vec();
+        let id = self.g.add_constant(name, t);
+        self.set_shape(id, s);
+        Ok(id)
     }
 
     fn spatial(&self, name: &str, default: [usize; 2]) -> Result<[usize; 2]> {
@@ -420,48 +444,81 @@ impl Importer<'_> {
         self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "group", "output_padding", "auto_pad", "output_shape"])?;
         let x = self.runtime(0)?;
         let (ws, w) = self.const_f32(1)?;
-        if ws.len() != 4 {
-            return Err(self.err(format!("weight shape {ws:?}: only 2-D is supported")));
+        let xs = self.shapes[x].clone();
+        if ws.len() < 3 || xs.len() != ws.len() {
+            return Err(self.err(format!("weight shape {ws:?} on input {xs:?}: expected [Cin, Cout/group, k1, …] for an input [N, Cin, D1, …] of the same rank")));
         }
+        let k = ws.len() - 2;
         let groups = self.int("group", 1);
         if groups < 1 || ws[0] % groups as usize != 0 {
             return Err(self.err(format!("group {groups} does not divide {} input channels", ws[0])));
         }
-        let stride = self.spatial("strides", [1, 1])?;
-        let dilation = self.spatial("dilations", [1, 1])?;
-        let (pads, output_padding) = self.conv_transpose_pads(x, [ws[2], ws[3]], stride, dilation)?;
+        if let Some(kernel) = self.ints("kernel_shape") {
+            if kernel.len() != k || kernel.iter().zip(&ws[2..]).any(|(&a, &b)| a != b as i64) {
+                return Err(self.err(format!("kernel_shape {kernel:?} disagrees with weight {ws:?}")));
+            }
+        }
+        let per_axis = |name: &str| -> Result<Vec<usize>> {
+            match self.ints(name) {
+                None => Ok(vec![1; k]),
+                Some(v) if v.len() == k && v.iter().all(|&d| d >= 1) => Ok(v.iter().map(|&d| d as usize).collect()),
+                Some(v) => Err(self.err(format!("{name} {v:?}: expected {k} positive values"))),
+            }
+        };
+        let (stride, dilation) = (per_axis("strides")?, per_axis("dilations")?);
+        let (pads, output_padding) = self.conv_transpose_pads(&xs, &ws[2..], &stride, &dilation)?;
         let bias = match self.input(2) {
             None => None,
             Some(_) => Some(self.const_f32(2)?.1),
         };
         let weight = Tensor::new(ws, w)?;
-        let c = ConvTranspose2d { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize, precision: Precision::F32 };
+        if k != 2 {
+            let c = ConvTransposeNd { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize };
+            return self.emit1(Op::ConvTransposeNd(c), vec![x]);
+        }
+        let c = ConvTranspose2d {
+            weight,
+            bias,
+            stride: [stride[0], stride[1]],
+            pads: [pads[0], pads[1], pads[2], pads[3]],
+            output_padding: [output_padding[0], output_padding[1]],
+            dilation: [dilation[0], dilation[1]],
+            groups: groups as usize,
+            precision: Precision::F32,
+        };
         match (self.fake_of.get(&x).copied(), self.qweights_axis1.get(&self.node.input[1]).cloned()) {
             (Some((src, aq)), Some(qw)) if c.groups == 1 => self.emit1(Op::ConvTranspose(c.with_int8(qw, aq)?), vec![src]),
             _ => self.emit1(Op::ConvTranspose(c), vec![x]),
         }
     }
 
-    /// Pads and output padding of a ConvTranspose, as the ONNX reference derives them from
-    /// `pads`, `output_padding`, `output_shape` and `auto_pad`:
+    /// Pads (`k` at the start of each spatial axis, then `k` at the end) and output padding of
+    /// a ConvTranspose over `k` spatial axes, as the ONNX reference derives them from `pads`,
+    /// `output_padding`, `output_shape` and `auto_pad`:
     /// - `auto_pad` SAME_UPPER/SAME_LOWER without `pads`: the output is `output_shape` (default
     ///   input · stride), and the total padding that leaves is split, the odd one at the end
     ///   (UPPER) or the start (LOWER);
     /// - otherwise with `output_shape`: `pads` (or 0) crop the start and the output is cut,
     ///   or extended with zeros, at the end to `output_shape` (`output_padding` is ignored);
     /// - otherwise `pads` and `output_padding` as given (VALID: no pads).
-    fn conv_transpose_pads(&self, x: ValueId, kernel: [usize; 2], stride: [usize; 2], dil: [usize; 2]) -> Result<([usize; 4], [usize; 2])> {
+    fn conv_transpose_pads(&self, xs: &[usize], kernel: &[usize], stride: &[usize], dil: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
+        let k = kernel.len();
         let auto = self.string("auto_pad", "NOTSET");
-        let xs = &self.shapes[x];
-        if xs.len() != 4 {
-            return Err(self.err(format!("input of shape {xs:?}: only NCHW is supported")));
-        }
         let output_shape = match self.ints("output_shape") {
             None => None,
-            Some(o) if o.len() >= 2 && o.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS as i64) => Some([o[o.len() - 2] as usize, o[o.len() - 1] as usize]),
-            Some(o) => return Err(self.err(format!("output_shape {o:?}: expected the spatial sizes, each in 1..={MAX_ELEMENTS}"))),
+            Some(o) if o.len() >= k && o.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS as i64) => Some(o[o.len() - k..].iter().map(|&v| v as usize).collect::<Vec<_>>()),
+            Some(o) => return Err(self.err(format!("output_shape {o:?}: expected the {k} spatial sizes, each in 1..={MAX_ELEMENTS}"))),
         };
-        let explicit = self.ints("pads").is_some();
+        let output_padding = match self.ints("output_padding") {
+            None => vec![0; k],
+            Some(v) if v.len() == k && v.iter().all(|&d| d >= 0) => v.iter().map(|&d| d as usize).collect(),
+            Some(v) => return Err(self.err(format!("output_padding {v:?}: expected {k} non-negative values"))),
+        };
+        let given_pads = match self.ints("pads") {
+            None => None,
+            Some(p) if p.len() == 2 * k && p.iter().all(|&v| v >= 0) => Some(p.iter().map(|&v| v as usize).collect::<Vec<_>>()),
+            Some(p) => return Err(self.err(format!("pads {p:?}: expected {} non-negative values", 2 * k))),
+        };
         // Without any padding: stride · (in − 1) + (k − 1) · dil + 1, checked.
         let full = |a: usize| -> Result<usize> {
             stride[a]
@@ -471,11 +528,10 @@ impl Importer<'_> {
                 .ok_or_else(|| self.err("the output size overflows"))
         };
         match auto.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" if !explicit => {
-                let output_padding = self.spatial("output_padding", [0, 0])?;
-                let mut pads = [0usize; 4];
-                for a in 0..2 {
-                    let out = match output_shape {
+            "SAME_UPPER" | "SAME_LOWER" if given_pads.is_none() => {
+                let mut pads = vec![0usize; 2 * k];
+                for a in 0..k {
+                    let out = match &output_shape {
                         Some(o) => o[a],
                         None => xs[2 + a].checked_mul(stride[a]).ok_or_else(|| self.err("the output size overflows"))?,
                     };
@@ -484,17 +540,17 @@ impl Importer<'_> {
                         return Err(self.err(format!("auto_pad {auto} with output size {out} beyond the transposed conv's reach needs negative pads")));
                     }
                     let (small, big) = ((total / 2) as usize, (total - total / 2) as usize);
-                    (pads[a], pads[a + 2]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+                    (pads[a], pads[k + a]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
                 }
                 Ok((pads, output_padding))
             }
             "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER" => {
-                let pads = if auto == "VALID" { [0; 4] } else { self.pads(x, kernel, stride, dil)? };
-                let Some(o) = output_shape else { return Ok((pads, self.spatial("output_padding", [0, 0])?)) };
-                let (mut pads, mut op) = (pads, [0usize; 2]);
-                for a in 0..2 {
+                let mut pads = if auto == "VALID" { vec![0; 2 * k] } else { given_pads.unwrap_or_else(|| vec![0; 2 * k]) };
+                let Some(o) = output_shape else { return Ok((pads, output_padding)) };
+                let mut op = vec![0usize; k];
+                for a in 0..k {
                     let room = full(a)?.checked_sub(pads[a]).filter(|&r| r > 0).ok_or_else(|| self.err(format!("pads {pads:?} leave no output")))?;
-                    (pads[a + 2], op[a]) = if room >= o[a] { (room - o[a], 0) } else { (0, o[a] - room) };
+                    (pads[k + a], op[a]) = if room >= o[a] { (room - o[a], 0) } else { (0, o[a] - room) };
                 }
                 Ok((pads, op))
             }
@@ -504,10 +560,10 @@ impl Importer<'_> {
 
     fn batchnorm(&mut self) -> Result<()> {
         self.only_attrs(&["epsilon", "momentum", "training_mode", "spatial"])?;
-        if self.int("training_mode", 0) != 0 {
-            return Err(self.err("training_mode = 1 is not supported"));
-        }
         self.single_output()?;
+        if self.int("training_mode", 0) != 0 {
+            return self.batchnorm_training();
+        }
         let x = self.runtime(0)?;
         let bn = BatchNorm {
             gamma: self.const_f32(1)?.1,
@@ -521,6 +577,39 @@ impl Importer<'_> {
             return Err(self.err("scale, bias, mean and var lengths differ"));
         }
         self.emit1(Op::BatchNorm(bn), vec![x])
+    }
+
+    /// BatchNormalization in training mode normalises by the batch's own statistics:
+    /// `y = (x − μ) / √(σ² + ε) · scale + B`, with μ and the biased σ² over every axis but
+    /// the channels (the running statistics it also outputs must be unused). Lowered to
+    /// ReduceMean, Sub, Mul, Add, Sqrt and Div.
+    fn batchnorm_training(&mut self) -> Result<()> {
+        let x = self.runtime(0)?;
+        let rank = self.shapes[x].len();
+        if rank < 2 {
+            return Err(self.err(format!("input of shape {:?}: expected [N, C, …]", self.shapes[x])));
+        }
+        let c = self.shapes[x][1];
+        let (scale, bias) = (self.const_f32(1)?.1, self.const_f32(2)?.1);
+        if scale.len() != c || bias.len() != c {
+            return Err(self.err(format!("scale and bias must have {c} entries, one per channel")));
+        }
+        let eps = self.float("epsilon", 1e-5);
+        let per_channel: Vec<usize> = (0..rank).map(|a| if a == 1 { c } else { 1 }).collect();
+        let axes: Vec<usize> = (0..rank).filter(|&a| a != 1).collect();
+        let reduce = || Op::Reduce(Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true });
+        let mean = self.emit_aux(reduce(), vec![x], "mean")?;
+        let d = self.emit_aux(Op::Sub, vec![x, mean], "centred")?;
+        let sq = self.emit_aux(Op::Mul, vec![d, d], "squared")?;
+        let var = self.emit_aux(reduce(), vec![sq], "var")?;
+        let eps = self.aux_constant("epsilon", Tensor::new(vec![1], vec![eps])?)?;
+        let var = self.emit_aux(Op::Add, vec![var, eps], "var_eps")?;
+        let sd = self.emit_aux(Op::Act(Activation::Sqrt), vec![var], "std")?;
+        let n = self.emit_aux(Op::Div, vec![d, sd], "normalised")?;
+        let scale = self.aux_constant("scale", Tensor::new(per_channel.clone(), scale)?)?;
+        let y = self.emit_aux(Op::Mul, vec![n, scale], "scaled")?;
+        let bias = self.aux_constant("bias", Tensor::new(per_channel, bias)?)?;
+        self.emit1(Op::Add, vec![y, bias])
     }
 
     fn act(&mut self, a: Activation, attrs: &[&str]) -> Result<()> {
@@ -676,11 +765,12 @@ impl Importer<'_> {
     fn pool(&mut self) -> Result<()> {
         let is_max = self.node.op_type == "MaxPool";
         self.only_attrs(&["kernel_shape", "strides", "pads", "dilations", "ceil_mode", "count_include_pad", "auto_pad", "storage_order"])?;
+        // storage_order only orders the indices output, which single_output makes sure is unused.
         self.single_output()?;
-        if self.int("storage_order", 0) != 0 {
-            return Err(self.err("storage_order = 1 is not supported"));
-        }
         let x = self.runtime(0)?;
+        if self.shapes[x].len() != 4 {
+            return self.pool_nd(is_max);
+        }
         let kernel = self.spatial("kernel_shape", [0, 0])?;
         if kernel.contains(&0) {
             return Err(self.err("kernel_shape must be given and positive"));
@@ -700,6 +790,51 @@ impl Importer<'_> {
             count_include_pad: self.int("count_include_pad", 0) != 0,
         };
         self.emit1(if is_max { Op::MaxPool(p) } else { Op::AveragePool(p) }, vec![x])
+    }
+
+    /// MaxPool or AveragePool over one, three or more spatial axes ([`PoolNd`]); `auto_pad`
+    /// resolved per axis as for 2-D.
+    fn pool_nd(&mut self, max: bool) -> Result<()> {
+        let x = self.runtime(0)?;
+        let xs = self.shapes[x].clone();
+        let Some(k) = xs.len().checked_sub(2).filter(|&k| k > 0) else {
+            return Err(self.err(format!("input of shape {xs:?}: expected [N, C, D1, …]")));
+        };
+        let per_axis = |name: &str, default: usize| -> Result<Vec<usize>> {
+            match self.ints(name) {
+                None => Ok(vec![default; k]),
+                Some(v) if v.len() == k && v.iter().all(|&d| d >= 0) => Ok(v.iter().map(|&d| d as usize).collect()),
+                Some(v) => Err(self.err(format!("{name} {v:?}: expected {k} non-negative values for input {xs:?}"))),
+            }
+        };
+        let kernel = per_axis("kernel_shape", 0)?;
+        let (stride, dilation) = (per_axis("strides", 1)?, per_axis("dilations", 1)?);
+        if kernel.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+            return Err(self.err("kernel_shape must be given, and it, strides and dilations positive"));
+        }
+        let auto = self.string("auto_pad", "NOTSET");
+        let pads = match auto.as_str() {
+            "NOTSET" => match self.ints("pads") {
+                None => vec![0; 2 * k],
+                Some(p) if p.len() == 2 * k && p.iter().all(|&v| v >= 0) => p.iter().map(|&v| v as usize).collect(),
+                Some(p) => return Err(self.err(format!("pads {p:?}: expected {} non-negative values", 2 * k))),
+            },
+            "VALID" => vec![0; 2 * k],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let mut pads = vec![0; 2 * k];
+                for a in 0..k {
+                    let out = xs[2 + a].div_ceil(stride[a]);
+                    let eff = (kernel[a] - 1).saturating_mul(dilation[a]).saturating_add(1);
+                    let total = out.saturating_sub(1).saturating_mul(stride[a]).saturating_add(eff).saturating_sub(xs[2 + a]);
+                    let (small, big) = (total / 2, total - total / 2);
+                    (pads[a], pads[k + a]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+                }
+                pads
+            }
+            other => return Err(self.err(format!("auto_pad '{}' is not supported", other.escape_debug()))),
+        };
+        let p = PoolNd { max, kernel, stride, pads, dilation, ceil_mode: self.int("ceil_mode", 0) != 0, count_include_pad: self.int("count_include_pad", 0) != 0 };
+        self.emit1(Op::PoolNd(p), vec![x])
     }
 
     /// ReduceMean and ReduceMax: `axes` an attribute before opset 18 (ReduceMean, ReduceMax),
@@ -773,21 +908,23 @@ impl Importer<'_> {
                 .collect::<Result<_>>()?,
             _ => return Err(self.err("the target shape must be constant or derived from input shapes")),
         };
-        // allowzero only changes the meaning of 0 entries (a zero-sized dim instead of a copy).
-        if allowzero && spec.contains(&0) {
-            return Err(self.err("allowzero = 1 with a 0 in the target shape is not supported"));
+        // allowzero only changes the meaning of 0 entries (a zero-sized dim instead of a copy),
+        // and the spec forbids it beside a -1.
+        let allowzero = allowzero && spec.contains(&0);
+        if allowzero && spec.contains(&-1) {
+            return Err(self.err(format!("target shape {spec:?} has both a 0 and a -1 with allowzero = 1")));
         }
         match self.need(0)?.clone() {
             Sym::Runtime(x) => {
                 // A target that fixes the batch dim to the declared batch is rewritten to copy it.
                 let mut spec = spec;
-                if self.shapes[x].first() == Some(&1) && spec.first() == Some(&1) && spec.len() > 1 && !spec.contains(&-1) {
+                if !allowzero && self.shapes[x].first() == Some(&1) && spec.first() == Some(&1) && spec.len() > 1 && !spec.contains(&-1) {
                     spec[0] = 0;
                 }
-                self.emit1(Op::Reshape { shape: spec }, vec![x])
+                self.emit1(Op::Reshape { shape: spec, allowzero }, vec![x])
             }
             Sym::F32(s, d) => {
-                let s = shape::reshape_out(&s, &spec).map_err(|e| self.err(e))?;
+                let s = shape::reshape_out(&s, &spec, allowzero).map_err(|e| self.err(e))?;
                 let o = self.out0()?;
                 self.syms.insert(o, Sym::F32(s, d));
                 Ok(())
@@ -796,12 +933,16 @@ impl Importer<'_> {
         }
     }
 
+    /// Gemm with a constant B: `alpha · A′·B′ + beta · C`, a [`Linear`] whose weight carries
+    /// `alpha`. `transA` puts a Transpose before it; a C that is not one value per output
+    /// (or one value) is added after it, broadcast as ONNX does.
     fn gemm(&mut self) -> Result<()> {
         self.only_attrs(&["alpha", "beta", "transA", "transB"])?;
-        if self.int("transA", 0) != 0 {
-            return Err(self.err("transA = 1 is not supported"));
+        let mut x = self.runtime(0)?;
+        if self.shapes[x].len() != 2 {
+            return Err(self.err(format!("A of shape {:?}: Gemm takes a 2-D A", self.shapes[x])));
         }
-        let x = self.runtime(0)?;
+        let trans_a = self.int("transA", 0) != 0;
         let (ws, w) = self.const_f32(1)?;
         if ws.len() != 2 {
             return Err(self.err(format!("B must be 2-D, got {ws:?}")));
@@ -823,21 +964,37 @@ impl Importer<'_> {
         if alpha != 1.0 {
             wt.iter_mut().for_each(|v| *v *= alpha);
         }
+        let mut matrix_c = None;
         let bias = match self.input(2) {
             None => None,
             Some(_) => {
                 let (cs, c) = self.const_f32(2)?;
                 let n: usize = cs.iter().product();
-                let b: Vec<f32> = if n == out_f {
-                    c
+                let scaled = |c: Vec<f32>| -> Vec<f32> { c.into_iter().map(|v| v * beta).collect() };
+                if n == out_f && cs.iter().rev().skip(1).all(|&d| d == 1) {
+                    Some(scaled(c))
                 } else if n == 1 {
-                    vec![c[0]; out_f]
+                    Some(vec![c[0] * beta; out_f])
+                } else if cs.len() <= 2 {
+                    matrix_c = Some(Tensor::new(cs, scaled(c))?);
+                    None
                 } else {
-                    return Err(self.err(format!("C of shape {cs:?} is not a per-output bias")));
-                };
-                Some(b.into_iter().map(|v| v * beta).collect())
+                    return Err(self.err(format!("C of shape {cs:?} does not broadcast to Gemm's 2-D output")));
+                }
             }
         };
+        if trans_a {
+            if self.fake_of.contains_key(&x) {
+                return Err(self.err("transA = 1 on a quantized A is not supported"));
+            }
+            x = self.emit_aux(Op::Transpose { perm: vec![1, 0] }, vec![x], "transA")?;
+        }
+        if let Some(c) = matrix_c {
+            let l = Linear::new(Tensor::new(vec![out_f, in_f], wt)?, None);
+            let y = self.emit_aux(Op::Linear(l), vec![x], "AB")?;
+            let c = self.aux_constant("C", c)?;
+            return self.emit1(Op::Add, vec![y, c]);
+        }
         let l = Linear::new(Tensor::new(vec![out_f, in_f], wt)?, bias);
         let qw = self.qweights.get(&self.node.input[1]).cloned().filter(|q| alpha == 1.0 && (trans_b || !q.per_channel));
         match (self.fake_of.get(&x).copied(), qw) {
@@ -859,11 +1016,17 @@ impl Importer<'_> {
         }
     }
 
+    /// MatMul of a runtime A by a constant B: `[N, K] × [K, M]` is a [`Linear`]; any other
+    /// ranks (1-D operands, batched and broadcast products) are [`Op::MatMul`].
     fn matmul(&mut self) -> Result<()> {
+        self.only_attrs(&[])?;
         let x = self.runtime(0)?;
         let (ws, w) = self.const_f32(1)?;
         if ws.len() != 2 || self.shapes[x].len() != 2 {
-            return Err(self.err("only [N, K] × constant [K, M] is supported"));
+            if ws.is_empty() || self.shapes[x].is_empty() {
+                return Err(self.err("MatMul of a scalar is not defined"));
+            }
+            return self.emit1(Op::MatMul { b: Tensor::new(ws, w)? }, vec![x]);
         }
         let (k, m) = (ws[0], ws[1]);
         let mut t = vec![0.0; w.len()];
@@ -1084,9 +1247,12 @@ impl Importer<'_> {
         self.emit1(Op::Softmax { axis: axis as usize }, vec![x])
     }
 
-    /// Dropout at inference is the identity; in training mode it is random, which kestrel
-    /// does not compute: refused, as is a training flag only known at run time.
+    /// Dropout at inference is the identity. In training mode with a `seed` it is the ONNX
+    /// reference's seeded dropout ([`Op::Dropout`]); without one it would draw new values at
+    /// every run, which kestrel does not compute: refused, as is a training flag or a ratio
+    /// known only at run time. The mask output must be unused.
     fn dropout(&mut self) -> Result<()> {
+        self.single_output()?;
         let training = if self.opset >= 12 {
             match self.input(2) {
                 None => false,
@@ -1096,12 +1262,32 @@ impl Importer<'_> {
         } else {
             self.opset < 7 && self.int("is_test", 0) == 0
         };
+        let ratio = if self.opset >= 12 {
+            match self.input(1) {
+                None => 0.5,
+                Some(Sym::F32(..) | Sym::I64(..)) => match self.const_f32(1)?.1[..] {
+                    [r] => r,
+                    ref r => return Err(self.err(format!("ratio {r:?}: expected one value"))),
+                },
+                Some(_) if !training => 0.5,
+                Some(_) => return Err(self.err("a ratio known only at run time is not supported")),
+            }
+        } else {
+            self.float("ratio", 0.5)
+        };
         // A ratio of 0 drops nothing, in training mode too.
-        let zero_ratio = self.opset >= 12 && matches!(self.input(1), Some(Sym::F32(..) | Sym::I64(..))) && self.const_f32(1)?.1.iter().all(|&r| r == 0.0);
-        if training && !zero_ratio {
-            return Err(self.err("training mode (random dropout) is not supported; export the model in eval mode"));
+        if !training || ratio == 0.0 {
+            return self.identity();
         }
-        self.identity()
+        if !(0.0..1.0).contains(&ratio) {
+            return Err(self.err(format!("ratio {ratio} is outside [0, 1)")));
+        }
+        let seed = match attr(self.node, "seed") {
+            Some(a) => u32::try_from(a.i).map_err(|_| self.err(format!("seed {} is outside [0, 2^32)", a.i)))?,
+            None => return Err(self.err("training mode without a seed draws a new random mask at every run, which kestrel does not compute; give the node a seed or export the model in eval mode")),
+        };
+        let x = self.runtime(0)?;
+        self.emit1(Op::Dropout { ratio, seed }, vec![x])
     }
 
     fn identity(&mut self) -> Result<()> {
@@ -1207,7 +1393,7 @@ impl Importer<'_> {
                 if shape.first().is_some_and(|&s0| self.shapes[x].first().is_some_and(|&d0| s0 == d0 as i64)) {
                     shape[0] = 0;
                 }
-                self.emit1(Op::Reshape { shape }, vec![x])
+                self.emit1(Op::Reshape { shape, allowzero: false }, vec![x])
             }
             Sym::F32(s, d) => {
                 let mut s = s;
@@ -1235,7 +1421,7 @@ impl Importer<'_> {
             .filter(|(i, _)| !axes.contains(i))
             .map(|(i, &d)| if i == 0 { 0 } else { d as i64 })
             .collect();
-        self.emit1(Op::Reshape { shape: spec }, vec![x])
+        self.emit1(Op::Reshape { shape: spec, allowzero: false }, vec![x])
     }
 
     /// Slice of a 1-D shape value with constant starts and ends (axis 0, step 1).

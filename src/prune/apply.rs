@@ -106,7 +106,10 @@ pub fn apply(g: &Graph, groups: &Groups, kept: &[Vec<usize>]) -> Result<Graph> {
             }
             // Only flatten-like Reshapes pass channels (the analysis blocks the others): keep the
             // batch, infer the features.
-            Op::Reshape { shape } => *shape = vec![0, -1],
+            Op::Reshape { shape, allowzero } => {
+                *shape = vec![0, -1];
+                *allowzero = false;
+            }
             op if unchanged_in || unchanged_out || matches!(op, Op::Act(_) | Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Resize(_) | Op::Identity | Op::FakeQuant(_) | Op::Softmax { .. } | Op::Flatten { .. } | Op::Concat { .. } | Op::Pad(_)) => {}
             op => {
                 return Err(Error::Internal(format!("prune: node '{name}' ({}) lost channels it cannot slice", op.kind())));

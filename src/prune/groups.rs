@@ -279,7 +279,7 @@ impl Analysis<'_> {
             Op::Softmax { axis } if *axis != 1 => xl,
             // Padding that leaves the batch and channel axes alone passes channels through.
             Op::Pad(p) if p.pads.iter().take(2).all(|b| *b == [0, 0]) => xl,
-            Op::Reduce(_) | Op::InstanceNorm { .. } | Op::Slice { .. } | Op::Transpose { .. } => {
+            Op::Reduce(_) | Op::InstanceNorm { .. } | Op::Slice { .. } | Op::Transpose { .. } | Op::PoolNd(_) | Op::ConvTransposeNd(_) | Op::MatMul { .. } | Op::Dropout { .. } => {
                 let why = format!("'{name}' ({}) is not followed through by the pruner", node.op.kind());
                 self.block_layout(&xl, &why);
                 self.opaque(n, &why)
