@@ -174,31 +174,23 @@ impl Graph {
     /// Multiply-accumulate count for one run at `input_shape`.
     pub fn macs(&self, input_shape: &[usize]) -> Result<u64> {
         let shapes = shape::infer(self, &[input_shape.to_vec()])?;
+        // Saturating: a file's shapes can imply more than 2^64 (the planner refuses them later).
+        let elems = |s: &[usize]| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
         let mut macs = 0u64;
         for n in &self.nodes {
-            let out = &shapes[n.output];
-            let out_elems = out.iter().product::<usize>() as u64;
-            macs += match &n.op {
-                Op::Conv(c) => {
-                    let w = c.weight.shape();
-                    out_elems * (w[1] * w[2] * w[3]) as u64
-                }
-                Op::ConvTranspose(c) => {
-                    let w = c.weight.shape();
-                    let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
-                    inp * (w[1] * w[2] * w[3]) as u64
-                }
-                Op::Linear(l) => out_elems * l.weight.shape()[1] as u64,
-                Op::ConvTransposeNd(c) => {
-                    let inp = shapes[n.inputs[0]].iter().product::<usize>() as u64;
-                    inp * c.weight.shape()[1..].iter().product::<usize>() as u64
-                }
+            let out_elems = elems(&shapes[n.output]);
+            let per = match &n.op {
+                Op::Conv(c) => out_elems.saturating_mul(elems(&c.weight.shape()[1..])),
+                Op::ConvTranspose(c) => elems(&shapes[n.inputs[0]]).saturating_mul(elems(&c.weight.shape()[1..])),
+                Op::ConvTransposeNd(c) => elems(&shapes[n.inputs[0]]).saturating_mul(elems(&c.weight.shape()[1..])),
+                Op::Linear(l) => out_elems.saturating_mul(l.weight.shape()[1] as u64),
                 Op::MatMul { b } => {
                     let bs = b.shape();
-                    out_elems * bs[bs.len().saturating_sub(2)] as u64
+                    out_elems.saturating_mul(bs[bs.len().saturating_sub(2)] as u64)
                 }
                 _ => 0,
             };
+            macs = macs.saturating_add(per);
         }
         Ok(macs)
     }

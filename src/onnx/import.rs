@@ -1445,14 +1445,16 @@ impl Importer<'_> {
             (None, Some(_)) if self.opset >= 13 => self.const_i64(1)?,
             _ => {
                 let n = self.int("num_outputs", outs.len() as i64);
-                if n < 1 {
-                    return Err(self.err(format!("num_outputs {n}")));
+                if n < 1 || n as u64 != outs.len() as u64 {
+                    return Err(self.err(format!("num_outputs {n} for {} outputs", outs.len())));
                 }
-                let part = (xs[axis] as i64 + n - 1) / n;
-                (0..n).map(|i| part.min(xs[axis] as i64 - i * part).max(0)).collect()
+                let (len, n) = (xs[axis], n as usize);
+                let part = len.div_ceil(n);
+                (0..n).map(|i| len.saturating_sub(i * part).min(part) as i64).collect()
             }
         };
-        if sizes.len() != outs.len() || sizes.iter().any(|&s| s < 0) || sizes.iter().sum::<i64>() != xs[axis] as i64 {
+        let total = sizes.iter().try_fold(0i64, |a, &s| if s < 0 { None } else { a.checked_add(s) });
+        if sizes.len() != outs.len() || total != Some(xs[axis] as i64) {
             return Err(self.err(format!("split sizes {sizes:?} do not cover axis {axis} of {xs:?} in {} outputs", outs.len())));
         }
         let mut start = 0i64;
