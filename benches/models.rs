@@ -25,14 +25,14 @@ fn bench_model(c: &mut Criterion, name: &str, batches: &[usize]) {
     let threads = threads();
     let cfg = ModelConfig::builtin(name).expect("built-in model");
     let graph = models::builtin(name, 0).expect("build");
-    let session = Session::new(graph.clone(), &Options { threads, optimize: true }).expect("session");
+    let session = Session::new(graph.clone(), &Options { threads, optimize: true, ..Default::default() }).expect("session");
     let s1 = cfg.input_shape();
     let calib: Vec<Tensor> = (0..8).map(|i| synthetic_images(1, s1[1], s1[2], s1[3], 500 + i)).collect();
     let int8: Vec<(&str, Session)> = [("kestrel-int8-static", Mode::Static), ("kestrel-int8-dynamic", Mode::Dynamic)]
         .into_iter()
         .map(|(label, mode)| {
             let q = quantize(&graph, &QuantizeOptions { mode, method: Method::MinMax, threads, ..Default::default() }, &calib, &mut |_, _| {}).expect("quantize");
-            (label, Session::new(q, &Options { threads, optimize: true }).expect("session"))
+            (label, Session::new(q, &Options { threads, optimize: true, ..Default::default() }).expect("session"))
         })
         .collect();
     #[cfg(feature = "ort")]

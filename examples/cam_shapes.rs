@@ -12,7 +12,7 @@ fn main() -> kestrel::error::Result<()> {
     let count: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/shapes-resnet18.safetensors");
     let model = load_model(path, &LoadOptions::default())?;
-    let session = Session::new(model.graph, &Options { threads: 1, optimize: true })?;
+    let session = Session::new(model.graph, &Options { threads: 1, optimize: true, ..Default::default() })?;
     let pre = Preprocess { resize: 32, crop: 32, ..Preprocess::default() };
     println!("layer      map   on figure   in its square   (of {count} held-out images, seed 1001; correct predictions only in brackets)");
     for layer in ["layer1", "layer2", "layer3"] {

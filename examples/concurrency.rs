@@ -100,7 +100,7 @@ fn main() -> kestrel::Result<()> {
     let host = two / one;
     println!("host scaling, plain loop: 1 thread {one:.0}/s, 2 threads {two:.0}/s: {host:.2}x");
 
-    let single = Session::new(graph.clone(), &Options { threads: 1, optimize: true })?;
+    let single = Session::new(graph.clone(), &Options { threads: 1, optimize: true, ..Default::default() })?;
     single.run(std::slice::from_ref(&x1))?;
     let r1 = call_rate(&single, &x1, 1, seconds);
     let r2 = call_rate(&single, &x1, 2, seconds);
@@ -110,7 +110,7 @@ fn main() -> kestrel::Result<()> {
         scaling / host
     );
 
-    let wide = Session::new(graph, &Options { threads: cores, optimize: true })?;
+    let wide = Session::new(graph, &Options { threads: cores, optimize: true, ..Default::default() })?;
     wide.run(std::slice::from_ref(&x1))?;
     wide.run(std::slice::from_ref(&x16))?;
     let mut alone: Vec<f64> = (0..10)

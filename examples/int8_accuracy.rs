@@ -43,7 +43,7 @@ fn main() -> kestrel::Result<()> {
         let name = name.as_str();
         let s = g.input_shape(1)?;
         let test = Tensor::concat_batch(&test)?;
-        let f32s = Session::new(g.clone(), &Options { threads, optimize: true })?;
+        let f32s = Session::new(g.clone(), &Options { threads, optimize: true, ..Default::default() })?;
         let want = f32s.run(std::slice::from_ref(&test))?.remove(0);
         let row = |variant: &str, got: &Tensor, want: &Tensor| {
             let m = compare(want, got);
@@ -59,7 +59,7 @@ fn main() -> kestrel::Result<()> {
             ("kestrel int8 dynamic, 7-bit weights", Mode::Dynamic, false, w7),
         ] {
             let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, f32_residual, weight_bits, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
-            let got = Session::new(q, &Options { threads, optimize: true })?.run(std::slice::from_ref(&test))?.remove(0);
+            let got = Session::new(q, &Options { threads, optimize: true, ..Default::default() })?.run(std::slice::from_ref(&test))?.remove(0);
             row(label, &got, &want);
         }
         // ORT: its f32 run of our export is the reference for its int8 drift.

@@ -26,7 +26,7 @@ fn main() -> kestrel::Result<()> {
         v.sort_by(f64::total_cmp);
         Ok(v[v.len() / 2])
     };
-    let f = Session::new(g.clone(), &Options { threads, optimize: true })?;
+    let f = Session::new(g.clone(), &Options { threads, optimize: true, ..Default::default() })?;
     let want = f.run(std::slice::from_ref(&x))?.remove(0);
     if std::env::var("ONLY_STATIC").is_err() {
         println!("{name} f32: {:.2} ms", time(&f)?);
@@ -34,7 +34,7 @@ fn main() -> kestrel::Result<()> {
     let modes = if std::env::var("ONLY_STATIC").is_ok() { vec![Mode::Static] } else { vec![Mode::Static, Mode::Dynamic] };
     for mode in modes {
         let q = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
-        let s = Session::new(q, &Options { threads, optimize: true })?;
+        let s = Session::new(q, &Options { threads, optimize: true, ..Default::default() })?;
         let got = s.run(std::slice::from_ref(&x))?.remove(0);
         let m = kestrel::parity::compare(&want, &got);
         println!("{name} int8 {mode:?}: {:.2} ms  cosine {:.5}  top1 {:?}", time(&s)?, m.cosine, m.top1);

@@ -32,7 +32,7 @@ fn main() -> kestrel::Result<()> {
     let mut variants: Vec<(String, Box<dyn FnMut() -> kestrel::Result<()>>)> = Vec::new();
     for mode in [Mode::Static, Mode::Dynamic] {
         let qg = quantize(&g, &QuantizeOptions { mode, method: Method::MinMax, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
-        let sess = Session::new(qg, &Options { threads, optimize: true })?;
+        let sess = Session::new(qg, &Options { threads, optimize: true, ..Default::default() })?;
         let x = x.clone();
         variants.push((format!("kestrel int8 {mode:?}"), Box::new(move || sess.run(std::slice::from_ref(&x)).map(|_| ()))));
     }

@@ -19,7 +19,7 @@ fn main() -> kestrel::Result<()> {
         let calib = vec![kestrel::models::init::synthetic_images(1, s[1], s[2], s[3], 9)];
         g = quantize(&g, &QuantizeOptions { mode, threads, ..Default::default() }, &calib, &mut |_, _| {})?;
     }
-    let s = Session::new(g, &Options { threads, optimize: true })?;
+    let s = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
     let g = s.graph();
     let x = Tensor::randn(g.input_shape(batch)?, 1.0, 1);
     let mut values: Vec<Option<Tensor>> = vec![None; g.values.len()];

@@ -39,7 +39,7 @@ pub fn session(data: &[u8]) {
     let Ok(g) = import::import(&m, &ImportOptions::default()) else { return };
     let Ok(shape) = g.input_shape(1) else { return };
     let macs = g.macs(&shape);
-    let Ok(s) = Session::new(g, &Options { threads: 1, optimize: true }) else { return };
+    let Ok(s) = Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }) else { return };
     let Ok(bytes) = s.memory_estimate(&shape) else { return };
     if bytes <= RUN_LIMIT_BYTES && macs.is_ok_and(|m| m <= RUN_LIMIT_MACS) {
         let n: usize = shape.iter().product();

@@ -2,7 +2,8 @@
 //! session or an ONNX Runtime session, run the same way on the same inputs.
 //!
 //! A [`Variant`] is one model prepared on one engine at one precision, as `bench`, `eval` and
-//! `report` name them ([`Kind`]): kestrel f32, kestrel INT8 (static or dynamic), and ONNX
+//! `report` name them ([`Kind`]): kestrel f32, kestrel bf16 (f32 graph, convs in bf16 where
+//! the CPU has AVX512_BF16), kestrel INT8 (static or dynamic), and ONNX
 //! Runtime on the same graph (f32) or on the QDQ file of kestrel's static quantization (ORT's
 //! own INT8 kernels on the very same scales).
 
@@ -19,6 +20,7 @@ use crate::tensor::Tensor;
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     F32,
+    Bf16,
     Int8Static,
     Int8Dynamic,
     OrtF32,
@@ -27,12 +29,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 5] = [Kind::F32, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
+    pub const ALL: [Kind; 6] = [Kind::F32, Kind::Bf16, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Kind::F32 => "f32",
+            Kind::Bf16 => "bf16",
             Kind::Int8Static => "int8-static",
             Kind::Int8Dynamic => "int8-dynamic",
             Kind::OrtF32 => "ort-f32",
@@ -137,11 +140,15 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
     crate::quant::quantize(&ctx.model.graph, &opts, ctx.calib, &mut |_, _| {})
 }
 
-fn kestrel_session(g: Graph, threads: usize) -> Result<(Engine, String)> {
+fn kestrel_session(g: Graph, threads: usize, bf16: bool) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
-    let s = Session::new(g, &Options { threads, optimize: true })?;
-    let isa = if quant { s.prepared().kernels.isa.name() } else { "f32" };
-    Ok((Engine::Kestrel(s), format!("kestrel {isa}")))
+    let s = Session::new(g, &Options { threads, optimize: true, bf16 })?;
+    let path = match (quant, s.prepared().kernels.conv_bf16) {
+        (true, _) => s.prepared().kernels.isa.name(),
+        (false, Some(k)) => k.name(),
+        (false, None) => "f32",
+    };
+    Ok((Engine::Kestrel(s), format!("kestrel {path}")))
 }
 
 #[cfg(feature = "ort")]
@@ -165,9 +172,10 @@ impl Variant {
     pub fn build(kind: Kind, ctx: &Context<'_>) -> Result<Variant> {
         let t = Instant::now();
         let (engine_impl, engine) = match kind {
-            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads)?,
-            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads)?,
-            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads)?,
+            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false)?,
+            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true)?,
+            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false)?,
+            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false)?,
             #[cfg(feature = "ort")]
             Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads, "")?,
             #[cfg(feature = "ort")]

@@ -55,7 +55,7 @@ pub fn int8(g: &Graph, calib: &[Tensor], threads: usize) -> Result<Graph> {
 pub fn kestrel_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<f64> {
     let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
     let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
-    let s = Session::new(g, &Options { threads, optimize: true })?;
+    let s = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
     median_ms(runs, &mut || s.run(std::slice::from_ref(&x)).map(|_| ()))
 }
 
@@ -63,7 +63,7 @@ pub fn kestrel_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8
 pub fn layer_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<HashMap<String, f64>> {
     let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
     let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
-    let s = Session::new(g, &Options { threads, optimize: true })?;
+    let s = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
     s.run(std::slice::from_ref(&x))?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); s.graph().nodes.len()];
     for _ in 0..runs.max(1) {

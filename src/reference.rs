@@ -84,7 +84,7 @@ impl Reference {
     /// Test metrics of the model file at `path`, on a freshly generated test set.
     pub fn evaluate(&self, path: &Path, threads: usize) -> Result<serde_json::Value> {
         let model = load_model(&path.to_string_lossy(), &LoadOptions::default())?;
-        let session = Session::new(model.graph.clone(), &Options { threads, optimize: true })?;
+        let session = Session::new(model.graph.clone(), &Options { threads, optimize: true, ..Default::default() })?;
         let mut run = |x: &crate::Tensor| session.run(std::slice::from_ref(x)).and_then(|o| o.into_iter().next().ok_or(crate::error::Error::NoOutput));
         let dir = std::env::temp_dir().join(format!("kestrel-{}-test-{}", self.name, std::process::id()));
         self.write_test_set(&dir)?;

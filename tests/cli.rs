@@ -322,3 +322,47 @@ fn explain_writes_overlays_and_maps() {
     assert_eq!(code, 2);
     assert!(err.contains("classifier"), "{err}");
 }
+
+/// `--precision bf16`: runs where the CPU has AVX512_BF16 (or under the scalar emulation),
+/// close to f32; a CPU without it (forced with `KESTREL_ISA=avx2`) gets one line naming
+/// AVX512_BF16, as does an unknown precision.
+#[test]
+fn bf16_precision_runs_or_is_refused_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |precision: &str, isa: Option<&str>| {
+        let out = tmp.path().join(format!("{precision}-{}.npy", isa.unwrap_or("native")));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kestrel"));
+        cmd.args(["run", "resnet18", "--batch", "2", "--threads", "2", "--precision", precision, "-o", out.to_str().unwrap()]);
+        if let Some(isa) = isa {
+            cmd.env("KESTREL_ISA", isa);
+        }
+        let o = cmd.output().unwrap();
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned(), out)
+    };
+    let (code, err, f32_out) = run("f32", None);
+    assert_eq!(code, 0, "{err}");
+    let want = kestrel::imageio::read_npy(&f32_out).unwrap();
+    let mut isas = vec![Some("scalar")];
+    if kestrel::cpu::bgemm::Bf16Token::new().is_some() {
+        isas.push(None);
+    } else {
+        println!("no AVX512_BF16 on this CPU: bf16 checked under the scalar emulation only");
+    }
+    for isa in isas {
+        let (code, err, out) = run("bf16", isa);
+        assert_eq!(code, 0, "{isa:?}: {err}");
+        let got = kestrel::imageio::read_npy(&out).unwrap();
+        let (dot, nn) = got.data().iter().zip(want.data()).fold((0f64, 0f64), |(d, n), (a, b)| (d + f64::from(*a) * f64::from(*b), n + f64::from(*b).powi(2)));
+        let ng: f64 = got.data().iter().map(|a| f64::from(*a).powi(2)).sum();
+        let cosine = dot / (ng.sqrt() * nn.sqrt());
+        assert!(cosine > 0.9999, "{isa:?}: cosine {cosine}");
+    }
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let (code, err, _) = run("bf16", Some("avx2"));
+        assert_eq!(code, 2, "{err}");
+        assert!(err.starts_with("kestrel: error:") && err.contains("AVX512_BF16") && err.trim().lines().count() == 1, "{err}");
+    }
+    let (code, err, _) = run("fp8", None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--precision fp8") && err.trim().lines().count() == 1, "{err}");
+}

@@ -31,7 +31,7 @@ fn one_session_many_threads_bit_identical() {
     ];
     for cfg in &cfgs {
         for (name, g) in variants(cfg) {
-            let session = Session::new(g, &Options { threads: 2, optimize: true }).unwrap();
+            let session = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
             let inputs: Vec<Tensor> = BATCHES.iter().enumerate().map(|(i, &b)| Tensor::randn(session.graph().input_shape(b).unwrap(), 1.0, 90 + i as u64)).collect();
             // The single-caller answers, from the same session before any concurrency.
             let want: Vec<Vec<Vec<u32>>> = inputs.iter().map(|x| bits(&session.run(std::slice::from_ref(x)).unwrap())).collect();
@@ -63,7 +63,7 @@ fn one_session_many_threads_bit_identical() {
 fn tools_and_calls_share_a_session() {
     let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() });
     let (_, g) = variants(&cfg).remove(0);
-    let session = Session::new(g, &Options { threads: 1, optimize: true }).unwrap();
+    let session = Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }).unwrap();
     let x = Tensor::randn(session.graph().input_shape(2).unwrap(), 1.0, 5);
     let want = session.run(std::slice::from_ref(&x)).unwrap();
     let all = session.run_all(std::slice::from_ref(&x)).unwrap();
@@ -97,8 +97,8 @@ fn every_route_to_the_workers_gives_the_same_bits() {
     use rayon::prelude::*;
     let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() });
     let g = cfg.build(&mut SeededWeights { seed: 4 }).unwrap();
-    let one = Session::new(g.clone(), &Options { threads: 1, optimize: true }).unwrap();
-    let two = Session::new(g, &Options { threads: 2, optimize: true }).unwrap();
+    let one = Session::new(g.clone(), &Options { threads: 1, optimize: true, ..Default::default() }).unwrap();
+    let two = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
     let x = Tensor::randn(two.graph().input_shape(3).unwrap(), 1.0, 6);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -121,7 +121,7 @@ fn large_batches_run_in_slices_with_the_same_bits() {
     use kestrel::exec::session::{batch_separable, BATCH_BYTES};
     let cfg = ModelConfig::UNet(UNetConfig { base_width: 8, depth: 2, image_size: 128, ..Default::default() });
     for (name, g) in variants(&cfg) {
-        let session = Session::new(g.clone(), &Options { threads: 2, optimize: true }).unwrap();
+        let session = Session::new(g.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
         let one = session.memory_estimate(&g.input_shape(1).unwrap()).unwrap();
         let n = 2 * BATCH_BYTES / one + 3;
         let x = Tensor::randn(g.input_shape(n).unwrap(), 1.0, 12);

@@ -10,7 +10,7 @@ use kestrel::{Options, Session};
 fn session() -> Session {
     let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() });
     let g = cfg.build(&mut SeededWeights { seed: 21 }).unwrap();
-    Session::new(g, &Options { threads: 1, optimize: true }).unwrap()
+    Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }).unwrap()
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn grad_cam_of_the_trained_model_finds_the_shape() {
     use kestrel::imageio::{preprocess, Preprocess};
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/shapes-resnet18.safetensors");
     let g = kestrel::load_model(path, &kestrel::LoadOptions::default()).unwrap().graph;
-    let s = Session::new(g, &Options { threads: 1, optimize: true }).unwrap();
+    let s = Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }).unwrap();
     let pre = Preprocess { resize: 32, crop: 32, ..Preprocess::default() };
     let n = 200;
     let inside = (0..n)

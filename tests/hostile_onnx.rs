@@ -201,7 +201,7 @@ fn exercise(m: &pb::ModelProto) -> std::thread::Result<usize> {
     catch_unwind(AssertUnwindSafe(|| {
         let Ok(g) = import::import(m, &ImportOptions::default()) else { return 0 };
         let Ok(shape) = g.input_shape(1) else { return 1 };
-        let Ok(s) = Session::new(g, &Options { threads: 1, optimize: true }) else { return 1 };
+        let Ok(s) = Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }) else { return 1 };
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n.is_some_and(|n| n > 0 && n <= MAX_INPUT) {
             let x = Tensor::randn(shape, 1.0, 3);
@@ -259,7 +259,7 @@ fn huge_pooling_windows_are_cheap_or_refused() {
         let x = g.add_input("x", shape.clone());
         let y = g.push("pool", op, vec![x]);
         g.outputs.push(y);
-        Session::new(g, &Options { threads: 1, optimize: true }).and_then(|s| s.run(&[Tensor::randn(shape, 1.0, 5)]))
+        Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }).and_then(|s| s.run(&[Tensor::randn(shape, 1.0, 5)]))
     };
     let p2 = Pool2d { kernel: [1, k], stride: [1, 1], pads: [0, 0, 0, k], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
     let out = run(Op::AveragePool(p2.clone()), vec![1, 1, 1, 1]).unwrap();

@@ -19,7 +19,7 @@ fn narrow_unet(up: UpMode, batch_norm: bool) -> ModelConfig {
 
 fn run(cfg: &ModelConfig, x: &Tensor) -> Tensor {
     let g = cfg.build(&mut SeededWeights { seed: 3 }).unwrap();
-    Session::new(g, &Options { threads: 2, optimize: true }).unwrap().run(std::slice::from_ref(x)).unwrap().remove(0)
+    Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap().run(std::slice::from_ref(x)).unwrap().remove(0)
 }
 
 #[test]
@@ -68,13 +68,13 @@ fn planned_execution_equals_interpretation() {
         let x = synthetic_images(2, 3, 32, 32, 4);
         let plain = interpret(&g, std::slice::from_ref(&x), 2).unwrap();
         let want = plain[g.outputs[0]].clone().unwrap();
-        let s = Session::new(g.clone(), &Options { threads: 2, optimize: false }).unwrap();
+        let s = Session::new(g.clone(), &Options { threads: 2, optimize: false, ..Default::default() }).unwrap();
         let first = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
         let again = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
         assert_eq!(first, want, "planner changed results");
         assert_eq!(again, want, "second run (reused buffers) differs");
         // Optimised (BN folded, epilogues fused) agrees within float tolerance.
-        let fused = Session::new(g, &Options { threads: 2, optimize: true }).unwrap().run(&[x]).unwrap().remove(0);
+        let fused = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap().run(&[x]).unwrap().remove(0);
         common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("fused vs unfused", fused.data(), want.data());
     }
 }
@@ -89,7 +89,7 @@ fn dead_taps_cropped_on_small_maps_change_nothing() {
     let calib = synthetic_images(4, 3, 32, 32, 8);
     let q = kestrel::quant::quantize(&g, &Default::default(), &[calib], &mut |_, _| {}).unwrap();
     for (what, g) in [("f32", g), ("int8", q)] {
-        let s = Session::new(g, &Options { threads: 2, optimize: true }).unwrap();
+        let s = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
         let labels = s.kernel_labels(&[x.shape().to_vec()]).unwrap();
         assert_eq!(labels.iter().filter(|l| l.ends_with("taps 1x1 of 3x3")).count(), 3, "{what}: {labels:?}");
         assert_eq!(labels.iter().filter(|l| l.ends_with("taps 2x2 of 3x3")).count(), 1, "{what}: {labels:?}");

@@ -37,7 +37,7 @@ fn every_node_case_passes() {
         let want = read_npy(&case.join("output.npy")).unwrap();
         let opts = ImportOptions { input_shape: Some(x.shape().to_vec()), base_dir: None };
         let result = load(&case.join("model.onnx"), &opts).and_then(|g| {
-            let s = Session::new(g.clone(), &Options { threads: 1, optimize: true })?;
+            let s = Session::new(g.clone(), &Options { threads: 1, optimize: true, ..Default::default() })?;
             Ok((g, s.run(std::slice::from_ref(&x))?))
         });
         match result {
@@ -50,7 +50,7 @@ fn every_node_case_passes() {
                 let round = export::to_bytes(&g).and_then(|bytes| {
                     let m = proto::decode(Path::new("mem.onnx"), &bytes)?;
                     let back = import::import(&m, &opts)?;
-                    Ok((Session::new(back, &Options { threads: 1, optimize: true })?.run(std::slice::from_ref(&x))?, bytes))
+                    Ok((Session::new(back, &Options { threads: 1, optimize: true, ..Default::default() })?.run(std::slice::from_ref(&x))?, bytes))
                 });
                 let (again, bytes) = match round {
                     Ok(r) => r,

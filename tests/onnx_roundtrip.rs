@@ -18,7 +18,7 @@ fn export_import_is_bit_identical() {
         let g = cfg.build(&mut SeededWeights { seed: 4 }).unwrap();
         let x = synthetic_images(2, 3, 64, 64, 8);
         for optimize in [false, true] {
-            let s = Session::new(g.clone(), &Options { threads: 2, optimize }).unwrap();
+            let s = Session::new(g.clone(), &Options { threads: 2, optimize, ..Default::default() }).unwrap();
             let want = s.run(std::slice::from_ref(&x)).unwrap();
             // Export what the session executes (fused epilogues included) and the raw graph.
             let bytes = export::to_bytes(if optimize { s.graph() } else { &g }).unwrap();
@@ -26,7 +26,7 @@ fn export_import_is_bit_identical() {
             assert_eq!(m.ir_version, 8);
             assert_eq!(m.opset_import[0].version, 17);
             let back = import::import(&m, &ImportOptions::default()).unwrap();
-            let got = Session::new(back, &Options { threads: 2, optimize }).unwrap().run(std::slice::from_ref(&x)).unwrap();
+            let got = Session::new(back, &Options { threads: 2, optimize, ..Default::default() }).unwrap().run(std::slice::from_ref(&x)).unwrap();
             assert_eq!(got, want, "{cfg:?} optimize={optimize}");
         }
     }

@@ -13,7 +13,7 @@ use kestrel::{Graph, Options, Session, Tensor};
 fn check(name: &str, g: Graph, bytes: &[u8], batch: usize) {
     let shape = g.input_shape(batch).unwrap();
     let x = Tensor::randn(shape, 1.0, 77);
-    let ours = Session::new(g, &Options { threads: 2, optimize: true }).unwrap().run(std::slice::from_ref(&x)).unwrap();
+    let ours = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap().run(std::slice::from_ref(&x)).unwrap();
     let theirs = OrtModel::from_bytes(bytes, 2).unwrap().run(&x).unwrap();
     for (o, (_, r)) in ours.iter().zip(&theirs) {
         let m = compare(r, o);

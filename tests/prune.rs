@@ -19,7 +19,7 @@ fn unet(up: UpMode) -> Graph {
 }
 
 fn run(g: &Graph, x: &Tensor) -> Tensor {
-    Session::new(g.clone(), &Options { threads: 2, optimize: true }).unwrap().run(std::slice::from_ref(x)).unwrap().remove(0)
+    Session::new(g.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap().run(std::slice::from_ref(x)).unwrap().remove(0)
 }
 
 /// The group whose producers include node `name`.

@@ -111,7 +111,7 @@ fn bench_writes_every_output() {
     // A memory limit between the batch-1 and batch-4 estimates stops the sweep early.
     let est = |b: usize| {
         let m = load_model(model.to_str().unwrap(), &LoadOptions::default()).unwrap();
-        let s = Session::new(m.graph.clone(), &Options { threads: 2, optimize: true }).unwrap();
+        let s = Session::new(m.graph.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
         s.memory_estimate(&m.graph.input_shape(b).unwrap()).unwrap()
     };
     let limit = (est(1) + est(4)) / 2;
@@ -137,7 +137,7 @@ fn probs_whole(session: &Session, img: &image::RgbImage, mult: usize) -> Vec<f32
 #[test]
 fn tiled_equals_whole_image_with_enough_overlap() {
     let model = load_model(models_dir().join("blobs-unet.safetensors").to_str().unwrap(), &LoadOptions::default()).unwrap();
-    let session = Session::new(model.graph.clone(), &Options { threads: 2, optimize: true }).unwrap();
+    let session = Session::new(model.graph.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
     let mult = model.graph.spatial_multiple.unwrap();
     // Not a multiple of the tile, nor of the model's multiple.
     let (img, _) = kestrel::dataset::synth::blob_sample(99, 3, 200);

@@ -266,7 +266,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     let estimator = if variants.iter().any(|v| v.session().is_some()) {
         None
     } else {
-        Some(crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads, optimize: true })?)
+        Some(crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads, optimize: true, ..Default::default() })?)
     };
     let mut est = |b: usize| -> Result<u64> {
         let shape = model.graph.input_shape(b)?;

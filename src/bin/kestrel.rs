@@ -36,6 +36,29 @@ struct ModelArgs {
     /// Concrete input shape N,C,H,W for ONNX models with symbolic dims.
     #[arg(long, value_delimiter = ',')]
     input_shape: Option<Vec<usize>>,
+    /// Run the f32 convolutions in bf16 (set from `--precision` by the commands that take it).
+    #[arg(skip)]
+    bf16: bool,
+}
+
+#[derive(Args, Clone)]
+struct PrecisionArgs {
+    /// Arithmetic of the model's f32 convolutions: f32, or bf16 (weights and activations
+    /// rounded to bf16, products by vdpbf16ps, f32 accumulation; needs AVX512_BF16).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+}
+
+impl PrecisionArgs {
+    /// `m` set to run at this precision.
+    fn apply(&self, mut m: ModelArgs) -> Result<ModelArgs> {
+        m.bf16 = match self.precision.as_str() {
+            "f32" => false,
+            "bf16" => true,
+            other => return Err(Error::Argument(format!("--precision {}: f32 or bf16", other.escape_debug()))),
+        };
+        Ok(m)
+    }
 }
 
 impl ModelArgs {
@@ -46,7 +69,7 @@ impl ModelArgs {
         )
     }
     fn session(&self, m: &LoadedModel) -> Result<Session> {
-        Session::new(m.graph.clone(), &Options { threads: self.threads, optimize: true })
+        Session::new(m.graph.clone(), &Options { threads: self.threads, optimize: true, bf16: self.bf16 })
     }
 }
 
@@ -122,6 +145,9 @@ fn model_identity(m: &ModelArgs) -> Result<String> {
     if let Some(s) = &m.input_shape {
         id.push_str(&format!(" shape {s:?}"));
     }
+    if m.bf16 {
+        id.push_str(" bf16");
+    }
     Ok(id)
 }
 
@@ -165,6 +191,8 @@ enum Cmd {
         shard: Option<Shard>,
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        prec: PrecisionArgs,
     },
     /// Segment an image (or every image of a directory) into a mask PNG; `--tile` streams
     /// large images through the model in blended tiles.
@@ -212,6 +240,8 @@ enum Cmd {
         /// Whole images only (streamed ones are not cached).
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        prec: PrecisionArgs,
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
@@ -282,6 +312,8 @@ enum Cmd {
         pre: PreArgs,
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        prec: PrecisionArgs,
     },
     /// Join the outputs of `segment --tile --shard I/N` runs of one image into one mask
     /// (PNG, or tiled TIFF for a .tif output), checking that they cover it once, in order.
@@ -531,6 +563,8 @@ struct RunArgs {
     /// OUT.npy (a model with one output) or OUT.npz.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    prec: PrecisionArgs,
 }
 
 #[derive(Args)]
@@ -628,7 +662,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Info { m, .. } if kestrel::slide::is_tiff(Path::new(&m.model)) => slide_info(Path::new(&m.model)),
         Cmd::Info { m, batch, sparsity } => info(&m, batch, sparsity),
-        Cmd::Classify { m, images, labels, top, batch, pre, shard, cache } => {
+        Cmd::Classify { m, images, labels, top, batch, pre, shard, cache, prec } => {
+            let m = prec.apply(m)?;
             let mut images = images;
             if let Some(s) = shard {
                 images.sort();
@@ -636,7 +671,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             classify(&m, &images, labels.as_deref(), top, batch, &pre.get(Task::Classify)?, &cache)
         }
-        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp, tissue, no_pipeline, cache } => {
+        Cmd::Segment { m, image, output, threshold, mean, std, tile, overlap, batch, shard, level, mpp, tissue, no_pipeline, cache, prec } => {
+            let m = prec.apply(m)?;
             let tissue = match tissue.as_deref() {
                 None => kestrel::slide::is_tiff(&image),
                 Some("otsu") => true,
@@ -660,7 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Bench(b) => bench_cmd(b),
         Cmd::Eval(e) => eval_cmd(e),
-        Cmd::Explain { m, images, method, class, layer, output, pre, cache } => explain_cmd(&m, &images, &method, &class, layer.as_deref(), &output, &pre, &cache),
+        Cmd::Explain { m, images, method, class, layer, output, pre, cache, prec } => explain_cmd(&prec.apply(m)?, &images, &method, &class, layer.as_deref(), &output, &pre, &cache),
         Cmd::MergeTiles { parts, output } => merge_tiles(&parts, &output),
         Cmd::Cache { action, dir } => {
             if !dir.is_dir() {
@@ -1279,7 +1315,7 @@ fn run_cmd(mut r: RunArgs) -> Result<ExitCode> {
         Some(t) => t,
         None => model_input(&model, &r.input, &r.pre.get(model.task)?, r.batch, r.input_seed)?,
     };
-    let session = r.m.session(&model)?;
+    let session = r.prec.apply(r.m.clone())?.session(&model)?;
     let outputs = session.run(std::slice::from_ref(&x))?;
     let names: Vec<String> = model.graph.outputs.iter().map(|&o| model.graph.values[o].clone()).collect();
     if npz {

@@ -6,7 +6,7 @@
 //! kernel call.
 
 use crate::cpu::detect::{self, Isa};
-use crate::cpu::{qgemm, sgemm};
+use crate::cpu::{bgemm, qgemm, sgemm};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
 
@@ -21,6 +21,9 @@ pub struct Kernels {
     /// kestrel's own FP32 GEMM kernel (and so the packing of FP32 conv weights); `None` runs
     /// FP32 convs on the `gemm` crate (the scalar path, or AVX2 without FMA).
     pub sgemm: Option<sgemm::Kernel>,
+    /// The BF16 kernel f32 convs run on, when the session asked for bf16
+    /// (`Options::bf16`); `None` runs them in f32.
+    pub conv_bf16: Option<bgemm::Kernel>,
 }
 
 impl Kernels {
@@ -28,7 +31,7 @@ impl Kernels {
     pub fn new(isa: Isa) -> Result<Kernels> {
         let qgemm = qgemm::kernel(isa)?;
         let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
-        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa) })
+        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None })
     }
 
     /// The kernels `KESTREL_ISA` names, or this CPU's richest.

@@ -31,7 +31,7 @@ pub use session::Session;
 
 /// Evaluates `g` as given (no passes, every value f32) node by node, keeping every value.
 pub fn interpret(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Option<Tensor>>> {
-    Session::new(g.clone(), &Options { threads, optimize: false })?.run_all(inputs)
+    Session::new(g.clone(), &Options { threads, optimize: false, ..Default::default() })?.run_all(inputs)
 }
 
 /// Runs one node alone on already computed f32 `values` (indexed by value id), allocating

@@ -4,7 +4,7 @@
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
 use super::prepare::{self, Prepared, Step};
-use crate::cpu::{conv, conv_transpose, pool, qconv::QScratch, sconv};
+use crate::cpu::{bconv, conv, conv_transpose, pool, qconv::QScratch, sconv};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -97,6 +97,7 @@ impl Plan {
                     let elem = if matches!(step, Step::MaxPoolU8) { 1 } else { 4 };
                     pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], os[3], elem, threads)
                 }
+                (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
                 _ => 0,
             });
         }
@@ -138,7 +139,7 @@ impl Plan {
 /// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding.
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
-    let (Op::Conv(c), Step::SConv(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
+    let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);

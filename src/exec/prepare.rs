@@ -18,7 +18,8 @@
 
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
-use crate::cpu::{qconv, sconv};
+use crate::cpu::bgemm::{self, PackedBf16};
+use crate::cpu::{bconv, qconv, sconv};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Graph, Node, Op};
@@ -32,11 +33,15 @@ pub struct Options {
     /// Run the graph passes (fold BatchNorm, fuse epilogues, drop Identity) and hand u8
     /// codes between INT8 layers. Without it every node's output is kept as computed, in f32.
     pub optimize: bool,
+    /// Run the f32 convolutions in bf16 (`--precision bf16`): weights and activations rounded
+    /// to bf16, products by `vdpbf16ps`, accumulation in f32. Needs AVX512_BF16 (or the
+    /// scalar emulation under `KESTREL_ISA=scalar`); refused elsewhere.
+    pub bf16: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 0, optimize: true }
+        Options { threads: 0, optimize: true, bf16: false }
     }
 }
 
@@ -66,6 +71,8 @@ pub enum Step {
     F32,
     /// An FP32 conv on kestrel's own GEMM kernel, its weights packed per group.
     SConv(Vec<PackedA>),
+    /// An f32 conv run in bf16 (`Options::bf16`), its weights rounded and packed per group.
+    BConv(Vec<PackedBf16>),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
     /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
@@ -82,6 +89,7 @@ impl Step {
         match self {
             Step::F32 => "f32",
             Step::SConv(_) => "f32 conv (packed)",
+            Step::BConv(_) => "bf16 conv",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
@@ -101,6 +109,7 @@ impl Step {
             }
             Step::QConvTranspose(p) | Step::QLinear(p) => format!("{} {}", self.name(), q(p)),
             Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
+            Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -110,6 +119,7 @@ impl Step {
         match self {
             Step::QConv(p) => p.iter().map(PackedWeights::bytes).sum(),
             Step::SConv(p) => p.iter().map(PackedA::bytes).sum(),
+            Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
@@ -134,7 +144,14 @@ impl Prepared {
     /// Lowers `graph` (see the module docs).
     pub fn new(mut graph: Graph, opts: &Options) -> Result<Self> {
         graph.validate()?;
-        let kernels = Kernels::select()?;
+        let mut kernels = Kernels::select()?;
+        if opts.bf16 {
+            let k = bgemm::Kernel::for_isa(kernels.isa).ok_or_else(|| Error::Unsupported {
+                what: format!("bf16 precision on this CPU (ISA path {})", kernels.isa.name()),
+                hint: "it needs AVX512_BF16 (AMD Zen 4, Intel Cooper Lake, Sapphire Rapids or later); run in f32, or force the slow scalar emulation with KESTREL_ISA=scalar".into(),
+            })?;
+            kernels.conv_bf16 = Some(k);
+        }
         if opts.optimize {
             passes::optimize(&mut graph);
         }
@@ -171,9 +188,10 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
     Ok(match &n.op {
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
-            None => match kernels.sgemm {
-                Some(k) => Step::SConv(sconv::pack(k, c)),
-                None => Step::F32,
+            None => match (kernels.conv_bf16, kernels.sgemm) {
+                (Some(_), _) => Step::BConv(bconv::pack(c)),
+                (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
+                (None, None) => Step::F32,
             },
         },
         Op::ConvTranspose(c) => match c.precision.int8() {

@@ -79,7 +79,7 @@ pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &To
     let mut reference = OrtModel::with_options(&exposed.encode_to_vec(), ort)?;
     let theirs: HashMap<String, Tensor> = reference.run(input)?.into_iter().collect();
     let threads = ort.threads.max(1);
-    let session = Session::new(graph.clone(), &Options { threads, optimize: false })?;
+    let session = Session::new(graph.clone(), &Options { threads, optimize: false, ..Default::default() })?;
     let ours = session.run_all(std::slice::from_ref(input))?;
     let g = session.graph();
     // Isolated: each layer runs on ORT's values of its inputs (ours where ORT has none), so a
@@ -202,7 +202,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
     let bytes = export::to_bytes_model(&proto);
     let threads = resolve_threads(opts.threads);
     let quantized = model.graph.is_quantized();
-    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true })?;
+    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true, ..Default::default() })?;
     let ours = session.run(std::slice::from_ref(input))?;
     let ort_opts = OrtOptions { threads, optimization: opts.optimization, spinning: true };
     let theirs = OrtModel::with_options(&bytes, &ort_opts)?.run(input)?;
@@ -309,7 +309,7 @@ fn resolve_threads(threads: usize) -> usize {
 /// after a run and would steal the cores from the next kestrel run (and rayon's from ORT's).
 pub fn time_engines(model: &LoadedModel, input: &Tensor, threads: usize, optimization: OrtOptimization, runs: usize) -> Result<(f64, f64)> {
     let threads = resolve_threads(threads);
-    let kestrel = Engine::Kestrel(Session::new(model.graph.clone(), &Options { threads, optimize: true })?);
+    let kestrel = Engine::Kestrel(Session::new(model.graph.clone(), &Options { threads, optimize: true, ..Default::default() })?);
     let ort = Engine::Ort(OrtModel::with_options(&export::to_bytes_model(&model.onnx_model()?), &OrtOptions { threads, optimization, spinning: true })?);
     let runs = runs.max(1);
     let median = |mut e: Engine| -> Result<f64> {

@@ -227,7 +227,7 @@ pub fn least_squares(orig: &Graph, pruned: &mut Graph, groups: &Groups, kept: &[
     if targets.is_empty() || calib.is_empty() {
         return Ok(());
     }
-    let original = Session::new(orig.clone(), &Options { threads, optimize: false })?;
+    let original = Session::new(orig.clone(), &Options { threads, optimize: false, ..Default::default() })?;
     let threads = original.threads();
     let images: usize = calib.iter().map(|t| t.shape()[0]).sum();
     // The original layers' outputs: computed once, kept only for the layers refitted.
@@ -264,7 +264,7 @@ pub fn least_squares(orig: &Graph, pruned: &mut Graph, groups: &Groups, kept: &[
             continue;
         }
         // The pruned network as refitted so far, run to this layer's input.
-        let current = Session::new(pruned.clone(), &Options { threads, optimize: false })?;
+        let current = Session::new(pruned.clone(), &Options { threads, optimize: false, ..Default::default() })?;
         let m = kout.len();
         let mut gram = vec![0.0f64; unknowns * unknowns];
         let mut rhs = vec![0.0f64; unknowns * m];

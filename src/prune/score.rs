@@ -103,7 +103,7 @@ impl ValueStats {
 
 /// Runs `g` on every calibration input and gathers statistics of `values`.
 pub fn value_stats(g: &Graph, values: &[ValueId], calib: &[Tensor], threads: usize) -> Result<HashMap<ValueId, ValueStats>> {
-    let session = Session::new(g.clone(), &Options { threads, optimize: false })?;
+    let session = Session::new(g.clone(), &Options { threads, optimize: false, ..Default::default() })?;
     let mut stats: HashMap<ValueId, ValueStats> = values.iter().map(|&v| (v, ValueStats::default())).collect();
     for x in calib {
         let all = session.run_all(std::slice::from_ref(x))?;
@@ -248,7 +248,7 @@ fn reconstruction_energy(g: &Graph, groups: &Groups, stats: &HashMap<ValueId, Va
     let mut consumers: Vec<usize> = groups.groups.iter().filter(|gr| gr.prunable()).flat_map(|gr| gr.members.iter()).filter(|(_, r)| matches!(r, Role::Consumer { .. })).map(|(n, _)| *n).collect();
     consumers.sort_unstable();
     consumers.dedup();
-    let session = Session::new(g.clone(), &Options { threads, optimize: false })?;
+    let session = Session::new(g.clone(), &Options { threads, optimize: false, ..Default::default() })?;
     let mut energy: HashMap<usize, Vec<f64>> = HashMap::new();
     let mut scratch = Vec::new();
     for x in calib {

@@ -112,7 +112,7 @@ pub fn calibrate(
     let passes = if method.needs_histogram() { 2 } else { 1 };
     let total = passes * calib.len();
     let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    let session = Session::new(g.clone(), &Options { threads, optimize: false })?;
+    let session = Session::new(g.clone(), &Options { threads, optimize: false, ..Default::default() })?;
     let simd = session.prepared().kernels.simd;
     for pass in 0..passes {
         for (i, x) in calib.iter().enumerate() {
@@ -202,7 +202,7 @@ pub fn sensitivity(graph: &Graph, opts: &QuantizeOptions, calib: &[Tensor], prog
     let names: Vec<String> = targets(&g, opts).into_iter().map(|i| g.nodes[i].name.clone()).collect();
     let threads = opts.threads;
     let run = |g: &Graph| -> Result<Vec<Tensor>> {
-        let session = Session::new(g.clone(), &Options { threads, optimize: false })?;
+        let session = Session::new(g.clone(), &Options { threads, optimize: false, ..Default::default() })?;
         calib.iter().map(|x| session.run(std::slice::from_ref(x))?.into_iter().next().ok_or(Error::NoOutput)).collect()
     };
     let reference = run(&g)?;

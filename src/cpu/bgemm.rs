@@ -1,0 +1,291 @@
+//! BF16 GEMM for `--precision bf16`: weights rounded to bf16 and packed once, activations
+//! rounded to bf16 as each B block is packed, products by `vdpbf16ps` (AVX512_BF16),
+//! accumulation in f32. The conv driver is [`crate::cpu::bconv`].
+//!
+//! Layouts (`MR` = 8 rows, `NR` = 48 columns per tile; a "pair" is one u32 holding the bf16
+//! of an even k in its low half and of the next k in its high half, zero past K):
+//! - A ([`PackedBf16`]): `[Mpad/MR][K2][MR]` pairs, rows zero-padded to `Mpad`;
+//! - B panel: `[K2 of the block][NR]` pairs, columns past the real ones zero;
+//! - C: f32 rows at stride `ldc`; only the tile's real rows and columns are read or written.
+//!
+//! Arithmetic of every element: `acc = init`; for each pair `acc = acc + a₁·b₁`, then
+//! `acc = acc + a₀·b₀` (the high product first), each sum rounded to nearest even and flushed
+//! to zero when subnormal, the products of two bf16 values exact in f32; then `acc + bias` and
+//! the activation ([`crate::cpu::sgemm::finish`]). That is what `vdpbf16ps` computes: the
+//! order was checked bit for bit on this project's AVX512_BF16 host over 320 000 random
+//! pairs, and the tests compare the kernel with the scalar twin ([`Kernel::Scalar`]) bit for
+//! bit. bf16 inputs are rounded from f32 to nearest even ([`to_bf16`]), subnormals to zero.
+
+use super::sgemm::{finish, Act, Init};
+use crate::cpu::detect::Isa;
+
+/// Rows of a tile.
+pub const MR: usize = 8;
+/// Columns of a tile (three 16-lane vectors).
+pub const NR: usize = 48;
+/// Pairs (two k each) per K block: a B panel of `KC2 · NR` pairs (24 KiB) stays in L1.
+pub const KC2: usize = 128;
+/// Columns per column block: its B panels, `KC2 · NC` pairs (240 KiB), stay in L2.
+pub const NC: usize = 480;
+
+/// f32 → bf16, rounded to nearest even; subnormals become signed zero, NaN stays NaN.
+#[inline(always)]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    if b & 0x7f80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
+    }
+    (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// bf16 → f32 (exact); a subnormal bf16 reads as zero, as `vdpbf16ps` reads it.
+#[inline(always)]
+pub fn from_bf16(h: u16) -> f32 {
+    let b = u32::from(h) << 16;
+    if b & 0x7f80_0000 == 0 {
+        f32::from_bits(b & 0x8000_0000)
+    } else {
+        f32::from_bits(b)
+    }
+}
+
+/// The pair of `lo` (even k) and `hi` (odd k).
+#[inline(always)]
+pub fn pair(lo: f32, hi: f32) -> u32 {
+    u32::from(to_bf16(lo)) | (u32::from(to_bf16(hi)) << 16)
+}
+
+/// A weight matrix `[M][K]` rounded to bf16 and packed for the kernels.
+#[derive(Clone, Debug)]
+pub struct PackedBf16 {
+    pub m: usize,
+    pub k: usize,
+    /// `[Mpad/MR][K2][MR]` pairs.
+    pub data: Vec<u32>,
+}
+
+impl PackedBf16 {
+    /// Packs `w` (`m` rows of `k`, row-major).
+    pub fn new(w: &[f32], m: usize, k: usize) -> PackedBf16 {
+        let k2 = k.div_ceil(2);
+        let panels = m.div_ceil(MR);
+        let mut data = vec![0u32; panels * k2 * MR];
+        for r in 0..m {
+            let row = &w[r * k..(r + 1) * k];
+            for kk in 0..k2 {
+                let hi = row.get(2 * kk + 1).copied().unwrap_or(0.0);
+                data[((r / MR) * k2 + kk) * MR + r % MR] = pair(row[2 * kk], hi);
+            }
+        }
+        PackedBf16 { m, k, data }
+    }
+
+    /// Pairs per row.
+    pub fn k2(&self) -> usize {
+        self.k.div_ceil(2)
+    }
+
+    /// Panel `p` from pair `kk0` on.
+    pub fn panel_from(&self, p: usize, kk0: usize) -> &[u32] {
+        &self.data[(p * self.k2() + kk0) * MR..(p + 1) * self.k2() * MR]
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        4 * self.data.len()
+    }
+}
+
+/// The fused part of a tile's epilogue (see [`crate::cpu::sgemm::Epilogue`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Epi<'a> {
+    /// `[rows of the tile]`.
+    pub bias: Option<&'a [f32]>,
+    pub act: Act,
+}
+
+/// One BF16 kernel: the AVX512_BF16 one, or the scalar twin that emulates it (run where
+/// `KESTREL_ISA=scalar` forces the scalar path, and by the twin tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16(Bf16Token),
+}
+
+/// Proof that the CPU has AVX-512F and AVX512_BF16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bf16Token(());
+
+impl Bf16Token {
+    /// `Some` only on CPUs with AVX-512F and AVX512_BF16.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
+            return Some(Bf16Token(()));
+        }
+        None
+    }
+}
+
+impl Kernel {
+    /// The BF16 kernel of `isa`: the emulation on the scalar path, `vdpbf16ps` on the AVX-512
+    /// path when the CPU has AVX512_BF16, else `None` (bf16 is then refused).
+    pub fn for_isa(isa: Isa) -> Option<Kernel> {
+        match isa {
+            Isa::Scalar => Some(Kernel::Scalar),
+            Isa::Avx2 => None,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Bf16Token::new().map(Kernel::Avx512Bf16),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar emulation 8x48",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => "avx512bf16 8x48",
+        }
+    }
+
+    /// Runs one tile: `rows` ≤ MR, `cols` ≤ NR (`cols ≥ 1`), `k2` pairs.
+    ///
+    /// # Safety
+    /// `a` holds `k2 · MR` pairs and `b` `k2 · NR`; `c` (and the residual in `init`) is valid
+    /// for rows `0..rows` of `cols` elements at stride `ldc`, with no other reference to those
+    /// elements alive; `epi.bias`, when given, holds `rows` values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub unsafe fn tile(self, a: *const u32, b: *const u32, k2: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, init: Init, epi: Option<&Epi>) {
+        debug_assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
+        match self {
+            // SAFETY: the caller's contract covers the pointers.
+            Kernel::Scalar => unsafe { tile_scalar(a, b, k2, c, ldc, rows, cols, init, epi) },
+            // SAFETY: the token proves AVX-512F and AVX512_BF16; the caller's contract covers
+            // the pointers.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { avx512::tile(a, b, k2, c, ldc, rows, cols, init, epi) },
+        }
+    }
+}
+
+/// `x` with a subnormal flushed to signed zero.
+#[inline(always)]
+fn ftz(x: f32) -> f32 {
+    if x != 0.0 && x.abs() < f32::MIN_POSITIVE {
+        f32::from_bits(x.to_bits() & 0x8000_0000)
+    } else {
+        x
+    }
+}
+
+/// The twin: the module's arithmetic one element at a time.
+///
+/// # Safety
+/// As [`Kernel::tile`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_scalar(a: *const u32, b: *const u32, k2: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, init: Init, epi: Option<&Epi>) {
+    for r in 0..rows {
+        for j in 0..cols {
+            // SAFETY: r < rows and j < cols lie inside the caller's tile (contract above).
+            let mut acc = unsafe {
+                match init {
+                    Init::Zero => 0.0,
+                    Init::Output => *c.add(r * ldc + j),
+                    Init::Residual(res) => *res.add(r * ldc + j),
+                }
+            };
+            for kk in 0..k2 {
+                // SAFETY: kk < k2 and r < MR, j < NR inside the panels (contract above).
+                let (ap, bp) = unsafe { (*a.add(kk * MR + r), *b.add(kk * NR + j)) };
+                acc = ftz(acc + from_bf16((ap >> 16) as u16) * from_bf16((bp >> 16) as u16));
+                acc = ftz(acc + from_bf16(ap as u16) * from_bf16(bp as u16));
+            }
+            let y = match epi {
+                Some(e) => finish(acc, e.bias.map(|bias| bias[r]), e.act),
+                None => acc,
+            };
+            // SAFETY: as above.
+            unsafe { *c.add(r * ldc + j) = y };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Epi, Init, MR, NR};
+    use crate::cpu::sgemm::Act;
+
+    const NV: usize = NR / 16;
+
+    #[inline(always)]
+    unsafe fn act(y: __m512, a: Act) -> __m512 {
+        let zero = _mm512_setzero_ps();
+        match a {
+            Act::None => y,
+            Act::Leaky(s) => _mm512_add_ps(_mm512_max_ps(y, zero), _mm512_mul_ps(_mm512_set1_ps(s), _mm512_min_ps(y, zero))),
+            Act::Clip(lo, hi) => _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)),
+        }
+    }
+
+    /// An 8 × 48 tile: 24 accumulators, per pair 3 B vectors and 8 broadcast A pairs.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn tile(a: *const u32, b: *const u32, k2: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, init: Init, epi: Option<&Epi>) {
+        let mut masks: [__mmask16; NV] = [0; NV];
+        for (v, m) in masks.iter_mut().enumerate() {
+            let n = cols.saturating_sub(v * 16).min(16);
+            *m = if n == 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
+        }
+        // SAFETY (whole body): the caller guarantees rows < `rows` and the masked columns <
+        // `cols` of `c` and of a residual are valid (masked-off lanes are neither read nor
+        // written: AVX-512 masked loads and stores suppress faults there), that `a` holds
+        // k2 · MR pairs and `b` k2 · NR; rows ≥ `rows` of the accumulators are never stored.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            let src = match init {
+                Init::Zero => None,
+                Init::Output => Some(c as *const f32),
+                Init::Residual(r) => Some(r),
+            };
+            if let Some(src) = src {
+                for (r, row) in acc.iter_mut().enumerate().take(rows) {
+                    for v in 0..NV {
+                        row[v] = _mm512_maskz_loadu_ps(masks[v], src.add(r * ldc + v * 16));
+                    }
+                }
+            }
+            for kk in 0..k2 {
+                let bp = b.add(kk * NR);
+                let bv: [__m512bh; NV] = std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(bp.add(v * 16) as *const __m512i)));
+                let ap = a.add(kk * MR);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*ap.add(r) as i32));
+                    for v in 0..NV {
+                        row[v] = _mm512_dpbf16_ps(row[v], av, bv[v]);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate().take(rows) {
+                for v in 0..NV {
+                    let mut y = row[v];
+                    if let Some(e) = epi {
+                        if let Some(bias) = e.bias {
+                            y = _mm512_add_ps(y, _mm512_set1_ps(bias[r]));
+                        }
+                        y = act(y, e.act);
+                    }
+                    _mm512_mask_storeu_ps(c.add(r * ldc + v * 16), masks[v], y);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `--precision bf16`: the AVX512_BF16 tile kernel against its scalar twin bit for bit (where
+//! the CPU has it), the bf16 conv against the f64 reference conv on bf16-rounded inputs and
+//! weights over kernel sizes, strides, pads, dilations, groups, residuals and activations,
+//! and whole models against f32.
+
+mod common;
+
+use common::data;
+use kestrel::cpu::bgemm::{from_bf16, to_bf16, Epi, Kernel, PackedBf16, MR, NR};
+use kestrel::cpu::sgemm::{Act, Init};
+use kestrel::cpu::{bconv, reference};
+use kestrel::graph::{Activation, Conv2d};
+use kestrel::models::{ModelConfig, ResNetConfig, SeededWeights};
+use kestrel::{Options, Session, Tensor};
+
+fn bf16_host() -> Option<Kernel> {
+    match kestrel::cpu::bgemm::Bf16Token::new() {
+        Some(t) => Some(Kernel::Avx512Bf16(t)),
+        None => {
+            eprintln!("SKIP the AVX512_BF16 kernel: this CPU lacks it (the scalar twin still runs)");
+            None
+        }
+    }
+}
+
+#[test]
+fn rounding_is_nearest_even_and_flushes_subnormals() {
+    assert_eq!(to_bf16(1.0), 0x3f80);
+    // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: to even (1); 1 + 3·2^-8 rounds up.
+    assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+    assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+    assert_eq!(to_bf16(-2.5), 0xc020);
+    assert_eq!(to_bf16(1e-40), 0);
+    assert_eq!(to_bf16(-1e-40), 0x8000);
+    assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+    assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+    assert_eq!(from_bf16(0x0001), 0.0);
+    for &v in &[0.1f32, -3.7, 1234.5, 6.1e-5] {
+        assert!(((from_bf16(to_bf16(v)) - v) / v).abs() <= 1.0 / 256.0, "{v}");
+    }
+}
+
+/// Every tile shape (rows 1..=8, column tails, pair counts), start and epilogue: the AVX512_BF16
+/// kernel writes exactly what the scalar twin writes.
+#[test]
+fn tile_kernel_matches_the_scalar_twin_bit_for_bit() {
+    let Some(fast) = bf16_host() else { return };
+    println!("bf16 tile kernel: {} against {}", fast.name(), Kernel::Scalar.name());
+    let mut seed = 40;
+    let mut checked = 0;
+    for &k in &[1usize, 2, 3, 7, 16, 63, 257] {
+        let k2 = k.div_ceil(2);
+        for &rows in &[1usize, 3, 7, 8] {
+            for &cols in &[1usize, 3, 15, 16, 17, 33, 47, 48] {
+                for init_kind in 0..3 {
+                    for epi_kind in 0..4 {
+                        seed += 1;
+                        let w = data(MR * k, seed);
+                        let a = PackedBf16::new(&w, MR, k);
+                        let bvals = data(2 * k2 * NR, seed + 1);
+                        let b: Vec<u32> = bvals.chunks(2).map(|p| kestrel::cpu::bgemm::pair(p[0], p[1])).collect();
+                        let ldc = cols + 5;
+                        let start = data(rows * ldc, seed + 2);
+                        let bias = data(rows, seed + 3);
+                        let epi = match epi_kind {
+                            0 => None,
+                            1 => Some(Epi { bias: Some(&bias), act: Act::Leaky(0.0) }),
+                            2 => Some(Epi { bias: None, act: Act::Leaky(0.1) }),
+                            _ => Some(Epi { bias: Some(&bias), act: Act::Clip(-0.5, 0.25) }),
+                        };
+                        let mut outs = Vec::new();
+                        for kernel in [Kernel::Scalar, fast] {
+                            let mut c = start.clone();
+                            let init = match init_kind {
+                                0 => Init::Zero,
+                                1 => Init::Output,
+                                _ => Init::Residual(start.as_ptr()),
+                            };
+                            // SAFETY: `a` holds k2 · MR pairs, `b` k2 · NR, `c` rows · ldc floats
+                            // (cols < ldc), the residual the same; bias holds `rows` values.
+                            unsafe { kernel.tile(a.panel_from(0, 0).as_ptr(), b.as_ptr(), k2, c.as_mut_ptr(), ldc, rows, cols, init, epi.as_ref()) };
+                            outs.push(c);
+                        }
+                        let (twin, got) = (&outs[0], &outs[1]);
+                        for (i, (x, y)) in twin.iter().zip(got).enumerate() {
+                            assert_eq!(x.to_bits(), y.to_bits(), "k{k} rows{rows} cols{cols} init{init_kind} epi{epi_kind} at {i}: twin {x} kernel {y}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("{checked} tiles bit-identical");
+}
+
+fn rounded(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
+}
+
+/// The bf16 conv equals the f64 reference conv run on the bf16-rounded input and weights, up
+/// to f32 accumulation order (1e-4 of the output's scale), on both kernels.
+#[test]
+fn bf16_conv_matches_the_reference_on_rounded_operands() {
+    let mut kernels = vec![Kernel::Scalar];
+    kernels.extend(bf16_host());
+    let mut seed = 700;
+    let mut checked = 0;
+    let cases: &[(usize, usize, [usize; 2], usize, usize, usize, usize, usize)] = &[
+        // (cin, cout, hw, k, stride, pad, dil, groups)
+        (3, 8, [9, 11], 3, 1, 1, 1, 1),
+        (16, 17, [7, 7], 3, 2, 1, 1, 1),
+        (5, 9, [15, 17], 1, 1, 0, 1, 1),
+        (8, 8, [6, 5], 3, 1, 2, 2, 1),
+        (8, 12, [9, 9], 3, 1, 1, 1, 4),
+        (6, 6, [8, 8], 3, 1, 1, 1, 6),
+        (3, 16, [23, 21], 7, 2, 3, 1, 1),
+        (64, 33, [3, 3], 3, 1, 1, 1, 1),
+        (300, 9, [4, 4], 1, 1, 0, 1, 1),
+        (2, 65, [31, 33], 2, 2, 0, 1, 1),
+    ];
+    for &(cin, cout, hw, k, stride, pad, dil, groups) in cases {
+        for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {
+            seed += 1;
+            let mut c = Conv2d::new(Tensor::new(vec![cout, cin / groups, k, k], data(cout * cin / groups * k * k, seed)).unwrap(), stride, pad, groups);
+            c.dilation = [dil; 2];
+            c.bias = Some(data(cout, seed + 1));
+            c.act = act;
+            c.residual = residual;
+            let eff = (k - 1) * dil + 1;
+            let (oh, ow) = ((hw[0] + 2 * pad - eff) / stride + 1, (hw[1] + 2 * pad - eff) / stride + 1);
+            let xs = [2, cin, hw[0], hw[1]];
+            let os = [2, cout, oh, ow];
+            let x = data(xs.iter().product(), seed + 2);
+            let res = residual.then(|| data(os.iter().product(), seed + 3));
+            let mut cr = c.clone();
+            cr.weight = Tensor::new(c.weight.shape().to_vec(), rounded(c.weight.data())).unwrap();
+            let mut want = vec![f32::NAN; os.iter().product()];
+            reference::conv2d_ref(&cr, &rounded(&x), xs, res.as_deref(), &mut want, os);
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+            let packed = bconv::pack(&c);
+            for &kernel in &kernels {
+                for threads in [1, 2] {
+                    let mut got = vec![f32::NAN; want.len()];
+                    bconv::conv2d(kernel, &c, &packed, &x, xs, res.as_deref(), &mut got, os, threads);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!((g - w).abs() <= 1e-4 * scale, "{} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} g{groups} {act:?} res{residual} t{threads} at {i}: {g} vs {w}", kernel.name());
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("bf16 conv: {checked} cases on {:?}", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
+}
+
+/// A seeded ResNet-18 at 64² in bf16 against f32: the same outputs to bf16 precision.
+#[test]
+fn a_resnet_in_bf16_agrees_with_f32() {
+    let g = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 16, image_size: 64, ..Default::default() }).build(&mut SeededWeights { seed: 3 }).unwrap();
+    let x = Tensor::randn(vec![2, 3, 64, 64], 1.0, 9);
+    let f32_out = Session::new(g.clone(), &Options { threads: 2, ..Default::default() }).unwrap().run(std::slice::from_ref(&x)).unwrap();
+    let s = match Session::new(g, &Options { threads: 2, bf16: true, ..Default::default() }) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(bf16_host().is_none(), "bf16 refused on a CPU with AVX512_BF16: {e}");
+            assert!(e.to_string().contains("AVX512_BF16"), "{e}");
+            return;
+        }
+    };
+    let labels = s.kernel_labels(&[vec![2, 3, 64, 64]]).unwrap();
+    assert!(labels.iter().any(|l| l.contains("bf16 conv")), "{labels:?}");
+    let out = s.run(&[x]).unwrap();
+    let (a, b) = (f32_out[0].data(), out[0].data());
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let cosine = dot / (na * nb);
+    println!("resnet18 64² bf16 against f32: cosine {cosine:.6}");
+    assert!(cosine > 0.999, "cosine {cosine}");
+}
