@@ -179,3 +179,21 @@ fn a_resnet_in_bf16_agrees_with_f32() {
     println!("resnet18 64² bf16 against f32: cosine {cosine:.6}");
     assert!(cosine > 0.999, "cosine {cosine}");
 }
+
+/// The vector pair packing rounds exactly as [`to_bf16`]: halfway cases, subnormals, NaN,
+/// infinities and tails of every length.
+#[test]
+fn pair_packing_matches_the_scalar_rounding() {
+    let Some(fast) = bf16_host() else { return };
+    let mut vals: Vec<f32> = vec![1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -(1.0 + 1.0 / 256.0), 1e-40, -1e-40, f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, f32::MAX, f32::MIN_POSITIVE, 3.4e38];
+    vals.extend(data(200, 77));
+    vals.extend((0..64).map(|i| f32::from_bits(0x3f80_7fff + i)));
+    for n in [1usize, 3, 15, 16, 17, 47, 48, vals.len() - 1] {
+        let (lo, hi) = (&vals[..n], &vals[vals.len() - n..]);
+        let mut want = vec![0u32; n];
+        Kernel::Scalar.pack_pairs(lo, hi, &mut want);
+        let mut got = vec![0xdead_beefu32; n];
+        fast.pack_pairs(lo, hi, &mut got);
+        assert_eq!(got, want, "{n} columns");
+    }
+}

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::bgemm::{pair, Epi, Kernel, PackedBf16, KC2, MR, NC, NR};
+use super::bgemm::{Epi, Kernel, PackedBf16, KC2, MR, NC, NR};
 use super::sgemm::{Epilogue, Init};
 use crate::graph::Conv2d;
 
@@ -118,8 +118,21 @@ unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g
                 None => seg.fill(0.0),
                 Some(iy) => {
                     let row = &plane[iy * w..(iy + 1) * w];
-                    for (i, v) in seg.iter_mut().enumerate() {
-                        *v = ((ox0 + i) * sx + x0).checked_sub(c.pads[1]).and_then(|ix| row.get(ix)).copied().unwrap_or(0.0);
+                    if sx == 1 {
+                        // ix = ox0 + i + x0 − pad: one contiguous run inside the row, zeros around it.
+                        let start = (ox0 + x0) as isize - c.pads[1] as isize;
+                        let i_lo = (-start).clamp(0, run as isize) as usize;
+                        let i_hi = (w as isize - start).clamp(i_lo as isize, run as isize) as usize;
+                        seg[..i_lo].fill(0.0);
+                        if i_hi > i_lo {
+                            let from = (start + i_lo as isize) as usize;
+                            seg[i_lo..i_hi].copy_from_slice(&row[from..from + (i_hi - i_lo)]);
+                        }
+                        seg[i_hi..].fill(0.0);
+                    } else {
+                        for (i, v) in seg.iter_mut().enumerate() {
+                            *v = ((ox0 + i) * sx + x0).checked_sub(c.pads[1]).and_then(|ix| row.get(ix)).copied().unwrap_or(0.0);
+                        }
                     }
                 }
             }
@@ -147,9 +160,7 @@ unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g
             for q in 0..npanels {
                 let cols = NR.min(t.npx - q * NR);
                 let dst = &mut block[(q * kc2 + kk) * NR..(q * kc2 + kk) * NR + cols];
-                for (j, v) in dst.iter_mut().enumerate() {
-                    *v = pair(lo_row[q * NR + j], hi_row[q * NR + j]);
-                }
+                kernel.pack_pairs(&lo_row[q * NR..], &hi_row[q * NR..], dst);
             }
         }
         for p in t.p0..t.p1 {

@@ -169,8 +169,29 @@ impl Kernel {
             Kernel::Scalar => unsafe { tile_scalar(a, b, k2, c, ldc, rows, cols, init, epi) },
             // SAFETY: the token proves AVX-512F and AVX512_BF16; the caller's contract covers
             // the pointers.
+            // A narrow tile (the last columns of a row of pixels) runs only the vectors it has.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Bf16(_) => unsafe { avx512::tile(a, b, k2, c, ldc, rows, cols, init, epi) },
+            Kernel::Avx512Bf16(_) => unsafe {
+                match cols.div_ceil(16) {
+                    1 => avx512::tile::<1>(a, b, k2, c, ldc, rows, cols, init, epi),
+                    2 => avx512::tile::<2>(a, b, k2, c, ldc, rows, cols, init, epi),
+                    _ => avx512::tile::<3>(a, b, k2, c, ldc, rows, cols, init, epi),
+                }
+            },
+        }
+    }
+}
+
+impl Kernel {
+    /// `dst[j] = pair(lo[j], hi[j])` for `j < dst.len()` (`lo` and `hi` at least as long):
+    /// an im2col row pair rounded into a B panel row. Bit-identical to [`pair`] on every path.
+    pub fn pack_pairs(self, lo: &[f32], hi: &[f32], dst: &mut [u32]) {
+        assert!(lo.len() >= dst.len() && hi.len() >= dst.len(), "pack_pairs: rows shorter than the panel row");
+        match self {
+            Kernel::Scalar => dst.iter_mut().zip(lo.iter().zip(hi)).for_each(|(d, (&l, &h))| *d = pair(l, h)),
+            // SAFETY: the token proves AVX-512F; lengths checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { avx512::pack_pairs(lo, hi, dst) },
         }
     }
 }
@@ -224,7 +245,6 @@ mod avx512 {
     use super::{Epi, Init, MR, NR};
     use crate::cpu::sgemm::Act;
 
-    const NV: usize = NR / 16;
 
     #[inline(always)]
     unsafe fn act(y: __m512, a: Act) -> __m512 {
@@ -236,10 +256,42 @@ mod avx512 {
         }
     }
 
-    /// An 8 × 48 tile: 24 accumulators, per pair 3 B vectors and 8 broadcast A pairs.
+    /// [`super::to_bf16`] of 16 lanes, in the low half of each 32-bit lane.
+    #[inline(always)]
+    unsafe fn to_bf16(x: __m512) -> __m512i {
+        let b = _mm512_castps_si512(x);
+        let hi = _mm512_srli_epi32::<16>(b);
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)))));
+        let subnormal = _mm512_testn_epi32_mask(b, _mm512_set1_epi32(0x7f80_0000));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        let r = _mm512_mask_mov_epi32(rounded, subnormal, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
+        _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)))
+    }
+
+    /// [`super::Kernel::pack_pairs`], 16 columns at a time.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_pairs(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
+        let n = dst.len();
+        let mut j = 0;
+        // SAFETY: j + 16 ≤ n ≤ lo.len(), hi.len() (checked by the caller) for the full vectors;
+        // the tail is masked to the n − j valid lanes.
+        unsafe {
+            while j < n {
+                let m: __mmask16 = if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 };
+                let l = to_bf16(_mm512_maskz_loadu_ps(m, lo.as_ptr().add(j)));
+                let h = to_bf16(_mm512_maskz_loadu_ps(m, hi.as_ptr().add(j)));
+                let p = _mm512_or_si512(l, _mm512_slli_epi32::<16>(h));
+                _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, p);
+                j += 16;
+            }
+        }
+    }
+
+    /// An 8 × 16·NV tile (NV ≤ 3): 8·NV accumulators, per pair NV B vectors (the first NV of
+    /// the panel's 48 columns) and 8 broadcast A pairs.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn tile(a: *const u32, b: *const u32, k2: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, init: Init, epi: Option<&Epi>) {
+    pub(super) unsafe fn tile<const NV: usize>(a: *const u32, b: *const u32, k2: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, init: Init, epi: Option<&Epi>) {
         let mut masks: [__mmask16; NV] = [0; NV];
         for (v, m) in masks.iter_mut().enumerate() {
             let n = cols.saturating_sub(v * 16).min(16);
