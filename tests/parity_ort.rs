@@ -75,3 +75,28 @@ fn per_layer_names_the_first_diverging_layer() {
     let first = layers.iter().find(|l| !l.within).unwrap();
     assert_eq!(first.node, "layer2.0.conv2");
 }
+
+/// `parity --precision bf16`: a ResNet-18 with its convs in bf16 against ORT in f32 passes the
+/// bf16 tolerance whole and layer by layer (where the CPU has AVX512_BF16).
+#[test]
+fn bf16_parity_against_ort() {
+    if !common::ort_ready("bf16_parity_against_ort") {
+        return;
+    }
+    if kestrel::cpu::bgemm::Bf16Token::new().is_none() {
+        eprintln!("SKIP bf16_parity_against_ort: no AVX512_BF16 on this CPU");
+        return;
+    }
+    let model = kestrel::load_model("resnet18", &Default::default()).unwrap();
+    let mut opts = kestrel::parity::ParityOptions::for_model(&model.graph, 2);
+    opts.bf16 = true;
+    (opts.tolerance, opts.layer_tolerance, opts.per_layer) = (Tolerance::bf16(), Tolerance::bf16(), true);
+    let x = Tensor::randn(model.graph.input_shape(1).unwrap(), 1.0, 5);
+    let r = kestrel::parity::check(&model, &x, &opts).unwrap();
+    let m = &r.outputs[0].kestrel_vs_ort;
+    println!("resnet18 bf16 against ORT f32: rel L2 {:.2e}, cosine {:.6}; kestrel path {}", m.rel_l2, m.cosine, r.kestrel_isa);
+    assert!(r.kestrel_isa.contains("bf16"), "{}", r.kestrel_isa);
+    assert!(r.passed, "{:?} first diverging layer {:?}", r.outputs[0].violation, r.first_diverging_layer);
+    // bf16 really ran: an f32 session would be within 1e-4.
+    assert!(m.rel_l2 > 1e-4, "rel L2 {:.2e}", m.rel_l2);
+}

@@ -571,6 +571,8 @@ struct RunArgs {
 struct ParityArgs {
     #[command(flatten)]
     m: ModelArgs,
+    #[command(flatten)]
+    prec: PrecisionArgs,
     /// Input as .npy (f32, NCHW) or an image (preprocessed like classify for classifiers,
     /// normalised and zero-padded for others); default: seeded random normal values.
     #[arg(long)]
@@ -1453,6 +1455,10 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
     use kestrel::parity::ParityOptions;
     let model = p.m.load()?;
     let mut opts = ParityOptions::for_model(&model.graph, p.m.threads);
+    opts.bf16 = p.prec.apply(p.m.clone())?.bf16;
+    if opts.bf16 && !model.graph.is_quantized() {
+        (opts.tolerance, opts.layer_tolerance) = (kestrel::compare::Tolerance::bf16(), kestrel::compare::Tolerance::bf16());
+    }
     opts.optimization = p.ort_optimization;
     opts.per_layer = p.per_layer;
     let t = &mut opts.tolerance;

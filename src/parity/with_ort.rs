@@ -74,12 +74,17 @@ pub fn expose_intermediates(model: &pb::ModelProto, keep: &HashSet<&str>) -> pb:
 /// `graph` must be the import of `model` (so value names are ONNX tensor names). Layers whose
 /// outputs ORT does not expose (e.g. non-float shape arithmetic) are skipped.
 pub fn per_layer(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &Tolerance, ort: &OrtOptions) -> Result<Vec<LayerReport>> {
+    per_layer_at(model, graph, input, tol, ort, false)
+}
+
+/// [`per_layer`] with kestrel's f32 convs in bf16 when `bf16` is set.
+pub fn per_layer_at(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: &Tolerance, ort: &OrtOptions, bf16: bool) -> Result<Vec<LayerReport>> {
     let keep: HashSet<&str> = graph.nodes.iter().map(|n| graph.values[n.output].as_str()).collect();
     let exposed = expose_intermediates(model, &keep);
     let mut reference = OrtModel::with_options(&exposed.encode_to_vec(), ort)?;
     let theirs: HashMap<String, Tensor> = reference.run(input)?.into_iter().collect();
     let threads = ort.threads.max(1);
-    let session = Session::new(graph.clone(), &Options { threads, optimize: false, ..Default::default() })?;
+    let session = Session::new(graph.clone(), &Options { threads, optimize: false, bf16 })?;
     let ours = session.run_all(std::slice::from_ref(input))?;
     let g = session.graph();
     // Isolated: each layer runs on ORT's values of its inputs (ours where ORT has none), so a
@@ -123,6 +128,8 @@ pub struct ParityOptions {
     /// Also compare every layer of a float model and name the first that leaves
     /// `layer_tolerance` (quantized models are always compared layer by layer).
     pub per_layer: bool,
+    /// Run kestrel's f32 convs in bf16 (`--precision bf16`; see [`Tolerance::bf16`]).
+    pub bf16: bool,
 }
 
 impl ParityOptions {
@@ -135,6 +142,7 @@ impl ParityOptions {
             tolerance: Tolerance::for_model(quantized),
             layer_tolerance: if quantized { Tolerance::quantized_layer() } else { Tolerance::default() },
             per_layer: false,
+            bf16: false,
         }
     }
 }
@@ -202,7 +210,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
     let bytes = export::to_bytes_model(&proto);
     let threads = resolve_threads(opts.threads);
     let quantized = model.graph.is_quantized();
-    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true, ..Default::default() })?;
+    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true, bf16: opts.bf16 })?;
     let ours = session.run(std::slice::from_ref(input))?;
     let ort_opts = OrtOptions { threads, optimization: opts.optimization, spinning: true };
     let theirs = OrtModel::with_options(&bytes, &ort_opts)?.run(input)?;
@@ -241,7 +249,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
             crate::onnx::import::import(&proto, &Default::default())?
         };
         let reference = if quantized { OrtOptions { optimization: OrtOptimization::Disabled, ..ort_opts } } else { ort_opts };
-        layers = per_layer(&proto, &graph, input, &opts.layer_tolerance, &reference)?;
+        layers = per_layer_at(&proto, &graph, input, &opts.layer_tolerance, &reference, opts.bf16)?;
         first_diverging_layer = layers.iter().find(|l| !l.within).map(|l| l.node.clone());
     }
     let passed = outputs.iter().all(|o| o.violation.is_none()) && first_diverging_layer.is_none();
@@ -253,7 +261,11 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
         optimization: opts.optimization,
         quantized,
         host_isa: host_isa.name().to_string(),
-        kestrel_isa: if quantized { session.prepared().kernels.isa.name().to_string() } else { "f32".to_string() },
+        kestrel_isa: match (quantized, session.prepared().kernels.conv_bf16) {
+            (true, _) => session.prepared().kernels.isa.name().to_string(),
+            (false, Some(k)) => format!("bf16 {}", k.name()),
+            (false, None) => "f32".to_string(),
+        },
         tolerance: opts.tolerance.clone(),
         layer_tolerance: opts.layer_tolerance.clone(),
         outputs,
