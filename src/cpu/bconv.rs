@@ -118,22 +118,24 @@ unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g
                 None => seg.fill(0.0),
                 Some(iy) => {
                     let row = &plane[iy * w..(iy + 1) * w];
-                    if sx == 1 {
-                        // ix = ox0 + i + x0 − pad: one contiguous run inside the row, zeros around it.
-                        let start = (ox0 + x0) as isize - c.pads[1] as isize;
-                        let i_lo = (-start).clamp(0, run as isize) as usize;
-                        let i_hi = (w as isize - start).clamp(i_lo as isize, run as isize) as usize;
-                        seg[..i_lo].fill(0.0);
-                        if i_hi > i_lo {
-                            let from = (start + i_lo as isize) as usize;
+                    // ix = start + i·sx: inside the row for i in i_lo..i_hi, zeros around it.
+                    let start = (ox0 * sx + x0) as isize - c.pads[1] as isize;
+                    let (sxi, runi) = (sx as isize, run as isize);
+                    let i_lo = if start >= 0 { 0 } else { ((-start + sxi - 1) / sxi).min(runi) };
+                    let i_hi = if start >= w as isize { i_lo } else { ((w as isize - 1 - start) / sxi + 1).clamp(i_lo, runi) };
+                    let (i_lo, i_hi) = (i_lo as usize, i_hi as usize);
+                    seg[..i_lo].fill(0.0);
+                    if i_hi > i_lo {
+                        let from = (start + (i_lo * sx) as isize) as usize;
+                        if sx == 1 {
                             seg[i_lo..i_hi].copy_from_slice(&row[from..from + (i_hi - i_lo)]);
-                        }
-                        seg[i_hi..].fill(0.0);
-                    } else {
-                        for (i, v) in seg.iter_mut().enumerate() {
-                            *v = ((ox0 + i) * sx + x0).checked_sub(c.pads[1]).and_then(|ix| row.get(ix)).copied().unwrap_or(0.0);
+                        } else {
+                            for (v, &x) in seg[i_lo..i_hi].iter_mut().zip(row[from..].iter().step_by(sx)) {
+                                *v = x;
+                            }
                         }
                     }
+                    seg[i_hi..].fill(0.0);
                 }
             }
             j += run;
