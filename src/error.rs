@@ -62,6 +62,10 @@ pub enum Error {
     /// ONNX Runtime failed (loading the library, building a session or running it).
     #[error("ONNX Runtime: {0}")]
     Ort(String),
+    /// CUDA is unusable here (no driver, no device, no NVRTC) or refused a request; NVRTC's
+    /// compile log is part of the message.
+    #[error("CUDA: {0}")]
+    Cuda(String),
     /// A valid request this build or backend cannot carry out.
     #[error("{what} is not supported: {hint}")]
     Unsupported { what: String, hint: String },

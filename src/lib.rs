@@ -12,6 +12,8 @@ pub mod compare;
 pub mod convert;
 pub mod dataset;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["slide"],
     &["postprocess", "imageio", "cache"],
     &["graph", "compare"],
-    &["cpu"],
+    &["cpu", "cuda"],
     &["exec"],
     &["models", "onnx", "ort_ref"],
     &["load", "convert", "dataset"],

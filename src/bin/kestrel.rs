@@ -42,16 +42,43 @@ struct ModelArgs {
 }
 
 #[derive(Args, Clone)]
-struct PrecisionArgs {
+struct ComputeArgs {
     /// Arithmetic of the model's f32 convolutions: f32, or bf16 (weights and activations
     /// rounded to bf16, products by vdpbf16ps, f32 accumulation; needs AVX512_BF16).
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Where the model runs: cpu, or cuda / cuda:N (with the `cuda` feature: the device is
+    /// probed, but the CUDA executor is not built yet, so it answers why it cannot run there).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
-impl PrecisionArgs {
-    /// `m` set to run at this precision.
+/// The CUDA device `--device` names, for builds that have the backend.
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<()> {
+    let d = kestrel::cuda::probe(ordinal)?;
+    Err(Error::Unsupported {
+        what: format!("running on {} (cuda:{ordinal}, sm_{}{})", d.name, d.capability.0, d.capability.1),
+        hint: "the CUDA executor is not built yet (its kernels compile through NVRTC); run with --device cpu".into(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_ordinal: usize) -> Result<()> {
+    Err(Error::FeatureDisabled { feature: "cuda", what: "--device cuda".into() })
+}
+
+impl ComputeArgs {
+    /// `m` set to run at this precision, after checking the device.
     fn apply(&self, mut m: ModelArgs) -> Result<ModelArgs> {
+        match self.device.as_str() {
+            "cpu" => {}
+            "cuda" => cuda_device(0)?,
+            d => match d.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => cuda_device(n)?,
+                None => return Err(Error::Argument(format!("--device {}: cpu, cuda or cuda:N", d.escape_debug()))),
+            },
+        }
         m.bf16 = match self.precision.as_str() {
             "f32" => false,
             "bf16" => true,
@@ -192,7 +219,7 @@ enum Cmd {
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
-        prec: PrecisionArgs,
+        prec: ComputeArgs,
     },
     /// Segment an image (or every image of a directory) into a mask PNG; `--tile` streams
     /// large images through the model in blended tiles.
@@ -241,7 +268,7 @@ enum Cmd {
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
-        prec: PrecisionArgs,
+        prec: ComputeArgs,
     },
     /// Compare kestrel with ONNX Runtime on the same inputs.
     Parity(ParityArgs),
@@ -313,7 +340,7 @@ enum Cmd {
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
-        prec: PrecisionArgs,
+        prec: ComputeArgs,
     },
     /// Join the outputs of `segment --tile --shard I/N` runs of one image into one mask
     /// (PNG, or tiled TIFF for a .tif output), checking that they cover it once, in order.
@@ -564,7 +591,7 @@ struct RunArgs {
     #[arg(short, long)]
     output: PathBuf,
     #[command(flatten)]
-    prec: PrecisionArgs,
+    prec: ComputeArgs,
 }
 
 #[derive(Args)]
@@ -572,7 +599,7 @@ struct ParityArgs {
     #[command(flatten)]
     m: ModelArgs,
     #[command(flatten)]
-    prec: PrecisionArgs,
+    prec: ComputeArgs,
     /// Input as .npy (f32, NCHW) or an image (preprocessed like classify for classifiers,
     /// normalised and zero-padded for others); default: seeded random normal values.
     #[arg(long)]

@@ -1,0 +1,16 @@
+//! The sources of `kernels/`, embedded in the binary: the CUDA backend compiles them at run
+//! time, so a kestrel binary needs no file beside it.
+
+/// Kernel translation units: (file name, source).
+pub const SOURCES: &[(&str, &str)] = &[
+    ("layout.cu", include_str!("../../kernels/layout.cu")),
+    ("pool.cu", include_str!("../../kernels/pool.cu")),
+    ("conv_ref.cu", include_str!("../../kernels/conv_ref.cu")),
+];
+
+/// Headers the sources include, handed to NVRTC by name: (include name, source).
+pub const HEADERS: &[(&str, &str)] = &[("common.cuh", include_str!("../../kernels/common.cuh"))];
+
+/// Static shared memory one block may use without opting in (48 KiB on every architecture
+/// since sm_70): the budget the compile test holds every kernel to.
+pub const SMEM_BUDGET: usize = 48 * 1024;

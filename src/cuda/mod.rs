@@ -1,0 +1,17 @@
+//! The CUDA backend's foundation (feature `cuda`): the kernels of `kernels/*.cu` compiled at
+//! run time by NVRTC ([`nvrtc`]), cached on disk, and the device probe ([`device`]) through
+//! `cudarc`'s dynamically loaded driver API. Nothing here needs a CUDA toolkit at build time,
+//! and every entry point answers a clear [`crate::Error::Cuda`] where CUDA is missing: no
+//! driver, no device, no NVRTC. None of them panics: `cudarc` panics on the first call into
+//! a library it cannot load, so the probe checks the library's presence first.
+//!
+//! Kernels store activations as NHWC f16 and compute in f32 (`kernels/common.cuh` converts
+//! with inline PTX, so no toolkit header is needed: the `nvidia-cuda-nvrtc-cu12` wheel alone
+//! compiles them). The executor that runs graphs on them is not built yet.
+
+pub mod device;
+pub mod kernels;
+pub mod nvrtc;
+
+pub use device::{probe, DeviceInfo};
+pub use nvrtc::{Compiled, KernelUsage, Nvrtc};
