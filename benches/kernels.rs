@@ -4,8 +4,9 @@
 //! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
 //! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
-//!   packed once (`cpu::sconv`), on every ResNet-50 layer shape. The hosts' FMA peaks, for
-//!   the efficiency column: `cargo run --release --example sgemm_peak`.
+//!   packed once (`cpu::sconv`), `bf16-<kernel>` the bf16 conv (`cpu::bconv`, AVX512_BF16
+//!   hosts), on every ResNet-50 layer shape. The hosts' FMA and `vdpbf16ps` peaks, for the
+//!   efficiency column: `cargo run --release --example sgemm_peak`.
 //!
 //! `cargo bench --bench kernels`
 
@@ -115,6 +116,14 @@ fn convs(c: &mut Criterion) {
             let packed = sconv::pack(kernel, &f);
             group.bench_function(BenchmarkId::new(format!("f32-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+            });
+        }
+        // bf16 where the CPU has AVX512_BF16 (the scalar emulation is a twin, not timed).
+        if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new() {
+            let kernel = kestrel::cpu::bgemm::Kernel::Avx512Bf16(t);
+            let packed = kestrel::cpu::bconv::pack(&f);
+            group.bench_function(BenchmarkId::new(format!("bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
+                b.iter(|| pool.install(|| kestrel::cpu::bconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, threads)))
             });
         }
         let kernels = Kernels::select().unwrap();
