@@ -6,6 +6,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("layout.cu", include_str!("../../kernels/layout.cu")),
     ("pool.cu", include_str!("../../kernels/pool.cu")),
     ("conv_ref.cu", include_str!("../../kernels/conv_ref.cu")),
+    ("conv_mma.cu", include_str!("../../kernels/conv_mma.cu")),
     ("conv_direct.cu", include_str!("../../kernels/conv_direct.cu")),
     ("conv_transpose.cu", include_str!("../../kernels/conv_transpose.cu")),
     ("resize.cu", include_str!("../../kernels/resize.cu")),
