@@ -44,7 +44,14 @@ pub fn available_variants() -> (Vec<Kind>, Vec<(String, String)>) {
     let mut ok = vec![Kind::F32];
     let mut missing = Vec::new();
     match crate::cpu::detect::selected() {
-        Ok(_) => ok.extend([Kind::Int8Static, Kind::Int8Dynamic]),
+        Ok(isa) => {
+            // bf16 where the CPU runs it natively (the scalar emulation is a twin, not a variant).
+            match crate::cpu::bgemm::Kernel::for_isa(isa) {
+                Some(crate::cpu::bgemm::Kernel::Scalar) | None => missing.push(("bf16".to_string(), format!("no AVX512_BF16 kernel on the {} path", isa.name()))),
+                Some(_) => ok.push(Kind::Bf16),
+            }
+            ok.extend([Kind::Int8Static, Kind::Int8Dynamic]);
+        }
         Err(e) => missing.push(("int8".to_string(), e.to_string())),
     }
     #[cfg(feature = "ort")]
