@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kestrel's build and its ONNX Runtime reference need, idempotently:
-# protoc (for candle-onnx) from apt, and a local venv with onnxruntime==1.31.1, onnx, numpy and
-# the NVRTC wheel (nvidia-cuda-nvrtc-cu12, for the CUDA kernels' compile tests; no GPU needed).
-# Source it (`. scripts/setup.sh`) to get ORT_DYLIB_PATH and KESTREL_NVRTC exported.
+# protoc (for candle-onnx) from apt, and a local venv with onnxruntime==1.31.1, onnx, numpy, and
+# with KESTREL_SETUP_NVRTC=1 the NVRTC wheel (nvidia-cuda-nvrtc-cu12, for the CUDA kernels'
+# compile tests; no GPU needed). Source it (`. scripts/setup.sh`) to get ORT_DYLIB_PATH (and
+# KESTREL_NVRTC) exported.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is installed.
@@ -27,10 +28,13 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnxruntime, o
 fi
 ORT_DYLIB_PATH="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 | head -n 1)"
 export ORT_DYLIB_PATH
-# NVRTC for the CUDA backend's compile tests (feature `cuda`): the pip wheel, no GPU needed.
-if ! ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12 >/dev/null 2>&1; then
-  "$venv/bin/pip" install -q --disable-pip-version-check "nvidia-cuda-nvrtc-cu12==12.8.*"
+# NVRTC for the CUDA backend's compile tests (feature `cuda`; no GPU needed): the pip wheel,
+# when the caller asks for it (scripts/test.sh sets KESTREL_SETUP_NVRTC=1).
+if [ "${KESTREL_SETUP_NVRTC:-0}" = 1 ]; then
+  if ! ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12 >/dev/null 2>&1; then
+    "$venv/bin/pip" install -q --disable-pip-version-check "nvidia-cuda-nvrtc-cu12==12.8.*"
+  fi
+  KESTREL_NVRTC="$(ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12 | head -n 1)"
+  export KESTREL_NVRTC
 fi
-KESTREL_NVRTC="$(ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12 | head -n 1)"
-export KESTREL_NVRTC
 export KESTREL_PYTHON="$venv/bin/python"

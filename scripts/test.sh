@@ -3,7 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-. scripts/setup.sh
+KESTREL_SETUP_NVRTC=1 . scripts/setup.sh
 # The default (edge) build: no features, cargo alone.
 cargo build --release
 mkdir -p target/fixtures
