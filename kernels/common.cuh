@@ -17,6 +17,27 @@ __device__ __forceinline__ float from_f16(f16 h) {
     return x;
 }
 
+// The coordinates of flat index i of an NHWC tensor [*, h, w, c]: image b, row y, column x,
+// channel ch (one thread per element is how every elementwise-shaped kernel here indexes).
+__device__ __forceinline__ void split_nhwc(long long i, int h, int w, int c, int& b, int& y, int& x, int& ch) {
+    ch = (int)(i % c);
+    long long p = i / c;
+    x = (int)(p % w);
+    p /= w;
+    y = (int)(p % h);
+    b = (int)(p / h);
+}
+
+// The same for an NCHW tensor [*, c, h, w].
+__device__ __forceinline__ void split_nchw(long long i, int c, int h, int w, int& b, int& ch, int& y, int& x) {
+    x = (int)(i % w);
+    long long p = i / w;
+    y = (int)(p % h);
+    p /= h;
+    ch = (int)(p % c);
+    b = (int)(p / c);
+}
+
 // Epilogue activations, as kestrel's CPU `Activation` (0 none, 1 relu, 2 leaky relu(alpha),
 // 3 sigmoid, 4 clip(alpha, beta)).
 __device__ __forceinline__ float activate(float y, int act, float alpha, float beta) {

@@ -13,12 +13,8 @@ extern "C" __global__ void conv2d_nhwc_f16_direct(const f16* __restrict__ x, con
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n * oh * ow * cout;
     if (i >= total) return;
-    int co = (int)(i % cout);
-    long long p = i / cout;
-    int ox = (int)(p % ow);
-    p /= ow;
-    int oy = (int)(p % oh);
-    int b = (int)(p / oh);
+    int b, oy, ox, co;
+    split_nhwc(i, oh, ow, cout, b, oy, ox, co);
     int cin_g = cin / groups, cout_g = cout / groups, g = co / cout_g;
     float acc = 0.0f;
     for (int ky = 0; ky < kh; ++ky) {

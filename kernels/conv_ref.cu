@@ -12,12 +12,8 @@ extern "C" __global__ void conv2d_ref_f32(const float* __restrict__ x, const flo
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n * cout * oh * ow;
     if (i >= total) return;
-    int ox = (int)(i % ow);
-    long long p = i / ow;
-    int oy = (int)(p % oh);
-    p /= oh;
-    int co = (int)(p % cout);
-    int b = (int)(p / cout);
+    int b, co, oy, ox;
+    split_nchw(i, cout, oh, ow, b, co, oy, ox);
     int cin_g = cin / groups, cout_g = cout / groups, g = co / cout_g;
     float acc = 0.0f;
     for (int ci = 0; ci < cin_g; ++ci) {

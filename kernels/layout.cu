@@ -7,13 +7,8 @@ extern "C" __global__ void nchw_f32_to_nhwc_f16(const float* __restrict__ x, f16
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n * c * h * w;
     if (i >= total) return;
-    // i indexes the NHWC output: i = ((b·H + iy)·W + ix)·C + ch.
-    int ch = (int)(i % c);
-    long long p = i / c;
-    int ix = (int)(p % w);
-    p /= w;
-    int iy = (int)(p % h);
-    int b = (int)(p / h);
+    int b, iy, ix, ch;
+    split_nhwc(i, h, w, c, b, iy, ix, ch);  // i indexes the NHWC output
     y[i] = to_f16(x[(((long long)b * c + ch) * h + iy) * w + ix]);
 }
 
@@ -21,12 +16,7 @@ extern "C" __global__ void nhwc_f16_to_nchw_f32(const f16* __restrict__ x, float
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n * c * h * w;
     if (i >= total) return;
-    // i indexes the NCHW output.
-    int ix = (int)(i % w);
-    long long p = i / w;
-    int iy = (int)(p % h);
-    p /= h;
-    int ch = (int)(p % c);
-    int b = (int)(p / c);
+    int b, ch, iy, ix;
+    split_nchw(i, c, h, w, b, ch, iy, ix);  // i indexes the NCHW output
     y[i] = from_f16(x[(((long long)b * h + iy) * w + ix) * c + ch]);
 }

@@ -9,12 +9,8 @@ extern "C" __global__ void pool2d_nhwc_f16(const f16* __restrict__ x, f16* __res
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n * oh * ow * c;
     if (i >= total) return;
-    int ch = (int)(i % c);
-    long long p = i / c;
-    int ox = (int)(p % ow);
-    p /= ow;
-    int oy = (int)(p % oh);
-    int b = (int)(p / oh);
+    int b, oy, ox, ch;
+    split_nhwc(i, oh, ow, c, b, oy, ox, ch);
     float acc = is_max ? -__int_as_float(0x7f800000) : 0.0f;
     int valid = 0, padded = 0;
     for (int ky = 0; ky < kh; ++ky) {

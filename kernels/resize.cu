@@ -31,12 +31,8 @@ extern "C" __global__ void resize_nhwc_f16(const f16* __restrict__ x, f16* __res
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n * oh * ow * c;
     if (i >= total) return;
-    int ch = (int)(i % c);
-    long long p = i / c;
-    int ox = (int)(p % ow);
-    p /= ow;
-    int oy = (int)(p % oh);
-    int b = (int)(p / oh);
+    int b, oy, ox, ch;
+    split_nhwc(i, oh, ow, c, b, oy, ox, ch);
     float sy = source_coord(oy, h, oh, coord), sx = source_coord(ox, w, ow, coord);
     const f16* plane = x + (long long)b * h * w * c + ch;
     float v;

@@ -243,18 +243,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Epi, Init, MR, NR};
-    use crate::cpu::sgemm::Act;
-
-
-    #[inline(always)]
-    unsafe fn act(y: __m512, a: Act) -> __m512 {
-        let zero = _mm512_setzero_ps();
-        match a {
-            Act::None => y,
-            Act::Leaky(s) => _mm512_add_ps(_mm512_max_ps(y, zero), _mm512_mul_ps(_mm512_set1_ps(s), _mm512_min_ps(y, zero))),
-            Act::Clip(lo, hi) => _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)),
-        }
-    }
+    use crate::cpu::sgemm::act512 as act;
 
     /// [`super::to_bf16`] of 16 lanes, in the low half of each 32-bit lane.
     #[inline(always)]

@@ -22,9 +22,10 @@ pub(super) unsafe fn tile(a: *const f32, b: *const f32, c: *mut f32, t: Tile, in
     }
 }
 
+/// The epilogue's activation on 16 lanes (shared with the BF16 tile, `cpu::bgemm`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn act(y: __m512, a: Act) -> __m512 {
+pub(crate) unsafe fn act(y: __m512, a: Act) -> __m512 {
     let zero = _mm512_setzero_ps();
     match a {
         Act::None => y,
