@@ -36,6 +36,9 @@ use crate::graph::Conv2d;
 /// work to a second worker costs about what it saves.
 pub const PAR_MIN_MACS: usize = 1 << 19;
 
+/// f32 elements per cache line.
+const LINE_F32: usize = 16;
+
 /// Bytes of weight panels one M block holds: they stay in L2 while each B panel of the
 /// column block passes through L1 once per M block.
 const A_BLOCK_BYTES: usize = 256 * 1024;
@@ -75,6 +78,10 @@ struct Layout {
     /// f32 elements of the zero-padded input copy and of the staging buffer.
     padded: usize,
     staged: usize,
+    /// Row stride of the staging buffer: `ncols` rounded up to whole cache lines, so that its
+    /// rows start on a line (the buffer itself does, see [`LINE_F32`]) and two workers
+    /// writing neighbouring vectors of a row never write the same line.
+    ld: usize,
     /// `Cols::Phased` with tiles aligned to output rows: vectors per output row (the row's
     /// columns rounded up to whole vectors, the rest masked), so that every tile writes one
     /// output row directly and no virtual column is computed; 0 otherwise.
@@ -90,7 +97,8 @@ impl Layout {
         let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
         // Batched columns gather through i32 indices into the whole batch.
         if n > 1 && batch_columns(geo, npix) && n * cin * h * w <= i32::MAX as usize {
-            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * n * npix, row_vectors: 0 }
+            let ld = (n * npix).next_multiple_of(LINE_F32);
+            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * ld, ld, row_vectors: 0 }
         } else if !pointwise && npix > 0 {
             let [sy, sx] = c.stride;
             let (hph, wph) = (hp.div_ceil(sy), wp.div_ceil(sx));
@@ -102,13 +110,14 @@ impl Layout {
             // without padding), where tiles write the output directly.
             let vr = ow.div_ceil(geo.lanes);
             if (vr * geo.lanes - ow) * 8 <= ow && vr >= geo.nv {
-                return Layout { cols, ncols: oh * vr * geo.lanes, padded, staged: 0, row_vectors: vr };
+                return Layout { cols, ncols: oh * vr * geo.lanes, padded, staged: 0, ld: 0, row_vectors: vr };
             }
             let ncols = (oh - 1) * wph + ow;
-            let staged = if wph == ow { 0 } else { n * cout * ncols };
-            Layout { cols, ncols, padded, staged, row_vectors: 0 }
+            let ld = ncols.next_multiple_of(LINE_F32);
+            let staged = if wph == ow { 0 } else { n * cout * ld };
+            Layout { cols, ncols, padded, staged, ld, row_vectors: 0 }
         } else {
-            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0, row_vectors: 0 }
+            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0, ld: 0, row_vectors: 0 }
         }
     }
 
@@ -152,7 +161,7 @@ impl Layout {
 pub fn scratch_len(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
     let geo = kernel.geometry();
     let l = Layout::new(geo, c, xs, os);
-    l.padded + l.staged + geo.kc * geo.nc * threads.max(1)
+    LINE_F32 + l.padded.next_multiple_of(LINE_F32) + l.staged + geo.kc * geo.nc * threads.max(1)
 }
 
 /// A raw pointer shared by tasks that write disjoint tiles.
@@ -225,11 +234,16 @@ pub fn conv2d(
         })
         .collect();
     let per = geo.kc * geo.nc;
-    let need = layout.padded + layout.staged + per * workers;
+    // The regions start on cache lines: the staging rows (and the B blocks) are then
+    // line-aligned, whatever the allocator returned.
+    let padded_len = layout.padded.next_multiple_of(LINE_F32);
+    let need = LINE_F32 + padded_len + layout.staged + per * workers;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let (padded, rest) = scratch.split_at_mut(layout.padded);
+    let first = scratch.as_ptr().align_offset(LINE_F32 * 4).min(LINE_F32);
+    let (padded, rest) = scratch[first..].split_at_mut(padded_len);
+    let padded = &mut padded[..layout.padded];
     let (staged, blocks) = rest.split_at_mut(layout.staged);
     if let Cols::Phased { sy, sx, hph, wph } = layout.cols {
         phase_input(c, &x[..n * cin * h * w], [h, w], [sy, sx], [hph, wph], padded, workers);
@@ -276,16 +290,16 @@ pub fn conv2d(
             }
         };
         if workers > 1 {
-            buf.par_chunks_mut(layout.ncols).enumerate().for_each(body);
+            buf.par_chunks_mut(layout.ld).enumerate().for_each(body);
         } else {
-            buf.chunks_mut(layout.ncols).enumerate().for_each(body);
+            buf.chunks_mut(layout.ld).enumerate().for_each(body);
         }
     };
     if let (true, Some(r)) = (layout.staged > 0, residual) {
         // Only read through: the pointer is mutable for the copy-out direction's sake.
         staged_rows(staged, true, OutPtr(r.as_ptr() as *mut f32));
     }
-    let (dst, ldc) = if layout.staged > 0 { (OutPtr(staged.as_mut_ptr()), layout.ncols) } else { (OutPtr(out.as_mut_ptr()), npix) };
+    let (dst, ldc) = if layout.staged > 0 { (OutPtr(staged.as_mut_ptr()), layout.ld) } else { (OutPtr(out.as_mut_ptr()), npix) };
     // Unstaged convs read the residual as the tiles' start; staged ones already hold it.
     let res = if layout.staged > 0 { residual.map(|_| None) } else { residual.map(Some) };
     let run = |wi: usize, block: &mut [f32]| {

@@ -150,33 +150,53 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     Ok(Some((node, step)))
 }
 
-/// One slot: a byte arena, 4-byte aligned, viewed as the type of the value it holds now.
+/// One slot: a byte arena whose view starts on a 64-byte (cache line) boundary, viewed as the
+/// type of the value it holds now. The kernels' vector loads and stores of a row whose start
+/// is a multiple of 16 floats then never straddle two lines, and two workers writing
+/// neighbouring whole vectors of a row never share one.
 #[derive(Debug, Default)]
-pub struct Slot(Vec<u32>);
+pub struct Slot {
+    words: Vec<u32>,
+    /// Words before the first 64-byte boundary of `words`.
+    start: usize,
+}
+
+/// Bytes of a cache line.
+pub const LINE: usize = 64;
 
 impl Slot {
     fn with_bytes(bytes: usize) -> Slot {
-        Slot(vec![0; bytes.div_ceil(4)])
+        let words = vec![0u32; bytes.div_ceil(4) + LINE / 4];
+        let start = (LINE - words.as_ptr() as usize % LINE) % LINE / 4;
+        Slot { words, start }
+    }
+
+    fn view(&self) -> &[u32] {
+        &self.words[self.start..]
+    }
+
+    fn view_mut(&mut self) -> &mut [u32] {
+        &mut self.words[self.start..]
     }
 
     /// The first `n` f32 elements.
     pub fn f32(&self, n: usize) -> &[f32] {
-        &bytemuck::cast_slice(&self.0)[..n]
+        &bytemuck::cast_slice(self.view())[..n]
     }
 
     /// The first `n` f32 elements, writable.
     pub fn f32_mut(&mut self, n: usize) -> &mut [f32] {
-        &mut bytemuck::cast_slice_mut(&mut self.0)[..n]
+        &mut bytemuck::cast_slice_mut(self.view_mut())[..n]
     }
 
     /// The first `n` bytes.
     pub fn u8(&self, n: usize) -> &[u8] {
-        &bytemuck::cast_slice(&self.0)[..n]
+        &bytemuck::cast_slice(self.view())[..n]
     }
 
     /// The first `n` bytes, writable.
     pub fn u8_mut(&mut self, n: usize) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.0)[..n]
+        &mut bytemuck::cast_slice_mut(self.view_mut())[..n]
     }
 }
 
