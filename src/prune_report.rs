@@ -4,8 +4,8 @@
 //! pruning ratios with and without recovery, written as tables and SVG plots with the Pareto
 //! front marked.
 //!
-//! Every latency is the median of `runs` batch-1 runs after two warm-up runs, engines one
-//! after the other on the same input and threads.
+//! Every latency is the median of `runs` batch-1 runs after two warm-up runs, on the same
+//! input and threads; the original and the pruned model's runs alternate, engine by engine.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +41,26 @@ fn median_ms(runs: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
     Ok(crate::stats::Summary::of(&t).median)
 }
 
+/// Median ms of `before` and of `after` over `runs` runs each, after two warm-up runs each,
+/// the two alternating run by run, so that a machine's drift (another tenant, clock changes)
+/// weighs on both alike and their ratio stays fair.
+fn paired_median_ms(runs: usize, before: &mut dyn FnMut() -> Result<()>, after: &mut dyn FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    for _ in 0..2 {
+        before()?;
+        after()?;
+    }
+    let (mut tb, mut ta) = (Vec::with_capacity(runs.max(1)), Vec::with_capacity(runs.max(1)));
+    for _ in 0..runs.max(1) {
+        let t0 = Instant::now();
+        before()?;
+        tb.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        after()?;
+        ta.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((crate::stats::Summary::of(&tb).median, crate::stats::Summary::of(&ta).median))
+}
+
 /// `calib`, or 8 seeded synthetic images of `g`'s input when it is empty.
 fn calib_or_synthetic<'a>(g: &Graph, calib: &'a [Tensor]) -> Result<std::borrow::Cow<'a, [Tensor]>> {
     Ok(if calib.is_empty() { std::borrow::Cow::Owned(crate::dataset::calib::synthetic(8, &g.input_shape(1)?)?) } else { std::borrow::Cow::Borrowed(calib) })
@@ -51,11 +71,17 @@ pub fn int8(g: &Graph, calib: &[Tensor], threads: usize) -> Result<Graph> {
     crate::quant::quantize(g, &crate::quant::QuantizeOptions { threads, ..Default::default() }, &calib_or_synthetic(g, calib)?, &mut |_, _| {})
 }
 
-/// Median batch-1 latency of `g` in kestrel at f32 or INT8.
-pub fn kestrel_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<f64> {
+/// A kestrel session of `g` (f32, or static INT8 calibrated on `calib`) and a seeded batch-1
+/// input for it.
+fn kestrel_session(g: &Graph, calib: &[Tensor], threads: usize, int8_too: bool) -> Result<(Session, Tensor)> {
     let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
     let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
-    let s = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
+    Ok((Session::new(g, &Options { threads, optimize: true, ..Default::default() })?, x))
+}
+
+/// Median batch-1 latency of `g` in kestrel at f32 or INT8.
+pub fn kestrel_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<f64> {
+    let (s, x) = kestrel_session(g, calib, threads, int8_too)?;
     median_ms(runs, &mut || s.run(std::slice::from_ref(&x)).map(|_| ()))
 }
 
@@ -76,21 +102,33 @@ pub fn layer_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_t
     Ok(s.graph().nodes.iter().zip(samples).map(|(n, v)| (n.name.clone(), crate::stats::Summary::of(&v).median)).collect())
 }
 
-/// Whole-model latencies of `g`.
-pub fn latency(g: &Graph, calib: &[Tensor], threads: usize, runs: usize) -> Result<Latency> {
-    let kestrel_f32 = kestrel_ms(g, calib, threads, runs, false)?;
-    let kestrel_int8 = Some(kestrel_ms(g, calib, threads, runs, true)?);
+/// Whole-model latencies of `before` and `after`, each engine running the two alternately.
+pub fn latencies(before: &Graph, after: &Graph, calib: &[Tensor], threads: usize, runs: usize) -> Result<(Latency, Latency)> {
+    let kestrel = |int8_too: bool| -> Result<(f64, f64)> {
+        let ((sb, xb), (sa, xa)) = (kestrel_session(before, calib, threads, int8_too)?, kestrel_session(after, calib, threads, int8_too)?);
+        paired_median_ms(runs, &mut || sb.run(std::slice::from_ref(&xb)).map(|_| ()), &mut || sa.run(std::slice::from_ref(&xa)).map(|_| ()))
+    };
+    let (f32_before, f32_after) = kestrel(false)?;
+    let (int8_before, int8_after) = kestrel(true)?;
     #[cfg(feature = "ort")]
-    let ort_f32 = {
-        let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
-        match crate::onnx::export::to_bytes(g).and_then(|b| crate::ort_ref::OrtModel::with_options(&b, &crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) })) {
-            Ok(mut m) => Some(median_ms(runs, &mut || m.run(&x).map(|_| ()))?),
-            Err(_) => None,
+    let (ort_before, ort_after) = {
+        // Idle ORT workers must not spin into the other model's turn.
+        let open = |g: &Graph| crate::onnx::export::to_bytes(g).and_then(|b| crate::ort_ref::OrtModel::with_options(&b, &crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) }));
+        match (open(before), open(after)) {
+            (Ok(mut mb), Ok(mut ma)) => {
+                let (xb, xa) = (Tensor::randn(before.input_shape(1)?, 1.0, 17), Tensor::randn(after.input_shape(1)?, 1.0, 17));
+                let (b, a) = paired_median_ms(runs, &mut || mb.run(&xb).map(|_| ()), &mut || ma.run(&xa).map(|_| ()))?;
+                (Some(b), Some(a))
+            }
+            _ => (None, None),
         }
     };
     #[cfg(not(feature = "ort"))]
-    let ort_f32 = None;
-    Ok(Latency { kestrel_f32, kestrel_int8, ort_f32 })
+    let (ort_before, ort_after) = (None, None);
+    Ok((
+        Latency { kestrel_f32: f32_before, kestrel_int8: Some(int8_before), ort_f32: ort_before },
+        Latency { kestrel_f32: f32_after, kestrel_int8: Some(int8_after), ort_f32: ort_after },
+    ))
 }
 
 /// Accuracy (or Dice) of `g` at f32 and INT8 on labelled `data`.
@@ -146,8 +184,7 @@ pub fn report(name: &str, before: &Graph, pruned: Pruned, calib: &[Tensor], eval
         .iter()
         .map(|l| LayerRow { change: l.clone(), f32_ms: (fb.get(&l.node).copied(), fa.get(&l.node).copied()), int8_ms: (ib.get(&l.node).copied(), ia.get(&l.node).copied()) })
         .collect();
-    let latency_before = latency(before, calib, threads, runs)?;
-    let latency_after = latency(after, calib, threads, runs)?;
+    let (latency_before, latency_after) = latencies(before, after, calib, threads, runs)?;
     let (accuracy_before, accuracy_after) = match eval {
         Some(d) => (Some(accuracy(name, before, d, calib, threads)?), Some(accuracy(name, after, d, calib, threads)?)),
         None => (None, None),
