@@ -4,6 +4,7 @@
 mod common;
 
 use common::{data, Tolerance};
+use kestrel::cpu::simd::Simd;
 use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, sconv};
 use kestrel::graph::shape::{conv_transpose_nd_out, matmul_out, pool_nd_out, pool_out, resize_out, window_out};
 use kestrel::graph::*;
@@ -533,17 +534,53 @@ fn pad_modes_beyond_the_edge_and_crops() {
     assert_eq!(out, [5.0, 6.0, 9.0, 10.0, -1.0, -1.0]);
 }
 
+/// Every SIMD level this CPU runs, baseline first.
+fn simd_levels() -> Vec<Simd> {
+    let mut v = vec![Simd::Baseline];
+    v.extend(kestrel::cpu::detect::supported().into_iter().filter_map(Simd::for_isa).filter(|s| !matches!(s, Simd::Baseline)));
+    v
+}
+
 #[test]
 fn linear_matches_reference() {
-    for &(n, i, o) in &[(1, 1, 1), (3, 17, 15), (8, 65, 63), (2, 512, 10)] {
-        let l = Linear::new(Tensor::new(vec![o, i], data(o * i, 7)).unwrap(), Some(data(o, 8)));
+    let levels = simd_levels();
+    println!("linear: SIMD levels {levels:?}");
+    // Batch 1 takes the GEMV path: input widths around its 64 lanes, output counts around its
+    // 64-feature tasks, bias or none.
+    let mut cases = vec![(3, 17, 15), (8, 65, 63), (2, 512, 10)];
+    for i in [1, 3, 7, 15, 17, 63, 64, 65, 127, 129, 2048] {
+        for o in [1, 7, 63, 64, 65, 200] {
+            cases.push((1, i, o));
+        }
+    }
+    // Big enough to split over two workers.
+    cases.extend([(1, 2048, 300), (1, 2049, 1000)]);
+    for (c, &(n, i, o)) in cases.iter().enumerate() {
+        let bias = (c % 3 != 0).then(|| data(o, 8));
+        let l = Linear::new(Tensor::new(vec![o, i], data(o * i, 7)).unwrap(), bias);
         let x = data(n * i, 9);
         let mut want = vec![f32::NAN; n * o];
         reference::linear_ref(&l, &x, n, &mut want);
-        let mut got = vec![f32::NAN; n * o];
-        linear::linear(&l, &x, n, &mut got, 2);
-        Tolerance::KERNEL.check(&format!("linear {n}x{i}->{o}"), &got, &want);
+        let mut first: Option<Vec<f32>> = None;
+        for &simd in &levels {
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; n * o];
+                linear::linear(simd, &l, &x, n, &mut got, threads);
+                Tolerance::KERNEL.check(&format!("linear {n}x{i}->{o} {simd:?} {threads}t"), &got, &want);
+                // The GEMV sums in the same order at every level and split.
+                if n == 1 {
+                    match &first {
+                        Some(f) => assert_eq!(bits(f), bits(&got), "linear 1x{i}->{o}: {simd:?} {threads}t differs from baseline 1t"),
+                        None => first = Some(got),
+                    }
+                }
+            }
+        }
     }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 #[test]

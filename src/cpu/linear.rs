@@ -1,17 +1,102 @@
 //! FP32 fully connected layer: `y[N, out] = x[N, in] · Wᵀ + b` with `W: [out, in]`, and numpy
 //! `matmul` by a constant (ONNX MatMul beyond 2-D): per broadcast batch index `[m, k] · [k, n]`.
+//!
+//! One row (`N = 1`, a classifier head at batch 1) is a GEMV bound by the weight stream
+//! (ResNet-50's head reads 8 MB for 2 M multiply-adds): [`gemv`] splits the output features
+//! over the workers, so each streams only its share of `W`. Each feature is summed in 16 lanes
+//! in `k` order, the lanes then added pairwise, the tail (`in mod 16`) added last, then the
+//! bias: the same operations whatever the split or the SIMD level ([`dots`]). Other shapes run
+//! on the `gemm` crate.
+
+use rayon::prelude::*;
 
 use super::sgemm;
+use crate::cpu::simd::Simd;
 use crate::graph::Linear;
 
+/// Output features per GEMV task: 64 rows of a 2048-wide head are 512 KB of weights, enough
+/// to amortise a task and few enough that two workers split a 1000-class head evenly.
+const GEMV_ROWS: usize = 64;
+/// Lanes of the GEMV's partial sums per output feature.
+const LANES: usize = 16;
+/// Output features computed side by side.
+const ROWS_AT_ONCE: usize = 4;
+
 /// Runs the layer on `x: [n, in]` into `out: [n, out]`.
-pub fn linear(l: &Linear, x: &[f32], n: usize, out: &mut [f32], threads: usize) {
+pub fn linear(simd: Simd, l: &Linear, x: &[f32], n: usize, out: &mut [f32], threads: usize) {
     let (o, i) = (l.weight.shape()[0], l.weight.shape()[1]);
+    if n == 1 && i > 0 {
+        gemv(simd, l.weight.data(), l.bias.as_deref(), &x[..i], &mut out[..o], threads);
+        return;
+    }
     match &l.bias {
         Some(b) => out.chunks_mut(o).for_each(|r| r.copy_from_slice(b)),
         None => out.fill(0.0),
     }
     sgemm(n, o, i, out, o, true, x, (i, 1), l.weight.data(), (1, i), threads);
+}
+
+/// `out[j] = bias[j] + Σ_k x[k]·w[j·K + k]` (`K = x.len()`, `w: [out.len(), K]`), output
+/// features split over the workers in blocks of [`GEMV_ROWS`].
+pub fn gemv(simd: Simd, w: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f32], threads: usize) {
+    let k = x.len();
+    assert!(k > 0 && w.len() >= out.len() * k && bias.is_none_or(|b| b.len() >= out.len()), "gemv: weights or bias too short");
+    let run = |(blk, (o, w)): (usize, (&mut [f32], &[f32]))| {
+        dots(simd, x, w, o);
+        if let Some(b) = bias {
+            for (y, &b) in o.iter_mut().zip(&b[blk * GEMV_ROWS..]) {
+                *y += b;
+            }
+        }
+    };
+    let w = &w[..out.len() * k];
+    if threads > 1 && out.len() * k >= super::sconv::PAR_MIN_MACS {
+        out.par_chunks_mut(GEMV_ROWS).zip(w.par_chunks(GEMV_ROWS * k)).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(GEMV_ROWS).zip(w.chunks(GEMV_ROWS * k)).enumerate().for_each(run);
+    }
+}
+
+crate::cpu::simd::multiversion! {
+    /// `out[j] = Σ_k x[k]·w[j·K + k]` for each row of `w` (`K = x.len()`): products added into
+    /// [`LANES`] partial sums in `k` order (lane `k mod LANES`), the lanes added pairwise (lane
+    /// `l` += lane `l + width` for width 8, 4, 2, 1), then the tail's products in order.
+    /// Multiplies and adds, never fused, in the same order at every level. Rows go
+    /// [`ROWS_AT_ONCE`] at a time: one pass over `x` feeds them all, and their weight rows
+    /// stream side by side (a single stream is bounded by one core's misses in flight).
+    pub fn dots(x: &[f32], w: &[f32], out: &mut [f32]) {
+        let k = x.len();
+        let full = k / LANES * LANES;
+        for (o, rows) in out.chunks_mut(ROWS_AT_ONCE).zip(w.chunks(ROWS_AT_ONCE * k)) {
+            let mut acc = [[0f32; LANES]; ROWS_AT_ONCE];
+            let mut tail = [0f32; ROWS_AT_ONCE];
+            let nrows = o.len();
+            for c in (0..full).step_by(LANES) {
+                let xv = &x[c..c + LANES];
+                for (r, a) in acc.iter_mut().enumerate().take(nrows) {
+                    let wv = &rows[r * k + c..r * k + c + LANES];
+                    for l in 0..LANES {
+                        a[l] += xv[l] * wv[l];
+                    }
+                }
+            }
+            for (r, t) in tail.iter_mut().enumerate().take(nrows) {
+                for (a, b) in x[full..].iter().zip(&rows[r * k + full..(r + 1) * k]) {
+                    *t += a * b;
+                }
+            }
+            for ((y, a), t) in o.iter_mut().zip(acc.iter_mut()).zip(tail) {
+                let mut width = LANES;
+                while width > 1 {
+                    width /= 2;
+                    for l in 0..width {
+                        a[l] += a[l + width];
+                    }
+                }
+                *y = a[0] + t;
+            }
+        }
+    }
 }
 
 /// numpy `matmul` of `a` (shape `as_`) by `b` (shape `bs`) into `out`, whose shape

@@ -150,7 +150,7 @@ pub(crate) fn run(
                 Op::Transpose { perm } => pad::transpose(perm, x, xs, out, os),
                 Op::InstanceNorm { scale, bias, eps } => elementwise::instance_norm(scale, bias, *eps, x, xs[1], xs[2..].iter().product(), out),
                 Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => out.copy_from_slice(x),
-                Op::Linear(l) => linear::linear(l, x, xs[0], out, threads),
+                Op::Linear(l) => linear::linear(kernels.simd, l, x, xs[0], out, threads),
                 Op::Concat { axis } => {
                     let parts = (0..ins.len()).map(f32_in).collect::<Result<Vec<_>>>()?;
                     elementwise::concat(&parts, *axis, out);
