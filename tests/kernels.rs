@@ -119,6 +119,12 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(1, 16, 16, [10, 10], [3, 3], 1, [1; 4], 1, 16, Some(Activation::Relu), false, 7);
     check_conv(2, 65, 63, [5, 7], [1, 1], 1, [0; 4], 1, 1, None, true, 8);
     check_conv(1, 3, 5, [8, 8], [1, 3], 2, [0, 1, 0, 1], 1, 1, None, false, 9);
+    // 1×1 convs of one K block whose output is past L2 run weight panel by weight panel (at 1
+    // and 2 threads): with a residual, a partial last panel (140 rows) and a masked column
+    // tail (57·55 pixels), without one, and groups.
+    check_conv(1, 64, 140, [57, 55], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Relu), true, 20);
+    check_conv(1, 33, 136, [56, 56], [1, 1], 1, [0; 4], 1, 1, None, false, 21);
+    check_conv(1, 64, 512, [28, 28], [1, 1], 1, [0; 4], 1, 2, Some(Activation::LeakyRelu(0.1)), true, 22);
 }
 
 fn check_conv_transpose(cin: usize, cout: usize, hw: [usize; 2], k: usize, stride: usize, pad: [usize; 4], opad: usize, dil: usize, groups: usize, seed: u64) {

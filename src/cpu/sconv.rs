@@ -36,6 +36,12 @@ use crate::graph::Conv2d;
 /// work to a second worker costs about what it saves.
 pub const PAR_MIN_MACS: usize = 1 << 19;
 
+/// Output bytes of a one-K-block 1×1 conv's part above which its tiles run weight panel by
+/// weight panel (see `run_part`).
+const M_OUTER_BYTES: usize = 768 * 1024;
+/// Bytes of B one weight panel reads from L2 in that order.
+const B_L2_BYTES: usize = 1024 * 1024;
+
 /// f32 elements per cache line.
 const LINE_F32: usize = 16;
 
@@ -356,7 +362,19 @@ fn run_part(
     // Only batched columns are packed: `Image` (1×1 stride-1 convs) reads the input in place at
     // stride npix, `Phased` its phase planes at the row offsets.
     let packed = layout.cols == Cols::Batched;
-    let block_vectors = geo.nc / geo.lanes;
+    // A 1×1 conv with one K block whose output (and residual) is too big for L2 (ResNet's
+    // expanding convs and downsample at 56², 28²: 256–512 rows of 784–3136 pixels) runs each
+    // weight panel across all of its columns: the tiles then read and write the output 8 rows
+    // at a time, front to back, streams the prefetchers follow, instead of touching every
+    // output row for each 48-pixel B panel (each row's next lines a miss: 1.7–1.9 ms against
+    // 0.9–1.0 ms for ResNet-50's layer1 conv3 at one thread). B, read in place, then comes
+    // from L2 once per weight panel, so the column block is bounded by `B_L2_BYTES`. Convs
+    // with several K blocks lost 10 % this way (each K block rewrites the output) and keep
+    // the B-panel order.
+    let part_rows = (part.panels.1 - part.panels.0) * geo.mr;
+    let part_cols = (part.vectors.1 - part.vectors.0) * geo.lanes;
+    let m_outer = layout.cols == Cols::Image && kdim <= geo.kc && part_rows * part_cols * 4 > M_OUTER_BYTES;
+    let block_vectors = if m_outer { (B_L2_BYTES / (kdim * 4 * geo.lanes)).max(geo.nv) } else { geo.nc / geo.lanes };
     let mut vb = part.vectors.0;
     while vb < part.vectors.1 {
         let ve = (vb + block_vectors).min(part.vectors.1);
@@ -391,6 +409,15 @@ fn run_part(
         while k0 < kdim {
             let kc = geo.kc.min(kdim - k0);
             let last = k0 + kc == kdim;
+            // Where each packed B panel of this K block starts in `block`.
+            let panel_at: Vec<usize> = panels
+                .iter()
+                .scan(0, |off, &(_, nv, _)| {
+                    let at = *off;
+                    *off += geo.panel_len(kc, nv);
+                    Some(at)
+                })
+                .collect();
             if packed {
                 let mut off = 0;
                 for &(v0, nv, cols) in &panels {
@@ -409,20 +436,27 @@ fn run_part(
             let mut m0 = part.panels.0;
             while m0 < part.panels.1 {
                 let m1 = (m0 + mc).min(part.panels.1);
-                let mut boff = 0;
-                for &(v0, nv, cols) in &panels {
+                // (B panel, weight panel) pairs: each B panel against every weight panel of
+                // the M block, or, `m_outer`, each weight panel against every B panel.
+                let pairs: Box<dyn Iterator<Item = (usize, usize)>> = if m_outer {
+                    Box::new((m0..m1).flat_map(|p| (0..panels.len()).map(move |i| (i, p))))
+                } else {
+                    Box::new((0..panels.len()).flat_map(|i| (m0..m1).map(move |p| (i, p))))
+                };
+                for (i, p) in pairs {
+                    let (v0, nv, cols) = panels[i];
                     let width = nv * geo.lanes;
                     let (bp, ldb, b_rows) = match layout.cols {
                         Cols::Image => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
                         Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
-                        Cols::Batched => (block[boff..].as_ptr(), width, std::ptr::null()),
+                        Cols::Batched => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
                     };
-                    boff += geo.panel_len(kc, nv);
-                    for p in m0..m1 {
+                    {
                         let rows = geo.mr.min(cout_g - p * geo.mr);
                         let ap = a.panel_from(p, k0).as_ptr();
-                        // Prefetch the next weight panel while this tile runs.
-                        let a_next = if p + 1 < m1 { kdim * geo.mr } else { 0 };
+                        // Prefetch the next weight panel while this tile runs (`m_outer`: the
+                        // next tile reads this one again, from L1).
+                        let a_next = if p + 1 < m1 && !m_outer { kdim * geo.mr } else { 0 };
                         let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + at(v0).1;
                         let init = match (k0, residual) {
                             (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
@@ -432,7 +466,7 @@ fn run_part(
                         let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
                         let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next };
                         // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
-                        // them read); B (the panel at `boff`, kc · nv · LANES floats, or the
+                        // them read); B (the panel at `panel_at[i]`, kc · nv · LANES floats, or the
                         // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
                         // runs of `cols` floats at the padded plane's row offsets, which end
                         // inside the group's planes: the largest virtual column plus the
