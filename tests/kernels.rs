@@ -125,6 +125,8 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(1, 64, 140, [57, 55], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Relu), true, 20);
     check_conv(1, 33, 136, [56, 56], [1, 1], 1, [0; 4], 1, 1, None, false, 21);
     check_conv(1, 64, 512, [28, 28], [1, 1], 1, [0; 4], 1, 2, Some(Activation::LeakyRelu(0.1)), true, 22);
+    // A stride-1 3×3 conv over three of its longer K blocks (576 = 256 + 256 + 64).
+    check_conv(1, 64, 20, [13, 11], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 23);
 }
 
 fn check_conv_transpose(cin: usize, cout: usize, hw: [usize; 2], k: usize, stride: usize, pad: [usize; 4], opad: usize, dil: usize, groups: usize, seed: u64) {

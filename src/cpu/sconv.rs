@@ -353,6 +353,9 @@ fn run_part(
     let (act, post) = Epilogue::split(c.act);
     let bias = c.bias.as_ref().map(|b| &b[part.group * cout_g..(part.group + 1) * cout_g]);
     let kdim = a.k;
+    // Stride-1 convs with taps read overlapping B rows (the taps of one channel share plane
+    // rows), so a longer K block still fits L1 and halves the passes over their output.
+    let kc_max = if matches!(layout.cols, Cols::Phased { .. }) && c.stride == [1, 1] && c.kernel() != [1, 1] { geo.kc_taps } else { geo.kc };
     // The input planes of this part's group in image b (all phases of one channel for `Cols::Phased`).
     let plane = match layout.cols {
         Cols::Phased { sy, sx, hph, wph } => sy * sx * hph * wph,
@@ -407,7 +410,7 @@ fn run_part(
         };
         let mut k0 = 0;
         while k0 < kdim {
-            let kc = geo.kc.min(kdim - k0);
+            let kc = kc_max.min(kdim - k0);
             let last = k0 + kc == kdim;
             // Where each packed B panel of this K block starts in `block`.
             let panel_at: Vec<usize> = panels

@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::{Act, Epilogue, Geometry, Init, Tile};
 
-pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 8, nv: 2, kc: 256, nc: 384 };
+pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 8, nv: 2, kc: 256, kc_taps: 256, nc: 384 };
 const MR: usize = 6;
 
 /// # Safety

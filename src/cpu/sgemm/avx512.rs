@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 
 use super::{Act, Epilogue, Geometry, Init, Tile};
 
-pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 16, nv: 3, kc: 128, nc: 960 };
+pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 16, nv: 3, kc: 128, kc_taps: 256, nc: 960 };
 const MR: usize = 8;
 
 /// # Safety
