@@ -8,8 +8,6 @@
 //! bias: the same operations whatever the split or the SIMD level ([`dots`]). Other shapes run
 //! on the `gemm` crate.
 
-use rayon::prelude::*;
-
 use super::sgemm;
 use crate::cpu::simd::Simd;
 use crate::graph::Linear;
@@ -51,7 +49,10 @@ pub fn gemv(simd: Simd, w: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f
     };
     let w = &w[..out.len() * k];
     if threads > 1 && out.len() * k >= super::sconv::PAR_MIN_MACS {
-        out.par_chunks_mut(GEMV_ROWS).zip(w.par_chunks(GEMV_ROWS * k)).enumerate().for_each(run);
+        crate::exec::spin::par_chunks_mut(out, GEMV_ROWS, |blk, o| {
+            let rows = o.len();
+            run((blk, (o, &w[blk * GEMV_ROWS * k..][..rows * k])))
+        });
     } else {
         out.chunks_mut(GEMV_ROWS).zip(w.chunks(GEMV_ROWS * k)).enumerate().for_each(run);
     }

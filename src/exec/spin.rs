@@ -1,4 +1,4 @@
-//! Workers kept awake through one call.
+//! Workers kept awake through one call, and the parallel loops that use them.
 //!
 //! A rayon worker that finds no work sleeps after a few dozen rounds, and waking it costs a
 //! futex wake and, on a VM, an inter-processor interrupt: 40–100 µs per fork-join measured on
@@ -8,10 +8,24 @@
 //! its intra-op threads for the same reason.
 //!
 //! [`Spinner::start`] sends every other worker of the current pool a job that takes whatever
-//! work appears (`rayon::yield_now`) until the call ends, when the guard drops, or until it has
-//! found nothing for [`IDLE_LIMIT`], so that a long serial stretch, or a core shared with
-//! another call, does not burn a core for nothing.
+//! work appears until the call ends, when the guard drops, or until it has found nothing for
+//! [`IDLE_LIMIT`], so that a long serial stretch, or a core shared with another call, does not
+//! burn a core for nothing.
+//!
+//! Work reaches the spinning workers two ways: rayon's (they steal through
+//! `rayon::yield_now`), and [`par_for`], which the kernels' main loops use. Even with the
+//! thief awake, a rayon fork-join lets the thread that finished first fall asleep while it
+//! waits for the other half, and be woken by the finisher: two 33 µs halves took 48–52 µs
+//! that way on the 2-vCPU guest, against 33 µs for two threads that spin-wait on atomics
+//! (`examples/forkjoin_probe`). `par_for` publishes its job in the call's [`Shared`] slot; the
+//! caller and the spinning workers claim its parts with one atomic add each and the caller
+//! spin-waits for the parts others took. Outside a spinning call (one thread, `KESTREL_SPIN=0`,
+//! a nested loop, a worker that has gone back to sleep) it is a rayon parallel loop.
 
+use std::cell::RefCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, AtomicUsize};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +34,60 @@ use std::time::{Duration, Instant};
 /// sleep.
 pub const IDLE_LIMIT: Duration = Duration::from_millis(2);
 
+/// What one call shares with its spinning workers.
+struct Shared {
+    /// The call is over.
+    done: AtomicBool,
+    /// The [`par_for`] job being run, or null.
+    job: AtomicPtr<Job<'static>>,
+    /// Workers that registered to read `job` and have not left it yet.
+    inside: AtomicUsize,
+    /// Workers still in their spinning loop.
+    alive: AtomicUsize,
+}
+
+/// One [`par_for`]: parts `0..parts`, part 0 the caller's, the others claimed through `next`.
+struct Job<'a> {
+    parts: usize,
+    next: AtomicUsize,
+    finished: AtomicUsize,
+    run: &'a (dyn Fn(usize) + Sync),
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl Job<'_> {
+    /// Claims and runs parts until none is left. A panicking part is recorded (the caller
+    /// re-raises it) and still counts as finished, so that nobody waits for it forever.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            if i >= self.parts {
+                return;
+            }
+            self.run_part(i);
+        }
+    }
+
+    fn run_part(&self, i: usize) {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| (self.run)(i))) {
+            if let Ok(mut slot) = self.panic.lock() {
+                slot.get_or_insert(p);
+            }
+        }
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// The spinning call this thread is running, while it is not inside a [`par_for`].
+    static CURRENT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+}
+
 /// Keeps the current pool's other workers awake until dropped.
 pub struct Spinner {
-    done: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    /// What `CURRENT` held before (a nested session call's spinner restores its caller's).
+    outer: Option<Arc<Shared>>,
 }
 
 impl Spinner {
@@ -33,8 +98,9 @@ impl Spinner {
         if threads <= 1 || rayon::current_num_threads() <= 1 || !enabled() {
             return None;
         }
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&done);
+        let helpers = rayon::current_num_threads() - 1;
+        let shared = Arc::new(Shared { done: AtomicBool::new(false), job: AtomicPtr::new(std::ptr::null_mut()), inside: AtomicUsize::new(0), alive: AtomicUsize::new(helpers) });
+        let sh = Arc::clone(&shared);
         rayon::spawn_broadcast(move |ctx| {
             // The worker running the call must never spin: it would hold the call's stack
             // until the idle limit.
@@ -42,17 +108,118 @@ impl Spinner {
                 return;
             }
             let mut idle_since = Instant::now();
-            while !flag.load(Ordering::Acquire) {
+            while !sh.done.load(Ordering::Acquire) {
+                if !sh.job.load(Ordering::Acquire).is_null() {
+                    // Register before reading the job again: the caller clears it and then
+                    // waits for `inside` to drop to 0 before its stack frame goes.
+                    sh.inside.fetch_add(1, Ordering::SeqCst);
+                    let job = sh.job.load(Ordering::SeqCst);
+                    if !job.is_null() {
+                        // SAFETY: a non-null job read while registered lives until this
+                        // worker leaves (`par_for` waits for `inside` to be 0 after clearing it).
+                        unsafe { &*job }.work();
+                        idle_since = Instant::now();
+                    }
+                    sh.inside.fetch_sub(1, Ordering::SeqCst);
+                }
                 match rayon::yield_now() {
                     Some(rayon::Yield::Executed) => idle_since = Instant::now(),
-                    _ if idle_since.elapsed() > IDLE_LIMIT => return,
+                    _ if idle_since.elapsed() > IDLE_LIMIT => break,
                     _ => std::hint::spin_loop(),
                 }
             }
+            sh.alive.fetch_sub(1, Ordering::AcqRel);
         });
-        Some(Spinner { done })
+        let outer = CURRENT.with(|c| c.borrow_mut().replace(Arc::clone(&shared)));
+        Some(Spinner { shared, outer })
     }
 }
+
+/// Runs `f(i)` for every `i` in `0..parts`, each exactly once, on the calling thread and the
+/// call's spinning workers (or a rayon loop where there are none; see the module), and
+/// returns when all have run. A part's panic is raised again here once every part is done.
+pub fn par_for(parts: usize, f: impl Fn(usize) + Sync) {
+    if parts <= 1 {
+        (0..parts).for_each(f);
+        return;
+    }
+    let Some(shared) = CURRENT.with(|c| c.borrow_mut().take()) else {
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().for_each(&f);
+        return;
+    };
+    // Restores `CURRENT` (taken so that a nested loop goes to rayon, not into this job's
+    // slot) and clears the slot, waiting until no worker can still read the job: also when a
+    // part of this thread panics.
+    struct Publish<'s> {
+        shared: &'s Arc<Shared>,
+    }
+    impl Drop for Publish<'_> {
+        fn drop(&mut self) {
+            self.shared.job.store(std::ptr::null_mut(), Ordering::SeqCst);
+            while self.shared.inside.load(Ordering::SeqCst) > 0 {
+                std::hint::spin_loop();
+            }
+            CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(self.shared)));
+        }
+    }
+    if shared.alive.load(Ordering::Acquire) == 0 {
+        let _restore = Publish { shared: &shared };
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().for_each(&f);
+        return;
+    }
+    // Part 0 is the caller's, always: with one part per worker, each layer then gives a
+    // worker the same share as the last one did (the pixels or channels whose inputs the
+    // previous layer left in that core's cache). The others claim parts 1, 2, … in turn.
+    let job = Job { parts, next: AtomicUsize::new(1), finished: AtomicUsize::new(0), run: &f, panic: Mutex::new(None) };
+    {
+        let _published = Publish { shared: &shared };
+        // The pointer's 'static is a lie the slot needs; `Publish` retracts it, and waits for
+        // every reader to leave, before `job` goes out of scope.
+        shared.job.store(&job as *const Job as *mut Job<'static>, Ordering::SeqCst);
+        job.run_part(0);
+        job.work();
+        while job.finished.load(Ordering::Acquire) < parts {
+            std::hint::spin_loop();
+        }
+    }
+    if let Some(p) = job.panic.into_inner().ok().flatten() {
+        resume_unwind(p);
+    }
+}
+
+/// [`par_for`] over the chunks of `data` (`chunk` elements each, the last one shorter):
+/// `f(index, chunk)` for every chunk. Consecutive chunks go together, at most
+/// [`PARTS_PER_WORKER`] groups per worker, so that a loop over 2048 small planes costs a few
+/// claims, not 2048.
+pub fn par_chunks_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let chunk = chunk.max(1);
+    let (len, base) = (data.len(), SendPtr(data.as_mut_ptr()));
+    let chunks = len.div_ceil(chunk);
+    let parts = chunks.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
+    par_for(parts, |g| {
+        let base = &base;
+        for i in g * chunks / parts..(g + 1) * chunks / parts {
+            let start = i * chunk;
+            // SAFETY: chunk i belongs to group g alone and each group is run exactly once;
+            // its range [start, start + n) lies inside `data` and is disjoint from every
+            // other chunk's; `data` is borrowed mutably for the whole loop, so nothing else
+            // reaches it meanwhile.
+            let part = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), chunk.min(len - start)) };
+            f(i, part);
+        }
+    });
+}
+
+/// Groups of chunks per worker in [`par_chunks_mut`]: a few, so that a worker that got a
+/// slower share is helped by the others.
+pub const PARTS_PER_WORKER: usize = 4;
+
+/// A pointer parts of one loop share; each dereferences its own disjoint range.
+struct SendPtr<T>(*mut T);
+// SAFETY: see `par_chunks_mut`: the parts touch disjoint elements of a `Send` slice.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Whether spinning is on: `KESTREL_SPIN=0` turns it off (workers then sleep between parallel
 /// regions, as rayon's own pools do), read once per process.
@@ -63,6 +230,67 @@ pub fn enabled() -> bool {
 
 impl Drop for Spinner {
     fn drop(&mut self) {
-        self.done.store(true, Ordering::Release);
+        self.shared.done.store(true, Ordering::Release);
+        let outer = self.outer.take();
+        CURRENT.with(|c| *c.borrow_mut() = outer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2-worker pool whose calling thread is worker 0, as a session builds it.
+    fn in_pool(f: impl FnOnce() + Send) {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).use_current_thread().build().expect("pool");
+        pool.install(f);
+    }
+
+    #[test]
+    fn every_part_runs_once_with_and_without_spinning_workers() {
+        in_pool(|| {
+            for spinning in [true, false] {
+                let _awake = if spinning { Spinner::start(2) } else { None };
+                assert_eq!(CURRENT.with(|c| c.borrow().is_some()), spinning && enabled());
+                for parts in [0, 1, 2, 3, 17, 1000] {
+                    let hits: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                    par_for(parts, |i| {
+                        hits[i].fetch_add(1, Ordering::Relaxed);
+                    });
+                    assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "{parts} parts, spinning {spinning}");
+                }
+                // Nested loops go to rayon and still run every pair once.
+                let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+                par_for(8, |i| par_for(8, |j| _ = hits[i * 8 + j].fetch_add(1, Ordering::Relaxed)));
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                // Chunks: every element once, the last chunk shorter.
+                let mut v = vec![0u32; 1001];
+                par_chunks_mut(&mut v, 7, |i, c| c.iter_mut().for_each(|x| *x += 1 + i as u32));
+                assert!(v.iter().enumerate().all(|(k, &x)| x == 1 + (k / 7) as u32));
+            }
+        });
+    }
+
+    #[test]
+    fn a_panicking_part_is_raised_in_the_caller_and_the_slot_recovers() {
+        in_pool(|| {
+            let _awake = Spinner::start(2);
+            let done = AtomicUsize::new(0);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                par_for(8, |i| {
+                    if i == 5 {
+                        panic!("part 5");
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            }));
+            let msg = r.err().and_then(|p| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            assert_eq!(msg.as_deref(), Some("part 5"));
+            assert_eq!(done.load(Ordering::Relaxed), 7, "the other parts still ran");
+            assert_eq!(CURRENT.with(|c| c.borrow().is_some()), enabled(), "the call's slot is back");
+            let hits: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
+            par_for(100, |i| _ = hits[i].fetch_add(1, Ordering::Relaxed));
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        });
     }
 }

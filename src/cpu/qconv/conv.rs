@@ -10,7 +10,7 @@
 //! or u8 codes for the next INT8 conv (`cpu::epilogue`). A u8 residual is dequantized one
 //! channel row at a time into `QScratch::res`.
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::phases::{pack_pointwise, pack_taps, Phases, Source};
 use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL};
@@ -137,9 +137,14 @@ pub fn qconv2d(
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
         QOut::U8(o, _) => (OutPtr(std::ptr::null_mut()), OutPtr(o.as_mut_ptr())),
     };
-    let per_worker = panels.par_chunks_mut(plen).zip(s.i32.par_chunks_mut(tile)).zip(s.res.par_chunks_mut(res_row));
-    let range = per_worker.take(workers).enumerate().map(|(wi, ((panel, acc), res_buf))| {
+    // Each worker's panel, i32 tile and residual row, taken by its part of the loop.
+    let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
+        panels.chunks_mut(plen).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
+    let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
+    crate::exec::spin::par_for(workers, |wi| {
         let (dst_f32, dst_u8) = (dst_f32, dst_u8);
+        let mut held = bufs[wi].lock().unwrap_or_else(|e| e.into_inner());
+        let (panel, acc, res_buf) = &mut *held;
         let mut range = Lanes::default();
         let mut segs = Vec::new();
         let mut t = wi;
@@ -225,9 +230,9 @@ pub fn qconv2d(
             }
             t += workers;
         }
-        range
+        *ranges[wi].lock().unwrap_or_else(|e| e.into_inner()) = range;
     });
-    let range = range.reduce(Lanes::default, Lanes::merge);
+    let range = ranges.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner())).fold(Lanes::default(), Lanes::merge);
     record.then(|| range.range())
 }
 

@@ -15,7 +15,6 @@ pub mod linear;
 pub(crate) mod phases;
 pub mod transpose;
 
-use rayon::prelude::*;
 
 use crate::cpu::codec::{min_max, quantize_slice};
 use crate::cpu::qgemm::MR;
@@ -109,7 +108,7 @@ pub(crate) fn quantize_par(simd: Simd, p: QParams, x: &[f32], out: &mut [u8]) {
         quantize_slice(simd, p, x, out);
         return;
     }
-    out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| quantize_slice(simd, p, x, o));
+    crate::exec::spin::par_chunks_mut(out, 16 * 1024, |i, o| quantize_slice(simd, p, &x[i * 16 * 1024..][..o.len()], o));
 }
 
 /// A raw output pointer shared by workers that write pairwise-disjoint elements.

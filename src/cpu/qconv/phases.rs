@@ -2,7 +2,6 @@
 //! that every im2col row is one contiguous run, and the packing of qgemm panels from those
 //! runs (or, for 1×1 stride-1 convs and transposed convs, straight from the u8 planes).
 
-use rayon::prelude::*;
 
 use super::SERIAL_BYTES;
 use crate::cpu::codec::quantize_slice;
@@ -118,13 +117,18 @@ impl Phases {
                 }
             }
         };
-        // Only the phases some tap reads, spread evenly over the workers; small inputs (the 14²
-        // and 7² stages) cost less than a fork-join of the pool.
-        let used: Vec<(usize, &mut [u8])> = planes.chunks_mut(self.plane).enumerate().filter(|(i, _)| self.used[(i / cin) % (sy * sx)]).collect();
-        if used.len() * self.plane < SERIAL_BYTES {
-            used.into_iter().for_each(plane_of);
+        // Only the phases some tap reads, in groups of planes over the workers; small inputs
+        // (the 14² and 7² stages) cost less than a fork-join of the pool.
+        let used = |i: usize| self.used[(i / cin) % (sy * sx)];
+        let used_bytes = (0..planes.len() / self.plane.max(1)).filter(|&i| used(i)).count() * self.plane;
+        if used_bytes < SERIAL_BYTES {
+            planes.chunks_mut(self.plane).enumerate().filter(|(i, _)| used(*i)).for_each(plane_of);
         } else {
-            used.into_par_iter().for_each(plane_of);
+            crate::exec::spin::par_chunks_mut(planes, self.plane, |i, plane| {
+                if used(i) {
+                    plane_of((i, plane));
+                }
+            });
         }
     }
 
