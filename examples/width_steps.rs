@@ -1,15 +1,16 @@
 //! Latency of one conv against its output width, to find the channel counts the kernels run in
 //! whole blocks (`kestrel prune --round-to auto`, `src/prune/width.rs`). A 3×3 conv, 64 input
-//! channels at 28×28, output width 8..=96, one thread, best of 40 runs; f32 (the `gemm` crate,
-//! its own dispatch) and INT8 on every INT8 path this CPU has. Prints one row per width with
-//! each time relative to the time at the next multiple of 16.
+//! channels at 28×28, output width 8..=96, one thread, best of 40 runs: f32 on each of
+//! kestrel's own FP32 kernels this CPU has (what sessions run), on the `gemm` crate (the scalar
+//! ISA's path), and INT8 on every INT8 path this CPU has. One row per width, times in µs.
 //! `cargo run --release --example width_steps`
 
 use std::time::Instant;
 
 use kestrel::cpu::kernels::Kernels;
 use kestrel::cpu::qconv::{self, QIn, QOut, Ranges};
-use kestrel::cpu::{conv, detect};
+use kestrel::cpu::sgemm::Kernel;
+use kestrel::cpu::{conv, detect, sconv};
 use kestrel::graph::{ActQuant, Conv2d};
 use kestrel::qparams::{QParams, WeightBits};
 use kestrel::Tensor;
@@ -29,7 +30,12 @@ fn main() -> kestrel::Result<()> {
     let (cin, hw) = (64, 28);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| kestrel::Error::System(e.to_string()))?;
     let isas = detect::supported();
-    print!("{:>5} {:>10}", "width", "f32 us");
+    let fp32: Vec<Kernel> = detect::supported().into_iter().filter_map(Kernel::for_isa).collect();
+    print!("{:>5}", "width");
+    for k in &fp32 {
+        print!(" {:>18}", format!("f32 {} us", k.name()));
+    }
+    print!(" {:>14}", "f32 gemm us");
     for isa in &isas {
         print!(" {:>14}", format!("int8 {} us", isa.name()));
     }
@@ -40,8 +46,14 @@ fn main() -> kestrel::Result<()> {
         f.bias = Some(vec![0.1; cout]);
         let mut out = vec![0f32; cout * hw * hw];
         let mut scratch = Vec::new();
+        print!("{cout:>5}");
+        for &k in &fp32 {
+            let packed = sconv::pack(k, &f);
+            let t = pool.install(|| best(&mut || sconv::conv2d(k, &f, &packed, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, 1)));
+            print!(" {t:>18.1}");
+        }
         let t32 = pool.install(|| best(&mut || conv::conv2d(&f, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, 1)));
-        print!("{cout:>5} {t32:>10.1}");
+        print!(" {t32:>14.1}");
         for &isa in &isas {
             let k = Kernels::new(isa)?;
             let qc = f.clone().quantized(ActQuant::Static(QParams { scale: 0.02, zero_point: 128 }), true, WeightBits::Eight)?;

@@ -49,7 +49,7 @@ pub fn gemv(simd: Simd, w: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f
     };
     let w = &w[..out.len() * k];
     if threads > 1 && out.len() * k >= super::sconv::PAR_MIN_MACS {
-        crate::exec::spin::par_chunks_mut(out, GEMV_ROWS, |blk, o| {
+        crate::cpu::parallel::par_chunks_mut(out, GEMV_ROWS, |blk, o| {
             let rows = o.len();
             run((blk, (o, &w[blk * GEMV_ROWS * k..][..rows * k])))
         });

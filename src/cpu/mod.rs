@@ -12,6 +12,7 @@ pub(crate) mod epilogue;
 pub mod kernels;
 pub mod linear;
 pub mod pad;
+pub mod parallel;
 pub mod pool;
 pub mod qconv;
 pub mod qgemm;

@@ -298,7 +298,7 @@ pub fn conv2d(
             // Rows in groups, a few per worker, each group one claim.
             let rows = buf.len() / layout.ld.max(1);
             let group = rows.div_ceil(8 * workers).max(1);
-            crate::exec::spin::par_chunks_mut(buf, group * layout.ld, |g, rows| rows.chunks_mut(layout.ld).enumerate().for_each(|(j, srow)| body((g * group + j, srow))));
+            crate::cpu::parallel::par_chunks_mut(buf, group * layout.ld, |g, rows| rows.chunks_mut(layout.ld).enumerate().for_each(|(j, srow)| body((g * group + j, srow))));
         } else {
             buf.chunks_mut(layout.ld).enumerate().for_each(body);
         }
@@ -320,7 +320,7 @@ pub fn conv2d(
     if workers == 1 {
         run(0, &mut blocks[..per]);
     } else {
-        crate::exec::spin::par_chunks_mut(&mut blocks[..per * workers], per, run);
+        crate::cpu::parallel::par_chunks_mut(&mut blocks[..per * workers], per, run);
     }
     if layout.staged > 0 {
         staged_rows(staged, false, OutPtr(out.as_mut_ptr()));
@@ -582,7 +582,7 @@ fn phase_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], 
     };
     let image = sy * sx * hph * wph;
     if workers > 1 {
-        crate::exec::spin::par_chunks_mut(out, image, |i, planes| one((planes, &x[i * h * w..(i + 1) * h * w])));
+        crate::cpu::parallel::par_chunks_mut(out, image, |i, planes| one((planes, &x[i * h * w..(i + 1) * h * w])));
     } else {
         out.chunks_mut(image).zip(x.chunks(h * w)).for_each(one);
     }

@@ -8,8 +8,8 @@
 //! - [`node`]: one node's kernel on typed values.
 //! - [`session`]: [`Session`], shared by any number of threads; see its docs for choosing
 //!   threads per call.
-//! - [`spin`]: the call's other workers kept spinning while it runs, instead of sleeping and
-//!   being woken at every layer.
+//! The call's other workers spin while it runs, instead of sleeping and being woken at every
+//! layer ([`crate::cpu::parallel`], below the kernels that hand them work).
 //!
 //! Steady-state inference allocates only the returned output tensors, plus a few small index
 //! tables per INT8 conv (tap offsets, row segments; at most a few KB).
@@ -18,7 +18,6 @@ pub mod node;
 pub mod plan;
 pub mod prepare;
 pub mod session;
-pub mod spin;
 
 use crate::cpu::kernels::Kernels;
 use crate::error::Result;

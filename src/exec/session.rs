@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::node::{self, ValueMut, ValueRef};
 use super::plan::{Buffers, Plan};
 use super::prepare::{DType, Options, Prepared, Step};
-use super::spin::Spinner;
+use crate::cpu::parallel::Spinner;
 use crate::cpu::codec::dequantize_slice;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::Ranges;

@@ -141,7 +141,7 @@ pub fn qconv2d(
     let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
         panels.chunks_mut(plen).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
-    crate::exec::spin::par_for(workers, |wi| {
+    crate::cpu::parallel::par_for(workers, |wi| {
         let (dst_f32, dst_u8) = (dst_f32, dst_u8);
         let mut held = bufs[wi].lock().unwrap_or_else(|e| e.into_inner());
         let (panel, acc, res_buf) = &mut *held;

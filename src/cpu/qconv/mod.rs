@@ -108,7 +108,7 @@ pub(crate) fn quantize_par(simd: Simd, p: QParams, x: &[f32], out: &mut [u8]) {
         quantize_slice(simd, p, x, out);
         return;
     }
-    crate::exec::spin::par_chunks_mut(out, 16 * 1024, |i, o| quantize_slice(simd, p, &x[i * 16 * 1024..][..o.len()], o));
+    crate::cpu::parallel::par_chunks_mut(out, 16 * 1024, |i, o| quantize_slice(simd, p, &x[i * 16 * 1024..][..o.len()], o));
 }
 
 /// A raw output pointer shared by workers that write pairwise-disjoint elements.

@@ -124,7 +124,7 @@ impl Phases {
         if used_bytes < SERIAL_BYTES {
             planes.chunks_mut(self.plane).enumerate().filter(|(i, _)| used(*i)).for_each(plane_of);
         } else {
-            crate::exec::spin::par_chunks_mut(planes, self.plane, |i, plane| {
+            crate::cpu::parallel::par_chunks_mut(planes, self.plane, |i, plane| {
                 if used(i) {
                     plane_of((i, plane));
                 }
