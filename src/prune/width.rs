@@ -46,14 +46,16 @@ impl RoundTo {
 
 /// The channel step at which both the f32 and the INT8 convs of `isa` run whole blocks.
 ///
-/// Measured on an AVX-512 VNNI host (BENCHMARKS.md): the INT8 VNNI conv's time steps every 8
-/// output channels (its 8-row micro-kernel), the f32 conv's (the `gemm` crate's AVX-512
-/// kernels) every 6; 24 is the smallest width step that is whole for both. The AVX2 and scalar
-/// INT8 kernels step every 2 and every channel, but weights are packed in blocks of 8 rows, so
-/// 8 there; the f32 step of the `gemm` crate on an AVX2-only CPU was not measured here.
+/// Measured with `examples/width_steps` (BENCHMARKS.md, "Widths the kernels run in whole
+/// blocks"): kestrel's FP32 convs step every 8 output channels on AVX-512 (the 8 × 48 tile's
+/// rows) and every 6 on AVX2 + FMA (6 × 16); the INT8 VNNI conv every 8 (its 8-row
+/// micro-kernel); the AVX2 and scalar INT8 kernels every 2 and every channel, but their weights
+/// are packed in blocks of 8 rows. Hence 8 on AVX-512 VNNI, lcm(6, 8) = 24 on AVX2, and 8 on
+/// the scalar ISA (whose FP32 convs run on the `gemm` crate, not measured in steps).
 pub fn auto_multiple(isa: Isa) -> usize {
     match isa {
-        Isa::Avx512Vnni => 24,
-        Isa::Avx2 | Isa::Scalar => 8,
+        Isa::Avx512Vnni => 8,
+        Isa::Avx2 => 24,
+        Isa::Scalar => 8,
     }
 }
