@@ -25,8 +25,7 @@
 //!
 //! Work: the GEMMs, each split into column ranges (or, when it has too few columns, into
 //! output-channel ranges) so that every worker gets a share; layers under [`PAR_MIN_MACS`]
-//! run on the calling thread, without a rayon hand-off.
-
+//! run on the calling thread, without a hand-off to the other workers.
 
 use super::sgemm::{Epilogue, Geometry, Init, Kernel, PackedA, Tile};
 use crate::graph::Conv2d;
@@ -360,7 +359,7 @@ fn run_part(
     let kc_max = if matches!(layout.cols, Cols::Phased { .. }) && c.stride == [1, 1] && c.kernel() != [1, 1] { geo.kc_taps } else { geo.kc };
     // K blocks as even as they go under `kc_max`: the stem's K = 147 runs as 74 + 73, not
     // 128 + 19, whose short second block reloads and stores the whole output for 19 products
-    // per element (stem 63 → 66–67 GMAC/s at one thread, 110 → 117–124 at two).
+    // per element (stem 63 → 66–68 GMAC/s at one thread, 110 → 117–124 at two, `sgemm_peak`).
     let kc_even = kdim.div_ceil(kdim.div_ceil(kc_max).max(1)).max(1);
     // The input planes of this part's group in image b (all phases of one channel for `Cols::Phased`).
     let plane = match layout.cols {
@@ -419,24 +418,26 @@ fn run_part(
             let kc = kc_even.min(kdim - k0);
             let last = k0 + kc == kdim;
             // Where each packed B panel of this K block starts in `block`.
-            let panel_at: Vec<usize> = panels
-                .iter()
-                .scan(0, |off, &(_, nv, _)| {
-                    let at = *off;
-                    *off += geo.panel_len(kc, nv);
-                    Some(at)
-                })
-                .collect();
+            let panel_at: Vec<usize> = if packed {
+                panels
+                    .iter()
+                    .scan(0, |off, &(_, nv, _)| {
+                        let at = *off;
+                        *off += geo.panel_len(kc, nv);
+                        Some(at)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             if packed {
-                let mut off = 0;
-                for &(v0, nv, cols) in &panels {
+                for (&(v0, nv, cols), &off) in panels.iter().zip(&panel_at) {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
                     pack_batched(kernel, c, x, [cin, h, w], rows_of.taps, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
                     }
-                    off += panel.len();
                 }
             }
             // Each B panel (kc · NR floats) stays in L1 while the weight panels of an M block
@@ -460,39 +461,37 @@ fn run_part(
                         Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
                         Cols::Batched => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
                     };
-                    {
-                        let rows = geo.mr.min(cout_g - p * geo.mr);
-                        let ap = a.panel_from(p, k0).as_ptr();
-                        // Prefetch the next weight panel while this tile runs (`m_outer`: the
-                        // next tile reads this one again, from L1).
-                        let a_next = if p + 1 < m1 && !m_outer { kdim * geo.mr } else { 0 };
-                        let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + at(v0).1;
-                        let init = match (k0, residual) {
-                            (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
-                            (0, None) => Init::Zero,
-                            _ => Init::Output,
-                        };
-                        let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
-                        let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next };
-                        // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
-                        // them read); B (the panel at `panel_at[i]`, kc · nv · LANES floats, or the
-                        // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
-                        // runs of `cols` floats at the padded plane's row offsets, which end
-                        // inside the group's planes: the largest virtual column plus the
-                        // largest tap offset is the plane's last pixel) is in bounds; rows < `rows` and columns < `cols` of the tile lie inside
-                        // this GEMM's rows of `dst` (the output, or the staging buffer of
-                        // `layout.staged` floats, both sized by `conv2d`) and of a residual of
-                        // the same layout; no other part writes them (parts are disjoint in
-                        // GEMM, channel panels or columns) and nothing else borrows them
-                        // meanwhile; the bias slice holds `rows` values.
-                        unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
-                        if last && post {
-                            if let Some(f) = c.act {
-                                for r in 0..rows {
-                                    // SAFETY: as above, row r of the tile this part just wrote.
-                                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * ldc), cols) };
-                                    row.iter_mut().for_each(|v| *v = f.apply(*v));
-                                }
+                    let rows = geo.mr.min(cout_g - p * geo.mr);
+                    let ap = a.panel_from(p, k0).as_ptr();
+                    // Prefetch the next weight panel while this tile runs (`m_outer`: the
+                    // next tile reads this one again, from L1).
+                    let a_next = if p + 1 < m1 && !m_outer { kdim * geo.mr } else { 0 };
+                    let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + at(v0).1;
+                    let init = match (k0, residual) {
+                        (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
+                        (0, None) => Init::Zero,
+                        _ => Init::Output,
+                    };
+                    let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
+                    let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next };
+                    // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
+                    // them read); B (the panel at `panel_at[i]`, kc · nv · LANES floats, or the
+                    // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
+                    // runs of `cols` floats at the padded plane's row offsets, which end
+                    // inside the group's planes: the largest virtual column plus the
+                    // largest tap offset is the plane's last pixel) is in bounds; rows < `rows` and columns < `cols` of the tile lie inside
+                    // this GEMM's rows of `dst` (the output, or the staging buffer of
+                    // `layout.staged` floats, both sized by `conv2d`) and of a residual of
+                    // the same layout; no other part writes them (parts are disjoint in
+                    // GEMM, channel panels or columns) and nothing else borrows them
+                    // meanwhile; the bias slice holds `rows` values.
+                    unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
+                    if last && post {
+                        if let Some(f) = c.act {
+                            for r in 0..rows {
+                                // SAFETY: as above, row r of the tile this part just wrote.
+                                let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(o + r * ldc), cols) };
+                                row.iter_mut().for_each(|v| *v = f.apply(*v));
                             }
                         }
                     }
