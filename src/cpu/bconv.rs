@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::bgemm::{Epi, Kernel, PackedBf16, KC2, MR, NC, NR};
+use super::parallel::OutPtr;
 use super::sgemm::{Epilogue, Init};
 use crate::graph::Conv2d;
 
@@ -28,13 +29,6 @@ pub fn block_bytes(threads: usize) -> usize {
     4 * KC2 * NC * threads.max(1)
 }
 
-/// The output, shared by tasks that write disjoint tiles of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (see `conv2d`); the pointer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
 
 /// One task: image, group, first pixel and pixel count, weight panels `p0..p1`.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +87,7 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, packed: &[PackedBf16], x: &[f32], xs: 
 /// `dst` is the output of `conv2d`'s shapes, and no other thread touches the task's tile
 /// elements meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g, h, w]: [usize; 3], [cin, cout, oh, ow]: [usize; 4], residual: Option<&[f32]>, dst: OutPtr, t: Task, block: &mut Vec<u32>) {
+unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g, h, w]: [usize; 3], [cin, cout, oh, ow]: [usize; 4], residual: Option<&[f32]>, dst: OutPtr<f32>, t: Task, block: &mut Vec<u32>) {
     let [kh, kw] = c.kernel();
     let npix = oh * ow;
     let cout_g = a.m;

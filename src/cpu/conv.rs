@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::parallel::OutPtr;
 use super::sgemm;
 use crate::graph::Conv2d;
 
@@ -37,13 +38,6 @@ pub fn scratch_len(c: &Conv2d, out_hw: [usize; 2], threads: usize) -> usize {
     }
 }
 
-/// A raw output pointer shared by tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks holding an OutPtr write pairwise-disjoint element sets (distinct images,
-// groups or column blocks), and the owning slice outlives the parallel scope.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 fn is_pointwise(c: &Conv2d) -> bool {
     c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]

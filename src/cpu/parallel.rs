@@ -193,7 +193,7 @@ pub fn par_for(parts: usize, f: impl Fn(usize) + Sync) {
 /// claims, not 2048.
 pub fn par_chunks_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let chunk = chunk.max(1);
-    let (len, base) = (data.len(), SendPtr(data.as_mut_ptr()));
+    let (len, base) = (data.len(), OutPtr(data.as_mut_ptr()));
     let chunks = len.div_ceil(chunk);
     let parts = chunks.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
     par_for(parts, |g| {
@@ -214,10 +214,15 @@ pub fn par_chunks_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &
 /// slower share is helped by the others.
 pub const PARTS_PER_WORKER: usize = 4;
 
-/// A pointer parts of one loop share; each dereferences its own disjoint range.
-struct SendPtr<T>(*mut T);
-// SAFETY: see `par_chunks_mut`: the parts touch disjoint elements of a `Send` slice.
-unsafe impl<T: Send> Sync for SendPtr<T> {}
+/// A raw pointer shared by the parts of a parallel loop (or the tasks of a kernel) that each
+/// write their own disjoint elements of the slice it points into.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr<T>(pub *mut T);
+// SAFETY: every user has its parts write pairwise-disjoint elements (distinct images, groups,
+// pixel, channel or column ranges, chunks), and the slice outlives the parallel scope.
+unsafe impl<T> Send for OutPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for OutPtr<T> {}
 
 /// Whether spinning is on: `KESTREL_SPIN=0` turns it off (workers then sleep between parallel
 /// regions, as rayon's own pools do), read once per process.

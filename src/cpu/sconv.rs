@@ -27,6 +27,7 @@
 //! output-channel ranges) so that every worker gets a share; layers under [`PAR_MIN_MACS`]
 //! run on the calling thread, without a hand-off to the other workers.
 
+use super::parallel::OutPtr;
 use super::sgemm::{Epilogue, Geometry, Init, Kernel, PackedA, Tile};
 use crate::graph::Conv2d;
 
@@ -168,13 +169,6 @@ pub fn scratch_len(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4], t
     LINE_F32 + l.padded.next_multiple_of(LINE_F32) + l.staged + geo.kc * geo.nc * threads.max(1)
 }
 
-/// A raw pointer shared by tasks that write disjoint tiles.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks holding an OutPtr write pairwise-disjoint element sets (distinct images,
-// groups, channel ranges or column ranges), and the owning slice outlives the parallel scope.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// One task: output channels (in panels) and columns (in vectors) of one GEMM (an image and
 /// group, or a group of the whole batch).
@@ -275,7 +269,7 @@ pub fn conv2d(
     };
     let taps: Vec<i32> = if layout.cols == Cols::Batched { tap_table(c, [n, cin, h, w], [oh, ow]) } else { Vec::new() };
     // A residual starts the accumulators: staged convs copy it into the staging rows first.
-    let staged_rows = |buf: &mut [f32], copy_in: bool, res_or_out: OutPtr| {
+    let staged_rows = |buf: &mut [f32], copy_in: bool, res_or_out: OutPtr<f32>| {
         let body = |(row, srow): (usize, &mut [f32])| {
             let res_or_out = res_or_out;
             let (b, oc) = if layout.cols == Cols::Batched { (0, row) } else { (row / cout, row % cout) };
@@ -341,7 +335,7 @@ fn run_part(
     layout: &Layout,
     rows_of: Rows,
     residual: Option<Option<&[f32]>>,
-    dst: OutPtr,
+    dst: OutPtr<f32>,
     ldc: usize,
     os: [usize; 4],
     part: Part,

@@ -111,10 +111,4 @@ pub(crate) fn quantize_par(simd: Simd, p: QParams, x: &[f32], out: &mut [u8]) {
     crate::cpu::parallel::par_chunks_mut(out, 16 * 1024, |i, o| quantize_slice(simd, p, &x[i * 16 * 1024..][..o.len()], o));
 }
 
-/// A raw output pointer shared by workers that write pairwise-disjoint elements.
-#[derive(Clone, Copy)]
-pub(crate) struct OutPtr<T>(pub *mut T);
-// SAFETY: workers write pairwise-disjoint output elements (distinct image, group, pixel range
-// or channel range), and the output slice outlives the parallel scope.
-unsafe impl<T> Send for OutPtr<T> {}
-unsafe impl<T> Sync for OutPtr<T> {}
+pub(crate) use crate::cpu::parallel::OutPtr;
