@@ -217,6 +217,33 @@ fn pool_sweep() {
     }
 }
 
+/// Many planes, split into uneven groups over two workers (ResNet's stem pool in small).
+#[test]
+fn max_pool_splits_planes_over_workers() {
+    let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let p = Pool2d { kernel: [3, 3], stride: [2, 2], pads: [1; 4], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
+    for (planes, hw) in [(74usize, [30usize, 31usize]), (3, [120, 97]), (201, [9, 9])] {
+        let [oh, ow] = pool_out(&p, hw[0], hw[1]).expect("pool shape");
+        let (xs, os) = ([2, planes / 2 + planes % 2, hw[0], hw[1]], [2, planes / 2 + planes % 2, oh, ow]);
+        let x = data(xs.iter().product(), planes as u64);
+        let mut want = vec![f32::NAN; os.iter().product()];
+        reference::pool2d_ref(&p, true, &x, xs, &mut want, os);
+        let mut got = vec![f32::NAN; want.len()];
+        pool2.install(|| pool::pool2d(&p, true, &x, xs, &mut got, os));
+        assert_eq!(got, want, "f32 max-pool {xs:?}");
+        let codes: Vec<u8> = x.iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+        let want8: Vec<u8> = {
+            let f: Vec<f32> = codes.iter().map(|&c| f32::from(c)).collect();
+            let mut w = vec![f32::NAN; os.iter().product()];
+            reference::pool2d_ref(&p, true, &f, xs, &mut w, os);
+            w.iter().map(|&v| v as u8).collect()
+        };
+        let mut got8 = vec![0xAAu8; want8.len()];
+        pool2.install(|| pool::max_pool2d_u8(&p, &codes, xs, &mut got8, os));
+        assert_eq!(got8, want8, "u8 max-pool {xs:?}");
+    }
+}
+
 /// Pooling over 1 and 3 spatial axes ([`PoolNd`]) against the 2-D reference on the same data
 /// with a unit axis added: `[N, C, L]` as `[N, C, 1, L]`, and `[N, C, 1, H, W]` as
 /// `[N, C, H, W]`; and over 2 axes directly.

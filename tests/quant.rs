@@ -170,6 +170,10 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(1, 16, 72, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 96);
     check_qconv(1, 24, 40, [3, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 95);
     check_qconv(1, 24, 64, [7, 7], 1, 2, 0, 1, ActQuant::Static(statics[2]), false, 94);
+    // Phase planes built in parallel from many short rows, over two images, split across
+    // workers in mid-image: a 1×1 stride-2 conv (one phase of four used) and a 3×3 stride 2.
+    check_qconv(2, 37, 24, [14, 14], 1, 2, 0, 1, ActQuant::Static(statics[1]), true, 89);
+    check_qconv(2, 45, 16, [20, 22], 3, 2, 1, 1, ActQuant::Dynamic, false, 88);
     // Wide f32 inputs of convs that skip phases: quantized while the planes are built.
     check_qconv(2, 6, 9, [9, 60], 1, 2, 0, 1, ActQuant::Dynamic, true, 93);
     check_qconv(1, 6, 9, [5, 75], 1, 3, 0, 1, ActQuant::Static(statics[4]), false, 92);

@@ -1,4 +1,4 @@
-//! Max and average pooling over NCHW, one plane per task, with the window taps of each
+//! Max and average pooling over NCHW, planes split over the workers, with the window taps of each
 //! output row and column computed once per call. Max pooling (f32, and u8 codes of INT8
 //! models) is separable: row maxima first, then a strided pass over a padded row. Pooling over
 //! one or three spatial axes (`[N, C, L]`, `[N, C, D, H, W]`) takes a plain loop over the same
@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::parallel::{par_for, OutPtr, PARTS_PER_WORKER};
 use crate::cpu::simd::gather_stride2;
 use crate::graph::{Pool2d, PoolNd};
 
@@ -174,9 +175,22 @@ fn max_pool_separable<T: Copy + Send + Sync>(
     // (and 32 more, so a vector gather may read past its last element).
     let last = (ow.max(1) - 1) * sx + (kx.max(1) - 1) * dx + 1;
     let plen = last.max(left + w) + 32;
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).with_min_len(super::min_items(h * w + oh * ow)).for_each_init(
-        || (vec![lowest; plen], vec![lowest; ow]),
-        |(padded, strided), (o, plane)| {
+    // Planes in groups of at least `min_items` (smaller work stays on the calling thread), at
+    // most PARTS_PER_WORKER groups per worker, through `par_for` as the kernels' loops, so
+    // that a session's spinning workers take them.
+    let (ohw, hw) = (oh * ow, h * w);
+    let planes = if ohw == 0 || hw == 0 { 0 } else { (out.len() / ohw).min(x.len() / hw) };
+    let parts = planes.div_ceil(super::min_items(hw + ohw)).min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
+    let dst = OutPtr(out.as_mut_ptr());
+    par_for(parts, |g| {
+        let dst = &dst;
+        let (mut padded, mut strided) = (vec![lowest; plen], vec![lowest; ow]);
+        for i in g * planes / parts..(g + 1) * planes / parts {
+            // SAFETY: plane i's outputs [i·OH·OW, (i + 1)·OH·OW) lie inside `out` (i < planes ≤
+            // out.len() / (OH·OW)), belong to group g alone (each group runs once, groups
+            // cover disjoint planes), and `out` is borrowed mutably for the whole loop.
+            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(i * ohw), ohw) };
+            let plane = &x[i * hw..(i + 1) * hw];
             for (oy, wy) in ty.iter().enumerate() {
                 let rowmax = &mut padded[left..left + w];
                 rowmax.fill(lowest);
@@ -192,12 +206,12 @@ fn max_pool_separable<T: Copy + Send + Sync>(
                     let taps: &[T] = match (sx, stride2) {
                         (1, _) => &src[..ow],
                         (2, Some(gather)) => {
-                            gather(src, strided);
-                            strided
+                            gather(src, &mut strided);
+                            &strided
                         }
                         _ => {
                             strided.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
-                            strided
+                            &strided
                         }
                     };
                     for (d, &v) in orow.iter_mut().zip(taps) {
@@ -205,8 +219,8 @@ fn max_pool_separable<T: Copy + Send + Sync>(
                     }
                 }
             }
-        },
-    );
+        }
+    });
 }
 
 /// Mean over H·W of each plane: `[N, C, H, W] → [N, C, 1, 1]`.

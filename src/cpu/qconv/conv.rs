@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 
 use super::phases::{pack_pointwise, pack_taps, Phases, Source};
-use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL};
+use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL, SMALL_PANEL_TARGET, SMALL_WEIGHTS};
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
 use crate::cpu::epilogue::{dequant_segs, requant_segs, Seg};
 use crate::cpu::kernels::Kernels;
@@ -87,7 +87,8 @@ pub fn qconv2d(
         _ => (npix, npix.max(1), npix.max(1)),
     };
     let total_blocks = nv.div_ceil(BLOCK);
-    let nb_max = (PANEL_TARGET / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
+    let target = if pw0.mpad * pw0.kpad <= SMALL_WEIGHTS { SMALL_PANEL_TARGET } else { PANEL_TARGET };
+    let nb_max = (target / (pw0.kpad * BLOCK)).clamp(1, total_blocks);
     let (chunks, row_chunks) = work_split(total_blocks, nb_max, n * g, cout_g, threads);
     let nb = total_blocks.div_ceil(chunks);
     let tasks = n * g * chunks * row_chunks;
@@ -283,7 +284,8 @@ fn epilogue(simd: Simd, c: &Conv2d, q: &Int8, pw: &PackedWeights, co: usize, oc:
 
 /// How each (image, group) is cut into tasks: `(pixel chunks, channel chunks)`.
 ///
-/// Normally by pixels: enough chunks that each fits [`PANEL_TARGET`], at least one per worker,
+/// Normally by pixels: enough chunks that each fits the panel target ([`PANEL_TARGET`], or
+/// [`SMALL_PANEL_TARGET`] for small weights), at least one per worker,
 /// and, while there are only a few, a count that gives every worker the same number of tasks
 /// (chunks then take `total_blocks / chunks` blocks each, give or take one). With few pixel
 /// blocks and many channels (ResNet's 7×7 stage) the workers split output channels instead, so

@@ -1,8 +1,6 @@
 //! The INT8 fully connected layer: `[N, in]` quantized into one panel, the workers split the
 //! output rows over the `[out][in]` weights packed once.
 
-use rayon::prelude::*;
-
 use super::{input_params, quantize_par, QScratch};
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{panel_index, panel_len, PackedWeights, BLOCK, MR};
@@ -42,7 +40,7 @@ pub fn qlinear(kernels: &Kernels, l: &Linear, q: &Int8, pw: &PackedWeights, x: &
     let per = o.div_ceil(threads.max(1)).next_multiple_of(MR).max(MR);
     let kern = kernels.qgemm;
     let panel: &[u8] = panel;
-    s.i32[..o * rs].par_chunks_mut(per * rs).enumerate().for_each(|(i, acc)| {
+    crate::cpu::parallel::par_chunks_mut(&mut s.i32[..o * rs], per * rs, |i, acc| {
         let c0 = i * per;
         kern.run_rows(pw, c0..(c0 + per).min(o), panel, blocks, acc, rs);
     });

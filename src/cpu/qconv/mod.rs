@@ -30,6 +30,13 @@ pub use transpose::{pack_conv_transpose, qconv_transpose2d};
 /// larger tasks also mean fewer passes over the weights per worker; on the reference Zen 4
 /// this took ResNet-50's 14² 3×3 convs from 0.47 to 0.39 ms (2 threads) against 192 KB.
 const PANEL_TARGET: usize = 512 * 1024;
+/// The panel size for convs whose packed weights fit in [`SMALL_WEIGHTS`]: re-reading such
+/// weights per task costs little, and smaller panels (with their smaller i32 tiles) kept
+/// ResNet-50's stem (K = 148, 12 544 pixels, 40–64 channels) at 0.30–0.43 ms inside a
+/// session at 2 threads against 0.45–0.52 ms with 4 tasks of 476 KB panels.
+const SMALL_PANEL_TARGET: usize = 128 * 1024;
+/// Packed weight bytes (`mpad · kpad`) up to which [`SMALL_PANEL_TARGET`] applies.
+const SMALL_WEIGHTS: usize = 64 * 1024;
 /// The same for ConvTranspose, whose i32 tile holds all `Cout·kh·kw` rows at once.
 const CONVT_PANEL_TARGET: usize = 192 * 1024;
 /// Output channels per kernel call: the epilogue reads their i32 tile (at most
@@ -39,6 +46,10 @@ const _: () = assert!(ROWS_PER_CALL % MR == 0);
 /// Below this many output bytes, input quantization and phase planes are built on the calling
 /// thread: cheaper than waking the pool.
 const SERIAL_BYTES: usize = 64 * 1024;
+/// Phase planes with at least this many rows are built in parallel even when smaller than
+/// [`SERIAL_BYTES`]: each row costs a few calls (pads, copy), and ResNet-50's 7² 3×3 convs
+/// have 9 rows per channel (3 528 rows for 392 channels).
+const SERIAL_ROWS: usize = 256;
 
 /// Reusable byte, i32 and f32 buffers of the INT8 layers, owned by one call's buffers.
 #[derive(Default, Debug)]
