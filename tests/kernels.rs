@@ -125,6 +125,15 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(1, 64, 140, [57, 55], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Relu), true, 20);
     check_conv(1, 33, 136, [56, 56], [1, 1], 1, [0; 4], 1, 1, None, false, 21);
     check_conv(1, 64, 512, [28, 28], [1, 1], 1, [0; 4], 1, 2, Some(Activation::LeakyRelu(0.1)), true, 22);
+    // At most 4 output pixels in the whole batch (the narrow kernel): 1×1, 1×2 and 2×2 maps,
+    // batches of 1–4, tails of the weight panels (13 and 70 rows: 8 panels side by side, then
+    // the rest), groups, padding, a residual and a sigmoid after the store.
+    check_conv(1, 64, 70, [2, 2], [3, 3], 2, [1; 4], 1, 1, Some(Activation::Relu), false, 24);
+    check_conv(4, 17, 13, [1, 1], [3, 3], 1, [1; 4], 1, 1, None, true, 25);
+    check_conv(2, 12, 30, [1, 2], [3, 3], 1, [1; 4], 1, 3, Some(Activation::Sigmoid), true, 26);
+    check_conv(1, 33, 40, [2, 2], [3, 3], 1, [1; 4], 1, 1, Some(Activation::LeakyRelu(0.1)), true, 27);
+    check_conv(3, 9, 7, [1, 1], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Clip(0.0, 6.0)), false, 28);
+    check_conv(1, 20, 9, [4, 4], [3, 3], 2, [1; 4], 1, 1, None, true, 29);
     // A stride-1 3×3 conv over three of its longer K blocks (576 = 256 + 256 + 64).
     check_conv(1, 64, 20, [13, 11], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 23);
 }

@@ -129,7 +129,13 @@ impl Session {
         Ok((0..p.graph.nodes.len())
             .map(|k| {
                 let (n, step) = planned.plan.step(p, k);
-                let label = step.kernel(&p.kernels);
+                let mut label = step.kernel(&p.kernels);
+                // The FP32 conv of a batch with at most NARROW_COLS output pixels runs on the
+                // narrow kernel (`cpu::sconv`).
+                let os = &planned.plan.shapes[n.output];
+                if matches!(step, Step::SConv(_)) && os.len() == 4 && os[0] * os[2] * os[3] <= crate::cpu::sgemm::NARROW_COLS {
+                    label.push_str(" narrow");
+                }
                 match (&n.op, &p.graph.nodes[k].op) {
                     (Op::Conv(small), Op::Conv(full)) if small.kernel() != full.kernel() => {
                         let ([a, b], [c, d]) = (small.kernel(), full.kernel());

@@ -15,6 +15,9 @@
 //! then `acc + bias`, then the activation: the [`scalar`] twin does the same operations one
 //! element at a time with `f32::mul_add`, so every path is bit-identical to it.
 //!
+//! GEMMs of at most [`NARROW_COLS`] columns (convs over 1×1 and 2×2 maps at batch 1) run on
+//! the narrow kernel ([`Kernel::narrow`]), vectorised along M: same operations, same values.
+//!
 //! | kernel | MR × NR (vectors) | KC (stride-1 convs with taps) | NC |
 //! | --- | --- | --- | --- |
 //! | scalar twin | that of the kernel it checks | — | — |
@@ -25,6 +28,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod narrow;
 pub mod pack;
 pub mod scalar;
 
@@ -221,6 +226,54 @@ impl Kernel {
             // SAFETY: the token proves AVX-512F; the caller's contract covers the indices.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => unsafe { avx512::gather(dst, src, idx) },
+        }
+    }
+}
+
+/// Most columns of a narrow GEMM ([`Kernel::narrow`]).
+pub const NARROW_COLS: usize = 4;
+
+impl Kernel {
+    /// The narrow GEMM: for weight panels `panels` of `a` and the `b.len() ≤ NARROW_COLS`
+    /// columns `b[j]` (`a.k` values each), `acc[((p − panels.start)·NARROW_COLS + j)·8 + r] =
+    /// fma(a[p·MR + r][k], b[j][k], …)` over k in order, starting from the value `acc` holds,
+    /// for rows `r < MR` (lanes `MR..8` are left alone). The tiles' arithmetic, vectorised
+    /// along the rows: AVX2 + FMA, with a plain `mul_add` loop where the CPU lacks FMA.
+    ///
+    /// # Panics
+    /// When `b` is empty or longer than [`NARROW_COLS`], a column is shorter than `a.k`, the
+    /// panels lie outside `a`, or `acc` is shorter than `panels.len() · NARROW_COLS · 8`.
+    pub fn narrow(self, a: &PackedA, panels: std::ops::Range<usize>, b: &[&[f32]], acc: &mut [f32]) {
+        let (np, k, mr) = (panels.len(), a.k, a.mr);
+        assert!(!b.is_empty() && b.len() <= NARROW_COLS && b.iter().all(|c| c.len() >= k), "narrow: 1 to {NARROW_COLS} columns of {k} values");
+        assert!(mr <= 8 && panels.end * k * mr <= a.data.len() && acc.len() >= np * NARROW_COLS * 8, "narrow: panels or accumulators out of range");
+        if np == 0 || k == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if (mr == 8 || mr == 6) && (matches!(self, Kernel::Avx2Fma(_)) || has_fma()) {
+            let bp: [*const f32; NARROW_COLS] = std::array::from_fn(|j| b[j.min(b.len() - 1)].as_ptr());
+            let ap = a.data[panels.start * k * mr..].as_ptr();
+            // SAFETY: the AVX2 token proves AVX2 and FMA, and an AVX-512 CPU has AVX2 (FMA
+            // checked); the asserts above prove the panels (k · MR floats each, at stride
+            // k · MR), the columns and the accumulators in bounds.
+            unsafe {
+                match mr {
+                    8 => narrow::run::<8>(ap, k * mr, np, k, bp, b.len(), acc),
+                    _ => narrow::run::<6>(ap, k * mr, np, k, bp, b.len(), acc),
+                }
+            }
+            return;
+        }
+        let _ = self;
+        for p in 0..np {
+            let panel = a.panel_from(panels.start + p, 0);
+            for (j, col) in b.iter().enumerate() {
+                for r in 0..mr {
+                    let y = &mut acc[(p * NARROW_COLS + j) * 8 + r];
+                    *y = (0..k).fold(*y, |y, kk| panel[kk * mr + r].mul_add(col[kk], y));
+                }
+            }
         }
     }
 }
