@@ -354,18 +354,27 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
         scratch.resize(need, 0.0);
     }
     let (col, acc) = scratch[..need].split_at_mut(groups * cols * kdim);
+    // Each column's input rows and columns per tap (None: in the padding), found once.
+    let (mut tap_y, mut tap_x) = (vec![None; kh], vec![None; kw]);
     for (gj, dst) in col.chunks_exact_mut(kdim.max(1)).enumerate() {
         let (g, j) = (gj / cols, gj % cols);
         let (b, oy, ox) = (j / npix, j % npix / ow, j % ow);
-        let mut k = 0;
-        for ci in 0..cin_g {
+        for (ky, t) in tap_y.iter_mut().enumerate() {
+            *t = Some((oy * sy + ky * dy).wrapping_sub(pt)).filter(|&iy| iy < h);
+        }
+        for (kx, t) in tap_x.iter_mut().enumerate() {
+            *t = Some((ox * sx + kx * dx).wrapping_sub(pl)).filter(|&ix| ix < w);
+        }
+        for (ci, taps) in dst.chunks_exact_mut(kh * kw).enumerate() {
             let plane = &x[(b * cin + g * cin_g + ci) * h * w..][..h * w];
-            for ky in 0..kh {
-                let iy = (oy * sy + ky * dy).wrapping_sub(pt);
-                for kx in 0..kw {
-                    let ix = (ox * sx + kx * dx).wrapping_sub(pl);
-                    dst[k] = if iy < h && ix < w { plane[iy * w + ix] } else { 0.0 };
-                    k += 1;
+            for (row, &iy) in taps.chunks_exact_mut(kw).zip(&tap_y) {
+                match iy {
+                    None => row.fill(0.0),
+                    Some(iy) => {
+                        for (d, &ix) in row.iter_mut().zip(&tap_x) {
+                            *d = ix.map_or(0.0, |ix| plane[iy * w + ix]);
+                        }
+                    }
                 }
             }
         }

@@ -21,14 +21,16 @@ use super::NARROW_COLS as COLS;
 /// `panels · COLS · 8` floats; `1 ≤ cols ≤ COLS`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn run<const MR: usize>(a: *const f32, stride: usize, panels: usize, kdim: usize, b: [*const f32; COLS], cols: usize, acc: &mut [f32]) {
-    // SAFETY: forwarded contract. Register use: P·N ≤ 12 accumulators, N broadcasts and a
-    // weight vector: within AVX2's 16 ymm registers.
+    // SAFETY: forwarded contract. Register use: P·N accumulators, N broadcasts and a weight
+    // vector (one column: the weights are an FMA's memory operand) within AVX2's 16 ymm
+    // registers, and at least 8 independent FMA chains (4 cycles of latency, 2 per cycle).
+    // 3 panels × 4 columns spilled an accumulator in the K loop.
     unsafe {
         match cols {
-            1 => run_n::<MR, 1, 8>(a, stride, panels, kdim, b, acc),
+            1 => run_n::<MR, 1, 12>(a, stride, panels, kdim, b, acc),
             2 => run_n::<MR, 2, 6>(a, stride, panels, kdim, b, acc),
-            3 => run_n::<MR, 3, 4>(a, stride, panels, kdim, b, acc),
-            _ => run_n::<MR, 4, 3>(a, stride, panels, kdim, b, acc),
+            3 => run_n::<MR, 3, 3>(a, stride, panels, kdim, b, acc),
+            _ => run_n::<MR, 4, 2>(a, stride, panels, kdim, b, acc),
         }
     }
 }
