@@ -223,7 +223,7 @@ impl Session {
         let planned = self.planned(inputs)?;
         let taken = lock(&planned.idle).pop();
         let mut bufs = taken.unwrap_or_else(|| Buffers::new(&planned.plan, self.prepared.graph.values.len()));
-        let threads = self.threads;
+        let threads = if planned.plan.parallel { self.threads } else { 1 };
         let out = self.in_pool(|| {
             let _awake = Spinner::start(threads);
             execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds)

@@ -173,7 +173,11 @@ impl Graph {
 
     /// Multiply-accumulate count for one run at `input_shape`.
     pub fn macs(&self, input_shape: &[usize]) -> Result<u64> {
-        let shapes = shape::infer(self, &[input_shape.to_vec()])?;
+        Ok(self.macs_at(&shape::infer(self, &[input_shape.to_vec()])?))
+    }
+
+    /// [`Graph::macs`] with every value's shape already inferred (`shapes[value id]`).
+    pub fn macs_at(&self, shapes: &[Vec<usize>]) -> u64 {
         // Saturating: a file's shapes can imply more than 2^64 (the planner refuses them later).
         let elems = |s: &[usize]| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
         let mut macs = 0u64;
@@ -192,6 +196,6 @@ impl Graph {
             };
             macs = macs.saturating_add(per);
         }
-        Ok(macs)
+        macs
     }
 }
