@@ -169,6 +169,8 @@ fn qconv_matches_its_twin_exactly() {
     // Few pixel blocks, many channels: the workers split the output channels instead.
     check_qconv(1, 16, 72, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 96);
     check_qconv(1, 24, 40, [3, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 95);
+    // A 14² map (14 blocks of virtual pixels) split by channels too, 16 + 24 of 40.
+    check_qconv(1, 24, 40, [14, 14], 3, 1, 1, 1, ActQuant::Static(statics[1]), true, 87);
     check_qconv(1, 24, 64, [7, 7], 1, 2, 0, 1, ActQuant::Static(statics[2]), false, 94);
     // Phase planes built in parallel from many short rows, over two images, split across
     // workers in mid-image: a 1×1 stride-2 conv (one phase of four used) and a 3×3 stride 2.
