@@ -22,8 +22,8 @@ pub struct Plan {
     /// ([`live_taps`]), run instead of the prepared node; `None` for every other node.
     pub cropped: Vec<Option<(Node, Step)>>,
     /// Whether a call at these shapes runs on all the session's workers: at least
-    /// [`CALL_PAR_MIN_MACS`] multiply-adds in all ([`Graph::macs`]'s count). Below it, one
-    /// call's parallel layers are too few to pay for waking and spinning the other workers.
+    /// [`CALL_PAR_MIN_MACS`] multiply-adds in all ([`crate::graph::Graph::macs`]'s count).
+    /// Below it, one call's parallel layers are too few to pay for waking the other workers.
     pub parallel: bool,
 }
 
