@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::parallel::{par_for, OutPtr, PARTS_PER_WORKER};
+use crate::cpu::parallel::par_chunks_mut;
 use crate::cpu::simd::gather_stride2;
 use crate::graph::{Pool2d, PoolNd};
 
@@ -179,22 +179,18 @@ fn max_pool_separable<T: Copy + Send + Sync>(
     // (and 32 more, so a vector gather may read past its last element).
     let last = (ow.max(1) - 1) * sx + (kx.max(1) - 1) * dx + 1;
     let plen = last.max(left + w) + 32;
-    // Planes in groups of at least `min_items` (smaller work stays on the calling thread), at
-    // most PARTS_PER_WORKER groups per worker, through `par_for` as the kernels' loops, so
-    // that a session's spinning workers take them.
+    // Chunks of at least `min_items` planes (smaller work stays on the calling thread), through
+    // `par_chunks_mut` as the kernels' loops, so that a session's spinning workers take them.
     let (ohw, hw) = (oh * ow, h * w);
-    let planes = if ohw == 0 || hw == 0 { 0 } else { (out.len() / ohw).min(x.len() / hw) };
-    let parts = planes.div_ceil(super::min_items(hw + ohw)).min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
-    let dst = OutPtr(out.as_mut_ptr());
-    par_for(parts, |g| {
-        let dst = &dst;
+    if ohw == 0 || hw == 0 {
+        return;
+    }
+    let per = super::min_items(hw + ohw);
+    let planes = (out.len() / ohw).min(x.len() / hw);
+    par_chunks_mut(&mut out[..planes * ohw], per * ohw, |ci, chunk| {
         let (mut padded, mut strided) = (vec![lowest; plen], vec![lowest; ow]);
-        for i in g * planes / parts..(g + 1) * planes / parts {
-            // SAFETY: plane i's outputs [i·OH·OW, (i + 1)·OH·OW) lie inside `out` (i < planes ≤
-            // out.len() / (OH·OW)), belong to group g alone (each group runs once, groups
-            // cover disjoint planes), and `out` is borrowed mutably for the whole loop.
-            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(i * ohw), ohw) };
-            let plane = &x[i * hw..(i + 1) * hw];
+        for (k, o) in chunk.chunks_mut(ohw).enumerate() {
+            let plane = &x[(ci * per + k) * hw..][..hw];
             for (oy, wy) in ty.iter().enumerate() {
                 let rowmax = &mut padded[left..left + w];
                 rowmax.fill(lowest);

@@ -168,15 +168,26 @@ impl Layout {
 /// its gathered columns and accumulators).
 pub fn scratch_len(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
     let geo = kernel.geometry();
-    if xs[0] * os[2] * os[3] <= NARROW_COLS {
-        // conv2d_narrow: the gathered columns and the accumulators.
-        let kdim = xs[1] / c.groups.max(1) * c.kernel()[0] * c.kernel()[1];
-        return os[0] * os[2] * os[3] * c.groups * kdim + (os[1] / c.groups.max(1)).div_ceil(geo.mr) * NARROW_COLS * 8;
+    if is_narrow(os) {
+        return narrow_scratch(c, xs, os, geo.mr).1;
     }
     let l = Layout::new(geo, c, xs, os);
     LINE_F32 + l.padded.next_multiple_of(LINE_F32) + l.staged + geo.kc * geo.nc * threads.max(1)
 }
 
+
+/// Whether [`conv2d`] runs on the narrow kernel a conv with output `os`: at most
+/// [`NARROW_COLS`] output pixels over the whole batch.
+pub fn is_narrow(os: [usize; 4]) -> bool {
+    os[0] * os[2] * os[3] <= NARROW_COLS
+}
+
+/// `conv2d_narrow`'s scratch elements: `(gathered columns, columns + accumulators)`.
+fn narrow_scratch(c: &Conv2d, xs: [usize; 4], os: [usize; 4], mr: usize) -> (usize, usize) {
+    let g = c.groups.max(1);
+    let cols = os[0] * os[2] * os[3] * c.groups * (xs[1] / g * c.kernel()[0] * c.kernel()[1]);
+    (cols, cols + (os[1] / g).div_ceil(mr) * NARROW_COLS * 8)
+}
 
 /// One task: output channels (in panels) and columns (in vectors) of one GEMM (an image and
 /// group, or a group of the whole batch).
@@ -215,7 +226,7 @@ pub fn conv2d(
     if n == 0 || cout_g == 0 || npix == 0 {
         return;
     }
-    if n * npix <= NARROW_COLS {
+    if is_narrow(os) {
         conv2d_narrow(kernel, c, packed, x, xs, residual, out, os, scratch);
         return;
     }
@@ -349,11 +360,11 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
     let kdim = cin_g * kh * kw;
     let mr = kernel.geometry().mr;
     let panels = cout_g.div_ceil(mr);
-    let need = groups * cols * kdim + panels * NARROW_COLS * 8;
+    let (col_len, need) = narrow_scratch(c, xs, os, mr);
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let (col, acc) = scratch[..need].split_at_mut(groups * cols * kdim);
+    let (col, acc) = scratch[..need].split_at_mut(col_len);
     // Each column's input rows and columns per tap (None: in the padding), found once.
     let (mut tap_y, mut tap_x) = (vec![None; kh], vec![None; kw]);
     for (gj, dst) in col.chunks_exact_mut(kdim.max(1)).enumerate() {

@@ -130,11 +130,11 @@ impl Session {
             .map(|k| {
                 let (n, step) = planned.plan.step(p, k);
                 let mut label = step.kernel(&p.kernels);
-                // The FP32 conv of a batch with at most NARROW_COLS output pixels runs on the
-                // narrow kernel (`cpu::sconv`).
-                let os = &planned.plan.shapes[n.output];
-                if matches!(step, Step::SConv(_)) && os.len() == 4 && os[0] * os[2] * os[3] <= crate::cpu::sgemm::NARROW_COLS {
-                    label.push_str(" narrow");
+                // The FP32 conv of a batch with at most 4 output pixels (`cpu::sconv`).
+                if let (Step::SConv(_), &[b, c, h, w]) = (step, planned.plan.shapes[n.output].as_slice()) {
+                    if crate::cpu::sconv::is_narrow([b, c, h, w]) {
+                        label.push_str(" narrow");
+                    }
                 }
                 match (&n.op, &p.graph.nodes[k].op) {
                     (Op::Conv(small), Op::Conv(full)) if small.kernel() != full.kernel() => {
