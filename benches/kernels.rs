@@ -5,8 +5,9 @@
 //! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
 //!   packed once (`cpu::sconv`), `bf16-<kernel>` the bf16 conv (`cpu::bconv`, AVX512_BF16
-//!   hosts), on every ResNet-50 layer shape. The hosts' FMA and `vdpbf16ps` peaks, for the
-//!   efficiency column: `cargo run --release --example sgemm_peak`.
+//!   hosts; `bf16-amx-bf16-32x32` the AMX tile conv, `cpu::amx`, on AMX-BF16 hosts), on every
+//!   ResNet-50 layer shape. The hosts' FMA and `vdpbf16ps` peaks, for the efficiency column:
+//!   `cargo run --release --example sgemm_peak`.
 //!
 //! `cargo bench --bench kernels`
 
@@ -124,6 +125,13 @@ fn convs(c: &mut Criterion) {
             let packed = kestrel::cpu::bconv::pack(&f);
             group.bench_function(BenchmarkId::new(format!("bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| pool.install(|| kestrel::cpu::bconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, threads)))
+            });
+        }
+        // bf16 on AMX tiles where the CPU has AMX-BF16.
+        if let Some(t) = kestrel::cpu::amx::AmxToken::new().filter(|_| kestrel::cpu::amx::takes(&f)) {
+            let packed = kestrel::cpu::amx::pack(&f);
+            group.bench_function(BenchmarkId::new(format!("bf16-{}", kestrel::cpu::amx::NAME.replace(' ', "-")), &label), |b| {
+                b.iter(|| pool.install(|| kestrel::cpu::amx::conv2d(t, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
         let kernels = Kernels::select().unwrap();

@@ -143,10 +143,10 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
 fn kestrel_session(g: Graph, threads: usize, bf16: bool) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
     let s = Session::new(g, &Options { threads, optimize: true, bf16 })?;
-    let path = match (quant, s.prepared().kernels.conv_bf16) {
-        (true, _) => s.prepared().kernels.isa.name(),
-        (false, Some(k)) => k.name(),
-        (false, None) => "f32",
+    let path = match (quant, s.prepared().kernels.bf16_name()) {
+        (true, _) => s.prepared().kernels.isa.name().to_string(),
+        (false, Some(k)) => k,
+        (false, None) => "f32".to_string(),
     };
     Ok((Engine::Kestrel(s), format!("kestrel {path}")))
 }

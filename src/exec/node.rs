@@ -6,7 +6,7 @@ use super::plan::Scratch;
 use super::prepare::Step;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::{self, QIn, QOut, Ranges, Residual};
-use crate::cpu::{bconv, conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv};
+use crate::cpu::{amx, bconv, conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Op};
 use crate::qparams::QParams;
@@ -102,6 +102,14 @@ pub(crate) fn run(
             let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             bconv::conv2d(kernel, c, packed, x, dims4(xs), residual, out, dims4(os), threads);
+            Ok(None)
+        }
+        (Step::AmxConv(packed), Op::Conv(c)) => {
+            let tok = kernels.conv_amx.ok_or_else(|| mistyped(n, "the AMX-packed bf16 weights"))?;
+            let (x, xs) = f32_in(0)?;
+            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            amx::conv2d(tok, c, packed, x, dims4(xs), residual, out, dims4(os), &mut scratch.f32, threads);
             Ok(None)
         }
         (Step::MaxPoolU8, Op::MaxPool(p)) => {

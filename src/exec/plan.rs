@@ -4,7 +4,7 @@
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
 use super::prepare::{self, Prepared, Step};
-use crate::cpu::{bconv, conv, conv_transpose, pool, qconv::QScratch, sconv};
+use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -96,6 +96,10 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
+                (Op::Conv(c), Step::AmxConv(packed)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    amx::scratch_len(c, packed, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
+                }
                 (Op::ConvTranspose(c), Step::F32 | Step::QConvTranspose(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])
@@ -152,7 +156,7 @@ impl Plan {
 /// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding.
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
-    let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
+    let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::AmxConv(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);

@@ -261,9 +261,9 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
         optimization: opts.optimization,
         quantized,
         host_isa: host_isa.name().to_string(),
-        kestrel_isa: match (quantized, session.prepared().kernels.conv_bf16) {
+        kestrel_isa: match (quantized, session.prepared().kernels.bf16_name()) {
             (true, _) => session.prepared().kernels.isa.name().to_string(),
-            (false, Some(k)) => format!("bf16 {}", k.name()),
+            (false, Some(k)) => format!("bf16 {k}"),
             (false, None) => "f32".to_string(),
         },
         tolerance: opts.tolerance.clone(),

@@ -1,0 +1,486 @@
+//! BF16 convolution on AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): the
+//! `--precision bf16` conv path on CPUs that have AMX-BF16, an implicit GEMM with no im2col.
+//!
+//! Per image: `out[Cout, OH·OW] = W[Cout, taps·Cin] × X[taps·Cin, OH·OW]`, in 32 × 32 blocks of
+//! four 16 × 16 f32 accumulator tiles (two output-channel halves × two pixel halves).
+//!
+//! Layouts:
+//! - Weights, packed once ([`Packed`]): `[Mpad/16][kh·kw][Cpad/32][16][32]` bf16, output
+//!   channels padded to `Mpad` (a multiple of 32) and input channels to `Cpad` (a multiple of
+//!   32) with zeros: one A tile (16 channels × 32 k) is 1 KiB, contiguous.
+//! - Activations: the input is copied once per call, rounded to bf16, zero-padded and split by
+//!   stride into phase planes of channel pairs, `[N][sy·sx][Cpad/2][P]` u32 (a pair holds
+//!   channel `2i` in its low half, `2i + 1` in its high half; `P ≥ hph·wph`), as
+//!   `cpu::sconv`'s `Phased` columns: virtual pixel `v = oy·wph + ox` (`ox < wph`) of tap
+//!   `(ky, kx)` reads phase `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph +
+//!   ⌊kx·dx/sx⌋`. So a B tile (16 channel pairs × 16 virtual pixels) is 16 runs of 64 bytes
+//!   at the plane stride, loaded in place by `tileloadd`. Virtual columns `ox ≥ OW` are
+//!   computed and dropped.
+//! - Output: NCHW f32. The epilogue reads each accumulator tile back (`tilestored` into a
+//!   4 KiB buffer), adds the residual and the bias, applies the activation and stores the
+//!   real pixels.
+//!
+//! Arithmetic: the products of two bf16 values are exact in f32; `tdpbf16ps` sums them in an
+//! order and with intermediate roundings that Intel does not specify (measured on this
+//! project's host: no sequential or pairwise f32 model reproduces it bit for bit), so this
+//! path is not bit-identical to the scalar bf16 emulation ([`crate::cpu::bgemm`]). Its error
+//! against the exact sum of the same bf16 products is that of an f32 sum in some order; the
+//! tests hold it to [`error_bound`]. Every output element is computed by one thread in a fixed
+//! k order, so results do not depend on the thread count.
+
+use super::bgemm::{self, to_bf16};
+use super::parallel::{par_chunks_mut, par_for, OutPtr};
+use super::sgemm::{Act, Epilogue};
+use crate::graph::Conv2d;
+
+/// The kernel's name in reports.
+pub const NAME: &str = "amx-bf16 32x32";
+
+/// Output channels and virtual pixels of one block (two tiles each way).
+const BLOCK: usize = 32;
+/// Input channels per K step (one A tile row: 32 bf16).
+const KSTEP: usize = 32;
+
+/// Proof that the CPU has AMX-TILE and AMX-BF16, that the kernel let this process use the
+/// tile data state (Linux `arch_prctl(ARCH_REQ_XCOMP_PERM)`), and that AVX512_BF16 is there
+/// for the activations' rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AmxToken(bgemm::Bf16Token);
+
+impl AmxToken {
+    /// `Some` where AMX-BF16 can run, unless `KESTREL_AMX=0` turns this path off (the bf16
+    /// convs then run on `vdpbf16ps`).
+    pub fn new() -> Option<Self> {
+        if std::env::var("KESTREL_AMX").is_ok_and(|v| v.trim() == "0") {
+            return None;
+        }
+        let bf16 = bgemm::Bf16Token::new()?;
+        static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        GRANTED.get_or_init(request).then_some(AmxToken(bf16))
+    }
+
+    fn bf16(self) -> bgemm::Kernel {
+        #[cfg(target_arch = "x86_64")]
+        return bgemm::Kernel::Avx512Bf16(self.0);
+        #[cfg(not(target_arch = "x86_64"))]
+        bgemm::Kernel::Scalar
+    }
+}
+
+/// CPUID says AMX-TILE and AMX-BF16, and Linux grants the tile data state.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request() -> bool {
+    let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+    let (amx_bf16, amx_tile) = (leaf7.edx & (1 << 22) != 0, leaf7.edx & (1 << 24) != 0);
+    if !(amx_bf16 && amx_tile) {
+        return false;
+    }
+    const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with these codes only reads its integer argument or writes one u64
+    // through the pointer, which points at a live local.
+    unsafe {
+        if libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0 {
+            return false;
+        }
+        let mut granted: u64 = 0;
+        libc::syscall(libc::SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &mut granted as *mut u64) == 0 && granted & (1 << XFEATURE_XTILEDATA) != 0
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn request() -> bool {
+    false
+}
+
+/// Whether the AMX path takes a conv: ungrouped, with at least 16 input channels, or fewer
+/// and a kernel wider than 1, whose columns are then folded into the channels ([`Packed`]).
+/// The rest (grouped convs, 1×1 convs of few channels) run on `vdpbf16ps`.
+pub fn takes(c: &Conv2d) -> bool {
+    c.groups == 1 && (c.in_channels() >= FOLD_BELOW || c.kernel()[1] > 1)
+}
+
+/// Convs of fewer input channels than this fold their kernel columns into the channels.
+const FOLD_BELOW: usize = 16;
+
+/// A conv's weights for the AMX kernel (see the module docs for the layout).
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub cout: usize,
+    pub cin: usize,
+    /// Kernel columns folded into the channels: K step channel `kx·cin + ci` is input channel
+    /// `ci` at column `kx`, and the taps are the kernel rows only. A 3-channel 7×7 stem then
+    /// runs 7 K steps of 21 channels (padded to 32) instead of 49 of 3.
+    fold: bool,
+    /// Kernel rows (folded) or `kh·kw`.
+    pub taps: usize,
+    /// `Cpad / 32`.
+    csteps: usize,
+    data: Vec<u16>,
+}
+
+impl Packed {
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+
+    /// The A tile of 16 output channels `mt·16..`, tap `t`, input channels `q·32..`.
+    fn tile(&self, mt: usize, t: usize, q: usize) -> *const u16 {
+        self.data[((mt * self.taps + t) * self.csteps + q) * 16 * KSTEP..].as_ptr()
+    }
+}
+
+/// Rounds and packs `c`'s weights (an ungrouped conv, [`takes`]).
+pub fn pack(c: &Conv2d) -> Packed {
+    let s = c.weight.shape();
+    let (cout, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
+    let fold = cin < FOLD_BELOW && kw > 1;
+    let (taps, kstep_ch) = if fold { (kh, cin * kw) } else { (kh * kw, cin) };
+    let (mtiles, csteps) = (cout.div_ceil(BLOCK) * 2, kstep_ch.div_ceil(KSTEP));
+    let mut data = vec![0u16; mtiles * taps * csteps * 16 * KSTEP];
+    let w = c.weight.data();
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let (t, ch) = if fold { (ky, kx * cin + ci) } else { (ky * kw + kx, ci) };
+                    let i = ((((co / 16) * taps + t) * csteps + ch / KSTEP) * 16 + co % 16) * KSTEP + ch % KSTEP;
+                    data[i] = to_bf16(w[((co * cin + ci) * kh + ky) * kw + kx]);
+                }
+            }
+        }
+    }
+    Packed { cout, cin, fold, taps, csteps, data }
+}
+
+/// The geometry of one call.
+#[derive(Clone, Copy, Debug)]
+struct Geo {
+    sy: usize,
+    sx: usize,
+    /// Column phases: `sx`, or 1 when the kernel's columns are folded into the channels.
+    pxs: usize,
+    fold: bool,
+    hph: usize,
+    wph: usize,
+    /// u32 per plane.
+    plane: usize,
+    /// Channel pairs per phase (`Cpad / 2`).
+    pairs: usize,
+    /// Virtual pixels per image (`OH · wph`) and their 32-pixel blocks.
+    nvirt: usize,
+    blocks: usize,
+}
+
+impl Geo {
+    fn new(c: &Conv2d, p: &Packed, [_, _, h, w]: [usize; 4], [_, _, oh, _]: [usize; 4]) -> Geo {
+        let (sy, sx) = (c.stride[0].max(1), c.stride[1].max(1));
+        let [kh, kw] = c.kernel();
+        let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
+        let (hph, wph) = (hp.div_ceil(sy), wp.div_ceil(sx));
+        let nvirt = oh * wph;
+        let blocks = nvirt.div_ceil(BLOCK);
+        let max_off = ((kh - 1) * c.dilation[0] / sy) * wph + if p.fold { 0 } else { (kw - 1) * c.dilation[1] / sx };
+        // Every B tile read (up to the last block's end plus the largest tap offset) stays in
+        // the plane; a whole number of cache lines per plane.
+        let plane = (hph * wph).max(blocks * BLOCK + max_off).next_multiple_of(16);
+        let pxs = if p.fold { 1 } else { sx };
+        Geo { sy, sx, pxs, fold: p.fold, hph, wph, plane, pairs: p.csteps * KSTEP / 2, nvirt, blocks }
+    }
+}
+
+/// f32 elements of scratch [`conv2d`] needs (its phase planes).
+pub fn scratch_len(c: &Conv2d, p: &Packed, xs: [usize; 4], os: [usize; 4]) -> usize {
+    let g = Geo::new(c, p, xs, os);
+    xs[0] * g.sy * g.pxs * g.pairs * g.plane
+}
+
+/// The bound the tests hold this path to, before the activation (ReLU, LeakyReLU, Clip and
+/// Sigmoid change no difference into a larger one): `|amx − reference|` for one output element
+/// of `k` products, where the reference sums the same bf16 products exactly (f64) and rounds
+/// once, and `abs_sum` is the sum of the absolute values of every term (products, bias,
+/// residual). An f32 sum of `k + 2` terms in any order lies within `(k + 2)·2⁻²⁴·abs_sum` of
+/// the exact sum (to first order); the reference's three roundings and a margin for the
+/// second-order terms make `k + 8`.
+pub fn error_bound(k: usize, abs_sum: f64) -> f64 {
+    (k as f64 + 8.0) * f64::from(f32::EPSILON) / 2.0 * abs_sum
+}
+
+/// `y = act(conv(x) + bias + residual)` for `x: [N, Cin, H, W]` into `out: [N, Cout, OH, OW]`
+/// (`residual` of the output's shape), with `p` from [`pack`] of the same conv.
+///
+/// # Panics
+/// When a buffer is smaller than its shape says or `p` is not this conv's.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let npix = oh * ow;
+    let [kh, kw] = c.kernel();
+    assert!(cin == p.cin && cout == p.cout && p.taps == if p.fold { kh } else { kh * kw }, "amx conv: weights packed for another conv");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "amx conv: input, output or residual too small");
+    let g = Geo::new(c, p, xs, os);
+    let need = scratch_len(c, p, xs, os);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
+    build_planes(tok.bf16(), c, g, x, xs, planes);
+    let planes: &[u32] = planes;
+
+    let mblocks = cout.div_ceil(BLOCK);
+    // Parts: ranges of (image, pixel block), each over every channel block; with too few of
+    // those for the workers, channel blocks are split too.
+    let units = n * g.blocks;
+    let want = if threads > 1 { 4 * threads } else { 1 };
+    let msplit = if units >= want { 1 } else { want.div_ceil(units).min(mblocks) };
+    let uparts = units.min(want.div_ceil(msplit)).max(1);
+    let dst = OutPtr(out.as_mut_ptr());
+    let (act, post) = Epilogue::split(c.act);
+    let tap_offsets = tap_offsets(c, g);
+    par_for(uparts * msplit, |part| {
+        let (up, mp) = (part / msplit, part % msplit);
+        let (u0, u1) = (up * units / uparts, (up + 1) * units / uparts);
+        let (m0, m1) = (mp * mblocks / msplit, (mp + 1) * mblocks / msplit);
+        let dst = &dst;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AMX-TILE/AMX-BF16 (and the tile state granted) and
+        // AVX-512F; every block of this part writes its own output elements (disjoint
+        // channel and pixel ranges across parts); reads stay inside `planes` and `p` (see
+        // `Geo::plane`), the output and residual inside their checked lengths.
+        unsafe { run_part(p, planes, g, &tap_offsets, [u0, u1], [m0, m1], [cout, oh, ow], c.bias.as_deref(), act, residual, dst.0) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (tok, dst, [u0, u1, m0, m1], act, residual, &tap_offsets);
+    });
+    if post {
+        if let Some(f) = c.act {
+            out[..n * cout * npix].iter_mut().for_each(|v| *v = f.apply(*v));
+        }
+    }
+}
+
+/// `(phase index, offset)` of each tap, `t = ky·kw + kx`.
+fn tap_offsets(c: &Conv2d, g: Geo) -> Vec<(usize, usize)> {
+    let [kh, kw] = c.kernel();
+    let kw = if g.fold { 1 } else { kw };
+    let mut v = Vec::with_capacity(kh * kw);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let (yy, xx) = (ky * c.dilation[0], kx * c.dilation[1]);
+            v.push(((yy % g.sy) * g.pxs + xx % g.sx, (yy / g.sy) * g.wph + xx / g.sx));
+        }
+    }
+    v
+}
+
+/// Fills the phase planes (every element: padding, unused pairs and the tail are zero).
+fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32]) {
+    let (pt, pl) = (c.pads[0], c.pads[1]);
+    let nph = g.sy * g.pxs;
+    let kstep_ch = if g.fold { cin * c.kernel()[1] } else { cin };
+    par_chunks_mut(planes, g.plane, |i, plane| {
+        let (b, ph, pair) = (i / (nph * g.pairs), (i / g.pairs) % nph, i % g.pairs);
+        let (py, px) = (ph / g.pxs, ph % g.pxs);
+        // K step channel `ch` → (input channel, padded column of phase column 0).
+        let member = |ch: usize| (ch < kstep_ch).then(|| if g.fold { (ch % cin, (ch / cin) * c.dilation[1]) } else { (ch, px) });
+        let (lo, hi) = (member(2 * pair), member(2 * pair + 1));
+        if lo.is_none() {
+            plane.fill(0);
+            return;
+        }
+        // Phase columns j_lo..j_hi read input columns j·sx + x0 − pl, inside 0..w.
+        let cols = |x0: usize| {
+            let j_lo = pl.saturating_sub(x0).div_ceil(g.sx).min(g.wph);
+            (j_lo, (w + pl).saturating_sub(x0).div_ceil(g.sx).clamp(j_lo, g.wph))
+        };
+        let mut rows = [vec![0f32; g.wph], vec![0f32; g.wph]];
+        let zeros = vec![0f32; if hi.is_none() { g.wph } else { 0 }];
+        for r in 0..g.hph {
+            let row = &mut plane[r * g.wph..(r + 1) * g.wph];
+            let Some(iy) = (r * g.sy + py).checked_sub(pt).filter(|&iy| iy < h) else {
+                row.fill(0);
+                continue;
+            };
+            let src_row = |ci: usize| &x[((b * cin + ci) * h + iy) * w..][..w];
+            // Stride 1, both channels at the same columns: pack straight from the input rows.
+            if let (1, Some((c0, x0)), true) = (g.sx, lo, hi.is_none_or(|(_, x1)| x1 == lo.map_or(0, |l| l.1))) {
+                let (j_lo, j_hi) = cols(x0);
+                row[..j_lo].fill(0);
+                row[j_hi..].fill(0);
+                let (ix0, n) = (j_lo + x0 - pl, j_hi - j_lo);
+                if n > 0 {
+                    let hi_src = match hi {
+                        Some((c1, _)) => &src_row(c1)[ix0..ix0 + n],
+                        None => &zeros[..n],
+                    };
+                    k.pack_pairs(&src_row(c0)[ix0..ix0 + n], hi_src, &mut row[j_lo..j_hi]);
+                }
+                continue;
+            }
+            for (dst, m) in rows.iter_mut().zip([lo, hi]) {
+                dst.fill(0.0);
+                let Some((ci, x0)) = m else { continue };
+                let (j_lo, j_hi) = cols(x0);
+                if j_hi == j_lo {
+                    continue;
+                }
+                let src = src_row(ci);
+                let ix0 = j_lo * g.sx + x0 - pl;
+                let d = &mut dst[j_lo..j_hi];
+                if g.sx == 1 {
+                    d.copy_from_slice(&src[ix0..ix0 + d.len()]);
+                } else {
+                    d.iter_mut().zip(src[ix0..].iter().step_by(g.sx)).for_each(|(d, &s)| *d = s);
+                }
+            }
+            k.pack_pairs(&rows[0], &rows[1], row);
+        }
+        plane[g.hph * g.wph..].fill(0);
+    });
+}
+
+/// The tile configuration: palette 1, tiles 0–7 all 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl TileConfig {
+    fn all_16x64() -> TileConfig {
+        let mut b = [0u8; 64];
+        b[0] = 1;
+        for t in 0..8 {
+            b[16 + 2 * t] = 64;
+            b[48 + t] = 16;
+        }
+        TileConfig(b)
+    }
+}
+
+/// Blocks `(image, pixel block)` in `u0..u1` × channel blocks `m0..m1`.
+///
+/// # Safety
+/// The CPU has AMX-TILE, AMX-BF16 and AVX-512F, and this thread may use the tile state;
+/// `planes` is built for `g`, `p` is the conv's; `out` (and `residual`) hold `[N][cout][oh·ow]`
+/// and no other thread writes this part's elements.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_part(p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [u0, u1]: [usize; 2], [m0, m1]: [usize; 2], [cout, oh, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+    let cfg = TileConfig::all_16x64();
+    let mut acc = Acc([0f32; 4 * 256]);
+    let nph = g.sy * g.pxs;
+    let npix = oh * ow;
+    let bstride = g.plane * 4;
+    // SAFETY (whole body): see the function's contract; tile loads read 16 rows of 64 bytes:
+    // A tiles inside `p.data` (a whole tile per (mt, t, q)), B tiles at `v0 + off + 16·h`
+    // (< blocks·32 + max_off ≤ plane) of pair rows q·16..q·16 + 16 (< pairs) of one plane.
+    unsafe {
+        std::arch::asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
+        for u in u0..u1 {
+            let (b, blk) = (u / g.blocks, u % g.blocks);
+            let v0 = blk * BLOCK;
+            let img_planes = planes.as_ptr().add(b * nph * g.pairs * g.plane);
+            for mb in m0..m1 {
+                std::arch::asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+                for (t, &(ph, off)) in taps.iter().enumerate() {
+                    let bt = img_planes.add(ph * g.pairs * g.plane + v0 + off);
+                    for q in 0..p.csteps {
+                        let (a0, a1) = (p.tile(2 * mb, t, q), p.tile(2 * mb + 1, t, q));
+                        let b0 = bt.add(q * 16 * g.plane);
+                        std::arch::asm!(
+                            "tileloadd tmm4, [{a0} + {sa}*1]",
+                            "tileloadd tmm5, [{a1} + {sa}*1]",
+                            "tileloadd tmm6, [{b0} + {sb}*1]",
+                            "tileloadd tmm7, [{b1} + {sb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b0.add(16),
+                            sa = in(reg) 64usize, sb = in(reg) bstride,
+                            options(nostack, readonly),
+                        );
+                    }
+                }
+                let ap = acc.0.as_mut_ptr();
+                std::arch::asm!(
+                    "tilestored [{c0} + {s}*1], tmm0",
+                    "tilestored [{c1} + {s}*1], tmm1",
+                    "tilestored [{c2} + {s}*1], tmm2",
+                    "tilestored [{c3} + {s}*1], tmm3",
+                    c0 = in(reg) ap, c1 = in(reg) ap.add(256), c2 = in(reg) ap.add(512), c3 = in(reg) ap.add(768),
+                    s = in(reg) 64usize, options(nostack),
+                );
+                for half in 0..4 {
+                    let (mh, vh) = (half / 2, half % 2);
+                    let co0 = mb * BLOCK + mh * 16;
+                    let rows = cout.saturating_sub(co0).min(16);
+                    let vs = v0 + vh * 16;
+                    if rows == 0 || vs >= g.nvirt {
+                        continue;
+                    }
+                    epilogue(&acc.0[half * 256..(half + 1) * 256], vs, g, rows, [b * cout + co0, npix, ow], bias.map(|bs| &bs[co0..co0 + rows]), act, residual, out);
+                }
+            }
+        }
+        std::arch::asm!("tilerelease", options(nostack, nomem));
+    }
+}
+
+#[repr(C, align(64))]
+struct Acc([f32; 1024]);
+
+/// Stores one 16 × 16 accumulator tile (`[channel][virtual pixel vs..vs + 16]`): the real
+/// pixels' `act(acc + residual + bias)`, as runs of consecutive output pixels.
+///
+/// # Safety
+/// AVX-512F; rows `row0..row0 + rows` of `out` (and of `residual`) hold `npix` elements each.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn epilogue(acc: &[f32], vs: usize, g: Geo, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+    use std::arch::x86_64::*;
+    let mut j = 0;
+    while j < 16 {
+        let v = vs + j;
+        if v >= g.nvirt {
+            break;
+        }
+        let (oy, ox) = (v / g.wph, v % g.wph);
+        if ox >= ow {
+            j += g.wph - ox;
+            continue;
+        }
+        let run = (ow - ox).min(16 - j).min(g.nvirt - v);
+        let mask: __mmask16 = ((1u32 << run) - 1) as u16;
+        let o = oy * ow + ox;
+        for r in 0..rows {
+            // SAFETY: lanes < run read acc[r·16 + j..] (j + run ≤ 16) and the output row's
+            // elements o..o + run (< npix); masked-off lanes are not touched.
+            unsafe {
+                let mut y = _mm512_maskz_loadu_ps(mask, acc.as_ptr().add(r * 16 + j));
+                let at = (row0 + r) * npix + o;
+                if let Some(res) = residual {
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.as_ptr().add(at)));
+                }
+                if let Some(bs) = bias {
+                    y = _mm512_add_ps(y, _mm512_set1_ps(bs[r]));
+                }
+                _mm512_mask_storeu_ps(out.add(at), mask, super::sgemm::act512(y, act));
+            }
+        }
+        j += run;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_config_is_palette_1_all_16x64() {
+        let c = TileConfig::all_16x64();
+        assert_eq!(c.0[0], 1);
+        assert!((0..8).all(|t| c.0[16 + 2 * t] == 64 && c.0[48 + t] == 16));
+    }
+}
