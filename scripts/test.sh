@@ -34,6 +34,15 @@ if [ "$#" -eq 0 ]; then
         r=${PIPESTATUS[0]}
         [ "$r" -eq 0 ] || rc=$r
     done
+    # Sessions on a CPU with AMX take the AMX-INT8 GEMM and the AMX bf16 conv: run the session
+    # twin tests once more on the VNNI GEMM and the vdpbf16ps conv (tests/qgemm.rs and
+    # tests/bf16.rs check both kernels directly either way).
+    if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+        echo "== INT8 twin and bf16 tests with KESTREL_AMX=0"
+        KESTREL_AMX=0 cargo test --release --features ort --test quant --test bf16 -- --test-threads=1 2>&1 | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || rc=$r
+    fi
     # ORT's INT8 kernel saturates on AVX2 without VNNI, so QDQ parity must hold there too. On an
     # AVX-512 host, run the QDQ parity tests of ORT-made models once more on an emulated
     # AVX2-only CPU (qemu user mode, AMD EPYC-Milan = Zen 3), where ORT and kestrel both take

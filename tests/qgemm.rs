@@ -5,7 +5,7 @@
 //! VNNI path is never skipped on a VNNI host.
 
 use kestrel::cpu::detect::{self, Isa};
-use kestrel::cpu::qgemm::{self, pack_rows, panel_len, qgemm_reference, PackedWeights, Packing, BLOCK};
+use kestrel::cpu::qgemm::{self, pack_rows, panel_len, qgemm_reference, Kernel, PackedWeights, Packing, BLOCK};
 use kestrel::rng::Rng;
 use proptest::prelude::*;
 
@@ -18,9 +18,19 @@ fn isas() -> Vec<Isa> {
     s
 }
 
-/// Runs `isa` on unpacked `a: [k][n]`, `w: [m][k]`, with garbage prefill of the output.
-fn run(isa: Isa, a: &[u8], w: &[i8], m: usize, k: usize, n: usize, fill: u8) -> Vec<i32> {
-    let kernel = qgemm::kernel(isa).unwrap();
+/// Every kernel of every supported ISA: on a VNNI host the `vpdpbusd` kernel and, where the
+/// CPU has AMX-INT8, the AMX tile kernel too (sessions take the latter by default).
+fn kernels() -> Vec<Kernel> {
+    let ks: Vec<Kernel> = isas().into_iter().flat_map(qgemm::variants).collect();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni") {
+        assert!(ks.iter().any(|k| matches!(k, Kernel::Avx512Vnni(_))), "VNNI host but the VNNI kernel is not offered");
+    }
+    ks
+}
+
+/// Runs `kernel` on unpacked `a: [k][n]`, `w: [m][k]`, with garbage prefill of the output.
+fn run(kernel: Kernel, a: &[u8], w: &[i8], m: usize, k: usize, n: usize, fill: u8) -> Vec<i32> {
     let pw = PackedWeights::new(w, m, k, kernel.packing_for(w, m, k)).unwrap();
     let nb = n.div_ceil(BLOCK);
     let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
@@ -37,10 +47,10 @@ fn run(isa: Isa, a: &[u8], w: &[i8], m: usize, k: usize, n: usize, fill: u8) -> 
 
 fn check(a: &[u8], w: &[i8], m: usize, k: usize, n: usize, what: &str) {
     let want = qgemm_reference(a, w, m, k, n);
-    for isa in isas() {
+    for kernel in kernels() {
         for fill in [0u8, 255] {
-            let got = run(isa, a, w, m, k, n, fill);
-            assert_eq!(got, want, "{} {what} m{m} k{k} n{n} fill{fill}", isa.name());
+            let got = run(kernel, a, w, m, k, n, fill);
+            assert_eq!(got, want, "{} {what} m{m} k{k} n{n} fill{fill}", kernel.path(kernel.packing_for(w, m, k)));
         }
     }
 }
@@ -61,18 +71,43 @@ fn data_bits(m: usize, k: usize, n: usize, zp: u8, seed: u64, bits: u32) -> (Vec
 
 /// The path each supported kernel takes for `w`.
 fn paths(w: &[i8], m: usize, k: usize) -> Vec<&'static str> {
-    isas().into_iter().map(|isa| {
-        let kern = qgemm::kernel(isa).unwrap();
-        kern.path(kern.packing_for(w, m, k))
-    }).collect()
+    kernels().into_iter().map(|kern| kern.path(kern.packing_for(w, m, k))).collect()
 }
 
 #[test]
 fn dispatch_runs_every_supported_isa() {
-    for isa in isas() {
+    for kernel in kernels() {
         let (a, w) = data(9, 33, 17, 128, 1);
-        assert_eq!(run(isa, &a, &w, 9, 33, 17, 0), qgemm_reference(&a, &w, 9, 33, 17));
-        println!("qgemm dispatch: ran {} (selected by default: {})", isa.name(), detect::selected().unwrap().name());
+        assert_eq!(run(kernel, &a, &w, 9, 33, 17, 0), qgemm_reference(&a, &w, 9, 33, 17));
+        println!("qgemm dispatch: ran {} on the {} path (selected by default: {})", kernel.path(kernel.packing_for(&w, 9, 33)), kernel.isa().name(), detect::selected().unwrap().name());
+    }
+}
+
+/// `run_rows` over row ranges that start at any multiple of `MR` (the INT8 conv's channel
+/// split and its `ROWS_PER_CALL` chunks), ending anywhere: rows outside the range are never
+/// written, the others equal the reference.
+#[test]
+fn row_ranges_from_any_multiple_of_mr() {
+    let (m, k, n) = (71, 130, 49);
+    let (a, w) = data(m, k, n, 3, 77);
+    let want = qgemm_reference(&a, &w, m, k, n);
+    for kernel in kernels() {
+        let pw = PackedWeights::new(&w, m, k, kernel.packing_for(&w, m, k)).unwrap();
+        let nb = n.div_ceil(BLOCK);
+        let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
+        pack_rows(&a, k, n, n, pw.kpad, 9, &mut panel);
+        for start in (0..m).step_by(qgemm::MR) {
+            for end in [start + 1, (start + 17).min(m), (start + 40).min(m), m] {
+                let rs = nb * BLOCK + 5;
+                let mut out = vec![i32::MIN; (end - start) * rs + 7];
+                kernel.run_rows(&pw, start..end, &panel, nb, &mut out, rs);
+                for c in start..end {
+                    assert_eq!(&out[(c - start) * rs..(c - start) * rs + n], &want[c * n..(c + 1) * n], "{} rows {start}..{end} row {c}", kernel.path(pw.packing()));
+                    assert!(out[(c - start) * rs + nb * BLOCK..(c - start + 1) * rs.min(out.len())].iter().all(|&v| v == i32::MIN), "wrote past the row");
+                }
+                assert!(out[(end - start) * rs..].iter().all(|&v| v == i32::MIN), "wrote past the range");
+            }
+        }
     }
 }
 
@@ -112,7 +147,7 @@ fn extremes_never_saturate() {
 
 #[test]
 fn refuses_k_that_could_overflow() {
-    for packing in [Packing::S8, Packing::S8Paired, Packing::S16] {
+    for packing in [Packing::S8, Packing::S8Paired, Packing::S16, Packing::S8Amx] {
         assert!(PackedWeights::new(&vec![1i8; 70_000], 1, 70_000, packing).is_err());
     }
 }
@@ -124,14 +159,13 @@ fn weights_packed_for_another_kernel_are_refused() {
     let (a, w) = data(8, 16, 16, 3, 9);
     let mut panel = vec![0u8; panel_len(16, 1)];
     pack_rows(&a, 16, 16, 16, 16, 0, &mut panel);
-    for isa in isas() {
-        let kernel = qgemm::kernel(isa).unwrap();
-        let other = [Packing::S8, Packing::S8Paired, Packing::S16].into_iter().find(|p| !kernel.reads(*p)).unwrap();
+    for kernel in kernels() {
+        let other = [Packing::S8, Packing::S8Paired, Packing::S16, Packing::S8Amx].into_iter().find(|p| !kernel.reads(*p)).unwrap();
         let w7: Vec<i8> = w.iter().map(|&v| v / 2).collect();
         let pw = PackedWeights::new(&w7, 8, 16, other).unwrap();
         let mut out = vec![0i32; 8 * 16];
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kernel.run(&pw, &panel, 1, &mut out, 16)));
-        assert!(r.is_err(), "{} ran weights packed as {other:?}", isa.name());
+        assert!(r.is_err(), "{} ran weights packed as {other:?}", kernel.path(other));
     }
 }
 

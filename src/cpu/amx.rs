@@ -29,6 +29,7 @@
 //! k order, so results do not depend on the thread count.
 
 use super::bgemm::{self, to_bf16};
+use super::detect::{self, AmxKind};
 use super::parallel::{par_chunks_mut, par_for, OutPtr};
 use super::sgemm::{Act, Epilogue};
 use crate::graph::Conv2d;
@@ -48,15 +49,11 @@ const KSTEP: usize = 32;
 pub struct AmxToken(bgemm::Bf16Token);
 
 impl AmxToken {
-    /// `Some` where AMX-BF16 can run, unless `KESTREL_AMX=0` turns this path off (the bf16
-    /// convs then run on `vdpbf16ps`).
+    /// `Some` where AMX-BF16 can run ([`detect::amx`]; `KESTREL_AMX=0` turns this path off,
+    /// and the bf16 convs then run on `vdpbf16ps`).
     pub fn new() -> Option<Self> {
-        if std::env::var("KESTREL_AMX").is_ok_and(|v| v.trim() == "0") {
-            return None;
-        }
         let bf16 = bgemm::Bf16Token::new()?;
-        static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        GRANTED.get_or_init(request).then_some(AmxToken(bf16))
+        detect::amx(AmxKind::Bf16).then_some(AmxToken(bf16))
     }
 
     fn bf16(self) -> bgemm::Kernel {
@@ -65,33 +62,6 @@ impl AmxToken {
         #[cfg(not(target_arch = "x86_64"))]
         bgemm::Kernel::Scalar
     }
-}
-
-/// CPUID says AMX-TILE and AMX-BF16, and Linux grants the tile data state.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn request() -> bool {
-    let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
-    let (amx_bf16, amx_tile) = (leaf7.edx & (1 << 22) != 0, leaf7.edx & (1 << 24) != 0);
-    if !(amx_bf16 && amx_tile) {
-        return false;
-    }
-    const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
-    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-    const XFEATURE_XTILEDATA: libc::c_long = 18;
-    // SAFETY: arch_prctl with these codes only reads its integer argument or writes one u64
-    // through the pointer, which points at a live local.
-    unsafe {
-        if libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0 {
-            return false;
-        }
-        let mut granted: u64 = 0;
-        libc::syscall(libc::SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &mut granted as *mut u64) == 0 && granted & (1 << XFEATURE_XTILEDATA) != 0
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn request() -> bool {
-    false
 }
 
 /// Whether the AMX path takes a conv: ungrouped, with at least 16 input channels, or fewer
@@ -226,7 +196,7 @@ pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], 
         scratch.resize(need, 0.0);
     }
     let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
-    build_planes(tok.bf16(), c, g, x, xs, planes);
+    build_planes(tok.bf16(), c, g, x, xs, planes, threads);
     let planes: &[u32] = planes;
 
     let mblocks = cout.div_ceil(BLOCK);
@@ -274,12 +244,17 @@ fn tap_offsets(c: &Conv2d, g: Geo) -> Vec<(usize, usize)> {
     v
 }
 
+thread_local! {
+    /// Two rows of f32 per thread for [`build_planes`]' gathered row pairs.
+    static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Fills the phase planes (every element: padding, unused pairs and the tail are zero).
-fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32]) {
+fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32], threads: usize) {
     let (pt, pl) = (c.pads[0], c.pads[1]);
     let nph = g.sy * g.pxs;
     let kstep_ch = if g.fold { cin * c.kernel()[1] } else { cin };
-    par_chunks_mut(planes, g.plane, |i, plane| {
+    let build = |i: usize, plane: &mut [u32]| {
         let (b, ph, pair) = (i / (nph * g.pairs), (i / g.pairs) % nph, i % g.pairs);
         let (py, px) = (ph / g.pxs, ph % g.pxs);
         // K step channel `ch` → (input channel, padded column of phase column 0).
@@ -294,50 +269,66 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, x: &[f32], [_, cin, h, w]:
             let j_lo = pl.saturating_sub(x0).div_ceil(g.sx).min(g.wph);
             (j_lo, (w + pl).saturating_sub(x0).div_ceil(g.sx).clamp(j_lo, g.wph))
         };
-        let mut rows = [vec![0f32; g.wph], vec![0f32; g.wph]];
-        let zeros = vec![0f32; if hi.is_none() { g.wph } else { 0 }];
-        for r in 0..g.hph {
-            let row = &mut plane[r * g.wph..(r + 1) * g.wph];
-            let Some(iy) = (r * g.sy + py).checked_sub(pt).filter(|&iy| iy < h) else {
-                row.fill(0);
-                continue;
-            };
-            let src_row = |ci: usize| &x[((b * cin + ci) * h + iy) * w..][..w];
-            // Stride 1, both channels at the same columns: pack straight from the input rows.
-            if let (1, Some((c0, x0)), true) = (g.sx, lo, hi.is_none_or(|(_, x1)| x1 == lo.map_or(0, |l| l.1))) {
-                let (j_lo, j_hi) = cols(x0);
-                row[..j_lo].fill(0);
-                row[j_hi..].fill(0);
-                let (ix0, n) = (j_lo + x0 - pl, j_hi - j_lo);
-                if n > 0 {
-                    let hi_src = match hi {
-                        Some((c1, _)) => &src_row(c1)[ix0..ix0 + n],
-                        None => &zeros[..n],
-                    };
-                    k.pack_pairs(&src_row(c0)[ix0..ix0 + n], hi_src, &mut row[j_lo..j_hi]);
-                }
-                continue;
+        // Stride 1 with both channels at the same columns packs straight from the input rows;
+        // the other planes gather each row pair into this thread's two row buffers first (a
+        // batch of small maps builds thousands of planes: no allocation per plane).
+        let direct = g.sx == 1 && hi.is_none_or(|(_, x1)| Some(x1) == lo.map(|l| l.1));
+        ROWS.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < 2 * g.wph {
+                buf.resize(2 * g.wph, 0.0);
             }
-            for (dst, m) in rows.iter_mut().zip([lo, hi]) {
-                dst.fill(0.0);
-                let Some((ci, x0)) = m else { continue };
-                let (j_lo, j_hi) = cols(x0);
-                if j_hi == j_lo {
+            let (r0, r1) = buf.split_at_mut(g.wph);
+            let mut rows = [r0, &mut r1[..g.wph]];
+            // A missing odd channel packs as zeros.
+            rows[1].fill(0.0);
+            for r in 0..g.hph {
+                let row = &mut plane[r * g.wph..(r + 1) * g.wph];
+                let Some(iy) = (r * g.sy + py).checked_sub(pt).filter(|&iy| iy < h) else {
+                    row.fill(0);
+                    continue;
+                };
+                let src_row = |ci: usize| &x[((b * cin + ci) * h + iy) * w..][..w];
+                if let (true, Some((c0, x0))) = (direct, lo) {
+                    let (j_lo, j_hi) = cols(x0);
+                    row[..j_lo].fill(0);
+                    row[j_hi..].fill(0);
+                    let (ix0, n) = (j_lo + x0 - pl, j_hi - j_lo);
+                    if n > 0 {
+                        let hi_src = match hi {
+                            Some((c1, _)) => &src_row(c1)[ix0..ix0 + n],
+                            None => &rows[1][..n],
+                        };
+                        k.pack_pairs(&src_row(c0)[ix0..ix0 + n], hi_src, &mut row[j_lo..j_hi]);
+                    }
                     continue;
                 }
-                let src = src_row(ci);
-                let ix0 = j_lo * g.sx + x0 - pl;
-                let d = &mut dst[j_lo..j_hi];
-                if g.sx == 1 {
-                    d.copy_from_slice(&src[ix0..ix0 + d.len()]);
-                } else {
-                    d.iter_mut().zip(src[ix0..].iter().step_by(g.sx)).for_each(|(d, &s)| *d = s);
+                for (dst, m) in rows.iter_mut().zip([lo, hi]) {
+                    dst.fill(0.0);
+                    let Some((ci, x0)) = m else { continue };
+                    let (j_lo, j_hi) = cols(x0);
+                    if j_hi == j_lo {
+                        continue;
+                    }
+                    let src = src_row(ci);
+                    let ix0 = j_lo * g.sx + x0 - pl;
+                    let d = &mut dst[j_lo..j_hi];
+                    if g.sx == 1 {
+                        d.copy_from_slice(&src[ix0..ix0 + d.len()]);
+                    } else {
+                        d.iter_mut().zip(src[ix0..].iter().step_by(g.sx)).for_each(|(d, &s)| *d = s);
+                    }
                 }
+                k.pack_pairs(rows[0], rows[1], row);
             }
-            k.pack_pairs(&rows[0], &rows[1], row);
-        }
+        });
         plane[g.hph * g.wph..].fill(0);
-    });
+    };
+    if threads > 1 {
+        par_chunks_mut(planes, g.plane, build);
+    } else {
+        planes.chunks_mut(g.plane).enumerate().for_each(|(i, p)| build(i, p));
+    }
 }
 
 /// The tile configuration: palette 1, tiles 0–7 all 16 rows of 64 bytes.

@@ -112,3 +112,60 @@ impl Avx512Vnni {
         None
     }
 }
+
+/// The AMX tile multiplies kestrel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmxKind {
+    /// `tdpbf16ps` (AMX-BF16): the bf16 convs.
+    Bf16,
+    /// `tdpbsud` (AMX-INT8): the INT8 GEMM.
+    Int8,
+}
+
+/// Whether AMX tiles of `kind` can run here: CPUID says AMX-TILE and the kind, Linux grants
+/// this process the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked once), and
+/// `KESTREL_AMX=0` does not turn AMX off. Callers also need the AVX-512 token of the path
+/// the tiles extend.
+pub fn amx(kind: AmxKind) -> bool {
+    if std::env::var("KESTREL_AMX").is_ok_and(|v| v.trim() == "0") {
+        return false;
+    }
+    static GRANTED: OnceLock<bool> = OnceLock::new();
+    amx_cpuid(kind) && *GRANTED.get_or_init(request_tile_data)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn amx_cpuid(kind: AmxKind) -> bool {
+    let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+    let bit = match kind {
+        AmxKind::Bf16 => 22,
+        AmxKind::Int8 => 25,
+    };
+    edx & (1 << 24) != 0 && edx & (1 << bit) != 0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn amx_cpuid(_: AmxKind) -> bool {
+    false
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with these codes only reads its integer argument or writes one u64
+    // through the pointer, which points at a live local.
+    unsafe {
+        if libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0 {
+            return false;
+        }
+        let mut granted: u64 = 0;
+        libc::syscall(libc::SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &mut granted as *mut u64) == 0 && granted & (1 << XFEATURE_XTILEDATA) != 0
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn request_tile_data() -> bool {
+    false
+}

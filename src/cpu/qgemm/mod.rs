@@ -24,6 +24,8 @@
 //!   refuses larger K.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni;
@@ -50,6 +52,21 @@ pub enum Kernel {
     Scalar,
     Avx2(detect::Avx2),
     Avx512Vnni(detect::Avx512Vnni),
+    /// AMX-INT8 tiles, on the VNNI path of CPUs that have them (`tdpbsud`, exact i32 sums
+    /// like `vpdpbusd`; the VNNI code still runs every other INT8 loop).
+    Amx(AmxInt8),
+}
+
+/// Proof that the CPU runs the VNNI path and AMX-INT8 tiles ([`detect::amx`]).
+#[derive(Clone, Copy, Debug)]
+pub struct AmxInt8(detect::Avx512Vnni);
+
+impl AmxInt8 {
+    /// `Some` where AMX-INT8 can run (`KESTREL_AMX=0` says no).
+    pub fn new() -> Option<Self> {
+        let vnni = detect::Avx512Vnni::new()?;
+        detect::amx(detect::AmxKind::Int8).then_some(AmxInt8(vnni))
+    }
 }
 
 impl Kernel {
@@ -61,6 +78,7 @@ impl Kernel {
             Kernel::Avx2(_) if pack::pairs_fit(w, m, k) => Packing::S8Paired,
             Kernel::Avx2(_) => Packing::S16,
             Kernel::Scalar | Kernel::Avx512Vnni(_) => Packing::S8,
+            Kernel::Amx(_) => Packing::S8Amx,
         }
     }
 
@@ -69,6 +87,7 @@ impl Kernel {
         match self {
             Kernel::Avx2(_) => matches!(p, Packing::S8Paired | Packing::S16),
             Kernel::Scalar | Kernel::Avx512Vnni(_) => matches!(p, Packing::S8 | Packing::S8Paired),
+            Kernel::Amx(_) => p == Packing::S8Amx,
         }
     }
 
@@ -79,6 +98,7 @@ impl Kernel {
             (Kernel::Avx2(_), Packing::S8Paired) => "avx2 vpmaddubsw",
             (Kernel::Avx2(_), _) => "avx2 vpmaddwd (widened)",
             (Kernel::Avx512Vnni(_), _) => "avx512vnni",
+            (Kernel::Amx(_), _) => "amx-int8",
         }
     }
 
@@ -87,7 +107,7 @@ impl Kernel {
         match self {
             Kernel::Scalar => Isa::Scalar,
             Kernel::Avx2(_) => Isa::Avx2,
-            Kernel::Avx512Vnni(_) => Isa::Avx512Vnni,
+            Kernel::Avx512Vnni(_) | Kernel::Amx(_) => Isa::Avx512Vnni,
         }
     }
 
@@ -117,20 +137,35 @@ impl Kernel {
             // SAFETY: as above, for AVX-512F/BW/VNNI and s8 weights.
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx512Vnni(_), Some(s8), _) => unsafe { avx512vnni::qgemm_u8s8_avx512vnni_8x32(w, s8, rows, panel, nblocks, out, out_rs) },
+            // SAFETY: the token proves AMX-TILE/AMX-INT8 with the tile state granted; check_args
+            // proved the slices large enough and the weights packed as S8Amx (Kpad a multiple
+            // of 64, 24 spare zero rows).
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Amx(_), Some(s8), _) => unsafe { amx::qgemm_u8s8_amx_32x32(w, s8, rows, panel, nblocks, out, out_rs) },
             // check_args proved the packing matches the kernel.
             _ => unreachable!("qgemm: weights not packed for the {} kernel", self.isa().name()),
         }
     }
 }
 
-/// The kernel of `isa`, or an error if the CPU lacks it.
+/// The kernel of `isa` (on the VNNI path, the AMX one where the CPU has AMX-INT8), or an
+/// error if the CPU lacks it.
 pub fn kernel(isa: Isa) -> Result<Kernel> {
     let k = match isa {
         Isa::Scalar => Some(Kernel::Scalar),
         Isa::Avx2 => detect::Avx2::new().map(Kernel::Avx2),
-        Isa::Avx512Vnni => detect::Avx512Vnni::new().map(Kernel::Avx512Vnni),
+        Isa::Avx512Vnni => AmxInt8::new().map(Kernel::Amx).or_else(|| detect::Avx512Vnni::new().map(Kernel::Avx512Vnni)),
     };
     k.ok_or_else(|| detect::unsupported(isa))
+}
+
+/// Every kernel of `isa` this CPU runs, for tests and benches: on the VNNI path the
+/// `vpdpbusd` kernel and, where the CPU has AMX-INT8, the AMX one.
+pub fn variants(isa: Isa) -> Vec<Kernel> {
+    match isa {
+        Isa::Avx512Vnni => detect::Avx512Vnni::new().map(Kernel::Avx512Vnni).into_iter().chain(AmxInt8::new().map(Kernel::Amx)).collect(),
+        _ => kernel(isa).into_iter().collect(),
+    }
 }
 
 /// Checks the slice sizes, the row range and the weights' packing every kernel relies on

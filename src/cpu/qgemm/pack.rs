@@ -15,6 +15,9 @@ pub enum Packing {
     S8Paired,
     /// s8 widened to i16, as the AVX2 kernel's `vpmaddwd` reads them.
     S16,
+    /// s8 with `Kpad` a multiple of 64 and 24 zero rows past `M` rounded to `MR`, as the
+    /// AMX-INT8 kernel's 16 × 64-byte weight tiles read them.
+    S8Amx,
 }
 
 #[derive(Clone, Debug)]
@@ -48,15 +51,17 @@ impl PackedWeights {
         if k > MAX_K {
             return Err(Error::Unsupported { what: format!("an INT8 layer with K = {k}"), hint: format!("i32 accumulation could overflow above K = {MAX_K}; exclude the layer from quantization") });
         }
-        let kpad = k.div_ceil(4) * 4;
-        let mpad = m.div_ceil(MR) * MR;
+        let (kpad, mpad) = match packing {
+            Packing::S8Amx => (k.div_ceil(64) * 64, m.div_ceil(MR) * MR + 24),
+            _ => (k.div_ceil(4) * 4, m.div_ceil(MR) * MR),
+        };
         let mut s8 = vec![0i8; mpad * kpad];
         for c in 0..m {
             s8[c * kpad..c * kpad + k].copy_from_slice(&w[c * k..(c + 1) * k]);
         }
         let row_sums = (0..m).map(|c| w[c * k..(c + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
         let data = match packing {
-            Packing::S8 | Packing::S8Paired => Data::S8(s8, packing),
+            Packing::S8 | Packing::S8Paired | Packing::S8Amx => Data::S8(s8, packing),
             Packing::S16 => Data::S16(s8.iter().map(|&v| i16::from(v)).collect()),
         };
         Ok(PackedWeights { m, k, kpad, mpad, data, row_sums })
