@@ -42,14 +42,14 @@ fn gemms(c: &mut Criterion) {
     for &(name, m, k, n) in SHAPES {
         let w: Vec<i8> = (0..m * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
         let blocks = n.div_ceil(qgemm::BLOCK);
-        let kpad = k.div_ceil(4) * 4;
+        // Room for the widest K padding (the AMX kernel's, a multiple of 64).
+        let kpad = k.div_ceil(64) * 64;
         let panel: Vec<u8> = (0..qgemm::panel_len(kpad, blocks)).map(|_| rng.below(256) as u8).collect();
         let mut out = vec![0i32; m.next_multiple_of(qgemm::MR) * blocks * qgemm::BLOCK];
         group.throughput(Throughput::Elements((m * k * n) as u64));
         // 7-bit weights ([-64, 64]) take AVX2's vpmaddubsw kernel; 8-bit ones its widening one.
         let w7: Vec<i8> = w.iter().map(|&v| (v / 2).max(-64)).collect();
-        for isa in detect::supported().into_iter().filter(|i| *i != detect::Isa::Scalar || m * k * n < 20_000_000) {
-            let kern = qgemm::kernel(isa).unwrap();
+        for kern in detect::supported().into_iter().filter(|i| *i != detect::Isa::Scalar || m * k * n < 20_000_000).flat_map(qgemm::variants) {
             let mut paths = Vec::new();
             for wv in [&w, &w7] {
                 let packing = kern.packing_for(wv, m, k);

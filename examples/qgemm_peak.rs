@@ -74,12 +74,12 @@ fn main() {
     }
     for &(m, k, nb) in &[(256usize, 2304usize, 5usize), (64, 576, 21), (512, 4608, 2), (2048, 512, 16)] {
         let w: Vec<i8> = (0..m * k).map(|i| ((i * 7919) % 255) as i8).collect();
-        let panel: Vec<u8> = (0..qgemm::panel_len(k.div_ceil(4) * 4, nb)).map(|i| (i * 31 % 251) as u8).collect();
+        let panel: Vec<u8> = (0..qgemm::panel_len(k.div_ceil(64) * 64, nb)).map(|i| (i * 31 % 251) as u8).collect();
         let rs = nb * 16;
         let mut out = vec![0i32; m.next_multiple_of(qgemm::MR) * rs];
         let w7: Vec<i8> = w.iter().map(|&v| (v / 2).max(-64)).collect();
-        for isa in detect::supported() {
-            let kern = qgemm::kernel(isa).unwrap();
+        for kern in detect::supported().into_iter().flat_map(qgemm::variants) {
+            let isa = kern.isa();
             for (bits, wv) in [("8-bit", &w), ("7-bit", &w7)] {
                 let packing = kern.packing_for(wv, m, k);
                 let pw = qgemm::PackedWeights::new(wv, m, k, packing).unwrap();

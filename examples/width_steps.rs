@@ -2,7 +2,8 @@
 //! whole blocks (`kestrel prune --round-to auto`, `src/prune/width.rs`). A 3×3 conv, 64 input
 //! channels at 28×28, output width 8..=96, one thread, best of 40 runs: f32 on each of
 //! kestrel's own FP32 kernels this CPU has (what sessions run), on the `gemm` crate (the scalar
-//! ISA's path), and INT8 on every INT8 path this CPU has. One row per width, times in µs.
+//! ISA's path), and INT8 on every INT8 path this CPU has (the VNNI path on AMX tiles where the
+//! CPU has AMX-INT8, as sessions run it). One row per width, times in µs.
 //! `cargo run --release --example width_steps`
 
 use std::time::Instant;
@@ -36,8 +37,13 @@ fn main() -> kestrel::Result<()> {
         print!(" {:>18}", format!("f32 {} us", k.name()));
     }
     print!(" {:>14}", "f32 gemm us");
-    for isa in &isas {
-        print!(" {:>14}", format!("int8 {} us", isa.name()));
+    for &isa in &isas {
+        // The VNNI path runs its GEMM on AMX tiles where the CPU has them.
+        let name = match Kernels::new(isa)?.qgemm {
+            kestrel::cpu::qgemm::Kernel::Amx(_) => "amx-int8",
+            _ => isa.name(),
+        };
+        print!(" {:>14}", format!("int8 {name} us"));
     }
     println!();
     let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
