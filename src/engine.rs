@@ -144,7 +144,7 @@ fn kestrel_session(g: Graph, threads: usize, bf16: bool) -> Result<(Engine, Stri
     let quant = g.is_quantized();
     let s = Session::new(g, &Options { threads, optimize: true, bf16 })?;
     let path = match (quant, s.prepared().kernels.bf16_name()) {
-        (true, _) => s.prepared().kernels.isa.name().to_string(),
+        (true, _) => s.prepared().kernels.qgemm.name().to_string(),
         (false, Some(k)) => k,
         (false, None) => "f32".to_string(),
     };

@@ -7,9 +7,12 @@
 //! Layouts:
 //! - Weights, packed once ([`Packed`]): `[Mpad/16][kh·kw][Cpad/32][16][32]` bf16, output
 //!   channels padded to `Mpad` (a multiple of 32) and input channels to `Cpad` (a multiple of
-//!   32) with zeros: one A tile (16 channels × 32 k) is 1 KiB, contiguous.
+//!   32) with zeros: one A tile (16 channels × 32 k) is 1 KiB, contiguous. Below 16 input
+//!   channels the kernel's columns fold into the channels: `[Mpad/16][kh][Cpad/32][16][32]`
+//!   over K step channels `kx·cin + ci` (see [`Packed`]).
 //! - Activations: the input is copied once per call, rounded to bf16, zero-padded and split by
-//!   stride into phase planes of channel pairs, `[N][sy·sx][Cpad/2][P]` u32 (a pair holds
+//!   stride into phase planes of channel pairs, `[N][sy·sx][Cpad/2][P]` u32 (folded:
+//!   `[N][sy][Cpad/2][P]`, plane `kx·cin + ci` shifted by `kx·dx` columns; a pair holds
 //!   channel `2i` in its low half, `2i + 1` in its high half; `P ≥ hph·wph`), as
 //!   `cpu::sconv`'s `Phased` columns: virtual pixel `v = oy·wph + ox` (`ox < wph`) of tap
 //!   `(ky, kx)` reads phase `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph +
@@ -91,6 +94,7 @@ pub struct Packed {
 }
 
 impl Packed {
+    /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 2
     }
@@ -190,6 +194,9 @@ pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], 
     let [kh, kw] = c.kernel();
     assert!(cin == p.cin && cout == p.cout && p.taps == if p.fold { kh } else { kh * kw }, "amx conv: weights packed for another conv");
     assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "amx conv: input, output or residual too small");
+    if n * npix == 0 || cout == 0 {
+        return;
+    }
     let g = Geo::new(c, p, xs, os);
     let need = scratch_len(c, p, xs, os);
     if scratch.len() < need {

@@ -185,7 +185,8 @@ pub struct ParityReport {
     /// This CPU's richest INT8 path (`avx2`, `avx512vnni`, …), which is also what ORT's
     /// integer kernels dispatch on.
     pub host_isa: String,
-    /// The kestrel INT8 path that ran (`KESTREL_ISA` or the host's best).
+    /// The kestrel INT8 path that ran (`KESTREL_ISA` or the host's best; `avx512vnni + amx-int8`
+    /// where its GEMM ran on AMX tiles), or `bf16 …` for a bf16 session.
     pub kestrel_isa: String,
     pub tolerance: Tolerance,
     pub layer_tolerance: Tolerance,
@@ -262,7 +263,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
         quantized,
         host_isa: host_isa.name().to_string(),
         kestrel_isa: match (quantized, session.prepared().kernels.bf16_name()) {
-            (true, _) => session.prepared().kernels.isa.name().to_string(),
+            (true, _) => session.prepared().kernels.qgemm.name().to_string(),
             (false, Some(k)) => format!("bf16 {k}"),
             (false, None) => "f32".to_string(),
         },

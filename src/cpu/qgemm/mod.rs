@@ -102,6 +102,15 @@ impl Kernel {
         }
     }
 
+    /// The kernel's name in reports: its ISA path's name, or `avx512vnni + amx-int8` where
+    /// the VNNI path's GEMM runs on AMX tiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Amx(_) => "avx512vnni + amx-int8",
+            k => k.isa().name(),
+        }
+    }
+
     /// The ISA the kernel runs on.
     pub fn isa(self) -> Isa {
         match self {
