@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::parallel::par_chunks_mut;
-use crate::cpu::simd::gather_stride2;
+use crate::cpu::simd::{gather_stride2, gather_stride2_f32};
 use crate::graph::{Pool2d, PoolNd};
 
 /// One output's window along one axis: `count` valid input indices `first, first + d, …`
@@ -54,7 +54,7 @@ pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f3
         // ran at ~3 cycles per element. The running maximum starts at −∞ and a NaN never
         // replaces it, so this select gives `f32::max`'s values (NaN inputs ignored), and
         // compiles to one `maxps`.
-        max_pool_separable(p, x, xs, out, os, f32::NEG_INFINITY, |m: f32, v: f32| if v > m { v } else { m }, None);
+        max_pool_separable(p, x, xs, out, os, f32::NEG_INFINITY, |m: f32, v: f32| if v > m { v } else { m }, Some(gather_stride2_f32));
         return;
     }
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);

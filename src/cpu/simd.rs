@@ -5,7 +5,7 @@
 //! the level once, with its kernels (`cpu::kernels`), so `KESTREL_ISA` decides it like every
 //! other kernel and nothing is looked up per call. The bodies use no FMA and the same
 //! operations in every version, so results are bit-identical across levels. Also small SSE2
-//! helpers that the baseline always has ([`gather_stride2`]).
+//! helpers that the baseline always has ([`gather_stride2`], [`gather_stride2_f32`]).
 
 use crate::cpu::detect::{Avx2, Avx512Vnni, Isa};
 
@@ -94,5 +94,48 @@ pub(crate) fn gather_stride2(src: &[u8], dst: &mut [u8]) {
     }
     for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
         *d = v;
+    }
+}
+
+/// `dst[i] = src[2·i]` for f32, four at a time with SSE2 (`shufps` keeps the even lanes of two
+/// loads): the f32 max pool's stride-2 taps, which a scalar strided copy made most of its
+/// time. `src` must hold `2·dst.len() − 1` values.
+pub(crate) fn gather_stride2_f32(src: &[f32], dst: &mut [f32]) {
+    let n = dst.len();
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        while i + 4 <= n && 2 * i + 8 <= src.len() {
+            // SAFETY: SSE2 is part of the x86-64 baseline; the two 4-float loads at 2·i lie
+            // within src and the 4-float store at i within dst (both checked by the loop).
+            unsafe {
+                let a = _mm_loadu_ps(src.as_ptr().add(2 * i));
+                let b = _mm_loadu_ps(src.as_ptr().add(2 * i + 4));
+                _mm_storeu_ps(dst.as_mut_ptr().add(i), _mm_shuffle_ps::<0b10_00_10_00>(a, b));
+            }
+            i += 4;
+        }
+    }
+    for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
+        *d = v;
+    }
+}
+
+#[cfg(test)]
+mod stride2_tests {
+    use super::*;
+
+    #[test]
+    fn f32_stride2_gather_takes_the_even_elements() {
+        for n in [0usize, 1, 3, 4, 5, 7, 8, 15, 16, 17, 56, 63] {
+            for extra in [0usize, 1, 9] {
+                let src: Vec<f32> = (0..(2 * n).saturating_sub(1) + extra).map(|i| i as f32 * 0.5 - 3.0).collect();
+                let mut dst = vec![f32::NAN; n];
+                gather_stride2_f32(&src, &mut dst);
+                let want: Vec<f32> = src.iter().step_by(2).take(n).copied().collect();
+                assert_eq!(dst, want, "n {n} extra {extra}");
+            }
+        }
     }
 }
