@@ -94,6 +94,32 @@ fn tile_kernel_matches_the_scalar_twin_bit_for_bit() {
     println!("{checked} tiles bit-identical");
 }
 
+/// A seeded conv case of batch 2: the conv (bias, activation, residual flag), input and
+/// output shapes, the input and, when `residual`, the residual.
+struct Case {
+    c: Conv2d,
+    xs: [usize; 4],
+    os: [usize; 4],
+    x: Vec<f32>,
+    res: Option<Vec<f32>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn case(cin: usize, cout: usize, hw: [usize; 2], k: usize, stride: usize, pad: usize, dil: usize, groups: usize, act: Option<Activation>, residual: bool, seed: u64) -> Case {
+    let mut c = Conv2d::new(Tensor::new(vec![cout, cin / groups, k, k], data(cout * cin / groups * k * k, seed)).unwrap(), stride, pad, groups);
+    c.dilation = [dil; 2];
+    c.bias = Some(data(cout, seed + 1));
+    c.act = act;
+    c.residual = residual;
+    let eff = (k - 1) * dil + 1;
+    let (oh, ow) = ((hw[0] + 2 * pad - eff) / stride + 1, (hw[1] + 2 * pad - eff) / stride + 1);
+    let xs = [2, cin, hw[0], hw[1]];
+    let os = [2, cout, oh, ow];
+    let x = data(xs.iter().product(), seed + 2);
+    let res = residual.then(|| data(os.iter().product(), seed + 3));
+    Case { c, xs, os, x, res }
+}
+
 fn rounded(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
 }
@@ -122,17 +148,7 @@ fn bf16_conv_matches_the_reference_on_rounded_operands() {
     for &(cin, cout, hw, k, stride, pad, dil, groups) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {
             seed += 1;
-            let mut c = Conv2d::new(Tensor::new(vec![cout, cin / groups, k, k], data(cout * cin / groups * k * k, seed)).unwrap(), stride, pad, groups);
-            c.dilation = [dil; 2];
-            c.bias = Some(data(cout, seed + 1));
-            c.act = act;
-            c.residual = residual;
-            let eff = (k - 1) * dil + 1;
-            let (oh, ow) = ((hw[0] + 2 * pad - eff) / stride + 1, (hw[1] + 2 * pad - eff) / stride + 1);
-            let xs = [2, cin, hw[0], hw[1]];
-            let os = [2, cout, oh, ow];
-            let x = data(xs.iter().product(), seed + 2);
-            let res = residual.then(|| data(os.iter().product(), seed + 3));
+            let Case { c, xs, os, x, res } = case(cin, cout, hw, k, stride, pad, dil, groups, act, residual, seed);
             let mut cr = c.clone();
             cr.weight = Tensor::new(c.weight.shape().to_vec(), rounded(c.weight.data())).unwrap();
             let mut want = vec![f32::NAN; os.iter().product()];
@@ -236,18 +252,8 @@ fn amx_conv_matches_the_reference_on_rounded_operands() {
     for &(cin, cout, hw, k, stride, pad, dil) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {
             seed += 1;
-            let mut c = Conv2d::new(Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, seed)).unwrap(), stride, pad, 1);
-            c.dilation = [dil; 2];
-            c.bias = Some(data(cout, seed + 1));
-            c.act = act;
-            c.residual = residual;
+            let Case { c, xs, os, x, res } = case(cin, cout, hw, k, stride, pad, dil, 1, act, residual, seed);
             assert!(amx::takes(&c));
-            let eff = (k - 1) * dil + 1;
-            let (oh, ow) = ((hw[0] + 2 * pad - eff) / stride + 1, (hw[1] + 2 * pad - eff) / stride + 1);
-            let xs = [2, cin, hw[0], hw[1]];
-            let os = [2, cout, oh, ow];
-            let x = data(xs.iter().product(), seed + 2);
-            let res = residual.then(|| data(os.iter().product(), seed + 3));
             // The reference before the activation, and each element's absolute sum.
             let mut plain = c.clone();
             plain.act = None;

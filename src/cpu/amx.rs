@@ -164,10 +164,16 @@ impl Geo {
     }
 }
 
+impl Geo {
+    /// u32 (= f32 elements of scratch) of the phase planes of `n` images.
+    fn planes_len(self, n: usize) -> usize {
+        n * self.sy * self.pxs * self.pairs * self.plane
+    }
+}
+
 /// f32 elements of scratch [`conv2d`] needs (its phase planes).
 pub fn scratch_len(c: &Conv2d, p: &Packed, xs: [usize; 4], os: [usize; 4]) -> usize {
-    let g = Geo::new(c, p, xs, os);
-    xs[0] * g.sy * g.pxs * g.pairs * g.plane
+    Geo::new(c, p, xs, os).planes_len(xs[0])
 }
 
 /// The bound the tests hold this path to, before the activation (ReLU, LeakyReLU, Clip and
@@ -198,7 +204,7 @@ pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], 
         return;
     }
     let g = Geo::new(c, p, xs, os);
-    let need = scratch_len(c, p, xs, os);
+    let need = g.planes_len(n);
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }

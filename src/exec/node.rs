@@ -88,28 +88,27 @@ pub(crate) fn run(
             qconv::qlinear(kernels, l, q, packed, x, xs[0], out, &mut scratch.q, threads);
             Ok(None)
         }
-        (Step::SConv(packed), Op::Conv(c)) => {
-            let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
+        // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.
+        (Step::SConv(_) | Step::BConv(_) | Step::AmxConv(_), Op::Conv(c)) => {
             let (x, xs) = f32_in(0)?;
             let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
-            sconv::conv2d(kernel, c, packed, x, dims4(xs), residual, out, dims4(os), &mut scratch.f32, threads);
-            Ok(None)
-        }
-        (Step::BConv(packed), Op::Conv(c)) => {
-            let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the packed bf16 weights"))?;
-            let (x, xs) = f32_in(0)?;
-            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
-            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
-            bconv::conv2d(kernel, c, packed, x, dims4(xs), residual, out, dims4(os), threads);
-            Ok(None)
-        }
-        (Step::AmxConv(packed), Op::Conv(c)) => {
-            let tok = kernels.conv_amx.ok_or_else(|| mistyped(n, "the AMX-packed bf16 weights"))?;
-            let (x, xs) = f32_in(0)?;
-            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
-            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
-            amx::conv2d(tok, c, packed, x, dims4(xs), residual, out, dims4(os), &mut scratch.f32, threads);
+            let (xs, os) = (dims4(xs), dims4(os));
+            match step {
+                Step::SConv(packed) => {
+                    let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
+                    sconv::conv2d(kernel, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                }
+                Step::BConv(packed) => {
+                    let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the packed bf16 weights"))?;
+                    bconv::conv2d(kernel, c, packed, x, xs, residual, out, os, threads);
+                }
+                Step::AmxConv(packed) => {
+                    let tok = kernels.conv_amx.ok_or_else(|| mistyped(n, "the AMX-packed bf16 weights"))?;
+                    amx::conv2d(tok, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                }
+                _ => return Err(mistyped(n, "the packed conv weights")),
+            }
             Ok(None)
         }
         (Step::MaxPoolU8, Op::MaxPool(p)) => {
