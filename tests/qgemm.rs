@@ -205,6 +205,58 @@ fn saturation_proof_choice_of_the_avx2_kernel() {
     println!("qgemm paths for 7-bit weights: {:?}; for 8-bit: {:?}", paths(&fit, m, k), paths(&data(m, k, n, 0, 1).1, m, k));
 }
 
+/// The implicit GEMM (`run_rows_taps`): weights packed in the quad-tap order
+/// (`PackedWeights::quad_taps`), activations read in place at per-4-k-group offsets, against
+/// the plain sum over the original `[m][cin·taps]` weights, on the scalar twin and on every
+/// kernel with that form (VNNI), over channel tails (quads padded with zero weights), tap
+/// counts, row tails, row ranges from each multiple of 8, and odd block counts.
+#[test]
+fn implicit_gemm_matches_the_plain_sum() {
+    let mut ran = vec!["scalar"];
+    let mut seed = 7;
+    for &cin in &[1usize, 3, 4, 5, 17, 64, 65] {
+        for &taps in &[1usize, 9] {
+            for &(m, nblocks) in &[(1usize, 1usize), (7, 2), (9, 3), (40, 7)] {
+                seed += 1;
+                let mut r = Rng::new(seed);
+                let quads = cin.div_ceil(4);
+                let npix = nblocks * BLOCK;
+                // Offsets spread over a buffer (unaligned, overlapping as taps' runs do).
+                let koff: Vec<usize> = (0..quads * taps).map(|_| r.below(300)).collect();
+                let src: Vec<u8> = (0..300 + 4 * npix).map(|_| r.below(256) as u8).collect();
+                let w: Vec<i8> = (0..m * cin * taps).map(|_| (r.below(255) as i32 - 127) as i8).collect();
+                let mut want = vec![0i32; m * npix];
+                for c in 0..m {
+                    for p in 0..npix {
+                        want[c * npix + p] = (0..cin)
+                            .flat_map(|ci| (0..taps).map(move |t| (ci, t)))
+                            .map(|(ci, t)| i32::from(w[c * cin * taps + ci * taps + t]) * i32::from(src[koff[(ci / 4) * taps + t] + 4 * p + ci % 4]))
+                            .sum();
+                    }
+                }
+                let mut ks = vec![Kernel::Scalar];
+                ks.extend(kernels().into_iter().filter(|k| k.reads_taps()));
+                for kernel in ks {
+                    let pw = PackedWeights::quad_taps(&w, m, cin, taps, kernel.packing_for(&w, m, cin * taps)).unwrap();
+                    assert_eq!((pw.taps, pw.kpad), (taps, quads * 4 * taps));
+                    for start in (0..m).step_by(8) {
+                        let rs = npix + 5;
+                        let mut out = vec![i32::MIN; (m - start) * rs];
+                        kernel.run_rows_taps(&pw, start..m, &src, &koff, nblocks, &mut out, rs);
+                        for c in start..m {
+                            assert_eq!(&out[(c - start) * rs..(c - start) * rs + npix], &want[c * npix..(c + 1) * npix], "{} cin{cin} taps{taps} m{m} blocks{nblocks} rows from {start}, row {c}", kernel.name());
+                        }
+                    }
+                    if !ran.contains(&kernel.name()) {
+                        ran.push(kernel.name());
+                    }
+                }
+            }
+        }
+    }
+    println!("implicit GEMM kernels run: {ran:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]

@@ -9,6 +9,13 @@
 //! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32,
 //! or u8 codes for the next INT8 conv (`cpu::epilogue`). A u8 residual is dequantized one
 //! channel row at a time into `QScratch::res`.
+//!
+//! Stride-1 convs with taps on the VNNI kernel pack no panels: their planes are built as quad
+//! planes (four channels interleaved pixel by pixel, [`Phases::build_quads`]), whose 16-pixel
+//! runs already are `vpdpbusd`'s 16 × 4-k operands, and the kernel reads them in place at one
+//! offset per (channel quad, tap) (`Kernel::run_rows_taps`), with the weights packed in that
+//! K order ([`PackedWeights::quad_taps`]). Each tap's run was otherwise interleaved into a
+//! panel once per task: 9× the input for a 3×3 conv.
 
 use std::sync::Mutex;
 
@@ -23,18 +30,36 @@ use crate::error::Result;
 use crate::graph::{ActQuant, Activation, Conv2d, Int8};
 use crate::qparams::QParams;
 
-/// Packs an INT8 conv's s8 weights for `kernels`: one `[Cout/g][Cin/g·kh·kw]` matrix per group.
+/// Packs an INT8 conv's s8 weights for `kernels`: one `[Cout/g][Cin/g·kh·kw]` matrix per group,
+/// in the quad-tap K order of the implicit GEMM ([`PackedWeights::quad_taps`]) for stride-1
+/// convs with taps on a kernel that reads them in place
+/// ([`crate::cpu::qgemm::Kernel::reads_taps`]).
 pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWeights>> {
     let cout = c.out_channels();
     let g = c.groups.max(1);
     let k = q.weights.q.len() / cout.max(1);
     let cg = cout / g;
+    let [kh, kw] = c.kernel();
+    // Stride-1 convs only: on strided ones (ResNet-50's 3×3 stride-2 convs and downsamples)
+    // the implicit GEMM measured 8–22 % slower than packed panels (BENCHMARKS.md).
+    let implicit = kernels.qgemm.reads_taps() && !pointwise(c) && c.stride == [1, 1] && kh * kw > 0 && k % (kh * kw) == 0;
     (0..g)
         .map(|gi| {
             let w = &q.weights.q[gi * cg * k..(gi + 1) * cg * k];
-            PackedWeights::new(w, cg, k, kernels.qgemm.packing_for(w, cg, k))
+            let packing = kernels.qgemm.packing_for(w, cg, k);
+            if implicit {
+                PackedWeights::quad_taps(w, cg, k / (kh * kw), kh * kw, packing)
+            } else {
+                PackedWeights::new(w, cg, k, packing)
+            }
         })
         .collect()
+}
+
+/// Whether `c` is a 1×1 stride-1 unpadded conv, whose input planes are already its GEMM's
+/// rows (no phase planes).
+fn pointwise(c: &Conv2d) -> bool {
+    c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]
 }
 
 /// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]` for the INT8 conv `c` (its INT8 data `q`,
@@ -78,8 +103,12 @@ pub fn qconv2d(
     assert_eq!(out_len, n * cout * npix, "qconv2d: output length");
     let record = ranges.record_output && out_q.is_none();
     let pw0 = &packed[0];
-    let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    let pointwise = pointwise(c);
     let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
+    // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
+    // no panel is packed.
+    let implicit = !pointwise && pw0.taps > 0;
+    let (cq, quads) = ((cin_g).div_ceil(4), g * cin_g.div_ceil(4));
     // Output pixels as the GEMM sees them: rows of the phase planes' width when that exceeds
     // OW, else the plain pixel range (one row of width `npix`).
     let (nv, row_w, width) = match &geo {
@@ -93,7 +122,7 @@ pub fn qconv2d(
     let nb = total_blocks.div_ceil(chunks);
     let tasks = n * g * chunks * row_chunks;
     let workers = threads.max(1).min(tasks);
-    let plen = panel_len(pw0.kpad, nb);
+    let plen = if implicit { 0 } else { panel_len(pw0.kpad, nb) };
     let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
     // f32 inputs of convs that skip some phases (a 1×1 stride-2 downsample reads a quarter of
     // its input) are quantized while their planes are built, when plane rows are long enough
@@ -101,7 +130,11 @@ pub fn qconv2d(
     let in_u8 = matches!(x, QIn::U8(_));
     let fused = !in_u8 && geo.as_ref().is_some_and(|p| p.used.contains(&false) && p.wph >= 24);
     let own = if in_u8 || fused { 0 } else { in_len };
-    let phase_len = geo.as_ref().map_or(0, |p| n * p.image_len + p.slack);
+    let phase_len = match &geo {
+        Some(p) if implicit => n * p.quad_image_len(quads) + p.quad_slack(c, quads),
+        Some(p) => n * p.image_len + p.slack,
+        None => 0,
+    };
     let need_u8 = own + phase_len + workers * plen;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
@@ -125,9 +158,15 @@ pub fn qconv2d(
         }
     };
     let koff = geo.as_ref().map(|p| {
-        p.build(simd, src, n, cin, [h, w], c.pads, pa.zero_point, phases);
-        p.tap_offsets(c, cin, pw0.kpad)
+        if implicit {
+            p.build_quads(simd, src, n, cin, g, [h, w], c.pads, pa.zero_point, phases);
+            p.quad_offsets(c, quads, cq)
+        } else {
+            p.build(simd, src, n, cin, [h, w], c.pads, pa.zero_point, phases);
+            p.tap_offsets(c, cin, pw0.kpad)
+        }
     });
+    let quad_image = geo.as_ref().map_or(0, |p| p.quad_image_len(quads));
     let xq: &[u8] = match src {
         Source::U8(xq) => xq,
         Source::F32(..) => &[],
@@ -140,7 +179,7 @@ pub fn qconv2d(
     };
     // Each worker's panel, i32 tile and residual row, taken by its part of the loop.
     let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
-        panels.chunks_mut(plen).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
+        panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
     crate::cpu::parallel::par_for(workers, |wi| {
         let (dst_f32, dst_u8) = (dst_f32, dst_u8);
@@ -162,6 +201,7 @@ pub fn qconv2d(
             let blocks = blk1 - blk0;
             let pw = &packed[gi];
             match (&geo, &koff) {
+                _ if implicit => {}
                 (Some(p), Some(koff)) => {
                     let base = b * p.image_len + gi * cin_g * p.plane + v0;
                     pack_taps(phases, base, koff, blocks, pw.kpad, panel);
@@ -194,7 +234,13 @@ pub fn qconv2d(
             let first = first.unwrap_or(0);
             for c0 in (m0..m1).step_by(ROWS_PER_CALL) {
                 let c1 = (c0 + ROWS_PER_CALL).min(m1);
-                kern.run_rows(pw, c0..c1, panel, blocks, acc, rs);
+                match (&geo, &koff) {
+                    (Some(p), Some(koff)) if implicit => {
+                        let base = b * quad_image + (gi * cq * p.plane + v0) * 4;
+                        kern.run_rows_taps(pw, c0..c1, &phases[base..], koff, blocks, acc, rs);
+                    }
+                    _ => kern.run_rows(pw, c0..c1, panel, blocks, acc, rs),
+                }
                 for co in c0..c1 {
                     let oc = gi * cout_g + co;
                     let at = obase + co * npix + first;

@@ -1,6 +1,8 @@
 //! The u8 input of an INT8 conv rearranged into zero-point-padded stride-phase planes, so
 //! that every im2col row is one contiguous run, and the packing of qgemm panels from those
-//! runs (or, for 1×1 stride-1 convs and transposed convs, straight from the u8 planes).
+//! runs (or, for 1×1 stride-1 convs and transposed convs, straight from the u8 planes); or,
+//! for the implicit GEMM, into quad planes `[N][sy·sx][quads][plane][4]` that the kernel
+//! reads in place ([`Phases::build_quads`]).
 
 
 use super::{SERIAL_BYTES, SERIAL_ROWS};
@@ -64,67 +66,14 @@ impl Phases {
     /// Writes the phase planes of all `n` images of `src: [N, Cin, H, W]` into `out`.
     #[allow(clippy::too_many_arguments)]
     pub fn build(&self, simd: Simd, src: Source, n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
-        let (pt, pl) = (pads[0], pads[1]);
         let (sy, sx, wph, plane) = (self.sy, self.sx, self.wph, self.plane);
         let (planes, slack) = out.split_at_mut(n * self.image_len);
         slack.fill(zp);
-        // Per phase (py, px): the phase columns j with an input column, j·sx + px − pl ∈
-        // [0, w), as `jlo..jhi`, and the input column of `jlo`. Computed once per call, not
-        // per plane: with runtime divisors those divisions cost more than copying a 7² plane.
-        let cols: Vec<(usize, usize, usize, usize)> = (0..sy * sx)
-            .map(|ph| {
-                let (py, px) = (ph / sx, ph % sx);
-                let jlo = pl.saturating_sub(px).div_ceil(sx).min(wph);
-                let jhi = (w + pl).saturating_sub(px).div_ceil(sx).clamp(jlo, wph);
-                (py, jlo, jhi, (jlo * sx + px).saturating_sub(pl))
-            })
-            .collect();
+        let row_of = self.row_filler(simd, src, cin, [h, w], pads, zp);
         // Plane `ci` of image `b`, phase `ph`, into `dst` (`plane` bytes).
         let plane_of = |b: usize, ph: usize, ci: usize, dst: &mut [u8]| {
-            let (py, jlo, jhi, x0) = cols[ph];
-            let at = (b * cin + ci) * h * w;
             for (r, row) in dst.chunks_exact_mut(wph).enumerate() {
-                let iy = (r * sy + py).wrapping_sub(pt);
-                if iy >= h || jlo == jhi {
-                    row.fill(zp);
-                    continue;
-                }
-                fill_pad(&mut row[..jlo], zp);
-                fill_pad(&mut row[jhi..], zp);
-                let dst = &mut row[jlo..jhi];
-                let line = at + iy * w;
-                match src {
-                    Source::U8(xq) => {
-                        // To the end of the input: the stride-2 gather may load past the row.
-                        let src = &xq[line + x0..];
-                        if sx == 1 {
-                            dst.copy_from_slice(&src[..dst.len()]);
-                        } else if sx == 2 {
-                            gather_stride2(src, dst);
-                        } else {
-                            for (d, &v) in dst.iter_mut().zip(src.iter().step_by(sx)) {
-                                *d = v;
-                            }
-                        }
-                    }
-                    Source::F32(x, p) => {
-                        let srow = &x[line + x0..line + w];
-                        if sx == 1 {
-                            quantize_slice(simd, p, &srow[..dst.len()], dst);
-                        } else {
-                            // Strided values gathered into a small buffer, then quantized
-                            // vectorised.
-                            let mut buf = [0f32; 64];
-                            let mut vals = srow.iter().step_by(sx);
-                            for d in dst.chunks_mut(64) {
-                                for (b, &v) in buf.iter_mut().zip(vals.by_ref()) {
-                                    *b = v;
-                                }
-                                quantize_slice(simd, p, &buf[..d.len()], d);
-                            }
-                        }
-                    }
-                }
+                row_of(b, ph, ci, r, row);
             }
         };
         // Only the phases some tap reads: runs of `cin` planes, one per (image, used phase),
@@ -157,6 +106,166 @@ impl Phases {
         } else {
             let parts = total.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
             crate::cpu::parallel::par_for(parts, |g| range(g * total / parts, (g + 1) * total / parts, &base));
+        }
+    }
+
+    /// Bytes of one image's quad planes for `quads` channel quads in all (see
+    /// [`Phases::build_quads`]).
+    pub fn quad_image_len(&self, quads: usize) -> usize {
+        self.sy * self.sx * quads * self.plane * 4
+    }
+
+    /// Bytes past the last image's quad planes that the implicit-GEMM kernel may read: the
+    /// largest tap offset from the start of the last plane plus the virtual pixels rounded up
+    /// to whole blocks, beyond the image.
+    pub fn quad_slack(&self, c: &Conv2d, quads: usize) -> usize {
+        let image = self.quad_image_len(quads);
+        let reach = image - self.plane * 4 + 4 * self.tap_shift(c, c.kernel()[0] - 1, c.kernel()[1] - 1) + self.virtual_pixels.div_ceil(BLOCK) * BLOCK * 4;
+        reach.saturating_sub(image)
+    }
+
+    /// Where tap `(ky, kx)` reads, in pixels from the start of its phase plane.
+    fn tap_shift(&self, c: &Conv2d, ky: usize, kx: usize) -> usize {
+        (ky * c.dilation[0] / self.sy) * self.wph + kx * c.dilation[1] / self.sx
+    }
+
+    /// The byte offset of each 4-k group of group 0 in an image's quad planes, in the order of
+    /// [`crate::cpu::qgemm::PackedWeights::quad_taps`]: group `(q, tap)` reads quad `q` of the
+    /// tap's phase at the tap's shift. `quads` counts the quads of all groups (the planes'
+    /// stride between phases), `cq` those of one group.
+    pub fn quad_offsets(&self, c: &Conv2d, quads: usize, cq: usize) -> Vec<usize> {
+        let [kh, kw] = c.kernel();
+        let [dy, dx] = c.dilation;
+        let taps: Vec<usize> = (0..kh * kw)
+            .map(|t| {
+                let (ky, kx) = (t / kw, t % kw);
+                let ph = (ky * dy % self.sy) * self.sx + kx * dx % self.sx;
+                (ph * quads * self.plane + self.tap_shift(c, ky, kx)) * 4
+            })
+            .collect();
+        let mut out = Vec::with_capacity(cq * taps.len());
+        for q in 0..cq {
+            out.extend(taps.iter().map(|&t| t + q * self.plane * 4));
+        }
+        out
+    }
+
+    /// Writes the quad phase planes of all `n` images of `src: [N, Cin, H, W]` into `out`:
+    /// `[N][sy·sx][groups·cq][plane][4]` bytes, `cq = ⌈cin_g/4⌉` quads per group, quad `q` of
+    /// group `gi` holding channels `gi·cin_g + 4q + j` (j < 4) pixel by pixel, so that 16
+    /// pixels of one quad are the 64 bytes `vpdpbusd` reads as 16 × 4 k. Channels past
+    /// `cin_g` in a group's last quad, and the slack after the last image, hold the zero
+    /// point (their weights are zero).
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_quads(&self, simd: Simd, src: Source, n: usize, cin: usize, groups: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+        let (sy, sx, wph, plane) = (self.sy, self.sx, self.wph, self.plane);
+        let cin_g = cin / groups.max(1);
+        let cq = cin_g.div_ceil(4);
+        let quads = groups * cq;
+        let image = self.quad_image_len(quads);
+        let (planes, slack) = out.split_at_mut(n * image);
+        slack.fill(zp);
+        let row_of = self.row_filler(simd, src, cin, [h, w], pads, zp);
+        // Units (image, used phase, quad), each one quad plane of `plane · 4` bytes.
+        let runs: Vec<(usize, usize)> = (0..n).flat_map(|b| (0..sy * sx).filter(|&ph| self.used[ph]).map(move |ph| (b, ph))).collect();
+        let total = runs.len() * quads;
+        let range = |u0: usize, u1: usize, base: &OutPtr<u8>| {
+            let mut rows = vec![zp; 4 * wph];
+            for u in u0..u1 {
+                let ((b, ph), qg) = (runs[u / quads], u % quads);
+                let (gi, q) = (qg / cq, qg % cq);
+                let at = ((b * sy * sx + ph) * quads + qg) * plane * 4;
+                // SAFETY: quad plane (b, ph, qg) lies inside `planes` (b < n, ph < sy·sx,
+                // qg < quads, planes.len() = n·sy·sx·quads·plane·4); each unit is visited by
+                // one range only, and `planes` is borrowed mutably for the whole call.
+                let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(at), plane * 4) };
+                for (r, drow) in dst.chunks_exact_mut(wph * 4).enumerate() {
+                    for (j, row) in rows.chunks_exact_mut(wph).enumerate() {
+                        let ci = 4 * q + j;
+                        if ci < cin_g {
+                            row_of(b, ph, gi * cin_g + ci, r, row);
+                        } else {
+                            row.fill(zp);
+                        }
+                    }
+                    let (r0, rest) = rows.split_at(wph);
+                    let (r1, rest) = rest.split_at(wph);
+                    let (r2, r3) = rest.split_at(wph);
+                    interleave_rows([r0, r1, r2, r3], drow);
+                }
+            }
+        };
+        let base = OutPtr(planes.as_mut_ptr());
+        let used_bytes = total * plane * 4;
+        if used_bytes < SERIAL_BYTES && used_bytes / (4 * wph).max(1) < SERIAL_ROWS {
+            range(0, total, &base);
+        } else {
+            let parts = total.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
+            crate::cpu::parallel::par_for(parts, |g| range(g * total / parts, (g + 1) * total / parts, &base));
+        }
+    }
+
+    /// Writes row `r` (`wph` bytes) of phase `ph` of channel `ci` of image `b` of `src:
+    /// [N, Cin, H, W]`: the input's codes (quantized on the way from f32), zero point in the
+    /// padding.
+    fn row_filler<'a>(&'a self, simd: Simd, src: Source<'a>, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8) -> impl Fn(usize, usize, usize, usize, &mut [u8]) + Sync + 'a {
+        let (pt, pl) = (pads[0], pads[1]);
+        let (sy, sx, wph) = (self.sy, self.sx, self.wph);
+        // Per phase (py, px): the phase columns j with an input column, j·sx + px − pl ∈
+        // [0, w), as `jlo..jhi`, and the input column of `jlo`. Computed once per call, not
+        // per plane: with runtime divisors those divisions cost more than copying a 7² plane.
+        let cols: Vec<(usize, usize, usize, usize)> = (0..sy * sx)
+            .map(|ph| {
+                let (py, px) = (ph / sx, ph % sx);
+                let jlo = pl.saturating_sub(px).div_ceil(sx).min(wph);
+                let jhi = (w + pl).saturating_sub(px).div_ceil(sx).clamp(jlo, wph);
+                (py, jlo, jhi, (jlo * sx + px).saturating_sub(pl))
+            })
+            .collect();
+        move |b: usize, ph: usize, ci: usize, r: usize, row: &mut [u8]| {
+            let (py, jlo, jhi, x0) = cols[ph];
+            let at = (b * cin + ci) * h * w;
+            let iy = (r * sy + py).wrapping_sub(pt);
+            if iy >= h || jlo == jhi {
+                row.fill(zp);
+                return;
+            }
+            fill_pad(&mut row[..jlo], zp);
+            fill_pad(&mut row[jhi..], zp);
+            let dst = &mut row[jlo..jhi];
+            let line = at + iy * w;
+            match src {
+                Source::U8(xq) => {
+                    // To the end of the input: the stride-2 gather may load past the row.
+                    let src = &xq[line + x0..];
+                    if sx == 1 {
+                        dst.copy_from_slice(&src[..dst.len()]);
+                    } else if sx == 2 {
+                        gather_stride2(src, dst);
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src.iter().step_by(sx)) {
+                            *d = v;
+                        }
+                    }
+                }
+                Source::F32(x, p) => {
+                    let srow = &x[line + x0..line + w];
+                    if sx == 1 {
+                        quantize_slice(simd, p, &srow[..dst.len()], dst);
+                    } else {
+                        // Strided values gathered into a small buffer, then quantized
+                        // vectorised.
+                        let mut buf = [0f32; 64];
+                        let mut vals = srow.iter().step_by(sx);
+                        for d in dst.chunks_mut(64) {
+                            for (b, &v) in buf.iter_mut().zip(vals.by_ref()) {
+                                *b = v;
+                            }
+                            quantize_slice(simd, p, &buf[..d.len()], d);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -236,6 +345,27 @@ pub(crate) fn pack_pointwise(xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt
             let at = full * kpad * BLOCK + k4 * 4 * BLOCK;
             interleave4x16([&tail[0][..], &tail[1][..], &tail[2][..], &tail[3][..]], &mut panel[at..at + 4 * BLOCK]);
         }
+    }
+}
+
+/// `dst[p·4 + j] = rows[j][p]` for every pixel of four rows of equal length.
+fn interleave_rows(rows: [&[u8]; 4], dst: &mut [u8]) {
+    let len = rows[0].len();
+    let full = len / 16 * 16;
+    for p in (0..full).step_by(16) {
+        interleave4x16(rows.map(|r| &r[p..p + 16]), &mut dst[p * 4..p * 4 + 64]);
+    }
+    // The tail through a 16-pixel copy: byte by byte it cost more than the rest of a 29-pixel
+    // row (stride-2 planes, 7² and 28² maps have such tails).
+    if full < len {
+        let n = len - full;
+        let mut t = [[0u8; 16]; 4];
+        for (t, r) in t.iter_mut().zip(&rows) {
+            t[..n].copy_from_slice(&r[full..]);
+        }
+        let mut o = [0u8; 64];
+        interleave4x16([&t[0][..], &t[1][..], &t[2][..], &t[3][..]], &mut o);
+        dst[full * 4..len * 4].copy_from_slice(&o[..n * 4]);
     }
 }
 

@@ -65,3 +65,57 @@ pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, s8: &[i8], ra
         c0 += MR;
     }
 }
+
+/// [`qgemm_u8s8_avx512vnni_8x32`] reading its activations in place (implicit GEMM): 4-k group
+/// `g` of pixel `p` is the 4 bytes at `src[koff[g] + 4·p]` (a quad phase plane: four
+/// channels of one tap, pixel by pixel), so the 16 pixels of block `b` are the 64 bytes at
+/// `koff[g] + 64·b`. Weights packed by `PackedWeights::quad_taps`.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy
+/// `qgemm::check_taps_args`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32_taps(w: &PackedWeights, s8: &[i8], range: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    let sp = src.as_ptr();
+    let op = out.as_mut_ptr();
+    let mut c0 = range.start;
+    while c0 < range.end {
+        let rows = (range.end - c0).min(MR);
+        let wr: [*const i8; MR] = std::array::from_fn(|r| s8.as_ptr().add((c0 + r) * w.kpad));
+        let mut b = 0;
+        while b + 1 < nblocks {
+            let mut acc0 = [_mm512_setzero_si512(); MR];
+            let mut acc1 = [_mm512_setzero_si512(); MR];
+            let p0 = sp.add(b * 4 * BLOCK);
+            for (k4, &off) in koff.iter().enumerate() {
+                let a0 = _mm512_loadu_si512(p0.add(off) as *const _);
+                let a1 = _mm512_loadu_si512(p0.add(off + 4 * BLOCK) as *const _);
+                for r in 0..MR {
+                    let wb = bcast(wr[r], k4);
+                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, wb);
+                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], a1, wb);
+                }
+            }
+            for r in 0..rows {
+                let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
+                _mm512_storeu_si512(dst as *mut _, acc0[r]);
+                _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
+            }
+            b += 2;
+        }
+        if b < nblocks {
+            let mut acc0 = [_mm512_setzero_si512(); MR];
+            let p0 = sp.add(b * 4 * BLOCK);
+            for (k4, &off) in koff.iter().enumerate() {
+                let a0 = _mm512_loadu_si512(p0.add(off) as *const _);
+                for r in 0..MR {
+                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
+                }
+            }
+            for r in 0..rows {
+                _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+            }
+        }
+        c0 += MR;
+    }
+}

@@ -10,6 +10,11 @@
 //!   four consecutive k of one pixel are adjacent, as `vpdpbusd` wants them;
 //! - output: `acc[c][p] = Σ_k a[k][p] · w[c][k]` as i32, row `c` at `c · out_rs`.
 //!
+//! The VNNI kernel and the scalar twin also have an implicit form
+//! ([`Kernel::run_rows_taps`]): no panel, 4-k group `g` of pixel `p` read in place at
+//! `src[koff[g] + 4·p]`, as a conv's quad phase planes hold it; its weights are packed with K
+//! in (channel quad, tap, channel) order ([`PackedWeights::quad_taps`]).
+//!
 //! The caller applies `acc − za · row_sums[c]` and the scales. How the s8×s8-free contract maps
 //! onto each ISA:
 //! - VNNI: `vpdpbusd` multiplies 4 u8 × 4 s8 and adds into i32 lanes; it cannot saturate.
@@ -155,6 +160,45 @@ impl Kernel {
             _ => unreachable!("qgemm: weights not packed for the {} kernel", self.isa().name()),
         }
     }
+}
+
+impl Kernel {
+    /// Whether the kernel has an implicit-GEMM form ([`Kernel::run_rows_taps`]) that convs with
+    /// taps use instead of packing panels: `vpdpbusd`, whose 4-k groups the quad phase planes
+    /// hold as they are. (The scalar twin has one too, for tests; AMX and AVX2 pack panels.)
+    pub fn reads_taps(self) -> bool {
+        matches!(self, Kernel::Avx512Vnni(_))
+    }
+
+    /// [`Kernel::run_rows`] with activations read in place instead of from a panel: 4-k group
+    /// `g` (of `w.kpad / 4`) of pixel `p < 16·nblocks` is the 4 bytes at `src[koff[g] + 4·p]`.
+    /// Weights packed by [`PackedWeights::quad_taps`] (any K order works; that is the one the
+    /// quad phase planes give).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn run_rows_taps(self, w: &PackedWeights, rows: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32], out_rs: usize) {
+        check_taps_args(w, &rows, src, koff, nblocks, out, out_rs);
+        match (self, w.s8()) {
+            (Kernel::Scalar, Some(s8)) => scalar::qgemm_u8s8_taps_scalar(w, s8, rows, src, koff, nblocks, out, out_rs),
+            // SAFETY: the token proves AVX-512F/BW/VNNI; check_taps_args proved every load
+            // (64 bytes at koff[g] + 64·b for b < nblocks) inside src, the weight rows inside
+            // the packed s8 weights and the stores inside out.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx512Vnni(_), Some(s8)) => unsafe { avx512vnni::qgemm_u8s8_avx512vnni_8x32_taps(w, s8, rows, src, koff, nblocks, out, out_rs) },
+            _ => unreachable!("qgemm: the {} kernel has no implicit-GEMM form", self.name()),
+        }
+    }
+}
+
+/// Checks what [`Kernel::run_rows_taps`]'s kernels rely on.
+fn check_taps_args(w: &PackedWeights, rows: &Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &[i32], out_rs: usize) {
+    assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
+    assert!(w.s8().is_some() && w.packing() != Packing::S8Amx && w.len() == w.mpad * w.kpad, "qgemm: weights not packed as s8 rows");
+    assert_eq!(koff.len() * 4, w.kpad, "qgemm: one offset per 4-k group");
+    let reach = koff.iter().max().map_or(0, |&m| m + nblocks * BLOCK * 4);
+    assert!(reach <= src.len(), "qgemm: activations too small for the offsets");
+    assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
+    assert!(rows.is_empty() || out.len() >= (rows.len() - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
 }
 
 /// The kernel of `isa` (on the VNNI path, the AMX one where the CPU has AMX-INT8), or an

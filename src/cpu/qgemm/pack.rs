@@ -36,6 +36,9 @@ pub struct PackedWeights {
     pub mpad: usize,
     data: Data,
     pub row_sums: Vec<i32>,
+    /// 0 for the plain K order; else the conv taps per channel of weights packed by
+    /// [`PackedWeights::quad_taps`], whose K runs over (channel quad, tap, channel in quad).
+    pub taps: usize,
 }
 
 impl PackedWeights {
@@ -64,7 +67,32 @@ impl PackedWeights {
             Packing::S8 | Packing::S8Paired | Packing::S8Amx => Data::S8(s8, packing),
             Packing::S16 => Data::S16(s8.iter().map(|&v| i16::from(v)).collect()),
         };
-        Ok(PackedWeights { m, k, kpad, mpad, data, row_sums })
+        Ok(PackedWeights { m, k, kpad, mpad, data, row_sums, taps: 0 })
+    }
+
+    /// Packs conv weights `w: [m][cin · taps]` (K = channel·taps + tap) in the order the
+    /// implicit-GEMM kernel reads its activations ([`super::Kernel::run_rows_taps`]): K runs
+    /// over channel quads, then taps, then the four channels of the quad,
+    /// `k′ = (⌊ci/4⌋·taps + tap)·4 + ci mod 4`, so that each 4-k group is four channels of one
+    /// tap, as the quad phase planes hold them; the channels past `cin` of the last quad are
+    /// zero. The row sums are the same as in the plain order.
+    pub fn quad_taps(w: &[i8], m: usize, cin: usize, taps: usize, packing: Packing) -> Result<Self> {
+        let k = cin * taps;
+        if k == 0 || m == 0 || w.len() != m * k {
+            return Err(Error::BadTensor { name: "INT8 weights".into(), reason: format!("{} values for {m}x{cin}x{taps}", w.len()) });
+        }
+        let kq = cin.div_ceil(4) * 4 * taps;
+        let mut r = vec![0i8; m * kq];
+        for (row, dst) in w.chunks_exact(k).zip(r.chunks_exact_mut(kq)) {
+            for ci in 0..cin {
+                for t in 0..taps {
+                    dst[((ci / 4) * taps + t) * 4 + ci % 4] = row[ci * taps + t];
+                }
+            }
+        }
+        let mut p = PackedWeights::new(&r, m, kq, packing)?;
+        p.taps = taps;
+        Ok(p)
     }
 
     /// The layout the weights are stored at.

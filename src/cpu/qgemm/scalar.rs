@@ -25,3 +25,22 @@ pub fn qgemm_u8s8_scalar(w: &PackedWeights, s8: &[i8], rows: Range<usize>, panel
         }
     }
 }
+
+/// The twin of the implicit-GEMM kernel (`Kernel::run_rows_taps`): 4-k group `g` of pixel
+/// `p` is `src[koff[g] + 4·p ..][..4]`.
+#[allow(clippy::too_many_arguments)]
+pub fn qgemm_u8s8_taps_scalar(w: &PackedWeights, s8: &[i8], rows: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    let r0 = rows.start;
+    for c in rows {
+        let row = &s8[c * w.kpad..(c + 1) * w.kpad];
+        for p in 0..nblocks * BLOCK {
+            let mut acc = 0i32;
+            for (k4, &off) in koff.iter().enumerate() {
+                for j in 0..4 {
+                    acc += i32::from(src[off + p * 4 + j]) * i32::from(row[k4 * 4 + j]);
+                }
+            }
+            out[(c - r0) * out_rs + p] = acc;
+        }
+    }
+}
