@@ -41,14 +41,18 @@ pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWe
     let cg = cout / g;
     let [kh, kw] = c.kernel();
     // Stride-1 convs only: on strided ones (ResNet-50's 3×3 stride-2 convs and downsamples)
-    // the implicit GEMM measured 8–22 % slower than packed panels (BENCHMARKS.md).
-    let implicit = kernels.qgemm.reads_taps() && !pointwise(c) && c.stride == [1, 1] && kh * kw > 0 && k % (kh * kw) == 0;
+    // the implicit GEMM measured 8–22 % slower than packed panels (BENCHMARKS.md). And only
+    // where quads waste little: a depthwise conv (one channel per group) would read and
+    // multiply four times its input.
+    let taps = kh * kw;
+    let cin_g = if taps > 0 && k % taps == 0 { k / taps } else { 0 };
+    let implicit = kernels.qgemm.reads_taps() && !pointwise(c) && c.stride == [1, 1] && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
     (0..g)
         .map(|gi| {
             let w = &q.weights.q[gi * cg * k..(gi + 1) * cg * k];
             let packing = kernels.qgemm.packing_for(w, cg, k);
             if implicit {
-                PackedWeights::quad_taps(w, cg, k / (kh * kw), kh * kw, packing)
+                PackedWeights::quad_taps(w, cg, cin_g, taps, packing)
             } else {
                 PackedWeights::new(w, cg, k, packing)
             }
@@ -108,7 +112,7 @@ pub fn qconv2d(
     // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
     // no panel is packed.
     let implicit = !pointwise && pw0.taps > 0;
-    let (cq, quads) = ((cin_g).div_ceil(4), g * cin_g.div_ceil(4));
+    let (cq, quads) = (cin_g.div_ceil(4), g * cin_g.div_ceil(4));
     // Output pixels as the GEMM sees them: rows of the phase planes' width when that exceeds
     // OW, else the plain pixel range (one row of width `npix`).
     let (nv, row_w, width) = match &geo {
@@ -177,7 +181,8 @@ pub fn qconv2d(
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
         QOut::U8(o, _) => (OutPtr(std::ptr::null_mut()), OutPtr(o.as_mut_ptr())),
     };
-    // Each worker's panel, i32 tile and residual row, taken by its part of the loop.
+    // Each worker's panel (empty for the implicit GEMM), i32 tile and residual row, taken by
+    // its part of the loop.
     let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
         panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
