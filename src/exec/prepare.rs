@@ -101,14 +101,16 @@ impl Step {
     }
 
     /// The kernel and instruction path the step runs, for per-layer reports: e.g.
-    /// `INT8 conv avx2 vpmaddubsw` (a grouped conv lists each path its groups take).
+    /// `INT8 conv avx2 vpmaddubsw` (a grouped conv lists each path its groups take), or
+    /// `INT8 conv avx512vnni, quad planes` for the implicit GEMM.
     pub fn kernel(&self, kernels: &Kernels) -> String {
         let q = |p: &PackedWeights| kernels.qgemm.path(p.packing());
         match self {
             Step::QConv(p) => {
                 let mut paths: Vec<&str> = p.iter().map(q).collect();
                 paths.dedup();
-                format!("{} {}", self.name(), paths.join(" + "))
+                let implicit = if p.first().is_some_and(|w| w.taps > 0) { ", quad planes" } else { "" };
+                format!("{} {}{implicit}", self.name(), paths.join(" + "))
             }
             Step::QConvTranspose(p) | Step::QLinear(p) => format!("{} {}", self.name(), q(p)),
             Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
