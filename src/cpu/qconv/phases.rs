@@ -98,15 +98,7 @@ impl Phases {
             }
         };
         let base = OutPtr(planes.as_mut_ptr());
-        // Small inputs (the 14² and 7² stages) cost less than a parallel region, unless they
-        // have many short rows (a 7² plane per channel of a 392-channel 3×3 conv).
-        let used_bytes = total * plane;
-        if used_bytes < SERIAL_BYTES && used_bytes / wph.max(1) < SERIAL_ROWS {
-            range(0, total, &base);
-        } else {
-            let parts = total.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
-            crate::cpu::parallel::par_for(parts, |g| range(g * total / parts, (g + 1) * total / parts, &base));
-        }
+        split_planes(total, plane, plane / wph.max(1), |u0, u1| range(u0, u1, &base));
     }
 
     /// Bytes of one image's quad planes for `quads` channel quads in all (see
@@ -196,13 +188,7 @@ impl Phases {
             }
         };
         let base = OutPtr(planes.as_mut_ptr());
-        let used_bytes = total * plane * 4;
-        if used_bytes < SERIAL_BYTES && used_bytes / (4 * wph).max(1) < SERIAL_ROWS {
-            range(0, total, &base);
-        } else {
-            let parts = total.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
-            crate::cpu::parallel::par_for(parts, |g| range(g * total / parts, (g + 1) * total / parts, &base));
-        }
+        split_planes(total, plane * 4, plane / wph.max(1), |u0, u1| range(u0, u1, &base));
     }
 
     /// Writes row `r` (`wph` bytes) of phase `ph` of channel `ci` of image `b` of `src:
@@ -290,6 +276,19 @@ impl Phases {
         }
         out.resize(kpad, 0);
         out
+    }
+}
+
+/// Builds `total` planes of `bytes` bytes and `rows` rows each, `build(u0, u1)` writing planes
+/// `u0..u1`: on the calling thread when they are small (the 14² and 7² stages cost less than
+/// a parallel region), unless they have many short rows (a 7² plane per channel of a
+/// 392-channel 3×3 conv), else in parts over the workers.
+fn split_planes(total: usize, bytes: usize, rows: usize, build: impl Fn(usize, usize) + Sync) {
+    if total * bytes < SERIAL_BYTES && total * rows < SERIAL_ROWS {
+        build(0, total);
+    } else {
+        let parts = total.min(PARTS_PER_WORKER * rayon::current_num_threads().max(1));
+        crate::cpu::parallel::par_for(parts, |g| build(g * total / parts, (g + 1) * total / parts));
     }
 }
 

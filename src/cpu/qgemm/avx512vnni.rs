@@ -18,9 +18,60 @@ unsafe fn bcast(row: *const i8, k4: usize) -> __m512i {
 /// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy `qgemm::check_args`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, s8: &[i8], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    kernel_8x32(w, s8, range, panel.as_ptr(), Packed, w.kpad * BLOCK, nblocks, out, out_rs);
+}
+
+/// [`qgemm_u8s8_avx512vnni_8x32`] reading its activations in place (implicit GEMM): 4-k group
+/// `g` of pixel `p` is the 4 bytes at `src[koff[g] + 4·p]` (a quad phase plane: four
+/// channels of one tap, pixel by pixel), so the 16 pixels of block `b` are the 64 bytes at
+/// `koff[g] + 64·b`. Weights packed by `PackedWeights::quad_taps`.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy
+/// `qgemm::check_taps_args`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32_taps(w: &PackedWeights, s8: &[i8], range: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32], out_rs: usize) {
+    kernel_8x32(w, s8, range, src.as_ptr(), InPlace(koff), 4 * BLOCK, nblocks, out, out_rs);
+}
+
+/// Where 4-k group `k4` of a block starts, in bytes from the block's start.
+trait Groups: Copy {
+    fn at(self, k4: usize) -> usize;
+}
+
+/// A packed panel block: `[Kpad/4][16 pixels][4 k]`, the groups 64 bytes apart.
+#[derive(Clone, Copy)]
+struct Packed;
+
+impl Groups for Packed {
+    #[inline(always)]
+    fn at(self, k4: usize) -> usize {
+        k4 * 64
+    }
+}
+
+/// Quad planes read in place: group `k4` at its own offset (`koff.len() = Kpad/4`, checked by
+/// `check_taps_args`).
+#[derive(Clone, Copy)]
+struct InPlace<'a>(&'a [usize]);
+
+impl Groups for InPlace<'_> {
+    #[inline(always)]
+    fn at(self, k4: usize) -> usize {
+        self.0[k4]
+    }
+}
+
+/// The 8 × 32 tile loop of both forms: block `b` starts at `b0 + b·bstride`, its 4-k group
+/// `k4` at `groups.at(k4)` from there.
+///
+/// # Safety
+/// As the callers': every group of every block lies inside the activations behind `b0`, the
+/// weight rows `c0..c0 + MR` of each step inside `s8`, and the stores inside `out`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel_8x32<G: Groups>(w: &PackedWeights, s8: &[i8], range: Range<usize>, b0: *const u8, groups: G, bstride: usize, nblocks: usize, out: &mut [i32], out_rs: usize) {
     let k4n = w.kpad / 4;
-    let pstride = k4n * 4 * BLOCK;
-    let pp = panel.as_ptr();
     let op = out.as_mut_ptr();
     let mut c0 = range.start;
     while c0 < range.end {
@@ -30,11 +81,11 @@ pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, s8: &[i8], ra
         while b + 1 < nblocks {
             let mut acc0 = [_mm512_setzero_si512(); MR];
             let mut acc1 = [_mm512_setzero_si512(); MR];
-            let p0 = pp.add(b * pstride);
-            let p1 = p0.add(pstride);
+            let p0 = b0.add(b * bstride);
             for k4 in 0..k4n {
-                let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
-                let a1 = _mm512_loadu_si512(p1.add(k4 * 64) as *const _);
+                let a = p0.add(groups.at(k4));
+                let a0 = _mm512_loadu_si512(a as *const _);
+                let a1 = _mm512_loadu_si512(a.add(bstride) as *const _);
                 for r in 0..MR {
                     let wb = bcast(wr[r], k4);
                     acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, wb);
@@ -51,63 +102,9 @@ pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, s8: &[i8], ra
         if b < nblocks {
             // The odd last block alone: half the work of a pair, not a pair's.
             let mut acc0 = [_mm512_setzero_si512(); MR];
-            let p0 = pp.add(b * pstride);
+            let p0 = b0.add(b * bstride);
             for k4 in 0..k4n {
-                let a0 = _mm512_loadu_si512(p0.add(k4 * 64) as *const _);
-                for r in 0..MR {
-                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
-                }
-            }
-            for r in 0..rows {
-                _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
-            }
-        }
-        c0 += MR;
-    }
-}
-
-/// [`qgemm_u8s8_avx512vnni_8x32`] reading its activations in place (implicit GEMM): 4-k group
-/// `g` of pixel `p` is the 4 bytes at `src[koff[g] + 4·p]` (a quad phase plane: four
-/// channels of one tap, pixel by pixel), so the 16 pixels of block `b` are the 64 bytes at
-/// `koff[g] + 64·b`. Weights packed by `PackedWeights::quad_taps`.
-///
-/// # Safety
-/// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy
-/// `qgemm::check_taps_args`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32_taps(w: &PackedWeights, s8: &[i8], range: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32], out_rs: usize) {
-    let sp = src.as_ptr();
-    let op = out.as_mut_ptr();
-    let mut c0 = range.start;
-    while c0 < range.end {
-        let rows = (range.end - c0).min(MR);
-        let wr: [*const i8; MR] = std::array::from_fn(|r| s8.as_ptr().add((c0 + r) * w.kpad));
-        let mut b = 0;
-        while b + 1 < nblocks {
-            let mut acc0 = [_mm512_setzero_si512(); MR];
-            let mut acc1 = [_mm512_setzero_si512(); MR];
-            let p0 = sp.add(b * 4 * BLOCK);
-            for (k4, &off) in koff.iter().enumerate() {
-                let a0 = _mm512_loadu_si512(p0.add(off) as *const _);
-                let a1 = _mm512_loadu_si512(p0.add(off + 4 * BLOCK) as *const _);
-                for r in 0..MR {
-                    let wb = bcast(wr[r], k4);
-                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, wb);
-                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], a1, wb);
-                }
-            }
-            for r in 0..rows {
-                let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
-                _mm512_storeu_si512(dst as *mut _, acc0[r]);
-                _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
-            }
-            b += 2;
-        }
-        if b < nblocks {
-            let mut acc0 = [_mm512_setzero_si512(); MR];
-            let p0 = sp.add(b * 4 * BLOCK);
-            for (k4, &off) in koff.iter().enumerate() {
-                let a0 = _mm512_loadu_si512(p0.add(off) as *const _);
+                let a0 = _mm512_loadu_si512(p0.add(groups.at(k4)) as *const _);
                 for r in 0..MR {
                     acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
                 }
