@@ -134,6 +134,20 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(1, 33, 40, [2, 2], [3, 3], 1, [1; 4], 1, 1, Some(Activation::LeakyRelu(0.1)), true, 27);
     check_conv(3, 9, 7, [1, 1], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Clip(0.0, 6.0)), false, 28);
     check_conv(1, 20, 9, [4, 4], [3, 3], 2, [1; 4], 1, 1, None, true, 29);
+    // Batched maps of 16 and 4 pixels that keep their size, packed by permuting whole maps
+    // on AVX-512: K past one block, a residual, groups, a batch that leaves the last chunk
+    // part empty (7 maps of 4 pixels), 1×3 and dilated kernels, non-square maps.
+    check_conv(5, 20, 12, [4, 4], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 30);
+    check_conv(7, 40, 18, [2, 2], [3, 3], 1, [1; 4], 1, 2, None, true, 31);
+    check_conv(3, 9, 10, [1, 4], [1, 3], 1, [0, 1, 0, 1], 1, 1, Some(Activation::LeakyRelu(0.1)), false, 32);
+    check_conv(6, 8, 17, [2, 8], [3, 3], 1, [2; 4], 2, 1, None, false, 33);
+    check_conv(9, 33, 8, [4, 4], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Sigmoid), true, 34);
+    check_conv(64, 16, 16, [4, 4], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 35);
+    // Stride-1 phase planes of short rows (whole planes zeroed, then the image copied in)
+    // with asymmetric pads, and a batch of 8² maps with a residual (staging copied in and out
+    // in vectors).
+    check_conv(2, 6, 5, [5, 9], [3, 3], 1, [0, 2, 1, 1], 1, 1, None, true, 36);
+    check_conv(16, 16, 16, [8, 8], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 37);
     // A stride-1 3×3 conv over three of its longer K blocks (576 = 256 + 256 + 64).
     check_conv(1, 64, 20, [13, 11], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 23);
 }
@@ -187,9 +201,11 @@ fn check_pool(p: &Pool2d, is_max: bool, hw: [usize; 2], seed: u64) {
     let x = data(xs.iter().product(), seed);
     let mut want = vec![f32::NAN; os.iter().product()];
     reference::pool2d_ref(p, is_max, &x, xs, &mut want, os);
-    let mut got = vec![f32::NAN; want.len()];
-    pool::pool2d(p, is_max, &x, xs, &mut got, os);
-    Tolerance::KERNEL.check(&format!("pool max={is_max} {p:?} hw{hw:?}"), &got, &want);
+    for simd in simd_levels() {
+        let mut got = vec![f32::NAN; want.len()];
+        pool::pool2d(simd, p, is_max, &x, xs, &mut got, os);
+        Tolerance::KERNEL.check(&format!("pool max={is_max} {p:?} hw{hw:?} {simd:?}"), &got, &want);
+    }
     if is_max {
         // The u8 max-pool (INT8 models' codes) against the reference on the same codes as f32: exact.
         let codes: Vec<u8> = x.iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
@@ -226,6 +242,55 @@ fn pool_sweep() {
     }
 }
 
+/// The AVX-512 max pool (column stride 2, 1–3 column taps) against the generic separable
+/// one, bit for bit: row and column tails around the 16-lane vectors, pads, row strides and
+/// dilations, ceil mode, with ±0.0 and NaN planted (NaNs are ignored, and which zero wins
+/// depends on the order of the maxima, which both keep).
+#[test]
+fn max_pool_vector_path_matches_the_generic_bit_for_bit() {
+    let levels: Vec<Simd> = simd_levels().into_iter().filter(|s| matches!(s, Simd::Avx512(_))).collect();
+    if levels.is_empty() {
+        println!("max pool vector path: no AVX-512 on this host, not run");
+        return;
+    }
+    println!("max pool vector path: avx512 against baseline");
+    let mut seed = 7000;
+    for &(h, w) in &[(1usize, 1usize), (3, 7), (7, 15), (16, 16), (17, 17), (9, 33), (5, 63), (4, 65), (2, 112)] {
+        for &(ky, kx) in &[(3usize, 3usize), (1, 1), (2, 2), (3, 2), (4, 3)] {
+            for &(sy, dy) in &[(2usize, 1usize), (1, 1), (3, 2)] {
+                for &pad in &[0usize, 1, 2] {
+                    for &ceil in &[false, true] {
+                        if pad >= kx.max(ky) {
+                            continue;
+                        }
+                        seed += 1;
+                        let p = Pool2d { kernel: [ky, kx], stride: [sy, 2], pads: [pad, pad, pad + usize::from(ceil), pad], dilation: [dy, 1], ceil_mode: ceil, count_include_pad: false };
+                        let Some([oh, ow]) = pool_out(&p, h, w) else { continue };
+                        let (xs, os) = ([2, 3, h, w], [2, 3, oh, ow]);
+                        let mut x = data(xs.iter().product(), seed);
+                        for (i, v) in x.iter_mut().enumerate() {
+                            match i % 11 {
+                                3 => *v = 0.0,
+                                5 => *v = -0.0,
+                                9 if i % 3 == 0 => *v = f32::NAN,
+                                _ => {}
+                            }
+                        }
+                        let mut want = vec![1.5f32; os.iter().product()];
+                        pool::pool2d(Simd::Baseline, &p, true, &x, xs, &mut want, os);
+                        for &simd in &levels {
+                            let mut got = vec![2.5f32; want.len()];
+                            pool::pool2d(simd, &p, true, &x, xs, &mut got, os);
+                            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(&got), bits(&want), "max pool {p:?} on {h}x{w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Many planes, split into uneven groups over two workers (ResNet's stem pool in small).
 #[test]
 fn max_pool_splits_planes_over_workers() {
@@ -241,9 +306,11 @@ fn max_pool_splits_planes_over_workers() {
         }
         let mut want = vec![f32::NAN; os.iter().product()];
         reference::pool2d_ref(&p, true, &x, xs, &mut want, os);
-        let mut got = vec![f32::NAN; want.len()];
-        pool2.install(|| pool::pool2d(&p, true, &x, xs, &mut got, os));
-        assert_eq!(got, want, "f32 max-pool {xs:?}");
+        for simd in simd_levels() {
+            let mut got = vec![f32::NAN; want.len()];
+            pool2.install(|| pool::pool2d(simd, &p, true, &x, xs, &mut got, os));
+            assert_eq!(got, want, "f32 max-pool {xs:?} {simd:?}");
+        }
         let codes: Vec<u8> = x.iter().map(|v| if v.is_nan() { 7 } else { ((v + 1.0) * 127.5) as u8 }).collect();
         let want8: Vec<u8> = {
             let f: Vec<f32> = codes.iter().map(|&c| f32::from(c)).collect();

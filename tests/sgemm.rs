@@ -80,8 +80,75 @@ fn tiles_match_the_scalar_twin() {
                             // at irregular row offsets.
                             let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
                             let b_rows = if seed % 3 == 0 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() };
-                            check(kernel, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40 }, init, epi, seed);
+                            check(kernel, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 } }, init, epi, seed);
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Kernel::copy_rows` copies exactly the rows' `cols` floats, over vector tails, and
+/// writes nothing between or after them.
+#[test]
+fn copy_rows_copies_exactly_the_rows() {
+    for kernel in common::sgemm_kernels() {
+        for cols in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 100] {
+            for rows in [1usize, 2, 5] {
+                let (lds, ldd) = (cols + 3, cols + 11);
+                let src = common::data(rows * lds + 16, cols as u64);
+                let mut dst = vec![f32::NAN; rows * ldd + 16];
+                // SAFETY: rows · lds and rows · ldd (plus spare) floats, distinct buffers.
+                unsafe { kernel.copy_rows(src.as_ptr(), lds, dst.as_mut_ptr(), ldd, rows, cols) };
+                for (i, v) in dst.iter().enumerate() {
+                    let (r, j) = (i / ldd, i % ldd);
+                    if r < rows && j < cols {
+                        assert_eq!(v.to_bits(), src[r * lds + j].to_bits(), "{} copy_rows {rows}x{cols}: element {i}", kernel.name());
+                    } else {
+                        assert!(v.is_nan(), "{} copy_rows {rows}x{cols}: wrote element {i} outside the rows", kernel.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Kernel::permute_maps` (one permute of whole maps per 16 columns) against its scalar
+/// twin, and both against the definition: maps of 4 and 16 pixels, batches that do not fill
+/// the last chunk, chunk offsets, and masks with lanes off.
+#[test]
+fn permute_maps_matches_the_twin() {
+    for kernel in common::sgemm_kernels() {
+        println!("permute_maps: {} ({})", kernel.name(), if kernel.permutes_maps() { "vector" } else { "scalar twin" });
+        let mut seed = 3u64;
+        for npix in [4usize, 16] {
+            for images in [1usize, 3, 4, 5, 7, 9] {
+                let stride = npix + 5;
+                let src = common::data(images * stride, seed);
+                let chunks_all = (images * npix).div_ceil(16);
+                for first in 0..chunks_all {
+                    seed += 1;
+                    let chunks = chunks_all - first;
+                    let mut perm = [0i32; 16];
+                    for (l, p) in perm.iter_mut().enumerate() {
+                        *p = ((l as u64 * 7 + seed) % 16) as i32;
+                    }
+                    let mask = (0x5a3c_u32.rotate_left(seed as u32 % 16) & 0xffff) as u16;
+                    let mut got = vec![f32::NAN; chunks * 16];
+                    let mut twin = vec![f32::NAN; chunks * 16];
+                    // SAFETY: images · stride floats of maps, npix of them per image read;
+                    // chunks cover images below `images` only; chunks · 16 floats out.
+                    unsafe {
+                        kernel.permute_maps(got.as_mut_ptr(), src.as_ptr(), stride, npix, images, first, chunks, &perm, mask);
+                        scalar::permute_maps(twin.as_mut_ptr(), src.as_ptr(), stride, npix, images, first, chunks, &perm, mask);
+                    }
+                    for (i, (g, t)) in got.iter().zip(&twin).enumerate() {
+                        let (c, l) = (first + i / 16, i % 16);
+                        let q = perm[l] as usize;
+                        let b = c * (16 / npix) + q / npix;
+                        let want = if mask >> l & 1 == 1 && b < images { src[b * stride + q % npix] } else { 0.0 };
+                        assert_eq!((g.to_bits(), t.to_bits()), (want.to_bits(), want.to_bits()), "{} permute_maps npix {npix} images {images} first {first}: lane {i}", kernel.name());
                     }
                 }
             }
@@ -98,7 +165,7 @@ proptest! {
             let nv = nv.min(g.nv);
             let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
             let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
-            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8 }, init, epi, seed);
+            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16 }, init, epi, seed);
         }
     }
 }

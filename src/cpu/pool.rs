@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::parallel::par_chunks_mut;
-use crate::cpu::simd::{gather_stride2, gather_stride2_f32};
+use crate::cpu::simd::{gather_stride2, gather_stride2_f32, Simd};
 use crate::graph::{Pool2d, PoolNd};
 
 /// One output's window along one axis: `count` valid input indices `first, first + d, …`
@@ -45,10 +45,18 @@ fn taps(out: usize, input: usize, k: usize, s: usize, pad: (usize, usize), d: us
         .collect()
 }
 
-/// Max (`is_max`) or average pooling of `x: [N, C, H, W]` into `out: [N, C, OH, OW]`.
-pub fn pool2d(p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
+/// Max (`is_max`) or average pooling of `x: [N, C, H, W]` into `out: [N, C, OH, OW]`. Max
+/// pooling with column stride 2 over at most 3 adjacent columns (ResNet's 3×3/2) runs in
+/// AVX-512 vectors where `simd` is that level, with the same values.
+pub fn pool2d(simd: Simd, p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
     let [_, _, h, w] = xs;
     let [_, _, oh, ow] = os;
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Simd::Avx512(token), 2, 1, 1..=3) = (is_max, simd, p.stride[1], p.dilation[1], p.kernel[1]) {
+        max_pool_s2_avx512(token, p, x, xs, out, os);
+        return;
+    }
+    let _ = simd;
     if is_max {
         // `f32::max` itself did not vectorise here (its NaN rule), and short rows (a 16² map)
         // ran at ~3 cycles per element. The running maximum starts at −∞ and a NaN never
@@ -221,6 +229,108 @@ fn max_pool_separable<T: Copy + Send + Sync>(
             }
         }
     });
+}
+
+/// f32 max pooling whose columns have stride 2, dilation 1 and 1–3 taps, on AVX-512: per
+/// output row, the window rows' maxima go into a row padded with −∞ (16 columns per vector),
+/// then each 16 outputs take their taps `2·ox + t` from two vectors by `vpermt2ps`. The
+/// operations and their order are [`max_pool_separable`]'s with the select `v > m ? v : m`
+/// (`vmaxps(v, m)`), so the values are the same, −0.0 against 0.0 and ignored NaNs included.
+#[cfg(target_arch = "x86_64")]
+fn max_pool_s2_avx512(_token: crate::cpu::detect::Avx512Vnni, p: &Pool2d, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4]) {
+    let [_, _, h, w] = xs;
+    let [_, _, oh, ow] = os;
+    let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
+    let (kx, left) = (p.kernel[1], p.pads[1]);
+    let (ohw, hw) = (oh * ow, h * w);
+    if ohw == 0 || hw == 0 {
+        return;
+    }
+    // Padded row: `left` pads, the row maxima, then −∞ past every read: the last vector of
+    // outputs reads 34 floats from 2·ox0 with ox0 < ow (and the maxima run in whole vectors).
+    let plen = (left + w.next_multiple_of(16)).max(2 * ow.next_multiple_of(16) + 34);
+    let per = super::min_items(hw + ohw);
+    let planes = (out.len() / ohw).min(x.len() / hw);
+    par_chunks_mut(&mut out[..planes * ohw], per * ohw, |ci, chunk| {
+        // One padded row per output row: all the window maxima of a plane are written before
+        // any is read back, so the reads (across two of the writes) do not stall waiting for
+        // store forwarding, as they did row by row (~2× slower).
+        let mut padded = vec![f32::NEG_INFINITY; oh * plen];
+        for (k, o) in chunk.chunks_mut(ohw).enumerate() {
+            let plane = &x[(ci * per + k) * hw..][..hw];
+            // SAFETY: the token proves AVX-512F; every window row iy < h lies in `plane`
+            // (`taps`); row oy of `padded` (plen floats from oy·plen) takes the maxima at
+            // left..left + w (plen ≥ left + w) and is read at 2·ox0 .. 2·ox0 + 34 with
+            // ox0 < ow (plen covers it); the output row is o[oy·ow..][..ow]; loads and stores
+            // past w and ow are masked.
+            unsafe {
+                for (oy, wy) in ty.iter().enumerate() {
+                    max_rows_avx512(plane.as_ptr(), w, *wy, p.dilation[0], padded.as_mut_ptr().add(oy * plen + left));
+                }
+                for oy in 0..oh {
+                    max_cols_s2_avx512(padded.as_ptr().add(oy * plen), kx, o[oy * ow..][..ow].as_mut_ptr(), ow);
+                }
+            }
+        }
+    });
+}
+
+/// The window rows' maxima of one output row of [`max_pool_s2_avx512`], into `dst[..w]`.
+///
+/// # Safety
+/// AVX-512F; `plane` holds the window's rows (`rows.iter(dy)`) of `w` floats each; `dst` is
+/// writable for `w` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_rows_avx512(plane: *const f32, w: usize, rows: Window, dy: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut x0 = 0;
+    while x0 < w {
+        let m: __mmask16 = if w - x0 >= 16 { 0xffff } else { ((1u32 << (w - x0)) - 1) as u16 };
+        let mut acc = lowest;
+        // SAFETY: the contract; masked-off lanes are neither read nor written.
+        unsafe {
+            for iy in rows.iter(dy) {
+                acc = _mm512_max_ps(_mm512_mask_loadu_ps(lowest, m, plane.add(iy * w + x0)), acc);
+            }
+            _mm512_mask_storeu_ps(dst.add(x0), m, acc);
+        }
+        x0 += 16;
+    }
+}
+
+/// One output row of [`max_pool_s2_avx512`] from its padded row of maxima: output `ox` is
+/// the maximum of `padded[2·ox + t]`, `t < kx`, in that order.
+///
+/// # Safety
+/// AVX-512F; `padded` holds `2·ow.next_multiple_of(16) + 34` floats; `orow` holds `ow`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_cols_s2_avx512(padded: *const f32, kx: usize, orow: *mut f32, ow: usize) {
+    use std::arch::x86_64::*;
+    let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let mut ox0 = 0;
+    while ox0 < ow {
+        // SAFETY: the contract: reads end at 2·ox0 + 34; the store is masked past ow.
+        unsafe {
+            let src = padded.add(2 * ox0);
+            let (a, b) = (_mm512_loadu_ps(src), _mm512_loadu_ps(src.add(16)));
+            let mut acc = _mm512_max_ps(_mm512_permutex2var_ps(a, even, b), lowest);
+            if kx > 1 {
+                acc = _mm512_max_ps(_mm512_permutex2var_ps(a, odd, b), acc);
+            }
+            if kx > 2 {
+                let (c, d) = (_mm512_loadu_ps(src.add(2)), _mm512_loadu_ps(src.add(18)));
+                acc = _mm512_max_ps(_mm512_permutex2var_ps(c, even, d), acc);
+            }
+            let m: __mmask16 = if ow - ox0 >= 16 { 0xffff } else { ((1u32 << (ow - ox0)) - 1) as u16 };
+            _mm512_mask_storeu_ps(orow.add(ox0), m, acc);
+        }
+        ox0 += 16;
+    }
 }
 
 /// Mean over H·W of each plane: `[N, C, H, W] → [N, C, 1, 1]`.

@@ -43,6 +43,10 @@ const M_OUTER_BYTES: usize = 768 * 1024;
 /// Bytes of B one weight panel reads from L2 in that order.
 const B_L2_BYTES: usize = 1024 * 1024;
 
+/// Input rows shorter than this are copied into stride-1 phase planes whole planes at a time
+/// ([`Kernel::copy_rows`]) rather than row by row.
+const SHORT_ROW: usize = 32;
+
 /// f32 elements per cache line.
 const LINE_F32: usize = 16;
 
@@ -134,32 +138,6 @@ impl Layout {
             Cols::Batched => oc,
             _ => b * cout + oc,
         }
-    }
-
-    /// The runs of real output pixels among staging row columns `0..ncols`:
-    /// `(image, first pixel, length, column)`, for a row of image `b` (ignored when batched).
-    fn pieces(&self, b: usize, npix: usize, ow: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-        let (cols, ncols) = (self.cols, self.ncols);
-        let mut j = 0;
-        std::iter::from_fn(move || loop {
-            if j >= ncols {
-                return None;
-            }
-            let item = match cols {
-                Cols::Image => (b, j, ncols - j, j),
-                Cols::Batched => (j / npix, j % npix, npix - j % npix, j),
-                Cols::Phased { wph: wp, .. } => {
-                    let (oy, ox) = (j / wp, j % wp);
-                    if ox >= ow {
-                        j += wp - ox;
-                        continue;
-                    }
-                    (b, oy * ow + ox, (ow - ox).min(ncols - j), j)
-                }
-            };
-            j += item.2;
-            return Some(item);
-        })
     }
 }
 
@@ -267,7 +245,7 @@ pub fn conv2d(
     let padded = &mut padded[..layout.padded];
     let (staged, blocks) = rest.split_at_mut(layout.staged);
     if let Cols::Phased { sy, sx, hph, wph } = layout.cols {
-        phase_input(c, &x[..n * cin * h * w], [h, w], [sy, sx], [hph, wph], padded, workers);
+        phase_input(kernel, c, &x[..n * cin * h * w], [h, w], [sy, sx], [hph, wph], padded, workers);
     }
     let src: &[f32] = if layout.padded > 0 { padded } else { x };
     // Where each B row starts: phase-plane offsets of the im2col rows (`Cols::Phased`), or,
@@ -290,23 +268,32 @@ pub fn conv2d(
         }
         _ => Vec::new(),
     };
-    let taps: Vec<i32> = if layout.cols == Cols::Batched { tap_table(c, [n, cin, h, w], [oh, ow]) } else { Vec::new() };
+    // Batched maps of 4 or 16 pixels that keep their size (stride 1, "same" padding) are
+    // packed by permuting whole maps on AVX-512 (`Kernel::permute_maps`), others by gathers.
+    let permuted = layout.cols == Cols::Batched && kernel.permutes_maps() && geo.lanes == 16 && (npix == 4 || npix == 16) && [oh, ow] == [h, w];
+    let perms = if permuted { perm_table(c, [h, w]) } else { Vec::new() };
+    let taps: Vec<i32> = if layout.cols == Cols::Batched && !permuted { tap_table(c, [n, cin, h, w], [oh, ow]) } else { Vec::new() };
     // A residual starts the accumulators: staged convs copy it into the staging rows first.
     let staged_rows = |buf: &mut [f32], copy_in: bool, res_or_out: OutPtr<f32>| {
         let body = |(row, srow): (usize, &mut [f32])| {
             let res_or_out = res_or_out;
             let (b, oc) = if layout.cols == Cols::Batched { (0, row) } else { (row / cout, row % cout) };
-            for (img, p0, len, j) in layout.pieces(b, npix, ow) {
-                let at = (img * cout + oc) * npix + p0;
-                // SAFETY: `at..at + len` is a run of image img's channel oc, inside the output
-                // (and the residual, of the same shape: both checked above); rows are
-                // disjoint, so concurrent rows touch disjoint runs.
-                unsafe {
-                    if copy_in {
-                        srow[j..j + len].copy_from_slice(std::slice::from_raw_parts(res_or_out.0.add(at), len));
-                    } else {
-                        std::slice::from_raw_parts_mut(res_or_out.0.add(at), len).copy_from_slice(&srow[j..j + len]);
-                    }
+            // The row's real pixels as `rows` runs of `cols`: output rows of one image
+            // (`wph` apart in the staging row), or each image's map (batched columns).
+            let (at, rows, cols, lds, ldd) = match layout.cols {
+                Cols::Phased { wph, .. } => ((b * cout + oc) * npix, oh, ow, wph, ow),
+                Cols::Batched => (oc * npix, n, npix, npix, cout * npix),
+                Cols::Image => ((b * cout + oc) * npix, 1, npix, npix, npix),
+            };
+            // SAFETY: the runs `at + r·ldd .. + cols` (r < rows) are image r's (or b's)
+            // output rows of channel oc, inside the output and the residual (same shape,
+            // both checked above); the staging row holds `ncols` ≥ its last run's end;
+            // rows are disjoint, so concurrent rows touch disjoint runs.
+            unsafe {
+                if copy_in {
+                    kernel.copy_rows(res_or_out.0.add(at), ldd, srow.as_mut_ptr(), lds, rows, cols);
+                } else {
+                    kernel.copy_rows(srow.as_ptr(), lds, res_or_out.0.add(at), ldd, rows, cols);
                 }
             }
         };
@@ -326,10 +313,23 @@ pub fn conv2d(
     let (dst, ldc) = if layout.staged > 0 { (OutPtr(staged.as_mut_ptr()), layout.ld) } else { (OutPtr(out.as_mut_ptr()), npix) };
     // Unstaged convs read the residual as the tiles' start; staged ones already hold it.
     let res = if layout.staged > 0 { residual.map(|_| None) } else { residual.map(Some) };
+    // More parts than workers (a batch of images): each worker claims the next part when
+    // it is done with one, so that a worker slowed down (a shared core) takes fewer; a worker
+    // never waits at the end for more than one part of the other's.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let dynamic = parts.len() > workers;
     let run = |wi: usize, block: &mut [f32]| {
         let dst = dst;
+        let rows = Rows { offsets: &row_offsets, taps: &taps, perms: &perms, images: n };
+        if dynamic {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(part) = parts.get(i) else { break };
+                run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
+            }
+            return;
+        }
         for part in parts.iter().skip(wi).step_by(workers) {
-            let rows = Rows { offsets: &row_offsets, taps: &taps };
             run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
         }
     };
@@ -526,7 +526,7 @@ fn run_part(
                 for (&(v0, nv, cols), &off) in panels.iter().zip(&panel_at) {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
-                    pack_batched(kernel, c, x, [cin, h, w], rows_of.taps, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
+                    pack_batched(kernel, c, x, [cin, h, w], rows_of, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
                     }
@@ -565,7 +565,14 @@ fn run_part(
                         _ => Init::Output,
                     };
                     let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
-                    let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next };
+                    // The first tile on each B panel (of this M block) prefetches the next
+                    // panel's rows into L2: B read in place comes one row per plane, too many
+                    // streams for the hardware prefetchers to follow.
+                    let b_next = match layout.cols {
+                        Cols::Image | Cols::Phased { .. } if p == m0 && i + 1 < panels.len() => at(panels[i + 1].0).0 - at(v0).0,
+                        _ => 0,
+                    };
+                    let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next, b_next };
                     // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
                     // them read); B (the panel at `panel_at[i]`, kc · nv · LANES floats, or the
                     // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
@@ -601,6 +608,10 @@ fn run_part(
 struct Rows<'a> {
     offsets: &'a [usize],
     taps: &'a [i32],
+    /// Per tap, the permutation and lane mask of [`Kernel::permute_maps`] (when not empty,
+    /// `taps` is), and the batch's images.
+    perms: &'a [([i32; 16], u16)],
+    images: usize,
 }
 
 /// For each tap `(ky, kx)` and batched column `j` (pixel `p = j % (OH·OW)` of image
@@ -629,16 +640,26 @@ fn tap_table(c: &Conv2d, [n, cin, h, w]: [usize; 4], [oh, ow]: [usize; 2]) -> Ve
 /// Fills columns `0..cols` of one B panel, `dst: [kc][width]`, for batched columns
 /// `col0..col0 + cols`, rows `k0..k0 + kc`: each row one vector gather of channel `ci`'s
 /// elements through its tap's indices (small maps have rows of a few pixels, too short to
-/// copy run by run).
+/// copy run by run), or, with `rows.perms`, one permute of whole maps per 16 columns.
 #[allow(clippy::too_many_arguments)]
-fn pack_batched(kernel: Kernel, c: &Conv2d, x: &[f32], [cin, h, w]: [usize; 3], taps: &[i32], group: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dst: &mut [f32]) {
+fn pack_batched(kernel: Kernel, c: &Conv2d, x: &[f32], [cin, h, w]: [usize; 3], rows: Rows, group: usize, k0: usize, kc: usize, col0: usize, cols: usize, width: usize, dst: &mut [f32]) {
     let [kh, kw] = c.kernel();
     let cin_g = cin / c.groups;
-    let columns = taps.len() / (kh * kw);
+    let columns = rows.taps.len() / (kh * kw);
     for (kk, row) in dst.chunks_exact_mut(width).take(kc).enumerate() {
         let k = k0 + kk;
         let (ci, tap) = (group * cin_g + k / (kh * kw), k % (kh * kw));
-        let idx = &taps[tap * columns + col0..tap * columns + col0 + cols];
+        if let Some((perm, mask)) = rows.perms.get(tap) {
+            assert!(col0 % 16 == 0 && width >= cols.div_ceil(16) * 16, "sconv: permuted columns not in whole chunks");
+            // SAFETY: (perms is only built for 16-lane kernels, maps of 4 or 16 pixels and
+            // indices below 16, see `perm_table`.) Image b < N's plane of channel ci is the
+            // h·w = npix floats at ci·h·w + b·Cin·h·w, inside x (checked by `conv2d`); the
+            // chunks cover columns col0..col0 + cols of the N·npix, so they read no image
+            // past N; the row holds `width` ≥ chunks · 16 floats (asserted).
+            unsafe { kernel.permute_maps(row.as_mut_ptr(), x[ci * h * w..].as_ptr(), cin * h * w, h * w, rows.images, col0 / 16, cols.div_ceil(16), perm, *mask) };
+            continue;
+        }
+        let idx = &rows.taps[tap * columns + col0..tap * columns + col0 + cols];
         // SAFETY: a non-negative index is b·Cin·H·W + (a pixel of one plane) for an image
         // b < N, so from channel ci's plane it lies below N·Cin·H·W ≤ x.len() (checked by
         // `conv2d`).
@@ -646,10 +667,36 @@ fn pack_batched(kernel: Kernel, c: &Conv2d, x: &[f32], [cin, h, w]: [usize; 3], 
     }
 }
 
+/// For each tap `(ky, kx)` of a conv whose output has its input's `h × w = npix` pixels
+/// (4 or 16: `16 / npix` images per 16 columns), the permutation and lane mask that
+/// [`Kernel::permute_maps`] takes: lane `l` is pixel `p = l % npix` of the chunk's image
+/// `l / npix`, and reads that image's input pixel under the tap, or is 0 in the padding.
+fn perm_table(c: &Conv2d, [h, w]: [usize; 2]) -> Vec<([i32; 16], u16)> {
+    let [kh, kw] = c.kernel();
+    let npix = h * w;
+    let mut t = Vec::with_capacity(kh * kw);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let (mut perm, mut mask) = ([0i32; 16], 0u16);
+            for (l, p) in perm.iter_mut().enumerate() {
+                let (i, oy, ox) = (l / npix, l % npix / w, l % w);
+                let iy = (oy + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                let ix = (ox + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                    *p = (i * npix + iy as usize * w + ix as usize) as i32;
+                    mask |= 1 << l;
+                }
+            }
+            t.push((perm, mask));
+        }
+    }
+    t
+}
+
 /// Copies `x: [N·Cin][h][w]` into its zero-padded stride-phase planes
 /// `[N·Cin][sy·sx][hph][wph]` (see [`Cols`]); rows and columns past the padded image are 0.
 /// Only the phases some tap reads are written.
-fn phase_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], [hph, wph]: [usize; 2], out: &mut [f32], workers: usize) {
+fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], [hph, wph]: [usize; 2], out: &mut [f32], workers: usize) {
     let (pt, pl) = (c.pads[0], c.pads[1]);
     // Phases no tap reads (three of a 1×1 stride-2 conv's four) are left unwritten.
     let [kh, kw] = c.kernel();
@@ -676,6 +723,24 @@ fn phase_input(c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], 
         }
     };
     let image = sy * sx * hph * wph;
+    // Stride 1, short rows (small maps): zero each plane, then copy the image into it in
+    // vectors; row by row, each row would cost a fill and a `memcpy` call.
+    if [sy, sx] == [1, 1] && w < SHORT_ROW {
+        let fill = |(plane, src): (&mut [f32], &[f32])| {
+            plane.fill(0.0);
+            let inner = &mut plane[pt * wph + pl..];
+            assert!(src.len() >= h * w && h.saturating_sub(1) * wph + w <= inner.len(), "sconv: phase plane smaller than its image");
+            // SAFETY: h rows of w floats at stride w lie in `src`, and at stride wph in
+            // `inner` (asserted); the two are distinct buffers.
+            unsafe { kernel.copy_rows(src.as_ptr(), w, inner.as_mut_ptr(), wph, h, w) };
+        };
+        if workers > 1 {
+            crate::cpu::parallel::par_chunks_mut(out, image, |i, plane| fill((plane, &x[i * h * w..(i + 1) * h * w])));
+        } else {
+            out.chunks_mut(image).zip(x.chunks(h * w)).for_each(fill);
+        }
+        return;
+    }
     if workers > 1 {
         crate::cpu::parallel::par_chunks_mut(out, image, |i, planes| one((planes, &x[i * h * w..(i + 1) * h * w])));
     } else {

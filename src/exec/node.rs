@@ -143,8 +143,8 @@ pub(crate) fn run(
                     let (y, ys) = f32_in(1)?;
                     elementwise::binary(op, x, xs, y, ys, out, os);
                 }
-                Op::MaxPool(p) => pool::pool2d(p, true, x, dims4(xs), out, dims4(os)),
-                Op::AveragePool(p) => pool::pool2d(p, false, x, dims4(xs), out, dims4(os)),
+                Op::MaxPool(p) => pool::pool2d(kernels.simd, p, true, x, dims4(xs), out, dims4(os)),
+                Op::AveragePool(p) => pool::pool2d(kernels.simd, p, false, x, dims4(xs), out, dims4(os)),
                 Op::PoolNd(p) => pool::pool_nd(p, x, xs, out, os),
                 Op::ConvTransposeNd(c) => conv_transpose::conv_transpose_nd(c, x, xs, out, os),
                 Op::MatMul { b } => linear::matmul(x, xs, b.data(), b.shape(), out, threads),

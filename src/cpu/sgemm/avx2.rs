@@ -63,11 +63,15 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
             }
         }
         // The loop is unswitched: only a partial tile masks its last B vector.
-        match (partial, t.b_rows.is_null()) {
-            (true, true) => k_loop::<NV, true, false>(&mut acc, a, b, t, &masks),
-            (false, true) => k_loop::<NV, false, false>(&mut acc, a, b, t, &masks),
-            (true, false) => k_loop::<NV, true, true>(&mut acc, a, b, t, &masks),
-            (false, false) => k_loop::<NV, false, true>(&mut acc, a, b, t, &masks),
+        match (partial, t.b_rows.is_null(), t.b_next != 0) {
+            (true, true, false) => k_loop::<NV, true, false, false>(&mut acc, a, b, t, &masks),
+            (false, true, false) => k_loop::<NV, false, false, false>(&mut acc, a, b, t, &masks),
+            (true, false, false) => k_loop::<NV, true, true, false>(&mut acc, a, b, t, &masks),
+            (false, false, false) => k_loop::<NV, false, true, false>(&mut acc, a, b, t, &masks),
+            (true, true, true) => k_loop::<NV, true, false, true>(&mut acc, a, b, t, &masks),
+            (false, true, true) => k_loop::<NV, false, false, true>(&mut acc, a, b, t, &masks),
+            (true, false, true) => k_loop::<NV, true, true, true>(&mut acc, a, b, t, &masks),
+            (false, false, true) => k_loop::<NV, false, true, true>(&mut acc, a, b, t, &masks),
         }
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             if let Some(e) = epi {
@@ -88,10 +92,11 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
 
 /// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
 /// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`); with
-/// `ROWS`, B row k starts at `b + t.b_rows[k]`.
+/// `ROWS`, B row k starts at `b + t.b_rows[k]`; with `NEXT`, the same row of the next B panel
+/// (`t.b_next` floats on) is prefetched into L2.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
+unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NEXT: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
     let (mut ap, mut bp) = (a, b);
     // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows (at stride ldb, or
     // at the kc offsets of b_rows) whose unmasked lanes lie in bounds.
@@ -109,6 +114,13 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mu
                 for v in 0..NV {
                     row[v] = _mm256_fmadd_ps(av, bv[v], row[v]);
                 }
+            }
+            if NEXT {
+                // Each line of the row's span (a row read in place need not start on one).
+                for l in 0..(NV * 8).div_ceil(16) {
+                    _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + l * 16) as *const i8);
+                }
+                _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + NV * 8 - 1) as *const i8);
             }
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(t.a_next) as *const i8);
             ap = ap.add(MR);
@@ -142,4 +154,29 @@ pub(super) unsafe fn gather(dst: &mut [f32], src: *const f32, idx: &[i32]) {
     }
     // SAFETY: forwarded contract.
     unsafe { super::scalar::gather(&mut dst[full..n], src, &idx[full..n]) };
+}
+
+/// See [`super::Kernel::copy_rows`]: 8 floats per move, the tail under a lane mask.
+///
+/// # Safety
+/// The CPU must support AVX2; the contract of [`super::Kernel::copy_rows`].
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn copy_rows(src: *const f32, lds: usize, dst: *mut f32, ldd: usize, rows: usize, cols: usize) {
+    let (full, tail) = (cols / 8 * 8, cols % 8);
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for r in 0..rows {
+        // SAFETY: row r's `cols` floats are readable at src and writable at dst (contract);
+        // `vmaskmovps` neither reads nor writes the lanes past `cols`.
+        unsafe {
+            let (s, d) = (src.add(r * lds), dst.add(r * ldd));
+            let mut j = 0;
+            while j < full {
+                _mm256_storeu_ps(d.add(j), _mm256_loadu_ps(s.add(j)));
+                j += 8;
+            }
+            if tail > 0 {
+                _mm256_maskstore_ps(d.add(full), mask, _mm256_maskload_ps(s.add(full), mask));
+            }
+        }
+    }
 }

@@ -62,11 +62,15 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
             }
         }
         // The loop is unswitched: only a partial tile masks its last B vector.
-        match (partial, t.b_rows.is_null()) {
-            (true, true) => k_loop::<NV, true, false>(&mut acc, a, b, t, &masks),
-            (false, true) => k_loop::<NV, false, false>(&mut acc, a, b, t, &masks),
-            (true, false) => k_loop::<NV, true, true>(&mut acc, a, b, t, &masks),
-            (false, false) => k_loop::<NV, false, true>(&mut acc, a, b, t, &masks),
+        match (partial, t.b_rows.is_null(), t.b_next != 0) {
+            (true, true, false) => k_loop::<NV, true, false, false>(&mut acc, a, b, t, &masks),
+            (false, true, false) => k_loop::<NV, false, false, false>(&mut acc, a, b, t, &masks),
+            (true, false, false) => k_loop::<NV, true, true, false>(&mut acc, a, b, t, &masks),
+            (false, false, false) => k_loop::<NV, false, true, false>(&mut acc, a, b, t, &masks),
+            (true, true, true) => k_loop::<NV, true, false, true>(&mut acc, a, b, t, &masks),
+            (false, true, true) => k_loop::<NV, false, false, true>(&mut acc, a, b, t, &masks),
+            (true, false, true) => k_loop::<NV, true, true, true>(&mut acc, a, b, t, &masks),
+            (false, false, true) => k_loop::<NV, false, true, true>(&mut acc, a, b, t, &masks),
         }
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             if let Some(e) = epi {
@@ -87,10 +91,11 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
 
 /// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
 /// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`); with
-/// `ROWS`, B row k starts at `b + t.b_rows[k]`.
+/// `ROWS`, B row k starts at `b + t.b_rows[k]`; with `NEXT`, the same row of the next B panel
+/// (`t.b_next` floats on) is prefetched into L2.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mut [[__m512; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__mmask16; NV]) {
+unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NEXT: bool>(acc: &mut [[__m512; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__mmask16; NV]) {
     let (mut ap, mut bp) = (a, b);
     // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows (at stride ldb, or
     // at the kc offsets of b_rows) whose unmasked lanes lie in bounds.
@@ -108,6 +113,13 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool>(acc: &mu
                 for v in 0..NV {
                     row[v] = _mm512_fmadd_ps(av, bv[v], row[v]);
                 }
+            }
+            if NEXT {
+                // Each line of the row's span (a row read in place need not start on one).
+                for l in 0..(NV * 16).div_ceil(16) {
+                    _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + l * 16) as *const i8);
+                }
+                _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + NV * 16 - 1) as *const i8);
             }
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(t.a_next) as *const i8);
             ap = ap.add(MR);
@@ -140,5 +152,59 @@ pub(super) unsafe fn gather(dst: &mut [f32], src: *const f32, idx: &[i32]) {
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), lanes, v);
         }
         j += 16;
+    }
+}
+
+/// See [`super::Kernel::copy_rows`]: 16 floats per move, the tail under a lane mask.
+///
+/// # Safety
+/// The CPU must support AVX-512F; the contract of [`super::Kernel::copy_rows`].
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn copy_rows(src: *const f32, lds: usize, dst: *mut f32, ldd: usize, rows: usize, cols: usize) {
+    let (full, tail) = (cols / 16 * 16, cols % 16);
+    let mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+    for r in 0..rows {
+        // SAFETY: row r's `cols` floats are readable at src and writable at dst (contract);
+        // the masked lanes past `cols` are neither read nor written.
+        unsafe {
+            let (s, d) = (src.add(r * lds), dst.add(r * ldd));
+            let mut j = 0;
+            while j < full {
+                _mm512_storeu_ps(d.add(j), _mm512_loadu_ps(s.add(j)));
+                j += 16;
+            }
+            if tail > 0 {
+                _mm512_mask_storeu_ps(d.add(full), mask, _mm512_maskz_loadu_ps(mask, s.add(full)));
+            }
+        }
+    }
+}
+
+/// See [`super::Kernel::permute_maps`].
+///
+/// # Safety
+/// The CPU must support AVX-512F; the contract of [`super::Kernel::permute_maps`].
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn permute_maps(dst: *mut f32, src: *const f32, image_stride: usize, npix: usize, images: usize, first: usize, chunks: usize, perm: &[i32; 16], mask: u16) {
+    let per = 16 / npix;
+    // SAFETY: `perm` holds 16 lane indices below 16.
+    let idx = unsafe { _mm512_loadu_si512(perm.as_ptr() as *const __m512i) };
+    for c in 0..chunks {
+        let b0 = (first + c) * per;
+        // SAFETY: each image b < `images` has `npix` readable floats at src + b·image_stride
+        // (contract); images past the batch are not read (their lanes stay 0); dst holds
+        // 16 floats per chunk.
+        unsafe {
+            let v = if npix == 16 {
+                _mm512_loadu_ps(src.add(b0 * image_stride))
+            } else {
+                let at = |i: usize| if b0 + i < images { _mm_loadu_ps(src.add((b0 + i) * image_stride)) } else { _mm_setzero_ps() };
+                let v = _mm512_castps128_ps512(at(0));
+                let v = _mm512_insertf32x4::<1>(v, at(1));
+                let v = _mm512_insertf32x4::<2>(v, at(2));
+                _mm512_insertf32x4::<3>(v, at(3))
+            };
+            _mm512_storeu_ps(dst.add(c * 16), _mm512_maskz_permutexvar_ps(mask, idx, v));
+        }
     }
 }

@@ -125,6 +125,10 @@ pub struct Tile {
     /// Floats from `a` to the weights the next tile will read (the next weight panel at the
     /// same k), prefetched into L1 one line per k; 0 for none. Never dereferenced.
     pub a_next: usize,
+    /// Floats from each B row to the same row of the B panel a later tile will read first
+    /// (the next column panel, read in place), whose `nv · LANES` floats are prefetched into
+    /// L2 as this tile reads the row; 0 for none. Never dereferenced.
+    pub b_next: usize,
 }
 
 /// Where a tile's accumulators start.
@@ -226,6 +230,65 @@ impl Kernel {
             // SAFETY: the token proves AVX-512F; the caller's contract covers the indices.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => unsafe { avx512::gather(dst, src, idx) },
+        }
+    }
+}
+
+impl Kernel {
+    /// Copies `rows` rows of `cols` floats from `src` (row stride `lds`) to `dst` (row stride
+    /// `ldd`) in vectors, the tail under a mask: the staging copies and padded planes of
+    /// small maps, whose rows (8 or 16 pixels) cost a `memcpy` call each otherwise.
+    ///
+    /// # Safety
+    /// Each source row `src + r·lds` must be readable and each destination row `dst + r·ldd`
+    /// writable for `cols` floats, `r < rows`, with no other reference to the destination
+    /// alive; source and destination do not overlap.
+    #[inline]
+    pub unsafe fn copy_rows(self, src: *const f32, lds: usize, dst: *mut f32, ldd: usize, rows: usize, cols: usize) {
+        match self {
+            // SAFETY: the token proves AVX2; the caller's contract covers the rows.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => unsafe { avx2::copy_rows(src, lds, dst, ldd, rows, cols) },
+            // SAFETY: the token proves AVX-512F; the caller's contract covers the rows.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => unsafe { avx512::copy_rows(src, lds, dst, ldd, rows, cols) },
+        }
+    }
+}
+
+impl Kernel {
+    /// Whether [`Kernel::permute_maps`] runs in vectors on this kernel (AVX-512; the AVX2
+    /// kernel runs its scalar twin).
+    pub fn permutes_maps(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return matches!(self, Kernel::Avx512(_));
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// One B row of batched small maps (`npix` = 4 or 16 pixels, the conv's input and
+    /// output the same size), 16 columns (`16 / npix` whole images) per chunk: for chunks
+    /// `first..first + chunks`, lane `l` of chunk `c` is `map[perm[l]]` where `mask` has bit
+    /// `l`, else 0, `map` being the input planes of images `(first + c)·16/npix …` side by
+    /// side (image `b`'s at `src + b·image_stride`, `npix` floats; images `≥ images` read as
+    /// 0). One permute per 16 columns, where [`Kernel::gather`] takes a gather each: the
+    /// same values.
+    ///
+    /// # Safety
+    /// `npix` is 4 or 16, every `perm[l] < 16`; image `b < images` has
+    /// `npix` readable floats at `src + b·image_stride`; `dst` is writable for `chunks · 16`
+    /// floats and overlaps no source.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub unsafe fn permute_maps(self, dst: *mut f32, src: *const f32, image_stride: usize, npix: usize, images: usize, first: usize, chunks: usize, perm: &[i32; 16], mask: u16) {
+        debug_assert!((npix == 4 || npix == 16) && perm.iter().all(|&p| (0..16).contains(&p)));
+        match self {
+            // SAFETY: the caller's contract.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => unsafe { scalar::permute_maps(dst, src, image_stride, npix, images, first, chunks, perm, mask) },
+            // SAFETY: the token proves AVX-512F; the caller's contract covers the rest.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => unsafe { avx512::permute_maps(dst, src, image_stride, npix, images, first, chunks, perm, mask) },
         }
     }
 }

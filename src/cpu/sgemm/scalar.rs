@@ -42,3 +42,20 @@ pub unsafe fn gather(dst: &mut [f32], src: *const f32, idx: &[i32]) {
         *d = if i >= 0 { unsafe { *src.add(i as usize) } } else { 0.0 };
     }
 }
+
+/// [`super::Kernel::permute_maps`], one lane at a time.
+///
+/// # Safety
+/// The contract of [`super::Kernel::permute_maps`] (without the AVX-512 requirement).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn permute_maps(dst: *mut f32, src: *const f32, image_stride: usize, npix: usize, images: usize, first: usize, chunks: usize, perm: &[i32; 16], mask: u16) {
+    for c in 0..chunks {
+        for (l, &p) in perm.iter().enumerate() {
+            let b = (first + c) * (16 / npix) + p as usize / npix;
+            let live = mask >> l & 1 == 1 && b < images;
+            // SAFETY: a live lane reads pixel p % npix of image b < images (contract); dst
+            // holds 16 floats per chunk.
+            unsafe { *dst.add(c * 16 + l) = if live { *src.add(b * image_stride + p as usize % npix) } else { 0.0 } };
+        }
+    }
+}
