@@ -148,6 +148,15 @@ fn conv_dilation_groups_epilogue_batch() {
     // in vectors).
     check_conv(2, 6, 5, [5, 9], [3, 3], 1, [0, 2, 1, 1], 1, 1, None, true, 36);
     check_conv(16, 16, 16, [8, 8], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 37);
+    // Outputs exactly one vector wide (16 on AVX-512, 8 on AVX2): tiles of whole rows, each
+    // vector read from its own padded plane row. A 32² stem (7×7/2 → 16²), stride 1 with a
+    // residual, dilation, one output row, a row count no tile width divides.
+    check_conv(3, 3, 16, [32, 32], [7, 7], 2, [3; 4], 1, 1, Some(Activation::Relu), false, 38);
+    check_conv(2, 12, 10, [13, 16], [3, 3], 1, [1; 4], 1, 1, None, true, 39);
+    check_conv(1, 5, 9, [16, 16], [3, 3], 1, [2; 4], 2, 1, Some(Activation::Sigmoid), true, 40);
+    check_conv(2, 4, 6, [1, 16], [1, 3], 1, [0, 1, 0, 1], 1, 2, None, false, 41);
+    check_conv(1, 7, 11, [7, 8], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 42);
+    check_conv(2, 6, 9, [16, 16], [3, 3], 2, [1; 4], 1, 1, None, true, 43);
     // A stride-1 3×3 conv over three of its longer K blocks (576 = 256 + 256 + 64).
     check_conv(1, 64, 20, [13, 11], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 23);
 }

@@ -1,7 +1,8 @@
 //! kestrel's FP32 GEMM tiles: every kernel this CPU has against the scalar twin of the same
 //! geometry, value for value, over every tile shape (rows 1..=MR, columns across each vector
 //! tail), K lengths 1 to past one block, the three starts (zero, output, residual) and every
-//! epilogue, B packed, read in place at a row stride or at irregular row offsets; also that a
+//! epilogue, B packed, read in place at a row stride or at irregular row offsets (its vectors
+//! contiguous or a padded row apart); also that a
 //! tile writes nothing outside itself. Then proptest.
 
 mod common;
@@ -80,7 +81,7 @@ fn tiles_match_the_scalar_twin() {
                             // at irregular row offsets.
                             let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
                             let b_rows = if seed % 3 == 0 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() };
-                            check(kernel, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 } }, init, epi, seed);
+                            check(kernel, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 }, b_vstride: if !b_rows.is_null() && seed % 4 == 1 { g.lanes + 3 } else { 0 } }, init, epi, seed);
                         }
                     }
                 }
@@ -107,6 +108,29 @@ fn copy_rows_copies_exactly_the_rows() {
                         assert_eq!(v.to_bits(), src[r * lds + j].to_bits(), "{} copy_rows {rows}x{cols}: element {i}", kernel.name());
                     } else {
                         assert!(v.is_nan(), "{} copy_rows {rows}x{cols}: wrote element {i} outside the rows", kernel.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Kernel::stride2_row` (a row of a stride-2 phase plane) against its definition: every
+/// output column written, 0 where the input column lies outside the row, over vector tails
+/// and negative starts (left padding).
+#[test]
+fn stride2_row_matches_its_definition() {
+    for kernel in common::sgemm_kernels() {
+        for w in [1usize, 2, 3, 7, 16, 17, 31, 32, 33, 63, 65, 112] {
+            let src = common::data(w, w as u64);
+            for n in [0usize, 1, 3, 8, 15, 16, 17, 33, 57, 60] {
+                for x0 in -4isize..4 {
+                    let mut dst = vec![f32::NAN; n];
+                    kernel.stride2_row(&mut dst, &src, x0);
+                    for (j, v) in dst.iter().enumerate() {
+                        let x = x0 + 2 * j as isize;
+                        let want = if x >= 0 && (x as usize) < w { src[x as usize] } else { 0.0 };
+                        assert_eq!(v.to_bits(), want.to_bits(), "{} stride2_row w {w} n {n} x0 {x0}: column {j}", kernel.name());
                     }
                 }
             }
@@ -165,7 +189,7 @@ proptest! {
             let nv = nv.min(g.nv);
             let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
             let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
-            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16 }, init, epi, seed);
+            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16, b_vstride: if extra % 2 == 1 && extra % 3 == 0 { g.lanes + extra % 7 } else { 0 } }, init, epi, seed);
         }
     }
 }

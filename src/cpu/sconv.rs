@@ -15,9 +15,12 @@
 //!   `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph + ⌊kx·dx/sx⌋`: each im2col row is one
 //!   contiguous run, which the kernel reads in place (no packing). The `wph − OW` virtual
 //!   columns past each row are computed into a staging buffer and dropped when it is copied
-//!   out.
+//!   out, unless the rows are (nearly) whole vectors: then tiles are aligned to output rows
+//!   and write the output directly; an output exactly one vector wide (16² maps on AVX-512)
+//!   has tiles of whole rows, each vector read from its own plane row (`Tile::b_vstride`).
 //! - `Batched` (small maps of a batch, [`batch_columns`]): one GEMM per group whose columns run
-//!   across images, into a staging buffer `[Cout][N·OH·OW]`.
+//!   across images, into a staging buffer `[Cout][N·OH·OW]`; B panels are gathered, or
+//!   permuted from whole 2×2 and 4×4 maps on AVX-512 ([`Kernel::permute_maps`]).
 //!
 //! A residual starts the accumulators (copied into the staging buffer first when there is
 //! one), so every output element is `act(fma(…fma(residual, w, x)…) + bias)`, k in order:
@@ -97,6 +100,10 @@ struct Layout {
     /// columns rounded up to whole vectors, the rest masked), so that every tile writes one
     /// output row directly and no virtual column is computed; 0 otherwise.
     row_vectors: usize,
+    /// Row-aligned tiles of an output exactly one vector wide (16² maps on AVX-512, 8² on
+    /// AVX2): each vector of a tile is a whole output row, read from its padded plane row
+    /// (`Tile::b_vstride = wph`), so a tile spans `nv` rows.
+    span: bool,
 }
 
 impl Layout {
@@ -109,7 +116,7 @@ impl Layout {
         // Batched columns gather through i32 indices into the whole batch.
         if n > 1 && batch_columns(geo, npix) && n * cin * h * w <= i32::MAX as usize {
             let ld = (n * npix).next_multiple_of(LINE_F32);
-            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * ld, ld, row_vectors: 0 }
+            Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * ld, ld, row_vectors: 0, span: false }
         } else if !pointwise && npix > 0 {
             let [sy, sx] = c.stride;
             let (hph, wph) = (hp.div_ceil(sy), wp.div_ceil(sx));
@@ -121,14 +128,18 @@ impl Layout {
             // without padding), where tiles write the output directly.
             let vr = ow.div_ceil(geo.lanes);
             if (vr * geo.lanes - ow) * 8 <= ow && vr >= geo.nv {
-                return Layout { cols, ncols: oh * vr * geo.lanes, padded, staged: 0, ld: 0, row_vectors: vr };
+                return Layout { cols, ncols: oh * vr * geo.lanes, padded, staged: 0, ld: 0, row_vectors: vr, span: false };
+            }
+            // Rows of exactly one vector: tiles of nv whole rows, no virtual columns either.
+            if ow == geo.lanes {
+                return Layout { cols, ncols: oh * geo.lanes, padded, staged: 0, ld: 0, row_vectors: 1, span: true };
             }
             let ncols = (oh - 1) * wph + ow;
             let ld = ncols.next_multiple_of(LINE_F32);
             let staged = if wph == ow { 0 } else { n * cout * ld };
-            Layout { cols, ncols, padded, staged, ld, row_vectors: 0 }
+            Layout { cols, ncols, padded, staged, ld, row_vectors: 0, span: false }
         } else {
-            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0, ld: 0, row_vectors: 0 }
+            Layout { cols: Cols::Image, ncols: npix, padded: 0, staged: 0, ld: 0, row_vectors: 0, span: false }
         }
     }
 
@@ -220,7 +231,11 @@ pub fn conv2d(
             let (image, group) = (ig / groups, ig % groups);
             // Wide GEMMs split by columns; narrow ones (14², 7² maps) by output channels, so
             // that each worker reads only its share of the weights.
-            let by_columns = vectors >= splits * 8 * geo.nv || panels < 2 * splits;
+            // Batched columns are packed per part, so splitting them by output channels would
+            // pack every B panel in each worker: they split by columns as soon as each worker
+            // gets a full tile's width.
+            let min_vectors = if layout.cols == Cols::Batched { geo.nv } else { 8 * geo.nv };
+            let by_columns = vectors >= splits * min_vectors || panels < 2 * splits;
             (0..splits).filter_map(move |s| {
                 let total = if by_columns { vectors } else { panels };
                 let range = (s * total / splits, (s + 1) * total / splits);
@@ -485,11 +500,12 @@ fn run_part(
         let mut panels: Vec<(usize, usize, usize)> = Vec::new();
         let mut s0 = vb;
         while s0 < ve {
-            let s1 = if layout.row_vectors > 0 { ((s0 / layout.row_vectors + 1) * layout.row_vectors).min(ve) } else { ve };
+            let s1 = if layout.row_vectors > 0 && !layout.span { ((s0 / layout.row_vectors + 1) * layout.row_vectors).min(ve) } else { ve };
             let count = (s1 - s0).div_ceil(geo.nv);
             panels.extend((0..count).map(|i| {
                 let (v0, v1) = (s0 + i * (s1 - s0) / count, s0 + (i + 1) * (s1 - s0) / count);
                 let cols = match layout.row_vectors {
+                    _ if layout.span => (v1 - v0) * geo.lanes,
                     0 => ((v1 - v0) * geo.lanes).min(layout.ncols - v0 * geo.lanes),
                     vr => ((v1 - v0) * geo.lanes).min(ow - (v0 % vr) * geo.lanes),
                 };
@@ -569,10 +585,14 @@ fn run_part(
                     // panel's rows into L2: B read in place comes one row per plane, too many
                     // streams for the hardware prefetchers to follow.
                     let b_next = match layout.cols {
-                        Cols::Image | Cols::Phased { .. } if p == m0 && i + 1 < panels.len() => at(panels[i + 1].0).0 - at(v0).0,
+                        Cols::Image | Cols::Phased { .. } if p == m0 && i + 1 < panels.len() && !layout.span => at(panels[i + 1].0).0 - at(v0).0,
                         _ => 0,
                     };
-                    let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next, b_next };
+                    let b_vstride = match layout.cols {
+                        Cols::Phased { wph, .. } if layout.span => wph,
+                        _ => 0,
+                    };
+                    let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next, b_next, b_vstride };
                     // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
                     // them read); B (the panel at `panel_at[i]`, kc · nv · LANES floats, or the
                     // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
@@ -718,7 +738,12 @@ fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, s
                     continue;
                 }
                 // Column j reads input column j·sx + px − pl.
-                super::strided_row(row, &src[iy as usize * w..(iy as usize + 1) * w], px as isize - pl as isize, sx);
+                let src_row = &src[iy as usize * w..(iy as usize + 1) * w];
+                if sx == 2 {
+                    kernel.stride2_row(row, src_row, px as isize - pl as isize);
+                } else {
+                    super::strided_row(row, src_row, px as isize - pl as isize, sx);
+                }
             }
         }
     };

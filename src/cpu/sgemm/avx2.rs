@@ -92,12 +92,15 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
 
 /// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
 /// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`); with
-/// `ROWS`, B row k starts at `b + t.b_rows[k]`; with `NEXT`, the same row of the next B panel
+/// `ROWS`, B row k starts at `b + t.b_rows[k]` (its vectors `t.b_vstride` apart when
+/// that is not 0); with `NEXT`, the same row of the next B panel
 /// (`t.b_next` floats on) is prefetched into L2.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NEXT: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
     let (mut ap, mut bp) = (a, b);
+    // B vectors of a row read at offsets: contiguous, or `b_vstride` apart.
+    let vs = if t.b_vstride > 0 { t.b_vstride } else { 8 };
     // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows (at stride ldb, or
     // at the kc offsets of b_rows) whose unmasked lanes lie in bounds.
     unsafe {
@@ -107,7 +110,8 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NE
             }
             let mut bv = [_mm256_setzero_ps(); NV];
             for (v, x) in bv.iter_mut().enumerate() {
-                *x = if MASKED && v + 1 == NV { _mm256_maskload_ps(bp.add(v * 8), masks[v]) } else { _mm256_loadu_ps(bp.add(v * 8)) };
+                let at = if ROWS { bp.add(v * vs) } else { bp.add(v * 8) };
+                *x = if MASKED && v + 1 == NV { _mm256_maskload_ps(at, masks[v]) } else { _mm256_loadu_ps(at) };
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = _mm256_broadcast_ss(&*ap.add(r));

@@ -91,12 +91,15 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
 
 /// `acc[r][v] = fma(a[k][r], b[k][v], acc[r][v])` for k in `0..t.kc`, in order. With `MASKED`,
 /// the last B vector is loaded under `masks` (a B read in place ends at `t.cols`); with
-/// `ROWS`, B row k starts at `b + t.b_rows[k]`; with `NEXT`, the same row of the next B panel
+/// `ROWS`, B row k starts at `b + t.b_rows[k]` (its vectors `t.b_vstride` apart when
+/// that is not 0); with `NEXT`, the same row of the next B panel
 /// (`t.b_next` floats on) is prefetched into L2.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NEXT: bool>(acc: &mut [[__m512; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__mmask16; NV]) {
     let (mut ap, mut bp) = (a, b);
+    // B vectors of a row read at offsets: contiguous, or `b_vstride` apart.
+    let vs = if t.b_vstride > 0 { t.b_vstride } else { 16 };
     // SAFETY: the caller's contract: `a` holds kc · MR floats, `b` kc rows (at stride ldb, or
     // at the kc offsets of b_rows) whose unmasked lanes lie in bounds.
     unsafe {
@@ -106,7 +109,8 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NE
             }
             let mut bv = [_mm512_setzero_ps(); NV];
             for (v, x) in bv.iter_mut().enumerate() {
-                *x = if MASKED && v + 1 == NV { _mm512_maskz_loadu_ps(masks[v], bp.add(v * 16)) } else { _mm512_loadu_ps(bp.add(v * 16)) };
+                let at = if ROWS { bp.add(v * vs) } else { bp.add(v * 16) };
+                *x = if MASKED && v + 1 == NV { _mm512_maskz_loadu_ps(masks[v], at) } else { _mm512_loadu_ps(at) };
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*ap.add(r));
@@ -206,5 +210,37 @@ pub(super) unsafe fn permute_maps(dst: *mut f32, src: *const f32, image_stride: 
             };
             _mm512_storeu_ps(dst.add(c * 16), _mm512_maskz_permutexvar_ps(mask, idx, v));
         }
+    }
+}
+
+/// See [`super::Kernel::stride2_row`]: `dst[j] = src[x0 + 2j]` for `j < n` where
+/// `0 ≤ x0 + 2j < w`, else 0.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `dst` is writable for `n` floats, `src` readable for `w`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn stride2_row(dst: *mut f32, n: usize, src: *const f32, w: usize, x0: isize) {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // Lanes l of 16 starting at input column `base` that lie in 0..w.
+    let live = |base: isize| -> __mmask16 {
+        let lo = (-base).clamp(0, 16) as u32;
+        let hi = (w as isize - base).clamp(0, 16) as u32;
+        let below_hi = if hi >= 16 { 0xffff } else { (1u32 << hi) - 1 };
+        (below_hi & !((1u32 << lo) - 1)) as u16
+    };
+    let mut j0 = 0;
+    while j0 < n {
+        let base = x0 + 2 * j0 as isize;
+        let (ma, mb) = (live(base), live(base + 16));
+        // SAFETY: a lane is loaded only where its column lies in 0..w (the masks), so the
+        // wrapped addresses of the others are never dereferenced; the store is masked to
+        // j < n.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(ma, src.wrapping_offset(base));
+            let b = _mm512_maskz_loadu_ps(mb, src.wrapping_offset(base + 16));
+            let m: __mmask16 = if n - j0 >= 16 { 0xffff } else { ((1u32 << (n - j0)) - 1) as u16 };
+            _mm512_mask_storeu_ps(dst.add(j0), m, _mm512_permutex2var_ps(a, even, b));
+        }
+        j0 += 16;
     }
 }

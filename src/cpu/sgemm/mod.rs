@@ -8,7 +8,8 @@
 //! - A, packed once ([`PackedA`]): `[Mpad/MR][K][MR]`, rows zero-padded to `Mpad`;
 //! - B, `kc` rows of `nv · LANES` floats: a panel the caller packed ([`Geometry::panel_len`],
 //!   columns past the real ones zero-filled), or the input read in place, at a row stride
-//!   (1×1 convs) or at per-row offsets (padded phase planes), the last vector then masked;
+//!   (1×1 convs) or at per-row offsets (padded phase planes; its vectors contiguous or a
+//!   padded row apart), the last vector then masked;
 //! - C: row `r` at `c + r · ldc`; only the tile's real rows and columns are read or written.
 //!
 //! Every kernel computes each element as `acc = init; for k in order: acc = fma(a, b, acc)`,
@@ -129,6 +130,10 @@ pub struct Tile {
     /// (the next column panel, read in place), whose `nv · LANES` floats are prefetched into
     /// L2 as this tile reads the row; 0 for none. Never dereferenced.
     pub b_next: usize,
+    /// With `b_rows`: floats from one B vector of a row to the next (each vector then one
+    /// output row of a map `LANES` pixels wide, read from its padded plane row); 0 when the
+    /// vectors are contiguous. Ignored for packed or strided B.
+    pub b_vstride: usize,
 }
 
 /// Where a tile's accumulators start.
@@ -257,6 +262,19 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// `dst[j] = src[x0 + 2·j]` where that column lies in `src`, 0 elsewhere: one row of a
+    /// stride-2 phase plane (as `cpu::strided_row` with step 2, which the AVX2 kernel runs).
+    /// On AVX-512, 16 columns per `vpermt2ps` from two masked loads.
+    pub fn stride2_row(self, dst: &mut [f32], src: &[f32], x0: isize) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => crate::cpu::strided_row(dst, src, x0, 2),
+            // SAFETY: the token proves AVX-512F; the lengths are the slices'.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => unsafe { avx512::stride2_row(dst.as_mut_ptr(), dst.len(), src.as_ptr(), src.len(), x0) },
+        }
+    }
+
     /// Whether [`Kernel::permute_maps`] runs in vectors on this kernel (AVX-512; the AVX2
     /// kernel runs its scalar twin).
     pub fn permutes_maps(self) -> bool {

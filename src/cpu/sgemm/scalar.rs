@@ -21,7 +21,14 @@ pub unsafe fn tile(g: Geometry, a: *const f32, b: *const f32, c: *mut f32, t: Ti
                     Init::Residual(res) => *res.add(r * t.ldc + j),
                 };
                 for k in 0..t.kc {
-                    acc = (*a.add(k * g.mr + r)).mul_add(*b.add(if t.b_rows.is_null() { k * t.ldb } else { *t.b_rows.add(k) } + j), acc);
+                    let at = if t.b_rows.is_null() {
+                        k * t.ldb + j
+                    } else if t.b_vstride > 0 {
+                        *t.b_rows.add(k) + j / g.lanes * t.b_vstride + j % g.lanes
+                    } else {
+                        *t.b_rows.add(k) + j
+                    };
+                    acc = (*a.add(k * g.mr + r)).mul_add(*b.add(at), acc);
                 }
                 *c.add(r * t.ldc + j) = match epi {
                     Some(e) => finish(acc, e.bias.map(|b| b[r]), e.act),
