@@ -258,21 +258,37 @@ fn max_pool_s2_avx512(_token: crate::cpu::detect::Avx512Vnni, p: &Pool2d, x: &[f
         let mut padded = vec![f32::NEG_INFINITY; oh * plen];
         for (k, o) in chunk.chunks_mut(ohw).enumerate() {
             let plane = &x[(ci * per + k) * hw..][..hw];
-            // SAFETY: the token proves AVX-512F; every window row iy < h lies in `plane`
-            // (`taps`); row oy of `padded` (plen floats from oy·plen) takes the maxima at
-            // left..left + w (plen ≥ left + w) and is read at 2·ox0 .. 2·ox0 + 34 with
-            // ox0 < ow (plen covers it); the output row is o[oy·ow..][..ow]; loads and stores
-            // past w and ow are masked.
-            unsafe {
-                for (oy, wy) in ty.iter().enumerate() {
-                    max_rows_avx512(plane.as_ptr(), w, *wy, p.dilation[0], padded.as_mut_ptr().add(oy * plen + left));
-                }
-                for oy in 0..oh {
-                    max_cols_s2_avx512(padded.as_ptr().add(oy * plen), kx, o[oy * ow..][..ow].as_mut_ptr(), ow);
-                }
-            }
+            assert!(o.len() == ohw && ty.len() == oh && padded.len() == oh * plen, "max pool: plane buffers");
+            // SAFETY: the token proves AVX-512F; the buffers are as `max_plane_s2_avx512`
+            // requires (asserted above; the window rows lie inside the plane by `taps`).
+            unsafe { max_plane_s2_avx512(plane, w, &ty, p.dilation[0], &mut padded, plen, left, kx, o, ow) };
         }
     });
+}
+
+/// One plane of [`max_pool_s2_avx512`]: the window maxima of every output row into its row
+/// of `padded` (`plen` floats each, the maxima at `left..left + w`, −∞ elsewhere), then every
+/// output row from them. One call per plane, so that the row helpers inline.
+///
+/// # Safety
+/// AVX-512F; `ty` holds one window per output row, each inside the plane's `plane.len() / w`
+/// rows; `padded` holds `ty.len() · plen` floats with `plen ≥ left + w` and
+/// `plen ≥ 2·ow.next_multiple_of(16) + 34`, −∞ outside the maxima; `o` holds `ty.len() · ow`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn max_plane_s2_avx512(plane: &[f32], w: usize, ty: &[Window], dy: usize, padded: &mut [f32], plen: usize, left: usize, kx: usize, o: &mut [f32], ow: usize) {
+    // SAFETY: row oy of `padded` (plen floats from oy·plen) takes the maxima at left..left + w
+    // and is read at 2·ox0 .. 2·ox0 + 34 with ox0 < ow (plen covers both); the output row is
+    // o[oy·ow..][..ow]; loads and stores past w and ow are masked (the contract).
+    unsafe {
+        for (oy, wy) in ty.iter().enumerate() {
+            max_rows_avx512(plane.as_ptr(), w, *wy, dy, padded.as_mut_ptr().add(oy * plen + left));
+        }
+        for oy in 0..ty.len() {
+            max_cols_s2_avx512(padded.as_ptr().add(oy * plen), kx, o.as_mut_ptr().add(oy * ow), ow);
+        }
+    }
 }
 
 /// The window rows' maxima of one output row of [`max_pool_s2_avx512`], into `dst[..w]`.
@@ -282,6 +298,7 @@ fn max_pool_s2_avx512(_token: crate::cpu::detect::Avx512Vnni, p: &Pool2d, x: &[f
 /// writable for `w` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[inline]
 unsafe fn max_rows_avx512(plane: *const f32, w: usize, rows: Window, dy: usize, dst: *mut f32) {
     use std::arch::x86_64::*;
     let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -307,6 +324,7 @@ unsafe fn max_rows_avx512(plane: *const f32, w: usize, rows: Window, dy: usize, 
 /// AVX-512F; `padded` holds `2·ow.next_multiple_of(16) + 34` floats; `orow` holds `ow`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[inline]
 unsafe fn max_cols_s2_avx512(padded: *const f32, kx: usize, orow: *mut f32, ow: usize) {
     use std::arch::x86_64::*;
     let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
