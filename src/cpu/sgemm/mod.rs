@@ -199,7 +199,8 @@ impl Kernel {
     ///
     /// # Safety
     /// `a` must hold `kc · MR` floats, `b` rows `0..kc` of `t.cols` floats at stride `t.ldb`
-    /// or at the offsets `t.b_rows` (which then holds `kc` of them), each row a full
+    /// or at the offsets `t.b_rows` (which then holds `kc` of them; a row's vectors then
+    /// `t.b_vstride` apart when that is not 0), each row a full
     /// `nv · LANES` floats when `t.cols` is a whole number of vectors; `c` (and a residual in `init`)
     /// must be valid for rows `0..t.rows` of `t.cols` elements at stride `t.ldc`, with no other
     /// reference to those elements alive; `epi.bias`, when given, holds `t.rows` values.
