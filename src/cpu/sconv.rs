@@ -598,7 +598,8 @@ fn run_part(
                     // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
                     // runs of `cols` floats at the padded plane's row offsets, which end
                     // inside the group's planes: the largest virtual column plus the
-                    // largest tap offset is the plane's last pixel) is in bounds; rows < `rows` and columns < `cols` of the tile lie inside
+                    // largest tap offset is the plane's last pixel; with `b_vstride`, one
+                    // 16-float run per output row of the tile, the same bound) is in bounds; rows < `rows` and columns < `cols` of the tile lie inside
                     // this GEMM's rows of `dst` (the output, or the staging buffer of
                     // `layout.staged` floats, both sized by `conv2d`) and of a residual of
                     // the same layout; no other part writes them (parts are disjoint in
