@@ -285,7 +285,7 @@ pub fn conv2d(
     };
     // Batched maps of 4 or 16 pixels that keep their size (stride 1, "same" padding) are
     // packed by permuting whole maps on AVX-512 (`Kernel::permute_maps`), others by gathers.
-    let permuted = layout.cols == Cols::Batched && kernel.permutes_maps() && geo.lanes == 16 && (npix == 4 || npix == 16) && [oh, ow] == [h, w];
+    let permuted = layout.cols == Cols::Batched && kernel.permutes_maps() && (npix == 4 || npix == 16) && [oh, ow] == [h, w];
     let perms = if permuted { perm_table(c, [h, w]) } else { Vec::new() };
     let taps: Vec<i32> = if layout.cols == Cols::Batched && !permuted { tap_table(c, [n, cin, h, w], [oh, ow]) } else { Vec::new() };
     // A residual starts the accumulators: staged convs copy it into the staging rows first.

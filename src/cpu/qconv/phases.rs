@@ -121,20 +121,26 @@ impl Phases {
         (ky * c.dilation[0] / self.sy) * self.wph + kx * c.dilation[1] / self.sx
     }
 
+    /// Where each tap `t = ky·kw + kx` of channel 0 reads, in elements from the image's first
+    /// plane: its phase's planes start `phase_stride` apart, then the tap's shift.
+    fn tap_starts(&self, c: &Conv2d, phase_stride: usize) -> Vec<usize> {
+        let [_, kw] = c.kernel();
+        let [dy, dx] = c.dilation;
+        (0..c.kernel()[0] * kw)
+            .map(|t| {
+                let (ky, kx) = (t / kw, t % kw);
+                let ph = (ky * dy % self.sy) * self.sx + kx * dx % self.sx;
+                ph * phase_stride + self.tap_shift(c, ky, kx)
+            })
+            .collect()
+    }
+
     /// The byte offset of each 4-k group of group 0 in an image's quad planes, in the order of
     /// [`crate::cpu::qgemm::PackedWeights::quad_taps`]: group `(q, tap)` reads quad `q` of the
     /// tap's phase at the tap's shift. `quads` counts the quads of all groups (the planes'
     /// stride between phases), `cq` those of one group.
     pub fn quad_offsets(&self, c: &Conv2d, quads: usize, cq: usize) -> Vec<usize> {
-        let [kh, kw] = c.kernel();
-        let [dy, dx] = c.dilation;
-        let taps: Vec<usize> = (0..kh * kw)
-            .map(|t| {
-                let (ky, kx) = (t / kw, t % kw);
-                let ph = (ky * dy % self.sy) * self.sx + kx * dx % self.sx;
-                (ph * quads * self.plane + self.tap_shift(c, ky, kx)) * 4
-            })
-            .collect();
+        let taps: Vec<usize> = self.tap_starts(c, quads * self.plane).into_iter().map(|t| t * 4).collect();
         let mut out = Vec::with_capacity(cq * taps.len());
         for q in 0..cq {
             out.extend(taps.iter().map(|&t| t + q * self.plane * 4));
@@ -258,17 +264,9 @@ impl Phases {
     /// Offset of each of the `kpad` im2col rows of group 0 in an image's phase planes
     /// (`k = ci·kh·kw + ky·kw + kx`); the padding rows meet zero weights and read offset 0.
     pub fn tap_offsets(&self, c: &Conv2d, cin: usize, kpad: usize) -> Vec<usize> {
-        let [kh, kw] = c.kernel();
-        let [dy, dx] = c.dilation;
         // The offsets of channel 0's taps; channel ci adds ci planes. No division per row:
         // with runtime divisors that cost 36 µs per call for a 3×3 conv over 392 channels.
-        let taps: Vec<usize> = (0..kh * kw)
-            .map(|t| {
-                let (ky, kx) = (t / kw, t % kw);
-                let ph = (ky * dy % self.sy) * self.sx + kx * dx % self.sx;
-                ph * cin * self.plane + (ky * dy / self.sy) * self.wph + kx * dx / self.sx
-            })
-            .collect();
+        let taps = self.tap_starts(c, cin * self.plane);
         let cin_g = c.weight.shape()[1];
         let mut out = Vec::with_capacity(kpad);
         for ci in 0..cin_g {

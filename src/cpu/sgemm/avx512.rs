@@ -120,8 +120,8 @@ unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NE
             }
             if NEXT {
                 // Each line of the row's span (a row read in place need not start on one).
-                for l in 0..(NV * 16).div_ceil(16) {
-                    _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + l * 16) as *const i8);
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + v * 16) as *const i8);
                 }
                 _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(t.b_next + NV * 16 - 1) as *const i8);
             }
