@@ -127,12 +127,17 @@ fn convs(c: &mut Criterion) {
                 b.iter(|| pool.install(|| kestrel::cpu::bconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, threads)))
             });
         }
-        // bf16 on AMX tiles where the CPU has AMX-BF16.
-        if let Some(t) = kestrel::cpu::amx::AmxToken::new().filter(|_| kestrel::cpu::amx::takes(&f)) {
-            let packed = kestrel::cpu::amx::pack(&f);
-            group.bench_function(BenchmarkId::new(format!("bf16-{}", kestrel::cpu::amx::NAME.replace(' ', "-")), &label), |b| {
-                b.iter(|| pool.install(|| kestrel::cpu::amx::conv2d(t, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
-            });
+        // bf16 as an implicit GEMM over phase planes: on `vdpbf16ps` register tiles, and on
+        // AMX tiles where the CPU has AMX-BF16.
+        if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new().filter(|_| kestrel::cpu::amx::takes(&f)) {
+            use kestrel::cpu::amx::{self, PlaneKernel};
+            let packed = amx::pack(&f);
+            let dot = PlaneKernel::Dot(kestrel::cpu::bdot::DotKernel::Avx512Bf16(t));
+            for k in std::iter::once(dot).chain(amx::AmxToken::new().map(PlaneKernel::Amx)) {
+                group.bench_function(BenchmarkId::new(format!("bf16-{}", k.name().replace(' ', "-")), &label), |b| {
+                    b.iter(|| pool.install(|| amx::conv2d(k, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                });
+            }
         }
         let kernels = Kernels::select().unwrap();
         let (lo, hi) = kestrel::cpu::codec::min_max(kernels.simd, x.data());

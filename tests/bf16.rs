@@ -8,6 +8,8 @@ mod common;
 use common::data;
 use kestrel::cpu::bgemm::{from_bf16, to_bf16, Epi, Kernel, PackedBf16, MR, NR};
 use kestrel::cpu::sgemm::{Act, Init};
+use kestrel::cpu::amx::PlaneKernel;
+use kestrel::cpu::bdot::DotKernel;
 use kestrel::cpu::{amx, bconv, reference};
 use kestrel::graph::{Activation, Conv2d};
 use kestrel::models::{ModelConfig, ResNetConfig, SeededWeights};
@@ -214,18 +216,27 @@ fn pair_packing_matches_the_scalar_rounding() {
     }
 }
 
-/// The AMX conv (where the CPU has AMX-BF16) against the f64 reference on the bf16-rounded
-/// input and weights, within [`amx::error_bound`] of each element's absolute sum: channel
-/// tails around the 16-row and 32-channel tiles, kernel sizes, strides, pads, dilations,
-/// maps narrower and wider than a 16-pixel tile, batches, residuals, activations, 1 and 2
-/// threads. A dropped, shifted or doubled tap breaks the bound by orders of magnitude.
+/// The implicit bf16 conv on every kernel this host has (the `vdpbf16ps` register tile and its
+/// scalar twin; AMX tiles where the CPU has AMX-BF16) against the f64 reference on the
+/// bf16-rounded input and weights, within [`amx::error_bound`] of each element's absolute
+/// sum: channel tails around the 8- and 16-row tiles and the 32-channel K steps, kernel
+/// sizes, strides, pads, dilations, maps narrower and wider than one and three 16-pixel
+/// vectors, batches, residuals, activations, 1 and 2 threads. A dropped, shifted or doubled
+/// tap breaks the bound by orders of magnitude. The `vdpbf16ps` tile must also equal its
+/// scalar twin bit for bit.
 #[test]
-fn amx_conv_matches_the_reference_on_rounded_operands() {
-    let Some(tok) = amx::AmxToken::new() else {
-        eprintln!("SKIP the AMX bf16 conv: this CPU (or OS) has no AMX-BF16, or KESTREL_AMX=0");
-        return;
-    };
-    println!("bf16 conv kernel: {}", amx::NAME);
+fn implicit_conv_matches_the_reference_on_rounded_operands() {
+    let twin = PlaneKernel::Dot(DotKernel::Scalar);
+    let mut kernels = vec![twin];
+    match kestrel::cpu::bgemm::Bf16Token::new() {
+        Some(t) => kernels.push(PlaneKernel::Dot(DotKernel::Avx512Bf16(t))),
+        None => eprintln!("SKIP the vdpbf16ps implicit conv: this CPU lacks AVX512_BF16 (its scalar twin runs)"),
+    }
+    match amx::AmxToken::new() {
+        Some(t) => kernels.push(PlaneKernel::Amx(t)),
+        None => eprintln!("SKIP the AMX bf16 conv: this CPU (or OS) has no AMX-BF16, or KESTREL_AMX=0"),
+    }
+    println!("bf16 implicit conv kernels: {:?}", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
     let mut seed = 9100;
     let (mut checked, mut worst) = (0, 0f64);
     let cases: &[(usize, usize, [usize; 2], usize, usize, usize, usize)] = &[
@@ -248,6 +259,12 @@ fn amx_conv_matches_the_reference_on_rounded_operands() {
         (1, 5, [12, 9], 3, 1, 2, 2),
         (5, 17, [11, 13], 2, 2, 0, 1),
         (15, 33, [10, 10], 5, 1, 2, 1),
+        // Maps of 1, 2, 3, 4 and 5 vectors of virtual pixels; 8-row panel tails.
+        (32, 9, [4, 4], 3, 1, 1, 1),
+        (16, 23, [5, 5], 3, 1, 1, 1),
+        (34, 8, [7, 7], 3, 1, 1, 1),
+        (64, 25, [6, 12], 1, 1, 0, 1),
+        (18, 7, [8, 9], 3, 1, 1, 1),
     ];
     for &(cin, cout, hw, k, stride, pad, dil) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {
@@ -267,23 +284,32 @@ fn amx_conv_matches_the_reference_on_rounded_operands() {
             let mut abs_sum = vec![0f32; want.len()];
             reference::conv2d_ref(&abs_conv, &rounded(&x).iter().map(|v| v.abs()).collect::<Vec<_>>(), xs, abs_res.as_deref(), &mut abs_sum, os);
             let packed = amx::pack(&c);
-            for threads in [1, 2] {
-                let mut got = vec![f32::NAN; want.len()];
-                let mut scratch = Vec::new();
-                amx::conv2d(tok, &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
-                for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
-                    let w = act.map_or(w, |a| a.apply(w));
-                    let bound = amx::error_bound(cin * k * k, f64::from(s));
-                    let err = (f64::from(g) - f64::from(w)).abs();
-                    assert!(err <= bound, "cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads} at {i}: {g} vs {w} (bound {bound:e})");
-                    worst = worst.max(err / (f64::from(f32::EPSILON) / 2.0 * f64::from(s)).max(f64::MIN_POSITIVE));
+            let mut twin_out = Vec::new();
+            for &kernel in &kernels {
+                for threads in [1, 2] {
+                    let mut got = vec![f32::NAN; want.len()];
+                    let mut scratch = Vec::new();
+                    amx::conv2d(kernel, &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
+                    for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
+                        let w = act.map_or(w, |a| a.apply(w));
+                        let bound = amx::error_bound(cin * k * k, f64::from(s));
+                        let err = (f64::from(g) - f64::from(w)).abs();
+                        assert!(err <= bound, "{} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads} at {i}: {g} vs {w} (bound {bound:e})", kernel.name());
+                        worst = worst.max(err / (f64::from(f32::EPSILON) / 2.0 * f64::from(s)).max(f64::MIN_POSITIVE));
+                    }
+                    if kernel == twin {
+                        twin_out = got;
+                    } else if matches!(kernel, PlaneKernel::Dot(_)) {
+                        let same = got.iter().zip(&twin_out).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "vdpbf16ps planes differ from the scalar twin: cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads}");
+                    }
+                    checked += 1;
                 }
-                checked += 1;
             }
         }
     }
     // Grouped convs and 1×1 convs of few channels stay on the vdpbf16ps path.
     assert!(!amx::takes(&Conv2d::new(Tensor::new(vec![8, 2, 3, 3], data(144, 1)).unwrap(), 1, 1, 4)));
     assert!(!amx::takes(&Conv2d::new(Tensor::new(vec![8, 8, 1, 1], data(64, 1)).unwrap(), 1, 0, 1)));
-    println!("amx conv: {checked} cases within the bound; worst error {worst:.2} units of 2^-24 of the absolute sum");
+    println!("implicit bf16 conv: {checked} runs within the bound; worst error {worst:.2} units of 2^-24 of the absolute sum");
 }

@@ -1,5 +1,7 @@
-//! BF16 convolution on AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): the
-//! `--precision bf16` conv path on CPUs that have AMX-BF16, an implicit GEMM with no im2col.
+//! BF16 convolution as an implicit GEMM with no im2col: on AMX tiles (`tdpbf16ps`, Intel
+//! Sapphire Rapids and later) where the CPU has AMX-BF16, else on `vdpbf16ps` register tiles
+//! ([`crate::cpu::bdot`], over the same packed weights and planes): the `--precision bf16`
+//! path of the convs [`takes`].
 //!
 //! Per image: `out[Cout, OH·OW] = W[Cout, taps·Cin] × X[taps·Cin, OH·OW]`, in 32 × 32 blocks of
 //! four 16 × 16 f32 accumulator tiles (two output-channel halves × two pixel halves).
@@ -31,6 +33,7 @@
 //! tests hold it to [`error_bound`]. Every output element is computed by one thread in a fixed
 //! k order, so results do not depend on the thread count.
 
+use super::bdot;
 use super::bgemm::{self, to_bf16};
 use super::detect::{self, AmxKind};
 use super::parallel::{par_chunks_mut, par_for, OutPtr};
@@ -67,9 +70,10 @@ impl AmxToken {
     }
 }
 
-/// Whether the AMX path takes a conv: ungrouped, with at least 16 input channels, or fewer
-/// and a kernel wider than 1, whose columns are then folded into the channels ([`Packed`]).
-/// The rest (grouped convs, 1×1 convs of few channels) run on `vdpbf16ps`.
+/// Whether the implicit path takes a conv: ungrouped, with at least 16 input channels, or
+/// fewer and a kernel wider than 1, whose columns are then folded into the channels
+/// ([`Packed`]). The rest (grouped convs, 1×1 convs of few channels) run on
+/// [`crate::cpu::bconv`]'s im2col.
 pub fn takes(c: &Conv2d) -> bool {
     c.groups == 1 && (c.in_channels() >= FOLD_BELOW || c.kernel()[1] > 1)
 }
@@ -77,7 +81,47 @@ pub fn takes(c: &Conv2d) -> bool {
 /// Convs of fewer input channels than this fold their kernel columns into the channels.
 const FOLD_BELOW: usize = 16;
 
-/// A conv's weights for the AMX kernel (see the module docs for the layout).
+/// The kernel an implicit bf16 conv runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaneKernel {
+    /// AMX tiles, 32 × 32 blocks.
+    Amx(AmxToken),
+    /// `vdpbf16ps` 8 × 48 register tiles, or their scalar twin ([`bdot`]).
+    Dot(bdot::DotKernel),
+}
+
+impl PlaneKernel {
+    /// The richest this CPU has for bf16 kernel `k`: AMX where it can run, `vdpbf16ps` with
+    /// AVX512_BF16, the scalar twin on the scalar path.
+    pub fn for_bf16(k: bgemm::Kernel) -> PlaneKernel {
+        match k {
+            #[cfg(target_arch = "x86_64")]
+            bgemm::Kernel::Avx512Bf16(t) => AmxToken::new().map_or(PlaneKernel::Dot(bdot::DotKernel::Avx512Bf16(t)), PlaneKernel::Amx),
+            bgemm::Kernel::Scalar => PlaneKernel::Dot(bdot::DotKernel::Scalar),
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlaneKernel::Amx(_) => NAME,
+            PlaneKernel::Dot(bdot::DotKernel::Avx512Bf16(_)) => bdot::NAME,
+            PlaneKernel::Dot(bdot::DotKernel::Scalar) => "scalar emulation 8x48 planes",
+        }
+    }
+
+    /// The kernel that rounds the activations into the planes.
+    fn bf16(self) -> bgemm::Kernel {
+        match self {
+            PlaneKernel::Amx(t) => t.bf16(),
+            #[cfg(target_arch = "x86_64")]
+            PlaneKernel::Dot(bdot::DotKernel::Avx512Bf16(t)) => bgemm::Kernel::Avx512Bf16(t),
+            _ => bgemm::Kernel::Scalar,
+        }
+    }
+}
+
+/// A conv's weights for the implicit kernels (see the module docs for the layout).
 #[derive(Clone, Debug)]
 pub struct Packed {
     pub cout: usize,
@@ -90,18 +134,39 @@ pub struct Packed {
     pub taps: usize,
     /// `Cpad / 32`.
     csteps: usize,
-    data: Vec<u16>,
+    /// Channels per tap that hold weights (`cin`, or `kw · cin` folded).
+    taps_channels: usize,
+    /// The bf16 values two by two (a u32 holds k step channels `2i`, `2i + 1` of one row).
+    data: Vec<u32>,
 }
 
 impl Packed {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.len() * 2
+        self.data.len() * 4
     }
 
     /// The A tile of 16 output channels `mt·16..`, tap `t`, input channels `q·32..`.
-    fn tile(&self, mt: usize, t: usize, q: usize) -> *const u16 {
-        self.data[((mt * self.taps + t) * self.csteps + q) * 16 * KSTEP..].as_ptr()
+    fn tile(&self, mt: usize, t: usize, q: usize) -> *const u32 {
+        self.data[((mt * self.taps + t) * self.csteps + q) * 16 * KSTEP / 2..].as_ptr()
+    }
+
+    /// The tiles of output channels `pp·8..pp·8 + 8` from their first row on: tap `t`'s K step
+    /// `q` row `r` pair `j` at `(t·csteps + q)·256 + r·16 + j`.
+    pub(super) fn panel8(&self, pp: usize) -> &[u32] {
+        let tiles = self.taps * self.csteps * 256;
+        &self.data[(pp / 2) * tiles + (pp % 2) * 128..(pp / 2 + 1) * tiles]
+    }
+
+    /// K steps of 32 channels per tap.
+    pub(super) fn csteps(&self) -> usize {
+        self.csteps
+    }
+
+    /// Channels per tap that hold weights: the input channels, or with the columns folded
+    /// `kw · cin`.
+    pub(super) fn kstep_channels(&self) -> usize {
+        self.taps_channels
     }
 }
 
@@ -112,7 +177,8 @@ pub fn pack(c: &Conv2d) -> Packed {
     let fold = cin < FOLD_BELOW && kw > 1;
     let (taps, kstep_ch) = if fold { (kh, cin * kw) } else { (kh * kw, cin) };
     let (mtiles, csteps) = (cout.div_ceil(BLOCK) * 2, kstep_ch.div_ceil(KSTEP));
-    let mut data = vec![0u16; mtiles * taps * csteps * 16 * KSTEP];
+    let mut data = vec![0u32; mtiles * taps * csteps * 16 * KSTEP / 2];
+    let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut data);
     let w = c.weight.data();
     for co in 0..cout {
         for ci in 0..cin {
@@ -120,30 +186,30 @@ pub fn pack(c: &Conv2d) -> Packed {
                 for kx in 0..kw {
                     let (t, ch) = if fold { (ky, kx * cin + ci) } else { (ky * kw + kx, ci) };
                     let i = ((((co / 16) * taps + t) * csteps + ch / KSTEP) * 16 + co % 16) * KSTEP + ch % KSTEP;
-                    data[i] = to_bf16(w[((co * cin + ci) * kh + ky) * kw + kx]);
+                    halves[i] = to_bf16(w[((co * cin + ci) * kh + ky) * kw + kx]);
                 }
             }
         }
     }
-    Packed { cout, cin, fold, taps, csteps, data }
+    Packed { cout, cin, fold, taps, csteps, taps_channels: kstep_ch, data }
 }
 
 /// The geometry of one call.
 #[derive(Clone, Copy, Debug)]
-struct Geo {
+pub(super) struct Geo {
     sy: usize,
     sx: usize,
     /// Column phases: `sx`, or 1 when the kernel's columns are folded into the channels.
     pxs: usize,
     fold: bool,
     hph: usize,
-    wph: usize,
+    pub(super) wph: usize,
     /// u32 per plane.
-    plane: usize,
+    pub(super) plane: usize,
     /// Channel pairs per phase (`Cpad / 2`).
-    pairs: usize,
+    pub(super) pairs: usize,
     /// Virtual pixels per image (`OH · wph`) and their 32-pixel blocks.
-    nvirt: usize,
+    pub(super) nvirt: usize,
     blocks: usize,
 }
 
@@ -166,7 +232,7 @@ impl Geo {
 
 impl Geo {
     /// u32 (= f32 elements of scratch) of the phase planes of `n` images.
-    fn planes_len(self, n: usize) -> usize {
+    pub(super) fn planes_len(self, n: usize) -> usize {
         n * self.sy * self.pxs * self.pairs * self.plane
     }
 }
@@ -193,13 +259,13 @@ pub fn error_bound(k: usize, abs_sum: f64) -> f64 {
 /// # Panics
 /// When a buffer is smaller than its shape says or `p` is not this conv's.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+pub fn conv2d(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let npix = oh * ow;
     let [kh, kw] = c.kernel();
-    assert!(cin == p.cin && cout == p.cout && p.taps == if p.fold { kh } else { kh * kw }, "amx conv: weights packed for another conv");
-    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "amx conv: input, output or residual too small");
+    assert!(cin == p.cin && cout == p.cout && p.taps == if p.fold { kh } else { kh * kw }, "bf16 implicit conv: weights packed for another conv");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "bf16 implicit conv: input, output or residual too small");
     if n * npix == 0 || cout == 0 {
         return;
     }
@@ -209,9 +275,24 @@ pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], 
         scratch.resize(need, 0.0);
     }
     let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
-    build_planes(tok.bf16(), c, g, x, xs, planes, threads);
+    build_planes(kernel.bf16(), c, g, x, xs, planes, threads);
     let planes: &[u32] = planes;
+    let (act, post) = Epilogue::split(c.act);
+    let tap_offsets = tap_offsets(c, g);
+    match kernel {
+        PlaneKernel::Amx(tok) => run_amx(tok, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
+        PlaneKernel::Dot(k) => bdot::run(k, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
+    }
+    if post {
+        if let Some(f) = c.act {
+            out[..n * cout * npix].iter_mut().for_each(|v| *v = f.apply(*v));
+        }
+    }
+}
 
+/// The AMX kernel's parts over the planes (`_tok`: the proof the tile instructions run).
+#[allow(clippy::too_many_arguments)]
+fn run_amx(_tok: AmxToken, p: &Packed, planes: &[u32], g: Geo, tap_offsets: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let mblocks = cout.div_ceil(BLOCK);
     // Parts: ranges of (image, pixel block), each over every channel block; with too few of
     // those for the workers, channel blocks are split too.
@@ -220,8 +301,6 @@ pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], 
     let msplit = if units >= want { 1 } else { want.div_ceil(units).min(mblocks) };
     let uparts = units.min(want.div_ceil(msplit)).max(1);
     let dst = OutPtr(out.as_mut_ptr());
-    let (act, post) = Epilogue::split(c.act);
-    let tap_offsets = tap_offsets(c, g);
     par_for(uparts * msplit, |part| {
         let (up, mp) = (part / msplit, part % msplit);
         let (u0, u1) = (up * units / uparts, (up + 1) * units / uparts);
@@ -232,15 +311,10 @@ pub fn conv2d(tok: AmxToken, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], 
         // AVX-512F; every block of this part writes its own output elements (disjoint
         // channel and pixel ranges across parts); reads stay inside `planes` and `p` (see
         // `Geo::plane`), the output and residual inside their checked lengths.
-        unsafe { run_part(p, planes, g, &tap_offsets, [u0, u1], [m0, m1], [cout, oh, ow], c.bias.as_deref(), act, residual, dst.0) };
+        unsafe { run_part(p, planes, g, tap_offsets, [u0, u1], [m0, m1], [cout, oh, ow], bias, act, residual, dst.0) };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (tok, dst, [u0, u1, m0, m1], act, residual, &tap_offsets);
+        let _ = (dst, [u0, u1, m0, m1], act, residual, tap_offsets, bias);
     });
-    if post {
-        if let Some(f) = c.act {
-            out[..n * cout * npix].iter_mut().for_each(|v| *v = f.apply(*v));
-        }
-    }
 }
 
 /// `(phase index, offset)` of each tap, `t = ky·kw + kx`.
@@ -442,7 +516,7 @@ struct Acc([f32; 1024]);
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn epilogue(acc: &[f32], vs: usize, g: Geo, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+pub(super) unsafe fn epilogue(acc: &[f32], vs: usize, g: Geo, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
     use std::arch::x86_64::*;
     let mut j = 0;
     while j < 16 {

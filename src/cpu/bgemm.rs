@@ -206,6 +206,15 @@ fn ftz(x: f32) -> f32 {
     }
 }
 
+/// `acc` plus the products of one pair of `a` and one of `b` (see the module docs): the high
+/// halves' product first, then the low halves', each sum rounded to nearest even and flushed
+/// to zero when subnormal. One lane of `vdpbf16ps`.
+#[inline(always)]
+pub fn dot_pair(acc: f32, a: u32, b: u32) -> f32 {
+    let acc = ftz(acc + from_bf16((a >> 16) as u16) * from_bf16((b >> 16) as u16));
+    ftz(acc + from_bf16(a as u16) * from_bf16(b as u16))
+}
+
 /// The twin: the module's arithmetic one element at a time.
 ///
 /// # Safety
@@ -225,8 +234,7 @@ unsafe fn tile_scalar(a: *const u32, b: *const u32, k2: usize, c: *mut f32, ldc:
             for kk in 0..k2 {
                 // SAFETY: kk < k2 and r < MR, j < NR inside the panels (contract above).
                 let (ap, bp) = unsafe { (*a.add(kk * MR + r), *b.add(kk * NR + j)) };
-                acc = ftz(acc + from_bf16((ap >> 16) as u16) * from_bf16((bp >> 16) as u16));
-                acc = ftz(acc + from_bf16(ap as u16) * from_bf16(bp as u16));
+                acc = dot_pair(acc, ap, bp);
             }
             let y = match epi {
                 Some(e) => finish(acc, e.bias.map(|bias| bias[r]), e.act),

@@ -24,9 +24,9 @@ pub struct Kernels {
     /// The BF16 kernel f32 convs run on, when the session asked for bf16
     /// (`Options::bf16`); `None` runs them in f32.
     pub conv_bf16: Option<bgemm::Kernel>,
-    /// With bf16, the AMX tile kernel the convs it takes run on ([`amx::takes`]); the others
-    /// stay on `conv_bf16`.
-    pub conv_amx: Option<amx::AmxToken>,
+    /// With bf16 on AVX512_BF16, the implicit kernel (AMX tiles, or `vdpbf16ps` over phase
+    /// planes) the convs it takes run on ([`amx::takes`]); the others stay on `conv_bf16`.
+    pub conv_planes: Option<amx::PlaneKernel>,
 }
 
 impl Kernels {
@@ -34,14 +34,14 @@ impl Kernels {
     pub fn new(isa: Isa) -> Result<Kernels> {
         let qgemm = qgemm::kernel(isa)?;
         let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
-        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_amx: None })
+        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None })
     }
 
     /// The bf16 conv kernels in use, for reports (`None` in f32).
     pub fn bf16_name(&self) -> Option<String> {
         let k = self.conv_bf16?;
-        Some(match self.conv_amx {
-            Some(_) => format!("{} + {}", amx::NAME, k.name()),
+        Some(match self.conv_planes {
+            Some(p) => format!("{} + {}", p.name(), k.name()),
             None => k.name().to_string(),
         })
     }

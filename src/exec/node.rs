@@ -89,7 +89,7 @@ pub(crate) fn run(
             Ok(None)
         }
         // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.
-        (Step::SConv(_) | Step::BConv(_) | Step::AmxConv(_), Op::Conv(c)) => {
+        (Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_), Op::Conv(c)) => {
             let (x, xs) = f32_in(0)?;
             let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
@@ -103,9 +103,9 @@ pub(crate) fn run(
                     let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the packed bf16 weights"))?;
                     bconv::conv2d(kernel, c, packed, x, xs, residual, out, os, threads);
                 }
-                Step::AmxConv(packed) => {
-                    let tok = kernels.conv_amx.ok_or_else(|| mistyped(n, "the AMX-packed bf16 weights"))?;
-                    amx::conv2d(tok, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                Step::BImplicit(packed) => {
+                    let k = kernels.conv_planes.ok_or_else(|| mistyped(n, "the plane-packed bf16 weights"))?;
+                    amx::conv2d(k, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
                 }
                 _ => return Err(mistyped(n, "the packed conv weights")),
             }

@@ -96,7 +96,7 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
-                (Op::Conv(c), Step::AmxConv(packed)) => {
+                (Op::Conv(c), Step::BImplicit(packed)) => {
                     let xs = &shapes[n.inputs[0]];
                     amx::scratch_len(c, packed, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
                 }
@@ -156,7 +156,7 @@ impl Plan {
 /// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding.
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
-    let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::AmxConv(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
+    let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);

@@ -74,8 +74,9 @@ pub enum Step {
     SConv(Vec<PackedA>),
     /// An f32 conv run in bf16 (`Options::bf16`), its weights rounded and packed per group.
     BConv(Vec<PackedBf16>),
-    /// An f32 conv run in bf16 on AMX tiles, its weights rounded and packed once.
-    AmxConv(amx::Packed),
+    /// An f32 conv run in bf16 as an implicit GEMM over bf16 phase planes (AMX tiles, or
+    /// `vdpbf16ps` without them), its weights rounded and packed once.
+    BImplicit(amx::Packed),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
     /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
@@ -92,7 +93,7 @@ impl Step {
         match self {
             Step::F32 => "f32",
             Step::SConv(_) => "f32 conv (packed)",
-            Step::BConv(_) | Step::AmxConv(_) => "bf16 conv",
+            Step::BConv(_) | Step::BImplicit(_) => "bf16 conv",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
@@ -115,7 +116,7 @@ impl Step {
             Step::QConvTranspose(p) | Step::QLinear(p) => format!("{} {}", self.name(), q(p)),
             Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
             Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
-            Step::AmxConv(_) => format!("bf16 conv {}", amx::NAME),
+            Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -126,7 +127,7 @@ impl Step {
             Step::QConv(p) => p.iter().map(PackedWeights::bytes).sum(),
             Step::SConv(p) => p.iter().map(PackedA::bytes).sum(),
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
-            Step::AmxConv(p) => p.bytes(),
+            Step::BImplicit(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
@@ -158,10 +159,12 @@ impl Prepared {
                 hint: "it needs AVX512_BF16 (AMD Zen 4, Intel Cooper Lake, Sapphire Rapids or later); run in f32, or force the slow scalar emulation with KESTREL_ISA=scalar".into(),
             })?;
             kernels.conv_bf16 = Some(k);
-            kernels.conv_amx = match k {
+            // The scalar path keeps the im2col emulation everywhere (its reference); the
+            // implicit kernels' scalar twin is for the tests.
+            kernels.conv_planes = match k {
+                bgemm::Kernel::Scalar => None,
                 #[cfg(target_arch = "x86_64")]
-                bgemm::Kernel::Avx512Bf16(_) => amx::AmxToken::new(),
-                _ => None,
+                bgemm::Kernel::Avx512Bf16(_) => Some(amx::PlaneKernel::for_bf16(k)),
             };
         }
         if opts.optimize {
@@ -201,7 +204,7 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
             None => match (kernels.conv_bf16, kernels.sgemm) {
-                (Some(_), _) if kernels.conv_amx.is_some() && amx::takes(c) => Step::AmxConv(amx::pack(c)),
+                (Some(_), _) if kernels.conv_planes.is_some() && amx::takes(c) => Step::BImplicit(amx::pack(c)),
                 (Some(_), _) => Step::BConv(bconv::pack(c)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,

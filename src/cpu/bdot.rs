@@ -1,0 +1,215 @@
+//! BF16 implicit GEMM on `vdpbf16ps`: the convs [`amx::takes`] on CPUs with AVX512_BF16 and no
+//! AMX tiles (AMD Zen 4, Intel Cooper Lake, Xeons whose AMX is not exposed), over the same
+//! packed weights ([`amx::Packed`]) and bf16 phase planes of channel pairs as the AMX kernel:
+//! no im2col, each input element rounded and copied once per call.
+//!
+//! Register tile: `MR` = 8 output channels × up to `NV` = 3 vectors of 16 virtual pixels (24
+//! f32 accumulators). Per K step (tap `t`, channel pair `j`): the NV B vectors are loaded in
+//! place from pair plane `j` of the tap's phase at `v0 + off(t)` (see [`amx`]'s module docs
+//! for the planes and virtual pixels), the 8 A pairs broadcast from the packed 16-row tile
+//! (row `r`'s 16 pairs are the u32 `r·16..r·16 + 16` of the 1 KiB tile of its K step).
+//! K order: taps, then the K step's channel pairs, the real ones only (the zero pairs that
+//! pad the channels to a multiple of 32 are skipped).
+//!
+//! Arithmetic of an element: [`bgemm::dot_pair`] over that K order from 0 (each sum rounded
+//! to nearest even, subnormals flushed: what `vdpbf16ps` computes), then
+//! `act((acc + residual) + bias)`. The scalar twin ([`DotKernel::Scalar`]) computes exactly
+//! that, element by element; the tests hold the two bit-identical.
+
+use super::amx::{self, Geo, Packed};
+use super::bgemm::{self, Bf16Token};
+use super::parallel::{par_for, OutPtr};
+use super::sgemm::{finish, Act};
+
+/// Output channels per register tile.
+pub const MR: usize = 8;
+/// Vectors of 16 virtual pixels per register tile.
+pub const NV: usize = 3;
+/// u32 pairs per packed A tile (16 rows × 16 pairs).
+const TILE: usize = 256;
+
+/// The kernel's name in reports.
+pub const NAME: &str = "avx512bf16 8x48 planes";
+
+/// The `vdpbf16ps` tile, or its scalar twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DotKernel {
+    Scalar,
+    Avx512Bf16(Bf16Token),
+}
+
+/// Runs the conv's tiles over `planes` (built for `g`) into `out` (`[n][cout][oh·ow]`, every
+/// real pixel written), `residual` of the output's shape added before the bias.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: &mut [f32], threads: usize) {
+    let npix = oh * ow;
+    let nvec = g.nvirt.div_ceil(16);
+    let nblk = nvec.div_ceil(NV);
+    let panels = cout.div_ceil(MR);
+    let kpairs = p.kstep_channels().div_ceil(2);
+    // Parts: ranges of (image, pixel block), each over every channel panel; with too few of
+    // those for the workers, the panels are split too.
+    let units = n * nblk;
+    let want = if threads > 1 { 4 * threads } else { 1 };
+    let msplit = if units >= want { 1 } else { want.div_ceil(units).min(panels) };
+    let uparts = units.min(want.div_ceil(msplit)).max(1);
+    let dst = OutPtr(out.as_mut_ptr());
+    let img_len = g.planes_len(1);
+    par_for(uparts * msplit, |part| {
+        let dst = &dst;
+        let (up, mp) = (part / msplit, part % msplit);
+        let (u0, u1) = (up * units / uparts, (up + 1) * units / uparts);
+        let (m0, m1) = (mp * panels / msplit, (mp + 1) * panels / msplit);
+        let mut buf = [0f32; NV * MR * 16];
+        for u in u0..u1 {
+            let (b, blk) = (u / nblk, u % nblk);
+            let (vec0, vec1) = (blk * nvec / nblk, (blk + 1) * nvec / nblk);
+            let v0 = vec0 * 16;
+            let img = &planes[b * img_len..(b + 1) * img_len];
+            for pp in m0..m1 {
+                let rows = (cout - pp * MR).min(MR);
+                let a = p.panel8(pp);
+                let at = Block { img, g, taps, v0, nv: vec1 - vec0, kpairs, csteps: p.csteps() };
+                let (row0, bias) = (b * cout + pp * MR, bias.map(|bs| &bs[pp * MR..pp * MR + rows]));
+                match k {
+                    DotKernel::Scalar => {
+                        at.scalar(a, &mut buf);
+                        epilogue_scalar(&buf, at, rows, [row0, npix, ow], bias, act, residual, dst.0);
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    DotKernel::Avx512Bf16(_) => {
+                        // SAFETY: the token proves AVX-512F and AVX512_BF16; `tile` checks
+                        // its reads of `a` and of the planes.
+                        unsafe {
+                            match at.nv {
+                                1 => tile::<1>(a, at, &mut buf),
+                                2 => tile::<2>(a, at, &mut buf),
+                                _ => tile::<3>(a, at, &mut buf),
+                            }
+                        }
+                        for v in 0..at.nv {
+                            let vs = v0 + 16 * v;
+                            if vs >= g.nvirt {
+                                break;
+                            }
+                            // SAFETY: AVX-512F (token); rows row0..row0 + rows of `out` and
+                            // `residual` hold npix elements (checked by the caller), and this
+                            // part alone writes this panel's rows at these pixels.
+                            unsafe { amx::epilogue(&buf[v * MR * 16..(v + 1) * MR * 16], vs, g, rows, [row0, npix, ow], bias, act, residual, dst.0) };
+                        }
+                    }
+                    // No token can be made off x86_64: the twin's arithmetic stands in.
+                    #[cfg(not(target_arch = "x86_64"))]
+                    DotKernel::Avx512Bf16(_) => {
+                        at.scalar(a, &mut buf);
+                        epilogue_scalar(&buf, at, rows, [row0, npix, ow], bias, act, residual, dst.0);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One register tile's inputs: the image's planes, the pixel block and the K extent.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    img: &'a [u32],
+    g: Geo,
+    taps: &'a [(usize, usize)],
+    /// First virtual pixel and vectors of 16 from it.
+    v0: usize,
+    nv: usize,
+    /// Real channel pairs per tap, and K steps of 16 pairs per tap.
+    kpairs: usize,
+    csteps: usize,
+}
+
+impl Block<'_> {
+    /// Whether every B read (pair planes below `kpairs`, lanes up to `v0 + 16·nv` plus the
+    /// largest tap offset) lies inside the image's planes.
+    fn in_planes(&self) -> bool {
+        let end = self.v0 + 16 * self.nv;
+        self.taps.iter().all(|&(ph, off)| off + end <= self.g.plane && (ph * self.g.pairs + self.kpairs.max(1)) * self.g.plane <= self.img.len())
+    }
+
+    /// The twin: `buf[v][r][l]` = the dot of row `r` and virtual pixel `v0 + 16·v + l`.
+    fn scalar(&self, a: &[u32], buf: &mut [f32; NV * MR * 16]) {
+        assert!(self.in_planes(), "bdot: tile reads past the planes");
+        for r in 0..MR {
+            for l in 0..16 * self.nv {
+                let mut acc = 0f32;
+                for (t, &(ph, off)) in self.taps.iter().enumerate() {
+                    for q in 0..self.csteps {
+                        let at = &a[(t * self.csteps + q) * TILE + r * 16..];
+                        let bt = (ph * self.g.pairs + q * 16) * self.g.plane + self.v0 + off + l;
+                        for j in 0..self.kpairs.saturating_sub(q * 16).min(16) {
+                            acc = bgemm::dot_pair(acc, at[j], self.img[bt + j * self.g.plane]);
+                        }
+                    }
+                }
+                buf[((l / 16) * MR + r) * 16 + l % 16] = acc;
+            }
+        }
+    }
+}
+
+/// The AVX-512 tile (see the module docs), `buf[v][r][16]` for `v < N`.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX512_BF16 (`a` and the planes are checked here).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn tile<const N: usize>(a: &[u32], at: Block, buf: &mut [f32; NV * MR * 16]) {
+    use std::arch::x86_64::*;
+    assert!(at.in_planes() && a.len() + TILE >= at.taps.len() * at.csteps * TILE + MR * 16, "bdot: tile reads past the planes or the weights");
+    let (g, img) = (at.g, at.img.as_ptr());
+    // SAFETY (whole body): B loads read lanes v0 + off .. + 16·N of pair planes below kpairs
+    // (`in_planes` above), A reads u32 (t·csteps + q)·TILE + r·16 + j ≤ (taps·csteps − 1)·TILE
+    // + MR·16 − 1 < a.len() (asserted).
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); N]; MR];
+        for (t, &(ph, off)) in at.taps.iter().enumerate() {
+            let bt = img.add(ph * g.pairs * g.plane + at.v0 + off);
+            for q in 0..at.csteps {
+                let ap = a.as_ptr().add((t * at.csteps + q) * TILE);
+                let bq = bt.add(q * 16 * g.plane);
+                for j in 0..at.kpairs.saturating_sub(q * 16).min(16) {
+                    let bp = bq.add(j * g.plane);
+                    let bv: [__m512bh; N] = std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(bp.add(16 * v) as *const __m512i)));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*ap.add(r * 16 + j) as i32));
+                        for v in 0..N {
+                            row[v] = _mm512_dpbf16_ps(row[v], av, bv[v]);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &y) in row.iter().enumerate() {
+                _mm512_storeu_ps(buf.as_mut_ptr().add((v * MR + r) * 16), y);
+            }
+        }
+    }
+}
+
+/// The twin of [`amx::epilogue`] over a whole tile: each real pixel's
+/// `finish(acc + residual, bias, act)`.
+#[allow(clippy::too_many_arguments)]
+fn epilogue_scalar(buf: &[f32; NV * MR * 16], at: Block, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+    for l in 0..16 * at.nv {
+        let v = at.v0 + l;
+        let (oy, ox) = (v / at.g.wph, v % at.g.wph);
+        if v >= at.g.nvirt || ox >= ow {
+            continue;
+        }
+        for r in 0..rows {
+            let i = (row0 + r) * npix + oy * ow + ox;
+            let acc = buf[((l / 16) * MR + r) * 16 + l % 16];
+            let y = finish(residual.map_or(acc, |res| acc + res[i]), bias.map(|b| b[r]), act);
+            // SAFETY: row0 + r is a real output row and oy·ow + ox a real pixel (< npix) of the
+            // caller's output, which this part alone writes (see `run`).
+            unsafe { *out.add(i) = y };
+        }
+    }
+}
