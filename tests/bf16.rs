@@ -219,7 +219,7 @@ fn pair_packing_matches_the_scalar_rounding() {
 /// The implicit bf16 conv on every kernel this host has (the `vdpbf16ps` register tile and its
 /// scalar twin; AMX tiles where the CPU has AMX-BF16) against the f64 reference on the
 /// bf16-rounded input and weights, within [`amx::error_bound`] of each element's absolute
-/// sum: channel tails around the 8- and 16-row tiles and the 32-channel K steps, kernel
+/// sum: channel tails around the 4-, 8- and 16-row tiles and the 32-channel K steps, kernel
 /// sizes, strides, pads, dilations, maps narrower and wider than one and three 16-pixel
 /// vectors, batches, residuals, activations, 1 and 2 threads. A dropped, shifted or doubled
 /// tap breaks the bound by orders of magnitude. The `vdpbf16ps` tile must also equal its
@@ -265,6 +265,9 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
         (34, 8, [7, 7], 3, 1, 1, 1),
         (64, 25, [6, 12], 1, 1, 0, 1),
         (18, 7, [8, 9], 3, 1, 1, 1),
+        // 4 vectors (7 × 7 of a 3 × 3 conv): 4-channel tiles, a channel tail of 1.
+        (40, 13, [7, 7], 3, 1, 1, 1),
+        (16, 4, [16, 16], 3, 2, 1, 1),
     ];
     for &(cin, cout, hw, k, stride, pad, dil) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {

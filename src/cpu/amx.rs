@@ -151,11 +151,11 @@ impl Packed {
         self.data[((mt * self.taps + t) * self.csteps + q) * 16 * KSTEP / 2..].as_ptr()
     }
 
-    /// The tiles of output channels `pp·8..pp·8 + 8` from their first row on: tap `t`'s K step
-    /// `q` row `r` pair `j` at `(t·csteps + q)·256 + r·16 + j`.
-    pub(super) fn panel8(&self, pp: usize) -> &[u32] {
+    /// The tiles of output channel `co` (a multiple of 4) and the rows after it in its 16-row
+    /// tile: tap `t`'s K step `q` row `co + r` pair `j` at `(t·csteps + q)·256 + r·16 + j`.
+    pub(super) fn panel(&self, co: usize) -> &[u32] {
         let tiles = self.taps * self.csteps * 256;
-        &self.data[(pp / 2) * tiles + (pp % 2) * 128..(pp / 2 + 1) * tiles]
+        &self.data[(co / 16) * tiles + (co % 16) * 16..(co / 16 + 1) * tiles]
     }
 
     /// K steps of 32 channels per tap.
@@ -275,10 +275,10 @@ pub fn conv2d(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize
         scratch.resize(need, 0.0);
     }
     let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
-    build_planes(kernel.bf16(), c, g, x, xs, planes, threads);
+    let tap_offsets = tap_offsets(c, g);
+    build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads);
     let planes: &[u32] = planes;
     let (act, post) = Epilogue::split(c.act);
-    let tap_offsets = tap_offsets(c, g);
     match kernel {
         PlaneKernel::Amx(tok) => run_amx(tok, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
         PlaneKernel::Dot(k) => bdot::run(k, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
@@ -336,13 +336,21 @@ thread_local! {
     static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Fills the phase planes (every element: padding, unused pairs and the tail are zero).
-fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32], threads: usize) {
+/// Fills the phase planes some tap reads (`taps` from [`tap_offsets`]; every element of them:
+/// padding, unused pairs and the tail are zero). The planes of phases no tap reads (a 1×1
+/// stride-2 conv reads one of its four) are left as they were.
+#[allow(clippy::too_many_arguments)]
+fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32], threads: usize) {
     let (pt, pl) = (c.pads[0], c.pads[1]);
     let nph = g.sy * g.pxs;
     let kstep_ch = if g.fold { cin * c.kernel()[1] } else { cin };
+    let mut read = vec![false; nph];
+    taps.iter().for_each(|&(ph, _)| read[ph] = true);
     let build = |i: usize, plane: &mut [u32]| {
         let (b, ph, pair) = (i / (nph * g.pairs), (i / g.pairs) % nph, i % g.pairs);
+        if !read[ph] {
+            return;
+        }
         let (py, px) = (ph / g.pxs, ph % g.pxs);
         // K step channel `ch` → (input channel, padded column of phase column 0).
         let member = |ch: usize| (ch < kstep_ch).then(|| if g.fold { (ch % cin, (ch / cin) * c.dilation[1]) } else { (ch, px) });

@@ -4,10 +4,12 @@
 //! no im2col, each input element rounded and copied once per call.
 //!
 //! Register tile: `MR` = 8 output channels × up to `NV` = 3 vectors of 16 virtual pixels (24
-//! f32 accumulators). Per K step (tap `t`, channel pair `j`): the NV B vectors are loaded in
-//! place from pair plane `j` of the tap's phase at `v0 + off(t)` (see [`amx`]'s module docs
-//! for the planes and virtual pixels), the 8 A pairs broadcast from the packed 16-row tile
-//! (row `r`'s 16 pairs are the u32 `r·16..r·16 + 16` of the 1 KiB tile of its K step).
+//! f32 accumulators); maps of exactly 4 vectors (7 × 7 outputs of a 3 × 3 conv: 63 virtual
+//! pixels) take 4 channels × 4 vectors instead, so the weights stream once per image, not
+//! twice. Per K step (tap `t`, channel pair `j`): the B vectors are loaded in place from pair
+//! plane `j` of the tap's phase at `v0 + off(t)` (see [`amx`]'s module docs for the planes
+//! and virtual pixels), the A pairs broadcast from the packed 16-row tile (row `r`'s 16 pairs
+//! are the u32 `r·16..r·16 + 16` of the 1 KiB tile of its K step).
 //! K order: taps, then the K step's channel pairs, the real ones only (the zero pairs that
 //! pad the channels to a multiple of 32 are skipped).
 //!
@@ -25,6 +27,8 @@ use super::sgemm::{finish, Act};
 pub const MR: usize = 8;
 /// Vectors of 16 virtual pixels per register tile.
 pub const NV: usize = 3;
+/// f32 of a tile's accumulators (`MR × NV` or `4 × 4` vectors).
+const BUF: usize = NV * MR * 16;
 /// u32 pairs per packed A tile (16 rows × 16 pairs).
 const TILE: usize = 256;
 
@@ -44,8 +48,8 @@ pub enum DotKernel {
 pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let npix = oh * ow;
     let nvec = g.nvirt.div_ceil(16);
-    let nblk = nvec.div_ceil(NV);
-    let panels = cout.div_ceil(MR);
+    let (mr, nblk) = if nvec == 4 { (4, 1) } else { (MR, nvec.div_ceil(NV)) };
+    let panels = cout.div_ceil(mr);
     let kpairs = p.kstep_channels().div_ceil(2);
     // Parts: ranges of (image, pixel block), each over every channel panel; with too few of
     // those for the workers, the panels are split too.
@@ -60,17 +64,20 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
         let (up, mp) = (part / msplit, part % msplit);
         let (u0, u1) = (up * units / uparts, (up + 1) * units / uparts);
         let (m0, m1) = (mp * panels / msplit, (mp + 1) * panels / msplit);
-        let mut buf = [0f32; NV * MR * 16];
+        let mut buf = [0f32; BUF];
         for u in u0..u1 {
             let (b, blk) = (u / nblk, u % nblk);
             let (vec0, vec1) = (blk * nvec / nblk, (blk + 1) * nvec / nblk);
             let v0 = vec0 * 16;
             let img = &planes[b * img_len..(b + 1) * img_len];
             for pp in m0..m1 {
-                let rows = (cout - pp * MR).min(MR);
-                let a = p.panel8(pp);
-                let at = Block { img, g, taps, v0, nv: vec1 - vec0, kpairs, csteps: p.csteps() };
-                let (row0, bias) = (b * cout + pp * MR, bias.map(|bs| &bs[pp * MR..pp * MR + rows]));
+                let rows = (cout - pp * mr).min(mr);
+                let a = p.panel(pp * mr);
+                let at = Block { img, g, taps, v0, nv: vec1 - vec0, mr, kpairs, csteps: p.csteps() };
+                let (row0, bias) = (b * cout + pp * mr, bias.map(|bs| &bs[pp * mr..pp * mr + rows]));
+                // Every virtual pixel is a real one (1×1 convs: no padded columns): the
+                // tile stores straight to the output.
+                let direct = g.wph == ow;
                 match k {
                     DotKernel::Scalar => {
                         at.scalar(a, &mut buf);
@@ -81,11 +88,19 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
                         // SAFETY: the token proves AVX-512F and AVX512_BF16; `tile` checks
                         // its reads of `a` and of the planes.
                         unsafe {
-                            match at.nv {
-                                1 => tile::<1>(a, at, &mut buf),
-                                2 => tile::<2>(a, at, &mut buf),
-                                _ => tile::<3>(a, at, &mut buf),
+                            match (mr, at.nv) {
+                                (4, _) => tile::<4, 4>(a, at, &mut buf),
+                                (_, 1) => tile::<MR, 1>(a, at, &mut buf),
+                                (_, 2) => tile::<MR, 2>(a, at, &mut buf),
+                                _ => tile::<MR, 3>(a, at, &mut buf),
                             }
+                        }
+                        if direct {
+                            // SAFETY: AVX-512F (token); rows row0..row0 + rows of `out` and
+                            // `residual` hold npix elements (checked by the caller), and this
+                            // part alone writes this panel's rows at these pixels.
+                            unsafe { epilogue_direct(&buf, [v0, at.nv, mr], rows, [row0, npix], bias, act, residual, dst.0) };
+                            continue;
                         }
                         for v in 0..at.nv {
                             let vs = v0 + 16 * v;
@@ -95,7 +110,7 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
                             // SAFETY: AVX-512F (token); rows row0..row0 + rows of `out` and
                             // `residual` hold npix elements (checked by the caller), and this
                             // part alone writes this panel's rows at these pixels.
-                            unsafe { amx::epilogue(&buf[v * MR * 16..(v + 1) * MR * 16], vs, g, rows, [row0, npix, ow], bias, act, residual, dst.0) };
+                            unsafe { amx::epilogue(&buf[v * mr * 16..(v + 1) * mr * 16], vs, g, rows, [row0, npix, ow], bias, act, residual, dst.0) };
                         }
                     }
                     // No token can be made off x86_64: the twin's arithmetic stands in.
@@ -119,6 +134,8 @@ struct Block<'a> {
     /// First virtual pixel and vectors of 16 from it.
     v0: usize,
     nv: usize,
+    /// Output channels of the tile (`MR`, or 4 with 4 vectors).
+    mr: usize,
     /// Real channel pairs per tap, and K steps of 16 pairs per tap.
     kpairs: usize,
     csteps: usize,
@@ -133,9 +150,9 @@ impl Block<'_> {
     }
 
     /// The twin: `buf[v][r][l]` = the dot of row `r` and virtual pixel `v0 + 16·v + l`.
-    fn scalar(&self, a: &[u32], buf: &mut [f32; NV * MR * 16]) {
+    fn scalar(&self, a: &[u32], buf: &mut [f32; BUF]) {
         assert!(self.in_planes(), "bdot: tile reads past the planes");
-        for r in 0..MR {
+        for r in 0..self.mr {
             for l in 0..16 * self.nv {
                 let mut acc = 0f32;
                 for (t, &(ph, off)) in self.taps.iter().enumerate() {
@@ -147,27 +164,28 @@ impl Block<'_> {
                         }
                     }
                 }
-                buf[((l / 16) * MR + r) * 16 + l % 16] = acc;
+                buf[((l / 16) * self.mr + r) * 16 + l % 16] = acc;
             }
         }
     }
 }
 
-/// The AVX-512 tile (see the module docs), `buf[v][r][16]` for `v < N`.
+/// The AVX-512 tile of `R` channels (see the module docs), `buf[v][r][16]` for `v < N`.
 ///
 /// # Safety
 /// The CPU has AVX-512F and AVX512_BF16 (`a` and the planes are checked here).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile<const N: usize>(a: &[u32], at: Block, buf: &mut [f32; NV * MR * 16]) {
+unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: Block, buf: &mut [f32; BUF]) {
     use std::arch::x86_64::*;
-    assert!(at.in_planes() && a.len() + TILE >= at.taps.len() * at.csteps * TILE + MR * 16, "bdot: tile reads past the planes or the weights");
+    assert!(R * N * 16 <= BUF && at.mr == R && at.nv == N, "bdot: tile shape");
+    assert!(at.in_planes() && a.len() + TILE >= at.taps.len() * at.csteps * TILE + R * 16, "bdot: tile reads past the planes or the weights");
     let (g, img) = (at.g, at.img.as_ptr());
     // SAFETY (whole body): B loads read lanes v0 + off .. + 16·N of pair planes below kpairs
     // (`in_planes` above), A reads u32 (t·csteps + q)·TILE + r·16 + j ≤ (taps·csteps − 1)·TILE
-    // + MR·16 − 1 < a.len() (asserted).
+    // + R·16 − 1 < a.len() (asserted).
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); N]; MR];
+        let mut acc = [[_mm512_setzero_ps(); N]; R];
         for (t, &(ph, off)) in at.taps.iter().enumerate() {
             let bt = img.add(ph * g.pairs * g.plane + at.v0 + off);
             for q in 0..at.csteps {
@@ -187,7 +205,43 @@ unsafe fn tile<const N: usize>(a: &[u32], at: Block, buf: &mut [f32; NV * MR * 1
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, &y) in row.iter().enumerate() {
-                _mm512_storeu_ps(buf.as_mut_ptr().add((v * MR + r) * 16), y);
+                _mm512_storeu_ps(buf.as_mut_ptr().add((v * R + r) * 16), y);
+            }
+        }
+    }
+}
+
+/// [`amx::epilogue`] of a whole tile where virtual pixel = output pixel (`wph = ow`):
+/// `act((acc + residual) + bias)` of rows `row0..row0 + rows`, pixels `v0..min(v0 + 16·nv,
+/// npix)`, from `buf[v][r][16]`.
+///
+/// # Safety
+/// AVX-512F; rows `row0..row0 + rows` of `out` and of `residual` hold `npix` elements, and no
+/// other thread touches these elements.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn epilogue_direct(buf: &[f32; BUF], [v0, nv, mr]: [usize; 3], rows: usize, [row0, npix]: [usize; 2], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+    use std::arch::x86_64::*;
+    for v in 0..nv {
+        let vs = v0 + 16 * v;
+        if vs >= npix {
+            break;
+        }
+        let m: __mmask16 = if npix - vs >= 16 { 0xffff } else { ((1u32 << (npix - vs)) - 1) as u16 };
+        for r in 0..rows {
+            let i = (row0 + r) * npix + vs;
+            // SAFETY: lane l < 16 of buf row (v, r) is inside `buf`; lanes of `m` are pixels
+            // below npix of row row0 + r of the output and residual (the caller's contract).
+            unsafe {
+                let mut y = _mm512_loadu_ps(buf.as_ptr().add((v * mr + r) * 16));
+                if let Some(res) = residual {
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.as_ptr().add(i)));
+                }
+                if let Some(b) = bias {
+                    y = _mm512_add_ps(y, _mm512_set1_ps(b[r]));
+                }
+                _mm512_mask_storeu_ps(out.add(i), m, crate::cpu::sgemm::act512(y, act));
             }
         }
     }
@@ -196,7 +250,7 @@ unsafe fn tile<const N: usize>(a: &[u32], at: Block, buf: &mut [f32; NV * MR * 1
 /// The twin of [`amx::epilogue`] over a whole tile: each real pixel's
 /// `finish(acc + residual, bias, act)`.
 #[allow(clippy::too_many_arguments)]
-fn epilogue_scalar(buf: &[f32; NV * MR * 16], at: Block, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+fn epilogue_scalar(buf: &[f32; BUF], at: Block, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
     for l in 0..16 * at.nv {
         let v = at.v0 + l;
         let (oy, ox) = (v / at.g.wph, v % at.g.wph);
@@ -205,7 +259,7 @@ fn epilogue_scalar(buf: &[f32; NV * MR * 16], at: Block, rows: usize, [row0, npi
         }
         for r in 0..rows {
             let i = (row0 + r) * npix + oy * ow + ox;
-            let acc = buf[((l / 16) * MR + r) * 16 + l % 16];
+            let acc = buf[((l / 16) * at.mr + r) * 16 + l % 16];
             let y = finish(residual.map_or(acc, |res| acc + res[i]), bias.map(|b| b[r]), act);
             // SAFETY: row0 + r is a real output row and oy·ow + ox a real pixel (< npix) of the
             // caller's output, which this part alone writes (see `run`).
