@@ -131,9 +131,9 @@ fn convs(c: &mut Criterion) {
         // AMX tiles where the CPU has AMX-BF16.
         if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new().filter(|_| kestrel::cpu::amx::takes(&f)) {
             use kestrel::cpu::amx::{self, PlaneKernel};
-            let packed = amx::pack(&f);
             let dot = PlaneKernel::Dot(kestrel::cpu::bdot::DotKernel::Avx512Bf16(t));
             for k in std::iter::once(dot).chain(amx::AmxToken::new().map(PlaneKernel::Amx)) {
+                let packed = amx::pack(&f, k);
                 group.bench_function(BenchmarkId::new(format!("bf16-{}", k.name().replace(' ', "-")), &label), |b| {
                     b.iter(|| pool.install(|| amx::conv2d(k, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });

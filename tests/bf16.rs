@@ -286,12 +286,12 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
             let abs_res = res.as_ref().map(|r| r.iter().map(|v| v.abs()).collect::<Vec<_>>());
             let mut abs_sum = vec![0f32; want.len()];
             reference::conv2d_ref(&abs_conv, &rounded(&x).iter().map(|v| v.abs()).collect::<Vec<_>>(), xs, abs_res.as_deref(), &mut abs_sum, os);
-            let packed = amx::pack(&c);
             let mut twin_out = Vec::new();
             for &kernel in &kernels {
                 for threads in [1, 2] {
                     let mut got = vec![f32::NAN; want.len()];
                     let mut scratch = Vec::new();
+                    let packed = amx::pack(&c, kernel);
                     amx::conv2d(kernel, &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
                     for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
                         let w = act.map_or(w, |a| a.apply(w));

@@ -136,6 +136,9 @@ pub struct Packed {
     csteps: usize,
     /// Channels per tap that hold weights (`cin`, or `kw · cin` folded).
     taps_channels: usize,
+    /// Laid out for [`bdot`] (`[Mpad/8][taps][Cpad/32][16 pairs][8 rows]` u32, `Mpad` a
+    /// multiple of 8: each 8-row panel one sequential stream), not for the AMX tiles.
+    dot: bool,
     /// The bf16 values two by two (a u32 holds k step channels `2i`, `2i + 1` of one row).
     data: Vec<u32>,
 }
@@ -151,11 +154,12 @@ impl Packed {
         self.data[((mt * self.taps + t) * self.csteps + q) * 16 * KSTEP / 2..].as_ptr()
     }
 
-    /// The tiles of output channel `co` (a multiple of 4) and the rows after it in its 16-row
-    /// tile: tap `t`'s K step `q` row `co + r` pair `j` at `(t·csteps + q)·256 + r·16 + j`.
+    /// [`bdot`]'s weights of output channel `co` (a multiple of 4) and the rows after it in
+    /// its 8-row panel: tap `t`'s K step `q` pair `j` of row `co + r` at `(t·csteps + q)·128 +
+    /// j·8 + r`.
     pub(super) fn panel(&self, co: usize) -> &[u32] {
-        let tiles = self.taps * self.csteps * 256;
-        &self.data[(co / 16) * tiles + (co % 16) * 16..(co / 16 + 1) * tiles]
+        let len = self.taps * self.csteps * 16 * bdot::MR;
+        &self.data[(co / bdot::MR) * len + co % bdot::MR..(co / bdot::MR + 1) * len]
     }
 
     /// K steps of 32 channels per tap.
@@ -171,13 +175,15 @@ impl Packed {
 }
 
 /// Rounds and packs `c`'s weights (an ungrouped conv, [`takes`]).
-pub fn pack(c: &Conv2d) -> Packed {
+pub fn pack(c: &Conv2d, kernel: PlaneKernel) -> Packed {
     let s = c.weight.shape();
     let (cout, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
     let fold = cin < FOLD_BELOW && kw > 1;
     let (taps, kstep_ch) = if fold { (kh, cin * kw) } else { (kh * kw, cin) };
-    let (mtiles, csteps) = (cout.div_ceil(BLOCK) * 2, kstep_ch.div_ceil(KSTEP));
-    let mut data = vec![0u32; mtiles * taps * csteps * 16 * KSTEP / 2];
+    let dot = matches!(kernel, PlaneKernel::Dot(_));
+    let csteps = kstep_ch.div_ceil(KSTEP);
+    let rows = if dot { cout.next_multiple_of(bdot::MR) } else { cout.div_ceil(BLOCK) * BLOCK };
+    let mut data = vec![0u32; rows * taps * csteps * KSTEP / 2];
     let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut data);
     let w = c.weight.data();
     for co in 0..cout {
@@ -185,13 +191,19 @@ pub fn pack(c: &Conv2d) -> Packed {
             for ky in 0..kh {
                 for kx in 0..kw {
                     let (t, ch) = if fold { (ky, kx * cin + ci) } else { (ky * kw + kx, ci) };
-                    let i = ((((co / 16) * taps + t) * csteps + ch / KSTEP) * 16 + co % 16) * KSTEP + ch % KSTEP;
+                    let (q, pair, half) = (ch / KSTEP, (ch % KSTEP) / 2, ch % 2);
+                    let i = if dot {
+                        // [Mpad/8][taps][csteps][16 pairs][8 rows] u32.
+                        2 * (((((co / bdot::MR) * taps + t) * csteps + q) * 16 + pair) * bdot::MR + co % bdot::MR) + half
+                    } else {
+                        ((((co / 16) * taps + t) * csteps + q) * 16 + co % 16) * KSTEP + ch % KSTEP
+                    };
                     halves[i] = to_bf16(w[((co * cin + ci) * kh + ky) * kw + kx]);
                 }
             }
         }
     }
-    Packed { cout, cin, fold, taps, csteps, taps_channels: kstep_ch, data }
+    Packed { cout, cin, fold, dot, taps, csteps, taps_channels: kstep_ch, data }
 }
 
 /// The geometry of one call.
@@ -265,6 +277,7 @@ pub fn conv2d(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize
     let npix = oh * ow;
     let [kh, kw] = c.kernel();
     assert!(cin == p.cin && cout == p.cout && p.taps == if p.fold { kh } else { kh * kw }, "bf16 implicit conv: weights packed for another conv");
+    assert!(p.dot == matches!(kernel, PlaneKernel::Dot(_)), "bf16 implicit conv: weights packed for another kernel");
     assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "bf16 implicit conv: input, output or residual too small");
     if n * npix == 0 || cout == 0 {
         return;

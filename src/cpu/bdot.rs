@@ -8,8 +8,8 @@
 //! pixels) take 4 channels × 4 vectors instead, so the weights stream once per image, not
 //! twice. Per K step (tap `t`, channel pair `j`): the B vectors are loaded in place from pair
 //! plane `j` of the tap's phase at `v0 + off(t)` (see [`amx`]'s module docs for the planes
-//! and virtual pixels), the A pairs broadcast from the packed 16-row tile (row `r`'s 16 pairs
-//! are the u32 `r·16..r·16 + 16` of the 1 KiB tile of its K step).
+//! and virtual pixels), the A pairs broadcast from the weights packed for this kernel
+//! (`[Mpad/8][taps][Cpad/32][16 pairs][8 rows]` u32: one sequential stream per 8-row panel).
 //! K order: taps, then the K step's channel pairs, the real ones only (the zero pairs that
 //! pad the channels to a multiple of 32 are skipped).
 //!
@@ -29,8 +29,8 @@ pub const MR: usize = 8;
 pub const NV: usize = 3;
 /// f32 of a tile's accumulators (`MR × NV` or `4 × 4` vectors).
 const BUF: usize = NV * MR * 16;
-/// u32 pairs per packed A tile (16 rows × 16 pairs).
-const TILE: usize = 256;
+/// u32 pairs of an 8-row panel per K step (16 pairs × 8 rows).
+const STEP: usize = 16 * MR;
 
 /// The kernel's name in reports.
 pub const NAME: &str = "avx512bf16 8x48 planes";
@@ -157,10 +157,10 @@ impl Block<'_> {
                 let mut acc = 0f32;
                 for (t, &(ph, off)) in self.taps.iter().enumerate() {
                     for q in 0..self.csteps {
-                        let at = &a[(t * self.csteps + q) * TILE + r * 16..];
+                        let at = &a[(t * self.csteps + q) * STEP + r..];
                         let bt = (ph * self.g.pairs + q * 16) * self.g.plane + self.v0 + off + l;
                         for j in 0..self.kpairs.saturating_sub(q * 16).min(16) {
-                            acc = bgemm::dot_pair(acc, at[j], self.img[bt + j * self.g.plane]);
+                            acc = bgemm::dot_pair(acc, at[j * MR], self.img[bt + j * self.g.plane]);
                         }
                     }
                 }
@@ -179,23 +179,23 @@ impl Block<'_> {
 unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: Block, buf: &mut [f32; BUF]) {
     use std::arch::x86_64::*;
     assert!(R * N * 16 <= BUF && at.mr == R && at.nv == N, "bdot: tile shape");
-    assert!(at.in_planes() && a.len() + TILE >= at.taps.len() * at.csteps * TILE + R * 16, "bdot: tile reads past the planes or the weights");
+    assert!(at.in_planes() && a.len() + STEP >= at.taps.len() * at.csteps * STEP + 15 * MR + R, "bdot: tile reads past the planes or the weights");
     let (g, img) = (at.g, at.img.as_ptr());
     // SAFETY (whole body): B loads read lanes v0 + off .. + 16·N of pair planes below kpairs
-    // (`in_planes` above), A reads u32 (t·csteps + q)·TILE + r·16 + j ≤ (taps·csteps − 1)·TILE
-    // + R·16 − 1 < a.len() (asserted).
+    // (`in_planes` above), A reads u32 (t·csteps + q)·STEP + j·MR + r ≤ (taps·csteps − 1)·STEP
+    // + 15·MR + R − 1 < a.len() (asserted).
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); N]; R];
         for (t, &(ph, off)) in at.taps.iter().enumerate() {
             let bt = img.add(ph * g.pairs * g.plane + at.v0 + off);
             for q in 0..at.csteps {
-                let ap = a.as_ptr().add((t * at.csteps + q) * TILE);
+                let ap = a.as_ptr().add((t * at.csteps + q) * STEP);
                 let bq = bt.add(q * 16 * g.plane);
                 for j in 0..at.kpairs.saturating_sub(q * 16).min(16) {
                     let bp = bq.add(j * g.plane);
                     let bv: [__m512bh; N] = std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(bp.add(16 * v) as *const __m512i)));
                     for (r, row) in acc.iter_mut().enumerate() {
-                        let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*ap.add(r * 16 + j) as i32));
+                        let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*ap.add(j * MR + r) as i32));
                         for v in 0..N {
                             row[v] = _mm512_dpbf16_ps(row[v], av, bv[v]);
                         }

@@ -204,7 +204,7 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
             None => match (kernels.conv_bf16, kernels.sgemm) {
-                (Some(_), _) if kernels.conv_planes.is_some() && amx::takes(c) => Step::BImplicit(amx::pack(c)),
+                (Some(_), _) if let Some(k) = kernels.conv_planes.filter(|_| amx::takes(c)) => Step::BImplicit(amx::pack(c, k)),
                 (Some(_), _) => Step::BConv(bconv::pack(c)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
