@@ -3,15 +3,18 @@
 //! ([`crate::cpu::bdot`], over the same packed weights and planes): the `--precision bf16`
 //! path of the convs [`takes`].
 //!
-//! Per image: `out[Cout, OH·OW] = W[Cout, taps·Cin] × X[taps·Cin, OH·OW]`, in 32 × 32 blocks of
-//! four 16 × 16 f32 accumulator tiles (two output-channel halves × two pixel halves).
+//! Per image: `out[Cout, OH·OW] = W[Cout, taps·Cin] × X[taps·Cin, OH·OW]`, on AMX in 32 × 32
+//! blocks of four 16 × 16 f32 accumulator tiles (two output-channel halves × two pixel halves;
+//! [`bdot`] documents its register tiles).
 //!
 //! Layouts:
-//! - Weights, packed once ([`Packed`]): `[Mpad/16][kh·kw][Cpad/32][16][32]` bf16, output
-//!   channels padded to `Mpad` (a multiple of 32) and input channels to `Cpad` (a multiple of
-//!   32) with zeros: one A tile (16 channels × 32 k) is 1 KiB, contiguous. Below 16 input
-//!   channels the kernel's columns fold into the channels: `[Mpad/16][kh][Cpad/32][16][32]`
-//!   over K step channels `kx·cin + ci` (see [`Packed`]).
+//! - Weights, packed once for the kernel that runs them ([`Packed`]): for AMX
+//!   `[Mpad/16][kh·kw][Cpad/32][16][32]` bf16, output channels padded to `Mpad` (a multiple of
+//!   32) and input channels to `Cpad` (a multiple of 32) with zeros: one A tile (16 channels ×
+//!   32 k) is 1 KiB, contiguous; for [`bdot`] `[Mpad/8][kh·kw][Cpad/32][16 pairs][8 rows]` u32
+//!   (`Mpad` a multiple of 8). Below 16 input channels the kernel's columns fold into the
+//!   channels: `kh` taps instead of `kh·kw`, over K step channels `kx·cin + ci` (see
+//!   [`Packed`]).
 //! - Activations: the input is copied once per call, rounded to bf16, zero-padded and split by
 //!   stride into phase planes of channel pairs, `[N][sy·sx][Cpad/2][P]` u32 (folded:
 //!   `[N][sy][Cpad/2][P]`, plane `kx·cin + ci` shifted by `kx·dx` columns; a pair holds
