@@ -183,6 +183,19 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// `dst[j] = from_bf16(to_bf16(x[j]))`: `x` rounded to bf16 values, kept in f32 (for the
+    /// FP32 kernels, whose products of two bf16 values are then exact). Bit-identical to the
+    /// scalar rounding on every path.
+    pub fn round_slice(self, x: &[f32], dst: &mut [f32]) {
+        assert!(x.len() == dst.len(), "round_slice: lengths differ");
+        match self {
+            Kernel::Scalar => dst.iter_mut().zip(x).for_each(|(d, &v)| *d = from_bf16(to_bf16(v))),
+            // SAFETY: the token proves AVX-512F; lengths checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { avx512::round_slice(x, dst) },
+        }
+    }
+
     /// `dst[j] = pair(lo[j], hi[j])` for `j < dst.len()` (`lo` and `hi` at least as long):
     /// an im2col row pair rounded into a B panel row. Bit-identical to [`pair`] on every path.
     pub fn pack_pairs(self, lo: &[f32], hi: &[f32], dst: &mut [u32]) {
@@ -263,6 +276,25 @@ mod avx512 {
         let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
         let r = _mm512_mask_mov_epi32(rounded, subnormal, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
         _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)))
+    }
+
+    /// [`super::Kernel::round_slice`], 16 values at a time.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn round_slice(x: &[f32], dst: &mut [f32]) {
+        let n = dst.len();
+        let mut j = 0;
+        // SAFETY: j + 16 ≤ n = x.len() (checked by the caller) for the full vectors; the tail
+        // is masked to the n − j valid lanes.
+        unsafe {
+            while j < n {
+                let m: __mmask16 = if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 };
+                let h = to_bf16(_mm512_maskz_loadu_ps(m, x.as_ptr().add(j)));
+                // A subnormal never comes out of `to_bf16` (flushed to a signed zero), so the
+                // f32 of these bits is `from_bf16`'s.
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), m, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)));
+                j += 16;
+            }
+        }
     }
 
     /// [`super::Kernel::pack_pairs`], 16 columns at a time.

@@ -92,7 +92,7 @@ impl Plan {
             let os = &shapes[n.output];
             scratch = scratch.max(match (&n.op, step) {
                 (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
-                (Op::Conv(c), Step::SConv(_)) => {
+                (Op::Conv(c), Step::SConv(_) | Step::BFma(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
@@ -112,6 +112,8 @@ impl Plan {
                     pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], os[3], elem, threads)
                 }
                 (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
+                // The input rounded to bf16 (`Scratch::bf16_in`).
+                (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
                 _ => 0,
             });
         }
@@ -154,14 +156,22 @@ impl Plan {
 }
 
 /// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that
-/// conv's step, when the conv runs on packed weights and some taps only ever read padding.
+/// conv's step, when the conv runs on packed weights and some taps only ever read padding;
+/// and a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32
+/// kernel ([`Step::BFma`]).
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
     let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);
     }
-    let Some(small) = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]) else { return Ok(None) };
+    let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);
+    if matches!(p.steps[idx], Step::BConv(_) | Step::BImplicit(_)) {
+        if let Some(step) = prepare::bf16_on_fma(&p.kernels, small.as_ref().unwrap_or(c), os[2] * os[3]) {
+            return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
+        }
+    }
+    let Some(small) = small else { return Ok(None) };
     let node = Node { op: Op::Conv(small), ..n.clone() };
     let step = prepare::step(&p.kernels, &node)?;
     Ok(Some((node, step)))
@@ -222,6 +232,8 @@ impl Slot {
 pub struct Scratch {
     pub f32: Vec<f32>,
     pub q: QScratch,
+    /// A [`Step::BFma`] conv's input rounded to bf16.
+    pub bf16_in: Vec<f32>,
 }
 
 /// Everything one call writes: the slots, the kernels' scratch, and the `(min, max)` each

@@ -22,7 +22,7 @@ use crate::cpu::bgemm::{self, PackedBf16};
 use crate::cpu::{amx, bconv, qconv, sconv};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
-use crate::graph::{passes, ActQuant, Graph, Node, Op};
+use crate::graph::{passes, ActQuant, Conv2d, Graph, Node, Op};
 use crate::qparams::QParams;
 
 /// How a [`super::Session`] is built.
@@ -77,6 +77,12 @@ pub enum Step {
     /// An f32 conv run in bf16 as an implicit GEMM over bf16 phase planes (AMX tiles, or
     /// `vdpbf16ps` without them), its weights rounded and packed once.
     BImplicit(amx::Packed),
+    /// An f32 conv run in bf16 on the FP32 kernel: weights rounded to bf16 and packed once,
+    /// the input rounded per call, so every product of two bf16 values is exact and the FMAs
+    /// accumulate in f32 as the bf16 kernels do (in another order). Chosen by the plan for
+    /// output maps of at most [`BF16_FMA_MAX_PIXELS`] pixels, where the bf16 kernels' 16-pixel
+    /// vectors would be mostly empty.
+    BFma(Vec<PackedA>),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
     /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
@@ -93,7 +99,7 @@ impl Step {
         match self {
             Step::F32 => "f32",
             Step::SConv(_) => "f32 conv (packed)",
-            Step::BConv(_) | Step::BImplicit(_) => "bf16 conv",
+            Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) => "bf16 conv",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
@@ -117,6 +123,7 @@ impl Step {
             Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
             Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
+            Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -125,7 +132,7 @@ impl Step {
     pub fn packed_bytes(&self) -> usize {
         match self {
             Step::QConv(p) => p.iter().map(PackedWeights::bytes).sum(),
-            Step::SConv(p) => p.iter().map(PackedA::bytes).sum(),
+            Step::SConv(p) | Step::BFma(p) => p.iter().map(PackedA::bytes).sum(),
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::BImplicit(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
@@ -192,6 +199,24 @@ impl Prepared {
     pub fn packed_bytes(&self) -> usize {
         self.steps.iter().map(Step::packed_bytes).sum()
     }
+}
+
+/// Output maps of at most this many pixels run their bf16 convs on the FP32 kernel
+/// ([`Step::BFma`]).
+pub const BF16_FMA_MAX_PIXELS: usize = 16;
+
+/// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one.
+pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step> {
+    let (bk, sk) = (kernels.conv_bf16?, kernels.sgemm?);
+    if pixels > BF16_FMA_MAX_PIXELS || c.precision.int8().is_some() {
+        return None;
+    }
+    let mut rounded = c.clone();
+    let w: Vec<f32> = c.weight.data().to_vec();
+    let mut r = vec![0f32; w.len()];
+    bk.round_slice(&w, &mut r);
+    rounded.weight = crate::tensor::Tensor::new(c.weight.shape().to_vec(), r).ok()?;
+    Some(Step::BFma(sconv::pack(sk, &rounded)))
 }
 
 /// The step of one node: its kernel, INT8 weights packed for `kernels`.

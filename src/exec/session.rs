@@ -131,7 +131,7 @@ impl Session {
                 let (n, step) = planned.plan.step(p, k);
                 let mut label = step.kernel(&p.kernels);
                 // The FP32 conv of a batch with at most 4 output pixels (`cpu::sconv`).
-                if let (Step::SConv(_), &[b, c, h, w]) = (step, planned.plan.shapes[n.output].as_slice()) {
+                if let (Step::SConv(_) | Step::BFma(_), &[b, c, h, w]) = (step, planned.plan.shapes[n.output].as_slice()) {
                     if crate::cpu::sconv::is_narrow([b, c, h, w]) {
                         label.push_str(" narrow");
                     }
