@@ -58,6 +58,18 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
                 panic!("{what}: element {i} is {} but the fma twin gives {}", got[i], fma[i]);
             }
         }
+        // By output position (small maps: only the live taps of each position): the same
+        // values (`!=` counts a zero of either sign as the same, as dropping `w · 0` may flip
+        // the sign of an exactly-zero sum).
+        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &c, hw, [oh, ow]) {
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; want.len()];
+                kestrel::cpu::spos::conv2d(kernel, &c, &pc, &x, xs, res, &mut got, os, &mut scratch, threads);
+                if let Some(i) = (0..got.len()).find(|&i| got[i] != fma[i]) {
+                    panic!("{what} spos {} t{threads} ({} classes): element {i} is {} but the fma twin gives {}", kernel.name(), pc.classes.len(), got[i], fma[i]);
+                }
+            }
+        }
         // Cropped to the taps that read the input (what a plan runs on maps smaller than the
         // window): the same values.
         if let Some(small) = kestrel::graph::live_taps::crop_dead_taps(&c, hw, [oh, ow]) {
@@ -82,6 +94,33 @@ fn conv_sweep_tails_strides_pads() {
                     check_conv(1 + 2 * (seed as usize % 2), cin, cout, [hw, hw + 2], [k, k], stride, [pad; 4], 1, 1, None, false, seed);
                 }
             }
+        }
+    }
+}
+
+/// Batches of small maps, where some output positions read padding through some taps (the
+/// plan then runs them by output position, `cpu::spos`): map sizes 1–5, kernels 1–5, strides,
+/// pads, dilations, channel tails, batches up to 65 (one vector and a tail of columns past a
+/// full tile), residuals and every fused activation kind.
+#[test]
+fn conv_small_maps_by_position() {
+    let mut seed = 7000;
+    for &(n, cin, cout, hw, k, stride, pad, dil) in &[
+        (2usize, 3usize, 5usize, [2usize, 2usize], 3usize, 1usize, 1usize, 1usize),
+        (3, 17, 9, [4, 4], 3, 1, 1, 1),
+        (64, 16, 16, [2, 2], 3, 1, 1, 1),
+        (65, 8, 17, [4, 4], 3, 1, 1, 1),
+        (17, 7, 8, [3, 5], 3, 1, 1, 1),
+        (5, 4, 7, [4, 4], 3, 2, 1, 1),
+        (9, 6, 3, [5, 5], 5, 1, 2, 1),
+        (4, 5, 8, [4, 4], 3, 1, 2, 2),
+        (49, 1, 1, [1, 3], 3, 1, 1, 1),
+        (7, 33, 15, [2, 3], 3, 1, 1, 1),
+        (16, 9, 24, [3, 3], 2, 1, 1, 1),
+    ] {
+        for (act, residual) in [(None, false), (Some(Activation::Relu), true), (Some(Activation::Clip(-0.5, 0.5)), false), (Some(Activation::Sigmoid), true)] {
+            seed += 1;
+            check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], dil, 1, act, residual, seed);
         }
     }
 }

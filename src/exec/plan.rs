@@ -4,7 +4,7 @@
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
 use super::prepare::{self, Prepared, Step};
-use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv};
+use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv, spos};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -96,6 +96,10 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
+                (Op::Conv(_), Step::SPos(_)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    spos::scratch_len([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
+                }
                 (Op::Conv(c), Step::BImplicit(packed)) => {
                     let xs = &shapes[n.inputs[0]];
                     amx::scratch_len(c, packed, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
@@ -169,6 +173,15 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     if matches!(p.steps[idx], Step::BConv(_) | Step::BImplicit(_)) {
         if let Some(step) = prepare::bf16_on_fma(&p.kernels, small.as_ref().unwrap_or(c), os[2] * os[3]) {
             return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
+        }
+    }
+    // A batch of small FP32 maps with dead taps at some positions: by output position.
+    if let (Step::SConv(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
+        let conv = small.as_ref().unwrap_or(c);
+        if xs[0] > 1 && !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
+            if let Some(pc) = spos::prepare(k, conv, [xs[2], xs[3]], [os[2], os[3]]) {
+                return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
+            }
         }
     }
     let Some(small) = small else { return Ok(None) };

@@ -19,7 +19,7 @@
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
 use crate::cpu::bgemm::{self, PackedBf16};
-use crate::cpu::{amx, bconv, qconv, sconv};
+use crate::cpu::{amx, bconv, qconv, sconv, spos};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Conv2d, Graph, Node, Op};
@@ -74,6 +74,9 @@ pub enum Step {
     SConv(Vec<PackedA>),
     /// An f32 conv run in bf16 (`Options::bf16`), its weights rounded and packed per group.
     BConv(Vec<PackedBf16>),
+    /// An FP32 conv of a batch of small maps by output position, only the taps that read the
+    /// input at each (`cpu::spos`), prepared by the plan for one input size.
+    SPos(spos::PosConv),
     /// An f32 conv run in bf16 as an implicit GEMM over bf16 phase planes (AMX tiles, or
     /// `vdpbf16ps` without them), its weights rounded and packed once.
     BImplicit(amx::Packed),
@@ -98,7 +101,7 @@ impl Step {
     pub fn name(&self) -> &'static str {
         match self {
             Step::F32 => "f32",
-            Step::SConv(_) => "f32 conv (packed)",
+            Step::SConv(_) | Step::SPos(_) => "f32 conv (packed)",
             Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) => "bf16 conv",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
@@ -124,6 +127,7 @@ impl Step {
             Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -135,6 +139,7 @@ impl Step {
             Step::SConv(p) | Step::BFma(p) => p.iter().map(PackedA::bytes).sum(),
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::BImplicit(p) => p.bytes(),
+            Step::SPos(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }

@@ -1,0 +1,221 @@
+//! FP32 convolution of a batch of small maps by output position: each output position's GEMM
+//! runs over the batch, with only the kernel taps that read the input at that position.
+//!
+//! On a 2 × 2 map a 3 × 3 pad-1 conv reads padding through 5 of its 9 taps at every output
+//! pixel; the im2col of [`crate::cpu::sconv`] multiplies those zeros all the same (a 2 × 2 map
+//! does 2.25× the multiply-adds that reach the input, a 4 × 4 one 1.44×). Here, per output
+//! position `p` (`oy·OW + ox`), the live taps are a window `[ky0, ky1) × [kx0, kx1)` (per axis,
+//! the taps whose input row or column lies inside the map), and
+//! `out[b][co][p] = act(Σ_{ci, (ky, kx) in window} W[co][ci][ky][kx] · x[b][ci][iy][ix] + bias[co]
+//! (+ residual))`, a GEMM `[Cout] × [Cin·|window|]` by `[Cin·|window|] × [N]`:
+//! - positions with the same window share one packed weight matrix ([`Class`]);
+//! - the input is transposed once per call to `[Cin][H][W][N]`, so every B row (one channel
+//!   and tap at this position) is a contiguous run of `N` floats, read in place at a per-row
+//!   offset ([`crate::cpu::sgemm::Tile::b_rows`]);
+//! - C is a staging buffer `[Cout][OH·OW][N]` (a residual is transposed into it first and
+//!   starts the accumulators), transposed to NCHW at the end.
+//!
+//! Every element is `acc = residual or 0; for (ci, ky, kx) in order, live taps only: acc =
+//! fma(w, x, acc)`; then `acc + bias` and the activation: [`crate::cpu::reference::conv2d_fma_ref`]'s
+//! operations without the products of padding, which only add `w · 0` (so the two agree up
+//! to the sign of an exactly-zero sum, as with [`crate::graph::live_taps`]).
+
+use super::parallel::{par_for, OutPtr};
+use super::sgemm::{Epilogue, Init, Kernel, PackedA, Tile};
+use crate::graph::Conv2d;
+
+/// Output maps of at most this many pixels take this path (at batch 2 and more, when some
+/// position has dead taps).
+pub const MAX_PIXELS: usize = 16;
+
+/// The output positions that share one window of live taps, and its weights.
+#[derive(Clone, Debug)]
+pub struct Class {
+    /// Live taps `[ky0, ky1) × [kx0, kx1)`.
+    pub ky: (usize, usize),
+    pub kx: (usize, usize),
+    /// Output positions `oy·OW + ox`.
+    pub positions: Vec<usize>,
+    /// `[Cout][Cin·|window|]` in `(ci, ky, kx)` order, packed for the kernel.
+    pub packed: PackedA,
+}
+
+/// A conv prepared for one input and output size: its classes of positions.
+#[derive(Clone, Debug)]
+pub struct PosConv {
+    pub classes: Vec<Class>,
+    /// The input `[H, W]` and output `[OH, OW]` the classes were made for.
+    pub hw: [usize; 2],
+    pub ohw: [usize; 2],
+}
+
+impl PosConv {
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.classes.iter().map(|c| c.packed.bytes()).sum()
+    }
+}
+
+/// The live taps `[t0, t1)` of output coordinate `o` on an axis of `len` input pixels.
+fn window(o: usize, len: usize, k: usize, s: usize, d: usize, pad: usize) -> (usize, usize) {
+    let live = |t: usize| (o * s + t * d).checked_sub(pad).is_some_and(|i| i < len);
+    let t0 = (0..k).find(|&t| live(t)).unwrap_or(k);
+    let t1 = (t0..k).find(|&t| !live(t)).unwrap_or(k);
+    (t0, t1)
+}
+
+/// The conv `c` by output position for input `[h, w]` and output `[oh, ow]` on `kernel`, or
+/// `None` where it does not pay or does not apply: a grouped conv, a map of more than
+/// [`MAX_PIXELS`] pixels, no dead tap anywhere, or an output that reads only padding.
+pub fn prepare(kernel: Kernel, c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Option<PosConv> {
+    let [kh, kw] = c.kernel();
+    if c.groups != 1 || oh * ow > MAX_PIXELS || oh * ow == 0 {
+        return None;
+    }
+    let (cout, cin) = (c.out_channels(), c.in_channels());
+    let rows: Vec<(usize, usize)> = (0..oh).map(|o| window(o, h, kh, c.stride[0], c.dilation[0], c.pads[0])).collect();
+    let cols: Vec<(usize, usize)> = (0..ow).map(|o| window(o, w, kw, c.stride[1], c.dilation[1], c.pads[1])).collect();
+    // Nothing to gain with every tap live; an output that reads only padding (an empty
+    // window) is left to the im2col path.
+    if rows.iter().chain(&cols).any(|r| r.0 == r.1) || (rows.iter().all(|&r| r == (0, kh)) && cols.iter().all(|&r| r == (0, kw))) {
+        return None;
+    }
+    let wt = c.weight.data();
+    let mut classes: Vec<Class> = Vec::new();
+    for p in 0..oh * ow {
+        let (ky, kx) = (rows[p / ow], cols[p % ow]);
+        if let Some(cl) = classes.iter_mut().find(|cl| cl.ky == ky && cl.kx == kx) {
+            cl.positions.push(p);
+            continue;
+        }
+        let taps = (ky.1 - ky.0) * (kx.1 - kx.0);
+        let mut sub = Vec::with_capacity(cout * cin * taps);
+        for co in 0..cout {
+            for ci in 0..cin {
+                for y in ky.0..ky.1 {
+                    for x in kx.0..kx.1 {
+                        sub.push(wt[((co * cin + ci) * kh + y) * kw + x]);
+                    }
+                }
+            }
+        }
+        let packed = PackedA::new(&sub, cout, cin * taps, kernel.geometry().mr);
+        classes.push(Class { ky, kx, positions: vec![p], packed });
+    }
+    Some(PosConv { classes, hw: [h, w], ohw: [oh, ow] })
+}
+
+/// Scratch elements [`conv2d`] needs: the transposed input and the staging buffer.
+pub fn scratch_len(xs: [usize; 4], os: [usize; 4]) -> usize {
+    xs.iter().product::<usize>() + os.iter().product::<usize>()
+}
+
+/// `y = act(conv(x) + bias + residual)` for `x: [N, Cin, H, W]` into `out: [N, Cout, OH, OW]`
+/// with `pc` from [`prepare`] for this conv, these sizes and `kernel`.
+///
+/// # Panics
+/// When a buffer is smaller than its shape says or `pc` was made for other sizes.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let (hw, npix) = (h * w, oh * ow);
+    let geo = kernel.geometry();
+    assert!(pc.hw == [h, w] && pc.ohw == [oh, ow] && pc.classes.iter().all(|cl| cl.packed.m == cout && cl.packed.mr == geo.mr), "spos: prepared for another size or kernel");
+    assert!(x.len() >= n * cin * hw && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "spos: input, output or residual too small");
+    if n == 0 || cout == 0 {
+        return;
+    }
+    let need = scratch_len(xs, os);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let (xt, st) = scratch[..need].split_at_mut(n * cin * hw);
+    // [N][C·HW] → [C·HW][N].
+    transpose(&x[..n * cin * hw], n, cin * hw, xt);
+    if let Some(r) = residual {
+        transpose(&r[..n * cout * npix], n, cout * npix, st);
+    }
+    let (act, post) = Epilogue::split(c.act);
+    // One unit per (position, panel range): every worker gets positions, or panels of one.
+    let panels = cout.div_ceil(geo.mr);
+    let units: Vec<(usize, usize)> = pc.classes.iter().enumerate().flat_map(|(i, cl)| cl.positions.iter().map(move |&p| (i, p))).collect();
+    let macs = n * cout * pc.classes.iter().map(|cl| cl.positions.len() * cl.packed.k).sum::<usize>();
+    let workers = if threads <= 1 || macs < super::sconv::PAR_MIN_MACS { 1 } else { threads };
+    let psplit = if units.len() >= 2 * workers { 1 } else { (2 * workers).div_ceil(units.len()).min(panels) };
+    let (xt, stp) = (&*xt, OutPtr(st.as_mut_ptr()));
+    let run = |u: usize| {
+        let stp = &stp;
+        let ((ci, p), s) = (units[u / psplit], u % psplit);
+        let cl = &pc.classes[ci];
+        let (oy, ox) = (p / ow, p % ow);
+        // B row offsets in `xt`: channel ci, tap (y, x) of the window at this position.
+        let mut offs = Vec::with_capacity(cl.packed.k);
+        for ch in 0..cin {
+            for y in cl.ky.0..cl.ky.1 {
+                let iy = oy * c.stride[0] + y * c.dilation[0] - c.pads[0];
+                for xx in cl.kx.0..cl.kx.1 {
+                    let ix = ox * c.stride[1] + xx * c.dilation[1] - c.pads[1];
+                    offs.push((ch * hw + iy * w + ix) * n);
+                }
+            }
+        }
+        let k = cl.packed.k;
+        let (p0, p1) = (s * panels / psplit, (s + 1) * panels / psplit);
+        let nr = geo.nr();
+        for panel in p0..p1 {
+            let rows = (cout - panel * geo.mr).min(geo.mr);
+            let epi = Epilogue { bias: c.bias.as_ref().map(|bs| &bs[panel * geo.mr..panel * geo.mr + rows]), act };
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = geo.kc.min(k - k0);
+                let last = k0 + kc == k;
+                let a = cl.packed.panel_from(panel, k0).as_ptr();
+                let mut j0 = 0;
+                while j0 < n {
+                    let cols = nr.min(n - j0);
+                    let t = Tile { kc, rows, cols, nv: cols.div_ceil(geo.lanes), ldb: 0, b_rows: offs[k0..].as_ptr(), ldc: npix * n, a_next: 0, b_next: 0, b_vstride: 0 };
+                    let init = if k0 > 0 || residual.is_some() { Init::Output } else { Init::Zero };
+                    // SAFETY: A holds k − k0 ≥ kc rows of this panel; B row r is the run of n
+                    // floats at offs[k0 + r] in `xt` (offsets of in-map pixels, so runs end
+                    // inside it), columns j0..j0 + cols < n of it; C rows panel·mr..+rows of
+                    // the staging buffer at position p, columns j0..j0 + cols, stride npix·n,
+                    // which this unit alone writes (units are disjoint in (position, panel)).
+                    unsafe { kernel.tile(a, xt.as_ptr().add(j0), stp.0.add((panel * geo.mr * npix + p) * n + j0), t, init, last.then_some(&epi)) };
+                    j0 += cols;
+                }
+                k0 += kc;
+            }
+        }
+    };
+    if workers > 1 {
+        par_for(units.len() * psplit, run);
+    } else {
+        (0..units.len() * psplit).for_each(run);
+    }
+    // [Cout·OH·OW][N] → [N][Cout·OH·OW].
+    let out = &mut out[..n * cout * npix];
+    transpose(&scratch[n * cin * hw..need], cout * npix, n, out);
+    if post {
+        if let Some(f) = c.act {
+            out.iter_mut().for_each(|v| *v = f.apply(*v));
+        }
+    }
+}
+
+/// `dst[j][i] = src[i][j]` for `src: [rows][cols]`, in 16 × 16 blocks (each block's reads and
+/// writes stay within 16 lines).
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "spos: transpose buffers too small");
+    for i0 in (0..rows).step_by(B) {
+        for j0 in (0..cols).step_by(B) {
+            for i in i0..(i0 + B).min(rows) {
+                let row = &src[i * cols..(i + 1) * cols];
+                for j in j0..(j0 + B).min(cols) {
+                    dst[j * rows + i] = row[j];
+                }
+            }
+        }
+    }
+}
