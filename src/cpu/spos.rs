@@ -137,7 +137,10 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
     let [_, cout, oh, ow] = os;
     let (hw, npix) = (h * w, oh * ow);
     let geo = kernel.geometry();
-    assert!(pc.hw == [h, w] && pc.ohw == [oh, ow] && pc.classes.iter().all(|cl| cl.packed.m == cout && cl.packed.mr == geo.mr), "spos: prepared for another size or kernel");
+    // Each class's K must be the B row offsets `run` builds (cin × window): the tile reads
+    // exactly that many.
+    let fits = |cl: &Class| cl.packed.m == cout && cl.packed.mr == geo.mr && cl.packed.k == cin * (cl.ky.1 - cl.ky.0) * (cl.kx.1 - cl.kx.0);
+    assert!(pc.hw == [h, w] && pc.ohw == [oh, ow] && pc.classes.iter().all(fits), "spos: prepared for another size, conv or kernel");
     assert!(x.len() >= n * cin * hw && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "spos: input, output or residual too small");
     if n == 0 || cout == 0 {
         return;
