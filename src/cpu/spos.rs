@@ -29,11 +29,11 @@ use crate::graph::Conv2d;
 pub const MAX_PIXELS: usize = 16;
 
 /// The plan takes this path only where at most this fraction of the multiply-adds remains
-/// ([`PosConv::live_fraction`]): a 2 × 2 map of a 3 × 3 pad-1 conv keeps 0.44, and its
-/// convs ran 1.5–1.7× faster inside shapes-resnet18 at batch 64 (1.9× alone, 2 threads); a
-/// 4 × 4 map keeps 0.69, and the transposes of its input, residual and output ate the gain
-/// inside the model.
-pub const PAYS_BELOW: f64 = 0.6;
+/// ([`PosConv::live_fraction`]): a 2 × 2 map of a 3 × 3 pad-1 conv keeps 0.44, and its convs
+/// ran 1.5–1.7× faster inside shapes-resnet18 at batch 64 (1.9× alone, 2 threads); a 4 × 4
+/// map keeps 0.69, and its convs ran 1.1–1.35× faster once the transposes were split over the
+/// workers (no faster before). 8 × 8 maps keep 0.84: not tried.
+pub const PAYS_BELOW: f64 = 0.7;
 
 /// The output positions that share one window of live taps, and its weights.
 #[derive(Clone, Debug)]
@@ -150,17 +150,17 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
         scratch.resize(need, 0.0);
     }
     let (xt, st) = scratch[..need].split_at_mut(n * cin * hw);
+    let macs = n * cout * pc.classes.iter().map(|cl| cl.positions.len() * cl.packed.k).sum::<usize>();
+    let workers = if threads <= 1 || macs < super::sconv::PAR_MIN_MACS { 1 } else { threads };
     // [N][C·HW] → [C·HW][N].
-    transpose(&x[..n * cin * hw], n, cin * hw, xt);
+    transpose(&x[..n * cin * hw], n, cin * hw, xt, workers);
     if let Some(r) = residual {
-        transpose(&r[..n * cout * npix], n, cout * npix, st);
+        transpose(&r[..n * cout * npix], n, cout * npix, st, workers);
     }
     let (act, post) = Epilogue::split(c.act);
     // One unit per (position, panel range): every worker gets positions, or panels of one.
     let panels = cout.div_ceil(geo.mr);
     let units: Vec<(usize, usize)> = pc.classes.iter().enumerate().flat_map(|(i, cl)| cl.positions.iter().map(move |&p| (i, p))).collect();
-    let macs = n * cout * pc.classes.iter().map(|cl| cl.positions.len() * cl.packed.k).sum::<usize>();
-    let workers = if threads <= 1 || macs < super::sconv::PAR_MIN_MACS { 1 } else { threads };
     let psplit = if units.len() >= 2 * workers { 1 } else { (2 * workers).div_ceil(units.len()).min(panels) };
     let (xt, stp) = (&*xt, OutPtr(st.as_mut_ptr()));
     let run = |u: usize| {
@@ -214,7 +214,7 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
     }
     // [Cout·OH·OW][N] → [N][Cout·OH·OW].
     let out = &mut out[..n * cout * npix];
-    transpose(&scratch[n * cin * hw..need], cout * npix, n, out);
+    transpose(&scratch[n * cin * hw..need], cout * npix, n, out, workers);
     if post {
         if let Some(f) = c.act {
             out.iter_mut().for_each(|v| *v = f.apply(*v));
@@ -223,18 +223,32 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
 }
 
 /// `dst[j][i] = src[i][j]` for `src: [rows][cols]`, in 16 × 16 blocks (each block's reads and
-/// writes stay within 16 lines).
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+/// writes stay within 16 lines), the column blocks split over `workers`.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], workers: usize) {
     const B: usize = 16;
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "spos: transpose buffers too small");
-    for i0 in (0..rows).step_by(B) {
-        for j0 in (0..cols).step_by(B) {
-            for i in i0..(i0 + B).min(rows) {
-                let row = &src[i * cols..(i + 1) * cols];
-                for j in j0..(j0 + B).min(cols) {
-                    dst[j * rows + i] = row[j];
+    let blocks = cols.div_ceil(B);
+    let parts = if workers > 1 { (2 * workers).min(blocks) } else { 1 };
+    let out = OutPtr(dst.as_mut_ptr());
+    let part = |pi: usize| {
+        let out = &out;
+        for jb in pi * blocks / parts..(pi + 1) * blocks / parts {
+            let j0 = jb * B;
+            for i0 in (0..rows).step_by(B) {
+                for i in i0..(i0 + B).min(rows) {
+                    let row = &src[i * cols..(i + 1) * cols];
+                    for j in j0..(j0 + B).min(cols) {
+                        // SAFETY: j < cols and i < rows, so j·rows + i < rows·cols ≤ dst.len();
+                        // each part writes the rows j of its own column blocks only.
+                        unsafe { *out.0.add(j * rows + i) = row[j] };
+                    }
                 }
             }
         }
+    };
+    if parts > 1 {
+        par_for(parts, part);
+    } else {
+        part(0);
     }
 }
