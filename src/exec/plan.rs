@@ -161,8 +161,9 @@ impl Plan {
 
 /// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding;
-/// and a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32
-/// kernel ([`Step::BFma`]).
+/// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
+/// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
+/// output position ([`Step::SPos`]).
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
     let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
