@@ -32,7 +32,8 @@ pub const MAX_PIXELS: usize = 16;
 /// ([`PosConv::live_fraction`]): a 2 × 2 map of a 3 × 3 pad-1 conv keeps 0.44, and its convs
 /// ran 1.5–1.7× faster inside shapes-resnet18 at batch 64 (1.9× alone, 2 threads); a 4 × 4
 /// map keeps 0.69, and its convs ran 1.1–1.35× faster once the transposes were split over the
-/// workers (no faster before). 8 × 8 maps keep 0.84: not tried.
+/// workers (no faster before). 8 × 8 maps keep 0.84 and ran 1.3–1.5× slower by position
+/// (layer1 of the same model: 64 GEMMs of 16 rows each).
 pub const PAYS_BELOW: f64 = 0.7;
 
 /// The output positions that share one window of live taps, and its weights.
