@@ -237,11 +237,11 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], workers: us
             let j0 = jb * B;
             for i0 in (0..rows).step_by(B) {
                 for i in i0..(i0 + B).min(rows) {
-                    let row = &src[i * cols..(i + 1) * cols];
-                    for j in j0..(j0 + B).min(cols) {
+                    let j1 = (j0 + B).min(cols);
+                    for (j, &v) in src[i * cols + j0..i * cols + j1].iter().enumerate().map(|(d, v)| (j0 + d, v)) {
                         // SAFETY: j < cols and i < rows, so j·rows + i < rows·cols ≤ dst.len();
                         // each part writes the rows j of its own column blocks only.
-                        unsafe { *out.0.add(j * rows + i) = row[j] };
+                        unsafe { *out.0.add(j * rows + i) = v };
                     }
                 }
             }
