@@ -158,5 +158,37 @@ fn convs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemms, convs);
+/// Batches of tiny maps (shapes-resnet18's 4² and 2² stages at batch 64): the batched im2col
+/// of `sconv` against the by-position GEMMs of `spos`, on the richest FP32 kernel. Throughput
+/// in the direct conv's multiply-adds, so the two read alike.
+fn tiny_maps(c: &mut Criterion) {
+    let threads = threads();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let mut group = c.benchmark_group("conv_tiny_maps");
+    group.sample_size(20);
+    let Some(kernel) = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).last() else { return };
+    for &(name, n, ch, hw) in &[("b64_32ch_4x4", 64usize, 32usize, 4usize), ("b64_64ch_2x2", 64, 64, 2)] {
+        let mut f = Conv2d::new(Tensor::randn(vec![ch, ch, 3, 3], (2.0 / (ch * 9) as f32).sqrt(), 3), 1, 1, 1);
+        f.bias = Some(vec![0.1; ch]);
+        f.act = Some(kestrel::graph::Activation::Relu);
+        let x = Tensor::randn(vec![n, ch, hw, hw], 1.0, 4);
+        let (xs, os) = ([n, ch, hw, hw], [n, ch, hw, hw]);
+        let mut out = vec![0f32; n * ch * hw * hw];
+        let mut scratch = Vec::new();
+        group.throughput(Throughput::Elements((n * ch * ch * 9 * hw * hw) as u64));
+        let label = format!("{name}/t{threads}");
+        let packed = sconv::pack(kernel, &f);
+        group.bench_function(BenchmarkId::new(format!("sconv-{}", kernel.name().replace(' ', "-")), &label), |b| {
+            b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+        });
+        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &f, [hw, hw], [hw, hw]) {
+            group.bench_function(BenchmarkId::new(format!("spos-{}", kernel.name().replace(' ', "-")), &label), |b| {
+                b.iter(|| pool.install(|| kestrel::cpu::spos::conv2d(kernel, &f, &pc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemms, convs, tiny_maps);
 criterion_main!(benches);
