@@ -281,37 +281,36 @@ mod avx512 {
     /// [`super::Kernel::round_slice`], 16 values at a time.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn round_slice(x: &[f32], dst: &mut [f32]) {
-        let n = dst.len();
-        let mut j = 0;
-        // SAFETY: j + 16 ≤ n = x.len() (checked by the caller) for the full vectors; the tail
-        // is masked to the n − j valid lanes.
-        unsafe {
-            while j < n {
-                let m: __mmask16 = if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 };
+        for (j, m) in chunks16(dst.len()) {
+            // SAFETY: the lanes of `m` lie below dst.len() = x.len() (checked by the caller);
+            // masked-off lanes are neither read nor written.
+            unsafe {
                 let h = to_bf16(_mm512_maskz_loadu_ps(m, x.as_ptr().add(j)));
                 // A subnormal never comes out of `to_bf16` (flushed to a signed zero), so the
                 // f32 of these bits is `from_bf16`'s.
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), m, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)));
-                j += 16;
             }
         }
+    }
+
+    /// `(j, mask)` of each run of up to 16 lanes from 0 to `n`: a full mask, the last one
+    /// covering the `n − j` lanes left.
+    #[inline(always)]
+    fn chunks16(n: usize) -> impl Iterator<Item = (usize, __mmask16)> {
+        (0..n).step_by(16).map(move |j| (j, if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 }))
     }
 
     /// [`super::Kernel::pack_pairs`], 16 columns at a time.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn pack_pairs(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
-        let n = dst.len();
-        let mut j = 0;
-        // SAFETY: j + 16 ≤ n ≤ lo.len(), hi.len() (checked by the caller) for the full vectors;
-        // the tail is masked to the n − j valid lanes.
-        unsafe {
-            while j < n {
-                let m: __mmask16 = if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 };
+        for (j, m) in chunks16(dst.len()) {
+            // SAFETY: the lanes of `m` lie below dst.len() ≤ lo.len(), hi.len() (checked by
+            // the caller); masked-off lanes are neither read nor written.
+            unsafe {
                 let l = to_bf16(_mm512_maskz_loadu_ps(m, lo.as_ptr().add(j)));
                 let h = to_bf16(_mm512_maskz_loadu_ps(m, hi.as_ptr().add(j)));
                 let p = _mm512_or_si512(l, _mm512_slli_epi32::<16>(h));
                 _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, p);
-                j += 16;
             }
         }
     }
