@@ -181,7 +181,7 @@ fn tiny_maps(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(format!("sconv-{}", kernel.name().replace(' ', "-")), &label), |b| {
             b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
         });
-        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &f, [hw, hw], [hw, hw]) {
+        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &f, xs, [hw, hw]) {
             group.bench_function(BenchmarkId::new(format!("spos-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| pool.install(|| kestrel::cpu::spos::conv2d(kernel, &f, &pc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });

@@ -61,7 +61,7 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
         // By output position (small maps: only the live taps of each position): the same
         // values (`!=` counts a zero of either sign as the same, as dropping `w · 0` may flip
         // the sign of an exactly-zero sum).
-        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &c, hw, [oh, ow]) {
+        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &c, xs, [oh, ow]) {
             for threads in [1, 2] {
                 let mut got = vec![f32::NAN; want.len()];
                 kestrel::cpu::spos::conv2d(kernel, &c, &pc, &x, xs, res, &mut got, os, &mut scratch, threads);

@@ -44,6 +44,9 @@ pub struct Class {
     pub kx: (usize, usize),
     /// Output positions `oy·OW + ox`.
     pub positions: Vec<usize>,
+    /// Per position, the offset in the transposed input of each B row (channel `ci`, tap `(y,
+    /// x)` of the window, in `packed`'s K order): `(ci·H·W + iy·W + ix)·N`.
+    pub rows: Vec<Vec<usize>>,
     /// `[Cout][Cin·|window|]` in `(ci, ky, kx)` order, packed for the kernel.
     pub packed: PackedA,
 }
@@ -52,8 +55,8 @@ pub struct Class {
 #[derive(Clone, Debug)]
 pub struct PosConv {
     pub classes: Vec<Class>,
-    /// The input `[H, W]` and output `[OH, OW]` the classes were made for.
-    pub hw: [usize; 2],
+    /// The input `[N, Cin, H, W]` and output `[OH, OW]` the classes were made for.
+    pub xs: [usize; 4],
     pub ohw: [usize; 2],
     /// Taps of the whole kernel.
     pub taps: usize,
@@ -81,12 +84,13 @@ fn window(o: usize, len: usize, k: usize, s: usize, d: usize, pad: usize) -> (us
     (t0, t1)
 }
 
-/// The conv `c` by output position for input `[h, w]` and output `[oh, ow]` on `kernel`, or
+/// The conv `c` by output position for input `[n, cin, h, w]` and output `[oh, ow]` on `kernel`, or
 /// `None` where it does not pay or does not apply: a grouped conv, a map of more than
 /// [`MAX_PIXELS`] pixels, no dead tap anywhere, or an output that reads only padding.
-pub fn prepare(kernel: Kernel, c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Option<PosConv> {
+pub fn prepare(kernel: Kernel, c: &Conv2d, xs: [usize; 4], [oh, ow]: [usize; 2]) -> Option<PosConv> {
+    let [n, _, h, w] = xs;
     let [kh, kw] = c.kernel();
-    if c.groups != 1 || oh * ow > MAX_PIXELS || oh * ow == 0 {
+    if c.groups != 1 || oh * ow > MAX_PIXELS || oh * ow == 0 || xs[1] != c.in_channels() {
         return None;
     }
     let (cout, cin) = (c.out_channels(), c.in_channels());
@@ -101,8 +105,21 @@ pub fn prepare(kernel: Kernel, c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize;
     let mut classes: Vec<Class> = Vec::new();
     for p in 0..oh * ow {
         let (ky, kx) = (rows[p / ow], cols[p % ow]);
+        let (oy, ox) = (p / ow, p % ow);
+        let mut offs = Vec::with_capacity(cin * (ky.1 - ky.0) * (kx.1 - kx.0));
+        for ch in 0..cin {
+            for y in ky.0..ky.1 {
+                // The window's taps are live: the subtraction stays in the map.
+                let iy = oy * c.stride[0] + y * c.dilation[0] - c.pads[0];
+                for xx in kx.0..kx.1 {
+                    let ix = ox * c.stride[1] + xx * c.dilation[1] - c.pads[1];
+                    offs.push((ch * h * w + iy * w + ix) * n);
+                }
+            }
+        }
         if let Some(cl) = classes.iter_mut().find(|cl| cl.ky == ky && cl.kx == kx) {
             cl.positions.push(p);
+            cl.rows.push(offs);
             continue;
         }
         let taps = (ky.1 - ky.0) * (kx.1 - kx.0);
@@ -117,9 +134,9 @@ pub fn prepare(kernel: Kernel, c: &Conv2d, [h, w]: [usize; 2], [oh, ow]: [usize;
             }
         }
         let packed = PackedA::new(&sub, cout, cin * taps, kernel.geometry().mr);
-        classes.push(Class { ky, kx, positions: vec![p], packed });
+        classes.push(Class { ky, kx, positions: vec![p], rows: vec![offs], packed });
     }
-    Some(PosConv { classes, hw: [h, w], ohw: [oh, ow], taps: kh * kw })
+    Some(PosConv { classes, xs, ohw: [oh, ow], taps: kh * kw })
 }
 
 /// Scratch elements [`conv2d`] needs: the transposed input and the staging buffer.
@@ -138,10 +155,9 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
     let [_, cout, oh, ow] = os;
     let (hw, npix) = (h * w, oh * ow);
     let geo = kernel.geometry();
-    // Each class's K must be the B row offsets `run` builds (cin × window): the tile reads
-    // exactly that many.
-    let fits = |cl: &Class| cl.packed.m == cout && cl.packed.mr == geo.mr && cl.packed.k == cin * (cl.ky.1 - cl.ky.0) * (cl.kx.1 - cl.kx.0);
-    assert!(pc.hw == [h, w] && pc.ohw == [oh, ow] && pc.classes.iter().all(fits), "spos: prepared for another size, conv or kernel");
+    // Each class's K must be its positions' B row offsets: the tile reads exactly that many.
+    let fits = |cl: &Class| cl.packed.m == cout && cl.packed.mr == geo.mr && cl.rows.iter().all(|r| r.len() == cl.packed.k);
+    assert!(pc.xs == xs && pc.ohw == [oh, ow] && pc.classes.iter().all(fits), "spos: prepared for another size, conv or kernel");
     assert!(x.len() >= n * cin * hw && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "spos: input, output or residual too small");
     if n == 0 || cout == 0 {
         return;
@@ -161,25 +177,15 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
     let (act, post) = Epilogue::split(c.act);
     // One unit per (position, panel range): every worker gets positions, or panels of one.
     let panels = cout.div_ceil(geo.mr);
-    let units: Vec<(usize, usize)> = pc.classes.iter().enumerate().flat_map(|(i, cl)| cl.positions.iter().map(move |&p| (i, p))).collect();
+    // (class, index of the position in it)
+    let units: Vec<(usize, usize)> = pc.classes.iter().enumerate().flat_map(|(i, cl)| (0..cl.positions.len()).map(move |q| (i, q))).collect();
     let psplit = if units.len() >= 2 * workers { 1 } else { (2 * workers).div_ceil(units.len()).min(panels) };
     let (xt, stp) = (&*xt, OutPtr(st.as_mut_ptr()));
     let run = |u: usize| {
         let stp = &stp;
-        let ((ci, p), s) = (units[u / psplit], u % psplit);
+        let ((ci, q), s) = (units[u / psplit], u % psplit);
         let cl = &pc.classes[ci];
-        let (oy, ox) = (p / ow, p % ow);
-        // B row offsets in `xt`: channel ci, tap (y, x) of the window at this position.
-        let mut offs = Vec::with_capacity(cl.packed.k);
-        for ch in 0..cin {
-            for y in cl.ky.0..cl.ky.1 {
-                let iy = oy * c.stride[0] + y * c.dilation[0] - c.pads[0];
-                for xx in cl.kx.0..cl.kx.1 {
-                    let ix = ox * c.stride[1] + xx * c.dilation[1] - c.pads[1];
-                    offs.push((ch * hw + iy * w + ix) * n);
-                }
-            }
-        }
+        let (p, offs) = (cl.positions[q], &cl.rows[q]);
         let k = cl.packed.k;
         let (p0, p1) = (s * panels / psplit, (s + 1) * panels / psplit);
         let nr = geo.nr();

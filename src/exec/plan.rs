@@ -180,7 +180,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     if let (Step::SConv(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
         let conv = small.as_ref().unwrap_or(c);
         if xs[0] > 1 && !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
-            if let Some(pc) = spos::prepare(k, conv, [xs[2], xs[3]], [os[2], os[3]]).filter(|pc| pc.live_fraction() <= spos::PAYS_BELOW) {
+            if let Some(pc) = spos::prepare(k, conv, [xs[0], xs[1], xs[2], xs[3]], [os[2], os[3]]).filter(|pc| pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
             }
         }
