@@ -154,6 +154,11 @@ fn conv_dilation_groups_epilogue_batch() {
     // Every tap but one in the padding, on a 1×1 image (found by conv_proptest).
     check_conv(1, 1, 1, [1, 1], [1, 3], 1, [2; 4], 2, 1, Some(Activation::Relu), false, 0);
     check_conv(1, 2, 3, [1, 2], [3, 3], 1, [2; 4], 2, 1, None, true, 14);
+    // Grouped, batched 2×2 maps that keep their size at stride 3, every output reading only
+    // padding, and 4×4 maps that keep theirs at stride 2 (found by conv_proptest in CI: the
+    // whole-map permutes assumed stride 1).
+    check_conv(2, 12, 12, [2, 2], [1, 1], 3, [1; 4], 1, 3, Some(Activation::Relu), false, 3);
+    check_conv(4, 6, 10, [4, 4], [3, 3], 2, [3; 4], 1, 2, None, true, 4);
     // Depthwise and a 65-channel pointwise tail.
     check_conv(1, 16, 16, [10, 10], [3, 3], 1, [1; 4], 1, 16, Some(Activation::Relu), false, 7);
     check_conv(2, 65, 63, [5, 7], [1, 1], 1, [0; 4], 1, 1, None, true, 8);

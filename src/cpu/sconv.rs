@@ -283,8 +283,8 @@ pub fn conv2d(
         }
         _ => Vec::new(),
     };
-    // Batched maps of 4 or 16 pixels that keep their size (stride 1, "same" padding) are
-    // packed by permuting whole maps on AVX-512 (`Kernel::permute_maps`), others by gathers.
+    // Batched maps of 4 or 16 pixels that keep their size (any stride and padding that do)
+    // are packed by permuting whole maps on AVX-512 (`Kernel::permute_maps`), others by gathers.
     let permuted = layout.cols == Cols::Batched && kernel.permutes_maps() && (npix == 4 || npix == 16) && [oh, ow] == [h, w];
     let perms = if permuted { perm_table(c, [h, w]) } else { Vec::new() };
     let taps: Vec<i32> = if layout.cols == Cols::Batched && !permuted { tap_table(c, [n, cin, h, w], [oh, ow]) } else { Vec::new() };
@@ -701,8 +701,8 @@ fn perm_table(c: &Conv2d, [h, w]: [usize; 2]) -> Vec<([i32; 16], u16)> {
             let (mut perm, mut mask) = ([0i32; 16], 0u16);
             for (l, p) in perm.iter_mut().enumerate() {
                 let (i, oy, ox) = (l / npix, l % npix / w, l % w);
-                let iy = (oy + ky * c.dilation[0]) as isize - c.pads[0] as isize;
-                let ix = (ox + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
                 if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
                     *p = (i * npix + iy as usize * w + ix as usize) as i32;
                     mask |= 1 << l;
