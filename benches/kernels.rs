@@ -4,7 +4,8 @@
 //! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
 //! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
-//!   packed once (`cpu::sconv`), `bf16-<kernel>` the bf16 conv (`cpu::bconv`, AVX512_BF16
+//!   packed once (`cpu::sconv`), `wino-<kernel>` Winograd F(2×2, 3×3) on them (`cpu::wino`,
+//!   3×3 stride-1 shapes, throughput in the direct conv's MACs), `bf16-<kernel>` the bf16 conv (`cpu::bconv`, AVX512_BF16
 //!   hosts; `bf16-amx-bf16-32x32` the AMX tile conv, `cpu::amx`, on AMX-BF16 hosts), on every
 //!   ResNet-50 layer shape. The hosts' FMA and `vdpbf16ps` peaks, for the efficiency column:
 //!   `cargo run --release --example sgemm_peak`.
@@ -118,6 +119,17 @@ fn convs(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(format!("f32-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
+        }
+        // Winograd F(2×2, 3×3) on the same kernels (3×3 stride-1 shapes; throughput in the
+        // direct conv's multiply-adds).
+        if kestrel::cpu::wino::takes(&f) {
+            use kestrel::cpu::wino::{self, Exec};
+            for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
+                let packed = wino::pack(kernel.geometry().mr, &f);
+                group.bench_function(BenchmarkId::new(format!("wino-{}", kernel.name().replace(' ', "-")), &label), |b| {
+                    b.iter(|| pool.install(|| wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                });
+            }
         }
         // bf16 where the CPU has AVX512_BF16 (the scalar emulation is a twin, not timed).
         if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new() {

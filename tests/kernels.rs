@@ -70,6 +70,23 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
                 }
             }
         }
+        // Winograd F(2×2, 3×3) (3×3 stride-1 convs): within the tolerance of the f64
+        // reference, and equal to its scalar twin value for value.
+        if kestrel::cpu::wino::takes(&c) {
+            use kestrel::cpu::wino::{self, Exec};
+            let packed = wino::pack(kernel.geometry().mr, &c);
+            let mut twin = vec![f32::NAN; want.len()];
+            wino::conv2d(Exec::Twin(kernel.geometry()), &c, &packed, &x, xs, res, &mut twin, os, &mut scratch, 1);
+            let what = format!("{what} wino twin of {}", kernel.name());
+            Tolerance { abs: 2e-4, rel: 2e-4 }.check(&what, &twin, &want);
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; want.len()];
+                wino::conv2d(Exec::Kernel(kernel), &c, &packed, &x, xs, res, &mut got, os, &mut scratch, threads);
+                if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != twin[i].to_bits()) {
+                    panic!("{what} wino {} t{threads}: element {i} is {} but the twin gives {}", kernel.name(), got[i], twin[i]);
+                }
+            }
+        }
         // Cropped to the taps that read the input (what a plan runs on maps smaller than the
         // window): the same values.
         if let Some(small) = kestrel::graph::live_taps::crop_dead_taps(&c, hw, [oh, ow]) {

@@ -27,6 +27,9 @@ pub struct Kernels {
     /// With bf16 on AVX512_BF16, the implicit kernel (AMX tiles, or `vdpbf16ps` over phase
     /// planes) the convs it takes run on ([`amx::takes`]); the others stay on `conv_bf16`.
     pub conv_planes: Option<amx::PlaneKernel>,
+    /// Run the f32 3×3 stride-1 convs that pay for it by Winograd F(2×2, 3×3) on `sgemm`
+    /// ([`crate::cpu::wino`]); set by a session that optimizes, unless `KESTREL_WINOGRAD=0`.
+    pub winograd: bool,
 }
 
 impl Kernels {
@@ -34,7 +37,7 @@ impl Kernels {
     pub fn new(isa: Isa) -> Result<Kernels> {
         let qgemm = qgemm::kernel(isa)?;
         let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
-        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None })
+        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None, winograd: false })
     }
 
     /// The bf16 conv kernels in use, for reports (`None` in f32).

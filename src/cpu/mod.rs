@@ -23,6 +23,7 @@ pub mod resize;
 pub mod sconv;
 pub mod sgemm;
 pub mod spos;
+pub mod wino;
 #[macro_use]
 pub mod simd;
 

@@ -51,7 +51,7 @@ const B_L2_BYTES: usize = 1024 * 1024;
 const SHORT_ROW: usize = 32;
 
 /// f32 elements per cache line.
-const LINE_F32: usize = 16;
+pub(crate) const LINE_F32: usize = 16;
 
 /// Bytes of weight panels one M block holds: they stay in L2 while each B panel of the
 /// column block passes through L1 once per M block.

@@ -4,7 +4,7 @@
 //! plan is immutable; each call of a session takes its own [`Buffers`] sized by it.
 
 use super::prepare::{self, Prepared, Step};
-use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv, spos};
+use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv, spos, wino};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -96,6 +96,10 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
+                (Op::Conv(_), Step::Wino(_)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    p.kernels.sgemm.map_or(0, |k| wino::scratch_len(k.geometry(), [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+                }
                 (Op::Conv(_), Step::SPos(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     spos::scratch_len([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
@@ -163,11 +167,18 @@ impl Plan {
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding;
 /// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
-/// output position ([`Step::SPos`]).
+/// output position ([`Step::SPos`]); a Winograd conv of a map under
+/// [`wino::MIN_PIXELS`] on the packed FP32 kernel.
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
-    let (Op::Conv(c), Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
+    let (Op::Conv(c), Step::SConv(_) | Step::Wino(_) | Step::BConv(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
+        return Ok(None);
+    }
+    // A Winograd conv on a map too small for its tiles runs as the packed FP32 conv (cropped
+    // or by position as below).
+    let on_wino = matches!(p.steps[idx], Step::Wino(_));
+    if on_wino && os[2] * os[3] >= wino::MIN_PIXELS {
         return Ok(None);
     }
     let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);
@@ -177,12 +188,16 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
         }
     }
     // A batch of small FP32 maps with dead taps at some positions: by output position.
-    if let (Step::SConv(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
+    if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
         let conv = small.as_ref().unwrap_or(c);
         if xs[0] > 1 && !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
             if let Some(pc) = spos::prepare(k, conv, [xs[0], xs[1], xs[2], xs[3]], [os[2], os[3]]).filter(|pc| pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
             }
+        }
+        if on_wino {
+            let step = Step::SConv(sconv::pack(k, conv));
+            return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
         }
     }
     let Some(small) = small else { return Ok(None) };

@@ -19,7 +19,7 @@
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
 use crate::cpu::bgemm::{self, PackedBf16};
-use crate::cpu::{amx, bconv, qconv, sconv, spos};
+use crate::cpu::{amx, bconv, qconv, sconv, spos, wino};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Conv2d, Graph, Node, Op};
@@ -74,6 +74,10 @@ pub enum Step {
     SConv(Vec<PackedA>),
     /// An f32 conv run in bf16 (`Options::bf16`), its weights rounded and packed per group.
     BConv(Vec<PackedBf16>),
+    /// An FP32 3×3 stride-1 conv by Winograd F(2×2, 3×3) on kestrel's GEMM kernel, its
+    /// weights transformed and packed once (`cpu::wino`). Maps too small for it run as
+    /// [`Step::SConv`], packed by the plan.
+    Wino(wino::Packed),
     /// An FP32 conv of a batch of small maps by output position, only the taps that read the
     /// input at each (`cpu::spos`), prepared by the plan for one input size.
     SPos(spos::PosConv),
@@ -102,6 +106,7 @@ impl Step {
         match self {
             Step::F32 => "f32",
             Step::SConv(_) | Step::SPos(_) => "f32 conv (packed)",
+            Step::Wino(_) => "f32 conv (Winograd)",
             Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) => "bf16 conv",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
@@ -128,6 +133,7 @@ impl Step {
             Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::Wino(_) => format!("f32 conv Winograd F(2x2,3x3) {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -140,6 +146,7 @@ impl Step {
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::BImplicit(p) => p.bytes(),
             Step::SPos(p) => p.bytes(),
+            Step::Wino(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
@@ -181,6 +188,7 @@ impl Prepared {
         }
         if opts.optimize {
             passes::optimize(&mut graph);
+            kernels.winograd = kernels.sgemm.is_some() && std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0");
         }
         let mut dtypes = vec![DType::F32; graph.values.len()];
         let mut pool_u8 = vec![false; graph.nodes.len()];
@@ -236,6 +244,7 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
             None => match (kernels.conv_bf16, kernels.sgemm) {
                 (Some(_), _) if let Some(k) = kernels.conv_planes.filter(|_| amx::takes(c)) => Step::BImplicit(amx::pack(c, k)),
                 (Some(_), _) => Step::BConv(bconv::pack(c)),
+                (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino::pack(k.geometry().mr, c)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
             },

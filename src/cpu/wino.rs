@@ -1,0 +1,519 @@
+//! FP32 3×3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3): 16 multiplies
+//! per 2×2 output tile and channel pair instead of 36 (2.25× fewer), the rest additions.
+//!
+//! Per image, the output is cut into 2×2 tiles, `TH × TW = ⌈OH/2⌉ × ⌈OW/2⌉` of them, tile
+//! `t = ty·TW + tx`; tile `t` reads the 4×4 input patch at `(2ty − pad_top, 2tx − pad_left)`
+//! (zero outside the image). With `Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]`,
+//! `G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]` and `Aᵀ = [1 1 1 0; 0 1 −1 −1]`:
+//! `Y = Aᵀ [ Σ_ci (G g G ᵀ) ⊙ (Bᵀ d B) ] A`, which is 16 GEMMs, one per transform position
+//! `ξ = 4a + b`: `M_ξ[Cout][tiles] = U_ξ[Cout][Cin] · V_ξ[Cin][tiles]`.
+//!
+//! Layouts:
+//! - U ([`Packed`]), transformed once at prepare time (in f64, rounded once) and packed for
+//!   the FP32 kernel: 16 × [`PackedA`] `[Cout/MR][Cin][MR]`.
+//! - A block of `nb` consecutive tiles of one image (one worker's part) has its own
+//!   `V: [16][Cin][ld]` and `M: [16][Cout][ld]` (`ld` = `nb` rounded up to whole vectors),
+//!   sized to stay in L2 ([`BLOCK_BYTES`]): input transform → 16 GEMMs on
+//!   [`Kernel::tile`] (B read in place at stride `ld`) → output transform, bias, residual and
+//!   activation, stored straight into the NCHW output.
+//!
+//! Bᵀ and Aᵀ hold only ±1, so both transforms are sums and differences in a fixed order;
+//! they are written once as plain loops over the tiles of a row (stride-2 loads and stores,
+//! which the compiler vectorises) and compiled per ISA ([`Transforms`]); the scalar build of
+//! the same loops with [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit
+//! for bit. Against direct convolution the values differ by rounding only (the products are
+//! of transformed operands): tests hold them to the f64 reference within a stated tolerance.
+//!
+//! Per element: `y = act((Aᵀ M A) + residual + bias)`, the residual added before the bias.
+
+use super::parallel::OutPtr;
+use super::sgemm::{finish, Epilogue, Geometry, Init, Kernel, PackedA, Tile};
+use crate::graph::Conv2d;
+
+/// Transform positions of a 4×4 tile.
+pub const XI: usize = 16;
+
+/// Bytes of one part's `V` and `M` blocks together: they stay in L2 (1–2 MiB per core on the
+/// hosts we run) between the transforms and the GEMMs.
+pub const BLOCK_BYTES: usize = 768 << 10;
+
+/// Whether `c` is a conv this module computes: 3×3, stride 1, dilation 1, one group, FP32.
+pub fn takes(c: &Conv2d) -> bool {
+    c.kernel() == [3, 3] && c.stride == [1, 1] && c.dilation == [1, 1] && c.groups == 1 && c.precision.int8().is_none()
+}
+
+/// Output maps with fewer pixels than this run on the direct kernels: 7×7 (16 tiles, one
+/// vector of AVX-512 columns; ResNet's last stage, 1.3× faster than direct at 512 channels)
+/// is the smallest measured to gain.
+pub const MIN_PIXELS: usize = 49;
+
+/// Whether a conv [`takes`] gains from Winograd (at maps of at least [`MIN_PIXELS`]): with
+/// fewer than 16 input or output channels the transforms cost about what the GEMMs save.
+pub fn pays(c: &Conv2d) -> bool {
+    let s = c.weight.shape();
+    takes(c) && s[0] >= 16 && s[1] >= 16
+}
+
+/// A conv's weights transformed (`U_ξ = (G g Gᵀ)[a][b]`, `ξ = 4a + b`) and packed for one
+/// kernel geometry.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub u: Vec<PackedA>,
+    pub cout: usize,
+    pub cin: usize,
+}
+
+impl Packed {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.u.iter().map(PackedA::bytes).sum()
+    }
+}
+
+/// Transforms `c`'s `[Cout][Cin][3][3]` weights and packs them for tiles of `mr` rows.
+pub fn pack(mr: usize, c: &Conv2d) -> Packed {
+    let s = c.weight.shape();
+    let (cout, cin) = (s[0], s[1]);
+    let w = c.weight.data();
+    let mut u = vec![vec![0f32; cout * cin]; XI];
+    for oc in 0..cout {
+        for ic in 0..cin {
+            let g = |r: usize, s: usize| w[((oc * cin + ic) * 3 + r) * 3 + s] as f64;
+            // t = G g (4 × 3), then t Gᵀ (4 × 4).
+            let mut t = [[0f64; 3]; 4];
+            for s in 0..3 {
+                let (g0, g1, g2) = (g(0, s), g(1, s), g(2, s));
+                t[0][s] = g0;
+                t[1][s] = (g0 + g1 + g2) / 2.0;
+                t[2][s] = (g0 - g1 + g2) / 2.0;
+                t[3][s] = g2;
+            }
+            for (a, row) in t.iter().enumerate() {
+                let v = [row[0], (row[0] + row[1] + row[2]) / 2.0, (row[0] - row[1] + row[2]) / 2.0, row[2]];
+                for (b, &x) in v.iter().enumerate() {
+                    u[4 * a + b][oc * cin + ic] = x as f32;
+                }
+            }
+        }
+    }
+    Packed { u: u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect(), cout, cin }
+}
+
+/// What runs the GEMMs and transforms: a kernel, or the scalar twin of a kernel geometry.
+#[derive(Clone, Copy, Debug)]
+pub enum Exec {
+    Kernel(Kernel),
+    Twin(Geometry),
+}
+
+impl Exec {
+    fn geometry(self) -> Geometry {
+        match self {
+            Exec::Kernel(k) => k.geometry(),
+            Exec::Twin(g) => g,
+        }
+    }
+}
+
+/// Tiles per part: as many as keep a part's `V` and `M` in [`BLOCK_BYTES`], split evenly,
+/// and at least as many parts as workers when the batch has tiles for that; rounded up to
+/// whole vectors, so that only an image's last part has a partly empty one.
+fn tiles_per_part(geo: Geometry, cin: usize, cout: usize, tiles: usize, images: usize, workers: usize) -> usize {
+    let fit = (BLOCK_BYTES / (XI * (cin + cout) * 4)).max(geo.lanes);
+    let mut parts = tiles.div_ceil(fit);
+    if images * parts < workers {
+        parts = parts.max(workers.div_ceil(images));
+    }
+    tiles.div_ceil(parts.max(1)).next_multiple_of(geo.lanes).min(tiles).max(1)
+}
+
+/// Scratch floats one worker needs: its V and M blocks and the transforms' row buffers.
+fn part_len(geo: Geometry, cin: usize, cout: usize, nb: usize, tw: usize) -> usize {
+    let ld = nb.next_multiple_of(geo.lanes);
+    XI * (cin + cout) * ld + 4 * (2 * tw + 2) + 16 * tw
+}
+
+/// Scratch elements [`conv2d`] needs with `threads` workers for input `xs` and output `os`.
+pub fn scratch_len(geo: Geometry, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
+    let [n, cin, ..] = xs;
+    let [_, cout, oh, ow] = os;
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    // `conv2d` may run a small conv on one worker, with larger parts.
+    [1, threads.max(1)]
+        .into_iter()
+        .map(|workers| {
+            let nb = tiles_per_part(geo, cin, cout, th * tw, n, workers);
+            part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `y = act(conv(x) + bias + residual)` for `x: [N, Cin, H, W]` into `out: [N, Cout, OH, OW]`,
+/// `c` a conv [`takes`] accepts and `packed` from [`pack`] for the same geometry.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let geo = ex.geometry();
+    assert!(takes(c) && packed.cin == cin && packed.cout == cout && packed.u.len() == XI && packed.u.iter().all(|u| u.mr == geo.mr), "wino: weights not transformed for this conv and kernel");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * oh * ow && residual.is_none_or(|r| r.len() >= n * cout * oh * ow), "wino: input, output or residual too small");
+    if n == 0 || cout == 0 || oh == 0 || ow == 0 {
+        return;
+    }
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let tiles = th * tw;
+    let macs = n * cout * oh * ow * cin * 9;
+    let workers = if threads <= 1 || macs < super::sconv::PAR_MIN_MACS { 1 } else { threads };
+    let nb = tiles_per_part(geo, cin, cout, tiles, n, workers);
+    let blocks = tiles.div_ceil(nb);
+    // Too few tiles for every worker (7² maps at batch 1): parts split the output channels
+    // too, each transforming its tiles' input again.
+    let mpanels = cout.div_ceil(geo.mr);
+    let csplits = if n * blocks < workers { workers.div_ceil(n * blocks).min(mpanels) } else { 1 };
+    let parts = n * blocks * csplits;
+    let workers = workers.min(parts);
+    let per = part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
+    if scratch.len() < per * workers + super::sconv::LINE_F32 {
+        scratch.resize(per * workers + super::sconv::LINE_F32, 0.0);
+    }
+    let first = scratch.as_ptr().align_offset(super::sconv::LINE_F32 * 4).min(super::sconv::LINE_F32);
+    let dst = OutPtr(out.as_mut_ptr());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run = |_wi: usize, buf: &mut [f32]| {
+        let dst = dst;
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= parts {
+                break;
+            }
+            let (b, blk, cs) = (i / (blocks * csplits), i / csplits % blocks, i % csplits);
+            let panels = [cs * mpanels / csplits, (cs + 1) * mpanels / csplits];
+            let t0 = blk * nb;
+            let t1 = (t0 + nb).min(tiles);
+            let img = Image { x: &x[b * cin * h * w..][..cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw };
+            let res = residual.map(|r| &r[b * cout * oh * ow..][..cout * oh * ow]);
+            // SAFETY: image b's output, `cout · oh · ow` floats from b·cout·oh·ow, lies inside
+            // `out` (checked above); parts write disjoint tiles or channels of it.
+            let out_b = OutPtr(unsafe { dst.0.add(b * cout * oh * ow) });
+            run_part(ex, c, packed, img, res, out_b, [t0, t1], panels, buf);
+        }
+    };
+    let area = &mut scratch[first..first + per * workers];
+    if workers == 1 {
+        run(0, area);
+    } else {
+        crate::cpu::parallel::par_chunks_mut(area, per, run);
+    }
+}
+
+/// One image's input and output geometry.
+#[derive(Clone, Copy)]
+struct Image<'a> {
+    /// `[Cin][H][W]`.
+    x: &'a [f32],
+    h: usize,
+    w: usize,
+    /// Top and left padding.
+    pads: [usize; 2],
+    oh: usize,
+    ow: usize,
+    /// Tiles per tile row.
+    tw: usize,
+}
+
+/// Tiles `t0..t1` of one image, output channel panels `p0..p1` (of MR channels): input
+/// transform, 16 GEMMs, output transform into `out` (`[Cout][OH][OW]` of the image).
+#[allow(clippy::too_many_arguments)]
+fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Image, residual: Option<&[f32]>, out: OutPtr<f32>, [t0, t1]: [usize; 2], [p0, p1]: [usize; 2], buf: &mut [f32]) {
+    let geo = ex.geometry();
+    let (cin, cout, tw) = (packed.cin, packed.cout, img.tw);
+    let nb = t1 - t0;
+    let ld = nb.next_multiple_of(geo.lanes);
+    let (v, rest) = buf.split_at_mut(XI * cin * ld);
+    let (m, rest) = rest.split_at_mut(XI * cout * ld);
+    let (rows, rest) = rest.split_at_mut(4 * (2 * tw + 2));
+    let e = &mut rest[..16 * tw];
+    // The tile rows the part covers, each as (ty, tx0, tx1, first column in the block).
+    let segments: Vec<(usize, usize, usize, usize)> = {
+        let mut s = Vec::new();
+        let mut t = t0;
+        while t < t1 {
+            let (ty, tx0) = (t / tw, t % tw);
+            let tx1 = tw.min(tx0 + (t1 - t));
+            s.push((ty, tx0, tx1, t - t0));
+            t += tx1 - tx0;
+        }
+        s
+    };
+    let tf = Transforms::of(ex);
+    for ci in 0..cin {
+        let plane = &img.x[ci * img.h * img.w..][..img.h * img.w];
+        for &(ty, tx0, tx1, col) in &segments {
+            let nt = tx1 - tx0;
+            let len = 2 * nt + 2;
+            // The four input rows of the tile row, columns 2·tx0 − left .. + len, zero outside.
+            let x0 = (2 * tx0) as isize - img.pads[1] as isize;
+            for r in 0..4 {
+                let y = (2 * ty + r) as isize - img.pads[0] as isize;
+                let row = &mut rows[r * len..(r + 1) * len];
+                if y < 0 || y >= img.h as isize {
+                    row.fill(0.0);
+                    continue;
+                }
+                // Columns x0 + j for j in lo..hi lie in the image; zeros either side.
+                let src = &plane[y as usize * img.w..][..img.w];
+                let lo = (-x0).clamp(0, len as isize) as usize;
+                let hi = (img.w as isize - x0).clamp(lo as isize, len as isize) as usize;
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                row[lo..hi].copy_from_slice(&src[(x0 + lo as isize) as usize..(x0 + hi as isize) as usize]);
+            }
+            tf.input(&rows[..4 * len], nt, &mut e[..16 * nt], v, ci * ld + col, cin * ld);
+        }
+    }
+    // M_ξ = U_ξ · V_ξ, one column panel (≤ nv vectors) at a time, K in even blocks.
+    let vectors = ld / geo.lanes;
+    let kc_even = cin.div_ceil(cin.div_ceil(geo.kc).max(1)).max(1);
+    let count = vectors.div_ceil(geo.nv);
+    for (xi, a) in packed.u.iter().enumerate() {
+        let vx = &v[xi * cin * ld..(xi + 1) * cin * ld];
+        let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
+        for i in 0..count {
+            let (v0, v1) = (i * vectors / count, (i + 1) * vectors / count);
+            let cols = ((v1 - v0) * geo.lanes).min(nb - v0 * geo.lanes);
+            let mut k0 = 0;
+            while k0 < cin {
+                let kc = kc_even.min(cin - k0);
+                for p in p0..p1 {
+                    let rows = geo.mr.min(cout - p * geo.mr);
+                    let a_next = if p + 1 < p1 { cin * geo.mr } else { 0 };
+                    let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0 };
+                    let init = if k0 == 0 { Init::Zero } else { Init::Output };
+                    let ap = a.panel_from(p, k0).as_ptr();
+                    let bp = vx[k0 * ld + v0 * geo.lanes..].as_ptr();
+                    let cp = mx[p * geo.mr * ld + v0 * geo.lanes..].as_mut_ptr();
+                    // SAFETY: the panel holds Cin · MR floats from k0 on (kc read); B rows
+                    // k0..k0 + kc of V_ξ hold `ld` floats each, `cols` of them real and the
+                    // row a whole number of vectors (ld is), from v0·LANES; C rows
+                    // p·MR .. + rows of M_ξ (`ld` each, `cols` from v0·LANES) are this
+                    // part's own and borrowed by nothing else.
+                    unsafe {
+                        match ex {
+                            Exec::Kernel(k) => k.tile(ap, bp, cp, t, init, None),
+                            Exec::Twin(g) => super::sgemm::scalar::tile(g, ap, bp, cp, t, init, None),
+                        }
+                    }
+                }
+                k0 += kc;
+            }
+        }
+    }
+    let (act, post) = Epilogue::split(c.act);
+    let q = &mut e[..8 * tw];
+    let (yrow, _) = rows.split_at_mut(2 * tw + 2);
+    for oc in p0 * geo.mr..(p1 * geo.mr).min(cout) {
+        let bias = c.bias.as_ref().map(|b| b[oc]);
+        for &(ty, tx0, tx1, col) in &segments {
+            let nt = tx1 - tx0;
+            tf.output(m, oc * ld + col, cout * ld, nt, &mut q[..8 * nt]);
+            for i in 0..2 {
+                let oy = 2 * ty + i;
+                if oy >= img.oh {
+                    break;
+                }
+                let (ox0, ox1) = (2 * tx0, (2 * tx1).min(img.ow));
+                tf.row(&q[..8 * nt], i, nt, &mut yrow[..2 * nt]);
+                let at = (oc * img.oh + oy) * img.ow + ox0;
+                let y = &yrow[..ox1 - ox0];
+                // SAFETY: output row oy of channel oc, columns ox0..ox1 < OW: inside image
+                // b's output, and in this part's tiles and channels, which no other part writes.
+                let o = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), ox1 - ox0) };
+                let r = residual.map(|r| &r[at..at + (ox1 - ox0)]);
+                tf.store(y, r, bias, act, o);
+                if post {
+                    if let Some(f) = c.act {
+                        o.iter_mut().for_each(|v| *v = f.apply(*v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transforms, compiled for one ISA (or plain, for the twin and hosts without one).
+#[derive(Clone, Copy)]
+enum Transforms {
+    Plain,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Transforms {
+    fn of(ex: Exec) -> Transforms {
+        match ex {
+            Exec::Twin(_) => Transforms::Plain,
+            #[cfg(target_arch = "x86_64")]
+            Exec::Kernel(Kernel::Avx2Fma(_)) => Transforms::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Exec::Kernel(Kernel::Avx512(_)) => Transforms::Avx512,
+        }
+    }
+
+    /// `Bᵀ d B` of `nt` tiles whose four input rows are `rows: [4][2·nt + 2]`, into
+    /// `v[ξ·vstride + at + j]` for tile j; `e: [4][4][nt]` is the row transform's scratch.
+    fn input(self, rows: &[f32], nt: usize, e: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
+        match self {
+            Transforms::Plain => input_body(rows, nt, e, v, at, vstride),
+            // SAFETY: `Transforms::Avx2` is only made from an AVX2+FMA kernel token.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx2 => unsafe { input_avx2(rows, nt, e, v, at, vstride) },
+            // SAFETY: `Transforms::Avx512` is only made from an AVX-512 kernel token.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx512 => unsafe { input_avx512(rows, nt, e, v, at, vstride) },
+        }
+    }
+
+    /// `Aᵀ M` (the column sums) of `nt` tiles of one output channel, `m[ξ·mstride + at + j]`,
+    /// into `q: [2][4][nt]`.
+    fn output(self, m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
+        match self {
+            Transforms::Plain => output_body(m, at, mstride, nt, q),
+            // SAFETY: as in `input`.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx2 => unsafe { output_avx2(m, at, mstride, nt, q) },
+            // SAFETY: as in `input`.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx512 => unsafe { output_avx512(m, at, mstride, nt, q) },
+        }
+    }
+
+    /// Output row `i` (0 or 1) of the `nt` tiles, `(Aᵀ M) A`, into `y: [2·nt]`.
+    fn row(self, q: &[f32], i: usize, nt: usize, y: &mut [f32]) {
+        match self {
+            Transforms::Plain => row_body(q, i, nt, y),
+            // SAFETY: as in `input`.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx2 => unsafe { row_avx2(q, i, nt, y) },
+            // SAFETY: as in `input`.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx512 => unsafe { row_avx512(q, i, nt, y) },
+        }
+    }
+
+    /// `o = act(y + residual + bias)`.
+    fn store(self, y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32]) {
+        match self {
+            Transforms::Plain => store_body(y, r, bias, act, o),
+            // SAFETY: as in `input`.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx2 => unsafe { store_avx2(y, r, bias, act, o) },
+            // SAFETY: as in `input`.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx512 => unsafe { store_avx512(y, r, bias, act, o) },
+        }
+    }
+}
+
+#[inline(always)]
+fn input_body(rows: &[f32], nt: usize, e: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
+    let len = 2 * nt + 2;
+    // Row transform, each input row r: e[r][s][j] = (d B)[s] of tile j.
+    for r in 0..4 {
+        let d = &rows[r * len..(r + 1) * len];
+        let (e0, rest) = e[r * 4 * nt..(r + 1) * 4 * nt].split_at_mut(nt);
+        let (e1, rest) = rest.split_at_mut(nt);
+        let (e2, e3) = rest.split_at_mut(nt);
+        for j in 0..nt {
+            let (d0, d1, d2, d3) = (d[2 * j], d[2 * j + 1], d[2 * j + 2], d[2 * j + 3]);
+            e0[j] = d0 - d2;
+            e1[j] = d1 + d2;
+            e2[j] = d2 - d1;
+            e3[j] = d1 - d3;
+        }
+    }
+    // Column transform: v[4a + s] from the rows' e[·][s].
+    for s in 0..4 {
+        let row = |r: usize| &e[(r * 4 + s) * nt..(r * 4 + s + 1) * nt];
+        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+        for (a, out) in [0usize, 1, 2, 3].into_iter().map(|a| (a, (4 * a + s) * vstride + at)) {
+            let dst = &mut v[out..out + nt];
+            match a {
+                0 => dst.iter_mut().zip(r0.iter().zip(r2)).for_each(|(o, (x, y))| *o = x - y),
+                1 => dst.iter_mut().zip(r1.iter().zip(r2)).for_each(|(o, (x, y))| *o = x + y),
+                2 => dst.iter_mut().zip(r2.iter().zip(r1)).for_each(|(o, (x, y))| *o = x - y),
+                _ => dst.iter_mut().zip(r1.iter().zip(r3)).for_each(|(o, (x, y))| *o = x - y),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn output_body(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
+    for s in 0..4 {
+        let mm = |a: usize| &m[(4 * a + s) * mstride + at..][..nt];
+        let (m0, m1, m2, m3) = (mm(0), mm(1), mm(2), mm(3));
+        let (q0, q1) = q.split_at_mut(4 * nt);
+        let (q0, q1) = (&mut q0[s * nt..(s + 1) * nt], &mut q1[s * nt..(s + 1) * nt]);
+        for j in 0..nt {
+            q0[j] = m0[j] + m1[j] + m2[j];
+            q1[j] = m1[j] - m2[j] - m3[j];
+        }
+    }
+}
+
+#[inline(always)]
+fn row_body(q: &[f32], i: usize, nt: usize, y: &mut [f32]) {
+    let qi = &q[i * 4 * nt..(i + 1) * 4 * nt];
+    let (q0, q1, q2, q3) = (&qi[..nt], &qi[nt..2 * nt], &qi[2 * nt..3 * nt], &qi[3 * nt..]);
+    for j in 0..nt {
+        y[2 * j] = q0[j] + q1[j] + q2[j];
+        y[2 * j + 1] = q1[j] - q2[j] - q3[j];
+    }
+}
+
+#[inline(always)]
+fn store_body(y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32]) {
+    match r {
+        Some(r) => o.iter_mut().zip(y.iter().zip(r)).for_each(|(o, (&y, &r))| *o = finish(y + r, bias, act)),
+        None => o.iter_mut().zip(y).for_each(|(o, &y)| *o = finish(y, bias, act)),
+    }
+}
+
+macro_rules! compiled_for {
+    ($feature:literal, $input:ident, $output:ident, $row:ident, $store:ident) => {
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $input(rows: &[f32], nt: usize, e: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
+            input_body(rows, nt, e, v, at, vstride)
+        }
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $output(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
+            output_body(m, at, mstride, nt, q)
+        }
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $row(q: &[f32], i: usize, nt: usize, y: &mut [f32]) {
+            row_body(q, i, nt, y)
+        }
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $store(y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32]) {
+            store_body(y, r, bias, act, o)
+        }
+    };
+}
+
+compiled_for!("avx2,fma", input_avx2, output_avx2, row_avx2, store_avx2);
+compiled_for!("avx512f", input_avx512, output_avx512, row_avx512, store_avx512);
