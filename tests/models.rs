@@ -80,16 +80,48 @@ fn planned_execution_equals_interpretation() {
 }
 
 #[test]
+fn winograd_convs_agree_with_direct_ones() {
+    // base width 16: every 3×3 stride-1 conv has at least 16 channels. At 64² input the
+    // stages' maps are 16², 8², 4², 2²: Winograd on the first two, direct below 7×7.
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 16, image_size: 64, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 11 }).unwrap();
+    for n in [1, 3] {
+        let x = synthetic_images(n, 3, 64, 64, 12);
+        let on = Session::new(g.clone(), &Options { threads: 2, ..Default::default() }).unwrap();
+        let off = Session::new(g.clone(), &Options { threads: 2, winograd: false, ..Default::default() }).unwrap();
+        let labels = on.kernel_labels(&[x.shape().to_vec()]).unwrap();
+        let wino = labels.iter().filter(|l| l.contains("Winograd")).count();
+        if std::env::var("KESTREL_WINOGRAD").is_ok_and(|v| v == "0") || kestrel::cpu::detect::selected().map_or(true, |i| kestrel::cpu::sgemm::Kernel::for_isa(i).is_none()) {
+            assert_eq!(wino, 0, "{labels:?}");
+            eprintln!("no Winograd on this path");
+            continue;
+        }
+        // layer1's four 3×3 convs (16²) and layer2's three stride-1 ones (8²).
+        assert_eq!(wino, 7, "{labels:?}");
+        assert!(!off.kernel_labels(&[x.shape().to_vec()]).unwrap().iter().any(|l| l.contains("Winograd")));
+        let (a, b) = (on.run(std::slice::from_ref(&x)).unwrap().remove(0), off.run(std::slice::from_ref(&x)).unwrap().remove(0));
+        common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("Winograd vs direct", a.data(), b.data());
+        assert_ne!(a.data(), b.data(), "Winograd rounds differently from direct convolution: the two runs must not be the same path");
+        // Node by node (no plan) runs Winograd on the small maps too: same values within
+        // tolerance.
+        let all = on.run_all(std::slice::from_ref(&x)).unwrap();
+        common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("planned vs node by node", a.data(), all[on.graph().outputs[0]].as_ref().unwrap().data());
+    }
+}
+
+#[test]
 fn dead_taps_cropped_on_small_maps_change_nothing() {
     // A 32² ResNet-18 reaches 1×1 maps in its last stage, where a 3×3 pad-1 conv reads the
     // input through its centre tap only and the stride-2 one through 2×2 taps. The planned run
-    // crops those convs; node-by-node evaluation runs them whole.
+    // crops those convs; node-by-node evaluation runs them whole. (Without Winograd, which
+    // the plan leaves for direct convolution on small maps and node-by-node evaluation
+    // does not.)
     let g = narrow_resnet(18).build(&mut SeededWeights { seed: 6 }).unwrap();
     let x = synthetic_images(2, 3, 32, 32, 7);
     let calib = synthetic_images(4, 3, 32, 32, 8);
     let q = kestrel::quant::quantize(&g, &Default::default(), &[calib], &mut |_, _| {}).unwrap();
     for (what, g) in [("f32", g), ("int8", q)] {
-        let s = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+        let s = Session::new(g, &Options { threads: 2, optimize: true, winograd: false, ..Default::default() }).unwrap();
         let labels = s.kernel_labels(&[x.shape().to_vec()]).unwrap();
         assert_eq!(labels.iter().filter(|l| l.ends_with("taps 1x1 of 3x3")).count(), 3, "{what}: {labels:?}");
         assert_eq!(labels.iter().filter(|l| l.ends_with("taps 2x2 of 3x3")).count(), 1, "{what}: {labels:?}");

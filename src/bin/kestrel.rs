@@ -97,7 +97,7 @@ impl ModelArgs {
         )
     }
     fn session(&self, m: &LoadedModel) -> Result<Session> {
-        Session::new(m.graph.clone(), &Options { threads: self.threads, optimize: true, bf16: self.bf16 })
+        Session::new(m.graph.clone(), &Options { threads: self.threads, optimize: true, bf16: self.bf16, ..Default::default() })
     }
 }
 

@@ -38,11 +38,15 @@ pub struct Options {
     /// to bf16, products by `vdpbf16ps`, accumulation in f32. Needs AVX512_BF16 (or the
     /// scalar emulation under `KESTREL_ISA=scalar`); refused elsewhere.
     pub bf16: bool,
+    /// With `optimize`, run the f32 3×3 stride-1 convs that gain from it by Winograd
+    /// F(2×2, 3×3) (`cpu::wino`: equal to direct convolution up to rounding). On by default;
+    /// `KESTREL_WINOGRAD=0` in the environment turns it off for every session.
+    pub winograd: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 0, optimize: true, bf16: false }
+        Options { threads: 0, optimize: true, bf16: false, winograd: true }
     }
 }
 
@@ -188,7 +192,7 @@ impl Prepared {
         }
         if opts.optimize {
             passes::optimize(&mut graph);
-            kernels.winograd = kernels.sgemm.is_some() && std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0");
+            kernels.winograd = opts.winograd && kernels.sgemm.is_some() && std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0");
         }
         let mut dtypes = vec![DType::F32; graph.values.len()];
         let mut pool_u8 = vec![false; graph.nodes.len()];

@@ -84,7 +84,7 @@ pub fn per_layer_at(model: &pb::ModelProto, graph: &Graph, input: &Tensor, tol: 
     let mut reference = OrtModel::with_options(&exposed.encode_to_vec(), ort)?;
     let theirs: HashMap<String, Tensor> = reference.run(input)?.into_iter().collect();
     let threads = ort.threads.max(1);
-    let session = Session::new(graph.clone(), &Options { threads, optimize: false, bf16 })?;
+    let session = Session::new(graph.clone(), &Options { threads, optimize: false, bf16, ..Default::default() })?;
     let ours = session.run_all(std::slice::from_ref(input))?;
     let g = session.graph();
     // Isolated: each layer runs on ORT's values of its inputs (ours where ORT has none), so a
@@ -211,7 +211,7 @@ pub fn check(model: &LoadedModel, input: &Tensor, opts: &ParityOptions) -> Resul
     let bytes = export::to_bytes_model(&proto);
     let threads = resolve_threads(opts.threads);
     let quantized = model.graph.is_quantized();
-    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true, bf16: opts.bf16 })?;
+    let session = Session::new(model.graph.clone(), &Options { threads, optimize: true, bf16: opts.bf16, ..Default::default() })?;
     let ours = session.run(std::slice::from_ref(input))?;
     let ort_opts = OrtOptions { threads, optimization: opts.optimization, spinning: true };
     let theirs = OrtModel::with_options(&bytes, &ort_opts)?.run(input)?;
