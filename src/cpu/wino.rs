@@ -11,17 +11,19 @@
 //! Layouts:
 //! - U ([`Packed`]), transformed once at prepare time (in f64, rounded once) and packed for
 //!   the FP32 kernel: 16 × [`PackedA`] `[Cout/MR][Cin][MR]`.
-//! - A block of `nb` consecutive tiles of one image (one worker's part) has its own
+//! - A block of `nb` consecutive tiles of one image (one worker's part, all or some of the
+//!   output channels) has its own
 //!   `V: [16][Cin][ld]` and `M: [16][Cout][ld]` (`ld` = `nb` rounded up to whole vectors),
 //!   sized to stay in L2 ([`BLOCK_BYTES`]): input transform → 16 GEMMs on
 //!   [`Kernel::tile`] (B read in place at stride `ld`) → output transform, bias, residual and
 //!   activation, stored straight into the NCHW output.
 //!
 //! Bᵀ and Aᵀ hold only ±1, so both transforms are sums and differences in a fixed order;
-//! they are written once as plain loops over the tiles of a row (stride-2 loads and stores,
-//! which the compiler vectorises) and compiled per ISA ([`Transforms`]); the scalar build of
-//! the same loops with [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit
-//! for bit. Against direct convolution the values differ by rounding only (the products are
+//! they run over a block's tiles as plain loops on contiguous arrays, compiled per ISA
+//! ([`Transforms`]): each input row is first split by column parity (AVX-512 / AVX2 permutes,
+//! data movement only), so that tile j's four columns are element j of four arrays, and the
+//! output rows are put back together the same way. The scalar build of the same loops with
+//! [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit for bit. Against direct convolution the values differ by rounding only (the products are
 //! of transformed operands): tests hold them to the f64 reference within a stated tolerance.
 //!
 //! Per element: `y = act((Aᵀ M A) + residual + bias)`, the residual added before the bias.
