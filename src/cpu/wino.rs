@@ -23,8 +23,9 @@
 //! ([`Transforms`]): each input row is first split by column parity (AVX-512 / AVX2 permutes,
 //! data movement only), so that tile j's four columns are element j of four arrays, and the
 //! output rows are put back together the same way. The scalar build of the same loops with
-//! [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit for bit. Against direct convolution the values differ by rounding only (the products are
-//! of transformed operands): tests hold them to the f64 reference within a stated tolerance.
+//! [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit for bit. Against
+//! direct convolution the values differ by rounding only (the products are of transformed
+//! operands): tests hold them to the f64 reference within a stated tolerance.
 //!
 //! Per element: `y = act((Aᵀ M A) + residual + bias)`, the residual added before the bias.
 
