@@ -81,9 +81,9 @@ fn planned_execution_equals_interpretation() {
 
 #[test]
 fn winograd_convs_agree_with_direct_ones() {
-    // base width 16: every 3×3 stride-1 conv has at least 16 channels. At 64² input the
+    // base width 32: every 3×3 stride-1 conv has at least 32 channels. At 64² input the
     // stages' maps are 16², 8², 4², 2²: Winograd on the first two, direct below 7×7.
-    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 16, image_size: 64, ..Default::default() });
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 32, image_size: 64, ..Default::default() });
     let g = cfg.build(&mut SeededWeights { seed: 11 }).unwrap();
     for n in [1, 3] {
         let x = synthetic_images(n, 3, 64, 64, 12);

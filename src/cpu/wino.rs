@@ -1,7 +1,7 @@
 //! FP32 3×3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3): 16 multiplies
 //! per 2×2 output tile and channel pair instead of 36 (2.25× fewer), the rest additions.
 //!
-//! Per image, the output is cut into 2×2 tiles, `TH × TW = ⌈OH/2⌉ × ⌈OW/2⌉` of them, tile
+//! Each image's output is cut into 2×2 tiles, `TH × TW = ⌈OH/2⌉ × ⌈OW/2⌉` of them, tile
 //! `t = ty·TW + tx`; tile `t` reads the 4×4 input patch at `(2ty − pad_top, 2tx − pad_left)`
 //! (zero outside the image). With `Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]`,
 //! `G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]` and `Aᵀ = [1 1 1 0; 0 1 −1 −1]`:
@@ -11,8 +11,8 @@
 //! Layouts:
 //! - U ([`Packed`]), transformed once at prepare time (in f64, rounded once) and packed for
 //!   the FP32 kernel: 16 × [`PackedA`] `[Cout/MR][Cin][MR]`.
-//! - A block of `nb` consecutive tiles of one image (one worker's part, all or some of the
-//!   output channels) has its own
+//! - A block of `nb` consecutive tiles of the batch (image after image: one worker's part,
+//!   all or some of the output channels) has its own
 //!   `V: [16][Cin][ld]` and `M: [16][Cout][ld]` (`ld` = `nb` rounded up to whole vectors),
 //!   sized to stay in L2 ([`BLOCK_BYTES`]): input transform → 16 GEMMs on
 //!   [`Kernel::tile`] (B read in place at stride `ld`) → output transform, bias, residual and
@@ -51,10 +51,12 @@ pub fn takes(c: &Conv2d) -> bool {
 pub const MIN_PIXELS: usize = 49;
 
 /// Whether a conv [`takes`] gains from Winograd (at maps of at least [`MIN_PIXELS`]): with
-/// fewer than 16 input or output channels the transforms cost about what the GEMMs save.
+/// fewer than 32 input or output channels the transforms and the short GEMMs cost more than
+/// the products saved (shapes-resnet18's 16-channel convs on 8² maps at batch 64 ran 2.5×
+/// slower; UNet's 32-channel ones at 256² 1.1–1.2× faster).
 pub fn pays(c: &Conv2d) -> bool {
     let s = c.weight.shape();
-    takes(c) && s[0] >= 16 && s[1] >= 16
+    takes(c) && s[0] >= 32 && s[1] >= 32
 }
 
 /// A conv's weights transformed (`U_ξ = (G g Gᵀ)[a][b]`, `ξ = 4a + b`) and packed for one
@@ -120,13 +122,10 @@ impl Exec {
 
 /// Tiles per part: as many as keep a part's `V` and `M` in [`BLOCK_BYTES`], split evenly,
 /// and at least as many parts as workers when the batch has tiles for that; rounded up to
-/// whole vectors, so that only an image's last part has a partly empty one.
-fn tiles_per_part(geo: Geometry, cin: usize, cout: usize, tiles: usize, images: usize, workers: usize) -> usize {
+/// whole vectors, so that only the last part has a partly empty one.
+fn tiles_per_part(geo: Geometry, cin: usize, cout: usize, tiles: usize, workers: usize) -> usize {
     let fit = (BLOCK_BYTES / (XI * (cin + cout) * 4)).max(geo.lanes);
-    let mut parts = tiles.div_ceil(fit);
-    if images * parts < workers {
-        parts = parts.max(workers.div_ceil(images));
-    }
+    let parts = tiles.div_ceil(fit).max(workers);
     tiles.div_ceil(parts.max(1)).next_multiple_of(geo.lanes).min(tiles).max(1)
 }
 
@@ -145,7 +144,7 @@ pub fn scratch_len(geo: Geometry, xs: [usize; 4], os: [usize; 4], threads: usize
     [1, threads.max(1)]
         .into_iter()
         .map(|workers| {
-            let nb = tiles_per_part(geo, cin, cout, th * tw, n, workers);
+            let nb = tiles_per_part(geo, cin, cout, n * th * tw, workers);
             part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
         })
         .max()
@@ -168,13 +167,16 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     let tiles = th * tw;
     let macs = n * cout * oh * ow * cin * 9;
     let workers = if threads <= 1 || macs < super::sconv::PAR_MIN_MACS { 1 } else { threads };
-    let nb = tiles_per_part(geo, cin, cout, tiles, n, workers);
-    let blocks = tiles.div_ceil(nb);
+    // Blocks run over the batch's tiles, image after image: small maps of a batch fill
+    // their GEMMs' columns across images.
+    let total = n * tiles;
+    let nb = tiles_per_part(geo, cin, cout, total, workers);
+    let blocks = total.div_ceil(nb);
     // Too few tiles for every worker (7² maps at batch 1): parts split the output channels
     // too, each transforming its tiles' input again.
     let mpanels = cout.div_ceil(geo.mr);
-    let csplits = if n * blocks < workers { workers.div_ceil(n * blocks).min(mpanels) } else { 1 };
-    let parts = n * blocks * csplits;
+    let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
+    let parts = blocks * csplits;
     let workers = workers.min(parts);
     let per = part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
     if scratch.len() < per * workers + super::sconv::LINE_F32 {
@@ -190,16 +192,12 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             if i >= parts {
                 break;
             }
-            let (b, blk, cs) = (i / (blocks * csplits), i / csplits % blocks, i % csplits);
+            let (blk, cs) = (i / csplits, i % csplits);
             let panels = [cs * mpanels / csplits, (cs + 1) * mpanels / csplits];
-            let t0 = blk * nb;
-            let t1 = (t0 + nb).min(tiles);
-            let img = Image { x: &x[b * cin * h * w..][..cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw };
-            let res = residual.map(|r| &r[b * cout * oh * ow..][..cout * oh * ow]);
-            // SAFETY: image b's output, `cout · oh · ow` floats from b·cout·oh·ow, lies inside
-            // `out` (checked above); parts write disjoint tiles or channels of it.
-            let out_b = OutPtr(unsafe { dst.0.add(b * cout * oh * ow) });
-            run_part(ex, c, packed, img, res, out_b, [t0, t1], panels, buf);
+            let g0 = blk * nb;
+            let g1 = (g0 + nb).min(total);
+            let batch = Batch { x: &x[..n * cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw, tiles };
+            run_part(ex, c, packed, batch, residual, dst, [g0, g1], panels, buf);
         }
     };
     let area = &mut scratch[first..first + per * workers];
@@ -210,10 +208,10 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     }
 }
 
-/// One image's input and output geometry.
+/// The batch's input and output geometry.
 #[derive(Clone, Copy)]
-struct Image<'a> {
-    /// `[Cin][H][W]`.
+struct Batch<'a> {
+    /// `[N][Cin][H][W]`.
     x: &'a [f32],
     h: usize,
     w: usize,
@@ -221,17 +219,19 @@ struct Image<'a> {
     pads: [usize; 2],
     oh: usize,
     ow: usize,
-    /// Tiles per tile row.
+    /// Tiles per tile row, and per image.
     tw: usize,
+    tiles: usize,
 }
 
-/// Tiles `t0..t1` of one image, output channel panels `p0..p1` (of MR channels): input
-/// transform, 16 GEMMs, output transform into `out` (`[Cout][OH][OW]` of the image).
+/// Tiles `g0..g1` of the batch (tile `g` is tile `g mod tiles` of image `g / tiles`), output
+/// channel panels `p0..p1` (of MR channels): input transform, 16 GEMMs, output transform into
+/// `out` (`[N][Cout][OH][OW]`, with `residual` of the same layout).
 #[allow(clippy::too_many_arguments)]
-fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Image, residual: Option<&[f32]>, out: OutPtr<f32>, [t0, t1]: [usize; 2], [p0, p1]: [usize; 2], buf: &mut [f32]) {
+fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<&[f32]>, out: OutPtr<f32>, [g0, g1]: [usize; 2], [p0, p1]: [usize; 2], buf: &mut [f32]) {
     let geo = ex.geometry();
     let (cin, cout, tw) = (packed.cin, packed.cout, img.tw);
-    let nb = t1 - t0;
+    let nb = g1 - g0;
     let ld = nb.next_multiple_of(geo.lanes);
     let (v, rest) = buf.split_at_mut(XI * cin * ld);
     let (m, rest) = rest.split_at_mut(XI * cout * ld);
@@ -240,24 +240,25 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Image, residual: Option<
     // Input: `d: [4 rows][4 columns][nb + 1]`, then `w: [4][nb]`; output: `q: [2][4][nb]`,
     // then `ev`, `od: [nb]`.
     let e = &mut rest[..20 * nb + 16];
-    // The tile rows the part covers, each as (ty, tx0, tx1, first column in the block).
-    let segments: Vec<(usize, usize, usize, usize)> = {
+    // The tile rows the part covers, each as (image, ty, tx0, tx1, first column in the block).
+    let segments: Vec<(usize, usize, usize, usize, usize)> = {
         let mut s = Vec::new();
-        let mut t = t0;
-        while t < t1 {
+        let mut g = g0;
+        while g < g1 {
+            let (b, t) = (g / img.tiles, g % img.tiles);
             let (ty, tx0) = (t / tw, t % tw);
-            let tx1 = tw.min(tx0 + (t1 - t));
-            s.push((ty, tx0, tx1, t - t0));
-            t += tx1 - tx0;
+            let tx1 = tw.min(tx0 + (g1 - g));
+            s.push((b, ty, tx0, tx1, g - g0));
+            g += tx1 - tx0;
         }
         s
     };
     let tf = Transforms::of(ex);
     let n1 = nb + 1;
     for ci in 0..cin {
-        let plane = &img.x[ci * img.h * img.w..][..img.h * img.w];
         let (d, w) = e.split_at_mut(16 * n1);
-        for &(ty, tx0, tx1, col) in &segments {
+        for &(b, ty, tx0, tx1, col) in &segments {
+            let plane = &img.x[(b * cin + ci) * img.h * img.w..][..img.h * img.w];
             let nt = tx1 - tx0;
             let len = 2 * nt + 2;
             // The four input rows of the tile row, columns 2·tx0 − left .. + len, zero outside,
@@ -342,7 +343,7 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Image, residual: Option<
         tf.output(m, oc * ld, cout * ld, nb, q);
         for i in 0..2 {
             tf.row(q, i, nb, ev, &mut od[..nb]);
-            for &(ty, tx0, tx1, col) in &segments {
+            for &(b, ty, tx0, tx1, col) in &segments {
                 let oy = 2 * ty + i;
                 if oy >= img.oh {
                     continue;
@@ -350,10 +351,11 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Image, residual: Option<
                 let nt = tx1 - tx0;
                 let (ox0, ox1) = (2 * tx0, (2 * tx1).min(img.ow));
                 tf.interleave(&ev[col..col + nt], &od[col..col + nt], &mut yrow[..2 * nt]);
-                let at = (oc * img.oh + oy) * img.ow + ox0;
+                let at = ((b * cout + oc) * img.oh + oy) * img.ow + ox0;
                 let y = &yrow[..ox1 - ox0];
-                // SAFETY: output row oy of channel oc, columns ox0..ox1 < OW: inside image
-                // b's output, and in this part's tiles and channels, which no other part writes.
+                // SAFETY: output row oy of channel oc of image b < N, columns ox0..ox1 < OW:
+                // inside `out` (`conv2d` checked its N·Cout·OH·OW floats), and in this part's
+                // tiles and channels, which no other part writes.
                 let o = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), ox1 - ox0) };
                 let r = residual.map(|r| &r[at..at + (ox1 - ox0)]);
                 tf.store(y, r, bias, act, o);
