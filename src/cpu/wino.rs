@@ -120,13 +120,29 @@ impl Exec {
     }
 }
 
-/// Tiles per part: as many as keep a part's `V` and `M` in [`BLOCK_BYTES`], split evenly,
-/// and at least as many parts as workers when the batch has tiles for that; rounded up to
-/// whole vectors, so that only the last part has a partly empty one.
-fn tiles_per_part(geo: Geometry, cin: usize, cout: usize, tiles: usize, workers: usize) -> usize {
-    let fit = (BLOCK_BYTES / (XI * (cin + cout) * 4)).max(geo.lanes);
-    let parts = tiles.div_ceil(fit).max(workers);
-    tiles.div_ceil(parts.max(1)).next_multiple_of(geo.lanes).min(tiles).max(1)
+/// Parts of at least this many tiles (4 AVX-512 vectors of columns), however large `V` and
+/// `M` grow: each part streams all 16 transformed weight matrices, and on fewer columns that
+/// stream, not the multiplies, sets the pace (ResNet-50's 14² convs: 256 channels, 49 tiles).
+pub const MIN_TILES: usize = 64;
+
+/// How the batch's `tiles` split into parts by tiles: `(parts, vectors)`, the parts taking
+/// whole vectors of columns, `vectors = ⌈tiles / LANES⌉` of them in all, as evenly as they go
+/// (part p: vectors `p·vectors/parts ..`). As many parts as keep a part's `V` and `M` in
+/// [`BLOCK_BYTES`] (but parts of at least [`MIN_TILES`]), and one per worker when each
+/// still gets that many.
+fn tile_parts(geo: Geometry, cin: usize, cout: usize, tiles: usize, workers: usize) -> (usize, usize) {
+    let vectors = tiles.div_ceil(geo.lanes).max(1);
+    let fit = (BLOCK_BYTES / (XI * (cin + cout) * 4)).max(MIN_TILES);
+    let mut parts = tiles.div_ceil(fit);
+    if parts < workers && tiles.div_ceil(workers) >= MIN_TILES {
+        parts = workers;
+    }
+    (parts.clamp(1, vectors), vectors)
+}
+
+/// Tiles of part `p` of [`tile_parts`]'s split: `g0..g1`.
+fn part_tiles(geo: Geometry, (parts, vectors): (usize, usize), tiles: usize, p: usize) -> (usize, usize) {
+    ((p * vectors / parts * geo.lanes).min(tiles), ((p + 1) * vectors / parts * geo.lanes).min(tiles))
 }
 
 /// Scratch floats one worker needs: its V and M blocks and the transforms' row buffers.
@@ -144,7 +160,8 @@ pub fn scratch_len(geo: Geometry, xs: [usize; 4], os: [usize; 4], threads: usize
     [1, threads.max(1)]
         .into_iter()
         .map(|workers| {
-            let nb = tiles_per_part(geo, cin, cout, n * th * tw, workers);
+            let (parts, vectors) = tile_parts(geo, cin, cout, n * th * tw, workers);
+            let nb = vectors.div_ceil(parts) * geo.lanes;
             part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
         })
         .max()
@@ -170,8 +187,8 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     // Blocks run over the batch's tiles, image after image: small maps of a batch fill
     // their GEMMs' columns across images.
     let total = n * tiles;
-    let nb = tiles_per_part(geo, cin, cout, total, workers);
-    let blocks = total.div_ceil(nb);
+    let split = tile_parts(geo, cin, cout, total, workers);
+    let (blocks, nb) = (split.0, split.1.div_ceil(split.0) * geo.lanes);
     // Too few tiles for every worker (7² maps at batch 1): parts split the output channels
     // too, each transforming its tiles' input again.
     let mpanels = cout.div_ceil(geo.mr);
@@ -194,8 +211,7 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             }
             let (blk, cs) = (i / csplits, i % csplits);
             let panels = [cs * mpanels / csplits, (cs + 1) * mpanels / csplits];
-            let g0 = blk * nb;
-            let g1 = (g0 + nb).min(total);
+            let (g0, g1) = part_tiles(geo, split, total, blk);
             let batch = Batch { x: &x[..n * cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw, tiles };
             run_part(ex, c, packed, batch, residual, dst, [g0, g1], panels, buf);
         }
