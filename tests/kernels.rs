@@ -115,6 +115,31 @@ fn conv_sweep_tails_strides_pads() {
     }
 }
 
+/// Winograd F(2×2, 3×3) shapes (`cpu::wino`, run by `check_conv` on every 3×3 stride-1
+/// conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
+/// tile row and column), pads 0–2, maps whose tiles fill one vector or a few (parts then split
+/// the output channels), batches whose blocks cross images, residuals and every activation.
+#[test]
+fn conv_winograd_shapes() {
+    let acts = [None, Some(Activation::Relu), Some(Activation::LeakyRelu(0.1)), Some(Activation::Sigmoid), Some(Activation::Clip(0.0, 6.0))];
+    let mut seed = 9000;
+    for &(n, cin, cout, hw, pad) in &[
+        (1usize, 32usize, 32usize, [7usize, 7usize], 1usize),
+        (1, 33, 65, [8, 9], 1),
+        (3, 64, 40, [15, 17], 1),
+        (2, 48, 33, [28, 28], 0),
+        (1, 40, 72, [14, 14], 2),
+        (5, 32, 48, [7, 9], 1),
+        (1, 96, 64, [30, 62], 1),
+        (2, 17, 35, [12, 5], 1),
+    ] {
+        for (i, act) in acts.iter().enumerate() {
+            seed += 1;
+            check_conv(n, cin, cout, hw, [3, 3], 1, [pad; 4], 1, 1, *act, i % 2 == 1, seed);
+        }
+    }
+}
+
 /// Batches of small maps, where some output positions read padding through some taps (the
 /// plan then runs them by output position, `cpu::spos`): map sizes 1–5, kernels 1–5, strides,
 /// pads, dilations, channel tails, batches up to 65 (one vector and a tail of columns past a
