@@ -123,8 +123,10 @@ impl Exec {
 }
 
 /// Parts of at least this many tiles (4 AVX-512 vectors of columns), however large `V` and
-/// `M` grow: each part streams all 16 transformed weight matrices, and on fewer columns that
-/// stream, not the multiplies, sets the pace (ResNet-50's 14² convs: 256 channels, 49 tiles).
+/// `M` grow: each part streams all 16 transformed weight matrices once, so a part of few
+/// columns pays that stream for few products (ResNet-50's 14² convs, 256 channels and 49
+/// tiles, run as one part, its output channels split over the workers, rather than as three
+/// parts of 17 tiles). Not separately measured: the host's noise hid any difference.
 pub const MIN_TILES: usize = 64;
 
 /// How the batch's `tiles` split into parts by tiles: `(parts, vectors)`, the parts taking
