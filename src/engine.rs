@@ -2,7 +2,8 @@
 //! session or an ONNX Runtime session, run the same way on the same inputs.
 //!
 //! A [`Variant`] is one model prepared on one engine at one precision, as `bench`, `eval` and
-//! `report` name them ([`Kind`]): kestrel f32, kestrel bf16 (f32 graph, convs in bf16 where
+//! `report` name them ([`Kind`]): kestrel f32 (and `f32-direct`, without Winograd, to time
+//! that path against the direct convs in one run), kestrel bf16 (f32 graph, convs in bf16 where
 //! the CPU has AVX512_BF16), kestrel INT8 (static or dynamic), and ONNX
 //! Runtime on the same graph (f32) or on the QDQ file of kestrel's static quantization (ORT's
 //! own INT8 kernels on the very same scales).
@@ -20,6 +21,7 @@ use crate::tensor::Tensor;
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     F32,
+    F32Direct,
     Bf16,
     Int8Static,
     Int8Dynamic,
@@ -29,12 +31,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 6] = [Kind::F32, Kind::Bf16, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
+    pub const ALL: [Kind; 7] = [Kind::F32, Kind::F32Direct, Kind::Bf16, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Kind::F32 => "f32",
+            Kind::F32Direct => "f32-direct",
             Kind::Bf16 => "bf16",
             Kind::Int8Static => "int8-static",
             Kind::Int8Dynamic => "int8-dynamic",
@@ -140,12 +143,13 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
     crate::quant::quantize(&ctx.model.graph, &opts, ctx.calib, &mut |_, _| {})
 }
 
-fn kestrel_session(g: Graph, threads: usize, bf16: bool) -> Result<(Engine, String)> {
+fn kestrel_session(g: Graph, threads: usize, bf16: bool, winograd: bool) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
-    let s = Session::new(g, &Options { threads, optimize: true, bf16, ..Default::default() })?;
+    let s = Session::new(g, &Options { threads, optimize: true, bf16, winograd })?;
     let path = match (quant, s.prepared().kernels.bf16_name()) {
         (true, _) => s.prepared().kernels.qgemm.name().to_string(),
         (false, Some(k)) => k,
+        (false, None) if !winograd => "f32, direct convs".to_string(),
         (false, None) => "f32".to_string(),
     };
     Ok((Engine::Kestrel(s), format!("kestrel {path}")))
@@ -172,10 +176,11 @@ impl Variant {
     pub fn build(kind: Kind, ctx: &Context<'_>) -> Result<Variant> {
         let t = Instant::now();
         let (engine_impl, engine) = match kind {
-            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false)?,
-            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true)?,
-            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false)?,
-            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false)?,
+            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, true)?,
+            Kind::F32Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, false)?,
+            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, true)?,
+            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false, true)?,
+            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false, true)?,
             #[cfg(feature = "ort")]
             Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads, "")?,
             #[cfg(feature = "ort")]

@@ -83,6 +83,25 @@ fn eval_and_shards() {
 }
 
 #[test]
+fn bench_times_winograd_against_the_direct_convs() {
+    // blobs-unet has 3×3 convs of 32 and more channels on maps of 8² and more: `f32` runs
+    // them by Winograd (on hosts with kestrel's FP32 kernels), `f32-direct` never does.
+    let dir = tempfile::tempdir().unwrap();
+    let model = models_dir().join("blobs-unet.safetensors");
+    let out = dir.path().join("bench");
+    let (code, stdout, err) = kestrel(&["bench", model.to_str().unwrap(), "--variants", "f32,f32-direct", "--iters", "2", "--warmup", "0", "--threads", "2", "--per-layer", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("f32-direct"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let wino = |v: usize| r["variants"][v]["per_layer"].as_array().unwrap().iter().filter(|l| l["kernel"].as_str().unwrap_or("").contains("Winograd")).count();
+    assert_eq!(r["variants"][1]["name"], "f32-direct");
+    assert_eq!(wino(1), 0);
+    let fp32_kernels = kestrel::cpu::detect::selected().is_ok_and(|i| kestrel::cpu::sgemm::Kernel::for_isa(i).is_some());
+    let off = std::env::var("KESTREL_WINOGRAD").is_ok_and(|v| v == "0");
+    assert_eq!(wino(0) > 0, fp32_kernels && !off, "{}", r["variants"][0]["per_layer"]);
+}
+
+#[test]
 fn bench_writes_every_output() {
     let dir = tempfile::tempdir().unwrap();
     let model = models_dir().join("shapes-resnet18.safetensors");
