@@ -86,16 +86,14 @@ pub fn pack(mr: usize, c: &Conv2d) -> Packed {
     for oc in 0..cout {
         for ic in 0..cin {
             let g = |r: usize, s: usize| w[((oc * cin + ic) * 3 + r) * 3 + s] as f64;
-            // t = G g (4 × 3), then t Gᵀ (4 × 4).
-            let mut t = [[0f64; 3]; 4];
-            for s in 0..3 {
+            // t = G g (4 × 3), column s of g at a time, then t Gᵀ (4 × 4) row by row.
+            let col = |s: usize| {
                 let (g0, g1, g2) = (g(0, s), g(1, s), g(2, s));
-                t[0][s] = g0;
-                t[1][s] = (g0 + g1 + g2) / 2.0;
-                t[2][s] = (g0 - g1 + g2) / 2.0;
-                t[3][s] = g2;
-            }
-            for (a, row) in t.iter().enumerate() {
+                [g0, (g0 + g1 + g2) / 2.0, (g0 - g1 + g2) / 2.0, g2]
+            };
+            let t = [col(0), col(1), col(2)];
+            for a in 0..4 {
+                let row = [t[0][a], t[1][a], t[2][a]];
                 let v = [row[0], (row[0] + row[1] + row[2]) / 2.0, (row[0] - row[1] + row[2]) / 2.0, row[2]];
                 for (b, &x) in v.iter().enumerate() {
                     u[4 * a + b][oc * cin + ic] = x as f32;
@@ -206,8 +204,8 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     let first = scratch.as_ptr().align_offset(super::sconv::LINE_F32 * 4).min(super::sconv::LINE_F32);
     let dst = OutPtr(out.as_mut_ptr());
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let batch = Batch { x: &x[..n * cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw, tiles };
     let run = |_wi: usize, buf: &mut [f32]| {
-        let dst = dst;
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if i >= parts {
@@ -216,7 +214,6 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             let (blk, cs) = (i / csplits, i % csplits);
             let panels = [cs * mpanels / csplits, (cs + 1) * mpanels / csplits];
             let (g0, g1) = part_tiles(geo, split, total, blk);
-            let batch = Batch { x: &x[..n * cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw, tiles };
             run_part(ex, c, packed, batch, residual, dst, [g0, g1], panels, buf);
         }
     };
@@ -399,6 +396,22 @@ enum Transforms {
     Avx512,
 }
 
+/// Calls the transform compiled for `$t`'s ISA: `$plain` (the twin, and hosts without a
+/// kernel of ours), or its `target_feature` build.
+macro_rules! on_isa {
+    ($t:expr, $plain:ident, $avx2:ident, $avx512:ident, ($($arg:expr),*)) => {
+        match $t {
+            Transforms::Plain => $plain($($arg),*),
+            // SAFETY: `Transforms::Avx2` is only made from an AVX2+FMA kernel token.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx2 => unsafe { $avx2($($arg),*) },
+            // SAFETY: `Transforms::Avx512` is only made from an AVX-512 kernel token.
+            #[cfg(target_arch = "x86_64")]
+            Transforms::Avx512 => unsafe { $avx512($($arg),*) },
+        }
+    };
+}
+
 impl Transforms {
     fn of(ex: Exec) -> Transforms {
         match ex {
@@ -414,43 +427,19 @@ impl Transforms {
     /// under tap row r, column c of tile j), into `v[ξ·vstride + at + j]`; `w` (`4·nb`
     /// floats) is scratch.
     fn input(self, d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
-        match self {
-            Transforms::Plain => input_body(d, nb, w, v, at, vstride),
-            // SAFETY: `Transforms::Avx2` is only made from an AVX2+FMA kernel token.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx2 => unsafe { input_avx2(d, nb, w, v, at, vstride) },
-            // SAFETY: `Transforms::Avx512` is only made from an AVX-512 kernel token.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx512 => unsafe { input_avx512(d, nb, w, v, at, vstride) },
-        }
+        on_isa!(self, input_body, input_avx2, input_avx512, (d, nb, w, v, at, vstride))
     }
 
     /// `Aᵀ M` (the column sums) of `nt` tiles of one output channel, `m[ξ·mstride + at + j]`,
     /// into `q: [2][4][nt]`.
     fn output(self, m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
-        match self {
-            Transforms::Plain => output_body(m, at, mstride, nt, q),
-            // SAFETY: as in `input`.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx2 => unsafe { output_avx2(m, at, mstride, nt, q) },
-            // SAFETY: as in `input`.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx512 => unsafe { output_avx512(m, at, mstride, nt, q) },
-        }
+        on_isa!(self, output_body, output_avx2, output_avx512, (m, at, mstride, nt, q))
     }
 
     /// Output row `i` (0 or 1) of the `nt` tiles, `(Aᵀ M) A`: its even columns into `ev`,
     /// its odd ones into `od` (`nt` each).
     fn row(self, q: &[f32], i: usize, nt: usize, ev: &mut [f32], od: &mut [f32]) {
-        match self {
-            Transforms::Plain => row_body(q, i, nt, ev, od),
-            // SAFETY: as in `input`.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx2 => unsafe { row_avx2(q, i, nt, ev, od) },
-            // SAFETY: as in `input`.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx512 => unsafe { row_avx512(q, i, nt, ev, od) },
-        }
+        on_isa!(self, row_body, row_avx2, row_avx512, (q, i, nt, ev, od))
     }
 
     /// `even[j] = src[2j]`, `odd[j] = src[2j + 1]` for `j < even.len() = odd.len()`
@@ -459,10 +448,12 @@ impl Transforms {
         let n = even.len().min(odd.len()).min(src.len() / 2);
         let done = match self {
             Transforms::Plain => 0,
-            // SAFETY: as in `input`; the loop reads src[..2n] and writes even[..n], odd[..n].
+            // SAFETY: the variant's kernel token proves the ISA (see `on_isa!`); the loop
+            // reads src[..2n] and writes even[..n], odd[..n].
             #[cfg(target_arch = "x86_64")]
             Transforms::Avx2 => unsafe { deinterleave_avx2(&src[..2 * n], &mut even[..n], &mut odd[..n]) },
-            // SAFETY: as in `input`; the loop reads src[..2n] and writes even[..n], odd[..n].
+            // SAFETY: the variant's kernel token proves the ISA (see `on_isa!`); the loop
+            // reads src[..2n] and writes even[..n], odd[..n].
             #[cfg(target_arch = "x86_64")]
             Transforms::Avx512 => unsafe { deinterleave_avx512(&src[..2 * n], &mut even[..n], &mut odd[..n]) },
         };
@@ -477,10 +468,12 @@ impl Transforms {
         let n = even.len().min(odd.len()).min(dst.len() / 2);
         let done = match self {
             Transforms::Plain => 0,
-            // SAFETY: as in `input`; the loop reads even[..n], odd[..n] and writes dst[..2n].
+            // SAFETY: the variant's kernel token proves the ISA (see `on_isa!`); the loop
+            // reads even[..n], odd[..n] and writes dst[..2n].
             #[cfg(target_arch = "x86_64")]
             Transforms::Avx2 => unsafe { interleave_avx2(&even[..n], &odd[..n], &mut dst[..2 * n]) },
-            // SAFETY: as in `input`; the loop reads even[..n], odd[..n] and writes dst[..2n].
+            // SAFETY: the variant's kernel token proves the ISA (see `on_isa!`); the loop
+            // reads even[..n], odd[..n] and writes dst[..2n].
             #[cfg(target_arch = "x86_64")]
             Transforms::Avx512 => unsafe { interleave_avx512(&even[..n], &odd[..n], &mut dst[..2 * n]) },
         };
@@ -492,15 +485,7 @@ impl Transforms {
 
     /// `o = act(y + residual + bias)`.
     fn store(self, y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32]) {
-        match self {
-            Transforms::Plain => store_body(y, r, bias, act, o),
-            // SAFETY: as in `input`.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx2 => unsafe { store_avx2(y, r, bias, act, o) },
-            // SAFETY: as in `input`.
-            #[cfg(target_arch = "x86_64")]
-            Transforms::Avx512 => unsafe { store_avx512(y, r, bias, act, o) },
-        }
+        on_isa!(self, store_body, store_avx2, store_avx512, (y, r, bias, act, o))
     }
 }
 
