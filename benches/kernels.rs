@@ -5,8 +5,9 @@
 //! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
 //!   packed once (`cpu::sconv`), `wino-<kernel>` Winograd F(2×2, 3×3) on them (`cpu::wino`,
-//!   3×3 stride-1 shapes, throughput in the direct conv's MACs), `bf16-<kernel>` the bf16 conv (`cpu::bconv`, AVX512_BF16
-//!   hosts; `bf16-amx-bf16-32x32` the AMX tile conv, `cpu::amx`, on AMX-BF16 hosts), on every
+//!   3×3 stride-1 shapes, throughput in the direct conv's MACs), `bf16-<kernel>` the bf16
+//!   conv (`cpu::bconv`, AVX512_BF16 hosts; `bf16-amx-bf16-32x32` the AMX tile conv,
+//!   `cpu::amx`, on AMX-BF16 hosts; `wino-bf16-<kernel>` bf16 by Winograd), on every
 //!   ResNet-50 layer shape. The hosts' FMA and `vdpbf16ps` peaks, for the efficiency column:
 //!   `cargo run --release --example sgemm_peak`.
 //!
@@ -150,6 +151,16 @@ fn convs(c: &mut Criterion) {
                     b.iter(|| pool.install(|| amx::conv2d(k, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });
             }
+        }
+        // bf16 by Winograd F(2×2, 3×3) on the `vdpbf16ps` tile (every 3×3 stride-1 shape, also
+        // those the plan leaves on the direct bf16 convs).
+        if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new().filter(|_| kestrel::cpu::wino::takes(&f)) {
+            use kestrel::cpu::wino::{self, Exec};
+            let kernel = kestrel::cpu::bgemm::Kernel::Avx512Bf16(t);
+            let packed = wino::pack_bf16(&f);
+            group.bench_function(BenchmarkId::new(format!("wino-bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
+                b.iter(|| pool.install(|| wino::conv2d(Exec::Bf16(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+            });
         }
         let kernels = Kernels::select().unwrap();
         let (lo, hi) = kestrel::cpu::codec::min_max(kernels.simd, x.data());

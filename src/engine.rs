@@ -4,7 +4,7 @@
 //! A [`Variant`] is one model prepared on one engine at one precision, as `bench`, `eval` and
 //! `report` name them ([`Kind`]): kestrel f32 (and `f32-direct`, without Winograd, to time
 //! that path against the direct convs in one run), kestrel bf16 (f32 graph, convs in bf16 where
-//! the CPU has AVX512_BF16), kestrel INT8 (static or dynamic), and ONNX
+//! the CPU has AVX512_BF16; `bf16-direct` without Winograd), kestrel INT8 (static or dynamic), and ONNX
 //! Runtime on the same graph (f32) or on the QDQ file of kestrel's static quantization (ORT's
 //! own INT8 kernels on the very same scales).
 
@@ -23,6 +23,7 @@ pub enum Kind {
     F32,
     F32Direct,
     Bf16,
+    Bf16Direct,
     Int8Static,
     Int8Dynamic,
     OrtF32,
@@ -31,7 +32,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 7] = [Kind::F32, Kind::F32Direct, Kind::Bf16, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
+    pub const ALL: [Kind; 8] = [Kind::F32, Kind::F32Direct, Kind::Bf16, Kind::Bf16Direct, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -39,6 +40,7 @@ impl Kind {
             Kind::F32 => "f32",
             Kind::F32Direct => "f32-direct",
             Kind::Bf16 => "bf16",
+            Kind::Bf16Direct => "bf16-direct",
             Kind::Int8Static => "int8-static",
             Kind::Int8Dynamic => "int8-dynamic",
             Kind::OrtF32 => "ort-f32",
@@ -179,6 +181,7 @@ impl Variant {
             Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, true)?,
             Kind::F32Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, false)?,
             Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, true)?,
+            Kind::Bf16Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, false)?,
             Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false, true)?,
             Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false, true)?,
             #[cfg(feature = "ort")]

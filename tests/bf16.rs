@@ -259,7 +259,15 @@ fn pair_packing_matches_the_scalar_rounding() {
     let mut vals: Vec<f32> = vec![1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -(1.0 + 1.0 / 256.0), 1e-40, -1e-40, f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, f32::MAX, f32::MIN_POSITIVE, 3.4e38];
     vals.extend(data(200, 77));
     vals.extend((0..64).map(|i| f32::from_bits(0x3f80_7fff + i)));
-    for n in [1usize, 3, 15, 16, 17, 47, 48, vals.len() - 1] {
+    // Random bit patterns: every class (subnormals, NaNs with any payload, ties) at random.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    vals.extend((0..4096).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        f32::from_bits((state >> 16) as u32)
+    }));
+    for n in [1usize, 3, 15, 16, 17, 47, 48, 1000, vals.len() - 1] {
         let (lo, hi) = (&vals[..n], &vals[vals.len() - n..]);
         let mut want = vec![0u32; n];
         Kernel::Scalar.pack_pairs(lo, hi, &mut want);
@@ -368,4 +376,111 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
     assert!(!amx::takes(&Conv2d::new(Tensor::new(vec![8, 2, 3, 3], data(144, 1)).unwrap(), 1, 1, 4)));
     assert!(!amx::takes(&Conv2d::new(Tensor::new(vec![8, 8, 1, 1], data(64, 1)).unwrap(), 1, 0, 1)));
     println!("implicit bf16 conv: {checked} runs within the bound; worst error {worst:.2} units of 2^-24 of the absolute sum");
+}
+
+/// Winograd F(2×2, 3×3) in bf16 (`cpu::wino` on the bf16 kernels): the `vdpbf16ps` build equal
+/// to its scalar twin bit for bit, 1 and 2 threads, and both within a bound of the f64
+/// reference conv on the *unrounded* operands: the products are of bf16-rounded transformed
+/// operands, so each output is off by at most a few bf16 roundings of its terms, stated as
+/// `WINO_BF16_BOUND · 2⁻⁸ · Σ|w·x|` (the absolute sum of the direct conv's products, bias and
+/// residual). Channel tails around the 8-row panels and the 128-pair K blocks (odd channel
+/// counts pair the last row with zeros), column panels of 1–3 vectors, batches crossing
+/// images, pads 0–2, residuals and activations.
+#[test]
+fn winograd_bf16_matches_its_twin_and_the_reference() {
+    use kestrel::cpu::wino::{self, Exec};
+    const WINO_BF16_BOUND: f64 = 2.0;
+    let mut kernels = vec![Kernel::Scalar];
+    kernels.extend(bf16_host());
+    let mut seed = 9300;
+    let (mut checked, mut worst) = (0, 0f64);
+    let cases: &[(usize, usize, usize, [usize; 2], usize)] = &[
+        // (n, cin, cout, hw, pad)
+        (1, 128, 128, [16, 16], 1),
+        (2, 33, 17, [7, 9], 1),
+        (1, 257, 130, [10, 12], 1),
+        (3, 64, 72, [5, 6], 0),
+        (1, 300, 9, [14, 14], 2),
+        (1, 16, 40, [40, 38], 1),
+    ];
+    for &(n, cin, cout, hw, pad) in cases {
+        for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false)] {
+            seed += 1;
+            let Case { c, os, x, res, .. } = case(cin, cout, hw, 3, 1, pad, 1, 1, act, residual, seed);
+            let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, os[2], os[3]]);
+            let x: Vec<f32> = x.iter().cycle().take(xs.iter().product()).copied().collect();
+            let res: Option<Vec<f32>> = res.map(|r| r.iter().cycle().take(os.iter().product()).copied().collect());
+            let mut plain = c.clone();
+            plain.act = None;
+            let mut want = vec![f32::NAN; os.iter().product()];
+            reference::conv2d_ref(&plain, &x, xs, res.as_deref(), &mut want, os);
+            let mut abs_conv = plain.clone();
+            abs_conv.weight = Tensor::new(c.weight.shape().to_vec(), c.weight.data().iter().map(|v| v.abs()).collect()).unwrap();
+            abs_conv.bias = c.bias.as_ref().map(|b| b.iter().map(|v| v.abs()).collect());
+            let abs_res = res.as_ref().map(|r| r.iter().map(|v| v.abs()).collect::<Vec<_>>());
+            let mut abs_sum = vec![0f32; want.len()];
+            reference::conv2d_ref(&abs_conv, &x.iter().map(|v| v.abs()).collect::<Vec<_>>(), xs, abs_res.as_deref(), &mut abs_sum, os);
+            let packed = wino::pack_bf16(&c);
+            let mut twin_out: Vec<f32> = Vec::new();
+            for &kernel in &kernels {
+                for threads in [1, 2] {
+                    let mut got = vec![f32::NAN; want.len()];
+                    let mut scratch = Vec::new();
+                    wino::conv2d(Exec::Bf16(kernel), &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
+                    let what = format!("{} n{n} cin{cin} cout{cout} hw{hw:?} p{pad} {act:?} res{residual} t{threads}", kernel.name());
+                    for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
+                        let w = act.map_or(w, |a| a.apply(w));
+                        let unit = f64::from(s) / 256.0;
+                        let err = (f64::from(g) - f64::from(w)).abs();
+                        assert!(err <= WINO_BF16_BOUND * unit, "{what} at {i}: {g} vs {w} (bound {:e})", WINO_BF16_BOUND * unit);
+                        worst = worst.max(err / unit.max(f64::MIN_POSITIVE));
+                    }
+                    if twin_out.is_empty() {
+                        twin_out = got;
+                    } else {
+                        let same = got.iter().zip(&twin_out).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{what}: differs from the scalar twin");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("bf16 Winograd: {checked} runs on {:?} within the bound; worst error {worst:.3} units of 2^-8 of the absolute sum", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
+}
+
+/// The plan takes bf16 Winograd on the 3×3 stride-1 convs of at least 128 channels whose batch
+/// has at least `BF16_MIN_TILES` tiles, and the direct bf16 convs elsewhere: a ResNet-18 of
+/// base width 64 at 64² has its 128-channel convs at 8² (16 tiles per image), so batch 1 takes
+/// none and batch 4 takes layer2's three. Both agree with f32 and with bf16 without Winograd.
+#[test]
+fn bf16_winograd_runs_where_it_pays() {
+    let g = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 64, image_size: 64, ..Default::default() }).build(&mut SeededWeights { seed: 5 }).unwrap();
+    let on = match Session::new(g.clone(), &Options { threads: 2, bf16: true, ..Default::default() }) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(bf16_host().is_none(), "bf16 refused on a CPU with AVX512_BF16: {e}");
+            return;
+        }
+    };
+    let off = Session::new(g.clone(), &Options { threads: 2, bf16: true, winograd: false, ..Default::default() }).unwrap();
+    let f32s = Session::new(g, &Options { threads: 2, ..Default::default() }).unwrap();
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let n = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        dot / (n(a) * n(b))
+    };
+    for (batch, expect) in [(1usize, 0usize), (4, 3)] {
+        let shape = vec![batch, 3, 64, 64];
+        let labels = on.kernel_labels(std::slice::from_ref(&shape)).unwrap();
+        let wino = labels.iter().filter(|l| l.contains("bf16 conv Winograd")).count();
+        assert_eq!(wino, expect, "batch {batch}: {labels:?}");
+        assert!(off.kernel_labels(std::slice::from_ref(&shape)).unwrap().iter().all(|l| !l.contains("Winograd")));
+        let x = Tensor::randn(shape, 1.0, 11);
+        let y = on.run(std::slice::from_ref(&x)).unwrap();
+        let (yo, yf) = (off.run(std::slice::from_ref(&x)).unwrap(), f32s.run(std::slice::from_ref(&x)).unwrap());
+        let (c_off, c_f32) = (cosine(y[0].data(), yo[0].data()), cosine(y[0].data(), yf[0].data()));
+        println!("batch {batch}: {wino} bf16 Winograd convs; cosine against bf16 direct {c_off:.6}, against f32 {c_f32:.6}");
+        assert!(c_off > 0.999 && c_f32 > 0.999, "batch {batch}: cosine {c_off} (bf16 direct), {c_f32} (f32)");
+    }
 }

@@ -116,15 +116,16 @@ pub enum Kernel {
     Avx512Bf16(Bf16Token),
 }
 
-/// Proof that the CPU has AVX-512F and AVX512_BF16.
+/// Proof that the CPU has AVX-512F, AVX-512BW and AVX512_BF16 (every CPU with AVX512_BF16 has
+/// BW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bf16Token(());
 
 impl Bf16Token {
-    /// `Some` only on CPUs with AVX-512F and AVX512_BF16.
+    /// `Some` only on CPUs with AVX-512F, AVX-512BW and AVX512_BF16.
     pub fn new() -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512bf16") {
             return Some(Bf16Token(()));
         }
         None
@@ -300,17 +301,33 @@ mod avx512 {
         (0..n).step_by(16).map(move |j| (j, if n - j >= 16 { 0xffff } else { ((1u32 << (n - j)) - 1) as u16 }))
     }
 
-    /// [`super::Kernel::pack_pairs`], 16 columns at a time.
-    #[target_feature(enable = "avx512f")]
+    /// [`super::Kernel::pack_pairs`], 16 columns at a time: `vcvtne2ps2bf16` rounds both rows
+    /// (to nearest even, a subnormal input to a signed zero, a NaN to `(x >> 16) | 0x40`: the
+    /// rounding of [`super::to_bf16`], Intel SDM), then one word permute puts each column's
+    /// two halves side by side.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn pack_pairs(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
+        // Word 2j takes word j (lo's column j), word 2j + 1 word 16 + j (hi's).
+        const PAIRS: [u16; 32] = {
+            let mut idx = [0u16; 32];
+            let mut j = 0;
+            while j < 16 {
+                idx[2 * j] = j as u16;
+                idx[2 * j + 1] = 16 + j as u16;
+                j += 1;
+            }
+            idx
+        };
+        // SAFETY: PAIRS is 64 bytes.
+        let idx = unsafe { _mm512_loadu_si512(PAIRS.as_ptr() as *const __m512i) };
         for (j, m) in chunks16(dst.len()) {
             // SAFETY: the lanes of `m` lie below dst.len() ≤ lo.len(), hi.len() (checked by
             // the caller); masked-off lanes are neither read nor written.
             unsafe {
-                let l = to_bf16(_mm512_maskz_loadu_ps(m, lo.as_ptr().add(j)));
-                let h = to_bf16(_mm512_maskz_loadu_ps(m, hi.as_ptr().add(j)));
-                let p = _mm512_or_si512(l, _mm512_slli_epi32::<16>(h));
-                _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, p);
+                let (l, h) = (_mm512_maskz_loadu_ps(m, lo.as_ptr().add(j)), _mm512_maskz_loadu_ps(m, hi.as_ptr().add(j)));
+                // Words 0..16 from `l`, 16..32 from `h`.
+                let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
+                _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, _mm512_permutexvar_epi16(idx, both));
             }
         }
     }

@@ -28,7 +28,15 @@
 //! operands): tests hold them to the f64 reference within a stated tolerance.
 //!
 //! Per element: `y = act((Aᵀ M A) + residual + bias)`, the residual added before the bias.
+//!
+//! In bf16 (`--precision bf16`, [`pack_bf16`], [`Exec::Bf16`]) the transforms are the same f32
+//! ones; U is rounded to bf16 once, and each `V_ξ` is rounded into bf16 pairs
+//! (`[⌈nb/NR⌉ column panels][⌈Cin/2⌉][NR]`, [`crate::cpu::bgemm`]'s B layout) just before its
+//! GEMM on the `vdpbf16ps` tile kernel, so the products are of bf16-rounded *transformed*
+//! operands, accumulated in f32. Twin: the same with the scalar emulation
+//! ([`crate::cpu::bgemm::Kernel::Scalar`]), bit for bit.
 
+use super::bgemm::{self, PackedBf16};
 use super::parallel::OutPtr;
 use super::sgemm::{finish, Epilogue, Geometry, Init, Kernel, PackedA, Tile};
 use crate::graph::Conv2d;
@@ -61,11 +69,48 @@ pub fn pays(c: &Conv2d) -> bool {
     takes(c) && s[0] >= 32 && s[1] >= 32
 }
 
+/// The 16 transformed weight matrices `U_ξ`, packed for the FP32 kernels or rounded to bf16
+/// and packed for the bf16 ones.
+#[derive(Clone, Debug)]
+pub enum Weights {
+    F32(Vec<PackedA>),
+    Bf16(Vec<PackedBf16>),
+}
+
+/// Whether a conv [`takes`] gains from Winograd in bf16 ([`Exec::Bf16`]), given batches of at
+/// least [`BF16_MIN_TILES`] tiles: the bf16 GEMMs run twice as fast as the FP32 ones while the
+/// transforms stay f32, so the transforms must be shared by more channels. Measured on Zen 4
+/// against the direct bf16 conv in the same runs (2 threads): 64-channel convs 3–6 % slower
+/// (ResNet-50 at 56²) and 45 % slower (UNet at 256²); 128 channels 20 % faster at 28²
+/// (ResNet-50) but 2–10 % slower at 128² (UNet, whose maps leave the cache); 256–1024 channels
+/// at 64² to 16² 4–34 % faster.
+pub fn pays_bf16(c: &Conv2d) -> bool {
+    let s = c.weight.shape();
+    takes(c) && s[0] >= 128 && s[1] >= 128
+}
+
+/// Tiles a batch needs for Winograd in bf16: the 16 transformed weight matrices (16/9 of the
+/// direct conv's bytes) are streamed once per part, so with few tiles the bf16 convs are bound
+/// by reading them. ResNet-50's 7² convs (16 tiles, 512 channels) ran 24–30 % slower than
+/// direct, its 14² ones (49 tiles, 256 channels) within ±5 %, UNet's 16² ones (64 tiles)
+/// 19–25 % faster.
+pub const BF16_MIN_TILES: usize = 64;
+
+/// Whether the plan runs a Winograd conv with output `os` (`[N, Cout, OH, OW]`) that way, in
+/// bf16 or f32 (else on the direct kernels).
+pub fn runs_at(bf16: bool, os: [usize; 4]) -> bool {
+    if bf16 {
+        os[0] * os[2].div_ceil(2) * os[3].div_ceil(2) >= BF16_MIN_TILES
+    } else {
+        os[2] * os[3] >= MIN_PIXELS
+    }
+}
+
 /// A conv's weights transformed (`U_ξ = (G g Gᵀ)[a][b]`, `ξ = 4a + b`) and packed for one
 /// kernel geometry.
 #[derive(Clone, Debug)]
 pub struct Packed {
-    pub u: Vec<PackedA>,
+    pub u: Weights,
     pub cout: usize,
     pub cin: usize,
 }
@@ -73,12 +118,38 @@ pub struct Packed {
 impl Packed {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.u.iter().map(PackedA::bytes).sum()
+        match &self.u {
+            Weights::F32(u) => u.iter().map(PackedA::bytes).sum(),
+            Weights::Bf16(u) => u.iter().map(PackedBf16::bytes).sum(),
+        }
+    }
+
+    /// Whether these weights are what `ex` runs: f32 ones packed for its tile rows, or bf16
+    /// ones for the bf16 kernels.
+    fn fits(&self, ex: Exec) -> bool {
+        match (&self.u, ex) {
+            (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => u.len() == XI && u.iter().all(|u| u.mr == ex.geometry().mr),
+            (Weights::Bf16(u), Exec::Bf16(_)) => u.len() == XI,
+            _ => false,
+        }
     }
 }
 
 /// Transforms `c`'s `[Cout][Cin][3][3]` weights and packs them for tiles of `mr` rows.
 pub fn pack(mr: usize, c: &Conv2d) -> Packed {
+    let (u, cout, cin) = transformed(c);
+    Packed { u: Weights::F32(u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect()), cout, cin }
+}
+
+/// Transforms `c`'s `[Cout][Cin][3][3]` weights and rounds them to bf16 pairs for
+/// [`Exec::Bf16`].
+pub fn pack_bf16(c: &Conv2d) -> Packed {
+    let (u, cout, cin) = transformed(c);
+    Packed { u: Weights::Bf16(u.iter().map(|m| PackedBf16::new(m, cout, cin)).collect()), cout, cin }
+}
+
+/// `U_ξ[Cout][Cin]` for the 16 positions (computed in f64, rounded once), `Cout`, `Cin`.
+fn transformed(c: &Conv2d) -> (Vec<Vec<f32>>, usize, usize) {
     let s = c.weight.shape();
     let (cout, cin) = (s[0], s[1]);
     let w = c.weight.data();
@@ -101,21 +172,36 @@ pub fn pack(mr: usize, c: &Conv2d) -> Packed {
             }
         }
     }
-    Packed { u: u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect(), cout, cin }
+    (u, cout, cin)
 }
 
-/// What runs the GEMMs and transforms: a kernel, or the scalar twin of a kernel geometry.
+/// What runs the GEMMs and transforms: an FP32 kernel, the scalar twin of an FP32 kernel
+/// geometry, or a bf16 kernel (its scalar emulation being the bf16 twin).
 #[derive(Clone, Copy, Debug)]
 pub enum Exec {
     Kernel(Kernel),
     Twin(Geometry),
+    Bf16(bgemm::Kernel),
 }
+
+/// The bf16 GEMMs' geometry: [`bgemm`]'s 8 × 48 tiles (three 16-lane vectors), K in blocks of
+/// [`bgemm::KC2`] pairs.
+const BF16_GEOMETRY: Geometry = Geometry { mr: bgemm::MR, lanes: 16, nv: bgemm::NR / 16, kc: 2 * bgemm::KC2, kc_taps: 2 * bgemm::KC2, nc: bgemm::NC };
 
 impl Exec {
     fn geometry(self) -> Geometry {
         match self {
             Exec::Kernel(k) => k.geometry(),
             Exec::Twin(g) => g,
+            Exec::Bf16(_) => BF16_GEOMETRY,
+        }
+    }
+
+    /// u32 slots of one part's bf16 pairs of one `V_ξ` (none for the FP32 kernels).
+    fn pairs_len(self, cin: usize, ld: usize) -> usize {
+        match self {
+            Exec::Bf16(_) => cin.div_ceil(2) * ld.next_multiple_of(bgemm::NR),
+            Exec::Kernel(_) | Exec::Twin(_) => 0,
         }
     }
 }
@@ -147,14 +233,17 @@ fn part_tiles(geo: Geometry, (parts, vectors): (usize, usize), tiles: usize, p: 
     ((p * vectors / parts * geo.lanes).min(tiles), ((p + 1) * vectors / parts * geo.lanes).min(tiles))
 }
 
-/// Scratch floats one worker needs: its V and M blocks and the transforms' row buffers.
-fn part_len(geo: Geometry, cin: usize, cout: usize, nb: usize, tw: usize) -> usize {
-    let ld = nb.next_multiple_of(geo.lanes);
-    XI * (cin + cout) * ld + 2 * (2 * tw + 2) + 20 * ld + 16
+/// Scratch floats one worker needs: its V and M blocks, the transforms' row buffers and, in
+/// bf16, one `V_ξ`'s pairs.
+fn part_len(ex: Exec, cin: usize, cout: usize, nb: usize, tw: usize) -> usize {
+    let ld = nb.next_multiple_of(ex.geometry().lanes);
+    XI * (cin + cout) * ld + 2 * (2 * tw + 2) + 20 * ld + 16 + ex.pairs_len(cin, ld)
 }
 
-/// Scratch elements [`conv2d`] needs with `threads` workers for input `xs` and output `os`.
-pub fn scratch_len(geo: Geometry, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
+/// Scratch elements [`conv2d`] needs on `ex` with `threads` workers for input `xs` and output
+/// `os`.
+pub fn scratch_len(ex: Exec, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
+    let geo = ex.geometry();
     let [n, cin, ..] = xs;
     let [_, cout, oh, ow] = os;
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
@@ -164,20 +253,21 @@ pub fn scratch_len(geo: Geometry, xs: [usize; 4], os: [usize; 4], threads: usize
         .map(|workers| {
             let (parts, vectors) = tile_parts(geo, cin, cout, n * th * tw, workers);
             let nb = vectors.div_ceil(parts) * geo.lanes;
-            part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
+            part_len(ex, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
         })
         .max()
         .unwrap_or(0)
 }
 
 /// `y = act(conv(x) + bias + residual)` for `x: [N, Cin, H, W]` into `out: [N, Cout, OH, OW]`,
-/// `c` a conv [`takes`] accepts and `packed` from [`pack`] for the same geometry.
+/// `c` a conv [`takes`] accepts and `packed` from [`pack`] for the same geometry (from
+/// [`pack_bf16`] for [`Exec::Bf16`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let geo = ex.geometry();
-    assert!(takes(c) && packed.cin == cin && packed.cout == cout && packed.u.len() == XI && packed.u.iter().all(|u| u.mr == geo.mr), "wino: weights not transformed for this conv and kernel");
+    assert!(takes(c) && packed.cin == cin && packed.cout == cout && packed.fits(ex), "wino: weights not transformed for this conv and kernel");
     assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * oh * ow && residual.is_none_or(|r| r.len() >= n * cout * oh * ow), "wino: input, output or residual too small");
     if n == 0 || cout == 0 || oh == 0 || ow == 0 {
         return;
@@ -197,7 +287,7 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
     let parts = blocks * csplits;
     let workers = workers.min(parts);
-    let per = part_len(geo, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
+    let per = part_len(ex, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
     if scratch.len() < per * workers + super::sconv::LINE_F32 {
         scratch.resize(per * workers + super::sconv::LINE_F32, 0.0);
     }
@@ -252,6 +342,7 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
     let ld = nb.next_multiple_of(geo.lanes);
     let (v, rest) = buf.split_at_mut(XI * cin * ld);
     let (m, rest) = rest.split_at_mut(XI * cout * ld);
+    let (pairs, rest) = rest.split_at_mut(ex.pairs_len(cin, ld));
     let (row, rest) = rest.split_at_mut(2 * tw + 2);
     let (yrow, rest) = rest.split_at_mut(2 * tw + 2);
     // Input: `d: [4 rows][4 columns][nb + 1]`, then `w: [4][nb]`; output: `q: [2][4][nb]`,
@@ -315,42 +406,11 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
         }
         tf.input(d, nb, w, v, ci * ld, cin * ld);
     }
-    // M_ξ = U_ξ · V_ξ, one column panel (≤ nv vectors) at a time, K in even blocks.
-    let vectors = ld / geo.lanes;
-    let kc_even = cin.div_ceil(cin.div_ceil(geo.kc).max(1)).max(1);
-    let count = vectors.div_ceil(geo.nv);
-    for (xi, a) in packed.u.iter().enumerate() {
-        let vx = &v[xi * cin * ld..(xi + 1) * cin * ld];
-        let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
-        for i in 0..count {
-            let (v0, v1) = (i * vectors / count, (i + 1) * vectors / count);
-            let cols = ((v1 - v0) * geo.lanes).min(nb - v0 * geo.lanes);
-            let mut k0 = 0;
-            while k0 < cin {
-                let kc = kc_even.min(cin - k0);
-                for p in p0..p1 {
-                    let rows = geo.mr.min(cout - p * geo.mr);
-                    let a_next = if p + 1 < p1 { cin * geo.mr } else { 0 };
-                    let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0 };
-                    let init = if k0 == 0 { Init::Zero } else { Init::Output };
-                    let ap = a.panel_from(p, k0).as_ptr();
-                    let bp = vx[k0 * ld + v0 * geo.lanes..].as_ptr();
-                    let cp = mx[p * geo.mr * ld + v0 * geo.lanes..].as_mut_ptr();
-                    // SAFETY: the panel holds Cin · MR floats from k0 on (kc read); B rows
-                    // k0..k0 + kc of V_ξ hold `ld` floats each, `cols` of them real and the
-                    // row a whole number of vectors (ld is), from v0·LANES; C rows
-                    // p·MR .. + rows of M_ξ (`ld` each, `cols` from v0·LANES) are this
-                    // part's own and borrowed by nothing else.
-                    unsafe {
-                        match ex {
-                            Exec::Kernel(k) => k.tile(ap, bp, cp, t, init, None),
-                            Exec::Twin(g) => super::sgemm::scalar::tile(g, ap, bp, cp, t, init, None),
-                        }
-                    }
-                }
-                k0 += kc;
-            }
-        }
+    match (&packed.u, ex) {
+        (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, v, m, pairs, [cin, cout, ld, nb], [p0, p1]),
+        (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => gemms(ex, u, v, m, [cin, cout, ld, nb], [p0, p1]),
+        // `conv2d` checked that the weights fit the kernel.
+        _ => unreachable!("wino: weights not transformed for this kernel"),
     }
     let (act, post) = Epilogue::split(c.act);
     let (q, eo) = e.split_at_mut(8 * nb);
@@ -381,6 +441,104 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
                         o.iter_mut().for_each(|v| *v = f.apply(*v));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `M_ξ = U_ξ · V_ξ` for the 16 positions on an FP32 kernel (or its twin): one column panel
+/// (≤ nv vectors) at a time, K in even blocks, output-channel panels `p0..p1`. `v: [16][Cin][ld]`,
+/// `m: [16][Cout][ld]`, `nb` real columns.
+fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2]) {
+    let geo = ex.geometry();
+    let vectors = ld / geo.lanes;
+    let kc_even = cin.div_ceil(cin.div_ceil(geo.kc).max(1)).max(1);
+    let count = vectors.div_ceil(geo.nv);
+    for (xi, a) in u.iter().enumerate() {
+        let vx = &v[xi * cin * ld..(xi + 1) * cin * ld];
+        let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
+        for i in 0..count {
+            let (v0, v1) = (i * vectors / count, (i + 1) * vectors / count);
+            let cols = ((v1 - v0) * geo.lanes).min(nb - v0 * geo.lanes);
+            let mut k0 = 0;
+            while k0 < cin {
+                let kc = kc_even.min(cin - k0);
+                for p in p0..p1 {
+                    let rows = geo.mr.min(cout - p * geo.mr);
+                    let a_next = if p + 1 < p1 { cin * geo.mr } else { 0 };
+                    let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0 };
+                    let init = if k0 == 0 { Init::Zero } else { Init::Output };
+                    let ap = a.panel_from(p, k0).as_ptr();
+                    let bp = vx[k0 * ld + v0 * geo.lanes..].as_ptr();
+                    let cp = mx[p * geo.mr * ld + v0 * geo.lanes..].as_mut_ptr();
+                    // SAFETY: the panel holds Cin · MR floats from k0 on (kc read); B rows
+                    // k0..k0 + kc of V_ξ hold `ld` floats each, `cols` of them real and the
+                    // row a whole number of vectors (ld is), from v0·LANES; C rows
+                    // p·MR .. + rows of M_ξ (`ld` each, `cols` from v0·LANES) are this
+                    // part's own and borrowed by nothing else.
+                    unsafe {
+                        match ex {
+                            Exec::Kernel(k) => k.tile(ap, bp, cp, t, init, None),
+                            _ => super::sgemm::scalar::tile(geo, ap, bp, cp, t, init, None),
+                        }
+                    }
+                }
+                k0 += kc;
+            }
+        }
+    }
+}
+
+/// [`gemms`] in bf16: each `V_ξ` rounded into bf16 pairs (`pairs: [⌈nb/NR⌉][⌈Cin/2⌉][NR]`,
+/// the column panels of [`bgemm`]'s B layout; a missing odd row pairs with zeros), then one
+/// column panel at a time, K in even blocks of pairs, on the bf16 tile kernel.
+fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], v: &[f32], m: &mut [f32], pairs: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2]) {
+    use bgemm::{MR, NR};
+    const ZEROS: [f32; NR] = [0.0; NR];
+    let k2 = cin.div_ceil(2);
+    // Column panels of whole 16-lane vectors, as even as they go (64 columns run as 32 + 32,
+    // not 48 + 16).
+    let vectors = nb.div_ceil(16);
+    let panels = vectors.div_ceil(NR / 16);
+    let span = |j: usize| {
+        let c0 = j * vectors / panels * 16;
+        (c0, ((j + 1) * vectors / panels * 16).min(nb) - c0)
+    };
+    assert!(pairs.len() >= panels * k2 * NR, "wino: bf16 pair buffer too small");
+    // SAFETY: f32 and u32 have the same size and alignment, every bit pattern is valid for
+    // both, and `pairs` is borrowed mutably for this view's whole life.
+    let pairs: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u32>(), pairs.len()) };
+    let kc_even = k2.div_ceil(k2.div_ceil(bgemm::KC2).max(1)).max(1);
+    for (xi, a) in u.iter().enumerate() {
+        let vx = &v[xi * cin * ld..(xi + 1) * cin * ld];
+        let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
+        for j in 0..panels {
+            let (c0, cols) = span(j);
+            for kk in 0..k2 {
+                let lo = &vx[2 * kk * ld + c0..][..cols];
+                let hi = if 2 * kk + 1 < cin { &vx[(2 * kk + 1) * ld + c0..][..cols] } else { &ZEROS[..cols] };
+                k.pack_pairs(lo, hi, &mut pairs[(j * k2 + kk) * NR..][..cols]);
+            }
+        }
+        for j in 0..panels {
+            let (c0, cols) = span(j);
+            let mut kk0 = 0;
+            while kk0 < k2 {
+                let kc = kc_even.min(k2 - kk0);
+                for p in p0..p1 {
+                    let rows = MR.min(cout - p * MR);
+                    let init = if kk0 == 0 { Init::Zero } else { Init::Output };
+                    let ap = a.panel_from(p, kk0).as_ptr();
+                    let bp = pairs[(j * k2 + kk0) * NR..].as_ptr();
+                    let cp = mx[p * MR * ld + c0..].as_mut_ptr();
+                    // SAFETY: the weight panel holds ⌈Cin/2⌉ · MR pairs from kk0 on (kc read);
+                    // the pair panel j holds ⌈Cin/2⌉ · NR pairs from kk0 · NR on (kc · NR read,
+                    // the `cols` real columns packed above, the others never stored); C rows
+                    // p·MR .. + rows of M_ξ (`ld` floats each, `cols` from c0 ≤ ld) are this
+                    // part's own and borrowed by nothing else.
+                    unsafe { k.tile(ap, bp, kc, cp, ld, rows, cols, init, None) };
+                }
+                kk0 += kc;
             }
         }
     }
@@ -420,6 +578,10 @@ impl Transforms {
             Exec::Kernel(Kernel::Avx2Fma(_)) => Transforms::Avx2,
             #[cfg(target_arch = "x86_64")]
             Exec::Kernel(Kernel::Avx512(_)) => Transforms::Avx512,
+            Exec::Bf16(bgemm::Kernel::Scalar) => Transforms::Plain,
+            // The bf16 token proves AVX-512F too.
+            #[cfg(target_arch = "x86_64")]
+            Exec::Bf16(bgemm::Kernel::Avx512Bf16(_)) => Transforms::Avx512,
         }
     }
 

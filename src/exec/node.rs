@@ -89,7 +89,7 @@ pub(crate) fn run(
             Ok(None)
         }
         // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.
-        (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_), Op::Conv(c)) => {
+        (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::BFma(_), Op::Conv(c)) => {
             let (x, xs) = f32_in(0)?;
             let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
@@ -106,6 +106,10 @@ pub(crate) fn run(
                 Step::Wino(packed) => {
                     let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the Winograd-transformed f32 weights"))?;
                     wino::conv2d(wino::Exec::Kernel(kernel), c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                }
+                Step::BWino(packed) => {
+                    let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the Winograd-transformed bf16 weights"))?;
+                    wino::conv2d(wino::Exec::Bf16(kernel), c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
                 }
                 Step::SPos(pc) => {
                     let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the by-position f32 weights"))?;

@@ -98,7 +98,11 @@ impl Plan {
                 }
                 (Op::Conv(_), Step::Wino(_)) => {
                     let xs = &shapes[n.inputs[0]];
-                    p.kernels.sgemm.map_or(0, |k| wino::scratch_len(k.geometry(), [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+                    p.kernels.sgemm.map_or(0, |k| wino::scratch_len(wino::Exec::Kernel(k), [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+                }
+                (Op::Conv(_), Step::BWino(_)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
                 (Op::Conv(_), Step::SPos(_)) => {
                     let xs = &shapes[n.inputs[0]];
@@ -168,24 +172,30 @@ impl Plan {
 /// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
 /// output position ([`Step::SPos`]); a Winograd conv of a map under
-/// [`wino::MIN_PIXELS`] on the packed FP32 kernel.
+/// [`wino::MIN_PIXELS`] on the packed FP32 kernel (in bf16, a batch of under
+/// [`wino::BF16_MIN_TILES`] tiles on the direct bf16 steps).
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
-    let (Op::Conv(c), Step::SConv(_) | Step::Wino(_) | Step::BConv(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
+    let (Op::Conv(c), Step::SConv(_) | Step::Wino(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);
     }
     // A Winograd conv on a map too small for its tiles runs as the packed FP32 conv (cropped
-    // or by position as below).
-    let on_wino = matches!(p.steps[idx], Step::Wino(_));
-    if on_wino && os[2] * os[3] >= wino::MIN_PIXELS {
+    // or by position as below), or in bf16 as the direct bf16 conv.
+    let on_wino = matches!(p.steps[idx], Step::Wino(_) | Step::BWino(_));
+    if on_wino && wino::runs_at(matches!(p.steps[idx], Step::BWino(_)), [os[0], os[1], os[2], os[3]]) {
         return Ok(None);
     }
     let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);
-    if matches!(p.steps[idx], Step::BConv(_) | Step::BImplicit(_)) {
+    if matches!(p.steps[idx], Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_)) {
         if let Some(step) = prepare::bf16_on_fma(&p.kernels, small.as_ref().unwrap_or(c), os[2] * os[3]) {
             return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
         }
+    }
+    if matches!(p.steps[idx], Step::BWino(_)) {
+        let conv = small.as_ref().unwrap_or(c);
+        let step = prepare::bf16_direct(&p.kernels, conv);
+        return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
     }
     // A batch of small FP32 maps with dead taps at some positions: by output position.
     if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {

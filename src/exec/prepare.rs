@@ -82,6 +82,10 @@ pub enum Step {
     /// weights transformed and packed once (`cpu::wino`). Maps too small for it run as
     /// [`Step::SConv`], packed by the plan.
     Wino(wino::Packed),
+    /// An f32 conv run in bf16 (`Options::bf16`) by Winograd F(2×2, 3×3): the transformed
+    /// weights rounded to bf16 and packed once, the GEMMs on the bf16 kernel (`cpu::wino`).
+    /// Maps too small for it run on the direct bf16 steps, chosen by the plan.
+    BWino(wino::Packed),
     /// An FP32 conv of a batch of small maps by output position, only the taps that read the
     /// input at each (`cpu::spos`), prepared by the plan for one input size.
     SPos(spos::PosConv),
@@ -112,6 +116,7 @@ impl Step {
             Step::SConv(_) | Step::SPos(_) => "f32 conv (packed)",
             Step::Wino(_) => "f32 conv (Winograd)",
             Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) => "bf16 conv",
+            Step::BWino(_) => "bf16 conv (Winograd)",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
@@ -138,6 +143,7 @@ impl Step {
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
             Step::Wino(_) => format!("f32 conv Winograd F(2x2,3x3) {}", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::BWino(_) => format!("bf16 conv Winograd F(2x2,3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -150,7 +156,7 @@ impl Step {
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::BImplicit(p) => p.bytes(),
             Step::SPos(p) => p.bytes(),
-            Step::Wino(p) => p.bytes(),
+            Step::Wino(p) | Step::BWino(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
@@ -236,6 +242,15 @@ pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step>
     Some(Step::BFma(sconv::pack(sk, &rounded)))
 }
 
+/// The direct (not Winograd) step of a conv run in bf16: the implicit GEMM over planes where
+/// it takes the conv, else the packed bf16 conv.
+pub fn bf16_direct(kernels: &Kernels, c: &Conv2d) -> Step {
+    match kernels.conv_planes.filter(|_| amx::takes(c)) {
+        Some(k) => Step::BImplicit(amx::pack(c, k)),
+        None => Step::BConv(bconv::pack(c)),
+    }
+}
+
 /// The step of one node: its kernel, INT8 weights packed for `kernels`.
 pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
     let named = |e: Error| match e {
@@ -246,8 +261,8 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
             None => match (kernels.conv_bf16, kernels.sgemm) {
-                (Some(_), _) if let Some(k) = kernels.conv_planes.filter(|_| amx::takes(c)) => Step::BImplicit(amx::pack(c, k)),
-                (Some(_), _) => Step::BConv(bconv::pack(c)),
+                (Some(_), _) if kernels.winograd && wino::pays_bf16(c) => Step::BWino(wino::pack_bf16(c)),
+                (Some(_), _) => bf16_direct(kernels, c),
                 (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino::pack(k.geometry().mr, c)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
