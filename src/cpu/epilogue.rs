@@ -165,3 +165,53 @@ mod avx512 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX-512 requantizing epilogue (16-lane vectors, masked tails) gives the codes of
+    /// the plain one, [`QParams::quantize`] of [`dequant_run`]'s values, on every
+    /// length 0–200, with and without a residual (NaN, ±∞ and huge values in it) and ReLU,
+    /// over several segments of one row.
+    #[test]
+    fn avx512_requant_matches_the_plain_codes() {
+        let Some(simd @ Simd::Avx512(_)) = Simd::for_isa(crate::cpu::detect::Isa::Avx512Vnni) else {
+            eprintln!("SKIP the AVX-512 requant: this CPU lacks AVX-512 VNNI");
+            return;
+        };
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in 0..=200usize {
+            let acc: Vec<i32> = (0..len).map(|_| (next() % 200_001) as i32 - 100_000).collect();
+            let mut res: Vec<f32> = (0..len).map(|_| ((next() % 20_001) as f32 - 10_000.0) * 1e-3).collect();
+            for (k, v) in [(3, f32::NAN), (70, f32::INFINITY), (130, f32::NEG_INFINITY), (150, 3e38), (190, -3e38)] {
+                if k < len {
+                    res[k] = v;
+                }
+            }
+            let (corr, mult, bias) = ((next() % 1000) as i32 - 500, 1.7e-4, 0.25);
+            let oq = QParams { scale: 0.043, zero_point: (next() % 256) as u8 };
+            // Two segments: the first third, then the rest after a gap of one column.
+            let cut = len / 3;
+            let segs = if len > 1 { vec![Seg { acc: 0, out: 0, len: cut }, Seg { acc: cut + 1, out: cut, len: len - cut - 1 }] } else { vec![Seg { acc: 0, out: 0, len }] };
+            let outs: usize = segs.iter().map(|s| s.len).sum();
+            for relu in [false, true] {
+                for with_res in [false, true] {
+                    let r = with_res.then_some(&res[..outs]);
+                    let mut want_f = vec![0f32; outs];
+                    dequant_segs(Simd::Baseline, &acc, &segs, corr, mult, bias, r, relu, &mut want_f);
+                    let want: Vec<u8> = want_f.iter().map(|&v| oq.quantize(v)).collect();
+                    let mut got = vec![0xaau8; outs];
+                    requant_segs(simd, &acc, &segs, corr, mult, bias, r, relu, oq, &mut got);
+                    assert_eq!(got, want, "len {len} relu {relu} residual {with_res}");
+                }
+            }
+        }
+    }
+}
