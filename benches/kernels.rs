@@ -4,7 +4,7 @@
 //! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
 //! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
-//!   packed once (`cpu::sconv`), `wino-<kernel>` Winograd F(2×2, 3×3) on them (`cpu::wino`,
+//!   packed once (`cpu::sconv`), `wino-<kernel>` Winograd F(2×2, 3×3) on them and `wino4-<kernel>` F(4×4, 3×3) (`cpu::wino`,
 //!   3×3 stride-1 shapes, throughput in the direct conv's MACs), `bf16-<kernel>` the bf16
 //!   conv (`cpu::bconv`, AVX512_BF16 hosts; `bf16-amx-bf16-32x32` the AMX tile conv,
 //!   `cpu::amx`, on AMX-BF16 hosts; `wino-bf16-<kernel>` bf16 by Winograd), on every
@@ -130,6 +130,10 @@ fn convs(c: &mut Criterion) {
             for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
                 let packed = wino::pack(kernel.geometry().mr, &f);
                 group.bench_function(BenchmarkId::new(format!("wino-{}", kernel.name().replace(' ', "-")), &label), |b| {
+                    b.iter(|| pool.install(|| wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                });
+                let packed = wino::pack_f4(kernel.geometry().mr, &f);
+                group.bench_function(BenchmarkId::new(format!("wino4-{}", kernel.name().replace(' ', "-")), &label), |b| {
                     b.iter(|| pool.install(|| wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });
             }

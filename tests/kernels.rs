@@ -87,6 +87,24 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
                 }
             }
         }
+        // Winograd F(4×4, 3×3): within a looser tolerance of the f64 reference (its transforms
+        // multiply by up to 8 and divide by 24), and equal to its scalar twin value for value.
+        if kestrel::cpu::wino::takes(&c) {
+            use kestrel::cpu::wino::{self, Exec};
+            let packed = wino::pack_f4(kernel.geometry().mr, &c);
+            let mut twin = vec![f32::NAN; want.len()];
+            wino::conv2d(Exec::Twin(kernel.geometry()), &c, &packed, &x, xs, res, &mut twin, os, &mut scratch, 1);
+            let what = format!("{what} wino F4 twin of {}", kernel.name());
+            let scale = want.iter().fold(1f32, |m, v| if v.is_finite() { m.max(v.abs()) } else { m });
+            Tolerance { abs: WINO_F4_TOL * scale, rel: 0.0 }.check(&what, &twin, &want);
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; want.len()];
+                wino::conv2d(Exec::Kernel(kernel), &c, &packed, &x, xs, res, &mut got, os, &mut scratch, threads);
+                if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != twin[i].to_bits()) {
+                    panic!("{what} wino F4 {} t{threads}: element {i} is {} but the twin gives {}", kernel.name(), got[i], twin[i]);
+                }
+            }
+        }
         // Cropped to the taps that read the input (what a plan runs on maps smaller than the
         // window): the same values.
         if let Some(small) = kestrel::graph::live_taps::crop_dead_taps(&c, hw, [oh, ow]) {
@@ -98,6 +116,12 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
         }
     }
 }
+
+/// Tolerance of Winograd F(4×4, 3×3) against the f64 reference, as a fraction of the largest
+/// output magnitude (at least 1): its transforms multiply by up to 8 and divide by up to 24,
+/// so a large output's rounding reaches its small neighbours (6.3e-5 the worst seen, 96 input
+/// channels; F(2×2, 3×3) stays within 2e-4 of each element).
+const WINO_F4_TOL: f32 = 2e-4;
 
 #[test]
 fn conv_sweep_tails_strides_pads() {
@@ -115,8 +139,8 @@ fn conv_sweep_tails_strides_pads() {
     }
 }
 
-/// Winograd F(2×2, 3×3) shapes (`cpu::wino`, run by `check_conv` on every 3×3 stride-1
-/// conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
+/// Winograd F(2×2, 3×3) and F(4×4, 3×3) shapes (`cpu::wino`, run by `check_conv` on every
+/// 3×3 stride-1 conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
 /// tile row and column), pads 0–2, maps whose tiles fill one vector or a few (parts then split
 /// the output channels), batches whose blocks cross images, residuals and every activation.
 #[test]
@@ -132,6 +156,8 @@ fn conv_winograd_shapes() {
         (5, 32, 48, [7, 9], 1),
         (1, 96, 64, [30, 62], 1),
         (2, 17, 35, [12, 5], 1),
+        // F(4×4): 42 tiles of one image split in two parts among the workers.
+        (1, 64, 48, [28, 24], 1),
     ] {
         for (i, act) in acts.iter().enumerate() {
             seed += 1;

@@ -109,6 +109,32 @@ fn winograd_convs_agree_with_direct_ones() {
     }
 }
 
+/// Output maps of 56² at the declared input size take Winograd F(4×4, 3×3)
+/// (`wino::prefers_f4`): a narrow ResNet-18 at 224² runs layer1's four 3×3 convs by it, the
+/// other stages by F(2×2, 3×3), and agrees with direct convolution within the tolerance of
+/// the F(2×2) test above.
+#[test]
+fn winograd_f4_runs_on_large_maps() {
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 32, image_size: 224, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 13 }).unwrap();
+    let x = synthetic_images(1, 3, 224, 224, 14);
+    let on = Session::new(g.clone(), &Options { threads: 2, ..Default::default() }).unwrap();
+    let labels = on.kernel_labels(&[x.shape().to_vec()]).unwrap();
+    if std::env::var("KESTREL_WINOGRAD").is_ok_and(|v| v == "0" || v == "f2") || kestrel::cpu::detect::selected().map_or(true, |i| kestrel::cpu::sgemm::Kernel::for_isa(i).is_none()) {
+        assert!(labels.iter().all(|l| !l.contains("F(4x4")), "{labels:?}");
+        eprintln!("no Winograd F(4x4) on this path");
+        return;
+    }
+    assert_eq!(labels.iter().filter(|l| l.contains("Winograd F(4x4,3x3)")).count(), 4, "{labels:?}");
+    assert_eq!(labels.iter().filter(|l| l.contains("Winograd F(2x2,3x3)")).count(), 9, "{labels:?}");
+    let off = Session::new(g, &Options { threads: 2, winograd: false, ..Default::default() }).unwrap();
+    let (a, b) = (on.run(std::slice::from_ref(&x)).unwrap().remove(0), off.run(std::slice::from_ref(&x)).unwrap().remove(0));
+    let worst = a.data().iter().zip(b.data()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    let scale = b.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+    println!("F(4x4) ResNet-18 224²: max |winograd − direct| {worst:e} on logits up to {scale}");
+    common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("Winograd F4 vs direct", a.data(), b.data());
+}
+
 #[test]
 fn dead_taps_cropped_on_small_maps_change_nothing() {
     // A 32² ResNet-18 reaches 1×1 maps in its last stage, where a 3×3 pad-1 conv reads the

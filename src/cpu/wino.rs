@@ -44,6 +44,46 @@ use crate::graph::Conv2d;
 /// Transform positions of a 4×4 tile.
 pub const XI: usize = 16;
 
+/// Which minimal filtering: output tiles of 2×2 from 4×4 input patches (F(2×2, 3×3), 16
+/// products per tile and channel pair, 2.25× fewer than direct), or of 4×4 from 6×6 patches
+/// (F(4×4, 3×3), 36 products, 4× fewer; larger transforms and weights, more rounding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    F2,
+    F4,
+}
+
+impl Variant {
+    /// Output tile side.
+    pub fn m(self) -> usize {
+        match self {
+            Variant::F2 => 2,
+            Variant::F4 => 4,
+        }
+    }
+
+    /// Input patch side.
+    fn p(self) -> usize {
+        self.m() + 2
+    }
+
+    /// Transform positions (GEMMs per block).
+    pub fn xi(self) -> usize {
+        self.p() * self.p()
+    }
+
+    /// Floats of a part's transform scratch: F2 `d: [4][4][nb + 1]` then `w: [4][nb]` (20nb +
+    /// 16; the output's `q: [2][4][nb]` and two rows of nb fit in it), F4 `d: [6][6][nb + 1]`,
+    /// `w: [6][nb]` and two deinterleave halves of nb + 1 (44nb + 38, more than the output's
+    /// `q: [4][6][nb]`, four rows and two interleave halves of 2nb: 32nb).
+    fn scratch(self, nb: usize) -> usize {
+        match self {
+            Variant::F2 => 20 * nb + 16,
+            Variant::F4 => 36 * (nb + 1) + 6 * nb + 4 * (nb + 1),
+        }
+    }
+}
+
 /// Bytes of one part's `V` and `M` blocks together: they stay in L2 (1–2 MiB per core on the
 /// hosts we run) between the transforms and the GEMMs, next to the input rows and the output
 /// the transforms stream through. 384 KiB measured best of 256, 384, 768 and 1 536 KiB on
@@ -75,6 +115,18 @@ pub fn pays(c: &Conv2d) -> bool {
 pub enum Weights {
     F32(Vec<PackedA>),
     Bf16(Vec<PackedBf16>),
+}
+
+/// Whether a conv [`takes`] and [`pays`] for runs faster by F(4×4, 3×3) than by F(2×2, 3×3)
+/// on output maps of `[oh, ow]`: maps of 56² and more, or of 16² and more with at least 256
+/// input and output channels. Measured on Zen 4 (2 threads, the variants alternating in one
+/// process, G direct-MAC/s F2 → F4): 64 channels at 56² 89.8 → 95.7, at 128² 74.7 → 98.6;
+/// 32 at 256² 80.6 → 99.2; 128 at 64² 96.3 → 135.5, at 128² 99.3 → 151.7; 256 at 32² 97.0 →
+/// 119.7; 512 at 16² 93.2 → 118.0; but 128 at 28² 103.5 → 84.5 (49 tiles of 4×4, one part),
+/// 256 at 14² 92.8 → 92.2 and 512 at 7² 85.9 → 38.3 (36 weight matrices streamed for 4 tiles).
+pub fn prefers_f4(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
+    let s = c.weight.shape();
+    pays(c) && ((oh >= 56 && ow >= 56) || (oh >= 16 && ow >= 16 && s[0] >= 256 && s[1] >= 256))
 }
 
 /// Whether a conv [`takes`] gains from Winograd in bf16 ([`Exec::Bf16`]), given batches of at
@@ -111,6 +163,7 @@ pub fn runs_at(bf16: bool, os: [usize; 4]) -> bool {
 #[derive(Clone, Debug)]
 pub struct Packed {
     pub u: Weights,
+    pub variant: Variant,
     pub cout: usize,
     pub cin: usize,
 }
@@ -128,24 +181,48 @@ impl Packed {
     /// ones for the bf16 kernels.
     fn fits(&self, ex: Exec) -> bool {
         match (&self.u, ex) {
-            (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => u.len() == XI && u.iter().all(|u| u.mr == ex.geometry().mr),
-            (Weights::Bf16(u), Exec::Bf16(_)) => u.len() == XI,
+            (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => u.len() == self.variant.xi() && u.iter().all(|u| u.mr == ex.geometry().mr),
+            (Weights::Bf16(u), Exec::Bf16(_)) => u.len() == self.variant.xi(),
             _ => false,
         }
     }
 }
 
-/// Transforms `c`'s `[Cout][Cin][3][3]` weights and packs them for tiles of `mr` rows.
+/// Transforms `c`'s `[Cout][Cin][3][3]` weights for F(2×2, 3×3) and packs them for tiles of
+/// `mr` rows.
 pub fn pack(mr: usize, c: &Conv2d) -> Packed {
     let (u, cout, cin) = transformed(c);
-    Packed { u: Weights::F32(u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect()), cout, cin }
+    Packed { u: Weights::F32(u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect()), variant: Variant::F2, cout, cin }
+}
+
+/// Transforms `c`'s weights for F(4×4, 3×3) (`U_ξ = (G g Gᵀ)[a][b]`, `ξ = 6a + b`, in f64,
+/// rounded once) and packs them for tiles of `mr` rows.
+pub fn pack_f4(mr: usize, c: &Conv2d) -> Packed {
+    const G: [[f64; 3]; 6] = [[0.25, 0.0, 0.0], [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0], [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0], [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0], [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0], [0.0, 0.0, 1.0]];
+    let s = c.weight.shape();
+    let (cout, cin) = (s[0], s[1]);
+    let w = c.weight.data();
+    let mut u = vec![vec![0f32; cout * cin]; 36];
+    for oc in 0..cout {
+        for ic in 0..cin {
+            let g = |r: usize, s: usize| w[((oc * cin + ic) * 3 + r) * 3 + s] as f64;
+            // t = G g (6 × 3), then t Gᵀ (6 × 6).
+            let t: [[f64; 3]; 6] = std::array::from_fn(|a| std::array::from_fn(|s| (0..3).map(|r| G[a][r] * g(r, s)).sum()));
+            for a in 0..6 {
+                for b in 0..6 {
+                    u[6 * a + b][oc * cin + ic] = (0..3).map(|s| t[a][s] * G[b][s]).sum::<f64>() as f32;
+                }
+            }
+        }
+    }
+    Packed { u: Weights::F32(u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect()), variant: Variant::F4, cout, cin }
 }
 
 /// Transforms `c`'s `[Cout][Cin][3][3]` weights and rounds them to bf16 pairs for
 /// [`Exec::Bf16`].
 pub fn pack_bf16(c: &Conv2d) -> Packed {
     let (u, cout, cin) = transformed(c);
-    Packed { u: Weights::Bf16(u.iter().map(|m| PackedBf16::new(m, cout, cin)).collect()), cout, cin }
+    Packed { u: Weights::Bf16(u.iter().map(|m| PackedBf16::new(m, cout, cin)).collect()), variant: Variant::F2, cout, cin }
 }
 
 /// `U_ξ[Cout][Cin]` for the 16 positions (computed in f64, rounded once), `Cout`, `Cin`.
@@ -218,11 +295,15 @@ pub const MIN_TILES: usize = 64;
 /// (part p: vectors `p·vectors/parts ..`). As many parts as keep a part's `V` and `M` in
 /// [`BLOCK_BYTES`] (but parts of at least [`MIN_TILES`]), and one per worker when each
 /// still gets that many.
-fn tile_parts(geo: Geometry, cin: usize, cout: usize, tiles: usize, workers: usize) -> (usize, usize) {
+fn tile_parts(geo: Geometry, xi: usize, cin: usize, cout: usize, tiles: usize, workers: usize) -> (usize, usize) {
     let vectors = tiles.div_ceil(geo.lanes).max(1);
-    let fit = (BLOCK_BYTES / (XI * (cin + cout) * 4)).max(MIN_TILES);
+    let fit = (BLOCK_BYTES / (xi * (cin + cout) * 4)).max(MIN_TILES);
     let mut parts = tiles.div_ceil(fit);
-    if parts < workers && tiles.div_ceil(workers) >= MIN_TILES {
+    // A 4×4 tile holds four times the outputs of a 2×2 one: F(4×4) splits a map among the
+    // workers down to a quarter of the tiles (ResNet's 28² convs, 49 tiles: two parts rather
+    // than one whose output channels the workers share, each transforming the whole input).
+    let split_min = if xi > XI { MIN_TILES / 4 } else { MIN_TILES };
+    if parts < workers && tiles.div_ceil(workers) >= split_min {
         parts = workers;
     }
     (parts.clamp(1, vectors), vectors)
@@ -235,25 +316,25 @@ fn part_tiles(geo: Geometry, (parts, vectors): (usize, usize), tiles: usize, p: 
 
 /// Scratch floats one worker needs: its V and M blocks, the transforms' row buffers and, in
 /// bf16, one `V_ξ`'s pairs.
-fn part_len(ex: Exec, cin: usize, cout: usize, nb: usize, tw: usize) -> usize {
+fn part_len(ex: Exec, v: Variant, cin: usize, cout: usize, nb: usize, tw: usize) -> usize {
     let ld = nb.next_multiple_of(ex.geometry().lanes);
-    XI * (cin + cout) * ld + 2 * (2 * tw + 2) + 20 * ld + 16 + ex.pairs_len(cin, ld)
+    v.xi() * (cin + cout) * ld + 2 * (v.m() * (tw + 1) + 2) + v.scratch(ld) + ex.pairs_len(cin, ld)
 }
 
 /// Scratch elements [`conv2d`] needs on `ex` with `threads` workers for input `xs` and output
 /// `os`.
-pub fn scratch_len(ex: Exec, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
+pub fn scratch_len(ex: Exec, v: Variant, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
     let geo = ex.geometry();
     let [n, cin, ..] = xs;
     let [_, cout, oh, ow] = os;
-    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let (th, tw) = (oh.div_ceil(v.m()), ow.div_ceil(v.m()));
     // `conv2d` may run a small conv on one worker, with larger parts.
     [1, threads.max(1)]
         .into_iter()
         .map(|workers| {
-            let (parts, vectors) = tile_parts(geo, cin, cout, n * th * tw, workers);
+            let (parts, vectors) = tile_parts(geo, v.xi(), cin, cout, n * th * tw, workers);
             let nb = vectors.div_ceil(parts) * geo.lanes;
-            part_len(ex, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
+            part_len(ex, v, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
         })
         .max()
         .unwrap_or(0)
@@ -272,14 +353,15 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     if n == 0 || cout == 0 || oh == 0 || ow == 0 {
         return;
     }
-    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let v = packed.variant;
+    let (th, tw) = (oh.div_ceil(v.m()), ow.div_ceil(v.m()));
     let tiles = th * tw;
     let macs = n * cout * oh * ow * cin * 9;
     let workers = if threads <= 1 || macs < super::sconv::PAR_MIN_MACS { 1 } else { threads };
     // Blocks run over the batch's tiles, image after image: small maps of a batch fill
     // their GEMMs' columns across images.
     let total = n * tiles;
-    let split = tile_parts(geo, cin, cout, total, workers);
+    let split = tile_parts(geo, v.xi(), cin, cout, total, workers);
     let (blocks, nb) = (split.0, split.1.div_ceil(split.0) * geo.lanes);
     // Too few tiles for every worker (7² maps at batch 1): parts split the output channels
     // too, each transforming its tiles' input again.
@@ -287,7 +369,7 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
     let parts = blocks * csplits;
     let workers = workers.min(parts);
-    let per = part_len(ex, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
+    let per = part_len(ex, v, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
     if scratch.len() < per * workers + super::sconv::LINE_F32 {
         scratch.resize(per * workers + super::sconv::LINE_F32, 0.0);
     }
@@ -338,16 +420,20 @@ struct Batch<'a> {
 fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<&[f32]>, out: OutPtr<f32>, [g0, g1]: [usize; 2], [p0, p1]: [usize; 2], buf: &mut [f32]) {
     let geo = ex.geometry();
     let (cin, cout, tw) = (packed.cin, packed.cout, img.tw);
+    let var = packed.variant;
+    let (mt, pt, xi) = (var.m(), var.p(), var.xi());
     let nb = g1 - g0;
     let ld = nb.next_multiple_of(geo.lanes);
-    let (v, rest) = buf.split_at_mut(XI * cin * ld);
-    let (m, rest) = rest.split_at_mut(XI * cout * ld);
+    let (v, rest) = buf.split_at_mut(xi * cin * ld);
+    let (m, rest) = rest.split_at_mut(xi * cout * ld);
     let (pairs, rest) = rest.split_at_mut(ex.pairs_len(cin, ld));
-    let (row, rest) = rest.split_at_mut(2 * tw + 2);
-    let (yrow, rest) = rest.split_at_mut(2 * tw + 2);
-    // Input: `d: [4 rows][4 columns][nb + 1]`, then `w: [4][nb]`; output: `q: [2][4][nb]`,
-    // then `ev`, `od: [nb]`.
-    let e = &mut rest[..20 * nb + 16];
+    let rl = mt * (tw + 1) + 2;
+    let (row, rest) = rest.split_at_mut(rl);
+    let (yrow, rest) = rest.split_at_mut(rl);
+    // Input: `d: [P rows][P columns][nb + 1]`, then `w: [P][nb]` (and, F4, two halves of
+    // nb + 1); output: `q: [M][P][nb]`, then the M output columns `[M][nb]` (and, F4, two
+    // halves of 2nb). See [`Variant::scratch`].
+    let e = &mut rest[..var.scratch(nb)];
     // The tile rows the part covers, each as (image, ty, tx0, tx1, first column in the block).
     let segments: Vec<(usize, usize, usize, usize, usize)> = {
         let mut s = Vec::new();
@@ -364,16 +450,18 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
     let tf = Transforms::of(ex);
     let n1 = nb + 1;
     for ci in 0..cin {
-        let (d, w) = e.split_at_mut(16 * n1);
+        let (d, rest) = e.split_at_mut(pt * pt * n1);
+        let (w, halves) = rest.split_at_mut(pt * nb);
         for &(b, ty, tx0, tx1, col) in &segments {
             let plane = &img.x[(b * cin + ci) * img.h * img.w..][..img.h * img.w];
             let nt = tx1 - tx0;
-            let len = 2 * nt + 2;
-            // The four input rows of the tile row, columns 2·tx0 − left .. + len, zero outside,
-            // split into the columns each tile j reads: d[r][c][col + j] = column 2j + c.
-            let x0 = (2 * tx0) as isize - img.pads[1] as isize;
-            for r in 0..4 {
-                let y = (2 * ty + r) as isize - img.pads[0] as isize;
+            // The P input rows of the tile row, columns M·tx0 − left .. + M·(nt + 1), zero
+            // outside, split into the columns each tile j reads: d[r][c][col + j] = column
+            // M·j + c (the last M·(nt + 1) − (M·nt + 2) columns land only in the spare tile).
+            let len = mt * (nt + 1);
+            let x0 = (mt * tx0) as isize - img.pads[1] as isize;
+            for r in 0..pt {
+                let y = (mt * ty + r) as isize - img.pads[0] as isize;
                 let inside = y >= 0 && y < img.h as isize;
                 let src: &[f32] = if inside && x0 >= 0 && x0 + len as isize <= img.w as isize {
                     // The whole run lies in the image: read in place.
@@ -393,18 +481,40 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
                     }
                     row
                 };
-                let dr = &mut d[r * 4 * n1..(r + 1) * 4 * n1];
-                let (c01, c23) = dr.split_at_mut(2 * n1);
+                let dr = &mut d[r * pt * n1..(r + 1) * pt * n1];
+                // nt + 1 columns per phase: the last lands on the next segment's first column
+                // (or the spare one past nb), rewritten by the next segment after it is copied
+                // below.
+                let (c01, rest) = dr.split_at_mut(2 * n1);
                 let (c0, c1) = c01.split_at_mut(n1);
-                // nt + 1 pairs: the last lands on the next segment's first column (or the spare
-                // one past nb), rewritten by the next segment after it is copied below.
-                tf.deinterleave(src, &mut c0[col..col + nt + 1], &mut c1[col..col + nt + 1]);
-                let (c2, c3) = c23.split_at_mut(n1);
-                c2[col..col + nt].copy_from_slice(&c0[col + 1..col + nt + 1]);
-                c3[col..col + nt].copy_from_slice(&c1[col + 1..col + nt + 1]);
+                let (c0, c1) = (&mut c0[col..col + nt + 1], &mut c1[col..col + nt + 1]);
+                let shifted = match var {
+                    Variant::F2 => {
+                        tf.deinterleave(src, c0, c1);
+                        rest
+                    }
+                    Variant::F4 => {
+                        // By 2, then each half by 2: columns 4j, 4j + 2 and 4j + 1, 4j + 3.
+                        let (c23, shifted) = rest.split_at_mut(2 * n1);
+                        let (c2, c3) = c23.split_at_mut(n1);
+                        let (ev, od) = halves.split_at_mut(2 * (nb + 1));
+                        let (ev, od) = (&mut ev[..2 * (nt + 1)], &mut od[..2 * (nt + 1)]);
+                        tf.deinterleave(src, ev, od);
+                        tf.deinterleave(ev, c0, &mut c2[col..col + nt + 1]);
+                        tf.deinterleave(od, c1, &mut c3[col..col + nt + 1]);
+                        shifted
+                    }
+                };
+                // Columns M and M + 1 of tile j are columns 0 and 1 of tile j + 1.
+                let (cm, cm1) = shifted.split_at_mut(n1);
+                cm[col..col + nt].copy_from_slice(&c0[1..nt + 1]);
+                cm1[col..col + nt].copy_from_slice(&c1[1..nt + 1]);
             }
         }
-        tf.input(d, nb, w, v, ci * ld, cin * ld);
+        match var {
+            Variant::F2 => tf.input(d, nb, w, v, ci * ld, cin * ld),
+            Variant::F4 => tf.input4(d, nb, w, v, ci * ld, cin * ld),
+        }
     }
     match (&packed.u, ex) {
         (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, v, m, pairs, [cin, cout, ld, nb], [p0, p1]),
@@ -413,21 +523,41 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
         _ => unreachable!("wino: weights not transformed for this kernel"),
     }
     let (act, post) = Epilogue::split(c.act);
-    let (q, eo) = e.split_at_mut(8 * nb);
-    let (ev, od) = eo.split_at_mut(nb);
+    let (q, rest) = e.split_at_mut(mt * pt * nb);
+    let (cols, halves) = rest.split_at_mut(mt * nb);
     for oc in p0 * geo.mr..(p1 * geo.mr).min(cout) {
         let bias = c.bias.as_ref().map(|b| b[oc]);
-        tf.output(m, oc * ld, cout * ld, nb, q);
-        for i in 0..2 {
-            tf.row(q, i, nb, ev, &mut od[..nb]);
+        match var {
+            Variant::F2 => tf.output(m, oc * ld, cout * ld, nb, q),
+            Variant::F4 => tf.output4(m, oc * ld, cout * ld, nb, q),
+        }
+        for i in 0..mt {
+            match var {
+                Variant::F2 => {
+                    let (ev, od) = cols.split_at_mut(nb);
+                    tf.row(q, i, nb, ev, &mut od[..nb]);
+                }
+                Variant::F4 => tf.row4(q, i, nb, cols),
+            }
             for &(b, ty, tx0, tx1, col) in &segments {
-                let oy = 2 * ty + i;
+                let oy = mt * ty + i;
                 if oy >= img.oh {
                     continue;
                 }
                 let nt = tx1 - tx0;
-                let (ox0, ox1) = (2 * tx0, (2 * tx1).min(img.ow));
-                tf.interleave(&ev[col..col + nt], &od[col..col + nt], &mut yrow[..2 * nt]);
+                let (ox0, ox1) = (mt * tx0, (mt * tx1).min(img.ow));
+                let at_col = |k: usize| &cols[k * nb + col..k * nb + col + nt];
+                match var {
+                    Variant::F2 => tf.interleave(at_col(0), at_col(1), &mut yrow[..2 * nt]),
+                    Variant::F4 => {
+                        // Columns 0 and 2, 1 and 3, then the two: y[4j + k] = column k of tile j.
+                        let (a, bh) = halves.split_at_mut(2 * nb);
+                        let (a, bh) = (&mut a[..2 * nt], &mut bh[..2 * nt]);
+                        tf.interleave(at_col(0), at_col(2), a);
+                        tf.interleave(at_col(1), at_col(3), bh);
+                        tf.interleave(a, bh, &mut yrow[..4 * nt]);
+                    }
+                }
                 let at = ((b * cout + oc) * img.oh + oy) * img.ow + ox0;
                 let y = &yrow[..ox1 - ox0];
                 // SAFETY: output row oy of channel oc of image b < N, columns ox0..ox1 < OW:
@@ -592,6 +722,23 @@ impl Transforms {
         on_isa!(self, input_body, input_avx2, input_avx512, (d, nb, w, v, at, vstride))
     }
 
+    /// [`Transforms::input`] for F(4×4, 3×3): `d: [6][6][nb + 1]`, `w` 6·nb floats, 36
+    /// positions `ξ = 6a + b`.
+    fn input4(self, d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
+        on_isa!(self, input4_body, input4_avx2, input4_avx512, (d, nb, w, v, at, vstride))
+    }
+
+    /// [`Transforms::output`] for F(4×4, 3×3): `q: [4][6][nt]`.
+    fn output4(self, m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
+        on_isa!(self, output4_body, output4_avx2, output4_avx512, (m, at, mstride, nt, q))
+    }
+
+    /// Output row `i` (0..4) of F(4×4, 3×3)'s `nt` tiles: its four columns of each tile into
+    /// `cols: [4][nt]`.
+    fn row4(self, q: &[f32], i: usize, nt: usize, cols: &mut [f32]) {
+        on_isa!(self, row4_body, row4_avx2, row4_avx512, (q, i, nt, cols))
+    }
+
     /// `Aᵀ M` (the column sums) of `nt` tiles of one output channel, `m[ξ·mstride + at + j]`,
     /// into `q: [2][4][nt]`.
     fn output(self, m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
@@ -724,6 +871,112 @@ fn store_body(y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm
     }
 }
 
+/// `dst[j] = f(a[j], b[j], c[j], d[j])`, as [`map2`].
+#[inline(always)]
+fn map4(dst: &mut [f32], a: &[f32], b: &[f32], c: &[f32], d: &[f32], f: impl Fn(f32, f32, f32, f32) -> f32 + Copy) {
+    dst.iter_mut().zip(a.iter().zip(b.iter().zip(c.iter().zip(d)))).for_each(|(o, (&x, (&y, (&z, &t))))| *o = f(x, y, z, t));
+}
+
+/// `dst[j] = f(a[j], …, e[j])`, as [`map2`].
+#[inline(always)]
+fn map5(dst: &mut [f32], a: &[f32], b: &[f32], c: &[f32], d: &[f32], e: &[f32], f: impl Fn(f32, f32, f32, f32, f32) -> f32 + Copy) {
+    dst.iter_mut().zip(a.iter().zip(b.iter().zip(c.iter().zip(d.iter().zip(e))))).for_each(|(o, (&x, (&y, (&z, (&t, &u)))))| *o = f(x, y, z, t, u));
+}
+
+/// Row `a` of F(4×4, 3×3)'s `Bᵀ` (points 0, ±1, ±2, ∞) applied to six arrays, element by
+/// element: `[4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0;
+/// 0 4 0 −5 0 1]`.
+#[inline(always)]
+fn bt_row(a: usize, dst: &mut [f32], x: [&[f32]; 6]) {
+    match a {
+        0 => map3(dst, x[0], x[2], x[4], |p, q, r| (4.0 * p - 5.0 * q) + r),
+        1 => map4(dst, x[1], x[2], x[3], x[4], |p, q, r, t| (r + t) - 4.0 * (p + q)),
+        2 => map4(dst, x[1], x[2], x[3], x[4], |p, q, r, t| 4.0 * (p - q) + (t - r)),
+        3 => map4(dst, x[1], x[2], x[3], x[4], |p, q, r, t| 2.0 * (r - p) + (t - q)),
+        4 => map4(dst, x[1], x[2], x[3], x[4], |p, q, r, t| 2.0 * (p - r) + (t - q)),
+        _ => map3(dst, x[1], x[3], x[5], |p, q, r| (4.0 * p - 5.0 * q) + r),
+    }
+}
+
+/// Row `i` of F(4×4, 3×3)'s `Aᵀ` applied to six arrays: `[1 1 1 1 1 0; 0 1 −1 2 −2 0;
+/// 0 1 1 4 4 0; 0 1 −1 8 −8 1]`.
+#[inline(always)]
+fn at_row(i: usize, dst: &mut [f32], x: [&[f32]; 6]) {
+    match i {
+        0 => map5(dst, x[0], x[1], x[2], x[3], x[4], |a, b, c, d, e| (a + (b + c)) + (d + e)),
+        1 => map4(dst, x[1], x[2], x[3], x[4], |b, c, d, e| (b - c) + 2.0 * (d - e)),
+        2 => map4(dst, x[1], x[2], x[3], x[4], |b, c, d, e| (b + c) + 4.0 * (d + e)),
+        _ => map5(dst, x[1], x[2], x[3], x[4], x[5], |b, c, d, e, f| ((b - c) + 8.0 * (d - e)) + f),
+    }
+}
+
+/// F(4×4, 3×3)'s input transform of `nb` tiles from `d: [6 rows][6 columns][nb + 1]`: `Bᵀ d`
+/// down the rows into `w: [6 columns][nb]`, one output row `a` at a time, then `· B` along
+/// them into `v[6a + b]`.
+#[inline(always)]
+fn input4_body(d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
+    let n1 = nb + 1;
+    let col = |r: usize, c: usize| &d[(r * 6 + c) * n1..][..nb];
+    for a in 0..6 {
+        for (c, dst) in w[..6 * nb].chunks_exact_mut(nb).enumerate() {
+            bt_row(a, dst, std::array::from_fn(|r| col(r, c)));
+        }
+        let ws: [&[f32]; 6] = std::array::from_fn(|c| &w[c * nb..(c + 1) * nb]);
+        for b in 0..6 {
+            bt_row(b, &mut v[(6 * a + b) * vstride + at..][..nb], ws);
+        }
+    }
+}
+
+/// F(4×4, 3×3)'s `Aᵀ M` of `nt` tiles of one output channel into `q: [4][6][nt]`.
+#[inline(always)]
+fn output4_body(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
+    for s in 0..6 {
+        let ms: [&[f32]; 6] = std::array::from_fn(|a| &m[(6 * a + s) * mstride + at..][..nt]);
+        for i in 0..4 {
+            at_row(i, &mut q[(i * 6 + s) * nt..][..nt], ms);
+        }
+    }
+}
+
+/// Output row `i` of F(4×4, 3×3): `(Aᵀ M)[i] · A`, column k of each tile into `cols[k]`.
+#[inline(always)]
+fn row4_body(q: &[f32], i: usize, nt: usize, cols: &mut [f32]) {
+    let qs: [&[f32]; 6] = std::array::from_fn(|s| &q[(i * 6 + s) * nt..][..nt]);
+    for (k, dst) in cols[..4 * nt].chunks_exact_mut(nt).enumerate() {
+        at_row(k, dst, qs);
+    }
+}
+
+macro_rules! compiled_for4 {
+    ($feature:literal, $input:ident, $output:ident, $row:ident) => {
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $input(d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
+            input4_body(d, nb, w, v, at, vstride)
+        }
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $output(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
+            output4_body(m, at, mstride, nt, q)
+        }
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $row(q: &[f32], i: usize, nt: usize, cols: &mut [f32]) {
+            row4_body(q, i, nt, cols)
+        }
+    };
+}
+
+compiled_for4!("avx2,fma", input4_avx2, output4_avx2, row4_avx2);
+compiled_for4!("avx512f", input4_avx512, output4_avx512, row4_avx512);
+
 macro_rules! compiled_for {
     ($feature:literal, $input:ident, $output:ident, $row:ident, $store:ident) => {
         /// # Safety
@@ -760,7 +1013,15 @@ macro_rules! compiled_for {
 compiled_for!("avx2,fma", input_avx2, output_avx2, row_avx2, store_avx2);
 compiled_for!("avx512f", input_avx512, output_avx512, row_avx512, store_avx512);
 
-/// Deinterleaves whole 32-float chunks of `src` (16 into each half); returns the pairs done.
+/// The mask of the first `k` (≤ 16) lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lanes(k: usize) -> u16 {
+    ((1u32 << k.min(16)) - 1) as u16
+}
+
+/// Deinterleaves `src` 32 floats at a time (16 into each half), the last chunk under masks;
+/// returns the pairs done (all of them).
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `src.len() = 2·even.len() = 2·odd.len()`.
@@ -771,19 +1032,23 @@ unsafe fn deinterleave_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) ->
     let n = even.len();
     let (ie, io) = (_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31));
     let mut j = 0;
-    while j + 16 <= n {
-        // SAFETY: src[2j .. 2j + 32] and even/odd[j .. j + 16] are in bounds (2j + 32 ≤ 2n).
+    while j < n {
+        let rem = (n - j).min(16);
+        let (ma, mb, mo) = (lanes(2 * rem), lanes((2 * rem).saturating_sub(16)), lanes(rem));
+        // SAFETY: the masks keep the loads in src[2j .. 2j + 2·rem] and the stores in
+        // even/odd[j .. j + rem], all in bounds (2j + 2·rem ≤ 2n); masked-off lanes never fault.
         unsafe {
-            let (a, b) = (_mm512_loadu_ps(src.as_ptr().add(2 * j)), _mm512_loadu_ps(src.as_ptr().add(2 * j + 16)));
-            _mm512_storeu_ps(even.as_mut_ptr().add(j), _mm512_permutex2var_ps(a, ie, b));
-            _mm512_storeu_ps(odd.as_mut_ptr().add(j), _mm512_permutex2var_ps(a, io, b));
+            let (a, b) = (_mm512_maskz_loadu_ps(ma, src.as_ptr().add(2 * j)), _mm512_maskz_loadu_ps(mb, src.as_ptr().add(2 * j + 16)));
+            _mm512_mask_storeu_ps(even.as_mut_ptr().add(j), mo, _mm512_permutex2var_ps(a, ie, b));
+            _mm512_mask_storeu_ps(odd.as_mut_ptr().add(j), mo, _mm512_permutex2var_ps(a, io, b));
         }
-        j += 16;
+        j += rem;
     }
-    j
+    n
 }
 
-/// Interleaves whole 16-float chunks of `even` and `odd` into `dst`; returns the pairs done.
+/// Interleaves `even` and `odd` into `dst` 16 pairs at a time, the last chunk under masks;
+/// returns the pairs done (all of them).
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `dst.len() = 2·even.len() = 2·odd.len()`.
@@ -794,16 +1059,19 @@ unsafe fn interleave_avx512(even: &[f32], odd: &[f32], dst: &mut [f32]) -> usize
     let n = even.len();
     let (lo, hi) = (_mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31));
     let mut j = 0;
-    while j + 16 <= n {
-        // SAFETY: even/odd[j .. j + 16] and dst[2j .. 2j + 32] are in bounds.
+    while j < n {
+        let rem = (n - j).min(16);
+        let (mi, ma, mb) = (lanes(rem), lanes(2 * rem), lanes((2 * rem).saturating_sub(16)));
+        // SAFETY: the masks keep the loads in even/odd[j .. j + rem] and the stores in
+        // dst[2j .. 2j + 2·rem], all in bounds; masked-off lanes never fault.
         unsafe {
-            let (e, o) = (_mm512_loadu_ps(even.as_ptr().add(j)), _mm512_loadu_ps(odd.as_ptr().add(j)));
-            _mm512_storeu_ps(dst.as_mut_ptr().add(2 * j), _mm512_permutex2var_ps(e, lo, o));
-            _mm512_storeu_ps(dst.as_mut_ptr().add(2 * j + 16), _mm512_permutex2var_ps(e, hi, o));
+            let (e, o) = (_mm512_maskz_loadu_ps(mi, even.as_ptr().add(j)), _mm512_maskz_loadu_ps(mi, odd.as_ptr().add(j)));
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(2 * j), ma, _mm512_permutex2var_ps(e, lo, o));
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(2 * j + 16), mb, _mm512_permutex2var_ps(e, hi, o));
         }
-        j += 16;
+        j += rem;
     }
-    j
+    n
 }
 
 /// [`deinterleave_avx512`] in 16-float chunks.

@@ -96,13 +96,13 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
-                (Op::Conv(_), Step::Wino(_)) => {
+                (Op::Conv(_), Step::Wino(w)) => {
                     let xs = &shapes[n.inputs[0]];
-                    p.kernels.sgemm.map_or(0, |k| wino::scratch_len(wino::Exec::Kernel(k), [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+                    p.kernels.sgemm.map_or(0, |k| wino::scratch_len(wino::Exec::Kernel(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
-                (Op::Conv(_), Step::BWino(_)) => {
+                (Op::Conv(_), Step::BWino(w)) => {
                     let xs = &shapes[n.inputs[0]];
-                    p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+                    p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
                 (Op::Conv(_), Step::SPos(_)) => {
                     let xs = &shapes[n.inputs[0]];

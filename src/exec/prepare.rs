@@ -78,8 +78,8 @@ pub enum Step {
     SConv(Vec<PackedA>),
     /// An f32 conv run in bf16 (`Options::bf16`), its weights rounded and packed per group.
     BConv(Vec<PackedBf16>),
-    /// An FP32 3×3 stride-1 conv by Winograd F(2×2, 3×3) on kestrel's GEMM kernel, its
-    /// weights transformed and packed once (`cpu::wino`). Maps too small for it run as
+    /// An FP32 3×3 stride-1 conv by Winograd F(2×2, 3×3) or F(4×4, 3×3) on kestrel's GEMM
+    /// kernel, its weights transformed and packed once (`cpu::wino`). Maps too small for it run as
     /// [`Step::SConv`], packed by the plan.
     Wino(wino::Packed),
     /// An f32 conv run in bf16 (`Options::bf16`) by Winograd F(2×2, 3×3): the transformed
@@ -142,7 +142,7 @@ impl Step {
             Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
-            Step::Wino(_) => format!("f32 conv Winograd F(2x2,3x3) {}", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::Wino(p) => format!("f32 conv Winograd F({m}x{m},3x3) {}", kernels.sgemm.map_or("-", |k| k.name()), m = p.variant.m()),
             Step::BWino(_) => format!("bf16 conv Winograd F(2x2,3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
@@ -205,7 +205,13 @@ impl Prepared {
         if opts.optimize {
             hand_off_u8(&mut graph, &mut dtypes, &mut pool_u8);
         }
-        let steps = graph.nodes.iter().zip(&pool_u8).map(|(n, &u8_pool)| if u8_pool { Ok(Step::MaxPoolU8) } else { step(&kernels, n) }).collect::<Result<Vec<_>>>()?;
+        // The output maps at the declared input shapes, where they infer: they choose between
+        // the Winograd variants (other sizes run on whichever was packed).
+        // `KESTREL_WINOGRAD=f2` keeps F(2×2, 3×3) everywhere.
+        let f4 = std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "f2");
+        let declared = f4.then(|| crate::graph::shape::infer(&graph, &graph.inputs.iter().map(|i| i.shape.clone()).collect::<Vec<_>>()).ok()).flatten();
+        let map_of = |n: &Node| declared.as_ref().and_then(|s| s.get(n.output)).filter(|s| s.len() == 4).map(|s| [s[2], s[3]]);
+        let steps = graph.nodes.iter().zip(&pool_u8).map(|(n, &u8_pool)| if u8_pool { Ok(Step::MaxPoolU8) } else { step_at(&kernels, n, map_of(n)) }).collect::<Result<Vec<_>>>()?;
         let mut record_range = vec![false; graph.values.len()];
         let producers = graph.producers();
         for n in &graph.nodes {
@@ -253,6 +259,13 @@ pub fn bf16_direct(kernels: &Kernels, c: &Conv2d) -> Step {
 
 /// The step of one node: its kernel, INT8 weights packed for `kernels`.
 pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
+    step_at(kernels, n, None)
+}
+
+/// [`step`] for a node whose output map is `map` (`[OH, OW]`) at the session's declared input
+/// size, when known: an FP32 Winograd conv takes F(4×4, 3×3) where [`wino::prefers_f4`] says
+/// so, else F(2×2, 3×3).
+pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<Step> {
     let named = |e: Error| match e {
         Error::Unsupported { what, hint } => Error::Unsupported { what: format!("node '{}': {what}", n.name.escape_debug()), hint },
         other => other,
@@ -263,7 +276,10 @@ pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
             None => match (kernels.conv_bf16, kernels.sgemm) {
                 (Some(_), _) if kernels.winograd && wino::pays_bf16(c) => Step::BWino(wino::pack_bf16(c)),
                 (Some(_), _) => bf16_direct(kernels, c),
-                (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino::pack(k.geometry().mr, c)),
+                (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(match map {
+                    Some(m) if wino::prefers_f4(c, m) => wino::pack_f4(k.geometry().mr, c),
+                    _ => wino::pack(k.geometry().mr, c),
+                }),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
             },

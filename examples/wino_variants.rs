@@ -1,0 +1,50 @@
+//! FP32 3×3 stride-1 convs on this host's best FP32 kernel, direct against Winograd
+//! F(2×2, 3×3) and F(4×4, 3×3), the three alternating in one process (25 rounds, medians), on
+//! ResNet-50's and UNet's shapes at batch 1: G direct-MAC/s and F4 / F2. This is how
+//! `wino::prefers_f4` was measured (criterion runs the variants one after another, which a
+//! noisy host skews).
+//!
+//! `T=2 cargo run --release --example wino_variants` (`T`: threads, default 2).
+
+use kestrel::cpu::{detect, sconv, sgemm, wino};
+use kestrel::graph::Conv2d;
+use kestrel::Tensor;
+use std::time::Instant;
+fn main() {
+    let threads: usize = std::env::var("T").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).last().unwrap();
+    let shapes = [("l1 64@56", 64, 64, 56), ("l2 128@28", 128, 128, 28), ("l3 256@14", 256, 256, 14), ("l4 512@7", 512, 512, 7), ("u 32@256", 32, 32, 256), ("u 64>32@256", 64, 32, 256), ("u 128@64", 128, 128, 64), ("u 256@32", 256, 256, 32), ("u 512@16", 512, 512, 16), ("u 64@128", 64, 64, 128), ("u 128@128", 128, 128, 128)];
+    for (name, cin, cout, hw) in shapes {
+        let w = Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3);
+        let mut f = Conv2d::new(w, 1, 1, 1);
+        f.bias = Some(vec![0.1; cout]);
+        f.act = Some(kestrel::graph::Activation::Relu);
+        let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
+        let (xs, os) = ([1, cin, hw, hw], [1, cout, hw, hw]);
+        let mut out = vec![0f32; cout * hw * hw];
+        let mut scratch = Vec::new();
+        let pd = sconv::pack(kernel, &f);
+        let p2 = wino::pack(kernel.geometry().mr, &f);
+        let p4 = wino::pack_f4(kernel.geometry().mr, &f);
+        let mut t = [vec![], vec![], vec![]];
+        let reps = (2e8 as usize / (cin * cout * 9 * hw * hw)).clamp(1, 50);
+        for _ in 0..25 {
+            for v in 0..3 {
+                let s = Instant::now();
+                for _ in 0..reps {
+                    pool.install(|| match v {
+                        0 => sconv::conv2d(kernel, &f, &pd, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                        1 => wino::conv2d(wino::Exec::Kernel(kernel), &f, &p2, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                        _ => wino::conv2d(wino::Exec::Kernel(kernel), &f, &p4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                    });
+                }
+                t[v].push(s.elapsed().as_secs_f64() / reps as f64);
+            }
+        }
+        let macs = (cin * cout * 9 * hw * hw) as f64;
+        let med = |v: &mut Vec<f64>| { v.sort_by(|a, b| a.partial_cmp(b).unwrap()); v[v.len() / 2] };
+        let (a, b, c) = (med(&mut t[0]), med(&mut t[1]), med(&mut t[2]));
+        println!("{name:12} direct {:6.1}  F2 {:6.1}  F4 {:6.1} G/s   F4/F2 {:.2}", macs / a / 1e9, macs / b / 1e9, macs / c / 1e9, b / c);
+    }
+}
