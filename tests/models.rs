@@ -127,12 +127,22 @@ fn winograd_f4_runs_on_large_maps() {
     }
     assert_eq!(labels.iter().filter(|l| l.contains("Winograd F(4x4,3x3)")).count(), 4, "{labels:?}");
     assert_eq!(labels.iter().filter(|l| l.contains("Winograd F(2x2,3x3)")).count(), 9, "{labels:?}");
-    let off = Session::new(g, &Options { threads: 2, winograd: false, ..Default::default() }).unwrap();
+    let off = Session::new(g.clone(), &Options { threads: 2, winograd: false, ..Default::default() }).unwrap();
     let (a, b) = (on.run(std::slice::from_ref(&x)).unwrap().remove(0), off.run(std::slice::from_ref(&x)).unwrap().remove(0));
     let worst = a.data().iter().zip(b.data()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
     let scale = b.data().iter().fold(0f32, |m, v| m.max(v.abs()));
     println!("F(4x4) ResNet-18 224²: max |winograd − direct| {worst:e} on logits up to {scale}");
     common::Tolerance { abs: 1e-4, rel: 1e-3 }.check("Winograd F4 vs direct", a.data(), b.data());
+    // The variant follows the run's maps, not the declared size: at 128² layer1's maps are
+    // 32² (F(2×2), packed by the plan; layer4's 4² maps direct); a model declared at 64² run
+    // at 224² takes F(4×4).
+    let small = on.kernel_labels(&[vec![1, 3, 128, 128]]).unwrap();
+    assert!(small.iter().all(|l| !l.contains("F(4x4")) && small.iter().filter(|l| l.contains("F(2x2,3x3)")).count() == 10, "{small:?}");
+    let mut g64 = g;
+    g64.inputs[0].shape = vec![1, 3, 64, 64];
+    let s64 = Session::new(g64, &Options { threads: 2, ..Default::default() }).unwrap();
+    assert_eq!(s64.kernel_labels(&[x.shape().to_vec()]).unwrap(), labels, "declared 64², run at 224²");
+    assert_eq!(s64.run(std::slice::from_ref(&x)).unwrap().remove(0), a, "the same weights and input give the same values whatever the declared size");
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub struct Kernels {
     /// Run the f32 3×3 stride-1 convs that pay for it by Winograd F(2×2, 3×3) on `sgemm`
     /// ([`crate::cpu::wino`]); set by a session that optimizes, unless `KESTREL_WINOGRAD=0`.
     pub winograd: bool,
+    /// With `winograd`, take F(4×4, 3×3) on the output maps where it is faster
+    /// ([`crate::cpu::wino::prefers_f4`]); off under `KESTREL_WINOGRAD=f2`.
+    pub winograd_f4: bool,
 }
 
 impl Kernels {
@@ -37,7 +40,7 @@ impl Kernels {
     pub fn new(isa: Isa) -> Result<Kernels> {
         let qgemm = qgemm::kernel(isa)?;
         let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
-        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None, winograd: false })
+        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None, winograd: false, winograd_f4: false })
     }
 
     /// The bf16 conv kernels in use, for reports (`None` in f32).

@@ -184,6 +184,14 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     // or by position as below), or in bf16 as the direct bf16 conv.
     let on_wino = matches!(p.steps[idx], Step::Wino(_) | Step::BWino(_));
     if on_wino && wino::runs_at(matches!(p.steps[idx], Step::BWino(_)), [os[0], os[1], os[2], os[3]]) {
+        // The Winograd variant these maps want, when the prepared one (chosen at the declared
+        // input size) is the other.
+        if let (Step::Wino(w), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
+            let want_f4 = p.kernels.winograd_f4 && wino::prefers_f4(c, [os[2], os[3]]);
+            if want_f4 != (w.variant == wino::Variant::F4) {
+                return Ok(Some((n.clone(), Step::Wino(prepare::wino_pack(&p.kernels, k, c, Some([os[2], os[3]]))))));
+            }
+        }
         return Ok(None);
     }
     let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);

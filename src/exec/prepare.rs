@@ -198,18 +198,19 @@ impl Prepared {
         }
         if opts.optimize {
             passes::optimize(&mut graph);
-            kernels.winograd = opts.winograd && kernels.sgemm.is_some() && std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0");
+            let env = std::env::var("KESTREL_WINOGRAD");
+            kernels.winograd = opts.winograd && kernels.sgemm.is_some() && env.as_ref().map_or(true, |v| v != "0");
+            kernels.winograd_f4 = kernels.winograd && env.map_or(true, |v| v != "f2");
         }
         let mut dtypes = vec![DType::F32; graph.values.len()];
         let mut pool_u8 = vec![false; graph.nodes.len()];
         if opts.optimize {
             hand_off_u8(&mut graph, &mut dtypes, &mut pool_u8);
         }
-        // The output maps at the declared input shapes, where they infer: they choose between
-        // the Winograd variants (other sizes run on whichever was packed).
-        // `KESTREL_WINOGRAD=f2` keeps F(2×2, 3×3) everywhere.
-        let f4 = std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "f2");
-        let declared = f4.then(|| crate::graph::shape::infer(&graph, &graph.inputs.iter().map(|i| i.shape.clone()).collect::<Vec<_>>()).ok()).flatten();
+        // The output maps at the declared input shapes, where they infer: they choose the
+        // Winograd variant packed here (a plan for other sizes packs the other where its maps
+        // want it, so that the values depend on the run's shapes only).
+        let declared = kernels.winograd_f4.then(|| crate::graph::shape::infer(&graph, &graph.inputs.iter().map(|i| i.shape.clone()).collect::<Vec<_>>()).ok()).flatten();
         let map_of = |n: &Node| declared.as_ref().and_then(|s| s.get(n.output)).filter(|s| s.len() == 4).map(|s| [s[2], s[3]]);
         let steps = graph.nodes.iter().zip(&pool_u8).map(|(n, &u8_pool)| if u8_pool { Ok(Step::MaxPoolU8) } else { step_at(&kernels, n, map_of(n)) }).collect::<Result<Vec<_>>>()?;
         let mut record_range = vec![false; graph.values.len()];
@@ -257,6 +258,15 @@ pub fn bf16_direct(kernels: &Kernels, c: &Conv2d) -> Step {
     }
 }
 
+/// An FP32 Winograd conv's weights for output maps `map`: F(4×4, 3×3) where the kernels allow
+/// it and [`wino::prefers_f4`] says so, else F(2×2, 3×3).
+pub fn wino_pack(kernels: &Kernels, k: crate::cpu::sgemm::Kernel, c: &Conv2d, map: Option<[usize; 2]>) -> wino::Packed {
+    match map {
+        Some(m) if kernels.winograd_f4 && wino::prefers_f4(c, m) => wino::pack_f4(k.geometry().mr, c),
+        _ => wino::pack(k.geometry().mr, c),
+    }
+}
+
 /// The step of one node: its kernel, INT8 weights packed for `kernels`.
 pub fn step(kernels: &Kernels, n: &Node) -> Result<Step> {
     step_at(kernels, n, None)
@@ -276,10 +286,7 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
             None => match (kernels.conv_bf16, kernels.sgemm) {
                 (Some(_), _) if kernels.winograd && wino::pays_bf16(c) => Step::BWino(wino::pack_bf16(c)),
                 (Some(_), _) => bf16_direct(kernels, c),
-                (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(match map {
-                    Some(m) if wino::prefers_f4(c, m) => wino::pack_f4(k.geometry().mr, c),
-                    _ => wino::pack(k.geometry().mr, c),
-                }),
+                (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino_pack(kernels, k, c, map)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
             },
