@@ -13,7 +13,7 @@ use std::time::Instant;
 fn main() {
     let threads: usize = std::env::var("T").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).last().unwrap();
+    let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).next_back().unwrap();
     let shapes = [("l1 64@56", 64, 64, 56), ("l2 128@28", 128, 128, 28), ("l3 256@14", 256, 256, 14), ("l4 512@7", 512, 512, 7), ("u 32@256", 32, 32, 256), ("u 64>32@256", 64, 32, 256), ("u 128@64", 128, 128, 64), ("u 256@32", 256, 256, 32), ("u 512@16", 512, 512, 16), ("u 64@128", 64, 64, 128), ("u 128@128", 128, 128, 128)];
     for (name, cin, cout, hw) in shapes {
         let w = Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3);
@@ -30,7 +30,7 @@ fn main() {
         let mut t = [vec![], vec![], vec![]];
         let reps = (2e8 as usize / (cin * cout * 9 * hw * hw)).clamp(1, 50);
         for _ in 0..25 {
-            for v in 0..3 {
+            for (v, times) in t.iter_mut().enumerate() {
                 let s = Instant::now();
                 for _ in 0..reps {
                     pool.install(|| match v {
@@ -39,7 +39,7 @@ fn main() {
                         _ => wino::conv2d(wino::Exec::Kernel(kernel), &f, &p4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
                     });
                 }
-                t[v].push(s.elapsed().as_secs_f64() / reps as f64);
+                times.push(s.elapsed().as_secs_f64() / reps as f64);
             }
         }
         let macs = (cin * cout * 9 * hw * hw) as f64;
