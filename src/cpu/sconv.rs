@@ -461,12 +461,15 @@ fn run_part(
     let (act, post) = Epilogue::split(c.act);
     let bias = c.bias.as_ref().map(|b| &b[part.group * cout_g..(part.group + 1) * cout_g]);
     let kdim = a.k;
-    // Stride-1 convs with taps read overlapping B rows (the taps of one channel share plane
-    // rows), so a longer K block still fits L1 and halves the passes over their output.
-    let kc_max = if matches!(layout.cols, Cols::Phased { .. }) && c.stride == [1, 1] && c.kernel() != [1, 1] { geo.kc_taps } else { geo.kc };
-    // K blocks as even as they go under `kc_max`: the stem's K = 147 runs as 74 + 73, not
+    // Convs with taps read overlapping B rows (the taps of one channel share plane rows, per
+    // phase under a stride), so a longer K block still fits L1 and halves the passes over
+    // their output: strided ones too (the stem's K = 147 in one block, ResNet's 3×3 stride-2
+    // convs: 1.01–1.15× at 1 and 2 threads, measured alternating in one process).
+    let kc_max = if matches!(layout.cols, Cols::Phased { .. }) && c.kernel() != [1, 1] { geo.kc_taps } else { geo.kc };
+    // K blocks as even as they go under `kc_max`: a K of 147 under 128 ran as 74 + 73, not
     // 128 + 19, whose short second block reloads and stores the whole output for 19 products
-    // per element (stem 63 → 66–68 GMAC/s at one thread, 110 → 117–124 at two, `sgemm_peak`).
+    // per element (the stem 63 → 66–68 GMAC/s at one thread, 110 → 117–124 at two,
+    // `sgemm_peak`, before it took `kc_taps` and one block).
     let kc_even = kdim.div_ceil(kdim.div_ceil(kc_max).max(1)).max(1);
     // The input planes of this part's group in image b (all phases of one channel for `Cols::Phased`).
     let plane = match layout.cols {

@@ -52,9 +52,10 @@ pub struct Geometry {
     /// K block: a weight panel's `kc · MR` floats stay in L1 while it runs against every
     /// B panel of a column block.
     pub kc: usize,
-    /// The K block of stride-1 convs with taps (3×3 …), read in place from their phase
-    /// planes: their B rows overlap, so twice the AVX-512 `kc` still fits L1, and the output
-    /// is read and written half as often (ResNet-50's and UNet's 3×3 convs 2–6 % faster).
+    /// The K block of convs with taps (3×3, 7×7 …, any stride), read in place from their
+    /// phase planes: their B rows overlap, so twice the AVX-512 `kc` still fits L1, and the
+    /// output is read and written half as often (ResNet-50's and UNet's 3×3 convs 2–6 %
+    /// faster; the stride-2 ones and the stem 1–15 %).
     pub kc_taps: usize,
     /// Columns per block (a multiple of `lanes · nv`): one block's B panels, `kc · nc`
     /// floats, stay in L2.
