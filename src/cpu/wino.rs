@@ -29,6 +29,13 @@
 //!
 //! Per element: `y = act((Aᵀ M A) + residual + bias)`, the residual added before the bias.
 //!
+//! F(4×4, 3×3) ([`Variant::F4`], [`pack_f4`], chosen by [`prefers_f4`]) is the same with 4×4
+//! output tiles read from 6×6 patches at `(4ty − pad_top, 4tx − pad_left)`, 36 positions
+//! `ξ = 6a + b` (`V: [36][Cin][ld]`, `M: [36][Cout][ld]`) and the transforms of points 0, ±1,
+//! ±2, ∞ (`bt_row`, `at_row`, and `G` in [`pack_f4`]): 36 multiplies per 16 outputs instead of
+//! 144, its input rows split by column mod 4 (two rounds of the parity split). Its transforms
+//! multiply by up to 8 and divide by up to 24, so it rounds about twice as much as F(2×2).
+//!
 //! In bf16 (`--precision bf16`, [`pack_bf16`], [`Exec::Bf16`]) the transforms are the same f32
 //! ones; U is rounded to bf16 once, and each `V_ξ` is rounded into bf16 pairs
 //! (`[⌈nb/NR⌉ column panels][⌈Cin/2⌉][NR]`, [`crate::cpu::bgemm`]'s B layout) just before its
