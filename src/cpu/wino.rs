@@ -20,7 +20,7 @@
 //!
 //! Bᵀ and Aᵀ hold only ±1, so both transforms are sums and differences in a fixed order;
 //! they run over a block's tiles as plain loops on contiguous arrays, compiled per ISA
-//! ([`Transforms`]): each input row is first split by column parity (AVX-512 / AVX2 permutes,
+//! (`Transforms`): each input row is first split by column parity (AVX-512 / AVX2 permutes,
 //! data movement only), so that tile j's four columns are element j of four arrays, and the
 //! output rows are put back together the same way. The scalar build of the same loops with
 //! [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit for bit. Against
