@@ -284,7 +284,9 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
             None => match (kernels.conv_bf16, kernels.sgemm) {
-                (Some(_), _) if kernels.winograd && wino::pays_bf16(c) => Step::BWino(wino::pack_bf16(c)),
+                // Not on AMX tiles: the rule was measured against `vdpbf16ps`, which AMX's
+                // direct conv outruns about twice.
+                (Some(_), _) if kernels.winograd && wino::pays_bf16(c) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) => Step::BWino(wino::pack_bf16(c)),
                 (Some(_), _) => bf16_direct(kernels, c),
                 (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino_pack(kernels, k, c, map)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
