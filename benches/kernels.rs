@@ -1,6 +1,8 @@
 //! Kernel throughput on ResNet-50's layer shapes, as GEMMs (M = Cout, K = Cin·kh·kw,
 //! N = OH·OW), MACs as the throughput unit:
-//! - `qgemm/<isa>`: the INT8 micro-kernels on pre-packed panels, one thread;
+//! - `qgemm/<isa>`: the INT8 micro-kernels on pre-packed panels, one thread; on the 7²
+//!   shapes also `gemv-<kernel>`, one column by GEMV, next to the one 16-pixel block it
+//!   replaces (`u8s8-<kernel>-one-block`);
 //! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
 //! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
@@ -62,6 +64,19 @@ fn gemms(c: &mut Criterion) {
                 let pw = qgemm::PackedWeights::new(wv, m, k, packing).unwrap();
                 let id = BenchmarkId::new(format!("u8s8-{}", kern.path(packing).replace(' ', "-")), format!("{name}_{m}x{k}x{n}"));
                 group.bench_function(id, |b| b.iter(|| kern.run(&pw, &panel, blocks, &mut out, blocks * qgemm::BLOCK)));
+            }
+        }
+        // One column by GEMV (the classifier at batch 1, a map's last few pixels) against the
+        // GEMM's 16-pixel block it replaces; throughput in the column's own MACs.
+        if n == 49 {
+            let x: Vec<u8> = (0..kpad).map(|_| rng.below(256) as u8).collect();
+            for kern in detect::supported().into_iter().flat_map(qgemm::variants).filter(|k| k.has_gemv()) {
+                let pw = qgemm::PackedWeights::new(&w, m, k, kern.packing_for(&w, m, k)).unwrap();
+                let mut col = vec![0i32; m];
+                group.throughput(Throughput::Elements((m * k) as u64));
+                group.bench_function(BenchmarkId::new(format!("gemv-{}", kern.name()), format!("{name}_{m}x{k}x1")), |b| b.iter(|| kern.gemv_rows(&pw, 0..m, &x, &mut col, 1)));
+                group.bench_function(BenchmarkId::new(format!("u8s8-{}-one-block", kern.name()), format!("{name}_{m}x{k}x1")), |b| b.iter(|| kern.run(&pw, &panel, 1, &mut out, qgemm::BLOCK)));
+                group.throughput(Throughput::Elements((m * k * n) as u64));
             }
         }
         let wf: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();

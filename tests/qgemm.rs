@@ -257,8 +257,59 @@ fn implicit_gemm_matches_the_plain_sum() {
     println!("implicit GEMM kernels run: {ran:?}");
 }
 
+/// `gemv_rows` of every kernel with a GEMV form (and the scalar twin) against the plain sum,
+/// one column at a time: K tails around the 64-k vector (1…4608), row ranges starting
+/// anywhere (not only at multiples of 4 or 8), counts 1–13 (the 4-row step's tails), an
+/// output stride, extremes that would saturate `vpmaddubsw`, and `x` longer than Kpad.
+fn check_gemv(a: &[u8], w: &[i8], m: usize, k: usize, what: &str) {
+    let want = qgemm_reference(a, w, m, k, 1);
+    let ks: Vec<Kernel> = std::iter::once(Kernel::Scalar).chain(kernels().into_iter().filter(|k| k.has_gemv())).collect();
+    for kernel in ks {
+        let pw = PackedWeights::new(w, m, k, kernel.packing_for(w, m, k)).unwrap();
+        let mut x = vec![0xA5u8; pw.kpad + 5];
+        x[..k].copy_from_slice(a);
+        x[k..pw.kpad].fill(0);
+        for (r0, r1) in [(0, m), (m / 3, m), (m.min(1), m.min(5)), (m / 2, m / 2)] {
+            let rs = 3;
+            let mut out = vec![i32::MIN; (r1 - r0) * rs + 1];
+            kernel.gemv_rows(&pw, r0..r1, &x, &mut out, rs);
+            for c in r0..r1 {
+                assert_eq!(out[(c - r0) * rs], want[c], "{} {what} m{m} k{k} rows {r0}..{r1} row {c}", kernel.name());
+            }
+            // Nothing written between the rows.
+            assert!(out.iter().enumerate().all(|(i, &v)| i % rs == 0 && i / rs < r1 - r0 || v == i32::MIN), "{} {what}: stray store", kernel.name());
+        }
+    }
+}
+
+#[test]
+fn gemv_matches_the_plain_sum() {
+    let mut seed = 900;
+    for &m in &[1usize, 3, 4, 5, 7, 8, 13] {
+        for &k in &[1usize, 3, 4, 15, 17, 60, 63, 64, 65, 124, 127, 129, 200, 2048] {
+            for zp in [0u8, 3, 128, 255] {
+                seed += 1;
+                let (a, w) = data(m, k, 1, zp, seed);
+                check_gemv(&a, &w, m, k, &format!("zp{zp}"));
+            }
+        }
+    }
+    for &(av, wv) in &[(255u8, -128i8), (255, 127)] {
+        for &k in &[4usize, 64, 1000, 4608] {
+            check_gemv(&vec![av; k], &vec![wv; 9 * k], 9, k, &format!("a={av} w={wv}"));
+        }
+    }
+    println!("GEMV kernels run: scalar{}", if kernels().iter().any(|k| k.has_gemv()) { ", avx512vnni" } else { "" });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn gemv_proptest(m in 1usize..40, k in 1usize..300, zp in any::<u8>(), seed in any::<u64>()) {
+        let (a, w) = data(m, k, 1, zp, seed);
+        check_gemv(&a, &w, m, k, "proptest");
+    }
+
     #[test]
     fn qgemm_proptest(m in 1usize..40, k in 1usize..80, n in 1usize..70, zp in any::<u8>(), seed in any::<u64>(), seven in any::<bool>()) {
         let (a, w) = data_bits(m, k, n, zp, seed, if seven { 7 } else { 8 });

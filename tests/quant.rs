@@ -172,6 +172,15 @@ fn qconv_matches_its_twin_exactly() {
     // A 14² map (14 blocks of virtual pixels) split by channels too, 16 + 24 of 40.
     check_qconv(1, 24, 40, [14, 14], 3, 1, 1, 1, ActQuant::Static(statics[1]), true, 87);
     check_qconv(1, 24, 64, [7, 7], 1, 2, 0, 1, ActQuant::Static(statics[2]), false, 94);
+    // Maps whose last block holds at most 4 pixels: those run as GEMV columns on a kernel with
+    // a GEMV form (VNNI), from the packed panel (1×1 at 7², 14²; a 1×1 stride 2 to 7²) or the
+    // quad planes (a 3×3 at 5²: 33 virtual pixels), over channel-split tasks and batches; a
+    // 2×2 map has no GEMM block at all.
+    check_qconv(2, 64, 72, [7, 7], 1, 1, 0, 1, ActQuant::Static(statics[1]), true, 86);
+    check_qconv(1, 40, 48, [14, 14], 1, 1, 0, 1, ActQuant::Dynamic, true, 85);
+    check_qconv(2, 32, 40, [14, 13], 1, 2, 0, 1, ActQuant::Static(statics[4]), false, 84);
+    check_qconv(3, 32, 24, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 83);
+    check_qconv(3, 20, 17, [2, 2], 1, 1, 0, 1, ActQuant::Static(statics[2]), true, 82);
     // Phase planes built in parallel from many short rows, over two images, split across
     // workers in mid-image: a 1×1 stride-2 conv (one phase of four used) and a 3×3 stride 2.
     check_qconv(2, 37, 24, [14, 14], 1, 2, 0, 1, ActQuant::Static(statics[1]), true, 89);
@@ -241,7 +250,7 @@ fn qlinear_matches_its_twin_exactly() {
     let kernels = Kernels::select().unwrap();
     println!("qlinear ISA: {}", kernels.isa.name());
     let mut seed = 700;
-    for &(n, o, i) in &[(1usize, 1usize, 1usize), (1, 7, 3), (3, 9, 17), (1, 65, 63), (17, 16, 64), (2, 1000, 130)] {
+    for &(n, o, i) in &[(1usize, 1usize, 1usize), (1, 7, 3), (3, 9, 17), (1, 65, 63), (17, 16, 64), (2, 1000, 130), (1, 1000, 2048), (4, 33, 200), (5, 12, 70)] {
         for &threads in &[1, 2, 3] {
             seed += 1;
             let l = Linear::new(Tensor::new(vec![o, i], data(o * i, seed)).unwrap(), Some(data(o, seed + 1)));

@@ -1,5 +1,6 @@
-//! The INT8 fully connected layer: `[N, in]` quantized into one panel, the workers split the
-//! output rows over the `[out][in]` weights packed once.
+//! The INT8 fully connected layer: `[N, in]` quantized into one panel (or, for a few rows on
+//! a kernel with a GEMV form, into zero-padded columns), the workers split the output rows
+//! over the `[out][in]` weights packed once.
 
 use super::{input_params, quantize_par, QScratch};
 use crate::cpu::kernels::Kernels;
@@ -13,6 +14,10 @@ pub fn pack_linear(kernels: &Kernels, l: &Linear, q: &Int8) -> Result<PackedWeig
     PackedWeights::new(&q.weights.q, o, i, kernels.qgemm.packing_for(&q.weights.q, o, i))
 }
 
+/// Batches of at most this many rows run one GEMV per row ([`crate::cpu::qgemm::Kernel::gemv_rows`])
+/// where the kernel has one, instead of a GEMM whose 16-pixel blocks would be mostly padding.
+pub const GEMV_MAX_ROWS: usize = 4;
+
 /// `out[N, O]` from `x[N, I]`; the workers split the output rows (each streams its share of
 /// the weights, which dominate at small N).
 #[allow(clippy::too_many_arguments)]
@@ -22,8 +27,9 @@ pub fn qlinear(kernels: &Kernels, l: &Linear, q: &Int8, pw: &PackedWeights, x: &
     let pa = input_params(simd, q.input, x);
     let blocks = n.div_ceil(BLOCK);
     let plen = panel_len(pw.kpad, blocks);
-    if s.u8.len() < x.len() + plen {
-        s.u8.resize(x.len() + plen, 0);
+    let need = x.len() + plen.max(n * pw.kpad);
+    if s.u8.len() < need {
+        s.u8.resize(need, 0);
     }
     let rs = blocks * BLOCK;
     if s.i32.len() < pw.mpad * rs {
@@ -31,19 +37,35 @@ pub fn qlinear(kernels: &Kernels, l: &Linear, q: &Int8, pw: &PackedWeights, x: &
     }
     let (xq, panel) = s.u8.split_at_mut(x.len());
     quantize_par(simd, pa, x, xq);
-    panel[..plen].fill(0);
-    for p in 0..n {
-        for k in 0..i {
-            panel[panel_index(pw.kpad, k, p)] = xq[p * i + k];
-        }
-    }
     let per = o.div_ceil(threads.max(1)).next_multiple_of(MR).max(MR);
     let kern = kernels.qgemm;
-    let panel: &[u8] = panel;
-    crate::cpu::parallel::par_chunks_mut(&mut s.i32[..o * rs], per * rs, |i, acc| {
-        let c0 = i * per;
-        kern.run_rows(pw, c0..(c0 + per).min(o), panel, blocks, acc, rs);
-    });
+    if kern.has_gemv() && n <= GEMV_MAX_ROWS {
+        // Each input row zero-padded to Kpad, one GEMV column per row.
+        let cols = &mut panel[..n * pw.kpad];
+        for (p, col) in cols.chunks_exact_mut(pw.kpad).enumerate() {
+            col[..i].copy_from_slice(&xq[p * i..(p + 1) * i]);
+            col[i..].fill(0);
+        }
+        let cols: &[u8] = cols;
+        crate::cpu::parallel::par_chunks_mut(&mut s.i32[..o * rs], per * rs, |t, acc| {
+            let c0 = t * per;
+            for (p, col) in cols.chunks_exact(pw.kpad).enumerate() {
+                kern.gemv_rows(pw, c0..(c0 + per).min(o), col, &mut acc[p..], rs);
+            }
+        });
+    } else {
+        panel[..plen].fill(0);
+        for p in 0..n {
+            for k in 0..i {
+                panel[panel_index(pw.kpad, k, p)] = xq[p * i + k];
+            }
+        }
+        let panel: &[u8] = panel;
+        crate::cpu::parallel::par_chunks_mut(&mut s.i32[..o * rs], per * rs, |t, acc| {
+            let c0 = t * per;
+            kern.run_rows(pw, c0..(c0 + per).min(o), panel, blocks, acc, rs);
+        });
+    }
     for c in 0..o {
         let corr = i32::from(pa.zero_point) * pw.row_sums[c];
         let mult = pa.scale * q.weights.scales[c];

@@ -116,3 +116,46 @@ unsafe fn kernel_8x32<G: Groups>(w: &PackedWeights, s8: &[i8], range: Range<usiz
         c0 += MR;
     }
 }
+
+/// `out[(c − rows.start)·out_rs] = Σ_k w[c][k] · x[k]` for the channels in `rows`: one
+/// column, K along the lanes (64 k per `vpdpbusd`, the partial sums of a row added up at the
+/// end), four rows at a time sharing each load of `x`. The GEMM tile would spend a 16-pixel
+/// block, four times the work for four pixels, on what a column or a map's last few pixels
+/// need.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy
+/// `qgemm::check_gemv_args`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn gemv_u8s8_avx512vnni(w: &PackedWeights, s8: &[i8], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
+    let kpad = w.kpad;
+    let (full, tail) = (kpad / 64 * 64, (kpad % 64) / 4);
+    let tmask: __mmask16 = ((1u32 << tail) - 1) as u16;
+    let r0 = rows.start;
+    let mut c = rows.start;
+    while c < rows.end {
+        let n = (rows.end - c).min(4);
+        // Rows past `n` repeat the last one (read, never stored): one loop body for every
+        // count.
+        let wr: [*const i8; 4] = std::array::from_fn(|r| s8.as_ptr().add((c + r.min(n - 1)) * kpad));
+        let mut acc = [_mm512_setzero_si512(); 4];
+        let mut k = 0;
+        while k < full {
+            let xv = _mm512_loadu_si512(x.as_ptr().add(k) as *const __m512i);
+            for r in 0..4 {
+                acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_loadu_si512(wr[r].add(k) as *const __m512i));
+            }
+            k += 64;
+        }
+        if tail > 0 {
+            let xv = _mm512_maskz_loadu_epi32(tmask, x.as_ptr().add(k) as *const i32);
+            for r in 0..4 {
+                acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_maskz_loadu_epi32(tmask, wr[r].add(k) as *const i32));
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(n) {
+            *out.as_mut_ptr().add((c + r - r0) * out_rs) = _mm512_reduce_add_epi32(*a);
+        }
+        c += n;
+    }
+}

@@ -190,6 +190,40 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Whether the kernel has a GEMV form faster than a 16-pixel block for a few columns
+    /// ([`Kernel::gemv_rows`]): `vpdpbusd` with K along the lanes. (The scalar twin has one
+    /// too, for tests; the others run the GEMM.)
+    pub fn has_gemv(self) -> bool {
+        matches!(self, Kernel::Avx512Vnni(_))
+    }
+
+    /// One column: `out[(c − rows.start)·out_rs] = Σ_k w[c][k] · x[k]` for the channels in
+    /// `rows`, over the `Kpad` k of weights packed in any K order (`x` in the same order,
+    /// at least `Kpad` bytes; the padding k meet zero weights). Exact, like the GEMM: the same
+    /// i32 as column `p` of [`Kernel::run_rows`] on a panel holding `x` at pixel `p`.
+    pub fn gemv_rows(self, w: &PackedWeights, rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
+        check_gemv_args(w, &rows, x, out, out_rs);
+        match (self, w.s8()) {
+            (Kernel::Scalar, Some(s8)) => scalar::gemv_u8s8_scalar(w, s8, rows, x, out, out_rs),
+            // SAFETY: the token proves AVX-512F/BW/VNNI; check_gemv_args proved `x` at least
+            // Kpad bytes (the kernel's last, masked load ends there), every row of `rows`
+            // inside the packed s8 weights and every store inside `out`.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx512Vnni(_), Some(s8)) => unsafe { avx512vnni::gemv_u8s8_avx512vnni(w, s8, rows, x, out, out_rs) },
+            _ => unreachable!("qgemm: the {} kernel has no GEMV form", self.name()),
+        }
+    }
+}
+
+/// Checks what [`Kernel::gemv_rows`]'s kernels rely on.
+fn check_gemv_args(w: &PackedWeights, rows: &Range<usize>, x: &[u8], out: &[i32], out_rs: usize) {
+    assert!(rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
+    assert!(w.s8().is_some() && w.len() == w.mpad * w.kpad, "qgemm: weights not packed as s8 rows");
+    assert!(x.len() >= w.kpad, "qgemm: GEMV input shorter than Kpad");
+    assert!(rows.is_empty() || (out_rs >= 1 && out.len() > (rows.len() - 1) * out_rs), "qgemm: GEMV output too small");
+}
+
 /// Checks what [`Kernel::run_rows_taps`]'s kernels rely on.
 fn check_taps_args(w: &PackedWeights, rows: &Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &[i32], out_rs: usize) {
     assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");

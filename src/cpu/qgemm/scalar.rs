@@ -44,3 +44,13 @@ pub fn qgemm_u8s8_taps_scalar(w: &PackedWeights, s8: &[i8], rows: Range<usize>, 
         }
     }
 }
+
+/// The twin of the GEMV kernel (`Kernel::gemv_rows`): `out[(c − rows.start)·out_rs] =
+/// Σ_k w[c][k] · x[k]` over the packed row's `Kpad` k.
+pub fn gemv_u8s8_scalar(w: &PackedWeights, s8: &[i8], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
+    let r0 = rows.start;
+    for c in rows {
+        let row = &s8[c * w.kpad..(c + 1) * w.kpad];
+        out[(c - r0) * out_rs] = row.iter().zip(&x[..w.kpad]).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+    }
+}
