@@ -139,6 +139,32 @@ fn conv_sweep_tails_strides_pads() {
     }
 }
 
+/// GEMMs whose last vector holds one column (a 7² map: 49 = 3·16 + 1; 17 or 33 columns on
+/// AVX-512, 9 or 17 on AVX2) run that column on the narrow kernel: 1×1 convs read in place
+/// (several K blocks, residual, every activation, parts split by output channels at 2
+/// threads), strided and padded ones from phase planes (staged or written directly), batches,
+/// against the f64 reference and the fma twin (`check_conv`).
+#[test]
+fn conv_last_column_narrow() {
+    let acts = [None, Some(Activation::Relu), Some(Activation::Sigmoid), Some(Activation::Clip(0.0, 6.0))];
+    let mut seed = 9500;
+    for &(n, cin, cout, hw, k, stride, pad) in &[
+        (1usize, 64usize, 72usize, [7usize, 7usize], 1usize, 1usize, 0usize),
+        (1, 300, 40, [7, 7], 1, 1, 0),
+        (2, 24, 17, [1, 17], 1, 1, 0),
+        (1, 16, 130, [3, 11], 1, 1, 0),
+        (1, 24, 64, [14, 14], 1, 2, 0),
+        (1, 40, 33, [13, 13], 3, 2, 1),
+        (1, 8, 24, [9, 9], 3, 1, 1),
+        (3, 20, 48, [33, 1], 1, 1, 0),
+    ] {
+        for (i, &act) in acts.iter().enumerate() {
+            seed += 1;
+            check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], 1, 1, act, i % 2 == 0, seed);
+        }
+    }
+}
+
 /// Winograd F(2×2, 3×3) and F(4×4, 3×3) shapes (`cpu::wino`, run by `check_conv` on every
 /// 3×3 stride-1 conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
 /// tile row and column), pads 0–2, maps whose tiles fill one vector or a few (parts then split
