@@ -139,8 +139,8 @@ fn conv_sweep_tails_strides_pads() {
     }
 }
 
-/// GEMMs whose last vector holds one column (a 7² map: 49 = 3·16 + 1; 17 or 33 columns on
-/// AVX-512, 9 or 17 on AVX2) run that column on the narrow kernel: 1×1 convs read in place
+/// GEMMs whose last vector holds a few columns (a 7² map: 49 = 3·16 + 1; 17 or 33 columns;
+/// on AVX-512 up to 4: a 14² map's 196 = 12·16 + 4, 35 columns) run them on the narrow kernel: 1×1 convs read in place
 /// (several K blocks, residual, every activation, parts split by output channels at 2
 /// threads), strided and padded ones from phase planes (staged or written directly), batches,
 /// against the f64 reference and the fma twin (`check_conv`).
@@ -157,6 +157,9 @@ fn conv_last_column_narrow() {
         (1, 40, 33, [13, 13], 3, 2, 1),
         (1, 8, 24, [9, 9], 3, 1, 1),
         (3, 20, 48, [33, 1], 1, 1, 0),
+        (1, 200, 48, [14, 14], 1, 1, 0),
+        (2, 24, 20, [5, 7], 1, 1, 0),
+        (1, 16, 40, [28, 28], 1, 2, 0),
     ] {
         for (i, &act) in acts.iter().enumerate() {
             seed += 1;

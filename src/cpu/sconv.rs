@@ -26,10 +26,11 @@
 //! one), so every output element is `act(fma(…fma(residual, w, x)…) + bias)`, k in order:
 //! [`crate::cpu::reference::conv2d_fma_ref`] computes the same values.
 //!
-//! A GEMM whose last vector holds a single column (a 7² map: 49 = 3·16 + 1) runs that column
-//! on the narrow kernel ([`Kernel::narrow`], vectorised along the output channels, the same
-//! k-order fmas) and the rest as whole-vector tiles: ResNet-50's 7² 1×1 convs 1.2–1.3× faster
-//! on AVX-512 (one full 48-column tile instead of two 32-column ones), 1.1–1.2× on AVX2.
+//! A GEMM whose last vector holds a few columns (a 7² map: 49 = 3·16 + 1; a 14² map's 4 on
+//! AVX-512) runs them on the narrow kernel ([`Kernel::narrow`], vectorised along the output
+//! channels, the same k-order fmas) and the rest as whole-vector tiles: ResNet-50's 7² 1×1
+//! convs 1.2–1.3× faster on AVX-512 (one full 48-column tile instead of two 32-column ones),
+//! 1.1–1.2× on AVX2; its 14² ones 1.02–1.15× on AVX-512.
 //!
 //! Work: the GEMMs, each split into column ranges (or, when it has too few columns, into
 //! output-channel ranges) so that every worker gets a share; layers under [`PAR_MIN_MACS`]
@@ -466,12 +467,12 @@ fn run_part(
     let (act, post) = Epilogue::split(c.act);
     let bias = c.bias.as_ref().map(|b| &b[part.group * cout_g..(part.group + 1) * cout_g]);
     let kdim = a.k;
-    // A last vector of at most NARROW_TAIL columns (a 7² map's 49th pixel: 49 = 3·16 + 1)
+    // A last vector of a few columns (a 7² map's 49th pixel: 49 = 3·16 + 1; a 14² map's 4)
     // runs on the narrow kernel (`narrow_tail`), the rest as whole-vector tiles: 3 vectors in
     // one full tile instead of 4 spread over two half-empty ones.
     let total_vectors = layout.ncols.div_ceil(geo.lanes);
     let tail = layout.ncols - (total_vectors - 1) * geo.lanes;
-    let narrow = layout.cols != Cols::Batched && layout.row_vectors == 0 && part.vectors.1 == total_vectors && part.vectors.1 - part.vectors.0 >= 2 && tail <= NARROW_TAIL;
+    let narrow = layout.cols != Cols::Batched && layout.row_vectors == 0 && part.vectors.1 == total_vectors && part.vectors.1 - part.vectors.0 >= 2 && tail <= narrow_tail_max(geo);
     let part = if narrow {
         narrow_tail(kernel, c, a, x, plane_of(layout, [h, w]), layout, rows_of, residual, dst, ldc, cout, part, (total_vectors - 1) * geo.lanes, tail);
         Part { vectors: (part.vectors.0, part.vectors.1 - 1), ..part }
@@ -644,8 +645,16 @@ fn run_part(
     }
 }
 
-/// Columns of a GEMM's last vector at most which run on the narrow kernel ([`narrow_tail`]).
-const NARROW_TAIL: usize = 1;
+/// Columns of a GEMM's last vector at most which run on the narrow kernel ([`narrow_tail`]):
+/// four of AVX-512's 16 lanes (14² maps: 196 = 12·16 + 4, their 1×1 convs 1.02–1.15× faster
+/// at 2 threads), one of AVX2's 8 (four measured within ±8 %, this host's noise).
+fn narrow_tail_max(geo: Geometry) -> usize {
+    if geo.lanes >= 16 {
+        4
+    } else {
+        1
+    }
+}
 
 /// The input planes' size per channel: all phases of one channel for `Cols::Phased`.
 fn plane_of(layout: &Layout, [h, w]: [usize; 2]) -> usize {
