@@ -648,7 +648,7 @@ fn run_part(
 /// Columns of a GEMM's last vector at most which run on the narrow kernel ([`narrow_tail`]):
 /// four of AVX-512's 16 lanes (14² maps: 196 = 12·16 + 4, their 1×1 convs 1.02–1.15× faster
 /// at 2 threads), one of AVX2's 8 (four measured within ±8 %, this host's noise).
-fn narrow_tail_max(geo: Geometry) -> usize {
+pub(crate) fn narrow_tail_max(geo: Geometry) -> usize {
     if geo.lanes >= 16 {
         4
     } else {
