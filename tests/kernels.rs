@@ -168,6 +168,23 @@ fn conv_last_column_narrow() {
     }
 }
 
+/// 1×1 convs whose output is too big for L2 with 256 rows or more per part (ResNet-50's
+/// expanding convs at 56² and 28²) pack their B blocks; fewer rows read B in place. Both with
+/// a residual, batches and every activation, against the reference and the fma twin.
+#[test]
+fn conv_big_pointwise_packed_blocks() {
+    let mut seed = 9700;
+    for &(n, cin, cout, hw, act) in &[
+        (1usize, 64usize, 256usize, [56usize, 56usize], Some(Activation::Relu)),
+        (1, 128, 512, [28, 28], None),
+        (2, 40, 264, [30, 29], Some(Activation::Clip(0.0, 6.0))),
+        (1, 64, 152, [56, 56], Some(Activation::Relu)),
+    ] {
+        seed += 1;
+        check_conv(n, cin, cout, hw, [1, 1], 1, [0; 4], 1, 1, act, true, seed);
+    }
+}
+
 /// Winograd F(2×2, 3×3) and F(4×4, 3×3) shapes (`cpu::wino`, run by `check_conv` on every
 /// 3×3 stride-1 conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
 /// tile row and column), pads 0–2, maps whose tiles fill one vector or a few (parts then split

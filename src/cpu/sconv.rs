@@ -51,6 +51,8 @@ pub const PAR_MIN_MACS: usize = 1 << 19;
 const M_OUTER_BYTES: usize = 768 * 1024;
 /// Bytes of B one weight panel reads from L2 in that order.
 const B_L2_BYTES: usize = 1024 * 1024;
+/// Rows of such a part from which its B blocks are packed rather than read in place.
+const PACK_IMAGE_ROWS: usize = 256;
 
 /// Input rows shorter than this are copied into stride-1 phase planes whole planes at a time
 /// ([`Kernel::copy_rows`]) rather than row by row.
@@ -495,9 +497,7 @@ fn run_part(
         _ => h * w,
     };
     let xg = |b: usize| &x[(b * cin + part.group * cin_g) * plane..][..cin_g * plane];
-    // Only batched columns are packed: `Image` (1×1 stride-1 convs) reads the input in place at
-    // stride npix, `Phased` its phase planes at the row offsets.
-    let packed = layout.cols == Cols::Batched;
+
     // A 1×1 conv with one K block whose output (and residual) is too big for L2 (ResNet's
     // expanding convs and downsample at 56², 28²: 256–512 rows of 784–3136 pixels) runs each
     // weight panel across all of its columns: the tiles then read and write the output 8 rows
@@ -510,7 +510,23 @@ fn run_part(
     let part_rows = (part.panels.1 - part.panels.0) * geo.mr;
     let part_cols = (part.vectors.1 - part.vectors.0) * geo.lanes;
     let m_outer = layout.cols == Cols::Image && kdim <= geo.kc && part_rows * part_cols * 4 > M_OUTER_BYTES;
-    let block_vectors = if m_outer { (B_L2_BYTES / (kdim * 4 * geo.lanes)).max(geo.nv) } else { geo.nc / geo.lanes };
+    // Batched columns are packed, and so are the B blocks of `m_outer` parts with many weight
+    // panels (ResNet-50's expanding convs and downsamples at 56² and 28², 256–512 rows): their
+    // tiles otherwise read B in place, one stream per input channel, 64–128 streams beside the
+    // output's and the residual's, which the prefetchers do not follow; packed, each block is
+    // read front to back by every weight panel (same values; at one thread 1.1–1.2× on
+    // AVX-512 and AVX2, at two 0.96–1.03× and 0.88–0.94× in two runs, in the host's noise;
+    // with 32–152 rows the copy cost about what it saved). Otherwise `Image`
+    // (1×1 stride-1 convs) reads the input in place at stride npix, `Phased` its phase planes
+    // at the row offsets.
+    let pack_image = m_outer && part_rows >= PACK_IMAGE_ROWS;
+    let packed = layout.cols == Cols::Batched || pack_image;
+    // A packed block fits the worker's `block` buffer (kc · nc floats).
+    let block_vectors = match (m_outer, pack_image) {
+        (true, true) => (geo.kc * geo.nc / (kdim * geo.lanes)).min(B_L2_BYTES / (kdim * 4 * geo.lanes)).max(geo.nv),
+        (true, false) => (B_L2_BYTES / (kdim * 4 * geo.lanes)).max(geo.nv),
+        _ => geo.nc / geo.lanes,
+    };
     let mut vb = part.vectors.0;
     while vb < part.vectors.1 {
         let ve = (vb + block_vectors).min(part.vectors.1);
@@ -563,7 +579,14 @@ fn run_part(
                 for (&(v0, nv, cols), &off) in panels.iter().zip(&panel_at) {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
-                    pack_batched(kernel, c, x, [cin, h, w], rows_of, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
+                    if pack_image {
+                        let xi = xg(part.image);
+                        for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
+                            row[..cols].copy_from_slice(&xi[(k0 + kk) * npix + v0 * geo.lanes..][..cols]);
+                        }
+                    } else {
+                        pack_batched(kernel, c, x, [cin, h, w], rows_of, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
+                    }
                     for row in panel.chunks_exact_mut(width) {
                         row[cols..].fill(0.0);
                     }
@@ -586,6 +609,7 @@ fn run_part(
                     let (v0, nv, cols) = panels[i];
                     let width = nv * geo.lanes;
                     let (bp, ldb, b_rows) = match layout.cols {
+                        Cols::Image if pack_image => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
                         Cols::Image => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
                         Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
                         Cols::Batched => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
@@ -606,6 +630,7 @@ fn run_part(
                     // panel's rows into L2: B read in place comes one row per plane, too many
                     // streams for the hardware prefetchers to follow.
                     let b_next = match layout.cols {
+                        Cols::Image if pack_image => 0,
                         Cols::Image | Cols::Phased { .. } if p == m0 && i + 1 < panels.len() && !layout.span => at(panels[i + 1].0).0 - at(v0).0,
                         _ => 0,
                     };
