@@ -258,7 +258,8 @@ fn implicit_gemm_matches_the_plain_sum() {
 }
 
 /// `gemv_rows` of every kernel with a GEMV form (and the scalar twin) against the plain sum,
-/// one column at a time: K tails around the 64-k vector (1…4608), row ranges starting
+/// one column at a time, each at the packing it takes for the weights (AVX2: `vpmaddubsw`
+/// for 7-bit, widening for 8-bit): K tails around the 64-k vector (1…4608), row ranges starting
 /// anywhere (not only at multiples of 4 or 8), counts 1–13 (the 4-row step's tails), an
 /// output stride, extremes that would saturate `vpmaddubsw`, and `x` longer than Kpad.
 fn check_gemv(a: &[u8], w: &[i8], m: usize, k: usize, what: &str) {
@@ -274,7 +275,7 @@ fn check_gemv(a: &[u8], w: &[i8], m: usize, k: usize, what: &str) {
             let mut out = vec![i32::MIN; (r1 - r0) * rs + 1];
             kernel.gemv_rows(&pw, r0..r1, &x, &mut out, rs);
             for c in r0..r1 {
-                assert_eq!(out[(c - r0) * rs], want[c], "{} {what} m{m} k{k} rows {r0}..{r1} row {c}", kernel.name());
+                assert_eq!(out[(c - r0) * rs], want[c], "{} {what} m{m} k{k} rows {r0}..{r1} row {c}", kernel.path(pw.packing()));
             }
             // Nothing written between the rows.
             assert!(out.iter().enumerate().all(|(i, &v)| i % rs == 0 && i / rs < r1 - r0 || v == i32::MIN), "{} {what}: stray store", kernel.name());
@@ -289,24 +290,29 @@ fn gemv_matches_the_plain_sum() {
         for &k in &[1usize, 3, 4, 15, 17, 60, 63, 64, 65, 124, 127, 129, 200, 2048] {
             for zp in [0u8, 3, 128, 255] {
                 seed += 1;
-                let (a, w) = data(m, k, 1, zp, seed);
-                check_gemv(&a, &w, m, k, &format!("zp{zp}"));
+                // 8-bit weights (AVX2: the widening form) and 7-bit ones (its vpmaddubsw form).
+                let bits = if seed % 2 == 0 { 7 } else { 8 };
+                let (a, w) = data_bits(m, k, 1, zp, seed, bits);
+                check_gemv(&a, &w, m, k, &format!("zp{zp} {bits}-bit"));
             }
         }
     }
-    for &(av, wv) in &[(255u8, -128i8), (255, 127)] {
+    // Extremes: 255 × −128 (every kernel widens such weights) and 255 × ±64, the largest
+    // pairs `vpmaddubsw` takes (|w₁| + |w₂| = 128 exactly).
+    for &(av, wv) in &[(255u8, -128i8), (255, 127), (255, 64), (255, -64)] {
         for &k in &[4usize, 64, 1000, 4608] {
             check_gemv(&vec![av; k], &vec![wv; 9 * k], 9, k, &format!("a={av} w={wv}"));
         }
     }
-    println!("GEMV kernels run: scalar{}", if kernels().iter().any(|k| k.has_gemv()) { ", avx512vnni" } else { "" });
+    let run: Vec<&str> = kernels().into_iter().filter(|k| k.has_gemv()).map(|k| k.name()).collect();
+    println!("GEMV kernels run: scalar, {run:?}");
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn gemv_proptest(m in 1usize..40, k in 1usize..300, zp in any::<u8>(), seed in any::<u64>()) {
-        let (a, w) = data(m, k, 1, zp, seed);
+    fn gemv_proptest(m in 1usize..40, k in 1usize..300, zp in any::<u8>(), seed in any::<u64>(), seven in any::<bool>()) {
+        let (a, w) = data_bits(m, k, 1, zp, seed, if seven { 7 } else { 8 });
         check_gemv(&a, &w, m, k, "proptest");
     }
 

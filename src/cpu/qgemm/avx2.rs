@@ -96,3 +96,81 @@ pub(super) unsafe fn qgemm_u8s8_avx2_maddubs_4x16(w: &PackedWeights, s8: &[i8], 
         c0 += TR;
     }
 }
+
+/// Horizontal sum of eight i32 lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hsum(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// One column, `out[(c − rows.start)·out_rs] = Σ_k w[c][k] · x[k]`, K along the lanes, four
+/// rows at a time sharing each load of `x`, for weights packed at `S8Paired`: `vpmaddubsw`
+/// adds the products of the k pairs `(2j, 2j + 1)`, the pairs `pairs_fit` proved cannot
+/// saturate, and `vpmaddwd` by ones widens them into i32 lanes. K past the last whole 32 is
+/// summed plainly (integers: the order does not matter).
+///
+/// # Safety
+/// The CPU must support AVX2, and the arguments must satisfy `qgemm::check_gemv_args`, with
+/// the weights packed at `S8Paired`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn gemv_u8s8_avx2_maddubs(w: &PackedWeights, s8: &[i8], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
+    let kpad = w.kpad;
+    let full = kpad / 32 * 32;
+    let ones = _mm256_set1_epi16(1);
+    let r0 = rows.start;
+    let mut c = rows.start;
+    while c < rows.end {
+        let n = (rows.end - c).min(4);
+        let wr: [*const i8; 4] = std::array::from_fn(|r| s8.as_ptr().add((c + r.min(n - 1)) * kpad));
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut k = 0;
+        while k < full {
+            let xv = _mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i);
+            for r in 0..4 {
+                let p = _mm256_maddubs_epi16(xv, _mm256_loadu_si256(wr[r].add(k) as *const __m256i));
+                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(p, ones));
+            }
+            k += 32;
+        }
+        for (r, a) in acc.iter().enumerate().take(n) {
+            let tail: i32 = (full..kpad).map(|k| i32::from(x[k]) * i32::from(*wr[r].add(k))).sum();
+            *out.as_mut_ptr().add((c + r - r0) * out_rs) = hsum(*a) + tail;
+        }
+        c += n;
+    }
+}
+
+/// [`gemv_u8s8_avx2_maddubs`] for weights widened to i16 (`S16`): `x` widened 16 k at a time
+/// (`vpmovzxbw`), `vpmaddwd` forms i32 pair sums, which cannot overflow.
+///
+/// # Safety
+/// As [`gemv_u8s8_avx2_maddubs`], with the weights packed at `S16`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn gemv_u8s8_avx2_widen(w: &PackedWeights, s16: &[i16], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
+    let kpad = w.kpad;
+    let full = kpad / 16 * 16;
+    let r0 = rows.start;
+    let mut c = rows.start;
+    while c < rows.end {
+        let n = (rows.end - c).min(4);
+        let wr: [*const i16; 4] = std::array::from_fn(|r| s16.as_ptr().add((c + r.min(n - 1)) * kpad));
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut k = 0;
+        while k < full {
+            let xv = _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k) as *const __m128i));
+            for r in 0..4 {
+                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(xv, _mm256_loadu_si256(wr[r].add(k) as *const __m256i)));
+            }
+            k += 16;
+        }
+        for (r, a) in acc.iter().enumerate().take(n) {
+            let tail: i32 = (full..kpad).map(|k| i32::from(x[k]) * i32::from(*wr[r].add(k))).sum();
+            *out.as_mut_ptr().add((c + r - r0) * out_rs) = hsum(*a) + tail;
+        }
+        c += n;
+    }
+}

@@ -192,10 +192,11 @@ impl Kernel {
 
 impl Kernel {
     /// Whether the kernel has a GEMV form faster than a 16-pixel block for a few columns
-    /// ([`Kernel::gemv_rows`]): `vpdpbusd` with K along the lanes. (The scalar twin has one
-    /// too, for tests; the others run the GEMM.)
+    /// ([`Kernel::gemv_rows`]): `vpdpbusd` with K along the lanes on VNNI, `vpmaddubsw` or
+    /// `vpmaddwd` (by the weights' packing) on AVX2. (The scalar twin has one too, for tests;
+    /// AMX runs the GEMM.)
     pub fn has_gemv(self) -> bool {
-        matches!(self, Kernel::Avx512Vnni(_))
+        matches!(self, Kernel::Avx512Vnni(_) | Kernel::Avx2(_))
     }
 
     /// One column: `out[(c − rows.start)·out_rs] = Σ_k w[c][k] · x[k]` for the channels in
@@ -203,23 +204,32 @@ impl Kernel {
     /// at least `Kpad` bytes; the padding k meet zero weights). Exact, like the GEMM: the same
     /// i32 as column `p` of [`Kernel::run_rows`] on a panel holding `x` at pixel `p`.
     pub fn gemv_rows(self, w: &PackedWeights, rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
-        check_gemv_args(w, &rows, x, out, out_rs);
-        match (self, w.s8()) {
-            (Kernel::Scalar, Some(s8)) => scalar::gemv_u8s8_scalar(w, s8, rows, x, out, out_rs),
+        check_gemv_args(self, w, &rows, x, out, out_rs);
+        match (self, w.s8(), w.s16()) {
+            (Kernel::Scalar, Some(s8), _) => scalar::gemv_u8s8_scalar(w, s8, rows, x, out, out_rs),
             // SAFETY: the token proves AVX-512F/BW/VNNI; check_gemv_args proved `x` at least
             // Kpad bytes (the kernel's last, masked load ends there), every row of `rows`
             // inside the packed s8 weights and every store inside `out`.
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx512Vnni(_), Some(s8)) => unsafe { avx512vnni::gemv_u8s8_avx512vnni(w, s8, rows, x, out, out_rs) },
+            (Kernel::Avx512Vnni(_), Some(s8), _) => unsafe { avx512vnni::gemv_u8s8_avx512vnni(w, s8, rows, x, out, out_rs) },
+            // SAFETY: the token proves AVX2; check_gemv_args proved the slices as above (the
+            // vector loads end at or before Kpad) and the weights packed for this kernel:
+            // s8 only at S8Paired, which `PackedWeights::new` accepts only for pairs that
+            // cannot saturate `vpmaddubsw`.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2(_), Some(s8), _) => unsafe { avx2::gemv_u8s8_avx2_maddubs(w, s8, rows, x, out, out_rs) },
+            // SAFETY: as above, for i16 weights.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2(_), _, Some(s16)) => unsafe { avx2::gemv_u8s8_avx2_widen(w, s16, rows, x, out, out_rs) },
             _ => unreachable!("qgemm: the {} kernel has no GEMV form", self.name()),
         }
     }
 }
 
 /// Checks what [`Kernel::gemv_rows`]'s kernels rely on.
-fn check_gemv_args(w: &PackedWeights, rows: &Range<usize>, x: &[u8], out: &[i32], out_rs: usize) {
+fn check_gemv_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[u8], out: &[i32], out_rs: usize) {
     assert!(rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
-    assert!(w.s8().is_some() && w.len() == w.mpad * w.kpad, "qgemm: weights not packed as s8 rows");
+    assert!(kernel.reads(w.packing()) && w.packing() != Packing::S8Amx && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} GEMV", kernel.name());
     assert!(x.len() >= w.kpad, "qgemm: GEMV input shorter than Kpad");
     assert!(rows.is_empty() || (out_rs >= 1 && out.len() > (rows.len() - 1) * out_rs), "qgemm: GEMV output too small");
 }
