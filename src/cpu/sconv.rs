@@ -473,7 +473,7 @@ fn run_part(
     // runs on the narrow kernel (`narrow_tail`), the rest as whole-vector tiles: 3 vectors in
     // one full tile instead of 4 spread over two half-empty ones.
     let total_vectors = layout.ncols.div_ceil(geo.lanes);
-    let tail = layout.ncols - (total_vectors - 1) * geo.lanes;
+    let tail = layout.ncols.saturating_sub(total_vectors.saturating_sub(1) * geo.lanes);
     let narrow = layout.cols != Cols::Batched && layout.row_vectors == 0 && part.vectors.1 == total_vectors && part.vectors.1 - part.vectors.0 >= 2 && tail <= narrow_tail_max(geo);
     let part = if narrow {
         narrow_tail(kernel, c, a, x, plane_of(layout, [h, w]), layout, rows_of, residual, dst, ldc, cout, part, (total_vectors - 1) * geo.lanes, tail);
@@ -492,12 +492,8 @@ fn run_part(
     // `sgemm_peak`, before it took `kc_taps` and one block).
     let kc_even = kdim.div_ceil(kdim.div_ceil(kc_max).max(1)).max(1);
     // The input planes of this part's group in image b (all phases of one channel for `Cols::Phased`).
-    let plane = match layout.cols {
-        Cols::Phased { sy, sx, hph, wph } => sy * sx * hph * wph,
-        _ => h * w,
-    };
+    let plane = plane_of(layout, [h, w]);
     let xg = |b: usize| &x[(b * cin + part.group * cin_g) * plane..][..cin_g * plane];
-
     // A 1×1 conv with one K block whose output (and residual) is too big for L2 (ResNet's
     // expanding convs and downsample at 56², 28²: 256–512 rows of 784–3136 pixels) runs each
     // weight panel across all of its columns: the tiles then read and write the output 8 rows
@@ -697,7 +693,7 @@ fn plane_of(layout: &Layout, [h, w]: [usize; 2]) -> usize {
 #[allow(clippy::too_many_arguments)]
 fn narrow_tail(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], plane: usize, layout: &Layout, rows_of: Rows, residual: Option<Option<&[f32]>>, dst: OutPtr<f32>, ldc: usize, cout: usize, part: Part, col0: usize, count: usize) {
     let (kdim, mr) = (a.k, a.mr);
-    let cin = layout_cin(c, kdim);
+    let cin = kdim / (c.kernel()[0] * c.kernel()[1]);
     let cout_g = a.m;
     let xg = &x[(part.image * c.groups * cin + part.group * cin) * plane..][..cin * plane];
     let cols: Vec<Vec<f32>> = (0..count)
@@ -745,11 +741,6 @@ fn narrow_tail(kernel: Kernel, c: &Conv2d, a: &PackedA, x: &[f32], plane: usize,
             }
         }
     }
-}
-
-/// Input channels per group of a conv whose GEMM has `kdim` rows.
-fn layout_cin(c: &Conv2d, kdim: usize) -> usize {
-    kdim / (c.kernel()[0] * c.kernel()[1])
 }
 
 /// Where B rows start, per conv call (see `conv2d`).

@@ -593,7 +593,7 @@ fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]:
     // The block's last few tiles (a 14² map's 49 = 3·16 + 1 at F(2×2)) on the narrow kernel,
     // as the direct convs' last columns (`sconv`): the others then fill whole-vector tiles.
     let all = nb.div_ceil(geo.lanes);
-    let tail = nb - (all - 1) * geo.lanes;
+    let tail = nb.saturating_sub(all.saturating_sub(1) * geo.lanes);
     let narrow = match ex {
         Exec::Kernel(k) if all >= 2 && tail <= super::sconv::narrow_tail_max(geo) => Some(k),
         _ => None,

@@ -216,8 +216,8 @@ pub fn qconv2d(
             // The map's last few pixels (a 7² map's 49th, a 14² one's last 4, a 2² map's
             // four) by GEMV on a kernel with one: a 16-pixel block costs four times the work
             // for four pixels. Same i32 sums, so the same outputs.
-            let tail = cnt - (blocks - 1) * BLOCK;
-            let (gemm_blocks, tail) = if kern.has_gemv() && tail <= GEMV_TAIL { (blocks - 1, tail) } else { (blocks, 0) };
+            let tail = cnt.saturating_sub(blocks.saturating_sub(1) * BLOCK);
+            let (gemm_blocks, tail) = if kern.has_gemv() && blocks > 0 && tail <= GEMV_TAIL { (blocks - 1, tail) } else { (blocks, 0) };
             match (&geo, &koff) {
                 _ if implicit => {}
                 (Some(p), Some(koff)) => {
