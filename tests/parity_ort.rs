@@ -87,6 +87,11 @@ fn bf16_parity_against_ort() {
         eprintln!("SKIP bf16_parity_against_ort: no AVX512_BF16 on this CPU");
         return;
     }
+    if !kestrel::cpu::detect::selected().is_ok_and(|i| kestrel::cpu::bgemm::Kernel::for_isa(i).is_some()) {
+        // A forced path without bf16 refuses it cleanly (tests/bf16.rs and tests/cli.rs).
+        eprintln!("SKIP bf16_parity_against_ort: KESTREL_ISA forces a path without bf16");
+        return;
+    }
     let model = kestrel::load_model("resnet18", &Default::default()).unwrap();
     let mut opts = kestrel::parity::ParityOptions::for_model(&model.graph, 2);
     opts.bf16 = true;
