@@ -985,70 +985,37 @@ fn row4_body(q: &[f32], i: usize, nt: usize, cols: &mut [f32]) {
     }
 }
 
-macro_rules! compiled_for4 {
-    ($feature:literal, $input:ident, $output:ident, $row:ident) => {
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $input(d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
-            input4_body(d, nb, w, v, at, vstride)
-        }
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $output(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
-            output4_body(m, at, mstride, nt, q)
-        }
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $row(q: &[f32], i: usize, nt: usize, cols: &mut [f32]) {
-            row4_body(q, i, nt, cols)
-        }
-    };
-}
-
-compiled_for4!("avx2,fma", input4_avx2, output4_avx2, row4_avx2);
-compiled_for4!("avx512f", input4_avx512, output4_avx512, row4_avx512);
-
+/// Each `name => body(args)` compiled for `feature`: the transforms' plain loops, built per ISA.
 macro_rules! compiled_for {
-    ($feature:literal, $input:ident, $output:ident, $row:ident, $store:ident) => {
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $input(d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize) {
-            input_body(d, nb, w, v, at, vstride)
-        }
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $output(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]) {
-            output_body(m, at, mstride, nt, q)
-        }
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $row(q: &[f32], i: usize, nt: usize, ev: &mut [f32], od: &mut [f32]) {
-            row_body(q, i, nt, ev, od)
-        }
-        /// # Safety
-        /// The CPU must support the target feature.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $store(y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32]) {
-            store_body(y, r, bias, act, o)
-        }
+    ($feature:literal, $($name:ident => $body:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            /// # Safety
+            /// The CPU must support the target feature.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $feature)]
+            unsafe fn $name($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+        )*
     };
 }
 
-compiled_for!("avx2,fma", input_avx2, output_avx2, row_avx2, store_avx2);
-compiled_for!("avx512f", input_avx512, output_avx512, row_avx512, store_avx512);
+macro_rules! transforms_for {
+    ($feature:literal, $input:ident, $output:ident, $row:ident, $store:ident, $input4:ident, $output4:ident, $row4:ident) => {
+        compiled_for!($feature,
+            $input => input_body(d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize);
+            $output => output_body(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]);
+            $row => row_body(q: &[f32], i: usize, nt: usize, ev: &mut [f32], od: &mut [f32]);
+            $store => store_body(y: &[f32], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32]);
+            $input4 => input4_body(d: &[f32], nb: usize, w: &mut [f32], v: &mut [f32], at: usize, vstride: usize);
+            $output4 => output4_body(m: &[f32], at: usize, mstride: usize, nt: usize, q: &mut [f32]);
+            $row4 => row4_body(q: &[f32], i: usize, nt: usize, cols: &mut [f32]);
+        );
+    };
+}
+
+transforms_for!("avx2,fma", input_avx2, output_avx2, row_avx2, store_avx2, input4_avx2, output4_avx2, row4_avx2);
+transforms_for!("avx512f", input_avx512, output_avx512, row_avx512, store_avx512, input4_avx512, output4_avx512, row4_avx512);
 
 /// The mask of the first `k` (≤ 16) lanes.
 #[cfg(target_arch = "x86_64")]

@@ -233,12 +233,14 @@ pub fn qconv2d(
             // kernel would have read it.
             cols.clear();
             cols.resize(tail * pw.kpad, 0);
+            // Where this task's pixels start in the quad planes (the implicit GEMM's base).
+            let quad_base = geo.as_ref().map_or(0, |p| b * quad_image + (gi * cq * p.plane + v0) * 4);
             let src: &[u8] = if implicit { phases } else { panel };
             for (j, col) in cols.chunks_exact_mut(pw.kpad).enumerate() {
                 let q = gemm_blocks * BLOCK + j;
                 for (g, x4) in col.chunks_exact_mut(4).enumerate() {
-                    let at = match (&geo, &koff) {
-                        (Some(p), Some(koff)) if implicit => b * quad_image + (gi * cq * p.plane + v0) * 4 + koff[g] + 4 * q,
+                    let at = match &koff {
+                        Some(koff) if implicit => quad_base + koff[g] + 4 * q,
                         _ => (q / BLOCK) * pw.kpad * BLOCK + g * 4 * BLOCK + (q % BLOCK) * 4,
                     };
                     x4.copy_from_slice(&src[at..at + 4]);
@@ -269,10 +271,7 @@ pub fn qconv2d(
                 let c1 = (c0 + ROWS_PER_CALL).min(m1);
                 match (&geo, &koff) {
                     _ if gemm_blocks == 0 => {}
-                    (Some(p), Some(koff)) if implicit => {
-                        let base = b * quad_image + (gi * cq * p.plane + v0) * 4;
-                        kern.run_rows_taps(pw, c0..c1, &phases[base..], koff, gemm_blocks, acc, rs);
-                    }
+                    (_, Some(koff)) if implicit => kern.run_rows_taps(pw, c0..c1, &phases[quad_base..], koff, gemm_blocks, acc, rs),
                     _ => kern.run_rows(pw, c0..c1, panel, gemm_blocks, acc, rs),
                 }
                 for (j, col) in cols.chunks_exact(pw.kpad).enumerate() {
