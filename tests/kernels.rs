@@ -57,6 +57,15 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
             if let Some(i) = (0..got.len()).find(|&i| got[i] != fma[i]) {
                 panic!("{what}: element {i} is {} but the fma twin gives {}", got[i], fma[i]);
             }
+            // The residual already in the output buffer (the executor's in-place residual):
+            // the same values, bit for bit.
+            if residual {
+                let mut onto = r.clone();
+                sconv::conv2d_onto(kernel, &c, &packed, &x, xs, &mut onto, os, &mut scratch, threads);
+                if let Some(i) = (0..onto.len()).find(|&i| onto[i].to_bits() != got[i].to_bits()) {
+                    panic!("{what} onto its residual: element {i} is {} but with a separate residual {}", onto[i], got[i]);
+                }
+            }
         }
         // By output position (small maps: only the live taps of each position): the same
         // values (`!=` counts a zero of either sign as the same, as dropping `w · 0` may flip

@@ -248,3 +248,60 @@ fn candle_interop_round_trips() {
     assert_eq!(c.dims(), &[2, 3, 4]);
     assert_eq!(Tensor::from_candle(&c).unwrap(), t);
 }
+
+/// A 1×1 conv with a residual writes its output over the residual when nothing later reads
+/// it (`Plan::in_place`), with the values of a separate output bit for bit; a residual that
+/// is also the conv's input, a graph output, or read by a later node keeps its own buffer.
+#[test]
+fn in_place_residuals_keep_values() {
+    use kestrel::exec::plan::Plan;
+    use kestrel::graph::{Conv2d, Graph, Op, Precision};
+    let conv = |cin: usize, cout: usize, residual: bool, seed: u64| {
+        Op::Conv(Conv2d {
+            weight: Tensor::new(vec![cout, cin, 1, 1], common::data(cout * cin, seed)).unwrap(),
+            bias: Some(common::data(cout, seed + 1)),
+            stride: [1, 1],
+            pads: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+            act: None,
+            residual,
+            precision: Precision::F32,
+        })
+    };
+    let mut g = Graph::default();
+    // 40² maps, 24 channels: well past the 1×1 convs' tile widths, on every ISA.
+    let x = g.add_input("x", vec![1, 16, 40, 40]);
+    let a = g.push("a", conv(16, 24, false, 1), vec![x]);
+    let b = g.push("b", conv(16, 24, false, 3), vec![x]);
+    // b read by nothing later: in place.
+    let c = g.push("c", conv(24, 24, true, 5), vec![a, b]);
+    // Its own input as the residual: not in place.
+    let d = g.push("d", conv(24, 24, true, 7), vec![c, c]);
+    // e's residual a is read again by g: not in place.
+    let e = g.push("e", conv(24, 24, true, 9), vec![d, a]);
+    let f = g.push("f", conv(24, 24, false, 11), vec![e]);
+    // A graph output as the residual: not in place.
+    let h = g.push("h", conv(24, 24, true, 13), vec![f, e]);
+    let out = g.push("g", conv(24, 24, true, 15), vec![h, a]);
+    g.outputs = vec![out, e];
+    let s = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+    let xt = synthetic_images(1, 16, 40, 40, 6);
+    let plan = Plan::new(s.prepared(), &[vec![1, 16, 40, 40]], 2).unwrap();
+    let placed: Vec<&str> = s.graph().nodes.iter().zip(&plan.in_place).filter(|(_, &p)| p).map(|(n, _)| n.name.as_str()).collect();
+    if s.prepared().kernels.sgemm.is_some() {
+        assert_eq!(placed, ["c", "g"], "convs run onto their residual");
+    } else {
+        assert!(placed.is_empty(), "no packed FP32 kernel, no in-place residual: {placed:?}");
+    }
+    // Against node-by-node evaluation of the same prepared steps, each value in its own
+    // buffer, twice (the second run on reused buffers).
+    let all = s.run_all(std::slice::from_ref(&xt)).unwrap();
+    for _ in 0..2 {
+        let got = s.run(std::slice::from_ref(&xt)).unwrap();
+        for (i, &o) in s.graph().outputs.iter().enumerate() {
+            let want = all[o].as_ref().unwrap();
+            assert!(got[i].data().iter().zip(want.data()).all(|(a, b)| a.to_bits() == b.to_bits()), "output {i} differs from node-by-node evaluation");
+        }
+    }
+}

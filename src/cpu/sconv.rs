@@ -24,7 +24,9 @@
 //!
 //! A residual starts the accumulators (copied into the staging buffer first when there is
 //! one), so every output element is `act(fma(…fma(residual, w, x)…) + bias)`, k in order:
-//! [`crate::cpu::reference::conv2d_fma_ref`] computes the same values.
+//! [`crate::cpu::reference::conv2d_fma_ref`] computes the same values. The residual may also
+//! be what the output buffer holds on entry ([`conv2d_onto`], the executor's in-place
+//! residual): the same values, one stream less.
 //!
 //! A GEMM whose last vector holds a few columns (a 7² map: 49 = 3·16 + 1; a 14² map's 4 on
 //! AVX-512) runs them on the narrow kernel ([`Kernel::narrow`], vectorised along the output
@@ -211,6 +213,34 @@ pub fn conv2d(
     scratch: &mut Vec<f32>,
     threads: usize,
 ) {
+    conv2d_from(kernel, c, packed, x, xs, residual.map(Some), out, os, scratch, threads);
+}
+
+/// [`conv2d`] whose residual is what `out` holds on entry (the executor's in-place residual:
+/// the output takes the slot of a residual read by no later node). Each element's residual
+/// is read by the tile that writes it, before it does, so the values are those of
+/// [`conv2d`] with the residual in a buffer of its own, bit for bit; the output's lines are
+/// read once and written back, where a separate output is fetched for ownership besides.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_onto(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    conv2d_from(kernel, c, packed, x, xs, Some(None), out, os, scratch, threads);
+}
+
+/// [`conv2d`] with `residual` as in `run_part`: `Some(Some(r))` from `r`, `Some(None)` from
+/// what `out` holds.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_from(
+    kernel: Kernel,
+    c: &Conv2d,
+    packed: &[PackedA],
+    x: &[f32],
+    xs: [usize; 4],
+    residual: Option<Option<&[f32]>>,
+    out: &mut [f32],
+    os: [usize; 4],
+    scratch: &mut Vec<f32>,
+    threads: usize,
+) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let groups = c.groups;
@@ -219,7 +249,7 @@ pub fn conv2d(
     let geo = kernel.geometry();
     let panels = cout_g.div_ceil(geo.mr);
     assert!(packed.len() == groups && packed.iter().all(|p| p.m == cout_g && p.k == kdim && p.mr == geo.mr), "sconv: weights not packed for this conv and kernel");
-    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "sconv: input, output or residual too small");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.flatten().is_none_or(|r| r.len() >= n * cout * npix), "sconv: input, output or residual too small");
     if n == 0 || cout_g == 0 || npix == 0 {
         return;
     }
@@ -331,11 +361,11 @@ pub fn conv2d(
     };
     if let (true, Some(r)) = (layout.staged > 0, residual) {
         // Only read through: the pointer is mutable for the copy-out direction's sake.
-        staged_rows(staged, true, OutPtr(r.as_ptr() as *mut f32));
+        staged_rows(staged, true, OutPtr(r.map_or(out.as_mut_ptr(), |r| r.as_ptr() as *mut f32)));
     }
     let (dst, ldc) = if layout.staged > 0 { (OutPtr(staged.as_mut_ptr()), layout.ld) } else { (OutPtr(out.as_mut_ptr()), npix) };
     // Unstaged convs read the residual as the tiles' start; staged ones already hold it.
-    let res = if layout.staged > 0 { residual.map(|_| None) } else { residual.map(Some) };
+    let res = if layout.staged > 0 { residual.map(|_| None) } else { residual };
     // More parts than workers (a batch of images): each worker claims the next part when
     // it is done with one, so that a worker slowed down (a shared core) takes fewer; a worker
     // never waits at the end for more than one part of the other's.
@@ -373,7 +403,7 @@ pub fn conv2d(
 /// would spread 1–4 columns over 48 lanes (a 3×3 conv from 2² to 1² took 12.6 µs that way).
 /// Same operations as the tiles: residual (or 0), the products in k order, bias, activation.
 #[allow(clippy::too_many_arguments)]
-fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>) {
+fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: [usize; 4], residual: Option<Option<&[f32]>>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let (groups, npix, cols) = (c.groups, oh * ow, n * oh * ow);
@@ -421,7 +451,8 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
         for p in 0..panels {
             for j in 0..cols {
                 for r in 0..mr.min(cout_g - p * mr) {
-                    acc[(p * NARROW_COLS + j) * 8 + r] = residual.map_or(0.0, |res| res[at(g * cout_g + p * mr + r, j)]);
+                    let at = at(g * cout_g + p * mr + r, j);
+                    acc[(p * NARROW_COLS + j) * 8 + r] = residual.map_or(0.0, |res| res.map_or(out[at], |res| res[at]));
                 }
             }
         }

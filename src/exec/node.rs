@@ -17,6 +17,9 @@ pub enum ValueRef<'a> {
     F32(&'a [f32]),
     /// u8 codes and the parameters that dequantize them.
     U8(&'a [u8], QParams),
+    /// The node's output buffer, which holds this value on entry: a conv's residual that the
+    /// planner placed in the output's slot ([`super::plan::Plan::in_place`]).
+    Output,
 }
 
 /// The value a node writes.
@@ -61,12 +64,13 @@ pub(crate) fn run(
             let (x, xs) = match ins[0] {
                 (ValueRef::F32(x), s) => (QIn::F32(x), s),
                 (ValueRef::U8(x, _), s) => (QIn::U8(x), s),
+                (ValueRef::Output, _) => return Err(mistyped(n, "input 0")),
             };
             let residual = match (c.residual, ins.get(1)) {
                 (false, _) => None,
                 (true, Some((ValueRef::F32(r), _))) => Some(Residual::F32(r)),
                 (true, Some((ValueRef::U8(r, p), _))) => Some(Residual::U8(r, *p)),
-                (true, None) => return Err(mistyped(n, "the residual")),
+                (true, None | Some((ValueRef::Output, _))) => return Err(mistyped(n, "the residual")),
             };
             let out = match out {
                 ValueMut::F32(o) => QOut::F32(o),
@@ -91,9 +95,28 @@ pub(crate) fn run(
         // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.
         (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::BFma(_), Op::Conv(c)) => {
             let (x, xs) = f32_in(0)?;
-            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             let (xs, os) = (dims4(xs), dims4(os));
+            // A residual already in the output buffer: only the packed FP32 steps take it
+            // there (the planner places it for no other).
+            if c.residual && matches!(ins.get(1), Some((ValueRef::Output, _))) {
+                match step {
+                    Step::SConv(packed) => {
+                        let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
+                        sconv::conv2d_onto(kernel, c, packed, x, xs, out, os, &mut scratch.f32, threads);
+                    }
+                    Step::BFma(packed) => {
+                        let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };
+                        let rounded = &mut scratch.bf16_in;
+                        rounded.resize(x.len(), 0.0);
+                        round.round_slice(x, rounded);
+                        sconv::conv2d_onto(kernel, c, packed, rounded, xs, out, os, &mut scratch.f32, threads);
+                    }
+                    _ => return Err(mistyped(n, "the in-place residual")),
+                }
+                return Ok(None);
+            }
+            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
             match step {
                 Step::SConv(packed) => {
                     let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;

@@ -357,9 +357,11 @@ fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], thr
         let o = slot(n.output)?;
         let mut out_slot = std::mem::take(&mut slots[o]);
         let mut ins: Vec<(ValueRef, &[usize])> = Vec::with_capacity(n.inputs.len());
-        for &v in &n.inputs {
+        for (j, &v) in n.inputs.iter().enumerate() {
             let value = match g.constants.get(&v) {
                 Some(t) => ValueRef::F32(t.data()),
+                // The residual the output's slot holds (`Plan::in_place`).
+                None if j == 1 && plan.in_place[k] => ValueRef::Output,
                 None => {
                     let s = &slots[slot(v)?];
                     match p.dtypes[v] {
