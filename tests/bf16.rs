@@ -170,6 +170,15 @@ fn bf16_conv_matches_the_reference_on_rounded_operands() {
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         assert!((g - w).abs() <= 1e-4 * scale, "{} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} g{groups} {act:?} res{residual} t{threads} at {i}: {g} vs {w}", kernel.name());
                     }
+                    // The residual already in the output buffer (the executor's in-place
+                    // residual): the same values, bit for bit.
+                    if let Some(r) = &res {
+                        let mut onto = r.clone();
+                        bconv::conv2d_onto(kernel, &c, &packed, &x, xs, &mut onto, os, threads);
+                        if let Some(i) = (0..onto.len()).find(|&i| onto[i].to_bits() != got[i].to_bits()) {
+                            panic!("{} cin{cin} cout{cout} hw{hw:?} k{k} t{threads} onto its residual: element {i} is {} but {} with a separate residual", kernel.name(), onto[i], got[i]);
+                        }
+                    }
                     checked += 1;
                 }
             }
@@ -360,6 +369,15 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
                     let mut scratch = Vec::new();
                     let packed = amx::pack(&c, kernel);
                     amx::conv2d(kernel, &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
+                    // The residual already in the output buffer (the executor's in-place
+                    // residual): the same values, bit for bit.
+                    if let Some(r) = &res {
+                        let mut onto = r.clone();
+                        amx::conv2d_onto(kernel, &c, &packed, &x, xs, &mut onto, os, &mut scratch, threads);
+                        if let Some(i) = (0..onto.len()).find(|&i| onto[i].to_bits() != got[i].to_bits()) {
+                            panic!("{} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} t{threads} onto its residual: element {i} is {} but {} with a separate residual", kernel.name(), onto[i], got[i]);
+                        }
+                    }
                     for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
                         let w = act.map_or(w, |a| a.apply(w));
                         let bound = amx::error_bound(cin * k * k, f64::from(s));

@@ -295,13 +295,20 @@ fn in_place_residuals_keep_values() {
         assert!(placed.is_empty(), "no packed FP32 kernel, no in-place residual: {placed:?}");
     }
     // Against node-by-node evaluation of the same prepared steps, each value in its own
-    // buffer, twice (the second run on reused buffers).
-    let all = s.run_all(std::slice::from_ref(&xt)).unwrap();
-    for _ in 0..2 {
-        let got = s.run(std::slice::from_ref(&xt)).unwrap();
-        for (i, &o) in s.graph().outputs.iter().enumerate() {
-            let want = all[o].as_ref().unwrap();
-            assert!(got[i].data().iter().zip(want.data()).all(|(a, b)| a.to_bits() == b.to_bits()), "output {i} differs from node-by-node evaluation");
+    // buffer, twice (the second run on reused buffers); in bf16 too where the CPU has it.
+    let bf16 = Session::new(s.graph().clone(), &Options { threads: 2, bf16: true, ..Default::default() }).ok();
+    for s in std::iter::once(&s).chain(bf16.as_ref()) {
+        let all = s.run_all(std::slice::from_ref(&xt)).unwrap();
+        for _ in 0..2 {
+            let got = s.run(std::slice::from_ref(&xt)).unwrap();
+            for (i, &o) in s.graph().outputs.iter().enumerate() {
+                let want = all[o].as_ref().unwrap();
+                assert!(got[i].data().iter().zip(want.data()).all(|(a, b)| a.to_bits() == b.to_bits()), "output {i} differs from node-by-node evaluation");
+            }
         }
+    }
+    if let Some(b) = &bf16 {
+        let plan = Plan::new(b.prepared(), &[vec![1, 16, 40, 40]], 2).unwrap();
+        println!("bf16: {} of {} convs onto their residual", plan.in_place.iter().filter(|&&p| p).count(), plan.in_place.len());
     }
 }

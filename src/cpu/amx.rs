@@ -275,13 +275,27 @@ pub fn error_bound(k: usize, abs_sum: f64) -> f64 {
 /// When a buffer is smaller than its shape says or `p` is not this conv's.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    conv2d_from(kernel, c, p, x, xs, residual.map(Some), out, os, scratch, threads);
+}
+
+/// [`conv2d`] whose residual is what `out` holds on entry (the executor's in-place residual,
+/// as [`crate::cpu::sconv::conv2d_onto`]): the epilogue reads each element's residual just
+/// before it stores the element, so the values are [`conv2d`]'s bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_onto(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    conv2d_from(kernel, c, p, x, xs, Some(None), out, os, scratch, threads);
+}
+
+/// [`conv2d`] with `residual` `Some(Some(r))` from `r`, `Some(None)` from what `out` holds.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_from(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize; 4], residual: Option<Option<&[f32]>>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let npix = oh * ow;
     let [kh, kw] = c.kernel();
     assert!(cin == p.cin && cout == p.cout && p.taps == if p.fold { kh } else { kh * kw }, "bf16 implicit conv: weights packed for another conv");
     assert!(p.dot == matches!(kernel, PlaneKernel::Dot(_)), "bf16 implicit conv: weights packed for another kernel");
-    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "bf16 implicit conv: input, output or residual too small");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.flatten().is_none_or(|r| r.len() >= n * cout * npix), "bf16 implicit conv: input, output or residual too small");
     if n * npix == 0 || cout == 0 {
         return;
     }
@@ -306,9 +320,16 @@ pub fn conv2d(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usize
     }
 }
 
+/// Where the epilogues read the residual: `residual`'s own buffer, or the output `dst` itself
+/// (`Some(None)`: in place, each element read just before it is stored). A pointer, not a
+/// slice, since in place it points into the output the parts write.
+pub(super) fn residual_at(residual: Option<Option<&[f32]>>, dst: OutPtr<f32>) -> Option<OutPtr<f32>> {
+    residual.map(|r| r.map_or(dst, |r| OutPtr(r.as_ptr() as *mut f32)))
+}
+
 /// The AMX kernel's parts over the planes (`_tok`: the proof the tile instructions run).
 #[allow(clippy::too_many_arguments)]
-fn run_amx(_tok: AmxToken, p: &Packed, planes: &[u32], g: Geo, tap_offsets: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: &mut [f32], threads: usize) {
+fn run_amx(_tok: AmxToken, p: &Packed, planes: &[u32], g: Geo, tap_offsets: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<Option<&[f32]>>, out: &mut [f32], threads: usize) {
     let mblocks = cout.div_ceil(BLOCK);
     // Parts: ranges of (image, pixel block), each over every channel block; with too few of
     // those for the workers, channel blocks are split too.
@@ -317,6 +338,7 @@ fn run_amx(_tok: AmxToken, p: &Packed, planes: &[u32], g: Geo, tap_offsets: &[(u
     let msplit = if units >= want { 1 } else { want.div_ceil(units).min(mblocks) };
     let uparts = units.min(want.div_ceil(msplit)).max(1);
     let dst = OutPtr(out.as_mut_ptr());
+    let res = residual_at(residual, dst);
     par_for(uparts * msplit, |part| {
         let (up, mp) = (part / msplit, part % msplit);
         let (u0, u1) = (up * units / uparts, (up + 1) * units / uparts);
@@ -327,9 +349,9 @@ fn run_amx(_tok: AmxToken, p: &Packed, planes: &[u32], g: Geo, tap_offsets: &[(u
         // AVX-512F; every block of this part writes its own output elements (disjoint
         // channel and pixel ranges across parts); reads stay inside `planes` and `p` (see
         // `Geo::plane`), the output and residual inside their checked lengths.
-        unsafe { run_part(p, planes, g, tap_offsets, [u0, u1], [m0, m1], [cout, oh, ow], bias, act, residual, dst.0) };
+        unsafe { run_part(p, planes, g, tap_offsets, [u0, u1], [m0, m1], [cout, oh, ow], bias, act, res.map(|r| r.0 as *const f32), dst.0) };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (dst, [u0, u1, m0, m1], act, residual, tap_offsets, bias);
+        let _ = (dst, [u0, u1, m0, m1], act, res, tap_offsets, bias);
     });
 }
 
@@ -467,7 +489,7 @@ impl TileConfig {
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_part(p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [u0, u1]: [usize; 2], [m0, m1]: [usize; 2], [cout, oh, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+unsafe fn run_part(p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [u0, u1]: [usize; 2], [m0, m1]: [usize; 2], [cout, oh, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<*const f32>, out: *mut f32) {
     let cfg = TileConfig::all_16x64();
     let mut acc = Acc([0f32; 4 * 256]);
     let nph = g.sy * g.pxs;
@@ -540,7 +562,7 @@ struct Acc([f32; 1024]);
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn epilogue(acc: &[f32], vs: usize, g: Geo, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+pub(super) unsafe fn epilogue(acc: &[f32], vs: usize, g: Geo, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<*const f32>, out: *mut f32) {
     use std::arch::x86_64::*;
     let mut j = 0;
     while j < 16 {
@@ -563,7 +585,7 @@ pub(super) unsafe fn epilogue(acc: &[f32], vs: usize, g: Geo, rows: usize, [row0
                 let mut y = _mm512_maskz_loadu_ps(mask, acc.as_ptr().add(r * 16 + j));
                 let at = (row0 + r) * npix + o;
                 if let Some(res) = residual {
-                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.as_ptr().add(at)));
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.add(at)));
                 }
                 if let Some(bs) = bias {
                     y = _mm512_add_ps(y, _mm512_set1_ps(bs[r]));

@@ -45,12 +45,26 @@ struct Task {
 /// (`residual` of the output's shape), with `packed` from [`pack`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(kernel: Kernel, c: &Conv2d, packed: &[PackedBf16], x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4], threads: usize) {
+    conv2d_from(kernel, c, packed, x, xs, residual.map(Some), out, os, threads);
+}
+
+/// [`conv2d`] whose residual is what `out` holds on entry (the executor's in-place residual,
+/// as [`crate::cpu::sconv::conv2d_onto`]): each tile starts from its own elements, so the
+/// values are [`conv2d`]'s bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_onto(kernel: Kernel, c: &Conv2d, packed: &[PackedBf16], x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4], threads: usize) {
+    conv2d_from(kernel, c, packed, x, xs, Some(None), out, os, threads);
+}
+
+/// [`conv2d`] with `residual` `Some(Some(r))` from `r`, `Some(None)` from what `out` holds.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_from(kernel: Kernel, c: &Conv2d, packed: &[PackedBf16], x: &[f32], xs: [usize; 4], residual: Option<Option<&[f32]>>, out: &mut [f32], os: [usize; 4], threads: usize) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
     let npix = oh * ow;
     let groups = c.groups.max(1);
     let (cin_g, cout_g) = (cin / groups, cout / groups);
-    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.is_none_or(|r| r.len() >= n * cout * npix), "bconv: input, output or residual too small");
+    assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.flatten().is_none_or(|r| r.len() >= n * cout * npix), "bconv: input, output or residual too small");
     let panels = cout_g.div_ceil(MR);
     let mut tasks = Vec::new();
     for b in 0..n {
@@ -87,7 +101,7 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, packed: &[PackedBf16], x: &[f32], xs: 
 /// `dst` is the output of `conv2d`'s shapes, and no other thread touches the task's tile
 /// elements meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g, h, w]: [usize; 3], [cin, cout, oh, ow]: [usize; 4], residual: Option<&[f32]>, dst: OutPtr<f32>, t: Task, block: &mut Vec<u32>) {
+unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g, h, w]: [usize; 3], [cin, cout, oh, ow]: [usize; 4], residual: Option<Option<&[f32]>>, dst: OutPtr<f32>, t: Task, block: &mut Vec<u32>) {
     let [kh, kw] = c.kernel();
     let npix = oh * ow;
     let cout_g = a.m;
@@ -167,7 +181,7 @@ unsafe fn run_task(kernel: Kernel, c: &Conv2d, a: &PackedBf16, x: &[f32], [cin_g
                 let cols = NR.min(t.npx - q * NR);
                 let o = (row0 + p * MR) * npix + t.px0 + q * NR;
                 let init = match (kk0, residual) {
-                    (0, Some(r)) => Init::Residual(r[o..].as_ptr()),
+                    (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
                     (0, None) => Init::Zero,
                     _ => Init::Output,
                 };

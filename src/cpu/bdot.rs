@@ -45,7 +45,7 @@ pub enum DotKernel {
 /// Runs the conv's tiles over `planes` (built for `g`) into `out` (`[n][cout][oh·ow]`, every
 /// real pixel written), `residual` of the output's shape added before the bias.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: &mut [f32], threads: usize) {
+pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<Option<&[f32]>>, out: &mut [f32], threads: usize) {
     let npix = oh * ow;
     let nvec = g.nvirt.div_ceil(16);
     let (mr, nblk) = if nvec == 4 { (4, 1) } else { (MR, nvec.div_ceil(NV)) };
@@ -58,9 +58,11 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
     let msplit = if units >= want { 1 } else { want.div_ceil(units).min(panels) };
     let uparts = units.min(want.div_ceil(msplit)).max(1);
     let dst = OutPtr(out.as_mut_ptr());
+    let res = amx::residual_at(residual, dst);
     let img_len = g.planes_len(1);
     par_for(uparts * msplit, |part| {
         let dst = &dst;
+        let residual = res.map(|r| r.0 as *const f32);
         let (up, mp) = (part / msplit, part % msplit);
         let (u0, u1) = (up * units / uparts, (up + 1) * units / uparts);
         let (m0, m1) = (mp * panels / msplit, (mp + 1) * panels / msplit);
@@ -81,7 +83,10 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
                 match k {
                     DotKernel::Scalar => {
                         at.scalar(a, &mut buf);
-                        epilogue_scalar(&buf, at, rows, [row0, npix, ow], bias, act, residual, dst.0);
+                        // SAFETY: rows row0..row0 + rows of `out` and `residual` hold npix
+                        // elements (checked by the caller), and this part alone writes this
+                        // panel's rows at these pixels.
+                        unsafe { epilogue_scalar(&buf, at, rows, [row0, npix, ow], bias, act, residual, dst.0) };
                     }
                     #[cfg(target_arch = "x86_64")]
                     DotKernel::Avx512Bf16(_) => {
@@ -117,7 +122,10 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
                     #[cfg(not(target_arch = "x86_64"))]
                     DotKernel::Avx512Bf16(_) => {
                         at.scalar(a, &mut buf);
-                        epilogue_scalar(&buf, at, rows, [row0, npix, ow], bias, act, residual, dst.0);
+                        // SAFETY: rows row0..row0 + rows of `out` and `residual` hold npix
+                        // elements (checked by the caller), and this part alone writes this
+                        // panel's rows at these pixels.
+                        unsafe { epilogue_scalar(&buf, at, rows, [row0, npix, ow], bias, act, residual, dst.0) };
                     }
                 }
             }
@@ -221,7 +229,7 @@ unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: Block, buf: &mut [
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn epilogue_direct(buf: &[f32; BUF], [v0, nv, mr]: [usize; 3], rows: usize, [row0, npix]: [usize; 2], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+unsafe fn epilogue_direct(buf: &[f32; BUF], [v0, nv, mr]: [usize; 3], rows: usize, [row0, npix]: [usize; 2], bias: Option<&[f32]>, act: Act, residual: Option<*const f32>, out: *mut f32) {
     use std::arch::x86_64::*;
     for v in 0..nv {
         let vs = v0 + 16 * v;
@@ -236,7 +244,7 @@ unsafe fn epilogue_direct(buf: &[f32; BUF], [v0, nv, mr]: [usize; 3], rows: usiz
             unsafe {
                 let mut y = _mm512_loadu_ps(buf.as_ptr().add((v * mr + r) * 16));
                 if let Some(res) = residual {
-                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.as_ptr().add(i)));
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.add(i)));
                 }
                 if let Some(b) = bias {
                     y = _mm512_add_ps(y, _mm512_set1_ps(b[r]));
@@ -249,8 +257,12 @@ unsafe fn epilogue_direct(buf: &[f32; BUF], [v0, nv, mr]: [usize; 3], rows: usiz
 
 /// The twin of [`amx::epilogue`] over a whole tile: each real pixel's
 /// `finish(acc + residual, bias, act)`.
+///
+/// # Safety
+/// Rows `row0..row0 + rows` of `out` and of `residual` hold `npix` elements, and no other
+/// thread touches this tile's elements.
 #[allow(clippy::too_many_arguments)]
-fn epilogue_scalar(buf: &[f32; BUF], at: Block, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<&[f32]>, out: *mut f32) {
+unsafe fn epilogue_scalar(buf: &[f32; BUF], at: Block, rows: usize, [row0, npix, ow]: [usize; 3], bias: Option<&[f32]>, act: Act, residual: Option<*const f32>, out: *mut f32) {
     for l in 0..16 * at.nv {
         let v = at.v0 + l;
         let (oy, ox) = (v / at.g.wph, v % at.g.wph);
@@ -260,10 +272,12 @@ fn epilogue_scalar(buf: &[f32; BUF], at: Block, rows: usize, [row0, npix, ow]: [
         for r in 0..rows {
             let i = (row0 + r) * npix + oy * ow + ox;
             let acc = buf[((l / 16) * at.mr + r) * 16 + l % 16];
-            let y = finish(residual.map_or(acc, |res| acc + res[i]), bias.map(|b| b[r]), act);
             // SAFETY: row0 + r is a real output row and oy·ow + ox a real pixel (< npix) of the
-            // caller's output, which this part alone writes (see `run`).
-            unsafe { *out.add(i) = y };
+            // caller's output and residual, which this part alone writes (see `run`).
+            unsafe {
+                let y = finish(residual.map_or(acc, |res| acc + *res.add(i)), bias.map(|b| b[r]), act);
+                *out.add(i) = y;
+            }
         }
     }
 }

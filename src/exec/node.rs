@@ -97,13 +97,21 @@ pub(crate) fn run(
             let (x, xs) = f32_in(0)?;
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             let (xs, os) = (dims4(xs), dims4(os));
-            // A residual already in the output buffer: only the packed FP32 steps take it
-            // there (the planner places it for no other).
+            // A residual already in the output buffer: only the packed FP32 and bf16 direct
+            // steps take it there (the planner places it for no other).
             if c.residual && matches!(ins.get(1), Some((ValueRef::Output, _))) {
                 match step {
                     Step::SConv(packed) => {
                         let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
                         sconv::conv2d_onto(kernel, c, packed, x, xs, out, os, &mut scratch.f32, threads);
+                    }
+                    Step::BConv(packed) => {
+                        let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the packed bf16 weights"))?;
+                        bconv::conv2d_onto(kernel, c, packed, x, xs, out, os, threads);
+                    }
+                    Step::BImplicit(packed) => {
+                        let k = kernels.conv_planes.ok_or_else(|| mistyped(n, "the plane-packed bf16 weights"))?;
+                        amx::conv2d_onto(k, c, packed, x, xs, out, os, &mut scratch.f32, threads);
                     }
                     Step::BFma(packed) => {
                         let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };

@@ -179,7 +179,8 @@ impl Plan {
 }
 
 /// Whether node `idx` (`n` on `step`) writes its output over its residual: an FP32 or bf16
-/// conv on kestrel's packed kernels ([`sconv::conv2d_onto`]) whose residual is an f32 value
+/// conv on kestrel's packed kernels ([`sconv::conv2d_onto`], [`bconv::conv2d_onto`],
+/// [`amx::conv2d_onto`]) whose residual is an f32 value
 /// of the output's size, computed at run time, read by no later node, not a graph output,
 /// and not also the conv's input. The residual's lines are then read and written back once,
 /// where a separate output is fetched for ownership too, and the plan holds one slot less:
@@ -188,7 +189,7 @@ impl Plan {
 /// Winograd convs keep a separate output: in place they gained nothing (ResNet-18, whose
 /// residuals all meet Winograd convs, 1.00–1.05× the time).
 fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], idx: usize, bytes: &impl Fn(ValueId) -> usize) -> bool {
-    let (Op::Conv(c), Step::SConv(_) | Step::BFma(_), &[x, r]) = (&n.op, step, n.inputs.as_slice()) else { return false };
+    let (Op::Conv(c), Step::SConv(_) | Step::BFma(_) | Step::BConv(_) | Step::BImplicit(_), &[x, r]) = (&n.op, step, n.inputs.as_slice()) else { return false };
     c.residual
         && r != x
         && last_use[r] == idx
