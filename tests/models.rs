@@ -311,4 +311,18 @@ fn in_place_residuals_keep_values() {
         let plan = Plan::new(b.prepared(), &[vec![1, 16, 40, 40]], 2).unwrap();
         println!("bf16: {} of {} convs onto their residual", plan.in_place.iter().filter(|&&p| p).count(), plan.in_place.len());
     }
+    // Static INT8, u8 codes in and out: c runs onto its residual, with the codes of a
+    // separate buffer; g, whose output is a graph output (f32), does not.
+    use kestrel::quant::{quantize, Mode, QuantizeOptions};
+    let q = quantize(s.graph(), &QuantizeOptions { mode: Mode::Static, threads: 2, ..Default::default() }, &[synthetic_images(2, 16, 40, 40, 8)], &mut |_, _| {}).unwrap();
+    let s = Session::new(q, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+    let plan = Plan::new(s.prepared(), &[vec![1, 16, 40, 40]], 2).unwrap();
+    let placed: Vec<&str> = s.graph().nodes.iter().zip(&plan.in_place).filter(|(_, &p)| p).map(|(n, _)| n.name.as_str()).collect();
+    assert_eq!(placed, ["c"], "INT8 convs run onto their u8 residual");
+    let all = s.run_all(std::slice::from_ref(&xt)).unwrap();
+    let got = s.run(std::slice::from_ref(&xt)).unwrap();
+    for (i, &o) in s.graph().outputs.iter().enumerate() {
+        let want = all[o].as_ref().unwrap();
+        assert!(got[i].data().iter().zip(want.data()).all(|(a, b)| a.to_bits() == b.to_bits()), "INT8 output {i} differs from node-by-node evaluation");
+    }
 }

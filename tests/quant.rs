@@ -126,6 +126,13 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
         assert_eq!(run(QIn::F32(&x), res, QOut::U8(&mut codes, oq), Ranges { input: None, record_output: true }), None, "{what}: a u8 output records no range");
         let want8: Vec<u8> = want.iter().map(|&v| oq.quantize(v)).collect();
         assert_eq!(codes, want8, "{what} u8 out {oq:?}");
+        // The u8 residual already in the u8 output buffer (the executor's in-place residual):
+        // the same codes.
+        if let Some(qconv::Residual::U8(rc, rp)) = res {
+            let mut onto = rc.to_vec();
+            run(QIn::F32(&x), Some(qconv::Residual::Output(rp)), QOut::U8(&mut onto, oq), Ranges::default());
+            assert_eq!(onto, want8, "{what}: u8 residual in the output buffer");
+        }
         match q.input {
             // Input codes from the previous INT8 layer: the same as quantizing here.
             ActQuant::Static(pa) => {

@@ -17,9 +17,10 @@ pub enum ValueRef<'a> {
     F32(&'a [f32]),
     /// u8 codes and the parameters that dequantize them.
     U8(&'a [u8], QParams),
-    /// The node's output buffer, which holds this value on entry: a conv's residual that the
-    /// planner placed in the output's slot ([`super::plan::Plan::in_place`]).
-    Output,
+    /// The node's output buffer, which holds this value on entry (f32, or u8 codes with these
+    /// parameters): a conv's residual that the planner placed in the output's slot
+    /// ([`super::plan::Plan::in_place`]).
+    Output(Option<QParams>),
 }
 
 /// The value a node writes.
@@ -64,13 +65,14 @@ pub(crate) fn run(
             let (x, xs) = match ins[0] {
                 (ValueRef::F32(x), s) => (QIn::F32(x), s),
                 (ValueRef::U8(x, _), s) => (QIn::U8(x), s),
-                (ValueRef::Output, _) => return Err(mistyped(n, "input 0")),
+                (ValueRef::Output(_), _) => return Err(mistyped(n, "input 0")),
             };
             let residual = match (c.residual, ins.get(1)) {
                 (false, _) => None,
                 (true, Some((ValueRef::F32(r), _))) => Some(Residual::F32(r)),
                 (true, Some((ValueRef::U8(r, p), _))) => Some(Residual::U8(r, *p)),
-                (true, None | Some((ValueRef::Output, _))) => return Err(mistyped(n, "the residual")),
+                (true, Some((ValueRef::Output(Some(p)), _))) if matches!(out, ValueMut::U8(..)) => Some(Residual::Output(*p)),
+                (true, None | Some((ValueRef::Output(_), _))) => return Err(mistyped(n, "the residual")),
             };
             let out = match out {
                 ValueMut::F32(o) => QOut::F32(o),
@@ -99,7 +101,7 @@ pub(crate) fn run(
             let (xs, os) = (dims4(xs), dims4(os));
             // A residual already in the output buffer: only the packed FP32 and bf16 direct
             // steps take it there (the planner places it for no other).
-            if c.residual && matches!(ins.get(1), Some((ValueRef::Output, _))) {
+            if c.residual && matches!(ins.get(1), Some((ValueRef::Output(None), _))) {
                 match step {
                     Step::SConv(packed) => {
                         let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;

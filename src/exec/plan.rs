@@ -180,22 +180,25 @@ impl Plan {
 
 /// Whether node `idx` (`n` on `step`) writes its output over its residual: an FP32 or bf16
 /// conv on kestrel's packed kernels ([`sconv::conv2d_onto`], [`bconv::conv2d_onto`],
-/// [`amx::conv2d_onto`]) whose residual is an f32 value
-/// of the output's size, computed at run time, read by no later node, not a graph output,
-/// and not also the conv's input. The residual's lines are then read and written back once,
+/// [`amx::conv2d_onto`]) whose residual is an f32 value, or an INT8 conv with u8 codes in
+/// and out ([`crate::cpu::qconv::Residual::Output`]); the residual of the output's size,
+/// computed at run time, read by no later node, not a graph output, and not also the conv's
+/// input. The residual's lines are then read and written back once,
 /// where a separate output is fetched for ownership too, and the plan holds one slot less:
 /// ResNet-50's expanding 1×1 convs with their residual took 0.73–0.86 of the time at 56²
 /// and 28², 0.92–0.97 at 14², 0.98–1.04 at 7² (the whole model 0.96–1.00, median 0.965).
-/// Winograd convs keep a separate output: in place they gained nothing (ResNet-18, whose
-/// residuals all meet Winograd convs, 1.00–1.05× the time).
+/// bf16 (`vdpbf16ps` planes) 0.97 of the whole model's time; INT8, whose u8 outputs are a
+/// quarter of the bytes, 0.98–1.00 (only the memory saved). Winograd convs keep a separate
+/// output: in place they gained nothing (ResNet-18, whose residuals all meet Winograd convs,
+/// 1.00–1.05× the time).
 fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], idx: usize, bytes: &impl Fn(ValueId) -> usize) -> bool {
-    let (Op::Conv(c), Step::SConv(_) | Step::BFma(_) | Step::BConv(_) | Step::BImplicit(_), &[x, r]) = (&n.op, step, n.inputs.as_slice()) else { return false };
-    c.residual
-        && r != x
-        && last_use[r] == idx
-        && !p.graph.constants.contains_key(&r)
-        && matches!((p.dtypes[r], p.dtypes[n.output]), (DType::F32, DType::F32))
-        && bytes(r) == bytes(n.output)
+    let (Op::Conv(c), &[x, r]) = (&n.op, n.inputs.as_slice()) else { return false };
+    let typed = match step {
+        Step::SConv(_) | Step::BFma(_) | Step::BConv(_) | Step::BImplicit(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::F32, DType::F32)),
+        Step::QConv(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::U8(_), DType::U8(_))),
+        _ => false,
+    };
+    typed && c.residual && r != x && last_use[r] == idx && !p.graph.constants.contains_key(&r) && bytes(r) == bytes(n.output)
 }
 
 /// Node `idx` with its conv cropped to the taps that read the input at `shapes`, and that

@@ -361,7 +361,10 @@ fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], thr
             let value = match g.constants.get(&v) {
                 Some(t) => ValueRef::F32(t.data()),
                 // The residual the output's slot holds (`Plan::in_place`).
-                None if j == 1 && plan.in_place[k] => ValueRef::Output,
+                None if j == 1 && plan.in_place[k] => ValueRef::Output(match p.dtypes[v] {
+                    DType::F32 => None,
+                    DType::U8(q) => Some(q),
+                }),
                 None => {
                     let s = &slots[slot(v)?];
                     match p.dtypes[v] {

@@ -112,6 +112,7 @@ pub fn qconv2d(
         QOut::U8(o, p) => (o.len(), Some(*p)),
     };
     assert_eq!(out_len, n * cout * npix, "qconv2d: output length");
+    assert!(out_q.is_some() || !matches!(residual, Some(Residual::Output(_))), "qconv2d: a residual in the output buffer needs a u8 output");
     let record = ranges.record_output && out_q.is_none();
     let pw0 = &packed[0];
     let pointwise = pointwise(c);
@@ -154,7 +155,7 @@ pub fn qconv2d(
         s.i32.resize(workers * tile, 0);
     }
     // Each worker dequantizes one channel's share of a u8 residual at a time (≤ nb blocks).
-    let res_row = if matches!(residual, Some(Residual::U8(..))) { nb * BLOCK } else { 1 };
+    let res_row = if matches!(residual, Some(Residual::U8(..) | Residual::Output(_))) { nb * BLOCK } else { 1 };
     if s.res.len() < workers * res_row {
         s.res.resize(workers * res_row, 0.0);
     }
@@ -286,6 +287,14 @@ pub fn qconv2d(
                         Some(Residual::F32(r)) => Some(&r[at..at + region]),
                         Some(Residual::U8(r, p)) => {
                             dequantize_slice(simd, p, &r[at..at + region], &mut res_buf[..region]);
+                            Some(&res_buf[..region])
+                        }
+                        Some(Residual::Output(p)) => {
+                            // SAFETY: the u8 output's elements [at, at + region), which this
+                            // task alone touches (see the stores below); read here, before
+                            // the store below writes them, and not held past this statement.
+                            let codes = unsafe { std::slice::from_raw_parts(dst_u8.0.add(at), region) };
+                            dequantize_slice(simd, p, codes, &mut res_buf[..region]);
                             Some(&res_buf[..region])
                         }
                     };

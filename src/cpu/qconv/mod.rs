@@ -81,6 +81,10 @@ pub enum QOut<'a> {
 pub enum Residual<'a> {
     F32(&'a [f32]),
     U8(&'a [u8], QParams),
+    /// u8 codes with these parameters already in the (u8) output buffer: the executor's
+    /// in-place residual. Each task dequantizes its share of a channel row before it writes
+    /// that share, so the values are those of [`Residual::U8`] with a buffer of its own.
+    Output(QParams),
 }
 
 /// The dynamic-range hand-off of one call.
