@@ -16,7 +16,10 @@
 //!   `V: [16][Cin][ld]` and `M: [16][Cout][ld]` (`ld` = `nb` rounded up to whole vectors),
 //!   sized to stay in L2 ([`BLOCK_BYTES`]): input transform → 16 GEMMs on
 //!   [`Kernel::tile`] (B read in place at stride `ld`) → output transform, bias, residual and
-//!   activation, stored straight into the NCHW output. A block's last few tiles past whole
+//!   activation, stored straight into the NCHW output. When a block's output channels are
+//!   split over the workers (too few tiles: 14² and 7² maps), its input is transformed once,
+//!   each worker taking a chunk of the input channels, into a V the parts share ([`Work`]).
+//!   A block's last few tiles past whole
 //!   vectors (a 14² map's 49 = 3·16 + 1) run on [`Kernel::narrow`] with the same k-order
 //!   fmas, as in `sconv` (ResNet's 14² convs 1.1–1.2× faster on AVX-512).
 //!
@@ -330,10 +333,59 @@ fn part_len(ex: Exec, v: Variant, cin: usize, cout: usize, nb: usize, tw: usize)
     v.xi() * (cin + cout) * ld + 2 * (v.m() * (tw + 1) + 2) + v.scratch(ld) + ex.pairs_len(cin, ld)
 }
 
+/// How one call's work splits: blocks of tiles (`split`: [`tile_parts`]), each block's
+/// output channels in `csplits` parts, `parts = blocks · csplits` of them over `workers`.
+/// When a block's channels are split (too few tiles for the workers: ResNet's 14² and 7²
+/// maps at batch 1), FP32 transforms each block's input once, `chunks` workers taking a share
+/// of its input channels each, into a `V` the parts then share (`shared_len`); before, every
+/// part transformed the whole input again (at 14², 256 channels: 0.26 of 1.46 ms at one
+/// thread, done twice at two). Shared, at two threads on Zen 4: ResNet-50's 14² convs 0.86
+/// of the time, its 7² ones 0.87; whole ResNet-18 0.95, ResNet-50 0.97–0.99. bf16 keeps one
+/// transform per part (its GEMMs read V as bf16 pairs, packed per part).
+#[derive(Clone, Copy, Debug)]
+struct Work {
+    split: (usize, usize),
+    /// Tiles of the largest block, rounded up to whole vectors.
+    nb: usize,
+    csplits: usize,
+    parts: usize,
+    workers: usize,
+    /// Input-channel chunks of a shared `V` (1: each part transforms its own input).
+    chunks: usize,
+}
+
+impl Work {
+    fn new(ex: Exec, v: Variant, cin: usize, cout: usize, total: usize, workers: usize) -> Work {
+        let geo = ex.geometry();
+        let split = tile_parts(geo, v.xi(), cin, cout, total, workers);
+        let (blocks, nb) = (split.0, split.1.div_ceil(split.0) * geo.lanes);
+        // Too few tiles for every worker (7² maps at batch 1): parts split the output channels too.
+        let mpanels = cout.div_ceil(geo.mr);
+        let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
+        let parts = blocks * csplits;
+        let chunks = if csplits > 1 && !matches!(ex, Exec::Bf16(_)) { csplits.min(cin).max(1) } else { 1 };
+        Work { split, nb, csplits, parts, workers: workers.min(parts), chunks }
+    }
+
+    /// Floats of the shared `V`s: `[blocks][ξ][Cin][nb]`, each block's in `chunks` channel
+    /// chunks (`chunk_range`), chunk `q` laid out `[ξ][its channels][ld]` from `ξ · c0 · ld`.
+    fn shared_len(&self, v: Variant, cin: usize) -> usize {
+        if self.chunks > 1 {
+            self.split.0 * v.xi() * cin * self.nb
+        } else {
+            0
+        }
+    }
+}
+
+/// Input channels of chunk `q` of `chunks`: `c0..c1`.
+fn chunk_range(cin: usize, chunks: usize, q: usize) -> (usize, usize) {
+    (cin * q / chunks, cin * (q + 1) / chunks)
+}
+
 /// Scratch elements [`conv2d`] needs on `ex` with `threads` workers for input `xs` and output
 /// `os`.
 pub fn scratch_len(ex: Exec, v: Variant, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
-    let geo = ex.geometry();
     let [n, cin, ..] = xs;
     let [_, cout, oh, ow] = os;
     let (th, tw) = (oh.div_ceil(v.m()), ow.div_ceil(v.m()));
@@ -341,9 +393,9 @@ pub fn scratch_len(ex: Exec, v: Variant, xs: [usize; 4], os: [usize; 4], threads
     [1, threads.max(1)]
         .into_iter()
         .map(|workers| {
-            let (parts, vectors) = tile_parts(geo, v.xi(), cin, cout, n * th * tw, workers);
-            let nb = vectors.div_ceil(parts) * geo.lanes;
-            part_len(ex, v, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32) * workers + super::sconv::LINE_F32
+            let w = Work::new(ex, v, cin, cout, n * th * tw, workers);
+            let per = part_len(ex, v, cin, cout, w.nb, tw).next_multiple_of(super::sconv::LINE_F32);
+            w.shared_len(v, cin) + per * w.workers + super::sconv::LINE_F32
         })
         .max()
         .unwrap_or(0)
@@ -370,22 +422,41 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     // Blocks run over the batch's tiles, image after image: small maps of a batch fill
     // their GEMMs' columns across images.
     let total = n * tiles;
-    let split = tile_parts(geo, v.xi(), cin, cout, total, workers);
-    let (blocks, nb) = (split.0, split.1.div_ceil(split.0) * geo.lanes);
-    // Too few tiles for every worker (7² maps at batch 1): parts split the output channels
-    // too, each transforming its tiles' input again.
+    let work = Work::new(ex, v, cin, cout, total, workers);
+    let Work { split, nb, csplits, parts, workers, chunks } = work;
     let mpanels = cout.div_ceil(geo.mr);
-    let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
-    let parts = blocks * csplits;
-    let workers = workers.min(parts);
     let per = part_len(ex, v, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
-    if scratch.len() < per * workers + super::sconv::LINE_F32 {
-        scratch.resize(per * workers + super::sconv::LINE_F32, 0.0);
+    let shared_len = work.shared_len(v, cin);
+    let need = shared_len + per * workers + super::sconv::LINE_F32;
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
     }
     let first = scratch.as_ptr().align_offset(super::sconv::LINE_F32 * 4).min(super::sconv::LINE_F32);
     let dst = OutPtr(out.as_mut_ptr());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let batch = Batch { x: &x[..n * cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw, tiles };
+    let (area, shared) = scratch[first..first + per * workers + shared_len].split_at_mut(per * workers);
+    let vlen = v.xi() * cin * nb;
+    if chunks > 1 {
+        // Each block's input transformed once, a chunk of its channels per item, into the
+        // block's shared V.
+        let vp = OutPtr(shared.as_mut_ptr());
+        crate::cpu::parallel::par_for(split.0 * chunks, |i| {
+            let vp = &vp;
+            let (blk, q) = (i / chunks, i % chunks);
+            let (g0, g1) = part_tiles(geo, split, total, blk);
+            let (c0, c1) = chunk_range(cin, chunks, q);
+            let ld = (g1 - g0).next_multiple_of(geo.lanes);
+            // SAFETY: block blk's V starts at blk · vlen (`shared` holds `blocks · vlen`
+            // floats, ld ≤ nb), and chunk q's ξ · (c1 − c0) · ld floats from ξ · c0 · ld
+            // within it; the items' regions are disjoint.
+            let vq = unsafe { std::slice::from_raw_parts_mut(vp.0.add(blk * vlen + v.xi() * c0 * ld), v.xi() * (c1 - c0) * ld) };
+            let mut e = vec![0f32; v.scratch(g1 - g0)];
+            let mut row = vec![0f32; v.m() * (tw + 1) + 2];
+            transform_input(Transforms::of(ex), v, batch, cin, &segments(batch, [g0, g1]), [g0, g1, ld], [c0, c1], vq, &mut e, &mut row);
+        });
+    }
+    let shared: &[f32] = shared;
     let run = |_wi: usize, buf: &mut [f32]| {
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -395,10 +466,10 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             let (blk, cs) = (i / csplits, i % csplits);
             let panels = [cs * mpanels / csplits, (cs + 1) * mpanels / csplits];
             let (g0, g1) = part_tiles(geo, split, total, blk);
-            run_part(ex, c, packed, batch, residual, dst, [g0, g1], panels, buf);
+            let own = (chunks > 1).then(|| &shared[blk * vlen..(blk + 1) * vlen]);
+            run_part(ex, c, packed, batch, residual, dst, [g0, g1], panels, buf, own.map(|v| (v, chunks)));
         }
     };
-    let area = &mut scratch[first..first + per * workers];
     if workers == 1 {
         run(0, area);
     } else {
@@ -422,46 +493,31 @@ struct Batch<'a> {
     tiles: usize,
 }
 
-/// Tiles `g0..g1` of the batch (tile `g` is tile `g mod tiles` of image `g / tiles`), output
-/// channel panels `p0..p1` (of MR channels): input transform, 16 GEMMs, output transform into
-/// `out` (`[N][Cout][OH][OW]`, with `residual` of the same layout).
+/// The tile rows of tiles `g0..g1`, each as (image, ty, tx0, tx1, first column in the block).
+fn segments(img: Batch, [g0, g1]: [usize; 2]) -> Vec<(usize, usize, usize, usize, usize)> {
+    let mut s = Vec::new();
+    let mut g = g0;
+    while g < g1 {
+        let (b, t) = (g / img.tiles, g % img.tiles);
+        let (ty, tx0) = (t / img.tw, t % img.tw);
+        let tx1 = img.tw.min(tx0 + (g1 - g));
+        s.push((b, ty, tx0, tx1, g - g0));
+        g += tx1 - tx0;
+    }
+    s
+}
+
+/// The input transform of tiles `g0..g1` (tile rows `segments`), input channels `k0..k1` of
+/// `cin`, into `v: [ξ][k1 − k0][ld]`; `e` and `row` are the scratch of [`run_part`]'s layout.
 #[allow(clippy::too_many_arguments)]
-fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<&[f32]>, out: OutPtr<f32>, [g0, g1]: [usize; 2], [p0, p1]: [usize; 2], buf: &mut [f32]) {
-    let geo = ex.geometry();
-    let (cin, cout, tw) = (packed.cin, packed.cout, img.tw);
-    let var = packed.variant;
-    let (mt, pt, xi) = (var.m(), var.p(), var.xi());
+fn transform_input(tf: Transforms, var: Variant, img: Batch, cin: usize, segments: &[(usize, usize, usize, usize, usize)], [g0, g1, ld]: [usize; 3], [k0, k1]: [usize; 2], v: &mut [f32], e: &mut [f32], row: &mut [f32]) {
+    let (mt, pt) = (var.m(), var.p());
     let nb = g1 - g0;
-    let ld = nb.next_multiple_of(geo.lanes);
-    let (v, rest) = buf.split_at_mut(xi * cin * ld);
-    let (m, rest) = rest.split_at_mut(xi * cout * ld);
-    let (pairs, rest) = rest.split_at_mut(ex.pairs_len(cin, ld));
-    let rl = mt * (tw + 1) + 2;
-    let (row, rest) = rest.split_at_mut(rl);
-    let (yrow, rest) = rest.split_at_mut(rl);
-    // Input: `d: [P rows][P columns][nb + 1]`, then `w: [P][nb]` (and, F4, two halves of
-    // nb + 1); output: `q: [M][P][nb]`, then the M output columns `[M][nb]` (and, F4, two
-    // halves of 2nb). See [`Variant::scratch`].
-    let e = &mut rest[..var.scratch(nb)];
-    // The tile rows the part covers, each as (image, ty, tx0, tx1, first column in the block).
-    let segments: Vec<(usize, usize, usize, usize, usize)> = {
-        let mut s = Vec::new();
-        let mut g = g0;
-        while g < g1 {
-            let (b, t) = (g / img.tiles, g % img.tiles);
-            let (ty, tx0) = (t / tw, t % tw);
-            let tx1 = tw.min(tx0 + (g1 - g));
-            s.push((b, ty, tx0, tx1, g - g0));
-            g += tx1 - tx0;
-        }
-        s
-    };
-    let tf = Transforms::of(ex);
     let n1 = nb + 1;
-    for ci in 0..cin {
+    for ci in k0..k1 {
         let (d, rest) = e.split_at_mut(pt * pt * n1);
         let (w, halves) = rest.split_at_mut(pt * nb);
-        for &(b, ty, tx0, tx1, col) in &segments {
+        for &(b, ty, tx0, tx1, col) in segments {
             let plane = &img.x[(b * cin + ci) * img.h * img.w..][..img.h * img.w];
             let nt = tx1 - tx0;
             // The P input rows of the tile row, columns M·tx0 − left .. + M·(nt + 1), zero
@@ -521,13 +577,47 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
             }
         }
         match var {
-            Variant::F2 => tf.input(d, nb, w, v, ci * ld, cin * ld),
-            Variant::F4 => tf.input4(d, nb, w, v, ci * ld, cin * ld),
+            Variant::F2 => tf.input(d, nb, w, v, (ci - k0) * ld, (k1 - k0) * ld),
+            Variant::F4 => tf.input4(d, nb, w, v, (ci - k0) * ld, (k1 - k0) * ld),
         }
     }
+}
+
+/// Tiles `g0..g1` of the batch (tile `g` is tile `g mod tiles` of image `g / tiles`), output
+/// channel panels `p0..p1` (of MR channels): input transform, 16 GEMMs, output transform into
+/// `out` (`[N][Cout][OH][OW]`, with `residual` of the same layout). With `shared` the input
+/// transform is already done: `V` is that slice, in that many channel chunks (see [`Work`]).
+#[allow(clippy::too_many_arguments)]
+fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<&[f32]>, out: OutPtr<f32>, [g0, g1]: [usize; 2], [p0, p1]: [usize; 2], buf: &mut [f32], shared: Option<(&[f32], usize)>) {
+    let geo = ex.geometry();
+    let (cin, cout, tw) = (packed.cin, packed.cout, img.tw);
+    let var = packed.variant;
+    let (mt, pt, xi) = (var.m(), var.p(), var.xi());
+    let nb = g1 - g0;
+    let ld = nb.next_multiple_of(geo.lanes);
+    let (own_v, rest) = buf.split_at_mut(xi * cin * ld);
+    let (m, rest) = rest.split_at_mut(xi * cout * ld);
+    let (pairs, rest) = rest.split_at_mut(ex.pairs_len(cin, ld));
+    let rl = mt * (tw + 1) + 2;
+    let (row, rest) = rest.split_at_mut(rl);
+    let (yrow, rest) = rest.split_at_mut(rl);
+    // Input: `d: [P rows][P columns][nb + 1]`, then `w: [P][nb]` (and, F4, two halves of
+    // nb + 1); output: `q: [M][P][nb]`, then the M output columns `[M][nb]` (and, F4, two
+    // halves of 2nb). See [`Variant::scratch`].
+    let e = &mut rest[..var.scratch(nb)];
+    let segments = segments(img, [g0, g1]);
+    let tf = Transforms::of(ex);
+    let (v, chunks): (&[f32], usize) = match shared {
+        Some((v, chunks)) => (v, chunks),
+        None => {
+            transform_input(tf, var, img, cin, &segments, [g0, g1, ld], [0, cin], own_v, e, row);
+            (own_v, 1)
+        }
+    };
     match (&packed.u, ex) {
+        // (`Work` shares no V in bf16: chunks = 1, the layout `gemms_bf16` reads.)
         (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, v, m, pairs, [cin, cout, ld, nb], [p0, p1]),
-        (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => gemms(ex, u, v, m, [cin, cout, ld, nb], [p0, p1]),
+        (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => gemms(ex, u, v, m, [cin, cout, ld, nb], [p0, p1], chunks),
         // `conv2d` checked that the weights fit the kernel.
         _ => unreachable!("wino: weights not transformed for this kernel"),
     }
@@ -588,8 +678,13 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
 /// `M_ξ = U_ξ · V_ξ` for the 16 positions on an FP32 kernel (or its twin): one column panel
 /// (≤ nv vectors) at a time, K in even blocks, output-channel panels `p0..p1`. `v: [16][Cin][ld]`,
 /// `m: [16][Cout][ld]`, `nb` real columns.
-fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2]) {
+fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2], chunks: usize) {
     let geo = ex.geometry();
+    let nxi = u.len();
+    // V's input channels in `chunks` chunks (`Work`): row k of V_ξ, k in chunk c0..c1, at
+    // (ξ·c0 + ξ·(c1 − c0) + k − c0)·ld; one chunk is the plain `[ξ][Cin][ld]`.
+    let ranges: Vec<(usize, usize)> = (0..chunks.max(1)).map(|q| chunk_range(cin, chunks.max(1), q)).collect();
+    let row_at = |xi: usize, (c0, c1): (usize, usize), k: usize| (nxi * c0 + xi * (c1 - c0) + k - c0) * ld;
     // The block's last few tiles (a 14² map's 49 = 3·16 + 1 at F(2×2)) on the narrow kernel,
     // as the direct convs' last columns (`sconv`): the others then fill whole-vector tiles.
     let all = nb.div_ceil(geo.lanes);
@@ -599,18 +694,18 @@ fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]:
         _ => None,
     };
     let vectors = if narrow.is_some() { all - 1 } else { ld / geo.lanes };
-    let kc_even = cin.div_ceil(cin.div_ceil(geo.kc).max(1)).max(1);
     let count = vectors.div_ceil(geo.nv);
     let mut cols_buf = vec![0f32; if narrow.is_some() { tail * cin } else { 0 }];
     let mut acc = vec![0f32; if narrow.is_some() { (p1 - p0) * NARROW_COLS * 8 } else { 0 }];
     for (xi, a) in u.iter().enumerate() {
-        let vx = &v[xi * cin * ld..(xi + 1) * cin * ld];
         let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
         if let Some(k) = narrow {
             let c0 = vectors * geo.lanes;
             for (j, col) in cols_buf.chunks_exact_mut(cin).enumerate() {
-                for (kk, y) in col.iter_mut().enumerate() {
-                    *y = vx[kk * ld + c0 + j];
+                for &r in &ranges {
+                    for kk in r.0..r.1 {
+                        col[kk] = v[row_at(xi, r, kk) + c0 + j];
+                    }
                 }
             }
             let b: Vec<&[f32]> = cols_buf.chunks_exact(cin).collect();
@@ -627,30 +722,36 @@ fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]:
         for i in 0..count {
             let (v0, v1) = (i * vectors / count, (i + 1) * vectors / count);
             let cols = ((v1 - v0) * geo.lanes).min(nb - v0 * geo.lanes);
-            let mut k0 = 0;
-            while k0 < cin {
-                let kc = kc_even.min(cin - k0);
-                for p in p0..p1 {
-                    let rows = geo.mr.min(cout - p * geo.mr);
-                    let a_next = if p + 1 < p1 { cin * geo.mr } else { 0 };
-                    let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0 };
-                    let init = if k0 == 0 { Init::Zero } else { Init::Output };
-                    let ap = a.panel_from(p, k0).as_ptr();
-                    let bp = vx[k0 * ld + v0 * geo.lanes..].as_ptr();
-                    let cp = mx[p * geo.mr * ld + v0 * geo.lanes..].as_mut_ptr();
-                    // SAFETY: the panel holds Cin · MR floats from k0 on (kc read); B rows
-                    // k0..k0 + kc of V_ξ hold `ld` floats each, `cols` of them real and the
-                    // row a whole number of vectors (ld is), from v0·LANES; C rows
-                    // p·MR .. + rows of M_ξ (`ld` each, `cols` from v0·LANES) are this
-                    // part's own and borrowed by nothing else.
-                    unsafe {
-                        match ex {
-                            Exec::Kernel(k) => k.tile(ap, bp, cp, t, init, None),
-                            _ => super::sgemm::scalar::tile(geo, ap, bp, cp, t, init, None),
+            for &r in &ranges {
+                // K in even blocks within the chunk (the same k-order fmas however it is cut).
+                let cw = r.1 - r.0;
+                let kc_even = cw.div_ceil(cw.div_ceil(geo.kc).max(1)).max(1);
+                let mut k0 = r.0;
+                while k0 < r.1 {
+                    let kc = kc_even.min(r.1 - k0);
+                    for p in p0..p1 {
+                        let rows = geo.mr.min(cout - p * geo.mr);
+                        let a_next = if p + 1 < p1 { cin * geo.mr } else { 0 };
+                        let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0 };
+                        let init = if k0 == 0 { Init::Zero } else { Init::Output };
+                        let ap = a.panel_from(p, k0).as_ptr();
+                        let bp = v[row_at(xi, r, k0) + v0 * geo.lanes..].as_ptr();
+                        let cp = mx[p * geo.mr * ld + v0 * geo.lanes..].as_mut_ptr();
+                        // SAFETY: the panel holds Cin · MR floats from k0 on (kc read); B rows
+                        // k0..k0 + kc of V_ξ (one chunk: consecutive rows `ld` apart) hold `ld`
+                        // floats each, `cols` of them real and the row a whole number of
+                        // vectors (ld is), from v0·LANES; C rows p·MR .. + rows of M_ξ (`ld`
+                        // each, `cols` from v0·LANES) are this part's own and borrowed by
+                        // nothing else.
+                        unsafe {
+                            match ex {
+                                Exec::Kernel(k) => k.tile(ap, bp, cp, t, init, None),
+                                _ => super::sgemm::scalar::tile(geo, ap, bp, cp, t, init, None),
+                            }
                         }
                     }
+                    k0 += kc;
                 }
-                k0 += kc;
             }
         }
     }
