@@ -336,12 +336,12 @@ fn part_len(ex: Exec, v: Variant, cin: usize, cout: usize, nb: usize, tw: usize)
 /// How one call's work splits: blocks of tiles (`split`: [`tile_parts`]), each block's
 /// output channels in `csplits` parts, `parts = blocks · csplits` of them over `workers`.
 /// When a block's channels are split (too few tiles for the workers: ResNet's 14² and 7²
-/// maps at batch 1), FP32 transforms each block's input once, `chunks` workers taking a share
+/// maps at batch 1), each block's input is transformed once, `chunks` workers taking a share
 /// of its input channels each, into a `V` the parts then share (`shared_len`); before, every
 /// part transformed the whole input again (at 14², 256 channels: 0.26 of 1.46 ms at one
 /// thread, done twice at two). Shared, at two threads on Zen 4: ResNet-50's 14² convs 0.86
-/// of the time, its 7² ones 0.87; whole ResNet-18 0.95, ResNet-50 0.97–0.99. bf16 keeps one
-/// transform per part (its GEMMs read V as bf16 pairs, packed per part).
+/// of the time, its 7² ones 0.87; whole ResNet-18 0.95, ResNet-50 0.97–0.99; ResNet-50 in
+/// bf16 (whose GEMMs round V into bf16 pairs per part, from the shared V) 0.99.
 #[derive(Clone, Copy, Debug)]
 struct Work {
     split: (usize, usize),
@@ -363,7 +363,7 @@ impl Work {
         let mpanels = cout.div_ceil(geo.mr);
         let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
         let parts = blocks * csplits;
-        let chunks = if csplits > 1 && !matches!(ex, Exec::Bf16(_)) { csplits.min(cin).max(1) } else { 1 };
+        let chunks = if csplits > 1 { csplits.min(cin).max(1) } else { 1 };
         Work { split, nb, csplits, parts, workers: workers.min(parts), chunks }
     }
 
@@ -615,8 +615,7 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
         }
     };
     match (&packed.u, ex) {
-        // (`Work` shares no V in bf16: chunks = 1, the layout `gemms_bf16` reads.)
-        (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, v, m, pairs, [cin, cout, ld, nb], [p0, p1]),
+        (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, v, m, pairs, [cin, cout, ld, nb], [p0, p1], chunks),
         (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => gemms(ex, u, v, m, [cin, cout, ld, nb], [p0, p1], chunks),
         // `conv2d` checked that the weights fit the kernel.
         _ => unreachable!("wino: weights not transformed for this kernel"),
@@ -760,10 +759,18 @@ fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]:
 /// [`gemms`] in bf16: each `V_ξ` rounded into bf16 pairs (`pairs: [⌈nb/NR⌉][⌈Cin/2⌉][NR]`,
 /// the column panels of [`bgemm`]'s B layout; a missing odd row pairs with zeros), then one
 /// column panel at a time, K in even blocks of pairs, on the bf16 tile kernel.
-fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], v: &[f32], m: &mut [f32], pairs: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2]) {
+#[allow(clippy::too_many_arguments)]
+fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], v: &[f32], m: &mut [f32], pairs: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2], chunks: usize) {
     use bgemm::{MR, NR};
     const ZEROS: [f32; NR] = [0.0; NR];
     let k2 = cin.div_ceil(2);
+    // Row k of V_ξ in V's channel chunks (as in `gemms`).
+    let (nxi, chunks) = (u.len(), chunks.max(1));
+    let row_at = |xi: usize, k: usize| {
+        let q = (0..chunks).rfind(|&q| chunk_range(cin, chunks, q).0 <= k).unwrap_or(0);
+        let (c0, c1) = chunk_range(cin, chunks, q);
+        (nxi * c0 + xi * (c1 - c0) + k - c0) * ld
+    };
     // Column panels of whole 16-lane vectors, as even as they go (64 columns run as 32 + 32,
     // not 48 + 16).
     let vectors = nb.div_ceil(16);
@@ -778,13 +785,12 @@ fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], v: &[f32], m: &mut [f32], pair
     let pairs: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u32>(), pairs.len()) };
     let kc_even = k2.div_ceil(k2.div_ceil(bgemm::KC2).max(1)).max(1);
     for (xi, a) in u.iter().enumerate() {
-        let vx = &v[xi * cin * ld..(xi + 1) * cin * ld];
         let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
         for j in 0..panels {
             let (c0, cols) = span(j);
             for kk in 0..k2 {
-                let lo = &vx[2 * kk * ld + c0..][..cols];
-                let hi = if 2 * kk + 1 < cin { &vx[(2 * kk + 1) * ld + c0..][..cols] } else { &ZEROS[..cols] };
+                let lo = &v[row_at(xi, 2 * kk) + c0..][..cols];
+                let hi = if 2 * kk + 1 < cin { &v[row_at(xi, 2 * kk + 1) + c0..][..cols] } else { &ZEROS[..cols] };
                 k.pack_pairs(lo, hi, &mut pairs[(j * k2 + kk) * NR..][..cols]);
             }
         }
