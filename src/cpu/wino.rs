@@ -18,10 +18,10 @@
 //!   [`Kernel::tile`] (B read in place at stride `ld`) → output transform, bias, residual and
 //!   activation, stored straight into the NCHW output. When a block's output channels are
 //!   split over the workers (too few tiles: 14² and 7² maps), its input is transformed once,
-//!   each worker taking a chunk of the input channels, into a V the parts share ([`Work`]).
-//!   A block's last few tiles past whole
-//!   vectors (a 14² map's 49 = 3·16 + 1) run on [`Kernel::narrow`] with the same k-order
-//!   fmas, as in `sconv` (ResNet's 14² convs 1.1–1.2× faster on AVX-512).
+//!   each worker taking a chunk of the input channels, into a V the parts share (`Work`).
+//!   A block's last few tiles past whole vectors (a 14² map's 49 = 3·16 + 1) run on
+//!   [`Kernel::narrow`] with the same k-order fmas, as in `sconv` (ResNet's 14² convs
+//!   1.1–1.2× faster on AVX-512).
 //!
 //! Bᵀ and Aᵀ hold only ±1, so both transforms are sums and differences in a fixed order;
 //! they run over a block's tiles as plain loops on contiguous arrays, compiled per ISA
@@ -675,8 +675,8 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
 }
 
 /// `M_ξ = U_ξ · V_ξ` for the 16 positions on an FP32 kernel (or its twin): one column panel
-/// (≤ nv vectors) at a time, K in even blocks, output-channel panels `p0..p1`. `v: [16][Cin][ld]`,
-/// `m: [16][Cout][ld]`, `nb` real columns.
+/// (≤ nv vectors) at a time, K in even blocks, output-channel panels `p0..p1`. `v: [16][Cin][ld]`
+/// (in `chunks` input-channel chunks, see `Work`), `m: [16][Cout][ld]`, `nb` real columns.
 fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2], chunks: usize) {
     let geo = ex.geometry();
     let nxi = u.len();

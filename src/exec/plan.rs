@@ -28,7 +28,7 @@ pub struct Plan {
     /// Below it, one call's parallel layers are too few to pay for waking the other workers.
     pub parallel: bool,
     /// Per node: whether its output takes the slot of its residual (input 1), which it
-    /// reads in place ([`in_place_residual`]).
+    /// reads in place (`in_place_residual`).
     pub in_place: Vec<bool>,
 }
 
@@ -183,14 +183,13 @@ impl Plan {
 /// [`amx::conv2d_onto`]) whose residual is an f32 value, or an INT8 conv with u8 codes in
 /// and out ([`crate::cpu::qconv::Residual::Output`]); the residual of the output's size,
 /// computed at run time, read by no later node, not a graph output, and not also the conv's
-/// input. The residual's lines are then read and written back once,
-/// where a separate output is fetched for ownership too, and the plan holds one slot less:
-/// ResNet-50's expanding 1×1 convs with their residual took 0.73–0.86 of the time at 56²
-/// and 28², 0.92–0.97 at 14², 0.98–1.04 at 7² (the whole model 0.96–1.00, median 0.965).
-/// bf16 (`vdpbf16ps` planes) 0.97 of the whole model's time; INT8, whose u8 outputs are a
-/// quarter of the bytes, 0.98–1.00 (only the memory saved). Winograd convs keep a separate
-/// output: in place they gained nothing (ResNet-18, whose residuals all meet Winograd convs,
-/// 1.00–1.05× the time).
+/// input. The residual's lines are then read and written back once, where a separate output
+/// is fetched for ownership too, and the plan holds one slot less: ResNet-50's expanding 1×1
+/// convs with their residual took 0.73–0.86 of the time at 56² and 28², 0.92–0.97 at 14²,
+/// 0.98–1.04 at 7² (the whole model 0.96–1.00, median 0.965); in bf16 (`vdpbf16ps` planes)
+/// the whole model 0.97; INT8, whose u8 outputs are a quarter of the bytes, 0.98–1.00 (only
+/// the memory saved). Winograd convs keep a separate output: in place they gained nothing
+/// (ResNet-18, whose residuals all meet Winograd convs, 1.00–1.05× the time).
 fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], idx: usize, bytes: &impl Fn(ValueId) -> usize) -> bool {
     let (Op::Conv(c), &[x, r]) = (&n.op, n.inputs.as_slice()) else { return false };
     let typed = match step {
