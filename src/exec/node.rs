@@ -99,42 +99,29 @@ pub(crate) fn run(
             let (x, xs) = f32_in(0)?;
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             let (xs, os) = (dims4(xs), dims4(os));
-            // A residual already in the output buffer: only the packed FP32 and bf16 direct
-            // steps take it there (the planner places it for no other).
-            if c.residual && matches!(ins.get(1), Some((ValueRef::Output(None), _))) {
-                match step {
-                    Step::SConv(packed) => {
-                        let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
-                        sconv::conv2d_onto(kernel, c, packed, x, xs, out, os, &mut scratch.f32, threads);
-                    }
-                    Step::BConv(packed) => {
-                        let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the packed bf16 weights"))?;
-                        bconv::conv2d_onto(kernel, c, packed, x, xs, out, os, threads);
-                    }
-                    Step::BImplicit(packed) => {
-                        let k = kernels.conv_planes.ok_or_else(|| mistyped(n, "the plane-packed bf16 weights"))?;
-                        amx::conv2d_onto(k, c, packed, x, xs, out, os, &mut scratch.f32, threads);
-                    }
-                    Step::BFma(packed) => {
-                        let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };
-                        let rounded = &mut scratch.bf16_in;
-                        rounded.resize(x.len(), 0.0);
-                        round.round_slice(x, rounded);
-                        sconv::conv2d_onto(kernel, c, packed, rounded, xs, out, os, &mut scratch.f32, threads);
-                    }
-                    _ => return Err(mistyped(n, "the in-place residual")),
-                }
-                return Ok(None);
+            // A residual already in the output buffer (`onto`): only the packed FP32 and bf16
+            // direct steps take it there (the planner places it for no other).
+            let onto = c.residual && matches!(ins.get(1), Some((ValueRef::Output(None), _)));
+            if onto && !matches!(step, Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_)) {
+                return Err(mistyped(n, "the in-place residual"));
             }
-            let residual = if c.residual { Some(f32_in(1)?.0) } else { None };
+            let residual = if c.residual && !onto { Some(f32_in(1)?.0) } else { None };
             match step {
                 Step::SConv(packed) => {
                     let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the packed f32 weights"))?;
-                    sconv::conv2d(kernel, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                    if onto {
+                        sconv::conv2d_onto(kernel, c, packed, x, xs, out, os, &mut scratch.f32, threads);
+                    } else {
+                        sconv::conv2d(kernel, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                    }
                 }
                 Step::BConv(packed) => {
                     let kernel = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the packed bf16 weights"))?;
-                    bconv::conv2d(kernel, c, packed, x, xs, residual, out, os, threads);
+                    if onto {
+                        bconv::conv2d_onto(kernel, c, packed, x, xs, out, os, threads);
+                    } else {
+                        bconv::conv2d(kernel, c, packed, x, xs, residual, out, os, threads);
+                    }
                 }
                 Step::Wino(packed) => {
                     let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the Winograd-transformed f32 weights"))?;
@@ -153,11 +140,19 @@ pub(crate) fn run(
                     let rounded = &mut scratch.bf16_in;
                     rounded.resize(x.len(), 0.0);
                     round.round_slice(x, rounded);
-                    sconv::conv2d(kernel, c, packed, rounded, xs, residual, out, os, &mut scratch.f32, threads);
+                    if onto {
+                        sconv::conv2d_onto(kernel, c, packed, rounded, xs, out, os, &mut scratch.f32, threads);
+                    } else {
+                        sconv::conv2d(kernel, c, packed, rounded, xs, residual, out, os, &mut scratch.f32, threads);
+                    }
                 }
                 Step::BImplicit(packed) => {
                     let k = kernels.conv_planes.ok_or_else(|| mistyped(n, "the plane-packed bf16 weights"))?;
-                    amx::conv2d(k, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                    if onto {
+                        amx::conv2d_onto(k, c, packed, x, xs, out, os, &mut scratch.f32, threads);
+                    } else {
+                        amx::conv2d(k, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                    }
                 }
                 _ => return Err(mistyped(n, "the packed conv weights")),
             }

@@ -107,6 +107,39 @@ unsafe fn hsum(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
+/// The row loop both AVX2 GEMV forms share: rows `rows` of `w` (`kpad` elements each) four
+/// at a time (rows past the last repeat it: read, never stored), `step(k, rows, acc)` adding
+/// the products of k..k + `width` into the four accumulators for every whole `width` of K,
+/// the rest of K summed plainly (integers: the order does not matter), each row's sum
+/// stored at `out[(c − rows.start)·out_rs]`.
+///
+/// # Safety
+/// AVX2 (the caller's `target_feature`); `w` holds `rows.end · kpad` elements, `x` `kpad`
+/// codes, `out` the strided row sums (`qgemm::check_gemv_args`), and `step` reads
+/// `width` elements from k of each row pointer.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemv_rows4<T: Copy + Into<i32>>(w: &[T], kpad: usize, width: usize, rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize, step: impl Fn(usize, &[*const T; 4], &mut [__m256i; 4])) {
+    let full = kpad / width * width;
+    let r0 = rows.start;
+    let mut c = rows.start;
+    while c < rows.end {
+        let n = (rows.end - c).min(4);
+        let wr: [*const T; 4] = std::array::from_fn(|r| w.as_ptr().add((c + r.min(n - 1)) * kpad));
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut k = 0;
+        while k < full {
+            step(k, &wr, &mut acc);
+            k += width;
+        }
+        for (r, a) in acc.iter().enumerate().take(n) {
+            let tail: i32 = (full..kpad).map(|k| i32::from(x[k]) * (*wr[r].add(k)).into()).sum();
+            *out.as_mut_ptr().add((c + r - r0) * out_rs) = hsum(*a) + tail;
+        }
+        c += n;
+    }
+}
+
 /// One column, `out[(c − rows.start)·out_rs] = Σ_k w[c][k] · x[k]`, K along the lanes, four
 /// rows at a time sharing each load of `x`, for weights packed at `S8Paired`: `vpmaddubsw`
 /// adds the products of the k pairs `(2j, 2j + 1)`, the pairs `pairs_fit` proved cannot
@@ -118,29 +151,17 @@ unsafe fn hsum(v: __m256i) -> i32 {
 /// the weights packed at `S8Paired`.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn gemv_u8s8_avx2_maddubs(w: &PackedWeights, s8: &[i8], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
-    let kpad = w.kpad;
-    let full = kpad / 32 * 32;
     let ones = _mm256_set1_epi16(1);
-    let r0 = rows.start;
-    let mut c = rows.start;
-    while c < rows.end {
-        let n = (rows.end - c).min(4);
-        let wr: [*const i8; 4] = std::array::from_fn(|r| s8.as_ptr().add((c + r.min(n - 1)) * kpad));
-        let mut acc = [_mm256_setzero_si256(); 4];
-        let mut k = 0;
-        while k < full {
+    // SAFETY: AVX2 (this function's feature); the arguments as the caller guarantees, and
+    // each step reads 32 codes of x and of each row from k < kpad / 32 · 32.
+    unsafe {
+        gemv_rows4(s8, w.kpad, 32, rows, x, out, out_rs, |k, wr, acc| {
             let xv = _mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i);
             for r in 0..4 {
                 let p = _mm256_maddubs_epi16(xv, _mm256_loadu_si256(wr[r].add(k) as *const __m256i));
                 acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(p, ones));
             }
-            k += 32;
-        }
-        for (r, a) in acc.iter().enumerate().take(n) {
-            let tail: i32 = (full..kpad).map(|k| i32::from(x[k]) * i32::from(*wr[r].add(k))).sum();
-            *out.as_mut_ptr().add((c + r - r0) * out_rs) = hsum(*a) + tail;
-        }
-        c += n;
+        })
     }
 }
 
@@ -151,26 +172,14 @@ pub(super) unsafe fn gemv_u8s8_avx2_maddubs(w: &PackedWeights, s8: &[i8], rows: 
 /// As [`gemv_u8s8_avx2_maddubs`], with the weights packed at `S16`.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn gemv_u8s8_avx2_widen(w: &PackedWeights, s16: &[i16], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
-    let kpad = w.kpad;
-    let full = kpad / 16 * 16;
-    let r0 = rows.start;
-    let mut c = rows.start;
-    while c < rows.end {
-        let n = (rows.end - c).min(4);
-        let wr: [*const i16; 4] = std::array::from_fn(|r| s16.as_ptr().add((c + r.min(n - 1)) * kpad));
-        let mut acc = [_mm256_setzero_si256(); 4];
-        let mut k = 0;
-        while k < full {
+    // SAFETY: AVX2 (this function's feature); the arguments as the caller guarantees, and
+    // each step reads 16 codes of x and 16 weights of each row from k < kpad / 16 · 16.
+    unsafe {
+        gemv_rows4(s16, w.kpad, 16, rows, x, out, out_rs, |k, wr, acc| {
             let xv = _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k) as *const __m128i));
             for r in 0..4 {
                 acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(xv, _mm256_loadu_si256(wr[r].add(k) as *const __m256i)));
             }
-            k += 16;
-        }
-        for (r, a) in acc.iter().enumerate().take(n) {
-            let tail: i32 = (full..kpad).map(|k| i32::from(x[k]) * i32::from(*wr[r].add(k))).sum();
-            *out.as_mut_ptr().add((c + r - r0) * out_rs) = hsum(*a) + tail;
-        }
-        c += n;
+        })
     }
 }
