@@ -7,7 +7,8 @@
 //! plain bodies are compiled per level by `multiversion!`; the u8 one also has an AVX-512
 //! twin (run at the [`Simd::Avx512`] level) whose codes are bit-identical: the same float
 //! operations in the same order, with the rounding and saturation done by `vcvtps2dq` (round
-//! to nearest even) and `vpmovusdb`.
+//! to nearest even) and `vpmovusdb`. A residual of u8 codes ([`requant_segs_codes`]) is
+//! dequantized inside that pass, from its own slice or from the output it is added into.
 
 use crate::cpu::simd::Simd;
 use crate::qparams::QParams;
@@ -116,11 +117,102 @@ pub(crate) fn requant_segs(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mul
     requant_segs_plain(simd, acc, segs, corr, mult, bias, res, relu, oq, out);
 }
 
+/// Where a u8 residual's codes are: their own slice (of the output's length), or the
+/// output itself, each code read before its element is overwritten (a residual added in
+/// place).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ResCodes<'a> {
+    Own(&'a [u8]),
+    InOutput,
+}
+
+/// [`requant_segs`] with a residual given as u8 codes with parameters `rq`, dequantized on
+/// the way ([`QParams::dequantize`], the values [`crate::cpu::codec::dequantize_slice`]
+/// gives): one pass over the row instead of dequantizing it into a buffer first. The
+/// [`Simd::Avx512`] level runs the AVX-512 version; the others dequantize 64 codes at a
+/// time into a buffer and run [`requant_segs`], the twin it is tested against.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn requant_segs_codes(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: ResCodes, rq: QParams, relu: bool, oq: QParams, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Simd::Avx512(_) = simd {
+        for sg in segs {
+            let (a, o) = (&acc[sg.acc..sg.acc + sg.len], &mut out[sg.out..sg.out + sg.len]);
+            // SAFETY: the level's token proves AVX-512F/BW; `a`, `o` and an own residual have
+            // the same length (`requant_codes` asserts it).
+            unsafe {
+                match (res, relu) {
+                    (ResCodes::Own(r), true) => avx512::requant_codes::<false, true>(a, corr, mult, bias, &r[sg.out..sg.out + sg.len], rq, oq, o),
+                    (ResCodes::Own(r), false) => avx512::requant_codes::<false, false>(a, corr, mult, bias, &r[sg.out..sg.out + sg.len], rq, oq, o),
+                    (ResCodes::InOutput, true) => avx512::requant_codes::<true, true>(a, corr, mult, bias, &[], rq, oq, o),
+                    (ResCodes::InOutput, false) => avx512::requant_codes::<true, false>(a, corr, mult, bias, &[], rq, oq, o),
+                }
+            }
+        }
+        return;
+    }
+    let mut buf = [0f32; 64];
+    for sg in segs {
+        for start in (0..sg.len).step_by(64) {
+            let l = (sg.len - start).min(64);
+            let (a, o) = (sg.acc + start, sg.out + start);
+            let codes = match res {
+                ResCodes::Own(r) => &r[o..o + l],
+                ResCodes::InOutput => &out[o..o + l],
+            };
+            crate::cpu::codec::dequantize_slice(simd, rq, codes, &mut buf[..l]);
+            let one = [Seg { acc: 0, out: 0, len: l }];
+            requant_segs(simd, &acc[a..a + l], &one, corr, mult, bias, Some(&buf[..l]), relu, oq, &mut out[o..o + l]);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
     use crate::qparams::QParams;
+
+    /// [`requant`] with the residual dequantized from u8 codes with `rq` on the way: read
+    /// from `out` itself when `IN_OUT` (each lane's code loaded before its store), else from
+    /// `res`. `(code − zp)` converted to f32 then times the scale, as
+    /// [`QParams::dequantize`] does.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F/BW (lengths are checked).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn requant_codes<const IN_OUT: bool, const RELU: bool>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: &[u8], rq: QParams, oq: QParams, out: &mut [u8]) {
+        let n = out.len();
+        assert!(acc.len() == n && (IN_OUT || res.len() == n), "requant: slice lengths differ");
+        let (vc, vm, vb, vs) = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias), _mm512_set1_ps(oq.scale));
+        let (lim, zp) = (_mm512_set1_ps(1024.0), _mm512_set1_epi32(i32::from(oq.zero_point)));
+        let (rzp, rs) = (_mm512_set1_epi32(i32::from(rq.zero_point)), _mm512_set1_ps(rq.scale));
+        let src = if IN_OUT { out.as_ptr() } else { res.as_ptr() };
+        let mut i = 0;
+        while i < n {
+            let m: __mmask16 = if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as u16 };
+            // SAFETY: lanes past `n − i` are masked off, so loads and stores stay inside the
+            // slices (masked-off lanes never fault).
+            let (a, codes) = unsafe { (_mm512_maskz_loadu_epi32(m, acc.as_ptr().add(i)), _mm512_castsi512_si128(_mm512_maskz_loadu_epi8(u64::from(m), src.add(i) as *const i8))) };
+            let r = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), rzp)), rs);
+            let mut y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vc)), vm), vb), r);
+            if RELU {
+                y = _mm512_max_ps(y, _mm512_setzero_ps());
+            }
+            let v = _mm512_min_ps(lim, _mm512_div_ps(y, vs));
+            let q = _mm512_add_epi32(_mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v), zp);
+            let q = _mm512_max_epi32(q, _mm512_setzero_si512());
+            // SAFETY: as above; the store comes after this lane's code was read.
+            unsafe {
+                if m == 0xffff {
+                    _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, _mm512_cvtusepi32_epi8(q));
+                } else {
+                    _mm512_mask_cvtusepi32_storeu_epi8(out.as_mut_ptr().add(i) as *mut i8, m, q);
+                }
+            }
+            i += 16;
+        }
+    }
 
     /// `out[i] = oq.quantize(relu?((acc[i] − corr)·mult + bias (+ res[i])))`, 16 lanes at a
     /// time, the tail under a mask. NaN and −∞ convert to `i32::MIN` and saturate to 0, +∞
@@ -210,6 +302,49 @@ mod tests {
                     let mut got = vec![0xaau8; outs];
                     requant_segs(simd, &acc, &segs, corr, mult, bias, r, relu, oq, &mut got);
                     assert_eq!(got, want, "len {len} relu {relu} residual {with_res}");
+                }
+            }
+        }
+    }
+
+    /// The residual as u8 codes, dequantized on the way, in its own slice and in the output
+    /// itself, gives the codes of dequantizing it first ([`crate::cpu::codec::dequantize_slice`])
+    /// and requantizing with the f32 residual, at every level this CPU has: lengths 0–200,
+    /// two segments, codes spread over 0–255, zero points 0, 128 and 255, with and without
+    /// ReLU.
+    #[test]
+    fn requant_with_residual_codes_matches_dequantizing_first() {
+        let levels: Vec<Simd> = [crate::cpu::detect::Isa::Scalar, crate::cpu::detect::Isa::Avx2, crate::cpu::detect::Isa::Avx512Vnni].into_iter().filter_map(Simd::for_isa).collect();
+        println!("residual codes at {levels:?}");
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for &simd in &levels {
+            for len in 0..=200usize {
+                let acc: Vec<i32> = (0..len).map(|_| (next() % 200_001) as i32 - 100_000).collect();
+                let cut = len / 3;
+                let segs = if len > 1 { vec![Seg { acc: 0, out: 0, len: cut }, Seg { acc: cut + 1, out: cut, len: len - cut - 1 }] } else { vec![Seg { acc: 0, out: 0, len }] };
+                let outs: usize = segs.iter().map(|s| s.len).sum();
+                let codes: Vec<u8> = (0..outs).map(|i| (i * 97 + len) as u8).collect();
+                let (corr, mult, bias) = ((next() % 1000) as i32 - 500, 1.7e-4, -0.25);
+                let oq = QParams { scale: 0.043, zero_point: (next() % 256) as u8 };
+                for rq in [QParams { scale: 0.031, zero_point: 0 }, QParams { scale: 0.5, zero_point: 128 }, QParams { scale: 1e-3, zero_point: 255 }] {
+                    let mut deq = vec![0f32; outs];
+                    crate::cpu::codec::dequantize_slice(Simd::Baseline, rq, &codes, &mut deq);
+                    for relu in [false, true] {
+                        let mut want = vec![0u8; outs];
+                        requant_segs(Simd::Baseline, &acc, &segs, corr, mult, bias, Some(&deq), relu, oq, &mut want);
+                        let mut own = vec![0xaau8; outs];
+                        requant_segs_codes(simd, &acc, &segs, corr, mult, bias, ResCodes::Own(&codes), rq, relu, oq, &mut own);
+                        assert_eq!(own, want, "{simd:?} len {len} relu {relu} {rq:?}, own residual");
+                        let mut inout = codes.clone();
+                        requant_segs_codes(simd, &acc, &segs, corr, mult, bias, ResCodes::InOutput, rq, relu, oq, &mut inout);
+                        assert_eq!(inout, want, "{simd:?} len {len} relu {relu} {rq:?}, residual in the output");
+                    }
                 }
             }
         }

@@ -7,8 +7,11 @@
 //! from the runs (1×1: from the u8 planes), runs the session's qgemm kernel `ROWS_PER_CALL`
 //! channels at a time into an i32 tile, and applies the epilogue
 //! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32,
-//! or u8 codes for the next INT8 conv (`cpu::epilogue`). A u8 residual is dequantized one
-//! channel row at a time into `QScratch::res`.
+//! or u8 codes for the next INT8 conv (`cpu::epilogue`). Where the workers split channels,
+//! they share one panel per image and group, packed first, each worker a share of its blocks
+//! ([`pack_shared`]). A u8 residual is dequantized inside the requantizing pass
+//! ([`requant_segs_codes`]) for u8 outputs with ReLU or no activation, else one channel row
+//! at a time into `QScratch::res`.
 //!
 //! Stride-1 convs with taps on the VNNI kernel pack no panels: their planes are built as quad
 //! planes (four channels interleaved pixel by pixel, [`Phases::build_quads`]), whose 16-pixel
@@ -29,7 +32,7 @@ use std::sync::Mutex;
 use super::phases::{pack_pointwise, pack_taps, Phases, Source};
 use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL, SMALL_PANEL_TARGET, SMALL_WEIGHTS};
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
-use crate::cpu::epilogue::{dequant_segs, requant_segs, Seg};
+use crate::cpu::epilogue::{dequant_segs, requant_segs, requant_segs_codes, ResCodes, Seg};
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
@@ -135,6 +138,11 @@ pub fn qconv2d(
     let tasks = n * g * chunks * row_chunks;
     let workers = threads.max(1).min(tasks);
     let plen = if implicit { 0 } else { panel_len(pw0.kpad, nb) };
+    // Where the workers split output channels (one pixel chunk per image and group), they
+    // all need the same panel: it is packed once, each worker packing a share of its blocks,
+    // rather than whole by every worker.
+    let shared = row_chunks > 1 && !implicit && workers > 1;
+    let panels_len = if shared { n * g * plen } else { workers * plen };
     let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
     // f32 inputs of convs that skip some phases (a 1×1 stride-2 downsample reads a quarter of
     // its input) are quantized while their planes are built, when plane rows are long enough
@@ -147,7 +155,7 @@ pub fn qconv2d(
         Some(p) => n * p.image_len + p.slack,
         None => 0,
     };
-    let need_u8 = own + phase_len + workers * plen;
+    let need_u8 = own + phase_len + panels_len;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
@@ -160,7 +168,8 @@ pub fn qconv2d(
         s.res.resize(workers * res_row, 0.0);
     }
     let (xq, rest) = s.u8.split_at_mut(own);
-    let (phases, panels) = rest.split_at_mut(phase_len);
+    let (phases, rest) = rest.split_at_mut(phase_len);
+    let (shared_panels, panels) = rest.split_at_mut(if shared { panels_len } else { 0 });
     let src = match x {
         QIn::U8(codes) => Source::U8(&codes[..in_len]),
         QIn::F32(x) if fused => Source::F32(&x[..in_len], pa),
@@ -184,6 +193,17 @@ pub fn qconv2d(
         Source::F32(..) => &[],
     };
     let phases: &[u8] = phases;
+    if shared {
+        pack_shared(shared_panels, plen, n * g, workers, total_blocks, nv, pw0.kpad, |panel, bg, blk0, blocks, cnt| {
+            let (b, gi) = (bg / g, bg % g);
+            let v0 = blk0 * BLOCK;
+            match (&geo, &koff) {
+                (Some(p), Some(koff)) => pack_taps(phases, b * p.image_len + gi * cin_g * p.plane + v0, koff, blocks, pw0.kpad, panel),
+                _ => pack_pointwise(&xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w], h * w, pw0.k, v0, cnt, pw0.kpad, panel),
+            }
+        });
+    }
+    let shared_panels: &[u8] = shared_panels;
     let kern = kernels.qgemm;
     let (dst_f32, dst_u8) = match out {
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
@@ -197,7 +217,7 @@ pub fn qconv2d(
     crate::cpu::parallel::par_for(workers, |wi| {
         let (dst_f32, dst_u8) = (dst_f32, dst_u8);
         let mut held = bufs[wi].lock().unwrap_or_else(|e| e.into_inner());
-        let (panel, acc, res_buf) = &mut *held;
+        let (own_panel, acc, res_buf) = &mut *held;
         let mut range = Lanes::default();
         let mut segs = Vec::new();
         let mut cols: Vec<u8> = Vec::new();
@@ -220,16 +240,17 @@ pub fn qconv2d(
             let tail = cnt.saturating_sub(blocks.saturating_sub(1) * BLOCK);
             let (gemm_blocks, tail) = if kern.has_gemv() && blocks > 0 && tail <= GEMV_TAIL { (blocks - 1, tail) } else { (blocks, 0) };
             match (&geo, &koff) {
-                _ if implicit => {}
+                _ if implicit || shared => {}
                 (Some(p), Some(koff)) => {
                     let base = b * p.image_len + gi * cin_g * p.plane + v0;
-                    pack_taps(phases, base, koff, blocks, pw.kpad, panel);
+                    pack_taps(phases, base, koff, blocks, pw.kpad, own_panel);
                 }
                 _ => {
                     let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
-                    pack_pointwise(xg, h * w, pw.k, v0, cnt, pw.kpad, panel);
+                    pack_pointwise(xg, h * w, pw.k, v0, cnt, pw.kpad, own_panel);
                 }
             }
+            let panel: &[u8] = if shared { &shared_panels[(b * g + gi) * plen..(b * g + gi + 1) * plen] } else { own_panel };
             // Each tail pixel's K column, gathered in the weights' K order from where the
             // kernel would have read it.
             cols.clear();
@@ -282,6 +303,22 @@ pub fn qconv2d(
                     let oc = gi * cout_g + co;
                     let at = obase + co * npix + first;
                     debug_assert!(at + region <= out_len);
+                    let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
+                    // u8 codes out with a u8 residual, ReLU or no activation: the residual is
+                    // dequantized inside the requantizing pass.
+                    if let (Some(oq), Some(Residual::U8(_, rq) | Residual::Output(rq)), None | Some(Activation::Relu)) = (out_q, residual, c.act) {
+                        // SAFETY: as for the stores below: elements [at, at + region) of the
+                        // u8 output, this task's alone; a residual in the output is read from
+                        // them, each code before it is overwritten.
+                        let bytes = unsafe { std::slice::from_raw_parts_mut(dst_u8.0.add(at), region) };
+                        let codes = match residual {
+                            Some(Residual::U8(r, _)) => ResCodes::Own(&r[at..at + region]),
+                            _ => ResCodes::InOutput,
+                        };
+                        let (corr, mult, bias) = affine(c, q, pw, co, oc, pa);
+                        requant_segs_codes(simd, accs, &segs, corr, mult, bias, codes, rq, c.act.is_some(), oq, bytes);
+                        continue;
+                    }
                     let res = match residual {
                         None => None,
                         Some(Residual::F32(r)) => Some(&r[at..at + region]),
@@ -298,7 +335,6 @@ pub fn qconv2d(
                             Some(&res_buf[..region])
                         }
                     };
-                    let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
                     match out_q {
                         None => {
                             // SAFETY: output elements [at, at + region) lie inside `out`
@@ -326,6 +362,32 @@ pub fn qconv2d(
     });
     let range = ranges.into_iter().map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner())).fold(Lanes::default(), Lanes::merge);
     record.then(|| range.range())
+}
+
+/// Packs the `count` panels of `plen` bytes in `panels` (one per image and group, `blocks`
+/// blocks of at most `nv` virtual pixels each) in parallel: each panel cut into `parts`
+/// ranges of whole blocks, `pack(panel range, index, first block, blocks, pixels)` packing
+/// one.
+#[allow(clippy::too_many_arguments)]
+fn pack_shared(panels: &mut [u8], plen: usize, count: usize, parts: usize, blocks: usize, nv: usize, kpad: usize, pack: impl Fn(&mut [u8], usize, usize, usize, usize) + Sync) {
+    let block_bytes = kpad * BLOCK;
+    let mut pieces = Vec::with_capacity(count * parts);
+    for (i, mut panel) in panels.chunks_mut(plen).take(count).enumerate() {
+        for j in 0..parts {
+            let (b0, b1) = (j * blocks / parts, (j + 1) * blocks / parts);
+            let (piece, rest) = std::mem::take(&mut panel).split_at_mut((b1 - b0) * block_bytes);
+            panel = rest;
+            if b1 > b0 {
+                pieces.push(Mutex::new((piece, i, b0, b1 - b0)));
+            }
+        }
+    }
+    crate::cpu::parallel::par_for(pieces.len(), |i| {
+        let mut held = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
+        let (piece, index, b0, n) = &mut *held;
+        let cnt = (nv - *b0 * BLOCK).min(*n * BLOCK);
+        pack(piece, *index, *b0, *n, cnt);
+    });
 }
 
 /// A task's last block runs as GEMV columns ([`crate::cpu::qgemm::Kernel::gemv_rows`])

@@ -154,8 +154,18 @@ impl Phases {
     /// pixels of one quad are the 64 bytes `vpdpbusd` reads as 16 × 4 k. Channels past
     /// `cin_g` in a group's last quad, and the slack after the last image, hold the zero
     /// point (their weights are zero).
+    ///
+    /// Stride-1 planes of u8 codes on AVX-512 are built by [`quad_plane_avx512`], a padded row
+    /// of four channels at a time (masked loads, one interleave per 16 pixels); the others
+    /// row by row through [`Phases::row_filler`], which is also the twin it is tested against.
     #[allow(clippy::too_many_arguments)]
-    pub fn build_quads(&self, simd: Simd, src: Source, n: usize, cin: usize, groups: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+    pub fn build_quads(&self, simd: Simd, src: Source, n: usize, cin: usize, groups: usize, hw: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+        self.build_quads_with(simd, true, src, n, cin, groups, hw, pads, zp, out);
+    }
+
+    /// [`Phases::build_quads`], the whole-row path allowed or not (`fast`).
+    #[allow(clippy::too_many_arguments)]
+    fn build_quads_with(&self, simd: Simd, fast: bool, src: Source, n: usize, cin: usize, groups: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
         let (sy, sx, wph, plane) = (self.sy, self.sx, self.wph, self.plane);
         let cin_g = cin / groups.max(1);
         let cq = cin_g.div_ceil(4);
@@ -167,6 +177,29 @@ impl Phases {
         // Units (image, used phase, quad), each one quad plane of `plane · 4` bytes.
         let runs: Vec<(usize, usize)> = (0..n).flat_map(|b| (0..sy * sx).filter(|&ph| self.used[ph]).map(move |ph| (b, ph))).collect();
         let total = runs.len() * quads;
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Simd::Avx512(_), Source::U8(xq), 1, 1) = (fast, simd, src, sy, sx) {
+            assert!(xq.len() >= n * cin * h * w, "build_quads: input shorter than its shape");
+            let hph = plane / wph.max(1);
+            let range = |u0: usize, u1: usize, base: &OutPtr<u8>| {
+                for u in u0..u1 {
+                    let (b, qg) = (u / quads, u % quads);
+                    let (gi, q) = (qg / cq, qg % cq);
+                    let chans: [Option<usize>; 4] = std::array::from_fn(|j| (4 * q + j < cin_g).then(|| (b * cin + gi * cin_g + 4 * q + j) * h * w));
+                    // SAFETY: quad plane (b, qg) lies inside `planes` (b < n, qg < quads, one
+                    // phase, planes.len() = n·quads·plane·4); each unit is visited by one range
+                    // only, and `planes` is borrowed mutably for the whole call.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(u * plane * 4), plane * 4) };
+                    // SAFETY: the level's token proves AVX-512F/BW; every channel plane
+                    // `chans[j]..+h·w` lies inside `xq` (asserted above), and `dst` holds
+                    // `hph·wph·4` bytes.
+                    unsafe { quad_plane_avx512(xq, chans, [h, w], [pads[0], pads[1]], [hph, wph], zp, dst) };
+                }
+            };
+            let base = OutPtr(planes.as_mut_ptr());
+            split_planes(total, plane * 4, plane / wph.max(1), |u0, u1| range(u0, u1, &base));
+            return;
+        }
         let range = |u0: usize, u1: usize, base: &OutPtr<u8>| {
             let mut rows = vec![zp; 4 * wph];
             for u in u0..u1 {
@@ -274,6 +307,69 @@ impl Phases {
         }
         out.resize(kpad, 0);
         out
+    }
+}
+
+/// One stride-1 quad plane, `dst[(r·wph + j)·4 + c]` = channel `c`'s code at input pixel
+/// `(r − pt, j − pl)`, the zero point where that lies in the padding or where `chans[c]` is
+/// `None` (a group's last quad past its channels); `chans[c]` is where channel `c`'s `h·w`
+/// plane starts in `xq`. Sixteen padded pixels of the four rows at a time: each row's codes
+/// by one masked load (the padding lanes masked off, filled with the zero point), then
+/// interleaved.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW; `chans[c] + h·w ≤ xq.len()` for each channel given, and
+/// `dst.len() ≥ hph·wph·4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quad_plane_avx512(xq: &[u8], chans: [Option<usize>; 4], [h, w]: [usize; 2], [pt, pl]: [usize; 2], [hph, wph]: [usize; 2], zp: u8, dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    debug_assert!(dst.len() >= hph * wph * 4 && chans.iter().flatten().all(|&c| c + h * w <= xq.len()));
+    let zpv = _mm512_set1_epi8(zp as i8);
+    // Channel c's plane, shifted by the left padding (so that padded column j reads input
+    // column j − pl), and the lanes it may read: none for a missing channel. Masked-off
+    // lanes are never read, so these addresses may point outside the slice (`wrapping_*`).
+    let base = chans.map(|c| xq.as_ptr().wrapping_add(c.unwrap_or(0)).wrapping_sub(pl) as *const i8);
+    let live = chans.map(|c| if c.is_some() { u64::MAX } else { 0 });
+    let out = dst.as_mut_ptr();
+    for r in 0..hph {
+        let iy = r.wrapping_sub(pt);
+        let line = if iy < h { iy * w } else { 0 };
+        let mut j0 = 0;
+        while j0 < wph {
+            let cnt = (wph - j0).min(16);
+            // Lanes l with input column j0 + l − pl inside [0, w), on an input row.
+            let (lo, hi) = (pl.saturating_sub(j0).min(cnt), (pl + w).saturating_sub(j0).min(cnt));
+            let mask: u64 = if iy < h && lo < hi { ((1u64 << hi) - 1) & !((1u64 << lo) - 1) } else { 0 };
+            let at = line + j0;
+            // SAFETY: only the lanes in `mask & live[c]` are read: columns j0 + l − pl in
+            // [0, w) of row iy < h of channel c's plane, inside `xq`.
+            let (a, b, c, d) = unsafe {
+                (
+                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[0], base[0].wrapping_add(at))),
+                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[1], base[1].wrapping_add(at))),
+                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[2], base[2].wrapping_add(at))),
+                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[3], base[3].wrapping_add(at))),
+                )
+            };
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let (q0, q1, q2, q3) = (_mm_unpacklo_epi16(ab_lo, cd_lo), _mm_unpackhi_epi16(ab_lo, cd_lo), _mm_unpacklo_epi16(ab_hi, cd_hi), _mm_unpackhi_epi16(ab_hi, cd_hi));
+            let o = out.add((r * wph + j0) * 4);
+            // SAFETY: the 4·cnt bytes at `o` lie inside `dst` (r < hph, j0 + cnt ≤ wph).
+            unsafe {
+                if cnt == 16 {
+                    _mm_storeu_si128(o as *mut __m128i, q0);
+                    _mm_storeu_si128(o.add(16) as *mut __m128i, q1);
+                    _mm_storeu_si128(o.add(32) as *mut __m128i, q2);
+                    _mm_storeu_si128(o.add(48) as *mut __m128i, q3);
+                } else {
+                    let v = _mm512_inserti32x4::<3>(_mm512_inserti32x4::<2>(_mm512_inserti32x4::<1>(_mm512_castsi128_si512(q0), q1), q2), q3);
+                    _mm512_mask_storeu_epi8(o as *mut i8, (1u64 << (4 * cnt)) - 1, v);
+                }
+            }
+            j0 += 16;
+        }
     }
 }
 
@@ -394,3 +490,39 @@ fn interleave4x16(rows: [&[u8]; 4], dst: &mut [u8]) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole-row quad builder against the row-by-row one, byte for byte over the planes
+    /// and the slack (both buffers start from different garbage): widths around the 16-pixel
+    /// chunks, asymmetric pads, groups with a partial last quad, dilations, zero points.
+    #[test]
+    fn quad_planes_match_the_row_builder() {
+        let simd = Simd::best();
+        println!("quad planes: {}", if matches!(simd, Simd::Avx512(_)) { "AVX-512 whole rows against the row builder" } else { "no AVX-512 here: the row builder only" });
+        let mut cases = 0;
+        for (h, w) in [(1, 1), (2, 3), (7, 7), (5, 15), (14, 14), (3, 17), (4, 31), (6, 33), (9, 40), (2, 63), (2, 65)] {
+            for pads in [[0, 0, 0, 0], [1, 1, 1, 1], [2, 0, 1, 3], [0, 3, 2, 0], [3, 17, 0, 2]] {
+                for (cin_g, groups, n, dil, zp) in [(1, 1, 1, 1, 0u8), (3, 1, 2, 1, 9), (4, 2, 1, 2, 255), (5, 1, 1, 1, 128), (8, 3, 2, 1, 7), (13, 2, 1, 2, 1)] {
+                    let cin = cin_g * groups;
+                    let mut c = Conv2d::new(crate::tensor::Tensor::randn(vec![groups * 4, cin_g, 3, 3], 1.0, 1), 1, 0, groups);
+                    c.pads = pads;
+                    c.dilation = [dil, dil];
+                    let (hp, wp) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+                    let Some((oh, ow)) = hp.checked_sub(2 * dil).zip(wp.checked_sub(2 * dil)) else { continue };
+                    let p = Phases::new(&c, cin, [h, w], [oh + 1, ow + 1]);
+                    let quads = groups * cin_g.div_ceil(4);
+                    let x: Vec<u8> = (0..n * cin * h * w).map(|i| (i * 37 % 253) as u8).collect();
+                    let len = n * p.quad_image_len(quads) + p.quad_slack(&c, quads);
+                    let (mut fast, mut rows) = (vec![0xaa; len], vec![0x55; len]);
+                    p.build_quads_with(simd, true, Source::U8(&x), n, cin, groups, [h, w], pads, zp, &mut fast);
+                    p.build_quads_with(simd, false, Source::U8(&x), n, cin, groups, [h, w], pads, zp, &mut rows);
+                    assert!(fast == rows, "quad planes differ: {h}×{w}, pads {pads:?}, {cin_g} channels × {groups} groups, batch {n}, dilation {dil}, zero point {zp}");
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 300, "only {cases} cases ran");
+    }
+}
