@@ -85,21 +85,32 @@ pub fn kestrel_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8
     median_ms(runs, &mut || s.run(std::slice::from_ref(&x)).map(|_| ()))
 }
 
-/// Median per-layer times in ms of `g` in kestrel (f32, or INT8), by node name.
-pub fn layer_ms(g: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<HashMap<String, f64>> {
-    let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
-    let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
-    let s = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
-    s.run(std::slice::from_ref(&x))?;
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); s.graph().nodes.len()];
+/// Median per-layer times in ms of `before` and of `after` in kestrel (f32, or INT8), by
+/// node name: profiled runs of the two alternating, as the whole-model latencies do, so that
+/// the host's drift weighs on both columns alike.
+pub fn paired_layer_ms(before: &Graph, after: &Graph, calib: &[Tensor], threads: usize, runs: usize, int8_too: bool) -> Result<(HashMap<String, f64>, HashMap<String, f64>)> {
+    let session = |g: &Graph| -> Result<(Session, Tensor)> {
+        let g = if int8_too { int8(g, calib, threads)? } else { g.clone() };
+        let x = Tensor::randn(g.input_shape(1)?, 1.0, 17);
+        let s = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
+        s.run(std::slice::from_ref(&x))?;
+        Ok((s, x))
+    };
+    let pair = [session(before)?, session(after)?];
+    let mut samples: [Vec<Vec<f64>>; 2] = std::array::from_fn(|i| vec![Vec::new(); pair[i].0.graph().nodes.len()]);
     for _ in 0..runs.max(1) {
-        let mut t = Vec::new();
-        s.run_profiled(std::slice::from_ref(&x), &mut t)?;
-        for (acc, v) in samples.iter_mut().zip(t) {
-            acc.push(v * 1e3);
+        for ((s, x), acc) in pair.iter().zip(samples.iter_mut()) {
+            let mut t = Vec::new();
+            s.run_profiled(std::slice::from_ref(x), &mut t)?;
+            for (a, v) in acc.iter_mut().zip(t) {
+                a.push(v * 1e3);
+            }
         }
     }
-    Ok(s.graph().nodes.iter().zip(samples).map(|(n, v)| (n.name.clone(), crate::stats::Summary::of(&v).median)).collect())
+    let [(sb, _), (sa, _)] = &pair;
+    let [tb, ta] = samples;
+    let medians = |s: &Session, t: Vec<Vec<f64>>| -> HashMap<String, f64> { s.graph().nodes.iter().zip(t).map(|(n, v)| (n.name.clone(), crate::stats::Summary::of(&v).median)).collect() };
+    Ok((medians(sb, tb), medians(sa, ta)))
 }
 
 /// Whole-model latencies of `before` and `after`, each engine running the two alternately.
@@ -177,8 +188,8 @@ pub struct PruneReport {
 /// Measures `before` and `pruned` (and scores them on `eval` when given).
 pub fn report(name: &str, before: &Graph, pruned: Pruned, calib: &[Tensor], eval: Option<&Path>, threads: usize, runs: usize) -> Result<PruneReport> {
     let after = &pruned.graph;
-    let (fb, fa) = (layer_ms(before, calib, threads, runs, false)?, layer_ms(after, calib, threads, runs, false)?);
-    let (ib, ia) = (layer_ms(before, calib, threads, runs, true)?, layer_ms(after, calib, threads, runs, true)?);
+    let (fb, fa) = paired_layer_ms(before, after, calib, threads, runs, false)?;
+    let (ib, ia) = paired_layer_ms(before, after, calib, threads, runs, true)?;
     let layers = pruned
         .layers
         .iter()

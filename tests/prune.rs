@@ -314,3 +314,26 @@ fn cholesky_solves_spd_systems() {
     assert!(err < 1e-9, "max error {err}");
     assert!(cholesky_solve(&[1.0, 2.0, 2.0, 1.0], 2, &[1.0, 1.0], 1).is_none());
 }
+
+/// The measured report (what `kestrel prune` prints without `--no-measure`): every pruned
+/// conv has f32 and INT8 times before and after, from profiled runs of the two models
+/// alternating; whole-model latencies and the MAC counts agree with the pruned graph.
+#[test]
+fn measured_report_times_every_layer_before_and_after() {
+    let g = resnet(18, 16);
+    let opts = PruneOptions { target: Target::Ratio(0.5), round_to: RoundTo::Multiple(8), ..Default::default() };
+    let pruned = prune(&g, &opts, &[]).unwrap();
+    let macs = pruned.macs_after;
+    let r = kestrel::prune_report::report("resnet18", &g, pruned, &[], None, 2, 3).unwrap();
+    let convs: Vec<_> = r.layers.iter().filter(|l| l.change.op == "Conv").collect();
+    assert!(convs.len() >= 17, "{} conv rows", convs.len());
+    for l in &convs {
+        for (what, (b, a)) in [("f32", l.f32_ms), ("INT8", l.int8_ms)] {
+            let (b, a) = (b.unwrap_or_else(|| panic!("{}: no {what} time before", l.change.node)), a.unwrap_or_else(|| panic!("{}: no {what} time after", l.change.node)));
+            assert!(b > 0.0 && a > 0.0 && b.is_finite() && a.is_finite(), "{}: {what} {b} → {a} ms", l.change.node);
+        }
+    }
+    assert!(r.latency_before.kestrel_f32 > 0.0 && r.latency_after.kestrel_f32 > 0.0 && r.latency_after.kestrel_int8.is_some_and(|t| t > 0.0));
+    assert_eq!(r.pruned.macs_after, macs);
+    assert!(kestrel::prune_report::markdown(&r).contains("| layer1.0.conv1 | Conv |"));
+}
