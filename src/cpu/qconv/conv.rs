@@ -199,7 +199,7 @@ pub fn qconv2d(
             let v0 = blk0 * BLOCK;
             match (&geo, &koff) {
                 (Some(p), Some(koff)) => pack_taps(phases, b * p.image_len + gi * cin_g * p.plane + v0, koff, blocks, pw0.kpad, panel),
-                _ => pack_pointwise(&xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w], h * w, pw0.k, v0, cnt, pw0.kpad, panel),
+                _ => pack_pointwise(simd, &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w], h * w, pw0.k, v0, cnt, pw0.kpad, panel),
             }
         });
     }
@@ -247,7 +247,7 @@ pub fn qconv2d(
                 }
                 _ => {
                     let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
-                    pack_pointwise(xg, h * w, pw.k, v0, cnt, pw.kpad, own_panel);
+                    pack_pointwise(simd, xg, h * w, pw.k, v0, cnt, pw.kpad, own_panel);
                 }
             }
             let panel: &[u8] = if shared { &shared_panels[(b * g + gi) * plen..(b * g + gi + 1) * plen] } else { own_panel };

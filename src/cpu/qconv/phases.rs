@@ -412,8 +412,10 @@ pub(crate) fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usiz
 }
 
 /// 1×1 stride-1 convs: the u8 input planes already are the `col` rows, so full blocks are
-/// interleaved straight from them; only a partial last block goes through a padded copy.
-pub(crate) fn pack_pointwise(xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt: usize, kpad: usize, panel: &mut [u8]) {
+/// interleaved straight from them; only a partial last block goes through a padded copy (on
+/// AVX-512 by one masked load per row: the copies cost more than the full blocks of a 14²
+/// or 7² map, whose every 4-k group has such a block).
+pub(crate) fn pack_pointwise(simd: Simd, xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt: usize, kpad: usize, panel: &mut [u8]) {
     const ZERO: [u8; BLOCK] = [0; BLOCK];
     let full = cnt / BLOCK;
     let mut tail = [[0u8; BLOCK]; 4];
@@ -429,15 +431,56 @@ pub(crate) fn pack_pointwise(xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt
             interleave4x16(src, &mut panel[at..at + 4 * BLOCK]);
         }
         if cnt % BLOCK != 0 {
+            let at = full * kpad * BLOCK + k4 * 4 * BLOCK;
+            #[cfg(target_arch = "x86_64")]
+            if let Simd::Avx512(_) = simd {
+                let rows = rows.map(|r| r.map(|r| &r[full * BLOCK..]));
+                // SAFETY: the level's token proves AVX-512F/BW; each row holds the
+                // `cnt % BLOCK` bytes read, and the panel the 64 written.
+                unsafe { interleave_tail_avx512(rows, &mut panel[at..at + 4 * BLOCK]) };
+                continue;
+            }
             for (t, r) in tail.iter_mut().zip(&rows) {
                 t.fill(0);
                 if let Some(r) = r {
                     t[..cnt % BLOCK].copy_from_slice(&r[full * BLOCK..]);
                 }
             }
-            let at = full * kpad * BLOCK + k4 * 4 * BLOCK;
             interleave4x16([&tail[0][..], &tail[1][..], &tail[2][..], &tail[3][..]], &mut panel[at..at + 4 * BLOCK]);
         }
+    }
+}
+
+/// [`interleave4x16`] of rows shorter than 16 bytes (all of one length; a missing row is
+/// zeros), zero-filled past their end: each row by one masked load.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW; the rows hold at most 16 bytes each and `dst` at least 64.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn interleave_tail_avx512(rows: [Option<&[u8]>; 4], dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= 64 && rows.iter().flatten().all(|r| r.len() <= 16));
+    // (A function, not a closure: closures do not inherit the target features.)
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn load(r: Option<&[u8]>) -> __m128i {
+        match r {
+            // SAFETY: only the row's own bytes are loaded (the mask covers r.len() ≤ 16 lanes).
+            Some(r) => unsafe { _mm512_castsi512_si128(_mm512_maskz_loadu_epi8((1u64 << r.len()) - 1, r.as_ptr() as *const i8)) },
+            None => _mm_setzero_si128(),
+        }
+    }
+    let (a, b, c, d) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
+    let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+    let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+    let o = dst.as_mut_ptr() as *mut __m128i;
+    // SAFETY: `dst` holds the 64 bytes stored (asserted above).
+    unsafe {
+        _mm_storeu_si128(o, _mm_unpacklo_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+        _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
     }
 }
 

@@ -87,7 +87,7 @@ pub fn qconv_transpose2d(
                 let p0 = t * nb * BLOCK;
                 let cnt = (npix - p0).min(nb * BLOCK);
                 let blocks = cnt.div_ceil(BLOCK);
-                pack_pointwise(xb, npix, cin, p0, cnt, pw.kpad, panel);
+                pack_pointwise(simd, xb, npix, cin, p0, cnt, pw.kpad, panel);
                 let rs = blocks * BLOCK;
                 kern.run(pw, panel, blocks, acc, rs);
                 for r in 0..rows {
