@@ -355,7 +355,7 @@ unsafe fn quad_plane_avx512(xq: &[u8], chans: [Option<usize>; 4], [h, w]: [usize
             let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
             let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
             let (q0, q1, q2, q3) = (_mm_unpacklo_epi16(ab_lo, cd_lo), _mm_unpackhi_epi16(ab_lo, cd_lo), _mm_unpacklo_epi16(ab_hi, cd_hi), _mm_unpackhi_epi16(ab_hi, cd_hi));
-            let o = out.add((r * wph + j0) * 4);
+            let o = out.wrapping_add((r * wph + j0) * 4);
             // SAFETY: the 4·cnt bytes at `o` lie inside `dst` (r < hph, j0 + cnt ≤ wph).
             unsafe {
                 if cnt == 16 {
