@@ -64,14 +64,44 @@ impl Phases {
     }
 
     /// Writes the phase planes of all `n` images of `src: [N, Cin, H, W]` into `out`.
+    ///
+    /// Planes of u8 codes with a column stride of 1 or 2 on AVX-512 are built by
+    /// [`phase_plane_avx512`], 64 input columns a load; the others row by row through
+    /// [`Phases::row_filler`], the twin it is tested against.
     #[allow(clippy::too_many_arguments)]
-    pub fn build(&self, simd: Simd, src: Source, n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+    pub fn build(&self, simd: Simd, src: Source, n: usize, cin: usize, hw: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
+        self.build_with(simd, true, src, n, cin, hw, pads, zp, out);
+    }
+
+    /// [`Phases::build`], the whole-row path allowed or not (`fast`).
+    #[allow(clippy::too_many_arguments)]
+    fn build_with(&self, simd: Simd, fast: bool, src: Source, n: usize, cin: usize, [h, w]: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
         let (sy, sx, wph, plane) = (self.sy, self.sx, self.wph, self.plane);
         let (planes, slack) = out.split_at_mut(n * self.image_len);
         slack.fill(zp);
         let row_of = self.row_filler(simd, src, cin, [h, w], pads, zp);
+        #[cfg(target_arch = "x86_64")]
+        let whole = match (fast, simd, src) {
+            (true, Simd::Avx512(_), Source::U8(xq)) if sx <= 2 => {
+                assert!(xq.len() >= n * cin * h * w, "build: input shorter than its shape");
+                Some(xq)
+            }
+            _ => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let whole: Option<&[u8]> = None;
+        let hph = plane / wph.max(1);
         // Plane `ci` of image `b`, phase `ph`, into `dst` (`plane` bytes).
         let plane_of = |b: usize, ph: usize, ci: usize, dst: &mut [u8]| {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(xq) = whole {
+                let at = (b * cin + ci) * h * w;
+                // SAFETY: `whole` is set only at the AVX-512 level, whose token proves
+                // AVX-512F/BW; the channel plane lies inside `xq` (asserted above) and `dst`
+                // holds `hph·wph` bytes.
+                unsafe { phase_plane_avx512(&xq[at..at + h * w], [h, w], [pads[0], pads[1]], [sy, sx], [ph / sx, ph % sx], [hph, wph], zp, dst) };
+                return;
+            }
             for (r, row) in dst.chunks_exact_mut(wph).enumerate() {
                 row_of(b, ph, ci, r, row);
             }
@@ -310,6 +340,55 @@ impl Phases {
     }
 }
 
+/// Phase `(py, px)` of one channel's plane `src: [h][w]`: `dst[r·wph + j]` = the code at input
+/// pixel `(r·sy + py − pt, j·sx + px − pl)`, the zero point where that lies in the padding;
+/// column stride `sx` 1 or 2. Each 64 input columns are one masked load (the padding lanes
+/// masked off, filled with the zero point); at stride 2 the phase's columns are the load's
+/// even bytes, taken by truncating its 16-bit lanes (`vpmovwb`).
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW; `src.len() ≥ h·w`, `dst.len() ≥ hph·wph`, `sx ∈ {1, 2}`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn phase_plane_avx512(src: &[u8], [h, w]: [usize; 2], [pt, pl]: [usize; 2], [sy, sx]: [usize; 2], [py, px]: [usize; 2], [hph, wph]: [usize; 2], zp: u8, dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert!(src.len() >= h * w && dst.len() >= hph * wph && (sx == 1 || sx == 2));
+    let zpv = _mm512_set1_epi8(zp as i8);
+    // Output columns per load.
+    let step = 64 / sx;
+    let out = dst.as_mut_ptr();
+    for r in 0..hph {
+        let iy = (r * sy + py).wrapping_sub(pt);
+        let row = if iy < h { iy * w } else { 0 };
+        let mut j0 = 0;
+        while j0 < wph {
+            let cnt = (wph - j0).min(step);
+            // Lane l of the load is input column x0 + l; those inside [0, w) are read.
+            let x0 = (j0 * sx + px) as isize - pl as isize;
+            let lo = (-x0).clamp(0, 64) as u32;
+            let hi = (w as isize - x0).clamp(lo as isize, 64) as u32;
+            let lanes = |n: u32| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+            let mask = if iy < h { lanes(hi) & !lanes(lo) } else { 0 };
+            // Masked-off lanes are never read, so the address may lie outside `src`.
+            let p = src.as_ptr().wrapping_offset(row as isize + x0) as *const i8;
+            // SAFETY: only the lanes in `mask` are read: columns x0 + l in [0, w) of row
+            // iy < h, inside `src`.
+            let v = unsafe { _mm512_mask_loadu_epi8(zpv, mask, p) };
+            let o = out.wrapping_add(r * wph + j0) as *mut i8;
+            // SAFETY: the `cnt` bytes at `o` lie inside `dst` (r < hph, j0 + cnt ≤ wph).
+            unsafe {
+                if sx == 1 {
+                    _mm512_mask_storeu_epi8(o, lanes(cnt as u32), v);
+                } else {
+                    _mm512_mask_cvtepi16_storeu_epi8(o, lanes(cnt as u32) as u32, v);
+                }
+            }
+            j0 += step;
+        }
+    }
+}
+
 /// One stride-1 quad plane, `dst[(r·wph + j)·4 + c]` = channel `c`'s code at input pixel
 /// `(r − pt, j − pl)`, the zero point where that lies in the padding or where `chans[c]` is
 /// `None` (a group's last quad past its channels); `chans[c]` is where channel `c`'s `h·w`
@@ -415,6 +494,7 @@ pub(crate) fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usiz
 /// interleaved straight from them; only a partial last block goes through a padded copy (on
 /// AVX-512 by one masked load per row: the copies cost more than the full blocks of a 14²
 /// or 7² map, whose every 4-k group has such a block).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_pointwise(simd: Simd, xq: &[u8], npix: usize, kdim: usize, p0: usize, cnt: usize, kpad: usize, panel: &mut [u8]) {
     const ZERO: [u8; BLOCK] = [0; BLOCK];
     let full = cnt / BLOCK;
@@ -553,7 +633,7 @@ mod tests {
                     c.pads = pads;
                     c.dilation = [dil, dil];
                     let (hp, wp) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
-                    let Some((oh, ow)) = hp.checked_sub(2 * dil).zip(wp.checked_sub(2 * dil)) else { continue };
+                    let Some((oh, ow)) = hp.checked_sub(2 * dil + 1).zip(wp.checked_sub(2 * dil + 1)) else { continue };
                     let p = Phases::new(&c, cin, [h, w], [oh + 1, ow + 1]);
                     let quads = groups * cin_g.div_ceil(4);
                     let x: Vec<u8> = (0..n * cin * h * w).map(|i| (i * 37 % 253) as u8).collect();
@@ -562,6 +642,48 @@ mod tests {
                     p.build_quads_with(simd, true, Source::U8(&x), n, cin, groups, [h, w], pads, zp, &mut fast);
                     p.build_quads_with(simd, false, Source::U8(&x), n, cin, groups, [h, w], pads, zp, &mut rows);
                     assert!(fast == rows, "quad planes differ: {h}×{w}, pads {pads:?}, {cin_g} channels × {groups} groups, batch {n}, dilation {dil}, zero point {zp}");
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 250, "only {cases} cases ran");
+    }
+
+    /// The whole-row phase-plane builder against the row-by-row one, byte for byte over the
+    /// planes and the slack: strides 1 and 2 in each direction (and 3 across, which takes the
+    /// row builder), kernels 1×1, 3×3 and 7×7, widths around the 32- and 64-column loads,
+    /// asymmetric pads, dilations, zero points.
+    #[test]
+    fn phase_planes_match_the_row_builder() {
+        let simd = Simd::best();
+        println!("phase planes: {}", if matches!(simd, Simd::Avx512(_)) { "AVX-512 whole rows against the row builder" } else { "no AVX-512 here: the row builder only" });
+        let mut cases = 0;
+        for (h, w) in [(1, 1), (3, 5), (7, 7), (14, 14), (5, 31), (4, 33), (3, 63), (2, 64), (3, 65), (2, 130), (9, 57)] {
+            for pads in [[0, 0, 0, 0], [1, 1, 1, 1], [3, 3, 3, 3], [2, 0, 1, 3], [0, 5, 2, 1]] {
+                for (stride, k, dil, cin, n, zp) in [([1, 1], 3, 1, 3, 1, 0u8), ([2, 2], 3, 1, 2, 2, 9), ([2, 2], 1, 1, 4, 1, 255), ([1, 2], 3, 2, 1, 1, 128), ([2, 1], 7, 1, 3, 1, 7), ([2, 3], 3, 1, 2, 1, 1), ([2, 2], 7, 1, 3, 2, 77)] {
+                    let mut c = Conv2d::new(crate::tensor::Tensor::randn(vec![4, cin, k, k], 1.0, 1), 1, 0, 1);
+                    c.stride = stride;
+                    c.pads = pads;
+                    c.dilation = [dil, dil];
+                    let (hp, wp) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+                    let span = dil * (k - 1) + 1;
+                    let Some((eh, ew)) = hp.checked_sub(span).zip(wp.checked_sub(span)) else { continue };
+                    let (oh, ow) = (eh / stride[0] + 1, ew / stride[1] + 1);
+                    let p = Phases::new(&c, cin, [h, w], [oh, ow]);
+                    let x: Vec<u8> = (0..n * cin * h * w).map(|i| (i * 41 % 251) as u8).collect();
+                    let len = n * p.image_len + p.slack;
+                    let (mut fast, mut rows) = (vec![0xaa; len], vec![0x55; len]);
+                    // Unused phases are not written: start both alike there.
+                    for (b, ph) in (0..n).flat_map(|b| (0..stride[0] * stride[1]).map(move |ph| (b, ph))) {
+                        if !p.used[ph] {
+                            let at = (b * stride[0] * stride[1] + ph) * cin * p.plane;
+                            fast[at..at + cin * p.plane].fill(0);
+                            rows[at..at + cin * p.plane].fill(0);
+                        }
+                    }
+                    p.build_with(simd, true, Source::U8(&x), n, cin, [h, w], pads, zp, &mut fast);
+                    p.build_with(simd, false, Source::U8(&x), n, cin, [h, w], pads, zp, &mut rows);
+                    assert!(fast == rows, "phase planes differ: {h}×{w}, pads {pads:?}, stride {stride:?}, {k}×{k} dilation {dil}, {cin} channels, batch {n}, zero point {zp}");
                     cases += 1;
                 }
             }
