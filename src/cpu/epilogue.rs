@@ -289,9 +289,7 @@ mod tests {
             }
             let (corr, mult, bias) = ((next() % 1000) as i32 - 500, 1.7e-4, 0.25);
             let oq = QParams { scale: 0.043, zero_point: (next() % 256) as u8 };
-            // Two segments: the first third, then the rest after a gap of one column.
-            let cut = len / 3;
-            let segs = if len > 1 { vec![Seg { acc: 0, out: 0, len: cut }, Seg { acc: cut + 1, out: cut, len: len - cut - 1 }] } else { vec![Seg { acc: 0, out: 0, len }] };
+            let segs = two_segments(len);
             let outs: usize = segs.iter().map(|s| s.len).sum();
             for relu in [false, true] {
                 for with_res in [false, true] {
@@ -307,6 +305,17 @@ mod tests {
         }
     }
 
+    /// Two segments of a `len`-column row: the first third, then the rest after a gap of one
+    /// column (one segment for `len` ≤ 1).
+    fn two_segments(len: usize) -> Vec<Seg> {
+        let cut = len / 3;
+        if len > 1 {
+            vec![Seg { acc: 0, out: 0, len: cut }, Seg { acc: cut + 1, out: cut, len: len - cut - 1 }]
+        } else {
+            vec![Seg { acc: 0, out: 0, len }]
+        }
+    }
+
     /// The residual as u8 codes, dequantized on the way, in its own slice and in the output
     /// itself, gives the codes of dequantizing it first ([`crate::cpu::codec::dequantize_slice`])
     /// and requantizing with the f32 residual, at every level this CPU has: lengths 0–200,
@@ -316,18 +325,12 @@ mod tests {
     fn requant_with_residual_codes_matches_dequantizing_first() {
         let levels: Vec<Simd> = [crate::cpu::detect::Isa::Scalar, crate::cpu::detect::Isa::Avx2, crate::cpu::detect::Isa::Avx512Vnni].into_iter().filter_map(Simd::for_isa).collect();
         println!("residual codes at {levels:?}");
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next_u64();
         for &simd in &levels {
             for len in 0..=200usize {
                 let acc: Vec<i32> = (0..len).map(|_| (next() % 200_001) as i32 - 100_000).collect();
-                let cut = len / 3;
-                let segs = if len > 1 { vec![Seg { acc: 0, out: 0, len: cut }, Seg { acc: cut + 1, out: cut, len: len - cut - 1 }] } else { vec![Seg { acc: 0, out: 0, len }] };
+                let segs = two_segments(len);
                 let outs: usize = segs.iter().map(|s| s.len).sum();
                 let codes: Vec<u8> = (0..outs).map(|i| (i * 97 + len) as u8).collect();
                 let (corr, mult, bias) = ((next() % 1000) as i32 - 500, 1.7e-4, -0.25);

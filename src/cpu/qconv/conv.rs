@@ -162,8 +162,11 @@ pub fn qconv2d(
     if s.i32.len() < workers * tile {
         s.i32.resize(workers * tile, 0);
     }
-    // Each worker dequantizes one channel's share of a u8 residual at a time (≤ nb blocks).
-    let res_row = if matches!(residual, Some(Residual::U8(..) | Residual::Output(_))) { nb * BLOCK } else { 1 };
+    // u8 codes out with ReLU or no activation: a u8 residual is dequantized inside the
+    // requantizing pass. Otherwise each worker dequantizes one channel's share of it at a
+    // time (≤ nb blocks) into its row of `s.res`.
+    let res_in_requant = out_q.is_some() && matches!(c.act, None | Some(Activation::Relu));
+    let res_row = if !res_in_requant && matches!(residual, Some(Residual::U8(..) | Residual::Output(_))) { nb * BLOCK } else { 1 };
     if s.res.len() < workers * res_row {
         s.res.resize(workers * res_row, 0.0);
     }
@@ -304,9 +307,7 @@ pub fn qconv2d(
                     let at = obase + co * npix + first;
                     debug_assert!(at + region <= out_len);
                     let accs = &acc[(co - c0) * rs..(co - c0 + 1) * rs];
-                    // u8 codes out with a u8 residual, ReLU or no activation: the residual is
-                    // dequantized inside the requantizing pass.
-                    if let (Some(oq), Some(Residual::U8(_, rq) | Residual::Output(rq)), None | Some(Activation::Relu)) = (out_q, residual, c.act) {
+                    if let (true, Some(oq), Some(Residual::U8(_, rq) | Residual::Output(rq))) = (res_in_requant, out_q, residual) {
                         // SAFETY: as for the stores below: elements [at, at + region) of the
                         // u8 output, this task's alone; a residual in the output is read from
                         // them, each code before it is overwritten.
