@@ -77,12 +77,21 @@ unsafe fn kernel_8x32<G: Groups>(w: &PackedWeights, s8: &[i8], range: Range<usiz
     while c0 < range.end {
         let rows = (range.end - c0).min(MR);
         let wr: [*const i8; MR] = std::array::from_fn(|r| s8.as_ptr().add((c0 + r) * w.kpad));
+        // The next 8 rows' weights (the last row again past the end), prefetched while this
+        // tile's first pair of blocks runs: a model's weights come from memory, and eight
+        // row streams at once are more than the hardware prefetchers follow.
+        let nx: [*const i8; MR] = std::array::from_fn(|r| s8.as_ptr().add((c0 + MR + r).min(range.end - 1) * w.kpad));
         let mut b = 0;
         while b + 1 < nblocks {
             let mut acc0 = [_mm512_setzero_si512(); MR];
             let mut acc1 = [_mm512_setzero_si512(); MR];
             let p0 = b0.add(b * bstride);
             for k4 in 0..k4n {
+                if b == 0 && k4 % 16 == 0 {
+                    for r in 0..MR {
+                        _mm_prefetch::<_MM_HINT_T0>(nx[r].add(k4 * 4));
+                    }
+                }
                 let a = p0.add(groups.at(k4));
                 let a0 = _mm512_loadu_si512(a as *const _);
                 let a1 = _mm512_loadu_si512(a.add(bstride) as *const _);
