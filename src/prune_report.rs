@@ -1,6 +1,6 @@
 //! The measured side of `kestrel prune`: latency of the original and pruned models on this
-//! machine (kestrel f32 and INT8, per layer and whole; ONNX Runtime f32 whole, when built
-//! with `ort`), accuracy on the model's task when labelled data is given, and sweeps over
+//! machine (kestrel f32 and INT8, and ONNX Runtime f32 when built with `ort`, per layer and
+//! whole), accuracy on the model's task when labelled data is given, and sweeps over
 //! pruning ratios with and without recovery, written as tables and SVG plots with the Pareto
 //! front marked.
 //!
@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::engine::Kind;
 use crate::error::{Error, Result};
 use crate::exec::{Options, Session};
-use crate::graph::Graph;
+use crate::graph::{Graph, Op};
 use crate::load::{infer_task, LoadedModel};
 use crate::prune::{LayerChange, PruneOptions, Pruned};
 use crate::tensor::Tensor;
@@ -113,6 +113,85 @@ pub fn paired_layer_ms(before: &Graph, after: &Graph, calib: &[Tensor], threads:
     Ok((medians(sb, tb), medians(sa, ta)))
 }
 
+/// The measured layer (a Conv, ConvTranspose or Gemm node) each node's time belongs to, by
+/// node name: a layer owns itself, a BatchNorm or activation the layer that produced its
+/// input, an Add the layer of its input made by a Conv or BatchNorm (the block's branch, not
+/// the residual stream). ONNX Runtime names a fused node after one node of the chain it
+/// fused (its NCHWc convs after the last BatchNorm or activation: `layer1.0.relu1_nchwc` is
+/// conv1, bn1 and relu1), so its profile is read back through this map.
+#[cfg_attr(not(feature = "ort"), allow(dead_code))]
+fn layer_owners(g: &Graph) -> HashMap<&str, &str> {
+    let mut producer: HashMap<crate::graph::ValueId, usize> = HashMap::new();
+    let mut owner: Vec<Option<usize>> = vec![None; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        let made_by = |v: &crate::graph::ValueId| producer.get(v).copied();
+        owner[i] = match &n.op {
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Linear(_) => Some(i),
+            Op::BatchNorm(_) | Op::Act(_) => n.inputs.first().and_then(made_by).and_then(|p| owner[p]),
+            Op::Add => n.inputs.iter().filter_map(made_by).find(|&p| matches!(g.nodes[p].op, Op::Conv(_) | Op::BatchNorm(_))).and_then(|p| owner[p]),
+            _ => None,
+        };
+        producer.insert(n.output, i);
+    }
+    g.nodes.iter().zip(owner).filter_map(|(n, o)| Some((n.name.as_str(), g.nodes[o?].name.as_str()))).collect()
+}
+
+/// The layer an ONNX Runtime profile name belongs to ([`layer_owners`]): the name itself, or
+/// with up to two `_suffix`es ORT's fusions appended cut off.
+#[cfg_attr(not(feature = "ort"), allow(dead_code))]
+fn ort_owner<'a>(owners: &HashMap<&str, &'a str>, name: &str) -> Option<&'a str> {
+    let mut n = name;
+    for _ in 0..3 {
+        if let Some(o) = owners.get(n) {
+            return Some(o);
+        }
+        n = &n[..n.rfind('_')?];
+    }
+    None
+}
+
+/// Median per-layer times in ms of `before` and of `after` in ONNX Runtime f32, from its
+/// profiler's kernel times (the medians of the nodes a layer owns, summed), the two models'
+/// runs alternating as the whole-model rows do. Empty maps where ORT is not available.
+fn paired_ort_layer_ms(before: &Graph, after: &Graph, threads: usize, runs: usize) -> Result<(HashMap<String, f64>, HashMap<String, f64>)> {
+    #[cfg(feature = "ort")]
+    {
+        let opts = crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) };
+        let open = |g: &Graph| crate::onnx::export::to_bytes(g).and_then(|b| crate::ort_ref::OrtModel::profiled(&b, &opts));
+        let (mut mb, mut ma) = match (open(before), open(after)) {
+            (Ok(mb), Ok(ma)) => (mb, ma),
+            _ => return Ok((HashMap::new(), HashMap::new())),
+        };
+        let (xb, xa) = (Tensor::randn(before.input_shape(1)?, 1.0, 17), Tensor::randn(after.input_shape(1)?, 1.0, 17));
+        for _ in 0..2 + runs.max(1) {
+            mb.run(&xb)?;
+            ma.run(&xa)?;
+        }
+        let layers = |m: &mut crate::ort_ref::OrtModel, g: &Graph| -> Result<HashMap<String, f64>> {
+            let mut per_node: HashMap<String, Vec<f64>> = HashMap::new();
+            for (name, t) in m.node_times()? {
+                per_node.entry(name).or_default().push(t);
+            }
+            let owners = layer_owners(g);
+            let mut out: HashMap<String, f64> = HashMap::new();
+            for (name, t) in per_node {
+                if let Some(layer) = ort_owner(&owners, &name) {
+                    // The warm-up runs are the first two of each node's.
+                    let timed = &t[t.len().saturating_sub(runs.max(1))..];
+                    *out.entry(layer.to_string()).or_default() += crate::stats::Summary::of(timed).median;
+                }
+            }
+            Ok(out)
+        };
+        Ok((layers(&mut mb, before)?, layers(&mut ma, after)?))
+    }
+    #[cfg(not(feature = "ort"))]
+    {
+        let _ = (before, after, threads, runs);
+        Ok((HashMap::new(), HashMap::new()))
+    }
+}
+
 /// Whole-model latencies of `before` and `after`, each engine running the two alternately.
 pub fn latencies(before: &Graph, after: &Graph, calib: &[Tensor], threads: usize, runs: usize) -> Result<(Latency, Latency)> {
     let kestrel = |int8_too: bool| -> Result<(f64, f64)> {
@@ -162,14 +241,16 @@ pub fn accuracy(name: &str, g: &Graph, data: &Path, calib: &[Tensor], threads: u
     Ok(Accuracy { metric, f32, int8: score(Kind::Int8Static).map(|s| s.1) })
 }
 
-/// One layer of the report: channels, params and MACs before and after, and kestrel's
-/// measured time of the layer (f32 and INT8) before and after.
+/// One layer of the report: channels, params and MACs before and after, and the measured
+/// time of the layer before and after in kestrel (f32 and INT8) and in ONNX Runtime (f32).
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerRow {
     #[serde(flatten)]
     pub change: LayerChange,
     pub f32_ms: (Option<f64>, Option<f64>),
     pub int8_ms: (Option<f64>, Option<f64>),
+    /// ONNX Runtime f32, from its profiler (`None` without ORT).
+    pub ort_ms: (Option<f64>, Option<f64>),
 }
 
 /// What `kestrel prune` reports.
@@ -190,10 +271,12 @@ pub fn report(name: &str, before: &Graph, pruned: Pruned, calib: &[Tensor], eval
     let after = &pruned.graph;
     let (fb, fa) = paired_layer_ms(before, after, calib, threads, runs, false)?;
     let (ib, ia) = paired_layer_ms(before, after, calib, threads, runs, true)?;
+    let (ob, oa) = paired_ort_layer_ms(before, after, threads, runs)?;
+    let pair = |b: &HashMap<String, f64>, a: &HashMap<String, f64>, node: &str| (b.get(node).copied(), a.get(node).copied());
     let layers = pruned
         .layers
         .iter()
-        .map(|l| LayerRow { change: l.clone(), f32_ms: (fb.get(&l.node).copied(), fa.get(&l.node).copied()), int8_ms: (ib.get(&l.node).copied(), ia.get(&l.node).copied()) })
+        .map(|l| LayerRow { change: l.clone(), f32_ms: pair(&fb, &fa, &l.node), int8_ms: pair(&ib, &ia, &l.node), ort_ms: pair(&ob, &oa, &l.node) })
         .collect();
     let (latency_before, latency_after) = latencies(before, after, calib, threads, runs)?;
     let (accuracy_before, accuracy_after) = match eval {
@@ -252,12 +335,12 @@ pub fn markdown(r: &PruneReport) -> String {
     for (n, why) in &rec.layers_not_refitted {
         let _ = writeln!(s, "- not refitted: {n}: {why}");
     }
-    let _ = writeln!(s, "\n| layer | op | in | out | params | MMACs | f32 ms | INT8 ms |\n|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "\n| layer | op | in | out | params | MMACs | f32 ms | INT8 ms | ORT f32 ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for l in &r.layers {
         let c = &l.change;
         let _ = writeln!(
             s,
-            "| {} | {} | {} → {} | {} → {} | {} → {} | {:.2} → {:.2} | {} → {} | {} → {} |",
+            "| {} | {} | {} → {} | {} → {} | {} → {} | {:.2} → {:.2} | {} → {} | {} → {} | {} → {} |",
             c.node,
             c.op,
             c.in_before,
@@ -271,7 +354,9 @@ pub fn markdown(r: &PruneReport) -> String {
             ms(l.f32_ms.0),
             ms(l.f32_ms.1),
             ms(l.int8_ms.0),
-            ms(l.int8_ms.1)
+            ms(l.int8_ms.1),
+            ms(l.ort_ms.0),
+            ms(l.ort_ms.1)
         );
     }
     s
@@ -396,4 +481,34 @@ pub fn sweep_svgs(points: &[SweepPoint], dir: &Path) -> Result<Vec<std::path::Pa
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ModelConfig, ResNetConfig, SeededWeights};
+
+    /// ONNX Runtime's profile names read back to the layers they fused: a conv's BatchNorm and
+    /// activation, ORT's `_nchwc` suffix, a residual Add and its ReLU to the block's last conv
+    /// (not to the conv that made the residual stream); pools and ORT's own reorders to none.
+    #[test]
+    fn ort_profile_names_map_to_the_layers_they_fused() {
+        let g = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 16, image_size: 32, ..Default::default() }).build(&mut SeededWeights { seed: 3 }).unwrap();
+        let owners = layer_owners(&g);
+        for (name, layer) in [
+            ("conv1", Some("conv1")),
+            ("relu_nchwc", Some("conv1")),
+            ("layer1.0.relu1_nchwc", Some("layer1.0.conv1")),
+            ("layer1.0.bn2", Some("layer1.0.conv2")),
+            ("layer1.0.add", Some("layer1.0.conv2")),
+            ("layer1.0.relu_nchwc", Some("layer1.0.conv2")),
+            ("layer2.0.downsample.1_nchwc", Some("layer2.0.downsample.0")),
+            ("fc", Some("fc")),
+            ("maxpool", None),
+            ("ReorderInput", None),
+            ("avgpool_nchwc", None),
+        ] {
+            assert_eq!(ort_owner(&owners, name), layer, "{name}");
+        }
+    }
 }

@@ -334,6 +334,13 @@ fn measured_report_times_every_layer_before_and_after() {
         }
     }
     assert!(r.latency_before.kestrel_f32 > 0.0 && r.latency_after.kestrel_f32 > 0.0 && r.latency_after.kestrel_int8.is_some_and(|t| t > 0.0));
+    // ONNX Runtime's column, from its profiler: every conv and the Gemm, before and after.
+    if common::ort_ready("measured_report_times_every_layer_before_and_after (ORT per layer)") {
+        for l in r.layers.iter().filter(|l| matches!(l.change.op, "Conv" | "Gemm")) {
+            let (b, a) = l.ort_ms;
+            assert!(b.is_some_and(|b| b > 0.0 && b.is_finite()) && a.is_some_and(|a| a > 0.0 && a.is_finite()), "{}: ORT {b:?} → {a:?} ms", l.change.node);
+        }
+    }
     assert_eq!(r.pruned.macs_after, macs);
     assert!(kestrel::prune_report::markdown(&r).contains("| layer1.0.conv1 | Conv |"));
 }

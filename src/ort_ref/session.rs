@@ -92,6 +92,20 @@ impl OrtModel {
 
     /// A session over `bytes` built as `opts` says.
     pub fn with_options(bytes: &[u8], opts: &OrtOptions) -> Result<Self> {
+        Self::build(bytes, opts, None)
+    }
+
+    /// [`OrtModel::with_options`], recording ONNX Runtime's profile of every run (each node's
+    /// kernel time) for [`OrtModel::node_times`]. The profile goes to a file in the temporary
+    /// directory, removed when it is read.
+    pub fn profiled(bytes: &[u8], opts: &OrtOptions) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = std::env::temp_dir().join(format!("kestrel-ort-profile-{}-{n}", std::process::id()));
+        Self::build(bytes, opts, Some(&prefix))
+    }
+
+    fn build(bytes: &[u8], opts: &OrtOptions, profile: Option<&Path>) -> Result<Self> {
         let env = env()?;
         let mut b = OrtSession::builder(env)
             .map_err(oe)?
@@ -104,6 +118,9 @@ impl OrtModel {
         if opts.threads > 0 {
             b = b.with_intra_threads(opts.threads).map_err(oe)?;
         }
+        if let Some(prefix) = profile {
+            b = b.with_profiling(prefix).map_err(oe)?;
+        }
         let session = b.commit_from_memory(bytes).map_err(oe)?;
         let input = session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| Error::Ort("model has no input".into()))?;
         let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
@@ -114,6 +131,27 @@ impl OrtModel {
     pub fn from_file(path: &Path, threads: usize) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&bytes, threads)
+    }
+
+    /// Ends the profile of a [`OrtModel::profiled`] session and returns each node run it
+    /// recorded, in order: ORT's name for the node (after its graph optimisations: a fused
+    /// node takes one of its nodes' names, ORT's NCHWc convs add `_nchwc`) and its kernel time
+    /// in ms. Profiling stops here.
+    pub fn node_times(&mut self) -> Result<Vec<(String, f64)>> {
+        let file = self.session.end_profiling().map_err(oe)?;
+        let path = Path::new(&file);
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
+        let _ = std::fs::remove_file(path);
+        let events: serde_json::Value = serde_json::from_str(&text?).map_err(|e| Error::Ort(format!("ONNX Runtime's profile {file}: {e}")))?;
+        let events = events.as_array().ok_or_else(|| Error::Ort(format!("ONNX Runtime's profile {file}: not a list of events")))?;
+        Ok(events
+            .iter()
+            .filter(|e| e.get("cat").and_then(|c| c.as_str()) == Some("Node"))
+            .filter_map(|e| {
+                let name = e.get("name")?.as_str()?.strip_suffix("_kernel_time")?;
+                Some((name.to_string(), e.get("dur")?.as_f64()? / 1e3))
+            })
+            .collect())
     }
 
     /// Output names, in graph order.
