@@ -5,7 +5,8 @@
 //! front marked.
 //!
 //! Every latency is the median of `runs` batch-1 runs after two warm-up runs, on the same
-//! input and threads; the original and the pruned model's runs alternate, engine by engine.
+//! input and threads; the original and the pruned model's runs alternate, engine by engine,
+//! and the whole-model rows also give the quartiles of the run pairs' ratios.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,10 +42,27 @@ fn median_ms(runs: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
     Ok(crate::stats::Summary::of(&t).median)
 }
 
+/// The quartiles (25th and 75th percentiles) of the per-pair `after / before` time ratios of
+/// alternating runs: how far single pairs scatter around the reported ratio, which on a
+/// loaded host says how much that ratio can be trusted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct RatioQuartiles {
+    pub p25: f64,
+    pub p75: f64,
+}
+
+/// [`RatioQuartiles`] of each engine's runs in [`latencies`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RatioSpread {
+    pub kestrel_f32: RatioQuartiles,
+    pub kestrel_int8: Option<RatioQuartiles>,
+    pub ort_f32: Option<RatioQuartiles>,
+}
+
 /// Median ms of `before` and of `after` over `runs` runs each, after two warm-up runs each,
 /// the two alternating run by run, so that a machine's drift (another tenant, clock changes)
-/// weighs on both alike and their ratio stays fair.
-fn paired_median_ms(runs: usize, before: &mut dyn FnMut() -> Result<()>, after: &mut dyn FnMut() -> Result<()>) -> Result<(f64, f64)> {
+/// weighs on both alike and their ratio stays fair; and the quartiles of the pairs' ratios.
+fn paired_median_ms(runs: usize, before: &mut dyn FnMut() -> Result<()>, after: &mut dyn FnMut() -> Result<()>) -> Result<(f64, f64, RatioQuartiles)> {
     for _ in 0..2 {
         before()?;
         after()?;
@@ -58,7 +76,10 @@ fn paired_median_ms(runs: usize, before: &mut dyn FnMut() -> Result<()>, after: 
         after()?;
         ta.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    Ok((crate::stats::Summary::of(&tb).median, crate::stats::Summary::of(&ta).median))
+    let mut ratios: Vec<f64> = ta.iter().zip(&tb).map(|(a, b)| a / b).filter(|r| r.is_finite()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let q = |p: f64| crate::stats::percentile(&ratios, p).unwrap_or(f64::NAN);
+    Ok((crate::stats::Summary::of(&tb).median, crate::stats::Summary::of(&ta).median, RatioQuartiles { p25: q(25.0), p75: q(75.0) }))
 }
 
 /// `calib`, or 8 seeded synthetic images of `g`'s input when it is empty.
@@ -192,32 +213,34 @@ fn paired_ort_layer_ms(before: &Graph, after: &Graph, threads: usize, runs: usiz
     }
 }
 
-/// Whole-model latencies of `before` and `after`, each engine running the two alternately.
-pub fn latencies(before: &Graph, after: &Graph, calib: &[Tensor], threads: usize, runs: usize) -> Result<(Latency, Latency)> {
-    let kestrel = |int8_too: bool| -> Result<(f64, f64)> {
+/// Whole-model latencies of `before` and `after`, each engine running the two alternately,
+/// and how the run pairs' ratios spread.
+pub fn latencies(before: &Graph, after: &Graph, calib: &[Tensor], threads: usize, runs: usize) -> Result<(Latency, Latency, RatioSpread)> {
+    let kestrel = |int8_too: bool| -> Result<(f64, f64, RatioQuartiles)> {
         let ((sb, xb), (sa, xa)) = (kestrel_session(before, calib, threads, int8_too)?, kestrel_session(after, calib, threads, int8_too)?);
         paired_median_ms(runs, &mut || sb.run(std::slice::from_ref(&xb)).map(|_| ()), &mut || sa.run(std::slice::from_ref(&xa)).map(|_| ()))
     };
-    let (f32_before, f32_after) = kestrel(false)?;
-    let (int8_before, int8_after) = kestrel(true)?;
+    let (f32_before, f32_after, f32_q) = kestrel(false)?;
+    let (int8_before, int8_after, int8_q) = kestrel(true)?;
     #[cfg(feature = "ort")]
-    let (ort_before, ort_after) = {
+    let (ort_before, ort_after, ort_q) = {
         // Idle ORT workers must not spin into the other model's turn.
         let open = |g: &Graph| crate::onnx::export::to_bytes(g).and_then(|b| crate::ort_ref::OrtModel::with_options(&b, &crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) }));
         match (open(before), open(after)) {
             (Ok(mut mb), Ok(mut ma)) => {
                 let (xb, xa) = (Tensor::randn(before.input_shape(1)?, 1.0, 17), Tensor::randn(after.input_shape(1)?, 1.0, 17));
-                let (b, a) = paired_median_ms(runs, &mut || mb.run(&xb).map(|_| ()), &mut || ma.run(&xa).map(|_| ()))?;
-                (Some(b), Some(a))
+                let (b, a, q) = paired_median_ms(runs, &mut || mb.run(&xb).map(|_| ()), &mut || ma.run(&xa).map(|_| ()))?;
+                (Some(b), Some(a), Some(q))
             }
-            _ => (None, None),
+            _ => (None, None, None),
         }
     };
     #[cfg(not(feature = "ort"))]
-    let (ort_before, ort_after) = (None, None);
+    let (ort_before, ort_after, ort_q) = (None, None, None);
     Ok((
         Latency { kestrel_f32: f32_before, kestrel_int8: Some(int8_before), ort_f32: ort_before },
         Latency { kestrel_f32: f32_after, kestrel_int8: Some(int8_after), ort_f32: ort_after },
+        RatioSpread { kestrel_f32: f32_q, kestrel_int8: Some(int8_q), ort_f32: ort_q },
     ))
 }
 
@@ -262,6 +285,8 @@ pub struct PruneReport {
     pub layers: Vec<LayerRow>,
     pub latency_before: Latency,
     pub latency_after: Latency,
+    /// How the alternating runs' `after / before` ratios spread.
+    pub ratio_spread: RatioSpread,
     pub accuracy_before: Option<Accuracy>,
     pub accuracy_after: Option<Accuracy>,
 }
@@ -278,12 +303,12 @@ pub fn report(name: &str, before: &Graph, pruned: Pruned, calib: &[Tensor], eval
         .iter()
         .map(|l| LayerRow { change: l.clone(), f32_ms: pair(&fb, &fa, &l.node), int8_ms: pair(&ib, &ia, &l.node), ort_ms: pair(&ob, &oa, &l.node) })
         .collect();
-    let (latency_before, latency_after) = latencies(before, after, calib, threads, runs)?;
+    let (latency_before, latency_after, ratio_spread) = latencies(before, after, calib, threads, runs)?;
     let (accuracy_before, accuracy_after) = match eval {
         Some(d) => (Some(accuracy(name, before, d, calib, threads)?), Some(accuracy(name, after, d, calib, threads)?)),
         None => (None, None),
     };
-    Ok(PruneReport { model: name.to_string(), machine: crate::bench::Fingerprint::collect(threads), pruned, layers, latency_before, latency_after, accuracy_before, accuracy_after })
+    Ok(PruneReport { model: name.to_string(), machine: crate::bench::Fingerprint::collect(threads), pruned, layers, latency_before, latency_after, ratio_spread, accuracy_before, accuracy_after })
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -312,17 +337,19 @@ pub fn markdown(r: &PruneReport) -> String {
         r.machine.isa,
         r.machine.threads,
     );
-    let _ = writeln!(s, "| latency (batch 1, median) | before ms | after ms | after / before |\n|---|---:|---:|---:|");
-    let row = |s: &mut String, what: &str, b: Option<f64>, a: Option<f64>| {
+    let _ = writeln!(s, "| latency (batch 1, median) | before ms | after ms | after / before | run pairs' after / before, p25–p75 |\n|---|---:|---:|---:|---:|");
+    let row = |s: &mut String, what: &str, b: Option<f64>, a: Option<f64>, q: Option<RatioQuartiles>| {
         let ratio = match (b, a) {
             (Some(b), Some(a)) => format!("{:.2}x", a / b),
             _ => "-".into(),
         };
-        let _ = writeln!(s, "| {what} | {} | {} | {ratio} |", ms(b), ms(a));
+        let spread = q.map_or("-".into(), |q| format!("{:.2}–{:.2}x", q.p25, q.p75));
+        let _ = writeln!(s, "| {what} | {} | {} | {ratio} | {spread} |", ms(b), ms(a));
     };
-    row(&mut s, "kestrel f32", Some(r.latency_before.kestrel_f32), Some(r.latency_after.kestrel_f32));
-    row(&mut s, "kestrel INT8 (static)", r.latency_before.kestrel_int8, r.latency_after.kestrel_int8);
-    row(&mut s, "ONNX Runtime f32", r.latency_before.ort_f32, r.latency_after.ort_f32);
+    let q = &r.ratio_spread;
+    row(&mut s, "kestrel f32", Some(r.latency_before.kestrel_f32), Some(r.latency_after.kestrel_f32), Some(q.kestrel_f32));
+    row(&mut s, "kestrel INT8 (static)", r.latency_before.kestrel_int8, r.latency_after.kestrel_int8, q.kestrel_int8);
+    row(&mut s, "ONNX Runtime f32", r.latency_before.ort_f32, r.latency_after.ort_f32, q.ort_f32);
     if let (Some(b), Some(a)) = (&r.accuracy_before, &r.accuracy_after) {
         let _ = writeln!(s, "\n| {} | before | after | change |\n|---|---:|---:|---:|", b.metric);
         let _ = writeln!(s, "| f32 | {:.4} | {:.4} | {:+.4} |", b.f32, a.f32, a.f32 - b.f32);

@@ -334,6 +334,11 @@ fn measured_report_times_every_layer_before_and_after() {
         }
     }
     assert!(r.latency_before.kestrel_f32 > 0.0 && r.latency_after.kestrel_f32 > 0.0 && r.latency_after.kestrel_int8.is_some_and(|t| t > 0.0));
+    // The run pairs' ratios: quartiles in order, positive and finite, for both kestrel rows.
+    for (what, q) in [("f32", Some(r.ratio_spread.kestrel_f32)), ("INT8", r.ratio_spread.kestrel_int8)] {
+        let q = q.unwrap_or_else(|| panic!("no {what} ratio quartiles"));
+        assert!(q.p25 > 0.0 && q.p25 <= q.p75 && q.p75.is_finite(), "{what}: {q:?}");
+    }
     // ONNX Runtime's column, from its profiler: every conv and the Gemm, before and after.
     if common::ort_ready("measured_report_times_every_layer_before_and_after (ORT per layer)") {
         for l in r.layers.iter().filter(|l| matches!(l.change.op, "Conv" | "Gemm")) {
