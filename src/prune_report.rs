@@ -135,11 +135,13 @@ pub fn paired_layer_ms(before: &Graph, after: &Graph, calib: &[Tensor], threads:
 }
 
 /// The measured layer (a Conv, ConvTranspose or Gemm node) each node's time belongs to, by
-/// node name: a layer owns itself, a BatchNorm or activation the layer that produced its
-/// input, an Add the layer of its input made by a Conv or BatchNorm (the block's branch, not
-/// the residual stream). ONNX Runtime names a fused node after one node of the chain it
-/// fused (its NCHWc convs after the last BatchNorm or activation: `layer1.0.relu1_nchwc` is
-/// conv1, bn1 and relu1), so its profile is read back through this map.
+/// node name and by the name of the value the node writes: a layer owns itself, a BatchNorm
+/// or activation the layer that produced its input, an Add the layer of its input made by a
+/// Conv or BatchNorm (the block's branch, not the residual stream). ONNX Runtime names a
+/// fused node after one node of the chain it fused, or after that node's output (its NCHWc
+/// convs: `layer1.0.relu1_nchwc` is conv1, bn1 and relu1 of our models, and
+/// `/layer1/layer1.0/relu/Relu_output_0_nchwc` the same of a torch export), so its profile
+/// is read back through this map.
 #[cfg_attr(not(feature = "ort"), allow(dead_code))]
 fn layer_owners(g: &Graph) -> HashMap<&str, &str> {
     let mut producer: HashMap<crate::graph::ValueId, usize> = HashMap::new();
@@ -154,7 +156,13 @@ fn layer_owners(g: &Graph) -> HashMap<&str, &str> {
         };
         producer.insert(n.output, i);
     }
-    g.nodes.iter().zip(owner).filter_map(|(n, o)| Some((n.name.as_str(), g.nodes[o?].name.as_str()))).collect()
+    let mut map: HashMap<&str, &str> = g.nodes.iter().zip(&owner).filter_map(|(n, o)| Some((n.name.as_str(), g.nodes[(*o)?].name.as_str()))).collect();
+    for (n, o) in g.nodes.iter().zip(&owner) {
+        if let (Some(o), Some(v)) = (o, g.values.get(n.output)) {
+            map.entry(v.as_str()).or_insert(g.nodes[*o].name.as_str());
+        }
+    }
+    map
 }
 
 /// The layer an ONNX Runtime profile name belongs to ([`layer_owners`]): the name itself, or
@@ -534,6 +542,22 @@ mod tests {
             ("maxpool", None),
             ("ReorderInput", None),
             ("avgpool_nchwc", None),
+        ] {
+            assert_eq!(ort_owner(&owners, name), layer, "{name}");
+        }
+        // A torch export's names: ORT names its NCHWc nodes after the chain's output value.
+        let mut g = g;
+        for n in &g.nodes {
+            g.values[n.output] = format!("/{}/Op_output_0", n.name);
+        }
+        let owners = layer_owners(&g);
+        for (name, layer) in [
+            ("/relu/Op_output_0_nchwc", Some("conv1")),
+            ("/layer1.0.relu1/Op_output_0_nchwc", Some("layer1.0.conv1")),
+            ("/layer1.0.conv2/Op_output_0_nchwc", Some("layer1.0.conv2")),
+            ("layer1.0.add", Some("layer1.0.conv2")),
+            ("/maxpool/Op_output_0", None),
+            ("ReorderOutput_token_48", None),
         ] {
             assert_eq!(ort_owner(&owners, name), layer, "{name}");
         }
