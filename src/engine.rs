@@ -164,8 +164,9 @@ fn ort_session(bytes: &[u8], threads: usize, what: &str) -> Result<(Engine, Stri
     Ok((Engine::Ort(m), format!("onnxruntime {}{what}", crate::ort_ref::version()?)))
 }
 
+/// The ONNX bytes ORT runs for `g`: the model's own file for its graph, else kestrel's export.
 #[cfg(feature = "ort")]
-fn onnx_bytes(model: &LoadedModel, g: &Graph) -> Result<Vec<u8>> {
+pub(crate) fn onnx_bytes(model: &LoadedModel, g: &Graph) -> Result<Vec<u8>> {
     if std::ptr::eq(g, &model.graph) {
         Ok(crate::onnx::export::to_bytes_model(&model.onnx_model()?))
     } else {

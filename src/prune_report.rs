@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::engine::Kind;
 use crate::error::{Error, Result};
 use crate::exec::{Options, Session};
-use crate::graph::{Graph, Op};
+use crate::graph::Graph;
 use crate::load::{infer_task, LoadedModel};
 use crate::prune::{LayerChange, PruneOptions, Pruned};
 use crate::tensor::Tensor;
@@ -134,54 +134,10 @@ pub fn paired_layer_ms(before: &Graph, after: &Graph, calib: &[Tensor], threads:
     Ok((medians(sb, tb), medians(sa, ta)))
 }
 
-/// The measured layer (a Conv, ConvTranspose or Gemm node) each node's time belongs to, by
-/// node name and by the name of the value the node writes: a layer owns itself, a BatchNorm
-/// or activation the layer that produced its input, an Add the layer of its input made by a
-/// Conv or BatchNorm (the block's branch, not the residual stream). ONNX Runtime names a
-/// fused node after one node of the chain it fused, or after that node's output (its NCHWc
-/// convs: `layer1.0.relu1_nchwc` is conv1, bn1 and relu1 of our models, and
-/// `/layer1/layer1.0/relu/Relu_output_0_nchwc` the same of a torch export), so its profile
-/// is read back through this map.
-#[cfg_attr(not(feature = "ort"), allow(dead_code))]
-fn layer_owners(g: &Graph) -> HashMap<&str, &str> {
-    let mut producer: HashMap<crate::graph::ValueId, usize> = HashMap::new();
-    let mut owner: Vec<Option<usize>> = vec![None; g.nodes.len()];
-    for (i, n) in g.nodes.iter().enumerate() {
-        let made_by = |v: &crate::graph::ValueId| producer.get(v).copied();
-        owner[i] = match &n.op {
-            Op::Conv(_) | Op::ConvTranspose(_) | Op::Linear(_) => Some(i),
-            Op::BatchNorm(_) | Op::Act(_) => n.inputs.first().and_then(made_by).and_then(|p| owner[p]),
-            Op::Add => n.inputs.iter().filter_map(made_by).find(|&p| matches!(g.nodes[p].op, Op::Conv(_) | Op::BatchNorm(_))).and_then(|p| owner[p]),
-            _ => None,
-        };
-        producer.insert(n.output, i);
-    }
-    let mut map: HashMap<&str, &str> = g.nodes.iter().zip(&owner).filter_map(|(n, o)| Some((n.name.as_str(), g.nodes[(*o)?].name.as_str()))).collect();
-    for (n, o) in g.nodes.iter().zip(&owner) {
-        if let (Some(o), Some(v)) = (o, g.values.get(n.output)) {
-            map.entry(v.as_str()).or_insert(g.nodes[*o].name.as_str());
-        }
-    }
-    map
-}
-
-/// The layer an ONNX Runtime profile name belongs to ([`layer_owners`]): the name itself, or
-/// with up to two `_suffix`es ORT's fusions appended cut off.
-#[cfg_attr(not(feature = "ort"), allow(dead_code))]
-fn ort_owner<'a>(owners: &HashMap<&str, &'a str>, name: &str) -> Option<&'a str> {
-    let mut n = name;
-    for _ in 0..3 {
-        if let Some(o) = owners.get(n) {
-            return Some(o);
-        }
-        n = &n[..n.rfind('_')?];
-    }
-    None
-}
-
 /// Median per-layer times in ms of `before` and of `after` in ONNX Runtime f32, from its
-/// profiler's kernel times (the medians of the nodes a layer owns, summed), the two models'
-/// runs alternating as the whole-model rows do. Empty maps where ORT is not available.
+/// profiler's kernel times read back onto the layers ([`crate::ort_ref::profile`]: the
+/// medians of the nodes a layer owns, summed), the two models' runs alternating as the
+/// whole-model rows do. Empty maps where ORT is not available.
 fn paired_ort_layer_ms(before: &Graph, after: &Graph, threads: usize, runs: usize) -> Result<(HashMap<String, f64>, HashMap<String, f64>)> {
     #[cfg(feature = "ort")]
     {
@@ -197,20 +153,7 @@ fn paired_ort_layer_ms(before: &Graph, after: &Graph, threads: usize, runs: usiz
             ma.run(&xa)?;
         }
         let layers = |m: &mut crate::ort_ref::OrtModel, g: &Graph| -> Result<HashMap<String, f64>> {
-            let mut per_node: HashMap<String, Vec<f64>> = HashMap::new();
-            for (name, t) in m.node_times()? {
-                per_node.entry(name).or_default().push(t);
-            }
-            let owners = layer_owners(g);
-            let mut out: HashMap<String, f64> = HashMap::new();
-            for (name, t) in per_node {
-                if let Some(layer) = ort_owner(&owners, &name) {
-                    // The warm-up runs are the first two of each node's.
-                    let timed = &t[t.len().saturating_sub(runs.max(1))..];
-                    *out.entry(layer.to_string()).or_default() += crate::stats::Summary::of(timed).median;
-                }
-            }
-            Ok(out)
+            Ok(crate::ort_ref::profile::layer_times(g, m.node_times()?, runs, |t| crate::stats::Summary::of(t).median).0)
         };
         Ok((layers(&mut mb, before)?, layers(&mut ma, after)?))
     }
@@ -516,50 +459,4 @@ pub fn sweep_svgs(points: &[SweepPoint], dir: &Path) -> Result<Vec<std::path::Pa
         written.push(path);
     }
     Ok(written)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::models::{ModelConfig, ResNetConfig, SeededWeights};
-
-    /// ONNX Runtime's profile names read back to the layers they fused: a conv's BatchNorm and
-    /// activation, ORT's `_nchwc` suffix, a residual Add and its ReLU to the block's last conv
-    /// (not to the conv that made the residual stream); pools and ORT's own reorders to none.
-    #[test]
-    fn ort_profile_names_map_to_the_layers_they_fused() {
-        let g = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 16, image_size: 32, ..Default::default() }).build(&mut SeededWeights { seed: 3 }).unwrap();
-        let owners = layer_owners(&g);
-        for (name, layer) in [
-            ("conv1", Some("conv1")),
-            ("relu_nchwc", Some("conv1")),
-            ("layer1.0.relu1_nchwc", Some("layer1.0.conv1")),
-            ("layer1.0.bn2", Some("layer1.0.conv2")),
-            ("layer1.0.add", Some("layer1.0.conv2")),
-            ("layer1.0.relu_nchwc", Some("layer1.0.conv2")),
-            ("layer2.0.downsample.1_nchwc", Some("layer2.0.downsample.0")),
-            ("fc", Some("fc")),
-            ("maxpool", None),
-            ("ReorderInput", None),
-            ("avgpool_nchwc", None),
-        ] {
-            assert_eq!(ort_owner(&owners, name), layer, "{name}");
-        }
-        // A torch export's names: ORT names its NCHWc nodes after the chain's output value.
-        let mut g = g;
-        for n in &g.nodes {
-            g.values[n.output] = format!("/{}/Op_output_0", n.name);
-        }
-        let owners = layer_owners(&g);
-        for (name, layer) in [
-            ("/relu/Op_output_0_nchwc", Some("conv1")),
-            ("/layer1.0.relu1/Op_output_0_nchwc", Some("layer1.0.conv1")),
-            ("/layer1.0.conv2/Op_output_0_nchwc", Some("layer1.0.conv2")),
-            ("layer1.0.add", Some("layer1.0.conv2")),
-            ("/maxpool/Op_output_0", None),
-            ("ReorderOutput_token_48", None),
-        ] {
-            assert_eq!(ort_owner(&owners, name), layer, "{name}");
-        }
-    }
 }

@@ -101,6 +101,32 @@ fn bench_times_winograd_against_the_direct_convs() {
     assert_eq!(wino(0) > 0, fp32_kernels && !off, "{}", r["variants"][0]["per_layer"]);
 }
 
+/// `bench --per-layer` with `ort-f32`: ONNX Runtime's profile read back onto the model's
+/// layers, every conv and the Gemm kestrel timed also timed in ORT, and the layers where
+/// kestrel is furthest behind listed.
+#[cfg(feature = "ort")]
+#[test]
+fn bench_times_ort_per_layer_beside_kestrel() {
+    if kestrel::ort_ref::available().is_err() {
+        eprintln!("SKIP bench_times_ort_per_layer_beside_kestrel: ONNX Runtime not loadable");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let model = models_dir().join("shapes-resnet18.safetensors");
+    let (code, stdout, err) = kestrel(&["bench", model.to_str().unwrap(), "--variants", "f32,ort-f32", "--iters", "3", "--warmup", "1", "--threads", "2", "--per-layer", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("furthest behind ORT"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let layers = |v: usize| r["variants"][v]["per_layer"].as_array().unwrap().clone();
+    let ort: std::collections::HashMap<String, f64> = layers(1).iter().map(|l| (l["node"].as_str().unwrap().to_string(), l["ms"].as_f64().unwrap())).collect();
+    let convs: Vec<String> = layers(0).iter().filter(|l| matches!(l["op"].as_str(), Some("Conv" | "Gemm"))).map(|l| l["node"].as_str().unwrap().to_string()).collect();
+    assert!(convs.len() >= 20, "{convs:?}");
+    for c in &convs {
+        assert!(ort.get(c).is_some_and(|&ms| ms > 0.0 && ms.is_finite()), "{c}: no ORT time in {ort:?}");
+    }
+}
+
 #[test]
 fn bench_writes_every_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,7 +43,7 @@ pub struct BenchOptions {
     /// Stop the sweep before a batch whose planner estimate exceeds this many bytes.
     pub memory_limit: Option<u64>,
     pub p99_budget_ms: Option<f64>,
-    /// Profile every layer of the kestrel variants at the first batch.
+    /// Profile every layer of the kestrel variants and of `ort-f32` at the first batch.
     pub per_layer: bool,
     /// Seeded calibration images for the static INT8 variants.
     pub calib_samples: usize,
@@ -361,18 +361,36 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             });
         }
         if bi == 0 && opts.per_layer {
-            for (v, res) in variants.iter_mut().zip(&mut results) {
-                if v.session().is_none() {
-                    continue;
+            // Profiled runs of every timed variant alternating, as the timings above: kestrel's
+            // node timers, ORT's profiler for `ort-f32`.
+            let n = opts.iters.max(1);
+            #[cfg(feature = "ort")]
+            let mut ort = match variants.iter().any(|v| v.kind == crate::engine::Kind::OrtF32) {
+                true => Some(OrtProfile::new(model, b, threads)?),
+                false => None,
+            };
+            let mut accs: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
+            for _ in 0..n {
+                for (v, acc) in variants.iter_mut().zip(&mut accs) {
+                    #[cfg(feature = "ort")]
+                    if let (crate::engine::Kind::OrtF32, Some(p)) = (v.kind, ort.as_mut()) {
+                        p.run()?;
+                        continue;
+                    }
+                    if v.session().is_some() {
+                        pipe.run(v, Some(acc))?;
+                    }
                 }
-                let mut acc = Vec::new();
-                let n = opts.iters.max(1);
-                for _ in 0..n {
-                    pipe.run(v, Some(&mut acc))?;
+            }
+            for ((v, res), acc) in variants.iter().zip(&mut results).zip(&accs) {
+                #[cfg(feature = "ort")]
+                if let (crate::engine::Kind::OrtF32, Some(p)) = (v.kind, ort.as_mut()) {
+                    res.per_layer = Some(p.layers(model, n)?);
+                    continue;
                 }
                 if let Some(s) = v.session() {
                     let labels = s.kernel_labels(&[model.graph.input_shape(b)?])?;
-                    let layers = s.graph().nodes.iter().zip(labels).zip(&acc);
+                    let layers = s.graph().nodes.iter().zip(labels).zip(acc);
                     res.per_layer = Some(layers.map(|((node, kernel), &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), kernel, ms: sec * 1e3 / n as f64 }).collect());
                 }
             }
@@ -404,4 +422,41 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         peak_rss_bytes: machine::peak_rss_bytes(),
         warnings,
     })
+}
+
+/// ONNX Runtime's time per layer for the `ort-f32` variant's `--per-layer`: a session on the
+/// variant's bytes with ORT's profiler on, run on a seeded input of batch `b` (two warm-up
+/// runs, then one per [`OrtProfile::run`]).
+#[cfg(feature = "ort")]
+struct OrtProfile {
+    model: crate::ort_ref::OrtModel,
+    x: Tensor,
+}
+
+#[cfg(feature = "ort")]
+impl OrtProfile {
+    fn new(model: &LoadedModel, b: usize, threads: usize) -> Result<Self> {
+        let bytes = crate::engine::onnx_bytes(model, &model.graph)?;
+        let m = crate::ort_ref::OrtModel::profiled(&bytes, &crate::ort_ref::OrtOptions { spinning: false, ..crate::ort_ref::OrtOptions::threads(threads) })?;
+        let mut p = OrtProfile { model: m, x: Tensor::randn(model.graph.input_shape(b)?, 1.0, 17) };
+        p.run()?;
+        p.run()?;
+        Ok(p)
+    }
+
+    fn run(&mut self) -> Result<()> {
+        self.model.run(&self.x).map(|_| ())
+    }
+
+    /// The profile of the last `runs` runs, each node's kernel time read back onto the layer
+    /// that owns it ([`crate::ort_ref::profile`]), as means per forward in graph order; then
+    /// the ORT nodes no layer owns (pools, ORT's layout reorders) under ORT's names.
+    fn layers(&mut self, model: &LoadedModel, runs: usize) -> Result<Vec<LayerTime>> {
+        let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
+        let (layers, others) = crate::ort_ref::profile::layer_times(&model.graph, self.model.node_times()?, runs, mean);
+        let kernel = || "onnxruntime".to_string();
+        let mut rows: Vec<LayerTime> = model.graph.nodes.iter().filter_map(|n| layers.get(&n.name).map(|&ms| LayerTime { node: n.name.clone(), op: n.op.kind(), kernel: kernel(), ms })).collect();
+        rows.extend(others.into_iter().map(|(node, ms)| LayerTime { node, op: "ORT node", kernel: kernel(), ms }));
+        Ok(rows)
+    }
 }

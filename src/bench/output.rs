@@ -97,6 +97,13 @@ pub fn table(r: &BenchReport) -> String {
             }
         }
     }
+    for Behind { variant: v, rows } in behind_ort(r) {
+        let _ = writeln!(s, "layers where {v} is furthest behind ORT (mean ms per forward, {v} / ORT):");
+        let _ = writeln!(s, "  {:<36} {:>8} {:>8} {:>7}", "layer", v, "ort-f32", "ratio");
+        for (node, a, b) in rows {
+            let _ = writeln!(s, "  {:<36} {:>8.3} {:>8.3} {:>6.2}x", node.escape_debug().to_string(), a, b, a / b);
+        }
+    }
     s
 }
 
@@ -195,6 +202,32 @@ pub fn markdown(r: &BenchReport) -> String {
         }
     }
     s
+}
+
+/// A kestrel variant's layers furthest behind `ort-f32`: `(layer, ours, ORT)` in ms, most
+/// time lost first.
+struct Behind<'a> {
+    variant: &'a str,
+    rows: Vec<(&'a str, f64, f64)>,
+}
+
+/// For each kestrel variant with per-layer times, when `ort-f32` has them too: the 10 layers
+/// both timed where the variant loses most time to ORT.
+fn behind_ort(r: &BenchReport) -> Vec<Behind<'_>> {
+    let Some(ort) = r.variants.iter().find(|v| v.name == crate::engine::Kind::OrtF32.name()).and_then(|v| v.per_layer.as_ref()) else {
+        return Vec::new();
+    };
+    let theirs: std::collections::HashMap<&str, f64> = ort.iter().map(|l| (l.node.as_str(), l.ms)).collect();
+    r.variants
+        .iter()
+        .filter(|v| !v.name.starts_with("ort-"))
+        .filter_map(|v| {
+            let mut rows: Vec<(&str, f64, f64)> = v.per_layer.as_ref()?.iter().filter_map(|l| Some((l.node.as_str(), l.ms, *theirs.get(l.node.as_str())?))).filter(|&(_, _, b)| b > 0.0).collect();
+            rows.sort_by(|x, y| (y.1 - y.2).total_cmp(&(x.1 - x.2)));
+            rows.truncate(10);
+            Some(Behind { variant: v.name.as_str(), rows })
+        })
+        .collect()
 }
 
 /// The 15 slowest layers, slowest first.

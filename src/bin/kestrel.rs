@@ -414,7 +414,7 @@ struct BenchArgs {
     /// Also report the best batch whose p99 latency fits this many ms.
     #[arg(long)]
     p99_budget: Option<f64>,
-    /// Time every layer of the kestrel variants.
+    /// Time every layer of the kestrel variants, and of ort-f32 (ONNX Runtime's profiler, its fused nodes given back to the layers they fused).
     #[arg(long)]
     per_layer: bool,
     /// Folder for bench.json, bench.csv, bench.md and the SVG plots.

@@ -58,6 +58,7 @@ impl std::fmt::Display for OrtOptimization {
     }
 }
 
+pub mod profile;
 #[cfg(feature = "ort")]
 mod session;
 #[cfg(feature = "ort")]

@@ -1,0 +1,129 @@
+//! ONNX Runtime's profile read back onto a graph's layers. ORT fuses a conv with the
+//! BatchNorm, activation and residual Add after it and names the fused node after one node
+//! of the chain or after that node's output value (its NCHWc convs: `layer1.0.relu1_nchwc`
+//! of our models, `/layer1/layer1.0/relu/Relu_output_0_nchwc` of a torch export), with
+//! suffixes of its own (`_nchwc`, `_token_48`). [`layer_times`] gives each measured layer (a
+//! Conv, ConvTranspose or Gemm node) the kernel times of the ORT nodes it owns, and lists the
+//! others (pools, ORT's layout reorders) under ORT's names.
+//!
+//! Compiled without the `ort` feature too: it only reads names and numbers.
+
+use std::collections::HashMap;
+
+use crate::graph::{Graph, Op, ValueId};
+
+/// The layer each node's time belongs to, by node name and by the name of the value the
+/// node writes: a layer owns itself, a BatchNorm or activation the layer that produced its
+/// input, an Add the layer of its input made by a Conv or BatchNorm (the block's branch, not
+/// the residual stream).
+pub fn layer_owners(g: &Graph) -> HashMap<&str, &str> {
+    let mut producer: HashMap<ValueId, usize> = HashMap::new();
+    let mut owner: Vec<Option<usize>> = vec![None; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        let made_by = |v: &ValueId| producer.get(v).copied();
+        owner[i] = match &n.op {
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Linear(_) => Some(i),
+            Op::BatchNorm(_) | Op::Act(_) => n.inputs.first().and_then(made_by).and_then(|p| owner[p]),
+            Op::Add => n.inputs.iter().filter_map(made_by).find(|&p| matches!(g.nodes[p].op, Op::Conv(_) | Op::BatchNorm(_))).and_then(|p| owner[p]),
+            _ => None,
+        };
+        producer.insert(n.output, i);
+    }
+    let mut map: HashMap<&str, &str> = g.nodes.iter().zip(&owner).filter_map(|(n, o)| Some((n.name.as_str(), g.nodes[(*o)?].name.as_str()))).collect();
+    for (n, o) in g.nodes.iter().zip(&owner) {
+        if let (Some(o), Some(v)) = (o, g.values.get(n.output)) {
+            map.entry(v.as_str()).or_insert(g.nodes[*o].name.as_str());
+        }
+    }
+    map
+}
+
+/// The layer an ORT profile name belongs to ([`layer_owners`]): the name itself, or with up
+/// to two `_suffix`es cut off.
+pub fn owner_of<'a>(owners: &HashMap<&str, &'a str>, name: &str) -> Option<&'a str> {
+    let mut n = name;
+    for _ in 0..3 {
+        if let Some(o) = owners.get(n) {
+            return Some(o);
+        }
+        n = &n[..n.rfind('_')?];
+    }
+    None
+}
+
+/// Each layer's ORT time in ms, and the ORT nodes no layer owns under their ORT names (in
+/// first-seen order), from `times` (each node run of the profile, in order, as
+/// [`crate::ort_ref::OrtModel::node_times`] gives them): per ORT node, `stat` of its last
+/// `runs` times (the earlier ones were warm-up runs), summed over the nodes a layer owns.
+pub fn layer_times(g: &Graph, times: Vec<(String, f64)>, runs: usize, stat: impl Fn(&[f64]) -> f64) -> (HashMap<String, f64>, Vec<(String, f64)>) {
+    let mut order: Vec<String> = Vec::new();
+    let mut per_node: HashMap<String, Vec<f64>> = HashMap::new();
+    for (name, t) in times {
+        per_node.entry(name.clone()).or_insert_with(|| {
+            order.push(name);
+            Vec::new()
+        }).push(t);
+    }
+    let owners = layer_owners(g);
+    let (mut layers, mut others): (HashMap<String, f64>, Vec<(String, f64)>) = (HashMap::new(), Vec::new());
+    for name in order {
+        let t = &per_node[&name];
+        let v = stat(&t[t.len().saturating_sub(runs.max(1))..]);
+        match owner_of(&owners, &name) {
+            Some(layer) => *layers.entry(layer.to_string()).or_default() += v,
+            None => others.push((name, v)),
+        }
+    }
+    (layers, others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ModelConfig, ResNetConfig, SeededWeights};
+
+    /// ONNX Runtime's profile names read back to the layers they fused: a conv's BatchNorm and
+    /// activation, ORT's `_nchwc` suffix, a residual Add and its ReLU to the block's last conv
+    /// (not to the conv that made the residual stream); pools and ORT's own reorders to none;
+    /// with a torch export's value names too.
+    #[test]
+    fn ort_profile_names_map_to_the_layers_they_fused() {
+        let g = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 16, image_size: 32, ..Default::default() }).build(&mut SeededWeights { seed: 3 }).unwrap();
+        let owners = layer_owners(&g);
+        for (name, layer) in [
+            ("conv1", Some("conv1")),
+            ("relu_nchwc", Some("conv1")),
+            ("layer1.0.relu1_nchwc", Some("layer1.0.conv1")),
+            ("layer1.0.bn2", Some("layer1.0.conv2")),
+            ("layer1.0.add", Some("layer1.0.conv2")),
+            ("layer1.0.relu_nchwc", Some("layer1.0.conv2")),
+            ("layer2.0.downsample.1_nchwc", Some("layer2.0.downsample.0")),
+            ("fc", Some("fc")),
+            ("maxpool", None),
+            ("ReorderInput", None),
+            ("avgpool_nchwc", None),
+        ] {
+            assert_eq!(owner_of(&owners, name), layer, "{name}");
+        }
+        let times = vec![("layer1.0.relu1_nchwc".to_string(), 1.0), ("maxpool".to_string(), 0.5), ("layer1.0.relu1_nchwc".to_string(), 3.0), ("layer1.0.bn2".to_string(), 2.0), ("layer1.0.relu_nchwc".to_string(), 0.25)];
+        let (layers, others) = layer_times(&g, times, 1, |t| t.iter().sum::<f64>() / t.len() as f64);
+        assert_eq!((layers["layer1.0.conv1"], layers["layer1.0.conv2"]), (3.0, 2.25));
+        assert_eq!(others, vec![("maxpool".to_string(), 0.5)]);
+        // A torch export's names: ORT names its NCHWc nodes after the chain's output value.
+        let mut g = g;
+        for n in &g.nodes {
+            g.values[n.output] = format!("/{}/Op_output_0", n.name);
+        }
+        let owners = layer_owners(&g);
+        for (name, layer) in [
+            ("/relu/Op_output_0_nchwc", Some("conv1")),
+            ("/layer1.0.relu1/Op_output_0_nchwc", Some("layer1.0.conv1")),
+            ("/layer1.0.conv2/Op_output_0_nchwc", Some("layer1.0.conv2")),
+            ("layer1.0.add", Some("layer1.0.conv2")),
+            ("/maxpool/Op_output_0", None),
+            ("ReorderOutput_token_48", None),
+        ] {
+            assert_eq!(owner_of(&owners, name), layer, "{name}");
+        }
+    }
+}
