@@ -107,6 +107,10 @@ pub struct Cold {
     pub first_inference_ms: f64,
 }
 
+/// [`LayerTime::op`] of an ONNX Runtime node no layer owns (a pool, a layout reorder),
+/// listed under ORT's own name.
+pub const ORT_NODE: &str = "ORT node";
+
 /// One layer's share of a forward pass.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerTime {
@@ -456,7 +460,7 @@ impl OrtProfile {
         let (layers, others) = crate::ort_ref::profile::layer_times(&model.graph, self.model.node_times()?, runs, mean);
         let kernel = || "onnxruntime".to_string();
         let mut rows: Vec<LayerTime> = model.graph.nodes.iter().filter_map(|n| layers.get(&n.name).map(|&ms| LayerTime { node: n.name.clone(), op: n.op.kind(), kernel: kernel(), ms })).collect();
-        rows.extend(others.into_iter().map(|(node, ms)| LayerTime { node, op: "ORT node", kernel: kernel(), ms }));
+        rows.extend(others.into_iter().map(|(node, ms)| LayerTime { node, op: ORT_NODE, kernel: kernel(), ms }));
         Ok(rows)
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{BenchReport, LayerTime};
+use super::{BenchReport, LayerTime, ORT_NODE};
 use crate::error::{Error, Result};
 
 fn mb(b: Option<u64>) -> String {
@@ -201,6 +201,12 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         }
     }
+    for Behind { variant: v, rows } in behind_ort(r) {
+        let _ = writeln!(s, "\nLayers where {v} is furthest behind ORT (mean ms per forward):\n\n| layer | {v} | ort-f32 | ratio |\n|---|---:|---:|---:|");
+        for (node, a, b) in rows {
+            let _ = writeln!(s, "| {node} | {a:.3} | {b:.3} | {:.2}x |", a / b);
+        }
+    }
     s
 }
 
@@ -211,21 +217,22 @@ struct Behind<'a> {
     rows: Vec<(&'a str, f64, f64)>,
 }
 
-/// For each kestrel variant with per-layer times, when `ort-f32` has them too: the 10 layers
-/// both timed where the variant loses most time to ORT.
+/// For each kestrel variant with per-layer times, when `ort-f32` has them too: the (up to 10)
+/// layers both timed where the variant is slower than ORT, most time lost first.
 fn behind_ort(r: &BenchReport) -> Vec<Behind<'_>> {
     let Some(ort) = r.variants.iter().find(|v| v.name == crate::engine::Kind::OrtF32.name()).and_then(|v| v.per_layer.as_ref()) else {
         return Vec::new();
     };
-    let theirs: std::collections::HashMap<&str, f64> = ort.iter().map(|l| (l.node.as_str(), l.ms)).collect();
+    // Layers only: ORT's nodes that no layer owns keep ORT's names, which may be ours too.
+    let theirs: std::collections::HashMap<&str, f64> = ort.iter().filter(|l| l.op != ORT_NODE).map(|l| (l.node.as_str(), l.ms)).collect();
     r.variants
         .iter()
         .filter(|v| !v.name.starts_with("ort-"))
         .filter_map(|v| {
-            let mut rows: Vec<(&str, f64, f64)> = v.per_layer.as_ref()?.iter().filter_map(|l| Some((l.node.as_str(), l.ms, *theirs.get(l.node.as_str())?))).filter(|&(_, _, b)| b > 0.0).collect();
+            let mut rows: Vec<(&str, f64, f64)> = v.per_layer.as_ref()?.iter().filter_map(|l| Some((l.node.as_str(), l.ms, *theirs.get(l.node.as_str())?))).filter(|&(_, a, b)| b > 0.0 && a > b).collect();
             rows.sort_by(|x, y| (y.1 - y.2).total_cmp(&(x.1 - x.2)));
             rows.truncate(10);
-            Some(Behind { variant: v.name.as_str(), rows })
+            (!rows.is_empty()).then_some(Behind { variant: v.name.as_str(), rows })
         })
         .collect()
 }
