@@ -370,7 +370,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             let n = opts.iters.max(1);
             #[cfg(feature = "ort")]
             let mut ort = match variants.iter().any(|v| v.kind == crate::engine::Kind::OrtF32) {
-                true => Some(OrtProfile::new(model, b, threads)?),
+                true => OrtProfile::new(model, b, threads).map_err(|e| warnings.push(format!("ort-f32: no per-layer profile: {e}"))).ok(),
                 false => None,
             };
             let mut accs: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
@@ -389,7 +389,10 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             for ((v, res), acc) in variants.iter().zip(&mut results).zip(&accs) {
                 #[cfg(feature = "ort")]
                 if let (crate::engine::Kind::OrtF32, Some(p)) = (v.kind, ort.as_mut()) {
-                    res.per_layer = Some(p.layers(model, n)?);
+                    match p.layers(model, n) {
+                        Ok(l) => res.per_layer = Some(l),
+                        Err(e) => warnings.push(format!("ort-f32: no per-layer profile: {e}")),
+                    }
                     continue;
                 }
                 if let Some(s) = v.session() {
