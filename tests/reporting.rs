@@ -116,7 +116,6 @@ fn bench_times_ort_per_layer_beside_kestrel() {
     let model = models_dir().join("shapes-resnet18.safetensors");
     let (code, stdout, err) = kestrel(&["bench", model.to_str().unwrap(), "--variants", "f32,ort-f32", "--iters", "3", "--warmup", "1", "--threads", "2", "--per-layer", "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(stdout.contains("furthest behind ORT"), "{stdout}");
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
     let layers = |v: usize| r["variants"][v]["per_layer"].as_array().unwrap().clone();
     let ort: std::collections::HashMap<String, f64> = layers(1).iter().map(|l| (l["node"].as_str().unwrap().to_string(), l["ms"].as_f64().unwrap())).collect();
@@ -125,6 +124,9 @@ fn bench_times_ort_per_layer_beside_kestrel() {
     for c in &convs {
         assert!(ort.get(c).is_some_and(|&ms| ms > 0.0 && ms.is_finite()), "{c}: no ORT time in {ort:?}");
     }
+    // The layers kestrel is slower on are listed, and only when there are some.
+    let behind = layers(0).iter().any(|l| l["node"].as_str().and_then(|n| ort.get(n)).is_some_and(|&o| matches!(l["op"].as_str(), Some("Conv" | "Gemm")) && l["ms"].as_f64().unwrap() > o));
+    assert_eq!(stdout.contains("furthest behind ORT"), behind, "{stdout}");
 }
 
 #[test]
