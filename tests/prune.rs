@@ -356,25 +356,32 @@ fn measured_report_times_every_layer_before_and_after() {
 /// with a torch export's value names too.
 #[test]
 fn ort_profile_names_map_to_the_layers_they_fused() {
+    use kestrel::ort_ref::profile::{layer_owners, layer_times, owner_of};
+    let check = |g: &Graph, cases: &[(&str, Option<&str>)]| {
+        let owners = layer_owners(g);
+        for &(name, layer) in cases {
+            assert_eq!(owner_of(&owners, name), layer, "{name}");
+        }
+    };
     let g = resnet(18, 16);
-    let owners = kestrel::ort_ref::profile::layer_owners(&g);
-    for (name, layer) in [
-        ("conv1", Some("conv1")),
-        ("relu_nchwc", Some("conv1")),
-        ("layer1.0.relu1_nchwc", Some("layer1.0.conv1")),
-        ("layer1.0.bn2", Some("layer1.0.conv2")),
-        ("layer1.0.add", Some("layer1.0.conv2")),
-        ("layer1.0.relu_nchwc", Some("layer1.0.conv2")),
-        ("layer2.0.downsample.1_nchwc", Some("layer2.0.downsample.0")),
-        ("fc", Some("fc")),
-        ("maxpool", None),
-        ("ReorderInput", None),
-        ("avgpool_nchwc", None),
-    ] {
-        assert_eq!(kestrel::ort_ref::profile::owner_of(&owners, name), layer, "{name}");
-    }
+    check(
+        &g,
+        &[
+            ("conv1", Some("conv1")),
+            ("relu_nchwc", Some("conv1")),
+            ("layer1.0.relu1_nchwc", Some("layer1.0.conv1")),
+            ("layer1.0.bn2", Some("layer1.0.conv2")),
+            ("layer1.0.add", Some("layer1.0.conv2")),
+            ("layer1.0.relu_nchwc", Some("layer1.0.conv2")),
+            ("layer2.0.downsample.1_nchwc", Some("layer2.0.downsample.0")),
+            ("fc", Some("fc")),
+            ("maxpool", None),
+            ("ReorderInput", None),
+            ("avgpool_nchwc", None),
+        ],
+    );
     let times = vec![("layer1.0.relu1_nchwc".to_string(), 1.0), ("maxpool".to_string(), 0.5), ("layer1.0.relu1_nchwc".to_string(), 3.0), ("layer1.0.bn2".to_string(), 2.0), ("layer1.0.relu_nchwc".to_string(), 0.25)];
-    let (layers, others) = kestrel::ort_ref::profile::layer_times(&g, times, 1, |t| t.iter().sum::<f64>() / t.len() as f64);
+    let (layers, others) = layer_times(&g, times, 1, |t| t.iter().sum::<f64>() / t.len() as f64);
     assert_eq!((layers["layer1.0.conv1"], layers["layer1.0.conv2"]), (3.0, 2.25));
     assert_eq!(others, vec![("maxpool".to_string(), 0.5)]);
     // A torch export's names: ORT names its NCHWc nodes after the chain's output value.
@@ -382,15 +389,15 @@ fn ort_profile_names_map_to_the_layers_they_fused() {
     for n in &g.nodes {
         g.values[n.output] = format!("/{}/Op_output_0", n.name);
     }
-    let owners = kestrel::ort_ref::profile::layer_owners(&g);
-    for (name, layer) in [
-        ("/relu/Op_output_0_nchwc", Some("conv1")),
-        ("/layer1.0.relu1/Op_output_0_nchwc", Some("layer1.0.conv1")),
-        ("/layer1.0.conv2/Op_output_0_nchwc", Some("layer1.0.conv2")),
-        ("layer1.0.add", Some("layer1.0.conv2")),
-        ("/maxpool/Op_output_0", None),
-        ("ReorderOutput_token_48", None),
-    ] {
-        assert_eq!(kestrel::ort_ref::profile::owner_of(&owners, name), layer, "{name}");
-    }
+    check(
+        &g,
+        &[
+            ("/relu/Op_output_0_nchwc", Some("conv1")),
+            ("/layer1.0.relu1/Op_output_0_nchwc", Some("layer1.0.conv1")),
+            ("/layer1.0.conv2/Op_output_0_nchwc", Some("layer1.0.conv2")),
+            ("layer1.0.add", Some("layer1.0.conv2")),
+            ("/maxpool/Op_output_0", None),
+            ("ReorderOutput_token_48", None),
+        ],
+    );
 }

@@ -59,10 +59,13 @@ pub fn layer_times(g: &Graph, times: Vec<(String, f64)>, runs: usize, stat: impl
     let mut order: Vec<String> = Vec::new();
     let mut per_node: HashMap<String, Vec<f64>> = HashMap::new();
     for (name, t) in times {
-        per_node.entry(name.clone()).or_insert_with(|| {
-            order.push(name);
-            Vec::new()
-        }).push(t);
+        match per_node.get_mut(&name) {
+            Some(v) => v.push(t),
+            None => {
+                order.push(name.clone());
+                per_node.insert(name, vec![t]);
+            }
+        }
     }
     let owners = layer_owners(g);
     let (mut layers, mut others): (HashMap<String, f64>, Vec<(String, f64)>) = (HashMap::new(), Vec::new());
