@@ -202,32 +202,51 @@ fn convs(c: &mut Criterion) {
     group.finish();
 }
 
-/// Batches of tiny maps (shapes-resnet18's 4² and 2² stages at batch 64): the batched im2col
-/// of `sconv` against the by-position GEMMs of `spos`, on the richest FP32 kernel. Throughput
-/// in the direct conv's multiply-adds, so the two read alike.
+/// Batches of small maps (shapes-resnet18's convs at batch 64): the GEMM paths of `sconv`
+/// against the by-position GEMMs of `spos` and the channels-in-lanes direct conv of `slanes`,
+/// on the richest FP32 kernel. Throughput in the direct conv's multiply-adds, so all read
+/// alike.
 fn tiny_maps(c: &mut Criterion) {
     let threads = threads();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let mut group = c.benchmark_group("conv_tiny_maps");
     group.sample_size(20);
     let Some(kernel) = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).last() else { return };
-    for &(name, n, ch, hw) in &[("b64_32ch_4x4", 64usize, 32usize, 4usize), ("b64_64ch_2x2", 64, 64, 2)] {
-        let mut f = Conv2d::new(Tensor::randn(vec![ch, ch, 3, 3], (2.0 / (ch * 9) as f32).sqrt(), 3), 1, 1, 1);
-        f.bias = Some(vec![0.1; ch]);
+    // shapes-resnet18 at batch 64: its 7×7 stem, a 16-channel 8² conv, a stride-2 3×3, the
+    // 4² and 2² convs, a stride-2 downsample, and a 1×1 map's conv (layer4's, cropped).
+    let shapes = [
+        ("b64_stem_3to16_32x32_s2", 64usize, 3usize, 16usize, 32usize, 7usize, 2usize, 3usize),
+        ("b64_16ch_8x8", 64, 16, 16, 8, 3, 1, 1),
+        ("b64_16to32_8x8_s2", 64, 16, 32, 8, 3, 2, 1),
+        ("b64_32ch_4x4", 64, 32, 32, 4, 3, 1, 1),
+        ("b64_64ch_2x2", 64, 64, 64, 2, 3, 1, 1),
+        ("b64_16to32_1x1_s2", 64, 16, 32, 8, 1, 2, 0),
+        ("b64_128ch_1x1_on_1x1", 64, 128, 128, 1, 1, 1, 0),
+    ];
+    for &(name, n, cin, cout, hw, k, stride, pad) in &shapes {
+        let mut f = Conv2d::new(Tensor::randn(vec![cout, cin, k, k], (2.0 / (cin * k * k) as f32).sqrt(), 3), stride, pad, 1);
+        f.bias = Some(vec![0.1; cout]);
         f.act = Some(kestrel::graph::Activation::Relu);
-        let x = Tensor::randn(vec![n, ch, hw, hw], 1.0, 4);
-        let (xs, os) = ([n, ch, hw, hw], [n, ch, hw, hw]);
-        let mut out = vec![0f32; n * ch * hw * hw];
+        let x = Tensor::randn(vec![n, cin, hw, hw], 1.0, 4);
+        let o = (hw + 2 * pad - k) / stride + 1;
+        let (xs, os) = ([n, cin, hw, hw], [n, cout, o, o]);
+        let mut out = vec![0f32; n * cout * o * o];
         let mut scratch = Vec::new();
-        group.throughput(Throughput::Elements((n * ch * ch * 9 * hw * hw) as u64));
+        group.throughput(Throughput::Elements((n * cout * o * o * cin * k * k) as u64));
         let label = format!("{name}/t{threads}");
         let packed = sconv::pack(kernel, &f);
         group.bench_function(BenchmarkId::new(format!("sconv-{}", kernel.name().replace(' ', "-")), &label), |b| {
             b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
         });
-        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &f, xs, [hw, hw]) {
+        if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &f, xs, [o, o]) {
             group.bench_function(BenchmarkId::new(format!("spos-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| pool.install(|| kestrel::cpu::spos::conv2d(kernel, &f, &pc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+            });
+        }
+        if let Some(lc) = kestrel::cpu::slanes::prepare(&f, xs, os) {
+            let path = if kernel.runs_lanes() { kernel.name().replace(' ', "-") } else { "twin".into() };
+            group.bench_function(BenchmarkId::new(format!("slanes-{path}"), &label), |b| {
+                b.iter(|| pool.install(|| kestrel::cpu::slanes::conv2d(kernel, &f, &lc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
     }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{data, Tolerance};
 use kestrel::cpu::simd::Simd;
-use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, sconv};
+use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, sconv, slanes};
 use kestrel::graph::shape::{conv_transpose_nd_out, matmul_out, pool_nd_out, pool_out, resize_out, window_out};
 use kestrel::graph::*;
 use kestrel::Tensor;
@@ -47,6 +47,7 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
     // reference, and equal to its fused-multiply-add twin value for value.
     let mut fma = vec![f32::NAN; want.len()];
     reference::conv2d_fma_ref(&c, &x, xs, res, &mut fma, os);
+    let mut lanes_bits: Option<(&str, Vec<u32>)> = None;
     for kernel in common::sgemm_kernels() {
         let packed = sconv::pack(kernel, &c);
         for threads in [1, 2] {
@@ -76,6 +77,34 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
                 kestrel::cpu::spos::conv2d(kernel, &c, &pc, &x, xs, res, &mut got, os, &mut scratch, threads);
                 if let Some(i) = (0..got.len()).find(|&i| got[i] != fma[i]) {
                     panic!("{what} spos {} t{threads} ({} classes): element {i} is {} but the fma twin gives {}", kernel.name(), pc.classes.len(), got[i], fma[i]);
+                }
+            }
+        }
+        // A batch's small maps with the output channels in the lanes (`cpu::slanes`; on a
+        // kernel without its vector tile, the scalar twin): the fma twin's values (`!=`: it
+        // multiplies the padding too, as the tiles above), at 1 and 2 threads, the residual
+        // apart or in the output; and the same bits on every kernel.
+        if let Some(lc) = slanes::prepare(&c, xs, os) {
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; want.len()];
+                slanes::conv2d(kernel, &c, &lc, &x, xs, res, &mut got, os, &mut scratch, threads);
+                if let Some(i) = (0..got.len()).find(|&i| got[i] != fma[i]) {
+                    panic!("{what} slanes {} t{threads}: element {i} is {} but the fma twin gives {}", kernel.name(), got[i], fma[i]);
+                }
+                if residual {
+                    let mut onto = r.clone();
+                    slanes::conv2d_onto(kernel, &c, &lc, &x, xs, &mut onto, os, &mut scratch, threads);
+                    if let Some(i) = (0..onto.len()).find(|&i| onto[i].to_bits() != got[i].to_bits()) {
+                        panic!("{what} slanes {} t{threads} onto its residual: element {i} is {} but with a separate residual {}", kernel.name(), onto[i], got[i]);
+                    }
+                }
+                match &lanes_bits {
+                    None => lanes_bits = Some((kernel.name(), bits(&got))),
+                    Some((first, b)) => {
+                        if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != b[i]) {
+                            panic!("{what} slanes {} t{threads}: element {i} is {} but {first} gives {}", kernel.name(), got[i], f32::from_bits(b[i]));
+                        }
+                    }
                 }
             }
         }
@@ -244,6 +273,54 @@ fn conv_small_maps_by_position() {
         for (act, residual) in [(None, false), (Some(Activation::Relu), true), (Some(Activation::Clip(-0.5, 0.5)), false), (Some(Activation::Sigmoid), true)] {
             seed += 1;
             check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], dil, 1, act, residual, seed);
+        }
+    }
+}
+
+/// Shapes the plan runs with the output channels in the lanes (`cpu::slanes`: batches of maps
+/// up to 16 × 16): row widths that cut into every piece size (16, 8, 4, 2, 1 and sums of
+/// them), rows past the batch's last, channel tails (8, 17, 33 of 16-lane slices), strides 1,
+/// 2 and 3 (the last on the scalar twin), pads and none (the input read in place), dilation,
+/// groups, a ResNet stem, 1 × 1 convs (strided, and on 1 × 1 maps, whose channel vectors are
+/// stored untransposed), residuals and every fused activation kind. `check_conv` compares it
+/// with the fma twin on every kernel; a conv without a bias is checked here.
+#[test]
+fn conv_small_maps_channels_in_lanes() {
+    let mut seed = 9000;
+    for &(n, cin, cout, hw, k, stride, pad, dil, groups) in &[
+        (2usize, 3usize, 16usize, [32usize, 32usize], 7usize, 2usize, 3usize, 1usize, 1usize),
+        (3, 16, 16, [8, 8], 3, 1, 1, 1, 1),
+        (5, 16, 32, [8, 8], 3, 2, 1, 1, 1),
+        (2, 8, 17, [15, 15], 3, 1, 1, 1, 1),
+        (7, 5, 33, [4, 7], 3, 1, 1, 1, 1),
+        (9, 4, 8, [2, 3], 3, 1, 1, 1, 1),
+        (3, 6, 24, [11, 13], 3, 2, 0, 1, 1),
+        (2, 4, 16, [9, 9], 3, 3, 1, 1, 1),
+        (4, 8, 32, [10, 6], 3, 1, 2, 2, 2),
+        (17, 2, 9, [3, 1], 2, 1, 0, 1, 1),
+        (2, 32, 64, [5, 5], 3, 2, 1, 1, 1),
+        (6, 20, 40, [1, 1], 1, 1, 0, 1, 1),
+        (5, 8, 16, [2, 2], 1, 2, 0, 1, 1),
+        (3, 16, 32, [8, 8], 1, 2, 0, 1, 1),
+    ] {
+        for (act, residual) in [(Some(Activation::Relu), true), (None, false), (Some(Activation::Clip(-0.5, 0.5)), true), (Some(Activation::Sigmoid), false)] {
+            seed += 1;
+            check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], dil, groups, act, residual, seed);
+        }
+        // Without a bias (a conv before a BatchNorm the graph did not fold).
+        let mut c = Conv2d::new(Tensor::new(vec![cout, cin / groups, k, k], data(cout * cin / groups * k * k, seed)).unwrap(), stride, pad, groups);
+        c.dilation = [dil, dil];
+        let o = |len: usize| window_out(len, k, stride, (pad, pad), dil, false);
+        let (Some(oh), Some(ow)) = (o(hw[0]), o(hw[1])) else { continue };
+        let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, oh, ow]);
+        let x = data(xs.iter().product(), seed + 2);
+        let mut want = vec![f32::NAN; os.iter().product()];
+        reference::conv2d_fma_ref(&c, &x, xs, None, &mut want, os);
+        let lc = slanes::prepare(&c, xs, os).unwrap();
+        for kernel in common::sgemm_kernels() {
+            let mut got = vec![f32::NAN; want.len()];
+            slanes::conv2d(kernel, &c, &lc, &x, xs, None, &mut got, os, &mut Vec::new(), 2);
+            assert!((0..got.len()).all(|i| got[i] == want[i]), "slanes {} without a bias, shape {xs:?} → {os:?}", kernel.name());
         }
     }
 }

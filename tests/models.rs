@@ -326,3 +326,29 @@ fn in_place_residuals_keep_values() {
         assert!(got[i].data().iter().zip(want.data()).all(|(a, b)| a.to_bits() == b.to_bits()), "INT8 output {i} differs from node-by-node evaluation");
     }
 }
+
+/// A batch of small maps (a ResNet-18 of base width 16 on 32 × 32 inputs, as the trained
+/// `shapes-resnet18`) runs its small convs with the output channels in the lanes where the
+/// CPU has the vector tile, and each image's output is what it gets alone.
+#[test]
+fn a_batch_of_small_maps_runs_in_lanes_with_each_images_values() {
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 16, image_size: 32, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 5 }).unwrap();
+    let s = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+    let x = synthetic_images(6, 3, 32, 32, 4);
+    let labels = s.kernel_labels(&[x.shape().to_vec()]).unwrap();
+    let lanes = labels.iter().filter(|l| l.contains("channels in lanes")).count();
+    let vector_tile = s.prepared().kernels.sgemm.is_some_and(|k| k.runs_lanes());
+    println!("{lanes} of {} layers in lanes (the session's FP32 kernel has the vector tile: {vector_tile})", labels.len());
+    if vector_tile {
+        assert!(lanes >= 5, "a batch of 32² inputs should run its stem, layer1 and stride-2 convs in lanes: {labels:?}");
+    }
+    let batch = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
+    let per = x.numel() / 6;
+    for i in 0..6 {
+        let one = Tensor::new(vec![1, 3, 32, 32], x.data()[i * per..(i + 1) * per].to_vec()).unwrap();
+        let alone = s.run(&[one]).unwrap().remove(0);
+        let m = kestrel::parity::compare(&alone, &Tensor::new(vec![1, 10], batch.data()[i * 10..(i + 1) * 10].to_vec()).unwrap());
+        assert!(m.rel_l2 < 1e-5, "image {i}: rel L2 {} between the batch and the image alone", m.rel_l2);
+    }
+}

@@ -22,6 +22,7 @@ pub mod reference;
 pub mod resize;
 pub mod sconv;
 pub mod sgemm;
+pub mod slanes;
 pub mod spos;
 pub mod wino;
 #[macro_use]

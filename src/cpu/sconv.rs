@@ -867,7 +867,7 @@ fn perm_table(c: &Conv2d, [h, w]: [usize; 2]) -> Vec<([i32; 16], u16)> {
 /// Copies `x: [N·Cin][h][w]` into its zero-padded stride-phase planes
 /// `[N·Cin][sy·sx][hph][wph]` (see [`Cols`]); rows and columns past the padded image are 0.
 /// Only the phases some tap reads are written.
-fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], [hph, wph]: [usize; 2], out: &mut [f32], workers: usize) {
+pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize; 2], [sy, sx]: [usize; 2], [hph, wph]: [usize; 2], out: &mut [f32], workers: usize) {
     let (pt, pl) = (c.pads[0], c.pads[1]);
     // Phases no tap reads (three of a 1×1 stride-2 conv's four) are left unwritten.
     let [kh, kw] = c.kernel();

@@ -6,7 +6,7 @@ use super::plan::Scratch;
 use super::prepare::Step;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::{self, QIn, QOut, Ranges, Residual};
-use crate::cpu::{amx, bconv, conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv, spos, wino};
+use crate::cpu::{amx, bconv, conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv, slanes, spos, wino};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Op};
 use crate::qparams::QParams;
@@ -95,14 +95,14 @@ pub(crate) fn run(
             Ok(None)
         }
         // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.
-        (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::BFma(_), Op::Conv(c)) => {
+        (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::SLanes(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::BFma(_), Op::Conv(c)) => {
             let (x, xs) = f32_in(0)?;
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             let (xs, os) = (dims4(xs), dims4(os));
             // A residual already in the output buffer (`onto`): only the packed FP32 and bf16
             // direct steps take it there (the planner places it for no other).
             let onto = c.residual && matches!(ins.get(1), Some((ValueRef::Output(None), _)));
-            if onto && !matches!(step, Step::SConv(_) | Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_)) {
+            if onto && !matches!(step, Step::SConv(_) | Step::SLanes(_) | Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_)) {
                 return Err(mistyped(n, "the in-place residual"));
             }
             let residual = if c.residual && !onto { Some(f32_in(1)?.0) } else { None };
@@ -134,6 +134,14 @@ pub(crate) fn run(
                 Step::SPos(pc) => {
                     let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the by-position f32 weights"))?;
                     spos::conv2d(kernel, c, pc, x, xs, residual, out, os, &mut scratch.f32, threads);
+                }
+                Step::SLanes(lc) => {
+                    let kernel = kernels.sgemm.ok_or_else(|| mistyped(n, "the lane-packed f32 weights"))?;
+                    if onto {
+                        slanes::conv2d_onto(kernel, c, lc, x, xs, out, os, &mut scratch.f32, threads);
+                    } else {
+                        slanes::conv2d(kernel, c, lc, x, xs, residual, out, os, &mut scratch.f32, threads);
+                    }
                 }
                 Step::BFma(packed) => {
                     let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };

@@ -6,7 +6,7 @@
 //! [`Buffers`] sized by it.
 
 use super::prepare::{self, DType, Prepared, Step};
-use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv, spos, wino};
+use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv, slanes, spos, wino};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -115,6 +115,7 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
                 }
+                (Op::Conv(_), Step::SLanes(lc)) => slanes::scratch_len(lc),
                 (Op::Conv(_), Step::SPos(_)) => {
                     let xs = &shapes[n.inputs[0]];
                     spos::scratch_len([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
@@ -193,7 +194,7 @@ impl Plan {
 fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], idx: usize, bytes: &impl Fn(ValueId) -> usize) -> bool {
     let (Op::Conv(c), &[x, r]) = (&n.op, n.inputs.as_slice()) else { return false };
     let typed = match step {
-        Step::SConv(_) | Step::BFma(_) | Step::BConv(_) | Step::BImplicit(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::F32, DType::F32)),
+        Step::SConv(_) | Step::SLanes(_) | Step::BFma(_) | Step::BConv(_) | Step::BImplicit(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::F32, DType::F32)),
         Step::QConv(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::U8(_), DType::U8(_))),
         _ => false,
     };
@@ -204,7 +205,8 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding;
 /// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
-/// output position ([`Step::SPos`]); a Winograd conv of a map under
+/// output position ([`Step::SPos`]), and of other small maps of a batch with the output
+/// channels in the lanes ([`Step::SLanes`]); a Winograd conv of a map under
 /// [`wino::MIN_PIXELS`] on the packed FP32 kernel (in bf16, a batch of under
 /// [`wino::BF16_MIN_TILES`] tiles on the direct bf16 steps).
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
@@ -242,8 +244,13 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
         let conv = small.as_ref().unwrap_or(c);
         if xs[0] > 1 && !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
-            if let Some(pc) = spos::prepare(k, conv, [xs[0], xs[1], xs[2], xs[3]], [os[2], os[3]]).filter(|pc| pc.live_fraction() <= spos::PAYS_BELOW) {
+            let (x4, o4) = ([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]]);
+            if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
+            }
+            // The other small maps of a batch: a direct conv with the channels in the lanes.
+            if let Some(lc) = slanes::pays(k, conv, x4, o4).then(|| slanes::prepare(conv, x4, o4)).flatten() {
+                return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
             }
         }
         if on_wino {

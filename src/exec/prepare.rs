@@ -19,7 +19,7 @@
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
 use crate::cpu::bgemm::{self, PackedBf16};
-use crate::cpu::{amx, bconv, qconv, sconv, spos, wino};
+use crate::cpu::{amx, bconv, qconv, sconv, slanes, spos, wino};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Conv2d, Graph, Node, Op};
@@ -89,6 +89,9 @@ pub enum Step {
     /// An FP32 conv of a batch of small maps by output position, only the taps that read the
     /// input at each (`cpu::spos`), prepared by the plan for one input size.
     SPos(spos::PosConv),
+    /// An FP32 conv of a batch of small maps as a direct conv with the output channels in the
+    /// vector lanes (`cpu::slanes`), prepared by the plan for one input size.
+    SLanes(slanes::LanesConv),
     /// An f32 conv run in bf16 as an implicit GEMM over bf16 phase planes (AMX tiles, or
     /// `vdpbf16ps` without them), its weights rounded and packed once.
     BImplicit(amx::Packed),
@@ -113,7 +116,7 @@ impl Step {
     pub fn name(&self) -> &'static str {
         match self {
             Step::F32 => "f32",
-            Step::SConv(_) | Step::SPos(_) => "f32 conv (packed)",
+            Step::SConv(_) | Step::SPos(_) | Step::SLanes(_) => "f32 conv (packed)",
             Step::Wino(_) => "f32 conv (Winograd)",
             Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) => "bf16 conv",
             Step::BWino(_) => "bf16 conv (Winograd)",
@@ -142,6 +145,7 @@ impl Step {
             Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::SLanes(_) => format!("f32 conv {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
             Step::Wino(p) => format!("f32 conv Winograd F({m}x{m},3x3) {}", kernels.sgemm.map_or("-", |k| k.name()), m = p.variant.m()),
             Step::BWino(_) => format!("bf16 conv Winograd F(2x2,3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
@@ -156,6 +160,7 @@ impl Step {
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::BImplicit(p) => p.bytes(),
             Step::SPos(p) => p.bytes(),
+            Step::SLanes(p) => p.bytes(),
             Step::Wino(p) | Step::BWino(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,

@@ -29,6 +29,7 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod lanes;
 #[cfg(target_arch = "x86_64")]
 mod narrow;
 pub mod pack;
@@ -309,6 +310,33 @@ impl Kernel {
             // SAFETY: the token proves AVX-512F; the caller's contract covers the rest.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => unsafe { avx512::permute_maps(dst, src, image_stride, npix, images, first, chunks, perm, mask) },
+        }
+    }
+}
+
+impl Kernel {
+    /// Whether [`Kernel::lanes_tile`] runs in vectors on this kernel (AVX-512; the AVX2
+    /// kernel runs its scalar twin, and the plan does not choose `cpu::slanes` there).
+    pub fn runs_lanes(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return matches!(self, Kernel::Avx512(_));
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// One tile of the direct conv with the output channels in the lanes ([`lanes`]).
+    ///
+    /// # Safety
+    /// [`lanes::twin`]'s contract.
+    #[inline]
+    pub unsafe fn lanes_tile(self, t: &lanes::LanesTile) {
+        match self {
+            // SAFETY: the caller's contract.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma(_) => unsafe { lanes::twin(t) },
+            // SAFETY: the token proves AVX-512F; the caller's contract covers the rest.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => unsafe { lanes::avx512(t) },
         }
     }
 }
