@@ -921,8 +921,8 @@ fn linear_matches_reference() {
             cases.push((1, i, o));
         }
     }
-    // Big enough to split over two workers.
-    cases.extend([(1, 2048, 300), (1, 2049, 1000)]);
+    // Big enough to split over two workers; batches of GEMVs (up to 16 rows) and past them.
+    cases.extend([(1, 2048, 300), (1, 2049, 1000), (16, 512, 1000), (5, 2048, 65), (17, 130, 70)]);
     for (c, &(n, i, o)) in cases.iter().enumerate() {
         let bias = (c % 3 != 0).then(|| data(o, 8));
         let l = Linear::new(Tensor::new(vec![o, i], data(o * i, 7)).unwrap(), bias);
@@ -940,6 +940,13 @@ fn linear_matches_reference() {
                     match &first {
                         Some(f) => assert_eq!(bits(f), bits(&got), "linear 1x{i}->{o}: {simd:?} {threads}t differs from baseline 1t"),
                         None => first = Some(got),
+                    }
+                } else if n <= 16 {
+                    // A batch of GEMVs: each row's features are those of the row alone.
+                    for (b, row) in got.chunks(o).enumerate() {
+                        let mut alone = vec![f32::NAN; o];
+                        linear::linear(simd, &l, &x[b * i..(b + 1) * i], 1, &mut alone, threads);
+                        assert_eq!(bits(row), bits(&alone), "linear {n}x{i}->{o} {simd:?} {threads}t: row {b} differs from the row alone");
                     }
                 }
             }
