@@ -53,6 +53,8 @@ pub struct LanesConv {
     /// The input and output sizes it was prepared for.
     pub xs: [usize; 4],
     pub os: [usize; 4],
+    /// The tiles (group, row piece, rows), found once for these sizes.
+    tasks: Vec<Task>,
 }
 
 impl LanesConv {
@@ -148,7 +150,14 @@ pub fn prepare(c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> Option<LanesConv> 
             }
         }
     }
-    Some(LanesConv { weights, bias, slices, kdim, koff, planes: [sy, sx, hp, wp], xs, os })
+    let mut tasks = Vec::new();
+    for group in 0..g {
+        for (x0, cols) in pieces(ow) {
+            let rows = rows_for(cols);
+            tasks.extend((0..xs[0] * oh).step_by(rows).map(|q0| Task { group, x0, cols, rows, q0 }));
+        }
+    }
+    Some(LanesConv { weights, bias, slices, kdim, koff, planes: [sy, sx, hp, wp], xs, os, tasks })
 }
 
 /// Scratch elements [`conv2d`] needs: the padded planes (none without padding), and a cache
@@ -223,13 +232,7 @@ fn conv2d_from(kernel: Kernel, c: &Conv2d, lc: &LanesConv, x: &[f32], xs: [usize
     if n == 0 || cout_g == 0 || npix == 0 {
         return;
     }
-    let mut tasks = Vec::new();
-    for group in 0..g {
-        for (x0, cols) in pieces(ow) {
-            let rows = rows_for(cols);
-            tasks.extend((0..n * oh).step_by(rows).map(|q0| Task { group, x0, cols, rows, q0 }));
-        }
-    }
+    let tasks = &lc.tasks;
     let macs = n * cout * npix * kdim;
     let workers = if threads <= 1 || macs < PAR_MIN_MACS { 1 } else { threads.min(tasks.len()) };
     let padded_len = n * cin * image;
