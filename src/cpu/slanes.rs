@@ -15,8 +15,8 @@
 //! Each output is `acc = residual or 0; for (ci, ky, kx) in order: acc = fma(w, x, acc)`, then
 //! `acc + bias` and the activation: [`crate::cpu::reference::conv2d_fma_ref`]'s operations, plus
 //! the products of padding (`w · 0`, as the GEMM tiles of `sconv` do), so the values are the
-//! same up to the sign of an exactly-zero sum. The AVX-512 tile and its scalar twin agree bit
-//! for bit.
+//! same up to the sign of an exactly-zero sum. The AVX-512 and AVX2 tiles and their scalar twin
+//! agree bit for bit.
 //!
 //! Work: the tiles (group, piece of a row, rows) split evenly over the workers; convs under
 //! [`PAR_MIN_MACS`] run on the calling thread.

@@ -23,9 +23,10 @@ pub(super) unsafe fn tile(a: *const f32, b: *const f32, c: *mut f32, t: Tile, in
     }
 }
 
+/// The epilogue's activation on 8 lanes (shared with the lanes tile, `sgemm::lanes`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn act(y: __m256, a: Act) -> __m256 {
+pub(super) unsafe fn act(y: __m256, a: Act) -> __m256 {
     let zero = _mm256_setzero_ps();
     match a {
         Act::None => y,

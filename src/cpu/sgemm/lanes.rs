@@ -12,6 +12,11 @@
 //! float at a time they took as long as a 7 × 7 stem's multiply-adds. Two or four channel
 //! vectors per tile (fewer pixels each) ran 2.2–2.5× the time of one.
 //!
+//! The AVX2 tile holds the 16 channels as two 8-lane vectors and runs the tile's pixels four
+//! at a time (8 accumulators, 2 weight vectors and a broadcast of the 16 ymm registers; the
+//! weights of a chunk are read again for the next, from L1 or L2), each chunk transposed
+//! 4 × 4 per 128-bit half into per-channel pieces of 4 pixels.
+//!
 //! Each element is `acc = residual or 0; for k in order: acc = fma(w, x, acc)`, then
 //! `acc + bias` and the activation, as [`twin`] computes it one output at a time with
 //! `f32::mul_add`.
@@ -115,6 +120,201 @@ pub(super) unsafe fn avx512(t: &LanesTile) {
             // Shapes and strides `cpu::slanes` never asks for: the same values, one output at
             // a time.
             _ => twin(t),
+        }
+    }
+}
+
+/// The AVX2 + FMA tile.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; the arguments satisfy [`twin`]'s contract.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn avx2(t: &LanesTile) {
+    // SAFETY: forwarded contract; each instance's constants are the tile's shape.
+    unsafe {
+        match (t.cols, t.rows, t.step) {
+            (16, 1, 1) => ymm::tile::<16, 1, 1>(t),
+            (16, 1, 2) => ymm::tile::<16, 1, 2>(t),
+            (8, 2, 1) => ymm::tile::<8, 2, 1>(t),
+            (8, 2, 2) => ymm::tile::<8, 2, 2>(t),
+            (4, 4, 1) => ymm::tile::<4, 4, 1>(t),
+            (4, 4, 2) => ymm::tile::<4, 4, 2>(t),
+            (2, 8, 1) => ymm::tile::<2, 8, 1>(t),
+            (2, 8, 2) => ymm::tile::<2, 8, 2>(t),
+            (1, 8, 1) => ymm::tile::<1, 8, 1>(t),
+            (1, 8, 2) => ymm::tile::<1, 8, 2>(t),
+            // Shapes and strides `cpu::slanes` never asks for: the same values, one output at
+            // a time.
+            _ => twin(t),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod ymm {
+    use std::arch::x86_64::*;
+
+    use super::super::avx2::act;
+    use super::LanesTile;
+
+    /// Pixels per chunk: one accumulator pair each.
+    const Q: usize = 4;
+
+    /// Transposes the 4 × 4 blocks of each 128-bit half: lane `j` of `m[i]` goes to lane `i`
+    /// of the result's `j` (and lane `4 + j` to lane `4 + i`).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) fn transpose4(m: [__m256; 4]) -> [__m256; 4] {
+        let lo = |a: __m256, b: __m256| _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+        let hi = |a: __m256, b: __m256| _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+        let (t0, t1) = (_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
+        let (t2, t3) = (_mm256_unpacklo_ps(m[2], m[3]), _mm256_unpackhi_ps(m[2], m[3]));
+        [lo(t0, t2), hi(t0, t2), lo(t1, t3), hi(t1, t3)]
+    }
+
+    /// Channel `l`'s values of the chunk's 4 pixels (the chunk starts at row `r0`, column
+    /// `c0` of a tile of `C` pixels per row), as laid out from `base` (`out` or `res`): zero
+    /// for rows at or past `live_rows`.
+    ///
+    /// # Safety
+    /// `base[r] + l · cs + c` is readable for the chunk's live pixels.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load<const C: usize>(base: &[*const f32; super::MAX_ROWS], off: usize, r0: usize, c0: usize, live_rows: usize) -> __m128 {
+        // SAFETY: the caller's contract; rows past `live_rows` are not touched.
+        unsafe {
+            let at = |r: usize, c: usize| base[r].add(off + c);
+            match C {
+                _ if C >= Q => _mm_loadu_ps(at(r0, c0)),
+                2 => {
+                    let a = _mm_castsi128_ps(_mm_loadl_epi64(at(r0, 0).cast()));
+                    if r0 + 1 < live_rows {
+                        _mm_castpd_ps(_mm_loadh_pd(_mm_castps_pd(a), at(r0 + 1, 0).cast()))
+                    } else {
+                        a
+                    }
+                }
+                _ => {
+                    let v = |i: usize| if r0 + i < live_rows { *at(r0 + i, 0) } else { 0.0 };
+                    _mm_setr_ps(v(0), v(1), v(2), v(3))
+                }
+            }
+        }
+    }
+
+    /// Stores channel `l`'s values of the chunk's 4 pixels (`load`'s layout), rows at or past
+    /// `live_rows` dropped.
+    ///
+    /// # Safety
+    /// `out[r] + off + c` is writable for the chunk's live pixels.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn store<const C: usize>(out: &[*mut f32; super::MAX_ROWS], off: usize, r0: usize, c0: usize, live_rows: usize, v: __m128) {
+        // SAFETY: the caller's contract; rows past `live_rows` are not touched.
+        unsafe {
+            let at = |r: usize, c: usize| out[r].add(off + c);
+            match C {
+                _ if C >= Q => _mm_storeu_ps(at(r0, c0), v),
+                2 => {
+                    _mm_storel_epi64(at(r0, 0).cast(), _mm_castps_si128(v));
+                    if r0 + 1 < live_rows {
+                        _mm_storeh_pd(at(r0 + 1, 0).cast(), _mm_castps_pd(v));
+                    }
+                }
+                _ => {
+                    let lanes = [v, _mm_shuffle_ps::<0b01>(v, v), _mm_movehl_ps(v, v), _mm_shuffle_ps::<0b11>(v, v)];
+                    for (i, x) in lanes.iter().enumerate().take(live_rows.saturating_sub(r0)) {
+                        _mm_store_ss(at(r0 + i, 0), *x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C` pixels per row, `R` rows (`R · C` pixels, a multiple of 4), pixels `S` floats
+    /// apart, in chunks of 4 pixels.
+    ///
+    /// # Safety
+    /// As [`super::avx2`], for a tile of this shape.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn tile<const C: usize, const R: usize, const S: usize>(t: &LanesTile) {
+        debug_assert!(t.cols == C && t.rows == R && t.step == S && (R * C).is_multiple_of(Q));
+        let live_rows = t.live_rows.min(R);
+        // 1 × 1 output maps: a pixel's 16 channels are contiguous, no transposes.
+        let direct = C == 1 && t.cs == 1;
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let masks = [0, 8].map(|h| _mm256_cmpgt_epi32(_mm256_set1_epi32(t.live_lanes as i32 - h), lane));
+        let out: [*mut f32; super::MAX_ROWS] = t.out;
+        let res: [*const f32; super::MAX_ROWS] = t.res;
+        // SAFETY: the caller's contract bounds every load and store below: pixels of rows
+        // below `rows` are read from their input rows, outputs and residuals are touched only
+        // for rows below `live_rows` and channels below `live_lanes` (`load`/`store` and the
+        // lane masks drop the rest).
+        unsafe {
+            let bias = if t.bias.is_null() { None } else { Some([_mm256_loadu_ps(t.bias), _mm256_loadu_ps(t.bias.add(8))]) };
+            for p0 in (0..R * C).step_by(Q) {
+                let (r0, c0) = (p0 / C, p0 % C);
+                if r0 >= live_rows {
+                    break;
+                }
+                // Pixel-major accumulators: `acc[i][h]` holds channels `8h .. 8h + 8` of the
+                // chunk's pixel `i`.
+                let mut acc = [[_mm256_setzero_ps(); 2]; Q];
+                if !res[0].is_null() {
+                    if direct {
+                        for (i, a) in acc.iter_mut().enumerate().take(live_rows - r0) {
+                            for (h, x) in a.iter_mut().enumerate() {
+                                *x = _mm256_maskload_ps(res[r0 + i].add(8 * h), masks[h]);
+                            }
+                        }
+                    } else {
+                        for h in [0, 1] {
+                            let ch = |l: usize| if l < t.live_lanes { load::<C>(&res, l * t.cs, r0, c0, live_rows) } else { _mm_setzero_ps() };
+                            let u: [__m256; 4] = std::array::from_fn(|j| _mm256_set_m128(ch(8 * h + j + 4), ch(8 * h + j)));
+                            for (i, m) in transpose4(u).into_iter().enumerate() {
+                                acc[i][h] = m;
+                            }
+                        }
+                    }
+                }
+                let src: [*const f32; Q] = std::array::from_fn(|i| t.row[(p0 + i) / C].add(((p0 + i) % C) * S));
+                let mut w = t.w;
+                for k in 0..t.kdim {
+                    let off = *t.koff.add(k);
+                    let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
+                    for (a, s) in acc.iter_mut().zip(&src) {
+                        let x = _mm256_broadcast_ss(&*s.add(off));
+                        a[0] = _mm256_fmadd_ps(w0, x, a[0]);
+                        a[1] = _mm256_fmadd_ps(w1, x, a[1]);
+                    }
+                    w = w.add(super::LANES);
+                }
+                for a in acc.iter_mut() {
+                    for (h, y) in a.iter_mut().enumerate() {
+                        *y = act(bias.map_or(*y, |b| _mm256_add_ps(*y, b[h])), t.act);
+                    }
+                }
+                if direct {
+                    for (i, a) in acc.iter().enumerate().take(live_rows - r0) {
+                        for (h, &y) in a.iter().enumerate() {
+                            _mm256_maskstore_ps(out[r0 + i].add(8 * h), masks[h], y);
+                        }
+                    }
+                    continue;
+                }
+                for h in [0, 1] {
+                    let m = transpose4(std::array::from_fn(|i| acc[i][h]));
+                    for (j, &y) in m.iter().enumerate() {
+                        for (l, v) in [(8 * h + j, _mm256_castps256_ps128(y)), (8 * h + j + 4, _mm256_extractf128_ps::<1>(y))] {
+                            if l < t.live_lanes {
+                                store::<C>(&out, l * t.cs, r0, c0, live_rows, v);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -279,6 +479,29 @@ mod x86 {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use std::arch::x86_64::*;
+
+    #[test]
+    fn transpose4_moves_every_lane() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let a: Vec<f32> = (0..32).map(|i| i as f32).collect();
+        let mut out = [0f32; 32];
+        // SAFETY: AVX2 checked above; 4 loads and stores of 8 floats inside 32.
+        unsafe {
+            let m: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(a[8 * i..].as_ptr()));
+            for (i, v) in super::ymm::transpose4(m).iter().enumerate() {
+                _mm256_storeu_ps(out[8 * i..].as_mut_ptr(), *v);
+            }
+        }
+        for i in 0..4 {
+            for j in 0..4 {
+                for h in [0, 4] {
+                    assert_eq!(out[8 * j + h + i], a[8 * i + h + j], "lane {} of row {i}", h + j);
+                }
+            }
+        }
+    }
 
     #[test]
     fn transpose_moves_every_lane() {

@@ -315,13 +315,9 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Whether [`Kernel::lanes_tile`] runs in vectors on this kernel (AVX-512; the AVX2
-    /// kernel runs its scalar twin, and the plan does not choose `cpu::slanes` there).
+    /// Whether [`Kernel::lanes_tile`] runs in vectors on this kernel (both x86 kernels do).
     pub fn runs_lanes(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        return matches!(self, Kernel::Avx512(_));
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        cfg!(target_arch = "x86_64")
     }
 
     /// One tile of the direct conv with the output channels in the lanes ([`lanes`]).
@@ -331,9 +327,10 @@ impl Kernel {
     #[inline]
     pub unsafe fn lanes_tile(self, t: &lanes::LanesTile) {
         match self {
-            // SAFETY: the caller's contract.
+            // SAFETY: the token proves AVX2 (and `for_isa` checked FMA); the caller's
+            // contract covers the rest.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2Fma(_) => unsafe { lanes::twin(t) },
+            Kernel::Avx2Fma(_) => unsafe { lanes::avx2(t) },
             // SAFETY: the token proves AVX-512F; the caller's contract covers the rest.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => unsafe { lanes::avx512(t) },
