@@ -1,7 +1,7 @@
 //! FP32 3×3 stride-1 convs on this host's best FP32 kernel, direct against Winograd
 //! F(2×2, 3×3) and F(4×4, 3×3), the three alternating in one process (25 rounds, medians), on
-//! ResNet-50's and UNet's shapes at batch 1: G direct-MAC/s and F4 / F2. This is how
-//! `wino::prefers_f4` was measured (criterion runs the variants one after another, which a
+//! ResNet-50's and UNet's shapes at batch 1 and blobs-unet's at 1 and 16: G direct-MAC/s and F4 / F2. This is how
+//! `wino::prefers_f4` and `wino::pays_on` were measured (criterion runs the variants one after another, which a
 //! noisy host skews).
 //!
 //! `T=2 cargo run --release --example wino_variants` (`T`: threads, default 2).
@@ -14,21 +14,23 @@ fn main() {
     let threads: usize = std::env::var("T").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).next_back().unwrap();
-    let shapes = [("l1 64@56", 64, 64, 56), ("l2 128@28", 128, 128, 28), ("l3 256@14", 256, 256, 14), ("l4 512@7", 512, 512, 7), ("u 32@256", 32, 32, 256), ("u 64>32@256", 64, 32, 256), ("u 128@64", 128, 128, 64), ("u 256@32", 256, 256, 32), ("u 512@16", 512, 512, 16), ("u 64@128", 64, 64, 128), ("u 128@128", 128, 128, 128)];
-    for (name, cin, cout, hw) in shapes {
+    // (name, batch, cin, cout, map side): ResNet-50's and UNet's at batch 1, blobs-unet's
+    // (64² inputs) at batch 1 and 16.
+    let shapes = [("l1 64@56", 1, 64, 64, 56), ("l2 128@28", 1, 128, 128, 28), ("l3 256@14", 1, 256, 256, 14), ("l4 512@7", 1, 512, 512, 7), ("u 32@256", 1, 32, 32, 256), ("u 64>32@256", 1, 64, 32, 256), ("u 128@64", 1, 128, 128, 64), ("u 256@32", 1, 256, 256, 32), ("u 512@16", 1, 512, 512, 16), ("u 64@128", 1, 64, 64, 128), ("u 128@128", 1, 128, 128, 128), ("b 32@16", 1, 32, 32, 16), ("b 32@16", 16, 32, 32, 16), ("b 64>32@16", 16, 64, 32, 16), ("b 32>64@8", 16, 32, 64, 8), ("b 64@8", 1, 64, 64, 8), ("b 64@8", 16, 64, 64, 8), ("r18 64@8", 64, 64, 64, 8), ("128@14", 8, 128, 128, 14), ("64@28", 8, 64, 64, 28)];
+    for (name, n, cin, cout, hw) in shapes {
         let w = Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3);
         let mut f = Conv2d::new(w, 1, 1, 1);
         f.bias = Some(vec![0.1; cout]);
         f.act = Some(kestrel::graph::Activation::Relu);
-        let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
-        let (xs, os) = ([1, cin, hw, hw], [1, cout, hw, hw]);
-        let mut out = vec![0f32; cout * hw * hw];
+        let x = Tensor::randn(vec![n, cin, hw, hw], 1.0, 4);
+        let (xs, os) = ([n, cin, hw, hw], [n, cout, hw, hw]);
+        let mut out = vec![0f32; n * cout * hw * hw];
         let mut scratch = Vec::new();
         let pd = sconv::pack(kernel, &f);
         let p2 = wino::pack(kernel.geometry().mr, &f);
         let p4 = wino::pack_f4(kernel.geometry().mr, &f);
         let mut t = [vec![], vec![], vec![]];
-        let reps = (2e8 as usize / (cin * cout * 9 * hw * hw)).clamp(1, 50);
+        let reps = (2e8 as usize / (n * cin * cout * 9 * hw * hw)).clamp(1, 50);
         for _ in 0..25 {
             for (v, times) in t.iter_mut().enumerate() {
                 let s = Instant::now();
@@ -42,9 +44,9 @@ fn main() {
                 times.push(s.elapsed().as_secs_f64() / reps as f64);
             }
         }
-        let macs = (cin * cout * 9 * hw * hw) as f64;
+        let macs = (n * cin * cout * 9 * hw * hw) as f64;
         let med = |v: &mut Vec<f64>| { v.sort_by(|a, b| a.partial_cmp(b).unwrap()); v[v.len() / 2] };
         let (a, b, c) = (med(&mut t[0]), med(&mut t[1]), med(&mut t[2]));
-        println!("{name:12} direct {:6.1}  F2 {:6.1}  F4 {:6.1} G/s   F4/F2 {:.2}", macs / a / 1e9, macs / b / 1e9, macs / c / 1e9, b / c);
+        println!("{name:12} b{n:<3} direct {:6.1}  F2 {:6.1}  F4 {:6.1} G/s   F4/F2 {:.2}", macs / a / 1e9, macs / b / 1e9, macs / c / 1e9, b / c);
     }
 }

@@ -121,6 +121,19 @@ pub fn pays(c: &Conv2d) -> bool {
     takes(c) && s[0] >= 32 && s[1] >= 32
 }
 
+/// Whether an FP32 conv that [`pays`] runs by Winograd on `kernel` with output maps of
+/// `[oh, ow]` (at least [`MIN_PIXELS`]) rather than on the direct kernels: always on AVX-512;
+/// on AVX2 (8 lanes: per tile the transforms weigh twice as much against the GEMMs) maps of
+/// 28² and more, or at least 128 input and output channels. Measured on Zen 3 (2 threads,
+/// `wino_variants`, G direct-MAC/s, direct → the better of F2 and F4): ResNet-50's 64–512
+/// channels at 56² to 7² 60–70 → 100–121, 32 channels at 256² 60 → 83, 128 at 14² (batch
+/// 8) 55–64 → 92–94, 64 at 28² (batch 8) 59–64 → 88; but blobs-unet's 32 and 64 channels at
+/// 16² and 8² 41–68 → 30–61 (batches 1 and 16), 64 at 8² (batch 64) 71–74 → 56–62.
+pub fn pays_on(kernel: Kernel, c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
+    let s = c.weight.shape();
+    kernel.geometry().lanes > 8 || (oh >= 28 && ow >= 28) || (s[0] >= 128 && s[1] >= 128)
+}
+
 /// The 16 transformed weight matrices `U_ξ`, packed for the FP32 kernels or rounded to bf16
 /// and packed for the bf16 ones.
 #[derive(Clone, Debug)]
@@ -136,9 +149,13 @@ pub enum Weights {
 /// 32 at 256² 80.6 → 99.2; 128 at 64² 96.3 → 135.5, at 128² 99.3 → 151.7; 256 at 32² 97.0 →
 /// 119.7; 512 at 16² 93.2 → 118.0; but 128 at 28² 103.5 → 84.5 (49 tiles of 4×4, one part),
 /// 256 at 14² 92.8 → 92.2 and 512 at 7² 85.9 → 38.3 (36 weight matrices streamed for 4 tiles).
-pub fn prefers_f4(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
+/// On AVX2 (`kernel` of 8 lanes) the bounds are 28² and 14²: on Zen 3 (`wino_variants`, F4 /
+/// F2) 128 channels at 28² 1.09–1.18, 64 at 28² (batch 8) 1.11–1.16, 256 at 14² 1.01–1.10,
+/// 512 at 16² 1.45; but 128 at 14² (batch 8) 0.90–0.92 and 512 at 7² 0.53–0.59.
+pub fn prefers_f4(kernel: Kernel, c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
     let s = c.weight.shape();
-    pays(c) && ((oh >= 56 && ow >= 56) || (oh >= 16 && ow >= 16 && s[0] >= 256 && s[1] >= 256))
+    let (big, wide) = if kernel.geometry().lanes > 8 { (56, 16) } else { (28, 14) };
+    pays(c) && ((oh >= big && ow >= big) || (oh >= wide && ow >= wide && s[0] >= 256 && s[1] >= 256))
 }
 
 /// Whether a conv [`takes`] gains from Winograd in bf16 ([`Exec::Bf16`]), given batches of at

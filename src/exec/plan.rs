@@ -207,22 +207,26 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
 /// output position ([`Step::SPos`]), and of other small maps of a batch with the output
 /// channels in the lanes ([`Step::SLanes`]); a Winograd conv of a map under
-/// [`wino::MIN_PIXELS`] on the packed FP32 kernel (in bf16, a batch of under
-/// [`wino::BF16_MIN_TILES`] tiles on the direct bf16 steps).
+/// [`wino::MIN_PIXELS`], or one [`wino::pays_on`] turns down for the kernel, on the packed
+/// FP32 kernel (in bf16, a batch of under [`wino::BF16_MIN_TILES`] tiles on the direct bf16
+/// steps).
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
     let (Op::Conv(c), Step::SConv(_) | Step::Wino(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);
     }
-    // A Winograd conv on a map too small for its tiles runs as the packed FP32 conv (cropped
-    // or by position as below), or in bf16 as the direct bf16 conv.
+    // A Winograd conv on a map too small for its tiles (or, on AVX2, for its channels) runs as
+    // the packed FP32 conv (cropped or by position as below), or in bf16 as the direct bf16
+    // conv.
     let on_wino = matches!(p.steps[idx], Step::Wino(_) | Step::BWino(_));
-    if on_wino && wino::runs_at(matches!(p.steps[idx], Step::BWino(_)), [os[0], os[1], os[2], os[3]]) {
+    let bf16 = matches!(p.steps[idx], Step::BWino(_));
+    let wino_pays = bf16 || p.kernels.sgemm.is_none_or(|k| wino::pays_on(k, c, [os[2], os[3]]));
+    if on_wino && wino::runs_at(bf16, [os[0], os[1], os[2], os[3]]) && wino_pays {
         // The Winograd variant these maps want, when the prepared one (chosen at the declared
         // input size) is the other.
         if let (Step::Wino(w), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
-            let want_f4 = p.kernels.winograd_f4 && wino::prefers_f4(c, [os[2], os[3]]);
+            let want_f4 = p.kernels.winograd_f4 && wino::prefers_f4(k, c, [os[2], os[3]]);
             if want_f4 != (w.variant == wino::Variant::F4) {
                 return Ok(Some((n.clone(), Step::Wino(prepare::wino_pack(&p.kernels, k, c, Some([os[2], os[3]]))))));
             }

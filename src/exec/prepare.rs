@@ -267,7 +267,7 @@ pub fn bf16_direct(kernels: &Kernels, c: &Conv2d) -> Step {
 /// it and [`wino::prefers_f4`] says so, else F(2×2, 3×3).
 pub fn wino_pack(kernels: &Kernels, k: crate::cpu::sgemm::Kernel, c: &Conv2d, map: Option<[usize; 2]>) -> wino::Packed {
     match map {
-        Some(m) if kernels.winograd_f4 && wino::prefers_f4(c, m) => wino::pack_f4(k.geometry().mr, c),
+        Some(m) if kernels.winograd_f4 && wino::prefers_f4(k, c, m) => wino::pack_f4(k.geometry().mr, c),
         _ => wino::pack(k.geometry().mr, c),
     }
 }
