@@ -65,12 +65,17 @@ impl LanesConv {
 }
 
 /// Whether the plan runs conv `c` with input `xs` and output `os` here, on `kernel` (one that
-/// runs the lanes tile in vectors): a batch (at least 2 images) with at least 8 output channels
-/// per group (fewer would leave most lanes empty), a column stride of 1 or 2, a K of at most
-/// [`MAX_K`], and
-/// - output maps of at most 8 × 8, or of at most 16 × 16 with at most 16 output channels per
-///   group (a ResNet stem on 32² inputs ran 0.84–0.93 of the GEMM path's time; 32 channels at
-///   16² 0.96–1.09);
+/// runs the lanes tile in vectors): at least 8 output channels per group (fewer would leave
+/// most lanes empty), a column stride of 1 or 2, a K of at most [`MAX_K`], and
+/// - on AVX-512, a batch (at least 2 images) of output maps of at most 8 × 8, or of at most
+///   16 × 16 with at most 16 output channels per group (a ResNet stem on 32² inputs ran
+///   0.84–0.93 of the GEMM path's time; 32 channels at 16² 0.96–1.09);
+/// - on AVX2, where the GEMM tile is 6 rows and the 6 × 16 path pays more per small GEMM,
+///   output maps of at most 8 × 8, or of at most 16 × 16 with at most 32 output channels per
+///   group, and with a single image at most 64 output channels per group (Zen 3, 2 threads,
+///   the two alternating: blobs-unet's 16–64-channel convs on 16² maps 0.77–0.87 of the GEMM
+///   path's time at batch 16, 0.77–0.84 at batch 1, its 8² ones 0.80–0.85; 64 channels at
+///   16² 0.93–1.03; 16 channels on 32² maps 0.84–1.34, so not those);
 /// - for a 1 × 1 kernel, output maps of 1 × 1 (whose channel vectors need no transposes: 128
 ///   channels at batch 64 ran 0.37–0.51 of the GEMM path's time), or a K of at most
 ///   [`MAX_K_1X1`] (shapes-resnet18's stride-2 downsamples of 16–64 channels 0.45–0.63; ResNet
@@ -82,9 +87,11 @@ pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool 
     let kdim = xs[1] / g * c.kernel()[0] * c.kernel()[1];
     let one_by_one = c.kernel() == [1, 1];
     let pointwise = one_by_one && c.stride == [1, 1] && c.pads == [0; 4];
-    let small_maps = os[2] <= 16 && os[3] <= 16 && (npix <= 64 || cout_g <= LANES);
+    let wide = kernel.geometry().lanes > 8;
+    let small_maps = os[2] <= 16
+        && os[3] <= 16
+        && if wide { xs[0] > 1 && (npix <= 64 || cout_g <= LANES) } else { (xs[0] > 1 || cout_g <= 64) && (npix <= 64 || cout_g <= 2 * LANES) };
     kernel.runs_lanes()
-        && xs[0] > 1
         && cout_g >= 8
         && !super::sconv::is_narrow(os)
         && small_maps

@@ -205,8 +205,8 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding;
 /// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
-/// output position ([`Step::SPos`]), and of other small maps of a batch with the output
-/// channels in the lanes ([`Step::SLanes`]); a Winograd conv of a map under
+/// output position ([`Step::SPos`]), and of other small maps (of a batch; on AVX2 of one image
+/// too) with the output channels in the lanes ([`Step::SLanes`]); a Winograd conv of a map under
 /// [`wino::MIN_PIXELS`], or one [`wino::pays_on`] turns down for the kernel, on the packed
 /// FP32 kernel (in bf16, a batch of under [`wino::BF16_MIN_TILES`] tiles on the direct bf16
 /// steps).
@@ -247,9 +247,9 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     // A batch of small FP32 maps with dead taps at some positions: by output position.
     if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
         let conv = small.as_ref().unwrap_or(c);
-        if xs[0] > 1 && !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
+        if !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
             let (x4, o4) = ([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]]);
-            if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| pc.live_fraction() <= spos::PAYS_BELOW) {
+            if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| xs[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
             }
             // The other small maps of a batch: a direct conv with the channels in the lanes.
