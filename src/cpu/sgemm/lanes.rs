@@ -14,8 +14,9 @@
 //!
 //! The AVX2 tile holds the 16 channels as two 8-lane vectors and runs the tile's pixels four
 //! at a time (8 accumulators, 2 weight vectors and a broadcast of the 16 ymm registers; the
-//! weights of a chunk are read again for the next, from L1 or L2), each chunk transposed
-//! 4 × 4 per 128-bit half into per-channel pieces of 4 pixels.
+//! weights of a chunk are read again for the next, from L1 or L2), or, when at most 8
+//! channels are live (a conv of 8 output channels), only the first vector, eight pixels at a
+//! time; each piece of 4 pixels is transposed 4 × 4 per 128-bit half into per-channel pieces.
 //!
 //! Each element is `acc = residual or 0; for k in order: acc = fma(w, x, acc)`, then
 //! `acc + bias` and the activation, as [`twin`] computes it one output at a time with
@@ -158,7 +159,7 @@ mod ymm {
     use super::super::avx2::act;
     use super::LanesTile;
 
-    /// Pixels per chunk: one accumulator pair each.
+    /// Pixels per transposed piece.
     const Q: usize = 4;
 
     /// Transposes the 4 × 4 blocks of each 128-bit half: lane `j` of `m[i]` goes to lane `i`
@@ -232,36 +233,56 @@ mod ymm {
         }
     }
 
-    /// `C` pixels per row, `R` rows (`R · C` pixels, a multiple of 4), pixels `S` floats
-    /// apart, in chunks of 4 pixels.
+    /// `C` pixels per row, `R` rows (`R · C` pixels, a multiple of 8), pixels `S` floats
+    /// apart: 16 channels in chunks of 4 pixels, or, when at most 8 channels are live, only
+    /// the first 8 in chunks of 8 pixels (8 accumulators either way).
     ///
     /// # Safety
     /// As [`super::avx2`], for a tile of this shape.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) unsafe fn tile<const C: usize, const R: usize, const S: usize>(t: &LanesTile) {
-        debug_assert!(t.cols == C && t.rows == R && t.step == S && (R * C).is_multiple_of(Q));
+        // SAFETY: forwarded contract.
+        unsafe {
+            if t.live_lanes <= 8 {
+                chunks::<C, R, S, 1, 8>(t)
+            } else {
+                chunks::<C, R, S, 2, 4>(t)
+            }
+        }
+    }
+
+    /// The tile in chunks of `P` pixels by `H` vectors of 8 channels.
+    ///
+    /// # Safety
+    /// As [`tile`]; `H · 8 ≥ live_lanes`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn chunks<const C: usize, const R: usize, const S: usize, const H: usize, const P: usize>(t: &LanesTile) {
+        debug_assert!(t.cols == C && t.rows == R && t.step == S && (R * C).is_multiple_of(P) && t.live_lanes <= 8 * H);
         let live_rows = t.live_rows.min(R);
         // 1 × 1 output maps: a pixel's 16 channels are contiguous, no transposes.
         let direct = C == 1 && t.cs == 1;
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let masks = [0, 8].map(|h| _mm256_cmpgt_epi32(_mm256_set1_epi32(t.live_lanes as i32 - h), lane));
+        let masks: [__m256i; H] = std::array::from_fn(|h| _mm256_cmpgt_epi32(_mm256_set1_epi32(t.live_lanes as i32 - 8 * h as i32), lane));
         let out: [*mut f32; super::MAX_ROWS] = t.out;
         let res: [*const f32; super::MAX_ROWS] = t.res;
+        // Where a chunk's 4-pixel piece `q` starts: (row, column) in the tile.
+        let at = |p0: usize, q: usize| ((p0 + Q * q) / C, (p0 + Q * q) % C);
         // SAFETY: the caller's contract bounds every load and store below: pixels of rows
         // below `rows` are read from their input rows, outputs and residuals are touched only
         // for rows below `live_rows` and channels below `live_lanes` (`load`/`store` and the
         // lane masks drop the rest).
         unsafe {
-            let bias = if t.bias.is_null() { None } else { Some([_mm256_loadu_ps(t.bias), _mm256_loadu_ps(t.bias.add(8))]) };
-            for p0 in (0..R * C).step_by(Q) {
-                let (r0, c0) = (p0 / C, p0 % C);
+            let bias: Option<[__m256; H]> = if t.bias.is_null() { None } else { Some(std::array::from_fn(|h| _mm256_loadu_ps(t.bias.add(8 * h)))) };
+            for p0 in (0..R * C).step_by(P) {
+                let (r0, _) = at(p0, 0);
                 if r0 >= live_rows {
                     break;
                 }
                 // Pixel-major accumulators: `acc[i][h]` holds channels `8h .. 8h + 8` of the
                 // chunk's pixel `i`.
-                let mut acc = [[_mm256_setzero_ps(); 2]; Q];
+                let mut acc = [[_mm256_setzero_ps(); H]; P];
                 if !res[0].is_null() {
                     if direct {
                         for (i, a) in acc.iter_mut().enumerate().take(live_rows - r0) {
@@ -270,24 +291,29 @@ mod ymm {
                             }
                         }
                     } else {
-                        for h in [0, 1] {
-                            let ch = |l: usize| if l < t.live_lanes { load::<C>(&res, l * t.cs, r0, c0, live_rows) } else { _mm_setzero_ps() };
-                            let u: [__m256; 4] = std::array::from_fn(|j| _mm256_set_m128(ch(8 * h + j + 4), ch(8 * h + j)));
-                            for (i, m) in transpose4(u).into_iter().enumerate() {
-                                acc[i][h] = m;
+                        for q in 0..P / Q {
+                            let (r, c) = at(p0, q);
+                            let ch = |l: usize| if l < t.live_lanes { load::<C>(&res, l * t.cs, r, c, live_rows) } else { _mm_setzero_ps() };
+                            // Per vector h: channels j and j + 4 of the piece's 4 pixels in u[h][j].
+                            let u: [[__m256; 4]; H] = std::array::from_fn(|h| transpose4(std::array::from_fn(|j| _mm256_set_m128(ch(8 * h + j + 4), ch(8 * h + j)))));
+                            for (i, a) in acc[Q * q..Q * (q + 1)].iter_mut().enumerate() {
+                                for (h, x) in a.iter_mut().enumerate() {
+                                    *x = u[h][i];
+                                }
                             }
                         }
                     }
                 }
-                let src: [*const f32; Q] = std::array::from_fn(|i| t.row[(p0 + i) / C].add(((p0 + i) % C) * S));
+                let src: [*const f32; P] = std::array::from_fn(|i| t.row[(p0 + i) / C].add(((p0 + i) % C) * S));
                 let mut w = t.w;
                 for k in 0..t.kdim {
                     let off = *t.koff.add(k);
-                    let (w0, w1) = (_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8)));
+                    let wv: [__m256; H] = std::array::from_fn(|h| _mm256_loadu_ps(w.add(8 * h)));
                     for (a, s) in acc.iter_mut().zip(&src) {
                         let x = _mm256_broadcast_ss(&*s.add(off));
-                        a[0] = _mm256_fmadd_ps(w0, x, a[0]);
-                        a[1] = _mm256_fmadd_ps(w1, x, a[1]);
+                        for h in 0..H {
+                            a[h] = _mm256_fmadd_ps(wv[h], x, a[h]);
+                        }
                     }
                     w = w.add(super::LANES);
                 }
@@ -304,12 +330,15 @@ mod ymm {
                     }
                     continue;
                 }
-                for h in [0, 1] {
-                    let m = transpose4(std::array::from_fn(|i| acc[i][h]));
-                    for (j, &y) in m.iter().enumerate() {
-                        for (l, v) in [(8 * h + j, _mm256_castps256_ps128(y)), (8 * h + j + 4, _mm256_extractf128_ps::<1>(y))] {
-                            if l < t.live_lanes {
-                                store::<C>(&out, l * t.cs, r0, c0, live_rows, v);
+                for q in 0..P / Q {
+                    let (r, c) = at(p0, q);
+                    let pieces: [[__m256; 4]; H] = std::array::from_fn(|h| transpose4(std::array::from_fn(|i| acc[Q * q + i][h])));
+                    for (h, m) in pieces.iter().enumerate() {
+                        for (j, &y) in m.iter().enumerate() {
+                            for (l, v) in [(8 * h + j, _mm256_castps256_ps128(y)), (8 * h + j + 4, _mm256_extractf128_ps::<1>(y))] {
+                                if l < t.live_lanes {
+                                    store::<C>(&out, l * t.cs, r, c, live_rows, v);
+                                }
                             }
                         }
                     }
