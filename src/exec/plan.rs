@@ -252,7 +252,8 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
             if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| xs[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
             }
-            // The other small maps of a batch: a direct conv with the channels in the lanes.
+            // The other small maps (of a batch; on AVX2 also of one image): a direct conv with
+            // the channels in the lanes.
             if let Some(lc) = slanes::pays(k, conv, x4, o4).then(|| slanes::prepare(conv, x4, o4)).flatten() {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
             }
