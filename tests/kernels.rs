@@ -445,6 +445,13 @@ fn conv_transpose_sweep() {
         }
     }
     check_conv_transpose(3, 5, [5, 5], 3, 2, [1; 4], 1, 2, 1, 42);
+    // Taps that tile the output exactly (kernel = stride, no padding: each output written
+    // once), UNet's 2×2 stride 2 and a 3×3 stride 3, odd sizes and groups.
+    for (i, &(k, hw)) in [(2, [1, 1]), (2, [3, 5]), (2, [8, 7]), (3, [4, 3]), (1, [3, 3])].iter().enumerate() {
+        for groups in [1, 2] {
+            check_conv_transpose(4, 6, hw, k, k, [0; 4], 0, 1, groups, 600 + 2 * i as u64 + groups as u64);
+        }
+    }
 }
 
 fn check_pool(p: &Pool2d, is_max: bool, hw: [usize; 2], seed: u64) {

@@ -49,9 +49,43 @@ pub fn conv_transpose2d(
             let og = &mut ob[gi * cout_g * oh * ow..(gi + 1) * cout_g * oh * ow];
             let col = &*col;
             og.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(co, plane)| {
-                plane.fill(c.bias.as_ref().map_or(0.0, |bias| bias[gi * cout_g + co]));
-                col2im_plane(c, &col[co * kh * kw * h * w..(co + 1) * kh * kw * h * w], [h, w], plane, [oh, ow]);
+                let bias = c.bias.as_ref().map_or(0.0, |bias| bias[gi * cout_g + co]);
+                col2im_biased(c, &col[co * kh * kw * h * w..(co + 1) * kh * kw * h * w], [h, w], bias, plane, [oh, ow]);
             });
+        }
+    }
+}
+
+/// One output channel's plane: `bias` plus its `[kh·kw, H·W]` column block scattered
+/// ([`col2im_plane`]). Where the taps tile the output exactly (kernel = stride, no dilation,
+/// padding or output padding: UNet's 2×2 stride-2 up-convs) each output is written once, as
+/// `bias + v`, the value the scatter adds onto the bias (16 → 8 channels at 32² → 64²: 0.054
+/// against ORT's 0.037 ms in blobs-unet at batch 1 through the scatter).
+pub(crate) fn col2im_biased(c: &ConvTranspose2d, col: &[f32], [h, w]: [usize; 2], bias: f32, plane: &mut [f32], [oh, ow]: [usize; 2]) {
+    let [kh, kw] = c.kernel();
+    let exact = c.stride == [kh, kw] && c.dilation == [1, 1] && c.pads == [0; 4] && oh == kh * h && ow == kw * w;
+    if !exact {
+        plane.fill(bias);
+        col2im_plane(c, col, [h, w], plane, [oh, ow]);
+        return;
+    }
+    let hw = h * w;
+    for iy in 0..h {
+        for ky in 0..kh {
+            let drow = &mut plane[(iy * kh + ky) * ow..(iy * kh + ky + 1) * ow];
+            let tap = |kx: usize| &col[(ky * kw + kx) * hw + iy * w..(ky * kw + kx) * hw + (iy + 1) * w];
+            if kw == 2 {
+                for ((d, &a), &b) in drow.chunks_exact_mut(2).zip(tap(0)).zip(tap(1)) {
+                    d[0] = bias + a;
+                    d[1] = bias + b;
+                }
+            } else {
+                for kx in 0..kw {
+                    for (ix, &v) in tap(kx).iter().enumerate() {
+                        drow[ix * kw + kx] = bias + v;
+                    }
+                }
+            }
         }
     }
 }

@@ -106,8 +106,8 @@ pub fn qconv_transpose2d(
         let col = &*col;
         let ob = &mut out[b * cout * oh * ow..(b + 1) * cout * oh * ow];
         ob.par_chunks_mut(oh * ow).enumerate().with_min_len(crate::cpu::min_items(oh * ow)).for_each(|(co, plane)| {
-            plane.fill(c.bias.as_ref().map_or(0.0, |bias| bias[co]));
-            crate::cpu::conv_transpose::col2im_plane(c, &col[co * kh * kw * npix..(co + 1) * kh * kw * npix], [h, w], plane, [oh, ow]);
+            let bias = c.bias.as_ref().map_or(0.0, |bias| bias[co]);
+            crate::cpu::conv_transpose::col2im_biased(c, &col[co * kh * kw * npix..(co + 1) * kh * kw * npix], [h, w], bias, plane, [oh, ow]);
         });
     }
 }
