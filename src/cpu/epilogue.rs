@@ -129,8 +129,9 @@ pub(crate) enum ResCodes<'a> {
 /// [`requant_segs`] with a residual given as u8 codes with parameters `rq`, dequantized on
 /// the way ([`QParams::dequantize`], the values [`crate::cpu::codec::dequantize_slice`]
 /// gives): one pass over the row instead of dequantizing it into a buffer first. The
-/// [`Simd::Avx512`] level runs the AVX-512 version; the others dequantize 64 codes at a
-/// time into a buffer and run [`requant_segs`], the twin it is tested against.
+/// [`Simd::Avx512`] level runs the AVX-512 version, the [`Simd::Avx2`] level the AVX2 one on
+/// whole vectors; the others (and the AVX2 tails) dequantize 64 codes at a time into a buffer
+/// and run [`requant_segs`], the twin they are tested against.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn requant_segs_codes(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: ResCodes, rq: QParams, relu: bool, oq: QParams, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
@@ -150,6 +151,32 @@ pub(crate) fn requant_segs_codes(simd: Simd, acc: &[i32], segs: &[Seg], corr: i3
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Simd::Avx2(_) = simd {
+        for sg in segs {
+            let (a, o) = (&acc[sg.acc..sg.acc + sg.len], &mut out[sg.out..sg.out + sg.len]);
+            // SAFETY: the level's token proves AVX2; `a`, `o` and an own residual have the
+            // same length (`requant_codes` asserts it).
+            let done = unsafe {
+                match (res, relu) {
+                    (ResCodes::Own(r), true) => avx2::requant_codes::<false, true>(a, corr, mult, bias, &r[sg.out..sg.out + sg.len], rq, oq, o),
+                    (ResCodes::Own(r), false) => avx2::requant_codes::<false, false>(a, corr, mult, bias, &r[sg.out..sg.out + sg.len], rq, oq, o),
+                    (ResCodes::InOutput, true) => avx2::requant_codes::<true, true>(a, corr, mult, bias, &[], rq, oq, o),
+                    (ResCodes::InOutput, false) => avx2::requant_codes::<true, false>(a, corr, mult, bias, &[], rq, oq, o),
+                }
+            };
+            let tail = Seg { acc: sg.acc + done, out: sg.out + done, len: sg.len - done };
+            codes_via_buffer(simd, acc, &[tail], corr, mult, bias, res, rq, relu, oq, out);
+        }
+        return;
+    }
+    codes_via_buffer(simd, acc, segs, corr, mult, bias, res, rq, relu, oq, out);
+}
+
+/// [`requant_segs_codes`] by dequantizing 64 codes at a time into a buffer and running
+/// [`requant_segs`] on them: the plain levels, and the AVX2 version's tails.
+#[allow(clippy::too_many_arguments)]
+fn codes_via_buffer(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: ResCodes, rq: QParams, relu: bool, oq: QParams, out: &mut [u8]) {
     let mut buf = [0f32; 64];
     for sg in segs {
         for start in (0..sg.len).step_by(64) {
@@ -163,6 +190,55 @@ pub(crate) fn requant_segs_codes(simd: Simd, acc: &[i32], segs: &[Seg], corr: i3
             let one = [Seg { acc: 0, out: 0, len: l }];
             requant_segs(simd, &acc[a..a + l], &one, corr, mult, bias, Some(&buf[..l]), relu, oq, &mut out[o..o + l]);
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use crate::qparams::QParams;
+
+    /// The AVX-512 version's operations ([`super::avx512::requant_codes`]) on 8 lanes, over
+    /// the whole vectors of the row: returns how many elements it did (a multiple of 8), the
+    /// caller runs the rest. `vcvtps2dq` rounds to nearest even (the MXCSR default, which
+    /// nothing here changes); the non-negative codes (at most 1024 + 255) narrow to u8 with
+    /// unsigned saturation by two `vpackus` and a lane permute.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (lengths are checked).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn requant_codes<const IN_OUT: bool, const RELU: bool>(acc: &[i32], corr: i32, mult: f32, bias: f32, res: &[u8], rq: QParams, oq: QParams, out: &mut [u8]) -> usize {
+        let n = out.len();
+        assert!(acc.len() == n && (IN_OUT || res.len() == n), "requant: slice lengths differ");
+        let full = n / 8 * 8;
+        let (vc, vm, vb, vs) = (_mm256_set1_epi32(corr), _mm256_set1_ps(mult), _mm256_set1_ps(bias), _mm256_set1_ps(oq.scale));
+        let (lim, zp) = (_mm256_set1_ps(1024.0), _mm256_set1_epi32(i32::from(oq.zero_point)));
+        let (rzp, rs) = (_mm256_set1_epi32(i32::from(rq.zero_point)), _mm256_set1_ps(rq.scale));
+        // Byte 0–3 of each 128-bit lane hold the lane's four codes after the packs.
+        let pick = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+        let src = if IN_OUT { out.as_ptr() } else { res.as_ptr() };
+        for i in (0..full).step_by(8) {
+            // SAFETY: i + 8 ≤ full ≤ n, the length of `acc`, `out` and (unless IN_OUT) `res`.
+            let (a, codes) = unsafe { (_mm256_loadu_si256(acc.as_ptr().add(i) as *const __m256i), _mm_loadl_epi64(src.add(i) as *const __m128i)) };
+            let r = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), rzp)), rs);
+            // Multiply then add, unfused, as the plain loop does.
+            let mut y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a, vc)), vm), vb), r);
+            if RELU {
+                // `max` returns its second operand for a NaN lane: 0, as `f32::max` does.
+                y = _mm256_max_ps(y, _mm256_setzero_ps());
+            }
+            // `min` returns its second operand for a NaN lane, so NaN stays NaN (and converts
+            // to i32::MIN, then 0).
+            let v = _mm256_min_ps(lim, _mm256_div_ps(y, vs));
+            let q = _mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(v), zp), _mm256_setzero_si256());
+            let w = _mm256_packus_epi32(q, q);
+            let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w, w), pick);
+            // SAFETY: as above; the store comes after these lanes' codes were read.
+            unsafe { _mm_storel_epi64(out.as_mut_ptr().add(i) as *mut __m128i, _mm256_castsi256_si128(b)) };
+        }
+        full
     }
 }
 
