@@ -207,7 +207,8 @@ fn conv_last_column_narrow() {
 }
 
 /// 1×1 convs whose output is too big for L2 with 256 rows or more per part (ResNet-50's
-/// expanding convs at 56² and 28²) pack their B blocks; fewer rows read B in place. Both with
+/// expanding convs at 56² and 28²) pack their B blocks, and on AVX2 so do other 1×1 convs with
+/// 128 rows or more per part; fewer rows read B in place. Both with
 /// a residual, batches and every activation, against the reference and the fma twin.
 #[test]
 fn conv_big_pointwise_packed_blocks() {
@@ -217,6 +218,11 @@ fn conv_big_pointwise_packed_blocks() {
         (1, 128, 512, [28, 28], None),
         (2, 40, 264, [30, 29], Some(Activation::Clip(0.0, 6.0))),
         (1, 64, 152, [56, 56], Some(Activation::Relu)),
+        // Several K blocks, or 14² and 7² maps, with at least 128 rows per part: packed in
+        // the B-panel order on AVX2 (a masked column tail, the narrow 49th column, batches).
+        (1, 300, 260, [14, 14], Some(Activation::Relu)),
+        (1, 520, 264, [7, 7], None),
+        (2, 272, 136, [28, 28], Some(Activation::LeakyRelu(0.1))),
     ] {
         seed += 1;
         check_conv(n, cin, cout, hw, [1, 1], 1, [0; 4], 1, 1, act, true, seed);
