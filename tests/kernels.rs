@@ -218,6 +218,8 @@ fn conv_big_pointwise_packed_blocks() {
         (1, 128, 512, [28, 28], None),
         (2, 40, 264, [30, 29], Some(Activation::Clip(0.0, 6.0))),
         (1, 64, 152, [56, 56], Some(Activation::Relu)),
+        // Past L2 with fewer than 128 rows per part: in place, weight panel by weight panel.
+        (1, 64, 100, [64, 64], None),
         // Several K blocks, or 14² and 7² maps, with at least 128 rows per part: packed in
         // the B-panel order on AVX2 (a masked column tail, the narrow 49th column, batches).
         (1, 300, 260, [14, 14], Some(Activation::Relu)),

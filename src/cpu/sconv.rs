@@ -55,7 +55,7 @@ const M_OUTER_BYTES: usize = 768 * 1024;
 const B_L2_BYTES: usize = 1024 * 1024;
 /// Rows of such a part from which its B blocks are packed rather than read in place.
 const PACK_IMAGE_ROWS: usize = 256;
-/// Rows of any other 1×1 conv's part from which its B blocks are packed (see `run_part`).
+/// On AVX2, rows of any 1×1 conv's part from which its B blocks are packed (see `run_part`).
 const PACK_BLOCK_ROWS: usize = 128;
 
 /// Input rows shorter than this are copied into stride-1 phase planes whole planes at a time
@@ -545,20 +545,19 @@ fn run_part(
     // output's and the residual's, which the prefetchers do not follow; packed, each block is
     // read front to back by every weight panel (same values; at one thread 1.1–1.2× on
     // AVX-512 and AVX2, at two 0.96–1.03× and 0.88–0.94× in two runs, in the host's noise;
-    // with 32–152 rows the copy cost about what it saved). So are the B blocks of 1×1 convs
-    // in the B-panel order with at least `PACK_BLOCK_ROWS` rows (ResNet-50's convs with
-    // several K blocks, and all of its 14² and 7² ones): read in place, a panel's rows are
-    // `npix` floats apart, and at 14² and 7² each 16-float run straddles two lines, so a
-    // K block of B spans twice L1; packed, it is 16 KiB that stays there (Zen 3, new / old
-    // alternating: 14² 0.85–0.89 of the time, 7² 0.73–0.79 at two threads, 28² with two K
-    // blocks 0.80–0.94, the rest 0.97–1.03; measured on AVX2 only, so AVX-512 keeps the
-    // in-place reads). Otherwise `Image`
+    // with 32–152 rows the copy cost about what it saved). On AVX2 every 1×1 conv's part
+    // with at least `PACK_BLOCK_ROWS` rows packs its B blocks, in either order (ResNet-50's
+    // convs with several K blocks, all of its 14² and 7² ones, and 256 → 128 at 56²): read
+    // in place, a panel's rows are `npix` floats apart, and at 14² and 7² each 16-float run
+    // straddles two lines, so a K block of B spans twice L1; packed, it is 16 KiB that stays
+    // there (Zen 3, new / old alternating at two threads: 14² 0.85–0.89 of the time, 7²
+    // 0.73–0.79, 28² with two K blocks 0.80–0.94, 256 → 128 at 56² 0.85–0.86, the rest
+    // 0.97–1.03; measured on AVX2 only, so AVX-512 keeps its rule). Otherwise `Image`
     // (1×1 stride-1 convs) reads the input in place at stride npix, `Phased` its phase planes
     // at the row offsets.
-    let pack_image = match (m_outer, geo.lanes) {
-        (true, _) => part_rows >= PACK_IMAGE_ROWS,
-        (false, 8) => layout.cols == Cols::Image && part_rows >= PACK_BLOCK_ROWS,
-        _ => false,
+    let pack_image = match geo.lanes {
+        8 => layout.cols == Cols::Image && part_rows >= PACK_BLOCK_ROWS,
+        _ => m_outer && part_rows >= PACK_IMAGE_ROWS,
     };
     let packed = layout.cols == Cols::Batched || pack_image;
     // A packed block fits the worker's `block` buffer (kc · nc floats).
