@@ -1,5 +1,6 @@
 //! kestrel's FP32 GEMM tiles: every kernel this CPU has against the scalar twin of the same
-//! geometry, value for value, over every tile shape (rows 1..=MR, columns across each vector
+//! geometry, value for value, over every panel height the kernel packs (its `MR`, and on AVX2
+//! the 4-row panels of convs with few channels) and tile shape (rows 1..=MR, columns across each vector
 //! tail), K lengths 1 to past one block, the three starts (zero, output, residual) and every
 //! epilogue, B packed, read in place at a row stride or at irregular row offsets (its vectors
 //! contiguous or a padded row apart); also that a
@@ -12,9 +13,19 @@ use proptest::prelude::*;
 
 const LDC: usize = 101;
 
-/// Runs `kernel` and the twin on the same random data; returns (kernel, twin) outputs.
-fn run_both(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let g = kernel.geometry();
+/// The panel heights `kernel` packs weights in: its geometry's `MR` and every
+/// `Kernel::panel_rows` value.
+fn panel_heights(kernel: Kernel) -> Vec<usize> {
+    let mut h: Vec<usize> = (1..=256).map(|m| kernel.panel_rows(m)).chain([kernel.geometry().mr]).collect();
+    h.sort_unstable();
+    h.dedup();
+    h
+}
+
+/// Runs `kernel` and the twin on the same random data, tiles of `mr`-row weight panels;
+/// returns (kernel, twin) outputs.
+fn run_both(kernel: Kernel, mr: usize, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let g = kestrel::cpu::sgemm::Geometry { mr, ..kernel.geometry() };
     let a = common::data(t.kc * g.mr, seed);
     let b = common::data((t.kc - 1) * t.ldb + t.cols.max(t.nv * g.lanes) + 64, seed + 1);
     // B rows at irregular offsets (a padded plane read in place) when asked: row k at
@@ -38,7 +49,7 @@ fn run_both(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u
             if twin {
                 scalar::tile(g, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), t, init, e.as_ref());
             } else {
-                kernel.tile(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), t, init, e.as_ref());
+                kernel.tile_rows(mr, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), t, init, e.as_ref());
             }
         }
         for (i, (&v, &s)) in c.iter().zip(&start).enumerate() {
@@ -53,10 +64,10 @@ fn run_both(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u
     (outs.pop().unwrap_or_default(), twin)
 }
 
-fn check(kernel: Kernel, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) {
-    let (got, want) = run_both(kernel, t, init, epi, seed);
+fn check(kernel: Kernel, mr: usize, t: Tile, init: u8, epi: Option<(bool, Act)>, seed: u64) {
+    let (got, want) = run_both(kernel, mr, t, init, epi, seed);
     if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
-        panic!("{} {t:?} init {init} epi {epi:?}: element {i} is {} but the twin gives {}", kernel.name(), got[i], want[i]);
+        panic!("{} {mr}-row panels {t:?} init {init} epi {epi:?}: element {i} is {} but the twin gives {}", kernel.name(), got[i], want[i]);
     }
 }
 
@@ -66,10 +77,12 @@ fn tiles_match_the_scalar_twin() {
     let mut seed = 1;
     for kernel in common::sgemm_kernels() {
         let g = kernel.geometry();
+        println!("tiles: {} in panels of {:?} rows", kernel.name(), panel_heights(kernel));
+        for mr in panel_heights(kernel) {
         for nv in 1..=g.nv {
             let lanes = g.lanes;
             for cols in [(nv - 1) * lanes + 1, (nv - 1) * lanes + lanes / 2 + 1, nv * lanes - 1, nv * lanes] {
-                for rows in 1..=g.mr {
+                for rows in 1..=mr {
                     for kc in [1, 3, 17, g.kc] {
                         for init in 0..3u8 {
                             let epi = match seed % 6 {
@@ -81,11 +94,12 @@ fn tiles_match_the_scalar_twin() {
                             // at irregular row offsets.
                             let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
                             let b_rows = if seed % 3 == 0 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() };
-                            check(kernel, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 }, b_vstride: if !b_rows.is_null() && seed % 4 == 1 { g.lanes + 3 } else { 0 } }, init, epi, seed);
+                            check(kernel, mr, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 }, b_vstride: if !b_rows.is_null() && seed % 4 == 1 { g.lanes + 3 } else { 0 } }, init, epi, seed);
                         }
                     }
                 }
             }
+        }
         }
     }
 }
@@ -186,10 +200,12 @@ proptest! {
     fn tile_proptest(rows in 1usize..=8, nv in 1usize..=3, col_frac in 0.0f64..1.0, kc in 1usize..300, init in 0u8..3, act in 0usize..5, bias in any::<bool>(), extra in 0usize..100, seed in 0u64..1000) {
         for kernel in common::sgemm_kernels() {
             let g = kernel.geometry();
+            let heights = panel_heights(kernel);
+            let mr = heights[seed as usize % heights.len()];
             let nv = nv.min(g.nv);
             let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
             let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
-            check(kernel, Tile { kc, rows: rows.min(g.mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16, b_vstride: if extra % 2 == 1 && extra % 3 == 0 { g.lanes + extra % 7 } else { 0 } }, init, epi, seed);
+            check(kernel, mr, Tile { kc, rows: rows.min(mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16, b_vstride: if extra % 2 == 1 && extra % 3 == 0 { g.lanes + extra % 7 } else { 0 } }, init, epi, seed);
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
     let s = c.weight.shape();
     let (cout, kdim) = (s[0], s[1] * s[2] * s[3]);
     let cout_g = cout / c.groups.max(1);
-    let mr = kernel.geometry().mr;
+    let mr = kernel.panel_rows(cout_g);
     let w = c.weight.data();
     (0..c.groups).map(|g| PackedA::new(&w[g * cout_g * kdim..(g + 1) * cout_g * kdim], cout_g, kdim, mr)).collect()
 }
@@ -170,7 +170,7 @@ impl Layout {
 pub fn scratch_len(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
     let geo = kernel.geometry();
     if is_narrow(os) {
-        return narrow_scratch(c, xs, os, geo.mr).1;
+        return narrow_scratch(c, xs, os, kernel.panel_rows(os[1] / c.groups.max(1))).1;
     }
     let l = Layout::new(geo, c, xs, os);
     LINE_F32 + l.padded.next_multiple_of(LINE_F32) + l.staged + geo.kc * geo.nc * threads.max(1)
@@ -249,8 +249,9 @@ fn conv2d_from(
     let (cout_g, kdim) = (cout / groups, cin / groups * c.kernel()[0] * c.kernel()[1]);
     let npix = oh * ow;
     let geo = kernel.geometry();
-    let panels = cout_g.div_ceil(geo.mr);
-    assert!(packed.len() == groups && packed.iter().all(|p| p.m == cout_g && p.k == kdim && p.mr == geo.mr), "sconv: weights not packed for this conv and kernel");
+    let mr = kernel.panel_rows(cout_g);
+    let panels = cout_g.div_ceil(mr);
+    assert!(packed.len() == groups && packed.iter().all(|p| p.m == cout_g && p.k == kdim && p.mr == mr), "sconv: weights not packed for this conv and kernel");
     assert!(x.len() >= n * cin * h * w && out.len() >= n * cout * npix && residual.flatten().is_none_or(|r| r.len() >= n * cout * npix), "sconv: input, output or residual too small");
     if n == 0 || cout_g == 0 || npix == 0 {
         return;
@@ -413,7 +414,7 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
     let [kh, kw] = c.kernel();
     let ([sy, sx], [dy, dx], [pt, pl]) = (c.stride, c.dilation, [c.pads[0], c.pads[1]]);
     let kdim = cin_g * kh * kw;
-    let mr = kernel.geometry().mr;
+    let mr = kernel.panel_rows(cout_g);
     let panels = cout_g.div_ceil(mr);
     let (col_len, need) = narrow_scratch(c, xs, os, mr);
     if scratch.len() < need {
@@ -536,7 +537,10 @@ fn run_part(
     // from L2 once per weight panel, so the column block is bounded by `B_L2_BYTES`. Convs
     // with several K blocks lost 10 % this way (each K block rewrites the output) and keep
     // the B-panel order.
-    let part_rows = (part.panels.1 - part.panels.0) * geo.mr;
+    // Rows per weight panel: the geometry's, or fewer for a conv with few output channels
+    // (`Kernel::panel_rows`).
+    let mr = a.mr;
+    let part_rows = (part.panels.1 - part.panels.0) * mr;
     let part_cols = (part.vectors.1 - part.vectors.0) * geo.lanes;
     let m_outer = layout.cols == Cols::Image && kdim <= geo.kc && part_rows * part_cols * 4 > M_OUTER_BYTES;
     // Batched columns are packed, and so are the B blocks of `m_outer` parts with many weight
@@ -633,7 +637,7 @@ fn run_part(
             }
             // Each B panel (kc · NR floats) stays in L1 while the weight panels of an M block
             // (at most A_BLOCK_BYTES, in L2) stream past it.
-            let mc = (A_BLOCK_BYTES / (kc * geo.mr * 4)).max(1);
+            let mc = (A_BLOCK_BYTES / (kc * mr * 4)).max(1);
             let mut m0 = part.panels.0;
             while m0 < part.panels.1 {
                 let m1 = (m0 + mc).min(part.panels.1);
@@ -653,18 +657,18 @@ fn run_part(
                         Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
                         Cols::Batched => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
                     };
-                    let rows = geo.mr.min(cout_g - p * geo.mr);
+                    let rows = mr.min(cout_g - p * mr);
                     let ap = a.panel_from(p, k0).as_ptr();
                     // Prefetch the next weight panel while this tile runs (`m_outer`: the
                     // next tile reads this one again, from L1).
-                    let a_next = if p + 1 < m1 && !m_outer { kdim * geo.mr } else { 0 };
-                    let o = layout.row(part.image, part.group * cout_g + p * geo.mr, cout) * ldc + at(v0).1;
+                    let a_next = if p + 1 < m1 && !m_outer { kdim * mr } else { 0 };
+                    let o = layout.row(part.image, part.group * cout_g + p * mr, cout) * ldc + at(v0).1;
                     let init = match (k0, residual) {
                         (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
                         (0, None) => Init::Zero,
                         _ => Init::Output,
                     };
-                    let epi = Epilogue { bias: bias.map(|b| &b[p * geo.mr..p * geo.mr + rows]), act };
+                    let epi = Epilogue { bias: bias.map(|b| &b[p * mr..p * mr + rows]), act };
                     // The first tile on each B panel (of this M block) prefetches the next
                     // panel's rows into L2: B read in place comes one row per plane, too many
                     // streams for the hardware prefetchers to follow.
@@ -678,7 +682,7 @@ fn run_part(
                         _ => 0,
                     };
                     let t = Tile { kc, rows, cols, nv, ldb, b_rows, ldc, a_next, b_next, b_vstride };
-                    // SAFETY: the packed weight panel holds K · MR floats from k0 on (kc of
+                    // SAFETY: the packed weight panel holds K · mr floats from k0 on (kc of
                     // them read); B (the panel at `panel_at[i]`, kc · nv · LANES floats, or the
                     // input in place: rows k0..k0 + kc of `cols` floats at stride npix, or
                     // runs of `cols` floats at the padded plane's row offsets, which end
@@ -690,7 +694,7 @@ fn run_part(
                     // the same layout; no other part writes them (parts are disjoint in
                     // GEMM, channel panels or columns) and nothing else borrows them
                     // meanwhile; the bias slice holds `rows` values.
-                    unsafe { kernel.tile(ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
+                    unsafe { kernel.tile_rows(mr, ap, bp, dst.0.add(o), t, init, last.then_some(&epi)) };
                     if last && post {
                         if let Some(f) = c.act {
                             for r in 0..rows {

@@ -1,24 +1,30 @@
 //! AVX2 + FMA kernel: 6 channels × 16 pixels (2 ymm) per tile: 12 accumulators, 2 B loads
 //! and 6 broadcasts per k, 15 of the 16 ymm registers (a 4 × 24 tile needs all 16, and
-//! LLVM then spills an accumulator inside the K loop).
+//! LLVM then spills an accumulator inside the K loop). Convs with few output channels pack
+//! their weights in panels of 4 rows instead ([`super::Kernel::panel_rows`]): 8 accumulators,
+//! still two FMAs in flight per cycle for FMA's 4-cycle latency, and an 8- or 16-channel
+//! conv no longer computes 12 or 18 rows.
 
 use std::arch::x86_64::*;
 
 use super::{Act, Epilogue, Geometry, Init, Tile};
 
-pub(super) const GEOMETRY: Geometry = Geometry { mr: MR, lanes: 8, nv: 2, kc: 256, kc_taps: 256, nc: 384 };
-const MR: usize = 6;
+pub(super) const GEOMETRY: Geometry = Geometry { mr: 6, lanes: 8, nv: 2, kc: 256, kc_taps: 256, nc: 384 };
 
+/// A tile of `mr` (4 or 6) rows.
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA, and the arguments satisfy [`super::Kernel::tile`]'s
+/// The CPU must support AVX2 and FMA, and the arguments satisfy [`super::Kernel::tile_rows`]'s
 /// contract.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn tile(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+pub(super) unsafe fn tile(mr: usize, a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
     // SAFETY: forwarded contract.
     unsafe {
-        match t.nv {
-            1 => tile_n::<1>(a, b, c, t, init, epi),
-            _ => tile_n::<2>(a, b, c, t, init, epi),
+        match (mr, t.nv) {
+            (4, 1) => tile_n::<4, 1>(a, b, c, t, init, epi),
+            (4, _) => tile_n::<4, 2>(a, b, c, t, init, epi),
+            (_, 1) => tile_n::<6, 1>(a, b, c, t, init, epi),
+            _ => tile_n::<6, 2>(a, b, c, t, init, epi),
         }
     }
 }
@@ -37,7 +43,7 @@ pub(super) unsafe fn act(y: __m256, a: Act) -> __m256 {
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
+unsafe fn tile_n<const MR: usize, const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut masks = [_mm256_setzero_si256(); NV];
     for (v, m) in masks.iter_mut().enumerate() {
@@ -73,14 +79,14 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
         }
         // The loop is unswitched: only a partial tile masks its last B vector.
         match (partial, t.b_rows.is_null(), t.b_next != 0) {
-            (true, true, false) => k_loop::<NV, true, false, false>(&mut acc, a, b, t, &masks),
-            (false, true, false) => k_loop::<NV, false, false, false>(&mut acc, a, b, t, &masks),
-            (true, false, false) => k_loop::<NV, true, true, false>(&mut acc, a, b, t, &masks),
-            (false, false, false) => k_loop::<NV, false, true, false>(&mut acc, a, b, t, &masks),
-            (true, true, true) => k_loop::<NV, true, false, true>(&mut acc, a, b, t, &masks),
-            (false, true, true) => k_loop::<NV, false, false, true>(&mut acc, a, b, t, &masks),
-            (true, false, true) => k_loop::<NV, true, true, true>(&mut acc, a, b, t, &masks),
-            (false, false, true) => k_loop::<NV, false, true, true>(&mut acc, a, b, t, &masks),
+            (true, true, false) => k_loop::<MR, NV, true, false, false>(&mut acc, a, b, t, &masks),
+            (false, true, false) => k_loop::<MR, NV, false, false, false>(&mut acc, a, b, t, &masks),
+            (true, false, false) => k_loop::<MR, NV, true, true, false>(&mut acc, a, b, t, &masks),
+            (false, false, false) => k_loop::<MR, NV, false, true, false>(&mut acc, a, b, t, &masks),
+            (true, true, true) => k_loop::<MR, NV, true, false, true>(&mut acc, a, b, t, &masks),
+            (false, true, true) => k_loop::<MR, NV, false, false, true>(&mut acc, a, b, t, &masks),
+            (true, false, true) => k_loop::<MR, NV, true, true, true>(&mut acc, a, b, t, &masks),
+            (false, false, true) => k_loop::<MR, NV, false, true, true>(&mut acc, a, b, t, &masks),
         }
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             if let Some(e) = epi {
@@ -111,7 +117,7 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
 /// (`t.b_next` floats on) is prefetched into L2.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn k_loop<const NV: usize, const MASKED: bool, const ROWS: bool, const NEXT: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
+unsafe fn k_loop<const MR: usize, const NV: usize, const MASKED: bool, const ROWS: bool, const NEXT: bool>(acc: &mut [[__m256; NV]; MR], a: *const f32, b: *const f32, t: Tile, masks: &[__m256i; NV]) {
     let (mut ap, mut bp) = (a, b);
     // B vectors of a row read at offsets: contiguous, or `b_vstride` apart.
     let vs = if t.b_vstride > 0 { t.b_vstride } else { 8 };
