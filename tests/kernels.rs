@@ -1015,3 +1015,51 @@ proptest! {
         check_resize(&Resize::new(mode, coord, ResizeTarget::Sizes([oh, ow])), [h, w], seed);
     }
 }
+
+/// `elementwise::concat` on one thread and in pieces on two workers (outputs past two pieces)
+/// against a plain per-element definition: every axis, parts of uneven sizes, an empty part,
+/// and outputs below and above the parallel threshold.
+#[test]
+fn concat_in_pieces_matches_the_definition() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let cases: [(&[[usize; 4]], usize); 6] = [
+        (&[[3, 5, 37, 41], [3, 7, 37, 41]], 1),
+        (&[[16, 8, 64, 64], [16, 8, 64, 64]], 1),
+        (&[[2, 3, 5, 7], [2, 4, 5, 7], [2, 1, 5, 7]], 1),
+        (&[[4, 6, 33, 20], [4, 6, 33, 29], [4, 6, 33, 0], [4, 6, 33, 3]], 3),
+        (&[[1, 40, 30, 31], [2, 40, 30, 31]], 0),
+        (&[[5, 9, 100, 17], [5, 9, 1, 17]], 2),
+    ];
+    for (seed, (shapes, axis)) in cases.iter().enumerate() {
+        let datas: Vec<Vec<f32>> = shapes.iter().enumerate().map(|(i, s)| data(s.iter().product(), (seed * 10 + i) as u64)).collect();
+        let parts: Vec<(&[f32], &[usize])> = datas.iter().zip(shapes.iter()).map(|(d, s)| (&d[..], &s[..])).collect();
+        let mut os = shapes[0];
+        os[*axis] = shapes.iter().map(|s| s[*axis]).sum();
+        let n: usize = os.iter().product();
+        // want[idx] from the part whose slice of `axis` holds idx's coordinate there.
+        let mut want = vec![0f32; n];
+        for (i, w) in want.iter_mut().enumerate() {
+            let mut c = [0usize; 4];
+            let mut r = i;
+            for d in (0..4).rev() {
+                c[d] = r % os[d];
+                r /= os[d];
+            }
+            let (mut p, mut a) = (0, c[*axis]);
+            while a >= shapes[p][*axis] {
+                a -= shapes[p][*axis];
+                p += 1;
+            }
+            let s = shapes[p];
+            let mut cc = c;
+            cc[*axis] = a;
+            *w = datas[p][((cc[0] * s[1] + cc[1]) * s[2] + cc[2]) * s[3] + cc[3]];
+        }
+        for threads in [1usize, 2] {
+            let mut got = vec![f32::NAN; n];
+            pool.install(|| elementwise::concat(&parts, *axis, &mut got, threads));
+            let bad = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+            assert!(bad.is_none(), "concat {shapes:?} axis {axis} threads {threads}: element {bad:?} differs");
+        }
+    }
+}

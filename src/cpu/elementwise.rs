@@ -138,17 +138,41 @@ pub fn softmax(x: &[f32], shape: &[usize], axis: usize, out: &mut [f32]) {
     }
 }
 
-/// Concatenates `parts` (each with its shape) along `axis` into `out`.
-pub fn concat(parts: &[(&[f32], &[usize])], axis: usize, out: &mut [f32]) {
+/// Output elements per piece of a parallel [`concat`]; outputs smaller than two pieces are
+/// copied on the calling thread.
+const CONCAT_PIECE: usize = 1 << 14;
+
+/// Concatenates `parts` (each with its shape) along `axis` into `out`: the output, in order,
+/// is `outer` rows of each part's block in turn. With `threads > 1` an output of at least two
+/// [`CONCAT_PIECE`]s is copied in pieces on the workers (a UNet's skip concats are 0.5–16 MiB:
+/// blobs-unet's at batch 16 ran at 1.3–1.5× ORT's time on one thread).
+pub fn concat(parts: &[(&[f32], &[usize])], axis: usize, out: &mut [f32], threads: usize) {
     let outer: usize = parts[0].1[..axis].iter().product();
-    let mut off = 0;
-    for o in 0..outer {
-        for (data, shape) in parts {
-            let block: usize = shape[axis..].iter().product();
-            out[off..off + block].copy_from_slice(&data[o * block..(o + 1) * block]);
-            off += block;
+    let blocks: Vec<usize> = parts.iter().map(|(_, shape)| shape[axis..].iter().product()).collect();
+    let row: usize = blocks.iter().sum();
+    let total = (outer * row).min(out.len());
+    // Copies output elements `pos..pos + dst.len()` into `dst`: each run lies in one part's
+    // block of one row.
+    let fill = |mut pos: usize, dst: &mut [f32]| {
+        let mut d = 0;
+        while d < dst.len() {
+            let (o, mut r) = (pos / row, pos % row);
+            let mut p = 0;
+            while r >= blocks[p] {
+                r -= blocks[p];
+                p += 1;
+            }
+            let n = (blocks[p] - r).min(dst.len() - d);
+            dst[d..d + n].copy_from_slice(&parts[p].0[o * blocks[p] + r..][..n]);
+            d += n;
+            pos += n;
         }
+    };
+    if threads <= 1 || total < 2 * CONCAT_PIECE {
+        fill(0, &mut out[..total]);
+        return;
     }
+    crate::cpu::parallel::par_chunks_mut(&mut out[..total], CONCAT_PIECE, |i, piece| fill(i * CONCAT_PIECE, piece));
 }
 
 /// `out = reduce(x)` over `r.axes` of `x: xs` (`out` holds the kept axes in order; with or

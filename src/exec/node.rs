@@ -215,7 +215,7 @@ pub(crate) fn run(
                 Op::Linear(l) => linear::linear(kernels.simd, l, x, xs[0], out, threads),
                 Op::Concat { axis } => {
                     let parts = (0..ins.len()).map(f32_in).collect::<Result<Vec<_>>>()?;
-                    elementwise::concat(&parts, *axis, out);
+                    elementwise::concat(&parts, *axis, out, threads);
                 }
                 Op::Resize(r) => resize::resize(r, x, dims4(xs), out, dims4(os)),
                 Op::Softmax { axis } => elementwise::softmax(x, xs, *axis, out),
