@@ -233,6 +233,7 @@ impl Kernel {
     /// must be valid for rows `0..t.rows` of `t.cols` elements at stride `t.ldc`, with no other
     /// reference to those elements alive; `epi.bias`, when given, holds `t.rows` values.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn tile_rows(self, mr: usize, a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
         let g = self.geometry();
         debug_assert!(t.rows >= 1 && t.rows <= mr && t.nv >= 1 && t.nv <= g.nv);
