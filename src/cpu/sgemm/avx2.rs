@@ -2,8 +2,8 @@
 //! and 6 broadcasts per k, 15 of the 16 ymm registers (a 4 × 24 tile needs all 16, and
 //! LLVM then spills an accumulator inside the K loop). Convs with few output channels pack
 //! their weights in panels of 4 rows instead ([`super::Kernel::panel_rows`]): 8 accumulators,
-//! still two FMAs in flight per cycle for FMA's 4-cycle latency, and an 8- or 16-channel
-//! conv no longer computes 12 or 18 rows.
+//! still two FMAs in flight per cycle for FMA's 4-cycle latency, and an 8-channel conv no
+//! longer computes 12 rows.
 
 use std::arch::x86_64::*;
 

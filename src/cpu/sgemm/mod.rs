@@ -211,7 +211,7 @@ impl Kernel {
     /// the geometry's `MR`, or on AVX2 4 when `m ≤ 8` and that pads fewer rows (an
     /// 8-channel conv as two 4-row panels instead of 12 rows: UNet-style convs at 64² on Zen 3
     /// 0.81–0.89 of their time; 16 and 32 channels, 16 rows instead of 18 and 32 instead of
-    /// 36, measured 0.96–1.04 and keep 6). [`PackedA`] then holds panels of that many rows,
+    /// 36, measured 0.95–1.08 and keep 6). [`PackedA`] then holds panels of that many rows,
     /// and [`Kernel::tile_rows`] runs them.
     pub fn panel_rows(self, m: usize) -> usize {
         let mr = self.geometry().mr;
