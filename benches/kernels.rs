@@ -117,6 +117,9 @@ fn convs(c: &mut Criterion) {
         ("unet_3x3_64to32_256", 64, 32, 256, 3, 1),
         ("unet_3x3_128_64", 128, 128, 64, 3, 1),
         ("unet_3x3_512_16", 512, 512, 16, 3, 1),
+        // blobs-unet's 8-channel convs at 64² (4-row weight panels on AVX2).
+        ("blobs_3x3_8_64", 8, 8, 64, 3, 1),
+        ("blobs_3x3_16to8_64", 16, 8, 64, 3, 1),
     ];
     for &(name, cin, cout, hw, k, stride) in convs {
         let pad = k / 2;
