@@ -266,6 +266,12 @@ fn huge_pooling_windows_are_cheap_or_refused() {
     assert_eq!(out[0].shape(), &[1, 1, 1, 2]);
     let e = run(Op::MaxPool(p2), vec![1, 1, 1, 1]).unwrap_err();
     assert!(matches!(e, Error::MemoryLimit { .. }), "{e}");
+    // A column-stride-2 max pool (the AVX2 and AVX-512 vector paths keep one padded row per
+    // output row) with 2^31 output rows of one pixel: the output fits 8 GiB, its padded rows
+    // would take 2^31 · 66 floats (528 GiB) per worker: refused, not allocated.
+    let tall = Pool2d { kernel: [1, 1], stride: [1, 2], pads: [(1 << 31) - 1, 0, 0, 0], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
+    let e = run(Op::MaxPool(tall), vec![1, 1, 1, 1]).unwrap_err();
+    assert!(matches!(e, Error::MemoryLimit { .. }), "{e}");
     for max in [false, true] {
         let p = PoolNd { max, kernel: vec![k], stride: vec![1], pads: vec![0, k], dilation: vec![1], ceil_mode: false, count_include_pad: true };
         let out = run(Op::PoolNd(p), vec![1, 1, 1]).unwrap();

@@ -162,13 +162,18 @@ pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [
     max_pool_separable(p, x, xs, out, os, 0, u8::max, Some(gather_stride2));
 }
 
-/// Bytes the separable max pool allocates for itself per call (a padded row and a strided row
-/// of `elem`-byte values per worker): the planner counts them against the memory limit, since
-/// a file's pads and kernel can make a row of any width up to 2^40.
-pub fn max_pool_row_bytes(p: &Pool2d, w: usize, ow: usize, elem: usize, threads: usize) -> usize {
+/// Bytes a max pool allocates for itself per call, per worker: the separable loop a padded
+/// row and a strided row of `elem`-byte values, the f32 vector paths ([`max_pool_s2`]) one
+/// padded row per output row. The planner counts them against the memory limit, since a
+/// file's pads and kernel can make a row of any width up to 2^40.
+pub fn max_pool_row_bytes(p: &Pool2d, w: usize, [oh, ow]: [usize; 2], elem: usize, threads: usize) -> usize {
     let last = (ow.max(1) - 1).saturating_mul(p.stride[1]).saturating_add((p.kernel[1].max(1) - 1).saturating_mul(p.dilation[1])).saturating_add(1);
     let plen = last.max(p.pads[1].saturating_add(w)).saturating_add(32);
-    plen.saturating_add(ow).saturating_mul(elem).saturating_mul(threads.max(1))
+    let separable = plen.saturating_add(ow);
+    // `max_pool_s2`'s padded rows (f32 only; counted for any element size, an upper bound).
+    let vector_plen = p.pads[1].saturating_add(w.saturating_add(15) / 16 * 16).max((ow.saturating_add(15) / 16 * 16).saturating_mul(2).saturating_add(34));
+    let vector = if elem == 4 { oh.saturating_mul(vector_plen) } else { 0 };
+    separable.max(vector).saturating_mul(elem).saturating_mul(threads.max(1))
 }
 
 /// Max pooling, separable: the elementwise maximum over each window's rows, written into a row

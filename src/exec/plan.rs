@@ -133,7 +133,7 @@ impl Plan {
             transient = transient.max(match (&n.op, step) {
                 (Op::MaxPool(mp), Step::F32 | Step::MaxPoolU8) => {
                     let elem = if matches!(step, Step::MaxPoolU8) { 1 } else { 4 };
-                    pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], os[3], elem, threads)
+                    pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], [os[2], os[3]], elem, threads)
                 }
                 (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
                 // The input rounded to bf16 (`Scratch::bf16_in`).
