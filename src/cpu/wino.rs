@@ -27,11 +27,14 @@
 //! they run over a block's tiles as plain loops on contiguous arrays, compiled per ISA
 //! (`Transforms`): each input row is first split by column parity (AVX-512 / AVX2 permutes,
 //! data movement only), so that tile j's four columns are element j of four arrays, and the
-//! output rows are put back together the same way. On AVX-512 the input transform skips those
+//! output rows are put back together the same way. On AVX-512 both transforms skip those
 //! arrays: 16 tiles of a tile row at a time, the P input rows' columns are split by permutes
-//! in registers and `Bᵀ d B` goes straight into V, the same operations in the same order
-//! (`input_rows_avx512`, `input4_rows_avx512`; Zen 5, 2 threads, new / old alternating:
-//! ResNet-18 0.96, ResNet-50 0.98, UNet 256² 0.94, blobs-unet 0.94–0.96 of the time).
+//! in registers and `Bᵀ d B` goes straight into V (`input_rows_avx512`,
+//! `input4_rows_avx512`), and `Aᵀ M A` goes from M straight into the M output rows, with the
+//! residual, bias and activation (`output_rows_avx512`, `output4_rows_avx512`): the same
+//! operations in the same order, so the same bits (Zen 5, 2 threads, new / old alternating,
+//! input side: ResNet-18 0.96, ResNet-50 0.98, UNet 256² 0.94, blobs-unet 0.94–0.96 of the
+//! time; output side after it: 0.95–0.96, 0.96, 0.90, 0.97).
 //! The scalar build of the same loops with
 //! [`crate::cpu::sgemm::scalar::tile`] is the twin ([`Exec::Twin`]), bit for bit. Against
 //! direct convolution the values differ by rounding only (the products are of transformed
@@ -680,6 +683,42 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
     let (cols, halves) = rest.split_at_mut(mt * nb);
     for oc in p0 * geo.mr..(p1 * geo.mr).min(cout) {
         let bias = c.bias.as_ref().map(|b| b[oc]);
+        // On AVX-512 each tile row's M output rows come straight from M, 16 tiles a step,
+        // without `q`, the column arrays and the interleaved row in memory.
+        #[cfg(target_arch = "x86_64")]
+        if let Transforms::Avx512 = tf {
+            for &(b, ty, tx0, tx1, col) in &segments {
+                let (ox0, ox1) = (mt * tx0, (mt * tx1).min(img.ow));
+                let mut outs: [Option<&mut [f32]>; 4] = [None, None, None, None];
+                let mut res: [Option<&[f32]>; 4] = [None; 4];
+                for i in (0..mt).filter(|i| mt * ty + i < img.oh) {
+                    let at = ((b * cout + oc) * img.oh + mt * ty + i) * img.ow + ox0;
+                    // SAFETY: output row mt·ty + i < OH of channel oc of image b < N, columns
+                    // ox0..ox1 ≤ OW: inside `out` (`conv2d` checked its N·Cout·OH·OW floats),
+                    // in this part's tiles and channels, which no other part writes; the M
+                    // rows are distinct rows.
+                    outs[i] = Some(unsafe { std::slice::from_raw_parts_mut(out.0.add(at), ox1 - ox0) });
+                    res[i] = residual.map(|r| &r[at..at + (ox1 - ox0)]);
+                }
+                let (at, mstride) = (oc * ld + col, cout * ld);
+                assert!((var.xi() - 1) * mstride + at + (tx1 - tx0) <= m.len(), "wino: M smaller than its tiles");
+                // SAFETY: `Transforms::Avx512` is only made from an AVX-512 kernel token; M
+                // holds the ξ runs of the segment's tiles (asserted), each output row the
+                // segment's ox1 − ox0 columns.
+                unsafe {
+                    match var {
+                        Variant::F2 => output_rows_avx512(m, at, mstride, tx1 - tx0, &mut outs, &res, bias, act),
+                        Variant::F4 => output4_rows_avx512(m, at, mstride, tx1 - tx0, &mut outs, &res, bias, act),
+                    }
+                }
+                if post {
+                    if let Some(f) = c.act {
+                        outs.iter_mut().flatten().for_each(|o| o.iter_mut().for_each(|v| *v = f.apply(*v)));
+                    }
+                }
+            }
+            continue;
+        }
         match var {
             Variant::F2 => tf.output(m, oc * ld, cout * ld, nb, q),
             Variant::F4 => tf.output4(m, oc * ld, cout * ld, nb, q),
@@ -1230,6 +1269,123 @@ unsafe fn input_rows_avx512(rows: [&[f32]; 4], nt: usize, v: &mut [f32], at: usi
             }
         }
         j0 += m;
+    }
+}
+
+/// `y = act((y + residual) + bias)` ([`super::sgemm::finish`]) on the first `cols` (≤ 32)
+/// columns of two vectors `y`, stored to `o` from column `x`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `o` (and `r`) hold at least `x + min(cols, 32)` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn finish_pair(y: [std::arch::x86_64::__m512; 2], r: Option<&[f32]>, bias: Option<f32>, act: super::sgemm::Act, o: &mut [f32], x: usize, cols: usize) {
+    use std::arch::x86_64::*;
+    for (h, mut v) in y.into_iter().enumerate() {
+        let x = x + 16 * h;
+        if x >= cols.min(o.len()) {
+            break;
+        }
+        let mask = lanes(cols.min(o.len()) - x);
+        if let Some(r) = r {
+            // SAFETY: lanes of columns x .. x + 16 under the mask, inside `r` (as `o`).
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, r.as_ptr().add(x)));
+        }
+        if let Some(b) = bias {
+            v = _mm512_add_ps(v, _mm512_set1_ps(b));
+        }
+        // SAFETY: the same lanes of `o`.
+        _mm512_mask_storeu_ps(o.as_mut_ptr().add(x), mask, super::sgemm::act512(v, act));
+    }
+}
+
+/// F(2×2)'s output transform of `nt` tiles of one tile row and output channel, `M` at
+/// `m[ξ·mstride + at + j]`: output row i (0, 1) into `outs[i]` when present (columns 2j, 2j + 1
+/// of tile j, as many as it holds), [`output_body`], [`row_body`] and [`store_body`]'s
+/// operations in their order, so the same bits, 16 tiles per step.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `m` holds `15·mstride + at + nt` floats, each `res[i]` as
+/// many as `outs[i]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_rows_avx512(m: &[f32], at: usize, mstride: usize, nt: usize, outs: &mut [Option<&mut [f32]>; 4], res: &[Option<&[f32]>; 4], bias: Option<f32>, act: super::sgemm::Act) {
+    use std::arch::x86_64::*;
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let mut j0 = 0;
+    while j0 < nt {
+        let mask = lanes(nt - j0);
+        // SAFETY: lanes j0 .. nt of run ξ, inside `m` (the caller's bound).
+        let mm = |xi: usize| _mm512_maskz_loadu_ps(mask, m.as_ptr().add(xi * mstride + at + j0));
+        let q: [[__m512; 4]; 2] = [
+            std::array::from_fn(|s| _mm512_add_ps(_mm512_add_ps(mm(s), mm(4 + s)), mm(8 + s))),
+            std::array::from_fn(|s| _mm512_sub_ps(_mm512_sub_ps(mm(4 + s), mm(8 + s)), mm(12 + s))),
+        ];
+        for (i, o) in outs.iter_mut().take(2).enumerate() {
+            let Some(o) = o else { continue };
+            let qi = q[i];
+            let ev = _mm512_add_ps(_mm512_add_ps(qi[0], qi[1]), qi[2]);
+            let od = _mm512_sub_ps(_mm512_sub_ps(qi[1], qi[2]), qi[3]);
+            let y = [_mm512_permutex2var_ps(ev, lo, od), _mm512_permutex2var_ps(ev, hi, od)];
+            finish_pair(y, res[i], bias, act, o, 2 * j0, o.len());
+        }
+        j0 += 16;
+    }
+}
+
+/// Row `i` of F(4×4)'s `Aᵀ` on six vectors: [`at_row`]'s operations in its order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn at_vec(i: usize, x: [std::arch::x86_64::__m512; 6]) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    match i {
+        0 => _mm512_add_ps(_mm512_add_ps(x[0], _mm512_add_ps(x[1], x[2])), _mm512_add_ps(x[3], x[4])),
+        1 => _mm512_add_ps(_mm512_sub_ps(x[1], x[2]), _mm512_mul_ps(_mm512_set1_ps(2.0), _mm512_sub_ps(x[3], x[4]))),
+        2 => _mm512_add_ps(_mm512_add_ps(x[1], x[2]), _mm512_mul_ps(_mm512_set1_ps(4.0), _mm512_add_ps(x[3], x[4]))),
+        _ => _mm512_add_ps(_mm512_add_ps(_mm512_sub_ps(x[1], x[2]), _mm512_mul_ps(_mm512_set1_ps(8.0), _mm512_sub_ps(x[3], x[4]))), x[5]),
+    }
+}
+
+/// F(4×4)'s output transform of `nt` tiles of one tile row and output channel, as
+/// [`output_rows_avx512`]: output rows 0..4 into `outs[i]` when present, columns 4j .. 4j + 3
+/// of tile j, [`output4_body`], [`row4_body`] and [`store_body`]'s operations in their order.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `m` holds `35·mstride + at + nt` floats, each `res[i]` as
+/// many as `outs[i]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn output4_rows_avx512(m: &[f32], at: usize, mstride: usize, nt: usize, outs: &mut [Option<&mut [f32]>; 4], res: &[Option<&[f32]>; 4], bias: Option<f32>, act: super::sgemm::Act) {
+    use std::arch::x86_64::*;
+    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let mut j0 = 0;
+    while j0 < nt {
+        let mask = lanes(nt - j0);
+        // `Aᵀ M`: q[i][s] from the six runs ξ = 6a + s.
+        let mut q = [[_mm512_setzero_ps(); 6]; 4];
+        for s in 0..6 {
+            // SAFETY: lanes j0 .. nt of run 6a + s, inside `m` (the caller's bound).
+            let x: [__m512; 6] = std::array::from_fn(|a| _mm512_maskz_loadu_ps(mask, m.as_ptr().add((6 * a + s) * mstride + at + j0)));
+            for (i, qi) in q.iter_mut().enumerate() {
+                qi[s] = at_vec(i, x);
+            }
+        }
+        for (i, o) in outs.iter_mut().enumerate() {
+            let Some(o) = o else { continue };
+            // Columns k of the tiles, then y[4j + k] = column k of tile j: (0, 2) and (1, 3)
+            // interleaved, then the two.
+            let c: [__m512; 4] = std::array::from_fn(|k| at_vec(k, q[i]));
+            let (a, b) = ([_mm512_permutex2var_ps(c[0], lo, c[2]), _mm512_permutex2var_ps(c[0], hi, c[2])], [_mm512_permutex2var_ps(c[1], lo, c[3]), _mm512_permutex2var_ps(c[1], hi, c[3])]);
+            for h in 0..2 {
+                let y = [_mm512_permutex2var_ps(a[h], lo, b[h]), _mm512_permutex2var_ps(a[h], hi, b[h])];
+                finish_pair(y, res[i], bias, act, o, 4 * j0 + 32 * h, o.len());
+            }
+        }
+        j0 += 16;
     }
 }
 
