@@ -895,6 +895,23 @@ pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize;
         }
     }
     let one = |(planes, src): (&mut [f32], &[f32])| {
+        // Column stride 2 with both column phases of a phase row read: each input row once,
+        // into both planes.
+        if sx == 2 && used.chunks_exact(2).all(|u| u[0] == u[1]) {
+            for (py, pair) in planes.chunks_exact_mut(2 * hph * wph).enumerate().filter(|(py, _)| used[2 * py]) {
+                let (even, odd) = pair.split_at_mut(hph * wph);
+                for (r, (er, or)) in even.chunks_exact_mut(wph).zip(odd.chunks_exact_mut(wph)).enumerate() {
+                    let iy = (r * sy + py) as isize - pt as isize;
+                    if iy < 0 || iy >= h as isize {
+                        er.fill(0.0);
+                        or.fill(0.0);
+                    } else {
+                        kernel.stride2_rows(er, or, &src[iy as usize * w..(iy as usize + 1) * w], -(pl as isize));
+                    }
+                }
+            }
+            return;
+        }
         for (phase, plane) in planes.chunks_exact_mut(hph * wph).enumerate().filter(|(p, _)| used[*p]) {
             let (py, px) = (phase / sx, phase % sx);
             for (r, row) in plane.chunks_exact_mut(wph).enumerate() {

@@ -213,14 +213,17 @@ pub(super) unsafe fn permute_maps(dst: *mut f32, src: *const f32, image_stride: 
     }
 }
 
-/// See [`super::Kernel::stride2_row`]: `dst[j] = src[x0 + 2j]` for `j < n` where
-/// `0 ≤ x0 + 2j < w`, else 0.
+/// See [`super::Kernel::stride2_row`] and [`super::Kernel::stride2_rows`]: `dst[j] =
+/// src[x0 + 2j]` and, when `odd` is not null, `odd[j] = src[x0 + 2j + 1]`, for `j < n`, each
+/// where its column lies in `0..w`, else 0: both from the same two loads.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `dst` is writable for `n` floats, `src` readable for `w`.
+/// The CPU must support AVX-512F; `dst` (and a non-null `odd`) is writable for `n` floats,
+/// `src` readable for `w`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn stride2_row(dst: *mut f32, n: usize, src: *const f32, w: usize, x0: isize) {
+pub(super) unsafe fn stride2_row(dst: *mut f32, odd: *mut f32, n: usize, src: *const f32, w: usize, x0: isize) {
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     // Lanes l of 16 starting at input column `base` that lie in 0..w.
     let live = |base: isize| -> __mmask16 {
         let lo = (-base).clamp(0, 16) as u32;
@@ -233,13 +236,16 @@ pub(super) unsafe fn stride2_row(dst: *mut f32, n: usize, src: *const f32, w: us
         let base = x0 + 2 * j0 as isize;
         let (ma, mb) = (live(base), live(base + 16));
         // SAFETY: a lane is loaded only where its column lies in 0..w (the masks), so the
-        // wrapped addresses of the others are never dereferenced; the store is masked to
+        // wrapped addresses of the others are never dereferenced; the stores are masked to
         // j < n.
         unsafe {
             let a = _mm512_maskz_loadu_ps(ma, src.wrapping_offset(base));
             let b = _mm512_maskz_loadu_ps(mb, src.wrapping_offset(base + 16));
             let m: __mmask16 = if n - j0 >= 16 { 0xffff } else { ((1u32 << (n - j0)) - 1) as u16 };
             _mm512_mask_storeu_ps(dst.add(j0), m, _mm512_permutex2var_ps(a, even, b));
+            if !odd.is_null() {
+                _mm512_mask_storeu_ps(odd.add(j0), m, _mm512_permutex2var_ps(a, odds, b));
+            }
         }
         j0 += 16;
     }
