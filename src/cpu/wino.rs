@@ -1301,6 +1301,15 @@ unsafe fn finish_pair(y: [std::arch::x86_64::__m512; 2], r: Option<&[f32]>, bias
     }
 }
 
+/// `vpermt2ps` indices interleaving two vectors `a`, `b`: lanes 0..8 of each (`a0 b0 a1 b1 …`)
+/// and lanes 8..16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn zip_lanes() -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    (_mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31))
+}
+
 /// F(2×2)'s output transform of `nt` tiles of one tile row and output channel, `M` at
 /// `m[ξ·mstride + at + j]`: output row i (0, 1) into `outs[i]` when present (columns 2j, 2j + 1
 /// of tile j, as many as it holds), [`output_body`], [`row_body`] and [`store_body`]'s
@@ -1314,8 +1323,7 @@ unsafe fn finish_pair(y: [std::arch::x86_64::__m512; 2], r: Option<&[f32]>, bias
 #[allow(clippy::too_many_arguments)]
 unsafe fn output_rows_avx512(m: &[f32], at: usize, mstride: usize, nt: usize, outs: &mut [Option<&mut [f32]>; 4], res: &[Option<&[f32]>; 4], bias: Option<f32>, act: super::sgemm::Act) {
     use std::arch::x86_64::*;
-    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let (lo, hi) = zip_lanes();
     let mut j0 = 0;
     while j0 < nt {
         let mask = lanes(nt - j0);
@@ -1362,8 +1370,7 @@ unsafe fn at_vec(i: usize, x: [std::arch::x86_64::__m512; 6]) -> std::arch::x86_
 #[allow(clippy::too_many_arguments)]
 unsafe fn output4_rows_avx512(m: &[f32], at: usize, mstride: usize, nt: usize, outs: &mut [Option<&mut [f32]>; 4], res: &[Option<&[f32]>; 4], bias: Option<f32>, act: super::sgemm::Act) {
     use std::arch::x86_64::*;
-    let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let (lo, hi) = zip_lanes();
     let mut j0 = 0;
     while j0 < nt {
         let mask = lanes(nt - j0);
