@@ -310,10 +310,11 @@ impl Kernel {
         }
     }
 
-    /// The rows of both column phases of a stride-2 plane from one input row: `even[j] =
-    /// src[x0 + 2·j]`, `odd[j] = src[x0 + 2·j + 1]`, 0 outside `src` ([`Kernel::stride2_row`]
-    /// at `x0` and `x0 + 1`). On AVX-512 both from the same loads: a stride-2 3×3 conv's phase
-    /// planes took 5–11 % of its time at one thread (Zen 5), half of it loads and calls.
+    /// The rows of both column phases of a stride-2 plane from one input row (`even` and
+    /// `odd` of the same length): `even[j] = src[x0 + 2·j]`, `odd[j] = src[x0 + 2·j + 1]`, 0
+    /// outside `src` ([`Kernel::stride2_row`] at `x0` and `x0 + 1`). On AVX-512 both from the
+    /// same loads (the phase planes took 5–11 % of a stride-2 3×3 conv's time at one thread
+    /// on Zen 5).
     pub fn stride2_rows(self, even: &mut [f32], odd: &mut [f32], src: &[f32], x0: isize) {
         match self {
             // SAFETY: the token proves AVX-512F; the rows hold `n` floats each (the shorter's
