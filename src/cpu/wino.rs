@@ -1250,8 +1250,7 @@ fn lanes(k: usize) -> u16 {
 #[inline]
 fn padded_load(row: &[f32], base: isize, limit: usize) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
-    let (lo, hi) = ((-base).clamp(0, 16) as u32, (row.len() as isize - base).clamp(0, 16) as u32);
-    let mask = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16 & lanes(limit);
+    let mask = super::sgemm::row_lanes(base, row.len()) & lanes(limit);
     if mask == 0 {
         // No load at all: an empty row's pointer is dangling, and loads with every lane masked
         // off there ran ResNet-18 1.17× slower.

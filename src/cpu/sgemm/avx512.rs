@@ -213,6 +213,14 @@ pub(super) unsafe fn permute_maps(dst: *mut f32, src: *const f32, image_stride: 
     }
 }
 
+/// The lanes l of 16 read from column `base` of a row of `w` floats whose column `base + l`
+/// lies in `0..w` (the others padding): the load mask of a padded row read in place.
+pub(crate) fn row_lanes(base: isize, w: usize) -> __mmask16 {
+    let lo = (-base).clamp(0, 16) as u32;
+    let hi = (w as isize - base).clamp(0, 16) as u32;
+    (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+}
+
 /// See [`super::Kernel::stride2_row`] and [`super::Kernel::stride2_rows`]: `dst[j] =
 /// src[x0 + 2j]` and, when `odd` is not null, `odd[j] = src[x0 + 2j + 1]`, for `j < n`, each
 /// where its column lies in `0..w`, else 0: both from the same two loads.
@@ -224,13 +232,7 @@ pub(super) unsafe fn permute_maps(dst: *mut f32, src: *const f32, image_stride: 
 pub(super) unsafe fn stride2_row(dst: *mut f32, odd: *mut f32, n: usize, src: *const f32, w: usize, x0: isize) {
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    // Lanes l of 16 starting at input column `base` that lie in 0..w.
-    let live = |base: isize| -> __mmask16 {
-        let lo = (-base).clamp(0, 16) as u32;
-        let hi = (w as isize - base).clamp(0, 16) as u32;
-        let below_hi = if hi >= 16 { 0xffff } else { (1u32 << hi) - 1 };
-        (below_hi & !((1u32 << lo) - 1)) as u16
-    };
+    let live = |base: isize| row_lanes(base, w);
     let mut j0 = 0;
     while j0 < n {
         let base = x0 + 2 * j0 as isize;

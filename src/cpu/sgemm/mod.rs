@@ -39,7 +39,7 @@ use crate::cpu::detect::{self, Isa};
 use crate::graph::Activation;
 pub use pack::PackedA;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::act as act512;
+pub(crate) use avx512::{act as act512, row_lanes};
 
 /// Tile shape of a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
