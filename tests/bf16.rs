@@ -344,6 +344,13 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
         // 4 vectors (7 × 7 of a 3 × 3 conv): 4-channel tiles, a channel tail of 1.
         (40, 13, [7, 7], 3, 1, 1, 1),
         (16, 4, [16, 16], 3, 2, 1, 1),
+        // Pointwise convs, whose pixel blocks are rounded from the input as they run: an odd
+        // channel count (the last pair's high half zero), 4-vector maps on 4-channel tiles,
+        // three K steps, a short last block, more channels than pixels.
+        (33, 20, [7, 7], 1, 1, 0, 1),
+        (17, 40, [9, 13], 1, 1, 0, 1),
+        (70, 24, [5, 11], 1, 1, 0, 1),
+        (256, 16, [3, 5], 1, 1, 0, 1),
     ];
     for &(cin, cout, hw, k, stride, pad, dil) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {

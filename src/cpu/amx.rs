@@ -23,7 +23,8 @@
 //!   `(ky, kx)` reads phase `(ky·dy mod sy, kx·dx mod sx)` at `v + ⌊ky·dy/sy⌋·wph +
 //!   ⌊kx·dx/sx⌋`. So a B tile (16 channel pairs × 16 virtual pixels) is 16 runs of 64 bytes
 //!   at the plane stride, loaded in place by `tileloadd`. Virtual columns `ox ≥ OW` are
-//!   computed and dropped.
+//!   computed and dropped. On `vdpbf16ps`, pointwise convs build no planes
+//!   ([`Geo::pointwise`]; [`bdot`] rounds each pixel block's pairs as it runs).
 //! - Output: NCHW f32. The epilogue reads each accumulator tile back (`tilestored` into a
 //!   4 KiB buffer), adds the residual and the bias, applies the activation and stores the
 //!   real pixels.
@@ -250,11 +251,28 @@ impl Geo {
     pub(super) fn planes_len(self, n: usize) -> usize {
         n * self.sy * self.pxs * self.pairs * self.plane
     }
+
+    /// Whether the conv reads its input as it is (1×1, stride 1, no padding: one phase, and
+    /// virtual pixels are the output pixels), so that [`bdot`] can round each pixel block's
+    /// channel pairs itself instead of reading planes.
+    pub(super) fn pointwise(self, taps: &[(usize, usize)], [h, w]: [usize; 2]) -> bool {
+        taps == [(0, 0)] && self.sy == 1 && self.sx == 1 && !self.fold && self.hph == h && self.wph == w
+    }
+
+    /// The geometry of one packed pixel block ([`bdot`]'s per-block pairs): `kpairs` planes
+    /// of `width` pixels, the block's first pixel at 0.
+    pub(super) fn block(self, width: usize, kpairs: usize) -> Geo {
+        Geo { plane: width, pairs: kpairs.max(1), hph: 1, wph: width, nvirt: width, blocks: 1, ..self }
+    }
 }
 
 /// f32 elements of scratch [`conv2d`] needs (its phase planes).
 pub fn scratch_len(c: &Conv2d, p: &Packed, xs: [usize; 4], os: [usize; 4]) -> usize {
-    Geo::new(c, p, xs, os).planes_len(xs[0])
+    let g = Geo::new(c, p, xs, os);
+    if p.dot && g.pointwise(&tap_offsets(c, g), [xs[2], xs[3]]) {
+        return 0;
+    }
+    g.planes_len(xs[0])
 }
 
 /// The bound the tests hold this path to, before the activation (ReLU, LeakyReLU, Clip and
@@ -300,18 +318,27 @@ fn conv2d_from(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usiz
         return;
     }
     let g = Geo::new(c, p, xs, os);
-    let need = g.planes_len(n);
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
-    }
-    let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
     let tap_offsets = tap_offsets(c, g);
-    build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads);
-    let planes: &[u32] = planes;
     let (act, post) = Epilogue::split(c.act);
     match kernel {
-        PlaneKernel::Amx(tok) => run_amx(tok, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
-        PlaneKernel::Dot(k) => bdot::run(k, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
+        // A pointwise conv on `vdpbf16ps` rounds each pixel block's pairs straight from the
+        // input as it runs: no planes written to memory and read back.
+        PlaneKernel::Dot(k) if g.pointwise(&tap_offsets, [h, w]) => {
+            bdot::run(k, p, bdot::Source::F32 { x, cin }, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads)
+        }
+        _ => {
+            let need = g.planes_len(n);
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
+            }
+            let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
+            build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads);
+            let planes: &[u32] = planes;
+            match kernel {
+                PlaneKernel::Amx(tok) => run_amx(tok, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
+                PlaneKernel::Dot(k) => bdot::run(k, p, bdot::Source::Planes(planes), g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
+            }
+        }
     }
     if post {
         if let Some(f) = c.act {
