@@ -464,6 +464,11 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
                     continue;
                 }
                 for (dst, m) in rows.iter_mut().zip([lo, hi]) {
+                    // Stride 2 (the strided convs, the folded stem): the FP32 kernel's row.
+                    if let (2, Some((ci, x0))) = (g.sx, m) {
+                        k.stride2_row(dst, src_row(ci), x0 as isize - pl as isize);
+                        continue;
+                    }
                     dst.fill(0.0);
                     let Some((ci, x0)) = m else { continue };
                     let (j_lo, j_hi) = cols(x0);

@@ -146,10 +146,10 @@ pub(super) fn run(k: DotKernel, p: &Packed, src: Source, g: Geo, taps: &[(usize,
                         // its reads of `a` and of the planes.
                         unsafe {
                             match (mr, at.nv) {
-                                (4, _) => tile::<4, 4>(a, tile_at, &mut buf),
-                                (_, 1) => tile::<MR, 1>(a, tile_at, &mut buf),
-                                (_, 2) => tile::<MR, 2>(a, tile_at, &mut buf),
-                                _ => tile::<MR, 3>(a, tile_at, &mut buf),
+                                (4, _) => tile::<4, 4>(a, &tile_at, &mut buf),
+                                (_, 1) => tile::<MR, 1>(a, &tile_at, &mut buf),
+                                (_, 2) => tile::<MR, 2>(a, &tile_at, &mut buf),
+                                _ => tile::<MR, 3>(a, &tile_at, &mut buf),
                             }
                         }
                         if direct {
@@ -236,7 +236,7 @@ impl Block<'_> {
 /// The CPU has AVX-512F and AVX512_BF16 (`a` and the planes are checked here).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: Block, buf: &mut [f32; BUF]) {
+unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: &Block, buf: &mut [f32; BUF]) {
     use std::arch::x86_64::*;
     assert!(R * N * 16 <= BUF && at.mr == R && at.nv == N, "bdot: tile shape");
     assert!(at.in_planes() && a.len() + STEP >= at.taps.len() * at.csteps * STEP + 15 * MR + R, "bdot: tile reads past the planes or the weights");

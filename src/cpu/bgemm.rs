@@ -197,6 +197,18 @@ impl Kernel {
         }
     }
 
+    /// `dst[j] = src[x0 + 2·j]` where that column lies in `src`, 0 elsewhere: one row of a
+    /// stride-2 phase plane before rounding (`cpu::strided_row` with step 2; on AVX-512 the
+    /// FP32 kernel's `vpermt2ps` row).
+    pub fn stride2_row(self, dst: &mut [f32], src: &[f32], x0: isize) {
+        match self {
+            Kernel::Scalar => crate::cpu::strided_row(dst, src, x0, 2),
+            // SAFETY: the token proves AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { crate::cpu::sgemm::stride2_row_avx512(dst, src, x0) },
+        }
+    }
+
     /// `dst[j] = pair(lo[j], hi[j])` for `j < dst.len()` (`lo` and `hi` at least as long):
     /// an im2col row pair rounded into a B panel row. Bit-identical to [`pair`] on every path.
     pub fn pack_pairs(self, lo: &[f32], hi: &[f32], dst: &mut [u32]) {

@@ -296,6 +296,16 @@ impl Kernel {
     }
 }
 
+/// [`Kernel::stride2_row`]'s AVX-512 row, for the bf16 kernels' phase planes.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn stride2_row_avx512(dst: &mut [f32], src: &[f32], x0: isize) {
+    // SAFETY: AVX-512F (the caller's contract); the lengths are the slices'.
+    unsafe { avx512::stride2_row(dst.as_mut_ptr(), std::ptr::null_mut(), dst.len(), src.as_ptr(), src.len(), x0) }
+}
+
 impl Kernel {
     /// `dst[j] = src[x0 + 2·j]` where that column lies in `src`, 0 elsewhere: one row of a
     /// stride-2 phase plane (as `cpu::strided_row` with step 2, which the AVX2 kernel runs).
