@@ -150,6 +150,17 @@ fn bench_writes_every_output() {
     assert_eq!(fwd["name"], "forward");
     assert_eq!(fwd["raw_ms"].as_array().unwrap().len(), 5);
     assert!(v0["per_layer"].as_array().is_some_and(|l| !l.is_empty()));
+    // Each layer's multiply-accumulates: every conv has some, and the layers add up to the
+    // model's count (batch 1, where the layers were profiled), in f32 and in INT8.
+    let g = kestrel::load::load_model(model.to_str().unwrap(), &Default::default()).unwrap().graph;
+    let want = g.macs(&g.input_shape(1).unwrap()).unwrap();
+    for v in r["variants"].as_array().unwrap() {
+        let layers = v["per_layer"].as_array().unwrap();
+        let sum: u64 = layers.iter().map(|l| l["macs"].as_u64().unwrap()).sum();
+        assert_eq!(sum, want, "{}: per-layer MACs", v["name"]);
+        assert!(layers.iter().filter(|l| matches!(l["op"].as_str(), Some("Conv" | "QConv"))).all(|l| l["macs"].as_u64().unwrap() > 0), "{}", v["name"]);
+    }
+    assert!(stdout.contains("GMAC/s") && stdout.contains("time of f32 by kernel"), "{stdout}");
     assert!(r["fingerprint"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));
     let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3 * 5, "{csv}");

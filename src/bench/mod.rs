@@ -120,6 +120,16 @@ pub struct LayerTime {
     pub kernel: String,
     /// Mean ms per forward.
     pub ms: f64,
+    /// Multiply-accumulates per forward at the profiled batch ([`crate::graph::Graph::node_macs`]
+    /// of the graph the engine ran): 0 for ops without products and for ORT's own nodes.
+    pub macs: u64,
+}
+
+impl LayerTime {
+    /// Billions of multiply-accumulates per second, where the layer has any.
+    pub fn gmacs(&self) -> Option<f64> {
+        (self.macs > 0 && self.ms > 0.0).then(|| self.macs as f64 / self.ms / 1e6)
+    }
 }
 
 /// Everything measured for one variant.
@@ -389,16 +399,18 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             for ((v, res), acc) in variants.iter().zip(&mut results).zip(&accs) {
                 #[cfg(feature = "ort")]
                 if let (crate::engine::Kind::OrtF32, Some(p)) = (v.kind, ort.as_mut()) {
-                    match p.layers(model, n) {
+                    match p.layers(model, b, n) {
                         Ok(l) => res.per_layer = Some(l),
                         Err(e) => warnings.push(format!("ort-f32: no per-layer profile: {e}")),
                     }
                     continue;
                 }
                 if let Some(s) = v.session() {
-                    let labels = s.kernel_labels(&[model.graph.input_shape(b)?])?;
-                    let layers = s.graph().nodes.iter().zip(labels).zip(acc);
-                    res.per_layer = Some(layers.map(|((node, kernel), &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), kernel, ms: sec * 1e3 / n as f64 }).collect());
+                    let input = model.graph.input_shape(b)?;
+                    let labels = s.kernel_labels(std::slice::from_ref(&input))?;
+                    let macs = s.graph().node_macs(&crate::graph::shape::infer(s.graph(), &[input])?);
+                    let layers = s.graph().nodes.iter().zip(labels).zip(macs).zip(acc);
+                    res.per_layer = Some(layers.map(|(((node, kernel), macs), &sec)| LayerTime { node: node.name.clone(), op: node.op.kind(), kernel, ms: sec * 1e3 / n as f64, macs }).collect());
                 }
             }
         }
@@ -458,12 +470,13 @@ impl OrtProfile {
     /// The profile of the last `runs` runs, each node's kernel time read back onto the layer
     /// that owns it ([`crate::ort_ref::profile`]), as means per forward in graph order; then
     /// the ORT nodes no layer owns (pools, ORT's layout reorders) under ORT's names.
-    fn layers(&mut self, model: &LoadedModel, runs: usize) -> Result<Vec<LayerTime>> {
+    fn layers(&mut self, model: &LoadedModel, batch: usize, runs: usize) -> Result<Vec<LayerTime>> {
         let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
         let (layers, others) = crate::ort_ref::profile::layer_times(&model.graph, self.model.node_times()?, runs, mean);
         let kernel = || "onnxruntime".to_string();
-        let mut rows: Vec<LayerTime> = model.graph.nodes.iter().filter_map(|n| layers.get(&n.name).map(|&ms| LayerTime { node: n.name.clone(), op: n.op.kind(), kernel: kernel(), ms })).collect();
-        rows.extend(others.into_iter().map(|(node, ms)| LayerTime { node, op: ORT_NODE, kernel: kernel(), ms }));
+        let macs = model.graph.node_macs(&crate::graph::shape::infer(&model.graph, &[model.graph.input_shape(batch)?])?);
+        let mut rows: Vec<LayerTime> = model.graph.nodes.iter().zip(macs).filter_map(|(n, macs)| layers.get(&n.name).map(|&ms| LayerTime { node: n.name.clone(), op: n.op.kind(), kernel: kernel(), ms, macs })).collect();
+        rows.extend(others.into_iter().map(|(node, ms)| LayerTime { node, op: ORT_NODE, kernel: kernel(), ms, macs: 0 }));
         Ok(rows)
     }
 }

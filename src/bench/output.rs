@@ -91,9 +91,14 @@ pub fn table(r: &BenchReport) -> String {
     for v in &r.variants {
         if let Some(layers) = &v.per_layer {
             let _ = writeln!(s, "slowest layers of {} (mean ms per forward; all of them in bench.json with --out):", v.name);
-            let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8}", "layer", "op", "kernel", "ms");
+            let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8} {:>8}", "layer", "op", "kernel", "ms", "GMAC/s");
             for l in slowest(layers) {
-                let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8.3}", l.node.escape_debug().to_string(), l.op, l.kernel, l.ms);
+                let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8.3} {:>8}", l.node.escape_debug().to_string(), l.op, l.kernel, l.ms, gmacs(l.gmacs()));
+            }
+            let _ = writeln!(s, "time of {} by kernel (all layers):", v.name);
+            let _ = writeln!(s, "  {:<48} {:>6} {:>8} {:>6} {:>8}", "kernel", "layers", "ms", "share", "GMAC/s");
+            for k in by_kernel(layers) {
+                let _ = writeln!(s, "  {:<48} {:>6} {:>8.3} {:>5.1}% {:>8}", k.kernel, k.layers, k.ms, k.share * 100.0, gmacs(k.gmacs()));
             }
         }
     }
@@ -195,9 +200,13 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     for v in &r.variants {
         if let Some(layers) = &v.per_layer {
-            let _ = writeln!(s, "\nSlowest layers of {} (mean ms per forward):\n\n| layer | op | kernel | ms |\n|---|---|---|---:|", v.name);
+            let _ = writeln!(s, "\nSlowest layers of {} (mean ms per forward):\n\n| layer | op | kernel | ms | GMAC/s |\n|---|---|---|---:|---:|", v.name);
             for l in slowest(layers) {
-                let _ = writeln!(s, "| {} | {} | {} | {:.3} |", l.node, l.op, l.kernel, l.ms);
+                let _ = writeln!(s, "| {} | {} | {} | {:.3} | {} |", l.node, l.op, l.kernel, l.ms, gmacs(l.gmacs()));
+            }
+            let _ = writeln!(s, "\nTime of {} by kernel (all layers):\n\n| kernel | layers | ms | share | GMAC/s |\n|---|---:|---:|---:|---:|", v.name);
+            for k in by_kernel(layers) {
+                let _ = writeln!(s, "| {} | {} | {:.3} | {:.1} % | {} |", k.kernel, k.layers, k.ms, k.share * 100.0, gmacs(k.gmacs()));
             }
         }
     }
@@ -235,6 +244,51 @@ fn behind_ort(r: &BenchReport) -> Vec<Behind<'_>> {
             (!rows.is_empty()).then_some(Behind { variant: v.name.as_str(), rows })
         })
         .collect()
+}
+
+/// A rate for the tables, `-` where there is none.
+fn gmacs(g: Option<f64>) -> String {
+    g.map_or_else(|| "-".into(), |g| format!("{g:.1}"))
+}
+
+/// The layers that ran on one kernel, summed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub kernel: String,
+    pub layers: usize,
+    pub ms: f64,
+    pub macs: u64,
+    /// Of the summed time of all layers.
+    pub share: f64,
+}
+
+impl KernelTime {
+    /// Billions of multiply-accumulates per second, where its layers have any.
+    pub fn gmacs(&self) -> Option<f64> {
+        (self.macs > 0 && self.ms > 0.0).then(|| self.macs as f64 / self.ms / 1e6)
+    }
+}
+
+/// Per-layer times summed by kernel label (a GEMM kernel's convs together, its Winograd ones
+/// apart), most time first: where a model's time goes, and at what rate.
+pub fn by_kernel(layers: &[LayerTime]) -> Vec<KernelTime> {
+    let total: f64 = layers.iter().map(|l| l.ms).sum();
+    let mut out: Vec<KernelTime> = Vec::new();
+    for l in layers {
+        match out.iter_mut().find(|k| k.kernel == l.kernel) {
+            Some(k) => {
+                k.layers += 1;
+                k.ms += l.ms;
+                k.macs = k.macs.saturating_add(l.macs);
+            }
+            None => out.push(KernelTime { kernel: l.kernel.clone(), layers: 1, ms: l.ms, macs: l.macs, share: 0.0 }),
+        }
+    }
+    for k in &mut out {
+        k.share = if total > 0.0 { k.ms / total } else { 0.0 };
+    }
+    out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    out
 }
 
 /// The 15 slowest layers, slowest first.

@@ -178,9 +178,15 @@ impl Graph {
 
     /// [`Graph::macs`] with every value's shape already inferred (`shapes[value id]`).
     pub fn macs_at(&self, shapes: &[Vec<usize>]) -> u64 {
+        self.node_macs(shapes).into_iter().fold(0u64, u64::saturating_add)
+    }
+
+    /// Each node's multiply-accumulate count (indexed like `nodes`; 0 for ops without
+    /// products), every value's shape already inferred (`shapes[value id]`).
+    pub fn node_macs(&self, shapes: &[Vec<usize>]) -> Vec<u64> {
         // Saturating: a file's shapes can imply more than 2^64 (the planner refuses them later).
         let elems = |s: &[usize]| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
-        let mut macs = 0u64;
+        let mut macs = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
             let out_elems = elems(&shapes[n.output]);
             let per = match &n.op {
@@ -194,7 +200,7 @@ impl Graph {
                 }
                 _ => 0,
             };
-            macs = macs.saturating_add(per);
+            macs.push(per);
         }
         macs
     }
