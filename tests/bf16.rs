@@ -351,6 +351,9 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
         (17, 40, [9, 13], 1, 1, 0, 1),
         (70, 24, [5, 11], 1, 1, 0, 1),
         (256, 16, [3, 5], 1, 1, 0, 1),
+        // Over 128 pairs (over 8 K steps), an odd channel count on 4-channel tiles.
+        (300, 24, [5, 9], 1, 1, 0, 1),
+        (513, 12, [7, 7], 1, 1, 0, 1),
     ];
     for &(cin, cout, hw, k, stride, pad, dil) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {
