@@ -161,6 +161,14 @@ fn bench_writes_every_output() {
         assert!(layers.iter().filter(|l| matches!(l["op"].as_str(), Some("Conv" | "QConv"))).all(|l| l["macs"].as_u64().unwrap() > 0), "{}", v["name"]);
     }
     assert!(stdout.contains("GMAC/s") && stdout.contains("time of f32 by kernel"), "{stdout}");
+    // layers.csv: a row per variant and layer, the same MACs (the last two fields hold no
+    // commas; a kernel label such as `…, taps 1x1 of 3x3` is quoted).
+    let layers = std::fs::read_to_string(out.join("layers.csv")).unwrap();
+    let rows: Vec<&str> = layers.lines().skip(1).collect();
+    let per_layer = |v: usize| r["variants"][v]["per_layer"].as_array().unwrap().len();
+    assert_eq!(rows.len(), per_layer(0) + per_layer(1), "{layers}");
+    let f32_macs: u64 = rows.iter().filter(|l| l.starts_with("f32,")).map(|l| l.rsplit(',').nth(1).unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(f32_macs, want, "{layers}");
     assert!(r["fingerprint"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));
     let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3 * 5, "{csv}");

@@ -112,6 +112,31 @@ pub fn table(r: &BenchReport) -> String {
     s
 }
 
+/// A CSV field: quoted, its quotes doubled, when it holds a comma, a quote or a line break
+/// (layer names come from the model file).
+fn csv_field(f: &str) -> std::borrow::Cow<'_, str> {
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\"")).into()
+    } else {
+        f.into()
+    }
+}
+
+/// CSV of `--per-layer`: one row per variant and layer (ms per forward, multiply-accumulates,
+/// GMAC/s, empty where the layer has none); `None` when no variant was profiled.
+pub fn layers_csv(r: &BenchReport) -> Option<String> {
+    let mut s = String::from("variant,engine,layer,op,kernel,ms,macs,gmacs\n");
+    let mut any = false;
+    for v in &r.variants {
+        for l in v.per_layer.iter().flatten() {
+            any = true;
+            let g = l.gmacs().map_or_else(String::new, |g| format!("{g:.3}"));
+            let _ = writeln!(s, "{},{},{},{},{},{:.6},{},{g}", csv_field(&v.name), csv_field(&v.engine), csv_field(&l.node), l.op, csv_field(&l.kernel), l.ms, l.macs);
+        }
+    }
+    any.then_some(s)
+}
+
 /// CSV: one row per variant, batch and stage.
 pub fn csv(r: &BenchReport) -> String {
     let mut s = String::from("model,variant,engine,batch,stage,count,mean_ms,median_ms,p50_ms,p90_ms,p95_ms,p99_ms,min_ms,max_ms,stddev_ms,images_per_s,ratio_to_first,memory_estimate_bytes\n");
@@ -310,4 +335,30 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
 /// A report as pretty JSON (a bench report with its raw samples included).
 pub fn json<T: serde::Serialize + ?Sized>(r: &T) -> Result<String> {
     serde_json::to_string_pretty(r).map_err(|e| Error::Internal(format!("serialising the report: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_commas_quotes_or_breaks_are_quoted() {
+        assert_eq!(csv_field("layer1.0.conv1"), "layer1.0.conv1");
+        assert_eq!(csv_field("f32 conv, taps 1x1 of 3x3"), "\"f32 conv, taps 1x1 of 3x3\"");
+        assert_eq!(csv_field("a \"b\""), "\"a \"\"b\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn kernel_times_sum_by_label_with_shares_and_rates() {
+        let l = |kernel: &str, ms: f64, macs: u64| LayerTime { node: "n".into(), op: "Conv", kernel: kernel.into(), ms, macs };
+        let k = by_kernel(&[l("a", 1.0, 2_000_000), l("b", 3.0, 0), l("a", 1.0, 2_000_000)]);
+        assert_eq!(k.len(), 2);
+        assert_eq!((k[0].kernel.as_str(), k[0].layers, k[0].ms), ("b", 1, 3.0));
+        assert_eq!((k[1].kernel.as_str(), k[1].layers, k[1].macs), ("a", 2, 4_000_000));
+        assert!((k[0].share - 0.6).abs() < 1e-12 && (k[1].share - 0.4).abs() < 1e-12);
+        // 4 M MACs in 2 ms: 2 GMAC/s; no MACs, no rate.
+        assert_eq!(k[1].gmacs(), Some(2.0));
+        assert_eq!(k[0].gmacs(), None);
+    }
 }

@@ -417,7 +417,7 @@ struct BenchArgs {
     /// Time every layer of the kestrel variants, and of ort-f32 (ONNX Runtime's profiler, its fused nodes given back to the layers they fused).
     #[arg(long)]
     per_layer: bool,
-    /// Folder for bench.json, bench.csv, bench.md and the SVG plots.
+    /// Folder for bench.json, bench.csv, bench.md, the SVG plots and, with --per-layer, layers.csv.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -1622,8 +1622,12 @@ fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
         bench::output::write(&dir.join("bench.json"), &bench::output::json(&report)?)?;
         bench::output::write(&dir.join("bench.csv"), &bench::output::csv(&report))?;
         bench::output::write(&dir.join("bench.md"), &bench::output::markdown(&report))?;
+        let layers = bench::output::layers_csv(&report);
+        if let Some(csv) = &layers {
+            bench::output::write(&dir.join("layers.csv"), csv)?;
+        }
         let plots = bench::plot::write_all(&report, dir, "")?;
-        println!("wrote bench.json, bench.csv, bench.md and {} plots in {}", plots.len(), dir.display());
+        println!("wrote bench.json, bench.csv, {}bench.md and {} plots in {}", if layers.is_some() { "layers.csv, " } else { "" }, plots.len(), dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }
