@@ -252,6 +252,9 @@ unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: &Block, buf: &mut 
                 let ap = a.as_ptr().add((t * at.csteps + q) * STEP);
                 let bq = bt.add(q * 16 * g.plane);
                 for j in 0..at.kpairs.saturating_sub(q * 16).min(16) {
+                    // Past the panel's end this touches the next panel's weights: a prefetch
+                    // never faults.
+                    _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add((j + bgemm::PREFETCH_STEPS) * MR) as *const i8);
                     let bp = bq.add(j * g.plane);
                     let bv: [__m512bh; N] = std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(bp.add(16 * v) as *const __m512i)));
                     for (r, row) in acc.iter_mut().enumerate() {
