@@ -292,6 +292,30 @@ fn pair_packing_matches_the_scalar_rounding() {
     }
 }
 
+/// A block's channel pairs in one call: the scalar pair packing row pair by row pair, an odd
+/// row count's last high half 0, the columns past `cols` 0, on every width and tail.
+#[test]
+fn pair_rows_match_the_pair_packing() {
+    let Some(fast) = bf16_host() else { return };
+    let mut x = data(7 * 70, 91);
+    // Rounding ties, a NaN, a subnormal and infinities among them.
+    x[..6].copy_from_slice(&[1.0 + 1.0 / 256.0, f32::NAN, 1e-40, f32::INFINITY, -f32::INFINITY, -(1.0 + 3.0 / 256.0)]);
+    for (rows, cols, width) in [(7usize, 49usize, 64usize), (6, 48, 48), (1, 1, 16), (5, 17, 32), (7, 33, 48), (2, 16, 16)] {
+        let (stride, pairs) = (70, rows.div_ceil(2));
+        let mut want = vec![0u32; pairs * width];
+        let zeros = vec![0f32; cols];
+        for j in 0..pairs {
+            let hi = if 2 * j + 1 < rows { &x[(2 * j + 1) * stride..][..cols] } else { &zeros[..] };
+            Kernel::Scalar.pack_pairs(&x[2 * j * stride..][..cols], hi, &mut want[j * width..j * width + cols]);
+        }
+        for k in [Kernel::Scalar, fast] {
+            let mut got = vec![0xdead_beefu32; pairs * width];
+            k.pack_pair_rows(&x, stride, rows, pairs, cols, width, &mut got);
+            assert_eq!(got, want, "{k:?}: {rows} rows, {cols} of {width} columns");
+        }
+    }
+}
+
 /// The implicit bf16 conv on every kernel this host has (the `vdpbf16ps` register tile and its
 /// scalar twin; AMX tiles where the CPU has AMX-BF16) against the f64 reference on the
 /// bf16-rounded input and weights, within [`amx::error_bound`] of each element's absolute

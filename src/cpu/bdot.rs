@@ -109,13 +109,7 @@ pub(super) fn run(k: DotKernel, p: &Packed, src: Source, g: Geo, taps: &[(usize,
                     if block.len() < kpairs * width {
                         block.resize(kpairs * width, 0);
                     }
-                    let zeros = [0f32; 16 * NV + 16];
-                    for (j, row) in block[..kpairs * width].chunks_exact_mut(width).enumerate() {
-                        let at = |ci: usize| &x[(b * cin + ci) * npix + v0..][..cols];
-                        let hi = if 2 * j + 1 < cin { at(2 * j + 1) } else { &zeros[..cols] };
-                        round.pack_pairs(at(2 * j), hi, &mut row[..cols]);
-                        row[cols..].fill(0);
-                    }
+                    round.pack_pair_rows(&x[b * cin * npix + v0..], npix, cin, kpairs, cols, width, &mut block[..kpairs * width]);
                     (&block[..kpairs * width], g.block(width, kpairs), 0)
                 }
             };
