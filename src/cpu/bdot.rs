@@ -136,23 +136,21 @@ pub(super) fn run(k: DotKernel, p: &Packed, src: Source, g: Geo, taps: &[(usize,
                     }
                     #[cfg(target_arch = "x86_64")]
                     DotKernel::Avx512Bf16(_) => {
-                        // Where virtual pixels are output pixels the tile stores its rows
-                        // itself, from the accumulators.
-                        let store = direct.then_some(Direct { v0, rows, row0, npix, bias, act, residual, out: dst.0 });
                         // SAFETY: the token proves AVX-512F and AVX512_BF16; `tile` checks
-                        // its reads of `a` and of the planes; with `store`, rows row0..row0 +
-                        // rows of `out` and `residual` hold npix elements (checked by the
-                        // caller), and this part alone writes this panel's rows at these
-                        // pixels.
+                        // its reads of `a` and of the planes.
                         unsafe {
                             match (mr, at.nv) {
-                                (4, _) => tile::<4, 4>(a, &tile_at, &mut buf, store.as_ref()),
-                                (_, 1) => tile::<MR, 1>(a, &tile_at, &mut buf, store.as_ref()),
-                                (_, 2) => tile::<MR, 2>(a, &tile_at, &mut buf, store.as_ref()),
-                                _ => tile::<MR, 3>(a, &tile_at, &mut buf, store.as_ref()),
+                                (4, _) => tile::<4, 4>(a, &tile_at, &mut buf),
+                                (_, 1) => tile::<MR, 1>(a, &tile_at, &mut buf),
+                                (_, 2) => tile::<MR, 2>(a, &tile_at, &mut buf),
+                                _ => tile::<MR, 3>(a, &tile_at, &mut buf),
                             }
                         }
-                        if store.is_some() {
+                        if direct {
+                            // SAFETY: AVX-512F (token); rows row0..row0 + rows of `out` and
+                            // `residual` hold npix elements (checked by the caller), and this
+                            // part alone writes this panel's rows at these pixels.
+                            unsafe { epilogue_direct(&buf, [v0, at.nv, mr], rows, [row0, npix], bias, act, residual, dst.0) };
                             continue;
                         }
                         for v in 0..at.nv {
@@ -179,22 +177,6 @@ pub(super) fn run(k: DotKernel, p: &Packed, src: Source, g: Geo, taps: &[(usize,
             }
         }
     }));
-}
-
-/// Where a tile whose virtual pixels are output pixels (`wph = ow`: 1×1 convs) stores its
-/// rows itself, from the accumulators: `act((acc + residual) + bias)` of rows `row0..row0 +
-/// rows`, pixels `v0..min(v0 + 16·nv, npix)`, what [`amx::epilogue`] and the twin's
-/// `epilogue_scalar` compute from the buffer (ResNet-50 bf16 0.98–1.00 of the time against the
-/// buffer's round trip).
-struct Direct<'a> {
-    v0: usize,
-    rows: usize,
-    row0: usize,
-    npix: usize,
-    bias: Option<&'a [f32]>,
-    act: Act,
-    residual: Option<*const f32>,
-    out: *mut f32,
 }
 
 /// One register tile's inputs: the image's planes, the pixel block and the K extent.
@@ -245,12 +227,10 @@ impl Block<'_> {
 /// The AVX-512 tile of `R` channels (see the module docs), `buf[v][r][16]` for `v < N`.
 ///
 /// # Safety
-/// The CPU has AVX-512F and AVX512_BF16 (`a` and the planes are checked here); with `store`,
-/// rows `row0..row0 + rows` of its output and residual hold `npix` elements, and no other
-/// thread touches the tile's elements.
+/// The CPU has AVX-512F and AVX512_BF16 (`a` and the planes are checked here).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: &Block, buf: &mut [f32; BUF], store: Option<&Direct>) {
+unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: &Block, buf: &mut [f32; BUF]) {
     use std::arch::x86_64::*;
     assert!(R * N * 16 <= BUF && at.mr == R && at.nv == N, "bdot: tile shape");
     assert!(at.in_planes() && a.len() + STEP >= at.taps.len() * at.csteps * STEP + 15 * MR + R, "bdot: tile reads past the planes or the weights");
@@ -280,32 +260,45 @@ unsafe fn tile<const R: usize, const N: usize>(a: &[u32], at: &Block, buf: &mut 
                 }
             }
         }
-        let Some(d) = store else {
-            for (r, row) in acc.iter().enumerate() {
-                for (v, &y) in row.iter().enumerate() {
-                    _mm512_storeu_ps(buf.as_mut_ptr().add((v * R + r) * 16), y);
-                }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &y) in row.iter().enumerate() {
+                _mm512_storeu_ps(buf.as_mut_ptr().add((v * R + r) * 16), y);
             }
-            return;
-        };
-        // SAFETY: the lanes of `m` are pixels below npix of rows row0..row0 + rows of the
-        // output and residual (the caller's contract).
-        for v in 0..N {
-            let vs = d.v0 + 16 * v;
-            if vs >= d.npix {
-                break;
-            }
-            let m: __mmask16 = if d.npix - vs >= 16 { 0xffff } else { ((1u32 << (d.npix - vs)) - 1) as u16 };
-            for (r, row) in acc.iter().enumerate().take(d.rows) {
-                let i = (d.row0 + r) * d.npix + vs;
-                let mut y = row[v];
-                if let Some(res) = d.residual {
+        }
+    }
+}
+
+/// [`amx::epilogue`] of a whole tile where virtual pixel = output pixel (`wph = ow`):
+/// `act((acc + residual) + bias)` of rows `row0..row0 + rows`, pixels `v0..min(v0 + 16·nv,
+/// npix)`, from `buf[v][r][16]`.
+///
+/// # Safety
+/// AVX-512F; rows `row0..row0 + rows` of `out` and of `residual` hold `npix` elements, and no
+/// other thread touches these elements.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn epilogue_direct(buf: &[f32; BUF], [v0, nv, mr]: [usize; 3], rows: usize, [row0, npix]: [usize; 2], bias: Option<&[f32]>, act: Act, residual: Option<*const f32>, out: *mut f32) {
+    use std::arch::x86_64::*;
+    for v in 0..nv {
+        let vs = v0 + 16 * v;
+        if vs >= npix {
+            break;
+        }
+        let m: __mmask16 = if npix - vs >= 16 { 0xffff } else { ((1u32 << (npix - vs)) - 1) as u16 };
+        for r in 0..rows {
+            let i = (row0 + r) * npix + vs;
+            // SAFETY: lane l < 16 of buf row (v, r) is inside `buf`; lanes of `m` are pixels
+            // below npix of row row0 + r of the output and residual (the caller's contract).
+            unsafe {
+                let mut y = _mm512_loadu_ps(buf.as_ptr().add((v * mr + r) * 16));
+                if let Some(res) = residual {
                     y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.add(i)));
                 }
-                if let Some(b) = d.bias {
+                if let Some(b) = bias {
                     y = _mm512_add_ps(y, _mm512_set1_ps(b[r]));
                 }
-                _mm512_mask_storeu_ps(d.out.add(i), m, crate::cpu::sgemm::act512(y, d.act));
+                _mm512_mask_storeu_ps(out.add(i), m, crate::cpu::sgemm::act512(y, act));
             }
         }
     }
