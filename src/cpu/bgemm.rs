@@ -220,8 +220,7 @@ impl Kernel {
     /// The channel pairs of one block of pixels: for pair `j < pairs`, `dst[j·width + c] =
     /// pair(x[2j·stride + c], x[(2j + 1)·stride + c])` for `c < cols` (the high half 0 past
     /// `rows` rows), and 0 for `cols ≤ c < width`: [`Kernel::pack_pairs`] row pair by row pair,
-    /// in one call (a call per pair of 48-pixel rows cost ResNet-50 in bf16 1–3 % of its time
-    /// on Zen 5).
+    /// in one call rather than one per pair of short rows.
     ///
     /// # Panics
     /// When `x` is shorter than its `rows` rows of `cols` at `stride`, `dst` than `pairs ·
