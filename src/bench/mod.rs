@@ -128,8 +128,13 @@ pub struct LayerTime {
 impl LayerTime {
     /// Billions of multiply-accumulates per second, where the layer has any.
     pub fn gmacs(&self) -> Option<f64> {
-        (self.macs > 0 && self.ms > 0.0).then(|| self.macs as f64 / self.ms / 1e6)
+        gmacs(self.macs, self.ms)
     }
+}
+
+/// Billions of multiply-accumulates per second of `macs` in `ms`; `None` without either.
+pub fn gmacs(macs: u64, ms: f64) -> Option<f64> {
+    (macs > 0 && ms > 0.0).then(|| macs as f64 / ms / 1e6)
 }
 
 /// Everything measured for one variant.

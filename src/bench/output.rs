@@ -93,12 +93,12 @@ pub fn table(r: &BenchReport) -> String {
             let _ = writeln!(s, "slowest layers of {} (mean ms per forward; all of them in bench.json with --out):", v.name);
             let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8} {:>8}", "layer", "op", "kernel", "ms", "GMAC/s");
             for l in slowest(layers) {
-                let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8.3} {:>8}", l.node.escape_debug().to_string(), l.op, l.kernel, l.ms, gmacs(l.gmacs()));
+                let _ = writeln!(s, "  {:<36} {:<14} {:<34} {:>8.3} {:>8}", l.node.escape_debug().to_string(), l.op, l.kernel, l.ms, rate(l.gmacs()));
             }
             let _ = writeln!(s, "time of {} by kernel (all layers):", v.name);
             let _ = writeln!(s, "  {:<48} {:>6} {:>8} {:>6} {:>8}", "kernel", "layers", "ms", "share", "GMAC/s");
             for k in by_kernel(layers) {
-                let _ = writeln!(s, "  {:<48} {:>6} {:>8.3} {:>5.1}% {:>8}", k.kernel, k.layers, k.ms, k.share * 100.0, gmacs(k.gmacs()));
+                let _ = writeln!(s, "  {:<48} {:>6} {:>8.3} {:>5.1}% {:>8}", k.kernel, k.layers, k.ms, k.share * 100.0, rate(k.gmacs()));
             }
         }
     }
@@ -227,11 +227,11 @@ pub fn markdown(r: &BenchReport) -> String {
         if let Some(layers) = &v.per_layer {
             let _ = writeln!(s, "\nSlowest layers of {} (mean ms per forward):\n\n| layer | op | kernel | ms | GMAC/s |\n|---|---|---|---:|---:|", v.name);
             for l in slowest(layers) {
-                let _ = writeln!(s, "| {} | {} | {} | {:.3} | {} |", l.node, l.op, l.kernel, l.ms, gmacs(l.gmacs()));
+                let _ = writeln!(s, "| {} | {} | {} | {:.3} | {} |", l.node, l.op, l.kernel, l.ms, rate(l.gmacs()));
             }
             let _ = writeln!(s, "\nTime of {} by kernel (all layers):\n\n| kernel | layers | ms | share | GMAC/s |\n|---|---:|---:|---:|---:|", v.name);
             for k in by_kernel(layers) {
-                let _ = writeln!(s, "| {} | {} | {:.3} | {:.1} % | {} |", k.kernel, k.layers, k.ms, k.share * 100.0, gmacs(k.gmacs()));
+                let _ = writeln!(s, "| {} | {} | {:.3} | {:.1} % | {} |", k.kernel, k.layers, k.ms, k.share * 100.0, rate(k.gmacs()));
             }
         }
     }
@@ -272,7 +272,7 @@ fn behind_ort(r: &BenchReport) -> Vec<Behind<'_>> {
 }
 
 /// A rate for the tables, `-` where there is none.
-fn gmacs(g: Option<f64>) -> String {
+fn rate(g: Option<f64>) -> String {
     g.map_or_else(|| "-".into(), |g| format!("{g:.1}"))
 }
 
@@ -290,7 +290,7 @@ pub struct KernelTime {
 impl KernelTime {
     /// Billions of multiply-accumulates per second, where its layers have any.
     pub fn gmacs(&self) -> Option<f64> {
-        (self.macs > 0 && self.ms > 0.0).then(|| self.macs as f64 / self.ms / 1e6)
+        super::gmacs(self.macs, self.ms)
     }
 }
 

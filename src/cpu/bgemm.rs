@@ -371,11 +371,20 @@ mod avx512 {
                 unsafe {
                     let l = _mm512_maskz_loadu_ps(live, lo.add(c));
                     let h = if has_hi { _mm512_maskz_loadu_ps(live, hi.add(c)) } else { _mm512_setzero_ps() };
-                    let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
-                    _mm512_mask_storeu_epi32(d.add(c) as *mut i32, m, _mm512_maskz_mov_epi32(live, _mm512_permutexvar_epi16(idx, both)));
+                    _mm512_mask_storeu_epi32(d.add(c) as *mut i32, m, _mm512_maskz_mov_epi32(live, pairs16(idx, l, h)));
                 }
             }
         }
+    }
+
+    /// 16 columns of two rows as bf16 pairs: both rounded by `vcvtne2ps2bf16`, then `idx`
+    /// ([`PAIRS`]) puts each column's two halves side by side (low row in the low half).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    fn pairs16(idx: __m512i, lo: __m512, hi: __m512) -> __m512i {
+        // SAFETY: __m512bh and __m512i are both 512-bit vectors.
+        let both = unsafe { std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo)) };
+        _mm512_permutexvar_epi16(idx, both)
     }
 
     /// Word 2j takes word j (the low row's column j), word 2j + 1 word 16 + j (the high
@@ -405,8 +414,7 @@ mod avx512 {
             unsafe {
                 let (l, h) = (_mm512_maskz_loadu_ps(m, lo.as_ptr().add(j)), _mm512_maskz_loadu_ps(m, hi.as_ptr().add(j)));
                 // Words 0..16 from `l`, 16..32 from `h`.
-                let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
-                _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, _mm512_permutexvar_epi16(idx, both));
+                _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, pairs16(idx, l, h));
             }
         }
     }
