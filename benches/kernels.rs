@@ -169,9 +169,14 @@ fn convs(c: &mut Criterion) {
         if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new().filter(|_| kestrel::cpu::amx::takes(&f)) {
             use kestrel::cpu::amx::{self, PlaneKernel};
             let dot = PlaneKernel::Dot(kestrel::cpu::bdot::DotKernel::Avx512Bf16(t));
-            for k in std::iter::once(dot).chain(amx::AmxToken::new().map(PlaneKernel::Amx)) {
-                let packed = amx::pack(&f, k);
-                group.bench_function(BenchmarkId::new(format!("bf16-{}", k.name().replace(' ', "-")), &label), |b| {
+            // `vdpbf16ps` with pixels and with output channels on its lanes, AMX.
+            let runs = [(dot, amx::Lanes::Pixels), (dot, amx::Lanes::Channels)].into_iter().chain(amx::AmxToken::new().map(|t| (PlaneKernel::Amx(t), amx::Lanes::Pixels)));
+            for (k, lanes) in runs {
+                let packed = amx::pack_with(&f, k, lanes);
+                if packed.lanes() != lanes {
+                    continue;
+                }
+                group.bench_function(BenchmarkId::new(format!("bf16-{}", k.name_for(&packed).replace(' ', "-")), &label), |b| {
                     b.iter(|| pool.install(|| amx::conv2d(k, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });
             }

@@ -8,7 +8,7 @@ mod common;
 use common::data;
 use kestrel::cpu::bgemm::{from_bf16, to_bf16, Epi, Kernel, PackedBf16, MR, NR};
 use kestrel::cpu::sgemm::{Act, Init};
-use kestrel::cpu::amx::PlaneKernel;
+use kestrel::cpu::amx::{Lanes, PlaneKernel};
 use kestrel::cpu::bdot::DotKernel;
 use kestrel::cpu::{amx, bconv, reference};
 use kestrel::graph::{Activation, Conv2d};
@@ -322,8 +322,9 @@ fn pair_rows_match_the_pair_packing() {
 /// sum: channel tails around the 4-, 8- and 16-row tiles and the 32-channel K steps, kernel
 /// sizes, strides, pads, dilations, maps narrower and wider than one and three 16-pixel
 /// vectors, batches, residuals, activations, 1 and 2 threads. A dropped, shifted or doubled
-/// tap breaks the bound by orders of magnitude. The `vdpbf16ps` tile must also equal its
-/// scalar twin bit for bit.
+/// tap breaks the bound by orders of magnitude. The `vdpbf16ps` tiles, with pixels and with
+/// channels on their lanes, must also equal the scalar twin bit for bit, and so must the
+/// twin over channel-lane weights.
 #[test]
 fn implicit_conv_matches_the_reference_on_rounded_operands() {
     let twin = PlaneKernel::Dot(DotKernel::Scalar);
@@ -378,6 +379,10 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
         // Over 128 pairs (over 8 K steps), an odd channel count on 4-channel tiles.
         (300, 24, [5, 9], 1, 1, 0, 1),
         (513, 12, [7, 7], 1, 1, 0, 1),
+        // Channel lanes: three 64-channel panels and one of 16 lanes with 8 real channels,
+        // 6-pixel tiles with a short last tile (49 = 8·6 + 1, 14 = 2·6 + 2).
+        (64, 200, [7, 7], 3, 1, 1, 1),
+        (130, 72, [2, 7], 1, 1, 0, 1),
     ];
     for &(cin, cout, hw, k, stride, pad, dil) in cases {
         for &(act, residual) in &[(None, false), (Some(Activation::Relu), true), (Some(Activation::Sigmoid), false), (Some(Activation::Clip(0.0, 6.0)), true)] {
@@ -397,11 +402,20 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
             let mut abs_sum = vec![0f32; want.len()];
             reference::conv2d_ref(&abs_conv, &rounded(&x).iter().map(|v| v.abs()).collect::<Vec<_>>(), xs, abs_res.as_deref(), &mut abs_sum, os);
             let mut twin_out = Vec::new();
-            for &kernel in &kernels {
+            // Each `vdpbf16ps` kernel with pixels and with channels on its lanes (convs that
+            // fold their kernel columns keep pixels).
+            let runs = kernels.iter().flat_map(|&k| {
+                let lanes: &[Lanes] = if matches!(k, PlaneKernel::Dot(_)) { &[Lanes::Pixels, Lanes::Channels] } else { &[Lanes::Pixels] };
+                lanes.iter().map(move |&l| (k, l))
+            });
+            for (kernel, lanes) in runs {
                 for threads in [1, 2] {
                     let mut got = vec![f32::NAN; want.len()];
                     let mut scratch = Vec::new();
-                    let packed = amx::pack(&c, kernel);
+                    let packed = amx::pack_with(&c, kernel, lanes);
+                    let fold = cin < 16 && k > 1;
+                    assert_eq!(packed.lanes(), if fold { Lanes::Pixels } else { lanes });
+                    let name = kernel.name_for(&packed);
                     amx::conv2d(kernel, &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
                     // The residual already in the output buffer (the executor's in-place
                     // residual): the same values, bit for bit.
@@ -409,21 +423,21 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
                         let mut onto = r.clone();
                         amx::conv2d_onto(kernel, &c, &packed, &x, xs, &mut onto, os, &mut scratch, threads);
                         if let Some(i) = (0..onto.len()).find(|&i| onto[i].to_bits() != got[i].to_bits()) {
-                            panic!("{} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} t{threads} onto its residual: element {i} is {} but {} with a separate residual", kernel.name(), onto[i], got[i]);
+                            panic!("{name} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} t{threads} onto its residual: element {i} is {} but {} with a separate residual", onto[i], got[i]);
                         }
                     }
                     for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
                         let w = act.map_or(w, |a| a.apply(w));
                         let bound = amx::error_bound(cin * k * k, f64::from(s));
                         let err = (f64::from(g) - f64::from(w)).abs();
-                        assert!(err <= bound, "{} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads} at {i}: {g} vs {w} (bound {bound:e})", kernel.name());
+                        assert!(err <= bound, "{name} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads} at {i}: {g} vs {w} (bound {bound:e})");
                         worst = worst.max(err / (f64::from(f32::EPSILON) / 2.0 * f64::from(s)).max(f64::MIN_POSITIVE));
                     }
-                    if kernel == twin {
+                    if kernel == twin && lanes == Lanes::Pixels {
                         twin_out = got;
                     } else if matches!(kernel, PlaneKernel::Dot(_)) {
                         let same = got.iter().zip(&twin_out).all(|(a, b)| a.to_bits() == b.to_bits());
-                        assert!(same, "vdpbf16ps planes differ from the scalar twin: cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads}");
+                        assert!(same, "{name} differs from the scalar twin on pixel lanes: cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} d{dil} {act:?} res{residual} t{threads}");
                     }
                     checked += 1;
                 }
@@ -548,5 +562,36 @@ fn bf16_winograd_runs_where_it_pays() {
         let (c_off, c_f32) = (cosine(y[0].data(), yo[0].data()), cosine(y[0].data(), yf[0].data()));
         println!("batch {batch}: {wino} bf16 Winograd convs; cosine against bf16 direct {c_off:.6}, against f32 {c_f32:.6}");
         assert!(c_off > 0.999 && c_f32 > 0.999, "batch {batch}: cosine {c_off} (bf16 direct), {c_f32} (f32)");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..proptest::prelude::ProptestConfig::default() })]
+
+    /// The `vdpbf16ps` conv with channels on its lanes (where the CPU has it; else its scalar
+    /// twin over the same weights) equals the scalar twin with pixels on its lanes bit for bit:
+    /// channel and pixel tails, kernels, strides, pads, dilations, residuals, 1 and 2 threads.
+    #[test]
+    fn channel_lanes_match_the_pixel_lane_twin(
+        cin in 16usize..80, cout in 1usize..140, h in 1usize..13, w in 1usize..13, k in 1usize..4,
+        stride in 1usize..3, pad in 0usize..3, dil in 1usize..3, residual in proptest::prelude::any::<bool>(), threads in 1usize..3, seed in 0u64..1000,
+    ) {
+        let eff = (k - 1) * dil + 1;
+        proptest::prop_assume!(h + 2 * pad >= eff && w + 2 * pad >= eff);
+        let Case { c, xs, os, x, res } = case(cin, cout, [h, w], k, stride, pad, dil, 1, Some(Activation::Relu), residual, seed);
+        let twin = PlaneKernel::Dot(DotKernel::Scalar);
+        let fast = kestrel::cpu::bgemm::Bf16Token::new().map_or(twin, |t| PlaneKernel::Dot(DotKernel::Avx512Bf16(t)));
+        let run = |kernel: PlaneKernel, lanes: Lanes| {
+            let packed = amx::pack_with(&c, kernel, lanes);
+            let mut got = vec![f32::NAN; os.iter().product()];
+            amx::conv2d(kernel, &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut Vec::new(), threads);
+            got
+        };
+        let want = run(twin, Lanes::Pixels);
+        for (kernel, lanes) in [(fast, Lanes::Channels), (twin, Lanes::Channels)] {
+            let got = run(kernel, lanes);
+            let diff = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
+            proptest::prop_assert!(diff.is_none(), "{} cin{cin} cout{cout} {h}x{w} k{k} s{stride} p{pad} d{dil} res{residual} t{threads}: element {diff:?}", kernel.name_for(&amx::pack_with(&c, kernel, lanes)));
+        }
     }
 }

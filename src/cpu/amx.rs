@@ -37,7 +37,7 @@
 //! tests hold it to [`error_bound`]. Every output element is computed by one thread in a fixed
 //! k order, so results do not depend on the thread count.
 
-use super::bdot;
+use super::{bchan, bdot};
 use super::bgemm::{self, to_bf16};
 use super::detect::{self, AmxKind};
 use super::parallel::{par_chunks_mut, par_for, OutPtr};
@@ -114,6 +114,15 @@ impl PlaneKernel {
         }
     }
 
+    /// Its name in reports for weights `p`, whose lanes may hold channels ([`bchan`]).
+    pub fn name_for(self, p: &Packed) -> &'static str {
+        match (self, p.lanes) {
+            (PlaneKernel::Dot(bdot::DotKernel::Avx512Bf16(_)), Lanes::Channels) => bchan::NAME,
+            (PlaneKernel::Dot(bdot::DotKernel::Scalar), Lanes::Channels) => bchan::TWIN_NAME,
+            _ => self.name(),
+        }
+    }
+
     /// The kernel that rounds the activations into the planes.
     fn bf16(self) -> bgemm::Kernel {
         match self {
@@ -143,6 +152,8 @@ pub struct Packed {
     /// Laid out for [`bdot`] (`[Mpad/8][taps][Cpad/32][16 pairs][8 rows]` u32, `Mpad` a
     /// multiple of 8: each 8-row panel one sequential stream), not for the AMX tiles.
     dot: bool,
+    /// What the `vdpbf16ps` tiles' lanes hold ([`Lanes`]); `Pixels` for AMX.
+    lanes: Lanes,
     /// The bf16 values two by two (a u32 holds k step channels `2i`, `2i + 1` of one row).
     data: Vec<u32>,
 }
@@ -166,6 +177,21 @@ impl Packed {
         &self.data[(co / bdot::MR) * len + co % bdot::MR..(co / bdot::MR + 1) * len]
     }
 
+    /// [`bchan`]'s weights of the 64-channel panel `pn`, and their lane count `w` (64, or
+    /// `Mpad − 64·pn` for the last): tap `t`'s pair `j` of channel `64·pn + l` at `(t·kpairs +
+    /// j)·w + l`.
+    pub(super) fn channel_panel(&self, pn: usize) -> (&[u32], usize) {
+        let kpairs = self.cin.div_ceil(2);
+        let w = (self.cout.next_multiple_of(16) - 64 * pn).min(bchan::LANES);
+        let at = bchan::LANES * pn * self.taps * kpairs;
+        (&self.data[at..at + self.taps * kpairs * w], w)
+    }
+
+    /// What the tiles' lanes hold.
+    pub fn lanes(&self) -> Lanes {
+        self.lanes
+    }
+
     /// K steps of 32 channels per tap.
     pub(super) fn csteps(&self) -> usize {
         self.csteps
@@ -178,16 +204,66 @@ impl Packed {
     }
 }
 
-/// Rounds and packs `c`'s weights (an ungrouped conv, [`takes`]).
+/// What the `vdpbf16ps` register tiles hold on their 16 vector lanes: the same K order and
+/// arithmetic either way, so the same values bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// Output pixels ([`bdot`]: 8 channels × 48 virtual pixels).
+    Pixels,
+    /// Output channels ([`bchan`]: 6 real pixels × 64 channels): no lanes spent on padded
+    /// columns or a short last pixel vector, which small maps waste (see [`channel_lanes_pay`]).
+    Channels,
+}
+
+/// Whether a conv with output map `map` runs faster with output channels on the lanes
+/// ([`Lanes::Channels`]) than with pixels on them: 3×3 (and larger) convs on maps of at most
+/// 64 pixels, where [`bdot`]'s pixel vectors are emptiest (a 7 × 7 map of a padded 3 × 3 conv:
+/// 49 of 64 lanes). Measured in ResNet-50 in bf16 on Zen 5 (2 threads): its 7 × 7 3×3 convs
+/// took 0.29–0.33 ms on channel lanes against 0.38–0.42 on pixel lanes, the stride-2 one
+/// 0.36–0.38 against 0.44–0.45; on 14 × 14 maps the channel lanes were slower (0.29–0.44
+/// against 0.29–0.31), and 1×1 convs on 7 × 7 and 14 × 14 maps no faster (each conv alone and
+/// hot, channel lanes won there too: the model reads each layer's weights from memory once).
+/// Convs whose kernel columns fold into the channels (few input channels) stay on pixels.
+pub fn channel_lanes_pay(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
+    let [kh, kw] = c.kernel();
+    !folds(c) && kh * kw > 1 && oh * ow <= 64
+}
+
+/// Whether `c` folds its kernel columns into the K step channels.
+fn folds(c: &Conv2d) -> bool {
+    c.in_channels() < FOLD_BELOW && c.kernel()[1] > 1
+}
+
+/// Rounds and packs `c`'s weights (an ungrouped conv, [`takes`]) for `kernel`, pixels on the
+/// lanes of the `vdpbf16ps` tiles.
 pub fn pack(c: &Conv2d, kernel: PlaneKernel) -> Packed {
+    pack_with(c, kernel, Lanes::Pixels)
+}
+
+/// [`pack`] for a conv whose output map is `map` at the session's declared input size: output
+/// channels on the `vdpbf16ps` tiles' lanes where [`channel_lanes_pay`] says so.
+pub fn pack_for_map(c: &Conv2d, kernel: PlaneKernel, map: Option<[usize; 2]>) -> Packed {
+    let lanes = if map.is_some_and(|m| channel_lanes_pay(c, m)) { Lanes::Channels } else { Lanes::Pixels };
+    pack_with(c, kernel, lanes)
+}
+
+/// [`pack`] with the `vdpbf16ps` tiles' lanes holding `lanes` (AMX, and convs that fold their
+/// kernel columns, always take [`Lanes::Pixels`]).
+pub fn pack_with(c: &Conv2d, kernel: PlaneKernel, lanes: Lanes) -> Packed {
     let s = c.weight.shape();
     let (cout, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
-    let fold = cin < FOLD_BELOW && kw > 1;
+    let fold = folds(c);
     let (taps, kstep_ch) = if fold { (kh, cin * kw) } else { (kh * kw, cin) };
     let dot = matches!(kernel, PlaneKernel::Dot(_));
+    let lanes = if dot && !fold { lanes } else { Lanes::Pixels };
     let csteps = kstep_ch.div_ceil(KSTEP);
+    let kpairs = cin.div_ceil(2);
     let rows = if dot { cout.next_multiple_of(bdot::MR) } else { cout.div_ceil(BLOCK) * BLOCK };
-    let mut data = vec![0u32; rows * taps * csteps * KSTEP / 2];
+    let len = match lanes {
+        Lanes::Pixels => rows * taps * csteps * KSTEP / 2,
+        Lanes::Channels => cout.next_multiple_of(16) * taps * kpairs,
+    };
+    let mut data = vec![0u32; len];
     let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut data);
     let w = c.weight.data();
     for co in 0..cout {
@@ -196,7 +272,12 @@ pub fn pack(c: &Conv2d, kernel: PlaneKernel) -> Packed {
                 for kx in 0..kw {
                     let (t, ch) = if fold { (ky, kx * cin + ci) } else { (ky * kw + kx, ci) };
                     let (q, pair, half) = (ch / KSTEP, (ch % KSTEP) / 2, ch % 2);
-                    let i = if dot {
+                    let i = if lanes == Lanes::Channels {
+                        // [Mpad/64][taps][kpairs][64] u32, the last panel `Mpad mod 64` wide.
+                        let (pn, l) = (co / bchan::LANES, co % bchan::LANES);
+                        let width = (cout.next_multiple_of(16) - bchan::LANES * pn).min(bchan::LANES);
+                        2 * (bchan::LANES * pn * taps * kpairs + (t * kpairs + ch / 2) * width + l) + half
+                    } else if dot {
                         // [Mpad/8][taps][csteps][16 pairs][8 rows] u32.
                         2 * (((((co / bdot::MR) * taps + t) * csteps + q) * 16 + pair) * bdot::MR + co % bdot::MR) + half
                     } else {
@@ -207,7 +288,7 @@ pub fn pack(c: &Conv2d, kernel: PlaneKernel) -> Packed {
             }
         }
     }
-    Packed { cout, cin, fold, dot, taps, csteps, taps_channels: kstep_ch, data }
+    Packed { cout, cin, fold, dot, lanes, taps, csteps, taps_channels: kstep_ch, data }
 }
 
 /// The geometry of one call.
@@ -269,7 +350,7 @@ impl Geo {
 /// f32 elements of scratch [`conv2d`] needs (its phase planes).
 pub fn scratch_len(c: &Conv2d, p: &Packed, xs: [usize; 4], os: [usize; 4]) -> usize {
     let g = Geo::new(c, p, xs, os);
-    if p.dot && g.pointwise(&tap_offsets(c, g), [xs[2], xs[3]]) {
+    if p.dot && p.lanes == Lanes::Pixels && g.pointwise(&tap_offsets(c, g), [xs[2], xs[3]]) {
         return 0;
     }
     g.planes_len(xs[0])
@@ -323,7 +404,7 @@ fn conv2d_from(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usiz
     match kernel {
         // A pointwise conv on `vdpbf16ps` rounds each pixel block's pairs straight from the
         // input as it runs: no planes written to memory and read back.
-        PlaneKernel::Dot(k) if g.pointwise(&tap_offsets, [h, w]) => {
+        PlaneKernel::Dot(k) if p.lanes == Lanes::Pixels && g.pointwise(&tap_offsets, [h, w]) => {
             bdot::run(k, p, bdot::Source::F32 { x, cin }, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads)
         }
         _ => {
@@ -332,10 +413,16 @@ fn conv2d_from(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usiz
                 scratch.resize(need, 0.0);
             }
             let planes: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..need]);
-            build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads);
+            if g.pointwise(&tap_offsets, [h, w]) {
+                // One phase whose planes are the input's channel pairs, row for row.
+                pointwise_planes(kernel.bf16(), g, x, [n, cin, npix], planes, threads);
+            } else {
+                build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads);
+            }
             let planes: &[u32] = planes;
             match kernel {
                 PlaneKernel::Amx(tok) => run_amx(tok, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
+                PlaneKernel::Dot(k) if p.lanes == Lanes::Channels => bchan::run(k, p, planes, g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
                 PlaneKernel::Dot(k) => bdot::run(k, p, bdot::Source::Planes(planes), g, &tap_offsets, [n, cout, oh, ow], c.bias.as_deref(), act, residual, out, threads),
             }
         }
@@ -394,6 +481,35 @@ fn tap_offsets(c: &Conv2d, g: Geo) -> Vec<(usize, usize)> {
         }
     }
     v
+}
+
+/// The planes of a pointwise conv ([`Geo::pointwise`]: one phase, virtual pixels = pixels):
+/// pair plane `j` of image `b` holds the pairs of input channels `2j`, `2j + 1`, zero from
+/// `npix` to the plane's end; only the `cin / 2` (rounded up) planes that hold channels are
+/// written, the ones [`bchan`] reads. Blocks of 16 pairs per part, rounded by
+/// [`bgemm::Kernel::pack_pair_rows`] (one call per block, not one per row).
+fn pointwise_planes(k: bgemm::Kernel, g: Geo, x: &[f32], [n, cin, npix]: [usize; 3], planes: &mut [u32], threads: usize) {
+    const PAIRS: usize = 16;
+    let kpairs = cin.div_ceil(2);
+    let per_image = kpairs.div_ceil(PAIRS);
+    let (img_len, len) = (g.planes_len(1), planes.len());
+    let dst = OutPtr(planes.as_mut_ptr());
+    let block = |i: usize| {
+        let dst = &dst;
+        let (b, j0) = (i / per_image, (i % per_image) * PAIRS);
+        let pairs = (kpairs - j0).min(PAIRS);
+        let at = b * img_len + j0 * g.plane;
+        assert!(at + pairs * g.plane <= len && x.len() >= (b + 1) * cin * npix, "bf16 planes: input or planes too small");
+        // SAFETY: the range at..at + pairs·plane lies in `planes` (asserted), and block i
+        // alone writes it (blocks are disjoint pair ranges of disjoint images).
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst.0.add(at), pairs * g.plane) };
+        k.pack_pair_rows(&x[(b * cin + 2 * j0) * npix..(b + 1) * cin * npix], npix, cin - 2 * j0, pairs, npix, g.plane, dst);
+    };
+    if threads > 1 {
+        par_for(n * per_image, block);
+    } else {
+        (0..n * per_image).for_each(block);
+    }
 }
 
 thread_local! {

@@ -2,6 +2,7 @@
 //! [`reference`] with the same contract, always compiled, that tests compare against.
 
 pub mod amx;
+pub mod bchan;
 pub mod bdot;
 pub mod bconv;
 pub mod bgemm;

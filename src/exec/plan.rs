@@ -241,7 +241,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     }
     if matches!(p.steps[idx], Step::BWino(_)) {
         let conv = small.as_ref().unwrap_or(c);
-        let step = prepare::bf16_direct(&p.kernels, conv);
+        let step = prepare::bf16_direct(&p.kernels, conv, Some([os[2], os[3]]));
         return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
     }
     // A batch of small FP32 maps with dead taps at some positions: by output position.

@@ -142,7 +142,7 @@ impl Step {
             Step::QConvTranspose(p) | Step::QLinear(p) => format!("{} {}", self.name(), q(p)),
             Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
             Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
-            Step::BImplicit(_) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name())),
+            Step::BImplicit(p) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name_for(p))),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SLanes(_) => format!("f32 conv {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
@@ -215,7 +215,7 @@ impl Prepared {
         // The output maps at the declared input shapes, where they infer: they choose the
         // Winograd variant packed here (a plan for other sizes packs the other where its maps
         // want it, so that the values depend on the run's shapes only).
-        let declared = kernels.winograd_f4.then(|| crate::graph::shape::infer(&graph, &graph.inputs.iter().map(|i| i.shape.clone()).collect::<Vec<_>>()).ok()).flatten();
+        let declared = (kernels.winograd_f4 || kernels.conv_planes.is_some()).then(|| crate::graph::shape::infer(&graph, &graph.inputs.iter().map(|i| i.shape.clone()).collect::<Vec<_>>()).ok()).flatten();
         let map_of = |n: &Node| declared.as_ref().and_then(|s| s.get(n.output)).filter(|s| s.len() == 4).map(|s| [s[2], s[3]]);
         let steps = graph.nodes.iter().zip(&pool_u8).map(|(n, &u8_pool)| if u8_pool { Ok(Step::MaxPoolU8) } else { step_at(&kernels, n, map_of(n)) }).collect::<Result<Vec<_>>>()?;
         let mut record_range = vec![false; graph.values.len()];
@@ -254,11 +254,11 @@ pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step>
     Some(Step::BFma(sconv::pack(sk, &rounded)))
 }
 
-/// The direct (not Winograd) step of a conv run in bf16: the implicit GEMM over planes where
-/// it takes the conv, else the packed bf16 conv.
-pub fn bf16_direct(kernels: &Kernels, c: &Conv2d) -> Step {
+/// The direct (not Winograd) step of a conv run in bf16 with output maps `map` (when known):
+/// the implicit GEMM over planes where it takes the conv, else the packed bf16 conv.
+pub fn bf16_direct(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step {
     match kernels.conv_planes.filter(|_| amx::takes(c)) {
-        Some(k) => Step::BImplicit(amx::pack(c, k)),
+        Some(k) => Step::BImplicit(amx::pack_for_map(c, k, map)),
         None => Step::BConv(bconv::pack(c)),
     }
 }
@@ -292,7 +292,7 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
                 // Not on AMX tiles: the rule was measured against `vdpbf16ps`, which AMX's
                 // direct conv outruns about twice.
                 (Some(_), _) if kernels.winograd && wino::pays_bf16(c) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) => Step::BWino(wino::pack_bf16(c)),
-                (Some(_), _) => bf16_direct(kernels, c),
+                (Some(_), _) => bf16_direct(kernels, c, map),
                 (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino_pack(kernels, k, c, map)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
