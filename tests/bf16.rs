@@ -595,3 +595,60 @@ proptest::proptest! {
         }
     }
 }
+
+/// The bf16 fully connected layer (`cpu::blinear`): its `vdpbf16ps` kernel equal to the scalar
+/// twin bit for bit (where the CPU has it), and both within [`amx::error_bound`] of the f64
+/// product of the bf16-rounded operands: input widths around the 32-channel K steps, feature
+/// counts around the 4-feature groups and 64-feature tasks, batches, bias or none, 1 and 2
+/// threads. A dropped or doubled pair breaks the bound.
+#[test]
+fn bf16_linear_matches_its_twin_and_the_reference() {
+    use kestrel::cpu::blinear;
+    use kestrel::graph::Linear;
+    let mut kernels = vec![Kernel::Scalar];
+    kernels.extend(bf16_host());
+    let mut seed = 9700;
+    let mut checked = 0;
+    for &inp in &[1usize, 3, 31, 32, 33, 100, 2048] {
+        for &out in &[1usize, 3, 5, 64, 65, 130] {
+            for &(n, with_bias) in &[(1usize, true), (3, false)] {
+                seed += 1;
+                let l = Linear::new(Tensor::new(vec![out, inp], data(out * inp, seed)).unwrap(), with_bias.then(|| data(out, seed + 1)));
+                let x = data(n * inp, seed + 2);
+                let (w, xr) = (rounded(l.weight.data()), rounded(&x));
+                let packed = blinear::pack(&l);
+                let mut twin = Vec::new();
+                for &k in &kernels {
+                    for threads in [1, 2] {
+                        let mut got = vec![f32::NAN; n * out];
+                        blinear::linear(k, &packed, l.bias.as_deref(), &x, n, &mut got, threads);
+                        for b in 0..n {
+                            for o in 0..out {
+                                let (mut exact, mut abs) = (0f64, 0f64);
+                                for i in 0..inp {
+                                    let p = f64::from(w[o * inp + i]) * f64::from(xr[b * inp + i]);
+                                    exact += p;
+                                    abs += p.abs();
+                                }
+                                if let Some(bias) = &l.bias {
+                                    exact += f64::from(bias[o]);
+                                    abs += f64::from(bias[o]).abs();
+                                }
+                                let g = got[b * out + o];
+                                let bound = amx::error_bound(inp, abs);
+                                assert!((f64::from(g) - exact).abs() <= bound, "{} in{inp} out{out} n{n} t{threads} [{b},{o}]: {g} vs {exact} (bound {bound:e})", k.name());
+                            }
+                        }
+                        if k == Kernel::Scalar && threads == 1 {
+                            twin = got;
+                        } else {
+                            assert!(got.iter().zip(&twin).all(|(a, b)| a.to_bits() == b.to_bits()), "{} in{inp} out{out} n{n} t{threads} differs from the scalar twin", k.name());
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    println!("bf16 linear: {checked} runs within the bound and equal to the twin");
+}

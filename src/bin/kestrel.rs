@@ -43,9 +43,9 @@ struct ModelArgs {
 
 #[derive(Args, Clone)]
 struct ComputeArgs {
-    /// Arithmetic of the model's f32 convolutions: f32, or bf16 (weights and activations
-    /// rounded to bf16, products by AMX tiles or vdpbf16ps, f32 accumulation; needs
-    /// AVX512_BF16).
+    /// Arithmetic of the model's f32 convolutions and fully connected layers: f32, or bf16
+    /// (weights and activations rounded to bf16, products by AMX tiles or vdpbf16ps, f32
+    /// accumulation; needs AVX512_BF16).
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Where the model runs: cpu, or cuda / cuda:N (with the `cuda` feature: the device is

@@ -6,6 +6,7 @@ pub mod bchan;
 pub mod bdot;
 pub mod bconv;
 pub mod bgemm;
+pub mod blinear;
 pub mod codec;
 pub mod conv;
 pub mod conv_transpose;

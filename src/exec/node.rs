@@ -6,7 +6,7 @@ use super::plan::Scratch;
 use super::prepare::Step;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::{self, QIn, QOut, Ranges, Residual};
-use crate::cpu::{amx, bconv, conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv, slanes, spos, wino};
+use crate::cpu::{amx, bconv, blinear, conv, conv_transpose, elementwise, linear, pad, pool, resize, sconv, slanes, spos, wino};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Op};
 use crate::qparams::QParams;
@@ -92,6 +92,13 @@ pub(crate) fn run(
             let (x, xs) = f32_in(0)?;
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             qconv::qlinear(kernels, l, q, packed, x, xs[0], out, &mut scratch.q, threads);
+            Ok(None)
+        }
+        (Step::BLinear(packed), Op::Linear(l)) => {
+            let k = kernels.conv_bf16.ok_or_else(|| mistyped(n, "the bf16 weights"))?;
+            let (x, xs) = f32_in(0)?;
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            blinear::linear(k, packed, l.bias.as_deref(), x, xs[0], out, threads);
             Ok(None)
         }
         // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.

@@ -19,7 +19,7 @@
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
 use crate::cpu::bgemm::{self, PackedBf16};
-use crate::cpu::{amx, bconv, qconv, sconv, slanes, spos, wino};
+use crate::cpu::{amx, bconv, blinear, qconv, sconv, slanes, spos, wino};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Conv2d, Graph, Node, Op};
@@ -107,6 +107,9 @@ pub enum Step {
     QConvTranspose(PackedWeights),
     /// An INT8 fully connected layer.
     QLinear(PackedWeights),
+    /// An f32 fully connected layer run in bf16 (`cpu::blinear`), its weights rounded and
+    /// packed once.
+    BLinear(blinear::Packed),
     /// Max pooling over u8 codes.
     MaxPoolU8,
 }
@@ -123,6 +126,7 @@ impl Step {
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
+            Step::BLinear(_) => "bf16 Gemm",
             Step::MaxPoolU8 => "u8 max-pool",
         }
     }
@@ -148,6 +152,7 @@ impl Step {
             Step::SLanes(_) => format!("f32 conv {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
             Step::Wino(p) => format!("f32 conv Winograd F({m}x{m},3x3) {}", kernels.sgemm.map_or("-", |k| k.name()), m = p.variant.m()),
             Step::BWino(_) => format!("bf16 conv Winograd F(2x2,3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name())),
+            Step::BLinear(_) => format!("bf16 Gemm {}", kernels.conv_bf16.map_or("-", blinear::name)),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
     }
@@ -163,6 +168,7 @@ impl Step {
             Step::SLanes(p) => p.bytes(),
             Step::Wino(p) | Step::BWino(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
+            Step::BLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
     }
@@ -304,6 +310,7 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
         },
         Op::Linear(l) => match l.precision.int8() {
             Some(q) => Step::QLinear(qconv::pack_linear(kernels, l, q).map_err(named)?),
+            None if kernels.conv_bf16.is_some() && l.weight.shape().len() == 2 => Step::BLinear(blinear::pack(l)),
             None => Step::F32,
         },
         _ => Step::F32,
