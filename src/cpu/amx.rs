@@ -220,9 +220,9 @@ pub enum Lanes {
 /// 64 pixels, where [`bdot`]'s pixel vectors are emptiest (a 7 × 7 map of a padded 3 × 3 conv:
 /// 49 of 64 lanes). Measured in ResNet-50 in bf16 on Zen 5 (2 threads): its 7 × 7 3×3 convs
 /// took 0.29–0.33 ms on channel lanes against 0.38–0.42 on pixel lanes, the stride-2 one
-/// 0.36–0.38 against 0.44–0.45; on 14 × 14 maps the channel lanes were slower (0.29–0.44
-/// against 0.29–0.31), and 1×1 convs on 7 × 7 and 14 × 14 maps no faster (each conv alone and
-/// hot, channel lanes won there too: the model reads each layer's weights from memory once).
+/// 0.36–0.38 against 0.44–0.45; on 14 × 14 maps the channel lanes were slower (0.35–0.44
+/// against 0.29–0.31), and 1×1 convs on 7 × 7 and 14 × 14 maps no faster (alone and hot, most
+/// of these won on channel lanes: in the model each layer's weights come from memory once).
 /// Convs whose kernel columns fold into the channels (few input channels) stay on pixels.
 pub fn channel_lanes_pay(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
     let [kh, kw] = c.kernel();
