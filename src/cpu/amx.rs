@@ -223,10 +223,13 @@ pub enum Lanes {
 /// 0.36–0.38 against 0.44–0.45; on 14 × 14 maps the channel lanes were slower (0.35–0.44
 /// against 0.29–0.31), and 1×1 convs on 7 × 7 and 14 × 14 maps no faster (alone and hot, most
 /// of these won on channel lanes: in the model each layer's weights come from memory once).
-/// Convs whose kernel columns fold into the channels (few input channels) stay on pixels.
+/// Only with at least four 64-channel panels, which the workers split: shapes-resnet18's 16-
+/// channel 3×3 convs on 8 × 8 maps took 4.2–4.7 µs on channel lanes (one panel, one worker)
+/// against 2.5–2.7 on pixel lanes. Convs whose kernel columns fold into the channels (few
+/// input channels) stay on pixels.
 pub fn channel_lanes_pay(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
     let [kh, kw] = c.kernel();
-    !folds(c) && kh * kw > 1 && oh * ow <= 64
+    !folds(c) && kh * kw > 1 && oh * ow <= 64 && c.out_channels() >= 4 * bchan::LANES
 }
 
 /// Whether `c` folds its kernel columns into the K step channels.
