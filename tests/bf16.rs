@@ -653,9 +653,9 @@ fn bf16_linear_matches_its_twin_and_the_reference() {
     println!("bf16 linear: {checked} runs within the bound and equal to the twin");
 }
 
-/// Which convs `amx::pack_for_map` turns onto channel lanes: 3×3 convs of at least 256 output
-/// channels on maps of at most 64 pixels (ResNet-50's layer4), nothing else; without a known
-/// map, pixel lanes.
+/// Which convs `amx::pack_for_map` turns onto channel lanes: at least 1024 products per output
+/// and 256 output channels on maps of at most 64 pixels (ResNet-50's layer4 3×3 convs and
+/// its 2048 → 512 1×1 ones), nothing else; without a known map, pixel lanes.
 #[test]
 fn channel_lanes_are_chosen_for_wide_convs_on_small_maps() {
     let conv = |cin: usize, cout: usize, k: usize| Conv2d::new(Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, 5)).unwrap(), 1, k / 2, 1);
@@ -666,6 +666,7 @@ fn channel_lanes_are_chosen_for_wide_convs_on_small_maps() {
     assert_eq!(lanes(&conv(512, 512, 3), None), Lanes::Pixels);
     assert_eq!(lanes(&conv(256, 256, 3), Some([14, 14])), Lanes::Pixels);
     assert_eq!(lanes(&conv(16, 16, 3), Some([8, 8])), Lanes::Pixels);
-    assert_eq!(lanes(&conv(2048, 512, 1), Some([7, 7])), Lanes::Pixels);
+    assert_eq!(lanes(&conv(2048, 512, 1), Some([7, 7])), Lanes::Channels);
+    assert_eq!(lanes(&conv(512, 2048, 1), Some([7, 7])), Lanes::Pixels);
     assert_eq!(lanes(&conv(3, 512, 3), Some([7, 7])), Lanes::Pixels);
 }

@@ -216,20 +216,20 @@ pub enum Lanes {
 }
 
 /// Whether a conv with output map `map` runs faster with output channels on the lanes
-/// ([`Lanes::Channels`]) than with pixels on them: 3×3 (and larger) convs on maps of at most
-/// 64 pixels, where [`bdot`]'s pixel vectors are emptiest (a 7 × 7 map of a padded 3 × 3 conv:
-/// 49 of 64 lanes). Measured in ResNet-50 in bf16 on Zen 5 (2 threads): its 7 × 7 3×3 convs
-/// took 0.29–0.33 ms on channel lanes against 0.38–0.42 on pixel lanes, the stride-2 one
-/// 0.36–0.38 against 0.44–0.45; on 14 × 14 maps the channel lanes were slower (0.35–0.44
-/// against 0.29–0.31), and 1×1 convs on 7 × 7 and 14 × 14 maps no faster (alone and hot, most
-/// of these won on channel lanes: in the model each layer's weights come from memory once).
-/// Only with at least four 64-channel panels, which the workers split: shapes-resnet18's 16-
-/// channel 3×3 convs on 8 × 8 maps took 4.2–4.7 µs on channel lanes (one panel, one worker)
-/// against 2.5–2.7 on pixel lanes. Convs whose kernel columns fold into the channels (few
-/// input channels) stay on pixels.
+/// ([`Lanes::Channels`]) than with pixels on them: maps of at most 64 pixels, where [`bdot`]'s
+/// pixel vectors are emptiest (a 7 × 7 map of a padded 3 × 3 conv: 49 of 64 lanes), at least
+/// 1024 products per output (taps × input channels: the transposing epilogue needs a long K
+/// behind it) and at least 256 output channels (four 64-channel panels for the workers to
+/// split). Measured in ResNet-50 in bf16 on Zen 5 (2 threads, per layer, channel against pixel
+/// lanes): the 7 × 7 3×3 convs 0.29–0.33 ms against 0.38–0.42, the stride-2 one 0.36–0.38
+/// against 0.44–0.45, the 2048 → 512 1×1 convs 0.15 against 0.19, the 1024 → 2048 stride-2
+/// downsample 0.35 against 0.37; the 512 → 2048 1×1 convs (512 products) 0.19 against 0.18,
+/// layer3's 3×3 convs on 14 × 14 maps 0.35–0.44 against 0.29–0.31, and shapes-resnet18's
+/// 16-channel 3×3 convs on 8 × 8 maps (one panel, one worker) 4.2–4.7 µs against 2.5–2.7.
+/// Convs whose kernel columns fold into the channels (few input channels) stay on pixels.
 pub fn channel_lanes_pay(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
     let [kh, kw] = c.kernel();
-    !folds(c) && kh * kw > 1 && oh * ow <= 64 && c.out_channels() >= 4 * bchan::LANES
+    !folds(c) && kh * kw * c.in_channels() >= 1024 && oh * ow <= 64 && c.out_channels() >= 4 * bchan::LANES
 }
 
 /// Whether `c` folds its kernel columns into the K step channels.

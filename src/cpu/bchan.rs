@@ -1,6 +1,6 @@
 //! BF16 implicit GEMM on `vdpbf16ps` with output channels on the vector lanes: the convs whose
-//! weights [`amx::pack_for_map`] lays out that way ([`Lanes::Channels`]: 3×3 convs on maps of
-//! at most 64 pixels, [`amx::channel_lanes_pay`]), over the same bf16 phase planes of channel
+//! weights [`amx::pack_for_map`] lays out that way ([`Lanes::Channels`]: wide convs with a long
+//! K on maps of at most 64 pixels, [`amx::channel_lanes_pay`]), over the same bf16 phase planes of channel
 //! pairs as [`bdot`] (see [`amx`]'s module docs for the planes and virtual pixels; a pointwise
 //! conv's planes are its input's channel pairs).
 //!
