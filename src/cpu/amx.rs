@@ -12,7 +12,9 @@
 //!   `[Mpad/16][kh·kw][Cpad/32][16][32]` bf16, output channels padded to `Mpad` (a multiple of
 //!   32) and input channels to `Cpad` (a multiple of 32) with zeros: one A tile (16 channels ×
 //!   32 k) is 1 KiB, contiguous; for [`bdot`] `[Mpad/8][kh·kw][Cpad/32][16 pairs][8 rows]` u32
-//!   (`Mpad` a multiple of 8). Below 16 input channels the kernel's columns fold into the
+//!   (`Mpad` a multiple of 8), or with output channels on its lanes ([`bchan`], [`Lanes`])
+//!   `[Mpad/64][kh·kw][Cin/2][64]` u32 (`Mpad` a multiple of 16, the last panel `Mpad mod 64`
+//!   wide when not 0). Below 16 input channels the kernel's columns fold into the
 //!   channels: `kh` taps instead of `kh·kw`, over K step channels `kx·cin + ci` (see
 //!   [`Packed`]).
 //! - Activations: the input is copied once per call, rounded to bf16, zero-padded and split by

@@ -27,7 +27,9 @@ const AT_ONCE: usize = 4;
 /// A layer's weights rounded to bf16 and packed.
 #[derive(Clone, Debug)]
 pub struct Packed {
+    /// Output features.
     pub out: usize,
+    /// Input features.
     pub inp: usize,
     /// Pairs per feature (a multiple of 16).
     kp: usize,
