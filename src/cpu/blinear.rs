@@ -58,8 +58,8 @@ pub fn pack(l: &Linear) -> Packed {
     let kp = inp.next_multiple_of(2 * LANES) / 2;
     let w = l.weight.data();
     let mut data = vec![0u32; out * kp];
-    for (o, row) in data.chunks_exact_mut(kp.max(1)).enumerate().take(out) {
-        for (j, d) in row.iter_mut().enumerate() {
+    for o in 0..out {
+        for (j, d) in data[o * kp..(o + 1) * kp].iter_mut().enumerate() {
             let at = |c: usize| if c < inp { to_bf16(w[o * inp + c]) as u32 } else { 0 };
             *d = at(2 * j) | at(2 * j + 1) << 16;
         }
@@ -79,8 +79,8 @@ pub fn linear(k: bgemm::Kernel, p: &Packed, bias: Option<&[f32]>, x: &[f32], n: 
     }
     // Each row's pairs, zero past `in`.
     let mut xp = vec![0u32; n * kp];
-    for (b, row) in xp.chunks_exact_mut(kp.max(1)).enumerate().take(n) {
-        let xr = &x[b * i..(b + 1) * i];
+    for b in 0..n {
+        let (row, xr) = (&mut xp[b * kp..(b + 1) * kp], &x[b * i..(b + 1) * i]);
         for (j, d) in row.iter_mut().enumerate() {
             let at = |c: usize| xr.get(c).copied().unwrap_or(0.0);
             *d = pair(at(2 * j), at(2 * j + 1));
@@ -91,7 +91,8 @@ pub fn linear(k: bgemm::Kernel, p: &Packed, bias: Option<&[f32]>, x: &[f32], n: 
         let dst = &dst;
         let (r0, rows) = (blk * ROWS, ROWS.min(o - blk * ROWS));
         let w = &p.data[r0 * kp..(r0 + rows) * kp];
-        for (b, xb) in xp.chunks_exact(kp.max(1)).enumerate().take(n) {
+        for b in 0..n {
+            let xb = &xp[b * kp..(b + 1) * kp];
             // SAFETY: features r0..r0 + rows of row b lie inside `out` (asserted above); each
             // block runs once and no two blocks share a feature.
             let ob = unsafe { std::slice::from_raw_parts_mut(dst.0.add(b * o + r0), rows) };
