@@ -11,7 +11,8 @@
 //! are split over the workers in blocks of 64, each block's weights serving every row of the
 //! batch while they are in cache, so a row's values never depend on the batch or the split.
 
-use super::bgemm::{self, pair, to_bf16};
+use super::bgemm::{self, pair};
+use super::linear::{lanes_sum, LANES};
 use super::parallel::{par_for, OutPtr};
 use crate::graph::Linear;
 
@@ -19,8 +20,6 @@ use crate::graph::Linear;
 const ROWS: usize = 64;
 /// Multiply-adds from which a layer splits over the workers (as the f32 GEMV).
 const PAR_MIN: usize = 1 << 16;
-/// Lanes of partial sums per feature, and pairs per K step.
-const LANES: usize = 16;
 /// Features computed side by side (their weight rows stream together).
 const AT_ONCE: usize = 4;
 
@@ -60,8 +59,8 @@ pub fn pack(l: &Linear) -> Packed {
     let mut data = vec![0u32; out * kp];
     for o in 0..out {
         for (j, d) in data[o * kp..(o + 1) * kp].iter_mut().enumerate() {
-            let at = |c: usize| if c < inp { to_bf16(w[o * inp + c]) as u32 } else { 0 };
-            *d = at(2 * j) | at(2 * j + 1) << 16;
+            let at = |c: usize| if c < inp { w[o * inp + c] } else { 0.0 };
+            *d = pair(at(2 * j), at(2 * j + 1));
         }
     }
     Packed { out, inp, kp, data }
@@ -134,14 +133,7 @@ fn dots(k: bgemm::Kernel, x: &[u32], w: &[u32], out: &mut [f32]) {
             }
         }
         for (y, a) in o.iter_mut().zip(lanes.iter_mut()) {
-            let mut width = LANES;
-            while width > 1 {
-                width /= 2;
-                for l in 0..width {
-                    a[l] += a[l + width];
-                }
-            }
-            *y = a[0];
+            *y = lanes_sum(a);
         }
     }
 }

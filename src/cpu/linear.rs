@@ -23,7 +23,7 @@ const GEMV_ROWS: usize = 64;
 /// on one thread, 0.16 ms on two).
 const GEMV_PAR_MIN: usize = 1 << 16;
 /// Lanes of the GEMV's partial sums per output feature.
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Output features computed side by side.
 const ROWS_AT_ONCE: usize = 4;
 
@@ -114,17 +114,24 @@ crate::cpu::simd::multiversion! {
                 }
             }
             for ((y, a), t) in o.iter_mut().zip(acc.iter_mut()).zip(tail) {
-                let mut width = LANES;
-                while width > 1 {
-                    width /= 2;
-                    for l in 0..width {
-                        a[l] += a[l + width];
-                    }
-                }
-                *y = a[0] + t;
+                *y = lanes_sum(a) + t;
             }
         }
     }
+}
+
+/// The sum of a GEMV feature's partial sums, added pairwise: lane `l` += lane `l + width` for
+/// width 8, 4, 2, 1, then lane 0 (the order [`dots`] and the bf16 GEMV both fix).
+#[inline(always)]
+pub(crate) fn lanes_sum(a: &mut [f32; LANES]) -> f32 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            a[l] += a[l + width];
+        }
+    }
+    a[0]
 }
 
 /// numpy `matmul` of `a` (shape `as_`) by `b` (shape `bs`) into `out`, whose shape
