@@ -231,6 +231,29 @@ fn conv_big_pointwise_packed_blocks() {
     }
 }
 
+/// Convs over phase planes whose tiles are aligned to output rows, with outputs past L2, run
+/// weight panel by weight panel (`sconv::run_part`'s `m_outer`): a ResNet-style 7×7/2 stem, a
+/// UNet-style first 3×3 conv, a masked last vector per row (45 of 48 columns), a stride-2
+/// conv with a residual over a batch. With one thread (or per image) each part's output is past
+/// the threshold; with two, the larger ones still are.
+#[test]
+fn conv_big_row_aligned_maps() {
+    let mut seed = 9800;
+    for &(n, cin, cout, hw, k, stride, pad, act, residual) in &[
+        (1usize, 3usize, 64usize, [160usize, 160usize], 7usize, 2usize, 3usize, Some(Activation::Relu), false),
+        (1, 3, 32, [120, 128], 3, 1, 1, Some(Activation::Relu), false),
+        (1, 5, 72, [140, 45], 3, 1, 1, None, true),
+        (2, 4, 40, [300, 96], 3, 2, 1, Some(Activation::LeakyRelu(0.1)), true),
+        (1, 6, 17, [200, 64], 3, 1, 1, Some(Activation::Clip(0.0, 6.0)), false),
+        // At least 256 rows per part: B still read from the planes in place (the 1×1 convs
+        // of that size pack theirs).
+        (1, 3, 264, [48, 48], 3, 1, 1, Some(Activation::Relu), false),
+    ] {
+        seed += 1;
+        check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], 1, 1, act, residual, seed);
+    }
+}
+
 /// Winograd F(2×2, 3×3) and F(4×4, 3×3) shapes (`cpu::wino`, run by `check_conv` on every
 /// 3×3 stride-1 conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
 /// tile row and column), pads 0–2, maps whose tiles fill one vector or a few (parts then split
