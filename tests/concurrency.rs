@@ -146,3 +146,40 @@ fn large_batches_run_in_slices_with_the_same_bits() {
         assert_eq!(estimate < n * one / 2, sliced, "{name}: estimate {estimate} for {n} samples of {one}");
     }
 }
+
+/// A batch that runs in slices runs whole from the block after which its maps are small and
+/// its weights large (ResNet's last two stages): the tail reads each layer's weights once for
+/// the batch. Every sample's output is still the bits it has alone, and the memory estimate
+/// counts the tail's buffers.
+#[test]
+fn sliced_batches_run_their_tail_whole_with_the_same_bits() {
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 32, image_size: 256, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 9 }).unwrap();
+    let session = Session::new(g.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+    let n = 8;
+    let shape = g.input_shape(n).unwrap();
+    let split = session.batch_split(std::slice::from_ref(&shape)).unwrap();
+    let k = split.expect("a batch of 8 256² images runs in slices, then whole from layer3");
+    let name = &session.graph().nodes[k].name;
+    assert!(name.starts_with("layer3.0"), "split before node {k} ({name})");
+    // One image alone runs whole: no split.
+    assert_eq!(session.batch_split(&[g.input_shape(1).unwrap()]).unwrap(), None);
+    let x = Tensor::randn(shape.clone(), 1.0, 13);
+    let whole = session.run(std::slice::from_ref(&x)).unwrap().remove(0);
+    let (per, out_per) = (x.numel() / n, whole.numel() / n);
+    for i in [0, 3, n - 1] {
+        let mut s = shape.clone();
+        s[0] = 1;
+        let xi = Tensor::new(s, x.data()[i * per..(i + 1) * per].to_vec()).unwrap();
+        let yi = session.run(&[xi]).unwrap().remove(0);
+        let got: Vec<u32> = whole.data()[i * out_per..(i + 1) * out_per].iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, yi.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>(), "sample {i} of a split batch of {n} differs from the sample alone");
+    }
+    // The same call again (buffers reused) and profiled: the same bits.
+    let mut secs = Vec::new();
+    assert_eq!(bits(&session.run_profiled(std::slice::from_ref(&x), &mut secs).unwrap()), bits(&[whole]));
+    assert!(secs[k..].iter().any(|&t| t > 0.0) && secs[..k].iter().any(|&t| t > 0.0));
+    let one = session.memory_estimate(&g.input_shape(1).unwrap()).unwrap();
+    let estimate = session.memory_estimate(&shape).unwrap();
+    assert!(estimate > one && estimate < n * one, "estimate {estimate} for {n} samples of {one}");
+}

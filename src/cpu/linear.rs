@@ -5,9 +5,10 @@
 //! (ResNet-50's head reads 8 MB for 2 M multiply-adds): [`gemv`] splits the output features
 //! over the workers, so each streams only its share of `W`. Each feature is summed in 16 lanes
 //! in `k` order, the lanes then added pairwise, the tail (`in mod 16`) added last, then the
-//! bias: the same operations whatever the split or the SIMD level ([`dots`]). A batch of up to
-//! 16 rows runs the same GEMVs, each block of weights serving every row while it is in L2, so
-//! an image's features are the same in a batch as alone. Other shapes run on the `gemm` crate.
+//! bias: the same operations whatever the split or the SIMD level ([`dots`]). A batch runs the
+//! same GEMVs, 16 rows at a time, each block of weights serving every row while it is in L2, so
+//! an image's features are the same in a batch as alone. Only a layer without input features
+//! runs on the `gemm` crate (its bias).
 
 use super::parallel::OutPtr;
 use super::sgemm;
@@ -27,16 +28,20 @@ pub(crate) const LANES: usize = 16;
 /// Output features computed side by side.
 const ROWS_AT_ONCE: usize = 4;
 
-/// Rows (images) up to which a batch runs as GEMVs sharing each block of weights
-/// ([`gemv_rows`]): ResNet-18's 512 → 1000 head at batch 8 took 0.93 ms on the `gemm` crate
-/// (4.5× ONNX Runtime's time).
+/// Rows (images) of a batch that run as GEMVs sharing each block of weights ([`gemv_rows`]):
+/// ResNet-18's 512 → 1000 head at batch 8 took 0.93 ms on the `gemm` crate (4.5× ONNX
+/// Runtime's time).
 const GEMV_BATCH_MAX: usize = 16;
 
-/// Runs the layer on `x: [n, in]` into `out: [n, out]`.
+/// Runs the layer on `x: [n, in]` into `out: [n, out]`. Batches run as GEMVs ([`gemv_rows`],
+/// up to [`GEMV_BATCH_MAX`] rows at a time), so each row's values are those it has alone, in
+/// any batch (a batch that runs in slices, or whole from some layer on, gives the same bits).
 pub fn linear(simd: Simd, l: &Linear, x: &[f32], n: usize, out: &mut [f32], threads: usize) {
     let (o, i) = (l.weight.shape()[0], l.weight.shape()[1]);
-    if (1..=GEMV_BATCH_MAX).contains(&n) && i > 0 {
-        gemv_rows(simd, l.weight.data(), l.bias.as_deref(), &x[..n * i], n, &mut out[..n * o], threads);
+    if n > 0 && i > 0 && o > 0 {
+        for (xr, or) in x[..n * i].chunks(GEMV_BATCH_MAX * i).zip(out[..n * o].chunks_mut(GEMV_BATCH_MAX * o)) {
+            gemv_rows(simd, l.weight.data(), l.bias.as_deref(), xr, xr.len() / i, or, threads);
+        }
         return;
     }
     match &l.bias {

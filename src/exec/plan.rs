@@ -41,6 +41,13 @@ pub const CALL_PAR_MIN_MACS: u64 = 8 << 20;
 impl Plan {
     /// Infers shapes and assigns slots.
     pub fn new(p: &Prepared, input_shapes: &[Vec<usize>], threads: usize) -> Result<Self> {
+        Plan::new_from(p, input_shapes, threads, None)
+    }
+
+    /// [`Plan::new`] for the nodes from `from` on, whose only input is the value `v` computed
+    /// before them (`start = Some((from, v))`): the earlier nodes get no slots (a batch's tail
+    /// run whole after its slices, `Session::run_split`).
+    pub fn new_from(p: &Prepared, input_shapes: &[Vec<usize>], threads: usize, start: Option<(usize, ValueId)>) -> Result<Self> {
         let g = &p.graph;
         let shapes = shape::infer(g, input_shapes)?;
         let bytes = |v: ValueId| shapes[v].iter().product::<usize>() * p.dtypes[v].size();
@@ -72,15 +79,26 @@ impl Plan {
                 }
             }
         };
-        for i in &g.inputs {
-            slot_of[i.id] = Some(take(bytes(i.id), &mut sizes, &mut free));
+        match start {
+            Some((_, v)) => slot_of[v] = Some(take(bytes(v), &mut sizes, &mut free)),
+            None => {
+                for i in &g.inputs {
+                    slot_of[i.id] = Some(take(bytes(i.id), &mut sizes, &mut free));
+                }
+            }
         }
+        let from = start.map_or(0, |(k, _)| k);
         let mut scratch = 0;
         // Bytes kernels allocate for themselves during one node (not held between nodes).
         let mut transient = 0usize;
         let mut cropped: Vec<Option<(Node, Step)>> = Vec::with_capacity(g.nodes.len());
         let mut in_place = Vec::with_capacity(g.nodes.len());
         for (idx, n) in g.nodes.iter().enumerate() {
+            if idx < from {
+                cropped.push(None);
+                in_place.push(false);
+                continue;
+            }
             cropped.push(crop(p, idx, n, &shapes)?);
             let (n, step) = cropped[idx].as_ref().map_or((n, &p.steps[idx]), |(n, s)| (n, s));
             // The output takes its slot before the inputs' slots are freed: a node never

@@ -37,7 +37,7 @@ use crate::cpu::codec::dequantize_slice;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::Ranges;
 use crate::error::{Error, Result};
-use crate::graph::{shape, ActQuant, Graph, Node, Op};
+use crate::graph::{shape, ActQuant, Graph, Node, Op, ValueId};
 use crate::tensor::Tensor;
 
 /// A plan and the idle buffers sized for it.
@@ -47,6 +47,15 @@ struct Planned {
     idle: Mutex<Vec<Buffers>>,
 }
 
+/// The nodes of a batch that run whole after its slices ([`Session::run_split`]): from node
+/// `from` on, fed the value `value`, on their own plan.
+#[derive(Debug)]
+struct Tail {
+    from: usize,
+    value: ValueId,
+    planned: Planned,
+}
+
 /// A graph prepared for repeated inference, shared by any number of threads.
 pub struct Session {
     prepared: Prepared,
@@ -54,6 +63,8 @@ pub struct Session {
     /// Whether a large batch may run in slices of samples ([`batch_separable`]).
     separable: bool,
     plans: RwLock<HashMap<Vec<Vec<usize>>, Arc<Planned>>>,
+    /// Per whole-batch input shapes that run in slices: the tail that runs whole, if any.
+    tails: RwLock<HashMap<Vec<Vec<usize>>, Option<Arc<Tail>>>>,
     pools: Mutex<Vec<rayon::ThreadPool>>,
 }
 
@@ -77,7 +88,7 @@ impl Session {
         let prepared = Prepared::new(graph, opts)?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
         let separable = batch_separable(&prepared.graph);
-        Ok(Session { prepared, threads, separable, plans: RwLock::new(HashMap::new()), pools: Mutex::new(Vec::new()) })
+        Ok(Session { prepared, threads, separable, plans: RwLock::new(HashMap::new()), tails: RwLock::new(HashMap::new()), pools: Mutex::new(Vec::new()) })
     }
 
     /// The graph as executed (after the passes and the prepare stage's hand-offs).
@@ -177,6 +188,9 @@ impl Session {
         self.check_inputs(inputs)?;
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let Some(chunk) = self.chunk(&shapes)? else { return self.run_whole(inputs, node_seconds) };
+        if let Some(tail) = self.tail_for(&shapes)? {
+            return self.run_split(inputs, chunk, &tail, node_seconds);
+        }
         // The batch in slices of `chunk` samples, outputs joined along dim 0.
         let n = inputs[0].shape()[0];
         let mut joined: Vec<(Vec<usize>, Vec<f32>)> = Vec::new();
@@ -221,15 +235,81 @@ impl Session {
 
     fn run_whole(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         let planned = self.planned(inputs)?;
+        let g = &self.prepared.graph;
+        let feed: Vec<(ValueId, &[f32])> = g.inputs.iter().zip(inputs).map(|(i, t)| (i.id, t.data())).collect();
+        self.run_nodes(&planned, &feed, 0..g.nodes.len(), &g.outputs, node_seconds, |_| Ok(()))
+    }
+
+    /// Runs nodes `nodes` on `planned`'s buffers (see [`execute`]), `prefill` writing into
+    /// them first (the buffers and the plan).
+    fn run_nodes(&self, planned: &Planned, feed: &[(ValueId, &[f32])], nodes: std::ops::Range<usize>, wanted: &[ValueId], node_seconds: Option<&mut [f64]>, prefill: impl FnOnce(&mut Buffers) -> Result<()>) -> Result<Vec<Tensor>> {
         let taken = lock(&planned.idle).pop();
         let mut bufs = taken.unwrap_or_else(|| Buffers::new(&planned.plan, self.prepared.graph.values.len()));
         let threads = if planned.plan.parallel { self.threads } else { 1 };
-        let out = self.in_pool(|| {
-            let _awake = Spinner::start(threads);
-            execute(&self.prepared, &planned.plan, &mut bufs, inputs, threads, node_seconds)
-        })?;
+        let out = prefill(&mut bufs).and_then(|()| {
+            self.in_pool(|| {
+                let _awake = Spinner::start(threads);
+                execute(&self.prepared, &planned.plan, &mut bufs, feed, nodes, wanted, threads, node_seconds)
+            })?
+        });
         lock(&planned.idle).push(bufs);
         out
+    }
+
+    /// The tail of a batch of these input shapes that runs whole after its slices
+    /// ([`split_point`]), its plan built once; `None` where there is none, or where the memory
+    /// limit refuses its plan (the batch then runs in slices throughout).
+    fn tail_for(&self, shapes: &[Vec<usize>]) -> Result<Option<Arc<Tail>>> {
+        if let Some(t) = self.tails.read().unwrap_or_else(|e| e.into_inner()).get(shapes) {
+            return Ok(t.clone());
+        }
+        let all = shape::infer(&self.prepared.graph, shapes)?;
+        let tail = match split_point(&self.prepared, &all) {
+            None => None,
+            Some((from, value)) => match Plan::new_from(&self.prepared, shapes, self.threads, Some((from, value))) {
+                Ok(plan) => Some(Arc::new(Tail { from, value, planned: Planned { plan, idle: Mutex::new(Vec::new()) } })),
+                Err(Error::MemoryLimit { .. }) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let mut tails = self.tails.write().unwrap_or_else(|e| e.into_inner());
+        Ok(tails.entry(shapes.to_vec()).or_insert(tail).clone())
+    }
+
+    /// The node from which a batch of these input shapes runs whole after running in slices
+    /// up to it ([`split_point`]); `None` when it runs whole, or in slices throughout.
+    pub fn batch_split(&self, input_shapes: &[Vec<usize>]) -> Result<Option<usize>> {
+        if self.chunk(input_shapes)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.tail_for(input_shapes)?.map(|t| t.from))
+    }
+
+    /// A batch that runs in slices of `chunk` samples, from node `k` on as a whole
+    /// ([`split_point`]): the slices run nodes `0..k`, each writing its samples of the one
+    /// value `v` that crosses into the whole batch's buffers, which then run the rest.
+    fn run_split(&self, inputs: &[Tensor], chunk: usize, tail: &Tail, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+        let g = &self.prepared.graph;
+        let (k, v, whole) = (tail.from, tail.value, &tail.planned);
+        let n = inputs[0].shape()[0];
+        let per = whole.plan.numel(v) / n.max(1);
+        let mut parts = Vec::with_capacity(n.div_ceil(chunk));
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            let part: Vec<Tensor> = inputs.iter().map(|t| samples(t, start, len)).collect::<Result<_>>()?;
+            let planned = self.planned(&part)?;
+            let feed: Vec<(ValueId, &[f32])> = g.inputs.iter().zip(&part).map(|(i, t)| (i.id, t.data())).collect();
+            let mut out = self.run_nodes(&planned, &feed, 0..k, &[v], node_seconds.as_deref_mut(), |_| Ok(()))?;
+            parts.push((start, out.pop().ok_or_else(|| Error::Internal("split batch: no boundary value".into()))?));
+        }
+        let slot = whole.plan.slot_of[v].ok_or_else(|| Error::Internal(format!("value '{}' has no buffer", g.values[v].escape_debug())))?;
+        self.run_nodes(whole, &[], k..g.nodes.len(), &g.outputs, node_seconds, |bufs| {
+            let dst = bufs.slots[slot].f32_mut(n * per);
+            for (start, t) in &parts {
+                dst[start * per..start * per + t.numel()].copy_from_slice(t.data());
+            }
+            Ok(())
+        })
     }
 
     fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
@@ -263,14 +343,17 @@ impl Session {
 
     /// The planner's estimate of bytes held by activations, scratch and weights (as the graph
     /// stores them) for one call at this input shape (one slice of it, for a batch that runs in
-    /// slices).
+    /// slices, and the tail that then runs whole).
     pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
         let mut shape = input_shape.to_vec();
+        // A batch that runs whole from some node on holds that tail's buffers besides.
+        let mut tail = 0;
         if let Some(chunk) = self.chunk(std::slice::from_ref(&shape))? {
+            tail = self.tail_for(std::slice::from_ref(&shape))?.map_or(0, |t| t.planned.plan.activation_bytes());
             shape[0] = chunk;
         }
         let plan = Plan::new(&self.prepared, &[shape], self.threads)?;
-        Ok(plan.activation_bytes() + self.prepared.graph.weight_bytes())
+        Ok(plan.activation_bytes() + tail + self.prepared.graph.weight_bytes())
     }
 }
 
@@ -303,6 +386,50 @@ pub const BATCH_BYTES: usize = 16 << 20;
 fn batch_bytes() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BYTES.get_or_init(|| std::env::var("KESTREL_BATCH_BYTES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(BATCH_BYTES))
+}
+
+/// Conv output maps of at most this many pixels (16², ResNet's last two stages at 224²) run
+/// as a whole batch in [`split_point`]'s tail.
+pub const SPLIT_MAX_PIXELS: usize = 256;
+
+/// Where a batch that runs in slices ([`Session::chunk`]) goes on as a whole, for its values'
+/// whole-batch `shapes`: `(k, v)`, node `k` the first before which one f32 value `v` alone is
+/// live (a block boundary), after which every conv's output map has at most
+/// [`SPLIT_MAX_PIXELS`] pixels, and whose nodes hold more weight bytes than four times `v`'s
+/// whole batch: there the slices' activations would no longer pass through the caches anyway,
+/// and the whole batch reads each layer's weights once instead of once per slice (ResNet-50 at
+/// batch 8 from layer3 on); `None` where there is no such node (a UNet, whose maps grow again;
+/// small models, whose weights a slice reads from cache).
+fn split_point(p: &Prepared, shapes: &[Vec<usize>]) -> Option<(usize, ValueId)> {
+    let g = &p.graph;
+    let nn = g.nodes.len();
+    // Values available from boundary `produced[v]` on (before node k is boundary k), read
+    // up to node `last[v]` (nn: a graph output).
+    let mut produced = vec![usize::MAX; g.values.len()];
+    for i in &g.inputs {
+        produced[i.id] = 0;
+    }
+    for (j, n) in g.nodes.iter().enumerate() {
+        produced[n.output] = j + 1;
+    }
+    let mut last = vec![0usize; g.values.len()];
+    for (j, n) in g.nodes.iter().enumerate() {
+        for &v in &n.inputs {
+            last[v] = last[v].max(j);
+        }
+    }
+    for &o in &g.outputs {
+        last[o] = nn;
+    }
+    let small = |n: &Node| !matches!(n.op, Op::Conv(_)) || shapes[n.output].get(2..).is_some_and(|hw| hw.iter().product::<usize>() <= SPLIT_MAX_PIXELS);
+    let from = (0..nn).rev().take_while(|&j| small(&g.nodes[j])).last()?;
+    (from.max(1)..nn).find_map(|k| {
+        let mut live = (0..g.values.len()).filter(|&v| produced[v] <= k && last[v] >= k && !g.constants.contains_key(&v));
+        let (Some(v), None) = (live.next(), live.next()) else { return None };
+        let tail_weights: usize = g.nodes[k..].iter().map(|n| n.op.weight_bytes()).sum();
+        let typed = p.dtypes[v] == DType::F32 && shapes[v].len() == 4;
+        (typed && tail_weights > 4 * 4 * shapes[v].iter().product::<usize>()).then_some((k, v))
+    })
 }
 
 /// Samples `start..start + len` of `t` along dim 0.
@@ -341,17 +468,22 @@ pub fn batch_separable(g: &Graph) -> bool {
     }) && g.outputs.iter().all(|o| produced.contains(o))
 }
 
-/// One call on `plan`'s buffers.
-fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], threads: usize, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+/// Nodes `nodes` of one call on `plan`'s buffers: `feed` (f32 values, each of its plan size)
+/// copied into their slots first, the values `wanted` returned.
+#[allow(clippy::too_many_arguments)]
+fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, feed: &[(ValueId, &[f32])], nodes: std::ops::Range<usize>, wanted: &[ValueId], threads: usize, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
     let g = &p.graph;
     let slot = |v: usize| plan.slot_of[v].ok_or_else(|| Error::Internal(format!("value '{}' has no buffer", g.values[v].escape_debug())));
     let Buffers { slots, scratch, ranges } = bufs;
     ranges.fill(None);
-    for (i, t) in g.inputs.iter().zip(inputs) {
-        let s = slot(i.id)?;
-        slots[s].f32_mut(t.numel()).copy_from_slice(t.data());
+    for &(v, data) in feed {
+        if data.len() != plan.numel(v) || p.dtypes[v] != DType::F32 {
+            return Err(Error::Internal(format!("value '{}' fed with {} floats", g.values[v].escape_debug(), data.len())));
+        }
+        let s = slot(v)?;
+        slots[s].f32_mut(data.len()).copy_from_slice(data);
     }
-    for k in 0..g.nodes.len() {
+    for k in nodes {
         let (n, step) = plan.step(p, k);
         let t0 = node_seconds.as_ref().map(|_| std::time::Instant::now());
         let o = slot(n.output)?;
@@ -391,7 +523,7 @@ fn execute(p: &Prepared, plan: &Plan, bufs: &mut Buffers, inputs: &[Tensor], thr
             }
         }
     }
-    g.outputs
+    wanted
         .iter()
         .map(|&v| {
             let data = match g.constants.get(&v) {
