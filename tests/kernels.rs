@@ -254,6 +254,25 @@ fn conv_big_row_aligned_maps() {
     }
 }
 
+/// Batches of 14²-sized maps, whose per-image GEMMs a lone image would split by output
+/// channels: every image's GEMM split so, each worker taking the same channels of every image
+/// (`sconv`'s `across`); in place, with packed B blocks (AVX2's 1×1 convs of 128 rows and
+/// more), staged strided convs, the narrow last column, residuals, batches of 2–5.
+#[test]
+fn conv_batches_split_by_channels_across_images() {
+    let mut seed = 9900;
+    for &(n, cin, cout, hw, k, stride, pad, act, residual) in &[
+        (3usize, 64usize, 80usize, [14usize, 14usize], 1usize, 1usize, 0usize, Some(Activation::Relu), true),
+        (2, 32, 48, [16, 16], 3, 2, 1, None, false),
+        (2, 32, 272, [14, 14], 1, 1, 0, Some(Activation::LeakyRelu(0.1)), true),
+        (5, 40, 72, [13, 11], 3, 1, 1, Some(Activation::Relu), false),
+        (2, 48, 40, [28, 28], 1, 2, 0, None, true),
+    ] {
+        seed += 1;
+        check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], 1, 1, act, residual, seed);
+    }
+}
+
 /// Winograd F(2×2, 3×3) and F(4×4, 3×3) shapes (`cpu::wino`, run by `check_conv` on every
 /// 3×3 stride-1 conv): channel tails against the kernels' 8 and 6 rows, odd and even maps (a partial last
 /// tile row and column), pads 0–2, maps whose tiles fill one vector or a few (parts then split
