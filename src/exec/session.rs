@@ -56,15 +56,18 @@ struct Tail {
     planned: Planned,
 }
 
+/// Cached per call's input shapes (one `Vec` per input).
+type ByShapes<T> = RwLock<HashMap<Vec<Vec<usize>>, T>>;
+
 /// A graph prepared for repeated inference, shared by any number of threads.
 pub struct Session {
     prepared: Prepared,
     threads: usize,
     /// Whether a large batch may run in slices of samples ([`batch_separable`]).
     separable: bool,
-    plans: RwLock<HashMap<Vec<Vec<usize>>, Arc<Planned>>>,
+    plans: ByShapes<Arc<Planned>>,
     /// Per whole-batch input shapes that run in slices: the tail that runs whole, if any.
-    tails: RwLock<HashMap<Vec<Vec<usize>>, Option<Arc<Tail>>>>,
+    tails: ByShapes<Option<Arc<Tail>>>,
     pools: Mutex<Vec<rayon::ThreadPool>>,
 }
 
