@@ -213,10 +213,12 @@ fn a_resnet_in_bf16_agrees_with_f32() {
     assert!(cosine > 0.999, "cosine {cosine}");
 }
 
-/// A bf16 conv on a map of at most 16 pixels runs on the FP32 kernel over bf16-rounded
-/// weights and input (`Step::BFma`): it then equals the f32 reference conv (same FMA order,
-/// `conv2d_fma_ref`) on the rounded operands bit for bit, 1 and 2 threads, a batch, a residual
-/// and an activation, 3×3 on 4×4 and 2×2 maps and 1×1 on 1×1 (plus a dead-tap crop on 1×1).
+/// A bf16 conv on a map of at most 16 pixels, or of at most 4 input channels (a stem), runs on
+/// the FP32 kernel over bf16-rounded weights and input (`Step::BFma`): it then equals the f32
+/// reference conv (same FMA order, `conv2d_fma_ref`) on the rounded operands bit for bit, 1
+/// and 2 threads, a batch, a residual and an activation, 3×3 on 4×4 and 2×2 maps and 1×1 on
+/// 1×1 (plus a dead-tap crop on 1×1), and 7×7/2 stems of 3 channels on 64² and 232×224 maps
+/// (the second with output rows of whole vectors, run weight panel by weight panel).
 #[test]
 fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
     let kernels = kestrel::cpu::kernels::Kernels::select().unwrap();
@@ -224,28 +226,35 @@ fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
         eprintln!("SKIP bf16 on the FMA kernel: the selected ISA path ({}) has no AVX512_BF16 or no FP32 kernel", kernels.isa.name());
         return;
     }
-    for &(cin, cout, hw, k, pad, seed) in &[(32usize, 24usize, 4usize, 3usize, 1usize, 9500u64), (17, 40, 2, 3, 1, 9510), (64, 33, 1, 1, 0, 9520), (48, 16, 1, 3, 1, 9530)] {
+    for &(cin, cout, [hh, hw], k, stride, pad, seed) in &[
+        (32usize, 24usize, [4usize, 4usize], 3usize, 1usize, 1usize, 9500u64),
+        (17, 40, [2, 2], 3, 1, 1, 9510),
+        (64, 33, [1, 1], 1, 1, 0, 9520),
+        (48, 16, [1, 1], 3, 1, 1, 9530),
+        (3, 24, [64, 64], 7, 2, 3, 9540),
+        (3, 64, [232, 224], 7, 2, 3, 9550),
+    ] {
         let mut g = kestrel::Graph::default();
-        let x = g.add_input("input", vec![3, cin, hw, hw]);
-        let mut c = Conv2d::new(Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, seed)).unwrap(), 1, pad, 1);
+        let x = g.add_input("input", vec![3, cin, hh, hw]);
+        let mut c = Conv2d::new(Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, seed)).unwrap(), stride, pad, 1);
         c.bias = Some(data(cout, seed + 1));
         let y = g.push("conv", kestrel::graph::Op::Conv(c.clone()), vec![x]);
         let y = g.push("relu", kestrel::graph::Op::Act(Activation::Relu), vec![y]);
         g.outputs.push(y);
-        let input = Tensor::new(vec![3, cin, hw, hw], data(3 * cin * hw * hw, seed + 2)).unwrap();
-        let os = [3, cout, hw, hw];
+        let input = Tensor::new(vec![3, cin, hh, hw], data(3 * cin * hh * hw, seed + 2)).unwrap();
+        let os = [3, cout, (hh + 2 * pad - k) / stride + 1, (hw + 2 * pad - k) / stride + 1];
         let mut plain = c.clone();
         plain.weight = Tensor::new(c.weight.shape().to_vec(), rounded(c.weight.data())).unwrap();
         let mut want = vec![0f32; os.iter().product()];
-        reference::conv2d_fma_ref(&plain, &rounded(input.data()), [3, cin, hw, hw], None, &mut want, os);
+        reference::conv2d_fma_ref(&plain, &rounded(input.data()), [3, cin, hh, hw], None, &mut want, os);
         want.iter_mut().for_each(|v| *v = v.max(0.0));
         for threads in [1, 2] {
             let s = Session::new(g.clone(), &Options { threads, bf16: true, ..Default::default() }).unwrap();
-            let labels = s.kernel_labels(&[vec![3, cin, hw, hw]]).unwrap();
+            let labels = s.kernel_labels(&[vec![3, cin, hh, hw]]).unwrap();
             assert!(labels[0].contains("bf16 conv on f32 FMA"), "{labels:?}");
             let got = s.run(std::slice::from_ref(&input)).unwrap();
             let same = got[0].data().iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "cin{cin} cout{cout} {hw}x{hw} k{k} t{threads}: differs from the f32 reference on rounded operands");
+            assert!(same, "cin{cin} cout{cout} {hh}x{hw} k{k} s{stride} t{threads}: differs from the f32 reference on rounded operands");
         }
     }
 }

@@ -205,6 +205,16 @@ impl Kernel {
         }
     }
 
+    /// [`Kernel::round_slice`] of `x` onto itself.
+    pub fn round_in_place(self, x: &mut [f32]) {
+        match self {
+            Kernel::Scalar => x.iter_mut().for_each(|v| *v = from_bf16(to_bf16(*v))),
+            // SAFETY: the token proves AVX-512F; one slice, read and written lane by lane.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { avx512::round_in_place(x) },
+        }
+    }
+
     /// `dst[j] = src[x0 + 2·j]` where that column lies in `src`, 0 elsewhere: one row of a
     /// stride-2 phase plane before rounding (`cpu::strided_row` with step 2; on AVX-512 the
     /// FP32 kernel's `vpermt2ps` row).
@@ -337,6 +347,20 @@ mod avx512 {
                 // A subnormal never comes out of `to_bf16` (flushed to a signed zero), so the
                 // f32 of these bits is `from_bf16`'s.
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j), m, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)));
+            }
+        }
+    }
+
+    /// [`super::Kernel::round_in_place`], 16 values at a time.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn round_in_place(x: &mut [f32]) {
+        let p = x.as_mut_ptr();
+        for (j, m) in chunks16(x.len()) {
+            // SAFETY: the lanes of `m` lie below x.len(); masked-off lanes are neither read nor
+            // written; each vector is read before it is written back.
+            unsafe {
+                let h = to_bf16(_mm512_maskz_loadu_ps(m, p.add(j)));
+                _mm512_mask_storeu_ps(p.add(j), m, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)));
             }
         }
     }

@@ -215,7 +215,7 @@ pub fn conv2d(
     scratch: &mut Vec<f32>,
     threads: usize,
 ) {
-    conv2d_from(kernel, c, packed, x, xs, residual.map(Some), out, os, scratch, threads);
+    conv2d_from(kernel, c, packed, x, xs, residual.map(Some), out, os, scratch, threads, None);
 }
 
 /// [`conv2d`] whose residual is what `out` holds on entry (the executor's in-place residual:
@@ -225,7 +225,23 @@ pub fn conv2d(
 /// read once and written back, where a separate output is fetched for ownership besides.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_onto(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
-    conv2d_from(kernel, c, packed, x, xs, Some(None), out, os, scratch, threads);
+    conv2d_from(kernel, c, packed, x, xs, Some(None), out, os, scratch, threads, None);
+}
+
+/// Whether [`conv2d_rounded`] takes this conv: it copies its input into phase planes (every
+/// conv but a 1×1 stride-1 one, and a batch of small maps), which the rounding then rides on.
+pub fn rounds_in_planes(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool {
+    !is_narrow(os) && matches!(Layout::new(kernel.geometry(), c, xs, os).cols, Cols::Phased { .. })
+}
+
+/// [`conv2d`] (or, `residual = Some(None)`, [`conv2d_onto`]) of `x` rounded to bf16 by
+/// `round`: the phase planes are rounded in place once copied, instead of the input before,
+/// so the values are those of [`conv2d`] on the rounded input, bit for bit, without a pass
+/// over it (the bf16 stem, `Step::BFma`). Only where [`rounds_in_planes`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_rounded(kernel: Kernel, round: crate::cpu::bgemm::Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: [usize; 4], residual: Option<Option<&[f32]>>, out: &mut [f32], os: [usize; 4], scratch: &mut Vec<f32>, threads: usize) {
+    assert!(rounds_in_planes(kernel, c, xs, os), "sconv: a conv without phase planes to round");
+    conv2d_from(kernel, c, packed, x, xs, residual, out, os, scratch, threads, Some(round));
 }
 
 /// [`conv2d`] with `residual` as in `run_part`: `Some(Some(r))` from `r`, `Some(None)` from
@@ -242,6 +258,7 @@ fn conv2d_from(
     os: [usize; 4],
     scratch: &mut Vec<f32>,
     threads: usize,
+    round: Option<crate::cpu::bgemm::Kernel>,
 ) {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
@@ -308,6 +325,10 @@ fn conv2d_from(
     let (staged, blocks) = rest.split_at_mut(layout.staged);
     if let Cols::Phased { sy, sx, hph, wph } = layout.cols {
         phase_input(kernel, c, &x[..n * cin * h * w], [h, w], [sy, sx], [hph, wph], padded, workers);
+        if let Some(r) = round {
+            // Planes a tap never reads hold whatever they held: rounded too, never read.
+            r.round_in_place(padded);
+        }
     }
     let src: &[f32] = if layout.padded > 0 { padded } else { x };
     // Where each B row starts: phase-plane offsets of the im2col rows (`Cols::Phased`), or,

@@ -152,6 +152,12 @@ pub(crate) fn run(
                 }
                 Step::BFma(packed) => {
                     let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };
+                    // Convs that copy their input into phase planes round the planes instead.
+                    if sconv::rounds_in_planes(kernel, c, xs, os) {
+                        let residual = if onto { Some(None) } else { residual.map(Some) };
+                        sconv::conv2d_rounded(kernel, round, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
+                        return Ok(None);
+                    }
                     let rounded = &mut scratch.bf16_in;
                     rounded.resize(x.len(), 0.0);
                     round.round_slice(x, rounded);

@@ -99,7 +99,8 @@ pub enum Step {
     /// the input rounded per call, so every product of two bf16 values is exact and the FMAs
     /// accumulate in f32 as the bf16 kernels do (in another order). Chosen by the plan for
     /// output maps of at most [`BF16_FMA_MAX_PIXELS`] pixels, where the bf16 kernels' 16-pixel
-    /// vectors would be mostly empty.
+    /// vectors would be mostly empty, and for convs of at most [`BF16_FMA_MAX_CHANNELS`] input
+    /// channels per group (a stem), whose channel pairs would be mostly padding.
     BFma(Vec<PackedA>),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
@@ -246,10 +247,18 @@ impl Prepared {
 /// ([`Step::BFma`]).
 pub const BF16_FMA_MAX_PIXELS: usize = 16;
 
+/// bf16 convs with at most this many input channels per group run on the FP32 kernel
+/// ([`Step::BFma`]) whatever their map: `vdpbf16ps` takes channels in pairs, and ResNet's
+/// 3-channel stem gained nothing from it (0.81 ms on the planes at 2 threads, as in f32); on
+/// the FP32 kernel it takes that kernel's order of tiles too (Zen 5, per layer, 2 threads: 0.87 →
+/// 0.83–0.85 ms, f32's own 0.79–0.82).
+pub const BF16_FMA_MAX_CHANNELS: usize = 4;
+
 /// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one.
 pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step> {
     let (bk, sk) = (kernels.conv_bf16?, kernels.sgemm?);
-    if pixels > BF16_FMA_MAX_PIXELS || c.precision.int8().is_some() {
+    let thin = c.weight.shape().get(1).is_some_and(|&ci| ci <= BF16_FMA_MAX_CHANNELS);
+    if (pixels > BF16_FMA_MAX_PIXELS && !thin) || c.precision.int8().is_some() {
         return None;
     }
     let mut rounded = c.clone();
