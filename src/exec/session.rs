@@ -260,21 +260,18 @@ impl Session {
     }
 
     /// The tail of a batch of these input shapes that runs whole after its slices
-    /// ([`split_point`]), its plan built once; `None` where there is none, or where the memory
-    /// limit refuses its plan (the batch then runs in slices throughout).
+    /// ([`split_point`]), its plan built once; `None` where there is none, or where the whole
+    /// batch's shapes or plan are refused (the memory limit, values past the size limit): the
+    /// batch then runs in slices throughout, as it would without tails.
     fn tail_for(&self, shapes: &[Vec<usize>]) -> Result<Option<Arc<Tail>>> {
         if let Some(t) = self.tails.read().unwrap_or_else(|e| e.into_inner()).get(shapes) {
             return Ok(t.clone());
         }
-        let all = shape::infer(&self.prepared.graph, shapes)?;
-        let tail = match split_point(&self.prepared, &all) {
-            None => None,
-            Some((from, value)) => match Plan::new_from(&self.prepared, shapes, self.threads, Some((from, value))) {
-                Ok(plan) => Some(Arc::new(Tail { from, value, planned: Planned { plan, idle: Mutex::new(Vec::new()) } })),
-                Err(Error::MemoryLimit { .. }) => None,
-                Err(e) => return Err(e),
-            },
-        };
+        let split = shape::infer(&self.prepared.graph, shapes).ok().and_then(|all| split_point(&self.prepared, &all));
+        let tail = split.and_then(|(from, value)| {
+            let plan = Plan::new_from(&self.prepared, shapes, self.threads, Some((from, value))).ok()?;
+            Some(Arc::new(Tail { from, value, planned: Planned { plan, idle: Mutex::new(Vec::new()) } }))
+        });
         let mut tails = self.tails.write().unwrap_or_else(|e| e.into_inner());
         Ok(tails.entry(shapes.to_vec()).or_insert(tail).clone())
     }
