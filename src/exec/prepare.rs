@@ -254,11 +254,19 @@ pub const BF16_FMA_MAX_PIXELS: usize = 16;
 /// 0.83–0.85 ms, f32's own 0.79–0.82).
 pub const BF16_FMA_MAX_CHANNELS: usize = 4;
 
-/// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one.
+/// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one
+/// (the plan's choice; convs of few channels take it at prepare time, [`bf16_direct`]).
 pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step> {
+    if pixels > BF16_FMA_MAX_PIXELS {
+        return None;
+    }
+    bf16_fma(kernels, c)
+}
+
+/// The [`Step::BFma`] of a bf16 conv: its weights rounded to bf16 and packed for the FP32 kernel.
+fn bf16_fma(kernels: &Kernels, c: &Conv2d) -> Option<Step> {
     let (bk, sk) = (kernels.conv_bf16?, kernels.sgemm?);
-    let thin = c.weight.shape().get(1).is_some_and(|&ci| ci <= BF16_FMA_MAX_CHANNELS);
-    if (pixels > BF16_FMA_MAX_PIXELS && !thin) || c.precision.int8().is_some() {
+    if c.precision.int8().is_some() {
         return None;
     }
     let mut rounded = c.clone();
@@ -270,8 +278,14 @@ pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step>
 }
 
 /// The direct (not Winograd) step of a conv run in bf16 with output maps `map` (when known):
-/// the implicit GEMM over planes where it takes the conv, else the packed bf16 conv.
+/// a conv of at most [`BF16_FMA_MAX_CHANNELS`] input channels per group on the FP32 kernel,
+/// else the implicit GEMM over planes where it takes the conv, else the packed bf16 conv.
 pub fn bf16_direct(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step {
+    if c.weight.shape().get(1).is_some_and(|&ci| ci <= BF16_FMA_MAX_CHANNELS) {
+        if let Some(step) = bf16_fma(kernels, c) {
+            return step;
+        }
+    }
     match kernels.conv_planes.filter(|_| amx::takes(c)) {
         Some(k) => Step::BImplicit(amx::pack_for_map(c, k, map)),
         None => Step::BConv(bconv::pack(c)),
