@@ -44,6 +44,15 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills() {
 }
 
 #[test]
+fn every_source_names_its_entry_points() {
+    let names: Vec<&str> = kernels::SOURCES.iter().flat_map(|(_, s)| kernels::entry_points(s)).collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    // Behind `__launch_bounds__(128)`.
+    assert!(names.contains(&"conv2d_nhwc_f16_mma") && names.contains(&"copy_channels_nhwc_f16") && names.contains(&"nchw_f32_to_nhwc_f16"), "{names:?}");
+    assert_eq!(kernels::entry_points("extern \"C\" __global__ void __launch_bounds__(64, 2) k_1(int* x) {}"), ["k_1"]);
+}
+
+#[test]
 fn compile_errors_carry_the_log_and_the_cache_returns_the_same_cubin() {
     let Some(n) = nvrtc("compile_errors_carry_the_log_and_the_cache_returns_the_same_cubin") else { return };
     let e = n.compile("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }", &[], 80).unwrap_err();

@@ -19,3 +19,22 @@ pub const HEADERS: &[(&str, &str)] = &[("common.cuh", include_str!("../../kernel
 /// Static shared memory one block may use without opting in (48 KiB on every architecture
 /// since sm_70): the budget the compile test holds every kernel to.
 pub const SMEM_BUDGET: usize = 48 * 1024;
+
+/// The `extern "C" __global__` entry points a source defines, in order of appearance.
+pub fn entry_points(source: &str) -> Vec<&str> {
+    source
+        .split("extern \"C\" __global__ void")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start();
+            // `__launch_bounds__(…)` may stand between the return type and the name.
+            let rest = match rest.strip_prefix("__launch_bounds__") {
+                Some(r) => r.split_once(')').map(|(_, after)| after.trim_start())?,
+                None => rest,
+            };
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            (end > 0).then(|| &rest[..end])
+        })
+        .collect()
+}
+

@@ -7,11 +7,17 @@
 //!
 //! Kernels store activations as NHWC f16 and compute in f32 (`kernels/common.cuh` converts
 //! with inline PTX, so no toolkit header is needed: the `nvidia-cuda-nvrtc-cu12` wheel alone
-//! compiles them). The executor that runs graphs on them is not built yet.
+//! compiles them). [`Gpu`] opens a device with every kernel compiled for its architecture and
+//! loaded by name; `tests/cuda_gpu.rs` checks each kernel against its CPU twin there
+//! (`scripts/gpu_checks.sh`). The executor that runs graphs on them is not built yet.
 
 pub mod device;
+pub mod gpu;
 pub mod kernels;
 pub mod nvrtc;
 
+/// The `cudarc` kestrel is built with, for callers that launch its kernels themselves.
+pub use cudarc;
 pub use device::{probe, DeviceInfo};
+pub use gpu::Gpu;
 pub use nvrtc::{Compiled, KernelUsage, Nvrtc};
