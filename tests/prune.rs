@@ -209,6 +209,53 @@ fn constant_channels_are_removed_without_changing_outputs() {
     assert!(kestrel::compare::compare(&want, &run(&p.graph, &x)).rel_l2 > 1e-3);
 }
 
+/// `--sensitivity`: channels made constant on purpose cost nothing to remove (their reader is
+/// a 1×1 conv, where the bias fold is exact), so a ratio of exactly their number removes them
+/// and nothing else, outputs unchanged.
+#[test]
+fn sensitivity_allocation_removes_the_free_channels_first() {
+    let mut g = resnet(50, 8);
+    let mut zeroed = Vec::new();
+    for n in &mut g.nodes {
+        if let (Op::BatchNorm(bn), "layer2.0.bn2") = (&mut n.op, n.name.as_str()) {
+            for c in (0..bn.gamma.len()).step_by(3) {
+                bn.gamma[c] = 0.0;
+                bn.beta[c] = 0.3 - 0.2 * c as f32;
+                zeroed.push(c);
+            }
+        }
+    }
+    let calib: Vec<Tensor> = (0..2).map(|i| synthetic_images(4, 3, 32, 32, 60 + i)).collect();
+    let x = synthetic_images(3, 3, 32, 32, 70);
+    let groups = Groups::new(&g, &[]).unwrap();
+    let total: usize = groups.groups.iter().filter(|gr| gr.prunable()).map(|gr| gr.width).sum();
+    // Bias folding alone, as in the test above: exact for these channels (a least-squares
+    // refit of the reader would add its regularisation's small bias).
+    let recovery = Recovery { bias_fold: true, least_squares: false, bn_recalibration: false };
+    let opts = PruneOptions { target: Target::Ratio(zeroed.len() as f64 / total as f64 + 1e-9), sensitivity: true, recovery, ..Default::default() };
+    let p = prune(&g, &opts, &calib).unwrap();
+    let target = groups.groups.iter().position(|gr| gr.members.iter().any(|(n, r)| *r == Role::Producer && g.nodes[*n].name == "layer2.0.conv2")).unwrap();
+    let curves = p.sensitivity.as_ref().unwrap();
+    for (gi, c) in curves.iter().enumerate() {
+        if let Some(c) = c {
+            println!("group {gi} (width {}): removed {:?} cost {:?}", p.widths[gi], c.removed, c.cost.iter().map(|v| format!("{v:.2e}")).collect::<Vec<_>>());
+            assert!(c.removed[0] == 0 && c.removed.windows(2).all(|w| w[0] < w[1]) && c.cost.iter().all(|v| v.is_finite() && *v >= 0.0));
+        }
+    }
+    let kept: Vec<usize> = (0..p.widths[target]).filter(|c| !zeroed.contains(c)).collect();
+    assert_eq!(p.kept[target], kept, "the constant channels of layer2.0.bn2 go first");
+    for (gi, k) in p.kept.iter().enumerate() {
+        assert!(gi == target || k.len() == p.widths[gi], "group {gi} lost channels");
+    }
+    let m = kestrel::compare::compare(&run(&g, &x), &run(&p.graph, &x));
+    println!("{} constant channels removed by sensitivity: rel L2 {:.2e}", zeroed.len(), m.rel_l2);
+    assert!(m.rel_l2 <= 1e-5, "rel L2 {}", m.rel_l2);
+    // A larger ratio takes more, from the groups whose curves rise least.
+    let p = prune(&g, &PruneOptions { target: Target::Ratio(0.25), ..opts }, &calib).unwrap();
+    let gone: usize = p.widths.iter().zip(&p.kept).map(|(w, k)| w - k.len()).sum();
+    assert_eq!(gone, (0.25 * total as f64).floor() as usize);
+}
+
 #[test]
 fn every_importance_and_recovery_runs() {
     let g = resnet(18, 8);
@@ -248,6 +295,8 @@ fn targets_are_met_or_refused() {
         PruneOptions { target: Target::Macs(0.01), global: true, max_layer_ratio: 0.5, ..Default::default() },
         PruneOptions { exclude: vec!["nonexistent*".into()], ..Default::default() },
         PruneOptions { importance: Importance::Activation, ..Default::default() },
+        PruneOptions { target: Target::Ratio(0.3), sensitivity: true, ..Default::default() },
+        PruneOptions { target: Target::Ratio(0.3), sensitivity: true, global: true, ..Default::default() },
     ];
     for o in bad {
         let e = prune(&g, &o, &[]).unwrap_err().to_string();

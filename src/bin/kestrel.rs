@@ -495,7 +495,7 @@ struct QuantizeArgs {
 struct PruneArgs {
     #[command(flatten)]
     m: ModelArgs,
-    /// Fraction of channels to remove: of each group, or of all prunable channels with --global.
+    /// Fraction of channels to remove: of each group, or of all prunable channels with --global or --sensitivity.
     #[arg(long)]
     ratio: Option<f64>,
     /// Keep at most this fraction of the model's MACs (a global or uniform ratio searched for).
@@ -513,9 +513,15 @@ struct PruneArgs {
     /// Rank every prunable channel together instead of removing the same share of each group.
     #[arg(long)]
     global: bool,
-    /// With --global: the largest share of any one group removed.
+    /// With --global or --sensitivity: the largest share of any one group removed.
     #[arg(long, default_value_t = 0.9)]
     max_layer_ratio: f64,
+    /// Remove --ratio of all prunable channels (or meet the target), each group's share chosen
+    /// by the model's measured output error when that group alone is pruned and recovered, in
+    /// eighths of its width, on the calibration inputs (needs --calib or --calib-samples; one
+    /// recovered model per step and group).
+    #[arg(long)]
+    sensitivity: bool,
     /// Layers kept whole (node names; a trailing * matches a prefix).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
@@ -1419,6 +1425,7 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
         target,
         global: a.global,
         max_layer_ratio: a.max_layer_ratio,
+        sensitivity: a.sensitivity,
         exclude: a.exclude.clone(),
         importance: Importance::parse(&a.importance, a.importance_seed)?,
         round_to: RoundTo::parse(&a.round_to)?,

@@ -11,7 +11,9 @@
 //!   blocks) and the driver, [`prune`];
 //! - [`apply`]: slicing weights, biases, BatchNorms and constants;
 //! - [`recover`]: bias folding, least-squares refits and BatchNorm re-estimation on
-//!   calibration inputs.
+//!   calibration inputs;
+//! - [`sensitivity`]: how many channels each group loses when the model's measured output
+//!   error decides (`--sensitivity`).
 //!
 //! Pruning is not a `graph::passes` pass: it changes values. Prune the float model, then
 //! prepare, quantize or export the pruned one.
@@ -20,6 +22,7 @@ pub mod apply;
 pub mod groups;
 pub mod recover;
 pub mod score;
+pub mod sensitivity;
 pub mod sparse;
 pub mod width;
 
@@ -59,6 +62,9 @@ pub struct PruneOptions {
     pub global: bool,
     /// Global ranking: the largest fraction of any one group removed.
     pub max_layer_ratio: f64,
+    /// Remove the ratio of all prunable channels, each group's share chosen by its measured
+    /// sensitivity on the calibration inputs ([`sensitivity`]) rather than by ranking scores.
+    pub sensitivity: bool,
     /// Node names kept whole (a trailing `*` matches a prefix).
     pub exclude: Vec<String>,
     pub importance: Importance,
@@ -74,6 +80,7 @@ impl Default for PruneOptions {
             target: Target::Ratio(0.0),
             global: false,
             max_layer_ratio: 0.9,
+            sensitivity: false,
             exclude: Vec::new(),
             importance: Importance::BnGamma,
             round_to: RoundTo::Multiple(1),
@@ -116,10 +123,13 @@ pub struct Pruned {
     pub recovery: RecoveryReport,
     /// The global ratio a MAC or parameter target settled on.
     pub ratio_used: f64,
+    /// Each group's measured cost curve, with `--sensitivity` (`None` for groups kept whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<Vec<Option<sensitivity::Curve>>>,
 }
 
 /// Channels of each group kept for removal ratio `ratio`, from `scores`.
-fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize) -> Vec<Vec<usize>> {
+fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize, curves: Option<&[Option<sensitivity::Curve>]>) -> Vec<Vec<usize>> {
     let full = |w: usize| (0..w).collect::<Vec<_>>();
     let keep_top = |s: &[f64], n: usize| -> Vec<usize> {
         let mut idx: Vec<usize> = (0..s.len()).collect();
@@ -128,6 +138,17 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
         k.sort_unstable();
         k
     };
+    if let Some(curves) = curves {
+        let total: usize = groups.groups.iter().filter(|gr| gr.prunable()).map(|gr| gr.width).sum();
+        let removed = sensitivity::allocate(curves, (ratio * total as f64).floor() as usize);
+        return groups
+            .groups
+            .iter()
+            .zip(scores)
+            .zip(&removed)
+            .map(|((gr, s), &r)| if !gr.prunable() || r == 0 { full(gr.width) } else { keep_top(s, round(gr.width - r.min(gr.width - 1)).min(gr.width)) })
+            .collect();
+    }
     if !opts.global {
         return groups
             .groups
@@ -268,6 +289,12 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
     if !(opts.max_layer_ratio > 0.0 && opts.max_layer_ratio < 1.0) {
         return Err(Error::Argument(format!("--max-layer-ratio {}: must be in (0, 1)", opts.max_layer_ratio)));
     }
+    if opts.sensitivity && opts.global {
+        return Err(Error::Argument("--sensitivity and --global choose each group's share two ways: give one".into()));
+    }
+    if opts.sensitivity && calib.is_empty() {
+        return Err(Error::Argument("--sensitivity measures on calibration inputs: give --calib DIR or --calib-samples N".into()));
+    }
     if opts.importance.needs_data() && calib.is_empty() {
         return Err(Error::Argument("data-driven importance (activation, reconstruction) needs --calib DIR or --calib-samples N".into()));
     }
@@ -286,8 +313,14 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
     let round = |w: usize| opts.round_to.round(w, kernels_isa);
     let params_before = g.param_count();
     let (_, macs_before, _) = changes(g, g)?;
+    let curves = if opts.sensitivity {
+        let trial = sensitivity::Trial { graph: g, groups: &groups, scores: &scores, stats: &stats, recovery: opts.recovery, max_layer_ratio: opts.max_layer_ratio, threads };
+        Some(sensitivity::curves(&trial, calib, &round, &mut |_, _| {})?)
+    } else {
+        None
+    };
     let build = |ratio: f64| -> Result<(Vec<Vec<usize>>, Graph)> {
-        let kept = select(&groups, &scores, ratio, opts, &round);
+        let kept = select(&groups, &scores, ratio, opts, &round, curves.as_deref());
         let pg = apply::apply(g, &groups, &kept)?;
         Ok((kept, pg))
     };
@@ -308,7 +341,7 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
                     },
                 })
             };
-            let hi_r = if opts.global { 0.999 } else { 0.99 };
+            let hi_r = if opts.global || opts.sensitivity { 0.999 } else { 0.99 };
             let hi = build(hi_r)?;
             let best = measure(&hi.1)?;
             if best > f {
@@ -320,7 +353,7 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
                     "the target of {want} cannot be met: removing every prunable channel it may ({} of {} groups prunable{}) leaves {got}",
                     prunable,
                     groups.groups.len(),
-                    if opts.global { format!(", --max-layer-ratio {}", opts.max_layer_ratio) } else { String::new() },
+                    if opts.global || opts.sensitivity { format!(", --max-layer-ratio {}", opts.max_layer_ratio) } else { String::new() },
                 )));
             }
             // The smallest ratio that meets the target (the measure falls as the ratio grows).
@@ -363,6 +396,7 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
         kept,
         recovery,
         ratio_used: ratio,
+        sensitivity: curves,
         graph: pg,
     })
 }

@@ -1,0 +1,195 @@
+//! How many channels each group loses, by measured sensitivity (`kestrel prune
+//! --sensitivity`): every prunable group is pruned alone, at removal steps of an eighth of its
+//! width (the channels its importance scores rank lowest, the widths rounded as the final
+//! model's are), recovered with the same steps as the final model, and the model's outputs
+//! compared with the original's: the cost of a step is the relative squared error
+//! `Σ(y′ − y)² / Σy²` over every output. The last [`SENSITIVITY_IMAGES`] calibration images
+//! are held out for that comparison and the recovery fits on the others (with fewer than twice
+//! that many images, both use all of them): measured on the images it was fitted to, a
+//! least-squares refit of a layer with few rows per unknown (a classifier head, 1×1 maps)
+//! looks nearly free at any width. A greedy allocation then takes, again and again, the
+//! group's next width (any of its measured steps further on) with the lowest added cost per
+//! channel removed, until the target number of channels is gone; the cost of groups pruned
+//! together is taken as the sum of their costs alone.
+//!
+//! Why: a uniform ratio takes as much from the 8-channel layers of a small UNet's
+//! full-resolution path as from its 64-channel bottleneck, and normalised importance scores
+//! do not compare channels across groups (a global ranking empties the narrow layers first);
+//! the model's own outputs on calibration data do. It costs a pruned-and-recovered model and
+//! one calibration pass per step and group (`steps × groups`, up to 7 steps each).
+
+use std::collections::HashMap;
+
+use super::groups::Groups;
+use super::recover::{self, Recovery, RecoveryReport};
+use super::score::ValueStats;
+use crate::error::{Error, Result};
+use crate::exec::{Options, Session};
+use crate::graph::{Graph, ValueId};
+use crate::tensor::Tensor;
+
+/// Calibration images the sensitivity trials compare outputs on (the last ones of the
+/// calibration set).
+pub const SENSITIVITY_IMAGES: usize = 64;
+
+/// Removal steps per group: eighths of its width.
+const STEPS: usize = 8;
+
+/// One group's measured cost: `removed[i]` channels removed cost `cost[i]` (`removed[0] = 0`,
+/// `cost[0] = 0`; `removed` strictly increasing).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Curve {
+    pub removed: Vec<usize>,
+    pub cost: Vec<f64>,
+}
+
+/// What a trial needs besides the group and its step.
+pub struct Trial<'a> {
+    pub graph: &'a Graph,
+    pub groups: &'a Groups,
+    pub scores: &'a [Vec<f64>],
+    pub stats: &'a HashMap<ValueId, ValueStats>,
+    pub recovery: Recovery,
+    pub max_layer_ratio: f64,
+    pub threads: usize,
+}
+
+/// The kept channels of group `gi` when `remove` of them go: the highest-scoring ones (all
+/// other groups whole).
+fn kept_with(t: &Trial, gi: usize, keep: usize) -> Vec<Vec<usize>> {
+    t.groups
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, gr)| {
+            if i != gi {
+                return (0..gr.width).collect();
+            }
+            let s = &t.scores[i];
+            let mut idx: Vec<usize> = (0..s.len()).collect();
+            idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
+            let mut k: Vec<usize> = idx.into_iter().take(keep).collect();
+            k.sort_unstable();
+            k
+        })
+        .collect()
+}
+
+/// Each prunable group's cost curve (`None` for groups kept whole), measured on `calib` (in
+/// batches: the last [`SENSITIVITY_IMAGES`] images or more compare outputs, the others fit the
+/// recovery). `round` rounds a kept width as the final model's will be. `progress` hears
+/// `(group, groups)` as groups finish.
+pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Option<Curve>>> {
+    if calib.is_empty() {
+        return Err(Error::Argument("--sensitivity measures on calibration inputs: give --calib DIR or --calib-samples N".into()));
+    }
+    let count = |b: &[Tensor]| b.iter().map(|x| x.shape().first().copied().unwrap_or(1)).sum::<usize>();
+    let mut split = calib.len();
+    while split > 0 && count(&calib[split..]) < SENSITIVITY_IMAGES {
+        split -= 1;
+    }
+    let (fit, subset) = if count(calib) >= 2 * SENSITIVITY_IMAGES && split > 0 { (&calib[..split], &calib[split..]) } else { (calib, calib) };
+    let opts = Options { threads: t.threads, optimize: true, ..Default::default() };
+    let original = Session::new(t.graph.clone(), &opts)?;
+    let reference: Vec<Vec<Tensor>> = subset.iter().map(|x| original.run(std::slice::from_ref(x))).collect::<Result<_>>()?;
+    let energy: f64 = reference.iter().flatten().flat_map(|y| y.data()).map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().max(f64::MIN_POSITIVE);
+    let total = t.groups.groups.len();
+    let mut out = Vec::with_capacity(total);
+    for (gi, gr) in t.groups.groups.iter().enumerate() {
+        if !gr.prunable() {
+            out.push(None);
+            progress(gi + 1, total);
+            continue;
+        }
+        let w = gr.width;
+        let cap = ((t.max_layer_ratio * w as f64).floor() as usize).min(w - 1);
+        let mut curve = Curve { removed: vec![0], cost: vec![0.0] };
+        for step in 1..STEPS {
+            let want = (step * w).div_ceil(STEPS).min(cap);
+            let keep = round(w - want).min(w);
+            let removed = w - keep;
+            if removed <= curve.removed.last().copied().unwrap_or(0) {
+                continue;
+            }
+            let kept = kept_with(t, gi, keep);
+            let mut pg = super::apply::apply(t.graph, t.groups, &kept)?;
+            let mut report = RecoveryReport::default();
+            if t.recovery.bias_fold {
+                recover::fold_biases(t.graph, &mut pg, t.groups, &kept, t.stats, &mut report)?;
+            }
+            if t.recovery.least_squares {
+                recover::least_squares(t.graph, &mut pg, t.groups, &kept, fit, t.threads, &mut report)?;
+            }
+            if t.recovery.bn_recalibration {
+                let which = recover::batchnorms_to_reestimate(t.graph, t.groups, &kept, &report.refitted);
+                recover::reestimate_batchnorm(&mut pg, fit, Some(&which))?;
+            }
+            let s = Session::new(pg, &opts)?;
+            let mut err = 0.0f64;
+            for (x, want) in subset.iter().zip(&reference) {
+                for (y, r) in s.run(std::slice::from_ref(x))?.iter().zip(want) {
+                    err += y.data().iter().zip(r.data()).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>();
+                }
+            }
+            curve.removed.push(removed);
+            curve.cost.push(err / energy);
+        }
+        out.push(Some(curve));
+        progress(gi + 1, total);
+    }
+    Ok(out)
+}
+
+/// Channels each group loses so that at least `want` go in all (fewer only when every curve
+/// is exhausted): greedily the move, to any further measured step of a group, with the lowest
+/// added cost per channel removed (a cost that falls further on, as refits can make it, is
+/// taken as no cost); where the last move overshoots, its group gives back the excess (a width
+/// between two measured steps).
+pub fn allocate(curves: &[Option<Curve>], want: usize) -> Vec<usize> {
+    let mut at = vec![0usize; curves.len()];
+    let mut removed = vec![0usize; curves.len()];
+    let mut gone = 0usize;
+    let mut last = None;
+    while gone < want {
+        let best = curves
+            .iter()
+            .enumerate()
+            .filter_map(|(gi, c)| c.as_ref().map(|c| (gi, c)))
+            .flat_map(|(gi, c)| {
+                let i = at[gi];
+                (i + 1..c.removed.len()).map(move |j| ((c.cost[j] - c.cost[i]).max(0.0) / (c.removed[j] - c.removed[i]) as f64, gi, j))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let Some((_, gi, j)) = best else { break };
+        let Some(c) = curves[gi].as_ref() else { break };
+        at[gi] = j;
+        gone += c.removed[at[gi]] - removed[gi];
+        removed[gi] = c.removed[at[gi]];
+        last = Some(gi);
+    }
+    if let (Some(gi), true) = (last, gone > want) {
+        removed[gi] -= gone - want;
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{allocate, Curve};
+
+    #[test]
+    fn allocates_the_cheapest_channels_first_and_stops_at_the_target() {
+        let flat = Curve { removed: vec![0, 2, 4, 6], cost: vec![0.0, 0.01, 0.02, 0.03] };
+        let steep = Curve { removed: vec![0, 1, 2], cost: vec![0.0, 0.5, 1.0] };
+        let curves = vec![Some(steep.clone()), None, Some(flat)];
+        assert_eq!(allocate(&curves, 5), vec![0, 0, 5]);
+        assert_eq!(allocate(&curves, 7), vec![1, 0, 6]);
+        // Every curve exhausted: as many as they hold.
+        assert_eq!(allocate(&curves, 100), vec![2, 0, 6]);
+        assert_eq!(allocate(&[Some(steep)], 0), vec![0]);
+        // A cost that falls further on: the group jumps there.
+        let dip = Curve { removed: vec![0, 2, 4, 6], cost: vec![0.0, 0.3, 0.35, 0.01] };
+        let mild = Curve { removed: vec![0, 2, 4], cost: vec![0.0, 0.02, 0.04] };
+        assert_eq!(allocate(&[Some(dip), Some(mild)], 6), vec![6, 0]);
+    }
+}
