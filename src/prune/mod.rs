@@ -129,7 +129,8 @@ pub struct Pruned {
 }
 
 /// Channels of each group kept for removal ratio `ratio`, from `scores`.
-fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize, curves: Option<&[Option<sensitivity::Curve>]>) -> Vec<Vec<usize>> {
+/// With `--sensitivity`, `allocation` gives each group's removed channels for a ratio.
+fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize, allocation: Option<&dyn Fn(f64) -> Vec<usize>>) -> Vec<Vec<usize>> {
     let full = |w: usize| (0..w).collect::<Vec<_>>();
     let keep_top = |s: &[f64], n: usize| -> Vec<usize> {
         let mut idx: Vec<usize> = (0..s.len()).collect();
@@ -138,9 +139,8 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
         k.sort_unstable();
         k
     };
-    if let Some(curves) = curves {
-        let total: usize = groups.groups.iter().filter(|gr| gr.prunable()).map(|gr| gr.width).sum();
-        let removed = sensitivity::allocate(curves, (ratio * total as f64).floor() as usize);
+    if let Some(allocation) = allocation {
+        let removed = allocation(ratio);
         return groups
             .groups
             .iter()
@@ -319,8 +319,19 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
     } else {
         None
     };
+    // The ratio counts channels, or for a MAC, latency or parameter target the share of the
+    // model's MACs (latency: MACs stand in) or parameters to remove, so that the allocation
+    // weighs each group's cost against what its channels save of the target.
+    let channels: usize = groups.groups.iter().filter(|gr| gr.prunable()).map(|gr| gr.width).sum();
+    let allocation = curves.as_deref().map(|c| {
+        move |ratio: f64| match opts.target {
+            Target::Ratio(_) => sensitivity::allocate(c, (ratio * channels as f64).floor(), sensitivity::Unit::Channels),
+            Target::Macs(_) | Target::Latency(_) => sensitivity::allocate(c, ratio * macs_before as f64, sensitivity::Unit::Macs),
+            Target::Params(_) => sensitivity::allocate(c, ratio * params_before as f64, sensitivity::Unit::Params),
+        }
+    });
     let build = |ratio: f64| -> Result<(Vec<Vec<usize>>, Graph)> {
-        let kept = select(&groups, &scores, ratio, opts, &round, curves.as_deref());
+        let kept = select(&groups, &scores, ratio, opts, &round, allocation.as_ref().map(|a| a as &dyn Fn(f64) -> Vec<usize>));
         let pg = apply::apply(g, &groups, &kept)?;
         Ok((kept, pg))
     };

@@ -9,8 +9,10 @@
 //! least-squares refit of a layer with few rows per unknown (a classifier head, 1×1 maps)
 //! looks nearly free at any width. A greedy allocation then takes, again and again, the
 //! group's next width (any of its measured steps further on) with the lowest added cost per
-//! channel removed, until the target number of channels is gone; the cost of groups pruned
-//! together is taken as the sum of their costs alone.
+//! unit the target counts ([`Unit`]: channels for a ratio, the model's multiply-adds for a MAC
+//! or latency target, parameters for a parameter target), until the target is met; the cost
+//! and the savings of groups pruned together are taken as the sums of theirs alone (the
+//! target search then measures the real model).
 //!
 //! Why: a uniform ratio takes as much from the 8-channel layers of a small UNet's
 //! full-resolution path as from its 64-channel bottleneck, and normalised importance scores
@@ -35,12 +37,35 @@ pub const SENSITIVITY_IMAGES: usize = 64;
 /// Removal steps per group: eighths of its width.
 const STEPS: usize = 8;
 
-/// One group's measured cost: `removed[i]` channels removed cost `cost[i]` (`removed[0] = 0`,
-/// `cost[0] = 0`; `removed` strictly increasing).
+/// One group's measured cost: `removed[i]` channels removed cost `cost[i]` and save
+/// `saved_macs[i]` multiply-adds and `saved_params[i]` parameters of the whole model
+/// (`removed[0] = 0`, the rest 0 there too; `removed` strictly increasing).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Curve {
     pub removed: Vec<usize>,
     pub cost: Vec<f64>,
+    pub saved_macs: Vec<u64>,
+    pub saved_params: Vec<usize>,
+}
+
+/// What a target counts: channels (`--ratio`), multiply-adds (`--target-macs`, and
+/// `--target-latency`, for which they stand in) or parameters (`--target-params`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Channels,
+    Macs,
+    Params,
+}
+
+impl Curve {
+    /// What step `i` removes, counted in `unit`.
+    fn amount(&self, unit: Unit, i: usize) -> f64 {
+        match unit {
+            Unit::Channels => self.removed[i] as f64,
+            Unit::Macs => self.saved_macs[i] as f64,
+            Unit::Params => self.saved_params[i] as f64,
+        }
+    }
 }
 
 /// What a trial needs besides the group and its step.
@@ -94,6 +119,8 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
     let reference: Vec<Vec<Tensor>> = subset.iter().map(|x| original.run(std::slice::from_ref(x))).collect::<Result<_>>()?;
     let energy: f64 = reference.iter().flatten().flat_map(|y| y.data()).map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().max(f64::MIN_POSITIVE);
     let total = t.groups.groups.len();
+    let (_, macs_before, _) = super::changes(t.graph, t.graph)?;
+    let params_before = t.graph.param_count();
     let mut out = Vec::with_capacity(total);
     for (gi, gr) in t.groups.groups.iter().enumerate() {
         if !gr.prunable() {
@@ -103,7 +130,7 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
         }
         let w = gr.width;
         let cap = ((t.max_layer_ratio * w as f64).floor() as usize).min(w - 1);
-        let mut curve = Curve { removed: vec![0], cost: vec![0.0] };
+        let mut curve = Curve { removed: vec![0], cost: vec![0.0], saved_macs: vec![0], saved_params: vec![0] };
         for step in 1..STEPS {
             let want = (step * w).div_ceil(STEPS).min(cap);
             let keep = round(w - want).min(w);
@@ -113,6 +140,7 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
             }
             let kept = kept_with(t, gi, keep);
             let mut pg = super::apply::apply(t.graph, t.groups, &kept)?;
+            let (saved_macs, saved_params) = (macs_before.saturating_sub(super::changes(t.graph, &pg)?.2), params_before.saturating_sub(pg.param_count()));
             let mut report = RecoveryReport::default();
             if t.recovery.bias_fold {
                 recover::fold_biases(t.graph, &mut pg, t.groups, &kept, t.stats, &mut report)?;
@@ -133,6 +161,8 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
             }
             curve.removed.push(removed);
             curve.cost.push(err / energy);
+            curve.saved_macs.push(saved_macs);
+            curve.saved_params.push(saved_params);
         }
         out.push(Some(curve));
         progress(gi + 1, total);
@@ -140,56 +170,78 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
     Ok(out)
 }
 
-/// Channels each group loses so that at least `want` go in all (fewer only when every curve
-/// is exhausted): greedily the move, to any further measured step of a group, with the lowest
-/// added cost per channel removed (a cost that falls further on, as refits can make it, is
-/// taken as no cost); where the last move overshoots, its group gives back the excess (a width
-/// between two measured steps).
-pub fn allocate(curves: &[Option<Curve>], want: usize) -> Vec<usize> {
+/// Channels each group loses so that at least `want` (in `unit`) go in all (less only when
+/// every curve is exhausted): greedily the move, to any further measured step of a group, with
+/// the lowest added cost per unit removed (a cost that falls further on, as refits can make
+/// it, is taken as no cost); where the last move overshoots, its group gives back as many
+/// whole channels of it as keep the total at `want` or more, at the move's average amount per
+/// channel (a width between two measured steps).
+pub fn allocate(curves: &[Option<Curve>], want: f64, unit: Unit) -> Vec<usize> {
     let mut at = vec![0usize; curves.len()];
     let mut removed = vec![0usize; curves.len()];
-    let mut gone = 0usize;
+    let mut got = 0.0f64;
     let mut last = None;
-    while gone < want {
+    while got < want {
         let best = curves
             .iter()
             .enumerate()
             .filter_map(|(gi, c)| c.as_ref().map(|c| (gi, c)))
             .flat_map(|(gi, c)| {
                 let i = at[gi];
-                (i + 1..c.removed.len()).map(move |j| ((c.cost[j] - c.cost[i]).max(0.0) / (c.removed[j] - c.removed[i]) as f64, gi, j))
+                (i + 1..c.removed.len()).filter_map(move |j| {
+                    let da = c.amount(unit, j) - c.amount(unit, i);
+                    (da > 0.0).then(|| ((c.cost[j] - c.cost[i]).max(0.0) / da, gi, j))
+                })
             })
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let Some((_, gi, j)) = best else { break };
         let Some(c) = curves[gi].as_ref() else { break };
+        got += c.amount(unit, j) - c.amount(unit, at[gi]);
+        last = Some((gi, at[gi], j));
         at[gi] = j;
-        gone += c.removed[at[gi]] - removed[gi];
-        removed[gi] = c.removed[at[gi]];
-        last = Some(gi);
+        removed[gi] = c.removed[j];
     }
-    if let (Some(gi), true) = (last, gone > want) {
-        removed[gi] -= gone - want;
+    if let (Some((gi, i, j)), true) = (last, got > want) {
+        if let Some(c) = curves[gi].as_ref() {
+            let channels = c.removed[j] - c.removed[i];
+            let per = (c.amount(unit, j) - c.amount(unit, i)) / channels as f64;
+            removed[gi] -= (((got - want) / per).floor() as usize).min(channels);
+        }
     }
     removed
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{allocate, Curve};
+    use super::{allocate, Curve, Unit};
+
+    fn curve(removed: &[usize], cost: &[f64]) -> Curve {
+        // Each channel of these groups saves 10 MACs and 3 parameters.
+        Curve { removed: removed.to_vec(), cost: cost.to_vec(), saved_macs: removed.iter().map(|&r| 10 * r as u64).collect(), saved_params: removed.iter().map(|&r| 3 * r).collect() }
+    }
 
     #[test]
     fn allocates_the_cheapest_channels_first_and_stops_at_the_target() {
-        let flat = Curve { removed: vec![0, 2, 4, 6], cost: vec![0.0, 0.01, 0.02, 0.03] };
-        let steep = Curve { removed: vec![0, 1, 2], cost: vec![0.0, 0.5, 1.0] };
+        let flat = curve(&[0, 2, 4, 6], &[0.0, 0.01, 0.02, 0.03]);
+        let steep = curve(&[0, 1, 2], &[0.0, 0.5, 1.0]);
         let curves = vec![Some(steep.clone()), None, Some(flat)];
-        assert_eq!(allocate(&curves, 5), vec![0, 0, 5]);
-        assert_eq!(allocate(&curves, 7), vec![1, 0, 6]);
+        assert_eq!(allocate(&curves, 5.0, Unit::Channels), vec![0, 0, 5]);
+        assert_eq!(allocate(&curves, 7.0, Unit::Channels), vec![1, 0, 6]);
         // Every curve exhausted: as many as they hold.
-        assert_eq!(allocate(&curves, 100), vec![2, 0, 6]);
-        assert_eq!(allocate(&[Some(steep)], 0), vec![0]);
+        assert_eq!(allocate(&curves, 100.0, Unit::Channels), vec![2, 0, 6]);
+        assert_eq!(allocate(&[Some(steep.clone())], 0.0, Unit::Channels), vec![0]);
+        // In MACs: 45 need 5 channels of 10 (the last move gives back what it overshot).
+        assert_eq!(allocate(&curves, 45.0, Unit::Macs), vec![0, 0, 5]);
+        assert_eq!(allocate(&curves, 12.0, Unit::Params), vec![0, 0, 4]);
         // A cost that falls further on: the group jumps there.
-        let dip = Curve { removed: vec![0, 2, 4, 6], cost: vec![0.0, 0.3, 0.35, 0.01] };
-        let mild = Curve { removed: vec![0, 2, 4], cost: vec![0.0, 0.02, 0.04] };
-        assert_eq!(allocate(&[Some(dip), Some(mild)], 6), vec![6, 0]);
+        let dip = curve(&[0, 2, 4, 6], &[0.0, 0.3, 0.35, 0.01]);
+        let mild = curve(&[0, 2, 4], &[0.0, 0.02, 0.04]);
+        assert_eq!(allocate(&[Some(dip), Some(mild)], 6.0, Unit::Channels), vec![6, 0]);
+        // A group whose channels save more MACs each wins a MAC target at the same cost per channel.
+        let mut heavy = curve(&[0, 2, 4], &[0.0, 0.02, 0.04]);
+        heavy.saved_macs = vec![0, 100, 200];
+        let light = curve(&[0, 2, 4], &[0.0, 0.02, 0.04]);
+        assert_eq!(allocate(&[Some(light.clone()), Some(heavy.clone())], 100.0, Unit::Macs), vec![0, 2]);
+        assert_eq!(allocate(&[Some(light), Some(heavy)], 2.0, Unit::Channels), vec![2, 0]);
     }
 }
