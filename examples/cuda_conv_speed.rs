@@ -14,7 +14,8 @@ use kestrel::cuda::cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use kestrel::cuda::{Gpu, Nvrtc};
 use kestrel::rng::Rng;
 
-/// (name, batch, cin, h = w, cout, k, stride): the list `scripts/cuda_torch_conv.py` repeats.
+/// (name, batch, cin, h = w, cout, k, stride): `scripts/cuda_torch_conv.py` reads this list
+/// from this file (one tuple per line, as written here).
 pub const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
     ("r50 layer1 3x3", 32, 64, 56, 64, 3, 1),
     ("r50 layer1 1x1 expand", 32, 64, 56, 256, 1, 1),

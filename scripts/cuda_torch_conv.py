@@ -4,23 +4,26 @@ synchronisations, seeded data in [-1, 1]. Prints ms and TFLOP/s per shape.
 
     python3 scripts/cuda_torch_conv.py [iterations]
 """
+import pathlib
+import re
 import sys
 import time
 
 import torch
 
-SHAPES = [
-    ("r50 layer1 3x3", 32, 64, 56, 64, 3, 1),
-    ("r50 layer1 1x1 expand", 32, 64, 56, 256, 1, 1),
-    ("r50 layer1 1x1 reduce", 32, 256, 56, 64, 1, 1),
-    ("r50 layer2 3x3", 32, 128, 28, 128, 3, 1),
-    ("r50 layer3 3x3", 32, 256, 14, 256, 3, 1),
-    ("r50 layer3 1x1 reduce", 32, 1024, 14, 256, 1, 1),
-    ("r50 layer4 3x3", 32, 512, 7, 512, 3, 1),
-    ("r50 layer2 3x3 s2", 32, 128, 56, 128, 3, 2),
-    ("unet 512 3x3 c32", 8, 32, 512, 32, 3, 1),
-    ("unet 256 3x3 c64", 8, 64, 256, 64, 3, 1),
-]
+
+def shapes():
+    """The SHAPES list of examples/cuda_conv_speed.rs, read from its source so both time the
+    same convs: (name, batch, cin, h = w, cout, k, stride)."""
+    root = pathlib.Path(__file__).resolve().parent
+    for cand in (root / ".." / "examples" / "cuda_conv_speed.rs", pathlib.Path("examples/cuda_conv_speed.rs")):
+        if cand.exists():
+            src = cand.read_text()
+            break
+    else:
+        raise SystemExit("examples/cuda_conv_speed.rs not found: run from the repository root")
+    rows = re.findall(r'\("([^"]+)",\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\)', src)
+    return [(name, *map(int, rest)) for name, *rest in rows]
 
 
 def main():
@@ -29,7 +32,7 @@ def main():
     dev = torch.device("cuda")
     print(f"torch {torch.__version__} cuDNN {torch.backends.cudnn.version()} on {torch.cuda.get_device_name(0)}, {iters} iterations per shape")
     g = torch.Generator(device="cpu").manual_seed(7)
-    for name, n, cin, hw, cout, k, s in SHAPES:
+    for name, n, cin, hw, cout, k, s in shapes():
         conv = torch.nn.Conv2d(cin, cout, k, stride=s, padding=k // 2).to(dev, torch.float16).to(memory_format=torch.channels_last)
         x = (torch.rand(n, cin, hw, hw, generator=g) * 2 - 1).to(dev, torch.float16).to(memory_format=torch.channels_last)
         with torch.no_grad():

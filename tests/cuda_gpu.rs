@@ -92,6 +92,28 @@ macro_rules! launch {
     }};
 }
 
+/// Pushes a conv kernel's parameters: input, weights, bias and residual (each `Option`, a null
+/// pointer when absent), output, the i32 shape arguments, then the epilogue's activation code
+/// and its two constants.
+macro_rules! conv_args {
+    ($b:ident, $x:ident, $w:ident, $bias:ident, $res:ident, $y:ident, $ints:expr, $act:ident, $alpha:ident, $beta:ident) => {{
+        $b.arg(&$x).arg(&$w);
+        match &$bias {
+            Some(d) => $b.arg(d),
+            None => $b.arg(&NULL),
+        };
+        match &$res {
+            Some(d) => $b.arg(d),
+            None => $b.arg(&NULL),
+        };
+        $b.arg(&mut $y);
+        for v in $ints {
+            $b.arg(v);
+        }
+        $b.arg(&$act).arg(&$alpha).arg(&$beta);
+    }};
+}
+
 fn elems(total: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (total.div_ceil(256) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
@@ -205,22 +227,9 @@ fn check_f16_conv(g: &Gpu, kernel: &str, case: ConvCase, seed: u64) {
     let ints = [n, h, w, cin, oh, ow, cout, kh, kw, case.stride[0], case.stride[1], case.pads[0], case.pads[1], case.dilation[0], case.dilation[1], case.groups].map(|v| v as i32);
     let mma = kernel == "conv2d_nhwc_f16_mma";
     let cfg = if mma { LaunchConfig { grid_dim: ((n * oh * ow).div_ceil(64) as u32, cout.div_ceil(32) as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 } } else { elems(want.len()) };
+    // The tensor-core kernel takes no groups argument (groups = 1 only).
     launch!(g, kernel, cfg, |b| {
-        b.arg(&dx).arg(&dw);
-        match &db {
-            Some(d) => b.arg(d),
-            None => b.arg(&NULL),
-        };
-        match &dr {
-            Some(d) => b.arg(d),
-            None => b.arg(&NULL),
-        };
-        b.arg(&mut dy);
-        // The tensor-core kernel takes no groups argument (groups = 1 only).
-        for v in if mma { &ints[..15] } else { &ints[..] } {
-            b.arg(v);
-        }
-        b.arg(&act).arg(&alpha).arg(&beta);
+        conv_args!(b, dx, dw, db, dr, dy, if mma { &ints[..15] } else { &ints[..] }, act, alpha, beta);
     });
     let got = to_nchw(&g.download_f16(&dy).unwrap(), os);
     check(&format!("{kernel} {case:?}"), &got, &want, |i| want[i].abs() / 1024.0 + 1e-4 * scale[i] + 1e-6);
@@ -302,20 +311,7 @@ fn analytic_f32_conv_matches_the_cpu_twin() {
         let (act, alpha, beta) = act_code(case.act);
         let ints = [n, cin, h, w, cout, oh, ow, case.k[0], case.k[1], case.stride[0], case.stride[1], case.pads[0], case.pads[1], case.dilation[0], case.dilation[1], case.groups].map(|v| v as i32);
         launch!(g, "conv2d_ref_f32", elems(want.len()), |b| {
-            b.arg(&dx).arg(&dw);
-            match &db {
-                Some(d) => b.arg(d),
-                None => b.arg(&NULL),
-            };
-            match &dr {
-                Some(d) => b.arg(d),
-                None => b.arg(&NULL),
-            };
-            b.arg(&mut dy);
-            for v in &ints {
-                b.arg(v);
-            }
-            b.arg(&act).arg(&alpha).arg(&beta);
+            conv_args!(b, dx, dw, db, dr, dy, &ints[..], act, alpha, beta);
         });
         let got = g.download_f32(&dy).unwrap();
         check(&format!("conv2d_ref_f32 {case:?}"), &got, &want, |i| 1e-5 * scale[i] + 1e-6);
