@@ -160,7 +160,9 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
                 }
             }
             curve.removed.push(removed);
-            curve.cost.push(err / energy);
+            // A trial whose outputs are not finite (a refit gone wrong) is never worth taking.
+            let cost = err / energy;
+            curve.cost.push(if cost.is_finite() { cost } else { f64::INFINITY });
             curve.saved_macs.push(saved_macs);
             curve.saved_params.push(saved_params);
         }
@@ -190,7 +192,8 @@ pub fn allocate(curves: &[Option<Curve>], want: f64, unit: Unit) -> Vec<usize> {
                 let i = at[gi];
                 (i + 1..c.removed.len()).filter_map(move |j| {
                     let da = c.amount(unit, j) - c.amount(unit, i);
-                    (da > 0.0).then(|| ((c.cost[j] - c.cost[i]).max(0.0) / da, gi, j))
+                    let dc = c.cost[j] - c.cost[i];
+                    (da > 0.0).then(|| (if dc.is_nan() { f64::INFINITY } else { dc.max(0.0) } / da, gi, j))
                 })
             })
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
@@ -242,6 +245,10 @@ mod tests {
         heavy.saved_macs = vec![0, 100, 200];
         let light = curve(&[0, 2, 4], &[0.0, 0.02, 0.04]);
         assert_eq!(allocate(&[Some(light.clone()), Some(heavy.clone())], 100.0, Unit::Macs), vec![0, 2]);
-        assert_eq!(allocate(&[Some(light), Some(heavy)], 2.0, Unit::Channels), vec![2, 0]);
+        assert_eq!(allocate(&[Some(light.clone()), Some(heavy)], 2.0, Unit::Channels), vec![2, 0]);
+        // An infinite cost (a trial that failed) is taken last.
+        let broken = curve(&[0, 2], &[0.0, f64::INFINITY]);
+        assert_eq!(allocate(&[Some(broken.clone()), Some(light.clone())], 4.0, Unit::Channels), vec![0, 4]);
+        assert_eq!(allocate(&[Some(broken), Some(light)], 6.0, Unit::Channels), vec![2, 4]);
     }
 }
