@@ -376,10 +376,15 @@ pub fn sweep(name: &str, g: &Graph, ratios: &[f64], base: &PruneOptions, calib: 
     let macs0 = g.macs(&g.input_shape(1)?)?;
     push(g, 0.0, false, macs0, progress)?;
     let recoveries: &[bool] = if calib.is_empty() { &[false] } else { &[false, true] };
+    // `--sensitivity` curves, measured at the first ratio for each recovery setting, then reused.
+    let mut curves: [Option<std::sync::Arc<Vec<Option<crate::prune::sensitivity::Curve>>>>; 2] = [None, None];
     for &r in ratios {
-        for &rec in recoveries {
-            let opts = PruneOptions { target: crate::prune::Target::Ratio(r), recovery: if rec { base.recovery } else { crate::prune::Recovery::NONE }, ..base.clone() };
+        for (ri, &rec) in recoveries.iter().enumerate() {
+            let opts = PruneOptions { target: crate::prune::Target::Ratio(r), recovery: if rec { base.recovery } else { crate::prune::Recovery::NONE }, curves: curves[ri].clone(), ..base.clone() };
             let p = crate::prune::prune(g, &opts, calib)?;
+            if curves[ri].is_none() {
+                curves[ri] = p.sensitivity.clone().map(std::sync::Arc::new);
+            }
             push(&p.graph, r, rec, p.macs_after, progress)?;
         }
     }

@@ -251,9 +251,13 @@ fn sensitivity_allocation_removes_the_free_channels_first() {
     println!("{} constant channels removed by sensitivity: rel L2 {:.2e}", zeroed.len(), m.rel_l2);
     assert!(m.rel_l2 <= 1e-5, "rel L2 {}", m.rel_l2);
     // A larger ratio takes more, from the groups whose curves rise least.
+    let first = p.sensitivity.clone().map(std::sync::Arc::new);
     let p = prune(&g, &PruneOptions { target: Target::Ratio(0.25), ..opts.clone() }, &calib).unwrap();
     let gone: usize = p.widths.iter().zip(&p.kept).map(|(w, k)| w - k.len()).sum();
     assert_eq!(gone, (0.25 * total as f64).floor() as usize);
+    // Curves handed back (as a sweep does) give the same model without measuring again.
+    let reused = prune(&g, &PruneOptions { target: Target::Ratio(0.25), curves: first, ..opts.clone() }, &calib).unwrap();
+    assert_eq!(reused.kept, p.kept);
     // A MAC target weighs the costs against the MACs each group's channels save, and is met.
     let p = prune(&g, &PruneOptions { target: Target::Macs(0.6), ..opts }, &calib).unwrap();
     let f = p.macs_after as f64 / p.macs_before as f64;

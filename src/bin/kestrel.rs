@@ -1426,6 +1426,7 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
         global: a.global,
         max_layer_ratio: a.max_layer_ratio,
         sensitivity: a.sensitivity,
+        curves: None,
         exclude: a.exclude.clone(),
         importance: Importance::parse(&a.importance, a.importance_seed)?,
         round_to: RoundTo::parse(&a.round_to)?,

@@ -65,6 +65,10 @@ pub struct PruneOptions {
     /// Remove the ratio of all prunable channels, each group's share chosen by its measured
     /// sensitivity on the calibration inputs ([`sensitivity`]) rather than by ranking scores.
     pub sensitivity: bool,
+    /// With `sensitivity`: curves measured before for the same model, calibration inputs,
+    /// importance, recovery steps and rounding ([`Pruned::sensitivity`] of an earlier run), so
+    /// that a sweep over ratios measures them once.
+    pub curves: Option<std::sync::Arc<Vec<Option<sensitivity::Curve>>>>,
     /// Node names kept whole (a trailing `*` matches a prefix).
     pub exclude: Vec<String>,
     pub importance: Importance,
@@ -81,6 +85,7 @@ impl Default for PruneOptions {
             global: false,
             max_layer_ratio: 0.9,
             sensitivity: false,
+            curves: None,
             exclude: Vec::new(),
             importance: Importance::BnGamma,
             round_to: RoundTo::Multiple(1),
@@ -313,7 +318,9 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
     let round = |w: usize| opts.round_to.round(w, kernels_isa);
     let params_before = g.param_count();
     let (_, macs_before, _) = changes(g, g)?;
-    let curves = if opts.sensitivity {
+    let curves = if let (true, Some(c)) = (opts.sensitivity, opts.curves.as_ref().filter(|c| c.len() == groups.groups.len())) {
+        Some(c.as_ref().clone())
+    } else if opts.sensitivity {
         let trial = sensitivity::Trial { graph: g, groups: &groups, scores: &scores, stats: &stats, recovery: opts.recovery, max_layer_ratio: opts.max_layer_ratio, threads };
         Some(sensitivity::curves(&trial, calib, &round, &mut |_, _| {})?)
     } else {
