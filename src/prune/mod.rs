@@ -134,16 +134,18 @@ pub struct Pruned {
 }
 
 /// Channels of each group kept for removal ratio `ratio`, from `scores`.
+/// The `n` highest of one group's `scores` (ties to the lower channel), in channel order.
+fn keep_top(scores: &[f64], n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut k: Vec<usize> = idx.into_iter().take(n).collect();
+    k.sort_unstable();
+    k
+}
+
 /// With `--sensitivity`, `allocation` gives each group's removed channels for a ratio.
 fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize, allocation: Option<&dyn Fn(f64) -> Vec<usize>>) -> Vec<Vec<usize>> {
     let full = |w: usize| (0..w).collect::<Vec<_>>();
-    let keep_top = |s: &[f64], n: usize| -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..s.len()).collect();
-        idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-        let mut k: Vec<usize> = idx.into_iter().take(n).collect();
-        k.sort_unstable();
-        k
-    };
     if let Some(allocation) = allocation {
         let removed = allocation(ratio);
         return groups

@@ -79,25 +79,10 @@ pub struct Trial<'a> {
     pub threads: usize,
 }
 
-/// The kept channels of group `gi` when `remove` of them go: the highest-scoring ones (all
-/// other groups whole).
+/// The kept channels when group `gi` keeps its `keep` highest-scoring ones (all other groups
+/// whole).
 fn kept_with(t: &Trial, gi: usize, keep: usize) -> Vec<Vec<usize>> {
-    t.groups
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, gr)| {
-            if i != gi {
-                return (0..gr.width).collect();
-            }
-            let s = &t.scores[i];
-            let mut idx: Vec<usize> = (0..s.len()).collect();
-            idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
-            let mut k: Vec<usize> = idx.into_iter().take(keep).collect();
-            k.sort_unstable();
-            k
-        })
-        .collect()
+    t.groups.groups.iter().enumerate().map(|(i, gr)| if i == gi { super::keep_top(&t.scores[i], keep) } else { (0..gr.width).collect() }).collect()
 }
 
 /// Each prunable group's cost curve (`None` for groups kept whole), measured on `calib` (in
@@ -119,7 +104,8 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
     let reference: Vec<Vec<Tensor>> = subset.iter().map(|x| original.run(std::slice::from_ref(x))).collect::<Result<_>>()?;
     let energy: f64 = reference.iter().flatten().flat_map(|y| y.data()).map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().max(f64::MIN_POSITIVE);
     let total = t.groups.groups.len();
-    let (_, macs_before, _) = super::changes(t.graph, t.graph)?;
+    let input = t.graph.input_shape(1)?;
+    let macs_before = t.graph.macs(&input)?;
     let params_before = t.graph.param_count();
     let mut out = Vec::with_capacity(total);
     for (gi, gr) in t.groups.groups.iter().enumerate() {
@@ -140,7 +126,7 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
             }
             let kept = kept_with(t, gi, keep);
             let mut pg = super::apply::apply(t.graph, t.groups, &kept)?;
-            let (saved_macs, saved_params) = (macs_before.saturating_sub(super::changes(t.graph, &pg)?.2), params_before.saturating_sub(pg.param_count()));
+            let (saved_macs, saved_params) = (macs_before.saturating_sub(pg.macs(&input)?), params_before.saturating_sub(pg.param_count()));
             let mut report = RecoveryReport::default();
             if t.recovery.bias_fold {
                 recover::fold_biases(t.graph, &mut pg, t.groups, &kept, t.stats, &mut report)?;
