@@ -5,11 +5,32 @@ mod common;
 
 use common::{data, Tolerance};
 use kestrel::cpu::simd::Simd;
-use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, sconv, slanes};
+use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, schan, sconv, slanes};
 use kestrel::graph::shape::{conv_transpose_nd_out, matmul_out, pool_nd_out, pool_out, resize_out, window_out};
 use kestrel::graph::*;
 use kestrel::Tensor;
 use proptest::prelude::*;
+
+/// [`schan`]'s conv prepared as `lc` on `kernel` at 1 and 2 threads, against the fma twin's
+/// `fma` (`!=`: as for `slanes`), and onto its residual bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn check_chunked(kernel: kestrel::cpu::sgemm::Kernel, c: &Conv2d, lc: &slanes::LanesConv, x: &[f32], xs: [usize; 4], res: Option<&[f32]>, os: [usize; 4], fma: &[f32], what: &str) {
+    let mut scratch = Vec::new();
+    for threads in [1, 2] {
+        let mut got = vec![f32::NAN; fma.len()];
+        slanes::conv2d(kernel, c, lc, x, xs, res, &mut got, os, &mut scratch, threads);
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != fma[i]) {
+            panic!("{what} schan {} t{threads}: element {i} is {} but the fma twin gives {}", kernel.name(), got[i], fma[i]);
+        }
+        if let Some(r) = res {
+            let mut onto = r.to_vec();
+            slanes::conv2d_onto(kernel, c, lc, x, xs, &mut onto, os, &mut scratch, threads);
+            if let Some(i) = (0..onto.len()).find(|&i| onto[i].to_bits() != got[i].to_bits()) {
+                panic!("{what} schan {} t{threads} onto its residual: element {i} is {} but with a separate residual {}", kernel.name(), onto[i], got[i]);
+            }
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], stride: usize, pad: [usize; 4], dil: usize, groups: usize, act: Option<Activation>, residual: bool, seed: u64) {
@@ -107,6 +128,11 @@ fn check_conv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: [usize; 2], 
                     }
                 }
             }
+        }
+        // Channel lanes in K chunks (`cpu::schan`, one group; on a kernel without its AVX-512
+        // tile, the scalar twin): the fma twin's values, residual apart or in the output.
+        if let Some(lc) = schan::prepare(&c, xs, os) {
+            check_chunked(kernel, &c, &lc, &x, xs, res, os, &fma, &what);
         }
         // Winograd F(2×2, 3×3) (3×3 stride-1 convs): within the tolerance of the f64
         // reference, and equal to its scalar twin value for value.
@@ -372,6 +398,70 @@ fn conv_small_maps_channels_in_lanes() {
             slanes::conv2d(kernel, &c, &lc, &x, xs, None, &mut got, os, &mut Vec::new(), 2);
             assert!((0..got.len()).all(|i| got[i] == want[i]), "slanes {} without a bias, shape {xs:?} → {os:?}", kernel.name());
         }
+    }
+}
+
+/// `cpu::schan` (channel lanes in K chunks: 7-pixel tiles × 3 vectors, K in chunks of 64)
+/// on the shapes the plan gives it — one image, K ≥ 512, maps of at most 64 pixels, ResNet-50's
+/// 3×3 stride-2 conv onto 7 × 7 scaled down — and around them: K not a multiple of the chunk
+/// (576 = 9 · 64, 600, 1 000), output channels off the 16- and 48-channel steps (17, 40, 72,
+/// 100), pixel counts off the 7-pixel tile (1, 3, 15, 17, 63, 64 → 10 tiles of 6 and 7),
+/// strides 1 and 2, asymmetric pads, dilation, a batch of 2 and every fused activation;
+/// `check_conv` also runs it on every conv of the sweeps and the proptest. The plan takes it
+/// for the first shape on an AVX-512 host.
+#[test]
+fn conv_chunked_channel_lanes() {
+    let mut seed = 9500;
+    for &(n, cin, cout, hw, k, stride, pad, dil) in &[
+        (1usize, 64usize, 72usize, [14usize, 14usize], 3usize, 2usize, [1usize, 1, 1, 1], 1usize),
+        (1, 64, 100, [7, 7], 3, 1, [1, 1, 1, 1], 1),
+        (1, 600, 17, [1, 1], 1, 2, [0, 0, 0, 0], 1),
+        (1, 120, 40, [3, 5], 3, 1, [1, 0, 1, 2], 1),
+        (2, 40, 48, [9, 11], 5, 2, [2, 2, 2, 2], 1),
+        (1, 72, 64, [8, 8], 3, 1, [2, 2, 2, 2], 2),
+        (1, 1000, 33, [15, 15], 1, 2, [0, 0, 0, 0], 1),
+        (1, 64, 16, [17, 3], 3, 1, [1, 1, 1, 1], 1),
+    ] {
+        for (act, residual) in [(Some(Activation::Relu), true), (None, false), (Some(Activation::Clip(-0.5, 0.5)), true), (Some(Activation::Sigmoid), true), (Some(Activation::LeakyRelu(0.1)), false)] {
+            seed += 1;
+            let c = Conv2d {
+                weight: Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, seed)).unwrap(),
+                bias: (seed % 3 != 0).then(|| data(cout, seed + 1)),
+                stride: [stride, stride],
+                pads: pad,
+                dilation: [dil, dil],
+                groups: 1,
+                act,
+                residual,
+                precision: Precision::F32,
+            };
+            let (Some(oh), Some(ow)) = (window_out(hw[0], k, stride, (pad[0], pad[2]), dil, false), window_out(hw[1], k, stride, (pad[1], pad[3]), dil, false)) else { continue };
+            let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, oh, ow]);
+            let x = data(xs.iter().product(), seed + 2);
+            let r = data(os.iter().product(), seed + 3);
+            let res = residual.then_some(r.as_slice());
+            let mut fma = vec![f32::NAN; os.iter().product()];
+            reference::conv2d_fma_ref(&c, &x, xs, res, &mut fma, os);
+            let mut want = vec![f32::NAN; fma.len()];
+            reference::conv2d_ref(&c, &x, xs, res, &mut want, os);
+            Tolerance { abs: 1e-4, rel: 1e-4 }.check("schan shape's fma twin", &fma, &want);
+            let lc = schan::prepare(&c, xs, os).unwrap();
+            let what = format!("schan n{n} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad:?} d{dil} {act:?} res{residual}");
+            for kernel in common::sgemm_kernels() {
+                println!("{what}: {}", kernel.name());
+                check_chunked(kernel, &c, &lc, &x, xs, res, os, &fma, &what);
+            }
+        }
+    }
+    // The plan's choice: ResNet-50's layer4.0.conv2 shape on AVX-512, nothing else here.
+    for kernel in common::sgemm_kernels() {
+        let c = Conv2d::new(Tensor::new(vec![512, 512, 3, 3], data(512 * 512 * 9, 1)).unwrap(), 2, 1, 1);
+        let wide = kernel.name().contains("avx512");
+        assert_eq!(schan::pays(kernel, &c, [1, 512, 14, 14], [1, 512, 7, 7]), wide, "{}", kernel.name());
+        assert!(!schan::pays(kernel, &c, [2, 512, 14, 14], [2, 512, 7, 7]), "a batch");
+        assert!(!schan::pays(kernel, &c, [1, 512, 28, 28], [1, 512, 14, 14]), "14 × 14");
+        let one = Conv2d::new(Tensor::new(vec![2048, 1024, 1, 1], data(2048 * 1024, 2)).unwrap(), 2, 0, 1);
+        assert!(!schan::pays(kernel, &one, [1, 1024, 14, 14], [1, 2048, 7, 7]), "1 × 1");
     }
 }
 

@@ -22,6 +22,7 @@ pub mod qconv;
 pub mod qgemm;
 pub mod reference;
 pub mod resize;
+pub mod schan;
 pub mod sconv;
 pub mod sgemm;
 pub mod slanes;

@@ -940,20 +940,16 @@ pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize;
         if sx == 2 && used.chunks_exact(2).all(|u| u[0] == u[1]) {
             for (py, pair) in planes.chunks_exact_mut(2 * hph * wph).enumerate().filter(|(py, _)| used[2 * py]) {
                 let (even, odd) = pair.split_at_mut(hph * wph);
-                for (r, (er, or)) in even.chunks_exact_mut(wph).zip(odd.chunks_exact_mut(wph)).enumerate() {
-                    let iy = (r * sy + py) as isize - pt as isize;
-                    if iy < 0 || iy >= h as isize {
-                        er.fill(0.0);
-                        or.fill(0.0);
-                    } else {
-                        kernel.stride2_rows(er, or, &src[iy as usize * w..(iy as usize + 1) * w], -(pl as isize));
-                    }
-                }
+                kernel.stride2_plane(even, Some(odd), wph, src, w, [py as isize - pt as isize, sy as isize], -(pl as isize));
             }
             return;
         }
         for (phase, plane) in planes.chunks_exact_mut(hph * wph).enumerate().filter(|(p, _)| used[*p]) {
             let (py, px) = (phase / sx, phase % sx);
+            if sx == 2 {
+                kernel.stride2_plane(plane, None, wph, src, w, [py as isize - pt as isize, sy as isize], px as isize - pl as isize);
+                continue;
+            }
             for (r, row) in plane.chunks_exact_mut(wph).enumerate() {
                 // Padded row r·sy + py is input row r·sy + py − pt.
                 let iy = (r * sy + py) as isize - pt as isize;
@@ -962,12 +958,7 @@ pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize;
                     continue;
                 }
                 // Column j reads input column j·sx + px − pl.
-                let src_row = &src[iy as usize * w..(iy as usize + 1) * w];
-                if sx == 2 {
-                    kernel.stride2_row(row, src_row, px as isize - pl as isize);
-                } else {
-                    super::strided_row(row, src_row, px as isize - pl as isize, sx);
-                }
+                super::strided_row(row, &src[iy as usize * w..(iy as usize + 1) * w], px as isize - pl as isize, sx);
             }
         }
     };

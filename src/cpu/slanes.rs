@@ -55,6 +55,9 @@ pub struct LanesConv {
     pub os: [usize; 4],
     /// The tiles (group, row piece, rows), found once for these sizes.
     tasks: Vec<Task>,
+    /// Run by [`crate::cpu::schan`] (one image, long K, in K chunks) instead of this module's
+    /// tiles: [`crate::cpu::schan::prepare`] sets it.
+    pub chunked: bool,
 }
 
 impl LanesConv {
@@ -164,7 +167,7 @@ pub fn prepare(c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> Option<LanesConv> 
             tasks.extend((0..xs[0] * oh).step_by(rows).map(|q0| Task { group, x0, cols, rows, q0 }));
         }
     }
-    Some(LanesConv { weights, bias, slices, kdim, koff, planes: [sy, sx, hp, wp], xs, os, tasks })
+    Some(LanesConv { weights, bias, slices, kdim, koff, planes: [sy, sx, hp, wp], xs, os, tasks, chunked: false })
 }
 
 /// Scratch elements [`conv2d`] needs: the padded planes (none without padding), and a cache
@@ -260,6 +263,16 @@ fn conv2d_from(kernel: Kernel, c: &Conv2d, lc: &LanesConv, x: &[f32], xs: [usize
     let dst = OutPtr(out.as_mut_ptr());
     // The residual's elements: its own buffer's (only read), or the output's.
     let res = residual.map(|r| OutPtr(r.map_or(dst.0, |r| r.as_ptr().cast_mut())));
+    if lc.chunked {
+        // SAFETY: the padded planes hold every tap of every output pixel (built above for
+        // these sizes, or the unpadded input); `out` and the residual hold the output's
+        // elements (asserted above) and outlive the call.
+        unsafe { super::schan::run(kernel, lc, padded, act, res, dst, threads) };
+        if let (true, Some(f)) = (post, c.act) {
+            out[..n * cout * npix].iter_mut().for_each(|y| *y = f.apply(*y));
+        }
+        return;
+    }
     // One slice of 16 output channels of one tile.
     let run = |t: &Task, s: usize| {
         let dst = &dst;

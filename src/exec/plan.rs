@@ -6,7 +6,7 @@
 //! [`Buffers`] sized by it.
 
 use super::prepare::{self, DType, Prepared, Step};
-use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, sconv, slanes, spos, wino};
+use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, schan, sconv, slanes, spos, wino};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
 
@@ -223,8 +223,10 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding;
 /// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
-/// output position ([`Step::SPos`]), and of other small maps (of a batch; on AVX2 of one image
-/// too) with the output channels in the lanes ([`Step::SLanes`]); a Winograd conv of a map under
+/// output position ([`Step::SPos`]), of one image's small maps with a long K on AVX-512 with the
+/// output channels in the lanes in K chunks ([`Step::SLanes`] prepared by [`schan::prepare`]),
+/// and of other small maps (of a batch; on AVX2 of one image too) with the output channels in
+/// the lanes ([`Step::SLanes`]); a Winograd conv of a map under
 /// [`wino::MIN_PIXELS`], or one [`wino::pays_on`] turns down for the kernel, on the packed
 /// FP32 kernel (in bf16, a batch of under [`wino::BF16_MIN_TILES`] tiles on the direct bf16
 /// steps).
@@ -269,6 +271,10 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
             let (x4, o4) = ([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]]);
             if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| xs[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
+            }
+            // One image's small maps with a long K on AVX-512: channel lanes in K chunks.
+            if let Some(lc) = schan::pays(k, conv, x4, o4).then(|| schan::prepare(conv, x4, o4)).flatten() {
+                return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
             }
             // The other small maps (of a batch; on AVX2 also of one image): a direct conv with
             // the channels in the lanes.

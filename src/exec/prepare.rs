@@ -150,6 +150,7 @@ impl Step {
             Step::BImplicit(p) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name_for(p))),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::SLanes(lc) if lc.chunked => format!("f32 conv {}", crate::cpu::schan::NAME),
             Step::SLanes(_) => format!("f32 conv {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
             Step::Wino(p) => format!("f32 conv Winograd F({m}x{m},3x3) {}", kernels.sgemm.map_or("-", |k| k.name()), m = p.variant.m()),
             Step::BWino(_) => format!("bf16 conv Winograd F(2x2,3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name())),

@@ -221,6 +221,32 @@ pub(crate) fn row_lanes(base: isize, w: usize) -> __mmask16 {
     (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
 }
 
+/// See [`super::Kernel::stride2_plane`]: [`stride2_row`] for each of `hph` plane rows `wph`
+/// floats apart, plane row `r` from input row `y0 + r·sy` (zeros outside `0..h`).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `even` (and a non-null `odd`) is writable for `hph · wph`
+/// floats, `src` readable for `h · w`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn stride2_plane(even: *mut f32, odd: *mut f32, [hph, wph]: [usize; 2], src: *const f32, [h, w]: [usize; 2], [y0, sy]: [isize; 2], x0: isize) {
+    for r in 0..hph {
+        let iy = y0 + r as isize * sy;
+        // SAFETY: row r of each plane lies in its hph · wph floats; input row iy < h lies in
+        // `src` (the caller's contract).
+        unsafe {
+            let (e, o) = (even.add(r * wph), if odd.is_null() { odd } else { odd.add(r * wph) });
+            if iy < 0 || iy >= h as isize {
+                std::ptr::write_bytes(e, 0, wph);
+                if !o.is_null() {
+                    std::ptr::write_bytes(o, 0, wph);
+                }
+            } else {
+                stride2_row(e, o, wph, src.add(iy as usize * w), w, x0);
+            }
+        }
+    }
+}
+
 /// See [`super::Kernel::stride2_row`] and [`super::Kernel::stride2_rows`]: `dst[j] =
 /// src[x0 + 2j]` and, when `odd` is not null, `odd[j] = src[x0 + 2j + 1]`, for `j < n`, each
 /// where its column lies in `0..w`, else 0: both from the same two loads.
@@ -228,6 +254,7 @@ pub(crate) fn row_lanes(base: isize, w: usize) -> __mmask16 {
 /// # Safety
 /// The CPU must support AVX-512F; `dst` (and a non-null `odd`) is writable for `n` floats,
 /// `src` readable for `w`.
+#[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn stride2_row(dst: *mut f32, odd: *mut f32, n: usize, src: *const f32, w: usize, x0: isize) {
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
