@@ -402,7 +402,7 @@ fn conv_small_maps_channels_in_lanes() {
 }
 
 /// `cpu::schan` (channel lanes in K chunks: 7-pixel tiles × 3 vectors, K in chunks of 64)
-/// on the shapes the plan gives it — one image, K ≥ 512, maps of at most 64 pixels, ResNet-50's
+/// on the shapes the plan gives it — K ≥ 512, maps of at most 64 pixels, ResNet-50's
 /// 3×3 stride-2 conv onto 7 × 7 scaled down — and around them: K not a multiple of the chunk
 /// (576 = 9 · 64, 600, 1 000), output channels off the 16- and 48-channel steps (17, 40, 72,
 /// 100), pixel counts off the 7-pixel tile (1, 3, 15, 17, 63, 64 → 10 tiles of 6 and 7),
@@ -421,6 +421,7 @@ fn conv_chunked_channel_lanes() {
         (1, 72, 64, [8, 8], 3, 1, [2, 2, 2, 2], 2),
         (1, 1000, 33, [15, 15], 1, 2, [0, 0, 0, 0], 1),
         (1, 64, 16, [17, 3], 3, 1, [1, 1, 1, 1], 1),
+        (3, 64, 64, [14, 14], 3, 2, [1, 1, 1, 1], 1),
     ] {
         for (act, residual) in [(Some(Activation::Relu), true), (None, false), (Some(Activation::Clip(-0.5, 0.5)), true), (Some(Activation::Sigmoid), true), (Some(Activation::LeakyRelu(0.1)), false)] {
             seed += 1;
@@ -458,7 +459,7 @@ fn conv_chunked_channel_lanes() {
         let c = Conv2d::new(Tensor::new(vec![512, 512, 3, 3], data(512 * 512 * 9, 1)).unwrap(), 2, 1, 1);
         let wide = kernel.name().contains("avx512");
         assert_eq!(schan::pays(kernel, &c, [1, 512, 14, 14], [1, 512, 7, 7]), wide, "{}", kernel.name());
-        assert!(!schan::pays(kernel, &c, [2, 512, 14, 14], [2, 512, 7, 7]), "a batch");
+        assert_eq!(schan::pays(kernel, &c, [8, 512, 14, 14], [8, 512, 7, 7]), wide, "a batch, {}", kernel.name());
         assert!(!schan::pays(kernel, &c, [1, 512, 28, 28], [1, 512, 14, 14]), "14 × 14");
         let one = Conv2d::new(Tensor::new(vec![2048, 1024, 1, 1], data(2048 * 1024, 2)).unwrap(), 2, 0, 1);
         assert!(!schan::pays(kernel, &one, [1, 1024, 14, 14], [1, 2048, 7, 7]), "1 × 1");

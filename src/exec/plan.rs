@@ -223,7 +223,7 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// conv's step, when the conv runs on packed weights and some taps only ever read padding;
 /// a bf16 conv of a map of at most [`prepare::BF16_FMA_MAX_PIXELS`] pixels on the FP32 kernel
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
-/// output position ([`Step::SPos`]), of one image's small maps with a long K on AVX-512 with the
+/// output position ([`Step::SPos`]), of small maps with a long K on AVX-512 with the
 /// output channels in the lanes in K chunks ([`Step::SLanes`] prepared by [`schan::prepare`]),
 /// and of other small maps (of a batch; on AVX2 of one image too) with the output channels in
 /// the lanes ([`Step::SLanes`]); a Winograd conv of a map under
@@ -272,7 +272,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
             if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| xs[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
             }
-            // One image's small maps with a long K on AVX-512: channel lanes in K chunks.
+            // Small maps with a long K on AVX-512: channel lanes in K chunks.
             if let Some(lc) = schan::pays(k, conv, x4, o4).then(|| schan::prepare(conv, x4, o4)).flatten() {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
             }
