@@ -152,6 +152,41 @@ fn stride2_row_matches_its_definition() {
     }
 }
 
+/// `Kernel::stride2_plane` (a whole stride-2 phase plane, and its odd-column twin) against
+/// its definition: every element of both planes written, 0 outside the image, over plane
+/// widths off the vector, row steps 1–3, rows above and below the image (padding) and
+/// column starts left of it.
+#[test]
+fn stride2_plane_matches_its_definition() {
+    for kernel in common::sgemm_kernels() {
+        for (h, w) in [(1usize, 1usize), (3, 7), (7, 14), (14, 14), (5, 17), (9, 33), (4, 65), (2, 112)] {
+            let src = common::data(h * w, (h * w) as u64);
+            for wph in [1usize, 4, 7, 8, 16, 17, 33, 57] {
+                for hph in [1usize, 3, 8] {
+                    for (y0, sy) in [(0isize, 2isize), (-1, 2), (1, 2), (-2, 1), (0, 3), (-3, 2)] {
+                        for x0 in -3isize..2 {
+                            let at = |y: isize, x: isize| if y >= 0 && (y as usize) < h && x >= 0 && (x as usize) < w { src[y as usize * w + x as usize] } else { 0.0 };
+                            let (mut even, mut odd) = (vec![f32::NAN; hph * wph], vec![f32::NAN; hph * wph]);
+                            kernel.stride2_plane(&mut even, Some(&mut odd), wph, &src, w, [y0, sy], x0);
+                            let mut alone = vec![f32::NAN; hph * wph];
+                            kernel.stride2_plane(&mut alone, None, wph, &src, w, [y0, sy], x0);
+                            for r in 0..hph {
+                                for j in 0..wph {
+                                    let (y, x) = (y0 + r as isize * sy, x0 + 2 * j as isize);
+                                    let what = format!("{} stride2_plane {h}x{w} plane {hph}x{wph} y0 {y0} sy {sy} x0 {x0}: row {r} column {j}", kernel.name());
+                                    assert_eq!(even[r * wph + j].to_bits(), at(y, x).to_bits(), "{what} (even)");
+                                    assert_eq!(odd[r * wph + j].to_bits(), at(y, x + 1).to_bits(), "{what} (odd)");
+                                    assert_eq!(alone[r * wph + j].to_bits(), at(y, x).to_bits(), "{what} (alone)");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `Kernel::permute_maps` (one permute of whole maps per 16 columns) against its scalar
 /// twin, and both against the definition: maps of 4 and 16 pixels, batches that do not fill
 /// the last chunk, chunk offsets, and masks with lanes off.
