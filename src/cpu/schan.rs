@@ -13,11 +13,12 @@
 //!
 //! Work: each worker takes a contiguous range of 16-channel slices (so two workers stream
 //! disjoint halves of the weights), cut into panels of up to [`VECS`] slices; the batch's
-//! pixels form one list of tiles, and a panel runs over groups of up to [`GROUP`] of them, K in chunks of [`KCHUNK`] steps,
-//! each chunk over all the group's tiles (their accumulators kept in memory between chunks):
-//! a chunk's weights come from memory once and serve the group's other tiles from L1, and the
-//! tiles share out the prefetch of the next chunk's lines. The epilogue scatters each
-//! pixel's channel vectors to output rows `npix` apart.
+//! pixels form one list of tiles, and a panel runs over groups of up to [`GROUP`] of them,
+//! K in chunks of [`KCHUNK`] steps, each chunk over all the group's tiles (their
+//! accumulators kept in memory between chunks): a chunk's weights come from memory once and
+//! serve the group's other tiles from L1, and the tiles share out the prefetch of the next
+//! chunk's lines. The epilogue adds the bias, applies the activation and writes each channel's
+//! pixels into its NCHW output row.
 //!
 //! Arithmetic: `acc = residual or 0; for k in order: acc = fma(w, x, acc)`, then `acc + bias`
 //! and the activation, as [`crate::cpu::reference::conv2d_fma_ref`] (with the products of the
@@ -55,7 +56,7 @@ pub const MIN_K: usize = 512;
 /// Whether the plan runs conv `c` (input `xs`, output `os`) here on `kernel`: AVX-512, one
 /// group of at least 64 output channels, an output of at most [`MAX_PIXELS`], a
 /// column stride of 1 or 2, a K of at least [`MIN_K`], and a kernel larger than 1 × 1 (the
-/// 1 × 1 stride-2 downsample onto 7 × 7 ran 1.06–1.09× the GEMM path's time; stride-1 ones
+/// 1 × 1 stride-2 downsample onto 7 × 7 ran 1.09× the GEMM path's time; stride-1 ones
 /// are GEMMs reading their input in place). A batch's pixels form one list of tiles: ResNet-18
 /// at batch 8 0.97–0.98 of the time, ResNet-50 at batch 4 0.99, at batch 8 the same.
 pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool {
@@ -122,7 +123,7 @@ pub(crate) unsafe fn run(kernel: Kernel, lc: &LanesConv, padded: &[f32], act: Ac
         // Whole wrappers, not their raw pointer fields, go into the closure.
         let (out, residual) = (&out, &residual);
         let (s0, s1) = (slices * wi / workers, slices * (wi + 1) / workers);
-        let mut acc = vec![0f32; GROUP * BUF];
+        let mut acc = [[0f32; BUF]; GROUP];
         let mut p0 = s0;
         while p0 < s1 {
             let v = VECS.min(s1 - p0);
@@ -134,7 +135,7 @@ pub(crate) unsafe fn run(kernel: Kernel, lc: &LanesConv, padded: &[f32], act: Ac
                 // Start: the residual or zero.
                 for t in t0..t1 {
                     let (i0, i1) = tile_px(t);
-                    let buf = &mut acc[(t - t0) * BUF..][..BUF];
+                    let buf = &mut acc[t - t0];
                     for (q, i) in (i0..i1).enumerate() {
                         for l in 0..v * LANES {
                             let co = p0 * LANES + l;
@@ -177,7 +178,7 @@ pub(crate) unsafe fn run(kernel: Kernel, lc: &LanesConv, padded: &[f32], act: Ac
                             pf_k,
                             pf_slot: (t - t0) * (k1 - k0),
                         };
-                        let buf: &mut [f32; BUF] = (&mut acc[(t - t0) * BUF..][..BUF]).try_into().expect("BUF floats");
+                        let buf = &mut acc[t - t0];
                         match kernel {
                             // SAFETY: the token proves AVX-512F; `tile` checks its reads.
                             #[cfg(target_arch = "x86_64")]
@@ -189,7 +190,7 @@ pub(crate) unsafe fn run(kernel: Kernel, lc: &LanesConv, padded: &[f32], act: Ac
                 }
                 for t in t0..t1 {
                     let (i0, i1) = tile_px(t);
-                    let buf = &acc[(t - t0) * BUF..][..BUF];
+                    let buf = &acc[t - t0];
                     for (q, i) in (i0..i1).enumerate() {
                         for l in 0..(v * LANES).min(cout - p0 * LANES) {
                             let co = p0 * LANES + l;
