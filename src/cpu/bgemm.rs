@@ -227,6 +227,20 @@ impl Kernel {
         }
     }
 
+    /// Both column phases of a stride-2 row from the same loads: `even[j] = src[x0 + 2·j]`,
+    /// `odd[j] = src[x0 + 2·j + 1]` ([`Kernel::stride2_row`] at `x0` and `x0 + 1`).
+    pub fn stride2_rows(self, even: &mut [f32], odd: &mut [f32], src: &[f32], x0: isize) {
+        match self {
+            Kernel::Scalar => {
+                crate::cpu::strided_row(even, src, x0, 2);
+                crate::cpu::strided_row(odd, src, x0 + 1, 2);
+            }
+            // SAFETY: the token proves AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { crate::cpu::sgemm::stride2_rows_avx512(even, odd, src, x0) },
+        }
+    }
+
     /// The channel pairs of one block of pixels: for pair `j < pairs`, `dst[j·width + c] =
     /// pair(x[2j·stride + c], x[(2j + 1)·stride + c])` for `c < cols` (the high half 0 past
     /// `rows` rows), and 0 for `cols ≤ c < width`: [`Kernel::pack_pairs`] row pair by row pair,

@@ -306,6 +306,18 @@ pub(crate) unsafe fn stride2_row_avx512(dst: &mut [f32], src: &[f32], x0: isize)
     unsafe { avx512::stride2_row(dst.as_mut_ptr(), std::ptr::null_mut(), dst.len(), src.as_ptr(), src.len(), x0) }
 }
 
+/// Both column phases of one stride-2 row on AVX-512 ([`Kernel::stride2_rows`]) for the bf16
+/// kernels' planes: `even[j] = src[x0 + 2·j]`, `odd[j] = src[x0 + 2·j + 1]`.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn stride2_rows_avx512(even: &mut [f32], odd: &mut [f32], src: &[f32], x0: isize) {
+    let n = even.len().min(odd.len());
+    // SAFETY: AVX-512F (the caller's contract); both rows hold `n` floats, `src` its length.
+    unsafe { avx512::stride2_row(even.as_mut_ptr(), odd.as_mut_ptr(), n, src.as_ptr(), src.len(), x0) }
+}
+
 impl Kernel {
     /// `dst[j] = src[x0 + 2·j]` where that column lies in `src`, 0 elsewhere: one row of a
     /// stride-2 phase plane (as `cpu::strided_row` with step 2, which the AVX2 kernel runs).
