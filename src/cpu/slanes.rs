@@ -55,7 +55,7 @@ pub struct LanesConv {
     pub os: [usize; 4],
     /// The tiles (group, row piece, rows), found once for these sizes.
     tasks: Vec<Task>,
-    /// Run by [`crate::cpu::schan`] (one image, long K, in K chunks) instead of this module's
+    /// Run by [`crate::cpu::schan`] (small maps, long K, in K chunks) instead of this module's
     /// tiles: [`crate::cpu::schan::prepare`] sets it.
     pub chunked: bool,
 }
