@@ -301,6 +301,38 @@ fn pair_packing_matches_the_scalar_rounding() {
     }
 }
 
+/// A stride-2 plane row's channel pairs straight from two input rows: the values of
+/// `stride2_row` then `pack_pairs`, on every width, start (left padding, both rows' starts
+/// apart as in the folded stem) and tail, without a high row too.
+#[test]
+fn stride2_pair_rows_match_the_row_then_the_packing() {
+    let mut kernels = vec![Kernel::Scalar];
+    kernels.extend(bf16_host());
+    let mut x = data(2 * 70, 93);
+    x[..6].copy_from_slice(&[1.0 + 1.0 / 256.0, f32::NAN, 1e-40, f32::INFINITY, -f32::INFINITY, -(1.0 + 3.0 / 256.0)]);
+    for w in [1usize, 2, 7, 14, 15, 16, 17, 31, 33, 56, 70] {
+        let (lo, hi) = (&x[..w], &x[70..70 + w]);
+        for n in [1usize, 3, 7, 8, 15, 16, 17, 29, 36] {
+            for (lx, hx) in [(0isize, 0isize), (-1, -1), (-3, -3), (1, 1), (-1, 2), (0, -2)] {
+                for with_hi in [true, false] {
+                    let (mut l, mut h) = (vec![f32::NAN; n], vec![0f32; n]);
+                    Kernel::Scalar.stride2_row(&mut l, lo, lx);
+                    if with_hi {
+                        Kernel::Scalar.stride2_row(&mut h, hi, hx);
+                    }
+                    let mut want = vec![0u32; n];
+                    Kernel::Scalar.pack_pairs(&l, &h, &mut want);
+                    for &k in &kernels {
+                        let mut got = vec![0xdead_beefu32; n];
+                        k.pack_pairs_stride2((lo, lx), with_hi.then_some((hi, hx)), &mut got);
+                        assert_eq!(got, want, "{k:?}: width {w}, {n} columns, starts {lx} {hx}, high row {with_hi}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A block's channel pairs in one call: the scalar pair packing row pair by row pair, an odd
 /// row count's last high half 0, the columns past `cols` 0, on every width and tail.
 #[test]

@@ -570,6 +570,12 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
                     continue;
                 };
                 let src_row = |ci: usize| &x[((b * cin + ci) * h + iy) * w..][..w];
+                // Stride 2 (the strided convs, the folded stem): each pair straight from the
+                // two input rows' even columns.
+                if let (2, Some((c0, x0))) = (g.sx, lo) {
+                    k.pack_pairs_stride2((src_row(c0), x0 as isize - pl as isize), hi.map(|(c1, x1)| (src_row(c1), x1 as isize - pl as isize)), row);
+                    continue;
+                }
                 if let (true, Some((c0, x0))) = (direct, lo) {
                     let (j_lo, j_hi) = cols(x0);
                     row[..j_lo].fill(0);

@@ -268,6 +268,26 @@ impl Kernel {
         }
     }
 
+    /// `dst[j] = pair(lo.0[lo.1 + 2·j], hi.0[hi.1 + 2·j])` for `j < dst.len()`, a column
+    /// outside its row (and every column of a missing `hi`) 0: a row of a stride-2 phase
+    /// plane's channel pairs straight from the two input rows, the values of
+    /// [`Kernel::stride2_row`] then [`Kernel::pack_pairs`] (the 1×1 stride-2 convs' planes
+    /// took 46–62 µs a call that way in ResNet-50).
+    pub fn pack_pairs_stride2(self, lo: (&[f32], isize), hi: Option<(&[f32], isize)>, dst: &mut [u32]) {
+        match self {
+            Kernel::Scalar => {
+                let at = |(row, x0): (&[f32], isize), j: usize| usize::try_from(x0 + 2 * j as isize).ok().and_then(|x| row.get(x)).copied().unwrap_or(0.0);
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = pair(at(lo, j), hi.map_or(0.0, |h| at(h, j)));
+                }
+            }
+            // SAFETY: the token proves AVX-512F, BW and BF16; the rows' lengths are their
+            // slices'.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { avx512::pack_pairs_stride2(lo, hi, dst) },
+        }
+    }
+
     /// `dst[j] = pair(lo[j], hi[j])` for `j < dst.len()` (`lo` and `hi` at least as long):
     /// an im2col row pair rounded into a B panel row. Bit-identical to [`pair`] on every path.
     pub fn pack_pairs(self, lo: &[f32], hi: &[f32], dst: &mut [u32]) {
@@ -437,6 +457,31 @@ mod avx512 {
         }
         idx
     };
+
+    /// [`super::Kernel::pack_pairs_stride2`], 16 columns at a time: each row's even columns
+    /// from two masked loads and one `vpermt2ps`, then [`pack_pairs`]' rounding and word
+    /// permute.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_pairs_stride2((lo, lx): (&[f32], isize), hi: Option<(&[f32], isize)>, dst: &mut [u32]) {
+        use crate::cpu::sgemm::row_lanes;
+        // SAFETY: PAIRS is 64 bytes.
+        let idx = unsafe { _mm512_loadu_si512(PAIRS.as_ptr() as *const __m512i) };
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        // Columns x0 + 2j of `row` for this chunk's 16 j: lanes outside the row are not loaded
+        // (their masks), so their wrapped addresses are never dereferenced.
+        let evens = |row: &[f32], x0: isize, j: usize| {
+            let base = x0 + 2 * j as isize;
+            let (ma, mb) = (row_lanes(base, row.len()), row_lanes(base + 16, row.len()));
+            // SAFETY: masked loads touch only lanes whose column lies in 0..row.len().
+            unsafe { _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(ma, row.as_ptr().wrapping_offset(base)), even, _mm512_maskz_loadu_ps(mb, row.as_ptr().wrapping_offset(base + 16))) }
+        };
+        for (j, m) in chunks16(dst.len()) {
+            let l = evens(lo, lx, j);
+            let h = hi.map_or(_mm512_setzero_ps(), |(row, x0)| evens(row, x0, j));
+            // SAFETY: the lanes of `m` lie below dst.len(); masked-off lanes are not written.
+            unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, pairs16(idx, l, h)) };
+        }
+    }
 
     /// [`super::Kernel::pack_pairs`], 16 columns at a time: `vcvtne2ps2bf16` rounds both rows
     /// (to nearest even, a subnormal input to a signed zero, a NaN to `(x >> 16) | 0x40`: the
