@@ -591,11 +591,6 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
                     continue;
                 }
                 for (dst, m) in rows.iter_mut().zip([lo, hi]) {
-                    // Stride 2 (the strided convs, the folded stem): the FP32 kernel's row.
-                    if let (2, Some((ci, x0))) = (g.sx, m) {
-                        k.stride2_row(dst, src_row(ci), x0 as isize - pl as isize);
-                        continue;
-                    }
                     dst.fill(0.0);
                     let Some((ci, x0)) = m else { continue };
                     let (j_lo, j_hi) = cols(x0);
@@ -616,70 +611,6 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
         });
         plane[g.hph * g.wph..].fill(0);
     };
-    // Column stride 2 without folding, every phase row read in both column phases or in
-    // neither (a 3×3 stride-2 conv): both column phases of a phase row and channel pair from
-    // one pass over the input rows (each read once, split into even and odd columns by the
-    // same loads). ResNet-50's stride-2 3×3 inputs took 82–138 µs a call plane by plane.
-    if g.sx == 2 && g.pxs == 2 && !g.fold && g.pairs > 0 && read.chunks_exact(2).all(|r| r[0] == r[1]) {
-        let n = planes.len() / (nph * g.pairs * g.plane).max(1);
-        let units = n * g.sy * g.pairs;
-        let base = crate::cpu::parallel::OutPtr(planes.as_mut_ptr());
-        let plane_at = |b: usize, ph: usize, pair: usize| ((b * nph + ph) * g.pairs + pair) * g.plane;
-        let unit = |u: usize| {
-            let base = &base;
-            let (b, py, pair) = (u / (g.sy * g.pairs), (u / g.pairs) % g.sy, u % g.pairs);
-            let (ph0, ph1) = (2 * py, 2 * py + 1);
-            // SAFETY: planes (b, ph0, pair) and (b, ph1, pair) are distinct `g.plane`-float
-            // ranges of `planes` (b < n, ph < nph, pair < pairs), and only this unit touches
-            // them; `planes` is borrowed mutably for the whole loop.
-            let (p0, p1) = unsafe { (std::slice::from_raw_parts_mut(base.0.add(plane_at(b, ph0, pair)), g.plane), std::slice::from_raw_parts_mut(base.0.add(plane_at(b, ph1, pair)), g.plane)) };
-            if !read[ph0] {
-                return;
-            }
-            let (lo, hi) = (2 * pair, 2 * pair + 1);
-            if lo >= kstep_ch {
-                p0.fill(0);
-                p1.fill(0);
-                return;
-            }
-            ROWS.with(|cell| {
-                let mut buf = cell.borrow_mut();
-                if buf.len() < 4 * g.wph {
-                    buf.resize(4 * g.wph, 0.0);
-                }
-                let (lo_rows, hi_rows) = buf.split_at_mut(2 * g.wph);
-                let (lo_e, lo_o) = lo_rows.split_at_mut(g.wph);
-                let (hi_e, hi_o) = hi_rows[..2 * g.wph].split_at_mut(g.wph);
-                // A missing odd channel packs as zeros.
-                hi_e.fill(0.0);
-                hi_o.fill(0.0);
-                for r in 0..g.hph {
-                    let (row0, row1) = (&mut p0[r * g.wph..(r + 1) * g.wph], &mut p1[r * g.wph..(r + 1) * g.wph]);
-                    let Some(iy) = (r * g.sy + py).checked_sub(pt).filter(|&iy| iy < h) else {
-                        row0.fill(0);
-                        row1.fill(0);
-                        continue;
-                    };
-                    let src_row = |ci: usize| &x[((b * cin + ci) * h + iy) * w..][..w];
-                    k.stride2_rows(lo_e, lo_o, src_row(lo), -(pl as isize));
-                    if hi < kstep_ch {
-                        k.stride2_rows(hi_e, hi_o, src_row(hi), -(pl as isize));
-                    }
-                    k.pack_pairs(lo_e, hi_e, row0);
-                    k.pack_pairs(lo_o, hi_o, row1);
-                }
-            });
-            p0[g.hph * g.wph..].fill(0);
-            p1[g.hph * g.wph..].fill(0);
-        };
-        if threads > 1 && units > 1 {
-            let parts = units.min(crate::cpu::parallel::PARTS_PER_WORKER * threads);
-            crate::cpu::parallel::par_for(parts, |part| (units * part / parts..units * (part + 1) / parts).for_each(unit));
-        } else {
-            (0..units).for_each(unit);
-        }
-        return;
-    }
     if threads > 1 {
         par_chunks_mut(planes, g.plane, build);
     } else {

@@ -227,20 +227,6 @@ impl Kernel {
         }
     }
 
-    /// Both column phases of a stride-2 row from the same loads: `even[j] = src[x0 + 2·j]`,
-    /// `odd[j] = src[x0 + 2·j + 1]` ([`Kernel::stride2_row`] at `x0` and `x0 + 1`).
-    pub fn stride2_rows(self, even: &mut [f32], odd: &mut [f32], src: &[f32], x0: isize) {
-        match self {
-            Kernel::Scalar => {
-                crate::cpu::strided_row(even, src, x0, 2);
-                crate::cpu::strided_row(odd, src, x0 + 1, 2);
-            }
-            // SAFETY: the token proves AVX-512F.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Bf16(_) => unsafe { crate::cpu::sgemm::stride2_rows_avx512(even, odd, src, x0) },
-        }
-    }
-
     /// The channel pairs of one block of pixels: for pair `j < pairs`, `dst[j·width + c] =
     /// pair(x[2j·stride + c], x[(2j + 1)·stride + c])` for `c < cols` (the high half 0 past
     /// `rows` rows), and 0 for `cols ≤ c < width`: [`Kernel::pack_pairs`] row pair by row pair,
@@ -271,8 +257,8 @@ impl Kernel {
     /// `dst[j] = pair(lo.0[lo.1 + 2·j], hi.0[hi.1 + 2·j])` for `j < dst.len()`, a column
     /// outside its row (and every column of a missing `hi`) 0: a row of a stride-2 phase
     /// plane's channel pairs straight from the two input rows, the values of
-    /// [`Kernel::stride2_row`] then [`Kernel::pack_pairs`] (the 1×1 stride-2 convs' planes
-    /// took 46–62 µs a call that way in ResNet-50).
+    /// [`Kernel::stride2_row`] then [`Kernel::pack_pairs`] (ResNet-50's stride-2 planes took
+    /// 46–138 µs a call that way, one call per row each).
     pub fn pack_pairs_stride2(self, lo: (&[f32], isize), hi: Option<(&[f32], isize)>, dst: &mut [u32]) {
         match self {
             Kernel::Scalar => {
@@ -459,22 +445,14 @@ mod avx512 {
     };
 
     /// [`super::Kernel::pack_pairs_stride2`], 16 columns at a time: each row's even columns
-    /// from two masked loads and one `vpermt2ps`, then [`pack_pairs`]' rounding and word
-    /// permute.
+    /// (`sgemm`'s `stride2_pair`), then [`pack_pairs`]' rounding and word permute.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn pack_pairs_stride2((lo, lx): (&[f32], isize), hi: Option<(&[f32], isize)>, dst: &mut [u32]) {
-        use crate::cpu::sgemm::row_lanes;
         // SAFETY: PAIRS is 64 bytes.
         let idx = unsafe { _mm512_loadu_si512(PAIRS.as_ptr() as *const __m512i) };
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        // Columns x0 + 2j of `row` for this chunk's 16 j: lanes outside the row are not loaded
-        // (their masks), so their wrapped addresses are never dereferenced.
-        let evens = |row: &[f32], x0: isize, j: usize| {
-            let base = x0 + 2 * j as isize;
-            let (ma, mb) = (row_lanes(base, row.len()), row_lanes(base + 16, row.len()));
-            // SAFETY: masked loads touch only lanes whose column lies in 0..row.len().
-            unsafe { _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(ma, row.as_ptr().wrapping_offset(base)), even, _mm512_maskz_loadu_ps(mb, row.as_ptr().wrapping_offset(base + 16))) }
-        };
+        // Columns x0 + 2j of `row` for this chunk's 16 j.
+        // SAFETY: AVX-512F (this function's features); `row` is readable for its length.
+        let evens = |row: &[f32], x0: isize, j: usize| unsafe { crate::cpu::sgemm::stride2_pair(row.as_ptr(), row.len(), x0 + 2 * j as isize).0 };
         for (j, m) in chunks16(dst.len()) {
             let l = evens(lo, lx, j);
             let h = hi.map_or(_mm512_setzero_ps(), |(row, x0)| evens(row, x0, j));

@@ -247,9 +247,30 @@ pub(super) unsafe fn stride2_plane(even: *mut f32, odd: *mut f32, [hph, wph]: [u
     }
 }
 
+/// Columns `base .. base + 32` of a row of `w` floats at `src`, split into their even and odd
+/// columns (two masked loads, one `vpermt2ps` each): 16 columns of each stride-2 phase, 0
+/// where a column lies outside `0..w`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `src` is readable for `w` floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn stride2_pair(src: *const f32, w: usize, base: isize) -> (__m512, __m512) {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let (ma, mb) = (row_lanes(base, w), row_lanes(base + 16, w));
+    // SAFETY: a lane is loaded only where its column lies in 0..w (the masks), so the wrapped
+    // addresses of the others are never dereferenced.
+    unsafe {
+        let a = _mm512_maskz_loadu_ps(ma, src.wrapping_offset(base));
+        let b = _mm512_maskz_loadu_ps(mb, src.wrapping_offset(base + 16));
+        (_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odds, b))
+    }
+}
+
 /// See [`super::Kernel::stride2_row`] and [`super::Kernel::stride2_rows`]: `dst[j] =
 /// src[x0 + 2j]` and, when `odd` is not null, `odd[j] = src[x0 + 2j + 1]`, for `j < n`, each
-/// where its column lies in `0..w`, else 0: both from the same two loads.
+/// where its column lies in `0..w`, else 0: both from the same two loads ([`stride2_pair`]).
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `dst` (and a non-null `odd`) is writable for `n` floats,
@@ -257,23 +278,16 @@ pub(super) unsafe fn stride2_plane(even: *mut f32, odd: *mut f32, [hph, wph]: [u
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn stride2_row(dst: *mut f32, odd: *mut f32, n: usize, src: *const f32, w: usize, x0: isize) {
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let live = |base: isize| row_lanes(base, w);
     let mut j0 = 0;
     while j0 < n {
-        let base = x0 + 2 * j0 as isize;
-        let (ma, mb) = (live(base), live(base + 16));
-        // SAFETY: a lane is loaded only where its column lies in 0..w (the masks), so the
-        // wrapped addresses of the others are never dereferenced; the stores are masked to
-        // j < n.
+        // SAFETY: `src` readable for `w` floats (the caller's contract); the stores are
+        // masked to j < n.
         unsafe {
-            let a = _mm512_maskz_loadu_ps(ma, src.wrapping_offset(base));
-            let b = _mm512_maskz_loadu_ps(mb, src.wrapping_offset(base + 16));
+            let (e, o) = stride2_pair(src, w, x0 + 2 * j0 as isize);
             let m: __mmask16 = if n - j0 >= 16 { 0xffff } else { ((1u32 << (n - j0)) - 1) as u16 };
-            _mm512_mask_storeu_ps(dst.add(j0), m, _mm512_permutex2var_ps(a, even, b));
+            _mm512_mask_storeu_ps(dst.add(j0), m, e);
             if !odd.is_null() {
-                _mm512_mask_storeu_ps(odd.add(j0), m, _mm512_permutex2var_ps(a, odds, b));
+                _mm512_mask_storeu_ps(odd.add(j0), m, o);
             }
         }
         j0 += 16;

@@ -39,7 +39,7 @@ use crate::cpu::detect::{self, Isa};
 use crate::graph::Activation;
 pub use pack::PackedA;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::{act as act512, row_lanes};
+pub(crate) use avx512::{act as act512, row_lanes, stride2_pair};
 
 /// Tile shape of a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,18 +304,6 @@ impl Kernel {
 pub(crate) unsafe fn stride2_row_avx512(dst: &mut [f32], src: &[f32], x0: isize) {
     // SAFETY: AVX-512F (the caller's contract); the lengths are the slices'.
     unsafe { avx512::stride2_row(dst.as_mut_ptr(), std::ptr::null_mut(), dst.len(), src.as_ptr(), src.len(), x0) }
-}
-
-/// Both column phases of one stride-2 row on AVX-512 ([`Kernel::stride2_rows`]) for the bf16
-/// kernels' planes: `even[j] = src[x0 + 2·j]`, `odd[j] = src[x0 + 2·j + 1]`.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn stride2_rows_avx512(even: &mut [f32], odd: &mut [f32], src: &[f32], x0: isize) {
-    let n = even.len().min(odd.len());
-    // SAFETY: AVX-512F (the caller's contract); both rows hold `n` floats, `src` its length.
-    unsafe { avx512::stride2_row(even.as_mut_ptr(), odd.as_mut_ptr(), n, src.as_ptr(), src.len(), x0) }
 }
 
 impl Kernel {
