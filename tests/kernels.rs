@@ -257,6 +257,27 @@ fn conv_big_pointwise_packed_blocks() {
     }
 }
 
+/// 1×1 stride-1 convs whose K runs in one block up to 1 024 on AVX-512 and in 512-row blocks
+/// above (`sconv::run_part`, B read in place), and in 128- or 256-row blocks elsewhere: K just
+/// past each step (129, 257, 513, 1 025), the limits themselves, a K of 2 100 (five blocks of
+/// 420), with residuals, batches, the narrow last column of 7² and 14² maps.
+#[test]
+fn conv_pointwise_long_k_blocks() {
+    let mut seed = 9750;
+    for &(n, cin, cout, hw, act) in &[
+        (1usize, 129usize, 40usize, [14usize, 14usize], Some(Activation::Relu)),
+        (1, 257, 24, [7, 7], None),
+        (2, 513, 17, [9, 5], Some(Activation::Relu)),
+        (1, 1024, 33, [7, 7], Some(Activation::LeakyRelu(0.1))),
+        (1, 1025, 48, [14, 14], None),
+        (1, 2100, 20, [7, 7], Some(Activation::Relu)),
+    ] {
+        seed += 1;
+        check_conv(n, cin, cout, hw, [1, 1], 1, [0; 4], 1, 1, act, true, seed);
+        check_conv(n, cin, cout, hw, [1, 1], 1, [0; 4], 1, 1, act, false, seed + 50);
+    }
+}
+
 /// Convs over phase planes whose tiles are aligned to output rows, with outputs past L2, run
 /// weight panel by weight panel (`sconv::run_part`'s `m_outer`): a ResNet-style 7×7/2 stem, a
 /// UNet-style first 3×3 conv, a masked last vector per row (45 of 48 columns), a stride-2

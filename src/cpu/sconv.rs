@@ -53,6 +53,12 @@ pub const PAR_MIN_MACS: usize = 1 << 19;
 const M_OUTER_BYTES: usize = 768 * 1024;
 /// Bytes of B one weight panel reads from L2 in that order.
 const B_L2_BYTES: usize = 1024 * 1024;
+/// K of a 1×1 stride-1 conv on AVX-512 up to which it runs in one K block, and the K block
+/// above it (see `run_part`). Zen 5, 2 threads, alternating call by call: ResNet-50's 1×1
+/// convs with K of 256–1 024 at 0.93–0.97 of their time with 128-row blocks, K = 2 048 at
+/// 0.96 with 512-row blocks against 1.02 in one block.
+const IMAGE_KC_ONE: usize = 1024;
+const IMAGE_KC: usize = 512;
 /// Rows of such a part from which its B blocks are packed rather than read in place.
 const PACK_IMAGE_ROWS: usize = 256;
 /// On AVX2, rows of any 1×1 conv's part from which its B blocks are packed (see `run_part`).
@@ -547,7 +553,17 @@ fn run_part(
     // phase under a stride), so a longer K block still fits L1 and halves the passes over
     // their output: strided ones too (the stem's K = 147 in one block, ResNet's 3×3 stride-2
     // convs: 1.01–1.15× at 1 and 2 threads, measured alternating in one process).
-    let kc_max = if matches!(layout.cols, Cols::Phased { .. }) && c.kernel() != [1, 1] { geo.kc_taps } else { geo.kc };
+    // A 1×1 stride-1 conv on AVX-512 reads B in place (`Cols::Image`, unpacked: `m_outer`
+    // parts pack only K ≤ `kc`) and runs K in one block up to `IMAGE_KC_ONE`, else in blocks
+    // of `IMAGE_KC`: each further K block reads and writes the whole output once more, while
+    // a longer B panel (up to 1 024 rows × 48 columns, 192 KiB) streams from L2 fast enough
+    // for its tiles.
+    let kc_max = match layout.cols {
+        Cols::Phased { .. } if c.kernel() != [1, 1] => geo.kc_taps,
+        Cols::Image if geo.lanes >= 16 && kdim <= IMAGE_KC_ONE => kdim,
+        Cols::Image if geo.lanes >= 16 => IMAGE_KC,
+        _ => geo.kc,
+    };
     // K blocks as even as they go under `kc_max`: a K of 147 under 128 ran as 74 + 73, not
     // 128 + 19, whose short second block reloads and stores the whole output for 19 products
     // per element (the stem 63 → 66–68 GMAC/s at one thread, 110 → 117–124 at two,
