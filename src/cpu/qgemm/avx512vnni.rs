@@ -101,10 +101,14 @@ unsafe fn kernel_8x32<G: Groups>(w: &PackedWeights, s8: &[i8], range: Range<usiz
                     acc1[r] = _mm512_dpbusd_epi32(acc1[r], a1, wb);
                 }
             }
-            for r in 0..rows {
-                let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
-                _mm512_storeu_si512(dst as *mut _, acc0[r]);
-                _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
+            // All MR rows with the row test inside (constant bounds, unrolled): a loop bounded
+            // by `rows` indexed the accumulators at run time, from a stack copy.
+            for r in 0..MR {
+                if r < rows {
+                    let dst = op.add((c0 - range.start + r) * out_rs + b * BLOCK);
+                    _mm512_storeu_si512(dst as *mut _, acc0[r]);
+                    _mm512_storeu_si512(dst.add(BLOCK) as *mut _, acc1[r]);
+                }
             }
             b += 2;
         }
@@ -118,8 +122,10 @@ unsafe fn kernel_8x32<G: Groups>(w: &PackedWeights, s8: &[i8], range: Range<usiz
                     acc0[r] = _mm512_dpbusd_epi32(acc0[r], a0, bcast(wr[r], k4));
                 }
             }
-            for r in 0..rows {
-                _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+            for r in 0..MR {
+                if r < rows {
+                    _mm512_storeu_si512(op.add((c0 - range.start + r) * out_rs + b * BLOCK) as *mut _, acc0[r]);
+                }
             }
         }
         c0 += MR;

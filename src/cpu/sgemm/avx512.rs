@@ -34,6 +34,23 @@ pub(crate) unsafe fn act(y: __m512, a: Act) -> __m512 {
     }
 }
 
+/// `$body` once for each of the tile's 8 rows, `$r` the row as a literal: the accumulators are
+/// then indexed by constants only, which keeps them in registers (a loop over rows that LLVM
+/// leaves rolled indexes them at run time, from a stack copy).
+macro_rules! each_row {
+    ($r:ident => $body:block) => {{
+        const _: () = assert!(MR == 8);
+        { let $r = 0usize; $body }
+        { let $r = 1usize; $body }
+        { let $r = 2usize; $body }
+        { let $r = 3usize; $body }
+        { let $r = 4usize; $body }
+        { let $r = 5usize; $body }
+        { let $r = 6usize; $body }
+        { let $r = 7usize; $body }
+    }};
+}
+
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: Tile, init: Init, epi: Option<&Epilogue>) {
@@ -49,19 +66,22 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
         Init::Output => c as *const f32,
         Init::Residual(r) => r,
     };
+    debug_assert!(epi.is_none_or(|e| e.bias.is_none_or(|b| b.len() >= t.rows)), "sgemm: a bias shorter than the tile's rows");
     // SAFETY (whole body): the caller guarantees rows < t.rows and the masked columns < t.cols
     // of `src` and `c` are valid; masked-off lanes are neither read nor written (AVX-512
     // masked loads and stores suppress faults there); `a` holds kc · MR floats and `b` the
-    // kc rows `Kernel::tile` describes.
+    // kc rows `Kernel::tile` describes; the bias holds `t.rows` values.
     unsafe {
         if !src.is_null() {
-            for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
-                for v in 0..NV {
-                    row[v] = _mm512_maskz_loadu_ps(masks[v], src.add(r * t.ldc + v * 16));
+            each_row!(r => {
+                if r < t.rows {
+                    for v in 0..NV {
+                        acc[r][v] = _mm512_maskz_loadu_ps(masks[v], src.add(r * t.ldc + v * 16));
+                    }
                 }
-            }
+            });
         }
-        // The loop is unswitched: only a partial tile masks its last B vector.
+        // Unswitched: only a partial tile masks its last B vector.
         match (partial, t.b_rows.is_null(), t.b_next != 0) {
             (true, true, false) => k_loop::<NV, true, false, false>(&mut acc, a, b, t, &masks),
             (false, true, false) => k_loop::<NV, false, false, false>(&mut acc, a, b, t, &masks),
@@ -72,20 +92,24 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
             (true, false, true) => k_loop::<NV, true, true, true>(&mut acc, a, b, t, &masks),
             (false, false, true) => k_loop::<NV, false, true, true>(&mut acc, a, b, t, &masks),
         }
-        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
-            if let Some(e) = epi {
-                let bias = e.bias.map(|b| _mm512_set1_ps(b[r]));
-                for y in row.iter_mut() {
-                    if let Some(bb) = bias {
-                        *y = _mm512_add_ps(*y, bb);
+        let (bias, act_of) = match epi {
+            Some(e) => (e.bias.map_or(std::ptr::null(), |b| b.as_ptr()), Some(e.act)),
+            None => (std::ptr::null(), None),
+        };
+        each_row!(r => {
+            if r < t.rows {
+                for v in 0..NV {
+                    let mut y = acc[r][v];
+                    if !bias.is_null() {
+                        y = _mm512_add_ps(y, _mm512_set1_ps(*bias.add(r)));
                     }
-                    *y = act(*y, e.act);
+                    if let Some(f) = act_of {
+                        y = act(y, f);
+                    }
+                    _mm512_mask_storeu_ps(c.add(r * t.ldc + v * 16), masks[v], y);
                 }
             }
-            for v in 0..NV {
-                _mm512_mask_storeu_ps(c.add(r * t.ldc + v * 16), masks[v], row[v]);
-            }
-        }
+        });
     }
 }
 
