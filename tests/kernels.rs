@@ -278,6 +278,26 @@ fn conv_pointwise_long_k_blocks() {
     }
 }
 
+/// Batches of small maps as one GEMM whose columns run across images (`sconv`'s batched
+/// columns), with K longer than a 128-row block: on AVX-512 the K blocks grow with the room
+/// the part's columns leave in the packed-B buffer (up to 512 rows). 1×1 and 3×3, permuted
+/// 4×4 maps, gathered 7² and 5×3 maps, strides, residuals.
+#[test]
+fn conv_batched_columns_long_k() {
+    let mut seed = 9780;
+    for &(n, cin, cout, hw, k, stride, pad, act, residual) in &[
+        (8usize, 520usize, 40usize, [7usize, 7usize], 1usize, 1usize, 0usize, Some(Activation::Relu), true),
+        (3, 1030, 24, [7, 7], 1, 1, 0, None, false),
+        (2, 70, 33, [7, 7], 3, 1, 1, Some(Activation::Relu), true),
+        (4, 200, 16, [4, 4], 3, 1, 1, None, true),
+        (5, 150, 20, [5, 3], 3, 1, 1, Some(Activation::LeakyRelu(0.1)), false),
+        (2, 300, 48, [14, 14], 1, 2, 0, None, true),
+    ] {
+        seed += 1;
+        check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], 1, 1, act, residual, seed);
+    }
+}
+
 /// Convs over phase planes whose tiles are aligned to output rows, with outputs past L2, run
 /// weight panel by weight panel (`sconv::run_part`'s `m_outer`): a ResNet-style 7×7/2 stem, a
 /// UNet-style first 3×3 conv, a masked last vector per row (45 of 48 columns), a stride-2
