@@ -87,7 +87,7 @@ fn main() {
         let a: Vec<f32> = (0..g.kc * g.mr).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..g.panel_len(g.kc, g.nv)).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; g.mr * g.nr()];
-        let t = Tile { kc: g.kc, rows: g.mr, cols: g.nr(), nv: g.nv, ldb: g.nr(), b_rows: std::ptr::null(), ldc: g.nr(), a_next: 0, b_next: 0, b_vstride: 0 };
+        let t = Tile { kc: g.kc, rows: g.mr, cols: g.nr(), nv: g.nv, ldb: g.nr(), b_rows: std::ptr::null(), ldc: g.nr(), a_next: 0, b_next: 0, b_vstride: 0, c_next: 0 };
         let iters = 200_000;
         let start = Instant::now();
         for _ in 0..iters {

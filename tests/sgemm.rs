@@ -94,7 +94,7 @@ fn tiles_match_the_scalar_twin() {
                             // at irregular row offsets.
                             let ldb = if seed % 2 == 0 { nv * lanes } else { nv * lanes + 37 };
                             let b_rows = if seed % 3 == 0 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() };
-                            check(kernel, mr, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 }, b_vstride: if !b_rows.is_null() && seed % 4 == 1 { g.lanes + 3 } else { 0 } }, init, epi, seed);
+                            check(kernel, mr, Tile { kc, rows, cols, nv, ldb, b_rows, ldc: LDC, a_next: 1 << 40, b_next: if seed % 5 == 0 { 0 } else { 1 << 40 }, b_vstride: if !b_rows.is_null() && seed % 4 == 1 { g.lanes + 3 } else { 0 }, c_next: if seed % 3 == 0 { 0 } else { -(1 << 40) } }, init, epi, seed);
                         }
                     }
                 }
@@ -240,7 +240,7 @@ proptest! {
             let nv = nv.min(g.nv);
             let cols = (nv - 1) * g.lanes + 1 + ((g.lanes - 1) as f64 * col_frac) as usize;
             let epi = [None, Some((bias, Act::None)), Some((bias, Act::Leaky(0.0))), Some((bias, Act::Leaky(0.2))), Some((bias, Act::Clip(0.0, 6.0)))][act];
-            check(kernel, mr, Tile { kc, rows: rows.min(mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16, b_vstride: if extra % 2 == 1 && extra % 3 == 0 { g.lanes + extra % 7 } else { 0 } }, init, epi, seed);
+            check(kernel, mr, Tile { kc, rows: rows.min(mr), cols, nv, ldb: nv * g.lanes + extra, b_rows: if extra % 2 == 1 { std::ptr::NonNull::dangling().as_ptr() } else { std::ptr::null() }, ldc: LDC, a_next: extra * 8, b_next: extra * 16, b_vstride: if extra % 2 == 1 && extra % 3 == 0 { g.lanes + extra % 7 } else { 0 }, c_next: extra as isize * 64 }, init, epi, seed);
         }
     }
 }

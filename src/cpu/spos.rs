@@ -200,7 +200,7 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
                 let mut j0 = 0;
                 while j0 < n {
                     let cols = nr.min(n - j0);
-                    let t = Tile { kc, rows, cols, nv: cols.div_ceil(geo.lanes), ldb: 0, b_rows: offs[k0..].as_ptr(), ldc: npix * n, a_next: 0, b_next: 0, b_vstride: 0 };
+                    let t = Tile { kc, rows, cols, nv: cols.div_ceil(geo.lanes), ldb: 0, b_rows: offs[k0..].as_ptr(), ldc: npix * n, a_next: 0, b_next: 0, b_vstride: 0, c_next: 0 };
                     let init = if k0 > 0 || residual.is_some() { Init::Output } else { Init::Zero };
                     // SAFETY: A holds k − k0 ≥ kc rows of this panel; B row r is the run of n
                     // floats at offs[k0 + r] in `xt` (offsets of in-map pixels, so runs end

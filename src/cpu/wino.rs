@@ -821,7 +821,7 @@ fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]:
                     for p in p0..p1 {
                         let rows = geo.mr.min(cout - p * geo.mr);
                         let a_next = if p + 1 < p1 { cin * geo.mr } else { 0 };
-                        let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0 };
+                        let t = Tile { kc, rows, cols, nv: v1 - v0, ldb: ld, b_rows: std::ptr::null(), ldc: ld, a_next, b_next: 0, b_vstride: 0, c_next: 0 };
                         let init = if k0 == 0 { Init::Zero } else { Init::Output };
                         let ap = a.panel_from(p, k0).as_ptr();
                         let bp = v[row_at(xi, r, k0) + v0 * geo.lanes..].as_ptr();

@@ -81,6 +81,18 @@ unsafe fn tile_n<const NV: usize>(a: *const f32, b: *const f32, c: *mut f32, t: 
                 }
             });
         }
+        if t.c_next != 0 {
+            // The next tile's output rows, which it reads (a residual in place, a later K
+            // block) and writes: on their way to L2 while this tile runs.
+            let cn = c.wrapping_offset(t.c_next);
+            for r in 0..t.rows {
+                let row = cn.wrapping_add(r * t.ldc);
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(v * 16) as *const i8);
+                }
+                _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(NV * 16 - 1) as *const i8);
+            }
+        }
         // Unswitched: only a partial tile masks its last B vector.
         match (partial, t.b_rows.is_null(), t.b_next != 0) {
             (true, true, false) => k_loop::<NV, true, false, false>(&mut acc, a, b, t, &masks),

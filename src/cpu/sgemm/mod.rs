@@ -136,6 +136,10 @@ pub struct Tile {
     /// output row of a map `LANES` pixels wide, read from its padded plane row); 0 when the
     /// vectors are contiguous. Ignored for packed or strided B.
     pub b_vstride: usize,
+    /// Floats from `c` to the first output element of the tile that runs next, whose rows
+    /// (`rows` of `nv · LANES` floats at stride `ldc`) the AVX-512 kernel prefetches into L2
+    /// as this tile starts (the others ignore it); 0 for none. Never dereferenced.
+    pub c_next: isize,
 }
 
 /// Where a tile's accumulators start.
