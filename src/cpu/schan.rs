@@ -50,6 +50,11 @@ pub const NAME: &str = "avx512f 7x48 channel lanes, K chunks";
 /// 0.78–0.85 of the GEMM path's time (Zen 5, 2 threads, in the model); its 3×3 stride-2 conv
 /// onto 14 × 14 the same time as there.
 pub const MAX_PIXELS: usize = 64;
+/// Output pixels of the whole batch up to which a conv runs here (batch 2 of 7 × 7 maps):
+/// with more, the GEMM path's 48-column tiles are full and its K blocks long. ResNet-50's
+/// `layer4.0.conv2` (Zen 5, 2 threads, in the model): batch 2 1.22 ms here against 1.43,
+/// batch 4 3.11 against 2.81, batch 8 4.80 against 4.46 (whole model 0.983 of the time).
+pub const MAX_BATCH_PIXELS: usize = 128;
 /// K from which a conv runs here: shorter, the GEMM path's weight stream is no burden.
 pub const MIN_K: usize = 512;
 
@@ -57,8 +62,8 @@ pub const MIN_K: usize = 512;
 /// group of at least 64 output channels, an output of at most [`MAX_PIXELS`], a
 /// column stride of 1 or 2, a K of at least [`MIN_K`], and a kernel larger than 1 × 1 (the
 /// 1 × 1 stride-2 downsample onto 7 × 7 ran 1.09× the GEMM path's time; stride-1 ones
-/// are GEMMs reading their input in place). A batch's pixels form one list of tiles: ResNet-18
-/// at batch 8 0.97–0.98 of the time, ResNet-50 at batch 4 0.99, at batch 8 the same.
+/// are GEMMs reading their input in place), and at most [`MAX_BATCH_PIXELS`] over the batch,
+/// whose pixels form one list of tiles.
 pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool {
     #[cfg(target_arch = "x86_64")]
     let wide = matches!(kernel, Kernel::Avx512(_));
@@ -69,6 +74,7 @@ pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool 
     wide && c.groups.max(1) == 1
         && os[1] >= 64
         && npix <= MAX_PIXELS
+        && os[0] * npix <= MAX_BATCH_PIXELS
         && !super::sconv::is_narrow(os)
         && kdim >= MIN_K
         && c.kernel() != [1, 1]
