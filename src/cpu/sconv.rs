@@ -731,7 +731,7 @@ fn run_part(
                     // read in place or packed: ResNet-50's 1×1 convs at 14² and the batched
                     // 7² ones at batch 8, 0.87–0.96 of their time (a 1 MB in-place residual
                     // per image comes from L3), at batch 1 0.93–0.96; convs over phase planes
-                    // lost up to 10 % (UNet's 64² 3×3 convs), and `m_outer` parts, whose tiles
+                    // lost up to 11 % (UNet's 64² 3×3 convs), and `m_outer` parts, whose tiles
                     // step along the rows, 7–9 %.
                     let next = match m_outer {
                         true if i + 1 < panels.len() => Some((i + 1, p)),
