@@ -631,6 +631,13 @@ fn run_part(
         (true, false) => (B_L2_BYTES / (kdim * 4 * geo.lanes)).max(geo.nv),
         _ => geo.nc / geo.lanes,
     };
+    // Tiles in the B-panel order step down 8 output rows at a time: 8 streams the hardware
+    // prefetchers do not follow, so each tile prefetches the next one's output rows
+    // (`Tile::c_next`) over outputs read in place or packed: ResNet-50's 1×1 convs at 14² and
+    // the batched 7² ones at batch 8, 0.87–0.96 of their time (a 1 MB in-place residual per
+    // image comes from L3), at batch 1 0.93–0.96. Convs over phase planes lost up to 11 %
+    // (UNet's 64² 3×3 convs) and `m_outer` parts, whose tiles step along the rows, 7–9 %.
+    let prefetch_next = !m_outer && matches!(layout.cols, Cols::Image | Cols::Batched);
     let mut vb = part.vectors.0;
     while vb < part.vectors.1 {
         let ve = (vb + block_vectors).min(part.vectors.1);
@@ -725,22 +732,19 @@ fn run_part(
                     let a_next = if p + 1 < m1 && !m_outer { kdim * mr } else { 0 };
                     let o_of = |i: usize, p: usize| layout.row(part.image, part.group * cout_g + p * mr, cout) * ldc + at(panels[i].0).1;
                     let o = o_of(i, p);
-                    // The tile after this one, in the order of `pairs`, whose output rows are
-                    // prefetched while this one runs, where tiles step down 8 output rows at a
-                    // time (8 streams the hardware prefetchers do not follow) over outputs
-                    // read in place or packed: ResNet-50's 1×1 convs at 14² and the batched
-                    // 7² ones at batch 8, 0.87–0.96 of their time (a 1 MB in-place residual
-                    // per image comes from L3), at batch 1 0.93–0.96; convs over phase planes
-                    // lost up to 11 % (UNet's 64² 3×3 convs), and `m_outer` parts, whose tiles
-                    // step along the rows, 7–9 %.
-                    let next = match m_outer {
-                        true if i + 1 < panels.len() => Some((i + 1, p)),
-                        true if p + 1 < m1 => Some((0, p + 1)),
-                        false if p + 1 < m1 => Some((i, p + 1)),
-                        false if i + 1 < panels.len() => Some((i + 1, m0)),
-                        _ => None,
+                    // The next tile in the B-panel order (the next weight panel, else the
+                    // next B panel's first), whose output rows are prefetched while this one
+                    // runs (`prefetch_next`).
+                    let next = if !prefetch_next {
+                        None
+                    } else if p + 1 < m1 {
+                        Some((i, p + 1))
+                    } else if i + 1 < panels.len() {
+                        Some((i + 1, m0))
+                    } else {
+                        None
                     };
-                    let c_next = next.filter(|_| !m_outer && matches!(layout.cols, Cols::Image | Cols::Batched)).map_or(0, |(i, p)| o_of(i, p) as isize - o as isize);
+                    let c_next = next.map_or(0, |(i, p)| o_of(i, p) as isize - o as isize);
                     let init = match (k0, residual) {
                         (0, Some(Some(r))) => Init::Residual(r[o..].as_ptr()),
                         (0, None) => Init::Zero,
