@@ -76,10 +76,8 @@ fn paired_median_ms(runs: usize, before: &mut dyn FnMut() -> Result<()>, after: 
         after()?;
         ta.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    let mut ratios: Vec<f64> = ta.iter().zip(&tb).map(|(a, b)| a / b).filter(|r| r.is_finite()).collect();
-    ratios.sort_by(f64::total_cmp);
-    let q = |p: f64| crate::stats::percentile(&ratios, p).unwrap_or(f64::NAN);
-    Ok((crate::stats::Summary::of(&tb).median, crate::stats::Summary::of(&ta).median, RatioQuartiles { p25: q(25.0), p75: q(75.0) }))
+    let q = crate::stats::PairedRatio::of(&ta, &tb).map_or(RatioQuartiles { p25: f64::NAN, p75: f64::NAN }, |r| RatioQuartiles { p25: r.p25, p75: r.p75 });
+    Ok((crate::stats::Summary::of(&tb).median, crate::stats::Summary::of(&ta).median, q))
 }
 
 /// `calib`, or 8 seeded synthetic images of `g`'s input when it is empty.

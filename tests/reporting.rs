@@ -172,6 +172,22 @@ fn bench_writes_every_output() {
     assert!(r["fingerprint"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));
     let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3 * 5, "{csv}");
+    // The second variant's forward times over the first's, run pair by run pair: the median
+    // of those ratios, recomputed here from the raw times; none for the first variant.
+    let raw = |v: usize, b: usize| -> Vec<f64> { r["variants"][v]["batches"][b]["stages"][2]["raw_ms"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    for b in 0..3 {
+        assert!(r["variants"][0]["batches"][b]["paired_ratio_to_first"].is_null());
+        let p = &r["variants"][1]["batches"][b]["paired_ratio_to_first"];
+        let mut ratios: Vec<f64> = raw(1, b).iter().zip(raw(0, b)).map(|(a, f)| a / f).collect();
+        ratios.sort_by(f64::total_cmp);
+        assert_eq!(p["pairs"].as_u64(), Some(5), "{p}");
+        assert!((p["median"].as_f64().unwrap() - ratios[2]).abs() < 1e-12, "{p} against {ratios:?}");
+        assert!(p["p25"].as_f64().unwrap() <= p["median"].as_f64().unwrap() && p["median"].as_f64().unwrap() <= p["p75"].as_f64().unwrap(), "{p}");
+        let row = csv.lines().find(|l| l.starts_with(&format!("shapes-resnet18,int8-dynamic,")) && l.contains(&format!(",{},forward,", [1, 2, 4][b]))).unwrap();
+        let median: f64 = row.split(',').rev().nth(2).unwrap().parse().unwrap();
+        assert!((median - ratios[2]).abs() < 1e-4, "{row}");
+    }
+    assert!(stdout.contains("int8-dynamic / f32, run pairs' median (p25–p75): batch 1 "), "{stdout}");
     assert!(std::fs::read_to_string(out.join("throughput.svg")).unwrap().starts_with("<svg"));
 
     // A memory limit between the estimates of batches 1 and 4 and that of batch 64 stops the

@@ -90,6 +90,9 @@ pub struct BatchResult {
     pub latency_per_image_ms: f64,
     /// Forward-stage mean latency of the batch over that of the first variant.
     pub ratio_to_first: Option<f64>,
+    /// The forward times' ratios to the first variant's, iteration by iteration (variants
+    /// alternate, so each pair ran back to back): median and quartiles.
+    pub paired_ratio_to_first: Option<crate::stats::PairedRatio>,
 }
 
 impl BatchResult {
@@ -377,6 +380,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
                 latency_per_image_ms: fwd.mean / b as f64,
                 stages,
                 ratio_to_first: None,
+                paired_ratio_to_first: None,
             });
         }
         if bi == 0 && opts.per_layer {
@@ -421,10 +425,11 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         }
     }
     // Ratios to the first variant, and the batch choice per variant.
-    let first: Vec<f64> = results[0].batches.iter().map(|b| b.stages[2].summary.mean).collect();
-    for r in &mut results {
-        for (b, f) in r.batches.iter_mut().zip(&first) {
+    let first: Vec<(f64, Vec<f64>)> = results[0].batches.iter().map(|b| (b.stages[2].summary.mean, b.stages[2].raw_ms.clone())).collect();
+    for (i, r) in results.iter_mut().enumerate() {
+        for (b, (f, raw)) in r.batches.iter_mut().zip(&first) {
             b.ratio_to_first = (*f > 0.0).then(|| b.stages[2].summary.mean / f);
+            b.paired_ratio_to_first = if i == 0 { None } else { crate::stats::PairedRatio::of(&b.stages[2].raw_ms, raw) };
         }
         let pts: Vec<BatchPoint> = r
             .batches

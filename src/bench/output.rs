@@ -45,6 +45,24 @@ fn choice_lines(r: &BenchReport) -> Vec<String> {
         .collect()
 }
 
+/// One line per variant after the first: its forward time over the first variant's, iteration
+/// by iteration (the variants alternate, so each pair ran back to back), median and quartiles
+/// per batch. On a host whose speed drifts these say more than the ratio of the means.
+fn paired_lines(r: &BenchReport) -> Vec<String> {
+    let first = match r.variants.first() {
+        Some(v) => &v.name,
+        None => return Vec::new(),
+    };
+    r.variants
+        .iter()
+        .skip(1)
+        .filter_map(|v| {
+            let per_batch: Vec<String> = v.batches.iter().filter_map(|b| b.paired_ratio_to_first.map(|p| format!("batch {} {:.3} ({:.3}–{:.3})", b.batch, p.median, p.p25, p.p75))).collect();
+            (!per_batch.is_empty()).then(|| format!("{} / {first}, run pairs' median (p25–p75): {}", v.name, per_batch.join(", ")))
+        })
+        .collect()
+}
+
 /// The terminal summary.
 pub fn table(r: &BenchReport) -> String {
     let mut s = String::new();
@@ -73,6 +91,9 @@ pub fn table(r: &BenchReport) -> String {
                 mb(b.memory_estimate)
             );
         }
+    }
+    for line in paired_lines(r) {
+        let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(s, "cold start (ms): {}", r.variants.iter().map(|v| format!("{} load {:.0} + prepare {:.0} + first {:.1}", v.name, v.cold.load_ms, v.cold.prepare_ms, v.cold.first_inference_ms)).collect::<Vec<_>>().join("; "));
     for line in choice_lines(r) {
@@ -139,14 +160,14 @@ pub fn layers_csv(r: &BenchReport) -> Option<String> {
 
 /// CSV: one row per variant, batch and stage.
 pub fn csv(r: &BenchReport) -> String {
-    let mut s = String::from("model,variant,engine,batch,stage,count,mean_ms,median_ms,p50_ms,p90_ms,p95_ms,p99_ms,min_ms,max_ms,stddev_ms,images_per_s,ratio_to_first,memory_estimate_bytes\n");
+    let mut s = String::from("model,variant,engine,batch,stage,count,mean_ms,median_ms,p50_ms,p90_ms,p95_ms,p99_ms,min_ms,max_ms,stddev_ms,images_per_s,ratio_to_first,memory_estimate_bytes,paired_ratio_median,paired_ratio_p25,paired_ratio_p75\n");
     for v in &r.variants {
         for b in &v.batches {
             for st in &b.stages {
                 let m = &st.summary;
                 let _ = writeln!(
                     s,
-                    "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{},{}",
+                    "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{},{},{}",
                     r.model,
                     v.name,
                     v.engine,
@@ -164,7 +185,11 @@ pub fn csv(r: &BenchReport) -> String {
                     m.stddev,
                     st.throughput,
                     if st.name == "forward" { b.ratio_to_first.map_or(String::new(), |x| format!("{x:.4}")) } else { String::new() },
-                    b.memory_estimate.map_or(String::new(), |m| m.to_string())
+                    b.memory_estimate.map_or(String::new(), |m| m.to_string()),
+                    match (st.name, b.paired_ratio_to_first) {
+                        ("forward", Some(p)) => format!("{:.4},{:.4},{:.4}", p.median, p.p25, p.p75),
+                        _ => ",,".into(),
+                    }
                 );
             }
         }
@@ -177,14 +202,14 @@ pub fn markdown(r: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "### {} — input {:?}\n", r.model, r.input_shape);
     let _ = writeln!(s, "Machine: {}\n", fingerprint_line(r));
-    let _ = writeln!(s, "| variant | engine | batch | forward mean ms | p50 | p90 | p99 | stddev | ms/image | images/s | vs {} | memory (planner) |", r.variants[0].name);
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| variant | engine | batch | forward mean ms | p50 | p90 | p99 | stddev | ms/image | images/s | vs {0} (means) | vs {0}, run pairs: median (p25–p75) | memory (planner) |", r.variants[0].name);
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for v in &r.variants {
         for b in &v.batches {
             let f = &b.stages[2];
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} | {} |",
                 v.name,
                 v.engine,
                 b.batch,
@@ -196,6 +221,7 @@ pub fn markdown(r: &BenchReport) -> String {
                 b.latency_per_image_ms,
                 f.throughput,
                 b.ratio_to_first.map_or("-".into(), |x| format!("{x:.2}x")),
+                b.paired_ratio_to_first.map_or("-".into(), |p| format!("{:.3}x ({:.3}–{:.3})", p.median, p.p25, p.p75)),
                 mb(b.memory_estimate)
             );
         }
