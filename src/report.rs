@@ -169,9 +169,10 @@ pub fn run(opts: &ReportOptions, log: &mut dyn FnMut(&str)) -> Result<String> {
     Ok(format!("{summary}\n{}\nwrote {} in {:.0} s", notes.iter().map(|n| format!("note: {n}")).collect::<Vec<_>>().join("\n"), opts.out.join("report.md").display(), t0.elapsed().as_secs_f64()))
 }
 
-/// One Markdown table: per model and variant, batch-1 latency, ratio, best batch, accuracy.
+/// One Markdown table: per model and variant, batch-1 latency, ratio to the first variant (the
+/// run pairs' median, [`crate::stats::PairedRatio`]), best batch, accuracy.
 pub fn summary_table(benches: &[BenchReport], evals: &[EvalReport]) -> String {
-    let mut s = String::from("| model | variant | engine | batch-1 forward ms | vs f32 | best batch (images/s) | accuracy / Dice | Δ vs f32 |\n|---|---|---|---:|---:|---:|---:|---:|\n");
+    let mut s = String::from("| model | variant | engine | batch-1 forward ms | vs f32 (run pairs' median) | best batch (images/s) | accuracy / Dice | Δ vs f32 |\n|---|---|---|---:|---:|---:|---:|---:|\n");
     for b in benches {
         let e = evals.iter().find(|e| e.model == b.model);
         for v in &b.variants {
@@ -185,7 +186,7 @@ pub fn summary_table(benches: &[BenchReport], evals: &[EvalReport]) -> String {
                 v.name,
                 v.engine,
                 b1.map_or("-".into(), |x| format!("{:.3}", x.stages[2].summary.mean)),
-                b1.and_then(|x| x.ratio_to_first).map_or("-".into(), |r| format!("{r:.2}x")),
+                b1.and_then(|x| x.paired_ratio_to_first.map(|p| p.median).or(x.ratio_to_first)).map_or("-".into(), |r| format!("{r:.2}x")),
                 best.map_or("-".into(), |x| format!("{} ({:.0})", x.batch, x.stages[2].throughput)),
                 acc.map_or("-".into(), |a| format!("{} {:.4}", a.metrics.headline().0, a.metrics.headline().1)),
                 acc.map_or("-".into(), |a| format!("{:+.4}", a.delta_vs_first)),
