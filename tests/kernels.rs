@@ -288,6 +288,10 @@ fn conv_batched_columns_long_k() {
     for &(n, cin, cout, hw, k, stride, pad, act, residual) in &[
         (8usize, 520usize, 40usize, [7usize, 7usize], 1usize, 1usize, 0usize, Some(Activation::Relu), true),
         (3, 1030, 24, [7, 7], 1, 1, 0, None, false),
+        // 1×1 convs on maps that stay batched on AVX-512 too (6² = 3 vectors, no whole tile
+        // before the last; 5 × 7 = 35 columns), where 7² maps run per image (below).
+        (8, 520, 40, [6, 6], 1, 1, 0, Some(Activation::Relu), true),
+        (3, 1030, 24, [5, 7], 1, 1, 0, None, false),
         (2, 70, 33, [7, 7], 3, 1, 1, Some(Activation::Relu), true),
         (4, 200, 16, [4, 4], 3, 1, 1, None, true),
         (5, 150, 20, [5, 3], 3, 1, 1, Some(Activation::LeakyRelu(0.1)), false),
@@ -324,7 +328,8 @@ fn conv_big_row_aligned_maps() {
 /// Batches of 14²-sized maps, whose per-image GEMMs a lone image would split by output
 /// channels: every image's GEMM split so, each worker taking the same channels of every image
 /// (`sconv`'s `across`); in place, with packed B blocks (AVX2's 1×1 convs of 128 rows and
-/// more), staged strided convs, the narrow last column, residuals, batches of 2–5.
+/// more), staged strided convs, the narrow last column, residuals, batches of 2–8; and the
+/// 1×1 convs on 7² maps that run per image too on AVX-512.
 #[test]
 fn conv_batches_split_by_channels_across_images() {
     let mut seed = 9900;
@@ -334,6 +339,13 @@ fn conv_batches_split_by_channels_across_images() {
         (2, 32, 272, [14, 14], 1, 1, 0, Some(Activation::LeakyRelu(0.1)), true),
         (5, 40, 72, [13, 11], 3, 1, 1, Some(Activation::Relu), false),
         (2, 48, 40, [28, 28], 1, 2, 0, None, true),
+        // 1×1 convs on 7² maps (on AVX-512 per image: one 48-column tile and the narrow last
+        // column; batched on AVX2), long and short K, 8-row panel tails, residuals; 4 × 17 =
+        // 68 columns (4 whole vectors and 4 narrow ones).
+        (8, 520, 40, [7, 7], 1, 1, 0, Some(Activation::Relu), true),
+        (4, 2048, 36, [7, 7], 1, 1, 0, None, false),
+        (3, 24, 130, [7, 7], 1, 1, 0, Some(Activation::Clip(0.0, 6.0)), true),
+        (2, 96, 17, [4, 17], 1, 1, 0, None, true),
     ] {
         seed += 1;
         check_conv(n, cin, cout, hw, [k, k], stride, [pad; 4], 1, 1, act, residual, seed);

@@ -87,9 +87,18 @@ pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
 
 /// Whether a batch of `npix`-pixel maps runs as one GEMM per group, columns across images:
 /// when one image's columns fill less than 85 % of their vectors (7² = 49 columns use 49 of
-/// 64 lanes) or fewer vectors than one full tile.
-pub fn batch_columns(geo: Geometry, npix: usize) -> bool {
+/// 64 lanes) or fewer vectors than one full tile. Not, on AVX-512, a pointwise conv (1×1,
+/// stride 1, unpadded: `pointwise`) whose image fills at least one whole tile and leaves a last
+/// vector the narrow kernel takes (7²: one 48-column tile and one column): its per-image
+/// GEMMs read B in place where the batched ones gather it, and ResNet-50's 7² 1×1 convs run
+/// faster so (Zen 5, 2 threads, call by call in one process, the same bits: batch 8
+/// 0.988–0.995 of the time, batch 4 0.983; ResNet-18, without such convs, 1.001).
+pub fn batch_columns(geo: Geometry, npix: usize, pointwise: bool) -> bool {
     let vectors = npix.div_ceil(geo.lanes);
+    let tail = (npix + geo.lanes).saturating_sub(vectors * geo.lanes);
+    if pointwise && geo.lanes >= 16 && vectors > geo.nv && tail <= narrow_tail_max(geo) {
+        return false;
+    }
     vectors < geo.nv || npix * 100 < 85 * vectors * geo.lanes
 }
 
@@ -132,7 +141,7 @@ impl Layout {
         let pointwise = c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
         let (hp, wp) = (h + c.pads[0] + c.pads[2], w + c.pads[1] + c.pads[3]);
         // Batched columns gather through i32 indices into the whole batch.
-        if n > 1 && batch_columns(geo, npix) && n * cin * h * w <= i32::MAX as usize {
+        if n > 1 && batch_columns(geo, npix, pointwise) && n * cin * h * w <= i32::MAX as usize {
             let ld = (n * npix).next_multiple_of(LINE_F32);
             Layout { cols: Cols::Batched, ncols: n * npix, padded: 0, staged: cout * ld, ld, row_vectors: 0, span: false }
         } else if !pointwise && npix > 0 {
@@ -289,8 +298,9 @@ fn conv2d_from(
     let gemms = if layout.cols == Cols::Batched { groups } else { n * groups };
     let vectors = layout.ncols.div_ceil(geo.lanes);
     // Split each GEMM only as much as it takes to give every worker a share; but a batch of
-    // maps whose GEMMs a lone image would split by output channels (14² maps; 7² ones run as
-    // batched columns) splits every image's GEMM so, each worker taking the same channels of
+    // maps whose GEMMs a lone image would split by output channels (14² maps, and on AVX-512
+    // 7² ones of 1×1 convs; the other 7² ones run as batched columns) splits every image's
+    // GEMM so, each worker taking the same channels of
     // every image in turn (no claiming): its share of the weights then stays in its cache from
     // one image to the next. ResNet-50 at batch 8 (Zen 5, 2 threads, alternating call by call,
     // 16 rounds): layer3's expanding 1×1 convs 0.92 of the time, the other layers unchanged.
@@ -564,8 +574,8 @@ fn run_part(
         Cols::Image if geo.lanes >= 16 => IMAGE_KC,
         // Batched columns pack their B blocks into the worker's `kc · nc` buffer: K blocks as
         // long as the part's columns leave room for, up to `IMAGE_KC` (ResNet-50's layer4
-        // 1×1 convs at batch 8, 392 columns in two parts: 512 rows instead of 128, 0.92–0.96
-        // of their time).
+        // 1×1 convs at batch 8, 392 columns in two parts, when they ran batched: 512 rows
+        // instead of 128, 0.92–0.96 of their time; they now run per image, `batch_columns`).
         Cols::Batched if geo.lanes >= 16 => {
             let cols = (part.vectors.1 - part.vectors.0).min(geo.nc / geo.lanes) * geo.lanes;
             (geo.kc * geo.nc / cols.max(1)).clamp(geo.kc, IMAGE_KC)
