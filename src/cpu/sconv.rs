@@ -95,7 +95,8 @@ pub fn pack(kernel: Kernel, c: &Conv2d) -> Vec<PackedA> {
 /// 0.988–0.995 of the time, batch 4 0.983; ResNet-18, without such convs, 1.001).
 pub fn batch_columns(geo: Geometry, npix: usize, pointwise: bool) -> bool {
     let vectors = npix.div_ceil(geo.lanes);
-    let tail = (npix + geo.lanes).saturating_sub(vectors * geo.lanes);
+    // Columns of the last vector, as `run_part` counts them for the narrow kernel.
+    let tail = npix.saturating_sub(vectors.saturating_sub(1) * geo.lanes);
     if pointwise && geo.lanes >= 16 && vectors > geo.nv && tail <= narrow_tail_max(geo) {
         return false;
     }
