@@ -9,9 +9,9 @@
 //! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32,
 //! or u8 codes for the next INT8 conv (`cpu::epilogue`). Where the workers split channels,
 //! they share one panel per image and group, packed first, each worker a share of its blocks
-//! ([`pack_shared`]). A u8 residual is dequantized inside the requantizing pass
-//! ([`requant_segs_codes`]) for u8 outputs with ReLU or no activation, else one channel row
-//! at a time into `QScratch::res`.
+//! ([`pack_shared`]). u8 outputs with ReLU or no activation are requantized a kernel call's
+//! channel rows at a time ([`requant_rows`]), a u8 residual dequantized inside that pass;
+//! others one channel row at a time, such a residual dequantized into `QScratch::res` first.
 //!
 //! Stride-1 convs with taps on the VNNI kernel pack no panels: their planes are built as quad
 //! planes (four channels interleaved pixel by pixel, [`Phases::build_quads`]), whose 16-pixel
@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use super::phases::{pack_pointwise, pack_taps, Phases, Source};
 use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL, SMALL_PANEL_TARGET, SMALL_WEIGHTS};
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
-use crate::cpu::epilogue::{dequant_segs, requant_segs, requant_segs_codes, ResCodes, Seg};
+use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowCodes, Seg};
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
@@ -223,6 +223,7 @@ pub fn qconv2d(
         let (own_panel, acc, res_buf) = &mut *held;
         let mut range = Lanes::default();
         let mut segs = Vec::new();
+        let mut affines = Vec::new();
         let mut cols: Vec<u8> = Vec::new();
         let mut t = wi;
         while t < tasks {
@@ -301,6 +302,25 @@ pub fn qconv2d(
                 }
                 for (j, col) in cols.chunks_exact(pw.kpad).enumerate() {
                     kern.gemv_rows(pw, c0..c1, col, &mut acc[gemm_blocks * BLOCK + j..], rs);
+                }
+                // u8 codes out with ReLU or no activation, and no residual or one of u8 codes:
+                // every channel row of the call in one pass.
+                let rows_res = match residual {
+                    None => Some((RowCodes::None, QParams { scale: 1.0, zero_point: 0 })),
+                    Some(Residual::U8(r, rq)) if res_in_requant => Some((RowCodes::Own(&r[obase + c0 * npix + first..]), rq)),
+                    Some(Residual::Output(rq)) if res_in_requant => Some((RowCodes::InOutput, rq)),
+                    _ => None,
+                };
+                if let (Some(oq), Some((rres, rq)), true) = (out_q, rows_res, matches!(c.act, None | Some(Activation::Relu))) {
+                    affines.clear();
+                    affines.extend((c0..c1).map(|co| affine(c, q, pw, co, gi * cout_g + co, pa)));
+                    let at = obase + c0 * npix + first;
+                    debug_assert!(at + (c1 - c0 - 1) * npix + region <= out_len);
+                    // SAFETY: rows c0..c1 of this task's output: elements [at + r·npix, + region)
+                    // of the u8 output, inside it (channel c0 + r of image b, this task's
+                    // pixels) and this task's alone, as for the stores below.
+                    unsafe { requant_rows(simd, &acc[..(c1 - c0) * rs], rs, &affines, &segs, rres, rq, c.act.is_some(), oq, dst_u8.0.add(at), npix, region) };
+                    continue;
                 }
                 for co in c0..c1 {
                     let oc = gi * cout_g + co;
