@@ -155,7 +155,7 @@ pub fn qconv2d(
         Some(p) => n * p.image_len + p.slack,
         None => 0,
     };
-    let need_u8 = own + phase_len + panels_len;
+    let need_u8 = own + phase_len + panels_len + 64;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
@@ -172,6 +172,9 @@ pub fn qconv2d(
     }
     let (xq, rest) = s.u8.split_at_mut(own);
     let (phases, rest) = rest.split_at_mut(phase_len);
+    // Panels start on a cache line: the kernels load them 64 bytes at a time.
+    let pad = rest.as_ptr().align_offset(64).min(64);
+    let rest = &mut rest[pad..];
     let (shared_panels, panels) = rest.split_at_mut(if shared { panels_len } else { 0 });
     let src = match x {
         QIn::U8(codes) => Source::U8(&codes[..in_len]),

@@ -649,6 +649,29 @@ mod tests {
         assert!(cases > 250, "only {cases} cases ran");
     }
 
+    /// The pointwise panels of the best level (on AVX-512 the partial last block by masked
+    /// loads) against the plain level's, byte for byte: pixel counts around the 16- and
+    /// 64-pixel steps, starting pixels, K with a partial last 4-k group, padding rows past K.
+    #[test]
+    fn pointwise_panels_match_the_plain_packing() {
+        let simd = Simd::best();
+        println!("pointwise panels: {}", if matches!(simd, Simd::Avx512(_)) { "AVX-512 tails against the plain packing" } else { "no AVX-512 here: the plain packing only" });
+        for npix in [1usize, 15, 16, 17, 49, 63, 64, 65, 128, 196, 200, 3136] {
+            for kdim in [1usize, 3, 4, 7, 40, 64] {
+                let kpad = kdim.div_ceil(4) * 4 + if kdim == 7 { 4 } else { 0 };
+                let x: Vec<u8> = (0..kdim * npix).map(|i| (i * 53 % 251) as u8).collect();
+                for p0 in [0, 16, 48].into_iter().filter(|&p| p < npix) {
+                    let cnt = npix - p0;
+                    let len = cnt.div_ceil(BLOCK) * kpad * BLOCK;
+                    let (mut fast, mut plain) = (vec![0xaa; len], vec![0x55; len]);
+                    pack_pointwise(simd, &x, npix, kdim, p0, cnt, kpad, &mut fast);
+                    pack_pointwise(Simd::Baseline, &x, npix, kdim, p0, cnt, kpad, &mut plain);
+                    assert!(fast == plain, "pointwise panels differ: {npix} pixels from {p0}, K {kdim} padded to {kpad}");
+                }
+            }
+        }
+    }
+
     /// The whole-row phase-plane builder against the row-by-row one, byte for byte over the
     /// planes and the slack: strides 1 and 2 in each direction (and 3 across, which takes the
     /// row builder), kernels 1×1, 3×3 and 7×7, widths around the 32- and 64-column loads,
