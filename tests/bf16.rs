@@ -606,6 +606,59 @@ fn bf16_winograd_runs_where_it_pays() {
     }
 }
 
+/// A bf16 session runs the 3×3 convs that FP32 Winograd F(4×4) runs faster
+/// (`wino::f4_beats_bf16`: maps of 64² to 128² with at most 128 channels, larger ones with at
+/// most 32 input channels) on it, chosen by the run's maps whatever the declared size chose:
+/// the built-in UNet (declared 256², base width 32) at 256² takes it for `inc`'s 32-channel
+/// conv and `down1`'s, not for `up4`'s 64 → 32 one or `down3`'s (32² maps); at 128² for
+/// `up4`'s too, not for `down2`'s (32²); at 64² not for `down1`'s (32²). Each size agrees
+/// with f32.
+#[test]
+fn bf16_sessions_take_f32_f4_where_it_is_faster() {
+    let g = kestrel::models::builtin("unet", 0).unwrap();
+    let on = match Session::new(g.clone(), &Options { threads: 2, bf16: true, ..Default::default() }) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(bf16_host().is_none() || !selected_path_has_bf16(), "bf16 refused on a CPU with AVX512_BF16: {e}");
+            return;
+        }
+    };
+    let f4_on = std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0" && v != "f2")
+        && kestrel::cpu::detect::selected().is_ok_and(|i| kestrel::cpu::sgemm::Kernel::for_isa(i).is_some_and(|k| k.geometry().lanes > 8))
+        && amx::AmxToken::new().is_none();
+    if !f4_on {
+        eprintln!("SKIP the bf16 plan's F(4×4) choice: F(4×4) off on this path, or AMX tiles take the bf16 convs");
+        return;
+    }
+    let f32s = Session::new(g, &Options { threads: 2, ..Default::default() }).unwrap();
+    let names: Vec<String> = on.graph().nodes.iter().map(|n| n.name.clone()).collect();
+    let label = |labels: &[String], name: &str| labels[names.iter().position(|n| n == name).unwrap_or_else(|| panic!("no node {name}"))].clone();
+    let f4 = |l: &str| l.starts_with("f32 conv Winograd F(4x4");
+    let cases: [(usize, &[&str], &[&str]); 3] = [
+        (256, &["inc.double_conv.3", "down1.maxpool_conv.1.double_conv.0", "up4.conv.double_conv.3"], &["up4.conv.double_conv.0", "down3.maxpool_conv.1.double_conv.0"]),
+        (128, &["inc.double_conv.3", "up4.conv.double_conv.0", "up4.conv.double_conv.3"], &["down2.maxpool_conv.1.double_conv.0"]),
+        (64, &["inc.double_conv.3", "up4.conv.double_conv.0"], &["down1.maxpool_conv.1.double_conv.0"]),
+    ];
+    for (hw, want, not) in cases {
+        let shape = vec![1, 3, hw, hw];
+        let labels = on.kernel_labels(std::slice::from_ref(&shape)).unwrap();
+        for name in want {
+            assert!(f4(&label(&labels, name)), "{hw}²: {name} runs on {}", label(&labels, name));
+        }
+        for name in not {
+            let l = label(&labels, name);
+            assert!(!f4(&l) && l.contains("bf16"), "{hw}²: {name} runs on {l}");
+        }
+        let x = Tensor::randn(shape, 1.0, 21);
+        let (y, yf) = (on.run(std::slice::from_ref(&x)).unwrap(), f32s.run(std::slice::from_ref(&x)).unwrap());
+        let dot: f64 = y[0].data().iter().zip(yf[0].data()).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        let norm = |v: &[f32]| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+        let cosine = dot / (norm(y[0].data()) * norm(yf[0].data()));
+        println!("UNet {hw}² in bf16: {} convs on f32 F(4×4); cosine against f32 {cosine:.6}", labels.iter().filter(|l| f4(l)).count());
+        assert!(cosine > 0.999, "{hw}²: cosine {cosine}");
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..proptest::prelude::ProptestConfig::default() })]
 

@@ -178,6 +178,22 @@ pub fn pays_bf16(c: &Conv2d) -> bool {
     takes(c) && s[0] >= 128 && s[1] >= 128
 }
 
+/// Whether this FP32 F(4×4, 3×3) conv (one [`prefers_f4`] takes) outruns the bf16 convs on
+/// output maps of `[oh, ow]`, so that a `--precision bf16` session runs it so (also the more
+/// exact): maps of 64² to 128² with at most 128 input and output channels, and larger maps
+/// with at most 32 input channels, where F(4×4)'s four times fewer products beat
+/// `vdpbf16ps`'s two bf16 products per lane. Measured on Zen 5 (2 threads, the built-in UNet
+/// at 256², per layer, f32 F(4×4) against the bf16 conv the plan took, ms): 32 → 64 and 64
+/// channels at 128² 0.92 and 1.53 against 1.19 and 1.87; 64 → 128 and 128 at 64² 0.68 and
+/// 1.11 against 0.90 and 1.25; 128 → 64 and 64 at 128² 2.77 and 1.65 against 3.14 and 1.90;
+/// 32 at 256² 2.35 and 2.50 against 2.47 and 2.52. Not: 64 → 32 at 256² 4.36 against 4.19,
+/// 256 → 128 at 64² 2.30 against 2.21, maps of 32² and less 1.3–1.6× slower, ResNet-50's 64
+/// channels at 56² 0.34 against 0.29.
+pub fn f4_beats_bf16(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
+    let s = c.weight.shape();
+    oh >= 64 && ow >= 64 && s[0] <= 128 && s[1] <= 128 && (oh * ow <= 128 * 128 || s[1] <= 32)
+}
+
 /// Tiles a batch needs for Winograd in bf16: the 16 transformed weight matrices (16/9 of the
 /// direct conv's bytes) are streamed once per part, so with few tiles the bf16 convs are bound
 /// by reading them. ResNet-50's 7² convs (16 tiles, 512 channels) ran 24–30 % slower than

@@ -236,36 +236,46 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     if xs.len() != 4 || os.len() != 4 {
         return Ok(None);
     }
+    // A bf16 session's 3×3 convs run by the FP32 F(4×4) on the maps where it outruns the bf16
+    // convs ([`prepare::f32_f4_in_bf16`]), whatever the declared input size chose.
+    let switched = match (&p.steps[idx], p.kernels.conv_bf16.is_some() && wino::takes(c)) {
+        (Step::Wino(_), true) => prepare::f32_f4_in_bf16(&p.kernels, c, [os[2], os[3]]).is_none().then(|| prepare::bf16_step(&p.kernels, c, Some([os[2], os[3]]))),
+        (Step::BWino(_) | Step::BImplicit(_) | Step::BConv(_), true) => prepare::f32_f4_in_bf16(&p.kernels, c, [os[2], os[3]]).map(|k| Step::Wino(wino::pack_f4(k.geometry().mr, c))),
+        _ => None,
+    };
+    let step = switched.as_ref().unwrap_or(&p.steps[idx]);
+    // Where nothing below changes the step, the switched one (if any) stands.
+    let unchanged = || switched.clone().map(|s| (n.clone(), s));
     // A Winograd conv on a map too small for its tiles (or, on AVX2, for its channels) runs as
     // the packed FP32 conv (cropped or by position as below), or in bf16 as the direct bf16
     // conv.
-    let on_wino = matches!(p.steps[idx], Step::Wino(_) | Step::BWino(_));
-    let bf16 = matches!(p.steps[idx], Step::BWino(_));
+    let on_wino = matches!(*step, Step::Wino(_) | Step::BWino(_));
+    let bf16 = matches!(*step, Step::BWino(_));
     let wino_pays = bf16 || p.kernels.sgemm.is_none_or(|k| wino::pays_on(k, c, [os[2], os[3]]));
     if on_wino && wino::runs_at(bf16, [os[0], os[1], os[2], os[3]]) && wino_pays {
         // The Winograd variant these maps want, when the prepared one (chosen at the declared
         // input size) is the other.
-        if let (Step::Wino(w), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
+        if let (Step::Wino(w), Some(k)) = (step, p.kernels.sgemm) {
             let want_f4 = p.kernels.winograd_f4 && wino::prefers_f4(k, c, [os[2], os[3]]);
             if want_f4 != (w.variant == wino::Variant::F4) {
                 return Ok(Some((n.clone(), Step::Wino(prepare::wino_pack(&p.kernels, k, c, Some([os[2], os[3]]))))));
             }
         }
-        return Ok(None);
+        return Ok(unchanged());
     }
     let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);
-    if matches!(p.steps[idx], Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_)) {
+    if matches!(*step, Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_)) {
         if let Some(step) = prepare::bf16_on_fma(&p.kernels, small.as_ref().unwrap_or(c), os[2] * os[3]) {
             return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
         }
     }
-    if matches!(p.steps[idx], Step::BWino(_)) {
+    if matches!(*step, Step::BWino(_)) {
         let conv = small.as_ref().unwrap_or(c);
         let step = prepare::bf16_direct(&p.kernels, conv, Some([os[2], os[3]]));
         return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
     }
     // A batch of small FP32 maps with dead taps at some positions: by output position.
-    if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (&p.steps[idx], p.kernels.sgemm) {
+    if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (step, p.kernels.sgemm) {
         let conv = small.as_ref().unwrap_or(c);
         if !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
             let (x4, o4) = ([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]]);
@@ -287,7 +297,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
             return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
         }
     }
-    let Some(small) = small else { return Ok(None) };
+    let Some(small) = small else { return Ok(unchanged()) };
     let node = Node { op: Op::Conv(small), ..n.clone() };
     let step = prepare::step(&p.kernels, &node)?;
     Ok(Some((node, step)))

@@ -293,6 +293,28 @@ pub fn bf16_direct(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> St
     }
 }
 
+/// The step of a conv in a bf16 session with output maps `map` (when known): the FP32
+/// Winograd F(4×4) where it outruns the bf16 convs ([`f32_f4_in_bf16`]), else bf16 Winograd
+/// where it pays (not on AMX tiles: the rule was measured against `vdpbf16ps`, which AMX's
+/// direct conv outruns about twice), else the direct bf16 step ([`bf16_direct`]).
+pub fn bf16_step(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step {
+    if let Some(k) = map.and_then(|m| f32_f4_in_bf16(kernels, c, m)) {
+        return Step::Wino(wino::pack_f4(k.geometry().mr, c));
+    }
+    if kernels.winograd && wino::pays_bf16(c) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) {
+        return Step::BWino(wino::pack_bf16(c));
+    }
+    bf16_direct(kernels, c, map)
+}
+
+/// The FP32 kernel a bf16 session runs this conv on by Winograd F(4×4, 3×3) at output maps
+/// `map`, where that beats the bf16 convs ([`wino::f4_beats_bf16`]; not against AMX tiles).
+pub fn f32_f4_in_bf16(kernels: &Kernels, c: &Conv2d, map: [usize; 2]) -> Option<crate::cpu::sgemm::Kernel> {
+    let k = kernels.sgemm?;
+    let vdp = kernels.conv_bf16.is_some() && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_)));
+    (vdp && kernels.winograd && kernels.winograd_f4 && wino::pays(c) && wino::prefers_f4(k, c, map) && wino::f4_beats_bf16(c, map)).then_some(k)
+}
+
 /// An FP32 Winograd conv's weights for output maps `map`: F(4×4, 3×3) where the kernels allow
 /// it and [`wino::prefers_f4`] says so, else F(2×2, 3×3).
 pub fn wino_pack(kernels: &Kernels, k: crate::cpu::sgemm::Kernel, c: &Conv2d, map: Option<[usize; 2]>) -> wino::Packed {
@@ -319,10 +341,7 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
         Op::Conv(c) => match c.precision.int8() {
             Some(q) => Step::QConv(qconv::pack_conv(kernels, c, q).map_err(named)?),
             None => match (kernels.conv_bf16, kernels.sgemm) {
-                // Not on AMX tiles: the rule was measured against `vdpbf16ps`, which AMX's
-                // direct conv outruns about twice.
-                (Some(_), _) if kernels.winograd && wino::pays_bf16(c) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) => Step::BWino(wino::pack_bf16(c)),
-                (Some(_), _) => bf16_direct(kernels, c, map),
+                (Some(_), _) => bf16_step(kernels, c, map),
                 (None, Some(k)) if kernels.winograd && wino::pays(c) => Step::Wino(wino_pack(kernels, k, c, map)),
                 (None, Some(k)) => Step::SConv(sconv::pack(k, c)),
                 (None, None) => Step::F32,
