@@ -5,7 +5,7 @@ mod common;
 
 use common::{data, Tolerance};
 use kestrel::cpu::simd::Simd;
-use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, schan, sconv, slanes};
+use kestrel::cpu::{conv, conv_transpose, elementwise, linear, pool, reference, resize, schan, sconv, sgemm, slanes};
 use kestrel::graph::shape::{conv_transpose_nd_out, matmul_out, pool_nd_out, pool_out, resize_out, window_out};
 use kestrel::graph::*;
 use kestrel::Tensor;
@@ -624,6 +624,17 @@ fn check_conv_transpose(cin: usize, cout: usize, hw: [usize; 2], k: usize, strid
     let mut got = vec![f32::NAN; want.len()];
     conv_transpose::conv_transpose2d(&c, &x, xs, &mut got, os, &mut Vec::new(), 2);
     Tolerance::KERNEL.check(&format!("convT cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad:?} op{opad} d{dil} g{groups}"), &got, &want);
+    // The GEMM on each of kestrel's FP32 kernels this CPU has (a 1×1 conv of Cout·k² outputs),
+    // at 1 and 2 threads, with scratch left over from a larger call.
+    for kernel in kestrel::cpu::detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
+        let p = conv_transpose::pack(kernel, &c).expect("a [Cin, Cout/g, k, k] weight packs");
+        for threads in [1, 2] {
+            let (mut cols, mut scratch) = (vec![f32::NAN; 7], vec![f32::NAN; 1 << 12]);
+            let mut got = vec![f32::NAN; want.len()];
+            conv_transpose::conv_transpose2d_packed(&c, &p, &x, xs, &mut got, os, &mut cols, &mut scratch, threads);
+            Tolerance::KERNEL.check(&format!("convT on {} t{threads} cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad:?} op{opad} d{dil} g{groups}", kernel.name()), &got, &want);
+        }
+    }
 }
 
 #[test]
@@ -646,6 +657,12 @@ fn conv_transpose_sweep() {
         for groups in [1, 2] {
             check_conv_transpose(4, 6, hw, k, k, [0; 4], 0, 1, groups, 600 + 2 * i as u64 + groups as u64);
         }
+    }
+    // Wider ones on the packed GEMM's tails: 17 and 63 input channels (K), 9 · 4 and 65 · 4
+    // output rows (8-row panels), maps of 17 and 65 columns (vector tails), UNet's 64 → 32.
+    for (i, &(cin, cout, hw, groups)) in [(17, 9, [5, 17], 1), (63, 65, [3, 13], 1), (34, 18, [4, 65], 2), (64, 32, [16, 16], 1)].iter().enumerate() {
+        check_conv_transpose(cin, cout, hw, 2, 2, [0; 4], 0, 1, groups, 700 + i as u64);
+        check_conv_transpose(cin, cout, hw, 3, 2, [1; 4], 1, 1, groups, 710 + i as u64);
     }
 }
 

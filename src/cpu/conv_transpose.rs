@@ -3,13 +3,98 @@
 //! For each image and group: `col[Cout_g·kh·kw, H·W] = W_gᵀ × x[Cin_g, H·W]`, with `W_g` the
 //! `[Cin_g, Cout_g·kh·kw]` slice of the `[Cin, Cout/g, kh, kw]` weight, then every column
 //! entry is scattered into the output at `oy = iy·s − pad + ky·d`. The output starts as bias.
-//! Over one, three or more spatial axes ([`conv_transpose_nd`]) the same scatter is a plain
-//! loop.
+//! On a CPU with kestrel's FP32 kernels the GEMM is a 1×1 conv with `Cout·kh·kw` output
+//! channels on them ([`pack`], [`conv_transpose2d_packed`]: `Wᵀ` packed once, the input read
+//! in place), else the `gemm` crate's ([`conv_transpose2d`]). Over one, three or more spatial
+//! axes ([`conv_transpose_nd`]) the same scatter is a plain loop.
 
 use rayon::prelude::*;
 
 use super::sgemm;
-use crate::graph::{ConvTranspose2d, ConvTransposeNd};
+use super::sconv;
+use crate::graph::{Conv2d, ConvTranspose2d, ConvTransposeNd};
+use crate::tensor::Tensor;
+
+/// A transposed conv's GEMM as a 1×1 conv on kestrel's FP32 kernel: output channel
+/// `gi·Cout_g·kh·kw + (co·kh + ky)·kw + kx` (the rows of group `gi`'s `col`) is
+/// `Σ_ci W[gi·Cin_g + ci][co][ky][kx] · x[gi·Cin_g + ci]`, no bias (col2im adds it).
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub kernel: sgemm::Kernel,
+    conv: Conv2d,
+    packed: Vec<sgemm::PackedA>,
+}
+
+impl Packed {
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.packed.iter().map(sgemm::PackedA::bytes).sum()
+    }
+}
+
+/// `c`'s GEMM packed for `kernel` ([`Packed`]); `None` for a weight that is not
+/// `[Cin, Cout/g, kh, kw]` with `Cin` a multiple of the groups.
+pub fn pack(kernel: sgemm::Kernel, c: &ConvTranspose2d) -> Option<Packed> {
+    let s = c.weight.shape();
+    let g = c.groups.max(1);
+    let [cin, cout_g, kh, kw] = *s else { return None };
+    if cin % g != 0 {
+        return None;
+    }
+    let (cin_g, kk) = (cin / g, kh * kw);
+    let rows = cout_g * kk;
+    let w = c.weight.data();
+    // Row r of group gi is column r of W_g (`[Cin_g][Cout_g·kh·kw]`).
+    let mut t = vec![0f32; g * rows * cin_g];
+    for gi in 0..g {
+        for ci in 0..cin_g {
+            let src = &w[(gi * cin_g + ci) * rows..(gi * cin_g + ci + 1) * rows];
+            for (r, &v) in src.iter().enumerate() {
+                t[(gi * rows + r) * cin_g + ci] = v;
+            }
+        }
+    }
+    let conv = Conv2d::new(Tensor::new(vec![g * rows, cin_g, 1, 1], t).ok()?, 1, 0, g);
+    let packed = sconv::pack(kernel, &conv);
+    Some(Packed { kernel, conv, packed })
+}
+
+/// Scratch elements [`conv_transpose2d_packed`] needs besides `col` ([`scratch_len`]): the 1×1
+/// conv's, for one image of `xs`.
+pub fn packed_scratch_len(p: &Packed, xs: [usize; 4], threads: usize) -> usize {
+    let [_, cin, h, w] = xs;
+    let rows = p.conv.weight.shape()[0];
+    sconv::scratch_len(p.kernel, &p.conv, [1, cin, h, w], [1, rows, h, w], threads)
+}
+
+/// [`conv_transpose2d`] with the GEMM on kestrel's FP32 kernel ([`pack`]): `col` (at least
+/// [`scratch_len`] elements) takes one image's columns at a time, `scratch` the conv's own.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_packed(c: &ConvTranspose2d, p: &Packed, x: &[f32], xs: [usize; 4], out: &mut [f32], os: [usize; 4], col: &mut Vec<f32>, scratch: &mut Vec<f32>, threads: usize) {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let g = c.groups.max(1);
+    let cout_g = cout / g;
+    let [kh, kw] = c.kernel();
+    let rows = cout_g * kh * kw;
+    let need = g * rows * h * w;
+    if col.len() < need {
+        col.resize(need, 0.0);
+    }
+    let col = &mut col[..need];
+    for b in 0..n {
+        let xb = &x[b * cin * h * w..(b + 1) * cin * h * w];
+        sconv::conv2d(p.kernel, &p.conv, &p.packed, xb, [1, cin, h, w], None, col, [1, g * rows, h, w], scratch, threads);
+        let ob = &mut out[b * cout * oh * ow..(b + 1) * cout * oh * ow];
+        let col = &*col;
+        ob.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(oc, plane)| {
+            let bias = c.bias.as_ref().map_or(0.0, |bias| bias[oc]);
+            let (gi, co) = (oc / cout_g, oc % cout_g);
+            let at = (gi * rows + co * kh * kw) * h * w;
+            col2im_biased(c, &col[at..at + kh * kw * h * w], [h, w], bias, plane, [oh, ow]);
+        });
+    }
+}
 
 /// Scratch elements needed for `col` by [`conv_transpose2d`].
 pub fn scratch_len(c: &ConvTranspose2d, in_hw: [usize; 2]) -> usize {

@@ -179,6 +179,12 @@ pub(crate) fn run(
             }
             Ok(None)
         }
+        (Step::SConvT(ct), Op::ConvTranspose(c)) => {
+            let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
+            let (x, xs) = f32_in(0)?;
+            conv_transpose::conv_transpose2d_packed(c, ct, x, dims4(xs), out, dims4(os), &mut scratch.cols, &mut scratch.f32, threads);
+            Ok(None)
+        }
         (Step::MaxPoolU8, Op::MaxPool(p)) => {
             let ((ValueRef::U8(x, _), xs), ValueMut::U8(out, _)) = (ins[0], out) else { return Err(mistyped(n, "the u8 max-pool")) };
             pool::max_pool2d_u8(p, x, dims4(xs), out, dims4(os));

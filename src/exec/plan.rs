@@ -146,6 +146,10 @@ impl Plan {
                     let xs = &shapes[n.inputs[0]];
                     conv_transpose::scratch_len(c, [xs[2], xs[3]])
                 }
+                (Op::ConvTranspose(_), Step::SConvT(ct)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    conv_transpose::packed_scratch_len(ct, [xs[0], xs[1], xs[2], xs[3]], threads)
+                }
                 _ => 0,
             });
             transient = transient.max(match (&n.op, step) {
@@ -156,6 +160,8 @@ impl Plan {
                 (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
                 // The input rounded to bf16 (`Scratch::bf16_in`).
                 (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
+                // One image's columns (`Scratch::cols`).
+                (Op::ConvTranspose(c), Step::SConvT(_)) => 4 * conv_transpose::scratch_len(c, [shapes[n.inputs[0]][2], shapes[n.inputs[0]][3]]) * c.groups.max(1),
                 _ => 0,
             });
         }
@@ -360,6 +366,8 @@ pub struct Scratch {
     pub q: QScratch,
     /// A [`Step::BFma`] conv's input rounded to bf16.
     pub bf16_in: Vec<f32>,
+    /// A [`Step::SConvT`] transposed conv's columns, one image at a time.
+    pub cols: Vec<f32>,
 }
 
 /// Everything one call writes: the slots, the kernels' scratch, and the `(min, max)` each

@@ -19,7 +19,7 @@
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
 use crate::cpu::bgemm::{self, PackedBf16};
-use crate::cpu::{amx, bconv, blinear, qconv, sconv, slanes, spos, wino};
+use crate::cpu::{amx, bconv, blinear, conv_transpose, qconv, sconv, slanes, spos, wino};
 use crate::cpu::qgemm::PackedWeights;
 use crate::error::{Error, Result};
 use crate::graph::{passes, ActQuant, Conv2d, Graph, Node, Op};
@@ -106,6 +106,9 @@ pub enum Step {
     QConv(Vec<PackedWeights>),
     /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
     QConvTranspose(PackedWeights),
+    /// An FP32 transposed conv whose GEMM runs as a 1×1 conv on kestrel's FP32 kernel, `Wᵀ`
+    /// packed once (`cpu::conv_transpose::pack`).
+    SConvT(conv_transpose::Packed),
     /// An INT8 fully connected layer.
     QLinear(PackedWeights),
     /// An f32 fully connected layer run in bf16 (`cpu::blinear`), its weights rounded and
@@ -126,6 +129,7 @@ impl Step {
             Step::BWino(_) => "bf16 conv (Winograd)",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
+            Step::SConvT(_) => "f32 ConvTranspose",
             Step::QLinear(_) => "INT8 Gemm",
             Step::BLinear(_) => "bf16 Gemm",
             Step::MaxPoolU8 => "u8 max-pool",
@@ -146,6 +150,7 @@ impl Step {
             }
             Step::QConvTranspose(p) | Step::QLinear(p) => format!("{} {}", self.name(), q(p)),
             Step::SConv(_) => format!("f32 conv {}", kernels.sgemm.map_or("gemm crate", |k| k.name())),
+            Step::SConvT(p) => format!("{} {}", self.name(), p.kernel.name()),
             Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::BImplicit(p) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name_for(p))),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
@@ -170,6 +175,7 @@ impl Step {
             Step::SLanes(p) => p.bytes(),
             Step::Wino(p) | Step::BWino(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
+            Step::SConvT(p) => p.bytes(),
             Step::BLinear(p) => p.bytes(),
             Step::F32 | Step::MaxPoolU8 => 0,
         }
@@ -347,9 +353,10 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
                 (None, None) => Step::F32,
             },
         },
-        Op::ConvTranspose(c) => match c.precision.int8() {
-            Some(q) => Step::QConvTranspose(qconv::pack_conv_transpose(kernels, c, q).map_err(named)?),
-            None => Step::F32,
+        Op::ConvTranspose(c) => match (c.precision.int8(), kernels.sgemm) {
+            (Some(q), _) => Step::QConvTranspose(qconv::pack_conv_transpose(kernels, c, q).map_err(named)?),
+            (None, Some(k)) => conv_transpose::pack(k, c).map_or(Step::F32, Step::SConvT),
+            (None, None) => Step::F32,
         },
         Op::Linear(l) => match l.precision.int8() {
             Some(q) => Step::QLinear(qconv::pack_linear(kernels, l, q).map_err(named)?),
