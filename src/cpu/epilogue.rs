@@ -9,10 +9,11 @@
 //! operations in the same order, with the rounding and saturation done by `vcvtps2dq` (round
 //! to nearest even) and `vpmovusdb`. A residual of u8 codes ([`requant_segs_codes`]) is
 //! dequantized inside that pass, from its own slice or from the output it is added into.
-//! [`requant_rows`] runs a kernel call's channel rows (up to 32) in one pass, and the AVX-512
-//! versions loop over a row's segments inside: ResNet-50 INT8 (Zen 5, 2 threads, the two
-//! ways alternating in one process, the same codes) 0.98–0.99 of the time for the segments
-//! (a 3×3 conv's row has one per output row), then 0.97 for the rows.
+//! [`requant_rows`] runs a kernel call's channel rows (up to 32) in one pass, every segment
+//! of a row inside it (a 3×3 conv's row has one per output row); it is the AVX-512 version of
+//! every u8 epilogue here. ResNet-50 INT8 (Zen 5, 2 threads, the ways alternating in one
+//! process, the same codes): 0.98–0.99 of the time with a row's segments in one call, then
+//! 0.97 with a call's rows in one.
 
 use crate::cpu::simd::Simd;
 use crate::qparams::QParams;
@@ -96,22 +97,15 @@ crate::cpu::simd::multiversion! {
 }
 
 /// [`requant_run`] over every segment of one channel; the [`Simd::Avx512`] level runs the
-/// AVX-512 version.
+/// AVX-512 version ([`requant_rows`] of one row).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn requant_segs(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: Option<&[f32]>, relu: bool, oq: QParams, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if let Simd::Avx512(_) = simd {
-        // SAFETY: the level's token proves AVX-512F/BW; `requant` checks the segments
-        // against the slices.
-        unsafe {
-            match (res, relu) {
-                (Some(r), true) => avx512::requant::<true, true>(acc, segs, corr, mult, bias, r, oq, out),
-                (Some(r), false) => avx512::requant::<true, false>(acc, segs, corr, mult, bias, r, oq, out),
-                (None, true) => avx512::requant::<false, true>(acc, segs, corr, mult, bias, &[], oq, out),
-                (None, false) => avx512::requant::<false, false>(acc, segs, corr, mult, bias, &[], oq, out),
-            }
-        }
+        let rows = res.map_or(RowRes::None, RowRes::F32);
+        // SAFETY: one row, the whole of `out`, borrowed mutably for the call.
+        unsafe { requant_rows(simd, acc, acc.len(), &[(corr, mult, bias)], segs, rows, oq, relu, oq, out.as_mut_ptr(), out.len(), out.len()) };
         return;
     }
     requant_segs_plain(simd, acc, segs, corr, mult, bias, res, relu, oq, out);
@@ -136,16 +130,12 @@ pub(crate) enum ResCodes<'a> {
 pub(crate) fn requant_segs_codes(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: ResCodes, rq: QParams, relu: bool, oq: QParams, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if let Simd::Avx512(_) = simd {
-        // SAFETY: the level's token proves AVX-512F/BW; `requant_codes` checks the segments
-        // against the slices.
-        unsafe {
-            match (res, relu) {
-                (ResCodes::Own(r), true) => avx512::requant_codes::<false, true>(acc, segs, corr, mult, bias, r, rq, oq, out),
-                (ResCodes::Own(r), false) => avx512::requant_codes::<false, false>(acc, segs, corr, mult, bias, r, rq, oq, out),
-                (ResCodes::InOutput, true) => avx512::requant_codes::<true, true>(acc, segs, corr, mult, bias, &[], rq, oq, out),
-                (ResCodes::InOutput, false) => avx512::requant_codes::<true, false>(acc, segs, corr, mult, bias, &[], rq, oq, out),
-            }
-        }
+        let rows = match res {
+            ResCodes::Own(r) => RowRes::Own(r),
+            ResCodes::InOutput => RowRes::InOutput,
+        };
+        // SAFETY: one row, the whole of `out`, borrowed mutably for the call.
+        unsafe { requant_rows(simd, acc, acc.len(), &[(corr, mult, bias)], segs, rows, rq, relu, oq, out.as_mut_ptr(), out.len(), out.len()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -191,12 +181,14 @@ fn codes_via_buffer(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mult: f32,
 }
 
 /// The residual of [`requant_rows`]: none, u8 codes in a slice of their own (row `r` at
-/// `r·stride` from its start, as the output rows), or the codes the output rows hold.
+/// `r·stride` from its start, as the output rows), the codes the output rows hold, or f32
+/// values laid out as the codes of their own.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum RowCodes<'a> {
+pub(crate) enum RowRes<'a> {
     None,
     Own(&'a [u8]),
     InOutput,
+    F32(&'a [f32]),
 }
 
 /// [`requant_segs`] without a residual, or [`requant_segs_codes`], over `affine.len()` channel
@@ -212,30 +204,33 @@ pub(crate) enum RowCodes<'a> {
 /// and nothing else reads or writes them during the call. (The slices and the segments are
 /// checked.)
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], rs: usize, affine: &[(i32, f32, f32)], segs: &[Seg], res: RowCodes, rq: QParams, relu: bool, oq: QParams, out: *mut u8, stride: usize, region: usize) {
+pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], rs: usize, affine: &[(i32, f32, f32)], segs: &[Seg], res: RowRes, rq: QParams, relu: bool, oq: QParams, out: *mut u8, stride: usize, region: usize) {
     let rows = affine.len();
     if rows == 0 {
         return;
     }
     let span = (rows - 1) * stride + region;
     assert!(acc.len() >= rows * rs && segs.iter().all(|sg| sg.acc + sg.len <= rs && sg.out + sg.len <= region), "requant_rows: segments outside the rows");
-    assert!(!matches!(res, RowCodes::Own(r) if r.len() < span), "requant_rows: residual shorter than its rows");
+    assert!(!matches!(res, RowRes::Own(r) if r.len() < span) && !matches!(res, RowRes::F32(r) if r.len() < span), "requant_rows: residual shorter than its rows");
     #[cfg(target_arch = "x86_64")]
     if let Simd::Avx512(_) = simd {
-        let codes = match res {
-            RowCodes::Own(r) => r.as_ptr(),
-            _ => std::ptr::null(),
+        let (codes, values) = match res {
+            RowRes::Own(r) => (r.as_ptr(), std::ptr::null()),
+            RowRes::F32(r) => (std::ptr::null(), r.as_ptr()),
+            _ => (std::ptr::null(), std::ptr::null()),
         };
-        // SAFETY: the level's token proves AVX-512F/BW; the rows of `acc` and of an own
-        // residual, and the segments, were checked above; the output rows are the caller's.
+        // SAFETY: the level's token proves AVX-512F/BW; the rows of `acc` and of a residual of
+        // their own, and the segments, were checked above; the output rows are the caller's.
         unsafe {
             match (res, relu) {
-                (RowCodes::None, true) => avx512::requant_rows::<0, true>(acc, rs, affine, segs, codes, rq, oq, out, stride),
-                (RowCodes::None, false) => avx512::requant_rows::<0, false>(acc, rs, affine, segs, codes, rq, oq, out, stride),
-                (RowCodes::Own(_), true) => avx512::requant_rows::<1, true>(acc, rs, affine, segs, codes, rq, oq, out, stride),
-                (RowCodes::Own(_), false) => avx512::requant_rows::<1, false>(acc, rs, affine, segs, codes, rq, oq, out, stride),
-                (RowCodes::InOutput, true) => avx512::requant_rows::<2, true>(acc, rs, affine, segs, codes, rq, oq, out, stride),
-                (RowCodes::InOutput, false) => avx512::requant_rows::<2, false>(acc, rs, affine, segs, codes, rq, oq, out, stride),
+                (RowRes::None, true) => avx512::requant_rows::<0, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::None, false) => avx512::requant_rows::<0, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::Own(_), true) => avx512::requant_rows::<1, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::Own(_), false) => avx512::requant_rows::<1, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::InOutput, true) => avx512::requant_rows::<2, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::InOutput, false) => avx512::requant_rows::<2, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::F32(_), true) => avx512::requant_rows::<3, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::F32(_), false) => avx512::requant_rows::<3, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
             }
         }
         return;
@@ -245,9 +240,10 @@ pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], rs: usize, affine: &[
         let o = unsafe { std::slice::from_raw_parts_mut(out.add(r * stride), region) };
         let a = &acc[r * rs..(r + 1) * rs];
         match res {
-            RowCodes::None => requant_segs(simd, a, segs, corr, mult, bias, None, relu, oq, o),
-            RowCodes::Own(codes) => requant_segs_codes(simd, a, segs, corr, mult, bias, ResCodes::Own(&codes[r * stride..r * stride + region]), rq, relu, oq, o),
-            RowCodes::InOutput => requant_segs_codes(simd, a, segs, corr, mult, bias, ResCodes::InOutput, rq, relu, oq, o),
+            RowRes::None => requant_segs(simd, a, segs, corr, mult, bias, None, relu, oq, o),
+            RowRes::Own(codes) => requant_segs_codes(simd, a, segs, corr, mult, bias, ResCodes::Own(&codes[r * stride..r * stride + region]), rq, relu, oq, o),
+            RowRes::InOutput => requant_segs_codes(simd, a, segs, corr, mult, bias, ResCodes::InOutput, rq, relu, oq, o),
+            RowRes::F32(values) => requant_segs(simd, a, segs, corr, mult, bias, Some(&values[r * stride..r * stride + region]), relu, oq, o),
         }
     }
 }
@@ -258,7 +254,7 @@ mod avx2 {
 
     use crate::qparams::QParams;
 
-    /// The AVX-512 version's operations ([`super::avx512::requant_codes`]) on 8 lanes, over
+    /// The AVX-512 version's operations ([`super::avx512::requant_rows`]) on 8 lanes, over
     /// the whole vectors of the row: returns how many elements it did (a multiple of 8), the
     /// caller runs the rest. `vcvtps2dq` rounds to nearest even (the MXCSR default, which
     /// nothing here changes); the non-negative codes (at most 1024 + 255) narrow to u8 with
@@ -308,57 +304,15 @@ mod avx512 {
     use super::Seg;
     use crate::qparams::QParams;
 
-    /// [`requant`] with the residual dequantized from u8 codes with `rq` on the way: read
-    /// from `out` itself when `IN_OUT` (each lane's code loaded before its store), else from
-    /// `res`. `(code − zp)` converted to f32 then times the scale, as
-    /// [`QParams::dequantize`] does. Every segment of the row in one call: a 3×3 conv's row
-    /// has one per output row (14 of one vector each on a 14² map), and a call per segment
-    /// cost more than its vectors.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F/BW (the segments are checked against the slices).
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn requant_codes<const IN_OUT: bool, const RELU: bool>(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: &[u8], rq: QParams, oq: QParams, out: &mut [u8]) {
-        let (vc, vm, vb, vs) = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias), _mm512_set1_ps(oq.scale));
-        let (lim, zp) = (_mm512_set1_ps(1024.0), _mm512_set1_epi32(i32::from(oq.zero_point)));
-        let (rzp, rs) = (_mm512_set1_epi32(i32::from(rq.zero_point)), _mm512_set1_ps(rq.scale));
-        for sg in segs {
-            let n = sg.len;
-            assert!(sg.acc + n <= acc.len() && sg.out + n <= out.len() && (IN_OUT || sg.out + n <= res.len()), "requant: segment outside its row");
-            // SAFETY: the segment lies inside `acc`, `out` and (unless IN_OUT) `res` (asserted).
-            let (a0, o0) = unsafe { (acc.as_ptr().add(sg.acc), out.as_mut_ptr().add(sg.out)) };
-            let src = if IN_OUT { o0 as *const u8 } else { res.as_ptr().wrapping_add(sg.out) };
-            let mut i = 0;
-            while i < n {
-                let m: __mmask16 = if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as u16 };
-                // SAFETY: lanes past `n − i` are masked off, so loads and stores stay inside the
-                // segment (masked-off lanes never fault).
-                let (a, codes) = unsafe { (_mm512_maskz_loadu_epi32(m, a0.add(i)), _mm512_castsi512_si128(_mm512_maskz_loadu_epi8(u64::from(m), src.add(i) as *const i8))) };
-                let r = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), rzp)), rs);
-                let mut y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vc)), vm), vb), r);
-                if RELU {
-                    y = _mm512_max_ps(y, _mm512_setzero_ps());
-                }
-                let v = _mm512_min_ps(lim, _mm512_div_ps(y, vs));
-                let q = _mm512_add_epi32(_mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v), zp);
-                let q = _mm512_max_epi32(q, _mm512_setzero_si512());
-                // SAFETY: as above; the store comes after this lane's code was read.
-                unsafe {
-                    if m == 0xffff {
-                        _mm_storeu_si128(o0.add(i) as *mut __m128i, _mm512_cvtusepi32_epi8(q));
-                    } else {
-                        _mm512_mask_cvtusepi32_storeu_epi8(o0.add(i) as *mut i8, m, q);
-                    }
-                }
-                i += 16;
-            }
-        }
-    }
-
     /// [`super::requant_rows`]: `RES` 0 no residual, 1 codes at `codes + r·stride`, 2 codes in
-    /// the output rows (each lane's code read before its store); the operations of
-    /// [`requant_codes`] and [`requant`], row after row.
+    /// the output rows (each lane's code read before its store), 3 f32 values at `values +
+    /// r·stride`; row after row, 16 lanes at a time, the tail under a mask. `y = (acc −
+    /// corr)·mult + bias`, multiplied then added unfused as the plain loop does, plus the
+    /// residual (a code dequantized as [`QParams::dequantize`] does: `(code − zp)` to f32,
+    /// times the scale), then ReLU (`max` returns its second operand for a NaN lane: 0, as
+    /// `f32::max` does), then quantized: `min(1024, y / scale)` (NaN stays NaN, +∞ clamps),
+    /// rounded to nearest even, the zero point added, saturated to 0…255 (NaN and −∞
+    /// convert to `i32::MIN`, then 0), exactly as [`QParams::quantize`] does.
     ///
     /// # Safety
     /// The CPU must support AVX-512F/BW; `acc` holds `affine.len()` rows of `rs` and the
@@ -366,7 +320,7 @@ mod avx512 {
     /// [`super::requant_rows`] checks and its caller promises.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn requant_rows<const RES: u8, const RELU: bool>(acc: &[i32], rs: usize, affine: &[(i32, f32, f32)], segs: &[Seg], codes: *const u8, rq: QParams, oq: QParams, out: *mut u8, stride: usize) {
+    pub(super) unsafe fn requant_rows<const RES: u8, const RELU: bool>(acc: &[i32], rs: usize, affine: &[(i32, f32, f32)], segs: &[Seg], [codes, values]: [*const u8; 2], rq: QParams, oq: QParams, out: *mut u8, stride: usize) {
         let (vs, lim, zp) = (_mm512_set1_ps(oq.scale), _mm512_set1_ps(1024.0), _mm512_set1_epi32(i32::from(oq.zero_point)));
         let (rzp, rsc) = (_mm512_set1_epi32(i32::from(rq.zero_point)), _mm512_set1_ps(rq.scale));
         for (r, &(corr, mult, bias)) in affine.iter().enumerate() {
@@ -374,9 +328,10 @@ mod avx512 {
             let arow = acc.as_ptr().wrapping_add(r * rs);
             let orow = out.wrapping_add(r * stride);
             let src = if RES == 2 { orow as *const u8 } else { codes.wrapping_add(r * stride) };
+            let vrow = values.cast::<f32>().wrapping_add(r * stride);
             for sg in segs {
                 let n = sg.len;
-                let (a0, o0, c0) = (arow.wrapping_add(sg.acc), orow.wrapping_add(sg.out), src.wrapping_add(sg.out));
+                let (a0, o0, c0, v0) = (arow.wrapping_add(sg.acc), orow.wrapping_add(sg.out), src.wrapping_add(sg.out), vrow.wrapping_add(sg.out));
                 let mut i = 0;
                 while i < n {
                     let m: __mmask16 = if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as u16 };
@@ -385,10 +340,13 @@ mod avx512 {
                     // lanes never fault).
                     let a = unsafe { _mm512_maskz_loadu_epi32(m, a0.add(i)) };
                     let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vc)), vm), vb);
-                    if RES != 0 {
+                    if RES == 1 || RES == 2 {
                         // SAFETY: as above.
                         let q = unsafe { _mm512_castsi512_si128(_mm512_maskz_loadu_epi8(u64::from(m), c0.add(i) as *const i8)) };
                         y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q), rzp)), rsc));
+                    } else if RES == 3 {
+                        // SAFETY: as above.
+                        y = _mm512_add_ps(y, unsafe { _mm512_maskz_loadu_ps(m, v0.add(i)) });
                     }
                     if RELU {
                         y = _mm512_max_ps(y, _mm512_setzero_ps());
@@ -406,57 +364,6 @@ mod avx512 {
                     }
                     i += 16;
                 }
-            }
-        }
-    }
-
-    /// `out[i] = oq.quantize(relu?((acc[i] − corr)·mult + bias (+ res[i])))`, 16 lanes at a
-    /// time, the tail under a mask, over every segment of the row in one call. NaN and −∞
-    /// convert to `i32::MIN` and saturate to 0, +∞ is first clamped to 1024 (then 255),
-    /// exactly as [`QParams::quantize`] does.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F/BW (the segments are checked against the slices).
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn requant<const RES: bool, const RELU: bool>(acc: &[i32], segs: &[Seg], corr: i32, mult: f32, bias: f32, res: &[f32], oq: QParams, out: &mut [u8]) {
-        let (vc, vm, vb, vs) = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias), _mm512_set1_ps(oq.scale));
-        let (lim, zp) = (_mm512_set1_ps(1024.0), _mm512_set1_epi32(i32::from(oq.zero_point)));
-        for sg in segs {
-            let n = sg.len;
-            assert!(sg.acc + n <= acc.len() && sg.out + n <= out.len() && (!RES || sg.out + n <= res.len()), "requant: segment outside its row");
-            // SAFETY: the segment lies inside `acc` and `out` (asserted).
-            let (a0, o0) = unsafe { (acc.as_ptr().add(sg.acc), out.as_mut_ptr().add(sg.out)) };
-            let r0 = res.as_ptr().wrapping_add(sg.out);
-            let mut i = 0;
-            while i < n {
-                let m: __mmask16 = if n - i >= 16 { 0xffff } else { ((1u32 << (n - i)) - 1) as u16 };
-                // SAFETY: lanes past `n − i` are masked off, so loads and stores stay inside the
-                // segment (masked-off lanes never fault).
-                let a = unsafe { _mm512_maskz_loadu_epi32(m, a0.add(i)) };
-                // Multiply then add, unfused, as the plain loop does.
-                let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vc)), vm), vb);
-                if RES {
-                    // SAFETY: as above; with RES the segment lies inside `res` (asserted).
-                    y = _mm512_add_ps(y, unsafe { _mm512_maskz_loadu_ps(m, r0.add(i)) });
-                }
-                if RELU {
-                    // `max` returns its second operand for a NaN lane: 0, as `f32::max` does.
-                    y = _mm512_max_ps(y, _mm512_setzero_ps());
-                }
-                // `min` returns its second operand for a NaN lane, so NaN stays NaN.
-                let v = _mm512_min_ps(lim, _mm512_div_ps(y, vs));
-                let q = _mm512_add_epi32(_mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v), zp);
-                let q = _mm512_max_epi32(q, _mm512_setzero_si512());
-                // SAFETY: as above (a full store when all 16 lanes lie inside, else masked).
-                unsafe {
-                    if m == 0xffff {
-                        _mm_storeu_si128(o0.add(i) as *mut __m128i, _mm512_cvtusepi32_epi8(q));
-                    } else {
-                        _mm512_mask_cvtusepi32_storeu_epi8(o0.add(i) as *mut i8, m, q);
-                    }
-                }
-                i += 16;
             }
         }
     }
@@ -509,9 +416,9 @@ mod tests {
         }
     }
 
-    /// [`requant_rows`] gives, row for row, the codes of [`requant_segs`] (no residual) and
-    /// [`requant_segs_codes`] (codes of their own, codes in the output) at every level this
-    /// CPU has: 1–9 rows of 0–70 columns in two segments, rows further apart than their
+    /// [`requant_rows`] gives, row for row, the codes of [`requant_segs`] (no residual, an f32
+    /// one) and [`requant_segs_codes`] (codes of their own, codes in the output) at every level
+    /// this CPU has: 1–9 rows of 0–70 columns in two segments, rows further apart than their
     /// region (the bytes between them untouched), with and without ReLU.
     #[test]
     fn requant_rows_matches_row_by_row() {
@@ -528,20 +435,22 @@ mod tests {
                     let acc: Vec<i32> = (0..rows * rs).map(|_| (next() % 200_001) as i32 - 100_000).collect();
                     let affine: Vec<(i32, f32, f32)> = (0..rows).map(|r| ((next() % 1000) as i32 - 500, 1.7e-4 * (r + 1) as f32, 0.25 - 0.1 * r as f32)).collect();
                     let codes: Vec<u8> = (0..rows * stride).map(|_| next() as u8).collect();
+                    let values: Vec<f32> = (0..rows * stride).map(|_| ((next() % 20_001) as f32 - 10_000.0) * 1e-3).collect();
                     let (rq, oq) = (QParams { scale: 0.031, zero_point: 17 }, QParams { scale: 0.043, zero_point: (next() % 256) as u8 });
                     for relu in [false, true] {
-                        for mode in 0..3 {
+                        for mode in 0..4 {
                             let mut want = codes.clone();
                             for (r, &(corr, mult, bias)) in affine.iter().enumerate() {
                                 let (a, o) = (&acc[r * rs..(r + 1) * rs], r * stride);
                                 match mode {
                                     0 => requant_segs(Simd::Baseline, a, &segs, corr, mult, bias, None, relu, oq, &mut want[o..o + region]),
                                     1 => requant_segs_codes(Simd::Baseline, a, &segs, corr, mult, bias, ResCodes::Own(&codes[o..o + region]), rq, relu, oq, &mut want[o..o + region]),
-                                    _ => requant_segs_codes(Simd::Baseline, a, &segs, corr, mult, bias, ResCodes::InOutput, rq, relu, oq, &mut want[o..o + region]),
+                                    2 => requant_segs_codes(Simd::Baseline, a, &segs, corr, mult, bias, ResCodes::InOutput, rq, relu, oq, &mut want[o..o + region]),
+                                    _ => requant_segs(Simd::Baseline, a, &segs, corr, mult, bias, Some(&values[o..o + region]), relu, oq, &mut want[o..o + region]),
                                 }
                             }
                             let mut got = codes.clone();
-                            let res = [RowCodes::None, RowCodes::Own(&codes), RowCodes::InOutput][mode];
+                            let res = [RowRes::None, RowRes::Own(&codes), RowRes::InOutput, RowRes::F32(&values)][mode];
                             // SAFETY: `got` holds every row's region (rows · stride bytes), and
                             // nothing else touches it during the call.
                             unsafe { requant_rows(simd, &acc, rs, &affine, &segs, res, rq, relu, oq, got.as_mut_ptr(), stride, region) };

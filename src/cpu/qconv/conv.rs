@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use super::phases::{pack_pointwise, pack_taps, Phases, Source};
 use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL, SMALL_PANEL_TARGET, SMALL_WEIGHTS};
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
-use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowCodes, Seg};
+use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowRes, Seg};
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
@@ -306,12 +306,13 @@ pub fn qconv2d(
                 for (j, col) in cols.chunks_exact(pw.kpad).enumerate() {
                     kern.gemv_rows(pw, c0..c1, col, &mut acc[gemm_blocks * BLOCK + j..], rs);
                 }
-                // u8 codes out with ReLU or no activation, and no residual or one of u8 codes:
-                // every channel row of the call in one pass.
+                // u8 codes out with ReLU or no activation, and no residual, one of u8 codes or
+                // an f32 one: every channel row of the call in one pass.
                 let rows_res = match residual {
-                    None => Some((RowCodes::None, QParams { scale: 1.0, zero_point: 0 })),
-                    Some(Residual::U8(r, rq)) if res_in_requant => Some((RowCodes::Own(&r[obase + c0 * npix + first..]), rq)),
-                    Some(Residual::Output(rq)) if res_in_requant => Some((RowCodes::InOutput, rq)),
+                    None => Some((RowRes::None, QParams { scale: 1.0, zero_point: 0 })),
+                    Some(Residual::U8(r, rq)) if res_in_requant => Some((RowRes::Own(&r[obase + c0 * npix + first..]), rq)),
+                    Some(Residual::Output(rq)) if res_in_requant => Some((RowRes::InOutput, rq)),
+                    Some(Residual::F32(r)) => Some((RowRes::F32(&r[obase + c0 * npix + first..]), QParams { scale: 1.0, zero_point: 0 })),
                     _ => None,
                 };
                 if let (Some(oq), Some((rres, rq)), true) = (out_q, rows_res, matches!(c.act, None | Some(Activation::Relu))) {
