@@ -10,7 +10,11 @@
 //!   3×3 stride-1 shapes, throughput in the direct conv's MACs), `bf16-<kernel>` the bf16
 //!   conv (`cpu::bconv`, AVX512_BF16 hosts; `bf16-amx-bf16-32x32` the AMX tile conv,
 //!   `cpu::amx`, on AMX-BF16 hosts; `wino-bf16-<kernel>` bf16 by Winograd), on every
-//!   ResNet-50 layer shape. The hosts' FMA and `vdpbf16ps` peaks, for the efficiency column:
+//!   ResNet-50 layer shape;
+//! - `conv_transpose/*`: UNet's 2×2 stride-2 up-convs (the built-in UNet at 256², base width
+//!   32), `gemm-crate` (its GEMM on the `gemm` crate) against `<kernel>` (a 1×1 conv on
+//!   kestrel's FP32 kernel, `cpu::conv_transpose::pack`), col2im included, throughput in the
+//!   GEMM's multiply-adds. The hosts' FMA and `vdpbf16ps` peaks, for the efficiency column:
 //!   `cargo run --release --example sgemm_peak`.
 //!
 //! `cargo bench --bench kernels`
@@ -261,5 +265,42 @@ fn tiny_maps(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemms, convs, tiny_maps);
+/// UNet's up-convs (ConvTranspose 2×2, stride 2): the `gemm` crate's GEMM and kestrel's.
+fn conv_transposes(c: &mut Criterion) {
+    use kestrel::cpu::conv_transpose;
+    use kestrel::graph::{ConvTranspose2d, Precision};
+    let threads = threads();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let mut group = c.benchmark_group("conv_transpose");
+    group.sample_size(10);
+    // (name, cin, cout, input side)
+    for &(name, cin, cout, hw) in &[("unet_up1_512to256_16", 512usize, 256usize, 16usize), ("unet_up2_256to128_32", 256, 128, 32), ("unet_up3_128to64_64", 128, 64, 64), ("unet_up4_64to32_128", 64, 32, 128)] {
+        let ct = ConvTranspose2d {
+            weight: Tensor::randn(vec![cin, cout, 2, 2], (1.0 / cin as f32).sqrt(), 3),
+            bias: Some(vec![0.1; cout]),
+            stride: [2, 2],
+            pads: [0; 4],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            precision: Precision::F32,
+        };
+        let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
+        let (xs, os) = ([1, cin, hw, hw], [1, cout, 2 * hw, 2 * hw]);
+        let mut out = vec![0f32; cout * 4 * hw * hw];
+        group.throughput(Throughput::Elements((cin * cout * 4 * hw * hw) as u64));
+        let label = format!("{name}/t{threads}");
+        let (mut cols, mut scratch) = (Vec::new(), Vec::new());
+        group.bench_function(BenchmarkId::new("gemm-crate", &label), |b| b.iter(|| pool.install(|| conv_transpose::conv_transpose2d(&ct, x.data(), xs, &mut out, os, &mut cols, threads))));
+        for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
+            let Some(packed) = conv_transpose::pack(kernel, &ct) else { continue };
+            group.bench_function(BenchmarkId::new(kernel.name().replace(' ', "-"), &label), |b| {
+                b.iter(|| pool.install(|| conv_transpose::conv_transpose2d_packed(&ct, &packed, x.data(), xs, &mut out, os, &mut cols, &mut scratch, threads)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemms, convs, tiny_maps, conv_transposes);
 criterion_main!(benches);

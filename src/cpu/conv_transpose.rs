@@ -3,9 +3,10 @@
 //! For each image and group: `col[Cout_g·kh·kw, H·W] = W_gᵀ × x[Cin_g, H·W]`, with `W_g` the
 //! `[Cin_g, Cout_g·kh·kw]` slice of the `[Cin, Cout/g, kh, kw]` weight, then every column
 //! entry is scattered into the output at `oy = iy·s − pad + ky·d`. The output starts as bias.
-//! On a CPU with kestrel's FP32 kernels the GEMM is a 1×1 conv with `Cout·kh·kw` output
-//! channels on them ([`pack`], [`conv_transpose2d_packed`]: `Wᵀ` packed once, the input read
-//! in place), else the `gemm` crate's ([`conv_transpose2d`]). Over one, three or more spatial
+//! On AVX-512 the GEMM is a 1×1 conv with `Cout·kh·kw` output channels on kestrel's FP32
+//! kernel ([`pack`], [`conv_transpose2d_packed`]: `Wᵀ` packed once, the input read in place;
+//! the prepare stage's choice, as measured in BENCHMARKS.md), else the `gemm` crate's
+//! ([`conv_transpose2d`]). Over one, three or more spatial
 //! axes ([`conv_transpose_nd`]) the same scatter is a plain loop.
 
 use rayon::prelude::*;

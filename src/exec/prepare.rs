@@ -355,8 +355,11 @@ pub fn step_at(kernels: &Kernels, n: &Node, map: Option<[usize; 2]>) -> Result<S
         },
         Op::ConvTranspose(c) => match (c.precision.int8(), kernels.sgemm) {
             (Some(q), _) => Step::QConvTranspose(qconv::pack_conv_transpose(kernels, c, q).map_err(named)?),
-            (None, Some(k)) => conv_transpose::pack(k, c).map_or(Step::F32, Step::SConvT),
-            (None, None) => Step::F32,
+            // On AVX-512 only: on the AVX2 kernel UNet's 64 → 32 and 128 → 64 up-convs ran
+            // 1.16× and 1.07× slower than on the `gemm` crate (Zen 5, the AVX2 path forced,
+            // `cargo bench --bench kernels -- conv_transpose`), the others 0.85–0.96×.
+            (None, Some(k)) if k.geometry().lanes >= 16 => conv_transpose::pack(k, c).map_or(Step::F32, Step::SConvT),
+            (None, _) => Step::F32,
         },
         Op::Linear(l) => match l.precision.int8() {
             Some(q) => Step::QLinear(qconv::pack_linear(kernels, l, q).map_err(named)?),
