@@ -78,7 +78,10 @@ pub fn conv_transpose2d_packed(c: &ConvTranspose2d, p: &Packed, x: &[f32], xs: [
     let cout_g = cout / g;
     let [kh, kw] = c.kernel();
     let rows = cout_g * kh * kw;
-    let need = g * rows * h * w;
+    if cout_g == 0 {
+        return;
+    }
+    let need = packed_cols_len(c, [h, w]);
     if col.len() < need {
         col.resize(need, 0.0);
     }
@@ -87,14 +90,30 @@ pub fn conv_transpose2d_packed(c: &ConvTranspose2d, p: &Packed, x: &[f32], xs: [
         let xb = &x[b * cin * h * w..(b + 1) * cin * h * w];
         sconv::conv2d(p.kernel, &p.conv, &p.packed, xb, [1, cin, h, w], None, col, [1, g * rows, h, w], scratch, threads);
         let ob = &mut out[b * cout * oh * ow..(b + 1) * cout * oh * ow];
-        let col = &*col;
-        ob.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(oc, plane)| {
-            let bias = c.bias.as_ref().map_or(0.0, |bias| bias[oc]);
-            let (gi, co) = (oc / cout_g, oc % cout_g);
-            let at = (gi * rows + co * kh * kw) * h * w;
-            col2im_biased(c, &col[at..at + kh * kw * h * w], [h, w], bias, plane, [oh, ow]);
-        });
+        for (gi, og) in ob.chunks_mut(cout_g * oh * ow).enumerate() {
+            scatter_group(c, &col[gi * rows * h * w..(gi + 1) * rows * h * w], [h, w], gi * cout_g, og, [oh, ow]);
+        }
     }
+}
+
+/// Elements of [`conv_transpose2d_packed`]'s `col`: one image's columns, every group.
+pub fn packed_cols_len(c: &ConvTranspose2d, in_hw: [usize; 2]) -> usize {
+    c.groups.max(1) * scratch_len(c, in_hw)
+}
+
+/// One group's output planes `og` (channels `oc0..`, `[Cout_g][OH·OW]`): each channel's bias
+/// plus its `[kh·kw, H·W]` block of the group's columns `col`, scattered ([`col2im_biased`]),
+/// the planes in parallel.
+fn scatter_group(c: &ConvTranspose2d, col: &[f32], [h, w]: [usize; 2], oc0: usize, og: &mut [f32], [oh, ow]: [usize; 2]) {
+    let [kh, kw] = c.kernel();
+    let block = kh * kw * h * w;
+    if oh * ow == 0 {
+        return;
+    }
+    og.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(co, plane)| {
+        let bias = c.bias.as_ref().map_or(0.0, |bias| bias[oc0 + co]);
+        col2im_biased(c, &col[co * block..(co + 1) * block], [h, w], bias, plane, [oh, ow]);
+    });
 }
 
 /// Scratch elements needed for `col` by [`conv_transpose2d`].
@@ -132,12 +151,7 @@ pub fn conv_transpose2d(
             let xg = &xb[gi * cin_g * h * w..(gi + 1) * cin_g * h * w];
             let wg = &wdata[gi * cin_g * rows..(gi + 1) * cin_g * rows];
             sgemm(rows, h * w, cin_g, col, h * w, false, wg, (1, rows), xg, (h * w, 1), threads);
-            let og = &mut ob[gi * cout_g * oh * ow..(gi + 1) * cout_g * oh * ow];
-            let col = &*col;
-            og.par_chunks_mut(oh * ow).enumerate().with_min_len(super::min_items(oh * ow)).for_each(|(co, plane)| {
-                let bias = c.bias.as_ref().map_or(0.0, |bias| bias[gi * cout_g + co]);
-                col2im_biased(c, &col[co * kh * kw * h * w..(co + 1) * kh * kw * h * w], [h, w], bias, plane, [oh, ow]);
-            });
+            scatter_group(c, col, [h, w], gi * cout_g, &mut ob[gi * cout_g * oh * ow..(gi + 1) * cout_g * oh * ow], [oh, ow]);
         }
     }
 }

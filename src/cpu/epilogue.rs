@@ -422,7 +422,7 @@ mod tests {
     /// region (the bytes between them untouched), with and without ReLU.
     #[test]
     fn requant_rows_matches_row_by_row() {
-        let levels: Vec<Simd> = [crate::cpu::detect::Isa::Scalar, crate::cpu::detect::Isa::Avx2, crate::cpu::detect::Isa::Avx512Vnni].into_iter().filter_map(Simd::for_isa).collect();
+        let levels = levels_here();
         println!("requant rows at {levels:?}");
         let mut rng = crate::rng::Rng::new(0x5851_f42d_4c95_7f2d);
         let mut next = || rng.next_u64();
@@ -462,6 +462,11 @@ mod tests {
         }
     }
 
+    /// The levels this CPU runs: plain, AVX2, AVX-512.
+    fn levels_here() -> Vec<Simd> {
+        [crate::cpu::detect::Isa::Scalar, crate::cpu::detect::Isa::Avx2, crate::cpu::detect::Isa::Avx512Vnni].into_iter().filter_map(Simd::for_isa).collect()
+    }
+
     /// Two segments of a `len`-column row: the first third, then the rest after a gap of one
     /// column (one segment for `len` ≤ 1).
     fn two_segments(len: usize) -> Vec<Seg> {
@@ -480,7 +485,7 @@ mod tests {
     /// ReLU.
     #[test]
     fn requant_with_residual_codes_matches_dequantizing_first() {
-        let levels: Vec<Simd> = [crate::cpu::detect::Isa::Scalar, crate::cpu::detect::Isa::Avx2, crate::cpu::detect::Isa::Avx512Vnni].into_iter().filter_map(Simd::for_isa).collect();
+        let levels = levels_here();
         println!("residual codes at {levels:?}");
         let mut rng = crate::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut next = || rng.next_u64();

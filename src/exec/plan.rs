@@ -161,7 +161,7 @@ impl Plan {
                 // The input rounded to bf16 (`Scratch::bf16_in`).
                 (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
                 // One image's columns (`Scratch::cols`).
-                (Op::ConvTranspose(c), Step::SConvT(_)) => 4 * conv_transpose::scratch_len(c, [shapes[n.inputs[0]][2], shapes[n.inputs[0]][3]]) * c.groups.max(1),
+                (Op::ConvTranspose(c), Step::SConvT(_)) => 4 * conv_transpose::packed_cols_len(c, [shapes[n.inputs[0]][2], shapes[n.inputs[0]][3]]),
                 _ => 0,
             });
         }
