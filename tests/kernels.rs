@@ -684,11 +684,13 @@ fn check_pool(p: &Pool2d, is_max: bool, hw: [usize; 2], seed: u64) {
         let codes_f: Vec<f32> = codes.iter().map(|&c| f32::from(c)).collect();
         let mut want = vec![f32::NAN; os.iter().product()];
         reference::pool2d_ref(p, true, &codes_f, xs, &mut want, os);
-        let mut got = vec![0xAAu8; want.len()];
-        pool::max_pool2d_u8(p, &codes, xs, &mut got, os);
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            if w.is_finite() {
-                assert_eq!(f32::from(*g), *w, "u8 max-pool {p:?} hw{hw:?} at {i}");
+        for simd in simd_levels() {
+            let mut got = vec![0xAAu8; want.len()];
+            pool::max_pool2d_u8(simd, p, &codes, xs, &mut got, os);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                if w.is_finite() {
+                    assert_eq!(f32::from(*g), *w, "u8 max-pool {p:?} hw{hw:?} {simd:?} at {i}");
+                }
             }
         }
     }
@@ -790,10 +792,50 @@ fn max_pool_splits_planes_over_workers() {
             reference::pool2d_ref(&p, true, &f, xs, &mut w, os);
             w.iter().map(|&v| v as u8).collect()
         };
-        let mut got8 = vec![0xAAu8; want8.len()];
-        pool2.install(|| pool::max_pool2d_u8(&p, &codes, xs, &mut got8, os));
-        assert_eq!(got8, want8, "u8 max-pool {xs:?}");
+        for simd in simd_levels() {
+            let mut got8 = vec![0xAAu8; want8.len()];
+            pool2.install(|| pool::max_pool2d_u8(simd, &p, &codes, xs, &mut got8, os));
+            assert_eq!(got8, want8, "u8 max-pool {xs:?} {simd:?}");
+        }
     }
+}
+
+/// The u8 max pool's vector columns (stride 2, 1–3 taps: 16 outputs a step on AVX2, 32 on
+/// AVX-512, a last step overlapping the one before) against the reference on the same codes,
+/// exactly, at every level this CPU has: output rows of 1 to 65 columns around both vector
+/// widths, pads 0 and 1 on either side, row strides 1 and 2, codes over the whole 0–255 range.
+#[test]
+fn u8_max_pool_vector_columns_match_the_reference() {
+    let levels = simd_levels();
+    println!("u8 max pool: SIMD levels {levels:?}");
+    let mut checked = 0;
+    for kx in 1..=3usize {
+        for &(left, right) in &[(0usize, 0usize), (1, 1), (0, 1)] {
+            for &ow in &[1usize, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65] {
+                for &(ky, sy) in &[(kx, 2usize), (1, 1)] {
+                    let w = (2 * (ow - 1) + kx).saturating_sub(left + right).max(1);
+                    let h = 5;
+                    let p = Pool2d { kernel: [ky, kx], stride: [sy, 2], pads: [ky / 2, left, ky / 2, right], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
+                    let Some([oh, ow2]) = pool_out(&p, h, w) else { continue };
+                    let (xs, os) = ([2, 3, h, w], [2, 3, oh, ow2]);
+                    let codes: Vec<u8> = data(xs.iter().product(), (kx * 1000 + ow * 7 + left) as u64).iter().map(|v| ((v + 1.0) * 127.5).clamp(0.0, 255.0) as u8).collect();
+                    let f: Vec<f32> = codes.iter().map(|&c| f32::from(c)).collect();
+                    let mut want = vec![f32::NAN; os.iter().product()];
+                    reference::pool2d_ref(&p, true, &f, xs, &mut want, os);
+                    for &simd in &levels {
+                        let mut got = vec![0xAAu8; want.len()];
+                        pool::max_pool2d_u8(simd, &p, &codes, xs, &mut got, os);
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            let w = if w.is_finite() { *w } else { 0.0 };
+                            assert_eq!(f32::from(*g), w, "u8 max-pool kx{kx} pads ({left},{right}) ow{ow2} {simd:?} at {i}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 3 * 3 * 12 * 2, "only {checked} cases ran");
 }
 
 /// Pooling over 1 and 3 spatial axes ([`PoolNd`]) against the 2-D reference on the same data

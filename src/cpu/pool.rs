@@ -69,7 +69,7 @@ pub fn pool2d(simd: Simd, p: &Pool2d, is_max: bool, x: &[f32], xs: [usize; 4], o
         // ran at ~3 cycles per element. The running maximum starts at −∞ and a NaN never
         // replaces it, so this select gives `f32::max`'s values (NaN inputs ignored), and
         // compiles to one `maxps`.
-        max_pool_separable(p, x, xs, out, os, f32::NEG_INFINITY, |m: f32, v: f32| if v > m { v } else { m }, Some(gather_stride2_f32));
+        max_pool_separable(p, x, xs, out, os, f32::NEG_INFINITY, |m: f32, v: f32| if v > m { v } else { m }, Cols::Stride2(gather_stride2_f32));
         return;
     }
     let ty = taps(oh, h, p.kernel[0], p.stride[0], (p.pads[0], p.pads[2]), p.dilation[0]);
@@ -157,22 +157,140 @@ pub fn pool_nd(p: &PoolNd, x: &[f32], xs: &[usize], out: &mut [f32], os: &[usize
 }
 
 /// Max pooling of u8 codes `x: [N, C, H, W]` into `out: [N, C, OH, OW]` (padding taps are
-/// skipped, as in [`pool2d`]; a window with no valid tap yields 0).
-pub fn max_pool2d_u8(p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [usize; 4]) {
-    max_pool_separable(p, x, xs, out, os, 0, u8::max, Some(gather_stride2));
+/// skipped, as in [`pool2d`]; a window with no valid tap yields 0). Columns of stride 2,
+/// dilation 1 and 1–3 taps (ResNet's 3×3/2 pool, UNet's 2×2/2) take all their taps at once in
+/// vectors on AVX2 and AVX-512 (`cols_s2_u8_avx2`, `cols_s2_u8_avx512`); `simd` chooses.
+pub fn max_pool2d_u8(simd: Simd, p: &Pool2d, x: &[u8], xs: [usize; 4], out: &mut [u8], os: [usize; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (2, 1, kx @ 1..=3) = (p.stride[1], p.dilation[1], p.kernel[1]) {
+        // SAFETY (both closures): the level's token proves the CPU has AVX-512F/BW (and with
+        // them AVX2), or AVX2; kx is 1–3; the functions check the row's length themselves.
+        match simd {
+            Simd::Avx512(_) => {
+                let cols = move |row: &[u8], o: &mut [u8]| unsafe { cols_s2_u8_avx512(row, kx, o) };
+                return max_pool_separable(p, x, xs, out, os, 0, u8::max, Cols::All(&cols));
+            }
+            Simd::Avx2(_) => {
+                let cols = move |row: &[u8], o: &mut [u8]| unsafe { cols_s2_u8_avx2(row, kx, o) };
+                return max_pool_separable(p, x, xs, out, os, 0, u8::max, Cols::All(&cols));
+            }
+            Simd::Baseline => {}
+        }
+    }
+    let _ = simd;
+    max_pool_separable(p, x, xs, out, os, 0, u8::max, Cols::Stride2(gather_stride2));
+}
+
+/// `o[j] = max(row[2j], …, row[2j + kx − 1])` for u8, 32 outputs a step: a 64-byte load read
+/// as 32 words holds taps 0 (low bytes) and 1 (high bytes) of 32 outputs, a load 2 bytes on
+/// tap 2; `vpmaxuw` over them and `vpmovwb` back to bytes. A last partial step overlaps the
+/// one before (the same values again); rows under 32 outputs go to the AVX2 version.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW (and AVX2). `kx` is 1–3; `row` must hold every tap
+/// (`2·(o.len() − 1) + kx` bytes; the vector steps, asserted, read up to `2·o.len() + 2`:
+/// `max_pool_separable`'s padded row holds 32 more than its taps).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn cols_s2_u8_avx512(row: &[u8], kx: usize, o: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = o.len();
+    if n < 32 {
+        // SAFETY: the caller's contract, which covers the AVX2 version's.
+        return unsafe { cols_s2_u8_avx2(row, kx, o) };
+    }
+    assert!(row.len() >= 2 * n + 2, "max pool: padded row shorter than its taps");
+    let lo = _mm512_set1_epi16(0x00ff);
+    let step = |j: usize, o: &mut [u8]| {
+        // SAFETY: j + 32 ≤ n, so the loads read row[2j .. 2j + 66] ⊆ row[..2n + 2] (asserted
+        // above); the store writes o[j .. j + 32].
+        unsafe {
+            let w = _mm512_loadu_si512(row.as_ptr().add(2 * j).cast());
+            let mut m = _mm512_and_si512(w, lo);
+            if kx >= 2 {
+                m = _mm512_max_epu16(m, _mm512_srli_epi16::<8>(w));
+            }
+            if kx >= 3 {
+                m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(row.as_ptr().add(2 * j + 2).cast()), lo));
+            }
+            _mm256_storeu_si256(o.as_mut_ptr().add(j).cast(), _mm512_cvtepi16_epi8(m));
+        }
+    };
+    let mut j = 0;
+    while j + 32 <= n {
+        step(j, o);
+        j += 32;
+    }
+    if j < n {
+        step(n - 32, o);
+    }
+}
+
+/// [`cols_s2_u8_avx512`] on AVX2: 16 outputs a step from 32-byte loads, packed back to bytes
+/// by `vpackuswb` and a lane permute; rows under 16 outputs one output at a time.
+///
+/// # Safety
+/// The CPU has AVX2. As [`cols_s2_u8_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cols_s2_u8_avx2(row: &[u8], kx: usize, o: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = o.len();
+    if n < 16 {
+        for (j, d) in o.iter_mut().enumerate() {
+            *d = row[2 * j..2 * j + kx].iter().copied().fold(0, u8::max);
+        }
+        return;
+    }
+    assert!(row.len() >= 2 * n + 2, "max pool: padded row shorter than its taps");
+    let lo = _mm256_set1_epi16(0x00ff);
+    let step = |j: usize, o: &mut [u8]| {
+        // SAFETY: j + 16 ≤ n, so the loads read row[2j .. 2j + 34] ⊆ row[..2n + 2] (asserted
+        // above); the store writes o[j .. j + 16].
+        unsafe {
+            let w = _mm256_loadu_si256(row.as_ptr().add(2 * j).cast());
+            let mut m = _mm256_and_si256(w, lo);
+            if kx >= 2 {
+                m = _mm256_max_epu16(m, _mm256_srli_epi16::<8>(w));
+            }
+            if kx >= 3 {
+                m = _mm256_max_epu16(m, _mm256_and_si256(_mm256_loadu_si256(row.as_ptr().add(2 * j + 2).cast()), lo));
+            }
+            // Bytes 0–7 and 8–15 of the packed vector's two lanes are words 0–7 and 8–15.
+            let packed = _mm256_permute4x64_epi64::<0b00_00_10_00>(_mm256_packus_epi16(m, m));
+            _mm_storeu_si128(o.as_mut_ptr().add(j).cast(), _mm256_castsi256_si128(packed));
+        }
+    };
+    let mut j = 0;
+    while j + 16 <= n {
+        step(j, o);
+        j += 16;
+    }
+    if j < n {
+        step(n - 16, o);
+    }
+}
+
+/// How [`max_pool_separable`] takes its column taps from a padded row: one tap at a time
+/// (read at the output stride; `Stride2` gathers them where the stride is 2), or all of them
+/// at once into the output row (`All(f)`: `f(padded row, output row)`).
+#[derive(Clone, Copy)]
+enum Cols<'a, T> {
+    Stride2(fn(&[T], &mut [T])),
+    All(&'a (dyn Fn(&[T], &mut [T]) + Sync)),
 }
 
 /// Bytes a max pool allocates for itself per call, per worker: the separable loop a padded
-/// row and a strided row of `elem`-byte values, the f32 vector paths ([`max_pool_s2`]) one
-/// padded row per output row. The planner counts them against the memory limit, since a
-/// file's pads and kernel can make a row of any width up to 2^40.
+/// row and a strided row of `elem`-byte values, the vector paths (f32 [`max_pool_s2`], u8
+/// columns taken all at once) one padded row per output row. The planner counts them against
+/// the memory limit, since a file's pads and kernel can make a row of any width up to 2^40.
 pub fn max_pool_row_bytes(p: &Pool2d, w: usize, [oh, ow]: [usize; 2], elem: usize, threads: usize) -> usize {
     let last = (ow.max(1) - 1).saturating_mul(p.stride[1]).saturating_add((p.kernel[1].max(1) - 1).saturating_mul(p.dilation[1])).saturating_add(1);
     let plen = last.max(p.pads[1].saturating_add(w)).saturating_add(32);
     let separable = plen.saturating_add(ow);
-    // `max_pool_s2`'s padded rows (f32 only; counted for any element size, an upper bound).
+    // The vector paths' padded rows (`max_pool_s2`'s, longer than the u8 path's `plen`).
     let vector_plen = p.pads[1].saturating_add(w.saturating_add(15) / 16 * 16).max((ow.saturating_add(15) / 16 * 16).saturating_mul(2).saturating_add(34));
-    let vector = if elem == 4 { oh.saturating_mul(vector_plen) } else { 0 };
+    let vector = oh.saturating_mul(vector_plen);
     separable.max(vector).saturating_mul(elem).saturating_mul(threads.max(1))
 }
 
@@ -189,7 +307,7 @@ fn max_pool_separable<T: Copy + Send + Sync>(
     os: [usize; 4],
     lowest: T,
     max: impl Fn(T, T) -> T + Sync,
-    stride2: Option<fn(&[T], &mut [T])>,
+    cols: Cols<T>,
 ) {
     let [_, _, h, w] = xs;
     let [_, _, oh, ow] = os;
@@ -208,9 +326,30 @@ fn max_pool_separable<T: Copy + Send + Sync>(
     let per = super::min_items(hw + ohw);
     let planes = (out.len() / ohw).min(x.len() / hw);
     par_chunks_mut(&mut out[..planes * ohw], per * ohw, |ci, chunk| {
-        let (mut padded, mut strided) = (vec![lowest; plen], vec![lowest; ow]);
+        // `Cols::All` takes one padded row per output row, all of a plane's window maxima
+        // written before any is read back, so that its wide loads do not wait on the narrower
+        // stores' forwarding (as in `max_pool_s2`); the tap-by-tap loop reuses one.
+        let (mut padded, mut strided, mut rows) = match cols {
+            Cols::All(_) => (Vec::new(), Vec::new(), vec![lowest; oh * plen]),
+            Cols::Stride2(_) => (vec![lowest; plen], vec![lowest; ow], Vec::new()),
+        };
         for (k, o) in chunk.chunks_mut(ohw).enumerate() {
             let plane = &x[(ci * per + k) * hw..][..hw];
+            if let Cols::All(f) = cols {
+                for (wy, row) in ty.iter().zip(rows.chunks_exact_mut(plen)) {
+                    let rowmax = &mut row[left..left + w];
+                    rowmax.fill(lowest);
+                    for iy in wy.iter(p.dilation[0]) {
+                        for (m, &v) in rowmax.iter_mut().zip(&plane[iy * w..(iy + 1) * w]) {
+                            *m = max(*m, v);
+                        }
+                    }
+                }
+                for (row, orow) in rows.chunks_exact(plen).zip(o.chunks_exact_mut(ow)) {
+                    f(row, orow);
+                }
+                continue;
+            }
             for (oy, wy) in ty.iter().enumerate() {
                 let rowmax = &mut padded[left..left + w];
                 rowmax.fill(lowest);
@@ -223,9 +362,9 @@ fn max_pool_separable<T: Copy + Send + Sync>(
                 orow.fill(lowest);
                 for t in 0..kx {
                     let src = &padded[t * dx..];
-                    let taps: &[T] = match (sx, stride2) {
+                    let taps: &[T] = match (sx, &cols) {
                         (1, _) => &src[..ow],
-                        (2, Some(gather)) => {
+                        (2, Cols::Stride2(gather)) => {
                             gather(src, &mut strided);
                             &strided
                         }

@@ -187,7 +187,7 @@ pub(crate) fn run(
         }
         (Step::MaxPoolU8, Op::MaxPool(p)) => {
             let ((ValueRef::U8(x, _), xs), ValueMut::U8(out, _)) = (ins[0], out) else { return Err(mistyped(n, "the u8 max-pool")) };
-            pool::max_pool2d_u8(p, x, dims4(xs), out, dims4(os));
+            pool::max_pool2d_u8(kernels.simd, p, x, dims4(xs), out, dims4(os));
             Ok(None)
         }
         (Step::F32, op) => {
