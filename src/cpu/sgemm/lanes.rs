@@ -348,6 +348,10 @@ mod ymm {
     }
 }
 
+/// 16 × 16 floats transposed in registers (see `x86::transpose`), also for `cpu::spos`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::transpose as transpose16;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -372,7 +376,7 @@ mod x86 {
     /// Transposes 16 × 16 floats in place: lane `j` of `m[i]` goes to lane `i` of `m[j]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub(super) fn transpose(m: &mut [__m512; 16]) {
+    pub(crate) fn transpose(m: &mut [__m512; 16]) {
         let mut t = [_mm512_setzero_ps(); 16];
         for i in 0..8 {
             t[2 * i] = _mm512_unpacklo_ps(m[2 * i], m[2 * i + 1]);
