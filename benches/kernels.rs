@@ -15,7 +15,9 @@
 //!   32), `gemm-crate` (its GEMM on the `gemm` crate) against `<kernel>` (a 1×1 conv on
 //!   kestrel's FP32 kernel, `cpu::conv_transpose::pack`), col2im included, throughput in the
 //!   GEMM's multiply-adds. The hosts' FMA and `vdpbf16ps` peaks, for the efficiency column:
-//!   `cargo run --release --example sgemm_peak`.
+//!   `cargo run --release --example sgemm_peak`;
+//! - `max_pool/*`: ResNet's 3×3/2 and UNet's 2×2/2 max pools, `f32-<level>` and `u8-<level>`
+//!   (INT8 codes) at every SIMD level the host has, throughput in input elements.
 //!
 //! `cargo bench --bench kernels`
 
@@ -302,5 +304,36 @@ fn conv_transposes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemms, convs, tiny_maps, conv_transposes);
+/// Max pooling, f32 and u8 codes (INT8 models), at every SIMD level the host has: ResNet's
+/// 3×3/2 pad-1 pool over 64 channels at 112², and UNet's 2×2/2 over 32 channels at 256²;
+/// throughput in input elements.
+fn max_pools(c: &mut Criterion) {
+    use kestrel::cpu::pool;
+    use kestrel::cpu::simd::Simd;
+    use kestrel::graph::Pool2d;
+    let threads = threads();
+    let pool2 = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let mut group = c.benchmark_group("max_pool");
+    group.sample_size(20);
+    let mut levels = vec![Simd::Baseline];
+    levels.extend(detect::supported().into_iter().filter_map(Simd::for_isa).filter(|s| !matches!(s, Simd::Baseline)));
+    for &(name, ch, hw, k, pad) in &[("resnet_3x3s2_64x112", 64usize, 112usize, 3usize, 1usize), ("unet_2x2s2_32x256", 32, 256, 2, 0)] {
+        let p = Pool2d { kernel: [k, k], stride: [2, 2], pads: [pad; 4], dilation: [1, 1], ceil_mode: false, count_include_pad: false };
+        let o = (hw + 2 * pad - k) / 2 + 1;
+        let (xs, os) = ([1, ch, hw, hw], [1, ch, o, o]);
+        let x = Tensor::randn(vec![1, ch, hw, hw], 1.0, 5);
+        let codes: Vec<u8> = x.data().iter().map(|v| ((v + 2.0) * 60.0).clamp(0.0, 255.0) as u8).collect();
+        let (mut out, mut out8) = (vec![0f32; ch * o * o], vec![0u8; ch * o * o]);
+        group.throughput(Throughput::Elements((ch * hw * hw) as u64));
+        let label = format!("{name}/t{threads}");
+        for &simd in &levels {
+            let level = format!("{simd:?}").split('(').next().unwrap_or("level").to_lowercase();
+            group.bench_function(BenchmarkId::new(format!("f32-{level}"), &label), |b| b.iter(|| pool2.install(|| pool::pool2d(simd, &p, true, x.data(), xs, &mut out, os))));
+            group.bench_function(BenchmarkId::new(format!("u8-{level}"), &label), |b| b.iter(|| pool2.install(|| pool::max_pool2d_u8(simd, &p, &codes, xs, &mut out8, os))));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemms, convs, tiny_maps, conv_transposes, max_pools);
 criterion_main!(benches);
