@@ -303,8 +303,8 @@ unsafe fn block16_avx512(src: *const f32, ls: usize, dst: *mut f32, ld: usize) {
     }
 }
 
-/// One 8 × 8 block on AVX2, as [`block16_avx512`]: 32-bit pairs, 64-bit pairs (`vshufps`),
-/// then the 128-bit halves, the usual three rounds of shuffles.
+/// One 8 × 8 block on AVX2, as [`block16_avx512`]: the FP32 lane kernels' transpose of the
+/// 4 × 4 blocks of each half (rows 0–3, then 4–7), then the 128-bit halves exchanged.
 ///
 /// # Safety
 /// AVX2; `src` readable for 8 rows of 8 floats at stride `ls`, `dst` writable likewise at
@@ -315,18 +315,14 @@ unsafe fn block8_avx2(src: *const f32, ls: usize, dst: *mut f32, ld: usize) {
     use std::arch::x86_64::*;
     // SAFETY: the contract.
     let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * ls)) });
-    let t: [__m256; 8] = std::array::from_fn(|i| if i % 2 == 0 { _mm256_unpacklo_ps(r[i], r[i + 1]) } else { _mm256_unpackhi_ps(r[i - 1], r[i]) });
-    // u[4g + k]: half L holds column 4L + k of rows 4g .. 4g + 3.
-    let u: [__m256; 8] = std::array::from_fn(|i| {
-        let (g, k) = (i / 4, i % 4);
-        let (a, b) = (t[4 * g + (k / 2)], t[4 * g + 2 + (k / 2)]);
-        if k % 2 == 0 { _mm256_shuffle_ps::<0x44>(a, b) } else { _mm256_shuffle_ps::<0xEE>(a, b) }
-    });
+    // top[k] / bottom[k]: half L holds column 4L + k of rows 0–3 / 4–7.
+    let top = super::sgemm::lanes::transpose4([r[0], r[1], r[2], r[3]]);
+    let bottom = super::sgemm::lanes::transpose4([r[4], r[5], r[6], r[7]]);
     for k in 0..4 {
         // SAFETY: the contract; column c of the block goes to dst row c.
         unsafe {
-            _mm256_storeu_ps(dst.add(k * ld), _mm256_permute2f128_ps::<0x20>(u[k], u[4 + k]));
-            _mm256_storeu_ps(dst.add((4 + k) * ld), _mm256_permute2f128_ps::<0x31>(u[k], u[4 + k]));
+            _mm256_storeu_ps(dst.add(k * ld), _mm256_permute2f128_ps::<0x20>(top[k], bottom[k]));
+            _mm256_storeu_ps(dst.add((4 + k) * ld), _mm256_permute2f128_ps::<0x31>(top[k], bottom[k]));
         }
     }
 }

@@ -217,6 +217,7 @@ pub fn qconv2d(
     };
     // Each worker's panel (empty for the implicit GEMM), i32 tile and residual row, taken by
     // its part of the loop.
+    let panels_g = cout_g.div_ceil(MR);
     let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
         panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
@@ -235,7 +236,6 @@ pub fn qconv2d(
             let (gi, rest) = (rest / (chunks * row_chunks), rest % (chunks * row_chunks));
             let (ch, rc) = (rest / row_chunks, rest % row_chunks);
             // This task's output channels: a share of cout_g's MR-row panels.
-            let panels_g = cout_g.div_ceil(MR);
             let (m0, m1) = ((share(panels_g, row_chunks, rc) * MR).min(cout_g), (share(panels_g, row_chunks, rc + 1) * MR).min(cout_g));
             let (blk0, blk1) = (share(total_blocks, chunks, ch), share(total_blocks, chunks, ch + 1));
             let v0 = blk0 * BLOCK;

@@ -166,7 +166,7 @@ mod ymm {
     /// of the result's `j` (and lane `4 + j` to lane `4 + i`).
     #[target_feature(enable = "avx2")]
     #[inline]
-    pub(super) fn transpose4(m: [__m256; 4]) -> [__m256; 4] {
+    pub(crate) fn transpose4(m: [__m256; 4]) -> [__m256; 4] {
         let lo = |a: __m256, b: __m256| _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
         let hi = |a: __m256, b: __m256| _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
         let (t0, t1) = (_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
@@ -348,9 +348,10 @@ mod ymm {
     }
 }
 
-/// 16 × 16 floats transposed in registers (see `x86::transpose`), also for `cpu::spos`.
+/// 16 × 16 floats transposed in registers (see `x86::transpose`), and the 4 × 4 blocks of
+/// two 8-float halves (`ymm::transpose4`), also for `cpu::spos`.
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::transpose as transpose16;
+pub(crate) use {x86::transpose as transpose16, ymm::transpose4};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
