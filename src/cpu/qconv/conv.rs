@@ -34,7 +34,7 @@ use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
 use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowRes, Seg};
 use crate::cpu::kernels::Kernels;
-use crate::cpu::qgemm::{panel_len, PackedWeights, BLOCK, MR};
+use crate::cpu::qgemm::{block_stride, panel_index, panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
 use crate::graph::{ActQuant, Activation, Conv2d, Int8};
@@ -271,7 +271,7 @@ pub fn qconv2d(
                 for (g, x4) in col.chunks_exact_mut(4).enumerate() {
                     let at = match &koff {
                         Some(koff) if implicit => quad_base + koff[g] + 4 * q,
-                        _ => (q / BLOCK) * pw.kpad * BLOCK + g * 4 * BLOCK + (q % BLOCK) * 4,
+                        _ => panel_index(pw.kpad, 4 * g, q),
                     };
                     x4.copy_from_slice(&src[at..at + 4]);
                 }
@@ -396,7 +396,7 @@ pub fn qconv2d(
 /// one.
 #[allow(clippy::too_many_arguments)]
 fn pack_shared(panels: &mut [u8], plen: usize, count: usize, parts: usize, blocks: usize, nv: usize, kpad: usize, pack: impl Fn(&mut [u8], usize, usize, usize, usize) + Sync) {
-    let block_bytes = kpad * BLOCK;
+    let block_bytes = block_stride(kpad);
     let mut pieces = Vec::with_capacity(count * parts);
     for (i, mut panel) in panels.chunks_mut(plen).take(count).enumerate() {
         for j in 0..parts {

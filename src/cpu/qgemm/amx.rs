@@ -33,7 +33,7 @@ pub(super) unsafe fn qgemm_u8s8_amx_32x32(w: &PackedWeights, s8: &[i8], range: R
     }
     let ksteps = w.kpad / 64;
     // Bytes between blocks of the panel, and between rows of the output.
-    let pstride = w.kpad * BLOCK;
+    let pstride = super::block_stride(w.kpad);
     let ors = out_rs * 4;
     // Accumulator tiles whose rows run past `range.end` land here first.
     let mut spill = [[0i32; 256]; 2];

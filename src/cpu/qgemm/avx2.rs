@@ -22,7 +22,7 @@ const MR: usize = 2;
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn qgemm_u8s8_avx2_2x16(w: &PackedWeights, s16: &[i16], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     let k4n = w.kpad / 4;
-    let pstride = k4n * 4 * BLOCK;
+    let pstride = super::block_stride(w.kpad);
     let mut c0 = range.start;
     while c0 < range.end {
         let rows = (range.end - c0).min(MR);
@@ -65,7 +65,7 @@ pub(super) unsafe fn qgemm_u8s8_avx2_2x16(w: &PackedWeights, s16: &[i16], range:
 pub(super) unsafe fn qgemm_u8s8_avx2_maddubs_4x16(w: &PackedWeights, s8: &[i8], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
     const TR: usize = 4;
     let k4n = w.kpad / 4;
-    let pstride = k4n * 4 * BLOCK;
+    let pstride = super::block_stride(w.kpad);
     let ones = _mm256_set1_epi16(1);
     let pp = panel.as_ptr();
     let op = out.as_mut_ptr();

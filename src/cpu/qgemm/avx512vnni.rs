@@ -18,7 +18,7 @@ unsafe fn bcast(row: *const i8, k4: usize) -> __m512i {
 /// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy `qgemm::check_args`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn qgemm_u8s8_avx512vnni_8x32(w: &PackedWeights, s8: &[i8], range: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32], out_rs: usize) {
-    kernel_8x32(w, s8, range, panel.as_ptr(), Packed, w.kpad * BLOCK, nblocks, out, out_rs);
+    kernel_8x32(w, s8, range, panel.as_ptr(), Packed, super::block_stride(w.kpad), nblocks, out, out_rs);
 }
 
 /// [`qgemm_u8s8_avx512vnni_8x32`] reading its activations in place (implicit GEMM): 4-k group

@@ -7,7 +7,8 @@
 //!   VNNI and scalar, widened to i16 for AVX2; `row_sums[c] = Σ_k w[c][k]` for the zero-point
 //!   correction;
 //! - activations, packed per call into panels: `[nblocks][Kpad/4][16 pixels][4 k]` u8, i.e. the
-//!   four consecutive k of one pixel are adjacent, as `vpdpbusd` wants them;
+//!   four consecutive k of one pixel are adjacent, as `vpdpbusd` wants them; blocks
+//!   [`block_stride`] bytes apart (a spare cache line after each);
 //! - output: `acc[c][p] = Σ_k a[k][p] · w[c][k]` as i32, row `c` at `c · out_rs`.
 //!
 //! The VNNI kernel and the scalar twin also have an implicit form
@@ -41,7 +42,7 @@ use std::ops::Range;
 
 use crate::cpu::detect::{self, Isa};
 use crate::error::Result;
-pub use pack::{pack_rows, pairs_fit, panel_index, panel_len, PackedWeights, Packing};
+pub use pack::{block_stride, pack_rows, pairs_fit, panel_index, panel_len, PackedWeights, Packing};
 
 /// Pixels per panel block (one 512-bit register of i32 accumulators).
 pub const BLOCK: usize = 16;

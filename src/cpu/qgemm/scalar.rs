@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::{PackedWeights, BLOCK};
+use super::{block_stride, PackedWeights, BLOCK};
 
 /// `acc[c − rows.start][p]` for every channel in `rows` and every pixel of the panel (plain
 /// indexing: bad sizes panic on a bounds check rather than corrupt memory).
@@ -12,7 +12,7 @@ pub fn qgemm_u8s8_scalar(w: &PackedWeights, s8: &[i8], rows: Range<usize>, panel
     for c in rows {
         let row = &s8[c * w.kpad..(c + 1) * w.kpad];
         for b in 0..nblocks {
-            let blk = &panel[b * k4n * 4 * BLOCK..(b + 1) * k4n * 4 * BLOCK];
+            let blk = &panel[b * block_stride(w.kpad)..][..k4n * 4 * BLOCK];
             for p in 0..BLOCK {
                 let mut acc = 0i32;
                 for k4 in 0..k4n {
