@@ -490,6 +490,94 @@ pub(crate) fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usiz
     }
 }
 
+/// Packs output pixels `p0..p0 + cnt` of a stride-1 conv into a qgemm panel straight from its
+/// quad phase planes, skipping the planes' padding columns: 4-k group `g` of pixel `p` is the
+/// 4 bytes at `src[koff[g] + at[p]]` (`at[p] = 4·(oy·wph + ox)`, [`dense_offsets`]). The
+/// pixels past `cnt` in the last block repeat the last one (their sums are never stored).
+/// On AVX-512 each block's group is two loads and a permute ([`gather_block_avx512`]).
+///
+/// # Panics
+/// When a read or the panel's blocks would fall outside the slices.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_quads_dense(simd: Simd, src: &[u8], koff: &[usize], at: &[u32], p0: usize, cnt: usize, kpad: usize, panel: &mut [u8]) {
+    let blocks = cnt.div_ceil(BLOCK);
+    let groups = kpad / 4;
+    let reach = koff[..groups].iter().max().copied().unwrap_or(0) + at[p0..p0 + cnt].iter().max().map_or(0, |&a| a as usize) + 4;
+    assert!(cnt > 0 && koff.len() >= groups && reach <= src.len() && panel.len() >= crate::cpu::qgemm::panel_len(kpad, blocks), "pack_quads_dense: outside the planes or the panel");
+    for b in 0..blocks {
+        let idx: [u32; BLOCK] = std::array::from_fn(|j| at[p0 + (b * BLOCK + j).min(cnt - 1)]);
+        let blk = &mut panel[b * block_stride(kpad)..][..kpad * BLOCK];
+        #[cfg(target_arch = "x86_64")]
+        if let Simd::Avx512(_) = simd {
+            // SAFETY: the level's token proves AVX-512F; every lane reads the 4 bytes at
+            // koff[g] + idx[j] < reach ≤ src.len() (asserted), and each store writes the 64
+            // bytes of group g inside the block.
+            unsafe { gather_block_avx512(src, &koff[..groups], &idx, blk) };
+            continue;
+        }
+        for (g, &k) in koff[..groups].iter().enumerate() {
+            for (j, &a) in idx.iter().enumerate() {
+                let from = k + a as usize;
+                blk[g * 4 * BLOCK + j * 4..][..4].copy_from_slice(&src[from..from + 4]);
+            }
+        }
+    }
+}
+
+/// One block of [`pack_quads_dense`]. Sixteen output pixels span at most 32 of the planes'
+/// pixels when few padding columns fall between them (`idx` within 128 bytes of its first):
+/// group `g` is then two 64-byte loads from `src + koff[g] + idx[0]` (masked to the span)
+/// and one `vpermt2d`; otherwise a 16-lane dword gather. (A gather for every block cost more
+/// than the padding columns it saved on 14² maps.)
+///
+/// # Safety
+/// The CPU must support AVX-512F; `koff[g] + idx[j] + 4 ≤ src.len()` for all `g`, `j`, and
+/// `blk.len() ≥ 64·koff.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_block_avx512(src: &[u8], koff: &[usize], idx: &[u32; BLOCK], blk: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let first = idx.iter().min().copied().unwrap_or(0);
+    let span = idx.iter().max().copied().unwrap_or(0) - first;
+    if idx[0] == first && span < 128 {
+        // Dword lane j of the two loads is the plane pixel at byte idx[0] + 4·j (j < 32); the
+        // loads read only the lanes up to the span's last pixel.
+        let rel: [i32; BLOCK] = std::array::from_fn(|j| ((idx[j] - first) / 4) as i32);
+        let last = span / 4;
+        let lo: __mmask16 = if last >= 15 { 0xffff } else { ((1u32 << (last + 1)) - 1) as u16 };
+        let hi: __mmask16 = if last < 16 { 0 } else { ((1u32 << (last - 15)) - 1) as u16 };
+        // SAFETY: `rel` holds 16 i32s.
+        let vrel = unsafe { _mm512_loadu_si512(rel.as_ptr() as *const _) };
+        for (g, &k) in koff.iter().enumerate() {
+            let p = src.as_ptr().wrapping_add(k + first as usize) as *const i32;
+            // SAFETY: the lanes read are the bytes idx[0] + 4·j … + 3 for j ≤ span / 4, the
+            // largest of them koff[g] + max(idx) + 3 < src.len() (the caller's bound); the
+            // store writes group g's 64 bytes inside `blk`.
+            unsafe {
+                let a = _mm512_maskz_loadu_epi32(lo, p);
+                let b = _mm512_maskz_loadu_epi32(hi, p.wrapping_add(16));
+                _mm512_storeu_si512(blk.as_mut_ptr().add(g * 64) as *mut _, _mm512_permutex2var_epi32(a, vrel, b));
+            }
+        }
+        return;
+    }
+    // SAFETY: `idx` holds 16 u32s (64 bytes).
+    let vidx = unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) };
+    for (g, &k) in koff.iter().enumerate() {
+        // SAFETY: the caller's bounds: every lane reads inside `src`, the store inside `blk`.
+        unsafe {
+            let v = _mm512_i32gather_epi32::<1>(vidx, src.as_ptr().add(k) as *const _);
+            _mm512_storeu_si512(blk.as_mut_ptr().add(g * 64) as *mut _, v);
+        }
+    }
+}
+
+/// Where each output pixel's 4 bytes start in a stride-1 conv's quad planes, relative to
+/// its first tap: `4·(oy·wph + ox)` for the `oh·ow` pixels in order.
+pub(crate) fn dense_offsets(wph: usize, [oh, ow]: [usize; 2]) -> Vec<u32> {
+    (0..oh).flat_map(|oy| (0..ow).map(move |ox| (4 * (oy * wph + ox)) as u32)).collect()
+}
+
 /// 1×1 stride-1 convs: the u8 input planes already are the `col` rows, so full blocks are
 /// interleaved straight from them; only a partial last block goes through a padded copy (on
 /// AVX-512 by one masked load per row: the copies cost more than the full blocks of a 14²
@@ -647,6 +735,47 @@ mod tests {
             }
         }
         assert!(cases > 250, "only {cases} cases ran");
+    }
+
+    /// Dense panels from quad planes: the best level's (two loads and a permute per block,
+    /// a gather where a block spans more than 32 plane pixels) against the plain copies, byte
+    /// for byte over every block: maps from 1² to 28², padding columns 1–37, starting pixels,
+    /// partial last blocks, K with 1–37 groups.
+    #[test]
+    fn dense_quad_panels_match_the_plain_packing() {
+        let simd = Simd::best();
+        let mut cases = 0;
+        for (wph, oh, ow) in [(9usize, 7usize, 7usize), (16, 14, 14), (30, 28, 28), (3, 1, 1), (5, 3, 3), (40, 3, 3), (18, 8, 16), (19, 17, 15), (6, 4, 3)] {
+            let at = dense_offsets(wph, [oh, ow]);
+            let npix = oh * ow;
+            for groups in [1usize, 5, 37] {
+                let koff: Vec<usize> = (0..groups).map(|g| g * (oh + 2) * wph * 4 + (g % 3) * 4).collect();
+                let len = koff.iter().max().copied().unwrap_or(0) + at.iter().max().map_or(0, |&a| a as usize) + 4;
+                let src: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
+                let kpad = groups * 4;
+                for p0 in [0usize, 16, 32].into_iter().filter(|&p| p < npix) {
+                    for cnt in [npix - p0, (npix - p0).min(17), 1] {
+                        let plen = crate::cpu::qgemm::panel_len(kpad, cnt.div_ceil(BLOCK));
+                        let (mut fast, mut plain) = (vec![0xaa; plen], vec![0x55; plen]);
+                        pack_quads_dense(simd, &src, &koff, &at, p0, cnt, kpad, &mut fast);
+                        pack_quads_dense(Simd::Baseline, &src, &koff, &at, p0, cnt, kpad, &mut plain);
+                        let blocks = |p: &[u8]| p.chunks(block_stride(kpad)).map(|b| b[..kpad * BLOCK].to_vec()).collect::<Vec<_>>();
+                        assert!(blocks(&fast) == blocks(&plain), "dense panels differ: {oh}x{ow} in planes {wph} wide, {groups} groups, pixels {p0}+{cnt}");
+                        // The plain packing is the definition: group g of pixel p is the 4
+                        // bytes at koff[g] + at[p].
+                        for p in 0..cnt {
+                            for (g, &k) in koff.iter().enumerate() {
+                                let from = k + at[p0 + p] as usize;
+                                let to = (p / BLOCK) * block_stride(kpad) + g * 4 * BLOCK + (p % BLOCK) * 4;
+                                assert_eq!(plain[to..to + 4], src[from..from + 4]);
+                            }
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        println!("dense quad panels: {cases} cases at {simd:?}");
     }
 
     /// The pointwise panels of the best level (on AVX-512 the partial last block by masked
