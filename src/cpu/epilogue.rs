@@ -7,8 +7,9 @@
 //! plain bodies are compiled per level by `multiversion!`; the u8 one also has an AVX-512
 //! twin (run at the [`Simd::Avx512`] level) whose codes are bit-identical: the same float
 //! operations in the same order, with the rounding and saturation done by `vcvtps2dq` (round
-//! to nearest even) and `vpackus` (`vpmovusdb` for a row's last few lanes). A residual of u8 codes ([`requant_segs_codes`]) is
-//! dequantized inside that pass, from its own slice or from the output it is added into.
+//! to nearest even) and `vpackus` (`vpmovusdb` for a row's last few lanes). A residual of u8
+//! codes ([`requant_segs_codes`]) is dequantized inside that pass, from its own slice or from
+//! the output it is added into.
 //! [`requant_rows`] runs a kernel call's channel rows (up to 32) in one pass, every segment
 //! of a row inside it (a 3×3 conv's row has one per output row); it is the AVX-512 version of
 //! every u8 epilogue here. ResNet-50 INT8 (Zen 5, 2 threads, the ways alternating in one
@@ -314,8 +315,9 @@ mod avx512 {
         rsc: __m512,
     }
 
-    /// The codes before the u8 saturation, in `[i32::MIN, 1279]`, of the 16 lanes at `i` of row pointers `a`
-    /// (sums), `c` (residual codes) and `v` (residual values), the lanes past `m` zeros.
+    /// The codes before the u8 saturation, in `[i32::MIN, 1279]`, of the 16 lanes at `i` of
+    /// row pointers `a` (sums), `c` (residual codes) and `v` (residual values), the lanes past
+    /// `m` zeros.
     ///
     /// # Safety
     /// The lanes of `m` at `i` lie inside the rows the pointers point into.
@@ -362,14 +364,15 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
     fn narrow1(q: __m512i) -> __m128i {
-        let b = _mm512_packus_epi16(_mm512_packus_epi32(q, q), _mm512_packus_epi32(q, q));
+        let w = _mm512_packus_epi32(q, q);
+        let b = _mm512_packus_epi16(w, w);
         _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), b))
     }
 
     /// [`super::requant_rows`]: `RES` 0 no residual, 1 codes at `codes + r·stride`, 2 codes in
     /// the output rows (each lane's code read before its store), 3 f32 values at `values +
-    /// r·stride`; row after row, 64 lanes at a time, then 16, the tail under a mask. `y = (acc −
-    /// corr)·mult + bias`, multiplied then added unfused as the plain loop does, plus the
+    /// r·stride`; row after row, 64 lanes at a time, then 16, the tail under a mask. `y =
+    /// (acc − corr)·mult + bias`, multiplied then added unfused as the plain loop does, plus the
     /// residual (a code dequantized as [`QParams::dequantize`] does: `(code − zp)` to f32,
     /// times the scale), then ReLU (`max` returns its second operand for a NaN lane: 0, as
     /// `f32::max` does), then quantized: `min(1024, y / scale)` (NaN stays NaN, +∞ clamps),
@@ -434,14 +437,22 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    /// The AVX-512 level, or `None` with a SKIP line naming `what` on a CPU without it.
+    fn avx512_or_skip(what: &str) -> Option<Simd> {
+        let simd = Simd::for_isa(crate::cpu::detect::Isa::Avx512Vnni).filter(|s| matches!(s, Simd::Avx512(_)));
+        if simd.is_none() {
+            eprintln!("SKIP the AVX-512 {what}: this CPU lacks AVX-512 VNNI");
+        }
+        simd
+    }
+
     /// The AVX-512 requantizing epilogue (16-lane vectors, masked tails) gives the codes of
     /// the plain one, [`QParams::quantize`] of [`dequant_run`]'s values, on every
     /// length 0–200, with and without a residual (NaN, ±∞ and huge values in it) and ReLU,
     /// over several segments of one row.
     #[test]
     fn avx512_requant_matches_the_plain_codes() {
-        let Some(simd @ Simd::Avx512(_)) = Simd::for_isa(crate::cpu::detect::Isa::Avx512Vnni) else {
-            eprintln!("SKIP the AVX-512 requant: this CPU lacks AVX-512 VNNI");
+        let Some(simd) = avx512_or_skip("requant") else {
             return;
         };
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -483,8 +494,7 @@ mod tests {
     /// row long enough for the 64-lane step.
     #[test]
     fn quotients_near_half_integers_match_the_division() {
-        let Some(simd @ Simd::Avx512(_)) = Simd::for_isa(crate::cpu::detect::Isa::Avx512Vnni) else {
-            eprintln!("SKIP the AVX-512 quotients: this CPU lacks AVX-512 VNNI");
+        let Some(simd) = avx512_or_skip("quotients") else {
             return;
         };
         let mut checked = 0usize;

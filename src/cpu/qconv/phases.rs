@@ -526,7 +526,7 @@ pub(crate) fn pack_quads_dense(simd: Simd, src: &[u8], koff: &[usize], at: &[u32
 
 /// One block of [`pack_quads_dense`]. Sixteen output pixels span at most 32 of the planes'
 /// pixels when few padding columns fall between them (`idx` within 128 bytes of its first):
-/// group `g` is then two 64-byte loads from `src + koff[g] + idx[0]` (masked to the span)
+/// group `g` is then two 64-byte loads from `src + koff[g] + min(idx)` (masked to the span)
 /// and one `vpermt2d`; otherwise a 16-lane dword gather. (A gather for every block cost more
 /// than the padding columns it saved on 14² maps.)
 ///
@@ -539,8 +539,8 @@ unsafe fn gather_block_avx512(src: &[u8], koff: &[usize], idx: &[u32; BLOCK], bl
     use std::arch::x86_64::*;
     let first = idx.iter().min().copied().unwrap_or(0);
     let span = idx.iter().max().copied().unwrap_or(0) - first;
-    if idx[0] == first && span < 128 {
-        // Dword lane j of the two loads is the plane pixel at byte idx[0] + 4·j (j < 32); the
+    if span < 128 {
+        // Dword lane j of the two loads is the plane pixel at byte first + 4·j (j < 32); the
         // loads read only the lanes up to the span's last pixel.
         let rel: [i32; BLOCK] = std::array::from_fn(|j| ((idx[j] - first) / 4) as i32);
         let last = span / 4;
@@ -550,7 +550,7 @@ unsafe fn gather_block_avx512(src: &[u8], koff: &[usize], idx: &[u32; BLOCK], bl
         let vrel = unsafe { _mm512_loadu_si512(rel.as_ptr() as *const _) };
         for (g, &k) in koff.iter().enumerate() {
             let p = src.as_ptr().wrapping_add(k + first as usize) as *const i32;
-            // SAFETY: the lanes read are the bytes idx[0] + 4·j … + 3 for j ≤ span / 4, the
+            // SAFETY: the lanes read are the bytes first + 4·j … + 3 for j ≤ span / 4, the
             // largest of them koff[g] + max(idx) + 3 < src.len() (the caller's bound); the
             // store writes group g's 64 bytes inside `blk`.
             unsafe {
