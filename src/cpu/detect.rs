@@ -80,6 +80,68 @@ pub fn selected() -> Result<Isa> {
         .map_err(Error::Argument)
 }
 
+/// A CPU family whose measured plan rules differ from the default ones: where two ways of
+/// running a layer are both bit-identical to their twins, which is faster can depend on the
+/// micro-architecture, not only on the ISA (see [`crate::exec::prepare::bf16_direct`] and
+/// [`crate::cpu::wino::pays_bf16`] for the rules that differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tune {
+    /// The rules as measured on Zen 5 and the Intel hosts.
+    Generic,
+    /// AMD Zen 4 (family 19h with AVX-512), whose 512-bit operations run as two 256-bit halves.
+    Zen4,
+}
+
+impl Tune {
+    /// The name `KESTREL_TUNE` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tune::Generic => "generic",
+            Tune::Zen4 => "zen4",
+        }
+    }
+
+    /// Parses a `KESTREL_TUNE` value.
+    pub fn parse(s: &str) -> Result<Tune> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "generic" => Ok(Tune::Generic),
+            "zen4" => Ok(Tune::Zen4),
+            other => Err(Error::Argument(format!("KESTREL_TUNE={other}: use generic or zen4"))),
+        }
+    }
+
+    /// This CPU's family by CPUID: AMD family 19h with AVX-512F is Zen 4 (Zen 3, also family
+    /// 19h, has no AVX-512); everything else is [`Tune::Generic`].
+    pub fn of_cpu() -> Tune {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__cpuid;
+            let (l0, l1) = (__cpuid(0), __cpuid(1));
+            let amd = [l0.ebx, l0.edx, l0.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+            let base = (l1.eax >> 8) & 0xf;
+            let family = if base == 0xf { base + ((l1.eax >> 20) & 0xff) } else { base };
+            if amd && family == 0x19 && std::arch::is_x86_feature_detected!("avx512f") {
+                return Tune::Zen4;
+            }
+        }
+        Tune::Generic
+    }
+}
+
+static TUNE: OnceLock<std::result::Result<Tune, String>> = OnceLock::new();
+
+/// The family the plan's rules follow: `KESTREL_TUNE` if set, else [`Tune::of_cpu`]. Only
+/// which of two exact ways a layer runs depends on it, never what the path computes.
+pub fn tune() -> Result<Tune> {
+    TUNE.get_or_init(|| match std::env::var("KESTREL_TUNE") {
+        Ok(v) if !v.is_empty() => Tune::parse(&v).map_err(|e| e.to_string()),
+        _ => Ok(Tune::of_cpu()),
+    })
+    .clone()
+    .map_err(Error::Argument)
+}
+
 /// Proof that the CPU has AVX2 (and FMA).
 #[derive(Clone, Copy, Debug)]
 pub struct Avx2(());

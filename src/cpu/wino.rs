@@ -50,13 +50,15 @@
 //! multiply by up to 8 and divide by up to 24, so it rounds about twice as much as F(2×2).
 //!
 //! In bf16 (`--precision bf16`, [`pack_bf16`], [`Exec::Bf16`]) the transforms are the same f32
-//! ones; U is rounded to bf16 once, and each `V_ξ` is rounded into bf16 pairs
-//! (`[⌈nb/NR⌉ column panels][⌈Cin/2⌉][NR]`, [`crate::cpu::bgemm`]'s B layout) just before its
-//! GEMM on the `vdpbf16ps` tile kernel, so the products are of bf16-rounded *transformed*
-//! operands, accumulated in f32. Twin: the same with the scalar emulation
+//! ones; U is rounded to bf16 once, and V is held as bf16 pairs only (`[ξ][⌈nb/NR⌉ column
+//! panels][⌈Cin/2⌉][NR]`, [`crate::cpu::bgemm`]'s B layout, [`pairs_len`]): each two input
+//! channels are transformed into a small f32 buffer and rounded into their pairs right away
+//! ([`transform_pairs`]), then the GEMMs run on the `vdpbf16ps` tile kernel, so the products are
+//! of bf16-rounded *transformed* operands, accumulated in f32. Twin: the same with the scalar emulation
 //! ([`crate::cpu::bgemm::Kernel::Scalar`]), bit for bit.
 
 use super::bgemm::{self, PackedBf16};
+use super::detect::Tune;
 use super::parallel::OutPtr;
 use super::sgemm::{finish, Epilogue, Geometry, Init, Kernel, PackedA, Tile, NARROW_COLS};
 use crate::graph::Conv2d;
@@ -166,16 +168,25 @@ pub fn prefers_f4(kernel: Kernel, c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
     pays(c) && ((oh >= big && ow >= big) || (oh >= wide && ow >= wide && s[0] >= 256 && s[1] >= 256))
 }
 
-/// Whether a conv [`takes`] gains from Winograd in bf16 ([`Exec::Bf16`]), given batches of at
-/// least [`BF16_MIN_TILES`] tiles: the bf16 GEMMs run twice as fast as the FP32 ones while the
-/// transforms stay f32, so the transforms must be shared by more channels. Measured on Zen 4
-/// against the direct bf16 conv in the same runs (2 threads): 64-channel convs 3–6 % slower
-/// (ResNet-50 at 56²) and 45 % slower (UNet at 256²); 128 channels 20 % faster at 28²
-/// (ResNet-50) but 2–10 % slower at 128² (UNet, whose maps leave the cache); 256–1024 channels
-/// at 64² to 16² 4–34 % faster.
-pub fn pays_bf16(c: &Conv2d) -> bool {
+/// Whether a conv [`takes`] gains from Winograd in bf16 ([`Exec::Bf16`]) on a CPU of family
+/// `tune`, given batches of at least [`BF16_MIN_TILES`] tiles: the bf16 GEMMs run twice as fast
+/// as the FP32 ones while the transforms stay f32, so the transforms must be shared by more
+/// channels: at least 128 input and output channels, on Zen 4 at least 64. Measured against
+/// the direct bf16 conv in the same runs (2 threads), while V still went through an f32 block
+/// before its pairs: on Zen 4 64-channel convs 3–6 % slower (ResNet-50 at 56²) and 45 % slower
+/// (UNet at 256²); 128 channels 20 % faster at 28² (ResNet-50) but 2–10 % slower at 128²
+/// (UNet, whose maps leave the cache); 256–1024 channels at 64² to 16² 4–34 % faster; on Zen
+/// 5 ResNet-50's 64-channel convs 0.33–0.35 against 0.28 ms. With the pairs rounded straight
+/// from the transform ([`transform_pairs`]), on Zen 4 (per layer, ResNet-50 bf16, 2 threads,
+/// the three 64-channel 56² convs together): 1.53–1.55 ms against 1.78 direct and 1.66–1.71 by
+/// the FP32 F(4×4); not measured again on Zen 5.
+pub fn pays_bf16(c: &Conv2d, tune: Tune) -> bool {
     let s = c.weight.shape();
-    takes(c) && s[0] >= 128 && s[1] >= 128
+    let least = match tune {
+        Tune::Generic => 128,
+        Tune::Zen4 => 64,
+    };
+    takes(c) && s[0] >= least && s[1] >= least
 }
 
 /// Whether this FP32 F(4×4, 3×3) conv (one [`prefers_f4`] takes) outruns the bf16 convs on
@@ -197,9 +208,11 @@ pub fn f4_beats_bf16(c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
 /// Tiles a batch needs for Winograd in bf16: the 16 transformed weight matrices (16/9 of the
 /// direct conv's bytes) are streamed once per part, so with few tiles the bf16 convs are bound
 /// by reading them. ResNet-50's 7² convs (16 tiles, 512 channels) ran 24–30 % slower than
-/// direct, its 14² ones (49 tiles, 256 channels) within ±5 %, UNet's 16² ones (64 tiles)
-/// 19–25 % faster.
-pub const BF16_MIN_TILES: usize = 64;
+/// direct, UNet's 16² ones (64 tiles) 19–25 % faster; its 14² ones (49 tiles, 256 channels)
+/// within ±5 % while each part sharing a block rounded all of its V into pairs, and since they
+/// are rounded once ([`transform_pairs`]) faster: on Zen 4 (2 threads, per layer, the five
+/// together) 2.34–2.51 ms against 3.05–3.06 direct.
+pub const BF16_MIN_TILES: usize = 49;
 
 /// Whether the plan runs a Winograd conv with output `os` (`[N, Cout, OH, OW]`) that way, in
 /// bf16 or f32 (else on the direct kernels).
@@ -327,13 +340,53 @@ impl Exec {
         }
     }
 
-    /// u32 slots of one part's bf16 pairs of one `V_ξ` (none for the FP32 kernels).
-    fn pairs_len(self, cin: usize, ld: usize) -> usize {
+    /// Slots of a block's `V` of `nb` tiles (`ld` their whole vectors): f32 `[ξ][Cin][ld]`,
+    /// or in bf16 the pairs ([`pairs_len`]).
+    fn v_len(self, v: Variant, cin: usize, nb: usize, ld: usize) -> usize {
         match self {
-            Exec::Bf16(_) => cin.div_ceil(2) * ld.next_multiple_of(bgemm::NR),
+            Exec::Bf16(_) => pairs_len(v, cin, nb),
+            Exec::Kernel(_) | Exec::Twin(_) => v.xi() * cin * ld,
+        }
+    }
+
+    /// Floats of the two input channels' `V` that [`transform_pairs`] rounds into pairs
+    /// (none for the FP32 kernels).
+    fn pair_tmp_len(self, v: Variant, ld: usize) -> usize {
+        match self {
+            Exec::Bf16(_) => 2 * v.xi() * ld,
             Exec::Kernel(_) | Exec::Twin(_) => 0,
         }
     }
+
+    /// The units `V`'s input channels are cut in when parts share it: channels, or in bf16
+    /// channel pairs.
+    fn k_units(self, cin: usize) -> usize {
+        match self {
+            Exec::Bf16(_) => cin.div_ceil(2),
+            Exec::Kernel(_) | Exec::Twin(_) => cin,
+        }
+    }
+}
+
+/// Column panels of a bf16 block of `nb` tiles: whole 16-lane vectors, [`bgemm::NR`] columns
+/// at most, as even as they go (64 columns run as 32 + 32, not 48 + 16).
+fn bf16_panels(nb: usize) -> usize {
+    nb.div_ceil(16).div_ceil(bgemm::NR / 16)
+}
+
+/// Panel `j` of [`bf16_panels`]: its first column and its columns.
+fn bf16_span(nb: usize, j: usize) -> (usize, usize) {
+    let (vectors, panels) = (nb.div_ceil(16), bf16_panels(nb));
+    let c0 = j * vectors / panels * 16;
+    (c0, ((j + 1) * vectors / panels * 16).min(nb) - c0)
+}
+
+/// u32 slots of a bf16 block's `V` of `nb` tiles as pairs, [`bgemm`]'s B layout:
+/// `[ξ][panels][⌈Cin/2⌉][NR]`, or with the pairs in `chunks` (parts sharing the block, see
+/// [`Work`]) chunk `q` (pairs `kq0..kq1`, [`chunk_range`]) at `ξ · panels · NR · kq0`, laid out
+/// `[ξ][panels][kq1 − kq0][NR]`.
+fn pairs_len(v: Variant, cin: usize, nb: usize) -> usize {
+    v.xi() * bf16_panels(nb) * cin.div_ceil(2) * bgemm::NR
 }
 
 /// Parts of at least this many tiles (4 AVX-512 vectors of columns), however large `V` and
@@ -367,11 +420,11 @@ fn part_tiles(geo: Geometry, (parts, vectors): (usize, usize), tiles: usize, p: 
     ((p * vectors / parts * geo.lanes).min(tiles), ((p + 1) * vectors / parts * geo.lanes).min(tiles))
 }
 
-/// Scratch floats one worker needs: its V and M blocks, the transforms' row buffers and, in
-/// bf16, one `V_ξ`'s pairs.
+/// Scratch floats one worker needs: its V (in bf16, as pairs) and M blocks, the transforms'
+/// row buffers and, in bf16, two channels' V before they are rounded into pairs.
 fn part_len(ex: Exec, v: Variant, cin: usize, cout: usize, nb: usize, tw: usize) -> usize {
     let ld = nb.next_multiple_of(ex.geometry().lanes);
-    v.xi() * (cin + cout) * ld + 2 * (v.m() * (tw + 1) + 2) + v.scratch(ld) + ex.pairs_len(cin, ld)
+    ex.v_len(v, cin, nb, ld) + v.xi() * cout * ld + 2 * (v.m() * (tw + 1) + 2) + v.scratch(ld) + ex.pair_tmp_len(v, ld)
 }
 
 /// How one call's work splits: blocks of tiles (`split`: [`tile_parts`]), each block's
@@ -382,7 +435,8 @@ fn part_len(ex: Exec, v: Variant, cin: usize, cout: usize, nb: usize, tw: usize)
 /// part transformed the whole input again (at 14², 256 channels: 0.26 of 1.46 ms at one
 /// thread, done twice at two). Shared, at two threads on Zen 4: ResNet-50's 14² convs 0.86
 /// of the time, its 7² ones 0.87; whole ResNet-18 0.95, ResNet-50 0.97–0.99; ResNet-50 in
-/// bf16 (whose GEMMs round V into bf16 pairs per part, from the shared V) 0.99.
+/// bf16 0.99 while its GEMMs still rounded the shared V into bf16 pairs per part; the pairs are
+/// now what the parts share, rounded once (chunks of channel pairs).
 #[derive(Clone, Copy, Debug)]
 struct Work {
     split: (usize, usize),
@@ -404,15 +458,16 @@ impl Work {
         let mpanels = cout.div_ceil(geo.mr);
         let csplits = if blocks < workers { workers.div_ceil(blocks).min(mpanels) } else { 1 };
         let parts = blocks * csplits;
-        let chunks = if csplits > 1 { csplits.min(cin).max(1) } else { 1 };
+        let chunks = if csplits > 1 { csplits.min(ex.k_units(cin)).max(1) } else { 1 };
         Work { split, nb, csplits, parts, workers: workers.min(parts), chunks }
     }
 
-    /// Floats of the shared `V`s: `[blocks][ξ][Cin][nb]`, each block's in `chunks` channel
-    /// chunks (`chunk_range`), chunk `q` laid out `[ξ][its channels][ld]` from `ξ · c0 · ld`.
-    fn shared_len(&self, v: Variant, cin: usize) -> usize {
+    /// Slots of the shared `V`s, one per block, `v_len` apart: f32 `[ξ][Cin][nb]` in
+    /// `chunks` channel chunks (`chunk_range`), chunk `q` laid out `[ξ][its channels][ld]`
+    /// from `ξ · c0 · ld`; in bf16 the pairs in chunks of pairs ([`pairs_len`]).
+    fn shared_len(&self, ex: Exec, v: Variant, cin: usize) -> usize {
         if self.chunks > 1 {
-            self.split.0 * v.xi() * cin * self.nb
+            self.split.0 * ex.v_len(v, cin, self.nb, self.nb)
         } else {
             0
         }
@@ -436,7 +491,7 @@ pub fn scratch_len(ex: Exec, v: Variant, xs: [usize; 4], os: [usize; 4], threads
         .map(|workers| {
             let w = Work::new(ex, v, cin, cout, n * th * tw, workers);
             let per = part_len(ex, v, cin, cout, w.nb, tw).next_multiple_of(super::sconv::LINE_F32);
-            w.shared_len(v, cin) + per * w.workers + super::sconv::LINE_F32
+            w.shared_len(ex, v, cin) + per * w.workers + super::sconv::LINE_F32
         })
         .max()
         .unwrap_or(0)
@@ -467,7 +522,7 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     let Work { split, nb, csplits, parts, workers, chunks } = work;
     let mpanels = cout.div_ceil(geo.mr);
     let per = part_len(ex, v, cin, cout, nb, tw).next_multiple_of(super::sconv::LINE_F32);
-    let shared_len = work.shared_len(v, cin);
+    let shared_len = work.shared_len(ex, v, cin);
     let need = shared_len + per * workers + super::sconv::LINE_F32;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
@@ -477,24 +532,41 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
     let next = std::sync::atomic::AtomicUsize::new(0);
     let batch = Batch { x: &x[..n * cin * h * w], h, w, pads: [c.pads[0], c.pads[1]], oh, ow, tw, tiles };
     let (area, shared) = scratch[first..first + per * workers + shared_len].split_at_mut(per * workers);
-    let vlen = v.xi() * cin * nb;
+    let vlen = ex.v_len(v, cin, nb, nb);
     if chunks > 1 {
-        // Each block's input transformed once, a chunk of its channels per item, into the
-        // block's shared V.
+        // Each block's input transformed once, a chunk of its channels (bf16: channel pairs)
+        // per item, into the block's shared V.
         let vp = OutPtr(shared.as_mut_ptr());
         crate::cpu::parallel::par_for(split.0 * chunks, |i| {
             let vp = &vp;
             let (blk, q) = (i / chunks, i % chunks);
             let (g0, g1) = part_tiles(geo, split, total, blk);
-            let (c0, c1) = chunk_range(cin, chunks, q);
+            let (c0, c1) = chunk_range(ex.k_units(cin), chunks, q);
             let ld = (g1 - g0).next_multiple_of(geo.lanes);
+            // Chunk q's slots: f32 ξ · (c1 − c0) · ld from ξ · c0 · ld, or its pairs from
+            // ξ · panels · NR · c0 (`pairs_len`).
+            let (at, len) = match ex {
+                Exec::Bf16(_) => {
+                    let per = v.xi() * bf16_panels(g1 - g0) * bgemm::NR;
+                    (per * c0, per * (c1 - c0))
+                }
+                Exec::Kernel(_) | Exec::Twin(_) => (v.xi() * c0 * ld, v.xi() * (c1 - c0) * ld),
+            };
+            assert!(at + len <= vlen, "wino: shared V smaller than its chunks");
             // SAFETY: block blk's V starts at blk · vlen (`shared` holds `blocks · vlen`
-            // floats, ld ≤ nb), and chunk q's ξ · (c1 − c0) · ld floats from ξ · c0 · ld
-            // within it; the items' regions are disjoint.
-            let vq = unsafe { std::slice::from_raw_parts_mut(vp.0.add(blk * vlen + v.xi() * c0 * ld), v.xi() * (c1 - c0) * ld) };
+            // slots; a block's V of ld ≤ nb columns fits in vlen, asserted for this chunk),
+            // and chunk q's `len` slots from `at` within it; the items' regions are disjoint.
+            let vq = unsafe { std::slice::from_raw_parts_mut(vp.0.add(blk * vlen + at), len) };
             let mut e = vec![0f32; v.scratch(g1 - g0)];
             let mut row = vec![0f32; v.m() * (tw + 1) + 2];
-            transform_input(Transforms::of(ex), v, batch, cin, &segments(batch, [g0, g1]), [g0, g1, ld], [c0, c1], vq, &mut e, &mut row);
+            let segs = segments(batch, [g0, g1]);
+            match ex {
+                Exec::Bf16(k) => {
+                    let mut tmp = vec![0f32; ex.pair_tmp_len(v, ld)];
+                    transform_pairs(k, Transforms::of(ex), v, batch, cin, &segs, [g0, g1, ld], [c0, c1], bytemuck::cast_slice_mut(vq), &mut tmp, &mut e, &mut row);
+                }
+                Exec::Kernel(_) | Exec::Twin(_) => transform_input(Transforms::of(ex), v, batch, cin, &segs, [g0, g1, ld], [c0, c1], vq, &mut e, &mut row),
+            }
         });
     }
     let shared: &[f32] = shared;
@@ -685,9 +757,9 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
     let (mt, pt, xi) = (var.m(), var.p(), var.xi());
     let nb = g1 - g0;
     let ld = nb.next_multiple_of(geo.lanes);
-    let (own_v, rest) = buf.split_at_mut(xi * cin * ld);
+    let (own_v, rest) = buf.split_at_mut(ex.v_len(var, cin, nb, ld));
     let (m, rest) = rest.split_at_mut(xi * cout * ld);
-    let (pairs, rest) = rest.split_at_mut(ex.pairs_len(cin, ld));
+    let (tmp, rest) = rest.split_at_mut(ex.pair_tmp_len(var, ld));
     let rl = mt * (tw + 1) + 2;
     let (row, rest) = rest.split_at_mut(rl);
     let (yrow, rest) = rest.split_at_mut(rl);
@@ -700,12 +772,15 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
     let (v, chunks): (&[f32], usize) = match shared {
         Some((v, chunks)) => (v, chunks),
         None => {
-            transform_input(tf, var, img, cin, &segments, [g0, g1, ld], [0, cin], own_v, e, row);
+            match ex {
+                Exec::Bf16(k) => transform_pairs(k, tf, var, img, cin, &segments, [g0, g1, ld], [0, cin.div_ceil(2)], bytemuck::cast_slice_mut(own_v), tmp, e, row),
+                Exec::Kernel(_) | Exec::Twin(_) => transform_input(tf, var, img, cin, &segments, [g0, g1, ld], [0, cin], own_v, e, row),
+            }
             (own_v, 1)
         }
     };
     match (&packed.u, ex) {
-        (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, v, m, pairs, [cin, cout, ld, nb], [p0, p1], chunks),
+        (Weights::Bf16(u), Exec::Bf16(k)) => gemms_bf16(k, u, bytemuck::cast_slice(v), m, [cin, cout, ld, nb], [p0, p1], chunks),
         (Weights::F32(u), Exec::Kernel(_) | Exec::Twin(_)) => gemms(ex, u, v, m, [cin, cout, ld, nb], [p0, p1], chunks),
         // `conv2d` checked that the weights fit the kernel.
         _ => unreachable!("wino: weights not transformed for this kernel"),
@@ -884,63 +959,71 @@ fn gemms(ex: Exec, u: &[PackedA], v: &[f32], m: &mut [f32], [cin, cout, ld, nb]:
     }
 }
 
-/// [`gemms`] in bf16: each `V_ξ` rounded into bf16 pairs (`pairs: [⌈nb/NR⌉][⌈Cin/2⌉][NR]`,
-/// the column panels of [`bgemm`]'s B layout; a missing odd row pairs with zeros), then one
-/// column panel at a time, K in even blocks of pairs, on the bf16 tile kernel.
-#[allow(clippy::too_many_arguments)]
-fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], v: &[f32], m: &mut [f32], pairs: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2], chunks: usize) {
+/// [`gemms`] in bf16 over `V` already rounded into pairs ([`transform_pairs`], laid out as
+/// [`pairs_len`] says, in `chunks` chunks of pairs): one column panel at a time, K in even
+/// blocks of pairs within each chunk (the same order of products however K is cut: the tile
+/// goes on from its f32 sums in `M`), on the bf16 tile kernel.
+fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], pairs: &[u32], m: &mut [f32], [cin, cout, ld, nb]: [usize; 4], [p0, p1]: [usize; 2], chunks: usize) {
     use bgemm::{MR, NR};
-    const ZEROS: [f32; NR] = [0.0; NR];
     let k2 = cin.div_ceil(2);
-    // Row k of V_ξ in V's channel chunks (as in `gemms`).
-    let (nxi, chunks) = (u.len(), chunks.max(1));
-    let row_at = |xi: usize, k: usize| {
-        let q = (0..chunks).rfind(|&q| chunk_range(cin, chunks, q).0 <= k).unwrap_or(0);
-        let (c0, c1) = chunk_range(cin, chunks, q);
-        (nxi * c0 + xi * (c1 - c0) + k - c0) * ld
-    };
-    // Column panels of whole 16-lane vectors, as even as they go (64 columns run as 32 + 32,
-    // not 48 + 16).
-    let vectors = nb.div_ceil(16);
-    let panels = vectors.div_ceil(NR / 16);
-    let span = |j: usize| {
-        let c0 = j * vectors / panels * 16;
-        (c0, ((j + 1) * vectors / panels * 16).min(nb) - c0)
-    };
-    assert!(pairs.len() >= panels * k2 * NR, "wino: bf16 pair buffer too small");
-    // SAFETY: f32 and u32 have the same size and alignment, every bit pattern is valid for
-    // both, and `pairs` is borrowed mutably for this view's whole life.
-    let pairs: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u32>(), pairs.len()) };
+    let (nxi, chunks, panels) = (u.len(), chunks.max(1), bf16_panels(nb));
+    assert!(pairs.len() >= nxi * panels * k2 * NR, "wino: bf16 pairs smaller than V");
     let kc_even = k2.div_ceil(k2.div_ceil(bgemm::KC2).max(1)).max(1);
     for (xi, a) in u.iter().enumerate() {
         let mx = &mut m[xi * cout * ld..(xi + 1) * cout * ld];
         for j in 0..panels {
-            let (c0, cols) = span(j);
-            for kk in 0..k2 {
-                let lo = &v[row_at(xi, 2 * kk) + c0..][..cols];
-                let hi = if 2 * kk + 1 < cin { &v[row_at(xi, 2 * kk + 1) + c0..][..cols] } else { &ZEROS[..cols] };
-                k.pack_pairs(lo, hi, &mut pairs[(j * k2 + kk) * NR..][..cols]);
+            let (c0, cols) = bf16_span(nb, j);
+            for q in 0..chunks {
+                let (q0, q1) = chunk_range(k2, chunks, q);
+                // Pair q0 + i of panel j of V_ξ in chunk q.
+                let base = nxi * panels * NR * q0 + (xi * panels + j) * (q1 - q0) * NR;
+                let mut kk0 = q0;
+                while kk0 < q1 {
+                    let kc = kc_even.min(q1 - kk0);
+                    for p in p0..p1 {
+                        let rows = MR.min(cout - p * MR);
+                        let init = if kk0 == 0 { Init::Zero } else { Init::Output };
+                        let ap = a.panel_from(p, kk0).as_ptr();
+                        let bp = pairs[base + (kk0 - q0) * NR..][..kc * NR].as_ptr();
+                        let cp = mx[p * MR * ld + c0..].as_mut_ptr();
+                        // SAFETY: the weight panel holds ⌈Cin/2⌉ · MR pairs from kk0 on (kc
+                        // read); the pair rows kk0..kk0 + kc of panel j (kc · NR slots, sliced
+                        // above; the `cols` real columns written by `transform_pairs`, the others
+                        // never read into real outputs); C rows p·MR .. + rows of M_ξ (`ld`
+                        // floats each, `cols` from c0 ≤ ld) are this part's own and borrowed by
+                        // nothing else.
+                        unsafe { k.tile(ap, bp, kc, cp, ld, rows, cols, init, None) };
+                    }
+                    kk0 += kc;
+                }
             }
         }
-        for j in 0..panels {
-            let (c0, cols) = span(j);
-            let mut kk0 = 0;
-            while kk0 < k2 {
-                let kc = kc_even.min(k2 - kk0);
-                for p in p0..p1 {
-                    let rows = MR.min(cout - p * MR);
-                    let init = if kk0 == 0 { Init::Zero } else { Init::Output };
-                    let ap = a.panel_from(p, kk0).as_ptr();
-                    let bp = pairs[(j * k2 + kk0) * NR..].as_ptr();
-                    let cp = mx[p * MR * ld + c0..].as_mut_ptr();
-                    // SAFETY: the weight panel holds ⌈Cin/2⌉ · MR pairs from kk0 on (kc read);
-                    // the pair panel j holds ⌈Cin/2⌉ · NR pairs from kk0 · NR on (kc · NR read,
-                    // the `cols` real columns packed above, the others never stored); C rows
-                    // p·MR .. + rows of M_ξ (`ld` floats each, `cols` from c0 ≤ ld) are this
-                    // part's own and borrowed by nothing else.
-                    unsafe { k.tile(ap, bp, kc, cp, ld, rows, cols, init, None) };
-                }
-                kk0 += kc;
+    }
+}
+
+/// The input transform of tiles `g0..g1` (tile rows `segments`), channel pairs `kk0..kk1`,
+/// rounded into bf16 pairs: `pairs` is that chunk of pairs of the block's V
+/// (`[ξ][panels][kk1 − kk0][NR]`, see [`pairs_len`]; a missing odd channel pairs with zeros).
+/// Each pair's two channels are transformed into `tmp` (`[ξ][2][ld]`) and rounded right
+/// after, while they are in L1, instead of going through a whole f32 V in L2 (ResNet-50's 14²
+/// convs on Zen 4, 2 threads: where two parts shared a block, each rounded all of its V).
+#[allow(clippy::too_many_arguments)]
+fn transform_pairs(k: bgemm::Kernel, tf: Transforms, var: Variant, img: Batch, cin: usize, segments: &[(usize, usize, usize, usize, usize)], [g0, g1, ld]: [usize; 3], [kk0, kk1]: [usize; 2], pairs: &mut [u32], tmp: &mut [f32], e: &mut [f32], row: &mut [f32]) {
+    use bgemm::NR;
+    const ZEROS: [f32; NR] = [0.0; NR];
+    let (nb, xi, kn) = (g1 - g0, var.xi(), kk1 - kk0);
+    let panels = bf16_panels(nb);
+    assert!(pairs.len() >= xi * panels * kn * NR && tmp.len() >= 2 * xi * ld, "wino: bf16 pair buffers too small");
+    for kk in kk0..kk1 {
+        let (c0, c1) = (2 * kk, (2 * kk + 2).min(cin));
+        let w = c1 - c0;
+        transform_input(tf, var, img, cin, segments, [g0, g1, ld], [c0, c1], &mut tmp[..xi * w * ld], e, row);
+        for x in 0..xi {
+            for j in 0..panels {
+                let (col, cols) = bf16_span(nb, j);
+                let lo = &tmp[x * w * ld + col..][..cols];
+                let hi = if w == 2 { &tmp[(x * w + 1) * ld + col..][..cols] } else { &ZEROS[..cols] };
+                k.pack_pairs(lo, hi, &mut pairs[((x * panels + j) * kn + kk - kk0) * NR..][..cols]);
             }
         }
     }

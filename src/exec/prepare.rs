@@ -16,6 +16,7 @@
 //! A session prepared without `optimize` keeps the graph as given and every value f32, so
 //! each node's output can be read and compared (per-layer tools).
 
+use crate::cpu::detect::Tune;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::sgemm::PackedA;
 use crate::cpu::bgemm::{self, PackedBf16};
@@ -258,8 +259,19 @@ pub const BF16_FMA_MAX_PIXELS: usize = 16;
 /// ([`Step::BFma`]) whatever their map: `vdpbf16ps` takes channels in pairs, and ResNet's
 /// 3-channel stem gained nothing from it (0.81 ms on the planes at 2 threads, as in f32); on
 /// the FP32 kernel it takes that kernel's order of tiles too (Zen 5, per layer, 2 threads: 0.87 →
-/// 0.83–0.85 ms, f32's own 0.79–0.82).
+/// 0.83–0.85 ms, f32's own 0.79–0.82). Not on Zen 4 where the columns fold wide
+/// ([`folds_wide`]).
 pub const BF16_FMA_MAX_CHANNELS: usize = 4;
+
+/// Whether a bf16 conv of few input channels (at most [`BF16_FMA_MAX_CHANNELS`]) runs on the
+/// phase planes rather than the FP32 kernel: on Zen 4 where its kernel columns fold into at
+/// least 16 channels of a K step (ResNet's 7 × 7 stem: 21). Zen 4, 2 threads, per layer,
+/// ResNet-50's stem: 0.93–0.95 ms on the planes against 1.18–1.19 on the FP32 kernel; the 3 × 3
+/// convs of 3 channels (9 folded: shapes-resnet18, blobs-unet, UNet) were 1–3 % slower as
+/// whole models.
+fn folds_wide(kernels: &Kernels, c: &Conv2d) -> bool {
+    kernels.tune == Tune::Zen4 && c.in_channels() * c.kernel()[1] >= 16
+}
 
 /// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one
 /// (the plan's choice; convs of few channels take it at prepare time, [`bf16_direct`]).
@@ -288,7 +300,7 @@ fn bf16_fma(kernels: &Kernels, c: &Conv2d) -> Option<Step> {
 /// a conv of at most [`BF16_FMA_MAX_CHANNELS`] input channels per group on the FP32 kernel,
 /// else the implicit GEMM over planes where it takes the conv, else the packed bf16 conv.
 pub fn bf16_direct(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step {
-    if c.weight.shape().get(1).is_some_and(|&ci| ci <= BF16_FMA_MAX_CHANNELS) {
+    if c.weight.shape().get(1).is_some_and(|&ci| ci <= BF16_FMA_MAX_CHANNELS) && !folds_wide(kernels, c) {
         if let Some(step) = bf16_fma(kernels, c) {
             return step;
         }
@@ -307,7 +319,7 @@ pub fn bf16_step(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step
     if let Some(k) = map.and_then(|m| f32_f4_in_bf16(kernels, c, m)) {
         return Step::Wino(wino::pack_f4(k.geometry().mr, c));
     }
-    if kernels.winograd && wino::pays_bf16(c) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) {
+    if kernels.winograd && wino::pays_bf16(c, kernels.tune) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) {
         return Step::BWino(wino::pack_bf16(c));
     }
     bf16_direct(kernels, c, map)
