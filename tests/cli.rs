@@ -368,3 +368,40 @@ fn bf16_precision_runs_or_is_refused_cleanly() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--precision fp8") && err.trim().lines().count() == 1, "{err}");
 }
+
+/// `KESTREL_TUNE` picks the CPU family whose plan rules a session follows: an unknown value is
+/// one clean line and exit 2; `generic` and `zen4` both run, name themselves in `bench`'s
+/// machine line, and (where the CPU has AVX512_BF16, whose convs the rules choose between) give
+/// bf16 outputs close to each other: the rules choose between exact ways, not precisions.
+#[test]
+fn tune_override_is_checked_and_only_changes_the_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |tune: &str, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args).env("KESTREL_TUNE", tune).env_remove("KESTREL_ISA").output().unwrap();
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, _, err) = run("zen9", &["run", "resnet18", "-o", tmp.path().join("x.npy").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("kestrel: error:") && err.contains("KESTREL_TUNE=zen9") && err.trim().lines().count() == 1, "{err}");
+    let bf16 = kestrel::cpu::bgemm::Bf16Token::new().is_some();
+    let precision = if bf16 { "bf16" } else { "f32" };
+    let mut outs = Vec::new();
+    for tune in ["generic", "zen4"] {
+        let (code, out, err) = run(tune, &["bench", "resnet18", "--variants", "f32", "--iters", "1", "--threads", "1"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("plan rules {tune}")), "{out}");
+        let path = tmp.path().join(format!("{tune}.npy"));
+        let (code, _, err) = run(tune, &["run", "resnet50", "--threads", "2", "--precision", precision, "-o", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        outs.push(kestrel::imageio::read_npy(&path).unwrap());
+    }
+    let (a, b) = (outs[0].data(), outs[1].data());
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let cosine = dot / (norm(a) * norm(b));
+    println!("{precision} ResNet-50 under the generic and the Zen 4 rules: cosine {cosine:.6}");
+    assert!(cosine > 0.9999, "cosine {cosine}");
+    if !bf16 {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "f32 outputs differ between the rules");
+    }
+}

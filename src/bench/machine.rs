@@ -11,6 +11,8 @@ pub struct Fingerprint {
     pub isa: String,
     /// Every INT8 path the CPU supports.
     pub isa_supported: Vec<String>,
+    /// The CPU family whose plan rules were followed (`KESTREL_TUNE` or CPUID).
+    pub tune: String,
     pub threads: usize,
     pub kestrel_version: String,
     pub kestrel_commit: String,
@@ -60,6 +62,7 @@ impl Fingerprint {
             logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             isa: crate::cpu::detect::selected().map_or_else(|e| format!("invalid ({e})"), |i| i.name().to_string()),
             isa_supported: crate::cpu::detect::supported().into_iter().map(|i| i.name().to_string()).collect(),
+            tune: crate::cpu::detect::tune().map_or_else(|e| format!("invalid ({e})"), |t| t.name().to_string()),
             threads,
             kestrel_version: env!("CARGO_PKG_VERSION").to_string(),
             kestrel_commit: option_env!("KESTREL_COMMIT").unwrap_or("unknown").to_string(),

@@ -15,10 +15,11 @@ fn mb(b: Option<u64>) -> String {
 pub fn fingerprint_line(r: &BenchReport) -> String {
     let f = &r.fingerprint;
     format!(
-        "{} ({} logical CPUs), INT8 path {}, {} threads, kestrel {} ({}), ORT {}, {}, {}",
+        "{} ({} logical CPUs), INT8 path {}, plan rules {}, {} threads, kestrel {} ({}), ORT {}, {}, {}",
         f.cpu,
         f.logical_cpus,
         f.isa,
+        f.tune,
         f.threads,
         f.kestrel_version,
         f.kestrel_commit,

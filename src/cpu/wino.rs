@@ -54,8 +54,8 @@
 //! panels][⌈Cin/2⌉][NR]`, [`crate::cpu::bgemm`]'s B layout, [`pairs_len`]): each two input
 //! channels are transformed into a small f32 buffer and rounded into their pairs right away
 //! ([`transform_pairs`]), then the GEMMs run on the `vdpbf16ps` tile kernel, so the products are
-//! of bf16-rounded *transformed* operands, accumulated in f32. Twin: the same with the scalar emulation
-//! ([`crate::cpu::bgemm::Kernel::Scalar`]), bit for bit.
+//! of bf16-rounded *transformed* operands, accumulated in f32. Twin: the same with the scalar
+//! emulation ([`crate::cpu::bgemm::Kernel::Scalar`]), bit for bit.
 
 use super::bgemm::{self, PackedBf16};
 use super::detect::Tune;

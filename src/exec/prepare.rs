@@ -267,10 +267,11 @@ pub const BF16_FMA_MAX_CHANNELS: usize = 4;
 /// phase planes rather than the FP32 kernel: on Zen 4 where its kernel columns fold into at
 /// least 16 channels of a K step (ResNet's 7 × 7 stem: 21). Zen 4, 2 threads, per layer,
 /// ResNet-50's stem: 0.93–0.95 ms on the planes against 1.18–1.19 on the FP32 kernel; the 3 × 3
-/// convs of 3 channels (9 folded: shapes-resnet18, blobs-unet, UNet) were 1–3 % slower as
-/// whole models.
+/// convs of 3 channels (9 folded: shapes-resnet18, blobs-unet, UNet) were 0–3 % slower as
+/// whole models. Only convs the planes take (ungrouped: [`amx::takes`]).
 fn folds_wide(kernels: &Kernels, c: &Conv2d) -> bool {
-    kernels.tune == Tune::Zen4 && c.in_channels() * c.kernel()[1] >= 16
+    let ci = c.weight.shape().get(1).copied().unwrap_or(0);
+    kernels.tune == Tune::Zen4 && kernels.conv_planes.is_some() && amx::takes(c) && ci * c.kernel()[1] >= 16
 }
 
 /// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one
