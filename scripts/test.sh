@@ -44,7 +44,8 @@ if [ "$#" -eq 0 ]; then
         [ "$r" -eq 0 ] || rc=$r
     fi
     # The plan follows Zen 4's own rules for a few bf16 convs (`KESTREL_TUNE`, chosen by CPUID):
-    # on a host with AVX512_BF16, run the bf16 tests once more under the other family's rules.
+    # on a host with AVX512_BF16, run the bf16 tests once more under each family's rules (the
+    # host's own family a second time: one loop, the same on every host).
     if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then
         for tune in generic zen4; do
             echo "== bf16 tests with KESTREL_TUNE=$tune"

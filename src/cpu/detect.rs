@@ -131,8 +131,10 @@ impl Tune {
 
 static TUNE: OnceLock<std::result::Result<Tune, String>> = OnceLock::new();
 
-/// The family the plan's rules follow: `KESTREL_TUNE` if set, else [`Tune::of_cpu`]. Only
-/// which of two exact ways a layer runs depends on it, never what the path computes.
+/// The family the plan's rules follow: `KESTREL_TUNE` if set, else [`Tune::of_cpu`]. It
+/// chooses between ways of running a layer that are each bit-identical to their own twin;
+/// the ways round differently (a stem's sums in another order, Winograd or direct), so the
+/// outputs of two families' plans agree within bf16's tolerance, not bit for bit.
 pub fn tune() -> Result<Tune> {
     TUNE.get_or_init(|| match std::env::var("KESTREL_TUNE") {
         Ok(v) if !v.is_empty() => Tune::parse(&v).map_err(|e| e.to_string()),

@@ -445,7 +445,8 @@ struct Work {
     csplits: usize,
     parts: usize,
     workers: usize,
-    /// Input-channel chunks of a shared `V` (1: each part transforms its own input).
+    /// Chunks of a shared `V`'s input channels (in bf16, of channel pairs; 1: each part
+    /// transforms its own input).
     chunks: usize,
 }
 
@@ -474,7 +475,7 @@ impl Work {
     }
 }
 
-/// Input channels of chunk `q` of `chunks`: `c0..c1`.
+/// Units (input channels, or in bf16 channel pairs) of chunk `q` of `chunks`: `c0..c1`.
 fn chunk_range(cin: usize, chunks: usize, q: usize) -> (usize, usize) {
     (cin * q / chunks, cin * (q + 1) / chunks)
 }
@@ -1004,7 +1005,8 @@ fn gemms_bf16(k: bgemm::Kernel, u: &[PackedBf16], pairs: &[u32], m: &mut [f32], 
 /// The input transform of tiles `g0..g1` (tile rows `segments`), channel pairs `kk0..kk1`,
 /// rounded into bf16 pairs: `pairs` is that chunk of pairs of the block's V
 /// (`[ξ][panels][kk1 − kk0][NR]`, see [`pairs_len`]; a missing odd channel pairs with zeros).
-/// Each pair's two channels are transformed into `tmp` (`[ξ][2][ld]`) and rounded right
+/// Each pair's two channels (one for an odd last channel) are transformed into `tmp`
+/// (`[ξ][2][ld]`, `[ξ][1][ld]`) and rounded right
 /// after, while they are in L1, instead of going through a whole f32 V in L2 (ResNet-50's 14²
 /// convs on Zen 4, 2 threads: where two parts shared a block, each rounded all of its V).
 #[allow(clippy::too_many_arguments)]

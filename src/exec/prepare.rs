@@ -101,7 +101,8 @@ pub enum Step {
     /// accumulate in f32 as the bf16 kernels do (in another order). Chosen by the plan for
     /// output maps of at most [`BF16_FMA_MAX_PIXELS`] pixels, where the bf16 kernels' 16-pixel
     /// vectors would be mostly empty, and for convs of at most [`BF16_FMA_MAX_CHANNELS`] input
-    /// channels per group (a stem), whose channel pairs would be mostly padding.
+    /// channels per group (a stem), whose channel pairs would be mostly padding (not where
+    /// [`folds_wide`] sends them to the phase planes).
     BFma(Vec<PackedA>),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
@@ -268,10 +269,11 @@ pub const BF16_FMA_MAX_CHANNELS: usize = 4;
 /// least 16 channels of a K step (ResNet's 7 × 7 stem: 21). Zen 4, 2 threads, per layer,
 /// ResNet-50's stem: 0.93–0.95 ms on the planes against 1.18–1.19 on the FP32 kernel; the 3 × 3
 /// convs of 3 channels (9 folded: shapes-resnet18, blobs-unet, UNet) were 0–3 % slower as
-/// whole models. Only convs the planes take (ungrouped: [`amx::takes`]).
+/// whole models. Only convs the planes take (ungrouped: [`amx::takes`]), and only on
+/// `vdpbf16ps` tiles, against which it was measured (not on AMX tiles).
 fn folds_wide(kernels: &Kernels, c: &Conv2d) -> bool {
     let ci = c.weight.shape().get(1).copied().unwrap_or(0);
-    kernels.tune == Tune::Zen4 && kernels.conv_planes.is_some() && amx::takes(c) && ci * c.kernel()[1] >= 16
+    kernels.tune == Tune::Zen4 && matches!(kernels.conv_planes, Some(amx::PlaneKernel::Dot(_))) && amx::takes(c) && ci * c.kernel()[1] >= 16
 }
 
 /// The [`Step::BFma`] of a bf16 conv whose output map has `pixels` pixels, where it takes one
