@@ -8,7 +8,7 @@
 use super::{SERIAL_BYTES, SERIAL_ROWS};
 use crate::cpu::codec::quantize_slice;
 use crate::cpu::parallel::{OutPtr, PARTS_PER_WORKER};
-use crate::cpu::qgemm::{block_stride, BLOCK};
+use crate::cpu::qgemm::{block_stride, panel_index, BLOCK};
 use crate::cpu::simd::{gather_stride2, Simd};
 use crate::graph::Conv2d;
 use crate::qparams::QParams;
@@ -484,7 +484,7 @@ pub(crate) fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usiz
     for (k4, offs) in koff.chunks_exact(4).enumerate().take(kpad / 4) {
         let rows: [&[u8]; 4] = std::array::from_fn(|j| &phases[base + offs[j]..base + offs[j] + blocks * BLOCK]);
         for b in 0..blocks {
-            let at = b * block_stride(kpad) + k4 * 4 * BLOCK;
+            let at = panel_index(kpad, 4 * k4, b * BLOCK);
             interleave4x16(rows.map(|r| &r[b * BLOCK..(b + 1) * BLOCK]), &mut panel[at..at + 4 * BLOCK]);
         }
     }
@@ -595,11 +595,11 @@ pub(crate) fn pack_pointwise(simd: Simd, xq: &[u8], npix: usize, kdim: usize, p0
         let rows = [row(0), row(1), row(2), row(3)];
         for b in 0..full {
             let src = rows.map(|r| r.map_or(&ZERO[..], |r| &r[b * BLOCK..(b + 1) * BLOCK]));
-            let at = b * block_stride(kpad) + k4 * 4 * BLOCK;
+            let at = panel_index(kpad, 4 * k4, b * BLOCK);
             interleave4x16(src, &mut panel[at..at + 4 * BLOCK]);
         }
         if cnt % BLOCK != 0 {
-            let at = full * block_stride(kpad) + k4 * 4 * BLOCK;
+            let at = panel_index(kpad, 4 * k4, full * BLOCK);
             #[cfg(target_arch = "x86_64")]
             if let Simd::Avx512(_) = simd {
                 let rows = rows.map(|r| r.map(|r| &r[full * BLOCK..]));
