@@ -20,6 +20,34 @@ fn configs() -> Vec<(&'static str, ModelConfig)> {
     vec![("resnet18", resnet(18)), ("resnet50", resnet(50)), ("unet_transpose", unet(UpMode::Transpose)), ("unet_bilinear", unet(UpMode::Bilinear))]
 }
 
+/// `x: [1, cin, side, side]` → 3×3 conv to `mid` channels (ReLU) → 3×3 conv (the residual
+/// added, ReLU) → 3×3 stride-2 conv → 1×1 conv to `2·mid` → global average pool → flatten →
+/// fully connected to 5: seeded weights, biases on every conv.
+fn conv_stack(cin: usize, mid: usize, side: usize) -> kestrel::Result<Graph> {
+    use kestrel::graph::{Activation, Conv2d, Linear, Op};
+    let mut g = Graph::default();
+    let x = g.add_input("x", vec![1, cin, side, side]);
+    let conv = |cout: usize, cin: usize, k: usize, stride: usize, seed: u64| -> kestrel::Result<Conv2d> {
+        let w = Tensor::randn(vec![cout, cin, k, k], (2.0 / (cin * k * k) as f32).sqrt(), seed);
+        let mut c = Conv2d::new(w, stride, k / 2, 1);
+        c.bias = Some((0..cout).map(|i| (i as f32 * 0.37).sin() * 0.1).collect());
+        Ok(c)
+    };
+    let a = g.push("c1", Op::Conv(conv(mid, cin, 3, 1, 11)?), vec![x]);
+    let a = g.push("r1", Op::Act(Activation::Relu), vec![a]);
+    let b = g.push("c2", Op::Conv(conv(mid, mid, 3, 1, 12)?), vec![a]);
+    let b = g.push("add", Op::Add, vec![b, a]);
+    let b = g.push("r2", Op::Act(Activation::Relu), vec![b]);
+    let c = g.push("c3", Op::Conv(conv(mid, mid, 3, 2, 13)?), vec![b]);
+    let c = g.push("c4", Op::Conv(conv(2 * mid, mid, 1, 1, 14)?), vec![c]);
+    let p = g.push("gap", Op::GlobalAveragePool, vec![c]);
+    let f = g.push("flat", Op::Flatten { axis: 1 }, vec![p]);
+    let fc = Linear::new(Tensor::randn(vec![5, 2 * mid], 0.1, 15), Some(vec![0.01; 5]));
+    let y = g.push("fc", Op::Linear(fc), vec![f]);
+    g.outputs.push(y);
+    Ok(g)
+}
+
 fn main() -> kestrel::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
     let dir = |t: &str| -> kestrel::Result<PathBuf> {
@@ -41,6 +69,17 @@ fn main() -> kestrel::Result<()> {
         let st = dir("safetensors")?;
         kestrel::convert::write_safetensors(&g, Some(&cfg), &st.join(format!("{name}_config.safetensors")))?;
         kestrel::convert::write_safetensors(&g, None, &st.join(format!("{name}_names.safetensors")))?;
+    }
+    // The `precisions` target's own seeds: conv stacks wide enough for the kernels each
+    // precision picks by shape (Winograd, bf16 Winograd from 64 channels, phase planes, dense
+    // INT8 panels, GEMV columns, channel-split work), plus the tiny models above.
+    let pr = dir("precisions")?;
+    for (name, cin, mid, side) in [("convs_16x14", 16, 32, 14), ("convs_64x10", 64, 64, 10), ("convs_8x30", 8, 16, 30)] {
+        kestrel::onnx::save(&conv_stack(cin, mid, side)?, &pr.join(format!("{name}.onnx")))?;
+    }
+    for (name, cfg) in configs() {
+        let g: Graph = cfg.build(&mut SeededWeights { seed: 1 })?;
+        kestrel::onnx::save(&g, &pr.join(format!("{name}.onnx")))?;
     }
     let img = dir("image")?;
     let rgb = image::RgbImage::from_fn(12, 9, |x, y| image::Rgb([(x * 20) as u8, (y * 25) as u8, ((x + y) * 9) as u8]));

@@ -9,6 +9,7 @@
 //! | `onnx` | an ONNX model | protobuf decode, import (graph rewrites, shape inference) |
 //! | `qdq` | a QDQ ONNX model | the same, seeded with quantized models (Q/DQ folding) |
 //! | `session` | an ONNX model | import, `Session::new` (prepare, weight packing), the plan's memory estimate, and a run on a seeded input when the plan is small |
+//! | `precisions` | an ONNX model | import, then sessions at 2 and 3 threads in f32 and bf16 (where the CPU has it) and INT8 static and dynamic (calibrated on a seeded input), each run on a batch of 2 when the graph is small: the parallel splits, batch paths and kernels every precision chooses |
 //! | `safetensors` | a safetensors file | header and offsets, config metadata or name recognition, model build |
 //! | `image` | an image file | format guess, header limits, decode, classify preprocessing |
 //! | `npy` | a .npy file | header parse, shape checks, data |
@@ -19,10 +20,10 @@ use std::path::Path;
 use kestrel::imageio::{decode_bytes, npy_from_bytes, preprocess, Preprocess};
 use kestrel::models::{ModelConfig, SafetensorsWeights};
 use kestrel::onnx::{import, proto, ImportOptions};
-use kestrel::{Options, Session, Tensor};
+use kestrel::{Graph, Options, Session, Tensor};
 
 /// Every target by name, as the corpus folders are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("onnx", onnx), ("qdq", onnx), ("session", session), ("safetensors", safetensors), ("image", image), ("npy", npy), ("tiff", tiff)];
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[("onnx", onnx), ("qdq", onnx), ("session", session), ("precisions", precisions), ("safetensors", safetensors), ("image", image), ("npy", npy), ("tiff", tiff)];
 
 /// Plans above this many bytes, or graphs above this many MACs, are prepared but not run.
 const RUN_LIMIT_BYTES: usize = 16 << 20;
@@ -46,6 +47,35 @@ pub fn session(data: &[u8]) {
         let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0).collect();
         if let Ok(x) = Tensor::new(shape, x) {
             let _ = s.run(&[x]);
+        }
+    }
+}
+
+pub fn precisions(data: &[u8]) {
+    use kestrel::quant::{quantize, Mode, QuantizeOptions};
+    let Ok(m) = proto::decode(Path::new("fuzz.onnx"), data) else { return };
+    let Ok(g) = import::import(&m, &ImportOptions::default()) else { return };
+    let (Ok(one), Ok(two)) = (g.input_shape(1), g.input_shape(2)) else { return };
+    if !g.macs(&two).is_ok_and(|m| m <= RUN_LIMIT_MACS) {
+        return;
+    }
+    let input = |shape: &Vec<usize>, seed: usize| {
+        let n: usize = shape.iter().product();
+        Tensor::new(shape.clone(), (0..n).map(|i| (((i + seed) * 7919 % 255) as f32 - 127.0) / 64.0).collect())
+    };
+    let (Ok(x1), Ok(x2)) = (input(&one, 0), input(&two, 3)) else { return };
+    let run = |g: Graph, threads: usize, bf16: bool| {
+        let Ok(s) = Session::new(g, &Options { threads, optimize: true, bf16, ..Default::default() }) else { return };
+        if s.memory_estimate(&two).is_ok_and(|b| b <= RUN_LIMIT_BYTES) {
+            let _ = s.run(std::slice::from_ref(&x2));
+        }
+    };
+    for (threads, bf16) in [(2, false), (3, false), (2, true)] {
+        run(g.clone(), threads, bf16);
+    }
+    for mode in [Mode::Static, Mode::Dynamic] {
+        if let Ok(q) = quantize(&g, &QuantizeOptions { mode, threads: 2, ..Default::default() }, std::slice::from_ref(&x1), &mut |_, _| {}) {
+            run(q, 2, false);
         }
     }
 }

@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 execs="${1:-1000000}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(onnx qdq session safetensors image npy tiff)
+[ ${#targets[@]} -gt 0 ] || targets=(onnx qdq session precisions safetensors image npy tiff)
 command -v cargo-afl >/dev/null || cargo install cargo-afl
 cargo afl config --build >/dev/null 2>&1 || true
 cd "$root/fuzz"

@@ -308,12 +308,71 @@ fn gemv_matches_the_plain_sum() {
     println!("GEMV kernels run: scalar, {run:?}");
 }
 
+/// `gemv_cols` of every kernel with a GEMV form (and the scalar twin) against the plain sum:
+/// 1–9 columns (VNNI runs them four, three, two or one at a time), K tails around the 64-k
+/// vector, row ranges starting anywhere with counts around the 4-row step, an output stride
+/// with room between the rows (nothing may be stored there), columns followed by garbage.
+fn check_gemv_cols(a: &[u8], w: &[i8], m: usize, k: usize, n: usize, what: &str) {
+    // `a: [k][n]`; column j of the GEMV input is a's column j, zero-padded to Kpad.
+    let want = qgemm_reference(a, w, m, k, n);
+    let ks: Vec<Kernel> = std::iter::once(Kernel::Scalar).chain(kernels().into_iter().filter(|k| k.has_gemv())).collect();
+    for kernel in ks {
+        let pw = PackedWeights::new(w, m, k, kernel.packing_for(w, m, k)).unwrap();
+        let mut x = vec![0x5Au8; n * pw.kpad + 7];
+        for j in 0..n {
+            for kk in 0..pw.kpad {
+                x[j * pw.kpad + kk] = if kk < k { a[kk * n + j] } else { 0 };
+            }
+        }
+        for (r0, r1) in [(0, m), (m / 3, m), (m.min(1), m.min(6)), (m / 2, m / 2)] {
+            let rs = n + 3;
+            let mut out = vec![i32::MIN; (r1 - r0) * rs + 2];
+            kernel.gemv_cols(&pw, r0..r1, &x, n, &mut out, rs);
+            for c in r0..r1 {
+                for j in 0..n {
+                    assert_eq!(out[(c - r0) * rs + j], want[c * n + j], "{} {what} m{m} k{k} n{n} rows {r0}..{r1} row {c} column {j}", kernel.path(pw.packing()));
+                }
+            }
+            assert!(out.iter().enumerate().all(|(i, &v)| i % rs < n && i / rs < r1 - r0 || v == i32::MIN), "{} {what} n{n}: stray store", kernel.name());
+        }
+    }
+}
+
+#[test]
+fn gemv_columns_match_the_plain_sum() {
+    let mut seed = 1900;
+    for &m in &[1usize, 3, 4, 5, 9, 13] {
+        for &k in &[1usize, 4, 17, 63, 64, 65, 127, 129, 300] {
+            for n in 1..=9 {
+                seed += 1;
+                let bits = if seed % 2 == 0 { 7 } else { 8 };
+                let (a, w) = data_bits(m, k, n, [0u8, 7, 128, 255][seed as usize % 4], seed, bits);
+                check_gemv_cols(&a, &w, m, k, n, &format!("{bits}-bit"));
+            }
+        }
+    }
+    // The extremes of each kernel's arithmetic, four columns at once.
+    for &(av, wv) in &[(255u8, -128i8), (255, 127), (255, 64), (255, -64)] {
+        for &k in &[4usize, 64, 1000, 4608] {
+            check_gemv_cols(&vec![av; k * 4], &vec![wv; 9 * k], 9, k, 4, &format!("a={av} w={wv}"));
+        }
+    }
+    let run: Vec<&str> = kernels().into_iter().filter(|k| k.has_gemv()).map(|k| k.name()).collect();
+    println!("GEMV column kernels run: scalar, {run:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
     fn gemv_proptest(m in 1usize..40, k in 1usize..300, zp in any::<u8>(), seed in any::<u64>(), seven in any::<bool>()) {
         let (a, w) = data_bits(m, k, 1, zp, seed, if seven { 7 } else { 8 });
         check_gemv(&a, &w, m, k, "proptest");
+    }
+
+    #[test]
+    fn gemv_cols_proptest(m in 1usize..24, k in 1usize..300, n in 1usize..10, zp in any::<u8>(), seed in any::<u64>(), seven in any::<bool>()) {
+        let (a, w) = data_bits(m, k, n, zp, seed, if seven { 7 } else { 8 });
+        check_gemv_cols(&a, &w, m, k, n, "proptest");
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //!
 //! A map's last block of at most [`GEMV_TAIL`] pixels (a 7² map's 49th pixel, a 14² one's
 //! last 4, a 1 × 1 or 2 × 2 map) runs as GEMV columns on a kernel with a GEMV form
-//! ([`crate::cpu::qgemm::Kernel::gemv_rows`]), each pixel's K column gathered from the panel
+//! ([`crate::cpu::qgemm::Kernel::gemv_cols`]), each pixel's K column gathered from the panel
 //! or the quad planes: the same i32 sums as a 16-pixel block at a quarter of its work or
 //! less (one column costs a fifth of a block on VNNI, a ninth on AVX2; ResNet-50's 7² 1×1
 //! convs 1.1–1.2× faster on VNNI).
@@ -319,8 +319,8 @@ pub fn qconv2d(
                     (_, Some(koff)) if in_place => kern.run_rows_taps(pw, c0..c1, &phases[quad_base..], koff, gemm_blocks, acc, rs),
                     _ => kern.run_rows(pw, c0..c1, panel, gemm_blocks, acc, rs),
                 }
-                for (j, col) in cols.chunks_exact(pw.kpad).enumerate() {
-                    kern.gemv_rows(pw, c0..c1, col, &mut acc[gemm_blocks * BLOCK + j..], rs);
+                if tail > 0 {
+                    kern.gemv_cols(pw, c0..c1, &cols, tail, &mut acc[gemm_blocks * BLOCK..], rs);
                 }
                 // u8 codes out with ReLU or no activation, and no residual, one of u8 codes or
                 // an f32 one: every channel row of the call in one pass.
@@ -440,7 +440,7 @@ fn pack_shared(panels: &mut [u8], plen: usize, count: usize, parts: usize, block
 /// from 5 % 0.988–0.992 (0.975), from 3 % 0.995–0.997 (0.978).
 const DENSE_WASTE: usize = 5;
 
-/// A task's last block runs as GEMV columns ([`crate::cpu::qgemm::Kernel::gemv_rows`])
+/// A task's last block runs as GEMV columns ([`crate::cpu::qgemm::Kernel::gemv_cols`])
 /// when it holds at most this many (virtual) pixels, on a kernel with a GEMV form.
 const GEMV_TAIL: usize = 4;
 

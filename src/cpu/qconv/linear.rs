@@ -14,7 +14,7 @@ pub fn pack_linear(kernels: &Kernels, l: &Linear, q: &Int8) -> Result<PackedWeig
     PackedWeights::new(&q.weights.q, o, i, kernels.qgemm.packing_for(&q.weights.q, o, i))
 }
 
-/// Batches of at most this many rows run one GEMV per row ([`crate::cpu::qgemm::Kernel::gemv_rows`])
+/// Batches of at most this many rows run as GEMV columns ([`crate::cpu::qgemm::Kernel::gemv_cols`])
 /// where the kernel has one, instead of a GEMM whose 16-pixel blocks would be mostly padding.
 pub const GEMV_MAX_ROWS: usize = 4;
 
@@ -49,9 +49,7 @@ pub fn qlinear(kernels: &Kernels, l: &Linear, q: &Int8, pw: &PackedWeights, x: &
         let cols: &[u8] = cols;
         crate::cpu::parallel::par_chunks_mut(&mut s.i32[..o * rs], per * rs, |t, acc| {
             let c0 = t * per;
-            for (p, col) in cols.chunks_exact(pw.kpad).enumerate() {
-                kern.gemv_rows(pw, c0..(c0 + per).min(o), col, &mut acc[p..], rs);
-            }
+            kern.gemv_cols(pw, c0..(c0 + per).min(o), cols, n, acc, rs);
         });
     } else {
         panel[..plen].fill(0);

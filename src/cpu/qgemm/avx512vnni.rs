@@ -174,3 +174,75 @@ pub(super) unsafe fn gemv_u8s8_avx512vnni(w: &PackedWeights, s8: &[i8], rows: Ra
         c += n;
     }
 }
+
+/// [`gemv_u8s8_avx512vnni`] for `NC` (1–4) columns at once: column `j` of `x` at `j·Kpad`,
+/// its sums to `out[(c − rows.start)·out_rs + j]`. Each 64-k load of a weight row serves all
+/// `NC` columns, where one column at a time loads every weight once per column (a 14² map's
+/// last four pixels: four passes over the weights, five loads per four `vpdpbusd`); and a row's
+/// `NC` sums are reduced together, by two rounds of unpacks and two of halving, into one
+/// 128-bit store.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy
+/// `qgemm::check_gemv_cols_args` for `NC` columns.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn gemv_cols_u8s8_avx512vnni<const NC: usize>(w: &PackedWeights, s8: &[i8], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
+    let kpad = w.kpad;
+    let (full, tail) = (kpad / 64 * 64, (kpad % 64) / 4);
+    let tmask: __mmask16 = ((1u32 << tail) - 1) as u16;
+    let xc: [*const u8; NC] = std::array::from_fn(|j| x.as_ptr().add(j * kpad));
+    let r0 = rows.start;
+    let mut c = rows.start;
+    while c < rows.end {
+        let n = (rows.end - c).min(4);
+        // Rows past `n` repeat the last one (read, never stored), as in the one-column form.
+        let wr: [*const i8; 4] = std::array::from_fn(|r| s8.as_ptr().add((c + r.min(n - 1)) * kpad));
+        let mut acc = [[_mm512_setzero_si512(); NC]; 4];
+        let mut k = 0;
+        while k < full {
+            let xv: [__m512i; NC] = std::array::from_fn(|j| _mm512_loadu_si512(xc[j].add(k) as *const __m512i));
+            for r in 0..4 {
+                let wv = _mm512_loadu_si512(wr[r].add(k) as *const __m512i);
+                for j in 0..NC {
+                    acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], xv[j], wv);
+                }
+            }
+            k += 64;
+        }
+        if tail > 0 {
+            let xv: [__m512i; NC] = std::array::from_fn(|j| _mm512_maskz_loadu_epi32(tmask, xc[j].add(k) as *const i32));
+            for r in 0..4 {
+                let wv = _mm512_maskz_loadu_epi32(tmask, wr[r].add(k) as *const i32);
+                for j in 0..NC {
+                    acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], xv[j], wv);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(n) {
+            let s = sum4(std::array::from_fn(|j| if j < NC { a[j] } else { _mm512_setzero_si512() }));
+            let dst = out.as_mut_ptr().add((c + r - r0) * out_rs);
+            if NC == 4 {
+                _mm_storeu_si128(dst as *mut __m128i, s);
+            } else {
+                let mut v = [0i32; 4];
+                _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, s);
+                std::ptr::copy_nonoverlapping(v.as_ptr(), dst, NC);
+            }
+        }
+        c += n;
+    }
+}
+
+/// The lane sums of four vectors, `[Σa₀, Σa₁, Σa₂, Σa₃]`: unpacks of dwords then of qwords add
+/// the four vectors' lanes pairwise within each 128-bit lane, then the four 128-bit lanes are
+/// added by halving.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn sum4(a: [__m512i; 4]) -> __m128i {
+    let u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]), _mm512_unpackhi_epi32(a[0], a[1]));
+    let u23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]), _mm512_unpackhi_epi32(a[2], a[3]));
+    // Each 128-bit lane: [a₀, a₁, a₂, a₃] partial sums.
+    let v = _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
+    let y = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+    _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256::<1>(y))
+}

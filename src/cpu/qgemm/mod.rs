@@ -227,6 +227,56 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// [`Kernel::gemv_rows`] for `ncols` columns: column `j` is `x[j·Kpad..(j + 1)·Kpad]`, its
+    /// sums go to `out[(c − rows.start)·out_rs + j]`. The same i32 as `ncols` calls of
+    /// [`Kernel::gemv_rows`]; on VNNI up to four columns share each load of the weights
+    /// (a 14² map's last four pixels, a batch of up to four rows of a fully connected layer),
+    /// elsewhere the columns run one at a time.
+    pub fn gemv_cols(self, w: &PackedWeights, rows: Range<usize>, x: &[u8], ncols: usize, out: &mut [i32], out_rs: usize) {
+        check_gemv_cols_args(self, w, &rows, x, ncols, out, out_rs);
+        if rows.is_empty() {
+            return;
+        }
+        let kpad = w.kpad;
+        let mut j = 0;
+        while j < ncols {
+            let nc = (ncols - j).min(4);
+            let (xj, oj) = (&x[j * kpad..(j + nc) * kpad], &mut out[j..]);
+            match (self, w.s8()) {
+                // SAFETY: the token proves AVX-512F/BW/VNNI; check_gemv_cols_args proved the
+                // `nc` columns of `xj` (Kpad bytes each; the kernel's last, masked loads end
+                // there), every row of `rows` inside the packed s8 weights, and every store
+                // (row `r` at `r·out_rs`, `nc ≤ out_rs` lanes from `j`) inside `out`.
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx512Vnni(_), Some(s8)) => unsafe {
+                    match nc {
+                        4 => avx512vnni::gemv_cols_u8s8_avx512vnni::<4>(w, s8, rows.clone(), xj, oj, out_rs),
+                        3 => avx512vnni::gemv_cols_u8s8_avx512vnni::<3>(w, s8, rows.clone(), xj, oj, out_rs),
+                        2 => avx512vnni::gemv_cols_u8s8_avx512vnni::<2>(w, s8, rows.clone(), xj, oj, out_rs),
+                        _ => avx512vnni::gemv_u8s8_avx512vnni(w, s8, rows.clone(), xj, oj, out_rs),
+                    }
+                },
+                _ => {
+                    for (c, col) in xj.chunks_exact(kpad).enumerate() {
+                        self.gemv_rows(w, rows.clone(), col, &mut oj[c..], out_rs);
+                    }
+                }
+            }
+            j += nc;
+        }
+    }
+}
+
+/// Checks what [`Kernel::gemv_cols`]'s kernels rely on.
+fn check_gemv_cols_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[u8], ncols: usize, out: &[i32], out_rs: usize) {
+    assert!(rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
+    assert!(kernel.reads(w.packing()) && w.packing() != Packing::S8Amx && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} GEMV", kernel.name());
+    assert!(x.len() >= ncols * w.kpad, "qgemm: GEMV columns shorter than Kpad each");
+    assert!(out_rs >= ncols, "qgemm: GEMV output row stride below the column count");
+    assert!(rows.is_empty() || ncols == 0 || out.len() >= (rows.len() - 1) * out_rs + ncols, "qgemm: GEMV output too small");
+}
+
 /// Checks what [`Kernel::gemv_rows`]'s kernels rely on.
 fn check_gemv_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[u8], out: &[i32], out_rs: usize) {
     assert!(rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
