@@ -184,7 +184,7 @@ pub(super) unsafe fn gemv_u8s8_avx512vnni(w: &PackedWeights, s8: &[i8], rows: Ra
 ///
 /// # Safety
 /// The CPU must support AVX-512F/BW/VNNI, and the arguments must satisfy
-/// `qgemm::check_gemv_cols_args` for `NC` columns.
+/// `qgemm::check_gemv_args` for `NC` columns.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn gemv_cols_u8s8_avx512vnni<const NC: usize>(w: &PackedWeights, s8: &[i8], rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
     let kpad = w.kpad;

@@ -205,7 +205,7 @@ impl Kernel {
     /// at least `Kpad` bytes; the padding k meet zero weights). Exact, like the GEMM: the same
     /// i32 as column `p` of [`Kernel::run_rows`] on a panel holding `x` at pixel `p`.
     pub fn gemv_rows(self, w: &PackedWeights, rows: Range<usize>, x: &[u8], out: &mut [i32], out_rs: usize) {
-        check_gemv_args(self, w, &rows, x, out, out_rs);
+        check_gemv_args(self, w, &rows, x, 1, out, out_rs);
         match (self, w.s8(), w.s16()) {
             (Kernel::Scalar, Some(s8), _) => scalar::gemv_u8s8_scalar(w, s8, rows, x, out, out_rs),
             // SAFETY: the token proves AVX-512F/BW/VNNI; check_gemv_args proved `x` at least
@@ -234,7 +234,7 @@ impl Kernel {
     /// (a 14² map's last four pixels, a batch of up to four rows of a fully connected layer),
     /// elsewhere the columns run one at a time.
     pub fn gemv_cols(self, w: &PackedWeights, rows: Range<usize>, x: &[u8], ncols: usize, out: &mut [i32], out_rs: usize) {
-        check_gemv_cols_args(self, w, &rows, x, ncols, out, out_rs);
+        check_gemv_args(self, w, &rows, x, ncols, out, out_rs);
         if rows.is_empty() {
             return;
         }
@@ -244,7 +244,7 @@ impl Kernel {
             let nc = (ncols - j).min(4);
             let (xj, oj) = (&x[j * kpad..(j + nc) * kpad], &mut out[j..]);
             match (self, w.s8()) {
-                // SAFETY: the token proves AVX-512F/BW/VNNI; check_gemv_cols_args proved the
+                // SAFETY: the token proves AVX-512F/BW/VNNI; check_gemv_args proved the
                 // `nc` columns of `xj` (Kpad bytes each; the kernel's last, masked loads end
                 // there), every row of `rows` inside the packed s8 weights, and every store
                 // (row `r` at `r·out_rs`, `nc ≤ out_rs` lanes from `j`) inside `out`.
@@ -268,21 +268,13 @@ impl Kernel {
     }
 }
 
-/// Checks what [`Kernel::gemv_cols`]'s kernels rely on.
-fn check_gemv_cols_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[u8], ncols: usize, out: &[i32], out_rs: usize) {
+/// Checks what the GEMV kernels rely on, for `ncols` columns ([`Kernel::gemv_rows`]: one).
+fn check_gemv_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[u8], ncols: usize, out: &[i32], out_rs: usize) {
     assert!(rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
     assert!(kernel.reads(w.packing()) && w.packing() != Packing::S8Amx && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} GEMV", kernel.name());
     assert!(x.len() >= ncols * w.kpad, "qgemm: GEMV columns shorter than Kpad each");
     assert!(out_rs >= ncols, "qgemm: GEMV output row stride below the column count");
     assert!(rows.is_empty() || ncols == 0 || out.len() >= (rows.len() - 1) * out_rs + ncols, "qgemm: GEMV output too small");
-}
-
-/// Checks what [`Kernel::gemv_rows`]'s kernels rely on.
-fn check_gemv_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[u8], out: &[i32], out_rs: usize) {
-    assert!(rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
-    assert!(kernel.reads(w.packing()) && w.packing() != Packing::S8Amx && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} GEMV", kernel.name());
-    assert!(x.len() >= w.kpad, "qgemm: GEMV input shorter than Kpad");
-    assert!(rows.is_empty() || (out_rs >= 1 && out.len() > (rows.len() - 1) * out_rs), "qgemm: GEMV output too small");
 }
 
 /// Checks what [`Kernel::run_rows_taps`]'s kernels rely on.
