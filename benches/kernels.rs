@@ -192,7 +192,7 @@ fn convs(c: &mut Criterion) {
         if let Some(t) = kestrel::cpu::bgemm::Bf16Token::new().filter(|_| kestrel::cpu::wino::takes(&f)) {
             use kestrel::cpu::wino::{self, Exec};
             let kernel = kestrel::cpu::bgemm::Kernel::Avx512Bf16(t);
-            let packed = wino::pack_bf16(&f);
+            let packed = wino::pack_bf16(&f, wino::Variant::F2);
             group.bench_function(BenchmarkId::new(format!("wino-bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| pool.install(|| wino::conv2d(Exec::Bf16(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });

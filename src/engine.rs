@@ -147,7 +147,7 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
 
 fn kestrel_session(g: Graph, threads: usize, bf16: bool, winograd: bool) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
-    let s = Session::new(g, &Options { threads, optimize: true, bf16, winograd })?;
+    let s = Session::new(g, &Options { threads, optimize: true, bf16, winograd, ..Default::default() })?;
     let path = match (quant, s.prepared().kernels.bf16_name()) {
         (true, _) => s.prepared().kernels.qgemm.name().to_string(),
         (false, Some(k)) => k,

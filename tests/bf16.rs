@@ -510,23 +510,24 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
     println!("implicit bf16 conv: {checked} runs within the bound; worst error {worst:.2} units of 2^-24 of the absolute sum");
 }
 
-/// Winograd F(2×2, 3×3) in bf16 (`cpu::wino` on the bf16 kernels): the `vdpbf16ps` build equal
-/// to its scalar twin bit for bit, 1, 2 and 3 threads (parts sharing a block's pairs in 2 or 3
-/// chunks), and both within a bound of the f64
+/// Winograd F(2×2, 3×3) and F(4×4, 3×3) in bf16 (`cpu::wino` on the bf16 kernels): the
+/// `vdpbf16ps` build equal to its scalar twin bit for bit, 1, 2 and 3 threads (parts sharing a
+/// block's pairs in 2 or 3 chunks), and both within a bound of the f64
 /// reference conv on the *unrounded* operands: the products are of bf16-rounded transformed
 /// operands, so each output is off by at most a few bf16 roundings of its terms, stated as
-/// `WINO_BF16_BOUND · 2⁻⁸ · Σ|w·x|` (the absolute sum of the direct conv's products, bias and
-/// residual). Channel tails around the 8-row panels and the 128-pair K blocks (odd channel
+/// `bound · 2⁻⁸ · Σ|w·x|` (the absolute sum of the direct conv's products, bias and
+/// residual): 2 for F(2×2) (worst seen 0.59), 16 for F(4×4), whose transforms scale the rounded
+/// operands by up to 100 (worst seen 10.6). Channel tails around the 8-row panels and the 128-pair K blocks (odd channel
 /// counts pair the last row with zeros), column panels of 1–3 vectors, batches crossing
 /// images, pads 0–2, residuals and activations.
 #[test]
 fn winograd_bf16_matches_its_twin_and_the_reference() {
     use kestrel::cpu::wino::{self, Exec};
-    const WINO_BF16_BOUND: f64 = 2.0;
+    const VARIANTS: [(wino::Variant, f64); 2] = [(wino::Variant::F2, 2.0), (wino::Variant::F4, 16.0)];
     let mut kernels = vec![Kernel::Scalar];
     kernels.extend(bf16_host());
     let mut seed = 9300;
-    let (mut checked, mut worst) = (0, 0f64);
+    let (mut checked, mut worst) = (0, [0f64; 2]);
     let cases: &[(usize, usize, usize, [usize; 2], usize)] = &[
         // (n, cin, cout, hw, pad)
         (1, 128, 128, [16, 16], 1),
@@ -557,33 +558,35 @@ fn winograd_bf16_matches_its_twin_and_the_reference() {
             let abs_res = res.as_ref().map(|r| r.iter().map(|v| v.abs()).collect::<Vec<_>>());
             let mut abs_sum = vec![0f32; want.len()];
             reference::conv2d_ref(&abs_conv, &x.iter().map(|v| v.abs()).collect::<Vec<_>>(), xs, abs_res.as_deref(), &mut abs_sum, os);
-            let packed = wino::pack_bf16(&c);
-            let mut twin_out: Vec<f32> = Vec::new();
-            for &kernel in &kernels {
-                for threads in [1, 2, 3] {
-                    let mut got = vec![f32::NAN; want.len()];
-                    let mut scratch = Vec::new();
-                    wino::conv2d(Exec::Bf16(kernel), &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
-                    let what = format!("{} n{n} cin{cin} cout{cout} hw{hw:?} p{pad} {act:?} res{residual} t{threads}", kernel.name());
-                    for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
-                        let w = act.map_or(w, |a| a.apply(w));
-                        let unit = f64::from(s) / 256.0;
-                        let err = (f64::from(g) - f64::from(w)).abs();
-                        assert!(err <= WINO_BF16_BOUND * unit, "{what} at {i}: {g} vs {w} (bound {:e})", WINO_BF16_BOUND * unit);
-                        worst = worst.max(err / unit.max(f64::MIN_POSITIVE));
+            for (vi, &(variant, bound)) in VARIANTS.iter().enumerate() {
+                let packed = wino::pack_bf16(&c, variant);
+                let mut twin_out: Vec<f32> = Vec::new();
+                for &kernel in &kernels {
+                    for threads in [1, 2, 3] {
+                        let mut got = vec![f32::NAN; want.len()];
+                        let mut scratch = Vec::new();
+                        wino::conv2d(Exec::Bf16(kernel), &c, &packed, &x, xs, res.as_deref(), &mut got, os, &mut scratch, threads);
+                        let what = format!("{} {variant:?} n{n} cin{cin} cout{cout} hw{hw:?} p{pad} {act:?} res{residual} t{threads}", kernel.name());
+                        for (i, ((&g, &w), &s)) in got.iter().zip(&want).zip(&abs_sum).enumerate() {
+                            let w = act.map_or(w, |a| a.apply(w));
+                            let unit = f64::from(s) / 256.0;
+                            let err = (f64::from(g) - f64::from(w)).abs();
+                            assert!(err <= bound * unit, "{what} at {i}: {g} vs {w} (bound {:e})", bound * unit);
+                            worst[vi] = worst[vi].max(err / unit.max(f64::MIN_POSITIVE));
+                        }
+                        if twin_out.is_empty() {
+                            twin_out = got;
+                        } else {
+                            let same = got.iter().zip(&twin_out).all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(same, "{what}: differs from the scalar twin");
+                        }
+                        checked += 1;
                     }
-                    if twin_out.is_empty() {
-                        twin_out = got;
-                    } else {
-                        let same = got.iter().zip(&twin_out).all(|(a, b)| a.to_bits() == b.to_bits());
-                        assert!(same, "{what}: differs from the scalar twin");
-                    }
-                    checked += 1;
                 }
             }
         }
     }
-    println!("bf16 Winograd: {checked} runs on {:?} within the bound; worst error {worst:.3} units of 2^-8 of the absolute sum", kernels.iter().map(|k| k.name()).collect::<Vec<_>>());
+    println!("bf16 Winograd: {checked} runs on {:?} within the bounds; worst error F(2x2) {:.3}, F(4x4) {:.3} units of 2^-8 of the absolute sum", kernels.iter().map(|k| k.name()).collect::<Vec<_>>(), worst[0], worst[1]);
 }
 
 /// The plan takes bf16 Winograd on the 3×3 stride-1 convs of at least 128 channels (under the
@@ -634,6 +637,60 @@ fn bf16_winograd_runs_where_it_pays() {
     }
 }
 
+/// bf16 Winograd F(4×4, 3×3) is opt-in (`Options::winograd_bf16_f4`, it rounds about six
+/// times as much as F(2×2)) and then runs on the maps of 32² and more (`wino::bf16_variant`),
+/// chosen by the run's maps: a ResNet-18 of base width 64 declared at 128² has layer1's four
+/// 64-channel convs at 32² (bf16 Winograd under the Zen 4 rules only) and layer2's three
+/// 128-channel ones at 16². Opted in, Zen 4 runs layer1's by F(4×4) and layer2's by F(2×2);
+/// the same session at 64² (layer1 at 16², layer2 at 8², too few tiles) layer1's by F(2×2)
+/// only; not opted in, F(2×2) only. Every
+/// run agrees with f32 (cosine ≥ 0.999).
+#[test]
+fn bf16_winograd_f4_is_opt_in_and_follows_the_maps() {
+    let g = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 64, image_size: 128, ..Default::default() }).build(&mut SeededWeights { seed: 7 }).unwrap();
+    let opted = match Session::new(g.clone(), &Options { threads: 2, bf16: true, winograd_bf16_f4: true, ..Default::default() }) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(bf16_host().is_none() || !selected_path_has_bf16(), "bf16 refused on a CPU with AVX512_BF16: {e}");
+            return;
+        }
+    };
+    let plain = Session::new(g.clone(), &Options { threads: 2, bf16: true, ..Default::default() }).unwrap();
+    let f32s = Session::new(g, &Options { threads: 2, ..Default::default() }).unwrap();
+    let env = std::env::var("KESTREL_WINOGRAD");
+    let f4_on = env.as_ref().map_or(true, |v| v != "0" && v != "f2")
+        && kestrel::cpu::detect::selected().is_ok_and(|i| kestrel::cpu::sgemm::Kernel::for_isa(i).is_some())
+        && amx::AmxToken::new().is_none();
+    if !f4_on {
+        eprintln!("SKIP the bf16 F(4x4) plan choice: Winograd or F(4x4) off on this path, or AMX tiles take the bf16 convs");
+    }
+    let zen4 = kestrel::cpu::detect::tune().unwrap() == Tune::Zen4;
+    let count = |ls: &[String], what: &str| ls.iter().filter(|l| l.contains(what)).count();
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let n = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        dot / (n(a) * n(b))
+    };
+    // (session, side, bf16 F(4x4) convs, bf16 F(2x2) convs) where F(4×4) is on.
+    let layer1 = usize::from(zen4) * 4;
+    let env_f4 = env.is_ok_and(|v| v == "f4-bf16");
+    for (name, s, side, f4, f2) in [("opted in", &opted, 128, layer1, 3), ("opted in", &opted, 64, 0, layer1), ("not opted in", &plain, 128, if env_f4 { layer1 } else { 0 }, if env_f4 { 3 } else { 3 + layer1 })] {
+        let shape = vec![1, 3, side, side];
+        let labels = s.kernel_labels(std::slice::from_ref(&shape)).unwrap();
+        let (got4, got2) = (count(&labels, "bf16 conv Winograd F(4x4,3x3)"), count(&labels, "bf16 conv Winograd F(2x2,3x3)"));
+        if f4_on {
+            assert_eq!((got4, got2), (f4, f2), "{name} at {side}²: {labels:?}");
+        } else {
+            assert_eq!(got4, 0, "{name} at {side}²: {labels:?}");
+        }
+        let x = Tensor::randn(shape, 1.0, 12);
+        let (y, yf) = (s.run(std::slice::from_ref(&x)).unwrap(), f32s.run(std::slice::from_ref(&x)).unwrap());
+        let c = cosine(y[0].data(), yf[0].data());
+        println!("{name} at {side}²: bf16 Winograd F(4x4) {got4}, F(2x2) {got2}; cosine against f32 {c:.6}");
+        assert!(c > 0.999, "{name} at {side}²: cosine {c}");
+    }
+}
+
 /// A bf16 session runs the 3×3 convs that FP32 Winograd F(4×4) runs faster
 /// (`wino::f4_beats_bf16`: maps of 64² to 128² with at most 128 channels, larger ones with at
 /// most 32 input channels) on it, chosen by the run's maps whatever the declared size chose:
@@ -651,11 +708,12 @@ fn bf16_sessions_take_f32_f4_where_it_is_faster() {
             return;
         }
     };
-    let f4_on = std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0" && v != "f2")
+    // (`KESTREL_WINOGRAD=f4-bf16` runs the wide ones by bf16 F(4×4) instead.)
+    let f4_on = std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0" && v != "f2" && v != "f4-bf16")
         && kestrel::cpu::detect::selected().is_ok_and(|i| kestrel::cpu::sgemm::Kernel::for_isa(i).is_some_and(|k| k.geometry().lanes > 8))
         && amx::AmxToken::new().is_none();
     if !f4_on {
-        eprintln!("SKIP the bf16 plan's F(4×4) choice: F(4×4) off on this path, or AMX tiles take the bf16 convs");
+        eprintln!("SKIP the bf16 plan's F(4×4) choice: F(4×4) off on this path (or bf16 F(4×4) on), or AMX tiles take the bf16 convs");
         return;
     }
     let f32s = Session::new(g, &Options { threads: 2, ..Default::default() }).unwrap();

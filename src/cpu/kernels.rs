@@ -33,6 +33,10 @@ pub struct Kernels {
     /// With `winograd`, take F(4×4, 3×3) on the output maps where it is faster
     /// ([`crate::cpu::wino::prefers_f4`]); off under `KESTREL_WINOGRAD=f2`.
     pub winograd_f4: bool,
+    /// With `winograd_f4`, run bf16 Winograd as F(4×4, 3×3) where
+    /// [`crate::cpu::wino::bf16_variant`] says so (`Options::winograd_bf16_f4`, or
+    /// `KESTREL_WINOGRAD=f4-bf16`); else bf16 Winograd is F(2×2, 3×3).
+    pub winograd_bf16_f4: bool,
     /// The CPU family whose measured rules the plan follows where they differ
     /// ([`detect::tune`]).
     pub tune: detect::Tune,
@@ -43,7 +47,7 @@ impl Kernels {
     pub fn new(isa: Isa) -> Result<Kernels> {
         let qgemm = qgemm::kernel(isa)?;
         let simd = Simd::for_isa(isa).ok_or_else(|| detect::unsupported(isa))?;
-        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None, winograd: false, winograd_f4: false, tune: detect::tune()? })
+        Ok(Kernels { isa, qgemm, simd, sgemm: sgemm::Kernel::for_isa(isa), conv_bf16: None, conv_planes: None, winograd: false, winograd_f4: false, winograd_bf16_f4: false, tune: detect::tune()? })
     }
 
     /// The bf16 conv kernels in use, for reports (`None` in f32).

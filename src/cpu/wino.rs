@@ -189,6 +189,29 @@ pub fn pays_bf16(c: &Conv2d, tune: Tune) -> bool {
     takes(c) && s[0] >= least && s[1] >= least
 }
 
+/// The Winograd variant of a bf16 conv that [`pays_bf16`] on output maps of `[oh, ow]`, where
+/// F(4×4, 3×3) in bf16 is allowed (`Options::winograd_bf16_f4`, off by default): F(4×4) on
+/// maps of at least 32², else F(2×2, 3×3). F(4×4) has 2.25 products per output against 4, but
+/// its transforms weigh more per tile and a small map wastes more of its 4×4 tiles. Measured
+/// on Zen 4 only (`bwino_variants`, 2 threads, the variants alternating in one process, G
+/// direct-MAC/s F2 → F4): 64 channels at 56² 224.7 → 277.9, 64 → 32 at 256² 179.7 → 252.0, 64
+/// at 128² 261.4 → 360.2, 128 at 128² 305.3 → 451.6, 128 at 64² 329.7 → 502.8, 256 at 32²
+/// 374.8 → 518.9 (each also faster than the FP32 F(4×4): 209.0, 202.4, 266.5, 312.6, 331.0,
+/// 308.0); even at 128 channels at 28² (244.0 → 245.4) and 512 at 16² (361.2 → 357.9);
+/// slower at 256 at 14² (258.7 → 249.0) and on batches of small maps (64 at 16², batch 16:
+/// 199.9 → 150.2; 128 at 14², batch 8: 255.3 → 201.5). The price is accuracy: its transforms
+/// scale the operands it rounds to bf16 by up to 100 (F(2×2): 4), so a conv's relative L2
+/// error is about six times F(2×2)'s (simulated, 64 channels of normal data: 0.024 against
+/// 0.0041, direct bf16 0.0024; `tests/bf16.rs` bounds both), the built-in UNet's output at
+/// 256² 0.063 from f32 against 0.012 (2 % of its pixels' signs flip, against 0.4 %).
+pub fn bf16_variant([oh, ow]: [usize; 2]) -> Variant {
+    if oh >= 32 && ow >= 32 {
+        Variant::F4
+    } else {
+        Variant::F2
+    }
+}
+
 /// Whether this FP32 F(4×4, 3×3) conv (one [`prefers_f4`] takes) outruns the bf16 convs on
 /// output maps of `[oh, ow]`, so that a `--precision bf16` session runs it so (also the more
 /// exact): maps of 64² to 128² with at most 128 input and output channels, and larger maps
@@ -264,6 +287,23 @@ pub fn pack(mr: usize, c: &Conv2d) -> Packed {
 /// Transforms `c`'s weights for F(4×4, 3×3) (`U_ξ = (G g Gᵀ)[a][b]`, `ξ = 6a + b`, in f64,
 /// rounded once) and packs them for tiles of `mr` rows.
 pub fn pack_f4(mr: usize, c: &Conv2d) -> Packed {
+    let (u, cout, cin) = transformed_f4(c);
+    Packed { u: Weights::F32(u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect()), variant: Variant::F4, cout, cin }
+}
+
+/// Transforms `c`'s `[Cout][Cin][3][3]` weights for `variant` and rounds them to bf16 pairs
+/// for [`Exec::Bf16`].
+pub fn pack_bf16(c: &Conv2d, variant: Variant) -> Packed {
+    let (u, cout, cin) = match variant {
+        Variant::F2 => transformed(c),
+        Variant::F4 => transformed_f4(c),
+    };
+    Packed { u: Weights::Bf16(u.iter().map(|m| PackedBf16::new(m, cout, cin)).collect()), variant, cout, cin }
+}
+
+/// `U_ξ[Cout][Cin]` of F(4×4, 3×3) for the 36 positions (computed in f64, rounded once),
+/// `Cout`, `Cin`.
+fn transformed_f4(c: &Conv2d) -> (Vec<Vec<f32>>, usize, usize) {
     const G: [[f64; 3]; 6] = [[0.25, 0.0, 0.0], [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0], [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0], [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0], [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0], [0.0, 0.0, 1.0]];
     let s = c.weight.shape();
     let (cout, cin) = (s[0], s[1]);
@@ -281,14 +321,7 @@ pub fn pack_f4(mr: usize, c: &Conv2d) -> Packed {
             }
         }
     }
-    Packed { u: Weights::F32(u.iter().map(|m| PackedA::new(m, cout, cin, mr)).collect()), variant: Variant::F4, cout, cin }
-}
-
-/// Transforms `c`'s `[Cout][Cin][3][3]` weights and rounds them to bf16 pairs for
-/// [`Exec::Bf16`].
-pub fn pack_bf16(c: &Conv2d) -> Packed {
-    let (u, cout, cin) = transformed(c);
-    Packed { u: Weights::Bf16(u.iter().map(|m| PackedBf16::new(m, cout, cin)).collect()), variant: Variant::F2, cout, cin }
+    (u, cout, cin)
 }
 
 /// `U_ξ[Cout][Cin]` for the 16 positions (computed in f64, rounded once), `Cout`, `Cin`.

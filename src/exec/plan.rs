@@ -246,7 +246,14 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     // convs ([`prepare::f32_f4_in_bf16`]), whatever the declared input size chose.
     let switched = match (&p.steps[idx], p.kernels.conv_bf16.is_some() && wino::takes(c)) {
         (Step::Wino(_), true) => prepare::f32_f4_in_bf16(&p.kernels, c, [os[2], os[3]]).is_none().then(|| prepare::bf16_step(&p.kernels, c, Some([os[2], os[3]]))),
-        (Step::BWino(_) | Step::BImplicit(_) | Step::BConv(_), true) => prepare::f32_f4_in_bf16(&p.kernels, c, [os[2], os[3]]).map(|k| Step::Wino(wino::pack_f4(k.geometry().mr, c))),
+        (Step::BWino(_) | Step::BImplicit(_) | Step::BConv(_), true) => match prepare::f32_f4_in_bf16(&p.kernels, c, [os[2], os[3]]) {
+            Some(k) => Some(Step::Wino(wino::pack_f4(k.geometry().mr, c))),
+            // The bf16 Winograd variant these maps want, when the prepared one is the other.
+            None => match (&p.steps[idx], prepare::bf16_wino_variant(&p.kernels, c, [os[2], os[3]])) {
+                (Step::BWino(w), Some(v)) if v != w.variant => Some(Step::BWino(wino::pack_bf16(c, v))),
+                _ => None,
+            },
+        },
         _ => None,
     };
     let step = switched.as_ref().unwrap_or(&p.steps[idx]);

@@ -43,11 +43,16 @@ pub struct Options {
     /// F(2×2, 3×3) (`cpu::wino`: equal to direct convolution up to rounding). On by default;
     /// `KESTREL_WINOGRAD=0` in the environment turns it off for every session.
     pub winograd: bool,
+    /// With `bf16` and `winograd`, run bf16 Winograd as F(4×4, 3×3) on maps of 32² and more
+    /// ([`wino::bf16_variant`]): on Zen 4 1.2–1.5× faster than F(2×2) there, but about six
+    /// times its rounding error (its transforms scale the operands rounded to bf16 by up to
+    /// 100), so off by default; `KESTREL_WINOGRAD=f4-bf16` turns it on for every session.
+    pub winograd_bf16_f4: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 0, optimize: true, bf16: false, winograd: true }
+        Options { threads: 0, optimize: true, bf16: false, winograd: true, winograd_bf16_f4: false }
     }
 }
 
@@ -160,7 +165,7 @@ impl Step {
             Step::SLanes(lc) if lc.chunked => format!("f32 conv {}", crate::cpu::schan::NAME),
             Step::SLanes(_) => format!("f32 conv {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
             Step::Wino(p) => format!("f32 conv Winograd F({m}x{m},3x3) {}", kernels.sgemm.map_or("-", |k| k.name()), m = p.variant.m()),
-            Step::BWino(_) => format!("bf16 conv Winograd F(2x2,3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name())),
+            Step::BWino(p) => format!("bf16 conv Winograd F({m}x{m},3x3) {}", kernels.conv_bf16.map_or("-", |k| k.name()), m = p.variant.m()),
             Step::BLinear(_) => format!("bf16 Gemm {}", kernels.conv_bf16.map_or("-", blinear::name)),
             Step::F32 | Step::MaxPoolU8 => self.name().to_string(),
         }
@@ -221,7 +226,8 @@ impl Prepared {
             passes::optimize(&mut graph);
             let env = std::env::var("KESTREL_WINOGRAD");
             kernels.winograd = opts.winograd && kernels.sgemm.is_some() && env.as_ref().map_or(true, |v| v != "0");
-            kernels.winograd_f4 = kernels.winograd && env.map_or(true, |v| v != "f2");
+            kernels.winograd_f4 = kernels.winograd && env.as_ref().map_or(true, |v| v != "f2");
+            kernels.winograd_bf16_f4 = kernels.winograd_f4 && (opts.winograd_bf16_f4 || env.is_ok_and(|v| v == "f4-bf16"));
         }
         let mut dtypes = vec![DType::F32; graph.values.len()];
         let mut pool_u8 = vec![false; graph.nodes.len()];
@@ -317,23 +323,35 @@ pub fn bf16_direct(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> St
 /// The step of a conv in a bf16 session with output maps `map` (when known): the FP32
 /// Winograd F(4×4) where it outruns the bf16 convs ([`f32_f4_in_bf16`]), else bf16 Winograd
 /// where it pays (not on AMX tiles: the rule was measured against `vdpbf16ps`, which AMX's
-/// direct conv outruns about twice), else the direct bf16 step ([`bf16_direct`]).
+/// direct conv outruns about twice), F(4×4) or F(2×2) as [`bf16_wino_variant`] says for the
+/// maps, else the direct bf16 step ([`bf16_direct`]).
 pub fn bf16_step(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step {
     if let Some(k) = map.and_then(|m| f32_f4_in_bf16(kernels, c, m)) {
         return Step::Wino(wino::pack_f4(k.geometry().mr, c));
     }
     if kernels.winograd && wino::pays_bf16(c, kernels.tune) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) {
-        return Step::BWino(wino::pack_bf16(c));
+        let variant = map.and_then(|m| bf16_wino_variant(kernels, c, m)).unwrap_or(wino::Variant::F2);
+        return Step::BWino(wino::pack_bf16(c, variant));
     }
     bf16_direct(kernels, c, map)
 }
 
+/// The variant a bf16 session's Winograd conv runs at output maps `map`: F(2×2), or with
+/// [`Options::winograd_bf16_f4`] the one [`wino::bf16_variant`] picks; `None` where it does
+/// not run bf16 Winograd (it does not pay, or AMX tiles run its direct conv).
+pub fn bf16_wino_variant(kernels: &Kernels, c: &Conv2d, map: [usize; 2]) -> Option<wino::Variant> {
+    let on = kernels.conv_bf16.is_some() && kernels.winograd && wino::pays_bf16(c, kernels.tune) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_)));
+    on.then(|| if kernels.winograd_bf16_f4 { wino::bf16_variant(map) } else { wino::Variant::F2 })
+}
+
 /// The FP32 kernel a bf16 session runs this conv on by Winograd F(4×4, 3×3) at output maps
-/// `map`, where that beats the bf16 convs ([`wino::f4_beats_bf16`]; not against AMX tiles).
+/// `map`, where that beats the bf16 convs ([`wino::f4_beats_bf16`]; not against AMX tiles,
+/// nor where bf16 Winograd runs F(4×4) itself, [`bf16_wino_variant`]).
 pub fn f32_f4_in_bf16(kernels: &Kernels, c: &Conv2d, map: [usize; 2]) -> Option<crate::cpu::sgemm::Kernel> {
     let k = kernels.sgemm?;
     let vdp = kernels.conv_bf16.is_some() && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_)));
-    (vdp && kernels.winograd && kernels.winograd_f4 && wino::pays(c) && wino::prefers_f4(k, c, map) && wino::f4_beats_bf16(c, map)).then_some(k)
+    let bf16_f4 = bf16_wino_variant(kernels, c, map) == Some(wino::Variant::F4);
+    (vdp && !bf16_f4 && kernels.winograd && kernels.winograd_f4 && wino::pays(c) && wino::prefers_f4(k, c, map) && wino::f4_beats_bf16(c, map)).then_some(k)
 }
 
 /// An FP32 Winograd conv's weights for output maps `map`: F(4×4, 3×3) where the kernels allow

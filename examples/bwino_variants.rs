@@ -1,0 +1,59 @@
+//! bf16 3×3 stride-1 convs by Winograd F(2×2, 3×3) and F(4×4, 3×3) on `vdpbf16ps`, against
+//! the FP32 F(4×4, 3×3) on this host's best FP32 kernel, the three alternating in one process
+//! (25 rounds, medians), on ResNet-50's and UNet's shapes at batch 1 and blobs-unet's at 16:
+//! G direct-MAC/s, and F4 / F2 in bf16. This is how `wino::bf16_f4_pays` was measured.
+//! Needs AVX512_BF16.
+//!
+//! `T=2 cargo run --release --example bwino_variants` (`T`: threads, default 2).
+
+use kestrel::cpu::{bgemm, detect, sgemm, wino};
+use kestrel::graph::Conv2d;
+use kestrel::Tensor;
+use std::time::Instant;
+fn main() {
+    let threads: usize = std::env::var("T").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).next_back().unwrap();
+    let Some(t) = bgemm::Bf16Token::new() else {
+        eprintln!("this CPU lacks AVX512_BF16");
+        std::process::exit(2);
+    };
+    let bk = bgemm::Kernel::Avx512Bf16(t);
+    // (name, batch, cin, cout, map side)
+    let shapes = [("l1 64@56", 1, 64, 64, 56), ("l2 128@28", 1, 128, 128, 28), ("l3 256@14", 1, 256, 256, 14), ("u 32@256", 1, 32, 32, 256), ("u 64>32@256", 1, 64, 32, 256), ("u 64@128", 1, 64, 64, 128), ("u 128@128", 1, 128, 128, 128), ("u 128@64", 1, 128, 128, 64), ("u 256@32", 1, 256, 256, 32), ("u 512@16", 1, 512, 512, 16), ("b 64@16", 16, 64, 64, 16), ("b 64@8", 16, 64, 64, 8), ("128@14", 8, 128, 128, 14), ("64@28", 8, 64, 64, 28), ("256@14", 8, 256, 256, 14)];
+    for (name, n, cin, cout, hw) in shapes {
+        let w = Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3);
+        let mut f = Conv2d::new(w, 1, 1, 1);
+        f.bias = Some(vec![0.1; cout]);
+        f.act = Some(kestrel::graph::Activation::Relu);
+        let x = Tensor::randn(vec![n, cin, hw, hw], 1.0, 4);
+        let (xs, os) = ([n, cin, hw, hw], [n, cout, hw, hw]);
+        let mut out = vec![0f32; n * cout * hw * hw];
+        let mut scratch = Vec::new();
+        let b2 = wino::pack_bf16(&f, wino::Variant::F2);
+        let b4 = wino::pack_bf16(&f, wino::Variant::F4);
+        let p4 = wino::pack_f4(kernel.geometry().mr, &f);
+        let mut t = [vec![], vec![], vec![]];
+        let reps = (2e8 as usize / (n * cin * cout * 9 * hw * hw)).clamp(1, 50);
+        for _ in 0..25 {
+            for (v, times) in t.iter_mut().enumerate() {
+                let s = Instant::now();
+                for _ in 0..reps {
+                    pool.install(|| match v {
+                        0 => wino::conv2d(wino::Exec::Bf16(bk), &f, &b2, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                        1 => wino::conv2d(wino::Exec::Bf16(bk), &f, &b4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                        _ => wino::conv2d(wino::Exec::Kernel(kernel), &f, &p4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                    });
+                }
+                times.push(s.elapsed().as_secs_f64() / reps as f64);
+            }
+        }
+        let macs = (n * cin * cout * 9 * hw * hw) as f64;
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let (a, b, c) = (med(&mut t[0]), med(&mut t[1]), med(&mut t[2]));
+        println!("{name:12} b{n:<3} bf16 F2 {:6.1}  bf16 F4 {:6.1}  f32 F4 {:6.1} G/s   bf16 F4/F2 {:.2}", macs / a / 1e9, macs / b / 1e9, macs / c / 1e9, b / a);
+    }
+}
