@@ -4,7 +4,8 @@
 //! A [`Variant`] is one model prepared on one engine at one precision, as `bench`, `eval` and
 //! `report` name them ([`Kind`]): kestrel f32 (and `f32-direct`, without Winograd, to time
 //! that path against the direct convs in one run), kestrel bf16 (f32 graph, convs in bf16 where
-//! the CPU has AVX512_BF16; `bf16-direct` without Winograd), kestrel INT8 (static or dynamic), and ONNX
+//! the CPU has AVX512_BF16; `bf16-direct` without Winograd, `bf16-f4` with the opt-in bf16
+//! Winograd F(4×4, 3×3)), kestrel INT8 (static or dynamic), and ONNX
 //! Runtime on the same graph (f32) or on the QDQ file of kestrel's static quantization (ORT's
 //! own INT8 kernels on the very same scales).
 
@@ -24,6 +25,7 @@ pub enum Kind {
     F32Direct,
     Bf16,
     Bf16Direct,
+    Bf16F4,
     Int8Static,
     Int8Dynamic,
     OrtF32,
@@ -32,7 +34,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 8] = [Kind::F32, Kind::F32Direct, Kind::Bf16, Kind::Bf16Direct, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
+    pub const ALL: [Kind; 9] = [Kind::F32, Kind::F32Direct, Kind::Bf16, Kind::Bf16Direct, Kind::Bf16F4, Kind::Int8Static, Kind::Int8Dynamic, Kind::OrtF32, Kind::OrtInt8];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::F32Direct => "f32-direct",
             Kind::Bf16 => "bf16",
             Kind::Bf16Direct => "bf16-direct",
+            Kind::Bf16F4 => "bf16-f4",
             Kind::Int8Static => "int8-static",
             Kind::Int8Dynamic => "int8-dynamic",
             Kind::OrtF32 => "ort-f32",
@@ -145,11 +148,14 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
     crate::quant::quantize(&ctx.model.graph, &opts, ctx.calib, &mut |_, _| {})
 }
 
-fn kestrel_session(g: Graph, threads: usize, bf16: bool, winograd: bool) -> Result<(Engine, String)> {
+/// A kestrel session of `g`; `winograd_bf16_f4` allows bf16 Winograd F(4×4, 3×3)
+/// ([`Options::winograd_bf16_f4`]).
+fn kestrel_session(g: Graph, threads: usize, bf16: bool, (winograd, winograd_bf16_f4): (bool, bool)) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
-    let s = Session::new(g, &Options { threads, optimize: true, bf16, winograd, ..Default::default() })?;
+    let s = Session::new(g, &Options { threads, optimize: true, bf16, winograd, winograd_bf16_f4 })?;
     let path = match (quant, s.prepared().kernels.bf16_name()) {
         (true, _) => s.prepared().kernels.qgemm.name().to_string(),
+        (false, Some(k)) if winograd_bf16_f4 => format!("{k}, bf16 Winograd F(4x4)"),
         (false, Some(k)) => k,
         (false, None) if !winograd => "f32, direct convs".to_string(),
         (false, None) => "f32".to_string(),
@@ -179,12 +185,13 @@ impl Variant {
     pub fn build(kind: Kind, ctx: &Context<'_>) -> Result<Variant> {
         let t = Instant::now();
         let (engine_impl, engine) = match kind {
-            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, true)?,
-            Kind::F32Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, false)?,
-            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, true)?,
-            Kind::Bf16Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, false)?,
-            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false, true)?,
-            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false, true)?,
+            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, (true, false))?,
+            Kind::F32Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, (false, false))?,
+            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, (true, false))?,
+            Kind::Bf16Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, (false, false))?,
+            Kind::Bf16F4 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, (true, true))?,
+            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false, (true, false))?,
+            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false, (true, false))?,
             #[cfg(feature = "ort")]
             Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads, "")?,
             #[cfg(feature = "ort")]

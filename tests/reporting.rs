@@ -101,6 +101,34 @@ fn bench_times_winograd_against_the_direct_convs() {
     assert_eq!(wino(0) > 0, fp32_kernels && !off, "{}", r["variants"][0]["per_layer"]);
 }
 
+/// `bench --variants bf16,bf16-f4`: where the CPU has AVX512_BF16, `bf16-f4` runs the built-in
+/// UNet's wide 3×3 convs on its 64² to 256² maps by bf16 Winograd F(4×4) (opt-in,
+/// `Options::winograd_bf16_f4`), `bf16` by F(2×2) only; elsewhere both are refused in one line
+/// naming AVX512_BF16.
+#[test]
+fn bench_times_bf16_winograd_f4_against_f2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let (code, stdout, err) = kestrel(&["bench", "unet", "--variants", "bf16,bf16-f4", "--iters", "1", "--warmup", "0", "--threads", "2", "--per-layer", "--out", out.to_str().unwrap()]);
+    let native = std::env::var("KESTREL_ISA").is_err();
+    if !(native && kestrel::cpu::bgemm::Bf16Token::new().is_some()) {
+        if native {
+            assert_eq!(code, 2, "{stdout}");
+            assert!(err.starts_with("kestrel: error:") && err.contains("AVX512_BF16") && err.trim().lines().count() == 1, "{err}");
+        }
+        eprintln!("SKIP the bf16-f4 variant's kernels: no AVX512_BF16 on this path");
+        return;
+    }
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("bf16-f4"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let count = |v: usize, what: &str| r["variants"][v]["per_layer"].as_array().unwrap().iter().filter(|l| l["kernel"].as_str().unwrap_or("").contains(what)).count();
+    assert_eq!(r["variants"][1]["name"], "bf16-f4");
+    assert_eq!(count(0, "bf16 conv Winograd F(4x4"), 0, "{}", r["variants"][0]["per_layer"]);
+    let wino = std::env::var("KESTREL_WINOGRAD").map_or(true, |v| v != "0" && v != "f2") && kestrel::cpu::amx::AmxToken::new().is_none();
+    assert_eq!(count(1, "bf16 conv Winograd F(4x4") > 0, wino, "{}", r["variants"][1]["per_layer"]);
+}
+
 /// `bench --per-layer` with `ort-f32`: ONNX Runtime's profile read back onto the model's
 /// layers, every conv and the Gemm kestrel timed also timed in ORT, and the layers where
 /// kestrel is furthest behind listed.

@@ -392,7 +392,7 @@ enum Cmd {
 struct BenchArgs {
     #[command(flatten)]
     m: ModelArgs,
-    /// Comma-separated: f32, f32-direct (f32 without Winograd), bf16, bf16-direct (bf16 without Winograd), int8-static, int8-dynamic, ort-f32, ort-int8 (ratios are to the first).
+    /// Comma-separated: f32, f32-direct (f32 without Winograd), bf16, bf16-direct (bf16 without Winograd), bf16-f4 (bf16 with Winograd F(4x4) in bf16: faster on large maps, rounds about six times as much), int8-static, int8-dynamic, ort-f32, ort-int8 (ratios are to the first).
     #[arg(long, default_value = "f32")]
     variants: String,
     /// Batch sizes, comma separated, or `auto` (1, 2, 4, … up to --max-batch).
