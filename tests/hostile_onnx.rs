@@ -279,3 +279,65 @@ fn huge_pooling_windows_are_cheap_or_refused() {
         assert!(out[0].data().iter().all(|v| v.is_finite() || (max && *v == f32::NEG_INFINITY)), "{:?}", out[0].data());
     }
 }
+
+/// A layer whose bias does not hold one value per output channel is refused with an error, not
+/// indexed past its end: a ConvTranspose in an ONNX file whose bias is shorter than its
+/// `Cout/group · group` output channels (a `session` fuzzing find, 2026-12-05:
+/// `fuzz/regressions/session/convtranspose_bias_shorter_than_groups_outputs.onnx`), and graphs
+/// built in code with a Conv, ConvTranspose or fully connected bias of the wrong length.
+#[test]
+fn biases_of_the_wrong_length_are_refused() {
+    use kestrel::graph::{Conv2d, ConvTranspose2d, Graph, Linear, Op, Precision};
+    let ct = |bias: usize, groups: usize| ConvTranspose2d {
+        weight: Tensor::randn(vec![4, 3, 2, 2], 0.1, 3),
+        bias: Some(vec![0.5; bias]),
+        stride: [2, 2],
+        pads: [0; 4],
+        output_padding: [0, 0],
+        dilation: [1, 1],
+        groups,
+        precision: Precision::F32,
+    };
+    let graph = |op: Op, shape: Vec<usize>| {
+        let mut g = Graph::default();
+        let x = g.add_input("x", shape);
+        let y = g.push("layer", op, vec![x]);
+        g.outputs.push(y);
+        g
+    };
+    // The file: exported with a right bias, then its bias initializer cut to 2 values.
+    let good = graph(Op::ConvTranspose(ct(6, 2)), vec![1, 4, 5, 5]);
+    let mut m = pb::ModelProto::decode(export::to_bytes(&good).unwrap().as_slice()).unwrap();
+    let gp = m.graph.as_mut().unwrap();
+    let bias_name = gp.node.iter().find(|n| n.op_type == "ConvTranspose").unwrap().input[2].clone();
+    let init = gp.initializer.iter_mut().find(|t| t.name == bias_name).unwrap();
+    let (data, raw) = (init.float_data.clone(), init.raw_data.clone());
+    init.dims = vec![2];
+    if data.is_empty() {
+        init.raw_data = raw[..8].to_vec();
+    } else {
+        init.float_data = data[..2].to_vec();
+    }
+    let e = import::import(&m, &ImportOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("ConvTranspose") && e.contains("bias length 2"), "{e}");
+    // Graphs built in code: refused by shape inference (at the session or its first run),
+    // for every layer kind.
+    let x = vec![1, 4, 5, 5];
+    let mut conv = Conv2d::new(Tensor::randn(vec![6, 4, 3, 3], 0.1, 4), 1, 1, 1);
+    conv.bias = Some(vec![0.1; 5]);
+    let cases = [
+        ("ConvTranspose, groups 2, bias of Cout/group", graph(Op::ConvTranspose(ct(3, 2)), x.clone())),
+        ("ConvTranspose, bias too long", graph(Op::ConvTranspose(ct(4, 1)), x.clone())),
+        ("Conv", graph(Op::Conv(conv), x)),
+        ("Linear", graph(Op::Linear(Linear::new(Tensor::randn(vec![3, 8], 0.1, 5), Some(vec![0.0; 2]))), vec![2, 8])),
+    ];
+    for (what, g) in cases {
+        let shape = g.inputs[0].shape.clone();
+        let run = Session::new(g, &Options { threads: 1, ..Default::default() }).and_then(|s| s.run(&[Tensor::randn(shape, 1.0, 7)]));
+        let e = run.err().unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(e.to_string().contains("bias of"), "{what}: {e}");
+    }
+    // The right lengths run.
+    let s = Session::new(good, &Options { threads: 1, ..Default::default() }).unwrap();
+    assert_eq!(s.run(&[Tensor::randn(vec![1, 4, 5, 5], 1.0, 6)]).unwrap()[0].shape(), &[1, 6, 10, 10]);
+}

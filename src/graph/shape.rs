@@ -47,6 +47,15 @@ pub fn pool_nd_out(p: &PoolNd, x: &[usize]) -> std::result::Result<Vec<usize>, S
     Ok(out)
 }
 
+/// `Ok` when a layer's bias, if any, holds one value per output channel (or feature): the
+/// kernels index it by channel.
+fn bias_fits(bias: Option<&[f32]>, outputs: usize) -> std::result::Result<(), String> {
+    match bias {
+        Some(b) if b.len() != outputs => Err(format!("bias of {} values for {outputs} output channels", b.len())),
+        _ => Ok(()),
+    }
+}
+
 /// Output shape of [`ConvTransposeNd`] on `[N, Cin, D1, …, Dk]`, or why there is none:
 /// `stride · (in − 1) + output_padding + (kernel − 1) · dilation + 1 − pads` per axis.
 pub fn conv_transpose_nd_out(c: &ConvTransposeNd, x: &[usize]) -> std::result::Result<Vec<usize>, String> {
@@ -239,6 +248,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
                 return Err(err(format!("kernel {kh}x{kw} does not fit input {x:?}")));
             };
             let out = vec![x[0], c.out_channels(), oh, ow];
+            bias_fits(c.bias.as_deref(), c.out_channels()).map_err(err)?;
             if c.residual && shapes[n.inputs[1]] != out {
                 return Err(err(format!("residual {:?} differs from output {out:?}", shapes[n.inputs[1]])));
             }
@@ -250,6 +260,8 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             if x[1] != c.in_channels() {
                 return Err(err(format!("expects {} input channels, got {x:?}", c.in_channels())));
             }
+            let cout = c.weight.shape()[1].checked_mul(c.groups).ok_or_else(|| err(format!("{} groups of {} output channels overflow", c.groups, c.weight.shape()[1])))?;
+            bias_fits(c.bias.as_deref(), cout).map_err(err)?;
             let [kh, kw] = c.kernel();
             let dim = |i: usize, k: usize, s: usize, d: usize, op: usize, pb: usize, pe: usize| {
                 s.checked_mul(i.max(1) - 1)?.checked_add(op)?.checked_add(k.checked_sub(1)?.checked_mul(d)?)?.checked_add(1)?.checked_sub(pb.checked_add(pe)?)
@@ -285,7 +297,11 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             vec![x[0], x[1], oh, ow]
         }
         Op::PoolNd(p) => pool_nd_out(p, x).map_err(err)?,
-        Op::ConvTransposeNd(c) => conv_transpose_nd_out(c, x).map_err(err)?,
+        Op::ConvTransposeNd(c) => {
+            let out = conv_transpose_nd_out(c, x).map_err(err)?;
+            bias_fits(c.bias.as_deref(), out[1]).map_err(err)?;
+            out
+        }
         Op::MatMul { b } => matmul_out(x, b.shape()).ok_or_else(|| err(format!("cannot multiply {x:?} by {:?}", b.shape())))?,
         Op::Dropout { .. } => x.clone(),
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
@@ -304,6 +320,7 @@ pub fn node_output_shape(n: &Node, shapes: &[Vec<usize>]) -> Result<Vec<usize>> 
             if x.len() != 2 || x[1] != i {
                 return Err(err(format!("expects [N, {i}], got {x:?}")));
             }
+            bias_fits(l.bias.as_deref(), o).map_err(err)?;
             vec![x[0], o]
         }
         Op::Concat { axis } => {

@@ -471,6 +471,12 @@ impl Importer<'_> {
             None => None,
             Some(_) => Some(self.const_f32(2)?.1),
         };
+        // Output channels: Cout/group (weight axis 1) times the groups.
+        if let Some(b) = &bias {
+            if ws[1].checked_mul(groups as usize) != Some(b.len()) {
+                return Err(self.err(format!("bias length {} differs from the output channels of weight {ws:?} with group {groups}", b.len())));
+            }
+        }
         let weight = Tensor::new(ws, w)?;
         if k != 2 {
             let c = ConvTransposeNd { weight, bias, stride, pads, output_padding, dilation, groups: groups as usize };
