@@ -516,10 +516,10 @@ fn implicit_conv_matches_the_reference_on_rounded_operands() {
 /// reference conv on the *unrounded* operands: the products are of bf16-rounded transformed
 /// operands, so each output is off by at most a few bf16 roundings of its terms, stated as
 /// `bound · 2⁻⁸ · Σ|w·x|` (the absolute sum of the direct conv's products, bias and
-/// residual): 2 for F(2×2) (worst seen 0.59), 16 for F(4×4), whose transforms scale the rounded
-/// operands by up to 100 (worst seen 10.6). Channel tails around the 8-row panels and the 128-pair K blocks (odd channel
-/// counts pair the last row with zeros), column panels of 1–3 vectors, batches crossing
-/// images, pads 0–2, residuals and activations.
+/// residual): 2 for F(2×2) (worst seen 0.59), 16 for F(4×4), whose transforms scale the
+/// rounded operands by up to 100 (worst seen 10.6). Channel tails around the 8-row panels and
+/// the 128-pair K blocks (odd channel counts pair the last row with zeros), column panels of
+/// 1–3 vectors, batches crossing images, pads 0–2, residuals and activations.
 #[test]
 fn winograd_bf16_matches_its_twin_and_the_reference() {
     use kestrel::cpu::wino::{self, Exec};

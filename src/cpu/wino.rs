@@ -193,7 +193,7 @@ pub fn pays_bf16(c: &Conv2d, tune: Tune) -> bool {
 /// F(4×4, 3×3) in bf16 is allowed (`Options::winograd_bf16_f4`, off by default): F(4×4) on
 /// maps of at least 32², else F(2×2, 3×3). F(4×4) has 2.25 products per output against 4, but
 /// its transforms weigh more per tile and a small map wastes more of its 4×4 tiles. Measured
-/// on Zen 4 only (`bwino_variants`, 2 threads, the variants alternating in one process, G
+/// on Zen 4 only (`BF16=1` `wino_variants`, 2 threads, the variants alternating in one process, G
 /// direct-MAC/s F2 → F4): 64 channels at 56² 224.7 → 277.9, 64 → 32 at 256² 179.7 → 252.0, 64
 /// at 128² 261.4 → 360.2, 128 at 128² 305.3 → 451.6, 128 at 64² 329.7 → 502.8, 256 at 32²
 /// 374.8 → 518.9 (each also faster than the FP32 F(4×4): 209.0, 202.4, 266.5, 312.6, 331.0,
