@@ -249,7 +249,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
         (Step::BWino(_) | Step::BImplicit(_) | Step::BConv(_), true) => match prepare::f32_f4_in_bf16(&p.kernels, c, [os[2], os[3]]) {
             Some(k) => Some(Step::Wino(wino::pack_f4(k.geometry().mr, c))),
             // The bf16 Winograd variant these maps want, when the prepared one is the other.
-            None => match (&p.steps[idx], prepare::bf16_wino_variant(&p.kernels, c, [os[2], os[3]])) {
+            None => match (&p.steps[idx], prepare::bf16_wino_variant(&p.kernels, c, Some([os[2], os[3]]))) {
                 (Step::BWino(w), Some(v)) if v != w.variant => Some(Step::BWino(wino::pack_bf16(c, v))),
                 _ => None,
             },

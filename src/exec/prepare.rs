@@ -329,19 +329,21 @@ pub fn bf16_step(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Step
     if let Some(k) = map.and_then(|m| f32_f4_in_bf16(kernels, c, m)) {
         return Step::Wino(wino::pack_f4(k.geometry().mr, c));
     }
-    if kernels.winograd && wino::pays_bf16(c, kernels.tune) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_))) {
-        let variant = map.and_then(|m| bf16_wino_variant(kernels, c, m)).unwrap_or(wino::Variant::F2);
-        return Step::BWino(wino::pack_bf16(c, variant));
+    match bf16_wino_variant(kernels, c, map) {
+        Some(variant) => Step::BWino(wino::pack_bf16(c, variant)),
+        None => bf16_direct(kernels, c, map),
     }
-    bf16_direct(kernels, c, map)
 }
 
 /// The variant a bf16 session's Winograd conv runs at output maps `map`: F(2×2), or with
-/// [`Options::winograd_bf16_f4`] the one [`wino::bf16_variant`] picks; `None` where it does
-/// not run bf16 Winograd (it does not pay, or AMX tiles run its direct conv).
-pub fn bf16_wino_variant(kernels: &Kernels, c: &Conv2d, map: [usize; 2]) -> Option<wino::Variant> {
+/// [`Options::winograd_bf16_f4`] the one [`wino::bf16_variant`] picks for known maps; `None`
+/// where it does not run bf16 Winograd (it does not pay, or AMX tiles run its direct conv).
+pub fn bf16_wino_variant(kernels: &Kernels, c: &Conv2d, map: Option<[usize; 2]>) -> Option<wino::Variant> {
     let on = kernels.conv_bf16.is_some() && kernels.winograd && wino::pays_bf16(c, kernels.tune) && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_)));
-    on.then(|| if kernels.winograd_bf16_f4 { wino::bf16_variant(map) } else { wino::Variant::F2 })
+    on.then(|| match map {
+        Some(m) if kernels.winograd_bf16_f4 => wino::bf16_variant(m),
+        _ => wino::Variant::F2,
+    })
 }
 
 /// The FP32 kernel a bf16 session runs this conv on by Winograd F(4×4, 3×3) at output maps
@@ -350,7 +352,7 @@ pub fn bf16_wino_variant(kernels: &Kernels, c: &Conv2d, map: [usize; 2]) -> Opti
 pub fn f32_f4_in_bf16(kernels: &Kernels, c: &Conv2d, map: [usize; 2]) -> Option<crate::cpu::sgemm::Kernel> {
     let k = kernels.sgemm?;
     let vdp = kernels.conv_bf16.is_some() && !matches!(kernels.conv_planes, Some(amx::PlaneKernel::Amx(_)));
-    let bf16_f4 = bf16_wino_variant(kernels, c, map) == Some(wino::Variant::F4);
+    let bf16_f4 = bf16_wino_variant(kernels, c, Some(map)) == Some(wino::Variant::F4);
     (vdp && !bf16_f4 && kernels.winograd && kernels.winograd_f4 && wino::pays(c) && wino::prefers_f4(k, c, map) && wino::f4_beats_bf16(c, map)).then_some(k)
 }
 
