@@ -31,6 +31,8 @@ const LAYERS: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("l4_3x3", 512, 512, 7, 3, 1),
     ("l4_1x1_expand", 512, 2048, 7, 1, 1),
     ("l4_downsample", 1024, 2048, 14, 1, 2),
+    ("l3_3x3s2", 256, 256, 28, 3, 2),
+    ("l4_3x3s2", 512, 512, 14, 3, 2),
 ];
 
 fn best<F: FnMut()>(mut f: F) -> f64 {

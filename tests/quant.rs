@@ -229,22 +229,36 @@ fn qconv_matches_its_twin_exactly() {
     }
 }
 
-/// Stride-1 convs with taps and at least 16 (or a multiple of 4) input channels per group run
-/// the VNNI kernel's implicit GEMM over quad planes: quad tails (17, 20, 36 channels), groups,
-/// dilations, asymmetric pads and non-square kernels, against the twin. Maps whose planes'
+/// Convs with taps (stride 1, or strided with more than one tap) and at least 16 (or a
+/// multiple of 4) input channels per group run the VNNI kernel's implicit GEMM over quad
+/// planes: quad tails (17, 20, 36 channels), groups, dilations, asymmetric pads, non-square
+/// kernels and strides (per axis; column stride 3 builds its quad planes row by row, a
+/// dilation as large as the stride reads one phase), against the twin. Maps whose planes'
 /// padding columns are at least 5 % of their pixels (4×3 to 17×15 here) pack dense panels
 /// from the planes instead; 1×1 and 40×128 maps read the planes in place. (Other ISAs run the
 /// same cases on packed panels.)
 #[test]
 fn implicit_gemm_convs_match_the_twin() {
-    let cases = [(20, 1, [3, 3], [1, 1, 1, 1], [1, 1]), (8, 1, [3, 3], [2, 2, 2, 2], [2, 2]), (32, 2, [3, 1], [1, 0, 0, 0], [1, 1]), (36, 1, [5, 3], [2, 1, 0, 1], [1, 2]), (17, 1, [2, 2], [0, 0, 1, 1], [1, 1])];
-    for (i, &(cin, groups, k, pads, dil)) in cases.iter().enumerate() {
+    let cases = [
+        (20, 1, [3, 3], [1, 1, 1, 1], [1, 1], [1, 1]),
+        (8, 1, [3, 3], [2, 2, 2, 2], [2, 2], [1, 1]),
+        (32, 2, [3, 1], [1, 0, 0, 0], [1, 1], [1, 1]),
+        (36, 1, [5, 3], [2, 1, 0, 1], [1, 2], [1, 1]),
+        (17, 1, [2, 2], [0, 0, 1, 1], [1, 1], [1, 1]),
+        (20, 1, [3, 3], [1, 1, 1, 1], [1, 1], [2, 2]),
+        (36, 2, [3, 3], [0, 1, 2, 1], [1, 1], [2, 1]),
+        (17, 1, [3, 3], [1, 1, 1, 1], [1, 1], [1, 2]),
+        (24, 1, [3, 3], [2, 2, 2, 2], [2, 2], [2, 2]),
+        (20, 1, [3, 2], [1, 0, 1, 1], [1, 1], [3, 2]),
+        (32, 1, [3, 3], [1, 1, 1, 1], [1, 1], [1, 3]),
+    ];
+    for (i, &(cin, groups, k, pads, dil, stride)) in cases.iter().enumerate() {
         for &hw in &[[1, 1], [4, 3], [9, 16], [17, 15], [40, 128]] {
             let seed = 400 + i as u64 * 10 + hw[0] as u64;
             let cout = 10;
             let w = Tensor::new(vec![cout, cin / groups, k[0], k[1]], data(cout * cin / groups * k[0] * k[1], seed)).unwrap();
             let mut c = Conv2d::new(w, 1, 0, groups);
-            (c.pads, c.dilation) = (pads, dil);
+            (c.pads, c.dilation, c.stride) = (pads, dil, stride);
             c.bias = Some(data(cout, seed + 1));
             c.act = (i % 2 == 0).then_some(Activation::Relu);
             c.residual = i % 2 == 1;

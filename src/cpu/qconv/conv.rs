@@ -13,8 +13,9 @@
 //! channel rows at a time ([`requant_rows`]), a u8 residual dequantized inside that pass;
 //! others one channel row at a time, such a residual dequantized into `QScratch::res` first.
 //!
-//! Stride-1 convs with taps on the VNNI kernel pack no panels: their planes are built as quad
-//! planes (four channels interleaved pixel by pixel, [`Phases::build_quads`]), whose 16-pixel
+//! Convs with taps on the VNNI kernel (stride 1, or strided with more than one tap) pack no
+//! panels: their planes are built as quad planes (four channels interleaved pixel by pixel,
+//! per stride phase, [`Phases::build_quads`]), whose 16-pixel
 //! runs already are `vpdpbusd`'s 16 × 4-k operands, and the kernel reads them in place at one
 //! offset per (channel quad, tap) (`Kernel::run_rows_taps`), with the weights packed in that
 //! K order ([`PackedWeights::quad_taps`]). Each tap's run was otherwise interleaved into a
@@ -43,8 +44,8 @@ use crate::graph::{ActQuant, Activation, Conv2d, Int8};
 use crate::qparams::QParams;
 
 /// Packs an INT8 conv's s8 weights for `kernels`: one `[Cout/g][Cin/g·kh·kw]` matrix per group,
-/// in the quad-tap K order of the implicit GEMM ([`PackedWeights::quad_taps`]) for stride-1
-/// convs with taps on a kernel that reads them in place
+/// in the quad-tap K order of the implicit GEMM ([`PackedWeights::quad_taps`]) for convs with
+/// taps (stride 1, or strided with more than one tap) on a kernel that reads them in place
 /// ([`crate::cpu::qgemm::Kernel::reads_taps`]).
 pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWeights>> {
     let cout = c.out_channels();
@@ -52,13 +53,14 @@ pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWe
     let k = q.weights.q.len() / cout.max(1);
     let cg = cout / g;
     let [kh, kw] = c.kernel();
-    // Stride-1 convs only: on strided ones (ResNet-50's 3×3 stride-2 convs and downsamples)
-    // the implicit GEMM measured 8–22 % slower than packed panels (BENCHMARKS.md). And only
-    // where quads waste little: a depthwise conv (one channel per group) would read and
-    // multiply four times its input.
+    // Convs with taps (any stride) where quads waste little: a depthwise conv (one channel per
+    // group) would read and multiply four times its input. Strided 1×1 convs (downsamples,
+    // one tap, no padding: their phase plane holds no padding column either) keep packed
+    // panels: on quads they measured the same (ResNet-50 INT8 0.995–1.005 of the time, Zen 4).
+    // Strided 3×3 convs on quads: BENCHMARKS.md, "AMD Zen 4, fifteenth session".
     let taps = kh * kw;
     let cin_g = if taps > 0 && k % taps == 0 { k / taps } else { 0 };
-    let implicit = kernels.qgemm.reads_taps() && !pointwise(c) && c.stride == [1, 1] && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
+    let implicit = kernels.qgemm.reads_taps() && !pointwise(c) && (c.stride == [1, 1] || taps > 1) && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
     (0..g)
         .map(|gi| {
             let w = &q.weights.q[gi * cg * k..(gi + 1) * cg * k];
@@ -432,10 +434,11 @@ fn pack_shared(panels: &mut [u8], plen: usize, count: usize, parts: usize, block
 }
 
 /// The share of padding columns (per cent of the planes' virtual pixels) from which a
-/// stride-1 conv on quad planes packs dense panels rather than reading the planes in place:
+/// conv on quad planes packs dense panels rather than reading the planes in place:
 /// the GEMM then skips those columns (a 7² map's 61 virtual pixels, 4 blocks, become 49: 3
 /// blocks and a GEMV column) for a copy of its input per tap. ResNet-50's 7², 14² and 28²
-/// 3×3 convs have 20, 12 and 6 %, its 56² ones 3 %. ResNet-50 INT8 on Zen 4, the ways
+/// 3×3 convs have 20, 12 and 6 %, its 56² ones 3 %; its stride-2 3×3 convs onto 7², 14² and
+/// 28² 11, 6 and 3 % (a stride-2 phase plane has one padding column per row). ResNet-50 INT8 on Zen 4, the ways
 /// alternating in one process: from 10 % 0.986–0.995 of the time at 2 threads (0.980 at 1),
 /// from 5 % 0.988–0.992 (0.975), from 3 % 0.995–0.997 (0.978).
 const DENSE_WASTE: usize = 5;

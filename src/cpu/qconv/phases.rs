@@ -185,9 +185,10 @@ impl Phases {
     /// `cin_g` in a group's last quad, and the slack after the last image, hold the zero
     /// point (their weights are zero).
     ///
-    /// Stride-1 planes of u8 codes on AVX-512 are built by [`quad_plane_avx512`], a padded row
-    /// of four channels at a time (masked loads, one interleave per 16 pixels); the others
-    /// row by row through [`Phases::row_filler`], which is also the twin it is tested against.
+    /// Planes of u8 codes with a column stride of 1 or 2 on AVX-512 are built by
+    /// [`quad_plane_avx512`], a padded row of four channels at a time (masked loads, one
+    /// interleave per 16 pixels); the others row by row through [`Phases::row_filler`], which
+    /// is also the twin it is tested against.
     #[allow(clippy::too_many_arguments)]
     pub fn build_quads(&self, simd: Simd, src: Source, n: usize, cin: usize, groups: usize, hw: [usize; 2], pads: [usize; 4], zp: u8, out: &mut [u8]) {
         self.build_quads_with(simd, true, src, n, cin, groups, hw, pads, zp, out);
@@ -208,22 +209,24 @@ impl Phases {
         let runs: Vec<(usize, usize)> = (0..n).flat_map(|b| (0..sy * sx).filter(|&ph| self.used[ph]).map(move |ph| (b, ph))).collect();
         let total = runs.len() * quads;
         #[cfg(target_arch = "x86_64")]
-        if let (true, Simd::Avx512(_), Source::U8(xq), 1, 1) = (fast, simd, src, sy, sx) {
+        if let (true, Simd::Avx512(_), Source::U8(xq), 1 | 2) = (fast, simd, src, sx) {
             assert!(xq.len() >= n * cin * h * w, "build_quads: input shorter than its shape");
             let hph = plane / wph.max(1);
             let range = |u0: usize, u1: usize, base: &OutPtr<u8>| {
                 for u in u0..u1 {
-                    let (b, qg) = (u / quads, u % quads);
+                    let ((b, ph), qg) = (runs[u / quads], u % quads);
                     let (gi, q) = (qg / cq, qg % cq);
                     let chans: [Option<usize>; 4] = std::array::from_fn(|j| (4 * q + j < cin_g).then(|| (b * cin + gi * cin_g + 4 * q + j) * h * w));
-                    // SAFETY: quad plane (b, qg) lies inside `planes` (b < n, qg < quads, one
-                    // phase, planes.len() = n·quads·plane·4); each unit is visited by one range
-                    // only, and `planes` is borrowed mutably for the whole call.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(u * plane * 4), plane * 4) };
+                    let at = ((b * sy * sx + ph) * quads + qg) * plane * 4;
+                    // SAFETY: quad plane (b, ph, qg) lies inside `planes` (b < n, ph < sy·sx,
+                    // qg < quads, planes.len() = n·sy·sx·quads·plane·4); each unit is visited
+                    // by one range only, and `planes` is borrowed mutably for the whole call.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(at), plane * 4) };
+                    let geo = QuadGeo { hw: [h, w], pads: [pads[0], pads[1]], stride: [sy, sx], phase: [ph / sx, ph % sx], plane: [hph, wph] };
                     // SAFETY: the level's token proves AVX-512F/BW; every channel plane
-                    // `chans[j]..+h·w` lies inside `xq` (asserted above), and `dst` holds
-                    // `hph·wph·4` bytes.
-                    unsafe { quad_plane_avx512(xq, chans, [h, w], [pads[0], pads[1]], [hph, wph], zp, dst) };
+                    // `chans[j]..+h·w` lies inside `xq` (asserted above), `dst` holds
+                    // `hph·wph·4` bytes, and the column stride is 1 or 2 (matched above).
+                    unsafe { quad_plane_avx512(xq, chans, geo, zp, dst) };
                 }
             };
             let base = OutPtr(planes.as_mut_ptr());
@@ -389,48 +392,67 @@ unsafe fn phase_plane_avx512(src: &[u8], [h, w]: [usize; 2], [pt, pl]: [usize; 2
     }
 }
 
-/// One stride-1 quad plane, `dst[(r·wph + j)·4 + c]` = channel `c`'s code at input pixel
-/// `(r − pt, j − pl)`, the zero point where that lies in the padding or where `chans[c]` is
-/// `None` (a group's last quad past its channels); `chans[c]` is where channel `c`'s `h·w`
-/// plane starts in `xq`. Sixteen padded pixels of the four rows at a time: each row's codes
-/// by one masked load (the padding lanes masked off, filled with the zero point), then
-/// interleaved.
+/// Where one quad phase plane reads its input: the input map `[h, w]`, the top and left
+/// padding, the stride `[sy, sx]`, the phase `[py, px]` and the plane's `[hph, wph]`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct QuadGeo {
+    hw: [usize; 2],
+    pads: [usize; 2],
+    stride: [usize; 2],
+    phase: [usize; 2],
+    plane: [usize; 2],
+}
+
+/// One quad phase plane, `dst[(r·wph + j)·4 + c]` = channel `c`'s code at input pixel
+/// `(r·sy + py − pt, j·sx + px − pl)`, the zero point where that lies in the padding or where
+/// `chans[c]` is `None` (a group's last quad past its channels); `chans[c]` is where channel
+/// `c`'s `h·w` plane starts in `xq`. Sixteen plane pixels of the four rows at a time: each
+/// row's codes by one masked load of `16·sx` input columns (the padding lanes masked off,
+/// filled with the zero point; at column stride 2 the phase's columns are the load's even
+/// bytes, taken by truncating its 16-bit lanes, `vpmovwb`), then interleaved.
 ///
 /// # Safety
-/// The CPU must support AVX-512F/BW; `chans[c] + h·w ≤ xq.len()` for each channel given, and
-/// `dst.len() ≥ hph·wph·4`.
+/// The CPU must support AVX-512F/BW; `chans[c] + h·w ≤ xq.len()` for each channel given,
+/// `dst.len() ≥ hph·wph·4`, and `sx` is 1 or 2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quad_plane_avx512(xq: &[u8], chans: [Option<usize>; 4], [h, w]: [usize; 2], [pt, pl]: [usize; 2], [hph, wph]: [usize; 2], zp: u8, dst: &mut [u8]) {
+unsafe fn quad_plane_avx512(xq: &[u8], chans: [Option<usize>; 4], g: QuadGeo, zp: u8, dst: &mut [u8]) {
     use std::arch::x86_64::*;
-    debug_assert!(dst.len() >= hph * wph * 4 && chans.iter().flatten().all(|&c| c + h * w <= xq.len()));
+    let ([h, w], [pt, pl], [sy, sx], [py, px], [hph, wph]) = (g.hw, g.pads, g.stride, g.phase, g.plane);
+    debug_assert!(dst.len() >= hph * wph * 4 && chans.iter().flatten().all(|&c| c + h * w <= xq.len()) && (sx == 1 || sx == 2));
     let zpv = _mm512_set1_epi8(zp as i8);
-    // Channel c's plane, shifted by the left padding (so that padded column j reads input
-    // column j − pl), and the lanes it may read: none for a missing channel. Masked-off
-    // lanes are never read, so these addresses may point outside the slice (`wrapping_*`).
-    let base = chans.map(|c| xq.as_ptr().wrapping_add(c.unwrap_or(0)).wrapping_sub(pl) as *const i8);
+    // Channel c's plane and the lanes it may read: none for a missing channel. Masked-off
+    // lanes are never read, so the addresses below may point outside the slice
+    // (`wrapping_*`).
+    let base = chans.map(|c| xq.as_ptr().wrapping_add(c.unwrap_or(0)) as *const i8);
     let live = chans.map(|c| if c.is_some() { u64::MAX } else { 0 });
     let out = dst.as_mut_ptr();
     for r in 0..hph {
-        let iy = r.wrapping_sub(pt);
+        let iy = (r * sy + py).wrapping_sub(pt);
         let line = if iy < h { iy * w } else { 0 };
         let mut j0 = 0;
         while j0 < wph {
             let cnt = (wph - j0).min(16);
-            // Lanes l with input column j0 + l − pl inside [0, w), on an input row.
-            let (lo, hi) = (pl.saturating_sub(j0).min(cnt), (pl + w).saturating_sub(j0).min(cnt));
+            // Byte lane l of a load is input column x0 + l (l < span); those inside [0, w),
+            // on an input row, are read.
+            let x0 = (j0 * sx + px) as isize - pl as isize;
+            let span = (cnt * sx) as isize;
+            let lo = (-x0).clamp(0, span);
+            let hi = (w as isize - x0).clamp(lo, span);
             let mask: u64 = if iy < h && lo < hi { ((1u64 << hi) - 1) & !((1u64 << lo) - 1) } else { 0 };
-            let at = line + j0;
-            // SAFETY: only the lanes in `mask & live[c]` are read: columns j0 + l − pl in
-            // [0, w) of row iy < h of channel c's plane, inside `xq`.
-            let (a, b, c, d) = unsafe {
-                (
-                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[0], base[0].wrapping_add(at))),
-                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[1], base[1].wrapping_add(at))),
-                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[2], base[2].wrapping_add(at))),
-                    _mm512_castsi512_si128(_mm512_mask_loadu_epi8(zpv, mask & live[3], base[3].wrapping_add(at))),
-                )
+            let at = line as isize + x0;
+            let row = |c: usize| {
+                // SAFETY: only the lanes in `mask & live[c]` are read: columns x0 + l in
+                // [0, w) of row iy < h of channel c's plane, inside `xq`.
+                let v = unsafe { _mm512_mask_loadu_epi8(zpv, mask & live[c], base[c].wrapping_offset(at)) };
+                if sx == 1 {
+                    _mm512_castsi512_si128(v)
+                } else {
+                    _mm256_castsi256_si128(_mm512_cvtepi16_epi8(v))
+                }
             };
+            let (a, b, c, d) = (row(0), row(1), row(2), row(3));
             let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
             let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
             let (q0, q1, q2, q3) = (_mm_unpacklo_epi16(ab_lo, cd_lo), _mm_unpackhi_epi16(ab_lo, cd_lo), _mm_unpacklo_epi16(ab_hi, cd_hi), _mm_unpackhi_epi16(ab_hi, cd_hi));
@@ -490,8 +512,8 @@ pub(crate) fn pack_taps(phases: &[u8], base: usize, koff: &[usize], blocks: usiz
     }
 }
 
-/// Packs output pixels `p0..p0 + cnt` of a stride-1 conv into a qgemm panel straight from its
-/// quad phase planes, skipping the planes' padding columns: 4-k group `g` of pixel `p` is the
+/// Packs output pixels `p0..p0 + cnt` of a conv into a qgemm panel straight from its quad
+/// phase planes, skipping the planes' padding columns: 4-k group `g` of pixel `p` is the
 /// 4 bytes at `src[koff[g] + at[p]]` (`at[p] = 4·(oy·wph + ox)`, [`dense_offsets`]). The
 /// pixels past `cnt` in the last block repeat the last one (their sums are never stored).
 /// On AVX-512 each block's group is two loads and a permute ([`gather_block_avx512`]).
@@ -572,8 +594,8 @@ unsafe fn gather_block_avx512(src: &[u8], koff: &[usize], idx: &[u32; BLOCK], bl
     }
 }
 
-/// Where each output pixel's 4 bytes start in a stride-1 conv's quad planes, relative to
-/// its first tap: `4·(oy·wph + ox)` for the `oh·ow` pixels in order.
+/// Where each output pixel's 4 bytes start in a conv's quad planes, relative to where its
+/// tap reads (the tap's phase plane and shift): `4·(oy·wph + ox)` for the `oh·ow` pixels in order.
 pub(crate) fn dense_offsets(wph: usize, [oh, ow]: [usize; 2]) -> Vec<u32> {
     (0..oh).flat_map(|oy| (0..ow).map(move |ox| (4 * (oy * wph + ox)) as u32)).collect()
 }
@@ -707,7 +729,8 @@ mod tests {
 
     /// The whole-row quad builder against the row-by-row one, byte for byte over the planes
     /// and the slack (both buffers start from different garbage): widths around the 16-pixel
-    /// chunks, asymmetric pads, groups with a partial last quad, dilations, zero points.
+    /// chunks, asymmetric pads, groups with a partial last quad, dilations, zero points,
+    /// strides (column stride 3 takes the row builder both ways).
     #[test]
     fn quad_planes_match_the_row_builder() {
         let simd = Simd::best();
@@ -715,21 +738,33 @@ mod tests {
         let mut cases = 0;
         for (h, w) in [(1, 1), (2, 3), (7, 7), (5, 15), (14, 14), (3, 17), (4, 31), (6, 33), (9, 40), (2, 63), (2, 65)] {
             for pads in [[0, 0, 0, 0], [1, 1, 1, 1], [2, 0, 1, 3], [0, 3, 2, 0], [3, 17, 0, 2]] {
-                for (cin_g, groups, n, dil, zp) in [(1, 1, 1, 1, 0u8), (3, 1, 2, 1, 9), (4, 2, 1, 2, 255), (5, 1, 1, 1, 128), (8, 3, 2, 1, 7), (13, 2, 1, 2, 1)] {
+                for (cin_g, groups, n, dil, zp, stride) in [(1, 1, 1, 1, 0u8, [1, 1]), (3, 1, 2, 1, 9, [2, 2]), (4, 2, 1, 2, 255, [1, 1]), (5, 1, 1, 1, 128, [2, 1]), (8, 3, 2, 1, 7, [1, 2]), (13, 2, 1, 2, 1, [2, 2]), (4, 1, 1, 1, 3, [3, 2]), (6, 1, 1, 1, 77, [1, 3])] {
                     let cin = cin_g * groups;
                     let mut c = Conv2d::new(crate::tensor::Tensor::randn(vec![groups * 4, cin_g, 3, 3], 1.0, 1), 1, 0, groups);
                     c.pads = pads;
                     c.dilation = [dil, dil];
+                    c.stride = stride;
                     let (hp, wp) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
                     let Some((oh, ow)) = hp.checked_sub(2 * dil + 1).zip(wp.checked_sub(2 * dil + 1)) else { continue };
-                    let p = Phases::new(&c, cin, [h, w], [oh + 1, ow + 1]);
+                    let p = Phases::new(&c, cin, [h, w], [oh / stride[0] + 1, ow / stride[1] + 1]);
                     let quads = groups * cin_g.div_ceil(4);
                     let x: Vec<u8> = (0..n * cin * h * w).map(|i| (i * 37 % 253) as u8).collect();
                     let len = n * p.quad_image_len(quads) + p.quad_slack(&c, quads);
                     let (mut fast, mut rows) = (vec![0xaa; len], vec![0x55; len]);
                     p.build_quads_with(simd, true, Source::U8(&x), n, cin, groups, [h, w], pads, zp, &mut fast);
                     p.build_quads_with(simd, false, Source::U8(&x), n, cin, groups, [h, w], pads, zp, &mut rows);
-                    assert!(fast == rows, "quad planes differ: {h}×{w}, pads {pads:?}, {cin_g} channels × {groups} groups, batch {n}, dilation {dil}, zero point {zp}");
+                    // Phases no tap reads (a dilation as large as the stride) stay unwritten.
+                    let phase_bytes = quads * p.plane * 4;
+                    let mask = |buf: &mut Vec<u8>| {
+                        for (i, chunk) in buf[..n * p.quad_image_len(quads)].chunks_exact_mut(phase_bytes.max(1)).enumerate() {
+                            if !p.used[i % p.used.len()] {
+                                chunk.fill(0);
+                            }
+                        }
+                    };
+                    mask(&mut fast);
+                    mask(&mut rows);
+                    assert!(fast == rows, "quad planes differ: {h}×{w}, pads {pads:?}, {cin_g} channels × {groups} groups, batch {n}, dilation {dil}, zero point {zp}, stride {stride:?}");
                     cases += 1;
                 }
             }
