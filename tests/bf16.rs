@@ -322,7 +322,8 @@ fn pair_packing_matches_the_scalar_rounding() {
 
 /// A stride-2 plane row's channel pairs straight from two input rows: the values of
 /// `stride2_row` then `pack_pairs`, on every width, start (left padding, both rows' starts
-/// apart as in the folded stem) and tail, without a high row too.
+/// apart as in the folded stem) and tail, without a high row too; and both column phases from
+/// one pass (`pack_pairs_stride2_both`), each equal to its own call.
 #[test]
 fn stride2_pair_rows_match_the_row_then_the_packing() {
     let mut kernels = vec![Kernel::Scalar];
@@ -345,6 +346,13 @@ fn stride2_pair_rows_match_the_row_then_the_packing() {
                         let mut got = vec![0xdead_beefu32; n];
                         k.pack_pairs_stride2((lo, lx), with_hi.then_some((hi, hx)), &mut got);
                         assert_eq!(got, want, "{k:?}: width {w}, {n} columns, starts {lx} {hx}, high row {with_hi}");
+                        // Both column phases in one pass: the even one as above, the odd one
+                        // as a call one column further.
+                        let mut odd_want = vec![0u32; n];
+                        Kernel::Scalar.pack_pairs_stride2((lo, lx + 1), with_hi.then_some((hi, hx + 1)), &mut odd_want);
+                        let (mut even, mut odd) = (vec![0xdead_beefu32; n], vec![0xdead_beefu32; n]);
+                        k.pack_pairs_stride2_both((lo, lx), with_hi.then_some((hi, hx)), &mut even, &mut odd);
+                        assert_eq!((even, odd), (want.clone(), odd_want), "{k:?}: both phases, width {w}, {n} columns, starts {lx} {hx}, high row {with_hi}");
                     }
                 }
             }

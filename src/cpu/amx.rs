@@ -42,7 +42,7 @@
 use super::{bchan, bdot};
 use super::bgemm::{self, to_bf16};
 use super::detect::{self, AmxKind};
-use super::parallel::{par_chunks_mut, par_for, OutPtr};
+use super::parallel::{par_chunks_mut, par_for, OutPtr, PARTS_PER_WORKER};
 use super::sgemm::{Act, Epilogue};
 use crate::graph::Conv2d;
 
@@ -611,6 +611,54 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
         });
         plane[g.hph * g.wph..].fill(0);
     };
+    // Column stride 2, unfolded, on `vdpbf16ps`: a phase row's two column phases (planes
+    // (py, 0) and (py, 1) of a pair) from one pass over its input rows, where each plane read
+    // them for itself (ResNet-50's stride-2 3×3 convs).
+    if g.sx == 2 && !g.fold && matches!(k, bgemm::Kernel::Avx512Bf16(_)) {
+        // Units (image, phase row, pair): planes i0 = ((b·sy + py)·2)·pairs + pair and
+        // i0 + pairs.
+        let units = planes.len() / (2 * g.plane).max(1);
+        let base = OutPtr(planes.as_mut_ptr());
+        let unit = |u: usize| {
+            let base = &base;
+            let (bpy, pair) = (u / g.pairs, u % g.pairs);
+            let py = bpy % g.sy;
+            let i0 = 2 * bpy * g.pairs + pair;
+            // SAFETY: planes i0 and i0 + pairs (g.plane u32 each, inside `planes`: i0 + pairs
+            // < 2·units·… = the planes' count) belong to unit u alone, and `planes` is borrowed
+            // mutably for the whole call.
+            let (even, odd) = unsafe { (std::slice::from_raw_parts_mut(base.0.add(i0 * g.plane), g.plane), std::slice::from_raw_parts_mut(base.0.add((i0 + g.pairs) * g.plane), g.plane)) };
+            let (c0, c1) = (2 * pair, 2 * pair + 1);
+            if !(read[2 * py] && read[2 * py + 1]) || c0 >= cin {
+                build(i0, even);
+                build(i0 + g.pairs, odd);
+                return;
+            }
+            let b = bpy / g.sy;
+            for r in 0..g.hph {
+                let (e, o) = (&mut even[r * g.wph..(r + 1) * g.wph], &mut odd[r * g.wph..(r + 1) * g.wph]);
+                let Some(iy) = (r * g.sy + py).checked_sub(pt).filter(|&iy| iy < h) else {
+                    e.fill(0);
+                    o.fill(0);
+                    continue;
+                };
+                let src_row = |ci: usize| &x[((b * cin + ci) * h + iy) * w..][..w];
+                k.pack_pairs_stride2_both((src_row(c0), -(pl as isize)), (c1 < cin).then(|| (src_row(c1), -(pl as isize))), e, o);
+            }
+            even[g.hph * g.wph..].fill(0);
+            odd[g.hph * g.wph..].fill(0);
+        };
+        // The units some tap reads, dealt evenly: a 1×1 stride-2 conv reads one phase of four,
+        // whose planes a split of all of them gave to one worker.
+        let busy: Vec<usize> = (0..units).filter(|&u| read[2 * ((u / g.pairs) % g.sy)] || read[2 * ((u / g.pairs) % g.sy) + 1]).collect();
+        let parts = busy.len().min(PARTS_PER_WORKER * threads.max(1));
+        if threads > 1 && parts > 1 {
+            par_for(parts, |p| busy[p * busy.len() / parts..(p + 1) * busy.len() / parts].iter().for_each(|&u| unit(u)));
+        } else {
+            busy.iter().for_each(|&u| unit(u));
+        }
+        return;
+    }
     if threads > 1 {
         par_chunks_mut(planes, g.plane, build);
     } else {

@@ -274,6 +274,26 @@ impl Kernel {
         }
     }
 
+    /// [`Kernel::pack_pairs_stride2`] of both column phases of a row at once: `even` from
+    /// columns `x0 + 2·j`, `odd` from `x0 + 2·j + 1` of each row (`lo.1`, `hi.1` the rows'
+    /// `x0`), the values of two calls (`odd` with `x0 + 1`), from one pass over the rows.
+    ///
+    /// # Panics
+    /// When `even` and `odd` differ in length.
+    pub fn pack_pairs_stride2_both(self, lo: (&[f32], isize), hi: Option<(&[f32], isize)>, even: &mut [u32], odd: &mut [u32]) {
+        assert_eq!(even.len(), odd.len(), "pack_pairs_stride2_both: planes' rows differ in length");
+        match self {
+            Kernel::Scalar => {
+                self.pack_pairs_stride2(lo, hi, even);
+                self.pack_pairs_stride2((lo.0, lo.1 + 1), hi.map(|(r, x0)| (r, x0 + 1)), odd);
+            }
+            // SAFETY: the token proves AVX-512F, BW and BF16; the rows' lengths are their
+            // slices', and the two outputs have the same length (asserted).
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16(_) => unsafe { avx512::pack_pairs_stride2_both(lo, hi, even, odd) },
+        }
+    }
+
     /// `dst[j] = pair(lo[j], hi[j])` for `j < dst.len()` (`lo` and `hi` at least as long):
     /// an im2col row pair rounded into a B panel row. Bit-identical to [`pair`] on every path.
     pub fn pack_pairs(self, lo: &[f32], hi: &[f32], dst: &mut [u32]) {
@@ -458,6 +478,32 @@ mod avx512 {
             let h = hi.map_or(_mm512_setzero_ps(), |(row, x0)| evens(row, x0, j));
             // SAFETY: the lanes of `m` lie below dst.len(); masked-off lanes are not written.
             unsafe { _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(j) as *mut i32, m, pairs16(idx, l, h)) };
+        }
+    }
+
+    /// [`super::Kernel::pack_pairs_stride2_both`], 16 columns of each phase at a time: each
+    /// row's two loads give its even and its odd columns (`sgemm`'s `stride2_pair`), each
+    /// phase then rounded and permuted as [`pack_pairs`] does.
+    ///
+    /// # Safety
+    /// AVX-512F, BW and BF16; `odd.len() == even.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_pairs_stride2_both((lo, lx): (&[f32], isize), hi: Option<(&[f32], isize)>, even: &mut [u32], odd: &mut [u32]) {
+        debug_assert_eq!(even.len(), odd.len());
+        // SAFETY: PAIRS is 64 bytes.
+        let idx = unsafe { _mm512_loadu_si512(PAIRS.as_ptr() as *const __m512i) };
+        // Columns x0 + 2j and x0 + 2j + 1 of `row` for this chunk's 16 j.
+        // SAFETY: AVX-512F (this function's features); `row` is readable for its length.
+        let cols = |row: &[f32], x0: isize, j: usize| unsafe { crate::cpu::sgemm::stride2_pair(row.as_ptr(), row.len(), x0 + 2 * j as isize) };
+        for (j, m) in chunks16(even.len()) {
+            let (le, lo_) = cols(lo, lx, j);
+            let (he, ho) = hi.map_or((_mm512_setzero_ps(), _mm512_setzero_ps()), |(row, x0)| cols(row, x0, j));
+            // SAFETY: the lanes of `m` lie below even.len() = odd.len(); masked-off lanes are
+            // not written.
+            unsafe {
+                _mm512_mask_storeu_epi32(even.as_mut_ptr().add(j) as *mut i32, m, pairs16(idx, le, he));
+                _mm512_mask_storeu_epi32(odd.as_mut_ptr().add(j) as *mut i32, m, pairs16(idx, lo_, ho));
+            }
         }
     }
 
