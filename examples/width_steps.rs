@@ -4,7 +4,8 @@
 //! kestrel's own FP32 kernels this CPU has (what sessions run), on the `gemm` crate (the scalar
 //! ISA's path), and INT8 on every INT8 path this CPU has (the VNNI path on AMX tiles where the
 //! CPU has AMX-INT8, as sessions run it). One row per width, times in µs.
-//! `cargo run --release --example width_steps`
+//! `cargo run --release --example width_steps`; `THREADS=2 HW=14 CIN=256 WIDTHS=160-224` (any
+//! of them) times another conv: the steps of the workers' split of a small map's channels.
 
 use std::time::Instant;
 
@@ -28,8 +29,11 @@ fn best(f: &mut dyn FnMut()) -> f64 {
 }
 
 fn main() -> kestrel::Result<()> {
-    let (cin, hw) = (64, 28);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| kestrel::Error::System(e.to_string()))?;
+    let var = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+    let (cin, hw, threads) = (var("CIN", 64), var("HW", 28), var("THREADS", 1).max(1));
+    let widths = std::env::var("WIDTHS").ok().and_then(|v| v.split_once('-').and_then(|(a, b)| Some(a.trim().parse::<usize>().ok()?..=b.trim().parse::<usize>().ok()?))).unwrap_or(8..=96);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| kestrel::Error::System(e.to_string()))?;
+    println!("3×3 conv, {cin} input channels at {hw}×{hw}, {threads} thread(s)");
     let isas = detect::supported();
     let fp32: Vec<Kernel> = detect::supported().into_iter().filter_map(Kernel::for_isa).collect();
     print!("{:>5}", "width");
@@ -47,7 +51,7 @@ fn main() -> kestrel::Result<()> {
     }
     println!();
     let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
-    for cout in 8..=96 {
+    for cout in widths {
         let mut f = Conv2d::new(Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3), 1, 1, 1);
         f.bias = Some(vec![0.1; cout]);
         let mut out = vec![0f32; cout * hw * hw];
@@ -55,10 +59,10 @@ fn main() -> kestrel::Result<()> {
         print!("{cout:>5}");
         for &k in &fp32 {
             let packed = sconv::pack(k, &f);
-            let t = pool.install(|| best(&mut || sconv::conv2d(k, &f, &packed, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, 1)));
+            let t = pool.install(|| best(&mut || sconv::conv2d(k, &f, &packed, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
             print!(" {t:>18.1}");
         }
-        let t32 = pool.install(|| best(&mut || conv::conv2d(&f, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, 1)));
+        let t32 = pool.install(|| best(&mut || conv::conv2d(&f, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
         print!(" {t32:>14.1}");
         for &isa in &isas {
             let k = Kernels::new(isa)?;
@@ -67,7 +71,7 @@ fn main() -> kestrel::Result<()> {
             let packed = qconv::pack_conv(&k, &qc, q)?;
             let mut s = qconv::QScratch::default();
             let t8 = pool.install(|| best(&mut || {
-                qconv::qconv2d(&k, &qc, q, &packed, QIn::F32(x.data()), [1, cin, hw, hw], None, QOut::F32(&mut out), [1, cout, hw, hw], Ranges::default(), &mut s, 1);
+                qconv::qconv2d(&k, &qc, q, &packed, QIn::F32(x.data()), [1, cin, hw, hw], None, QOut::F32(&mut out), [1, cout, hw, hw], Ranges::default(), &mut s, threads);
             }));
             print!(" {t8:>14.1}");
         }
