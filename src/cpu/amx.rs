@@ -618,6 +618,8 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
         // Units (image, phase row, pair): planes i0 = ((b·sy + py)·2)·pairs + pair and
         // i0 + pairs.
         let units = planes.len() / (2 * g.plane).max(1);
+        // Whether some tap reads phase row py's even and its odd column phase.
+        let reads = |py: usize| (read[2 * py], read[2 * py + 1]);
         let base = OutPtr(planes.as_mut_ptr());
         let unit = |u: usize| {
             let base = &base;
@@ -629,7 +631,7 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
             // mutably for the whole call.
             let (even, odd) = unsafe { (std::slice::from_raw_parts_mut(base.0.add(i0 * g.plane), g.plane), std::slice::from_raw_parts_mut(base.0.add((i0 + g.pairs) * g.plane), g.plane)) };
             let (c0, c1) = (2 * pair, 2 * pair + 1);
-            if !(read[2 * py] && read[2 * py + 1]) || c0 >= cin {
+            if reads(py) != (true, true) || c0 >= cin {
                 build(i0, even);
                 build(i0 + g.pairs, odd);
                 return;
@@ -650,7 +652,7 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
         };
         // The units some tap reads, dealt evenly: a 1×1 stride-2 conv reads one phase of four,
         // whose planes a split of all of them gave to one worker.
-        let busy: Vec<usize> = (0..units).filter(|&u| read[2 * ((u / g.pairs) % g.sy)] || read[2 * ((u / g.pairs) % g.sy) + 1]).collect();
+        let busy: Vec<usize> = (0..units).filter(|&u| reads((u / g.pairs) % g.sy) != (false, false)).collect();
         let parts = busy.len().min(PARTS_PER_WORKER * threads.max(1));
         if threads > 1 && parts > 1 {
             par_for(parts, |p| busy[p * busy.len() / parts..(p + 1) * busy.len() / parts].iter().for_each(|&u| unit(u)));
