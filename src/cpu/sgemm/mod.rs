@@ -129,8 +129,9 @@ pub struct Tile {
     /// same k), prefetched into L1 one line per k; 0 for none. Never dereferenced.
     pub a_next: usize,
     /// Floats from each B row to the same row of the B panel a later tile will read first
-    /// (the next column panel, read in place), whose `nv · LANES` floats are prefetched into
-    /// L2 as this tile reads the row; 0 for none. Never dereferenced.
+    /// (the next column panel read in place, or the next K block's, column block's or image's
+    /// first), whose `nv · LANES` floats are prefetched into L2 as this tile reads the row; 0
+    /// for none. Never dereferenced.
     pub b_next: usize,
     /// With `b_rows`: floats from one B vector of a row to the next (each vector then one
     /// output row of a map `LANES` pixels wide, read from its padded plane row); 0 when the

@@ -1,0 +1,124 @@
+//! How far apart two cores are, as the data between a kernel's two workers sees it:
+//! `cargo run --release --example core_link -- [CPU_A CPU_B] [SECONDS]` (default 0 1, one shot).
+//!
+//! Two threads, pinned to the two CPUs, measure
+//! - the round trip of one cache line handed back and forth (one atomic store each way), the
+//!   median of 20 batches of 20 000;
+//! - the rate at which one thread reads 512 KiB the other has just written (a layer's input
+//!   that the other worker produced), the median of 400 rounds.
+//!
+//! On the 2-vCPU KVM guests kestrel is measured on, the two vCPUs sometimes share an L3 (round
+//! trip 50–90 ns, 70–75 GB/s) and sometimes do not (330–380 ns, 24–27 GB/s), minute by minute,
+//! with no steal time in `/proc/stat`. Two-thread timings of the second kind are not
+//! comparable with those of the first (BENCHMARKS.md, "near and far vCPUs"). With SECONDS,
+//! one line per second for that long, to see the placement change.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LINE_ROUNDS: u64 = 20_000;
+const BATCHES: usize = 20;
+const BYTES: usize = 512 * 1024;
+const READ_ROUNDS: usize = 400;
+
+/// Pins the calling thread to `cpu`; false where the OS refuses.
+fn pin(cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it (cpu checked
+    // against its size); sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return false;
+        }
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// (round trip ns, cross-core read GB/s) between `a` (this thread) and `b`.
+fn measure(a: usize, b: usize) -> (f64, f64) {
+    let flag = Arc::new(AtomicU64::new(0));
+    let buf: Arc<Vec<AtomicU64>> = Arc::new((0..BYTES as u64 / 8).map(AtomicU64::new).collect());
+    let (f2, b2) = (Arc::clone(&flag), Arc::clone(&buf));
+    let total = LINE_ROUNDS * BATCHES as u64;
+    let other = std::thread::spawn(move || {
+        pin(b);
+        // Ping-pong: answer every odd value with the next even one.
+        for i in 0..total {
+            while f2.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            f2.store(2 * i + 2, Ordering::Release);
+        }
+        // Then write the buffer whenever asked (odd turn), and hand it back (even).
+        for r in 0..READ_ROUNDS as u64 {
+            let turn = 2 * total + 2 * r + 1;
+            while f2.load(Ordering::Acquire) != turn {
+                std::hint::spin_loop();
+            }
+            for (i, x) in b2.iter().enumerate() {
+                x.store(r + i as u64, Ordering::Relaxed);
+            }
+            f2.store(turn + 1, Ordering::Release);
+        }
+    });
+    pin(a);
+    let mut trips = Vec::with_capacity(BATCHES);
+    for batch in 0..BATCHES as u64 {
+        let t = Instant::now();
+        for i in batch * LINE_ROUNDS..(batch + 1) * LINE_ROUNDS {
+            flag.store(2 * i + 1, Ordering::Release);
+            while flag.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        trips.push(t.elapsed().as_secs_f64() * 1e9 / LINE_ROUNDS as f64);
+    }
+    let mut reads = Vec::with_capacity(READ_ROUNDS);
+    let mut sink = 0u64;
+    for r in 0..READ_ROUNDS as u64 {
+        let turn = 2 * total + 2 * r + 1;
+        flag.store(turn, Ordering::Release);
+        while flag.load(Ordering::Acquire) != turn + 1 {
+            std::hint::spin_loop();
+        }
+        let t = Instant::now();
+        // One load per 64-byte line, as a kernel's first touch of each line.
+        sink = sink.wrapping_add(buf.iter().step_by(8).map(|x| x.load(Ordering::Relaxed)).fold(0, u64::wrapping_add));
+        reads.push(BYTES as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    std::hint::black_box(sink);
+    if other.join().is_err() {
+        eprintln!("core_link: the second thread panicked");
+    }
+    (median(trips), median(reads))
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let (a, b) = match args.as_slice() {
+        [a, b, ..] => (*a, *b),
+        _ => (0, 1),
+    };
+    let seconds = args.get(2).copied().unwrap_or(0);
+    if !pin(a) {
+        eprintln!("core_link: cannot pin to CPU {a}");
+        std::process::exit(2);
+    }
+    let start = Instant::now();
+    loop {
+        let (trip, gbs) = measure(a, b);
+        let state = if trip < 200.0 { "near (shared L3)" } else { "far (no shared L3)" };
+        println!("cpus {a}<->{b}: round trip {trip:.0} ns, cross-core read {gbs:.1} GB/s: {state}");
+        if start.elapsed() >= Duration::from_secs(seconds as u64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+}
