@@ -777,7 +777,7 @@ fn run_part(
                         // the `across` split, of the next image, which at batch 8 comes from L3
                         // (ResNet-50's 1×1 convs on 14² and 7² maps; Zen 4, 2 threads,
                         // alternating call by call: batch 8 0.987–0.991 of the time with the
-                        // vCPUs sharing an L3, 0.994–1.003 without; batch 1 and ResNet-18's
+                        // vCPUs sharing an L3, 0.994–1.005 without; batch 1 and ResNet-18's
                         // batch 8 1.000–1.002).
                         Cols::Image if p == m0 => {
                             let here = k0 * npix + v0 * geo.lanes;
