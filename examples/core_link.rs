@@ -48,7 +48,11 @@ fn measure(a: usize, b: usize) -> (f64, f64) {
     let (f2, b2) = (Arc::clone(&flag), Arc::clone(&buf));
     let total = LINE_ROUNDS * BATCHES as u64;
     let other = std::thread::spawn(move || {
-        pin(b);
+        if !pin(b) {
+            // Two threads on one CPU would hand the line over once per time slice.
+            eprintln!("core_link: cannot pin to CPU {b}");
+            std::process::exit(2);
+        }
         // Ping-pong: answer every odd value with the next even one.
         for i in 0..total {
             while f2.load(Ordering::Acquire) != 2 * i + 1 {
@@ -107,6 +111,10 @@ fn main() {
         _ => (0, 1),
     };
     let seconds = args.get(2).copied().unwrap_or(0);
+    if a == b {
+        eprintln!("core_link: CPU_A and CPU_B must differ");
+        std::process::exit(2);
+    }
     if !pin(a) {
         eprintln!("core_link: cannot pin to CPU {a}");
         std::process::exit(2);
