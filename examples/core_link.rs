@@ -22,7 +22,14 @@ const BATCHES: usize = 20;
 const BYTES: usize = 512 * 1024;
 const READ_ROUNDS: usize = 400;
 
+/// Pins the calling thread to `cpu`; false where the OS refuses (or, off Linux, cannot).
+#[cfg(not(target_os = "linux"))]
+fn pin(_cpu: usize) -> bool {
+    false
+}
+
 /// Pins the calling thread to `cpu`; false where the OS refuses.
+#[cfg(target_os = "linux")]
 fn pin(cpu: usize) -> bool {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it (cpu checked
     // against its size); sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
