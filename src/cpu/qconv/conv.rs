@@ -8,9 +8,9 @@
 //! channels at a time into an i32 tile, and applies the epilogue
 //! `y = (acc − za·Σw[c])·sa·sw[c] + bias[c] (+ residual)`, then the activation, writing f32,
 //! or u8 codes for the next INT8 conv (`cpu::epilogue`). Where the workers split channels,
-//! they share one panel per image and group, packed first, each worker a share of its blocks
-//! ([`pack_shared`]). u8 outputs with ReLU or no activation are requantized a kernel call's
-//! channel rows at a time ([`requant_rows`]), a u8 residual dequantized inside that pass;
+//! each packs the whole panel for its channels (a panel packed once and shared cost more:
+//! its other half crosses between cores). u8 outputs with ReLU or no activation are
+//! requantized a kernel call's channel rows at a time ([`requant_rows`]), a u8 residual dequantized inside that pass;
 //! others one channel row at a time, such a residual dequantized into `QScratch::res` first.
 //!
 //! Convs with taps on the VNNI kernel (stride 1, or strided with more than one tap) pack no
@@ -37,7 +37,7 @@ use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
 use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowRes, Seg};
 use crate::cpu::kernels::Kernels;
-use crate::cpu::qgemm::{block_stride, panel_index, panel_len, PackedWeights, BLOCK, MR};
+use crate::cpu::qgemm::{panel_index, panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
 use crate::graph::{ActQuant, Activation, Conv2d, Int8};
@@ -146,11 +146,12 @@ pub fn qconv2d(
     let tasks = n * g * chunks * row_chunks;
     let workers = threads.max(1).min(tasks);
     let plen = if in_place { 0 } else { panel_len(pw0.kpad, nb) };
-    // Where the workers split output channels (one pixel chunk per image and group), they
-    // all need the same panel: it is packed once, each worker packing a share of its blocks,
-    // rather than whole by every worker.
-    let shared = row_chunks > 1 && !in_place && workers > 1;
-    let panels_len = if shared { n * g * plen } else { workers * plen };
+    // Where the workers split output channels, each packs the whole panel itself. Packing it
+    // once, each worker half of it, and both reading it cost more than the second packing on
+    // Zen 4: ResNet-50 INT8 0.99 of the time without it with the two vCPUs on one L3, 0.94
+    // on two (the other half of the panel then crosses between CCDs); pruned 0.98; the AVX2
+    // kernel forced on the same CPU 0.95.
+    let panels_len = workers * plen;
     let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
     // f32 inputs of convs that skip some phases (a 1×1 stride-2 downsample reads a quarter of
     // its input) are quantized while their planes are built, when plane rows are long enough
@@ -183,7 +184,7 @@ pub fn qconv2d(
     // Panels start on a cache line: the kernels load them 64 bytes at a time.
     let pad = rest.as_ptr().align_offset(64).min(64);
     let rest = &mut rest[pad..];
-    let (shared_panels, panels) = rest.split_at_mut(if shared { panels_len } else { 0 });
+    let panels = &mut rest[..panels_len];
     let src = match x {
         QIn::U8(codes) => Source::U8(&codes[..in_len]),
         QIn::F32(x) if fused => Source::F32(&x[..in_len], pa),
@@ -214,18 +215,6 @@ pub fn qconv2d(
         _ => Vec::new(),
     };
     let group_quads = |b: usize, gi: usize| geo.as_ref().map_or(0, |p| b * quad_image + gi * cq * p.plane * 4);
-    if shared {
-        pack_shared(shared_panels, plen, n * g, workers, total_blocks, nv, pw0.kpad, |panel, bg, blk0, blocks, cnt| {
-            let (b, gi) = (bg / g, bg % g);
-            let v0 = blk0 * BLOCK;
-            match (&geo, &koff) {
-                (_, Some(koff)) if dense => pack_quads_dense(simd, &phases[group_quads(b, gi)..], koff, &at, v0, cnt, pw0.kpad, panel),
-                (Some(p), Some(koff)) => pack_taps(phases, b * p.image_len + gi * cin_g * p.plane + v0, koff, blocks, pw0.kpad, panel),
-                _ => pack_pointwise(simd, &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w], h * w, pw0.k, v0, cnt, pw0.kpad, panel),
-            }
-        });
-    }
-    let shared_panels: &[u8] = shared_panels;
     let kern = kernels.qgemm;
     let (dst_f32, dst_u8) = match out {
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
@@ -264,7 +253,7 @@ pub fn qconv2d(
             let tail = cnt.saturating_sub(blocks.saturating_sub(1) * BLOCK);
             let (gemm_blocks, tail) = if kern.has_gemv() && blocks > 0 && tail <= GEMV_TAIL { (blocks - 1, tail) } else { (blocks, 0) };
             match (&geo, &koff) {
-                _ if in_place || shared => {}
+                _ if in_place => {}
                 (_, Some(koff)) if dense => pack_quads_dense(simd, &phases[group_quads(b, gi)..], koff, &at, v0, cnt, pw.kpad, own_panel),
                 (Some(p), Some(koff)) => {
                     let base = b * p.image_len + gi * cin_g * p.plane + v0;
@@ -275,7 +264,7 @@ pub fn qconv2d(
                     pack_pointwise(simd, xg, h * w, pw.k, v0, cnt, pw.kpad, own_panel);
                 }
             }
-            let panel: &[u8] = if shared { &shared_panels[(b * g + gi) * plen..(b * g + gi + 1) * plen] } else { own_panel };
+            let panel: &[u8] = own_panel;
             // Each tail pixel's K column, gathered in the weights' K order from where the
             // kernel would have read it.
             cols.clear();
@@ -407,32 +396,6 @@ pub fn qconv2d(
     record.then(|| range.range())
 }
 
-/// Packs the `count` panels of `plen` bytes in `panels` (one per image and group, `blocks`
-/// blocks of at most `nv` virtual pixels each) in parallel: each panel cut into `parts`
-/// ranges of whole blocks, `pack(panel range, index, first block, blocks, pixels)` packing
-/// one.
-#[allow(clippy::too_many_arguments)]
-fn pack_shared(panels: &mut [u8], plen: usize, count: usize, parts: usize, blocks: usize, nv: usize, kpad: usize, pack: impl Fn(&mut [u8], usize, usize, usize, usize) + Sync) {
-    let block_bytes = block_stride(kpad);
-    let mut pieces = Vec::with_capacity(count * parts);
-    for (i, mut panel) in panels.chunks_mut(plen).take(count).enumerate() {
-        for j in 0..parts {
-            let (b0, b1) = (j * blocks / parts, (j + 1) * blocks / parts);
-            let (piece, rest) = std::mem::take(&mut panel).split_at_mut((b1 - b0) * block_bytes);
-            panel = rest;
-            if b1 > b0 {
-                pieces.push(Mutex::new((piece, i, b0, b1 - b0)));
-            }
-        }
-    }
-    crate::cpu::parallel::par_for(pieces.len(), |i| {
-        let mut held = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
-        let (piece, index, b0, n) = &mut *held;
-        let cnt = (nv - *b0 * BLOCK).min(*n * BLOCK);
-        pack(piece, *index, *b0, *n, cnt);
-    });
-}
-
 /// The share of padding columns (per cent of the planes' virtual pixels) from which a
 /// conv on quad planes packs dense panels rather than reading the planes in place:
 /// the GEMM then skips those columns (a 7² map's 61 virtual pixels, 4 blocks, become 49: 3
@@ -522,7 +485,9 @@ fn dealt(turn: usize, workers: usize, tasks: usize) -> usize {
 /// blocks and many channels (ResNet's 7² and 14² stages: up to 8 blocks per worker) the
 /// workers split output channels instead, so each streams only its share of the weights and
 /// reuses every weight row across all blocks. Each then packs all the blocks, but a 14² map's
-/// 13 blocks no longer split 6 + 7 (ResNet-50 INT8 −0.3 to −1.4 % as a whole, pruned or not).
+/// 13 blocks no longer split 6 + 7 (ResNet-50 INT8 −0.3 to −1.4 % as a whole, pruned or not;
+/// splitting pixels here instead, Zen 4, 2026-12-05: 1.035 of the time with the vCPUs on one
+/// L3, 0.99 on two).
 fn work_split(total_blocks: usize, nb_max: usize, per_image: usize, cout_g: usize, threads: usize) -> (usize, usize) {
     let threads = threads.max(1);
     if per_image * total_blocks <= 8 * threads && cout_g >= 16 * threads && total_blocks <= nb_max {
