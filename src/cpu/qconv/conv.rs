@@ -12,7 +12,8 @@
 //! its other half crosses between cores). Each worker takes one contiguous run of the
 //! tasks, the same part of every map from layer to layer. u8 outputs with ReLU or no
 //! activation are requantized a kernel call's channel rows at a time ([`requant_rows`]), a u8
-//! residual dequantized inside that pass; others one channel row at a time, such a residual dequantized into `QScratch::res` first.
+//! residual dequantized inside that pass; others one channel row at a time, such a residual
+//! dequantized into `QScratch::res` first.
 //!
 //! Convs with taps on the VNNI kernel (stride 1, or strided with more than one tap) pack no
 //! panels: their planes are built as quad planes (four channels interleaved pixel by pixel,
