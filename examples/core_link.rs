@@ -5,7 +5,13 @@
 //! - the round trip of one cache line handed back and forth (one atomic store each way), the
 //!   median of 20 batches of 20 000;
 //! - the rate at which one thread reads 512 KiB the other has just written (a layer's input
-//!   that the other worker produced), the median of 400 rounds.
+//!   that the other worker produced), the median of 400 rounds;
+//! - the rate at which it overwrites 512 KiB the other has just written (a layer's output in
+//!   a buffer the other worker wrote last), every word, the median of 400 rounds;
+//! - the rate at which it overwrites 512 KiB it wrote and the other has just read (a region
+//!   both workers read, rewritten by one: each store waits for the other core's copy to be
+//!   invalidated), as it is and with the lines evicted first (`kestrel::cpu::evict`), the
+//!   medians of 200 rounds each.
 //!
 //! On the 2-vCPU KVM guests kestrel is measured on, the two vCPUs sometimes share an L3 (round
 //! trip 50–90 ns, 70–75 GB/s) and sometimes do not (330–380 ns, 24–27 GB/s), minute by minute,
@@ -48,8 +54,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// (round trip ns, cross-core read GB/s) between `a` (this thread) and `b`.
-fn measure(a: usize, b: usize) -> (f64, f64) {
+/// What [`measure`] reads: round trip ns, then GB/s: cross-core read, overwrite of what the
+/// other wrote, overwrite of what the other read (plain, evicted first).
+struct Link {
+    trip: f64,
+    read: f64,
+    over_written: f64,
+    over_read: f64,
+    over_read_evicted: f64,
+}
+
+/// [`Link`] between `a` (this thread) and `b`.
+fn measure(a: usize, b: usize) -> Link {
     let flag = Arc::new(AtomicU64::new(0));
     let buf: Arc<Vec<AtomicU64>> = Arc::new((0..BYTES as u64 / 8).map(AtomicU64::new).collect());
     let (f2, b2) = (Arc::clone(&flag), Arc::clone(&buf));
@@ -67,17 +83,24 @@ fn measure(a: usize, b: usize) -> (f64, f64) {
             }
             f2.store(2 * i + 2, Ordering::Release);
         }
-        // Then write the buffer whenever asked (odd turn), and hand it back (even).
-        for r in 0..READ_ROUNDS as u64 {
+        // Then write the buffer whenever asked (odd turn), and hand it back (even); then read
+        // it.
+        let mut sink = 0u64;
+        for r in 0..3 * READ_ROUNDS as u64 {
             let turn = 2 * total + 2 * r + 1;
             while f2.load(Ordering::Acquire) != turn {
                 std::hint::spin_loop();
             }
-            for (i, x) in b2.iter().enumerate() {
-                x.store(r + i as u64, Ordering::Relaxed);
+            if r < 2 * READ_ROUNDS as u64 {
+                for (i, x) in b2.iter().enumerate() {
+                    x.store(r + i as u64, Ordering::Relaxed);
+                }
+            } else {
+                sink = sink.wrapping_add(b2.iter().step_by(8).map(|x| x.load(Ordering::Relaxed)).fold(0, u64::wrapping_add));
             }
             f2.store(turn + 1, Ordering::Release);
         }
+        std::hint::black_box(sink);
     });
     pin(a);
     let mut trips = Vec::with_capacity(BATCHES);
@@ -105,10 +128,46 @@ fn measure(a: usize, b: usize) -> (f64, f64) {
         reads.push(BYTES as f64 / t.elapsed().as_secs_f64() / 1e9);
     }
     std::hint::black_box(sink);
+    let mut writes = Vec::with_capacity(READ_ROUNDS);
+    for r in READ_ROUNDS as u64..2 * READ_ROUNDS as u64 {
+        let turn = 2 * total + 2 * r + 1;
+        flag.store(turn, Ordering::Release);
+        while flag.load(Ordering::Acquire) != turn + 1 {
+            std::hint::spin_loop();
+        }
+        let t = Instant::now();
+        // Every word, in order, as a kernel's output stores.
+        for (i, x) in buf.iter().enumerate() {
+            x.store(r ^ i as u64, Ordering::Relaxed);
+        }
+        writes.push(BYTES as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    // Lines this thread wrote and the other then read: shared by both cores.
+    let mut shared = [Vec::with_capacity(READ_ROUNDS / 2), Vec::with_capacity(READ_ROUNDS / 2)];
+    for r in 2 * READ_ROUNDS as u64..3 * READ_ROUNDS as u64 {
+        for (i, x) in buf.iter().enumerate() {
+            x.store(r + i as u64, Ordering::Relaxed);
+        }
+        let turn = 2 * total + 2 * r + 1;
+        flag.store(turn, Ordering::Release);
+        while flag.load(Ordering::Acquire) != turn + 1 {
+            std::hint::spin_loop();
+        }
+        let evicted = r % 2 == 1;
+        let t = Instant::now();
+        if evicted {
+            kestrel::cpu::evict::evict(&buf[..]);
+        }
+        for (i, x) in buf.iter().enumerate() {
+            x.store(r ^ i as u64, Ordering::Relaxed);
+        }
+        shared[evicted as usize].push(BYTES as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
     if other.join().is_err() {
         eprintln!("core_link: the second thread panicked");
     }
-    (median(trips), median(reads))
+    let [plain, evicted] = shared;
+    Link { trip: median(trips), read: median(reads), over_written: median(writes), over_read: median(plain), over_read_evicted: median(evicted) }
 }
 
 fn main() {
@@ -128,9 +187,12 @@ fn main() {
     }
     let start = Instant::now();
     loop {
-        let (trip, gbs) = measure(a, b);
-        let state = if trip < 200.0 { "near (shared L3)" } else { "far (no shared L3)" };
-        println!("cpus {a}<->{b}: round trip {trip:.0} ns, cross-core read {gbs:.1} GB/s: {state}");
+        let l = measure(a, b);
+        let state = if l.trip < 200.0 { "near (shared L3)" } else { "far (no shared L3)" };
+        println!(
+            "cpus {a}<->{b}: round trip {:.0} ns; GB/s: cross-core read {:.1}, overwrite what it wrote {:.1}, what it read {:.1} ({:.1} evicted first): {state}",
+            l.trip, l.read, l.over_written, l.over_read, l.over_read_evicted
+        );
         if start.elapsed() >= Duration::from_secs(seconds as u64) {
             break;
         }

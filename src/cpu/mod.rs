@@ -13,6 +13,7 @@ pub mod conv_transpose;
 pub mod detect;
 pub mod elementwise;
 pub(crate) mod epilogue;
+pub mod evict;
 pub mod kernels;
 pub mod linear;
 pub mod pad;

@@ -18,7 +18,9 @@
 //!   [`Kernel::tile`] (B read in place at stride `ld`) → output transform, bias, residual and
 //!   activation, stored straight into the NCHW output. When a block's output channels are
 //!   split over the workers (too few tiles: 14² and 7² maps), its input is transformed once,
-//!   each worker taking a chunk of the input channels, into a V the parts share (`Work`).
+//!   each worker taking a chunk of the input channels, into a V the parts share (`Work`);
+//!   in f32 each chunk's lines are evicted from the caches first ([`super::evict`]: both
+//!   cores read all of V, and a store to a line the other core holds waits for its copy).
 //!   A block's last few tiles past whole vectors (a 14² map's 49 = 3·16 + 1) run on
 //!   [`Kernel::narrow`] with the same k-order fmas, as in `sconv` (ResNet's 14² convs
 //!   1.1–1.2× faster on AVX-512).
@@ -591,6 +593,15 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             // slots; a block's V of ld ≤ nb columns fits in vlen, asserted for this chunk),
             // and chunk q's `len` slots from `at` within it; the items' regions are disjoint.
             let vq = unsafe { std::slice::from_raw_parts_mut(vp.0.add(blk * vlen + at), len) };
+            // Both workers read all of V in the GEMMs, so each line of it is shared by both
+            // cores when the next conv comes to write it: dropped first, the lines are
+            // fetched from memory instead of invalidated one at a time (`cpu::evict`).
+            // ResNet-50 f32 on Zen 4, 2 threads: 0.964 of the time with the vCPUs on two CCDs,
+            // 0.993–1.0 on one L3. Not in bf16 (V of pairs, half the bytes): 0.988 on two
+            // CCDs but 1.007 on one.
+            if !matches!(ex, Exec::Bf16(_)) {
+                super::evict::evict(vq);
+            }
             let mut e = vec![0f32; v.scratch(g1 - g0)];
             let mut row = vec![0f32; v.m() * (tw + 1) + 2];
             let segs = segments(batch, [g0, g1]);
