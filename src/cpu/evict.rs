@@ -40,9 +40,9 @@ pub fn evict<T>(data: &[T]) {
         let start = data.as_ptr() as usize & !63;
         let end = data.as_ptr() as usize + std::mem::size_of_val(data);
         for line in (start..end).step_by(64) {
-            // SAFETY: `clflushopt` on a line of `data` (mapped: a live, non-empty slice) writes the
-            // line back if dirty and invalidates it; memory is unchanged. The CPU has the
-            // instruction (CPUID above).
+            // SAFETY: each line from `start` holds at least one byte of `data`, a live,
+            // non-empty slice, so it is mapped; `clflushopt` writes it back if dirty and
+            // invalidates it, leaving memory unchanged. The CPU has the instruction (CPUID).
             unsafe { std::arch::asm!("clflushopt [{0}]", in(reg) line as *const u8, options(nostack, preserves_flags)) };
         }
     }

@@ -464,10 +464,10 @@ fn share(n: usize, parts: usize, i: usize) -> usize {
 
 /// Worker `w`'s tasks: one contiguous run of them ([`share`]), so that from one layer to the
 /// next a worker keeps the same images and the same part of each map, whose inputs its own
-/// core wrote, and a chunk's blocks add up evenly (196 blocks in 8 chunks: 98 and 98). Tasks
-/// dealt round by round instead (each worker every other chunk) cost ResNet-50 INT8 1.0 of
-/// the time on Zen 4 with the two vCPUs on one L3, 1/0.976 on two (their inputs then came
-/// from the other CCD); pruned 1/0.998 and 1/0.977.
+/// core wrote, and a chunk's blocks add up evenly (196 blocks in 8 chunks: 98 and 98). Against
+/// tasks dealt round by round (each worker every other chunk), ResNet-50 INT8 on Zen 4 took
+/// 0.997–1.000 of the time with the two vCPUs on one L3 and 0.976 on two CCDs (the inputs
+/// of half its tasks came from the other one); pruned 0.998 and 0.977.
 fn tasks_of(w: usize, workers: usize, tasks: usize) -> std::ops::Range<usize> {
     share(tasks, workers, w)..share(tasks, workers, w + 1)
 }
