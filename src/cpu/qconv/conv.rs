@@ -236,7 +236,7 @@ pub fn qconv2d(
         let mut segs = Vec::new();
         let mut affines = Vec::new();
         let mut cols: Vec<u8> = Vec::new();
-        for t in tasks_of(wi, workers, tasks) {
+        for t in tasks_of(wi, workers, tasks, row_chunks) {
             let (b, rest) = (t / (g * chunks * row_chunks), t % (g * chunks * row_chunks));
             let (gi, rest) = (rest / (chunks * row_chunks), rest % (chunks * row_chunks));
             let (ch, rc) = (rest / row_chunks, rest % row_chunks);
@@ -462,14 +462,20 @@ fn share(n: usize, parts: usize, i: usize) -> usize {
     (i * n).div_ceil(parts.max(1))
 }
 
-/// Worker `w`'s tasks: one contiguous run of them ([`share`]), so that from one layer to the
-/// next a worker keeps the same images and the same part of each map, whose inputs its own
-/// core wrote, and a chunk's blocks add up evenly (196 blocks in 8 chunks: 98 and 98). Against
-/// tasks dealt round by round (each worker every other chunk), ResNet-50 INT8 on Zen 4 took
-/// 0.997–1.000 of the time with the two vCPUs on one L3 and 0.976 on two CCDs (the inputs
-/// of half its tasks came from the other one); pruned 0.998 and 0.977.
-fn tasks_of(w: usize, workers: usize, tasks: usize) -> std::ops::Range<usize> {
-    share(tasks, workers, w)..share(tasks, workers, w + 1)
+/// Worker `w`'s tasks, so that from one layer to the next a worker keeps the same images and
+/// the same part of each map, whose inputs its own core wrote: one contiguous run of them
+/// ([`share`]; a chunk's blocks then add up evenly, 196 blocks in 8 chunks: 98 and 98), or,
+/// where the workers split output channels (`row_chunks` of them, one per worker), the same
+/// channels of every image. Against tasks dealt round by round (each worker every other
+/// chunk), ResNet-50 INT8 on Zen 4 took 0.997–1.000 of the time with the two vCPUs on one L3
+/// and 0.976 on two CCDs (the inputs of half its tasks came from the other one); pruned 0.998
+/// and 0.977.
+fn tasks_of(w: usize, workers: usize, tasks: usize, row_chunks: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
+    if row_chunks > 1 && row_chunks == workers {
+        (w..tasks).step_by(workers)
+    } else {
+        (share(tasks, workers, w)..share(tasks, workers, w + 1)).step_by(1)
+    }
 }
 
 /// How each (image, group) is cut into tasks: `(pixel chunks, channel chunks)`.
@@ -513,17 +519,25 @@ mod tests {
         }
     }
 
-    /// Every task goes to exactly one worker, in one run each, and with `share`'s chunks each
-    /// worker's blocks add up evenly (196 blocks in 8 chunks: 98 and 98).
+    /// Every task goes to exactly one worker: in one run each, where the workers split pixels
+    /// (`share`'s chunks then add up evenly, 196 blocks in 8 chunks: 98 and 98), or the same
+    /// channel chunk of every image, where they split channels.
     #[test]
     fn tasks_go_once_and_evenly() {
         for workers in 1..5 {
             for tasks in 0..40 {
-                let runs: Vec<_> = (0..workers).map(|w| tasks_of(w, workers, tasks)).collect();
-                assert_eq!(runs.iter().flat_map(|r| r.clone()).collect::<Vec<_>>(), (0..tasks).collect::<Vec<_>>(), "workers {workers} tasks {tasks}");
+                let mut all: Vec<usize> = (0..workers).flat_map(|w| tasks_of(w, workers, tasks, 1)).collect();
+                assert_eq!(all, (0..tasks).collect::<Vec<_>>(), "workers {workers} tasks {tasks}");
+                let images = tasks / workers;
+                for w in 0..workers {
+                    assert!(tasks_of(w, workers, images * workers, workers).all(|t| t % workers == w), "workers {workers}: channel chunk");
+                }
+                all = (0..workers).flat_map(|w| tasks_of(w, workers, images * workers, workers)).collect();
+                all.sort_unstable();
+                assert_eq!(all, (0..images * workers).collect::<Vec<_>>(), "workers {workers} images {images}");
             }
         }
-        let blocks = |w: usize| tasks_of(w, 2, 8).map(|ch| share(196, 8, ch + 1) - share(196, 8, ch)).sum::<usize>();
+        let blocks = |w: usize| tasks_of(w, 2, 8, 1).map(|ch| share(196, 8, ch + 1) - share(196, 8, ch)).sum::<usize>();
         assert_eq!((blocks(0), blocks(1)), (98, 98));
     }
 }
