@@ -12,13 +12,13 @@
 //! changes memory (dirty lines are written back first), so it only ever changes speed; where
 //! the CPU lacks `clflushopt` it does nothing.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 /// Whether the CPU has `clflushopt`: 0 not known yet, 1 no, 2 yes.
-static CLFLUSHOPT: AtomicU8 = AtomicU8::new(0);
+#[cfg(target_arch = "x86_64")]
+static CLFLUSHOPT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 #[cfg(target_arch = "x86_64")]
 fn has_clflushopt() -> bool {
+    use std::sync::atomic::Ordering;
     match CLFLUSHOPT.load(Ordering::Relaxed) {
         0 => {
             // CPUID leaf 7 exists on every x86-64 CPU with clflushopt; EBX bit 23 announces it.
