@@ -19,6 +19,69 @@ pub struct Fingerprint {
     pub ort_version: Option<String>,
     pub os: String,
     pub date_utc: String,
+    /// The median round trip, in ns, of a cache line handed between two of this process's
+    /// threads when the report was made ([`cross_core_round_trip_ns`]); with one thread, or
+    /// where no second core answered, none.
+    pub cross_core_round_trip_ns: Option<f64>,
+}
+
+/// A cross-core round trip above this many ns means the two cores share no cache: on the
+/// 2-vCPU Zen 4 guests of BENCHMARKS.md 52–90 ns on one L3, 313–376 ns on two CCDs.
+pub const FAR_ROUND_TRIP_NS: f64 = 200.0;
+
+/// The median round trip, in ns, of one cache line handed back and forth between this thread
+/// and a second one (10 batches of 200 hand-overs), as a kernel's two workers would see it:
+/// two vCPUs of a VM may share an L3 or not, minute by minute, and kestrel's two-thread
+/// runs are up to a quarter slower when they do not (README, "Sessions and threads";
+/// `examples/core_link` pins the two threads and measures more). `None` when the second
+/// thread cannot be started or does not answer within 20 ms (one core, or a busy machine).
+pub fn cross_core_round_trip_ns() -> Option<f64> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    const BATCH: u64 = 200;
+    const BATCHES: usize = 10;
+    let flag = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (f2, s2) = (Arc::clone(&flag), Arc::clone(&stop));
+    let other = std::thread::Builder::new()
+        .name("kestrel-core-link".into())
+        .spawn(move || {
+            // Answer every odd value with the next even one, until told to stop.
+            let mut seen = 0;
+            while !s2.load(Ordering::Relaxed) {
+                let v = f2.load(Ordering::Acquire);
+                if v % 2 == 1 && v != seen {
+                    seen = v;
+                    f2.store(v + 1, Ordering::Release);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let mut trips = Vec::with_capacity(BATCHES);
+    'batches: for batch in 0..BATCHES as u64 {
+        let t = Instant::now();
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            flag.store(2 * i + 1, Ordering::Release);
+            while flag.load(Ordering::Acquire) != 2 * i + 2 {
+                if Instant::now() > deadline {
+                    break 'batches;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        trips.push(t.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = other.join();
+    if trips.len() < BATCHES {
+        return None;
+    }
+    trips.sort_by(f64::total_cmp);
+    Some(trips[BATCHES / 2])
 }
 
 fn cpu_model() -> String {
@@ -69,6 +132,7 @@ impl Fingerprint {
             ort_version,
             os,
             date_utc: now_utc(),
+            cross_core_round_trip_ns: if threads > 1 { cross_core_round_trip_ns() } else { None },
         }
     }
 }
@@ -91,6 +155,16 @@ pub fn rss_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// The probe ends (answered or timed out) and, when answered, gives a plausible time.
+    #[test]
+    fn cross_core_round_trip_ends() {
+        let t = std::time::Instant::now();
+        let r = super::cross_core_round_trip_ns();
+        println!("cross-core round trip: {r:?} ns");
+        assert!(r.is_none_or(|ns| ns.is_finite() && ns > 0.0 && ns < 20e6));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil(0), (1970, 1, 1));

@@ -320,6 +320,8 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         })
         .collect();
     let mut warnings = Vec::new();
+    // Where the two workers' cores sit, before the runs (the fingerprint measures it after).
+    let link_before = if threads > 1 { machine::cross_core_round_trip_ns() } else { None };
     let total_iters = (batches.len() * (opts.warmup + opts.iters) * variants.len()) as u64;
     let mut done = 0u64;
     for (bi, &(b, mem)) in batches.iter().enumerate() {
@@ -438,8 +440,20 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             .collect();
         r.choice = batch::choose(&pts, opts.p99_budget_ms);
     }
+    let fingerprint = Fingerprint::collect(threads);
+    let far: Vec<String> = [("before", link_before), ("after", fingerprint.cross_core_round_trip_ns)]
+        .iter()
+        .filter_map(|&(when, ns)| ns.filter(|&ns| ns > machine::FAR_ROUND_TRIP_NS).map(|ns| format!("{ns:.0} ns {when} the runs")))
+        .collect();
+    if !far.is_empty() {
+        warnings.push(format!(
+            "the worker threads' cores share no cache (cache-line round trip {}; under {:.0} ns when they do): on a VM this changes minute by minute, and kestrel's multi-thread times then run up to a quarter slower (README, Sessions and threads)",
+            far.join(", "),
+            machine::FAR_ROUND_TRIP_NS
+        ));
+    }
     Ok(BenchReport {
-        fingerprint: Fingerprint::collect(threads),
+        fingerprint,
         model: model.name.clone(),
         task: model.task,
         input_shape: input1,

@@ -14,8 +14,9 @@ fn mb(b: Option<u64>) -> String {
 /// The fingerprint as one line.
 pub fn fingerprint_line(r: &BenchReport) -> String {
     let f = &r.fingerprint;
+    let link = f.cross_core_round_trip_ns.map_or(String::new(), |ns| format!(", cross-core round trip {ns:.0} ns"));
     format!(
-        "{} ({} logical CPUs), INT8 path {}, plan rules {}, {} threads, kestrel {} ({}), ORT {}, {}, {}",
+        "{} ({} logical CPUs), INT8 path {}, plan rules {}, {} threads{link}, kestrel {} ({}), ORT {}, {}, {}",
         f.cpu,
         f.logical_cpus,
         f.isa,
