@@ -64,30 +64,32 @@ struct Link {
     over_read_evicted: f64,
 }
 
+/// Pins the calling thread to `cpu`, or ends the program: two threads on one CPU would hand
+/// the line over once per time slice.
+fn pin_or_exit(cpu: usize) {
+    if !pin(cpu) {
+        eprintln!("core_link: cannot pin to CPU {cpu}");
+        std::process::exit(2);
+    }
+}
+
 /// [`Link`] between `a` (this thread) and `b`.
 fn measure(a: usize, b: usize) -> Link {
+    pin(a);
+    // The round trip as `kestrel bench` measures it, the second thread pinned to `b`.
+    let Some(trip) = kestrel::bench::machine::cross_core_round_trip_ns_with(LINE_ROUNDS, BATCHES, move || pin_or_exit(b)) else {
+        eprintln!("core_link: CPU {b} did not answer");
+        std::process::exit(2);
+    };
     let flag = Arc::new(AtomicU64::new(0));
     let buf: Arc<Vec<AtomicU64>> = Arc::new((0..BYTES as u64 / 8).map(AtomicU64::new).collect());
     let (f2, b2) = (Arc::clone(&flag), Arc::clone(&buf));
-    let total = LINE_ROUNDS * BATCHES as u64;
     let other = std::thread::spawn(move || {
-        if !pin(b) {
-            // Two threads on one CPU would hand the line over once per time slice.
-            eprintln!("core_link: cannot pin to CPU {b}");
-            std::process::exit(2);
-        }
-        // Ping-pong: answer every odd value with the next even one.
-        for i in 0..total {
-            while f2.load(Ordering::Acquire) != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            f2.store(2 * i + 2, Ordering::Release);
-        }
-        // Then write the buffer whenever asked (odd turn), and hand it back (even); then read
-        // it.
+        pin_or_exit(b);
+        // Write the buffer whenever asked (odd turn), and hand it back (even); then read it.
         let mut sink = 0u64;
         for r in 0..3 * READ_ROUNDS as u64 {
-            let turn = 2 * total + 2 * r + 1;
+            let turn = 2 * r + 1;
             while f2.load(Ordering::Acquire) != turn {
                 std::hint::spin_loop();
             }
@@ -102,22 +104,10 @@ fn measure(a: usize, b: usize) -> Link {
         }
         std::hint::black_box(sink);
     });
-    pin(a);
-    let mut trips = Vec::with_capacity(BATCHES);
-    for batch in 0..BATCHES as u64 {
-        let t = Instant::now();
-        for i in batch * LINE_ROUNDS..(batch + 1) * LINE_ROUNDS {
-            flag.store(2 * i + 1, Ordering::Release);
-            while flag.load(Ordering::Acquire) != 2 * i + 2 {
-                std::hint::spin_loop();
-            }
-        }
-        trips.push(t.elapsed().as_secs_f64() * 1e9 / LINE_ROUNDS as f64);
-    }
     let mut reads = Vec::with_capacity(READ_ROUNDS);
     let mut sink = 0u64;
     for r in 0..READ_ROUNDS as u64 {
-        let turn = 2 * total + 2 * r + 1;
+        let turn = 2 * r + 1;
         flag.store(turn, Ordering::Release);
         while flag.load(Ordering::Acquire) != turn + 1 {
             std::hint::spin_loop();
@@ -130,7 +120,7 @@ fn measure(a: usize, b: usize) -> Link {
     std::hint::black_box(sink);
     let mut writes = Vec::with_capacity(READ_ROUNDS);
     for r in READ_ROUNDS as u64..2 * READ_ROUNDS as u64 {
-        let turn = 2 * total + 2 * r + 1;
+        let turn = 2 * r + 1;
         flag.store(turn, Ordering::Release);
         while flag.load(Ordering::Acquire) != turn + 1 {
             std::hint::spin_loop();
@@ -148,7 +138,7 @@ fn measure(a: usize, b: usize) -> Link {
         for (i, x) in buf.iter().enumerate() {
             x.store(r + i as u64, Ordering::Relaxed);
         }
-        let turn = 2 * total + 2 * r + 1;
+        let turn = 2 * r + 1;
         flag.store(turn, Ordering::Release);
         while flag.load(Ordering::Acquire) != turn + 1 {
             std::hint::spin_loop();
@@ -167,7 +157,7 @@ fn measure(a: usize, b: usize) -> Link {
         eprintln!("core_link: the second thread panicked");
     }
     let [plain, evicted] = shared;
-    Link { trip: median(trips), read: median(reads), over_written: median(writes), over_read: median(plain), over_read_evicted: median(evicted) }
+    Link { trip, read: median(reads), over_written: median(writes), over_read: median(plain), over_read_evicted: median(evicted) }
 }
 
 fn main() {

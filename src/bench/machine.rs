@@ -34,19 +34,27 @@ pub const FAR_ROUND_TRIP_NS: f64 = 200.0;
 /// two vCPUs of a VM may share an L3 or not, minute by minute, and kestrel's two-thread
 /// runs are up to a quarter slower when they do not (README, "Sessions and threads";
 /// `examples/core_link` pins the two threads and measures more). `None` when the second
-/// thread cannot be started or does not answer within 20 ms (one core, or a busy machine).
+/// thread cannot be started or does not answer in time (one core, or a busy machine).
 pub fn cross_core_round_trip_ns() -> Option<f64> {
+    cross_core_round_trip_ns_with(200, 10, || {})
+}
+
+/// [`cross_core_round_trip_ns`] with `batches` batches of `per_batch` hand-overs (the median
+/// of the batches' means), the second thread running `on_other` first (`core_link` pins it
+/// there). Gives up, `None`, after 20 ms and 1 µs per hand-over (three far round trips).
+pub fn cross_core_round_trip_ns_with(per_batch: u64, batches: usize, on_other: impl FnOnce() + Send + 'static) -> Option<f64> {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
-    const BATCH: u64 = 200;
-    const BATCHES: usize = 10;
+    let per_batch = per_batch.max(1);
+    let batches = batches.max(1);
     let flag = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (f2, s2) = (Arc::clone(&flag), Arc::clone(&stop));
     let other = std::thread::Builder::new()
         .name("kestrel-core-link".into())
         .spawn(move || {
+            on_other();
             // Answer every odd value with the next even one, until told to stop.
             let mut seen = 0;
             while !s2.load(Ordering::Relaxed) {
@@ -60,11 +68,11 @@ pub fn cross_core_round_trip_ns() -> Option<f64> {
             }
         })
         .ok()?;
-    let deadline = Instant::now() + Duration::from_millis(20);
-    let mut trips = Vec::with_capacity(BATCHES);
-    'batches: for batch in 0..BATCHES as u64 {
+    let deadline = Instant::now() + Duration::from_millis(20) + Duration::from_micros(per_batch * batches as u64);
+    let mut trips = Vec::with_capacity(batches);
+    'batches: for batch in 0..batches as u64 {
         let t = Instant::now();
-        for i in batch * BATCH..(batch + 1) * BATCH {
+        for i in batch * per_batch..(batch + 1) * per_batch {
             flag.store(2 * i + 1, Ordering::Release);
             while flag.load(Ordering::Acquire) != 2 * i + 2 {
                 if Instant::now() > deadline {
@@ -73,15 +81,15 @@ pub fn cross_core_round_trip_ns() -> Option<f64> {
                 std::hint::spin_loop();
             }
         }
-        trips.push(t.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        trips.push(t.elapsed().as_secs_f64() * 1e9 / per_batch as f64);
     }
     stop.store(true, Ordering::Relaxed);
     let _ = other.join();
-    if trips.len() < BATCHES {
+    if trips.len() < batches {
         return None;
     }
     trips.sort_by(f64::total_cmp);
-    Some(trips[BATCHES / 2])
+    Some(trips[batches / 2])
 }
 
 fn cpu_model() -> String {
