@@ -119,6 +119,8 @@ fn every_route_to_the_workers_gives_the_same_bits() {
 #[test]
 fn large_batches_run_in_slices_with_the_same_bits() {
     use kestrel::exec::session::{batch_separable, BATCH_BYTES};
+    // The plan of workers that share a cache (apart, such a batch runs whole: tests/placement.rs).
+    kestrel::cpu::placement::force(Some(false));
     let cfg = ModelConfig::UNet(UNetConfig { base_width: 8, depth: 2, image_size: 128, ..Default::default() });
     for (name, g) in variants(&cfg) {
         let session = Session::new(g.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
@@ -153,6 +155,7 @@ fn large_batches_run_in_slices_with_the_same_bits() {
 /// counts the tail's buffers.
 #[test]
 fn sliced_batches_run_their_tail_whole_with_the_same_bits() {
+    kestrel::cpu::placement::force(Some(false));
     let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 32, image_size: 256, ..Default::default() });
     let g = cfg.build(&mut SeededWeights { seed: 9 }).unwrap();
     let session = Session::new(g.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();

@@ -25,9 +25,7 @@ pub struct Fingerprint {
     pub cross_core_round_trip_ns: Option<f64>,
 }
 
-/// A cross-core round trip above this many ns means the two cores share no cache: on the
-/// 2-vCPU Zen 4 guests of BENCHMARKS.md 52–90 ns on one L3, 313–376 ns on two CCDs.
-pub const FAR_ROUND_TRIP_NS: f64 = 200.0;
+pub use crate::cpu::placement::FAR_ROUND_TRIP_NS;
 
 /// The median round trip, in ns, of one cache line handed back and forth between this thread
 /// and a second one (10 batches of 200 hand-overs), as a kernel's two workers would see it:

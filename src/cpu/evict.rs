@@ -8,7 +8,11 @@
 //! of the stores changed nothing (a scratch probe). With the lines evicted first
 //! (`clflushopt`, which the CPU pipelines) and then written, fetched from memory: 15–16.5 GB/s
 //! either way. [`evict`] is that flush, for regions the workers share and one of them
-//! rewrites on every call (the Winograd transform's shared `V`, `cpu::wino`). A flush never
+//! rewrites on every call (the Winograd transform's shared `V`, `cpu::wino`), and, while the
+//! two workers sit on cores that share no cache (`cpu::placement`), for the output lines a
+//! conv worker is about to write (`cpu::sconv`, `cpu::qconv`): which of those lines the other
+//! core holds depends on which layers used the buffer before, and on cores that share an L3
+//! the flush costs more than it saves. A flush never
 //! changes memory (dirty lines are written back first), so it only ever changes speed; where
 //! the CPU lacks `clflushopt` it does nothing.
 

@@ -18,6 +18,7 @@ pub mod kernels;
 pub mod linear;
 pub mod pad;
 pub mod parallel;
+pub mod placement;
 pub mod pool;
 pub mod qconv;
 pub mod qgemm;

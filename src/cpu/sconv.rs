@@ -423,18 +423,28 @@ fn conv2d_from(
     // images stay with their worker (part i with worker i mod workers).
     let next = std::sync::atomic::AtomicUsize::new(0);
     let dynamic = parts.len() > workers && !across;
+    // Workers on cores that share no cache drop the lines of what they are about to write
+    // (see `evict_part`).
+    let evicting = workers > 1 && layout.staged == 0 && layout.cols != Cols::Batched && crate::cpu::placement::far(workers);
     let run = |wi: usize, block: &mut [f32]| {
         let dst = dst;
         let rows = Rows { offsets: &row_offsets, taps: &taps, perms: &perms, images: n };
+        let evict = |part: &Part| {
+            if evicting {
+                evict_part(dst, &layout, [cout, cout_g, npix, mr, geo.lanes], part);
+            }
+        };
         if dynamic {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(part) = parts.get(i) else { break };
+                evict(part);
                 run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
             }
             return;
         }
         for part in parts.iter().skip(wi).step_by(workers) {
+            evict(part);
             run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
         }
     };
@@ -445,6 +455,38 @@ fn conv2d_from(
     }
     if layout.staged > 0 {
         staged_rows(staged, false, OutPtr(out.as_mut_ptr()));
+    }
+}
+
+/// Drops from the caches the output lines `part` is about to write, where they can be named
+/// cheaply: whole channel planes (a part split by output channels) or, for a 1×1 conv, its
+/// pixel range of each channel. Run by workers on cores that share no cache
+/// ([`crate::cpu::placement::far`]): the buffer's lines were last read by both workers (an
+/// earlier layer's input), and overwriting lines the other core holds costs one invalidation
+/// round trip each, where lines fetched from memory stream (`cpu::evict`). Unstaged layouts
+/// only: `dst` is the output, `npix` elements per channel row. `[cout, cout_g, npix, mr,
+/// lanes]`: output channels, of them per group, pixels per channel, weight panel rows, lanes
+/// per vector.
+fn evict_part(dst: OutPtr<f32>, layout: &Layout, [cout, cout_g, npix, mr, lanes]: [usize; 5], part: &Part) {
+    let first = part.group * cout_g + part.panels.0 * mr;
+    let end = part.group * cout_g + (part.panels.1 * mr).min(cout_g);
+    let (c0, c1) = (part.vectors.0 * lanes, (part.vectors.1 * lanes).min(npix));
+    if first >= end || c0 >= c1 {
+        return;
+    }
+    let row0 = layout.row(part.image, first, cout);
+    if (c0, c1) == (0, npix) {
+        // SAFETY: rows `row0 .. row0 + (end − first)` of `npix` elements are the planes of
+        // output channels `first..end` of this image, inside the output (checked by the
+        // caller); evicting reads no element and changes no memory.
+        let planes = unsafe { std::slice::from_raw_parts(dst.0.add(row0 * npix) as *const f32, (end - first) * npix) };
+        crate::cpu::evict::evict(planes);
+    } else if layout.cols == Cols::Image {
+        for row in row0..row0 + (end - first) {
+            // SAFETY: pixels `c0..c1` of one of those planes, as above.
+            let run = unsafe { std::slice::from_raw_parts(dst.0.add(row * npix + c0) as *const f32, c1 - c0) };
+            crate::cpu::evict::evict(run);
+        }
     }
 }
 

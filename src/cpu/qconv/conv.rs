@@ -228,6 +228,9 @@ pub fn qconv2d(
     let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
         panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
+    // Workers on cores that share no cache drop the lines of the output they are about to
+    // write (`cpu::placement`); not a residual held in the output, which they read first.
+    let evicting = workers > 1 && crate::cpu::placement::far(workers) && !matches!(residual, Some(Residual::Output(_)));
     crate::cpu::parallel::par_for(workers, |wi| {
         let (dst_f32, dst_u8) = (dst_f32, dst_u8);
         let mut held = bufs[wi].lock().unwrap_or_else(|e| e.into_inner());
@@ -303,6 +306,22 @@ pub fn qconv2d(
                 v = seg_end;
             }
             let first = first.unwrap_or(0);
+            if evicting {
+                for co in m0..m1 {
+                    let at = obase + co * npix + first;
+                    debug_assert!(at + region <= out_len);
+                    // SAFETY: channel co's pixels [first, first + region) of this task's
+                    // image and group: inside the output (the asserted length); evicting reads
+                    // no element and changes no memory.
+                    unsafe {
+                        if dst_u8.0.is_null() {
+                            crate::cpu::evict::evict(std::slice::from_raw_parts(dst_f32.0.add(at) as *const f32, region));
+                        } else {
+                            crate::cpu::evict::evict(std::slice::from_raw_parts(dst_u8.0.add(at) as *const u8, region));
+                        }
+                    }
+                }
+            }
             for c0 in (m0..m1).step_by(ROWS_PER_CALL) {
                 let c1 = (c0 + ROWS_PER_CALL).min(m1);
                 match (&geo, &koff) {

@@ -1,0 +1,218 @@
+//! Whether a call's two workers share a cache: measured in the call, a few µs at most every
+//! [`EVERY`].
+//!
+//! Two vCPUs of a VM sit on one L3 or on two (on Zen, two CCDs), and which one changes minute
+//! by minute (README, "Sessions and threads"). Apart, a store to a line the other core has
+//! read waits for that copy to be invalidated, one line at a time, and kestrel's two-worker
+//! calls run up to a quarter slower. Some plans win apart and lose together; they ask [`far`].
+//! On the 2-vCPU Zen 4 guest (BENCHMARKS.md, eighteenth session; alternating call by call):
+//! - a batch run whole instead of in slices (`exec::session`): ResNet-50 f32 at batch 8 0.91
+//!   of the sliced time apart, 1.02 together;
+//! - f32 conv workers evicting the output lines they are about to write (`cpu::sconv`, parts
+//!   split by output channels and 1×1 convs): ResNet-50 f32 0.96–0.98 apart (taken together
+//!   too, in the seventeenth session: 1.008–1.016);
+//! - INT8 conv workers doing the same (`cpu::qconv`): ResNet-50 INT8 0.98 apart.
+//!
+//! None of them changes a value, only the order memory is touched in.
+//!
+//! [`observe`] hands one cache line back and forth between the calling thread and a spinning
+//! worker of the current call ([`par_for`] with two parts), [`TRIPS`] times, and keeps the
+//! verdict until the next probe. The probe runs in calls of exactly two workers only; with
+//! more, a call's workers may sit on several caches at once and no single verdict fits, so
+//! [`far`] answers `false` for them (the plans of cores that share a cache).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use super::parallel::par_for;
+
+/// A round trip above this many ns means the two cores share no cache: on the 2-vCPU Zen 4
+/// guests of BENCHMARKS.md 52–90 ns on one L3, 210–376 ns on two CCDs.
+pub const FAR_ROUND_TRIP_NS: f64 = 200.0;
+
+/// Round trips per probe, in batches of [`PER_BATCH`]: the fastest batch counts, so that an
+/// interrupt in one batch does not make cores that share a cache look apart.
+pub const TRIPS: usize = 16;
+const PER_BATCH: usize = 4;
+
+/// The least time between two probes. The placement holds for minutes; a probe costs about
+/// 1 µs together and 5 µs apart, plus up to [`ARRIVAL`] while a worker wakes up.
+pub const EVERY: Duration = Duration::from_millis(250);
+
+/// How long the caller waits for a worker to take the probe's second part before it gives
+/// up (the verdict then stays as it was).
+pub const ARRIVAL: Duration = Duration::from_micros(200);
+
+/// 0: not measured; 1: together; 2: apart.
+static VERDICT: AtomicU8 = AtomicU8::new(0);
+/// When the last probe started, µs after [`origin`] (0: never).
+static LAST_US: AtomicU64 = AtomicU64::new(0);
+
+fn origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Whether a call of `workers` workers runs on cores that share no cache: the last probe's
+/// verdict for two workers; `false` before any probe and for other widths, which the probe
+/// does not measure. [`force`] or `KESTREL_PLACEMENT` fix the answer for every width.
+pub fn far(workers: usize) -> bool {
+    match forced() {
+        Some(f) => f,
+        None => workers == 2 && VERDICT.load(Ordering::Relaxed) == 2,
+    }
+}
+
+/// 0: not read yet; 1: measured; 2: near; 3: far.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+/// Fixes [`far`]'s answer (`Some(true)`: apart, `Some(false)`: together) or hands it back to
+/// the probe (`None`), process-wide, for every session: to compare the two kinds of plan on
+/// one placement, or to pin one where the caller knows it. No answer changes a value.
+/// `KESTREL_PLACEMENT=near|far` sets the same at the start.
+pub fn force(placement: Option<bool>) {
+    FORCED.store(
+        match placement {
+            None => 1,
+            Some(false) => 2,
+            Some(true) => 3,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// The answer [`force`] or `KESTREL_PLACEMENT` fixed, if any.
+pub fn forced() -> Option<bool> {
+    let mut v = FORCED.load(Ordering::Relaxed);
+    if v == 0 {
+        v = match std::env::var("KESTREL_PLACEMENT").map(|v| v.trim().to_ascii_lowercase()) {
+            Ok(v) if v == "near" => 2,
+            Ok(v) if v == "far" => 3,
+            _ => 1,
+        };
+        // A concurrent `force` wins over the environment.
+        v = match FORCED.compare_exchange(0, v, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => v,
+            Err(now) => now,
+        };
+    }
+    match v {
+        2 => Some(false),
+        3 => Some(true),
+        _ => None,
+    }
+}
+
+/// Probes the placement from a call of `threads` workers, when it has two and the last probe
+/// is older than [`EVERY`]. Must run on the call's thread, inside its pool, with its workers
+/// spinning ([`super::parallel::Spinner`]); returns at once otherwise.
+pub fn observe(threads: usize) {
+    if threads != 2 || rayon::current_num_threads() != 2 || forced().is_some() {
+        return;
+    }
+    let now = (origin().elapsed().as_micros() as u64).max(1);
+    let last = LAST_US.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < EVERY.as_micros() as u64 {
+        return;
+    }
+    // One caller claims the probe; a concurrent call of another session skips it.
+    if LAST_US.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        return;
+    }
+    if let Some(ns) = round_trip_ns() {
+        VERDICT.store(if ns > FAR_ROUND_TRIP_NS { 2 } else { 1 }, Ordering::Relaxed);
+    }
+}
+
+/// The fastest batch's mean round trip, in ns, between the calling thread and the worker
+/// that takes the second part of a two-part [`par_for`]; `None` when no other thread took it
+/// within [`ARRIVAL`] or a hand-over took longer than that.
+pub fn round_trip_ns() -> Option<f64> {
+    // The line both threads write: odd values from part 0, even answers from part 1.
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    let line = Line(AtomicU64::new(0));
+    let arrived = AtomicBool::new(false);
+    let gave_up = AtomicBool::new(false);
+    let best = AtomicU64::new(u64::MAX);
+    let caller = std::thread::current().id();
+    par_for(2, |part| {
+        if part == 1 {
+            // The caller itself, after part 0 gave up: nobody to answer.
+            if std::thread::current().id() == caller || gave_up.load(Ordering::Acquire) {
+                return;
+            }
+            arrived.store(true, Ordering::Release);
+            let deadline = Instant::now() + ARRIVAL * 4;
+            let mut seen = 0;
+            while seen < 2 * TRIPS as u64 - 1 && !gave_up.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let v = line.0.load(Ordering::Acquire);
+                if v % 2 == 1 && v != seen {
+                    seen = v;
+                    line.0.store(v + 1, Ordering::Release);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            return;
+        }
+        let start = Instant::now();
+        while !arrived.load(Ordering::Acquire) {
+            if start.elapsed() > ARRIVAL {
+                gave_up.store(true, Ordering::Release);
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        for batch in 0..TRIPS / PER_BATCH {
+            let t = Instant::now();
+            for i in batch * PER_BATCH..(batch + 1) * PER_BATCH {
+                let odd = 2 * i as u64 + 1;
+                line.0.store(odd, Ordering::Release);
+                while line.0.load(Ordering::Acquire) != odd + 1 {
+                    if t.elapsed() > ARRIVAL {
+                        gave_up.store(true, Ordering::Release);
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            best.fetch_min((t.elapsed().as_nanos() / PER_BATCH as u128) as u64, Ordering::Relaxed);
+        }
+    });
+    let ns = best.load(Ordering::Relaxed);
+    (ns != u64::MAX && !gave_up.load(Ordering::Relaxed)).then_some(ns as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_answers_or_gives_up_without_hanging() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).use_current_thread().build().expect("pool");
+        let t = Instant::now();
+        let mut answered = 0;
+        pool.install(|| {
+            for _ in 0..20 {
+                let _awake = super::super::parallel::Spinner::start(2);
+                if let Some(ns) = round_trip_ns() {
+                    assert!(ns > 0.0 && ns < 1e6, "round trip {ns} ns");
+                    answered += 1;
+                }
+                observe(2);
+            }
+        });
+        // Each probe waits at most ARRIVAL for the worker and ARRIVAL per batch.
+        assert!(t.elapsed() < Duration::from_secs(5));
+        println!("placement probe: {answered} of 20 answered, far(2) = {}", far(2));
+    }
+
+    #[test]
+    fn one_thread_has_nobody_to_answer() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().expect("pool");
+        let t = Instant::now();
+        assert_eq!(pool.install(round_trip_ns), None);
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+}

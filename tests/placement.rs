@@ -1,0 +1,56 @@
+//! The plans kestrel takes while its two workers share no cache (`cpu::placement`): a batch
+//! run whole instead of in slices, and workers that evict the output lines they are about to
+//! write (f32 convs split by channels or 1×1, INT8 convs). They change where memory is
+//! touched, never a value: every output here is bit-identical to the plan of cores that share
+//! a cache. Its own test binary, because `placement::force` holds for the whole process.
+
+use kestrel::cpu::placement;
+use kestrel::models::init::synthetic_images;
+use kestrel::models::*;
+use kestrel::quant::{quantize, Mode, QuantizeOptions};
+use kestrel::{Options, Session, Tensor};
+
+fn bits(outs: &[Tensor]) -> Vec<Vec<u32>> {
+    outs.iter().map(|t| t.data().iter().map(|v| v.to_bits()).collect()).collect()
+}
+
+#[test]
+fn far_plans_give_the_same_bits_as_near_ones() {
+    // 256² ResNet-18 maps at width 32: a batch of 8 runs in slices together (more than
+    // BATCH_BYTES of activations), whole apart; its 16² and 8² stages split f32 convs by
+    // output channels, its 1×1 downsamples run in place.
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 32, image_size: 256, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 21 }).unwrap();
+    let s1 = g.input_shape(1).unwrap();
+    let calib: Vec<Tensor> = (0..2).map(|i| synthetic_images(1, s1[1], s1[2], s1[3], 70 + i)).collect();
+    let q = quantize(&g, &QuantizeOptions { mode: Mode::Static, ..Default::default() }, &calib, &mut |_, _| {}).unwrap();
+    let n = 8;
+    for (name, graph) in [("f32", g.clone()), ("int8-static", q)] {
+        let session = Session::new(graph.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+        let shape = graph.input_shape(n).unwrap();
+        let xb = Tensor::randn(shape.clone(), 1.0, 31);
+        let x1 = Tensor::randn(s1.clone(), 1.0, 32);
+        placement::force(Some(false));
+        assert!(!placement::far(2));
+        let near_split = session.batch_split(std::slice::from_ref(&shape)).unwrap();
+        let near_estimate = session.memory_estimate(&shape).unwrap();
+        let (near_b, near_1) = (bits(&session.run(std::slice::from_ref(&xb)).unwrap()), bits(&session.run(std::slice::from_ref(&x1)).unwrap()));
+        placement::force(Some(true));
+        assert!(placement::far(2) && placement::far(4));
+        let far_split = session.batch_split(std::slice::from_ref(&shape)).unwrap();
+        let far_estimate = session.memory_estimate(&shape).unwrap();
+        for round in 0..2 {
+            assert_eq!(bits(&session.run(std::slice::from_ref(&xb)).unwrap()), near_b, "{name}: batch of {n} apart, round {round}");
+            assert_eq!(bits(&session.run(std::slice::from_ref(&x1)).unwrap()), near_1, "{name}: one image apart, round {round}");
+        }
+        if name == "f32" {
+            assert!(near_split.is_some(), "f32: a batch of {n} runs in slices together");
+            assert_eq!(far_split, None, "f32: a batch of {n} runs whole apart");
+            assert!(far_estimate > near_estimate, "f32: whole batch {far_estimate} B, slices {near_estimate} B");
+        }
+        // Back to the probe: the estimate covers both plans, whatever the placement.
+        placement::force(None);
+        assert_eq!(session.memory_estimate(&shape).unwrap(), near_estimate.max(far_estimate), "{name}");
+        assert_eq!(bits(&session.run(std::slice::from_ref(&xb)).unwrap()), near_b, "{name}: batch of {n}, placement probed");
+    }
+}
