@@ -17,9 +17,10 @@
 //!
 //! [`observe`] hands one cache line back and forth between the calling thread and a spinning
 //! worker of the current call ([`par_for`] with two parts), [`TRIPS`] times, and keeps the
-//! verdict until the next probe. The probe runs in calls of exactly two workers only; with
-//! more, a call's workers may sit on several caches at once and no single verdict fits, so
-//! [`far`] answers `false` for them (the plans of cores that share a cache).
+//! verdict until the next probe, or for [`STALE`] where no probe answers. The probe runs in
+//! calls of exactly two workers only; with more, a call's workers may sit on several caches at
+//! once and no single verdict fits, so [`far`] answers `false` for them (the plans of cores
+//! that share a cache).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -43,10 +44,16 @@ pub const EVERY: Duration = Duration::from_millis(250);
 /// up (the verdict then stays as it was).
 pub const ARRIVAL: Duration = Duration::from_micros(200);
 
+/// How long a verdict holds without a probe that answers: calls that do not spin (a core
+/// found shared, `cpu::parallel::quiet`) cannot probe, and their placement may have changed.
+pub const STALE: Duration = Duration::from_secs(5);
+
 /// 0: not measured; 1: together; 2: apart.
 static VERDICT: AtomicU8 = AtomicU8::new(0);
 /// When the last probe started, µs after [`origin`] (0: never).
 static LAST_US: AtomicU64 = AtomicU64::new(0);
+/// When the last probe that answered started, µs after [`origin`].
+static ANSWERED_US: AtomicU64 = AtomicU64::new(0);
 
 fn origin() -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -103,10 +110,11 @@ pub fn forced() -> Option<bool> {
     }
 }
 
-/// Probes the placement from a call of `threads` workers, when it has two and the last probe
-/// is older than [`EVERY`]. Must run on the call's thread, inside its pool, with its workers
-/// spinning ([`super::parallel::Spinner`]); returns at once otherwise.
-pub fn observe(threads: usize) {
+/// Probes the placement from a call of `threads` workers, when it has two, they are
+/// `spinning` ([`super::parallel::Spinner`]) and the last probe is older than [`EVERY`]; a
+/// call that cannot probe only drops a verdict older than [`STALE`]. Must run on the call's
+/// thread, inside its pool.
+pub fn observe(threads: usize, spinning: bool) {
     if threads != 2 || rayon::current_num_threads() != 2 || forced().is_some() {
         return;
     }
@@ -115,12 +123,21 @@ pub fn observe(threads: usize) {
     if last != 0 && now.saturating_sub(last) < EVERY.as_micros() as u64 {
         return;
     }
+    if !spinning {
+        if now.saturating_sub(ANSWERED_US.load(Ordering::Relaxed)) > STALE.as_micros() as u64 {
+            VERDICT.store(0, Ordering::Relaxed);
+        }
+        return;
+    }
     // One caller claims the probe; a concurrent call of another session skips it.
     if LAST_US.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
         return;
     }
     if let Some(ns) = round_trip_ns() {
         VERDICT.store(if ns > FAR_ROUND_TRIP_NS { 2 } else { 1 }, Ordering::Relaxed);
+        ANSWERED_US.store(now, Ordering::Relaxed);
+    } else if now.saturating_sub(ANSWERED_US.load(Ordering::Relaxed)) > STALE.as_micros() as u64 {
+        VERDICT.store(0, Ordering::Relaxed);
     }
 }
 
@@ -200,7 +217,7 @@ mod tests {
                     assert!(ns > 0.0 && ns < 1e6, "round trip {ns} ns");
                     answered += 1;
                 }
-                observe(2);
+                observe(2, true);
             }
         });
         // Each probe waits at most ARRIVAL for the worker and ARRIVAL per batch.

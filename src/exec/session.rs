@@ -271,9 +271,7 @@ impl Session {
         let threads = if planned.plan.parallel { self.threads } else { 1 };
         self.in_pool(|| {
             let awake = Spinner::start(threads);
-            if awake.is_some() {
-                crate::cpu::placement::observe(threads);
-            }
+            crate::cpu::placement::observe(threads, awake.is_some());
             execute(&self.prepared, &planned.plan, bufs, feed, nodes, wanted, threads, node_seconds)
         })?
     }
