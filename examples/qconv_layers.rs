@@ -1,6 +1,7 @@
 //! One INT8 conv of each ResNet-50 layer shape, timed whole (input quantize or u8 input,
 //! phase planes, packing, kernel, epilogue) with 1 and 2 threads, next to the selected qgemm
-//! kernel alone on a packed panel of the same size (1 thread). Best of 500 runs.
+//! kernel alone on a packed panel of the same size (1 thread). Best of 500 runs; each
+//! two-thread run keeps its other worker spinning for the call, as a session call does.
 //! `cargo run --release --example qconv_layers [NAME]`
 //!
 //! Columns: `f32 io` = f32 input quantized per call and f32 output; `u8 io` = u8 codes in and
@@ -10,6 +11,7 @@
 use std::time::Instant;
 
 use kestrel::cpu::kernels::Kernels;
+use kestrel::cpu::parallel::Spinner;
 use kestrel::cpu::qconv::{self, QIn, QOut, Ranges};
 use kestrel::cpu::qgemm;
 use kestrel::graph::{ActQuant, Activation, Conv2d};
@@ -75,13 +77,24 @@ fn main() -> kestrel::Result<()> {
             qconv::qconv2d(&kernels, &qc, q, &packed, x, xs, None, out, os, Ranges::default(), &mut s, t);
         };
         let f1 = p1.install(|| best(|| run(QIn::F32(x.data()), QOut::F32(&mut out), 1)));
-        let f2 = p2.install(|| best(|| run(QIn::F32(x.data()), QOut::F32(&mut out), 2)));
+        // Two threads as a session call runs them: the other worker spinning through the call.
+        let f2 = p2.install(|| {
+            best(|| {
+                let _awake = Spinner::start(2);
+                run(QIn::F32(x.data()), QOut::F32(&mut out), 2)
+            })
+        });
         // u8 codes in and out, as INT8 convs hand them to each other.
         let xu: Vec<u8> = (0..x.numel()).map(|i| (i * 7 % 251) as u8).collect();
         let mut out_u8 = vec![0u8; out.len()];
         let oq = QParams { scale: 0.05, zero_point: 3 };
         let u1 = p1.install(|| best(|| run(QIn::U8(&xu), QOut::U8(&mut out_u8, oq), 1)));
-        let u2 = p2.install(|| best(|| run(QIn::U8(&xu), QOut::U8(&mut out_u8, oq), 2)));
+        let u2 = p2.install(|| {
+            best(|| {
+                let _awake = Spinner::start(2);
+                run(QIn::U8(&xu), QOut::U8(&mut out_u8, oq), 2)
+            })
+        });
         let pw = &packed[0];
         let blocks = (o * o).div_ceil(qgemm::BLOCK);
         let panel: Vec<u8> = (0..qgemm::panel_len(pw.kpad, blocks)).map(|i| (i * 13 % 256) as u8).collect();
