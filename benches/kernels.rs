@@ -4,7 +4,8 @@
 //!   shapes also `gemv-<kernel>`, one column by GEMV, next to the one 16-pixel block it
 //!   replaces (`u8s8-<kernel>-one-block`);
 //! - `sgemm/f32`: the f32 GEMM kestrel's FP32 convs use, one thread;
-//! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`:
+//! - `conv/*`: whole int8 and f32 convolutions (packing, epilogue), `KESTREL_BENCH_THREADS`
+//!   (each call with its other workers spinning, as in a session):
 //!   `f32` is im2col + the `gemm` crate, `f32-<kernel>` kestrel's own FP32 kernels on weights
 //!   packed once (`cpu::sconv`), `wino-<kernel>` Winograd F(2×2, 3×3) on them and `wino4-<kernel>` F(4×4, 3×3) (`cpu::wino`,
 //!   3×3 stride-1 shapes, throughput in the direct conv's MACs), `bf16-<kernel>` the bf16
@@ -40,6 +41,16 @@ const SHAPES: &[(&str, usize, usize, usize)] = &[
     ("l4_3x3", 512, 4608, 49),
     ("l4_1x1_expand", 2048, 512, 49),
 ];
+
+/// `f` on `pool`'s workers as a session call runs a layer: the other workers spinning for the
+/// call (`cpu::parallel::Spinner`), so that the kernels' parallel loops hand their parts over
+/// directly instead of waking sleeping rayon workers (tens of µs a loop on a VM).
+fn on_workers<R: Send>(pool: &rayon::ThreadPool, threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    pool.install(|| {
+        let _awake = kestrel::cpu::parallel::Spinner::start(threads);
+        f()
+    })
+}
 
 fn threads() -> usize {
     std::env::var("KESTREL_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -140,11 +151,11 @@ fn convs(c: &mut Criterion) {
         group.throughput(Throughput::Elements((cout * cin * k * k * o * o) as u64));
         let label = format!("{name}/t{threads}");
         let mut scratch = Vec::new();
-        group.bench_function(BenchmarkId::new("f32", &label), |b| b.iter(|| pool.install(|| conv::conv2d(&f, x.data(), xs, None, &mut out, os, &mut scratch, threads))));
+        group.bench_function(BenchmarkId::new("f32", &label), |b| b.iter(|| on_workers(&pool, threads, || conv::conv2d(&f, x.data(), xs, None, &mut out, os, &mut scratch, threads))));
         for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
             let packed = sconv::pack(kernel, &f);
             group.bench_function(BenchmarkId::new(format!("f32-{}", kernel.name().replace(' ', "-")), &label), |b| {
-                b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                b.iter(|| on_workers(&pool, threads, || sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
         // Winograd F(2×2, 3×3) on the same kernels (3×3 stride-1 shapes; throughput in the
@@ -154,11 +165,11 @@ fn convs(c: &mut Criterion) {
             for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
                 let packed = wino::pack(kernel.geometry().mr, &f);
                 group.bench_function(BenchmarkId::new(format!("wino-{}", kernel.name().replace(' ', "-")), &label), |b| {
-                    b.iter(|| pool.install(|| wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                    b.iter(|| on_workers(&pool, threads, || wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });
                 let packed = wino::pack_f4(kernel.geometry().mr, &f);
                 group.bench_function(BenchmarkId::new(format!("wino4-{}", kernel.name().replace(' ', "-")), &label), |b| {
-                    b.iter(|| pool.install(|| wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                    b.iter(|| on_workers(&pool, threads, || wino::conv2d(Exec::Kernel(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });
             }
         }
@@ -167,7 +178,7 @@ fn convs(c: &mut Criterion) {
             let kernel = kestrel::cpu::bgemm::Kernel::Avx512Bf16(t);
             let packed = kestrel::cpu::bconv::pack(&f);
             group.bench_function(BenchmarkId::new(format!("bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
-                b.iter(|| pool.install(|| kestrel::cpu::bconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, threads)))
+                b.iter(|| on_workers(&pool, threads, || kestrel::cpu::bconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, threads)))
             });
         }
         // bf16 as an implicit GEMM over phase planes: on `vdpbf16ps` register tiles, and on
@@ -183,7 +194,7 @@ fn convs(c: &mut Criterion) {
                     continue;
                 }
                 group.bench_function(BenchmarkId::new(format!("bf16-{}", k.name_for(&packed).replace(' ', "-")), &label), |b| {
-                    b.iter(|| pool.install(|| amx::conv2d(k, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                    b.iter(|| on_workers(&pool, threads, || amx::conv2d(k, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
                 });
             }
         }
@@ -194,7 +205,7 @@ fn convs(c: &mut Criterion) {
             let kernel = kestrel::cpu::bgemm::Kernel::Avx512Bf16(t);
             let packed = wino::pack_bf16(&f, wino::Variant::F2);
             group.bench_function(BenchmarkId::new(format!("wino-bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
-                b.iter(|| pool.install(|| wino::conv2d(Exec::Bf16(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                b.iter(|| on_workers(&pool, threads, || wino::conv2d(Exec::Bf16(kernel), &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
         let kernels = Kernels::select().unwrap();
@@ -206,7 +217,7 @@ fn convs(c: &mut Criterion) {
             let mut qs = qconv::QScratch::default();
             group.bench_function(BenchmarkId::new(format!("{mode}-{}", kernels.isa.name()), &label), |b| {
                 b.iter(|| {
-                    pool.install(|| {
+                    on_workers(&pool, threads, || {
                         qconv::qconv2d(&kernels, &qc, q, &packed, qconv::QIn::F32(x.data()), xs, None, qconv::QOut::F32(&mut out), os, qconv::Ranges::default(), &mut qs, threads)
                     })
                 })
@@ -250,17 +261,17 @@ fn tiny_maps(c: &mut Criterion) {
         let label = format!("{name}/t{threads}");
         let packed = sconv::pack(kernel, &f);
         group.bench_function(BenchmarkId::new(format!("sconv-{}", kernel.name().replace(' ', "-")), &label), |b| {
-            b.iter(|| pool.install(|| sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+            b.iter(|| on_workers(&pool, threads, || sconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
         });
         if let Some(pc) = kestrel::cpu::spos::prepare(kernel, &f, xs, [o, o]) {
             group.bench_function(BenchmarkId::new(format!("spos-{}", kernel.name().replace(' ', "-")), &label), |b| {
-                b.iter(|| pool.install(|| kestrel::cpu::spos::conv2d(kernel, &f, &pc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                b.iter(|| on_workers(&pool, threads, || kestrel::cpu::spos::conv2d(kernel, &f, &pc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
         if let Some(lc) = kestrel::cpu::slanes::prepare(&f, xs, os) {
             let path = if kernel.runs_lanes() { kernel.name().replace(' ', "-") } else { "twin".into() };
             group.bench_function(BenchmarkId::new(format!("slanes-{path}"), &label), |b| {
-                b.iter(|| pool.install(|| kestrel::cpu::slanes::conv2d(kernel, &f, &lc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
+                b.iter(|| on_workers(&pool, threads, || kestrel::cpu::slanes::conv2d(kernel, &f, &lc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
     }
@@ -293,11 +304,11 @@ fn conv_transposes(c: &mut Criterion) {
         group.throughput(Throughput::Elements((cin * cout * 4 * hw * hw) as u64));
         let label = format!("{name}/t{threads}");
         let (mut cols, mut scratch) = (Vec::new(), Vec::new());
-        group.bench_function(BenchmarkId::new("gemm-crate", &label), |b| b.iter(|| pool.install(|| conv_transpose::conv_transpose2d(&ct, x.data(), xs, &mut out, os, &mut cols, threads))));
+        group.bench_function(BenchmarkId::new("gemm-crate", &label), |b| b.iter(|| on_workers(&pool, threads, || conv_transpose::conv_transpose2d(&ct, x.data(), xs, &mut out, os, &mut cols, threads))));
         for kernel in detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa) {
             let Some(packed) = conv_transpose::pack(kernel, &ct) else { continue };
             group.bench_function(BenchmarkId::new(kernel.name().replace(' ', "-"), &label), |b| {
-                b.iter(|| pool.install(|| conv_transpose::conv_transpose2d_packed(&ct, &packed, x.data(), xs, &mut out, os, &mut cols, &mut scratch, threads)))
+                b.iter(|| on_workers(&pool, threads, || conv_transpose::conv_transpose2d_packed(&ct, &packed, x.data(), xs, &mut out, os, &mut cols, &mut scratch, threads)))
             });
         }
     }
