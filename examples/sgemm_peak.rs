@@ -135,6 +135,7 @@ fn main() {
                 let best = pool.install(|| {
                     (0..20).map(|_| {
                         let t = Instant::now();
+                        let _awake = kestrel::cpu::parallel::Spinner::start(threads);
                         sconv::conv2d(k, &c, &packed, &x, [1, cin, hw, hw], None, &mut out, [1, cout, o, o], &mut scratch, threads);
                         t.elapsed().as_secs_f64()
                     }).fold(f64::MAX, f64::min)
@@ -145,6 +146,7 @@ fn main() {
             let best = pool.install(|| {
                 (0..20).map(|_| {
                     let t = Instant::now();
+                    let _awake = kestrel::cpu::parallel::Spinner::start(threads);
                     kestrel::cpu::conv::conv2d(&c, &x, [1, cin, hw, hw], None, &mut out, [1, cout, o, o], &mut scratch, threads);
                     t.elapsed().as_secs_f64()
                 }).fold(f64::MAX, f64::min)

@@ -17,11 +17,14 @@ use kestrel::graph::{ActQuant, Conv2d};
 use kestrel::qparams::{QParams, WeightBits};
 use kestrel::Tensor;
 
-fn best(f: &mut dyn FnMut()) -> f64 {
+/// The best of 40 calls of `f`, in µs, each with the pool's other workers spinning for the
+/// call, as in a session (`threads` > 1).
+fn best(threads: usize, f: &mut dyn FnMut()) -> f64 {
     f();
     (0..40)
         .map(|_| {
             let t = Instant::now();
+            let _awake = kestrel::cpu::parallel::Spinner::start(threads);
             f();
             t.elapsed().as_secs_f64() * 1e6
         })
@@ -59,10 +62,10 @@ fn main() -> kestrel::Result<()> {
         print!("{cout:>5}");
         for &k in &fp32 {
             let packed = sconv::pack(k, &f);
-            let t = pool.install(|| best(&mut || sconv::conv2d(k, &f, &packed, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
+            let t = pool.install(|| best(threads, &mut || sconv::conv2d(k, &f, &packed, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
             print!(" {t:>18.1}");
         }
-        let t32 = pool.install(|| best(&mut || conv::conv2d(&f, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
+        let t32 = pool.install(|| best(threads, &mut || conv::conv2d(&f, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
         print!(" {t32:>14.1}");
         for &isa in &isas {
             let k = Kernels::new(isa)?;
@@ -70,7 +73,7 @@ fn main() -> kestrel::Result<()> {
             let q = qc.precision.int8().ok_or_else(|| kestrel::Error::Internal("not INT8".into()))?;
             let packed = qconv::pack_conv(&k, &qc, q)?;
             let mut s = qconv::QScratch::default();
-            let t8 = pool.install(|| best(&mut || {
+            let t8 = pool.install(|| best(threads, &mut || {
                 qconv::qconv2d(&k, &qc, q, &packed, QIn::F32(x.data()), [1, cin, hw, hw], None, QOut::F32(&mut out), [1, cout, hw, hw], Ranges::default(), &mut s, threads);
             }));
             print!(" {t8:>14.1}");

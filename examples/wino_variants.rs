@@ -51,11 +51,15 @@ fn main() {
             for (v, times) in t.iter_mut().enumerate() {
                 let s = Instant::now();
                 for _ in 0..reps {
-                    pool.install(|| match (v, bf16) {
-                        (0, None) => sconv::conv2d(kernel, &f, &pd, x.data(), xs, None, &mut out, os, &mut scratch, threads),
-                        (0, Some(_)) | (1, None) => wino::conv2d(exec, &f, &p2, x.data(), xs, None, &mut out, os, &mut scratch, threads),
-                        (1, Some(_)) | (_, None) => wino::conv2d(exec, &f, &p4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
-                        _ => wino::conv2d(wino::Exec::Kernel(kernel), &f, &f4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                    // The other workers spinning for the call, as in a session.
+                    pool.install(|| {
+                        let _awake = kestrel::cpu::parallel::Spinner::start(threads);
+                        match (v, bf16) {
+                            (0, None) => sconv::conv2d(kernel, &f, &pd, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                            (0, Some(_)) | (1, None) => wino::conv2d(exec, &f, &p2, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                            (1, Some(_)) | (_, None) => wino::conv2d(exec, &f, &p4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                            _ => wino::conv2d(wino::Exec::Kernel(kernel), &f, &f4, x.data(), xs, None, &mut out, os, &mut scratch, threads),
+                        }
                     });
                 }
                 times.push(s.elapsed().as_secs_f64() / reps as f64);
