@@ -12,9 +12,9 @@
 //! two workers sit on cores that share no cache (`cpu::placement`), for the output lines a
 //! conv worker is about to write (`cpu::sconv`, `cpu::qconv`): which of those lines the other
 //! core holds depends on which layers used the buffer before, and on cores that share an L3
-//! the flush costs more than it saves. A flush never
-//! changes memory (dirty lines are written back first), so it only ever changes speed; where
-//! the CPU lacks `clflushopt` it does nothing.
+//! the flush costs more than it saves. A flush never changes memory (dirty lines are written
+//! back first), so it only ever changes speed; where the CPU lacks `clflushopt` it does
+//! nothing.
 
 /// Whether the CPU has `clflushopt`: 0 not known yet, 1 no, 2 yes.
 #[cfg(target_arch = "x86_64")]

@@ -410,10 +410,11 @@ fn own_pool(threads: usize) -> Option<Rc<rayon::ThreadPool>> {
 /// against 1.12 in batches of 8). `KESTREL_BATCH_BYTES` overrides it.
 pub const BATCH_BYTES: usize = 16 << 20;
 
-/// [`BATCH_BYTES`] while the session's two workers share no cache: there each slice's
-/// layers rewrite lines the other core has just read, which costs more than the trips to
-/// memory a whole batch makes (ResNet-50 f32 at batch 8, 2-vCPU Zen 4 guest, alternating call
-/// by call: whole 0.91 of sliced apart, 1.02 together).
+/// [`BATCH_BYTES`] while the session's two workers share no cache
+/// ([`crate::cpu::placement`]): apart, running the batch's slices through the caches costs
+/// more than the whole batch's trips to memory. ResNet-50 f32 at batch 8, 2-vCPU Zen 4 guest,
+/// alternating call by call: whole 0.91 of the one-image slices' time apart (slices of 3–4
+/// images 0.94), 1.02 together.
 pub const FAR_BATCH_BYTES: usize = 128 << 20;
 
 /// [`BATCH_BYTES`] while a session's `threads` workers share a cache, [`FAR_BATCH_BYTES`]
