@@ -137,6 +137,30 @@ fn bench_times_bf16_winograd_f4_against_f2() {
 /// layers, every conv and the Gemm kestrel timed also timed in ORT, and the layers where
 /// kestrel is furthest behind listed.
 #[cfg(feature = "ort")]
+/// `bench` counts, per kestrel variant and batch, the timed runs that took the plans of
+/// workers on cores that share no cache (`cpu::placement`), and says so: every run with
+/// `KESTREL_PLACEMENT=far`, none with `near`; ONNX Runtime's variants carry no count.
+#[test]
+fn bench_counts_runs_on_the_plans_of_workers_apart() {
+    let model = models_dir().join("blobs-unet.safetensors");
+    for (placement, want) in [("far", 3u64), ("near", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bench");
+        let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .env("KESTREL_PLACEMENT", placement)
+            .args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "1,2", "--iters", "3", "--warmup", "0", "--threads", "2", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{text}");
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+        for b in r["variants"][0]["batches"].as_array().unwrap() {
+            assert_eq!(b["far_runs"].as_u64(), Some(want), "{placement}: {b}");
+        }
+        assert_eq!(text.contains("kestrel ran the plans of workers on cores that share no cache"), want > 0, "{placement}: {text}");
+    }
+}
+
 #[test]
 fn bench_times_ort_per_layer_beside_kestrel() {
     if kestrel::ort_ref::available().is_err() {
@@ -150,6 +174,9 @@ fn bench_times_ort_per_layer_beside_kestrel() {
     assert_eq!(code, 0, "{err}");
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
     let layers = |v: usize| r["variants"][v]["per_layer"].as_array().unwrap().clone();
+    // Runs on the plans of workers apart: counted for kestrel, not for ORT.
+    assert!(r["variants"][0]["batches"][0]["far_runs"].as_u64().is_some_and(|n| n <= 3), "{}", r["variants"][0]["batches"][0]);
+    assert!(r["variants"][1]["batches"][0]["far_runs"].is_null());
     let ort: std::collections::HashMap<String, f64> = layers(1).iter().map(|l| (l["node"].as_str().unwrap().to_string(), l["ms"].as_f64().unwrap())).collect();
     let convs: Vec<String> = layers(0).iter().filter(|l| matches!(l["op"].as_str(), Some("Conv" | "Gemm"))).map(|l| l["node"].as_str().unwrap().to_string()).collect();
     assert!(convs.len() >= 20, "{convs:?}");

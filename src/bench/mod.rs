@@ -93,6 +93,10 @@ pub struct BatchResult {
     /// The forward times' ratios to the first variant's, iteration by iteration (variants
     /// alternate, so each pair ran back to back): median and quartiles.
     pub paired_ratio_to_first: Option<crate::stats::PairedRatio>,
+    /// Of a kestrel variant's timed runs, how many ran the plans of workers that share no
+    /// cache ([`crate::cpu::placement::far`] after the run: its probe found them apart, or
+    /// `KESTREL_PLACEMENT=far`); none for ONNX Runtime.
+    pub far_runs: Option<usize>,
 }
 
 impl BatchResult {
@@ -342,20 +346,22 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             }
         }
         let mut raw: Vec<[Vec<f64>; 4]> = variants.iter().map(|_| Default::default()).collect();
+        let mut far_runs: Vec<usize> = vec![0; variants.len()];
         let t0 = Instant::now();
         let mut it = 0;
         while it < opts.iters || opts.seconds.is_some_and(|s| t0.elapsed().as_secs_f64() < s * variants.len() as f64) {
-            for (v, r) in variants.iter_mut().zip(&mut raw) {
+            for ((v, r), far) in variants.iter_mut().zip(&mut raw).zip(&mut far_runs) {
                 let t = pipe.run(v, None)?;
                 for k in 0..4 {
                     r[k].push(t[k]);
                 }
+                *far += usize::from(crate::cpu::placement::far(threads));
             }
             it += 1;
             done = (done + variants.len() as u64).min(total_iters);
             progress.set(done, total_iters, &format!("batch {b}"));
         }
-        for ((v, r), res) in variants.iter().zip(raw).zip(&mut results) {
+        for (((v, r), res), far) in variants.iter().zip(raw).zip(&mut results).zip(far_runs) {
             let totals: Vec<f64> = (0..r[0].len()).map(|i| r.iter().map(|s| s[i]).sum()).collect();
             let stages: Vec<Stage> = STAGES
                 .iter()
@@ -383,6 +389,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
                 stages,
                 ratio_to_first: None,
                 paired_ratio_to_first: None,
+                far_runs: (!v.kind.is_ort()).then_some(far),
             });
         }
         if bi == 0 && opts.per_layer {
@@ -445,6 +452,17 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         .iter()
         .filter_map(|&(when, ns)| ns.filter(|&ns| ns > machine::FAR_ROUND_TRIP_NS).map(|ns| format!("{ns:.0} ns {when} the runs")))
         .collect();
+    // Which of kestrel's runs took the plans of workers apart (`cpu::placement`).
+    let far_runs: Vec<String> = results
+        .iter()
+        .flat_map(|r| r.batches.iter().filter_map(move |b| b.far_runs.filter(|&n| n > 0).map(|n| format!("{} batch {}: {n} of {}", r.name, b.batch, b.stages[2].raw_ms.len()))))
+        .collect();
+    if !far_runs.is_empty() {
+        warnings.push(format!(
+            "kestrel ran the plans of workers on cores that share no cache (its placement probe's verdict, or KESTREL_PLACEMENT=far; README, Sessions and threads) in these timed runs: {}",
+            far_runs.join(", ")
+        ));
+    }
     if !far.is_empty() {
         warnings.push(format!(
             "the worker threads' cores share no cache (cache-line round trip {}; under {:.0} ns when they do): on a VM this changes minute by minute, and kestrel's multi-thread times then run up to a quarter slower (README, Sessions and threads)",
