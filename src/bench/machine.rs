@@ -53,31 +53,15 @@ pub fn cross_core_round_trip_ns_with(per_batch: u64, batches: usize, on_other: i
         .name("kestrel-core-link".into())
         .spawn(move || {
             on_other();
-            // Answer every odd value with the next even one, until told to stop.
-            let mut seen = 0;
-            while !s2.load(Ordering::Relaxed) {
-                let v = f2.load(Ordering::Acquire);
-                if v % 2 == 1 && v != seen {
-                    seen = v;
-                    f2.store(v + 1, Ordering::Release);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            crate::cpu::placement::answer(&f2, u64::MAX, || s2.load(Ordering::Relaxed));
         })
         .ok()?;
     let deadline = Instant::now() + Duration::from_millis(20) + Duration::from_micros(per_batch * batches as u64);
     let mut trips = Vec::with_capacity(batches);
-    'batches: for batch in 0..batches as u64 {
+    for batch in 0..batches as u64 {
         let t = Instant::now();
-        for i in batch * per_batch..(batch + 1) * per_batch {
-            flag.store(2 * i + 1, Ordering::Release);
-            while flag.load(Ordering::Acquire) != 2 * i + 2 {
-                if Instant::now() > deadline {
-                    break 'batches;
-                }
-                std::hint::spin_loop();
-            }
+        if !crate::cpu::placement::lead(&flag, batch * per_batch..(batch + 1) * per_batch, deadline) {
+            break;
         }
         trips.push(t.elapsed().as_secs_f64() * 1e9 / per_batch as f64);
     }

@@ -161,16 +161,7 @@ pub fn round_trip_ns() -> Option<f64> {
             }
             arrived.store(true, Ordering::Release);
             let deadline = Instant::now() + ARRIVAL * 4;
-            let mut seen = 0;
-            while seen < 2 * TRIPS as u64 - 1 && !gave_up.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let v = line.0.load(Ordering::Acquire);
-                if v % 2 == 1 && v != seen {
-                    seen = v;
-                    line.0.store(v + 1, Ordering::Release);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            answer(&line.0, 2 * TRIPS as u64 - 1, || gave_up.load(Ordering::Relaxed) || Instant::now() >= deadline);
             return;
         }
         let start = Instant::now();
@@ -181,24 +172,54 @@ pub fn round_trip_ns() -> Option<f64> {
             }
             std::hint::spin_loop();
         }
-        for batch in 0..TRIPS / PER_BATCH {
+        for batch in 0..(TRIPS / PER_BATCH) as u64 {
             let t = Instant::now();
-            for i in batch * PER_BATCH..(batch + 1) * PER_BATCH {
-                let odd = 2 * i as u64 + 1;
-                line.0.store(odd, Ordering::Release);
-                while line.0.load(Ordering::Acquire) != odd + 1 {
-                    if t.elapsed() > ARRIVAL {
-                        gave_up.store(true, Ordering::Release);
-                        return;
-                    }
-                    std::hint::spin_loop();
-                }
+            if !lead(&line.0, batch * PER_BATCH as u64..(batch + 1) * PER_BATCH as u64, t + ARRIVAL) {
+                gave_up.store(true, Ordering::Release);
+                return;
             }
             best.fetch_min((t.elapsed().as_nanos() / PER_BATCH as u128) as u64, Ordering::Relaxed);
         }
     });
     let ns = best.load(Ordering::Relaxed);
     (ns != u64::MAX && !gave_up.load(Ordering::Relaxed)).then_some(ns as f64)
+}
+
+/// The leading side of a cache-line ping-pong (this module's probe, and
+/// `bench::machine::cross_core_round_trip_ns`): for each `i` of `trips` writes `2i + 1` to
+/// `line` and waits for [`answer`]'s `2i + 2`. `false` once past `deadline`.
+pub fn lead(line: &AtomicU64, trips: std::ops::Range<u64>, deadline: Instant) -> bool {
+    for i in trips {
+        let odd = 2 * i + 1;
+        line.store(odd, Ordering::Release);
+        while line.load(Ordering::Acquire) != odd + 1 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    true
+}
+
+/// The answering side: answers every odd value [`lead`] writes to `line` with the next even
+/// one, until it has answered `last` or `stop()` (asked every 64 idle spins, so that waiting
+/// costs no clock read per spin) says so.
+pub fn answer(line: &AtomicU64, last: u64, stop: impl Fn() -> bool) {
+    let (mut seen, mut idle) = (0u64, 0u32);
+    while seen < last {
+        let v = line.load(Ordering::Acquire);
+        if v % 2 == 1 && v != seen {
+            seen = v;
+            line.store(v + 1, Ordering::Release);
+        } else {
+            idle = idle.wrapping_add(1);
+            if idle % 64 == 0 && stop() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -368,13 +368,22 @@ impl Session {
     /// workers' placement ([`batch_bytes`]), the larger of the two plans' estimates, so that
     /// the answer does not change with the placement.
     pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
-        let mut most = 0;
+        let whole = input_shape.to_vec();
+        // The slicing each limit gives, each distinct one planned once.
+        let mut chunks = Vec::new();
         for limit in batch_limits(self.threads) {
-            let mut shape = input_shape.to_vec();
+            let chunk = self.chunk_under(std::slice::from_ref(&whole), limit)?;
+            if !chunks.contains(&chunk) {
+                chunks.push(chunk);
+            }
+        }
+        let mut most = 0;
+        for chunk in chunks {
+            let mut shape = whole.clone();
             // A batch that runs whole from some node on holds that tail's buffers besides.
             let mut tail = 0;
-            if let Some(chunk) = self.chunk_under(std::slice::from_ref(&shape), limit)? {
-                tail = self.tail_for(std::slice::from_ref(&shape))?.map_or(0, |t| t.planned.plan.activation_bytes());
+            if let Some(chunk) = chunk {
+                tail = self.tail_for(std::slice::from_ref(&whole))?.map_or(0, |t| t.planned.plan.activation_bytes());
                 shape[0] = chunk;
             }
             let plan = Plan::new(&self.prepared, &[shape], self.threads)?;
