@@ -1,7 +1,8 @@
 //! The placement plans (`cpu::placement`) against the plans of cores that share a cache, call
 //! by call in one process: `cargo run --release --example placement_ab -- [MODEL] [BATCH]
-//! [PAIRS] [int8]` (ResNet-50, batch 1, 400 pairs by default; `int8` quantizes it statically
-//! first). A is `placement::force(Some(false))` (near plans), B the probe's own verdict
+//! [PAIRS] [int8] [size=N]` (ResNet-50, batch 1, 400 pairs by default; `int8` quantizes it
+//! statically first; `size=N` feeds N×N images instead of the model's own size, as `segment`'s
+//! tiles do). A is `placement::force(Some(false))` (near plans), B the probe's own verdict
 //! (`force(None)`); each window of 40 call pairs prints the medians and B/A, and the
 //! placement `core_link` would report is told by the window's times (far windows are 15–30 %
 //! slower). Both plans must give the same bits: checked first.
@@ -21,6 +22,7 @@ fn main() -> kestrel::Result<()> {
     let batch: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let pairs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(400);
     let int8 = args.iter().any(|a| a == "int8");
+    let size: Option<usize> = args.iter().find_map(|a| a.strip_prefix("size=")).and_then(|s| s.parse().ok());
     let threads = 2;
     let g = kestrel::load::load_model(&name, &Default::default())?.graph;
     let g = if int8 {
@@ -30,9 +32,15 @@ fn main() -> kestrel::Result<()> {
     } else {
         g
     };
-    let x = Tensor::randn(g.input_shape(batch)?, 1.0, 42);
+    let mut shape = g.input_shape(batch)?;
+    if let (Some(n), 4) = (size, shape.len()) {
+        shape[2] = n;
+        shape[3] = n;
+    }
+    let x = Tensor::randn(shape, 1.0, 42);
     let session = Session::new(g, &Options { threads, optimize: true, ..Default::default() })?;
     let xs = std::slice::from_ref(&x);
+    println!("memory estimate {:.1} MB", session.memory_estimate(x.shape())? as f64 / 1e6);
     let set = |near: bool| placement::force(if near { Some(false) } else { None });
     set(true);
     let a = session.run(xs)?;

@@ -19,17 +19,21 @@ fn variants(cfg: &ModelConfig) -> Vec<(&'static str, Graph)> {
     vec![("int8-static", q(Mode::Static)), ("int8-dynamic", q(Mode::Dynamic)), ("f32", g)]
 }
 
+/// A 32² ResNet-18 and UNet, narrow.
+fn small_models() -> [ModelConfig; 2] {
+    [
+        ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() }),
+        ModelConfig::UNet(UNetConfig { base_width: 4, depth: 2, image_size: 32, ..Default::default() }),
+    ]
+}
+
 fn bits(outs: &[Tensor]) -> Vec<Vec<u32>> {
     outs.iter().map(|t| t.data().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 #[test]
 fn one_session_many_threads_bit_identical() {
-    let cfgs = [
-        ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() }),
-        ModelConfig::UNet(UNetConfig { base_width: 4, depth: 2, image_size: 32, ..Default::default() }),
-    ];
-    for cfg in &cfgs {
+    for cfg in &small_models() {
         for (name, g) in variants(cfg) {
             let session = Session::new(g, &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
             let inputs: Vec<Tensor> = BATCHES.iter().enumerate().map(|(i, &b)| Tensor::randn(session.graph().input_shape(b).unwrap(), 1.0, 90 + i as u64)).collect();
@@ -53,6 +57,25 @@ fn one_session_many_threads_bit_identical() {
             });
             println!("{cfg:?} {name}: {} concurrent runs, {mismatches} differ", CALLERS * RUNS);
             assert_eq!(mismatches, 0, "{name}: concurrent runs differ from the single-caller run");
+        }
+    }
+}
+
+/// A session's calls share its buffer sets whatever their batch (a set grows to the plan it
+/// runs, never shrinks): batches of 4, 1, 3, 2 and 4 again in turn on one session give the
+/// bits each batch gives on a session of its own, whose buffers are new.
+#[test]
+fn batches_of_every_size_share_buffers_with_the_bits_of_new_ones() {
+    for cfg in &small_models() {
+        for (name, g) in variants(cfg) {
+            let opts = Options { threads: 2, optimize: true, ..Default::default() };
+            let shared = Session::new(g.clone(), &opts).unwrap();
+            for (i, b) in [4, 1, 3, 2, 4].into_iter().enumerate() {
+                let x = Tensor::randn(shared.graph().input_shape(b).unwrap(), 1.0, 300 + i as u64);
+                let fresh = Session::new(g.clone(), &opts).unwrap();
+                let want = bits(&fresh.run(std::slice::from_ref(&x)).unwrap());
+                assert_eq!(bits(&shared.run(std::slice::from_ref(&x)).unwrap()), want, "{cfg:?} {name}: batch {b}, call {i}");
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //! run whole instead of in slices, and workers that evict the output lines they are about to
 //! write (f32 convs split by channels or 1×1, INT8 convs). They change where memory is
 //! touched, never a value: every output here is bit-identical to the plan of cores that share
-//! a cache. Its own test binary, because `placement::force` holds for the whole process.
+//! a cache. Its own test binary, because `placement::force` (and `KESTREL_MEMORY_LIMIT`, set
+//! for a moment) holds for the whole process.
 
 use kestrel::cpu::placement;
 use kestrel::models::init::synthetic_images;
@@ -47,6 +48,15 @@ fn far_plans_give_the_same_bits_as_near_ones() {
             assert!(near_split.is_some(), "f32: a batch of {n} runs in slices together");
             assert_eq!(far_split, None, "f32: a batch of {n} runs whole apart");
             assert!(far_estimate > near_estimate, "f32: whole batch {far_estimate} B, slices {near_estimate} B");
+            // Under a memory limit the whole batch would exceed, apart, the batch runs in the
+            // slices of workers together instead of being refused.
+            let whole = far_estimate - session.graph().weight_bytes();
+            std::env::set_var("KESTREL_MEMORY_LIMIT", (whole - 1).to_string());
+            let limited_split = session.batch_split(std::slice::from_ref(&shape));
+            let limited = session.run(std::slice::from_ref(&xb)).map(|o| bits(&o));
+            std::env::remove_var("KESTREL_MEMORY_LIMIT");
+            assert_eq!(limited_split.unwrap(), near_split, "f32: slices apart under a memory limit of {} B", whole - 1);
+            assert_eq!(limited.unwrap(), near_b, "f32: a batch of {n} apart under a memory limit");
         }
         // Back to the probe: the estimate covers both plans, whatever the placement.
         placement::force(None);

@@ -150,35 +150,50 @@ fn bad_slides_and_options_get_one_line() {
     }
 }
 
-/// Writes a `big-blobs` slide with `synth` arguments `args`, segments it to a tiled TIFF
-/// with `--tile tile --overlap overlap --batch 4 --threads 2`, and returns the mask's path
-/// and the run's peak RSS in MB.
-fn stream_slide(dir: &Path, args: &[&str], tile: &str, overlap: &str) -> (PathBuf, f64) {
+/// Writes a `big-blobs` slide with `synth` arguments `args` into `dir`.
+fn write_slide(dir: &Path, args: &[&str]) -> PathBuf {
     let tif = dir.join("slide.tif");
     let mut a = vec!["synth", "big-blobs", tif.to_str().unwrap()];
     a.extend(args);
     let (code, _, err) = kestrel(&a);
     assert_eq!(code, 0, "{err}");
+    tif
+}
+
+/// Segments slide `tif` to a tiled TIFF in `dir` with `--tile tile --overlap overlap --batch 4
+/// --threads 2`, the placement fixed by `KESTREL_PLACEMENT=placement` (probed where `None`),
+/// and returns the mask's path and the run's peak RSS in MB.
+fn stream_slide(dir: &Path, tif: &Path, tile: &str, overlap: &str, placement: Option<&str>) -> (PathBuf, f64) {
     let mask = dir.join("mask.tif");
     let m = model();
-    let (code, out, err) = kestrel(&["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", tile, "--overlap", overlap, "--batch", "4", "--threads", "2"]);
-    assert_eq!(code, 0, "{err}");
-    println!("{out}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kestrel"));
+    cmd.args(["segment", m.to_str().unwrap(), tif.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", tile, "--overlap", overlap, "--batch", "4", "--threads", "2"]);
+    if let Some(p) = placement {
+        cmd.env("KESTREL_PLACEMENT", p);
+    }
+    let run = cmd.output().expect("run kestrel");
+    let (out, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(0), "{err}");
+    println!("{placement:?}: {out}");
     let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
     (mask, peak)
 }
 
 /// A slide streams band by band: stated bound for a 6000² JPEG-tiled pyramid in 256 tiles,
-/// batch 4 (the whole image as f32 RGB would be 432 MB).
+/// batch 4 (the whole image as f32 RGB would be 432 MB), whether the two workers share a
+/// cache (batches run in slices of one tile) or not (batches run whole: `cpu::placement`).
 const SLIDE_PEAK_RSS_MB: f64 = 200.0;
 
 #[test]
 fn a_large_slide_streams_within_its_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let (mask, peak) = stream_slide(dir.path(), &["--size", "6000", "--seed", "5", "--levels", "4"], "256", "32");
-    assert!(peak < SLIDE_PEAK_RSS_MB, "peak RSS {peak} MB exceeds the stated {SLIDE_PEAK_RSS_MB} MB");
-    let ls = levels(&mask).unwrap();
-    assert_eq!([ls[0].width, ls[0].height], [6000, 6000]);
+    let tif = write_slide(dir.path(), &["--size", "6000", "--seed", "5", "--levels", "4"]);
+    for placement in ["near", "far"] {
+        let (mask, peak) = stream_slide(dir.path(), &tif, "256", "32", Some(placement));
+        assert!(peak < SLIDE_PEAK_RSS_MB, "{placement}: peak RSS {peak} MB exceeds the stated {SLIDE_PEAK_RSS_MB} MB");
+        let ls = levels(&mask).unwrap();
+        assert_eq!([ls[0].width, ls[0].height], [6000, 6000]);
+    }
 }
 
 /// `--tissue otsu` (the default for slides) skips the glass of a slide with known tissue and
@@ -327,7 +342,8 @@ fn bigtiff_whole_image_decoding_and_unsupported_compression() {
 #[ignore = "7 minutes and 1 GB of disk: run with --ignored"]
 fn a_50000_squared_slide_streams_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let (mask, peak) = stream_slide(dir.path(), &["--size", "50000", "--seed", "11", "--levels", "5", "--glass"], "512", "64");
+    let tif = write_slide(dir.path(), &["--size", "50000", "--seed", "11", "--levels", "5", "--glass"]);
+    let (mask, peak) = stream_slide(dir.path(), &tif, "512", "64", None);
     assert!(peak < 600.0, "peak RSS {peak} MB");
     assert_eq!(levels(&mask).unwrap()[0].width, 50000);
 }

@@ -337,6 +337,11 @@ impl Slot {
         Slot { words, start }
     }
 
+    /// Bytes the view holds.
+    fn bytes(&self) -> usize {
+        4 * (self.words.len() - self.start)
+    }
+
     fn view(&self) -> &[u32] {
         &self.words[self.start..]
     }
@@ -394,6 +399,28 @@ impl Buffers {
             scratch: Scratch { f32: vec![0.0; plan.scratch_f32], ..Default::default() },
             ranges: vec![None; values],
         }
+    }
+
+    /// Grows buffers made for another plan of the same graph to hold `plan`'s: a slot or
+    /// scratch smaller than `plan` needs is replaced, a larger one kept. A session's calls on
+    /// plans of several batch sizes then share one set instead of each keeping its own.
+    pub fn fit(&mut self, plan: &Plan) {
+        if self.slots.len() < plan.slot_bytes.len() {
+            self.slots.resize_with(plan.slot_bytes.len(), Slot::default);
+        }
+        for (slot, &b) in self.slots.iter_mut().zip(&plan.slot_bytes) {
+            if slot.bytes() < b {
+                *slot = Slot::with_bytes(b);
+            }
+        }
+        if self.scratch.f32.len() < plan.scratch_f32 {
+            self.scratch.f32.resize(plan.scratch_f32, 0.0);
+        }
+    }
+
+    /// Bytes of the slots and the f32 scratch.
+    pub fn bytes(&self) -> usize {
+        self.slots.iter().map(Slot::bytes).sum::<usize>() + 4 * self.scratch.f32.len()
     }
 }
 

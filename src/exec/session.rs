@@ -40,11 +40,10 @@ use crate::error::{Error, Result};
 use crate::graph::{shape, ActQuant, Graph, Node, Op, ValueId};
 use crate::tensor::Tensor;
 
-/// A plan and the idle buffers sized for it.
+/// A plan for one call's input shapes (its buffers are the session's: [`Session::with_buffers`]).
 #[derive(Debug)]
 struct Planned {
     plan: Plan,
-    idle: Mutex<Vec<Buffers>>,
 }
 
 /// The nodes of a batch that run whole after its slices ([`Session::run_split`]): from node
@@ -69,6 +68,8 @@ pub struct Session {
     /// Per whole-batch input shapes that run in slices: the tail that runs whole, if any.
     tails: ByShapes<Option<Arc<Tail>>>,
     pools: Mutex<Vec<rayon::ThreadPool>>,
+    /// Buffer sets no call holds now, whichever plans they were last fitted to.
+    idle: Mutex<Vec<Buffers>>,
 }
 
 const _: () = {
@@ -91,7 +92,7 @@ impl Session {
         let prepared = Prepared::new(graph, opts)?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
         let separable = batch_separable(&prepared.graph);
-        Ok(Session { prepared, threads, separable, plans: RwLock::new(HashMap::new()), tails: RwLock::new(HashMap::new()), pools: Mutex::new(Vec::new()) })
+        Ok(Session { prepared, threads, separable, plans: RwLock::new(HashMap::new()), tails: RwLock::new(HashMap::new()), pools: Mutex::new(Vec::new()), idle: Mutex::new(Vec::new()) })
     }
 
     /// The graph as executed (after the passes and the prepare stage's hand-offs).
@@ -132,7 +133,7 @@ impl Session {
         }
         let plan = Plan::new(&self.prepared, &key, self.threads)?;
         let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
-        Ok(Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(Planned { plan, idle: Mutex::new(Vec::new()) }))))
+        Ok(Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(Planned { plan }))))
     }
 
     /// Each node's kernel and instruction path at these input shapes, for per-layer reports
@@ -216,9 +217,35 @@ impl Session {
 
     /// The samples per slice when this call's batch runs in slices: when the graph computes
     /// each sample on its own ([`Session::new`] checks) and the whole batch's activations
-    /// would exceed [`BATCH_BYTES`]; `None` to run it whole.
+    /// would exceed [`batch_bytes`]; `None` to run it whole.
     fn chunk(&self, shapes: &[Vec<usize>]) -> Result<Option<usize>> {
-        self.chunk_under(shapes, batch_bytes(self.threads))
+        self.chunk_for(shapes, batch_bytes(self.threads))
+    }
+
+    /// [`Session::chunk_under`] `limit`, or [`BATCH_BYTES`] where `limit` is larger and the
+    /// plan of its slices (or of the whole batch) exceeds the memory limit
+    /// ([`crate::exec::plan::memory_limit`]): the plans of workers apart never refuse a batch
+    /// that those of workers together run.
+    fn chunk_for(&self, shapes: &[Vec<usize>], limit: usize) -> Result<Option<usize>> {
+        let chunk = self.chunk_under(shapes, limit)?;
+        if limit <= BATCH_BYTES {
+            return Ok(chunk);
+        }
+        let near = self.chunk_under(shapes, BATCH_BYTES)?;
+        if chunk == near {
+            return Ok(chunk);
+        }
+        let mut slice = shapes.to_vec();
+        if let Some(c) = chunk {
+            slice.iter_mut().for_each(|s| s[0] = c);
+        }
+        // A plan built before the limit was lowered is cached: its bytes are checked again.
+        let over = match self.planned_for(slice) {
+            Err(Error::MemoryLimit { .. }) => true,
+            Ok(p) => p.plan.activation_bytes() > crate::exec::plan::memory_limit(),
+            Err(_) => false,
+        };
+        Ok(if over { near } else { chunk })
     }
 
     /// [`Session::chunk`] with `limit` bytes of activations in place of [`batch_bytes`].
@@ -256,13 +283,27 @@ impl Session {
         self.with_buffers(planned, |this, bufs| prefill(bufs).and_then(|()| this.execute_in(planned, bufs, feed, nodes, wanted, node_seconds)))
     }
 
-    /// `f(self, buffers)` with a set of `planned`'s buffers taken from its idle ones (or new),
-    /// given back afterwards.
+    /// `f(self, buffers)` with the largest of the session's idle buffer sets (or a new one),
+    /// grown to `planned`'s ([`Buffers::fit`]) and given back afterwards. The sets are the
+    /// session's, not each plan's: a run of batches of 4, 3, 2 and 1 images (a slide's last
+    /// tiles of a band) holds one set the size of batch 4's, not four (the tiled segmentation
+    /// of a 6000² slide, two workers apart running batches whole: 199 MB peak RSS with a set
+    /// per plan).
     fn with_buffers<R>(&self, planned: &Planned, f: impl FnOnce(&Self, &mut Buffers) -> Result<R>) -> Result<R> {
-        let taken = lock(&planned.idle).pop();
-        let mut bufs = taken.unwrap_or_else(|| Buffers::new(&planned.plan, self.prepared.graph.values.len()));
+        let taken = {
+            let mut idle = lock(&self.idle);
+            let largest = (0..idle.len()).max_by_key(|&i| idle[i].bytes());
+            largest.map(|i| idle.swap_remove(i))
+        };
+        let mut bufs = match taken {
+            Some(mut b) => {
+                b.fit(&planned.plan);
+                b
+            }
+            None => Buffers::new(&planned.plan, self.prepared.graph.values.len()),
+        };
         let out = f(self, &mut bufs);
-        lock(&planned.idle).push(bufs);
+        lock(&self.idle).push(bufs);
         out
     }
 
@@ -287,7 +328,7 @@ impl Session {
         let split = shape::infer(&self.prepared.graph, shapes).ok().and_then(|all| split_point(&self.prepared, &all));
         let tail = split.and_then(|(from, value)| {
             let plan = Plan::new_from(&self.prepared, shapes, self.threads, Some((from, value))).ok()?;
-            Some(Arc::new(Tail { from, value, planned: Planned { plan, idle: Mutex::new(Vec::new()) } }))
+            Some(Arc::new(Tail { from, value, planned: Planned { plan } }))
         });
         let mut tails = self.tails.write().unwrap_or_else(|e| e.into_inner());
         Ok(tails.entry(shapes.to_vec()).or_insert(tail).clone())
@@ -372,7 +413,7 @@ impl Session {
         // The slicing each limit gives, each distinct one planned once.
         let mut chunks = Vec::new();
         for limit in batch_limits(self.threads) {
-            let chunk = self.chunk_under(std::slice::from_ref(&whole), limit)?;
+            let chunk = self.chunk_for(std::slice::from_ref(&whole), limit)?;
             if !chunks.contains(&chunk) {
                 chunks.push(chunk);
             }
