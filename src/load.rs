@@ -55,7 +55,8 @@ pub struct LoadOptions {
     pub seed: u64,
     /// A JSON [`ModelConfig`] for safetensors files.
     pub config: Option<PathBuf>,
-    /// Concrete input shape for ONNX models with symbolic spatial dims.
+    /// Concrete input shape: an ONNX model's symbolic dims, or a native model's size in place
+    /// of its config's (a UNet at a tile's size).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -84,9 +85,29 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             (cfg.build(&mut SeededWeights { seed: opts.seed })?, Some(cfg), None)
         }
     };
+    let mut graph = graph;
+    if let (Some(s), false) = (&opts.input_shape, ext == "onnx") {
+        set_input_shape(&mut graph, s)?;
+    }
     let task = infer_task(&graph);
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(spec).to_string();
     Ok(LoadedModel { name, graph, task, config, path: file })
+}
+
+/// Gives a native model (safetensors or built-in, whose layers take any spatial size their
+/// pooling allows) the input shape `shape` in place of its config's: same rank and channels,
+/// and a shape every layer accepts.
+fn set_input_shape(g: &mut Graph, shape: &[usize]) -> Result<()> {
+    let declared = g.input_shape(1)?;
+    let bad = |reason: String| Error::Config(format!("--input-shape {shape:?}: {reason}"));
+    if shape.len() != declared.len() || shape.get(1) != declared.get(1) || shape.contains(&0) {
+        return Err(bad(format!("needs {} dims, {} channels and no 0 (the model's own: {declared:?})", declared.len(), declared.get(1).copied().unwrap_or(0))));
+    }
+    crate::graph::shape::infer(g, &[shape.to_vec()]).map_err(|e| bad(format!("the model's layers refuse it: {e}")))?;
+    if let Some(i) = g.inputs.first_mut() {
+        i.shape = shape.to_vec();
+    }
+    Ok(())
 }
 
 /// Classifier if the output is 2-D, segmenter if 4-D.

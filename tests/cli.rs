@@ -49,6 +49,28 @@ fn info_classify_segment_convert() {
     assert!(out.contains("parameters 11689512"), "{out}");
 }
 
+/// `--input-shape` sizes a native model (safetensors or built-in) as it sizes an ONNX model's
+/// symbolic dims: the trained 64² UNet at a 256² tile, a ResNet at 160²; a shape of other
+/// channels or one the layers refuse is a one-line error.
+#[test]
+fn input_shape_sizes_native_models() {
+    let unet = concat!(env!("CARGO_MANIFEST_DIR"), "/models/blobs-unet.safetensors");
+    for (model, shape, want) in [(unet, "1,3,256,256", "input [1, 3, 256, 256]"), ("resnet18", "1,3,160,160", "input [1, 3, 160, 160]")] {
+        let (code, out, err) = kestrel(&["info", model, "--input-shape", shape]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(want), "{model} at {shape}: {out}");
+    }
+    let (code, out, err) = kestrel(&["info", unet]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("input [1, 3, 64, 64]"), "{out}");
+    for (shape, needle) in [("1,4,256,256", "3 channels"), ("1,3,250,250", "multiples of 8"), ("1,3,0,64", "no 0"), ("1,3,64", "4 dims")] {
+        let (code, _, err) = kestrel(&["info", unet, "--input-shape", shape]);
+        assert_eq!(code, 2, "{shape}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{shape}: {err}");
+        assert!(err.starts_with("kestrel: error: ") && err.contains("--input-shape") && err.contains(needle), "{shape}: {err}");
+    }
+}
+
 /// `kestrel run` writes the raw outputs: .npy bit-identical to a session run on the same input,
 /// .npz with one entry per output; bad output names and mixed inputs are one-line errors.
 #[test]

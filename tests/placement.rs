@@ -1,9 +1,9 @@
 //! The plans kestrel takes while its two workers share no cache (`cpu::placement`): a batch
-//! run whole instead of in slices, and workers that evict the output lines they are about to
-//! write (f32 convs split by channels or 1×1, INT8 convs). They change where memory is
-//! touched, never a value: every output here is bit-identical to the plan of cores that share
-//! a cache. Its own test binary, because `placement::force` (and `KESTREL_MEMORY_LIMIT`, set
-//! for a moment) holds for the whole process.
+//! split between the workers, each running its samples on its own, and workers that evict
+//! the output lines they are about to write (f32 convs split by channels or 1×1, INT8 convs).
+//! They change where memory is touched, never a value: every output here is bit-identical to
+//! the plan of cores that share a cache. Its own test binary, because `placement::force`
+//! holds for the whole process.
 
 use kestrel::cpu::placement;
 use kestrel::models::init::synthetic_images;
@@ -18,7 +18,7 @@ fn bits(outs: &[Tensor]) -> Vec<Vec<u32>> {
 #[test]
 fn far_plans_give_the_same_bits_as_near_ones() {
     // 256² ResNet-18 maps at width 32: a batch of 8 runs in slices together (more than
-    // BATCH_BYTES of activations), whole apart; its 16² and 8² stages split f32 convs by
+    // BATCH_BYTES of activations), four images a worker apart; its 16² and 8² stages split f32 convs by
     // output channels, its 1×1 downsamples run in place.
     let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 32, image_size: 256, ..Default::default() });
     let g = cfg.build(&mut SeededWeights { seed: 21 }).unwrap();
@@ -35,28 +35,26 @@ fn far_plans_give_the_same_bits_as_near_ones() {
         assert!(!placement::far(2));
         let near_split = session.batch_split(std::slice::from_ref(&shape)).unwrap();
         let near_estimate = session.memory_estimate(&shape).unwrap();
+        assert_eq!(session.per_worker(std::slice::from_ref(&shape)), None, "{name}: together, both workers run every layer");
         let (near_b, near_1) = (bits(&session.run(std::slice::from_ref(&xb)).unwrap()), bits(&session.run(std::slice::from_ref(&x1)).unwrap()));
         placement::force(Some(true));
         assert!(placement::far(2) && placement::far(4));
-        let far_split = session.batch_split(std::slice::from_ref(&shape)).unwrap();
         let far_estimate = session.memory_estimate(&shape).unwrap();
+        assert_eq!(session.per_worker(std::slice::from_ref(&shape)), Some(n / 2), "{name}: apart, each worker runs half the batch");
+        assert_eq!(session.per_worker(std::slice::from_ref(&s1)), None, "{name}: one image is not split");
         for round in 0..2 {
             assert_eq!(bits(&session.run(std::slice::from_ref(&xb)).unwrap()), near_b, "{name}: batch of {n} apart, round {round}");
             assert_eq!(bits(&session.run(std::slice::from_ref(&x1)).unwrap()), near_1, "{name}: one image apart, round {round}");
         }
+        // Three images apart: one each, the third on both workers.
+        let x3 = Tensor::randn(graph.input_shape(3).unwrap(), 1.0, 33);
+        let far_3 = bits(&session.run(std::slice::from_ref(&x3)).unwrap());
+        placement::force(Some(false));
+        assert_eq!(bits(&session.run(std::slice::from_ref(&x3)).unwrap()), far_3, "{name}: three images");
+        placement::force(Some(true));
         if name == "f32" {
             assert!(near_split.is_some(), "f32: a batch of {n} runs in slices together");
-            assert_eq!(far_split, None, "f32: a batch of {n} runs whole apart");
-            assert!(far_estimate > near_estimate, "f32: whole batch {far_estimate} B, slices {near_estimate} B");
-            // Under a memory limit the whole batch would exceed, apart, the batch runs in the
-            // slices of workers together instead of being refused.
-            let whole = far_estimate - session.graph().weight_bytes();
-            std::env::set_var("KESTREL_MEMORY_LIMIT", (whole - 1).to_string());
-            let limited_split = session.batch_split(std::slice::from_ref(&shape));
-            let limited = session.run(std::slice::from_ref(&xb)).map(|o| bits(&o));
-            std::env::remove_var("KESTREL_MEMORY_LIMIT");
-            assert_eq!(limited_split.unwrap(), near_split, "f32: slices apart under a memory limit of {} B", whole - 1);
-            assert_eq!(limited.unwrap(), near_b, "f32: a batch of {n} apart under a memory limit");
+            assert!(far_estimate > near_estimate, "f32: two workers' sets {far_estimate} B, one {near_estimate} B");
         }
         // Back to the probe: the estimate covers both plans, whatever the placement.
         placement::force(None);

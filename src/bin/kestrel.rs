@@ -33,7 +33,7 @@ struct ModelArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Concrete input shape N,C,H,W for ONNX models with symbolic dims.
+    /// Concrete input shape N,C,H,W: an ONNX model's symbolic dims, or a native model's (safetensors, built-in) size in place of its own
     #[arg(long, value_delimiter = ',')]
     input_shape: Option<Vec<usize>>,
     /// Run the f32 convolutions in bf16 (set from `--precision` by the commands that take it).

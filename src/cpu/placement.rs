@@ -5,9 +5,12 @@
 //! by minute (README, "Sessions and threads"). Apart, a store to a line the other core has
 //! read waits for that copy to be invalidated, one line at a time, and kestrel's two-worker
 //! calls run up to a quarter slower. Some plans win apart and lose together; they ask [`far`].
-//! On the 2-vCPU Zen 4 guest (BENCHMARKS.md, eighteenth session; alternating call by call):
-//! - a batch run whole instead of in slices (`exec::session`): ResNet-50 f32 at batch 8 0.91
-//!   of the sliced time apart, 1.02 together;
+//! On the 2-vCPU Zen 4 guest (BENCHMARKS.md, eighteenth and nineteenth sessions; alternating
+//! call by call):
+//! - a batch split between the workers, each running its half alone
+//!   (`exec::session::Session::run_by_workers`): the blobs UNet's four 256² tiles 0.56–0.58
+//!   of the time of workers sharing each layer apart, ResNet-50 at batch 8 0.84 (f32) and
+//!   0.885 (INT8); 1.08–1.15 together;
 //! - f32 conv workers evicting the output lines they are about to write (`cpu::sconv`, parts
 //!   split by output channels and 1×1 convs): ResNet-50 f32 0.96–0.98 apart (taken together
 //!   too, in the seventeenth session: 1.008–1.016);

@@ -1,10 +1,12 @@
 //! [`Session`]: a prepared graph that many threads can run at once.
 //!
 //! The prepared graph and every plan are immutable once built. A call finds (or builds, once)
-//! the plan for its input shapes, takes a set of [`Buffers`] from that plan's pool (or sizes a
-//! new one), runs on a worker pool of its own, and gives both back. Concurrent calls
+//! the plan for its input shapes, takes a set of [`Buffers`] from the session's pool (grown to
+//! the plan, or new), runs on a worker pool of its own, and gives both back. Concurrent calls
 //! therefore never wait for each other, and each computes exactly what it would alone:
-//! kernels split work by the session's thread count, not by who else is running.
+//! kernels split work by the session's thread count, not by who else is running. A batch
+//! runs whole, in slices of samples ([`BATCH_BYTES`]), or, where a two-worker call's workers
+//! share no cache, half on each worker ([`Session::run_by_workers`]): the same values.
 //!
 //! **Threads.** A session built with `threads = T` runs each call on `T` workers. Calls in
 //! flight at the same time each get their own `T` workers (rayon pools kept and reused, one
@@ -123,10 +125,6 @@ impl Session {
     }
 
     /// The plan for these input shapes, built once.
-    fn planned(&self, inputs: &[Tensor]) -> Result<Arc<Planned>> {
-        self.planned_for(inputs.iter().map(|t| t.shape().to_vec()).collect())
-    }
-
     fn planned_for(&self, key: Vec<Vec<usize>>) -> Result<Arc<Planned>> {
         if let Some(p) = self.plans.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Arc::clone(p));
@@ -188,64 +186,77 @@ impl Session {
         Ok(out)
     }
 
-    fn run_planned(&self, inputs: &[Tensor], mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+    fn run_planned(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         self.check_inputs(inputs)?;
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        let Some(chunk) = self.chunk(&shapes)? else { return self.run_whole(inputs, node_seconds) };
-        if let Some(tail) = self.tail_for(&shapes)? {
-            return self.run_split(inputs, chunk, &tail, node_seconds);
+        let batch = Batch::of(inputs);
+        if node_seconds.is_none() {
+            if let Some(per) = self.per_worker(&batch.shapes) {
+                return self.run_by_workers(&batch, per);
+            }
+        }
+        self.run_batch(&batch, node_seconds)
+    }
+
+    /// Runs `batch` whole, in slices, or in slices with a whole tail ([`Session::chunk`]).
+    fn run_batch(&self, batch: &Batch, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+        let Some(chunk) = self.chunk(&batch.shapes)? else { return self.run_whole(batch, node_seconds) };
+        if let Some(tail) = self.tail_for(&batch.shapes)? {
+            return self.run_split(batch, chunk, &tail, node_seconds);
         }
         // The batch in slices of `chunk` samples, outputs joined along dim 0.
-        let n = inputs[0].shape()[0];
-        let mut joined: Vec<(Vec<usize>, Vec<f32>)> = Vec::new();
+        let n = batch.n();
+        let mut joined = Joined::default();
         let g = &self.prepared.graph;
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
-            let (shapes, feed) = samples(g, inputs, start, len);
-            let planned = self.planned_for(shapes)?;
-            let outs = self.run_nodes(&planned, &feed, 0..g.nodes.len(), &g.outputs, node_seconds.as_deref_mut(), |_| Ok(()))?;
-            if joined.is_empty() {
-                joined = outs.iter().map(|o| (o.shape().to_vec(), Vec::with_capacity(o.numel() / len * n))).collect();
-            }
-            for ((shape, data), o) in joined.iter_mut().zip(outs) {
-                shape[0] = start + len;
-                data.extend_from_slice(o.data());
-            }
+            let slice = batch.samples(start, len);
+            let planned = self.planned_for(slice.shapes.clone())?;
+            joined.push(self.run_nodes(&planned, &slice.feed(g), 0..g.nodes.len(), &g.outputs, node_seconds.as_deref_mut(), |_| Ok(()))?, len, n);
         }
-        joined.into_iter().map(|(shape, data)| Tensor::new(shape, data)).collect()
+        joined.finish()
+    }
+
+    /// Samples each of the two workers runs on its own in a call of these input shapes now
+    /// ([`Session::run_by_workers`]): half the batch, rounded down, where a two-worker
+    /// session's workers share no cache ([`crate::cpu::placement::far`]) and its graph computes
+    /// each sample on its own; `None` otherwise (and inside a worker's own run).
+    pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
+        let n = shapes.first().and_then(|s| s.first().copied()).unwrap_or(0);
+        let even = shapes.iter().all(|s| s.first() == Some(&n));
+        (self.threads == 2 && self.separable && even && n >= 2 && !solo() && crate::cpu::placement::far(2)).then_some(n / 2)
+    }
+
+    /// A batch of a session whose two workers share no cache: each worker runs `per` samples
+    /// of its own on its own core, the two at once (each as a one-worker call runs them: in
+    /// slices through its own caches), so that no layer reads what the other core wrote; the
+    /// sample left over, if any, runs after on both. On the 2-vCPU Zen 4 guest apart, against
+    /// the plan of workers together, alternating call by call: the blobs UNet's four 256² tiles
+    /// 0.56–0.58 (25 ms against 44; a whole batch without slices took 36), ResNet-50 at
+    /// batch 8 f32 0.84, INT8 0.885. Together it took 1.08–1.15 (UNet) and is not taken.
+    fn run_by_workers(&self, batch: &Batch, per: usize) -> Result<Vec<Tensor>> {
+        let n = batch.n();
+        let (a, b) = (batch.samples(0, per), batch.samples(per, per));
+        let (ra, rb) = self.in_pool(|| {
+            // The placement probe runs on spinning workers ([`crate::cpu::placement::observe`]).
+            let awake = Spinner::start(self.threads);
+            crate::cpu::placement::observe(self.threads, awake.is_some());
+            drop(awake);
+            rayon::join(|| Solo::run(|| self.run_batch(&a, None)), || Solo::run(|| self.run_batch(&b, None)))
+        })?;
+        let mut joined = Joined::default();
+        joined.push(ra?, per, n);
+        joined.push(rb?, per, n);
+        if 2 * per < n {
+            joined.push(self.run_batch(&batch.samples(2 * per, n - 2 * per), None)?, n - 2 * per, n);
+        }
+        joined.finish()
     }
 
     /// The samples per slice when this call's batch runs in slices: when the graph computes
     /// each sample on its own ([`Session::new`] checks) and the whole batch's activations
     /// would exceed [`batch_bytes`]; `None` to run it whole.
     fn chunk(&self, shapes: &[Vec<usize>]) -> Result<Option<usize>> {
-        self.chunk_for(shapes, batch_bytes(self.threads))
-    }
-
-    /// [`Session::chunk_under`] `limit`, or [`BATCH_BYTES`] where `limit` is larger and the
-    /// plan of its slices (or of the whole batch) exceeds the memory limit
-    /// ([`crate::exec::plan::memory_limit`]): the plans of workers apart never refuse a batch
-    /// that those of workers together run.
-    fn chunk_for(&self, shapes: &[Vec<usize>], limit: usize) -> Result<Option<usize>> {
-        let chunk = self.chunk_under(shapes, limit)?;
-        if limit <= BATCH_BYTES {
-            return Ok(chunk);
-        }
-        let near = self.chunk_under(shapes, BATCH_BYTES)?;
-        if chunk == near {
-            return Ok(chunk);
-        }
-        let mut slice = shapes.to_vec();
-        if let Some(c) = chunk {
-            slice.iter_mut().for_each(|s| s[0] = c);
-        }
-        // A plan built before the limit was lowered is cached: its bytes are checked again.
-        let over = match self.planned_for(slice) {
-            Err(Error::MemoryLimit { .. }) => true,
-            Ok(p) => p.plan.activation_bytes() > crate::exec::plan::memory_limit(),
-            Err(_) => false,
-        };
-        Ok(if over { near } else { chunk })
+        self.chunk_under(shapes, batch_bytes())
     }
 
     /// [`Session::chunk`] with `limit` bytes of activations in place of [`batch_bytes`].
@@ -270,11 +281,10 @@ impl Session {
         Ok((chunk < n).then_some(chunk))
     }
 
-    fn run_whole(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
-        let planned = self.planned(inputs)?;
+    fn run_whole(&self, batch: &Batch, node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+        let planned = self.planned_for(batch.shapes.clone())?;
         let g = &self.prepared.graph;
-        let feed: Vec<(ValueId, &[f32])> = g.inputs.iter().zip(inputs).map(|(i, t)| (i.id, t.data())).collect();
-        self.run_nodes(&planned, &feed, 0..g.nodes.len(), &g.outputs, node_seconds, |_| Ok(()))
+        self.run_nodes(&planned, &batch.feed(g), 0..g.nodes.len(), &g.outputs, node_seconds, |_| Ok(()))
     }
 
     /// Runs nodes `nodes` on `planned`'s buffers (see [`execute`]), `prefill` writing into
@@ -309,6 +319,10 @@ impl Session {
 
     /// Runs `nodes` of `planned` on `bufs` in the session's pool.
     fn execute_in(&self, planned: &Planned, bufs: &mut Buffers, feed: &[(ValueId, &[f32])], nodes: std::ops::Range<usize>, wanted: &[ValueId], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+        if solo() {
+            // A worker's own samples ([`Session::run_by_workers`]): on this thread alone.
+            return execute(&self.prepared, &planned.plan, bufs, feed, nodes, wanted, 1, node_seconds);
+        }
         let threads = if planned.plan.parallel { self.threads } else { 1 };
         self.in_pool(|| {
             let awake = Spinner::start(threads);
@@ -346,10 +360,10 @@ impl Session {
     /// A batch that runs in slices of `chunk` samples, from node `k` on as a whole
     /// ([`split_point`]): the slices run nodes `0..k`, each writing its samples of the one
     /// value `v` that crosses into the whole batch's buffers, which then run the rest.
-    fn run_split(&self, inputs: &[Tensor], chunk: usize, tail: &Tail, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
+    fn run_split(&self, batch: &Batch, chunk: usize, tail: &Tail, mut node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
         let g = &self.prepared.graph;
         let (k, v, whole) = (tail.from, tail.value, &tail.planned);
-        let n = inputs[0].shape()[0];
+        let n = batch.n();
         let per = whole.plan.numel(v) / n.max(1);
         let slot = |plan: &Plan| plan.slot_of[v].ok_or_else(|| Error::Internal(format!("value '{}' has no buffer", g.values[v].escape_debug())));
         let wslot = slot(&whole.plan)?;
@@ -361,11 +375,11 @@ impl Session {
             let dst = wbufs.slots[wslot].f32_mut(n * per);
             for start in (0..n).step_by(chunk) {
                 let len = chunk.min(n - start);
-                let (shapes, feed) = samples(g, inputs, start, len);
-                let planned = this.planned_for(shapes)?;
+                let slice = batch.samples(start, len);
+                let planned = this.planned_for(slice.shapes.clone())?;
                 let vslot = slot(&planned.plan)?;
                 this.with_buffers(&planned, |this, bufs| {
-                    this.execute_in(&planned, bufs, &feed, 0..k, &[], node_seconds.as_deref_mut())?;
+                    this.execute_in(&planned, bufs, &slice.feed(g), 0..k, &[], node_seconds.as_deref_mut())?;
                     dst[start * per..(start + len) * per].copy_from_slice(bufs.slots[vslot].f32(len * per));
                     Ok(())
                 })?;
@@ -405,32 +419,31 @@ impl Session {
 
     /// The planner's estimate of bytes held by activations, scratch and weights (as the graph
     /// stores them) for one call at this input shape (one slice of it, for a batch that runs in
-    /// slices, and the tail that then runs whole). Where the batch's slicing depends on the
-    /// workers' placement ([`batch_bytes`]), the larger of the two plans' estimates, so that
-    /// the answer does not change with the placement.
+    /// slices, and the tail that then runs whole). Where the batch may run by workers
+    /// ([`Session::run_by_workers`], as the placement decides), the larger of that and the
+    /// plan of workers together, so that the answer does not change with the placement.
     pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
+        let mut most = self.activation_estimate(input_shape)?;
+        let n = input_shape.first().copied().unwrap_or(0);
+        if self.threads == 2 && self.separable && n >= 2 && crate::cpu::placement::forced() != Some(false) {
+            // Each worker's half of the batch on a set of buffers of its own.
+            let half = [&[n / 2][..], &input_shape[1..]].concat();
+            most = most.max(2 * self.activation_estimate(&half)?);
+        }
+        Ok(most + self.prepared.graph.weight_bytes())
+    }
+
+    /// Bytes of activations and scratch one run of this input shape holds: its plan's, or its
+    /// slice's and its tail's.
+    fn activation_estimate(&self, input_shape: &[usize]) -> Result<usize> {
         let whole = input_shape.to_vec();
-        // The slicing each limit gives, each distinct one planned once.
-        let mut chunks = Vec::new();
-        for limit in batch_limits(self.threads) {
-            let chunk = self.chunk_for(std::slice::from_ref(&whole), limit)?;
-            if !chunks.contains(&chunk) {
-                chunks.push(chunk);
-            }
+        let mut shape = whole.clone();
+        let mut tail = 0;
+        if let Some(chunk) = self.chunk(std::slice::from_ref(&whole))? {
+            tail = self.tail_for(std::slice::from_ref(&whole))?.map_or(0, |t| t.planned.plan.activation_bytes());
+            shape[0] = chunk;
         }
-        let mut most = 0;
-        for chunk in chunks {
-            let mut shape = whole.clone();
-            // A batch that runs whole from some node on holds that tail's buffers besides.
-            let mut tail = 0;
-            if let Some(chunk) = chunk {
-                tail = self.tail_for(std::slice::from_ref(&whole))?.map_or(0, |t| t.planned.plan.activation_bytes());
-                shape[0] = chunk;
-            }
-            let plan = Plan::new(&self.prepared, &[shape], self.threads)?;
-            most = most.max(plan.activation_bytes() + tail + self.prepared.graph.weight_bytes());
-        }
-        Ok(most)
+        Ok(Plan::new(&self.prepared, &[shape], self.threads)?.activation_bytes() + tail)
     }
 }
 
@@ -460,34 +473,10 @@ fn own_pool(threads: usize) -> Option<Rc<rayon::ThreadPool>> {
 /// against 1.12 in batches of 8). `KESTREL_BATCH_BYTES` overrides it.
 pub const BATCH_BYTES: usize = 16 << 20;
 
-/// [`BATCH_BYTES`] while the session's two workers share no cache
-/// ([`crate::cpu::placement`]): apart, running the batch's slices through the caches costs
-/// more than the whole batch's trips to memory. ResNet-50 f32 at batch 8, 2-vCPU Zen 4 guest,
-/// alternating call by call: whole 0.91 of the one-image slices' time apart (slices of 3–4
-/// images 0.94), 1.02 together.
-pub const FAR_BATCH_BYTES: usize = 128 << 20;
-
-/// [`BATCH_BYTES`] while a session's `threads` workers share a cache, [`FAR_BATCH_BYTES`]
-/// while they do not ([`crate::cpu::placement::far`]); `KESTREL_BATCH_BYTES` fixes it for
-/// both.
-fn batch_bytes(threads: usize) -> usize {
-    fixed_batch_bytes().unwrap_or(if crate::cpu::placement::far(threads) { FAR_BATCH_BYTES } else { BATCH_BYTES })
-}
-
-/// `KESTREL_BATCH_BYTES`, read once per process.
-fn fixed_batch_bytes() -> Option<usize> {
+/// [`BATCH_BYTES`], or `KESTREL_BATCH_BYTES` (read once per process).
+fn batch_bytes() -> usize {
     static BYTES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| std::env::var("KESTREL_BATCH_BYTES").ok().and_then(|v| v.trim().parse().ok()))
-}
-
-/// Every limit [`batch_bytes`] may answer for a session of `threads` workers: one where the
-/// environment or [`crate::cpu::placement::force`] fixes it, or the probe does not run.
-fn batch_limits(threads: usize) -> Vec<usize> {
-    if fixed_batch_bytes().is_some() || crate::cpu::placement::forced().is_some() || threads != 2 {
-        vec![batch_bytes(threads)]
-    } else {
-        vec![BATCH_BYTES, FAR_BATCH_BYTES]
-    }
+    BYTES.get_or_init(|| std::env::var("KESTREL_BATCH_BYTES").ok().and_then(|v| v.trim().parse().ok())).unwrap_or(BATCH_BYTES)
 }
 
 /// Conv output maps of at most this many pixels (16², ResNet's last two stages at 224²) run
@@ -534,21 +523,86 @@ fn split_point(p: &Prepared, shapes: &[Vec<usize>]) -> Option<(usize, ValueId)> 
     })
 }
 
-/// Samples `start..start + len` of a batch's `inputs` (all of one batch size, as
-/// [`Session::chunk`] requires): their shapes, and the graph inputs fed with their data in
+/// A call's inputs, or a run of their samples: each graph input's shape and data, read in
 /// place.
-fn samples<'a>(g: &Graph, inputs: &'a [Tensor], start: usize, len: usize) -> (Vec<Vec<usize>>, Vec<(ValueId, &'a [f32])>) {
-    let shapes = inputs.iter().map(|t| [&[len][..], &t.shape()[1..]].concat()).collect();
-    let feed = g
-        .inputs
-        .iter()
-        .zip(inputs)
-        .map(|(i, t)| {
-            let per = t.numel() / t.shape()[0].max(1);
-            (i.id, &t.data()[start * per..(start + len) * per])
-        })
-        .collect();
-    (shapes, feed)
+struct Batch<'a> {
+    shapes: Vec<Vec<usize>>,
+    data: Vec<&'a [f32]>,
+}
+
+impl<'a> Batch<'a> {
+    fn of(inputs: &'a [Tensor]) -> Batch<'a> {
+        Batch { shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(), data: inputs.iter().map(Tensor::data).collect() }
+    }
+
+    /// Samples (dim 0) of the first input.
+    fn n(&self) -> usize {
+        self.shapes.first().and_then(|s| s.first().copied()).unwrap_or(0)
+    }
+
+    /// Samples `start..start + len` of every input (each has at least `start + len`).
+    fn samples(&self, start: usize, len: usize) -> Batch<'a> {
+        let (mut shapes, mut data) = (Vec::with_capacity(self.shapes.len()), Vec::with_capacity(self.data.len()));
+        for (s, &d) in self.shapes.iter().zip(&self.data) {
+            let per = s.get(1..).map_or(1, |r| r.iter().product::<usize>());
+            shapes.push([&[len][..], s.get(1..).unwrap_or(&[])].concat());
+            data.push(&d[start * per..(start + len) * per]);
+        }
+        Batch { shapes, data }
+    }
+
+    /// The graph's input values fed from this batch.
+    fn feed(&self, g: &Graph) -> Vec<(ValueId, &'a [f32])> {
+        g.inputs.iter().zip(&self.data).map(|(i, &d)| (i.id, d)).collect()
+    }
+}
+
+/// Outputs of runs of samples, joined along dim 0 as they come.
+#[derive(Default)]
+struct Joined(Vec<(Vec<usize>, Vec<f32>)>);
+
+impl Joined {
+    /// Appends the outputs of a run of `len` of the call's `n` samples.
+    fn push(&mut self, outs: Vec<Tensor>, len: usize, n: usize) {
+        if self.0.is_empty() {
+            self.0 = outs.iter().map(|o| (o.shape().to_vec(), Vec::with_capacity(o.numel() / len.max(1) * n))).collect();
+            self.0.iter_mut().for_each(|(s, _)| s.iter_mut().take(1).for_each(|d| *d = 0));
+        }
+        for ((shape, data), o) in self.0.iter_mut().zip(outs) {
+            shape.iter_mut().take(1).for_each(|d| *d += len);
+            data.extend_from_slice(o.data());
+        }
+    }
+
+    fn finish(self) -> Result<Vec<Tensor>> {
+        self.0.into_iter().map(|(shape, data)| Tensor::new(shape, data)).collect()
+    }
+}
+
+thread_local! {
+    /// Whether this thread runs a worker's own samples ([`Session::run_by_workers`]).
+    static SOLO: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`SOLO`] set for the span of one run, cleared again even if it panics.
+struct Solo;
+
+impl Solo {
+    fn run<R>(f: impl FnOnce() -> R) -> R {
+        SOLO.with(|s| s.set(true));
+        let _clear = Solo;
+        f()
+    }
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        SOLO.with(|s| s.set(false));
+    }
+}
+
+fn solo() -> bool {
+    SOLO.with(|s| s.get())
 }
 
 /// Whether `g` computes each sample of a batch on its own, so that running a batch in
