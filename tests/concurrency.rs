@@ -142,7 +142,8 @@ fn every_route_to_the_workers_gives_the_same_bits() {
 #[test]
 fn large_batches_run_in_slices_with_the_same_bits() {
     use kestrel::exec::session::{batch_separable, BATCH_BYTES};
-    // The plan of workers that share a cache (apart, such a batch runs whole: tests/placement.rs).
+    // The plan of workers that share a cache (apart, each worker runs half of it alone:
+    // tests/placement.rs).
     kestrel::cpu::placement::force(Some(false));
     let cfg = ModelConfig::UNet(UNetConfig { base_width: 8, depth: 2, image_size: 128, ..Default::default() });
     for (name, g) in variants(&cfg) {

@@ -328,18 +328,24 @@ fn tiled_large_image_stays_within_memory_bound() {
     assert_eq!(code, 0, "{err}");
     let mask = dir.path().join("mask.png");
     let model = models_dir().join("blobs-unet.safetensors");
-    let (code, out, err) = kestrel(&[
-        "segment", model.to_str().unwrap(), big.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", "256", "--overlap", "32",
-        "--batch", "4", "--threads", "2",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    println!("{out}");
-    let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
-    assert!(peak < BIG_IMAGE_PEAK_RSS_MB, "peak RSS {peak} MB exceeds the stated {BIG_IMAGE_PEAK_RSS_MB} MB");
-    let m = image::open(&mask).unwrap().to_luma8();
-    assert_eq!(m.dimensions(), (6000, 6000));
-    let fg = m.pixels().filter(|p| p[0] > 0).count() as f64 / 36e6;
-    assert!(fg > 0.02 && fg < 0.9, "foreground fraction {fg}");
+    // Both plans of the two workers: sharing each layer (cores that share a cache) and each
+    // running its own tiles (cores apart), which holds two sets of buffers.
+    for placement in ["near", "far"] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .args(["segment", model.to_str().unwrap(), big.to_str().unwrap(), "-o", mask.to_str().unwrap(), "--tile", "256", "--overlap", "32", "--batch", "4", "--threads", "2"])
+            .env("KESTREL_PLACEMENT", placement)
+            .output()
+            .expect("run kestrel");
+        let (out, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        assert_eq!(run.status.code(), Some(0), "{placement}: {err}");
+        println!("{placement}: {out}");
+        let peak: f64 = out.split("peak RSS ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("peak RSS in output");
+        assert!(peak < BIG_IMAGE_PEAK_RSS_MB, "{placement}: peak RSS {peak} MB exceeds the stated {BIG_IMAGE_PEAK_RSS_MB} MB");
+        let m = image::open(&mask).unwrap().to_luma8();
+        assert_eq!(m.dimensions(), (6000, 6000));
+        let fg = m.pixels().filter(|p| p[0] > 0).count() as f64 / 36e6;
+        assert!(fg > 0.02 && fg < 0.9, "{placement}: foreground fraction {fg}");
+    }
 }
 
 #[test]
