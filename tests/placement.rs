@@ -61,4 +61,13 @@ fn far_plans_give_the_same_bits_as_near_ones() {
         assert_eq!(session.memory_estimate(&shape).unwrap(), near_estimate.max(far_estimate), "{name}");
         assert_eq!(bits(&session.run(std::slice::from_ref(&xb)).unwrap()), near_b, "{name}: batch of {n}, placement probed");
     }
+    // A call too small to wake the other worker (under CALL_PAR_MIN_MACS) is not split apart
+    // either: it runs on the calling thread.
+    let small = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 8, image_size: 32, ..Default::default() });
+    let small = small.build(&mut SeededWeights { seed: 3 }).unwrap();
+    let session = Session::new(small.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+    placement::force(Some(true));
+    assert_eq!(session.per_worker(&[small.input_shape(2).unwrap()]), None);
+    assert_eq!(session.per_worker(&[small.input_shape(256).unwrap()]), Some(128));
+    placement::force(None);
 }

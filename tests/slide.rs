@@ -335,7 +335,8 @@ fn bigtiff_whole_image_decoding_and_unsupported_compression() {
 }
 
 /// The 50 000² slide, streamed, against a stated bound of 600 MB peak RSS (measured 449–460
-/// MB, BENCHMARKS.md). About 3 min to write and 4 min to segment on 2 cores and 925 MB of
+/// MB with the workers sharing each layer, 541 MB with each worker running its own tiles
+/// apart: BENCHMARKS.md). About 3 min to write and 4 min to segment on 2 cores and 925 MB of
 /// disk, so it is left out of the default run: `cargo test --release --test slide --
 /// --ignored`.
 #[test]

@@ -219,11 +219,19 @@ impl Session {
     /// Samples each of the two workers runs on its own in a call of these input shapes now
     /// ([`Session::run_by_workers`]): half the batch, rounded down, where a two-worker
     /// session's workers share no cache ([`crate::cpu::placement::far`]) and its graph computes
-    /// each sample on its own; `None` otherwise (and inside a worker's own run).
+    /// each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
+    /// too small to run on both workers at all: [`super::plan::CALL_PAR_MIN_MACS`]).
     pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
         let n = shapes.first().and_then(|s| s.first().copied()).unwrap_or(0);
         let even = shapes.iter().all(|s| s.first() == Some(&n));
-        (self.threads == 2 && self.separable && even && n >= 2 && !solo() && crate::cpu::placement::far(2)).then_some(n / 2)
+        if self.threads != 2 || !self.separable || !even || n < 2 || solo() || !crate::cpu::placement::far(2) {
+            return None;
+        }
+        // The whole batch's plan (shapes and flags only; buffers are taken per run) says
+        // whether the call is large enough to wake the other worker; a batch too large to plan
+        // whole is.
+        let parallel = self.planned_for(shapes.to_vec()).map_or(true, |p| p.plan.parallel);
+        parallel.then_some(n / 2)
     }
 
     /// A batch of a session whose two workers share no cache: each worker runs `per` samples
@@ -297,8 +305,8 @@ impl Session {
     /// grown to `planned`'s ([`Buffers::fit`]) and given back afterwards. The sets are the
     /// session's, not each plan's: a run of batches of 4, 3, 2 and 1 images (a slide's last
     /// tiles of a band) holds one set the size of batch 4's, not four (the tiled segmentation
-    /// of a 6000² slide, two workers apart running batches whole: 199 MB peak RSS with a set
-    /// per plan).
+    /// of a 6000² slide with whole batches of four 256² tiles: 199 MB peak RSS with a set per
+    /// plan, 138 MB with the session's).
     fn with_buffers<R>(&self, planned: &Planned, f: impl FnOnce(&Self, &mut Buffers) -> Result<R>) -> Result<R> {
         let taken = {
             let mut idle = lock(&self.idle);
