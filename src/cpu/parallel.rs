@@ -215,11 +215,38 @@ impl Spinner {
     }
 }
 
+thread_local! {
+    /// Whether this thread's loops run on it alone ([`alone`]).
+    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's [`par_for`] loops (and [`par_chunks_mut`]'s) on this thread
+/// alone, even inside a pool with idle workers: a worker that runs samples of its own while
+/// the pool's other worker runs others (`exec::session::Session::run_by_workers`) keeps its
+/// parts, and the data they touch, on its own core. Cleared again when `f` returns or
+/// panics.
+pub fn alone<R>(f: impl FnOnce() -> R) -> R {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            ALONE.with(|a| a.set(false));
+        }
+    }
+    ALONE.with(|a| a.set(true));
+    let _clear = Clear;
+    f()
+}
+
+/// Whether this thread runs inside [`alone`].
+pub fn is_alone() -> bool {
+    ALONE.with(|a| a.get())
+}
+
 /// Runs `f(i)` for every `i` in `0..parts`, each exactly once, on the calling thread and the
 /// call's spinning workers (or a rayon loop where there are none; see the module), and
 /// returns when all have run. A part's panic is raised again here once every part is done.
 pub fn par_for(parts: usize, f: impl Fn(usize) + Sync) {
-    if parts <= 1 {
+    if parts <= 1 || is_alone() {
         (0..parts).for_each(f);
         return;
     }

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::node::{self, ValueMut, ValueRef};
 use super::plan::{Buffers, Plan};
 use super::prepare::{DType, Options, Prepared, Step};
-use crate::cpu::parallel::Spinner;
+use crate::cpu::parallel::{alone, is_alone, Spinner};
 use crate::cpu::codec::dequantize_slice;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qconv::Ranges;
@@ -224,7 +224,7 @@ impl Session {
     pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
         let n = shapes.first().and_then(|s| s.first().copied()).unwrap_or(0);
         let even = shapes.iter().all(|s| s.first() == Some(&n));
-        if self.threads != 2 || !self.separable || !even || n < 2 || solo() || !crate::cpu::placement::far(2) {
+        if self.threads != 2 || !self.separable || !even || n < 2 || is_alone() || !crate::cpu::placement::far(2) {
             return None;
         }
         // The whole batch's plan (shapes and flags only; buffers are taken per run) says
@@ -249,7 +249,7 @@ impl Session {
             let awake = Spinner::start(self.threads);
             crate::cpu::placement::observe(self.threads, awake.is_some());
             drop(awake);
-            rayon::join(|| Solo::run(|| self.run_batch(&a, None)), || Solo::run(|| self.run_batch(&b, None)))
+            rayon::join(|| alone(|| self.run_batch(&a, None)), || alone(|| self.run_batch(&b, None)))
         })?;
         let mut joined = Joined::default();
         joined.push(ra?, per, n);
@@ -327,7 +327,7 @@ impl Session {
 
     /// Runs `nodes` of `planned` on `bufs` in the session's pool.
     fn execute_in(&self, planned: &Planned, bufs: &mut Buffers, feed: &[(ValueId, &[f32])], nodes: std::ops::Range<usize>, wanted: &[ValueId], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
-        if solo() {
+        if is_alone() {
             // A worker's own samples ([`Session::run_by_workers`]): on this thread alone.
             return execute(&self.prepared, &planned.plan, bufs, feed, nodes, wanted, 1, node_seconds);
         }
@@ -587,31 +587,6 @@ impl Joined {
     }
 }
 
-thread_local! {
-    /// Whether this thread runs a worker's own samples ([`Session::run_by_workers`]).
-    static SOLO: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// [`SOLO`] set for the span of one run, cleared again even if it panics.
-struct Solo;
-
-impl Solo {
-    fn run<R>(f: impl FnOnce() -> R) -> R {
-        SOLO.with(|s| s.set(true));
-        let _clear = Solo;
-        f()
-    }
-}
-
-impl Drop for Solo {
-    fn drop(&mut self) {
-        SOLO.with(|s| s.set(false));
-    }
-}
-
-fn solo() -> bool {
-    SOLO.with(|s| s.get())
-}
 
 /// Whether `g` computes each sample of a batch on its own, so that running a batch in
 /// slices gives the same values: every value carries the batch in dim 0 at two batch sizes,
