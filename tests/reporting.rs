@@ -139,7 +139,8 @@ fn bench_times_bf16_winograd_f4_against_f2() {
 #[cfg(feature = "ort")]
 /// `bench` counts, per kestrel variant and batch, the timed runs that took the plans of
 /// workers on cores that share no cache (`cpu::placement`), and says so: every run with
-/// `KESTREL_PLACEMENT=far`, none with `near`; ONNX Runtime's variants carry no count.
+/// `KESTREL_PLACEMENT=far`, none with `near`; ONNX Runtime's variants carry no count. Apart,
+/// per-layer times of a batch come from another plan than its timed runs': said too.
 #[test]
 fn bench_counts_runs_on_the_plans_of_workers_apart() {
     let model = models_dir().join("blobs-unet.safetensors");
@@ -148,7 +149,7 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
         let out = dir.path().join("bench");
         let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
             .env("KESTREL_PLACEMENT", placement)
-            .args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "1,2", "--iters", "3", "--warmup", "0", "--threads", "2", "--out", out.to_str().unwrap()])
+            .args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "2", "--iters", "3", "--warmup", "0", "--threads", "2", "--per-layer", "--out", out.to_str().unwrap()])
             .output()
             .unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -158,6 +159,9 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
             assert_eq!(b["far_runs"].as_u64(), Some(want), "{placement}: {b}");
         }
         assert_eq!(text.contains("kestrel ran the plans of workers on cores that share no cache"), want > 0, "{placement}: {text}");
+        // Apart, batch 2's timed runs split the batch between the workers; its profiled runs
+        // do not, and the report says so.
+        assert_eq!(text.contains("the per-layer times come from profiled runs"), want > 0, "{placement}: {text}");
     }
 }
 

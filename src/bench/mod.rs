@@ -457,6 +457,13 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         .iter()
         .flat_map(|r| r.batches.iter().filter_map(move |b| b.far_runs.filter(|&n| n > 0).map(|n| format!("{} batch {}: {n} of {}", r.name, b.batch, b.stages[2].raw_ms.len()))))
         .collect();
+    // Profiled runs keep both workers on every layer; apart, the timed runs of a batch split
+    // it between the workers (`Session::run_by_workers`), so the per-layer times are another plan's.
+    let split_layers = opts.per_layer
+        && results.iter().any(|r| r.per_layer.is_some() && r.batches.first().is_some_and(|b| b.batch > 1 && b.far_runs.is_some_and(|n| n > 0)));
+    if split_layers {
+        warnings.push("the per-layer times come from profiled runs, which keep both workers on every layer; the timed runs with the workers apart split the batch between them instead (README, Sessions and threads)".to_string());
+    }
     if !far_runs.is_empty() {
         warnings.push(format!(
             "kestrel ran the plans of workers on cores that share no cache (its placement probe's verdict, or KESTREL_PLACEMENT=far; README, Sessions and threads) in these timed runs: {}",
