@@ -216,15 +216,22 @@ impl Session {
         joined.finish()
     }
 
+    /// The samples of a call of these input shapes that may run apart (in slices, or on each
+    /// worker): at least 2, the same in every input's dim 0, of a graph that computes each
+    /// sample on its own ([`batch_separable`]).
+    fn separable_samples(&self, shapes: &[Vec<usize>]) -> Option<usize> {
+        let n = shapes.first().and_then(|s| s.first().copied()).unwrap_or(0);
+        (self.separable && n >= 2 && shapes.iter().all(|s| s.first() == Some(&n))).then_some(n)
+    }
+
     /// Samples each of the two workers runs on its own in a call of these input shapes now
     /// ([`Session::run_by_workers`]): half the batch, rounded down, where a two-worker
     /// session's workers share no cache ([`crate::cpu::placement::far`]) and its graph computes
     /// each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
     /// too small to run on both workers at all: [`super::plan::CALL_PAR_MIN_MACS`]).
     pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
-        let n = shapes.first().and_then(|s| s.first().copied()).unwrap_or(0);
-        let even = shapes.iter().all(|s| s.first() == Some(&n));
-        if self.threads != 2 || !self.separable || !even || n < 2 || is_alone() || !crate::cpu::placement::far(2) {
+        let n = self.separable_samples(shapes)?;
+        if self.threads != 2 || is_alone() || !crate::cpu::placement::far(2) {
             return None;
         }
         // The whole batch's plan (shapes and flags only; buffers are taken per run) says
@@ -269,10 +276,7 @@ impl Session {
 
     /// [`Session::chunk`] with `limit` bytes of activations in place of [`batch_bytes`].
     fn chunk_under(&self, shapes: &[Vec<usize>], limit: usize) -> Result<Option<usize>> {
-        let n = shapes.first().and_then(|s| s.first().copied()).unwrap_or(0);
-        if !self.separable || n <= 1 || shapes.iter().any(|s| s.first() != Some(&n)) {
-            return Ok(None);
-        }
+        let Some(n) = self.separable_samples(shapes) else { return Ok(None) };
         // Bytes per sample, as the plans of 1 and 2 samples differ (scratch sized per worker,
         // not per sample, is the fixed part).
         let at = |b: usize| -> Result<usize> {
@@ -432,8 +436,8 @@ impl Session {
     /// plan of workers together, so that the answer does not change with the placement.
     pub fn memory_estimate(&self, input_shape: &[usize]) -> Result<usize> {
         let mut most = self.activation_estimate(input_shape)?;
-        let n = input_shape.first().copied().unwrap_or(0);
-        if self.threads == 2 && self.separable && n >= 2 && crate::cpu::placement::forced() != Some(false) {
+        let whole = [input_shape.to_vec()];
+        if let (Some(n), 2, false) = (self.separable_samples(&whole), self.threads, crate::cpu::placement::forced() == Some(false)) {
             // Each worker's half of the batch on a set of buffers of its own.
             let half = [&[n / 2][..], &input_shape[1..]].concat();
             most = most.max(2 * self.activation_estimate(&half)?);
@@ -574,10 +578,16 @@ impl Joined {
     fn push(&mut self, outs: Vec<Tensor>, len: usize, n: usize) {
         if self.0.is_empty() {
             self.0 = outs.iter().map(|o| (o.shape().to_vec(), Vec::with_capacity(o.numel() / len.max(1) * n))).collect();
-            self.0.iter_mut().for_each(|(s, _)| s.iter_mut().take(1).for_each(|d| *d = 0));
+            for (shape, _) in &mut self.0 {
+                if let Some(d) = shape.first_mut() {
+                    *d = 0;
+                }
+            }
         }
         for ((shape, data), o) in self.0.iter_mut().zip(outs) {
-            shape.iter_mut().take(1).for_each(|d| *d += len);
+            if let Some(d) = shape.first_mut() {
+                *d += len;
+            }
             data.extend_from_slice(o.data());
         }
     }
