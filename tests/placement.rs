@@ -32,13 +32,13 @@ fn far_plans_give_the_same_bits_as_near_ones() {
         let xb = Tensor::randn(shape.clone(), 1.0, 31);
         let x1 = Tensor::randn(s1.clone(), 1.0, 32);
         placement::force(Some(false));
-        assert!(!placement::far(2));
+        assert!(!placement::far(2) && !placement::split_batches(2));
         let near_split = session.batch_split(std::slice::from_ref(&shape)).unwrap();
         let near_estimate = session.memory_estimate(&shape).unwrap();
         assert_eq!(session.per_worker(std::slice::from_ref(&shape)), None, "{name}: together, both workers run every layer");
         let (near_b, near_1) = (bits(&session.run(std::slice::from_ref(&xb)).unwrap()), bits(&session.run(std::slice::from_ref(&x1)).unwrap()));
         placement::force(Some(true));
-        assert!(placement::far(2) && placement::far(4));
+        assert!(placement::far(2) && placement::far(4) && placement::split_batches(2));
         let far_estimate = session.memory_estimate(&shape).unwrap();
         assert_eq!(session.per_worker(std::slice::from_ref(&shape)), Some(n / 2), "{name}: apart, each worker runs half the batch");
         assert_eq!(session.per_worker(std::slice::from_ref(&s1)), None, "{name}: one image is not split");

@@ -157,11 +157,29 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
         for b in r["variants"][0]["batches"].as_array().unwrap() {
             assert_eq!(b["far_runs"].as_u64(), Some(want), "{placement}: {b}");
+            assert_eq!(b["split_runs"].as_u64(), Some(want), "{placement}: {b}");
         }
         assert_eq!(text.contains("kestrel ran the plans of workers on cores that share no cache"), want > 0, "{placement}: {text}");
         // Apart, batch 2's timed runs split the batch between the workers; its profiled runs
         // do not, and the report says so.
         assert_eq!(text.contains("the per-layer times come from profiled runs"), want > 0, "{placement}: {text}");
+    }
+    // On an Intel mesh the probe does not run: batches split, nothing evicts, whatever the
+    // round trip (`cpu::placement::Fabric`).
+    if kestrel::cpu::placement::fabric() == kestrel::cpu::placement::Fabric::Mesh {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bench");
+        let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+            .env_remove("KESTREL_PLACEMENT")
+            .args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "2", "--iters", "3", "--warmup", "0", "--threads", "2", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{text}");
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+        let b = &r["variants"][0]["batches"][0];
+        assert_eq!((b["far_runs"].as_u64(), b["split_runs"].as_u64()), (Some(0), Some(3)), "mesh: {b}");
+        assert!(!text.contains("share no cache"), "mesh: {text}");
     }
 }
 

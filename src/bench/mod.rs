@@ -97,6 +97,10 @@ pub struct BatchResult {
     /// cache ([`crate::cpu::placement::far`] after the run: its probe found them apart, or
     /// `KESTREL_PLACEMENT=far`); none for ONNX Runtime.
     pub far_runs: Option<usize>,
+    /// Of a kestrel variant's timed runs, how many split the batch between the two workers,
+    /// each running its half alone ([`crate::exec::Session::per_worker`]: cores apart, or an
+    /// Intel mesh); none for ONNX Runtime.
+    pub split_runs: Option<usize>,
 }
 
 impl BatchResult {
@@ -347,21 +351,25 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         }
         let mut raw: Vec<[Vec<f64>; 4]> = variants.iter().map(|_| Default::default()).collect();
         let mut far_runs: Vec<usize> = vec![0; variants.len()];
+        let mut split_runs: Vec<usize> = vec![0; variants.len()];
+        let shape_b = model.graph.input_shape(b).ok();
         let t0 = Instant::now();
         let mut it = 0;
         while it < opts.iters || opts.seconds.is_some_and(|s| t0.elapsed().as_secs_f64() < s * variants.len() as f64) {
-            for ((v, r), far) in variants.iter_mut().zip(&mut raw).zip(&mut far_runs) {
+            for (((v, r), far), split) in variants.iter_mut().zip(&mut raw).zip(&mut far_runs).zip(&mut split_runs) {
                 let t = pipe.run(v, None)?;
                 for k in 0..4 {
                     r[k].push(t[k]);
                 }
                 *far += usize::from(crate::cpu::placement::far(threads));
+                let per_worker = v.session().zip(shape_b.as_ref()).and_then(|(s, sh)| s.per_worker(std::slice::from_ref(sh)));
+                *split += usize::from(per_worker.is_some());
             }
             it += 1;
             done = (done + variants.len() as u64).min(total_iters);
             progress.set(done, total_iters, &format!("batch {b}"));
         }
-        for (((v, r), res), far) in variants.iter().zip(raw).zip(&mut results).zip(far_runs) {
+        for ((((v, r), res), far), split) in variants.iter().zip(raw).zip(&mut results).zip(far_runs).zip(split_runs) {
             let totals: Vec<f64> = (0..r[0].len()).map(|i| r.iter().map(|s| s[i]).sum()).collect();
             let stages: Vec<Stage> = STAGES
                 .iter()
@@ -390,6 +398,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
                 ratio_to_first: None,
                 paired_ratio_to_first: None,
                 far_runs: (!v.kind.is_ort()).then_some(far),
+                split_runs: (!v.kind.is_ort()).then_some(split),
             });
         }
         if bi == 0 && opts.per_layer {
@@ -448,21 +457,23 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         r.choice = batch::choose(&pts, opts.p99_budget_ms);
     }
     let fingerprint = Fingerprint::collect(threads);
+    // On a mesh every core of the socket is as far as this (`cpu::placement::Fabric`).
+    let apart_link = crate::cpu::placement::fabric() == crate::cpu::placement::Fabric::Groups;
     let far: Vec<String> = [("before", link_before), ("after", fingerprint.cross_core_round_trip_ns)]
         .iter()
-        .filter_map(|&(when, ns)| ns.filter(|&ns| ns > machine::FAR_ROUND_TRIP_NS).map(|ns| format!("{ns:.0} ns {when} the runs")))
+        .filter_map(|&(when, ns)| ns.filter(|&ns| apart_link && ns > machine::FAR_ROUND_TRIP_NS).map(|ns| format!("{ns:.0} ns {when} the runs")))
         .collect();
     // Which of kestrel's runs took the plans of workers apart (`cpu::placement`).
     let far_runs: Vec<String> = results
         .iter()
         .flat_map(|r| r.batches.iter().filter_map(move |b| b.far_runs.filter(|&n| n > 0).map(|n| format!("{} batch {}: {n} of {}", r.name, b.batch, b.stages[2].raw_ms.len()))))
         .collect();
-    // Profiled runs keep both workers on every layer; apart, the timed runs of a batch split
-    // it between the workers (`Session::run_by_workers`), so the per-layer times are another plan's.
-    let split_layers = opts.per_layer
-        && results.iter().any(|r| r.per_layer.is_some() && r.batches.first().is_some_and(|b| b.batch > 1 && b.far_runs.is_some_and(|n| n > 0)));
+    // Profiled runs keep both workers on every layer; apart or on a mesh, the timed runs of a
+    // batch split it between the workers (`Session::run_by_workers`), so the per-layer times
+    // are another plan's.
+    let split_layers = opts.per_layer && results.iter().any(|r| r.per_layer.is_some() && r.batches.first().is_some_and(|b| b.split_runs.is_some_and(|n| n > 0)));
     if split_layers {
-        warnings.push("the per-layer times come from profiled runs, which keep both workers on every layer; the timed runs with the workers apart split the batch between them instead (README, Sessions and threads)".to_string());
+        warnings.push("the per-layer times come from profiled runs, which keep both workers on every layer; the timed runs split the batch between them instead, each worker running its half alone (README, Sessions and threads)".to_string());
     }
     if !far_runs.is_empty() {
         warnings.push(format!(

@@ -24,6 +24,15 @@
 //! calls of exactly two workers only; with more, a call's workers may sit on several caches at
 //! once and no single verdict fits, so [`far`] answers `false` for them (the plans of cores
 //! that share a cache).
+//!
+//! What a round trip means depends on how the CPU links its cores ([`Fabric`], by CPUID
+//! vendor). On AMD the probe tells one CCD from two. On Intel every core of a socket shares
+//! its L3 over a mesh, and the probe read 153–386 ns (median 208–216) between two vCPUs of one
+//! L3 on the model-207 guest, astride any threshold: there the evicting plans cost 4–6 %
+//! (ResNet-50 at batch 1, f32 and INT8) and are never taken, while splitting a batch between
+//! the workers ([`split_batches`]) paid everywhere it was measured (shapes-resnet18 at batch 64
+//! 0.74–0.77, batch 4 0.85–0.88; ResNet-50 at batch 8 0.99), so it is always taken; no probe
+//! runs (BENCHMARKS.md, "Intel model 207 with AMX").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -63,13 +72,56 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-/// Whether a call of `workers` workers runs on cores that share no cache: the last probe's
-/// verdict for two workers; `false` before any probe and for other widths, which the probe
-/// does not measure. [`force`] or `KESTREL_PLACEMENT` fix the answer for every width.
+/// How this CPU's cores reach each other's caches, which decides what a probe's round trip
+/// says about them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fabric {
+    /// Cores in groups that share an L3 (AMD's CCDs; also any CPU not known to be
+    /// [`Fabric::Mesh`]): the probe tells one group (52–90 ns on the Zen 4 guest) from two
+    /// (210–376 ns).
+    Groups,
+    /// One L3 per socket over a mesh (Intel): two cores of it are 150–390 ns apart, as far as
+    /// two CCDs, so the probe cannot tell sharing from not; the cores are taken to share it.
+    Mesh,
+}
+
+/// This CPU's [`Fabric`]: [`Fabric::Mesh`] for CPUID vendor "GenuineIntel", else
+/// [`Fabric::Groups`].
+pub fn fabric() -> Fabric {
+    static FABRIC: std::sync::OnceLock<Fabric> = std::sync::OnceLock::new();
+    *FABRIC.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let l0 = std::arch::x86_64::__cpuid(0);
+            // "GenuineIntel" in EBX, EDX, ECX.
+            if [l0.ebx, l0.edx, l0.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e] {
+                return Fabric::Mesh;
+            }
+        }
+        Fabric::Groups
+    })
+}
+
+/// Whether a call of `workers` workers runs on cores that share no cache, and so takes the
+/// plans that evict what the other core read: the last probe's verdict for two workers on a
+/// [`Fabric::Groups`] CPU; `false` before any probe, for other widths, which the probe does
+/// not measure, and on a [`Fabric::Mesh`]. [`force`] or `KESTREL_PLACEMENT` fix the answer
+/// for every width.
 pub fn far(workers: usize) -> bool {
     match forced() {
         Some(f) => f,
-        None => workers == 2 && VERDICT.load(Ordering::Relaxed) == 2,
+        None => workers == 2 && fabric() == Fabric::Groups && VERDICT.load(Ordering::Relaxed) == 2,
+    }
+}
+
+/// Whether a call of `workers` workers splits a batch between them, each running its half
+/// alone (`exec::session::Session::run_by_workers`): where they share no cache ([`far`]), and
+/// on a [`Fabric::Mesh`] for two workers, whose cores hand lines over as slowly as cores
+/// apart. [`force`] or `KESTREL_PLACEMENT` fix the answer as for [`far`].
+pub fn split_batches(workers: usize) -> bool {
+    match forced() {
+        Some(f) => f,
+        None => far(workers) || (workers == 2 && fabric() == Fabric::Mesh),
     }
 }
 
@@ -113,12 +165,12 @@ pub fn forced() -> Option<bool> {
     }
 }
 
-/// Probes the placement from a call of `threads` workers, when it has two, they are
-/// `spinning` ([`super::parallel::Spinner`]) and the last probe is older than [`EVERY`]; a
+/// Probes the placement from a call of `threads` workers, when it has two on a
+/// [`Fabric::Groups`] CPU, they are `spinning` ([`super::parallel::Spinner`]) and the last probe is older than [`EVERY`]; a
 /// call that cannot probe only drops a verdict older than [`STALE`]. Must run on the call's
 /// thread, inside its pool.
 pub fn observe(threads: usize, spinning: bool) {
-    if threads != 2 || rayon::current_num_threads() != 2 || forced().is_some() {
+    if threads != 2 || rayon::current_num_threads() != 2 || forced().is_some() || fabric() == Fabric::Mesh {
         return;
     }
     let now = (origin().elapsed().as_micros() as u64).max(1);
@@ -246,7 +298,22 @@ mod tests {
         });
         // Each probe waits at most ARRIVAL for the worker and ARRIVAL per batch.
         assert!(t.elapsed() < Duration::from_secs(5));
-        println!("placement probe: {answered} of 20 answered, far(2) = {}", far(2));
+        println!("placement probe ({:?}): {answered} of 20 answered, far(2) = {}", fabric(), far(2));
+    }
+
+    #[test]
+    fn a_mesh_splits_batches_and_never_evicts() {
+        // Nothing forced in this test binary's unit tests (the plans' own tests live in
+        // tests/placement.rs, which forces).
+        if forced().is_some() {
+            return;
+        }
+        assert!(!split_batches(1) && !split_batches(4) && !far(1) && !far(4));
+        match fabric() {
+            Fabric::Mesh => assert!(split_batches(2) && !far(2)),
+            Fabric::Groups => assert_eq!(split_batches(2), far(2)),
+        }
+        println!("fabric {:?}: split_batches(2) = {}, far(2) = {}", fabric(), split_batches(2), far(2));
     }
 
     #[test]

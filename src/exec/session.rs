@@ -6,7 +6,8 @@
 //! therefore never wait for each other, and each computes exactly what it would alone:
 //! kernels split work by the session's thread count, not by who else is running. A batch
 //! runs whole, in slices of samples ([`BATCH_BYTES`]), or, where a two-worker call's workers
-//! share no cache, half on each worker ([`Session::run_by_workers`]): the same values.
+//! share no cache or sit on an Intel mesh (`cpu::placement::split_batches`), half on each
+//! worker ([`Session::run_by_workers`]): the same values.
 //!
 //! **Threads.** A session built with `threads = T` runs each call on `T` workers. Calls in
 //! flight at the same time each get their own `T` workers (rayon pools kept and reused, one
@@ -226,12 +227,12 @@ impl Session {
 
     /// Samples each of the two workers runs on its own in a call of these input shapes now
     /// ([`Session::run_by_workers`]): half the batch, rounded down, where a two-worker
-    /// session's workers share no cache ([`crate::cpu::placement::far`]) and its graph computes
-    /// each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
+    /// session's workers split batches ([`crate::cpu::placement::split_batches`]: they share no
+    /// cache, or sit on an Intel mesh) and its graph computes each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
     /// too small to run on both workers at all: [`super::plan::CALL_PAR_MIN_MACS`]).
     pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
         let n = self.separable_samples(shapes)?;
-        if self.threads != 2 || is_alone() || !crate::cpu::placement::far(2) {
+        if self.threads != 2 || is_alone() || !crate::cpu::placement::split_batches(2) {
             return None;
         }
         // The whole batch's plan (shapes and flags only; buffers are taken per run) says
@@ -247,7 +248,9 @@ impl Session {
     /// sample left over, if any, runs after on both. On the 2-vCPU Zen 4 guest apart, against
     /// the plan of workers together, alternating call by call: the blobs UNet's four 256² tiles
     /// 0.56–0.58 (25 ms against 44; a whole batch without slices took 36), ResNet-50 at
-    /// batch 8 f32 0.84, INT8 0.885. Together it took 1.08–1.15 (UNet) and is not taken.
+    /// batch 8 f32 0.84, INT8 0.885. Together it took 1.08–1.15 (UNet) and is not taken. On
+    /// the Intel model-207 guest's mesh (one L3, lines handed over as slowly as between CCDs)
+    /// it paid too: shapes-resnet18 at batch 64 0.74–0.77, the UNet tiles 0.98–1.0.
     fn run_by_workers(&self, batch: &Batch, per: usize) -> Result<Vec<Tensor>> {
         let n = batch.n();
         let (a, b) = (batch.samples(0, per), batch.samples(per, per));
