@@ -56,6 +56,17 @@ if [ "$#" -eq 0 ]; then
         r=${PIPESTATUS[0]}
         [ "$r" -eq 0 ] || rc=$r
     fi
+    # Intel's own FP32 rule (`KESTREL_TUNE=intel`: small 1×1 convs pack their B blocks): the
+    # FP32 conv twin tests once more under it on other AVX-512 hosts, and under the generic
+    # rules on Intel.
+    if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+        other=intel
+        grep -qm1 GenuineIntel /proc/cpuinfo && other=generic
+        echo "== FP32 conv twin tests with KESTREL_TUNE=$other"
+        KESTREL_TUNE=$other cargo test --release --features ort --test kernels -- --test-threads=1 conv 2>&1 | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || rc=$r
+    fi
     # ORT's INT8 kernel saturates on AVX2 without VNNI, so QDQ parity must hold there too. On an
     # AVX-512 host, run the QDQ parity tests of ORT-made models once more on an emulated
     # AVX2-only CPU (qemu user mode, AMD EPYC-Milan = Zen 3), where ORT and kestrel both take

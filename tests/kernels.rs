@@ -260,10 +260,14 @@ fn conv_big_pointwise_packed_blocks() {
 /// 1×1 stride-1 convs whose K runs in one block up to 1 024 on AVX-512 and in 512-row blocks
 /// above (`sconv::run_part`, B read in place), and in 128- or 256-row blocks elsewhere: K just
 /// past each step (129, 257, 513, 1 025), the limits themselves, a K of 2 100 (five blocks of
-/// 420), with residuals, batches, the narrow last column of 7² and 14² maps.
+/// 420), with residuals, batches, the narrow last column of 7² and 14² maps. Parts of at least
+/// 128 rows on maps of at most 14² pack their B blocks under `KESTREL_TUNE=intel` (Intel's
+/// rule; scripts/test.sh runs this file under the other family's rules too): 264 and 520
+/// output channels, 14², 7² and 13 × 15 maps, K of 1 024, 257 and 130.
 #[test]
 fn conv_pointwise_long_k_blocks() {
     let mut seed = 9750;
+    println!("tune: {:?}", kestrel::cpu::detect::tune());
     for &(n, cin, cout, hw, act) in &[
         (1usize, 129usize, 40usize, [14usize, 14usize], Some(Activation::Relu)),
         (1, 257, 24, [7, 7], None),
@@ -271,6 +275,9 @@ fn conv_pointwise_long_k_blocks() {
         (1, 1024, 33, [7, 7], Some(Activation::LeakyRelu(0.1))),
         (1, 1025, 48, [14, 14], None),
         (1, 2100, 20, [7, 7], Some(Activation::Relu)),
+        (1, 1024, 264, [14, 14], Some(Activation::Relu)),
+        (2, 257, 520, [7, 7], None),
+        (1, 130, 264, [13, 15], Some(Activation::Relu)),
     ] {
         seed += 1;
         check_conv(n, cin, cout, hw, [1, 1], 1, [0; 4], 1, 1, act, true, seed);

@@ -87,10 +87,14 @@ pub fn selected() -> Result<Isa> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tune {
-    /// The rules as measured on Zen 5 and the Intel hosts.
+    /// The rules as measured on Zen 5 (and, before [`Tune::Intel`] was told apart, on the
+    /// Intel hosts, whose rules they still are but one).
     Generic,
     /// AMD Zen 4 (family 19h with AVX-512), whose 512-bit operations run as two 256-bit halves.
     Zen4,
+    /// Intel with AVX-512 (CPUID "GenuineIntel"): [`Tune::Generic`]'s rules, but small 1×1
+    /// convs pack their B blocks (`cpu::sconv`, measured on family 6 model 207).
+    Intel,
 }
 
 impl Tune {
@@ -99,6 +103,7 @@ impl Tune {
         match self {
             Tune::Generic => "generic",
             Tune::Zen4 => "zen4",
+            Tune::Intel => "intel",
         }
     }
 
@@ -107,12 +112,14 @@ impl Tune {
         match s.trim().to_ascii_lowercase().as_str() {
             "generic" => Ok(Tune::Generic),
             "zen4" => Ok(Tune::Zen4),
-            other => Err(Error::Argument(format!("KESTREL_TUNE={other}: use generic or zen4"))),
+            "intel" => Ok(Tune::Intel),
+            other => Err(Error::Argument(format!("KESTREL_TUNE={other}: use generic, zen4 or intel"))),
         }
     }
 
     /// This CPU's family by CPUID: AMD family 19h with AVX-512F is Zen 4 (Zen 3, also family
-    /// 19h, has no AVX-512); everything else is [`Tune::Generic`].
+    /// 19h, has no AVX-512), Intel with AVX-512F is [`Tune::Intel`]; everything else is
+    /// [`Tune::Generic`].
     pub fn of_cpu() -> Tune {
         #[cfg(target_arch = "x86_64")]
         {
@@ -121,8 +128,13 @@ impl Tune {
             let amd = [l0.ebx, l0.edx, l0.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
             let base = (l1.eax >> 8) & 0xf;
             let family = if base == 0xf { base + ((l1.eax >> 20) & 0xff) } else { base };
-            if amd && family == 0x19 && std::arch::is_x86_feature_detected!("avx512f") {
+            let intel = [l0.ebx, l0.edx, l0.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e];
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+            if amd && family == 0x19 && avx512 {
                 return Tune::Zen4;
+            }
+            if intel && avx512 {
+                return Tune::Intel;
             }
         }
         Tune::Generic

@@ -40,6 +40,7 @@
 //! `NARROW_COLS` output pixels in all (1×1 and 2×2 maps) runs on the narrow kernel instead
 //! (`conv2d_narrow`), on the calling thread.
 
+use super::detect::Tune;
 use super::parallel::OutPtr;
 use super::sgemm::{finish, Epilogue, Geometry, Init, Kernel, PackedA, Tile, NARROW_COLS};
 use crate::graph::Conv2d;
@@ -63,6 +64,9 @@ const IMAGE_KC: usize = 512;
 const PACK_IMAGE_ROWS: usize = 256;
 /// On AVX2, rows of any 1×1 conv's part from which its B blocks are packed (see `run_part`).
 const PACK_BLOCK_ROWS: usize = 128;
+/// Output pixels of a 1×1 conv's map up to which its parts of `PACK_BLOCK_ROWS` rows pack
+/// their B blocks on Intel's AVX-512 as well (14²; see `run_part`).
+const PACK_SMALL_MAP: usize = 196;
 
 /// Input rows shorter than this are copied into stride-1 phase planes whole planes at a time
 /// ([`Kernel::copy_rows`]) rather than row by row.
@@ -589,6 +593,8 @@ fn run_part(
 ) {
     let [_, cout, oh, ow] = os;
     let geo = kernel.geometry();
+    // The family whose measured rules apply (a bad KESTREL_TUNE failed the session's build).
+    let tune = super::detect::tune().unwrap_or(Tune::Generic);
     let npix = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let (act, post) = Epilogue::split(c.act);
@@ -615,7 +621,18 @@ fn run_part(
     // of `IMAGE_KC`: each further K block reads and writes the whole output once more, while
     // a longer B panel (up to 1 024 rows × 48 columns, 192 KiB) streams from L2 fast enough
     // for its tiles.
+    // On Intel (`Tune::Intel`), though, a 1×1 stride-1 conv on a map of at most
+    // `PACK_SMALL_MAP` pixels whose part has at least `PACK_BLOCK_ROWS` rows packs its B
+    // blocks of `kc` rows, as on AVX2 (below): read in place, each 16-float run of a 14² or 7²
+    // row straddles two lines. Family 6 model 207, alternating call by call, per layer:
+    // ResNet-50's 14² and 7² 1×1 convs 0.88–0.96 of their time at 2 threads (the whole model
+    // 0.980), 0.85–0.96 at 1 (0.967); 512 → 128 at 28² lost 5–8 % this way, and blocks of
+    // 256 rows gained no more than 128.
+    let mr = a.mr;
+    let part_rows = (part.panels.1 - part.panels.0) * mr;
+    let pack_small = geo.lanes >= 16 && layout.cols == Cols::Image && npix <= PACK_SMALL_MAP && part_rows >= PACK_BLOCK_ROWS && tune == Tune::Intel;
     let kc_max = match layout.cols {
+        _ if pack_small => geo.kc,
         Cols::Phased { .. } if c.kernel() != [1, 1] => geo.kc_taps,
         Cols::Image if geo.lanes >= 16 && kdim <= IMAGE_KC_ONE => kdim,
         Cols::Image if geo.lanes >= 16 => IMAGE_KC,
@@ -653,10 +670,8 @@ fn run_part(
     // per layer: the stem 0.85–0.94 → 0.74–0.90 ms, UNet's first conv 0.90 → 0.56 ms, the
     // layers after them unchanged; whole models alternating call by call, ResNet-50
     // 0.992–0.995, UNet 256² 0.982–0.994 of the time.
-    // Rows per weight panel: the geometry's, or fewer for a conv with few output channels
-    // (`Kernel::panel_rows`).
-    let mr = a.mr;
-    let part_rows = (part.panels.1 - part.panels.0) * mr;
+    // Rows per weight panel (`mr`, above): the geometry's, or fewer for a conv with few output
+    // channels (`Kernel::panel_rows`).
     let part_cols = (part.vectors.1 - part.vectors.0) * geo.lanes;
     let big_out = part_rows * part_cols * 4 > M_OUTER_BYTES;
     let rows_aligned = layout.row_vectors > 0 && !layout.span;
@@ -679,7 +694,7 @@ fn run_part(
     // at the row offsets.
     let pack_image = match geo.lanes {
         8 => layout.cols == Cols::Image && part_rows >= PACK_BLOCK_ROWS,
-        _ => layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS,
+        _ => pack_small || (layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS),
     };
     let packed = layout.cols == Cols::Batched || pack_image;
     // A packed block fits the worker's `block` buffer (kc · nc floats).

@@ -185,7 +185,7 @@ pub fn prefers_f4(kernel: Kernel, c: &Conv2d, [oh, ow]: [usize; 2]) -> bool {
 pub fn pays_bf16(c: &Conv2d, tune: Tune) -> bool {
     let s = c.weight.shape();
     let least = match tune {
-        Tune::Generic => 128,
+        Tune::Generic | Tune::Intel => 128,
         Tune::Zen4 => 64,
     };
     takes(c) && s[0] >= least && s[1] >= least
