@@ -8,7 +8,8 @@
 //! of the stores changed nothing (a scratch probe). With the lines evicted first
 //! (`clflushopt`, which the CPU pipelines) and then written, fetched from memory: 15–16.5 GB/s
 //! either way. [`evict`] is that flush, for regions the workers share and one of them
-//! rewrites on every call (the Winograd transform's shared `V`, `cpu::wino`), and, while the
+//! rewrites on every call (the Winograd transform's shared `V`, `cpu::wino`, but not on an
+//! Intel mesh, `cpu::placement::Fabric`, where it measured slower), and, while the
 //! two workers sit on cores that share no cache (`cpu::placement`), for the output lines a
 //! conv worker is about to write (`cpu::sconv`, `cpu::qconv`): which of those lines the other
 //! core holds depends on which layers used the buffer before, and on cores that share an L3

@@ -20,7 +20,8 @@
 //!   split over the workers (too few tiles: 14² and 7² maps), its input is transformed once,
 //!   each worker taking a chunk of the input channels, into a V the parts share (`Work`);
 //!   in f32 each chunk's lines are evicted from the caches first ([`super::evict`]: both
-//!   cores read all of V, and a store to a line the other core holds waits for its copy).
+//!   cores read all of V, and a store to a line the other core holds waits for its copy),
+//!   except on an Intel mesh, where that cost more than it saved.
 //!   A block's last few tiles past whole vectors (a 14² map's 49 = 3·16 + 1) run on
 //!   [`Kernel::narrow`] with the same k-order fmas, as in `sconv` (ResNet's 14² convs
 //!   1.1–1.2× faster on AVX-512).
@@ -598,8 +599,11 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             // fetched from memory instead of invalidated one at a time (`cpu::evict`).
             // ResNet-50 f32 on Zen 4, 2 threads: 0.964 of the time with the vCPUs on two CCDs,
             // 0.993–1.0 on one L3. Not in bf16 (V of pairs, half the bytes): 0.988 on two
-            // CCDs but 1.007 on one.
-            if !matches!(ex, Exec::Bf16(_)) {
+            // CCDs but 1.007 on one. Not on an Intel mesh (`placement::Fabric::Mesh`), whose
+            // L3 both cores share: without the flush ResNet-50's 14² convs took 0.93–0.95 of
+            // their time, ResNet-50, ResNet-18 and UNet 256² 0.988, 0.986 and 0.996 (family 6
+            // model 207, alternating call by call).
+            if !matches!(ex, Exec::Bf16(_)) && super::placement::fabric() == super::placement::Fabric::Groups {
                 super::evict::evict(vq);
             }
             let mut e = vec![0f32; v.scratch(g1 - g0)];
