@@ -7,7 +7,8 @@ use serde::Serialize;
 pub struct Fingerprint {
     pub cpu: String,
     pub logical_cpus: usize,
-    /// The INT8 kernel path kestrel selected (`KESTREL_ISA` or the best the CPU has).
+    /// The INT8 kernel path kestrel selected (`KESTREL_ISA` or the best the CPU has), named
+    /// `avx512vnni + amx-int8` where its GEMM runs on AMX tiles.
     pub isa: String,
     /// Every INT8 path the CPU supports.
     pub isa_supported: Vec<String>,
@@ -113,7 +114,7 @@ impl Fingerprint {
         Fingerprint {
             cpu: cpu_model(),
             logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            isa: crate::cpu::detect::selected().map_or_else(|e| format!("invalid ({e})"), |i| i.name().to_string()),
+            isa: crate::cpu::kernels::Kernels::select().map_or_else(|e| format!("invalid ({e})"), |k| k.qgemm.name().to_string()),
             isa_supported: crate::cpu::detect::supported().into_iter().map(|i| i.name().to_string()).collect(),
             tune: crate::cpu::detect::tune().map_or_else(|e| format!("invalid ({e})"), |t| t.name().to_string()),
             threads,
