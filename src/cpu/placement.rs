@@ -30,9 +30,10 @@
 //! its L3 over a mesh, and the probe read 153–386 ns (median 208–216) between two vCPUs of one
 //! L3 on the model-207 guest, astride any threshold: there the evicting plans cost 4–6 %
 //! (ResNet-50 at batch 1, f32 and INT8) and are never taken, while splitting a batch between
-//! the workers ([`split_batches`]) paid everywhere it was measured (shapes-resnet18 at batch 64
-//! 0.74–0.77, batch 4 0.85–0.88; ResNet-50 at batch 8 0.99), so it is always taken; no probe
-//! runs (BENCHMARKS.md, "Intel model 207 with AMX").
+//! the workers ([`split_batches`]) paid or cost nothing measurable (shapes-resnet18 at batch
+//! 64 0.74–0.77, batch 4 0.85–0.88; ResNet-50 at batch 8 0.99, UNet's four 256² tiles
+//! 0.98–1.0; single windows of 1.03–1.06 in the host's noise), so it is always taken; no
+//! probe runs (BENCHMARKS.md, "Intel model 207 with AMX exposed").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
