@@ -164,8 +164,9 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
         // do not, and the report says so.
         assert_eq!(text.contains("the per-layer times come from profiled runs"), want > 0, "{placement}: {text}");
     }
-    // On an Intel mesh the probe does not run: batches split, nothing evicts, whatever the
-    // round trip (`cpu::placement::Fabric`).
+    // On an Intel mesh nothing evicts, whatever the round trip (`cpu::placement::Fabric`);
+    // batches split where the probe reads the cores slow to hand lines over (the model-207
+    // guest: nearly always).
     if kestrel::cpu::placement::fabric() == kestrel::cpu::placement::Fabric::Mesh {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("bench");
@@ -178,7 +179,9 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
         assert!(o.status.success(), "{text}");
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
         let b = &r["variants"][0]["batches"][0];
-        assert_eq!((b["far_runs"].as_u64(), b["split_runs"].as_u64()), (Some(0), Some(3)), "mesh: {b}");
+        assert_eq!(b["far_runs"].as_u64(), Some(0), "mesh: {b}");
+        assert!(b["split_runs"].as_u64().is_some_and(|n| n <= 3), "mesh: {b}");
+        println!("mesh, probed: {} of 3 runs split", b["split_runs"]);
         assert!(!text.contains("share no cache"), "mesh: {text}");
     }
 }

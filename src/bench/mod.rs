@@ -99,7 +99,7 @@ pub struct BatchResult {
     pub far_runs: Option<usize>,
     /// Of a kestrel variant's timed runs, how many split the batch between the two workers,
     /// each running its half alone ([`crate::exec::Session::per_worker`]: cores apart, or an
-    /// Intel mesh); none for ONNX Runtime.
+    /// Intel mesh slow to hand lines over); none for ONNX Runtime.
     pub split_runs: Option<usize>,
 }
 

@@ -128,7 +128,7 @@ impl Tune {
             let amd = [l0.ebx, l0.edx, l0.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
             let base = (l1.eax >> 8) & 0xf;
             let family = if base == 0xf { base + ((l1.eax >> 20) & 0xff) } else { base };
-            let intel = [l0.ebx, l0.edx, l0.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e];
+            let intel = is_intel();
             let avx512 = std::arch::is_x86_feature_detected!("avx512f");
             if amd && family == 0x19 && avx512 {
                 return Tune::Zen4;
@@ -139,6 +139,17 @@ impl Tune {
         }
         Tune::Generic
     }
+}
+
+/// Whether CPUID names this CPU's vendor "GenuineIntel".
+pub fn is_intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let l0 = std::arch::x86_64::__cpuid(0);
+        [l0.ebx, l0.edx, l0.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 static TUNE: OnceLock<std::result::Result<Tune, String>> = OnceLock::new();

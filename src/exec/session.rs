@@ -6,7 +6,7 @@
 //! therefore never wait for each other, and each computes exactly what it would alone:
 //! kernels split work by the session's thread count, not by who else is running. A batch
 //! runs whole, in slices of samples ([`BATCH_BYTES`]), or, where a two-worker call's workers
-//! share no cache or sit on an Intel mesh (`cpu::placement::split_batches`), half on each
+//! share no cache or hand lines over slowly (`cpu::placement::split_batches`), half on each
 //! worker ([`Session::run_by_workers`]): the same values.
 //!
 //! **Threads.** A session built with `threads = T` runs each call on `T` workers. Calls in
@@ -228,7 +228,7 @@ impl Session {
     /// Samples each of the two workers runs on its own in a call of these input shapes now
     /// ([`Session::run_by_workers`]): half the batch, rounded down, where a two-worker
     /// session's workers split batches ([`crate::cpu::placement::split_batches`]: they share no
-    /// cache, or sit on an Intel mesh) and its graph computes each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
+    /// cache, or hand lines over slowly on Intel) and its graph computes each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
     /// too small to run on both workers at all: [`super::plan::CALL_PAR_MIN_MACS`]).
     pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
         let n = self.separable_samples(shapes)?;
