@@ -3,7 +3,8 @@
 //! [PAIRS] [int8] [size=N] [far]` (ResNet-50, batch 1, 400 pairs by default; `int8` quantizes
 //! it statically first; `size=N` feeds N×N images instead of the model's own size, as
 //! `segment`'s tiles do). A is `placement::force(Some(false))` (near plans), B the probe's own
-//! verdict (`force(None)`), or the far plans whatever the probe says with `far`; each window of 40 call pairs prints the medians and B/A, and the
+//! verdict (`force(None)`), or the far plans whatever the probe says with `far`; each window
+//! of 40 call pairs prints the medians and B/A, and the
 //! placement `core_link` would report is told by the window's times (far windows are 15–30 %
 //! slower). Both plans must give the same bits: checked first.
 

@@ -228,7 +228,8 @@ impl Session {
     /// Samples each of the two workers runs on its own in a call of these input shapes now
     /// ([`Session::run_by_workers`]): half the batch, rounded down, where a two-worker
     /// session's workers split batches ([`crate::cpu::placement::split_batches`]: they share no
-    /// cache, or hand lines over slowly on Intel) and its graph computes each sample on its own; `None` otherwise (and inside a worker's own run, and for a call
+    /// cache, or hand lines over slowly on Intel) and its graph computes each sample on its
+    /// own; `None` otherwise (and inside a worker's own run, and for a call
     /// too small to run on both workers at all: [`super::plan::CALL_PAR_MIN_MACS`]).
     pub fn per_worker(&self, shapes: &[Vec<usize>]) -> Option<usize> {
         let n = self.separable_samples(shapes)?;
