@@ -92,8 +92,9 @@ pub enum Tune {
     Generic,
     /// AMD Zen 4 (family 19h with AVX-512), whose 512-bit operations run as two 256-bit halves.
     Zen4,
-    /// Intel with AVX-512 (CPUID "GenuineIntel"): [`Tune::Generic`]'s rules, but small 1×1
-    /// convs pack their B blocks (`cpu::sconv`, measured on family 6 model 207).
+    /// Intel with AVX-512 (CPUID "GenuineIntel"): [`Tune::Generic`]'s rules, but 1×1 convs
+    /// pack their B blocks on maps of at most 14² and read them in place on larger ones
+    /// (`cpu::sconv`, measured on family 6 model 207).
     Intel,
 }
 

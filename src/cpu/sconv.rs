@@ -689,12 +689,15 @@ fn run_part(
     // straddles two lines, so a K block of B spans twice L1; packed, it is 16 KiB that stays
     // there (Zen 3, new / old alternating at two threads: 14² 0.85–0.89 of the time, 7²
     // 0.73–0.79, 28² with two K blocks 0.80–0.94, 256 → 128 at 56² 0.85–0.86, the rest
-    // 0.97–1.03; measured on AVX2 only, so AVX-512 keeps its rule). Otherwise `Image`
+    // 0.97–1.03; measured on AVX2 only, so AVX-512 keeps its rule). On Intel's AVX-512
+    // (`Tune::Intel`) the `m_outer` parts read B in place instead (family 6 model 207,
+    // alternating call by call, ResNet-50's 56² expanding convs and downsample: 0.91–0.98 of
+    // their time at 2 threads, 0.93–0.95 at 1) and only `pack_small` parts pack. Otherwise `Image`
     // (1×1 stride-1 convs) reads the input in place at stride npix, `Phased` its phase planes
     // at the row offsets.
     let pack_image = match geo.lanes {
         8 => layout.cols == Cols::Image && part_rows >= PACK_BLOCK_ROWS,
-        _ => pack_small || (layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS),
+        _ => pack_small || (layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS && tune != Tune::Intel),
     };
     let packed = layout.cols == Cols::Batched || pack_image;
     // A packed block fits the worker's `block` buffer (kc · nc floats).
