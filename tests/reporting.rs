@@ -144,18 +144,29 @@ fn bench_times_bf16_winograd_f4_against_f2() {
 #[test]
 fn bench_counts_runs_on_the_plans_of_workers_apart() {
     let model = models_dir().join("blobs-unet.safetensors");
-    for (placement, want) in [("far", 3u64), ("near", 0)] {
+    // `kestrel bench` at batch 2 with KESTREL_PLACEMENT set (or the probe's), its bench.json's
+    // first batch result and everything it printed.
+    let bench = |placement: Option<&str>, per_layer: bool| {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("bench");
-        let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
-            .env("KESTREL_PLACEMENT", placement)
-            .args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "2", "--iters", "3", "--warmup", "0", "--threads", "2", "--per-layer", "--out", out.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kestrel"));
+        match placement {
+            Some(p) => cmd.env("KESTREL_PLACEMENT", p),
+            None => cmd.env_remove("KESTREL_PLACEMENT"),
+        };
+        cmd.args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "2", "--iters", "3", "--warmup", "0", "--threads", "2", "--out", out.to_str().unwrap()]);
+        if per_layer {
+            cmd.arg("--per-layer");
+        }
+        let o = cmd.output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(o.status.success(), "{text}");
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
-        for b in r["variants"][0]["batches"].as_array().unwrap() {
+        (r["variants"][0]["batches"].as_array().unwrap().clone(), text)
+    };
+    for (placement, want) in [("far", 3u64), ("near", 0)] {
+        let (batches, text) = bench(Some(placement), true);
+        for b in &batches {
             assert_eq!(b["far_runs"].as_u64(), Some(want), "{placement}: {b}");
             assert_eq!(b["split_runs"].as_u64(), Some(want), "{placement}: {b}");
         }
@@ -166,19 +177,10 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
     }
     // On an Intel mesh nothing evicts, whatever the round trip (`cpu::placement::Fabric`);
     // batches split where the probe reads the cores slow to hand lines over (the model-207
-    // guest: nearly always).
+    // guest: in most runs).
     if kestrel::cpu::placement::fabric() == kestrel::cpu::placement::Fabric::Mesh {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("bench");
-        let o = Command::new(env!("CARGO_BIN_EXE_kestrel"))
-            .env_remove("KESTREL_PLACEMENT")
-            .args(["bench", model.to_str().unwrap(), "--variants", "f32", "--batch", "2", "--iters", "3", "--warmup", "0", "--threads", "2", "--out", out.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.success(), "{text}");
-        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
-        let b = &r["variants"][0]["batches"][0];
+        let (batches, text) = bench(None, false);
+        let b = &batches[0];
         assert_eq!(b["far_runs"].as_u64(), Some(0), "mesh: {b}");
         assert!(b["split_runs"].as_u64().is_some_and(|n| n <= 3), "mesh: {b}");
         println!("mesh, probed: {} of 3 runs split", b["split_runs"]);

@@ -593,8 +593,9 @@ fn run_part(
 ) {
     let [_, cout, oh, ow] = os;
     let geo = kernel.geometry();
-    // The family whose measured rules apply (a bad KESTREL_TUNE failed the session's build).
-    let tune = super::detect::tune().unwrap_or(Tune::Generic);
+    // Whether Intel's measured rules apply (asked only where they decide; a bad KESTREL_TUNE
+    // failed the session's build).
+    let intel = || super::detect::tune().is_ok_and(|t| t == Tune::Intel);
     let npix = oh * ow;
     let (cin_g, cout_g) = (cin / c.groups, cout / c.groups);
     let (act, post) = Epilogue::split(c.act);
@@ -630,7 +631,7 @@ fn run_part(
     // 256 rows gained no more than 128.
     let mr = a.mr;
     let part_rows = (part.panels.1 - part.panels.0) * mr;
-    let pack_small = geo.lanes >= 16 && layout.cols == Cols::Image && npix <= PACK_SMALL_MAP && part_rows >= PACK_BLOCK_ROWS && tune == Tune::Intel;
+    let pack_small = geo.lanes >= 16 && layout.cols == Cols::Image && npix <= PACK_SMALL_MAP && part_rows >= PACK_BLOCK_ROWS && intel();
     let kc_max = match layout.cols {
         _ if pack_small => geo.kc,
         Cols::Phased { .. } if c.kernel() != [1, 1] => geo.kc_taps,
@@ -697,7 +698,7 @@ fn run_part(
     // at the row offsets.
     let pack_image = match geo.lanes {
         8 => layout.cols == Cols::Image && part_rows >= PACK_BLOCK_ROWS,
-        _ => pack_small || (layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS && tune != Tune::Intel),
+        _ => pack_small || (layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS && !intel()),
     };
     let packed = layout.cols == Cols::Batched || pack_image;
     // A packed block fits the worker's `block` buffer (kc · nc floats).
