@@ -4,7 +4,8 @@
 //! one thread: the core's sustained `vfmadd231ps` rate at 256 and 512 bits, and `vdpbf16ps`
 //! where the CPU has AVX512_BF16. Then each of
 //! kestrel's FP32 tile kernels on one hot tile (A and B panels in L1), one thread, and the
-//! whole packed conv on ResNet-50 layer shapes at 1 and 2 threads.
+//! whole packed conv on ResNet-50 (and UNet) layer shapes at 1 and 2 threads; `SHAPES=l3,stem`
+//! times only the shapes whose names start so.
 use std::time::Instant;
 
 use kestrel::cpu::sgemm::{Init, Kernel, Tile};
@@ -109,6 +110,10 @@ fn main() {
         ("l3 1x1 1024>256", 1024, 256, 14, 1, 1),
         ("l4 3x3 512", 512, 512, 7, 3, 1),
         ("l4 1x1 512>2048", 512, 2048, 7, 1, 1),
+        // The 3×3 stride-2 convs opening ResNet-50's layers 2–4 (torchvision v1.5).
+        ("l2 3x3/2 128", 128, 128, 56, 3, 2),
+        ("l3 3x3/2 256", 256, 256, 28, 3, 2),
+        ("l4 3x3/2 512", 512, 512, 14, 3, 2),
         // UNet (base 32, depth 4) at 256²: its double convs and the first up conv.
         ("u 3x3 3>32 256", 3, 32, 256, 3, 1),
         ("u 3x3 32 256", 32, 32, 256, 3, 1),
@@ -118,7 +123,12 @@ fn main() {
         ("u 3x3 256 32", 256, 256, 32, 3, 1),
         ("u 3x3 512 16", 512, 512, 16, 3, 1),
     ];
+    // `SHAPES=l3,stem`: only the shapes whose names start with one of these.
+    let only: Vec<String> = std::env::var("SHAPES").map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
     for (name, cin, cout, hw, kk, s) in shapes {
+        if !only.is_empty() && !only.iter().any(|p| name.starts_with(p.as_str())) {
+            continue;
+        }
         let pad = kk / 2;
         let w = Tensor::new(vec![cout, cin, kk, kk], (0..cout * cin * kk * kk).map(|i| ((i * 7919) % 97) as f32 * 0.01 - 0.48).collect()).unwrap_or_else(|e| panic!("{e}"));
         let c = Conv2d { weight: w, bias: None, stride: [s, s], pads: [pad; 4], dilation: [1, 1], groups: 1, act: None, residual: false, precision: Precision::F32 };

@@ -273,7 +273,7 @@ pub fn markdown(r: &PruneReport) -> String {
     let _ = writeln!(s, "### Pruned {}\n", r.model);
     let _ = writeln!(
         s,
-        "{} of {} groups prunable; params {} → {} ({:.1}%), MACs {:.2} M → {:.2} M ({:.1}%); machine: {}, INT8 path {}, {} threads\n",
+        "{} of {} groups prunable; params {} → {} ({:.1}%), MACs {:.2} M → {:.2} M ({:.1}%); widths {}; machine: {}, INT8 path {}, {} threads\n",
         p.prunable_groups,
         p.widths.len(),
         p.params_before,
@@ -282,6 +282,7 @@ pub fn markdown(r: &PruneReport) -> String {
         p.macs_before as f64 / 1e6,
         p.macs_after as f64 / 1e6,
         pct(p.macs_after as f64, p.macs_before as f64),
+        p.rounding,
         r.machine.cpu,
         r.machine.isa,
         r.machine.threads,

@@ -202,7 +202,7 @@ fn prune_writes_models_every_command_runs() {
     let st = dir.path().join("p.safetensors");
     let (code, out, err) = kestrel(&["prune", "resnet18", "--ratio", "0.4", "--round-to", "8", "--no-measure", "-o", st.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("params 11689512 ->"), "{out}");
+    assert!(out.contains("params 11689512 ->") && out.contains("widths rounded to multiples of 8)"), "{out}");
     let (code, out, err) = kestrel(&["info", st.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let params: usize = out.split("parameters ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap();
@@ -230,6 +230,7 @@ fn prune_writes_models_every_command_runs() {
         (vec!["prune", "resnet18"], "give one of --ratio"),
         (vec!["prune", "resnet18", "--ratio", "0.2", "--importance", "activation"], "needs --calib"),
         (vec!["prune", "resnet18", "--ratio", "0.2", "--round-to", "zero"], "--round-to zero"),
+        (vec!["prune", "resnet18", "--ratio", "0.2", "--precision", "fp16"], "--precision fp16"),
     ] {
         let (code, _, err) = kestrel(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

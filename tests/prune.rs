@@ -460,3 +460,26 @@ fn ort_profile_names_map_to_the_layers_they_fused() {
         ],
     );
 }
+
+/// `RoundTo::Auto` for a model pruned for INT8 rounds each group to the step of the INT8
+/// kernel this CPU runs: 64 channels for groups of 64 or more on AMX tiles, 8 elsewhere (and 8
+/// for an f32 model everywhere on AVX-512).
+#[test]
+fn auto_rounding_follows_the_kernels_pruned_for() {
+    let g = resnet(18, 64);
+    let groups = Groups::new(&g, &[]).unwrap();
+    for int8 in [false, true] {
+        let steps = kestrel::prune::width::Steps::detect(int8).unwrap();
+        println!("pruned for {}: {steps:?}", if int8 { "int8" } else { "f32" });
+        let p = prune(&g, &PruneOptions { target: Target::Ratio(0.4), round_to: RoundTo::Auto, for_int8: int8, ..Default::default() }, &[]).unwrap();
+        assert!(p.macs_after < p.macs_before);
+        assert_eq!(p.rounding, RoundTo::Auto.describe(steps));
+        for (k, gr) in p.kept.iter().zip(&groups.groups) {
+            let m = kestrel::prune::width::auto_multiple(steps, gr.width);
+            assert!(k.len() == gr.width || k.len() % m == 0, "{} kept of {} ({steps:?})", k.len(), gr.width);
+            if steps.amx_int8 && gr.width >= 64 {
+                assert_eq!(m, 64);
+            }
+        }
+    }
+}

@@ -507,7 +507,8 @@ struct PruneArgs {
     /// Run in at most this many ms (batch 1, this machine, kestrel at --precision).
     #[arg(long)]
     target_latency: Option<f64>,
-    /// Precision --target-latency measures: f32 or int8.
+    /// Precision the model is pruned for, f32 or int8: --target-latency measures it, and
+    /// --round-to auto rounds for its kernels (on AMX tiles, int8 rounds coarser).
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Rank every prunable channel together instead of removing the same share of each group.
@@ -532,7 +533,8 @@ struct PruneArgs {
     /// Seed of --importance random.
     #[arg(long, default_value_t = 1)]
     importance_seed: u64,
-    /// Round kept channels up to a multiple of N, or `auto` (the step of this CPU's kernels).
+    /// Round kept channels up to a multiple of N, or `auto` (the step of this CPU's kernels at
+    /// --precision).
     #[arg(long, default_value = "1")]
     round_to: String,
     /// Calibration images (a folder, subfolders too) or .npy inputs; enables recovery.
@@ -1421,6 +1423,11 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
         _ => return Err(Error::Argument("give only one of --ratio, --target-macs, --target-params and --target-latency".into())),
     };
     let recovery = Recovery { bias_fold: !a.no_bias_fold, least_squares: !a.no_least_squares, bn_recalibration: !a.no_bn_recalibration };
+    let for_int8 = match a.precision.as_str() {
+        "f32" => false,
+        "int8" => true,
+        other => return Err(Error::Argument(format!("--precision {other}: use f32 or int8"))),
+    };
     let opts = PruneOptions {
         target,
         global: a.global,
@@ -1430,6 +1437,7 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
         exclude: a.exclude.clone(),
         importance: Importance::parse(&a.importance, a.importance_seed)?,
         round_to: RoundTo::parse(&a.round_to)?,
+        for_int8,
         recovery,
         threads,
     };
@@ -1447,12 +1455,7 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
         println!("wrote sweep.md, sweep.json and {} plots in {}", plots.len(), out.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let int8_latency = match a.precision.as_str() {
-        "f32" => false,
-        "int8" => true,
-        other => return Err(Error::Argument(format!("--precision {other}: use f32 or int8"))),
-    };
-    let mut measure = |pg: &kestrel::Graph| kestrel::prune_report::kestrel_ms(pg, &calib, threads, a.runs, int8_latency);
+    let mut measure = |pg: &kestrel::Graph| kestrel::prune_report::kestrel_ms(pg, &calib, threads, a.runs, for_int8);
     let pruned = prune::prune_measured(g, &opts, &calib, Some(&mut measure))?;
     if let Some(out) = &a.output {
         write(&pruned.graph, out)?;
@@ -1460,13 +1463,14 @@ fn prune_cmd(a: PruneArgs) -> Result<ExitCode> {
     }
     if a.no_measure && a.eval.is_none() {
         println!(
-            "params {} -> {}  MACs {:.3} G -> {:.3} G  ({} of {} groups prunable)",
+            "params {} -> {}  MACs {:.3} G -> {:.3} G  ({} of {} groups prunable; widths {})",
             pruned.params_before,
             pruned.params_after,
             pruned.macs_before as f64 / 1e9,
             pruned.macs_after as f64 / 1e9,
             pruned.prunable_groups,
-            pruned.widths.len()
+            pruned.widths.len(),
+            pruned.rounding
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -73,6 +73,9 @@ pub struct PruneOptions {
     pub exclude: Vec<String>,
     pub importance: Importance,
     pub round_to: RoundTo,
+    /// The model is pruned for INT8: `RoundTo::Auto` rounds for the INT8 kernels' steps
+    /// (coarser on AMX tiles, [`width::auto_multiple`]).
+    pub for_int8: bool,
     /// Recovery steps (they need calibration inputs).
     pub recovery: Recovery,
     pub threads: usize,
@@ -89,6 +92,7 @@ impl Default for PruneOptions {
             exclude: Vec::new(),
             importance: Importance::BnGamma,
             round_to: RoundTo::Multiple(1),
+            for_int8: false,
             recovery: Recovery::ALL,
             threads: 0,
         }
@@ -128,6 +132,8 @@ pub struct Pruned {
     pub recovery: RecoveryReport,
     /// The global ratio a MAC or parameter target settled on.
     pub ratio_used: f64,
+    /// How kept widths were rounded (`RoundTo::describe`).
+    pub rounding: String,
     /// Each group's measured cost curve, with `--sensitivity` (`None` for groups kept whole).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensitivity: Option<Vec<Option<sensitivity::Curve>>>,
@@ -144,7 +150,7 @@ fn keep_top(scores: &[f64], n: usize) -> Vec<usize> {
 }
 
 /// With `--sensitivity`, `allocation` gives each group's removed channels for a ratio.
-fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize) -> usize, allocation: Option<&dyn Fn(f64) -> Vec<usize>>) -> Vec<Vec<usize>> {
+fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions, round: &dyn Fn(usize, usize) -> usize, allocation: Option<&dyn Fn(f64) -> Vec<usize>>) -> Vec<Vec<usize>> {
     let full = |w: usize| (0..w).collect::<Vec<_>>();
     if let Some(allocation) = allocation {
         let removed = allocation(ratio);
@@ -153,7 +159,7 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
             .iter()
             .zip(scores)
             .zip(&removed)
-            .map(|((gr, s), &r)| if !gr.prunable() || r == 0 { full(gr.width) } else { keep_top(s, round(gr.width - r.min(gr.width - 1)).min(gr.width)) })
+            .map(|((gr, s), &r)| if !gr.prunable() || r == 0 { full(gr.width) } else { keep_top(s, round(gr.width - r.min(gr.width - 1), gr.width).min(gr.width)) })
             .collect();
     }
     if !opts.global {
@@ -166,7 +172,7 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
                     return full(gr.width);
                 }
                 let remove = (ratio * gr.width as f64).floor() as usize;
-                let keep = round((gr.width - remove.min(gr.width - 1)).max(1)).min(gr.width);
+                let keep = round((gr.width - remove.min(gr.width - 1)).max(1), gr.width).min(gr.width);
                 keep_top(s, keep)
             })
             .collect();
@@ -206,7 +212,7 @@ fn select(groups: &Groups, scores: &[Vec<f64>], ratio: f64, opts: &PruneOptions,
             if !gr.prunable() || removed[gi] == 0 {
                 return full(gr.width);
             }
-            let keep = round(gr.width - removed[gi]).min(gr.width);
+            let keep = round(gr.width - removed[gi], gr.width).min(gr.width);
             keep_top(s, keep)
         })
         .collect()
@@ -316,8 +322,8 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
         HashMap::new()
     };
     let scores = score::scores(g, &groups, opts.importance, &stats, calib, threads)?;
-    let kernels_isa = crate::cpu::detect::selected()?;
-    let round = |w: usize| opts.round_to.round(w, kernels_isa);
+    let steps = width::Steps::detect(opts.for_int8)?;
+    let round = |keep: usize, width: usize| opts.round_to.round(keep, width, steps);
     let params_before = g.param_count();
     let (_, macs_before, _) = changes(g, g)?;
     let curves = if let (true, Some(c)) = (opts.sensitivity, opts.curves.as_ref().filter(|c| c.len() == groups.groups.len())) {
@@ -416,6 +422,7 @@ pub fn prune_measured(g: &Graph, opts: &PruneOptions, calib: &[Tensor], mut late
         kept,
         recovery,
         ratio_used: ratio,
+        rounding: opts.round_to.describe(steps),
         sensitivity: curves,
         graph: pg,
     })

@@ -89,7 +89,7 @@ fn kept_with(t: &Trial, gi: usize, keep: usize) -> Vec<Vec<usize>> {
 /// batches: the last [`SENSITIVITY_IMAGES`] images or more compare outputs, the others fit the
 /// recovery). `round` rounds a kept width as the final model's will be. `progress` hears
 /// `(group, groups)` as groups finish.
-pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Option<Curve>>> {
+pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize, usize) -> usize, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Option<Curve>>> {
     if calib.is_empty() {
         return Err(Error::Argument("--sensitivity measures on calibration inputs: give --calib DIR or --calib-samples N".into()));
     }
@@ -119,7 +119,7 @@ pub fn curves(t: &Trial, calib: &[Tensor], round: &dyn Fn(usize) -> usize, progr
         let mut curve = Curve { removed: vec![0], cost: vec![0.0], saved_macs: vec![0], saved_params: vec![0] };
         for step in 1..STEPS {
             let want = (step * w).div_ceil(STEPS).min(cap);
-            let keep = round(w - want).min(w);
+            let keep = round(w - want, w).min(w);
             let removed = w - keep;
             if removed <= curve.removed.last().copied().unwrap_or(0) {
                 continue;
