@@ -260,7 +260,7 @@ pub fn qconv2d(
                 (_, Some(koff)) if dense => pack_quads_dense(simd, &phases[group_quads(b, gi)..], koff, &at, v0, cnt, pw.kpad, own_panel),
                 (Some(p), Some(koff)) => {
                     let base = b * p.image_len + gi * cin_g * p.plane + v0;
-                    pack_taps(phases, base, koff, blocks, pw.kpad, own_panel);
+                    pack_taps(simd, phases, base, koff, blocks, pw.kpad, own_panel);
                 }
                 _ => {
                     let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
