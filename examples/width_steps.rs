@@ -6,6 +6,7 @@
 //! CPU has AMX-INT8, as sessions run it). One row per width, times in µs.
 //! `cargo run --release --example width_steps`; `THREADS=2 HW=14 CIN=256 WIDTHS=160-224` (any
 //! of them) times another conv: the steps of the workers' split of a small map's channels.
+//! `SWEEP=in COUT=128` times a 1×1 conv against its input width instead (the K step).
 
 use std::time::Instant;
 
@@ -33,10 +34,18 @@ fn best(threads: usize, f: &mut dyn FnMut()) -> f64 {
 
 fn main() -> kestrel::Result<()> {
     let var = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default);
-    let (cin, hw, threads) = (var("CIN", 64), var("HW", 28), var("THREADS", 1).max(1));
+    let (cin0, hw, threads) = (var("CIN", 64), var("HW", 28), var("THREADS", 1).max(1));
+    // `SWEEP=in`: a 1×1 conv of COUT output channels against its input width instead (the K
+    // step: AMX pads K to 64 bytes).
+    let by_input = std::env::var("SWEEP").is_ok_and(|v| v == "in");
+    let cout0 = var("COUT", 128);
     let widths = std::env::var("WIDTHS").ok().and_then(|v| v.split_once('-').and_then(|(a, b)| Some(a.trim().parse::<usize>().ok()?..=b.trim().parse::<usize>().ok()?))).unwrap_or(8..=96);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| kestrel::Error::System(e.to_string()))?;
-    println!("3×3 conv, {cin} input channels at {hw}×{hw}, {threads} thread(s)");
+    if by_input {
+        println!("1×1 conv, {cout0} output channels at {hw}×{hw}, against its input channels, {threads} thread(s)");
+    } else {
+        println!("3×3 conv, {cin0} input channels at {hw}×{hw}, {threads} thread(s)");
+    }
     let isas = detect::supported();
     let fp32: Vec<Kernel> = detect::supported().into_iter().filter_map(Kernel::for_isa).collect();
     print!("{:>5}", "width");
@@ -53,13 +62,14 @@ fn main() -> kestrel::Result<()> {
         print!(" {:>14}", format!("int8 {name} us"));
     }
     println!();
-    let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
-    for cout in widths {
-        let mut f = Conv2d::new(Tensor::randn(vec![cout, cin, 3, 3], 0.05, 3), 1, 1, 1);
+    for width in widths {
+        let (cin, cout, kk) = if by_input { (width, cout0, 1) } else { (cin0, width, 3) };
+        let x = Tensor::randn(vec![1, cin, hw, hw], 1.0, 4);
+        let mut f = Conv2d::new(Tensor::randn(vec![cout, cin, kk, kk], 0.05, 3), 1, kk / 2, 1);
         f.bias = Some(vec![0.1; cout]);
         let mut out = vec![0f32; cout * hw * hw];
         let mut scratch = Vec::new();
-        print!("{cout:>5}");
+        print!("{width:>5}");
         for &k in &fp32 {
             let packed = sconv::pack(k, &f);
             let t = pool.install(|| best(threads, &mut || sconv::conv2d(k, &f, &packed, x.data(), [1, cin, hw, hw], None, &mut out, [1, cout, hw, hw], &mut scratch, threads)));
