@@ -87,14 +87,15 @@ impl RoundTo {
 ///
 /// On AMX tiles (`steps.amx_int8`) the INT8 conv steps every 32 output channels (two 16-row
 /// tiles per step) and every 64 bytes of K (one tile of k, zero past K): a 1×1 conv reading
-/// 40 channels costs what one reading 64 does. So a group of at least 64 channels rounds to
-/// 64 there (a 64-channel group is then kept whole: removing some of its channels would cost
-/// MACs of the target and save no INT8 time); a narrower one (the trained models' 8–32-channel
-/// groups) to 8 as on VNNI, so that it can still be pruned. ResNet-50 pruned to 50 % of its
-/// MACs (`--global --importance l2`), family 6 model 207, 2 threads, before and after
-/// alternating (run pairs' p25–p75 of after / before): INT8 0.54–0.58 with 64, 0.61–0.74 with
-/// 8, 0.61–0.65 with a step of a quarter of each group's width up to 64 (layer1's 64-channel
-/// groups by 16).
+/// 40 channels costs what one reading 64 does (`width_steps` with `SWEEP=in`, through a noisy
+/// host's ±15 %). So a group of at least 64 channels rounds to 64 there (a 64-channel group is
+/// then kept whole: removing some of its channels would count toward a MAC target without
+/// saving INT8 time); a narrower one (the trained models' 8–32-channel groups) to 8 as on
+/// VNNI, so that it can still be pruned. ResNet-50 pruned to 50 % of its MACs (`--global
+/// --importance l2`), family 6 model 207, 2 threads, before and after alternating (run pairs'
+/// p25–p75 of after / before): INT8 0.54–0.59 with 64, 0.61–0.76 with 8, 0.61–0.65 with a step
+/// of a quarter of each group's width up to 64 (layer1's 64-channel groups by 16), 0.58–0.61
+/// with 32 for groups read only by 3×3 convs.
 pub fn auto_multiple(steps: Steps, width: usize) -> usize {
     match steps.isa {
         Isa::Avx512Vnni if steps.amx_int8 && width >= AMX_K_STEP => AMX_K_STEP,
