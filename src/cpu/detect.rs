@@ -124,17 +124,14 @@ impl Tune {
     pub fn of_cpu() -> Tune {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::arch::x86_64::__cpuid;
-            let (l0, l1) = (__cpuid(0), __cpuid(1));
-            let amd = [l0.ebx, l0.edx, l0.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+            let l1 = std::arch::x86_64::__cpuid(1);
             let base = (l1.eax >> 8) & 0xf;
             let family = if base == 0xf { base + ((l1.eax >> 20) & 0xff) } else { base };
-            let intel = is_intel();
             let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-            if amd && family == 0x19 && avx512 {
+            if vendor_is(b"AuthenticAMD") && family == 0x19 && avx512 {
                 return Tune::Zen4;
             }
-            if intel && avx512 {
+            if is_intel() && avx512 {
                 return Tune::Intel;
             }
         }
@@ -144,13 +141,25 @@ impl Tune {
 
 /// Whether CPUID names this CPU's vendor "GenuineIntel".
 pub fn is_intel() -> bool {
+    vendor_is(b"GenuineIntel")
+}
+
+/// Whether CPUID leaf 0 names this CPU's vendor `name` (its 12 bytes in EBX, EDX, ECX).
+fn vendor_is(name: &[u8; 12]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let l0 = std::arch::x86_64::__cpuid(0);
-        [l0.ebx, l0.edx, l0.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e]
+        let mut v = [0u8; 12];
+        for (chunk, reg) in v.chunks_exact_mut(4).zip([l0.ebx, l0.edx, l0.ecx]) {
+            chunk.copy_from_slice(&reg.to_le_bytes());
+        }
+        &v == name
     }
     #[cfg(not(target_arch = "x86_64"))]
-    false
+    {
+        let _ = name;
+        false
+    }
 }
 
 static TUNE: OnceLock<std::result::Result<Tune, String>> = OnceLock::new();
@@ -256,4 +265,23 @@ fn request_tile_data() -> bool {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 fn request_tile_data() -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vendor string read from CPUID's registers: at most one of the two vendors, and the
+    /// tuning family follows it (printed, so a log says which this host is).
+    #[test]
+    fn the_vendor_decides_the_tuning_family() {
+        let (intel, amd) = (is_intel(), vendor_is(b"AuthenticAMD"));
+        println!("GenuineIntel {intel}, AuthenticAMD {amd}, tune {:?}", Tune::of_cpu());
+        assert!(!(intel && amd));
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Tune::of_cpu() == Tune::Intel, intel && std::arch::is_x86_feature_detected!("avx512f"));
+        if Tune::of_cpu() == Tune::Zen4 {
+            assert!(amd);
+        }
+    }
 }
