@@ -73,8 +73,26 @@ fn check_qconv(n: usize, cin: usize, cout: usize, hw: [usize; 2], k: usize, stri
     check_qconv_with(c, n, cin, hw, input, seed);
 }
 
-/// Any conv geometry (strides, pads and dilations per axis) against the twin.
+/// The session's kernels and, on an AMX CPU, the same with AMX tiles taking every layer
+/// (sessions run narrow layers on VNNI: `qgemm::AMX_MIN_ROWS`).
+fn kernel_sets() -> Vec<Kernels> {
+    let kernels = Kernels::select().unwrap();
+    let mut sets = vec![kernels];
+    if matches!(kernels.qgemm, kestrel::cpu::qgemm::Kernel::Amx(_)) {
+        sets.push(Kernels { qgemm: kernels.qgemm.tiles_everywhere(), ..kernels });
+    }
+    sets
+}
+
+/// Any conv geometry (strides, pads and dilations per axis) against the twin, on each of
+/// [`kernel_sets`].
 fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQuant, seed: u64) {
+    for kernels in kernel_sets() {
+        check_qconv_on(&kernels, c.clone(), n, cin, hw, input, seed);
+    }
+}
+
+fn check_qconv_on(kernels: &Kernels, c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQuant, seed: u64) {
     let [kh, kw] = c.kernel();
     let cout = c.out_channels();
     let oh = window_out(hw[0], kh, c.stride[0], (c.pads[0], c.pads[2]), c.dilation[0], false);
@@ -84,8 +102,7 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
     let wbits = if seed % 2 == 0 { WeightBits::Seven } else { WeightBits::Eight };
     let qc = c.quantized(input, true, wbits).unwrap();
     let q = qc.precision.int8().unwrap();
-    let kernels = Kernels::select().unwrap();
-    let packed = qconv::pack_conv(&kernels, &qc, q).unwrap();
+    let packed = qconv::pack_conv(kernels, &qc, q).unwrap();
     let (Some(oh), Some(ow)) = (oh, ow) else { return };
     let (xs, os) = ([n, cin, hw[0], hw[1]], [n, cout, oh, ow]);
     let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 3.0 + 0.5).collect();
@@ -109,7 +126,7 @@ fn check_qconv_with(c: Conv2d, n: usize, cin: usize, hw: [usize; 2], input: ActQ
     let c = &qc;
     let what = format!("qconv n{n} cin{cin} cout{cout} hw{hw:?} k{:?} s{:?} p{:?} d{:?} g{} {input:?} res{residual} {}-bit {}", c.kernel(), c.stride, c.pads, c.dilation, c.groups, wbits.bits(), kernels.qgemm.path(packed[0].packing()));
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let run = |x: QIn, res, out: QOut, ranges: Ranges| qconv::qconv2d(&kernels, &qc, q, &packed, x, xs, res, out, os, ranges, &mut Default::default(), 2);
+    let run = |x: QIn, res, out: QOut, ranges: Ranges| qconv::qconv2d(kernels, &qc, q, &packed, x, xs, res, out, os, ranges, &mut Default::default(), 2);
     for (res, res_ref) in cases {
         let what = format!("{what} residual {:?}", res.map(|r| matches!(r, qconv::Residual::U8(..))));
         let mut want = vec![f32::NAN; os.iter().product()];
@@ -270,8 +287,13 @@ fn implicit_gemm_convs_match_the_twin() {
 
 #[test]
 fn qlinear_matches_its_twin_exactly() {
-    let kernels = Kernels::select().unwrap();
-    println!("qlinear ISA: {}", kernels.isa.name());
+    println!("qlinear ISA: {}", Kernels::select().unwrap().isa.name());
+    for kernels in kernel_sets() {
+        qlinear_on(&kernels);
+    }
+}
+
+fn qlinear_on(kernels: &Kernels) {
     let mut seed = 700;
     for &(n, o, i) in &[(1usize, 1usize, 1usize), (1, 7, 3), (3, 9, 17), (1, 65, 63), (17, 16, 64), (2, 1000, 130), (1, 1000, 2048), (4, 33, 200), (5, 12, 70)] {
         for &threads in &[1, 2, 3] {
@@ -281,13 +303,13 @@ fn qlinear_matches_its_twin_exactly() {
             let wbits = if seed % 4 < 2 { WeightBits::Seven } else { WeightBits::Eight };
             let ql = l.quantized(input, seed % 3 != 0, wbits).unwrap();
             let q = ql.precision.int8().unwrap();
-            let packed = qconv::pack_linear(&kernels, &ql, q).unwrap();
+            let packed = qconv::pack_linear(kernels, &ql, q).unwrap();
             let x: Vec<f32> = data(n * i, seed + 2).iter().map(|v| v * 2.0 + 0.3).collect();
             let mut want = vec![f32::NAN; n * o];
             reference::qlinear_ref(&ql, q, &x, n, &mut want);
             let mut got = vec![f32::NAN; n * o];
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| qconv::qlinear(&kernels, &ql, q, &packed, &x, n, &mut got, &mut Default::default(), threads));
+            pool.install(|| qconv::qlinear(kernels, &ql, q, &packed, &x, n, &mut got, &mut Default::default(), threads));
             assert_eq!(got, want, "qlinear n{n} o{o} i{i} threads {threads} {input:?} {}", kernels.qgemm.path(packed.packing()));
         }
     }
@@ -393,22 +415,69 @@ fn qconv_transpose_matches_float_on_dequantized_values() {
                 groups: 1,
                 precision: Precision::F32,
             };
-            let kernels = Kernels::select().unwrap();
-            let wbits = if seed % 2 == 0 { WeightBits::Seven } else { WeightBits::Eight };
-            let qc = c.quantized(input, per_channel, wbits).unwrap();
-            let q = qc.precision.int8().unwrap();
-            let packed = qconv::pack_conv_transpose(&kernels, &qc, q).unwrap();
-            let (oh, ow) = (stride * (hw[0] - 1) + k - 2 * pad, stride * (hw[1] - 1) + k - 2 * pad);
-            let (xs, os) = ([2, cin, hw[0], hw[1]], [2, cout, oh, ow]);
-            let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 2.0).collect();
-            let pa = qconv::input_params(kernels.simd, q.input, &x);
-            let xdq: Vec<f32> = x.iter().map(|&v| pa.fake(v)).collect();
-            let mut want = vec![f32::NAN; os.iter().product()];
-            reference::conv_transpose2d_ref(&qc, &xdq, xs, &mut want, os);
-            let mut got = vec![f32::NAN; want.len()];
-            let mut col = Vec::new();
-            qconv::qconv_transpose2d(&kernels, &qc, q, &packed, &x, xs, &mut got, os, &mut Default::default(), &mut col, 2);
-            common::Tolerance { abs: 1e-4, rel: 1e-4 }.check(&format!("qconvT cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} pc{per_channel}"), &got, &want);
+            for kernels in kernel_sets() {
+                let wbits = if seed % 2 == 0 { WeightBits::Seven } else { WeightBits::Eight };
+                let qc = c.clone().quantized(input, per_channel, wbits).unwrap();
+                let q = qc.precision.int8().unwrap();
+                let packed = qconv::pack_conv_transpose(&kernels, &qc, q).unwrap();
+                let (oh, ow) = (stride * (hw[0] - 1) + k - 2 * pad, stride * (hw[1] - 1) + k - 2 * pad);
+                let (xs, os) = ([2, cin, hw[0], hw[1]], [2, cout, oh, ow]);
+                let x: Vec<f32> = data(xs.iter().product(), seed + 2).iter().map(|v| v * 2.0).collect();
+                let pa = qconv::input_params(kernels.simd, q.input, &x);
+                let xdq: Vec<f32> = x.iter().map(|&v| pa.fake(v)).collect();
+                let mut want = vec![f32::NAN; os.iter().product()];
+                reference::conv_transpose2d_ref(&qc, &xdq, xs, &mut want, os);
+                let mut got = vec![f32::NAN; want.len()];
+                let mut col = Vec::new();
+                qconv::qconv_transpose2d(&kernels, &qc, q, &packed, &x, xs, &mut got, os, &mut Default::default(), &mut col, 2);
+                common::Tolerance { abs: 1e-4, rel: 1e-4 }.check(&format!("qconvT cin{cin} cout{cout} hw{hw:?} k{k} s{stride} p{pad} pc{per_channel} {}", kernels.qgemm.path(packed.packing())), &got, &want);
+            }
+        }
+    }
+}
+
+/// On an AMX CPU an INT8 layer runs on AMX tiles only where it is wide (64 output channels
+/// per group and a K of 64 or more) and, for a conv, its output map holds a 16-pixel tile
+/// block; narrow layers, smaller maps and fully connected layers run on the VNNI kernel of
+/// the same CPU, as the per-layer labels say. (Both paths are twin-tested above.) Elsewhere
+/// every shape keeps the one kernel.
+#[test]
+fn amx_takes_wide_layers_on_maps_of_a_block() {
+    use kestrel::cpu::qgemm::{Kernel, Packing};
+    let kernels = Kernels::select().unwrap();
+    let packing = |cout: usize, cin: usize, k: usize, kernels: &Kernels| {
+        let w = Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, 5)).unwrap();
+        let c = Conv2d::new(w, 1, k / 2, 1).quantized(ActQuant::Dynamic, true, WeightBits::Eight).unwrap();
+        qconv::pack_conv(kernels, &c, c.precision.int8().unwrap()).unwrap()[0].packing()
+    };
+    let Kernel::Amx(_) = kernels.qgemm else {
+        println!("SKIP AMX's layer rule: this CPU's INT8 kernel is {} (every shape on it)", kernels.qgemm.name());
+        for (m, k) in [(8, 8), (64, 64), (512, 4608)] {
+            assert_eq!(kernels.qgemm.for_shape(m, k).path(Packing::S8), kernels.qgemm.path(Packing::S8));
+        }
+        return;
+    };
+    println!("AMX-INT8: wide layers on tiles, narrow ones on VNNI");
+    // (cout, cin, kernel, on tiles): 32 outputs; 64 outputs over K = 64, 8 and 144.
+    for (cout, cin, k, tiles) in [(32, 64, 3, false), (64, 64, 1, true), (64, 8, 1, false), (64, 16, 3, true), (128, 4, 3, false)] {
+        assert_eq!(packing(cout, cin, k, &kernels) == Packing::S8Amx, tiles, "{cout} ← {cin}, {k}×{k}");
+        let all = Kernels { qgemm: kernels.qgemm.tiles_everywhere(), ..kernels };
+        assert_eq!(packing(cout, cin, k, &all), Packing::S8Amx, "{cout} ← {cin}, {k}×{k}, tiles everywhere");
+    }
+    // A narrow ResNet-18 at 64²: layers of 16 and 32 channels, of 64 at 4 × 4 (one block) and
+    // of 128 at 2 × 2; its classifier.
+    let calib = vec![synthetic_images(2, 3, 64, 64, 11)];
+    let g = narrow_resnet(18).build(&mut SeededWeights { seed: 3 }).unwrap();
+    let q = quantize(&g, &QuantizeOptions::default(), &calib, &mut |_, _| {}).unwrap();
+    let s = Session::new(q, &Options::default()).unwrap();
+    for batch in [1, 3] {
+        let labels = s.kernel_labels(&[vec![batch, 3, 64, 64]]).unwrap();
+        let label = |name: &str| labels[s.graph().nodes.iter().position(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))].clone();
+        for (name, tiles) in [("layer1.0.conv1", false), ("layer2.0.conv2", false), ("layer3.0.conv2", true), ("layer3.1.conv1", true), ("layer4.0.conv2", false), ("layer4.1.conv1", false), ("fc", false)] {
+            let l = label(name);
+            println!("batch {batch} {name}: {l}");
+            assert_eq!(l.contains("amx-int8"), tiles, "batch {batch} {name}: {l}");
+            assert!(l.contains("amx-int8") || l.contains("avx512vnni"), "{name}: {l}");
         }
     }
 }

@@ -6,6 +6,8 @@
 //! [`Buffers`] sized by it.
 
 use super::prepare::{self, DType, Prepared, Step};
+use crate::cpu::kernels::Kernels;
+use crate::cpu::qgemm::{self, Packing};
 use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, schan, sconv, slanes, spos, wino};
 use crate::error::{Error, Result};
 use crate::graph::{live_taps, shape, Node, Op, ValueId};
@@ -235,7 +237,8 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// the lanes ([`Step::SLanes`]); a Winograd conv of a map under
 /// [`wino::MIN_PIXELS`], or one [`wino::pays_on`] turns down for the kernel, on the packed
 /// FP32 kernel (in bf16, a batch of under [`wino::BF16_MIN_TILES`] tiles on the direct bf16
-/// steps).
+/// steps); an INT8 conv packed for AMX tiles on a map under [`qgemm::AMX_MIN_PIXELS`] pixels,
+/// repacked for the VNNI kernel.
 fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Option<(Node, Step)>> {
     let (Op::Conv(c), Step::SConv(_) | Step::Wino(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::QConv(_)) = (&n.op, &p.steps[idx]) else { return Ok(None) };
     let (xs, os) = (&shapes[n.inputs[0]], &shapes[n.output]);
@@ -310,9 +313,16 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
             return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
         }
     }
-    let Some(small) = small else { return Ok(unchanged()) };
-    let node = Node { op: Op::Conv(small), ..n.clone() };
-    let step = prepare::step(&p.kernels, &node)?;
+    // An INT8 conv packed for AMX tiles whose output map is smaller than one tile block runs
+    // on the VNNI kernel of the same CPU, whose GEMV columns take such maps
+    // ([`qgemm::AMX_MIN_PIXELS`]).
+    let kernels = match step {
+        Step::QConv(w) if w.first().is_some_and(|w| w.packing() == Packing::S8Amx) && os[2] * os[3] < qgemm::AMX_MIN_PIXELS => Kernels { qgemm: p.kernels.qgemm.without_tiles(), ..p.kernels },
+        _ if small.is_none() => return Ok(unchanged()),
+        _ => p.kernels,
+    };
+    let node = small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() });
+    let step = prepare::step(&kernels, &node)?;
     Ok(Some((node, step)))
 }
 

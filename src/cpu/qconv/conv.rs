@@ -62,11 +62,13 @@ pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWe
     // Strided 3×3 convs on quads: BENCHMARKS.md, "AMD Zen 4, fifteenth session".
     let taps = kh * kw;
     let cin_g = if taps > 0 && k % taps == 0 { k / taps } else { 0 };
-    let implicit = kernels.qgemm.reads_taps() && !pointwise(c) && (c.stride == [1, 1] || taps > 1) && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
+    // On an AMX CPU, narrow layers run on the VNNI kernel ([`crate::cpu::qgemm::AMX_MIN_ROWS`]).
+    let kern = kernels.qgemm.for_shape(cg, k);
+    let implicit = kern.reads_taps() && !pointwise(c) && (c.stride == [1, 1] || taps > 1) && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
     (0..g)
         .map(|gi| {
             let w = &q.weights.q[gi * cg * k..(gi + 1) * cg * k];
-            let packing = kernels.qgemm.packing_for(w, cg, k);
+            let packing = kern.packing_for(w, cg, k);
             if implicit {
                 PackedWeights::quad_taps(w, cg, cin_g, taps, packing)
             } else {
@@ -217,7 +219,8 @@ pub fn qconv2d(
         _ => Vec::new(),
     };
     let group_quads = |b: usize, gi: usize| geo.as_ref().map_or(0, |p| b * quad_image + gi * cq * p.plane * 4);
-    let kern = kernels.qgemm;
+    // The kernel the weights were packed for (`pack_conv`).
+    let kern = kernels.qgemm.for_packing(pw0.packing());
     let (dst_f32, dst_u8) = match out {
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
         QOut::U8(o, _) => (OutPtr(std::ptr::null_mut()), OutPtr(o.as_mut_ptr())),

@@ -8,10 +8,11 @@ use crate::cpu::qgemm::{panel_index, panel_len, PackedWeights, BLOCK, MR};
 use crate::error::Result;
 use crate::graph::{Int8, Linear};
 
-/// Packs an INT8 layer's `[out, in]` codes for `kernels`.
+/// Packs an INT8 layer's `[out, in]` codes for `kernels` (on an AMX CPU, for its VNNI kernel:
+/// [`crate::cpu::qgemm::Kernel::without_tiles`]).
 pub fn pack_linear(kernels: &Kernels, l: &Linear, q: &Int8) -> Result<PackedWeights> {
     let (o, i) = (l.weight.shape()[0], l.weight.shape()[1]);
-    PackedWeights::new(&q.weights.q, o, i, kernels.qgemm.packing_for(&q.weights.q, o, i))
+    PackedWeights::new(&q.weights.q, o, i, kernels.qgemm.without_tiles().packing_for(&q.weights.q, o, i))
 }
 
 /// Batches of at most this many rows run as GEMV columns ([`crate::cpu::qgemm::Kernel::gemv_cols`])
@@ -38,7 +39,7 @@ pub fn qlinear(kernels: &Kernels, l: &Linear, q: &Int8, pw: &PackedWeights, x: &
     let (xq, panel) = s.u8.split_at_mut(x.len());
     quantize_par(simd, pa, x, xq);
     let per = o.div_ceil(threads.max(1)).next_multiple_of(MR).max(MR);
-    let kern = kernels.qgemm;
+    let kern = kernels.qgemm.for_packing(pw.packing());
     if kern.has_gemv() && n <= GEMV_MAX_ROWS {
         // Each input row zero-padded to Kpad, one GEMV column per row.
         let cols = &mut panel[..n * pw.kpad];

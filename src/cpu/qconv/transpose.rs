@@ -28,7 +28,7 @@ pub fn pack_conv_transpose(kernels: &Kernels, c: &ConvTranspose2d, q: &Int8) -> 
             wt[r * cin + ci] = q.weights.q[ci * rows + r];
         }
     }
-    PackedWeights::new(&wt, rows, cin, kernels.qgemm.packing_for(&wt, rows, cin))
+    PackedWeights::new(&wt, rows, cin, kernels.qgemm.for_shape(rows, cin).packing_for(&wt, rows, cin))
 }
 
 /// INT8 transposed convolution: `col[Cout·kh·kw, H·W] = Wᵀ·x` with the qgemm kernel (the
@@ -75,7 +75,7 @@ pub fn qconv_transpose2d(
     let (xq, panels) = s.u8.split_at_mut(x.len());
     quantize_par(simd, pa, x, xq);
     let xq: &[u8] = xq;
-    let kern = kernels.qgemm;
+    let kern = kernels.qgemm.for_packing(pw.packing());
     let col_len = col.len();
     for b in 0..n {
         let xb = &xq[b * cin * npix..(b + 1) * cin * npix];

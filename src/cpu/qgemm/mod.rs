@@ -59,23 +59,92 @@ pub enum Kernel {
     Avx2(detect::Avx2),
     Avx512Vnni(detect::Avx512Vnni),
     /// AMX-INT8 tiles, on the VNNI path of CPUs that have them (`tdpbsud`, exact i32 sums
-    /// like `vpdpbusd`; the VNNI code still runs every other INT8 loop).
+    /// like `vpdpbusd`; the VNNI code still runs every other INT8 loop, and the GEMMs of
+    /// narrow layers: [`Kernel::for_shape`]).
     Amx(AmxInt8),
 }
 
 /// Proof that the CPU runs the VNNI path and AMX-INT8 tiles ([`detect::amx`]).
 #[derive(Clone, Copy, Debug)]
-pub struct AmxInt8(detect::Avx512Vnni);
+pub struct AmxInt8(detect::Avx512Vnni, Shapes);
+
+/// Which GEMMs an AMX kernel takes ([`Kernel::for_shape`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shapes {
+    /// From [`AMX_MIN_ROWS`] rows and [`AMX_MIN_K`] (sessions).
+    Wide,
+    /// Every shape ([`Kernel::tiles_everywhere`]: the twin tests of narrow layers).
+    All,
+}
 
 impl AmxInt8 {
     /// `Some` where AMX-INT8 can run (`KESTREL_AMX=0` says no).
     pub fn new() -> Option<Self> {
         let vnni = detect::Avx512Vnni::new()?;
-        detect::amx(detect::AmxKind::Int8).then_some(AmxInt8(vnni))
+        detect::amx(detect::AmxKind::Int8).then_some(AmxInt8(vnni, Shapes::Wide))
     }
 }
 
+/// Weight rows (output channels per group) from which an INT8 GEMM runs on AMX tiles: a
+/// tile step covers 32 rows and 64 bytes of K, and narrower layers ran slower there than on
+/// `vpdpbusd` (family 6 model 207, one thread, per layer, AMX / VNNI time): the trained
+/// shapes-resnet18's convs of 8–32 channels 1.44–3.76, blobs-unet's 1.0–2.6, UNet's 32-channel
+/// convs at 256² 0.86–1.02 and its 3 → 32 and 32 → 2 ones 1.33 and 1.81; every conv of 64
+/// channels or more in ResNet-18, ResNet-50 and UNet 0.38–0.91.
+pub const AMX_MIN_ROWS: usize = 64;
+/// K from which an INT8 GEMM runs on AMX tiles: one tile of K (ResNet-50's 64 → 64 1×1 conv,
+/// K = 64, took 0.72 of its VNNI time; shorter K pads a tile with zeros).
+pub const AMX_MIN_K: usize = 64;
+
+/// Output pixels per image under which an INT8 conv packed for AMX tiles runs on the VNNI
+/// kernel instead (the plan decides, knowing the map): one 16-pixel tile block. AMX has no
+/// GEMV form and computes whole blocks; VNNI runs such maps as GEMV columns. The trained
+/// shapes-resnet18's 64- and 128-channel convs on 2 × 2 and 1 × 1 maps (batch 64) took
+/// 1.2–1.8× their VNNI time on AMX (family 6 model 207, one thread); ResNet-50's on 7 × 7
+/// maps 0.44–0.69.
+pub const AMX_MIN_PIXELS: usize = 16;
+
 impl Kernel {
+    /// The kernel a GEMM of `m` weight rows by `k` runs on: AMX tiles from [`AMX_MIN_ROWS`]
+    /// rows and [`AMX_MIN_K`], below them the VNNI kernel of the same CPU; other kernels run
+    /// every shape. Pack the weights for the kernel it returns.
+    pub fn for_shape(self, m: usize, k: usize) -> Kernel {
+        match self {
+            Kernel::Amx(AmxInt8(vnni, Shapes::Wide)) if m < AMX_MIN_ROWS || k < AMX_MIN_K => Kernel::Avx512Vnni(vnni),
+            kernel => kernel,
+        }
+    }
+
+    /// This kernel, taking every shape on AMX tiles: for tests that run narrow layers there
+    /// too (the weights, packed for it by [`Kernel::for_shape`], then all are AMX's).
+    pub fn tiles_everywhere(self) -> Kernel {
+        match self {
+            Kernel::Amx(AmxInt8(vnni, _)) => Kernel::Amx(AmxInt8(vnni, Shapes::All)),
+            kernel => kernel,
+        }
+    }
+
+    /// The kernel with AMX tiles set aside (the VNNI kernel on an AMX CPU, unless it takes
+    /// every shape, [`Kernel::tiles_everywhere`]): for fully
+    /// connected layers, whose batch-1 rows run as GEMV columns on VNNI and as mostly empty
+    /// 16-pixel tiles on AMX (ResNet-50's and ResNet-18's classifiers took 1.16 and 1.35 of
+    /// their VNNI time on AMX, family 6 model 207).
+    pub fn without_tiles(self) -> Kernel {
+        match self {
+            Kernel::Amx(AmxInt8(vnni, Shapes::Wide)) => Kernel::Avx512Vnni(vnni),
+            kernel => kernel,
+        }
+    }
+
+    /// The kernel that runs weights packed at `p`: on an AMX CPU, the VNNI kernel for weights
+    /// [`Kernel::for_shape`] packed for it.
+    pub fn for_packing(self, p: Packing) -> Kernel {
+        match self {
+            Kernel::Amx(AmxInt8(vnni, _)) if p != Packing::S8Amx => Kernel::Avx512Vnni(vnni),
+            kernel => kernel,
+        }
+    }
+
     /// The layout to pack `w: [m][k]` at for this kernel: s8, except on AVX2, where weights
     /// whose pairs provably cannot saturate `vpmaddubsw` are s8 for the byte kernel and all
     /// others are widened to i16.
@@ -104,7 +173,8 @@ impl Kernel {
             (Kernel::Avx2(_), Packing::S8Paired) => "avx2 vpmaddubsw",
             (Kernel::Avx2(_), _) => "avx2 vpmaddwd (widened)",
             (Kernel::Avx512Vnni(_), _) => "avx512vnni",
-            (Kernel::Amx(_), _) => "amx-int8",
+            (Kernel::Amx(_), Packing::S8Amx) => "amx-int8",
+            (Kernel::Amx(_), _) => "avx512vnni",
         }
     }
 
