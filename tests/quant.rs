@@ -205,6 +205,12 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(2, 32, 40, [14, 13], 1, 2, 0, 1, ActQuant::Static(statics[4]), false, 84);
     check_qconv(3, 32, 24, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 83);
     check_qconv(3, 20, 17, [2, 2], 1, 1, 0, 1, ActQuant::Static(statics[2]), true, 82);
+    // Batches of small maps under 1×1 convs: one GEMM over the batch's pixels (1 × 1 maps of
+    // wide layers, a 4 × 4 map, a grouped conv, a dynamic input).
+    check_qconv(5, 64, 72, [1, 1], 1, 1, 0, 1, ActQuant::Static(statics[3]), true, 81);
+    check_qconv(4, 24, 40, [4, 4], 1, 1, 0, 1, ActQuant::Static(statics[1]), true, 80);
+    check_qconv(3, 16, 24, [3, 3], 1, 1, 0, 4, ActQuant::Dynamic, true, 79);
+    check_qconv(2, 130, 66, [1, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 78);
     // Phase planes built in parallel from many short rows, over two images, split across
     // workers in mid-image: a 1×1 stride-2 conv (one phase of four used) and a 3×3 stride 2.
     check_qconv(2, 37, 24, [14, 14], 1, 2, 0, 1, ActQuant::Static(statics[1]), true, 89);

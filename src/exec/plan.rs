@@ -160,6 +160,11 @@ impl Plan {
                     pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], [os[2], os[3]], elem, threads)
                 }
                 (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
+                // A batch of small maps by one GEMM: its channel-major copies.
+                (Op::Conv(c), Step::QConv(_)) => {
+                    let xs = &shapes[n.inputs[0]];
+                    crate::cpu::qconv::batched_bytes(c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
+                }
                 // The input rounded to bf16 (`Scratch::bf16_in`).
                 (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
                 // One image's columns (`Scratch::cols`).

@@ -25,6 +25,10 @@
 //! columns are a large share of those runs ([`DENSE_WASTE`]), the quad groups are copied into
 //! panels without them instead (`pack_quads_dense`), and the same weights run on them.
 //!
+//! A batch of 1×1 stride-1 convs on maps of at most [`BATCH_MAP_PIXELS`] pixels runs as one
+//! GEMM over all the batch's pixels, its input, residual and output laid out channel-major
+//! around it ([`batched_pointwise`]).
+//!
 //! A map's last block of at most [`GEMV_TAIL`] pixels (a 7² map's 49th pixel, a 14² one's
 //! last 4, a 1 × 1 or 2 × 2 map) runs as GEMV columns on a kernel with a GEMV form
 //! ([`crate::cpu::qgemm::Kernel::gemv_cols`]), each pixel's K column gathered from the panel
@@ -84,6 +88,100 @@ fn pointwise(c: &Conv2d) -> bool {
     c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]
 }
 
+/// Pixels per map up to which a batch of 1×1 stride-1 convs runs as one GEMM over the whole
+/// batch ([`batched_pointwise`]). Image by image, such a map is one 16-pixel block or a few
+/// GEMV columns, each pass reading all the weights: the trained shapes-resnet18's layer4 convs
+/// (128 channels on 1 × 1 maps, cropped to their centre tap) took 4–9× their f32 time at batch
+/// 64 that way.
+pub const BATCH_MAP_PIXELS: usize = 16;
+
+/// Whether [`qconv2d`] runs `c` on input `xs` as one GEMM over the batch.
+pub fn batches_columns(c: &Conv2d, [n, _, h, w]: [usize; 4]) -> bool {
+    n > 1 && h * w <= BATCH_MAP_PIXELS && pointwise(c)
+}
+
+/// Bytes [`qconv2d`] allocates for the batch's channel-major copies when it
+/// [`batches_columns`] (input, output and residual as f32 at most), else 0.
+pub fn batched_bytes(c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> usize {
+    if batches_columns(c, xs) {
+        4 * (xs.iter().product::<usize>() + 2 * os.iter().product::<usize>())
+    } else {
+        0
+    }
+}
+
+/// `[N][C][P]` → `[C][N·P]`: every channel's maps of the batch side by side.
+fn to_channel_major<T: Copy>(src: &[T], [n, c, p]: [usize; 3]) -> Vec<T> {
+    let mut dst = Vec::with_capacity(n * c * p);
+    for ci in 0..c {
+        for b in 0..n {
+            dst.extend_from_slice(&src[(b * c + ci) * p..][..p]);
+        }
+    }
+    dst
+}
+
+/// `[C][N·P]` → `[N][C][P]`, into `dst`.
+fn to_batch_major<T: Copy>(src: &[T], dst: &mut [T], [n, c, p]: [usize; 3]) {
+    for ci in 0..c {
+        for b in 0..n {
+            dst[(b * c + ci) * p..][..p].copy_from_slice(&src[(ci * n + b) * p..][..p]);
+        }
+    }
+}
+
+/// A 1×1 stride-1 conv over a batch of small maps as one image of `N·H·W` pixels: the input,
+/// a residual and a residual already in the output laid out channel-major (`[C][N·H·W]`),
+/// [`qconv2d`] on that, and the output laid back batch-major. A pointwise conv computes each
+/// output pixel from its own input pixel only, so the values are the same; a dynamic input's
+/// range and the recorded output range do not depend on the order either.
+#[allow(clippy::too_many_arguments)]
+fn batched_pointwise(kernels: &Kernels, c: &Conv2d, q: &Int8, packed: &[PackedWeights], x: QIn, xs: [usize; 4], residual: Option<Residual>, out: QOut, os: [usize; 4], ranges: Ranges, s: &mut QScratch, threads: usize) -> Option<(f32, f32)> {
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
+    let (pin, pout) = (h * w, oh * ow);
+    let (in_len, len) = (n * cin * pin, n * cout * pout);
+    let (xs1, os1) = ([1, cin, 1, n * pin], [1, cout, 1, n * pout]);
+    let (x_f32, x_u8);
+    let x1 = match x {
+        QIn::F32(v) => {
+            x_f32 = to_channel_major(&v[..in_len], [n, cin, pin]);
+            QIn::F32(&x_f32)
+        }
+        QIn::U8(v) => {
+            x_u8 = to_channel_major(&v[..in_len], [n, cin, pin]);
+            QIn::U8(&x_u8)
+        }
+    };
+    let (res_f32, res_u8);
+    let residual1 = match residual {
+        Some(Residual::F32(r)) => {
+            res_f32 = to_channel_major(&r[..len], [n, cout, pout]);
+            Some(Residual::F32(&res_f32))
+        }
+        Some(Residual::U8(r, p)) => {
+            res_u8 = to_channel_major(&r[..len], [n, cout, pout]);
+            Some(Residual::U8(&res_u8, p))
+        }
+        // None, or codes in the output buffer (laid out with it below).
+        other => other,
+    };
+    match out {
+        QOut::F32(o) => {
+            let mut o1 = vec![0f32; len];
+            let range = qconv2d(kernels, c, q, packed, x1, xs1, residual1, QOut::F32(&mut o1), os1, ranges, s, threads);
+            to_batch_major(&o1, &mut o[..len], [n, cout, pout]);
+            range
+        }
+        QOut::U8(o, p) => {
+            let mut o1 = if matches!(residual, Some(Residual::Output(_))) { to_channel_major(&o[..len], [n, cout, pout]) } else { vec![0u8; len] };
+            let range = qconv2d(kernels, c, q, packed, x1, xs1, residual1, QOut::U8(&mut o1, p), os1, ranges, s, threads);
+            to_batch_major(&o1, &mut o[..len], [n, cout, pout]);
+            range
+        }
+    }
+}
+
 /// `out[N, Cout, OH, OW]` from `x[N, Cin, H, W]` for the INT8 conv `c` (its INT8 data `q`,
 /// its weights packed by [`pack_conv`] for `kernels`). Returns the f32 output's `(min, max)`
 /// when `ranges.record_output` asks for it.
@@ -109,6 +207,9 @@ pub fn qconv2d(
     let simd = kernels.simd;
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
+    if batches_columns(c, xs) {
+        return batched_pointwise(kernels, c, q, packed, x, xs, residual, out, os, ranges, s, threads);
+    }
     let g = c.groups;
     let (cin_g, cout_g) = (cin / g, cout / g);
     let npix = oh * ow;
