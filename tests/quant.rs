@@ -211,6 +211,11 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(4, 24, 40, [4, 4], 1, 1, 0, 1, ActQuant::Static(statics[1]), true, 80);
     check_qconv(3, 16, 24, [3, 3], 1, 1, 0, 4, ActQuant::Dynamic, true, 79);
     check_qconv(2, 130, 66, [1, 3], 1, 1, 0, 1, ActQuant::Dynamic, false, 78);
+    // Strided ones (downsamples onto small maps): the pixels the stride reads, gathered; a
+    // dynamic input still quantized with the whole input's range.
+    check_qconv(3, 32, 64, [4, 4], 1, 2, 0, 1, ActQuant::Dynamic, true, 77);
+    check_qconv(2, 16, 24, [7, 5], 1, 2, 0, 1, ActQuant::Static(statics[4]), false, 76);
+    check_qconv(2, 8, 16, [5, 8], 1, 3, 0, 2, ActQuant::Dynamic, true, 75);
     // Phase planes built in parallel from many short rows, over two images, split across
     // workers in mid-image: a 1×1 stride-2 conv (one phase of four used) and a 3×3 stride 2.
     check_qconv(2, 37, 24, [14, 14], 1, 2, 0, 1, ActQuant::Static(statics[1]), true, 89);

@@ -25,9 +25,9 @@
 //! columns are a large share of those runs ([`DENSE_WASTE`]), the quad groups are copied into
 //! panels without them instead (`pack_quads_dense`), and the same weights run on them.
 //!
-//! A batch of 1×1 stride-1 convs on maps of at most [`BATCH_MAP_PIXELS`] pixels runs as one
-//! GEMM over all the batch's pixels, its input, residual and output laid out channel-major
-//! around it ([`batched_pointwise`]).
+//! A batch of unpadded 1×1 convs onto maps of at most [`BATCH_MAP_PIXELS`] pixels runs as one
+//! stride-1 GEMM over all the batch's output pixels, its input (the pixels a stride reads),
+//! residual and output laid out channel-major around it ([`batched_pointwise`]).
 //!
 //! A map's last block of at most [`GEMV_TAIL`] pixels (a 7² map's 49th pixel, a 14² one's
 //! last 4, a 1 × 1 or 2 × 2 map) runs as GEMV columns on a kernel with a GEMV form
@@ -88,16 +88,22 @@ fn pointwise(c: &Conv2d) -> bool {
     c.kernel() == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]
 }
 
-/// Pixels per map up to which a batch of 1×1 stride-1 convs runs as one GEMM over the whole
-/// batch ([`batched_pointwise`]). Image by image, such a map is one 16-pixel block or a few
-/// GEMV columns, each pass reading all the weights: the trained shapes-resnet18's layer4 convs
-/// (128 channels on 1 × 1 maps, cropped to their centre tap) took 4–9× their f32 time at batch
-/// 64 that way.
+/// Output pixels per map up to which a batch of unpadded 1×1 convs runs as one GEMM over the
+/// whole batch ([`batched_pointwise`]). Image by image, such a map is one 16-pixel block or a
+/// few GEMV columns, each pass reading all the weights: the trained shapes-resnet18's layer4
+/// convs (128 channels on 1 × 1 maps, cropped to their centre tap) took 4–9× their f32 time at
+/// batch 64 that way.
 pub const BATCH_MAP_PIXELS: usize = 16;
 
-/// Whether [`qconv2d`] runs `c` on input `xs` as one GEMM over the batch.
+/// The output map `[OH, OW]` of an unpadded 1×1 conv `c` on `[H, W]`, or `None` for another conv.
+fn one_by_one_map(c: &Conv2d, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
+    (c.kernel() == [1, 1] && c.pads == [0; 4] && c.stride[0] > 0 && c.stride[1] > 0).then_some([h.checked_sub(1)? / c.stride[0] + 1, w.checked_sub(1)? / c.stride[1] + 1])
+}
+
+/// Whether [`qconv2d`] runs `c` on input `xs` as one GEMM over the batch: an unpadded 1×1 conv
+/// (any stride) of a batch whose output maps hold at most [`BATCH_MAP_PIXELS`] pixels.
 pub fn batches_columns(c: &Conv2d, [n, _, h, w]: [usize; 4]) -> bool {
-    n > 1 && h * w <= BATCH_MAP_PIXELS && pointwise(c)
+    n > 1 && one_by_one_map(c, [h, w]).is_some_and(|[oh, ow]| oh * ow <= BATCH_MAP_PIXELS)
 }
 
 /// Bytes [`qconv2d`] allocates for the batch's channel-major copies when it
@@ -110,12 +116,18 @@ pub fn batched_bytes(c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> usize {
     }
 }
 
-/// `[N][C][P]` → `[C][N·P]`: every channel's maps of the batch side by side.
-fn to_channel_major<T: Copy>(src: &[T], [n, c, p]: [usize; 3]) -> Vec<T> {
-    let mut dst = Vec::with_capacity(n * c * p);
+/// `[N][C][H][W]` → `[C][N·OH·OW]`, pixel `(oy·sy, ox·sx)` of each map: every channel's
+/// (subsampled) maps of the batch side by side.
+fn to_channel_major<T: Copy>(src: &[T], [n, c, h, w]: [usize; 4], [oh, ow]: [usize; 2], [sy, sx]: [usize; 2]) -> Vec<T> {
+    let mut dst = Vec::with_capacity(n * c * oh * ow);
     for ci in 0..c {
         for b in 0..n {
-            dst.extend_from_slice(&src[(b * c + ci) * p..][..p]);
+            let map = &src[(b * c + ci) * h * w..][..h * w];
+            if [sy, sx] == [1, 1] {
+                dst.extend_from_slice(map);
+            } else {
+                dst.extend((0..oh).flat_map(|oy| (0..ow).map(move |ox| map[oy * sy * w + ox * sx])));
+            }
         }
     }
     dst
@@ -130,52 +142,68 @@ fn to_batch_major<T: Copy>(src: &[T], dst: &mut [T], [n, c, p]: [usize; 3]) {
     }
 }
 
-/// A 1×1 stride-1 conv over a batch of small maps as one image of `N·H·W` pixels: the input,
-/// a residual and a residual already in the output laid out channel-major (`[C][N·H·W]`),
-/// [`qconv2d`] on that, and the output laid back batch-major. A pointwise conv computes each
-/// output pixel from its own input pixel only, so the values are the same; a dynamic input's
-/// range and the recorded output range do not depend on the order either.
+/// An unpadded 1×1 conv over a batch of small maps as a stride-1 one over one image of
+/// `N·OH·OW` pixels: the input (the pixels the stride reads), a residual and a residual
+/// already in the output laid out channel-major (`[C][N·OH·OW]`), [`qconv2d`] on that, and
+/// the output laid back batch-major. A 1×1 conv computes each output pixel from its own input
+/// pixel only, so the values are the same. A dynamic input's parameters come from the whole
+/// input's range, as on the direct path (measured here when its producer did not hand it
+/// over, since a stride drops pixels); the recorded output range does not depend on the order.
 #[allow(clippy::too_many_arguments)]
 fn batched_pointwise(kernels: &Kernels, c: &Conv2d, q: &Int8, packed: &[PackedWeights], x: QIn, xs: [usize; 4], residual: Option<Residual>, out: QOut, os: [usize; 4], ranges: Ranges, s: &mut QScratch, threads: usize) -> Option<(f32, f32)> {
     let [n, cin, h, w] = xs;
     let [_, cout, oh, ow] = os;
-    let (pin, pout) = (h * w, oh * ow);
-    let (in_len, len) = (n * cin * pin, n * cout * pout);
-    let (xs1, os1) = ([1, cin, 1, n * pin], [1, cout, 1, n * pout]);
+    let pout = oh * ow;
+    let (in_len, len) = (n * cin * h * w, n * cout * pout);
+    let (xs1, os1) = ([1, cin, 1, n * pout], [1, cout, 1, n * pout]);
+    let strided = c.stride != [1, 1];
+    let mut ranges1 = ranges;
     let (x_f32, x_u8);
     let x1 = match x {
         QIn::F32(v) => {
-            x_f32 = to_channel_major(&v[..in_len], [n, cin, pin]);
+            if strided && ranges.input.is_none() && matches!(q.input, ActQuant::Dynamic) {
+                ranges1.input = Some(crate::cpu::codec::min_max(kernels.simd, &v[..in_len]));
+            }
+            x_f32 = to_channel_major(&v[..in_len], xs, [oh, ow], c.stride);
             QIn::F32(&x_f32)
         }
         QIn::U8(v) => {
-            x_u8 = to_channel_major(&v[..in_len], [n, cin, pin]);
+            x_u8 = to_channel_major(&v[..in_len], xs, [oh, ow], c.stride);
             QIn::U8(&x_u8)
         }
     };
+    let whole = |len_of: usize| [n, len_of, oh, ow];
     let (res_f32, res_u8);
     let residual1 = match residual {
         Some(Residual::F32(r)) => {
-            res_f32 = to_channel_major(&r[..len], [n, cout, pout]);
+            res_f32 = to_channel_major(&r[..len], whole(cout), [oh, ow], [1, 1]);
             Some(Residual::F32(&res_f32))
         }
         Some(Residual::U8(r, p)) => {
-            res_u8 = to_channel_major(&r[..len], [n, cout, pout]);
+            res_u8 = to_channel_major(&r[..len], whole(cout), [oh, ow], [1, 1]);
             Some(Residual::U8(&res_u8, p))
         }
         // None, or codes in the output buffer (laid out with it below).
         other => other,
     };
+    // The same conv at stride 1 over the gathered pixels.
+    let unit;
+    let c1 = if strided {
+        unit = Conv2d { stride: [1, 1], ..c.clone() };
+        &unit
+    } else {
+        c
+    };
     match out {
         QOut::F32(o) => {
             let mut o1 = vec![0f32; len];
-            let range = qconv2d(kernels, c, q, packed, x1, xs1, residual1, QOut::F32(&mut o1), os1, ranges, s, threads);
+            let range = qconv2d(kernels, c1, q, packed, x1, xs1, residual1, QOut::F32(&mut o1), os1, ranges1, s, threads);
             to_batch_major(&o1, &mut o[..len], [n, cout, pout]);
             range
         }
         QOut::U8(o, p) => {
-            let mut o1 = if matches!(residual, Some(Residual::Output(_))) { to_channel_major(&o[..len], [n, cout, pout]) } else { vec![0u8; len] };
-            let range = qconv2d(kernels, c, q, packed, x1, xs1, residual1, QOut::U8(&mut o1, p), os1, ranges, s, threads);
+            let mut o1 = if matches!(residual, Some(Residual::Output(_))) { to_channel_major(&o[..len], whole(cout), [oh, ow], [1, 1]) } else { vec![0u8; len] };
+            let range = qconv2d(kernels, c1, q, packed, x1, xs1, residual1, QOut::U8(&mut o1, p), os1, ranges1, s, threads);
             to_batch_major(&o1, &mut o[..len], [n, cout, pout]);
             range
         }
