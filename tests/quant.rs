@@ -451,7 +451,8 @@ fn qconv_transpose_matches_float_on_dequantized_values() {
 /// per group and a K of 64 or more) and, for a conv, its output map holds a 16-pixel tile
 /// block; narrow layers, smaller maps and fully connected layers run on the VNNI kernel of
 /// the same CPU, as the per-layer labels say. (Both paths are twin-tested above.) Elsewhere
-/// every shape keeps the one kernel.
+/// every shape keeps the one kernel. On every CPU a batch of small maps under a 1×1 conv is
+/// labelled as running in one GEMM.
 #[test]
 fn amx_takes_wide_layers_on_maps_of_a_block() {
     use kestrel::cpu::qgemm::{Kernel, Packing};
@@ -461,19 +462,20 @@ fn amx_takes_wide_layers_on_maps_of_a_block() {
         let c = Conv2d::new(w, 1, k / 2, 1).quantized(ActQuant::Dynamic, true, WeightBits::Eight).unwrap();
         qconv::pack_conv(kernels, &c, c.precision.int8().unwrap()).unwrap()[0].packing()
     };
-    let Kernel::Amx(_) = kernels.qgemm else {
+    let amx = matches!(kernels.qgemm, Kernel::Amx(_));
+    if amx {
+        println!("AMX-INT8: wide layers on tiles, narrow ones on VNNI");
+        // (cout, cin, kernel, on tiles): 32 outputs; 64 outputs over K = 64, 8 and 144.
+        for (cout, cin, k, tiles) in [(32, 64, 3, false), (64, 64, 1, true), (64, 8, 1, false), (64, 16, 3, true), (128, 4, 3, false)] {
+            assert_eq!(packing(cout, cin, k, &kernels) == Packing::S8Amx, tiles, "{cout} ← {cin}, {k}×{k}");
+            let all = Kernels { qgemm: kernels.qgemm.tiles_everywhere(), ..kernels };
+            assert_eq!(packing(cout, cin, k, &all), Packing::S8Amx, "{cout} ← {cin}, {k}×{k}, tiles everywhere");
+        }
+    } else {
         println!("SKIP AMX's layer rule: this CPU's INT8 kernel is {} (every shape on it)", kernels.qgemm.name());
         for (m, k) in [(8, 8), (64, 64), (512, 4608)] {
             assert_eq!(kernels.qgemm.for_shape(m, k).path(Packing::S8), kernels.qgemm.path(Packing::S8));
         }
-        return;
-    };
-    println!("AMX-INT8: wide layers on tiles, narrow ones on VNNI");
-    // (cout, cin, kernel, on tiles): 32 outputs; 64 outputs over K = 64, 8 and 144.
-    for (cout, cin, k, tiles) in [(32, 64, 3, false), (64, 64, 1, true), (64, 8, 1, false), (64, 16, 3, true), (128, 4, 3, false)] {
-        assert_eq!(packing(cout, cin, k, &kernels) == Packing::S8Amx, tiles, "{cout} ← {cin}, {k}×{k}");
-        let all = Kernels { qgemm: kernels.qgemm.tiles_everywhere(), ..kernels };
-        assert_eq!(packing(cout, cin, k, &all), Packing::S8Amx, "{cout} ← {cin}, {k}×{k}, tiles everywhere");
     }
     // A narrow ResNet-18 at 64²: layers of 16 and 32 channels, of 64 at 4 × 4 (one block) and
     // of 128 at 2 × 2; its classifier.
@@ -484,11 +486,17 @@ fn amx_takes_wide_layers_on_maps_of_a_block() {
     for batch in [1, 3] {
         let labels = s.kernel_labels(&[vec![batch, 3, 64, 64]]).unwrap();
         let label = |name: &str| labels[s.graph().nodes.iter().position(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))].clone();
-        for (name, tiles) in [("layer1.0.conv1", false), ("layer2.0.conv2", false), ("layer3.0.conv2", true), ("layer3.1.conv1", true), ("layer4.0.conv2", false), ("layer4.1.conv1", false), ("fc", false)] {
-            let l = label(name);
-            println!("batch {batch} {name}: {l}");
-            assert_eq!(l.contains("amx-int8"), tiles, "batch {batch} {name}: {l}");
-            assert!(l.contains("amx-int8") || l.contains("avx512vnni"), "{name}: {l}");
+        if amx {
+            for (name, tiles) in [("layer1.0.conv1", false), ("layer2.0.conv2", false), ("layer3.0.conv2", true), ("layer3.1.conv1", true), ("layer4.0.conv2", false), ("layer4.1.conv1", false), ("fc", false)] {
+                let l = label(name);
+                println!("batch {batch} {name}: {l}");
+                assert_eq!(l.contains("amx-int8"), tiles, "batch {batch} {name}: {l}");
+                assert!(l.contains("amx-int8") || l.contains("avx512vnni"), "{name}: {l}");
+            }
         }
+        // The downsample onto 2 × 2 maps: a batch of them runs as one GEMM.
+        let l = label("layer4.0.downsample.0");
+        println!("batch {batch} layer4.0.downsample.0: {l}");
+        assert_eq!(l.contains("batch as one GEMM"), batch > 1, "{l}");
     }
 }

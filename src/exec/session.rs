@@ -150,6 +150,12 @@ impl Session {
                         label.push_str(" narrow");
                     }
                 }
+                // An INT8 1×1 conv of a batch of small maps, run as one GEMM (`cpu::qconv`).
+                if let (Step::QConv(_), Op::Conv(c), Some(&[b, ch, h, w])) = (step, &n.op, n.inputs.first().map(|&x| planned.plan.shapes[x].as_slice())) {
+                    if crate::cpu::qconv::batches_columns(c, [b, ch, h, w]) {
+                        label.push_str(", batch as one GEMM");
+                    }
+                }
                 match (&n.op, &p.graph.nodes[k].op) {
                     (Op::Conv(small), Op::Conv(full)) if small.kernel() != full.kernel() => {
                         let ([a, b], [c, d]) = (small.kernel(), full.kernel());
