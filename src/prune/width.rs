@@ -61,7 +61,7 @@ impl RoundTo {
             RoundTo::Multiple(1) => "not rounded".into(),
             RoundTo::Multiple(n) => format!("rounded to multiples of {n}"),
             RoundTo::Auto if steps.amx_int8 && steps.isa == Isa::Avx512Vnni => {
-                format!("rounded to multiples of {AMX_K_STEP} (groups of {AMX_K_STEP} channels or more) or 8 (auto: INT8 on AMX tiles)")
+                format!("rounded to multiples of {AMX_K_STEP} (groups of {} channels or more) or 8 (auto: INT8 on AMX tiles)", crate::cpu::qgemm::AMX_MIN_ROWS)
             }
             RoundTo::Auto => format!("rounded to multiples of {} (auto: {})", auto_multiple(steps, usize::MAX), steps.isa.name()),
         }
@@ -98,7 +98,8 @@ impl RoundTo {
 /// with 32 for groups read only by 3×3 convs.
 pub fn auto_multiple(steps: Steps, width: usize) -> usize {
     match steps.isa {
-        Isa::Avx512Vnni if steps.amx_int8 && width >= AMX_K_STEP => AMX_K_STEP,
+        // Narrower groups' layers run on VNNI, not on the tiles (`qgemm::AMX_MIN_ROWS`).
+        Isa::Avx512Vnni if steps.amx_int8 && width >= crate::cpu::qgemm::AMX_MIN_ROWS => AMX_K_STEP,
         Isa::Avx512Vnni => 8,
         Isa::Avx2 => 24,
         Isa::Scalar => 8,

@@ -46,6 +46,7 @@ use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{panel_index, panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
+use crate::graph::shape::window_out;
 use crate::graph::{ActQuant, Activation, Conv2d, Int8};
 use crate::qparams::QParams;
 
@@ -97,7 +98,10 @@ pub const BATCH_MAP_PIXELS: usize = 16;
 
 /// The output map `[OH, OW]` of an unpadded 1×1 conv `c` on `[H, W]`, or `None` for another conv.
 fn one_by_one_map(c: &Conv2d, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
-    (c.kernel() == [1, 1] && c.pads == [0; 4] && c.stride[0] > 0 && c.stride[1] > 0).then_some([h.checked_sub(1)? / c.stride[0] + 1, w.checked_sub(1)? / c.stride[1] + 1])
+    if c.kernel() != [1, 1] || c.pads != [0; 4] {
+        return None;
+    }
+    Some([window_out(h, 1, c.stride[0], (0, 0), 1, false)?, window_out(w, 1, c.stride[1], (0, 0), 1, false)?])
 }
 
 /// Whether [`qconv2d`] runs `c` on input `xs` as one GEMM over the batch: an unpadded 1×1 conv
@@ -144,7 +148,8 @@ fn to_batch_major<T: Copy>(src: &[T], dst: &mut [T], [n, c, p]: [usize; 3]) {
 
 /// An unpadded 1×1 conv over a batch of small maps as a stride-1 one over one image of
 /// `N·OH·OW` pixels: the input (the pixels the stride reads), a residual and a residual
-/// already in the output laid out channel-major (`[C][N·OH·OW]`), [`qconv2d`] on that, and
+/// already in the output laid out channel-major (`[C][N·OH·OW]`), the conv run as pointwise on
+/// that (`conv_on`), and
 /// the output laid back batch-major. A 1×1 conv computes each output pixel from its own input
 /// pixel only, so the values are the same. A dynamic input's parameters come from the whole
 /// input's range, as on the direct path (measured here when its producer did not hand it
@@ -186,24 +191,17 @@ fn batched_pointwise(kernels: &Kernels, c: &Conv2d, q: &Int8, packed: &[PackedWe
         // None, or codes in the output buffer (laid out with it below).
         other => other,
     };
-    // The same conv at stride 1 over the gathered pixels.
-    let unit;
-    let c1 = if strided {
-        unit = Conv2d { stride: [1, 1], ..c.clone() };
-        &unit
-    } else {
-        c
-    };
+    // The conv runs as a stride-1 one over the gathered pixels (`conv_on` as pointwise).
     match out {
         QOut::F32(o) => {
             let mut o1 = vec![0f32; len];
-            let range = qconv2d(kernels, c1, q, packed, x1, xs1, residual1, QOut::F32(&mut o1), os1, ranges1, s, threads);
+            let range = conv_on(kernels, c, true, q, packed, x1, xs1, residual1, QOut::F32(&mut o1), os1, ranges1, s, threads);
             to_batch_major(&o1, &mut o[..len], [n, cout, pout]);
             range
         }
         QOut::U8(o, p) => {
             let mut o1 = if matches!(residual, Some(Residual::Output(_))) { to_channel_major(&o[..len], whole(cout), [oh, ow], [1, 1]) } else { vec![0u8; len] };
-            let range = qconv2d(kernels, c1, q, packed, x1, xs1, residual1, QOut::U8(&mut o1, p), os1, ranges1, s, threads);
+            let range = conv_on(kernels, c, true, q, packed, x1, xs1, residual1, QOut::U8(&mut o1, p), os1, ranges1, s, threads);
             to_batch_major(&o1, &mut o[..len], [n, cout, pout]);
             range
         }
@@ -232,12 +230,33 @@ pub fn qconv2d(
     s: &mut QScratch,
     threads: usize,
 ) -> Option<(f32, f32)> {
-    let simd = kernels.simd;
-    let [n, cin, h, w] = xs;
-    let [_, cout, oh, ow] = os;
     if batches_columns(c, xs) {
         return batched_pointwise(kernels, c, q, packed, x, xs, residual, out, os, ranges, s, threads);
     }
+    conv_on(kernels, c, pointwise(c), q, packed, x, xs, residual, out, os, ranges, s, threads)
+}
+
+/// [`qconv2d`] without the batch path, `c` run as a 1×1 stride-1 conv (its input planes the
+/// GEMM's rows) when `as_pointwise`, else on phase planes by its geometry.
+#[allow(clippy::too_many_arguments)]
+fn conv_on(
+    kernels: &Kernels,
+    c: &Conv2d,
+    as_pointwise: bool,
+    q: &Int8,
+    packed: &[PackedWeights],
+    x: QIn,
+    xs: [usize; 4],
+    residual: Option<Residual>,
+    out: QOut,
+    os: [usize; 4],
+    ranges: Ranges,
+    s: &mut QScratch,
+    threads: usize,
+) -> Option<(f32, f32)> {
+    let simd = kernels.simd;
+    let [n, cin, h, w] = xs;
+    let [_, cout, oh, ow] = os;
     let g = c.groups;
     let (cin_g, cout_g) = (cin / g, cout / g);
     let npix = oh * ow;
@@ -255,7 +274,7 @@ pub fn qconv2d(
     assert!(out_q.is_some() || !matches!(residual, Some(Residual::Output(_))), "qconv2d: a residual in the output buffer needs a u8 output");
     let record = ranges.record_output && out_q.is_none();
     let pw0 = &packed[0];
-    let pointwise = pointwise(c);
+    let pointwise = as_pointwise;
     let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
     // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
     // no panel is packed.
