@@ -111,6 +111,43 @@ fn row_ranges_from_any_multiple_of_mr() {
     }
 }
 
+/// `run_rows_tiles` (AMX: sums stored tile by tile) puts every sum of every row range where
+/// `qgemm::tiles_index` says, over odd and even block counts (a last block without a pair)
+/// and ranges ending inside a 16-row group, and writes nothing past `tiles_len`. Prints a
+/// SKIP line on CPUs without AMX-INT8, whose kernels store rows only.
+#[test]
+fn tile_stores_match_the_reference() {
+    let tiled: Vec<Kernel> = kernels().into_iter().filter(|k| k.stores_tiles()).collect();
+    if tiled.is_empty() {
+        println!("SKIP tile stores: no kernel here stores AMX tiles");
+        return;
+    }
+    for kernel in tiled {
+        for (m, k, n) in [(71usize, 130usize, 49usize), (64, 64, 16), (40, 147, 545), (96, 576, 80)] {
+            let (a, w) = data(m, k, n, 5, (m * k + n) as u64);
+            let want = qgemm_reference(&a, &w, m, k, n);
+            let pw = PackedWeights::new(&w, m, k, kernel.packing_for(&w, m, k)).unwrap();
+            let nb = n.div_ceil(BLOCK);
+            let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
+            pack_rows(&a, k, n, n, pw.kpad, 9, &mut panel);
+            for start in (0..m).step_by(qgemm::MR) {
+                for end in [start + 1, (start + 17).min(m), (start + 40).min(m), m] {
+                    let len = qgemm::tiles_len(end - start, nb);
+                    let mut out = vec![i32::MIN; len + 300];
+                    kernel.run_rows_tiles(&pw, start..end, &panel, nb, &mut out);
+                    for c in start..end {
+                        for p in 0..n {
+                            assert_eq!(out[qgemm::tiles_index(nb, c - start, p)], want[c * n + p], "{} m{m} k{k} n{n} rows {start}..{end} row {c} pixel {p}", kernel.path(pw.packing()));
+                        }
+                    }
+                    assert!(out[len..].iter().all(|&v| v == i32::MIN), "wrote past the tiles");
+                }
+            }
+        }
+        println!("tile stores: {} matched", kernel.path(Packing::S8Amx));
+    }
+}
+
 #[test]
 fn tails_and_zero_points() {
     let mut seed = 0;
@@ -235,7 +272,7 @@ fn implicit_gemm_matches_the_plain_sum() {
                     }
                 }
                 let mut ks = vec![Kernel::Scalar];
-                ks.extend(kernels().into_iter().filter(|k| k.reads_taps()));
+                ks.extend(kernels().into_iter().filter(|k| matches!(k, Kernel::Avx512Vnni(_))));
                 for kernel in ks {
                     let pw = PackedWeights::quad_taps(&w, m, cin, taps, kernel.packing_for(&w, m, cin * taps)).unwrap();
                     assert_eq!((pw.taps, pw.kpad), (taps, quads * 4 * taps));
@@ -255,6 +292,68 @@ fn implicit_gemm_matches_the_plain_sum() {
         }
     }
     println!("implicit GEMM kernels run: {ran:?}");
+}
+
+/// AMX's implicit GEMM (`run_rows_taps`, `run_rows_taps_tiles`): weights of 64 and 128
+/// channels packed tap by tap (`qgemm::quad_group`), each K step's 16 quads read at one
+/// stride from offsets as the quad planes give them (each tap somewhere in the buffer, a
+/// quad a plane after the last), against the plain sum, over 1 and 9 taps, row tails, odd
+/// block counts and row ranges from each multiple of 8; offsets of unequal spacing are
+/// refused. Prints a SKIP line on CPUs without AMX-INT8.
+#[test]
+fn amx_reads_quad_planes_in_place() {
+    let Some(kernel) = kernels().into_iter().find(|k| matches!(k, Kernel::Amx(_))) else {
+        println!("SKIP AMX implicit GEMM: this CPU has no AMX-INT8");
+        return;
+    };
+    let mut seed = 91;
+    for &cin in &[64usize, 128] {
+        for &taps in &[1usize, 9] {
+            for &(m, nblocks) in &[(9usize, 1usize), (40, 3), (64, 33)] {
+                seed += 1;
+                let mut r = Rng::new(seed);
+                let (cq, npix) = (cin / 4, nblocks * BLOCK);
+                let plane = npix * 4 + 4 * r.below(9);
+                let tap_at: Vec<usize> = (0..taps).map(|_| r.below(200)).collect();
+                let mut koff = vec![0; cq * taps];
+                for q in 0..cq {
+                    for (t, &at) in tap_at.iter().enumerate() {
+                        koff[qgemm::quad_group(Packing::S8Amx, q, t, cq, taps)] = at + q * plane;
+                    }
+                }
+                let src: Vec<u8> = (0..200 + cq * plane + 4 * npix).map(|_| r.below(256) as u8).collect();
+                let w: Vec<i8> = (0..m * cin * taps).map(|_| (r.below(255) as i32 - 127) as i8).collect();
+                let at = |ci: usize, t: usize| tap_at[t] + (ci / 4) * plane + ci % 4;
+                let want: Vec<i32> = (0..m * npix)
+                    .map(|i| {
+                        let (c, p) = (i / npix, i % npix);
+                        (0..cin).flat_map(|ci| (0..taps).map(move |t| (ci, t))).map(|(ci, t)| i32::from(w[c * cin * taps + ci * taps + t]) * i32::from(src[at(ci, t) + 4 * p])).sum()
+                    })
+                    .collect();
+                let pw = PackedWeights::quad_taps(&w, m, cin, taps, Packing::S8Amx).unwrap();
+                assert_eq!((pw.taps, pw.kpad), (taps, cin * taps));
+                for start in (0..m).step_by(8) {
+                    let what = format!("cin{cin} taps{taps} m{m} blocks{nblocks} rows from {start}");
+                    let rs = npix + 5;
+                    let mut out = vec![i32::MIN; (m - start) * rs];
+                    kernel.run_rows_taps(&pw, start..m, &src, &koff, nblocks, &mut out, rs);
+                    let mut tiles = vec![i32::MIN; qgemm::tiles_len(m - start, nblocks)];
+                    kernel.run_rows_taps_tiles(&pw, start..m, &src, &koff, nblocks, &mut tiles);
+                    for c in start..m {
+                        assert_eq!(&out[(c - start) * rs..(c - start) * rs + npix], &want[c * npix..(c + 1) * npix], "{what}, row {c}");
+                        for p in 0..npix {
+                            assert_eq!(tiles[qgemm::tiles_index(nblocks, c - start, p)], want[c * npix + p], "{what}, tiles, row {c} pixel {p}");
+                        }
+                    }
+                }
+                let mut uneven = koff.clone();
+                uneven[5] += 4;
+                let refused = std::panic::catch_unwind(|| kernel.run_rows_taps(&pw, 0..m, &src, &uneven, nblocks, &mut vec![0; m * npix], npix));
+                assert!(refused.is_err(), "offsets of unequal spacing taken");
+            }
+        }
+    }
+    println!("AMX implicit GEMM matched");
 }
 
 /// `gemv_rows` of every kernel with a GEMV form (and the scalar twin) against the plain sum,

@@ -188,6 +188,12 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(1, 8, 12, [9, 9], 3, 1, 1, 4, ActQuant::Dynamic, true, 99);
     check_qconv(1, 65, 63, [40, 41], 3, 1, 1, 1, ActQuant::Dynamic, false, 98);
     check_qconv(1, 3, 16, [65, 67], 7, 2, 3, 1, ActQuant::Dynamic, false, 97);
+    // Tasks of at least `qconv::TILES_MIN_BLOCKS` pixel blocks with u8 codes out: AMX stores
+    // its sums tile by tile for the requantizing pass. A 1×1 conv (one run of pixels from a
+    // block's start per task), and a 3×3 conv whose rows of virtual pixels start inside blocks,
+    // 40 channels (part of a 16-row group; on AMX with tiles everywhere).
+    check_qconv(1, 64, 72, [48, 48], 1, 1, 0, 1, ActQuant::Static(statics[1]), true, 74);
+    check_qconv(2, 8, 40, [30, 50], 3, 1, 1, 1, ActQuant::Dynamic, true, 73);
     // K = 2304 over 105 pixel blocks: several panel-sized tasks per worker.
     check_qconv(1, 256, 16, [40, 40], 3, 1, 1, 1, ActQuant::Static(statics[2]), true, 90);
     // Few pixel blocks, many channels: the workers split the output channels instead.
@@ -259,7 +265,7 @@ fn qconv_matches_its_twin_exactly() {
 
 /// Convs with taps (stride 1, or strided with more than one tap) and at least 16 (or a
 /// multiple of 4) input channels per group run the VNNI kernel's implicit GEMM over quad
-/// planes: quad tails (17, 20, 36 channels), groups, dilations, asymmetric pads, non-square
+/// planes (AMX's, tap by tap, for 64·n channels a group): quad tails (17, 20, 36 channels), groups, dilations, asymmetric pads, non-square
 /// kernels and strides (per axis; column stride 3 builds its quad planes row by row, a
 /// dilation as large as the stride reads one phase), against the twin. Maps whose planes'
 /// padding columns are at least 5 % of their pixels (4×3 to 17×15 here) pack dense panels
@@ -279,6 +285,10 @@ fn implicit_gemm_convs_match_the_twin() {
         (24, 1, [3, 3], [2, 2, 2, 2], [2, 2], [2, 2]),
         (20, 1, [3, 2], [1, 0, 1, 1], [1, 1], [3, 2]),
         (32, 1, [3, 3], [1, 1, 1, 1], [1, 1], [1, 3]),
+        // 64 channels a group: AMX reads its quad planes in place too (tap by tap).
+        (64, 1, [3, 3], [1, 1, 1, 1], [1, 1], [1, 1]),
+        (128, 2, [3, 3], [1, 1, 1, 1], [1, 1], [2, 2]),
+        (64, 1, [3, 3], [0, 1, 2, 1], [2, 1], [1, 1]),
     ];
     for (i, &(cin, groups, k, pads, dil, stride)) in cases.iter().enumerate() {
         for &hw in &[[1, 1], [4, 3], [9, 16], [17, 15], [40, 128]] {

@@ -106,7 +106,7 @@ pub(crate) fn requant_segs(simd: Simd, acc: &[i32], segs: &[Seg], corr: i32, mul
     if let Simd::Avx512(_) = simd {
         let rows = res.map_or(RowRes::None, RowRes::F32);
         // SAFETY: one row, the whole of `out`, borrowed mutably for the call.
-        unsafe { requant_rows(simd, acc, acc.len(), &[(corr, mult, bias)], segs, rows, oq, relu, oq, out.as_mut_ptr(), out.len(), out.len()) };
+        unsafe { requant_rows(simd, acc, Sums::Rows(acc.len()), &[(corr, mult, bias)], segs, rows, oq, relu, oq, out.as_mut_ptr(), out.len(), out.len()) };
         return;
     }
     requant_segs_plain(simd, acc, segs, corr, mult, bias, res, relu, oq, out);
@@ -136,7 +136,7 @@ pub(crate) fn requant_segs_codes(simd: Simd, acc: &[i32], segs: &[Seg], corr: i3
             ResCodes::InOutput => RowRes::InOutput,
         };
         // SAFETY: one row, the whole of `out`, borrowed mutably for the call.
-        unsafe { requant_rows(simd, acc, acc.len(), &[(corr, mult, bias)], segs, rows, rq, relu, oq, out.as_mut_ptr(), out.len(), out.len()) };
+        unsafe { requant_rows(simd, acc, Sums::Rows(acc.len()), &[(corr, mult, bias)], segs, rows, rq, relu, oq, out.as_mut_ptr(), out.len(), out.len()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -192,9 +192,52 @@ pub(crate) enum RowRes<'a> {
     F32(&'a [f32]),
 }
 
+/// How a kernel call's i32 sums lie in its tile: `rs` columns a row (16-column blocks), row
+/// after row or as AMX stores its tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sums {
+    /// Row `r`'s columns at `r·rs..(r + 1)·rs`.
+    Rows(usize),
+    /// Tile by tile ([`crate::cpu::qgemm::tiles_index`] over `rs / 16` blocks).
+    Tiles(usize),
+}
+
+impl Sums {
+    /// Columns a row.
+    fn rs(self) -> usize {
+        match self {
+            Sums::Rows(rs) | Sums::Tiles(rs) => rs,
+        }
+    }
+
+    /// Where row `r`'s column 0 is.
+    fn row(self, r: usize) -> usize {
+        match self {
+            Sums::Rows(rs) => r * rs,
+            Sums::Tiles(rs) => r / 16 * 16 * rs + r % 16 * 16,
+        }
+    }
+
+    /// How far apart a row's 16-column blocks are.
+    fn block_stride(self) -> usize {
+        match self {
+            Sums::Rows(_) => 16,
+            Sums::Tiles(_) => 256,
+        }
+    }
+
+    /// The values `rows` rows take.
+    fn len(self, rows: usize) -> usize {
+        match self {
+            Sums::Rows(rs) => rows * rs,
+            Sums::Tiles(rs) => rows.div_ceil(16) * 16 * rs,
+        }
+    }
+}
+
 /// [`requant_segs`] without a residual, or [`requant_segs_codes`], over `affine.len()` channel
-/// rows in one call: row `r`'s sums are `acc[r·rs..(r + 1)·rs]` (its valid columns `segs`), its
-/// constants `affine[r] = (corr, mult, bias)`, its output region the `region` codes at
+/// rows in one call: row `r`'s sums are row `r` of `acc`, laid out as `sums` says (its valid
+/// columns `segs`), its constants `affine[r] = (corr, mult, bias)`, its output region the `region` codes at
 /// `out + r·stride`, its residual (with `rq`) as `res` says. The same codes as the calls row
 /// by row; on AVX-512 one call for all the rows, whose constants are set up once: ResNet-50's
 /// 7² and 14² convs have 4–13 vectors per row, and a call per row cost about as much as the
@@ -205,13 +248,14 @@ pub(crate) enum RowRes<'a> {
 /// and nothing else reads or writes them during the call. (The slices and the segments are
 /// checked.)
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], rs: usize, affine: &[(i32, f32, f32)], segs: &[Seg], res: RowRes, rq: QParams, relu: bool, oq: QParams, out: *mut u8, stride: usize, region: usize) {
+pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], sums: Sums, affine: &[(i32, f32, f32)], segs: &[Seg], res: RowRes, rq: QParams, relu: bool, oq: QParams, out: *mut u8, stride: usize, region: usize) {
     let rows = affine.len();
     if rows == 0 {
         return;
     }
-    let span = (rows - 1) * stride + region;
-    assert!(acc.len() >= rows * rs && segs.iter().all(|sg| sg.acc + sg.len <= rs && sg.out + sg.len <= region), "requant_rows: segments outside the rows");
+    let (span, rs) = ((rows - 1) * stride + region, sums.rs());
+    assert!(rs % 16 == 0 || matches!(sums, Sums::Rows(_)), "requant_rows: tiles of part of a block");
+    assert!(acc.len() >= sums.len(rows) && segs.iter().all(|sg| sg.acc + sg.len <= rs && sg.out + sg.len <= region), "requant_rows: segments outside the rows");
     assert!(!matches!(res, RowRes::Own(r) if r.len() < span) && !matches!(res, RowRes::F32(r) if r.len() < span), "requant_rows: residual shorter than its rows");
     #[cfg(target_arch = "x86_64")]
     if let Simd::Avx512(_) = simd {
@@ -224,22 +268,31 @@ pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], rs: usize, affine: &[
         // their own, and the segments, were checked above; the output rows are the caller's.
         unsafe {
             match (res, relu) {
-                (RowRes::None, true) => avx512::requant_rows::<0, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::None, false) => avx512::requant_rows::<0, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::Own(_), true) => avx512::requant_rows::<1, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::Own(_), false) => avx512::requant_rows::<1, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::InOutput, true) => avx512::requant_rows::<2, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::InOutput, false) => avx512::requant_rows::<2, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::F32(_), true) => avx512::requant_rows::<3, true>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::F32(_), false) => avx512::requant_rows::<3, false>(acc, rs, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::None, true) => avx512::requant_rows::<0, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::None, false) => avx512::requant_rows::<0, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::Own(_), true) => avx512::requant_rows::<1, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::Own(_), false) => avx512::requant_rows::<1, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::InOutput, true) => avx512::requant_rows::<2, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::InOutput, false) => avx512::requant_rows::<2, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::F32(_), true) => avx512::requant_rows::<3, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                (RowRes::F32(_), false) => avx512::requant_rows::<3, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
             }
         }
         return;
     }
+    let mut row = Vec::new();
     for (r, &(corr, mult, bias)) in affine.iter().enumerate() {
         // SAFETY: row r's output region is the caller's alone (see # Safety).
         let o = unsafe { std::slice::from_raw_parts_mut(out.add(r * stride), region) };
-        let a = &acc[r * rs..(r + 1) * rs];
+        let a = match sums {
+            Sums::Rows(rs) => &acc[r * rs..(r + 1) * rs],
+            Sums::Tiles(rs) => {
+                // The plain levels gather a row of tiles first (AMX comes with AVX-512).
+                row.clear();
+                row.extend((0..rs / 16).flat_map(|b| &acc[sums.row(r) + b * 256..][..16]));
+                &row[..]
+            }
+        };
         match res {
             RowRes::None => requant_segs(simd, a, segs, corr, mult, bias, None, relu, oq, o),
             RowRes::Own(codes) => requant_segs_codes(simd, a, segs, corr, mult, bias, ResCodes::Own(&codes[r * stride..r * stride + region]), rq, relu, oq, o),
@@ -315,18 +368,40 @@ mod avx512 {
         rsc: __m512,
     }
 
-    /// The codes before the u8 saturation, in `[i32::MIN, 1279]`, of the 16 lanes at `i` of
-    /// row pointers `a` (sums), `c` (residual codes) and `v` (residual values), the lanes past
-    /// `m` zeros.
+    /// The sums of columns `p..p + 16` of a row whose 16-column blocks start `bs` values
+    /// apart from `row` (16: one run; 256: AMX tiles), the lanes past `m` zeros. Columns that
+    /// start inside a block take the rest of it and the start of the next: two masked loads.
+    ///
+    /// # Safety
+    /// The lanes of `m` lie inside the row's blocks.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn sums(row: *const i32, p: usize, m: __mmask16, bs: usize) -> __m512i {
+        let (blk, o) = (row.wrapping_add(p / 16 * bs), p % 16);
+        // SAFETY: each lane of `m` is read from its column's place in its block (the caller's
+        // promise); masked-off lanes never fault.
+        unsafe {
+            if bs == 16 || o == 0 {
+                return _mm512_maskz_loadu_epi32(m, blk.wrapping_add(o));
+            }
+            // Lane l is column p + l: lanes below 16 − o from this block, the rest from the
+            // next one's start.
+            let first = ((1u32 << (16 - o)) - 1) as __mmask16;
+            let here = _mm512_maskz_loadu_epi32(m & first, blk.wrapping_add(o));
+            let next = _mm512_maskz_loadu_epi32(m & !first, blk.wrapping_add(bs + o).wrapping_sub(16));
+            _mm512_or_si512(here, next)
+        }
+    }
+
+    /// The codes before the u8 saturation, in `[i32::MIN, 1279]`, of 16 lanes: sums `a`, and
+    /// the lanes at `i` of row pointers `c` (residual codes) and `v` (residual values), the
+    /// lanes past `m` zeros.
     ///
     /// # Safety
     /// The lanes of `m` at `i` lie inside the rows the pointers point into.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn lane_codes<const RES: u8, const RELU: bool>(a: *const i32, c: *const u8, v: *const f32, i: usize, m: __mmask16, (vc, vm, vb): (__m512i, __m512, __m512), k: &Out) -> __m512i {
-        // SAFETY: the lanes of `m` are inside the rows (the caller's promise); masked-off lanes
-        // never fault.
-        let a = unsafe { _mm512_maskz_loadu_epi32(m, a.add(i)) };
+    unsafe fn lane_codes<const RES: u8, const RELU: bool>(a: __m512i, c: *const u8, v: *const f32, i: usize, m: __mmask16, (vc, vm, vb): (__m512i, __m512, __m512), k: &Out) -> __m512i {
         let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vc)), vm), vb);
         if RES == 1 || RES == 2 {
             // SAFETY: as above.
@@ -380,12 +455,12 @@ mod avx512 {
     /// convert to `i32::MIN`, then 0), exactly as [`QParams::quantize`] does.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F/BW; `acc` holds `affine.len()` rows of `rs` and the
-    /// segments lie inside `rs` columns and every output row (and residual row), as
-    /// [`super::requant_rows`] checks and its caller promises.
+    /// The CPU must support AVX-512F/BW; `acc` holds `affine.len()` rows laid out as `sums`
+    /// says and the segments lie inside its `rs` columns and every output row (and residual
+    /// row), as [`super::requant_rows`] checks and its caller promises.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn requant_rows<const RES: u8, const RELU: bool>(acc: &[i32], rs: usize, affine: &[(i32, f32, f32)], segs: &[Seg], [codes, values]: [*const u8; 2], rq: QParams, oq: QParams, out: *mut u8, stride: usize) {
+    pub(super) unsafe fn requant_rows<const RES: u8, const RELU: bool>(acc: &[i32], sums: super::Sums, affine: &[(i32, f32, f32)], segs: &[Seg], [codes, values]: [*const u8; 2], rq: QParams, oq: QParams, out: *mut u8, stride: usize) {
         let k = Out {
             lim: _mm512_set1_ps(1024.0),
             scale: _mm512_set1_ps(oq.scale),
@@ -395,20 +470,21 @@ mod avx512 {
         };
         for (r, &(corr, mult, bias)) in affine.iter().enumerate() {
             let aff = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias));
-            let arow = acc.as_ptr().wrapping_add(r * rs);
+            let arow = acc.as_ptr().wrapping_add(sums.row(r));
+            let bs = sums.block_stride();
             let orow = out.wrapping_add(r * stride);
             let src = if RES == 2 { orow as *const u8 } else { codes.wrapping_add(r * stride) };
             let vrow = values.cast::<f32>().wrapping_add(r * stride);
             for sg in segs {
                 let n = sg.len;
-                let (a0, o0, c0, v0) = (arow.wrapping_add(sg.acc), orow.wrapping_add(sg.out), src.wrapping_add(sg.out), vrow.wrapping_add(sg.out));
+                let (o0, c0, v0) = (orow.wrapping_add(sg.out), src.wrapping_add(sg.out), vrow.wrapping_add(sg.out));
                 let mut i = 0;
                 while i + 64 <= n {
-                    // SAFETY: the 64 lanes at i lie inside row r of `acc`, of the output and of
-                    // the residual (see # Safety); a residual in the output is read before the
-                    // store.
+                    // SAFETY: the 64 lanes at i lie inside row r of `acc` (at its columns
+                    // sg.acc + i.., wherever `sums` puts them), of the output and of the residual
+                    // (see # Safety); a residual in the output is read before the store.
                     unsafe {
-                        let lanes = |j| lane_codes::<RES, RELU>(a0, c0, v0, i + j, 0xffff, aff, &k);
+                        let lanes = |j| lane_codes::<RES, RELU>(self::sums(arow, sg.acc + i + j, 0xffff, bs), c0, v0, i + j, 0xffff, aff, &k);
                         let q = [lanes(0), lanes(16), lanes(32), lanes(48)];
                         _mm512_storeu_si512(o0.add(i) as *mut _, narrow4(q));
                     }
@@ -419,7 +495,7 @@ mod avx512 {
                     // SAFETY: as above; lanes past `n − i` are masked off (masked-off lanes
                     // never fault).
                     unsafe {
-                        let q = lane_codes::<RES, RELU>(a0, c0, v0, i, m, aff, &k);
+                        let q = lane_codes::<RES, RELU>(self::sums(arow, sg.acc + i, m, bs), c0, v0, i, m, aff, &k);
                         if m == 0xffff {
                             _mm_storeu_si128(o0.add(i) as *mut __m128i, narrow1(q));
                         } else {
@@ -564,13 +640,69 @@ mod tests {
                             let res = [RowRes::None, RowRes::Own(&codes), RowRes::InOutput, RowRes::F32(&values)][mode];
                             // SAFETY: `got` holds every row's region (rows · stride bytes), and
                             // nothing else touches it during the call.
-                            unsafe { requant_rows(simd, &acc, rs, &affine, &segs, res, rq, relu, oq, got.as_mut_ptr(), stride, region) };
+                            unsafe { requant_rows(simd, &acc, Sums::Rows(rs), &affine, &segs, res, rq, relu, oq, got.as_mut_ptr(), stride, region) };
                             assert_eq!(got, want, "{simd:?} rows {rows} len {len} relu {relu} mode {mode}");
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Sums laid out as AMX stores its tiles ([`Sums::Tiles`]) give the codes of the same sums
+    /// in rows, at every level this CPU has: 1–40 rows (part of a 16-row group), 1–13 blocks,
+    /// segments that start inside a block and cross into the next (a 3×3 conv's rows of
+    /// virtual pixels) or on a block's start, every residual kind, with and without ReLU.
+    #[test]
+    fn tiles_of_sums_give_the_codes_of_rows() {
+        let levels = levels_here();
+        let mut rng = crate::rng::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
+        let mut checked = 0;
+        for &simd in &levels {
+            for rows in [1usize, 7, 16, 17, 40] {
+                for nblocks in [1usize, 2, 5, 13] {
+                    let rs = nblocks * 16;
+                    let seg_sets = [
+                        vec![Seg { acc: 0, out: 0, len: rs }],
+                        vec![Seg { acc: 0, out: 0, len: rs - 5 }],
+                        (0..rs / 7).map(|i| Seg { acc: i * 7, out: i * 5, len: 5 }).collect(),
+                        vec![Seg { acc: 3, out: 0, len: rs - 3 }],
+                        vec![Seg { acc: 9, out: 0, len: (rs - 9).min(31) }, Seg { acc: rs - 1, out: 40, len: 1 }],
+                    ];
+                    for segs in seg_sets {
+                        let region = segs.iter().map(|s| s.out + s.len).max().unwrap_or(0);
+                        let stride = region + 3;
+                        let by_rows: Vec<i32> = (0..rows * rs).map(|_| (next() % 200_001) as i32 - 100_000).collect();
+                        let mut tiles = vec![i32::MIN; Sums::Tiles(rs).len(rows)];
+                        for r in 0..rows {
+                            for p in 0..rs {
+                                tiles[crate::cpu::qgemm::tiles_index(nblocks, r, p)] = by_rows[r * rs + p];
+                            }
+                        }
+                        let affine: Vec<(i32, f32, f32)> = (0..rows).map(|r| ((next() % 1000) as i32 - 500, 1.3e-4 * (r + 1) as f32, 0.25 - 0.01 * r as f32)).collect();
+                        let codes: Vec<u8> = (0..rows * stride).map(|_| next() as u8).collect();
+                        let values: Vec<f32> = (0..rows * stride).map(|_| ((next() % 20_001) as f32 - 10_000.0) * 1e-3).collect();
+                        let (rq, oq) = (QParams { scale: 0.029, zero_point: 31 }, QParams { scale: 0.041, zero_point: (next() % 256) as u8 });
+                        for relu in [false, true] {
+                            for mode in 0..4 {
+                                let res = [RowRes::None, RowRes::Own(&codes), RowRes::InOutput, RowRes::F32(&values)][mode];
+                                let (mut want, mut got) = (codes.clone(), codes.clone());
+                                // SAFETY: each output holds every row's region (rows · stride
+                                // bytes), and nothing else touches it during the calls.
+                                unsafe {
+                                    requant_rows(simd, &by_rows, Sums::Rows(rs), &affine, &segs, res, rq, relu, oq, want.as_mut_ptr(), stride, region);
+                                    requant_rows(simd, &tiles, Sums::Tiles(rs), &affine, &segs, res, rq, relu, oq, got.as_mut_ptr(), stride, region);
+                                }
+                                assert_eq!(got, want, "{simd:?} rows {rows} blocks {nblocks} segments {segs:?} relu {relu} mode {mode}");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        println!("tiles of sums: {checked} calls at {levels:?}");
     }
 
     /// The levels this CPU runs: plain, AVX2, AVX-512.

@@ -15,15 +15,21 @@
 //! residual dequantized inside that pass; others one channel row at a time, such a residual
 //! dequantized into `QScratch::res` first.
 //!
-//! Convs with taps on the VNNI kernel (stride 1, or strided with more than one tap) pack no
-//! panels: their planes are built as quad planes (four channels interleaved pixel by pixel,
+//! Convs with taps on the VNNI kernel (stride 1, or strided with more than one tap), and on
+//! AMX those with 64·n input channels a group, pack no panels from plain planes: their planes
+//! are built as quad planes (four channels interleaved pixel by pixel,
 //! per stride phase, [`Phases::build_quads`]), whose 16-pixel
 //! runs already are `vpdpbusd`'s 16 × 4-k operands, and the kernel reads them in place at one
 //! offset per (channel quad, tap) (`Kernel::run_rows_taps`), with the weights packed in that
-//! K order ([`PackedWeights::quad_taps`]). Each tap's run was otherwise interleaved into a
-//! panel once per task: 9× the input for a 3×3 conv. On small maps, where the planes' padding
-//! columns are a large share of those runs ([`DENSE_WASTE`]), the quad groups are copied into
-//! panels without them instead (`pack_quads_dense`), and the same weights run on them.
+//! K order ([`PackedWeights::quad_taps`]; AMX's tap by tap, a tile's 16 rows 16 quads of one
+//! tap at the planes' stride). Each tap's run was otherwise interleaved into a panel once per
+//! task: 9× the input for a 3×3 conv. On small maps, where the planes' padding columns are a
+//! large share of those runs ([`DENSE_WASTE`]), and for strided convs on AMX, the quad groups
+//! are copied into panels without them instead (`pack_quads_dense`), and the same weights run
+//! on them.
+//!
+//! AMX stores the sums of tasks of at least [`TILES_MIN_BLOCKS`] blocks tile by tile for the
+//! requantizing pass (`Kernel::run_rows_tiles`, [`Sums::Tiles`]).
 //!
 //! A batch of unpadded 1×1 convs onto maps of at most [`BATCH_MAP_PIXELS`] pixels runs as one
 //! stride-1 GEMM over all the batch's output pixels, its input (the pixels a stride reads),
@@ -39,11 +45,11 @@
 use std::sync::Mutex;
 
 use super::phases::{dense_offsets, pack_pointwise, pack_quads_dense, pack_taps, Phases, Source};
-use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL, SMALL_PANEL_TARGET, SMALL_WEIGHTS};
+use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges, Residual, PANEL_TARGET, ROWS_PER_CALL, SMALL_PANEL_TARGET, SMALL_WEIGHTS, TILES_MIN_BLOCKS};
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
-use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowRes, Seg};
+use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowRes, Seg, Sums};
 use crate::cpu::kernels::Kernels;
-use crate::cpu::qgemm::{panel_index, panel_len, PackedWeights, BLOCK, MR};
+use crate::cpu::qgemm::{self, panel_index, panel_len, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
 use crate::graph::shape::window_out;
@@ -69,7 +75,7 @@ pub fn pack_conv(kernels: &Kernels, c: &Conv2d, q: &Int8) -> Result<Vec<PackedWe
     let cin_g = if taps > 0 && k % taps == 0 { k / taps } else { 0 };
     // On an AMX CPU, narrow layers run on the VNNI kernel ([`crate::cpu::qgemm::AMX_MIN_ROWS`]).
     let kern = kernels.qgemm.for_shape(cg, k);
-    let implicit = kern.reads_taps() && !pointwise(c) && (c.stride == [1, 1] || taps > 1) && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
+    let implicit = kern.reads_taps(cin_g) && !pointwise(c) && (c.stride == [1, 1] || taps > 1) && cin_g > 0 && (cin_g % 4 == 0 || cin_g >= 16);
     (0..g)
         .map(|gi| {
             let w = &q.weights.q[gi * cg * k..(gi + 1) * cg * k];
@@ -279,9 +285,17 @@ fn conv_on(
     // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
     // no panel is packed.
     let implicit = !pointwise && pw0.taps > 0;
+    // The kernel the weights were packed for (`pack_conv`).
+    let kern = kernels.qgemm.for_packing(pw0.packing());
     // Small maps, whose planes' padding columns would be a large share of the GEMM's pixels,
-    // pack their panels from the quad planes without those columns instead ([`DENSE_WASTE`]).
-    let dense = implicit && geo.as_ref().is_some_and(|p| (p.virtual_pixels - npix) * 100 >= DENSE_WASTE * p.virtual_pixels);
+    // pack their panels from the quad planes without those columns instead ([`DENSE_WASTE`]);
+    // so do strided convs on AMX. AMX, one conv alone, u8 in and out, 2 threads, the ways
+    // alternating call by call (family 6 model 207), against the panels packed from plain
+    // phase planes before it read quad planes: ResNet-50's 64-channel 3×3 conv on 56² in
+    // place 0.75–0.82 of the time; its stride-2 3×3 convs onto 14² and 7², dense, 0.80–0.87;
+    // pruned widths (64 at 28², 128 → 192 at 14², 320 at 7²), dense, 0.77–0.86; its 28², 14²
+    // and 7² 3×3 convs 0.94–1.11; the stride-2 conv onto 28² in place 1.05–1.19, dense 0.86.
+    let dense = implicit && (kern.stores_tiles() && c.stride != [1, 1] || geo.as_ref().is_some_and(|p| (p.virtual_pixels - npix) * 100 >= DENSE_WASTE * p.virtual_pixels));
     let in_place = implicit && !dense;
     let (cq, quads) = (cin_g.div_ceil(4), g * cin_g.div_ceil(4));
     // Output pixels as the GEMM sees them: rows of the phase planes' width when that exceeds
@@ -304,7 +318,11 @@ fn conv_on(
     // on two (the other half of the panel then crosses between CCDs); pruned 0.98; the AVX2
     // kernel forced on the same CPU 0.95.
     let panels_len = workers * plen;
-    let tile = pw0.mpad.min(ROWS_PER_CALL) * nb * BLOCK;
+    // AMX stores the sums of wide tasks tile by tile where the requantizing pass reads them,
+    // every row of a call in one pass (u8 codes out, ReLU or no activation).
+    let tiled = nb >= TILES_MIN_BLOCKS && kern.stores_tiles() && out_q.is_some() && matches!(c.act, None | Some(Activation::Relu));
+    let call_rows = pw0.mpad.min(ROWS_PER_CALL);
+    let tile = if tiled { qgemm::tiles_len(call_rows, nb) } else { call_rows * nb * BLOCK };
     // f32 inputs of convs that skip some phases (a 1×1 stride-2 downsample reads a quarter of
     // its input) are quantized while their planes are built, when plane rows are long enough
     // to amortise a quantize call each; the others quantize it all first, in parallel.
@@ -348,7 +366,7 @@ fn conv_on(
     let koff = geo.as_ref().map(|p| {
         if implicit {
             p.build_quads(simd, src, n, cin, g, [h, w], c.pads, pa.zero_point, phases);
-            p.quad_offsets(c, quads, cq)
+            p.quad_offsets(c, quads, cq, pw0.packing())
         } else {
             p.build(simd, src, n, cin, [h, w], c.pads, pa.zero_point, phases);
             p.tap_offsets(c, cin, pw0.kpad)
@@ -367,8 +385,6 @@ fn conv_on(
         _ => Vec::new(),
     };
     let group_quads = |b: usize, gi: usize| geo.as_ref().map_or(0, |p| b * quad_image + gi * cq * p.plane * 4);
-    // The kernel the weights were packed for (`pack_conv`).
-    let kern = kernels.qgemm.for_packing(pw0.packing());
     let (dst_f32, dst_u8) = match out {
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
         QOut::U8(o, _) => (OutPtr(std::ptr::null_mut()), OutPtr(o.as_mut_ptr())),
@@ -477,7 +493,9 @@ fn conv_on(
                 let c1 = (c0 + ROWS_PER_CALL).min(m1);
                 match (&geo, &koff) {
                     _ if gemm_blocks == 0 => {}
+                    (_, Some(koff)) if in_place && tiled => kern.run_rows_taps_tiles(pw, c0..c1, &phases[quad_base..], koff, gemm_blocks, acc),
                     (_, Some(koff)) if in_place => kern.run_rows_taps(pw, c0..c1, &phases[quad_base..], koff, gemm_blocks, acc, rs),
+                    _ if tiled => kern.run_rows_tiles(pw, c0..c1, panel, gemm_blocks, acc),
                     _ => kern.run_rows(pw, c0..c1, panel, gemm_blocks, acc, rs),
                 }
                 if tail > 0 {
@@ -500,9 +518,11 @@ fn conv_on(
                     // SAFETY: rows c0..c1 of this task's output: elements [at + r·npix, + region)
                     // of the u8 output, inside it (channel c0 + r of image b, this task's
                     // pixels) and this task's alone, as for the stores below.
-                    unsafe { requant_rows(simd, &acc[..(c1 - c0) * rs], rs, &affines, &segs, rres, rq, c.act.is_some(), oq, dst_u8.0.add(at), npix, region) };
+                    let sums = if tiled { Sums::Tiles(rs) } else { Sums::Rows(rs) };
+                    unsafe { requant_rows(simd, acc, sums, &affines, &segs, rres, rq, c.act.is_some(), oq, dst_u8.0.add(at), npix, region) };
                     continue;
                 }
+                debug_assert!(!tiled, "qconv2d: tiles of sums on a path that reads rows");
                 for co in c0..c1 {
                     let oc = gi * cout_g + co;
                     let at = obase + co * npix + first;

@@ -43,6 +43,14 @@ const CONVT_PANEL_TARGET: usize = 192 * 1024;
 /// `ROWS_PER_CALL · 16 · blocks` values) while it is still in cache. A multiple of `MR`.
 const ROWS_PER_CALL: usize = 32;
 const _: () = assert!(ROWS_PER_CALL % MR == 0);
+/// Pixel blocks a task spans from which AMX stores its sums tile by tile for the requantizing
+/// pass ([`crate::cpu::qgemm::Kernel::run_rows_tiles`]) rather than into rows of the task's
+/// width: 16 rows 64 bytes apart at a 2 KB or wider row stride cost the tile store more than
+/// the pass pays for reading 16-column blocks 1 KB apart. ResNet-50 INT8 on family 6 model
+/// 207, the layouts alternating in one process: 56² 1×1 convs (98–196 blocks a task) and the
+/// stem 0.80–0.88 and 0.95–0.98 of their time; with tiles everywhere, 14² and 7² layers (4–13
+/// blocks) took 1.05–1.19 of theirs in the pruned model.
+pub const TILES_MIN_BLOCKS: usize = 32;
 /// Below this many output bytes, input quantization and phase planes are built on the calling
 /// thread: cheaper than waking the pool.
 const SERIAL_BYTES: usize = 64 * 1024;

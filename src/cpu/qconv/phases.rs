@@ -8,7 +8,7 @@
 use super::{SERIAL_BYTES, SERIAL_ROWS};
 use crate::cpu::codec::quantize_slice;
 use crate::cpu::parallel::{OutPtr, PARTS_PER_WORKER};
-use crate::cpu::qgemm::{block_stride, panel_index, BLOCK};
+use crate::cpu::qgemm::{block_stride, panel_index, quad_group, Packing, BLOCK};
 use crate::cpu::simd::{gather_stride2, Simd};
 use crate::graph::Conv2d;
 use crate::qparams::QParams;
@@ -165,15 +165,18 @@ impl Phases {
             .collect()
     }
 
-    /// The byte offset of each 4-k group of group 0 in an image's quad planes, in the order of
-    /// [`crate::cpu::qgemm::PackedWeights::quad_taps`]: group `(q, tap)` reads quad `q` of the
-    /// tap's phase at the tap's shift. `quads` counts the quads of all groups (the planes'
-    /// stride between phases), `cq` those of one group.
-    pub fn quad_offsets(&self, c: &Conv2d, quads: usize, cq: usize) -> Vec<usize> {
+    /// The byte offset of each 4-k group of group 0 in an image's quad planes, in the order
+    /// [`crate::cpu::qgemm::PackedWeights::quad_taps`] packs weights at `packing`
+    /// ([`quad_group`]): group `(q, tap)` reads quad `q` of the tap's phase at the tap's
+    /// shift. `quads` counts the quads of all groups (the planes' stride between phases), `cq`
+    /// those of one group.
+    pub fn quad_offsets(&self, c: &Conv2d, quads: usize, cq: usize, packing: Packing) -> Vec<usize> {
         let taps: Vec<usize> = self.tap_starts(c, quads * self.plane).into_iter().map(|t| t * 4).collect();
-        let mut out = Vec::with_capacity(cq * taps.len());
+        let mut out = vec![0; cq * taps.len()];
         for q in 0..cq {
-            out.extend(taps.iter().map(|&t| t + q * self.plane * 4));
+            for (t, &at) in taps.iter().enumerate() {
+                out[quad_group(packing, q, t, cq, taps.len())] = at + q * self.plane * 4;
+            }
         }
         out
     }

@@ -11,10 +11,14 @@
 //!   [`block_stride`] bytes apart (a spare cache line after each);
 //! - output: `acc[c][p] = Σ_k a[k][p] · w[c][k]` as i32, row `c` at `c · out_rs`.
 //!
-//! The VNNI kernel and the scalar twin also have an implicit form
+//! The VNNI and AMX kernels and the scalar twin also have an implicit form
 //! ([`Kernel::run_rows_taps`]): no panel, 4-k group `g` of pixel `p` read in place at
-//! `src[koff[g] + 4·p]`, as a conv's quad phase planes hold it; its weights are packed with K
-//! in (channel quad, tap, channel) order ([`PackedWeights::quad_taps`]).
+//! `src[koff[g] + 4·p]`, as a conv's quad phase planes hold it; its weights are packed with
+//! each 4-k group four channels of one tap ([`PackedWeights::quad_taps`], groups in
+//! [`quad_group`]'s order: AMX's tap by tap, each K step's 16 offsets one stride apart).
+//!
+//! AMX can also store its sums tile by tile ([`Kernel::run_rows_tiles`], [`tiles_index`]):
+//! 16 × 16 i32 a tile, 1 KB in a run.
 //!
 //! The caller applies `acc − za · row_sums[c]` and the scales. How the s8×s8-free contract maps
 //! onto each ISA:
@@ -42,7 +46,7 @@ use std::ops::Range;
 
 use crate::cpu::detect::{self, Isa};
 use crate::error::Result;
-pub use pack::{block_stride, pack_rows, pairs_fit, panel_index, panel_len, PackedWeights, Packing};
+pub use pack::{block_stride, pack_rows, pairs_fit, panel_index, panel_len, quad_group, PackedWeights, Packing};
 
 /// Pixels per panel block (one 512-bit register of i32 accumulators).
 pub const BLOCK: usize = 16;
@@ -226,19 +230,83 @@ impl Kernel {
             // proved the slices large enough and the weights packed as S8Amx (Kpad a multiple
             // of 64, 24 spare zero rows).
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Amx(_), Some(s8), _) => unsafe { amx::qgemm_u8s8_amx_32x32(w, s8, rows, panel, nblocks, out, out_rs) },
+            (Kernel::Amx(_), Some(s8), _) => unsafe { amx::qgemm_u8s8_amx_32x32(w, s8, rows, amx::Acts::Panel(panel), nblocks, out, out_rs, amx::Store::Rows) },
             // check_args proved the packing matches the kernel.
             _ => unreachable!("qgemm: weights not packed for the {} kernel", self.isa().name()),
         }
     }
 }
 
+/// Where [`Kernel::run_rows_tiles`] puts the sum of row `r` (from the range's start) and
+/// pixel `p` of a call over `nblocks` blocks: 16-row groups of 16 × 16 tiles, each tile's rows
+/// of 16 sums one after another, the AMX accumulator tile as it is.
+#[inline]
+pub fn tiles_index(nblocks: usize, r: usize, p: usize) -> usize {
+    (r / 16 * nblocks + p / BLOCK) * 256 + r % 16 * BLOCK + p % BLOCK
+}
+
+/// The i32 values [`Kernel::run_rows_tiles`] writes for `rows` rows over `nblocks` blocks:
+/// every row group's tiles whole.
+pub fn tiles_len(rows: usize, nblocks: usize) -> usize {
+    rows.div_ceil(16) * nblocks * 256
+}
+
+impl Kernel {
+    /// Whether [`Kernel::run_rows_tiles`] runs: AMX, whose tile stores write 16 rows of 64
+    /// bytes; 1 KB in a run costs less than 16 rows of a wide output apart (where the INT8
+    /// conv uses it: `qconv::TILES_MIN_BLOCKS`).
+    pub fn stores_tiles(self) -> bool {
+        matches!(self, Kernel::Amx(_))
+    }
+
+    /// [`Kernel::run_rows`] with the sums laid out as [`tiles_index`] says (only where
+    /// [`Kernel::stores_tiles`]); `out` holds at least [`tiles_len`] values, and the values
+    /// of rows past `rows.end` in the last group are left unspecified.
+    #[inline]
+    pub fn run_rows_tiles(self, w: &PackedWeights, rows: Range<usize>, panel: &[u8], nblocks: usize, out: &mut [i32]) {
+        check_inputs(self, w, &rows, panel, nblocks);
+        assert!(out.len() >= tiles_len(rows.len(), nblocks), "qgemm: tile output too small");
+        match (self, w.s8()) {
+            // SAFETY: the token proves AMX-TILE/AMX-INT8 with the tile state granted;
+            // check_inputs proved the row range, the panel large enough and the weights packed
+            // as S8Amx (Kpad a multiple of 64, 24 spare zero rows), and `out` holds every
+            // group's tiles (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Amx(_), Some(s8)) => unsafe { amx::qgemm_u8s8_amx_32x32(w, s8, rows, amx::Acts::Panel(panel), nblocks, out, nblocks * BLOCK, amx::Store::Tiles) },
+            _ => unreachable!("qgemm: the {} kernel stores no tiles", self.name()),
+        }
+    }
+
+    /// [`Kernel::run_rows_taps`] with the sums laid out as [`tiles_index`] says, as
+    /// [`Kernel::run_rows_tiles`] does.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn run_rows_taps_tiles(self, w: &PackedWeights, rows: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32]) {
+        check_taps_inputs(self, w, &rows, src, koff, nblocks);
+        assert!(out.len() >= tiles_len(rows.len(), nblocks), "qgemm: tile output too small");
+        match (self, w.s8()) {
+            // SAFETY: as in `run_rows_tiles`; check_taps_inputs proved every tile row's load
+            // (64 bytes at koff[g] + 64·b for b < nblocks) inside src and each K step's 16
+            // offsets equally spaced.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Amx(_), Some(s8)) => unsafe { amx::qgemm_u8s8_amx_32x32(w, s8, rows, amx::Acts::Taps(src, koff), nblocks, out, nblocks * BLOCK, amx::Store::Tiles) },
+            _ => unreachable!("qgemm: the {} kernel stores no tiles", self.name()),
+        }
+    }
+}
+
 impl Kernel {
     /// Whether the kernel has an implicit-GEMM form ([`Kernel::run_rows_taps`]) that convs with
-    /// taps use instead of packing panels: `vpdpbusd`, whose 4-k groups the quad phase planes
-    /// hold as they are. (The scalar twin has one too, for tests; AMX and AVX2 pack panels.)
-    pub fn reads_taps(self) -> bool {
-        matches!(self, Kernel::Avx512Vnni(_))
+    /// taps and `cin_g` input channels a group use instead of packing panels: `vpdpbusd`,
+    /// whose 4-k groups the quad phase planes hold as they are, and AMX for a multiple of 64
+    /// channels (a tile's 16 rows are 16 quads of one tap). (The scalar twin has one too, for
+    /// tests; AVX2 packs panels.)
+    pub fn reads_taps(self, cin_g: usize) -> bool {
+        match self {
+            Kernel::Avx512Vnni(_) => true,
+            Kernel::Amx(_) => cin_g % 64 == 0,
+            _ => false,
+        }
     }
 
     /// [`Kernel::run_rows`] with activations read in place instead of from a panel: 4-k group
@@ -248,9 +316,15 @@ impl Kernel {
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn run_rows_taps(self, w: &PackedWeights, rows: Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &mut [i32], out_rs: usize) {
-        check_taps_args(w, &rows, src, koff, nblocks, out, out_rs);
+        check_taps_args(self, w, &rows, src, koff, nblocks, out, out_rs);
         match (self, w.s8()) {
             (Kernel::Scalar, Some(s8)) => scalar::qgemm_u8s8_taps_scalar(w, s8, rows, src, koff, nblocks, out, out_rs),
+            // SAFETY: the token proves AMX-TILE/AMX-INT8 with the tile state granted;
+            // check_taps_args proved the row range, the weights packed as S8Amx, every tile
+            // row's load (64 bytes at koff[g] + 64·b for b < nblocks) inside src, each K
+            // step's 16 offsets equally spaced and the stores inside out.
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Amx(_), Some(s8)) => unsafe { amx::qgemm_u8s8_amx_32x32(w, s8, rows, amx::Acts::Taps(src, koff), nblocks, out, out_rs, amx::Store::Rows) },
             // SAFETY: the token proves AVX-512F/BW/VNNI; check_taps_args proved every load
             // (64 bytes at koff[g] + 64·b for b < nblocks) inside src, the weight rows inside
             // the packed s8 weights and the stores inside out.
@@ -348,14 +422,23 @@ fn check_gemv_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, x: &[
 }
 
 /// Checks what [`Kernel::run_rows_taps`]'s kernels rely on.
-fn check_taps_args(w: &PackedWeights, rows: &Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &[i32], out_rs: usize) {
+fn check_taps_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, src: &[u8], koff: &[usize], nblocks: usize, out: &[i32], out_rs: usize) {
+    check_taps_inputs(kernel, w, rows, src, koff, nblocks);
+    assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
+    assert!(rows.is_empty() || out.len() >= (rows.len() - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
+}
+
+/// [`check_taps_args`] but the output: on AMX also each K step's 16 offsets equally spaced,
+/// increasing (its tile's rows, loaded at one stride).
+fn check_taps_inputs(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, src: &[u8], koff: &[usize], nblocks: usize) {
     assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
-    assert!(w.s8().is_some() && w.packing() != Packing::S8Amx && w.len() == w.mpad * w.kpad, "qgemm: weights not packed as s8 rows");
+    assert!(w.s8().is_some() && kernel.reads(w.packing()) && w.len() == w.mpad * w.kpad, "qgemm: weights not packed as s8 rows for the {} kernel", kernel.name());
     assert_eq!(koff.len() * 4, w.kpad, "qgemm: one offset per 4-k group");
     let reach = koff.iter().max().map_or(0, |&m| m + nblocks * BLOCK * 4);
     assert!(reach <= src.len(), "qgemm: activations too small for the offsets");
-    assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
-    assert!(rows.is_empty() || out.len() >= (rows.len() - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
+    if matches!(kernel, Kernel::Amx(_)) {
+        assert!(koff.chunks(16).all(|s| s.len() == 16 && s[1] >= s[0] && s.iter().enumerate().all(|(i, &o)| o == s[0] + i * (s[1] - s[0]))), "qgemm: a K step's offsets are not one stride apart");
+    }
 }
 
 /// The kernel of `isa` (on the VNNI path, the AMX one where the CPU has AMX-INT8), or an
@@ -381,10 +464,15 @@ pub fn variants(isa: Isa) -> Vec<Kernel> {
 /// Checks the slice sizes, the row range and the weights' packing every kernel relies on
 /// ([`Kernel::run_rows`] calls it once, before any kernel).
 pub(crate) fn check_args(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, panel: &[u8], nblocks: usize, out: &[i32], out_rs: usize) {
-    assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
-    assert!(panel.len() >= panel_len(w.kpad, nblocks), "qgemm: panel too small");
+    check_inputs(kernel, w, rows, panel, nblocks);
     assert!(out_rs >= nblocks * BLOCK, "qgemm: output row stride too small");
     assert!(rows.is_empty() || out.len() >= (rows.len() - 1) * out_rs + nblocks * BLOCK, "qgemm: output too small");
+}
+
+/// [`check_args`] but the output: the row range, the panel's size and the weights' packing.
+fn check_inputs(kernel: Kernel, w: &PackedWeights, rows: &Range<usize>, panel: &[u8], nblocks: usize) {
+    assert!(rows.start % MR == 0 && rows.start <= rows.end && rows.end <= w.m, "qgemm: bad row range");
+    assert!(panel.len() >= panel_len(w.kpad, nblocks), "qgemm: panel too small");
     assert!(kernel.reads(w.packing()) && w.len() == w.mpad * w.kpad, "qgemm: weights not packed for the {} kernel", kernel.isa().name());
 }
 

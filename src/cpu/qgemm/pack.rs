@@ -37,8 +37,20 @@ pub struct PackedWeights {
     data: Data,
     pub row_sums: Vec<i32>,
     /// 0 for the plain K order; else the conv taps per channel of weights packed by
-    /// [`PackedWeights::quad_taps`], whose K runs over (channel quad, tap, channel in quad).
+    /// [`PackedWeights::quad_taps`], whose 4-k groups are (channel quad, tap) pairs.
     pub taps: usize,
+}
+
+/// The 4-k group of channel quad `q` and tap `t` in weights packed by
+/// [`PackedWeights::quad_taps`] (`cq` quads, `taps` taps): quad by quad, each quad's taps
+/// together (`q·taps + t`), for `vpdpbusd` and the scalar twin; for AMX tap by tap, each tap's
+/// quads together (`t·cq + q`), so that one 64-byte step of K is 16 quads of one tap, 16
+/// rows of a tile at one stride in the quad planes (`cq` a multiple of 16).
+pub fn quad_group(packing: Packing, q: usize, t: usize, cq: usize, taps: usize) -> usize {
+    match packing {
+        Packing::S8Amx => t * cq + q,
+        _ => q * taps + t,
+    }
 }
 
 impl PackedWeights {
@@ -71,22 +83,21 @@ impl PackedWeights {
     }
 
     /// Packs conv weights `w: [m][cin · taps]` (K = channel·taps + tap) in the order the
-    /// implicit-GEMM kernel reads its activations ([`super::Kernel::run_rows_taps`]): K runs
-    /// over channel quads, then taps, then the four channels of the quad,
-    /// `k′ = (⌊ci/4⌋·taps + tap)·4 + ci mod 4`, so that each 4-k group is four channels of one
-    /// tap, as the quad phase planes hold them; the channels past `cin` of the last quad are
+    /// implicit-GEMM kernel reads its activations ([`super::Kernel::run_rows_taps`]): each
+    /// 4-k group is four channels of one tap, as the quad phase planes hold them, the groups
+    /// in [`quad_group`]'s order for `packing`; the channels past `cin` of the last quad are
     /// zero. The row sums are the same as in the plain order.
     pub fn quad_taps(w: &[i8], m: usize, cin: usize, taps: usize, packing: Packing) -> Result<Self> {
         let k = cin * taps;
-        if k == 0 || m == 0 || w.len() != m * k {
-            return Err(Error::BadTensor { name: "INT8 weights".into(), reason: format!("{} values for {m}x{cin}x{taps}", w.len()) });
+        if k == 0 || m == 0 || w.len() != m * k || packing == Packing::S8Amx && cin % 64 != 0 {
+            return Err(Error::BadTensor { name: "INT8 weights".into(), reason: format!("{} values for {m}x{cin}x{taps} ({packing:?})", w.len()) });
         }
-        let kq = cin.div_ceil(4) * 4 * taps;
+        let (cq, kq) = (cin.div_ceil(4), cin.div_ceil(4) * 4 * taps);
         let mut r = vec![0i8; m * kq];
         for (row, dst) in w.chunks_exact(k).zip(r.chunks_exact_mut(kq)) {
             for ci in 0..cin {
                 for t in 0..taps {
-                    dst[((ci / 4) * taps + t) * 4 + ci % 4] = row[ci * taps + t];
+                    dst[quad_group(packing, ci / 4, t, cq, taps) * 4 + ci % 4] = row[ci * taps + t];
                 }
             }
         }
