@@ -280,6 +280,28 @@ fn huge_pooling_windows_are_cheap_or_refused() {
     }
 }
 
+/// Node-by-node evaluation (`Session::run_all`, which INT8 calibration and the parity tools
+/// use) keeps every value: a graph whose values, or one node's scratch, would exceed the memory
+/// limit is refused before anything is allocated, as a plan is (a `precisions` fuzzing find,
+/// 2026-12-06: a Resize to 2^34 rows aborted calibration on a 412 GB allocation;
+/// `fuzz/regressions/precisions/resize_of_412_gb_in_calibration.onnx`).
+#[test]
+fn node_by_node_evaluation_refuses_what_does_not_fit() {
+    use kestrel::error::Error;
+    use kestrel::graph::{CoordMode, Graph, NearestMode, Op, Resize, ResizeMode, ResizeTarget};
+    let mut g = Graph::default();
+    let x = g.add_input("x", vec![1, 1, 2, 2]);
+    let up = Resize::new(ResizeMode::Nearest(NearestMode::Floor), CoordMode::Asymmetric, ResizeTarget::Sizes([1 << 34, 6]));
+    let y = g.push("up", Op::Resize(up), vec![x]);
+    g.outputs.push(y);
+    let s = Session::new(g, &Options { threads: 1, optimize: true, ..Default::default() }).unwrap();
+    let x = Tensor::randn(vec![1, 1, 2, 2], 1.0, 5);
+    let e = s.run_all(std::slice::from_ref(&x)).unwrap_err();
+    assert!(matches!(e, Error::MemoryLimit { .. }), "{e}");
+    let e = s.run(std::slice::from_ref(&x)).unwrap_err();
+    assert!(matches!(e, Error::MemoryLimit { .. }), "{e}");
+}
+
 /// A layer whose bias does not hold one value per output channel is refused with an error, not
 /// indexed past its end: a ConvTranspose in an ONNX file whose bias is shorter than its
 /// `Cout/group · group` output channels (a `session` fuzzing find, 2026-12-05:

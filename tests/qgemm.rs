@@ -83,6 +83,16 @@ fn dispatch_runs_every_supported_isa() {
     }
 }
 
+/// `w: [m][k]` packed for `kernel`, and `a: [k][n]` packed into a panel (padding k filled with
+/// 9), with its block count.
+fn packed(kernel: Kernel, a: &[u8], w: &[i8], m: usize, k: usize, n: usize) -> (PackedWeights, Vec<u8>, usize) {
+    let pw = PackedWeights::new(w, m, k, kernel.packing_for(w, m, k)).unwrap();
+    let nb = n.div_ceil(BLOCK);
+    let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
+    pack_rows(a, k, n, n, pw.kpad, 9, &mut panel);
+    (pw, panel, nb)
+}
+
 /// `run_rows` over row ranges that start at any multiple of `MR` (the INT8 conv's channel
 /// split and its `ROWS_PER_CALL` chunks), ending anywhere: rows outside the range are never
 /// written, the others equal the reference.
@@ -92,10 +102,7 @@ fn row_ranges_from_any_multiple_of_mr() {
     let (a, w) = data(m, k, n, 3, 77);
     let want = qgemm_reference(&a, &w, m, k, n);
     for kernel in kernels() {
-        let pw = PackedWeights::new(&w, m, k, kernel.packing_for(&w, m, k)).unwrap();
-        let nb = n.div_ceil(BLOCK);
-        let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
-        pack_rows(&a, k, n, n, pw.kpad, 9, &mut panel);
+        let (pw, panel, nb) = packed(kernel, &a, &w, m, k, n);
         for start in (0..m).step_by(qgemm::MR) {
             for end in [start + 1, (start + 17).min(m), (start + 40).min(m), m] {
                 let rs = nb * BLOCK + 5;
@@ -126,10 +133,7 @@ fn tile_stores_match_the_reference() {
         for (m, k, n) in [(71usize, 130usize, 49usize), (64, 64, 16), (40, 147, 545), (96, 576, 80)] {
             let (a, w) = data(m, k, n, 5, (m * k + n) as u64);
             let want = qgemm_reference(&a, &w, m, k, n);
-            let pw = PackedWeights::new(&w, m, k, kernel.packing_for(&w, m, k)).unwrap();
-            let nb = n.div_ceil(BLOCK);
-            let mut panel = vec![0u8; panel_len(pw.kpad, nb)];
-            pack_rows(&a, k, n, n, pw.kpad, 9, &mut panel);
+            let (pw, panel, nb) = packed(kernel, &a, &w, m, k, n);
             for start in (0..m).step_by(qgemm::MR) {
                 for end in [start + 1, (start + 17).min(m), (start + 40).min(m), m] {
                     let len = qgemm::tiles_len(end - start, nb);

@@ -215,6 +215,34 @@ fn normalised(mut c: Vec<f64>) -> Vec<f64> {
     c
 }
 
+/// The taps each output index reads on the general path ([`coeffs`]' length), without
+/// building them: antialiased filters widen with the downscale.
+fn taps_per_output(r: &Resize, scale: f64) -> usize {
+    // `start..2 − start` around the tap, as `coeffs` spans it (saturating for any scale).
+    let footprint = |reach: f64| (2.0 - 2.0 * ((-reach / scale.min(1.0)).floor() + 1.0)).max(0.0) as usize;
+    match r.mode {
+        ResizeMode::Nearest(_) => 2,
+        ResizeMode::Linear if r.antialias => footprint(1.0),
+        ResizeMode::Linear => 2,
+        ResizeMode::Cubic { .. } if r.antialias => footprint(2.0),
+        ResizeMode::Cubic { .. } => 4,
+    }
+}
+
+/// Bytes a resize of `xs` into `os` allocates besides its output with `threads` workers at
+/// once: the per-axis tables and, on the general path, one plane's rows per worker. The
+/// planner counts them, since a file's shapes can make the tables as large as the output (a
+/// tall, narrow single-channel map has a table entry per output row).
+pub fn scratch_bytes(r: &Resize, xs: [usize; 4], os: [usize; 4], threads: usize) -> usize {
+    let ([_, _, h, w], [_, _, oh, ow]) = (xs, os);
+    if r.is_simple() {
+        return std::mem::size_of::<(usize, usize, f32)>().saturating_mul(oh.saturating_add(ow));
+    }
+    let [sh, sw] = scales_f64(r, [h, w], [oh, ow]);
+    let table = |scale, len: usize| taps_per_output(r, scale).saturating_mul(len).saturating_mul(std::mem::size_of::<usize>() + std::mem::size_of::<f32>()).saturating_add(len);
+    table(sh, oh).saturating_add(table(sw, ow)).saturating_add(oh.saturating_mul(w).saturating_mul(4 * threads.max(1)))
+}
+
 /// The taps of one axis (see [`Taps`]); an identity axis (scale 1, same length, whole roi)
 /// copies its input, as the reference skips it.
 fn axis_taps(r: &Resize, scale: f64, in_len: usize, out_len: usize, roi: [f64; 2]) -> Taps {
@@ -288,4 +316,24 @@ pub fn resize_general(r: &Resize, x: &[f32], xs: [usize; 4], out: &mut [f32], os
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`taps_per_output`] is the length of the taps [`coeffs`] builds, for every mode, with and
+    /// without antialiasing, over up- and downscales down to 1/1000.
+    #[test]
+    fn taps_per_output_is_the_coefficients_length() {
+        let modes = [ResizeMode::Nearest(NearestMode::Floor), ResizeMode::Linear, ResizeMode::Cubic { a: -0.75 }];
+        for mode in modes {
+            for antialias in [false, true] {
+                let r = Resize { antialias, ..Resize::new(mode, CoordMode::HalfPixel, ResizeTarget::Scales([1.0, 1.0])) };
+                for scale in [4.0, 2.0, 1.0, 0.999, 0.5, 0.3, 0.1, 0.0173, 1e-3] {
+                    assert_eq!(taps_per_output(&r, scale), coeffs(&r, 0.5, scale).len(), "{mode:?} antialias {antialias} scale {scale}");
+                }
+            }
+        }
+    }
 }

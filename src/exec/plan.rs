@@ -120,74 +120,14 @@ impl Plan {
                     }
                 }
             }
-            let os = &shapes[n.output];
-            scratch = scratch.max(match (&n.op, step) {
-                (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
-                (Op::Conv(c), Step::SConv(_) | Step::BFma(_)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
-                }
-                (Op::Conv(_), Step::Wino(w)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    p.kernels.sgemm.map_or(0, |k| wino::scratch_len(wino::Exec::Kernel(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
-                }
-                (Op::Conv(_), Step::BWino(w)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
-                }
-                (Op::Conv(_), Step::SLanes(lc)) => slanes::scratch_len(lc),
-                (Op::Conv(_), Step::SPos(_)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    spos::scratch_len([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
-                }
-                (Op::Conv(c), Step::BImplicit(packed)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    amx::scratch_len(c, packed, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
-                }
-                (Op::ConvTranspose(c), Step::F32 | Step::QConvTranspose(_)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    conv_transpose::scratch_len(c, [xs[2], xs[3]])
-                }
-                (Op::ConvTranspose(_), Step::SConvT(ct)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    conv_transpose::packed_scratch_len(ct, [xs[0], xs[1], xs[2], xs[3]], threads)
-                }
-                _ => 0,
-            });
-            transient = transient.max(match (&n.op, step) {
-                (Op::MaxPool(mp), Step::F32 | Step::MaxPoolU8) => {
-                    let elem = if matches!(step, Step::MaxPoolU8) { 1 } else { 4 };
-                    pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], [os[2], os[3]], elem, threads)
-                }
-                (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
-                // A batch of small maps by one GEMM: its channel-major copies.
-                (Op::Conv(c), Step::QConv(_)) => {
-                    let xs = &shapes[n.inputs[0]];
-                    crate::cpu::qconv::batched_bytes(c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
-                }
-                // The input rounded to bf16 (`Scratch::bf16_in`).
-                (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
-                // One image's columns (`Scratch::cols`).
-                (Op::ConvTranspose(c), Step::SConvT(_)) => 4 * conv_transpose::packed_cols_len(c, [shapes[n.inputs[0]][2], shapes[n.inputs[0]][3]]),
-                _ => 0,
-            });
+            let (f32s, bytes) = node_scratch(p, n, step, &shapes, threads);
+            scratch = scratch.max(f32s);
+            transient = transient.max(bytes);
         }
         let need = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)).and_then(|s| s.checked_add(scratch.checked_mul(4)?)).and_then(|s| s.checked_add(transient));
-        let limit = memory_limit();
-        match need {
-            Some(b) if b <= limit => {
-                let parallel = g.macs_at(&shapes) >= CALL_PAR_MIN_MACS;
-                Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch, cropped, parallel, in_place })
-            }
-            _ => {
-                let what = match input_shapes {
-                    [one] => format!("input shape {one:?} needs"),
-                    all => format!("input shapes {all:?} need"),
-                };
-                let need = need.map_or_else(|| "more than 2^64 bytes".to_string(), gib);
-                Err(Error::MemoryLimit { what, need, limit: gib(limit) })
-            }
-        }
+        within_limit(input_shapes, need)?;
+        let parallel = g.macs_at(&shapes) >= CALL_PAR_MIN_MACS;
+        Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch, cropped, parallel, in_place })
     }
 
     /// The node and step that run as node `k` of `p` under this plan.
@@ -467,6 +407,85 @@ pub fn parse_bytes(s: &str) -> Option<usize> {
     let v: f64 = num.trim().parse().ok()?;
     let bytes = v * (1u64 << shift) as f64;
     (v > 0.0 && bytes.is_finite() && bytes < usize::MAX as f64).then_some(bytes as usize)
+}
+
+/// The f32 scratch length and the other transient bytes node `n` takes when it runs as `step`
+/// on `shapes` with `threads` workers, beside its inputs and output: what a plan reserves for
+/// it, and what node-by-node evaluation (`Session::run_all`) checks before it runs.
+pub(crate) fn node_scratch(p: &Prepared, n: &Node, step: &Step, shapes: &[Vec<usize>], threads: usize) -> (usize, usize) {
+    let os = &shapes[n.output];
+    let scratch = match (&n.op, step) {
+        (Op::Conv(c), Step::F32) => conv::scratch_len(c, [os[2], os[3]], threads),
+        (Op::Conv(c), Step::SConv(_) | Step::BFma(_)) => {
+            let xs = &shapes[n.inputs[0]];
+            p.kernels.sgemm.map_or(0, |k| sconv::scratch_len(k, c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+        }
+        (Op::Conv(_), Step::Wino(w)) => {
+            let xs = &shapes[n.inputs[0]];
+            p.kernels.sgemm.map_or(0, |k| wino::scratch_len(wino::Exec::Kernel(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+        }
+        (Op::Conv(_), Step::BWino(w)) => {
+            let xs = &shapes[n.inputs[0]];
+            p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
+        }
+        (Op::Conv(_), Step::SLanes(lc)) => slanes::scratch_len(lc),
+        (Op::Conv(_), Step::SPos(_)) => {
+            let xs = &shapes[n.inputs[0]];
+            spos::scratch_len([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
+        }
+        (Op::Conv(c), Step::BImplicit(packed)) => {
+            let xs = &shapes[n.inputs[0]];
+            amx::scratch_len(c, packed, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
+        }
+        (Op::ConvTranspose(c), Step::F32 | Step::QConvTranspose(_)) => {
+            let xs = &shapes[n.inputs[0]];
+            conv_transpose::scratch_len(c, [xs[2], xs[3]])
+        }
+        (Op::ConvTranspose(_), Step::SConvT(ct)) => {
+            let xs = &shapes[n.inputs[0]];
+            conv_transpose::packed_scratch_len(ct, [xs[0], xs[1], xs[2], xs[3]], threads)
+        }
+        _ => 0,
+    };
+    let transient = match (&n.op, step) {
+        (Op::MaxPool(mp), Step::F32 | Step::MaxPoolU8) => {
+            let elem = if matches!(step, Step::MaxPoolU8) { 1 } else { 4 };
+            pool::max_pool_row_bytes(mp, shapes[n.inputs[0]][3], [os[2], os[3]], elem, threads)
+        }
+        (Op::Conv(_), Step::BConv(_)) => bconv::block_bytes(threads),
+        (Op::Resize(r), _) if os.len() == 4 && shapes[n.inputs[0]].len() == 4 => {
+            let xs = &shapes[n.inputs[0]];
+            crate::cpu::resize::scratch_bytes(r, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads)
+        }
+        // A batch of small maps by one GEMM: its channel-major copies.
+        (Op::Conv(c), Step::QConv(_)) => {
+            let xs = &shapes[n.inputs[0]];
+            crate::cpu::qconv::batched_bytes(c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
+        }
+        // The input rounded to bf16 (`Scratch::bf16_in`).
+        (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
+        // One image's columns (`Scratch::cols`).
+        (Op::ConvTranspose(c), Step::SConvT(_)) => 4 * conv_transpose::packed_cols_len(c, [shapes[n.inputs[0]][2], shapes[n.inputs[0]][3]]),
+        _ => 0,
+    };
+    (scratch, transient)
+}
+
+/// `Ok` when `need` bytes (`None`: more than `usize` holds) for a run on `input_shapes` fit in
+/// [`memory_limit`], else the [`Error::MemoryLimit`] that names the shapes and both sizes.
+pub(crate) fn within_limit(input_shapes: &[Vec<usize>], need: Option<usize>) -> Result<()> {
+    let limit = memory_limit();
+    match need {
+        Some(b) if b <= limit => Ok(()),
+        _ => {
+            let what = match input_shapes {
+                [one] => format!("input shape {one:?} needs"),
+                all => format!("input shapes {all:?} need"),
+            };
+            let need = need.map_or_else(|| "more than 2^64 bytes".to_string(), gib);
+            Err(Error::MemoryLimit { what, need, limit: gib(limit) })
+        }
+    }
 }
 
 fn gib(b: usize) -> String {

@@ -724,6 +724,22 @@ fn interpret_prepared(p: &Prepared, inputs: &[Tensor], threads: usize) -> Result
     let g = &p.graph;
     let shapes_in: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
     let shapes = shape::infer(g, &shapes_in)?;
+    // Every value is kept (u8 ones come back as f32 too), and each node takes its scratch:
+    // refuse a graph that would not fit before allocating anything (a hostile file's shapes
+    // can ask for terabytes).
+    let elems = |v: usize| shapes[v].iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let values_bytes = g.nodes.iter().map(|n| n.output).chain(g.inputs.iter().map(|i| i.id)).chain(g.constants.keys().copied()).try_fold(0usize, |a, v| {
+        let per = match p.dtypes.get(v) {
+            Some(DType::U8(_)) => 5,
+            _ => 4,
+        };
+        a.checked_add(elems(v)?.checked_mul(per)?)
+    });
+    let scratch_bytes = g.nodes.iter().zip(&p.steps).try_fold(0usize, |most, (n, step)| {
+        let (f32s, bytes) = super::plan::node_scratch(p, n, step, &shapes, threads);
+        Some(most.max(f32s.checked_mul(4)?.checked_add(bytes)?))
+    });
+    super::plan::within_limit(&shapes_in, values_bytes.zip(scratch_bytes).and_then(|(v, s)| v.checked_add(s)))?;
     let mut values: Vec<Option<Owned>> = (0..g.values.len()).map(|_| None).collect();
     for (i, t) in g.inputs.iter().zip(inputs) {
         values[i.id] = Some(Owned::F32(t.data().to_vec()));
