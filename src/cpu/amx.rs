@@ -39,6 +39,7 @@
 //! tests hold it to [`error_bound`]. Every output element is computed by one thread in a fixed
 //! k order, so results do not depend on the thread count.
 
+use super::aligned::Aligned;
 use super::{bchan, bdot};
 use super::bgemm::{self, to_bf16};
 use super::detect::{self, AmxKind};
@@ -157,7 +158,7 @@ pub struct Packed {
     /// What the `vdpbf16ps` tiles' lanes hold ([`Lanes`]); `Pixels` for AMX.
     lanes: Lanes,
     /// The bf16 values two by two (a u32 holds k step channels `2i`, `2i + 1` of one row).
-    data: Vec<u32>,
+    data: Aligned<u32>,
 }
 
 impl Packed {
@@ -268,8 +269,9 @@ pub fn pack_with(c: &Conv2d, kernel: PlaneKernel, lanes: Lanes) -> Packed {
         Lanes::Pixels => rows * taps * csteps * KSTEP / 2,
         Lanes::Channels => cout.next_multiple_of(16) * taps * kpairs,
     };
-    let mut data = vec![0u32; len];
-    let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut data);
+    // On a cache line: the tiles' and `vdpbf16ps`'s 64-byte weight rows (`cpu::aligned`).
+    let mut data = Aligned::<u32>::zeroed(len);
+    let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut data[..]);
     let w = c.weight.data();
     for co in 0..cout {
         for ci in 0..cin {

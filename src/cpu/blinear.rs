@@ -11,6 +11,7 @@
 //! are split over the workers in blocks of 64, each block's weights serving every row of the
 //! batch while they are in cache, so a row's values never depend on the batch or the split.
 
+use super::aligned::Aligned;
 use super::bgemm::{self, pair};
 use super::linear::{lanes_sum, LANES};
 use super::parallel::{par_for, OutPtr};
@@ -32,7 +33,8 @@ pub struct Packed {
     pub inp: usize,
     /// Pairs per feature (a multiple of 16).
     kp: usize,
-    data: Vec<u32>,
+    /// On a cache line: a feature's pairs are loaded 16 (64 bytes) at a time (`cpu::aligned`).
+    data: Aligned<u32>,
 }
 
 impl Packed {
@@ -56,7 +58,7 @@ pub fn pack(l: &Linear) -> Packed {
     let (out, inp) = (l.weight.shape()[0], l.weight.shape()[1]);
     let kp = inp.next_multiple_of(2 * LANES) / 2;
     let w = l.weight.data();
-    let mut data = vec![0u32; out * kp];
+    let mut data = Aligned::<u32>::zeroed(out * kp);
     for o in 0..out {
         for (j, d) in data[o * kp..(o + 1) * kp].iter_mut().enumerate() {
             let at = |c: usize| if c < inp { w[o * inp + c] } else { 0.0 };

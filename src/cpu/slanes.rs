@@ -21,6 +21,7 @@
 //! Work: the tiles (group, piece of a row, rows) split evenly over the workers; convs under
 //! [`PAR_MIN_MACS`] run on the calling thread.
 
+use super::aligned::Aligned;
 use super::parallel::{par_for, OutPtr};
 use super::sconv::{phase_input, LINE_F32, PAR_MIN_MACS};
 use super::sgemm::lanes::{LanesTile, LANES, MAX_ROWS};
@@ -39,7 +40,8 @@ const TILE_FIRST_BYTES: usize = 128 * 1024;
 #[derive(Clone, Debug)]
 pub struct LanesConv {
     /// Per group: `[slices][kdim][16]`, channels past the group's output channels 0.
-    pub weights: Vec<Vec<f32>>,
+    /// On a cache line: a K step's 16 weights are one 64-byte load (`cpu::aligned`).
+    pub weights: Vec<Aligned<f32>>,
     /// Per group: `slices · 16` biases (0 past the output channels), or empty.
     pub bias: Vec<Vec<f32>>,
     /// Slices of 16 output channels per group.
@@ -63,7 +65,7 @@ pub struct LanesConv {
 impl LanesConv {
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
-        4 * self.weights.iter().chain(&self.bias).map(Vec::len).sum::<usize>()
+        4 * (self.weights.iter().map(|w| w.len()).sum::<usize>() + self.bias.iter().map(Vec::len).sum::<usize>())
     }
 }
 
@@ -133,7 +135,7 @@ pub fn prepare(c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> Option<LanesConv> 
     let slices = cout_g.div_ceil(LANES);
     let weights = (0..g)
         .map(|gi| {
-            let mut p = vec![0.0; slices * kdim * LANES];
+            let mut p = Aligned::<f32>::zeroed(slices * kdim * LANES);
             for co in 0..cout_g {
                 let (s, l) = (co / LANES, co % LANES);
                 for (k, &v) in data[(gi * cout_g + co) * kdim..][..kdim].iter().enumerate() {

@@ -338,9 +338,12 @@ fn conv_on(
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
-    if s.i32.len() < workers * tile {
-        s.i32.resize(workers * tile, 0);
+    // The workers' sums start on a cache line: AMX stores them 64 bytes a row, the
+    // requantizing pass loads them 16 at a time.
+    if s.i32.len() < workers * tile + 16 {
+        s.i32.resize(workers * tile + 16, 0);
     }
+    let sums_at = s.i32.as_ptr().align_offset(64).min(15);
     // u8 codes out with ReLU or no activation: a u8 residual is dequantized inside the
     // requantizing pass. Otherwise each worker dequantizes one channel's share of it at a
     // time (≤ nb blocks) into its row of `s.res`.
@@ -393,7 +396,7 @@ fn conv_on(
     // its part of the loop.
     let panels_g = cout_g.div_ceil(MR);
     let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
-        panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32.chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
+        panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32[sums_at..].chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
     // Workers on cores that share no cache drop the lines of the output they are about to
     // write (`cpu::placement`); not a residual held in the output, which they read first.

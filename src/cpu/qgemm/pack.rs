@@ -3,6 +3,7 @@
 //! [`panel_index`]). Layouts are in the parent module's docs.
 
 use super::{BLOCK, MAX_K, MR};
+use crate::cpu::aligned::Aligned;
 use crate::error::{Error, Result};
 
 /// The integer width packed weights are stored at: what the kernel loads.
@@ -22,8 +23,8 @@ pub enum Packing {
 
 #[derive(Clone, Debug)]
 enum Data {
-    S8(Vec<i8>, Packing),
-    S16(Vec<i16>),
+    S8(Aligned<i8>, Packing),
+    S16(Aligned<i16>),
 }
 
 /// s8 weights packed once for one kernel: `[Mpad][Kpad]` row-major, zero-filled, plus the
@@ -70,14 +71,15 @@ impl PackedWeights {
             Packing::S8Amx => (k.div_ceil(64) * 64, m.div_ceil(MR) * MR + 24),
             _ => (k.div_ceil(4) * 4, m.div_ceil(MR) * MR),
         };
-        let mut s8 = vec![0i8; mpad * kpad];
+        // On a cache line: AMX loads each 64-byte row of a weight tile (see `cpu::aligned`).
+        let mut s8 = Aligned::<i8>::zeroed(mpad * kpad);
         for c in 0..m {
             s8[c * kpad..c * kpad + k].copy_from_slice(&w[c * k..(c + 1) * k]);
         }
         let row_sums = (0..m).map(|c| w[c * k..(c + 1) * k].iter().map(|&v| i32::from(v)).sum()).collect();
         let data = match packing {
             Packing::S8 | Packing::S8Paired | Packing::S8Amx => Data::S8(s8, packing),
-            Packing::S16 => Data::S16(s8.iter().map(|&v| i16::from(v)).collect()),
+            Packing::S16 => Data::S16(Aligned::from_slice(&s8.iter().map(|&v| i16::from(v)).collect::<Vec<_>>())),
         };
         Ok(PackedWeights { m, k, kpad, mpad, data, row_sums, taps: 0 })
     }
