@@ -193,6 +193,24 @@ fn refuses_k_that_could_overflow() {
     }
 }
 
+/// Packed weights start on a 64-byte cache line at every packing and size, clones too: AMX
+/// loads each 64-byte row of a weight tile, and a row across two lines cost 1.10–1.25× per
+/// conv (BENCHMARKS.md, "twenty-fourth session").
+#[test]
+fn packed_weights_start_on_a_cache_line() {
+    for packing in [Packing::S8, Packing::S8Paired, Packing::S16, Packing::S8Amx] {
+        for (m, k) in [(1, 1), (3, 7), (17, 63), (64, 576), (65, 147)] {
+            let w: Vec<i8> = (0..m * k).map(|i| (i % 61) as i8 - 30).collect();
+            let pw = PackedWeights::new(&w, m, k, packing).unwrap();
+            let at = pw.s8().map(|d| d.as_ptr() as usize).or(pw.s16().map(|d| d.as_ptr() as usize)).unwrap();
+            assert_eq!(at % 64, 0, "{packing:?} {m}x{k}");
+            let c = pw.clone();
+            let at = c.s8().map(|d| d.as_ptr() as usize).or(c.s16().map(|d| d.as_ptr() as usize)).unwrap();
+            assert_eq!(at % 64, 0, "clone of {packing:?} {m}x{k}");
+        }
+    }
+}
+
 /// Weights are packed for the kernel that runs them: handing a kernel a layout it does not
 /// read is a bug the kernel refuses loudly, never a silent fallback.
 #[test]

@@ -813,4 +813,18 @@ mod tests {
         assert_eq!(c.0[0], 1);
         assert!((0..8).all(|t| c.0[16 + 2 * t] == 64 && c.0[48 + t] == 16));
     }
+
+    /// The packed bf16 weights start on a cache line in every layout (the tiles' and
+    /// `vdpbf16ps`'s 64-byte rows), clones too.
+    #[test]
+    fn packed_weights_start_on_a_cache_line() {
+        for (cout, cin, k) in [(1, 1, 1), (3, 7, 3), (64, 3, 7), (65, 33, 3)] {
+            let c = Conv2d::new(crate::Tensor::randn(vec![cout, cin, k, k], 0.1, 5), 1, k / 2, 1);
+            for lanes in [Lanes::Pixels, Lanes::Channels] {
+                let p = pack_with(&c, PlaneKernel::Dot(bdot::DotKernel::Scalar), lanes);
+                assert_eq!(p.data.as_ptr() as usize % 64, 0, "{cout}x{cin}x{k}x{k} {lanes:?}");
+                assert_eq!(p.clone().data.as_ptr() as usize % 64, 0);
+            }
+        }
+    }
 }
