@@ -16,6 +16,7 @@
 //! pairs, and the tests compare the kernel with the scalar twin ([`Kernel::Scalar`]) bit for
 //! bit. bf16 inputs are rounded from f32 to nearest even ([`to_bf16`]), subnormals to zero.
 
+use super::aligned::Aligned;
 use super::sgemm::{finish, Act, Init};
 use crate::cpu::detect::Isa;
 
@@ -63,8 +64,8 @@ pub fn pair(lo: f32, hi: f32) -> u32 {
 pub struct PackedBf16 {
     pub m: usize,
     pub k: usize,
-    /// `[Mpad/MR][K2][MR]` pairs.
-    pub data: Vec<u32>,
+    /// `[Mpad/MR][K2][MR]` pairs, on a cache line (`cpu::aligned`).
+    pub data: Aligned<u32>,
 }
 
 impl PackedBf16 {
@@ -72,7 +73,7 @@ impl PackedBf16 {
     pub fn new(w: &[f32], m: usize, k: usize) -> PackedBf16 {
         let k2 = k.div_ceil(2);
         let panels = m.div_ceil(MR);
-        let mut data = vec![0u32; panels * k2 * MR];
+        let mut data = Aligned::<u32>::zeroed(panels * k2 * MR);
         for r in 0..m {
             let row = &w[r * k..(r + 1) * k];
             for kk in 0..k2 {
