@@ -1,12 +1,12 @@
 //! Buffers whose first element starts on a 64-byte cache line, for packed weights that the
-//! kernels load a whole line at a time (AMX tile rows of 64 bytes, `vpdpbusd` and `vdpbf16ps`
+//! kernels load a whole line at a time (AMX tile rows of 64 bytes, `vdpbf16ps` and channel-lane
 //! weight vectors).
 //!
-//! A `Vec` of bytes starts wherever the allocator puts it: glibc gives 16-byte alignment, and
-//! a large block (mapped) starts 16 bytes into a page. Packed INT8 weights 48 bytes into a
-//! line made every 64-byte row an AMX tile load reads straddle two lines: the same 3×3 conv
-//! (128–512 channels, 28²–7², one conv alone, 2 threads, family 6 model 207) took 1.14–1.20×
-//! the time of its twin whose weights happened to start on a line.
+//! A `Vec` starts wherever the allocator puts it: glibc gives 16-byte alignment, and a large
+//! block (mapped) starts 16 bytes into a page. Packed INT8 weights 16 or 48 bytes into a line
+//! made every 64-byte row an AMX tile load reads straddle two lines: 64–512-channel 3×3 convs
+//! (one conv alone, 2 threads, family 6 model 207) took 1.10–1.25× the time they take with
+//! their weights on a line (BENCHMARKS.md, "twenty-fourth session").
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -26,7 +26,8 @@ unsafe impl Zeroable for Line {}
 unsafe impl Pod for Line {}
 
 /// `len` values of `T`, zero-initialised, starting on a 64-byte boundary (the tail of the last
-/// line is zero and never exposed). Derefs to `[T]`.
+/// line is zero and never exposed). Derefs to `[T]`. `T`'s size must divide 64 (the integer and
+/// float words the packers store): checked when the code is compiled.
 #[derive(Clone)]
 pub struct Aligned<T: Pod> {
     lines: Vec<Line>,
@@ -35,9 +36,13 @@ pub struct Aligned<T: Pod> {
 }
 
 impl<T: Pod> Aligned<T> {
+    /// Whole `T`s fill a line, so the lines cast to `[T]` (a compile-time error otherwise).
+    const FITS: () = assert!(std::mem::size_of::<T>() > 0 && 64 % std::mem::size_of::<T>() == 0, "Aligned<T>: the size of T must divide 64");
+
     /// `len` zero values (`T` is plain data, so all-zero bytes are a value). Like `vec!`, it
     /// aborts where the allocation fails; the callers size it from shapes already checked.
     pub fn zeroed(len: usize) -> Self {
+        let () = Self::FITS;
         let bytes = len.saturating_mul(std::mem::size_of::<T>());
         Aligned { lines: vec![Line([0; 64]); bytes.div_ceil(64)], len, _t: PhantomData }
     }
@@ -53,8 +58,8 @@ impl<T: Pod> Aligned<T> {
 impl<T: Pod> Deref for Aligned<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // A line's 64 bytes hold a whole number of any `Pod` value up to 64 bytes with
-        // alignment ≤ 64 (sizes are multiples of alignments); `zeroed` made lines for `len`.
+        // A line holds a whole number of `T`s ([`Self::FITS`]), whose alignment is at most
+        // their size; `zeroed`, the only constructor, made lines for `len` of them.
         &bytemuck::cast_slice::<Line, T>(&self.lines)[..self.len]
     }
 }
