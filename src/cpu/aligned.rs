@@ -1,6 +1,6 @@
-//! Buffers whose first element starts on a 64-byte cache line, for packed weights that the
-//! kernels load a whole line at a time (AMX tile rows of 64 bytes, `vdpbf16ps` and channel-lane
-//! weight vectors).
+//! Buffers whose first element starts on a 64-byte cache line: packed weights that the kernels
+//! load a whole line at a time (AMX tile rows of 64 bytes, `vdpbf16ps` and channel-lane weight
+//! vectors), and the plan's activation slots (`exec::plan::Slot`).
 //!
 //! A `Vec` starts wherever the allocator puts it: glibc gives 16-byte alignment, and a large
 //! block (mapped) starts 16 bytes into a page. Packed INT8 weights 16 or 48 bytes into a line
@@ -67,6 +67,13 @@ impl<T: Pod> Deref for Aligned<T> {
 impl<T: Pod> DerefMut for Aligned<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         &mut bytemuck::cast_slice_mut::<Line, T>(&mut self.lines)[..self.len]
+    }
+}
+
+impl<T: Pod> Default for Aligned<T> {
+    /// No values.
+    fn default() -> Self {
+        Self::zeroed(0)
     }
 }
 

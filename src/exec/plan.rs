@@ -6,6 +6,7 @@
 //! [`Buffers`] sized by it.
 
 use super::prepare::{self, DType, Prepared, Step};
+use crate::cpu::aligned::Aligned;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{self, Packing};
 use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, schan, sconv, slanes, spos, wino};
@@ -277,9 +278,8 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
 /// neighbouring whole vectors of a row never share one.
 #[derive(Debug, Default)]
 pub struct Slot {
-    words: Vec<u32>,
-    /// Words before the first 64-byte boundary of `words`.
-    start: usize,
+    /// Whole cache lines of words (`cpu::aligned`).
+    words: Aligned<u32>,
 }
 
 /// Bytes of a cache line.
@@ -287,22 +287,20 @@ pub const LINE: usize = 64;
 
 impl Slot {
     fn with_bytes(bytes: usize) -> Slot {
-        let words = vec![0u32; bytes.div_ceil(4) + LINE / 4];
-        let start = (LINE - words.as_ptr() as usize % LINE) % LINE / 4;
-        Slot { words, start }
+        Slot { words: Aligned::zeroed(bytes.div_ceil(LINE) * (LINE / 4)) }
     }
 
     /// Bytes the view holds.
     fn bytes(&self) -> usize {
-        4 * (self.words.len() - self.start)
+        4 * self.words.len()
     }
 
     fn view(&self) -> &[u32] {
-        &self.words[self.start..]
+        &self.words
     }
 
     fn view_mut(&mut self) -> &mut [u32] {
-        &mut self.words[self.start..]
+        &mut self.words
     }
 
     /// The first `n` f32 elements.
