@@ -543,6 +543,12 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(2, 16, 8, [64, 70], [3, 3], 1, [1; 4], 1, 1, Some(Activation::Relu), true, 11);
     check_conv(1, 32, 12, [67, 65], [3, 3], 2, [1, 0, 2, 1], 1, 2, None, false, 12);
     check_conv(1, 3, 17, [130, 131], [7, 7], 2, [3; 4], 1, 1, Some(Activation::Relu), false, 13);
+    // Strided 3×3 convs with K past `kc_taps` (K = 360, 576, 1 152): on Intel's AVX-512
+    // (`Tune::Intel`) they run in K blocks of `kc`, elsewhere of `kc_taps`; the script runs
+    // these under both rules. 28² and 29 × 31 maps, residual in the output, two batches.
+    check_conv(1, 40, 24, [29, 31], [3, 3], 2, [1; 4], 1, 1, Some(Activation::Relu), true, 32);
+    check_conv(2, 64, 17, [28, 28], [3, 3], 2, [1; 4], 1, 1, None, false, 33);
+    check_conv(1, 128, 9, [14, 15], [3, 3], 2, [1, 0, 1, 0], 1, 1, Some(Activation::Relu), true, 34);
     // Columns across images, with K past one block (two K blocks through the tile buffer),
     // sigmoid after the scatter, and a map just under the batching threshold.
     check_conv(5, 300, 20, [3, 3], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Sigmoid), true, 14);

@@ -629,11 +629,21 @@ fn run_part(
     // ResNet-50's 14² and 7² 1×1 convs 0.88–0.96 of their time at 2 threads (the whole model
     // 0.980), 0.85–0.96 at 1 (0.967); 512 → 128 at 28² lost 5–8 % this way, and blocks of
     // 256 rows gained no more than 128.
+    // On Intel's AVX-512 the strided convs with taps and more than one K block take blocks of
+    // `kc`, not `kc_taps`: a stride-2 3×3 conv's B panel of 256 rows reads about 18 lines per
+    // input channel (four phases, each tap's run shifted), 33 KiB per panel, which with the
+    // weight panel streaming past it overflows the 48 KiB L1. Family 6 model 207, 2 threads,
+    // one conv alternating call by call in one process, the same bits: ResNet-50's 128- and
+    // 256-channel ones 0.946–0.952 of their time, ResNet-18's 0.954–0.968, UNet-style
+    // 64- and 128-channel ones 0.949–0.955 (blocks of 96: 0.933–0.968, of 64: 0.956–1.020,
+    // of 192: 0.960–1.002); at 1 thread 0.966–0.969. Stride-1 convs lost 0.4–2.8 % so
+    // (their taps share more lines), and those of one block (the stem, K = 147) keep it.
     let mr = a.mr;
     let part_rows = (part.panels.1 - part.panels.0) * mr;
     let pack_small = geo.lanes >= 16 && layout.cols == Cols::Image && npix <= PACK_SMALL_MAP && part_rows >= PACK_BLOCK_ROWS && intel();
     let kc_max = match layout.cols {
         _ if pack_small => geo.kc,
+        Cols::Phased { .. } if c.kernel() != [1, 1] && c.stride != [1, 1] && kdim > geo.kc_taps && geo.lanes >= 16 && intel() => geo.kc,
         Cols::Phased { .. } if c.kernel() != [1, 1] => geo.kc_taps,
         Cols::Image if geo.lanes >= 16 && kdim <= IMAGE_KC_ONE => kdim,
         Cols::Image if geo.lanes >= 16 => IMAGE_KC,

@@ -56,7 +56,8 @@ pub struct Geometry {
     /// The K block of convs with taps (3×3, 7×7 …, any stride), read in place from their
     /// phase planes: their B rows overlap, so twice the AVX-512 `kc` still fits L1, and the
     /// output is read and written half as often (ResNet-50's and UNet's 3×3 convs 2–6 %
-    /// faster; the stride-2 ones and the stem 1–15 %).
+    /// faster; the stride-2 ones and the stem 1–15 %). On Intel's AVX-512 the strided ones
+    /// with more than one K block take `kc` instead (`cpu::sconv::run_part`).
     pub kc_taps: usize,
     /// Columns per block (a multiple of `lanes · nv`): one block's B panels, `kc · nc`
     /// floats, stay in L2.
