@@ -323,6 +323,39 @@ pub fn par_chunks_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &
 /// slower share is helped by the others.
 pub const PARTS_PER_WORKER: usize = 4;
 
+/// Parts `0..n` claimed from both ends by two workers: the first takes 0, 1, … and the second
+/// n − 1, n − 2, … until they meet, each part exactly once. When both run at the same speed,
+/// each ends up with the contiguous half it would have had as one part (the pixels the
+/// previous layer left in its core's cache); when one is slowed down (a vCPU whose core the
+/// host shares for a while), the other takes over its last parts instead of waiting for them.
+pub(crate) struct TwoEnds {
+    /// The unclaimed range `lo..hi`: `lo` in the low 32 bits, `hi` in the high ones.
+    range: AtomicU64,
+}
+
+impl TwoEnds {
+    /// Parts `0..n` (at most `u32::MAX`), none claimed yet.
+    pub(crate) fn new(n: usize) -> TwoEnds {
+        TwoEnds { range: AtomicU64::new(u64::from(u32::try_from(n).unwrap_or(u32::MAX)) << 32) }
+    }
+
+    /// The next part from the front (`front`) or from the back; `None` once all are claimed.
+    pub(crate) fn claim(&self, front: bool) -> Option<usize> {
+        let mut cur = self.range.load(Ordering::Acquire);
+        loop {
+            let (lo, hi) = (cur & u64::from(u32::MAX), cur >> 32);
+            if lo >= hi {
+                return None;
+            }
+            let (next, part) = if front { (cur + 1, lo) } else { (cur - (1 << 32), hi - 1) };
+            match self.range.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return usize::try_from(part).ok(),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
 /// A raw pointer shared by the parts of a parallel loop (or the tasks of a kernel) that each
 /// write their own disjoint elements of the slice it points into.
 #[derive(Clone, Copy)]
@@ -351,6 +384,31 @@ impl Drop for Spinner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_ends_claim_every_part_once() {
+        for n in [0usize, 1, 2, 3, 7, 8, 65] {
+            // One claimer alone, from either end: every part, in order.
+            let e = TwoEnds::new(n);
+            assert_eq!(std::iter::from_fn(|| e.claim(true)).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+            let e = TwoEnds::new(n);
+            assert_eq!(std::iter::from_fn(|| e.claim(false)).collect::<Vec<_>>(), (0..n).rev().collect::<Vec<_>>());
+            // Two at once: each part exactly once, the front's ascending, the back's descending,
+            // every front part before every back part.
+            for _ in 0..50 {
+                let e = TwoEnds::new(n);
+                let (front, back) = std::thread::scope(|s| {
+                    let f = s.spawn(|| std::iter::from_fn(|| e.claim(true)).collect::<Vec<_>>());
+                    let b = s.spawn(|| std::iter::from_fn(|| e.claim(false)).collect::<Vec<_>>());
+                    (f.join().expect("front"), b.join().expect("back"))
+                });
+                assert_eq!(front.len() + back.len(), n);
+                assert!(front.windows(2).all(|w| w[1] == w[0] + 1) && front.first().is_none_or(|&f| f == 0));
+                assert!(back.windows(2).all(|w| w[1] + 1 == w[0]) && back.first().is_none_or(|&b| b + 1 == n));
+                assert!(front.last().zip(back.last()).is_none_or(|(f, b)| f + 1 == *b));
+            }
+        }
+    }
 
     /// A 2-worker pool whose calling thread is worker 0, as a session builds it.
     fn in_pool(f: impl FnOnce() + Send) {

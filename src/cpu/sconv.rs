@@ -35,7 +35,8 @@
 //! 1.1–1.2× on AVX2; its 14² ones 1.02–1.15× on AVX-512.
 //!
 //! Work: the GEMMs, each split into column ranges (or, when it has too few columns, into
-//! output-channel ranges) so that every worker gets a share; layers under [`PAR_MIN_MACS`]
+//! output-channel ranges) so that every worker gets a share (one image's GEMM on two workers:
+//! eight column ranges claimed from both ends, `CLAIMED_PARTS`); layers under [`PAR_MIN_MACS`]
 //! run on the calling thread, without a hand-off to the other workers. A batch of at most
 //! `NARROW_COLS` output pixels in all (1×1 and 2×2 maps) runs on the narrow kernel instead
 //! (`conv2d_narrow`), on the calling thread.
@@ -67,6 +68,19 @@ const PACK_BLOCK_ROWS: usize = 128;
 /// Output pixels of a 1×1 conv's map up to which its parts of `PACK_BLOCK_ROWS` rows pack
 /// their B blocks on Intel's AVX-512 as well (14²; see `run_part`).
 const PACK_SMALL_MAP: usize = 196;
+
+/// Parts of one image's GEMM split by columns between two workers, claimed from both ends
+/// (`conv2d_from`; 4 per worker). Every pixel's arithmetic is the same whoever runs it, so the
+/// values are unchanged. The two vCPUs of the model-207 guest ran the same FMA loop up to 1.4×
+/// apart from one second to the next, and with one part each the caller waited for the
+/// other's half in 13 % of its samples (`perf`, ResNet-50 f32, 2 threads). Family 6 model 207,
+/// alternating call by call in one process, the same bits, against one part per worker:
+/// ResNet-50 0.942–1.000 of the time (median 0.981 over seven runs), ResNet-18 0.977 and
+/// 1.007, UNet 0.989; alone, the stem 0.836, 56² 1×1 convs 0.94–1.00, but 28² ones and a
+/// stride-2 3×3 conv onto 28² 1.01–1.05. Parts of at least 8 tiles' width only (the stem,
+/// 56² maps) took ResNet-50 to 0.981–0.999 of one part's time, and this rule to 0.989 (twice)
+/// of theirs. 2 parts per worker (ResNet-50 0.998) helped less, 8 (0.99–1.01) no more.
+const CLAIMED_PARTS: usize = 8;
 
 /// Input rows shorter than this are copied into stride-1 phase planes whole planes at a time
 /// ([`Kernel::copy_rows`]) rather than row by row.
@@ -426,7 +440,17 @@ fn conv2d_from(
     // never waits at the end for more than one part of the other's. Parts split `across` the
     // images stay with their worker (part i with worker i mod workers).
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let dynamic = parts.len() > workers && !across;
+    // One image's GEMM split by columns between two workers (parts of at least one full tile
+    // each): in `CLAIMED_PARTS` parts claimed from both ends (`TwoEnds`), so that a worker
+    // whose vCPU is slowed down for a while hands the other its last parts.
+    let two_ended = workers == 2 && gemms == 1 && parts.len() == 2 && parts.iter().all(|p| p.panels == (0, panels)) && vectors >= CLAIMED_PARTS * geo.nv;
+    let parts: Vec<Part> = if two_ended {
+        (0..CLAIMED_PARTS).map(|s| Part { vectors: (s * vectors / CLAIMED_PARTS, (s + 1) * vectors / CLAIMED_PARTS), ..parts[0] }).collect()
+    } else {
+        parts
+    };
+    let ends = crate::cpu::parallel::TwoEnds::new(parts.len());
+    let dynamic = parts.len() > workers && !across && !two_ended;
     // Workers on cores that share no cache drop the lines of what they are about to write
     // (see `evict_part`).
     let evicting = workers > 1 && layout.staged == 0 && layout.cols != Cols::Batched && crate::cpu::placement::far(workers);
@@ -438,6 +462,14 @@ fn conv2d_from(
                 evict_part(dst, &layout, [cout, cout_g, npix, mr, geo.lanes], part);
             }
         };
+        if two_ended {
+            // Worker 0 (the caller) from the front, worker 1 from the back.
+            while let Some(part) = ends.claim(wi == 0).and_then(|i| parts.get(i)) {
+                evict(part);
+                run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
+            }
+            return;
+        }
         if dynamic {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
