@@ -79,7 +79,8 @@ const PACK_SMALL_MAP: usize = 196;
 /// 1.007, UNet 0.989; alone, the stem 0.836, 56² 1×1 convs 0.94–1.00, but 28² ones and a
 /// stride-2 3×3 conv onto 28² 1.01–1.05. Parts of at least 8 tiles' width only (the stem,
 /// 56² maps) took ResNet-50 to 0.981–0.999 of one part's time, and this rule to 0.989 (twice)
-/// of theirs. 2 parts per worker (ResNet-50 0.998) helped less, 8 (0.99–1.01) no more.
+/// of theirs. 2 parts per worker (ResNet-50 0.998) helped less, 8 per worker (0.991, 1.010)
+/// no more.
 const CLAIMED_PARTS: usize = 8;
 
 /// Input rows shorter than this are copied into stride-1 phase planes whole planes at a time
@@ -668,7 +669,7 @@ fn run_part(
     // one conv alternating call by call in one process, the same bits: ResNet-50's 128- and
     // 256-channel ones 0.946–0.952 of their time, ResNet-18's 0.954–0.968, UNet-style
     // 64- and 128-channel ones 0.949–0.955 (blocks of 96: 0.933–0.968, of 64: 0.956–1.020,
-    // of 192: 0.960–1.002); at 1 thread 0.966–0.969. Stride-1 convs lost 0.4–2.8 % so
+    // of 192: 0.960–1.002); at 1 thread 0.966–0.993. Stride-1 convs lost 0.4–2.8 % so
     // (their taps share more lines), and those of one block (the stem, K = 147) keep it.
     let mr = a.mr;
     let part_rows = (part.panels.1 - part.panels.0) * mr;
