@@ -458,30 +458,22 @@ fn conv2d_from(
     let run = |wi: usize, block: &mut [f32]| {
         let dst = dst;
         let rows = Rows { offsets: &row_offsets, taps: &taps, perms: &perms, images: n };
-        let evict = |part: &Part| {
+        // The parts this worker runs: claimed from its end (`two_ended`: worker 0, the caller,
+        // from the front, worker 1 from the back), claimed in order (`dynamic`), or dealt.
+        let mut dealt = parts.iter().skip(wi).step_by(workers);
+        let mut mine = || {
+            if two_ended {
+                ends.claim(wi == 0).and_then(|i| parts.get(i))
+            } else if dynamic {
+                parts.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            } else {
+                dealt.next()
+            }
+        };
+        while let Some(part) = mine() {
             if evicting {
                 evict_part(dst, &layout, [cout, cout_g, npix, mr, geo.lanes], part);
             }
-        };
-        if two_ended {
-            // Worker 0 (the caller) from the front, worker 1 from the back.
-            while let Some(part) = ends.claim(wi == 0).and_then(|i| parts.get(i)) {
-                evict(part);
-                run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
-            }
-            return;
-        }
-        if dynamic {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(part) = parts.get(i) else { break };
-                evict(part);
-                run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
-            }
-            return;
-        }
-        for part in parts.iter().skip(wi).step_by(workers) {
-            evict(part);
             run_part(kernel, c, &packed[part.group], src, [cin, h, w], &layout, rows, res, dst, ldc, os, *part, block);
         }
     };
