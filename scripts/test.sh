@@ -4,8 +4,18 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 KESTREL_SETUP_NVRTC=1 . scripts/setup.sh
-# The default (edge) build: no features, cargo alone.
+# The default build (the CLI), and the engine alone as an edge binary embeds it (README,
+# "Embedding"): no default features, none of the `app` feature's crates in its tree, and
+# examples/embed built and run that way, f32 and INT8.
 cargo build --release
+lean="$(cargo tree -e normal --no-default-features --prefix none)"
+if grep -E '^(clap|indicatif|plotters|image|png|tiff|weezl|flate2|zip) ' <<<"$lean"; then
+    echo "error: a crate of the app feature is in the build without default features" >&2
+    exit 1
+fi
+cargo build --release --no-default-features --example embed
+target/release/examples/embed resnet18 --runs 2
+target/release/examples/embed resnet18 --int8 --runs 2
 mkdir -p target/fixtures
 "$KESTREL_PYTHON" scripts/onnx_node_cases.py target/fixtures/node_cases
 "$KESTREL_PYTHON" scripts/torch_like_fixtures.py target/fixtures/torch_like

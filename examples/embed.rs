@@ -1,0 +1,69 @@
+//! The engine alone, as an edge binary embeds it (README, "Embedding"): the crate with
+//! `default-features = false` (add `features = ["onnx"]` for ONNX files), no CLI, image or
+//! plotting crates. Loads a model, optionally quantizes it to static INT8 on seeded
+//! calibration inputs, runs it on a seeded input and prints the top classes and the median
+//! latency.
+//!
+//! `cargo run --release --no-default-features --example embed -- [MODEL] [--int8] [--threads N] [--runs N]`
+//!
+//! MODEL is a built-in name (`resnet18` … `resnet152`, `unet`; seeded synthetic weights), a
+//! `.safetensors` file (its config in its metadata or a `.json` beside it) or, with the `onnx`
+//! feature, an `.onnx` file. An application hands its own `[N, C, H, W]` tensor to
+//! `Session::run`; image decoding and resizing are the `app` feature's (`kestrel::imageio`).
+
+use std::time::Instant;
+
+use kestrel::quant::{quantize, QuantizeOptions};
+use kestrel::{load_model, LoadOptions, Options, Session, Tensor};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("embed: error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> kestrel::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut spec, mut int8, mut threads, mut runs) = ("resnet18".to_string(), false, 0usize, 10usize);
+    let number = |flag: &str, v: Option<String>| v.and_then(|s| s.parse::<usize>().ok()).ok_or_else(|| kestrel::Error::Argument(format!("{flag} needs a number")));
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--int8" => int8 = true,
+            "--threads" => threads = number("--threads", args.next())?,
+            "--runs" => runs = number("--runs", args.next())?.max(1),
+            _ if a.starts_with("--") => return Err(kestrel::Error::Argument(format!("unknown option {a}"))),
+            _ => spec = a,
+        }
+    }
+    let model = load_model(&spec, &LoadOptions::default())?;
+    let shape = model.graph.input_shape(1)?;
+    let mut graph = model.graph;
+    if int8 {
+        // Static INT8: activation ranges from a few seeded inputs (an application passes
+        // samples of its own data), weights per output channel.
+        let calib: Vec<Tensor> = (0..4).map(|i| Tensor::randn(shape.clone(), 1.0, 100 + i)).collect();
+        graph = quantize(&graph, &QuantizeOptions { threads, ..Default::default() }, &calib, &mut |_, _| {})?;
+    }
+    let session = Session::new(graph, &Options { threads, ..Default::default() })?;
+    let x = Tensor::randn(shape.clone(), 1.0, 7);
+    let mut times = Vec::with_capacity(runs);
+    let mut outputs = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        outputs = session.run(std::slice::from_ref(&x))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let y = outputs.first().ok_or_else(|| kestrel::Error::Internal("the model has no output".into()))?;
+    println!("{} ({}), input {shape:?}, output {:?}: median {:.2} ms over {runs} runs", model.name, if int8 { "quantized to INT8 here" } else { "as loaded" }, y.shape(), times[times.len() / 2]);
+    if y.shape().len() == 2 {
+        // A classifier: the five largest logits of the first image.
+        let classes = y.shape()[1];
+        let mut top: Vec<(usize, f32)> = y.data()[..classes].iter().copied().enumerate().collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let list: Vec<String> = top.iter().take(5).map(|(c, v)| format!("{c} ({v:.3})")).collect();
+        println!("top classes: {}", list.join(", "));
+    }
+    Ok(())
+}
