@@ -1,15 +1,17 @@
 //! The engine alone, as an edge binary embeds it (README, "Embedding"): the crate with
 //! `default-features = false` (add `features = ["onnx"]` for ONNX files), no CLI, image or
 //! plotting crates. Loads a model, optionally quantizes it to static INT8 on seeded
-//! calibration inputs, runs it on a seeded input and prints the top classes and the median
+//! calibration inputs, runs it on an RGB image and prints the top classes and the median
 //! latency.
 //!
-//! `cargo run --release --no-default-features --example embed -- [MODEL] [--int8] [--threads N] [--runs N]`
+//! `cargo run --release --no-default-features --example embed -- [MODEL] [--rgb FILE] [--int8] [--threads N] [--runs N]`
 //!
 //! MODEL is a built-in name (`resnet18` … `resnet152`, `unet`; seeded synthetic weights), a
 //! `.safetensors` file (its config in its metadata or a `.json` beside it) or, with the `onnx`
-//! feature, an `.onnx` file. An application hands its own `[N, C, H, W]` tensor to
-//! `Session::run`; image decoding and resizing are the `app` feature's (`kestrel::imageio`).
+//! feature, an `.onnx` file. `--rgb FILE` holds the image as raw interleaved 8-bit RGB rows of
+//! the model's input size (what a camera or a decoder hands an application); without it, a
+//! gradient made here. `Tensor::from_rgb8` normalises it (ImageNet mean and std, as the CLI
+//! does); decoding and resizing image files are the `app` feature's (`kestrel::imageio`).
 
 use std::time::Instant;
 
@@ -25,11 +27,12 @@ fn main() {
 
 fn run() -> kestrel::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut spec, mut int8, mut threads, mut runs) = ("resnet18".to_string(), false, 0usize, 10usize);
+    let (mut spec, mut int8, mut threads, mut runs, mut rgb) = ("resnet18".to_string(), false, 0usize, 10usize, None);
     let number = |flag: &str, v: Option<String>| v.and_then(|s| s.parse::<usize>().ok()).ok_or_else(|| kestrel::Error::Argument(format!("{flag} needs a number")));
     while let Some(a) = args.next() {
         match a.as_str() {
             "--int8" => int8 = true,
+            "--rgb" => rgb = Some(args.next().ok_or_else(|| kestrel::Error::Argument("--rgb needs a file".into()))?),
             "--threads" => threads = number("--threads", args.next())?,
             "--runs" => runs = number("--runs", args.next())?.max(1),
             _ if a.starts_with("--") => return Err(kestrel::Error::Argument(format!("unknown option {a}"))),
@@ -46,7 +49,17 @@ fn run() -> kestrel::Result<()> {
         graph = quantize(&graph, &QuantizeOptions { threads, ..Default::default() }, &calib, &mut |_, _| {})?;
     }
     let session = Session::new(graph, &Options { threads, ..Default::default() })?;
-    let x = Tensor::randn(shape.clone(), 1.0, 7);
+    let x = match (shape.as_slice(), rgb) {
+        (&[1, 3, h, w], rgb) => {
+            let pixels = match rgb {
+                Some(path) => std::fs::read(&path).map_err(|e| kestrel::Error::io(path.as_str(), e))?,
+                None => (0..h * w).flat_map(|i| [(i % w * 255 / w) as u8, (i / w * 255 / h) as u8, 128]).collect(),
+            };
+            Tensor::from_rgb8(&pixels, [h, w], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])?
+        }
+        (_, Some(_)) => return Err(kestrel::Error::Argument(format!("--rgb needs a model of one 3-channel image, not input {shape:?}"))),
+        (_, None) => Tensor::randn(shape.clone(), 1.0, 7),
+    };
     let mut times = Vec::with_capacity(runs);
     let mut outputs = Vec::new();
     for _ in 0..runs {

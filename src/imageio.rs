@@ -142,13 +142,9 @@ pub fn preprocess(img: &image::RgbImage, p: &Preprocess) -> Tensor {
 /// Normalises an RGB image into `[1, 3, H, W]` without resizing.
 pub fn to_tensor(img: &image::RgbImage, p: &Preprocess) -> Tensor {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = vec![0.0; 3 * h * w];
-    for (x, y, px) in img.enumerate_pixels() {
-        for c in 0..3 {
-            data[c * h * w + y as usize * w + x as usize] = (f32::from(px[c]) / 255.0 - p.mean[c]) / p.std[c];
-        }
-    }
-    Tensor::new(vec![1, 3, h, w], data).unwrap_or_else(|_| Tensor::zeros(vec![1, 3, h, w]))
+    // An RgbImage holds at least w·h·3 bytes, row after row.
+    let pixels = img.as_raw().get(..3usize.saturating_mul(w).saturating_mul(h)).unwrap_or(&[]);
+    Tensor::from_rgb8(pixels, [h, w], p.mean, p.std).unwrap_or_else(|_| Tensor::zeros(vec![1, 3, h, w]))
 }
 
 /// Writes an 8-bit grayscale PNG from `[H, W]` values in [0, 1].

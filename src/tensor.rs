@@ -39,6 +39,26 @@ impl Tensor {
         Tensor { shape, data: (0..n).map(|_| rng.normal() * std).collect() }
     }
 
+    /// An RGB image as the networks take it: `pixels`, interleaved 8-bit RGB rows (`H·W·3`
+    /// bytes, as camera and decoder buffers hold them), into `[1, 3, H, W]` with each value
+    /// `(v / 255 − mean[c]) / std[c]` (torchvision's `ToTensor` then `Normalize`; the CLI's
+    /// preprocessing after its resize and crop, `imageio::to_tensor`). A length other than
+    /// `H·W·3`, or a size that overflows, is an error.
+    pub fn from_rgb8(pixels: &[u8], [h, w]: [usize; 2], mean: [f32; 3], std: [f32; 3]) -> Result<Self> {
+        let bad = |reason: String| Error::BadTensor { name: "<RGB image>".into(), reason };
+        let plane = h.checked_mul(w).filter(|p| p.checked_mul(3).is_some()).ok_or_else(|| bad(format!("{h}x{w} pixels overflow")))?;
+        if pixels.len() != 3 * plane {
+            return Err(bad(format!("{h}x{w} RGB pixels are {} bytes, got {}", 3 * plane, pixels.len())));
+        }
+        let mut data = vec![0.0; 3 * plane];
+        for (i, px) in pixels.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                data[c * plane + i] = (f32::from(px[c]) / 255.0 - mean[c]) / std[c];
+            }
+        }
+        Ok(Tensor { shape: vec![1, 3, h, w], data })
+    }
+
     /// The shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape

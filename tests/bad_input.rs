@@ -299,3 +299,33 @@ mod onnx {
         assert!(e.contains("two tensors named"), "{e}");
     }
 }
+
+/// `Tensor::from_rgb8`, the embedder's way in without the image crates: interleaved RGB rows
+/// become the CLI's normalised `[1, 3, H, W]` tensor bit for bit (`imageio::to_tensor` of the
+/// same pixels, and the plain per-pixel formula), on a 7×5 image whose every byte differs from
+/// its neighbours'; a buffer of the wrong length, short or long, and a size that overflows
+/// are errors naming the image.
+#[test]
+fn rgb8_pixels_become_the_cli_tensor() {
+    let (w, h) = (5usize, 7usize);
+    let img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| image::Rgb([(x * 37 + y * 11) as u8, (x * 5 + y * 53 + 7) as u8, (255 - x * 19 - y * 3) as u8]));
+    let p = kestrel::imageio::Preprocess::default();
+    let t = Tensor::from_rgb8(img.as_raw(), [h, w], p.mean, p.std).unwrap();
+    assert_eq!(t.shape(), &[1, 3, h, w]);
+    assert_eq!(t, kestrel::imageio::to_tensor(&img, &p));
+    for (x, y, px) in img.enumerate_pixels() {
+        for c in 0..3 {
+            let want = (f32::from(px[c]) / 255.0 - p.mean[c]) / p.std[c];
+            assert_eq!(t.data()[c * h * w + y as usize * w + x as usize].to_bits(), want.to_bits(), "pixel ({x}, {y}) channel {c}");
+        }
+    }
+    let raw = img.as_raw();
+    for bytes in [&raw[..raw.len() - 1], &[raw.as_slice(), &[0u8]].concat()[..], &[][..]] {
+        let e = Tensor::from_rgb8(bytes, [h, w], p.mean, p.std).unwrap_err().to_string();
+        assert!(e.contains("RGB image") && e.contains(&format!("got {}", bytes.len())), "{e}");
+    }
+    let e = Tensor::from_rgb8(&[], [usize::MAX, 2], p.mean, p.std).unwrap_err().to_string();
+    assert!(e.contains("overflow"), "{e}");
+    let empty = Tensor::from_rgb8(&[], [0, 4], p.mean, p.std).unwrap();
+    assert_eq!(empty.shape(), &[1, 3, 0, 4]);
+}
