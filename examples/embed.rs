@@ -69,14 +69,19 @@ fn run() -> kestrel::Result<()> {
     }
     times.sort_by(f64::total_cmp);
     let y = outputs.first().ok_or_else(|| kestrel::Error::Internal("the model has no output".into()))?;
-    println!("{} ({}), input {shape:?}, output {:?}: median {:.2} ms over {runs} runs", model.name, if int8 { "quantized to INT8 here" } else { "as loaded" }, y.shape(), times[times.len() / 2]);
+    let mut report = format!("{} ({}), input {shape:?}, output {:?}: median {:.2} ms over {runs} runs\n", model.name, if int8 { "quantized to INT8 here" } else { "as loaded" }, y.shape(), times[times.len() / 2]);
     if y.shape().len() == 2 {
         // A classifier: the five largest logits of the first image.
         let classes = y.shape()[1];
         let mut top: Vec<(usize, f32)> = y.data()[..classes].iter().copied().enumerate().collect();
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         let list: Vec<String> = top.iter().take(5).map(|(c, v)| format!("{c} ({v:.3})")).collect();
-        println!("top classes: {}", list.join(", "));
+        report += &format!("top classes: {}\n", list.join(", "));
     }
-    Ok(())
+    // One write, and a reader that went away (`| head -1`) ends the program quietly: println!
+    // would panic on the broken pipe.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), report.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(kestrel::Error::io("<standard output>", e)),
+        _ => Ok(()),
+    }
 }
