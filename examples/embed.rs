@@ -16,6 +16,7 @@
 use std::time::Instant;
 
 use kestrel::quant::{quantize, QuantizeOptions};
+use kestrel::tensor::{IMAGENET_MEAN, IMAGENET_STD};
 use kestrel::{load_model, LoadOptions, Options, Session, Tensor};
 
 fn main() {
@@ -55,7 +56,7 @@ fn run() -> kestrel::Result<()> {
                 Some(path) => std::fs::read(&path).map_err(|e| kestrel::Error::io(path.as_str(), e))?,
                 None => (0..h * w).flat_map(|i| [(i % w * 255 / w) as u8, (i / w * 255 / h) as u8, 128]).collect(),
             };
-            Tensor::from_rgb8(&pixels, [h, w], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])?
+            Tensor::from_rgb8(&pixels, [h, w], IMAGENET_MEAN, IMAGENET_STD)?
         }
         (_, Some(_)) => return Err(kestrel::Error::Argument(format!("--rgb needs a model of one 3-channel image, not input {shape:?}"))),
         (_, None) => Tensor::randn(shape.clone(), 1.0, 7),

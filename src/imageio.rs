@@ -20,7 +20,7 @@ pub struct Preprocess {
 impl Default for Preprocess {
     /// torchvision's ImageNet preprocessing: resize 256, crop 224, ImageNet mean and std.
     fn default() -> Self {
-        Preprocess { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+        Preprocess { resize: 256, crop: 224, mean: crate::tensor::IMAGENET_MEAN, std: crate::tensor::IMAGENET_STD }
     }
 }
 

@@ -3,6 +3,12 @@
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
+/// ImageNet's per-channel RGB mean, the normalisation torchvision's classifiers (and the CLI's
+/// defaults, `--mean`) expect: `(v / 255 − mean) / std` ([`Tensor::from_rgb8`]).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel RGB standard deviation (see [`IMAGENET_MEAN`]).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 /// A dense, owned, row-major f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {

@@ -10,6 +10,7 @@ use kestrel::error::{Error, Result};
 use kestrel::graph::shape;
 use kestrel::imageio::{self, Preprocess};
 use kestrel::postprocess::topk;
+use kestrel::tensor::{IMAGENET_MEAN, IMAGENET_STD};
 use kestrel::dataset::Shard;
 use kestrel::{load_model, LoadOptions, LoadedModel, Options, Session, Task, Tensor};
 
@@ -110,10 +111,10 @@ struct PreArgs {
     #[arg(long)]
     crop: Option<usize>,
     /// Per-channel mean, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
+    #[arg(long, value_delimiter = ',', default_values_t = IMAGENET_MEAN)]
     mean: Vec<f32>,
     /// Per-channel std, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
+    #[arg(long, value_delimiter = ',', default_values_t = IMAGENET_STD)]
     std: Vec<f32>,
 }
 
@@ -234,9 +235,9 @@ enum Cmd {
         /// Probability threshold; negative writes the probability map instead.
         #[arg(long, default_value_t = 0.5)]
         threshold: f32,
-        #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
+        #[arg(long, value_delimiter = ',', default_values_t = IMAGENET_MEAN)]
         mean: Vec<f32>,
-        #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
+        #[arg(long, value_delimiter = ',', default_values_t = IMAGENET_STD)]
         std: Vec<f32>,
         /// Tile side: stream the image through the model in tiles (PNG input is read row by row).
         #[arg(long)]
@@ -1513,7 +1514,7 @@ fn parity_ort(p: ParityArgs) -> Result<ExitCode> {
         opts.layer_tolerance = opts.tolerance.clone();
     }
     let inputs: Vec<PathBuf> = p.input.iter().cloned().collect();
-    let pre = PreArgs { resize: None, crop: None, mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }.get(model.task)?;
+    let pre = PreArgs { resize: None, crop: None, mean: IMAGENET_MEAN.to_vec(), std: IMAGENET_STD.to_vec() }.get(model.task)?;
     let x = model_input(&model, &inputs, &pre, p.batch, p.input_seed)?;
     let r = kestrel::parity::check(&model, &x, &opts)?;
     println!(
