@@ -586,6 +586,12 @@ fn conv_dilation_groups_epilogue_batch() {
     check_conv(1, 33, 40, [2, 2], [3, 3], 1, [1; 4], 1, 1, Some(Activation::LeakyRelu(0.1)), true, 27);
     check_conv(3, 9, 7, [1, 1], [1, 1], 1, [0; 4], 1, 1, Some(Activation::Clip(0.0, 6.0)), false, 28);
     check_conv(1, 20, 9, [4, 4], [3, 3], 2, [1; 4], 1, 1, None, true, 29);
+    // Dilated taps and asymmetric pads on the narrow kernel (its columns gather only the taps
+    // inside the input, the rest 0): a 2×2 output of a dilation-2 3×3 conv, whose corner
+    // taps read padding at every pixel, and 1×3 / 1×1 outputs of uneven pads.
+    check_conv(1, 10, 12, [2, 2], [3, 3], 1, [2; 4], 2, 1, Some(Activation::Relu), true, 36);
+    check_conv(1, 6, 9, [2, 5], [3, 3], 2, [1, 0, 1, 2], 1, 1, None, false, 37);
+    check_conv(1, 7, 11, [3, 2], [2, 3], 3, [0, 2, 1, 0], 1, 1, Some(Activation::Clip(-0.5, 0.5)), true, 38);
     // Batched maps of 16 and 4 pixels that keep their size, packed by permuting whole maps
     // on AVX-512: K past one block, a residual, groups, a batch that leaves the last chunk
     // part empty (7 maps of 4 pixels), 1×3 and dilated kernels, non-square maps.

@@ -337,7 +337,7 @@ fn in_place_residuals_keep_values() {
 
 /// A batch of small maps (a ResNet-18 of base width 16 on 32 × 32 inputs, as the trained
 /// `shapes-resnet18`) runs its small convs with the output channels in the lanes where the
-/// CPU has the vector tile, and each image's output is what it gets alone.
+/// CPU has the vector tile, as does one image, and each image's output is what it gets alone.
 #[test]
 fn a_batch_of_small_maps_runs_in_lanes_with_each_images_values() {
     let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 16, image_size: 32, ..Default::default() });
@@ -348,8 +348,13 @@ fn a_batch_of_small_maps_runs_in_lanes_with_each_images_values() {
     let lanes = labels.iter().filter(|l| l.contains("channels in lanes")).count();
     let vector_tile = s.prepared().kernels.sgemm.is_some_and(|k| k.runs_lanes());
     println!("{lanes} of {} layers in lanes (the session's FP32 kernel has the vector tile: {vector_tile})", labels.len());
+    // One image's too (the trained model classifying one image at a time).
+    let one = s.kernel_labels(&[vec![1, 3, 32, 32]]).unwrap();
+    let lanes_one = one.iter().filter(|l| l.contains("channels in lanes")).count();
+    println!("one image: {lanes_one} of {} layers in lanes", one.len());
     if vector_tile {
         assert!(lanes >= 5, "a batch of 32² inputs should run its stem, layer1 and stride-2 convs in lanes: {labels:?}");
+        assert!(lanes_one >= 5, "one 32² input should run its stem, layer1 and stride-2 convs in lanes: {one:?}");
     }
     let batch = s.run(std::slice::from_ref(&x)).unwrap().remove(0);
     let per = x.numel() / 6;

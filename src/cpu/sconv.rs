@@ -541,36 +541,41 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
         scratch.resize(need, 0.0);
     }
     let (col, acc) = scratch[..need].split_at_mut(col_len);
-    // Each column's input rows and columns per tap (None: in the padding), found once.
-    let (mut tap_y, mut tap_x) = (vec![None; kh], vec![None; kw]);
+    // Each column `[Cin_g][kh][kw]`: its live taps (inside the input), found once per column,
+    // each copied for every input channel (a stride of `kh·kw` here, of a plane there); the
+    // padding's taps 0. On 2×2 maps most taps are padding: one branch per element spent
+    // as much time as the kernel (shapes-resnet18's 2² convs at batch 1, `perf`).
+    let (khw, plane) = (kh * kw, h * w);
+    let mut live: Vec<(usize, usize)> = Vec::with_capacity(khw);
     for (gj, dst) in col.chunks_exact_mut(kdim.max(1)).enumerate() {
         let (g, j) = (gj / cols, gj % cols);
         let (b, oy, ox) = (j / npix, j % npix / ow, j % ow);
-        for (ky, t) in tap_y.iter_mut().enumerate() {
-            *t = Some((oy * sy + ky * dy).wrapping_sub(pt)).filter(|&iy| iy < h);
-        }
-        for (kx, t) in tap_x.iter_mut().enumerate() {
-            *t = Some((ox * sx + kx * dx).wrapping_sub(pl)).filter(|&ix| ix < w);
-        }
-        for (ci, taps) in dst.chunks_exact_mut(kh * kw).enumerate() {
-            let plane = &x[(b * cin + g * cin_g + ci) * h * w..][..h * w];
-            for (row, &iy) in taps.chunks_exact_mut(kw).zip(&tap_y) {
-                match iy {
-                    None => row.fill(0.0),
-                    Some(iy) => {
-                        for (d, &ix) in row.iter_mut().zip(&tap_x) {
-                            *d = ix.map_or(0.0, |ix| plane[iy * w + ix]);
-                        }
-                    }
+        live.clear();
+        for ky in 0..kh {
+            let Some(iy) = Some((oy * sy + ky * dy).wrapping_sub(pt)).filter(|&iy| iy < h) else { continue };
+            for kx in 0..kw {
+                if let Some(ix) = Some((ox * sx + kx * dx).wrapping_sub(pl)).filter(|&ix| ix < w) {
+                    live.push((ky * kw + kx, iy * w + ix));
                 }
+            }
+        }
+        if live.len() < khw {
+            dst.fill(0.0);
+        }
+        let planes = &x[(b * cin + g * cin_g) * plane..][..cin_g * plane];
+        for (taps, src) in dst.chunks_exact_mut(khw).zip(planes.chunks_exact(plane)) {
+            for &(t, at) in &live {
+                taps[t] = src[at];
             }
         }
     }
     let (act, post) = Epilogue::split(c.act);
+    // Output element of row `oc` (of the whole conv) and column j: `base[j] + oc·npix`.
+    let base: [usize; NARROW_COLS] = std::array::from_fn(|j| j / npix * cout * npix + j % npix);
+    let at = |oc: usize, j: usize| base[j] + oc * npix;
     for (g, a) in packed.iter().enumerate() {
-        let b: Vec<&[f32]> = (0..cols).map(|j| &col[(g * cols + j) * kdim..][..kdim]).collect();
-        // Output element of row `oc` (of the whole conv) and column j.
-        let at = |oc: usize, j: usize| (j / npix * cout + oc) * npix + j % npix;
+        let b: [&[f32]; NARROW_COLS] = std::array::from_fn(|j| &col[(g * cols + j.min(cols - 1)) * kdim..][..kdim]);
+        let b = &b[..cols];
         for p in 0..panels {
             for j in 0..cols {
                 for r in 0..mr.min(cout_g - p * mr) {
@@ -579,7 +584,7 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
                 }
             }
         }
-        kernel.narrow(a, 0..panels, &b, acc);
+        kernel.narrow(a, 0..panels, b, acc);
         for p in 0..panels {
             for j in 0..cols {
                 for r in 0..mr.min(cout_g - p * mr) {

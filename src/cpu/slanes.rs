@@ -1,5 +1,5 @@
-//! FP32 direct convolution of a batch of small maps with the output channels in the vector
-//! lanes.
+//! FP32 direct convolution of small maps (one image's or a batch's) with the output channels
+//! in the vector lanes.
 //!
 //! On maps of 16 × 16 pixels and less, the GEMM paths of [`crate::cpu::sconv`] spend much of
 //! their time arranging B: the batched im2col gathers every B panel before its tile runs, and
@@ -72,9 +72,13 @@ impl LanesConv {
 /// Whether the plan runs conv `c` with input `xs` and output `os` here, on `kernel` (one that
 /// runs the lanes tile in vectors): at least 8 output channels per group (fewer would leave
 /// most lanes empty), a column stride of 1 or 2, a K of at most [`MAX_K`], and
-/// - on AVX-512, a batch (at least 2 images) of output maps of at most 8 × 8, or of at most
-///   16 × 16 with at most 16 output channels per group (a ResNet stem on 32² inputs ran
-///   0.84–0.93 of the GEMM path's time; 32 channels at 16² 0.96–1.09);
+/// - on AVX-512, output maps of at most 8 × 8, or of at most 16 × 16 with at most 16 output
+///   channels per group (a ResNet stem on 32² inputs ran 0.84–0.93 of the GEMM path's time at
+///   batch 64; 32 channels at 16² 0.96–1.09). One image too: Zen 4, one thread, the two
+///   alternating, shapes-resnet18's 16-channel 8² convs took 0.69–0.72 of the GEMM path's
+///   time and its 32-channel 4² convs and stride-2 downsamples 0.36–0.44 (the model 0.77 at
+///   one thread and at two), ResNet-18's 3×3 stride-2 conv onto 7² (K = 2 304) made the
+///   model 0.976 (ResNet-34 0.991); models without such maps unchanged;
 /// - on AVX2, where the GEMM tile is 6 rows and the 6 × 16 path pays more per small GEMM,
 ///   output maps of at most 8 × 8, or of at most 16 × 16 with at most 32 output channels per
 ///   group, and with a single image at most 64 output channels per group (Zen 3, 2 threads,
@@ -95,7 +99,7 @@ pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool 
     let wide = kernel.geometry().lanes > 8;
     let small_maps = os[2] <= 16
         && os[3] <= 16
-        && if wide { xs[0] > 1 && (npix <= 64 || cout_g <= LANES) } else { (xs[0] > 1 || cout_g <= 64) && (npix <= 64 || cout_g <= 2 * LANES) };
+        && if wide { npix <= 64 || cout_g <= LANES } else { (xs[0] > 1 || cout_g <= 64) && (npix <= 64 || cout_g <= 2 * LANES) };
     kernel.runs_lanes()
         && cout_g >= 8
         && !super::sconv::is_narrow(os)

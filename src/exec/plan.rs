@@ -179,7 +179,7 @@ fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], id
 /// ([`Step::BFma`]); an FP32 conv of a batch of maps so small that most taps read padding by
 /// output position ([`Step::SPos`]), of small maps with a long K on AVX-512 with the
 /// output channels in the lanes in K chunks ([`Step::SLanes`] prepared by [`schan::prepare`]),
-/// and of other small maps (of a batch; on AVX2 of one image too) with the output channels in
+/// and of other small maps (of one image or of a batch) with the output channels in
 /// the lanes ([`Step::SLanes`]); a Winograd conv of a map under
 /// [`wino::MIN_PIXELS`], or one [`wino::pays_on`] turns down for the kernel, on the packed
 /// FP32 kernel (in bf16, a batch of under [`wino::BF16_MIN_TILES`] tiles on the direct bf16
@@ -248,7 +248,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
             if let Some(lc) = schan::pays(k, conv, x4, o4).then(|| schan::prepare(conv, x4, o4)).flatten() {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
             }
-            // The other small maps (of a batch; on AVX2 also of one image): a direct conv with
+            // The other small maps (of one image or of a batch): a direct conv with
             // the channels in the lanes.
             if let Some(lc) = slanes::pays(k, conv, x4, o4).then(|| slanes::prepare(conv, x4, o4)).flatten() {
                 return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
