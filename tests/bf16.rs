@@ -214,11 +214,13 @@ fn a_resnet_in_bf16_agrees_with_f32() {
     assert!(cosine > 0.999, "cosine {cosine}");
 }
 
-/// A bf16 conv on a map of at most 16 pixels, or of at most 4 input channels (a stem), runs on
-/// the FP32 kernel over bf16-rounded weights and input (`Step::BFma`): it then equals the f32
-/// reference conv (same FMA order, `conv2d_fma_ref`) on the rounded operands bit for bit, 1
-/// and 2 threads, a batch, a residual and an activation, 3×3 on 4×4 and 2×2 maps and 1×1 on
-/// 1×1 (plus a dead-tap crop on 1×1), and 7×7/2 stems of 3 channels on 64² and 232×224 maps
+/// A bf16 conv on a map of at most 16 pixels, or of at most 4 input channels (a stem), or
+/// where the FP32 plan takes a small-map path, runs on the FP32 kernels over bf16-rounded
+/// weights and input (`Step::BFma` on the packed kernel, `Step::BLanes` in channel lanes,
+/// `Step::BPos` by position): it then equals the f32 reference conv (same FMA order,
+/// `conv2d_fma_ref`) on the rounded operands bit for bit, 1 and 2 threads, a batch, a
+/// residual and an activation, 3×3 on 8×8 (also stride 2), 4×4 and 2×2 maps and 1×1 on 1×1
+/// (plus a dead-tap crop on 1×1), and 7×7/2 stems of 3 channels on 64² and 232×224 maps
 /// (the second with output rows of whole vectors, run weight panel by weight panel). Under the
 /// Zen 4 rules the stems fold wide enough for the phase planes instead (`KESTREL_TUNE`;
 /// bit-identical to their twin in `implicit_conv_matches_the_reference_on_rounded_operands`;
@@ -231,6 +233,7 @@ fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
         eprintln!("SKIP bf16 on the FMA kernel: the selected ISA path ({}) has no AVX512_BF16 or no FP32 kernel", kernels.isa.name());
         return;
     }
+    let mut paths = Vec::new();
     for &(cin, cout, [hh, hw], k, stride, pad, seed) in &[
         (32usize, 24usize, [4usize, 4usize], 3usize, 1usize, 1usize, 9500u64),
         (17, 40, [2, 2], 3, 1, 1, 9510),
@@ -238,6 +241,9 @@ fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
         (48, 16, [1, 1], 3, 1, 1, 9530),
         (3, 24, [64, 64], 7, 2, 3, 9540),
         (3, 64, [232, 224], 7, 2, 3, 9550),
+        (16, 16, [8, 8], 3, 1, 1, 9560),
+        (16, 32, [8, 8], 3, 2, 1, 9570),
+        (64, 48, [2, 2], 3, 1, 1, 9580),
     ] {
         let mut g = kestrel::Graph::default();
         let x = g.add_input("input", vec![3, cin, hh, hw]);
@@ -273,8 +279,15 @@ fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
                 assert!(labels[0].contains("bf16 conv on f32 FMA"), "{labels:?}");
                 let same = got[0].data().iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{what}: differs from the f32 reference on rounded operands");
+                paths.push(labels[0].clone());
             }
         }
+    }
+    // On a kernel with the lanes tile, the 8² maps ran in channel lanes and the batch of 2²
+    // maps by position.
+    println!("{paths:?}");
+    if kernels.sgemm.is_some_and(|k| k.runs_lanes()) {
+        assert!(paths.iter().any(|l| l.contains("channels in lanes")) && paths.iter().any(|l| l.contains("by position")), "{paths:?}");
     }
 }
 
@@ -857,4 +870,36 @@ fn channel_lanes_are_chosen_for_wide_convs_on_small_maps() {
     assert_eq!(lanes(&conv(2048, 512, 1), Some([7, 7])), Lanes::Channels);
     assert_eq!(lanes(&conv(512, 2048, 1), Some([7, 7])), Lanes::Pixels);
     assert_eq!(lanes(&conv(3, 512, 3), Some([7, 7])), Lanes::Pixels);
+}
+
+/// A ResNet-18 of base width 16 on 32 × 32 inputs (the trained shapes-resnet18's shape) in
+/// bf16, one image and a batch of 6: its small maps take the FP32 small-map paths on rounded
+/// operands (`Step::BLanes`, `Step::BPos`), the block convs onto their residual in the output
+/// buffer, and the outputs stay within cosine 0.9995 of f32 (0.99996 and 0.99980 here, as
+/// on the bf16 kernels' paths before; each such conv is bit for bit its reference on rounded
+/// operands: `tiny_maps_run_bf16_on_the_fma_kernel_exactly`).
+#[test]
+fn small_maps_in_bf16_take_the_fp32_small_map_paths() {
+    if bf16_host().is_none() || !selected_path_has_bf16() {
+        return;
+    }
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, in_channels: 3, base_width: 16, image_size: 32, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 7 }).unwrap();
+    let kernels = kestrel::cpu::kernels::Kernels::select().unwrap();
+    for batch in [1, 6] {
+        let x = Tensor::new(vec![batch, 3, 32, 32], data(batch * 3 * 32 * 32, 11 + batch as u64)).unwrap();
+        let b = Session::new(g.clone(), &Options { threads: 2, optimize: true, bf16: true, ..Default::default() }).unwrap();
+        let f = Session::new(g.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+        let labels = b.kernel_labels(&[x.shape().to_vec()]).unwrap();
+        let fma = labels.iter().filter(|l| l.contains("on f32 FMA") && (l.contains("channels in lanes") || l.contains("by position"))).count();
+        println!("batch {batch}: {fma} of {} layers on the FP32 small-map paths: {labels:?}", labels.len());
+        if kernels.sgemm.is_some_and(|k| k.runs_lanes()) {
+            assert!(fma >= 5, "batch {batch}: {labels:?}");
+        }
+        let got = b.run(std::slice::from_ref(&x)).unwrap().remove(0);
+        let reference = f.run(std::slice::from_ref(&x)).unwrap().remove(0);
+        let m = kestrel::parity::compare(&got, &reference);
+        println!("batch {batch}: cosine {} and relative L2 {} against f32", m.cosine, m.rel_l2);
+        assert!(m.cosine > 0.9995, "batch {batch}: cosine {} against f32", m.cosine);
+    }
 }

@@ -563,7 +563,7 @@ fn conv2d_narrow(kernel: Kernel, c: &Conv2d, packed: &[PackedA], x: &[f32], xs: 
             dst.fill(0.0);
         }
         let planes = &x[(b * cin + g * cin_g) * plane..][..cin_g * plane];
-        for (taps, src) in dst.chunks_exact_mut(khw).zip(planes.chunks_exact(plane)) {
+        for (taps, src) in dst.chunks_exact_mut(khw.max(1)).zip(planes.chunks_exact(plane.max(1))) {
             for &(t, at) in &live {
                 taps[t] = src[at];
             }

@@ -102,14 +102,14 @@ pub(crate) fn run(
             Ok(None)
         }
         // Convs on packed f32 or bf16 weights: f32 in (and residual), f32 out.
-        (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::SLanes(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::BFma(_), Op::Conv(c)) => {
+        (Step::SConv(_) | Step::Wino(_) | Step::SPos(_) | Step::SLanes(_) | Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_) | Step::BFma(_) | Step::BLanes(_) | Step::BPos(_), Op::Conv(c)) => {
             let (x, xs) = f32_in(0)?;
             let ValueMut::F32(out) = out else { return Err(mistyped(n, "the output")) };
             let (xs, os) = (dims4(xs), dims4(os));
             // A residual already in the output buffer (`onto`): only the packed FP32 and bf16
             // direct steps take it there (the planner places it for no other).
             let onto = c.residual && matches!(ins.get(1), Some((ValueRef::Output(None), _)));
-            if onto && !matches!(step, Step::SConv(_) | Step::SLanes(_) | Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_)) {
+            if onto && !matches!(step, Step::SConv(_) | Step::SLanes(_) | Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) | Step::BLanes(_)) {
                 return Err(mistyped(n, "the in-place residual"));
             }
             let residual = if c.residual && !onto { Some(f32_in(1)?.0) } else { None };
@@ -165,6 +165,18 @@ pub(crate) fn run(
                         sconv::conv2d_onto(kernel, c, packed, rounded, xs, out, os, &mut scratch.f32, threads);
                     } else {
                         sconv::conv2d(kernel, c, packed, rounded, xs, residual, out, os, &mut scratch.f32, threads);
+                    }
+                }
+                Step::BLanes(_) | Step::BPos(_) => {
+                    let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };
+                    let rounded = &mut scratch.bf16_in;
+                    rounded.resize(x.len(), 0.0);
+                    round.round_slice(x, rounded);
+                    match step {
+                        Step::BLanes(lc) if onto => slanes::conv2d_onto(kernel, c, lc, rounded, xs, out, os, &mut scratch.f32, threads),
+                        Step::BLanes(lc) => slanes::conv2d(kernel, c, lc, rounded, xs, residual, out, os, &mut scratch.f32, threads),
+                        Step::BPos(pc) => spos::conv2d(kernel, c, pc, rounded, xs, residual, out, os, &mut scratch.f32, threads),
+                        _ => return Err(mistyped(n, "the bf16-rounded f32 weights")),
                     }
                 }
                 Step::BImplicit(packed) => {

@@ -9,9 +9,9 @@ use super::prepare::{self, DType, Prepared, Step};
 use crate::cpu::aligned::Aligned;
 use crate::cpu::kernels::Kernels;
 use crate::cpu::qgemm::{self, Packing};
-use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, schan, sconv, slanes, spos, wino};
+use crate::cpu::{amx, bconv, conv, conv_transpose, pool, qconv::QScratch, schan, sconv, sgemm, slanes, spos, wino};
 use crate::error::{Error, Result};
-use crate::graph::{live_taps, shape, Node, Op, ValueId};
+use crate::graph::{live_taps, shape, Conv2d, Node, Op, ValueId};
 
 /// Shapes and slot assignment for one set of input shapes.
 #[derive(Debug)]
@@ -166,7 +166,7 @@ impl Plan {
 fn in_place_residual(p: &Prepared, n: &Node, step: &Step, last_use: &[usize], idx: usize, bytes: &impl Fn(ValueId) -> usize) -> bool {
     let (Op::Conv(c), &[x, r]) = (&n.op, n.inputs.as_slice()) else { return false };
     let typed = match step {
-        Step::SConv(_) | Step::SLanes(_) | Step::BFma(_) | Step::BConv(_) | Step::BImplicit(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::F32, DType::F32)),
+        Step::SConv(_) | Step::SLanes(_) | Step::BFma(_) | Step::BLanes(_) | Step::BConv(_) | Step::BImplicit(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::F32, DType::F32)),
         Step::QConv(_) => matches!((p.dtypes[r], p.dtypes[n.output]), (DType::U8(_), DType::U8(_))),
         _ => false,
     };
@@ -208,6 +208,24 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     let step = switched.as_ref().unwrap_or(&p.steps[idx]);
     // Where nothing below changes the step, the switched one (if any) stands.
     let unchanged = || switched.clone().map(|s| (n.clone(), s));
+    let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);
+    let cropped = |s: &Option<Conv2d>| s.clone().map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() });
+    let (x4, o4) = ([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]]);
+    // A bf16 conv where the FP32 plan takes a small-map path (by position, channel lanes; not
+    // the K chunks of long-K convs) and not Winograd, unless the bf16 channel lanes take it
+    // (ResNet-18's 3 × 3 stride-2 conv onto 7 × 7: the model took 1.06× the time on the FP32
+    // lanes): that path on operands rounded to bf16. The bf16 kernels' 16-pixel vectors are mostly empty
+    // there, and bf16 Winograd computed every tap of 1 × 1 and 2 × 2 maps (shapes-resnet18 at
+    // batch 64, Zen 4, 2 threads: its 1 × 1 maps' 3 × 3 convs took 38× the FP32 conv's time).
+    if let (Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_), Some(k)) = (step, p.kernels.sgemm) {
+        let f32_wino = p.kernels.winograd && wino::pays(c) && wino::runs_at(false, o4) && wino::pays_on(k, c, [os[2], os[3]]);
+        let rounded = if f32_wino || amx::channel_lanes_pay(c, [os[2], os[3]]) { None } else { prepare::bf16_rounded(&p.kernels, small.as_ref().unwrap_or(c)) };
+        match rounded.and_then(|r| f32_small_step(k, &r, x4, o4, false)) {
+            Some(Step::SPos(pc)) => return Ok(Some((cropped(&small), Step::BPos(pc)))),
+            Some(Step::SLanes(lc)) => return Ok(Some((cropped(&small), Step::BLanes(lc)))),
+            _ => {}
+        }
+    }
     // A Winograd conv on a map too small for its tiles (or, on AVX2, for its channels) runs as
     // the packed FP32 conv (cropped or by position as below), or in bf16 as the direct bf16
     // conv.
@@ -225,7 +243,6 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
         }
         return Ok(unchanged());
     }
-    let small = live_taps::crop_dead_taps(c, [xs[2], xs[3]], [os[2], os[3]]);
     if matches!(*step, Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_)) {
         if let Some(step) = prepare::bf16_on_fma(&p.kernels, small.as_ref().unwrap_or(c), os[2] * os[3]) {
             return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
@@ -236,23 +253,11 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
         let step = prepare::bf16_direct(&p.kernels, conv, Some([os[2], os[3]]));
         return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
     }
-    // A batch of small FP32 maps with dead taps at some positions: by output position.
+    // Small FP32 maps: by position, or in channel lanes.
     if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (step, p.kernels.sgemm) {
         let conv = small.as_ref().unwrap_or(c);
-        if !sconv::is_narrow([os[0], os[1], os[2], os[3]]) {
-            let (x4, o4) = ([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]]);
-            if let Some(pc) = spos::prepare(k, conv, x4, [os[2], os[3]]).filter(|pc| xs[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
-                return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SPos(pc))));
-            }
-            // Small maps with a long K on AVX-512: channel lanes in K chunks.
-            if let Some(lc) = schan::pays(k, conv, x4, o4).then(|| schan::prepare(conv, x4, o4)).flatten() {
-                return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
-            }
-            // The other small maps (of one image or of a batch): a direct conv with
-            // the channels in the lanes.
-            if let Some(lc) = slanes::pays(k, conv, x4, o4).then(|| slanes::prepare(conv, x4, o4)).flatten() {
-                return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), Step::SLanes(lc))));
-            }
+        if let Some(step) = f32_small_step(k, conv, x4, o4, true) {
+            return Ok(Some((cropped(&small), step)));
         }
         if on_wino {
             let step = Step::SConv(sconv::pack(k, conv));
@@ -270,6 +275,25 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     let node = small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() });
     let step = prepare::step(&kernels, &node)?;
     Ok(Some((node, step)))
+}
+
+/// The FP32 small-map step of conv `c` (input `x4`, output `o4`) on kernel `k`, if the plan
+/// takes one: a batch of maps with dead taps at some positions by output position
+/// ([`Step::SPos`]), small maps with a long K on AVX-512 in channel lanes in K chunks
+/// ([`schan`], when `chunked`), the other small maps (of one image or of a batch) as a direct
+/// conv with the channels in the lanes ([`slanes`]); none for a batch of at most `NARROW_COLS`
+/// pixels.
+fn f32_small_step(k: sgemm::Kernel, c: &Conv2d, x4: [usize; 4], o4: [usize; 4], chunked: bool) -> Option<Step> {
+    if sconv::is_narrow(o4) {
+        return None;
+    }
+    if let Some(pc) = spos::prepare(k, c, x4, [o4[2], o4[3]]).filter(|pc| x4[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
+        return Some(Step::SPos(pc));
+    }
+    if let Some(lc) = (chunked && schan::pays(k, c, x4, o4)).then(|| schan::prepare(c, x4, o4)).flatten() {
+        return Some(Step::SLanes(lc));
+    }
+    slanes::pays(k, c, x4, o4).then(|| slanes::prepare(c, x4, o4)).flatten().map(Step::SLanes)
 }
 
 /// One slot: a byte arena whose view starts on a 64-byte (cache line) boundary, viewed as the
@@ -426,8 +450,8 @@ pub(crate) fn node_scratch(p: &Prepared, n: &Node, step: &Step, shapes: &[Vec<us
             let xs = &shapes[n.inputs[0]];
             p.kernels.conv_bf16.map_or(0, |k| wino::scratch_len(wino::Exec::Bf16(k), w.variant, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]], threads))
         }
-        (Op::Conv(_), Step::SLanes(lc)) => slanes::scratch_len(lc),
-        (Op::Conv(_), Step::SPos(_)) => {
+        (Op::Conv(_), Step::SLanes(lc) | Step::BLanes(lc)) => slanes::scratch_len(lc),
+        (Op::Conv(_), Step::SPos(_) | Step::BPos(_)) => {
             let xs = &shapes[n.inputs[0]];
             spos::scratch_len([xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
         }
@@ -461,7 +485,7 @@ pub(crate) fn node_scratch(p: &Prepared, n: &Node, step: &Step, shapes: &[Vec<us
             crate::cpu::qconv::batched_bytes(c, [xs[0], xs[1], xs[2], xs[3]], [os[0], os[1], os[2], os[3]])
         }
         // The input rounded to bf16 (`Scratch::bf16_in`).
-        (Op::Conv(_), Step::BFma(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
+        (Op::Conv(_), Step::BFma(_) | Step::BLanes(_) | Step::BPos(_)) => 4 * shapes[n.inputs[0]].iter().product::<usize>(),
         // One image's columns (`Scratch::cols`).
         (Op::ConvTranspose(c), Step::SConvT(_)) => 4 * conv_transpose::packed_cols_len(c, [shapes[n.inputs[0]][2], shapes[n.inputs[0]][3]]),
         _ => 0,

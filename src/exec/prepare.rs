@@ -109,6 +109,14 @@ pub enum Step {
     /// channels per group (a stem), whose channel pairs would be mostly padding (not where
     /// [`folds_wide`] sends them to the phase planes).
     BFma(Vec<PackedA>),
+    /// An f32 conv run in bf16 on the FP32 channel-lanes path ([`Step::SLanes`]), as
+    /// [`Step::BFma`] runs on the packed FP32 kernel: weights rounded to bf16 and packed by
+    /// the plan for one input size, the input rounded per call. Chosen where the FP32 plan
+    /// takes that path (small maps), not the bf16 kernels' 16-pixel vectors.
+    BLanes(slanes::LanesConv),
+    /// The same on the FP32 by-position path ([`Step::SPos`]: a batch of maps so small that
+    /// most taps read padding).
+    BPos(spos::PosConv),
     /// An INT8 conv, its weights packed per group.
     QConv(Vec<PackedWeights>),
     /// An INT8 transposed conv, its weights packed as `[Cout·kh·kw][Cin]`.
@@ -132,7 +140,7 @@ impl Step {
             Step::F32 => "f32",
             Step::SConv(_) | Step::SPos(_) | Step::SLanes(_) => "f32 conv (packed)",
             Step::Wino(_) => "f32 conv (Winograd)",
-            Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) => "bf16 conv",
+            Step::BConv(_) | Step::BImplicit(_) | Step::BFma(_) | Step::BLanes(_) | Step::BPos(_) => "bf16 conv",
             Step::BWino(_) => "bf16 conv (Winograd)",
             Step::QConv(_) => "INT8 conv",
             Step::QConvTranspose(_) => "INT8 ConvTranspose",
@@ -161,6 +169,9 @@ impl Step {
             Step::BConv(_) => format!("bf16 conv {}", kernels.conv_bf16.map_or("-", |k| k.name())),
             Step::BImplicit(p) => format!("bf16 conv {}", kernels.conv_planes.map_or("-", |k| k.name_for(p))),
             Step::BFma(_) => format!("bf16 conv on f32 FMA {}", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::BLanes(lc) if lc.chunked => format!("bf16 conv on f32 FMA {}", crate::cpu::schan::NAME),
+            Step::BLanes(_) => format!("bf16 conv on f32 FMA {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
+            Step::BPos(_) => format!("bf16 conv on f32 FMA {} by position", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SPos(_) => format!("f32 conv {} by position", kernels.sgemm.map_or("-", |k| k.name())),
             Step::SLanes(lc) if lc.chunked => format!("f32 conv {}", crate::cpu::schan::NAME),
             Step::SLanes(_) => format!("f32 conv {} channels in lanes", kernels.sgemm.map_or("-", |k| k.name())),
@@ -178,8 +189,8 @@ impl Step {
             Step::SConv(p) | Step::BFma(p) => p.iter().map(PackedA::bytes).sum(),
             Step::BConv(p) => p.iter().map(PackedBf16::bytes).sum(),
             Step::BImplicit(p) => p.bytes(),
-            Step::SPos(p) => p.bytes(),
-            Step::SLanes(p) => p.bytes(),
+            Step::SPos(p) | Step::BPos(p) => p.bytes(),
+            Step::SLanes(p) | Step::BLanes(p) => p.bytes(),
             Step::Wino(p) | Step::BWino(p) => p.bytes(),
             Step::QConvTranspose(p) | Step::QLinear(p) => p.bytes(),
             Step::SConvT(p) => p.bytes(),
@@ -293,7 +304,15 @@ pub fn bf16_on_fma(kernels: &Kernels, c: &Conv2d, pixels: usize) -> Option<Step>
 
 /// The [`Step::BFma`] of a bf16 conv: its weights rounded to bf16 and packed for the FP32 kernel.
 fn bf16_fma(kernels: &Kernels, c: &Conv2d) -> Option<Step> {
-    let (bk, sk) = (kernels.conv_bf16?, kernels.sgemm?);
+    let sk = kernels.sgemm?;
+    Some(Step::BFma(sconv::pack(sk, &bf16_rounded(kernels, c)?)))
+}
+
+/// Conv `c` with its weights rounded to bf16 (bias and the rest as they are), for the FP32
+/// kernels to run in bf16 ([`Step::BFma`], [`Step::BLanes`], [`Step::BPos`]); `None` without a
+/// bf16 kernel, or for an INT8 conv.
+pub fn bf16_rounded(kernels: &Kernels, c: &Conv2d) -> Option<Conv2d> {
+    let bk = kernels.conv_bf16?;
     if c.precision.int8().is_some() {
         return None;
     }
@@ -302,7 +321,7 @@ fn bf16_fma(kernels: &Kernels, c: &Conv2d) -> Option<Step> {
     let mut r = vec![0f32; w.len()];
     bk.round_slice(&w, &mut r);
     rounded.weight = crate::tensor::Tensor::new(c.weight.shape().to_vec(), r).ok()?;
-    Some(Step::BFma(sconv::pack(sk, &rounded)))
+    Some(rounded)
 }
 
 /// The direct (not Winograd) step of a conv run in bf16 with output maps `map` (when known):
