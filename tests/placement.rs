@@ -3,7 +3,7 @@
 //! the output lines they are about to write (f32 convs split by channels or 1×1, INT8 convs).
 //! They change where memory is touched, never a value: every output here is bit-identical to
 //! the plan of cores that share a cache. Its own test binary, because `placement::force`
-//! holds for the whole process.
+//! holds for the whole process (and its tests take turns: [`FORCE`]).
 
 use kestrel::cpu::placement;
 use kestrel::models::init::synthetic_images;
@@ -11,12 +11,16 @@ use kestrel::models::*;
 use kestrel::quant::{quantize, Mode, QuantizeOptions};
 use kestrel::{Options, Session, Tensor};
 
+/// Held by each test while it forces the placement.
+static FORCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bits(outs: &[Tensor]) -> Vec<Vec<u32>> {
     outs.iter().map(|t| t.data().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 #[test]
 fn far_plans_give_the_same_bits_as_near_ones() {
+    let _turn = FORCE.lock().unwrap_or_else(|e| e.into_inner());
     // 256² ResNet-18 maps at width 32: a batch of 8 runs in slices together (more than
     // BATCH_BYTES of activations), four images a worker apart; its 16² and 8² stages split f32 convs by
     // output channels, its 1×1 downsamples run in place.
@@ -70,4 +74,25 @@ fn far_plans_give_the_same_bits_as_near_ones() {
     assert_eq!(session.per_worker(&[small.input_shape(2).unwrap()]), None);
     assert_eq!(session.per_worker(&[small.input_shape(256).unwrap()]), Some(128));
     placement::force(None);
+}
+
+/// A small call apart (under `Apart::MAX_MACS` multiply-adds, over `CALL_PAR_MIN_MACS`) runs on
+/// one worker or two by their times: the same bits either way, call after call, as together.
+#[test]
+fn small_calls_apart_give_the_same_bits_on_one_worker_or_two() {
+    let _turn = FORCE.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 16, image_size: 64, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 5 }).unwrap();
+    let q = quantize(&g, &QuantizeOptions { mode: Mode::Static, ..Default::default() }, &[synthetic_images(1, 3, 64, 64, 9)], &mut |_, _| {}).unwrap();
+    for (name, graph) in [("f32", g), ("int8-static", q)] {
+        let session = Session::new(graph.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
+        let x = Tensor::randn(graph.input_shape(1).unwrap(), 1.0, 41);
+        placement::force(Some(false));
+        let near = bits(&session.run(std::slice::from_ref(&x)).unwrap());
+        placement::force(Some(true));
+        for call in 0..40 {
+            assert_eq!(bits(&session.run(std::slice::from_ref(&x)).unwrap()), near, "{name}: call {call} apart");
+        }
+        placement::force(None);
+    }
 }

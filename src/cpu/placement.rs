@@ -14,7 +14,10 @@
 //! - f32 conv workers evicting the output lines they are about to write (`cpu::sconv`, parts
 //!   split by output channels and 1×1 convs): ResNet-50 f32 0.96–0.98 apart (taken together
 //!   too, in the seventeenth session: 1.008–1.016);
-//! - INT8 conv workers doing the same (`cpu::qconv`): ResNet-50 INT8 0.98 apart.
+//! - INT8 conv workers doing the same (`cpu::qconv`): ResNet-50 INT8 0.98 apart;
+//! - small calls of one image on one worker where their plan's calls ran faster that way
+//!   (`exec::session`'s `Apart`): the trained blobs-unet on 64² inputs 0.72 of the time of two
+//!   workers apart.
 //!
 //! None of them changes a value, only the order memory is touched in.
 //!
@@ -124,6 +127,18 @@ pub fn split_batches(workers: usize) -> bool {
         Some(f) => f,
         None => workers == 2 && VERDICT.load(Ordering::Relaxed) == 2,
     }
+}
+
+/// Whether the next call of two spinning workers would probe the placement ([`observe`]): never
+/// probed yet, or [`EVERY`] since the last probe. A caller that may run a call on one worker
+/// (which cannot probe) runs that one on two.
+pub fn probe_due() -> bool {
+    if forced().is_some() {
+        return false;
+    }
+    let last = LAST_US.load(Ordering::Relaxed);
+    let now = origin().elapsed().as_micros() as u64;
+    last == 0 || now.saturating_sub(last) >= EVERY.as_micros() as u64
 }
 
 /// 0: not read yet; 1: measured; 2: near; 3: far.

@@ -30,6 +30,8 @@ pub struct Plan {
     /// [`CALL_PAR_MIN_MACS`] multiply-adds in all ([`crate::graph::Graph::macs`]'s count).
     /// Below it, one call's parallel layers are too few to pay for waking the other workers.
     pub parallel: bool,
+    /// Multiply-adds per call ([`crate::graph::Graph::macs`]'s count).
+    pub macs: u64,
     /// Per node: whether its output takes the slot of its residual (input 1), which it
     /// reads in place (`in_place_residual`).
     pub in_place: Vec<bool>,
@@ -127,8 +129,9 @@ impl Plan {
         }
         let need = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)).and_then(|s| s.checked_add(scratch.checked_mul(4)?)).and_then(|s| s.checked_add(transient));
         within_limit(input_shapes, need)?;
-        let parallel = g.macs_at(&shapes) >= CALL_PAR_MIN_MACS;
-        Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch, cropped, parallel, in_place })
+        let macs = g.macs_at(&shapes);
+        let parallel = macs >= CALL_PAR_MIN_MACS;
+        Ok(Plan { shapes, slot_of, slot_bytes: sizes, scratch_f32: scratch, cropped, parallel, macs, in_place })
     }
 
     /// The node and step that run as node `k` of `p` under this plan.

@@ -47,6 +47,72 @@ use crate::tensor::Tensor;
 #[derive(Debug)]
 struct Planned {
     plan: Plan,
+    /// Calls with the two workers apart: one worker or two, chosen by their times ([`Apart`]).
+    apart: Apart,
+}
+
+impl Planned {
+    fn new(plan: Plan) -> Planned {
+        Planned { plan, apart: Apart::default() }
+    }
+}
+
+/// How calls of one plan run while the session's two workers share no cache
+/// ([`crate::cpu::placement::far`]): on both workers, or on the calling thread alone, whichever
+/// took less time in the plan's recent calls of each kind. Apart, each parallel layer reads
+/// what the other core wrote at a third of the speed of one cache, and on small inputs with
+/// many narrow layers that costs more than the second worker saves: on the 2-vCPU Zen 4 guest
+/// (its vCPUs on two CCDs, batch 1, p50 of 60 calls) the trained blobs-unet on 64² to 96²
+/// inputs (37–83 M multiply-adds) took 1.36–1.39× the time of one thread on two, and
+/// shapes-resnet18 on 64² to 128² inputs 1.19–1.40×, while ResNet-18 on 32² inputs (38 M,
+/// most of them in wide layers on tiny maps) took 0.87×. Which side of the line a plan falls on
+/// is measured rather than guessed: each kind is timed, a moving average of each is kept, and
+/// every [`Apart::EXPLORE`]th call runs the slower kind again in case it has changed (every
+/// fourth of that where it took over 1.5× the time). Plans of up to [`Apart::MAX_MACS`] only: on
+/// larger ones two workers win apart too (ResNet-50: 39 against 66 ms), and a call on one
+/// worker now and then would cost more than it could find.
+#[derive(Debug, Default)]
+struct Apart {
+    /// Moving averages of the call time in ns: `[one worker, two]` (0: not timed yet).
+    ns: [std::sync::atomic::AtomicU64; 2],
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Apart {
+    /// Every this many calls apart, the kind not chosen runs once.
+    const EXPLORE: u64 = 16;
+    /// Multiply-adds per call up to which a plan's calls apart choose.
+    const MAX_MACS: u64 = 256 << 20;
+
+    /// How many workers this call takes (1 or 2) apart.
+    fn workers(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.calls.fetch_add(1, Relaxed);
+        let [one, two] = [self.ns[0].load(Relaxed), self.ns[1].load(Relaxed)];
+        let best = match (one, two) {
+            (0, _) => 1,
+            (_, 0) => 2,
+            _ if one <= two => 1,
+            _ => 2,
+        };
+        let every = if 2 * one.max(two) > 3 * one.min(two) { 4 * Self::EXPLORE } else { Self::EXPLORE };
+        if n % every == every - 1 { 3 - best } else { best }
+    }
+
+    /// Counts a call of `workers` workers that took `ns` into its kind's average.
+    fn record(&self, workers: usize, ns: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slot = &self.ns[usize::from(workers == 2)];
+        let old = slot.load(Relaxed);
+        // Down by half the difference, up by a quarter: a slow call (a first one growing its
+        // buffers, a preempted one) weighs less than a fast one.
+        let avg = match old {
+            0 => ns,
+            _ if ns < old => (old + ns) / 2,
+            _ => (3 * old + ns) / 4,
+        };
+        slot.store(avg.max(1), Relaxed);
+    }
 }
 
 /// The nodes of a batch that run whole after its slices ([`Session::run_split`]): from node
@@ -132,7 +198,7 @@ impl Session {
         }
         let plan = Plan::new(&self.prepared, &key, self.threads)?;
         let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
-        Ok(Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(Planned { plan }))))
+        Ok(Arc::clone(plans.entry(key).or_insert_with(|| Arc::new(Planned::new(plan)))))
     }
 
     /// Each node's kernel and instruction path at these input shapes, for per-layer reports
@@ -346,11 +412,21 @@ impl Session {
             return execute(&self.prepared, &planned.plan, bufs, feed, nodes, wanted, 1, node_seconds);
         }
         let threads = if planned.plan.parallel { self.threads } else { 1 };
-        self.in_pool(|| {
+        // Two workers apart: one or two by their times ([`Apart`]); not while profiling (whose
+        // calls keep the plan of workers sharing each layer), nor when the placement is due to
+        // be probed again (which takes two).
+        let apart = threads == 2 && planned.plan.macs <= Apart::MAX_MACS && node_seconds.is_none() && crate::cpu::placement::far(2) && !crate::cpu::placement::probe_due();
+        let threads = if apart { planned.apart.workers() } else { threads };
+        let start = std::time::Instant::now();
+        let out = self.in_pool(|| {
             let awake = Spinner::start(threads);
             crate::cpu::placement::observe(threads, awake.is_some());
             execute(&self.prepared, &planned.plan, bufs, feed, nodes, wanted, threads, node_seconds)
-        })?
+        })?;
+        if apart {
+            planned.apart.record(threads, u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+        out
     }
 
     /// The tail of a batch of these input shapes that runs whole after its slices
@@ -364,7 +440,7 @@ impl Session {
         let split = shape::infer(&self.prepared.graph, shapes).ok().and_then(|all| split_point(&self.prepared, &all));
         let tail = split.and_then(|(from, value)| {
             let plan = Plan::new_from(&self.prepared, shapes, self.threads, Some((from, value))).ok()?;
-            Some(Arc::new(Tail { from, value, planned: Planned { plan } }))
+            Some(Arc::new(Tail { from, value, planned: Planned::new(plan) }))
         });
         let mut tails = self.tails.write().unwrap_or_else(|e| e.into_inner());
         Ok(tails.entry(shapes.to_vec()).or_insert(tail).clone())
@@ -804,3 +880,36 @@ pub(crate) fn run_node_step(kernels: &Kernels, n: &Node, step: &Step, values: &[
     node::run(kernels, n, step, &refs, ValueMut::F32(&mut out), &os, Ranges::default(), &mut super::plan::Scratch::default(), threads)?;
     Tensor::new(os, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Apart;
+
+    /// Calls apart try one worker, then two, then take the faster, look at the other every
+    /// `EXPLORE`th call (every fourth of that once it is 1.5× slower), and follow a change.
+    #[test]
+    fn calls_apart_take_the_faster_kind_and_look_again() {
+        let a = Apart::default();
+        assert_eq!(a.workers(), 1);
+        a.record(1, 800);
+        assert_eq!(a.workers(), 2);
+        a.record(2, 1200);
+        let mut run = |calls: u64, one: u64, two: u64| {
+            let mut took = [0u64; 2];
+            for _ in 0..calls {
+                let w = a.workers();
+                took[w - 1] += 1;
+                a.record(w, if w == 1 { one } else { two });
+            }
+            took
+        };
+        // Two at 1.25× one: looked at every 16th call.
+        assert_eq!(run(2 * Apart::EXPLORE, 800, 1000), [2 * Apart::EXPLORE - 2, 2]);
+        // Two becomes faster: the next look pulls its average below one's, and it takes over.
+        let took = run(4 * Apart::EXPLORE, 800, 500);
+        assert!(took[1] >= 3 * Apart::EXPLORE, "{took:?}");
+        // One now 1.6× two: looked at every 64th call only.
+        assert_eq!(run(8 * Apart::EXPLORE, 800, 500)[0], 2);
+    }
+}
+
