@@ -217,9 +217,10 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     // A bf16 conv where the FP32 plan takes a small-map path (by position, channel lanes; not
     // the K chunks of long-K convs) and not Winograd, unless the bf16 channel lanes take it
     // (ResNet-18's 3 × 3 stride-2 conv onto 7 × 7: the model took 1.06× the time on the FP32
-    // lanes): that path on operands rounded to bf16. The bf16 kernels' 16-pixel vectors are mostly empty
-    // there, and bf16 Winograd computed every tap of 1 × 1 and 2 × 2 maps (shapes-resnet18 at
-    // batch 64, Zen 4, 2 threads: its 1 × 1 maps' 3 × 3 convs took 38× the FP32 conv's time).
+    // lanes): that path on operands rounded to bf16. The bf16 kernels' 16-pixel vectors are
+    // mostly empty there, and bf16 Winograd computed every tap of 1 × 1 and 2 × 2 maps
+    // (shapes-resnet18 at batch 64, Zen 4, 2 threads: its 1 × 1 maps' 3 × 3 convs took 38×
+    // the FP32 conv's time).
     if let (Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_), Some(k)) = (step, p.kernels.sgemm) {
         let f32_wino = p.kernels.winograd && wino::pays(c) && wino::runs_at(false, o4) && wino::pays_on(k, c, [os[2], os[3]]);
         let rounded = if f32_wino || amx::channel_lanes_pay(c, [os[2], os[3]]) { None } else { prepare::bf16_rounded(&p.kernels, small.as_ref().unwrap_or(c)) };

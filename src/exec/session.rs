@@ -62,7 +62,7 @@ impl Planned {
 /// took less time in the plan's recent calls of each kind. Apart, each parallel layer reads
 /// what the other core wrote at a third of the speed of one cache, and on small inputs with
 /// many narrow layers that costs more than the second worker saves: on the 2-vCPU Zen 4 guest
-/// (its vCPUs on two CCDs, batch 1, p50 of 60 calls) the trained blobs-unet on 64² to 96²
+/// (its vCPUs on two CCDs, batch 1, p50 of 60–400 calls) the trained blobs-unet on 64² to 96²
 /// inputs (37–83 M multiply-adds) took 1.36–1.39× the time of one thread on two, and
 /// shapes-resnet18 on 64² to 128² inputs 1.19–1.40×, while ResNet-18 on 32² inputs (38 M,
 /// most of them in wide layers on tiny maps) took 0.87×. Which side of the line a plan falls on
@@ -95,7 +95,7 @@ impl Apart {
             _ if one <= two => 1,
             _ => 2,
         };
-        let every = if 2 * one.max(two) > 3 * one.min(two) { 4 * Self::EXPLORE } else { Self::EXPLORE };
+        let every = if one.max(two).saturating_mul(2) > one.min(two).saturating_mul(3) { 4 * Self::EXPLORE } else { Self::EXPLORE };
         if n % every == every - 1 { 3 - best } else { best }
     }
 
@@ -894,7 +894,7 @@ mod tests {
         a.record(1, 800);
         assert_eq!(a.workers(), 2);
         a.record(2, 1200);
-        let mut run = |calls: u64, one: u64, two: u64| {
+        let run = |calls: u64, one: u64, two: u64| {
             let mut took = [0u64; 2];
             for _ in 0..calls {
                 let w = a.workers();
