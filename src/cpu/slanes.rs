@@ -97,8 +97,8 @@ pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool 
     let one_by_one = c.kernel() == [1, 1];
     let pointwise = one_by_one && c.stride == [1, 1] && c.pads == [0; 4];
     let wide = kernel.geometry().lanes > 8;
-    let small_maps = os[2] <= 16
-        && os[3] <= 16
+    let small_maps = os[2] <= MAX_SIDE
+        && os[3] <= MAX_SIDE
         && if wide { npix <= 64 || cout_g <= LANES } else { (xs[0] > 1 || cout_g <= 64) && (npix <= 64 || cout_g <= 2 * LANES) };
     kernel.runs_lanes()
         && cout_g >= 8
@@ -108,6 +108,10 @@ pub fn pays(kernel: Kernel, c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> bool 
         && (!one_by_one || npix == 1 || (kdim <= MAX_K_1X1 && !pointwise))
         && (1..=2).contains(&c.stride[1])
 }
+
+/// Output rows and columns up to which a conv runs here (see [`pays`]); `cpu::spos` takes
+/// smaller maps still.
+pub const MAX_SIDE: usize = 16;
 
 /// K up to which a slice's weights (`K · 64` bytes) stay in L2 across a worker's tiles:
 /// ResNet-18's 3×3 stride-2 conv of 256 channels (K = 2304) at 14² → 7², batch 8, ran 0.83 of

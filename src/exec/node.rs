@@ -40,6 +40,14 @@ fn mistyped(n: &Node, what: &str) -> Error {
     Error::Internal(format!("node '{}' ({}): {what} has the wrong storage type", n.name.escape_debug(), n.op.kind()))
 }
 
+/// `x` rounded to bf16 into `buf` (the FP32 kernels' input in a bf16 session:
+/// [`Step::BFma`], [`Step::BLanes`], [`Step::BPos`]).
+fn rounded_input<'a>(round: crate::cpu::bgemm::Kernel, x: &[f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    buf.resize(x.len(), 0.0);
+    round.round_slice(x, buf);
+    buf
+}
+
 /// Runs `n` as `step` on `ins` (values with their shapes) into `out` of shape `os`. `range`
 /// is the input's recorded `(min, max)` and whether to record the output's; returns the
 /// recorded range.
@@ -158,9 +166,7 @@ pub(crate) fn run(
                         sconv::conv2d_rounded(kernel, round, c, packed, x, xs, residual, out, os, &mut scratch.f32, threads);
                         return Ok(None);
                     }
-                    let rounded = &mut scratch.bf16_in;
-                    rounded.resize(x.len(), 0.0);
-                    round.round_slice(x, rounded);
+                    let rounded = rounded_input(round, x, &mut scratch.bf16_in);
                     if onto {
                         sconv::conv2d_onto(kernel, c, packed, rounded, xs, out, os, &mut scratch.f32, threads);
                     } else {
@@ -169,9 +175,7 @@ pub(crate) fn run(
                 }
                 Step::BLanes(_) | Step::BPos(_) => {
                     let (Some(kernel), Some(round)) = (kernels.sgemm, kernels.conv_bf16) else { return Err(mistyped(n, "the bf16-rounded f32 weights")) };
-                    let rounded = &mut scratch.bf16_in;
-                    rounded.resize(x.len(), 0.0);
-                    round.round_slice(x, rounded);
+                    let rounded = rounded_input(round, x, &mut scratch.bf16_in);
                     match step {
                         Step::BLanes(lc) if onto => slanes::conv2d_onto(kernel, c, lc, rounded, xs, out, os, &mut scratch.f32, threads),
                         Step::BLanes(lc) => slanes::conv2d(kernel, c, lc, rounded, xs, residual, out, os, &mut scratch.f32, threads),

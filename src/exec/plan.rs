@@ -223,7 +223,10 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     // the FP32 conv's time).
     if let (Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_), Some(k)) = (step, p.kernels.sgemm) {
         let f32_wino = p.kernels.winograd && wino::pays(c) && wino::runs_at(false, o4) && wino::pays_on(k, c, [os[2], os[3]]);
-        let rounded = if f32_wino || amx::channel_lanes_pay(c, [os[2], os[3]]) { None } else { prepare::bf16_rounded(&p.kernels, small.as_ref().unwrap_or(c)) };
+        // Both paths take maps of at most `slanes::MAX_SIDE` a side: the weights are rounded
+        // only where one may.
+        let small_map = os[2] <= slanes::MAX_SIDE && os[3] <= slanes::MAX_SIDE && !sconv::is_narrow(o4);
+        let rounded = if !small_map || f32_wino || amx::channel_lanes_pay(c, [os[2], os[3]]) { None } else { prepare::bf16_rounded(&p.kernels, small.as_ref().unwrap_or(c)) };
         match rounded.and_then(|r| f32_small_step(k, &r, x4, o4, false)) {
             Some(Step::SPos(pc)) => return Ok(Some((cropped(&small), Step::BPos(pc)))),
             Some(Step::SLanes(lc)) => return Ok(Some((cropped(&small), Step::BLanes(lc)))),
@@ -249,13 +252,13 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
     }
     if matches!(*step, Step::BConv(_) | Step::BWino(_) | Step::BImplicit(_)) {
         if let Some(step) = prepare::bf16_on_fma(&p.kernels, small.as_ref().unwrap_or(c), os[2] * os[3]) {
-            return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
+            return Ok(Some((cropped(&small), step)));
         }
     }
     if matches!(*step, Step::BWino(_)) {
         let conv = small.as_ref().unwrap_or(c);
         let step = prepare::bf16_direct(&p.kernels, conv, Some([os[2], os[3]]));
-        return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
+        return Ok(Some((cropped(&small), step)));
     }
     // Small FP32 maps: by position, or in channel lanes.
     if let (Step::SConv(_) | Step::Wino(_), Some(k)) = (step, p.kernels.sgemm) {
@@ -265,7 +268,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
         }
         if on_wino {
             let step = Step::SConv(sconv::pack(k, conv));
-            return Ok(Some((small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() }), step)));
+            return Ok(Some((cropped(&small), step)));
         }
     }
     // An INT8 conv packed for AMX tiles whose output map is smaller than one tile block runs
@@ -276,7 +279,7 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
         _ if small.is_none() => return Ok(unchanged()),
         _ => p.kernels,
     };
-    let node = small.map_or_else(|| n.clone(), |s| Node { op: Op::Conv(s), ..n.clone() });
+    let node = cropped(&small);
     let step = prepare::step(&kernels, &node)?;
     Ok(Some((node, step)))
 }

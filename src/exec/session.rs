@@ -417,13 +417,13 @@ impl Session {
         // be probed again (which takes two).
         let apart = threads == 2 && planned.plan.macs <= Apart::MAX_MACS && node_seconds.is_none() && crate::cpu::placement::far(2) && !crate::cpu::placement::probe_due();
         let threads = if apart { planned.apart.workers() } else { threads };
-        let start = std::time::Instant::now();
+        let start = apart.then(std::time::Instant::now);
         let out = self.in_pool(|| {
             let awake = Spinner::start(threads);
             crate::cpu::placement::observe(threads, awake.is_some());
             execute(&self.prepared, &planned.plan, bufs, feed, nodes, wanted, threads, node_seconds)
         })?;
-        if apart {
+        if let Some(start) = start {
             planned.apart.record(threads, u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
         }
         out
