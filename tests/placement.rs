@@ -1,6 +1,7 @@
 //! The plans kestrel takes while its two workers share no cache (`cpu::placement`): a batch
 //! split between the workers, each running its samples on its own, and workers that evict
-//! the output lines they are about to write (f32 convs split by channels or 1×1, INT8 convs).
+//! the output lines they are about to write (f32 convs split by channels or 1×1, INT8 convs,
+//! bf16 convs, Winograd outputs, the max pool).
 //! They change where memory is touched, never a value: every output here is bit-identical to
 //! the plan of cores that share a cache. Its own test binary, because `placement::force`
 //! holds for the whole process (and its tests take turns: [`FORCE`]).
@@ -92,6 +93,40 @@ fn small_calls_apart_give_the_same_bits_on_one_worker_or_two() {
         placement::force(Some(true));
         for call in 0..40 {
             assert_eq!(bits(&session.run(std::slice::from_ref(&x)).unwrap()), near, "{name}: call {call} apart");
+        }
+        placement::force(None);
+    }
+}
+
+/// bf16 sessions apart: the `vdpbf16ps` convs (pointwise and over planes, in place or not, in
+/// channel lanes), bf16 and f32 Winograd and the max pool evict their output lines first, and
+/// the pointwise parts are claimed from both ends together or apart: the same bits as
+/// together, on one image and on a batch of three.
+#[test]
+fn bf16_plans_apart_give_the_same_bits_as_together() {
+    if kestrel::cpu::bgemm::Bf16Token::new().is_none() {
+        println!("skipped: no AVX512_BF16 on this CPU");
+        return;
+    }
+    let _turn = FORCE.lock().unwrap_or_else(|e| e.into_inner());
+    // A half-width ResNet-50 at 224²: 1×1 convs at 56² and 28² split by pixels, 3×3 ones by
+    // Winograd at 28² and 14² (128 channels), the 7² maps' wide convs in channel lanes.
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 50, num_classes: 10, base_width: 32, image_size: 224, ..Default::default() });
+    let g = cfg.build(&mut SeededWeights { seed: 8 }).unwrap();
+    let session = Session::new(g.clone(), &Options { threads: 2, optimize: true, bf16: true, ..Default::default() }).unwrap();
+    if kestrel::cpu::amx::AmxToken::new().is_none() {
+        let labels = session.kernel_labels(&[g.input_shape(1).unwrap()]).unwrap();
+        for kernel in ["bf16 conv avx512bf16 8x48 planes", "bf16 conv Winograd F(2x2,3x3) avx512bf16", "bf16 conv avx512bf16 6x64 channel lanes"] {
+            assert!(labels.iter().any(|l| l.starts_with(kernel)), "no '{kernel}' in {labels:?}");
+        }
+    }
+    for n in [1, 3] {
+        let x = Tensor::randn(g.input_shape(n).unwrap(), 1.0, 50 + n as u64);
+        placement::force(Some(false));
+        let near = bits(&session.run(std::slice::from_ref(&x)).unwrap());
+        placement::force(Some(true));
+        for call in 0..3 {
+            assert_eq!(bits(&session.run(std::slice::from_ref(&x)).unwrap()), near, "batch {n}: call {call} apart");
         }
         placement::force(None);
     }

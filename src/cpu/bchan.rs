@@ -70,6 +70,9 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
     let scatter = (16 * npix) < i32::MAX as usize;
     let dst = OutPtr(out.as_mut_ptr());
     let res = amx::residual_at(residual, dst);
+    // Workers on cores that share no cache drop the output lines of each unit before they
+    // write them (as `bdot` does), not where the residual is the output itself.
+    let evicting = threads > 1 && !matches!(residual, Some(None)) && crate::cpu::placement::far(threads);
     par_for(parts, |part| {
         let dst = &dst;
         let residual = res.map(|r| r.0 as *const f32);
@@ -100,6 +103,15 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
             };
             let rows = (cout - pn * LANES).min(LANES);
             let row0 = b * cout + pn * LANES;
+            if evicting {
+                let (p0, p1) = (t0 * PX, (t1 * PX).min(npix));
+                for row in row0..row0 + rows {
+                    // SAFETY: pixels p0..p1 ≤ npix of an output row (`out` holds n·cout rows
+                    // of npix, checked by the caller); evicting reads no element and changes
+                    // no memory.
+                    crate::cpu::evict::evict(unsafe { std::slice::from_raw_parts(dst.0.add(row * npix + p0) as *const f32, p1.saturating_sub(p0)) });
+                }
+            }
             let bias = bias.map(|bs| &bs[pn * LANES..pn * LANES + rows]);
             match k {
                 #[cfg(target_arch = "x86_64")]

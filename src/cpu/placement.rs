@@ -15,6 +15,9 @@
 //!   split by output channels and 1×1 convs): ResNet-50 f32 0.96–0.98 apart (taken together
 //!   too, in the seventeenth session: 1.008–1.016);
 //! - INT8 conv workers doing the same (`cpu::qconv`): ResNet-50 INT8 0.98 apart;
+//! - bf16 conv workers (`cpu::bdot`, `cpu::bchan`), the Winograd output (`cpu::wino`, f32 and
+//!   bf16) and the max pool (`cpu::pool`) doing the same: ResNet-50 bf16 0.95–0.96 apart, f32
+//!   0.99 (the twenty-eighth session);
 //! - small calls of one image on one worker where their plan's calls ran faster that way
 //!   (`exec::session`'s `Apart`): the trained blobs-unet on 64² inputs 0.72 of the time of two
 //!   workers apart.
