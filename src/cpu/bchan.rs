@@ -105,12 +105,9 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
             let row0 = b * cout + pn * LANES;
             if evicting {
                 let (p0, p1) = (t0 * PX, (t1 * PX).min(npix));
-                for row in row0..row0 + rows {
-                    // SAFETY: pixels p0..p1 ≤ npix of an output row (`out` holds n·cout rows
-                    // of npix, checked by the caller); evicting reads no element and changes
-                    // no memory.
-                    crate::cpu::evict::evict(unsafe { std::slice::from_raw_parts(dst.0.add(row * npix + p0) as *const f32, p1.saturating_sub(p0)) });
-                }
+                // SAFETY: pixels p0..p1 ≤ npix of output rows row0..row0 + rows (`out` holds
+                // n·cout rows of npix, checked by the caller).
+                unsafe { crate::cpu::evict::evict_rows(dst.0.add(row0 * npix + p0) as *const f32, rows, npix, p1.saturating_sub(p0)) };
             }
             let bias = bias.map(|bs| &bs[pn * LANES..pn * LANES + rows]);
             match k {

@@ -229,13 +229,9 @@ fn evict_part(dst: &OutPtr<f32>, g: Geo, [u0, u1]: [usize; 2], [nblk, nvec]: [us
         let last = u1.min((b + 1) * nblk);
         let (p0, p1) = (real(16 * ((u % nblk) * nvec / nblk)), real((16 * ((last - b * nblk) * nvec / nblk)).min(g.nvirt)));
         if p0 < p1 {
-            for row in b * cout + r0..b * cout + r1 {
-                // SAFETY: pixels `p0..p1 ≤ npix` of row `row` of the output, which holds `n ·
-                // cout` rows of `npix` elements (checked by the caller); evicting reads no
-                // element and changes no memory.
-                let run = unsafe { std::slice::from_raw_parts(dst.0.add(row * npix + p0) as *const f32, p1 - p0) };
-                crate::cpu::evict::evict(run);
-            }
+            // SAFETY: pixels `p0..p1 ≤ npix` of rows `b·cout + r0 .. b·cout + r1` of the
+            // output, which holds `n · cout` rows of `npix` elements (checked by the caller).
+            unsafe { crate::cpu::evict::evict_rows(dst.0.add((b * cout + r0) * npix + p0) as *const f32, r1 - r0, npix, p1 - p0) };
         }
         u = last;
     }

@@ -55,6 +55,19 @@ pub fn evict<T>(data: &[T]) {
     let _ = data;
 }
 
+/// [`evict`] of `rows` runs of `len` elements, `stride` elements apart, the first at `first`:
+/// a part's pixels in each of its output rows.
+///
+/// # Safety
+/// Every run `first + r·stride .. + len` (`r < rows`) lies inside one live allocation.
+pub unsafe fn evict_rows<T>(first: *const T, rows: usize, stride: usize, len: usize) {
+    for r in 0..rows {
+        // SAFETY: run r lies inside a live allocation (the caller's contract); evicting reads
+        // no element and changes no memory.
+        evict(unsafe { std::slice::from_raw_parts(first.add(r * stride), len) });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::evict;

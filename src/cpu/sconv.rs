@@ -511,11 +511,8 @@ fn evict_part(dst: OutPtr<f32>, layout: &Layout, [cout, cout_g, npix, mr, lanes]
         let planes = unsafe { std::slice::from_raw_parts(dst.0.add(row0 * npix) as *const f32, (end - first) * npix) };
         crate::cpu::evict::evict(planes);
     } else if layout.cols == Cols::Image {
-        for row in row0..row0 + (end - first) {
-            // SAFETY: pixels `c0..c1` of one of those planes, as above.
-            let run = unsafe { std::slice::from_raw_parts(dst.0.add(row * npix + c0) as *const f32, c1 - c0) };
-            crate::cpu::evict::evict(run);
-        }
+        // SAFETY: pixels `c0..c1` of each of those planes, as above.
+        unsafe { crate::cpu::evict::evict_rows(dst.0.add(row0 * npix + c0) as *const f32, end - first, npix, c1 - c0) };
     }
 }
 

@@ -836,12 +836,10 @@ fn run_part(ex: Exec, c: &Conv2d, packed: &Packed, img: Batch, residual: Option<
         for oc in p0 * geo.mr..(p1 * geo.mr).min(cout) {
             for &(b, ty, tx0, tx1, _) in &segments {
                 let (ox0, ox1) = (mt * tx0, (mt * tx1).min(img.ow));
-                for oy in (mt * ty..mt * ty + mt).filter(|&oy| oy < img.oh) {
-                    let at = ((b * cout + oc) * img.oh + oy) * img.ow + ox0;
-                    // SAFETY: as for the stores below: inside `out`; evicting reads no element
-                    // and changes no memory.
-                    super::evict::evict(unsafe { std::slice::from_raw_parts(out.0.add(at) as *const f32, ox1 - ox0) });
-                }
+                let at = ((b * cout + oc) * img.oh + mt * ty) * img.ow + ox0;
+                // SAFETY: as for the stores below: output rows mt·ty .. < OH of channel oc of
+                // image b, columns ox0..ox1 ≤ OW, inside `out`.
+                unsafe { super::evict::evict_rows(out.0.add(at) as *const f32, mt.min(img.oh.saturating_sub(mt * ty)), img.ow, ox1 - ox0) };
             }
         }
     }
