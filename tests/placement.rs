@@ -19,6 +19,18 @@ fn bits(outs: &[Tensor]) -> Vec<Vec<u32>> {
     outs.iter().map(|t| t.data().iter().map(|v| v.to_bits()).collect()).collect()
 }
 
+/// Runs `x` once together, then `calls` times apart, each apart call bit for bit the
+/// together one (`what` names the case), and gives the placement back to the probe.
+fn same_bits_apart(session: &Session, x: &Tensor, calls: usize, what: &str) {
+    placement::force(Some(false));
+    let near = bits(&session.run(std::slice::from_ref(x)).unwrap());
+    placement::force(Some(true));
+    for call in 0..calls {
+        assert_eq!(bits(&session.run(std::slice::from_ref(x)).unwrap()), near, "{what}: call {call} apart");
+    }
+    placement::force(None);
+}
+
 #[test]
 fn far_plans_give_the_same_bits_as_near_ones() {
     let _turn = FORCE.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,13 +100,7 @@ fn small_calls_apart_give_the_same_bits_on_one_worker_or_two() {
     for (name, graph) in [("f32", g), ("int8-static", q)] {
         let session = Session::new(graph.clone(), &Options { threads: 2, optimize: true, ..Default::default() }).unwrap();
         let x = Tensor::randn(graph.input_shape(1).unwrap(), 1.0, 41);
-        placement::force(Some(false));
-        let near = bits(&session.run(std::slice::from_ref(&x)).unwrap());
-        placement::force(Some(true));
-        for call in 0..40 {
-            assert_eq!(bits(&session.run(std::slice::from_ref(&x)).unwrap()), near, "{name}: call {call} apart");
-        }
-        placement::force(None);
+        same_bits_apart(&session, &x, 40, name);
     }
 }
 
@@ -122,12 +128,6 @@ fn bf16_plans_apart_give_the_same_bits_as_together() {
     }
     for n in [1, 3] {
         let x = Tensor::randn(g.input_shape(n).unwrap(), 1.0, 50 + n as u64);
-        placement::force(Some(false));
-        let near = bits(&session.run(std::slice::from_ref(&x)).unwrap());
-        placement::force(Some(true));
-        for call in 0..3 {
-            assert_eq!(bits(&session.run(std::slice::from_ref(&x)).unwrap()), near, "batch {n}: call {call} apart");
-        }
-        placement::force(None);
+        same_bits_apart(&session, &x, 3, &format!("batch {n}"));
     }
 }
