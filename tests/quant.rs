@@ -211,6 +211,29 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(2, 32, 40, [14, 13], 1, 2, 0, 1, ActQuant::Static(statics[4]), false, 84);
     check_qconv(3, 32, 24, [5, 5], 3, 1, 1, 1, ActQuant::Static(statics[3]), true, 83);
     check_qconv(3, 20, 17, [2, 2], 1, 1, 0, 1, ActQuant::Static(statics[2]), true, 82);
+    // Maps of at most 4 pixels, one image: GEMV columns only, no panel packed. Strided 1×1
+    // convs gather their columns straight from the input (onto 1 × 1, 2 × 2, and a padded 1×1
+    // onto 3 × 1); 1×1 stride-1 convs from the input planes; 3×3 convs from the quad planes (in
+    // place on a 1 × 1 map, dense on 2 × 2) or, with 6 channels, the plain phase planes. 16
+    // output channels and more with at most 2 columns requantize 16 channels a vector.
+    check_qconv(1, 32, 40, [2, 2], 1, 2, 0, 1, ActQuant::Static(statics[1]), true, 71);
+    check_qconv(1, 48, 24, [3, 4], 1, 2, 0, 1, ActQuant::Dynamic, true, 70);
+    check_qconv(1, 64, 33, [1, 2], 1, 1, 0, 1, ActQuant::Static(statics[3]), true, 69);
+    check_qconv(1, 16, 24, [1, 1], 3, 1, 1, 1, ActQuant::Static(statics[2]), true, 68);
+    check_qconv(1, 20, 32, [2, 2], 3, 1, 1, 1, ActQuant::Static(statics[4]), true, 67);
+    check_qconv(1, 6, 20, [2, 2], 3, 1, 1, 1, ActQuant::Dynamic, false, 66);
+    check_qconv(1, 24, 17, [2, 1], 3, 2, 1, 1, ActQuant::Static(statics[1]), true, 65);
+    // A map split in two pixel chunks whose second is a few GEMV columns: gathered from the
+    // dense offsets (16 channels, 5 × 4), the plain phase planes (6 channels, 3 × 5 out of 19
+    // virtual pixels) and the input planes (a 1×1 conv on 3 × 6).
+    check_qconv(1, 16, 24, [5, 4], 3, 1, 1, 1, ActQuant::Static(statics[1]), true, 61);
+    check_qconv(1, 6, 24, [3, 5], 3, 1, 1, 1, ActQuant::Dynamic, true, 60);
+    check_qconv(1, 24, 20, [3, 6], 1, 1, 0, 1, ActQuant::Static(statics[3]), false, 59);
+    let w = Tensor::new(vec![18, 12, 1, 1], data(18 * 12, 64)).unwrap();
+    let mut c = Conv2d::new(w, 1, 0, 1);
+    (c.pads, c.residual) = ([1, 0, 1, 0], true);
+    c.bias = Some(data(18, 63));
+    check_qconv_with(c, 1, 12, [1, 1], ActQuant::Static(statics[2]), 62);
     // Batches of small maps under 1×1 convs: one GEMM over the batch's pixels (1 × 1 maps of
     // wide layers, a 4 × 4 map, a grouped conv, a dynamic input).
     check_qconv(5, 64, 72, [1, 1], 1, 1, 0, 1, ActQuant::Static(statics[3]), true, 81);

@@ -40,7 +40,11 @@
 //! ([`crate::cpu::qgemm::Kernel::gemv_cols`]), each pixel's K column gathered from the panel
 //! or the quad planes: the same i32 sums as a 16-pixel block at a quarter of its work or
 //! less (one column costs a fifth of a block on VNNI, a ninth on AVX2; ResNet-50's 7² 1×1
-//! convs 1.1–1.2× faster on VNNI).
+//! convs 1.1–1.2× faster on VNNI). A task of GEMV columns only packs no panel, and a map of at
+//! most [`GEMV_TAIL`] pixels builds no planes either: each column is gathered straight from
+//! the u8 input in the weights' K order (`gather_column`), the zero point in the padding. Its
+//! f32 outputs are computed channel by channel within each column, its u8 codes 16 channels a
+//! vector where a call has at most two columns ([`requant_rows`]).
 
 use std::sync::Mutex;
 
@@ -49,7 +53,7 @@ use super::{input_params_with, quantize_par, OutPtr, QIn, QOut, QScratch, Ranges
 use crate::cpu::codec::{dequantize_slice, quantize_slice, Lanes};
 use crate::cpu::epilogue::{dequant_segs, requant_rows, requant_segs, requant_segs_codes, ResCodes, RowRes, Seg, Sums};
 use crate::cpu::kernels::Kernels;
-use crate::cpu::qgemm::{self, panel_index, panel_len, PackedWeights, BLOCK, MR};
+use crate::cpu::qgemm::{self, panel_index, panel_len, quad_group, PackedWeights, BLOCK, MR};
 use crate::cpu::simd::Simd;
 use crate::error::Result;
 use crate::graph::shape::window_out;
@@ -281,12 +285,20 @@ fn conv_on(
     let record = ranges.record_output && out_q.is_none();
     let pw0 = &packed[0];
     let pointwise = as_pointwise;
-    let geo = if pointwise { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
-    // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
-    // no panel is packed.
-    let implicit = !pointwise && pw0.taps > 0;
     // The kernel the weights were packed for (`pack_conv`).
     let kern = kernels.qgemm.for_packing(pw0.packing());
+    // Convs onto maps of at most `GEMV_TAIL` pixels (small models' last stages: 1×1 and 2×2)
+    // are GEMV columns only: each gathered straight from the u8 input (`gather_column`), with
+    // no phase planes and no panel. Same bytes in the columns, so the same sums. One thread,
+    // Zen 4, u8 in and out, before → after: a 1×1 stride-2 downsample of 64 channels onto
+    // 2 × 2 3.0 → 1.4 µs (half of it went to building planes for its 4 columns), 3×3 convs of
+    // 128 channels onto 2 × 2 6.6 → 6.0 µs, stride 2 onto 1 × 1 15–17 → 2.6 µs, of 64
+    // channels from 4 × 4 onto 2 × 2 5.6 → 3.9 µs.
+    let direct = !pointwise && kern.has_gemv() && (1..=GEMV_TAIL).contains(&npix);
+    let geo = if pointwise || direct { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
+    // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
+    // no panel is packed.
+    let implicit = !pointwise && !direct && pw0.taps > 0;
     // Small maps, whose planes' padding columns would be a large share of the GEMM's pixels,
     // pack their panels from the quad planes without those columns instead ([`DENSE_WASTE`]);
     // so do strided convs on AMX. AMX, one conv alone, u8 in and out, 2 threads, the ways
@@ -425,8 +437,11 @@ fn conv_on(
             // for four pixels. Same i32 sums, so the same outputs.
             let tail = cnt.saturating_sub(blocks.saturating_sub(1) * BLOCK);
             let (gemm_blocks, tail) = if kern.has_gemv() && blocks > 0 && tail <= GEMV_TAIL { (blocks - 1, tail) } else { (blocks, 0) };
+            // A task of GEMV columns only (maps of a few pixels) packs no panel: its columns
+            // are gathered below straight from where the panel would have been packed from.
+            let panel_free = gemm_blocks == 0;
             match (&geo, &koff) {
-                _ if in_place => {}
+                _ if in_place || panel_free => {}
                 (_, Some(koff)) if dense => pack_quads_dense(simd, &phases[group_quads(b, gi)..], koff, &at, v0, cnt, pw.kpad, own_panel),
                 (Some(p), Some(koff)) => {
                     let base = b * p.image_len + gi * cin_g * p.plane + v0;
@@ -447,6 +462,36 @@ fn conv_on(
             let src: &[u8] = if in_place { phases } else { panel };
             for (j, col) in cols.chunks_exact_mut(pw.kpad).enumerate() {
                 let q = gemm_blocks * BLOCK + j;
+                if direct {
+                    gather_column(c, pw, xq, [b * cin + gi * cin_g, cin_g], [h, w], [v0 + q, ow], pa.zero_point, col);
+                    continue;
+                }
+                if panel_free && !in_place {
+                    // The bytes the panel's column q would hold: `pack_quads_dense`,
+                    // `pack_taps` and `pack_pointwise` read them from these places.
+                    match (&geo, &koff) {
+                        (_, Some(koff)) if dense => {
+                            let from = group_quads(b, gi) + at[v0 + q] as usize;
+                            for (g, x4) in col.chunks_exact_mut(4).enumerate() {
+                                x4.copy_from_slice(&phases[from + koff[g]..from + koff[g] + 4]);
+                            }
+                        }
+                        (Some(p), Some(koff)) => {
+                            let base = b * p.image_len + gi * cin_g * p.plane + v0 + q;
+                            for (x, &k) in col.iter_mut().zip(&koff[..pw.kpad]) {
+                                *x = phases[base + k];
+                            }
+                        }
+                        _ => {
+                            // Rows past K are zeros, as in the packed panel.
+                            let xg = &xq[(b * cin + gi * cin_g) * h * w..(b * cin + (gi + 1) * cin_g) * h * w];
+                            for (x, row) in col.iter_mut().zip(xg.chunks_exact(h * w)) {
+                                *x = row[v0 + q];
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for (g, x4) in col.chunks_exact_mut(4).enumerate() {
                     let at = match &koff {
                         Some(koff) if in_place => quad_base + koff[g] + 4 * q,
@@ -515,7 +560,7 @@ fn conv_on(
                 };
                 if let (Some(oq), Some((rres, rq)), true) = (out_q, rows_res, matches!(c.act, None | Some(Activation::Relu))) {
                     affines.clear();
-                    affines.extend((c0..c1).map(|co| affine(c, q, pw, co, gi * cout_g + co, pa)));
+                    affines.extend(affines_of(c, q, pw, [c0, c1], gi * cout_g, pa));
                     let at = obase + c0 * npix + first;
                     debug_assert!(at + (c1 - c0 - 1) * npix + region <= out_len);
                     // SAFETY: rows c0..c1 of this task's output: elements [at + r·npix, + region)
@@ -526,6 +571,38 @@ fn conv_on(
                     continue;
                 }
                 debug_assert!(!tiled, "qconv2d: tiles of sums on a path that reads rows");
+                // f32 out, a few columns of many channels (a small model's last conv before
+                // its pooling): channel by channel within each column, without a call (and a
+                // residual dequantized) per channel row. The same arithmetic per element as
+                // `epilogue`: `((acc − corr)·mult + bias) + residual`, then the activation.
+                if out_q.is_none() && !record && region <= GEMV_TAIL && c1 - c0 >= 16 {
+                    affines.clear();
+                    affines.extend(affines_of(c, q, pw, [c0, c1], gi * cout_g, pa));
+                    for sg in &segs {
+                        for j in 0..sg.len {
+                            for (r, &(corr, mult, bias)) in affines.iter().enumerate() {
+                                let at = obase + (c0 + r) * npix + first + sg.out + j;
+                                let mut y = (acc[r * rs + sg.acc + j] - corr) as f32 * mult + bias;
+                                match residual {
+                                    Some(Residual::F32(rv)) => y += rv[at],
+                                    Some(Residual::U8(codes, p)) => y += p.dequantize(codes[at]),
+                                    _ => {}
+                                }
+                                y = match c.act {
+                                    Some(Activation::Relu) => y.max(0.0),
+                                    Some(act) => act.apply(y),
+                                    None => y,
+                                };
+                                debug_assert!(at < out_len);
+                                // SAFETY: element `at` of the f32 output: channel c0 + r of
+                                // image b at one of this task's pixels, inside `out` and this
+                                // task's alone (as for the stores below).
+                                unsafe { *dst_f32.0.add(at) = y };
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for co in c0..c1 {
                     let oc = gi * cout_g + co;
                     let at = obase + co * npix + first;
@@ -631,6 +708,49 @@ fn requant_epilogue(simd: Simd, c: &Conv2d, q: &Int8, pw: &PackedWeights, co: us
 fn affine(c: &Conv2d, q: &Int8, pw: &PackedWeights, co: usize, oc: usize, pa: QParams) -> (i32, f32, f32) {
     let corr = i32::from(pa.zero_point) * pw.row_sums[co];
     (corr, pa.scale * q.weights.scales[oc], c.bias.as_ref().map_or(0.0, |b| b[oc]))
+}
+
+/// The im2col column of output pixel `p` (of maps `ow` wide) in the K order of `pw`, the
+/// weights of one group, from `xq: [N·Cin][H][W]` u8 codes whose group's channels start at
+/// plane `ch0` (`cin_g` of them): the quad-tap order ([`quad_group`]) where the weights were
+/// packed for it, else channel-major with the taps inner (`ci·taps + t`). Taps in the padding
+/// read the zero point `zp`, as the phase planes hold it there; k past the group's channels
+/// (their weights are zero) keep what `col` holds.
+fn gather_column(c: &Conv2d, pw: &PackedWeights, xq: &[u8], [ch0, cin_g]: [usize; 2], [h, w]: [usize; 2], [p, ow]: [usize; 2], zp: u8, col: &mut [u8]) {
+    let [kh, kw] = c.kernel();
+    let taps = kh * kw;
+    let (oy, ox) = (p / ow.max(1), p % ow.max(1));
+    let (cq, packing, hw) = (cin_g.div_ceil(4), pw.packing(), h * w);
+    for t in 0..taps {
+        let (ky, kx) = (t / kw, t % kw);
+        // The tap's input pixel, or `None` in the padding.
+        let iy = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h);
+        let ix = (ox * c.stride[1] + kx * c.dilation[1]).checked_sub(c.pads[1]).filter(|&x| x < w);
+        let at = iy.zip(ix).map(|(y, x)| y * w + x);
+        let code = |ci: usize| at.map_or(zp, |a| xq[(ch0 + ci) * hw + a]);
+        if pw.taps > 0 {
+            for q in 0..cq {
+                let g = quad_group(packing, q, t, cq, taps);
+                for (j, x) in col[4 * g..4 * g + 4].iter_mut().enumerate().take(cin_g - 4 * q) {
+                    *x = code(4 * q + j);
+                }
+            }
+        } else {
+            for ci in 0..cin_g {
+                col[ci * taps + t] = code(ci);
+            }
+        }
+    }
+}
+
+/// [`affine`] of rows `c0..c1` of a group's weights, whose first output channel is `oc0`: the
+/// same constants from slices, without an index check per row (the constants of a 1×1 map's
+/// 128 channels cost an eighth of its conv).
+fn affines_of<'a>(c: &'a Conv2d, q: &'a Int8, pw: &'a PackedWeights, [c0, c1]: [usize; 2], oc0: usize, pa: QParams) -> impl Iterator<Item = (i32, f32, f32)> + 'a {
+    let (sums, scales) = (&pw.row_sums[c0..c1], &q.weights.scales[oc0 + c0..oc0 + c1]);
+    let bias = c.bias.as_deref().map(|b| &b[oc0 + c0..oc0 + c1]);
+    let zp = i32::from(pa.zero_point);
+    sums.iter().zip(scales).enumerate().map(move |(i, (&s, &w))| (zp * s, pa.scale * w, bias.map_or(0.0, |b| b[i])))
 }
 
 /// `(acc − za·Σw)·sa·sw + bias (+ residual)`, then the activation, for one output channel's
