@@ -213,9 +213,10 @@ fn qconv_matches_its_twin_exactly() {
     check_qconv(3, 20, 17, [2, 2], 1, 1, 0, 1, ActQuant::Static(statics[2]), true, 82);
     // Maps of at most 4 pixels, one image: GEMV columns only, no panel packed. Strided 1×1
     // convs gather their columns straight from the input (onto 1 × 1, 2 × 2, and a padded 1×1
-    // onto 3 × 1); 1×1 stride-1 convs from the input planes; 3×3 convs from the quad planes (in
-    // place on a 1 × 1 map, dense on 2 × 2) or, with 6 channels, the plain phase planes. 16
-    // output channels and more with at most 2 columns requantize 16 channels a vector.
+    // onto 3 × 1) and 3×3 convs (in the weights' quad-tap K order; with 6 channels, channel by
+    // channel); 1×1 stride-1 convs from the input planes. 16 output channels and more with at
+    // most 2 columns requantize 16 channels a vector; f32 outputs of at most 4 columns are
+    // computed channel by channel within each column.
     check_qconv(1, 32, 40, [2, 2], 1, 2, 0, 1, ActQuant::Static(statics[1]), true, 71);
     check_qconv(1, 48, 24, [3, 4], 1, 2, 0, 1, ActQuant::Dynamic, true, 70);
     check_qconv(1, 64, 33, [1, 2], 1, 1, 0, 1, ActQuant::Static(statics[3]), true, 69);
@@ -531,5 +532,14 @@ fn amx_takes_wide_layers_on_maps_of_a_block() {
         let l = label("layer4.0.downsample.0");
         println!("batch {batch} layer4.0.downsample.0: {l}");
         assert_eq!(l.contains("batch as one GEMM"), batch > 1, "{l}");
+        // Image by image, the convs onto 2 × 2 maps gather their GEMV columns straight from
+        // the input, with no planes, on a kernel with a GEMV form (VNNI, AVX2; AMX hosts run
+        // these narrow layers on VNNI).
+        let gemv = amx || kernels.qgemm.has_gemv();
+        assert_eq!(l.contains("columns gathered"), gemv && batch == 1, "{l}");
+        let l = label("layer4.0.conv2");
+        println!("batch {batch} layer4.0.conv2: {l}");
+        assert_eq!(l.contains("columns gathered"), gemv, "{l}");
+        assert!(!(gemv && l.contains("quad planes")), "{l}");
     }
 }

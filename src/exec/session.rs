@@ -216,10 +216,14 @@ impl Session {
                         label.push_str(" narrow");
                     }
                 }
-                // An INT8 1×1 conv of a batch of small maps, run as one GEMM (`cpu::qconv`).
-                if let (Step::QConv(_), Op::Conv(c), Some(&[b, ch, h, w])) = (step, &n.op, n.inputs.first().map(|&x| planned.plan.shapes[x].as_slice())) {
+                // An INT8 1×1 conv of a batch of small maps, run as one GEMM, and a conv onto
+                // maps of a few pixels, its columns gathered from the input without planes
+                // (`cpu::qconv`).
+                if let (Step::QConv(pw), Op::Conv(c), Some(&[b, ch, h, w]), Some(&[.., oh, ow])) = (step, &n.op, n.inputs.first().map(|&x| planned.plan.shapes[x].as_slice()), Some(planned.plan.shapes[n.output].as_slice())) {
                     if crate::cpu::qconv::batches_columns(c, [b, ch, h, w]) {
                         label.push_str(", batch as one GEMM");
+                    } else if pw.first().is_some_and(|w| crate::cpu::qconv::gathers_columns(c, p.kernels.qgemm.for_packing(w.packing()), [oh, ow])) {
+                        label = label.replace(", quad planes", "") + ", columns gathered";
                     }
                 }
                 match (&n.op, &p.graph.nodes[k].op) {

@@ -114,6 +114,14 @@ fn one_by_one_map(c: &Conv2d, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
     Some([window_out(h, 1, c.stride[0], (0, 0), 1, false)?, window_out(w, 1, c.stride[1], (0, 0), 1, false)?])
 }
 
+/// Whether [`qconv2d`] runs `c`, with weights packed for `kern`, onto maps of `[OH, OW]` as GEMV
+/// columns gathered straight from its u8 input, with no phase planes and no panel: a map of at
+/// most [`GEMV_TAIL`] pixels on a kernel with a GEMV form (not a 1×1 stride-1 unpadded conv,
+/// whose input planes already are its rows, nor a batch [`batches_columns`] takes).
+pub fn gathers_columns(c: &Conv2d, kern: qgemm::Kernel, [oh, ow]: [usize; 2]) -> bool {
+    !pointwise(c) && kern.has_gemv() && (1..=GEMV_TAIL).contains(&(oh * ow))
+}
+
 /// Whether [`qconv2d`] runs `c` on input `xs` as one GEMM over the batch: an unpadded 1×1 conv
 /// (any stride) of a batch whose output maps hold at most [`BATCH_MAP_PIXELS`] pixels.
 pub fn batches_columns(c: &Conv2d, [n, _, h, w]: [usize; 4]) -> bool {
@@ -294,7 +302,7 @@ fn conv_on(
     // 2 × 2 3.0 → 1.4 µs (half of it went to building planes for its 4 columns), 3×3 convs of
     // 128 channels onto 2 × 2 6.6 → 6.0 µs, stride 2 onto 1 × 1 15–17 → 2.6 µs, of 64
     // channels from 4 × 4 onto 2 × 2 5.6 → 3.9 µs.
-    let direct = !pointwise && kern.has_gemv() && (1..=GEMV_TAIL).contains(&npix);
+    let direct = !pointwise && gathers_columns(c, kern, [oh, ow]);
     let geo = if pointwise || direct { None } else { Some(Phases::new(c, cin, [h, w], [oh, ow])) };
     // Weights packed in the quad-tap order: the kernel reads quad phase planes in place, and
     // no panel is packed.

@@ -22,7 +22,7 @@ use crate::cpu::simd::Simd;
 use crate::graph::ActQuant;
 use crate::qparams::QParams;
 
-pub use conv::{batched_bytes, batches_columns, pack_conv, qconv2d, BATCH_MAP_PIXELS};
+pub use conv::{batched_bytes, batches_columns, gathers_columns, pack_conv, qconv2d, BATCH_MAP_PIXELS};
 pub use linear::{pack_linear, qlinear};
 pub use transpose::{pack_conv_transpose, qconv_transpose2d};
 
