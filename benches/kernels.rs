@@ -227,10 +227,12 @@ fn convs(c: &mut Criterion) {
     group.finish();
 }
 
-/// Batches of small maps (shapes-resnet18's convs at batch 64): the GEMM paths of `sconv`
-/// against the by-position GEMMs of `spos` and the channels-in-lanes direct conv of `slanes`,
-/// on the richest FP32 kernel. Throughput in the direct conv's multiply-adds, so all read
-/// alike.
+/// Batches of small maps (shapes-resnet18's convs at batch 64) and its smallest maps at batch
+/// 1: the GEMM paths of `sconv` against the by-position GEMMs of `spos` and the
+/// channels-in-lanes direct conv of `slanes`, on the richest FP32 kernel, and the session's
+/// INT8 conv with u8 codes in and out (`qconv-u8`: GEMV columns gathered from the input on
+/// maps of at most 4 pixels, one GEMM over a batch's 1×1 maps). Throughput in the direct
+/// conv's multiply-adds, so all read alike.
 fn tiny_maps(c: &mut Criterion) {
     let threads = threads();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -247,7 +249,12 @@ fn tiny_maps(c: &mut Criterion) {
         ("b64_64ch_2x2", 64, 64, 64, 2, 3, 1, 1),
         ("b64_16to32_1x1_s2", 64, 16, 32, 8, 1, 2, 0),
         ("b64_128ch_1x1_on_1x1", 64, 128, 128, 1, 1, 1, 0),
+        ("b1_128ch_2x2", 1, 128, 128, 2, 3, 1, 1),
+        ("b1_128ch_2x2_s2", 1, 128, 128, 2, 3, 2, 1),
+        ("b1_64to128_1x1_s2_4x4", 1, 64, 128, 4, 1, 2, 0),
+        ("b1_128ch_1x1_on_1x1", 1, 128, 128, 1, 1, 1, 0),
     ];
+    let kernels = Kernels::select().unwrap();
     for &(name, n, cin, cout, hw, k, stride, pad) in &shapes {
         let mut f = Conv2d::new(Tensor::randn(vec![cout, cin, k, k], (2.0 / (cin * k * k) as f32).sqrt(), 3), stride, pad, 1);
         f.bias = Some(vec![0.1; cout]);
@@ -274,6 +281,16 @@ fn tiny_maps(c: &mut Criterion) {
                 b.iter(|| on_workers(&pool, threads, || kestrel::cpu::slanes::conv2d(kernel, &f, &lc, x.data(), xs, None, &mut out, os, &mut scratch, threads)))
             });
         }
+        let (lo, hi) = kestrel::cpu::codec::min_max(kernels.simd, x.data());
+        let (pa, po) = (QParams::from_range(lo, hi), QParams::from_range(0.0, 4.0));
+        let xq: Vec<u8> = x.data().iter().map(|&v| pa.quantize(v)).collect();
+        let qc = f.clone().quantized(ActQuant::Static(pa), true, kestrel::quant::auto_weight_bits()).unwrap();
+        let q = qc.precision.int8().unwrap();
+        let qpacked = qconv::pack_conv(&kernels, &qc, q).unwrap();
+        let (mut qs, mut o8) = (qconv::QScratch::default(), vec![0u8; n * cout * o * o]);
+        group.bench_function(BenchmarkId::new(format!("qconv-u8-{}", kernels.isa.name()), &label), |b| {
+            b.iter(|| on_workers(&pool, threads, || qconv::qconv2d(&kernels, &qc, q, &qpacked, qconv::QIn::U8(&xq), xs, None, qconv::QOut::U8(&mut o8, po), os, qconv::Ranges::default(), &mut qs, threads)))
+        });
     }
     group.finish();
 }
