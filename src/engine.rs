@@ -152,14 +152,27 @@ fn quantized(ctx: &Context<'_>, mode: crate::quant::Mode) -> Result<Graph> {
 /// ([`Options::winograd_bf16_f4`]).
 fn kestrel_session(g: Graph, threads: usize, bf16: bool, (winograd, winograd_bf16_f4): (bool, bool)) -> Result<(Engine, String)> {
     let quant = g.is_quantized();
+    let shape = g.input_shape(1).ok();
     let s = Session::new(g, &Options { threads, optimize: true, bf16, winograd, winograd_bf16_f4 })?;
-    let path = match (quant, s.prepared().kernels.bf16_name()) {
+    let mut path = match (quant, s.prepared().kernels.bf16_name()) {
         (true, _) => s.prepared().kernels.qgemm.name().to_string(),
         (false, Some(k)) if winograd_bf16_f4 => format!("{k}, bf16 Winograd F(4x4)"),
         (false, Some(k)) => k,
         (false, None) if !winograd => "f32, direct convs".to_string(),
         (false, None) => "f32".to_string(),
     };
+    // A bf16 session names its bf16 kernels; at the model's own input size some convs (small
+    // maps, or F(4×4) on large ones) run on the FP32 kernels instead, which the name says.
+    if let (true, Some(shape)) = (bf16, shape) {
+        if let Ok(labels) = s.kernel_labels(std::slice::from_ref(&shape)) {
+            let convs: Vec<&String> = labels.iter().filter(|l| l.contains(" conv ")).collect();
+            let on_f32 = convs.iter().filter(|l| l.starts_with("f32 conv") || l.contains("on f32 FMA")).count();
+            if on_f32 > 0 {
+                let size = shape.iter().skip(2).map(|d| d.to_string()).collect::<Vec<_>>().join("×");
+                path.push_str(&format!("; {on_f32} of {} convs on the FP32 kernels at {size}", convs.len()));
+            }
+        }
+    }
     Ok((Engine::Kestrel(s), format!("kestrel {path}")))
 }
 

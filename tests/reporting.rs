@@ -131,6 +131,16 @@ fn bench_times_bf16_winograd_f4_against_f2() {
     }
     let wino = env.map_or(true, |v| v != "0" && v != "f2") && kestrel::cpu::amx::AmxToken::new().is_none();
     assert_eq!(count(1, "bf16 conv Winograd F(4x4") > 0, wino, "{}", r["variants"][1]["per_layer"]);
+    // The bf16 variant's engine names how many of its convs the FP32 kernels run at the model's
+    // own size (256², batch 1, as its per-layer kernels show), not only the bf16 kernels.
+    let (convs, on_f32) = (count(0, " conv "), count(0, "f32 conv") + count(0, "on f32 FMA"));
+    let engine = r["variants"][0]["engine"].as_str().unwrap();
+    assert!(engine.starts_with("kestrel ") && engine.contains("bf16"), "{engine}");
+    if on_f32 > 0 {
+        assert!(engine.ends_with(&format!("; {on_f32} of {convs} convs on the FP32 kernels at 256×256")), "{engine}");
+    } else {
+        assert!(!engine.contains("FP32 kernels"), "{engine}");
+    }
 }
 
 /// `bench --per-layer` with `ort-f32`: ONNX Runtime's profile read back onto the model's
