@@ -145,7 +145,7 @@ pub fn batched_bytes(c: &Conv2d, xs: [usize; 4], os: [usize; 4]) -> usize {
 /// of their time.
 fn to_channel_major<T: Copy>(src: &[T], [n, c, h, w]: [usize; 4], [oh, ow]: [usize; 2], [sy, sx]: [usize; 2]) -> Vec<T> {
     let (p, hw) = (oh * ow, h * w);
-    let Some(&first) = src.first() else { return Vec::new() };
+    let Some(&first) = src.first().filter(|_| n * c * p > 0) else { return Vec::new() };
     let mut dst = vec![first; n * c * p];
     if p == 1 {
         for (ci, row) in dst.chunks_exact_mut(n).enumerate() {
@@ -175,6 +175,9 @@ fn to_channel_major<T: Copy>(src: &[T], [n, c, h, w]: [usize; 4], [oh, ow]: [usi
 
 /// `[C][N·P]` → `[N][C][P]`, into `dst` (as [`to_channel_major`] does it).
 fn to_batch_major<T: Copy>(src: &[T], dst: &mut [T], [n, c, p]: [usize; 3]) {
+    if n * c * p == 0 {
+        return;
+    }
     if p == 1 {
         for (b, row) in dst.chunks_exact_mut(c).take(n).enumerate() {
             for (ci, v) in row.iter_mut().enumerate() {
