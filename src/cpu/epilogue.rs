@@ -268,39 +268,33 @@ pub(crate) unsafe fn requant_rows(simd: Simd, acc: &[i32], sums: Sums, affine: &
             RowRes::F32(r) => (std::ptr::null(), r.as_ptr()),
             _ => (std::ptr::null(), std::ptr::null()),
         };
+        // The AVX-512 pass for this residual kind and activation: `$pass::<RES, RELU>`.
+        macro_rules! by_kind {
+            ($pass:ident) => {
+                match (res, relu) {
+                    (RowRes::None, true) => avx512::$pass::<0, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::None, false) => avx512::$pass::<0, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::Own(_), true) => avx512::$pass::<1, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::Own(_), false) => avx512::$pass::<1, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::InOutput, true) => avx512::$pass::<2, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::InOutput, false) => avx512::$pass::<2, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::F32(_), true) => avx512::$pass::<3, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                    (RowRes::F32(_), false) => avx512::$pass::<3, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+                }
+            };
+        }
         // A few columns of many rows (1 × 1 and 1 × 2 maps of small models' last stages): 16
         // rows a vector, column by column, rather than a vector per row for its few lanes. One
         // thread, Zen 4: a 1×1 conv of 128 channels on a 1 × 1 map 1.65 → 1.36 µs; at 4
         // columns either way took the same time.
         let cols: usize = segs.iter().map(|sg| sg.len).sum();
-        if rows >= 16 && cols <= COLS_BY_LANES {
-            // SAFETY: as below.
-            unsafe {
-                match (res, relu) {
-                    (RowRes::None, true) => avx512::requant_cols::<0, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::None, false) => avx512::requant_cols::<0, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::Own(_), true) => avx512::requant_cols::<1, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::Own(_), false) => avx512::requant_cols::<1, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::InOutput, true) => avx512::requant_cols::<2, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::InOutput, false) => avx512::requant_cols::<2, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::F32(_), true) => avx512::requant_cols::<3, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                    (RowRes::F32(_), false) => avx512::requant_cols::<3, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                }
-            }
-            return;
-        }
         // SAFETY: the level's token proves AVX-512F/BW; the rows of `acc` and of a residual of
         // their own, and the segments, were checked above; the output rows are the caller's.
         unsafe {
-            match (res, relu) {
-                (RowRes::None, true) => avx512::requant_rows::<0, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::None, false) => avx512::requant_rows::<0, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::Own(_), true) => avx512::requant_rows::<1, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::Own(_), false) => avx512::requant_rows::<1, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::InOutput, true) => avx512::requant_rows::<2, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::InOutput, false) => avx512::requant_rows::<2, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::F32(_), true) => avx512::requant_rows::<3, true>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
-                (RowRes::F32(_), false) => avx512::requant_rows::<3, false>(acc, sums, affine, segs, [codes, values.cast::<u8>()], rq, oq, out, stride),
+            if rows >= 16 && cols <= COLS_BY_LANES {
+                by_kind!(requant_cols)
+            } else {
+                by_kind!(requant_rows)
             }
         }
         return;
