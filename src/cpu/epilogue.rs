@@ -420,6 +420,22 @@ mod avx512 {
         }
     }
 
+    impl Out {
+        /// The constants of a call writing codes with `oq` and reading a residual's with `rq`.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn new(rq: QParams, oq: QParams) -> Out {
+            Out {
+                lim: _mm512_set1_ps(1024.0),
+                scale: _mm512_set1_ps(oq.scale),
+                skip_relu: oq.zero_point == 0,
+                zp: _mm512_set1_epi32(i32::from(oq.zero_point)),
+                rzp: _mm512_set1_epi32(i32::from(rq.zero_point)),
+                rsc: _mm512_set1_ps(rq.scale),
+            }
+        }
+    }
+
     /// The codes before the u8 saturation, in `[i32::MIN, 1279]`, of 16 lanes: sums `a`, and
     /// the lanes at `i` of row pointers `c` (residual codes) and `v` (residual values), the
     /// lanes past `m` zeros.
@@ -488,14 +504,7 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn requant_rows<const RES: u8, const RELU: bool>(acc: &[i32], sums: super::Sums, affine: &[(i32, f32, f32)], segs: &[Seg], [codes, values]: [*const u8; 2], rq: QParams, oq: QParams, out: *mut u8, stride: usize) {
-        let k = Out {
-            lim: _mm512_set1_ps(1024.0),
-            scale: _mm512_set1_ps(oq.scale),
-            skip_relu: oq.zero_point == 0,
-            zp: _mm512_set1_epi32(i32::from(oq.zero_point)),
-            rzp: _mm512_set1_epi32(i32::from(rq.zero_point)),
-            rsc: _mm512_set1_ps(rq.scale),
-        };
+        let k = Out::new(rq, oq);
         for (r, &(corr, mult, bias)) in affine.iter().enumerate() {
             let aff = (_mm512_set1_epi32(corr), _mm512_set1_ps(mult), _mm512_set1_ps(bias));
             let arow = acc.as_ptr().wrapping_add(sums.row(r));
@@ -547,14 +556,7 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn requant_cols<const RES: u8, const RELU: bool>(acc: &[i32], sums: super::Sums, affine: &[(i32, f32, f32)], segs: &[Seg], [codes, values]: [*const u8; 2], rq: QParams, oq: QParams, out: *mut u8, stride: usize) {
-        let k = Out {
-            lim: _mm512_set1_ps(1024.0),
-            scale: _mm512_set1_ps(oq.scale),
-            skip_relu: oq.zero_point == 0,
-            zp: _mm512_set1_epi32(i32::from(oq.zero_point)),
-            rzp: _mm512_set1_epi32(i32::from(rq.zero_point)),
-            rsc: _mm512_set1_ps(rq.scale),
-        };
+        let k = Out::new(rq, oq);
         let bs = sums.block_stride();
         for (g, group) in affine.chunks(16).enumerate() {
             let (r0, n) = (16 * g, group.len());
