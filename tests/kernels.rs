@@ -234,7 +234,7 @@ fn conv_last_column_narrow() {
 
 /// 1×1 convs whose output is too big for L2 with 256 rows or more per part (ResNet-50's
 /// expanding convs at 56² and 28²) pack their B blocks, and on AVX2 so do other 1×1 convs with
-/// 128 rows or more per part; fewer rows read B in place. Both with
+/// 128 rows or more per part, strided ones from their phase plane; fewer rows read B in place. Both with
 /// a residual, batches and every activation, against the reference and the fma twin.
 #[test]
 fn conv_big_pointwise_packed_blocks() {
@@ -254,6 +254,20 @@ fn conv_big_pointwise_packed_blocks() {
     ] {
         seed += 1;
         check_conv(n, cin, cout, hw, [1, 1], 1, [0; 4], 1, 1, act, true, seed);
+    }
+    // Strided 1×1 convs without padding (ResNet's downsamples) read one phase plane that
+    // holds exactly their output's pixels; on AVX2, parts of 128 rows or more pack their B
+    // blocks from it: one and several K blocks, odd sizes, stride 3, the narrow last column
+    // of a 7² map, a batch.
+    for &(n, cin, cout, hw, stride, act) in &[
+        (1usize, 256usize, 512usize, [56usize, 56usize], 2usize, Some(Activation::Relu)),
+        (1, 300, 260, [28, 28], 2, None),
+        (1, 520, 264, [14, 14], 2, Some(Activation::Relu)),
+        (2, 72, 136, [27, 29], 2, Some(Activation::Clip(0.0, 6.0))),
+        (1, 40, 130, [17, 20], 3, None),
+    ] {
+        seed += 1;
+        check_conv(n, cin, cout, hw, [1, 1], stride, [0; 4], 1, 1, act, seed % 2 == 0, seed);
     }
 }
 

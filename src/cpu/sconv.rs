@@ -737,7 +737,19 @@ fn run_part(
         8 => layout.cols == Cols::Image && part_rows >= PACK_BLOCK_ROWS,
         _ => pack_small || (layout.cols == Cols::Image && m_outer && part_rows >= PACK_IMAGE_ROWS && !intel()),
     };
-    let packed = layout.cols == Cols::Batched || pack_image;
+    // A strided 1×1 conv without padding reads its one phase plane, which holds exactly its
+    // output's pixels (`wph = OW`: no virtual columns), so on AVX2 its parts of at least
+    // `PACK_BLOCK_ROWS` rows pack their B blocks from that plane as the `Image` ones do from
+    // the input, and for the same reason: in place, the 14² and 7² plane rows straddle lines
+    // and a K block of B spans more than L1. Zen 4 with the AVX2 kernel forced, alternating
+    // call by call in one process, the same bits: ResNet-50's three downsamples 0.80, 0.83,
+    // 0.89 of their time at one thread and 0.80–0.97 at two (the model 0.978–0.986 at one
+    // thread, 0.977–0.984 at two, 0.990–0.995 at batch 8), ResNet-18's 0.88–0.98; on
+    // AVX-512 they measured 0.97–1.02 and read in place as before. The 3×3 stride-2 convs
+    // packed the same way gained at one thread (0.92–0.99) but not at two where their maps are
+    // 14² or 7² (0.99–1.02): left in place.
+    let pack_phased = geo.lanes == 8 && c.kernel() == [1, 1] && matches!(layout.cols, Cols::Phased { wph, .. } if wph == ow) && layout.row_vectors == 0 && part_rows >= PACK_BLOCK_ROWS;
+    let packed = layout.cols == Cols::Batched || pack_image || pack_phased;
     // A packed block fits the worker's `block` buffer (kc · nc floats).
     let block_vectors = match (m_outer, pack_image) {
         (true, true) => (geo.kc * geo.nc / (kdim * geo.lanes)).min(B_L2_BYTES / (kdim * 4 * geo.lanes)).max(geo.nv),
@@ -808,6 +820,13 @@ fn run_part(
                         for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
                             row[..cols].copy_from_slice(&xi[(k0 + kk) * npix + v0 * geo.lanes..][..cols]);
                         }
+                    } else if pack_phased {
+                        // B row k starts at its plane's offset; column v0·LANES is that
+                        // plane's pixel v0·LANES (no virtual columns).
+                        let xi = xg(part.image);
+                        for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
+                            row[..cols].copy_from_slice(&xi[rows_of.offsets[k0 + kk] + v0 * geo.lanes..][..cols]);
+                        }
                     } else {
                         pack_batched(kernel, c, x, [cin, h, w], rows_of, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
                     }
@@ -834,6 +853,7 @@ fn run_part(
                     let width = nv * geo.lanes;
                     let (bp, ldb, b_rows) = match layout.cols {
                         Cols::Image if pack_image => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
+                        Cols::Phased { .. } if pack_phased => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
                         Cols::Image => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
                         Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
                         Cols::Batched => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
@@ -869,6 +889,7 @@ fn run_part(
                     // streams for the hardware prefetchers to follow.
                     let b_next = match layout.cols {
                         Cols::Image if pack_image => 0,
+                        Cols::Phased { .. } if pack_phased => 0,
                         Cols::Image | Cols::Phased { .. } if p == m0 && i + 1 < panels.len() && !layout.span => at(panels[i + 1].0).0 - at(v0).0,
                         // The last B panel's first tile prefetches the B panel read next: the
                         // first of the next K block, else of the next column block, else, in

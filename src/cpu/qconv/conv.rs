@@ -117,7 +117,9 @@ fn one_by_one_map(c: &Conv2d, [h, w]: [usize; 2]) -> Option<[usize; 2]> {
 /// Whether [`qconv2d`] runs `c`, with weights packed for `kern`, onto maps of `[OH, OW]` as GEMV
 /// columns gathered straight from its u8 input, with no phase planes and no panel: a map of at
 /// most [`GEMV_TAIL`] pixels on a kernel with a GEMV form (not a 1×1 stride-1 unpadded conv,
-/// whose input planes already are its rows, nor a batch [`batches_columns`] takes).
+/// whose input planes already are its rows). It does not see the batch: a batch that
+/// [`batches_columns`] takes runs as one GEMM over the batch instead, and callers ask that
+/// first ([`qconv2d`] itself, and the session's per-layer labels).
 pub fn gathers_columns(c: &Conv2d, kern: qgemm::Kernel, [oh, ow]: [usize; 2]) -> bool {
     !pointwise(c) && kern.has_gemv() && (1..=GEMV_TAIL).contains(&(oh * ow))
 }
