@@ -744,7 +744,7 @@ fn run_part(
     // and a K block of B spans more than L1. Zen 4 with the AVX2 kernel forced, alternating
     // call by call in one process, the same bits: ResNet-50's three downsamples 0.80, 0.83,
     // 0.89 of their time at one thread and 0.80–0.97 at two (the model 0.978–0.986 at one
-    // thread, 0.977–0.984 at two, 0.990–0.995 at batch 8), ResNet-18's 0.88–0.98; on
+    // thread, 0.977–0.984 at two, 0.990–0.995 at batch 8), ResNet-18's 0.88–1.00; on
     // AVX-512 they measured 0.97–1.02 and read in place as before. The 3×3 stride-2 convs
     // packed the same way gained at one thread (0.92–0.99) but not at two where their maps are
     // 14² or 7² (0.99–1.02): left in place.
