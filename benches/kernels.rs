@@ -125,6 +125,10 @@ fn convs(c: &mut Criterion) {
         ("l2_3x3", 128, 128, 28, 3, 1),
         ("l2_3x3s2", 128, 128, 56, 3, 2),
         ("l3_3x3s2", 256, 256, 28, 3, 2),
+        // ResNet-50's downsamples: strided 1×1 convs over one phase plane (packed on AVX2).
+        ("l2_1x1s2_down", 256, 512, 56, 1, 2),
+        ("l3_1x1s2_down", 512, 1024, 28, 1, 2),
+        ("l4_1x1s2_down", 1024, 2048, 14, 1, 2),
         ("l2_1x1_reduce", 512, 128, 28, 1, 1),
         ("l3_3x3", 256, 256, 14, 3, 1),
         ("l3_1x1_reduce", 1024, 256, 14, 1, 1),
