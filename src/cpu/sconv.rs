@@ -815,17 +815,14 @@ fn run_part(
                 for (&(v0, nv, cols), &off) in panels.iter().zip(&panel_at) {
                     let width = nv * geo.lanes;
                     let panel = &mut block[off..off + geo.panel_len(kc, nv)];
-                    if pack_image {
+                    if pack_image || pack_phased {
+                        // B row k starts at k·npix of the input, or at its phase plane's
+                        // offset, where column v0·LANES is the plane's pixel v0·LANES (no
+                        // virtual columns).
                         let xi = xg(part.image);
+                        let row_at = |k: usize| if pack_phased { rows_of.offsets[k] } else { k * npix };
                         for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
-                            row[..cols].copy_from_slice(&xi[(k0 + kk) * npix + v0 * geo.lanes..][..cols]);
-                        }
-                    } else if pack_phased {
-                        // B row k starts at its plane's offset; column v0·LANES is that
-                        // plane's pixel v0·LANES (no virtual columns).
-                        let xi = xg(part.image);
-                        for (kk, row) in panel.chunks_exact_mut(width).take(kc).enumerate() {
-                            row[..cols].copy_from_slice(&xi[rows_of.offsets[k0 + kk] + v0 * geo.lanes..][..cols]);
+                            row[..cols].copy_from_slice(&xi[row_at(k0 + kk) + v0 * geo.lanes..][..cols]);
                         }
                     } else {
                         pack_batched(kernel, c, x, [cin, h, w], rows_of, part.group, k0, kc, v0 * geo.lanes, cols, width, panel);
@@ -852,11 +849,10 @@ fn run_part(
                     let (v0, nv, cols) = panels[i];
                     let width = nv * geo.lanes;
                     let (bp, ldb, b_rows) = match layout.cols {
-                        Cols::Image if pack_image => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
-                        Cols::Phased { .. } if pack_phased => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
-                        Cols::Image => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
-                        Cols::Phased { .. } => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
-                        Cols::Batched => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
+                        Cols::Image if !packed => (xg(part.image)[k0 * npix + v0 * geo.lanes..].as_ptr(), npix, std::ptr::null()),
+                        Cols::Phased { .. } if !packed => (xg(part.image)[at(v0).0..].as_ptr(), 0, rows_of.offsets[k0..k0 + kc].as_ptr()),
+                        // Batched columns, and blocks packed from the input or a phase plane.
+                        _ => (block[panel_at[i]..].as_ptr(), width, std::ptr::null()),
                     };
                     let rows = mr.min(cout_g - p * mr);
                     let ap = a.panel_from(p, k0).as_ptr();
@@ -888,8 +884,7 @@ fn run_part(
                     // panel's rows into L2: B read in place comes one row per plane, too many
                     // streams for the hardware prefetchers to follow.
                     let b_next = match layout.cols {
-                        Cols::Image if pack_image => 0,
-                        Cols::Phased { .. } if pack_phased => 0,
+                        _ if packed => 0,
                         Cols::Image | Cols::Phased { .. } if p == m0 && i + 1 < panels.len() && !layout.span => at(panels[i + 1].0).0 - at(v0).0,
                         // The last B panel's first tile prefetches the B panel read next: the
                         // first of the next K block, else of the next column block, else, in
