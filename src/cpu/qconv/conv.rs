@@ -388,7 +388,6 @@ fn conv_on(
     // Zen 4: ResNet-50 INT8 0.99 of the time without it with the two vCPUs on one L3, 0.94
     // on two (the other half of the panel then crosses between CCDs); pruned 0.98; the AVX2
     // kernel forced on the same CPU 0.95.
-    let panels_len = workers * plen;
     // AMX stores the sums of wide tasks tile by tile where the requantizing pass reads them,
     // every row of a call in one pass (u8 codes out, ReLU or no activation).
     let tiled = nb >= TILES_MIN_BLOCKS && kern.stores_tiles() && out_q.is_some() && matches!(c.act, None | Some(Activation::Relu));
@@ -405,30 +404,18 @@ fn conv_on(
         Some(p) => n * p.image_len + p.slack,
         None => 0,
     };
-    let need_u8 = own + phase_len + panels_len + 64;
+    let need_u8 = own + phase_len;
     if s.u8.len() < need_u8 {
         s.u8.resize(need_u8, 0);
     }
-    // The workers' sums start on a cache line: AMX stores them 64 bytes a row, the
-    // requantizing pass loads them 16 at a time.
-    if s.i32.len() < workers * tile + 16 {
-        s.i32.resize(workers * tile + 16, 0);
-    }
-    let sums_at = s.i32.as_ptr().align_offset(64).min(15);
     // u8 codes out with ReLU or no activation: a u8 residual is dequantized inside the
     // requantizing pass. Otherwise each worker dequantizes one channel's share of it at a
-    // time (≤ nb blocks) into its row of `s.res`.
+    // time (≤ nb blocks) into its residual row.
     let res_in_requant = out_q.is_some() && matches!(c.act, None | Some(Activation::Relu));
     let res_row = if !res_in_requant && matches!(residual, Some(Residual::U8(..) | Residual::Output(_))) { nb * BLOCK } else { 1 };
-    if s.res.len() < workers * res_row {
-        s.res.resize(workers * res_row, 0.0);
-    }
-    let (xq, rest) = s.u8.split_at_mut(own);
-    let (phases, rest) = rest.split_at_mut(phase_len);
-    // Panels start on a cache line: the kernels load them 64 bytes at a time.
-    let pad = rest.as_ptr().align_offset(64).min(64);
-    let rest = &mut rest[pad..];
-    let panels = &mut rest[..panels_len];
+    let bufs = s.own.take(workers, [plen, tile, res_row]);
+    let (xq, phases) = s.u8.split_at_mut(own);
+    let phases = &mut phases[..phase_len];
     let src = match x {
         QIn::U8(codes) => Source::U8(&codes[..in_len]),
         QIn::F32(x) if fused => Source::F32(&x[..in_len], pa),
@@ -466,8 +453,7 @@ fn conv_on(
     // Each worker's panel (empty for the implicit GEMM), i32 tile and residual row, taken by
     // its part of the loop.
     let panels_g = cout_g.div_ceil(MR);
-    let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> =
-        panels.chunks_mut(plen.max(1)).chain(std::iter::repeat_with(|| &mut [][..])).zip(s.i32[sums_at..].chunks_mut(tile)).zip(s.res.chunks_mut(res_row)).take(workers).map(|((p, a), r)| Mutex::new((p, a, r))).collect();
+    let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> = bufs.into_iter().map(Mutex::new).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
     // Workers on cores that share no cache drop the lines of the output they are about to
     // write (`cpu::placement`); not a residual held in the output, which they read first.
