@@ -13,7 +13,7 @@
 //! tasks, the same part of every map from layer to layer. u8 outputs with ReLU or no
 //! activation are requantized a kernel call's channel rows at a time ([`requant_rows`]), a u8
 //! residual dequantized inside that pass; others one channel row at a time, such a residual
-//! dequantized into `QScratch::res` first.
+//! dequantized into the worker's own residual row first ([`super::WorkerScratch`]).
 //!
 //! Convs with taps on the VNNI kernel (stride 1, or strided with more than one tap), and on
 //! AMX those with 64·n input channels a group, pack no panels from plain planes: their planes
