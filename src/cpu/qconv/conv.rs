@@ -413,7 +413,9 @@ fn conv_on(
     // time (≤ nb blocks) into its residual row.
     let res_in_requant = out_q.is_some() && matches!(c.act, None | Some(Activation::Relu));
     let res_row = if !res_in_requant && matches!(residual, Some(Residual::U8(..) | Residual::Output(_))) { nb * BLOCK } else { 1 };
-    let bufs = s.own.take(workers, [plen, tile, res_row]);
+    // Each worker's panel (empty for the implicit GEMM), i32 tile and residual row, taken by
+    // its part of the loop.
+    let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> = s.own.take(workers, [plen, tile, res_row]).map(Mutex::new).collect();
     let (xq, phases) = s.u8.split_at_mut(own);
     let phases = &mut phases[..phase_len];
     let src = match x {
@@ -450,10 +452,7 @@ fn conv_on(
         QOut::F32(o) => (OutPtr(o.as_mut_ptr()), OutPtr(std::ptr::null_mut())),
         QOut::U8(o, _) => (OutPtr(std::ptr::null_mut()), OutPtr(o.as_mut_ptr())),
     };
-    // Each worker's panel (empty for the implicit GEMM), i32 tile and residual row, taken by
-    // its part of the loop.
     let panels_g = cout_g.div_ceil(MR);
-    let bufs: Vec<Mutex<(&mut [u8], &mut [i32], &mut [f32])>> = bufs.into_iter().map(Mutex::new).collect();
     let ranges: Vec<Mutex<Lanes>> = (0..workers).map(|_| Mutex::new(Lanes::default())).collect();
     // Workers on cores that share no cache drop the lines of the output they are about to
     // write (`cpu::placement`); not a residual held in the output, which they read first.

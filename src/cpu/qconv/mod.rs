@@ -16,6 +16,7 @@ pub(crate) mod phases;
 pub mod transpose;
 
 
+use crate::cpu::aligned::Aligned;
 use crate::cpu::codec::{min_max, quantize_slice};
 use crate::cpu::qgemm::MR;
 use crate::cpu::simd::Simd;
@@ -85,41 +86,36 @@ pub struct WorkerScratch {
     workers: Vec<Own>,
 }
 
-/// One worker's buffers (the panel and the sums over-allocated by a cache line, to start
-/// their slices on one).
+/// One worker's buffers; the panel and the sums start on cache lines ([`Aligned`]).
 #[derive(Default, Debug)]
 struct Own {
-    panel: Vec<u8>,
-    sums: Vec<i32>,
+    panel: Aligned<u8>,
+    sums: Aligned<i32>,
     /// A u8 residual dequantized one channel row at a time.
     res: Vec<f32>,
 }
 
 impl WorkerScratch {
-    /// Worker `w`'s panel of `panel` bytes and sums of `sums` values, each starting on a cache
-    /// line (the kernels load them 64 bytes at a time; AMX stores its sums 64 bytes a row), and
-    /// its residual row of `res` values, for `workers` workers; grown where they are shorter.
-    pub fn take(&mut self, workers: usize, [panel, sums, res]: [usize; 3]) -> Vec<(&mut [u8], &mut [i32], &mut [f32])> {
+    /// Each of `workers` workers' panel of `panel` bytes and sums of `sums` values, both
+    /// starting on a cache line (the kernels load them 64 bytes at a time; AMX stores its sums
+    /// 64 bytes a row), and its residual row of `res` values; a buffer shorter than asked is
+    /// replaced by a longer one, a longer one kept.
+    pub fn take(&mut self, workers: usize, [panel, sums, res]: [usize; 3]) -> impl Iterator<Item = (&mut [u8], &mut [i32], &mut [f32])> {
         if self.workers.len() < workers {
             self.workers.resize_with(workers, Own::default);
         }
-        self.workers[..workers]
-            .iter_mut()
-            .map(|o| {
-                if o.panel.len() < panel + 64 {
-                    o.panel.resize(panel + 64, 0);
-                }
-                if o.sums.len() < sums + 16 {
-                    o.sums.resize(sums + 16, 0);
-                }
-                if o.res.len() < res {
-                    o.res.resize(res, 0.0);
-                }
-                let p0 = o.panel.as_ptr().align_offset(64).min(64);
-                let s0 = o.sums.as_ptr().align_offset(64).min(16);
-                (&mut o.panel[p0..p0 + panel], &mut o.sums[s0..s0 + sums], &mut o.res[..res])
-            })
-            .collect()
+        self.workers[..workers].iter_mut().map(move |o| {
+            if o.panel.len() < panel {
+                o.panel = Aligned::zeroed(panel);
+            }
+            if o.sums.len() < sums {
+                o.sums = Aligned::zeroed(sums);
+            }
+            if o.res.len() < res {
+                o.res.resize(res, 0.0);
+            }
+            (&mut o.panel[..panel], &mut o.sums[..sums], &mut o.res[..res])
+        })
     }
 }
 
@@ -202,7 +198,7 @@ mod tests {
     fn worker_buffers_stay_where_they_are() {
         let mut s = WorkerScratch::default();
         let addrs = |s: &mut WorkerScratch, sizes: [usize; 3]| -> Vec<[usize; 3]> {
-            let bufs = s.take(2, sizes);
+            let bufs: Vec<_> = s.take(2, sizes).collect();
             for (p, a, r) in &bufs {
                 assert_eq!([p.len(), a.len(), r.len()], sizes);
                 assert_eq!((p.as_ptr() as usize % 64, a.as_ptr() as usize % 64), (0, 0), "cache-line starts");
@@ -219,7 +215,7 @@ mod tests {
             assert!(a + bytes <= b || b + bytes <= a, "buffer {k} shared");
         }
         // A larger one grows them; three workers add a third.
-        assert_eq!(s.take(3, [1 << 20, 1 << 16, 7]).len(), 3);
+        assert_eq!(s.take(3, [1 << 20, 1 << 16, 7]).count(), 3);
         let again = addrs(&mut s, [1 << 19, 1 << 15, 7]);
         assert_eq!(again, addrs(&mut s, [1 << 20, 1 << 16, 7]));
     }
