@@ -1,7 +1,8 @@
 //! The plans kestrel takes while its two workers share no cache (`cpu::placement`): a batch
 //! split between the workers, each running its samples on its own, and workers that evict
 //! the output lines they are about to write (f32 convs split by channels or 1×1, INT8 convs,
-//! bf16 convs, Winograd outputs, the max pool).
+//! bf16 convs, Winograd outputs, the max pool), and the phase planes of f32 and bf16 convs of
+//! more than one tap and bf16 Winograd's shared transform before they rebuild them.
 //! They change where memory is touched, never a value: every output here is bit-identical to
 //! the plan of cores that share a cache. Its own test binary, because `placement::force`
 //! holds for the whole process (and its tests take turns: [`FORCE`]).
@@ -105,7 +106,8 @@ fn small_calls_apart_give_the_same_bits_on_one_worker_or_two() {
 }
 
 /// bf16 sessions apart: the `vdpbf16ps` convs (pointwise and over planes, in place or not, in
-/// channel lanes), bf16 and f32 Winograd and the max pool evict their output lines first, and
+/// channel lanes), bf16 and f32 Winograd and the max pool evict their output lines first (the
+/// stem's and the stride-2 3×3 convs' planes and Winograd's shared transform too), and
 /// the pointwise parts are claimed from both ends together or apart: the same bits as
 /// together, on one image and on a batch of three.
 #[test]

@@ -430,7 +430,17 @@ fn conv2d_from(kernel: PlaneKernel, c: &Conv2d, p: &Packed, x: &[f32], xs: [usiz
                 // One phase whose planes are the input's channel pairs, row for row.
                 pointwise_planes(kernel.bf16(), g, x, [n, cin, npix], planes, threads);
             } else {
-                build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads);
+                // Apart, the workers drop the lines of the planes they rewrite, where both
+                // workers' `vdpbf16ps` tiles read every plane and the conv has more than one
+                // tap: the last call left each line shared by both cores, and overwriting such
+                // a line waits for the other's copy to be invalidated (`cpu::evict`). ResNet-50
+                // bf16 on Zen 4 with the vCPUs on two CCDs, per loop (medians of 60 rounds of
+                // 40 calls): the stem's planes 0.21 → 0.16 ms, the stride-2 3×3 convs' onto
+                // 28² and 14² 0.19–0.20 → 0.14; 1×1 stride-2 convs' and those of channel lanes
+                // (`bchan`: 7² maps of 64 pixels) took longer so (layer4's 0.07 → 0.15, 0.14
+                // → 0.21).
+                let evict = threads > 1 && tap_offsets.len() > 1 && p.lanes == Lanes::Pixels && matches!(kernel, PlaneKernel::Dot(_)) && super::placement::far(threads);
+                build_planes(kernel.bf16(), c, g, &tap_offsets, x, xs, planes, threads, evict);
             }
             let planes: &[u32] = planes;
             match kernel {
@@ -532,9 +542,10 @@ thread_local! {
 
 /// Fills the phase planes some tap reads (`taps` from [`tap_offsets`]; every element of them:
 /// padding, unused pairs and the tail are zero). The planes of phases no tap reads (a 1×1
-/// stride-2 conv reads one of its four) are left as they were.
+/// stride-2 conv reads one of its four) are left as they were. With `evict`, each worker first
+/// drops the lines of the planes it is about to write (`conv2d_from` says where).
 #[allow(clippy::too_many_arguments)]
-fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32], threads: usize) {
+fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x: &[f32], [_, cin, h, w]: [usize; 4], planes: &mut [u32], threads: usize, evict: bool) {
     let (pt, pl) = (c.pads[0], c.pads[1]);
     let nph = g.sy * g.pxs;
     let kstep_ch = if g.fold { cin * c.kernel()[1] } else { cin };
@@ -638,6 +649,15 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
             // < 2·units·… = the planes' count) belong to unit u alone, and `planes` is borrowed
             // mutably for the whole call.
             let (even, odd) = unsafe { (std::slice::from_raw_parts_mut(base.0.add(i0 * g.plane), g.plane), std::slice::from_raw_parts_mut(base.0.add((i0 + g.pairs) * g.plane), g.plane)) };
+            if evict {
+                let (re, ro) = reads(py);
+                if re {
+                    super::evict::evict(even);
+                }
+                if ro {
+                    super::evict::evict(odd);
+                }
+            }
             let (c0, c1) = (2 * pair, 2 * pair + 1);
             if reads(py) != (true, true) || c0 >= cin {
                 build(i0, even);
@@ -670,7 +690,12 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
         return;
     }
     if threads > 1 {
-        par_chunks_mut(planes, g.plane, build);
+        par_chunks_mut(planes, g.plane, |i, p| {
+            if evict && read[(i / g.pairs) % nph] {
+                super::evict::evict(p);
+            }
+            build(i, p)
+        });
     } else {
         planes.chunks_mut(g.plane).enumerate().for_each(|(i, p)| build(i, p));
     }

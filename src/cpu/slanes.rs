@@ -266,7 +266,7 @@ fn conv2d_from(kernel: Kernel, c: &Conv2d, lc: &LanesConv, x: &[f32], xs: [usize
         }
         let first = scratch.as_ptr().align_offset(LINE_F32 * 4).min(LINE_F32);
         let padded = &mut scratch[first..first + padded_len];
-        phase_input(kernel, c, &x[..n * cin * h * w], [h, w], [1, 1], [hp, wp], padded, workers);
+        phase_input(kernel, c, &x[..n * cin * h * w], [h, w], [1, 1], [hp, wp], padded, workers, false);
         padded
     };
     let (act, post) = Epilogue::split(c.act);
