@@ -850,8 +850,8 @@ mod tests {
     /// one keeps the padded phase width.
     #[test]
     fn folded_planes_are_as_wide_as_the_output() {
-        // (cin, k, stride, pad, input side): the 7×7 stride-2 stem, a 3×3 stride-1 first conv,
-        // a dilated one, and an unfolded 3×3 of 16 channels.
+        // (cin, k, stride, pad, dilation, input side): the 7×7 stride-2 stem, a 3×3 stride-1
+        // first conv, a dilated stride-2 one, and an unfolded 3×3 of 16 channels.
         for (cin, k, s, pad, dil, hw) in [(3, 7, 2, 3, 1, 224), (3, 3, 1, 1, 1, 33), (5, 3, 2, 2, 2, 17), (16, 3, 1, 1, 1, 20)] {
             let mut c = Conv2d::new(crate::Tensor::randn(vec![8, cin, k, k], 0.1, 5), s, pad, 1);
             c.dilation = [dil; 2];

@@ -19,9 +19,10 @@
 //!   activation, stored straight into the NCHW output. When a block's output channels are
 //!   split over the workers (too few tiles: 14² and 7² maps), its input is transformed once,
 //!   each worker taking a chunk of the input channels, into a V the parts share (`Work`);
-//!   in f32 each chunk's lines are evicted from the caches first ([`super::evict`]: both
-//!   cores read all of V, and a store to a line the other core holds waits for its copy),
-//!   except on an Intel mesh, where that cost more than it saved.
+//!   in f32 (in bf16 only with the workers on cores that share no cache) each chunk's lines
+//!   are evicted from the caches first ([`super::evict`]: both cores read all of V, and a
+//!   store to a line the other core holds waits for its copy), except on an Intel mesh, where
+//!   that cost more than it saved.
 //!   A block's last few tiles past whole vectors (a 14² map's 49 = 3·16 + 1) run on
 //!   [`Kernel::narrow`] with the same k-order fmas, as in `sconv` (ResNet's 14² convs
 //!   1.1–1.2× faster on AVX-512).
@@ -602,8 +603,8 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             // 0.993–1.0 on one L3. In bf16 (V of pairs, half the bytes) 0.988 on two CCDs but
             // 1.007 on one, so only with the workers apart (`placement::far`): there its 14²
             // convs' transforms 0.24 → 0.13 ms each (per loop, medians of 60 rounds of 40
-            // calls; 0.08–0.09 on one L3). Not on an Intel mesh (`placement::Fabric::Mesh`), whose
-            // L3 both cores share: without the flush ResNet-50's 14² convs took 0.93–0.95 of
+            // calls; 0.08–0.09 on one L3). Not on an Intel mesh (`placement::Fabric::Mesh`),
+            // whose L3 both cores share: without the flush ResNet-50's 14² convs took 0.93–0.95 of
             // their time, ResNet-50, ResNet-18 and UNet 256² 0.988, 0.986 and 0.996 (family 6
             // model 207, alternating call by call).
             if (!matches!(ex, Exec::Bf16(_)) || far) && super::placement::fabric() == super::placement::Fabric::Groups {
