@@ -601,9 +601,9 @@ pub fn conv2d(ex: Exec, c: &Conv2d, packed: &Packed, x: &[f32], xs: [usize; 4], 
             // fetched from memory instead of invalidated one at a time (`cpu::evict`).
             // ResNet-50 f32 on Zen 4, 2 threads: 0.964 of the time with the vCPUs on two CCDs,
             // 0.993–1.0 on one L3. In bf16 (V of pairs, half the bytes) 0.988 on two CCDs but
-            // 1.007 on one, so only with the workers apart (`placement::far`): there its 14²
-            // convs' transforms 0.24 → 0.13 ms each (per loop, medians of 60 rounds of 40
-            // calls; 0.08–0.09 on one L3). Not on an Intel mesh (`placement::Fabric::Mesh`),
+            // 1.007 on one, so only with the workers apart (`placement::far`): there four of
+            // its five 14² convs' transforms 0.24 → 0.13 ms each (per loop, medians of 60
+            // rounds of 40 calls; 0.08–0.09 on one L3). Not on an Intel mesh (`placement::Fabric::Mesh`),
             // whose L3 both cores share: without the flush ResNet-50's 14² convs took 0.93–0.95 of
             // their time, ResNet-50, ResNet-18 and UNet 256² 0.988, 0.986 and 0.996 (family 6
             // model 207, alternating call by call).
