@@ -649,17 +649,15 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
             // < 2·units·… = the planes' count) belong to unit u alone, and `planes` is borrowed
             // mutably for the whole call.
             let (even, odd) = unsafe { (std::slice::from_raw_parts_mut(base.0.add(i0 * g.plane), g.plane), std::slice::from_raw_parts_mut(base.0.add((i0 + g.pairs) * g.plane), g.plane)) };
-            if evict {
-                let (re, ro) = reads(py);
-                if re {
-                    super::evict::evict(even);
-                }
-                if ro {
-                    super::evict::evict(odd);
-                }
+            let (read_even, read_odd) = reads(py);
+            if evict && read_even {
+                super::evict::evict(even);
+            }
+            if evict && read_odd {
+                super::evict::evict(odd);
             }
             let (c0, c1) = (2 * pair, 2 * pair + 1);
-            if reads(py) != (true, true) || c0 >= cin {
+            if !(read_even && read_odd) || c0 >= cin {
                 build(i0, even);
                 build(i0 + g.pairs, odd);
                 return;

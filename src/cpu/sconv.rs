@@ -1170,7 +1170,6 @@ pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize;
         }
     };
     let image = sy * sx * hph * wph;
-    let evicting = evict && workers > 1;
     // Stride 1, short rows (small maps): zero each plane, then copy the image into it in
     // vectors; row by row, each row would cost a fill and a `memcpy` call.
     if [sy, sx] == [1, 1] && w < SHORT_ROW {
@@ -1184,7 +1183,7 @@ pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize;
         };
         if workers > 1 {
             crate::cpu::parallel::par_chunks_mut(out, image, |i, plane| {
-                if evicting {
+                if evict {
                     crate::cpu::evict::evict(plane);
                 }
                 fill((plane, &x[i * h * w..(i + 1) * h * w]))
@@ -1196,7 +1195,7 @@ pub(crate) fn phase_input(kernel: Kernel, c: &Conv2d, x: &[f32], [h, w]: [usize;
     }
     if workers > 1 {
         crate::cpu::parallel::par_chunks_mut(out, image, |i, planes| {
-            if evicting {
+            if evict {
                 planes.chunks_exact(hph * wph).zip(&used).filter(|(_, &u)| u).for_each(|(p, _)| crate::cpu::evict::evict(p));
             }
             one((planes, &x[i * h * w..(i + 1) * h * w]))
