@@ -114,6 +114,8 @@ pub struct Variant {
     /// The engine, whose kestrel session serves the planner's memory estimate and per-layer
     /// profiles.
     pub engine_impl: Engine,
+    /// Worker threads of each call (intra-op threads for ONNX Runtime).
+    pub threads: usize,
 }
 
 /// What building a variant needs.
@@ -194,29 +196,36 @@ pub(crate) fn onnx_bytes(model: &LoadedModel, g: &Graph) -> Result<Vec<u8>> {
 }
 
 impl Variant {
-    /// Builds `kind` for `ctx.model`; an error says why the variant cannot exist here.
+    /// Builds `kind` for `ctx.model` at `ctx.threads`; an error says why the variant cannot
+    /// exist here.
     pub fn build(kind: Kind, ctx: &Context<'_>) -> Result<Variant> {
+        Variant::build_at(kind, ctx, ctx.threads)
+    }
+
+    /// [`Variant::build`] running each call on `threads` workers (`ctx.threads` still
+    /// calibrates the INT8 variants, once for all thread counts).
+    pub fn build_at(kind: Kind, ctx: &Context<'_>, threads: usize) -> Result<Variant> {
         let t = Instant::now();
         let (engine_impl, engine) = match kind {
-            Kind::F32 => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, (true, false))?,
-            Kind::F32Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, false, (false, false))?,
-            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, (true, false))?,
-            Kind::Bf16Direct => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, (false, false))?,
-            Kind::Bf16F4 => kestrel_session(ctx.model.graph.clone(), ctx.threads, true, (true, true))?,
-            Kind::Int8Static => kestrel_session(ctx.static_int8()?, ctx.threads, false, (true, false))?,
-            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, ctx.threads, false, (true, false))?,
+            Kind::F32 => kestrel_session(ctx.model.graph.clone(), threads, false, (true, false))?,
+            Kind::F32Direct => kestrel_session(ctx.model.graph.clone(), threads, false, (false, false))?,
+            Kind::Bf16 => kestrel_session(ctx.model.graph.clone(), threads, true, (true, false))?,
+            Kind::Bf16Direct => kestrel_session(ctx.model.graph.clone(), threads, true, (false, false))?,
+            Kind::Bf16F4 => kestrel_session(ctx.model.graph.clone(), threads, true, (true, true))?,
+            Kind::Int8Static => kestrel_session(ctx.static_int8()?, threads, false, (true, false))?,
+            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, threads, false, (true, false))?,
             #[cfg(feature = "ort")]
-            Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, ctx.threads, "")?,
+            Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, threads, "")?,
             #[cfg(feature = "ort")]
             Kind::OrtInt8 => {
-                ort_session(&onnx_bytes(ctx.model, &ctx.static_int8()?)?, ctx.threads, " on kestrel's QDQ file")?
+                ort_session(&onnx_bytes(ctx.model, &ctx.static_int8()?)?, threads, " on kestrel's QDQ file")?
             }
             #[cfg(not(feature = "ort"))]
             Kind::OrtF32 | Kind::OrtInt8 => {
                 return Err(Error::FeatureDisabled { feature: "ort", what: format!("variant {}", kind.name()) })
             }
         };
-        Ok(Variant { kind, engine, prepare_s: t.elapsed().as_secs_f64(), engine_impl })
+        Ok(Variant { kind, engine, prepare_s: t.elapsed().as_secs_f64(), engine_impl, threads })
     }
 
     /// The command-line name of the variant.

@@ -210,3 +210,45 @@ fn sliced_batches_run_their_tail_whole_with_the_same_bits() {
     let estimate = session.memory_estimate(&shape).unwrap();
     assert!(estimate > one && estimate < n * one, "estimate {estimate} for {n} samples of {one}");
 }
+
+/// A one-thread session called from a thread whose own pool has two workers (a two-thread
+/// session ran there first) runs on that thread, starting no pool of its own
+/// (`Session::handed_over_pools`), with the bits of a one-thread session on a thread of its
+/// own; the two-thread session's bits do not change either. UNet at 96² (its elementwise ops
+/// and pools over the size at which their loops split) and a ResNet-18, f32 and INT8.
+#[test]
+fn one_thread_sessions_run_alone_on_a_caller_with_a_larger_pool() {
+    let configs = [
+        ModelConfig::UNet(UNetConfig { base_width: 8, depth: 2, image_size: 96, ..Default::default() }),
+        ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 16, image_size: 64, ..Default::default() }),
+    ];
+    for cfg in &configs {
+        for (name, g) in variants(cfg) {
+            let x = Tensor::randn(g.input_shape(2).unwrap(), 1.0, 41);
+            let session = |threads| Session::new(g.clone(), &Options { threads, optimize: true, ..Default::default() }).unwrap();
+            let (one, two) = (session(1), session(2));
+            let (want_one, want_two) = std::thread::scope(|s| {
+                let a = s.spawn(|| bits(&session(1).run(std::slice::from_ref(&x)).unwrap()));
+                let b = s.spawn(|| bits(&session(2).run(std::slice::from_ref(&x)).unwrap()));
+                (a.join().unwrap(), b.join().unwrap())
+            });
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for call in 0..2 {
+                        assert_eq!(bits(&two.run(std::slice::from_ref(&x)).unwrap()), want_two, "{cfg:?} {name}: two threads, call {call}");
+                        assert_eq!(bits(&one.run(std::slice::from_ref(&x)).unwrap()), want_one, "{cfg:?} {name}: one thread, call {call}");
+                    }
+                });
+            });
+            assert_eq!((one.handed_over_pools(), two.handed_over_pools()), (0, 0), "{cfg:?} {name}");
+            // The other way round the two-thread session is the one handed over.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    assert_eq!(bits(&one.run(std::slice::from_ref(&x)).unwrap()), want_one, "{cfg:?} {name}: one thread first");
+                    assert_eq!(bits(&two.run(std::slice::from_ref(&x)).unwrap()), want_two, "{cfg:?} {name}: two threads second");
+                });
+            });
+            assert_eq!((one.handed_over_pools(), two.handed_over_pools()), (0, 1), "{cfg:?} {name}");
+        }
+    }
+}

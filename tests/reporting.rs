@@ -101,6 +101,39 @@ fn bench_times_winograd_against_the_direct_convs() {
     assert_eq!(wino(0) > 0, fp32_kernels && !off, "{}", r["variants"][0]["per_layer"]);
 }
 
+/// `bench --scaling 2,1`: every variant at both thread counts, alternating in one loop, rows
+/// named `VARIANT@Nt`, and each variant's speed-up from the first count from as many run
+/// pairs as iterations (in JSON, the terminal and Markdown); one count alone, or a count that
+/// is not a number, is refused in one line.
+#[test]
+fn bench_scaling_times_every_thread_count_in_one_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let m = models_dir().join("shapes-resnet18.safetensors");
+    let (code, stdout, err) = kestrel(&["bench", m.to_str().unwrap(), "--variants", "f32,int8-static", "--scaling", "2,1", "--iters", "5", "--warmup", "1", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("speed-up 2 → 1 threads at batch 1"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let names: Vec<&str> = r["variants"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["f32@2t", "f32@1t", "int8-static@2t", "int8-static@1t"]);
+    let threads: Vec<u64> = r["variants"].as_array().unwrap().iter().map(|v| v["threads"].as_u64().unwrap()).collect();
+    assert_eq!(threads, [2, 1, 2, 1]);
+    let sc = r["scaling"].as_array().unwrap();
+    assert_eq!(sc.len(), 2, "{sc:?}");
+    for (s, kind) in sc.iter().zip(["f32", "int8-static"]) {
+        assert_eq!((s["kind"].as_str(), s["from_threads"].as_u64(), s["to_threads"].as_u64(), s["batch"].as_u64()), (Some(kind), Some(2), Some(1), Some(1)));
+        assert_eq!(s["speedup_paired"]["pairs"].as_u64(), Some(5), "{s}");
+        assert!(s["speedup_of_means"].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()), "{s}");
+    }
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(md.contains("| f32 | 1 | 2 → 1 |") && md.contains("2, 1 threads"), "{md}");
+    for (bad, says) in [("2", "at least two different thread counts"), ("1,x", "expected thread counts")] {
+        let (code, _, err) = kestrel(&["bench", m.to_str().unwrap(), "--scaling", bad, "--iters", "1"]);
+        assert_eq!(code, 2, "--scaling {bad}: {err}");
+        assert!(err.starts_with("kestrel: error:") && err.contains(says) && err.trim().lines().count() == 1, "--scaling {bad}: {err}");
+    }
+}
+
 /// `bench --variants bf16,bf16-f4`: where the CPU has AVX512_BF16, `bf16-f4` runs the built-in
 /// UNet's wide 3×3 convs on its 64² to 256² maps by bf16 Winograd F(4×4) (opt-in,
 /// `Options::winograd_bf16_f4`), `bf16` by F(2×2) only; elsewhere both are refused in one line

@@ -9,6 +9,12 @@
 //!
 //! Cold start is measured per variant: model load (shared), preparation (quantization, weight
 //! packing, export, session creation) and the first inference.
+//!
+//! Thread scaling (`--scaling 1,2`): every variant is prepared once per thread count, and all
+//! of them alternate in the same loop, so each variant's speed-up from the first count to the
+//! others ([`Scaling`]) comes from runs made seconds apart, whatever the host's speed does
+//! meanwhile: kestrel's and ONNX Runtime's speed-ups from the same minutes. Rows are then
+//! named `VARIANT@Nt`.
 
 pub mod batch;
 pub mod machine;
@@ -35,6 +41,9 @@ pub struct BenchOptions {
     /// Batch sizes in ascending order.
     pub batches: Vec<usize>,
     pub threads: usize,
+    /// Thread counts to run every variant at, all alternating in one loop (`--scaling 1,2`;
+    /// 0: every core); empty: `threads` alone. Speed-ups are from the first count.
+    pub scaling: Vec<usize>,
     pub warmup: usize,
     /// Timed iterations per variant and batch (the minimum when `seconds` is set).
     pub iters: usize,
@@ -55,6 +64,7 @@ impl Default for BenchOptions {
             variants: vec![Kind::F32],
             batches: vec![1],
             threads: 0,
+            scaling: Vec::new(),
             warmup: 3,
             iters: 20,
             seconds: None,
@@ -151,12 +161,30 @@ pub fn gmacs(macs: u64, ms: f64) -> Option<f64> {
 /// Everything measured for one variant.
 #[derive(Clone, Debug, Serialize)]
 pub struct VariantResult {
+    /// The variant's name, `NAME@Nt` when `--scaling` runs it at several thread counts.
     pub name: String,
+    pub kind: Kind,
+    /// Worker threads of each call.
+    pub threads: usize,
     pub engine: String,
     pub cold: Cold,
     pub batches: Vec<BatchResult>,
     pub choice: BatchChoice,
     pub per_layer: Option<Vec<LayerTime>>,
+}
+
+/// A variant's speed-up from one thread count to another at one batch (`--scaling`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Scaling {
+    pub kind: Kind,
+    pub batch: usize,
+    pub from_threads: usize,
+    pub to_threads: usize,
+    /// Mean forward time at `from_threads` over the mean at `to_threads`.
+    pub speedup_of_means: f64,
+    /// The same, iteration by iteration (the runs alternate, so each pair ran seconds apart):
+    /// median and quartiles of time at `from_threads` over time at `to_threads`.
+    pub speedup_paired: Option<crate::stats::PairedRatio>,
 }
 
 /// A full bench run.
@@ -168,6 +196,9 @@ pub struct BenchReport {
     pub input_shape: Vec<usize>,
     pub options: BenchOptions,
     pub variants: Vec<VariantResult>,
+    /// Speed-ups from the first thread count of `--scaling` to the others, per variant and
+    /// batch (empty without `--scaling`).
+    pub scaling: Vec<Scaling>,
     /// Variants asked for that cannot run here, with the reason.
     pub skipped: Vec<(String, String)>,
     /// Batches dropped from the sweep by `--memory-limit` (batch, estimated bytes).
@@ -264,7 +295,21 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     if opts.variants.is_empty() {
         return Err(Error::Argument("--variants is empty".into()));
     }
-    let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let all_cores = |t: usize| if t == 0 { cores } else { t };
+    // The thread counts every variant runs at, in the order given (duplicates dropped).
+    let mut counts: Vec<usize> = Vec::new();
+    for t in if opts.scaling.is_empty() { vec![opts.threads] } else { opts.scaling.clone() } {
+        if !counts.contains(&all_cores(t)) {
+            counts.push(all_cores(t));
+        }
+    }
+    let scaling = !opts.scaling.is_empty();
+    if scaling && counts.len() < 2 {
+        return Err(Error::Argument(format!("--scaling {}: needs at least two different thread counts (0: every core, {cores} here)", opts.scaling.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","))));
+    }
+    let threads = counts[0];
+    let most = counts.iter().copied().max().unwrap_or(threads);
     let input1 = model.graph.input_shape(1)?;
     if input1.len() != 4 || input1[1] != 3 {
         return Err(Error::InputShape { name: "input".into(), expected: "[N, 3, H, W] images".into(), got: input1 });
@@ -276,14 +321,24 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     } else {
         Vec::new()
     };
-    let ctx = crate::engine::Context::new(model, threads, &calib);
+    // The static INT8 variants calibrate at the most threads: that call builds this thread's
+    // own worker pool (`exec::session`), which the calls of that count then run on.
+    let ctx = crate::engine::Context::new(model, most, &calib);
     let mut variants = Vec::new();
+    // Each variant's name in the report: `NAME@Nt` under `--scaling`.
+    let mut labels: Vec<String> = Vec::new();
     let mut skipped = Vec::new();
     for &k in &opts.variants {
-        progress.set(0, 0, &format!("preparing {}", k.name()));
-        match Variant::build(k, &ctx) {
-            Ok(v) => variants.push(v),
-            Err(e) => skipped.push((k.name().to_string(), e.to_string())),
+        for &t in &counts {
+            let name = if scaling { format!("{}@{t}t", k.name()) } else { k.name().to_string() };
+            progress.set(0, 0, &format!("preparing {name}"));
+            match Variant::build_at(k, &ctx, t) {
+                Ok(v) => {
+                    variants.push(v);
+                    labels.push(name);
+                }
+                Err(e) => skipped.push((name, e.to_string())),
+            }
         }
     }
     if variants.is_empty() {
@@ -296,7 +351,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
     let estimator = if variants.iter().any(|v| v.session().is_some()) {
         None
     } else {
-        Some(crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads, optimize: true, ..Default::default() })?)
+        Some(crate::exec::Session::new(model.graph.clone(), &crate::exec::Options { threads: most, optimize: true, ..Default::default() })?)
     };
     let mut est = |b: usize| -> Result<u64> {
         let shape = model.graph.input_shape(b)?;
@@ -318,8 +373,11 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
 
     let mut results: Vec<VariantResult> = variants
         .iter()
-        .map(|v| VariantResult {
-            name: v.name().to_string(),
+        .zip(&labels)
+        .map(|(v, name)| VariantResult {
+            name: name.clone(),
+            kind: v.kind,
+            threads: v.threads,
             engine: v.engine.clone(),
             cold: Cold { load_ms, prepare_ms: v.prepare_s * 1e3, first_inference_ms: 0.0 },
             batches: Vec::new(),
@@ -329,14 +387,19 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         .collect();
     let mut warnings = Vec::new();
     // Where the two workers' cores sit, before the runs (the fingerprint measures it after).
-    let link_before = if threads > 1 { machine::cross_core_round_trip_ns() } else { None };
+    let link_before = if most > 1 { machine::cross_core_round_trip_ns() } else { None };
     let total_iters = (batches.len() * (opts.warmup + opts.iters) * variants.len()) as u64;
     let mut done = 0u64;
     for (bi, &(b, mem)) in batches.iter().enumerate() {
         let pngs = synthetic_pngs(model.task, b, h, w)?;
         let pipe = Pipeline { task: model.task, pre: &pre, pngs: &pngs };
         if bi == 0 {
-            for (v, r) in variants.iter_mut().zip(&mut results) {
+            // The most threads first: this thread's own worker pool then has that many
+            // (`exec::session`), so those calls, like the one-thread ones, run with no
+            // hand-off to a pool thread.
+            let mut first: Vec<(&mut Variant, &mut VariantResult)> = variants.iter_mut().zip(&mut results).collect();
+            first.sort_by_key(|(v, _)| std::cmp::Reverse(v.threads));
+            for (v, r) in first {
                 let t = Instant::now();
                 pipe.run(v, None)?;
                 r.cold.first_inference_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -361,7 +424,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
                 for k in 0..4 {
                     r[k].push(t[k]);
                 }
-                *far += usize::from(crate::cpu::placement::far(threads));
+                *far += usize::from(crate::cpu::placement::far(v.threads));
                 let per_worker = v.session().zip(shape_b.as_ref()).and_then(|(s, sh)| s.per_worker(std::slice::from_ref(sh)));
                 *split += usize::from(per_worker.is_some());
             }
@@ -369,7 +432,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             done = (done + variants.len() as u64).min(total_iters);
             progress.set(done, total_iters, &format!("batch {b}"));
         }
-        for ((((v, r), res), far), split) in variants.iter().zip(raw).zip(&mut results).zip(far_runs).zip(split_runs) {
+        for (((((v, name), r), res), far), split) in variants.iter().zip(&labels).zip(raw).zip(&mut results).zip(far_runs).zip(split_runs) {
             let totals: Vec<f64> = (0..r[0].len()).map(|i| r.iter().map(|s| s[i]).sum()).collect();
             let stages: Vec<Stage> = STAGES
                 .iter()
@@ -384,8 +447,7 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             let fwd = &stages[2].summary;
             if fwd.cv() > 0.05 {
                 warnings.push(format!(
-                    "{} batch {b}: forward latency varies widely (CV {:.1}% > 5%); the machine may be busy or throttling",
-                    v.name(),
+                    "{name} batch {b}: forward latency varies widely (CV {:.1}% > 5%); the machine may be busy or throttling",
                     fwd.cv() * 100.0
                 ));
             }
@@ -405,33 +467,42 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             // Profiled runs of every timed variant alternating, as the timings above: kestrel's
             // node timers, ORT's profiler for `ort-f32`.
             let n = opts.iters.max(1);
+            // ORT's profiled session of each `ort-f32` variant, at its thread count.
             #[cfg(feature = "ort")]
-            let mut ort = match variants.iter().any(|v| v.kind == crate::engine::Kind::OrtF32) {
-                true => OrtProfile::new(model, b, threads).map_err(|e| warnings.push(format!("ort-f32: no per-layer profile: {e}"))).ok(),
-                false => None,
-            };
+            let mut orts: Vec<Option<OrtProfile>> = variants
+                .iter()
+                .zip(&labels)
+                .map(|(v, name)| match v.kind {
+                    crate::engine::Kind::OrtF32 => OrtProfile::new(model, b, v.threads).map_err(|e| warnings.push(format!("{name}: no per-layer profile: {e}"))).ok(),
+                    _ => None,
+                })
+                .collect();
             let mut accs: Vec<Vec<f64>> = variants.iter().map(|_| Vec::new()).collect();
             for _ in 0..n {
-                for (v, acc) in variants.iter_mut().zip(&mut accs) {
+                for (i, (v, acc)) in variants.iter_mut().zip(&mut accs).enumerate() {
                     #[cfg(feature = "ort")]
-                    if let (crate::engine::Kind::OrtF32, Some(p)) = (v.kind, ort.as_mut()) {
+                    if let Some(p) = orts[i].as_mut() {
                         p.run()?;
                         continue;
                     }
+                    #[cfg(not(feature = "ort"))]
+                    let _ = i; // indexes the ORT profiles
                     if v.session().is_some() {
                         pipe.run(v, Some(acc))?;
                     }
                 }
             }
-            for ((v, res), acc) in variants.iter().zip(&mut results).zip(&accs) {
+            for (i, ((v, res), acc)) in variants.iter().zip(&mut results).zip(&accs).enumerate() {
                 #[cfg(feature = "ort")]
-                if let (crate::engine::Kind::OrtF32, Some(p)) = (v.kind, ort.as_mut()) {
+                if let Some(p) = orts[i].as_mut() {
                     match p.layers(model, b, n) {
                         Ok(l) => res.per_layer = Some(l),
-                        Err(e) => warnings.push(format!("ort-f32: no per-layer profile: {e}")),
+                        Err(e) => warnings.push(format!("{}: no per-layer profile: {e}", res.name)),
                     }
                     continue;
                 }
+                #[cfg(not(feature = "ort"))]
+                let _ = i;
                 if let Some(s) = v.session() {
                     let input = model.graph.input_shape(b)?;
                     let labels = s.kernel_labels(std::slice::from_ref(&input))?;
@@ -456,7 +527,16 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
             .collect();
         r.choice = batch::choose(&pts, opts.p99_budget_ms);
     }
-    let fingerprint = Fingerprint::collect(threads);
+    // Kestrel variants whose calls this thread's own pool could not run (`Session::in_pool`).
+    let handed: Vec<&str> = variants.iter().zip(&labels).filter(|(v, _)| v.session().is_some_and(|s| s.handed_over_pools() > 0)).map(|(_, l)| l.as_str()).collect();
+    if !handed.is_empty() {
+        warnings.push(format!(
+            "{} ran each call on a worker pool of its own, handed over from this thread (whose own pool has {most} workers): tens of µs a call more than from a thread of their own",
+            handed.join(", ")
+        ));
+    }
+    let scaling = if scaling { speedups(&results, threads) } else { Vec::new() };
+    let fingerprint = Fingerprint::collect(most);
     // On a mesh every core of the socket is as far as this (`cpu::placement::Fabric`).
     let apart_link = crate::cpu::placement::fabric() == crate::cpu::placement::Fabric::Groups;
     let far: Vec<String> = [("before", link_before), ("after", fingerprint.cross_core_round_trip_ns)]
@@ -495,12 +575,36 @@ pub fn run(model: &LoadedModel, load_ms: f64, opts: &BenchOptions, progress: &mu
         input_shape: input1,
         options: opts.clone(),
         variants: results,
+        scaling,
         skipped,
         memory_refused,
         rss_after_load_bytes,
         peak_rss_bytes: machine::peak_rss_bytes(),
         warnings,
     })
+}
+
+/// Each variant's speed-up from `from` threads to each other count it ran at, per batch: the
+/// mean forward times' ratio and the run pairs' (the variants alternate, so iteration `i` of
+/// every thread count ran within one loop round).
+fn speedups(results: &[VariantResult], from: usize) -> Vec<Scaling> {
+    let mut out = Vec::new();
+    for base in results.iter().filter(|r| r.threads == from) {
+        for other in results.iter().filter(|r| r.kind == base.kind && r.threads != from) {
+            for (b0, b1) in base.batches.iter().zip(&other.batches) {
+                let (f0, f1) = (&b0.stages[2], &b1.stages[2]);
+                out.push(Scaling {
+                    kind: base.kind,
+                    batch: b0.batch,
+                    from_threads: from,
+                    to_threads: other.threads,
+                    speedup_of_means: f0.summary.mean / f1.summary.mean,
+                    speedup_paired: crate::stats::PairedRatio::of(&f0.raw_ms, &f1.raw_ms),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// ONNX Runtime's time per layer for the `ort-f32` variant's `--per-layer`: a session on the

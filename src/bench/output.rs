@@ -15,13 +15,20 @@ fn mb(b: Option<u64>) -> String {
 pub fn fingerprint_line(r: &BenchReport) -> String {
     let f = &r.fingerprint;
     let link = f.cross_core_round_trip_ns.map_or(String::new(), |ns| format!(", cross-core round trip {ns:.0} ns"));
+    // Under `--scaling`, every count the variants ran at.
+    let mut counts: Vec<usize> = Vec::new();
+    for v in &r.variants {
+        if !counts.contains(&v.threads) {
+            counts.push(v.threads);
+        }
+    }
+    let threads = if r.scaling.is_empty() { f.threads.to_string() } else { counts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ") };
     format!(
-        "{} ({} logical CPUs), INT8 path {}, plan rules {}, {} threads{link}, kestrel {} ({}), ORT {}, {}, {}",
+        "{} ({} logical CPUs), INT8 path {}, plan rules {}, {threads} threads{link}, kestrel {} ({}), ORT {}, {}, {}",
         f.cpu,
         f.logical_cpus,
         f.isa,
         f.tune,
-        f.threads,
         f.kestrel_version,
         f.kestrel_commit,
         f.ort_version.as_deref().unwrap_or("not loaded"),
@@ -65,6 +72,32 @@ fn paired_lines(r: &BenchReport) -> Vec<String> {
         .collect()
 }
 
+/// Under `--scaling`, one line per thread count after the first: each variant's speed-up to
+/// it, run pairs' median and quartiles (the counts alternate, so each pair ran seconds
+/// apart), then the ratio of the means.
+fn scaling_lines(r: &BenchReport) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
+    for sc in &r.scaling {
+        if !pairs.contains(&(sc.from_threads, sc.to_threads, sc.batch)) {
+            pairs.push((sc.from_threads, sc.to_threads, sc.batch));
+        }
+    }
+    for (from, to, batch) in pairs {
+        let each: Vec<String> = r
+            .scaling
+            .iter()
+            .filter(|sc| (sc.from_threads, sc.to_threads, sc.batch) == (from, to, batch))
+            .map(|sc| {
+                let paired = sc.speedup_paired.map_or("-".into(), |p| format!("{:.3}x ({:.3}–{:.3})", p.median, p.p25, p.p75));
+                format!("{} {paired}, means {:.3}x", sc.kind.name(), sc.speedup_of_means)
+            })
+            .collect();
+        lines.push(format!("speed-up {from} → {to} threads at batch {batch}, run pairs' median (p25–p75): {}", each.join("; ")));
+    }
+    lines
+}
+
 /// The terminal summary.
 pub fn table(r: &BenchReport) -> String {
     let mut s = String::new();
@@ -94,7 +127,7 @@ pub fn table(r: &BenchReport) -> String {
             );
         }
     }
-    for line in paired_lines(r) {
+    for line in paired_lines(r).into_iter().chain(scaling_lines(r)) {
         let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(s, "cold start (ms): {}", r.variants.iter().map(|v| format!("{} load {:.0} + prepare {:.0} + first {:.1}", v.name, v.cold.load_ms, v.cold.prepare_ms, v.cold.first_inference_ms)).collect::<Vec<_>>().join("; "));
@@ -237,6 +270,15 @@ pub fn markdown(r: &BenchReport) -> String {
             let _ = writeln!(s, "| {} | {} | {:.0} | {:.0} | {:.1} |", v.name, m.join(" | "), v.cold.load_ms, v.cold.prepare_ms, v.cold.first_inference_ms);
         }
     }
+    if !r.scaling.is_empty() {
+        let _ = writeln!(s, "\nSpeed-up with threads (every thread count of every variant alternating in one loop):\n");
+        let _ = writeln!(s, "| variant | batch | threads | speed-up, run pairs' median | p25–p75 | speed-up of the means |");
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|");
+        for sc in &r.scaling {
+            let (median, spread) = sc.speedup_paired.map_or(("-".into(), "-".into()), |p| (format!("{:.3}x", p.median), format!("{:.3}–{:.3}", p.p25, p.p75)));
+            let _ = writeln!(s, "| {} | {} | {} → {} | {median} | {spread} | {:.3}x |", sc.kind.name(), sc.batch, sc.from_threads, sc.to_threads, sc.speedup_of_means);
+        }
+    }
     let _ = writeln!(s);
     for line in choice_lines(r) {
         let _ = writeln!(s, "- {line}");
@@ -279,18 +321,18 @@ struct Behind<'a> {
     rows: Vec<(&'a str, f64, f64)>,
 }
 
-/// For each kestrel variant with per-layer times, when `ort-f32` has them too: the (up to 10)
-/// layers both timed where the variant is slower than ORT, most time lost first.
+/// For each kestrel variant with per-layer times, when `ort-f32` at the same thread count has
+/// them too: the (up to 10) layers both timed where the variant is slower than ORT, most time
+/// lost first.
 fn behind_ort(r: &BenchReport) -> Vec<Behind<'_>> {
-    let Some(ort) = r.variants.iter().find(|v| v.name == crate::engine::Kind::OrtF32.name()).and_then(|v| v.per_layer.as_ref()) else {
-        return Vec::new();
-    };
-    // Layers only: ORT's nodes that no layer owns keep ORT's names, which may be ours too.
-    let theirs: std::collections::HashMap<&str, f64> = ort.iter().filter(|l| l.op != ORT_NODE).map(|l| (l.node.as_str(), l.ms)).collect();
+    use crate::engine::Kind;
     r.variants
         .iter()
-        .filter(|v| !v.name.starts_with("ort-"))
+        .filter(|v| !matches!(v.kind, Kind::OrtF32 | Kind::OrtInt8))
         .filter_map(|v| {
+            let ort = r.variants.iter().find(|o| o.kind == Kind::OrtF32 && o.threads == v.threads)?.per_layer.as_ref()?;
+            // Layers only: ORT's nodes that no layer owns keep ORT's names, which may be ours too.
+            let theirs: std::collections::HashMap<&str, f64> = ort.iter().filter(|l| l.op != ORT_NODE).map(|l| (l.node.as_str(), l.ms)).collect();
             let mut rows: Vec<(&str, f64, f64)> = v.per_layer.as_ref()?.iter().filter_map(|l| Some((l.node.as_str(), l.ms, *theirs.get(l.node.as_str())?))).filter(|&(_, a, b)| b > 0.0 && a > b).collect();
             rows.sort_by(|x, y| (y.1 - y.2).total_cmp(&(x.1 - x.2)));
             rows.truncate(10);

@@ -418,6 +418,9 @@ struct BenchArgs {
     /// Time every layer of the kestrel variants, and of ort-f32 (ONNX Runtime's profiler, its fused nodes given back to the layers they fused).
     #[arg(long)]
     per_layer: bool,
+    /// Thread counts, comma separated (e.g. 1,2; 0: every core): every variant runs at each, all alternating in one loop, and the speed-up from the first count is reported per variant, from runs made seconds apart (replaces --threads).
+    #[arg(long)]
+    scaling: Option<String>,
     /// Folder for bench.json, bench.csv, bench.md, the SVG plots and, with --per-layer, layers.csv.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -1608,6 +1611,13 @@ fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
         v
     };
     let memory_limit = b.memory_limit.as_deref().map(|s| parse_size(s, "--memory-limit")).transpose()?;
+    let scaling: Vec<usize> = match &b.scaling {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|x| x.trim().parse().map_err(|_| Error::Argument(format!("--scaling {}: expected thread counts like 1,2 (0: every core)", list.escape_debug()))))
+            .collect::<Result<_>>()?,
+    };
     let t = Instant::now();
     let model = b.m.load()?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -1615,6 +1625,7 @@ fn bench_cmd(b: BenchArgs) -> Result<ExitCode> {
         variants,
         batches,
         threads: b.m.threads,
+        scaling,
         warmup: b.warmup,
         iters: b.iters.max(1),
         seconds: b.seconds,

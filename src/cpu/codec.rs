@@ -30,6 +30,7 @@ pub fn min_max(simd: Simd, x: &[f32]) -> (f32, f32) {
     use rayon::prelude::*;
     let (lo, hi) = x
         .par_chunks(64 * 1024)
+        .with_min_len(super::parallel::min_len(1))
         .map(|c| {
             let mut l = Lanes::default();
             l.add(simd, c);

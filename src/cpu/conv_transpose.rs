@@ -228,7 +228,7 @@ pub fn conv_transpose_nd(c: &ConvTransposeNd, x: &[f32], xs: &[usize], out: &mut
     let (in_plane, out_plane) = (xs[2..].iter().product::<usize>(), os[2..].iter().product::<usize>());
     let taps: usize = ws[2..].iter().product();
     let w = c.weight.data();
-    out.par_chunks_mut(cout * out_plane).zip(x.par_chunks(cin * in_plane)).for_each(|(ob, xb)| {
+    out.par_chunks_mut(cout * out_plane).zip(x.par_chunks(cin * in_plane)).with_min_len(super::parallel::min_len(1)).for_each(|(ob, xb)| {
         for (co, plane) in ob.chunks_mut(out_plane).enumerate() {
             plane.fill(c.bias.as_ref().map_or(0.0, |b| b[co]));
         }

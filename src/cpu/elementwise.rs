@@ -53,7 +53,7 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 /// `out = a ∘ b` with numpy broadcasting to `os`.
 pub fn binary(op: Binary, a: &[f32], as_: &[usize], b: &[f32], bs: &[usize], out: &mut [f32], os: &[usize]) {
     if as_ == os && bs == os {
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).with_min_len(super::parallel::min_len(1)).for_each(|(o, (a, b))| {
             for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
                 *o = op.apply(*a, *b);
             }
@@ -98,7 +98,7 @@ pub fn binary_general(op: Binary, a: &[f32], as_: &[usize], b: &[f32], bs: &[usi
 
 /// `out = act(x)`.
 pub fn activation(act: Activation, x: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).with_min_len(super::parallel::min_len(1)).for_each(|(o, x)| {
         for (o, x) in o.iter_mut().zip(x) {
             *o = act.apply(*x);
         }

@@ -39,9 +39,10 @@ pub mod simd;
 pub const PAR_MIN_ELEMS: usize = 1 << 15;
 
 /// The fewest items of `item_elems` elements each that a parallel iterator hands one worker
-/// (`with_min_len`), so that work under [`PAR_MIN_ELEMS`] is never split.
+/// (`with_min_len`), so that work under [`PAR_MIN_ELEMS`] is never split (nor any, inside
+/// [`parallel::alone`]: [`parallel::min_len`]).
 pub fn min_items(item_elems: usize) -> usize {
-    (PAR_MIN_ELEMS / item_elems.max(1)).max(1)
+    parallel::min_len((PAR_MIN_ELEMS / item_elems.max(1)).max(1))
 }
 
 /// `dst[j] = src[x0 + j·step]` where that column lies in `src`, 0 elsewhere: one padded,

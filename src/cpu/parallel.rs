@@ -220,21 +220,33 @@ thread_local! {
     static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with this thread's [`par_for`] loops (and [`par_chunks_mut`]'s) on this thread
-/// alone, even inside a pool with idle workers: a worker that runs samples of its own while
-/// the pool's other worker runs others (`exec::session::Session::run_by_workers`) keeps its
-/// parts, and the data they touch, on its own core. Cleared again when `f` returns or
-/// panics.
+/// Runs `f` with this thread's [`par_for`] loops (and [`par_chunks_mut`]'s, and the rayon
+/// iterators bounded by [`min_len`]) on this thread alone, even inside a pool with idle
+/// workers: a worker that runs samples of its own while the pool's other worker runs others
+/// (`exec::session::Session::run_by_workers`) keeps its parts, and the data they touch, on
+/// its own core; a one-thread session called from a thread whose pool has more workers runs
+/// on that thread with none of them (`exec::session::Session::in_pool`). The previous state
+/// is restored when `f` returns or panics.
 pub fn alone<R>(f: impl FnOnce() -> R) -> R {
-    struct Clear;
-    impl Drop for Clear {
+    struct Restore(bool);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            ALONE.with(|a| a.set(false));
+            ALONE.with(|a| a.set(self.0));
         }
     }
-    ALONE.with(|a| a.set(true));
-    let _clear = Clear;
+    let _restore = Restore(ALONE.with(|a| a.replace(true)));
     f()
+}
+
+/// `n`, or `usize::MAX` inside [`alone`]: the `with_min_len` of a rayon parallel iterator
+/// whose jobs would otherwise go to `n` items, so that such a loop is not split, and so stays
+/// on the calling thread, where it runs alone.
+pub fn min_len(n: usize) -> usize {
+    if is_alone() {
+        usize::MAX
+    } else {
+        n
+    }
 }
 
 /// Whether this thread runs inside [`alone`].
