@@ -252,3 +252,28 @@ fn one_thread_sessions_run_alone_on_a_caller_with_a_larger_pool() {
         }
     }
 }
+
+/// One- and two-thread sessions called from an application's rayon `par_iter` (a worker of
+/// another pool, many calls in flight): each call gives the bits of a call from a thread of
+/// its own, and none nests inside another. rayon's `install` from such a worker waits by
+/// running the pool's other jobs, so 4000 calls of a two-thread session, each taking a pool
+/// of its own, nested until the stack overflowed and the process aborted; a one-thread
+/// session now runs on the worker itself, a two-thread one through a helper thread that
+/// blocks.
+#[test]
+fn sessions_called_from_rayon_workers_do_not_nest() {
+    use rayon::prelude::*;
+    let cfg = ModelConfig::ResNet(ResNetConfig { depth: 18, num_classes: 10, base_width: 4, image_size: 32, ..Default::default() });
+    for (name, g) in variants(&cfg) {
+        let inputs: Vec<Tensor> = (0..8).map(|i| Tensor::randn(g.input_shape(1).unwrap(), 1.0, 700 + i)).collect();
+        for threads in [1, 2] {
+            let session = Session::new(g.clone(), &Options { threads, optimize: true, ..Default::default() }).unwrap();
+            let want: Vec<Vec<Vec<u32>>> = std::thread::scope(|s| s.spawn(|| inputs.iter().map(|x| bits(&session.run(std::slice::from_ref(x)).unwrap())).collect()).join().unwrap());
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let wrong = pool.install(|| (0..4000usize).into_par_iter().filter(|&i| bits(&session.run(std::slice::from_ref(&inputs[i % 8])).unwrap()) != want[i % 8]).count());
+            assert_eq!(wrong, 0, "{name}, {threads} threads: calls from rayon workers with other bits");
+            // Two calls at a time at most: two handed-over pools for two threads, none for one.
+            assert!(session.handed_over_pools() <= 2 * (threads - 1), "{name}, {threads} threads: {} pools", session.handed_over_pools());
+        }
+    }
+}

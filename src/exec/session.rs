@@ -25,7 +25,12 @@
 //! on it with no hand-off, which on a small model costs more than the forward pass (70–90 µs
 //! to wake a sleeping worker and be woken back on a 2-vCPU VM). Rayon work the thread starts
 //! later, outside kestrel, runs on that pool too. A thread already in a rayon pool, or calling
-//! with a different `T` than its pool has, hands the call to a pool the session keeps.
+//! with a different `T` than its pool has, hands the call to a pool the session keeps
+//! ([`Session::handed_over_pools`]), from a worker of another rayon pool through a helper
+//! thread that blocks (rayon's hand-off from a worker would run that pool's other jobs while
+//! it waits, nesting calls until the stack overflows); a one-thread session (`T` = 1) never
+//! hands a call over: it runs on the calling thread, every loop kept there
+//! ([`crate::cpu::parallel::alone`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -265,7 +270,8 @@ impl Session {
     /// one-thread session on the calling thread all the same, its loops kept there
     /// ([`alone`]), where the thread's own pool has other workers (an application calling a
     /// small model on one thread and a large one on two, or `bench --scaling 2,1`: the
-    /// hand-off took shapes-resnet18's 0.08 ms call to 0.17–0.20 ms on Zen 4).
+    /// hand-off took shapes-resnet18's 0.08 ms call to 0.17–0.20 ms on Zen 4) or the thread is
+    /// a worker of another rayon pool.
     fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
         if let Some(own) = own_pool(self.threads) {
             return Ok(own.install(f));
@@ -273,10 +279,23 @@ impl Session {
         if self.threads == 1 {
             return Ok(alone(f));
         }
-        let pool = self.take_pool()?;
-        let out = pool.install(f);
-        lock(&self.pools).push(pool);
-        Ok(out)
+        let handed = || -> Result<R> {
+            let pool = self.take_pool()?;
+            let out = pool.install(f);
+            lock(&self.pools).push(pool);
+            Ok(out)
+        };
+        if rayon::current_thread_index().is_none() {
+            return handed();
+        }
+        // A worker of another rayon pool (an application's `par_iter` calling the session):
+        // rayon's `install` from there waits by running that pool's other jobs, which call
+        // the session again, nested, until the stack overflows (4000 calls of a two-thread
+        // shapes-resnet18 from `into_par_iter` aborted so). A thread of no pool blocks instead.
+        std::thread::scope(|s| {
+            let helper = std::thread::Builder::new().name("kestrel-call".into()).spawn_scoped(s, handed).map_err(|e| Error::System(format!("cannot start a thread for a call from a rayon worker: {e}")))?;
+            helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
     }
 
     fn run_planned(&self, inputs: &[Tensor], node_seconds: Option<&mut [f64]>) -> Result<Vec<Tensor>> {
