@@ -21,6 +21,21 @@ fn errors_are_one_line_and_non_zero() {
     }
 }
 
+/// A thread count past `exec::MAX_THREADS` is refused at once, for kestrel's sessions and
+/// ORT's alike (a million asked for ran for minutes before), and by the library too.
+#[test]
+fn absurd_thread_counts_are_refused() {
+    for args in [["bench", "resnet18", "--threads", "1000000", "--iters", "1"], ["bench", "resnet18", "--threads", "5000", "--variants", "ort-f32"]] {
+        let (code, _, err) = kestrel(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("kestrel: error: ") && err.contains("at most 1024") && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+    let g = kestrel::models::builtin("resnet18", 0).unwrap();
+    let e = kestrel::Session::new(g.clone(), &kestrel::Options { threads: kestrel::exec::MAX_THREADS + 1, ..Default::default() }).err().expect("refused");
+    assert!(e.to_string().contains("worker threads"), "{e}");
+    assert!(kestrel::Session::new(g, &kestrel::Options { threads: 3, ..Default::default() }).is_ok());
+}
+
 #[test]
 fn info_classify_segment_convert() {
     let dir = tempfile::tempdir().unwrap();

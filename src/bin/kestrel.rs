@@ -31,7 +31,7 @@ struct ModelArgs {
     /// Seed of a built-in model's synthetic weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads (0: all cores).
+    /// Worker threads (0: all cores; at most 1024).
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Concrete input shape N,C,H,W: an ONNX model's symbolic dims, or a native model's (safetensors, built-in) size in place of its own

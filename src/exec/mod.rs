@@ -28,6 +28,11 @@ pub use plan::Plan;
 pub use prepare::{DType, Options, Prepared, Step};
 pub use session::Session;
 
+/// The most worker threads a session (or an ONNX Runtime session of the tools) is built with:
+/// a larger count is refused with [`crate::Error::Argument`] rather than started (a million
+/// threads asked for ran for minutes before failing).
+pub const MAX_THREADS: usize = 1024;
+
 /// Evaluates `g` as given (no passes, every value f32) node by node, keeping every value.
 pub fn interpret(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Option<Tensor>>> {
     Session::new(g.clone(), &Options { threads, optimize: false, ..Default::default() })?.run_all(inputs)

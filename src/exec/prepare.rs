@@ -29,8 +29,9 @@ use crate::qparams::QParams;
 /// How a [`super::Session`] is built.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Worker threads of each call; 0 means one per core. A call of fewer than
-    /// [`super::plan::CALL_PAR_MIN_MACS`] multiply-adds runs on the calling thread alone.
+    /// Worker threads of each call; 0 means one per core, more than [`super::MAX_THREADS`] is
+    /// refused. A call of fewer than [`super::plan::CALL_PAR_MIN_MACS`] multiply-adds runs on
+    /// the calling thread alone.
     pub threads: usize,
     /// Run the graph passes (fold BatchNorm, fuse epilogues, drop Identity) and hand u8
     /// codes between INT8 layers. Without it every node's output is kept as computed, in f32.

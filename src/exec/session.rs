@@ -163,6 +163,9 @@ impl Session {
         if graph.outputs.is_empty() {
             return Err(Error::NoOutput);
         }
+        if opts.threads > super::MAX_THREADS {
+            return Err(Error::Argument(format!("{} worker threads: at most {} (0: one per core)", opts.threads, super::MAX_THREADS)));
+        }
         let prepared = Prepared::new(graph, opts)?;
         let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
         let separable = batch_separable(&prepared.graph);

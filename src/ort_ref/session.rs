@@ -106,6 +106,9 @@ impl OrtModel {
     }
 
     fn build(bytes: &[u8], opts: &OrtOptions, profile: Option<&Path>) -> Result<Self> {
+        if opts.threads > crate::exec::MAX_THREADS {
+            return Err(Error::Argument(format!("{} ONNX Runtime threads: at most {} (0: its default)", opts.threads, crate::exec::MAX_THREADS)));
+        }
         let env = env()?;
         let mut b = OrtSession::builder(env)
             .map_err(oe)?
