@@ -9,7 +9,7 @@
 //! | `onnx` | an ONNX model | protobuf decode, import (graph rewrites, shape inference) |
 //! | `qdq` | a QDQ ONNX model | the same, seeded with quantized models (Q/DQ folding) |
 //! | `session` | an ONNX model | import, `Session::new` (prepare, weight packing), the plan's memory estimate, and a run on a seeded input when the plan is small |
-//! | `precisions` | an ONNX model | import, then sessions at 2 and 3 threads in f32 and bf16 (where the CPU has it) and INT8 static and dynamic (calibrated on a seeded input), each run on a batch of 2 when the graph is small: the parallel splits, batch paths and kernels every precision chooses |
+//! | `precisions` | an ONNX model | import, then sessions at 2, 3 and 1 threads in f32, at 2 in bf16 (where the CPU has it), at 2 and 1 in INT8 static and dynamic (calibrated on a seeded input), each run on a batch of 2 when the graph is small: the parallel splits, batch paths and kernels every precision chooses |
 //! | `safetensors` | a safetensors file | header and offsets, config metadata or name recognition, model build |
 //! | `image` | an image file | format guess, header limits, decode, classify preprocessing |
 //! | `npy` | a .npy file | header parse, shape checks, data |
@@ -72,12 +72,14 @@ pub fn precisions(data: &[u8]) {
             let _ = s.run(std::slice::from_ref(&x2));
         }
     };
-    for (threads, bf16) in [(2, false), (3, false), (2, true)] {
+    // One thread after two: run alone on this thread, whose own pool has two workers.
+    for (threads, bf16) in [(2, false), (3, false), (1, false), (2, true)] {
         run(g.clone(), threads, bf16);
     }
     for mode in [Mode::Static, Mode::Dynamic] {
         if let Ok(q) = quantize(&g, &QuantizeOptions { mode, threads: 2, ..Default::default() }, std::slice::from_ref(&x1), &mut |_, _| {}) {
-            run(q, 2, false);
+            run(q.clone(), 2, false);
+            run(q, 1, false);
         }
     }
 }

@@ -22,7 +22,7 @@ fn errors_are_one_line_and_non_zero() {
 }
 
 /// A thread count past `exec::MAX_THREADS` is refused at once, for kestrel's sessions and
-/// ORT's alike (a million asked for ran for minutes before), and by the library too.
+/// ORT's alike (a million asked for gave no answer in a minute), and by the library too.
 #[test]
 fn absurd_thread_counts_are_refused() {
     for args in [["bench", "resnet18", "--threads", "1000000", "--iters", "1"], ["bench", "resnet18", "--threads", "5000", "--variants", "ort-f32"]] {

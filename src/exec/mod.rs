@@ -29,8 +29,8 @@ pub use prepare::{DType, Options, Prepared, Step};
 pub use session::Session;
 
 /// The most worker threads a session (or an ONNX Runtime session of the tools) is built with:
-/// a larger count is refused with [`crate::Error::Argument`] rather than started (a million
-/// threads asked for ran for minutes before failing).
+/// a larger count is refused with [`crate::Error::Argument`] rather than started (`bench
+/// --threads 1000000` gave no answer in a minute).
 pub const MAX_THREADS: usize = 1024;
 
 /// Evaluates `g` as given (no passes, every value f32) node by node, keeping every value.
