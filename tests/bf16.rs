@@ -218,8 +218,8 @@ fn a_resnet_in_bf16_agrees_with_f32() {
 /// where the FP32 plan takes a small-map path, runs on the FP32 kernels over bf16-rounded
 /// weights and input (`Step::BFma` on the packed kernel, `Step::BLanes` in channel lanes,
 /// `Step::BPos` by position): it then equals the f32 reference conv (same FMA order,
-/// `conv2d_fma_ref`) on the rounded operands bit for bit, 1 and 2 threads, a batch, a
-/// residual and an activation, 3×3 on 8×8 (also stride 2), 4×4 and 2×2 maps and 1×1 on 1×1
+/// `conv2d_fma_ref`) on the rounded operands bit for bit, 1 and 2 threads, a batch (16 of the
+/// maps of at most 16 pixels, 3 of the others), a residual and an activation, 3×3 on 8×8 (also stride 2), 4×4 and 2×2 maps and 1×1 on 1×1
 /// (plus a dead-tap crop on 1×1), and 7×7/2 stems of 3 channels on 64² and 232×224 maps
 /// (the second with output rows of whole vectors, run weight panel by weight panel). Under the
 /// Zen 4 rules the stems fold wide enough for the phase planes instead (`KESTREL_TUNE`;
@@ -245,29 +245,32 @@ fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
         (16, 32, [8, 8], 3, 2, 1, 9570),
         (64, 48, [2, 2], 3, 1, 1, 9580),
     ] {
+        // Maps of at most 16 pixels at a batch of 16, which takes them by position
+        // (`spos::MIN_BATCH`); the others at 3.
+        let n = if hh * hw <= 16 { 16 } else { 3 };
         let mut g = kestrel::Graph::default();
-        let x = g.add_input("input", vec![3, cin, hh, hw]);
+        let x = g.add_input("input", vec![n, cin, hh, hw]);
         let mut c = Conv2d::new(Tensor::new(vec![cout, cin, k, k], data(cout * cin * k * k, seed)).unwrap(), stride, pad, 1);
         c.bias = Some(data(cout, seed + 1));
         let y = g.push("conv", kestrel::graph::Op::Conv(c.clone()), vec![x]);
         let y = g.push("relu", kestrel::graph::Op::Act(Activation::Relu), vec![y]);
         g.outputs.push(y);
-        let input = Tensor::new(vec![3, cin, hh, hw], data(3 * cin * hh * hw, seed + 2)).unwrap();
-        let os = [3, cout, (hh + 2 * pad - k) / stride + 1, (hw + 2 * pad - k) / stride + 1];
+        let input = Tensor::new(vec![n, cin, hh, hw], data(n * cin * hh * hw, seed + 2)).unwrap();
+        let os = [n, cout, (hh + 2 * pad - k) / stride + 1, (hw + 2 * pad - k) / stride + 1];
         let mut plain = c.clone();
         plain.weight = Tensor::new(c.weight.shape().to_vec(), rounded(c.weight.data())).unwrap();
         let mut want = vec![0f32; os.iter().product()];
-        reference::conv2d_fma_ref(&plain, &rounded(input.data()), [3, cin, hh, hw], None, &mut want, os);
+        reference::conv2d_fma_ref(&plain, &rounded(input.data()), [n, cin, hh, hw], None, &mut want, os);
         want.iter_mut().for_each(|v| *v = v.max(0.0));
         let planes = kernels.tune == Tune::Zen4 && amx::AmxToken::new().is_none() && cin <= 4 && cin * k >= 16;
         let mut abs_conv = plain.clone();
         abs_conv.weight = Tensor::new(c.weight.shape().to_vec(), plain.weight.data().iter().map(|v| v.abs()).collect()).unwrap();
         abs_conv.bias = c.bias.as_ref().map(|b| b.iter().map(|v| v.abs()).collect());
         let mut abs_sum = vec![0f32; want.len()];
-        reference::conv2d_fma_ref(&abs_conv, &rounded(input.data()).iter().map(|v| v.abs()).collect::<Vec<_>>(), [3, cin, hh, hw], None, &mut abs_sum, os);
+        reference::conv2d_fma_ref(&abs_conv, &rounded(input.data()).iter().map(|v| v.abs()).collect::<Vec<_>>(), [n, cin, hh, hw], None, &mut abs_sum, os);
         for threads in [1, 2] {
             let s = Session::new(g.clone(), &Options { threads, bf16: true, ..Default::default() }).unwrap();
-            let labels = s.kernel_labels(&[vec![3, cin, hh, hw]]).unwrap();
+            let labels = s.kernel_labels(&[vec![n, cin, hh, hw]]).unwrap();
             let what = format!("cin{cin} cout{cout} {hh}x{hw} k{k} s{stride} t{threads}");
             let got = s.run(std::slice::from_ref(&input)).unwrap();
             if planes {
@@ -283,8 +286,8 @@ fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
             }
         }
     }
-    // On a kernel with the lanes tile, the 8² maps ran in channel lanes and the batch of 2²
-    // maps by position.
+    // On a kernel with the lanes tile, the 8² maps ran in channel lanes and the batch of 16
+    // 2² maps by position.
     println!("{paths:?}");
     if kernels.sgemm.is_some_and(|k| k.runs_lanes()) {
         assert!(paths.iter().any(|l| l.contains("channels in lanes")) && paths.iter().any(|l| l.contains("by position")), "{paths:?}");

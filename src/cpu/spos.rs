@@ -24,8 +24,8 @@ use super::parallel::{par_for, OutPtr};
 use super::sgemm::{Epilogue, Init, Kernel, PackedA, Tile};
 use crate::graph::Conv2d;
 
-/// Output maps of at most this many pixels take this path (at batch 2 and more, when some
-/// position has dead taps).
+/// Output maps of at most this many pixels take this path (at batch [`MIN_BATCH`] and more,
+/// when some position has dead taps).
 pub const MAX_PIXELS: usize = 16;
 
 /// The plan takes this path only where at most this fraction of the multiply-adds remains
@@ -35,6 +35,14 @@ pub const MAX_PIXELS: usize = 16;
 /// workers (no faster before). 8 × 8 maps keep 0.84 and ran 1.3–1.5× slower by position
 /// (layer1 of the same model: 64 GEMMs of 16 rows each).
 pub const PAYS_BELOW: f64 = 0.7;
+
+/// The smallest batch that takes this path: with fewer images each position's GEMM has too few
+/// columns, and the maps run in channel lanes (`cpu::slanes`) instead. shapes-resnet18 f32 on
+/// Zen 4, 2 threads, by position against channel lanes (ms a batch): batch 2 0.254–0.257
+/// against 0.128–0.165, 4 0.313–0.332 against 0.239–0.245, 8 0.357–0.443 against 0.338–0.341,
+/// 16 0.551–0.580 against 0.576–0.592, 32 0.90–0.92 against 1.08–1.09, 64 1.82–2.03 against
+/// 2.19–2.35.
+pub const MIN_BATCH: usize = 16;
 
 /// The output positions that share one window of live taps, and its weights.
 #[derive(Clone, Debug)]

@@ -285,8 +285,8 @@ fn crop(p: &Prepared, idx: usize, n: &Node, shapes: &[Vec<usize>]) -> Result<Opt
 }
 
 /// The FP32 small-map step of conv `c` (input `x4`, output `o4`) on kernel `k`, if the plan
-/// takes one: a batch of maps with dead taps at some positions by output position
-/// ([`Step::SPos`]), small maps with a long K on AVX-512 in channel lanes in K chunks
+/// takes one: a batch of at least [`spos::MIN_BATCH`] maps with dead taps at some positions
+/// by output position ([`Step::SPos`]), small maps with a long K on AVX-512 in channel lanes in K chunks
 /// ([`schan`], when `chunked`), the other small maps (of one image or of a batch) as a direct
 /// conv with the channels in the lanes ([`slanes`]); none for a batch of at most `NARROW_COLS`
 /// pixels.
@@ -294,7 +294,7 @@ fn f32_small_step(k: sgemm::Kernel, c: &Conv2d, x4: [usize; 4], o4: [usize; 4], 
     if sconv::is_narrow(o4) {
         return None;
     }
-    if let Some(pc) = spos::prepare(k, c, x4, [o4[2], o4[3]]).filter(|pc| x4[0] > 1 && pc.live_fraction() <= spos::PAYS_BELOW) {
+    if let Some(pc) = spos::prepare(k, c, x4, [o4[2], o4[3]]).filter(|pc| x4[0] >= spos::MIN_BATCH && pc.live_fraction() <= spos::PAYS_BELOW) {
         return Some(Step::SPos(pc));
     }
     if let Some(lc) = (chunked && schan::pays(k, c, x4, o4)).then(|| schan::prepare(c, x4, o4)).flatten() {
