@@ -126,19 +126,30 @@ pub struct Context<'a> {
     pub calib: &'a [Tensor],
     /// The static INT8 graph, calibrated once for `int8-static` and `ort-int8` alike.
     static_graph: std::cell::OnceCell<Graph>,
+    /// The dynamic INT8 graph, quantized once for every thread count of `int8-dynamic`.
+    dynamic_graph: std::cell::OnceCell<Graph>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(model: &'a LoadedModel, threads: usize, calib: &'a [Tensor]) -> Self {
-        Context { model, threads, calib, static_graph: std::cell::OnceCell::new() }
+        Context { model, threads, calib, static_graph: std::cell::OnceCell::new(), dynamic_graph: std::cell::OnceCell::new() }
     }
 
     fn static_int8(&self) -> Result<Graph> {
-        if let Some(g) = self.static_graph.get() {
+        self.int8(crate::quant::Mode::Static)
+    }
+
+    /// The graph quantized in `mode`, made on first use and kept.
+    fn int8(&self, mode: crate::quant::Mode) -> Result<Graph> {
+        let cell = match mode {
+            crate::quant::Mode::Static => &self.static_graph,
+            crate::quant::Mode::Dynamic => &self.dynamic_graph,
+        };
+        if let Some(g) = cell.get() {
             return Ok(g.clone());
         }
-        let g = quantized(self, crate::quant::Mode::Static)?;
-        Ok(self.static_graph.get_or_init(|| g).clone())
+        let g = quantized(self, mode)?;
+        Ok(cell.get_or_init(|| g).clone())
     }
 }
 
@@ -213,7 +224,7 @@ impl Variant {
             Kind::Bf16Direct => kestrel_session(ctx.model.graph.clone(), threads, true, (false, false))?,
             Kind::Bf16F4 => kestrel_session(ctx.model.graph.clone(), threads, true, (true, true))?,
             Kind::Int8Static => kestrel_session(ctx.static_int8()?, threads, false, (true, false))?,
-            Kind::Int8Dynamic => kestrel_session(quantized(ctx, crate::quant::Mode::Dynamic)?, threads, false, (true, false))?,
+            Kind::Int8Dynamic => kestrel_session(ctx.int8(crate::quant::Mode::Dynamic)?, threads, false, (true, false))?,
             #[cfg(feature = "ort")]
             Kind::OrtF32 => ort_session(&onnx_bytes(ctx.model, &ctx.model.graph)?, threads, "")?,
             #[cfg(feature = "ort")]
