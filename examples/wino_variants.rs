@@ -7,6 +7,9 @@
 //! `wino::bf16_variant` was measured.
 //!
 //! `T=2 cargo run --release --example wino_variants` (`T`: threads, default 2; `BF16=1`).
+//! x86-64 only: elsewhere kestrel has no FP32 kernel of its own, and this stops with a message.
+
+#![cfg_attr(not(target_arch = "x86_64"), allow(unreachable_code, unused_variables))]
 
 use kestrel::cpu::{bgemm, detect, sconv, sgemm, wino};
 use kestrel::graph::Conv2d;
@@ -15,11 +18,11 @@ use std::time::Instant;
 fn main() {
     let threads: usize = std::env::var("T").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).next_back().unwrap();
+    let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).next_back().expect("no FP32 kernel of kestrel's own on this CPU (x86-64 only)");
     let bf16 = match std::env::var("BF16").is_ok_and(|v| v == "1") {
         false => None,
-        true => match bgemm::Bf16Token::new() {
-            Some(t) => Some(bgemm::Kernel::Avx512Bf16(t)),
+        true => match bgemm::Kernel::for_isa(detect::Isa::Avx512Vnni) {
+            Some(k) => Some(k),
             None => {
                 eprintln!("BF16=1: this CPU lacks AVX512_BF16");
                 std::process::exit(2);

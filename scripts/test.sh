@@ -93,6 +93,14 @@ if [ "$#" -eq 0 ]; then
             echo "SKIP QDQ parity on an emulated AVX2-only CPU: qemu-x86_64 is not installed"
         fi
     fi
+    # 64-bit ARM, as edge boards run kestrel: cross-built, its tests and the CLI run under
+    # qemu user mode, the CLI's outputs compared with this host's (scripts/cross_aarch64.sh).
+    if [ "$(uname -m)" = x86_64 ]; then
+        echo "== aarch64, cross-built and run under qemu-aarch64"
+        bash scripts/cross_aarch64.sh 2>&1 | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || rc=$r
+    fi
 fi
 set -e
 # One closing line over every test binary.

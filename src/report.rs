@@ -46,9 +46,10 @@ pub fn available_variants() -> (Vec<Kind>, Vec<(String, String)>) {
     match crate::cpu::detect::selected() {
         Ok(isa) => {
             // bf16 where the CPU runs it natively (the scalar emulation is a twin, not a variant).
-            match crate::cpu::bgemm::Kernel::for_isa(isa) {
-                Some(crate::cpu::bgemm::Kernel::Scalar) | None => missing.push(("bf16".to_string(), format!("no AVX512_BF16 kernel on the {} path", isa.name()))),
-                Some(_) => ok.push(Kind::Bf16),
+            if crate::cpu::bgemm::Kernel::for_isa(isa).is_some_and(|k| k != crate::cpu::bgemm::Kernel::Scalar) {
+                ok.push(Kind::Bf16);
+            } else {
+                missing.push(("bf16".to_string(), format!("no AVX512_BF16 kernel on the {} path", isa.name())));
             }
             ok.extend([Kind::Int8Static, Kind::Int8Dynamic]);
         }

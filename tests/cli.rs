@@ -305,7 +305,7 @@ fn seven_bit_weights_run_on_the_avx2_byte_kernel() {
         let g = kestrel::onnx::load(&out, &Default::default()).unwrap();
         let amax = g.nodes.iter().filter_map(|n| n.op.int8()).flat_map(|q| q.weights.q.iter()).map(|&v| i32::from(v).abs()).max().unwrap();
         assert_eq!(amax, if bits == "7" { 64 } else { 127 }, "{bits}-bit weights");
-        if !std::arch::is_x86_feature_detected!("avx2") {
+        if !kestrel::cpu::detect::Isa::Avx2.supported() {
             continue;
         }
         let run = Command::new(env!("CARGO_BIN_EXE_kestrel"))
@@ -397,7 +397,7 @@ fn bf16_precision_runs_or_is_refused_cleanly() {
         let cosine = dot / (ng.sqrt() * nn.sqrt());
         assert!(cosine > 0.9999, "{isa:?}: cosine {cosine}");
     }
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if kestrel::cpu::detect::Isa::Avx2.supported() {
         let (code, err, _) = run("bf16", Some("avx2"));
         assert_eq!(code, 2, "{err}");
         assert!(err.starts_with("kestrel: error:") && err.contains("AVX512_BF16") && err.trim().lines().count() == 1, "{err}");

@@ -399,6 +399,7 @@ fn measured_report_times_every_layer_before_and_after() {
         assert!(q.p25 > 0.0 && q.p25 <= q.p75 && q.p75.is_finite(), "{what}: {q:?}");
     }
     // ONNX Runtime's column, from its profiler: every conv and the Gemm, before and after.
+    #[cfg(feature = "ort")]
     if common::ort_ready("measured_report_times_every_layer_before_and_after (ORT per layer)") {
         for l in r.layers.iter().filter(|l| matches!(l.change.op, "Conv" | "Gemm")) {
             let (b, a) = l.ort_ms;

@@ -231,6 +231,7 @@ fn bench_counts_runs_on_the_plans_of_workers_apart() {
     }
 }
 
+#[cfg(feature = "ort")]
 #[test]
 fn bench_times_ort_per_layer_beside_kestrel() {
     if kestrel::ort_ref::available().is_err() {

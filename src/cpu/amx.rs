@@ -169,6 +169,7 @@ impl Packed {
     }
 
     /// The A tile of 16 output channels `mt·16..`, tap `t`, input channels `q·32..`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn tile(&self, mt: usize, t: usize, q: usize) -> *const u32 {
         self.data[((mt * self.taps + t) * self.csteps + q) * 16 * KSTEP / 2..].as_ptr()
     }
@@ -488,7 +489,7 @@ fn run_amx(_tok: AmxToken, p: &Packed, planes: &[u32], g: Geo, tap_offsets: &[(u
         // `Geo::plane`), the output and residual inside their checked lengths.
         unsafe { run_part(p, planes, g, tap_offsets, [u0, u1], [m0, m1], [cout, oh, ow], bias, act, res.map(|r| r.0 as *const f32), dst.0) };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (dst, [u0, u1, m0, m1], act, res, tap_offsets, bias);
+        let _ = (dst, [u0, u1, m0, m1], act, res, tap_offsets, bias, p, planes, [oh, ow]);
     });
 }
 
@@ -633,7 +634,7 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
     // Column stride 2, unfolded, on `vdpbf16ps`: a phase row's two column phases (planes
     // (py, 0) and (py, 1) of a pair) from one pass over its input rows, where each plane read
     // them for itself (ResNet-50's stride-2 3×3 convs).
-    if g.sx == 2 && !g.fold && matches!(k, bgemm::Kernel::Avx512Bf16(_)) {
+    if g.sx == 2 && !g.fold && !matches!(k, bgemm::Kernel::Scalar) {
         // Units (image, phase row, pair): planes i0 = ((b·sy + py)·2)·pairs + pair and
         // i0 + pairs.
         let units = planes.len() / (2 * g.plane).max(1);
@@ -701,9 +702,11 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
 
 /// The tile configuration: palette 1, tiles 0–7 all 16 rows of 64 bytes.
 #[repr(C, align(64))]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct TileConfig([u8; 64]);
 
 impl TileConfig {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn all_16x64() -> TileConfig {
         let mut b = [0u8; 64];
         b[0] = 1;
@@ -787,6 +790,7 @@ unsafe fn run_part(p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], 
 }
 
 #[repr(C, align(64))]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Acc([f32; 1024]);
 
 /// Stores one 16 × 16 accumulator tile (`[channel][virtual pixel vs..vs + 16]`): the real

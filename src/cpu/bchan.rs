@@ -46,6 +46,7 @@ const GROUP: usize = 16;
 /// K steps (tap, channel pair) per chunk: 64 steps of a full panel's weights are 16 KiB, in
 /// L1 for the group's other tiles. In ResNet-50's 7 × 7 3×3 convs, 64 ran 0.29–0.33 ms, 32
 /// 0.30–0.34, 128 0.31–0.36, no chunks 0.34–0.50.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const KCHUNK: usize = 64;
 
 /// Runs the conv's tiles over `planes` (built for `g`, `taps` from the same geometry) into
@@ -55,6 +56,7 @@ const KCHUNK: usize = 64;
 pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usize, usize)], [n, cout, oh, ow]: [usize; 4], bias: Option<&[f32]>, act: Act, residual: Option<Option<&[f32]>>, out: &mut [f32], threads: usize) {
     let npix = oh * ow;
     let kpairs = p.cin.div_ceil(2);
+    #[cfg(target_arch = "x86_64")]
     let ksteps = taps.len() * kpairs;
     let panels = cout.div_ceil(LANES);
     let tiles = npix.div_ceil(PX);
@@ -67,6 +69,7 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
     // Each tap's first u32 in an image's planes: its phase's pair plane 0, shifted.
     let tap_at: Vec<usize> = taps.iter().map(|&(ph, off)| ph * g.pairs * g.plane + off).collect();
     // The scattering epilogue addresses a vector's 16 rows by i32 offsets.
+    #[cfg(target_arch = "x86_64")]
     let scatter = (16 * npix) < i32::MAX as usize;
     let dst = OutPtr(out.as_mut_ptr());
     let res = amx::residual_at(residual, dst);
@@ -159,6 +162,7 @@ pub(super) fn run(k: DotKernel, p: &Packed, planes: &[u32], g: Geo, taps: &[(usi
 }
 
 /// One register tile's inputs.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Tile<'a> {
     /// The panel's weights, `[taps][kpairs][w]` u32.
     a: &'a [u32],

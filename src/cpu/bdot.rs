@@ -139,9 +139,6 @@ pub(super) fn run(k: DotKernel, p: &Packed, src: Source, g: Geo, taps: &[(usize,
                 let rows = (cout - pp * mr).min(mr);
                 let a = p.panel(pp * mr);
                 let (row0, bias) = (b * cout + pp * mr, bias.map(|bs| &bs[pp * mr..pp * mr + rows]));
-                // Every virtual pixel is a real one (1×1 convs and folded ones: no padded
-                // columns): the tile stores straight to the output.
-                let direct = g.wph == ow;
                 match k {
                     DotKernel::Scalar => {
                         tile_at.scalar(a, &mut buf);
@@ -162,7 +159,9 @@ pub(super) fn run(k: DotKernel, p: &Packed, src: Source, g: Geo, taps: &[(usize,
                                 _ => tile::<MR, 3>(a, &tile_at, &mut buf),
                             }
                         }
-                        if direct {
+                        // Every virtual pixel is a real one (1×1 convs and folded ones: no
+                        // padded columns): the tile stores straight to the output.
+                        if g.wph == ow {
                             // SAFETY: AVX-512F (token); rows row0..row0 + rows of `out` and
                             // `residual` hold npix elements (checked by the caller), and this
                             // part alone writes this panel's rows at these pixels.

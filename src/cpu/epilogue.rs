@@ -219,6 +219,7 @@ impl Sums {
     }
 
     /// How far apart a row's 16-column blocks are.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn block_stride(self) -> usize {
         match self {
             Sums::Rows(_) => 16,
@@ -237,6 +238,7 @@ impl Sums {
 
 /// Columns (output pixels of a call's rows) up to which the AVX-512 [`requant_rows`] puts 16
 /// rows in a vector, column by column, when it has at least 16 rows.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const COLS_BY_LANES: usize = 2;
 
 /// [`requant_segs`] without a residual, or [`requant_segs_codes`], over `affine.len()` channel

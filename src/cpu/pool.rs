@@ -275,6 +275,7 @@ unsafe fn cols_s2_u8_avx2(row: &[u8], kx: usize, o: &mut [u8]) {
 /// (read at the output stride; `Stride2` gathers them where the stride is 2), or all of them
 /// at once into the output row (`All(f)`: `f(padded row, output row)`).
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Cols<'a, T> {
     Stride2(fn(&[T], &mut [T])),
     All(&'a (dyn Fn(&[T], &mut [T]) + Sync)),

@@ -220,6 +220,7 @@ pub(crate) unsafe fn run(kernel: Kernel, lc: &LanesConv, padded: &[f32], act: Ac
 }
 
 /// One register tile's inputs.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Tile<'a> {
     /// The panel's first slice `[K][16]`, the next slices `wstride` floats apart.
     w: &'a [f32],

@@ -69,10 +69,12 @@ pub(crate) use multiversion;
 /// `dst[i] = src[2·i]` (`src` holds at least `2·dst.len() − 1` bytes; bytes past those may
 /// be read, never used, so a row can be passed with the rest of its plane behind it).
 pub(crate) fn gather_stride2(src: &[u8], dst: &mut [u8]) {
-    let n = dst.len();
-    let mut i = 0;
+    // Elements before `i` were written by the vector loop.
+    #[cfg(not(target_arch = "x86_64"))]
+    let i = 0;
     #[cfg(target_arch = "x86_64")]
-    {
+    let i = {
+        let (n, mut i) = (dst.len(), 0);
         use std::arch::x86_64::*;
         // SAFETY (both uses): SSE2 is part of the x86-64 baseline; callers check that the two
         // 16-byte loads at 2·at lie within src and the 16-byte store at `at` within dst.
@@ -91,7 +93,8 @@ pub(crate) fn gather_stride2(src: &[u8], dst: &mut [u8]) {
             step(n - 16, dst);
             i = n;
         }
-    }
+        i
+    };
     for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
         *d = v;
     }
@@ -101,10 +104,12 @@ pub(crate) fn gather_stride2(src: &[u8], dst: &mut [u8]) {
 /// loads): the f32 max pool's stride-2 taps, which a scalar strided copy made most of its
 /// time. `src` must hold `2·dst.len() − 1` values.
 pub(crate) fn gather_stride2_f32(src: &[f32], dst: &mut [f32]) {
-    let n = dst.len();
-    let mut i = 0;
+    // Elements before `i` were written by the vector loop.
+    #[cfg(not(target_arch = "x86_64"))]
+    let i = 0;
     #[cfg(target_arch = "x86_64")]
-    {
+    let i = {
+        let (n, mut i) = (dst.len(), 0);
         use std::arch::x86_64::*;
         while i + 4 <= n && 2 * i + 8 <= src.len() {
             // SAFETY: SSE2 is part of the x86-64 baseline; the two 4-float loads at 2·i lie
@@ -116,7 +121,8 @@ pub(crate) fn gather_stride2_f32(src: &[f32], dst: &mut [f32]) {
             }
             i += 4;
         }
-    }
+        i
+    };
     for (d, &v) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
         *d = v;
     }

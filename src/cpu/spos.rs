@@ -243,6 +243,8 @@ pub fn conv2d(kernel: Kernel, c: &Conv2d, pc: &PosConv, x: &[f32], xs: [usize; 4
 /// blocks cut by the matrix's edge go element by element (`block_plain`). Data movement only,
 /// so the same values whichever way (`transposes_match_the_plain_loop`). The plain loop alone
 /// held 8 % of shapes-resnet18's profile at batch 128 on Zen 4 (three transposes per conv).
+/// (Off x86-64 `Kernel` has no variant: only the plain arm remains, and `whole` goes unused.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, unreachable_patterns))]
 fn transpose(kernel: Kernel, src: &[f32], rows: usize, cols: usize, dst: &mut [f32], workers: usize) {
     const B: usize = 16;
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "spos: transpose buffers too small");

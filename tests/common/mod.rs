@@ -85,10 +85,11 @@ pub fn onnx_fixtures(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>, kestrel::o
 /// ran); an AVX-512 host must offer the AVX-512 kernel and an AVX2+FMA host the AVX2 one.
 #[allow(dead_code)]
 pub fn sgemm_kernels() -> Vec<kestrel::cpu::sgemm::Kernel> {
-    use kestrel::cpu::detect::{self, Isa};
+    use kestrel::cpu::detect;
     let ks: Vec<_> = detect::supported().into_iter().filter_map(kestrel::cpu::sgemm::Kernel::for_isa).collect();
     #[cfg(target_arch = "x86_64")]
     {
+        use detect::Isa;
         let names: Vec<_> = ks.iter().map(|k| k.name()).collect();
         if detect::supported().contains(&Isa::Avx512Vnni) {
             assert!(names.iter().any(|n| n.starts_with("avx512")), "AVX-512 host without the AVX-512 FP32 kernel");

@@ -88,9 +88,10 @@ impl Phases {
             }
             _ => None,
         };
-        #[cfg(not(target_arch = "x86_64"))]
-        let whole: Option<&[u8]> = None;
+        #[cfg(target_arch = "x86_64")]
         let hph = plane / wph.max(1);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = fast;
         // Plane `ci` of image `b`, phase `ph`, into `dst` (`plane` bytes).
         let plane_of = |b: usize, ph: usize, ci: usize, dst: &mut [u8]| {
             #[cfg(target_arch = "x86_64")]
@@ -211,6 +212,8 @@ impl Phases {
         // Units (image, used phase, quad), each one quad plane of `plane · 4` bytes.
         let runs: Vec<(usize, usize)> = (0..n).flat_map(|b| (0..sy * sx).filter(|&ph| self.used[ph]).map(move |ph| (b, ph))).collect();
         let total = runs.len() * quads;
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = fast;
         #[cfg(target_arch = "x86_64")]
         if let (true, Simd::Avx512(_), Source::U8(xq), 1 | 2) = (fast, simd, src, sx) {
             assert!(xq.len() >= n * cin * h * w, "build_quads: input shorter than its shape");
@@ -581,6 +584,8 @@ pub(crate) fn pack_quads_dense(simd: Simd, src: &[u8], koff: &[usize], at: &[u32
     let groups = kpad / 4;
     let reach = koff[..groups].iter().max().copied().unwrap_or(0) + at[p0..p0 + cnt].iter().max().map_or(0, |&a| a as usize) + 4;
     assert!(cnt > 0 && koff.len() >= groups && reach <= src.len() && panel.len() >= crate::cpu::qgemm::panel_len(kpad, blocks), "pack_quads_dense: outside the planes or the panel");
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     for b in 0..blocks {
         let idx: [u32; BLOCK] = std::array::from_fn(|j| at[p0 + (b * BLOCK + j).min(cnt - 1)]);
         let blk = &mut panel[b * block_stride(kpad)..][..kpad * BLOCK];

@@ -24,6 +24,11 @@
 //! | scalar twin | that of the kernel it checks | — | — |
 //! | AVX2 + FMA | 6 × 16 (2 ymm); 4 × 16 for GEMMs of ≤ 8 rows ([`Kernel::panel_rows`]) | 256 (256) | 384 |
 //! | AVX-512F | 8 × 48 (3 zmm) | 128 (256) | 960 |
+//!
+//! Off x86-64 [`Kernel`] has no variant (FP32 convs run on the `gemm` crate there), so its
+//! methods' matches are empty and their arguments unused: those warnings are off there.
+
+#![cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, unreachable_patterns, unused_imports))]
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
