@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kestrel on 64-bit ARM (aarch64), as edge boards run it, checked on an x86-64 host: cross-built
-# and run under qemu user mode (about 10 minutes on 2 cores, most of it the cross build).
+# and run under qemu user mode (9 minutes on 2 cores with the cross-built dependencies already
+# there, 6.5 of them the tests under emulation; a cold cross build of the CLI alone took 4).
 # Called by scripts/test.sh; installs what it needs (Debian's cross gcc and qemu-user, the
 # rustup target). What runs:
 #   - the library's unit tests and the integration tests that do not start the `kestrel`
@@ -32,11 +33,11 @@ rustup target list --installed | grep -qx "$target" || rustup target add "$targe
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="${qemu[*]}"
-# The tests built with `onnx` (ONNX import and export) but not `ort`: no ONNX Runtime for
-# aarch64 is installed here. Twin tests there run the scalar path, the one the engine takes.
 # Every target of the crate builds there without a warning (the lib's x86-only items and
 # arguments are cfg'd or allowed off x86-64, each with its reason).
 RUSTFLAGS="-D warnings" cargo check --target "$target" --features onnx --all-targets
+# The tests built with `onnx` (ONNX import and export) but not `ort`: no ONNX Runtime for
+# aarch64 is installed here. Twin tests there run the scalar path, the one the engine takes.
 tests=(--lib --test hostile_onnx --test fuzz_replay --test quant --test models --test kernels --test qgemm --test concurrency)
 cargo test --release --target "$target" --features onnx "${tests[@]}" -- --test-threads=2 "$@"
 [ "$#" -eq 0 ] || exit 0
