@@ -178,7 +178,7 @@ fn convs(c: &mut Criterion) {
             }
         }
         // bf16 where the CPU has AVX512_BF16 (the scalar emulation is a twin, not timed).
-        if let Some(kernel) = kestrel::cpu::bgemm::Kernel::for_isa(kestrel::cpu::detect::Isa::Avx512Vnni) {
+        if let Some(kernel) = kestrel::cpu::bgemm::Kernel::native(kestrel::cpu::detect::Isa::Avx512Vnni) {
             let packed = kestrel::cpu::bconv::pack(&f);
             group.bench_function(BenchmarkId::new(format!("bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {
                 b.iter(|| on_workers(&pool, threads, || kestrel::cpu::bconv::conv2d(kernel, &f, &packed, x.data(), xs, None, &mut out, os, threads)))
@@ -203,7 +203,7 @@ fn convs(c: &mut Criterion) {
         }
         // bf16 by Winograd F(2×2, 3×3) on the `vdpbf16ps` tile (every 3×3 stride-1 shape, also
         // those the plan leaves on the direct bf16 convs).
-        if let Some(kernel) = kestrel::cpu::bgemm::Kernel::for_isa(kestrel::cpu::detect::Isa::Avx512Vnni).filter(|_| kestrel::cpu::wino::takes(&f)) {
+        if let Some(kernel) = kestrel::cpu::bgemm::Kernel::native(kestrel::cpu::detect::Isa::Avx512Vnni).filter(|_| kestrel::cpu::wino::takes(&f)) {
             use kestrel::cpu::wino::{self, Exec};
             let packed = wino::pack_bf16(&f, wino::Variant::F2);
             group.bench_function(BenchmarkId::new(format!("wino-bf16-{}", kernel.name().replace(' ', "-")), &label), |b| {

@@ -21,7 +21,7 @@ fn main() {
     let kernel = detect::supported().into_iter().filter_map(sgemm::Kernel::for_isa).next_back().expect("no FP32 kernel of kestrel's own on this CPU (x86-64 only)");
     let bf16 = match std::env::var("BF16").is_ok_and(|v| v == "1") {
         false => None,
-        true => match bgemm::Kernel::for_isa(detect::Isa::Avx512Vnni) {
+        true => match bgemm::Kernel::native(detect::Isa::Avx512Vnni) {
             Some(k) => Some(k),
             None => {
                 eprintln!("BF16=1: this CPU lacks AVX512_BF16");

@@ -46,7 +46,7 @@ pub fn available_variants() -> (Vec<Kind>, Vec<(String, String)>) {
     match crate::cpu::detect::selected() {
         Ok(isa) => {
             // bf16 where the CPU runs it natively (the scalar emulation is a twin, not a variant).
-            if crate::cpu::bgemm::Kernel::for_isa(isa).is_some_and(|k| k != crate::cpu::bgemm::Kernel::Scalar) {
+            if crate::cpu::bgemm::Kernel::native(isa).is_some() {
                 ok.push(Kind::Bf16);
             } else {
                 missing.push(("bf16".to_string(), format!("no AVX512_BF16 kernel on the {} path", isa.name())));

@@ -17,13 +17,11 @@ use kestrel::models::{ModelConfig, ResNetConfig, SeededWeights};
 use kestrel::{Options, Session, Tensor};
 
 fn bf16_host() -> Option<Kernel> {
-    match Kernel::for_isa(kestrel::cpu::detect::Isa::Avx512Vnni) {
-        Some(k) => Some(k),
-        None => {
-            eprintln!("SKIP the AVX512_BF16 kernel: this CPU lacks it (the scalar twin still runs)");
-            None
-        }
+    let k = Kernel::native(kestrel::cpu::detect::Isa::Avx512Vnni);
+    if k.is_none() {
+        eprintln!("SKIP the AVX512_BF16 kernel: this CPU lacks it (the scalar twin still runs)");
     }
+    k
 }
 
 /// Whether the ISA path the session takes (`KESTREL_ISA` may force one) runs bf16: a forced
@@ -229,7 +227,7 @@ fn a_resnet_in_bf16_agrees_with_f32() {
 #[test]
 fn tiny_maps_run_bf16_on_the_fma_kernel_exactly() {
     let kernels = kestrel::cpu::kernels::Kernels::select().unwrap();
-    if kernels.sgemm.is_none() || !Kernel::for_isa(kernels.isa).is_some_and(|k| k != Kernel::Scalar) {
+    if kernels.sgemm.is_none() || Kernel::native(kernels.isa).is_none() {
         eprintln!("SKIP bf16 on the FMA kernel: the selected ISA path ({}) has no AVX512_BF16 or no FP32 kernel", kernels.isa.name());
         return;
     }

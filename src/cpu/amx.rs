@@ -634,7 +634,7 @@ fn build_planes(k: bgemm::Kernel, c: &Conv2d, g: Geo, taps: &[(usize, usize)], x
     // Column stride 2, unfolded, on `vdpbf16ps`: a phase row's two column phases (planes
     // (py, 0) and (py, 1) of a pair) from one pass over its input rows, where each plane read
     // them for itself (ResNet-50's stride-2 3×3 convs).
-    if g.sx == 2 && !g.fold && !matches!(k, bgemm::Kernel::Scalar) {
+    if g.sx == 2 && !g.fold && k.is_native() {
         // Units (image, phase row, pair): planes i0 = ((b·sy + py)·2)·pairs + pair and
         // i0 + pairs.
         let units = planes.len() / (2 * g.plane).max(1);

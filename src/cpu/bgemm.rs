@@ -155,6 +155,17 @@ impl Kernel {
         }
     }
 
+    /// Whether this is the CPU's own bf16 arithmetic (`vdpbf16ps`), not the scalar emulation.
+    pub fn is_native(self) -> bool {
+        !matches!(self, Kernel::Scalar)
+    }
+
+    /// The CPU's own bf16 kernel on the path of `isa`, if it has one (the emulation is a twin,
+    /// not a kernel to time or offer).
+    pub fn native(isa: Isa) -> Option<Kernel> {
+        Kernel::for_isa(isa).filter(|k| k.is_native())
+    }
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
