@@ -93,6 +93,22 @@ if [ "$#" -eq 0 ]; then
             echo "SKIP QDQ parity on an emulated AVX2-only CPU: qemu-x86_64 is not installed"
         fi
     fi
+    # The oldest Rust the crate declares (`rust-version` in Cargo.toml): the engine alone and
+    # the default crate (the CLI) must build with it, as an embedder pinned to it builds them
+    # (README, "Embedding": the candle-based features need a newer one). A check build in a
+    # target folder of its own.
+    msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
+    echo "== Rust $msrv (Cargo.toml's rust-version): the engine alone and the CLI build"
+    if ! command -v rustup >/dev/null 2>&1; then
+        echo "SKIP Rust $msrv check: no rustup to install it"
+    elif ! { rustup toolchain list | grep -q "^$msrv-" || rustup toolchain install "$msrv" --profile minimal; }; then
+        echo "SKIP Rust $msrv check: rustup could not install it (static.rust-lang.org unreachable?)"
+    else
+        { CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --release --no-default-features --lib --example embed \
+            && CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --release --features cuda --lib --bins; } 2>&1 | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || { echo "error: kestrel does not build with Rust $msrv, its declared rust-version" >&2; rc=$r; }
+    fi
     # 64-bit ARM, as edge boards run kestrel: cross-built, its tests and the CLI run under
     # qemu user mode, the CLI's outputs compared with this host's (scripts/cross_aarch64.sh).
     if [ "$(uname -m)" = x86_64 ]; then

@@ -124,7 +124,7 @@ impl Tune {
     pub fn of_cpu() -> Tune {
         #[cfg(target_arch = "x86_64")]
         {
-            let l1 = std::arch::x86_64::__cpuid(1);
+            let l1 = cpuid(1, 0);
             let base = (l1.eax >> 8) & 0xf;
             let family = if base == 0xf { base + ((l1.eax >> 20) & 0xff) } else { base };
             let avx512 = std::arch::is_x86_feature_detected!("avx512f");
@@ -139,6 +139,16 @@ impl Tune {
     }
 }
 
+/// CPUID leaf `leaf`, sub-leaf `sub`. Every x86-64 CPU has the instruction; Rust made the
+/// intrinsic safe in a release after the crate's `rust-version` (1.89), where it is still
+/// `unsafe`, hence the block that newer compilers call unused.
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)]
+pub(crate) fn cpuid(leaf: u32, sub: u32) -> std::arch::x86_64::CpuidResult {
+    // SAFETY: CPUID is part of the x86-64 baseline and touches no memory.
+    unsafe { std::arch::x86_64::__cpuid_count(leaf, sub) }
+}
+
 /// Whether CPUID names this CPU's vendor "GenuineIntel".
 pub fn is_intel() -> bool {
     vendor_is(b"GenuineIntel")
@@ -148,7 +158,7 @@ pub fn is_intel() -> bool {
 fn vendor_is(name: &[u8; 12]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let l0 = std::arch::x86_64::__cpuid(0);
+        let l0 = cpuid(0, 0);
         let mut v = [0u8; 12];
         for (chunk, reg) in v.chunks_exact_mut(4).zip([l0.ebx, l0.edx, l0.ecx]) {
             chunk.copy_from_slice(&reg.to_le_bytes());
@@ -233,7 +243,10 @@ pub fn amx(kind: AmxKind) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 fn amx_cpuid(kind: AmxKind) -> bool {
-    let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+    if cpuid(0, 0).eax < 7 {
+        return false; // no leaf 7: no AMX (a higher leaf would read another leaf's bits)
+    }
+    let edx = cpuid(7, 0).edx;
     let bit = match kind {
         AmxKind::Bf16 => 22,
         AmxKind::Int8 => 25,

@@ -27,8 +27,8 @@ fn has_clflushopt() -> bool {
     match CLFLUSHOPT.load(Ordering::Relaxed) {
         0 => {
             // CPUID leaf 7 exists on every x86-64 CPU with clflushopt; EBX bit 23 announces it.
-            let max = std::arch::x86_64::__cpuid(0).eax;
-            let yes = max >= 7 && std::arch::x86_64::__cpuid_count(7, 0).ebx & (1 << 23) != 0;
+            let max = super::detect::cpuid(0, 0).eax;
+            let yes = max >= 7 && super::detect::cpuid(7, 0).ebx & (1 << 23) != 0;
             CLFLUSHOPT.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
             yes
         }
