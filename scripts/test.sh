@@ -93,6 +93,16 @@ if [ "$#" -eq 0 ]; then
             echo "SKIP QDQ parity on an emulated AVX2-only CPU: qemu-x86_64 is not installed"
         fi
     fi
+    # The API docs: every intra-doc link resolves (private items included, as whoever tunes the
+    # kernels reads them), for the engine alone and with every feature that builds here.
+    echo "== cargo doc, warnings as errors"
+    for feats in --no-default-features "--features ort,cuda"; do
+        # shellcheck disable=SC2086
+        RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items $feats 2>&1 \
+            | grep -vE '^ +(Checking|Compiling|Documenting) ' | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || { echo "error: cargo doc $feats: broken doc links or doc warnings (above)" >&2; rc=$r; }
+    done
     # The oldest Rust the crate declares (`rust-version` in Cargo.toml): the engine alone and
     # the default crate (the CLI) must build with it, as an embedder pinned to it builds them
     # (README, "Embedding": the candle-based features need a newer one). A check build in a

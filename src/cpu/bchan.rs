@@ -1,7 +1,7 @@
 //! BF16 implicit GEMM on `vdpbf16ps` with output channels on the vector lanes: the convs whose
-//! weights [`amx::pack_for_map`] lays out that way ([`Lanes::Channels`]: wide convs with a long
+//! weights [`amx::pack_for_map`] lays out that way ([`Lanes::Channels`](amx::Lanes::Channels): wide convs with a long
 //! K on maps of at most 64 pixels, [`amx::channel_lanes_pay`]), over the same bf16 phase planes of channel
-//! pairs as [`bdot`] (see [`amx`]'s module docs for the planes and virtual pixels; a pointwise
+//! pairs as [`bdot`](super::bdot) (see [`amx`]'s module docs for the planes and virtual pixels; a pointwise
 //! conv's planes are its input's channel pairs).
 //!
 //! Register tile: [`PX`] = 6 real output pixels × up to 4 vectors of 16 output channels (24
@@ -9,7 +9,7 @@
 //! from `[taps][kpairs][64]` u32 (a 64-channel panel is one sequential stream; the last panel,
 //! `cout mod 64` rounded up to 16 lanes, is narrower), and each pixel's pair broadcasts from
 //! pair plane `j` of the tap's phase at the pixel's virtual pixel `oy·wph + ox` plus the tap's
-//! offset. Every lane is a real channel of a real pixel, where [`bdot`]'s pixel lanes lose
+//! offset. Every lane is a real channel of a real pixel, where [`bdot`](super::bdot)'s pixel lanes lose
 //! the short last vector of a small map and a padded conv's extra columns (a 3 × 3 conv on a
 //! 7 × 7 map: 49 of 64 lanes).
 //!
@@ -20,7 +20,7 @@
 //! of the next chunk's lines. The epilogue transposes: each pixel's channel vectors scatter to
 //! output rows `npix` apart.
 //!
-//! Arithmetic: that of [`bdot`] element by element (the same K order, [`bgemm::dot_pair`]
+//! Arithmetic: that of [`bdot`](super::bdot) element by element (the same K order, [`bgemm::dot_pair`]
 //! from 0, then `act((acc + residual) + bias)`; an accumulator stored between chunks and
 //! loaded back is the same f32), so both tiles and the scalar twin ([`DotKernel::Scalar`])
 //! give the same bits whichever lanes a conv was packed for; the tests hold them to it.

@@ -138,7 +138,7 @@ pub fn softmax(x: &[f32], shape: &[usize], axis: usize, out: &mut [f32]) {
     }
 }
 
-/// Output elements per piece of a parallel [`concat`]; outputs smaller than two pieces are
+/// Output elements per piece of a parallel [`concat()`]; outputs smaller than two pieces are
 /// copied on the calling thread.
 const CONCAT_PIECE: usize = 1 << 14;
 

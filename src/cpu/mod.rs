@@ -1,5 +1,5 @@
 //! CPU FP32 kernels. Activations are NCHW f32. Each fast kernel here has a plain twin in
-//! [`reference`] with the same contract, always compiled, that tests compare against.
+//! [`reference`](mod@reference) with the same contract, always compiled, that tests compare against.
 
 pub mod aligned;
 pub mod amx;

@@ -1,4 +1,4 @@
-//! FP32 convolution on kestrel's own GEMM kernels ([`crate::cpu::sgemm`]), weights packed once.
+//! FP32 convolution on kestrel's own GEMM kernels ([`crate::cpu::sgemm`](mod@crate::cpu::sgemm)), weights packed once.
 //!
 //! Per image and group: `out[Cout_g, OH·OW] = W[Cout_g, Cin_g·kh·kw] × col[Cin_g·kh·kw, OH·OW]`.
 //! `col` never exists: each tile reads its B panel (`kc` im2col rows of a few columns) from

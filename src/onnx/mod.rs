@@ -1,10 +1,10 @@
 //! ONNX interop through candle-onnx's protobuf types (feature `onnx`).
 //!
-//! - [`import`]: ModelProto → [`Graph`](crate::graph::Graph), folding the shape arithmetic
+//! - `import`: ModelProto → [`Graph`], folding the shape arithmetic
 //!   that `torch.onnx.export` writes (Shape/Gather/Unsqueeze/Concat → Reshape).
-//! - [`export`]: Graph → ModelProto at IR version 8, opset 17, f32.
+//! - `export`: Graph → ModelProto at IR version 8, opset 17, f32.
 //!
-//! Without the feature, the same functions answer [`Error::FeatureDisabled`].
+//! Without the feature, the same functions answer [`Error::FeatureDisabled`](crate::error::Error::FeatureDisabled).
 
 #[cfg(feature = "onnx")]
 pub mod export;

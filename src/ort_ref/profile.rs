@@ -53,7 +53,7 @@ pub fn owner_of<'a>(owners: &HashMap<&str, &'a str>, name: &str) -> Option<&'a s
 
 /// Each layer's ORT time in ms, and the ORT nodes no layer owns under their ORT names (in
 /// first-seen order), from `times` (each node run of the profile, in order, as
-/// [`crate::ort_ref::OrtModel::node_times`] gives them): per ORT node, `stat` of its last
+/// `OrtModel::node_times` gives them, with the `ort` feature): per ORT node, `stat` of its last
 /// `runs` times (the earlier ones were warm-up runs), summed over the nodes a layer owns.
 pub fn layer_times(g: &Graph, times: Vec<(String, f64)>, runs: usize, stat: impl Fn(&[f64]) -> f64) -> (HashMap<String, f64>, Vec<(String, f64)>) {
     let mut order: Vec<String> = Vec::new();

@@ -1,6 +1,6 @@
 //! INT8 quantization: range observers for calibration ([`observe`]), and the graph rewrite
 //! that turns Conv and Gemm layers into INT8 layers, statically (calibrated) or dynamically
-//! ([`quantize`]). The parameters and ONNX rounding are the leaf [`crate::qparams`].
+//! ([`quantize()`]). The parameters and ONNX rounding are the leaf [`crate::qparams`].
 
 pub mod observe;
 pub mod quantize;

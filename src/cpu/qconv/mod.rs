@@ -2,7 +2,7 @@
 //! run on the qgemm kernels ([`conv`], [`transpose`], [`linear`]), with the input's
 //! rearrangement into stride-phase planes in [`phases`].
 //!
-//! Each layer is a graph op at INT8 precision (its [`Int8`] data: weight codes and scales,
+//! Each layer is a graph op at INT8 precision (its [`Int8`](crate::graph::op::Int8) data: weight codes and scales,
 //! input parameters) plus its s8 weights packed once, when a session is prepared, for the
 //! kernel the session chose (`pack_*`). Values arrive and leave typed: the input as f32 or as
 //! the previous INT8 layer's u8 codes ([`QIn`]), the output as f32 or as u8 codes for the next
