@@ -93,6 +93,13 @@ if [ "$#" -eq 0 ]; then
             echo "SKIP QDQ parity on an emulated AVX2-only CPU: qemu-x86_64 is not installed"
         fi
     fi
+    # The criterion benches, each benchmark run once (criterion's test mode: no timing), so
+    # that `cargo bench` keeps working for whoever tunes the kernels.
+    echo "== cargo bench in test mode (every benchmark once, untimed)"
+    cargo bench --features ort --bench kernels --bench models -- --test 2>&1 \
+        | grep -vE '^(Testing |Success$|$|WARNING:root:)' | tee -a "$log"
+    r=${PIPESTATUS[0]}
+    [ "$r" -eq 0 ] || { echo "error: a criterion bench failed in test mode (above)" >&2; rc=$r; }
     # The API docs: every intra-doc link resolves (private items included, as whoever tunes the
     # kernels reads them), for the engine alone and with every feature that builds here.
     echo "== cargo doc, warnings as errors"
