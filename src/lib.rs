@@ -23,6 +23,7 @@ pub mod convert;
 #[cfg(feature = "app")]
 pub mod dataset;
 pub mod cpu;
+pub mod detmath;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod engine;

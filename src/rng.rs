@@ -1,6 +1,9 @@
 //! Seeded generators. [`Rng`] (SplitMix64) makes synthetic weights and inputs, deterministic
-//! across platforms, so that a seed names the same model everywhere. [`Mt19937`] is numpy's
+//! across platforms (integer steps, and [`crate::detmath`]'s logarithm, sine and cosine in place
+//! of the platform's libm), so that a seed names the same model everywhere. [`Mt19937`] is numpy's
 //! legacy `RandomState`, for the ops whose ONNX reference draws from it (seeded Dropout).
+
+use crate::detmath;
 
 /// SplitMix64 with uniform and normal sampling.
 #[derive(Clone, Debug)]
@@ -52,10 +55,11 @@ impl Rng {
         }
         let u1 = self.uniform().max(1e-7);
         let u2 = self.uniform();
-        let r = (-2.0 * u1.ln()).sqrt();
+        let r = (-2.0 * detmath::ln(u1)).sqrt();
         let t = 2.0 * std::f32::consts::PI * u2;
-        self.spare = Some(r * t.sin());
-        r * t.cos()
+        let (sin, cos) = detmath::sin_cos(t);
+        self.spare = Some(r * sin);
+        r * cos
     }
 
     /// Uniform integer in [0, n).
@@ -122,7 +126,32 @@ impl Mt19937 {
 
 #[cfg(test)]
 mod tests {
-    use super::Mt19937;
+    use super::{Mt19937, Rng};
+
+    /// FNV-1a over the bits of `n` normals of `Rng::new(seed)`.
+    fn normals_fingerprint(seed: u64, n: usize) -> u64 {
+        let mut r = Rng::new(seed);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for _ in 0..n {
+            for b in r.normal().to_bits().to_le_bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x1000_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// The same normals on every platform: these bits were printed on x86-64 Linux, and the
+    /// test runs on aarch64 too (README, "Tests"). A libm `ln`, `sin` or `cos` in `normal`
+    /// breaks it on platforms whose libm rounds differently.
+    #[test]
+    fn normals_are_the_same_bits_everywhere() {
+        let mut r = Rng::new(0);
+        let first: Vec<u32> = (0..4).map(|_| r.normal().to_bits()).collect();
+        assert_eq!(first, [0x3fa3_aa44, 0x3e5b_7c15, 0x3e43_676f, 0x3e1a_3c97]);
+        assert_eq!(normals_fingerprint(0, 100_000), 0x110d_648f_968c_9006);
+        assert_eq!(normals_fingerprint(12345, 100_000), 0xac49_5f30_6f5f_914c);
+    }
 
     /// Values printed by numpy 2 (`RandomState(0).random_sample(3)`, `RandomState(12345)
     /// .uniform(0, 1, 1000)[999]`, `RandomState(0).randint(0, 2**32, 2, dtype=uint64)`).

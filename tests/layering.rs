@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Top-level modules, lowest layer first; a module may import any module of a lower layer.
 const LAYERS: &[&[&str]] = &[
-    &["error"],
+    &["error", "detmath"],
     &["rng", "stats", "metrics", "qparams"],
     &["tensor"],
     &["slide"],

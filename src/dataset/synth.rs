@@ -7,7 +7,8 @@
 //! - Segmentation ([`blob_sample`]): rotated elliptical "cells" on a shaded, noisy
 //!   background, with small debris that is *not* foreground; the mask is the union of the cells.
 //!
-//! Sample `i` of seed `s` is a pure function of `(s, i)`: any subset can be regenerated alone.
+//! Sample `i` of seed `s` is a pure function of `(s, i)`: any subset can be regenerated alone,
+//! on any platform (the rotations' sine and cosine are [`crate::detmath`]'s, not libm's).
 
 use std::path::Path;
 
@@ -136,7 +137,7 @@ pub fn blob_sample(seed: u64, index: u64, size: usize) -> (image::RgbImage, imag
             let mut hit = None;
             for c in &cells {
                 let (dx, dy) = (px - c[0], py - c[1]);
-                let (sn, cs) = c[4].sin_cos();
+                let (sn, cs) = crate::detmath::sin_cos(c[4]);
                 let (u, v) = ((dx * cs + dy * sn) / c[2], (-dx * sn + dy * cs) / c[3]);
                 if u * u + v * v <= 1.0 {
                     hit = Some(c[5]);

@@ -5,6 +5,7 @@
 //! each BatchNorm's running mean and variance are set to the batch statistics of its input
 //! on a seeded image-like batch, layer by layer, so every layer sees unit-scale activations.
 
+use crate::detmath;
 use crate::error::Result;
 use crate::exec::run_node;
 use crate::graph::{Graph, Op};
@@ -12,7 +13,8 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 /// A seeded, smooth, image-like batch `[n, c, h, w]`, roughly zero mean and unit variance
-/// per channel: a few random low-frequency waves plus blobs plus a little noise.
+/// per channel: a few random low-frequency waves plus blobs plus a little noise; the same
+/// values on every platform ([`crate::detmath`]).
 pub fn synthetic_images(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Tensor {
     let mut rng = Rng::new(seed);
     let mut data = Vec::with_capacity(n * c * h * w);
@@ -29,11 +31,11 @@ pub fn synthetic_images(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Te
                     let mut s = tint;
                     for (k, wv) in waves.iter().enumerate() {
                         let phase = wv[2] + ch as f32 * 0.7 * k as f32;
-                        s += wv[3] * (std::f32::consts::TAU * (wv[0] * u + wv[1] * v) + phase).sin();
+                        s += wv[3] * detmath::sin(std::f32::consts::TAU * (wv[0] * u + wv[1] * v) + phase);
                     }
                     for bl in &blobs {
                         let d2 = (u - bl[0]).powi(2) + (v - bl[1]).powi(2);
-                        s += bl[3] * (-d2 / (bl[2] * bl[2])).exp();
+                        s += bl[3] * detmath::exp(-d2 / (bl[2] * bl[2]));
                     }
                     data.push(s * 0.6 + rng.normal() * 0.1);
                 }
