@@ -133,6 +133,12 @@ if [ "$#" -eq 0 ]; then
         bash scripts/cross_aarch64.sh 2>&1 | tee -a "$log"
         r=${PIPESTATUS[0]}
         [ "$r" -eq 0 ] || rc=$r
+        # Windows, as pathologists' workstations run the CLI: cross-built with mingw-w64 and
+        # run under Wine, its outputs compared with this build's (scripts/windows_wine.sh).
+        echo "== Windows (x86-64), cross-built and run under Wine"
+        bash scripts/windows_wine.sh 2>&1 | tee -a "$log"
+        r=${PIPESTATUS[0]}
+        [ "$r" -eq 0 ] || rc=$r
     fi
 fi
 set -e

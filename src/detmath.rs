@@ -117,6 +117,65 @@ pub fn sin_cos(x: f32) -> (f32, f32) {
     (sn as f32, cs as f32)
 }
 
+/// `a · b + c` rounded once, as IEEE 754's fused multiply-add: the operation kestrel's FP32
+/// kernels do in hardware and their scalar twins do one element at a time. `f32::mul_add`
+/// where the platform's `fmaf` is a true one; on `x86_64-pc-windows-gnu` it is not (mingw-w64
+/// 10's `fmaf`, which Rust calls there, rounds the product first: 0.60932505 · 1.8601356 −
+/// 0.7834899 gives 0.3499373, not 0.34993732), so there [`fma_exact`] stands in.
+#[inline]
+pub fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(all(windows, target_env = "gnu"))]
+    {
+        fma_exact(a, b, c)
+    }
+    #[cfg(not(all(windows, target_env = "gnu")))]
+    {
+        a.mul_add(b, c)
+    }
+}
+
+/// [`fma`] from basic `f64` arithmetic, on every platform: the product of two `f32` is exact
+/// in `f64`; the sum `s` is rounded, and Knuth's two-sum gives its error `e` exactly. `s` to
+/// `f32` is then the correctly rounded `a · b + c` unless `s` lies exactly halfway between two
+/// `f32`s (subnormal ones and the overflow threshold included) and `e` is not zero: there the
+/// sign of `e` picks the neighbour.
+pub fn fma_exact(a: f32, b: f32, c: f32) -> f32 {
+    let p = f64::from(a) * f64::from(b);
+    let c = f64::from(c);
+    let s = p + c;
+    if !s.is_finite() {
+        return s as f32;
+    }
+    let bb = s - p;
+    round_sum(s, (p - (s - bb)) + (c - bb))
+}
+
+/// `s + e` rounded to `f32`, where `s` is finite and `|e|` at most half an ulp of `s` (the
+/// rounded sum and its exact error).
+fn round_sum(s: f64, e: f64) -> f32 {
+    let r = s as f32;
+    if e == 0.0 {
+        return r;
+    }
+    // The f32 neighbours around s, as f64 (2^128 standing for +∞ and −2^128 for −∞).
+    let wide = |v: f32| if v.is_infinite() { f64::from(f32::MAX) * 2.0 * v.signum() as f64 } else { f64::from(v) };
+    let rf = wide(r);
+    if rf == s {
+        return r;
+    }
+    let other = if rf > s { r.next_down() } else { r.next_up() };
+    if (rf + wide(other)) * 0.5 != s {
+        return r;
+    }
+    // s is a midpoint: the exact value lies on e's side of it.
+    let (lo, hi) = if rf < s { (r, other) } else { (other, r) };
+    if e > 0.0 {
+        hi
+    } else {
+        lo
+    }
+}
+
 /// `sin x` ([`sin_cos`]).
 pub fn sin(x: f32) -> f32 {
     sin_cos(x).0
@@ -145,6 +204,99 @@ mod tests {
     fn sweep(lo: f32, hi: f32, step: u32) -> impl Iterator<Item = f32> {
         let (a, b) = if lo < 0.0 { (hi.to_bits(), lo.to_bits()) } else { (lo.to_bits(), hi.to_bits()) };
         (a..=b).step_by(step as usize).map(f32::from_bits)
+    }
+
+    /// The CPU's own fused multiply-add: `vfmadd` on x86-64 CPUs with FMA (not `mul_add`,
+    /// which is mingw's wrong `fmaf` on windows-gnu), `mul_add` elsewhere (aarch64's `fmadd`,
+    /// or a correct libm); `None` where neither is trustworthy.
+    fn hardware_fma() -> Option<fn(f32, f32, f32) -> f32> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "fma")]
+            fn vfmadd(a: f32, b: f32, c: f32) -> f32 {
+                use std::arch::x86_64::*;
+                _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+            }
+            if std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has FMA (checked just above).
+                return Some(|a, b, c| unsafe { vfmadd(a, b, c) });
+            }
+        }
+        if cfg!(all(windows, target_env = "gnu")) {
+            None
+        } else {
+            Some(|a, b, c| a.mul_add(b, c))
+        }
+    }
+
+    /// The two-sum construction against the hardware's fused multiply-add (`mul_add`, which
+    /// glibc's `fmaf` runs on the FMA unit): random triples across exponents, cancellations,
+    /// midpoints of the f32 grid, subnormal and overflowing results.
+    #[test]
+    fn fma_exact_matches_the_hardware() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 32) as u32
+        };
+        let mut bad = Vec::new();
+        let specials = [0.0f32, -0.0, 1.0, -1.0, f32::MAX, f32::MIN_POSITIVE, f32::from_bits(1), f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.5, 3.0];
+        let Some(hardware) = hardware_fma() else {
+            println!("no FMA unit and no trustworthy fmaf here: fma_exact not checked");
+            return;
+        };
+        let mut check = |a: f32, b: f32, c: f32| {
+            let (got, want) = (fma_exact(a, b, c), hardware(a, b, c));
+            if !same(got, want) && bad.len() < 10 {
+                bad.push(format!("fma({a:e}, {b:e}, {c:e}) = {got:e}, want {want:e}"));
+            }
+        };
+        for &a in &specials {
+            for &b in &specials {
+                for &c in &specials {
+                    check(a, b, c);
+                }
+            }
+        }
+        for i in 0..4_000_000u32 {
+            let (x, y, z) = (next(), next(), next());
+            let (a, b, c) = match i % 4 {
+                // Any bits (NaNs and infinities included).
+                0 => (f32::from_bits(x), f32::from_bits(y), f32::from_bits(z)),
+                // Unit-scale values, the twins' case.
+                1 => {
+                    let u = |v: u32| f32::from_bits((v & 0x807f_ffff) | 0x3f00_0000);
+                    (u(x), u(y), u(z))
+                }
+                // c close to −a·b: cancellation, and sums on the f32 grid's midpoints.
+                2 => {
+                    let (a, b) = (f32::from_bits((x & 0x807f_ffff) | 0x3f80_0000), f32::from_bits((y & 0x007f_ffff) | 0x3f80_0000));
+                    let p = a * b;
+                    (a, b, -f32::from_bits(p.to_bits().wrapping_add(z % 5).wrapping_sub(2)))
+                }
+                // Tiny and huge exponents: subnormal results and overflow.
+                _ => {
+                    let e = |v: u32, lo: u32| f32::from_bits((v & 0x807f_ffff) | ((lo + (v >> 23) % 16) << 23));
+                    if x & 1 == 0 { (e(x, 40), e(y, 40), e(z, 0)) } else { (e(x, 190), e(y, 190), e(z, 240)) }
+                }
+            };
+            check(a, b, c);
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    /// Sums exactly halfway between two f32s, with an error either way: normal, subnormal and
+    /// at the overflow threshold (what random triples almost never reach).
+    #[test]
+    fn halfway_sums_round_towards_their_error() {
+        for (lo, hi) in [(1.0f32, 1.0f32.next_up()), (3.0f32.next_down(), 3.0), (f32::from_bits(6), f32::from_bits(7)), (f32::MAX, f32::INFINITY), (-2.5f32, (-2.5f32).next_up())] {
+            let wide = |v: f32| if v.is_infinite() { f64::from(f32::MAX) * 2.0 } else { f64::from(v) };
+            let mid = (wide(lo) + wide(hi)) * 0.5;
+            let tiny = mid.abs() * f64::EPSILON * 0.25;
+            assert!(same(round_sum(mid, tiny), hi), "{mid:e} + tiny");
+            assert!(same(round_sum(mid, -tiny), lo), "{mid:e} - tiny");
+            assert!(same(round_sum(mid, 0.0), mid as f32), "{mid:e} exactly: ties to even");
+        }
     }
 
     #[test]

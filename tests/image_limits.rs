@@ -22,6 +22,9 @@ fn jpeg_header(w: u16, h: u16) -> Vec<u8> {
     v
 }
 
+/// The peak RSS of every waited child, in MB (Linux's `ru_maxrss` is in KiB); 0 where there is
+/// no `getrusage` (Windows: only the time and the message are checked there).
+#[cfg(unix)]
 fn children_peak_rss_mb() -> f64 {
     // SAFETY: getrusage writes one rusage struct into the zeroed value we pass.
     let ru = unsafe {
@@ -30,6 +33,11 @@ fn children_peak_rss_mb() -> f64 {
         ru
     };
     ru.ru_maxrss as f64 / 1024.0
+}
+
+#[cfg(not(unix))]
+fn children_peak_rss_mb() -> f64 {
+    0.0
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! definitions, with no tables, no GEMM and no threads. Tests compare the fast kernels
 //! against these; they are also small enough to read as the specification.
 
+use crate::detmath;
 use crate::cpu::simd::Simd;
 use crate::graph::{Conv2d, ConvTranspose2d, Int8, Linear, Pool2d, Resize, ResizeMode};
 
@@ -66,7 +67,7 @@ pub fn conv2d_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]
 /// adding `w · 0` to a sum that started at `+0` or a residual changes no value.
 pub fn conv2d_fma_ref(c: &Conv2d, x: &[f32], xs: [usize; 4], residual: Option<&[f32]>, out: &mut [f32], os: [usize; 4]) {
     let wt = c.weight.data();
-    direct_conv(c, xs, os, |o| residual.map_or(0.0, |r| r[o]), |acc: f32, xi, wi| wt[wi].mul_add(x[xi], acc), |o, co, mut acc| {
+    direct_conv(c, xs, os, |o| residual.map_or(0.0, |r| r[o]), |acc: f32, xi, wi| detmath::fma(wt[wi], x[xi], acc), |o, co, mut acc| {
         if let Some(bias) = &c.bias {
             acc += bias[co];
         }

@@ -25,6 +25,7 @@
 //! padding, as every tile of `sconv` and `slanes`); an accumulator stored between chunks and
 //! loaded back is the same f32, so the AVX-512 tile and the scalar twin agree bit for bit.
 
+use crate::detmath;
 use super::parallel::{par_for, OutPtr};
 use super::sconv::PAR_MIN_MACS;
 use super::sgemm::lanes::LANES;
@@ -261,7 +262,7 @@ impl Tile<'_> {
                 let (s, j) = (l / LANES, l % LANES);
                 let mut a = buf[q * VECS * LANES + l];
                 for k in k0..k1 {
-                    a = self.w[s * self.wstride + k * LANES + j].mul_add(self.img[self.koff[k] + self.px[q]], a);
+                    a = detmath::fma(self.w[s * self.wstride + k * LANES + j], self.img[self.koff[k] + self.px[q]], a);
                 }
                 buf[q * VECS * LANES + l] = a;
             }

@@ -20,8 +20,9 @@
 //!
 //! Each element is `acc = residual or 0; for k in order: acc = fma(w, x, acc)`, then
 //! `acc + bias` and the activation, as [`twin`] computes it one output at a time with
-//! `f32::mul_add`.
+//! [`crate::detmath::fma`].
 
+use crate::detmath;
 use super::{finish, Act};
 
 /// Output channels per tile: one vector.
@@ -89,7 +90,7 @@ pub unsafe fn twin(t: &LanesTile) {
                     let at = l * t.cs + c;
                     let mut a = if t.res[r].is_null() { 0.0 } else { *t.res[r].add(at) };
                     for k in 0..t.kdim {
-                        a = (*t.w.add(k * LANES + l)).mul_add(*t.row[r].add(*t.koff.add(k) + c * t.step), a);
+                        a = detmath::fma(*t.w.add(k * LANES + l), *t.row[r].add(*t.koff.add(k) + c * t.step), a);
                     }
                     *t.out[r].add(at) = finish(a, bias(l), t.act);
                 }

@@ -14,7 +14,7 @@
 //!
 //! Every kernel computes each element as `acc = init; for k in order: acc = fma(a, b, acc)`,
 //! then `acc + bias`, then the activation: the [`scalar`] twin does the same operations one
-//! element at a time with `f32::mul_add`, so every path is bit-identical to it.
+//! element at a time with [`crate::detmath::fma`] (`f32::mul_add`), so every path is bit-identical to it.
 //!
 //! GEMMs of at most [`NARROW_COLS`] columns (convs over 1×1 and 2×2 maps at batch 1) run on
 //! the narrow kernel ([`Kernel::narrow`]), vectorised along M: same operations, same values.
@@ -40,6 +40,7 @@ mod narrow;
 pub mod pack;
 pub mod scalar;
 
+use crate::detmath;
 use crate::cpu::detect::{self, Isa};
 use crate::graph::Activation;
 pub use pack::PackedA;
@@ -461,7 +462,7 @@ impl Kernel {
     /// columns `b[j]` (`a.k` values each), `acc[((p − panels.start)·NARROW_COLS + j)·8 + r] =
     /// fma(a[p·MR + r][k], b[j][k], …)` over k in order, starting from the value `acc` holds,
     /// for rows `r < MR` (lanes `MR..8` are left alone). The tiles' arithmetic, vectorised
-    /// along the rows: AVX2 + FMA, with a plain `mul_add` loop where the CPU lacks FMA.
+    /// along the rows: AVX2 + FMA, with a plain loop of fused multiply-adds where the CPU lacks FMA.
     ///
     /// # Panics
     /// When `b` is empty or longer than [`NARROW_COLS`], a column is shorter than `a.k`, the
@@ -495,7 +496,7 @@ impl Kernel {
             for (j, col) in b.iter().enumerate() {
                 for r in 0..mr {
                     let y = &mut acc[(p * NARROW_COLS + j) * 8 + r];
-                    *y = (0..k).fold(*y, |y, kk| panel[kk * mr + r].mul_add(col[kk], y));
+                    *y = (0..k).fold(*y, |y, kk| detmath::fma(panel[kk * mr + r], col[kk], y));
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! The scalar twin of every FP32 kernel: the same tile contract, one element at a time, in the
-//! same operation order (`f32::mul_add` is the fused multiply-add the vector kernels use), so
+//! same operation order ([`crate::detmath::fma`], the fused multiply-add the vector kernels do), so
 //! the vector kernels must match it bit for bit.
 
+use crate::detmath;
 use super::{finish, Epilogue, Geometry, Init, Tile};
 
 /// One tile of geometry `g`, as [`super::Kernel::tile`] computes it.
@@ -28,7 +29,7 @@ pub unsafe fn tile(g: Geometry, a: *const f32, b: *const f32, c: *mut f32, t: Ti
                     } else {
                         *t.b_rows.add(k) + j
                     };
-                    acc = (*a.add(k * g.mr + r)).mul_add(*b.add(at), acc);
+                    acc = detmath::fma(*a.add(k * g.mr + r), *b.add(at), acc);
                 }
                 *c.add(r * t.ldc + j) = match epi {
                     Some(e) => finish(acc, e.bias.map(|b| b[r]), e.act),
