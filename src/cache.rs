@@ -7,8 +7,9 @@
 //!   model file's hash, the command and its options.
 //! - `tmp/`: entries being written. An entry is written there whole and renamed into
 //!   `entries/` (atomic on one filesystem), so a reader never sees half of one; two writers of
-//!   one key write the same bytes, and the last rename wins. A checksum that does not match
-//!   (a disk error, a hand edit) is a miss, and the entry is removed.
+//!   one key write the same bytes, and the last rename wins (on Windows, which refuses to replace
+//!   an open file, the first one stays and a reader refused the file has a miss). A checksum
+//!   that does not match (a disk error, a hand edit) is a miss, and the entry is removed.
 //! - `counts`: one byte appended per lookup, `h` for a hit and `m` for a miss (appends of one
 //!   byte do not interleave), for [`Cache::stats`].
 //!
@@ -96,7 +97,7 @@ impl Cache {
         let path = self.entries().join(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || replaced_elsewhere(&e) => {
                 self.count(false);
                 return Ok(None);
             }
@@ -131,7 +132,15 @@ impl Cache {
         };
         write().map_err(|e| Error::io(&tmp, e))?;
         let dst = self.entries().join(key);
-        fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
+        match fs::rename(&tmp, &dst) {
+            Ok(()) => {}
+            // Another process holds the same entry open: it stored the same bytes (the key is
+            // their hash's), so this copy is not needed.
+            Err(e) if replaced_elsewhere(&e) && dst.exists() => {
+                let _ = fs::remove_file(&tmp);
+            }
+            Err(e) => return Err(Error::io(&dst, e)),
+        }
         self.evict()
     }
 
@@ -193,6 +202,14 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// Whether `e` is Windows refusing an entry that another process has open or is replacing or
+/// removing ("Access denied": Windows does not replace or delete a file that is open): a miss
+/// on reading, nothing to do on storing. POSIX systems replace and delete open files, so there
+/// the error is a real one.
+fn replaced_elsewhere(e: &std::io::Error) -> bool {
+    cfg!(windows) && e.kind() == std::io::ErrorKind::PermissionDenied
 }
 
 fn check_key(key: &str) -> Result<()> {

@@ -1,9 +1,10 @@
 //! Elementary functions of `f32` that give the same bits on every platform: `ln`, `exp`,
 //! `sin` and `cos`, evaluated in `f64` with `+ − × ÷` only (IEEE-exact operations, which Rust
-//! never contracts into fused multiply-adds), then rounded once to `f32`.
+//! never contracts into fused multiply-adds), then rounded once to `f32`; and [`fma`], the
+//! fused multiply-add of the FP32 kernels' scalar twins, right on windows-gnu too.
 //!
 //! `f32::ln`, `exp`, `sin` and `cos` call the platform's libm, whose last bits differ between
-//! glibc, Windows and macOS (and between glibc's own FMA and plain variants). The seeded
+//! platforms (glibc's and Windows' here: BENCHMARKS.md, thirty-fifth session). The seeded
 //! generators whose outputs must name the same thing everywhere — synthetic weights and
 //! inputs ([`crate::rng::Rng::normal`]), the image-like batch that calibrates a seeded model's
 //! BatchNorm statistics, the synthetic datasets the trained models are evaluated on — use
@@ -11,8 +12,9 @@
 //!
 //! Accuracy: the `f64` value is within a few `f64` ulps of the true one, so the `f32` result
 //! is the correctly rounded one except where the true value lies within about 1e-15 relative
-//! of a midpoint between two `f32`s (`tests` check every `f32` the generators can feed `ln`
-//! and the Box-Muller angles against the `f64` libm). `sin` and `cos` reduce their argument
+//! of a midpoint between two `f32`s (`tests` check sweeps of each range and every 7th value
+//! `Rng::normal` feeds `ln` and `sin_cos` against the `f64` libm; a one-off run checked every
+//! one, and every `f32` of each function's range in use). `sin` and `cos` reduce their argument
 //! by π/2 in three parts, exact for |x| < 2^19; beyond that the result is still the same on
 //! every platform, but less accurate (no caller goes there).
 
